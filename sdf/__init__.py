@@ -1,0 +1,1 @@
+"""sdfusion: structured data fusion with coupled tensor decompositions."""

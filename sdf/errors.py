@@ -1,0 +1,29 @@
+"""Exceptions raised by sdfusion.
+
+Every error derives from :class:`SdfError`; the ones caused by bad input also derive from
+:class:`ValueError` so that generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DataError", "ModelError", "OptionError", "SdfError", "TransformError"]
+
+
+class SdfError(Exception):
+    """Base class of all sdfusion errors."""
+
+
+class DataError(SdfError, ValueError):
+    """A data set cannot be used as given (Inf entries, empty, bad mask or indices...)."""
+
+
+class ModelError(SdfError, ValueError):
+    """A model is inconsistent; the message names the place (term, factor, variable)."""
+
+
+class TransformError(ModelError):
+    """A transform got parameters or inputs it cannot work with."""
+
+
+class OptionError(SdfError, ValueError):
+    """An unknown or invalid solver option."""

@@ -1,0 +1,198 @@
+"""Expressions of the modelling language: variables, constants and transformed nodes.
+
+An expression is a node of a small directed acyclic graph. Leaves are :class:`Variable`
+(unknowns, packed into the solver's vector) and :class:`Constant` (known arrays). Inner
+nodes are :class:`Node` objects: a :class:`~sdf.transforms.Transform` applied to one or
+more input expressions. The same expression object used in several places is one
+quantity: this is how factors are shared (coupled) between terms.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sdf.errors import ModelError
+
+if TYPE_CHECKING:
+    from sdf.transforms._base import Transform
+
+__all__ = ["Constant", "Expr", "Node", "Variable", "as_expr"]
+
+_counter = itertools.count()
+
+
+class Expr:
+    """Base class of all expressions.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Shape of the expression's value.
+    name : str or None
+        Name used in summaries, error messages and results.
+    inputs : tuple of Expr
+        Expressions this one is computed from (empty for leaves).
+    """
+
+    shape: tuple[int, ...]
+    name: str | None
+    inputs: tuple[Expr, ...] = ()
+
+    def __init__(self) -> None:
+        self._uid = next(_counter)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def label(self) -> str:
+        """Short text naming this expression in messages."""
+        return self.name if self.name is not None else f"<{type(self).__name__.lower()} {self._uid}>"
+
+    def variables(self) -> list[Variable]:
+        """The variables this expression depends on, in first-seen order."""
+        seen: dict[int, Variable] = {}
+        for node in self.walk():
+            if isinstance(node, Variable):
+                seen.setdefault(id(node), node)
+        return list(seen.values())
+
+    def walk(self) -> list[Expr]:
+        """All expressions this one depends on, itself included, inputs before users."""
+        order: list[Expr] = []
+        seen: set[int] = set()
+        stack: list[tuple[Expr, bool]] = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if id(node) in seen:
+                continue
+            if expanded:
+                seen.add(id(node))
+                order.append(node)
+                continue
+            stack.append((node, True))
+            for inp in reversed(node.inputs):
+                if id(inp) not in seen:
+                    stack.append((inp, False))
+        return order
+
+
+class Variable(Expr):
+    """An unknown of the model, with its initial value.
+
+    Parameters
+    ----------
+    value : array_like
+        Initial value; copied, so the caller's array is never modified.
+    name : str, optional
+        Name used in results, summaries and error messages.
+
+    Examples
+    --------
+    >>> import sdf
+    >>> a = sdf.Variable([[1.0, 2.0], [3.0, 4.0]], name="a")
+    >>> a.shape
+    (2, 2)
+    """
+
+    def __init__(self, value: Any, name: str | None = None) -> None:
+        super().__init__()
+        arr = np.array(value, dtype=float, copy=True)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.size == 0:
+            raise ModelError(f"variable {name!r}: initial value is empty (shape {arr.shape})")
+        self.value = arr
+        self.shape = arr.shape
+        self.name = name
+
+    @classmethod
+    def random(
+        cls,
+        shape: tuple[int, ...] | int,
+        seed: int | np.random.Generator | None = None,
+        name: str | None = None,
+    ) -> Variable:
+        """A variable initialised with standard normal entries.
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+            Shape of the variable.
+        seed : int or numpy.random.Generator, optional
+            Source of randomness, for reproducible starts.
+        name : str, optional
+            Name of the variable.
+
+        Examples
+        --------
+        >>> import sdf
+        >>> sdf.Variable.random((4, 2), seed=0, name="a").shape
+        (4, 2)
+        """
+        rng = np.random.default_rng(seed)
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        return cls(rng.standard_normal(shape), name=name)
+
+    def __repr__(self) -> str:
+        return f"Variable({self.label()}, shape={self.shape})"
+
+
+class Constant(Expr):
+    """A known array used where an expression is expected (copied, read-only)."""
+
+    def __init__(self, value: Any, name: str | None = None) -> None:
+        super().__init__()
+        arr = np.array(value, dtype=float, copy=True)
+        arr.setflags(write=False)
+        self.value = arr
+        self.shape = arr.shape
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Constant({self.label()}, shape={self.shape})"
+
+
+class Node(Expr):
+    """A transform applied to input expressions; made by calling a transform."""
+
+    def __init__(self, transform: Transform, inputs: tuple[Expr, ...], name: str | None = None):
+        super().__init__()
+        self.transform = transform
+        self.inputs = inputs
+        self.name = name
+        shapes = tuple(inp.shape for inp in inputs)
+        self.shape = tuple(int(s) for s in transform.output_shape(*shapes))
+
+    def label(self) -> str:
+        if self.name is not None:
+            return self.name
+        args = ", ".join(inp.label() for inp in self.inputs)
+        return f"{self.transform.name}({args})"
+
+    def __repr__(self) -> str:
+        return f"Node({self.label()}, shape={self.shape})"
+
+
+def as_expr(x: Any, where: str = "factor") -> Expr:
+    """Return ``x`` if it is an expression, else wrap an array as a :class:`Constant`."""
+    if isinstance(x, Expr):
+        return x
+    try:
+        arr = np.asarray(x, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"{where}: expected an sdf expression or a numeric array, got {type(x).__name__}"
+        ) from exc
+    if not np.all(np.isfinite(arr)):
+        raise ModelError(f"{where}: constant array has non-finite entries")
+    return Constant(arr)

@@ -1,0 +1,97 @@
+"""The transform contract shared by every structure in :mod:`sdf.transforms`.
+
+A transform maps the values of its input expression(s) ``z`` to a new value ``x``. It
+provides three methods:
+
+``value(z)``
+    the output ``x``;
+``jvp(z, dz)``
+    the directional derivative ``J(z) dz`` (forward mode);
+``vjp(z, g)``
+    the adjoint product ``J(z)^T g`` (reverse mode).
+
+For a transform of one input, ``z``, ``dz`` and the result of ``vjp`` are arrays. For a
+transform of several inputs (``n_inputs > 1``) they are tuples of arrays, one per input, in
+the order the inputs were given; ``vjp`` returns such a tuple.
+
+Calling a transform on expressions (or arrays, which become constants) makes a
+:class:`~sdf.expr.Node`; its output shape is checked at once by ``output_shape``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sdf.errors import TransformError
+from sdf.expr import Expr, Node, as_expr
+
+__all__ = ["Linearization", "Transform"]
+
+
+class Linearization:
+    """A transform evaluated at one point: its value and derivative products there.
+
+    The engine asks each node for one linearization per iteration and then calls
+    ``jvp``/``vjp`` many times (inside conjugate gradients), so transforms with costly
+    set-up (factorizations, inverses) override :meth:`Transform.linearize` to cache it.
+    """
+
+    def __init__(self, transform: Transform, z: Any) -> None:
+        self.transform = transform
+        self.z = z
+        self.value = transform.value(z)
+
+    def jvp(self, dz: Any) -> np.ndarray:
+        return self.transform.jvp(self.z, dz)
+
+    def vjp(self, g: np.ndarray) -> Any:
+        return self.transform.vjp(self.z, g)
+
+
+class Transform:
+    """Base class of transforms; subclasses implement value, jvp, vjp and output_shape.
+
+    Attributes
+    ----------
+    n_inputs : int
+        Number of input expressions (1 for most transforms).
+    name : str
+        Short name shown in summaries (``nonneg``, ``matvec``...).
+    """
+
+    n_inputs: int = 1
+    name: str = "transform"
+
+    def __call__(self, *inputs: Any, name: str | None = None) -> Node:
+        if len(inputs) != self.n_inputs:
+            raise TransformError(
+                f"{self.name}: expected {self.n_inputs} input expression(s), got {len(inputs)}"
+            )
+        exprs = tuple(as_expr(x, where=f"{self.name} input {i}") for i, x in enumerate(inputs))
+        return Node(self, exprs, name=name)
+
+    def output_shape(self, *shapes: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the output for inputs of the given shapes; raise TransformError if invalid."""
+        return shapes[0]
+
+    def value(self, z: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def vjp(self, z: Any, g: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def linearize(self, z: Any) -> Linearization:
+        """Evaluate at ``z`` once; the result answers jvp/vjp products at that point."""
+        return Linearization(self, z)
+
+    def params(self) -> dict[str, Any]:
+        """Parameters that define this transform (for summaries and ``Model.to_dict``)."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
