@@ -1,1 +1,53 @@
-"""sdfusion: structured data fusion with coupled tensor decompositions."""
+"""sdfusion: structured data fusion with coupled tensor decompositions.
+
+Declare data sets that share factors, send factors through structure-imposing transforms,
+and fit everything jointly with Gauss-Newton or L-BFGS::
+
+    import sdf
+    from sdf import transforms as tf
+    model = sdf.Model(eem=sdf.CPD(T, [a, tf.nonneg(b), c]), conc=sdf.CPD(Y, [a, d]))
+    result = model.fit(method="nls")
+"""
+
+from sdf import errors
+from sdf.errors import DataError, ModelError, OptionError, SdfError, TransformError
+from sdf.expr import Constant, Expr, Variable
+from sdf.model import Model
+from sdf.result import History, IterationInfo, Result, StopReason
+from sdf.solvers.options import MinfOptions, NLSOptions
+from sdf.terms import CPD, L0, L1, L2, Term
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CPD",
+    "Constant",
+    "DataError",
+    "Expr",
+    "History",
+    "IterationInfo",
+    "L0",
+    "L1",
+    "L2",
+    "MinfOptions",
+    "Model",
+    "ModelError",
+    "NLSOptions",
+    "OptionError",
+    "Result",
+    "SdfError",
+    "StopReason",
+    "Term",
+    "TransformError",
+    "Variable",
+    "errors",
+]
+
+
+def __getattr__(name: str):
+    # Submodules loaded on first use keep `import sdf` light.
+    import importlib
+
+    if name in ("algebra", "tensors", "decomp", "transforms", "models", "viz"):
+        return importlib.import_module(f"sdf.{name}")
+    raise AttributeError(f"module 'sdf' has no attribute {name!r}")

@@ -25,5 +25,5 @@ class TransformError(ModelError):
     """A transform got parameters or inputs it cannot work with."""
 
 
-class OptionError(SdfError, ValueError):
-    """An unknown or invalid solver option."""
+class OptionError(ModelError):
+    """An unknown or invalid solver option (a model-level error: ``fit`` cannot start)."""

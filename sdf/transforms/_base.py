@@ -57,12 +57,17 @@ class Transform:
     ----------
     n_inputs : int
         Number of input expressions (1 for most transforms).
+    elementwise : bool
+        Whether the transform acts entry by entry (nonneg, sigmoid, exp...).
     name : str
         Short name shown in summaries (``nonneg``, ``matvec``...).
     """
 
     n_inputs: int = 1
     name: str = "transform"
+    #: True when output entry k depends on input entry k only (same shape): the engine then
+    #: maps Gauss-Newton preconditioner blocks through the diagonal derivative jvp(z, 1).
+    elementwise: bool = False
 
     def __call__(self, *inputs: Any, name: str | None = None) -> Node:
         if len(inputs) != self.n_inputs:

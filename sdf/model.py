@@ -1,0 +1,271 @@
+"""The fusion model: named terms over shared expressions, checked, summarised and fitted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+from sdf.errors import ModelError
+from sdf.expr import Expr, Node, Variable
+from sdf.terms._base import Term
+
+__all__ = ["Model"]
+
+
+class Model:
+    r"""A structured data fusion model: several terms sharing expressions.
+
+    The objective is
+
+    .. math:: f = \sum_t \frac{w_t}{2} \lVert r_t \rVert^2,
+
+    ``r_t`` being term ``t``'s residual: model minus data over the known entries for a
+    factorization, or the regularizer's residual. A term given ``weight=w`` uses it as is.
+    Terms given ``relweight=rho`` (the default, ``rho = 1``) follow Tensorlab's relative
+    weight convention: ``w_t = 2 rho_t / (sum_s rho_s * N_t)``, the sum running over the
+    terms with a relative weight and ``N_t`` being the number of residual entries (known
+    data entries, or regularized entries). Each such term then contributes
+    ``rho_t / sum(rho)`` times its mean squared error, so data sets of different sizes
+    weigh alike unless told otherwise.
+
+    Parameters
+    ----------
+    terms : mapping of str to Term, optional
+        Terms by name; they may also be given as keyword arguments.
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> rng = np.random.default_rng(0)
+    >>> A, B, C = (rng.standard_normal((n, 2)) for n in (6, 5, 4))
+    >>> T = np.einsum("ir,jr,kr->ijk", A, B, C)
+    >>> a, b, c = (sdf.Variable.random((n, 2), seed=s, name=k)
+    ...            for s, (k, n) in enumerate(zip("abc", (6, 5, 4))))
+    >>> model = sdf.Model(T=sdf.CPD(T, [a, b, c]), Y=sdf.CPD(A @ A.T[:, :3], [a, A[:3]]))
+    >>> result = model.fit(max_iter=100)
+    >>> bool(result.relerr["T"] < 1e-6)
+    True
+    """
+
+    def __init__(self, terms: Mapping[str, Term] | None = None, /, **kwargs: Term) -> None:
+        merged: dict[str, Term] = {}
+        for source in (terms or {}, kwargs):
+            if not isinstance(source, Mapping):
+                raise ModelError(
+                    f"Model: terms must be given as a mapping name -> term, got {type(source).__name__}"
+                )
+            for name, term in source.items():
+                if name in merged:
+                    raise ModelError(f"Model: term {name!r} given twice")
+                if not isinstance(name, str):
+                    raise ModelError(f"Model: term names must be strings, got {name!r}")
+                if not isinstance(term, Term):
+                    raise ModelError(
+                        f"term {name!r}: expected an sdf term (CPD, L2, ...), got "
+                        f"{type(term).__name__}"
+                    )
+                merged[name] = term
+        if not merged:
+            raise ModelError("Model: no terms given")
+        self.terms: dict[str, Term] = merged
+        self.variables: list[Variable] = []
+        seen: set[int] = set()
+        for term in merged.values():
+            for e in term.inputs:
+                for v in e.variables():
+                    if id(v) not in seen:
+                        seen.add(id(v))
+                        self.variables.append(v)
+        taken = {v.name for v in self.variables if v.name is not None}
+        names, k = [], 0
+        for v in self.variables:
+            if v.name is not None:
+                names.append(v.name)
+                continue
+            while f"x{k}" in taken:
+                k += 1
+            names.append(f"x{k}")
+            taken.add(f"x{k}")
+        self.variable_names: list[str] = names
+
+    # ------------------------------------------------------------------ checking
+    @property
+    def weights(self) -> dict[str, float]:
+        """The absolute weight ``w_t`` of every term (see the class docstring)."""
+        rel_total = sum(t.relweight for t in self.terms.values() if t.relweight is not None)
+        out = {}
+        for name, t in self.terms.items():
+            if t.weight is not None:
+                out[name] = t.weight
+            else:
+                assert t.relweight is not None
+                out[name] = 2.0 * t.relweight / (rel_total * max(t.n_entries, 1)) if rel_total > 0 else 0.0
+        return out
+
+    def check(self) -> None:
+        """Raise :class:`sdf.ModelError` naming the place of the first inconsistency.
+
+        Examples
+        --------
+        >>> import numpy as np, sdf
+        >>> a = sdf.Variable(np.ones((3, 2)), name="a")
+        >>> b = sdf.Variable(np.ones((5, 2)), name="b")
+        >>> sdf.Model(m=sdf.CPD(np.ones((3, 4)), [a, b])).check()
+        Traceback (most recent call last):
+        ...
+        sdf.errors.ModelError: term 'm', factor 1 ('b'): expected 4 rows to match mode 1 of the data, got 5
+        """
+        by_name: dict[str, Variable] = {}
+        for v, name in zip(self.variables, self.variable_names):
+            if name in by_name:
+                raise ModelError(
+                    f"variable {name!r}: two different variables share this name; "
+                    "rename one (results are keyed by name)"
+                )
+            by_name[name] = v
+            bad = ~np.isfinite(v.value)
+            if bad.any():
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ModelError(
+                    f"variable {name!r}: initial value has a non-finite entry at {idx} "
+                    f"({v.value[idx]!r})"
+                )
+        for name, term in self.terms.items():
+            term.check(f"term {name!r}")
+        if all(w == 0.0 for w in self.weights.values()):
+            raise ModelError("Model: every term has weight 0; nothing to fit")
+        if not self.variables:
+            raise ModelError("Model: no variables; every factor is a constant")
+
+    # ------------------------------------------------------------------ inspection
+    def named_expressions(self) -> dict[int, Expr]:
+        """Every expression the terms read, by id, in dependency order."""
+        out: dict[int, Expr] = {}
+        for term in self.terms.values():
+            for e in term.inputs:
+                for node in e.walk():
+                    out.setdefault(id(node), node)
+        return out
+
+    def summary(self) -> str:
+        """Text showing variables -> transforms -> factors -> terms, with sizes.
+
+        Examples
+        --------
+        >>> import numpy as np, sdf
+        >>> a = sdf.Variable(np.ones((3, 2)), name="a")
+        >>> print(sdf.Model(m=sdf.CPD(np.ones((3, 3)), [a, a])).summary())  # doctest: +ELLIPSIS
+        Model: 1 term, 1 variable, 6 unknowns
+        ...
+        """
+        names = dict(zip(map(id, self.variables), self.variable_names))
+        n_unknowns = sum(v.value.size for v in self.variables)
+        nt, nv = len(self.terms), len(self.variables)
+        lines = [f"Model: {nt} term{'s' * (nt != 1)}, {nv} variable{'s' * (nv != 1)}, "
+                 f"{n_unknowns} unknowns", "Variables:"]
+        for v in self.variables:
+            lines.append(f"  {names[id(v)]:<12} {str(v.shape):<14}")
+        nodes = [e for e in self.named_expressions().values() if isinstance(e, Node)]
+        if nodes:
+            lines.append("Transforms:")
+            for node in nodes:
+                args = ", ".join(_label(i, names) for i in node.inputs)
+                lines.append(f"  {_label(node, names):<24} = {node.transform.name}({args})"
+                             f" -> {node.shape}")
+        lines.append("Terms:")
+        weights = self.weights
+        for name, term in self.terms.items():
+            lines.append(f"  {name!r}: {term.describe()}, weight {weights[name]:.3g}")
+            for k, e in enumerate(term.inputs):
+                lines.append(f"      [{k}] {_label(e, names)} {e.shape}")
+        return "\n".join(lines)
+
+    def evaluate(self, expr: Expr, variables: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Value of ``expr`` at the given variable values (default: the initial values)."""
+        values: dict[int, Any] = {}
+        lookup = dict(zip(map(id, self.variables), self.variable_names))
+        for node in expr.walk():
+            if isinstance(node, Variable):
+                name = lookup.get(id(node))
+                if variables is not None and name is not None and name in variables:
+                    values[id(node)] = np.asarray(variables[name])
+                else:
+                    values[id(node)] = node.value
+            elif isinstance(node, Node):
+                args = [values[id(i)] for i in node.inputs]
+                values[id(node)] = np.asarray(
+                    node.transform.value(args[0] if node.transform.n_inputs == 1 else tuple(args))
+                )
+            else:
+                values[id(node)] = node.value  # type: ignore[attr-defined]
+        return values[id(expr)]
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        method: Literal["nls", "minf"] = "nls",
+        *,
+        options: Any = None,
+        display: int = 0,
+        callback: Callable[[Any], Any] | None = None,
+        **option_values: Any,
+    ) -> Any:
+        """Fit the model; returns a :class:`sdf.Result`.
+
+        Parameters
+        ----------
+        method : {"nls", "minf"}, default "nls"
+            Gauss-Newton with trust region, or L-BFGS-B.
+        options : NLSOptions or MinfOptions, optional
+            Solver settings; keyword arguments override single fields
+            (``max_iter=50, tol_fun=1e-10`` ...). Unknown names raise ModelError.
+        display : int, default 0
+            Print an iteration table every ``display`` iterations (0: silent).
+        callback : callable, optional
+            Called with an :class:`sdf.IterationInfo` after every iteration; returning
+            True stops the run.
+
+        Examples
+        --------
+        >>> import numpy as np, sdf
+        >>> a = sdf.Variable(np.ones((3, 1)), name="a")
+        >>> res = sdf.Model(m=sdf.CPD(np.outer([1.0, 2, 3], [1.0, 1]), [a, np.ones((2, 1))])).fit()
+        >>> np.round(res["a"].ravel(), 6)
+        array([1., 2., 3.])
+        """
+        from sdf.problem import Problem
+        from sdf.solvers import make_options, minf, nls
+
+        opts = make_options(method, options, **option_values)
+        self.check()
+        if callback is not None and not callable(callback):
+            raise ModelError(f"fit: callback must be callable, got {type(callback).__name__}")
+        problem = Problem(self)
+        solver = nls if method == "nls" else minf
+        point, stop, run = solver(problem, opts, display=display, callback=callback)
+        return _make_result(self, problem, point, stop, run, method)
+
+
+def _label(e: Expr, names: Mapping[int, str]) -> str:
+    if isinstance(e, Variable):
+        return names.get(id(e), e.label())
+    if isinstance(e, Node) and e.name is None:
+        args = ", ".join(_label(i, names) for i in e.inputs)
+        return f"{e.transform.name}({args})"
+    return e.label()
+
+
+def _make_result(model: Model, problem: Any, point: Any, stop: Any, run: Any, method: str) -> Any:
+    from sdf.result import Result
+
+    variables = {
+        name: arr.copy() for name, arr in zip(problem.names, problem.unpack(point.z))
+    }
+    abserr = {n: float(np.sqrt(2.0 * fv)) for n, fv in zip(problem.term_names, point.fvals)}
+    return Result(
+        model=model, variables=variables, objective=point.f, abserr=abserr,
+        relerr=run.relerr(point), history=run.history, iterations=run.iterations,
+        stop=stop, method=method,
+    )

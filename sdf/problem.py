@@ -1,0 +1,287 @@
+"""A model compiled for the solvers: one vector of unknowns and the pieces built on it.
+
+:class:`Problem` packs the model's variables into one vector ``z``; :meth:`Problem.point`
+evaluates everything at a ``z`` and returns a :class:`Point` giving the objective, its
+gradient, Gauss-Newton Gramian products and the block-Jacobi preconditioner, all assembled
+from the terms' and transforms' own pieces by the chain rule (``J = J_term J_transform``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sdf.expr import Constant, Expr, Node, Variable
+
+if TYPE_CHECKING:
+    from sdf.model import Model
+
+__all__ = ["Point", "Problem"]
+
+
+class Problem:
+    """The model's unknowns packed into one vector, and how to evaluate at any vector.
+
+    Parameters
+    ----------
+    model : Model
+        A checked model.
+    """
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.term_names = list(model.terms)
+        self.terms = [model.terms[n] for n in self.term_names]
+        self.weights = np.array([model.weights[n] for n in self.term_names])
+        self.variables: list[Variable] = model.variables
+        self.names = model.variable_names
+        sizes = [v.value.size for v in self.variables]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.n = int(self.offsets[-1])
+        self.z0 = np.concatenate([v.value.ravel() for v in self.variables]) if sizes else np.zeros(0)
+        order: list[Expr] = []
+        seen: set[int] = set()
+        for term in self.terms:
+            for e in term.inputs:
+                for node in e.walk():
+                    if id(node) not in seen:
+                        seen.add(id(node))
+                        order.append(node)
+        self.active = {id(e) for e in order if isinstance(e, Variable)}
+        for e in order:  # inputs come first, so one pass propagates dependence
+            if isinstance(e, Node) and any(id(i) in self.active for i in e.inputs):
+                self.active.add(id(e))
+        self.nodes = [e for e in order if isinstance(e, Node) and id(e) in self.active]
+        # Values of expressions that do not depend on any variable, computed once.
+        self.fixed: dict[int, np.ndarray] = {}
+        for e in order:
+            if isinstance(e, Constant):
+                self.fixed[id(e)] = e.value
+            elif isinstance(e, Node) and id(e) not in self.active:
+                self.fixed[id(e)] = e.transform.value(_args(e, self.fixed))
+        self.var_index = {id(v): k for k, v in enumerate(self.variables)}
+
+    def unpack(self, z: np.ndarray) -> list[np.ndarray]:
+        """Split a vector into the variables' arrays (views)."""
+        return [
+            z[self.offsets[k] : self.offsets[k + 1]].reshape(v.shape)
+            for k, v in enumerate(self.variables)
+        ]
+
+    def point(self, z: np.ndarray) -> Point:
+        """Evaluate the model at ``z``."""
+        return Point(self, z)
+
+
+def _args(node: Node, values: dict[int, Any]) -> Any:
+    vals = [values[id(i)] for i in node.inputs]
+    return vals[0] if node.transform.n_inputs == 1 else tuple(vals)
+
+
+class Point:
+    """The model evaluated at one vector ``z``.
+
+    Attributes
+    ----------
+    f : float
+        Objective ``sum_t w_t/2 ||r_t||^2``.
+    fvals : ndarray
+        Each term's unweighted ``||r_t||^2 / 2``.
+    """
+
+    def __init__(self, problem: Problem, z: np.ndarray) -> None:
+        self.problem = problem
+        self.z = z
+        values: dict[int, Any] = dict(problem.fixed)
+        for v, arr in zip(problem.variables, problem.unpack(z)):
+            values[id(v)] = arr
+        self.lins: dict[int, Any] = {}
+        for node in problem.nodes:
+            lin = node.transform.linearize(_args(node, values))
+            self.lins[id(node)] = lin
+            values[id(node)] = np.asarray(lin.value)
+        self.values = values
+        self.states = [
+            term.prepare([values[id(e)] for e in term.inputs]) for term in problem.terms
+        ]
+        self.fvals = np.array([s.fval for s in self.states], dtype=float)
+        self.f = float(problem.weights @ self.fvals)
+        self._gradient: np.ndarray | None = None
+
+    def value(self, expr: Expr) -> np.ndarray:
+        return self.values[id(expr)]
+
+    def _backprop(self, grads: dict[int, np.ndarray]) -> np.ndarray:
+        problem = self.problem
+        for node in reversed(problem.nodes):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            back = self.lins[id(node)].vjp(g)
+            if node.transform.n_inputs == 1:
+                back = (back,)
+            for inp, b in zip(node.inputs, back):
+                if id(inp) in problem.active:
+                    _accumulate(grads, inp, b)
+        out = np.zeros(problem.n)
+        for k, v in enumerate(problem.variables):
+            g = grads.get(id(v))
+            if g is not None:
+                out[problem.offsets[k] : problem.offsets[k + 1]] = np.ravel(g)
+        return out
+
+    def _term_outputs(self, per_term: list[list[np.ndarray]]) -> dict[int, np.ndarray]:
+        grads: dict[int, np.ndarray] = {}
+        for w, term, outs in zip(self.problem.weights, self.problem.terms, per_term):
+            if w == 0.0:
+                continue
+            for e, g in zip(term.inputs, outs):
+                if id(e) in self.problem.active:
+                    _accumulate(grads, e, w * g)
+        return grads
+
+    def gradient(self) -> np.ndarray:
+        """Gradient of ``f`` with respect to ``z``."""
+        if self._gradient is None:
+            per_term = [s.gradient() for s in self.states]
+            self._gradient = self._backprop(self._term_outputs(per_term))
+        return self._gradient
+
+    def directions(self, v: np.ndarray) -> dict[int, np.ndarray]:
+        """Forward-mode derivatives of every active expression along ``v``."""
+        problem = self.problem
+        d: dict[int, Any] = {}
+        for var, arr in zip(problem.variables, problem.unpack(v)):
+            d[id(var)] = arr
+        for node in problem.nodes:
+            dz = [d[id(i)] if id(i) in d else np.zeros(i.shape) for i in node.inputs]
+            arg = dz[0] if node.transform.n_inputs == 1 else tuple(dz)
+            d[id(node)] = np.asarray(self.lins[id(node)].jvp(arg))
+        return d
+
+    def gn_product(self, v: np.ndarray) -> np.ndarray:
+        """Gauss-Newton Gramian product ``J^T W J v``."""
+        d = self.directions(v)
+        per_term = []
+        for term, state in zip(self.problem.terms, self.states):
+            dvals = [d[id(e)] if id(e) in d else np.zeros(e.shape) for e in term.inputs]
+            per_term.append(state.gn_product(dvals))
+        return self._backprop(self._term_outputs(per_term))
+
+    def preconditioner(self) -> Preconditioner:
+        """Block-Jacobi approximation of ``(J^T W J)^{-1}``."""
+        return Preconditioner(self)
+
+
+def _accumulate(store: dict[int, np.ndarray], expr: Expr, g: np.ndarray) -> None:
+    prev = store.get(id(expr))
+    store[id(expr)] = g if prev is None else prev + g
+
+
+def _add_block(acc: Any, block: Any, rows: int) -> Any:
+    """Sum two blocks of the forms None, scalar, (R, R), (I, R, R)."""
+    if block is None:
+        return acc
+    if acc is None:
+        return block
+    if np.isscalar(acc) and np.isscalar(block):
+        return acc + block
+    a = np.asarray(acc, dtype=float)
+    b = np.asarray(block, dtype=float)
+    if a.ndim == 0 or b.ndim == 0:
+        scal, mat = (a, b) if a.ndim == 0 else (b, a)
+        return mat + float(scal) * np.eye(mat.shape[-1])
+    if a.ndim == b.ndim:
+        return a + b
+    return (a if a.ndim == 3 else np.broadcast_to(a, (rows, *a.shape))) + (
+        b if b.ndim == 3 else np.broadcast_to(b, (rows, *b.shape))
+    )
+
+
+class Preconditioner:
+    """Block-Jacobi preconditioner: each variable's blocks summed over its uses, inverted.
+
+    Exact for variables used directly as factors; variables behind an elementwise
+    transform get the term's blocks scaled by the transform's diagonal derivative; other
+    variables are left unscaled.
+    """
+
+    def __init__(self, point: Point) -> None:
+        problem = point.problem
+        acc: dict[int, Any] = {}
+        for w, term, state in zip(problem.weights, problem.terms, point.states):
+            if w == 0.0:
+                continue
+            for e, block in zip(term.inputs, state.blocks()):
+                if block is None:
+                    continue
+                block = w * block if not np.isscalar(block) else w * float(block)
+                target, block = _route_block(point, e, block)
+                if target is not None:
+                    acc[id(target)] = _add_block(acc.get(id(target)), block, target.shape[0])
+        self.offsets = problem.offsets
+        self.inverses: list[Any] = []
+        for var in problem.variables:
+            self.inverses.append(_invert(acc.get(id(var)), var.shape))
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        out = np.empty_like(v)
+        for k, inv in enumerate(self.inverses):
+            seg = v[self.offsets[k] : self.offsets[k + 1]]
+            if inv is None:
+                out[self.offsets[k] : self.offsets[k + 1]] = seg
+            elif np.isscalar(inv):
+                out[self.offsets[k] : self.offsets[k + 1]] = seg * inv
+            elif inv.ndim == 2:
+                out[self.offsets[k] : self.offsets[k + 1]] = (
+                    seg.reshape(-1, inv.shape[0]) @ inv
+                ).ravel()
+            else:
+                x = seg.reshape(inv.shape[0], inv.shape[1])
+                out[self.offsets[k] : self.offsets[k + 1]] = np.einsum(
+                    "ir,irs->is", x, inv
+                ).ravel()
+        return out
+
+
+def _route_block(point: Point, expr: Expr, block: Any) -> tuple[Variable | None, Any]:
+    """The variable a term's block on ``expr`` acts on, and the block mapped to it."""
+    if isinstance(expr, Variable):
+        return expr, block
+    if (
+        isinstance(expr, Node)
+        and expr.transform.elementwise
+        and isinstance(expr.inputs[0], Variable)
+        and len(expr.shape) == 2
+    ):
+        var = expr.inputs[0]
+        lin = point.lins.get(id(expr))
+        if lin is None:
+            return None, None
+        dg = np.asarray(lin.jvp(np.ones(var.shape)))
+        if np.isscalar(block) or np.ndim(block) == 0:
+            block = float(block) * np.eye(var.shape[1])
+        return var, dg[:, :, None] * block * dg[:, None, :]
+    return None, None
+
+
+def _invert(block: Any, shape: tuple[int, ...]) -> Any:
+    if block is None:
+        return None
+    if np.isscalar(block) or np.ndim(block) == 0:
+        s = float(block)
+        return 1.0 / s if s > 0 else None
+    block = np.asarray(block, dtype=float)
+    if len(shape) != 2 or block.shape[-1] != shape[1]:
+        return None
+    R = block.shape[-1]
+    # A relative shift keeps nearly singular blocks (rank-deficient factors) invertible.
+    scale = np.trace(block, axis1=-2, axis2=-1) / R
+    scale = np.where(scale > 0, scale, 1.0)
+    eye = np.eye(R)
+    shifted = block + (1e-10 * np.asarray(scale))[..., None, None] * eye
+    try:
+        return np.linalg.inv(shifted)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(shifted)

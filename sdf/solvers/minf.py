@@ -1,0 +1,135 @@
+"""Quasi-Newton (L-BFGS) through scipy's L-BFGS-B, so bounds on variables come for free.
+
+The objective is scaled by its starting value so that the tolerances are relative, as in
+the Gauss-Newton solver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from sdf.errors import OptionError
+from sdf.problem import Point, Problem
+from sdf.result import StopReason
+from sdf.solvers._run import Run
+from sdf.solvers.options import MinfOptions
+
+__all__ = ["minf"]
+
+
+class _Stop(Exception):
+    def __init__(self, reason: StopReason) -> None:
+        self.reason = reason
+
+
+def _bounds(problem: Problem, bounds: dict[str, Any] | None) -> list[tuple[Any, Any]] | None:
+    if not bounds:
+        return None
+    unknown = sorted(set(bounds) - set(problem.names))
+    if unknown:
+        raise OptionError(
+            f"MinfOptions.bounds: unknown variable(s) {', '.join(map(repr, unknown))} "
+            f"(variables: {', '.join(problem.names)})"
+        )
+    lo = np.full(problem.n, -np.inf)
+    hi = np.full(problem.n, np.inf)
+    for k, (name, var) in enumerate(zip(problem.names, problem.variables)):
+        if name not in bounds:
+            continue
+        try:
+            low, high = bounds[name]
+        except (TypeError, ValueError) as exc:
+            raise OptionError(
+                f"MinfOptions.bounds[{name!r}]: expected a pair (lower, upper), got {bounds[name]!r}"
+            ) from exc
+        sl = slice(problem.offsets[k], problem.offsets[k + 1])
+        for arr, val, label in ((lo, low, "lower"), (hi, high, "upper")):
+            if val is None:
+                continue
+            try:
+                arr[sl] = np.broadcast_to(np.asarray(val, dtype=float), var.shape).ravel()
+            except ValueError as exc:
+                raise OptionError(
+                    f"MinfOptions.bounds[{name!r}]: {label} bound of shape "
+                    f"{np.shape(val)} does not fit the variable's shape {var.shape}"
+                ) from exc
+    if np.any(lo > hi):
+        raise OptionError("MinfOptions.bounds: a lower bound exceeds its upper bound")
+    return [(None if np.isinf(a) else a, None if np.isinf(b) else b) for a, b in zip(lo, hi)]
+
+
+def minf(problem: Problem, options: MinfOptions, display: int = 0,
+         callback: Callable[[Any], Any] | None = None) -> tuple[Point, StopReason, Run]:
+    """Minimise the model's objective by L-BFGS-B; see the module docstring."""
+    bounds = _bounds(problem, options.bounds)
+    run = Run(problem, options.max_time, display, callback)
+    z0 = problem.z0.copy()
+    if bounds is not None:  # start inside the box
+        lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+        hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+        z0 = np.clip(z0, lo, hi)
+    point = problem.point(z0)
+    if not np.isfinite(point.f):
+        run.best = point
+        return point, StopReason.NONFINITE, run
+    f0 = point.f
+    if run.record(point, 0, np.nan, np.nan, np.nan, 0):
+        return point, StopReason.CALLBACK, run
+    if f0 == 0.0:
+        return point, StopReason.TOL_ABS, run
+    cache: dict[str, Point] = {"last": point, "prev": point}
+
+    def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+        p = problem.point(z.copy())
+        cache["last"] = p
+        if not np.isfinite(p.f):
+            return np.inf, np.zeros_like(z)
+        g = p.gradient()
+        if not np.all(np.isfinite(g)):
+            raise _Stop(StopReason.NONFINITE)
+        return p.f / f0, g / f0
+
+    def on_iteration(intermediate_result: Any) -> None:
+        z = intermediate_result.x
+        p = cache["last"]
+        if not np.array_equal(p.z, z):
+            p = problem.point(z.copy())
+        prev = cache["prev"]
+        cache["prev"] = p
+        step = float(np.linalg.norm(p.z - prev.z))
+        if run.record(p, run.iterations + 1, (prev.f - p.f) / f0, step, np.nan, 0):
+            raise _Stop(StopReason.CALLBACK)
+        if run.out_of_time():
+            raise _Stop(StopReason.MAX_TIME)
+
+    try:
+        res = minimize(fun, z0, jac=True, method="L-BFGS-B", bounds=bounds,
+                       callback=on_iteration,
+                       options={"maxiter": options.max_iter, "maxcor": options.memory,
+                                "ftol": options.tol_fun, "gtol": options.tol_grad,
+                                "maxfun": 20 * options.max_iter + 100})
+    except _Stop as stop:
+        return run.best, stop.reason, run  # type: ignore[return-value]
+    except KeyboardInterrupt:
+        return run.best, StopReason.INTERRUPTED, run  # type: ignore[return-value]
+    final = cache["prev"] if np.array_equal(cache["prev"].z, res.x) else problem.point(res.x.copy())
+    if run.best is None or final.f <= run.best.f:
+        run.best = final
+    return run.best, _reason(res, run.best.f, f0), run
+
+
+def _reason(res: Any, f: float, f0: float) -> StopReason:
+    message = str(res.message).upper()
+    if "GRADIENT" in message or "PROJG" in message:
+        return StopReason.TOL_GRAD
+    if "REL_REDUCTION_OF_F" in message or "FACTR" in message:
+        return StopReason.TOL_FUN
+    if "ITERATION" in message or "EVALUATIONS" in message:
+        return StopReason.MAX_ITER
+    # Line-search failures after progress mean the objective cannot decrease further
+    # at machine precision: the iterate is as good as the tolerances allow.
+    return StopReason.TOL_FUN if f < f0 else StopReason.STEP_FAILED

@@ -1,0 +1,207 @@
+"""Gauss-Newton with a dogleg trust region (or Levenberg-Marquardt) and inner PCG.
+
+Each iteration solves ``(J^T J) p = -g`` approximately by preconditioned conjugate
+gradients (``cg_max_iter`` steps at most, block-Jacobi preconditioner), never forming
+``J``: only Gramian-vector products. The step is a dogleg between the Cauchy point and
+the Gauss-Newton step inside a trust region whose radius follows the ratio of actual to
+predicted decrease; with ``trust="lm"`` the system is damped instead,
+``(J^T J + lambda I) p = -g``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from sdf.problem import Point, Problem
+from sdf.result import StopReason
+from sdf.solvers._run import Run
+from sdf.solvers.options import NLSOptions
+
+__all__ = ["nls", "pcg"]
+
+_MAX_REJECTIONS = 30
+
+
+def pcg(
+    operator: Callable[[np.ndarray], np.ndarray],
+    b: np.ndarray,
+    precond: Callable[[np.ndarray], np.ndarray],
+    tol: float,
+    max_iter: int,
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Preconditioned conjugate gradients for ``A x = b`` with ``A`` symmetric PSD.
+
+    Returns
+    -------
+    x : ndarray
+        Approximate solution.
+    Ax : ndarray
+        ``A x``, tracked along the way (no extra product).
+    iterations : int
+        Number of products with ``A``.
+    breakdown : bool
+        True when a direction of non-positive curvature stopped the iteration.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.array([[4.0, 1.0], [1.0, 3.0]])
+    >>> x, Ax, its, bad = pcg(lambda v: A @ v, np.array([1.0, 2.0]), lambda r: r, 1e-12, 10)
+    >>> np.allclose(A @ x, [1.0, 2.0])
+    True
+    """
+    x = np.zeros_like(b)
+    Ax = np.zeros_like(b)
+    r = b.copy()
+    bnorm = np.linalg.norm(b)
+    if bnorm == 0:
+        return x, Ax, 0, False
+    z = precond(r)
+    p = z.copy()
+    rz = float(r @ z)
+    for it in range(1, max_iter + 1):
+        Ap = operator(p)
+        pAp = float(p @ Ap)
+        if not np.isfinite(pAp) or pAp <= 1e-300:
+            return x, Ax, it, True
+        alpha = rz / pAp
+        x += alpha * p
+        Ax += alpha * Ap
+        r -= alpha * Ap
+        if np.linalg.norm(r) <= tol * bnorm:
+            return x, Ax, it, False
+        z = precond(r)
+        rz_new = float(r @ z)
+        if rz_new <= 0:
+            return x, Ax, it, False
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x, Ax, max_iter, False
+
+
+def _dogleg(g: np.ndarray, p_gn: np.ndarray, Hp_gn: np.ndarray, p_sd: np.ndarray,
+            Hp_sd: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    n_gn = np.linalg.norm(p_gn)
+    if n_gn <= radius:
+        return p_gn, Hp_gn
+    n_sd = np.linalg.norm(p_sd)
+    if n_sd >= radius or n_gn == 0:
+        s = radius / n_sd if n_sd > 0 else 0.0
+        return s * p_sd, s * Hp_sd
+    d = p_gn - p_sd
+    a, b, c = d @ d, 2 * (p_sd @ d), p_sd @ p_sd - radius**2
+    tau = (-b + np.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
+    return p_sd + tau * d, Hp_sd + tau * (Hp_gn - Hp_sd)
+
+
+def nls(problem: Problem, options: NLSOptions, display: int = 0,
+        callback: Callable[[Any], Any] | None = None) -> tuple[Point, StopReason, Run]:
+    """Minimise the model's objective by Gauss-Newton; see the module docstring."""
+    run = Run(problem, options.max_time, display, callback)
+    point = problem.point(problem.z0.copy())
+    if not np.isfinite(point.f):
+        run.best = point
+        return point, StopReason.NONFINITE, run
+    f0 = point.f
+    if run.record(point, 0, np.nan, np.nan, np.nan, 0):
+        return point, StopReason.CALLBACK, run
+    if f0 == 0.0:
+        return point, StopReason.TOL_ABS, run
+    radius = np.nan
+    damping = np.nan
+    try:
+        for k in range(1, options.max_iter + 1):
+            g = point.gradient()
+            if not np.all(np.isfinite(g)):
+                return point, StopReason.NONFINITE, run
+            if np.linalg.norm(g) <= 1e-300:
+                return point, StopReason.TOL_ABS, run
+            precond = point.preconditioner()
+            step = _iterate(point, g, precond, options, radius, damping)
+            if step is None:
+                return point, StopReason.STEP_FAILED, run
+            new, p, radius, damping, cg_its = step
+            relchange = (point.f - new.f) / f0
+            step_norm = float(np.linalg.norm(p))
+            z_norm = float(np.linalg.norm(point.z))
+            point = new
+            shown_radius = radius if options.trust == "dogleg" else damping
+            if run.record(point, k, relchange, step_norm, shown_radius, cg_its):
+                return point, StopReason.CALLBACK, run
+            if point.f <= options.tol_abs * f0:
+                return point, StopReason.TOL_ABS, run
+            if relchange <= options.tol_fun:
+                return point, StopReason.TOL_FUN, run
+            if step_norm <= options.tol_x * max(z_norm, 1e-300):
+                return point, StopReason.TOL_X, run
+            if run.out_of_time():
+                return point, StopReason.MAX_TIME, run
+        return point, StopReason.MAX_ITER, run
+    except KeyboardInterrupt:
+        best = run.best if run.best is not None else point
+        return best, StopReason.INTERRUPTED, run
+
+
+def _iterate(point: Point, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
+             options: NLSOptions, radius: float, damping: float):
+    """One accepted step: (new point, step, radius, damping, CG iterations) or None."""
+    problem = point.problem
+    if options.trust == "lm":
+        return _lm_step(point, g, precond, options, damping)
+    p_gn, Hp_gn, cg_its, _ = pcg(point.gn_product, -g, precond, options.cg_tol,
+                                 options.cg_max_iter)
+    Hg = point.gn_product(g)
+    gHg = float(g @ Hg)
+    gg = float(g @ g)
+    if np.isnan(radius):
+        radius = max(float(np.linalg.norm(p_gn)), 1e-12 * max(np.linalg.norm(point.z), 1.0))
+    alpha = gg / gHg if gHg > 0 else radius / np.sqrt(gg)
+    p_sd, Hp_sd = -alpha * g, -alpha * Hg
+    for _ in range(_MAX_REJECTIONS):
+        p, Hp = _dogleg(g, p_gn, Hp_gn, p_sd, Hp_sd, radius)
+        predicted = -(float(g @ p) + 0.5 * float(p @ Hp))
+        new = problem.point(point.z + p)
+        actual = point.f - new.f
+        rho = actual / predicted if predicted > 0 else -1.0
+        norm_p = float(np.linalg.norm(p))
+        if not np.isfinite(new.f):
+            rho = -1.0
+        if rho > 0.5:
+            radius = max(radius, 2.0 * norm_p)
+        elif rho < 0.25:
+            radius = 0.5 * min(radius, norm_p) if norm_p > 0 else 0.5 * radius
+        if rho > 0 and np.isfinite(new.f) and actual >= 0:
+            return new, p, radius, damping, cg_its
+        if radius <= 1e-15 * max(float(np.linalg.norm(point.z)), 1e-300):
+            break
+    return None
+
+
+def _lm_step(point: Point, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
+             options: NLSOptions, damping: float):
+    problem = point.problem
+    if np.isnan(damping):
+        # Start at a small fraction of the Gramian's scale, measured along the gradient.
+        Hg = point.gn_product(g)
+        damping = 1e-3 * max(float(g @ Hg) / max(float(g @ g), 1e-300), 1e-300)
+    total_cg = 0
+    for _ in range(_MAX_REJECTIONS):
+        lam = damping
+        p, Hp, cg_its, _ = pcg(lambda v: point.gn_product(v) + lam * v, -g,
+                               precond, options.cg_tol, options.cg_max_iter)
+        total_cg += cg_its
+        Hp_gn = Hp - lam * p
+        predicted = -(float(g @ p) + 0.5 * float(p @ Hp_gn))
+        new = problem.point(point.z + p)
+        actual = point.f - new.f
+        rho = actual / predicted if predicted > 0 and np.isfinite(new.f) else -1.0
+        if rho > 0 and actual >= 0:
+            damping *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+            return new, p, np.nan, damping, total_cg
+        damping *= 4.0
+        if not np.isfinite(damping) or damping > 1e300:
+            break
+    return None

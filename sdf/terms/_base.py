@@ -1,0 +1,106 @@
+"""The term contract: what every factorization and regularizer gives the engine.
+
+A term reads the values of its input expressions (factors, cores) and contributes
+``w/2 * ||r||^2`` to the objective, ``r`` being its residual (model minus data over the
+known entries, or the regularizer's residual). For one point it builds a
+:class:`TermState` that answers, without ever forming a Jacobian ``J`` of ``r``:
+
+``fval``
+    ``||r||^2 / 2`` (unweighted);
+``gradient()``
+    ``J^T r`` split per input;
+``gn_product(dvalues)``
+    ``J^T J dv`` split per input (the Gauss-Newton Gramian product);
+``blocks()``
+    per input, a block-diagonal approximation of ``J^T J`` for the preconditioner.
+
+Blocks are ``None`` (no information), a float ``s`` (``s * I``), an ``(R, R)`` array
+shared by every row of an ``(I, R)`` input, or an ``(I, R, R)`` array with one block per
+row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sdf.errors import ModelError
+from sdf.expr import Expr, as_expr
+
+__all__ = ["Block", "Term", "TermState"]
+
+Block = Any  # None | float | ndarray (R, R) | ndarray (I, R, R)
+
+
+class TermState:
+    """A term evaluated at one point (see the module docstring)."""
+
+    fval: float
+
+    def gradient(self) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def blocks(self) -> list[Block]:
+        return [None] * len(self.gradient())
+
+
+class Term:
+    """Base class of terms.
+
+    Parameters
+    ----------
+    inputs : sequence of Expr or array_like
+        The expressions the term reads; arrays become constants.
+    weight : float, optional
+        Absolute weight ``w`` in ``w/2 * ||r||^2``.
+    relweight : float, optional
+        Relative weight, normalised over the model (see :class:`sdf.Model`). At most one
+        of ``weight`` and ``relweight`` may be given; by default ``relweight=1``.
+    """
+
+    kind: str = "term"
+    is_data_term: bool = False
+
+    def __init__(
+        self,
+        inputs: Sequence[Any],
+        weight: float | None = None,
+        relweight: float | None = None,
+    ) -> None:
+        self.inputs: tuple[Expr, ...] = tuple(
+            as_expr(x, where=f"{self.kind} input {i}") for i, x in enumerate(inputs)
+        )
+        if weight is not None and relweight is not None:
+            raise ModelError(f"{self.kind}: give weight or relweight, not both")
+        for label, w in (("weight", weight), ("relweight", relweight)):
+            if w is not None and not (np.isscalar(w) and np.isfinite(w) and w >= 0):
+                raise ModelError(f"{self.kind}: {label} must be a finite number >= 0, got {w!r}")
+        self.weight = None if weight is None else float(weight)
+        self.relweight = None if relweight is None else float(relweight)
+        if self.weight is None and self.relweight is None:
+            self.relweight = 1.0
+
+    @property
+    def n_entries(self) -> int:
+        """Number of residual entries (known data entries, or regularized entries)."""
+        raise NotImplementedError
+
+    @property
+    def data_norm(self) -> float:
+        """Norm used to turn the residual norm into a relative error (NaN if none)."""
+        return float("nan")
+
+    def check(self, where: str) -> None:
+        """Raise ModelError, prefixed by ``where``, if the term's pieces don't fit."""
+
+    def prepare(self, values: Sequence[np.ndarray]) -> TermState:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for Model.summary()."""
+        return self.kind

@@ -1,0 +1,205 @@
+"""Regularization terms: L2 (optionally towards a target), smoothed L1 and smoothed L0.
+
+Each is written as a sum of squares ``||r(x)||^2 / 2`` with an elementwise residual
+``r``, so that Gauss-Newton treats it like any data term: the gradient is ``r r'`` and the
+Gramian is the diagonal ``r'^2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sdf.errors import ModelError
+from sdf.expr import Expr
+from sdf.terms._base import Term, TermState
+
+__all__ = ["L0", "L1", "L2"]
+
+
+def _as_list(factors: Any) -> list[Any]:
+    if isinstance(factors, (Expr, np.ndarray)):
+        return [factors]
+    return list(factors)
+
+
+class _ElementwiseState(TermState):
+    """State of a regularizer f = sum phi(x): gradient phi'(x), Gramian diag(gn_diag)."""
+
+    def __init__(self, fval: float, grads: list[np.ndarray], gn_diags: list[np.ndarray]):
+        self.fval = fval
+        self._grads = grads
+        self._diags = gn_diags
+
+    def gradient(self) -> list[np.ndarray]:
+        return self._grads
+
+    def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [d * dv for d, dv in zip(self._diags, dvalues)]
+
+    def blocks(self) -> list[Any]:
+        out: list[Any] = []
+        for d in self._diags:
+            if d.ndim == 2:
+                out.append(d[:, :, None] * np.eye(d.shape[1]))
+            else:
+                out.append(float(np.mean(d)))
+        return out
+
+
+class _Regularizer(Term):
+    def __init__(self, factors: Any, weight: float | None, relweight: float | None) -> None:
+        super().__init__(_as_list(factors), weight=weight, relweight=relweight)
+        if not self.inputs:
+            raise ModelError(f"{self.kind}: give at least one factor to regularize")
+
+    @property
+    def n_entries(self) -> int:
+        return int(sum(int(np.prod(e.shape)) for e in self.inputs))
+
+    def describe(self) -> str:
+        names = ", ".join(e.label() for e in self.inputs)
+        return f"{self.kind} on {names}"
+
+
+class L2(_Regularizer):
+    """Ridge term ``sum_k ||F_k - target_k||^2 / 2``.
+
+    Parameters
+    ----------
+    factors : Expr or sequence of Expr
+        Expressions to regularize.
+    weight, relweight : float, optional
+        See :class:`sdf.terms.Term`.
+    target : array_like or sequence of array_like, optional
+        Values the factors are pulled towards (zero by default), one per factor.
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> a = sdf.Variable(np.ones((3, 2)), name="a")
+    >>> term = sdf.L2(a, weight=1e-3, target=np.zeros((3, 2)))
+    >>> term.n_entries
+    6
+    """
+
+    kind = "L2"
+
+    def __init__(
+        self,
+        factors: Any,
+        weight: float | None = None,
+        relweight: float | None = None,
+        target: Any = None,
+    ) -> None:
+        super().__init__(factors, weight, relweight)
+        if target is None:
+            self.target = None
+        else:
+            targets = _as_list(target) if len(self.inputs) > 1 else [target]
+            self.target = [np.array(t, dtype=float) for t in targets]
+
+    def check(self, where: str) -> None:
+        if self.target is None:
+            return
+        if len(self.target) != len(self.inputs):
+            raise ModelError(
+                f"{where}: {len(self.target)} targets for {len(self.inputs)} factors"
+            )
+        for k, (t, e) in enumerate(zip(self.target, self.inputs)):
+            if t.shape != e.shape:
+                raise ModelError(
+                    f"{where}, target {k}: shape {t.shape} does not match factor "
+                    f"{e.label()!r} of shape {e.shape}"
+                )
+            if not np.all(np.isfinite(t)):
+                raise ModelError(f"{where}, target {k}: has non-finite entries")
+
+    def prepare(self, values: Sequence[np.ndarray]) -> TermState:
+        targets = self.target or [None] * len(values)
+        res = [v if t is None else v - t for v, t in zip(values, targets)]
+        fval = 0.5 * sum(float(np.vdot(r, r)) for r in res)
+        return _ElementwiseState(fval, res, [np.ones_like(v) for v in values])
+
+
+class L1(_Regularizer):
+    """Smoothed L1 term ``sum sqrt(x^2 + mu^2) - mu`` (tends to ``sum |x|`` as mu -> 0).
+
+    Parameters
+    ----------
+    factors : Expr or sequence of Expr
+        Expressions to make sparse.
+    weight, relweight : float, optional
+        See :class:`sdf.terms.Term`.
+    smoothing : float, default 1e-3
+        ``mu``; smaller is closer to the L1 norm but harder to optimize.
+
+    Examples
+    --------
+    >>> import sdf
+    >>> sdf.L1(sdf.Variable.random((3, 2), seed=0), weight=0.1).kind
+    'L1'
+    """
+
+    kind = "L1"
+
+    def __init__(self, factors: Any, weight: float | None = None,
+                 relweight: float | None = None, smoothing: float = 1e-3) -> None:
+        super().__init__(factors, weight, relweight)
+        if not (np.isfinite(smoothing) and smoothing > 0):
+            raise ModelError(f"L1: smoothing must be > 0, got {smoothing!r}")
+        self.smoothing = float(smoothing)
+
+    def prepare(self, values: Sequence[np.ndarray]) -> TermState:
+        mu2 = self.smoothing**2
+        roots = [np.sqrt(v * v + mu2) for v in values]
+        fval = float(sum(np.sum(s - self.smoothing) for s in roots))
+        grads = [v / s for v, s in zip(values, roots)]
+        # residual r = sqrt(2) (x^2 + mu^2)^(1/4): r'^2 = x^2 / (2 (x^2 + mu^2)^(3/2))
+        diags = [v * v / (2.0 * s**3) for v, s in zip(values, roots)]
+        return _ElementwiseState(fval, grads, diags)
+
+
+class L0(_Regularizer):
+    """Smoothed L0 term ``sum 1 - exp(-x^2 / sigma^2)`` (counts entries larger than sigma).
+
+    Parameters
+    ----------
+    factors : Expr or sequence of Expr
+        Expressions to make sparse.
+    weight, relweight : float, optional
+        See :class:`sdf.terms.Term`.
+    smoothing : float, default 1e-2
+        ``sigma``, the width under which an entry counts as zero.
+
+    Examples
+    --------
+    >>> import sdf
+    >>> sdf.L0(sdf.Variable.random((3, 2), seed=0), weight=0.1).kind
+    'L0'
+    """
+
+    kind = "L0"
+
+    def __init__(self, factors: Any, weight: float | None = None,
+                 relweight: float | None = None, smoothing: float = 1e-2) -> None:
+        super().__init__(factors, weight, relweight)
+        if not (np.isfinite(smoothing) and smoothing > 0):
+            raise ModelError(f"L0: smoothing must be > 0, got {smoothing!r}")
+        self.smoothing = float(smoothing)
+
+    def prepare(self, values: Sequence[np.ndarray]) -> TermState:
+        s2 = self.smoothing**2
+        e = [np.exp(-v * v / s2) for v in values]
+        fval = float(sum(np.sum(1.0 - ei) for ei in e))
+        grads = [2.0 * v * ei / s2 for v, ei in zip(values, e)]
+        # residual r = sqrt(2 (1 - e)): r'^2 = (2 x e / s2)^2 / (2 (1 - e)), 2 / s2 at x = 0
+        diags = []
+        for v, ei, g in zip(values, e, grads):
+            one_minus = -np.expm1(-v * v / s2)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d = np.where(one_minus > 1e-12, g * g / (2.0 * one_minus), 2.0 / s2)
+            diags.append(d)
+        return _ElementwiseState(fval, grads, diags)
