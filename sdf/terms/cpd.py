@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from sdf import algebra
 from sdf.errors import ModelError
@@ -78,7 +79,14 @@ class CPD(Term):
 
     @property
     def data_norm(self) -> float:
-        return float(self.data.norm())
+        return float(np.sqrt(self.data_norm_squared))
+
+    @property
+    def data_norm_squared(self) -> float:
+        # Computed once: the data never change, and a dense norm costs a pass over them.
+        if not hasattr(self, "_norm_squared"):
+            self._norm_squared = float(self.data.norm_squared())
+        return self._norm_squared
 
     @property
     def rank(self) -> int:
@@ -112,8 +120,11 @@ class CPD(Term):
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         if self.data.kind == "incomplete":
-            return _SampledCPDState(self.data, values)
-        return _FullCPDState(self.data, values)
+            if not hasattr(self, "_index"):
+                # Contiguous copies of the index columns make the row gathers fast.
+                self._index = [np.ascontiguousarray(c) for c in self.data.subs.T]
+            return _SampledCPDState(self.data, self._index, values)
+        return _FullCPDState(self.data, self.data_norm_squared, values)
 
     def describe(self) -> str:
         return f"CPD of {self.data.kind} data {self.data.shape}, rank {self.rank}"
@@ -134,14 +145,14 @@ def _leave_one_out(mats: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 class _FullCPDState(TermState):
-    def __init__(self, data: Tensor, factors: Sequence[np.ndarray]) -> None:
+    def __init__(self, data: Tensor, norm_squared: float, factors: Sequence[np.ndarray]) -> None:
         self.factors = list(factors)
         self.grams = algebra.gramians(self.factors)
         self.w = _leave_one_out(self.grams)  # W_n = Hadamard of all Gramians but n
         self.mttkrps = data.mttkrp_all(self.factors)
         inner = float(np.sum(self.mttkrps[0] * self.factors[0]))
         model_sq = float(np.sum(self.w[0] * self.grams[0]))
-        self.fval = 0.5 * max(data.norm_squared() - 2.0 * inner + model_sq, 0.0)
+        self.fval = 0.5 * max(norm_squared - 2.0 * inner + model_sq, 0.0)
         self._w_pairs: dict[tuple[int, int], np.ndarray] = {}
 
     def gradient(self) -> list[np.ndarray]:
@@ -172,11 +183,12 @@ class _FullCPDState(TermState):
 
 
 class _SampledCPDState(TermState):
-    def __init__(self, data: Tensor, factors: Sequence[np.ndarray]) -> None:
+    def __init__(self, data: Tensor, index: list[np.ndarray],
+                 factors: Sequence[np.ndarray]) -> None:
         self.data = data
+        self.index = index
         self.factors = list(factors)
-        subs = data.subs
-        self.rows = [A[subs[:, n]] for n, A in enumerate(self.factors)]
+        self.rows = [np.take(A, idx, axis=0) for A, idx in zip(self.factors, index)]
         self.others = _leave_one_out(self.rows)  # product of the other modes' rows
         model = np.sum(self.rows[0] * self.others[0], axis=1)
         self.residual = model - data.vals
@@ -192,20 +204,23 @@ class _SampledCPDState(TermState):
         return self._scatter(self.residual)
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
-        subs = self.data.subs
         jv = np.zeros(len(self.residual))
-        for n, dA in enumerate(dvalues):
-            jv += np.einsum("er,er->e", dA[subs[:, n]], self.others[n])
+        for idx, dA, Q in zip(self.index, dvalues, self.others):
+            jv += np.einsum("er,er->e", np.take(dA, idx, axis=0), Q)
         return self._scatter(jv)
 
     def blocks(self) -> list[np.ndarray]:
         out = []
-        subs = self.data.subs
-        for n, Q in enumerate(self.others):
+        for n, (idx, Q) in enumerate(zip(self.index, self.others)):
             R = Q.shape[1]
-            acc = np.zeros((self.data.shape[n], R, R))
+            rows = self.data.shape[n]
+            acc = np.zeros((rows, R * R))
             for lo in range(0, Q.shape[0], _CHUNK):
                 q = Q[lo : lo + _CHUNK]
-                np.add.at(acc, subs[lo : lo + _CHUNK, n], q[:, :, None] * q[:, None, :])
-            out.append(acc)
+                chunk = sp.csr_matrix(
+                    (np.ones(len(q)), (idx[lo : lo + _CHUNK], np.arange(len(q)))),
+                    shape=(rows, len(q)),
+                )
+                acc += chunk @ (q[:, :, None] * q[:, None, :]).reshape(len(q), R * R)
+            out.append(acc.reshape(rows, R, R))
         return out

@@ -1,0 +1,197 @@
+"""Objective, gradient and Gauss-Newton products of compiled models against autograd.
+
+For every data type, regularizer and a few transforms, a reference residual is written
+in autograd.numpy; the engine's f, gradient and ``J^T W J v`` must match it.
+"""
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+import scipy.sparse as sps
+from autograd import grad, make_jvp, make_vjp
+
+import sdf
+from sdf import transforms as tf
+from sdf.problem import Problem
+from sdf.tensors import CPDTensor, IncompleteTensor, TuckerTensor
+
+
+def cpd_full(factors):
+    letters = "ijklm"[: len(factors)]
+    spec = ",".join(f"{c}r" for c in letters) + "->" + letters
+    return anp.einsum(spec, *factors)
+
+
+def check(model, residuals, rng, rtol=1e-8):
+    """residuals(vars: dict name -> array) -> list of (weight, residual array)."""
+    problem = Problem(model)
+    z = problem.z0 + 0.1 * rng.standard_normal(problem.n)
+    point = problem.point(z)
+
+    def unpack(zz):
+        return {
+            name: anp.reshape(zz[problem.offsets[k] : problem.offsets[k + 1]], v.shape)
+            for k, (name, v) in enumerate(zip(problem.names, problem.variables))
+        }
+
+    def f_ref(zz):
+        return sum(0.5 * w * anp.sum(r**2) for w, r in residuals(unpack(zz)))
+
+    def r_ref(zz):
+        return anp.concatenate([anp.sqrt(w) * anp.ravel(r) for w, r in residuals(unpack(zz))])
+
+    assert point.f == pytest.approx(f_ref(z), rel=rtol)
+    np.testing.assert_allclose(point.gradient(), grad(f_ref)(z), rtol=rtol, atol=rtol * 1e-2)
+    v = rng.standard_normal(problem.n)
+    jv = make_jvp(r_ref)(z)(v)[1]
+    jtjv = make_vjp(r_ref)(z)[0](jv)
+    np.testing.assert_allclose(point.gn_product(v), jtjv, rtol=rtol, atol=rtol * 1e-2)
+    # The preconditioner must be symmetric positive definite where it is defined.
+    u, w_ = rng.standard_normal(problem.n), rng.standard_normal(problem.n)
+    M = point.preconditioner()
+    assert u @ M(w_) == pytest.approx(w_ @ M(u), rel=1e-8)
+    assert u @ M(u) > 0
+
+
+def variables(shapes, rng, names="abcde"):
+    return [sdf.Variable(rng.standard_normal(s), name=n) for s, n in zip(shapes, names)]
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_dense_cpd(order, rng):
+    shape = (4, 5, 3, 2)[:order]
+    T = rng.standard_normal(shape)
+    vs = variables([(n, 3) for n in shape], rng)
+    model = sdf.Model(t=sdf.CPD(T, vs))
+    w = model.weights["t"]
+    check(model, lambda v: [(w, cpd_full([v[x.name] for x in vs]) - T)], rng)
+
+
+def test_incomplete_cpd(rng):
+    T = rng.standard_normal((5, 6, 4))
+    mask = rng.random(T.shape) < 0.4
+    data = np.where(mask, T, np.nan)
+    vs = variables([(5, 2), (6, 2), (4, 2)], rng)
+    model = sdf.Model(t=sdf.CPD(data, vs))
+    w = model.weights["t"]
+    check(model, lambda v: [(w, (cpd_full([v["a"], v["b"], v["c"]]) - T)[mask])], rng)
+
+
+def test_sparse_cpd_counts_unstored_entries_as_zeros(rng):
+    M = sps.random(6, 7, density=0.3, random_state=1, format="csr")
+    vs = variables([(6, 2), (7, 2)], rng)
+    model = sdf.Model(t=sdf.CPD(M, vs, weight=1.0))
+    dense = M.toarray()
+    check(model, lambda v: [(1.0, v["a"] @ v["b"].T - dense)], rng)
+
+
+def test_factored_data(rng):
+    F = [rng.standard_normal((n, 2)) for n in (4, 5, 3)]
+    G = [rng.standard_normal((n, 2)) for n in (4, 5, 3)]
+    core = rng.standard_normal((2, 2, 2))
+    Tc = cpd_full(F)
+    Tt = np.einsum("abc,ia,jb,kc->ijk", core, *G)
+    vs = variables([(4, 3), (5, 3), (3, 3)], rng)
+    model = sdf.Model(c=sdf.CPD(CPDTensor(F), vs, weight=1.0),
+                      t=sdf.CPD(TuckerTensor(G, core), vs, weight=0.5))
+    check(model, lambda v: [(1.0, cpd_full([v["a"], v["b"], v["c"]]) - Tc),
+                            (0.5, cpd_full([v["a"], v["b"], v["c"]]) - Tt)], rng)
+
+
+def test_symmetric_use_of_one_factor(rng):
+    T = rng.standard_normal((5, 5, 3))
+    a, c = variables([(5, 2), (3, 2)], rng, names="ac")
+    model = sdf.Model(t=sdf.CPD(T, [a, a, c], weight=1.0))
+    check(model, lambda v: [(1.0, cpd_full([v["a"], v["a"], v["c"]]) - T)], rng)
+
+
+def test_coupled_model_with_transforms_and_regularizers(rng):
+    T = rng.standard_normal((5, 4, 3))
+    Y = rng.standard_normal((5, 6))
+    X = rng.standard_normal((6, 3))
+    a, b, c, d = variables([(5, 2), (4, 2), (3, 2), (3, 2)], rng, names="abcd")
+    target = rng.standard_normal((3, 2))
+    model = sdf.Model(
+        t=sdf.CPD(T, [a, tf.nonneg(b), c]),
+        y=sdf.CPD(Y, [a, tf.matvec(X, d)], relweight=2.0),
+        ridge=sdf.L2(c, weight=0.3, target=target),
+        sparse=sdf.L1(d, weight=0.2, smoothing=0.5),
+        count=sdf.L0(d, weight=0.1, smoothing=0.7),
+    )
+    w = model.weights
+
+    def residuals(v):
+        A, B, C, D = v["a"], v["b"] ** 2, v["c"], v["d"]
+        return [
+            (w["t"], cpd_full([A, B, C]) - T),
+            (w["y"], A @ (X @ D).T - Y),
+            (0.3, C - target),
+            (0.2, anp.sqrt(2.0) * (D**2 + 0.25) ** 0.25),
+            (0.1, anp.sqrt(2.0 * (1.0 - anp.exp(-(D**2) / 0.49)))),
+        ]
+
+    problem = Problem(model)
+    z = problem.z0 + 0.1 * rng.standard_normal(problem.n)
+    point = problem.point(z)
+    # The smoothed L1 residual is defined up to its constant offset: compare f up to it.
+    offset = 0.2 * 0.5 * d.value.size
+    ref_f = sum(0.5 * wt * np.sum(np.asarray(r) ** 2) for wt, r in residuals(
+        {n: z[problem.offsets[k] : problem.offsets[k + 1]].reshape(var.shape)
+         for k, (n, var) in enumerate(zip(problem.names, problem.variables))}))
+    assert point.f == pytest.approx(ref_f - offset, rel=1e-10)
+    # The L0 residual's Jacobian is what Gauss-Newton uses: compare everything else exactly.
+    check_no_f(problem, point, residuals, z, rng)
+
+
+def check_no_f(problem, point, residuals, z, rng):
+    def unpack(zz):
+        return {
+            name: anp.reshape(zz[problem.offsets[k] : problem.offsets[k + 1]], v.shape)
+            for k, (name, v) in enumerate(zip(problem.names, problem.variables))
+        }
+
+    def f_ref(zz):
+        return sum(0.5 * w * anp.sum(r**2) for w, r in residuals(unpack(zz)))
+
+    def r_ref(zz):
+        return anp.concatenate([anp.sqrt(w) * anp.ravel(r) for w, r in residuals(unpack(zz))])
+
+    np.testing.assert_allclose(point.gradient(), grad(f_ref)(z), rtol=1e-8, atol=1e-12)
+    v = rng.standard_normal(problem.n)
+    jtjv = make_vjp(r_ref)(z)[0](make_jvp(r_ref)(z)(v)[1])
+    np.testing.assert_allclose(point.gn_product(v), jtjv, rtol=1e-7, atol=1e-10)
+
+
+def test_constant_factor_and_frozen_entries(rng):
+    T = rng.standard_normal((4, 5, 3))
+    a, b = variables([(4, 2), (5, 2)], rng, names="ab")
+    C = rng.standard_normal((3, 2))
+    mask = np.zeros((5, 2), dtype=bool)
+    mask[0] = True
+    frozen = b.value[mask]
+    model = sdf.Model(t=sdf.CPD(T, [a, tf.const(b, mask=mask), C], weight=1.0))
+
+    def residuals(v):
+        B = anp.where(mask, b.value, v["b"])
+        return [(1.0, cpd_full([v["a"], B, C]) - T)]
+
+    check(model, residuals, rng)
+    result = model.fit(max_iter=30)
+    np.testing.assert_array_equal(result[model.terms["t"].inputs[1]][mask], frozen)
+
+
+def test_incomplete_preconditioner_blocks_are_exact_per_row(rng):
+    T = rng.standard_normal((5, 6, 4))
+    data = np.where(rng.random(T.shape) < 0.5, T, np.nan)
+    vs = variables([(5, 2), (6, 2), (4, 2)], rng)
+    model = sdf.Model(t=sdf.CPD(data, vs, weight=1.0))
+    point = Problem(model).point(Problem(model).z0)
+    blocks = point.states[0].blocks()
+    # Block row i of mode 0 is the Gramian of J restricted to row i of factor a.
+    for i in range(5):
+        cols = []
+        for r in range(2):
+            e = np.zeros(Problem(model).n)
+            e[i * 2 + r] = 1.0
+            cols.append(point.gn_product(e)[i * 2 : i * 2 + 2])
+        np.testing.assert_allclose(np.array(cols).T, blocks[0][i], rtol=1e-10, atol=1e-12)
