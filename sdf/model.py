@@ -90,6 +90,36 @@ class Model:
             taken.add(f"x{k}")
         self.variable_names: list[str] = names
 
+    @staticmethod
+    def from_dict(spec: Mapping[str, Any]) -> Model:
+        """Build a model from a Tensorlab-style dict; see :mod:`sdf.spec` for the format.
+
+        Examples
+        --------
+        >>> import numpy as np, sdf
+        >>> spec = {"variables": {"a": np.ones((3, 2)), "b": np.ones((4, 2))},
+        ...         "factorizations": {"m": {"data": np.ones((3, 4)), "cpd": ["a", "b"]}}}
+        >>> sorted(sdf.Model.from_dict(spec).variable_names)
+        ['a', 'b']
+        """
+        from sdf.spec import from_dict
+
+        return from_dict(spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """This model as a Tensorlab-style dict that :meth:`from_dict` reads back.
+
+        Examples
+        --------
+        >>> import numpy as np, sdf
+        >>> a = sdf.Variable(np.ones((3, 2)), name="a")
+        >>> sorted(sdf.Model(m=sdf.CPD(np.ones((3, 3)), [a, a])).to_dict())
+        ['factorizations', 'factors', 'variables']
+        """
+        from sdf.spec import to_dict
+
+        return to_dict(self)
+
     # ------------------------------------------------------------------ checking
     @property
     def weights(self) -> dict[str, float]:

@@ -98,7 +98,9 @@ class L2(_Regularizer):
         if target is None:
             self.target = None
         else:
-            targets = _as_list(target) if len(self.inputs) > 1 else [target]
+            several = isinstance(target, (list, tuple)) and all(
+                isinstance(t, np.ndarray) for t in target)
+            targets = list(target) if several else [target]
             self.target = [np.array(t, dtype=float) for t in targets]
 
     def check(self, where: str) -> None:

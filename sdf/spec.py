@@ -1,0 +1,351 @@
+"""The Tensorlab-style dictionary language: ``Model.from_dict`` and ``Model.to_dict``.
+
+A specification is a dict with three parts::
+
+    {
+        "variables": {"a": array, "b": array, ...},        # or a list (referenced by index)
+        "factors": {                                       # optional, or a list
+            "A": "a",                                      # a variable as is
+            "B": ("b", tf.nonneg),                         # a chain: reference, transforms...
+            "P": ("c", tf.Poly(points=t), tf.nonneg),      # chains of any length
+            "K": (("a", "b"), tf.kr),                      # several inputs: a tuple first
+            "S": ["s1", ("s2", tf.nonneg)],                # sub-factors stacked by rows
+            "G": [["g1", "g2"]],                           # blocks: rows of column blocks
+        },
+        "transform": [(["x", "y"], tf.nonneg)],            # one transform, many variables:
+                                                           # makes factors named x and y
+        "factorizations": {
+            "eem": {"data": T, "cpd": ["A", "B", "P"], "relweight": 1.0},
+            "tucker": {"data": T2, "lmlra": ["A", "B", "C", "S"]},       # factors then core
+            "blocks": {"data": T3, "btd": [["A1", "B1", "C1", "S1"], ...]},
+            "ll1": {"data": T4, "ll1": ["A", "B", "C"], "L": [2, 3]},
+            "ridge": {"regL2": ["B", "P"], "weight": 1e-3, "target": ...},
+            "sparse": {"regL1": ["A"]}, "count": {"regL0": ["A"]},
+        },
+    }
+
+References are names (or indices into a list). Inside ``factors`` a reference names a
+variable if one has that name, else another factor (cycles are refused); inside
+``factorizations`` it names a factor if one has that name, else a variable (an implicit
+factor). A numpy array in place of a reference is a constant. Every error names its place
+in the dict, e.g. ``factorizations['eem']['cpd'][1]: unknown factor 'Bx' (known: A, B, C)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from sdf.errors import ModelError, SdfError
+from sdf.expr import Constant, Expr, Node, Variable
+
+__all__ = ["from_dict", "to_dict"]
+
+_TERM_KEYS = ("cpd", "lmlra", "btd", "ll1", "regL2", "regL1", "regL0")
+_OPTION_KEYS = {"data", "weight", "relweight", "L", "target", "smoothing"}
+
+
+def _keyed(part: Any, where: str) -> dict[Any, Any]:
+    if part is None:
+        return {}
+    if isinstance(part, Mapping):
+        return dict(part)
+    if isinstance(part, (list, tuple)):
+        return dict(enumerate(part))
+    raise ModelError(f"{where}: expected a dict or a list, got {type(part).__name__}")
+
+
+def _fmt(key: Any) -> str:
+    return f"[{key!r}]"
+
+
+class _Builder:
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        if not isinstance(spec, Mapping):
+            raise ModelError(f"model spec: expected a dict, got {type(spec).__name__}")
+        unknown = sorted(set(spec) - {"variables", "factors", "factorizations", "transform"})
+        if unknown:
+            raise ModelError(
+                f"model spec: unknown key(s) {', '.join(map(repr, unknown))} "
+                "(known: variables, factors, factorizations, transform)"
+            )
+        self.variables: dict[Any, Variable] = {}
+        for key, value in _keyed(spec.get("variables"), "variables").items():
+            where = f"variables{_fmt(key)}"
+            if isinstance(value, Variable):
+                self.variables[key] = value
+                continue
+            try:
+                arr = np.asarray(value, dtype=float)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"{where}: expected a numeric array, got {type(value).__name__}") from exc
+            if arr.size == 0:
+                raise ModelError(f"{where}: initial value is empty (shape {arr.shape})")
+            self.variables[key] = Variable(arr, name=str(key))
+        self.factor_specs = _keyed(spec.get("factors"), "factors")
+        for k, entry in enumerate(spec.get("transform") or []):
+            self._add_transform_entry(entry, f"transform[{k}]")
+        self.factors: dict[Any, Expr] = {}
+        self.building: list[Any] = []
+        self.spec = spec
+
+    def _add_transform_entry(self, entry: Any, where: str) -> None:
+        if not (isinstance(entry, (list, tuple)) and len(entry) >= 2):
+            raise ModelError(f"{where}: expected (variable names, transform, ...), got {entry!r}")
+        names, steps = entry[0], tuple(entry[1:])
+        names = [names] if isinstance(names, (str, int)) else list(names)
+        for name in names:
+            if name not in self.variables:
+                raise ModelError(f"{where}: unknown variable {name!r} (known: {_known(self.variables)})")
+            if name in self.factor_specs:
+                raise ModelError(f"{where}: factor {name!r} is already defined in 'factors'")
+            self.factor_specs[name] = (name, *steps)
+
+    # -------------------------------------------------------------- factors
+    def factor(self, key: Any, where: str) -> Expr:
+        if key in self.factors:
+            return self.factors[key]
+        if key in self.building:
+            cycle = " -> ".join(map(str, self.building[self.building.index(key):] + [key]))
+            raise ModelError(f"factors{_fmt(key)}: cycle of references {cycle}")
+        self.building.append(key)
+        expr = self.build(self.factor_specs[key], f"factors{_fmt(key)}", in_factors=True)
+        self.building.pop()
+        if expr.name is None and isinstance(expr, Node):
+            expr.name = str(key)
+        self.factors[key] = expr
+        return expr
+
+    def reference(self, ref: Any, where: str, in_factors: bool) -> Expr:
+        if isinstance(ref, Expr):
+            return ref
+        if isinstance(ref, np.ndarray):
+            if not np.all(np.isfinite(ref)):
+                raise ModelError(f"{where}: constant array has non-finite entries")
+            return Constant(ref)
+        if not isinstance(ref, (str, int, np.integer)) or isinstance(ref, bool):
+            raise ModelError(f"{where}: expected a name, an index or an array, got {ref!r}")
+        order = ("variable", "factor") if in_factors else ("factor", "variable")
+        for kind in order:
+            if kind == "variable" and ref in self.variables:
+                return self.variables[ref]
+            if kind == "factor" and ref in self.factor_specs:
+                return self.factor(ref, where)
+        what = "variable or factor" if in_factors else "factor"
+        known = _known(self.factor_specs) or "none"
+        variables = _known(self.variables) or "none"
+        raise ModelError(f"{where}: unknown {what} {ref!r} (known: {known}; variables: {variables})")
+
+    def build(self, item: Any, where: str, in_factors: bool) -> Expr:
+        if isinstance(item, tuple):
+            if not item:
+                raise ModelError(f"{where}: empty chain")
+            head, steps = item[0], item[1:]
+            if isinstance(head, tuple):
+                inputs = [self.build(h, f"{where}[0][{i}]", in_factors) for i, h in enumerate(head)]
+            else:
+                inputs = [self.build(head, f"{where}[0]", in_factors)]
+            expr: Any = inputs
+            for k, step in enumerate(steps):
+                if not callable(step):
+                    raise ModelError(f"{where}[{k + 1}]: expected a transform, got {step!r}")
+                try:
+                    expr = step(*expr) if isinstance(expr, list) else step(expr)
+                except SdfError as exc:
+                    raise ModelError(f"{where}[{k + 1}]: {exc}") from exc
+                except TypeError as exc:
+                    raise ModelError(f"{where}[{k + 1}]: could not apply {step!r}: {exc}") from exc
+                if not isinstance(expr, Expr):
+                    raise ModelError(
+                        f"{where}[{k + 1}]: a chain step must return an expression, "
+                        f"got {type(expr).__name__}"
+                    )
+            if isinstance(expr, list):
+                if len(expr) != 1:
+                    raise ModelError(f"{where}: several inputs need a transform to combine them")
+                expr = expr[0]
+            return expr
+        if isinstance(item, list):
+            return self._blocks(item, where, in_factors)
+        return self.reference(item, where, in_factors)
+
+    def _blocks(self, item: list[Any], where: str, in_factors: bool) -> Expr:
+        from sdf import transforms as tf
+
+        if not item:
+            raise ModelError(f"{where}: empty list of sub-factors")
+        rows = []
+        for i, row in enumerate(item):
+            if isinstance(row, list):
+                parts = [self.build(p, f"{where}[{i}][{j}]", in_factors) for j, p in enumerate(row)]
+                rows.append(parts[0] if len(parts) == 1 else _concat(tf, parts, 1, f"{where}[{i}]"))
+            else:
+                rows.append(self.build(row, f"{where}[{i}]", in_factors))
+        return rows[0] if len(rows) == 1 else _concat(tf, rows, 0, where)
+
+    # -------------------------------------------------------------- terms
+    def terms(self) -> dict[str, Any]:
+        out = {}
+        for name, fz in _keyed(self.spec.get("factorizations"), "factorizations").items():
+            where = f"factorizations{_fmt(name)}"
+            if not isinstance(fz, Mapping):
+                raise ModelError(f"{where}: expected a dict, got {type(fz).__name__}")
+            kinds = [k for k in _TERM_KEYS if k in fz]
+            if len(kinds) != 1:
+                raise ModelError(
+                    f"{where}: expected exactly one of {', '.join(_TERM_KEYS)}, got "
+                    f"{', '.join(kinds) if kinds else 'none'}"
+                )
+            extra = sorted(set(fz) - _OPTION_KEYS - set(_TERM_KEYS), key=str)
+            if extra:
+                raise ModelError(f"{where}: unknown key(s) {', '.join(map(repr, extra))}")
+            out[str(name)] = self._term(kinds[0], fz, where)
+        if not out:
+            raise ModelError("factorizations: no factorizations given")
+        return out
+
+    def _refs(self, refs: Any, where: str) -> list[Expr]:
+        if isinstance(refs, (str, int, np.ndarray, Expr)) or not isinstance(refs, Sequence):
+            raise ModelError(f"{where}: expected a list of factor references, got {refs!r}")
+        return [self.build(r, f"{where}[{i}]", in_factors=False) for i, r in enumerate(refs)]
+
+    def _term(self, kind: str, fz: Mapping[str, Any], where: str) -> Any:
+        import sdf
+
+        weights = {k: fz[k] for k in ("weight", "relweight") if k in fz}
+        path = f"{where}[{kind!r}]"
+        is_reg = kind.startswith("reg")
+        if not is_reg and "data" not in fz:
+            raise ModelError(f"{where}: missing 'data'")
+        try:
+            if kind == "cpd":
+                return sdf.CPD(fz["data"], self._refs(fz[kind], path), **weights)
+            if kind == "lmlra":
+                refs = self._refs(fz[kind], path)
+                return sdf.LMLRA(fz["data"], refs[:-1], refs[-1], **weights)
+            if kind == "btd":
+                blocks = fz[kind]
+                if isinstance(blocks, (str, np.ndarray)) or not isinstance(blocks, Sequence):
+                    raise ModelError(f"{path}: expected a list of blocks [U1, ..., UN, S]")
+                return sdf.BTD(fz["data"], [self._refs(b, f"{path}[{i}]")
+                                            for i, b in enumerate(blocks)], **weights)
+            if kind == "ll1":
+                if "L" not in fz:
+                    raise ModelError(f"{where}: an ll1 factorization needs 'L'")
+                return sdf.LL1(fz["data"], self._refs(fz[kind], path), fz["L"], **weights)
+            regs = {"regL2": sdf.L2, "regL1": sdf.L1, "regL0": sdf.L0}
+            extra = {k: fz[k] for k in ("target", "smoothing") if k in fz}
+            return regs[kind](self._refs(fz[kind], path), **weights, **extra)
+        except ModelError as exc:
+            if str(exc).startswith(("factorizations", "factors", "variables", "transform")):
+                raise
+            raise ModelError(f"{where}: {exc}") from exc
+        except SdfError as exc:
+            raise ModelError(f"{where}: {exc}") from exc
+        except TypeError as exc:
+            raise ModelError(f"{where}: {exc}") from exc
+
+
+def _concat(tf: Any, parts: list[Expr], axis: int, where: str) -> Expr:
+    try:
+        return tf.concat(parts, axis=axis)
+    except SdfError as exc:
+        raise ModelError(f"{where}: {exc}") from exc
+
+
+def _known(mapping: Mapping[Any, Any]) -> str:
+    return ", ".join(map(str, mapping))
+
+
+def from_dict(spec: Mapping[str, Any]) -> Any:
+    """Build a :class:`sdf.Model` from a Tensorlab-style dict (see the module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> from sdf import transforms as tf
+    >>> rng = np.random.default_rng(0)
+    >>> spec = {
+    ...     "variables": {"a": rng.random((4, 2)), "b": rng.random((5, 2))},
+    ...     "factors": {"A": "a", "B": ("b", tf.nonneg)},
+    ...     "factorizations": {"m": {"data": rng.random((4, 5)), "cpd": ["A", "B"]}},
+    ... }
+    >>> sdf.Model.from_dict(spec).terms["m"].describe()
+    'CPD of dense data (4, 5), rank 2'
+    """
+    from sdf.model import Model
+
+    builder = _Builder(spec)
+    for key in builder.factor_specs:
+        builder.factor(key, f"factors{_fmt(key)}")
+    return Model(builder.terms())
+
+
+def to_dict(model: Any) -> dict[str, Any]:
+    """Write a model as a Tensorlab-style dict that :func:`from_dict` reads back.
+
+    Variables are written by name with their initial values, every transformed factor as
+    a chain (or multi-input chain) of transform instances, and terms with their data and
+    weights.
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> a = sdf.Variable(np.ones((3, 2)), name="a")
+    >>> spec = sdf.Model(m=sdf.CPD(np.ones((3, 3)), [a, a])).to_dict()
+    >>> spec["factorizations"]["m"]["cpd"]
+    ['a', 'a']
+    """
+    names = dict(zip(map(id, model.variables), model.variable_names))
+    factors: dict[str, Any] = {}
+    node_names: dict[int, str] = {}
+
+    def ref(e: Expr) -> Any:
+        if isinstance(e, Variable):
+            return names[id(e)]
+        if isinstance(e, Constant):
+            return np.array(e.value)
+        if id(e) not in node_names:
+            assert isinstance(e, Node)
+            inputs = tuple(ref(i) for i in e.inputs)
+            label = e.name or e.label()
+            while label in factors or label in names.values():
+                label += "'"
+            factors[label] = (inputs if len(inputs) > 1 else inputs[0], e.transform)
+            node_names[id(e)] = label
+        return node_names[id(e)]
+
+    out_terms: dict[str, Any] = {}
+    for name, term in model.terms.items():
+        entry: dict[str, Any] = {}
+        refs = [ref(e) for e in term.inputs]
+        kind = term.kind
+        if kind == "CPD":
+            entry = {"data": term.data, "cpd": refs}
+        elif kind == "LMLRA":
+            entry = {"data": term.data, "lmlra": refs}
+        elif kind == "BTD":
+            n = term.data.ndim + 1
+            entry = {"data": term.data, "btd": [refs[i:i + n] for i in range(0, len(refs), n)]}
+        elif kind == "LL1":
+            entry = {"data": term.data, "ll1": refs, "L": list(term.L)}
+        elif kind in ("L2", "L1", "L0"):
+            entry = {f"reg{kind}": refs}
+            if kind == "L2" and term.target is not None:
+                entry["target"] = [np.array(t) for t in term.target]
+            if kind in ("L1", "L0"):
+                entry["smoothing"] = term.smoothing
+        else:
+            raise ModelError(f"to_dict: term {name!r} of kind {kind!r} has no dict form")
+        if term.weight is not None:
+            entry["weight"] = term.weight
+        else:
+            entry["relweight"] = term.relweight
+        out_terms[name] = entry
+    return {
+        "variables": {names[id(v)]: v.value.copy() for v in model.variables},
+        "factors": factors,
+        "factorizations": out_terms,
+    }
