@@ -159,6 +159,67 @@ class Result:
             raise ModelError(f"no term {term!r} (terms: {', '.join(self.model.terms)})")
         return [self[e] for e in self.model.terms[term].inputs]
 
+    def to_xarray(self) -> Any:
+        """The factors as an ``xarray.Dataset`` with the data's dim names and coordinates.
+
+        For every factorization whose data carried dim names (an ``xarray.DataArray``), the
+        factor of mode ``n`` becomes the variable ``"<dim>_factor"`` with dims
+        ``(dim, "component")`` and the data's coordinates (xarray reserves the bare dim name
+        for its coordinate). A dim that two terms explain by different expressions is
+        written once per term, as ``"<term>_<dim>_factor"``. Variables not covered that way
+        are added under their own names, with dims ``"<name>_dim<k>"``.
+        Per-term relative errors, the objective, the iteration count and the stop reason go
+        in the attributes; ``Dataset.to_netcdf(path, engine="scipy")`` writes it.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr, sdf
+        >>> X = xr.DataArray(np.outer([1.0, 2, 3], [1.0, 1]), dims=("time", "space"),
+        ...                  coords={"time": [0.1, 0.2, 0.3]})
+        >>> t, s = sdf.Variable(np.ones((3, 1)), name="t"), sdf.Variable(np.ones((2, 1)), name="s")
+        >>> ds = sdf.Model(m=sdf.CPD(X, [t, s])).fit().to_xarray()
+        >>> ds["time_factor"].dims, list(ds["time_factor"].coords["time"].values)
+        (('time', 'component'), [0.1, 0.2, 0.3])
+        """
+        import xarray as xr
+
+        data_vars: dict[str, Any] = {}
+        sources: dict[str, int] = {}
+        covered: set[int] = set()
+        n_components: int | None = None
+        for name, term in self.model.terms.items():
+            data = getattr(term, "data", None)
+            dims = getattr(data, "dims", None)
+            if not dims or term.kind == "BTD":
+                continue
+            coords = getattr(data, "coords", None) or {}
+            for dim, expr in zip(dims, term.inputs[: len(dims)]):
+                value = self[expr]
+                if value.ndim != 2:
+                    continue
+                key = (f"{dim}_factor" if sources.get(dim, id(expr)) == id(expr)
+                       else f"{name}_{dim}_factor")
+                if key in data_vars:
+                    continue
+                sources.setdefault(dim, id(expr))
+                n_components = value.shape[1] if n_components is None else n_components
+                comp = "component" if value.shape[1] == n_components else f"{key}_component"
+                da_coords = {dim: np.asarray(coords[dim])} if dim in coords else {}
+                data_vars[key] = xr.DataArray(value, dims=(dim, comp), coords=da_coords)
+                covered.update(id(v) for v in expr.variables())
+        for var, vname in zip(self.model.variables, self.model.variable_names):
+            if id(var) not in covered and vname not in data_vars:
+                value = self.variables[vname]
+                data_vars[vname] = xr.DataArray(
+                    value, dims=tuple(f"{vname}_dim{k}" for k in range(value.ndim)))
+        attrs: dict[str, Any] = {f"relerr_{k}": v for k, v in self.relerr.items()}
+        attrs.update(objective=self.objective, iterations=self.iterations,
+                     stop=self.stop.name, method=self.method)
+        ds = xr.Dataset(data_vars, attrs=attrs)
+        if "component" in ds.dims:
+            ds = ds.assign_coords(component=np.arange(ds.sizes["component"]))
+        return ds
+
     def __repr__(self) -> str:
         errs = ", ".join(f"{k}: {v:.3g}" for k, v in self.relerr.items())
         return (f"Result(method={self.method!r}, iterations={self.iterations}, "

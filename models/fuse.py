@@ -1,0 +1,156 @@
+"""Coupled CPDs of named-dim data: data sets sharing a dim name share its factor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+import sdf
+from sdf.errors import ModelError
+
+__all__ = ["fuse", "fuse_model"]
+
+
+def _check_data(data: Mapping[str, Any]) -> dict[str, int]:
+    if not isinstance(data, Mapping) or not data:
+        raise ModelError("fuse: data must be a non-empty dict {name: xarray.DataArray}")
+    sizes: dict[str, int] = {}
+    owner: dict[str, str] = {}
+    coords: dict[str, np.ndarray] = {}
+    for name, da in data.items():
+        if not (hasattr(da, "dims") and hasattr(da, "sizes") and hasattr(da, "coords")):
+            raise ModelError(
+                f"fuse: data[{name!r}] must be an xarray.DataArray (its dims name the modes), "
+                f"got {type(da).__name__}"
+            )
+        if len(set(da.dims)) != len(da.dims):
+            raise ModelError(f"fuse: data[{name!r}] repeats a dim name {da.dims}")
+        for dim in da.dims:
+            n = int(da.sizes[dim])
+            if dim in sizes and sizes[dim] != n:
+                raise ModelError(
+                    f"fuse: dim {dim!r} has {sizes[dim]} entries in {owner[dim]!r} "
+                    f"but {n} in {name!r}"
+                )
+            if dim in da.coords:
+                values = np.asarray(da.coords[dim].values)
+                if dim in coords and not np.array_equal(coords[dim], values):
+                    raise ModelError(
+                        f"fuse: dim {dim!r} has different coordinates in {owner[dim]!r} "
+                        f"and {name!r}; align the data sets first (xarray.align)"
+                    )
+                coords.setdefault(dim, values)
+            sizes.setdefault(dim, n)
+            owner.setdefault(dim, name)
+    return sizes
+
+
+def fuse_model(
+    data: Mapping[str, Any],
+    rank: int,
+    *,
+    transforms: Mapping[str, Callable[[Any], Any]] | None = None,
+    relweights: Mapping[str, float] | None = None,
+    init: Mapping[str, np.ndarray] | None = None,
+    seed: int | np.random.Generator | None = None,
+) -> sdf.Model:
+    """The model :func:`fuse` fits: one variable per dim name, one CPD per data set.
+
+    Parameters are those of :func:`fuse`.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from sdf.models import fuse_model
+    >>> X = xr.DataArray(np.ones((4, 5, 6)), dims=("mouse", "gene", "time"))
+    >>> Y = xr.DataArray(np.ones((4, 3)), dims=("mouse", "lipid"))
+    >>> fuse_model({"x": X, "y": Y}, rank=2, seed=0).variable_names
+    ['mouse', 'gene', 'time', 'lipid']
+    """
+    sizes = _check_data(data)
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
+        raise ModelError(f"fuse: rank must be an integer >= 1, got {rank!r}")
+    transforms = dict(transforms or {})
+    init = dict(init or {})
+    relweights = dict(relweights or {})
+    for label, mapping, known in (("transforms", transforms, sizes), ("init", init, sizes),
+                                  ("relweights", relweights, data)):
+        unknown = sorted(set(mapping) - set(known))
+        if unknown:
+            raise ModelError(
+                f"fuse: {label} names unknown {'data set' if label == 'relweights' else 'dim'}(s) "
+                f"{', '.join(map(repr, unknown))} (known: {', '.join(map(str, known))})"
+            )
+    rng = np.random.default_rng(seed)
+    factors = {}
+    for dim, n in sizes.items():
+        start = init[dim] if dim in init else rng.standard_normal((n, int(rank)))
+        var = sdf.Variable(start, name=dim)
+        if var.shape != (n, rank):
+            raise ModelError(f"fuse: init[{dim!r}] has shape {var.shape}, expected {(n, rank)}")
+        factors[dim] = transforms[dim](var) if dim in transforms else var
+    terms = {name: sdf.CPD(da, [factors[d] for d in da.dims], relweight=relweights.get(name, 1.0))
+             for name, da in data.items()}
+    return sdf.Model(terms)
+
+
+def fuse(
+    data: Mapping[str, Any],
+    rank: int,
+    *,
+    transforms: Mapping[str, Callable[[Any], Any]] | None = None,
+    relweights: Mapping[str, float] | None = None,
+    init: Mapping[str, np.ndarray] | None = None,
+    seed: int | np.random.Generator | None = None,
+    method: str = "nls",
+    **fit_options: Any,
+) -> sdf.Result:
+    """Fit coupled CPDs to named-dim data sets; a dim name shared by data sets shares a factor.
+
+    Every data set ``X_t`` (an ``xarray.DataArray``) is modelled as a rank-``rank`` CPD
+    whose mode ``n`` factor is the variable named ``X_t.dims[n]``; the objective is the
+    relative-weight sum of the data sets' mean squared errors (see :class:`sdf.Model`).
+
+    Parameters
+    ----------
+    data : dict of str to xarray.DataArray
+        The data sets by name; NaN entries are missing. Shared dims must have equal
+        lengths and, where given, equal coordinates.
+    rank : int
+        Number of components.
+    transforms : dict of str to callable, optional
+        A transform (or chain) per dim name, e.g. ``{"emission": tf.nonneg}``.
+    relweights : dict of str to float, optional
+        Relative weight per data set (default 1 each).
+    init : dict of str to ndarray, optional
+        Initial values per dim name, each of shape ``(len(dim), rank)``.
+    seed : int or numpy.random.Generator, optional
+        Source of the random initial values of the dims not in ``init``.
+    method : {"nls", "minf"}, default "nls"
+        Solver.
+    **fit_options
+        Passed to :meth:`sdf.Model.fit` (``max_iter``, ``tol_fun``, ``display``...).
+
+    Returns
+    -------
+    sdf.Result
+        The engine result; ``result.to_xarray()`` gives the factors with dims
+        ``(dim, "component")`` and the original coordinates.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from sdf.models import fuse
+    >>> rng = np.random.default_rng(0)
+    >>> M, G, L = rng.random((8, 2)), rng.random((6, 2)), rng.random((5, 2))
+    >>> gene = xr.DataArray(M @ G.T, dims=("mouse", "gene"))
+    >>> lipid = xr.DataArray(M @ L.T, dims=("mouse", "lipid"))
+    >>> result = fuse({"gene": gene, "lipid": lipid}, rank=2, seed=1)
+    >>> sorted(result.to_xarray().data_vars)
+    ['gene_factor', 'lipid_factor', 'mouse_factor']
+    """
+    model = fuse_model(data, rank, transforms=transforms, relweights=relweights, init=init,
+                       seed=seed)
+    return model.fit(method=method, **fit_options)
