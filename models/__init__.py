@@ -1,0 +1,57 @@
+"""Ready-made models on the sdf engine: CPD, LMLRA, BTD, LL1 and coupled (CMTF) drivers,
+rank estimation and diagnostics.
+
+Every driver returns a :class:`Decomposition` (factors, relative error, history, and the
+engine :class:`sdf.Result` of the final fit).
+"""
+
+from sdf.models._result import Decomposition, Stage
+from sdf.models.btd import btd
+from sdf.models.cmtf import cmtf
+from sdf.models.cpd import cpd
+from sdf.models.diagnostics import (
+    CPDError,
+    Degeneracy,
+    DegeneracyWarning,
+    congruence,
+    corcondia,
+    cpderr,
+    degeneracy,
+    fms,
+)
+from sdf.models.ll1 import ll1
+from sdf.models.lmlra import lmlra
+from sdf.models.rank import (
+    MLRankEstimate,
+    RankEstimate,
+    Stability,
+    lcorner,
+    mlrankest,
+    rankest,
+    stability,
+)
+
+__all__ = [
+    "CPDError",
+    "Decomposition",
+    "Degeneracy",
+    "DegeneracyWarning",
+    "MLRankEstimate",
+    "RankEstimate",
+    "Stability",
+    "Stage",
+    "btd",
+    "cmtf",
+    "congruence",
+    "corcondia",
+    "cpd",
+    "cpderr",
+    "degeneracy",
+    "fms",
+    "lcorner",
+    "ll1",
+    "lmlra",
+    "mlrankest",
+    "rankest",
+    "stability",
+]

@@ -15,11 +15,12 @@ from sdf.expr import Constant, Expr, Variable
 from sdf.model import Model
 from sdf.result import History, IterationInfo, Result, StopReason
 from sdf.solvers.options import MinfOptions, NLSOptions
-from sdf.terms import CPD, L0, L1, L2, Term
+from sdf.terms import BTD, CPD, L0, L1, L2, LL1, LMLRA, Term
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BTD",
     "CPD",
     "Constant",
     "DataError",
@@ -29,6 +30,8 @@ __all__ = [
     "L0",
     "L1",
     "L2",
+    "LL1",
+    "LMLRA",
     "MinfOptions",
     "Model",
     "ModelError",

@@ -1,0 +1,144 @@
+"""Helpers shared by the model drivers: argument checks, stages, engine fits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+import sdf
+from sdf.errors import DataError, ModelError
+from sdf.result import Result, StopReason
+from sdf.tensors import Tensor, as_tensor
+
+from sdf.models._result import Stage
+
+__all__ = ["Timer", "as_data", "check_int", "engine_fit", "labels_of", "make_rng",
+           "random_factors", "user_factors"]
+
+
+def as_data(data: Any, min_order: int = 2) -> Tensor:
+    """The data as a Tensor with at least ``min_order`` modes."""
+    X = as_tensor(data, name="data")
+    if X.ndim < min_order:
+        raise DataError(f"data: expected at least {min_order} modes, got shape {X.shape}")
+    return X
+
+
+def check_int(value: Any, name: str, low: int = 1) -> int:
+    """``value`` as an int ``>= low``, or ModelError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ModelError(f"{name}: expected an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def make_rng(seed: Any) -> np.random.Generator:
+    """A Generator from None, an int or a Generator (used as is)."""
+    if seed is None or isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return np.random.default_rng(seed)
+    if isinstance(seed, np.random.Generator):
+        return seed
+    raise ModelError(f"seed: expected None, an int or a numpy Generator, got {seed!r}")
+
+
+def labels_of(X: Tensor) -> list[str]:
+    """Mode names: the data's dims, or ``mode0, mode1, ...``."""
+    return list(X.dims) if X.dims is not None else [f"mode{n}" for n in range(X.ndim)]
+
+
+def random_factors(shape: Sequence[int], cols: Sequence[int] | int,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+    """Standard normal matrices (I_n, R_n), drawn mode after mode from ``rng``."""
+    if isinstance(cols, (int, np.integer)):
+        cols = [int(cols)] * len(shape)
+    return [rng.standard_normal((int(I), int(R))) for I, R in zip(shape, cols)]
+
+
+def user_factors(init: Any, shape: Sequence[int], cols: Sequence[int], name: str = "init"
+                 ) -> list[np.ndarray]:
+    """Copies of given factor matrices, checked against the data shape and column counts."""
+    if isinstance(init, np.ndarray) or not isinstance(init, Sequence) or len(init) != len(shape):
+        raise ModelError(f"{name}: expected a list of {len(shape)} factor matrices (one per "
+                         f"mode) or a method name, got {type(init).__name__}")
+    out = []
+    for n, (A, I, R) in enumerate(zip(init, shape, cols)):
+        A = np.array(A, dtype=float)
+        if A.shape != (I, R):
+            raise ModelError(f"{name}[{n}]: expected shape {(I, R)}, got {A.shape}")
+        if not np.all(np.isfinite(A)):
+            raise ModelError(f"{name}[{n}]: has non-finite entries")
+        out.append(A)
+    return out
+
+
+class Timer:
+    """Wall-clock stopwatch for pipeline stages."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        out, self.start = now - self.start, now
+        return out
+
+
+class _FloorStop:
+    """Stop once the objective's decrease nears the accuracy of its evaluation.
+
+    Factorization terms on full data evaluate ``f = (||T||^2 - 2<T, M> + ||M||^2) / 2``
+    without forming the residual, so ``f`` carries an absolute error of a few
+    ``eps * f_data`` (``f_data``: the objective at the zero model). When a step's
+    decrease ``d_k`` is at most ``_FAST * eps * f_data`` while shrinking fast
+    (``d_k <= 0.1 d_{k-1}``, with ``d_0 = f_0``), the next decrease would be lost in
+    rounding and the trust region would shrink in vain; slowly converging fits go on
+    until ``d_k <= _SLOW * eps * f_data``. The fit is then reported as converged
+    (``StopReason.TOL_FUN``).
+    """
+
+    _FAST = 1e4
+    _SLOW = 1e2
+
+    def __init__(self, model: sdf.Model, user: Callable[[Any], Any] | None) -> None:
+        weights = model.weights
+        f_data = sum(0.5 * weights[n] * t.data.norm_squared()
+                     for n, t in model.terms.items() if t.is_data_term)
+        self.unit = np.finfo(float).eps * f_data
+        self.user = user
+        self.f0 = self.previous = np.nan
+        self.fired = False
+
+    def __call__(self, info: Any) -> bool:
+        stop = bool(self.user(info)) if self.user is not None else False
+        if stop:
+            return True
+        if info.iteration == 0:
+            self.f0 = self.previous = info.objective
+            return False
+        if np.isfinite(info.relchange) and self.unit > 0:
+            decrease = info.relchange * self.f0
+            fast = decrease <= 0.1 * self.previous
+            self.previous = decrease
+            if decrease <= (self._FAST if fast else self._SLOW) * self.unit:
+                self.fired = True
+                return True
+        return False
+
+
+def engine_fit(model: sdf.Model, method: str, options: Any, fit_options: dict[str, Any],
+               display: int, callback: Callable[[Any], Any] | None,
+               ) -> Result:
+    """``model.fit`` with the driver's solver settings and the rounding-floor stop."""
+    floor = _FloorStop(model, callback) if method == "nls" else None
+    res = model.fit(method=method, options=options, display=display,
+                    callback=floor if floor is not None else callback, **fit_options)
+    if floor is not None and floor.fired and res.stop is StopReason.CALLBACK:
+        res.stop = StopReason.TOL_FUN
+    return res
+
+
+def stage_from(name: str, detail: str, res: Result, seconds: float, term: str) -> Stage:
+    return Stage(name=name, detail=detail, iterations=int(res.iterations), time=seconds,
+                 relerr=float(res.relerr.get(term, np.nan)))

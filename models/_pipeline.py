@@ -1,0 +1,102 @@
+"""The compress -> fit on the core -> decompress -> refine pipeline shared by the drivers.
+
+A decomposition's inputs are a flat list of arrays; ``modes[k]`` says which data mode
+input ``k``'s rows run over (``None`` for cores). Compression by a truncated MLSVD
+``T ≈ S x_n U_n`` (orthonormal ``U_n``) maps an input ``A`` on mode ``n`` to ``U_n^T A``
+and back by ``U_n A``; cores are left as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+import sdf
+from sdf.decomp import MLSVDResult, mlsvd
+from sdf.result import Result
+from sdf.tensors import Tensor
+
+from sdf.models._common import Timer, engine_fit, stage_from
+from sdf.models._result import Stage
+
+__all__ = ["Fit", "compress_data", "expand", "project", "run_fits"]
+
+Builder = Callable[[Any, list[sdf.Variable]], sdf.Term]
+_COMPRESS_RATIO = 0.5
+
+
+def compress_data(X: Tensor, core_shape: Sequence[int], compress: Any, timer: Timer,
+                  stages: list[Stage]) -> MLSVDResult | None:
+    """Truncated MLSVD of dense data to ``core_shape`` when asked or when it pays."""
+    from sdf.errors import ModelError
+
+    if compress not in ("auto", True, False):
+        raise ModelError(f"compress: expected 'auto', True or False, got {compress!r}")
+    if compress is False:
+        return None
+    if X.kind != "dense":
+        if compress is True:
+            raise ModelError(f"compress: only fully known dense data can be compressed, got "
+                             f"{X.kind} data; use compress='auto' or False")
+        return None
+    shape = tuple(int(min(I, R)) for I, R in zip(X.shape, core_shape))
+    if compress == "auto" and math.prod(shape) > _COMPRESS_RATIO * X.size:
+        return None
+    ml = mlsvd(X.data, core_shape=shape)
+    total = X.norm_squared()
+    kept = float(np.sum(ml.core * ml.core))
+    trunc = float(np.sqrt(max(total - kept, 0.0) / total)) if total > 0 else 0.0
+    stages.append(Stage("compress", f"MLSVD to core {shape}", 0, timer.lap(), trunc))
+    return ml
+
+
+def project(values: Sequence[np.ndarray], modes: Sequence[int | None],
+            ml: MLSVDResult) -> list[np.ndarray]:
+    """Inputs at the data's size -> at the core's size (``U_n^T A``)."""
+    return [np.array(A) if n is None else ml.factors[n].T @ A for A, n in zip(values, modes)]
+
+
+def expand(values: Sequence[np.ndarray], modes: Sequence[int | None],
+           ml: MLSVDResult) -> list[np.ndarray]:
+    """Inputs at the core's size -> at the data's size (``U_n A``)."""
+    return [np.array(A) if n is None else ml.factors[n] @ A for A, n in zip(values, modes)]
+
+
+class Fit:
+    """Outcome of :func:`run_fits`: final values (data level), engine result, stages."""
+
+    def __init__(self, values: list[np.ndarray], result: Result) -> None:
+        self.values = values
+        self.result = result
+
+
+def _fit_level(data: Any, start: Sequence[np.ndarray], names: Sequence[str], build: Builder,
+               settings: dict[str, Any], callback: Any) -> tuple[list[np.ndarray], Result]:
+    variables = [sdf.Variable(np.array(A, dtype=float), name=nm) for A, nm in zip(start, names)]
+    res = engine_fit(sdf.Model(data=build(data, variables)), settings["method"],
+                     settings["options"], settings["fit_options"], settings["display"],
+                     callback)
+    return [res.variables[nm] for nm in names], res
+
+
+def run_fits(X: Tensor, start: Sequence[np.ndarray], modes: Sequence[int | None],
+             names: Sequence[str], build: Builder, ml: MLSVDResult | None,
+             settings: dict[str, Any], timer: Timer, stages: list[Stage],
+             what: str) -> Fit:
+    """Fit on the core (when ``ml``; ``start`` is then at the core's size), expand, refine.
+
+    ``settings`` holds ``method``, ``options``, ``fit_options``, ``display`` and
+    ``callback`` (the latter used for the fit on the data only).
+    """
+    if ml is not None:
+        core_vals, core_res = _fit_level(ml.core, start, names, build, settings, None)
+        stages.append(stage_from("core", f"{what} of the {ml.core.shape} core", core_res,
+                                 timer.lap(), "data"))
+        start = expand(core_vals, modes, ml)
+    values, res = _fit_level(X, start, names, build, settings, settings["callback"])
+    stages.append(stage_from("refine" if ml is not None else "fit",
+                             f"{what} of the {X.kind} data", res, timer.lap(), "data"))
+    return Fit(values, res)

@@ -1,0 +1,143 @@
+"""What the model drivers return: a decomposition, its error, and the engine's final fit.
+
+Every driver (:func:`sdf.models.cpd`, :func:`~sdf.models.lmlra`, :func:`~sdf.models.btd`,
+:func:`~sdf.models.ll1`, :func:`~sdf.models.cmtf`) returns a :class:`Decomposition`: the
+factors in the driver's own layout, the relative error as one float, the iteration
+history of the final engine fit and that fit's :class:`sdf.Result` itself. The stages the
+driver went through (compression, initialisation, fit on the core, refinement) are listed
+in :attr:`Decomposition.stages`.
+
+A Decomposition stands in for its :class:`sdf.Result` wherever one is read: indexing
+(``dec["a"]``) and the Result's attributes that a Decomposition does not define itself
+(``model``, ``variables``, ``objective``, ``abserr``, ``iterations``, ``stop``,
+``message``, ``success``, ``method``) are forwarded to :attr:`Decomposition.result`, and
+``sdf.viz`` functions unwrap ``.result`` when given a Decomposition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sdf.result import History, Result
+
+__all__ = ["Decomposition", "Stage"]
+
+_FORWARDED = frozenset({
+    "model", "variables", "objective", "abserr", "iterations", "stop", "message",
+    "success", "method",
+})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a driver's pipeline.
+
+    Attributes
+    ----------
+    name : str
+        ``"compress"``, ``"init"``, ``"core"``, ``"refine"``, ``"hooi"``, ...
+    detail : str
+        What was done, in words (e.g. ``"MLSVD to core (10, 10, 10)"``, ``"gevd"``).
+    iterations : int
+        Solver iterations spent in this stage (0 for algebraic steps).
+    time : float
+        Wall-clock seconds.
+    relerr : float
+        Relative error reached at the end of the stage, measured on what the stage fits
+        (the compressed core for ``"core"``, the data otherwise); NaN if not measured.
+    """
+
+    name: str
+    detail: str
+    iterations: int
+    time: float
+    relerr: float = float("nan")
+
+
+@dataclass
+class Decomposition:
+    """A fitted decomposition.
+
+    Attributes
+    ----------
+    kind : str
+        ``"cpd"``, ``"lmlra"``, ``"btd"``, ``"ll1"`` or ``"cmtf"``.
+    factors : list
+        The factors. CPD: ``[A_0, ..., A_{N-1}]``, each of shape (I_n, R). LMLRA: the
+        ``N`` factor matrices (I_n, R_n). BTD: one list ``[U_0, ..., U_{N-1}]`` per block.
+        LL1: ``[A, B, C]`` with ``A`` (I, sum L), ``B`` (J, sum L), ``C`` (K, R). CMTF:
+        one matrix per mode label, in the order of :attr:`labels`.
+    relerr : float
+        ``||model - data|| / ||data||`` over the known entries (CMTF: over all data sets
+        together, each entering with its own norm; see :attr:`relerrs`).
+    history : sdf.History
+        Iteration history of the final engine fit (the refinement on the data when there
+        is one). The earlier stages are summarised in :attr:`stages`.
+    result : sdf.Result
+        The engine's result of the final fit.
+    core : ndarray or list of ndarray or None
+        The core tensor (LMLRA), one core per block (BTD), or None.
+    stages : list of Stage
+        The pipeline steps, in order.
+    relerrs : dict of str to float
+        Relative error per data set (the single entry of a one-term model is its
+        ``relerr``).
+    labels : list of str
+        Name of each entry of ``factors`` (CPD/LMLRA: the data's dims, or ``"mode0"``...).
+    L : list of int or None
+        LL1 only: the sizes ``L_r`` of the terms.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.models import cpd
+    >>> rng = np.random.default_rng(0)
+    >>> A, B, C = (rng.standard_normal((n, 2)) for n in (6, 5, 4))
+    >>> dec = cpd(np.einsum("ir,jr,kr->ijk", A, B, C), 2, seed=0)
+    >>> len(dec.factors), dec.factors[0].shape, bool(dec.relerr < 1e-6)
+    (3, (6, 2), True)
+    >>> dec.stop is dec.result.stop
+    True
+    """
+
+    kind: str
+    factors: list[Any]
+    relerr: float
+    history: History
+    result: Result
+    core: Any = None
+    stages: list[Stage] = field(default_factory=list)
+    relerrs: dict[str, float] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    L: list[int] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: forward the Result's read-only view.
+        if name in _FORWARDED:
+            return getattr(self.__dict__["result"], name)
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.result[key]
+
+    @property
+    def time(self) -> float:
+        """Total wall-clock seconds over all stages."""
+        return float(sum(s.time for s in self.stages))
+
+    def __repr__(self) -> str:
+        shapes = _shapes(self.factors)
+        steps = " -> ".join(s.name for s in self.stages)
+        return (f"Decomposition(kind={self.kind!r}, factors={shapes}, relerr={self.relerr:.4g}, "
+                f"stages={steps!r}, stop={self.result.stop.name})")
+
+
+def _shapes(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.shape
+    if isinstance(obj, (list, tuple)):
+        return [_shapes(o) for o in obj]
+    return obj

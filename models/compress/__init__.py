@@ -1,0 +1,47 @@
+"""Neural network compression as structured data fusion.
+
+A layer's weight is one data set, its response on calibration inputs another, and layers
+reading the same input can share factors: each compression is one model on the sdf engine
+(numpy in, numpy out). See :func:`compress_linear`, :func:`compress_conv`,
+:func:`compress_shared` and :func:`compress_network`.
+"""
+
+from sdf.models.compress.budget import (allocate_ranks, layer_cost, max_rank, rank_for_ratio,
+                                        rank_for_tol)
+from sdf.models.compress.conv import CONV_METHODS, compress_conv
+from sdf.models.compress.export import pieces_to_torch
+from sdf.models.compress.layers import (Piece, conv2d, count_macs, count_params, im2col,
+                                        run_pieces)
+from sdf.models.compress.linear import closed_form_data_aware, compress_linear, truncated_svd
+from sdf.models.compress.network import (LayerSpec, NetworkCompression, SharedCompression,
+                                         compress_network, compress_shared)
+from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve)
+
+__all__ = [
+    "CONV_METHODS",
+    "CompressOptions",
+    "CompressedLayer",
+    "FitInfo",
+    "LayerSpec",
+    "NetworkCompression",
+    "Piece",
+    "RankCurve",
+    "SharedCompression",
+    "allocate_ranks",
+    "closed_form_data_aware",
+    "compress_conv",
+    "compress_linear",
+    "compress_network",
+    "compress_shared",
+    "conv2d",
+    "count_macs",
+    "count_params",
+    "im2col",
+    "layer_cost",
+    "max_rank",
+    "pieces_to_torch",
+    "rank_for_ratio",
+    "rank_for_tol",
+    "run_pieces",
+    "truncated_svd",
+]

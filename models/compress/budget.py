@@ -1,0 +1,236 @@
+"""Costs of compressed layers and the choice of ranks: per layer and under one budget.
+
+Per layer, a rank comes from a target ratio of parameters (or MACs), or from an error
+tolerance on the layer's error-against-rank curve. Across layers,
+:func:`allocate_ranks` spends one global parameter budget where it lowers the error most
+per parameter: a greedy walk on the lower convex hull of each layer's curve (squared
+relative error against parameters), which is optimal for the convexified problem and never
+worse than the plain greedy.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Mapping
+
+import numpy as np
+
+from sdf.errors import ModelError
+from sdf.models.compress.layers import Piece
+from sdf.models.compress.result import RankCurve
+
+__all__ = ["RatioOf", "allocate_ranks", "layer_cost", "max_rank", "rank_for_ratio",
+           "rank_for_tol"]
+
+RatioOf = Literal["params", "macs"]
+
+
+def _geometry(orig: Piece, input_hw: tuple[int, int] | None):
+    o, i = orig.out_features, orig.in_features
+    kh, kw = orig.kernel_size
+    if orig.kind == "linear" or input_hw is None:
+        return o, i, kh, kw, None
+    H, W = input_hw
+    Ho, Wo = orig.output_hw(input_hw)
+    # width after a kh x 1 piece that keeps the input width (spatial SVD / CP middle piece)
+    Hm = Ho
+    return o, i, kh, kw, (H, W, Ho, Wo, Hm)
+
+
+def layer_cost(method: str, orig: Piece, rank, input_hw: tuple[int, int] | None = None
+               ) -> tuple[int, int | None]:
+    """Parameters and MACs per sample of ``orig`` compressed by ``method`` at ``rank``.
+
+    Parameters
+    ----------
+    method : {"svd", "channel_svd", "weight_svd", "spatial_svd", "cp", "tucker2", "dense"}
+    orig : Piece
+        The original layer.
+    rank : int or pair of int
+        The rank (``(r_out, r_in)`` for Tucker-2; an int r means ``(r, r)``).
+    input_hw : pair of int, optional
+        Input spatial size of a convolution, for the MAC count (None: MACs unknown).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.models.compress import Piece, layer_cost
+    >>> layer_cost("svd", Piece("linear", np.zeros((30, 20)), bias=np.zeros(30)), 5)
+    (280, 250)
+    """
+    o, i, kh, kw, g = _geometry(orig, input_hw)
+    nb = 0 if orig.bias is None else o
+    if method == "dense":
+        return orig.n_params, (None if g is None and orig.kind != "linear" else
+                               orig.macs(input_hw))
+    if method == "tucker2":
+        ro, ri = (rank, rank) if np.isscalar(rank) else rank
+        p = i * ri + ri * ro * kh * kw + ro * o
+        m = None if g is None else i * ri * g[0] * g[1] + (ri * ro * kh * kw + ro * o) * g[2] * g[3]
+        return int(p + nb), (None if m is None else int(m))
+    r = int(rank)
+    if method in ("svd", "channel_svd"):
+        p = r * i * kh * kw + o * r
+        m = p if orig.kind == "linear" else (None if g is None else p * g[2] * g[3])
+    elif method == "weight_svd":
+        p = i * r + r * o * kh * kw
+        m = None if g is None else i * r * g[0] * g[1] + r * o * kh * kw * g[2] * g[3]
+    elif method == "spatial_svd":
+        p = i * kh * r + r * kw * o
+        m = None if g is None else i * kh * r * g[4] * g[1] + r * kw * o * g[2] * g[3]
+    elif method == "cp":
+        p = r * (i + kh + kw + o)
+        m = None if g is None else (i * r * g[0] * g[1] + r * kh * g[4] * g[1]
+                                    + r * kw * g[2] * g[3] + r * o * g[2] * g[3])
+    else:
+        raise ModelError(f"layer_cost: unknown method {method!r}")
+    return int(p + nb), (None if m is None else int(m))
+
+
+def max_rank(method: str, orig: Piece):
+    """Largest useful rank (an exact factorization exists at this rank, except for CP)."""
+    o, i = orig.out_features, orig.in_features
+    kh, kw = orig.kernel_size
+    if method in ("svd", "channel_svd"):
+        return min(o, i * kh * kw)
+    if method == "weight_svd":
+        return min(i, o * kh * kw)
+    if method == "spatial_svd":
+        return min(i * kh, o * kw)
+    if method == "tucker2":
+        return (o, i)
+    if method == "cp":
+        return int(o * i * kh * kw // max(o, i, kh, kw))
+    raise ModelError(f"max_rank: unknown method {method!r}")
+
+
+def _scalar_ranks(method: str, orig: Piece) -> np.ndarray:
+    top = max_rank(method, orig)
+    return np.arange(1, (max(top) if method == "tucker2" else top) + 1)
+
+
+def _tucker_rank(orig: Piece, r: int) -> tuple[int, int]:
+    """Tucker-2 ranks grown together in proportion to the channel counts."""
+    o, i = orig.out_features, orig.in_features
+    big = max(o, i)
+    return max(1, min(o, round(r * o / big))), max(1, min(i, round(r * i / big)))
+
+
+def expand_rank(method: str, orig: Piece, r: int):
+    """The rank object of a scalar rank index (a pair for Tucker-2)."""
+    return _tucker_rank(orig, r) if method == "tucker2" else int(r)
+
+
+def rank_for_ratio(method: str, orig: Piece, ratio: float, ratio_of: RatioOf = "params",
+                   input_hw: tuple[int, int] | None = None):
+    """Largest rank whose cost is at most ``ratio`` times the original's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.models.compress import Piece, rank_for_ratio
+    >>> rank_for_ratio("svd", Piece("linear", np.zeros((100, 100))), 0.5)
+    25
+    """
+    k = 0 if ratio_of == "params" else 1
+    before = layer_cost("dense", orig, None, input_hw)[k]
+    if before is None:
+        raise ModelError("rank_for_ratio: a MAC ratio of a convolution needs input_hw")
+    best = None
+    for r in _scalar_ranks(method, orig):
+        rank = expand_rank(method, orig, int(r))
+        if layer_cost(method, orig, rank, input_hw)[k] <= ratio * before:
+            best = rank
+        else:
+            break
+    if best is None:
+        raise ModelError(
+            f"rank_for_ratio: even rank 1 of {method!r} costs more than {ratio} of the layer's "
+            f"{ratio_of}")
+    return best
+
+
+def rank_for_tol(ranks: np.ndarray, errors: np.ndarray, tol: float) -> int:
+    """Smallest rank in ``ranks`` whose error is at most ``tol`` (the largest if none is)."""
+    ok = np.flatnonzero(np.asarray(errors) <= tol)
+    return int(ranks[ok[0]] if ok.size else ranks[-1])
+
+
+def _lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the lower convex hull of points sorted by x (y decreasing overall)."""
+    hull: list[int] = []
+    for k in range(len(x)):
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            # drop b if it lies on or above the segment a -> k
+            if (y[b] - y[a]) * (x[k] - x[a]) >= (y[k] - y[a]) * (x[b] - x[a]):
+                hull.pop()
+            else:
+                break
+        hull.append(k)
+    return np.asarray(hull)
+
+
+def allocate_ranks(curves: Mapping[str, RankCurve], budget: float,
+                   fixed_cost: float = 0.0, layer_weights: Mapping[str, float] | None = None
+                   ) -> dict[str, int]:
+    """Spend one parameter budget over layers, where squared error drops most per parameter.
+
+    Parameters
+    ----------
+    curves : mapping of str to RankCurve
+        Per layer: ranks, their parameter counts and relative errors (rank 0, if present,
+        is the cheapest start).
+    budget : float
+        Total parameters allowed for all layers together.
+    fixed_cost : float, default 0
+        Parameters spent elsewhere (subtracted from the budget).
+    layer_weights : mapping of str to float, optional
+        Importance of each layer's squared relative error (default 1 each).
+
+    Returns
+    -------
+    dict of str to int
+        The chosen rank of each layer (an entry of its curve's ``ranks``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.models.compress import RankCurve, allocate_ranks
+    >>> c = lambda e: RankCurve(np.arange(1, 4), np.array([10, 20, 30]), np.zeros(3),
+    ...                         np.array(e))
+    >>> allocate_ranks({"a": c([0.5, 0.1, 0.0]), "b": c([0.2, 0.15, 0.1])}, 50)
+    {'a': 2, 'b': 3}
+    """
+    weights = layer_weights or {}
+    state: dict[str, tuple[np.ndarray, int]] = {}
+    spent = fixed_cost
+    for name, c in curves.items():
+        w = float(weights.get(name, 1.0))
+        hull = _lower_hull(np.asarray(c.params, float), w * np.asarray(c.errors, float) ** 2)
+        state[name] = (hull, 0)
+        spent += float(c.params[hull[0]])
+    if spent > budget:
+        raise ModelError(
+            f"allocate_ranks: the smallest ranks already cost {spent:.0f} parameters, "
+            f"over the budget of {budget:.0f}")
+    while True:
+        best, best_slope = None, 0.0
+        for name, c in curves.items():
+            hull, k = state[name]
+            if k + 1 >= len(hull):
+                continue
+            a, b = hull[k], hull[k + 1]
+            dp = float(c.params[b] - c.params[a])
+            if spent + dp > budget:
+                continue
+            w = float(weights.get(name, 1.0))
+            gain = w * float(c.errors[a] ** 2 - c.errors[b] ** 2)
+            slope = gain / max(dp, 1e-300)
+            if slope > best_slope:
+                best, best_slope = name, slope
+        if best is None:
+            break
+        hull, k = state[best]
+        spent += float(curves[best].params[hull[k + 1]] - curves[best].params[hull[k]])
+        state[best] = (hull, k + 1)
+    return {name: int(curves[name].ranks[hull[k]]) for name, (hull, k) in state.items()}

@@ -1,0 +1,349 @@
+"""Compression of 2-D convolutions: each method is a factorization of the (reshaped) weight.
+
+With ``W`` of shape (out, in, kh, kw) and ``Wm = W.reshape(out, in*kh*kw)``:
+
+``"weight_svd"``  1x1 conv (in -> r), then kh x kw conv (r -> out):
+                  ``W[o,i,h,w] = sum_r C[o,r,h,w] F[i,r]``, i.e. ``Wm = C_m kron(F, I)^T``.
+``"spatial_svd"`` kh x 1 conv (in -> r), then 1 x kw conv (r -> out):
+                  ``W[o,i,h,w] = sum_r C[o,r,w] F[(i,h),r]``.
+``"channel_svd"`` kh x kw conv (in -> r), then 1x1 conv (r -> out): ``Wm = A B^T``
+                  (the convolutional twin of the linear case; data-aware in closed form).
+``"cp"``          1x1, depthwise kh x 1, depthwise 1 x kw, 1x1: a 4-way CPD of ``W``.
+``"tucker2"``     1x1 (in -> r_in), kh x kw core (r_in -> r_out), 1x1 (r_out -> out).
+
+Given calibration inputs (feature maps entering the layer), the response term is added on
+the im2col patches ``P``: ``P Wm^T ~ (P K) A^T`` with ``K`` the input-side factor
+expression (``matvec`` of the patches with ``kron(F, I)``, ``kr(U_in, U_h, U_w)``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import autograd.numpy as anp
+import numpy as np
+
+from sdf.errors import DataError, ModelError
+from sdf.models.compress import _fit
+from sdf.models.compress.budget import (RatioOf, expand_rank, layer_cost, max_rank,
+                                        rank_for_ratio, rank_for_tol)
+from sdf.models.compress.layers import Piece, im2col
+from sdf.models.compress.linear import _check_balance, fit_lowrank_layer
+from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
+                                        check_rank_args)
+
+__all__ = ["CONV_METHODS", "ConvMethod", "compress_conv"]
+
+ConvMethod = Literal["weight_svd", "spatial_svd", "channel_svd", "cp", "tucker2"]
+CONV_METHODS: tuple[str, ...] = ("channel_svd", "cp", "spatial_svd", "tucker2", "weight_svd")
+
+
+def _engine_ok(opts: CompressOptions) -> bool:
+    if opts.solver == "numpy":
+        return False
+    from sdf.models.compress import _engine
+
+    if opts.solver == "engine":
+        _engine.require()
+        return True
+    return _engine.available()
+
+
+# ---------------------------------------------------------------- kron-structured SVDs
+def _kron_split(method: str, W: np.ndarray) -> tuple[int, int]:
+    o, i, kh, kw = W.shape
+    return (i, kh * kw) if method == "weight_svd" else (i * kh, kw)
+
+
+def _kron_weight_only(W3: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``W3[o,a,m] ~ sum_r C[o,r,m] F[a,r]`` by SVD; returns C (o,r,m), F (a,r), s."""
+    o, a, m = W3.shape
+    T = W3.transpose(1, 0, 2).reshape(a, o * m)
+    U, s, Vt = np.linalg.svd(T, full_matrices=False)
+    root = np.sqrt(s[:rank])
+    F = U[:, :rank] * root
+    C = (root[:, None] * Vt[:rank]).reshape(rank, o, m).transpose(1, 0, 2)
+    return C, F, s
+
+
+def _kron_recon(C, F):
+    o, r, m = C.shape
+    return anp.reshape(anp.einsum("orm,ar->oam", C, F), (o, -1))
+
+
+def _fit_kron(method, W, rank, calib, w_w, w_r, L, opts):
+    o = W.shape[0]
+    a, m = _kron_split(method, W)
+    C, F, s = _kron_weight_only(W.reshape(o, a, m), rank)
+    if calib is None or w_r == 0.0:
+        return (C, F), s, FitInfo("numpy", 0, "closed form (truncated SVD)")
+    Wm = W.reshape(o, -1)
+    if _engine_ok(opts):
+        from sdf.models.compress import _engine
+
+        Cm, F, info = _engine.fit_two_factor(Wm, calib, w_w, w_r, C.reshape(o, -1), F, m, opts)
+        return (Cm.reshape(o, rank, m), F), s, info
+    (C, F), it, msg = _fit.lbfgs_fit(_kron_recon, [C, F], Wm, L, w_w, opts.max_iter,
+                                     opts.tol_fun)
+    return (C, F), s, FitInfo("numpy", it, f"L-BFGS: {msg}")
+
+
+# ---------------------------------------------------------------- CP and Tucker-2
+def _cp_recon(Uo, Ui, Uh, Uw):
+    return anp.reshape(anp.einsum("or,ir,hr,wr->oihw", Uo, Ui, Uh, Uw), (Uo.shape[0], -1))
+
+
+def _fit_cp(W, rank, calib, w_w, w_r, L, opts):
+    factors = _fit.cp_als(W, rank, max_iter=opts.max_iter, seed=opts.seed)
+    info = FitInfo("numpy", 0, "CP-ALS")
+    engine = _engine_ok(opts)
+    if engine:
+        from sdf.models.compress import _engine
+
+        return _engine.fit_cp(W, calib, w_w, w_r, factors, opts)
+    if calib is not None and w_r > 0.0:
+        factors, it, msg = _fit.lbfgs_fit(_cp_recon, factors, W.reshape(W.shape[0], -1), L,
+                                          w_w, opts.max_iter, opts.tol_fun)
+        info = FitInfo("numpy", it, f"CP-ALS, then L-BFGS: {msg}")
+    return factors, info
+
+
+def _tucker_recon(Uo, core, Ui):
+    return anp.reshape(anp.einsum("abhw,oa,ib->oihw", core, Uo, Ui), (Uo.shape[0], -1))
+
+
+def _fit_tucker2(W, ranks, calib, w_w, w_r, L, opts):
+    Uo, Ui, core = _fit.hooi2(W, ranks, max_iter=opts.max_iter)
+    if calib is None or w_r == 0.0:
+        return (Uo, core, Ui), FitInfo("numpy", 0, "HOOI")
+    (Uo, core, Ui), it, msg = _fit.lbfgs_fit(_tucker_recon, [Uo, core, Ui],
+                                             W.reshape(W.shape[0], -1), L, w_w,
+                                             opts.max_iter, opts.tol_fun)
+    return (Uo, core, Ui), FitInfo("numpy", it, f"HOOI, then L-BFGS: {msg}")
+
+
+# ---------------------------------------------------------------- pieces
+def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str
+            ) -> tuple[list[Piece], np.ndarray]:
+    o, i = orig.out_features, orig.in_features
+    kh, kw = orig.kernel_size
+    (sh, sw), (ph, pw), (dh, dw) = orig.stride, orig.padding, orig.dilation
+    geo = dict(stride=orig.stride, padding=orig.padding, dilation=orig.dilation)
+    b = orig.bias
+    if method == "channel_svd":
+        A, B = factors
+        r = A.shape[1]
+        ps = [Piece("conv2d", B.T.reshape(r, i, kh, kw), name=f"{name}.0", **geo),
+              Piece("conv2d", A.reshape(o, r, 1, 1), bias=b, name=f"{name}.1")]
+        W_hat = (A @ B.T).reshape(o, i, kh, kw)
+    elif method == "weight_svd":
+        C, F = factors
+        r = F.shape[1]
+        ps = [Piece("conv2d", F.T.reshape(r, i, 1, 1), name=f"{name}.0"),
+              Piece("conv2d", C.reshape(o, r, kh, kw), bias=b, name=f"{name}.1", **geo)]
+        W_hat = np.einsum("orm,ir->oim", C, F).reshape(o, i, kh, kw)
+    elif method == "spatial_svd":
+        C, F = factors
+        r = F.shape[1]
+        ps = [Piece("conv2d", F.T.reshape(r, i, kh, 1), stride=(sh, 1), padding=(ph, 0),
+                    dilation=(dh, 1), name=f"{name}.0"),
+              Piece("conv2d", C.reshape(o, r, 1, kw), bias=b, stride=(1, sw), padding=(0, pw),
+                    dilation=(1, dw), name=f"{name}.1")]
+        W_hat = np.einsum("orw,ar->oaw", C, F).reshape(o, i, kh, kw)
+    elif method == "cp":
+        Uo, Ui, Uh, Uw = factors
+        r = Uo.shape[1]
+        ps = [Piece("conv2d", Ui.T.reshape(r, i, 1, 1), name=f"{name}.0"),
+              Piece("conv2d", Uh.T.reshape(r, 1, kh, 1), groups=r, stride=(sh, 1),
+                    padding=(ph, 0), dilation=(dh, 1), name=f"{name}.1"),
+              Piece("conv2d", Uw.T.reshape(r, 1, 1, kw), groups=r, stride=(1, sw),
+                    padding=(0, pw), dilation=(1, dw), name=f"{name}.2"),
+              Piece("conv2d", Uo.reshape(o, r, 1, 1), bias=b, name=f"{name}.3")]
+        W_hat = np.einsum("or,ir,hr,wr->oihw", Uo, Ui, Uh, Uw)
+    else:  # tucker2
+        Uo, core, Ui = factors
+        ro, ri = core.shape[:2]
+        ps = [Piece("conv2d", Ui.T.reshape(ri, i, 1, 1), name=f"{name}.0"),
+              Piece("conv2d", core, name=f"{name}.1", **geo),
+              Piece("conv2d", Uo.reshape(o, ro, 1, 1), bias=b, name=f"{name}.2")]
+        W_hat = np.einsum("abhw,oa,ib->oihw", core, Uo, Ui)
+    return ps, W_hat
+
+
+# ---------------------------------------------------------------- driver
+def _check_conv(where: str, W: Any, X: Any, groups: int) -> tuple[np.ndarray, np.ndarray | None]:
+    W = np.asarray(W, dtype=float)
+    if W.ndim != 4:
+        raise ModelError(f"{where}: W has shape {W.shape} but a conv weight needs 4 dims "
+                         "(out, in, kh, kw)")
+    if not np.all(np.isfinite(W)):
+        raise DataError(f"{where}: W has non-finite entries")
+    if groups != 1:
+        raise ModelError(f"{where}: groups={groups} is not supported; compress each group's "
+                         "weight as its own layer")
+    if X is None:
+        return W, None
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 4 or X.shape[1] != W.shape[1]:
+        raise DataError(f"{where}: X has shape {X.shape} but the layer reads "
+                        f"(n, {W.shape[1]}, H, W) feature maps")
+    return W, X
+
+
+def _grid_curve(method, orig, W, calib, w_w, w_r, L, opts, input_hw, n_points=8):
+    """Error against rank on a geometric grid of ranks (CP, Tucker-2: each point a fit)."""
+    top = max_rank(method, orig)
+    top = max(top) if method == "tucker2" else min(top, 4 * max(W.shape[:2]))
+    ranks = np.unique(np.geomspace(1, top, n_points).round().astype(int))
+    errs, params, macs = [], [], []
+    Wm = W.reshape(W.shape[0], -1)
+    for r in ranks:
+        rk = expand_rank(method, orig, int(r))
+        if method == "cp":
+            f, _ = _fit_cp(W, rk, calib, w_w, w_r, L, opts)
+        else:
+            f, _ = _fit_tucker2(W, rk, calib, w_w, w_r, L, opts)
+        E = (_pieces(method, orig, f, "")[1].reshape(Wm.shape) - Wm)
+        E = E @ L if L is not None else E * np.sqrt(w_w)
+        errs.append(float(np.linalg.norm(E)))
+        p, m = layer_cost(method, orig, rk, input_hw)
+        params.append(p)
+        macs.append(-1 if m is None else m)
+    return RankCurve(ranks, np.array(params), np.array(macs), np.array(errs))
+
+
+def compress_conv(
+    W: np.ndarray,
+    method: ConvMethod = "weight_svd",
+    rank: int | tuple[int, int] | None = None,
+    ratio: float | None = None,
+    X: np.ndarray | None = None,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    bias: np.ndarray | None = None,
+    tol: float | None = None,
+    balance: float = 0.9,
+    ratio_of: RatioOf = "params",
+    input_hw: tuple[int, int] | None = None,
+    name: str = "conv",
+    options: CompressOptions | None = None,
+) -> CompressedLayer:
+    """Compress a 2-D convolution into a few cheaper convolutions.
+
+    Parameters
+    ----------
+    W : ndarray of shape (out, in, kh, kw)
+    method : {"weight_svd", "spatial_svd", "channel_svd", "cp", "tucker2"}
+        The factorization (see the module docstring for the pieces of each).
+    rank : int or pair of int, optional
+        Rank (Tucker-2: ``(r_out, r_in)``). Give exactly one of rank, ratio or tol.
+    ratio : float, optional
+        Target share of the original parameters (or MACs with ``ratio_of="macs"``).
+    X : ndarray of shape (n, in, H, W), optional
+        Calibration feature maps entering the layer; given, the fit is data-aware (response
+        term on the im2col patches).
+    stride, padding, dilation, groups : layer geometry (groups must be 1).
+    bias : ndarray of shape (out,), optional
+    tol : float, optional
+        Smallest rank whose relative error is at most ``tol``. For ``weight_svd`` and
+        ``spatial_svd`` with ``X`` this reads the weight-only curve; for CP and Tucker-2 it
+        reads a grid of fitted ranks.
+    balance : float in [0, 1], default 0.9
+        Share of the response term when ``X`` is given.
+    ratio_of : {"params", "macs"}, default "params"
+    input_hw : pair of int, optional
+        Input spatial size for MAC counts (taken from ``X`` when given).
+    name : str, default "conv"
+    options : CompressOptions, optional
+
+    Returns
+    -------
+    CompressedLayer
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.models.compress import compress_conv
+    >>> W = np.random.default_rng(0).standard_normal((16, 8, 3, 3))
+    >>> res = compress_conv(W, "spatial_svd", ratio=0.5, padding=1, input_hw=(8, 8))
+    >>> [p.weight.shape for p in res.pieces]
+    [(8, 8, 3, 1), (16, 8, 1, 3)]
+    >>> res.forward(np.ones((1, 8, 8, 8))).shape
+    (1, 16, 8, 8)
+    """
+    where = f"compress_conv({name!r}, method={method!r})"
+    opts = options or CompressOptions()
+    if method not in CONV_METHODS:
+        raise ModelError(f"{where}: method must be one of {', '.join(CONV_METHODS)}")
+    W, X = _check_conv(where, W, X, groups)
+    check_rank_args(where, rank, ratio, tol)
+    balance = _check_balance(where, balance)
+    orig = Piece("conv2d", W, bias=bias, stride=stride, padding=padding, dilation=dilation,
+                 name=name)
+    if X is not None:
+        input_hw = (int(X.shape[2]), int(X.shape[3]))
+    rows = None if X is None else im2col(X, orig.kernel_size, orig.stride, orig.padding,
+                                         orig.dilation)
+    o = W.shape[0]
+    Wm = W.reshape(o, -1)
+    curve = None
+    if method == "channel_svd":
+        rank, A, B, curve, info, _ = fit_lowrank_layer(
+            where, orig, Wm, rows, "channel_svd", rank, ratio, tol, balance, ratio_of,
+            input_hw, opts)
+        factors: Sequence[np.ndarray] = (A, B)
+    else:
+        calib = None
+        if rows is not None:
+            calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed)
+        w_w, w_r = _fit.term_weights(Wm, calib, balance if calib is not None else 0.0)
+        L = _fit.whitener(Wm.shape[1], calib, w_w, w_r)
+        if method in ("weight_svd", "spatial_svd"):
+            a, m = _kron_split(method, W)
+            s = np.linalg.svd(W.reshape(o, a, m).transpose(1, 0, 2).reshape(a, o * m),
+                              compute_uv=False)
+            top = len(s)
+            ranks = np.arange(1, top + 1)
+            cost = [layer_cost(method, orig, int(r), input_hw) for r in ranks]
+            curve = RankCurve(ranks, np.array([c[0] for c in cost]),
+                              np.array([-1 if c[1] is None else c[1] for c in cost]),
+                              _fit.tail_errors(s)[1:])
+        elif tol is not None:
+            curve = _grid_curve(method, orig, W, calib, w_w, w_r, L, opts, input_hw)
+        if ratio is not None:
+            rank = rank_for_ratio(method, orig, ratio, ratio_of, input_hw)
+        elif tol is not None:
+            rank = expand_rank(method, orig, rank_for_tol(curve.ranks, curve.errors, tol))
+        rank = _check_rank(where, method, orig, rank)
+        if method in ("weight_svd", "spatial_svd"):
+            factors, _, info = _fit_kron(method, W, rank, calib, w_w, w_r, L, opts)
+        elif method == "cp":
+            factors, info = _fit_cp(W, rank, calib, w_w, w_r, L, opts)
+        else:
+            factors, info = _fit_tucker2(W, rank, calib, w_w, w_r, L, opts)
+    pieces, W_hat = _pieces(method, orig, factors, name)
+    out_err = None
+    if rows is not None:
+        out_err = float(np.linalg.norm(rows @ (W_hat.reshape(o, -1) - Wm).T)
+                        / (np.linalg.norm(rows @ Wm.T) or 1.0))
+    return CompressedLayer(
+        name=name, method=method, rank=rank, original=orig, pieces=tuple(pieces),
+        weight_approx=W_hat, balance=balance if X is not None else 0.0, input_hw=input_hw,
+        weight_error=float(np.linalg.norm(W_hat - W) / (np.linalg.norm(W) or 1.0)),
+        calib_output_error=out_err, curve=curve, info=info)
+
+
+def _check_rank(where: str, method: str, orig: Piece, rank: Any):
+    top = max_rank(method, orig)
+    if method == "tucker2":
+        ro, ri = (int(rank), int(rank)) if np.isscalar(rank) else (int(rank[0]), int(rank[1]))
+        if not (1 <= ro <= top[0] and 1 <= ri <= top[1]):
+            raise ModelError(f"{where}: Tucker-2 ranks must be within (1..{top[0]}, 1..{top[1]}),"
+                             f" got {(ro, ri)}")
+        return (ro, ri)
+    if not np.isscalar(rank) or not 1 <= int(rank) <= top:
+        raise ModelError(f"{where}: rank must be an int in [1, {top}], got {rank!r}")
+    return int(rank)

@@ -1,0 +1,396 @@
+"""Several layers at once: shared factors, and one global parameter budget.
+
+:func:`compress_shared` fits layers that read the same input in one model whose input
+factor ``B`` is shared (the query, key and value projections of an attention block, or
+convolutions on the same feature map)::
+
+    weight_k   = CPD(W_k,     [A_k, B])
+    response_k = CPD(X W_k^T, [matvec(X, B), A_k])      for every layer k
+
+With a common weighting this is the whitened truncated SVD of the stacked weights.
+:func:`compress_network` compresses every layer of a network to one budget, choosing
+ranks from each layer's error-against-rank curve (:func:`~sdf.models.compress.allocate_ranks`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from sdf.errors import DataError, ModelError
+from sdf.models.compress import _fit
+from sdf.models.compress.budget import allocate_ranks, expand_rank, layer_cost
+from sdf.models.compress.conv import _fit_cp, _fit_tucker2, _grid_curve, compress_conv
+from sdf.models.compress.layers import Piece, im2col
+from sdf.models.compress.linear import compress_linear
+from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
+                                        check_rank_args)
+
+__all__ = ["LayerSpec", "NetworkCompression", "SharedCompression", "compress_network",
+           "compress_shared"]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer of a network to compress.
+
+    Attributes
+    ----------
+    layer : Piece
+        The original layer (weight, bias, geometry).
+    method : str, default "auto"
+        ``"svd"`` for linear layers; a conv method for convolutions (``"auto"``: ``"svd"``
+        for linear, ``"channel_svd"`` for convolutions).
+    X : ndarray, optional
+        Calibration inputs of this layer (its input activations).
+    X_test : ndarray, optional
+        Held-out inputs of this layer, for the reported output error.
+    input_hw : pair of int, optional
+        Input spatial size (convolutions), when ``X`` is not given.
+    """
+
+    layer: Piece
+    method: str = "auto"
+    X: np.ndarray | None = None
+    X_test: np.ndarray | None = None
+    input_hw: tuple[int, int] | None = None
+
+    @property
+    def resolved_method(self) -> str:
+        if self.method != "auto":
+            return self.method
+        return "svd" if self.layer.kind == "linear" else "channel_svd"
+
+
+@dataclass(frozen=True)
+class NetworkCompression:
+    """Every layer compressed under one budget.
+
+    Attributes
+    ----------
+    layers : dict of str to CompressedLayer
+    curves : dict of str to RankCurve
+        The per-layer error-against-rank curves that drove the allocation.
+    budget : float
+        Parameters allowed for the compressed layers together.
+    test_output_error : dict of str to float
+        Output error of each layer on its held-out inputs (when given).
+    """
+
+    layers: dict[str, CompressedLayer]
+    curves: dict[str, RankCurve]
+    budget: float
+    test_output_error: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def params_before(self) -> int:
+        return int(sum(c.params_before for c in self.layers.values()))
+
+    @property
+    def params_after(self) -> int:
+        return int(sum(c.params_after for c in self.layers.values()))
+
+    def ranks(self) -> dict[str, object]:
+        return {k: c.rank for k, c in self.layers.items()}
+
+    def table(self) -> list[dict[str, object]]:
+        """One row per layer (for printing), held-out output error included."""
+        rows = []
+        for k, c in self.layers.items():
+            row = c.summary()
+            row["test_output_error"] = self.test_output_error.get(k)
+            rows.append(row)
+        return rows
+
+
+@dataclass(frozen=True)
+class SharedCompression:
+    """Layers reading one input, compressed with a shared input factor.
+
+    Attributes
+    ----------
+    layers : dict of str to CompressedLayer
+        Per layer: pieces ``[shared, own]`` (the shared piece is the same object).
+    shared : Piece
+        The shared input projection (``in -> rank``).
+    rank : int
+    info : FitInfo
+    """
+
+    layers: dict[str, CompressedLayer]
+    shared: Piece
+    rank: int
+    info: FitInfo
+
+    @property
+    def params_before(self) -> int:
+        return int(sum(c.params_before for c in self.layers.values()))
+
+    @property
+    def params_after(self) -> int:
+        """Parameters with the shared piece counted once."""
+        return int(self.shared.n_params
+                   + sum(c.pieces[-1].n_params for c in self.layers.values()))
+
+    def weight_error(self) -> float:
+        """Relative error of all weights together: ``sqrt(sum ||E_k||^2 / sum ||W_k||^2)``."""
+        num = sum(float(np.sum((c.dense() - c.original.weight) ** 2)) for c in self.layers.values())
+        den = sum(float(np.sum(c.original.weight ** 2)) for c in self.layers.values())
+        return float(np.sqrt(num / (den or 1.0)))
+
+    def output_error(self, x: np.ndarray) -> float:
+        """Relative error of all responses together on inputs ``x``."""
+        return _joint_output_error(self.layers.values(), x)
+
+
+def _joint_output_error(layers, x) -> float:
+    num = den = 0.0
+    for c in layers:
+        e = c.output_error(x)
+        y = c.original.forward(x)
+        if c.original.bias is not None:
+            b = c.original.bias
+            y = y - (b if y.ndim == 2 else b[:, None, None])
+        ny2 = float(np.sum(y * y))
+        num += e * e * ny2
+        den += ny2
+    return float(np.sqrt(num / (den or 1.0)))
+
+
+def _shared_matrices(where: str, layers: Mapping[str, Piece]) -> list[np.ndarray]:
+    if not layers:
+        raise ModelError(f"{where}: needs at least one layer")
+    first = next(iter(layers.values()))
+    for name, p in layers.items():
+        same = (p.kind == first.kind and p.weight.shape[1:] == first.weight.shape[1:]
+                and p.stride == first.stride and p.padding == first.padding
+                and p.dilation == first.dilation and p.groups == 1)
+        if not same:
+            raise ModelError(
+                f"{where}: layer {name!r} (shape {p.weight.shape}) does not read the same input "
+                f"the same way as the first layer (shape {first.weight.shape}); shared factors "
+                "need equal input sizes, kernels and geometry")
+    return [p.weight.reshape(p.out_features, -1) for p in layers.values()]
+
+
+def compress_shared(
+    layers: Mapping[str, Piece],
+    rank: int | None = None,
+    ratio: float | None = None,
+    X: np.ndarray | None = None,
+    *,
+    balance: float = 0.9,
+    options: CompressOptions | None = None,
+) -> SharedCompression:
+    """Compress layers that read the same input with one shared input factor.
+
+    Parameters
+    ----------
+    layers : mapping of str to Piece
+        Linear layers with equal ``in``, or convolutions with equal input channels, kernel
+        and geometry.
+    rank : int, optional
+        Width of the shared projection. Give ``rank`` or ``ratio``.
+    ratio : float, optional
+        Target share of the layers' total parameters (shared piece counted once).
+    X : ndarray, optional
+        Calibration inputs (n, in) or feature maps (n, in, H, W): data-aware fit.
+    balance : float in [0, 1], default 0.9
+        Share of the response terms (one weighting for all layers, normalised by the
+        summed norms, so the numpy optimum is one whitened SVD of the stacked weights).
+    options : CompressOptions, optional
+        ``solver="engine"`` fits the multi-term model with ``sdf.Model.fit``.
+
+    Returns
+    -------
+    SharedCompression
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.models.compress import Piece, compress_shared
+    >>> rng = np.random.default_rng(0)
+    >>> qkv = {k: Piece("linear", rng.standard_normal((16, 16))) for k in "qkv"}
+    >>> res = compress_shared(qkv, rank=8)
+    >>> res.params_after, res.params_before
+    (512, 768)
+    """
+    where = "compress_shared"
+    opts = options or CompressOptions()
+    check_rank_args(where, rank, ratio, None)
+    Ws = _shared_matrices(where, layers)
+    first = next(iter(layers.values()))
+    d, outs = Ws[0].shape[1], [W.shape[0] for W in Ws]
+    nbias = sum(0 if p.bias is None else p.out_features for p in layers.values())
+    top = min(d, sum(outs))
+    if ratio is not None:
+        before = sum(p.n_params for p in layers.values())
+        rank = int((ratio * before - nbias) // (d + sum(outs)))
+    rank = int(rank)
+    if not 1 <= rank <= top:
+        raise ModelError(f"{where}: rank must be in [1, {top}], got {rank}")
+    rows = None
+    if X is not None:
+        X = np.asarray(X, dtype=float)
+        rows = X if first.kind == "linear" else im2col(X, first.kernel_size, first.stride,
+                                                       first.padding, first.dilation)
+        if rows.ndim != 2 or rows.shape[1] != d:
+            raise DataError(f"{where}: X has shape {X.shape}, which does not match the layers' "
+                            f"input")
+    Wall = np.vstack(Ws)
+    calib = None if rows is None else _fit.Calibration.from_rows(rows, opts.max_calib_rows,
+                                                                 opts.seed)
+    w_w, w_r = _fit.term_weights(Wall, calib, balance if calib is not None else 0.0)
+    L = _fit.whitener(d, calib, w_w, w_r)
+    if opts.solver == "engine":
+        from sdf.models.compress import _engine
+
+        A0, B0, _ = _fit.lowrank_fit(Wall, rank, None)
+        splits = np.cumsum(outs)[:-1]
+        As, B, info = _engine.fit_shared(Ws, calib, [(w_w, w_r)] * len(Ws),
+                                         np.split(A0, splits), B0, opts)
+    else:
+        A, B, _ = _fit.lowrank_fit(Wall, rank, L)
+        As = np.split(A, np.cumsum(outs)[:-1])
+        info = FitInfo("numpy", 0, "closed form (whitened SVD of the stacked weights)")
+    kh, kw = first.kernel_size
+    if first.kind == "linear":
+        shared = Piece("linear", B.T, name="shared")
+    else:
+        shared = Piece("conv2d", B.T.reshape(rank, first.in_features, kh, kw),
+                       stride=first.stride, padding=first.padding, dilation=first.dilation,
+                       name="shared")
+    out = {}
+    for (name, p), W, Ak in zip(layers.items(), Ws, As):
+        w2 = Ak if p.kind == "linear" else Ak.reshape(p.out_features, rank, 1, 1)
+        own = Piece(p.kind, w2, bias=p.bias, name=f"{name}.out")
+        W_hat = (Ak @ B.T).reshape(p.weight.shape)
+        cal = None
+        if rows is not None:
+            cal = float(np.linalg.norm(rows @ (Ak @ B.T - W).T)
+                        / (np.linalg.norm(rows @ W.T) or 1.0))
+        out[name] = CompressedLayer(
+            name=name, method="shared_svd", rank=rank, original=p, pieces=(shared, own),
+            weight_approx=W_hat, balance=balance if rows is not None else 0.0,
+            input_hw=None if X is None or X.ndim != 4 else (X.shape[2], X.shape[3]),
+            weight_error=float(np.linalg.norm(W_hat - p.weight) / np.linalg.norm(p.weight)),
+            calib_output_error=cal, curve=None, info=info)
+    return SharedCompression(out, shared, rank, info)
+
+
+def _layer_curve(spec: LayerSpec, name: str, balance: float, opts: CompressOptions
+                 ) -> RankCurve:
+    p, method = spec.layer, spec.resolved_method
+    if method == "svd":
+        return compress_linear(p.weight, rank=1, X=spec.X, bias=p.bias, balance=balance,
+                               name=name, options=_numpy(opts)).curve
+    hw = _input_hw(spec)
+    if method in ("channel_svd", "weight_svd", "spatial_svd"):
+        return compress_conv(p.weight, method, rank=1, X=spec.X if method == "channel_svd"
+                             else None, bias=p.bias, stride=p.stride, padding=p.padding,
+                             dilation=p.dilation, input_hw=hw, balance=balance, name=name,
+                             options=_numpy(opts)).curve
+    Wm = p.weight.reshape(p.out_features, -1)
+    w_w, _ = _fit.term_weights(Wm, None, 0.0)
+    return _grid_curve(method, p, p.weight, None, w_w, 0.0, None, _numpy(opts), hw)
+
+
+def _with_dense(curve: RankCurve, layer: Piece) -> RankCurve:
+    """Drop ranks that cost as much as the layer; add rank 0 = keep the layer dense."""
+    keep = curve.params < layer.n_params
+    macs = curve.macs[keep]
+    return RankCurve(np.append(curve.ranks[keep], 0), np.append(curve.params[keep], layer.n_params),
+                     np.append(macs, macs[-1] if macs.size else -1),
+                     np.append(curve.errors[keep], 0.0))
+
+
+def _kept_dense(p: Piece, spec: LayerSpec, name: str, curve: RankCurve) -> CompressedLayer:
+    X = spec.X
+    return CompressedLayer(
+        name=name, method="dense", rank=0, original=p, pieces=(p,), weight_approx=p.weight,
+        balance=0.0, input_hw=_input_hw(spec), weight_error=0.0,
+        calib_output_error=None if X is None else 0.0, curve=curve,
+        info=FitInfo("numpy", 0, "kept dense: every factorization costs as much"))
+
+
+def _numpy(opts: CompressOptions) -> CompressOptions:
+    return dataclasses.replace(opts, solver="numpy")
+
+
+def _input_hw(spec: LayerSpec) -> tuple[int, int] | None:
+    if spec.X is not None and np.ndim(spec.X) == 4:
+        return (int(spec.X.shape[2]), int(spec.X.shape[3]))
+    return spec.input_hw
+
+
+def compress_network(
+    layers: Mapping[str, LayerSpec],
+    ratio: float,
+    *,
+    balance: float = 0.9,
+    layer_weights: Mapping[str, float] | None = None,
+    options: CompressOptions | None = None,
+) -> NetworkCompression:
+    """Compress every layer to one global parameter budget.
+
+    Each layer's error-against-rank curve (relative error of its fitted objective, from
+    singular values for the SVD-type methods, from a grid of fits for CP and Tucker-2) goes
+    into :func:`~sdf.models.compress.allocate_ranks`, which spends ``ratio`` times the
+    total parameters where the summed squared relative errors drop fastest. Each layer is
+    then fitted at its rank.
+
+    Parameters
+    ----------
+    layers : mapping of str to LayerSpec
+    ratio : float
+        Target share of the total parameters of the given layers, in (0, 1].
+    balance : float in [0, 1], default 0.9
+        Share of the response terms for layers with calibration inputs.
+    layer_weights : mapping of str to float, optional
+        Importance of each layer's error in the allocation.
+    options : CompressOptions, optional
+
+    Returns
+    -------
+    NetworkCompression
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.models.compress import LayerSpec, Piece, compress_network
+    >>> rng = np.random.default_rng(0)
+    >>> net = {"fc1": LayerSpec(Piece("linear", rng.standard_normal((32, 64)))),
+    ...        "fc2": LayerSpec(Piece("linear", rng.standard_normal((10, 32))))}
+    >>> res = compress_network(net, 0.5)
+    >>> res.params_after <= 0.5 * res.params_before
+    True
+    """
+    opts = options or CompressOptions()
+    if not 0 < ratio <= 1:
+        raise ModelError(f"compress_network: ratio must be in (0, 1], got {ratio}")
+    if not layers:
+        raise ModelError("compress_network: needs at least one layer")
+    curves = {name: _with_dense(_layer_curve(spec, name, balance, opts), spec.layer)
+              for name, spec in layers.items()}
+    before = sum(spec.layer.n_params for spec in layers.values())
+    ranks = allocate_ranks(curves, ratio * before, layer_weights=layer_weights)
+    out: dict[str, CompressedLayer] = {}
+    test_err: dict[str, float] = {}
+    for name, spec in layers.items():
+        p, method = spec.layer, spec.resolved_method
+        if ranks[name] == 0:
+            c = _kept_dense(p, spec, name, curves[name])
+        elif method == "svd":
+            c = compress_linear(p.weight, rank=ranks[name], X=spec.X, bias=p.bias, balance=balance,
+                                name=name, options=opts)
+        else:
+            c = compress_conv(p.weight, method, rank=expand_rank(method, p, ranks[name]), X=spec.X, bias=p.bias, stride=p.stride,
+                              padding=p.padding, dilation=p.dilation, balance=balance,
+                              input_hw=_input_hw(spec), name=name, options=opts)
+        out[name] = c
+        if spec.X_test is not None:
+            test_err[name] = c.output_error(spec.X_test)
+    return NetworkCompression(out, curves, ratio * before, test_err)

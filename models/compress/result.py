@@ -1,0 +1,209 @@
+"""Result and option types of layer compression."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+import numpy as np
+
+from sdf.errors import ModelError, OptionError
+from sdf.models.compress.layers import Piece, count_macs, count_params, run_pieces
+
+__all__ = ["CompressOptions", "CompressedLayer", "FitInfo", "RankCurve", "Solver"]
+
+Solver = Literal["auto", "engine", "numpy"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompressOptions:
+    """How a compression model is fitted.
+
+    Attributes
+    ----------
+    solver : {"auto", "engine", "numpy"}, default "auto"
+        ``"engine"``: the fusion model is fitted by ``sdf.Model.fit`` (Gauss-Newton),
+        started from the numpy solution of the weight term alone. ``"numpy"``: closed forms
+        (truncated SVD, whitened SVD, HOOI), CP-ALS, and L-BFGS for structured
+        data-aware fits. ``"auto"``: numpy where it is exact (closed forms), the engine
+        otherwise when it is importable.
+    max_iter : int, default 200
+        Iterations of the iterative solver.
+    tol_fun : float, default 1e-12
+        Relative objective tolerance.
+    max_calib_rows : int, default 20000
+        Calibration rows (samples or im2col patches) kept, sampled without replacement.
+    seed : int, default 0
+        Seed for initialisations and row sampling.
+    engine_method : {"nls", "minf"}, default "nls"
+        Engine solver: Gauss-Newton (trust region) or L-BFGS.
+    engine_options : mapping, optional
+        Further keyword options of ``sdf.Model.fit`` (``tol_x``, ``cg_max_iter``, ...);
+        the engine rejects unknown names.
+    """
+
+    solver: Solver = "auto"
+    max_iter: int = 200
+    tol_fun: float = 1e-12
+    max_calib_rows: int = 20000
+    seed: int = 0
+    engine_method: Literal["nls", "minf"] = "nls"
+    engine_options: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.solver not in ("auto", "engine", "numpy"):
+            raise OptionError(
+                f"CompressOptions.solver must be 'auto', 'engine' or 'numpy', got {self.solver!r}")
+        if self.max_iter < 1:
+            raise OptionError(f"CompressOptions.max_iter must be >= 1, got {self.max_iter}")
+        if self.engine_method not in ("nls", "minf"):
+            raise OptionError("CompressOptions.engine_method must be 'nls' or 'minf', got "
+                              f"{self.engine_method!r}")
+        if self.max_calib_rows < 1:
+            raise OptionError(
+                f"CompressOptions.max_calib_rows must be >= 1, got {self.max_calib_rows}")
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """How the fit went: solver used, iterations, stop message, per-term relative errors."""
+
+    solver: str
+    iterations: int = 0
+    message: str = "closed form"
+    relerr: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RankCurve:
+    """Error against rank for one layer: what drove the rank choice (for plotting).
+
+    Attributes
+    ----------
+    ranks, params, macs : ndarray of int
+    errors : ndarray of float
+        Relative error of the fitted objective at each rank (weighted combination of weight
+        and response errors when data-aware).
+    """
+
+    ranks: np.ndarray
+    params: np.ndarray
+    macs: np.ndarray
+    errors: np.ndarray
+
+
+@dataclass(frozen=True)
+class CompressedLayer:
+    """A compressed layer: the pieces to run, the approximated weight, counts and errors.
+
+    Attributes
+    ----------
+    name, method : str
+    rank : int or tuple of int
+    original : Piece
+        The layer that was compressed.
+    pieces : tuple of Piece
+        Consecutive layers that replace it (the original bias is on the last one).
+    weight_approx : ndarray
+        The weight the pieces implement, in the original shape (see :meth:`dense`).
+    balance : float
+        Share of the response term in the objective (0: weight only).
+    input_hw : pair of int or None
+        Spatial input size used for MAC counts (convolutions).
+    weight_error : float
+        ``||W_hat - W|| / ||W||``.
+    calib_output_error : float or None
+        Output error on the calibration inputs (see :meth:`output_error`).
+    curve : RankCurve or None
+        Error against rank, when it was computed.
+    info : FitInfo
+    """
+
+    name: str
+    method: str
+    rank: Any
+    original: Piece
+    pieces: tuple[Piece, ...]
+    weight_approx: np.ndarray
+    balance: float
+    input_hw: tuple[int, int] | None
+    weight_error: float
+    calib_output_error: float | None
+    curve: RankCurve | None
+    info: FitInfo
+
+    def dense(self) -> np.ndarray:
+        """The reconstructed weight, in the original layer's shape (a copy)."""
+        return np.array(self.weight_approx, copy=True)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Run the pieces on ``x`` (shape (N, in) or (N, in, H, W))."""
+        return run_pieces(self.pieces, x)
+
+    def output_error(self, x: np.ndarray) -> float:
+        """``||f_hat(x) - f(x)|| / ||f(x) - bias||``: relative error of the layer response.
+
+        The bias is left out of the denominator so that it does not hide the error.
+        """
+        y = self.original.forward(x)
+        e = self.forward(x) - y
+        if self.original.bias is not None:
+            b = self.original.bias
+            y = y - (b if y.ndim == 2 else b[:, None, None])
+        return float(np.linalg.norm(e) / (np.linalg.norm(y) or 1.0))
+
+    @property
+    def params_before(self) -> int:
+        return self.original.n_params
+
+    @property
+    def params_after(self) -> int:
+        return count_params(self.pieces)
+
+    @property
+    def macs_before(self) -> int | None:
+        if self.original.kind == "conv2d" and self.input_hw is None:
+            return None
+        return self.original.macs(self.input_hw)
+
+    @property
+    def macs_after(self) -> int | None:
+        if self.original.kind == "conv2d" and self.input_hw is None:
+            return None
+        return count_macs(self.pieces, self.input_hw)
+
+    @property
+    def param_ratio(self) -> float:
+        """``params_after / params_before``."""
+        return self.params_after / self.params_before
+
+    def summary(self) -> dict[str, Any]:
+        """One row of a report table."""
+        return {"layer": self.name, "method": self.method, "rank": self.rank,
+                "params_before": self.params_before, "params_after": self.params_after,
+                "macs_before": self.macs_before, "macs_after": self.macs_after,
+                "weight_error": self.weight_error, "output_error": self.calib_output_error}
+
+    def to_torch(self) -> Any:
+        """The pieces as a ``torch.nn.Sequential`` (needs PyTorch).
+
+        Raises
+        ------
+        ModuleNotFoundError
+            When torch is not installed.
+        """
+        from sdf.models.compress.export import pieces_to_torch
+
+        return pieces_to_torch(self.pieces)
+
+
+def check_rank_args(where: str, rank: Any, ratio: float | None, tol: float | None) -> None:
+    given = [n for n, v in (("rank", rank), ("ratio", ratio), ("tol", tol)) if v is not None]
+    if len(given) != 1:
+        raise ModelError(
+            f"{where}: give exactly one of rank, ratio or tol, got "
+            f"{', '.join(given) if given else 'none'}")
+    if ratio is not None and not 0 < ratio:
+        raise ModelError(f"{where}: ratio must be > 0, got {ratio}")
+    if tol is not None and not 0 <= tol < 1:
+        raise ModelError(f"{where}: tol must be in [0, 1), got {tol}")

@@ -1,0 +1,233 @@
+"""Canonical polyadic decomposition driver: compress, initialise, fit the core, refine.
+
+The classic pipeline around the engine's CPD term (Tensorlab's ``cpd``), with no second
+solver: every fit below is an :class:`sdf.Model` fit.
+
+1. **Compression** (dense data): a truncated MLSVD ``T ≈ S x_n U_n`` with core size
+   ``min(I_n, R)`` per mode (:func:`sdf.decomp.mlsvd`), when the core is at most half the
+   data's size.
+2. **Initialisation**: GEVD (:func:`sdf.decomp.gevd_init`) where it applies (order >= 3
+   and two modes of size >= R), else random standard-normal factors drawn at the data's
+   size (so a seed gives the same start with and without compression), or given factors
+   (projected on the MLSVD bases, ``U_n^T A_n``, when compressing).
+3. **Fit on the core**: the CPD of the small dense core ``S``.
+4. **Decompression**: ``A_n = U_n B_n``.
+5. **Refinement on the data**: the CPD of the data from the decompressed factors (cheap:
+   a few iterations, each one all-modes MTTKRP).
+
+Incomplete and sparse data skip compression (the engine works on the known / nonzero
+entries); GEVD then runs on the densified data (sparse) or on the zero-filled data
+divided by the fraction known (incomplete) when that fits in memory, else random.
+
+Incomplete data on a grid that fits in memory (at most 2e7 entries, at least a quarter
+known) get an **imputation warm start** before the fit on the known entries (unless
+``compress=False``): rounds of "fill the missing entries with the current model, take
+two Gauss-Newton steps on the filled dense tensor" (expectation-maximisation, whose
+fixed points are the stationary points of the masked least-squares problem), each round
+costing about one dense MTTKRP, until the error on the known entries changes by less
+than 1e-7 (relative) or after 200 rounds. The engine's fit on the known entries then
+finishes from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+
+import sdf
+from sdf import algebra
+from sdf.decomp import gevd_init
+from sdf.errors import DataError, ModelError
+from sdf.tensors import Tensor
+
+from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng,
+                                random_factors, user_factors)
+from sdf.models._pipeline import compress_data, project, run_fits
+from sdf.models._result import Decomposition, Stage
+
+__all__ = ["cpd"]
+
+InitMethod = Literal["auto", "gevd", "random"]
+
+_MAX_DENSIFY = 20_000_000  # entries up to which incomplete/sparse data are densified for GEVD
+
+
+def _dense_for_gevd(X: Tensor) -> np.ndarray | None:
+    """A dense stand-in of the data for a GEVD start, or None when too large."""
+    if X.kind == "dense":
+        return X.data
+    if X.size > _MAX_DENSIFY:
+        return None
+    if X.kind == "incomplete":
+        D = np.nan_to_num(X.to_dense(), nan=0.0)
+        return D * (X.size / max(X.n_known, 1))
+    return X.to_dense()
+
+
+def _imputable(X: Tensor) -> bool:
+    return (X.kind == "incomplete" and X.size <= _MAX_DENSIFY
+            and X.n_known >= 0.25 * X.size)
+
+
+def _impute(X: Tensor, start: list[np.ndarray], method: str,
+            max_rounds: int = 200, tol: float = 1e-7) -> tuple[list[np.ndarray], int, float]:
+    """EM warm start: fill the missing entries with the model, refit densely, repeat."""
+    subs = tuple(X.subs.T)
+    known = X.vals
+    norm = float(np.linalg.norm(known)) or 1.0
+    factors = [A.copy() for A in start]
+    prev, err, rounds = np.inf, np.inf, 0
+    names = [f"x{n}" for n in range(X.ndim)]
+    for rounds in range(1, max_rounds + 1):
+        filled = algebra.cpd_to_tensor(factors)
+        err = float(np.linalg.norm(filled[subs] - known)) / norm
+        if abs(prev - err) <= tol * max(err, 1e-300):
+            break
+        prev = err
+        filled[subs] = known
+        variables = [sdf.Variable(A, name=nm) for A, nm in zip(factors, names)]
+        res = sdf.Model(data=sdf.CPD(filled, variables)).fit(method=method, max_iter=2)
+        factors = [res.variables[nm] for nm in names]
+    return factors, rounds, err
+
+
+def _gevd_applies(shape: tuple[int, ...], rank: int) -> bool:
+    return len(shape) >= 3 and sum(I >= rank for I in shape) >= 2
+
+
+def _initial(X: Tensor, dense: np.ndarray | None, rank: int, init: Any,
+             rng: np.random.Generator) -> tuple[list[np.ndarray], str]:
+    """Starting factors at the size of ``dense`` (core or data) and the method's name."""
+    shape = X.shape if dense is None else dense.shape
+    if isinstance(init, str):
+        if init not in ("auto", "gevd", "random"):
+            raise ModelError(f"init: expected 'auto', 'gevd', 'random' or a list of factors, "
+                             f"got {init!r}")
+        use_gevd = init == "gevd" or (init == "auto" and _gevd_applies(shape, rank))
+        if use_gevd:
+            if dense is None:
+                if init == "gevd":
+                    raise ModelError(f"init: 'gevd' needs data that fit in memory densely "
+                                     f"(at most {_MAX_DENSIFY} entries), got {X.size}")
+            else:
+                try:
+                    return gevd_init(dense, rank, seed=rng), "gevd"
+                except DataError as err:
+                    if init == "gevd":
+                        raise ModelError(f"init: GEVD does not apply ({err})") from err
+        return random_factors(shape, rank, rng), "random"
+    return user_factors(init, shape, [rank] * len(shape)), "given"
+
+
+def cpd(
+    data: Any,
+    rank: int,
+    *,
+    init: InitMethod | list[np.ndarray] = "auto",
+    seed: int | np.random.Generator | None = None,
+    method: Literal["nls", "minf"] = "nls",
+    compress: Literal["auto"] | bool = "auto",
+    display: int = 0,
+    callback: Callable[[sdf.IterationInfo], Any] | None = None,
+    options: sdf.NLSOptions | sdf.MinfOptions | None = None,
+    **fit_options: Any,
+) -> Decomposition:
+    r"""Canonical polyadic decomposition ``T ≈ sum_r a_r^{(0)} o ... o a_r^{(N-1)}``.
+
+    Minimises ``||T - [[A_0, ..., A_{N-1}]]||^2`` over the known entries by the pipeline
+    of the module docstring: MLSVD compression when it pays, GEVD or random start, fit on
+    the compressed core, decompression and refinement on the data.
+
+    Parameters
+    ----------
+    data : array_like, scipy.sparse, tuple (subs, vals, shape), xarray.DataArray or Tensor
+        Anything :func:`sdf.tensors.as_tensor` accepts, order >= 2; NaN entries are
+        missing. A DataArray's dims name the factors (:attr:`Decomposition.labels`).
+    rank : int
+        Number of rank-one terms ``R``.
+    init : {"auto", "gevd", "random"} or list of ndarray, default "auto"
+        Start: ``"auto"`` is GEVD where it applies (order >= 3, two modes of size >= R
+        at the level fitted, data densifiable), else random; a list gives the factors
+        ``(I_n, R)`` (copied, never modified).
+    seed : int or numpy.random.Generator, optional
+        Seeds the random start and GEVD's random slice combinations.
+    method : {"nls", "minf"}, default "nls"
+        Engine solver for both fits (Gauss-Newton trust region, or L-BFGS).
+    compress : {"auto", True, False}, default "auto"
+        MLSVD compression of dense data; ``"auto"`` compresses when the core
+        ``(min(I_n, R))_n`` has at most half the data's entries.
+    display : int, default 0
+        Print the engine's iteration table every ``display`` iterations (both fits).
+    callback : callable, optional
+        Called with an :class:`sdf.IterationInfo` after every iteration of the fit on the
+        data (the refinement); returning True stops it.
+    options : sdf.NLSOptions or sdf.MinfOptions, optional
+        Solver settings of both fits; ``**fit_options`` override single fields
+        (``max_iter=100, tol_fun=1e-10`` ...).
+
+    Returns
+    -------
+    Decomposition
+        ``factors`` ``[A_0, ..., A_{N-1}]``; ``relerr`` on the data; ``history`` and
+        ``result`` of the fit on the data; ``stages`` compress/init/core/refine.
+
+    Raises
+    ------
+    DataError
+        Data that :func:`sdf.tensors.as_tensor` rejects, or of order < 2.
+    ModelError
+        A bad rank, init, seed or compress value.
+
+    See Also
+    --------
+    sdf.models.rankest, sdf.models.corcondia, sdf.models.fms
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.algebra import cpd_to_tensor
+    >>> from sdf.models import cpd, fms
+    >>> rng = np.random.default_rng(0)
+    >>> A = [rng.standard_normal((n, 3)) for n in (20, 15, 10)]
+    >>> dec = cpd(cpd_to_tensor(A), 3, seed=1)
+    >>> [s.name for s in dec.stages]
+    ['compress', 'init', 'core', 'refine']
+    >>> bool(dec.relerr < 1e-8), round(fms(dec.factors, A), 6)
+    (True, 1.0)
+    """
+    X = as_data(data)
+    rank = check_int(rank, "rank")
+    rng = make_rng(seed)
+    timer = Timer()
+    stages: list[Stage] = []
+    given = not isinstance(init, str)
+    ml = compress_data(X, [rank] * X.ndim, compress, timer, stages)
+    if ml is None:
+        dense = None if given or init == "random" else _dense_for_gevd(X)
+        start, how = _initial(X, dense, rank, init, rng)
+        if compress is not False and _imputable(X):
+            stages.append(Stage("init", how, 0, timer.lap()))
+            start, rounds, err = _impute(X, start, method)
+            how = "EM rounds of dense Gauss-Newton on the filled data"
+    elif given or init == "random":
+        full = (user_factors(init, X.shape, [rank] * X.ndim) if given
+                else random_factors(X.shape, rank, rng))
+        start = project(full, range(X.ndim), ml)
+        how = ("given" if given else "random") + ", projected on the MLSVD bases"
+    else:
+        start, how = _initial(X, ml.core, rank, init, rng)
+    if stages and stages[-1].name == "init":
+        stages.append(Stage("impute", how, rounds, timer.lap(), err))
+    else:
+        stages.append(Stage("init", how, 0, timer.lap()))
+    labels = labels_of(X)
+    settings = dict(method=method, options=options, fit_options=fit_options,
+                    display=display, callback=callback)
+    fit = run_fits(X, start, list(range(X.ndim)), labels, sdf.CPD, ml, settings, timer,
+                   stages, "CPD")
+    relerr = float(fit.result.relerr["data"])
+    return Decomposition(kind="cpd", factors=fit.values, relerr=relerr,
+                         history=fit.result.history, result=fit.result, stages=stages,
+                         relerrs={"data": relerr}, labels=labels)

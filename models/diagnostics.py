@@ -1,0 +1,354 @@
+"""Diagnostics of CPD solutions: factor match, per-factor errors, core consistency, degeneracy.
+
+All functions take factors as a sequence of matrices ``[A_0, ..., A_{N-1}]`` (each of
+shape (I_n, R)) or anything with a ``.factors`` list (a :class:`sdf.models.Decomposition`
+of kind ``"cpd"``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from sdf import algebra
+from sdf.errors import DataError, ModelError
+from sdf.tensors import as_tensor
+
+__all__ = [
+    "CPDError",
+    "Degeneracy",
+    "DegeneracyWarning",
+    "congruence",
+    "corcondia",
+    "cpderr",
+    "degeneracy",
+    "fms",
+]
+
+
+class DegeneracyWarning(UserWarning):
+    """Components of a CPD cancel each other (a degenerate, 'swamp' solution)."""
+
+
+def _factor_list(factors: Any, name: str) -> list[np.ndarray]:
+    factors = getattr(factors, "factors", factors)
+    if isinstance(factors, np.ndarray) or not isinstance(factors, Sequence) or not factors:
+        raise ModelError(f"{name}: expected a non-empty list of factor matrices (I_n, R)")
+    mats = []
+    for n, A in enumerate(factors):
+        A = np.asarray(A, dtype=float)
+        if A.ndim != 2:
+            raise ModelError(f"{name}[{n}]: expected a matrix (I_n, R), got shape {A.shape}")
+        mats.append(A)
+    ranks = {A.shape[1] for A in mats}
+    if len(ranks) > 1:
+        raise ModelError(f"{name}: factors have different numbers of columns "
+                         f"{[A.shape[1] for A in mats]}")
+    return mats
+
+
+def _normalized(A: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(A, axis=0)
+    return A / np.where(norms > 0, norms, 1.0)
+
+
+def _cross_congruence(est: list[np.ndarray], ref: list[np.ndarray]) -> np.ndarray:
+    """``C[r, s] = prod_n |cos(est_n[:, r], ref_n[:, s])|``."""
+    C = np.ones((est[0].shape[1], ref[0].shape[1]))
+    for A, B in zip(est, ref):
+        C *= np.abs(_normalized(A).T @ _normalized(B))
+    return C
+
+
+def _match(est: list[np.ndarray], ref: list[np.ndarray], name: str
+           ) -> tuple[np.ndarray, np.ndarray]:
+    if len(est) != len(ref):
+        raise ModelError(f"{name}: {len(est)} estimated factors but {len(ref)} reference "
+                         "factors; both need one factor per mode")
+    for n, (A, B) in enumerate(zip(est, ref)):
+        if A.shape[0] != B.shape[0]:
+            raise ModelError(f"{name}: factor {n} has {A.shape[0]} rows in the estimate "
+                             f"and {B.shape[0]} in the reference")
+    if est[0].shape[1] < ref[0].shape[1]:
+        raise ModelError(f"{name}: the estimate has {est[0].shape[1]} components, fewer "
+                         f"than the reference's {ref[0].shape[1]}")
+    C = _cross_congruence(est, ref)
+    rows, cols = linear_sum_assignment(C, maximize=True)
+    perm = np.empty(ref[0].shape[1], dtype=int)
+    perm[cols] = rows
+    return perm, C[perm, np.arange(len(perm))]
+
+
+def fms(estimate: Any, reference: Any) -> float:
+    r"""Factor match score between an estimated and a reference CPD.
+
+    .. math::
+
+        \mathrm{FMS} = \max_{\pi} \frac{1}{R} \sum_{r=1}^{R} \prod_{n}
+        \frac{|\mathbf{a}^{(n)\top}_{\pi(r)} \mathbf{b}^{(n)}_{r}|}
+             {\lVert \mathbf{a}^{(n)}_{\pi(r)} \rVert \, \lVert \mathbf{b}^{(n)}_{r} \rVert}
+
+    over injective maps ``pi`` from the reference's ``R`` components to the estimate's
+    components (solved exactly by ``scipy.optimize.linear_sum_assignment``). Scaling and
+    sign of each column are ignored (normalised columns, absolute cosines); component
+    weights are not compared. 1 means identical up to permutation, scaling and sign.
+
+    Parameters
+    ----------
+    estimate, reference : sequence of ndarray, each of shape (I_n, R)
+        Factors (or objects with a ``.factors`` list). The estimate may have more
+        components than the reference; the best-matching ones are used.
+
+    Returns
+    -------
+    float in [0, 1]
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> A = [rng.standard_normal((n, 3)) for n in (4, 5, 6)]
+    >>> B = [-2.0 * M[:, [2, 0, 1]] for M in A]
+    >>> round(fms(B, A), 12)
+    1.0
+    """
+    est = _factor_list(estimate, "estimate")
+    ref = _factor_list(reference, "reference")
+    _, scores = _match(est, ref, "fms")
+    return float(np.mean(scores))
+
+
+@dataclass(frozen=True)
+class CPDError:
+    """Per-factor errors of an estimated CPD after optimal permutation and scaling.
+
+    Attributes
+    ----------
+    errors : ndarray of shape (N,)
+        ``||B_n - A_n[:, perm] diag(scales[n])|| / ||B_n||`` per mode ``n``
+        (``A``: estimate, ``B``: reference).
+    permutation : ndarray of int, shape (R,)
+        Estimate column matched to each reference column.
+    scales : list of ndarray, each of shape (R,)
+        Least-squares column scalings (signs included) applied to the estimate.
+    fms : float
+        Factor match score of the same matching.
+    """
+
+    errors: np.ndarray
+    permutation: np.ndarray
+    scales: list[np.ndarray]
+    fms: float
+
+
+def cpderr(estimate: Any, reference: Any) -> CPDError:
+    r"""Relative error of each factor after optimal permutation and scaling.
+
+    The permutation is the one of :func:`fms`. Then, per mode ``n`` and component ``r``,
+    the estimate's column is scaled by the least-squares scalar
+    ``d = a^T b / a^T a`` (sign included), and
+    ``errors[n] = ||B_n - A_n P D_n||_F / ||B_n||_F``.
+
+    Parameters
+    ----------
+    estimate, reference : sequence of ndarray, each of shape (I_n, R)
+        Factors (or objects with a ``.factors`` list); the estimate may have more columns.
+
+    Returns
+    -------
+    CPDError
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> A = [rng.standard_normal((n, 2)) for n in (4, 5, 6)]
+    >>> err = cpderr([3.0 * M[:, ::-1] for M in A], A)
+    >>> np.round(err.errors, 12).tolist(), err.permutation.tolist()
+    ([0.0, 0.0, 0.0], [1, 0])
+    """
+    est = _factor_list(estimate, "estimate")
+    ref = _factor_list(reference, "reference")
+    perm, scores = _match(est, ref, "cpderr")
+    errors, scales = [], []
+    for A, B in zip(est, ref):
+        Ap = A[:, perm]
+        den = np.einsum("ir,ir->r", Ap, Ap)
+        d = np.einsum("ir,ir->r", Ap, B) / np.where(den > 0, den, 1.0)
+        scales.append(d)
+        nb = np.linalg.norm(B)
+        errors.append(np.linalg.norm(B - Ap * d) / (nb if nb > 0 else 1.0))
+    return CPDError(errors=np.array(errors), permutation=perm, scales=scales,
+                    fms=float(np.mean(scores)))
+
+
+def congruence(factors: Any) -> np.ndarray:
+    r"""Tucker congruence between the rank-one components of one CPD.
+
+    ``C[r, s] = prod_n cos(a^{(n)}_r, a^{(n)}_s)``, signed: the cosine between the
+    vectorised rank-one tensors ``a_r^{(0)} o ... o a_r^{(N-1)}``. Values near -1 for a
+    pair mean the two components nearly cancel (see :func:`degeneracy`).
+
+    Parameters
+    ----------
+    factors : sequence of ndarray, each of shape (I_n, R)
+
+    Returns
+    -------
+    ndarray of shape (R, R), ones on the diagonal
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([[1.0, 1.0], [0.0, 0.1]])
+    >>> C = congruence([a, a, a * [1.0, -1.0]])
+    >>> bool(C[0, 1] < -0.98)
+    True
+    """
+    mats = _factor_list(factors, "factors")
+    C = np.ones((mats[0].shape[1],) * 2)
+    for A in mats:
+        An = _normalized(A)
+        C *= An.T @ An
+    return C
+
+
+@dataclass(frozen=True)
+class Degeneracy:
+    """Signs of a degenerate CPD (two or more components cancelling each other).
+
+    Attributes
+    ----------
+    congruence : ndarray of shape (R, R)
+        See :func:`congruence`.
+    pairs : list of tuple (int, int, float)
+        Pairs ``(r, s, C[r, s])`` with ``r < s`` and ``C[r, s] <= threshold``, most
+        negative first.
+    norm_ratio : float
+        ``sum_r ||component r|| / ||model||``: 1 for orthogonal components, large when
+        components cancel.
+    degenerate : bool
+        True when ``pairs`` is not empty.
+    """
+
+    congruence: np.ndarray
+    pairs: list[tuple[int, int, float]]
+    norm_ratio: float
+    degenerate: bool
+
+
+def degeneracy(factors: Any, threshold: float = -0.8, warn: bool = True) -> Degeneracy:
+    """Look for components cancelling each other; warn when some do.
+
+    Two-factor degeneracy (the 'swamp' of CPD-ALS) shows as a pair of components whose
+    congruence tends to -1 while their norms grow. A pair is flagged when its congruence
+    is at most ``threshold``.
+
+    Parameters
+    ----------
+    factors : sequence of ndarray, each of shape (I_n, R)
+    threshold : float, default -0.8
+        Congruence at or below which a pair is reported; in (-1, 0).
+    warn : bool, default True
+        Issue a :class:`DegeneracyWarning` naming the pairs when any is found.
+
+    Returns
+    -------
+    Degeneracy
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([[1.0, 1.0], [0.0, 0.05]])
+    >>> report = degeneracy([a, a, a * [1.0, -1.0]], warn=False)
+    >>> report.degenerate, report.pairs[0][:2]
+    (True, (0, 1))
+    """
+    if not (np.isscalar(threshold) and -1.0 < float(threshold) < 0.0):
+        raise ModelError(f"threshold: expected a number in (-1, 0), got {threshold!r}")
+    mats = _factor_list(factors, "factors")
+    C = congruence(mats)
+    r, s = np.triu_indices(C.shape[0], k=1)
+    hit = C[r, s] <= threshold
+    order = np.argsort(C[r, s][hit])
+    pairs = [(int(a), int(b), float(c)) for a, b, c in
+             zip(r[hit][order], s[hit][order], C[r, s][hit][order])]
+    comp_norms = np.prod([np.linalg.norm(A, axis=0) for A in mats], axis=0)
+    model_sq = float(np.sum(algebra.hadamard(algebra.gramians(mats))))
+    model_norm = np.sqrt(max(model_sq, 0.0))
+    ratio = float(comp_norms.sum() / model_norm) if model_norm > 0 else float("inf")
+    if pairs and warn:
+        listed = ", ".join(f"({a}, {b}): {c:.3f}" for a, b, c in pairs[:5])
+        warnings.warn(
+            f"degenerate CPD: components cancel each other, congruence {listed}; "
+            f"norm ratio {ratio:.3g}. Try a lower rank, constraints or more iterations",
+            DegeneracyWarning, stacklevel=2)
+    return Degeneracy(congruence=C, pairs=pairs, norm_ratio=ratio, degenerate=bool(pairs))
+
+
+def corcondia(data: Any, factors: Any) -> float:
+    r"""Core consistency diagnostic (CORCONDIA) of a CPD.
+
+    The factors are first balanced: every column of every mode gets the same norm
+    ``λ_r^{1/N}`` (``λ_r``: the product of the column norms of component ``r``), signs
+    kept. With those factors ``B_n`` fixed, the least-squares Tucker core
+    ``G = T x_0 B_0^+ ... x_{N-1} B_{N-1}^+`` (``^+``: pseudo-inverse) is compared with
+    the superdiagonal core ``S`` of ones (Bro and Kiers, 2003):
+
+    .. math:: \mathrm{CC} = 100 \left(1 - \frac{\lVert G - S \rVert^2}{R}\right)
+
+    Balancing makes the value independent of how the CPD's scaling is spread over the
+    modes, while every component counts alike. Near 100: a trilinear structure fits;
+    near 0 or negative: too many components or a model that does not fit.
+
+    Parameters
+    ----------
+    data : array_like or sdf.tensors.Tensor
+        Fully known data (dense, sparse or factored); incomplete data are rejected.
+    factors : sequence of ndarray, each of shape (I_n, R)
+        CPD factors with the scaling in them (weights absorbed), or a Decomposition.
+
+    Returns
+    -------
+    float, in percent (at most 100)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> A = [rng.standard_normal((n, 3)) for n in (5, 6, 7)]
+    >>> T = np.einsum("ir,jr,kr->ijk", *A)
+    >>> round(corcondia(T, A), 6)
+    100.0
+    """
+    T = as_tensor(data, name="data")
+    mats = _factor_list(factors, "factors")
+    if T.kind == "incomplete":
+        raise DataError("data: corcondia needs fully known data, got incomplete data "
+                        "(impute the missing entries first)")
+    if len(mats) != T.ndim:
+        raise ModelError(f"factors: {len(mats)} factors given for data with {T.ndim} modes")
+    for n, A in enumerate(mats):
+        if A.shape[0] != T.shape[n]:
+            raise ModelError(f"factors[{n}]: expected {T.shape[n]} rows, got {A.shape[0]}")
+    norms = [np.linalg.norm(A, axis=0) for A in mats]
+    weights = np.prod(norms, axis=0)
+    if not np.all(weights > 0):
+        raise ModelError("factors: a component is zero; corcondia needs nonzero components")
+    scale = weights ** (1.0 / len(mats))
+    pinvs = [np.linalg.pinv(A * (scale / d)) for A, d in zip(mats, norms)]  # (R, I_n)
+    if T.kind == "cpd":
+        G = algebra.cpd_to_tensor([P @ B for P, B in zip(pinvs, T.factors)], T.weights)
+    elif T.kind == "tucker":
+        G = algebra.tucker_to_tensor([P @ B for P, B in zip(pinvs, T.factors)], T.core)
+    else:
+        G = algebra.tmprod(T.to_dense(), pinvs)
+    R = len(weights)
+    G = G.copy()
+    G[(np.arange(R),) * T.ndim] -= 1.0
+    return float(100.0 * (1.0 - np.sum(G * G) / R))

@@ -1,0 +1,169 @@
+"""Low multilinear rank approximation driver: MLSVD -> HOOI -> Gauss-Newton.
+
+``T ≈ S x_0 U_0 x_1 U_1 ... x_{N-1} U_{N-1}`` with a core ``S`` of shape
+``(R_0, ..., R_{N-1})``.
+
+1. **Start**: the truncated MLSVD (:func:`sdf.decomp.mlsvd`) of the data (of the
+   zero-filled data divided by the fraction known, for incomplete data), random
+   orthonormal bases, or given factors.
+2. **HOOI** (:func:`sdf.decomp.lmlra_hooi`, fully known data only): alternating
+   subspace updates, the standard algorithm for dense data.
+3. **Gauss-Newton** with the engine's :class:`sdf.LMLRA` term, on the data: the
+   polishing step on dense data (it stops at once from a converged HOOI), the actual
+   fit for incomplete data, where HOOI does not apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+import sdf
+from sdf import algebra
+from sdf.decomp import lmlra_hooi, mlsvd
+from sdf.errors import ModelError
+from sdf.tensors import Tensor
+
+from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng,
+                                user_factors)
+from sdf.models._pipeline import run_fits
+from sdf.models._result import Decomposition, Stage
+
+__all__ = ["lmlra"]
+
+_MAX_DENSIFY = 20_000_000
+
+
+def _core_shape(X: Tensor, core_shape: Any) -> list[int]:
+    if isinstance(core_shape, (int, np.integer)) and not isinstance(core_shape, bool):
+        core_shape = [int(core_shape)] * X.ndim
+    if isinstance(core_shape, np.ndarray):
+        core_shape = core_shape.tolist()
+    if not isinstance(core_shape, Sequence) or len(core_shape) != X.ndim:
+        raise ModelError(f"core_shape: expected {X.ndim} sizes (one per mode), "
+                         f"got {core_shape!r}")
+    out = [check_int(R, f"core_shape[{n}]") for n, R in enumerate(core_shape)]
+    for n, (R, I) in enumerate(zip(out, X.shape)):
+        if R > I:
+            raise ModelError(f"core_shape[{n}]: {R} exceeds the size {I} of mode {n}")
+    return out
+
+
+def _dense(X: Tensor) -> tuple[np.ndarray | None, bool]:
+    """A dense stand-in of the data and whether it is exact (not imputed)."""
+    if X.kind == "dense":
+        return X.data, True
+    if X.size > _MAX_DENSIFY:
+        return None, False
+    if X.kind == "incomplete":
+        D = np.nan_to_num(X.to_dense(), nan=0.0) * (X.size / max(X.n_known, 1))
+        return D, False
+    return X.to_dense(), True
+
+
+def _start(X: Tensor, D: np.ndarray | None, ranks: list[int], init: Any,
+           rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray, str]:
+    """Starting factors and core, and how they were made."""
+    if isinstance(init, str):
+        if init not in ("auto", "random"):
+            raise ModelError(f"init: expected 'auto', 'random' or a list of factors, got "
+                             f"{init!r}")
+        if init == "auto" and D is not None:
+            ml = mlsvd(D, core_shape=ranks)
+            return list(ml.factors), ml.core, "MLSVD"
+        U = [np.linalg.qr(rng.standard_normal((I, R)))[0] for I, R in zip(X.shape, ranks)]
+        how = "random orthonormal"
+    else:
+        U = user_factors(init, X.shape, ranks)
+        how = "given"
+    if D is not None:
+        core = algebra.tmprod(D, [np.linalg.pinv(A) for A in U])
+    else:
+        core = rng.standard_normal(tuple(ranks))
+    return U, core, how
+
+
+def lmlra(
+    data: Any,
+    core_shape: int | Sequence[int],
+    *,
+    init: Literal["auto", "random"] | list[np.ndarray] = "auto",
+    seed: int | np.random.Generator | None = None,
+    hooi_max_iter: int = 50,
+    method: Literal["nls", "minf"] = "nls",
+    display: int = 0,
+    callback: Callable[[sdf.IterationInfo], Any] | None = None,
+    options: sdf.NLSOptions | sdf.MinfOptions | None = None,
+    **fit_options: Any,
+) -> Decomposition:
+    r"""Low multilinear rank (Tucker) approximation ``T ≈ S x_0 U_0 ... x_{N-1} U_{N-1}``.
+
+    Minimises ``||T - S x_n U_n||^2`` over the known entries by MLSVD -> HOOI ->
+    Gauss-Newton (see the module docstring).
+
+    Parameters
+    ----------
+    data : array_like, scipy.sparse, xarray.DataArray or Tensor
+        Anything :func:`sdf.tensors.as_tensor` accepts, order >= 2; NaN = missing.
+    core_shape : int or sequence of int
+        Multilinear rank ``(R_0, ..., R_{N-1})`` (an int: the same for every mode).
+    init : {"auto", "random"} or list of ndarray, default "auto"
+        ``"auto"``: truncated MLSVD; ``"random"``: random orthonormal bases; a list:
+        factors ``(I_n, R_n)`` (the starting core is then the least-squares one).
+    seed : int or numpy.random.Generator, optional
+    hooi_max_iter : int, default 50
+        HOOI sweeps on fully known data (0 skips HOOI).
+    method : {"nls", "minf"}, default "nls"
+        Engine solver of the final fit.
+    display : int, default 0
+        Print the engine's iteration table every ``display`` iterations.
+    callback : callable, optional
+        Called with an :class:`sdf.IterationInfo` after every engine iteration.
+    options : sdf.NLSOptions or sdf.MinfOptions, optional
+        Settings of the engine fit; ``**fit_options`` override single fields.
+
+    Returns
+    -------
+    Decomposition
+        ``factors`` ``[U_0, ..., U_{N-1}]`` (orthonormal after HOOI; the Gauss-Newton
+        polish keeps the product, not the orthonormality), ``core``, ``relerr``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.algebra import tucker_to_tensor
+    >>> from sdf.models import lmlra
+    >>> rng = np.random.default_rng(0)
+    >>> U = [rng.standard_normal((n, 2)) for n in (8, 7, 6)]
+    >>> T = tucker_to_tensor(U, rng.standard_normal((2, 2, 2)))
+    >>> dec = lmlra(T, (2, 2, 2))
+    >>> dec.core.shape, bool(dec.relerr < 1e-8)
+    ((2, 2, 2), True)
+    """
+    X = as_data(data)
+    ranks = _core_shape(X, core_shape)
+    hooi_max_iter = check_int(hooi_max_iter, "hooi_max_iter", low=0)
+    rng = make_rng(seed)
+    timer = Timer()
+    stages: list[Stage] = []
+    D, exact = _dense(X)
+    U, core, how = _start(X, D, ranks, init, rng)
+    stages.append(Stage("init", how, 0, timer.lap()))
+    if exact and D is not None and hooi_max_iter > 0:
+        hooi = lmlra_hooi(D, ranks, init=U, max_iter=hooi_max_iter)
+        U, core = list(hooi.factors), hooi.core
+        stages.append(Stage("hooi", "higher-order orthogonal iteration", hooi.iterations,
+                            timer.lap(), hooi.relerr))
+    labels = labels_of(X)
+    names = [*labels, "core"]
+    settings = dict(method=method, options=options, fit_options=fit_options,
+                    display=display, callback=callback)
+    fit = run_fits(X, [*U, core], [*range(X.ndim), None], names,
+                   lambda data, v: sdf.LMLRA(data, v[:-1], v[-1]), None, settings, timer,
+                   stages, "LMLRA")
+    relerr = float(fit.result.relerr["data"])
+    return Decomposition(kind="lmlra", factors=fit.values[:-1], core=fit.values[-1],
+                         relerr=relerr, history=fit.result.history, result=fit.result,
+                         stages=stages, relerrs={"data": relerr}, labels=labels)

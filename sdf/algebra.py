@@ -1,0 +1,723 @@
+"""Tensor algebra: unfoldings, Khatri-Rao and Kronecker products, multilinear products,
+MTTKRPs, Gramians, norms and inner products.
+
+Index convention (C order, used everywhere in sdfusion)
+-------------------------------------------------------
+``unfold(T, n)`` is ``np.moveaxis(T, n, 0).reshape(I_n, -1)``: its columns are indexed by
+the remaining modes in increasing order, the **last** one varying fastest. Khatri-Rao and
+Kronecker products follow the same rule, the last matrix varying fastest::
+
+    khatri_rao([B, C])[j * K + k, r] == B[j, r] * C[k, r]
+    kron(B, C)[j * K + k, l * M + m] == B[j, l] * C[k, m]
+
+so that a CPD with factors ``A_0, ..., A_{N-1}`` satisfies
+``unfold(T, n) == A_n @ khatri_rao([A_m for m != n]).T``.
+
+Complex data: Gramians, inner products and norms conjugate their first argument
+(``A^H A``, ``vdot``); MTTKRPs and multilinear products never conjugate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from sdf.errors import DataError
+
+__all__ = [
+    "cpd_inner",
+    "cpd_norm_squared",
+    "cpd_to_tensor",
+    "fold",
+    "frob",
+    "gramians",
+    "hadamard",
+    "inner",
+    "khatri_rao",
+    "kron",
+    "mttkrp",
+    "mttkrp_all",
+    "tmprod",
+    "tucker_to_tensor",
+    "unfold",
+]
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_mode(mode: object, ndim: int, name: str = "mode") -> int:
+    """Return ``mode`` as a nonnegative int in ``[0, ndim)``, negative values wrapped."""
+    if isinstance(mode, bool) or not isinstance(mode, (int, np.integer)):
+        raise DataError(f"{name}: expected an integer, got {type(mode).__name__}")
+    if not -ndim <= mode < ndim:
+        raise DataError(
+            f"{name}: expected an integer in [{-ndim}, {ndim - 1}] for order {ndim}, got {mode}"
+        )
+    return int(mode) % ndim
+
+
+def _as_matrix_list(matrices: object, name: str) -> list[np.ndarray]:
+    """Validate a sequence of 2-D arrays (a 2-D ndarray is refused as ambiguous)."""
+    if isinstance(matrices, np.ndarray) and matrices.ndim != 3:
+        raise DataError(f"{name}: expected a sequence of matrices, got an array of shape "
+                        f"{matrices.shape}; wrap a single matrix in a list")
+    try:
+        mats = [np.asarray(M) for M in matrices]  # type: ignore[union-attr]
+    except TypeError:
+        raise DataError(
+            f"{name}: expected a sequence of matrices, got {type(matrices).__name__}"
+        ) from None
+    for i, M in enumerate(mats):
+        if M.ndim != 2:
+            raise DataError(f"{name}[{i}]: expected a 2-D array, got shape {M.shape}")
+    return mats
+
+
+def _check_same_columns(mats: list[np.ndarray], name: str, labels: list[int]) -> int:
+    """Check that all matrices have as many columns as the first; return that count."""
+    R = mats[0].shape[1]
+    for M, i in zip(mats[1:], labels[1:]):
+        if M.shape[1] != R:
+            raise DataError(
+                f"{name}[{i}]: expected {R} columns like {name}[{labels[0]}], got shape {M.shape}"
+            )
+    return R
+
+
+def _check_factors(
+    factors: object, shape: tuple[int, ...] | None = None, name: str = "factors"
+) -> list[np.ndarray]:
+    """Validate CPD factors: 2-D, equal column counts, rows matching ``shape``."""
+    mats = _as_matrix_list(factors, name)
+    if not mats:
+        raise DataError(f"{name}: expected at least one factor matrix, got none")
+    if shape is not None and len(mats) != len(shape):
+        raise DataError(
+            f"{name}: expected {len(shape)} factor matrices (one per mode of a tensor of "
+            f"shape {shape}), got {len(mats)}"
+        )
+    for n, (M, size) in enumerate(zip(mats, shape or ())):
+        if M.shape[0] != size:
+            raise DataError(f"{name}[{n}]: expected {size} rows to match mode {n} of the tensor, "
+                            f"got shape {M.shape}")
+    _check_same_columns(mats, name, list(range(len(mats))))
+    return mats
+
+
+def _skip_one(mats: list[np.ndarray], skip: int | None) -> tuple[list[np.ndarray], list[int]]:
+    """Drop ``mats[skip]``; return the rest (nonempty) and their original indices."""
+    labels = list(range(len(mats)))
+    if skip is not None and mats:
+        s = _check_mode(skip, len(mats), "skip")
+        del mats[s], labels[s]
+    if not mats:
+        raise DataError("matrices: expected at least one matrix (after skip), got none")
+    return mats, labels
+
+
+def _ct(M: np.ndarray) -> np.ndarray:
+    """Conjugate transpose; a view (no copy) for real matrices."""
+    return M.conj().T if np.iscomplexobj(M) else M.T
+
+
+def _kr(mats: Sequence[np.ndarray]) -> np.ndarray:
+    """Khatri-Rao product without validation (last matrix varies fastest)."""
+    out = mats[-1]
+    R = out.shape[1]
+    for M in reversed(mats[:-1]):
+        out = (M[:, None, :] * out[None, :, :]).reshape(-1, R)
+    return out
+
+
+# --------------------------------------------------------------------- unfold / fold
+def unfold(T: ArrayLike, mode: int) -> np.ndarray:
+    """Mode-``mode`` unfolding (matricization) of a tensor.
+
+    ``unfold(T, n) = np.moveaxis(T, n, 0).reshape(I_n, -1)``: columns are indexed by the
+    other modes in increasing order, the last one varying fastest.
+
+    Parameters
+    ----------
+    T : array_like, shape (I_0, ..., I_{N-1})
+    mode : int
+        Mode ``n`` whose index becomes the row index (negative: from the end).
+
+    Returns
+    -------
+    ndarray, shape (I_n, prod of the other I_m)
+        A view when possible (``mode=0`` of a C-contiguous tensor), else a copy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> T = np.arange(24).reshape(2, 3, 4)
+    >>> unfold(T, 1).shape, bool(unfold(T, 1)[2, 5] == T[1, 2, 1])
+    ((3, 8), True)
+    """
+    T = np.asarray(T)
+    n = _check_mode(mode, T.ndim)
+    rest = math.prod(s for m, s in enumerate(T.shape) if m != n)
+    return np.moveaxis(T, n, 0).reshape(T.shape[n], rest)
+
+
+def fold(M: ArrayLike, mode: int, shape: Sequence[int]) -> np.ndarray:
+    """Inverse of :func:`unfold`: rebuild a tensor of ``shape`` from its unfolding.
+
+    Parameters
+    ----------
+    M : array_like, shape (shape[mode], prod of the other entries of shape)
+    mode : int
+    shape : sequence of int
+
+    Returns
+    -------
+    ndarray of shape ``shape``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> T = np.arange(24.0).reshape(2, 3, 4)
+    >>> np.array_equal(fold(unfold(T, 2), 2, T.shape), T)
+    True
+    """
+    M = np.asarray(M)
+    shape = tuple(int(s) for s in shape)
+    n = _check_mode(mode, len(shape))
+    rest = tuple(s for m, s in enumerate(shape) if m != n)
+    expected = (shape[n], math.prod(rest))
+    if M.shape != expected:
+        raise DataError(f"M: expected shape {expected} to fold mode {n} into {shape}, "
+                        f"got {M.shape}")
+    return np.moveaxis(M.reshape((shape[n],) + rest), 0, n)
+
+
+# ------------------------------------------------------------ Khatri-Rao, Kronecker
+def khatri_rao(matrices: Sequence[ArrayLike], skip: int | None = None) -> np.ndarray:
+    """Column-wise Kronecker (Khatri-Rao) product, the last matrix varying fastest.
+
+    ``khatri_rao([B, C])[j * K + k, r] = B[j, r] * C[k, r]``.
+
+    Parameters
+    ----------
+    matrices : sequence of array_like, each of shape (I_n, R)
+    skip : int, optional
+        Index of a matrix to leave out (e.g. the mode of an MTTKRP).
+
+    Returns
+    -------
+    ndarray, shape (prod of the I_n used, R)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> B, C = np.ones((2, 3)), np.arange(12.0).reshape(4, 3)
+    >>> khatri_rao([B, C]).shape, khatri_rao([B, C, B], skip=2).shape
+    ((8, 3), (8, 3))
+    """
+    mats, labels = _skip_one(_as_matrix_list(matrices, "matrices"), skip)
+    _check_same_columns(mats, "matrices", labels)
+    return _kr(mats) if len(mats) > 1 else mats[0].copy()
+
+
+def kron(*matrices: ArrayLike | Sequence[ArrayLike]) -> np.ndarray:
+    """Kronecker product of several matrices (or several vectors), C order.
+
+    ``kron(B, C)[j * K + k, l * M + m] = B[j, l] * C[k, m]`` (as ``np.kron``; the last
+    argument varies fastest, as in :func:`khatri_rao`).
+
+    Parameters
+    ----------
+    *matrices : array_like
+        Matrices (all 2-D) or vectors (all 1-D), as separate arguments or one list/tuple.
+
+    Returns
+    -------
+    ndarray, shape (prod I_n, prod J_n) for matrices, (prod I_n,) for vectors
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> B, C = np.eye(2), np.arange(6.0).reshape(2, 3)
+    >>> kron(B, C).shape, np.array_equal(kron([B, C]), np.kron(B, C))
+    ((4, 6), True)
+    """
+    items: Sequence = matrices
+    if len(matrices) == 1 and isinstance(matrices[0], (list, tuple)):
+        items = matrices[0]
+    mats, _ = _skip_one([np.asarray(M) for M in items], None)
+    nd = mats[0].ndim
+    for i, M in enumerate(mats):
+        if M.ndim not in (1, 2) or M.ndim != nd:
+            raise DataError(
+                f"matrices[{i}]: expected a {nd}-D array like matrices[0] (all 1-D or all "
+                f"2-D), got shape {M.shape}"
+            )
+    out = mats[0].copy()
+    for M in mats[1:]:
+        if nd == 1:
+            out = (out[:, None] * M[None, :]).reshape(-1)
+        else:
+            shape = (out.shape[0] * M.shape[0], out.shape[1] * M.shape[1])
+            out = (out[:, None, :, None] * M[None, :, None, :]).reshape(shape)
+    return out
+
+
+# ------------------------------------------------------------ multilinear products
+def _mode_product(T: np.ndarray, U: np.ndarray, n: int) -> np.ndarray:
+    """``T ×_n U`` for a C-contiguous T; returns a C-contiguous array."""
+    shape = T.shape
+    IL, IR = math.prod(shape[:n]), math.prod(shape[n + 1 :])
+    new_shape = shape[:n] + (U.shape[0],) + shape[n + 1 :]
+    if IL == 1:
+        out = U @ T.reshape(shape[n], IR)
+    elif IR == 1:
+        out = T.reshape(IL, shape[n]) @ U.T
+    elif IR >= 16:
+        out = np.matmul(U, T.reshape(IL, shape[n], IR))
+    else:
+        out = np.moveaxis(np.tensordot(T, U, axes=(n, 1)), -1, n)
+    return np.ascontiguousarray(out).reshape(new_shape)
+
+
+def _tmprod(
+    T: np.ndarray, mats: list[np.ndarray], modes: list[int], transpose: bool, name: str, tname: str
+) -> np.ndarray:
+    """Validated mode products applied in the order that shrinks the tensor fastest."""
+    mats = [M.T if transpose else M for M in mats]
+    for i, (M, n) in enumerate(zip(mats, modes)):
+        if M.shape[1] != T.shape[n]:
+            side = "rows" if transpose else "columns"
+            got = M.T.shape if transpose else M.shape
+            raise DataError(f"{name}[{i}]: expected {T.shape[n]} {side} to match mode {n} of "
+                            f"{tname} (shape {T.shape}), got shape {got}")
+    order = sorted(range(len(modes)), key=lambda i: mats[i].shape[0] / max(mats[i].shape[1], 1))
+    out = np.ascontiguousarray(T)
+    for i in order:
+        out = _mode_product(out, mats[i], modes[i])
+    return out if len(order) else out.copy()
+
+
+def tmprod(
+    T: ArrayLike,
+    matrices: ArrayLike | Sequence[ArrayLike],
+    modes: int | Sequence[int] | None = None,
+    transpose: bool = False,
+) -> np.ndarray:
+    """Mode-n tensor-matrix products ``T ×_{n_1} U_1 ×_{n_2} U_2 ...``.
+
+    ``unfold(T ×_n U, n) = U @ unfold(T, n)`` for ``U`` of shape (J_n, I_n); with
+    ``transpose=True`` the products are with ``U.T`` (no conjugation). The products
+    commute; they are applied in the order that shrinks the tensor fastest.
+
+    Parameters
+    ----------
+    T : array_like, shape (I_0, ..., I_{N-1})
+    matrices : array_like or sequence of array_like
+        One matrix if ``modes`` is an int, else one matrix per entry of ``modes``.
+    modes : int or sequence of int, optional
+        Distinct modes; default all modes ``0..N-1``.
+    transpose : bool, default False
+
+    Returns
+    -------
+    ndarray, shape of ``T`` with size ``J_n`` in each multiplied mode ``n``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> T = np.ones((2, 3, 4))
+    >>> tmprod(T, np.ones((5, 3)), 1).shape
+    (2, 5, 4)
+    >>> tmprod(T, [np.ones((2, 6)), np.ones((4, 7))], [0, 2], transpose=True).shape
+    (6, 3, 7)
+    """
+    T = np.asarray(T)
+    if isinstance(modes, (int, np.integer)) and not isinstance(modes, bool):
+        mode_list = [_check_mode(modes, T.ndim, "modes")]
+        mats = [np.asarray(matrices)]
+        if mats[0].ndim != 2:
+            raise DataError(f"matrices: expected a 2-D matrix for an integer mode, got shape "
+                            f"{mats[0].shape}")
+    else:
+        mats = _as_matrix_list(matrices, "matrices")
+        if modes is None:
+            if len(mats) != T.ndim:
+                raise DataError(
+                    f"matrices: expected {T.ndim} matrices (one per mode of T) when modes "
+                    f"is not given, got {len(mats)}"
+                )
+            mode_list = list(range(T.ndim))
+        else:
+            mode_list = [_check_mode(m, T.ndim, f"modes[{i}]") for i, m in enumerate(modes)]
+            if len(mode_list) != len(mats):
+                raise DataError(
+                    f"modes: expected {len(mats)} modes (one per matrix), got {len(mode_list)}"
+                )
+            if len(set(mode_list)) != len(mode_list):
+                raise DataError(f"modes: expected distinct modes, got {list(modes)}")
+    return _tmprod(T, mats, mode_list, transpose, "matrices", "T")
+
+
+def cpd_to_tensor(factors: Sequence[ArrayLike], weights: ArrayLike | None = None) -> np.ndarray:
+    """Full tensor of a CPD: ``T = sum_r w_r a_{0,r} ∘ a_{1,r} ∘ ... ∘ a_{N-1,r}``.
+
+    Parameters
+    ----------
+    factors : sequence of array_like, each of shape (I_n, R)
+    weights : array_like, shape (R,), optional
+        Default all ones.
+
+    Returns
+    -------
+    ndarray, shape (I_0, ..., I_{N-1})
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A, B, C = np.ones((2, 3)), np.ones((4, 3)), np.ones((5, 3))
+    >>> T = cpd_to_tensor([A, B, C], weights=[1.0, 2.0, 3.0])
+    >>> T.shape, float(T[0, 0, 0])
+    ((2, 4, 5), 6.0)
+    """
+    mats = _check_factors(factors)
+    w = _check_weights(weights, mats[0].shape[1], "weights")
+    first = mats[0] if w is None else mats[0] * w
+    if len(mats) == 1:
+        return first.sum(axis=1)
+    shape = tuple(M.shape[0] for M in mats)
+    return (first @ _kr(mats[1:]).T).reshape(shape)
+
+
+def tucker_to_tensor(factors: Sequence[ArrayLike], core: ArrayLike) -> np.ndarray:
+    """Full tensor of a Tucker model / LMLRA: ``S ×_0 U_0 ×_1 U_1 ... ×_{N-1} U_{N-1}``.
+
+    Parameters
+    ----------
+    factors : sequence of array_like, each of shape (I_n, R_n)
+    core : array_like, shape (R_0, ..., R_{N-1})
+
+    Returns
+    -------
+    ndarray, shape (I_0, ..., I_{N-1})
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> U = [np.ones((4, 2)), np.ones((5, 3))]
+    >>> tucker_to_tensor(U, np.ones((2, 3))).shape
+    (4, 5)
+    """
+    S, mats = np.asarray(core), _as_matrix_list(factors, "factors")
+    if len(mats) != S.ndim:
+        raise DataError(f"factors: expected {S.ndim} matrices (one per mode of the core, shape "
+                        f"{S.shape}), got {len(mats)}")
+    return _tmprod(S, mats, list(range(S.ndim)), False, "factors", "core")
+
+
+# --------------------------------------------------------------------------- MTTKRP
+def _prepare_mttkrp(T: ArrayLike, factors: object) -> tuple[np.ndarray, list[np.ndarray]]:
+    T = np.asarray(T)
+    if T.ndim < 2:
+        raise DataError(f"T: expected a tensor of order >= 2, got shape {T.shape}")
+    mats = _check_factors(factors, T.shape)
+    return T, mats
+
+
+def _mttkrp_c(T: np.ndarray, mats: list[np.ndarray], n: int) -> np.ndarray:
+    """One MTTKRP of a C-contiguous tensor, never copying the tensor."""
+    shape, N = T.shape, T.ndim
+    IL, IR = math.prod(shape[:n]), math.prod(shape[n + 1 :])
+    if n == 0:
+        return T.reshape(shape[0], IR) @ _kr(mats[1:])
+    if n == N - 1:
+        return T.reshape(IL, shape[n]).T @ _kr(mats[:-1])
+    R = mats[0].shape[1]
+    # Contract the larger side by one GEMM on a free reshape, the smaller one after.
+    if IR >= IL:
+        W = (T.reshape(IL * shape[n], IR) @ _kr(mats[n + 1 :])).reshape(IL, shape[n], R)
+        return np.einsum("lir,lr->ir", W, _kr(mats[:n]))
+    W = (T.reshape(IL, shape[n] * IR).T @ _kr(mats[:n])).reshape(shape[n], IR, R)
+    return np.einsum("imr,mr->ir", W, _kr(mats[n + 1 :]))
+
+
+def mttkrp(T: ArrayLike, factors: Sequence[ArrayLike], mode: int) -> np.ndarray:
+    """Matricized tensor times Khatri-Rao product for one mode.
+
+    ``mttkrp(T, A, n) = unfold(T, n) @ khatri_rao(A, skip=n)`` (no conjugation), computed
+    by one GEMM on a free reshape of a C- or F-contiguous ``T`` (no unfolding copy).
+
+    Parameters
+    ----------
+    T : array_like, shape (I_0, ..., I_{N-1}), N >= 2
+    factors : sequence of array_like, each of shape (I_m, R)
+        One per mode; ``factors[mode]`` is checked but not used.
+    mode : int
+
+    Returns
+    -------
+    ndarray, shape (I_mode, R)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> T = rng.standard_normal((3, 4, 5))
+    >>> A = [rng.standard_normal((s, 2)) for s in T.shape]
+    >>> np.allclose(mttkrp(T, A, 1), unfold(T, 1) @ khatri_rao(A, skip=1))
+    True
+    """
+    T, mats = _prepare_mttkrp(T, factors)
+    n = _check_mode(mode, T.ndim)
+    if not T.flags.c_contiguous and T.flags.f_contiguous:
+        return _mttkrp_c(T.T, mats[::-1], T.ndim - 1 - n)
+    return _mttkrp_c(np.ascontiguousarray(T), mats, n)
+
+
+def _descend(W: np.ndarray, shape: tuple, mats: list[np.ndarray], out: list, offset: int) -> None:
+    """Dimension-tree step: ``W`` (prod(shape), R) is the data contracted with every
+    factor outside ``shape``'s modes; split those modes in two halves and recurse."""
+    if len(shape) == 1:
+        out[offset] = W
+        return
+    q = (len(shape) + 1) // 2
+    IL, IR = math.prod(shape[:q]), math.prod(shape[q:])
+    W3 = W.reshape(IL, IR, W.shape[1])
+    _descend(np.einsum("lmr,mr->lr", W3, _kr(mats[q:])), shape[:q], mats[:q], out, offset)
+    _descend(np.einsum("lmr,lr->mr", W3, _kr(mats[:q])), shape[q:], mats[q:], out, offset + q)
+
+
+def mttkrp_all(T: ArrayLike, factors: Sequence[ArrayLike]) -> list[np.ndarray]:
+    """All N MTTKRPs ``[mttkrp(T, factors, n) for n in range(N)]``, sharing the work.
+
+    Dimension tree: with ``p = floor(N/2)`` and ``T2 = T.reshape(I_0...I_{p-1}, -1)`` (free
+    for a C-contiguous ``T``), two GEMMs ``T2 @ khatri_rao(A_p..A_{N-1})`` and
+    ``T2.T @ khatri_rao(A_0..A_{p-1})`` are the only operations reading the whole tensor
+    (the naive loop does N GEMMs and N - 1 unfolding copies). Each half is then split
+    again on these small partial products (einsum over the rank) down to single modes.
+
+    Parameters
+    ----------
+    T : array_like, shape (I_0, ..., I_{N-1}), N >= 2
+        Any layout; a tensor neither C- nor F-contiguous is copied once.
+    factors : sequence of array_like, each of shape (I_n, R)
+
+    Returns
+    -------
+    list of ndarray, entry n of shape (I_n, R)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> T = rng.standard_normal((3, 4, 5, 2))
+    >>> A = [rng.standard_normal((s, 3)) for s in T.shape]
+    >>> G = mttkrp_all(T, A)
+    >>> all(np.allclose(G[n], mttkrp(T, A, n)) for n in range(4))
+    True
+    """
+    T, mats = _prepare_mttkrp(T, factors)
+    if not T.flags.c_contiguous and T.flags.f_contiguous:
+        return mttkrp_all(T.T, mats[::-1])[::-1]
+    T = np.ascontiguousarray(T)
+    shape, N = T.shape, T.ndim
+    p = N // 2  # the larger GEMM then contracts T2's long, contiguous rows (faster BLAS path)
+    IL, IR = math.prod(shape[:p]), math.prod(shape[p:])
+    T2 = T.reshape(IL, IR)
+    W_left = T2 @ _kr(mats[p:])
+    W_right = T2.T @ _kr(mats[:p])
+    out: list = [None] * N
+    _descend(W_left, shape[:p], mats[:p], out, 0)
+    _descend(W_right, shape[p:], mats[p:], out, p)
+    return out
+
+
+# ---------------------------------------------------------- Gramians, norms, inners
+def gramians(factors: Sequence[ArrayLike]) -> list[np.ndarray]:
+    """Gramians ``A^H A`` of each factor matrix.
+
+    Parameters
+    ----------
+    factors : sequence of array_like, each of shape (I_n, R_n)
+
+    Returns
+    -------
+    list of ndarray, each of shape (R_n, R_n)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [G.shape for G in gramians([np.ones((4, 2)), np.ones((3, 2))])]
+    [(2, 2), (2, 2)]
+    """
+    return [_ct(M) @ M for M in _as_matrix_list(factors, "factors")]
+
+
+def hadamard(matrices: Sequence[ArrayLike], skip: int | None = None) -> np.ndarray:
+    """Elementwise (Hadamard) product of equally shaped matrices, optionally skipping one.
+
+    ``hadamard(gramians(A), skip=n)`` equals ``K^H @ K`` with ``K = khatri_rao(A, skip=n)``.
+
+    Parameters
+    ----------
+    matrices : sequence of array_like, all of the same shape
+    skip : int, optional
+        Index of a matrix to leave out.
+
+    Returns
+    -------
+    ndarray, the common shape
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hadamard([np.full((2, 2), 2.0), np.full((2, 2), 3.0), np.zeros((2, 2))], skip=2)
+    array([[6., 6.],
+           [6., 6.]])
+    """
+    mats, labels = _skip_one(_as_matrix_list(matrices, "matrices"), skip)
+    for M, i in zip(mats[1:], labels[1:]):
+        if M.shape != mats[0].shape:
+            raise DataError(f"matrices[{i}]: expected shape {mats[0].shape} like "
+                            f"matrices[{labels[0]}], got {M.shape}")
+    out = mats[0].copy()
+    for M in mats[1:]:
+        out = out * M
+    return out
+
+
+def _flat(X: ArrayLike) -> np.ndarray:
+    x = np.asarray(X).reshape(-1)
+    return x if np.issubdtype(x.dtype, np.inexact) else x.astype(np.float64)
+
+
+def frob(T: ArrayLike, squared: bool = False) -> float:
+    """Frobenius norm ``sqrt(sum |T|^2)`` of an array of any shape.
+
+    Parameters
+    ----------
+    T : array_like
+    squared : bool, default False
+        Return the squared norm instead (no square root).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frob(np.full((2, 2, 2), 0.5)), frob(np.ones((2, 3)), squared=True)
+    (1.4142135623730951, 6.0)
+    """
+    x = _flat(T)
+    s = float(np.vdot(x, x).real)
+    return s if squared else math.sqrt(s)
+
+
+def inner(X: ArrayLike, Y: ArrayLike) -> float | complex:
+    """Inner product ``sum(conj(X) * Y)`` of two arrays of the same shape.
+
+    For real data this is the sum of elementwise products; ``inner(T, T) = frob(T)**2``.
+
+    Parameters
+    ----------
+    X, Y : array_like, same shape
+
+    Returns
+    -------
+    float, or complex when either input is complex
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inner(np.ones((2, 3)), np.full((2, 3), 2.0))
+    12.0
+    """
+    X, Y = np.asarray(X), np.asarray(Y)
+    if X.shape != Y.shape:
+        raise DataError(f"Y: expected shape {X.shape} to match X, got {Y.shape}")
+    s = np.vdot(_flat(X), _flat(Y))
+    return complex(s) if np.iscomplexobj(s) else float(s)
+
+
+def _weighted_sum(H: np.ndarray, wa: np.ndarray | None, wb: np.ndarray | None) -> complex:
+    left = np.ones(H.shape[0]) if wa is None else wa.conj()
+    right = np.ones(H.shape[1]) if wb is None else wb
+    return complex(left @ H @ right)
+
+
+def _check_weights(weights: ArrayLike | None, R: int, name: str) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights)
+    if w.shape != (R,):
+        raise DataError(f"{name}: expected shape ({R},) to match the rank, got {w.shape}")
+    return w
+
+
+def cpd_norm_squared(factors: Sequence[ArrayLike], weights: ArrayLike | None = None) -> float:
+    """Squared Frobenius norm of a CPD from its Gramians, never forming the tensor.
+
+    ``||T||^2 = w^H (A_0^H A_0 * ... * A_{N-1}^H A_{N-1}) w`` (``*``: Hadamard product).
+
+    Parameters
+    ----------
+    factors : sequence of array_like, each of shape (I_n, R)
+    weights : array_like, shape (R,), optional
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = [np.ones((2, 1)), np.ones((3, 1))]
+    >>> cpd_norm_squared(A, weights=[2.0])
+    24.0
+    """
+    mats = _check_factors(factors)
+    w = _check_weights(weights, mats[0].shape[1], "weights")
+    return _weighted_sum(hadamard(gramians(mats)), w, w).real
+
+
+def cpd_inner(
+    factors_a: Sequence[ArrayLike],
+    factors_b: Sequence[ArrayLike],
+    *,
+    weights_a: ArrayLike | None = None,
+    weights_b: ArrayLike | None = None,
+) -> float | complex:
+    """Inner product ``<T_a, T_b>`` of two CPDs of the same shape (ranks may differ).
+
+    ``<T_a, T_b> = w_a^H (A_0^H B_0 * ... * A_{N-1}^H B_{N-1}) w_b`` (``*``: Hadamard), as
+    :func:`inner` of the full tensors, which are never formed.
+
+    Parameters
+    ----------
+    factors_a, factors_b : sequence of array_like, each of shape (I_n, R_a) / (I_n, R_b)
+    weights_a, weights_b : array_like, shape (R_a,) / (R_b,), optional
+
+    Returns
+    -------
+    float, or complex when any input is complex
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> A = [rng.standard_normal((s, 2)) for s in (3, 4, 5)]
+    >>> B = [rng.standard_normal((s, 3)) for s in (3, 4, 5)]
+    >>> bool(np.isclose(cpd_inner(A, B), inner(cpd_to_tensor(A), cpd_to_tensor(B))))
+    True
+    """
+    A = _check_factors(factors_a, name="factors_a")
+    B = _check_factors(factors_b, tuple(M.shape[0] for M in A), name="factors_b")
+    wa = _check_weights(weights_a, A[0].shape[1], "weights_a")
+    wb = _check_weights(weights_b, B[0].shape[1], "weights_b")
+    H = hadamard([_ct(a) @ b for a, b in zip(A, B)])
+    s = _weighted_sum(H, wa, wb)
+    pieces = A + B + [w for w in (wa, wb) if w is not None]
+    return s if any(np.iscomplexobj(x) for x in pieces) else s.real

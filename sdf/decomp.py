@@ -1,0 +1,448 @@
+"""Algebraic decompositions the engine builds on: MLSVD, HOOI and GEVD initialisation.
+
+Conventions (index order, unfoldings) are those of :mod:`sdf.algebra`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+from numpy.typing import ArrayLike
+
+from sdf.algebra import _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor, unfold
+from sdf.errors import DataError
+
+__all__ = ["LMLRAResult", "MLSVDResult", "gevd_init", "lmlra_hooi", "mlsvd"]
+
+# Use the Gram matrix (eigh of M M^H) instead of an SVD of the unfolding M (I_n x J) when
+# J >= _GRAM_RATIO * I_n: several times faster, but it squares the condition number, so
+# singular values below ~1e-8 * s_max lose their accuracy (not their subspaces' order).
+_GRAM_RATIO = 4
+
+
+@dataclass(frozen=True)
+class MLSVDResult:
+    """Result of :func:`mlsvd`.
+
+    Attributes
+    ----------
+    factors : list of ndarray, each of shape (I_n, R_n)
+        Orthonormal columns, each column's largest-magnitude entry real positive.
+    core : ndarray, shape (R_0, ..., R_{N-1})
+    singular_values : list of ndarray, each of shape (I_n,)
+        Mode-n singular values, in decreasing order, of the tensor the algorithm
+        decomposed at mode n (see :func:`mlsvd`), padded with zeros to length I_n.
+    """
+
+    factors: list[np.ndarray]
+    core: np.ndarray
+    singular_values: list[np.ndarray]
+
+    def to_tensor(self) -> np.ndarray:
+        """Full tensor ``core ×_0 U_0 ... ×_{N-1} U_{N-1}``."""
+        return tucker_to_tensor(self.factors, self.core)
+
+
+@dataclass(frozen=True)
+class LMLRAResult:
+    """Result of :func:`lmlra_hooi`.
+
+    Attributes
+    ----------
+    factors : list of ndarray, each of shape (I_n, R_n), orthonormal columns
+    core : ndarray, shape (R_0, ..., R_{N-1})
+    relerr : float
+        ``||T - core ×_n U_n|| / ||T||`` (0 for an all-zero tensor), computed exactly.
+    iterations : int
+        Number of HOOI sweeps done.
+    """
+
+    factors: list[np.ndarray]
+    core: np.ndarray
+    relerr: float
+    iterations: int
+
+    def to_tensor(self) -> np.ndarray:
+        """Full tensor ``core ×_0 U_0 ... ×_{N-1} U_{N-1}``."""
+        return tucker_to_tensor(self.factors, self.core)
+
+
+# --------------------------------------------------------------------------- helpers
+def _as_data(T: ArrayLike, min_order: int, what: str) -> np.ndarray:
+    """Finite floating-point (or complex) array of order >= ``min_order``."""
+    T = np.asarray(T)
+    if T.ndim < min_order:
+        raise DataError(f"T: expected a tensor of order >= {min_order} for {what}, "
+                        f"got shape {T.shape}")
+    if T.size == 0:
+        raise DataError(f"T: expected a nonempty tensor, got shape {T.shape}")
+    if not np.issubdtype(T.dtype, np.inexact):
+        T = T.astype(np.float64)
+    if not np.isfinite(T).all():
+        raise DataError("T: expected finite entries, got NaN or Inf")
+    return T
+
+
+def _check_core_shape(core_shape: object, shape: tuple[int, ...]) -> list[int]:
+    try:
+        sizes = list(core_shape)  # type: ignore[call-overload]
+    except TypeError:
+        raise DataError(f"core_shape: expected a sequence of {len(shape)} integers, got "
+                        f"{type(core_shape).__name__}") from None
+    if len(sizes) != len(shape):
+        raise DataError(
+            f"core_shape: expected {len(shape)} entries (one per mode of T, shape {shape}), "
+            f"got {len(sizes)}"
+        )
+    for n, (r, size) in enumerate(zip(sizes, shape)):
+        ok = isinstance(r, (int, np.integer)) and not isinstance(r, bool)
+        if not ok or not 1 <= r <= size:
+            raise DataError(f"core_shape[{n}]: expected an integer in [1, {size}], got {r!r}")
+    return [int(r) for r in sizes]
+
+
+def _normalize_signs(U: np.ndarray) -> np.ndarray:
+    """Make each column's largest-magnitude entry real positive."""
+    if U.size == 0:
+        return U
+    idx = np.argmax(np.abs(U), axis=0)
+    piv = U[idx, np.arange(U.shape[1])]
+    phase = np.where(piv == 0, 1, piv / np.where(piv == 0, 1, np.abs(piv)))
+    return U * phase.conj()
+
+
+def _mode_basis(M: np.ndarray, need: int, accurate: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Left singular vectors (at least ``need`` of them) and all I singular values of M.
+
+    Returns ``(U, s)`` with ``U`` of shape (I, >= need) and ``s`` of shape (I,), decreasing.
+    """
+    I, J = M.shape
+    if not accurate and J >= _GRAM_RATIO * I:
+        w, V = np.linalg.eigh(M @ _ct(M))
+        return V[:, ::-1], np.sqrt(np.clip(w[::-1], 0, None))
+    U, s, _ = np.linalg.svd(M, full_matrices=need > min(I, J))
+    return U, np.concatenate([s, np.zeros(I - s.size)])
+
+
+def _rank_for_tol(s: np.ndarray, budget: float) -> int:
+    """Smallest r >= 1 with sum(s[r:]**2) <= budget."""
+    tail = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]])
+    return max(1, int(np.argmax(tail <= budget)))
+
+
+# --------------------------------------------------------------------------- MLSVD
+def mlsvd(
+    T: ArrayLike,
+    core_shape: Sequence[int] | None = None,
+    tol: float | None = None,
+    seed: int | np.random.Generator | None = None,
+) -> MLSVDResult:
+    """Sequentially truncated multilinear SVD: ``T ≈ S ×_0 U_0 ×_1 U_1 ... ×_{N-1} U_{N-1}``.
+
+    The modes are processed one after the other. At mode n, ``U_n`` holds the leading
+    left singular vectors of ``unfold(S, n)``, where ``S`` is the tensor already projected
+    on the factors of the modes processed before (``S ← S ×_n U_n^H`` after each step);
+    ``singular_values[n]`` are the singular values of that same unfolding. So the first
+    mode processed gets the singular values of the data itself, later ones those of the
+    partially truncated tensor (identical to the data's when nothing is truncated).
+    When ``J >= 4 I_n`` (J the unfolding's column count) they come from the eigenvalues of
+    the Gram matrix ``M M^H`` (faster; singular values below ~1e-8 of the largest are then
+    inaccurate), else from an SVD of the unfolding; ``tol < 1e-6`` always uses the SVD.
+
+    Processing order: with ``core_shape``, modes in order of decreasing compression
+    ``I_n / R_n`` (ties in mode order), so that the costly first steps shrink the tensor
+    most; otherwise mode order ``0, 1, ..., N-1``.
+
+    Parameters
+    ----------
+    T : array_like, shape (I_0, ..., I_{N-1}), N >= 2
+    core_shape : sequence of int, optional
+        Multilinear rank ``(R_0, ..., R_{N-1})``, ``1 <= R_n <= I_n``. Default (with
+        ``tol`` None): full size, an exact orthogonal transform of ``T``.
+    tol : float, optional
+        Rank selection instead of ``core_shape``: at each mode keep the smallest ``R_n``
+        whose discarded energy ``sum_{i >= R_n} s_i^2`` is at most ``tol**2 * ||T||^2``.
+        The total relative error is then at most ``sqrt(N) * tol``.
+    seed : int or Generator, optional
+        Unused: the algorithm is deterministic. Accepted for signature compatibility with
+        randomized variants.
+
+    Returns
+    -------
+    MLSVDResult
+        ``factors`` (orthonormal columns, sign-normalised), ``core``, ``singular_values``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.algebra import tucker_to_tensor
+    >>> rng = np.random.default_rng(0)
+    >>> U = [np.linalg.qr(rng.standard_normal((s, 2)))[0] for s in (6, 7, 8)]
+    >>> T = tucker_to_tensor(U, rng.standard_normal((2, 2, 2)))
+    >>> res = mlsvd(T, tol=1e-8)
+    >>> res.core.shape
+    (2, 2, 2)
+    >>> bool(np.allclose(res.to_tensor(), T))
+    True
+    """
+    del seed  # deterministic algorithm
+    T = _as_data(T, 2, "an MLSVD")
+    N = T.ndim
+    if core_shape is not None and tol is not None:
+        raise DataError("tol: expected None when core_shape is given (give one of them), got "
+                        f"{tol!r}")
+    if tol is not None and not (isinstance(tol, numbers.Real) and 0 <= tol < 1):
+        raise DataError(f"tol: expected a number in [0, 1), got {tol!r}")
+    ranks = _check_core_shape(core_shape, T.shape) if core_shape is not None else None
+    order = list(range(N))
+    if ranks is not None:
+        order.sort(key=lambda n: ranks[n] / T.shape[n])
+    budget = (tol**2) * frob(T, squared=True) if tol is not None else 0.0
+    accurate = tol is not None and tol < 1e-6
+    S = np.ascontiguousarray(T)
+    factors: list = [None] * N
+    svals: list = [None] * N
+    for n in order:
+        need = ranks[n] if ranks is not None else T.shape[n]
+        U, s = _mode_basis(unfold(S, n), need, accurate)
+        if tol is not None:
+            need = _rank_for_tol(s, budget)
+        U = _normalize_signs(U[:, :need])
+        S = _mode_product(S, _ct(U), n)
+        factors[n], svals[n] = U, s
+    return MLSVDResult(factors=factors, core=S, singular_values=svals)
+
+
+# --------------------------------------------------------------------------- HOOI
+def _initial_bases(T: np.ndarray, ranks: list[int], init: object) -> list[np.ndarray]:
+    if init is None:
+        return mlsvd(T, core_shape=ranks).factors
+    mats = init.factors if isinstance(init, (MLSVDResult, LMLRAResult)) else init
+    try:
+        mats = [np.asarray(U) for U in mats]  # type: ignore[union-attr]
+    except TypeError:
+        raise DataError(
+            f"init: expected None, an MLSVDResult/LMLRAResult or a sequence of matrices, "
+            f"got {type(init).__name__}"
+        ) from None
+    if len(mats) != T.ndim:
+        raise DataError(f"init: expected {T.ndim} factor matrices, got {len(mats)}")
+    for n, U in enumerate(mats):
+        if U.shape != (T.shape[n], ranks[n]):
+            raise DataError(
+                f"init[{n}]: expected shape {(T.shape[n], ranks[n])} from T and core_shape, "
+                f"got {U.shape}"
+            )
+    return [np.linalg.qr(U)[0] for U in mats]
+
+
+def _project_others(T: np.ndarray, U: list[np.ndarray], n: int) -> np.ndarray:
+    """``T ×_m U_m^H`` for every mode ``m != n``."""
+    modes = [m for m in range(T.ndim) if m != n]
+    return tmprod(T, [_ct(U[m]) for m in modes], modes)
+
+
+def lmlra_hooi(
+    T: ArrayLike,
+    core_shape: Sequence[int],
+    init: MLSVDResult | LMLRAResult | Sequence[ArrayLike] | None = None,
+    max_iter: int = 50,
+    tol: float = 1e-10,
+) -> LMLRAResult:
+    """Low multilinear rank approximation by higher-order orthogonal iteration (HOOI).
+
+    Alternating updates: for each mode n, ``U_n`` becomes the ``R_n`` leading left
+    singular vectors of ``unfold(T ×_{m != n} U_m^H, n)``. A sweep over all modes is one
+    iteration; the core is ``T ×_n U_n^H``. Iterations stop when the fit
+    ``||core||^2 / ||T||^2`` (= 1 - relerr^2) improves by at most ``tol`` in a sweep, or
+    after ``max_iter`` sweeps.
+
+    Parameters
+    ----------
+    T : array_like, shape (I_0, ..., I_{N-1}), N >= 2
+    core_shape : sequence of int
+        Multilinear rank ``(R_0, ..., R_{N-1})``, ``1 <= R_n <= I_n``.
+    init : MLSVDResult, LMLRAResult or sequence of array_like, optional
+        Starting factors, each of shape (I_n, R_n) (orthonormalised by a QR
+        factorisation). Default: the truncated :func:`mlsvd`.
+    max_iter : int, default 50
+        Maximum number of sweeps (0 only projects on the initial factors).
+    tol : float, default 1e-10
+        Stopping tolerance on the change of the fit.
+
+    Returns
+    -------
+    LMLRAResult
+        ``factors``, ``core``, ``relerr``, ``iterations``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> T = rng.standard_normal((6, 7, 8))
+    >>> res = lmlra_hooi(T, (2, 3, 2))
+    >>> res.core.shape, 0 < res.relerr < 1
+    ((2, 3, 2), True)
+    """
+    T = _as_data(T, 2, "an LMLRA")
+    ranks = _check_core_shape(core_shape, T.shape)
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
+        raise DataError(f"max_iter: expected an integer >= 0, got {max_iter!r}")
+    if not (isinstance(tol, numbers.Real) and tol >= 0):
+        raise DataError(f"tol: expected a number >= 0, got {tol!r}")
+    T = np.ascontiguousarray(T)
+    U = _initial_bases(T, ranks, init)
+    norm2 = frob(T, squared=True)
+    N = T.ndim
+    core = None
+    fit_old, it = -np.inf, 0
+    for it in range(1, max_iter + 1):
+        for n in range(N):
+            Y = _project_others(T, U, n)
+            V, _ = _mode_basis(unfold(Y, n), ranks[n], accurate=False)
+            U[n] = _normalize_signs(V[:, : ranks[n]])
+        core = _mode_product(Y, _ct(U[-1]), N - 1)
+        fit = frob(core, squared=True) / norm2 if norm2 > 0 else 1.0
+        if abs(fit - fit_old) <= tol:
+            break
+        fit_old = fit
+    if core is None:
+        core = tmprod(T, [_ct(V) for V in U])
+    residual = frob(T - tucker_to_tensor(U, core))
+    relerr = residual / math.sqrt(norm2) if norm2 > 0 else 0.0
+    return LMLRAResult(factors=U, core=core, relerr=relerr, iterations=it)
+
+
+# --------------------------------------------------------------------------- GEVD
+def _gevd_groups(shape: tuple[int, ...], rank: int) -> list[list[int]]:
+    """Three groups of modes: two whose sizes reach ``rank`` and a third of size >= 2."""
+    by_size = sorted(range(len(shape)), key=lambda m: -shape[m])
+    groups = [[by_size[0]], [by_size[1]]]
+    rest = by_size[2:]
+    for g in groups:
+        while math.prod(shape[m] for m in g) < rank and len(rest) > 1:
+            g.append(rest.pop(0))
+    groups.append(rest)
+    sizes = [math.prod(shape[m] for m in g) for g in groups]
+    if sizes[0] < rank or sizes[1] < rank or sizes[2] < 2:
+        if len(shape) == 3:
+            need = (f"rank <= the second-largest dimension ({sorted(shape)[1]}) and the "
+                    f"smallest dimension >= 2")
+        else:
+            need = ("two disjoint groups of modes whose sizes are >= rank and a third "
+                    "group of size >= 2")
+        raise DataError(f"rank: the GEVD initialisation needs {need}; got rank {rank} for shape "
+                        f"{shape}. Use a random initialisation instead.")
+    return [sorted(g) for g in groups]
+
+
+def _real_pairs(X: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Replace each complex-conjugate eigenvector pair by its real and imaginary parts."""
+    X = X.copy()
+    cplx = np.flatnonzero(np.abs(lam.imag) > 0)  # LAPACK returns the pairs consecutively
+    pair = cplx[::2][cplx[::2] + 1 < X.shape[1]]
+    X[:, pair + 1] = X[:, pair].imag
+    X[:, pair] = X[:, pair].real
+    return X.real
+
+
+def _gevd3(T3: np.ndarray, rank: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """GEVD of a 3-way tensor with rank <= I, J and K >= 2."""
+    K = T3.shape[2]
+    comp = mlsvd(T3, core_shape=(rank, rank, min(K, max(rank, 2))))
+    S = comp.core
+    w = rng.standard_normal((2, S.shape[2]))
+    S1, S2 = S @ w[0], S @ w[1]
+    # S_k = A D_k B^T  ⇒  S1 X = S2 X Λ with X = B^{-T} (up to scaling), and S2 X = A D2.
+    lam, X = scipy.linalg.eig(S1, S2)
+    if not np.iscomplexobj(T3):
+        X = _real_pairs(X, lam)
+    A = comp.factors[0] @ (S2 @ X)
+    B = comp.factors[1] @ np.linalg.pinv(X).T
+    H = (_ct(A) @ A) * (_ct(B) @ B)
+    G = mttkrp(T3, [A.conj(), B.conj(), np.zeros((K, rank))], 2)
+    C = np.linalg.lstsq(H, G.T, rcond=None)[0].T
+    return [A, B, C]
+
+
+def _split_rank1(F: np.ndarray, dims: list[int]) -> list[np.ndarray]:
+    """Split the columns of F (prod(dims), R) into rank-1 terms: one factor per dim."""
+    if len(dims) == 1:
+        return [F]
+    R = F.shape[1]
+    X = F.T.reshape(R, dims[0], -1)
+    U, s, Vh = np.linalg.svd(X, full_matrices=False)  # batched over the columns
+    head = U[:, :, 0].T
+    tail = (s[:, :1] * Vh[:, 0, :]).T
+    return [head] + _split_rank1(np.ascontiguousarray(tail), dims[1:])
+
+
+def _balance(factors: list[np.ndarray]) -> list[np.ndarray]:
+    """Give every factor's column r the same norm, keeping the rank-1 terms."""
+    norms = np.array([np.linalg.norm(A, axis=0) for A in factors])
+    zero = (norms == 0).any(axis=0)
+    target = np.prod(norms, axis=0) ** (1.0 / len(factors))
+    scale = np.where(zero, 1.0, target / np.where(norms == 0, 1.0, norms))
+    return [A * scale[n] for n, A in enumerate(factors)]
+
+
+def gevd_init(
+    T: ArrayLike, rank: int, seed: int | np.random.Generator | None = None
+) -> list[np.ndarray]:
+    """CPD initialisation by a generalized eigenvalue decomposition (GEVD).
+
+    For a 3-way tensor the two largest modes (sizes >= ``rank``) form the pencil and the
+    smallest (size >= 2) is combined: ``T`` is compressed by :func:`mlsvd` to
+    ``(R, R, min(K, max(R, 2)))``, two random combinations ``S1, S2`` of the core's
+    frontal slices give the pencil ``S1 x = λ S2 x`` whose eigenvectors ``X = B^{-T}``
+    (scipy.linalg.eig) yield ``B`` and ``A ∝ S2 X`` on the compressed level; the
+    remaining factor is then the least-squares solution from the MTTKRP of the full data.
+    Complex-conjugate eigenvector pairs of real data are replaced by their real and
+    imaginary parts. For order N > 3 the modes are grouped into three (two groups whose
+    sizes reach ``rank``, greedily from the largest modes, the rest in the third), the
+    grouped 3-way tensor is decomposed, and each grouped factor's columns are split into
+    one column per mode by sequential best rank-1 approximations (batched SVDs).
+    Exact for a noise-free tensor of rank ``rank`` with generic factors.
+
+    Parameters
+    ----------
+    T : array_like, shape (I_0, ..., I_{N-1}), N >= 3
+    rank : int
+        Number of rank-1 terms R.
+    seed : int or Generator, optional
+        Seeds the random slice combinations.
+
+    Returns
+    -------
+    list of ndarray, each of shape (I_n, R)
+        Factors with the columns of each rank-1 term scaled to equal norms.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.algebra import cpd_to_tensor
+    >>> rng = np.random.default_rng(0)
+    >>> A = [rng.standard_normal((s, 3)) for s in (5, 6, 4)]
+    >>> F = gevd_init(cpd_to_tensor(A), 3, seed=1)
+    >>> bool(np.allclose(cpd_to_tensor(F), cpd_to_tensor(A)))
+    True
+    """
+    T = _as_data(T, 3, "a GEVD initialisation")
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
+        raise DataError(f"rank: expected an integer >= 1, got {rank!r}")
+    rank = int(rank)
+    groups = _gevd_groups(T.shape, rank)
+    perm = [m for g in groups for m in g]
+    dims = [[T.shape[m] for m in g] for g in groups]
+    T3 = np.transpose(T, perm).reshape([math.prod(d) for d in dims])
+    grouped = _gevd3(np.ascontiguousarray(T3), rank, np.random.default_rng(seed))
+    out: list = [None] * T.ndim
+    for g, d, F in zip(groups, dims, grouped):
+        for m, A in zip(g, _split_rank1(F, d)):
+            out[m] = A
+    return _balance(out)

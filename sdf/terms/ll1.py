@@ -1,0 +1,170 @@
+"""Rank-(L_r, L_r, 1) block term decomposition: data ≈ sum_r (A_r B_r^T) ∘ c_r.
+
+With ``A = [A_0 ... A_{R-1}]`` (I x sum L), ``B`` likewise and ``C`` (K x R), the model
+is the CPD ``[[A, B, C P]]`` where ``P`` (R x sum L) repeats column r of C ``L_r`` times.
+The term runs the CPD engine on the expanded factors and maps back through ``P``'s
+adjoint (summing each group's columns), which keeps value, gradient, Gauss-Newton
+product and block-Jacobi blocks exact on every data type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sdf.errors import ModelError
+from sdf.terms._base import Block, Term, TermState
+from sdf.terms.cpd import CPD, _data_tensor
+
+__all__ = ["LL1"]
+
+
+def _group_sum(X: np.ndarray, starts: np.ndarray, axis: int) -> np.ndarray:
+    """Sum the columns (along ``axis``) of each group: the adjoint of the expansion P."""
+    return np.add.reduceat(X, starts, axis=axis)
+
+
+class _LL1State(TermState):
+    def __init__(self, cpd: TermState, index: np.ndarray, starts: np.ndarray) -> None:
+        self.cpd, self.index, self.starts = cpd, index, starts
+        self.fval = cpd.fval
+
+    def _reduce(self, outs: list[np.ndarray]) -> list[np.ndarray]:
+        return [outs[0], outs[1], _group_sum(outs[2], self.starts, axis=1)]
+
+    def gradient(self) -> list[np.ndarray]:
+        return self._reduce(self.cpd.gradient())
+
+    def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        dA, dB, dC = dvalues
+        return self._reduce(self.cpd.gn_product([dA, dB, dC[:, self.index]]))
+
+    def blocks(self) -> list[Block]:
+        bA, bB, bC = self.cpd.blocks()
+        if bC is not None and not np.isscalar(bC):
+            bC = _group_sum(_group_sum(np.asarray(bC), self.starts, -1), self.starts, -2)
+        return [bA, bB, bC]
+
+
+class LL1(Term):
+    r"""Decomposition in rank-(L_r, L_r, 1) terms of a third-order data set.
+
+    .. math:: T \approx \sum_{r=0}^{R-1} (A_r B_r^T) \circ c_r,
+
+    ``A_r`` and ``B_r`` being the r-th groups of ``L_r`` columns of ``A`` and ``B`` and
+    ``c_r`` the r-th column of ``C``. Each ``A_r B_r^T`` is only determined as a matrix:
+    compare the column spaces of ``A_r``, ``B_r`` and the direction of ``c_r``.
+
+    Parameters
+    ----------
+    data : array_like, sdf.tensors.Tensor or xarray.DataArray, third-order
+        Any data ``sdf.tensors.as_tensor`` accepts; NaN entries are missing.
+    factors : sequence ``[A, B, C]`` of Expr or array_like
+        ``A`` of shape (I, sum L), ``B`` of shape (J, sum L), ``C`` of shape (K, R).
+    L : int or sequence of int
+        The group sizes ``L_r >= 1``; an int means the same size for all R terms.
+    weight, relweight : float, optional
+        See :class:`sdf.terms.Term` (default: Tensorlab's relative weight convention).
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> rng = np.random.default_rng(0)
+    >>> A, B, C = rng.standard_normal((6, 3)), rng.standard_normal((5, 3)), rng.standard_normal((4, 2))
+    >>> T = np.einsum("ir,jr,kr->ijk", A, B, C[:, [0, 0, 1]])
+    >>> a, b, c = (sdf.Variable(x + 0.01 * rng.standard_normal(x.shape)) for x in (A, B, C))
+    >>> result = sdf.Model(T=sdf.LL1(T, [a, b, c], L=[2, 1])).fit(max_iter=100)
+    >>> bool(result.relerr["T"] < 1e-6)
+    True
+    """
+
+    kind = "LL1"
+    is_data_term = True
+
+    def __init__(
+        self,
+        data: Any,
+        factors: Sequence[Any],
+        L: int | Sequence[int],
+        weight: float | None = None,
+        relweight: float | None = None,
+    ) -> None:
+        self.data = _data_tensor(data, self.kind)
+        if isinstance(factors, np.ndarray) or not isinstance(factors, Sequence):
+            raise ModelError(f"{self.kind}: factors must be a list [A, B, C]")
+        if len(factors) != 3:
+            raise ModelError(
+                f"{self.kind}: expected 3 factors [A, B, C], got {len(factors)}"
+            )
+        if isinstance(L, (int, np.integer)) and not isinstance(L, bool):
+            sizes: int | tuple[int, ...] = int(L)
+            bad = [L] if L < 1 else []
+        elif isinstance(L, Sequence) and not isinstance(L, str) and len(L) > 0:
+            bad = [x for x in L if isinstance(x, bool) or not isinstance(x, (int, np.integer))
+                   or x < 1]
+            sizes = tuple(int(x) for x in L) if not bad else ()
+        else:
+            raise ModelError(f"{self.kind}: L must be an int or a non-empty list of ints, got {L!r}")
+        if bad:
+            raise ModelError(f"{self.kind}: every L_r must be an int >= 1, got {L!r}")
+        self._L = sizes
+        super().__init__(factors, weight=weight, relweight=relweight)
+        # The CPD engine, on the expanded factors [A, B, C P] (its own inputs are unused).
+        self._cpd = CPD(self.data, [np.zeros((1, 1))] * len(self.data.shape))
+
+    @property
+    def L(self) -> tuple[int, ...]:
+        """The group sizes ``(L_0, ..., L_{R-1})``."""
+        if isinstance(self._L, int):
+            return (self._L,) * int(self.inputs[2].shape[-1])
+        return self._L
+
+    @property
+    def n_entries(self) -> int:
+        return int(self.data.n_known)
+
+    @property
+    def data_norm(self) -> float:
+        return float(self.data.norm())
+
+    def check(self, where: str) -> None:
+        shape = self.data.shape
+        if len(shape) != 3:
+            raise ModelError(
+                f"{where}: an LL1 term needs third-order data, got {len(shape)} modes "
+                f"(shape {shape})"
+            )
+        for n, expr in enumerate(self.inputs):
+            place = f"{where}, factor {n} ({expr.label()!r})"
+            if len(expr.shape) != 2:
+                raise ModelError(f"{place}: expected a matrix, got shape {expr.shape}")
+            if expr.shape[0] != shape[n]:
+                raise ModelError(
+                    f"{place}: expected {shape[n]} rows to match mode {n} of the data, "
+                    f"got {expr.shape[0]}"
+                )
+        L, R = self.L, self.inputs[2].shape[1]
+        if len(L) != R:
+            raise ModelError(
+                f"{where}, factor 2 ({self.inputs[2].label()!r}): expected {len(L)} columns, "
+                f"one per entry of L = {list(L)}, got {R}"
+            )
+        for n in (0, 1):
+            expr = self.inputs[n]
+            if expr.shape[1] != sum(L):
+                raise ModelError(
+                    f"{where}, factor {n} ({expr.label()!r}): expected sum(L) = {sum(L)} "
+                    f"columns for L = {list(L)}, got {expr.shape[1]}"
+                )
+
+    def prepare(self, values: Sequence[np.ndarray]) -> TermState:
+        L = np.array(self.L)
+        index = np.repeat(np.arange(len(L)), L)
+        starts = np.concatenate([[0], np.cumsum(L)[:-1]])
+        A, B, C = values
+        return _LL1State(self._cpd.prepare([A, B, C[:, index]]), index, starts)
+
+    def describe(self) -> str:
+        return f"LL1 of {self.data.kind} data {self.data.shape}, L = {list(self.L)}"

@@ -1,0 +1,452 @@
+"""Low multilinear rank approximation term: data ≈ S ×_0 U_0 ×_1 U_1 ... ×_{N-1} U_{N-1}.
+
+The module also holds the engine shared with :class:`sdf.terms.BTD`: a sum of Tucker
+blocks ``M = sum_b S_b ×_n U_{b,n}``. Two evaluation strategies, chosen by the data type:
+
+* full data (dense, sparse with true zeros, factored CPD/Tucker): the residual is never
+  formed. ``f = (||T||^2 - 2 sum_b <P_b, S_b> + sum_{b,c} <S_c ×_n G_{bc,n}, S_b>) / 2``
+  with the projections ``P_b = T ×_n U_{b,n}^T`` and the cross-Gramians
+  ``G_{bc,n} = U_{b,n}^T U_{c,n}``. The data are read once per point (for ``P_b`` and
+  ``K_{b,n} = unfold(T ×_{m≠n} U_{b,m}^T, n) unfold(S_b, n)^T``); the Gauss-Newton
+  product uses the Gramians and the cross terms ``U_{b,m}^T dU_{c,m}`` only, so its cost
+  does not depend on the data size beyond the ``I_n`` rows of the factors.
+* incomplete data: everything from the known entries (cost O(nnz · prod R_n) per block).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sdf import algebra
+from sdf.errors import ModelError
+from sdf.expr import Expr
+from sdf.tensors import Tensor
+from sdf.terms._base import Block, Term, TermState
+from sdf.terms.cpd import _data_tensor
+
+__all__ = ["LMLRA"]
+
+_CHUNK_FLOATS = 1 << 21  # bound on the entries x core-size intermediates of the sampled path
+
+Tucker = tuple[list[np.ndarray], np.ndarray]  # (factors U_0..U_{N-1}, core S)
+
+
+# --------------------------------------------------------------------- multilinear helpers
+def _mode(X: np.ndarray, M: np.ndarray, n: int) -> np.ndarray:
+    """``X ×_n M`` for small arrays (cores): one batched matmul, no validation."""
+    s = X.shape
+    Y = np.matmul(M, X.reshape(math.prod(s[:n]), s[n], -1))
+    return Y.reshape(s[:n] + (M.shape[0],) + s[n + 1 :])
+
+
+def _products(X: np.ndarray, mats: Sequence[np.ndarray], modes: Sequence[int],
+              large: bool = False) -> np.ndarray:
+    """``X ×_m mats[m]`` for every m in ``modes`` (``mats`` indexed by mode)."""
+    modes = list(modes)
+    if large and modes:
+        return algebra.tmprod(X, [mats[m] for m in modes], modes)
+    for m in modes:
+        X = _mode(X, mats[m], m)
+    return X
+
+
+def _others(X: np.ndarray, Y: np.ndarray, n: int) -> np.ndarray:
+    """Contract every mode but ``n``: ``unfold(X, n) @ unfold(Y, n)^T``."""
+    # Any common order of the other modes will do: swap instead of moving axes.
+    Xn = X.swapaxes(0, n).reshape(X.shape[n], -1)
+    return Xn @ Y.swapaxes(0, n).reshape(Y.shape[n], -1).T
+
+
+def _leave_one_out(X: np.ndarray, mats: Sequence[np.ndarray], large: bool = False
+                   ) -> list[np.ndarray]:
+    """``[X ×_{m≠n} mats[m] for n]``, sharing partial products over a dimension tree."""
+    out: list[np.ndarray] = [X] * X.ndim
+
+    def descend(Y: np.ndarray, modes: list[int]) -> None:
+        if len(modes) == 1:
+            out[modes[0]] = Y
+            return
+        half = len(modes) // 2
+        left, right = modes[:half], modes[half:]
+        descend(_products(Y, mats, right, large), left)
+        descend(_products(Y, mats, left, large), right)
+
+    descend(X, list(range(X.ndim)))
+    return out
+
+
+def _dual_leave_one_out(
+    X: np.ndarray, dX: np.ndarray, mats: Sequence[np.ndarray], dmats: Sequence[np.ndarray]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """First-order parts of ``(X + e dX) ×_m (mats[m] + e dmats[m])``.
+
+    Returns the parts over every mode but ``n`` (for each n) and over all modes.
+    """
+    out: list[np.ndarray] = [dX] * X.ndim
+
+    def step(Y: np.ndarray, dY: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        return _mode(Y, mats[m], m), _mode(dY, mats[m], m) + _mode(Y, dmats[m], m)
+
+    def descend(Y: np.ndarray, dY: np.ndarray, modes: list[int]) -> None:
+        if len(modes) == 1:
+            out[modes[0]] = dY
+            return
+        half = len(modes) // 2
+        for keep, drop in ((modes[:half], modes[half:]), (modes[half:], modes[:half])):
+            Z, dZ = Y, dY
+            for m in drop:
+                Z, dZ = step(Z, dZ, m)
+            descend(Z, dZ, keep)
+
+    descend(X, dX, list(range(X.ndim)))
+    _, full = step(X if X.ndim == 1 else _products(X, mats, range(1, X.ndim)), out[0], 0)
+    return out, full
+
+
+# ------------------------------------------------------------------------ entry helpers
+def _chunks(n_entries: int, width: int) -> list[slice]:
+    step = max(1, _CHUNK_FLOATS // max(width, 1))
+    return [slice(lo, min(lo + step, n_entries)) for lo in range(0, n_entries, step)]
+
+
+def _contract_rows(
+    X: np.ndarray, batched: bool, modes: list[int], m: int, row: np.ndarray
+) -> tuple[np.ndarray, list[int]]:
+    """Contract mode ``m`` of X (entry axis first when batched) with one row per entry."""
+    ax = modes.index(m) + int(batched)
+    Xm = np.moveaxis(X, ax, -1)
+    e, R = row.shape
+    rest = Xm.shape[1:-1] if batched else Xm.shape[:-1]
+    if batched:
+        Y = np.matmul(Xm.reshape(e, -1, R), row[:, :, None])
+    else:
+        Y = row @ Xm.reshape(-1, R).T
+    return Y.reshape((e, *rest)), [k for k in modes if k != m]
+
+
+def _rows_leave_one_out(S: np.ndarray, rows: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per entry e and mode n, the vector ``S ×_{m≠n} rows[m][e]``: list of (nnz, R_n)."""
+    N, nnz = S.ndim, rows[0].shape[0]
+    out = [np.empty((nnz, S.shape[n])) for n in range(N)]
+
+    def descend(Y: np.ndarray, batched: bool, modes: list[int], rw: list[np.ndarray],
+                sl: slice) -> None:
+        if len(modes) == 1:
+            out[modes[0]][sl] = Y
+            return
+        half = len(modes) // 2
+        for keep, drop in ((modes[:half], modes[half:]), (modes[half:], modes[:half])):
+            Z, b, ms = Y, batched, modes
+            for m in drop:
+                Z, ms = _contract_rows(Z, b, ms, m, rw[m])
+                b = True
+            descend(Z, b, ms, rw, sl)
+
+    for sl in _chunks(nnz, S.size):
+        if N == 1:
+            out[0][sl] = S
+        else:
+            descend(S, False, list(range(N)), [r[sl] for r in rows], sl)
+    return out
+
+
+def _rows_values(S: np.ndarray, rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Per entry e, the scalar ``S ×_m rows[m][e]`` over all modes: shape (nnz,)."""
+    nnz = rows[0].shape[0]
+    out = np.empty(nnz)
+    for sl in _chunks(nnz, S.size):
+        Y, batched, modes = S, False, list(range(S.ndim))
+        for m in range(S.ndim):
+            Y, modes = _contract_rows(Y, batched, modes, m, rows[m][sl])
+            batched = True
+        out[sl] = Y
+    return out
+
+
+def _rows_outer_sum(w: np.ndarray, rows: Sequence[np.ndarray], shape: tuple[int, ...]
+                    ) -> np.ndarray:
+    """``sum_e w_e rows[0][e] ∘ ... ∘ rows[N-1][e]``, an array of the given core shape."""
+    acc = np.zeros((int(np.prod(shape[:-1])), shape[-1]))
+    for sl in _chunks(len(w), int(np.prod(shape))):
+        X = w[sl, None]
+        for r in rows[:-1]:
+            X = (X[:, :, None] * r[sl, None, :]).reshape(X.shape[0], -1)
+        acc += X.T @ rows[-1][sl]
+    return acc.reshape(shape)
+
+
+# ------------------------------------------------------------------------- projections
+def _project(data: Tensor, factors: list[np.ndarray], core: np.ndarray
+             ) -> tuple[list[np.ndarray], np.ndarray]:
+    """``K_n = unfold(T ×_{m≠n} U_m^T, n) unfold(S, n)^T`` and ``P = T ×_n U_n^T``.
+
+    Never expands sparse or factored data.
+    """
+    N = core.ndim
+    if data.kind == "dense":
+        Y = _leave_one_out(np.asarray(data.data), [U.T for U in factors], large=True)
+        return [_others(Y[n], core, n) for n in range(N)], _mode(Y[0], factors[0].T, 0)
+    if data.kind == "tucker":
+        B, H = data.factors, data.core
+        C = [U.T @ Bn for U, Bn in zip(factors, B)]
+        Y = _leave_one_out(np.asarray(H), C, large=True)
+        K = [B[n] @ _others(Y[n], core, n) for n in range(N)]
+        return K, _mode(Y[0], C[0], 0)
+    if data.kind == "cpd":
+        B, w = data.factors, data.weights
+        C = [U.T @ Bn for U, Bn in zip(factors, B)]  # (R_n, Q)
+        K = [B[n] @ (w[:, None] * algebra.mttkrp(core, C, n).T) for n in range(N)]
+        return K, algebra.cpd_to_tensor(C, w)
+    if data.kind == "sparse":
+        subs, vals = data.subs, data.vals
+        rows = [U[subs[:, n]] for n, U in enumerate(factors)]
+        z = _rows_leave_one_out(core, rows)
+        K = [np.asarray(data.mode_indicator(n) @ (vals[:, None] * z[n])) for n in range(N)]
+        return K, _rows_outer_sum(vals, rows, core.shape)
+    raise ModelError(f"LMLRA/BTD: data of kind {data.kind!r} are not supported")
+
+
+def _split(values: Sequence[Any], sizes: Sequence[int]) -> list[tuple[list[Any], Any]]:
+    """Cut a flat list (factors then core, per block) into blocks of the given lengths."""
+    blocks, k = [], 0
+    for s in sizes:
+        blocks.append((list(values[k : k + s - 1]), values[k + s - 1]))
+        k += s
+    return blocks
+
+
+def _flatten(blocks: Sequence[Tucker]) -> list[Any]:
+    return [x for U, S in blocks for x in (*U, S)]
+
+
+def _core_scale(grams: Sequence[np.ndarray]) -> float:
+    """Mean diagonal entry of ``kron(G_0, ..., G_{N-1})``: the core's Jacobi block."""
+    return float(np.prod([np.trace(G) / G.shape[0] for G in grams]))
+
+
+class _FullTuckerSumState(TermState):
+    """A sum of Tucker blocks on full data (see the module docstring)."""
+
+    def __init__(self, data: Tensor, blocks: Sequence[Tucker]) -> None:
+        self.blocks_ = [(list(U), S) for U, S in blocks]
+        nb = len(blocks)
+        N = blocks[0][1].ndim
+        # G[b][c][n] = U_{b,n}^T U_{c,n}
+        self.G = [[[Ub.T @ Uc for Ub, Uc in zip(blocks[b][0], blocks[c][0])] for c in range(nb)]
+                  for b in range(nb)]
+        self.W: list[list[list[np.ndarray]]] = [[[] for _ in range(nb)] for _ in range(nb)]
+        model_sq, inner = 0.0, 0.0
+        self.core_grads: list[np.ndarray] = []
+        self.factor_grads: list[list[np.ndarray]] = []
+        projections = [_project(data, U, S) for U, S in blocks]
+        for b, (Ub, Sb) in enumerate(blocks):
+            gS = -projections[b][1]
+            gU = [-K for K in projections[b][0]]
+            inner += float(np.vdot(projections[b][1], Sb))
+            for c, (Uc, Sc) in enumerate(blocks):
+                Y = _leave_one_out(Sc, self.G[b][c])
+                self.W[b][c] = [_others(Y[n], Sb, n) for n in range(N)]  # (R_{c,n}, R_{b,n})
+                H = _mode(Y[0], self.G[b][c][0], 0)
+                gS = gS + H
+                model_sq += float(np.vdot(H, Sb))
+                for n in range(N):
+                    gU[n] = gU[n] + Uc[n] @ self.W[b][c][n]
+            self.core_grads.append(gS)
+            self.factor_grads.append(gU)
+        self.fval = 0.5 * max(data.norm_squared() - 2.0 * inner + model_sq, 0.0)
+
+    def gradient(self) -> list[np.ndarray]:
+        return _flatten(list(zip(self.factor_grads, self.core_grads)))
+
+    def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        blocks = self.blocks_
+        dblocks = _split(dvalues, [len(U) + 1 for U, _ in blocks])
+        out: list[Tucker] = []
+        for b, (Ub, Sb) in enumerate(blocks):
+            oU = [np.zeros_like(U) for U in Ub]
+            oS = np.zeros_like(Sb)
+            for c, ((Uc, Sc), (dUc, dSc)) in enumerate(zip(blocks, dblocks)):
+                D = [U.T @ dU for U, dU in zip(Ub, dUc)]
+                E, full = _dual_leave_one_out(Sc, dSc, self.G[b][c], D)
+                oS += full
+                for n in range(len(Ub)):
+                    oU[n] += dUc[n] @ self.W[b][c][n] + Uc[n] @ _others(E[n], Sb, n)
+            out.append((oU, oS))
+        return _flatten(out)
+
+    def blocks(self) -> list[Block]:
+        out: list[Block] = []
+        for b, (Ub, _) in enumerate(self.blocks_):
+            out.extend(self.W[b][b])
+            out.append(_core_scale(self.G[b][b]))
+        return out
+
+
+class _SampledTuckerSumState(TermState):
+    """A sum of Tucker blocks on incomplete data: known entries only."""
+
+    def __init__(self, data: Tensor, blocks: Sequence[Tucker]) -> None:
+        self.data = data
+        self.blocks_ = [(list(U), S) for U, S in blocks]
+        subs = data.subs
+        self.rows = [[U[subs[:, n]] for n, U in enumerate(Ub)] for Ub, _ in blocks]
+        self.z = [_rows_leave_one_out(S, rows) for (_, S), rows in zip(blocks, self.rows)]
+        model = sum(np.einsum("er,er->e", rows[0], z[0]) for rows, z in zip(self.rows, self.z))
+        self.residual = model - data.vals
+        self.fval = 0.5 * float(self.residual @ self.residual)
+
+    def _scatter(self, weights: np.ndarray) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for (_, S), rows, z in zip(self.blocks_, self.rows, self.z):
+            for n, zn in enumerate(z):
+                out.append(np.asarray(self.data.mode_indicator(n) @ (weights[:, None] * zn)))
+            out.append(_rows_outer_sum(weights, rows, S.shape))
+        return out
+
+    def gradient(self) -> list[np.ndarray]:
+        return self._scatter(self.residual)
+
+    def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        subs = self.data.subs
+        jv = np.zeros(len(self.residual))
+        dblocks = _split(dvalues, [len(U) + 1 for U, _ in self.blocks_])
+        for (dU, dS), rows, z in zip(dblocks, self.rows, self.z):
+            for n, zn in enumerate(z):
+                jv += np.einsum("er,er->e", dU[n][subs[:, n]], zn)
+            jv += _rows_values(dS, rows)
+        return self._scatter(jv)
+
+    def blocks(self) -> list[Block]:
+        out: list[Block] = []
+        for (_, S), rows, z in zip(self.blocks_, self.rows, self.z):
+            for n, zn in enumerate(z):
+                R = zn.shape[1]
+                acc = np.zeros((self.data.shape[n], R * R))
+                ind = self.data.mode_indicator(n)
+                for sl in _chunks(zn.shape[0], R * R):
+                    q = zn[sl]
+                    acc += np.asarray(ind[:, sl] @ (q[:, :, None] * q[:, None, :]).reshape(-1, R * R))
+                out.append(acc.reshape(-1, R, R))
+            sq = np.prod([np.einsum("er,er->e", r, r) for r in rows], axis=0)
+            out.append(float(sq.sum()) / S.size)
+        return out
+
+
+def _prepare_tucker_sum(data: Tensor, blocks: Sequence[Tucker]) -> TermState:
+    """The state of ``sum_b S_b ×_n U_{b,n}`` against ``data`` (strategy by data kind)."""
+    if data.kind == "incomplete":
+        return _SampledTuckerSumState(data, blocks)
+    return _FullTuckerSumState(data, blocks)
+
+
+def _check_tucker_block(where: str, shape: tuple[int, ...], factors: Sequence[Expr],
+                       core: Expr, what: str = "an LMLRA") -> None:
+    """Raise ModelError if factors/core don't fit data of this shape (shared with BTD)."""
+    N = len(shape)
+    if len(factors) != N:
+        raise ModelError(
+            f"{where}: {len(factors)} factors given but the data has {N} modes "
+            f"(shape {shape}); {what} needs one factor per mode, then the core"
+        )
+    for n, expr in enumerate(factors):
+        place = f"{where}, factor {n} ({expr.label()!r})"
+        if len(expr.shape) != 2:
+            raise ModelError(f"{place}: expected a matrix (I_n, R_n), got shape {expr.shape}")
+        if expr.shape[0] != shape[n]:
+            raise ModelError(
+                f"{place}: expected {shape[n]} rows to match mode {n} of the data, "
+                f"got {expr.shape[0]}"
+            )
+    want = tuple(int(e.shape[1]) for e in factors)
+    place = f"{where}, core ({core.label()!r})"
+    if len(core.shape) != N:
+        raise ModelError(
+            f"{place}: expected a core with {N} modes (one per factor), got shape {core.shape}"
+        )
+    if tuple(core.shape) != want:
+        raise ModelError(
+            f"{place}: expected shape {want} to match the factors' columns, got {core.shape}"
+        )
+
+
+class LMLRA(Term):
+    r"""Low multilinear rank approximation (Tucker model) of a data set.
+
+    .. math:: T \approx S \times_0 U_0 \times_1 U_1 \cdots \times_{N-1} U_{N-1},
+       \qquad M_{i_0 \dots i_{N-1}} = \sum_{r} S_{r_0 \dots r_{N-1}}
+       \prod_n (U_n)_{i_n r_n}.
+
+    Full data (dense, sparse, CPD/Tucker-structured) are read through the projections
+    ``T ×_n U_n^T`` once per point; the Gauss-Newton product uses the Gramians
+    ``U_n^T U_n`` only. Incomplete data use the known entries only. The model is invariant
+    under ``U_n -> U_n A_n``, ``S -> S ×_n A_n^{-1}``: compare subspaces, not factors.
+    Start from well-conditioned factors (orthonormal ones with the projected core
+    ``T ×_n U_n^T``, or an MLSVD): from unbalanced random starts Gauss-Newton can stall in
+    a swamp where factors become nearly rank-deficient while the core grows.
+
+    Parameters
+    ----------
+    data : array_like, sdf.tensors.Tensor or xarray.DataArray
+        Any data ``sdf.tensors.as_tensor`` accepts; NaN entries are missing.
+    factors : sequence of Expr or array_like, each of shape (I_n, R_n)
+        One factor per mode.
+    core : Expr or array_like of shape (R_0, ..., R_{N-1})
+    weight, relweight : float, optional
+        See :class:`sdf.terms.Term` (default: Tensorlab's relative weight convention).
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> rng = np.random.default_rng(0)
+    >>> U = [np.linalg.qr(rng.standard_normal((n, 2)))[0] for n in (6, 5, 4)]
+    >>> S = rng.standard_normal((2, 2, 2))
+    >>> T = np.einsum("abc,ia,jb,kc->ijk", S, *U)
+    >>> Q = [np.linalg.qr(rng.standard_normal((n, 2)))[0] for n in (6, 5, 4)]  # a start
+    >>> u = [sdf.Variable(q) for q in Q]
+    >>> s = sdf.Variable(np.einsum("ijk,ia,jb,kc->abc", T, *Q))
+    >>> result = sdf.Model(T=sdf.LMLRA(T, u, s)).fit(max_iter=100)
+    >>> bool(result.relerr["T"] < 1e-6)
+    True
+    """
+
+    kind = "LMLRA"
+    is_data_term = True
+
+    def __init__(
+        self,
+        data: Any,
+        factors: Sequence[Any],
+        core: Any,
+        weight: float | None = None,
+        relweight: float | None = None,
+    ) -> None:
+        self.data = _data_tensor(data, self.kind)
+        if isinstance(factors, np.ndarray) or not isinstance(factors, Sequence):
+            raise ModelError(f"{self.kind}: factors must be a list of expressions, one per mode")
+        super().__init__([*factors, core], weight=weight, relweight=relweight)
+
+    @property
+    def n_entries(self) -> int:
+        return int(self.data.n_known)
+
+    @property
+    def data_norm(self) -> float:
+        return float(self.data.norm())
+
+    @property
+    def core_shape(self) -> tuple[int, ...]:
+        """The multilinear rank ``(R_0, ..., R_{N-1})``."""
+        return tuple(self.inputs[-1].shape)
+
+    def check(self, where: str) -> None:
+        _check_tucker_block(where, self.data.shape, self.inputs[:-1], self.inputs[-1])
+
+    def prepare(self, values: Sequence[np.ndarray]) -> TermState:
+        return _prepare_tucker_sum(self.data, _split(values, [len(values)]))
+
+    def describe(self) -> str:
+        return f"LMLRA of {self.data.kind} data {self.data.shape}, core {self.core_shape}"

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from sdf.errors import DataError, ModelError
+from sdf.models.compress import (CONV_METHODS, CompressOptions, Piece, compress_conv, layer_cost,
+                                 max_rank)
+
+GEOMETRIES = [dict(stride=1, padding=1, dilation=1), dict(stride=2, padding=1, dilation=1),
+              dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2))]
+
+
+def _planted_cp(rng, shape, rank):
+    U = [rng.standard_normal((n, rank)) for n in shape]
+    return np.einsum("or,ir,hr,wr->oihw", *U)
+
+
+@pytest.mark.parametrize("geo", GEOMETRIES, ids=["same", "stride2", "dilated"])
+@pytest.mark.parametrize("method", [m for m in CONV_METHODS if m != "cp"])
+def test_full_rank_pieces_reproduce_layer(rng, method, geo):
+    W, b = rng.standard_normal((8, 5, 3, 3)), rng.standard_normal(8)
+    x = rng.standard_normal((2, 5, 9, 9))
+    orig = Piece("conv2d", W, bias=b, **geo)
+    top = max_rank(method, orig)
+    res = compress_conv(W, method, rank=top, bias=b, input_hw=(9, 9), **geo)
+    y = orig.forward(x)
+    assert np.abs(res.forward(x) - y).max() <= 1e-10 * np.abs(y).max()
+    assert res.dense().shape == W.shape
+
+
+@pytest.mark.parametrize("geo", GEOMETRIES, ids=["same", "stride2", "dilated"])
+def test_cp_pieces_run_the_fitted_weight(rng, geo):
+    W = _planted_cp(rng, (6, 4, 3, 3), 3)
+    x = rng.standard_normal((2, 4, 8, 8))
+    res = compress_conv(W, "cp", rank=3, input_hw=(8, 8), options=CompressOptions(
+        solver="numpy", max_iter=2000), **geo)
+    assert res.weight_error < 1e-6
+    ref = Piece("conv2d", res.dense(), **geo).forward(x)
+    assert np.abs(res.forward(x) - ref).max() <= 1e-10 * np.abs(ref).max()
+    assert [p.groups for p in res.pieces] == [1, 3, 3, 1]
+
+
+@pytest.mark.parametrize("method", CONV_METHODS)
+def test_cost_formula_matches_pieces(rng, method):
+    W = rng.standard_normal((12, 6, 3, 3))
+    res = compress_conv(W, method, ratio=0.5, bias=np.zeros(12), stride=2, padding=1,
+                        input_hw=(10, 10), options=CompressOptions(solver="numpy", max_iter=20))
+    assert layer_cost(method, res.original, res.rank, (10, 10)) == (res.params_after,
+                                                                     res.macs_after)
+    assert res.params_after <= 0.5 * res.params_before
+
+
+@pytest.mark.parametrize("method", ["weight_svd", "spatial_svd", "channel_svd", "tucker2"])
+def test_data_aware_lowers_output_error(rng, method):
+    W = rng.standard_normal((8, 6, 3, 3))
+    X = rng.standard_normal((6, 6, 8, 8)) * np.linspace(0.1, 2, 6)[None, :, None, None]
+    X_test = rng.standard_normal((6, 6, 8, 8)) * np.linspace(0.1, 2, 6)[None, :, None, None]
+    opts = CompressOptions(solver="numpy", max_iter=300)
+    plain = compress_conv(W, method, rank=2, padding=1, options=opts)
+    aware = compress_conv(W, method, rank=2, X=X, padding=1, balance=0.99, options=opts)
+    assert aware.output_error(X_test) < plain.output_error(X_test)
+    assert aware.calib_output_error < plain.output_error(X)
+
+
+@pytest.mark.parametrize("method", ["weight_svd", "cp"])
+def test_engine_matches_numpy_data_aware(rng, method):
+    W = rng.standard_normal((6, 4, 3, 3))
+    X = rng.standard_normal((3, 4, 6, 6))
+    res = {s: compress_conv(W, method, rank=2, X=X, padding=1, balance=0.7, options=CompressOptions(
+        solver=s, max_iter=300, seed=1)) for s in ("numpy", "engine")}
+    assert res["engine"].info.solver == "engine"
+    assert res["engine"].calib_output_error <= res["numpy"].calib_output_error * 1.05
+
+
+def test_tucker2_tol_uses_grid_curve(rng):
+    W = rng.standard_normal((8, 6, 3, 3))
+    res = compress_conv(W, "tucker2", tol=0.5)
+    assert res.weight_error <= 0.5
+    assert res.curve is not None and np.all(np.diff(res.curve.errors) <= 1e-12)
+
+
+def test_conv_errors_name_the_place(rng):
+    with pytest.raises(ModelError, match=r"compress_conv\('c1', method='cp'\): W has shape "
+                                         r"\(8, 3, 3\) but a conv weight needs 4 dims"):
+        compress_conv(np.zeros((8, 3, 3)), "cp", rank=1, name="c1")
+    with pytest.raises(ModelError, match="method must be one of"):
+        compress_conv(np.zeros((2, 2, 3, 3)), "svd", rank=1)
+    with pytest.raises(ModelError, match="groups=2 is not supported"):
+        compress_conv(np.zeros((2, 1, 3, 3)), "cp", rank=1, groups=2)
+    with pytest.raises(DataError, match=r"X has shape \(1, 3, 5, 5\) but the layer reads"):
+        compress_conv(np.ones((2, 2, 3, 3)), "weight_svd", rank=1, X=np.ones((1, 3, 5, 5)))
+    with pytest.raises(ModelError, match=r"rank must be an int in \[1, 2\]"):
+        compress_conv(np.ones((2, 2, 3, 3)), "weight_svd", rank=5)

@@ -1,0 +1,439 @@
+"""Shared plumbing of :mod:`sdf.viz`: inputs to one decomposition form, figures, colours.
+
+Everything a plotting function accepts is turned into a :class:`Decomposition` by
+:func:`as_decomposition`: an ``sdf.Result`` (one term chosen by name), a list of factor
+matrices, an ``sdf.tensors.CPDTensor`` / ``TuckerTensor``, an ``xarray.Dataset`` of
+factors (``result.to_xarray()``), a list of factor ``xarray.DataArray`` s, or a
+decomposition result of :mod:`sdf.models` (anything with ``.factors`` and optionally
+``.core``, ``.result``). matplotlib is imported only inside functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from sdf.errors import DataError, ModelError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from sdf.tensors import Tensor
+
+__all__ = ["Decomposition", "as_data", "as_decomposition", "component_color",
+           "get_axes", "interactive_backend", "new_figure", "pyplot"]
+
+DecompositionKind = Literal["cpd", "tucker", "btd", "ll1"]
+
+
+# ----------------------------------------------------------------------------- matplotlib
+def pyplot() -> Any:
+    """``matplotlib.pyplot``, imported on first use."""
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def component_color(r: int) -> str:
+    """Colour of component (or block) ``r``: the same in every panel of every function."""
+    return f"C{int(r) % 10}"
+
+
+def new_figure(fig: Figure | None, nrows: int, ncols: int, *, size: tuple[float, float],
+               **kwargs: Any) -> tuple[Figure, np.ndarray]:
+    """Axes grid (always 2-D) on ``fig``, or on a new pyplot figure of ``size`` inches."""
+    if fig is None:
+        fig = pyplot().figure(figsize=size, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+    return fig, axes
+
+
+def get_axes(ax: Axes | None, size: tuple[float, float] = (5.0, 3.5)) -> tuple[Figure, Axes]:
+    """``(ax.figure, ax)``, or a new figure with one axes."""
+    if ax is None:
+        fig = pyplot().figure(figsize=size, layout="constrained")
+        return fig, fig.add_subplot()
+    return ax.figure, ax
+
+
+def interactive_backend() -> bool:
+    """True when the current matplotlib backend shows windows that take mouse events."""
+    import matplotlib
+
+    backend = matplotlib.get_backend().lower()
+    try:
+        from matplotlib.backends import BackendFilter, backend_registry
+
+        names = backend_registry.list_builtin(BackendFilter.INTERACTIVE)
+    except ImportError:  # matplotlib < 3.9
+        from matplotlib import rcsetup
+
+        names = rcsetup.interactive_bk
+    return backend in {n.lower() for n in names} or "ipympl" in backend or "widget" in backend
+
+
+# ----------------------------------------------------------------------------- decompositions
+@dataclass
+class Decomposition:
+    """One decomposition in a common form (what the plotting functions work on).
+
+    Attributes
+    ----------
+    kind : {"cpd", "tucker", "btd", "ll1"}
+    factors : list of ndarray, each of shape (I_n, R_n)
+        Per mode; BTD blocks are concatenated column-wise, LL1 as Tensorlab
+        (``A (I, sum L)``, ``B (J, sum L)``, ``C (K, R)``).
+    groups : list of int ndarray, each of shape (R_n,)
+        Block (component) of every column, per mode: ``arange(R)`` for a CPD.
+    core : ndarray or None
+        Tucker/LMLRA core.
+    cores : list of ndarray or None
+        BTD block cores.
+    dims : list of str or None
+        Mode names (from the data or the factors' DataArrays).
+    coords : list of ndarray or None
+        Coordinate values per mode.
+    data : Tensor or None
+        The data set the decomposition was fitted to, when known.
+    """
+
+    kind: DecompositionKind
+    factors: list[np.ndarray]
+    groups: list[np.ndarray]
+    core: np.ndarray | None = None
+    cores: list[np.ndarray] | None = None
+    dims: list[str] | None = None
+    coords: list[np.ndarray] | None = None
+    data: Tensor | None = field(default=None, repr=False)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.factors)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(A.shape[0] for A in self.factors)
+
+    def mode_name(self, n: int) -> str:
+        return self.dims[n] if self.dims is not None else f"mode {n}"
+
+    def coord(self, n: int) -> np.ndarray:
+        return self.coords[n] if self.coords is not None else np.arange(self.shape[n])
+
+    def _cpd_form(self) -> list[np.ndarray]:
+        """LL1 as a CPD: every column of the rank-R mode repeated L_r times."""
+        size = max(A.shape[1] for A in self.factors)
+        g = next(gr for A, gr in zip(self.factors, self.groups) if A.shape[1] == size)
+        return [A if A.shape[1] == size else A[:, g] for A in self.factors]
+
+    def _tucker_blocks(self) -> list[tuple[list[np.ndarray], np.ndarray]]:
+        if self.kind == "tucker":
+            assert self.core is not None
+            return [(self.factors, self.core)]
+        assert self.cores is not None
+        return [([A[:, g == b] for A, g in zip(self.factors, self.groups)], S)
+                for b, S in enumerate(self.cores)]
+
+    def full(self) -> np.ndarray:
+        """The model tensor, dense (C order)."""
+        from sdf import algebra
+
+        if self.kind in ("cpd", "ll1"):
+            return algebra.cpd_to_tensor(self._cpd_form())
+        return sum(algebra.tucker_to_tensor(U, S) for U, S in self._tucker_blocks())
+
+    def values_at(self, subs: np.ndarray) -> np.ndarray:
+        """Model values at the entries ``subs`` (m, N), never forming the full tensor."""
+        from sdf.tensors import CPDTensor, TuckerTensor
+
+        if self.kind in ("cpd", "ll1"):
+            return CPDTensor(self._cpd_form()).values_at(subs)
+        return sum(TuckerTensor(U, S).values_at(subs) for U, S in self._tucker_blocks())
+
+
+def _column_groups(sizes: Sequence[int]) -> np.ndarray:
+    return np.repeat(np.arange(len(sizes)), np.asarray(sizes, dtype=int))
+
+
+def _matrices(factors: Sequence[Any], where: str) -> list[np.ndarray]:
+    mats = []
+    for n, A in enumerate(factors):
+        M = np.asarray(A, dtype=float)
+        if M.ndim == 1:
+            M = M[:, None]
+        if M.ndim != 2:
+            raise DataError(f"{where}: factor {n} must be a matrix (I_n, R), got shape {M.shape}")
+        mats.append(M)
+    if not mats:
+        raise DataError(f"{where}: no factors given")
+    return mats
+
+
+def _from_factors(factors: Sequence[Any], core: Any = None, L: Any = None,
+                  where: str = "factors") -> Decomposition:
+    """A Decomposition from matrices, a core (Tucker), block tuples (BTD) or L (LL1)."""
+    if len(factors) and all(isinstance(b, (tuple, list)) for b in factors):
+        return _from_blocks(factors, where)
+    mats = _matrices(factors, where)
+    cols = [A.shape[1] for A in mats]
+    if core is not None:
+        S = np.asarray(core, dtype=float)
+        if S.shape != tuple(cols):
+            raise DataError(f"{where}: core must have shape {tuple(cols)} (the factors' "
+                            f"columns), got {S.shape}")
+        return Decomposition("tucker", mats, [np.arange(c) for c in cols], core=S)
+    if L is not None:
+        Ls = np.atleast_1d(np.asarray(L, dtype=int))
+        sizes = {int(Ls.sum()), len(Ls)}
+        if any(c not in sizes for c in cols) or Ls.min() < 1:
+            raise DataError(f"{where}: LL1 with L={Ls.tolist()} needs factors with "
+                            f"{int(Ls.sum())} or {len(Ls)} columns, got {cols}")
+        groups = [_column_groups(Ls) if c == Ls.sum() else np.arange(len(Ls)) for c in cols]
+        return Decomposition("ll1", mats, groups)
+    if len(set(cols)) != 1:
+        raise DataError(f"{where}: CPD factors need the same number of columns, got {cols}; "
+                        "pass core= for a Tucker model or L= for an LL1 model")
+    return Decomposition("cpd", mats, [np.arange(cols[0])] * len(mats))
+
+
+def _from_blocks(blocks: Sequence[Sequence[Any]], where: str) -> Decomposition:
+    """BTD blocks ``[(U_0, ..., U_{N-1}, S), ...]``."""
+    Us, Ss = [], []
+    for b, block in enumerate(blocks):
+        *U, S = block
+        U = _matrices(U, f"{where}, block {b}")
+        S = np.asarray(S, dtype=float)
+        if S.shape != tuple(A.shape[1] for A in U):
+            raise DataError(f"{where}, block {b}: core shape {S.shape} does not match the "
+                            f"factors' columns {tuple(A.shape[1] for A in U)}")
+        Us.append(U)
+        Ss.append(S)
+    N = len(Us[0])
+    if any(len(U) != N for U in Us):
+        raise DataError(f"{where}: every BTD block needs {N} factors and a core")
+    factors = [np.hstack([U[n] for U in Us]) for n in range(N)]
+    groups = [_column_groups([U[n].shape[1] for U in Us]) for n in range(N)]
+    return Decomposition("btd", factors, groups, cores=Ss)
+
+
+def _default_term(model: Any) -> str:
+    for name, t in model.terms.items():
+        if getattr(t, "is_data_term", False):
+            return name
+    raise ModelError("the result's model has no data term (CPD, LMLRA, BTD, LL1) to plot")
+
+
+def _from_result(result: Any, term: str | None) -> Decomposition:
+    model = result.model
+    name = _default_term(model) if term is None else term
+    if name not in model.terms:
+        raise ModelError(f"no term {name!r} in the result (terms: {', '.join(model.terms)})")
+    t = model.terms[name]
+    if not getattr(t, "is_data_term", False):
+        raise ModelError(f"term {name!r} is a {t.kind} regularizer, not a data term; "
+                         "choose a factorization term")
+    values = result.factors(name)
+    kind = str(getattr(t, "kind", "CPD")).upper()
+    ndim = t.data.ndim
+    where = f"term {name!r}"
+    if kind == "LMLRA":
+        dec = _from_factors(values[:-1], core=values[-1], where=where)
+    elif kind == "BTD":
+        blocks = getattr(t, "blocks", None)
+        if blocks is None:
+            blocks = [values[k:k + ndim + 1] for k in range(0, len(values), ndim + 1)]
+        else:
+            blocks = [[result[e] for e in blk] for blk in blocks]
+        dec = _from_blocks(blocks, where)
+    elif kind == "LL1":
+        L = next((getattr(t, a) for a in ("L", "lengths") if hasattr(t, a)), None)
+        dec = _from_factors(values, L=L, where=where)
+    else:
+        dec = _from_factors(values, where=where)
+    return _attach_data(dec, t.data)
+
+
+def _attach_data(dec: Decomposition, data: Tensor | None) -> Decomposition:
+    if data is None:
+        return dec
+    if tuple(data.shape) != dec.shape:
+        raise DataError(f"data: shape {tuple(data.shape)} does not match the decomposition's "
+                        f"{dec.shape}")
+    dec.data = data
+    if data.dims is not None:
+        dec.dims = list(data.dims)
+        coords = data.coords or {}
+        dec.coords = [np.asarray(coords.get(d, np.arange(s))) for d, s in
+                      zip(data.dims, data.shape)]
+    return dec
+
+
+def _from_xarray_factors(arrays: Sequence[Any], core: Any, where: str) -> Decomposition:
+    """Factor DataArrays with dims ``(dim, "component")``."""
+    dims, coords, mats = [], [], []
+    for n, da in enumerate(arrays):
+        if da.ndim != 2 or "component" not in da.dims:
+            raise DataError(f"{where}: factor {n} must have dims (dim, 'component'), "
+                            f"got {da.dims}")
+        dim = next(str(d) for d in da.dims if d != "component")
+        da = da.transpose(dim, "component")
+        dims.append(dim)
+        coords.append(np.asarray(da[dim].values) if dim in da.coords
+                      else np.arange(da.shape[0]))
+        mats.append(np.asarray(da.values, dtype=float))
+    dec = _from_factors(mats, core=None if core is None else np.asarray(core), where=where)
+    dec.dims, dec.coords = dims, coords
+    return dec
+
+
+def _from_dataset(ds: Any, where: str) -> Decomposition:
+    arrays = [da for da in ds.data_vars.values() if "component" in da.dims and da.ndim == 2]
+    if not arrays:
+        raise DataError(f"{where}: the Dataset has no factor variables with dims "
+                        f"(dim, 'component'); got variables {list(ds.data_vars)}")
+    core = ds["core"].values if "core" in ds.data_vars else None
+    return _from_xarray_factors(arrays, core, where)
+
+
+def _is_xarray(x: Any, name: str) -> bool:
+    return type(x).__module__.startswith("xarray") and type(x).__name__ == name
+
+
+def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
+                     L: Any = None, where: str = "source") -> Decomposition:
+    """Turn any accepted input into a :class:`Decomposition`.
+
+    Parameters
+    ----------
+    obj : Result, sequence of array_like, CPDTensor, TuckerTensor, xarray.Dataset, sequence
+        of xarray.DataArray, or an object with ``.factors`` (and optionally ``.core``,
+        ``.L``, ``.result``)
+        The decomposition. A sequence of ``(U_0, ..., U_{N-1}, S)`` tuples is a BTD.
+    term : str, optional
+        For a Result: the term to use (default: the first data term).
+    data : array_like, xarray.DataArray or Tensor, optional
+        The data set (overrides the one found in a Result).
+    L : int or sequence of int, optional
+        Block sizes of an LL1 model given as plain factors.
+    where : str
+        Name used at the start of error messages.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.viz._common import as_decomposition
+    >>> dec = as_decomposition([np.ones((3, 2)), np.ones((4, 2))])
+    >>> dec.kind, dec.shape, dec.full().shape
+    ('cpd', (3, 4), (3, 4))
+    """
+    from sdf.tensors import Tensor
+
+    if term is not None and not hasattr(obj, "model") and not hasattr(obj, "result"):
+        raise ModelError(f"{where}: term={term!r} needs an sdf.Result, got {type(obj).__name__}")
+    if hasattr(obj, "model") and callable(getattr(obj, "factors", None)):
+        dec = _from_result(obj, term)
+    elif _is_xarray(obj, "Dataset"):
+        dec = _from_dataset(obj, where)
+    elif isinstance(obj, Tensor):
+        if obj.kind == "cpd":
+            W = obj.factors
+            dec = _from_factors([W[0] * obj.weights, *W[1:]], where=where)
+        elif obj.kind == "tucker":
+            dec = _from_factors(obj.factors, core=obj.core, where=where)
+        else:
+            raise DataError(f"{where}: a {obj.kind} tensor is data, not a decomposition; "
+                            "pass it as data= with the factors")
+        if obj.dims is not None:
+            dec = _attach_data(dec, obj)
+            dec.data = None
+    elif hasattr(obj, "factors") and not isinstance(obj, (list, tuple, np.ndarray)):
+        dec = _from_model_result(obj, term, where)
+    elif isinstance(obj, Sequence) and not isinstance(obj, str):
+        if len(obj) and all(_is_xarray(a, "DataArray") for a in obj):
+            dec = _from_xarray_factors(obj, None, where)
+        else:
+            dec = _from_factors(obj, L=L, where=where)
+    else:
+        raise DataError(
+            f"{where}: expected an sdf.Result, a list of factor matrices, a CPDTensor/"
+            f"TuckerTensor, an xarray.Dataset of factors or a decomposition result; got "
+            f"{type(obj).__name__}")
+    if data is not None:
+        dec = _attach_data(dec, as_data(data))
+    return dec
+
+
+def _from_model_result(obj: Any, term: str | None, where: str) -> Decomposition:
+    """A decomposition result of sdf.models (duck-typed on .factors, .core, .result)."""
+    factors = obj.factors
+    if _is_xarray(factors, "Dataset"):
+        return _from_dataset(factors, where)
+    dec = _from_factors(list(factors), core=getattr(obj, "core", None),
+                        L=getattr(obj, "L", None), where=where)
+    engine = getattr(obj, "result", None)
+    if engine is not None and hasattr(engine, "model"):
+        try:
+            name = _default_term(engine.model) if term is None else term
+            t = engine.model.terms[name]
+            if tuple(t.data.shape) == dec.shape:
+                _attach_data(dec, t.data)
+        except (ModelError, KeyError, AttributeError):
+            pass
+    return dec
+
+
+def as_data(data: Any) -> Tensor:
+    """The data as an ``sdf.tensors.Tensor`` (DataArray dims/coords kept)."""
+    from sdf.tensors import as_tensor
+
+    return as_tensor(data, name="data")
+
+
+def require_data(dec: Decomposition, where: str) -> Tensor:
+    if dec.data is None:
+        raise DataError(f"{where}: no data set to compare with; pass data= (the array the "
+                        "decomposition approximates) or an sdf.Result")
+    return dec.data
+
+
+def data_and_model(dec: Decomposition, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Dense data (NaN where missing) and model (NaN at the same entries)."""
+    T = require_data(dec, where)
+    D = T.to_dense()
+    if T.kind == "incomplete":
+        subs = np.asarray(T.subs)
+        M = np.full(T.shape, np.nan)
+        M[tuple(subs.T)] = dec.values_at(subs)
+    else:
+        M = dec.full()
+    return D, M
+
+
+def check_mode(mode: Any, ndim: int, where: str) -> int:
+    if not (isinstance(mode, (int, np.integer)) and -ndim <= mode < ndim):
+        raise ModelError(f"{where}: mode must be an int in [0, {ndim}), got {mode!r}")
+    return int(mode) % ndim
+
+
+def is_categorical(coord: np.ndarray) -> bool:
+    """Coordinates that are labels (strings, objects), not positions."""
+    return np.asarray(coord).dtype.kind in "OUS"
+
+
+def label_runs(items: Any, labels: Sequence[str] | None, what: str) -> list[tuple[str, Any]]:
+    """``[(label, item), ...]`` from one item, a sequence or a mapping label -> item."""
+    if isinstance(items, Mapping):
+        pairs = [(str(k), v) for k, v in items.items()]
+    elif isinstance(items, (list, tuple)):
+        pairs = [(f"{what} {k}", v) for k, v in enumerate(items)]
+    else:
+        pairs = [("", items)]
+    if labels is not None:
+        if len(labels) != len(pairs):
+            raise ModelError(f"labels: {len(labels)} labels given for {len(pairs)} {what}s")
+        pairs = [(str(lab), v) for lab, (_, v) in zip(labels, pairs)]
+    return pairs

@@ -1,0 +1,331 @@
+"""Factor plots: one panel per mode, components against the mode's coordinates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sdf.errors import ModelError
+from sdf.viz._common import (
+    Decomposition,
+    as_decomposition,
+    component_color,
+    is_categorical,
+    new_figure,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
+
+__all__ = ["FactorPlot", "align_signs", "normalize_columns", "plot_factors"]
+
+_STYLES = ("-", "--", ":", "-.")
+
+
+@dataclass
+class FactorPlot:
+    """What :func:`plot_factors` drew.
+
+    Attributes
+    ----------
+    figure : Figure
+    axes : list of list of Axes
+        ``axes[m][n]``: model ``m``, mode ``n`` (core panels not included).
+    artists : list of list of list
+        ``artists[m][n][r]``: the ``Line2D`` (or ``BarContainer`` for a categorical mode)
+        of column ``r`` of factor ``n`` of model ``m``.
+    factors : list of list of ndarray
+        The values drawn (after normalisation, sign alignment and component matching),
+        ``factors[m][n]`` of shape (I_n, R_n).
+    core_axes, core_images : list of (Axes or None), list of (AxesImage or None)
+        Per model, the core heatmap (Tucker/LMLRA models only).
+    cores : list of (ndarray or None)
+        Per model, the core drawn (compensated for normalisation and sign flips).
+    """
+
+    figure: Figure
+    axes: list[list[Axes]]
+    artists: list[list[list[Any]]]
+    factors: list[list[np.ndarray]]
+    core_axes: list[Axes | None]
+    core_images: list[AxesImage | None]
+    cores: list[np.ndarray | None]
+
+
+# ----------------------------------------------------------------------------- transforms
+def normalize_columns(dec: Decomposition) -> Decomposition:
+    """Scale every factor column to unit 2-norm; a Tucker/BTD core absorbs the scales.
+
+    A CPD or LL1 model's scales are dropped (the plot shows shapes, not sizes).
+    """
+    norms = [np.linalg.norm(A, axis=0) for A in dec.factors]
+    norms = [np.where(s > 0, s, 1.0) for s in norms]
+    factors = [A / s for A, s in zip(dec.factors, norms)]
+    return _compensate(dec, factors, norms)
+
+
+def _compensate(dec: Decomposition, factors: list[np.ndarray],
+                scales: list[np.ndarray]) -> Decomposition:
+    """New factors ``A_n / scales_n`` (columnwise), with the cores multiplied back."""
+    core, cores = dec.core, dec.cores
+    if core is not None:
+        core = _scale_core(core, scales)
+    if cores is not None:
+        cores = [_scale_core(S, [s[g == b] for s, g in zip(scales, dec.groups)])
+                 for b, S in enumerate(cores)]
+    return replace(dec, factors=factors, core=core, cores=cores)
+
+
+def _scale_core(S: np.ndarray, scales: Sequence[np.ndarray]) -> np.ndarray:
+    out = np.array(S, dtype=float)
+    for n, s in enumerate(scales):
+        shape = [1] * out.ndim
+        shape[n] = -1
+        out = out * s.reshape(shape)
+    return out
+
+
+def _peak_sign(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sign of the largest-magnitude entry of every column, and its share of the norm."""
+    idx = np.argmax(np.abs(A), axis=0)
+    peak = A[idx, np.arange(A.shape[1])]
+    norms = np.linalg.norm(A, axis=0)
+    share = np.abs(peak) / np.where(norms > 0, norms, 1.0)
+    return np.where(peak < 0, -1.0, 1.0), share
+
+
+def align_signs(dec: Decomposition) -> Decomposition:
+    """Flip factor columns so the largest-magnitude entry of each is positive.
+
+    The model is unchanged: in a CPD, columns of a component are flipped in pairs (when an
+    odd number are negative, the column whose peak is least dominant stays negative); in
+    a Tucker or BTD model the core absorbs every flip; in an LL1 model a negative ``c_r``
+    is flipped together with the ``A`` columns of block ``r``, then ``A``/``B`` columns
+    in pairs.
+    """
+    signs, shares = zip(*(_peak_sign(A) for A in dec.factors))
+    if dec.kind in ("tucker", "btd"):
+        flips = [s.copy() for s in signs]
+    elif dec.kind == "cpd":
+        flips = _cpd_flips(signs, shares)
+    else:
+        flips = _ll1_flips(dec, signs, shares)
+    factors = [A * f for A, f in zip(dec.factors, flips)]
+    return _compensate(dec, factors, flips)
+
+
+def _cpd_flips(signs: Sequence[np.ndarray], shares: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per component, flip the negative columns in pairs, most dominant peaks first."""
+    flips = [np.ones(len(s)) for s in signs]
+    for r in range(len(signs[0])):
+        neg = [n for n in range(len(signs)) if signs[n][r] < 0]
+        neg.sort(key=lambda n: -shares[n][r])
+        for n in neg[: len(neg) - len(neg) % 2]:
+            flips[n][r] = -1.0
+    return flips
+
+
+def _ll1_flips(dec: Decomposition, signs: Sequence[np.ndarray],
+               shares: Sequence[np.ndarray]) -> list[np.ndarray]:
+    R = max(int(g.max()) for g in dec.groups) + 1
+    wide = [n for n, A in enumerate(dec.factors) if A.shape[1] != R]
+    if not wide:  # every L_r = 1: the model is a CPD
+        return _cpd_flips(signs, shares)
+    narrow = [n for n in range(dec.ndim) if n not in wide]
+    flips = [np.ones(A.shape[1]) for A in dec.factors]
+    for n in narrow:
+        for r in np.flatnonzero(signs[n] < 0):
+            flips[n][r] = -1.0
+            flips[wide[0]][dec.groups[wide[0]] == r] *= -1.0
+    wide_signs = [signs[n] * flips[n] for n in wide]
+    pair = _cpd_flips(wide_signs, [shares[n] for n in wide])
+    for k, n in enumerate(wide):
+        flips[n] = flips[n] * pair[k]
+    return flips
+
+
+def _match_components(ref: Decomposition, dec: Decomposition) -> Decomposition:
+    """Reorder the components of a CPD to best match ``ref`` (congruence, Hungarian), then
+    flip column pairs so that each column points the way the reference's does."""
+    if (ref.kind != "cpd" or dec.kind != "cpd" or ref.shape != dec.shape
+            or ref.factors[0].shape[1] != dec.factors[0].shape[1]):
+        return dec
+    from scipy.optimize import linear_sum_assignment
+
+    score = np.ones((ref.factors[0].shape[1],) * 2)
+    for A, B in zip(ref.factors, dec.factors):
+        na = np.linalg.norm(A, axis=0)
+        nb = np.linalg.norm(B, axis=0)
+        score = score * np.abs((A / np.where(na > 0, na, 1)).T @ (B / np.where(nb > 0, nb, 1)))
+    _, perm = linear_sum_assignment(-score)
+    factors = [B[:, perm] for B in dec.factors]
+    cos = [np.einsum("ir,ir->r", A, B) for A, B in zip(ref.factors, factors)]
+    flips = _cpd_flips([np.where(c < 0, -1.0, 1.0) for c in cos], [np.abs(c) for c in cos])
+    return replace(dec, factors=[B * f for B, f in zip(factors, flips)])
+
+
+# ----------------------------------------------------------------------------- drawing
+def _draw_mode(ax: Axes, dec: Decomposition, n: int, values: np.ndarray) -> list[Any]:
+    coord = dec.coord(n)
+    groups = dec.groups[n]
+    within = _position_in_group(groups)
+    cat = is_categorical(coord)
+    R = values.shape[1]
+    artists: list[Any] = []
+    pos = np.arange(values.shape[0])
+    width = 0.8 / max(R, 1)
+    for r in range(R):
+        color = component_color(groups[r])
+        label = _column_label(dec, n, r, within[r])
+        if cat:
+            artists.append(ax.bar(pos + (r - (R - 1) / 2) * width, values[:, r], width,
+                                  color=color, label=label))
+        else:
+            (line,) = ax.plot(coord, values[:, r], color=color, label=label,
+                              linestyle=_STYLES[within[r] % len(_STYLES)])
+            artists.append(line)
+    if cat:
+        ax.set_xticks(pos, [str(c) for c in coord], rotation=45 if len(pos) > 6 else 0)
+    ax.axhline(0.0, color="0.7", linewidth=0.6, zorder=0)
+    ax.set_xlabel(dec.dims[n] if dec.dims is not None else "index")
+    return artists
+
+
+def _position_in_group(groups: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(groups), dtype=int)
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        out[idx] = np.arange(len(idx))
+    return out
+
+
+def _column_label(dec: Decomposition, n: int, r: int, within: int) -> str:
+    if dec.kind == "cpd":
+        return f"component {r}"
+    if dec.kind == "tucker":
+        return f"column {r}"
+    return f"block {dec.groups[n][r]}" + (f".{within}" if within else "")
+
+
+def _draw_core(ax: Axes, core: np.ndarray) -> AxesImage:
+    M = core.reshape(core.shape[0], -1)
+    vmax = float(np.max(np.abs(M))) or 1.0
+    im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto",
+                   interpolation="nearest")
+    ax.set_title("core" + (f" {core.shape}, mode-0 unfolding" if core.ndim > 2 else ""))
+    ax.set_ylabel("mode-0 column")
+    ax.set_xlabel("other modes' columns" if core.ndim > 2 else "mode-1 column")
+    ax.figure.colorbar(im, ax=ax, shrink=0.8)
+    return im
+
+
+def _prepare(sources: list[tuple[str, Any]], term: str | None, normalize: bool,
+             signs: bool, L: Any) -> list[Decomposition]:
+    decs = []
+    for k, (label, src) in enumerate(sources):
+        dec = as_decomposition(src, term, L=L, where=f"model {label!r}" if label else "source")
+        if normalize:
+            dec = normalize_columns(dec)
+        if signs:
+            dec = align_signs(dec)
+        if decs:
+            dec = _match_components(decs[0], dec)
+            if dec.dims is None and decs[0].dims is not None and dec.shape == decs[0].shape:
+                dec = replace(dec, dims=decs[0].dims, coords=decs[0].coords)
+        decs.append(dec)
+    if len({d.ndim for d in decs}) > 1:
+        raise ModelError("plot_factors: the models compared have different numbers of "
+                         f"modes {[d.ndim for d in decs]}")
+    return decs
+
+
+def plot_factors(
+    source: Any,
+    *,
+    term: str | None = None,
+    normalize: bool = True,
+    align: bool = True,
+    L: int | Sequence[int] | None = None,
+    fig: Figure | None = None,
+) -> FactorPlot:
+    """Plot the factors of a decomposition: one panel per mode.
+
+    Component ``r`` has the same colour (``"C{r}"``) in every panel; the x-axis shows the
+    mode's coordinates and is labelled with its dim name (indices and "mode n" when the
+    data had no names). Modes whose coordinates are strings get grouped bars. A Tucker
+    (LMLRA) model gets an extra panel with its core as a heatmap (mode-0 unfolding); the
+    columns of BTD and LL1 blocks share the block's colour, told apart by line style.
+
+    Parameters
+    ----------
+    source : Result, decomposition, sequence of factors, or mapping of str to any of these
+        Anything :func:`sdf.viz._common.as_decomposition` accepts: an ``sdf.Result``,
+        a list of factor matrices (``(U_0, ..., S)`` tuples for BTD blocks), a
+        ``CPDTensor``/``TuckerTensor``, an ``xarray.Dataset`` of factors, an
+        ``sdf.models`` result. A mapping ``{label: source}`` draws several models side by
+        side (one row each, e.g. constrained against unconstrained); the components of
+        later CPDs are reordered to match the first.
+    term : str, optional
+        For Results: which term's factors (default: the first data term).
+    normalize : bool, default True
+        Scale every column to unit norm (a core absorbs the scales).
+    align : bool, default True
+        Flip columns so that their largest-magnitude entry is positive, in pairs that
+        leave the model unchanged (see :func:`align_signs`).
+    L : int or sequence of int, optional
+        Block sizes when ``source`` holds plain LL1 factors.
+    fig : Figure, optional
+        Figure to draw on (new pyplot figure by default).
+
+    Returns
+    -------
+    FactorPlot
+        The figure, the axes ``[model][mode]``, the artist of every column and the values
+        drawn.
+
+    Examples
+    --------
+    >>> import io, matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from sdf.viz import plot_factors
+    >>> rng = np.random.default_rng(0)
+    >>> fp = plot_factors([rng.standard_normal((n, 3)) for n in (10, 12, 14)])
+    >>> len(fp.axes[0]), len(fp.artists[0][0])
+    (3, 3)
+    >>> fp.figure.savefig(io.BytesIO(), format="png")
+    """
+    many = isinstance(source, Mapping) and not type(source).__module__.startswith("xarray")
+    sources = [(str(k), v) for k, v in source.items()] if many else [("", source)]
+    if not sources:
+        raise ModelError("plot_factors: the mapping of models to compare is empty")
+    decs = _prepare(sources, term, normalize, align, L)
+    N = decs[0].ndim
+    has_core = any(d.core is not None for d in decs)
+    fig, grid = new_figure(fig, len(decs), N + has_core,
+                           size=(3.2 * (N + has_core), 2.6 * len(decs)))
+    axes, artists, core_axes, images = [], [], [], []
+    for m, ((label, _), dec) in enumerate(zip(sources, decs)):
+        row = list(grid[m, :N])
+        artists.append([_draw_mode(ax, dec, n, A) for n, (ax, A) in
+                        enumerate(zip(row, dec.factors))])
+        for n, ax in enumerate(row):
+            ax.set_title(f"{label}: {dec.mode_name(n)}" if label else dec.mode_name(n))
+        row[0].legend(fontsize="small", loc="best")
+        axes.append(row)
+        if has_core:
+            cax = grid[m, N]
+            core_axes.append(cax if dec.core is not None else None)
+            images.append(_draw_core(cax, dec.core) if dec.core is not None else None)
+            if dec.core is None:
+                cax.set_axis_off()
+        else:
+            core_axes.append(None)
+            images.append(None)
+    return FactorPlot(fig, axes, artists, [d.factors for d in decs], core_axes, images,
+                      [d.core for d in decs])

@@ -1,0 +1,200 @@
+"""Residual diagnostics: distribution, per-slab errors and leverage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sdf.viz._common import as_decomposition, check_mode, data_and_model, is_categorical
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.container import BarContainer
+    from matplotlib.figure import Figure
+
+__all__ = ["ResidualPlot", "plot_residuals", "slab_sse"]
+
+_OK, _OUTLIER = "C0", "C3"
+
+
+@dataclass
+class ResidualPlot:
+    """What :func:`plot_residuals` drew.
+
+    Attributes
+    ----------
+    figure : Figure
+    hist_ax, qq_ax, leverage_ax : Axes
+        Histogram of the residuals, their normal QQ plot, leverage against slab error
+        (for ``mode``).
+    sse_axes : list of Axes
+        Per mode, the sum of squared residuals of every slab.
+    hist : BarContainer
+        The histogram bars.
+    residuals : ndarray, shape (n_known,)
+        ``data - model`` at the known entries (C order).
+    sse : list of ndarray, each of shape (I_n,)
+        Per mode, the sum of squared residuals of every slab (over its known entries).
+    leverage : ndarray, shape (I_mode,)
+        ``diag(A (AᵀA)⁺ Aᵀ)`` of the factor of ``mode``.
+    outliers : list of int ndarray
+        Per mode, the slabs whose error exceeds ``median + 3 * 1.4826 * MAD`` (drawn red).
+    """
+
+    figure: Figure
+    hist_ax: Axes
+    qq_ax: Axes
+    leverage_ax: Axes
+    sse_axes: list[Axes]
+    hist: BarContainer
+    residuals: np.ndarray
+    sse: list[np.ndarray]
+    leverage: np.ndarray
+    outliers: list[np.ndarray]
+
+
+def slab_sse(residual: np.ndarray, mode: int) -> np.ndarray:
+    """Sum of squared entries of every mode-``mode`` slab, NaN entries skipped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> slab_sse(np.array([[1.0, np.nan], [2.0, 2.0]]), 0)
+    array([1., 8.])
+    """
+    axes = tuple(k for k in range(residual.ndim) if k != mode)
+    return np.nansum(residual**2, axis=axes) if axes else np.nan_to_num(residual**2)
+
+
+def _outliers(sse: np.ndarray) -> np.ndarray:
+    med = np.median(sse)
+    mad = 1.4826 * np.median(np.abs(sse - med))
+    if mad <= 1e-12 * float(sse.max(initial=0.0)):  # most slabs fit exactly
+        mad = 1e-6 * float(sse.max(initial=0.0))
+    return np.flatnonzero(sse > med + 3.0 * mad) if mad > 0 else np.zeros(0, dtype=int)
+
+
+def _leverage(A: np.ndarray) -> np.ndarray:
+    return np.einsum("ir,ir->i", A, A @ np.linalg.pinv(A.T @ A))
+
+
+def _normal_quantiles(n: int) -> np.ndarray:
+    from scipy.special import ndtri
+
+    return ndtri((np.arange(1, n + 1) - 0.5) / n)
+
+
+def _draw_qq(ax: Axes, res: np.ndarray) -> None:
+    q = _normal_quantiles(res.size)
+    ax.plot(q, np.sort(res), ".", markersize=3, color=_OK)
+    sd = float(np.std(res)) or 1.0
+    ax.plot(q[[0, -1]], float(np.mean(res)) + sd * q[[0, -1]], "--", color="0.4",
+            linewidth=1)
+    ax.set_xlabel("normal quantile")
+    ax.set_ylabel("ordered residual")
+    ax.set_title("normal QQ plot")
+
+
+def _draw_sse(ax: Axes, sse: np.ndarray, out: np.ndarray, coord: np.ndarray,
+              name: str, xlabel: str) -> None:
+    colors = np.full(sse.size, _OK, dtype=object)
+    colors[out] = _OUTLIER
+    if is_categorical(coord):
+        pos = np.arange(sse.size)
+        ax.bar(pos, sse, color=list(colors), width=0.85)
+        step = max(1, sse.size // 12)
+        ax.set_xticks(pos[::step], [str(c) for c in coord[::step]], rotation=45)
+    else:  # bars at the coordinates, as wide as the closest spacing allows
+        x = np.asarray(coord)
+        gaps = np.diff(np.sort(x.astype(float))) if x.dtype.kind in "biuf" else []
+        width = 0.85 * (float(np.min(gaps)) if len(gaps) and np.min(gaps) > 0 else 1.0)
+        ax.bar(x, sse, color=list(colors), width=width if x.dtype.kind in "biuf" else 0.85)
+    ax.set_title(f"slab error: {name}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("sum of squared residuals")
+
+
+def plot_residuals(
+    source: Any,
+    *,
+    data: Any = None,
+    term: str | None = None,
+    mode: int = 0,
+    bins: int | str = "auto",
+    fig: Figure | None = None,
+) -> ResidualPlot:
+    """Residual diagnostics of a fitted decomposition.
+
+    Top row: histogram and normal QQ plot of the residuals ``data - model`` over the
+    known entries, and for ``mode`` the leverage ``diag(A (AᵀA)⁺ Aᵀ)`` of each slab
+    against its sum of squared residuals (influential slabs sit right, badly fitted ones
+    high). Bottom row: the sum of squared residuals of every slab of every mode, outliers
+    (above ``median + 3 * 1.4826 * MAD``) in red. Missing entries are left out everywhere.
+
+    Parameters
+    ----------
+    source : Result or decomposition
+        See :func:`sdf.viz.plot_factors`.
+    data : array_like, xarray.DataArray or Tensor, optional
+        The data (required unless ``source`` is an ``sdf.Result``); NaN marks missing.
+    term : str, optional
+        For Results: which term (default: the first data term).
+    mode : int, default 0
+        Mode of the leverage panel.
+    bins : int or str, default "auto"
+        Histogram bins (as ``numpy.histogram``).
+    fig : Figure, optional
+
+    Returns
+    -------
+    ResidualPlot
+
+    Examples
+    --------
+    >>> import io, matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from sdf.viz import plot_residuals
+    >>> rng = np.random.default_rng(0)
+    >>> U = [rng.standard_normal((n, 2)) for n in (6, 7, 8)]
+    >>> T = np.einsum("ir,jr,kr->ijk", *U) + 0.01 * rng.standard_normal((6, 7, 8))
+    >>> rp = plot_residuals(U, data=T)
+    >>> int(sum(p.get_height() for p in rp.hist)), len(rp.sse_axes)
+    (336, 3)
+    >>> rp.figure.savefig(io.BytesIO(), format="png")
+    """
+    from sdf.viz._common import pyplot
+
+    dec = as_decomposition(source, term, data=data)
+    mode = check_mode(mode, dec.ndim, "plot_residuals")
+    D, M = data_and_model(dec, "plot_residuals")
+    R = D - M
+    known = ~np.isnan(R)
+    res = R[known]
+    if fig is None:
+        fig = pyplot().figure(figsize=(3.3 * max(3, dec.ndim), 6.0), layout="constrained")
+    gs = fig.add_gridspec(2, 1)
+    top = [fig.add_subplot(g) for g in gs[0].subgridspec(1, 3)]
+    bottom = [fig.add_subplot(g) for g in gs[1].subgridspec(1, dec.ndim)]
+    _, _, hist = top[0].hist(res, bins=bins, color=_OK)
+    top[0].set_xlabel("residual (data - model)")
+    top[0].set_ylabel("count")
+    top[0].set_title(f"residuals ({res.size} known entries)")
+    _draw_qq(top[1], res)
+    sse = [slab_sse(R, n) for n in range(dec.ndim)]
+    outliers = [_outliers(s) for s in sse]
+    for n, ax in enumerate(bottom):
+        xlabel = dec.dims[n] if dec.dims is not None else "index"
+        _draw_sse(ax, sse[n], outliers[n], dec.coord(n), dec.mode_name(n), xlabel)
+    lev = _leverage(dec.factors[mode])
+    colors = np.full(lev.size, _OK, dtype=object)
+    colors[outliers[mode]] = _OUTLIER
+    top[2].scatter(lev, sse[mode], c=list(colors), s=14)
+    for i in outliers[mode]:
+        top[2].annotate(str(dec.coord(mode)[i]), (lev[i], sse[mode][i]), fontsize="small")
+    top[2].set_xlabel(f"leverage ({dec.mode_name(mode)})")
+    top[2].set_ylabel("sum of squared residuals")
+    top[2].set_title(f"influence: {dec.mode_name(mode)}")
+    return ResidualPlot(fig, top[0], top[1], top[2], bottom, hist, res, sse, lev, outliers)
