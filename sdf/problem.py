@@ -179,6 +179,88 @@ def _accumulate(store: dict[int, np.ndarray], expr: Expr, g: np.ndarray) -> None
     store[id(expr)] = g if prev is None else prev + g
 
 
+
+class Preconditioner:
+    """Block-Jacobi preconditioner: each variable's blocks summed over its uses, inverted.
+
+    Exact for variables used directly as factors. A block on a transformed factor is
+    carried to the variable through the transforms' ``route_block`` (elementwise
+    transforms scale it by their diagonal derivative; ``matvec`` turns it into a Kronecker
+    block ``(X^T X) ⊗ W``). Several Kronecker contributions to one variable are merged into
+    the nearest single Kronecker product (exact when they share either factor). Variables
+    without any block are left unscaled.
+    """
+
+    def __init__(self, point: Point) -> None:
+        problem = point.problem
+        rows: dict[int, Any] = {}
+        krons: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for w, term, state in zip(problem.weights, problem.terms, point.states):
+            if w == 0.0:
+                continue
+            for e, block in zip(term.inputs, state.blocks()):
+                if block is None:
+                    continue
+                routed = _route_block(point, e, _scaled(block, w))
+                if routed is None:
+                    continue
+                var, kind, *parts = routed
+                if kind == "rows":
+                    rows[id(var)] = _add_block(rows.get(id(var)), parts[0], var.shape[0])
+                else:
+                    krons.setdefault(id(var), []).append((parts[0], parts[1]))
+        self.offsets = problem.offsets
+        self.inverses: list[Any] = []
+        for var in problem.variables:
+            if id(var) in krons:
+                self.inverses.append(_invert_kron(krons[id(var)], rows.get(id(var)), var.shape))
+            else:
+                self.inverses.append(_invert(rows.get(id(var)), var.shape))
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        out = np.empty_like(v)
+        for k, inv in enumerate(self.inverses):
+            sl = slice(self.offsets[k], self.offsets[k + 1])
+            seg = v[sl]
+            if inv is None:
+                out[sl] = seg
+            elif isinstance(inv, tuple):
+                L_inv, W_inv = inv
+                out[sl] = (L_inv @ seg.reshape(L_inv.shape[0], -1) @ W_inv).ravel()
+            elif np.isscalar(inv):
+                out[sl] = seg * inv
+            elif inv.ndim == 2:
+                out[sl] = (seg.reshape(-1, inv.shape[0]) @ inv).ravel()
+            else:
+                x = seg.reshape(inv.shape[0], inv.shape[1])
+                out[sl] = np.einsum("ir,irs->is", x, inv).ravel()
+        return out
+
+
+def _scaled(block: Any, w: float) -> Any:
+    return w * float(block) if np.isscalar(block) or np.ndim(block) == 0 else w * np.asarray(block)
+
+
+def _route_block(point: Point, expr: Expr, block: Any) -> tuple[Any, ...] | None:
+    """Carry a term's block on ``expr`` down to a variable: (variable, kind, parts...)."""
+    while not isinstance(expr, Variable):
+        if not (isinstance(expr, Node) and expr.transform.n_inputs == 1):
+            return None
+        lin = point.lins.get(id(expr))
+        if lin is None or len(expr.shape) != 2:
+            return None
+        if np.isscalar(block) or np.ndim(block) == 0:
+            block = float(block) * np.eye(expr.shape[1])
+        routed = expr.transform.route_block(lin, np.asarray(block))
+        if routed is None:
+            return None
+        expr = expr.inputs[0]
+        if routed[0] == "kron":
+            return (expr, "kron", routed[1], routed[2]) if isinstance(expr, Variable) else None
+        block = routed[1]
+    return expr, "rows", block
+
+
 def _add_block(acc: Any, block: Any, rows: int) -> Any:
     """Sum two blocks of the forms None, scalar, (R, R), (I, R, R)."""
     if block is None:
@@ -199,71 +281,31 @@ def _add_block(acc: Any, block: Any, rows: int) -> Any:
     )
 
 
-class Preconditioner:
-    """Block-Jacobi preconditioner: each variable's blocks summed over its uses, inverted.
-
-    Exact for variables used directly as factors; variables behind an elementwise
-    transform get the term's blocks scaled by the transform's diagonal derivative; other
-    variables are left unscaled.
-    """
-
-    def __init__(self, point: Point) -> None:
-        problem = point.problem
-        acc: dict[int, Any] = {}
-        for w, term, state in zip(problem.weights, problem.terms, point.states):
-            if w == 0.0:
-                continue
-            for e, block in zip(term.inputs, state.blocks()):
-                if block is None:
-                    continue
-                block = w * block if not np.isscalar(block) else w * float(block)
-                target, block = _route_block(point, e, block)
-                if target is not None:
-                    acc[id(target)] = _add_block(acc.get(id(target)), block, target.shape[0])
-        self.offsets = problem.offsets
-        self.inverses: list[Any] = []
-        for var in problem.variables:
-            self.inverses.append(_invert(acc.get(id(var)), var.shape))
-
-    def __call__(self, v: np.ndarray) -> np.ndarray:
-        out = np.empty_like(v)
-        for k, inv in enumerate(self.inverses):
-            seg = v[self.offsets[k] : self.offsets[k + 1]]
-            if inv is None:
-                out[self.offsets[k] : self.offsets[k + 1]] = seg
-            elif np.isscalar(inv):
-                out[self.offsets[k] : self.offsets[k + 1]] = seg * inv
-            elif inv.ndim == 2:
-                out[self.offsets[k] : self.offsets[k + 1]] = (
-                    seg.reshape(-1, inv.shape[0]) @ inv
-                ).ravel()
-            else:
-                x = seg.reshape(inv.shape[0], inv.shape[1])
-                out[self.offsets[k] : self.offsets[k + 1]] = np.einsum(
-                    "ir,irs->is", x, inv
-                ).ravel()
-        return out
-
-
-def _route_block(point: Point, expr: Expr, block: Any) -> tuple[Variable | None, Any]:
-    """The variable a term's block on ``expr`` acts on, and the block mapped to it."""
-    if isinstance(expr, Variable):
-        return expr, block
-    if (
-        isinstance(expr, Node)
-        and expr.transform.elementwise
-        and isinstance(expr.inputs[0], Variable)
-        and len(expr.shape) == 2
-    ):
-        var = expr.inputs[0]
-        lin = point.lins.get(id(expr))
-        if lin is None:
-            return None, None
-        dg = np.asarray(lin.jvp(np.ones(var.shape)))
-        if np.isscalar(block) or np.ndim(block) == 0:
-            block = float(block) * np.eye(var.shape[1])
-        return var, dg[:, :, None] * block * dg[:, None, :]
-    return None, None
+def _invert_kron(pairs: list[tuple[np.ndarray, np.ndarray]], rows: Any,
+                 shape: tuple[int, ...]) -> Any:
+    """Inverse factors of the Kronecker product nearest to sum_k L_k ⊗ W_k (+ row blocks)."""
+    if len(shape) != 2:
+        return None
+    n, R = shape
+    if rows is not None:
+        if np.isscalar(rows) or np.ndim(rows) == 0:
+            rows = float(rows) * np.eye(R)
+        rows = np.asarray(rows)
+        pairs = pairs + [(np.eye(n), rows if rows.ndim == 2 else rows.mean(axis=0))]
+    if len(pairs) == 1:
+        L, W = pairs[0]
+    else:
+        a = [np.trace(Lk) / n for Lk, _ in pairs]
+        b = [np.trace(Wk) / R for _, Wk in pairs]
+        norm = sum(x * y for x, y in zip(a, b))
+        if norm <= 0:
+            return None
+        L = sum(Lk * bk for (Lk, _), bk in zip(pairs, b))
+        W = sum(Wk * ak for (_, Wk), ak in zip(pairs, a)) / norm
+    L_inv, W_inv = _invert(L, (n, n)), _invert(W, (R, R))
+    if L_inv is None or W_inv is None:
+        return None
+    return L_inv, W_inv
 
 
 def _invert(block: Any, shape: tuple[int, ...]) -> Any:

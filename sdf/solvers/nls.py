@@ -97,6 +97,15 @@ def _dogleg(g: np.ndarray, p_gn: np.ndarray, Hp_gn: np.ndarray, p_sd: np.ndarray
     return p_sd + tau * d, Hp_sd + tau * (Hp_gn - Hp_sd)
 
 
+def _update_radius(radius: float, norm_p: float, rho: float) -> float:
+    """Grow the trust region after a good step, shrink it after a poor one."""
+    if rho > 0.5:
+        return max(radius, 2.0 * norm_p)
+    if rho < 0.25:
+        return 0.5 * min(radius, norm_p) if norm_p > 0 else 0.5 * radius
+    return radius
+
+
 def nls(problem: Problem, options: NLSOptions, display: int = 0,
         callback: Callable[[Any], Any] | None = None) -> tuple[Point, StopReason, Run]:
     """Minimise the model's objective by Gauss-Newton; see the module docstring."""
@@ -169,10 +178,7 @@ def _iterate(point: Point, g: np.ndarray, precond: Callable[[np.ndarray], np.nda
         norm_p = float(np.linalg.norm(p))
         if not np.isfinite(new.f):
             rho = -1.0
-        if rho > 0.5:
-            radius = max(radius, 2.0 * norm_p)
-        elif rho < 0.25:
-            radius = 0.5 * min(radius, norm_p) if norm_p > 0 else 0.5 * radius
+        radius = _update_radius(radius, norm_p, rho)
         if rho > 0 and np.isfinite(new.f) and actual >= 0:
             return new, p, radius, damping, cg_its
         if radius <= 1e-15 * max(float(np.linalg.norm(point.z)), 1e-300):

@@ -94,6 +94,23 @@ class Transform:
         """Evaluate at ``z`` once; the result answers jvp/vjp products at that point."""
         return Linearization(self, z)
 
+    def route_block(self, lin: Linearization, block: np.ndarray) -> Any:
+        """Map a preconditioner block on this transform's output to its (single) input.
+
+        ``block`` is an ``(R, R)`` matrix shared by the output's rows or an ``(I, R, R)``
+        array of per-row blocks, both approximating ``J_out^T J_out``. Return
+        ``("rows", B)`` with ``B`` of the same two forms for the input, ``("kron", L, W)``
+        for ``L ⊗ W`` acting on an ``(n, R)`` input as ``V -> L V W``, or None when the
+        transform has no cheap block-diagonal image (the input is then left unscaled).
+        Elementwise transforms map blocks through their diagonal derivative.
+        """
+        if not (self.elementwise and self.n_inputs == 1):
+            return None
+        dg = np.asarray(lin.jvp(np.ones(np.shape(lin.z))))
+        if dg.ndim != 2:
+            return None
+        return ("rows", dg[:, :, None] * block * dg[:, None, :])
+
     def params(self) -> dict[str, Any]:
         """Parameters that define this transform (for summaries and ``Model.to_dict``)."""
         return {}

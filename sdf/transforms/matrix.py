@@ -89,6 +89,18 @@ class MatVec(Base):
         g = np.asarray(g, dtype=float)
         return np.asarray(self.matrix.T @ g if self.side == "left" else g @ self.matrix.T)
 
+    def route_block(self, lin: Any, block: np.ndarray) -> Any:
+        # x = X z: J^T J = (X^T X) ⊗ W exactly when the rows of x share the block W.
+        if np.ndim(lin.z) != 2:
+            return None
+        W = block if block.ndim == 2 else block.mean(axis=0)
+        X = self.matrix
+        if self.side == "left":
+            gram = X.T @ X
+            return ("kron", np.asarray(gram.toarray() if sp.issparse(gram) else gram), W)
+        XW = np.asarray(X @ W)
+        return ("rows", np.asarray(XW @ X.T if not sp.issparse(X) else (X @ XW.T).T))
+
 
 class MTimes(Base):
     """x = a @ b for two matrix expressions (two inputs)."""
