@@ -149,11 +149,27 @@ class _FullCPDState(TermState):
         self.factors = list(factors)
         self.grams = algebra.gramians(self.factors)
         self.w = _leave_one_out(self.grams)  # W_n = Hadamard of all Gramians but n
-        self.mttkrps = data.mttkrp_all(self.factors)
-        inner = float(np.sum(self.mttkrps[0] * self.factors[0]))
+        if data.kind == "dense":
+            # Half of the dimension tree gives f; the other half only when the gradient
+            # is asked for, so a rejected trial point costs one pass over the data.
+            self._tree: algebra.MTTKRPTree | None = algebra.MTTKRPTree(data.data, self.factors)
+            inner = self._tree.inner()
+            self._mttkrps: list[np.ndarray] | None = None
+        else:
+            self._tree = None
+            self._mttkrps = data.mttkrp_all(self.factors)
+            inner = float(np.sum(self._mttkrps[0] * self.factors[0]))
         model_sq = float(np.sum(self.w[0] * self.grams[0]))
         self.fval = 0.5 * max(norm_squared - 2.0 * inner + model_sq, 0.0)
         self._w_pairs: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def mttkrps(self) -> list[np.ndarray]:
+        if self._mttkrps is None:
+            assert self._tree is not None
+            self._mttkrps = self._tree.all()
+            self._tree = None
+        return self._mttkrps
 
     def gradient(self) -> list[np.ndarray]:
         return [A @ W - M for A, W, M in zip(self.factors, self.w, self.mttkrps)]
