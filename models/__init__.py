@@ -19,6 +19,7 @@ from sdf.models.diagnostics import (
     degeneracy,
     fms,
 )
+from sdf.models.fuse import fuse, fuse_model
 from sdf.models.ll1 import ll1
 from sdf.models.lmlra import lmlra
 from sdf.models.rank import (
@@ -48,6 +49,8 @@ __all__ = [
     "cpderr",
     "degeneracy",
     "fms",
+    "fuse",
+    "fuse_model",
     "lcorner",
     "ll1",
     "lmlra",

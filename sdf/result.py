@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import enum
+import math
+import os
+import warnings as _warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +17,7 @@ from sdf.expr import Expr
 if TYPE_CHECKING:
     from sdf.model import Model
 
-__all__ = ["History", "IterationInfo", "Result", "StopReason"]
+__all__ = ["History", "IterationInfo", "Result", "StopReason", "diagnose", "result_from_run"]
 
 
 class StopReason(enum.Enum):
@@ -31,6 +34,9 @@ class StopReason(enum.Enum):
     NONFINITE = "objective or gradient became non-finite; last finite iterate returned"
     STEP_FAILED = "no step decreased the objective (trust region collapsed)"
     CG_BREAKDOWN = "conjugate gradients broke down on a singular Gramian"
+    STATIONARY = ("the gradient vanished where the model does not fit: a stationary point "
+                  "or saddle (e.g. all-zero or symmetric initial values)")
+    CHECKPOINT = "checkpoint of a run in progress; continue with model.fit(resume=...)"
 
     @property
     def message(self) -> str:
@@ -107,6 +113,15 @@ class Result:
         Why the solver stopped.
     method : str
         ``"nls"`` or ``"minf"``.
+    warnings : list of str
+        What the checks after the fit found (degenerate CPD components, zero components,
+        all-zero data, a fit worse than the zero model, singular Gramians...); each was
+        also issued as an :class:`sdf.errors.SdfWarning`.
+    state : dict of str to float
+        Solver state a resumed run continues from (first objective, trust radius, units).
+
+    ``Result.save(path)`` writes everything but the model to a netCDF file;
+    :func:`sdf.load_result` reads it back.
 
     Examples
     --------
@@ -118,7 +133,7 @@ class Result:
     (True, (3, 1))
     """
 
-    model: Model
+    model: Model | None
     variables: dict[str, np.ndarray]
     objective: float
     abserr: dict[str, float]
@@ -127,6 +142,8 @@ class Result:
     iterations: int
     stop: StopReason
     method: str
+    warnings: list[str] = field(default_factory=list)
+    state: dict[str, float] = field(default_factory=dict)
     _values: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -137,27 +154,57 @@ class Result:
     def success(self) -> bool:
         """True when the run ended on a tolerance or at the iteration/time budget."""
         return self.stop not in (StopReason.NONFINITE, StopReason.STEP_FAILED,
-                                 StopReason.CG_BREAKDOWN)
+                                 StopReason.CG_BREAKDOWN, StopReason.STATIONARY)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write this result (all but the model) to a netCDF file; see :mod:`sdf.io`.
+
+        Examples
+        --------
+        >>> import os, tempfile, numpy as np, sdf
+        >>> a = sdf.Variable(np.ones((3, 1)), name="a")
+        >>> res = sdf.Model(m=sdf.CPD(np.outer([1.0, 2, 3], [1.0, 1]), [a, np.ones((2, 1))])).fit()
+        >>> path = os.path.join(tempfile.mkdtemp(), "fit.nc")
+        >>> res.save(path)
+        >>> back = sdf.load_result(path)
+        >>> np.array_equal(back.variables["a"], res.variables["a"]), back.stop is res.stop
+        (True, True)
+        """
+        from sdf.io import save_result
+
+        save_result(self, path)
+
+    def _require_model(self, what: str) -> Model:
+        if self.model is None:
+            raise ModelError(
+                f"Result{what}: this result has no model (it was loaded from a file); "
+                "pass model= to sdf.load_result to evaluate expressions and terms "
+                f"(variables: {', '.join(self.variables)})"
+            )
+        return self.model
 
     def __getitem__(self, key: Expr | str) -> np.ndarray:
         if isinstance(key, str):
             if key in self.variables:
                 return self.variables[key]
-            for expr_id, expr in self.model.named_expressions().items():
+            model = self._require_model(f"[{key!r}]")
+            for expr_id, expr in model.named_expressions().items():
                 if expr.name == key:
                     return self[expr]
             raise KeyError(f"no variable or named expression {key!r} in the result")
         if not isinstance(key, Expr):
             raise TypeError(f"index a Result with an expression or a name, not {type(key).__name__}")
         if id(key) not in self._values:
-            self._values[id(key)] = self.model.evaluate(key, self.variables)
+            model = self._require_model(f"[{key.label()!r}]")
+            self._values[id(key)] = model.evaluate(key, self.variables)
         return self._values[id(key)]
 
     def factors(self, term: str) -> list[np.ndarray]:
         """Values of the inputs (factors, then core) of the term named ``term``."""
-        if term not in self.model.terms:
-            raise ModelError(f"no term {term!r} (terms: {', '.join(self.model.terms)})")
-        return [self[e] for e in self.model.terms[term].inputs]
+        model = self._require_model(f".factors({term!r})")
+        if term not in model.terms:
+            raise ModelError(f"no term {term!r} (terms: {', '.join(model.terms)})")
+        return [self[e] for e in model.terms[term].inputs]
 
     def to_xarray(self) -> Any:
         """The factors as an ``xarray.Dataset`` with the data's dim names and coordinates.
@@ -178,16 +225,17 @@ class Result:
         ...                  coords={"time": [0.1, 0.2, 0.3]})
         >>> t, s = sdf.Variable(np.ones((3, 1)), name="t"), sdf.Variable(np.ones((2, 1)), name="s")
         >>> ds = sdf.Model(m=sdf.CPD(X, [t, s])).fit().to_xarray()
-        >>> ds["time_factor"].dims, list(ds["time_factor"].coords["time"].values)
+        >>> ds["time_factor"].dims, ds["time_factor"].coords["time"].values.tolist()
         (('time', 'component'), [0.1, 0.2, 0.3])
         """
         import xarray as xr
 
+        model = self._require_model(".to_xarray()")
         data_vars: dict[str, Any] = {}
         sources: dict[str, int] = {}
         covered: set[int] = set()
         n_components: int | None = None
-        for name, term in self.model.terms.items():
+        for name, term in model.terms.items():
             data = getattr(term, "data", None)
             dims = getattr(data, "dims", None)
             if not dims or term.kind == "BTD":
@@ -207,7 +255,7 @@ class Result:
                 da_coords = {dim: np.asarray(coords[dim])} if dim in coords else {}
                 data_vars[key] = xr.DataArray(value, dims=(dim, comp), coords=da_coords)
                 covered.update(id(v) for v in expr.variables())
-        for var, vname in zip(self.model.variables, self.model.variable_names):
+        for var, vname in zip(model.variables, model.variable_names):
             if id(var) not in covered and vname not in data_vars:
                 value = self.variables[vname]
                 data_vars[vname] = xr.DataArray(
@@ -224,3 +272,145 @@ class Result:
         errs = ", ".join(f"{k}: {v:.3g}" for k, v in self.relerr.items())
         return (f"Result(method={self.method!r}, iterations={self.iterations}, "
                 f"objective={self.objective:.6g}, relerr={{{errs}}}, stop={self.stop.name})")
+
+
+def result_from_run(problem: Any, point: Any, stop: StopReason, run: Any, method: str) -> Result:
+    """The :class:`Result` of a run at ``point`` (scaled problems and points accepted).
+
+    Variables are copied out of the point in the model's units; errors and the history
+    come from the run (see :class:`sdf.solvers._run.Run`).
+    """
+    raw = getattr(point, "raw", point)
+    raw_problem = getattr(problem, "raw", problem)
+    variables = {name: np.array(arr, copy=True)
+                 for name, arr in zip(raw_problem.names, raw_problem.unpack(raw.z))}
+    abserr = {n: float(np.sqrt(2.0 * fv)) for n, fv in zip(raw_problem.term_names, raw.fvals)}
+    return Result(
+        model=raw_problem.model, variables=variables, objective=float(raw.f), abserr=abserr,
+        relerr=run.relerr(raw), history=run.history, iterations=int(run.iterations),
+        stop=stop, method=method, state=dict(getattr(run, "state", {})),
+    )
+
+
+#: A pair of CPD components is reported as degenerate when their congruence (product
+#: over the modes of the cosines between their columns) is at most this ...
+DEGENERACY_CONGRUENCE = -0.9
+#: ... and the norms of the two rank-one terms add up to this many times the model's norm.
+DEGENERACY_NORM_RATIO = 10.0
+
+
+def _cpd_findings(name: str, factors: list[np.ndarray]) -> list[tuple[type[Warning], str]]:
+    from sdf.errors import DegeneracyWarning, SdfWarning
+
+    out: list[tuple[type[Warning], str]] = []
+    if any(A.ndim != 2 for A in factors) or not np.all([np.isfinite(A).all() for A in factors]):
+        return out
+    col_norms = np.array([np.linalg.norm(A, axis=0) for A in factors])
+    norms = np.prod(col_norms, axis=0)
+    top = float(norms.max(initial=0.0))
+    if top == 0.0:
+        return out
+    dead = np.flatnonzero(norms <= 1e-12 * top)
+    if dead.size:
+        out.append((SdfWarning,
+                    f"term {name!r}: component(s) {dead.tolist()} are zero in the result; "
+                    f"the effective rank is {norms.size - dead.size} of {norms.size} "
+                    "(rank-deficient factors: try a lower rank or another start)"))
+    if norms.size < 2:
+        return out
+    C = np.ones((norms.size, norms.size))
+    gram = np.ones_like(C)
+    for A, n in zip(factors, col_norms):
+        G = A.T @ A
+        gram *= G
+        unit = np.where(n > 0, n, 1.0)
+        C *= G / np.outer(unit, unit)
+    model_norm = math.sqrt(max(float(gram.sum()), 0.0))
+    r, s = np.triu_indices(norms.size, k=1)
+    hit = (C[r, s] <= DEGENERACY_CONGRUENCE) & (
+        norms[r] + norms[s] >= DEGENERACY_NORM_RATIO * max(model_norm, 1e-300 * top))
+    if hit.any():
+        listed = ", ".join(f"({a}, {b}): {c:.4f}" for a, b, c in
+                           zip(r[hit][:5], s[hit][:5], C[r, s][hit][:5]))
+        ratio = float(norms.sum() / model_norm) if model_norm > 0 else math.inf
+        out.append((DegeneracyWarning,
+                    f"term {name!r}: degenerate CPD, components cancel each other "
+                    f"(congruence {listed}; component norms add up to {ratio:.3g} times "
+                    "the model's norm): try a lower rank, constraints (e.g. nonnegativity) "
+                    "or a small L2 regularization"))
+    return out
+
+
+def _start_scale(name: str, term: Any, model: Model, data_norm: float
+                 ) -> list[tuple[type[Warning], str]]:
+    """A warning when the initial CPD model and the data differ in scale by > 1e6."""
+    from sdf.errors import SdfWarning
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        gram = np.ones((term.rank, term.rank))
+        for e in term.inputs:
+            A = np.asarray(model.evaluate(e))
+            gram = gram * (A.T @ A)
+        start_norm = math.sqrt(max(float(gram.sum()), 0.0))
+    ratio = start_norm / data_norm
+    if np.isfinite(ratio) and 1e-6 <= ratio <= 1e6:
+        return []
+    return [(SdfWarning, f"term {name!r}: the initial model's norm ({start_norm:.3g}) and "
+             f"the data's norm ({data_norm:.3g}) differ by a factor {ratio:.3g}; scale the "
+             "initial values to the data (fits are scale-invariant only when both are "
+             "scaled together)")]
+
+
+def diagnose(result: Result, problem: Any = None) -> list[tuple[type[Warning], str]]:
+    """Checks of a fitted result: ``(warning class, message)`` for every finding.
+
+    Looks for degenerate CPD components (congruence <= ``DEGENERACY_CONGRUENCE`` with
+    norms adding up to ``DEGENERACY_NORM_RATIO`` times the model's norm), components that
+    vanished, all-zero data, data terms fitted worse than by the zero model, and, when the
+    run ended in a CG breakdown, how often the Gauss-Newton Gramian was found singular
+    along a search direction (``problem`` being the
+    :class:`~sdf.solvers._run.ScaledProblem` the solver ran on).
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> a = sdf.Variable(np.ones((3, 1)), name="a")
+    >>> res = sdf.Model(m=sdf.CPD(np.zeros((3, 2)), [a, np.ones((2, 1))])).fit()
+    >>> [msg.split(";")[0] for _, msg in diagnose(res)]
+    ["term 'm': the data are all zero"]
+    """
+    from sdf.errors import SdfWarning
+
+    model = result.model
+    found: list[tuple[type[Warning], str]] = []
+    if model is None:
+        return found
+    for name, term in model.terms.items():
+        if not term.is_data_term:
+            continue
+        norm = term.data_norm
+        if norm == 0:
+            found.append((SdfWarning, f"term {name!r}: the data are all zero; its relative "
+                          "error is reported as the absolute error ||model||"))
+        elif result.relerr.get(name, 0.0) > 1.0:
+            found.append((SdfWarning,
+                          f"term {name!r}: relative error {result.relerr[name]:.3g} > 1, "
+                          "worse than the zero model: the start may be badly scaled for "
+                          "the data, or the run too short"))
+        if term.kind == "CPD":
+            found += _cpd_findings(name, [result[e] for e in term.inputs])
+            if result.relerr.get(name, 0.0) > 0.5 and norm > 0:
+                found += _start_scale(name, term, model, norm)
+    singular = getattr(problem, "singular_products", 0)
+    if singular and result.stop is StopReason.CG_BREAKDOWN:
+        found.append((SdfWarning,
+                      f"the Gauss-Newton Gramian was singular along {singular} search "
+                      "direction(s): rank-deficient or collinear factors, or a transform "
+                      "whose derivative vanishes"))
+    return found
+
+
+def emit(findings: list[tuple[type[Warning], str]], stacklevel: int = 3) -> None:
+    """Issue every finding of :func:`diagnose` as a warning."""
+    for category, message in findings:
+        _warnings.warn(message, category, stacklevel=stacklevel)

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 from sdf.errors import OptionError
 from sdf.problem import Point, Problem
@@ -52,19 +51,26 @@ def _bounds(problem: Problem, bounds: dict[str, Any] | None) -> list[tuple[Any, 
                 continue
             try:
                 arr[sl] = np.broadcast_to(np.asarray(val, dtype=float), var.shape).ravel()
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:
                 raise OptionError(
                     f"MinfOptions.bounds[{name!r}]: {label} bound of shape "
                     f"{np.shape(val)} does not fit the variable's shape {var.shape}"
                 ) from exc
     if np.any(lo > hi):
         raise OptionError("MinfOptions.bounds: a lower bound exceeds its upper bound")
+    if np.isnan(lo).any() or np.isnan(hi).any():
+        raise OptionError("MinfOptions.bounds: a bound is NaN (use None for no bound)")
+    # Bounds are given in the model's units; a scaled problem works in z / sigma.
+    sigma = getattr(problem, "sigma", 1.0)
+    lo, hi = lo / sigma, hi / sigma
     return [(None if np.isinf(a) else a, None if np.isinf(b) else b) for a, b in zip(lo, hi)]
 
 
 def minf(problem: Problem, options: MinfOptions, display: int = 0,
          callback: Callable[[Any], Any] | None = None) -> tuple[Point, StopReason, Run]:
     """Minimise the model's objective by L-BFGS-B; see the module docstring."""
+    from scipy.optimize import minimize  # imported on use: it dominates `import sdf` otherwise
+
     bounds = _bounds(problem, options.bounds)
     run = Run(problem, options.max_time, display, callback)
     z0 = problem.z0.copy()
@@ -101,7 +107,7 @@ def minf(problem: Problem, options: MinfOptions, display: int = 0,
         prev = cache["prev"]
         cache["prev"] = p
         step = float(np.linalg.norm(p.z - prev.z))
-        if run.record(p, run.iterations + 1, (prev.f - p.f) / f0, step, np.nan, 0):
+        if run.record(p, run.local_iterations + 1, (prev.f - p.f) / f0, step, np.nan, 0):
             raise _Stop(StopReason.CALLBACK)
         if run.out_of_time():
             raise _Stop(StopReason.MAX_TIME)
@@ -116,6 +122,8 @@ def minf(problem: Problem, options: MinfOptions, display: int = 0,
         return run.best, stop.reason, run  # type: ignore[return-value]
     except KeyboardInterrupt:
         return run.best, StopReason.INTERRUPTED, run  # type: ignore[return-value]
+    except (OverflowError, FloatingPointError, np.linalg.LinAlgError):
+        return run.best, StopReason.NONFINITE, run  # type: ignore[return-value]
     final = cache["prev"] if np.array_equal(cache["prev"].z, res.x) else problem.point(res.x.copy())
     if run.best is None or final.f <= run.best.f:
         run.best = final
