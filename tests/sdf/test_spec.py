@@ -132,3 +132,27 @@ def test_cycles_of_references_are_refused(data):
 def test_malformed_specs(spec, match):
     with pytest.raises(sdf.ModelError, match=match):
         sdf.Model.from_dict(spec)
+
+
+def test_lmlra_btd_ll1_round_trip(rng):
+    T = rng.standard_normal((4, 5, 3))
+    U = [sdf.Variable(rng.standard_normal((n, 2)), name=f"u{k}") for k, n in enumerate(T.shape)]
+    S = sdf.Variable(rng.standard_normal((2, 2, 2)), name="S")
+    V = [sdf.Variable(rng.standard_normal((n, 2)), name=f"v{k}") for k, n in enumerate(T.shape)]
+    S2 = sdf.Variable(rng.standard_normal((2, 2, 2)), name="S2")
+    A = sdf.Variable(rng.standard_normal((4, 3)), name="A")
+    B = sdf.Variable(rng.standard_normal((5, 3)), name="B")
+    C = sdf.Variable(rng.standard_normal((3, 2)), name="C")
+    model = sdf.Model(
+        tucker=sdf.LMLRA(T, U, S),
+        blocks=sdf.BTD(T, [(*U, S), (*V, S2)], relweight=0.5),
+        ll1=sdf.LL1(T, [A, B, C], [2, 1], weight=0.1),
+    )
+    spec = model.to_dict()
+    assert spec["factorizations"]["tucker"]["lmlra"] == ["u0", "u1", "u2", "S"]
+    assert spec["factorizations"]["blocks"]["btd"][1] == ["v0", "v1", "v2", "S2"]
+    assert spec["factorizations"]["ll1"]["L"] == [2, 1]
+    again = sdf.Model.from_dict(spec)
+    r1, r2 = model.fit(max_iter=5), again.fit(max_iter=5)
+    for name in r1.variables:
+        np.testing.assert_array_equal(r1.variables[name], r2.variables[name])
