@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 import sdf
-from sdf.errors import DataError, ModelError
+from sdf.errors import DataError, ModelError, SdfWarning
 from sdf.result import Result, StopReason
 from sdf.tensors import Tensor, as_tensor
 
 from sdf.models._result import Stage
 
-__all__ = ["Timer", "as_data", "check_int", "engine_fit", "labels_of", "make_rng",
-           "random_factors", "user_factors"]
+__all__ = ["Timer", "as_data", "check_int", "engine_fit", "labels_of", "make_rng", "quiet",
+           "random_factors", "stage_from", "user_factors"]
 
 
 def as_data(data: Any, min_order: int = 2) -> Tensor:
@@ -71,6 +73,14 @@ def user_factors(init: Any, shape: Sequence[int], cols: Sequence[int], name: str
             raise ModelError(f"{name}[{n}]: has non-finite entries")
         out.append(A)
     return out
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the engine's after-fit warnings for intermediate (internal) fits."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SdfWarning)
+        yield
 
 
 class Timer:
@@ -129,8 +139,24 @@ class _FloorStop:
 
 def engine_fit(model: sdf.Model, method: str, options: Any, fit_options: dict[str, Any],
                display: int, callback: Callable[[Any], Any] | None,
-               ) -> Result:
-    """``model.fit`` with the driver's solver settings and the rounding-floor stop."""
+               evaluate_only: bool = False) -> Result:
+    """``model.fit`` with the driver's solver settings and the rounding-floor stop.
+
+    With ``evaluate_only`` the fit stops after evaluating the start (iteration 0): the
+    start is already a converged solution (e.g. of HOOI) and the Result records it,
+    reported as ``StopReason.TOL_FUN``.
+    """
+    if evaluate_only:
+        def stop_at_start(info: Any) -> bool:
+            if callback is not None:
+                callback(info)
+            return True
+
+        res = model.fit(method=method, options=options, display=display,
+                        callback=stop_at_start, **fit_options)
+        if res.stop is StopReason.CALLBACK:
+            res.stop = StopReason.TOL_FUN
+        return res
     floor = _FloorStop(model, callback) if method == "nls" else None
     res = model.fit(method=method, options=options, display=display,
                     callback=floor if floor is not None else callback, **fit_options)

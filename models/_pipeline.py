@@ -19,7 +19,7 @@ from sdf.decomp import MLSVDResult, mlsvd
 from sdf.result import Result
 from sdf.tensors import Tensor
 
-from sdf.models._common import Timer, engine_fit, stage_from
+from sdf.models._common import Timer, engine_fit, quiet, stage_from
 from sdf.models._result import Stage
 
 __all__ = ["Fit", "compress_data", "expand", "project", "run_fits"]
@@ -74,29 +74,34 @@ class Fit:
 
 
 def _fit_level(data: Any, start: Sequence[np.ndarray], names: Sequence[str], build: Builder,
-               settings: dict[str, Any], callback: Any) -> tuple[list[np.ndarray], Result]:
+               settings: dict[str, Any], callback: Any, evaluate_only: bool = False
+               ) -> tuple[list[np.ndarray], Result]:
     variables = [sdf.Variable(np.array(A, dtype=float), name=nm) for A, nm in zip(start, names)]
     res = engine_fit(sdf.Model(data=build(data, variables)), settings["method"],
                      settings["options"], settings["fit_options"], settings["display"],
-                     callback)
+                     callback, evaluate_only)
     return [res.variables[nm] for nm in names], res
 
 
 def run_fits(X: Tensor, start: Sequence[np.ndarray], modes: Sequence[int | None],
              names: Sequence[str], build: Builder, ml: MLSVDResult | None,
              settings: dict[str, Any], timer: Timer, stages: list[Stage],
-             what: str) -> Fit:
+             what: str, evaluate_only: bool = False) -> Fit:
     """Fit on the core (when ``ml``; ``start`` is then at the core's size), expand, refine.
 
     ``settings`` holds ``method``, ``options``, ``fit_options``, ``display`` and
-    ``callback`` (the latter used for the fit on the data only).
+    ``callback`` (the latter used for the fit on the data only). With ``evaluate_only``
+    the fit on the data only evaluates the start (see ``engine_fit``).
     """
     if ml is not None:
-        core_vals, core_res = _fit_level(ml.core, start, names, build, settings, None)
+        with quiet():
+            core_vals, core_res = _fit_level(ml.core, start, names, build, settings, None)
         stages.append(stage_from("core", f"{what} of the {ml.core.shape} core", core_res,
                                  timer.lap(), "data"))
         start = expand(core_vals, modes, ml)
-    values, res = _fit_level(X, start, names, build, settings, settings["callback"])
-    stages.append(stage_from("refine" if ml is not None else "fit",
+    values, res = _fit_level(X, start, names, build, settings, settings["callback"],
+                             evaluate_only)
+    stages.append(stage_from("evaluate" if evaluate_only else
+                             "refine" if ml is not None else "fit",
                              f"{what} of the {X.kind} data", res, timer.lap(), "data"))
     return Fit(values, res)

@@ -10,7 +10,7 @@ in :attr:`Decomposition.stages`.
 A Decomposition stands in for its :class:`sdf.Result` wherever one is read: indexing
 (``dec["a"]``) and the Result's attributes that a Decomposition does not define itself
 (``model``, ``variables``, ``objective``, ``abserr``, ``iterations``, ``stop``,
-``message``, ``success``, ``method``) are forwarded to :attr:`Decomposition.result`, and
+``message``, ``success``, ``method``, ``warnings``) are forwarded to :attr:`Decomposition.result`, and
 ``sdf.viz`` functions unwrap ``.result`` when given a Decomposition.
 """
 
@@ -27,7 +27,7 @@ __all__ = ["Decomposition", "Stage"]
 
 _FORWARDED = frozenset({
     "model", "variables", "objective", "abserr", "iterations", "stop", "message",
-    "success", "method",
+    "success", "method", "warnings",
 })
 
 
@@ -116,8 +116,9 @@ class Decomposition:
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: forward the Result's read-only view.
-        if name in _FORWARDED:
-            return getattr(self.__dict__["result"], name)
+        result = self.__dict__.get("result")
+        if name in _FORWARDED and result is not None:
+            return getattr(result, name)
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     def __getitem__(self, key: Any) -> np.ndarray:

@@ -19,7 +19,7 @@ from sdf import algebra
 from sdf.errors import ModelError
 from sdf.tensors import Tensor, as_tensor
 
-from sdf.models._common import Timer, check_int, engine_fit, make_rng
+from sdf.models._common import Timer, check_int, engine_fit, make_rng, quiet
 from sdf.models._result import Decomposition, Stage
 from sdf.models.cpd import cpd
 
@@ -189,7 +189,8 @@ def _initial(tensors: Mapping[str, Tensor], labels: Mapping[str, list[str]],
                   and not all(lab in start for lab in labels[n])]
     if candidates:
         main = max(candidates, key=lambda n: tensors[n].n_known)
-        dec = cpd(tensors[main], rank, seed=rng, max_iter=50)
+        with quiet():
+            dec = cpd(tensors[main], rank, seed=rng, max_iter=50)
         for lab, A in zip(labels[main], dec.factors):
             start.setdefault(lab, A)
     for name, X in sorted(tensors.items(), key=lambda kv: -kv[1].n_known):

@@ -23,8 +23,9 @@ Incomplete data on a grid that fits in memory (at most 2e7 entries, at least a q
 known) get an **imputation warm start** before the fit on the known entries (unless
 ``compress=False``): rounds of "fill the missing entries with the current model, take
 two Gauss-Newton steps on the filled dense tensor" (expectation-maximisation, whose
-fixed points are the stationary points of the masked least-squares problem), each round
-costing about one dense MTTKRP, until the error on the known entries changes by less
+fixed points are the stationary points of the masked least-squares problem; the solver
+settings given to :func:`cpd` apply to the final fit, not to these rounds), each round
+costing a few dense MTTKRPs, until the error on the known entries changes by less
 than 1e-7 (relative) or after 200 rounds. The engine's fit on the known entries then
 finishes from there.
 """
@@ -42,7 +43,7 @@ from sdf.decomp import gevd_init
 from sdf.errors import DataError, ModelError
 from sdf.tensors import Tensor
 
-from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng,
+from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng, quiet,
                                 random_factors, user_factors)
 from sdf.models._pipeline import compress_data, project, run_fits
 from sdf.models._result import Decomposition, Stage
@@ -88,7 +89,8 @@ def _impute(X: Tensor, start: list[np.ndarray], method: str,
         prev = err
         filled[subs] = known
         variables = [sdf.Variable(A, name=nm) for A, nm in zip(factors, names)]
-        res = sdf.Model(data=sdf.CPD(filled, variables)).fit(method=method, max_iter=2)
+        with quiet():
+            res = sdf.Model(data=sdf.CPD(filled, variables)).fit(method=method, max_iter=2)
         factors = [res.variables[nm] for nm in names]
     return factors, rounds, err
 
@@ -207,10 +209,6 @@ def cpd(
     if ml is None:
         dense = None if given or init == "random" else _dense_for_gevd(X)
         start, how = _initial(X, dense, rank, init, rng)
-        if compress is not False and _imputable(X):
-            stages.append(Stage("init", how, 0, timer.lap()))
-            start, rounds, err = _impute(X, start, method)
-            how = "EM rounds of dense Gauss-Newton on the filled data"
     elif given or init == "random":
         full = (user_factors(init, X.shape, [rank] * X.ndim) if given
                 else random_factors(X.shape, rank, rng))
@@ -218,10 +216,11 @@ def cpd(
         how = ("given" if given else "random") + ", projected on the MLSVD bases"
     else:
         start, how = _initial(X, ml.core, rank, init, rng)
-    if stages and stages[-1].name == "init":
-        stages.append(Stage("impute", how, rounds, timer.lap(), err))
-    else:
-        stages.append(Stage("init", how, 0, timer.lap()))
+    stages.append(Stage("init", how, 0, timer.lap()))
+    if ml is None and compress is not False and _imputable(X):
+        start, rounds, err = _impute(X, start, method)
+        stages.append(Stage("impute", "EM rounds of dense Gauss-Newton on the filled data",
+                            rounds, timer.lap(), err))
     labels = labels_of(X)
     settings = dict(method=method, options=options, fit_options=fit_options,
                     display=display, callback=callback)

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from sdf import algebra
-from sdf.errors import DataError, ModelError
+from sdf.errors import DataError, DegeneracyWarning, ModelError
 from sdf.tensors import as_tensor
 
 __all__ = [
@@ -29,10 +29,6 @@ __all__ = [
     "degeneracy",
     "fms",
 ]
-
-
-class DegeneracyWarning(UserWarning):
-    """Components of a CPD cancel each other (a degenerate, 'swamp' solution)."""
 
 
 def _factor_list(factors: Any, name: str) -> list[np.ndarray]:

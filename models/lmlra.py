@@ -7,10 +7,14 @@
    zero-filled data divided by the fraction known, for incomplete data), random
    orthonormal bases, or given factors.
 2. **HOOI** (:func:`sdf.decomp.lmlra_hooi`, fully known data only): alternating
-   subspace updates, the standard algorithm for dense data.
-3. **Gauss-Newton** with the engine's :class:`sdf.LMLRA` term, on the data: the
-   polishing step on dense data (it stops at once from a converged HOOI), the actual
-   fit for incomplete data, where HOOI does not apply.
+   subspace updates, the standard algorithm for dense data, until the fit
+   ``1 - relerr^2`` changes by at most 1e-10 in a sweep (the first sweep is compared
+   with the MLSVD's fit).
+3. **Gauss-Newton** with the engine's :class:`sdf.LMLRA` term, on the data: the actual
+   fit for incomplete data (where HOOI does not apply) and after a HOOI that did not
+   converge within ``hooi_max_iter`` sweeps. After a converged HOOI on fully known data
+   (a stationary point of the same objective) the engine only evaluates the solution:
+   stage ``"evaluate"``, 0 iterations, stop reason ``TOL_FUN``.
 """
 
 from __future__ import annotations
@@ -85,6 +89,28 @@ def _start(X: Tensor, D: np.ndarray | None, ranks: list[int], init: Any,
     return U, core, how
 
 
+def _hooi(D: np.ndarray, ranks: list[int], U: list[np.ndarray], core: np.ndarray, how: str,
+          max_sweeps: int, tol: float = 1e-10
+          ) -> tuple[list[np.ndarray], np.ndarray, int, bool, float]:
+    """HOOI sweeps until the fit ``1 - relerr^2`` changes by at most ``tol``.
+
+    After an MLSVD start the first sweep is compared with the MLSVD's own fit
+    ``||S||^2 / ||T||^2`` (orthonormal bases), so a start that is already converged costs
+    one sweep, not two.
+    """
+    norm2 = float(np.vdot(D, D))
+    fit = float(np.vdot(core, core)) / norm2 if how == "MLSVD" and norm2 > 0 else -np.inf
+    relerr = float("nan")
+    for sweep in range(1, max_sweeps + 1):
+        res = lmlra_hooi(D, ranks, init=U, max_iter=1)
+        U, core, relerr = list(res.factors), res.core, float(res.relerr)
+        new = 1.0 - relerr**2
+        if abs(new - fit) <= tol:
+            return U, core, sweep, True, relerr
+        fit = new
+    return U, core, max_sweeps, False, relerr
+
+
 def lmlra(
     data: Any,
     core_shape: int | Sequence[int],
@@ -116,7 +142,7 @@ def lmlra(
     hooi_max_iter : int, default 50
         HOOI sweeps on fully known data (0 skips HOOI).
     method : {"nls", "minf"}, default "nls"
-        Engine solver of the final fit.
+        Engine solver of the final fit (see the module docstring for when it runs).
     display : int, default 0
         Print the engine's iteration table every ``display`` iterations.
     callback : callable, optional
@@ -151,18 +177,18 @@ def lmlra(
     D, exact = _dense(X)
     U, core, how = _start(X, D, ranks, init, rng)
     stages.append(Stage("init", how, 0, timer.lap()))
+    converged = False
     if exact and D is not None and hooi_max_iter > 0:
-        hooi = lmlra_hooi(D, ranks, init=U, max_iter=hooi_max_iter)
-        U, core = list(hooi.factors), hooi.core
-        stages.append(Stage("hooi", "higher-order orthogonal iteration", hooi.iterations,
-                            timer.lap(), hooi.relerr))
+        U, core, sweeps, converged, relerr = _hooi(D, ranks, U, core, how, hooi_max_iter)
+        stages.append(Stage("hooi", "higher-order orthogonal iteration", sweeps,
+                            timer.lap(), relerr))
     labels = labels_of(X)
     names = [*labels, "core"]
     settings = dict(method=method, options=options, fit_options=fit_options,
                     display=display, callback=callback)
     fit = run_fits(X, [*U, core], [*range(X.ndim), None], names,
                    lambda data, v: sdf.LMLRA(data, v[:-1], v[-1]), None, settings, timer,
-                   stages, "LMLRA")
+                   stages, "LMLRA", evaluate_only=converged and X.kind == "dense")
     relerr = float(fit.result.relerr["data"])
     return Decomposition(kind="lmlra", factors=fit.values[:-1], core=fit.values[-1],
                          relerr=relerr, history=fit.result.history, result=fit.result,

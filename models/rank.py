@@ -9,7 +9,7 @@ import numpy as np
 
 from sdf.decomp import mlsvd
 from sdf.errors import ModelError
-from sdf.models._common import as_data, check_int, make_rng
+from sdf.models._common import as_data, check_int, make_rng, quiet
 from sdf.models._result import Decomposition
 from sdf.models.cpd import cpd
 from sdf.models.diagnostics import corcondia, fms
@@ -132,7 +132,8 @@ def rankest(data: Any, max_rank: int, *, n_starts: int = 2,
     for R in range(1, max_rank + 1):
         best = None
         for k in range(n_starts):
-            dec = cpd(X, R, init="auto" if k == 0 else "random", seed=rng, **fit_options)
+            with quiet():  # over-factored ranks are expected to be degenerate
+                dec = cpd(X, R, init="auto" if k == 0 else "random", seed=rng, **fit_options)
             if best is None or dec.relerr < best.relerr:
                 best = dec
         assert best is not None
@@ -297,7 +298,8 @@ def stability(data: Any, rank: int, *, scheme: Literal["split-half", "bootstrap"
     others = [n for n in range(X.ndim) if n != mode]
 
     def fit(idx: np.ndarray) -> list[np.ndarray]:
-        dec = cpd(np.take(D, idx, axis=mode), rank, seed=rng, **fit_options)
+        with quiet():
+            dec = cpd(np.take(D, idx, axis=mode), rank, seed=rng, **fit_options)
         return [dec.factors[n] for n in others]
 
     scores = []

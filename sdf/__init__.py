@@ -12,6 +12,7 @@ and fit everything jointly with Gauss-Newton or L-BFGS::
 from sdf import errors
 from sdf.errors import DataError, ModelError, OptionError, SdfError, TransformError
 from sdf.expr import Constant, Expr, Variable
+from sdf.io import load_result
 from sdf.model import Model
 from sdf.result import History, IterationInfo, Result, StopReason
 from sdf.solvers.options import MinfOptions, NLSOptions
@@ -44,6 +45,7 @@ __all__ = [
     "TransformError",
     "Variable",
     "errors",
+    "load_result",
 ]
 
 

@@ -6,7 +6,16 @@ Every error derives from :class:`SdfError`; the ones caused by bad input also de
 
 from __future__ import annotations
 
-__all__ = ["DataError", "ModelError", "OptionError", "SdfError", "TransformError"]
+__all__ = [
+    "DataError",
+    "DegeneracyWarning",
+    "FileFormatError",
+    "ModelError",
+    "OptionError",
+    "SdfError",
+    "SdfWarning",
+    "TransformError",
+]
 
 
 class SdfError(Exception):
@@ -27,3 +36,15 @@ class TransformError(ModelError):
 
 class OptionError(ModelError):
     """An unknown or invalid solver option (a model-level error: ``fit`` cannot start)."""
+
+
+class FileFormatError(SdfError, ValueError):
+    """A file is not a readable sdfusion file (truncated, foreign or of a newer format)."""
+
+
+class SdfWarning(UserWarning):
+    """Base class of the warnings sdfusion issues about a fit (also kept in ``Result.warnings``)."""
+
+
+class DegeneracyWarning(SdfWarning):
+    """Components of a CPD cancel each other: congruence near -1 with large norms."""

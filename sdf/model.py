@@ -240,9 +240,15 @@ class Model:
         options: Any = None,
         display: int = 0,
         callback: Callable[[Any], Any] | None = None,
+        resume: Any = None,
         **option_values: Any,
     ) -> Any:
         """Fit the model; returns a :class:`sdf.Result`.
+
+        The solvers work in units where the start is of order one (see
+        :class:`sdf.solvers._run.ScaledProblem`), so results are scale-invariant: data
+        scaled by ``s`` and initial values scaled to match give the scaled result.
+        Nothing given is modified: data, initial values and options stay as they were.
 
         Parameters
         ----------
@@ -251,11 +257,34 @@ class Model:
         options : NLSOptions or MinfOptions, optional
             Solver settings; keyword arguments override single fields
             (``max_iter=50, tol_fun=1e-10`` ...). Unknown names raise ModelError.
+            ``checkpoint="run.nc", checkpoint_every=10`` saves the run every 10
+            iterations and at the end.
         display : int, default 0
             Print an iteration table every ``display`` iterations (0: silent).
         callback : callable, optional
             Called with an :class:`sdf.IterationInfo` after every iteration; returning
             True stops the run.
+        resume : str, os.PathLike or Result, optional
+            A checkpoint file or a result of this model to continue from: the run starts
+            at its variables, keeps its history and iteration numbers, and ``max_iter``
+            counts the iterations of both runs. Gauss-Newton's trust radius restarts
+            (Levenberg-Marquardt's damping too, L-BFGS its memory), so a resumed run
+            follows the uninterrupted one closely but not bit for bit.
+
+        Returns
+        -------
+        Result
+            Also carries ``warnings``: what the checks after the fit found (degenerate
+            CPD components, zero components, ...), each also issued as a warning.
+
+        Notes
+        -----
+        Reproducibility: the engine draws no random numbers (seed the initial values) and
+        its arithmetic is deterministic, so the same model and start give the same result
+        bit for bit across runs in one environment. The one source of difference is the
+        BLAS library: another BLAS, CPU kernel or number of BLAS threads
+        (``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``; ``threadpoolctl`` sets them at run
+        time) may round matrix products differently.
 
         Examples
         --------
@@ -265,17 +294,63 @@ class Model:
         >>> np.round(res["a"].ravel(), 6)
         array([1., 2., 3.])
         """
+        import dataclasses
+
         from sdf.problem import Problem
+        from sdf.result import diagnose, emit
         from sdf.solvers import make_options, minf, nls
+        from sdf.solvers._run import Run, RunSetup, ScaledProblem
 
         opts = make_options(method, options, **option_values)
         self.check()
         if callback is not None and not callable(callback):
             raise ModelError(f"fit: callback must be callable, got {type(callback).__name__}")
+        prior = self._resume_from(resume) if resume is not None else None
         problem = Problem(self)
-        solver = nls if method == "nls" else minf
-        point, stop, run = solver(problem, opts, display=display, callback=callback)
-        return _make_result(self, problem, point, stop, run, method)
+        z0, exponents = None, None
+        if prior is not None:
+            z0 = np.concatenate([np.ravel(prior.variables[n]) for n in self.variable_names])
+            if prior.method == method and "exponent_z" in prior.state:
+                exponents = (int(prior.state["exponent_z"]), int(prior.state["exponent_f"]))
+        scaled = ScaledProblem(problem, z0, exponents)
+        setup = RunSetup(callback=callback, method=method, checkpoint=opts.checkpoint,
+                         checkpoint_every=opts.checkpoint_every, resume=prior,
+                         radius_is_damping=getattr(opts, "trust", "") == "lm")
+        remaining = opts.max_iter - (prior.iterations if prior is not None else 0)
+        if remaining >= 1:
+            solver = nls if method == "nls" else minf
+            point, stop, run = solver(scaled, dataclasses.replace(opts, max_iter=remaining),
+                                      display=display, callback=setup)
+        else:  # the saved run used up max_iter already
+            run = Run(scaled, opts.max_time, display, setup)
+            point, stop = scaled.point(scaled.z0.copy()), _stop("MAX_ITER")
+            run.record(point, 0, np.nan, np.nan, np.nan, 0)
+        result = _make_result(scaled, point, stop, run, method, opts)
+        findings = diagnose(result, scaled)
+        result.warnings = [message for _, message in findings]
+        emit(findings, stacklevel=3)
+        if opts.checkpoint is not None:
+            result.save(opts.checkpoint)
+        return result
+
+    def _resume_from(self, resume: Any) -> Any:
+        """The saved result ``resume`` (a path or a Result), checked against this model."""
+        import os
+
+        from sdf.io import attach_model, load_result
+        from sdf.result import Result
+
+        if isinstance(resume, (str, os.PathLike)):
+            return load_result(resume, model=self)
+        if not isinstance(resume, Result):
+            raise ModelError(
+                f"fit: resume must be a checkpoint path or an sdf.Result, got {type(resume).__name__}")
+        copy = Result(**{**resume.__dict__, "_values": {}})
+        attach_model(copy, self, where="fit(resume=...)")
+        bad = [n for n in self.variable_names if not np.all(np.isfinite(copy.variables[n]))]
+        if bad:
+            raise ModelError(f"fit(resume=...): variable {bad[0]!r} has non-finite values")
+        return copy
 
 
 def _label(e: Expr, names: Mapping[int, str]) -> str:
@@ -287,15 +362,28 @@ def _label(e: Expr, names: Mapping[int, str]) -> str:
     return e.label()
 
 
-def _make_result(model: Model, problem: Any, point: Any, stop: Any, run: Any, method: str) -> Any:
-    from sdf.result import Result
+def _stop(name: str) -> Any:
+    from sdf.result import StopReason
 
-    variables = {
-        name: arr.copy() for name, arr in zip(problem.names, problem.unpack(point.z))
-    }
-    abserr = {n: float(np.sqrt(2.0 * fv)) for n, fv in zip(problem.term_names, point.fvals)}
-    return Result(
-        model=model, variables=variables, objective=point.f, abserr=abserr,
-        relerr=run.relerr(point), history=run.history, iterations=run.iterations,
-        stop=stop, method=method,
-    )
+    return StopReason[name]
+
+
+def _make_result(problem: Any, point: Any, stop: Any, run: Any, method: str, opts: Any) -> Any:
+    """The fit's Result, with the stop reason corrected where the solver could not tell.
+
+    * Gauss-Newton reports an exact fit when the gradient vanishes; where the model does
+      not fit (``f > tol_abs * f0``), that is a stationary point (a saddle, typically).
+    * A failed step after a singular Gramian product is a CG breakdown.
+    * Non-finite variables are never reported as a success.
+    """
+    from sdf.result import StopReason, result_from_run
+
+    result = result_from_run(problem, point, stop, run, method)
+    f0 = run.state.get("f0", result.objective)
+    if stop is StopReason.TOL_ABS and result.objective > getattr(opts, "tol_abs", 0.0) * f0:
+        result.stop = StopReason.STATIONARY
+    if stop is StopReason.STEP_FAILED and getattr(problem, "singular_products", 0):
+        result.stop = StopReason.CG_BREAKDOWN
+    if result.success and not all(np.all(np.isfinite(v)) for v in result.variables.values()):
+        result.stop = StopReason.NONFINITE
+    return result

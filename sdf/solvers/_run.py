@@ -1,27 +1,59 @@
-"""Book-keeping shared by the solvers: history, callback, display, time budget, best iterate."""
+"""Book-keeping shared by the solvers: scaling, history, callback, display, time budget,
+best iterate and checkpoints.
+
+Two pieces sit between :class:`sdf.Model.fit` and a solver:
+
+* :class:`ScaledProblem` presents the problem in units where the start is of order one:
+  ``z = sigma * u`` and ``f = phi * f_u`` with ``sigma`` and ``phi`` powers of two (so the
+  change of units is exact in floating point). The solvers' tolerances and safeguards then
+  see the same numbers whether the data are scaled by 1e-150 or by 1e150: results are
+  scale-invariant, and no dot product overflows or underflows on the way.
+* :class:`Run` records accepted iterates (in the model's own units), calls the callbacks,
+  keeps the best finite iterate, continues the history of a resumed run and writes
+  checkpoints (:class:`RunSetup` carries what ``fit`` asks for besides the options).
+"""
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sdf.problem import Point, Problem
 from sdf.result import History, IterationInfo, StopReason
 
-__all__ = ["Run", "table_printer"]
+if TYPE_CHECKING:
+    from sdf.result import Result
+
+__all__ = ["Run", "RunSetup", "ScaledPoint", "ScaledProblem", "raw_point", "table_printer"]
 
 
 def table_printer(every: int, print_fn: Callable[[str], Any] = print) -> Callable[[IterationInfo], None]:
-    """A callback printing an iteration table row every ``every`` iterations."""
+    """A callback printing an iteration table row every ``every`` iterations.
+
+    The header is printed before the first row (iteration 0, or the first iteration of a
+    resumed run).
+
+    Examples
+    --------
+    >>> show = table_printer(1)
+    >>> show(IterationInfo(0, 1.0, np.nan, np.nan, np.nan, 0, 0.0, np.ones(1), np.ones(1)))
+     iter     objective rel. change       step     radius   CG  time [s]
+        0  1.000000e+00         nan        nan        nan    0     0.000
+    """
     header = (f"{'iter':>5} {'objective':>13} {'rel. change':>11} {'step':>10} "
               f"{'radius':>10} {'CG':>4} {'time [s]':>9}")
+    first = [True]
 
     def show(info: IterationInfo) -> None:
-        if info.iteration == 0:
+        if first[0]:
             print_fn(header)
+            first[0] = False
         if info.iteration % every == 0:
             print_fn(f"{info.iteration:5d} {info.objective:13.6e} {info.relchange:11.3e} "
                      f"{info.step:10.3e} {info.radius:10.3e} {info.cg_iterations:4d} "
@@ -30,48 +62,260 @@ def table_printer(every: int, print_fn: Callable[[str], Any] = print) -> Callabl
     return show
 
 
-class Run:
-    """One solver run: records iterations, calls callbacks, keeps the best finite iterate."""
+def _exponent(x: float) -> int:
+    """``e`` with ``2**e`` nearest to ``x`` in ratio (0 for 0, inf or NaN)."""
+    if not (np.isfinite(x) and x > 0):
+        return 0
+    return int(round(math.log2(x)))
 
-    def __init__(self, problem: Problem, max_time: float, display: int,
-                 callback: Callable[[IterationInfo], Any] | None) -> None:
+
+class ScaledProblem:
+    """A :class:`~sdf.problem.Problem` seen in units where the start is of order one.
+
+    ``z = 2**e_z * u`` and ``f(z) = 2**e_f * f_u(u)``: ``2**e_z`` is the power of two
+    nearest to the largest entry of the start ``z0``, ``2**e_f`` the one nearest to
+    ``f(z0)``, unless given (a resumed run keeps the units of the first run). Powers of two
+    make the change of units exact, so a run in scaled units takes the same steps as one in
+    the model's units, while norms and inner products formed by the solvers stay far from
+    overflow and underflow. Anything not redefined here is the underlying problem's.
+
+    Parameters
+    ----------
+    problem : Problem
+        The compiled model.
+    z0 : ndarray of shape (n,), optional
+        Start in the model's units (default ``problem.z0``).
+    exponents : tuple of int, optional
+        ``(e_z, e_f)`` to use instead of measuring them at the start.
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> from sdf.problem import Problem
+    >>> a = sdf.Variable(np.full((3, 1), 1e40), name="a")
+    >>> raw = Problem(sdf.Model(m=sdf.CPD(np.ones((3, 2)), [a, np.ones((2, 1))])))
+    >>> p = ScaledProblem(raw)
+    >>> bool(0.5 < np.abs(p.z0).max() <= 2), bool(0.5 < p.point(p.z0).f <= 2)
+    (True, True)
+    """
+
+    def __init__(self, problem: Problem, z0: np.ndarray | None = None,
+                 exponents: tuple[int, int] | None = None) -> None:
+        self.raw = problem
+        z0 = np.array(problem.z0 if z0 is None else z0, dtype=float)
+        start = problem.point(z0.copy())
+        if exponents is None:
+            exponents = (_exponent(float(np.max(np.abs(z0), initial=0.0))), _exponent(start.f))
+        self.exponents = (int(exponents[0]), int(exponents[1]))
+        e_z, e_f = self.exponents
+        self.sigma = math.ldexp(1.0, e_z)
+        self.phi = math.ldexp(1.0, e_f)
+        self._grad_scale = math.ldexp(1.0, e_z - e_f)     # d f_u / d u = sigma / phi * g
+        self._prec_scale = math.ldexp(1.0, e_f - 2 * e_z)  # (sigma^2 / phi * H)^-1
+        self.z0 = np.ldexp(z0, -e_z)
+        self._start: ScaledPoint | None = ScaledPoint(self, self.z0.copy(), start)
+        self.singular_products = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+    def to_raw(self, u: np.ndarray) -> np.ndarray:
+        """``z = sigma * u`` (exact)."""
+        return np.ldexp(u, self.exponents[0])
+
+    def point(self, u: np.ndarray) -> ScaledPoint:
+        """Evaluate at ``u`` (scaled units); the start is evaluated only once."""
+        start = self._start
+        if start is not None:
+            self._start = None
+            if np.array_equal(u, start.z):
+                start.z = u
+                return start
+        # A trial point far out may overflow; the solvers reject non-finite values.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return ScaledPoint(self, u, self.raw.point(self.to_raw(u)))
+
+
+class ScaledPoint:
+    """A :class:`~sdf.problem.Point` in the units of a :class:`ScaledProblem`.
+
+    ``f`` and the Gauss-Newton pieces are scaled; ``fvals`` (per-term residual norms) and
+    ``raw`` (the point in the model's units) are not.
+    """
+
+    def __init__(self, problem: ScaledProblem, u: np.ndarray, raw: Point) -> None:
+        self.problem = problem
+        self.z = u
+        self.raw = raw
+        self.fvals = raw.fvals
+        self.f = math.ldexp(raw.f, -problem.exponents[1]) if np.isfinite(raw.f) else raw.f
+        self._gradient: np.ndarray | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+    def gradient(self) -> np.ndarray:
+        if self._gradient is None:
+            self._gradient = self.raw.gradient() * self.problem._grad_scale
+        return self._gradient
+
+    def gn_product(self, v: np.ndarray) -> np.ndarray:
+        Hv = self.raw.gn_product(self.problem.to_raw(v)) * self.problem._grad_scale
+        curvature = float(v @ Hv)
+        if not (curvature > 1e-300) and np.any(v):
+            # The Gramian is singular (or worse) along v: CG breaks down there.
+            self.problem.singular_products += 1
+        return Hv
+
+    def preconditioner(self) -> Callable[[np.ndarray], np.ndarray]:
+        apply = self.raw.preconditioner()
+        scale = self.problem._prec_scale
+        return lambda r: apply(r) * scale
+
+
+def raw_point(point: Any) -> Point:
+    """The point in the model's units (``point`` itself if it is not scaled)."""
+    return point.raw if isinstance(point, ScaledPoint) else point
+
+
+@dataclass
+class RunSetup:
+    """What ``Model.fit`` asks of a run besides the solver options.
+
+    Passed to a solver in place of the callback (the solvers hand it to :class:`Run`
+    unchanged).
+
+    Attributes
+    ----------
+    callback : callable or None
+        The user's callback.
+    method : str
+        ``"nls"`` or ``"minf"``, written into checkpoints.
+    checkpoint : str or os.PathLike or None
+        Checkpoint file, written every ``checkpoint_every`` iterations.
+    checkpoint_every : int
+        Iterations between checkpoints.
+    resume : Result or None
+        The saved run this one continues: its history is extended and its iteration
+        numbers go on.
+    radius_is_damping : bool
+        True for Levenberg-Marquardt runs (the "radius" reported is a damping).
+    """
+
+    callback: Callable[[IterationInfo], Any] | None = None
+    method: str = "nls"
+    checkpoint: str | os.PathLike[str] | None = None
+    checkpoint_every: int = 10
+    resume: Result | None = None
+    radius_is_damping: bool = False
+
+    def __call__(self, info: IterationInfo) -> Any:
+        return self.callback(info) if self.callback is not None else None
+
+
+class Run:
+    """One solver run: records iterations, calls callbacks, keeps the best finite iterate.
+
+    Iteration numbers, objective values, steps and radii are recorded in the model's own
+    units; a resumed run (``RunSetup.resume``) continues the saved history and numbering.
+    """
+
+    def __init__(self, problem: Problem | ScaledProblem, max_time: float, display: int,
+                 callback: Callable[[IterationInfo], Any] | RunSetup | None) -> None:
+        setup = callback if isinstance(callback, RunSetup) else RunSetup(callback=callback)
+        self.setup = setup
         self.problem = problem
         self.max_time = max_time
         self.callbacks: list[Callable[[IterationInfo], Any]] = []
         if display:
             self.callbacks.append(table_printer(int(display)))
-        if callback is not None:
-            self.callbacks.append(callback)
-        self.history = History()
+        if setup.callback is not None:
+            self.callbacks.append(setup.callback)
+        prior = setup.resume
+        self.history = _copy_history(prior.history) if prior is not None else History()
+        self.offset = prior.iterations if prior is not None else 0
+        self.time_offset = self.history.time[-1] if self.history.time else 0.0
+        self.state: dict[str, float] = dict(prior.state) if prior is not None else {}
         self.start = time.perf_counter()
         self.best: Point | None = None
-        self.iterations = 0
+        self.iterations = self.offset
+        self.local_iterations = 0
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
     def relerr(self, point: Point) -> dict[str, float]:
         out = {}
-        for name, term, fval in zip(self.problem.term_names, self.problem.terms, point.fvals):
-            if term.is_data_term:
-                norm = term.data_norm
-                out[name] = float(np.sqrt(2.0 * fval) / norm) if norm > 0 else float(np.sqrt(2.0 * fval))
+        with np.errstate(over="ignore", invalid="ignore"):
+            for name, term, fval in zip(self.problem.term_names, self.problem.terms,
+                                        point.fvals):
+                if term.is_data_term:
+                    norm = term.data_norm
+                    err = np.sqrt(2.0 * fval)
+                    out[name] = float(err / norm) if norm > 0 else float(err)
         return out
+
+    def resume_state(self) -> dict[str, float]:
+        """Solver state saved with the run this one resumes (empty for a fresh run).
+
+        Keys: ``"f0"`` (first objective, model units), ``"radius"`` (trust radius or LM
+        damping, solver units), ``"exponent_z"``, ``"exponent_f"`` (the units).
+        """
+        return dict(self.setup.resume.state) if self.setup.resume is not None else {}
+
+    def resumed(self, f0: float) -> tuple[float, float]:
+        """``(f0, radius)`` in solver units to start from: the saved run's for a resumed
+        run with the same units (exact continuation), else ``(f0, nan)``."""
+        state = self.resume_state()
+        exponents = getattr(self.problem, "exponents", None)
+        if "f0" not in state or exponents is None or (
+                state.get("exponent_z"), state.get("exponent_f")) != exponents:
+            return f0, math.nan
+        return math.ldexp(state["f0"], -exponents[1]), float(state.get("radius", math.nan))
 
     def record(self, point: Point, iteration: int, relchange: float, step: float,
                radius: float, cg_iterations: int) -> bool:
-        """Record an accepted iterate; True when a callback asks to stop."""
-        self.iterations = iteration
+        """Record an accepted iterate; True when a callback asks to stop.
+
+        ``iteration`` counts from 0 in this run; a resumed run's iteration 0 is the saved
+        last iterate, passed to the callbacks but not recorded twice.
+        """
+        self.local_iterations = iteration
+        self.iterations = self.offset + iteration
         if self.best is None or point.f <= self.best.f:
             self.best = point
-        info = IterationInfo(iteration=iteration, objective=point.f, relchange=relchange,
-                             step=step, radius=radius, cg_iterations=cg_iterations,
-                             time=self.elapsed(), fvals=point.fvals.copy(), z=point.z)
-        self.history.record(info, self.relerr(point))
+        raw = raw_point(point)
+        sigma = getattr(self.problem, "sigma", 1.0)
+        phi = getattr(self.problem, "phi", 1.0)
+        shown = radius * (phi / sigma**2 if self.setup.radius_is_damping else sigma)
+        info = IterationInfo(iteration=self.iterations, objective=raw.f,
+                             relchange=relchange, step=step * sigma, radius=shown,
+                             cg_iterations=cg_iterations,
+                             time=self.time_offset + self.elapsed(),
+                             fvals=raw.fvals.copy(), z=raw.z)
+        if iteration == 0 and not self.state:
+            self.state["f0"] = float(raw.f)
+        if isinstance(self.problem, ScaledProblem):
+            self.state["exponent_z"], self.state["exponent_f"] = self.problem.exponents
+        self.state["radius"] = float(radius)
+        if not (iteration == 0 and self.offset):
+            self.history.record(info, self.relerr(raw))
+        every = self.setup.checkpoint_every
+        if self.setup.checkpoint is not None and iteration > 0 and self.iterations % every == 0:
+            self.save_checkpoint(point)  # before the callbacks, which may raise
         stop = False
         for cb in self.callbacks:
             stop = bool(cb(info)) or stop
         return stop
+
+    def save_checkpoint(self, point: Point) -> None:
+        """Write the run so far (at ``point``) to the checkpoint file."""
+        from sdf.result import result_from_run
+
+        assert self.setup.checkpoint is not None
+        result = result_from_run(self.problem, point, StopReason.CHECKPOINT, self,
+                                 self.setup.method)
+        result.save(self.setup.checkpoint)
 
     def out_of_time(self) -> bool:
         return self.elapsed() >= self.max_time
@@ -79,3 +323,10 @@ class Run:
     def final(self, stop: StopReason) -> tuple[Point, StopReason]:
         assert self.best is not None
         return self.best, stop
+
+
+def _copy_history(h: History) -> History:
+    return History(objective=list(h.objective), relchange=list(h.relchange),
+                   step=list(h.step), radius=list(h.radius),
+                   cg_iterations=list(h.cg_iterations), time=list(h.time),
+                   relerr={k: list(v) for k, v in h.relerr.items()})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -13,10 +14,18 @@ __all__ = ["MinfOptions", "NLSOptions", "make_options"]
 
 
 def _positive(cls: str, name: str, value: float, allow_zero: bool = True) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and ok):
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = number and (value >= 0 if allow_zero else value > 0)
+    if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise OptionError(f"{cls}.{name} must be a number {bound}, got {value!r}")
+
+
+def _check_checkpoint(cls: str, path: Any, every: Any) -> None:
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise OptionError(f"{cls}.checkpoint must be a file path or None, got {path!r}")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise OptionError(f"{cls}.checkpoint_every must be an integer >= 1, got {every!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +50,13 @@ class NLSOptions:
         Globalisation: dogleg trust region, or Levenberg-Marquardt damping.
     max_time : float
         Wall-clock budget in seconds.
+    checkpoint : str or os.PathLike or None
+        File to which the run saves its state (a :class:`sdf.Result`, see
+        :meth:`sdf.Result.save`) every ``checkpoint_every`` iterations and at the end;
+        ``model.fit(resume=path)`` continues from it. The file is replaced atomically, so
+        a crash during a write leaves the previous checkpoint intact.
+    checkpoint_every : int
+        Iterations between two checkpoints.
     """
 
     max_iter: int = 200
@@ -51,9 +67,12 @@ class NLSOptions:
     cg_tol: float = 1e-6
     trust: Literal["dogleg", "lm"] = "dogleg"
     max_time: float = math.inf
+    checkpoint: str | os.PathLike[str] | None = None
+    checkpoint_every: int = 10
 
     def __post_init__(self) -> None:
         name = type(self).__name__
+        _check_checkpoint(name, self.checkpoint, self.checkpoint_every)
         for f in ("max_iter", "cg_max_iter"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -84,6 +103,13 @@ class MinfOptions:
         shape, ``None`` for no bound.
     max_time : float
         Wall-clock budget in seconds.
+    checkpoint : str or os.PathLike or None
+        File to which the run saves its state (a :class:`sdf.Result`, see
+        :meth:`sdf.Result.save`) every ``checkpoint_every`` iterations and at the end;
+        ``model.fit(resume=path)`` continues from it. The file is replaced atomically, so
+        a crash during a write leaves the previous checkpoint intact.
+    checkpoint_every : int
+        Iterations between two checkpoints.
     """
 
     max_iter: int = 1000
@@ -92,9 +118,12 @@ class MinfOptions:
     memory: int = 30
     bounds: dict[str, Any] | None = None
     max_time: float = math.inf
+    checkpoint: str | os.PathLike[str] | None = None
+    checkpoint_every: int = 10
 
     def __post_init__(self) -> None:
         name = type(self).__name__
+        _check_checkpoint(name, self.checkpoint, self.checkpoint_every)
         for f in ("max_iter", "memory"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

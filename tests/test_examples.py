@@ -1,0 +1,80 @@
+"""The example scripts run as-is from another directory, report their numbers and write a PNG.
+
+Each script runs in a subprocess with a temporary working directory (the scripts must
+find their data relative to themselves) and a non-interactive matplotlib backend.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TIMEOUT = 180  # seconds; each script is meant to finish in < 60 s on 2 cores
+
+# script -> regular expressions its report must contain (one per line of interest)
+REPORTS = {
+    "quickstart.py": [
+        r"stopped after \d+ iterations: ",
+        r"relative error of the rank-3 fit: \d+\.\d+ %",
+    ],
+    "coupled_eem.py": [
+        r"Model: 2 terms, 4 variables, \d+ unknowns",
+        r"coupled fit: \d+ iterations, stop: ",
+        r"relative error eem +\d+\.\d+ %",
+        r"relative error conc +\d+\.\d+ %",
+        r"(?m)factor match score, sample mode vs reference: +(0\.9\d+|1\.0+)$",
+        r"\(tryptophan\): excitation peak \d+ nm, emission peak 3[45]\d nm",
+    ],
+    "amino_acids.py": [
+        r"unconstrained +\d+\.\d+% +\d+ +801 ",
+        r"nonneg \+ smooth \(rbf\) emission +\d+\.\d+% +\d+ +243 ",
+        r"(?m)factor match score unconstrained vs structured: (0\.9\d+|1\.0+)$",
+    ],
+    "nutrimouse.py": [
+        r"\(a\) gene \+ lipid coupled by mouse: relative errors gene \d+\.\d %, lipid \d+\.\d %",
+        r"\(b\) folded coupled CPDs: relative errors gene \d+\.\d %, lipid \d+\.\d %",
+        r"genotype contrast",
+        r"separating coc most",
+    ],
+    "il2_mutein.py": [
+        r"192 entries missing",
+        r"(?m)^ +5 +\d+\.\d+% +\d+\.\d+%",
+        r"chosen rank \d: ",
+    ],
+}
+
+
+def _run(script: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    start = time.time()
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    return proc, start
+
+
+def _relerrs_below_one(stdout: str) -> None:
+    for value in re.findall(r"relative errors? [^\n]*?(\d+\.\d+) ?%", stdout):
+        assert 0.0 < float(value) < 100.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(REPORTS))
+def test_example_runs_and_reports(script: str, tmp_path: Path) -> None:
+    png = EXAMPLES / script.replace(".py", ".png")
+    proc, start = _run(script, tmp_path)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stderr[-3000:]}"
+    for pattern in REPORTS[script]:
+        assert re.search(pattern, proc.stdout), (
+            f"{script}: no line matching {pattern!r} in its report:\n{proc.stdout}")
+    _relerrs_below_one(proc.stdout)
+    assert f"figure written to {png}" in proc.stdout
+    assert png.is_file() and png.stat().st_mtime >= start - 1.0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.iterdir()), "the script wrote into the working directory"
