@@ -95,52 +95,10 @@ class Timer:
         return out
 
 
-class _FloorStop:
-    """Stop once the objective's decrease nears the accuracy of its evaluation.
-
-    Factorization terms on full data evaluate ``f = (||T||^2 - 2<T, M> + ||M||^2) / 2``
-    without forming the residual, so ``f`` carries an absolute error of a few
-    ``eps * f_data`` (``f_data``: the objective at the zero model). When a step's
-    decrease ``d_k`` is at most ``_FAST * eps * f_data`` while shrinking fast
-    (``d_k <= 0.1 d_{k-1}``, with ``d_0 = f_0``), the next decrease would be lost in
-    rounding and the trust region would shrink in vain; slowly converging fits go on
-    until ``d_k <= _SLOW * eps * f_data``. The fit is then reported as converged
-    (``StopReason.TOL_FUN``).
-    """
-
-    _FAST = 1e4
-    _SLOW = 1e2
-
-    def __init__(self, model: sdf.Model, user: Callable[[Any], Any] | None) -> None:
-        weights = model.weights
-        f_data = sum(0.5 * weights[n] * t.data.norm_squared()
-                     for n, t in model.terms.items() if t.is_data_term)
-        self.unit = np.finfo(float).eps * f_data
-        self.user = user
-        self.f0 = self.previous = np.nan
-        self.fired = False
-
-    def __call__(self, info: Any) -> bool:
-        stop = bool(self.user(info)) if self.user is not None else False
-        if stop:
-            return True
-        if info.iteration == 0:
-            self.f0 = self.previous = info.objective
-            return False
-        if np.isfinite(info.relchange) and self.unit > 0:
-            decrease = info.relchange * self.f0
-            fast = decrease <= 0.1 * self.previous
-            self.previous = decrease
-            if decrease <= (self._FAST if fast else self._SLOW) * self.unit:
-                self.fired = True
-                return True
-        return False
-
-
 def engine_fit(model: sdf.Model, method: str, options: Any, fit_options: dict[str, Any],
                display: int, callback: Callable[[Any], Any] | None,
                evaluate_only: bool = False) -> Result:
-    """``model.fit`` with the driver's solver settings and the rounding-floor stop.
+    """``model.fit`` with the driver's solver settings.
 
     With ``evaluate_only`` the fit stops after evaluating the start (iteration 0): the
     start is already a converged solution (e.g. of HOOI) and the Result records it,
@@ -157,12 +115,8 @@ def engine_fit(model: sdf.Model, method: str, options: Any, fit_options: dict[st
         if res.stop is StopReason.CALLBACK:
             res.stop = StopReason.TOL_FUN
         return res
-    floor = _FloorStop(model, callback) if method == "nls" else None
-    res = model.fit(method=method, options=options, display=display,
-                    callback=floor if floor is not None else callback, **fit_options)
-    if floor is not None and floor.fired and res.stop is StopReason.CALLBACK:
-        res.stop = StopReason.TOL_FUN
-    return res
+    return model.fit(method=method, options=options, display=display, callback=callback,
+                     **fit_options)
 
 
 def stage_from(name: str, detail: str, res: Result, seconds: float, term: str) -> Stage:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
 from sdf.errors import DataError, ModelError
 from sdf.models.compress import _fit
-from sdf.models.compress.budget import allocate_ranks, expand_rank, layer_cost
-from sdf.models.compress.conv import _fit_cp, _fit_tucker2, _grid_curve, compress_conv
+from sdf.models.compress.budget import allocate_ranks, expand_rank
+from sdf.models.compress.conv import _grid_curve, compress_conv
 from sdf.models.compress.layers import Piece, im2col
 from sdf.models.compress.linear import compress_linear
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,

@@ -59,27 +59,36 @@ def pcg(
     bnorm = np.linalg.norm(b)
     if bnorm == 0:
         return x, Ax, 0, False
+    # On a singular Gramian, rounding can make the residual grow without bound along
+    # the null space: the iterate with the smallest residual is returned.
+    best = (bnorm, x.copy(), Ax.copy())
     z = precond(r)
     p = z.copy()
     rz = float(r @ z)
+    it = 0
+    breakdown = False
     for it in range(1, max_iter + 1):
         Ap = operator(p)
         pAp = float(p @ Ap)
         if not np.isfinite(pAp) or pAp <= 1e-300:
-            return x, Ax, it, True
+            breakdown = True
+            break
         alpha = rz / pAp
         x += alpha * p
         Ax += alpha * Ap
         r -= alpha * Ap
-        if np.linalg.norm(r) <= tol * bnorm:
-            return x, Ax, it, False
+        rnorm = np.linalg.norm(r)
+        if rnorm < best[0]:
+            best = (rnorm, x.copy(), Ax.copy())
+        if rnorm <= tol * bnorm:
+            break
         z = precond(r)
         rz_new = float(r @ z)
         if rz_new <= 0:
-            return x, Ax, it, False
+            break
         p = z + (rz_new / rz) * p
         rz = rz_new
-    return x, Ax, max_iter, False
+    return best[1], best[2], it, breakdown
 
 
 def _dogleg(g: np.ndarray, p_gn: np.ndarray, Hp_gn: np.ndarray, p_sd: np.ndarray,
@@ -114,25 +123,28 @@ def nls(problem: Problem, options: NLSOptions, display: int = 0,
     if not np.isfinite(point.f):
         run.best = point
         return point, StopReason.NONFINITE, run
-    f0 = point.f
+    f0, radius = run.resumed(point.f)
+    damping = np.nan
+    if options.trust == "lm":
+        radius, damping = np.nan, radius
     if run.record(point, 0, np.nan, np.nan, np.nan, 0):
         return point, StopReason.CALLBACK, run
     if f0 == 0.0:
         return point, StopReason.TOL_ABS, run
-    radius = np.nan
-    damping = np.nan
+    floor = _rounding_floor(problem)
     try:
         for k in range(1, options.max_iter + 1):
             g = point.gradient()
             if not np.all(np.isfinite(g)):
                 return point, StopReason.NONFINITE, run
             if np.linalg.norm(g) <= 1e-300:
-                return point, StopReason.TOL_ABS, run
+                reason = StopReason.TOL_ABS if point.f <= floor else StopReason.STATIONARY
+                return point, reason, run
             precond = point.preconditioner()
-            step = _iterate(point, g, precond, options, radius, damping)
-            if step is None:
-                return point, StopReason.STEP_FAILED, run
-            new, p, radius, damping, cg_its = step
+            step = _iterate(point, g, precond, options, radius, damping, floor)
+            if isinstance(step, StopReason):
+                return point, step, run
+            new, p, radius, damping, cg_its, at_floor = step
             relchange = (point.f - new.f) / f0
             step_norm = float(np.linalg.norm(p))
             z_norm = float(np.linalg.norm(point.z))
@@ -142,7 +154,7 @@ def nls(problem: Problem, options: NLSOptions, display: int = 0,
                 return point, StopReason.CALLBACK, run
             if point.f <= options.tol_abs * f0:
                 return point, StopReason.TOL_ABS, run
-            if relchange <= options.tol_fun:
+            if not at_floor and relchange <= options.tol_fun:
                 return point, StopReason.TOL_FUN, run
             if step_norm <= options.tol_x * max(z_norm, 1e-300):
                 return point, StopReason.TOL_X, run
@@ -154,14 +166,26 @@ def nls(problem: Problem, options: NLSOptions, display: int = 0,
         return best, StopReason.INTERRUPTED, run
 
 
+def _rounding_floor(problem: Any) -> float:
+    """Decreases of f below this are rounding noise (f is formed from large norms)."""
+    scale = sum(w * term.data_norm**2 for w, term in zip(problem.weights, problem.terms)
+                if term.is_data_term and np.isfinite(term.data_norm))
+    return 16.0 * np.finfo(float).eps * scale / getattr(problem, "phi", 1.0)
+
+
 def _iterate(point: Point, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
-             options: NLSOptions, radius: float, damping: float):
-    """One accepted step: (new point, step, radius, damping, CG iterations) or None."""
+             options: NLSOptions, radius: float, damping: float, floor: float):
+    """One accepted step, or why there is none.
+
+    A step is ``(new point, step, radius, damping, CG iterations, at_floor)``, ``at_floor``
+    telling that the step was judged by the gradient because the objective's decrease was
+    below its rounding noise (the objective-change test is then meaningless).
+    """
     problem = point.problem
     if options.trust == "lm":
-        return _lm_step(point, g, precond, options, damping)
-    p_gn, Hp_gn, cg_its, _ = pcg(point.gn_product, -g, precond, options.cg_tol,
-                                 options.cg_max_iter)
+        return _lm_step(point, g, precond, options, damping, floor)
+    p_gn, Hp_gn, cg_its, broke = pcg(point.gn_product, -g, precond, options.cg_tol,
+                                     options.cg_max_iter)
     Hg = point.gn_product(g)
     gHg = float(g @ Hg)
     gg = float(g @ g)
@@ -172,6 +196,10 @@ def _iterate(point: Point, g: np.ndarray, precond: Callable[[np.ndarray], np.nda
     for _ in range(_MAX_REJECTIONS):
         p, Hp = _dogleg(g, p_gn, Hp_gn, p_sd, Hp_sd, radius)
         predicted = -(float(g @ p) + 0.5 * float(p @ Hp))
+        if not broke and 0 <= predicted <= floor and radius >= np.linalg.norm(p_gn):
+            # The full Gauss-Newton step promises less than the rounding noise of f, so f
+            # cannot rank it; the gradient (formed without cancellation) still can.
+            return _judge_by_gradient(point, g, p, radius, damping, cg_its, floor)
         new = problem.point(point.z + p)
         actual = point.f - new.f
         rho = actual / predicted if predicted > 0 else -1.0
@@ -180,14 +208,25 @@ def _iterate(point: Point, g: np.ndarray, precond: Callable[[np.ndarray], np.nda
             rho = -1.0
         radius = _update_radius(radius, norm_p, rho)
         if rho > 0 and np.isfinite(new.f) and actual >= 0:
-            return new, p, radius, damping, cg_its
+            return new, p, radius, damping, cg_its, False
         if radius <= 1e-15 * max(float(np.linalg.norm(point.z)), 1e-300):
             break
-    return None
+    return StopReason.CG_BREAKDOWN if broke else StopReason.STEP_FAILED
+
+
+def _judge_by_gradient(point: Point, g: np.ndarray, p: np.ndarray, radius: float,
+                       damping: float, cg_its: int, floor: float):
+    """Accept a step below the objective's rounding floor if it reduces the gradient."""
+    new = point.problem.point(point.z + p)
+    if np.isfinite(new.f) and new.f <= point.f + floor:
+        g_new = new.gradient()
+        if np.all(np.isfinite(g_new)) and np.linalg.norm(g_new) < np.linalg.norm(g):
+            return new, p, radius, damping, cg_its, True
+    return StopReason.TOL_FUN
 
 
 def _lm_step(point: Point, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
-             options: NLSOptions, damping: float):
+             options: NLSOptions, damping: float, floor: float):
     problem = point.problem
     if np.isnan(damping):
         # Start at a small fraction of the Gramian's scale, measured along the gradient.
@@ -201,13 +240,15 @@ def _lm_step(point: Point, g: np.ndarray, precond: Callable[[np.ndarray], np.nda
         total_cg += cg_its
         Hp_gn = Hp - lam * p
         predicted = -(float(g @ p) + 0.5 * float(p @ Hp_gn))
+        if 0 <= predicted <= floor:
+            return _judge_by_gradient(point, g, p, np.nan, damping, total_cg, floor)
         new = problem.point(point.z + p)
         actual = point.f - new.f
         rho = actual / predicted if predicted > 0 and np.isfinite(new.f) else -1.0
         if rho > 0 and actual >= 0:
             damping *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-            return new, p, np.nan, damping, total_cg
+            return new, p, np.nan, damping, total_cg, False
         damping *= 4.0
         if not np.isfinite(damping) or damping > 1e300:
             break
-    return None
+    return StopReason.STEP_FAILED

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sdf.errors import TransformError
-from sdf.expr import Expr, Node, as_expr
+from sdf.expr import Node, as_expr
 
 __all__ = ["Linearization", "Transform"]
 

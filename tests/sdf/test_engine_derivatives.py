@@ -13,7 +13,7 @@ from autograd import grad, make_jvp, make_vjp
 import sdf
 from sdf import transforms as tf
 from sdf.problem import Problem
-from sdf.tensors import CPDTensor, IncompleteTensor, TuckerTensor
+from sdf.tensors import CPDTensor, TuckerTensor
 
 
 def cpd_full(factors):

@@ -1,6 +1,5 @@
 """Real trained weights: an MLPClassifier and a small CNN on the digits data."""
 
-import numpy as np
 import pytest
 
 from sdf.models.compress import LayerSpec, compress_conv, compress_linear, compress_network
