@@ -371,17 +371,12 @@ def _stop(name: str) -> Any:
 def _make_result(problem: Any, point: Any, stop: Any, run: Any, method: str, opts: Any) -> Any:
     """The fit's Result, with the stop reason corrected where the solver could not tell.
 
-    * Gauss-Newton reports an exact fit when the gradient vanishes; where the model does
-      not fit (``f > tol_abs * f0``), that is a stationary point (a saddle, typically).
     * A failed step after a singular Gramian product is a CG breakdown.
     * Non-finite variables are never reported as a success.
     """
     from sdf.result import StopReason, result_from_run
 
     result = result_from_run(problem, point, stop, run, method)
-    f0 = run.state.get("f0", result.objective)
-    if stop is StopReason.TOL_ABS and result.objective > getattr(opts, "tol_abs", 0.0) * f0:
-        result.stop = StopReason.STATIONARY
     if stop is StopReason.STEP_FAILED and getattr(problem, "singular_products", 0):
         result.stop = StopReason.CG_BREAKDOWN
     if result.success and not all(np.all(np.isfinite(v)) for v in result.variables.values()):

@@ -274,6 +274,13 @@ class Result:
                 f"objective={self.objective:.6g}, relerr={{{errs}}}, stop={self.stop.name})")
 
 
+class _Errors:
+    """Per-term ``||r||^2 / 2`` in the form ``Run.relerr`` reads."""
+
+    def __init__(self, fvals: np.ndarray) -> None:
+        self.fvals = fvals
+
+
 def result_from_run(problem: Any, point: Any, stop: StopReason, run: Any, method: str) -> Result:
     """The :class:`Result` of a run at ``point`` (scaled problems and points accepted).
 
@@ -284,10 +291,16 @@ def result_from_run(problem: Any, point: Any, stop: StopReason, run: Any, method
     raw_problem = getattr(problem, "raw", problem)
     variables = {name: np.array(arr, copy=True)
                  for name, arr in zip(raw_problem.names, raw_problem.unpack(raw.z))}
-    abserr = {n: float(np.sqrt(2.0 * fv)) for n, fv in zip(raw_problem.term_names, raw.fvals)}
+    fvals = np.array(raw.fvals, dtype=float)
+    if np.all(np.isfinite(fvals)):
+        fvals = np.array([
+            term.exact_fval([raw.value(e) for e in term.inputs], fv)
+            for term, fv in zip(raw_problem.terms, fvals)])
+    abserr = {n: float(np.sqrt(2.0 * fv)) for n, fv in zip(raw_problem.term_names, fvals)}
+    objective = float(raw_problem.weights @ fvals) if np.all(np.isfinite(fvals)) else float(raw.f)
     return Result(
-        model=raw_problem.model, variables=variables, objective=float(raw.f), abserr=abserr,
-        relerr=run.relerr(raw), history=run.history, iterations=int(run.iterations),
+        model=raw_problem.model, variables=variables, objective=objective, abserr=abserr,
+        relerr=run.relerr(_Errors(fvals)), history=run.history, iterations=int(run.iterations),
         stop=stop, method=method, state=dict(getattr(run, "state", {})),
     )
 

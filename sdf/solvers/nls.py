@@ -59,9 +59,10 @@ def pcg(
     bnorm = np.linalg.norm(b)
     if bnorm == 0:
         return x, Ax, 0, False
-    # On a singular Gramian, rounding can make the residual grow without bound along
-    # the null space: the iterate with the smallest residual is returned.
-    best = (bnorm, x.copy(), Ax.copy())
+    # The model q(x) = x.Ax/2 - b.x decreases at every exact CG step; on a singular
+    # Gramian rounding can make it grow again along the null space, so the iterate with
+    # the lowest q is returned.
+    best = (0.0, x.copy(), Ax.copy())
     z = precond(r)
     p = z.copy()
     rz = float(r @ z)
@@ -77,10 +78,10 @@ def pcg(
         x += alpha * p
         Ax += alpha * Ap
         r -= alpha * Ap
-        rnorm = np.linalg.norm(r)
-        if rnorm < best[0]:
-            best = (rnorm, x.copy(), Ax.copy())
-        if rnorm <= tol * bnorm:
+        q = 0.5 * float(x @ Ax) - float(b @ x)
+        if q < best[0]:
+            best = (q, x.copy(), Ax.copy())
+        if np.linalg.norm(r) <= tol * bnorm:
             break
         z = precond(r)
         rz_new = float(r @ z)

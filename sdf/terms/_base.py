@@ -101,6 +101,15 @@ class Term:
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         raise NotImplementedError
 
+    def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
+        """``||r||^2 / 2`` recomputed without cancellation where ``fval`` may have lost it.
+
+        Terms that evaluate ``f`` from norms and inner products (never forming the
+        residual) lose its relative accuracy once the fit is within ``sqrt(eps)`` of the
+        data; results are reported with this value. The default returns ``fval``.
+        """
+        return fval
+
     def describe(self) -> str:
         """One line for Model.summary()."""
         return self.kind

@@ -126,6 +126,13 @@ class CPD(Term):
             return _SampledCPDState(self.data, self._index, values)
         return _FullCPDState(self.data, self.data_norm_squared, values)
 
+    def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
+        # Below ~1e-6 of ||T||^2, f = (||T||^2 - 2<T,M> + ||M||^2)/2 has lost digits.
+        if self.data.kind != "dense" or fval > 1e-6 * self.data_norm_squared:
+            return fval
+        residual = algebra.cpd_to_tensor(list(values)) - self.data.data
+        return 0.5 * float(np.vdot(residual, residual))
+
     def describe(self) -> str:
         return f"CPD of {self.data.kind} data {self.data.shape}, rank {self.rank}"
 
