@@ -196,14 +196,18 @@ class Model:
         lines = [f"Model: {nt} term{'s' * (nt != 1)}, {nv} variable{'s' * (nv != 1)}, "
                  f"{n_unknowns} unknowns", "Variables:"]
         for v in self.variables:
-            lines.append(f"  {names[id(v)]:<12} {str(v.shape):<14}")
+            lines.append(f"  {names[id(v)]:<12} {v.shape}")
         nodes = [e for e in self.named_expressions().values() if isinstance(e, Node)]
         if nodes:
             lines.append("Transforms:")
+            rows = []
             for node in nodes:
                 args = ", ".join(_label(i, names) for i in node.inputs)
-                lines.append(f"  {_label(node, names):<24} = {node.transform.name}({args})"
-                             f" -> {node.shape}")
+                formula = f"{node.transform.name}({args})"
+                label = _label(node, names)
+                rows.append((formula if label == formula else f"{label} = {formula}", node.shape))
+            width = max(len(text) for text, _ in rows)
+            lines.extend(f"  {text:<{width}} -> {shape}" for text, shape in rows)
         lines.append("Terms:")
         weights = self.weights
         for name, term in self.terms.items():

@@ -112,12 +112,15 @@ class Point:
     def value(self, expr: Expr) -> np.ndarray:
         return self.values[id(expr)]
 
-    def _backprop(self, grads: dict[int, np.ndarray]) -> np.ndarray:
+    def _backprop(self, grads: dict[int, np.ndarray],
+                  seen: dict[int, np.ndarray] | None = None) -> np.ndarray:
         problem = self.problem
         for node in reversed(problem.nodes):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
+            if seen is not None:
+                seen[id(node)] = g
             back = self.lins[id(node)].vjp(g)
             if node.transform.n_inputs == 1:
                 back = (back,)
@@ -145,8 +148,31 @@ class Point:
         """Gradient of ``f`` with respect to ``z``."""
         if self._gradient is None:
             per_term = [s.gradient() for s in self.states]
-            self._gradient = self._backprop(self._term_outputs(per_term))
+            node_grads: dict[int, np.ndarray] = {}
+            self._gradient = self._backprop(self._term_outputs(per_term), node_grads)
+            self._curvature = self._transform_curvature(node_grads)
         return self._gradient
+
+    def _transform_curvature(self, node_grads: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """Per variable, the positive part of ``g * x''(z)`` over the elementwise
+        transforms applied to it directly: second-order information Gauss-Newton drops."""
+        out: dict[int, np.ndarray] = {}
+        for node in self.problem.nodes:
+            var = node.inputs[0]
+            g = node_grads.get(id(node))
+            if g is None or not isinstance(var, Variable) or node.transform.n_inputs != 1:
+                continue
+            second = node.transform.curvature(self.values[id(var)])
+            if second is None:
+                continue
+            extra = np.maximum(np.asarray(g) * second, 0.0)
+            _accumulate(out, var, extra)
+        return out
+
+    def curvature(self) -> dict[int, np.ndarray]:
+        """The transform curvature added to Gauss-Newton products (see gn_product)."""
+        self.gradient()
+        return self._curvature
 
     def directions(self, v: np.ndarray) -> dict[int, np.ndarray]:
         """Forward-mode derivatives of every active expression along ``v``."""
@@ -161,13 +187,25 @@ class Point:
         return d
 
     def gn_product(self, v: np.ndarray) -> np.ndarray:
-        """Gauss-Newton Gramian product ``J^T W J v``."""
+        """Gauss-Newton product ``(J^T W J + C) v``.
+
+        ``C`` is diagonal: for a variable sent through an elementwise transform ``x(z)``,
+        the positive part of ``g * x''(z)`` with ``g`` the gradient of ``f`` with respect to
+        ``x`` -- the part of the exact Hessian that plain Gauss-Newton drops, kept where it
+        adds curvature (it is zero at an exact fit, so fast local convergence is kept).
+        """
         d = self.directions(v)
         per_term = []
         for term, state in zip(self.problem.terms, self.states):
             dvals = [d[id(e)] if id(e) in d else np.zeros(e.shape) for e in term.inputs]
             per_term.append(state.gn_product(dvals))
-        return self._backprop(self._term_outputs(per_term))
+        out = self._backprop(self._term_outputs(per_term))
+        problem = self.problem
+        for var_id, extra in self.curvature().items():
+            k = problem.var_index[var_id]
+            sl = slice(problem.offsets[k], problem.offsets[k + 1])
+            out[sl] += extra.ravel() * v[sl]
+        return out
 
     def preconditioner(self) -> Preconditioner:
         """Block-Jacobi approximation of ``(J^T W J)^{-1}``."""
@@ -209,6 +247,12 @@ class Preconditioner:
                     rows[id(var)] = _add_block(rows.get(id(var)), parts[0], var.shape[0])
                 else:
                     krons.setdefault(id(var), []).append((parts[0], parts[1]))
+        for var in problem.variables:
+            extra = point.curvature().get(id(var))
+            if extra is not None and extra.ndim == 2 and (id(var) in rows or id(var) in krons):
+                rows[id(var)] = _add_block(rows.get(id(var)),
+                                           extra[:, :, None] * np.eye(extra.shape[1]),
+                                           var.shape[0])
         self.offsets = problem.offsets
         self.inverses: list[Any] = []
         for var in problem.variables:

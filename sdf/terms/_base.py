@@ -78,7 +78,8 @@ class Term:
         if weight is not None and relweight is not None:
             raise ModelError(f"{self.kind}: give weight or relweight, not both")
         for label, w in (("weight", weight), ("relweight", relweight)):
-            if w is not None and not (np.isscalar(w) and np.isfinite(w) and w >= 0):
+            is_number = isinstance(w, (int, float, np.integer, np.floating)) and not isinstance(w, bool)
+            if w is not None and not (is_number and np.isfinite(w) and w >= 0):
                 raise ModelError(f"{self.kind}: {label} must be a finite number >= 0, got {w!r}")
         self.weight = None if weight is None else float(weight)
         self.relweight = None if relweight is None else float(relweight)

@@ -94,6 +94,8 @@ class CPD(Term):
 
     def check(self, where: str) -> None:
         shape = self.data.shape
+        if len(shape) < 2:
+            raise ModelError(f"{where}: a CPD needs data of order >= 2, got shape {shape}")
         if len(self.inputs) != len(shape):
             raise ModelError(
                 f"{where}: {len(self.inputs)} factors given but the data has {len(shape)} modes "

@@ -111,6 +111,15 @@ class Transform:
             return None
         return ("rows", dg[:, :, None] * block * dg[:, None, :])
 
+    def curvature(self, z: Any) -> np.ndarray | None:
+        """Second derivative ``x''(z)`` of an elementwise transform (None: not available).
+
+        Gauss-Newton drops the term ``sum_k g_k x''(z_k)`` (``g`` the objective's gradient
+        with respect to ``x``) from the Hessian; where it is positive the engine adds it
+        back, which restores fast convergence at active bounds of ``nonneg`` and friends.
+        """
+        return None
+
     def params(self) -> dict[str, Any]:
         """Parameters that define this transform (for summaries and ``Model.to_dict``)."""
         return {}

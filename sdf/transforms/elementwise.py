@@ -64,6 +64,9 @@ class Nonneg(_Elementwise):
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         return 2.0 * z
 
+    def curvature(self, z: Any) -> np.ndarray:
+        return np.full(np.shape(z), 2.0)
+
 
 class Sigmoid(_Elementwise):
     """x = lower + (upper - lower) / (1 + exp(-z)): entries bounded in (lower, upper)."""
@@ -92,6 +95,10 @@ class Sigmoid(_Elementwise):
         s = expit(z)
         return (self.bounds[1] - self.bounds[0]) * s * (1.0 - s)
 
+    def curvature(self, z: Any) -> np.ndarray:
+        s = expit(np.asarray(z, dtype=float))
+        return (self.bounds[1] - self.bounds[0]) * s * (1.0 - s) * (1.0 - 2.0 * s)
+
 
 class Exp(_Elementwise):
     """x = exp(z): a positive factor."""
@@ -103,6 +110,9 @@ class Exp(_Elementwise):
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         return np.exp(z)
+
+    def curvature(self, z: Any) -> np.ndarray:
+        return np.exp(np.asarray(z, dtype=float))
 
 
 class Log(_Elementwise):

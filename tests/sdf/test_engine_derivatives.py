@@ -15,6 +15,8 @@ from sdf import transforms as tf
 from sdf.problem import Problem
 from sdf.tensors import CPDTensor, TuckerTensor
 
+from terms._reference import gauss_newton_part  # noqa: E402
+
 
 def cpd_full(factors):
     letters = "ijklm"[: len(factors)]
@@ -45,7 +47,7 @@ def check(model, residuals, rng, rtol=1e-8):
     v = rng.standard_normal(problem.n)
     jv = make_jvp(r_ref)(z)(v)[1]
     jtjv = make_vjp(r_ref)(z)[0](jv)
-    np.testing.assert_allclose(point.gn_product(v), jtjv, rtol=rtol, atol=rtol * 1e-2)
+    np.testing.assert_allclose(gauss_newton_part(point, v), jtjv, rtol=rtol, atol=rtol * 1e-2)
     # The preconditioner must be symmetric positive definite where it is defined.
     u, w_ = rng.standard_normal(problem.n), rng.standard_normal(problem.n)
     M = point.preconditioner()
@@ -159,7 +161,7 @@ def check_no_f(problem, point, residuals, z, rng):
     np.testing.assert_allclose(point.gradient(), grad(f_ref)(z), rtol=1e-8, atol=1e-12)
     v = rng.standard_normal(problem.n)
     jtjv = make_vjp(r_ref)(z)[0](make_jvp(r_ref)(z)(v)[1])
-    np.testing.assert_allclose(point.gn_product(v), jtjv, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(gauss_newton_part(point, v), jtjv, rtol=1e-7, atol=1e-10)
 
 
 def test_constant_factor_and_frozen_entries(rng):
@@ -195,3 +197,20 @@ def test_incomplete_preconditioner_blocks_are_exact_per_row(rng):
             e[i * 2 + r] = 1.0
             cols.append(point.gn_product(e)[i * 2 : i * 2 + 2])
         np.testing.assert_allclose(np.array(cols).T, blocks[0][i], rtol=1e-10, atol=1e-12)
+
+
+def test_transform_curvature_is_the_positive_part_of_the_dropped_hessian_term(rng):
+    T = rng.standard_normal((5, 4))
+    b, c = variables([(5, 2), (4, 2)], rng, names="bc")
+    model = sdf.Model(t=sdf.CPD(T, [tf.nonneg(b), c], weight=1.0))
+    problem = Problem(model)
+    point = problem.point(problem.z0)
+    # Gradient of f with respect to x = b**2, from autograd on f(x).
+    g_x = grad(lambda X: 0.5 * anp.sum((X @ c.value.T - T) ** 2))(b.value**2)
+    expected = np.maximum(2.0 * g_x, 0.0)
+    assert np.any(expected > 0) and np.any(expected == 0)
+    np.testing.assert_allclose(point.curvature()[id(b)], expected, rtol=1e-12)
+    v = rng.standard_normal(problem.n)
+    extra = point.gn_product(v) - gauss_newton_part(point, v)
+    np.testing.assert_allclose(extra[:10], expected.ravel() * v[:10], rtol=1e-10, atol=1e-14)
+    assert np.all(extra[10:] == 0)

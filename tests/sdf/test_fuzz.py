@@ -23,8 +23,8 @@ FAULTS = [
     "none", "none", "none", "wrong_rows", "wrong_order", "nan_init", "inf_init",
     "empty_data", "rank0", "negative_weight", "unknown_option", "bad_option_value",
     "wrong_type_factor", "all_missing_data", "inf_data", "mismatched_rank", "string_data",
-    "nan_weight", "complex_data", "bad_callback", "bad_bounds",
-]  # "weight_type" is left out until KNOWN BUG 1 is fixed (see the xfail tests below)
+    "nan_weight", "complex_data", "bad_callback", "bad_bounds", "weight_type",
+]
 DICT_FAULTS = [
     "none", "none", "none", "unknown_name", "cycle", "wrong_type_ref", "nan_variable",
     "inf_variable", "empty_data", "rank0", "negative_weight", "unknown_key",
@@ -217,20 +217,14 @@ def test_random_dicts_fit_or_raise_model_error_many(case):
     assert_fits_or_model_error(fit_dict, case, dict_errors(case))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="KNOWN BUG 1: sdf/terms/_base.py checks np.isfinite(weight) before "
-                          "the weight's type; a string weight raises TypeError")
-def test_known_bug_1_weight_of_the_wrong_type():
+def test_weight_of_the_wrong_type():
     with pytest.raises(sdf.ModelError, match="weight must be a finite number"):
         sdf.CPD(np.ones((2, 2)), [np.ones((2, 1))] * 2, weight="heavy")
 
 
-@pytest.mark.xfail(strict=True, raises=sdf.DataError,
-                   reason="KNOWN BUG 2: CPD.check accepts order-1 data; fit then fails in "
-                          "sdf.algebra with a DataError that names no term")
-def test_known_bug_2_order_one_data():
+def test_order_one_data():
     a = sdf.Variable(np.ones((3, 1)), name="a")
-    with pytest.raises(sdf.ModelError, match="term 't'"):
+    with pytest.raises(sdf.ModelError, match="term 't': a CPD needs data of order >= 2"):
         sdf.Model(t=sdf.CPD(np.ones(3), [a])).fit(max_iter=2)
 
 
