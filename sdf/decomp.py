@@ -140,7 +140,6 @@ def mlsvd(
     T: ArrayLike,
     core_shape: Sequence[int] | None = None,
     tol: float | None = None,
-    seed: int | np.random.Generator | None = None,
 ) -> MLSVDResult:
     """Sequentially truncated multilinear SVD: ``T ≈ S ×_0 U_0 ×_1 U_1 ... ×_{N-1} U_{N-1}``.
 
@@ -168,9 +167,6 @@ def mlsvd(
         Rank selection instead of ``core_shape``: at each mode keep the smallest ``R_n``
         whose discarded energy ``sum_{i >= R_n} s_i^2`` is at most ``tol**2 * ||T||^2``.
         The total relative error is then at most ``sqrt(N) * tol``.
-    seed : int or Generator, optional
-        Unused: the algorithm is deterministic. Accepted for signature compatibility with
-        randomized variants.
 
     Returns
     -------
@@ -190,7 +186,6 @@ def mlsvd(
     >>> bool(np.allclose(res.to_tensor(), T))
     True
     """
-    del seed  # deterministic algorithm
     T = _as_data(T, 2, "an MLSVD")
     N = T.ndim
     if core_shape is not None and tol is not None:
