@@ -28,6 +28,20 @@ def _check_checkpoint(cls: str, path: Any, every: Any) -> None:
         raise OptionError(f"{cls}.checkpoint_every must be an integer >= 1, got {every!r}")
 
 
+def _check_common(options: Any, integers: tuple[str, ...], tolerances: tuple[str, ...]) -> str:
+    """Validate the fields both solvers' options share; returns the class name."""
+    name = type(options).__name__
+    _check_checkpoint(name, options.checkpoint, options.checkpoint_every)
+    for f in integers:
+        v = getattr(options, f)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise OptionError(f"{name}.{f} must be an integer >= 1, got {v!r}")
+    for f in tolerances:
+        _positive(name, f, getattr(options, f))
+    _positive(name, "max_time", options.max_time, allow_zero=False)
+    return name
+
+
 @dataclass(frozen=True, kw_only=True)
 class NLSOptions:
     """Settings for the Gauss-Newton solver (``method="nls"``).
@@ -71,15 +85,8 @@ class NLSOptions:
     checkpoint_every: int = 10
 
     def __post_init__(self) -> None:
-        name = type(self).__name__
-        _check_checkpoint(name, self.checkpoint, self.checkpoint_every)
-        for f in ("max_iter", "cg_max_iter"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise OptionError(f"{name}.{f} must be an integer >= 1, got {v!r}")
-        for f in ("tol_fun", "tol_x", "tol_abs", "cg_tol"):
-            _positive(name, f, getattr(self, f))
-        _positive(name, "max_time", self.max_time, allow_zero=False)
+        name = _check_common(self, ("max_iter", "cg_max_iter"),
+                             ("tol_fun", "tol_x", "tol_abs", "cg_tol"))
         if self.trust not in ("dogleg", "lm"):
             raise OptionError(f"{name}.trust must be 'dogleg' or 'lm', got {self.trust!r}")
 
@@ -122,15 +129,7 @@ class MinfOptions:
     checkpoint_every: int = 10
 
     def __post_init__(self) -> None:
-        name = type(self).__name__
-        _check_checkpoint(name, self.checkpoint, self.checkpoint_every)
-        for f in ("max_iter", "memory"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise OptionError(f"{name}.{f} must be an integer >= 1, got {v!r}")
-        for f in ("tol_fun", "tol_grad"):
-            _positive(name, f, getattr(self, f))
-        _positive(name, "max_time", self.max_time, allow_zero=False)
+        name = _check_common(self, ("max_iter", "memory"), ("tol_fun", "tol_grad"))
         if self.bounds is not None and not isinstance(self.bounds, dict):
             raise OptionError(
                 f"{name}.bounds must be a dict {{variable name: (lower, upper)}}, "

@@ -8,14 +8,14 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 import scipy.sparse as sps
-from autograd import grad, make_jvp, make_vjp
+from autograd import grad
 
 import sdf
 from sdf import transforms as tf
 from sdf.problem import Problem
 from sdf.tensors import CPDTensor, TuckerTensor
 
-from terms._reference import gauss_newton_part  # noqa: E402
+from terms._reference import check_model, gauss_newton_part  # noqa: E402
 
 
 def cpd_full(factors):
@@ -25,31 +25,10 @@ def cpd_full(factors):
 
 
 def check(model, residuals, rng, rtol=1e-8):
-    """residuals(vars: dict name -> array) -> list of (weight, residual array)."""
-    problem = Problem(model)
-    z = problem.z0 + 0.1 * rng.standard_normal(problem.n)
-    point = problem.point(z)
-
-    def unpack(zz):
-        return {
-            name: anp.reshape(zz[problem.offsets[k] : problem.offsets[k + 1]], v.shape)
-            for k, (name, v) in enumerate(zip(problem.names, problem.variables))
-        }
-
-    def f_ref(zz):
-        return sum(0.5 * w * anp.sum(r**2) for w, r in residuals(unpack(zz)))
-
-    def r_ref(zz):
-        return anp.concatenate([anp.sqrt(w) * anp.ravel(r) for w, r in residuals(unpack(zz))])
-
-    assert point.f == pytest.approx(f_ref(z), rel=rtol)
-    np.testing.assert_allclose(point.gradient(), grad(f_ref)(z), rtol=rtol, atol=rtol * 1e-2)
-    v = rng.standard_normal(problem.n)
-    jv = make_jvp(r_ref)(z)(v)[1]
-    jtjv = make_vjp(r_ref)(z)[0](jv)
-    np.testing.assert_allclose(gauss_newton_part(point, v), jtjv, rtol=rtol, atol=rtol * 1e-2)
-    # The preconditioner must be symmetric positive definite where it is defined.
-    u, w_ = rng.standard_normal(problem.n), rng.standard_normal(problem.n)
+    """f, gradient and J^T W J v against autograd; the preconditioner is SPD."""
+    point = check_model(model, residuals, rng, rtol=rtol)
+    n = point.problem.n
+    u, w_ = rng.standard_normal(n), rng.standard_normal(n)
     M = point.preconditioner()
     assert u @ M(w_) == pytest.approx(w_ @ M(u), rel=1e-8)
     assert u @ M(u) > 0
@@ -142,26 +121,7 @@ def test_coupled_model_with_transforms_and_regularizers(rng):
          for k, (n, var) in enumerate(zip(problem.names, problem.variables))}))
     assert point.f == pytest.approx(ref_f - offset, rel=1e-10)
     # The L0 residual's Jacobian is what Gauss-Newton uses: compare everything else exactly.
-    check_no_f(problem, point, residuals, z, rng)
-
-
-def check_no_f(problem, point, residuals, z, rng):
-    def unpack(zz):
-        return {
-            name: anp.reshape(zz[problem.offsets[k] : problem.offsets[k + 1]], v.shape)
-            for k, (name, v) in enumerate(zip(problem.names, problem.variables))
-        }
-
-    def f_ref(zz):
-        return sum(0.5 * w * anp.sum(r**2) for w, r in residuals(unpack(zz)))
-
-    def r_ref(zz):
-        return anp.concatenate([anp.sqrt(w) * anp.ravel(r) for w, r in residuals(unpack(zz))])
-
-    np.testing.assert_allclose(point.gradient(), grad(f_ref)(z), rtol=1e-8, atol=1e-12)
-    v = rng.standard_normal(problem.n)
-    jtjv = make_vjp(r_ref)(z)[0](make_jvp(r_ref)(z)(v)[1])
-    np.testing.assert_allclose(gauss_newton_part(point, v), jtjv, rtol=1e-7, atol=1e-10)
+    check_model(model, residuals, rng, rtol=1e-7, check_f=False)
 
 
 def test_constant_factor_and_frozen_entries(rng):
