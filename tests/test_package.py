@@ -4,6 +4,7 @@ import doctest
 import importlib
 import pkgutil
 import subprocess
+import tempfile
 import sys
 
 import pytest
@@ -29,7 +30,7 @@ def test_import_sdf_loads_no_heavy_optional_modules():
         " 'sdf.viz']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
 

@@ -3,6 +3,7 @@ long runs and reproducibility."""
 
 import hashlib
 import subprocess
+import tempfile
 import sys
 import textwrap
 import warnings
@@ -339,8 +340,8 @@ def test_same_seed_same_result_bit_for_bit_across_processes():
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(_SCRIPT, namespace)  # noqa: S102 - our own script
-    again = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
-                           check=True, timeout=120)
+    again = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=tempfile.gettempdir(),
+                           capture_output=True, text=True, check=True, timeout=120)
     assert out.getvalue() == again.stdout
     assert len(out.getvalue().splitlines()) == 2
     assert hashlib.sha256(out.getvalue().encode()).hexdigest()  # non-empty report

@@ -1,6 +1,7 @@
 """plot_factors: panels, labels from dims, drawn values, colours, cores, blocks, inputs."""
 
 import subprocess
+import tempfile
 import sys
 from types import SimpleNamespace
 
@@ -204,7 +205,7 @@ def test_png_is_written(result_xr, tmp_path):
 
 def test_importing_sdf_viz_does_not_import_matplotlib():
     code = "import sys, sdf.viz; assert 'matplotlib' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], cwd=tempfile.gettempdir(), check=True)
 
 
 def test_unknown_term_names_the_terms(result_xr):

@@ -6,6 +6,7 @@ import doctest
 import importlib
 import pathlib
 import subprocess
+import tempfile
 import sys
 
 import autograd.numpy as anp
@@ -41,7 +42,7 @@ def test_docstring_examples_run(module):
 
 def test_import_sdf_does_not_import_autograd():
     code = "import sys, sdf, sdf.transforms; print('autograd' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
