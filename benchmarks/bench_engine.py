@@ -98,10 +98,13 @@ def main() -> None:
             unit = mttkrp_time(T, start)
             rows.append((time_to(t_gn, e_gn, target), time_to(t_als, e_als, target),
                          it_gn, len(e_als), best, (t_gn[-1] / max(it_gn, 1)) / unit))
-        med = [statistics.median(col) for col in zip(*rows)]
+        # A solver that never reached the target counts as infinitely slow in the median.
+        med = [statistics.median(np.nan_to_num(col, nan=np.inf)) for col in zip(*rows)]
+        reached = sum(np.isfinite(r[1]) for r in rows)
         name = "x".join(map(str, shape)) + f" R={rank}"
         print(f"{name:<16} {med[0]:8.2f} {med[1]:9.2f} {med[0] / med[1]:7.2f} {med[2]:6.0f} "
-              f"{med[3]:7.0f} {med[4]:10.3e} {med[5]:15.2f}")
+              f"{med[3]:7.0f} {med[4]:10.3e} {med[5]:15.2f}   (ALS reached it in "
+              f"{reached}/{len(rows)} runs)")
 
 
 if __name__ == "__main__":

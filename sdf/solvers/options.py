@@ -78,7 +78,7 @@ class NLSOptions:
     tol_x: float = 1e-8
     tol_abs: float = 1e-30
     cg_max_iter: int = 15
-    cg_tol: float = 1e-6
+    cg_tol: float = 1e-3
     trust: Literal["dogleg", "lm"] = "dogleg"
     max_time: float = math.inf
     checkpoint: str | os.PathLike[str] | None = None
