@@ -4,12 +4,13 @@ What it shows: how transforms put prior knowledge into a factor. The same rank-3
 real fluorescence data is fitted twice:
 
 * unconstrained: ``CPD(X, [a, b, c])`` with free factors;
-* structured: ``CPD(X, [nonneg(a), nonneg(b), nonneg(rbf(w, points=t))])``: nonnegative
+* structured: ``CPD(X, [nonneg(a), nonneg(b), nonneg(matvec(Phi, w))])``: nonnegative
   concentrations and excitation spectra, and smooth emission spectra: the square of a
-  weighted sum of K = 15 Gaussian radial basis functions on a fixed grid of centers over
-  the emission axis scaled to t in [0, 1] (widths 1.5 grid steps). Only the weights are
-  unknowns: 15 per component instead of 201. (Letting centers and widths vary too makes
-  the problem far more nonlinear; from a random start it ends in a poor local minimum.)
+  weighted sum of K = 15 Gaussian radial basis functions (the columns of ``Phi``) on a
+  fixed grid of centers over the emission axis scaled to t in [0, 1] (widths 1.5 grid
+  steps). Only the weights are unknowns: 15 per component instead of 201. (``tf.rbf``
+  also fits centers and widths; that makes the problem far more nonlinear, and from a
+  random start it ends in a poor local minimum.)
 
 The script prints the relative error, iterations, stop reason and number of unknowns of
 both fits, the most negative value of each unconstrained factor (the artefacts the
@@ -30,23 +31,13 @@ import numpy as np
 import xarray as xr
 
 import sdf
+from quickstart import load_amino_acids  # the shared loader of the shipped data
 from sdf import transforms as tf
 
 HERE = Path(__file__).resolve().parent
 RANK = 3
 N_KERNELS = 15
 SEED = 0
-
-
-def load_amino_acids() -> xr.DataArray:
-    raw = np.load(HERE / "data" / "amino_acids.npz")
-    return xr.DataArray(
-        raw["X"].astype(float),  # stored big-endian
-        dims=("sample", "excitation", "emission"),
-        coords={"sample": np.arange(1, 6), "excitation": raw["excitation_nm"].astype(float),
-                "emission": raw["emission_nm"].astype(float)},
-        name="fluorescence",
-    )
 
 
 def unconstrained(X: xr.DataArray) -> sdf.Result:
@@ -58,15 +49,14 @@ def unconstrained(X: xr.DataArray) -> sdf.Result:
 def structured(X: xr.DataArray) -> tuple[sdf.Model, sdf.Result]:
     em = X.coords["emission"].values
     t = (em - em.min()) / (em.max() - em.min())  # emission axis scaled to [0, 1]
-    # rbf reads z = [weights; centers; widths] (K rows each, one column per component).
-    # Centers on a fixed grid over [0, 1] and widths of 1.5 grid steps are constants;
-    # only the weights are unknowns, so the emission factor is nonneg(Phi @ w).
-    centers = np.repeat(np.linspace(0.0, 1.0, N_KERNELS)[:, None], RANK, axis=1)
-    widths = np.full((N_KERNELS, RANK), 1.5 / (N_KERNELS - 1))
+    # Gaussian radial basis functions on a fixed grid of centres over [0, 1], widths of
+    # 1.5 grid steps: the emission factor is nonneg(Phi @ w), only the weights w unknown.
+    centers = np.linspace(0.0, 1.0, N_KERNELS)
+    width = 1.5 / (N_KERNELS - 1)
+    Phi = np.exp(-(((t[:, None] - centers[None, :]) / width) ** 2))
     rng = np.random.default_rng(SEED)
     w = sdf.Variable(0.5 + 0.1 * rng.standard_normal((N_KERNELS, RANK)), name="emission_w")
-    z = tf.concat([w, centers, widths], axis=0, name="rbf_coef")
-    emission = tf.nonneg(tf.rbf(z, points=t, name="rbf_sum"), name="emission")
+    emission = tf.nonneg(tf.matvec(Phi, w, name="rbf_sum"), name="emission")
     a = sdf.Variable.random((X.sizes["sample"], RANK), seed=SEED + 10, name="sample")
     b = sdf.Variable.random((X.sizes["excitation"], RANK), seed=SEED + 11, name="excitation")
     model = sdf.Model(eem=sdf.CPD(X, [tf.nonneg(a), tf.nonneg(b), emission]))

@@ -30,22 +30,12 @@ import numpy as np
 import xarray as xr
 
 import sdf
+from quickstart import load_amino_acids  # the shared loader of the shipped data
 from sdf import transforms as tf
 
 HERE = Path(__file__).resolve().parent
 RANK = 3
 SEED = 0
-
-
-def load_amino_acids() -> xr.DataArray:
-    raw = np.load(HERE / "data" / "amino_acids.npz")
-    return xr.DataArray(
-        raw["X"].astype(float),  # stored big-endian
-        dims=("sample", "excitation", "emission"),
-        coords={"sample": np.arange(1, 6), "excitation": raw["excitation_nm"].astype(float),
-                "emission": raw["emission_nm"].astype(float)},
-        name="fluorescence",
-    )
 
 
 def reference_fit(X: xr.DataArray) -> sdf.Result:

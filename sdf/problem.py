@@ -154,19 +154,18 @@ class Point:
         return self._gradient
 
     def _transform_curvature(self, node_grads: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-        """Per variable, the positive part of ``g * x''(z)`` over the elementwise
-        transforms applied to it directly: second-order information Gauss-Newton drops."""
+        """Per expression fed to elementwise transforms, the positive part of
+        ``g * x''(z)``: second-order information Gauss-Newton drops."""
         out: dict[int, np.ndarray] = {}
         for node in self.problem.nodes:
-            var = node.inputs[0]
+            inp = node.inputs[0]
             g = node_grads.get(id(node))
-            if g is None or not isinstance(var, Variable) or node.transform.n_inputs != 1:
+            if g is None or node.transform.n_inputs != 1 or id(inp) not in self.problem.active:
                 continue
-            second = node.transform.curvature(self.values[id(var)])
+            second = node.transform.curvature(self.values[id(inp)])
             if second is None:
                 continue
-            extra = np.maximum(np.asarray(g) * second, 0.0)
-            _accumulate(out, var, extra)
+            _accumulate(out, inp, np.maximum(np.asarray(g) * second, 0.0))
         return out
 
     def curvature(self) -> dict[int, np.ndarray]:
@@ -199,13 +198,12 @@ class Point:
         for term, state in zip(self.problem.terms, self.states):
             dvals = [d[id(e)] if id(e) in d else np.zeros(e.shape) for e in term.inputs]
             per_term.append(state.gn_product(dvals))
-        out = self._backprop(self._term_outputs(per_term))
-        problem = self.problem
-        for var_id, extra in self.curvature().items():
-            k = problem.var_index[var_id]
-            sl = slice(problem.offsets[k], problem.offsets[k + 1])
-            out[sl] += extra.ravel() * v[sl]
-        return out
+        grads = self._term_outputs(per_term)
+        # The curvature acts on the transform's input; earlier transforms carry it down.
+        for expr_id, extra in self.curvature().items():
+            contribution = extra * d[expr_id]
+            grads[expr_id] = contribution if expr_id not in grads else grads[expr_id] + contribution
+        return self._backprop(grads)
 
     def preconditioner(self) -> Preconditioner:
         """Block-Jacobi approximation of ``(J^T W J)^{-1}``."""

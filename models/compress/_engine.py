@@ -122,3 +122,40 @@ def fit_shared(Ws: Sequence[np.ndarray], calib: Calibration | None,
             terms[f"response{k}"] = sdf.CPD(R @ W.T, [RB, A[k]], weight=2 * w_r)
     values, info = _fit(sdf.Model(**terms), [*A, B], opts)
     return values[:-1], values[-1], info
+
+
+def fit_tucker2(W4: np.ndarray, calib: Calibration | None, w_w: float, w_r: float,
+                Uo0: np.ndarray, Ui0: np.ndarray, core0: np.ndarray, opts: CompressOptions
+                ) -> tuple[list[np.ndarray], FitInfo]:
+    """Fit the Tucker-2 of a conv weight, optionally with the response on the patches.
+
+    With ``m = kh * kw``, ``W3 = W4.reshape(out, in, m)`` and the core ``S`` of shape
+    (r_out, r_in, m) (the spatial mode carries the constant factor ``I_m``)::
+
+        weight   = LMLRA(W3,        [U_out, U_in, I_m],                    S)
+        response = LMLRA(Wm R^T,    [U_out, matvec(R, kron(U_in, I_m))],   reshape(S))
+
+    since ``Wm_hat = U_out S_(0) kron(U_in, I_m)^T`` and ``||P E^T|| = ||E R^T||``.
+    Returns ``[U_out, U_in, S]`` with S of shape (r_out, r_in, kh, kw).
+    """
+    import sdf
+    from sdf import transforms as tf
+
+    require()
+    o, i, kh, kw = W4.shape
+    m = kh * kw
+    ro, ri = core0.shape[:2]
+    Uo = sdf.Variable(Uo0, name="U_out")
+    Ui = sdf.Variable(Ui0, name="U_in")
+    S = sdf.Variable(core0.reshape(ro, ri, m), name="core")
+    terms = {}
+    if w_w > 0:
+        terms["weight"] = sdf.LMLRA(W4.reshape(o, i, m), [Uo, Ui, np.eye(m)], S,
+                                    weight=2 * w_w)
+    if calib is not None and w_r > 0:
+        R = calib.root()
+        K = tf.matvec(R, tf.kron(Ui, np.eye(m)))
+        terms["response"] = sdf.LMLRA(W4.reshape(o, -1) @ R.T, [Uo, K],
+                                      tf.reshape(S, (ro, ri * m)), weight=2 * w_r)
+    (Uo_f, Ui_f, S_f), info = _fit(sdf.Model(**terms), [Uo, Ui, S], opts)
+    return [Uo_f, Ui_f, S_f.reshape(ro, ri, kh, kw)], info

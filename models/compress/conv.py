@@ -116,6 +116,11 @@ def _fit_tucker2(W, ranks, calib, w_w, w_r, L, opts):
     Uo, Ui, core = _fit.hooi2(W, ranks, max_iter=opts.max_iter)
     if calib is None or w_r == 0.0:
         return (Uo, core, Ui), FitInfo("numpy", 0, "HOOI")
+    if _engine_ok(opts):
+        from sdf.models.compress import _engine
+
+        (Uo, Ui, core), info = _engine.fit_tucker2(W, calib, w_w, w_r, Uo, Ui, core, opts)
+        return (Uo, core, Ui), info
     (Uo, core, Ui), it, msg = _fit.lbfgs_fit(_tucker_recon, [Uo, core, Ui],
                                              W.reshape(W.shape[0], -1), L, w_w,
                                              opts.max_iter, opts.tol_fun)
