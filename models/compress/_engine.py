@@ -36,9 +36,10 @@ def require() -> None:
                          "cannot be imported; use CompressOptions(solver='numpy')")
 
 
-def _fit(model: Any, variables: Sequence[Any], opts: CompressOptions
-         ) -> tuple[list[np.ndarray], FitInfo]:
-    res = model.fit(method=opts.engine_method, max_iter=opts.max_iter, tol_fun=opts.tol_fun,
+def _fit(model: Any, variables: Sequence[Any], opts: CompressOptions,
+         tol_fun: float | None = None) -> tuple[list[np.ndarray], FitInfo]:
+    tol_fun = opts.tol_fun if tol_fun is None else tol_fun
+    res = model.fit(method=opts.engine_method, max_iter=opts.max_iter, tol_fun=tol_fun,
                     **dict(opts.engine_options or {}))
     values = [np.array(res[v], dtype=float) for v in variables]
     relerr = {k: float(v) for k, v in dict(getattr(res, "relerr", {})).items()}
@@ -136,7 +137,8 @@ def fit_tucker2(W4: np.ndarray, calib: Calibration | None, w_w: float, w_r: floa
         response = LMLRA(Wm R^T,    [U_out, matvec(R, kron(U_in, I_m))],   reshape(S))
 
     since ``Wm_hat = U_out S_(0) kron(U_in, I_m)^T`` and ``||P E^T|| = ||E R^T||``.
-    Returns ``[U_out, U_in, S]`` with S of shape (r_out, r_in, kh, kw).
+    Stops at ``opts.tucker_tol_fun``. Returns ``[U_out, U_in, S]`` with S of shape
+    (r_out, r_in, kh, kw).
     """
     import sdf
     from sdf import transforms as tf
@@ -157,5 +159,5 @@ def fit_tucker2(W4: np.ndarray, calib: Calibration | None, w_w: float, w_r: floa
         K = tf.matvec(R, tf.kron(Ui, np.eye(m)))
         terms["response"] = sdf.LMLRA(W4.reshape(o, -1) @ R.T, [Uo, K],
                                       tf.reshape(S, (ro, ri * m)), weight=2 * w_r)
-    (Uo_f, Ui_f, S_f), info = _fit(sdf.Model(**terms), [Uo, Ui, S], opts)
+    (Uo_f, Ui_f, S_f), info = _fit(sdf.Model(**terms), [Uo, Ui, S], opts, opts.tucker_tol_fun)
     return [Uo_f, Ui_f, S_f.reshape(ro, ri, kh, kw)], info

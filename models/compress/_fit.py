@@ -11,6 +11,12 @@ response term depends on ``P`` only through its Gram matrix ``G = P^T P``, so wi
 weight fit. This gives the closed-form optimum of the two-factor model
 ``Wm_hat = A B^T`` (truncated SVD of ``Wm L``, mapped back by ``L^{-1}``), and the
 objective for the gradient fallback of the structured models.
+
+When the layer has a bias, the bias is refitted too: the objective over ``(Wm_hat, b_hat)``
+is ``w_w ||Wm_hat - Wm||^2 + w_r ||(Wm_hat - Wm) p_k + (b_hat - b)||^2`` summed over the
+rows ``p_k``. Its minimiser over ``b_hat`` is ``b + (Wm - Wm_hat) mu`` (``mu`` the row
+mean), which leaves the objective above with ``P`` replaced by the centered rows
+``P - 1 mu^T``: the rank is spent on the input covariance, the bias absorbs the mean.
 """
 
 from __future__ import annotations
@@ -37,18 +43,30 @@ class Calibration:
         ``P^T P`` of the calibration inputs / patches ``P``.
     n_rows : int
         Number of rows of ``P`` that went into the Gram matrix.
+    mean : ndarray of shape (d,) or None
+        Row mean ``mu`` when the rows were centered (``gram`` is then ``(P - 1 mu^T)^T
+        (P - 1 mu^T)``, for a layer whose bias is refitted); None otherwise.
     """
 
     gram: np.ndarray
     n_rows: int
+    mean: np.ndarray | None = None
 
     @classmethod
-    def from_rows(cls, P: np.ndarray, max_rows: int | None = None, seed: int = 0) -> Calibration:
+    def from_rows(cls, P: np.ndarray, max_rows: int | None = None, seed: int = 0,
+                  center: bool = False) -> Calibration:
         P = np.asarray(P, dtype=float)
         if max_rows is not None and P.shape[0] > max_rows:
             idx = np.random.default_rng(seed).choice(P.shape[0], max_rows, replace=False)
             P = P[np.sort(idx)]
-        return cls(gram=P.T @ P, n_rows=int(P.shape[0]))
+        mean = P.mean(axis=0) if center else None
+        if mean is not None:
+            P = P - mean
+        return cls(gram=P.T @ P, n_rows=int(P.shape[0]), mean=mean)
+
+    def bias_shift(self, Wm: np.ndarray, Wm_hat: np.ndarray) -> np.ndarray | None:
+        """``(Wm - Wm_hat) mu``: the bias change that absorbs the mean (None: not centered)."""
+        return None if self.mean is None else (Wm - Wm_hat) @ self.mean
 
     def response_norm2(self, Wm: np.ndarray) -> float:
         """``||P Wm^T||^2`` from the Gram matrix."""

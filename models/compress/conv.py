@@ -14,6 +14,10 @@ With ``W`` of shape (out, in, kh, kw) and ``Wm = W.reshape(out, in*kh*kw)``:
 Given calibration inputs (feature maps entering the layer), the response term is added on
 the im2col patches ``P``: ``P Wm^T ~ (P K) A^T`` with ``K`` the input-side factor
 expression (``matvec`` of the patches with ``kron(F, I)``, ``kr(U_in, U_h, U_w)``, ...).
+Tucker-2 is one engine model of two LMLRA terms sharing ``U_out``, ``U_in`` and the core
+(the spatial mode carries a constant identity), started from HOOI and fitted by
+Gauss-Newton (see :func:`sdf.models.compress._engine.fit_tucker2`). With a bias, the
+patches are centered and the bias refitted (see :mod:`sdf.models.compress._fit`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from sdf.models.compress import _fit
 from sdf.models.compress.budget import (RatioOf, expand_rank, layer_cost, max_rank,
                                         rank_for_ratio, rank_for_tol)
 from sdf.models.compress.layers import Piece, im2col
-from sdf.models.compress.linear import _check_balance, fit_lowrank_layer
+from sdf.models.compress.linear import (_check_balance, calib_error, fit_lowrank_layer,
+                                        refit_bias)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
                                         check_rank_args)
 
@@ -120,7 +125,8 @@ def _fit_tucker2(W, ranks, calib, w_w, w_r, L, opts):
         from sdf.models.compress import _engine
 
         (Uo, Ui, core), info = _engine.fit_tucker2(W, calib, w_w, w_r, Uo, Ui, core, opts)
-        return (Uo, core, Ui), info
+        return (Uo, core, Ui), FitInfo("engine", info.iterations,
+                                       f"HOOI, then Gauss-Newton: {info.message}", info.relerr)
     (Uo, core, Ui), it, msg = _fit.lbfgs_fit(_tucker_recon, [Uo, core, Ui],
                                              W.reshape(W.shape[0], -1), L, w_w,
                                              opts.max_iter, opts.tol_fun)
@@ -128,13 +134,14 @@ def _fit_tucker2(W, ranks, calib, w_w, w_r, L, opts):
 
 
 # ---------------------------------------------------------------- pieces
-def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str
-            ) -> tuple[list[Piece], np.ndarray]:
+def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
+            bias: np.ndarray | None = None) -> tuple[list[Piece], np.ndarray]:
+    """The pieces (last one with ``bias``, default the original's) and the weight they run."""
     o, i = orig.out_features, orig.in_features
     kh, kw = orig.kernel_size
     (sh, sw), (ph, pw), (dh, dw) = orig.stride, orig.padding, orig.dilation
     geo = dict(stride=orig.stride, padding=orig.padding, dilation=orig.dilation)
-    b = orig.bias
+    b = orig.bias if bias is None else bias
     if method == "channel_svd":
         A, B = factors
         r = A.shape[1]
@@ -252,6 +259,8 @@ def compress_conv(
         term on the im2col patches).
     stride, padding, dilation, groups : layer geometry (groups must be 1).
     bias : ndarray of shape (out,), optional
+        On the last piece. With ``X`` it is refitted to ``b + (Wm - Wm_hat) mean(P)`` over
+        the patches ``P``, and the response term reads the centered patches.
     tol : float, optional
         Smallest rank whose relative error is at most ``tol``. For ``weight_svd`` and
         ``spatial_svd`` with ``X`` this reads the weight-only curve; for CP and Tucker-2 it
@@ -296,14 +305,15 @@ def compress_conv(
     Wm = W.reshape(o, -1)
     curve = None
     if method == "channel_svd":
-        rank, A, B, curve, info, _ = fit_lowrank_layer(
+        rank, A, B, curve, info, calib = fit_lowrank_layer(
             where, orig, Wm, rows, "channel_svd", rank, ratio, tol, balance, ratio_of,
             input_hw, opts)
         factors: Sequence[np.ndarray] = (A, B)
     else:
         calib = None
         if rows is not None:
-            calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed)
+            calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
+                                               center=bias is not None)
         w_w, w_r = _fit.term_weights(Wm, calib, balance if calib is not None else 0.0)
         L = _fit.whitener(Wm.shape[1], calib, w_w, w_r)
         if method in ("weight_svd", "spatial_svd"):
@@ -329,11 +339,12 @@ def compress_conv(
             factors, info = _fit_cp(W, rank, calib, w_w, w_r, L, opts)
         else:
             factors, info = _fit_tucker2(W, rank, calib, w_w, w_r, L, opts)
-    pieces, W_hat = _pieces(method, orig, factors, name)
+    W_hat = _pieces(method, orig, factors, name)[1]
+    new_bias = refit_bias(orig.bias, calib, Wm, W_hat.reshape(o, -1))
+    pieces, _ = _pieces(method, orig, factors, name, new_bias)
     out_err = None
     if rows is not None:
-        out_err = float(np.linalg.norm(rows @ (W_hat.reshape(o, -1) - Wm).T)
-                        / (np.linalg.norm(rows @ Wm.T) or 1.0))
+        out_err = calib_error(rows, Wm, W_hat.reshape(o, -1), orig.bias, new_bias)
     return CompressedLayer(
         name=name, method=method, rank=rank, original=orig, pieces=tuple(pieces),
         weight_approx=W_hat, balance=balance if X is not None else 0.0, input_hw=input_hw,

@@ -7,7 +7,9 @@ model has two terms on the same factors::
     weight   = CPD(W,       [A, B])               W     ~ A B^T
     response = CPD(X W^T,   [matvec(X, B), A])    X W^T ~ (X B) A^T
 
-weighted ``(1 - balance) / ||W||^2`` and ``balance / ||X W^T||^2``. The optimum is a
+weighted ``(1 - balance) / ||W||^2`` and ``balance / ||X W^T||^2``. With a bias, ``X`` is
+centered and the bias refitted to absorb the mean input (``b + (W - A B^T) mean(X)``,
+the exact optimum over the bias). The optimum is a
 whitened truncated SVD (see :mod:`sdf.models.compress._fit`); ``solver="engine"`` fits the
 same model with ``sdf.Model.fit`` instead.
 """
@@ -96,11 +98,13 @@ def fit_lowrank_layer(where: str, orig: Piece, Wm: np.ndarray, rows: np.ndarray 
                       input_hw, opts: CompressOptions):
     """Shared driver of the two-factor layers (linear SVD, conv channel SVD).
 
-    Returns ``(rank, A, B, curve, info, calib)`` with ``Wm ~ A B^T``.
+    Returns ``(rank, A, B, curve, info, calib)`` with ``Wm ~ A B^T``. With rows and a bias
+    the rows are centered and the bias is refitted (see :func:`refit_bias`).
     """
     calib = None
     if rows is not None:
-        calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed)
+        calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
+                                           center=orig.bias is not None)
     bal = balance if calib is not None else 0.0
     w_w, w_r = _fit.term_weights(Wm, calib, bal)
     L = _fit.whitener(Wm.shape[1], calib, w_w, w_r)
@@ -132,6 +136,25 @@ def fit_lowrank_layer(where: str, orig: Piece, Wm: np.ndarray, rows: np.ndarray 
     return rank, A, B, curve, info, calib
 
 
+def refit_bias(bias: np.ndarray | None, calib: _fit.Calibration | None, Wm: np.ndarray,
+               Wm_hat: np.ndarray) -> np.ndarray | None:
+    """``b + (Wm - Wm_hat) mu``: the bias that absorbs the mean calibration input.
+
+    Unchanged without a bias or without (centered) calibration rows.
+    """
+    shift = None if calib is None or bias is None else calib.bias_shift(Wm, Wm_hat)
+    return bias if shift is None else np.asarray(bias, dtype=float) + shift
+
+
+def calib_error(rows: np.ndarray, Wm: np.ndarray, Wm_hat: np.ndarray, bias: np.ndarray | None,
+                new_bias: np.ndarray | None) -> float:
+    """``||P (Wm_hat - Wm)^T + 1 (b_hat - b)^T|| / ||P Wm^T||`` on the calibration rows."""
+    E = rows @ (Wm_hat - Wm).T
+    if bias is not None and new_bias is not None:
+        E = E + (new_bias - bias)
+    return float(np.linalg.norm(E) / (np.linalg.norm(rows @ Wm.T) or 1.0))
+
+
 def compress_linear(
     W: np.ndarray,
     rank: int | None = None,
@@ -161,7 +184,9 @@ def compress_linear(
     tol : float, optional
         Smallest rank whose relative objective error is at most ``tol``.
     bias : ndarray of shape (out,), optional
-        Kept as is on the second piece.
+        On the second piece. With ``X`` it is refitted to ``b + (W - W_hat) mean(X)`` and
+        the response term reads the centered inputs (the rank goes to the input covariance,
+        the bias absorbs the mean; see :mod:`sdf.models.compress._fit`).
     balance : float in [0, 1], default 0.9
         Share of the response term (ignored without ``X``); 1 switches the weight term off.
     ratio_of : {"params", "macs"}, default "params"
@@ -192,15 +217,13 @@ def compress_linear(
     balance = _check_balance(where, balance)
     rows = None if X is None else _check_inputs(where, X, W.shape[1])
     orig = Piece("linear", W, bias=bias, name=name)
-    rank, A, B, curve, info, _ = fit_lowrank_layer(where, orig, W, rows, "svd", rank, ratio,
-                                                   tol, balance, ratio_of, None, opts)
-    pieces = (Piece("linear", B.T, name=f"{name}.in"),
-              Piece("linear", A, bias=orig.bias, name=f"{name}.out"))
+    rank, A, B, curve, info, calib = fit_lowrank_layer(where, orig, W, rows, "svd", rank, ratio,
+                                                       tol, balance, ratio_of, None, opts)
     W_hat = A @ B.T
-    out_err = None
-    if rows is not None:
-        E = (W_hat - W) @ rows.T
-        out_err = float(np.linalg.norm(E) / (np.linalg.norm(W @ rows.T) or 1.0))
+    new_bias = refit_bias(orig.bias, calib, W, W_hat)
+    pieces = (Piece("linear", B.T, name=f"{name}.in"),
+              Piece("linear", A, bias=new_bias, name=f"{name}.out"))
+    out_err = None if rows is None else calib_error(rows, W, W_hat, orig.bias, new_bias)
     return CompressedLayer(
         name=name, method="svd", rank=rank, original=orig, pieces=pieces,
         weight_approx=W_hat, balance=balance if rows is not None else 0.0, input_hw=None,

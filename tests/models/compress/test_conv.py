@@ -61,7 +61,7 @@ def test_data_aware_lowers_output_error(rng, method):
     assert aware.calib_output_error < plain.output_error(X)
 
 
-@pytest.mark.parametrize("method", ["weight_svd", "cp"])
+@pytest.mark.parametrize("method", ["weight_svd", "cp", "tucker2"])
 def test_engine_matches_numpy_data_aware(rng, method):
     W = rng.standard_normal((6, 4, 3, 3))
     X = rng.standard_normal((3, 4, 6, 6))
@@ -69,6 +69,35 @@ def test_engine_matches_numpy_data_aware(rng, method):
         solver=s, max_iter=300, seed=1)) for s in ("numpy", "engine")}
     assert res["engine"].info.solver == "engine"
     assert res["engine"].calib_output_error <= res["numpy"].calib_output_error * 1.05
+
+
+def test_tucker2_engine_recovers_planted_weight(rng):
+    core = rng.standard_normal((3, 2, 3, 3))
+    Uo, Ui = rng.standard_normal((7, 3)), rng.standard_normal((5, 2))
+    W = np.einsum("abhw,oa,ib->oihw", core, Uo, Ui)
+    X = rng.standard_normal((4, 5, 6, 6))
+    res = compress_conv(W, "tucker2", rank=(3, 2), X=X, padding=1, balance=0.5,
+                        options=CompressOptions(solver="engine"))
+    assert res.info.solver == "engine" and "Gauss-Newton" in res.info.message
+    assert res.weight_error < 1e-6 and res.calib_output_error < 1e-6
+
+
+def test_tucker2_auto_uses_engine_when_data_aware(rng):
+    W, X = rng.standard_normal((6, 4, 3, 3)), rng.standard_normal((3, 4, 6, 6))
+    res = compress_conv(W, "tucker2", rank=(3, 2), X=X, padding=1)
+    assert res.info.solver == "engine" and res.info.iterations >= 1
+
+
+@pytest.mark.parametrize("method", CONV_METHODS)
+def test_refit_bias_error_matches_forward_pass(rng, method):
+    W, b = rng.standard_normal((6, 4, 3, 3)), rng.standard_normal(6)
+    X = rng.standard_normal((3, 4, 6, 6)) + 2.0
+    res = compress_conv(W, method, rank=2, X=X, bias=b, padding=1, options=CompressOptions(
+        solver="numpy", max_iter=50))
+    y = res.original.forward(X)
+    err = np.linalg.norm(res.forward(X) - y) / np.linalg.norm(y - b[:, None, None])
+    assert res.calib_output_error == pytest.approx(err, rel=1e-8)
+    assert not np.allclose(res.pieces[-1].bias, b)
 
 
 def test_tucker2_tol_uses_grid_curve(rng):

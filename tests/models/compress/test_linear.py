@@ -64,6 +64,28 @@ def test_engine_fit_with_both_terms_matches_numpy(rng):
     assert np.linalg.norm(eng.dense() - ref.dense()) / np.linalg.norm(ref.dense()) < 1e-5
 
 
+def test_bias_refit_is_affine_data_aware_optimum(rng):
+    W, b = rng.standard_normal((8, 6)), rng.standard_normal(8)
+    X = rng.standard_normal((200, 6)) + 5.0
+    res = compress_linear(W, rank=2, X=X, bias=b, balance=1.0)
+    mu = X.mean(axis=0)
+    W_hat = closed_form_data_aware(W, X - mu, 2)
+    assert np.allclose(res.dense(), W_hat, atol=1e-8)
+    assert np.allclose(res.pieces[-1].bias, b + (W - W_hat) @ mu, atol=1e-8)
+    y = X @ W.T + b
+    err = np.linalg.norm(res.forward(X) - y) / np.linalg.norm(X @ W.T)
+    assert res.calib_output_error == pytest.approx(err, rel=1e-10)
+
+
+def test_bias_refit_lowers_error_on_shifted_inputs(rng):
+    W, b = rng.standard_normal((8, 6)), rng.standard_normal(8)
+    X = rng.standard_normal((200, 6)) + 5.0
+    X_test = rng.standard_normal((200, 6)) + 5.0
+    with_bias = compress_linear(W, rank=2, X=X, bias=b, balance=0.99)
+    without = compress_linear(W, rank=2, X=X, balance=0.99)
+    assert with_bias.output_error(X_test) < without.output_error(X_test)
+
+
 def test_tol_picks_smallest_rank(rng):
     W = rng.standard_normal((20, 20)) @ np.diag(0.5 ** np.arange(20))
     res = compress_linear(W, tol=0.01)
@@ -91,3 +113,5 @@ def test_errors_name_the_place(rng):
         compress_linear(np.ones((4, 4)), rank=1, balance=2.0)
     with pytest.raises(OptionError, match="CompressOptions.solver"):
         CompressOptions(solver="magic")
+    with pytest.raises(OptionError, match=r"CompressOptions.tucker_tol_fun must be >= 0"):
+        CompressOptions(tucker_tol_fun=-1.0)
