@@ -8,6 +8,7 @@ plot are written. Run: ``python examples/compress_network.py``.
 """
 
 import os
+from pathlib import Path
 import tempfile
 
 import numpy as np
@@ -40,9 +41,9 @@ def main() -> None:
             print(f"{row['layer']:6} {row['method']:12} {row['rank']:>4} "
                   f"{row['params_before']:>6} -> {row['params_after']:<5} "
                   f"{row['weight_error']:>10.4f} {row['test_output_error']:>14.4f}")
-    path = os.path.join(tempfile.gettempdir(), "compress_network.png")
+    path = str(Path(__file__).resolve().parent / "compress_network.png")
     _plot(results[True], path)
-    print(f"\ntrade-off plot saved to {path}")
+    print(f"\nfigure written to {path}")
 
 
 def _plot(res, path: str) -> None:

@@ -48,6 +48,11 @@ REPORTS = {
         r"(?m)^ +5 +\d+\.\d+% +\d+\.\d+%",
         r"chosen rank \d: ",
     ],
+    "compress_network.py": [
+        r"data-aware: \d+/\d+ parameters, accuracy 0\.9\d+ -> 0\.9\d+",
+        r"(?m)^fc1 +svd",
+        r"figure written to",
+    ],
 }
 
 
