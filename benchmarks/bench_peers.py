@@ -27,9 +27,10 @@ clock starts, for every solver.
 
 Reported per solver (medians over ``REPS`` repetitions): time to reach the best
 relative error any solver reached on that problem (within a relative 1e-4; "-" if not
-reached in most repetitions), total time, iterations (sdf: core + data), final relative
-error and factor match score with the planted factors; then the ratio of sdf's time to
-the best peer's. Finally the P3 reliability run: FMS over 20 random starts.
+reached in most repetitions), total time, iterations (sdf: core or imputation rounds +
+data), final relative error and factor match score with the planted factors; then the
+ratio of sdf's time to the best peer's. Finally the P3 reliability run: FMS over 20
+random starts.
 
 BLAS runs on ``--threads`` threads (default 1) for every solver alike.
 
@@ -154,8 +155,8 @@ def run_sdf(p: Problem, start) -> Run:
     else:
         dec = cpd(data, p.rank, init=start, callback=record, max_iter=MAX_ITER)
     total = time.perf_counter() - t0
-    its = "+".join(str(s.iterations) for s in dec.stages if s.name in ("core", "hooi",
-                                                                       "refine", "fit"))
+    its = "+".join(str(s.iterations) for s in dec.stages
+                   if s.name in ("core", "hooi", "impute", "refine", "fit"))
     return Run(times, errors, its, dec.factors if p.kind == "cpd" else None, total)
 
 

@@ -13,6 +13,7 @@ Two evaluation strategies, chosen by the data type:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +27,6 @@ from sdf.terms._base import Term, TermState
 
 __all__ = ["CPD"]
 
-_CHUNK = 1 << 15
 
 
 def _data_tensor(data: Any, kind: str) -> Tensor:
@@ -207,45 +207,144 @@ class _FullCPDState(TermState):
         return list(self.w)
 
 
+class _SampledLayout:
+    """Index structure of the sampled CPD Jacobian, shared by every point of one data set.
+
+    Row ``e`` of ``J`` (nnz x sum_n I_n R) holds ``Q_n[e, r]`` in column (n, i_n(e), r),
+    ``Q_n`` being the Hadamard product of the other modes' rows at the known entries.
+    ``J v = sum_n J_n v_n`` uses the stacked blocks ``[J_0; ...; J_{N-1}]`` (CSR with
+    rows (n, e), values ``Q`` of shape (N, nnz, R)); ``J^T w`` uses ``K = J^T`` (CSR, rows
+    (n, r, i), row (n, r, i) holding the entries ``order_n[ptr_n[i] : ptr_n[i + 1]]`` of
+    the mode-n indicator). Both products are then gathers with contiguous writes.
+    """
+
+    def __init__(self, data: Tensor, index: Sequence[np.ndarray], rank: int) -> None:
+        N, nnz = data.ndim, data.nnz
+        self.shape = tuple(int(I) for I in data.shape)
+        self.rank, self.nnz = rank, nnz
+        small = N * rank * max(nnz, 1) + rank * sum(self.shape) < np.iinfo(np.int32).max
+        itype = np.int32 if small else np.int64
+        offsets = np.concatenate([[0], np.cumsum(self.shape)[:-1]])
+        # (N, nnz): rows of the stacked factors, for one fused gather of all modes' rows
+        self.stacked_index = np.stack([c + o for c, o in zip(index, offsets)])
+        self.j_indices = (self.stacked_index[:, :, None] * rank
+                          + np.arange(rank)).astype(itype).ravel()
+        self.j_indptr = np.arange(0, N * rank * nnz + 1, rank, dtype=itype)
+        self.ptr: list[np.ndarray] = []
+        self.order: list[np.ndarray | None] = []  # None: mode-n order is the stored order
+        k_indices, k_indptr = [], []
+        for n in range(N):
+            S = data.mode_indicator(n)
+            order, ptr = np.asarray(S.indices), np.asarray(S.indptr, dtype=np.int64)
+            self.ptr.append(ptr)
+            self.order.append(None if np.array_equal(order, np.arange(nnz)) else order)
+            k_indices.append(np.tile(order.astype(itype), rank))
+            k_indptr += [(n * rank + r) * nnz + ptr[:-1] for r in range(rank)]
+        k_indptr.append(np.array([N * rank * nnz]))
+        self.k_indices = np.concatenate(k_indices)
+        self.k_indptr = np.concatenate(k_indptr).astype(itype)
+        self.n_cols = rank * sum(self.shape)
+
+
+_LAYOUTS: weakref.WeakKeyDictionary[Tensor, dict[int, _SampledLayout]] = (
+    weakref.WeakKeyDictionary())
+_BLOCK_BUDGET = 1 << 22  # floats in one chunk of the row-block products
+
+
+def _sampled_layout(data: Tensor, index: Sequence[np.ndarray], rank: int) -> _SampledLayout:
+    per_rank = _LAYOUTS.setdefault(data, {})
+    if rank not in per_rank:
+        per_rank[rank] = _SampledLayout(data, index, rank)
+    return per_rank[rank]
+
+
+def _row_blocks(Q: np.ndarray, ptr: np.ndarray) -> np.ndarray:
+    """``B[i] = sum_{e in segment i} q_e q_e^T`` for ``Q`` (R, nnz) sorted into segments."""
+    R = Q.shape[0]
+    upper = np.triu_indices(R)
+    out = np.zeros((len(ptr) - 1, R, R))
+    rows = np.flatnonzero(np.diff(ptr))  # empty rows keep a zero block
+    if len(rows) == 0:
+        return out
+    per_chunk = max(1, _BLOCK_BUDGET // len(upper[0]))
+    lo_row = 0
+    while lo_row < len(rows):
+        # rows[lo_row:hi_row] hold at most per_chunk entries (or are a single row)
+        hi_row = max(lo_row + 1, int(np.searchsorted(
+            ptr[rows + 1], ptr[rows[lo_row]] + per_chunk, side="right")))
+        chunk = rows[lo_row:hi_row]
+        lo, hi = ptr[chunk[0]], ptr[chunk[-1] + 1]
+        P = np.empty((len(upper[0]), hi - lo))
+        k = 0
+        for r in range(R):
+            np.multiply(Q[r, lo:hi], Q[r:, lo:hi], out=P[k : k + R - r])
+            k += R - r
+        sums = np.add.reduceat(P, ptr[chunk] - lo, axis=1).T
+        out[chunk[:, None], upper[0], upper[1]] = sums
+        out[chunk[:, None], upper[1], upper[0]] = sums
+        lo_row = hi_row
+    return out
+
+
 class _SampledCPDState(TermState):
+    """The CPD on the known entries through its sparse Jacobian (see _SampledLayout).
+
+    Building the state gathers every mode's rows at once and forms ``Q`` (N, nnz, R),
+    the values of ``J``, by prefix/suffix products; ``f`` needs the residual
+    ``r = sum_r rows_0 * Q_0 - vals``. The gradient ``J^T r``, Gauss-Newton products
+    ``J^T (J v)`` (two sparse passes, no nnz x R temporaries) and the preconditioner's
+    exact row blocks (segment sums of ``q q^T``) use ``J^T``, built on first use.
+    """
+
     def __init__(self, data: Tensor, index: list[np.ndarray],
                  factors: Sequence[np.ndarray]) -> None:
-        self.data = data
-        self.index = index
         self.factors = list(factors)
-        self.rows = [np.take(A, idx, axis=0) for A, idx in zip(self.factors, index)]
-        self.others = _leave_one_out(self.rows)  # product of the other modes' rows
-        model = np.sum(self.rows[0] * self.others[0], axis=1)
-        self.residual = model - data.vals
+        N, R = len(self.factors), self.factors[0].shape[1]
+        lay = self.layout = _sampled_layout(data, index, R)
+        rows = np.take(np.concatenate(self.factors), lay.stacked_index, axis=0)
+        Q = self.Q = np.empty_like(rows)  # (N, nnz, R): Q[n] = prod_{m != n} rows[m]
+        Q[1] = rows[0]
+        for n in range(2, N):
+            np.multiply(Q[n - 1], rows[n - 1], out=Q[n])
+        Q[0] = rows[N - 1]  # the suffix product, finally prod_{m >= 1} rows[m]
+        for n in range(N - 2, 0, -1):
+            Q[n] *= Q[0]
+            Q[0] *= rows[n]
+        self.J = sp.csr_array((Q.reshape(-1), lay.j_indices, lay.j_indptr),
+                              shape=(N * lay.nnz, lay.n_cols), copy=False)
+        self._K: sp.csr_array | None = None
+        self.residual = np.einsum("er,er->e", rows[0], Q[0]) - data.vals
         self.fval = 0.5 * float(self.residual @ self.residual)
 
-    def _scatter(self, weights: np.ndarray) -> list[np.ndarray]:
-        return [
-            np.asarray(self.data.mode_indicator(n) @ (weights[:, None] * Q))
-            for n, Q in enumerate(self.others)
-        ]
+    @property
+    def K(self) -> sp.csr_array:
+        """``J^T`` as CSR; its values per mode are ``Q_n`` in mode-n order, (R, nnz)."""
+        if self._K is None:
+            lay = self.layout
+            N, R = len(self.factors), lay.rank
+            values = np.empty((N, R, lay.nnz))
+            for n, order in enumerate(lay.order):
+                Qn = self.Q[n] if order is None else np.take(self.Q[n], order, axis=0)
+                values[n] = Qn.T
+            self._K = sp.csr_array((values.reshape(-1), lay.k_indices, lay.k_indptr),
+                                   shape=(lay.n_cols, lay.nnz), copy=False)
+        return self._K
+
+    def _split(self, flat: np.ndarray) -> list[np.ndarray]:
+        out, lo, R = [], 0, self.layout.rank
+        for I in self.layout.shape:
+            out.append(flat[lo : lo + R * I].reshape(R, I).T)
+            lo += R * I
+        return out
 
     def gradient(self) -> list[np.ndarray]:
-        return self._scatter(self.residual)
+        return self._split(self.K @ self.residual)
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
-        jv = np.zeros(len(self.residual))
-        for idx, dA, Q in zip(self.index, dvalues, self.others):
-            jv += np.einsum("er,er->e", np.take(dA, idx, axis=0), Q)
-        return self._scatter(jv)
+        v = np.concatenate([np.asarray(dA, dtype=float).ravel() for dA in dvalues])
+        jv = (self.J @ v).reshape(len(self.factors), -1).sum(axis=0)
+        return self._split(self.K @ jv)
 
     def blocks(self) -> list[np.ndarray]:
-        out = []
-        for n, (idx, Q) in enumerate(zip(self.index, self.others)):
-            R = Q.shape[1]
-            rows = self.data.shape[n]
-            acc = np.zeros((rows, R * R))
-            for lo in range(0, Q.shape[0], _CHUNK):
-                q = Q[lo : lo + _CHUNK]
-                chunk = sp.csr_matrix(
-                    (np.ones(len(q)), (idx[lo : lo + _CHUNK], np.arange(len(q)))),
-                    shape=(rows, len(q)),
-                )
-                acc += chunk @ (q[:, :, None] * q[:, None, :]).reshape(len(q), R * R)
-            out.append(acc.reshape(rows, R, R))
-        return out
+        lay, values = self.layout, self.K.data.reshape(len(self.factors), self.layout.rank, -1)
+        return [_row_blocks(Qn, ptr) for Qn, ptr in zip(values, lay.ptr)]
