@@ -61,6 +61,9 @@ class Problem:
             elif isinstance(e, Node) and id(e) not in self.active:
                 self.fixed[id(e)] = e.transform.value(_args(e, self.fixed))
         self.var_index = {id(v): k for k, v in enumerate(self.variables)}
+        # Where each term input sits in z (None for constants): the Gauss-Newton product
+        # of a model without transforms skips the expression graph (it runs inside CG).
+        self.slots = [[self.var_index.get(id(e)) for e in term.inputs] for term in self.terms]
 
     def unpack(self, z: np.ndarray) -> list[np.ndarray]:
         """Split a vector into the variables' arrays (views)."""
@@ -193,6 +196,9 @@ class Point:
         ``x`` -- the part of the exact Hessian that plain Gauss-Newton drops, kept where it
         adds curvature (it is zero at an exact fit, so fast local convergence is kept).
         """
+        problem = self.problem
+        if not problem.nodes:
+            return self._direct_gn_product(v)
         d = self.directions(v)
         per_term = []
         for term, state in zip(self.problem.terms, self.states):
@@ -204,6 +210,21 @@ class Point:
             contribution = extra * d[expr_id]
             grads[expr_id] = contribution if expr_id not in grads else grads[expr_id] + contribution
         return self._backprop(grads)
+
+    def _direct_gn_product(self, v: np.ndarray) -> np.ndarray:
+        problem = self.problem
+        parts = problem.unpack(v)
+        out = np.zeros(problem.n)
+        for w, term, state, slots in zip(problem.weights, problem.terms, self.states,
+                                          problem.slots):
+            if w == 0.0:
+                continue
+            dvals = [parts[k] if k is not None else np.zeros(e.shape)
+                     for k, e in zip(slots, term.inputs)]
+            for k, product in zip(slots, state.gn_product(dvals)):
+                if k is not None:
+                    out[problem.offsets[k] : problem.offsets[k + 1]] += w * product.ravel()
+        return out
 
     def preconditioner(self) -> Preconditioner:
         """Block-Jacobi approximation of ``(J^T W J)^{-1}``."""

@@ -170,7 +170,7 @@ class _FullCPDState(TermState):
             inner = float(np.sum(self._mttkrps[0] * self.factors[0]))
         model_sq = float(np.sum(self.w[0] * self.grams[0]))
         self.fval = 0.5 * max(norm_squared - 2.0 * inner + model_sq, 0.0)
-        self._w_pairs: dict[tuple[int, int], np.ndarray] = {}
+        self._pairs: np.ndarray | None = None
 
     @property
     def mttkrps(self) -> list[np.ndarray]:
@@ -183,25 +183,23 @@ class _FullCPDState(TermState):
     def gradient(self) -> list[np.ndarray]:
         return [A @ W - M for A, W, M in zip(self.factors, self.w, self.mttkrps)]
 
-    def _w_pair(self, n: int, m: int) -> np.ndarray:
-        key = (min(n, m), max(n, m))
-        if key not in self._w_pairs:
-            self._w_pairs[key] = algebra.hadamard(
-                [g for k, g in enumerate(self.grams) if k not in key]
-            ) if len(self.grams) > 2 else np.ones_like(self.grams[0])
-        return self._w_pairs[key]
+    def _pair_weights(self) -> np.ndarray:
+        """``P[n, m] = W_nm`` (Hadamard of the Gramians but n and m), zero for m == n."""
+        if self._pairs is None:
+            N, R = len(self.grams), self.grams[0].shape[0]
+            P = np.zeros((N, N, R, R))
+            for n in range(N):
+                for m in range(n + 1, N):
+                    rest = [g for k, g in enumerate(self.grams) if k not in (n, m)]
+                    P[n, m] = P[m, n] = algebra.hadamard(rest) if rest else 1.0
+            self._pairs = P
+        return self._pairs
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
-        N = len(self.factors)
-        cross = [dA.T @ A for A, dA in zip(self.factors, dvalues)]
-        out = []
-        for n in range(N):
-            acc = np.zeros_like(self.grams[0])
-            for m in range(N):
-                if m != n:
-                    acc += self._w_pair(n, m) * cross[m]
-            out.append(dvalues[n] @ self.w[n] + self.factors[n] @ acc)
-        return out
+        # (J^T J dA)_n = dA_n W_n + A_n sum_{m != n} W_nm * (dA_m^T A_m), all modes at once.
+        cross = np.stack([dA.T @ A for A, dA in zip(self.factors, dvalues)])
+        acc = np.einsum("nmrs,mrs->nrs", self._pair_weights(), cross)
+        return [dA @ W + A @ a for A, dA, W, a in zip(self.factors, dvalues, self.w, acc)]
 
     def blocks(self) -> list[np.ndarray]:
         return list(self.w)
