@@ -55,6 +55,12 @@ class _Regularizer(Term):
         if not self.inputs:
             raise ModelError(f"{self.kind}: give at least one factor to regularize")
 
+    def _positive_smoothing(self, smoothing: Any) -> float:
+        if not (isinstance(smoothing, (int, float, np.integer, np.floating))
+                and np.isfinite(smoothing) and smoothing > 0):
+            raise ModelError(f"{self.kind}: smoothing must be > 0, got {smoothing!r}")
+        return float(smoothing)
+
     @property
     def n_entries(self) -> int:
         return int(sum(int(np.prod(e.shape)) for e in self.inputs))
@@ -150,9 +156,7 @@ class L1(_Regularizer):
     def __init__(self, factors: Any, weight: float | None = None,
                  relweight: float | None = None, smoothing: float = 1e-3) -> None:
         super().__init__(factors, weight, relweight)
-        if not (np.isfinite(smoothing) and smoothing > 0):
-            raise ModelError(f"L1: smoothing must be > 0, got {smoothing!r}")
-        self.smoothing = float(smoothing)
+        self.smoothing = self._positive_smoothing(smoothing)
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         mu2 = self.smoothing**2
@@ -188,9 +192,7 @@ class L0(_Regularizer):
     def __init__(self, factors: Any, weight: float | None = None,
                  relweight: float | None = None, smoothing: float = 1e-2) -> None:
         super().__init__(factors, weight, relweight)
-        if not (np.isfinite(smoothing) and smoothing > 0):
-            raise ModelError(f"L0: smoothing must be > 0, got {smoothing!r}")
-        self.smoothing = float(smoothing)
+        self.smoothing = self._positive_smoothing(smoothing)
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         s2 = self.smoothing**2

@@ -215,3 +215,11 @@ def test_zero_data_stops_at_once_with_a_reason(cpd3):
     res = sdf.Model(t=sdf.CPD(np.zeros(T.shape), [a, b, c])).fit(max_iter=50)
     assert np.all(np.isfinite(res.variables["a"]))
     assert res.objective < 1e-20 * max(res.history.objective[0], 1.0) or res.stop.converged
+
+
+@pytest.mark.parametrize("term", [sdf.L1, sdf.L0])
+@pytest.mark.parametrize("smoothing", [0.0, -1.0, float("nan"), "wide"])
+def test_regularizer_smoothing_must_be_positive(term, smoothing):
+    a = sdf.Variable.random((3, 2), seed=0, name="a")
+    with pytest.raises(sdf.ModelError, match=rf"{term.__name__}: smoothing must be > 0"):
+        term(a, weight=0.1, smoothing=smoothing)
