@@ -16,16 +16,43 @@ import numpy as np
 
 import sdf
 from sdf.decomp import MLSVDResult, mlsvd
+from sdf.errors import DataError
 from sdf.result import Result
 from sdf.tensors import Tensor
 
 from sdf.models._common import Timer, engine_fit, quiet, stage_from
 from sdf.models._result import Stage
 
-__all__ = ["Fit", "compress_data", "expand", "project", "run_fits"]
+__all__ = ["Fit", "MAX_DENSIFY", "compress_data", "dense_standin", "expand", "project",
+           "run_fits"]
 
 Builder = Callable[[Any, list[sdf.Variable]], sdf.Term]
 _COMPRESS_RATIO = 0.5
+#: Entries up to which data not held as an array are expanded for algebraic starts.
+MAX_DENSIFY = 20_000_000
+
+
+def dense_standin(X: Tensor) -> tuple[np.ndarray | None, bool]:
+    """A dense array standing in for the data in algebraic starts (MLSVD, GEVD), and
+    whether it is exact.
+
+    Dense data give their array; sparse and factored data are expanded; data with missing
+    entries give the known entries with zeros elsewhere, scaled by ``size / known`` (an
+    unbiased estimate of the projections). None when the data are larger than
+    :data:`MAX_DENSIFY` entries or cannot be expanded.
+    """
+    array = X.dense_view()
+    if array is not None:
+        return array, True
+    if X.size > MAX_DENSIFY:
+        return None, False
+    try:
+        D = X.to_dense()
+    except DataError:  # a data kind that cannot be expanded
+        return None, False
+    if X.known_entries() is not None:
+        return np.nan_to_num(D, nan=0.0) * (X.size / max(X.n_known, 1)), False
+    return D, True
 
 
 def compress_data(X: Tensor, core_shape: Sequence[int], compress: Any, timer: Timer,
@@ -37,7 +64,8 @@ def compress_data(X: Tensor, core_shape: Sequence[int], compress: Any, timer: Ti
         raise ModelError(f"compress: expected 'auto', True or False, got {compress!r}")
     if compress is False:
         return None
-    if X.kind != "dense":
+    array = X.dense_view()
+    if array is None:
         if compress is True:
             raise ModelError(f"compress: only fully known dense data can be compressed, got "
                              f"{X.kind} data; use compress='auto' or False")
@@ -45,7 +73,7 @@ def compress_data(X: Tensor, core_shape: Sequence[int], compress: Any, timer: Ti
     shape = tuple(int(min(I, R)) for I, R in zip(X.shape, core_shape))
     if compress == "auto" and math.prod(shape) > _COMPRESS_RATIO * X.size:
         return None
-    ml = mlsvd(X.data, core_shape=shape)
+    ml = mlsvd(array, core_shape=shape)
     total = X.norm_squared()
     kept = float(np.sum(ml.core * ml.core))
     trunc = float(np.sqrt(max(total - kept, 0.0) / total)) if total > 0 else 0.0

@@ -45,38 +45,26 @@ from sdf.tensors import Tensor
 
 from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng, quiet,
                                 random_factors, user_factors)
-from sdf.models._pipeline import compress_data, project, run_fits
+from sdf.models._pipeline import MAX_DENSIFY, compress_data, dense_standin, project, run_fits
 from sdf.models._result import Decomposition, Stage
 
 __all__ = ["cpd"]
 
 InitMethod = Literal["auto", "gevd", "random"]
 
-_MAX_DENSIFY = 20_000_000  # entries up to which incomplete/sparse data are densified for GEVD
-
-
-def _dense_for_gevd(X: Tensor) -> np.ndarray | None:
-    """A dense stand-in of the data for a GEVD start, or None when too large."""
-    if X.kind == "dense":
-        return X.data
-    if X.size > _MAX_DENSIFY:
-        return None
-    if X.kind == "incomplete":
-        D = np.nan_to_num(X.to_dense(), nan=0.0)
-        return D * (X.size / max(X.n_known, 1))
-    return X.to_dense()
-
 
 def _imputable(X: Tensor) -> bool:
-    return (X.kind == "incomplete" and X.size <= _MAX_DENSIFY
+    return (X.known_entries() is not None and X.size <= MAX_DENSIFY
             and X.n_known >= 0.25 * X.size)
 
 
 def _impute(X: Tensor, start: list[np.ndarray], method: str,
             max_rounds: int = 200, tol: float = 1e-7) -> tuple[list[np.ndarray], int, float]:
     """EM warm start: fill the missing entries with the model, refit densely, repeat."""
-    subs = tuple(X.subs.T)
-    known = X.vals
+    entries = X.known_entries()
+    assert entries is not None
+    subs = tuple(entries.subs.T)
+    known = entries.vals
     norm = float(np.linalg.norm(known)) or 1.0
     factors = [A.copy() for A in start]
     prev, err, rounds = np.inf, np.inf, 0
@@ -112,7 +100,7 @@ def _initial(X: Tensor, dense: np.ndarray | None, rank: int, init: Any,
             if dense is None:
                 if init == "gevd":
                     raise ModelError(f"init: 'gevd' needs data that fit in memory densely "
-                                     f"(at most {_MAX_DENSIFY} entries), got {X.size}")
+                                     f"(at most {MAX_DENSIFY} entries), got {X.size}")
             else:
                 try:
                     return gevd_init(dense, rank, seed=rng), "gevd"
@@ -207,7 +195,7 @@ def cpd(
     given = not isinstance(init, str)
     ml = compress_data(X, [rank] * X.ndim, compress, timer, stages)
     if ml is None:
-        dense = None if given or init == "random" else _dense_for_gevd(X)
+        dense = None if given or init == "random" else dense_standin(X)[0]
         start, how = _initial(X, dense, rank, init, rng)
     elif given or init == "random":
         full = (user_factors(init, X.shape, [rank] * X.ndim) if given

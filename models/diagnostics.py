@@ -324,7 +324,7 @@ def corcondia(data: Any, factors: Any) -> float:
     """
     T = as_tensor(data, name="data")
     mats = _factor_list(factors, "factors")
-    if T.kind == "incomplete":
+    if T.known_entries() is not None:
         raise DataError("data: corcondia needs fully known data, got incomplete data "
                         "(impute the missing entries first)")
     if len(mats) != T.ndim:
@@ -338,12 +338,7 @@ def corcondia(data: Any, factors: Any) -> float:
         raise ModelError("factors: a component is zero; corcondia needs nonzero components")
     scale = weights ** (1.0 / len(mats))
     pinvs = [np.linalg.pinv(A * (scale / d)) for A, d in zip(mats, norms)]  # (R, I_n)
-    if T.kind == "cpd":
-        G = algebra.cpd_to_tensor([P @ B for P, B in zip(pinvs, T.factors)], T.weights)
-    elif T.kind == "tucker":
-        G = algebra.tucker_to_tensor([P @ B for P, B in zip(pinvs, T.factors)], T.core)
-    else:
-        G = algebra.tmprod(T.to_dense(), pinvs)
+    G = T.project([P.T for P in pinvs])  # T ×_n pinv(A_n), in the data's own form
     R = len(weights)
     G = G.copy()
     G[(np.arange(R),) * T.ndim] -= 1.0

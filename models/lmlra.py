@@ -32,12 +32,11 @@ from sdf.tensors import Tensor
 
 from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng,
                                 user_factors)
-from sdf.models._pipeline import run_fits
+from sdf.models._pipeline import dense_standin, run_fits
 from sdf.models._result import Decomposition, Stage
 
 __all__ = ["lmlra"]
 
-_MAX_DENSIFY = 20_000_000
 
 
 def _core_shape(X: Tensor, core_shape: Any) -> list[int]:
@@ -53,18 +52,6 @@ def _core_shape(X: Tensor, core_shape: Any) -> list[int]:
         if R > I:
             raise ModelError(f"core_shape[{n}]: {R} exceeds the size {I} of mode {n}")
     return out
-
-
-def _dense(X: Tensor) -> tuple[np.ndarray | None, bool]:
-    """A dense stand-in of the data and whether it is exact (not imputed)."""
-    if X.kind == "dense":
-        return X.data, True
-    if X.size > _MAX_DENSIFY:
-        return None, False
-    if X.kind == "incomplete":
-        D = np.nan_to_num(X.to_dense(), nan=0.0) * (X.size / max(X.n_known, 1))
-        return D, False
-    return X.to_dense(), True
 
 
 def _start(X: Tensor, D: np.ndarray | None, ranks: list[int], init: Any,
@@ -174,7 +161,7 @@ def lmlra(
     rng = make_rng(seed)
     timer = Timer()
     stages: list[Stage] = []
-    D, exact = _dense(X)
+    D, exact = dense_standin(X)
     U, core, how = _start(X, D, ranks, init, rng)
     stages.append(Stage("init", how, 0, timer.lap()))
     converged = False
@@ -188,7 +175,7 @@ def lmlra(
                     display=display, callback=callback)
     fit = run_fits(X, [*U, core], [*range(X.ndim), None], names,
                    lambda data, v: sdf.LMLRA(data, v[:-1], v[-1]), None, settings, timer,
-                   stages, "LMLRA", evaluate_only=converged and X.kind == "dense")
+                   stages, "LMLRA", evaluate_only=converged and X.dense_view() is not None)
     relerr = float(fit.result.relerr["data"])
     return Decomposition(kind="lmlra", factors=fit.values[:-1], core=fit.values[-1],
                          relerr=relerr, history=fit.result.history, result=fit.result,

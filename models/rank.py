@@ -139,7 +139,7 @@ def rankest(data: Any, max_rank: int, *, n_starts: int = 2,
         assert best is not None
         fits.append(best)
         errors.append(best.relerr)
-        cc.append(np.nan if X.kind == "incomplete" else corcondia(X, best.factors))
+        cc.append(np.nan if X.known_entries() is not None else corcondia(X, best.factors))
         if best.relerr <= tol:
             break
     errs = np.array(errors)
@@ -197,7 +197,7 @@ def mlrankest(data: Any, max_ranks: Any = None) -> MLRankEstimate:
     (2, 3, 4)
     """
     X = as_tensor(data, name="data")
-    if X.kind == "incomplete":
+    if X.known_entries() is not None:
         raise ModelError("data: mlrankest needs fully known data, got incomplete data")
     D = X.to_dense()
     N = D.ndim

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from sdf.tensors import Tensor
+    from sdf.tensors import CPDTensor, Tensor, TuckerTensor
 
 __all__ = ["Decomposition", "as_data", "as_decomposition", "component_color",
            "get_axes", "interactive_backend", "new_figure", "pyplot"]
@@ -330,7 +330,7 @@ def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
     >>> dec.kind, dec.shape, dec.full().shape
     ('cpd', (3, 4), (3, 4))
     """
-    from sdf.tensors import Tensor
+    from sdf.tensors import CPDTensor, Tensor, TuckerTensor
 
     if term is not None and not hasattr(obj, "model") and not hasattr(obj, "result"):
         raise ModelError(f"{where}: term={term!r} needs an sdf.Result, got {type(obj).__name__}")
@@ -339,10 +339,10 @@ def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
     elif _is_xarray(obj, "Dataset"):
         dec = _from_dataset(obj, where)
     elif isinstance(obj, Tensor):
-        if obj.kind == "cpd":
+        if isinstance(obj, CPDTensor):
             W = obj.factors
             dec = _from_factors([W[0] * obj.weights, *W[1:]], where=where)
-        elif obj.kind == "tucker":
+        elif isinstance(obj, TuckerTensor):
             dec = _from_factors(obj.factors, core=obj.core, where=where)
         else:
             raise DataError(f"{where}: a {obj.kind} tensor is data, not a decomposition; "
@@ -404,8 +404,9 @@ def data_and_model(dec: Decomposition, where: str) -> tuple[np.ndarray, np.ndarr
     """Dense data (NaN where missing) and model (NaN at the same entries)."""
     T = require_data(dec, where)
     D = T.to_dense()
-    if T.kind == "incomplete":
-        subs = np.asarray(T.subs)
+    entries = T.known_entries()
+    if entries is not None:
+        subs = entries.subs
         M = np.full(T.shape, np.nan)
         M[tuple(subs.T)] = dec.values_at(subs)
     else:

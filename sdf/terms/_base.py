@@ -28,8 +28,9 @@ import numpy as np
 
 from sdf.errors import ModelError
 from sdf.expr import Expr, as_expr
+from sdf.tensors import Tensor, as_tensor
 
-__all__ = ["Block", "Term", "TermState"]
+__all__ = ["Block", "DataTerm", "Term", "TermState"]
 
 Block = Any  # None | float | ndarray (R, R) | ndarray (I, R, R)
 
@@ -114,3 +115,41 @@ class Term:
     def describe(self) -> str:
         """One line for Model.summary()."""
         return self.kind
+
+
+class DataTerm(Term):
+    """Base class of the terms that explain a data set (CPD, LMLRA, BTD, LL1, ...).
+
+    Holds the data as a :class:`sdf.tensors.Tensor` (anything ``as_tensor`` accepts is
+    converted, with the term's kind naming it in errors) and answers what every data term
+    shares: the number of known entries, the data's norm (computed once by the tensor,
+    whose values never change) and the one-line description.
+    """
+
+    is_data_term = True
+
+    def __init__(self, data: Any, inputs: Sequence[Any], weight: float | None = None,
+                 relweight: float | None = None) -> None:
+        self.data: Tensor = (data if isinstance(data, Tensor)
+                             else as_tensor(data, name=f"{self.kind} data"))
+        super().__init__(inputs, weight=weight, relweight=relweight)
+
+    @property
+    def n_entries(self) -> int:
+        return int(self.data.n_known)
+
+    @property
+    def data_norm(self) -> float:
+        return self.data.norm()
+
+    @property
+    def data_norm_squared(self) -> float:
+        """Squared norm of the data over the known entries."""
+        return self.data.norm_squared()
+
+    def describe(self) -> str:
+        return f"{self.kind} of {self.data.kind} data {self.data.shape}, {self.describe_shape()}"
+
+    def describe_shape(self) -> str:
+        """The sizes that define the term (rank, core, ...), for :meth:`describe`."""
+        return ""

@@ -13,14 +13,13 @@ from typing import Any
 import numpy as np
 
 from sdf.errors import ModelError
-from sdf.terms._base import Term, TermState
-from sdf.terms.cpd import _data_tensor
+from sdf.terms._base import DataTerm, TermState
 from sdf.terms.lmlra import _split, _check_tucker_block, _prepare_tucker_sum
 
 __all__ = ["BTD"]
 
 
-class BTD(Term):
+class BTD(DataTerm):
     r"""Block term decomposition of a data set: a sum of low multilinear rank terms.
 
     .. math:: T \approx \sum_{b} S_b \times_0 U_{b,0} \times_1 U_{b,1} \cdots
@@ -56,7 +55,6 @@ class BTD(Term):
     """
 
     kind = "BTD"
-    is_data_term = True
 
     def __init__(
         self,
@@ -65,7 +63,6 @@ class BTD(Term):
         weight: float | None = None,
         relweight: float | None = None,
     ) -> None:
-        self.data = _data_tensor(data, self.kind)
         if isinstance(blocks, np.ndarray) or not isinstance(blocks, Sequence) or not blocks:
             raise ModelError(
                 f"{self.kind}: blocks must be a non-empty list of blocks (U_0, ..., U_{{N-1}}, S)"
@@ -79,16 +76,8 @@ class BTD(Term):
                 )
             sizes.append(len(block))
         self.block_sizes: tuple[int, ...] = tuple(sizes)
-        super().__init__([x for block in blocks for x in block], weight=weight,
+        super().__init__(data, [x for block in blocks for x in block], weight=weight,
                          relweight=relweight)
-
-    @property
-    def n_entries(self) -> int:
-        return int(self.data.n_known)
-
-    @property
-    def data_norm(self) -> float:
-        return float(self.data.norm())
 
     @property
     def n_blocks(self) -> int:
@@ -108,7 +97,6 @@ class BTD(Term):
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         return _prepare_tucker_sum(self.data, _split(values, self.block_sizes))
 
-    def describe(self) -> str:
+    def describe_shape(self) -> str:
         cores = ", ".join(str(s) for s in self.core_shapes)
-        return (f"BTD of {self.data.kind} data {self.data.shape}, {self.n_blocks} blocks, "
-                f"cores {cores}")
+        return f"{self.n_blocks} blocks, cores {cores}"

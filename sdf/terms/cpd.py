@@ -22,18 +22,13 @@ import scipy.sparse as sp
 
 from sdf import algebra
 from sdf.errors import ModelError
-from sdf.tensors import Tensor, as_tensor
-from sdf.terms._base import Term, TermState
+from sdf.tensors import KnownEntries, Tensor
+from sdf.terms._base import DataTerm, TermState
 
 __all__ = ["CPD"]
 
 
-
-def _data_tensor(data: Any, kind: str) -> Tensor:
-    return data if isinstance(data, Tensor) else as_tensor(data, name=f"{kind} data")
-
-
-class CPD(Term):
+class CPD(DataTerm):
     """Canonical polyadic decomposition of a data set: ``T ≈ sum_r a_r ∘ b_r ∘ c_r ...``.
 
     Parameters
@@ -59,7 +54,6 @@ class CPD(Term):
     """
 
     kind = "CPD"
-    is_data_term = True
 
     def __init__(
         self,
@@ -68,25 +62,9 @@ class CPD(Term):
         weight: float | None = None,
         relweight: float | None = None,
     ) -> None:
-        self.data = _data_tensor(data, self.kind)
         if isinstance(factors, np.ndarray) or not isinstance(factors, Sequence):
             raise ModelError(f"{self.kind}: factors must be a list of expressions, one per mode")
-        super().__init__(factors, weight=weight, relweight=relweight)
-
-    @property
-    def n_entries(self) -> int:
-        return int(self.data.n_known)
-
-    @property
-    def data_norm(self) -> float:
-        return float(np.sqrt(self.data_norm_squared))
-
-    @property
-    def data_norm_squared(self) -> float:
-        # Computed once: the data never change, and a dense norm costs a pass over them.
-        if not hasattr(self, "_norm_squared"):
-            self._norm_squared = float(self.data.norm_squared())
-        return self._norm_squared
+        super().__init__(data, factors, weight=weight, relweight=relweight)
 
     @property
     def rank(self) -> int:
@@ -121,22 +99,21 @@ class CPD(Term):
             raise ModelError(f"{where}: rank must be >= 1, got {ranks[0]}")
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
-        if self.data.kind == "incomplete":
-            if not hasattr(self, "_index"):
-                # Contiguous copies of the index columns make the row gathers fast.
-                self._index = [np.ascontiguousarray(c) for c in self.data.subs.T]
-            return _SampledCPDState(self.data, self._index, values)
+        entries = self.data.known_entries()
+        if entries is not None:
+            return _SampledCPDState(entries, values)
         return _FullCPDState(self.data, self.data_norm_squared, values)
 
     def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
         # Below ~1e-6 of ||T||^2, f = (||T||^2 - 2<T,M> + ||M||^2)/2 has lost digits.
-        if self.data.kind != "dense" or fval > 1e-6 * self.data_norm_squared:
+        array = self.data.dense_view()
+        if array is None or fval > 1e-6 * self.data_norm_squared:
             return fval
-        residual = algebra.cpd_to_tensor(list(values)) - self.data.data
+        residual = algebra.cpd_to_tensor(list(values)) - array
         return 0.5 * float(np.vdot(residual, residual))
 
-    def describe(self) -> str:
-        return f"CPD of {self.data.kind} data {self.data.shape}, rank {self.rank}"
+    def describe_shape(self) -> str:
+        return f"rank {self.rank}"
 
 
 def _leave_one_out(mats: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -158,27 +135,17 @@ class _FullCPDState(TermState):
         self.factors = list(factors)
         self.grams = algebra.gramians(self.factors)
         self.w = _leave_one_out(self.grams)  # W_n = Hadamard of all Gramians but n
-        if data.kind == "dense":
-            # Half of the dimension tree gives f; the other half only when the gradient
-            # is asked for, so a rejected trial point costs one pass over the data.
-            self._tree: algebra.MTTKRPTree | None = algebra.MTTKRPTree(data.data, self.factors)
-            inner = self._tree.inner()
-            self._mttkrps: list[np.ndarray] | None = None
-        else:
-            self._tree = None
-            self._mttkrps = data.mttkrp_all(self.factors)
-            inner = float(np.sum(self._mttkrps[0] * self.factors[0]))
+        # The data give <T, M> now and the MTTKRPs only when the gradient is asked for,
+        # so a rejected trial point costs one pass over dense data.
+        self._session = data.mttkrp_session(self.factors)
+        inner = self._session.inner()
         model_sq = float(np.sum(self.w[0] * self.grams[0]))
         self.fval = 0.5 * max(norm_squared - 2.0 * inner + model_sq, 0.0)
         self._pairs: np.ndarray | None = None
 
     @property
     def mttkrps(self) -> list[np.ndarray]:
-        if self._mttkrps is None:
-            assert self._tree is not None
-            self._mttkrps = self._tree.all()
-            self._tree = None
-        return self._mttkrps
+        return self._session.all()
 
     def gradient(self) -> list[np.ndarray]:
         return [A @ W - M for A, W, M in zip(self.factors, self.w, self.mttkrps)]
@@ -216,8 +183,9 @@ class _SampledLayout:
     the mode-n indicator). Both products are then gathers with contiguous writes.
     """
 
-    def __init__(self, data: Tensor, index: Sequence[np.ndarray], rank: int) -> None:
+    def __init__(self, data: KnownEntries, rank: int) -> None:
         N, nnz = data.ndim, data.nnz
+        index = data.index
         self.shape = tuple(int(I) for I in data.shape)
         self.rank, self.nnz = rank, nnz
         small = N * rank * max(nnz, 1) + rank * sum(self.shape) < np.iinfo(np.int32).max
@@ -244,15 +212,15 @@ class _SampledLayout:
         self.n_cols = rank * sum(self.shape)
 
 
-_LAYOUTS: weakref.WeakKeyDictionary[Tensor, dict[int, _SampledLayout]] = (
+_LAYOUTS: weakref.WeakKeyDictionary[KnownEntries, dict[int, _SampledLayout]] = (
     weakref.WeakKeyDictionary())
 _BLOCK_BUDGET = 1 << 22  # floats in one chunk of the row-block products
 
 
-def _sampled_layout(data: Tensor, index: Sequence[np.ndarray], rank: int) -> _SampledLayout:
+def _sampled_layout(data: KnownEntries, rank: int) -> _SampledLayout:
     per_rank = _LAYOUTS.setdefault(data, {})
     if rank not in per_rank:
-        per_rank[rank] = _SampledLayout(data, index, rank)
+        per_rank[rank] = _SampledLayout(data, rank)
     return per_rank[rank]
 
 
@@ -294,11 +262,10 @@ class _SampledCPDState(TermState):
     exact row blocks (segment sums of ``q q^T``) use ``J^T``, built on first use.
     """
 
-    def __init__(self, data: Tensor, index: list[np.ndarray],
-                 factors: Sequence[np.ndarray]) -> None:
+    def __init__(self, data: KnownEntries, factors: Sequence[np.ndarray]) -> None:
         self.factors = list(factors)
         N, R = len(self.factors), self.factors[0].shape[1]
-        lay = self.layout = _sampled_layout(data, index, R)
+        lay = self.layout = _sampled_layout(data, R)
         rows = np.take(np.concatenate(self.factors), lay.stacked_index, axis=0)
         Q = self.Q = np.empty_like(rows)  # (N, nnz, R): Q[n] = prod_{m != n} rows[m]
         Q[1] = rows[0]

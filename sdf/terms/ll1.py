@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from sdf.errors import ModelError
-from sdf.terms._base import Block, Term, TermState
-from sdf.terms.cpd import CPD, _data_tensor
+from sdf.terms._base import Block, DataTerm, TermState
+from sdf.terms.cpd import CPD
 
 __all__ = ["LL1"]
 
@@ -48,7 +48,7 @@ class _LL1State(TermState):
         return [bA, bB, bC]
 
 
-class LL1(Term):
+class LL1(DataTerm):
     r"""Decomposition in rank-(L_r, L_r, 1) terms of a third-order data set.
 
     .. math:: T \approx \sum_{r=0}^{R-1} (A_r B_r^T) \circ c_r,
@@ -81,7 +81,6 @@ class LL1(Term):
     """
 
     kind = "LL1"
-    is_data_term = True
 
     def __init__(
         self,
@@ -91,7 +90,6 @@ class LL1(Term):
         weight: float | None = None,
         relweight: float | None = None,
     ) -> None:
-        self.data = _data_tensor(data, self.kind)
         if isinstance(factors, np.ndarray) or not isinstance(factors, Sequence):
             raise ModelError(f"{self.kind}: factors must be a list [A, B, C]")
         if len(factors) != 3:
@@ -110,7 +108,7 @@ class LL1(Term):
         if bad:
             raise ModelError(f"{self.kind}: every L_r must be an int >= 1, got {L!r}")
         self._L = sizes
-        super().__init__(factors, weight=weight, relweight=relweight)
+        super().__init__(data, factors, weight=weight, relweight=relweight)
         # The CPD engine, on the expanded factors [A, B, C P] (its own inputs are unused).
         self._cpd = CPD(self.data, [np.zeros((1, 1))] * len(self.data.shape))
 
@@ -120,14 +118,6 @@ class LL1(Term):
         if isinstance(self._L, int):
             return (self._L,) * int(self.inputs[2].shape[-1])
         return self._L
-
-    @property
-    def n_entries(self) -> int:
-        return int(self.data.n_known)
-
-    @property
-    def data_norm(self) -> float:
-        return float(self.data.norm())
 
     def check(self, where: str) -> None:
         shape = self.data.shape
@@ -166,5 +156,5 @@ class LL1(Term):
         A, B, C = values
         return _LL1State(self._cpd.prepare([A, B, C[:, index]]), index, starts)
 
-    def describe(self) -> str:
-        return f"LL1 of {self.data.kind} data {self.data.shape}, L = {list(self.L)}"
+    def describe_shape(self) -> str:
+        return f"L = {list(self.L)}"

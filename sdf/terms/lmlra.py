@@ -15,70 +15,24 @@ blocks ``M = sum_b S_b ×_n U_{b,n}``. Two evaluation strategies, chosen by the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from sdf import algebra
+from sdf import _multilinear as ml
 from sdf.errors import ModelError
 from sdf.expr import Expr
-from sdf.tensors import Tensor
-from sdf.terms._base import Block, Term, TermState
-from sdf.terms.cpd import _data_tensor
+from sdf.tensors import KnownEntries, Tensor
+from sdf.terms._base import Block, DataTerm, TermState
 
 __all__ = ["LMLRA"]
 
-_CHUNK_FLOATS = 1 << 21  # bound on the entries x core-size intermediates of the sampled path
 
 Tucker = tuple[list[np.ndarray], np.ndarray]  # (factors U_0..U_{N-1}, core S)
 
 
 # --------------------------------------------------------------------- multilinear helpers
-def _mode(X: np.ndarray, M: np.ndarray, n: int) -> np.ndarray:
-    """``X ×_n M`` for small arrays (cores): one batched matmul, no validation."""
-    s = X.shape
-    Y = np.matmul(M, X.reshape(math.prod(s[:n]), s[n], -1))
-    return Y.reshape(s[:n] + (M.shape[0],) + s[n + 1 :])
-
-
-def _products(X: np.ndarray, mats: Sequence[np.ndarray], modes: Sequence[int],
-              large: bool = False) -> np.ndarray:
-    """``X ×_m mats[m]`` for every m in ``modes`` (``mats`` indexed by mode)."""
-    modes = list(modes)
-    if large and modes:
-        return algebra.tmprod(X, [mats[m] for m in modes], modes)
-    for m in modes:
-        X = _mode(X, mats[m], m)
-    return X
-
-
-def _others(X: np.ndarray, Y: np.ndarray, n: int) -> np.ndarray:
-    """Contract every mode but ``n``: ``unfold(X, n) @ unfold(Y, n)^T``."""
-    # Any common order of the other modes will do: swap instead of moving axes.
-    Xn = X.swapaxes(0, n).reshape(X.shape[n], -1)
-    return Xn @ Y.swapaxes(0, n).reshape(Y.shape[n], -1).T
-
-
-def _leave_one_out(X: np.ndarray, mats: Sequence[np.ndarray], large: bool = False
-                   ) -> list[np.ndarray]:
-    """``[X ×_{m≠n} mats[m] for n]``, sharing partial products over a dimension tree."""
-    out: list[np.ndarray] = [X] * X.ndim
-
-    def descend(Y: np.ndarray, modes: list[int]) -> None:
-        if len(modes) == 1:
-            out[modes[0]] = Y
-            return
-        half = len(modes) // 2
-        left, right = modes[:half], modes[half:]
-        descend(_products(Y, mats, right, large), left)
-        descend(_products(Y, mats, left, large), right)
-
-    descend(X, list(range(X.ndim)))
-    return out
-
-
 def _dual_leave_one_out(
     X: np.ndarray, dX: np.ndarray, mats: Sequence[np.ndarray], dmats: Sequence[np.ndarray]
 ) -> tuple[list[np.ndarray], np.ndarray]:
@@ -89,7 +43,8 @@ def _dual_leave_one_out(
     out: list[np.ndarray] = [dX] * X.ndim
 
     def step(Y: np.ndarray, dY: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-        return _mode(Y, mats[m], m), _mode(dY, mats[m], m) + _mode(Y, dmats[m], m)
+        return (ml.mode_product(Y, mats[m], m),
+                ml.mode_product(dY, mats[m], m) + ml.mode_product(Y, dmats[m], m))
 
     def descend(Y: np.ndarray, dY: np.ndarray, modes: list[int]) -> None:
         if len(modes) == 1:
@@ -103,111 +58,8 @@ def _dual_leave_one_out(
             descend(Z, dZ, keep)
 
     descend(X, dX, list(range(X.ndim)))
-    _, full = step(X if X.ndim == 1 else _products(X, mats, range(1, X.ndim)), out[0], 0)
+    _, full = step(X if X.ndim == 1 else ml.products(X, mats, range(1, X.ndim)), out[0], 0)
     return out, full
-
-
-# ------------------------------------------------------------------------ entry helpers
-def _chunks(n_entries: int, width: int) -> list[slice]:
-    step = max(1, _CHUNK_FLOATS // max(width, 1))
-    return [slice(lo, min(lo + step, n_entries)) for lo in range(0, n_entries, step)]
-
-
-def _contract_rows(
-    X: np.ndarray, batched: bool, modes: list[int], m: int, row: np.ndarray
-) -> tuple[np.ndarray, list[int]]:
-    """Contract mode ``m`` of X (entry axis first when batched) with one row per entry."""
-    ax = modes.index(m) + int(batched)
-    Xm = np.moveaxis(X, ax, -1)
-    e, R = row.shape
-    rest = Xm.shape[1:-1] if batched else Xm.shape[:-1]
-    if batched:
-        Y = np.matmul(Xm.reshape(e, -1, R), row[:, :, None])
-    else:
-        Y = row @ Xm.reshape(-1, R).T
-    return Y.reshape((e, *rest)), [k for k in modes if k != m]
-
-
-def _rows_leave_one_out(S: np.ndarray, rows: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Per entry e and mode n, the vector ``S ×_{m≠n} rows[m][e]``: list of (nnz, R_n)."""
-    N, nnz = S.ndim, rows[0].shape[0]
-    out = [np.empty((nnz, S.shape[n])) for n in range(N)]
-
-    def descend(Y: np.ndarray, batched: bool, modes: list[int], rw: list[np.ndarray],
-                sl: slice) -> None:
-        if len(modes) == 1:
-            out[modes[0]][sl] = Y
-            return
-        half = len(modes) // 2
-        for keep, drop in ((modes[:half], modes[half:]), (modes[half:], modes[:half])):
-            Z, b, ms = Y, batched, modes
-            for m in drop:
-                Z, ms = _contract_rows(Z, b, ms, m, rw[m])
-                b = True
-            descend(Z, b, ms, rw, sl)
-
-    for sl in _chunks(nnz, S.size):
-        if N == 1:
-            out[0][sl] = S
-        else:
-            descend(S, False, list(range(N)), [r[sl] for r in rows], sl)
-    return out
-
-
-def _rows_values(S: np.ndarray, rows: Sequence[np.ndarray]) -> np.ndarray:
-    """Per entry e, the scalar ``S ×_m rows[m][e]`` over all modes: shape (nnz,)."""
-    nnz = rows[0].shape[0]
-    out = np.empty(nnz)
-    for sl in _chunks(nnz, S.size):
-        Y, batched, modes = S, False, list(range(S.ndim))
-        for m in range(S.ndim):
-            Y, modes = _contract_rows(Y, batched, modes, m, rows[m][sl])
-            batched = True
-        out[sl] = Y
-    return out
-
-
-def _rows_outer_sum(w: np.ndarray, rows: Sequence[np.ndarray], shape: tuple[int, ...]
-                    ) -> np.ndarray:
-    """``sum_e w_e rows[0][e] ∘ ... ∘ rows[N-1][e]``, an array of the given core shape."""
-    acc = np.zeros((int(np.prod(shape[:-1])), shape[-1]))
-    for sl in _chunks(len(w), int(np.prod(shape))):
-        X = w[sl, None]
-        for r in rows[:-1]:
-            X = (X[:, :, None] * r[sl, None, :]).reshape(X.shape[0], -1)
-        acc += X.T @ rows[-1][sl]
-    return acc.reshape(shape)
-
-
-# ------------------------------------------------------------------------- projections
-def _project(data: Tensor, factors: list[np.ndarray], core: np.ndarray
-             ) -> tuple[list[np.ndarray], np.ndarray]:
-    """``K_n = unfold(T ×_{m≠n} U_m^T, n) unfold(S, n)^T`` and ``P = T ×_n U_n^T``.
-
-    Never expands sparse or factored data.
-    """
-    N = core.ndim
-    if data.kind == "dense":
-        Y = _leave_one_out(np.asarray(data.data), [U.T for U in factors], large=True)
-        return [_others(Y[n], core, n) for n in range(N)], _mode(Y[0], factors[0].T, 0)
-    if data.kind == "tucker":
-        B, H = data.factors, data.core
-        C = [U.T @ Bn for U, Bn in zip(factors, B)]
-        Y = _leave_one_out(np.asarray(H), C, large=True)
-        K = [B[n] @ _others(Y[n], core, n) for n in range(N)]
-        return K, _mode(Y[0], C[0], 0)
-    if data.kind == "cpd":
-        B, w = data.factors, data.weights
-        C = [U.T @ Bn for U, Bn in zip(factors, B)]  # (R_n, Q)
-        K = [B[n] @ (w[:, None] * algebra.mttkrp(core, C, n).T) for n in range(N)]
-        return K, algebra.cpd_to_tensor(C, w)
-    if data.kind == "sparse":
-        subs, vals = data.subs, data.vals
-        rows = [U[subs[:, n]] for n, U in enumerate(factors)]
-        z = _rows_leave_one_out(core, rows)
-        K = [np.asarray(data.mode_indicator(n) @ (vals[:, None] * z[n])) for n in range(N)]
-        return K, _rows_outer_sum(vals, rows, core.shape)
-    raise ModelError(f"LMLRA/BTD: data of kind {data.kind!r} are not supported")
 
 
 def _split(values: Sequence[Any], sizes: Sequence[int]) -> list[tuple[list[Any], Any]]:
@@ -242,15 +94,16 @@ class _FullTuckerSumState(TermState):
         model_sq, inner = 0.0, 0.0
         self.core_grads: list[np.ndarray] = []
         self.factor_grads: list[list[np.ndarray]] = []
-        projections = [_project(data, U, S) for U, S in blocks]
         for b, (Ub, Sb) in enumerate(blocks):
-            gS = -projections[b][1]
-            gU = [-K for K in projections[b][0]]
-            inner += float(np.vdot(projections[b][1], Sb))
+            P, K = data.project_tucker(Ub, Sb)  # the one pass over the data for block b
+            gS = -P
+            gU = [-Kn for Kn in K]
+            inner += float(np.vdot(P, Sb))
             for c, (Uc, Sc) in enumerate(blocks):
-                Y = _leave_one_out(Sc, self.G[b][c])
-                self.W[b][c] = [_others(Y[n], Sb, n) for n in range(N)]  # (R_{c,n}, R_{b,n})
-                H = _mode(Y[0], self.G[b][c][0], 0)
+                Y = ml.leave_one_out(Sc, self.G[b][c])
+                # (R_{c,n}, R_{b,n})
+                self.W[b][c] = [ml.contract_others(Y[n], Sb, n) for n in range(N)]
+                H = ml.mode_product(Y[0], self.G[b][c][0], 0)
                 gS = gS + H
                 model_sq += float(np.vdot(H, Sb))
                 for n in range(N):
@@ -274,7 +127,7 @@ class _FullTuckerSumState(TermState):
                 E, full = _dual_leave_one_out(Sc, dSc, self.G[b][c], D)
                 oS += full
                 for n in range(len(Ub)):
-                    oU[n] += dUc[n] @ self.W[b][c][n] + Uc[n] @ _others(E[n], Sb, n)
+                    oU[n] += dUc[n] @ self.W[b][c][n] + Uc[n] @ ml.contract_others(E[n], Sb, n)
             out.append((oU, oS))
         return _flatten(out)
 
@@ -289,12 +142,12 @@ class _FullTuckerSumState(TermState):
 class _SampledTuckerSumState(TermState):
     """A sum of Tucker blocks on incomplete data: known entries only."""
 
-    def __init__(self, data: Tensor, blocks: Sequence[Tucker]) -> None:
+    def __init__(self, data: KnownEntries, blocks: Sequence[Tucker]) -> None:
         self.data = data
         self.blocks_ = [(list(U), S) for U, S in blocks]
         subs = data.subs
         self.rows = [[U[subs[:, n]] for n, U in enumerate(Ub)] for Ub, _ in blocks]
-        self.z = [_rows_leave_one_out(S, rows) for (_, S), rows in zip(blocks, self.rows)]
+        self.z = [ml.rows_leave_one_out(S, rows) for (_, S), rows in zip(blocks, self.rows)]
         model = sum(np.einsum("er,er->e", rows[0], z[0]) for rows, z in zip(self.rows, self.z))
         self.residual = model - data.vals
         self.fval = 0.5 * float(self.residual @ self.residual)
@@ -304,7 +157,7 @@ class _SampledTuckerSumState(TermState):
         for (_, S), rows, z in zip(self.blocks_, self.rows, self.z):
             for n, zn in enumerate(z):
                 out.append(np.asarray(self.data.mode_indicator(n) @ (weights[:, None] * zn)))
-            out.append(_rows_outer_sum(weights, rows, S.shape))
+            out.append(ml.rows_outer_sum(weights, rows, S.shape))
         return out
 
     def gradient(self) -> list[np.ndarray]:
@@ -317,7 +170,7 @@ class _SampledTuckerSumState(TermState):
         for (dU, dS), rows, z in zip(dblocks, self.rows, self.z):
             for n, zn in enumerate(z):
                 jv += np.einsum("er,er->e", dU[n][subs[:, n]], zn)
-            jv += _rows_values(dS, rows)
+            jv += ml.rows_values(dS, rows)
         return self._scatter(jv)
 
     def blocks(self) -> list[Block]:
@@ -327,7 +180,7 @@ class _SampledTuckerSumState(TermState):
                 R = zn.shape[1]
                 acc = np.zeros((self.data.shape[n], R * R))
                 ind = self.data.mode_indicator(n)
-                for sl in _chunks(zn.shape[0], R * R):
+                for sl in ml.chunks(zn.shape[0], R * R):
                     q = zn[sl]
                     acc += np.asarray(ind[:, sl] @ (q[:, :, None] * q[:, None, :]).reshape(-1, R * R))
                 out.append(acc.reshape(-1, R, R))
@@ -337,9 +190,11 @@ class _SampledTuckerSumState(TermState):
 
 
 def _prepare_tucker_sum(data: Tensor, blocks: Sequence[Tucker]) -> TermState:
-    """The state of ``sum_b S_b ×_n U_{b,n}`` against ``data`` (strategy by data kind)."""
-    if data.kind == "incomplete":
-        return _SampledTuckerSumState(data, blocks)
+    """The state of ``sum_b S_b ×_n U_{b,n}`` against ``data``: on the known entries when
+    only some are known, else through the data's projections."""
+    entries = data.known_entries()
+    if entries is not None:
+        return _SampledTuckerSumState(entries, blocks)
     return _FullTuckerSumState(data, blocks)
 
 
@@ -373,7 +228,7 @@ def _check_tucker_block(where: str, shape: tuple[int, ...], factors: Sequence[Ex
         )
 
 
-class LMLRA(Term):
+class LMLRA(DataTerm):
     r"""Low multilinear rank approximation (Tucker model) of a data set.
 
     .. math:: T \approx S \times_0 U_0 \times_1 U_1 \cdots \times_{N-1} U_{N-1},
@@ -414,7 +269,6 @@ class LMLRA(Term):
     """
 
     kind = "LMLRA"
-    is_data_term = True
 
     def __init__(
         self,
@@ -424,18 +278,9 @@ class LMLRA(Term):
         weight: float | None = None,
         relweight: float | None = None,
     ) -> None:
-        self.data = _data_tensor(data, self.kind)
         if isinstance(factors, np.ndarray) or not isinstance(factors, Sequence):
             raise ModelError(f"{self.kind}: factors must be a list of expressions, one per mode")
-        super().__init__([*factors, core], weight=weight, relweight=relweight)
-
-    @property
-    def n_entries(self) -> int:
-        return int(self.data.n_known)
-
-    @property
-    def data_norm(self) -> float:
-        return float(self.data.norm())
+        super().__init__(data, [*factors, core], weight=weight, relweight=relweight)
 
     @property
     def core_shape(self) -> tuple[int, ...]:
@@ -448,5 +293,5 @@ class LMLRA(Term):
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         return _prepare_tucker_sum(self.data, _split(values, [len(values)]))
 
-    def describe(self) -> str:
-        return f"LMLRA of {self.data.kind} data {self.data.shape}, core {self.core_shape}"
+    def describe_shape(self) -> str:
+        return f"core {self.core_shape}"
