@@ -66,7 +66,7 @@ class Kr(_Multi):
         return self._product(tuple(np.asarray(a, dtype=float) for a in z))
 
     def jvp(self, z: Any, dz: Any) -> np.ndarray:
-        out = 0.0
+        out: float | np.ndarray = 0.0
         for n in range(self.n_inputs):
             out = out + self._product((*z[:n], dz[n], *z[n + 1:]))
         return np.asarray(out)
@@ -106,7 +106,7 @@ class Kron(_Multi):
         return self._product(z)
 
     def jvp(self, z: Any, dz: Any) -> np.ndarray:
-        out = 0.0
+        out: float | np.ndarray = 0.0
         for n in range(self.n_inputs):
             out = out + self._product((*z[:n], dz[n], *z[n + 1:]))
         return np.asarray(out)
