@@ -20,7 +20,8 @@ Complex data: Gramians, inner products and norms conjugate their first argument
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -65,7 +66,8 @@ def _as_matrix_list(matrices: object, name: str) -> list[np.ndarray]:
         raise DataError(f"{name}: expected a sequence of matrices, got an array of shape "
                         f"{matrices.shape}; wrap a single matrix in a list")
     try:
-        mats = [np.asarray(M) for M in matrices]  # type: ignore[union-attr]
+        # Anything iterable is tried; what is not raises TypeError, reported below.
+        mats = [np.asarray(M) for M in cast("Iterable[ArrayLike]", matrices)]
     except TypeError:
         raise DataError(
             f"{name}: expected a sequence of matrices, got {type(matrices).__name__}"
@@ -335,7 +337,7 @@ def tmprod(
     (6, 3, 7)
     """
     T = np.asarray(T)
-    if isinstance(modes, (int, np.integer)) and not isinstance(modes, bool):
+    if isinstance(modes, (int, np.integer)):  # a bool is refused by _check_mode
         mode_list = [_check_mode(modes, T.ndim, "modes")]
         mats = [np.asarray(matrices)]
         if mats[0].ndim != 2:

@@ -214,12 +214,14 @@ def mlsvd(
 
 
 # --------------------------------------------------------------------------- HOOI
-def _initial_bases(T: np.ndarray, ranks: list[int], init: object) -> list[np.ndarray]:
+def _initial_bases(
+    T: np.ndarray, ranks: list[int], init: MLSVDResult | LMLRAResult | Sequence[ArrayLike] | None
+) -> list[np.ndarray]:
     if init is None:
         return mlsvd(T, core_shape=ranks).factors
-    mats = init.factors if isinstance(init, (MLSVDResult, LMLRAResult)) else init
+    given = init.factors if isinstance(init, (MLSVDResult, LMLRAResult)) else init
     try:
-        mats = [np.asarray(U) for U in mats]  # type: ignore[union-attr]
+        mats = [np.asarray(U) for U in given]
     except TypeError:
         raise DataError(
             f"init: expected None, an MLSVDResult/LMLRAResult or a sequence of matrices, "

@@ -50,7 +50,7 @@ Examples
 'nonneg(poly(c))'
 """
 
-from sdf.transforms._base import Linearization, Transform
+from sdf.transforms._base import BlockRoute, ExprLike, Linearization, Transform
 from sdf.transforms.combine import (
     Concat, Kr, Kron, Plus, Prod, Times, concat, kr, kron, plus, prod, times,
 )
@@ -71,14 +71,15 @@ from sdf.transforms.structured import (
 )
 
 __all__ = [
-    "Abs", "Band", "Cauchy", "Concat", "Const", "Custom", "Diag", "Exp", "FD", "Gram",
-    "Hankel", "Identity", "Inv", "Invsqrtm", "Invtransp", "Kr", "Kron", "LL1",
-    "Linearization", "Log", "MTimes", "MatVec", "Nonneg", "Normalize", "Orth", "Plus",
-    "Poly", "Power", "Prod", "RBF", "Rational", "Reshape", "Scale", "Select", "Shift",
-    "Sigmoid", "Sqrt", "Sum", "Times", "Toeplitz", "Transform", "Transpose", "Tridiag",
-    "Tril", "Triu", "Vander", "abs", "band", "cauchy", "concat", "const", "custom", "diag",
-    "exp", "fd", "gram", "hankel", "identity", "inv", "invsqrtm", "invtransp", "kr", "kron",
-    "ll1", "log", "matvec", "mtimes", "nonneg", "normalize", "orth", "plus", "poly",
-    "power", "prod", "rational", "rbf", "reshape", "scale", "select", "shift", "sigmoid",
-    "sqrt", "sum", "times", "toeplitz", "transpose", "tridiag", "tril", "triu", "vander",
+    "Abs", "Band", "BlockRoute", "Cauchy", "Concat", "Const", "Custom", "Diag", "Exp",
+    "ExprLike", "FD", "Gram", "Hankel", "Identity", "Inv", "Invsqrtm", "Invtransp", "Kr",
+    "Kron", "LL1", "Linearization", "Log", "MTimes", "MatVec", "Nonneg", "Normalize",
+    "Orth", "Plus", "Poly", "Power", "Prod", "RBF", "Rational", "Reshape", "Scale",
+    "Select", "Shift", "Sigmoid", "Sqrt", "Sum", "Times", "Toeplitz", "Transform",
+    "Transpose", "Tridiag", "Tril", "Triu", "Vander", "abs", "band", "cauchy", "concat",
+    "const", "custom", "diag", "exp", "fd", "gram", "hankel", "identity", "inv", "invsqrtm",
+    "invtransp", "kr", "kron", "ll1", "log", "matvec", "mtimes", "nonneg", "normalize",
+    "orth", "plus", "poly", "power", "prod", "rational", "rbf", "reshape", "scale",
+    "select", "shift", "sigmoid", "sqrt", "sum", "times", "toeplitz", "transpose",
+    "tridiag", "tril", "triu", "vander",
 ]

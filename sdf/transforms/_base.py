@@ -20,14 +20,22 @@ Calling a transform on expressions (or arrays, which become constants) makes a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sdf.errors import TransformError
-from sdf.expr import Node, as_expr
+from sdf.expr import Expr, Node, as_expr
 
-__all__ = ["Linearization", "Transform"]
+__all__ = ["BlockRoute", "ExprLike", "Linearization", "Transform"]
+
+#: What transforms take as an input: an expression, or an array (made a Constant).
+ExprLike: TypeAlias = Expr | ArrayLike
+#: A preconditioner block carried to a transform's input (see Transform.route_block).
+BlockRoute: TypeAlias = (
+    tuple[Literal["rows"], np.ndarray] | tuple[Literal["kron"], np.ndarray, np.ndarray] | None
+)
 
 
 class Linearization:
@@ -69,7 +77,7 @@ class Transform:
     #: maps Gauss-Newton preconditioner blocks through the diagonal derivative jvp(z, 1).
     elementwise: bool = False
 
-    def __call__(self, *inputs: Any, name: str | None = None) -> Node:
+    def __call__(self, *inputs: ExprLike, name: str | None = None) -> Node:
         if len(inputs) != self.n_inputs:
             raise TransformError(
                 f"{self.name}: expected {self.n_inputs} input expression(s), got {len(inputs)}"
@@ -94,7 +102,7 @@ class Transform:
         """Evaluate at ``z`` once; the result answers jvp/vjp products at that point."""
         return Linearization(self, z)
 
-    def route_block(self, lin: Linearization, block: np.ndarray) -> Any:
+    def route_block(self, lin: Linearization, block: np.ndarray) -> BlockRoute:
         """Map a preconditioner block on this transform's output to its (single) input.
 
         ``block`` is an ``(R, R)`` matrix shared by the output's rows or an ``(I, R, R)``

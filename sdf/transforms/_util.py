@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from sdf.errors import TransformError
 from sdf.expr import Constant, Expr
-from sdf.transforms._base import Linearization, Transform
+from sdf.transforms._base import ExprLike, Linearization, Transform
 
 Shape = tuple[int, ...]
 
@@ -70,11 +70,12 @@ def vector_length(shape: Shape) -> int | None:
     return int(np.prod(shape, dtype=int))
 
 
-def unpack_inputs(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+def unpack_inputs(inputs: tuple[ExprLike | Sequence[ExprLike], ...]) -> tuple[ExprLike, ...]:
     """Accept ``f(a, b)`` as well as ``f([a, b])`` for transforms of several inputs."""
     if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)):
         return tuple(inputs[0])
-    return inputs
+    # Several arguments are one input each (a list among them is an array, not a group).
+    return cast("tuple[ExprLike, ...]", inputs)
 
 
 def is_known(x: Any) -> bool:

@@ -8,11 +8,13 @@ input.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from sdf.expr import Expr, Node
+from sdf.transforms._base import ExprLike
 from sdf.transforms._util import Base, Shape, as_int, fail, fmt_shapes, unbroadcast, unpack_inputs
 from sdf.transforms.elementwise import Scale
 
@@ -66,7 +68,7 @@ class Kr(_Multi):
         return self._product(tuple(np.asarray(a, dtype=float) for a in z))
 
     def jvp(self, z: Any, dz: Any) -> np.ndarray:
-        out = 0.0
+        out: float | np.ndarray = 0.0
         for n in range(self.n_inputs):
             out = out + self._product((*z[:n], dz[n], *z[n + 1:]))
         return np.asarray(out)
@@ -106,7 +108,7 @@ class Kron(_Multi):
         return self._product(z)
 
     def jvp(self, z: Any, dz: Any) -> np.ndarray:
-        out = 0.0
+        out: float | np.ndarray = 0.0
         for n in range(self.n_inputs):
             out = out + self._product((*z[:n], dz[n], *z[n + 1:]))
         return np.asarray(out)
@@ -245,14 +247,14 @@ class Times(Prod):
 # ----------------------------------------------------------------------------- functions
 
 
-def _inputs(name: str, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
-    inputs = unpack_inputs(inputs)
-    if not inputs:
+def _inputs(name: str, inputs: tuple[ExprLike | Sequence[ExprLike], ...]) -> tuple[ExprLike, ...]:
+    exprs = unpack_inputs(inputs)
+    if not exprs:
         raise fail(name, "needs at least one input expression, got none")
-    return inputs
+    return exprs
 
 
-def kr(*inputs: Any, name: str | None = None) -> Node:
+def kr(*inputs: ExprLike | Sequence[ExprLike], name: str | None = None) -> Node:
     """x = z_1 ⊙ z_2 ⊙ ... (column-wise Khatri-Rao product, C-order rows).
 
     Examples
@@ -262,11 +264,11 @@ def kr(*inputs: Any, name: str | None = None) -> Node:
     >>> tf.kr(sdf.Variable.random((3, 2)), sdf.Variable.random((4, 2))).shape
     (12, 2)
     """
-    inputs = _inputs("kr", inputs)
-    return Kr(len(inputs))(*inputs, name=name)
+    exprs = _inputs("kr", inputs)
+    return Kr(len(exprs))(*exprs, name=name)
 
 
-def kron(*inputs: Any, name: str | None = None) -> Node:
+def kron(*inputs: ExprLike | Sequence[ExprLike], name: str | None = None) -> Node:
     """x = z_1 ⊗ z_2 ⊗ ... (Kronecker product).
 
     Examples
@@ -276,11 +278,13 @@ def kron(*inputs: Any, name: str | None = None) -> Node:
     >>> tf.kron(sdf.Variable.random((3, 2)), sdf.Variable.random((4, 5))).shape
     (12, 10)
     """
-    inputs = _inputs("kron", inputs)
-    return Kron(len(inputs))(*inputs, name=name)
+    exprs = _inputs("kron", inputs)
+    return Kron(len(exprs))(*exprs, name=name)
 
 
-def concat(*inputs: Any, axis: int = 0, name: str | None = None) -> Node:
+def concat(
+    *inputs: ExprLike | Sequence[ExprLike], axis: int = 0, name: str | None = None
+) -> Node:
     """x = concatenate(inputs, axis).
 
     Examples
@@ -290,11 +294,11 @@ def concat(*inputs: Any, axis: int = 0, name: str | None = None) -> Node:
     >>> tf.concat([sdf.Variable.random((3, 2)), sdf.Variable.random((4, 2))], axis=0).shape
     (7, 2)
     """
-    inputs = _inputs("concat", inputs)
-    return Concat(len(inputs), axis)(*inputs, name=name)
+    exprs = _inputs("concat", inputs)
+    return Concat(len(exprs), axis)(*exprs, name=name)
 
 
-def plus(*inputs: Any, name: str | None = None) -> Node:
+def plus(*inputs: ExprLike | Sequence[ExprLike], name: str | None = None) -> Node:
     """x = z_1 + z_2 + ... (arrays act as known offsets).
 
     Examples
@@ -304,11 +308,11 @@ def plus(*inputs: Any, name: str | None = None) -> Node:
     >>> tf.plus(sdf.Variable.random((3, 2)), np.ones((3, 2))).shape
     (3, 2)
     """
-    inputs = _inputs("plus", inputs)
-    return Plus(len(inputs))(*inputs, name=name)
+    exprs = _inputs("plus", inputs)
+    return Plus(len(exprs))(*exprs, name=name)
 
 
-def prod(*inputs: Any, name: str | None = None) -> Node:
+def prod(*inputs: ExprLike | Sequence[ExprLike], name: str | None = None) -> Node:
     """x = z_1 ∘ z_2 ∘ ... (Hadamard product of several expressions).
 
     Examples
@@ -319,11 +323,11 @@ def prod(*inputs: Any, name: str | None = None) -> Node:
     >>> tf.prod(a, b, c).shape
     (3, 2)
     """
-    inputs = _inputs("prod", inputs)
-    return Prod(len(inputs))(*inputs, name=name)
+    exprs = _inputs("prod", inputs)
+    return Prod(len(exprs))(*exprs, name=name)
 
 
-def times(a: Any, b: Any, *, name: str | None = None) -> Node:
+def times(a: ExprLike, b: ExprLike, *, name: str | None = None) -> Node:
     """x = a ∘ b (elementwise), or x = b * a when b (or a) is a plain scalar.
 
     A number gives the one-input :class:`~sdf.transforms.Scale`; anything else the

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import expit
 
-from sdf.expr import Constant, Node, Variable
+from sdf.expr import Constant, Expr, Node, Variable
+from sdf.transforms._base import ExprLike
 from sdf.transforms._util import Base, Shape, fail, frozen, readonly
 
 __all__ = [
@@ -222,7 +224,7 @@ class Shift(_Elementwise):
 
     name = "shift"
 
-    def __init__(self, offset: Any) -> None:
+    def __init__(self, offset: ArrayLike) -> None:
         self.offset = frozen(offset, "shift", "offset")
 
     def params(self) -> dict[str, Any]:
@@ -257,7 +259,7 @@ class Const(_Elementwise):
 
     name = "const"
 
-    def __init__(self, values: Any, mask: Any = None) -> None:
+    def __init__(self, values: ArrayLike, mask: ArrayLike | None = None) -> None:
         self.values = frozen(values, "const", "values")
         if mask is None:
             self.mask = None
@@ -297,7 +299,7 @@ class Const(_Elementwise):
 # ----------------------------------------------------------------------------- functions
 
 
-def identity(z: Any, *, name: str | None = None) -> Node:
+def identity(z: ExprLike, *, name: str | None = None) -> Node:
     """x = z.
 
     Examples
@@ -310,7 +312,7 @@ def identity(z: Any, *, name: str | None = None) -> Node:
     return Identity()(z, name=name)
 
 
-def nonneg(z: Any, *, name: str | None = None) -> Node:
+def nonneg(z: ExprLike, *, name: str | None = None) -> Node:
     """x = z**2, entrywise: a nonnegative factor.
 
     Examples
@@ -323,7 +325,9 @@ def nonneg(z: Any, *, name: str | None = None) -> Node:
     return Nonneg()(z, name=name)
 
 
-def sigmoid(z: Any, bounds: tuple[float, float] = (0.0, 1.0), *, name: str | None = None) -> Node:
+def sigmoid(
+    z: ExprLike, bounds: tuple[float, float] = (0.0, 1.0), *, name: str | None = None
+) -> Node:
     """x = lower + (upper - lower) / (1 + exp(-z)), entrywise, with ``bounds=(lower, upper)``.
 
     Examples
@@ -336,7 +340,7 @@ def sigmoid(z: Any, bounds: tuple[float, float] = (0.0, 1.0), *, name: str | Non
     return Sigmoid(bounds)(z, name=name)
 
 
-def exp(z: Any, *, name: str | None = None) -> Node:
+def exp(z: ExprLike, *, name: str | None = None) -> Node:
     """x = exp(z), entrywise.
 
     Examples
@@ -349,7 +353,7 @@ def exp(z: Any, *, name: str | None = None) -> Node:
     return Exp()(z, name=name)
 
 
-def log(z: Any, *, name: str | None = None) -> Node:
+def log(z: ExprLike, *, name: str | None = None) -> Node:
     """x = log(z), entrywise (z > 0).
 
     Examples
@@ -362,7 +366,7 @@ def log(z: Any, *, name: str | None = None) -> Node:
     return Log()(z, name=name)
 
 
-def sqrt(z: Any, *, name: str | None = None) -> Node:
+def sqrt(z: ExprLike, *, name: str | None = None) -> Node:
     """x = sqrt(z), entrywise (z > 0).
 
     Examples
@@ -375,7 +379,7 @@ def sqrt(z: Any, *, name: str | None = None) -> Node:
     return Sqrt()(z, name=name)
 
 
-def abs(z: Any, eps: float = 0.0, *, name: str | None = None) -> Node:  # noqa: A001
+def abs(z: ExprLike, eps: float = 0.0, *, name: str | None = None) -> Node:  # noqa: A001
     """x = |z| (eps = 0) or the smooth x = sqrt(z**2 + eps**2) - eps (eps > 0), entrywise.
 
     Examples
@@ -388,7 +392,7 @@ def abs(z: Any, eps: float = 0.0, *, name: str | None = None) -> Node:  # noqa: 
     return Abs(eps)(z, name=name)
 
 
-def power(z: Any, p: float, *, name: str | None = None) -> Node:
+def power(z: ExprLike, p: float, *, name: str | None = None) -> Node:
     """x = z**p, entrywise.
 
     Examples
@@ -401,7 +405,7 @@ def power(z: Any, p: float, *, name: str | None = None) -> Node:
     return Power(p)(z, name=name)
 
 
-def scale(z: Any, factor: float, *, name: str | None = None) -> Node:
+def scale(z: ExprLike, factor: float, *, name: str | None = None) -> Node:
     """x = factor * z for a known scalar.
 
     Examples
@@ -414,7 +418,7 @@ def scale(z: Any, factor: float, *, name: str | None = None) -> Node:
     return Scale(factor)(z, name=name)
 
 
-def shift(z: Any, offset: Any, *, name: str | None = None) -> Node:
+def shift(z: ExprLike, offset: ArrayLike, *, name: str | None = None) -> Node:
     """x = z + offset for a known array (broadcast to the input's shape).
 
     Examples
@@ -427,7 +431,10 @@ def shift(z: Any, offset: Any, *, name: str | None = None) -> Node:
     return Shift(offset)(z, name=name)
 
 
-def const(z: Any, mask: Any = None, values: Any = None, *, name: str | None = None) -> Node:
+def const(
+    z: ExprLike, mask: ArrayLike | None = None, values: ArrayLike | None = None, *,
+    name: str | None = None,
+) -> Node:
     """x = where(mask, values, z): freeze all (``mask=None``) or some entries of ``z``.
 
     Parameters
@@ -454,7 +461,7 @@ def const(z: Any, mask: Any = None, values: Any = None, *, name: str | None = No
     if values is None:
         if isinstance(z, (Variable, Constant)):
             values = z.value
-        elif isinstance(z, Node):
+        elif isinstance(z, Expr):
             raise fail(
                 "const",
                 f"input {z.label()!r} is a derived expression: pass values= explicitly",

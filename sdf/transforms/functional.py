@@ -10,14 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sdf.expr import Node
+from sdf.transforms._base import ExprLike
 from sdf.transforms._util import Base, CachedLinearization, Shape, as_int, fail, frozen
 
 __all__ = ["Poly", "RBF", "Rational", "poly", "rational", "rbf"]
 
 
-def _points(points: Any, name: str) -> np.ndarray:
+def _points(points: ArrayLike, name: str) -> np.ndarray:
     t = frozen(points, name, "points")
     if t.ndim != 1 or t.size == 0:
         raise fail(name, f"points must be a non-empty 1-D array, got shape {t.shape}")
@@ -36,7 +38,7 @@ class Poly(Base):
 
     name = "poly"
 
-    def __init__(self, points: Any) -> None:
+    def __init__(self, points: ArrayLike) -> None:
         self.points = _points(points, "poly")
 
     def params(self) -> dict[str, Any]:
@@ -67,7 +69,7 @@ class Rational(Base):
 
     name = "rational"
 
-    def __init__(self, points: Any, degree: tuple[int, int]) -> None:
+    def __init__(self, points: ArrayLike, degree: tuple[int, int]) -> None:
         self.points = _points(points, "rational")
         try:
             p, q = degree
@@ -127,7 +129,7 @@ class RBF(Base):
 
     name = "rbf"
 
-    def __init__(self, points: Any) -> None:
+    def __init__(self, points: ArrayLike) -> None:
         self.points = _points(points, "rbf")
 
     def params(self) -> dict[str, Any]:
@@ -184,7 +186,7 @@ class RBF(Base):
 # ----------------------------------------------------------------------------- functions
 
 
-def poly(z: Any, points: Any, *, name: str | None = None) -> Node:
+def poly(z: ExprLike, points: ArrayLike, *, name: str | None = None) -> Node:
     """x[i, r] = Σ_d z[d, r] points[i]**d: polynomial factor with coefficients z.
 
     Examples
@@ -199,7 +201,9 @@ def poly(z: Any, points: Any, *, name: str | None = None) -> Node:
     return Poly(points)(z, name=name)
 
 
-def rational(z: Any, points: Any, degree: tuple[int, int], *, name: str | None = None) -> Node:
+def rational(
+    z: ExprLike, points: ArrayLike, degree: tuple[int, int], *, name: str | None = None
+) -> Node:
     """x = P(t)/Q(t) with numerator degree p, denominator degree q (Q's constant term is 1).
 
     Examples
@@ -212,7 +216,7 @@ def rational(z: Any, points: Any, degree: tuple[int, int], *, name: str | None =
     return Rational(points, degree)(z, name=name)
 
 
-def rbf(z: Any, points: Any, *, name: str | None = None) -> Node:
+def rbf(z: ExprLike, points: ArrayLike, *, name: str | None = None) -> Node:
     """x[i, r] = Σ_k w[k, r] exp(-(t_i - c[k, r])² / s[k, r]²) with z = [w; c; s].
 
     Examples

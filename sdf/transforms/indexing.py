@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sdf.expr import Node
+from sdf.transforms._base import ExprLike
 from sdf.transforms._util import Base, Gather, Shape, as_int, fail, readonly
 
 __all__ = ["FD", "LL1", "Reshape", "Select", "Sum", "fd", "ll1", "reshape", "select", "sum"]
@@ -27,7 +30,7 @@ class Select(Gather):
 
     name = "select"
 
-    def __init__(self, index: Any, axis: int | None = None) -> None:
+    def __init__(self, index: ArrayLike, axis: int | None = None) -> None:
         idx = np.asarray(index)
         if idx.dtype != bool and not np.issubdtype(idx.dtype, np.integer):
             raise fail("select", f"index must hold integers or booleans, got dtype {idx.dtype}")
@@ -78,7 +81,7 @@ class LL1(Gather):
 
     name = "LL1"
 
-    def __init__(self, L: Any) -> None:
+    def __init__(self, L: Sequence[int]) -> None:
         sizes = np.atleast_1d(np.asarray(L))
         if sizes.ndim != 1 or not np.issubdtype(sizes.dtype, np.integer) or (sizes < 1).any():
             raise fail("LL1", f"L must be a sequence of positive integers, got {L!r}")
@@ -103,7 +106,7 @@ class Reshape(Base):
 
     name = "reshape"
 
-    def __init__(self, shape: Any) -> None:
+    def __init__(self, shape: int | Sequence[int]) -> None:
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in shape) or any(
             s < -1 or s == 0 for s in shape
@@ -213,7 +216,9 @@ class FD(Base):
 # ----------------------------------------------------------------------------- functions
 
 
-def select(z: Any, index: Any, axis: int | None = None, *, name: str | None = None) -> Node:
+def select(
+    z: ExprLike, index: ArrayLike, axis: int | None = None, *, name: str | None = None
+) -> Node:
     """x = z[index] (flat indices or a mask) or x = take(z, index, axis) (rows, columns...).
 
     Examples
@@ -227,7 +232,7 @@ def select(z: Any, index: Any, axis: int | None = None, *, name: str | None = No
     return Select(index, axis)(z, name=name)
 
 
-def ll1(z: Any, L: Any, *, name: str | None = None) -> Node:
+def ll1(z: ExprLike, L: Sequence[int], *, name: str | None = None) -> Node:
     """x = z with column r repeated L[r] times (Tensorlab's struct_LL1).
 
     Examples
@@ -240,7 +245,7 @@ def ll1(z: Any, L: Any, *, name: str | None = None) -> Node:
     return LL1(L)(z, name=name)
 
 
-def reshape(z: Any, shape: Any, *, name: str | None = None) -> Node:
+def reshape(z: ExprLike, shape: int | Sequence[int], *, name: str | None = None) -> Node:
     """x = z.reshape(shape) in C order.
 
     Examples
@@ -254,7 +259,7 @@ def reshape(z: Any, shape: Any, *, name: str | None = None) -> Node:
 
 
 def sum(  # noqa: A001
-    z: Any, axis: int | None = None, keepdims: bool = False, *, name: str | None = None
+    z: ExprLike, axis: int | None = None, keepdims: bool = False, *, name: str | None = None
 ) -> Node:
     """x = z.sum(axis, keepdims=keepdims).
 
@@ -268,7 +273,7 @@ def sum(  # noqa: A001
     return Sum(axis, keepdims)(z, name=name)
 
 
-def fd(z: Any, order: int = 1, axis: int = 0, *, name: str | None = None) -> Node:
+def fd(z: ExprLike, order: int = 1, axis: int = 0, *, name: str | None = None) -> Node:
     """x = diff(z, order, axis): finite differences along the rows (axis 0) by default.
 
     Examples

@@ -7,12 +7,14 @@ one factorization serves every jvp/vjp product at a point.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from sdf.expr import Constant, Node
+from sdf.transforms._base import BlockRoute, ExprLike, Linearization
 from sdf.transforms._util import (
     Base, CachedLinearization, Shape, fail, frozen, is_known, readonly,
 )
@@ -24,6 +26,8 @@ __all__ = [
 ]
 
 Side = Literal["left", "right"]
+#: A known matrix: dense, scipy.sparse, or a Constant expression.
+KnownMatrix: TypeAlias = ArrayLike | Constant | sp.sparray | sp.spmatrix
 
 
 def _square_check(name: str, shape: Shape) -> None:
@@ -39,7 +43,7 @@ class MatVec(Base):
 
     name = "matvec"
 
-    def __init__(self, matrix: Any, side: Side = "left") -> None:
+    def __init__(self, matrix: KnownMatrix, side: Side = "left") -> None:
         if side not in ("left", "right"):
             raise fail("matvec", f"side must be 'left' or 'right', got {side!r}")
         if sp.issparse(matrix):
@@ -89,7 +93,7 @@ class MatVec(Base):
         g = np.asarray(g, dtype=float)
         return np.asarray(self.matrix.T @ g if self.side == "left" else g @ self.matrix.T)
 
-    def route_block(self, lin: Any, block: np.ndarray) -> Any:
+    def route_block(self, lin: Linearization, block: np.ndarray) -> BlockRoute:
         # x = X z: J^T J = (X^T X) ⊗ W exactly when the rows of x share the block W.
         if np.ndim(lin.z) != 2:
             return None
@@ -346,8 +350,8 @@ class Transpose(Base):
 
 
 def matvec(
-    a: Any, b: Any = None, *, matrix: Any = None, side: Side | None = None,
-    name: str | None = None,
+    a: ExprLike | KnownMatrix, b: ExprLike | KnownMatrix | None = None, *,
+    matrix: KnownMatrix | None = None, side: Side | None = None, name: str | None = None,
 ) -> Node:
     """x = X @ z or x = z @ X for a known matrix X (dense or scipy.sparse) and expression z.
 
@@ -384,7 +388,7 @@ def matvec(
     )
 
 
-def mtimes(a: Any, b: Any, *, name: str | None = None) -> Node:
+def mtimes(a: ExprLike, b: ExprLike, *, name: str | None = None) -> Node:
     """x = a @ b for two matrix expressions.
 
     Examples
@@ -397,7 +401,7 @@ def mtimes(a: Any, b: Any, *, name: str | None = None) -> Node:
     return MTimes()(a, b, name=name)
 
 
-def gram(z: Any, *, name: str | None = None) -> Node:
+def gram(z: ExprLike, *, name: str | None = None) -> Node:
     """x = zᵀ z.
 
     Examples
@@ -411,7 +415,7 @@ def gram(z: Any, *, name: str | None = None) -> Node:
     return Gram()(z, name=name)
 
 
-def inv(z: Any, *, name: str | None = None) -> Node:
+def inv(z: ExprLike, *, name: str | None = None) -> Node:
     """x = z⁻¹.
 
     Examples
@@ -425,7 +429,7 @@ def inv(z: Any, *, name: str | None = None) -> Node:
     return Inv()(z, name=name)
 
 
-def invtransp(z: Any, *, name: str | None = None) -> Node:
+def invtransp(z: ExprLike, *, name: str | None = None) -> Node:
     """x = z⁻ᵀ.
 
     Examples
@@ -439,7 +443,7 @@ def invtransp(z: Any, *, name: str | None = None) -> Node:
     return Invtransp()(z, name=name)
 
 
-def invsqrtm(z: Any, *, name: str | None = None) -> Node:
+def invsqrtm(z: ExprLike, *, name: str | None = None) -> Node:
     """x = ((z + zᵀ)/2)^(-1/2), the inverse square root of a symmetric positive definite matrix.
 
     Examples
@@ -453,7 +457,7 @@ def invsqrtm(z: Any, *, name: str | None = None) -> Node:
     return Invsqrtm()(z, name=name)
 
 
-def orth(z: Any, *, name: str | None = None) -> Node:
+def orth(z: ExprLike, *, name: str | None = None) -> Node:
     """x = z (zᵀz)^(-1/2): a factor with orthonormal columns spanning range(z).
 
     Examples
@@ -467,7 +471,7 @@ def orth(z: Any, *, name: str | None = None) -> Node:
     return Orth()(z, name=name)
 
 
-def normalize(z: Any, *, name: str | None = None) -> Node:
+def normalize(z: ExprLike, *, name: str | None = None) -> Node:
     """x[:, r] = z[:, r] / ‖z[:, r]‖.
 
     Examples
@@ -481,7 +485,7 @@ def normalize(z: Any, *, name: str | None = None) -> Node:
     return Normalize()(z, name=name)
 
 
-def transpose(z: Any, axes: tuple[int, ...] | None = None, *, name: str | None = None) -> Node:
+def transpose(z: ExprLike, axes: tuple[int, ...] | None = None, *, name: str | None = None) -> Node:
     """x = z.transpose(axes) (default reverses the axes).
 
     Examples

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from sdf.expr import Node
+from sdf.transforms._base import ExprLike
 from sdf.transforms._util import Base, Gather, Shape, as_int, as_shape, fail, vector_length
 
 __all__ = [
@@ -27,7 +28,7 @@ def _check_vector(
         raise fail(name, f"input has shape {tuple(shape)} but {what} needs {needed} {noun}")
 
 
-def _square(shape: Any, name: str) -> tuple[int, int]:
+def _square(shape: int | tuple[int, int], name: str) -> tuple[int, int]:
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape, shape)
     m, n = as_shape(shape, name, "shape", ndim=2)
@@ -106,7 +107,7 @@ class Band(_Pattern):
 
     name = "band"
 
-    def __init__(self, shape: Any, lower: int, upper: int) -> None:
+    def __init__(self, shape: int | tuple[int, int], lower: int, upper: int) -> None:
         self.shape = _square(shape, "band")
         self.lower = as_int(lower, "band", "lower")
         self.upper = as_int(upper, "band", "upper")
@@ -124,7 +125,7 @@ class Diag(_Pattern):
 
     name = "diag"
 
-    def __init__(self, shape: Any) -> None:
+    def __init__(self, shape: int | tuple[int, int]) -> None:
         self.shape = _square(shape, "diag")
 
     def params(self) -> dict[str, Any]:
@@ -139,7 +140,7 @@ class Tridiag(_Pattern):
 
     name = "tridiag"
 
-    def __init__(self, shape: Any) -> None:
+    def __init__(self, shape: int | tuple[int, int]) -> None:
         self.shape = _square(shape, "tridiag")
 
     def params(self) -> dict[str, Any]:
@@ -154,7 +155,7 @@ class Tril(_Pattern):
 
     name = "tril"
 
-    def __init__(self, shape: Any, k: int = 0) -> None:
+    def __init__(self, shape: int | tuple[int, int], k: int = 0) -> None:
         self.shape = _square(shape, "tril")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise fail("tril", f"k must be an integer, got {k!r}")
@@ -175,7 +176,7 @@ class Triu(_Pattern):
 
     name = "triu"
 
-    def __init__(self, shape: Any, k: int = 0) -> None:
+    def __init__(self, shape: int | tuple[int, int], k: int = 0) -> None:
         self.shape = _square(shape, "triu")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise fail("triu", f"k must be an integer, got {k!r}")
@@ -262,7 +263,7 @@ class Cauchy(Base):
 # ----------------------------------------------------------------------------- functions
 
 
-def toeplitz(z: Any, shape: tuple[int, int], *, name: str | None = None) -> Node:
+def toeplitz(z: ExprLike, shape: tuple[int, int], *, name: str | None = None) -> Node:
     """x = Toeplitz matrix of the given shape with first column z[:m], first row [z[0], z[m:]].
 
     Examples
@@ -277,7 +278,7 @@ def toeplitz(z: Any, shape: tuple[int, int], *, name: str | None = None) -> Node
     return Toeplitz(shape)(z, name=name)
 
 
-def hankel(z: Any, shape: tuple[int, int], *, name: str | None = None) -> Node:
+def hankel(z: ExprLike, shape: tuple[int, int], *, name: str | None = None) -> Node:
     """x[i, j] = z[i + j]: Hankel matrix of the given shape.
 
     Examples
@@ -291,7 +292,7 @@ def hankel(z: Any, shape: tuple[int, int], *, name: str | None = None) -> Node:
     return Hankel(shape)(z, name=name)
 
 
-def vander(z: Any, n_cols: int, *, name: str | None = None) -> Node:
+def vander(z: ExprLike, n_cols: int, *, name: str | None = None) -> Node:
     """x[i, d] = z[i]**d, d = 0, ..., n_cols - 1: Vandermonde matrix of generators z.
 
     Examples
@@ -305,7 +306,7 @@ def vander(z: Any, n_cols: int, *, name: str | None = None) -> Node:
     return Vander(n_cols)(z, name=name)
 
 
-def cauchy(z: Any, shape: tuple[int, int], *, name: str | None = None) -> Node:
+def cauchy(z: ExprLike, shape: tuple[int, int], *, name: str | None = None) -> Node:
     """x[i, j] = 1 / (z[i] - z[m + j]): Cauchy matrix of shape (m, n) from m + n generators.
 
     Examples
@@ -318,7 +319,10 @@ def cauchy(z: Any, shape: tuple[int, int], *, name: str | None = None) -> Node:
     return Cauchy(shape)(z, name=name)
 
 
-def band(z: Any, shape: Any, lower: int, upper: int, *, name: str | None = None) -> Node:
+def band(
+    z: ExprLike, shape: int | tuple[int, int], lower: int, upper: int, *,
+    name: str | None = None,
+) -> Node:
     """x = band matrix (``lower`` subdiagonals, ``upper`` superdiagonals); z: the band row by row.
 
     Examples
@@ -333,7 +337,7 @@ def band(z: Any, shape: Any, lower: int, upper: int, *, name: str | None = None)
     return Band(shape, lower, upper)(z, name=name)
 
 
-def diag(z: Any, shape: Any, *, name: str | None = None) -> Node:
+def diag(z: ExprLike, shape: int | tuple[int, int], *, name: str | None = None) -> Node:
     """x = diagonal matrix of the given shape (an int n means (n, n)) with diagonal z.
 
     Examples
@@ -347,7 +351,7 @@ def diag(z: Any, shape: Any, *, name: str | None = None) -> Node:
     return Diag(shape)(z, name=name)
 
 
-def tridiag(z: Any, shape: Any, *, name: str | None = None) -> Node:
+def tridiag(z: ExprLike, shape: int | tuple[int, int], *, name: str | None = None) -> Node:
     """x = tridiagonal matrix; z: its free entries row by row.
 
     Examples
@@ -362,7 +366,7 @@ def tridiag(z: Any, shape: Any, *, name: str | None = None) -> Node:
     return Tridiag(shape)(z, name=name)
 
 
-def tril(z: Any, shape: Any, k: int = 0, *, name: str | None = None) -> Node:
+def tril(z: ExprLike, shape: int | tuple[int, int], k: int = 0, *, name: str | None = None) -> Node:
     """x = lower triangular matrix (entries with j - i <= k); z: free entries row by row.
 
     Examples
@@ -376,7 +380,7 @@ def tril(z: Any, shape: Any, k: int = 0, *, name: str | None = None) -> Node:
     return Tril(shape, k)(z, name=name)
 
 
-def triu(z: Any, shape: Any, k: int = 0, *, name: str | None = None) -> Node:
+def triu(z: ExprLike, shape: int | tuple[int, int], k: int = 0, *, name: str | None = None) -> Node:
     """x = upper triangular matrix (entries with j - i >= k); z: free entries row by row.
 
     Examples

@@ -227,6 +227,11 @@ def test_tmprod_rejects_missing_modes(rng):
         al.tmprod(rng.standard_normal((3, 3, 3)), [np.ones((2, 3))])
 
 
+def test_tmprod_rejects_bool_mode(rng):
+    with pytest.raises(DataError, match="modes: expected an integer, got bool"):
+        al.tmprod(rng.standard_normal((3, 3)), [np.ones((2, 3))], True)
+
+
 # ----------------------------------------------------------------- CPD / Tucker
 @FAST
 @given(shape=shapes, R=ranks, seed=seeds)
