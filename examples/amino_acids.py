@@ -88,7 +88,7 @@ def main() -> None:
 
     print(f"factor match score unconstrained vs structured: "
           f"{fms(free.factors('eem'), smooth.factors('eem')):.5f}")
-    _, B, C = smooth.factors("eem")
+    _, B, C = smooth.factors["eem"]
     order = np.argsort(X.emission.values[C.argmax(axis=0)])
     for r in order:
         print(f"  structured component {r}: excitation peak "

@@ -60,7 +60,7 @@ def main() -> None:
     rng = np.random.default_rng(SEED)
     X = load_amino_acids()
     ref = reference_fit(X)
-    A_ref = ref.factors("eem")[0]
+    A_ref = ref.factors["eem"][0]
     Y = make_concentrations(A_ref, rng)
     print(f"reference nonnegative CPD of X alone: relerr {100 * ref.relerr['eem']:.2f} %, "
           f"{ref.iterations} iterations ({ref.message})")
@@ -90,7 +90,7 @@ def main() -> None:
     A = result["a"]
     print(f"unconstrained sample factor a: smallest entry {A.min() / np.abs(A).max():+.3f} "
           f"of its largest magnitude")
-    _, B, C = result.factors("eem")
+    _, B, C = result.factors["eem"]
     order = np.argsort(X.coords["emission"].values[C.argmax(axis=0)])
     # Known maxima (ex/em, nm): Phe ~257/282, Tyr ~275/303, Trp ~280/350.
     for r, who in zip(order, ("phenylalanine", "tyrosine", "tryptophan")):

@@ -84,10 +84,10 @@ def main() -> None:
         fits = [fit(train, rank, seed=SEED + 100 * rank + 10 * s) for s in range(N_STARTS)]
         if best_fits:  # one more start: the previous rank's solution plus a small column
             grown = [np.hstack([F, 0.1 * F.mean() * rng.random((F.shape[0], 1))])
-                     for F in best_fits[-1].factors("data")]
+                     for F in best_fits[-1].factors["data"]]
             fits.append(fit(train, rank, seed=0, init=grown))
         best = min(fits, key=lambda r: r.objective)
-        held_err = np.linalg.norm(cpd_values(best.factors("data"), index) - truth) \
+        held_err = np.linalg.norm(cpd_values(best.factors["data"], index) - truth) \
             / np.linalg.norm(truth)
         curve.append((best.relerr["data"], held_err))
         best_fits.append(best)
@@ -96,7 +96,7 @@ def main() -> None:
     held_out = np.array([h for _, h in curve])
     k = int(np.flatnonzero(held_out <= TOLERANCE * held_out.min())[0])
     rank = RANKS[k]
-    final = fit(X, rank, seed=SEED, init=best_fits[k].factors("data"), max_iter=100)
+    final = fit(X, rank, seed=SEED, init=best_fits[k].factors["data"], max_iter=100)
     print(f"\nchosen rank {rank}: the smallest within 10 % of the best held-out error "
           f"({100 * held_out.min():.2f} % at rank {RANKS[int(held_out.argmin())]});\n"
           f"refit on all known entries: relerr {100 * final.relerr['data']:.2f} %, "
@@ -109,7 +109,7 @@ def main() -> None:
 
 
 def _describe(result: sdf.Result, X: xr.DataArray) -> None:
-    L, T, D, C = result.factors("data")
+    L, T, D, C = result.factors["data"]
     for r in range(L.shape[1]):
         share = C[:, r] / C[:, r].sum()
         print(f"  component {r}: strongest in ligand {str(X.ligand.values[L[:, r].argmax()])!r}, "

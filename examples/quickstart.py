@@ -41,7 +41,7 @@ def main() -> None:
     result = model.fit(method="nls", max_iter=300)
     print(f"\nstopped after {result.iterations} iterations: {result.message}")
     print(f"relative error of the rank-{rank} fit: {100 * result.relerr['eem']:.2f} %")
-    factors = result.factors("eem")
+    factors = result.factors["eem"]
     peaks = [X.coords[d].values[f.argmax(axis=0)] for d, f in zip(X.dims[1:], factors[1:])]
     for r in range(rank):
         print(f"component {r}: excitation peak {peaks[0][r]:.0f} nm, "

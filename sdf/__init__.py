@@ -12,10 +12,9 @@ and fit everything jointly with Gauss-Newton or L-BFGS::
 from sdf import errors
 from sdf.errors import DataError, ModelError, OptionError, SdfError, TransformError
 from sdf.expr import Constant, Expr, Variable
-from sdf.io import load_result
 from sdf.model import Model
-from sdf.result import History, IterationInfo, Result, StopReason
-from sdf.solvers.options import MinfOptions, NLSOptions
+from sdf.result import History, IterationInfo, Result, StopReason, load_result
+from sdf.solvers import MinfOptions, NLSOptions, SolverOptions, register_solver
 from sdf.terms import BTD, CPD, L0, L1, L2, LL1, LMLRA, Term
 
 __version__ = "0.1.0"
@@ -40,16 +39,18 @@ __all__ = [
     "OptionError",
     "Result",
     "SdfError",
+    "SolverOptions",
     "StopReason",
     "Term",
     "TransformError",
     "Variable",
     "errors",
     "load_result",
+    "register_solver",
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # Submodules loaded on first use keep `import sdf` light.
     import importlib
 

@@ -10,16 +10,34 @@ quantity: this is how factors are shared (coupled) between terms.
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from sdf.errors import ModelError
 
-if TYPE_CHECKING:
-    from sdf.transforms._base import Transform
+__all__ = ["Constant", "Expr", "Node", "TransformLike", "Variable", "as_expr"]
 
-__all__ = ["Constant", "Expr", "Node", "Variable", "as_expr"]
+
+class TransformLike(Protocol):
+    """What a :class:`Node` needs of its transform (:class:`sdf.transforms.Transform`
+    implements it; the protocol keeps this module free of the transform library)."""
+
+    name: str
+    n_inputs: int
+    elementwise: bool
+
+    def output_shape(self, *shapes: tuple[int, ...]) -> tuple[int, ...]: ...
+
+    def value(self, z: Any) -> np.ndarray: ...
+
+    def linearize(self, z: Any) -> Any: ...
+
+    def route_block(self, lin: Any, block: np.ndarray) -> Any: ...
+
+    def curvature(self, z: Any) -> np.ndarray | None: ...
+
+    def params(self) -> dict[str, Any]: ...
 
 _counter = itertools.count()
 
@@ -165,7 +183,8 @@ class Constant(Expr):
 class Node(Expr):
     """A transform applied to input expressions; made by calling a transform."""
 
-    def __init__(self, transform: Transform, inputs: tuple[Expr, ...], name: str | None = None):
+    def __init__(self, transform: TransformLike, inputs: tuple[Expr, ...],
+                 name: str | None = None) -> None:
         super().__init__()
         self.transform = transform
         self.inputs = inputs

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from sdf.errors import ModelError
 from sdf.expr import Expr, Node, Variable
+from sdf.fit import fit_model
+from sdf.result import IterationInfo, Result
+from sdf.solvers import MethodName, SolverOptions
+from sdf.spec import terms_from_dict, to_dict
 from sdf.terms._base import Term
 
 __all__ = ["Model"]
@@ -102,9 +107,7 @@ class Model:
         >>> sorted(sdf.Model.from_dict(spec).variable_names)
         ['a', 'b']
         """
-        from sdf.spec import from_dict
-
-        return from_dict(spec)
+        return Model(terms_from_dict(spec))
 
     def to_dict(self) -> dict[str, Any]:
         """This model as a Tensorlab-style dict that :meth:`from_dict` reads back.
@@ -116,8 +119,6 @@ class Model:
         >>> sorted(sdf.Model(m=sdf.CPD(np.ones((3, 3)), [a, a])).to_dict())
         ['factorizations', 'factors', 'variables']
         """
-        from sdf.spec import to_dict
-
         return to_dict(self)
 
     # ------------------------------------------------------------------ checking
@@ -239,15 +240,15 @@ class Model:
     # ------------------------------------------------------------------ fitting
     def fit(
         self,
-        method: Literal["nls", "minf"] = "nls",
+        method: MethodName = "nls",
         *,
-        options: Any = None,
+        options: SolverOptions | None = None,
         display: int = 0,
-        callback: Callable[[Any], Any] | None = None,
-        resume: Any = None,
+        callback: Callable[[IterationInfo], Any] | None = None,
+        resume: str | os.PathLike[str] | Result | None = None,
         **option_values: Any,
-    ) -> Any:
-        """Fit the model; returns a :class:`sdf.Result`.
+    ) -> Result:
+        """Fit the model; returns a :class:`sdf.Result` (see :mod:`sdf.fit`).
 
         The solvers work in units where the start is of order one (see
         :class:`sdf.solvers._run.ScaledProblem`), so results are scale-invariant: data
@@ -256,9 +257,11 @@ class Model:
 
         Parameters
         ----------
-        method : {"nls", "minf"}, default "nls"
-            Gauss-Newton with trust region, or L-BFGS-B.
-        options : NLSOptions or MinfOptions, optional
+        method : str, default "nls"
+            A registered solver (:func:`sdf.solvers.solver_names`): ``"nls"``
+            (Gauss-Newton with trust region) or ``"minf"`` (L-BFGS-B), or one added with
+            :func:`sdf.solvers.register_solver`.
+        options : NLSOptions, MinfOptions or the registered method's options, optional
             Solver settings; keyword arguments override single fields
             (``max_iter=50, tol_fun=1e-10`` ...). Unknown names raise ModelError.
             ``checkpoint="run.nc", checkpoint_every=10`` saves the run every 10
@@ -298,63 +301,8 @@ class Model:
         >>> np.round(res["a"].ravel(), 6)
         array([1., 2., 3.])
         """
-        import dataclasses
-
-        from sdf.problem import Problem
-        from sdf.result import diagnose, emit
-        from sdf.solvers import make_options, minf, nls
-        from sdf.solvers._run import Run, RunSetup, ScaledProblem
-
-        opts = make_options(method, options, **option_values)
-        self.check()
-        if callback is not None and not callable(callback):
-            raise ModelError(f"fit: callback must be callable, got {type(callback).__name__}")
-        prior = self._resume_from(resume) if resume is not None else None
-        problem = Problem(self)
-        z0, exponents = None, None
-        if prior is not None:
-            z0 = np.concatenate([np.ravel(prior.variables[n]) for n in self.variable_names])
-            if prior.method == method and "exponent_z" in prior.state:
-                exponents = (int(prior.state["exponent_z"]), int(prior.state["exponent_f"]))
-        scaled = ScaledProblem(problem, z0, exponents)
-        setup = RunSetup(callback=callback, method=method, checkpoint=opts.checkpoint,
-                         checkpoint_every=opts.checkpoint_every, resume=prior,
-                         radius_is_damping=getattr(opts, "trust", "") == "lm")
-        remaining = opts.max_iter - (prior.iterations if prior is not None else 0)
-        if remaining >= 1:
-            solver = nls if method == "nls" else minf
-            point, stop, run = solver(scaled, dataclasses.replace(opts, max_iter=remaining),
-                                      display=display, callback=setup)
-        else:  # the saved run used up max_iter already
-            run = Run(scaled, opts.max_time, display, setup)
-            point, stop = scaled.point(scaled.z0.copy()), _stop("MAX_ITER")
-            run.record(point, 0, np.nan, np.nan, np.nan, 0)
-        result = _make_result(scaled, point, stop, run, method, opts)
-        findings = diagnose(result, scaled)
-        result.warnings = [message for _, message in findings]
-        emit(findings, stacklevel=3)
-        if opts.checkpoint is not None:
-            result.save(opts.checkpoint)
-        return result
-
-    def _resume_from(self, resume: Any) -> Any:
-        """The saved result ``resume`` (a path or a Result), checked against this model."""
-        import os
-
-        from sdf.io import attach_model, load_result
-        from sdf.result import Result
-
-        if isinstance(resume, (str, os.PathLike)):
-            return load_result(resume, model=self)
-        if not isinstance(resume, Result):
-            raise ModelError(
-                f"fit: resume must be a checkpoint path or an sdf.Result, got {type(resume).__name__}")
-        copy = Result(**{**resume.__dict__, "_values": {}})
-        attach_model(copy, self, where="fit(resume=...)")
-        bad = [n for n in self.variable_names if not np.all(np.isfinite(copy.variables[n]))]
-        if bad:
-            raise ModelError(f"fit(resume=...): variable {bad[0]!r} has non-finite values")
-        return copy
+        return fit_model(self, method, options=options, display=display, callback=callback,
+                         resume=resume, **option_values)
 
 
 def _label(e: Expr, names: Mapping[int, str]) -> str:
@@ -364,25 +312,3 @@ def _label(e: Expr, names: Mapping[int, str]) -> str:
         args = ", ".join(_label(i, names) for i in e.inputs)
         return f"{e.transform.name}({args})"
     return e.label()
-
-
-def _stop(name: str) -> Any:
-    from sdf.result import StopReason
-
-    return StopReason[name]
-
-
-def _make_result(problem: Any, point: Any, stop: Any, run: Any, method: str, opts: Any) -> Any:
-    """The fit's Result, with the stop reason corrected where the solver could not tell.
-
-    * A failed step after a singular Gramian product is a CG breakdown.
-    * Non-finite variables are never reported as a success.
-    """
-    from sdf.result import StopReason, result_from_run
-
-    result = result_from_run(problem, point, stop, run, method)
-    if stop is StopReason.STEP_FAILED and getattr(problem, "singular_products", 0):
-        result.stop = StopReason.CG_BREAKDOWN
-    if result.success and not all(np.all(np.isfinite(v)) for v in result.variables.values()):
-        result.stop = StopReason.NONFINITE
-    return result

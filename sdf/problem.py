@@ -8,34 +8,68 @@ from the terms' and transforms' own pieces by the chain rule (``J = J_term J_tra
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from sdf.expr import Constant, Expr, Node, Variable
+from sdf.terms._base import Term
 
-if TYPE_CHECKING:
-    from sdf.model import Model
+__all__ = ["ModelLike", "Point", "Problem"]
 
-__all__ = ["Point", "Problem"]
+
+@runtime_checkable
+class ModelLike(Protocol):
+    """What the engine reads of a model (:class:`sdf.Model` is one): named terms, their
+    absolute weights, the variables with their names, and evaluation of expressions."""
+
+    terms: dict[str, Term]
+    variables: list[Variable]
+    variable_names: list[str]
+
+    @property
+    def weights(self) -> dict[str, float]: ...
+
+    def check(self) -> None: ...
+
+    def evaluate(self, expr: Expr, variables: Mapping[str, np.ndarray] | None = None
+                 ) -> np.ndarray: ...
+
+    def named_expressions(self) -> dict[int, Expr]: ...
 
 
 class Problem:
-    """The model's unknowns packed into one vector, and how to evaluate at any vector.
+    """Terms and their unknowns packed into one vector, and how to evaluate at any vector.
 
     Parameters
     ----------
-    model : Model
-        A checked model.
+    terms : mapping of str to Term
+        The terms by name (checked).
+    weights : mapping of str to float
+        The absolute weight ``w_t`` of every term.
+    variables : sequence of Variable
+        The unknowns, in the order they are packed into ``z``.
+    names : sequence of str
+        Their names.
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> a = sdf.Variable(np.ones((3, 1)), name="a")
+    >>> p = Problem({"m": sdf.CPD(np.ones((3, 2)), [a, np.ones((2, 1))])}, {"m": 1.0},
+    ...             [a], ["a"])
+    >>> p.n, p.point(p.z0).f
+    (3, 0.0)
     """
 
-    def __init__(self, model: Model) -> None:
-        self.model = model
-        self.term_names = list(model.terms)
-        self.terms = [model.terms[n] for n in self.term_names]
-        self.weights = np.array([model.weights[n] for n in self.term_names])
-        self.variables: list[Variable] = model.variables
-        self.names = model.variable_names
+    def __init__(self, terms: Mapping[str, Term], weights: Mapping[str, float],
+                 variables: Sequence[Variable], names: Sequence[str]) -> None:
+        self.term_names = list(terms)
+        self.terms = [terms[n] for n in self.term_names]
+        self.weights = np.array([float(weights[n]) for n in self.term_names])
+        self.variables: list[Variable] = list(variables)
+        self.names = list(names)
         sizes = [v.value.size for v in self.variables]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.n = int(self.offsets[-1])
@@ -64,6 +98,11 @@ class Problem:
         # Where each term input sits in z (None for constants): the Gauss-Newton product
         # of a model without transforms skips the expression graph (it runs inside CG).
         self.slots = [[self.var_index.get(id(e)) for e in term.inputs] for term in self.terms]
+
+    @classmethod
+    def from_model(cls, model: ModelLike) -> Problem:
+        """The problem of a (checked) model: its terms, weights and variables."""
+        return cls(model.terms, model.weights, model.variables, model.variable_names)
 
     def unpack(self, z: np.ndarray) -> list[np.ndarray]:
         """Split a vector into the variables' arrays (views)."""

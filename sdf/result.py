@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import enum
-import math
 import os
-import warnings as _warnings
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from sdf.errors import ModelError
+from sdf import io
+from sdf.errors import FileFormatError, ModelError
 from sdf.expr import Expr
+from sdf.problem import ModelLike
 
-if TYPE_CHECKING:
-    from sdf.model import Model
+__all__ = ["History", "IterationInfo", "Result", "StopReason", "TermFactors", "attach_model",
+           "load_result"]
 
-__all__ = ["History", "IterationInfo", "Result", "StopReason", "diagnose", "result_from_run"]
+_HISTORY = ("objective", "relchange", "step", "radius", "cg_iterations", "time")
 
 
 class StopReason(enum.Enum):
@@ -112,7 +114,7 @@ class Result:
     stop : StopReason
         Why the solver stopped.
     method : str
-        ``"nls"`` or ``"minf"``.
+        The solver's registered name (``"nls"``, ``"minf"``, ...).
     warnings : list of str
         What the checks after the fit found (degenerate CPD components, zero components,
         all-zero data, a fit worse than the zero model, singular Gramians...); each was
@@ -133,7 +135,7 @@ class Result:
     (True, (3, 1))
     """
 
-    model: Model | None
+    model: ModelLike | None
     variables: dict[str, np.ndarray]
     objective: float
     abserr: dict[str, float]
@@ -170,11 +172,36 @@ class Result:
         >>> np.array_equal(back.variables["a"], res.variables["a"]), back.stop is res.stop
         (True, True)
         """
-        from sdf.io import save_result
+        arrays: io.Arrays = {}
+        names = list(self.variables)
+        for k, name in enumerate(names):
+            value = np.asarray(self.variables[name], dtype=np.float64)
+            dims = tuple(f"variable_{k}_dim{d}" for d in range(value.ndim))
+            arrays[f"variable_{k}"] = (dims, value, {"name": str(name)})
+        h = self.history
+        for field_name in _HISTORY:
+            dtype = np.int32 if field_name == "cg_iterations" else np.float64
+            arrays[f"history_{field_name}"] = (
+                ("iteration",), np.asarray(getattr(h, field_name), dtype=dtype), {})
+        relerr_terms = list(h.relerr)
+        if relerr_terms:
+            rows = np.array([h.relerr[t] for t in relerr_terms], dtype=np.float64)
+            arrays["history_relerr"] = (("relerr_term", "relerr_iteration"), rows, {})
+        record = {
+            "variables": [str(n) for n in names],
+            "objective": float(self.objective),
+            "abserr": {str(k): float(v) for k, v in self.abserr.items()},
+            "relerr": {str(k): float(v) for k, v in self.relerr.items()},
+            "iterations": int(self.iterations),
+            "stop": self.stop.name,
+            "method": str(self.method),
+            "warnings": [str(w) for w in self.warnings],
+            "state": {str(k): float(v) for k, v in self.state.items()},
+            "relerr_terms": [str(t) for t in relerr_terms],
+        }
+        io.write_result_file(path, arrays, record)
 
-        save_result(self, path)
-
-    def _require_model(self, what: str) -> Model:
+    def _require_model(self, what: str) -> ModelLike:
         if self.model is None:
             raise ModelError(
                 f"Result{what}: this result has no model (it was loaded from a file); "
@@ -199,12 +226,19 @@ class Result:
             self._values[id(key)] = model.evaluate(key, self.variables)
         return self._values[id(key)]
 
-    def factors(self, term: str) -> list[np.ndarray]:
-        """Values of the inputs (factors, then core) of the term named ``term``."""
-        model = self._require_model(f".factors({term!r})")
-        if term not in model.terms:
-            raise ModelError(f"no term {term!r} (terms: {', '.join(model.terms)})")
-        return [self[e] for e in model.terms[term].inputs]
+    @property
+    def factors(self) -> TermFactors:
+        """Per term, the values of its inputs (factors, then core): ``result.factors["eem"]``.
+
+        Examples
+        --------
+        >>> import numpy as np, sdf
+        >>> a = sdf.Variable(np.ones((3, 1)), name="a")
+        >>> res = sdf.Model(m=sdf.CPD(np.ones((3, 2)), [a, np.ones((2, 1))])).fit()
+        >>> [A.shape for A in res.factors["m"]]
+        [(3, 1), (2, 1)]
+        """
+        return TermFactors(self)
 
     def to_xarray(self) -> Any:
         """The factors as an ``xarray.Dataset`` with the data's dim names and coordinates.
@@ -236,12 +270,12 @@ class Result:
         covered: set[int] = set()
         n_components: int | None = None
         for name, term in model.terms.items():
-            data = getattr(term, "data", None)
-            dims = getattr(data, "dims", None)
-            if not dims or term.kind == "BTD":
+            modes = term.mode_factors()
+            dims = term.dims()
+            if modes is None or dims is None:
                 continue
-            coords = getattr(data, "coords", None) or {}
-            for dim, expr in zip(dims, term.inputs[: len(dims)]):
+            coords = term.coords() or {}
+            for dim, expr in zip(dims, modes):
                 value = self[expr]
                 if value.ndim != 2:
                     continue
@@ -274,156 +308,143 @@ class Result:
                 f"objective={self.objective:.6g}, relerr={{{errs}}}, stop={self.stop.name})")
 
 
-class _Errors:
-    """Per-term ``||r||^2 / 2`` in the form ``Run.relerr`` reads."""
+class TermFactors(Mapping[str, list[np.ndarray]]):
+    """``result.factors[term]``: the values of a term's inputs, by term name.
 
-    def __init__(self, fvals: np.ndarray) -> None:
-        self.fvals = fvals
-
-
-def result_from_run(problem: Any, point: Any, stop: StopReason, run: Any, method: str) -> Result:
-    """The :class:`Result` of a run at ``point`` (scaled problems and points accepted).
-
-    Variables are copied out of the point in the model's units; errors and the history
-    come from the run (see :class:`sdf.solvers._run.Run`).
+    Calling it, ``result.factors(term)``, is the form of sdfusion 0.1 and still works for
+    one release, with a :class:`DeprecationWarning`.
     """
-    raw = getattr(point, "raw", point)
-    raw_problem = getattr(problem, "raw", problem)
-    variables = {name: np.array(arr, copy=True)
-                 for name, arr in zip(raw_problem.names, raw_problem.unpack(raw.z))}
-    fvals = np.array(raw.fvals, dtype=float)
-    if np.all(np.isfinite(fvals)):
-        fvals = np.array([
-            term.exact_fval([raw.value(e) for e in term.inputs], fv)
-            for term, fv in zip(raw_problem.terms, fvals)])
-    abserr = {n: float(np.sqrt(2.0 * fv)) for n, fv in zip(raw_problem.term_names, fvals)}
-    objective = float(raw_problem.weights @ fvals) if np.all(np.isfinite(fvals)) else float(raw.f)
-    return Result(
-        model=raw_problem.model, variables=variables, objective=objective, abserr=abserr,
-        relerr=run.relerr(_Errors(fvals)), history=run.history, iterations=int(run.iterations),
-        stop=stop, method=method, state=dict(getattr(run, "state", {})),
-    )
+
+    def __init__(self, result: Result) -> None:
+        self._result = result
+
+    def _model(self, term: str | None = None) -> ModelLike:
+        return self._result._require_model(".factors" if term is None else f".factors[{term!r}]")
+
+    def __getitem__(self, term: str) -> list[np.ndarray]:
+        model = self._model(term)
+        if term not in model.terms:
+            raise KeyError(f"no term {term!r} (terms: {', '.join(model.terms)})")
+        return [self._result[e] for e in model.terms[term].inputs]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._model().terms)
+
+    def __len__(self) -> int:
+        return len(self._model().terms)
+
+    def __call__(self, term: str) -> list[np.ndarray]:
+        warnings.warn("Result.factors(term) is deprecated; use Result.factors[term]",
+                      DeprecationWarning, stacklevel=2)
+        if term not in self._model().terms:
+            raise ModelError(f"no term {term!r} (terms: {', '.join(self._model().terms)})")
+        return self[term]
 
 
-#: A pair of CPD components is reported as degenerate when their congruence (product
-#: over the modes of the cosines between their columns) is at most this ...
-DEGENERACY_CONGRUENCE = -0.9
-#: ... and the norms of the two rank-one terms add up to this many times the model's norm.
-DEGENERACY_NORM_RATIO = 10.0
+def load_result(path: str | os.PathLike[str], model: ModelLike | None = None) -> Result:
+    """Read a result written by :meth:`sdf.Result.save` (or a checkpoint).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The netCDF file.
+    model : Model, optional
+        The model that was fitted. With it, ``result[expr]``, ``result.factors[term]``
+        and ``to_xarray()`` work; its variables' names and shapes must match the file's.
+        Without it, the variables, errors, history and stop reason are available and
+        evaluating expressions raises :class:`sdf.ModelError`.
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    sdf.errors.FileFormatError
+        A truncated, damaged or foreign file, or one of a newer format.
+    sdf.ModelError
+        ``model`` does not match the saved variables.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, sdf
+    >>> a = sdf.Variable(np.ones((3, 1)), name="a")
+    >>> model = sdf.Model(m=sdf.CPD(np.outer([1.0, 2, 3], [1.0, 1]), [a, np.ones((2, 1))]))
+    >>> path = os.path.join(tempfile.mkdtemp(), "fit.nc")
+    >>> model.fit().save(path)
+    >>> np.round(sdf.load_result(path, model=model)[a].ravel(), 6)
+    array([1., 2., 3.])
+    """
+    path = os.fspath(path)
+    arrays, names, meta = io.read_result_file(path)
+    try:
+        variables = {}
+        for k, name in enumerate(meta["variables"]):
+            key = f"variable_{k}"
+            if names.get(key) != name:
+                raise KeyError(key)
+            variables[name] = np.asarray(arrays[key], dtype=np.float64)
+        n_iter = len(arrays["history_objective"])
+        history = History(**{
+            f: [int(v) for v in arrays[f"history_{f}"]] if f == "cg_iterations"
+            else [float(v) for v in arrays[f"history_{f}"]] for f in _HISTORY})
+        if meta["relerr_terms"]:
+            rows = arrays["history_relerr"]
+            if rows.shape != (len(meta["relerr_terms"]), n_iter):
+                raise KeyError("history_relerr")
+            history.relerr = {t: [float(v) for v in row]
+                              for t, row in zip(meta["relerr_terms"], rows)}
+        result = Result(
+            model=None, variables=variables, objective=float(meta["objective"]),
+            abserr=dict(meta["abserr"]), relerr=dict(meta["relerr"]), history=history,
+            iterations=int(meta["iterations"]), stop=StopReason[meta["stop"]],
+            method=str(meta["method"]), warnings=list(meta["warnings"]),
+            state={str(k): float(v) for k, v in dict(meta["state"]).items()})
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise FileFormatError(
+            f"load_result: {path!r}: an sdfusion result with missing or damaged content "
+            f"({type(exc).__name__}: {exc})") from None
+    if model is not None:
+        attach_model(result, model, where=f"load_result({path!r})")
+    return result
 
 
-def _cpd_findings(name: str, factors: list[np.ndarray]) -> list[tuple[type[Warning], str]]:
-    from sdf.errors import DegeneracyWarning, SdfWarning
-
-    out: list[tuple[type[Warning], str]] = []
-    if any(A.ndim != 2 for A in factors) or not np.all([np.isfinite(A).all() for A in factors]):
-        return out
-    col_norms = np.array([np.linalg.norm(A, axis=0) for A in factors])
-    norms = np.prod(col_norms, axis=0)
-    top = float(norms.max(initial=0.0))
-    if top == 0.0:
-        return out
-    dead = np.flatnonzero(norms <= 1e-12 * top)
-    if dead.size:
-        out.append((SdfWarning,
-                    f"term {name!r}: component(s) {dead.tolist()} are zero in the result; "
-                    f"the effective rank is {norms.size - dead.size} of {norms.size} "
-                    "(rank-deficient factors: try a lower rank or another start)"))
-    if norms.size < 2:
-        return out
-    C = np.ones((norms.size, norms.size))
-    gram = np.ones_like(C)
-    for A, n in zip(factors, col_norms):
-        G = A.T @ A
-        gram *= G
-        unit = np.where(n > 0, n, 1.0)
-        C *= G / np.outer(unit, unit)
-    model_norm = math.sqrt(max(float(gram.sum()), 0.0))
-    r, s = np.triu_indices(norms.size, k=1)
-    hit = (C[r, s] <= DEGENERACY_CONGRUENCE) & (
-        norms[r] + norms[s] >= DEGENERACY_NORM_RATIO * max(model_norm, 1e-300 * top))
-    if hit.any():
-        listed = ", ".join(f"({a}, {b}): {c:.4f}" for a, b, c in
-                           zip(r[hit][:5], s[hit][:5], C[r, s][hit][:5]))
-        ratio = float(norms.sum() / model_norm) if model_norm > 0 else math.inf
-        out.append((DegeneracyWarning,
-                    f"term {name!r}: degenerate CPD, components cancel each other "
-                    f"(congruence {listed}; component norms add up to {ratio:.3g} times "
-                    "the model's norm): try a lower rank, constraints (e.g. nonnegativity) "
-                    "or a small L2 regularization"))
-    return out
-
-
-def _start_scale(name: str, term: Any, model: Model, data_norm: float
-                 ) -> list[tuple[type[Warning], str]]:
-    """A warning when the initial CPD model and the data differ in scale by > 1e6."""
-    from sdf.errors import SdfWarning
-
-    with np.errstate(over="ignore", invalid="ignore"):
-        gram = np.ones((term.rank, term.rank))
-        for e in term.inputs:
-            A = np.asarray(model.evaluate(e))
-            gram = gram * (A.T @ A)
-        start_norm = math.sqrt(max(float(gram.sum()), 0.0))
-    ratio = start_norm / data_norm
-    if np.isfinite(ratio) and 1e-6 <= ratio <= 1e6:
-        return []
-    return [(SdfWarning, f"term {name!r}: the initial model's norm ({start_norm:.3g}) and "
-             f"the data's norm ({data_norm:.3g}) differ by a factor {ratio:.3g}; scale the "
-             "initial values to the data (fits are scale-invariant only when both are "
-             "scaled together)")]
-
-
-def diagnose(result: Result, problem: Any = None) -> list[tuple[type[Warning], str]]:
-    """Checks of a fitted result: ``(warning class, message)`` for every finding.
-
-    Looks for degenerate CPD components (congruence <= ``DEGENERACY_CONGRUENCE`` with
-    norms adding up to ``DEGENERACY_NORM_RATIO`` times the model's norm), components that
-    vanished, all-zero data, data terms fitted worse than by the zero model, and, when the
-    run ended in a CG breakdown, how often the Gauss-Newton Gramian was found singular
-    along a search direction (``problem`` being the
-    :class:`~sdf.solvers._run.ScaledProblem` the solver ran on).
+def attach_model(result: Result, model: ModelLike, where: str = "result") -> Result:
+    """Attach ``model`` to ``result`` after checking that its variables and terms match.
 
     Examples
     --------
     >>> import numpy as np, sdf
     >>> a = sdf.Variable(np.ones((3, 1)), name="a")
-    >>> res = sdf.Model(m=sdf.CPD(np.zeros((3, 2)), [a, np.ones((2, 1))])).fit()
-    >>> [msg.split(";")[0] for _, msg in diagnose(res)]
-    ["term 'm': the data are all zero"]
+    >>> res = sdf.Model(m=sdf.CPD(np.ones((3, 2)), [a, np.ones((2, 1))])).fit()
+    >>> other = sdf.Model(n=sdf.CPD(np.ones((3, 2)), [a, np.ones((2, 1))]))
+    >>> attach_model(res, other)
+    Traceback (most recent call last):
+    ...
+    sdf.errors.ModelError: result: the saved terms ['m'] do not match the model's ['n'] ...
     """
-    from sdf.errors import SdfWarning
-
-    model = result.model
-    found: list[tuple[type[Warning], str]] = []
-    if model is None:
-        return found
-    for name, term in model.terms.items():
-        if not term.is_data_term:
-            continue
-        norm = term.data_norm
-        if norm == 0:
-            found.append((SdfWarning, f"term {name!r}: the data are all zero; its relative "
-                          "error is reported as the absolute error ||model||"))
-        elif result.relerr.get(name, 0.0) > 1.0:
-            found.append((SdfWarning,
-                          f"term {name!r}: relative error {result.relerr[name]:.3g} > 1, "
-                          "worse than the zero model: the start may be badly scaled for "
-                          "the data, or the run too short"))
-        if term.kind == "CPD":
-            found += _cpd_findings(name, [result[e] for e in term.inputs])
-            if result.relerr.get(name, 0.0) > 0.5 and norm > 0:
-                found += _start_scale(name, term, model, norm)
-    singular = getattr(problem, "singular_products", 0)
-    if singular and result.stop is StopReason.CG_BREAKDOWN:
-        found.append((SdfWarning,
-                      f"the Gauss-Newton Gramian was singular along {singular} search "
-                      "direction(s): rank-deficient or collinear factors, or a transform "
-                      "whose derivative vanishes"))
-    return found
-
-
-def emit(findings: list[tuple[type[Warning], str]], stacklevel: int = 3) -> None:
-    """Issue every finding of :func:`diagnose` as a warning."""
-    for category, message in findings:
-        _warnings.warn(message, category, stacklevel=stacklevel)
+    if not isinstance(model, ModelLike):
+        raise ModelError(f"{where}: model must be an sdf.Model, got {type(model).__name__}")
+    expected = dict(zip(model.variable_names, (v.shape for v in model.variables)))
+    missing = sorted(set(expected) - set(result.variables))
+    extra = sorted(set(result.variables) - set(expected))
+    if missing or extra:
+        raise ModelError(
+            f"{where}: the saved variables {sorted(result.variables)} do not match the "
+            f"model's {sorted(expected)} (missing: {missing or 'none'}, "
+            f"unknown: {extra or 'none'})")
+    for name, shape in expected.items():
+        got = result.variables[name].shape
+        if got != shape:
+            raise ModelError(f"{where}: variable {name!r} has shape {got} in the result, "
+                             f"{shape} in the model")
+    saved_terms = sorted(result.abserr)
+    if saved_terms != sorted(model.terms):
+        raise ModelError(
+            f"{where}: the saved terms {saved_terms} do not match the model's "
+            f"{sorted(model.terms)} (terms renamed, added or removed since the run)")
+    result.model = model
+    result._values.clear()
+    return result

@@ -40,11 +40,10 @@ import numpy as np
 
 from sdf.errors import ModelError, SdfError
 from sdf.expr import Constant, Expr, Node, Variable
+from sdf.problem import ModelLike
+from sdf.terms import Term, term_types
 
-__all__ = ["from_dict", "to_dict"]
-
-_TERM_KEYS = ("cpd", "lmlra", "btd", "ll1", "regL2", "regL1", "regL0")
-_OPTION_KEYS = {"data", "weight", "relweight", "L", "target", "smoothing"}
+__all__ = ["terms_from_dict", "to_dict"]
 
 
 def _keyed(part: Any, where: str) -> dict[Any, Any]:
@@ -186,22 +185,33 @@ class _Builder:
         return rows[0] if len(rows) == 1 else _concat(tf, rows, 0, where)
 
     # -------------------------------------------------------------- terms
-    def terms(self) -> dict[str, Any]:
-        out = {}
+    def terms(self) -> dict[str, Term]:
+        types = term_types()
+        out: dict[str, Term] = {}
         for name, fz in _keyed(self.spec.get("factorizations"), "factorizations").items():
             where = f"factorizations{_fmt(name)}"
+            if str(name) in out:
+                raise ModelError(
+                    f"{where}: another factorization is keyed {str(name)!r} too (terms are "
+                    "named by the text of their keys); rename one")
             if not isinstance(fz, Mapping):
                 raise ModelError(f"{where}: expected a dict, got {type(fz).__name__}")
-            kinds = [k for k in _TERM_KEYS if k in fz]
+            kinds = [k for k in types if k in fz]
             if len(kinds) != 1:
                 raise ModelError(
-                    f"{where}: expected exactly one of {', '.join(_TERM_KEYS)}, got "
+                    f"{where}: expected exactly one of {', '.join(types)}, got "
                     f"{', '.join(kinds) if kinds else 'none'}"
                 )
-            extra = sorted(set(fz) - _OPTION_KEYS - set(_TERM_KEYS), key=str)
+            cls = types[kinds[0]]
+            allowed = {"weight", "relweight", cls.spec_key, *cls.spec_options}
+            if cls.is_data_term:
+                allowed.add("data")
+            extra = sorted(set(fz) - allowed, key=str)
             if extra:
-                raise ModelError(f"{where}: unknown key(s) {', '.join(map(repr, extra))}")
-            out[str(name)] = self._term(kinds[0], fz, where)
+                raise ModelError(
+                    f"{where}: unknown key(s) {', '.join(map(repr, extra))} for a "
+                    f"{kinds[0]!r} factorization (it takes {', '.join(sorted(allowed))})")
+            out[str(name)] = self._term(cls, fz, where)
         if not out:
             raise ModelError("factorizations: no factorizations given")
         return out
@@ -211,33 +221,9 @@ class _Builder:
             raise ModelError(f"{where}: expected a list of factor references, got {refs!r}")
         return [self.build(r, f"{where}[{i}]", in_factors=False) for i, r in enumerate(refs)]
 
-    def _term(self, kind: str, fz: Mapping[str, Any], where: str) -> Any:
-        import sdf
-
-        weights = {k: fz[k] for k in ("weight", "relweight") if k in fz}
-        path = f"{where}[{kind!r}]"
-        is_reg = kind.startswith("reg")
-        if not is_reg and "data" not in fz:
-            raise ModelError(f"{where}: missing 'data'")
+    def _term(self, cls: type[Term], fz: Mapping[str, Any], where: str) -> Term:
         try:
-            if kind == "cpd":
-                return sdf.CPD(fz["data"], self._refs(fz[kind], path), **weights)
-            if kind == "lmlra":
-                refs = self._refs(fz[kind], path)
-                return sdf.LMLRA(fz["data"], refs[:-1], refs[-1], **weights)
-            if kind == "btd":
-                blocks = fz[kind]
-                if isinstance(blocks, (str, np.ndarray)) or not isinstance(blocks, Sequence):
-                    raise ModelError(f"{path}: expected a list of blocks [U1, ..., UN, S]")
-                return sdf.BTD(fz["data"], [self._refs(b, f"{path}[{i}]")
-                                            for i, b in enumerate(blocks)], **weights)
-            if kind == "ll1":
-                if "L" not in fz:
-                    raise ModelError(f"{where}: an ll1 factorization needs 'L'")
-                return sdf.LL1(fz["data"], self._refs(fz[kind], path), fz["L"], **weights)
-            regs = {"regL2": sdf.L2, "regL1": sdf.L1, "regL0": sdf.L0}
-            extra = {k: fz[k] for k in ("target", "smoothing") if k in fz}
-            return regs[kind](self._refs(fz[kind], path), **weights, **extra)
+            return cls.from_spec(fz, self._refs, where)
         except ModelError as exc:
             if str(exc).startswith(("factorizations", "factors", "variables", "transform")):
                 raise
@@ -259,8 +245,10 @@ def _known(mapping: Mapping[Any, Any]) -> str:
     return ", ".join(map(str, mapping))
 
 
-def from_dict(spec: Mapping[str, Any]) -> Any:
-    """Build a :class:`sdf.Model` from a Tensorlab-style dict (see the module docstring).
+def terms_from_dict(spec: Mapping[str, Any]) -> dict[str, Term]:
+    """The terms of a Tensorlab-style dict (see the module docstring), by name.
+
+    :meth:`sdf.Model.from_dict` makes the model of them.
 
     Examples
     --------
@@ -272,18 +260,16 @@ def from_dict(spec: Mapping[str, Any]) -> Any:
     ...     "factors": {"A": "a", "B": ("b", tf.nonneg)},
     ...     "factorizations": {"m": {"data": rng.random((4, 5)), "cpd": ["A", "B"]}},
     ... }
-    >>> sdf.Model.from_dict(spec).terms["m"].describe()
+    >>> terms_from_dict(spec)["m"].describe()
     'CPD of dense data (4, 5), rank 2'
     """
-    from sdf.model import Model
-
     builder = _Builder(spec)
     for key in builder.factor_specs:
         builder.factor(key, f"factors{_fmt(key)}")
-    return Model(builder.terms())
+    return builder.terms()
 
 
-def to_dict(model: Any) -> dict[str, Any]:
+def to_dict(model: ModelLike) -> dict[str, Any]:
     """Write a model as a Tensorlab-style dict that :func:`from_dict` reads back.
 
     Variables are written by name with their initial values, every transformed factor as
@@ -319,31 +305,9 @@ def to_dict(model: Any) -> dict[str, Any]:
 
     out_terms: dict[str, Any] = {}
     for name, term in model.terms.items():
-        entry: dict[str, Any] = {}
-        refs = [ref(e) for e in term.inputs]
-        kind = term.kind
-        if kind == "CPD":
-            entry = {"data": term.data, "cpd": refs}
-        elif kind == "LMLRA":
-            entry = {"data": term.data, "lmlra": refs}
-        elif kind == "BTD":
-            n = term.data.ndim + 1
-            entry = {"data": term.data, "btd": [refs[i:i + n] for i in range(0, len(refs), n)]}
-        elif kind == "LL1":
-            entry = {"data": term.data, "ll1": refs, "L": list(term.L)}
-        elif kind in ("L2", "L1", "L0"):
-            entry = {f"reg{kind}": refs}
-            if kind == "L2" and term.target is not None:
-                entry["target"] = [np.array(t) for t in term.target]
-            if kind in ("L1", "L0"):
-                entry["smoothing"] = term.smoothing
-        else:
-            raise ModelError(f"to_dict: term {name!r} of kind {kind!r} has no dict form")
-        if term.weight is not None:
-            entry["weight"] = term.weight
-        else:
-            entry["relweight"] = term.relweight
-        out_terms[name] = entry
+        if not term.spec_key:
+            raise ModelError(f"to_dict: term {name!r} of kind {term.kind!r} has no dict form")
+        out_terms[name] = term.spec_entry(ref)
     return {
         "variables": {names[id(v)]: v.value.copy() for v in model.variables},
         "factors": factors,

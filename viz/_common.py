@@ -236,7 +236,7 @@ def _from_result(result: Any, term: str | None) -> Decomposition:
     if not getattr(t, "is_data_term", False):
         raise ModelError(f"term {name!r} is a {t.kind} regularizer, not a data term; "
                          "choose a factorization term")
-    values = result.factors(name)
+    values = result.factors[name]
     kind = str(getattr(t, "kind", "CPD")).upper()
     ndim = t.data.ndim
     where = f"term {name!r}"

@@ -9,8 +9,9 @@ Two pieces sit between :class:`sdf.Model.fit` and a solver:
   see the same numbers whether the data are scaled by 1e-150 or by 1e150: results are
   scale-invariant, and no dot product overflows or underflows on the way.
 * :class:`Run` records accepted iterates (in the model's own units), calls the callbacks,
-  keeps the best finite iterate, continues the history of a resumed run and writes
-  checkpoints (:class:`RunSetup` carries what ``fit`` asks for besides the options).
+  keeps the best finite iterate, continues the history of a resumed run, writes
+  checkpoints and assembles the :class:`sdf.Result` (:class:`RunContext` carries what
+  ``fit`` asks for besides the solver's options).
 """
 
 from __future__ import annotations
@@ -20,17 +21,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from sdf.problem import Point, Problem
-from sdf.result import History, IterationInfo, StopReason
+from sdf.expr import Variable
+from sdf.problem import ModelLike, Point, Problem
+from sdf.result import History, IterationInfo, Result, StopReason
+from sdf.terms import Term
 
-if TYPE_CHECKING:
-    from sdf.result import Result
-
-__all__ = ["Run", "RunSetup", "ScaledPoint", "ScaledProblem", "raw_point", "table_printer"]
+__all__ = ["Assembly", "Run", "RunContext", "ScaledPoint", "ScaledProblem", "table_printer"]
 
 
 def table_printer(every: int, print_fn: Callable[[str], Any] = print) -> Callable[[IterationInfo], None]:
@@ -93,7 +93,7 @@ class ScaledProblem:
     >>> import numpy as np, sdf
     >>> from sdf.problem import Problem
     >>> a = sdf.Variable(np.full((3, 1), 1e40), name="a")
-    >>> raw = Problem(sdf.Model(m=sdf.CPD(np.ones((3, 2)), [a, np.ones((2, 1))])))
+    >>> raw = Problem.from_model(sdf.Model(m=sdf.CPD(np.ones((3, 2)), [a, np.ones((2, 1))])))
     >>> p = ScaledProblem(raw)
     >>> bool(0.5 < np.abs(p.z0).max() <= 2), bool(0.5 < p.point(p.z0).f <= 2)
     (True, True)
@@ -116,8 +116,42 @@ class ScaledProblem:
         self._start: ScaledPoint | None = ScaledPoint(self, self.z0.copy(), start)
         self.singular_products = 0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.raw, name)
+    # The compiled problem's layout, seen through the scaling.
+    @property
+    def n(self) -> int:
+        """Number of unknowns."""
+        return self.raw.n
+
+    @property
+    def names(self) -> list[str]:
+        return self.raw.names
+
+    @property
+    def variables(self) -> list[Variable]:
+        return self.raw.variables
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return self.raw.offsets
+
+    @property
+    def terms(self) -> list[Term]:
+        return self.raw.terms
+
+    @property
+    def term_names(self) -> list[str]:
+        return self.raw.term_names
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self.raw.weights
+
+    def rounding_floor(self) -> float:
+        """Decreases of ``f`` (scaled units) below this are rounding noise: ``f`` is formed
+        from the data's norms, so it carries their rounding error."""
+        scale = sum(w * term.data_norm**2 for w, term in zip(self.weights, self.terms)
+                    if term.is_data_term and np.isfinite(term.data_norm))
+        return 16.0 * float(np.finfo(float).eps) * scale / self.phi
 
     def to_raw(self, u: np.ndarray) -> np.ndarray:
         """``z = sigma * u`` (exact)."""
@@ -151,9 +185,6 @@ class ScaledPoint:
         self.f = math.ldexp(raw.f, -problem.exponents[1]) if np.isfinite(raw.f) else raw.f
         self._gradient: np.ndarray | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.raw, name)
-
     def gradient(self) -> np.ndarray:
         if self._gradient is None:
             self._gradient = self.raw.gradient() * self.problem._grad_scale
@@ -173,24 +204,22 @@ class ScaledPoint:
         return lambda r: apply(r) * scale
 
 
-def raw_point(point: Any) -> Point:
-    """The point in the model's units (``point`` itself if it is not scaled)."""
-    return point.raw if isinstance(point, ScaledPoint) else point
-
-
 @dataclass
-class RunSetup:
-    """What ``Model.fit`` asks of a run besides the solver options.
-
-    Passed to a solver in place of the callback (the solvers hand it to :class:`Run`
-    unchanged).
+class RunContext:
+    """What a fit asks of a run besides the solver's options.
 
     Attributes
     ----------
+    model : ModelLike
+        The model being fitted (attached to the Result).
+    method : str
+        The solver's registered name, written into results and checkpoints.
+    max_time : float
+        Wall-clock budget in seconds.
+    display : int
+        Print an iteration table row every ``display`` iterations (0: silent).
     callback : callable or None
         The user's callback.
-    method : str
-        ``"nls"`` or ``"minf"``, written into checkpoints.
     checkpoint : str or os.PathLike or None
         Checkpoint file, written every ``checkpoint_every`` iterations.
     checkpoint_every : int
@@ -202,15 +231,15 @@ class RunSetup:
         True for Levenberg-Marquardt runs (the "radius" reported is a damping).
     """
 
-    callback: Callable[[IterationInfo], Any] | None = None
+    model: ModelLike
     method: str = "nls"
+    max_time: float = math.inf
+    display: int = 0
+    callback: Callable[[IterationInfo], Any] | None = None
     checkpoint: str | os.PathLike[str] | None = None
     checkpoint_every: int = 10
     resume: Result | None = None
     radius_is_damping: bool = False
-
-    def __call__(self, info: IterationInfo) -> Any:
-        return self.callback(info) if self.callback is not None else None
 
 
 class Run:
@@ -220,15 +249,14 @@ class Run:
     units; a resumed run (``RunSetup.resume``) continues the saved history and numbering.
     """
 
-    def __init__(self, problem: Problem | ScaledProblem, max_time: float, display: int,
-                 callback: Callable[[IterationInfo], Any] | RunSetup | None) -> None:
-        setup = callback if isinstance(callback, RunSetup) else RunSetup(callback=callback)
+    def __init__(self, problem: ScaledProblem, context: RunContext) -> None:
+        setup = context
         self.setup = setup
         self.problem = problem
-        self.max_time = max_time
+        self.max_time = setup.max_time
         self.callbacks: list[Callable[[IterationInfo], Any]] = []
-        if display:
-            self.callbacks.append(table_printer(int(display)))
+        if setup.display:
+            self.callbacks.append(table_printer(int(setup.display)))
         if setup.callback is not None:
             self.callbacks.append(setup.callback)
         prior = setup.resume
@@ -237,18 +265,18 @@ class Run:
         self.time_offset = self.history.time[-1] if self.history.time else 0.0
         self.state: dict[str, float] = dict(prior.state) if prior is not None else {}
         self.start = time.perf_counter()
-        self.best: Point | None = None
+        self.best: ScaledPoint | None = None
         self.iterations = self.offset
         self.local_iterations = 0
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def relerr(self, point: Point) -> dict[str, float]:
+    def relerr(self, fvals: np.ndarray) -> dict[str, float]:
+        """Per data term, ``||r_t|| / ||data_t||`` from ``fvals`` (``||r_t||^2 / 2``)."""
         out = {}
         with np.errstate(over="ignore", invalid="ignore"):
-            for name, term, fval in zip(self.problem.term_names, self.problem.terms,
-                                        point.fvals):
+            for name, term, fval in zip(self.problem.term_names, self.problem.terms, fvals):
                 if term.is_data_term:
                     norm = term.data_norm
                     err = np.sqrt(2.0 * fval)
@@ -267,13 +295,12 @@ class Run:
         """``(f0, radius)`` in solver units to start from: the saved run's for a resumed
         run with the same units (exact continuation), else ``(f0, nan)``."""
         state = self.resume_state()
-        exponents = getattr(self.problem, "exponents", None)
-        if "f0" not in state or exponents is None or (
-                state.get("exponent_z"), state.get("exponent_f")) != exponents:
+        exponents = self.problem.exponents
+        if "f0" not in state or (state.get("exponent_z"), state.get("exponent_f")) != exponents:
             return f0, math.nan
         return math.ldexp(state["f0"], -exponents[1]), float(state.get("radius", math.nan))
 
-    def record(self, point: Point, iteration: int, relchange: float, step: float,
+    def record(self, point: ScaledPoint, iteration: int, relchange: float, step: float,
                radius: float, cg_iterations: int) -> bool:
         """Record an accepted iterate; True when a callback asks to stop.
 
@@ -284,9 +311,8 @@ class Run:
         self.iterations = self.offset + iteration
         if self.best is None or point.f <= self.best.f:
             self.best = point
-        raw = raw_point(point)
-        sigma = getattr(self.problem, "sigma", 1.0)
-        phi = getattr(self.problem, "phi", 1.0)
+        raw = point.raw
+        sigma, phi = self.problem.sigma, self.problem.phi
         shown = radius * (phi / sigma**2 if self.setup.radius_is_damping else sigma)
         info = IterationInfo(iteration=self.iterations, objective=raw.f,
                              relchange=relchange, step=step * sigma, radius=shown,
@@ -295,11 +321,10 @@ class Run:
                              fvals=raw.fvals.copy(), z=raw.z)
         if iteration == 0 and not self.state:
             self.state["f0"] = float(raw.f)
-        if isinstance(self.problem, ScaledProblem):
-            self.state["exponent_z"], self.state["exponent_f"] = self.problem.exponents
+        self.state["exponent_z"], self.state["exponent_f"] = self.problem.exponents
         self.state["radius"] = float(radius)
         if not (iteration == 0 and self.offset):
-            self.history.record(info, self.relerr(raw))
+            self.history.record(info, self.relerr(raw.fvals))
         every = self.setup.checkpoint_every
         if self.setup.checkpoint is not None and iteration > 0 and self.iterations % every == 0:
             self.save_checkpoint(point)  # before the callbacks, which may raise
@@ -308,21 +333,54 @@ class Run:
             stop = bool(cb(info)) or stop
         return stop
 
-    def save_checkpoint(self, point: Point) -> None:
+    def save_checkpoint(self, point: ScaledPoint) -> None:
         """Write the run so far (at ``point``) to the checkpoint file."""
-        from sdf.result import result_from_run
-
         assert self.setup.checkpoint is not None
-        result = result_from_run(self.problem, point, StopReason.CHECKPOINT, self,
-                                 self.setup.method)
-        result.save(self.setup.checkpoint)
+        self.result(self.assemble(point), StopReason.CHECKPOINT).save(self.setup.checkpoint)
 
     def out_of_time(self) -> bool:
         return self.elapsed() >= self.max_time
 
-    def final(self, stop: StopReason) -> tuple[Point, StopReason]:
-        assert self.best is not None
-        return self.best, stop
+    def assemble(self, point: ScaledPoint) -> Assembly:
+        """The run's outcome at ``point`` in the model's units: variables, objective and
+        per-term errors, recomputed without cancellation where the terms can."""
+        raw = point.raw
+        problem = self.problem.raw
+        variables = {name: np.array(arr, copy=True)
+                     for name, arr in zip(problem.names, problem.unpack(raw.z))}
+        fvals = np.array(raw.fvals, dtype=float)
+        if np.all(np.isfinite(fvals)):
+            fvals = np.array([
+                term.exact_fval([raw.value(e) for e in term.inputs], fv)
+                for term, fv in zip(problem.terms, fvals)])
+        abserr = {n: float(np.sqrt(2.0 * fv)) for n, fv in zip(problem.term_names, fvals)}
+        finite = bool(np.all(np.isfinite(fvals)))
+        objective = float(problem.weights @ fvals) if finite else float(raw.f)
+        values = {id(e): raw.value(e) for term in problem.terms for e in term.inputs}
+        return Assembly(variables, objective, abserr, self.relerr(fvals), values)
+
+    def result(self, assembly: Assembly, stop: StopReason,
+               warnings: list[str] | None = None) -> Result:
+        """The :class:`sdf.Result` of the run, complete."""
+        return Result(
+            model=self.setup.model, variables=assembly.variables,
+            objective=assembly.objective, abserr=assembly.abserr, relerr=assembly.relerr,
+            history=self.history, iterations=int(self.iterations), stop=stop,
+            method=self.setup.method, warnings=list(warnings or []), state=dict(self.state))
+
+
+@dataclass
+class Assembly:
+    """A run's outcome at one point, in the model's units (see :meth:`Run.assemble`).
+
+    ``values`` holds the value of every term input by ``id`` of its expression.
+    """
+
+    variables: dict[str, np.ndarray]
+    objective: float
+    abserr: dict[str, float]
+    relerr: dict[str, float]
+    values: dict[int, np.ndarray]
 
 
 def _copy_history(h: History) -> History:

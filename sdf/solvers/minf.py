@@ -6,15 +6,13 @@ the Gauss-Newton solver.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from sdf.errors import OptionError
-from sdf.problem import Point, Problem
 from sdf.result import StopReason
-from sdf.solvers._run import Run
+from sdf.solvers._run import Run, ScaledPoint, ScaledProblem
 from sdf.solvers.options import MinfOptions
 
 __all__ = ["minf"]
@@ -25,7 +23,7 @@ class _Stop(Exception):
         self.reason = reason
 
 
-def _bounds(problem: Problem, bounds: dict[str, Any] | None) -> list[tuple[Any, Any]] | None:
+def _bounds(problem: ScaledProblem, bounds: dict[str, Any] | None) -> list[tuple[Any, Any]] | None:
     if not bounds:
         return None
     unknown = sorted(set(bounds) - set(problem.names))
@@ -61,18 +59,16 @@ def _bounds(problem: Problem, bounds: dict[str, Any] | None) -> list[tuple[Any, 
     if np.isnan(lo).any() or np.isnan(hi).any():
         raise OptionError("MinfOptions.bounds: a bound is NaN (use None for no bound)")
     # Bounds are given in the model's units; a scaled problem works in z / sigma.
-    sigma = getattr(problem, "sigma", 1.0)
-    lo, hi = lo / sigma, hi / sigma
+    lo, hi = lo / problem.sigma, hi / problem.sigma
     return [(None if np.isinf(a) else a, None if np.isinf(b) else b) for a, b in zip(lo, hi)]
 
 
-def minf(problem: Problem, options: MinfOptions, display: int = 0,
-         callback: Callable[[Any], Any] | None = None) -> tuple[Point, StopReason, Run]:
+def minf(problem: ScaledProblem, options: MinfOptions, run: Run
+         ) -> tuple[ScaledPoint, StopReason]:
     """Minimise the model's objective by L-BFGS-B; see the module docstring."""
     from scipy.optimize import minimize  # imported on use: it dominates `import sdf` otherwise
 
     bounds = _bounds(problem, options.bounds)
-    run = Run(problem, options.max_time, display, callback)
     z0 = problem.z0.copy()
     if bounds is not None:  # start inside the box
         lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
@@ -81,13 +77,13 @@ def minf(problem: Problem, options: MinfOptions, display: int = 0,
     point = problem.point(z0)
     if not np.isfinite(point.f):
         run.best = point
-        return point, StopReason.NONFINITE, run
+        return point, StopReason.NONFINITE
     f0 = point.f
     if run.record(point, 0, np.nan, np.nan, np.nan, 0):
-        return point, StopReason.CALLBACK, run
+        return point, StopReason.CALLBACK
     if f0 == 0.0:
-        return point, StopReason.TOL_ABS, run
-    cache: dict[str, Point] = {"last": point, "prev": point}
+        return point, StopReason.TOL_ABS
+    cache: dict[str, ScaledPoint] = {"last": point, "prev": point}
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
         p = problem.point(z.copy())
@@ -119,15 +115,15 @@ def minf(problem: Problem, options: MinfOptions, display: int = 0,
                                 "ftol": options.tol_fun, "gtol": options.tol_grad,
                                 "maxfun": 20 * options.max_iter + 100})
     except _Stop as stop:
-        return run.best, stop.reason, run  # type: ignore[return-value]
+        return run.best, stop.reason  # type: ignore[return-value]
     except KeyboardInterrupt:
-        return run.best, StopReason.INTERRUPTED, run  # type: ignore[return-value]
+        return run.best, StopReason.INTERRUPTED  # type: ignore[return-value]
     except (OverflowError, FloatingPointError, np.linalg.LinAlgError):
-        return run.best, StopReason.NONFINITE, run  # type: ignore[return-value]
+        return run.best, StopReason.NONFINITE  # type: ignore[return-value]
     final = cache["prev"] if np.array_equal(cache["prev"].z, res.x) else problem.point(res.x.copy())
     if run.best is None or final.f <= run.best.f:
         run.best = final
-    return run.best, _reason(res, run.best.f, f0), run
+    return run.best, _reason(res, run.best.f, f0)
 
 
 def _reason(res: Any, f: float, f0: float) -> StopReason:

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from sdf.problem import Point, Problem
 from sdf.result import StopReason
-from sdf.solvers._run import Run
+from sdf.solvers._run import Run, ScaledPoint, ScaledProblem
 from sdf.solvers.options import NLSOptions
 
 __all__ = ["nls", "pcg"]
@@ -116,35 +115,34 @@ def _update_radius(radius: float, norm_p: float, rho: float) -> float:
     return radius
 
 
-def nls(problem: Problem, options: NLSOptions, display: int = 0,
-        callback: Callable[[Any], Any] | None = None) -> tuple[Point, StopReason, Run]:
+def nls(problem: ScaledProblem, options: NLSOptions, run: Run
+        ) -> tuple[ScaledPoint, StopReason]:
     """Minimise the model's objective by Gauss-Newton; see the module docstring."""
-    run = Run(problem, options.max_time, display, callback)
     point = problem.point(problem.z0.copy())
     if not np.isfinite(point.f):
         run.best = point
-        return point, StopReason.NONFINITE, run
+        return point, StopReason.NONFINITE
     f0, radius = run.resumed(point.f)
     damping = np.nan
     if options.trust == "lm":
         radius, damping = np.nan, radius
     if run.record(point, 0, np.nan, np.nan, np.nan, 0):
-        return point, StopReason.CALLBACK, run
+        return point, StopReason.CALLBACK
     if f0 == 0.0:
-        return point, StopReason.TOL_ABS, run
-    floor = _rounding_floor(problem)
+        return point, StopReason.TOL_ABS
+    floor = problem.rounding_floor()
     try:
         for k in range(1, options.max_iter + 1):
             g = point.gradient()
             if not np.all(np.isfinite(g)):
-                return point, StopReason.NONFINITE, run
+                return point, StopReason.NONFINITE
             if np.linalg.norm(g) <= 1e-300:
                 reason = StopReason.TOL_ABS if point.f <= floor else StopReason.STATIONARY
-                return point, reason, run
+                return point, reason
             precond = point.preconditioner()
             step = _iterate(point, g, precond, options, radius, damping, floor)
             if isinstance(step, StopReason):
-                return point, step, run
+                return point, step
             new, p, radius, damping, cg_its, at_floor = step
             relchange = (point.f - new.f) / f0
             step_norm = float(np.linalg.norm(p))
@@ -152,29 +150,22 @@ def nls(problem: Problem, options: NLSOptions, display: int = 0,
             point = new
             shown_radius = radius if options.trust == "dogleg" else damping
             if run.record(point, k, relchange, step_norm, shown_radius, cg_its):
-                return point, StopReason.CALLBACK, run
+                return point, StopReason.CALLBACK
             if point.f <= options.tol_abs * f0:
-                return point, StopReason.TOL_ABS, run
+                return point, StopReason.TOL_ABS
             if not at_floor and relchange <= options.tol_fun:
-                return point, StopReason.TOL_FUN, run
+                return point, StopReason.TOL_FUN
             if step_norm <= options.tol_x * max(z_norm, 1e-300):
-                return point, StopReason.TOL_X, run
+                return point, StopReason.TOL_X
             if run.out_of_time():
-                return point, StopReason.MAX_TIME, run
-        return point, StopReason.MAX_ITER, run
+                return point, StopReason.MAX_TIME
+        return point, StopReason.MAX_ITER
     except KeyboardInterrupt:
         best = run.best if run.best is not None else point
-        return best, StopReason.INTERRUPTED, run
+        return best, StopReason.INTERRUPTED
 
 
-def _rounding_floor(problem: Any) -> float:
-    """Decreases of f below this are rounding noise (f is formed from large norms)."""
-    scale = sum(w * term.data_norm**2 for w, term in zip(problem.weights, problem.terms)
-                if term.is_data_term and np.isfinite(term.data_norm))
-    return 16.0 * np.finfo(float).eps * scale / getattr(problem, "phi", 1.0)
-
-
-def _iterate(point: Point, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
+def _iterate(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
              options: NLSOptions, radius: float, damping: float, floor: float):
     """One accepted step, or why there is none.
 
@@ -215,7 +206,7 @@ def _iterate(point: Point, g: np.ndarray, precond: Callable[[np.ndarray], np.nda
     return StopReason.CG_BREAKDOWN if broke else StopReason.STEP_FAILED
 
 
-def _judge_by_gradient(point: Point, g: np.ndarray, p: np.ndarray, radius: float,
+def _judge_by_gradient(point: ScaledPoint, g: np.ndarray, p: np.ndarray, radius: float,
                        damping: float, cg_its: int, floor: float):
     """Accept a step below the objective's rounding floor if it reduces the gradient."""
     new = point.problem.point(point.z + p)
@@ -226,7 +217,7 @@ def _judge_by_gradient(point: Point, g: np.ndarray, p: np.ndarray, radius: float
     return StopReason.TOL_FUN
 
 
-def _lm_step(point: Point, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
+def _lm_step(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
              options: NLSOptions, damping: float, floor: float):
     problem = point.problem
     if np.isnan(damping):

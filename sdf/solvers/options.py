@@ -2,48 +2,85 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+import numpy as np
 
 from sdf.errors import OptionError
 
-__all__ = ["MinfOptions", "NLSOptions", "make_options"]
+__all__ = ["MinfOptions", "NLSOptions", "SolverOptions"]
 
 
 def _positive(cls: str, name: str, value: float, allow_zero: bool = True) -> None:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
     ok = number and (value >= 0 if allow_zero else value > 0)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise OptionError(f"{cls}.{name} must be a number {bound}, got {value!r}")
 
 
-def _check_checkpoint(cls: str, path: Any, every: Any) -> None:
-    if path is not None and not isinstance(path, (str, os.PathLike)):
-        raise OptionError(f"{cls}.checkpoint must be a file path or None, got {path!r}")
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise OptionError(f"{cls}.checkpoint_every must be an integer >= 1, got {every!r}")
-
-
-def _check_common(options: Any, integers: tuple[str, ...], tolerances: tuple[str, ...]) -> str:
-    """Validate the fields both solvers' options share; returns the class name."""
-    name = type(options).__name__
-    _check_checkpoint(name, options.checkpoint, options.checkpoint_every)
-    for f in integers:
-        v = getattr(options, f)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise OptionError(f"{name}.{f} must be an integer >= 1, got {v!r}")
-    for f in tolerances:
-        _positive(name, f, getattr(options, f))
-    _positive(name, "max_time", options.max_time, allow_zero=False)
-    return name
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True, kw_only=True)
-class NLSOptions:
+class SolverOptions:
+    """Settings every solver takes; each solver's options class extends it.
+
+    Numpy scalars are accepted and stored as Python numbers.
+
+    Attributes
+    ----------
+    max_iter : int
+        Maximum number of iterations.
+    max_time : float
+        Wall-clock budget in seconds.
+    checkpoint : str or os.PathLike or None
+        File to which the run saves its state (a :class:`sdf.Result`, see
+        :meth:`sdf.Result.save`) every ``checkpoint_every`` iterations and at the end;
+        ``model.fit(resume=path)`` continues from it. The file is replaced atomically, so
+        a crash during a write leaves the previous checkpoint intact.
+    checkpoint_every : int
+        Iterations between two checkpoints.
+    """
+
+    max_iter: int = 200
+    max_time: float = math.inf
+    checkpoint: str | os.PathLike[str] | None = None
+    checkpoint_every: int = 10
+
+    #: Integer fields (>= 1) and tolerances (>= 0) that __post_init__ checks.
+    _integers: ClassVar[tuple[str, ...]] = ("max_iter", "checkpoint_every")
+    _tolerances: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise OptionError(f"{name}.checkpoint must be a file path or None, "
+                              f"got {self.checkpoint!r}")
+        for f in self._integers:
+            v = getattr(self, f)
+            if not _is_int(v) or v < 1:
+                raise OptionError(f"{name}.{f} must be an integer >= 1, got {v!r}")
+            object.__setattr__(self, f, int(v))
+        for f in self._tolerances:
+            _positive(name, f, getattr(self, f))
+            object.__setattr__(self, f, float(getattr(self, f)))
+        _positive(name, "max_time", self.max_time, allow_zero=False)
+        object.__setattr__(self, "max_time", float(self.max_time))
+
+    @property
+    def radius_is_damping(self) -> bool:
+        """True when the solver's reported "radius" is a damping (Levenberg-Marquardt)."""
+        return False
+
+
+@dataclass(frozen=True, kw_only=True)
+class NLSOptions(SolverOptions):
     """Settings for the Gauss-Newton solver (``method="nls"``).
 
     Attributes
@@ -62,15 +99,8 @@ class NLSOptions:
         Relative residual at which CG stops.
     trust : {"dogleg", "lm"}
         Globalisation: dogleg trust region, or Levenberg-Marquardt damping.
-    max_time : float
-        Wall-clock budget in seconds.
-    checkpoint : str or os.PathLike or None
-        File to which the run saves its state (a :class:`sdf.Result`, see
-        :meth:`sdf.Result.save`) every ``checkpoint_every`` iterations and at the end;
-        ``model.fit(resume=path)`` continues from it. The file is replaced atomically, so
-        a crash during a write leaves the previous checkpoint intact.
-    checkpoint_every : int
-        Iterations between two checkpoints.
+    max_time, checkpoint, checkpoint_every
+        See :class:`SolverOptions`.
     """
 
     max_iter: int = 200
@@ -80,19 +110,22 @@ class NLSOptions:
     cg_max_iter: int = 15
     cg_tol: float = 1e-3
     trust: Literal["dogleg", "lm"] = "dogleg"
-    max_time: float = math.inf
-    checkpoint: str | os.PathLike[str] | None = None
-    checkpoint_every: int = 10
+
+    _integers: ClassVar[tuple[str, ...]] = ("max_iter", "checkpoint_every", "cg_max_iter")
+    _tolerances: ClassVar[tuple[str, ...]] = ("tol_fun", "tol_x", "tol_abs", "cg_tol")
 
     def __post_init__(self) -> None:
-        name = _check_common(self, ("max_iter", "cg_max_iter"),
-                             ("tol_fun", "tol_x", "tol_abs", "cg_tol"))
+        super().__post_init__()
         if self.trust not in ("dogleg", "lm"):
-            raise OptionError(f"{name}.trust must be 'dogleg' or 'lm', got {self.trust!r}")
+            raise OptionError(f"NLSOptions.trust must be 'dogleg' or 'lm', got {self.trust!r}")
+
+    @property
+    def radius_is_damping(self) -> bool:
+        return self.trust == "lm"
 
 
 @dataclass(frozen=True, kw_only=True)
-class MinfOptions:
+class MinfOptions(SolverOptions):
     """Settings for the quasi-Newton solver (``method="minf"``, L-BFGS-B).
 
     Attributes
@@ -108,15 +141,8 @@ class MinfOptions:
     bounds : dict or None
         ``{variable name: (lower, upper)}``; bounds are scalars or arrays of the variable's
         shape, ``None`` for no bound.
-    max_time : float
-        Wall-clock budget in seconds.
-    checkpoint : str or os.PathLike or None
-        File to which the run saves its state (a :class:`sdf.Result`, see
-        :meth:`sdf.Result.save`) every ``checkpoint_every`` iterations and at the end;
-        ``model.fit(resume=path)`` continues from it. The file is replaced atomically, so
-        a crash during a write leaves the previous checkpoint intact.
-    checkpoint_every : int
-        Iterations between two checkpoints.
+    max_time, checkpoint, checkpoint_every
+        See :class:`SolverOptions`.
     """
 
     max_iter: int = 1000
@@ -124,38 +150,14 @@ class MinfOptions:
     tol_grad: float = 1e-10
     memory: int = 30
     bounds: dict[str, Any] | None = None
-    max_time: float = math.inf
-    checkpoint: str | os.PathLike[str] | None = None
-    checkpoint_every: int = 10
+
+    _integers: ClassVar[tuple[str, ...]] = ("max_iter", "checkpoint_every", "memory")
+    _tolerances: ClassVar[tuple[str, ...]] = ("tol_fun", "tol_grad")
 
     def __post_init__(self) -> None:
-        name = _check_common(self, ("max_iter", "memory"), ("tol_fun", "tol_grad"))
+        super().__post_init__()
         if self.bounds is not None and not isinstance(self.bounds, dict):
             raise OptionError(
-                f"{name}.bounds must be a dict {{variable name: (lower, upper)}}, "
+                "MinfOptions.bounds must be a dict {variable name: (lower, upper)}, "
                 f"got {type(self.bounds).__name__}"
             )
-
-
-_CLASSES = {"nls": NLSOptions, "minf": MinfOptions}
-
-
-def make_options(method: str, options: Any = None, **kwargs: Any) -> NLSOptions | MinfOptions:
-    """Build the options of ``method`` from an options object and/or keyword overrides."""
-    if method not in _CLASSES:
-        raise OptionError(f"fit: method must be one of {sorted(_CLASSES)}, got {method!r}")
-    cls = _CLASSES[method]
-    if options is not None and not isinstance(options, cls):
-        raise OptionError(
-            f"fit: options for method={method!r} must be {cls.__name__}, "
-            f"got {type(options).__name__}"
-        )
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise OptionError(
-            f"fit: unknown option(s) {', '.join(map(repr, unknown))} for method={method!r} "
-            f"(known: {', '.join(sorted(known))})"
-        )
-    base = options if options is not None else cls()
-    return dataclasses.replace(base, **kwargs)

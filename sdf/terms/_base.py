@@ -21,8 +21,8 @@ row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -30,9 +30,13 @@ from sdf.errors import ModelError
 from sdf.expr import Expr, as_expr
 from sdf.tensors import Tensor, as_tensor
 
-__all__ = ["Block", "DataTerm", "Term", "TermState"]
+__all__ = ["Block", "DataTerm", "Findings", "RefBuilder", "Term", "TermState"]
 
 Block = Any  # None | float | ndarray (R, R) | ndarray (I, R, R)
+#: ``refs(value, path)``: the expressions a dict entry's references name (see sdf.spec).
+RefBuilder = Callable[[Any, str], list[Expr]]
+#: What the checks after a fit found: (warning class, message) pairs.
+Findings = list[tuple[type[Warning], str]]
 
 
 class TermState:
@@ -66,6 +70,10 @@ class Term:
 
     kind: str = "term"
     is_data_term: bool = False
+    #: Key naming the term in the dictionary language (``{"data": T, "cpd": [...]}``).
+    spec_key: ClassVar[str] = ""
+    #: Keys its dictionary form takes besides the data, the weights and ``spec_key``.
+    spec_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -116,6 +124,52 @@ class Term:
         """One line for Model.summary()."""
         return self.kind
 
+    # ------------------------------------------------------------ self-description
+    @classmethod
+    def from_spec(cls, entry: Mapping[str, Any], refs: RefBuilder, where: str) -> Term:
+        """Build the term from its dictionary form (``entry[cls.spec_key]`` and options).
+
+        The default reads a list of references as the term's inputs.
+        """
+        weights = {k: entry[k] for k in ("weight", "relweight") if k in entry}
+        options = {k: entry[k] for k in cls.spec_options if k in entry}
+        make: Any = cls  # a regularizer's constructor takes (inputs, weights, options)
+        return make(refs(entry[cls.spec_key], f"{where}[{cls.spec_key!r}]"),
+                    **weights, **options)
+
+    def spec_entry(self, ref: Callable[[Expr], Any]) -> dict[str, Any]:
+        """The term's dictionary form; ``ref(expr)`` names an expression."""
+        entry: dict[str, Any] = {self.spec_key: [ref(e) for e in self.inputs]}
+        entry.update(self.spec_option_values())
+        if self.weight is not None:
+            entry["weight"] = self.weight
+        else:
+            entry["relweight"] = self.relweight
+        return entry
+
+    def spec_option_values(self) -> dict[str, Any]:
+        """Values of :attr:`spec_options` to write in the dictionary form."""
+        return {}
+
+    def check_result(self, name: str, values: Sequence[np.ndarray],
+                     start: Sequence[np.ndarray], relerr: float) -> Findings:
+        """What is suspicious in this term's fitted ``values`` (the start values and the
+        relative error help tell why); called after every fit. The default finds nothing."""
+        return []
+
+    def mode_factors(self) -> list[Expr] | None:
+        """The inputs that are factor matrices of the data's modes, in mode order (for
+        ``Result.to_xarray`` and the figures); None when the term has no such factors."""
+        return None
+
+    def dims(self) -> tuple[str, ...] | None:
+        """Names of the data's modes, when the data came with them."""
+        return None
+
+    def coords(self) -> dict[str, np.ndarray] | None:
+        """Coordinates of the data's modes, when the data came with them."""
+        return None
+
 
 class DataTerm(Term):
     """Base class of the terms that explain a data set (CPD, LMLRA, BTD, LL1, ...).
@@ -149,6 +203,31 @@ class DataTerm(Term):
 
     def describe(self) -> str:
         return f"{self.kind} of {self.data.kind} data {self.data.shape}, {self.describe_shape()}"
+
+    def dims(self) -> tuple[str, ...] | None:
+        return self.data.dims
+
+    def coords(self) -> dict[str, np.ndarray] | None:
+        return self.data.coords
+
+    @classmethod
+    def from_spec(cls, entry: Mapping[str, Any], refs: RefBuilder, where: str) -> Term:
+        if "data" not in entry:
+            raise ModelError(f"{where}: missing 'data'")
+        weights = {k: entry[k] for k in ("weight", "relweight") if k in entry}
+        options = {k: entry[k] for k in cls.spec_options if k in entry}
+        inputs = cls._spec_inputs(entry[cls.spec_key], refs, f"{where}[{cls.spec_key!r}]")
+        make: Any = cls  # each data term's constructor takes (data, *inputs, weights...)
+        return make(entry["data"], *inputs, **weights, **options)
+
+    @classmethod
+    def _spec_inputs(cls, value: Any, refs: RefBuilder, path: str) -> tuple[Any, ...]:
+        """The constructor's arguments after the data, from the dictionary value."""
+        return (refs(value, path),)
+
+    def spec_entry(self, ref: Callable[[Expr], Any]) -> dict[str, Any]:
+        entry = super().spec_entry(ref)
+        return {"data": self.data, **entry}
 
     def describe_shape(self) -> str:
         """The sizes that define the term (rank, core, ...), for :meth:`describe`."""

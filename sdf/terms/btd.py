@@ -7,13 +7,14 @@ couples the blocks exactly and never touches the data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from sdf.errors import ModelError
-from sdf.terms._base import DataTerm, TermState
+from sdf.expr import Expr
+from sdf.terms._base import DataTerm, RefBuilder, TermState
 from sdf.terms.lmlra import _split, _check_tucker_block, _prepare_tucker_sum
 
 __all__ = ["BTD"]
@@ -55,6 +56,7 @@ class BTD(DataTerm):
     """
 
     kind = "BTD"
+    spec_key = "btd"
 
     def __init__(
         self,
@@ -96,6 +98,21 @@ class BTD(DataTerm):
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         return _prepare_tucker_sum(self.data, _split(values, self.block_sizes))
+
+    @classmethod
+    def _spec_inputs(cls, value: Any, refs: RefBuilder, path: str) -> tuple[Any, ...]:
+        if isinstance(value, (str, np.ndarray)) or not isinstance(value, Sequence):
+            raise ModelError(f"{path}: expected a list of blocks [U1, ..., UN, S]")
+        return ([refs(b, f"{path}[{i}]") for i, b in enumerate(value)],)
+
+    def spec_entry(self, ref: Callable[[Expr], Any]) -> dict[str, Any]:
+        entry = super().spec_entry(ref)
+        flat, blocks, k = entry["btd"], [], 0
+        for size in self.block_sizes:
+            blocks.append(flat[k : k + size])
+            k += size
+        entry["btd"] = blocks
+        return entry
 
     def describe_shape(self) -> str:
         cores = ", ".join(str(s) for s in self.core_shapes)

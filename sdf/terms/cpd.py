@@ -13,6 +13,7 @@ Two evaluation strategies, chosen by the data type:
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -21,9 +22,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from sdf import algebra
-from sdf.errors import ModelError
+from sdf.errors import DegeneracyWarning, ModelError, SdfWarning
+from sdf.expr import Expr
 from sdf.tensors import KnownEntries, Tensor
-from sdf.terms._base import DataTerm, TermState
+from sdf.terms._base import DataTerm, Findings, TermState
 
 __all__ = ["CPD"]
 
@@ -54,6 +56,7 @@ class CPD(DataTerm):
     """
 
     kind = "CPD"
+    spec_key = "cpd"
 
     def __init__(
         self,
@@ -114,6 +117,84 @@ class CPD(DataTerm):
 
     def describe_shape(self) -> str:
         return f"rank {self.rank}"
+
+    def mode_factors(self) -> list[Expr]:
+        return list(self.inputs)
+
+    def check_result(self, name: str, values: Sequence[np.ndarray],
+                     start: Sequence[np.ndarray], relerr: float) -> Findings:
+        """Degenerate or vanished components; a start far from the data's scale."""
+        found = _cpd_findings(name, list(values))
+        norm = self.data_norm
+        if relerr > 0.5 and norm > 0:
+            found += _start_scale(name, start, norm)
+        return found
+
+
+#: A pair of CPD components is reported as degenerate when their congruence (product
+#: over the modes of the cosines between their columns) is at most this ...
+DEGENERACY_CONGRUENCE = -0.9
+#: ... and the norms of the two rank-one terms add up to this many times the model's norm.
+DEGENERACY_NORM_RATIO = 10.0
+
+
+def _cpd_findings(name: str, factors: list[np.ndarray]) -> Findings:
+    out: list[tuple[type[Warning], str]] = []
+    if any(A.ndim != 2 for A in factors) or not np.all([np.isfinite(A).all() for A in factors]):
+        return out
+    col_norms = np.array([np.linalg.norm(A, axis=0) for A in factors])
+    norms = np.prod(col_norms, axis=0)
+    top = float(norms.max(initial=0.0))
+    if top == 0.0:
+        return out
+    dead = np.flatnonzero(norms <= 1e-12 * top)
+    if dead.size:
+        out.append((SdfWarning,
+                    f"term {name!r}: component(s) {dead.tolist()} are zero in the result; "
+                    f"the effective rank is {norms.size - dead.size} of {norms.size} "
+                    "(rank-deficient factors: try a lower rank or another start)"))
+    if norms.size < 2:
+        return out
+    C = np.ones((norms.size, norms.size))
+    gram = np.ones_like(C)
+    for A, n in zip(factors, col_norms):
+        G = A.T @ A
+        gram *= G
+        unit = np.where(n > 0, n, 1.0)
+        C *= G / np.outer(unit, unit)
+    model_norm = math.sqrt(max(float(gram.sum()), 0.0))
+    r, s = np.triu_indices(norms.size, k=1)
+    hit = (C[r, s] <= DEGENERACY_CONGRUENCE) & (
+        norms[r] + norms[s] >= DEGENERACY_NORM_RATIO * max(model_norm, 1e-300 * top))
+    if hit.any():
+        listed = ", ".join(f"({a}, {b}): {c:.4f}" for a, b, c in
+                           zip(r[hit][:5], s[hit][:5], C[r, s][hit][:5]))
+        ratio = float(norms.sum() / model_norm) if model_norm > 0 else math.inf
+        out.append((DegeneracyWarning,
+                    f"term {name!r}: degenerate CPD, components cancel each other "
+                    f"(congruence {listed}; component norms add up to {ratio:.3g} times "
+                    "the model's norm): try a lower rank, constraints (e.g. nonnegativity) "
+                    "or a small L2 regularization"))
+    return out
+
+
+def _start_scale(name: str, start: Sequence[np.ndarray], data_norm: float) -> Findings:
+    """A warning when the initial CPD model and the data differ in scale by > 1e6."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        R = start[0].shape[1]
+        gram = np.ones((R, R))
+        for A in start:
+            A = np.asarray(A)
+            gram = gram * (A.T @ A)
+        start_norm = math.sqrt(max(float(gram.sum()), 0.0))
+    ratio = start_norm / data_norm
+    if np.isfinite(ratio) and 1e-6 <= ratio <= 1e6:
+        return []
+    return [(SdfWarning, f"term {name!r}: the initial model's norm ({start_norm:.3g}) and "
+             f"the data's norm ({data_norm:.3g}) differ by a factor {ratio:.3g}; scale the "
+             "initial values to the data (fits are scale-invariant only when both are "
+             "scaled together)")]
+
 
 
 def _leave_one_out(mats: Sequence[np.ndarray]) -> list[np.ndarray]:

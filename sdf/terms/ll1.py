@@ -9,13 +9,14 @@ product and block-Jacobi blocks exact on every data type.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from sdf.errors import ModelError
-from sdf.terms._base import Block, DataTerm, TermState
+from sdf.expr import Expr
+from sdf.terms._base import Block, DataTerm, RefBuilder, Term, TermState
 from sdf.terms.cpd import CPD
 
 __all__ = ["LL1"]
@@ -81,6 +82,8 @@ class LL1(DataTerm):
     """
 
     kind = "LL1"
+    spec_key = "ll1"
+    spec_options = ("L",)
 
     def __init__(
         self,
@@ -158,3 +161,15 @@ class LL1(DataTerm):
 
     def describe_shape(self) -> str:
         return f"L = {list(self.L)}"
+
+    def mode_factors(self) -> list[Expr]:
+        return list(self.inputs)
+
+    def spec_option_values(self) -> dict[str, Any]:
+        return {"L": list(self.L)}
+
+    @classmethod
+    def from_spec(cls, entry: Mapping[str, Any], refs: RefBuilder, where: str) -> Term:
+        if "L" not in entry:
+            raise ModelError(f"{where}: an ll1 factorization needs 'L'")
+        return super().from_spec(entry, refs, where)

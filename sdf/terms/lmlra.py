@@ -24,7 +24,7 @@ from sdf import _multilinear as ml
 from sdf.errors import ModelError
 from sdf.expr import Expr
 from sdf.tensors import KnownEntries, Tensor
-from sdf.terms._base import Block, DataTerm, TermState
+from sdf.terms._base import Block, DataTerm, RefBuilder, TermState
 
 __all__ = ["LMLRA"]
 
@@ -269,6 +269,7 @@ class LMLRA(DataTerm):
     """
 
     kind = "LMLRA"
+    spec_key = "lmlra"
 
     def __init__(
         self,
@@ -295,3 +296,11 @@ class LMLRA(DataTerm):
 
     def describe_shape(self) -> str:
         return f"core {self.core_shape}"
+
+    def mode_factors(self) -> list[Expr]:
+        return list(self.inputs[:-1])
+
+    @classmethod
+    def _spec_inputs(cls, value: Any, refs: RefBuilder, path: str) -> tuple[Any, ...]:
+        inputs = refs(value, path)
+        return inputs[:-1], inputs[-1]

@@ -69,6 +69,10 @@ class _Regularizer(Term):
         names = ", ".join(e.label() for e in self.inputs)
         return f"{self.kind} on {names}"
 
+    def spec_option_values(self) -> dict[str, Any]:
+        smoothing = getattr(self, "smoothing", None)
+        return {} if smoothing is None else {"smoothing": smoothing}
+
 
 class L2(_Regularizer):
     """Ridge term ``sum_k ||F_k - target_k||^2 / 2``.
@@ -92,6 +96,8 @@ class L2(_Regularizer):
     """
 
     kind = "L2"
+    spec_key = "regL2"
+    spec_options = ("target",)
 
     def __init__(
         self,
@@ -108,6 +114,9 @@ class L2(_Regularizer):
                 isinstance(t, np.ndarray) for t in target)
             targets = list(target) if several else [target]
             self.target = [np.array(t, dtype=float) for t in targets]
+
+    def spec_option_values(self) -> dict[str, Any]:
+        return {} if self.target is None else {"target": [np.array(t) for t in self.target]}
 
     def check(self, where: str) -> None:
         if self.target is None:
@@ -152,6 +161,8 @@ class L1(_Regularizer):
     """
 
     kind = "L1"
+    spec_key = "regL1"
+    spec_options = ("smoothing",)
 
     def __init__(self, factors: Any, weight: float | None = None,
                  relweight: float | None = None, smoothing: float = 1e-3) -> None:
@@ -188,6 +199,8 @@ class L0(_Regularizer):
     """
 
     kind = "L0"
+    spec_key = "regL0"
+    spec_options = ("smoothing",)
 
     def __init__(self, factors: Any, weight: float | None = None,
                  relweight: float | None = None, smoothing: float = 1e-2) -> None:

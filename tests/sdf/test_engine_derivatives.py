@@ -111,7 +111,7 @@ def test_coupled_model_with_transforms_and_regularizers(rng):
             (0.1, anp.sqrt(2.0 * (1.0 - anp.exp(-(D**2) / 0.49)))),
         ]
 
-    problem = Problem(model)
+    problem = Problem.from_model(model)
     z = problem.z0 + 0.1 * rng.standard_normal(problem.n)
     point = problem.point(z)
     # The smoothed L1 residual is defined up to its constant offset: compare f up to it.
@@ -147,13 +147,13 @@ def test_incomplete_preconditioner_blocks_are_exact_per_row(rng):
     data = np.where(rng.random(T.shape) < 0.5, T, np.nan)
     vs = variables([(5, 2), (6, 2), (4, 2)], rng)
     model = sdf.Model(t=sdf.CPD(data, vs, weight=1.0))
-    point = Problem(model).point(Problem(model).z0)
+    point = Problem.from_model(model).point(Problem.from_model(model).z0)
     blocks = point.states[0].blocks()
     # Block row i of mode 0 is the Gramian of J restricted to row i of factor a.
     for i in range(5):
         cols = []
         for r in range(2):
-            e = np.zeros(Problem(model).n)
+            e = np.zeros(Problem.from_model(model).n)
             e[i * 2 + r] = 1.0
             cols.append(point.gn_product(e)[i * 2 : i * 2 + 2])
         np.testing.assert_allclose(np.array(cols).T, blocks[0][i], rtol=1e-10, atol=1e-12)
@@ -163,7 +163,7 @@ def test_transform_curvature_is_the_positive_part_of_the_dropped_hessian_term(rn
     T = rng.standard_normal((5, 4))
     b, c = variables([(5, 2), (4, 2)], rng, names="bc")
     model = sdf.Model(t=sdf.CPD(T, [tf.nonneg(b), c], weight=1.0))
-    problem = Problem(model)
+    problem = Problem.from_model(model)
     point = problem.point(problem.z0)
     # Gradient of f with respect to x = b**2, from autograd on f(x).
     g_x = grad(lambda X: 0.5 * anp.sum((X @ c.value.T - T) ** 2))(b.value**2)

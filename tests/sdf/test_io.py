@@ -59,7 +59,7 @@ def test_loaded_result_evaluates_expressions_with_its_model(problem, tmp_path):
     res.save(tmp_path / "fit.nc")
     back = sdf.load_result(tmp_path / "fit.nc", model=model)
     np.testing.assert_array_equal(back[vs[1]], res[vs[1]])
-    assert [f.shape for f in back.factors("y")] == [(8, 3), (5, 3)]
+    assert [f.shape for f in back.factors["y"]] == [(8, 3), (5, 3)]
 
 
 def test_without_model_variables_work_and_expressions_fail_clearly(problem, tmp_path):
@@ -69,8 +69,8 @@ def test_without_model_variables_work_and_expressions_fail_clearly(problem, tmp_
     assert back["v0"].shape == (8, 3) and back.model is None
     with pytest.raises(sdf.ModelError, match=r"Result\[.*\]: this result has no model.*model="):
         back[vs[0]]
-    with pytest.raises(sdf.ModelError, match=r"factors\('t'\): this result has no model"):
-        back.factors("t")
+    with pytest.raises(sdf.ModelError, match=r"factors\['t'\]: this result has no model"):
+        back.factors["t"]
 
 
 def test_model_that_does_not_match_is_refused(problem, tmp_path, rng):

@@ -138,7 +138,7 @@ def test_fit_returns_result_with_values_errors_history(cpd3):
     assert set(res.variables) == {"a", "b", "c"}
     np.testing.assert_array_equal(res[a], res.variables["a"])
     np.testing.assert_array_equal(res["a"], res.variables["a"])
-    assert len(res.factors("t")) == 3
+    assert len(res.factors["t"]) == 3
     # The model's own variables keep their initial values.
     assert not np.allclose(a.value, res.variables["a"])
 

@@ -40,7 +40,7 @@ def test_one_panel_per_mode_with_dim_labels(result_xr):
 
 def test_lines_are_normalised_factor_columns_against_coordinates(result_xr):
     fp = plot_factors(result_xr, align=False)
-    values = result_xr.factors("T")
+    values = result_xr.factors["T"]
     coords = result_xr.model.terms["T"].data.coords
     for n in (1, 2):
         for r in range(RANK):
@@ -70,7 +70,7 @@ def test_categorical_mode_is_drawn_as_bars_with_coordinate_ticks(result_xr):
     bars = fp.artists[0][0]
     assert all(isinstance(b, BarContainer) for b in bars)
     heights = [p.get_height() for p in bars[1].patches]
-    np.testing.assert_allclose(heights, _unit(result_xr.factors("T")[0])[:, 1])
+    np.testing.assert_allclose(heights, _unit(result_xr.factors["T"][0])[:, 1])
     labels = [t.get_text() for t in fp.axes[0][0].get_xticklabels()]
     assert labels == [f"s{i}" for i in range(SHAPE[0])]
 
@@ -167,27 +167,22 @@ def test_cpdtensor_weights_are_absorbed(rng):
 
 
 def test_models_result_is_duck_typed(result_xr):
-    res = SimpleNamespace(factors=result_xr.factors("T"), core=None, relerr=0.0,
+    res = SimpleNamespace(factors=result_xr.factors["T"], core=None, relerr=0.0,
                           history=result_xr.history, result=result_xr)
     dec = as_decomposition(res)
     assert dec.dims == ["sample", "emission", "excitation"] and dec.data is not None
 
 
 def test_lmlra_and_ll1_terms_of_a_result_are_recognised(rng):
-    from sdf.tensors import as_tensor
-
     U = [rng.standard_normal((n, r)) for n, r in ((4, 2), (5, 3))]
     S = rng.standard_normal((2, 3))
-    data = as_tensor(sdf.algebra.tucker_to_tensor(U, S))
-    term = SimpleNamespace(kind="LMLRA", is_data_term=True, data=data)
-    res = SimpleNamespace(model=SimpleNamespace(terms={"T": term}),
-                          factors=lambda name: [*U, S])
+    T = sdf.algebra.tucker_to_tensor(U, S)
+    variables = [sdf.Variable(x, name=k) for x, k in zip([*U, S], ("u", "v", "s"))]
+    res = sdf.Model(T=sdf.LMLRA(T, variables[:2], variables[2])).fit(max_iter=1)
     fp = plot_factors(res, normalize=False, align=False)
-    np.testing.assert_allclose(fp.core_images[0].get_array(), S)
-    term = SimpleNamespace(kind="LL1", is_data_term=True, L=[2, 1],
-                           data=as_tensor(np.zeros((4, 5, 2))))
-    res = SimpleNamespace(model=SimpleNamespace(terms={"T": term}), factors=lambda name: [
-        rng.standard_normal((4, 3)), rng.standard_normal((5, 3)), rng.standard_normal((2, 2))])
+    np.testing.assert_allclose(fp.core_images[0].get_array(), res.factors["T"][-1])
+    A, B, C = (sdf.Variable(rng.standard_normal((n, r))) for n, r in ((4, 3), (5, 3), (2, 2)))
+    res = sdf.Model(T=sdf.LL1(rng.standard_normal((4, 5, 2)), [A, B, C], [2, 1])).fit(max_iter=1)
     assert as_decomposition(res).kind == "ll1"
 
 

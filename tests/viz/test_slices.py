@@ -19,7 +19,7 @@ def test_three_panels_labelled_from_dims(result_xr):
 def test_images_hold_the_slice_of_data_model_and_residual(result_xr):
     sp = plot_slices(result_xr, mode=2, index=3)
     D = result_xr.model.terms["T"].data.to_dense()[:, :, 3]
-    A, B, C = result_xr.factors("T")
+    A, B, C = result_xr.factors["T"]
     M = np.einsum("ir,jr,r->ij", A, B, C[3])
     np.testing.assert_allclose(sp.artists[0].get_array(), D)
     np.testing.assert_allclose(sp.artists[1].get_array(), M, atol=1e-12)

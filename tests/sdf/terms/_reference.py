@@ -101,7 +101,7 @@ def check_model(model, residuals, rng, rtol=1e-8, check_f=True):
     """
     from sdf.problem import Problem
 
-    problem = Problem(model)
+    problem = Problem.from_model(model)
     z = problem.z0 + 0.1 * rng.standard_normal(problem.n)
     point = problem.point(z)
 

@@ -1,0 +1,165 @@
+"""The fit pipeline: compile -> scale -> solve -> assemble -> diagnose.
+
+:meth:`sdf.Model.fit` delegates here. The model is compiled into a
+:class:`~sdf.problem.Problem` (its unknowns packed into one vector), seen in units where
+the start is of order one (:class:`~sdf.solvers.ScaledProblem`), solved by the registered
+solver of the method asked for, assembled into errors in the model's units, checked for
+what is suspicious (degenerate components, data fitted worse than by zero, singular
+Gramians...), and returned as one complete :class:`sdf.Result`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from sdf import io
+from sdf.errors import ModelError, OptionError, SdfWarning
+from sdf.problem import ModelLike, Problem
+from sdf.result import IterationInfo, Result, StopReason, attach_model, load_result
+from sdf.solvers import (Assembly, MethodName, Run, RunContext, ScaledProblem, get_solver,
+                         make_options)
+from sdf.terms._base import Findings
+
+__all__ = ["diagnose", "fit_model"]
+
+
+def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = None,
+              display: int = 0, callback: Callable[[IterationInfo], Any] | None = None,
+              resume: str | os.PathLike[str] | Result | None = None,
+              **option_values: Any) -> Result:
+    """Fit ``model`` with the registered solver ``method``; see :meth:`sdf.Model.fit`.
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> a = sdf.Variable(np.ones((3, 1)), name="a")
+    >>> model = sdf.Model(m=sdf.CPD(np.outer([1.0, 2, 3], [1.0, 1]), [a, np.ones((2, 1))]))
+    >>> fit_model(model, "minf").stop.converged
+    True
+    """
+    entry = get_solver(method)
+    opts = make_options(method, options, **option_values)
+    model.check()
+    if callback is not None and not callable(callback):
+        raise ModelError(f"fit: callback must be callable, got {type(callback).__name__}")
+    if isinstance(display, bool) or not isinstance(display, (int, np.integer)) or display < 0:
+        raise OptionError(f"fit: display must be an integer >= 0, got {display!r}")
+    if opts.checkpoint is not None:
+        try:
+            io.check_writable(opts.checkpoint, f"{type(opts).__name__}.checkpoint")
+        except OSError as exc:
+            raise OptionError(str(exc)) from None
+    prior = _resume_from(model, resume) if resume is not None else None
+
+    problem = Problem.from_model(model)                                   # compile
+    z0, exponents = None, None                                            # scale
+    if prior is not None:
+        z0 = np.concatenate([np.ravel(prior.variables[n]) for n in model.variable_names])
+        if prior.method == method and "exponent_z" in prior.state:
+            exponents = (int(prior.state["exponent_z"]), int(prior.state["exponent_f"]))
+    scaled = ScaledProblem(problem, z0, exponents)
+    run = Run(scaled, RunContext(
+        model=model, method=method, max_time=opts.max_time, display=int(display),
+        callback=callback, checkpoint=opts.checkpoint, checkpoint_every=opts.checkpoint_every,
+        resume=prior, radius_is_damping=opts.radius_is_damping))
+    remaining = opts.max_iter - (prior.iterations if prior is not None else 0)
+    try:                                                                  # solve
+        if remaining >= 1:
+            point, stop = entry.solve(scaled, dataclasses.replace(opts, max_iter=remaining),
+                                      run)
+        else:  # the saved run used up max_iter already
+            point, stop = scaled.point(scaled.z0.copy()), StopReason.MAX_ITER
+            run.record(point, 0, np.nan, np.nan, np.nan, 0)
+    except KeyboardInterrupt:
+        # Before the solver's own handler was reached (e.g. during the first evaluation).
+        point = run.best if run.best is not None else scaled.point(scaled.z0.copy())
+        stop = StopReason.INTERRUPTED
+    assembly = run.assemble(point)                                        # assemble
+    stop = _final_stop(stop, assembly, scaled)
+    findings = diagnose(model, assembly, stop, scaled.singular_products)  # diagnose
+    result = run.result(assembly, stop, [message for _, message in findings])
+    for category, message in findings:
+        warnings.warn(message, category, stacklevel=3)
+    if opts.checkpoint is not None:
+        result.save(opts.checkpoint)
+    return result
+
+
+def _final_stop(stop: StopReason, assembly: Assembly, problem: ScaledProblem) -> StopReason:
+    """The stop reason, corrected where the solver could not tell.
+
+    * A failed step after a singular Gramian product is a CG breakdown.
+    * Non-finite variables are never reported as a success.
+    """
+    if stop is StopReason.STEP_FAILED and problem.singular_products:
+        stop = StopReason.CG_BREAKDOWN
+    finite = all(np.all(np.isfinite(v)) for v in assembly.variables.values())
+    if not finite and stop not in (StopReason.NONFINITE, StopReason.STEP_FAILED,
+                                   StopReason.CG_BREAKDOWN, StopReason.STATIONARY):
+        stop = StopReason.NONFINITE
+    return stop
+
+
+def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
+             singular_products: int = 0) -> Findings:
+    """Checks of a fitted model: ``(warning class, message)`` for every finding.
+
+    Looks for all-zero data, data terms fitted worse than by the zero model, what each
+    term finds suspicious in its own values (:meth:`sdf.Term.check_result`: degenerate or
+    vanished CPD components, a start far from the data's scale...), and, when the run
+    ended in a CG breakdown, how often the Gauss-Newton Gramian was found singular along a
+    search direction.
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> a = sdf.Variable(np.ones((3, 1)), name="a")
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True):
+    ...     res = sdf.Model(m=sdf.CPD(np.zeros((3, 2)), [a, np.ones((2, 1))])).fit()
+    >>> [w.split(";")[0] for w in res.warnings]
+    ["term 'm': the data are all zero"]
+    """
+    found: Findings = []
+    for name, term in model.terms.items():
+        relerr = assembly.relerr.get(name, 0.0)
+        if term.is_data_term:
+            norm = term.data_norm
+            if norm == 0:
+                found.append((SdfWarning, f"term {name!r}: the data are all zero; its "
+                              "relative error is reported as the absolute error ||model||"))
+            elif relerr > 1.0:
+                found.append((SdfWarning,
+                              f"term {name!r}: relative error {relerr:.3g} > 1, worse than "
+                              "the zero model: the start may be badly scaled for the data, "
+                              "or the run too short"))
+        values = [assembly.values[id(e)] for e in term.inputs]
+        start = [model.evaluate(e) for e in term.inputs]
+        found += term.check_result(name, values, start, relerr)
+    if singular_products and stop is StopReason.CG_BREAKDOWN:
+        found.append((SdfWarning,
+                      f"the Gauss-Newton Gramian was singular along {singular_products} "
+                      "search direction(s): rank-deficient or collinear factors, or a "
+                      "transform whose derivative vanishes"))
+    return found
+
+
+def _resume_from(model: ModelLike, resume: Any) -> Result:
+    """The saved result ``resume`` (a path or a Result), checked against ``model``."""
+    if isinstance(resume, (str, os.PathLike)):
+        return load_result(resume, model=model)
+    if not isinstance(resume, Result):
+        raise ModelError(
+            f"fit: resume must be a checkpoint path or an sdf.Result, got {type(resume).__name__}")
+    copy = Result(**{**resume.__dict__, "_values": {}})
+    attach_model(copy, model, where="fit(resume=...)")
+    bad = [n for n in model.variable_names if not np.all(np.isfinite(copy.variables[n]))]
+    if bad:
+        raise ModelError(f"fit(resume=...): variable {bad[0]!r} has non-finite values")
+    return copy
