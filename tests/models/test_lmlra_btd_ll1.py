@@ -144,7 +144,7 @@ def test_ll1_int_L_with_rank(rng):
     [({"L": [2, 1], "rank": 3}, "rank: 3 does not match the 2 sizes in L"),
      ({"L": []}, "L: expected an int or a non-empty list"),
      ({"L": 1, "init": "gevd"}, "init: expected 'random' or a list"),
-     ({"L": 1, "init": [np.ones((5, 1))] * 2}, "init: expected a list of 3 factor")],
+     ({"L": 1, "init": [np.ones((5, 1))] * 2}, "init: expected 3 factor matrices")],
 )
 def test_ll1_bad_arguments(kwargs, match):
     with pytest.raises(sdf.ModelError, match=match):
