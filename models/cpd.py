@@ -224,6 +224,6 @@ def cpd(
     fit = run_fits(X, start, list(range(X.ndim)), labels, sdf.CPD, ml, settings, timer,
                    stages, "CPD")
     relerr = float(fit.result.relerr["data"])
-    return Decomposition(kind="cpd", factors=fit.values, relerr=relerr,
+    return Decomposition(kind="CPD", factors=fit.values, relerr=relerr,
                          history=fit.result.history, result=fit.result, stages=stages,
                          relerrs={"data": relerr}, labels=labels)

@@ -2,7 +2,7 @@
 
 All functions take factors as a sequence of matrices ``[A_0, ..., A_{N-1}]`` (each of
 shape (I_n, R)) or anything with a ``.factors`` list (a :class:`sdf.models.Decomposition`
-of kind ``"cpd"``).
+of kind ``"CPD"``).
 """
 
 from __future__ import annotations

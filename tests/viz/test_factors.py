@@ -188,7 +188,7 @@ def test_lmlra_and_ll1_terms_of_a_result_are_recognised(rng):
                            data=as_tensor(np.zeros((4, 5, 2))))
     res = SimpleNamespace(model=SimpleNamespace(terms={"T": term}), factors=lambda name: [
         rng.standard_normal((4, 3)), rng.standard_normal((5, 3)), rng.standard_normal((2, 2))])
-    assert as_decomposition(res).kind == "ll1"
+    assert as_decomposition(res).kind == "LL1"
 
 
 def test_draws_on_the_given_figure_and_never_shows(rng, monkeypatch):
