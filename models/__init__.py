@@ -5,7 +5,7 @@ Every driver returns a :class:`Decomposition` (factors, relative error, history,
 engine :class:`sdf.Result` of the final fit).
 """
 
-from sdf.models._result import Decomposition, Stage
+from sdf.models._result import Decomposition, DecompositionKind, Stage
 from sdf.models.btd import btd
 from sdf.models.cmtf import cmtf
 from sdf.models.cpd import cpd
@@ -35,6 +35,7 @@ from sdf.models.rank import (
 __all__ = [
     "CPDError",
     "Decomposition",
+    "DecompositionKind",
     "Degeneracy",
     "DegeneracyWarning",
     "MLRankEstimate",

@@ -12,6 +12,7 @@ import numpy as np
 
 import sdf
 from sdf.errors import DataError, ModelError, SdfWarning
+from sdf.numerics import check_factors
 from sdf.result import Result, StopReason
 from sdf.tensors import Tensor, as_tensor
 
@@ -61,18 +62,9 @@ def random_factors(shape: Sequence[int], cols: Sequence[int] | int,
 def user_factors(init: Any, shape: Sequence[int], cols: Sequence[int], name: str = "init"
                  ) -> list[np.ndarray]:
     """Copies of given factor matrices, checked against the data shape and column counts."""
-    if isinstance(init, np.ndarray) or not isinstance(init, Sequence) or len(init) != len(shape):
-        raise ModelError(f"{name}: expected a list of {len(shape)} factor matrices (one per "
-                         f"mode) or a method name, got {type(init).__name__}")
-    out = []
-    for n, (A, I, R) in enumerate(zip(init, shape, cols)):
-        A = np.array(A, dtype=float)
-        if A.shape != (I, R):
-            raise ModelError(f"{name}[{n}]: expected shape {(I, R)}, got {A.shape}")
-        if not np.all(np.isfinite(A)):
-            raise ModelError(f"{name}[{n}]: has non-finite entries")
-        out.append(A)
-    return out
+    mats = check_factors(init, shape=shape, columns=cols, name=name, finite=True, real=True,
+                         error=ModelError)
+    return [A.copy() for A in mats]
 
 
 @contextlib.contextmanager

@@ -17,13 +17,17 @@ A Decomposition stands in for its :class:`sdf.Result` wherever one is read: inde
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from sdf.result import History, Result
 
-__all__ = ["Decomposition", "Stage"]
+__all__ = ["Decomposition", "DecompositionKind", "Stage"]
+
+#: What a Decomposition holds: the engine's term kinds (:attr:`sdf.Term.kind`), and
+#: ``"CMTF"`` for coupled CPDs (one factor per mode label, several data sets).
+DecompositionKind = Literal["CPD", "LMLRA", "BTD", "LL1", "CMTF"]
 
 _FORWARDED = frozenset({
     "model", "variables", "objective", "abserr", "iterations", "stop", "message",
@@ -63,8 +67,9 @@ class Decomposition:
 
     Attributes
     ----------
-    kind : str
-        ``"cpd"``, ``"lmlra"``, ``"btd"``, ``"ll1"`` or ``"cmtf"``.
+    kind : {"CPD", "LMLRA", "BTD", "LL1", "CMTF"}
+        The engine's name of the term fitted (``sdf.CPD``, ``sdf.LMLRA``...); ``"CMTF"``
+        for coupled CPDs of several data sets.
     factors : list
         The factors. CPD: ``[A_0, ..., A_{N-1}]``, each of shape (I_n, R). LMLRA: the
         ``N`` factor matrices (I_n, R_n). BTD: one list ``[U_0, ..., U_{N-1}]`` per block.
@@ -103,7 +108,7 @@ class Decomposition:
     True
     """
 
-    kind: str
+    kind: DecompositionKind
     factors: list[Any]
     relerr: float
     history: History

@@ -146,7 +146,7 @@ def btd(
     fit = run_fits(X, start, modes, names, build, ml, settings, timer, stages, "BTD")
     blocks = [fit.values[k:k + N + 1] for k in range(0, len(fit.values), N + 1)]
     relerr = float(fit.result.relerr["data"])
-    return Decomposition(kind="btd", factors=blocks, core=[blk[-1] for blk in blocks],
+    return Decomposition(kind="BTD", factors=blocks, core=[blk[-1] for blk in blocks],
                          relerr=relerr, history=fit.result.history, result=fit.result,
                          stages=stages, relerrs={"data": relerr}, labels=labels)
 

@@ -3,14 +3,16 @@
 Each data set (a matrix or a tensor, NaN entries missing) gets a CPD of the same rank;
 its modes carry labels, and modes with the same label share one factor matrix. The
 objective is the engine's weighted sum of the data sets' squared errors (Tensorlab's
-relative weights by default: each data set's mean squared error, weighted by
-``weights[name] / sum(weights)``).
+relative weights: each data set's mean squared error, weighted by
+``relweights[name] / sum(relweights)``, the ``relweight`` of :class:`sdf.CPD`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
+
+import warnings
 
 import numpy as np
 
@@ -79,13 +81,14 @@ def cmtf(
     rank: int,
     *,
     modes: Mapping[str, Sequence[str]] | None = None,
-    weights: Mapping[str, float] | None = None,
+    relweights: Mapping[str, float] | None = None,
     init: Literal["auto", "random"] | Mapping[str, np.ndarray] = "auto",
     seed: int | np.random.Generator | None = None,
     method: Literal["nls", "minf"] = "nls",
     display: int = 0,
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
     options: sdf.NLSOptions | sdf.MinfOptions | None = None,
+    weights: Mapping[str, float] | None = None,
     **fit_options: Any,
 ) -> Decomposition:
     r"""Coupled CPDs: ``X_t ≈ [[A_{l(t,0)}, ..., A_{l(t,N_t-1)}]]`` for every data set ``t``.
@@ -99,8 +102,9 @@ def cmtf(
     modes : mapping of str to sequence of str, optional
         Label of each mode of each data set; equal labels share a factor. Default: the
         DataArrays' dims.
-    weights : mapping of str to float, optional
-        Relative weight per data set (default 1 each; see the module docstring).
+    relweights : mapping of str to float, optional
+        Relative weight per data set (default 1 each; see the module docstring), as
+        ``relweights`` of :func:`sdf.models.fuse` and ``relweight`` of :class:`sdf.CPD`.
     init : {"auto", "random"} or mapping of label to ndarray, default "auto"
         ``"auto"``: :func:`sdf.models.cpd` of the data set with the most known entries
         among those of order >= 3 (else random), then each other data set's
@@ -113,6 +117,9 @@ def cmtf(
     callback : callable, optional
     options : sdf.NLSOptions or sdf.MinfOptions, optional
         Settings of the joint fit; ``**fit_options`` override single fields.
+    weights : mapping of str to float, optional
+        Deprecated name of ``relweights`` (a DeprecationWarning; removed in the next
+        release).
 
     Returns
     -------
@@ -142,12 +149,7 @@ def cmtf(
     labels = _mode_labels(tensors, modes)
     sizes = _sizes(tensors, labels)
     order = list(sizes)
-    rel = {name: 1.0 for name in tensors}
-    if weights is not None:
-        unknown = sorted(set(weights) - set(tensors))
-        if unknown:
-            raise ModelError(f"weights: unknown data sets {unknown}")
-        rel.update({k: float(v) for k, v in weights.items()})
+    rel = _relweights(tensors, _renamed_weights(relweights, weights))
     rng = make_rng(seed)
     timer = Timer()
     start = _initial(tensors, labels, sizes, rank, init, rng)
@@ -162,9 +164,33 @@ def cmtf(
     num = sum(res.abserr[n] ** 2 for n in tensors)
     den = sum(X.norm_squared() for X in tensors.values())
     relerr = float(np.sqrt(num / den)) if den > 0 else float(np.sqrt(num))
-    return Decomposition(kind="cmtf", factors=[res.variables[lab] for lab in order],
+    return Decomposition(kind="CMTF", factors=[res.variables[lab] for lab in order],
                          relerr=relerr, history=res.history, result=res, stages=stages,
                          relerrs=dict(res.relerr), labels=order)
+
+
+def _renamed_weights(relweights: Mapping[str, float] | None,
+                     weights: Mapping[str, float] | None) -> Mapping[str, float] | None:
+    """``relweights``, or the deprecated ``weights`` (with a DeprecationWarning)."""
+    if weights is None:
+        return relweights
+    if relweights is not None:
+        raise ModelError("weights: deprecated name of relweights; give relweights only")
+    warnings.warn("cmtf: weights= is deprecated, use relweights= (same meaning: relative "
+                  "weights, as in sdf.models.fuse and sdf.CPD(relweight=)); weights= will "
+                  "be removed in the next release", DeprecationWarning, stacklevel=3)
+    return weights
+
+
+def _relweights(tensors: Mapping[str, Tensor], given: Mapping[str, float] | None
+                ) -> dict[str, float]:
+    rel = {name: 1.0 for name in tensors}
+    if given is not None:
+        unknown = sorted(set(given) - set(tensors))
+        if unknown:
+            raise ModelError(f"relweights: unknown data sets {unknown}")
+        rel.update({k: float(v) for k, v in given.items()})
+    return rel
 
 
 def _initial(tensors: Mapping[str, Tensor], labels: Mapping[str, list[str]],

@@ -6,8 +6,9 @@ solver: every fit below is an :class:`sdf.Model` fit.
 1. **Compression** (dense data): a truncated MLSVD ``T ≈ S x_n U_n`` with core size
    ``min(I_n, R)`` per mode (:func:`sdf.decomp.mlsvd`), when the core is at most half the
    data's size.
-2. **Initialisation**: GEVD (:func:`sdf.decomp.gevd_init`) where it applies (order >= 3
-   and two modes of size >= R), else random standard-normal factors drawn at the data's
+2. **Initialisation**: GEVD (:func:`sdf.decomp.gevd_init`) where it applies
+   (:func:`sdf.decomp.gevd_applies`: order >= 3, modes grouped into two of size >= R and a
+   third of size >= 2), else random standard-normal factors drawn at the data's
    size (so a seed gives the same start with and without compression), or given factors
    (projected on the MLSVD bases, ``U_n^T A_n``, when compressing).
 3. **Fit on the core**: the CPD of the small dense core ``S``.
@@ -39,7 +40,7 @@ import numpy as np
 
 import sdf
 from sdf import algebra
-from sdf.decomp import gevd_init
+from sdf.decomp import gevd_applies, gevd_init
 from sdf.errors import DataError, ModelError
 from sdf.tensors import Tensor
 
@@ -83,10 +84,6 @@ def _impute(X: Tensor, start: list[np.ndarray], method: str,
     return factors, rounds, err
 
 
-def _gevd_applies(shape: tuple[int, ...], rank: int) -> bool:
-    return len(shape) >= 3 and sum(I >= rank for I in shape) >= 2
-
-
 def _initial(X: Tensor, dense: np.ndarray | None, rank: int, init: Any,
              rng: np.random.Generator) -> tuple[list[np.ndarray], str]:
     """Starting factors at the size of ``dense`` (core or data) and the method's name."""
@@ -95,7 +92,7 @@ def _initial(X: Tensor, dense: np.ndarray | None, rank: int, init: Any,
         if init not in ("auto", "gevd", "random"):
             raise ModelError(f"init: expected 'auto', 'gevd', 'random' or a list of factors, "
                              f"got {init!r}")
-        use_gevd = init == "gevd" or (init == "auto" and _gevd_applies(shape, rank))
+        use_gevd = init == "gevd" or (init == "auto" and gevd_applies(shape, rank))
         if use_gevd:
             if dense is None:
                 if init == "gevd":
@@ -138,7 +135,7 @@ def cpd(
     rank : int
         Number of rank-one terms ``R``.
     init : {"auto", "gevd", "random"} or list of ndarray, default "auto"
-        Start: ``"auto"`` is GEVD where it applies (order >= 3, two modes of size >= R
+        Start: ``"auto"`` is GEVD where it applies (:func:`sdf.decomp.gevd_applies`
         at the level fitted, data densifiable), else random; a list gives the factors
         ``(I_n, R)`` (copied, never modified).
     seed : int or numpy.random.Generator, optional
@@ -215,6 +212,6 @@ def cpd(
     fit = run_fits(X, start, list(range(X.ndim)), labels, sdf.CPD, ml, settings, timer,
                    stages, "CPD")
     relerr = float(fit.result.relerr["data"])
-    return Decomposition(kind="cpd", factors=fit.values, relerr=relerr,
+    return Decomposition(kind="CPD", factors=fit.values, relerr=relerr,
                          history=fit.result.history, result=fit.result, stages=stages,
                          relerrs={"data": relerr}, labels=labels)

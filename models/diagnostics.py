@@ -2,7 +2,7 @@
 
 All functions take factors as a sequence of matrices ``[A_0, ..., A_{N-1}]`` (each of
 shape (I_n, R)) or anything with a ``.factors`` list (a :class:`sdf.models.Decomposition`
-of kind ``"cpd"``).
+of kind ``"CPD"``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from scipy.optimize import linear_sum_assignment
 
 from sdf import algebra
 from sdf.errors import DataError, DegeneracyWarning, ModelError
+from sdf.numerics import (DEGENERACY_CONGRUENCE, Degeneracy, balance_columns, check_factors,
+                          cpd_degeneracy)
 from sdf.tensors import as_tensor
 
 __all__ = [
@@ -32,20 +34,9 @@ __all__ = [
 
 
 def _factor_list(factors: Any, name: str) -> list[np.ndarray]:
-    factors = getattr(factors, "factors", factors)
-    if isinstance(factors, np.ndarray) or not isinstance(factors, Sequence) or not factors:
-        raise ModelError(f"{name}: expected a non-empty list of factor matrices (I_n, R)")
-    mats = []
-    for n, A in enumerate(factors):
-        A = np.asarray(A, dtype=float)
-        if A.ndim != 2:
-            raise ModelError(f"{name}[{n}]: expected a matrix (I_n, R), got shape {A.shape}")
-        mats.append(A)
-    ranks = {A.shape[1] for A in mats}
-    if len(ranks) > 1:
-        raise ModelError(f"{name}: factors have different numbers of columns "
-                         f"{[A.shape[1] for A in mats]}")
-    return mats
+    """CPD factors (or a Decomposition's), validated: real matrices with equal columns."""
+    return check_factors(getattr(factors, "factors", factors), columns="same", name=name,
+                         real=True, error=ModelError)
 
 
 def _normalized(A: np.ndarray) -> np.ndarray:
@@ -206,56 +197,31 @@ def congruence(factors: Any) -> np.ndarray:
     >>> bool(C[0, 1] < -0.98)
     True
     """
-    mats = _factor_list(factors, "factors")
-    C = np.ones((mats[0].shape[1],) * 2)
-    for A in mats:
-        An = _normalized(A)
-        C *= An.T @ An
-    return C
+    return cpd_degeneracy(_factor_list(factors, "factors")).congruence
 
 
-@dataclass(frozen=True)
-class Degeneracy:
-    """Signs of a degenerate CPD (two or more components cancelling each other).
-
-    Attributes
-    ----------
-    congruence : ndarray of shape (R, R)
-        See :func:`congruence`.
-    pairs : list of tuple (int, int, float)
-        Pairs ``(r, s, C[r, s])`` with ``r < s`` and ``C[r, s] <= threshold``, most
-        negative first.
-    norm_ratio : float
-        ``sum_r ||component r|| / ||model||``: 1 for orthogonal components, large when
-        components cancel.
-    degenerate : bool
-        True when ``pairs`` is not empty.
-    """
-
-    congruence: np.ndarray
-    pairs: list[tuple[int, int, float]]
-    norm_ratio: float
-    degenerate: bool
-
-
-def degeneracy(factors: Any, threshold: float = -0.8, warn: bool = True) -> Degeneracy:
+def degeneracy(factors: Any, threshold: float = DEGENERACY_CONGRUENCE,
+               warn: bool = True) -> Degeneracy:
     """Look for components cancelling each other; warn when some do.
 
-    Two-factor degeneracy (the 'swamp' of CPD-ALS) shows as a pair of components whose
+    Two-factor degeneracy (the 'swamp' of CPD fits) shows as a pair of components whose
     congruence tends to -1 while their norms grow. A pair is flagged when its congruence
-    is at most ``threshold``.
+    is at most ``threshold`` and the two components' norms add up to at least
+    ``sdf.numerics.DEGENERACY_NORM_RATIO`` (10) times the model's norm: the test the
+    engine runs after every fit (:func:`sdf.numerics.cpd_degeneracy`).
 
     Parameters
     ----------
     factors : sequence of ndarray, each of shape (I_n, R)
-    threshold : float, default -0.8
+    threshold : float, default ``sdf.numerics.DEGENERACY_CONGRUENCE`` (-0.9)
         Congruence at or below which a pair is reported; in (-1, 0).
     warn : bool, default True
         Issue a :class:`DegeneracyWarning` naming the pairs when any is found.
 
     Returns
     -------
-    Degeneracy
+    sdf.numerics.Degeneracy
+        ``congruence``, ``pairs``, ``norm_ratio``, ``degenerate`` and the component norms.
 
     Examples
     --------
@@ -267,24 +233,14 @@ def degeneracy(factors: Any, threshold: float = -0.8, warn: bool = True) -> Dege
     """
     if not (np.isscalar(threshold) and -1.0 < float(threshold) < 0.0):
         raise ModelError(f"threshold: expected a number in (-1, 0), got {threshold!r}")
-    mats = _factor_list(factors, "factors")
-    C = congruence(mats)
-    r, s = np.triu_indices(C.shape[0], k=1)
-    hit = C[r, s] <= threshold
-    order = np.argsort(C[r, s][hit])
-    pairs = [(int(a), int(b), float(c)) for a, b, c in
-             zip(r[hit][order], s[hit][order], C[r, s][hit][order])]
-    comp_norms = np.prod([np.linalg.norm(A, axis=0) for A in mats], axis=0)
-    model_sq = float(np.sum(algebra.hadamard(algebra.gramians(mats))))
-    model_norm = np.sqrt(max(model_sq, 0.0))
-    ratio = float(comp_norms.sum() / model_norm) if model_norm > 0 else float("inf")
-    if pairs and warn:
-        listed = ", ".join(f"({a}, {b}): {c:.3f}" for a, b, c in pairs[:5])
+    found = cpd_degeneracy(_factor_list(factors, "factors"), congruence=float(threshold))
+    if found.pairs and warn:
+        listed = ", ".join(f"({a}, {b}): {c:.3f}" for a, b, c in found.pairs[:5])
         warnings.warn(
             f"degenerate CPD: components cancel each other, congruence {listed}; "
-            f"norm ratio {ratio:.3g}. Try a lower rank, constraints or more iterations",
-            DegeneracyWarning, stacklevel=2)
-    return Degeneracy(congruence=C, pairs=pairs, norm_ratio=ratio, degenerate=bool(pairs))
+            f"norm ratio {found.norm_ratio:.3g}. Try a lower rank, constraints or more "
+            "iterations", DegeneracyWarning, stacklevel=2)
+    return found
 
 
 def corcondia(data: Any, factors: Any) -> float:
@@ -327,19 +283,12 @@ def corcondia(data: Any, factors: Any) -> float:
     if T.known_entries() is not None:
         raise DataError("data: corcondia needs fully known data, got incomplete data "
                         "(impute the missing entries first)")
-    if len(mats) != T.ndim:
-        raise ModelError(f"factors: {len(mats)} factors given for data with {T.ndim} modes")
-    for n, A in enumerate(mats):
-        if A.shape[0] != T.shape[n]:
-            raise ModelError(f"factors[{n}]: expected {T.shape[n]} rows, got {A.shape[0]}")
-    norms = [np.linalg.norm(A, axis=0) for A in mats]
-    weights = np.prod(norms, axis=0)
-    if not np.all(weights > 0):
+    check_factors(mats, shape=T.shape, name="factors", error=ModelError)
+    if not all(np.linalg.norm(A, axis=0).all() for A in mats):
         raise ModelError("factors: a component is zero; corcondia needs nonzero components")
-    scale = weights ** (1.0 / len(mats))
-    pinvs = [np.linalg.pinv(A * (scale / d)) for A, d in zip(mats, norms)]  # (R, I_n)
+    pinvs = [np.linalg.pinv(B) for B in balance_columns(mats)]  # (R, I_n)
     G = T.project([P.T for P in pinvs])  # T ×_n pinv(A_n), in the data's own form
-    R = len(weights)
+    R = mats[0].shape[1]
     G = G.copy()
     G[(np.arange(R),) * T.ndim] -= 1.0
     return float(100.0 * (1.0 - np.sum(G * G) / R))

@@ -109,6 +109,6 @@ def ll1(
     fit = run_fits(X, start, range(3), labels, lambda d, v: sdf.LL1(d, v, Ls), ml, settings,
                    timer, stages, "LL1")
     relerr = float(fit.result.relerr["data"])
-    return Decomposition(kind="ll1", factors=fit.values, relerr=relerr,
+    return Decomposition(kind="LL1", factors=fit.values, relerr=relerr,
                          history=fit.result.history, result=fit.result, stages=stages,
                          relerrs={"data": relerr}, labels=labels, L=Ls)

@@ -177,6 +177,6 @@ def lmlra(
                    lambda data, v: sdf.LMLRA(data, v[:-1], v[-1]), None, settings, timer,
                    stages, "LMLRA", evaluate_only=converged and X.dense_view() is not None)
     relerr = float(fit.result.relerr["data"])
-    return Decomposition(kind="lmlra", factors=fit.values[:-1], core=fit.values[-1],
+    return Decomposition(kind="LMLRA", factors=fit.values[:-1], core=fit.values[-1],
                          relerr=relerr, history=fit.result.history, result=fit.result,
                          stages=stages, relerrs={"data": relerr}, labels=labels)

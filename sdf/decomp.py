@@ -16,8 +16,9 @@ from numpy.typing import ArrayLike
 
 from sdf.algebra import _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor, unfold
 from sdf.errors import DataError
+from sdf.numerics import balance_columns
 
-__all__ = ["LMLRAResult", "MLSVDResult", "gevd_init", "lmlra_hooi", "mlsvd"]
+__all__ = ["LMLRAResult", "MLSVDResult", "gevd_applies", "gevd_init", "lmlra_hooi", "mlsvd"]
 
 # Use the Gram matrix (eigh of M M^H) instead of an SVD of the unfolding M (I_n x J) when
 # J >= _GRAM_RATIO * I_n: several times faster, but it squares the condition number, so
@@ -316,8 +317,13 @@ def lmlra_hooi(
 
 
 # --------------------------------------------------------------------------- GEVD
-def _gevd_groups(shape: tuple[int, ...], rank: int) -> list[list[int]]:
-    """Three groups of modes: two whose sizes reach ``rank`` and a third of size >= 2."""
+def _gevd_groups(shape: tuple[int, ...], rank: int) -> list[list[int]] | None:
+    """Three groups of modes: two whose sizes reach ``rank`` and a third of size >= 2.
+
+    None when the modes cannot be grouped so (order < 3 or ``rank`` too large).
+    """
+    if len(shape) < 3:
+        return None
     by_size = sorted(range(len(shape)), key=lambda m: -shape[m])
     groups = [[by_size[0]], [by_size[1]]]
     rest = by_size[2:]
@@ -327,16 +333,23 @@ def _gevd_groups(shape: tuple[int, ...], rank: int) -> list[list[int]]:
     groups.append(rest)
     sizes = [math.prod(shape[m] for m in g) for g in groups]
     if sizes[0] < rank or sizes[1] < rank or sizes[2] < 2:
-        if len(shape) == 3:
-            need = (f"rank <= the second-largest dimension ({sorted(shape)[1]}) and the "
-                    f"smallest dimension >= 2")
-        else:
-            need = ("two disjoint groups of modes whose sizes are >= rank and a third "
-                    "group of size >= 2")
-        raise DataError(f"rank: the GEVD initialisation needs {need}; got rank {rank} for shape "
-                        f"{shape}. Use a random initialisation instead.")
+        return None
     return [sorted(g) for g in groups]
 
+
+def gevd_applies(shape: Sequence[int], rank: int) -> bool:
+    """Whether :func:`gevd_init` can start a rank-``rank`` CPD of a tensor of ``shape``.
+
+    True when the order is at least 3 and the modes group into two sets whose sizes reach
+    ``rank`` and a third of size at least 2 (for order 3: ``rank`` at most the
+    second-largest dimension, the smallest at least 2).
+
+    Examples
+    --------
+    >>> gevd_applies((5, 6, 4), 5), gevd_applies((5, 6, 4), 6), gevd_applies((5, 6), 2)
+    (True, False, False)
+    """
+    return _gevd_groups(tuple(int(s) for s in shape), int(rank)) is not None
 
 def _real_pairs(X: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """Replace each complex-conjugate eigenvector pair by its real and imaginary parts."""
@@ -377,15 +390,6 @@ def _split_rank1(F: np.ndarray, dims: list[int]) -> list[np.ndarray]:
     head = U[:, :, 0].T
     tail = (s[:, :1] * Vh[:, 0, :]).T
     return [head] + _split_rank1(np.ascontiguousarray(tail), dims[1:])
-
-
-def _balance(factors: list[np.ndarray]) -> list[np.ndarray]:
-    """Give every factor's column r the same norm, keeping the rank-1 terms."""
-    norms = np.array([np.linalg.norm(A, axis=0) for A in factors])
-    zero = (norms == 0).any(axis=0)
-    target = np.prod(norms, axis=0) ** (1.0 / len(factors))
-    scale = np.where(zero, 1.0, target / np.where(norms == 0, 1.0, norms))
-    return [A * scale[n] for n, A in enumerate(factors)]
 
 
 def gevd_init(
@@ -434,6 +438,15 @@ def gevd_init(
         raise DataError(f"rank: expected an integer >= 1, got {rank!r}")
     rank = int(rank)
     groups = _gevd_groups(T.shape, rank)
+    if groups is None:
+        if T.ndim == 3:
+            need = (f"rank <= the second-largest dimension ({sorted(T.shape)[1]}) and the "
+                    f"smallest dimension >= 2")
+        else:
+            need = ("two disjoint groups of modes whose sizes are >= rank and a third "
+                    "group of size >= 2")
+        raise DataError(f"rank: the GEVD initialisation needs {need}; got rank {rank} for "
+                        f"shape {T.shape}. Use a random initialisation instead.")
     perm = [m for g in groups for m in g]
     dims = [[T.shape[m] for m in g] for g in groups]
     T3 = np.transpose(T, perm).reshape([math.prod(d) for d in dims])
@@ -442,4 +455,4 @@ def gevd_init(
     for g, d, F in zip(groups, dims, grouped):
         for m, A in zip(g, _split_rank1(F, d)):
             out[m] = A
-    return _balance(out)
+    return balance_columns(out)

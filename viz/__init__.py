@@ -5,7 +5,7 @@ a small dataclass holding the figure, the axes and the artists it drew, and neve
 ``plt.show()``. matplotlib is imported only when a function runs, so ``import sdf.viz``
 stays light. Inputs: an ``sdf.Result`` (``term=`` picks the term), a list of factor
 matrices, an ``sdf.tensors.CPDTensor``/``TuckerTensor``, an ``xarray.Dataset`` of factors
-(``result.to_xarray()``), or a decomposition result of :mod:`sdf.models`; data as numpy
+(``result.to_xarray()``), or a :class:`sdf.models.Decomposition` of any driver; data as numpy
 (NaN = missing), ``xarray.DataArray`` or ``sdf.tensors.Tensor``.
 
 ==============================  ============================================================
@@ -19,6 +19,7 @@ matrices, an ``sdf.tensors.CPDTensor``/``TuckerTensor``, an ``xarray.Dataset`` o
 ==============================  ============================================================
 """
 
+from sdf.viz._common import FactorView
 from sdf.viz.convergence import ConvergencePlot, plot_convergence
 from sdf.viz.diagnostics import (
     CompressionPlot,
@@ -36,6 +37,7 @@ __all__ = [
     "ConvergencePlot",
     "CurvePlot",
     "FactorPlot",
+    "FactorView",
     "ResidualPlot",
     "SlicePlot",
     "align_signs",

@@ -1,11 +1,13 @@
 """Shared plumbing of :mod:`sdf.viz`: inputs to one decomposition form, figures, colours.
 
-Everything a plotting function accepts is turned into a :class:`Decomposition` by
-:func:`as_decomposition`: an ``sdf.Result`` (one term chosen by name), a list of factor
-matrices, an ``sdf.tensors.CPDTensor`` / ``TuckerTensor``, an ``xarray.Dataset`` of
-factors (``result.to_xarray()``), a list of factor ``xarray.DataArray`` s, or a
-decomposition result of :mod:`sdf.models` (anything with ``.factors`` and optionally
-``.core``, ``.result``). matplotlib is imported only inside functions.
+Everything a plotting function accepts is turned into a :class:`FactorView` by
+:func:`as_decomposition`: an ``sdf.Result`` (one term chosen by name), an
+:class:`sdf.models.Decomposition` (through its engine result, so every driver's output
+is drawn alike), a list of factor matrices, an ``sdf.tensors.CPDTensor`` /
+``TuckerTensor``, an ``xarray.Dataset`` of factors (``result.to_xarray()``), a list of
+factor ``xarray.DataArray`` s, or any object with ``.factors`` and optionally ``.core``
+(e.g. :class:`sdf.decomp.MLSVDResult`). Kinds are the engine's term kinds ``"CPD"``,
+``"LMLRA"``, ``"BTD"``, ``"LL1"``. matplotlib is imported only inside functions.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from sdf.errors import DataError, ModelError
+from sdf.numerics import check_factors
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -24,10 +27,11 @@ if TYPE_CHECKING:
 
     from sdf.tensors import CPDTensor, Tensor, TuckerTensor
 
-__all__ = ["Decomposition", "as_data", "as_decomposition", "component_color",
+__all__ = ["FactorView", "ViewKind", "as_data", "as_decomposition", "component_color",
            "get_axes", "interactive_backend", "new_figure", "pyplot"]
 
-DecompositionKind = Literal["cpd", "tucker", "btd", "ll1"]
+#: The engine's term kinds (``sdf.CPD.kind``...): the decompositions a figure can show.
+ViewKind = Literal["CPD", "LMLRA", "BTD", "LL1"]
 
 
 # ----------------------------------------------------------------------------- matplotlib
@@ -78,19 +82,22 @@ def interactive_backend() -> bool:
 
 # ----------------------------------------------------------------------------- decompositions
 @dataclass
-class Decomposition:
-    """One decomposition in a common form (what the plotting functions work on).
+class FactorView:
+    """One decomposition's factors in the common form the figures draw.
+
+    Not a fit result (that is :class:`sdf.models.Decomposition` or :class:`sdf.Result`):
+    :func:`~sdf.viz.normalize_columns` drops a CPD's column scales, for instance.
 
     Attributes
     ----------
-    kind : {"cpd", "tucker", "btd", "ll1"}
+    kind : {"CPD", "LMLRA", "BTD", "LL1"}
     factors : list of ndarray, each of shape (I_n, R_n)
         Per mode; BTD blocks are concatenated column-wise, LL1 as Tensorlab
         (``A (I, sum L)``, ``B (J, sum L)``, ``C (K, R)``).
     groups : list of int ndarray, each of shape (R_n,)
         Block (component) of every column, per mode: ``arange(R)`` for a CPD.
     core : ndarray or None
-        Tucker/LMLRA core.
+        LMLRA (Tucker) core.
     cores : list of ndarray or None
         BTD block cores.
     dims : list of str or None
@@ -101,7 +108,7 @@ class Decomposition:
         The data set the decomposition was fitted to, when known.
     """
 
-    kind: DecompositionKind
+    kind: ViewKind
     factors: list[np.ndarray]
     groups: list[np.ndarray]
     core: np.ndarray | None = None
@@ -131,7 +138,7 @@ class Decomposition:
         return [A if A.shape[1] == size else A[:, g] for A in self.factors]
 
     def _tucker_blocks(self) -> list[tuple[list[np.ndarray], np.ndarray]]:
-        if self.kind == "tucker":
+        if self.kind == "LMLRA":
             assert self.core is not None
             return [(self.factors, self.core)]
         assert self.cores is not None
@@ -142,7 +149,7 @@ class Decomposition:
         """The model tensor, dense (C order)."""
         from sdf import algebra
 
-        if self.kind in ("cpd", "ll1"):
+        if self.kind in ("CPD", "LL1"):
             return algebra.cpd_to_tensor(self._cpd_form())
         return sum(algebra.tucker_to_tensor(U, S) for U, S in self._tucker_blocks())
 
@@ -150,7 +157,7 @@ class Decomposition:
         """Model values at the entries ``subs`` (m, N), never forming the full tensor."""
         from sdf.tensors import CPDTensor, TuckerTensor
 
-        if self.kind in ("cpd", "ll1"):
+        if self.kind in ("CPD", "LL1"):
             return CPDTensor(self._cpd_form()).values_at(subs)
         return sum(TuckerTensor(U, S).values_at(subs) for U, S in self._tucker_blocks())
 
@@ -160,22 +167,15 @@ def _column_groups(sizes: Sequence[int]) -> np.ndarray:
 
 
 def _matrices(factors: Sequence[Any], where: str) -> list[np.ndarray]:
-    mats = []
-    for n, A in enumerate(factors):
-        M = np.asarray(A, dtype=float)
-        if M.ndim == 1:
-            M = M[:, None]
-        if M.ndim != 2:
-            raise DataError(f"{where}: factor {n} must be a matrix (I_n, R), got shape {M.shape}")
-        mats.append(M)
-    if not mats:
-        raise DataError(f"{where}: no factors given")
-    return mats
+    """Real factor matrices; a vector counts as a one-column matrix."""
+    if isinstance(factors, Sequence) and not isinstance(factors, str):
+        factors = [A[:, None] if np.ndim(A) == 1 else A for A in factors]
+    return check_factors(factors, name=f"{where}, factors", real=True)
 
 
 def _from_factors(factors: Sequence[Any], core: Any = None, L: Any = None,
-                  where: str = "factors") -> Decomposition:
-    """A Decomposition from matrices, a core (Tucker), block tuples (BTD) or L (LL1)."""
+                  where: str = "factors") -> FactorView:
+    """A FactorView from matrices, a core (Tucker), block tuples (BTD) or L (LL1)."""
     if len(factors) and all(isinstance(b, (tuple, list)) for b in factors):
         return _from_blocks(factors, where)
     mats = _matrices(factors, where)
@@ -185,7 +185,7 @@ def _from_factors(factors: Sequence[Any], core: Any = None, L: Any = None,
         if S.shape != tuple(cols):
             raise DataError(f"{where}: core must have shape {tuple(cols)} (the factors' "
                             f"columns), got {S.shape}")
-        return Decomposition("tucker", mats, [np.arange(c) for c in cols], core=S)
+        return FactorView("LMLRA", mats, [np.arange(c) for c in cols], core=S)
     if L is not None:
         Ls = np.atleast_1d(np.asarray(L, dtype=int))
         sizes = {int(Ls.sum()), len(Ls)}
@@ -193,14 +193,14 @@ def _from_factors(factors: Sequence[Any], core: Any = None, L: Any = None,
             raise DataError(f"{where}: LL1 with L={Ls.tolist()} needs factors with "
                             f"{int(Ls.sum())} or {len(Ls)} columns, got {cols}")
         groups = [_column_groups(Ls) if c == Ls.sum() else np.arange(len(Ls)) for c in cols]
-        return Decomposition("ll1", mats, groups)
+        return FactorView("LL1", mats, groups)
     if len(set(cols)) != 1:
         raise DataError(f"{where}: CPD factors need the same number of columns, got {cols}; "
-                        "pass core= for a Tucker model or L= for an LL1 model")
-    return Decomposition("cpd", mats, [np.arange(cols[0])] * len(mats))
+                        "pass core= for an LMLRA (Tucker) model or L= for an LL1 model")
+    return FactorView("CPD", mats, [np.arange(cols[0])] * len(mats))
 
 
-def _from_blocks(blocks: Sequence[Sequence[Any]], where: str) -> Decomposition:
+def _from_blocks(blocks: Sequence[Sequence[Any]], where: str) -> FactorView:
     """BTD blocks ``[(U_0, ..., U_{N-1}, S), ...]``."""
     Us, Ss = [], []
     for b, block in enumerate(blocks):
@@ -217,7 +217,7 @@ def _from_blocks(blocks: Sequence[Sequence[Any]], where: str) -> Decomposition:
         raise DataError(f"{where}: every BTD block needs {N} factors and a core")
     factors = [np.hstack([U[n] for U in Us]) for n in range(N)]
     groups = [_column_groups([U[n].shape[1] for U in Us]) for n in range(N)]
-    return Decomposition("btd", factors, groups, cores=Ss)
+    return FactorView("BTD", factors, groups, cores=Ss)
 
 
 def _default_term(model: Any) -> str:
@@ -227,7 +227,7 @@ def _default_term(model: Any) -> str:
     raise ModelError("the result's model has no data term (CPD, LMLRA, BTD, LL1) to plot")
 
 
-def _from_result(result: Any, term: str | None) -> Decomposition:
+def _from_result(result: Any, term: str | None) -> FactorView:
     model = result.model
     name = _default_term(model) if term is None else term
     if name not in model.terms:
@@ -236,28 +236,20 @@ def _from_result(result: Any, term: str | None) -> Decomposition:
     if not getattr(t, "is_data_term", False):
         raise ModelError(f"term {name!r} is a {t.kind} regularizer, not a data term; "
                          "choose a factorization term")
-    values = result.factors[name]
-    kind = str(getattr(t, "kind", "CPD")).upper()
-    ndim = t.data.ndim
+    structure = t.structure(result.factors[name])
+    if structure is None:
+        raise ModelError(f"term {name!r} ({t.kind}) does not say how to draw its values")
     where = f"term {name!r}"
-    if kind == "LMLRA":
-        dec = _from_factors(values[:-1], core=values[-1], where=where)
-    elif kind == "BTD":
-        blocks = getattr(t, "blocks", None)
-        if blocks is None:
-            blocks = [values[k:k + ndim + 1] for k in range(0, len(values), ndim + 1)]
-        else:
-            blocks = [[result[e] for e in blk] for blk in blocks]
-        dec = _from_blocks(blocks, where)
-    elif kind == "LL1":
-        L = next((getattr(t, a) for a in ("L", "lengths") if hasattr(t, a)), None)
-        dec = _from_factors(values, L=L, where=where)
+    if structure.blocks is not None:
+        dec = _from_blocks(structure.blocks, where)
+    elif structure.core is not None:
+        dec = _from_factors(structure.factors, core=structure.core, where=where)
     else:
-        dec = _from_factors(values, where=where)
+        dec = _from_factors(structure.factors, L=structure.L, where=where)
     return _attach_data(dec, t.data)
 
 
-def _attach_data(dec: Decomposition, data: Tensor | None) -> Decomposition:
+def _attach_data(dec: FactorView, data: Tensor | None) -> FactorView:
     if data is None:
         return dec
     if tuple(data.shape) != dec.shape:
@@ -272,7 +264,7 @@ def _attach_data(dec: Decomposition, data: Tensor | None) -> Decomposition:
     return dec
 
 
-def _from_xarray_factors(arrays: Sequence[Any], core: Any, where: str) -> Decomposition:
+def _from_xarray_factors(arrays: Sequence[Any], core: Any, where: str) -> FactorView:
     """Factor DataArrays with dims ``(dim, "component")``."""
     dims, coords, mats = [], [], []
     for n, da in enumerate(arrays):
@@ -290,7 +282,7 @@ def _from_xarray_factors(arrays: Sequence[Any], core: Any, where: str) -> Decomp
     return dec
 
 
-def _from_dataset(ds: Any, where: str) -> Decomposition:
+def _from_dataset(ds: Any, where: str) -> FactorView:
     arrays = [da for da in ds.data_vars.values() if "component" in da.dims and da.ndim == 2]
     if not arrays:
         raise DataError(f"{where}: the Dataset has no factor variables with dims "
@@ -304,17 +296,20 @@ def _is_xarray(x: Any, name: str) -> bool:
 
 
 def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
-                     L: Any = None, where: str = "source") -> Decomposition:
-    """Turn any accepted input into a :class:`Decomposition`.
+                     L: Any = None, where: str = "source") -> FactorView:
+    """Turn any accepted input into a :class:`FactorView`.
 
     Parameters
     ----------
-    obj : Result, sequence of array_like, CPDTensor, TuckerTensor, xarray.Dataset, sequence
-        of xarray.DataArray, or an object with ``.factors`` (and optionally ``.core``,
-        ``.L``, ``.result``)
-        The decomposition. A sequence of ``(U_0, ..., U_{N-1}, S)`` tuples is a BTD.
+    obj : Result, sdf.models.Decomposition, sequence of array_like, CPDTensor, TuckerTensor,
+        xarray.Dataset, sequence of xarray.DataArray, or an object with ``.factors`` (and
+        optionally ``.core``, ``.L``)
+        The decomposition. A sequence of ``(U_0, ..., U_{N-1}, S)`` tuples is a BTD. An
+        ``sdf.models.Decomposition`` is read from its engine result (``.result``): the
+        term fitted, its data, dims and coordinates.
     term : str, optional
-        For a Result: the term to use (default: the first data term).
+        For a Result or a Decomposition: the term to use (default: the first data term;
+        for a CMTF decomposition, its first data set).
     data : array_like, xarray.DataArray or Tensor, optional
         The data set (overrides the one found in a Result).
     L : int or sequence of int, optional
@@ -328,14 +323,16 @@ def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
     >>> from sdf.viz._common import as_decomposition
     >>> dec = as_decomposition([np.ones((3, 2)), np.ones((4, 2))])
     >>> dec.kind, dec.shape, dec.full().shape
-    ('cpd', (3, 4), (3, 4))
+    ('CPD', (3, 4), (3, 4))
     """
     from sdf.tensors import CPDTensor, Tensor, TuckerTensor
 
     if term is not None and not hasattr(obj, "model") and not hasattr(obj, "result"):
         raise ModelError(f"{where}: term={term!r} needs an sdf.Result, got {type(obj).__name__}")
-    if hasattr(obj, "model") and callable(getattr(obj, "factors", None)):
+    if _is_result(obj):
         dec = _from_result(obj, term)
+    elif _is_result(getattr(obj, "result", None)):  # an sdf.models.Decomposition
+        dec = _from_result(obj.result, term)
     elif _is_xarray(obj, "Dataset"):
         dec = _from_dataset(obj, where)
     elif isinstance(obj, Tensor):
@@ -345,8 +342,8 @@ def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
         elif isinstance(obj, TuckerTensor):
             dec = _from_factors(obj.factors, core=obj.core, where=where)
         else:
-            raise DataError(f"{where}: a {obj.kind} tensor is data, not a decomposition; "
-                            "pass it as data= with the factors")
+            raise DataError(f"{where}: a {type(obj).__name__} is data, not a "
+                            "decomposition; pass it as data= with the factors")
         if obj.dims is not None:
             dec = _attach_data(dec, obj)
             dec.data = None
@@ -367,23 +364,18 @@ def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
     return dec
 
 
-def _from_model_result(obj: Any, term: str | None, where: str) -> Decomposition:
-    """A decomposition result of sdf.models (duck-typed on .factors, .core, .result)."""
+def _is_result(obj: Any) -> bool:
+    """An ``sdf.Result`` (or what reads like one: a model and a ``factors(term)`` method)."""
+    return hasattr(obj, "model") and callable(getattr(obj, "factors", None))
+
+
+def _from_model_result(obj: Any, term: str | None, where: str) -> FactorView:
+    """Any other object with ``.factors`` (and optionally ``.core``, ``.L``)."""
     factors = obj.factors
     if _is_xarray(factors, "Dataset"):
         return _from_dataset(factors, where)
-    dec = _from_factors(list(factors), core=getattr(obj, "core", None),
-                        L=getattr(obj, "L", None), where=where)
-    engine = getattr(obj, "result", None)
-    if engine is not None and hasattr(engine, "model"):
-        try:
-            name = _default_term(engine.model) if term is None else term
-            t = engine.model.terms[name]
-            if tuple(t.data.shape) == dec.shape:
-                _attach_data(dec, t.data)
-        except (ModelError, KeyError, AttributeError):
-            pass
-    return dec
+    return _from_factors(list(factors), core=getattr(obj, "core", None),
+                         L=getattr(obj, "L", None), where=where)
 
 
 def as_data(data: Any) -> Tensor:
@@ -393,14 +385,14 @@ def as_data(data: Any) -> Tensor:
     return as_tensor(data, name="data")
 
 
-def require_data(dec: Decomposition, where: str) -> Tensor:
+def require_data(dec: FactorView, where: str) -> Tensor:
     if dec.data is None:
         raise DataError(f"{where}: no data set to compare with; pass data= (the array the "
                         "decomposition approximates) or an sdf.Result")
     return dec.data
 
 
-def data_and_model(dec: Decomposition, where: str) -> tuple[np.ndarray, np.ndarray]:
+def data_and_model(dec: FactorView, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Dense data (NaN where missing) and model (NaN at the same entries)."""
     T = require_data(dec, where)
     D = T.to_dense()

@@ -10,7 +10,7 @@ import numpy as np
 
 from sdf.errors import ModelError
 from sdf.viz._common import (
-    Decomposition,
+    FactorView,
     as_decomposition,
     component_color,
     is_categorical,
@@ -58,19 +58,51 @@ class FactorPlot:
 
 
 # ----------------------------------------------------------------------------- transforms
-def normalize_columns(dec: Decomposition) -> Decomposition:
-    """Scale every factor column to unit 2-norm; a Tucker/BTD core absorbs the scales.
+def normalize_columns(source: Any, term: str | None = None) -> FactorView:
+    """Scale every factor column to unit 2-norm; an LMLRA/BTD core absorbs the scales.
 
     A CPD or LL1 model's scales are dropped (the plot shows shapes, not sizes).
+
+    Parameters
+    ----------
+    source : FactorView, Result, sdf.models.Decomposition or anything else
+        :func:`sdf.viz._common.as_decomposition` accepts (factor lists, CPDTensor...).
+    term : str, optional
+        For a Result or a Decomposition: which term (default: the first data term).
+
+    Returns
+    -------
+    FactorView
+        The normalised factors (and core) in the figures' common form; ``source`` is
+        not modified.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.models import lmlra
+    >>> rng = np.random.default_rng(0)
+    >>> view = normalize_columns(lmlra(rng.standard_normal((5, 6, 7)), (2, 2, 2)))
+    >>> view.kind, [round(float(np.linalg.norm(A[:, 0])), 12) for A in view.factors]
+    ('LMLRA', [1.0, 1.0, 1.0])
     """
+    dec = _view(source, term)
     norms = [np.linalg.norm(A, axis=0) for A in dec.factors]
     norms = [np.where(s > 0, s, 1.0) for s in norms]
     factors = [A / s for A, s in zip(dec.factors, norms)]
     return _compensate(dec, factors, norms)
 
 
-def _compensate(dec: Decomposition, factors: list[np.ndarray],
-                scales: list[np.ndarray]) -> Decomposition:
+def _view(source: Any, term: str | None) -> FactorView:
+    if isinstance(source, FactorView):
+        if term is not None:
+            raise ModelError(f"term={term!r} needs an sdf.Result or a Decomposition, got a "
+                             "FactorView")
+        return source
+    return as_decomposition(source, term)
+
+
+def _compensate(dec: FactorView, factors: list[np.ndarray],
+                scales: list[np.ndarray]) -> FactorView:
     """New factors ``A_n / scales_n`` (columnwise), with the cores multiplied back."""
     core, cores = dec.core, dec.cores
     if core is not None:
@@ -99,19 +131,43 @@ def _peak_sign(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(peak < 0, -1.0, 1.0), share
 
 
-def align_signs(dec: Decomposition) -> Decomposition:
+def align_signs(source: Any, term: str | None = None) -> FactorView:
     """Flip factor columns so the largest-magnitude entry of each is positive.
 
     The model is unchanged: in a CPD, columns of a component are flipped in pairs (when an
     odd number are negative, the column whose peak is least dominant stays negative); in
-    a Tucker or BTD model the core absorbs every flip; in an LL1 model a negative ``c_r``
+    an LMLRA or BTD model the core absorbs every flip; in an LL1 model a negative ``c_r``
     is flipped together with the ``A`` columns of block ``r``, then ``A``/``B`` columns
     in pairs.
+
+    Parameters
+    ----------
+    source : FactorView, Result, sdf.models.Decomposition or anything else
+        :func:`sdf.viz._common.as_decomposition` accepts.
+    term : str, optional
+        For a Result or a Decomposition: which term (default: the first data term).
+
+    Returns
+    -------
+    FactorView
+        ``view.full()`` equals the source's model; ``source`` is not modified.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.models import cpd
+    >>> rng = np.random.default_rng(0)
+    >>> T = np.einsum("ir,jr,kr->ijk", *(rng.standard_normal((n, 2)) for n in (4, 5, 6)))
+    >>> dec = cpd(T, 2, seed=0)
+    >>> view = align_signs(dec)
+    >>> view.kind, bool(np.allclose(view.full(), np.einsum("ir,jr,kr->ijk", *dec.factors)))
+    ('CPD', True)
     """
+    dec = _view(source, term)
     signs, shares = zip(*(_peak_sign(A) for A in dec.factors))
-    if dec.kind in ("tucker", "btd"):
+    if dec.kind in ("LMLRA", "BTD"):
         flips = [s.copy() for s in signs]
-    elif dec.kind == "cpd":
+    elif dec.kind == "CPD":
         flips = _cpd_flips(signs, shares)
     else:
         flips = _ll1_flips(dec, signs, shares)
@@ -130,7 +186,7 @@ def _cpd_flips(signs: Sequence[np.ndarray], shares: Sequence[np.ndarray]) -> lis
     return flips
 
 
-def _ll1_flips(dec: Decomposition, signs: Sequence[np.ndarray],
+def _ll1_flips(dec: FactorView, signs: Sequence[np.ndarray],
                shares: Sequence[np.ndarray]) -> list[np.ndarray]:
     R = max(int(g.max()) for g in dec.groups) + 1
     wide = [n for n, A in enumerate(dec.factors) if A.shape[1] != R]
@@ -149,10 +205,10 @@ def _ll1_flips(dec: Decomposition, signs: Sequence[np.ndarray],
     return flips
 
 
-def _match_components(ref: Decomposition, dec: Decomposition) -> Decomposition:
+def _match_components(ref: FactorView, dec: FactorView) -> FactorView:
     """Reorder the components of a CPD to best match ``ref`` (congruence, Hungarian), then
     flip column pairs so that each column points the way the reference's does."""
-    if (ref.kind != "cpd" or dec.kind != "cpd" or ref.shape != dec.shape
+    if (ref.kind != "CPD" or dec.kind != "CPD" or ref.shape != dec.shape
             or ref.factors[0].shape[1] != dec.factors[0].shape[1]):
         return dec
     from scipy.optimize import linear_sum_assignment
@@ -170,7 +226,7 @@ def _match_components(ref: Decomposition, dec: Decomposition) -> Decomposition:
 
 
 # ----------------------------------------------------------------------------- drawing
-def _draw_mode(ax: Axes, dec: Decomposition, n: int, values: np.ndarray) -> list[Any]:
+def _draw_mode(ax: Axes, dec: FactorView, n: int, values: np.ndarray) -> list[Any]:
     coord = dec.coord(n)
     groups = dec.groups[n]
     within = _position_in_group(groups)
@@ -204,10 +260,10 @@ def _position_in_group(groups: np.ndarray) -> np.ndarray:
     return out
 
 
-def _column_label(dec: Decomposition, n: int, r: int, within: int) -> str:
-    if dec.kind == "cpd":
+def _column_label(dec: FactorView, n: int, r: int, within: int) -> str:
+    if dec.kind == "CPD":
         return f"component {r}"
-    if dec.kind == "tucker":
+    if dec.kind == "LMLRA":
         return f"column {r}"
     return f"block {dec.groups[n][r]}" + (f".{within}" if within else "")
 
@@ -225,7 +281,7 @@ def _draw_core(ax: Axes, core: np.ndarray) -> AxesImage:
 
 
 def _prepare(sources: list[tuple[str, Any]], term: str | None, normalize: bool,
-             signs: bool, L: Any) -> list[Decomposition]:
+             signs: bool, L: Any) -> list[FactorView]:
     decs = []
     for k, (label, src) in enumerate(sources):
         dec = as_decomposition(src, term, L=L, where=f"model {label!r}" if label else "source")

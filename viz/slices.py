@@ -9,7 +9,7 @@ import numpy as np
 
 from sdf.errors import ModelError
 from sdf.viz._common import (
-    Decomposition,
+    FactorView,
     as_decomposition,
     check_mode,
     data_and_model,
@@ -54,7 +54,7 @@ class SlicePlot:
     mode: int
     index: int
     _cubes: tuple[np.ndarray, ...] = field(repr=False, default=())
-    _dec: Decomposition | None = field(repr=False, default=None)
+    _dec: FactorView | None = field(repr=False, default=None)
 
     def slices(self, index: int) -> tuple[np.ndarray, ...]:
         """Data, model and residual of slice ``index`` (NaN at missing entries).
@@ -80,7 +80,7 @@ class SlicePlot:
         self.figure.canvas.draw_idle()
 
 
-def _where(dec: Decomposition | None, mode: int, index: int) -> str:
+def _where(dec: FactorView | None, mode: int, index: int) -> str:
     assert dec is not None
     c = dec.coord(mode)[index]
     value = f"{c:.4g}" if isinstance(c, (float, np.floating)) else str(c)
@@ -93,7 +93,7 @@ def _cmap(name: str) -> Any:
     return matplotlib.colormaps[name].with_extremes(bad=_MISSING)
 
 
-def _ticks(ax: Axes, dec: Decomposition, n: int, axis: str) -> None:
+def _ticks(ax: Axes, dec: FactorView, n: int, axis: str) -> None:
     coord = dec.coord(n)
     step = max(1, len(coord) // 6)
     pos = np.arange(0, len(coord), step)
@@ -108,7 +108,7 @@ def _ticks(ax: Axes, dec: Decomposition, n: int, axis: str) -> None:
         ax.set_ylabel(label)
 
 
-def _draw_images(axes: Any, dec: Decomposition, mode: int, views: Any,
+def _draw_images(axes: Any, dec: FactorView, mode: int, views: Any,
                  limits: tuple[float, float, float]) -> list[Any]:
     lo, hi, rmax = limits
     rest = [n for n in range(dec.ndim) if n != mode]
@@ -128,7 +128,7 @@ def _draw_images(axes: Any, dec: Decomposition, mode: int, views: Any,
     return images
 
 
-def _draw_lines(axes: Any, dec: Decomposition, mode: int, views: Any,
+def _draw_lines(axes: Any, dec: FactorView, mode: int, views: Any,
                 limits: tuple[float, float, float]) -> list[Any]:
     lo, hi, rmax = limits
     other = 1 - mode

@@ -22,7 +22,8 @@ row.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -30,13 +31,29 @@ from sdf.errors import ModelError
 from sdf.expr import Expr, as_expr
 from sdf.tensors import Tensor, as_tensor
 
-__all__ = ["Block", "DataTerm", "Findings", "RefBuilder", "Term", "TermState"]
+__all__ = ["Block", "DataTerm", "Findings", "RefBuilder", "Structure", "Term", "TermState"]
 
 Block = Any  # None | float | ndarray (R, R) | ndarray (I, R, R)
 #: ``refs(value, path)``: the expressions a dict entry's references name (see sdf.spec).
 RefBuilder = Callable[[Any, str], list[Expr]]
 #: What the checks after a fit found: (warning class, message) pairs.
 Findings = list[tuple[type[Warning], str]]
+
+
+@dataclass(frozen=True)
+class Structure:
+    """How a data term's values decompose its data, in a form figures know how to draw.
+
+    ``kind`` is ``"CPD"`` (``factors``), ``"LL1"`` (``factors`` and the group sizes
+    ``L``), ``"LMLRA"`` (``factors`` and ``core``) or ``"BTD"`` (``blocks``, each a list of
+    factors then the core).
+    """
+
+    kind: Literal["CPD", "LMLRA", "BTD", "LL1"]
+    factors: list[np.ndarray]
+    core: np.ndarray | None = None
+    blocks: list[list[np.ndarray]] | None = None
+    L: tuple[int, ...] | None = None
 
 
 class TermState:
@@ -156,6 +173,11 @@ class Term:
         """What is suspicious in this term's fitted ``values`` (the start values and the
         relative error help tell why); called after every fit. The default finds nothing."""
         return []
+
+    def structure(self, values: Sequence[np.ndarray]) -> Structure | None:
+        """The term's ``values`` (its inputs' values) as a :class:`Structure` for the
+        figures; None for terms that do not decompose a data set."""
+        return None
 
     def mode_factors(self) -> list[Expr] | None:
         """The inputs that are factor matrices of the data's modes, in mode order (for

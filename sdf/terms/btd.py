@@ -14,7 +14,7 @@ import numpy as np
 
 from sdf.errors import ModelError
 from sdf.expr import Expr
-from sdf.terms._base import DataTerm, RefBuilder, TermState
+from sdf.terms._base import DataTerm, RefBuilder, Structure, TermState
 from sdf.terms.lmlra import _split, _check_tucker_block, _prepare_tucker_sum
 
 __all__ = ["BTD"]
@@ -113,6 +113,10 @@ class BTD(DataTerm):
             k += size
         entry["btd"] = blocks
         return entry
+
+    def structure(self, values: Sequence[np.ndarray]) -> Structure:
+        blocks = [[*U, S] for U, S in _split(list(values), self.block_sizes)]
+        return Structure("BTD", [], blocks=blocks)
 
     def describe_shape(self) -> str:
         cores = ", ".join(str(s) for s in self.core_shapes)

@@ -25,7 +25,7 @@ from sdf import algebra
 from sdf.errors import DegeneracyWarning, ModelError, SdfWarning
 from sdf.expr import Expr
 from sdf.tensors import KnownEntries, Tensor
-from sdf.terms._base import DataTerm, Findings, TermState
+from sdf.terms._base import DataTerm, Findings, Structure, TermState
 
 __all__ = ["CPD"]
 
@@ -120,6 +120,9 @@ class CPD(DataTerm):
 
     def mode_factors(self) -> list[Expr]:
         return list(self.inputs)
+
+    def structure(self, values: Sequence[np.ndarray]) -> Structure:
+        return Structure("CPD", list(values))
 
     def check_result(self, name: str, values: Sequence[np.ndarray],
                      start: Sequence[np.ndarray], relerr: float) -> Findings:

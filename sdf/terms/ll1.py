@@ -16,7 +16,7 @@ import numpy as np
 
 from sdf.errors import ModelError
 from sdf.expr import Expr
-from sdf.terms._base import Block, DataTerm, RefBuilder, Term, TermState
+from sdf.terms._base import Block, DataTerm, RefBuilder, Structure, Term, TermState
 from sdf.terms.cpd import CPD
 
 __all__ = ["LL1"]
@@ -164,6 +164,9 @@ class LL1(DataTerm):
 
     def mode_factors(self) -> list[Expr]:
         return list(self.inputs)
+
+    def structure(self, values: Sequence[np.ndarray]) -> Structure:
+        return Structure("LL1", list(values), L=self.L)
 
     def spec_option_values(self) -> dict[str, Any]:
         return {"L": list(self.L)}

@@ -24,7 +24,7 @@ from sdf import _multilinear as ml
 from sdf.errors import ModelError
 from sdf.expr import Expr
 from sdf.tensors import KnownEntries, Tensor
-from sdf.terms._base import Block, DataTerm, RefBuilder, TermState
+from sdf.terms._base import Block, DataTerm, RefBuilder, Structure, TermState
 
 __all__ = ["LMLRA"]
 
@@ -299,6 +299,9 @@ class LMLRA(DataTerm):
 
     def mode_factors(self) -> list[Expr]:
         return list(self.inputs[:-1])
+
+    def structure(self, values: Sequence[np.ndarray]) -> Structure:
+        return Structure("LMLRA", list(values[:-1]), core=values[-1])
 
     @classmethod
     def _spec_inputs(cls, value: Any, refs: RefBuilder, path: str) -> tuple[Any, ...]:

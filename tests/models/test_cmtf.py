@@ -19,7 +19,7 @@ def coupled(rng):
 def test_tensor_and_matrix_share_a_mode(coupled):
     (A, B, C, D), X, Y = coupled
     dec = cmtf({"X": X, "Y": Y}, 2, modes={"X": ["i", "j", "k"], "Y": ["i", "l"]}, seed=0)
-    assert dec.kind == "cmtf" and dec.labels == ["i", "j", "k", "l"]
+    assert dec.kind == "CMTF" and dec.labels == ["i", "j", "k", "l"]
     assert dec.relerr < 1e-6 and set(dec.relerrs) == {"X", "Y"}
     assert fms(dec.factors[:3], [A, B, C]) > 0.9999
     assert fms([dec.factors[0], dec.factors[3]], [A, D]) > 0.9999
@@ -58,14 +58,40 @@ def test_xarray_dims_couple(coupled):
     assert dec.labels == ["s", "ex", "em", "conc"]
 
 
-def test_weights_change_the_balance(coupled, rng):
+def test_relweights_change_the_balance(coupled, rng):
     (A, B, C, D), X, Y = coupled
     Xn = X + 0.1 * rng.standard_normal(X.shape)
     modes = {"X": "ijk", "Y": "il"}
-    light = cmtf({"X": Xn, "Y": Y}, 2, modes=modes, weights={"X": 0.01}, seed=0)
-    heavy = cmtf({"X": Xn, "Y": Y}, 2, modes=modes, weights={"X": 100.0}, seed=0)
+    light = cmtf({"X": Xn, "Y": Y}, 2, modes=modes, relweights={"X": 0.01}, seed=0)
+    heavy = cmtf({"X": Xn, "Y": Y}, 2, modes=modes, relweights={"X": 100.0}, seed=0)
     assert light.relerrs["Y"] < heavy.relerrs["Y"]
     assert heavy.relerrs["X"] <= light.relerrs["X"]
+
+
+def test_relweights_are_the_engines_relweight(coupled):
+    _, X, Y = coupled
+    dec = cmtf({"X": X, "Y": Y}, 2, modes={"X": "ijk", "Y": "il"}, relweights={"X": 3.0},
+               seed=0, max_iter=2)
+    terms = dec.result.model.terms
+    assert (terms["X"].relweight, terms["Y"].relweight) == (3.0, 1.0)
+
+
+def test_weights_is_a_deprecated_alias_of_relweights(coupled):
+    _, X, Y = coupled
+    args = ({"X": X, "Y": Y}, 2)
+    kwargs = {"modes": {"X": "ijk", "Y": "il"}, "seed": 0, "max_iter": 5}
+    with pytest.warns(DeprecationWarning, match=r"cmtf: weights= is deprecated, use relweights="):
+        old = cmtf(*args, weights={"X": 5.0}, **kwargs)
+    new = cmtf(*args, relweights={"X": 5.0}, **kwargs)
+    for a, b in zip(old.factors, new.factors):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_weights_and_relweights_together_are_refused(coupled):
+    _, X, Y = coupled
+    with pytest.raises(sdf.ModelError, match="weights: deprecated name of relweights"):
+        cmtf({"X": X, "Y": Y}, 2, modes={"X": "ijk", "Y": "il"}, relweights={"X": 1.0},
+             weights={"X": 1.0})
 
 
 def test_given_factors_by_label(coupled):
@@ -81,7 +107,8 @@ def test_given_factors_by_label(coupled):
      ({"modes": {"X": "iji", "Y": "il"}}, r"modes\['X'\]: labels repeat"),
      ({"modes": {"X": "ijk", "Y": "jl"}}, "label 'j' has 8 entries in data set 'X' but 9"),
      ({"modes": {"X": "ijk", "Y": "il", "Z": "a"}}, "modes: labels given for unknown"),
-     ({"modes": {"X": "ijk", "Y": "il"}, "weights": {"W": 1.0}}, "weights: unknown data sets"),
+     ({"modes": {"X": "ijk", "Y": "il"}, "relweights": {"W": 1.0}},
+      "relweights: unknown data sets"),
      ({"modes": {"X": "ijk", "Y": "il"}, "init": {"q": np.ones((3, 2))}}, "init: unknown label"),
      ({"modes": {"X": "ijk", "Y": "il"}, "init": {"i": np.ones((3, 2))}},
       r"init\['i'\]: expected shape \(9, 2\)"),

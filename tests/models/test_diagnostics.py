@@ -70,8 +70,8 @@ def test_cpderr_grows_with_perturbation(factors, rng):
         ([np.ones((7, 3)), np.ones((6, 3))], "fms: 2 estimated factors but 3 reference"),
         ([np.ones((7, 2)), np.ones((6, 2)), np.ones((5, 2))], "fewer than the reference's 3"),
         ([np.ones((8, 3)), np.ones((6, 3)), np.ones((5, 3))], "factor 0 has 8 rows"),
-        ([np.ones((7, 3)), np.ones((6, 2)), np.ones((5, 3))], "different numbers of columns"),
-        (np.ones((7, 3)), "estimate: expected a non-empty list"),
+        ([np.ones((7, 3)), np.ones((6, 2)), np.ones((5, 3))], "the same number of columns in every factor"),
+        (np.ones((7, 3)), "estimate: expected a sequence of factor matrices"),
     ],
 )
 def test_fms_bad_input(est, match, factors):
@@ -99,6 +99,24 @@ def test_degeneracy_quiet_on_good_solution(factors):
         warnings.simplefilter("error")
         report = degeneracy(factors)
     assert not report.degenerate and report.pairs == []
+
+
+def test_degeneracy_shares_the_engines_thresholds():
+    import inspect
+
+    from sdf.numerics import DEGENERACY_CONGRUENCE
+
+    default = inspect.signature(degeneracy).parameters["threshold"].default
+    assert default == DEGENERACY_CONGRUENCE
+
+
+def test_degeneracy_ignores_opposite_terms_whose_norms_do_not_grow():
+    # Congruence about -0.94 but norms only ~6x the model's: correlated, not a swamp.
+    a = np.array([[1.0, 1.0], [0.0, 0.2]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = degeneracy([a, a, a * [1.0, -1.0]])
+    assert report.congruence[0, 1] < -0.9 and not report.degenerate
 
 
 def test_degeneracy_bad_threshold(factors):
@@ -138,5 +156,5 @@ def test_corcondia_rejects_incomplete(factors):
 
 
 def test_corcondia_factor_rows_checked(factors):
-    with pytest.raises(sdf.ModelError, match=r"factors\[1\]: expected 6 rows, got 4"):
+    with pytest.raises(sdf.ModelError, match=r"factors\[1\]: expected 6 rows to match mode 1 of the data, got 4"):
         corcondia(np.ones((7, 6, 5)), [factors[0], np.ones((4, 3)), factors[2]])

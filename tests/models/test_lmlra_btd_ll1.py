@@ -94,7 +94,7 @@ def test_btd_planted_blocks(rng):
     T0 = sum(algebra.tucker_to_tensor(U, S) for U, S in blocks)
     T = noisy(rng, T0, 1e-3)
     dec = btd(T, [(2, 2, 2), (2, 2, 2)], seed=1)
-    assert dec.kind == "btd" and len(dec.factors) == 2 and len(dec.core) == 2
+    assert dec.kind == "BTD" and len(dec.factors) == 2 and len(dec.core) == 2
     assert dec.relerr < 1e-3
     model = sum(algebra.tucker_to_tensor(b[:-1], b[-1]) for b in dec.factors)
     assert np.linalg.norm(model - T) / np.linalg.norm(T) == pytest.approx(dec.relerr)
@@ -144,7 +144,7 @@ def test_ll1_int_L_with_rank(rng):
     [({"L": [2, 1], "rank": 3}, "rank: 3 does not match the 2 sizes in L"),
      ({"L": []}, "L: expected an int or a non-empty list"),
      ({"L": 1, "init": "gevd"}, "init: expected 'random' or a list"),
-     ({"L": 1, "init": [np.ones((5, 1))] * 2}, "init: expected a list of 3 factor")],
+     ({"L": 1, "init": [np.ones((5, 1))] * 2}, "init: expected 3 factor matrices")],
 )
 def test_ll1_bad_arguments(kwargs, match):
     with pytest.raises(sdf.ModelError, match=match):

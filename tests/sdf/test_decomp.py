@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sdf import decomp
 from sdf.algebra import cpd_to_tensor, frob, tucker_to_tensor, unfold
-from sdf.decomp import LMLRAResult, MLSVDResult, gevd_init, lmlra_hooi, mlsvd
+from sdf.decomp import LMLRAResult, MLSVDResult, gevd_applies, gevd_init, lmlra_hooi, mlsvd
 from sdf.errors import DataError
 
 FAST = settings(max_examples=25, deadline=None)
@@ -284,6 +284,16 @@ def test_gevd_rejects_rank_too_large_3way(rng):
 def test_gevd_rejects_rank_too_large_4way(rng):
     with pytest.raises(DataError, match=r"rank: .*two disjoint groups.*got rank 30"):
         gevd_init(rng.standard_normal((3, 3, 3, 3)), 30)
+
+
+@pytest.mark.parametrize(("shape", "rank", "applies"), [
+    ((4, 5, 6), 5, True), ((4, 5, 6), 6, False), ((6, 5, 1), 5, False), ((4, 5), 2, False),
+    ((3, 3, 2, 2, 2), 6, True), ((3, 3, 3, 3), 30, False)])
+def test_gevd_applies_exactly_where_gevd_init_runs(rng, shape, rank, applies):
+    assert gevd_applies(shape, rank) is applies
+    if applies:
+        T = cpd_to_tensor([rng.standard_normal((s, rank)) for s in shape])
+        assert [F.shape for F in gevd_init(T, rank, seed=0)] == [(s, rank) for s in shape]
 
 
 def test_gevd_rejects_matrix(rng):

@@ -183,7 +183,7 @@ def test_lmlra_and_ll1_terms_of_a_result_are_recognised(rng):
     np.testing.assert_allclose(fp.core_images[0].get_array(), res.factors["T"][-1])
     A, B, C = (sdf.Variable(rng.standard_normal((n, r))) for n, r in ((4, 3), (5, 3), (2, 2)))
     res = sdf.Model(T=sdf.LL1(rng.standard_normal((4, 5, 2)), [A, B, C], [2, 1])).fit(max_iter=1)
-    assert as_decomposition(res).kind == "ll1"
+    assert as_decomposition(res).kind == "LL1"
 
 
 def test_draws_on_the_given_figure_and_never_shows(rng, monkeypatch):
