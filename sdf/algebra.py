@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sdf.errors import DataError
+from sdf.numerics import check_factors
 
 __all__ = [
     "MTTKRPTree",
@@ -93,20 +94,7 @@ def _check_factors(
     factors: object, shape: tuple[int, ...] | None = None, name: str = "factors"
 ) -> list[np.ndarray]:
     """Validate CPD factors: 2-D, equal column counts, rows matching ``shape``."""
-    mats = _as_matrix_list(factors, name)
-    if not mats:
-        raise DataError(f"{name}: expected at least one factor matrix, got none")
-    if shape is not None and len(mats) != len(shape):
-        raise DataError(
-            f"{name}: expected {len(shape)} factor matrices (one per mode of a tensor of "
-            f"shape {shape}), got {len(mats)}"
-        )
-    for n, (M, size) in enumerate(zip(mats, shape or ())):
-        if M.shape[0] != size:
-            raise DataError(f"{name}[{n}]: expected {size} rows to match mode {n} of the tensor, "
-                            f"got shape {M.shape}")
-    _check_same_columns(mats, name, list(range(len(mats))))
-    return mats
+    return check_factors(factors, shape=shape, columns="same", name=name)
 
 
 def _skip_one(mats: list[np.ndarray], skip: int | None) -> tuple[list[np.ndarray], list[int]]:

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from sdf import algebra
 from sdf.errors import DataError
+from sdf.numerics import check_factors
 
 __all__ = ["KnownEntries", "MTTKRPSession", "Tensor"]
 
@@ -105,22 +106,9 @@ def _check_subs(subs: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
 
 def _check_factors(factors: Any, shape: tuple[int, ...] | None, name: str = "factors",
                    same_rank: bool = False) -> list[np.ndarray]:
-    """Validate 2-D factor matrices: rows matching ``shape``, optionally equal columns."""
-    mats = [_float_array(A, name, "a factor") for A in factors]
-    if shape is not None and len(mats) != len(shape):
-        raise DataError(f"{name}: expected {len(shape)} factors (one per mode), got {len(mats)}")
-    if not mats:
-        raise DataError(f"{name}: expected at least one factor, got none")
-    for n, A in enumerate(mats):
-        if A.ndim != 2:
-            raise DataError(f"{name}: factor {n} must be 2-D, got shape {A.shape}")
-        if shape is not None and A.shape[0] != shape[n]:
-            raise DataError(f"{name}: factor {n} has {A.shape[0]} rows, expected {shape[n]} "
-                            f"(mode {n} of the data)")
-    if same_rank and len({A.shape[1] for A in mats}) > 1:
-        raise DataError(f"{name}: all factors need the same number of columns, "
-                        f"got {[A.shape[1] for A in mats]}")
-    return mats
+    """Validate 2-D real factor matrices: rows matching ``shape``, optionally equal columns."""
+    return check_factors(factors, shape=shape, columns="same" if same_rank else None,
+                         name=name, real=True)
 
 
 def _check_core(core: Any, mats: list[np.ndarray], name: str) -> np.ndarray:

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from sdf import algebra
 from sdf.errors import DegeneracyWarning, ModelError, SdfWarning
+from sdf.numerics import cpd_degeneracy
 from sdf.expr import Expr
 from sdf.tensors import KnownEntries, Tensor
 from sdf.terms._base import DataTerm, Findings, Structure, TermState
@@ -134,50 +135,25 @@ class CPD(DataTerm):
         return found
 
 
-#: A pair of CPD components is reported as degenerate when their congruence (product
-#: over the modes of the cosines between their columns) is at most this ...
-DEGENERACY_CONGRUENCE = -0.9
-#: ... and the norms of the two rank-one terms add up to this many times the model's norm.
-DEGENERACY_NORM_RATIO = 10.0
-
-
 def _cpd_findings(name: str, factors: list[np.ndarray]) -> Findings:
-    out: list[tuple[type[Warning], str]] = []
-    if any(A.ndim != 2 for A in factors) or not np.all([np.isfinite(A).all() for A in factors]):
+    """Vanished components and cancelling pairs (see :func:`sdf.numerics.cpd_degeneracy`)."""
+    out: Findings = []
+    if any(A.ndim != 2 for A in factors) or not all(np.isfinite(A).all() for A in factors):
         return out
-    col_norms = np.array([np.linalg.norm(A, axis=0) for A in factors])
-    norms = np.prod(col_norms, axis=0)
-    top = float(norms.max(initial=0.0))
-    if top == 0.0:
-        return out
-    dead = np.flatnonzero(norms <= 1e-12 * top)
-    if dead.size:
+    found = cpd_degeneracy(factors)
+    R = found.component_norms.size
+    if found.zero_components:
         out.append((SdfWarning,
-                    f"term {name!r}: component(s) {dead.tolist()} are zero in the result; "
-                    f"the effective rank is {norms.size - dead.size} of {norms.size} "
+                    f"term {name!r}: component(s) {found.zero_components} are zero in the "
+                    f"result; the effective rank is {R - len(found.zero_components)} of {R} "
                     "(rank-deficient factors: try a lower rank or another start)"))
-    if norms.size < 2:
-        return out
-    C = np.ones((norms.size, norms.size))
-    gram = np.ones_like(C)
-    for A, n in zip(factors, col_norms):
-        G = A.T @ A
-        gram *= G
-        unit = np.where(n > 0, n, 1.0)
-        C *= G / np.outer(unit, unit)
-    model_norm = math.sqrt(max(float(gram.sum()), 0.0))
-    r, s = np.triu_indices(norms.size, k=1)
-    hit = (C[r, s] <= DEGENERACY_CONGRUENCE) & (
-        norms[r] + norms[s] >= DEGENERACY_NORM_RATIO * max(model_norm, 1e-300 * top))
-    if hit.any():
-        listed = ", ".join(f"({a}, {b}): {c:.4f}" for a, b, c in
-                           zip(r[hit][:5], s[hit][:5], C[r, s][hit][:5]))
-        ratio = float(norms.sum() / model_norm) if model_norm > 0 else math.inf
+    if found.pairs:
+        listed = ", ".join(f"({r}, {t}): {c:.4f}" for r, t, c in found.pairs[:5])
         out.append((DegeneracyWarning,
                     f"term {name!r}: degenerate CPD, components cancel each other "
-                    f"(congruence {listed}; component norms add up to {ratio:.3g} times "
-                    "the model's norm): try a lower rank, constraints (e.g. nonnegativity) "
-                    "or a small L2 regularization"))
+                    f"(congruence {listed}; component norms add up to {found.norm_ratio:.3g} "
+                    "times the model's norm): try a lower rank, constraints (e.g. "
+                    "nonnegativity) or a small L2 regularization"))
     return out
 
 

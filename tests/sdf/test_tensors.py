@@ -490,11 +490,13 @@ def test_complex_scipy_sparse():
 
 
 @pytest.mark.parametrize(("factors", "match"), [
-    ([np.ones((3, 2))], r"factors: expected 2 factors \(one per mode\), got 1"),
-    ([np.ones((3, 2)), np.ones((5, 2))], r"factors: factor 1 has 5 rows, expected 4"),
-    ([np.ones((3, 2)), np.ones((4, 3))], r"factors: all factors need the same number of "
-                                         r"columns, got \[2, 3\]"),
-    ([np.ones((3, 2)), np.ones(4)], r"factors: factor 1 must be 2-D, got shape \(4,\)"),
+    ([np.ones((3, 2))], r"factors: expected 2 factor matrices \(one per mode"),
+    ([np.ones((3, 2)), np.ones((5, 2))],
+     r"factors\[1\]: expected 4 rows to match mode 1 of the data, got 5"),
+    ([np.ones((3, 2)), np.ones((4, 3))], r"factors: expected the same number of columns in "
+                                         r"every factor, got \[2, 3\]"),
+    ([np.ones((3, 2)), np.ones(4)], r"factors\[1\]: expected a matrix \(I_n, R\), got "
+                                    r"shape \(4,\)"),
 ])
 @pytest.mark.parametrize("kind", KINDS)
 def test_bad_model_factors(kind, factors, match, rng):
