@@ -17,6 +17,7 @@ import numpy as np
 
 import sdf
 from sdf.errors import ModelError
+from sdf.solvers import MethodName
 
 from sdf.models._common import Timer, as_data, check_int, labels_of, make_rng, user_factors
 from sdf.models._pipeline import compress_data, project, run_fits
@@ -65,7 +66,7 @@ def btd(
     *,
     init: Literal["random"] | list[Any] = "random",
     seed: int | np.random.Generator | None = None,
-    method: Literal["nls", "minf"] = "nls",
+    method: MethodName = "nls",
     compress: Literal["auto"] | bool = "auto",
     display: int = 0,
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
@@ -83,7 +84,7 @@ def btd(
     init : "random" or list of blocks, default "random"
         Random standard-normal factors and cores, or ``[(U_0, ..., U_{N-1}, S), ...]``.
     seed : int or numpy.random.Generator, optional
-    method : {"nls", "minf"}, default "nls"
+    method : str, default "nls"
     compress : {"auto", True, False}, default "auto"
         MLSVD compression of dense data (see the module docstring).
     display : int, default 0

@@ -19,6 +19,7 @@ import numpy as np
 import sdf
 from sdf import algebra
 from sdf.errors import ModelError
+from sdf.solvers import MethodName
 from sdf.tensors import Tensor, as_tensor
 
 from sdf.models._common import Timer, check_int, engine_fit, make_rng, quiet
@@ -84,7 +85,7 @@ def cmtf(
     relweights: Mapping[str, float] | None = None,
     init: Literal["auto", "random"] | Mapping[str, np.ndarray] = "auto",
     seed: int | np.random.Generator | None = None,
-    method: Literal["nls", "minf"] = "nls",
+    method: MethodName = "nls",
     display: int = 0,
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
     options: sdf.NLSOptions | sdf.MinfOptions | None = None,
@@ -112,7 +113,7 @@ def cmtf(
         A mapping gives factors ``(I, R)`` by label (missing labels: as ``"auto"``
         would do after the given ones).
     seed : int or numpy.random.Generator, optional
-    method : {"nls", "minf"}, default "nls"
+    method : str, default "nls"
     display : int, default 0
     callback : callable, optional
     options : sdf.NLSOptions or sdf.MinfOptions, optional

@@ -42,6 +42,7 @@ import sdf
 from sdf import algebra
 from sdf.decomp import gevd_applies, gevd_init
 from sdf.errors import DataError, ModelError
+from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
 from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng, quiet,
@@ -114,7 +115,7 @@ def cpd(
     *,
     init: InitMethod | list[np.ndarray] = "auto",
     seed: int | np.random.Generator | None = None,
-    method: Literal["nls", "minf"] = "nls",
+    method: MethodName = "nls",
     compress: Literal["auto"] | bool = "auto",
     display: int = 0,
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
@@ -140,7 +141,7 @@ def cpd(
         ``(I_n, R)`` (copied, never modified).
     seed : int or numpy.random.Generator, optional
         Seeds the random start and GEVD's random slice combinations.
-    method : {"nls", "minf"}, default "nls"
+    method : str, default "nls"
         Engine solver for both fits (Gauss-Newton trust region, or L-BFGS).
     compress : {"auto", True, False}, default "auto"
         MLSVD compression of dense data; ``"auto"`` compresses when the core

@@ -9,6 +9,7 @@ import numpy as np
 
 import sdf
 from sdf.errors import ModelError
+from sdf.solvers import MethodName
 
 __all__ = ["fuse", "fuse_model"]
 
@@ -104,7 +105,7 @@ def fuse(
     relweights: Mapping[str, float] | None = None,
     init: Mapping[str, np.ndarray] | None = None,
     seed: int | np.random.Generator | None = None,
-    method: str = "nls",
+    method: MethodName = "nls",
     **fit_options: Any,
 ) -> sdf.Result:
     """Fit coupled CPDs to named-dim data sets; a dim name shared by data sets shares a factor.
@@ -128,7 +129,7 @@ def fuse(
         Initial values per dim name, each of shape ``(len(dim), rank)``.
     seed : int or numpy.random.Generator, optional
         Source of the random initial values of the dims not in ``init``.
-    method : {"nls", "minf"}, default "nls"
+    method : str, default "nls"
         Solver.
     **fit_options
         Passed to :meth:`sdf.Model.fit` (``max_iter``, ``tol_fun``, ``display``...).

@@ -16,6 +16,7 @@ import numpy as np
 
 import sdf
 from sdf.errors import ModelError
+from sdf.solvers import MethodName
 
 from sdf.models._common import Timer, as_data, check_int, labels_of, make_rng, user_factors
 from sdf.models._pipeline import compress_data, project, run_fits
@@ -31,7 +32,7 @@ def ll1(
     rank: int | None = None,
     init: Literal["random"] | list[np.ndarray] = "random",
     seed: int | np.random.Generator | None = None,
-    method: Literal["nls", "minf"] = "nls",
+    method: MethodName = "nls",
     compress: Literal["auto"] | bool = "auto",
     display: int = 0,
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
@@ -51,7 +52,7 @@ def ll1(
     init : "random" or list [A, B, C], default "random"
         ``A`` (I, sum L), ``B`` (J, sum L), ``C`` (K, R).
     seed : int or numpy.random.Generator, optional
-    method : {"nls", "minf"}, default "nls"
+    method : str, default "nls"
     compress : {"auto", True, False}, default "auto"
     display : int, default 0
     callback : callable, optional

@@ -28,6 +28,7 @@ import sdf
 from sdf import algebra
 from sdf.decomp import lmlra_hooi, mlsvd
 from sdf.errors import ModelError
+from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
 from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng,
@@ -105,7 +106,7 @@ def lmlra(
     init: Literal["auto", "random"] | list[np.ndarray] = "auto",
     seed: int | np.random.Generator | None = None,
     hooi_max_iter: int = 50,
-    method: Literal["nls", "minf"] = "nls",
+    method: MethodName = "nls",
     display: int = 0,
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
     options: sdf.NLSOptions | sdf.MinfOptions | None = None,
@@ -128,7 +129,7 @@ def lmlra(
     seed : int or numpy.random.Generator, optional
     hooi_max_iter : int, default 50
         HOOI sweeps on fully known data (0 skips HOOI).
-    method : {"nls", "minf"}, default "nls"
+    method : str, default "nls"
         Engine solver of the final fit (see the module docstring for when it runs).
     display : int, default 0
         Print the engine's iteration table every ``display`` iterations.
