@@ -17,7 +17,8 @@ from numpy.typing import ArrayLike
 from sdf.algebra import _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor, unfold
 from sdf.errors import DataError
 
-__all__ = ["LMLRAResult", "MLSVDResult", "gevd_init", "lmlra_hooi", "mlsvd"]
+__all__ = ["LMLRAResult", "MLSVDResult", "balance_columns", "gevd_init", "lmlra_hooi",
+           "mlsvd"]
 
 # Use the Gram matrix (eigh of M M^H) instead of an SVD of the unfolding M (I_n x J) when
 # J >= _GRAM_RATIO * I_n: several times faster, but it squares the condition number, so
@@ -377,8 +378,31 @@ def _split_rank1(F: np.ndarray, dims: list[int]) -> list[np.ndarray]:
     return [head] + _split_rank1(np.ascontiguousarray(tail), dims[1:])
 
 
-def _balance(factors: list[np.ndarray]) -> list[np.ndarray]:
-    """Give every factor's column r the same norm, keeping the rank-1 terms."""
+def balance_columns(factors: Sequence[ArrayLike]) -> list[np.ndarray]:
+    """Rescale the CPD factors so that column r has the same norm in every factor.
+
+    Each rank-1 term ``a_r^{(0)} o ... o a_r^{(N-1)}`` is kept: column r of factor n is
+    multiplied by ``g_r / ||a_r^{(n)}||`` with ``g_r`` the geometric mean of the column
+    norms ``(prod_n ||a_r^{(n)}||)^{1/N}``. A term with a zero column is left as it is.
+    The inputs are not modified.
+
+    Parameters
+    ----------
+    factors : sequence of array_like, each of shape (I_n, R)
+
+    Returns
+    -------
+    list of ndarray, each of shape (I_n, R)
+        The rescaled factors; they give the same CPD as ``factors``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A, B = balance_columns([np.array([[4.0, 0.0], [0.0, 1.0]]), np.ones((3, 2))])
+    >>> np.linalg.norm(A, axis=0).round(6).tolist(), np.linalg.norm(B, axis=0).round(6).tolist()
+    ([2.632148, 1.316074], [2.632148, 1.316074])
+    """
+    factors = [np.asarray(A) for A in factors]
     norms = np.array([np.linalg.norm(A, axis=0) for A in factors])
     zero = (norms == 0).any(axis=0)
     target = np.prod(norms, axis=0) ** (1.0 / len(factors))
@@ -440,4 +464,4 @@ def gevd_init(
     for g, d, F in zip(groups, dims, grouped):
         for m, A in zip(g, _split_rank1(F, d)):
             out[m] = A
-    return _balance(out)
+    return balance_columns(out)
