@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
@@ -22,13 +23,15 @@ class CompressOptions:
     Attributes
     ----------
     solver : {"auto", "engine", "numpy"}, default "auto"
-        ``"engine"``: the fusion model is fitted by ``sdf.Model.fit`` (Gauss-Newton),
-        started from the numpy solution of the weight term alone. ``"numpy"``: closed forms
-        (truncated SVD, whitened SVD, HOOI), CP-ALS, and L-BFGS for structured
-        data-aware fits. ``"auto"``: numpy where it is exact (closed forms), the engine
-        otherwise when it is importable.
+        ``"auto"``: closed forms where they are exact (truncated SVD, whitened SVD for
+        the two-factor layers) and :func:`sdf.decomp.lmlra_hooi` for the weight-only
+        Tucker-2; every other fit (CP, data-aware Tucker-2 and kron-structured SVDs) is
+        the fusion model fitted by ``sdf.Model.fit`` from a :mod:`sdf.decomp` start.
+        ``"engine"``: the engine fits the two-factor layers too, started from the
+        truncated SVD of the weight. ``"numpy"``: deprecated alias of ``"auto"`` (there
+        is no solver besides the engine).
     max_iter : int, default 200
-        Iterations of the iterative solver.
+        Iterations of the engine's solver (and HOOI sweeps of the Tucker-2 start).
     tol_fun : float, default 1e-12
         Relative objective tolerance.
     max_calib_rows : int, default 20000
@@ -60,6 +63,11 @@ class CompressOptions:
         if self.solver not in ("auto", "engine", "numpy"):
             raise OptionError(
                 f"CompressOptions.solver must be 'auto', 'engine' or 'numpy', got {self.solver!r}")
+        if self.solver == "numpy":
+            warnings.warn("CompressOptions(solver='numpy') is a deprecated alias of 'auto' "
+                          "(closed forms where exact, the engine otherwise); pass "
+                          "solver='auto'", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "solver", "auto")
         if self.max_iter < 1:
             raise OptionError(f"CompressOptions.max_iter must be >= 1, got {self.max_iter}")
         if self.engine_method not in ("nls", "minf"):
