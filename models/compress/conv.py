@@ -31,7 +31,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from sdf.algebra import cpd_to_tensor
+from sdf.algebra import cpd_to_tensor, unfold
 from sdf.decomp import gevd_init, lmlra_hooi
 from sdf.errors import DataError, ModelError
 from sdf.models.compress import _engine, _fit
@@ -113,12 +113,18 @@ def _fit_cp(W, rank, calib, w_w, w_r, opts):
 def _hooi(W: np.ndarray, ranks: tuple[int, int], max_iter: int):
     """Tucker-2 of W (out, in, kh, kw) on its channel modes by :func:`sdf.decomp.lmlra_hooi`.
 
-    The spatial modes keep their full size: their factors are square orthogonal matrices
-    (an exact change of basis), folded into the core. Returns ``U_out`` (out, r_out),
-    ``U_in`` (in, r_in), the core (r_out, r_in, kh, kw) and the number of sweeps.
+    Started from the truncated HOSVD (leading left singular vectors of the two channel
+    unfoldings; it ends at lower errors than the sequentially truncated MLSVD start on
+    conv weights). The spatial modes keep their full size: their factors are square
+    orthogonal matrices (an exact change of basis), folded into the core. Returns
+    ``U_out`` (out, r_out), ``U_in`` (in, r_in), the core (r_out, r_in, kh, kw) and the
+    number of sweeps.
     """
     kh, kw = W.shape[2:]
-    res = lmlra_hooi(W, (ranks[0], ranks[1], kh, kw), max_iter=max_iter)
+    init = [np.linalg.svd(unfold(W, n), full_matrices=False)[0][:, :r]
+            for n, r in enumerate(ranks)]
+    res = lmlra_hooi(W, (ranks[0], ranks[1], kh, kw), init=[*init, np.eye(kh), np.eye(kw)],
+                     max_iter=max_iter)
     Uo, Ui, Qh, Qw = res.factors
     core = np.einsum("abhw,Hh,Ww->abHW", res.core, Qh, Qw, optimize=True)
     return Uo, Ui, core, res.iterations
