@@ -12,28 +12,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sdf.errors import ModelError
+import sdf
+from sdf import transforms as tf
+from sdf.numerics import balance_columns
 from sdf.models.compress._fit import Calibration
 from sdf.models.compress.result import CompressOptions, FitInfo
 
 __all__: list[str] = []
 
-
-def available() -> bool:
-    """True when ``sdf.Model`` and ``sdf.CPD`` can be imported."""
-    try:
-        import sdf
-        from sdf import transforms as tf
-
-        return all(hasattr(sdf, n) for n in ("Model", "CPD", "Variable")) and hasattr(tf, "matvec")
-    except Exception:  # noqa: BLE001 - a half-written engine must not break numpy paths
-        return False
+_METHOD_NAMES = {"nls": "Gauss-Newton", "minf": "L-BFGS"}
 
 
-def require() -> None:
-    if not available():
-        raise ModelError("compression: solver='engine' needs sdf.Model and sdf.CPD, which "
-                         "cannot be imported; use CompressOptions(solver='numpy')")
+def method_name(opts: CompressOptions) -> str:
+    """What the engine's solver is called in the fit messages ("Gauss-Newton", ...)."""
+    return _METHOD_NAMES.get(opts.engine_method, opts.engine_method)
 
 
 def _fit(model: Any, variables: Sequence[Any], opts: CompressOptions,
@@ -56,10 +48,6 @@ def fit_two_factor(Wm: np.ndarray, calib: Calibration | None, w_w: float, w_r: f
     Model: ``weight = CPD(Wm, [A, K])``, ``response = CPD(R Wm^T, [matvec(R, K), A])``;
     a zero weight switches a term off.
     """
-    import sdf
-    from sdf import transforms as tf
-
-    require()
     A = sdf.Variable(A0, name="A")
     F = sdf.Variable(F0, name="F")
     K = F if m is None else tf.kron(F, np.eye(m), name="K")
@@ -79,12 +67,9 @@ def fit_cp(W4: np.ndarray, calib: Calibration | None, w_w: float, w_r: float,
     """Fit the 4-way CP of a conv weight, optionally with the response on the patches.
 
     Model: ``weight = CPD(W, [U_out, U_in, U_h, U_w])``,
-    ``response = CPD(R Wm^T, [matvec(R, kr(U_in, U_h, U_w)), U_out])``.
+    ``response = CPD(R Wm^T, [matvec(R, kr(U_in, U_h, U_w)), U_out])``. The fitted
+    factors come back with balanced columns (:func:`sdf.numerics.balance_columns`).
     """
-    import sdf
-    from sdf import transforms as tf
-
-    require()
     names = ("U_out", "U_in", "U_h", "U_w")
     U = [sdf.Variable(f, name=n) for f, n in zip(factors0, names)]
     terms = {}
@@ -95,7 +80,8 @@ def fit_cp(W4: np.ndarray, calib: Calibration | None, w_w: float, w_r: float,
         Wm = W4.reshape(W4.shape[0], -1)
         terms["response"] = sdf.CPD(R @ Wm.T, [tf.matvec(R, tf.kr(U[1], U[2], U[3])), U[0]],
                                     weight=2 * w_r)
-    return _fit(sdf.Model(**terms), U, opts)
+    values, info = _fit(sdf.Model(**terms), U, opts)
+    return balance_columns(values), info
 
 
 def fit_shared(Ws: Sequence[np.ndarray], calib: Calibration | None,
@@ -107,10 +93,6 @@ def fit_shared(Ws: Sequence[np.ndarray], calib: Calibration | None,
     Model: for each layer k, ``weight_k = CPD(W_k, [A_k, B])`` and
     ``response_k = CPD(R W_k^T, [matvec(R, B), A_k])``.
     """
-    import sdf
-    from sdf import transforms as tf
-
-    require()
     B = sdf.Variable(B0, name="B")
     A = [sdf.Variable(a, name=f"A{k}") for k, a in enumerate(A0)]
     R = None if calib is None else calib.root()
@@ -140,10 +122,6 @@ def fit_tucker2(W4: np.ndarray, calib: Calibration | None, w_w: float, w_r: floa
     Stops at ``opts.tucker_tol_fun``. Returns ``[U_out, U_in, S]`` with S of shape
     (r_out, r_in, kh, kw).
     """
-    import sdf
-    from sdf import transforms as tf
-
-    require()
     o, i, kh, kw = W4.shape
     m = kh * kw
     ro, ri = core0.shape[:2]

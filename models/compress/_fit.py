@@ -1,4 +1,4 @@
-"""Numpy fitting kernels shared by the layer compressors (private).
+"""Closed-form fitting pieces shared by the layer compressors (private).
 
 Every compression here fits a weight matrix ``Wm`` of shape (out, d) (a linear weight, or
 a convolution weight with its input side ``(in, kh, kw)`` flattened) under the objective
@@ -9,8 +9,10 @@ where ``P`` (n x d) holds the calibration inputs (im2col patches for a convoluti
 response term depends on ``P`` only through its Gram matrix ``G = P^T P``, so with
 ``M = w_w I + w_r G = L L^T`` the objective is ``||(Wm_hat - Wm) L||^2``: a whitened
 weight fit. This gives the closed-form optimum of the two-factor model
-``Wm_hat = A B^T`` (truncated SVD of ``Wm L``, mapped back by ``L^{-1}``), and the
-objective for the gradient fallback of the structured models.
+``Wm_hat = A B^T`` (truncated SVD of ``Wm L``, mapped back by ``L^{-1}``) and the
+objective values of the rank curves. The structured models (CP, Tucker-2, kron-structured
+SVDs with a response term) have no closed form: they are fitted by the engine (see
+:mod:`sdf.models.compress._engine`).
 
 When the layer has a bias, the bias is refitted too: the objective over ``(Wm_hat, b_hat)``
 is ``w_w ||Wm_hat - Wm||^2 + w_r ||(Wm_hat - Wm) p_k + (b_hat - b)||^2`` summed over the
@@ -22,13 +24,9 @@ mean), which leaves the objective above with ``P`` replaced by the centered rows
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
-import autograd.numpy as anp
 import numpy as np
 import scipy.linalg as sla
-from autograd import value_and_grad
-from scipy.optimize import minimize
 
 __all__: list[str] = []
 
@@ -142,95 +140,3 @@ def tail_errors(s: np.ndarray, total2: float | None = None) -> np.ndarray:
     tail = np.concatenate([np.cumsum(s2[::-1])[::-1], [0.0]])
     total2 = float(s2.sum()) if total2 is None else total2
     return np.sqrt(np.maximum(tail, 0.0) / (total2 or 1.0))
-
-
-def hooi2(W4: np.ndarray, ranks: tuple[int, int], max_iter: int = 50, tol: float = 1e-10
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tucker-2 of a (out, in, kh, kw) tensor on its first two modes, by HOOI.
-
-    Returns ``U_out`` (out x r_o), ``U_in`` (in x r_i), ``core`` (r_o, r_i, kh, kw)
-    with orthonormal factors; ``W4 ~ core x_0 U_out x_1 U_in``.
-    """
-    ro, ri = ranks
-    o, i = W4.shape[:2]
-    W0 = W4.reshape(o, -1)
-    W1 = W4.transpose(1, 0, 2, 3).reshape(i, -1)
-    Uo = np.linalg.svd(W0, full_matrices=False)[0][:, :ro]
-    Ui = np.linalg.svd(W1, full_matrices=False)[0][:, :ri]
-    prev = -1.0
-    for _ in range(max_iter):
-        T = np.einsum("oihw,ib->obhw", W4, Ui, optimize=True).reshape(o, -1)
-        Uo = np.linalg.svd(T, full_matrices=False)[0][:, :ro]
-        T = np.einsum("oihw,oa->iahw", W4, Uo, optimize=True).reshape(i, -1)
-        Ui = np.linalg.svd(T, full_matrices=False)[0][:, :ri]
-        core = np.einsum("oihw,oa,ib->abhw", W4, Uo, Ui, optimize=True)
-        fit = float(np.vdot(core, core))
-        if abs(fit - prev) <= tol * max(fit, 1e-300):
-            break
-        prev = fit
-    core = np.einsum("oihw,oa,ib->abhw", W4, Uo, Ui, optimize=True)
-    return Uo, Ui, core
-
-
-def cp_als(T: np.ndarray, rank: int, max_iter: int = 200, tol: float = 1e-9, seed: int = 0
-           ) -> list[np.ndarray]:
-    """Rank-``rank`` CP of a tensor by alternating least squares (init for Gauss-Newton)."""
-    rng = np.random.default_rng(seed)
-    N = T.ndim
-    factors = [rng.standard_normal((n, rank)) for n in T.shape]
-    letters = "abcdefgh"[:N]
-    normT2 = float(np.vdot(T, T))
-    prev = np.inf
-    for _ in range(max_iter):
-        for n in range(N):
-            others = [f for m, f in enumerate(factors) if m != n]
-            spec = f"{letters}," + ",".join(f"{letters[m]}r" for m in range(N) if m != n)
-            mttkrp = np.einsum(f"{spec}->{letters[n]}r", T, *others, optimize=True)
-            gram = np.ones((rank, rank))
-            for f in others:
-                gram *= f.T @ f
-            factors[n] = np.linalg.lstsq(gram, mttkrp.T, rcond=None)[0].T
-        gram = np.ones((rank, rank))
-        for f in factors:
-            gram *= f.T @ f
-        err2 = normT2 - 2 * float(np.sum(mttkrp * factors[-1])) + float(gram.sum())
-        if abs(prev - err2) <= tol * normT2:
-            break
-        prev = err2
-    return _balance_columns(factors)
-
-
-def _balance_columns(factors: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Rescale CP columns so every factor's column has the same norm (same tensor)."""
-    norms = np.stack([np.linalg.norm(f, axis=0) for f in factors])
-    norms = np.where(norms > 0, norms, 1.0)
-    geo = np.exp(np.mean(np.log(norms), axis=0))
-    return [f * (geo / nrm) for f, nrm in zip(factors, norms)]
-
-
-def lbfgs_fit(recon: Callable[..., np.ndarray], params: Sequence[np.ndarray], Wm: np.ndarray,
-              L: np.ndarray | None, w_w: float, max_iter: int = 500, tol: float = 1e-12
-              ) -> tuple[list[np.ndarray], int, str]:
-    """Minimise ``||(recon(*params) - Wm) L||^2`` (or ``w_w ||.||^2``) with L-BFGS.
-
-    ``recon`` must be autograd-traceable and return the (out, d) matrix. Returns the fitted
-    parameters, the number of iterations and scipy's message.
-    """
-    shapes = [p.shape for p in params]
-    sizes = [int(np.prod(s)) for s in shapes]
-    split = np.cumsum(sizes)[:-1]
-    WL = Wm * np.sqrt(w_w) if L is None else Wm @ L
-    Lw = np.sqrt(w_w) * np.eye(Wm.shape[1]) if L is None else L
-
-    def unpack(z):
-        return [anp.reshape(p, s) for p, s in zip(anp.split(z, split), shapes)]
-
-    def loss(z):
-        E = anp.dot(recon(*unpack(z)), Lw) - WL
-        return anp.sum(E * E)
-
-    vg = value_and_grad(loss)
-    z0 = np.concatenate([np.ravel(p) for p in params])
-    res = minimize(vg, z0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-12})
-    return [np.array(p) for p in unpack(res.x)], int(res.nit), str(res.message)

@@ -286,16 +286,16 @@ def _layer_curve(spec: LayerSpec, name: str, balance: float, opts: CompressOptio
     p, method = spec.layer, spec.resolved_method
     if method == "svd":
         return compress_linear(p.weight, rank=1, X=spec.X, bias=p.bias, balance=balance,
-                               name=name, options=_numpy(opts)).curve
+                               name=name, options=_closed_forms(opts)).curve
     hw = _input_hw(spec)
     if method in ("channel_svd", "weight_svd", "spatial_svd"):
         return compress_conv(p.weight, method, rank=1, X=spec.X if method == "channel_svd"
                              else None, bias=p.bias, stride=p.stride, padding=p.padding,
                              dilation=p.dilation, input_hw=hw, balance=balance, name=name,
-                             options=_numpy(opts)).curve
+                             options=_closed_forms(opts)).curve
     Wm = p.weight.reshape(p.out_features, -1)
     w_w, _ = _fit.term_weights(Wm, None, 0.0)
-    return _grid_curve(method, p, p.weight, None, w_w, 0.0, None, _numpy(opts), hw)
+    return _grid_curve(method, p, p.weight, None, w_w, 0.0, None, _closed_forms(opts), hw)
 
 
 def _with_dense(curve: RankCurve, layer: Piece) -> RankCurve:
@@ -316,8 +316,9 @@ def _kept_dense(p: Piece, spec: LayerSpec, name: str, curve: RankCurve) -> Compr
         info=FitInfo("numpy", 0, "kept dense: every factorization costs as much"))
 
 
-def _numpy(opts: CompressOptions) -> CompressOptions:
-    return dataclasses.replace(opts, solver="numpy")
+def _closed_forms(opts: CompressOptions) -> CompressOptions:
+    """The options with closed forms where they are exact (the curves need many fits)."""
+    return dataclasses.replace(opts, solver="auto")
 
 
 def _input_hw(spec: LayerSpec) -> tuple[int, int] | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 import numpy as np
 
 from sdf.errors import ModelError, OptionError
+from sdf.solvers import MethodName, get_solver
 from sdf.models.compress.layers import Piece, count_macs, count_params, run_pieces
 
 __all__ = ["CompressOptions", "CompressedLayer", "FitInfo", "RankCurve", "Solver"]
@@ -22,21 +24,24 @@ class CompressOptions:
     Attributes
     ----------
     solver : {"auto", "engine", "numpy"}, default "auto"
-        ``"engine"``: the fusion model is fitted by ``sdf.Model.fit`` (Gauss-Newton),
-        started from the numpy solution of the weight term alone. ``"numpy"``: closed forms
-        (truncated SVD, whitened SVD, HOOI), CP-ALS, and L-BFGS for structured
-        data-aware fits. ``"auto"``: numpy where it is exact (closed forms), the engine
-        otherwise when it is importable.
+        ``"auto"``: closed forms where they are exact (truncated SVD, whitened SVD for
+        the two-factor layers) and :func:`sdf.decomp.lmlra_hooi` for the weight-only
+        Tucker-2; every other fit (CP, data-aware Tucker-2 and kron-structured SVDs) is
+        the fusion model fitted by ``sdf.Model.fit`` from a :mod:`sdf.decomp` start.
+        ``"engine"``: the engine fits the two-factor layers too, started from the
+        truncated SVD of the weight. ``"numpy"``: deprecated alias of ``"auto"`` (there
+        is no solver besides the engine).
     max_iter : int, default 200
-        Iterations of the iterative solver.
+        Iterations of the engine's solver (and HOOI sweeps of the Tucker-2 start).
     tol_fun : float, default 1e-12
         Relative objective tolerance.
     max_calib_rows : int, default 20000
         Calibration rows (samples or im2col patches) kept, sampled without replacement.
     seed : int, default 0
         Seed for initialisations and row sampling.
-    engine_method : {"nls", "minf"}, default "nls"
-        Engine solver: Gauss-Newton (trust region) or L-BFGS.
+    engine_method : str, default "nls"
+        Engine solver: any registered method (:func:`sdf.solvers.solver_names`), e.g.
+        ``"nls"`` (Gauss-Newton, trust region) or ``"minf"`` (L-BFGS).
     engine_options : mapping, optional
         Further keyword options of ``sdf.Model.fit`` (``tol_x``, ``cg_max_iter``, ...);
         the engine rejects unknown names.
@@ -52,7 +57,7 @@ class CompressOptions:
     tol_fun: float = 1e-12
     max_calib_rows: int = 20000
     seed: int = 0
-    engine_method: Literal["nls", "minf"] = "nls"
+    engine_method: MethodName = "nls"
     engine_options: Mapping[str, Any] | None = None
     tucker_tol_fun: float = 1e-5
 
@@ -60,11 +65,14 @@ class CompressOptions:
         if self.solver not in ("auto", "engine", "numpy"):
             raise OptionError(
                 f"CompressOptions.solver must be 'auto', 'engine' or 'numpy', got {self.solver!r}")
+        if self.solver == "numpy":
+            warnings.warn("CompressOptions(solver='numpy') is a deprecated alias of 'auto' "
+                          "(closed forms where exact, the engine otherwise); pass "
+                          "solver='auto'", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "solver", "auto")
         if self.max_iter < 1:
             raise OptionError(f"CompressOptions.max_iter must be >= 1, got {self.max_iter}")
-        if self.engine_method not in ("nls", "minf"):
-            raise OptionError("CompressOptions.engine_method must be 'nls' or 'minf', got "
-                              f"{self.engine_method!r}")
+        get_solver(self.engine_method, where="CompressOptions.engine_method")
         if not self.tucker_tol_fun >= 0:
             raise OptionError(
                 f"CompressOptions.tucker_tol_fun must be >= 0, got {self.tucker_tol_fun}")

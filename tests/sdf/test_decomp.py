@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sdf import decomp
 from sdf.algebra import cpd_to_tensor, frob, tucker_to_tensor, unfold
 from sdf.decomp import LMLRAResult, MLSVDResult, gevd_applies, gevd_init, lmlra_hooi, mlsvd
+from sdf.numerics import balance_columns
 from sdf.errors import DataError
 
 FAST = settings(max_examples=25, deadline=None)
@@ -306,6 +307,36 @@ def test_gevd_rejects_bad_rank(rng):
         gevd_init(rng.standard_normal((4, 5, 3)), 0)
 
 
+# --------------------------------------------------------------- balancing
+def test_balance_columns_equalises_norms_and_keeps_the_cpd(rng):
+    A = [rng.standard_normal((s, 3)) * rng.uniform(0.01, 100, 3) for s in (4, 5, 6, 2)]
+    B = balance_columns(A)
+    norms = np.array([np.linalg.norm(f, axis=0) for f in B])
+    np.testing.assert_allclose(norms, norms[:1].repeat(4, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(np.prod(norms, axis=0),
+                               np.prod([np.linalg.norm(f, axis=0) for f in A], axis=0),
+                               rtol=1e-12)
+    np.testing.assert_allclose(cpd_to_tensor(B), cpd_to_tensor(A), rtol=1e-12, atol=1e-12)
+
+
+def test_balance_columns_leaves_terms_with_a_zero_column(rng):
+    A = [rng.standard_normal((4, 2)), rng.standard_normal((3, 2))]
+    A[1][:, 0] = 0.0
+    B = balance_columns(A)
+    np.testing.assert_array_equal(B[0][:, 0], A[0][:, 0])
+    np.testing.assert_array_equal(B[1][:, 0], 0.0)
+    assert np.linalg.norm(B[0][:, 1]) == pytest.approx(np.linalg.norm(B[1][:, 1]))
+
+
+def test_balance_columns_complex(rng):
+    A = [rng.standard_normal((s, 2)) + 1j * rng.standard_normal((s, 2)) for s in (3, 4, 5)]
+    A[0] *= 50.0
+    B = balance_columns(A)
+    assert all(np.iscomplexobj(f) for f in B)
+    np.testing.assert_allclose(cpd_to_tensor(B), cpd_to_tensor(A), rtol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(B[0], axis=0), np.linalg.norm(B[2], axis=0))
+
+
 # --------------------------------------------------------- inputs not modified
 def test_decompositions_leave_read_only_inputs_intact(rng):
     A = [rng.standard_normal((s, 2)) for s in (4, 5, 3)]
@@ -320,6 +351,7 @@ def test_decompositions_leave_read_only_inputs_intact(rng):
     mlsvd(T, tol=0.1)
     lmlra_hooi(T, (2, 2, 2), init=init)
     gevd_init(T, 2, seed=0)
+    balance_columns(init)
     for a, c in zip(arrays, copies):
         np.testing.assert_array_equal(a, c)
 

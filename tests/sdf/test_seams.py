@@ -137,3 +137,11 @@ def test_an_unknown_method_names_the_known_ones():
 def test_registering_needs_a_solver_options_dataclass():
     with pytest.raises(OptionError, match="options_class must be a dataclass extending"):
         register_solver("bad", _toy, dict)
+
+
+def test_compression_accepts_any_registered_method(toy_solver):
+    from sdf.models.compress import CompressOptions
+
+    assert CompressOptions(engine_method="toy").engine_method == "toy"
+    with pytest.raises(OptionError, match=r"CompressOptions.engine_method: method must be"):
+        CompressOptions(engine_method="newton")

@@ -32,7 +32,7 @@ def test_cp_pieces_run_the_fitted_weight(rng, geo):
     W = _planted_cp(rng, (6, 4, 3, 3), 3)
     x = rng.standard_normal((2, 4, 8, 8))
     res = compress_conv(W, "cp", rank=3, input_hw=(8, 8), options=CompressOptions(
-        solver="numpy", max_iter=2000), **geo)
+        max_iter=2000), **geo)
     assert res.weight_error < 1e-6
     ref = Piece("conv2d", res.dense(), **geo).forward(x)
     assert np.abs(res.forward(x) - ref).max() <= 1e-10 * np.abs(ref).max()
@@ -43,7 +43,7 @@ def test_cp_pieces_run_the_fitted_weight(rng, geo):
 def test_cost_formula_matches_pieces(rng, method):
     W = rng.standard_normal((12, 6, 3, 3))
     res = compress_conv(W, method, ratio=0.5, bias=np.zeros(12), stride=2, padding=1,
-                        input_hw=(10, 10), options=CompressOptions(solver="numpy", max_iter=20))
+                        input_hw=(10, 10), options=CompressOptions(max_iter=20))
     assert layer_cost(method, res.original, res.rank, (10, 10)) == (res.params_after,
                                                                      res.macs_after)
     assert res.params_after <= 0.5 * res.params_before
@@ -54,7 +54,7 @@ def test_data_aware_lowers_output_error(rng, method):
     W = rng.standard_normal((8, 6, 3, 3))
     X = rng.standard_normal((6, 6, 8, 8)) * np.linspace(0.1, 2, 6)[None, :, None, None]
     X_test = rng.standard_normal((6, 6, 8, 8)) * np.linspace(0.1, 2, 6)[None, :, None, None]
-    opts = CompressOptions(solver="numpy", max_iter=300)
+    opts = CompressOptions(max_iter=300)
     plain = compress_conv(W, method, rank=2, padding=1, options=opts)
     aware = compress_conv(W, method, rank=2, X=X, padding=1, balance=0.99, options=opts)
     assert aware.output_error(X_test) < plain.output_error(X_test)
@@ -62,13 +62,64 @@ def test_data_aware_lowers_output_error(rng, method):
 
 
 @pytest.mark.parametrize("method", ["weight_svd", "cp", "tucker2"])
-def test_engine_matches_numpy_data_aware(rng, method):
+def test_gauss_newton_matches_lbfgs_data_aware(rng, method):
     W = rng.standard_normal((6, 4, 3, 3))
     X = rng.standard_normal((3, 4, 6, 6))
-    res = {s: compress_conv(W, method, rank=2, X=X, padding=1, balance=0.7, options=CompressOptions(
-        solver=s, max_iter=300, seed=1)) for s in ("numpy", "engine")}
-    assert res["engine"].info.solver == "engine"
-    assert res["engine"].calib_output_error <= res["numpy"].calib_output_error * 1.05
+    res = {m: compress_conv(W, method, rank=2, X=X, padding=1, balance=0.7, options=CompressOptions(
+        engine_method=m, max_iter=300, seed=1)) for m in ("minf", "nls")}
+    assert res["nls"].info.solver == res["minf"].info.solver == "engine"
+    assert "L-BFGS" in res["minf"].info.message and "Gauss-Newton" in res["nls"].info.message
+    assert res["nls"].calib_output_error <= res["minf"].calib_output_error * 1.05
+
+
+@pytest.mark.parametrize("method", ["weight_svd", "cp", "tucker2"])
+def test_data_aware_fit_improves_on_its_start(rng, method):
+    W = rng.standard_normal((6, 4, 3, 3))
+    X = rng.standard_normal((3, 4, 6, 6))
+    start = compress_conv(W, method, rank=2, padding=1, options=CompressOptions(max_iter=1))
+    aware = compress_conv(W, method, rank=2, X=X, padding=1, balance=0.7)
+    assert aware.info.solver == "engine"
+    assert aware.calib_output_error < start.output_error(X)
+
+
+def test_cp_starts_from_gevd_when_it_is_exact_else_random(rng):
+    res = compress_conv(_planted_cp(rng, (6, 4, 3, 3), 3), "cp", rank=3)
+    assert res.info.message.startswith("GEVD, then Gauss-Newton") and res.weight_error < 1e-10
+    W = rng.standard_normal((6, 4, 3, 3))
+    res = compress_conv(W, "cp", rank=3)
+    assert res.info.message.startswith("random start, then Gauss-Newton")
+    res = compress_conv(_planted_cp(rng, (6, 1, 3, 3), 7), "cp", rank=7)  # no GEVD pencil
+    assert res.info.message.startswith("random start, then Gauss-Newton")
+    again = compress_conv(W, "cp", rank=3)
+    np.testing.assert_array_equal(again.weight_approx, compress_conv(W, "cp", rank=3).weight_approx)
+
+
+def test_cp_factors_come_back_balanced(rng):
+    res = compress_conv(rng.standard_normal((6, 4, 3, 3)), "cp", rank=3)
+    norms = [np.linalg.norm(p.weight.reshape(p.weight.shape[0], -1), axis=1)
+             for p in res.pieces[:3]]
+    norms.append(np.linalg.norm(res.pieces[3].weight.reshape(6, 3), axis=0))
+    np.testing.assert_allclose(norms, np.repeat(norms[:1], 4, axis=0), rtol=1e-10)
+
+
+def test_tucker2_without_data_is_hooi(rng):
+    core = rng.standard_normal((3, 2, 3, 3))
+    Uo, Ui = rng.standard_normal((7, 3)), rng.standard_normal((5, 2))
+    W = np.einsum("abhw,oa,ib->oihw", core, Uo, Ui)
+    res = compress_conv(W + 1e-3 * rng.standard_normal(W.shape), "tucker2", rank=(3, 2))
+    assert res.info.solver == "numpy" and res.info.message == "HOOI"
+    assert res.info.iterations >= 1
+    assert np.linalg.norm(res.dense() - W) / np.linalg.norm(W) < 1e-3
+
+
+def test_numpy_solver_is_a_deprecated_alias_of_auto(rng):
+    W = rng.standard_normal((6, 4, 3, 3))
+    with pytest.warns(DeprecationWarning, match="solver='numpy'.* deprecated alias of 'auto'"):
+        opts = CompressOptions(solver="numpy")
+    assert opts.solver == "auto"
+    a = compress_conv(W, "cp", rank=2, options=opts)
+    b = compress_conv(W, "cp", rank=2)
+    np.testing.assert_array_equal(a.weight_approx, b.weight_approx)
 
 
 def test_tucker2_engine_recovers_planted_weight(rng):
@@ -93,7 +144,7 @@ def test_refit_bias_error_matches_forward_pass(rng, method):
     W, b = rng.standard_normal((6, 4, 3, 3)), rng.standard_normal(6)
     X = rng.standard_normal((3, 4, 6, 6)) + 2.0
     res = compress_conv(W, method, rank=2, X=X, bias=b, padding=1, options=CompressOptions(
-        solver="numpy", max_iter=50))
+        max_iter=50))
     y = res.original.forward(X)
     err = np.linalg.norm(res.forward(X) - y) / np.linalg.norm(y - b[:, None, None])
     assert res.calib_output_error == pytest.approx(err, rel=1e-8)
