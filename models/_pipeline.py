@@ -17,6 +17,7 @@ import numpy as np
 import sdf
 from sdf.decomp import MLSVDResult, mlsvd
 from sdf.errors import DataError
+from sdf.numerics import SCALE_THRESHOLD
 from sdf.result import Result
 from sdf.tensors import Tensor
 
@@ -74,8 +75,10 @@ def compress_data(X: Tensor, core_shape: Sequence[int], compress: Any, timer: Ti
     if compress == "auto" and math.prod(shape) > _COMPRESS_RATIO * X.size:
         return None
     ml = mlsvd(array, core_shape=shape)
-    total = X.norm_squared()
-    kept = float(np.sum(ml.core * ml.core))
+    # The truncation error, in units where the sums of squares stay in range.
+    e = X.scale_exponent() if abs(X.scale_exponent()) > SCALE_THRESHOLD else 0
+    total = X.scaled(-e).norm_squared() if e else X.norm_squared()
+    kept = float(np.sum(np.square(np.ldexp(ml.core, -e))))
     trunc = float(np.sqrt(max(total - kept, 0.0) / total)) if total > 0 else 0.0
     stages.append(Stage("compress", f"MLSVD to core {shape}", 0, timer.lap(), trunc))
     return ml

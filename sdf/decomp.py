@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 
 from sdf.algebra import _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor, unfold
 from sdf.errors import DataError
-from sdf.numerics import balance_columns
+from sdf.numerics import SCALE_THRESHOLD, balance_columns
 
 __all__ = ["LMLRAResult", "MLSVDResult", "gevd_applies", "gevd_init", "lmlra_hooi", "mlsvd"]
 
@@ -107,6 +107,16 @@ def _check_core_shape(core_shape: object, shape: tuple[int, ...]) -> list[int]:
     return [int(r) for r in sizes]
 
 
+def _unit_scale(T: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(T 2**-e, e)`` for data whose largest entry is beyond ``2**±SCALE_THRESHOLD``
+    (else ``(T, 0)``):
+    the decompositions run on the scaled copy (exact, a power of two), so that their sums
+    of squares neither underflow nor overflow; their results are scaled back."""
+    top = float(np.max(np.abs(T), initial=0.0))
+    e = int(np.frexp(top)[1]) if top > 0 and np.isfinite(top) else 0
+    return (np.ldexp(T, -e), e) if abs(e) > SCALE_THRESHOLD else (T, 0)
+
+
 def _normalize_signs(U: np.ndarray) -> np.ndarray:
     """Make each column's largest-magnitude entry real positive."""
     if U.size == 0:
@@ -187,7 +197,7 @@ def mlsvd(
     >>> bool(np.allclose(res.to_tensor(), T))
     True
     """
-    T = _as_data(T, 2, "an MLSVD")
+    T, e = _unit_scale(_as_data(T, 2, "an MLSVD"))
     N = T.ndim
     if core_shape is not None and tol is not None:
         raise DataError("tol: expected None when core_shape is given (give one of them), got "
@@ -211,6 +221,8 @@ def mlsvd(
         U = _normalize_signs(U[:, :need])
         S = _mode_product(S, _ct(U), n)
         factors[n], svals[n] = U, s
+    if e:
+        S, svals = np.ldexp(S, e), [np.ldexp(s, e) for s in svals]
     return MLSVDResult(factors=factors, core=S, singular_values=svals)
 
 
@@ -287,7 +299,7 @@ def lmlra_hooi(
     >>> res.core.shape, 0 < res.relerr < 1
     ((2, 3, 2), True)
     """
-    T = _as_data(T, 2, "an LMLRA")
+    T, e = _unit_scale(_as_data(T, 2, "an LMLRA"))
     ranks = _check_core_shape(core_shape, T.shape)
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
         raise DataError(f"max_iter: expected an integer >= 0, got {max_iter!r}")
@@ -313,7 +325,8 @@ def lmlra_hooi(
         core = tmprod(T, [_ct(V) for V in U])
     residual = frob(T - tucker_to_tensor(U, core))
     relerr = residual / math.sqrt(norm2) if norm2 > 0 else 0.0
-    return LMLRAResult(factors=U, core=core, relerr=relerr, iterations=it)
+    return LMLRAResult(factors=U, core=np.ldexp(core, e) if e else core, relerr=relerr,
+                       iterations=it)
 
 
 # --------------------------------------------------------------------------- GEVD
@@ -433,7 +446,7 @@ def gevd_init(
     >>> bool(np.allclose(cpd_to_tensor(F), cpd_to_tensor(A)))
     True
     """
-    T = _as_data(T, 3, "a GEVD initialisation")
+    T, e = _unit_scale(_as_data(T, 3, "a GEVD initialisation"))
     if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
         raise DataError(f"rank: expected an integer >= 1, got {rank!r}")
     rank = int(rank)
@@ -455,4 +468,7 @@ def gevd_init(
     for g, d, F in zip(groups, dims, grouped):
         for m, A in zip(g, _split_rank1(F, d)):
             out[m] = A
-    return balance_columns(out)
+    out = balance_columns(out)
+    # Scaled back: 2**e shared out over the modes, so the factors stay balanced.
+    shares = [e // T.ndim + (1 if m < e % T.ndim else 0) for m in range(T.ndim)]
+    return [np.ldexp(A, k) if k else A for A, k in zip(out, shares)]

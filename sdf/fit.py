@@ -24,9 +24,15 @@ from sdf.problem import ModelLike, Problem
 from sdf.result import IterationInfo, Result, StopReason, attach_model, load_result
 from sdf.solvers import (Assembly, MethodName, Run, RunContext, ScaledProblem, get_solver,
                          make_options)
-from sdf.terms._base import Findings
+from sdf.expr import Variable
+from sdf.terms._base import DataTerm, Findings
 
-__all__ = ["diagnose", "fit_model"]
+__all__ = ["diagnose", "fit_model", "rescaled_start"]
+
+#: A start whose model norm differs from its data's norm by more than this factor (either
+#: way) is rescaled before the run: Gauss-Newton's trust region would need many
+#: iterations only to grow or shrink the model to the data's scale.
+RESCALE_RATIO = 1e3
 
 
 def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = None,
@@ -58,11 +64,13 @@ def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = No
     prior = _resume_from(model, resume) if resume is not None else None
 
     problem = Problem.from_model(model)                                   # compile
-    z0, exponents = None, None                                            # scale
+    exponents = None                                                      # scale
     if prior is not None:
         z0 = np.concatenate([np.ravel(prior.variables[n]) for n in model.variable_names])
         if prior.method == method and "exponent_z" in prior.state:
             exponents = (int(prior.state["exponent_z"]), int(prior.state["exponent_f"]))
+    else:
+        z0 = rescaled_start(problem)
     scaled = ScaledProblem(problem, z0, exponents)
     run = Run(scaled, RunContext(
         model=model, method=method, max_time=opts.max_time, display=int(display),
@@ -82,13 +90,76 @@ def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = No
         stop = StopReason.INTERRUPTED
     assembly = run.assemble(point)                                        # assemble
     stop = _final_stop(stop, assembly, scaled)
-    findings = diagnose(model, assembly, stop, scaled.singular_products)  # diagnose
+    start = dict(zip(model.variable_names, problem.unpack(z0)))
+    findings = diagnose(model, assembly, stop, scaled.singular_products, start)  # diagnose
     result = run.result(assembly, stop, [message for _, message in findings])
     for category, message in findings:
         warnings.warn(message, category, stacklevel=3)
     if opts.checkpoint is not None:
         result.save(opts.checkpoint)
     return result
+
+
+def rescaled_start(problem: Problem) -> np.ndarray:
+    """The start ``problem.z0`` with every data term's model brought to its data's scale.
+
+    For a data term whose model norm at the start differs from its data's norm by more
+    than :data:`RESCALE_RATIO`, the variables that enter it directly and nowhere else are
+    multiplied by a common factor so that the model's norm matches the data's (a
+    multilinear model scales by the product of its inputs' factors). Terms without such
+    variables, or whose model norm is not available, keep their start (the check after
+    the fit then says the start was far from the data).
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> from sdf.problem import Problem
+    >>> a, b = sdf.Variable(np.ones((3, 1))), sdf.Variable(np.ones((2, 1)))
+    >>> problem = Problem.from_model(sdf.Model(m=sdf.CPD(np.full((3, 2), 1e8), [a, b])))
+    >>> np.round(rescaled_start(problem), 6).tolist()
+    [10000.0, 10000.0, 10000.0, 10000.0, 10000.0]
+    """
+    z0 = problem.z0.copy()
+    uses: dict[int, int] = {}  # variable -> number of term inputs it enters
+    for term in problem.terms:
+        for e in term.inputs:
+            for node in e.walk():
+                if isinstance(node, Variable):
+                    uses[id(node)] = uses.get(id(node), 0) + 1
+    inputs = problem.input_values(z0)
+    for term, values in zip(problem.terms, inputs):
+        if not isinstance(term, DataTerm):
+            continue
+        norm = term.model_norm(values)
+        data = term.data_norm
+        if norm is None or not (0 < norm < np.inf and 0 < data < np.inf):
+            continue
+        ratio = data / norm
+        if 1.0 / RESCALE_RATIO <= ratio <= RESCALE_RATIO:
+            continue
+        own = [k for k, e in enumerate(term.inputs)
+               if isinstance(e, Variable) and uses.get(id(e)) == 1]
+        factors = _group_factors(term.scale_groups(), own, ratio)
+        if factors is None:
+            continue
+        for k, factor in factors.items():
+            var = problem.var_index[id(term.inputs[k])]
+            sl = slice(problem.offsets[var], problem.offsets[var + 1])
+            z0[sl] = z0[sl] * factor
+    return z0
+
+
+def _group_factors(groups: list[list[int]], own: list[int], ratio: float
+                   ) -> dict[int, float] | None:
+    """Per input position, the factor scaling every group's product by ``ratio``."""
+    out: dict[int, float] = {}
+    for group in groups:
+        members = [k for k in group if k in own]
+        if not members:
+            return None
+        for k in members:
+            out[k] = ratio ** (1.0 / len(members))
+    return out
 
 
 def _final_stop(stop: StopReason, assembly: Assembly, problem: ScaledProblem) -> StopReason:
@@ -107,14 +178,16 @@ def _final_stop(stop: StopReason, assembly: Assembly, problem: ScaledProblem) ->
 
 
 def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
-             singular_products: int = 0) -> Findings:
+             singular_products: int = 0,
+             start: dict[str, np.ndarray] | None = None) -> Findings:
     """Checks of a fitted model: ``(warning class, message)`` for every finding.
 
     Looks for all-zero data, data terms fitted worse than by the zero model, what each
     term finds suspicious in its own values (:meth:`sdf.Term.check_result`: degenerate or
     vanished CPD components, a start far from the data's scale...), and, when the run
     ended in a CG breakdown, how often the Gauss-Newton Gramian was found singular along a
-    search direction.
+    search direction. ``start`` holds the variables the run started from (default: the
+    model's initial values).
 
     Examples
     --------
@@ -140,8 +213,8 @@ def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
                               "the zero model: the start may be badly scaled for the data, "
                               "or the run too short"))
         values = [assembly.values[id(e)] for e in term.inputs]
-        start = [model.evaluate(e) for e in term.inputs]
-        found += term.check_result(name, values, start, relerr)
+        begin = [model.evaluate(e, start) for e in term.inputs]
+        found += term.check_result(name, values, begin, relerr)
     if singular_products and stop is StopReason.CG_BREAKDOWN:
         found.append((SdfWarning,
                       f"the Gauss-Newton Gramian was singular along {singular_products} "

@@ -27,6 +27,7 @@ __all__ = [
     "DEGENERACY_CONGRUENCE",
     "DEGENERACY_NORM_RATIO",
     "Degeneracy",
+    "SCALE_THRESHOLD",
     "ZERO_COMPONENT",
     "balance_columns",
     "check_factors",
@@ -280,3 +281,9 @@ def cpd_degeneracy(
              zip(r[hit][order], s[hit][order], C[r, s][hit][order])]
     return Degeneracy(congruence=C, component_norms=norms, model_norm=model_norm,
                       norm_ratio=ratio, pairs=pairs, zero_components=zero)
+
+
+#: Data whose largest entry is beyond ``2**±SCALE_THRESHOLD``, and variables whose scale is
+#: that far from the others', are handled in scaled units (exact powers of two), so that
+#: sums of squares neither underflow nor overflow; within it nothing is rescaled.
+SCALE_THRESHOLD = 64

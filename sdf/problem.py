@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from sdf.expr import Constant, Expr, Node, Variable
-from sdf.terms._base import Term
+from sdf.terms._base import DataTerm, Term, TermScale
 
 __all__ = ["ModelLike", "Point", "Problem"]
 
@@ -67,7 +67,14 @@ class Problem:
                  variables: Sequence[Variable], names: Sequence[str]) -> None:
         self.term_names = list(terms)
         self.terms = [terms[n] for n in self.term_names]
-        self.weights = np.array([float(weights[n]) for n in self.term_names])
+        #: The terms' weights w_t as given (model units).
+        self.model_weights = np.array([float(weights[n]) for n in self.term_names])
+        #: Per term, how it is fitted when its data are far from unit scale (None: as is).
+        self.scales: list[TermScale | None] = [None] * len(self.terms)
+        #: ``f`` is computed in units of ``2**f_exponent`` (see :meth:`set_units`).
+        self.f_exponent = 0
+        #: Effective weights: ``w_t 2**(2 e_t - f_exponent)``, ``e_t`` a term's data scale.
+        self.weights = self.model_weights.copy()
         self.variables: list[Variable] = list(variables)
         self.names = list(names)
         sizes = [v.value.size for v in self.variables]
@@ -104,6 +111,34 @@ class Problem:
         """The problem of a (checked) model: its terms, weights and variables."""
         return cls(model.terms, model.weights, model.variables, model.variable_names)
 
+    def input_values(self, z: np.ndarray) -> list[list[np.ndarray]]:
+        """Per term, its inputs' values at ``z`` (no term is evaluated)."""
+        values: dict[int, Any] = dict(self.fixed)
+        for v, arr in zip(self.variables, self.unpack(z)):
+            values[id(v)] = arr
+        for node in self.nodes:
+            values[id(node)] = np.asarray(node.transform.value(_args(node, values)))
+        return [[values[id(e)] for e in term.inputs] for term in self.terms]
+
+    def choose_scales(self, z: np.ndarray) -> None:
+        """Let data terms far from unit scale work in scaled units, chosen at ``z``
+        (the start): see :meth:`sdf.terms.DataTerm.choose_scale`. :meth:`set_units` must
+        follow (the weights then carry the terms' units)."""
+        inputs = self.input_values(z)
+        self.scales = [term.choose_scale(vals) if isinstance(term, DataTerm) else None
+                       for term, vals in zip(self.terms, inputs)]
+
+    @property
+    def fval_exponents(self) -> np.ndarray:
+        """Per term, ``fvals`` are in units of ``2**fval_exponents`` (0 unless scaled)."""
+        return np.array([0 if s is None else 2 * s.data_exponent for s in self.scales],
+                        dtype=int)
+
+    def set_units(self, f_exponent: int) -> None:
+        """Compute ``f`` (and its derivatives) in units of ``2**f_exponent``."""
+        self.f_exponent = int(f_exponent)
+        self.weights = np.ldexp(self.model_weights, self.fval_exponents - self.f_exponent)
+
     def unpack(self, z: np.ndarray) -> list[np.ndarray]:
         """Split a vector into the variables' arrays (views)."""
         return [
@@ -127,9 +162,10 @@ class Point:
     Attributes
     ----------
     f : float
-        Objective ``sum_t w_t/2 ||r_t||^2``.
+        Objective ``sum_t w_t/2 ||r_t||^2``, in units of ``2**problem.f_exponent``.
     fvals : ndarray
-        Each term's unweighted ``||r_t||^2 / 2``.
+        Each term's unweighted ``||r_t||^2 / 2``, in units of
+        ``2**problem.fval_exponents`` (model units unless the term's data are scaled).
     """
 
     def __init__(self, problem: Problem, z: np.ndarray) -> None:
@@ -145,7 +181,8 @@ class Point:
             values[id(node)] = np.asarray(lin.value)
         self.values = values
         self.states = [
-            term.prepare([values[id(e)] for e in term.inputs]) for term in problem.terms
+            (term if scale is None else scale).prepare([values[id(e)] for e in term.inputs])
+            for term, scale in zip(problem.terms, problem.scales)
         ]
         self.fvals = np.array([s.fval for s in self.states], dtype=float)
         self.f = float(problem.weights @ self.fvals)
@@ -265,9 +302,10 @@ class Point:
                     out[problem.offsets[k] : problem.offsets[k + 1]] += w * product.ravel()
         return out
 
-    def preconditioner(self) -> Preconditioner:
-        """Block-Jacobi approximation of ``(J^T W J)^{-1}``."""
-        return Preconditioner(self)
+    def preconditioner(self, units: Sequence[int] | None = None) -> Preconditioner:
+        """Block-Jacobi approximation of ``(J^T W J)^{-1}`` (see :class:`Preconditioner`
+        for ``units``)."""
+        return Preconditioner(self, units)
 
 
 def _accumulate(store: dict[int, np.ndarray], expr: Expr, g: np.ndarray) -> None:
@@ -285,19 +323,30 @@ class Preconditioner:
     block ``(X^T X) ⊗ W``). Several Kronecker contributions to one variable are merged into
     the nearest single Kronecker product (exact when they share either factor). Variables
     without any block are left unscaled.
+
+    With ``units`` (per variable, the exponent of its unit ``2**units[k]``), the blocks and
+    the preconditioner are those of the problem in the variables ``z_k 2**-units[k]``:
+    each block is scaled once, together with its term's own block exponent, so blocks of
+    variables far from unit scale never leave the float range on the way.
     """
 
-    def __init__(self, point: Point) -> None:
+    def __init__(self, point: Point, units: Sequence[int] | None = None) -> None:
         problem = point.problem
+        var_units = {id(v): (0 if units is None else int(units[k]))
+                     for k, v in enumerate(problem.variables)}
         rows: dict[int, Any] = {}
         krons: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         for w, term, state in zip(problem.weights, problem.terms, point.states):
             if w == 0.0:
                 continue
-            for e, block in zip(term.inputs, state.blocks()):
+            exponents = state.block_exponents or [0] * len(term.inputs)
+            for e, block, x in zip(term.inputs, state.blocks(), exponents):
                 if block is None:
                     continue
-                routed = _route_block(point, e, _scaled(block, w))
+                shift = x + 2 * var_units[id(e)] if isinstance(e, Variable) else x
+                routed = _route_block(point, e, _scaled(block, w, shift))
+                if routed is not None and not isinstance(e, Variable):
+                    routed = _unit_shift(routed, 2 * var_units[id(routed[0])])
                 if routed is None:
                     continue
                 var, kind, *parts = routed
@@ -308,6 +357,8 @@ class Preconditioner:
         for var in problem.variables:
             extra = point.curvature().get(id(var))
             if extra is not None and extra.ndim == 2 and (id(var) in rows or id(var) in krons):
+                if var_units[id(var)]:
+                    extra = np.ldexp(extra, 2 * var_units[id(var)])
                 rows[id(var)] = _add_block(rows.get(id(var)),
                                            extra[:, :, None] * np.eye(extra.shape[1]),
                                            var.shape[0])
@@ -339,8 +390,19 @@ class Preconditioner:
         return out
 
 
-def _scaled(block: Any, w: float) -> Any:
-    return w * float(block) if np.isscalar(block) or np.ndim(block) == 0 else w * np.asarray(block)
+def _scaled(block: Any, w: float, shift: int = 0) -> Any:
+    """``w * block * 2**shift`` (the shift applied first: it brings the block to unit scale)."""
+    if np.isscalar(block) or np.ndim(block) == 0:
+        return w * float(np.ldexp(float(block), shift) if shift else block)
+    return w * (np.ldexp(block, shift) if shift else np.asarray(block))
+
+
+def _unit_shift(routed: tuple[Any, ...], shift: int) -> tuple[Any, ...]:
+    """A routed block ``(variable, kind, parts...)`` times ``2**shift``."""
+    if not shift:
+        return routed
+    var, kind, *parts = routed
+    return (var, kind, np.ldexp(parts[0], shift), *parts[1:])
 
 
 def _route_block(point: Point, expr: Expr, block: Any) -> tuple[Any, ...] | None:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from sdf.expr import Variable
+from sdf.numerics import SCALE_THRESHOLD
 from sdf.problem import ModelLike, Point, Problem
 from sdf.result import History, IterationInfo, Result, StopReason
 from sdf.terms import Term
@@ -60,6 +61,44 @@ def table_printer(every: int, print_fn: Callable[[str], Any] = print) -> Callabl
                      f"{info.time:9.3f}")
 
     return show
+
+
+def _variable_units(problem: Problem, z0: np.ndarray, e_z: int) -> np.ndarray | None:
+    """Per entry of z, the exponent of its variable's unit, or None when every variable's
+    scale is within ``2**±SCALE_THRESHOLD`` of the common unit ``2**e_z``."""
+    exps = []
+    for value in problem.unpack(z0):
+        top = float(np.max(np.abs(value), initial=0.0))
+        own = _exponent(top)
+        exps.append(own if top > 0 and abs(own - e_z) > SCALE_THRESHOLD else e_z)
+    if all(e == e_z for e in exps):
+        return None
+    sizes = np.diff(problem.offsets)
+    return np.repeat(np.array(exps, dtype=int), sizes)
+
+
+def _objective_exponent(problem: Problem, start: Point) -> int:
+    """The power of two nearest to ``f`` at the start, from the terms' values in their own
+    units (``f`` itself may underflow or overflow in the model's units)."""
+    shifts = problem.fval_exponents
+    if not shifts.any():
+        return _exponent(start.f)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        parts = problem.model_weights * start.fvals
+        if not np.any(parts > 0):  # an exact start: the data's scale instead
+            norms = np.array([(term if s is None else s.term).data_norm if term.is_data_term
+                              else 0.0 for term, s in zip(problem.terms, problem.scales)])
+            parts = problem.model_weights * norms**2
+    if not np.all(np.isfinite(parts)):
+        return 0
+    mantissa, exponent = np.frexp(parts)
+    exponent = exponent + shifts
+    alive = mantissa > 0
+    if not alive.any():
+        return 0
+    top = int(exponent[alive].max())
+    total = float(np.sum(np.ldexp(mantissa[alive], exponent[alive] - top)))
+    return int(round(math.log2(total))) + top
 
 
 def _exponent(x: float) -> int:
@@ -103,16 +142,28 @@ class ScaledProblem:
                  exponents: tuple[int, int] | None = None) -> None:
         self.raw = problem
         z0 = np.array(problem.z0 if z0 is None else z0, dtype=float)
-        start = problem.point(z0.copy())
+        problem.choose_scales(z0)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            start = problem.point(z0.copy())
         if exponents is None:
-            exponents = (_exponent(float(np.max(np.abs(z0), initial=0.0))), _exponent(start.f))
+            exponents = (_exponent(float(np.max(np.abs(z0), initial=0.0))),
+                         _objective_exponent(problem, start))
         self.exponents = (int(exponents[0]), int(exponents[1]))
         e_z, e_f = self.exponents
+        # f is computed in units of phi by the problem itself (its weights carry 1/phi),
+        # so that no term's contribution underflows or overflows on the way.
+        problem.set_units(e_f)
+        start.f = float(problem.weights @ start.fvals)
         self.sigma = math.ldexp(1.0, e_z)
-        self.phi = math.ldexp(1.0, e_f)
-        self._grad_scale = math.ldexp(1.0, e_z - e_f)     # d f_u / d u = sigma / phi * g
-        self._prec_scale = math.ldexp(1.0, e_f - 2 * e_z)  # (sigma^2 / phi * H)^-1
-        self.z0 = np.ldexp(z0, -e_z)
+        self._grad_scale = self.sigma                       # d f_u / d u = sigma * g
+        self._prec_scale = math.ldexp(1.0, -2 * e_z)        # (sigma^2 * H)^-1
+        #: Per entry of z, its unit's exponent where a variable's scale is far (beyond
+        #: 2**±SCALE_THRESHOLD) from the common one, e.g. a Tucker core carrying tiny data's scale
+        #: beside orthonormal factors; None when one unit serves all.
+        self.units = _variable_units(problem, z0, e_z)
+        self.var_units = (None if self.units is None else
+                          [int(self.units[o]) for o in problem.offsets[:-1]])
+        self.z0 = np.ldexp(z0, -e_z if self.units is None else -self.units)
         self._start: ScaledPoint | None = ScaledPoint(self, self.z0.copy(), start)
         self.singular_products = 0
 
@@ -146,16 +197,27 @@ class ScaledProblem:
     def weights(self) -> np.ndarray:
         return self.raw.weights
 
+    def data_norms(self) -> list[float]:
+        """Per term, the norm of its data in the units its ``fvals`` are in (NaN for
+        terms without data)."""
+        return [(term if scale is None else scale.term).data_norm
+                for term, scale in zip(self.terms, self.raw.scales)]
+
     def rounding_floor(self) -> float:
         """Decreases of ``f`` (scaled units) below this are rounding noise: ``f`` is formed
         from the data's norms, so it carries their rounding error."""
-        scale = sum(w * term.data_norm**2 for w, term in zip(self.weights, self.terms)
-                    if term.is_data_term and np.isfinite(term.data_norm))
-        return 16.0 * float(np.finfo(float).eps) * scale / self.phi
+        scale = sum(w * norm**2 for w, norm, term in zip(self.weights, self.data_norms(),
+                                                         self.terms)
+                    if term.is_data_term and np.isfinite(norm))
+        return 16.0 * float(np.finfo(float).eps) * scale
 
     def to_raw(self, u: np.ndarray) -> np.ndarray:
         """``z = sigma * u`` (exact)."""
-        return np.ldexp(u, self.exponents[0])
+        return np.ldexp(u, self.exponents[0] if self.units is None else self.units)
+
+    def to_units(self, z: np.ndarray) -> np.ndarray:
+        """``u = z / sigma`` (exact)."""
+        return np.ldexp(z, -self.exponents[0] if self.units is None else -self.units)
 
     def point(self, u: np.ndarray) -> ScaledPoint:
         """Evaluate at ``u`` (scaled units); the start is evaluated only once."""
@@ -173,8 +235,9 @@ class ScaledProblem:
 class ScaledPoint:
     """A :class:`~sdf.problem.Point` in the units of a :class:`ScaledProblem`.
 
-    ``f`` and the Gauss-Newton pieces are scaled; ``fvals`` (per-term residual norms) and
-    ``raw`` (the point in the model's units) are not.
+    ``f`` (computed in the problem's units) and the Gauss-Newton pieces are scaled;
+    ``fvals`` (per-term residual norms, in their terms' units) and ``raw`` (the point of
+    the compiled problem) are not.
     """
 
     def __init__(self, problem: ScaledProblem, u: np.ndarray, raw: Point) -> None:
@@ -182,16 +245,21 @@ class ScaledPoint:
         self.z = u
         self.raw = raw
         self.fvals = raw.fvals
-        self.f = math.ldexp(raw.f, -problem.exponents[1]) if np.isfinite(raw.f) else raw.f
+        self.f = raw.f
         self._gradient: np.ndarray | None = None
 
     def gradient(self) -> np.ndarray:
         if self._gradient is None:
-            self._gradient = self.raw.gradient() * self.problem._grad_scale
+            units = self.problem.units
+            g = self.raw.gradient()
+            self._gradient = (g * self.problem._grad_scale if units is None
+                              else np.ldexp(g, units))
         return self._gradient
 
     def gn_product(self, v: np.ndarray) -> np.ndarray:
-        Hv = self.raw.gn_product(self.problem.to_raw(v)) * self.problem._grad_scale
+        Hv = self.raw.gn_product(self.problem.to_raw(v))
+        units = self.problem.units
+        Hv = Hv * self.problem._grad_scale if units is None else np.ldexp(Hv, units)
         curvature = float(v @ Hv)
         if not (curvature > 1e-300) and np.any(v):
             # The Gramian is singular (or worse) along v: CG breaks down there.
@@ -199,6 +267,9 @@ class ScaledPoint:
         return Hv
 
     def preconditioner(self) -> Callable[[np.ndarray], np.ndarray]:
+        if self.problem.var_units is not None:
+            # Built in the variables' own units: nothing to rescale.
+            return self.raw.preconditioner(self.problem.var_units)
         apply = self.raw.preconditioner()
         scale = self.problem._prec_scale
         return lambda r: apply(r) * scale
@@ -273,12 +344,13 @@ class Run:
         return time.perf_counter() - self.start
 
     def relerr(self, fvals: np.ndarray) -> dict[str, float]:
-        """Per data term, ``||r_t|| / ||data_t||`` from ``fvals`` (``||r_t||^2 / 2``)."""
+        """Per data term, ``||r_t|| / ||data_t||`` from ``fvals`` (``||r_t||^2 / 2`` in the
+        term's units)."""
         out = {}
         with np.errstate(over="ignore", invalid="ignore"):
-            for name, term, fval in zip(self.problem.term_names, self.problem.terms, fvals):
+            for name, term, fval, norm in zip(self.problem.term_names, self.problem.terms,
+                                              fvals, self.problem.data_norms()):
                 if term.is_data_term:
-                    norm = term.data_norm
                     err = np.sqrt(2.0 * fval)
                     out[name] = float(err / norm) if norm > 0 else float(err)
         return out
@@ -298,7 +370,10 @@ class Run:
         exponents = self.problem.exponents
         if "f0" not in state or (state.get("exponent_z"), state.get("exponent_f")) != exponents:
             return f0, math.nan
-        return math.ldexp(state["f0"], -exponents[1]), float(state.get("radius", math.nan))
+        saved = float(np.ldexp(state["f0"], -exponents[1]))
+        if not (0 < saved < math.inf):
+            return f0, math.nan
+        return saved, float(state.get("radius", math.nan))
 
     def record(self, point: ScaledPoint, iteration: int, relchange: float, step: float,
                radius: float, cg_iterations: int) -> bool:
@@ -312,15 +387,23 @@ class Run:
         if self.best is None or point.f <= self.best.f:
             self.best = point
         raw = point.raw
-        sigma, phi = self.problem.sigma, self.problem.phi
-        shown = radius * (phi / sigma**2 if self.setup.radius_is_damping else sigma)
-        info = IterationInfo(iteration=self.iterations, objective=raw.f,
+        sigma = self.problem.sigma
+        e_z, e_f = self.problem.exponents
+        exponents = self.problem.raw.fval_exponents
+        # In the model's units, objective and damping may leave the float range for data
+        # near its ends (they are then reported as 0 or inf; the errors never are).
+        with np.errstate(over="ignore", under="ignore"):
+            shown = (float(np.ldexp(radius, e_f - 2 * e_z)) if self.setup.radius_is_damping
+                     else radius * sigma)
+            objective = float(np.ldexp(raw.f, e_f))
+            fvals = np.ldexp(raw.fvals, exponents) if exponents.any() else raw.fvals.copy()
+        info = IterationInfo(iteration=self.iterations, objective=objective,
                              relchange=relchange, step=step * sigma, radius=shown,
                              cg_iterations=cg_iterations,
                              time=self.time_offset + self.elapsed(),
-                             fvals=raw.fvals.copy(), z=raw.z)
+                             fvals=fvals, z=raw.z)
         if iteration == 0 and not self.state:
-            self.state["f0"] = float(raw.f)
+            self.state["f0"] = float(objective)
         self.state["exponent_z"], self.state["exponent_f"] = self.problem.exponents
         self.state["radius"] = float(radius)
         if not (iteration == 0 and self.offset):
@@ -351,11 +434,16 @@ class Run:
         fvals = np.array(raw.fvals, dtype=float)
         if np.all(np.isfinite(fvals)):
             fvals = np.array([
-                term.exact_fval([raw.value(e) for e in term.inputs], fv)
-                for term, fv in zip(problem.terms, fvals)])
-        abserr = {n: float(np.sqrt(2.0 * fv)) for n, fv in zip(problem.term_names, fvals)}
-        finite = bool(np.all(np.isfinite(fvals)))
-        objective = float(problem.weights @ fvals) if finite else float(raw.f)
+                (term if scale is None else scale).exact_fval(
+                    [raw.value(e) for e in term.inputs], fv)
+                for term, scale, fv in zip(problem.terms, problem.scales, fvals)])
+        shifts = problem.fval_exponents // 2
+        with np.errstate(over="ignore", under="ignore"):
+            abserr = {n: float(np.ldexp(np.sqrt(2.0 * fv), k))
+                      for n, fv, k in zip(problem.term_names, fvals, shifts)}
+            finite = bool(np.all(np.isfinite(fvals)))
+            f = float(problem.weights @ fvals) if finite else float(raw.f)
+            objective = float(np.ldexp(f, problem.f_exponent))
         values = {id(e): raw.value(e) for term in problem.terms for e in term.inputs}
         return Assembly(variables, objective, abserr, self.relerr(fvals), values)
 

@@ -59,7 +59,7 @@ def _bounds(problem: ScaledProblem, bounds: dict[str, Any] | None) -> list[tuple
     if np.isnan(lo).any() or np.isnan(hi).any():
         raise OptionError("MinfOptions.bounds: a bound is NaN (use None for no bound)")
     # Bounds are given in the model's units; a scaled problem works in z / sigma.
-    lo, hi = lo / problem.sigma, hi / problem.sigma
+    lo, hi = problem.to_units(lo), problem.to_units(hi)
     return [(None if np.isinf(a) else a, None if np.isinf(b) else b) for a, b in zip(lo, hi)]
 
 

@@ -120,6 +120,12 @@ def _check_core(core: Any, mats: list[np.ndarray], name: str) -> np.ndarray:
     return G
 
 
+def _max_exponent(arrays: Sequence[np.ndarray]) -> int:
+    """``e`` with ``2**(e-1) <= max |a| < 2**e`` over the arrays (0 when all are zero)."""
+    top = max((float(np.max(np.abs(a), initial=0.0)) for a in arrays), default=0.0)
+    return int(np.frexp(top)[1]) if top > 0 and np.isfinite(top) else 0
+
+
 def _expanded(mats: Sequence[np.ndarray], skip: int) -> list[np.ndarray]:
     """Factors whose Khatri-Rao product (skipping ``skip``) is the Kronecker product.
 
@@ -275,6 +281,7 @@ class Tensor(ABC):
     _dims: tuple[str, ...] | None = None
     _coords: dict[str, np.ndarray] | None = None
     _norm_squared_cache: float | None = None
+    _scale_exponent_cache: int | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -327,6 +334,40 @@ class Tensor(ABC):
     def dense_view(self) -> np.ndarray | None:
         """The data as an in-memory read-only float64 array (no copy), or None."""
         return None
+
+    # ------------------------------------------------------------ scale
+    def scale_exponent(self) -> int:
+        """``e`` with the largest known entry's magnitude about ``2**e`` (computed once).
+
+        Terms fit data whose ``e`` is far from 0 through :meth:`scaled` copies, so that
+        norms and inner products neither underflow nor overflow. Kinds that cannot tell
+        return 0 (the default).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sdf.tensors import as_tensor
+        >>> as_tensor(np.full((2, 2), 1e-200)).scale_exponent()
+        -664
+        """
+        if self._scale_exponent_cache is None:
+            self._scale_exponent_cache = int(self._scale_exponent())
+        return self._scale_exponent_cache
+
+    def scaled(self, exponent: int) -> Tensor:
+        """The same data times ``2**exponent``, exactly (a new tensor; dims kept).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sdf.tensors import as_tensor
+        >>> as_tensor(np.full((2, 2), 1e-200)).scaled(664).norm() > 1
+        True
+        """
+        out = self._scaled(int(exponent))
+        if self._dims is not None and self._coords is not None:
+            out._set_labels(self._dims, self._coords)
+        return out
 
     # ------------------------------------------------------------ reductions
     def norm(self) -> float:
@@ -461,9 +502,66 @@ class Tensor(ABC):
     def _values_at(self, subs: np.ndarray) -> np.ndarray:
         raise DataError(f"{type(self).__name__}: these data cannot be read entry by entry")
 
+    def _scale_exponent(self) -> int:
+        return 0
+
+    def _scaled(self, exponent: int) -> Tensor:
+        return _ScaledTensor(self, exponent)
+
     def __repr__(self) -> str:
         dims = "" if self._dims is None else f", dims={self._dims}"
         return f"{type(self).__name__}(shape={self.shape}{self._extra_repr()}{dims})"
 
     def _extra_repr(self) -> str:
         return ""
+
+
+class _ScaledTensor(Tensor):
+    """Any data kind times ``2**exponent``: its reductions, scaled after the fact.
+
+    Exact for data whose own reductions stay in range; kinds that hold their values
+    override :meth:`Tensor._scaled` with a truly scaled copy.
+    """
+
+    def __init__(self, base: Tensor, exponent: int) -> None:
+        self._base = base
+        self._exponent = exponent
+        self._shape = base.shape
+        self.kind = base.kind  # type: ignore[misc]  # messages name the underlying kind
+
+    @property
+    def n_known(self) -> int:
+        return self._base.n_known
+
+    def _norm_squared(self) -> float:
+        return float(np.ldexp(self._base._norm_squared(), 2 * self._exponent))
+
+    def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
+        return np.ldexp(self._base._mttkrp(mats, n), self._exponent)
+
+    def _mttkrp_all(self, mats: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.ldexp(M, self._exponent) for M in self._base._mttkrp_all(mats)]
+
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
+        return float(np.ldexp(self._base._inner_cpd(mats), self._exponent))
+
+    def _project(self, mats: list[np.ndarray]) -> np.ndarray:
+        return np.ldexp(self._base._project(mats), self._exponent)
+
+    def _project_tucker(self, mats: list[np.ndarray], core: np.ndarray
+                        ) -> tuple[np.ndarray, list[np.ndarray]]:
+        P, K = self._base._project_tucker(mats, core)
+        return np.ldexp(P, self._exponent), [np.ldexp(k, self._exponent) for k in K]
+
+    def _values_at(self, subs: np.ndarray) -> np.ndarray:
+        return np.ldexp(self._base._values_at(subs), self._exponent)
+
+    def known_entries(self) -> KnownEntries | None:
+        entries = self._base.known_entries()
+        if entries is None:
+            return None
+        return KnownEntries(entries.shape, entries.subs,
+                            np.ldexp(entries.vals, self._exponent), entries.mode_indicator)
+
+    def to_dense(self) -> np.ndarray:
+        return np.ldexp(self._base.to_dense(), self._exponent)

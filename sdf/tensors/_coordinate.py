@@ -18,6 +18,7 @@ from sdf.tensors._base import (
     _check_shape,
     _check_subs,
     _float_array,
+    _max_exponent,
     _readonly,
     _strides,
 )
@@ -139,6 +140,16 @@ class _CoordinateTensor(Tensor):
 
     def _norm_squared(self) -> float:
         return float(self._vals @ self._vals)
+
+    def _scale_exponent(self) -> int:
+        return _max_exponent([self._vals])
+
+    def _scaled(self, exponent: int) -> Tensor:
+        out = type(self).__new__(type(self))
+        out._init(self._subs, _readonly(np.ldexp(self._vals, exponent)), self._shape,
+                  self._lin)
+        out._indicators = self._indicators  # the same entries: share the index structures
+        return out
 
     def _project(self, mats: list[np.ndarray]) -> np.ndarray:
         return ml.rows_outer_sum(self._vals, self._rows(mats), tuple(A.shape[1] for A in mats))

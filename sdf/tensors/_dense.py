@@ -15,6 +15,7 @@ from sdf.tensors._base import (
     _check_no_inf,
     _check_shape,
     _float_array,
+    _max_exponent,
     _readonly,
     _TreeSession,
 )
@@ -97,6 +98,15 @@ class DenseTensor(Tensor):
         Y = ml.leave_one_out(self._data, [U.T for U in mats], large=True)
         K = [ml.contract_others(Y[n], core, n) for n in range(core.ndim)]
         return ml.mode_product(Y[0], mats[0].T, 0), K
+
+    def _scale_exponent(self) -> int:
+        return _max_exponent([self._data])
+
+    def _scaled(self, exponent: int) -> DenseTensor:
+        out = DenseTensor.__new__(DenseTensor)
+        out._shape = self._shape
+        out._data = _readonly(np.ldexp(self._data, exponent))
+        return out
 
     def _values_at(self, subs: np.ndarray) -> np.ndarray:
         return self._data[tuple(subs.T)]

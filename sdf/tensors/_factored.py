@@ -19,6 +19,7 @@ from sdf.tensors._base import (
     _check_finite,
     _check_shape,
     _float_array,
+    _max_exponent,
     _readonly,
 )
 
@@ -54,6 +55,20 @@ class _FactoredTensor(Tensor):
 
     @abstractmethod
     def _entries(self, rows: list[np.ndarray]) -> np.ndarray: ...
+
+    @abstractmethod
+    def _small(self) -> np.ndarray:
+        """The weights (CPD) or the core (Tucker)."""
+
+    def _scale_exponent(self) -> int:
+        return sum(_max_exponent([B]) for B in self._factors) + _max_exponent([self._small()])
+
+    def _normalized(self, exponent: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """Factors scaled to entries below 1 in magnitude, and weights or core carrying
+        the rest of ``2**exponent``: the same tensor times ``2**exponent``, exactly."""
+        shifts = [_max_exponent([B]) for B in self._factors]
+        factors = [_readonly(np.ldexp(B, -f)) for B, f in zip(self._factors, shifts)]
+        return factors, _readonly(np.ldexp(self._small(), exponent + sum(shifts)))
 
 
 class CPDTensor(_FactoredTensor):
@@ -130,6 +145,15 @@ class CPDTensor(_FactoredTensor):
              for n, B in enumerate(self._factors)]
         return algebra.cpd_to_tensor(C, w), K
 
+    def _small(self) -> np.ndarray:
+        return self._weights
+
+    def _scaled(self, exponent: int) -> CPDTensor:
+        out = CPDTensor.__new__(CPDTensor)
+        out._shape = self._shape
+        out._factors, out._weights = self._normalized(exponent)
+        return out
+
     def _entries(self, rows: list[np.ndarray]) -> np.ndarray:
         P = np.broadcast_to(self._weights, (rows[0].shape[0], self.rank))
         for Rm in rows:
@@ -205,6 +229,15 @@ class TuckerTensor(_FactoredTensor):
         Y = ml.leave_one_out(np.asarray(self._core), C, large=True)
         K = [B @ ml.contract_others(Y[n], core, n) for n, B in enumerate(self._factors)]
         return ml.mode_product(Y[0], C[0], 0), K
+
+    def _small(self) -> np.ndarray:
+        return self._core
+
+    def _scaled(self, exponent: int) -> TuckerTensor:
+        out = TuckerTensor.__new__(TuckerTensor)
+        out._shape = self._shape
+        out._factors, out._core = self._normalized(exponent)
+        return out
 
     def _entries(self, rows: list[np.ndarray]) -> np.ndarray:
         return ml.rows_values(self._core, rows) if rows[0].shape[0] else np.zeros(0)

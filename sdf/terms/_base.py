@@ -25,13 +25,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import copy
+
 import numpy as np
 
 from sdf.errors import ModelError
+from sdf.numerics import SCALE_THRESHOLD
 from sdf.expr import Expr, as_expr
 from sdf.tensors import Tensor, as_tensor
 
-__all__ = ["Block", "DataTerm", "Findings", "RefBuilder", "Structure", "Term", "TermState"]
+__all__ = ["Block", "DataTerm", "Findings", "RefBuilder", "Structure", "Term", "TermScale",
+           "TermState"]
+
 
 Block = Any  # None | float | ndarray (R, R) | ndarray (I, R, R)
 #: ``refs(value, path)``: the expressions a dict entry's references name (see sdf.spec).
@@ -57,9 +62,14 @@ class Structure:
 
 
 class TermState:
-    """A term evaluated at one point (see the module docstring)."""
+    """A term evaluated at one point (see the module docstring).
+
+    ``block_exponents``, when set, says that ``blocks()[k]`` is to be read times
+    ``2**block_exponents[k]`` (states computed in scaled units keep their blocks in range).
+    """
 
     fval: float
+    block_exponents: list[int] | None = None
 
     def gradient(self) -> list[np.ndarray]:
         raise NotImplementedError
@@ -216,12 +226,24 @@ class DataTerm(Term):
 
     @property
     def data_norm(self) -> float:
-        return self.data.norm()
+        e = self.data.scale_exponent()
+        if abs(e) <= SCALE_THRESHOLD:
+            return self.data.norm()
+        # Computed on the scaled copy: the squares of tiny or huge entries leave the range.
+        return float(np.ldexp(self._scaled_data(e).norm(), e))
 
     @property
     def data_norm_squared(self) -> float:
         """Squared norm of the data over the known entries."""
         return self.data.norm_squared()
+
+    def _scaled_data(self, exponent: int) -> Tensor:
+        """The data times ``2**-exponent``, made once per term."""
+        cached = getattr(self, "_scaled_cache", None)
+        if cached is None or cached[0] != exponent:
+            cached = (exponent, self.data.scaled(-exponent))
+            self._scaled_cache = cached
+        return cached[1]
 
     def describe(self) -> str:
         return f"{self.kind} of {self.data.kind} data {self.data.shape}, {self.describe_shape()}"
@@ -254,3 +276,129 @@ class DataTerm(Term):
     def describe_shape(self) -> str:
         """The sizes that define the term (rank, core, ...), for :meth:`describe`."""
         return ""
+
+    # ------------------------------------------------------------ extreme scales
+    def model_norm(self, values: Sequence[np.ndarray]) -> float | None:
+        """``||M||``, the norm of the term's model at ``values`` (None: not available).
+
+        Used to rescale a start far from the data's scale; computed from normalised
+        inputs, so that it neither underflows nor overflows.
+        """
+        return None
+
+    def scale_groups(self) -> list[list[int]]:
+        """Input positions whose product makes each summand of the model (the model is
+        linear in each input of a group); a multilinear term scales through them."""
+        return [list(range(len(self.inputs)))]
+
+    def with_data(self, data: Tensor) -> DataTerm:
+        """The same term on other data (same inputs, weights and options)."""
+        twin = copy.copy(self)
+        twin.data = data
+        return twin
+
+    def choose_scale(self, values: Sequence[np.ndarray]) -> TermScale | None:
+        """How to fit data far from unit scale (None: as they are).
+
+        Data whose largest entry is about ``2**e`` with ``|e| > SCALE_THRESHOLD`` are fitted
+        through a copy scaled by ``2**-e`` (exact: a power of two), and the model through
+        its inputs scaled by powers of two ``2**-e_k`` (their exponents add up to ``e``
+        over every summand, so the scaled model is the model times ``2**-e``), chosen
+        from the inputs' ``values`` at the start so that the scaled inputs are near unit
+        scale. Norms, inner products and Gramians then stay far from underflow and
+        overflow, and the fit is the one of the rescaled problem, exactly.
+        """
+        e = self.data.scale_exponent()
+        if abs(e) <= SCALE_THRESHOLD:
+            return None
+        exponents = _split_exponent(e, self.inputs, self.scale_groups(), values)
+        if exponents is None:
+            return None
+        return TermScale(self.with_data(self._scaled_data(e)), exponents, e)
+
+
+@dataclass(frozen=True)
+class TermScale:
+    """A data term fitted in scaled units (see :meth:`DataTerm.choose_scale`).
+
+    ``term`` is the same term on the data times ``2**-data_exponent``; input ``k`` enters
+    it times ``2**-input_exponents[k]``; its ``fval`` is the term's times
+    ``2**(-2 data_exponent)``.
+    """
+
+    term: DataTerm
+    input_exponents: list[int]
+    data_exponent: int
+
+    def inputs(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The inputs' values in the scaled units."""
+        return [np.ldexp(v, -k) if k else v for v, k in zip(values, self.input_exponents)]
+
+    def prepare(self, values: Sequence[np.ndarray]) -> TermState:
+        return _ScaledState(self.term.prepare(self.inputs(values)), self.input_exponents)
+
+    def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
+        return self.term.exact_fval(self.inputs(values), fval)
+
+
+class _ScaledState(TermState):
+    """A state computed in scaled units, read in the units of the inputs.
+
+    With ``x'_k = x_k 2**-e_k`` and ``f' = f 2**-2e``, derivatives with respect to ``x_k``
+    are those with respect to ``x'_k`` times ``2**-e_k`` (the ``2**-2e`` is carried by the
+    term's weight).
+    """
+
+    def __init__(self, state: TermState, exponents: list[int]) -> None:
+        self._state = state
+        self._exponents = exponents
+        self.fval = state.fval
+        self.block_exponents = [-2 * k for k in exponents]
+
+    def gradient(self) -> list[np.ndarray]:
+        return [np.ldexp(g, -k) for g, k in zip(self._state.gradient(), self._exponents)]
+
+    def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        scaled = [np.ldexp(d, -k) for d, k in zip(dvalues, self._exponents)]
+        return [np.ldexp(o, -k) for o, k in zip(self._state.gn_product(scaled),
+                                                self._exponents)]
+
+    def blocks(self) -> list[Block]:
+        return self._state.blocks()  # to be read times 2**block_exponents
+
+
+def _exponent_of(value: np.ndarray) -> int:
+    top = float(np.max(np.abs(value), initial=0.0))
+    return int(np.frexp(top)[1]) if top > 0 and np.isfinite(top) else 0
+
+
+def _split_exponent(total: int, inputs: Sequence[Expr], groups: list[list[int]],
+                    values: Sequence[np.ndarray]) -> list[int] | None:
+    """Exponents per input position adding up to ``total`` over every group, one per
+    expression (an expression used twice gets one exponent); None if impossible."""
+    by_expr: dict[int, int] = {}
+    for group in groups:
+        members: dict[int, int] = {}  # expression id -> multiplicity in the group
+        for k in group:
+            members[id(inputs[k])] = members.get(id(inputs[k]), 0) + 1
+        fixed = sum(by_expr[i] * m for i, m in members.items() if i in by_expr)
+        free = [(i, m) for i, m in members.items() if i not in by_expr]
+        rest = total - fixed
+        if not free:
+            if rest != 0:
+                return None
+            continue
+        # Start from each free input's own magnitude, then share what is left evenly.
+        own = {i: _exponent_of(values[next(k for k in group if id(inputs[k]) == i)])
+               for i, _ in free}
+        left = rest - sum(own[i] * m for i, m in free)
+        weight = sum(m for _, m in free)
+        for i, m in free:
+            by_expr[i] = own[i] + left // weight
+        left -= (left // weight) * weight
+        single = next((i for i, m in free if m == 1), None)
+        if left:
+            if single is None:
+                return None
+            by_expr[single] += left
+    return [by_expr[id(e)] for e in inputs]

@@ -118,6 +118,10 @@ class BTD(DataTerm):
         blocks = [[*U, S] for U, S in _split(list(values), self.block_sizes)]
         return Structure("BTD", [], blocks=blocks)
 
+    def scale_groups(self) -> list[list[int]]:
+        starts = np.cumsum([0, *self.block_sizes])
+        return [list(range(a, b)) for a, b in zip(starts[:-1], starts[1:])]
+
     def describe_shape(self) -> str:
         cores = ", ".join(str(s) for s in self.core_shapes)
         return f"{self.n_blocks} blocks, cores {cores}"

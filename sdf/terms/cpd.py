@@ -26,7 +26,7 @@ from sdf.errors import DegeneracyWarning, ModelError, SdfWarning
 from sdf.numerics import cpd_degeneracy
 from sdf.expr import Expr
 from sdf.tensors import KnownEntries, Tensor
-from sdf.terms._base import DataTerm, Findings, Structure, TermState
+from sdf.terms._base import DataTerm, Findings, Structure, TermState, _exponent_of
 
 __all__ = ["CPD"]
 
@@ -125,13 +125,19 @@ class CPD(DataTerm):
     def structure(self, values: Sequence[np.ndarray]) -> Structure:
         return Structure("CPD", list(values))
 
+    def model_norm(self, values: Sequence[np.ndarray]) -> float:
+        shifts = [_exponent_of(A) for A in values]
+        grams = algebra.gramians([np.ldexp(A, -k) for A, k in zip(values, shifts)])
+        norm = math.sqrt(max(float(algebra.hadamard(grams).sum()), 0.0))
+        return math.ldexp(norm, sum(shifts))
+
     def check_result(self, name: str, values: Sequence[np.ndarray],
                      start: Sequence[np.ndarray], relerr: float) -> Findings:
         """Degenerate or vanished components; a start far from the data's scale."""
         found = _cpd_findings(name, list(values))
         norm = self.data_norm
         if relerr > 0.5 and norm > 0:
-            found += _start_scale(name, start, norm)
+            found += _start_scale(name, self.model_norm(start), norm)
         return found
 
 
@@ -140,7 +146,8 @@ def _cpd_findings(name: str, factors: list[np.ndarray]) -> Findings:
     out: Findings = []
     if any(A.ndim != 2 for A in factors) or not all(np.isfinite(A).all() for A in factors):
         return out
-    found = cpd_degeneracy(factors)
+    # Normalised factors: the analysis is scale-invariant, their Gramians stay in range.
+    found = cpd_degeneracy([np.ldexp(A, -_exponent_of(A)) for A in factors])
     R = found.component_norms.size
     if found.zero_components:
         out.append((SdfWarning,
@@ -157,23 +164,16 @@ def _cpd_findings(name: str, factors: list[np.ndarray]) -> Findings:
     return out
 
 
-def _start_scale(name: str, start: Sequence[np.ndarray], data_norm: float) -> Findings:
-    """A warning when the initial CPD model and the data differ in scale by > 1e6."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        R = start[0].shape[1]
-        gram = np.ones((R, R))
-        for A in start:
-            A = np.asarray(A)
-            gram = gram * (A.T @ A)
-        start_norm = math.sqrt(max(float(gram.sum()), 0.0))
-    ratio = start_norm / data_norm
+def _start_scale(name: str, start_norm: float, data_norm: float) -> Findings:
+    """A warning when the start's model and the data differ in scale by more than 1e6."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        ratio = start_norm / data_norm
     if np.isfinite(ratio) and 1e-6 <= ratio <= 1e6:
         return []
     return [(SdfWarning, f"term {name!r}: the initial model's norm ({start_norm:.3g}) and "
-             f"the data's norm ({data_norm:.3g}) differ by a factor {ratio:.3g}; scale the "
-             "initial values to the data (fits are scale-invariant only when both are "
-             "scaled together)")]
-
+             f"the data's norm ({data_norm:.3g}) differ by a factor {ratio:.3g}, and no "
+             "variable enters this term alone so the start could not be rescaled; scale "
+             "the initial values to the data")]
 
 
 def _leave_one_out(mats: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from sdf.errors import ModelError
 from sdf.expr import Expr
+from sdf.tensors import Tensor
 from sdf.terms._base import Block, DataTerm, RefBuilder, Structure, Term, TermState
 from sdf.terms.cpd import CPD
 
@@ -162,11 +163,21 @@ class LL1(DataTerm):
     def describe_shape(self) -> str:
         return f"L = {list(self.L)}"
 
+    def with_data(self, data: Tensor) -> LL1:
+        twin = super().with_data(data)
+        assert isinstance(twin, LL1)
+        twin._cpd = CPD(data, [np.zeros((1, 1))] * len(data.shape))
+        return twin
+
     def mode_factors(self) -> list[Expr]:
         return list(self.inputs)
 
     def structure(self, values: Sequence[np.ndarray]) -> Structure:
         return Structure("LL1", list(values), L=self.L)
+
+    def model_norm(self, values: Sequence[np.ndarray]) -> float:
+        A, B, C = values
+        return self._cpd.model_norm([A, B, C[:, np.repeat(np.arange(len(self.L)), self.L)]])
 
     def spec_option_values(self) -> dict[str, Any]:
         return {"L": list(self.L)}

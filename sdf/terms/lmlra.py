@@ -15,6 +15,7 @@ blocks ``M = sum_b S_b ×_n U_{b,n}``. Two evaluation strategies, chosen by the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from sdf import _multilinear as ml
 from sdf.errors import ModelError
 from sdf.expr import Expr
 from sdf.tensors import KnownEntries, Tensor
-from sdf.terms._base import Block, DataTerm, RefBuilder, Structure, TermState
+from sdf.terms._base import Block, DataTerm, RefBuilder, Structure, TermState, _exponent_of
 
 __all__ = ["LMLRA"]
 
@@ -302,6 +303,13 @@ class LMLRA(DataTerm):
 
     def structure(self, values: Sequence[np.ndarray]) -> Structure:
         return Structure("LMLRA", list(values[:-1]), core=values[-1])
+
+    def model_norm(self, values: Sequence[np.ndarray]) -> float:
+        shifts = [_exponent_of(A) for A in values]
+        U = [np.ldexp(A, -k) for A, k in zip(values[:-1], shifts)]
+        S = np.ldexp(values[-1], -shifts[-1])
+        H = ml.products(S, [u.T @ u for u in U], range(S.ndim))
+        return math.ldexp(math.sqrt(max(float(np.vdot(H, S)), 0.0)), sum(shifts))
 
     @classmethod
     def _spec_inputs(cls, value: Any, refs: RefBuilder, path: str) -> tuple[Any, ...]:

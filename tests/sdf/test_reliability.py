@@ -196,18 +196,46 @@ def test_results_are_scale_invariant(rng, method, scale):
     assert fms(factors, [base.variables[f"x{k}"] for k in range(3)]) > 1 - 1e-8
 
 
-def test_a_start_far_from_the_data_scale_is_reported(rng):
-    T, _ = planted(rng)
+def _true_relerr(res, data, scale):
+    """The error recomputed from the factors (in units where it cannot underflow)."""
+    model = algebra.cpd_to_tensor([res.variables[f"x{k}"] / scale ** (1 / 3) for k in range(3)])
+    return np.linalg.norm(model - data / scale) / np.linalg.norm(data / scale)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e-160, 1e120, 1e300])
+def test_any_finite_data_scale_fits_like_the_rescaled_copy(rng, scale):
+    T, _ = planted(rng, noise=1e-3)
+    ref, _ = fit(T, starts(), max_iter=30)
+    start = [x * scale ** (1 / 3) for x in starts()]
+    res, _ = fit(T * scale, start, max_iter=30)
+    assert res.success and res.stop is ref.stop and res.iterations == ref.iterations
+    assert res.relerr["t"] == pytest.approx(ref.relerr["t"], rel=1e-10)
+    rescaled = [res.variables[f"x{k}"] / scale ** (1 / 3) for k in range(3)]
+    assert _true_relerr(res, T * scale, scale) == pytest.approx(res.relerr["t"], rel=1e-6)
+    for k in range(3):
+        np.testing.assert_allclose(rescaled[k], ref.variables[f"x{k}"], rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-160, 1e150, 1e300])
+def test_a_start_far_from_the_data_scale_is_rescaled(rng, scale):
+    T, _ = planted(rng, noise=1e-3)
+    ref, _ = fit(T, starts(), max_iter=50)
     vs = [sdf.Variable(x, name=f"x{k}") for k, x in enumerate(starts())]
-    with pytest.warns(SdfWarning, match=r"initial model's norm .* differ by a factor"):
-        res = sdf.Model(t=sdf.CPD(T * 1e150, vs)).fit(max_iter=30)
-    assert finite(res)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SdfWarning)
+        res = sdf.Model(t=sdf.CPD(T * scale, vs)).fit(max_iter=50)
+    assert res.success
+    assert res.relerr["t"] == pytest.approx(ref.relerr["t"], rel=1e-6)
+    assert _true_relerr(res, T * scale, scale) == pytest.approx(res.relerr["t"], rel=1e-6)
 
 
-def test_overflowing_data_ends_nonfinite_not_success(rng):
-    T, _ = planted(rng)
-    res, _ = fit(T * 1e300, starts(), max_iter=5)
-    assert res.stop is sdf.StopReason.NONFINITE and not res.success and finite(res)
+def test_a_start_that_cannot_be_rescaled_is_reported(rng):
+    # The variable enters the term twice (a symmetric CPD): no variable is its own.
+    A = rng.standard_normal((5, 2))
+    a = sdf.Variable(rng.standard_normal((5, 2)), name="a")
+    with pytest.warns(SdfWarning, match=r"initial model's norm .* could not be rescaled"):
+        res = sdf.Model(t=sdf.CPD(A @ A.T * 1e150, [a, a])).fit(max_iter=5)
+    assert all(np.all(np.isfinite(v)) for v in res.variables.values())
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32, np.uint8])
