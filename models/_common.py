@@ -18,8 +18,8 @@ from sdf.tensors import Tensor, as_tensor
 
 from sdf.models._result import Stage
 
-__all__ = ["Timer", "as_data", "check_int", "engine_fit", "labels_of", "make_rng", "quiet",
-           "random_factors", "stage_from", "user_factors"]
+__all__ = ["Timer", "as_data", "check_int", "check_number", "engine_fit", "labels_of", "make_rng",
+           "quiet", "random_factors", "stage_from", "user_factors"]
 
 
 def as_data(data: Any, min_order: int = 2) -> Tensor:
@@ -35,6 +35,18 @@ def check_int(value: Any, name: str, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ModelError(f"{name}: expected an integer >= {low}, got {value!r}")
     return int(value)
+
+
+def check_number(value: Any, name: str, low: float = 0.0, high: float | None = None
+                 ) -> float:
+    """``value`` as a finite float in ``[low, high]``, or ModelError naming ``name``."""
+    is_number = (isinstance(value, (int, float, np.integer, np.floating))
+                 and not isinstance(value, bool))
+    if not (is_number and np.isfinite(value) and value >= low
+            and (high is None or value <= high)):
+        bounds = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+        raise ModelError(f"{name}: expected a finite number {bounds}, got {value!r}")
+    return float(value)
 
 
 def make_rng(seed: Any) -> np.random.Generator:
@@ -96,6 +108,8 @@ def engine_fit(model: sdf.Model, method: str, options: Any, fit_options: dict[st
     start is already a converged solution (e.g. of HOOI) and the Result records it,
     reported as ``StopReason.TOL_FUN``.
     """
+    if callback is not None and not callable(callback):  # the wrapper below would hide it
+        raise ModelError(f"fit: callback must be callable, got {type(callback).__name__}")
     if evaluate_only:
         def stop_at_start(info: Any) -> bool:
             if callback is not None:

@@ -22,7 +22,7 @@ from sdf.errors import ModelError
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor, as_tensor
 
-from sdf.models._common import Timer, check_int, engine_fit, make_rng, quiet
+from sdf.models._common import Timer, check_int, check_number, engine_fit, make_rng, quiet
 from sdf.models._result import Decomposition, Stage
 from sdf.models.cpd import cpd
 
@@ -190,7 +190,7 @@ def _relweights(tensors: Mapping[str, Tensor], given: Mapping[str, float] | None
         unknown = sorted(set(given) - set(tensors))
         if unknown:
             raise ModelError(f"relweights: unknown data sets {unknown}")
-        rel.update({k: float(v) for k, v in given.items()})
+        rel.update({k: check_number(v, f"relweights[{k!r}]") for k, v in given.items()})
     return rel
 
 

@@ -11,6 +11,8 @@ import sdf
 from sdf.errors import ModelError
 from sdf.solvers import MethodName
 
+from sdf.models._common import check_number, make_rng
+
 __all__ = ["fuse", "fuse_model"]
 
 
@@ -84,7 +86,13 @@ def fuse_model(
                 f"fuse: {label} names unknown {'data set' if label == 'relweights' else 'dim'}(s) "
                 f"{', '.join(map(repr, unknown))} (known: {', '.join(map(str, known))})"
             )
-    rng = np.random.default_rng(seed)
+    for name, weight in relweights.items():
+        check_number(weight, f"fuse: relweights[{name!r}]")
+    for dim, transform in transforms.items():
+        if not callable(transform):
+            raise ModelError(f"fuse: transforms[{dim!r}] must be callable (e.g. "
+                             f"sdf.transforms.nonneg), got {type(transform).__name__}")
+    rng = make_rng(seed)
     factors = {}
     for dim, n in sizes.items():
         start = init[dim] if dim in init else rng.standard_normal((n, int(rank)))

@@ -9,7 +9,7 @@ import numpy as np
 
 from sdf.decomp import mlsvd
 from sdf.errors import ModelError
-from sdf.models._common import as_data, check_int, make_rng, quiet
+from sdf.models._common import as_data, check_int, check_number, make_rng, quiet
 from sdf.models._result import Decomposition
 from sdf.models.cpd import cpd
 from sdf.models.diagnostics import corcondia, fms
@@ -127,6 +127,7 @@ def rankest(data: Any, max_rank: int, *, n_starts: int = 2,
     X = as_data(data, min_order=2)
     max_rank = check_int(max_rank, "max_rank", low=2)
     n_starts = check_int(n_starts, "n_starts")
+    tol = check_number(tol, "tol")
     rng = make_rng(seed)
     errors, cc, fits = [], [], []
     for R in range(1, max_rank + 1):
@@ -285,6 +286,7 @@ def stability(data: Any, rank: int, *, scheme: Literal["split-half", "bootstrap"
     X = as_data(data, min_order=3)
     rank = check_int(rank, "rank")
     n_repeats = check_int(n_repeats, "n_repeats")
+    threshold = check_number(threshold, "threshold", high=1.0)
     if scheme not in ("split-half", "bootstrap"):
         raise ModelError(f"scheme: expected 'split-half' or 'bootstrap', got {scheme!r}")
     if not (isinstance(mode, (int, np.integer)) and -X.ndim <= mode < X.ndim):
