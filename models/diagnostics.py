@@ -231,7 +231,8 @@ def degeneracy(factors: Any, threshold: float = DEGENERACY_CONGRUENCE,
     >>> report.degenerate, report.pairs[0][:2]
     (True, (0, 1))
     """
-    if not (np.isscalar(threshold) and -1.0 < float(threshold) < 0.0):
+    if not (isinstance(threshold, (int, float, np.integer, np.floating))
+            and -1.0 < float(threshold) < 0.0):
         raise ModelError(f"threshold: expected a number in (-1, 0), got {threshold!r}")
     found = cpd_degeneracy(_factor_list(factors, "factors"), congruence=float(threshold))
     if found.pairs and warn:

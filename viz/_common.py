@@ -12,16 +12,22 @@ factor ``xarray.DataArray`` s, or any object with ``.factors`` and optionally ``
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from numpy.typing import ArrayLike
 
 from sdf.errors import DataError, ModelError
 from sdf.numerics import check_factors
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -35,7 +41,7 @@ ViewKind = Literal["CPD", "LMLRA", "BTD", "LL1"]
 
 
 # ----------------------------------------------------------------------------- matplotlib
-def pyplot() -> Any:
+def pyplot() -> ModuleType:
     """``matplotlib.pyplot``, imported on first use."""
     import matplotlib.pyplot as plt
 
@@ -57,11 +63,15 @@ def new_figure(fig: Figure | None, nrows: int, ncols: int, *, size: tuple[float,
 
 
 def get_axes(ax: Axes | None, size: tuple[float, float] = (5.0, 3.5)) -> tuple[Figure, Axes]:
-    """``(ax.figure, ax)``, or a new figure with one axes."""
+    """``(figure, ax)``: the root figure holding ``ax``, or a new figure with one axes."""
+    from matplotlib.figure import SubFigure
+
     if ax is None:
         fig = pyplot().figure(figsize=size, layout="constrained")
         return fig, fig.add_subplot()
-    return ax.figure, ax
+    # An axes in a subfigure: the root figure is the one that saves and shows.
+    parent = ax.figure
+    return (parent.figure if isinstance(parent, SubFigure) else parent), ax
 
 
 def interactive_backend() -> bool:
@@ -76,7 +86,8 @@ def interactive_backend() -> bool:
     except ImportError:  # matplotlib < 3.9
         from matplotlib import rcsetup
 
-        names = rcsetup.interactive_bk
+        # Gone (with its stub) since 3.9, where this branch no longer runs.
+        names = getattr(rcsetup, "interactive_bk")
     return backend in {n.lower() for n in names} or "ipympl" in backend or "widget" in backend
 
 
@@ -151,7 +162,8 @@ class FactorView:
 
         if self.kind in ("CPD", "LL1"):
             return algebra.cpd_to_tensor(self._cpd_form())
-        return sum(algebra.tucker_to_tensor(U, S) for U, S in self._tucker_blocks())
+        return reduce(operator.add,
+                      (algebra.tucker_to_tensor(U, S) for U, S in self._tucker_blocks()))
 
     def values_at(self, subs: np.ndarray) -> np.ndarray:
         """Model values at the entries ``subs`` (m, N), never forming the full tensor."""
@@ -159,11 +171,14 @@ class FactorView:
 
         if self.kind in ("CPD", "LL1"):
             return CPDTensor(self._cpd_form()).values_at(subs)
-        return sum(TuckerTensor(U, S).values_at(subs) for U, S in self._tucker_blocks())
+        return reduce(operator.add,
+                      (TuckerTensor(U, S).values_at(subs) for U, S in self._tucker_blocks()))
 
 
-def _column_groups(sizes: Sequence[int]) -> np.ndarray:
-    return np.repeat(np.arange(len(sizes)), np.asarray(sizes, dtype=int))
+def _column_groups(sizes: ArrayLike) -> np.ndarray:
+    """Block number of every column, for blocks of ``sizes`` columns."""
+    counts = np.asarray(sizes, dtype=int)
+    return np.repeat(np.arange(len(counts)), counts)
 
 
 def _matrices(factors: Sequence[Any], where: str) -> list[np.ndarray]:

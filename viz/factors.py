@@ -282,7 +282,7 @@ def _draw_core(ax: Axes, core: np.ndarray) -> AxesImage:
 
 def _prepare(sources: list[tuple[str, Any]], term: str | None, normalize: bool,
              signs: bool, L: Any) -> list[FactorView]:
-    decs = []
+    decs: list[FactorView] = []
     for k, (label, src) in enumerate(sources):
         dec = as_decomposition(src, term, L=L, where=f"model {label!r}" if label else "source")
         if normalize:

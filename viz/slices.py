@@ -236,11 +236,12 @@ def plot_slices(
 
 
 def _add_slider(plot: SlicePlot, n: int) -> Slider:
+    from matplotlib.layout_engine import ConstrainedLayoutEngine, TightLayoutEngine
     from matplotlib.widgets import Slider
 
     fig = plot.figure
     engine = fig.get_layout_engine()
-    if engine is not None and hasattr(engine, "set"):
+    if isinstance(engine, (ConstrainedLayoutEngine, TightLayoutEngine)):
         engine.set(rect=(0, 0.08, 1, 0.92))  # room for the slider under the panels
     else:
         fig.subplots_adjust(bottom=0.2)
