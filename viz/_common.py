@@ -188,7 +188,8 @@ def _matrices(factors: Sequence[Any], where: str) -> list[np.ndarray]:
     return check_factors(factors, name=f"{where}, factors", real=True)
 
 
-def _from_factors(factors: Sequence[Any], core: Any = None, L: Any = None,
+def _from_factors(factors: Sequence[Any], core: ArrayLike | None = None,
+                  L: int | Sequence[int] | None = None,
                   where: str = "factors") -> FactorView:
     """A FactorView from matrices, a core (Tucker), block tuples (BTD) or L (LL1)."""
     if len(factors) and all(isinstance(b, (tuple, list)) for b in factors):
@@ -279,7 +280,7 @@ def _attach_data(dec: FactorView, data: Tensor | None) -> FactorView:
     return dec
 
 
-def _from_xarray_factors(arrays: Sequence[Any], core: Any, where: str) -> FactorView:
+def _from_xarray_factors(arrays: Sequence[Any], core: ArrayLike | None, where: str) -> FactorView:
     """Factor DataArrays with dims ``(dim, "component")``."""
     dims, coords, mats = [], [], []
     for n, da in enumerate(arrays):
@@ -306,12 +307,12 @@ def _from_dataset(ds: Any, where: str) -> FactorView:
     return _from_xarray_factors(arrays, core, where)
 
 
-def _is_xarray(x: Any, name: str) -> bool:
+def _is_xarray(x: object, name: str) -> bool:
     return type(x).__module__.startswith("xarray") and type(x).__name__ == name
 
 
-def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
-                     L: Any = None, where: str = "source") -> FactorView:
+def as_decomposition(obj: object, term: str | None = None, *, data: object = None,
+                     L: int | Sequence[int] | None = None, where: str = "source") -> FactorView:
     """Turn any accepted input into a :class:`FactorView`.
 
     Parameters
@@ -346,8 +347,8 @@ def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
         raise ModelError(f"{where}: term={term!r} needs an sdf.Result, got {type(obj).__name__}")
     if _is_result(obj):
         dec = _from_result(obj, term)
-    elif _is_result(getattr(obj, "result", None)):  # an sdf.models.Decomposition
-        dec = _from_result(obj.result, term)
+    elif _is_result(inner := getattr(obj, "result", None)):  # an sdf.models.Decomposition
+        dec = _from_result(inner, term)
     elif _is_xarray(obj, "Dataset"):
         dec = _from_dataset(obj, where)
     elif isinstance(obj, Tensor):
@@ -379,7 +380,7 @@ def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
     return dec
 
 
-def _is_result(obj: Any) -> bool:
+def _is_result(obj: object) -> bool:
     """An ``sdf.Result`` (or what reads like one: a model and a ``factors(term)`` method)."""
     return hasattr(obj, "model") and callable(getattr(obj, "factors", None))
 
@@ -393,7 +394,7 @@ def _from_model_result(obj: Any, term: str | None, where: str) -> FactorView:
                          L=getattr(obj, "L", None), where=where)
 
 
-def as_data(data: Any) -> Tensor:
+def as_data(data: object) -> Tensor:
     """The data as an ``sdf.tensors.Tensor`` (DataArray dims/coords kept)."""
     from sdf.tensors import as_tensor
 
@@ -421,7 +422,7 @@ def data_and_model(dec: FactorView, where: str) -> tuple[np.ndarray, np.ndarray]
     return D, M
 
 
-def check_mode(mode: Any, ndim: int, where: str) -> int:
+def check_mode(mode: object, ndim: int, where: str) -> int:
     if not (isinstance(mode, (int, np.integer)) and -ndim <= mode < ndim):
         raise ModelError(f"{where}: mode must be an int in [0, {ndim}), got {mode!r}")
     return int(mode) % ndim
@@ -432,7 +433,8 @@ def is_categorical(coord: np.ndarray) -> bool:
     return np.asarray(coord).dtype.kind in "OUS"
 
 
-def label_runs(items: Any, labels: Sequence[str] | None, what: str) -> list[tuple[str, Any]]:
+def label_runs(items: object, labels: Sequence[str] | None, what: str
+               ) -> list[tuple[str, object]]:
     """``[(label, item), ...]`` from one item, a sequence or a mapping label -> item."""
     if isinstance(items, Mapping):
         pairs = [(str(k), v) for k, v in items.items()]

@@ -117,9 +117,9 @@ def _draw_sse(ax: Axes, sse: np.ndarray, out: np.ndarray, coord: np.ndarray,
 
 
 def plot_residuals(
-    source: Any,
+    source: object,
     *,
-    data: Any = None,
+    data: object = None,
     term: str | None = None,
     mode: int = 0,
     bins: int | str = "auto",
