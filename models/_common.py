@@ -13,16 +13,17 @@ import numpy as np
 import sdf
 from sdf.errors import DataError, ModelError, SdfWarning
 from sdf.numerics import check_factors
-from sdf.result import Result, StopReason
+from sdf.result import IterationInfo, Result, StopReason
+from sdf.solvers import MethodName, SolverOptions
 from sdf.tensors import Tensor, as_tensor
 
 from sdf.models._result import Stage
 
-__all__ = ["Timer", "as_data", "check_int", "check_number", "engine_fit", "labels_of", "make_rng",
-           "quiet", "random_factors", "stage_from", "user_factors"]
+__all__ = ["Timer", "as_data", "check_int", "check_number", "engine_fit", "labels_of",
+           "make_rng", "quiet", "random_factors", "stage_from", "user_factors"]
 
 
-def as_data(data: Any, min_order: int = 2) -> Tensor:
+def as_data(data: object, min_order: int = 2) -> Tensor:
     """The data as a Tensor with at least ``min_order`` modes."""
     X = as_tensor(data, name="data")
     if X.ndim < min_order:
@@ -30,14 +31,14 @@ def as_data(data: Any, min_order: int = 2) -> Tensor:
     return X
 
 
-def check_int(value: Any, name: str, low: int = 1) -> int:
+def check_int(value: object, name: str, low: int = 1) -> int:
     """``value`` as an int ``>= low``, or ModelError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ModelError(f"{name}: expected an integer >= {low}, got {value!r}")
     return int(value)
 
 
-def check_number(value: Any, name: str, low: float = 0.0, high: float | None = None
+def check_number(value: object, name: str, low: float = 0.0, high: float | None = None
                  ) -> float:
     """``value`` as a finite float in ``[low, high]``, or ModelError naming ``name``."""
     is_number = (isinstance(value, (int, float, np.integer, np.floating))
@@ -49,7 +50,7 @@ def check_number(value: Any, name: str, low: float = 0.0, high: float | None = N
     return float(value)
 
 
-def make_rng(seed: Any) -> np.random.Generator:
+def make_rng(seed: object) -> np.random.Generator:
     """A Generator from None, an int or a Generator (used as is)."""
     if seed is None or isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         return np.random.default_rng(seed)
@@ -71,7 +72,7 @@ def random_factors(shape: Sequence[int], cols: Sequence[int] | int,
     return [rng.standard_normal((int(I), int(R))) for I, R in zip(shape, cols)]
 
 
-def user_factors(init: Any, shape: Sequence[int], cols: Sequence[int], name: str = "init"
+def user_factors(init: object, shape: Sequence[int], cols: Sequence[int], name: str = "init"
                  ) -> list[np.ndarray]:
     """Copies of given factor matrices, checked against the data shape and column counts."""
     mats = check_factors(init, shape=shape, columns=cols, name=name, finite=True, real=True,
@@ -99,8 +100,9 @@ class Timer:
         return out
 
 
-def engine_fit(model: sdf.Model, method: str, options: Any, fit_options: dict[str, Any],
-               display: int, callback: Callable[[Any], Any] | None,
+def engine_fit(model: sdf.Model, method: MethodName, options: SolverOptions | None,
+               fit_options: dict[str, Any], display: int,
+               callback: Callable[[IterationInfo], Any] | None,
                evaluate_only: bool = False) -> Result:
     """``model.fit`` with the driver's solver settings.
 
@@ -111,7 +113,7 @@ def engine_fit(model: sdf.Model, method: str, options: Any, fit_options: dict[st
     if callback is not None and not callable(callback):  # the wrapper below would hide it
         raise ModelError(f"fit: callback must be callable, got {type(callback).__name__}")
     if evaluate_only:
-        def stop_at_start(info: Any) -> bool:
+        def stop_at_start(info: IterationInfo) -> bool:
             if callback is not None:
                 callback(info)
             return True

@@ -27,7 +27,8 @@ from sdf.models._result import Stage
 __all__ = ["Fit", "MAX_DENSIFY", "compress_data", "dense_standin", "expand", "project",
            "run_fits"]
 
-Builder = Callable[[Any, list[sdf.Variable]], sdf.Term]
+#: Makes the data term of a driver from the data (or its MLSVD core) and the variables.
+Builder = Callable[[Tensor | np.ndarray, list[sdf.Variable]], sdf.Term]
 _COMPRESS_RATIO = 0.5
 #: Entries up to which data not held as an array are expanded for algebraic starts.
 MAX_DENSIFY = 20_000_000
@@ -56,7 +57,7 @@ def dense_standin(X: Tensor) -> tuple[np.ndarray | None, bool]:
     return D, True
 
 
-def compress_data(X: Tensor, core_shape: Sequence[int], compress: Any, timer: Timer,
+def compress_data(X: Tensor, core_shape: Sequence[int], compress: object, timer: Timer,
                   stages: list[Stage]) -> MLSVDResult | None:
     """Truncated MLSVD of dense data to ``core_shape`` when asked or when it pays."""
     from sdf.errors import ModelError
@@ -104,8 +105,9 @@ class Fit:
         self.result = result
 
 
-def _fit_level(data: Any, start: Sequence[np.ndarray], names: Sequence[str], build: Builder,
-               settings: dict[str, Any], callback: Any, evaluate_only: bool = False
+def _fit_level(data: Tensor | np.ndarray, start: Sequence[np.ndarray], names: Sequence[str],
+               build: Builder, settings: dict[str, Any],
+               callback: Callable[[sdf.IterationInfo], Any] | None, evaluate_only: bool = False
                ) -> tuple[list[np.ndarray], Result]:
     variables = [sdf.Variable(np.array(A, dtype=float), name=nm) for A, nm in zip(start, names)]
     res = engine_fit(sdf.Model(data=build(data, variables)), settings["method"],

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sdf.expr import Expr
 from sdf.result import History, Result
 
 __all__ = ["Decomposition", "DecompositionKind", "Stage"]
@@ -126,7 +127,7 @@ class Decomposition:
             return getattr(result, name)
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
-    def __getitem__(self, key: Any) -> np.ndarray:
+    def __getitem__(self, key: Expr | str) -> np.ndarray:
         return self.result[key]
 
     @property
@@ -141,7 +142,7 @@ class Decomposition:
                 f"stages={steps!r}, stop={self.result.stop.name})")
 
 
-def _shapes(obj: Any) -> Any:
+def _shapes(obj: object) -> object:
     if isinstance(obj, np.ndarray):
         return obj.shape
     if isinstance(obj, (list, tuple)):

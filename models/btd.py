@@ -18,6 +18,7 @@ import numpy as np
 import sdf
 from sdf.errors import ModelError
 from sdf.solvers import MethodName
+from sdf.tensors import Tensor
 
 from sdf.models._common import Timer, as_data, check_int, labels_of, make_rng, user_factors
 from sdf.models._pipeline import compress_data, project, run_fits
@@ -26,7 +27,7 @@ from sdf.models._result import Decomposition, Stage
 __all__ = ["btd"]
 
 
-def _block_shapes(core_shapes: Any, N: int, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+def _block_shapes(core_shapes: object, N: int, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     if isinstance(core_shapes, np.ndarray) or not isinstance(core_shapes, Sequence) \
             or not core_shapes:
         raise ModelError("core_shapes: expected a non-empty list of block core shapes, e.g. "
@@ -43,7 +44,7 @@ def _block_shapes(core_shapes: Any, N: int, shape: tuple[int, ...]) -> list[tupl
     return out
 
 
-def _given_blocks(init: Any, shape: tuple[int, ...], cores: list[tuple[int, ...]]
+def _given_blocks(init: object, shape: tuple[int, ...], cores: list[tuple[int, ...]]
                   ) -> list[np.ndarray]:
     if not isinstance(init, Sequence) or len(init) != len(cores):
         raise ModelError(f"init: expected {len(cores)} blocks (U_0, ..., U_{{N-1}}, S) or "
@@ -61,7 +62,7 @@ def _given_blocks(init: Any, shape: tuple[int, ...], cores: list[tuple[int, ...]
 
 
 def btd(
-    data: Any,
+    data: object,
     core_shapes: Sequence[Sequence[int]],
     *,
     init: Literal["random"] | list[Any] = "random",
@@ -139,7 +140,7 @@ def btd(
     labels = labels_of(X)
     names = [f"{lab}_{b}" for b in range(len(cores)) for lab in (*labels, "core")]
 
-    def build(d: Any, v: list[sdf.Variable]) -> sdf.Term:
+    def build(d: Tensor | np.ndarray, v: list[sdf.Variable]) -> sdf.Term:
         return sdf.BTD(d, [v[k:k + N + 1] for k in range(0, len(v), N + 1)])
 
     settings = dict(method=method, options=options, fit_options=fit_options,

@@ -29,7 +29,8 @@ from sdf.models.cpd import cpd
 __all__ = ["cmtf"]
 
 
-def _mode_labels(data: Mapping[str, Tensor], modes: Any) -> dict[str, list[str]]:
+def _mode_labels(data: Mapping[str, Tensor], modes: Mapping[str, Sequence[str]] | None
+                 ) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, X in data.items():
         if modes is not None and name in modes:
@@ -78,7 +79,7 @@ def _least_squares_mode(X: Tensor, factors: list[np.ndarray | None], n: int) -> 
 
 
 def cmtf(
-    data: Mapping[str, Any],
+    data: Mapping[str, object],
     rank: int,
     *,
     modes: Mapping[str, Sequence[str]] | None = None,
@@ -195,7 +196,7 @@ def _relweights(tensors: Mapping[str, Tensor], given: Mapping[str, float] | None
 
 
 def _initial(tensors: Mapping[str, Tensor], labels: Mapping[str, list[str]],
-             sizes: Mapping[str, int], rank: int, init: Any, rng: np.random.Generator
+             sizes: Mapping[str, int], rank: int, init: object, rng: np.random.Generator
              ) -> dict[str, np.ndarray]:
     start: dict[str, np.ndarray] = {}
     if isinstance(init, Mapping):

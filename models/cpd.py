@@ -85,7 +85,7 @@ def _impute(X: Tensor, start: list[np.ndarray], method: str,
     return factors, rounds, err
 
 
-def _initial(X: Tensor, dense: np.ndarray | None, rank: int, init: Any,
+def _initial(X: Tensor, dense: np.ndarray | None, rank: int, init: object,
              rng: np.random.Generator) -> tuple[list[np.ndarray], str]:
     """Starting factors at the size of ``dense`` (core or data) and the method's name."""
     shape = X.shape if dense is None else dense.shape
@@ -110,7 +110,7 @@ def _initial(X: Tensor, dense: np.ndarray | None, rank: int, init: Any,
 
 
 def cpd(
-    data: Any,
+    data: object,
     rank: int,
     *,
     init: InitMethod | list[np.ndarray] = "auto",

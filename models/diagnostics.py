@@ -10,9 +10,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, TypeAlias
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
 from sdf import algebra
@@ -33,7 +34,18 @@ __all__ = [
 ]
 
 
-def _factor_list(factors: Any, name: str) -> list[np.ndarray]:
+class HasFactors(Protocol):
+    """Anything holding CPD factor matrices as ``.factors`` (a Decomposition, a CPDTensor)."""
+
+    @property
+    def factors(self) -> Sequence[ArrayLike]: ...
+
+
+#: CPD factors: the matrices ``[A_0, ..., A_{N-1}]`` or an object holding them.
+CPDFactors: TypeAlias = Sequence[ArrayLike] | HasFactors
+
+
+def _factor_list(factors: CPDFactors, name: str) -> list[np.ndarray]:
     """CPD factors (or a Decomposition's), validated: real matrices with equal columns."""
     return check_factors(getattr(factors, "factors", factors), columns="same", name=name,
                          real=True, error=ModelError)
@@ -71,7 +83,7 @@ def _match(est: list[np.ndarray], ref: list[np.ndarray], name: str
     return perm, C[perm, np.arange(len(perm))]
 
 
-def fms(estimate: Any, reference: Any) -> float:
+def fms(estimate: CPDFactors, reference: CPDFactors) -> float:
     r"""Factor match score between an estimated and a reference CPD.
 
     .. math::
@@ -133,7 +145,7 @@ class CPDError:
     fms: float
 
 
-def cpderr(estimate: Any, reference: Any) -> CPDError:
+def cpderr(estimate: CPDFactors, reference: CPDFactors) -> CPDError:
     r"""Relative error of each factor after optimal permutation and scaling.
 
     The permutation is the one of :func:`fms`. Then, per mode ``n`` and component ``r``,
@@ -174,7 +186,7 @@ def cpderr(estimate: Any, reference: Any) -> CPDError:
                     fms=float(np.mean(scores)))
 
 
-def congruence(factors: Any) -> np.ndarray:
+def congruence(factors: CPDFactors) -> np.ndarray:
     r"""Tucker congruence between the rank-one components of one CPD.
 
     ``C[r, s] = prod_n cos(a^{(n)}_r, a^{(n)}_s)``, signed: the cosine between the
@@ -200,7 +212,7 @@ def congruence(factors: Any) -> np.ndarray:
     return cpd_degeneracy(_factor_list(factors, "factors")).congruence
 
 
-def degeneracy(factors: Any, threshold: float = DEGENERACY_CONGRUENCE,
+def degeneracy(factors: CPDFactors, threshold: float = DEGENERACY_CONGRUENCE,
                warn: bool = True) -> Degeneracy:
     """Look for components cancelling each other; warn when some do.
 
@@ -231,7 +243,8 @@ def degeneracy(factors: Any, threshold: float = DEGENERACY_CONGRUENCE,
     >>> report.degenerate, report.pairs[0][:2]
     (True, (0, 1))
     """
-    if not (np.isscalar(threshold) and -1.0 < float(threshold) < 0.0):
+    if not (isinstance(threshold, (int, float, np.integer, np.floating))
+            and -1.0 < float(threshold) < 0.0):
         raise ModelError(f"threshold: expected a number in (-1, 0), got {threshold!r}")
     found = cpd_degeneracy(_factor_list(factors, "factors"), congruence=float(threshold))
     if found.pairs and warn:
@@ -243,7 +256,7 @@ def degeneracy(factors: Any, threshold: float = DEGENERACY_CONGRUENCE,
     return found
 
 
-def corcondia(data: Any, factors: Any) -> float:
+def corcondia(data: object, factors: CPDFactors) -> float:
     r"""Core consistency diagnostic (CORCONDIA) of a CPD.
 
     The factors are first balanced: every column of every mode gets the same norm

@@ -26,7 +26,7 @@ __all__ = ["ll1"]
 
 
 def ll1(
-    data: Any,
+    data: object,
     L: int | Sequence[int],
     *,
     rank: int | None = None,

@@ -40,7 +40,7 @@ __all__ = ["lmlra"]
 
 
 
-def _core_shape(X: Tensor, core_shape: Any) -> list[int]:
+def _core_shape(X: Tensor, core_shape: object) -> list[int]:
     if isinstance(core_shape, (int, np.integer)) and not isinstance(core_shape, bool):
         core_shape = [int(core_shape)] * X.ndim
     if isinstance(core_shape, np.ndarray):
@@ -55,7 +55,7 @@ def _core_shape(X: Tensor, core_shape: Any) -> list[int]:
     return out
 
 
-def _start(X: Tensor, D: np.ndarray | None, ranks: list[int], init: Any,
+def _start(X: Tensor, D: np.ndarray | None, ranks: list[int], init: object,
            rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray, str]:
     """Starting factors and core, and how they were made."""
     if isinstance(init, str):
@@ -100,7 +100,7 @@ def _hooi(D: np.ndarray, ranks: list[int], U: list[np.ndarray], core: np.ndarray
 
 
 def lmlra(
-    data: Any,
+    data: object,
     core_shape: int | Sequence[int],
     *,
     init: Literal["auto", "random"] | list[np.ndarray] = "auto",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sdf.decomp import mlsvd
 from sdf.errors import ModelError
@@ -21,7 +23,7 @@ __all__ = ["MLRankEstimate", "RankEstimate", "Stability", "lcorner", "mlrankest"
 _LOG_FLOOR = 1e-14
 
 
-def lcorner(errors: Any) -> int:
+def lcorner(errors: ArrayLike) -> int:
     r"""Index of the L-curve corner of a decreasing error curve.
 
     ``errors[k]`` is the relative error with ``k + 1`` terms; the error with 0 terms is
@@ -84,7 +86,7 @@ class RankEstimate:
     fits: list[Decomposition]
 
 
-def rankest(data: Any, max_rank: int, *, n_starts: int = 2,
+def rankest(data: object, max_rank: int, *, n_starts: int = 2,
             seed: int | np.random.Generator | None = None, tol: float = 1e-12,
             **fit_options: Any) -> RankEstimate:
     """Estimate a CPD rank from the error-versus-rank curve (its L-corner).
@@ -169,7 +171,7 @@ class MLRankEstimate:
     singular_values: list[np.ndarray]
 
 
-def mlrankest(data: Any, max_ranks: Any = None) -> MLRankEstimate:
+def mlrankest(data: object, max_ranks: int | Sequence[int] | None = None) -> MLRankEstimate:
     """Estimate a multilinear rank from each mode's singular value decay (L-corners).
 
     Per mode, the relative truncation error of the mode-``n`` unfolding's singular
@@ -243,7 +245,7 @@ class Stability:
     stable: bool
 
 
-def stability(data: Any, rank: int, *, scheme: Literal["split-half", "bootstrap"] = "split-half",
+def stability(data: object, rank: int, *, scheme: Literal["split-half", "bootstrap"] = "split-half",
               mode: int = 0, n_repeats: int = 5, threshold: float = 0.9,
               seed: int | np.random.Generator | None = None,
               **fit_options: Any) -> Stability:
@@ -307,7 +309,7 @@ def stability(data: Any, rank: int, *, scheme: Literal["split-half", "bootstrap"
     scores = []
     reference = fit(np.arange(I)) if scheme == "bootstrap" else None
     for _ in range(n_repeats):
-        if scheme == "split-half":
+        if reference is None:  # split-half
             perm = rng.permutation(I)
             first, second = np.sort(perm[: I // 2]), np.sort(perm[I // 2:])
             scores.append(fms(fit(first), fit(second)))

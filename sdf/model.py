@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from sdf.errors import ModelError
-from sdf.expr import Expr, Node, Variable
+from sdf.expr import Constant, Expr, Node, Variable
 from sdf.fit import fit_model
 from sdf.result import IterationInfo, Result
 from sdf.solvers import MethodName, SolverOptions
@@ -233,8 +233,8 @@ class Model:
                 values[id(node)] = np.asarray(
                     node.transform.value(args[0] if node.transform.n_inputs == 1 else tuple(args))
                 )
-            else:
-                values[id(node)] = node.value  # type: ignore[attr-defined]
+            else:  # expressions are Variables, Nodes and Constants
+                values[id(node)] = cast(Constant, node).value
         return values[id(expr)]
 
     # ------------------------------------------------------------------ fitting

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -45,12 +45,12 @@ ZERO_COMPONENT = 1e-12
 
 
 # ----------------------------------------------------------------------------- validation
-def _describe(x: Any) -> str:
+def _describe(x: object) -> str:
     shape = getattr(x, "shape", None)
     return f"{type(x).__name__} of shape {shape}" if shape is not None else type(x).__name__
 
 
-def _as_number_array(x: Any, where: str, real: bool, error: type[SdfError]) -> np.ndarray:
+def _as_number_array(x: object, where: str, real: bool, error: type[SdfError]) -> np.ndarray:
     try:
         A = np.asarray(x)
     except ValueError as err:  # ragged nested lists
@@ -65,7 +65,7 @@ def _as_number_array(x: Any, where: str, real: bool, error: type[SdfError]) -> n
 
 
 def check_factors(
-    factors: Any,
+    factors: object,
     *,
     shape: Sequence[int] | None = None,
     columns: int | Sequence[int] | Literal["same"] | None = None,

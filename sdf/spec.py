@@ -33,7 +33,7 @@ in the dict, e.g. ``factorizations['eem']['cpd'][1]: unknown factor 'Bx' (known:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ from sdf.terms import Term, term_types
 __all__ = ["terms_from_dict", "to_dict"]
 
 
-def _keyed(part: Any, where: str) -> dict[Any, Any]:
+def _keyed(part: object, where: str) -> dict[Any, Any]:
     if part is None:
         return {}
     if isinstance(part, Mapping):
@@ -56,7 +56,7 @@ def _keyed(part: Any, where: str) -> dict[Any, Any]:
     raise ModelError(f"{where}: expected a dict or a list, got {type(part).__name__}")
 
 
-def _fmt(key: Any) -> str:
+def _fmt(key: object) -> str:
     return f"[{key!r}]"
 
 
@@ -90,7 +90,7 @@ class _Builder:
         self.building: list[Any] = []
         self.spec = spec
 
-    def _add_transform_entry(self, entry: Any, where: str) -> None:
+    def _add_transform_entry(self, entry: object, where: str) -> None:
         if not (isinstance(entry, (list, tuple)) and len(entry) >= 2):
             raise ModelError(f"{where}: expected (variable names, transform, ...), got {entry!r}")
         names, steps = entry[0], tuple(entry[1:])
@@ -103,7 +103,7 @@ class _Builder:
             self.factor_specs[name] = (name, *steps)
 
     # -------------------------------------------------------------- factors
-    def factor(self, key: Any, where: str) -> Expr:
+    def factor(self, key: Hashable, where: str) -> Expr:
         if key in self.factors:
             return self.factors[key]
         if key in self.building:
@@ -117,7 +117,7 @@ class _Builder:
         self.factors[key] = expr
         return expr
 
-    def reference(self, ref: Any, where: str, in_factors: bool) -> Expr:
+    def reference(self, ref: object, where: str, in_factors: bool) -> Expr:
         if isinstance(ref, Expr):
             return ref
         if isinstance(ref, np.ndarray):
@@ -137,7 +137,7 @@ class _Builder:
         variables = _known(self.variables) or "none"
         raise ModelError(f"{where}: unknown {what} {ref!r} (known: {known}; variables: {variables})")
 
-    def build(self, item: Any, where: str, in_factors: bool) -> Expr:
+    def build(self, item: object, where: str, in_factors: bool) -> Expr:
         if isinstance(item, tuple):
             if not item:
                 raise ModelError(f"{where}: empty chain")
@@ -171,18 +171,16 @@ class _Builder:
         return self.reference(item, where, in_factors)
 
     def _blocks(self, item: list[Any], where: str, in_factors: bool) -> Expr:
-        from sdf import transforms as tf
-
         if not item:
             raise ModelError(f"{where}: empty list of sub-factors")
         rows = []
         for i, row in enumerate(item):
             if isinstance(row, list):
                 parts = [self.build(p, f"{where}[{i}][{j}]", in_factors) for j, p in enumerate(row)]
-                rows.append(parts[0] if len(parts) == 1 else _concat(tf, parts, 1, f"{where}[{i}]"))
+                rows.append(parts[0] if len(parts) == 1 else _concat(parts, 1, f"{where}[{i}]"))
             else:
                 rows.append(self.build(row, f"{where}[{i}]", in_factors))
-        return rows[0] if len(rows) == 1 else _concat(tf, rows, 0, where)
+        return rows[0] if len(rows) == 1 else _concat(rows, 0, where)
 
     # -------------------------------------------------------------- terms
     def terms(self) -> dict[str, Term]:
@@ -216,7 +214,7 @@ class _Builder:
             raise ModelError("factorizations: no factorizations given")
         return out
 
-    def _refs(self, refs: Any, where: str) -> list[Expr]:
+    def _refs(self, refs: object, where: str) -> list[Expr]:
         if isinstance(refs, (str, int, np.ndarray, Expr)) or not isinstance(refs, Sequence):
             raise ModelError(f"{where}: expected a list of factor references, got {refs!r}")
         return [self.build(r, f"{where}[{i}]", in_factors=False) for i, r in enumerate(refs)]
@@ -234,9 +232,11 @@ class _Builder:
             raise ModelError(f"{where}: {exc}") from exc
 
 
-def _concat(tf: Any, parts: list[Expr], axis: int, where: str) -> Expr:
+def _concat(parts: list[Expr], axis: int, where: str) -> Expr:
+    from sdf.transforms import concat
+
     try:
-        return tf.concat(parts, axis=axis)
+        return concat(parts, axis=axis)
     except SdfError as exc:
         raise ModelError(f"{where}: {exc}") from exc
 
@@ -288,7 +288,7 @@ def to_dict(model: ModelLike) -> dict[str, Any]:
     factors: dict[str, Any] = {}
     node_names: dict[int, str] = {}
 
-    def ref(e: Expr) -> Any:
+    def ref(e: Expr) -> str | np.ndarray:
         if isinstance(e, Variable):
             return names[id(e)]
         if isinstance(e, Constant):

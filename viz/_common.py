@@ -12,16 +12,22 @@ factor ``xarray.DataArray`` s, or any object with ``.factors`` and optionally ``
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from numpy.typing import ArrayLike
 
 from sdf.errors import DataError, ModelError
 from sdf.numerics import check_factors
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -35,7 +41,7 @@ ViewKind = Literal["CPD", "LMLRA", "BTD", "LL1"]
 
 
 # ----------------------------------------------------------------------------- matplotlib
-def pyplot() -> Any:
+def pyplot() -> ModuleType:
     """``matplotlib.pyplot``, imported on first use."""
     import matplotlib.pyplot as plt
 
@@ -57,11 +63,15 @@ def new_figure(fig: Figure | None, nrows: int, ncols: int, *, size: tuple[float,
 
 
 def get_axes(ax: Axes | None, size: tuple[float, float] = (5.0, 3.5)) -> tuple[Figure, Axes]:
-    """``(ax.figure, ax)``, or a new figure with one axes."""
+    """``(figure, ax)``: the root figure holding ``ax``, or a new figure with one axes."""
+    from matplotlib.figure import SubFigure
+
     if ax is None:
         fig = pyplot().figure(figsize=size, layout="constrained")
         return fig, fig.add_subplot()
-    return ax.figure, ax
+    # An axes in a subfigure: the root figure is the one that saves and shows.
+    parent = ax.figure
+    return (parent.figure if isinstance(parent, SubFigure) else parent), ax
 
 
 def interactive_backend() -> bool:
@@ -76,7 +86,8 @@ def interactive_backend() -> bool:
     except ImportError:  # matplotlib < 3.9
         from matplotlib import rcsetup
 
-        names = rcsetup.interactive_bk
+        # Gone (with its stub) since 3.9, where this branch no longer runs.
+        names = getattr(rcsetup, "interactive_bk")
     return backend in {n.lower() for n in names} or "ipympl" in backend or "widget" in backend
 
 
@@ -151,7 +162,8 @@ class FactorView:
 
         if self.kind in ("CPD", "LL1"):
             return algebra.cpd_to_tensor(self._cpd_form())
-        return sum(algebra.tucker_to_tensor(U, S) for U, S in self._tucker_blocks())
+        return reduce(operator.add,
+                      (algebra.tucker_to_tensor(U, S) for U, S in self._tucker_blocks()))
 
     def values_at(self, subs: np.ndarray) -> np.ndarray:
         """Model values at the entries ``subs`` (m, N), never forming the full tensor."""
@@ -159,11 +171,14 @@ class FactorView:
 
         if self.kind in ("CPD", "LL1"):
             return CPDTensor(self._cpd_form()).values_at(subs)
-        return sum(TuckerTensor(U, S).values_at(subs) for U, S in self._tucker_blocks())
+        return reduce(operator.add,
+                      (TuckerTensor(U, S).values_at(subs) for U, S in self._tucker_blocks()))
 
 
-def _column_groups(sizes: Sequence[int]) -> np.ndarray:
-    return np.repeat(np.arange(len(sizes)), np.asarray(sizes, dtype=int))
+def _column_groups(sizes: ArrayLike) -> np.ndarray:
+    """Block number of every column, for blocks of ``sizes`` columns."""
+    counts = np.asarray(sizes, dtype=int)
+    return np.repeat(np.arange(len(counts)), counts)
 
 
 def _matrices(factors: Sequence[Any], where: str) -> list[np.ndarray]:
@@ -173,7 +188,8 @@ def _matrices(factors: Sequence[Any], where: str) -> list[np.ndarray]:
     return check_factors(factors, name=f"{where}, factors", real=True)
 
 
-def _from_factors(factors: Sequence[Any], core: Any = None, L: Any = None,
+def _from_factors(factors: Sequence[Any], core: ArrayLike | None = None,
+                  L: int | Sequence[int] | None = None,
                   where: str = "factors") -> FactorView:
     """A FactorView from matrices, a core (Tucker), block tuples (BTD) or L (LL1)."""
     if len(factors) and all(isinstance(b, (tuple, list)) for b in factors):
@@ -264,7 +280,7 @@ def _attach_data(dec: FactorView, data: Tensor | None) -> FactorView:
     return dec
 
 
-def _from_xarray_factors(arrays: Sequence[Any], core: Any, where: str) -> FactorView:
+def _from_xarray_factors(arrays: Sequence[Any], core: ArrayLike | None, where: str) -> FactorView:
     """Factor DataArrays with dims ``(dim, "component")``."""
     dims, coords, mats = [], [], []
     for n, da in enumerate(arrays):
@@ -291,12 +307,12 @@ def _from_dataset(ds: Any, where: str) -> FactorView:
     return _from_xarray_factors(arrays, core, where)
 
 
-def _is_xarray(x: Any, name: str) -> bool:
+def _is_xarray(x: object, name: str) -> bool:
     return type(x).__module__.startswith("xarray") and type(x).__name__ == name
 
 
-def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
-                     L: Any = None, where: str = "source") -> FactorView:
+def as_decomposition(obj: object, term: str | None = None, *, data: object = None,
+                     L: int | Sequence[int] | None = None, where: str = "source") -> FactorView:
     """Turn any accepted input into a :class:`FactorView`.
 
     Parameters
@@ -331,8 +347,8 @@ def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
         raise ModelError(f"{where}: term={term!r} needs an sdf.Result, got {type(obj).__name__}")
     if _is_result(obj):
         dec = _from_result(obj, term)
-    elif _is_result(getattr(obj, "result", None)):  # an sdf.models.Decomposition
-        dec = _from_result(obj.result, term)
+    elif _is_result(inner := getattr(obj, "result", None)):  # an sdf.models.Decomposition
+        dec = _from_result(inner, term)
     elif _is_xarray(obj, "Dataset"):
         dec = _from_dataset(obj, where)
     elif isinstance(obj, Tensor):
@@ -364,7 +380,7 @@ def as_decomposition(obj: Any, term: str | None = None, *, data: Any = None,
     return dec
 
 
-def _is_result(obj: Any) -> bool:
+def _is_result(obj: object) -> bool:
     """An ``sdf.Result`` (or what reads like one: a model and a ``factors(term)`` method)."""
     return hasattr(obj, "model") and callable(getattr(obj, "factors", None))
 
@@ -378,7 +394,7 @@ def _from_model_result(obj: Any, term: str | None, where: str) -> FactorView:
                          L=getattr(obj, "L", None), where=where)
 
 
-def as_data(data: Any) -> Tensor:
+def as_data(data: object) -> Tensor:
     """The data as an ``sdf.tensors.Tensor`` (DataArray dims/coords kept)."""
     from sdf.tensors import as_tensor
 
@@ -406,7 +422,7 @@ def data_and_model(dec: FactorView, where: str) -> tuple[np.ndarray, np.ndarray]
     return D, M
 
 
-def check_mode(mode: Any, ndim: int, where: str) -> int:
+def check_mode(mode: object, ndim: int, where: str) -> int:
     if not (isinstance(mode, (int, np.integer)) and -ndim <= mode < ndim):
         raise ModelError(f"{where}: mode must be an int in [0, {ndim}), got {mode!r}")
     return int(mode) % ndim
@@ -417,7 +433,8 @@ def is_categorical(coord: np.ndarray) -> bool:
     return np.asarray(coord).dtype.kind in "OUS"
 
 
-def label_runs(items: Any, labels: Sequence[str] | None, what: str) -> list[tuple[str, Any]]:
+def label_runs(items: object, labels: Sequence[str] | None, what: str
+               ) -> list[tuple[str, object]]:
     """``[(label, item), ...]`` from one item, a sequence or a mapping label -> item."""
     if isinstance(items, Mapping):
         pairs = [(str(k), v) for k, v in items.items()]

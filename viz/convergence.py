@@ -44,7 +44,7 @@ class ConvergencePlot:
     lines: dict[tuple[str, str], Line2D]
 
 
-def _history(run: Any, label: str) -> History:
+def _history(run: object, label: str) -> History:
     from sdf.result import History
 
     if isinstance(run, History):
@@ -66,7 +66,7 @@ def _positive(values: Sequence[float]) -> np.ndarray:
 
 
 def plot_convergence(
-    runs: Any,
+    runs: object,
     *,
     labels: Sequence[str] | None = None,
     x: Literal["iteration", "time"] = "iteration",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sdf.errors import DataError, ModelError
 from sdf.viz._common import component_color, get_axes
@@ -65,7 +66,7 @@ class CompressionPlot:
     chosen: dict[str, Line2D] = field(default_factory=dict)
 
 
-def _vector(x: Any, name: str, where: str) -> np.ndarray:
+def _vector(x: ArrayLike, name: str, where: str) -> np.ndarray:
     v = np.asarray(x, dtype=float)
     if v.ndim != 1 or v.size == 0:
         raise DataError(f"{where}: {name} must be a non-empty 1-D array, got shape {v.shape}")
@@ -78,7 +79,7 @@ def _log_if_positive(ax: Axes, values: np.ndarray) -> None:
         ax.set_yscale("log")
 
 
-def plot_rankest(ranks: Any, errors: Any = None, chosen: int | None = None, *,
+def plot_rankest(ranks: Any, errors: ArrayLike | None = None, chosen: int | None = None, *,
                  ax: Axes | None = None) -> CurvePlot:
     """Relative error against the number of rank-one terms (Tensorlab's rankest view).
 
@@ -144,7 +145,7 @@ def plot_rankest(ranks: Any, errors: Any = None, chosen: int | None = None, *,
     return plot
 
 
-def plot_core_consistency(ranks: Any, corcondia: Any = None, *,
+def plot_core_consistency(ranks: Any, corcondia: ArrayLike | None = None, *,
                           ax: Axes | None = None) -> CurvePlot:
     """Core consistency (CORCONDIA, in percent) against the rank.
 
@@ -199,7 +200,8 @@ def plot_core_consistency(ranks: Any, corcondia: Any = None, *,
     return CurvePlot(fig, ax, line)
 
 
-def _layer_curve(obj: Any, name: str) -> tuple[np.ndarray, np.ndarray, Any]:
+def _layer_curve(obj: Any, name: str
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float] | None]:
     """(ratios, errors, chosen point or None) of one layer given in any accepted form."""
     if hasattr(obj, "curve") and hasattr(obj, "params_before"):  # a compressed layer
         if obj.curve is None:
@@ -217,8 +219,8 @@ def _layer_curve(obj: Any, name: str) -> tuple[np.ndarray, np.ndarray, Any]:
                     f"a compressed layer with a curve, got {type(obj).__name__}")
 
 
-def _curves(ratios: Any, errors: Any, labels: Sequence[str] | None
-            ) -> list[tuple[str, np.ndarray, np.ndarray, Any]]:
+def _curves(ratios: object, errors: ArrayLike | None, labels: Sequence[str] | None
+            ) -> list[tuple[str, np.ndarray, np.ndarray, tuple[float, float] | None]]:
     if isinstance(ratios, Mapping):
         items = [(str(k), *_layer_curve(v, str(k))) for k, v in ratios.items()]
     elif errors is None and isinstance(ratios, Sequence) and ratios and hasattr(
@@ -238,7 +240,7 @@ def _curves(ratios: Any, errors: Any, labels: Sequence[str] | None
     if labels is not None:
         if len(labels) != len(items):
             raise ModelError(f"labels: {len(labels)} labels given for {len(items)} layers")
-        items = [(str(lab), *rest) for lab, (_, *rest) in zip(labels, items)]
+        items = [(str(lab), x, y, point) for lab, (_, x, y, point) in zip(labels, items)]
     for name, x, y, _ in items:
         if x.shape != y.shape:
             raise DataError(f"plot_compression, layer {name!r}: {x.size} ratios but "
@@ -246,10 +248,11 @@ def _curves(ratios: Any, errors: Any, labels: Sequence[str] | None
     return items
 
 
-def _chosen_point(value: Any, x: np.ndarray, y: np.ndarray, name: str) -> tuple[float, float]:
+def _chosen_point(value: ArrayLike, x: np.ndarray, y: np.ndarray, name: str) -> tuple[float, float]:
     if np.ndim(value) == 0:  # a ratio: read the error off the curve
         order = np.argsort(x)
-        return float(value), float(np.interp(float(value), x[order], y[order]))
+        ratio = float(np.asarray(value, dtype=float))
+        return ratio, float(np.interp(ratio, x[order], y[order]))
     pt = np.asarray(value, dtype=float)
     if pt.shape != (2,):
         raise DataError(f"plot_compression, layer {name!r}: a chosen point is a ratio or a "
@@ -257,8 +260,10 @@ def _chosen_point(value: Any, x: np.ndarray, y: np.ndarray, name: str) -> tuple[
     return float(pt[0]), float(pt[1])
 
 
-def plot_compression(ratios: Any, errors: Any = None, labels: Sequence[str] | None = None,
-                     *, chosen: Any = None, ax: Axes | None = None) -> CompressionPlot:
+def plot_compression(ratios: object, errors: ArrayLike | None = None,
+                     labels: Sequence[str] | None = None, *,
+                     chosen: Mapping[str, ArrayLike] | Sequence[ArrayLike] | None = None,
+                     ax: Axes | None = None) -> CompressionPlot:
     """Error against compression ratio, one curve per layer, chosen points marked.
 
     Parameters

@@ -58,7 +58,7 @@ class FactorPlot:
 
 
 # ----------------------------------------------------------------------------- transforms
-def normalize_columns(source: Any, term: str | None = None) -> FactorView:
+def normalize_columns(source: object, term: str | None = None) -> FactorView:
     """Scale every factor column to unit 2-norm; an LMLRA/BTD core absorbs the scales.
 
     A CPD or LL1 model's scales are dropped (the plot shows shapes, not sizes).
@@ -92,7 +92,7 @@ def normalize_columns(source: Any, term: str | None = None) -> FactorView:
     return _compensate(dec, factors, norms)
 
 
-def _view(source: Any, term: str | None) -> FactorView:
+def _view(source: object, term: str | None) -> FactorView:
     if isinstance(source, FactorView):
         if term is not None:
             raise ModelError(f"term={term!r} needs an sdf.Result or a Decomposition, got a "
@@ -131,7 +131,7 @@ def _peak_sign(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(peak < 0, -1.0, 1.0), share
 
 
-def align_signs(source: Any, term: str | None = None) -> FactorView:
+def align_signs(source: object, term: str | None = None) -> FactorView:
     """Flip factor columns so the largest-magnitude entry of each is positive.
 
     The model is unchanged: in a CPD, columns of a component are flipped in pairs (when an
@@ -280,9 +280,9 @@ def _draw_core(ax: Axes, core: np.ndarray) -> AxesImage:
     return im
 
 
-def _prepare(sources: list[tuple[str, Any]], term: str | None, normalize: bool,
-             signs: bool, L: Any) -> list[FactorView]:
-    decs = []
+def _prepare(sources: list[tuple[str, object]], term: str | None, normalize: bool,
+             signs: bool, L: int | Sequence[int] | None) -> list[FactorView]:
+    decs: list[FactorView] = []
     for k, (label, src) in enumerate(sources):
         dec = as_decomposition(src, term, L=L, where=f"model {label!r}" if label else "source")
         if normalize:
@@ -301,7 +301,7 @@ def _prepare(sources: list[tuple[str, Any]], term: str | None, normalize: bool,
 
 
 def plot_factors(
-    source: Any,
+    source: object,
     *,
     term: str | None = None,
     normalize: bool = True,
@@ -356,8 +356,9 @@ def plot_factors(
     (3, 3)
     >>> fp.figure.savefig(io.BytesIO(), format="png")
     """
-    many = isinstance(source, Mapping) and not type(source).__module__.startswith("xarray")
-    sources = [(str(k), v) for k, v in source.items()] if many else [("", source)]
+    sources: list[tuple[str, object]] = [("", source)]
+    if isinstance(source, Mapping) and not type(source).__module__.startswith("xarray"):
+        sources = [(str(k), v) for k, v in source.items()]
     if not sources:
         raise ModelError("plot_factors: the mapping of models to compare is empty")
     decs = _prepare(sources, term, normalize, align, L)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def _draw_sse(ax: Axes, sse: np.ndarray, out: np.ndarray, coord: np.ndarray,
         ax.set_xticks(pos[::step], [str(c) for c in coord[::step]], rotation=45)
     else:  # bars at the coordinates, as wide as the closest spacing allows
         x = np.asarray(coord)
-        gaps = np.diff(np.sort(x.astype(float))) if x.dtype.kind in "biuf" else []
+        gaps = np.diff(np.sort(x.astype(float))) if x.dtype.kind in "biuf" else np.empty(0)
         width = 0.85 * (float(np.min(gaps)) if len(gaps) and np.min(gaps) > 0 else 1.0)
         ax.bar(x, sse, color=list(colors), width=width if x.dtype.kind in "biuf" else 0.85)
     ax.set_title(f"slab error: {name}")
@@ -117,9 +117,9 @@ def _draw_sse(ax: Axes, sse: np.ndarray, out: np.ndarray, coord: np.ndarray,
 
 
 def plot_residuals(
-    source: Any,
+    source: object,
     *,
-    data: Any = None,
+    data: object = None,
     term: str | None = None,
     mode: int = 0,
     bins: int | str = "auto",
@@ -176,9 +176,11 @@ def plot_residuals(
     if fig is None:
         fig = pyplot().figure(figsize=(3.3 * max(3, dec.ndim), 6.0), layout="constrained")
     gs = fig.add_gridspec(2, 1)
-    top = [fig.add_subplot(g) for g in gs[0].subgridspec(1, 3)]
-    bottom = [fig.add_subplot(g) for g in gs[1].subgridspec(1, dec.ndim)]
-    _, _, hist = top[0].hist(res, bins=bins, color=_OK)
+    top_grid, bottom_grid = gs[0].subgridspec(1, 3), gs[1].subgridspec(1, dec.ndim)
+    top = [fig.add_subplot(top_grid[0, k]) for k in range(3)]
+    bottom = [fig.add_subplot(bottom_grid[0, k]) for k in range(dec.ndim)]
+    _, _, bars = top[0].hist(res, bins=bins, color=_OK)
+    hist = cast("BarContainer", bars)  # one data set, histtype "bar": one BarContainer
     top[0].set_xlabel("residual (data - model)")
     top[0].set_ylabel("count")
     top[0].set_title(f"residuals ({res.size} known entries)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,10 @@ from sdf.viz._common import (
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
+    from matplotlib.lines import Line2D
     from matplotlib.widgets import Slider
 
 __all__ = ["SlicePlot", "plot_slices"]
@@ -87,7 +91,7 @@ def _where(dec: FactorView | None, mode: int, index: int) -> str:
     return f"{dec.mode_name(mode)} = {value}"
 
 
-def _cmap(name: str) -> Any:
+def _cmap(name: str) -> Colormap:
     import matplotlib
 
     return matplotlib.colormaps[name].with_extremes(bad=_MISSING)
@@ -108,8 +112,8 @@ def _ticks(ax: Axes, dec: FactorView, n: int, axis: str) -> None:
         ax.set_ylabel(label)
 
 
-def _draw_images(axes: Any, dec: FactorView, mode: int, views: Any,
-                 limits: tuple[float, float, float]) -> list[Any]:
+def _draw_images(axes: Sequence[Axes], dec: FactorView, mode: int, views: Sequence[np.ndarray],
+                 limits: tuple[float, float, float]) -> list[AxesImage]:
     lo, hi, rmax = limits
     rest = [n for n in range(dec.ndim) if n != mode]
     images = []
@@ -128,15 +132,15 @@ def _draw_images(axes: Any, dec: FactorView, mode: int, views: Any,
     return images
 
 
-def _draw_lines(axes: Any, dec: FactorView, mode: int, views: Any,
-                limits: tuple[float, float, float]) -> list[Any]:
+def _draw_lines(axes: Sequence[Axes], dec: FactorView, mode: int, views: Sequence[np.ndarray],
+                limits: tuple[float, float, float]) -> list[Line2D]:
     lo, hi, rmax = limits
     other = 1 - mode
     coord = dec.coord(other)
     x = np.arange(len(coord)) if is_categorical(coord) else coord
     lines = []
     for k, (ax, values) in enumerate(zip(axes, views)):
-        style = {0: dict(marker="o", linestyle="none", color="C0"),
+        style: dict[str, Any] = {0: dict(marker="o", linestyle="none", color="C0"),
                  1: dict(color="C1"), 2: dict(marker=".", color="C3")}[k]
         (line,) = ax.plot(x, values, **style)  # NaN entries leave gaps
         ax.set_ylim(*((-1.05 * rmax, 1.05 * rmax) if k == 2 else
@@ -157,9 +161,9 @@ def _limits(D: np.ndarray, M: np.ndarray, R: np.ndarray) -> tuple[float, float, 
 
 
 def plot_slices(
-    source: Any,
+    source: object,
     *,
-    data: Any = None,
+    data: object = None,
     term: str | None = None,
     mode: int = 0,
     index: int = 0,
@@ -236,11 +240,12 @@ def plot_slices(
 
 
 def _add_slider(plot: SlicePlot, n: int) -> Slider:
+    from matplotlib.layout_engine import ConstrainedLayoutEngine, TightLayoutEngine
     from matplotlib.widgets import Slider
 
     fig = plot.figure
     engine = fig.get_layout_engine()
-    if engine is not None and hasattr(engine, "set"):
+    if isinstance(engine, (ConstrainedLayoutEngine, TightLayoutEngine)):
         engine.set(rect=(0, 0.08, 1, 0.92))  # room for the slider under the panels
     else:
         fig.subplots_adjust(bottom=0.2)

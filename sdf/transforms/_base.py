@@ -12,7 +12,9 @@ provides three methods:
 
 For a transform of one input, ``z``, ``dz`` and the result of ``vjp`` are arrays. For a
 transform of several inputs (``n_inputs > 1``) they are tuples of arrays, one per input, in
-the order the inputs were given; ``vjp`` returns such a tuple.
+the order the inputs were given; ``vjp`` returns such a tuple. ``Transform`` is generic in
+that type: a transform of one input is a ``Transform[np.ndarray]``, one of several a
+``Transform[tuple[np.ndarray, ...]]``.
 
 Calling a transform on expressions (or arrays, which become constants) makes a
 :class:`~sdf.expr.Node`; its output shape is checked at once by ``output_shape``.
@@ -20,7 +22,7 @@ Calling a transform on expressions (or arrays, which become constants) makes a
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+from typing import Any, Generic, Literal, TypeAlias, TypeVar, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -36,9 +38,12 @@ ExprLike: TypeAlias = Expr | ArrayLike
 BlockRoute: TypeAlias = (
     tuple[Literal["rows"], np.ndarray] | tuple[Literal["kron"], np.ndarray, np.ndarray] | None
 )
+#: The values of a transform's inputs (``z``, ``dz``, the result of ``vjp``): an array for a
+#: transform of one input, a tuple of arrays (one per input, in order) for several.
+Inputs = TypeVar("Inputs", bound=np.ndarray | tuple[np.ndarray, ...])
 
 
-class Linearization:
+class Linearization(Generic[Inputs]):
     """A transform evaluated at one point: its value and derivative products there.
 
     The engine asks each node for one linearization per iteration and then calls
@@ -46,19 +51,19 @@ class Linearization:
     set-up (factorizations, inverses) override :meth:`Transform.linearize` to cache it.
     """
 
-    def __init__(self, transform: Transform, z: Any) -> None:
+    def __init__(self, transform: Transform[Inputs], z: Inputs) -> None:
         self.transform = transform
         self.z = z
         self.value = transform.value(z)
 
-    def jvp(self, dz: Any) -> np.ndarray:
+    def jvp(self, dz: Inputs) -> np.ndarray:
         return self.transform.jvp(self.z, dz)
 
-    def vjp(self, g: np.ndarray) -> Any:
+    def vjp(self, g: np.ndarray) -> Inputs:
         return self.transform.vjp(self.z, g)
 
 
-class Transform:
+class Transform(Generic[Inputs]):
     """Base class of transforms; subclasses implement value, jvp, vjp and output_shape.
 
     Attributes
@@ -89,20 +94,20 @@ class Transform:
         """Shape of the output for inputs of the given shapes; raise TransformError if invalid."""
         return shapes[0]
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: Inputs) -> np.ndarray:
         raise NotImplementedError
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: Inputs, dz: Inputs) -> np.ndarray:
         raise NotImplementedError
 
-    def vjp(self, z: Any, g: np.ndarray) -> Any:
+    def vjp(self, z: Inputs, g: np.ndarray) -> Inputs:
         raise NotImplementedError
 
-    def linearize(self, z: Any) -> Linearization:
+    def linearize(self, z: Inputs) -> Linearization[Inputs]:
         """Evaluate at ``z`` once; the result answers jvp/vjp products at that point."""
         return Linearization(self, z)
 
-    def route_block(self, lin: Linearization, block: np.ndarray) -> BlockRoute:
+    def route_block(self, lin: Linearization[Inputs], block: np.ndarray) -> BlockRoute:
         """Map a preconditioner block on this transform's output to its (single) input.
 
         ``block`` is an ``(R, R)`` matrix shared by the output's rows or an ``(I, R, R)``
@@ -114,12 +119,14 @@ class Transform:
         """
         if not (self.elementwise and self.n_inputs == 1):
             return None
-        dg = np.asarray(lin.jvp(np.ones(np.shape(lin.z))))
+        # One input (checked above), so z and dz are arrays.
+        single = cast("Linearization[np.ndarray]", lin)
+        dg = np.asarray(single.jvp(np.ones(np.shape(single.z))))
         if dg.ndim != 2:
             return None
         return ("rows", dg[:, :, None] * block * dg[:, None, :])
 
-    def curvature(self, z: Any) -> np.ndarray | None:
+    def curvature(self, z: Inputs) -> np.ndarray | None:
         """Second derivative ``x''(z)`` of an elementwise transform (None: not available).
 
         Gauss-Newton drops the term ``sum_k g_k x''(z_k)`` (``g`` the objective's gradient

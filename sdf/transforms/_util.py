@@ -9,9 +9,11 @@ import numpy as np
 
 from sdf.errors import TransformError
 from sdf.expr import Constant, Expr
-from sdf.transforms._base import ExprLike, Linearization, Transform
+from sdf.transforms._base import ExprLike, Inputs, Linearization, Transform
 
 Shape = tuple[int, ...]
+#: Input values of a transform of several inputs: one array per input.
+Arrays = tuple[np.ndarray, ...]
 
 
 def fail(name: str, message: str) -> TransformError:
@@ -106,7 +108,7 @@ def param_repr(value: Any) -> str:
     return repr(value)
 
 
-class Base(Transform):
+class Base(Transform[Inputs]):
     """Common base: a repr built from ``params()``."""
 
     def __repr__(self) -> str:
@@ -114,16 +116,16 @@ class Base(Transform):
         return f"{type(self).__name__}({args})"
 
 
-class CachedLinearization(Linearization):
+class CachedLinearization(Linearization[Inputs]):
     """A linearization whose products are closures over cached factorizations."""
 
     def __init__(
         self,
-        transform: Transform,
-        z: Any,
+        transform: Transform[Inputs],
+        z: Inputs,
         value: np.ndarray,
-        jvp: Callable[[Any], np.ndarray],
-        vjp: Callable[[np.ndarray], Any],
+        jvp: Callable[[Inputs], np.ndarray],
+        vjp: Callable[[np.ndarray], Inputs],
     ) -> None:
         self.transform = transform
         self.z = z
@@ -131,14 +133,14 @@ class CachedLinearization(Linearization):
         self._jvp = jvp
         self._vjp = vjp
 
-    def jvp(self, dz: Any) -> np.ndarray:
+    def jvp(self, dz: Inputs) -> np.ndarray:
         return self._jvp(dz)
 
-    def vjp(self, g: np.ndarray) -> Any:
+    def vjp(self, g: np.ndarray) -> Inputs:
         return self._vjp(g)
 
 
-class Gather(Base):
+class Gather(Base[np.ndarray]):
     """x = z.ravel()[index], with index -1 giving a structural zero: a linear selection.
 
     Subclasses set ``self._index`` (int array of the output's shape) in ``_build(shape)``
@@ -171,7 +173,7 @@ class Gather(Base):
     def output_shape(self, *shapes: Shape) -> Shape:
         return self._index(tuple(shapes[0])).shape
 
-    def _gather(self, z: Any) -> np.ndarray:
+    def _gather(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, dtype=float)
         _, zero, safe, _ = self._plan(z.shape)
         out = z.ravel()[safe]
@@ -179,13 +181,13 @@ class Gather(Base):
             out[zero] = 0.0
         return out
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return self._gather(z)
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self._gather(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         shape = tuple(np.shape(z))
         idx, zero, _, keep = self._plan(shape)
         size = int(np.prod(shape, dtype=int))

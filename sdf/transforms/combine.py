@@ -15,7 +15,9 @@ import numpy as np
 
 from sdf.expr import Expr, Node
 from sdf.transforms._base import ExprLike
-from sdf.transforms._util import Base, Shape, as_int, fail, fmt_shapes, unbroadcast, unpack_inputs
+from sdf.transforms._util import (
+    Arrays, Base, Shape, as_int, fail, fmt_shapes, unbroadcast, unpack_inputs,
+)
 from sdf.transforms.elementwise import Scale
 
 __all__ = [
@@ -24,7 +26,7 @@ __all__ = [
 ]
 
 
-class _Multi(Base):
+class _Multi(Base[Arrays]):
     """A transform of ``n_inputs`` inputs (fixed when it is made)."""
 
     min_inputs = 1
@@ -64,16 +66,16 @@ class Kr(_Multi):
             out = (out[:, None, :] * a[None, :, :]).reshape(-1, a.shape[1])
         return out
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: Arrays) -> np.ndarray:
         return self._product(tuple(np.asarray(a, dtype=float) for a in z))
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: Arrays, dz: Arrays) -> np.ndarray:
         out: float | np.ndarray = 0.0
         for n in range(self.n_inputs):
             out = out + self._product((*z[:n], dz[n], *z[n + 1:]))
         return np.asarray(out)
 
-    def vjp(self, z: Any, g: np.ndarray) -> tuple[np.ndarray, ...]:
+    def vjp(self, z: Arrays, g: np.ndarray) -> tuple[np.ndarray, ...]:
         n_in = self.n_inputs
         letters = _letters(n_in)
         rows = [a.shape[0] for a in z]
@@ -98,22 +100,22 @@ class Kron(_Multi):
         return (int(np.prod([s[0] for s in shapes])), int(np.prod([s[1] for s in shapes])))
 
     @staticmethod
-    def _product(arrays: Any) -> np.ndarray:
+    def _product(arrays: Arrays) -> np.ndarray:
         out = np.asarray(arrays[0], dtype=float)
         for a in arrays[1:]:
             out = np.kron(out, a)
         return out
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: Arrays) -> np.ndarray:
         return self._product(z)
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: Arrays, dz: Arrays) -> np.ndarray:
         out: float | np.ndarray = 0.0
         for n in range(self.n_inputs):
             out = out + self._product((*z[:n], dz[n], *z[n + 1:]))
         return np.asarray(out)
 
-    def vjp(self, z: Any, g: np.ndarray) -> tuple[np.ndarray, ...]:
+    def vjp(self, z: Arrays, g: np.ndarray) -> tuple[np.ndarray, ...]:
         n_in = self.n_inputs
         if n_in > 12:
             raise fail("kron", f"at most 12 inputs are supported, got {n_in}")
@@ -159,13 +161,13 @@ class Concat(_Multi):
         out[ax] = int(sum(s[ax] for s in shapes))
         return tuple(out)
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: Arrays) -> np.ndarray:
         return np.concatenate([np.asarray(a, dtype=float) for a in z], axis=self.axis)
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: Arrays, dz: Arrays) -> np.ndarray:
         return self.value(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> tuple[np.ndarray, ...]:
+    def vjp(self, z: Arrays, g: np.ndarray) -> tuple[np.ndarray, ...]:
         ax = self.axis % np.ndim(g)
         cuts = np.cumsum([np.shape(a)[ax] for a in z])[:-1]
         return tuple(np.split(g, cuts, axis=ax))
@@ -182,16 +184,16 @@ class Plus(_Multi):
         except ValueError:
             raise fail(self.name, f"input shapes {fmt_shapes(shapes)} do not broadcast") from None
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: Arrays) -> np.ndarray:
         out = np.asarray(z[0], dtype=float)
         for a in z[1:]:
             out = out + a
         return out
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: Arrays, dz: Arrays) -> np.ndarray:
         return self.value(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> tuple[np.ndarray, ...]:
+    def vjp(self, z: Arrays, g: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(unbroadcast(np.asarray(g, dtype=float), np.shape(a)) for a in z)
 
 
@@ -200,13 +202,13 @@ class Prod(Plus):
 
     name = "prod"
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: Arrays) -> np.ndarray:
         out = np.asarray(z[0], dtype=float)
         for a in z[1:]:
             out = out * a
         return out
 
-    def _others(self, z: Any) -> list[np.ndarray]:
+    def _others(self, z: Arrays) -> list[np.ndarray]:
         """Products of all inputs but the n-th (prefix and suffix products; no division)."""
         n = len(z)
         prefix = [np.ones(())]
@@ -219,14 +221,14 @@ class Prod(Plus):
             suffix = suffix * z[k]
         return out
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: Arrays, dz: Arrays) -> np.ndarray:
         others = self._others(z)
         out = others[0] * dz[0]
         for o, d in zip(others[1:], dz[1:]):
             out = out + o * d
         return np.broadcast_to(out, self.output_shape(*(np.shape(a) for a in z))).copy()
 
-    def vjp(self, z: Any, g: np.ndarray) -> tuple[np.ndarray, ...]:
+    def vjp(self, z: Arrays, g: np.ndarray) -> tuple[np.ndarray, ...]:
         others = self._others(z)
         return tuple(unbroadcast(np.asarray(g * o), np.shape(a)) for o, a in zip(others, z))
 

@@ -11,12 +11,18 @@ from typing import Any
 import numpy as np
 
 from sdf.expr import Node
-from sdf.transforms._util import Base, CachedLinearization, Shape, as_int, fail, fmt_shapes
+from sdf.transforms._base import ExprLike
+from sdf.transforms._util import (
+    Arrays, Base, CachedLinearization, Shape, as_int, fail, fmt_shapes,
+)
+
+#: A Custom transform's input values: an array for one input, a tuple for several.
+CustomInputs = np.ndarray | Arrays
 
 __all__ = ["Custom", "custom"]
 
 
-class Custom(Base):
+class Custom(Base[CustomInputs]):
     """x = fun(z_1, ..., z_N) for an autograd-traceable function ``fun``.
 
     The value comes from ``fun`` itself, ``jvp`` from autograd's forward mode
@@ -44,24 +50,25 @@ class Custom(Base):
         self.fun = fun
         self.label = label if label is not None else getattr(fun, "__name__", "fun")
         self.name = f"custom({self.label})"
+        # None until the first call fixes it (see __call__, which makes a fixed copy).
         self.n_inputs = None if n_inputs is None else as_int(n_inputs, self.name, "n_inputs", 1)  # type: ignore[assignment]
         self._shapes: dict[tuple[Shape, ...], Shape] = {}
 
     def params(self) -> dict[str, Any]:
         return {"fun": self.fun, "n_inputs": self.n_inputs, "label": self.label}
 
-    def __call__(self, *inputs: Any, name: str | None = None) -> Node:
+    def __call__(self, *inputs: ExprLike, name: str | None = None) -> Node:
         if self.n_inputs is None:
             return Custom(self.fun, len(inputs), self.label)(*inputs, name=name)
         return super().__call__(*inputs, name=name)
 
     # -- helpers
-    def _tuple_fun(self) -> Callable[[Any], Any]:
+    def _tuple_fun(self) -> Callable[[CustomInputs], Any]:
         if self.n_inputs == 1:
             return self.fun
         return lambda zs: self.fun(*zs)
 
-    def _pack(self, z: Any) -> Any:
+    def _pack(self, z: CustomInputs) -> CustomInputs:
         if self.n_inputs == 1:
             return np.asarray(z, dtype=float)
         return tuple(np.asarray(a, dtype=float) for a in z)
@@ -86,27 +93,27 @@ class Custom(Base):
             self._shapes[key] = out.shape
         return self._shapes[key]
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: CustomInputs) -> np.ndarray:
         z = self._pack(z)
         return np.asarray(self.fun(z) if self.n_inputs == 1 else self.fun(*z), dtype=float)
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: CustomInputs, dz: CustomInputs) -> np.ndarray:
         from autograd import make_jvp
 
         _, out = make_jvp(self._tuple_fun())(self._pack(z))(self._pack(dz))
         return np.asarray(out, dtype=float)
 
-    def vjp(self, z: Any, g: np.ndarray) -> Any:
+    def vjp(self, z: CustomInputs, g: np.ndarray) -> CustomInputs:
         return self.linearize(z).vjp(g)
 
-    def linearize(self, z: Any) -> CachedLinearization:
+    def linearize(self, z: CustomInputs) -> CachedLinearization[CustomInputs]:
         from autograd import make_vjp
 
         packed = self._pack(z)
         vjp_fun, x = make_vjp(self._tuple_fun())(packed)
         x = np.asarray(x, dtype=float)
 
-        def vjp(g: np.ndarray) -> Any:
+        def vjp(g: np.ndarray) -> CustomInputs:
             out = vjp_fun(np.asarray(g, dtype=float))
             if self.n_inputs == 1:
                 return np.asarray(out, dtype=float)
@@ -199,7 +206,7 @@ def _benchmark(repeat: int = 200) -> dict[str, tuple[float, float]]:
         g = rng.standard_normal(hand.value(z).shape)
         times = []
         for tr in (hand, auto):
-            def run(tr: Any = tr) -> None:
+            def run(tr: Base[np.ndarray] | Custom = tr) -> None:
                 tr.value(z), tr.jvp(z, dz), tr.vjp(z, g)
             run()
             times.append(min(timeit.repeat(run, number=repeat, repeat=5)) / repeat * 1e6)

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-class _Elementwise(Base):
+class _Elementwise(Base[np.ndarray]):
     """x = f(z) entrywise; subclasses give ``value`` and the derivative ``_deriv(z)``."""
 
     elementwise = True
@@ -32,10 +32,10 @@ class _Elementwise(Base):
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self._deriv(np.asarray(z, dtype=float)) * dz
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return self._deriv(np.asarray(z, dtype=float)) * g
 
 
@@ -44,13 +44,13 @@ class Identity(_Elementwise):
 
     name = "identity"
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return readonly(np.asarray(z, dtype=float))
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:  # dz may be the scalar 1 (diagonal)
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:  # dz may be the scalar 1 (diagonal)
         return np.broadcast_to(np.asarray(dz, dtype=float), np.shape(z))
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return readonly(np.asarray(g, dtype=float))
 
 
@@ -59,14 +59,14 @@ class Nonneg(_Elementwise):
 
     name = "nonneg"
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, dtype=float)
         return z * z
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         return 2.0 * z
 
-    def curvature(self, z: Any) -> np.ndarray:
+    def curvature(self, z: np.ndarray) -> np.ndarray:
         return np.full(np.shape(z), 2.0)
 
 
@@ -89,7 +89,7 @@ class Sigmoid(_Elementwise):
     def params(self) -> dict[str, Any]:
         return {"bounds": self.bounds}
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         lower, upper = self.bounds
         return lower + (upper - lower) * expit(np.asarray(z, dtype=float))
 
@@ -97,7 +97,7 @@ class Sigmoid(_Elementwise):
         s = expit(z)
         return (self.bounds[1] - self.bounds[0]) * s * (1.0 - s)
 
-    def curvature(self, z: Any) -> np.ndarray:
+    def curvature(self, z: np.ndarray) -> np.ndarray:
         s = expit(np.asarray(z, dtype=float))
         return (self.bounds[1] - self.bounds[0]) * s * (1.0 - s) * (1.0 - 2.0 * s)
 
@@ -107,13 +107,13 @@ class Exp(_Elementwise):
 
     name = "exp"
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return np.exp(np.asarray(z, dtype=float))
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         return np.exp(z)
 
-    def curvature(self, z: Any) -> np.ndarray:
+    def curvature(self, z: np.ndarray) -> np.ndarray:
         return np.exp(np.asarray(z, dtype=float))
 
 
@@ -122,7 +122,7 @@ class Log(_Elementwise):
 
     name = "log"
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return np.log(np.asarray(z, dtype=float))
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
@@ -134,7 +134,7 @@ class Sqrt(_Elementwise):
 
     name = "sqrt"
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return np.sqrt(np.asarray(z, dtype=float))
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
@@ -159,7 +159,7 @@ class Abs(_Elementwise):
     def params(self) -> dict[str, Any]:
         return {"eps": self.eps}
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, dtype=float)
         if self.eps == 0:
             return np.abs(z)
@@ -186,7 +186,7 @@ class Power(_Elementwise):
     def params(self) -> dict[str, Any]:
         return {"p": self.p}
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(z, dtype=float) ** self.p
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
@@ -212,7 +212,7 @@ class Scale(_Elementwise):
     def params(self) -> dict[str, Any]:
         return {"factor": self.factor}
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return self.factor * np.asarray(z, dtype=float)
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
@@ -243,7 +243,7 @@ class Shift(_Elementwise):
             )
         return shape
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(z, dtype=float) + self.offset
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
@@ -285,7 +285,7 @@ class Const(_Elementwise):
             )
         return shape
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         if self.mask is None:
             return self.values.copy()
         return np.where(self.mask, self.values, z)

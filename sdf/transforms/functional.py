@@ -33,7 +33,7 @@ def _coefficient_shape(name: str, shape: Shape, n_points: int, rows: str) -> Sha
     return (n_points, *shape[1:])
 
 
-class Poly(Base):
+class Poly(Base[np.ndarray]):
     """x[i, r] = Σ_d z[d, r] t_i**d: polynomials of degree z.shape[0] - 1 at points t."""
 
     name = "poly"
@@ -50,17 +50,17 @@ class Poly(Base):
     def _basis(self, n: int) -> np.ndarray:
         return self.points[:, None] ** np.arange(n)
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return self._basis(np.shape(z)[0]) @ z
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self._basis(np.shape(z)[0]) @ dz
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return self._basis(np.shape(z)[0]).T @ g
 
 
-class Rational(Base):
+class Rational(Base[np.ndarray]):
     """x = P(t) / Q(t), P(t) = Σ_{d=0}^{p} z[d] t**d, Q(t) = 1 + Σ_{d=1}^{q} z[p + d] t**d.
 
     ``degree=(p, q)``; z has p + 1 + q rows. The constant term of Q is fixed to 1 (it would
@@ -90,22 +90,22 @@ class Rational(Base):
             )
         return _coefficient_shape("rational", shapes[0], self.points.size, "coefficients")
 
-    def _parts(self, z: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _parts(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         p, q = self.degree
         vn = self.points[:, None] ** np.arange(p + 1)
         vd = self.points[:, None] ** np.arange(1, q + 1)
         den = 1.0 + vd @ z[p + 1:]
         return vn, vd, den, (vn @ z[: p + 1]) / den
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return self._parts(np.asarray(z, dtype=float))[3]
 
-    def linearize(self, z: Any) -> CachedLinearization:
+    def linearize(self, z: np.ndarray) -> CachedLinearization:
         z = np.asarray(z, dtype=float)
         p = self.degree[0]
         vn, vd, den, x = self._parts(z)
 
-        def jvp(dz: Any) -> np.ndarray:
+        def jvp(dz: np.ndarray) -> np.ndarray:
             return (vn @ dz[: p + 1] - x * (vd @ dz[p + 1:])) / den
 
         def vjp(g: np.ndarray) -> np.ndarray:
@@ -114,14 +114,14 @@ class Rational(Base):
 
         return CachedLinearization(self, z, x, jvp, vjp)
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self.linearize(z).jvp(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return self.linearize(z).vjp(g)
 
 
-class RBF(Base):
+class RBF(Base[np.ndarray]):
     """x[i, r] = Σ_k w[k, r] exp(-(t_i - c[k, r])² / s[k, r]²): Gaussian radial basis functions.
 
     z stacks weights w, centers c and widths s: z = [w; c; s], 3K rows for K kernels.
@@ -144,7 +144,7 @@ class RBF(Base):
             )
         return _coefficient_shape("rbf", shape, self.points.size, "coefficients")
 
-    def linearize(self, z: Any) -> CachedLinearization:
+    def linearize(self, z: np.ndarray) -> CachedLinearization:
         z = np.asarray(z, dtype=float)
         vector = z.ndim == 1
         z2 = z[:, None] if vector else z
@@ -159,7 +159,7 @@ class RBF(Base):
         def shape_out(a: np.ndarray) -> np.ndarray:
             return a[:, 0] if vector else a
 
-        def jvp(dz: Any) -> np.ndarray:
+        def jvp(dz: np.ndarray) -> np.ndarray:
             d = np.asarray(dz, dtype=float).reshape(z2.shape)
             out = np.einsum("ikr,kr->ir", phi, d[:k])
             out += np.einsum("ikr,kr->ir", dc, d[k: 2 * k])
@@ -173,13 +173,13 @@ class RBF(Base):
 
         return CachedLinearization(self, z, shape_out(x), jvp, vjp)
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return self.linearize(z).value
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self.linearize(z).jvp(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return self.linearize(z).vjp(g)
 
 

@@ -101,7 +101,7 @@ class LL1(Gather):
         return positions[:, np.repeat(np.arange(len(self.L)), self.L)]
 
 
-class Reshape(Base):
+class Reshape(Base[np.ndarray]):
     """x = z.reshape(shape) (C order; one -1 entry is inferred). Read-only views."""
 
     name = "reshape"
@@ -128,17 +128,17 @@ class Reshape(Base):
             raise fail("reshape", f"cannot reshape input of shape {tuple(shapes[0])} into {self.shape}")
         return self.shape
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return readonly(np.asarray(z, dtype=float).reshape(self.shape))
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return readonly(np.asarray(dz, dtype=float).reshape(self.shape))
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return readonly(np.asarray(g, dtype=float).reshape(np.shape(z)))
 
 
-class Sum(Base):
+class Sum(Base[np.ndarray]):
     """x = z.sum(axis, keepdims=keepdims): sum along an axis (None: all entries)."""
 
     name = "sum"
@@ -156,13 +156,13 @@ class Sum(Base):
             raise fail("sum", f"axis {self.axis} is out of range for input shape {shape}")
         return np.empty(shape).sum(axis=self.axis, keepdims=self.keepdims).shape
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(np.sum(z, axis=self.axis, keepdims=self.keepdims))
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self.value(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         g = np.asarray(g, dtype=float)
         shape = np.shape(z)
         if not self.keepdims:
@@ -170,7 +170,7 @@ class Sum(Base):
         return np.broadcast_to(g, shape).copy()
 
 
-class FD(Base):
+class FD(Base[np.ndarray]):
     """x = diff(z, order, axis): finite differences, e.g. x[i] = z[i + 1] - z[i] (order 1)."""
 
     name = "fd"
@@ -198,13 +198,13 @@ class FD(Base):
         shape[self.axis] -= self.order
         return tuple(shape)
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return np.diff(np.asarray(z, dtype=float), n=self.order, axis=self.axis)
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self.value(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         g = np.asarray(g, dtype=float)
         pad = [(0, 0)] * g.ndim
         pad[self.axis] = (1, 1)

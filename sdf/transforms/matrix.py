@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 from sdf.expr import Constant, Node
 from sdf.transforms._base import BlockRoute, ExprLike, Linearization
 from sdf.transforms._util import (
-    Base, CachedLinearization, Shape, fail, frozen, is_known, readonly,
+    Arrays, Base, CachedLinearization, Shape, fail, frozen, is_known, readonly,
 )
 
 __all__ = [
@@ -35,7 +35,7 @@ def _square_check(name: str, shape: Shape) -> None:
         raise fail(name, f"input must be a square matrix, got shape {tuple(shape)}")
 
 
-class MatVec(Base):
+class MatVec(Base[np.ndarray]):
     """x = X @ z (``side="left"``) or x = z @ X (``side="right"``) for a known matrix X.
 
     X may be a dense array or a scipy.sparse matrix; z a vector or a matrix.
@@ -79,17 +79,17 @@ class MatVec(Base):
             )
         return (*shape[:-1], n)
 
-    def _apply(self, z: Any) -> np.ndarray:
+    def _apply(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, dtype=float)
         return np.asarray(self.matrix @ z if self.side == "left" else z @ self.matrix)
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return self._apply(z)
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self._apply(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         g = np.asarray(g, dtype=float)
         return np.asarray(self.matrix.T @ g if self.side == "left" else g @ self.matrix.T)
 
@@ -106,7 +106,7 @@ class MatVec(Base):
         return ("rows", np.asarray(XW @ X.T if not sp.issparse(X) else (X @ XW.T).T))
 
 
-class MTimes(Base):
+class MTimes(Base[Arrays]):
     """x = a @ b for two matrix expressions (two inputs)."""
 
     name = "mtimes"
@@ -118,17 +118,17 @@ class MTimes(Base):
             raise fail("mtimes", f"inputs of shapes {sa} and {sb} cannot be multiplied")
         return (sa[0], sb[1])
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: Arrays) -> np.ndarray:
         return z[0] @ z[1]
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: Arrays, dz: Arrays) -> np.ndarray:
         return dz[0] @ z[1] + z[0] @ dz[1]
 
-    def vjp(self, z: Any, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def vjp(self, z: Arrays, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return g @ z[1].T, z[0].T @ g
 
 
-class Gram(Base):
+class Gram(Base[np.ndarray]):
     """x = zᵀ z (an R x R Gramian of an I x R factor)."""
 
     name = "gram"
@@ -138,18 +138,18 @@ class Gram(Base):
             raise fail("gram", f"input must be a matrix, got shape {tuple(shapes[0])}")
         return (shapes[0][1], shapes[0][1])
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return z.T @ z
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         p = dz.T @ z
         return p + p.T
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return z @ (g + g.T)
 
 
-class Inv(Base):
+class Inv(Base[np.ndarray]):
     """x = z⁻¹ for a square, invertible z; dx = -x dz x."""
 
     name = "inv"
@@ -158,19 +158,19 @@ class Inv(Base):
         _square_check(self.name, shapes[0])
         return tuple(shapes[0])
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return np.linalg.inv(z)
 
-    def linearize(self, z: Any) -> CachedLinearization:
+    def linearize(self, z: np.ndarray) -> CachedLinearization:
         x = np.linalg.inv(z)
         return CachedLinearization(
             self, z, x, lambda dz: -x @ dz @ x, lambda g: -x.T @ g @ x.T
         )
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self.linearize(z).jvp(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return self.linearize(z).vjp(g)
 
 
@@ -179,10 +179,10 @@ class Invtransp(Inv):
 
     name = "invtransp"
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return np.linalg.inv(z).T
 
-    def linearize(self, z: Any) -> CachedLinearization:
+    def linearize(self, z: np.ndarray) -> CachedLinearization:
         x = np.linalg.inv(z).T
         return CachedLinearization(
             self, z, x, lambda dz: -x @ dz.T @ x, lambda g: -x @ g.T @ x
@@ -206,7 +206,7 @@ def _frechet(v: np.ndarray, k: np.ndarray, e: np.ndarray) -> np.ndarray:
     return v @ (k * (v.T @ e @ v)) @ v.T
 
 
-class Invsqrtm(Base):
+class Invsqrtm(Base[np.ndarray]):
     """x = S^(-1/2), S = (z + zᵀ)/2 symmetric positive definite (eigendecomposition).
 
     The input is symmetrized first, so only its symmetric part matters; a matrix that is
@@ -219,27 +219,27 @@ class Invsqrtm(Base):
         _square_check(self.name, shapes[0])
         return tuple(shapes[0])
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return self.linearize(z).value
 
-    def linearize(self, z: Any) -> CachedLinearization:
+    def linearize(self, z: np.ndarray) -> CachedLinearization:
         z = np.asarray(z, dtype=float)
         v, sig, k = _sym_eig(0.5 * (z + z.T))
         x = (v / sig) @ v.T
 
-        def jvp(dz: Any) -> np.ndarray:
+        def jvp(dz: np.ndarray) -> np.ndarray:
             return _frechet(v, k, 0.5 * (dz + dz.T))
 
         return CachedLinearization(self, z, x, jvp, jvp)
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self.linearize(z).jvp(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return self.linearize(z).vjp(g)
 
 
-class Orth(Base):
+class Orth(Base[np.ndarray]):
     """x = z (zᵀz)^(-1/2): the orthonormal polar factor of z (I x R, rank R, I >= R).
 
     Of all matrices with orthonormal columns spanning range(z), x is the closest to z.
@@ -256,16 +256,16 @@ class Orth(Base):
             raise fail("orth", f"input must be a tall matrix (rows >= columns), got shape {shape}")
         return shape
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return self.linearize(z).value
 
-    def linearize(self, z: Any) -> CachedLinearization:
+    def linearize(self, z: np.ndarray) -> CachedLinearization:
         z = np.asarray(z, dtype=float)
         v, sig, k = _sym_eig(z.T @ z)
         w = (v / sig) @ v.T
         x = z @ w
 
-        def jvp(dz: Any) -> np.ndarray:
+        def jvp(dz: np.ndarray) -> np.ndarray:
             p = dz.T @ z
             return dz @ w + z @ _frechet(v, k, p + p.T)
 
@@ -275,14 +275,14 @@ class Orth(Base):
 
         return CachedLinearization(self, z, x, jvp, vjp)
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self.linearize(z).jvp(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return self.linearize(z).vjp(g)
 
 
-class Normalize(Base):
+class Normalize(Base[np.ndarray]):
     """x[:, r] = z[:, r] / ‖z[:, r]‖: columns scaled to unit 2-norm (a vector: x = z/‖z‖)."""
 
     name = "normalize"
@@ -292,11 +292,11 @@ class Normalize(Base):
             raise fail("normalize", f"input must be a vector or matrix, got shape {shapes[0]}")
         return tuple(shapes[0])
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, dtype=float)
         return z / np.linalg.norm(z, axis=0, keepdims=z.ndim > 1)
 
-    def linearize(self, z: Any) -> CachedLinearization:
+    def linearize(self, z: np.ndarray) -> CachedLinearization:
         z = np.asarray(z, dtype=float)
         nrm = np.linalg.norm(z, axis=0, keepdims=z.ndim > 1)
         x = z / nrm
@@ -306,14 +306,14 @@ class Normalize(Base):
 
         return CachedLinearization(self, z, x, project, project)
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self.linearize(z).jvp(dz)
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return self.linearize(z).vjp(g)
 
 
-class Transpose(Base):
+class Transpose(Base[np.ndarray]):
     """x = z.transpose(axes) (default: reverse the axes; a matrix becomes zᵀ). Read-only views."""
 
     name = "transpose"
@@ -334,13 +334,13 @@ class Transpose(Base):
         axes = self.axes if self.axes is not None else tuple(reversed(range(len(shape))))
         return tuple(shape[a] for a in axes)
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return readonly(np.asarray(z, dtype=float).transpose(self.axes))
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return readonly(np.asarray(dz, dtype=float).transpose(self.axes))
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         g = np.asarray(g, dtype=float)
         inverse = None if self.axes is None else tuple(np.argsort(self.axes))
         return readonly(g.transpose(inverse))

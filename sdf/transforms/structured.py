@@ -192,7 +192,7 @@ class Triu(_Pattern):
         return mask
 
 
-class Vander(Base):
+class Vander(Base[np.ndarray]):
     """x[i, d] = z[i]**d for d = 0, ..., n_cols - 1 (increasing powers, like np.vander(..., increasing=True))."""
 
     name = "vander"
@@ -209,24 +209,24 @@ class Vander(Base):
             raise fail("vander", f"input must be a vector of generators, got shape {shapes[0]}")
         return (m, self.n_cols)
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(z, dtype=float).reshape(-1, 1) ** np.arange(self.n_cols)
 
-    def _deriv(self, z: Any) -> np.ndarray:
+    def _deriv(self, z: np.ndarray) -> np.ndarray:
         zc = np.asarray(z, dtype=float).reshape(-1, 1)
         powers = np.arange(self.n_cols)
         out = np.zeros((zc.shape[0], self.n_cols))
         out[:, 1:] = powers[1:] * zc ** powers[:-1]
         return out
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self._deriv(z) * np.asarray(dz, dtype=float).reshape(-1, 1)
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return (self._deriv(z) * g).sum(axis=1).reshape(np.shape(z))
 
 
-class Cauchy(Base):
+class Cauchy(Base[np.ndarray]):
     """x[i, j] = 1 / (z[i] - z[m + j]): z = [a (m); b (n)], a Cauchy matrix 1/(a_i - b_j)."""
 
     name = "cauchy"
@@ -242,20 +242,20 @@ class Cauchy(Base):
         _check_vector(self.name, shapes[0], m + n, f"a Cauchy factor of shape {self.shape}")
         return self.shape
 
-    def _split(self, z: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _split(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         flat = np.asarray(z, dtype=float).ravel()
         return flat[: self.shape[0]], flat[self.shape[0]:]
 
-    def value(self, z: Any) -> np.ndarray:
+    def value(self, z: np.ndarray) -> np.ndarray:
         a, b = self._split(z)
         return 1.0 / (a[:, None] - b[None, :])
 
-    def jvp(self, z: Any, dz: Any) -> np.ndarray:
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         x2 = self.value(z) ** 2
         da, db = self._split(dz)
         return -x2 * (da[:, None] - db[None, :])
 
-    def vjp(self, z: Any, g: np.ndarray) -> np.ndarray:
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         h = self.value(z) ** 2 * g
         return np.concatenate([-h.sum(axis=1), h.sum(axis=0)]).reshape(np.shape(z))
 
