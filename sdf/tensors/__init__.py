@@ -6,7 +6,9 @@ an MTTKRP session (inner product first, then the MTTKRPs of all modes, sharing w
 multilinear projections, and sampling at given entries. The kinds shipped:
 :class:`DenseTensor` (all known), :class:`IncompleteTensor` (known entries only, missing
 ones unknown), :class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor`
-and :class:`TuckerTensor` (factored, never expanded). A new kind is one subclass of
+and :class:`TuckerTensor` (factored, never expanded), and the kinds built from signals by
+:mod:`sdf.tensorize`: :class:`HankelTensor` (FFT convolutions) and :class:`SegmentedTensor`
+(reshapes, no copies). A new kind is one subclass of
 :class:`Tensor` (it must give ``_norm_squared`` and ``_mttkrp``; the rest has defaults)
 and, for :func:`as_tensor` to accept a new input type, one :func:`register_data_kind`.
 
@@ -20,13 +22,17 @@ from sdf.tensors._convert import as_tensor, register_data_kind
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor
 from sdf.tensors._dense import DenseTensor
 from sdf.tensors._factored import CPDTensor, TuckerTensor
+from sdf.tensors._hankel import HankelTensor
+from sdf.tensors._segmented import SegmentedTensor
 
 __all__ = [
     "CPDTensor",
     "DenseTensor",
+    "HankelTensor",
     "IncompleteTensor",
     "KnownEntries",
     "MTTKRPSession",
+    "SegmentedTensor",
     "SparseTensor",
     "Tensor",
     "TuckerTensor",
