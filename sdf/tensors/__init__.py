@@ -8,7 +8,7 @@ multilinear projections, and sampling at given entries. The kinds shipped:
 ones unknown), :class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor`
 and :class:`TuckerTensor` (factored, never expanded), and the kinds built from signals by
 :mod:`sdf.tensorize`: :class:`HankelTensor` (FFT convolutions) and :class:`SegmentedTensor`
-(reshapes, no copies). A new kind is one subclass of
+(reshapes, no copies); :class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`). A new kind is one subclass of
 :class:`Tensor` (it must give ``_norm_squared`` and ``_mttkrp``; the rest has defaults)
 and, for :func:`as_tensor` to accept a new input type, one :func:`register_data_kind`.
 
@@ -24,6 +24,7 @@ from sdf.tensors._dense import DenseTensor
 from sdf.tensors._factored import CPDTensor, TuckerTensor
 from sdf.tensors._hankel import HankelTensor
 from sdf.tensors._segmented import SegmentedTensor
+from sdf.tensors._tt import TTTensor
 
 __all__ = [
     "CPDTensor",
@@ -34,6 +35,7 @@ __all__ = [
     "MTTKRPSession",
     "SegmentedTensor",
     "SparseTensor",
+    "TTTensor",
     "Tensor",
     "TuckerTensor",
     "as_tensor",

@@ -40,7 +40,7 @@ def assert_matches_dense(T: Tensor, rng, rank=3):
     for got, ref in zip(K, K0):
         np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9)
     subs = np.stack([rng.integers(0, I, 12) for I in T.shape], axis=1)
-    np.testing.assert_array_equal(T.values_at(subs), D.values_at(subs))
+    np.testing.assert_allclose(T.values_at(subs), D.values_at(subs), rtol=1e-12, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- Hankel
