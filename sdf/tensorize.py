@@ -41,6 +41,7 @@ from sdf.errors import DataError
 from sdf.tensors import CPDTensor, Tensor
 from sdf.tensors._base import _float_array
 from sdf.tensors._hankel import HankelTensor, anti_diagonal_counts, default_hankel_sizes
+from sdf.tensors._loewner import LoewnerTensor
 from sdf.tensors._segmented import SegmentedTensor
 from sdf.tensors._signals import check_axis, check_densify, check_sizes, read_signals
 
@@ -51,6 +52,7 @@ __all__ = [
     "dehankelize",
     "desegmentize",
     "hankelize",
+    "loewnerize",
     "segmentize",
 ]
 
@@ -204,6 +206,47 @@ def dehankelize(data: Any, order: int = 2, *, axis: int = 0) -> np.ndarray:
     else:
         array = _float_array(data, name)
     return _dehankelize_array(array, K, ax)
+
+
+# ----------------------------------------------------------------------------- Loewner
+def loewnerize(signals: Any, points: Any = None, *, rows: Any = None, axis: int = 0,
+               full: bool | None = None) -> np.ndarray | LoewnerTensor:
+    """Loewner matrix of each sampled function: ``L[i, j] = (f(x_i) - f(y_j)) / (x_i - y_j)``.
+
+    The samples are split into a row set (points x_i) and a column set (points y_j); a
+    rational function of degree R gives a Loewner matrix of rank R, so Loewner matrices
+    of mixtures of rational signals have low-rank structure that separates them.
+
+    Parameters
+    ----------
+    signals : array_like
+        Samples f(t_l), one function (a vector) or several along ``axis``.
+    points : array_like of shape (L,), optional
+        Sample points t; default ``0, 1, ..., L - 1``.
+    rows : array_like of int, optional
+        Indices of the row-set samples; default the even ones (interleaved partition,
+        as in Tensorlab); the others, in order, are the column set.
+    axis : int, default 0
+        Signal axis; the row and column modes take its place.
+    full : bool, optional
+        Dense ndarray (True) or :class:`~sdf.tensors.LoewnerTensor` (False); default
+        dense up to :data:`FULL_LIMIT` entries.
+
+    Returns
+    -------
+    ndarray or LoewnerTensor
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.arange(4.0)
+    >>> loewnerize(t ** 2, t)  # (x_i^2 - y_j^2) / (x_i - y_j) = x_i + y_j
+    array([[1., 3.],
+           [3., 5.]])
+    """
+    name = "loewnerize"
+    T = LoewnerTensor(signals, points, rows, axis, name=name)
+    return T.to_dense() if _dense_wanted(T.shape, full, name) else T
 
 
 # ----------------------------------------------------------------------------- reshapes
