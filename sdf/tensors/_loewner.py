@@ -124,7 +124,7 @@ class LoewnerTensor(Tensor):
                             f"has {r.size} of {L}")
         common = np.intersect1d(t[r], t[c])
         if common.size:
-            raise DataError(f"{name}: point {common[0]!r} is in both the row and the column "
+            raise DataError(f"{name}: point {float(common[0])} is in both the row and the column "
                             "set; the Loewner matrix divides by their differences")
         moved = np.moveaxis(x, ax, 0)
         self._rest_shape = moved.shape[1:]
