@@ -17,8 +17,10 @@ from numpy.typing import ArrayLike
 from sdf.algebra import _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor, unfold
 from sdf.errors import DataError
 from sdf.numerics import SCALE_THRESHOLD, balance_columns
+from sdf.tensors._tt import TTTensor
 
-__all__ = ["LMLRAResult", "MLSVDResult", "gevd_applies", "gevd_init", "lmlra_hooi", "mlsvd"]
+__all__ = ["LMLRAResult", "MLSVDResult", "gevd_applies", "gevd_init", "lmlra_hooi", "mlsvd",
+           "tt_svd"]
 
 # Use the Gram matrix (eigh of M M^H) instead of an SVD of the unfolding M (I_n x J) when
 # J >= _GRAM_RATIO * I_n: several times faster, but it squares the condition number, so
@@ -472,3 +474,61 @@ def gevd_init(
     # Scaled back: 2**e shared out over the modes, so the factors stay balanced.
     shares = [e // T.ndim + (1 if m < e % T.ndim else 0) for m in range(T.ndim)]
     return [np.ldexp(A, k) if k else A for A, k in zip(out, shares)]
+
+
+# --------------------------------------------------------------------------- TT-SVD
+def tt_svd(T: ArrayLike, tol: float = 1e-12, max_rank: int | None = None) -> TTTensor:
+    """Tensor train of a dense tensor by successive truncated SVDs (TT-SVD).
+
+    Each of the N - 1 unfoldings is truncated to the smallest rank whose discarded
+    singular values have energy at most ``(tol ||T||)**2 / (N - 1)``, so that
+    ``||T - TT|| <= tol ||T||`` (Oseledets, 2011); ``max_rank`` caps every TT rank (the
+    bound then no longer holds).
+
+    Parameters
+    ----------
+    T : array_like, shape (I_0, ..., I_{N-1})
+        Real, finite, N >= 2.
+    tol : float, default 1e-12
+        Relative error bound, >= 0.
+    max_rank : int, optional
+        Largest TT rank.
+
+    Returns
+    -------
+    TTTensor
+        Cores of shape ``(r_k, I_k, r_{k+1})``; the first N - 1 are orthonormal
+        (left-orthogonal).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> from sdf.algebra import cpd_to_tensor
+    >>> T = cpd_to_tensor([rng.standard_normal((n, 2)) for n in (3, 4, 5, 6)])  # rank 2
+    >>> tt = tt_svd(T, tol=1e-10)
+    >>> tt.ranks, bool(np.allclose(tt.to_dense(), T))
+    ((1, 2, 2, 2, 1), True)
+    """
+    X = _as_data(T, 2, "a TT-SVD")
+    if np.iscomplexobj(X):
+        raise DataError("T: TT-SVD of complex data is not supported; split real and "
+                        "imaginary parts")
+    if not (isinstance(tol, numbers.Real) and tol >= 0):
+        raise DataError(f"tol: expected a real number >= 0, got {tol!r}")
+    if max_rank is not None and not (isinstance(max_rank, (int, np.integer))
+                                     and not isinstance(max_rank, bool) and max_rank >= 1):
+        raise DataError(f"max_rank: expected an int >= 1 or None, got {max_rank!r}")
+    shape, N = X.shape, X.ndim
+    budget = (tol * frob(X)) ** 2 / (N - 1)
+    cores, rest, r_prev = [], X.reshape(shape[0], -1), 1
+    for k in range(N - 1):
+        rest = rest.reshape(r_prev * shape[k], -1)
+        U, s, Vt = np.linalg.svd(rest, full_matrices=False)
+        r = _rank_for_tol(s, budget)
+        if max_rank is not None:
+            r = min(r, int(max_rank))
+        cores.append(U[:, :r].reshape(r_prev, shape[k], r))
+        rest, r_prev = s[:r, None] * Vt[:r], r
+    cores.append(rest.reshape(r_prev, shape[-1], 1))
+    return TTTensor(cores, name="tt_svd")

@@ -6,7 +6,10 @@ an MTTKRP session (inner product first, then the MTTKRPs of all modes, sharing w
 multilinear projections, and sampling at given entries. The kinds shipped:
 :class:`DenseTensor` (all known), :class:`IncompleteTensor` (known entries only, missing
 ones unknown), :class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor`
-and :class:`TuckerTensor` (factored, never expanded). A new kind is one subclass of
+and :class:`TuckerTensor` (factored, never expanded), and the kinds built from signals by
+:mod:`sdf.tensorize`:
+:class:`HankelTensor` (FFT convolutions), :class:`LoewnerTensor` (Cauchy-like
+products) and :class:`SegmentedTensor` (reshapes, no copies); :class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`). A new kind is one subclass of
 :class:`Tensor` (it must give ``_norm_squared`` and ``_mttkrp``; the rest has defaults)
 and, for :func:`as_tensor` to accept a new input type, one :func:`register_data_kind`.
 
@@ -20,14 +23,22 @@ from sdf.tensors._convert import as_tensor, register_data_kind
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor
 from sdf.tensors._dense import DenseTensor
 from sdf.tensors._factored import CPDTensor, TuckerTensor
+from sdf.tensors._hankel import HankelTensor
+from sdf.tensors._loewner import LoewnerTensor
+from sdf.tensors._segmented import SegmentedTensor
+from sdf.tensors._tt import TTTensor
 
 __all__ = [
     "CPDTensor",
     "DenseTensor",
+    "HankelTensor",
     "IncompleteTensor",
     "KnownEntries",
+    "LoewnerTensor",
     "MTTKRPSession",
+    "SegmentedTensor",
     "SparseTensor",
+    "TTTensor",
     "Tensor",
     "TuckerTensor",
     "as_tensor",

@@ -1,0 +1,232 @@
+"""Hankel tensors of signals, never expanded: :class:`HankelTensor`.
+
+A K-th order Hankel tensor of a signal x of length L has entries
+``H[i_0, ..., i_{K-1}] = x[i_0 + ... + i_{K-1}]`` with ``I_0 + ... + I_{K-1} - K + 1 = L``.
+Contracting it with vectors is a convolution: ``<H, a_0 ∘ ... ∘ a_{K-1}> = <x, a_0 * ... *
+a_{K-1}>`` (``*`` the full linear convolution, length exactly L), and the MTTKRP of mode k
+is the correlation of x with the convolution of the other factors. Both run through real
+FFTs of length ``n >= L``: an MTTKRP session costs O(K n log n R) time and O(K n R)
+memory, whatever the (astronomical) number of entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from sdf import algebra
+from sdf.errors import DataError
+from sdf.tensors._base import MTTKRPSession, Tensor, _readonly, _TreeSession
+from sdf.tensors._signals import check_densify, check_sizes, read_signals, signals_first
+
+__all__ = ["HankelTensor", "anti_diagonal_counts", "default_hankel_sizes"]
+
+
+def default_hankel_sizes(length: int, order: int) -> tuple[int, ...]:
+    """The most nearly cubical sizes of an order-K Hankel tensor of a length-L signal.
+
+    ``I_0 + ... + I_{K-1} = L + K - 1``, the first sizes one larger when K does not
+    divide ``L + K - 1``.
+
+    Examples
+    --------
+    >>> default_hankel_sizes(10, 2), default_hankel_sizes(10, 3)
+    ((6, 5), (4, 4, 4))
+    """
+    total = length + order - 1
+    q, extra = divmod(total, order)
+    return tuple(q + 1 if k < extra else q for k in range(order))
+
+
+def anti_diagonal_counts(sizes: Sequence[int]) -> np.ndarray:
+    """How many entries of a Hankel tensor of ``sizes`` hold each sample: ``w[l] = #{(i_k) :
+    sum i_k = l}``, shape (L,), float64 (exact below 2**53).
+
+    Examples
+    --------
+    >>> anti_diagonal_counts((3, 2)).tolist()
+    [1.0, 2.0, 2.0, 1.0]
+    """
+    w = np.ones(int(sizes[0]))
+    for I in sizes[1:]:
+        # Convolution with a box of ones, exact through cumulative sums.
+        cs = np.concatenate([[0.0], np.cumsum(w)])
+        ell = np.arange(w.size + int(I) - 1)
+        w = cs[np.minimum(ell + 1, w.size)] - cs[np.maximum(ell - int(I) + 1, 0)]
+    return w
+
+
+class _HankelSession:
+    """Inner product first (one FFT per Hankel factor), the MTTKRPs of every mode after."""
+
+    def __init__(self, data: HankelTensor, mats: list[np.ndarray]) -> None:
+        import scipy.fft  # here, not at import: ``import sdf`` stays light
+
+        self._data = data
+        K, n, L = data.order, data._nfft, data.signal_length
+        hankel = [np.asarray(mats[data.axis + k]) for k in range(K)]
+        self._rest = [np.asarray(mats[t]) for t in data._rest_modes]
+        self._spectra = [scipy.fft.rfft(A, n, axis=0) for A in hankel]
+        x = data._x
+        if self._rest:
+            # G[l, r] = sum over the other modes of x[l, ...] times their factors' rows.
+            G = x.reshape(L, -1) @ algebra.khatri_rao(self._rest)
+            self._G, self._Gf = G, scipy.fft.rfft(G, n, axis=0)
+        else:
+            self._G, self._Gf = x[:, None], data._xf[:, None]
+        spectrum = self._spectra[0]
+        for S in self._spectra[1:]:
+            spectrum = spectrum * S
+        self._conv = scipy.fft.irfft(spectrum, n, axis=0)[:L]  # a_0 * ... * a_{K-1}, (L, R)
+        self._inner = float(np.sum(self._G * self._conv))
+        self._all: list[np.ndarray] | None = None
+
+    def inner(self) -> float:
+        return self._inner
+
+    def _others(self) -> list[np.ndarray]:
+        """Product of the spectra of all Hankel factors but k, for every k."""
+        S = self._spectra
+        out: list[np.ndarray] = []
+        prefix = np.ones_like(S[0])
+        for k in range(len(S)):
+            out.append(prefix)
+            prefix = prefix * S[k]
+        suffix = np.ones_like(S[0])
+        for k in range(len(S) - 1, -1, -1):
+            out[k] = out[k] * suffix
+            suffix = suffix * S[k]
+        return out
+
+    def all(self) -> list[np.ndarray]:
+        if self._all is None:
+            import scipy.fft
+
+            d = self._data
+            out: list[np.ndarray] = [np.empty(0)] * d.ndim
+            n = d._nfft
+            for k, Q in enumerate(self._others()):
+                # Correlation of G with the other factors' convolution: no wrap-around,
+                # since i + s <= L - 1 < n for every term.
+                corr = scipy.fft.irfft(self._Gf * np.conj(Q), n, axis=0)
+                out[d.axis + k] = np.ascontiguousarray(corr[:d.sizes[k]])
+            for q, t in enumerate(d._rest_modes):
+                out[t] = algebra.mttkrp(d._x, [self._conv, *self._rest], 1 + q)
+            self._all = out
+        return self._all
+
+
+class HankelTensor(Tensor):
+    """Hankel tensors of one signal or of an array of signals, never expanded.
+
+    Along ``axis``, each signal of length L is replaced by K modes of sizes ``sizes``:
+    ``T[..., i_0, ..., i_{K-1}, ...] = x[..., i_0 + ... + i_{K-1}, ...]``, the other axes
+    of the signal array staying before and after. Norm, inner products and MTTKRPs use
+    FFT convolutions: one MTTKRP session costs O(K n log n R) for FFT length n >= L,
+    plus one pass over the signals per session when there are other modes.
+
+    Parameters
+    ----------
+    signals : array_like
+        One signal (a vector) or several (the signal axis is ``axis``), real and finite.
+    sizes : sequence of int, optional
+        Sizes of the K >= 2 Hankel modes, ``sum(sizes) - K + 1 = L``. Default: the most
+        nearly square order-2 sizes (see :func:`default_hankel_sizes`).
+    axis : int, default 0
+        Axis of ``signals`` along which the signals run.
+    name : str, default "data"
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> H = HankelTensor(np.arange(5.0), sizes=(3, 2, 2))
+    >>> H.shape, float(H.to_dense()[1, 1, 0]), H.norm_squared()
+    ((3, 2, 2), 2.0, 62.0)
+    """
+
+    kind: ClassVar[str] = "hankel"
+
+    def __init__(self, signals: Any, sizes: Sequence[int] | None = None, axis: int = 0, *,
+                 name: str = "data") -> None:
+        import scipy.fft
+
+        x, ax = read_signals(signals, axis, name)
+        L = x.shape[ax]
+        sz = default_hankel_sizes(L, 2) if sizes is None else check_sizes(sizes, name)
+        if len(sz) < 2 or sum(sz) - len(sz) + 1 != L:
+            raise DataError(f"{name}: Hankel sizes {sz} do not fit a signal of length {L}; "
+                            "expected K >= 2 sizes with sum(sizes) - K + 1 == L")
+        self._x = signals_first(x, ax)  # (L, *rest)
+        self._axis, self._sizes = ax, sz
+        rest = x.shape[:ax] + x.shape[ax + 1:]
+        self._shape = x.shape[:ax] + sz + x.shape[ax + 1:]
+        K = len(sz)
+        self._rest_modes = [*range(ax), *range(ax + K, ax + K + len(rest) - ax)]
+        self._nfft = scipy.fft.next_fast_len(L, real=True)
+        self._xf = _readonly(scipy.fft.rfft(self._x, self._nfft, axis=0)) \
+            if self._x.ndim == 1 else np.empty(0)
+        self._name = name
+
+    # ------------------------------------------------------------ description
+    @property
+    def signal(self) -> np.ndarray:
+        """The signals, as given (signal axis at ``axis``), read-only."""
+        return _readonly(np.moveaxis(self._x, 0, self._axis))
+
+    @property
+    def signal_length(self) -> int:
+        """Length L of each signal."""
+        return int(self._x.shape[0])
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Sizes of the Hankel modes."""
+        return self._sizes
+
+    @property
+    def order(self) -> int:
+        """Number K of Hankel modes."""
+        return len(self._sizes)
+
+    @property
+    def axis(self) -> int:
+        """First of the Hankel modes in the tensor (the signal axis of ``signals``)."""
+        return self._axis
+
+    def _extra_repr(self) -> str:
+        return f", sizes={self._sizes}, axis={self._axis}"
+
+    # ------------------------------------------------------------ protocol
+    def _norm_squared(self) -> float:
+        energy = (self._x * self._x).reshape(self.signal_length, -1).sum(axis=1)
+        return float(anti_diagonal_counts(self._sizes) @ energy)
+
+    def _mttkrp_session(self, mats: list[np.ndarray]) -> MTTKRPSession | _TreeSession:
+        return _HankelSession(self, mats)  # type: ignore[return-value]
+
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
+        return _HankelSession(self, mats).inner()
+
+    def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
+        return _HankelSession(self, mats).all()[n]
+
+    def _mttkrp_all(self, mats: list[np.ndarray]) -> list[np.ndarray]:
+        return _HankelSession(self, mats).all()
+
+    def _values_at(self, subs: np.ndarray) -> np.ndarray:
+        K, ax = self.order, self._axis
+        sample = subs[:, ax:ax + K].sum(axis=1)
+        index = (sample, *subs[:, self._rest_modes].T)
+        return self._x[index]
+
+    def to_dense(self) -> np.ndarray:
+        check_densify(self.shape, self._name, "Hankel")
+        K = self.order
+        grids = np.ix_(*[np.arange(I) for I in self._sizes])
+        index = sum(grids[1:], start=grids[0])
+        block = self._x[index]  # (*sizes, *rest)
+        return np.ascontiguousarray(
+            np.moveaxis(block, list(range(K)), list(range(self._axis, self._axis + K))))
+

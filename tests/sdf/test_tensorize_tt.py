@@ -1,0 +1,107 @@
+"""Tensor-train data (TTTensor) and the TT-SVD that builds it (sdf.decomp.tt_svd)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sdf
+from sdf import algebra
+from sdf.decomp import tt_svd
+from sdf.errors import DataError
+from sdf.tensors import TTTensor
+
+from tests.sdf.test_tensorize import assert_matches_dense
+
+
+def _random_tt(shape, ranks, rng):
+    r = [1, *ranks, 1]
+    return TTTensor([rng.standard_normal((r[k], I, r[k + 1])) for k, I in enumerate(shape)])
+
+
+@pytest.mark.parametrize("shape, ranks", [
+    ((4, 5), (3,)),
+    ((3, 4, 5), (2, 3)),
+    ((2, 3, 2, 4), (2, 4, 3)),
+    ((5,) * 5, (1, 2, 3, 2)),
+])
+def test_tt_operations_match_dense(shape, ranks, rng):
+    T = _random_tt(shape, ranks, rng)
+    assert T.ranks == (1, *ranks, 1) and T.kind == "tt"
+    assert_matches_dense(T, rng)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=2, max_size=5), st.integers(0, 10**6))
+def test_tt_random_shapes_match_dense(shape, seed):
+    rng = np.random.default_rng(seed)
+    ranks = tuple(int(r) for r in rng.integers(1, 4, len(shape) - 1))
+    assert_matches_dense(_random_tt(shape, ranks, rng), rng, rank=2)
+
+
+def test_tt_svd_is_exact_on_a_low_rank_tensor_and_finds_the_ranks(rng):
+    T = algebra.cpd_to_tensor([rng.standard_normal((n, 2)) for n in (4, 5, 6, 3)])
+    tt = tt_svd(T, tol=1e-10)
+    assert tt.ranks == (1, 2, 2, 2, 1)
+    np.testing.assert_allclose(tt.to_dense(), T, atol=1e-10)
+    for G in tt.cores[:-1]:  # left-orthogonal
+        M = G.reshape(-1, G.shape[2])
+        np.testing.assert_allclose(M.T @ M, np.eye(G.shape[2]), atol=1e-10)
+
+
+@pytest.mark.parametrize("tol", [1e-1, 1e-2, 1e-3])
+def test_tt_svd_meets_its_error_bound(tol, rng):
+    T = rng.standard_normal((6, 5, 4, 5))
+    tt = tt_svd(T, tol=tol)
+    err = np.linalg.norm(tt.to_dense() - T) / np.linalg.norm(T)
+    assert err <= tol * (1 + 1e-12)
+    assert max(tt.ranks) < 30  # truncation happened
+
+
+def test_tt_svd_max_rank_caps_every_rank(rng):
+    tt = tt_svd(rng.standard_normal((4, 4, 4, 4)), max_rank=3)
+    assert max(tt.ranks) == 3
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: tt_svd(np.ones(4)), "expected a tensor of order >= 2"),
+    (lambda: tt_svd(np.ones((2, 2)), tol=-1.0), "tol: expected a real number >= 0"),
+    (lambda: tt_svd(np.ones((2, 2)), max_rank=0), "max_rank: expected an int >= 1"),
+    (lambda: TTTensor([np.ones((1, 2, 2)), np.ones((3, 2, 1))]),
+     r"core 1 has shape \(3, 2, 1\); its first size must be 2"),
+    (lambda: TTTensor([np.ones((1, 2, 2)), np.ones((2, 2, 2))]), "last core must end in size 1"),
+    (lambda: TTTensor([np.ones((2, 2))]), "core 0 must be 3-D"),
+    (lambda: TTTensor([]), "needs at least one core"),
+    (lambda: TTTensor([np.full((1, 2, 1), np.nan)]), "cores must be finite"),
+])
+def test_tt_bad_input_is_named(call, match):
+    with pytest.raises(DataError, match=match):
+        call()
+
+
+def test_tt_with_twenty_modes_works_in_factored_form_only(rng):
+    T = _random_tt((10,) * 20, (5,) * 19, rng)
+    assert T.size == 10**20
+    A = [rng.standard_normal((10, 3)) for _ in range(20)]
+    session = T.mttkrp_session(A)
+    M = session.all()
+    # <T, CPD> from any mode's MTTKRP equals the chained inner product.
+    for n in (0, 7, 19):
+        assert float(np.sum(M[n] * A[n])) == pytest.approx(session.inner(), rel=1e-9)
+    assert T.norm_squared() > 0
+    with pytest.raises(DataError, match=r"expanding this tensor-train tensor .* 1e\+20 entries"):
+        T.to_dense()
+
+
+def test_cpd_fit_of_tt_data_equals_the_dense_fit(rng):
+    A = [rng.standard_normal((n, 2)) for n in (5, 4, 6)]
+    dense = algebra.cpd_to_tensor(A) + 1e-3 * rng.standard_normal((5, 4, 6))
+    tt = tt_svd(dense)
+    start = [a + 0.1 * rng.standard_normal(a.shape) for a in A]
+    fits = []
+    for data in (tt, dense):
+        variables = [sdf.Variable(s.copy(), name=k) for s, k in zip(start, "abc")]
+        fits.append(sdf.Model(t=sdf.CPD(data, variables)).fit(max_iter=100))
+    assert fits[0].relerr["t"] == pytest.approx(fits[1].relerr["t"], rel=1e-6)
+    for k in "abc":
+        np.testing.assert_allclose(fits[0].variables[k], fits[1].variables[k], atol=1e-6)
