@@ -27,8 +27,9 @@ from sdf import algebra
 from sdf import transforms as tf
 from sdf.errors import ModelError, SdfWarning
 from sdf.problem import Problem
-from sdf.tensors import (CPDTensor, DenseTensor, IncompleteTensor, SparseTensor, Tensor,
-                         TuckerTensor)
+from sdf.tensorize import hankelize, loewnerize, segmentize
+from sdf.tensors import (CPDTensor, DenseTensor, HankelTensor, IncompleteTensor, LoewnerTensor,
+                         SegmentedTensor, SparseTensor, Tensor, TTTensor, TuckerTensor)
 from sdf.terms import term_types
 
 from _reference import check_model, tucker
@@ -118,6 +119,32 @@ def function_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
     return Data(tensor, D, None, _frozen(D))
 
 
+def hankel_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    x = rng.standard_normal(sum(shape) - len(shape) + 1)
+    tensor = hankelize(x, sizes=shape, full=False)
+    return Data(tensor, tensor.to_dense(), None, _frozen(x))
+
+
+def segmented_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    x = rng.standard_normal(int(np.prod(shape)))
+    tensor = segmentize(x, shape, full=False)
+    return Data(tensor, tensor.to_dense(), None, _frozen(x))
+
+
+def tt_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    ranks = [1, *([2] * (len(shape) - 1)), 1]
+    cores = [rng.standard_normal((ranks[k], n, ranks[k + 1])) for k, n in enumerate(shape)]
+    tensor = TTTensor(cores)
+    return Data(tensor, tensor.to_dense(), None, _frozen(*cores))
+
+
+def loewner_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    points = np.arange(sum(shape), dtype=float)
+    values = np.cos(points / 3.0) + 0.1 * rng.standard_normal(points.shape)
+    tensor = loewnerize(values, points, rows=np.arange(shape[0]), full=False)
+    return Data(tensor, tensor.to_dense(), None, _frozen(points, values))
+
+
 #: One maker per data kind, by the class it makes.
 KINDS: dict[type[Tensor], Callable[[tuple[int, ...], np.random.Generator], Data]] = {
     DenseTensor: dense_data,
@@ -126,7 +153,14 @@ KINDS: dict[type[Tensor], Callable[[tuple[int, ...], np.random.Generator], Data]
     CPDTensor: cpd_data,
     TuckerTensor: tucker_data,
     FunctionTensor: function_data,
+    HankelTensor: hankel_data,
+    SegmentedTensor: segmented_data,
+    TTTensor: tt_data,
+    LoewnerTensor: loewner_data,
 }
+
+#: Orders a kind exists at, where not every order (a Loewner matrix is of order 2).
+KIND_ORDERS: dict[type[Tensor], tuple[int, ...]] = {LoewnerTensor: (2,)}
 
 
 # ----------------------------------------------------------------------------- data terms
@@ -220,7 +254,8 @@ UNSUPPORTED: dict[tuple[str, int], str] = {
     ("ll1", 2): r"term 't': an LL1 term needs third-order data, got 2 modes",
 }
 
-DATA_CASES = [(key, kind, order) for key in DATA_TERMS for kind in KINDS for order in SHAPES]
+DATA_CASES = [(key, kind, order) for key in DATA_TERMS for kind in KINDS for order in SHAPES
+              if order in KIND_ORDERS.get(kind, tuple(SHAPES))]
 
 
 def _case_id(case: tuple[str, type[Tensor], int]) -> str:
