@@ -4,8 +4,8 @@ Every data set enters the engine as a :class:`Tensor`, with the same small set o
 operations whatever its kind: the squared norm, inner products with a CPD or Tucker model,
 an MTTKRP session (inner product first, then the MTTKRPs of all modes, sharing work),
 multilinear projections, and sampling at given entries. The kinds shipped:
-:class:`DenseTensor` (all known), :class:`IncompleteTensor` (known entries only, missing
-ones unknown), :class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor`
+:class:`DenseTensor` (all known), :class:`MaskedTensor` (mostly known: a zero-filled
+array and a mask), :class:`IncompleteTensor` (known entries only, missing ones unknown), :class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor`
 and :class:`TuckerTensor` (factored, never expanded). A new kind is one subclass of
 :class:`Tensor` (it must give ``_norm_squared`` and ``_mttkrp``; the rest has defaults)
 and, for :func:`as_tensor` to accept a new input type, one :func:`register_data_kind`.
@@ -19,6 +19,7 @@ from sdf.tensors._base import KnownEntries, MTTKRPSession, Tensor
 from sdf.tensors._convert import as_tensor, register_data_kind
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor
 from sdf.tensors._dense import DenseTensor
+from sdf.tensors._masked import MaskedTensor
 from sdf.tensors._factored import CPDTensor, TuckerTensor
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "IncompleteTensor",
     "KnownEntries",
     "MTTKRPSession",
+    "MaskedTensor",
     "SparseTensor",
     "Tensor",
     "TuckerTensor",
