@@ -21,14 +21,15 @@ entries); GEVD then runs on the densified data (sparse) or on the zero-filled da
 divided by the fraction known (incomplete) when that fits in memory, else random.
 
 Incomplete data on a grid that fits in memory (at most 2e7 entries, at least a quarter
-known) get an **imputation warm start** before the fit on the known entries (unless
+known, at least 2 % missing) get an **imputation warm start** before the fit on the known entries (unless
 ``compress=False``): rounds of "fill the missing entries with the current model, take
 two Gauss-Newton steps on the filled dense tensor" (expectation-maximisation, whose
 fixed points are the stationary points of the masked least-squares problem; the solver
 settings given to :func:`cpd` apply to the final fit, not to these rounds), each round
 costing a few dense MTTKRPs, until the error on the known entries changes by less
 than 1e-7 (relative) or after 200 rounds. The engine's fit on the known entries then
-finishes from there.
+finishes from there. With fewer than 2 % missing the engine's own fit costs about a dense
+fit (see :class:`sdf.tensors.MaskedTensor`) and no warm start is needed.
 """
 
 from __future__ import annotations
@@ -55,9 +56,13 @@ __all__ = ["cpd"]
 InitMethod = Literal["auto", "gevd", "random"]
 
 
+#: Least fraction of missing entries for which the imputation warm start pays.
+_IMPUTE_MIN_MISSING = 0.02
+
+
 def _imputable(X: Tensor) -> bool:
     return (X.known_entries() is not None and X.size <= MAX_DENSIFY
-            and X.n_known >= 0.25 * X.size)
+            and 0.25 * X.size <= X.n_known <= (1.0 - _IMPUTE_MIN_MISSING) * X.size)
 
 
 def _impute(X: Tensor, start: list[np.ndarray], method: str,

@@ -4,12 +4,14 @@ Every data set enters the engine as a :class:`Tensor`, with the same small set o
 operations whatever its kind: the squared norm, inner products with a CPD or Tucker model,
 an MTTKRP session (inner product first, then the MTTKRPs of all modes, sharing work),
 multilinear projections, and sampling at given entries. The kinds shipped:
-:class:`DenseTensor` (all known), :class:`IncompleteTensor` (known entries only, missing
-ones unknown), :class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor`
-and :class:`TuckerTensor` (factored, never expanded), and the kinds built from signals by
-:mod:`sdf.tensorize`:
-:class:`HankelTensor` (FFT convolutions), :class:`LoewnerTensor` (Cauchy-like
-products) and :class:`SegmentedTensor` (reshapes, no copies); :class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`). A new kind is one subclass of
+:class:`DenseTensor` (all known), :class:`MaskedTensor` (mostly known: a zero-filled
+array and a mask), :class:`IncompleteTensor` (known entries only, missing ones unknown),
+:class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor` and
+:class:`TuckerTensor` (factored, never expanded), the kinds built from signals by
+:mod:`sdf.tensorize` -- :class:`HankelTensor` (FFT convolutions), :class:`LoewnerTensor`
+(Cauchy-like products) and :class:`SegmentedTensor` (reshapes, no copies) -- and
+:class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`). A new kind is one
+subclass of
 :class:`Tensor` (it must give ``_norm_squared`` and ``_mttkrp``; the rest has defaults)
 and, for :func:`as_tensor` to accept a new input type, one :func:`register_data_kind`.
 
@@ -25,6 +27,7 @@ from sdf.tensors._dense import DenseTensor
 from sdf.tensors._factored import CPDTensor, TuckerTensor
 from sdf.tensors._hankel import HankelTensor
 from sdf.tensors._loewner import LoewnerTensor
+from sdf.tensors._masked import MaskedTensor
 from sdf.tensors._segmented import SegmentedTensor
 from sdf.tensors._tt import TTTensor
 
@@ -36,6 +39,7 @@ __all__ = [
     "KnownEntries",
     "LoewnerTensor",
     "MTTKRPSession",
+    "MaskedTensor",
     "SegmentedTensor",
     "SparseTensor",
     "TTTensor",

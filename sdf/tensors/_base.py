@@ -254,6 +254,8 @@ class Tensor(ABC):
     * :meth:`known_entries`: the data are known at some entries only (None: all known);
     * :meth:`dense_view`: the data as an in-memory array, without copying (None: not
       held so);
+    * :meth:`masked_view`: data with missing entries as a zero-filled array and a mask
+      (None: not held so; such data also offer :meth:`known_entries`);
     * :meth:`mttkrp_session`, :meth:`project`, :meth:`project_tucker`: the reductions
       of CPD and Tucker models, in the data's own form.
 
@@ -333,6 +335,12 @@ class Tensor(ABC):
 
     def dense_view(self) -> np.ndarray | None:
         """The data as an in-memory read-only float64 array (no copy), or None."""
+        return None
+
+    def masked_view(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Data with missing entries held densely: ``(filled, mask)``, read-only arrays of
+        the data's shape, float64 with zeros at the missing entries and bool True at the
+        known ones (no copy); None when not held so."""
         return None
 
     # ------------------------------------------------------------ scale

@@ -25,6 +25,34 @@ from sdf.tensors._base import (
 
 __all__ = ["IncompleteTensor", "SparseTensor"]
 
+
+def _known_of(a: np.ndarray, mask: Any, name: str) -> np.ndarray:
+    """The known entries of ``a`` (not NaN, and marked by ``mask`` if given), checked:
+    a boolean array of ``a``'s shape with at least one True and no Inf where True."""
+    known = ~np.isnan(a)
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.dtype != np.bool_:
+            raise DataError(f"{name}: mask must be a boolean array (True = known), "
+                            f"got dtype {m.dtype}")
+        if m.shape != a.shape:
+            raise DataError(f"{name}: mask must have the data's shape {a.shape}, "
+                            f"got {m.shape}")
+        if (m & ~known).any():
+            idx = tuple(int(i) for i in np.argwhere(m & ~known)[0])
+            raise DataError(f"{name}: entry {idx} is NaN but the mask marks it known")
+        known = m
+    bad = known & np.isinf(a)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DataError(
+            f"{name}: entry {idx} is inf; Inf is not allowed (NaN marks a missing entry)")
+    if not known.any():
+        raise DataError(f"{name}: all entries are missing; expected at least one known "
+                        "entry")
+    return known
+
+
 class _CoordinateTensor(Tensor):
     """Shared storage of incomplete and sparse data: C-sorted ``subs`` and ``vals``."""
 
@@ -236,26 +264,9 @@ class IncompleteTensor(_CoordinateTensor):
     def __init__(self, array: Any, mask: Any = None, *, name: str = "data") -> None:
         a = _float_array(array, name)
         shape = _check_shape(a.shape, name)
-        known = ~np.isnan(a)
-        if mask is not None:
-            m = np.asarray(mask)
-            if m.dtype != np.bool_:
-                raise DataError(f"{name}: mask must be a boolean array (True = known), "
-                                f"got dtype {m.dtype}")
-            if m.shape != a.shape:
-                raise DataError(f"{name}: mask must have the data's shape {a.shape}, "
-                                f"got {m.shape}")
-            if (m & ~known).any():
-                idx = tuple(int(i) for i in np.argwhere(m & ~known)[0])
-                raise DataError(f"{name}: entry {idx} is NaN but the mask marks it known")
-            known = m
+        known = _known_of(a, mask, name)
         subs = np.argwhere(known)  # C order already
-        vals = a[known]
-        _check_no_inf(vals, name, lambda k: tuple(int(i) for i in subs[k]))
-        if vals.size == 0:
-            raise DataError(f"{name}: all entries are missing; expected at least one known "
-                            "entry")
-        self._init(subs, vals, shape, subs @ _strides(shape))
+        self._init(subs, a[known], shape, subs @ _strides(shape))
 
     @property
     def n_known(self) -> int:

@@ -7,8 +7,12 @@ Two evaluation strategies, chosen by the data type:
   MTTKRP and ``||M||^2`` from the Gramians; the Gauss-Newton product needs Gramians only:
   ``(J^T J dA)_n = dA_n W_n + A_n sum_{m != n} (W_nm * (A_m^T dA_m))`` with
   ``W_n = *_{k != n} A_k^T A_k`` and ``W_nm = *_{k != n, m} A_k^T A_k``.
-* incomplete data: everything from the known entries (cost O(nnz N R)); the
-  preconditioner blocks are exact per row.
+* data known at some entries as coordinates: everything from the known entries (cost
+  O(nnz N R), memory the residual per entry); the preconditioner blocks are exact per row.
+* masked data (a zero-filled array and a mask): with few entries missing, the full-data
+  pieces on the array minus the same pieces on the missing entries (exact: the dense fit
+  plus O(missing N R)); with many missing, dense masked residuals and model directions
+  (each Gauss-Newton product one all-mode MTTKRP). Exact row blocks either way.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from sdf import algebra
 from sdf.errors import DegeneracyWarning, ModelError, SdfWarning
@@ -103,17 +106,29 @@ class CPD(DataTerm):
             raise ModelError(f"{where}: rank must be >= 1, got {ranks[0]}")
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
+        masked = self.data.masked_view()
+        if masked is not None:
+            filled, mask = masked
+            if self.data.size - self.data.n_known <= _COMPLEMENT_MAX_MISSING * self.data.size:
+                return _ComplementCPDState(self.data, self.data_norm_squared,
+                                           _missing_index(self.data, mask), values)
+            return _MaskedCPDState(filled, mask, values)
         entries = self.data.known_entries()
         if entries is not None:
-            return _SampledCPDState(entries, values)
+            return _known_state(entries, values)
         return _FullCPDState(self.data, self.data_norm_squared, values)
 
     def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
         # Below ~1e-6 of ||T||^2, f = (||T||^2 - 2<T,M> + ||M||^2)/2 has lost digits.
-        array = self.data.dense_view()
-        if array is None or fval > 1e-6 * self.data_norm_squared:
+        if fval > 1e-6 * self.data_norm_squared:
             return fval
-        residual = algebra.cpd_to_tensor(list(values)) - array
+        array, masked = self.data.dense_view(), self.data.masked_view()
+        if array is None and masked is None:
+            return fval
+        residual = algebra.cpd_to_tensor(list(values)) - (array if masked is None
+                                                           else masked[0])
+        if masked is not None:
+            residual *= masked[1]
         return 0.5 * float(np.vdot(residual, residual))
 
     def describe_shape(self) -> str:
@@ -232,144 +247,216 @@ class _FullCPDState(TermState):
         return list(self.w)
 
 
-class _SampledLayout:
-    """Index structure of the sampled CPD Jacobian, shared by every point of one data set.
-
-    Row ``e`` of ``J`` (nnz x sum_n I_n R) holds ``Q_n[e, r]`` in column (n, i_n(e), r),
-    ``Q_n`` being the Hadamard product of the other modes' rows at the known entries.
-    ``J v = sum_n J_n v_n`` uses the stacked blocks ``[J_0; ...; J_{N-1}]`` (CSR with
-    rows (n, e), values ``Q`` of shape (N, nnz, R)); ``J^T w`` uses ``K = J^T`` (CSR, rows
-    (n, r, i), row (n, r, i) holding the entries ``order_n[ptr_n[i] : ptr_n[i + 1]]`` of
-    the mode-n indicator). Both products are then gathers with contiguous writes.
-    """
-
-    def __init__(self, data: KnownEntries, rank: int) -> None:
-        N, nnz = data.ndim, data.nnz
-        index = data.index
-        self.shape = tuple(int(I) for I in data.shape)
-        self.rank, self.nnz = rank, nnz
-        small = N * rank * max(nnz, 1) + rank * sum(self.shape) < np.iinfo(np.int32).max
-        itype = np.int32 if small else np.int64
-        offsets = np.concatenate([[0], np.cumsum(self.shape)[:-1]])
-        # (N, nnz): rows of the stacked factors, for one fused gather of all modes' rows
-        self.stacked_index = np.stack([c + o for c, o in zip(index, offsets)])
-        self.j_indices = (self.stacked_index[:, :, None] * rank
-                          + np.arange(rank)).astype(itype).ravel()
-        self.j_indptr = np.arange(0, N * rank * nnz + 1, rank, dtype=itype)
-        self.ptr: list[np.ndarray] = []
-        self.order: list[np.ndarray | None] = []  # None: mode-n order is the stored order
-        k_indices, k_indptr = [], []
-        for n in range(N):
-            S = data.mode_indicator(n)
-            order, ptr = np.asarray(S.indices), np.asarray(S.indptr, dtype=np.int64)
-            self.ptr.append(ptr)
-            self.order.append(None if np.array_equal(order, np.arange(nnz)) else order)
-            k_indices.append(np.tile(order.astype(itype), rank))
-            k_indptr += [(n * rank + r) * nnz + ptr[:-1] for r in range(rank)]
-        k_indptr.append(np.array([N * rank * nnz]))
-        self.k_indices = np.concatenate(k_indices)
-        self.k_indptr = np.concatenate(k_indptr).astype(itype)
-        self.n_cols = rank * sum(self.shape)
+#: Entries per chunk of the sampled products: (R, chunk) temporaries of at most this
+#: many floats, so their memory does not grow with the number of entries.
+_CHUNK_FLOATS = 1 << 18
+#: Floats of per-entry Jacobian values (the leave-one-out rows) a sampled state may keep
+#: between products: a fixed budget (8 MB), never a cost per entry.
+_CACHE_FLOATS = 1 << 20
 
 
-_LAYOUTS: weakref.WeakKeyDictionary[KnownEntries, dict[int, _SampledLayout]] = (
-    weakref.WeakKeyDictionary())
-_BLOCK_BUDGET = 1 << 22  # floats in one chunk of the row-block products
-
-
-def _sampled_layout(data: KnownEntries, rank: int) -> _SampledLayout:
-    per_rank = _LAYOUTS.setdefault(data, {})
-    if rank not in per_rank:
-        per_rank[rank] = _SampledLayout(data, rank)
-    return per_rank[rank]
-
-
-def _row_blocks(Q: np.ndarray, ptr: np.ndarray) -> np.ndarray:
-    """``B[i] = sum_{e in segment i} q_e q_e^T`` for ``Q`` (R, nnz) sorted into segments."""
-    R = Q.shape[0]
-    upper = np.triu_indices(R)
-    out = np.zeros((len(ptr) - 1, R, R))
-    rows = np.flatnonzero(np.diff(ptr))  # empty rows keep a zero block
-    if len(rows) == 0:
-        return out
-    per_chunk = max(1, _BLOCK_BUDGET // len(upper[0]))
-    lo_row = 0
-    while lo_row < len(rows):
-        # rows[lo_row:hi_row] hold at most per_chunk entries (or are a single row)
-        hi_row = max(lo_row + 1, int(np.searchsorted(
-            ptr[rows + 1], ptr[rows[lo_row]] + per_chunk, side="right")))
-        chunk = rows[lo_row:hi_row]
-        lo, hi = ptr[chunk[0]], ptr[chunk[-1] + 1]
-        P = np.empty((len(upper[0]), hi - lo))
-        k = 0
-        for r in range(R):
-            np.multiply(Q[r, lo:hi], Q[r:, lo:hi], out=P[k : k + R - r])
-            k += R - r
-        sums = np.add.reduceat(P, ptr[chunk] - lo, axis=1).T
-        out[chunk[:, None], upper[0], upper[1]] = sums
-        out[chunk[:, None], upper[1], upper[0]] = sums
-        lo_row = hi_row
+def _leave_one_out_rows(rows: list[np.ndarray]) -> list[np.ndarray]:
+    """``Q_n = prod_{m != n} rows[m]`` (elementwise) for each n, by prefix/suffix products."""
+    N = len(rows)
+    if N == 2:
+        return [rows[1], rows[0]]
+    out = [np.empty(0)] * N
+    out[1] = rows[0].copy()
+    for n in range(2, N):
+        out[n] = out[n - 1] * rows[n - 1]
+    suffix = rows[N - 1].copy()
+    for n in range(N - 2, 0, -1):
+        out[n] *= suffix
+        suffix *= rows[n]
+    out[0] = suffix
     return out
 
 
 class _SampledCPDState(TermState):
-    """The CPD on the known entries through its sparse Jacobian (see _SampledLayout).
+    """The CPD on a set of entries (the known ones, or the missing ones of masked data).
 
-    Building the state gathers every mode's rows at once and forms ``Q`` (N, nnz, R),
-    the values of ``J``, by prefix/suffix products; ``f`` needs the residual
-    ``r = sum_r rows_0 * Q_0 - vals``. The gradient ``J^T r``, Gauss-Newton products
-    ``J^T (J v)`` (two sparse passes, no nnz x R temporaries) and the preconditioner's
-    exact row blocks (segment sums of ``q q^T``) use ``J^T``, built on first use.
+    Residual ``r_e = M_e - v_e`` at the entries ``e`` (``v = 0`` when no values are
+    given). Row ``e`` of the Jacobian holds ``Q_n[e] = prod_{m != n} A_m[i_m(e)]`` in the
+    columns of row ``i_n(e)`` of ``A_n``; the gradient ``J^T r``, the products ``J^T J v``
+    and the exact row blocks ``sum_e Q_n[e] Q_n[e]^T`` are computed chunk by chunk from
+    the factors' rows, with segment sums by ``np.bincount``. The state keeps the residual
+    (one float per entry) and at most :data:`_CACHE_FLOATS` floats of ``Q``: no index
+    structure beyond the entries' own indices, no Jacobian values per entry.
     """
 
-    def __init__(self, data: KnownEntries, factors: Sequence[np.ndarray]) -> None:
+    def __init__(self, shape: Sequence[int], index: Sequence[np.ndarray],
+                 vals: np.ndarray | None, factors: Sequence[np.ndarray]) -> None:
         self.factors = list(factors)
-        N, R = len(self.factors), self.factors[0].shape[1]
-        lay = self.layout = _sampled_layout(data, R)
-        rows = np.take(np.concatenate(self.factors), lay.stacked_index, axis=0)
-        Q = self.Q = np.empty_like(rows)  # (N, nnz, R): Q[n] = prod_{m != n} rows[m]
-        Q[1] = rows[0]
-        for n in range(2, N):
-            np.multiply(Q[n - 1], rows[n - 1], out=Q[n])
-        Q[0] = rows[N - 1]  # the suffix product, finally prod_{m >= 1} rows[m]
-        for n in range(N - 2, 0, -1):
-            Q[n] *= Q[0]
-            Q[0] *= rows[n]
-        self.J = sp.csr_array((Q.reshape(-1), lay.j_indices, lay.j_indptr),
-                              shape=(N * lay.nnz, lay.n_cols), copy=False)
-        self._K: sp.csr_array | None = None
-        self.residual = np.einsum("er,er->e", rows[0], Q[0]) - data.vals
+        self.shape = tuple(int(I) for I in shape)
+        self.index = list(index)
+        R = self.rank = self.factors[0].shape[1]
+        self._rows_t = [np.ascontiguousarray(A.T) for A in self.factors]  # (R, I_n)
+        nnz = int(self.index[0].shape[0])
+        step = max(1, _CHUNK_FLOATS // R)
+        self._chunks = [slice(lo, min(lo + step, nnz)) for lo in range(0, nnz, step)]
+        self._cache: dict[int, list[np.ndarray]] = {}
+        budget = _CACHE_FLOATS // max(R * len(self.factors), 1)
+        model = np.empty(nnz)
+        for k, sl in enumerate(self._chunks):
+            rows = self._rows(sl)
+            Q = _leave_one_out_rows(rows)
+            if sl.stop <= budget:
+                self._cache[k] = Q
+            model[sl] = np.einsum("re,re->e", rows[0], Q[0])
+        self.residual = model if vals is None else model - vals
         self.fval = 0.5 * float(self.residual @ self.residual)
 
-    @property
-    def K(self) -> sp.csr_array:
-        """``J^T`` as CSR; its values per mode are ``Q_n`` in mode-n order, (R, nnz)."""
-        if self._K is None:
-            lay = self.layout
-            N, R = len(self.factors), lay.rank
-            values = np.empty((N, R, lay.nnz))
-            for n, order in enumerate(lay.order):
-                Qn = self.Q[n] if order is None else np.take(self.Q[n], order, axis=0)
-                values[n] = Qn.T
-            self._K = sp.csr_array((values.reshape(-1), lay.k_indices, lay.k_indptr),
-                                   shape=(lay.n_cols, lay.nnz), copy=False)
-        return self._K
+    def _rows(self, sl: slice) -> list[np.ndarray]:
+        return [np.take(At, idx[sl], axis=1) for At, idx in zip(self._rows_t, self.index)]
 
-    def _split(self, flat: np.ndarray) -> list[np.ndarray]:
-        out, lo, R = [], 0, self.layout.rank
-        for I in self.layout.shape:
-            out.append(flat[lo : lo + R * I].reshape(R, I).T)
-            lo += R * I
-        return out
+    def _q(self, k: int, sl: slice) -> list[np.ndarray]:
+        Q = self._cache.get(k)
+        return _leave_one_out_rows(self._rows(sl)) if Q is None else Q
+
+    def _scatter(self, out: np.ndarray, idx: np.ndarray, W: np.ndarray) -> None:
+        """``out[:, i] += sum_{e: idx[e] = i} W[:, e]`` for ``out`` of shape (K, I)."""
+        K, I = out.shape
+        flat = (idx + (I * np.arange(K))[:, None]).ravel()
+        out += np.bincount(flat, weights=W.ravel(), minlength=K * I).reshape(K, I)
+
+    def _jt(self, weights: np.ndarray | None, dvalues: Sequence[np.ndarray] | None
+            ) -> list[np.ndarray]:
+        """``J^T w`` for ``w = weights``, or for ``w = J dv`` when ``dvalues`` are given."""
+        out = [np.zeros((self.rank, I)) for I in self.shape]
+        dt = None if dvalues is None else [np.ascontiguousarray(np.asarray(dA, dtype=float).T)
+                                           for dA in dvalues]
+        for k, sl in enumerate(self._chunks):
+            Q = self._q(k, sl)
+            if dt is None:
+                assert weights is not None
+                w = weights[sl]
+            else:
+                w = np.zeros(sl.stop - sl.start)
+                for dAt, idx, Qn in zip(dt, self.index, Q):
+                    w += np.einsum("re,re->e", np.take(dAt, idx[sl], axis=1), Qn)
+            for n, (idx, Qn) in enumerate(zip(self.index, Q)):
+                self._scatter(out[n], idx[sl], Qn * w)
+        return [o.T for o in out]
 
     def gradient(self) -> list[np.ndarray]:
-        return self._split(self.K @ self.residual)
+        return self._jt(self.residual, None)
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
-        v = np.concatenate([np.asarray(dA, dtype=float).ravel() for dA in dvalues])
-        jv = (self.J @ v).reshape(len(self.factors), -1).sum(axis=0)
-        return self._split(self.K @ jv)
+        return self._jt(None, dvalues)
 
     def blocks(self) -> list[np.ndarray]:
-        lay, values = self.layout, self.K.data.reshape(len(self.factors), self.layout.rank, -1)
-        return [_row_blocks(Qn, ptr) for Qn, ptr in zip(values, lay.ptr)]
+        R = self.rank
+        upper = np.triu_indices(R)
+        sums = [np.zeros((len(upper[0]), I)) for I in self.shape]
+        for k, sl in enumerate(self._chunks):
+            for n, (idx, Qn) in enumerate(zip(self.index, self._q(k, sl))):
+                self._scatter(sums[n], idx[sl], Qn[upper[0]] * Qn[upper[1]])
+        out = []
+        for S, I in zip(sums, self.shape):
+            B = np.empty((I, R, R))
+            B[:, upper[0], upper[1]] = S.T
+            B[:, upper[1], upper[0]] = S.T
+            out.append(B)
+        return out
+
+
+def _known_state(data: KnownEntries, factors: Sequence[np.ndarray]) -> _SampledCPDState:
+    return _SampledCPDState(data.shape, data.index, data.vals, factors)
+
+
+#: Masked data with at most this fraction of entries missing are fitted as the dense fit
+#: minus a sampled correction on the missing entries, else with dense masked tensors.
+_COMPLEMENT_MAX_MISSING = 0.02
+_MISSING: weakref.WeakKeyDictionary[Tensor, list[np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _missing_index(data: Tensor, mask: np.ndarray) -> list[np.ndarray]:
+    """Indices of the missing entries per mode (int32 where they fit), cached per data."""
+    if data not in _MISSING:
+        itype = np.int32 if max(mask.shape) < np.iinfo(np.int32).max else np.int64
+        _MISSING[data] = [idx.astype(itype) for idx in np.nonzero(~mask)]
+    return _MISSING[data]
+
+
+class _ComplementCPDState(TermState):
+    """Mostly-known data: the dense fit on the zero-filled array minus the missing entries.
+
+    With ``T`` zero at the missing entries, ``||mask * (M - T)||^2 = ||M - T||^2 -
+    ||M_missing||^2``, so f, the gradient, ``J^T J v`` and the row blocks are those of the
+    full-data state (Gramians and one all-mode MTTKRP of the array) minus those of the
+    sampled state on the missing entries with zero data: exact, at the cost of the dense
+    fit plus O(missing · N · R).
+    """
+
+    def __init__(self, data: Tensor, norm_squared: float, missing: list[np.ndarray],
+                 factors: Sequence[np.ndarray]) -> None:
+        self.full = _FullCPDState(data, norm_squared, factors)
+        self.missing = _SampledCPDState(data.shape, missing, None, factors)
+        self.fval = max(self.full.fval - self.missing.fval, 0.0)
+
+    def gradient(self) -> list[np.ndarray]:
+        return [g - h for g, h in zip(self.full.gradient(), self.missing.gradient())]
+
+    def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [g - h for g, h in zip(self.full.gn_product(dvalues),
+                                      self.missing.gn_product(dvalues))]
+
+    def blocks(self) -> list[np.ndarray]:
+        return [W - B for W, B in zip(self.full.blocks(), self.missing.blocks())]
+
+
+def _kr_direction(mats: Sequence[np.ndarray], dmats: Sequence[np.ndarray]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``K = khatri_rao(mats)`` and its derivative in the direction ``dmats``."""
+    K, dK = mats[-1], dmats[-1]
+    R = K.shape[1]
+    for A, dA in zip(mats[-2::-1], dmats[-2::-1]):
+        dK = (A[:, None, :] * dK[None] + dA[:, None, :] * K[None]).reshape(-1, R)
+        K = (A[:, None, :] * K[None]).reshape(-1, R)
+    return K, dK
+
+
+class _MaskedCPDState(TermState):
+    """Masked data with many entries missing, on dense tensors of the data's shape.
+
+    Residual ``E = mask * (M - T)``; gradient ``mttkrp_all(E)``; ``J^T J v`` as the
+    all-mode MTTKRP of ``mask * (J v)``, ``J v = [A_0 | dA_0] [dK | K]^T`` (mode-0
+    unfolding, ``K`` the Khatri-Rao product of the other factors and ``dK`` its
+    derivative); exact row blocks as one all-mode MTTKRP of the mask with the pairwise
+    column products of the factors. Memory: the residual and one direction tensor.
+    """
+
+    def __init__(self, filled: np.ndarray, mask: np.ndarray,
+                 factors: Sequence[np.ndarray]) -> None:
+        self.factors = list(factors)
+        self.mask = mask
+        E = algebra.cpd_to_tensor(self.factors)
+        np.multiply(E, mask, out=E)
+        E -= filled
+        self.residual = E
+        flat = E.ravel()
+        self.fval = 0.5 * float(flat @ flat)
+
+    def gradient(self) -> list[np.ndarray]:
+        return algebra.mttkrp_all(self.residual, self.factors)
+
+    def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        A = self.factors
+        K, dK = _kr_direction(A[1:], [np.asarray(d, dtype=float) for d in dvalues[1:]])
+        D = np.concatenate([A[0], dvalues[0]], axis=1) @ np.concatenate([dK, K], axis=1).T
+        D = D.reshape(self.mask.shape)
+        np.multiply(D, self.mask, out=D)
+        return algebra.mttkrp_all(D, A)
+
+    def blocks(self) -> list[np.ndarray]:
+        R = self.factors[0].shape[1]
+        upper = np.triu_indices(R)
+        pairs = [A[:, upper[0]] * A[:, upper[1]] for A in self.factors]
+        sums = algebra.mttkrp_all(self.mask.astype(float), pairs)
+        out = []
+        for S in sums:
+            B = np.empty((S.shape[0], R, R))
+            B[:, upper[0], upper[1]] = S
+            B[:, upper[1], upper[0]] = S
+            out.append(B)
+        return out

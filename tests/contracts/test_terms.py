@@ -29,7 +29,8 @@ from sdf.errors import ModelError, SdfWarning
 from sdf.problem import Problem
 from sdf.tensorize import hankelize, loewnerize, segmentize
 from sdf.tensors import (CPDTensor, DenseTensor, HankelTensor, IncompleteTensor, LoewnerTensor,
-                         SegmentedTensor, SparseTensor, Tensor, TTTensor, TuckerTensor)
+                         MaskedTensor, SegmentedTensor, SparseTensor, Tensor, TTTensor,
+                         TuckerTensor)
 from sdf.terms import term_types
 
 from _reference import check_model, tucker
@@ -119,6 +120,13 @@ def function_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
     return Data(tensor, D, None, _frozen(D))
 
 
+def masked_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    D = rng.standard_normal(shape)
+    D[rng.random(shape) < 0.2] = np.nan
+    D.flat[0] = 1.0
+    return Data(MaskedTensor(D), D, ~np.isnan(D), _frozen(D))
+
+
 def hankel_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
     x = rng.standard_normal(sum(shape) - len(shape) + 1)
     tensor = hankelize(x, sizes=shape, full=False)
@@ -149,6 +157,7 @@ def loewner_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
 KINDS: dict[type[Tensor], Callable[[tuple[int, ...], np.random.Generator], Data]] = {
     DenseTensor: dense_data,
     IncompleteTensor: incomplete_data,
+    MaskedTensor: masked_data,
     SparseTensor: sparse_data,
     CPDTensor: cpd_data,
     TuckerTensor: tucker_data,

@@ -8,8 +8,8 @@ import pytest
 import sdf
 from sdf import algebra
 from sdf.errors import DataError
-from sdf.tensors import (CPDTensor, DenseTensor, IncompleteTensor, SparseTensor, Tensor,
-                         TuckerTensor, as_tensor, register_data_kind)
+from sdf.tensors import (CPDTensor, DenseTensor, IncompleteTensor, MaskedTensor, SparseTensor,
+                         Tensor, TuckerTensor, as_tensor, register_data_kind)
 
 
 class FunctionTensor(Tensor):
@@ -71,11 +71,12 @@ def _kinds(rng):
     yield "sparse", sparse, SparseTensor.from_entries(subs, sparse[tuple(subs.T)], T.shape)
     holed = np.where(rng.random(T.shape) < 0.7, T, np.nan)
     yield "incomplete", np.nan_to_num(holed), IncompleteTensor(holed)
+    yield "masked", np.nan_to_num(holed), MaskedTensor(holed)
     yield "cpd", algebra.cpd_to_tensor(A), CPDTensor(A)
     yield "tucker", algebra.tucker_to_tensor(U, H), TuckerTensor(U, H)
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(7))
 def test_projections_agree_with_the_dense_formulas(case, rng):
     name, dense, T = list(_kinds(rng))[case]
     mats = [rng.standard_normal((n, r)) for n, r in zip(T.shape, (2, 3, 1))]
@@ -93,7 +94,7 @@ def test_projections_agree_with_the_dense_formulas(case, rng):
     assert T.inner_tucker(mats, core) == pytest.approx(float(np.sum(want_P * core)))
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(7))
 def test_mttkrp_sessions_agree_with_the_dense_formulas(case, rng):
     name, dense, T = list(_kinds(rng))[case]
     factors = [rng.standard_normal((n, 3)) for n in T.shape]
@@ -104,10 +105,37 @@ def test_mttkrp_sessions_agree_with_the_dense_formulas(case, rng):
                                    err_msg=name)
 
 
-def test_only_incomplete_data_offer_known_entries(rng):
+def test_only_data_with_missing_entries_offer_known_entries(rng):
     kinds = {name: T for name, _, T in _kinds(rng)}
-    assert [k for k, T in kinds.items() if T.known_entries() is not None] == ["incomplete"]
+    assert [k for k, T in kinds.items() if T.known_entries() is not None] == ["incomplete",
+                                                                             "masked"]
     assert [k for k, T in kinds.items() if T.dense_view() is not None] == ["dense"]
+    assert [k for k, T in kinds.items() if T.masked_view() is not None] == ["masked"]
+
+
+def test_masked_and_coordinate_storage_give_the_same_entries(rng):
+    holed = np.where(rng.random((4, 3, 5)) < 0.7, rng.standard_normal((4, 3, 5)), np.nan)
+    masked, coords = MaskedTensor(holed), IncompleteTensor(holed)
+    a, b = masked.known_entries(), coords.known_entries()
+    np.testing.assert_array_equal(a.subs, b.subs)
+    np.testing.assert_array_equal(a.vals, b.vals)
+    filled, mask = masked.masked_view()
+    np.testing.assert_array_equal(mask, ~np.isnan(holed))
+    np.testing.assert_array_equal(filled, np.nan_to_num(holed))
+    assert not filled.flags.writeable and not mask.flags.writeable
+    assert masked.n_known == coords.n_known and masked.norm_squared() == coords.norm_squared()
+    np.testing.assert_array_equal(masked.values_at(b.subs), b.vals)
+
+
+@pytest.mark.parametrize("storage", [MaskedTensor, IncompleteTensor])
+def test_a_model_fits_either_storage_to_the_same_point(storage, rng):
+    A = [rng.standard_normal((n, 2)) for n in (6, 5, 4)]
+    T = algebra.cpd_to_tensor(A)
+    holed = np.where(rng.random(T.shape) < 0.8, T, np.nan)
+    start = [a + 0.05 * rng.standard_normal(a.shape) for a in A]
+    variables = [sdf.Variable(s, name=k) for s, k in zip(start, "abc")]
+    result = sdf.Model(t=sdf.CPD(storage(holed), variables)).fit(max_iter=50)
+    assert result.relerr["t"] < 1e-8
 
 
 def test_a_kind_without_expansion_says_so():

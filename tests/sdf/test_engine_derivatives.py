@@ -13,7 +13,8 @@ from autograd import grad
 import sdf
 from sdf import transforms as tf
 from sdf.problem import Problem
-from sdf.tensors import CPDTensor, TuckerTensor
+from sdf.tensors import CPDTensor, IncompleteTensor, MaskedTensor, TuckerTensor
+from sdf.terms import cpd as cpd_module
 
 from terms._reference import check_model, gauss_newton_part  # noqa: E402
 
@@ -56,6 +57,23 @@ def test_incomplete_cpd(rng):
     model = sdf.Model(t=sdf.CPD(data, vs))
     w = model.weights["t"]
     check(model, lambda v: [(w, (cpd_full([v["a"], v["b"], v["c"]]) - T)[mask])], rng)
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+@pytest.mark.parametrize("complement_max", [0.0, 1.0], ids=["masked-dense", "complement"])
+def test_masked_cpd(order, complement_max, rng, monkeypatch):
+    # Both strategies for masked data: dense masked tensors, and the dense fit minus the
+    # missing entries (chosen by the fraction missing; forced here).
+    monkeypatch.setattr(cpd_module, "_COMPLEMENT_MAX_MISSING", complement_max)
+    shape = (5, 6, 4, 3)[:order]
+    T = rng.standard_normal(shape)
+    mask = rng.random(shape) < 0.7
+    data = MaskedTensor(np.where(mask, T, np.nan))
+    vs = variables([(n, 2) for n in shape], rng)
+    model = sdf.Model(t=sdf.CPD(data, vs), ridge=sdf.L2([vs[0]], weight=0.1))
+    w = model.weights["t"]
+    check(model, lambda v: [(w, (cpd_full([v[x.name] for x in vs]) - T)[mask]),
+                            (0.1, v["a"])], rng)
 
 
 def test_sparse_cpd_counts_unstored_entries_as_zeros(rng):
@@ -142,9 +160,14 @@ def test_constant_factor_and_frozen_entries(rng):
     np.testing.assert_array_equal(result[model.terms["t"].inputs[1]][mask], frozen)
 
 
-def test_incomplete_preconditioner_blocks_are_exact_per_row(rng):
+@pytest.mark.parametrize("storage, complement_max", [
+    (IncompleteTensor, 0.0), (MaskedTensor, 0.0), (MaskedTensor, 1.0)],
+    ids=["coordinates", "masked-dense", "complement"])
+def test_incomplete_preconditioner_blocks_are_exact_per_row(storage, complement_max, rng,
+                                                           monkeypatch):
+    monkeypatch.setattr(cpd_module, "_COMPLEMENT_MAX_MISSING", complement_max)
     T = rng.standard_normal((5, 6, 4))
-    data = np.where(rng.random(T.shape) < 0.5, T, np.nan)
+    data = storage(np.where(rng.random(T.shape) < 0.5, T, np.nan))
     vs = variables([(5, 2), (6, 2), (4, 2)], rng)
     model = sdf.Model(t=sdf.CPD(data, vs, weight=1.0))
     point = Problem.from_model(model).point(Problem.from_model(model).z0)

@@ -1,6 +1,8 @@
 """The CPD term on incomplete data against an explicit dense Jacobian.
 
-``_SampledCPDState`` never forms the Jacobian densely; here ``J`` is built column by
+The strategies for data with missing entries (coordinates: ``_SampledCPDState``; masked
+arrays with few entries missing: ``_ComplementCPDState``; with many missing:
+``_MaskedCPDState``) never form the Jacobian densely; here ``J`` is built column by
 column (the model is multilinear, so column (n, i, r) is the model with ``A_n``
 replaced by the unit matrix ``E_ir``), and f, ``J^T r``, ``J^T J v`` and the exact
 per-row blocks of ``J^T J`` must match it.
@@ -12,24 +14,30 @@ from sdf.models import fms
 
 import sdf
 from sdf import algebra
-from sdf.tensors import IncompleteTensor
+from sdf.tensors import IncompleteTensor, MaskedTensor
 from sdf.terms import cpd as cpd_module
 
 SHAPES = [(5, 4), (4, 3, 5), (3, 4, 2, 3)]
+#: (storage, largest missing fraction for the complement strategy, state class)
+STORAGES = [("coordinates", 0.0, "_SampledCPDState"),
+            ("masked", 0.0, "_MaskedCPDState"),
+            ("masked", 1.0, "_ComplementCPDState")]
+IDS = ["coordinates", "masked-dense", "masked-complement"]
 
 
-def incomplete(shape, rank, rng, known=0.5, empty_row=True):
+def incomplete(shape, rank, rng, known=0.5, empty_row=True, storage="coordinates"):
     """Noisy rank-``rank`` data with a fraction known; optionally a row with no entries."""
     T = algebra.cpd_to_tensor([rng.standard_normal((I, rank)) for I in shape])
     T = T + 0.1 * rng.standard_normal(shape)
     mask = rng.random(shape) < known
     if empty_row:
         mask[(slice(None),) * (len(shape) - 1) + (0,)] = False  # last mode, row 0
-    return IncompleteTensor(np.where(mask, T, np.nan))
+    kind = IncompleteTensor if storage == "coordinates" else MaskedTensor
+    return kind(np.where(mask, T, np.nan))
 
 
 def dense_jacobian(data, factors):
-    subs = tuple(data.subs.T)
+    subs = tuple(data.known_entries().subs.T)
     cols = []
     for n, A in enumerate(factors):
         for i in range(A.shape[0]):
@@ -41,13 +49,18 @@ def dense_jacobian(data, factors):
     return np.stack(cols, axis=1)  # columns in (n, i, r) order, i.e. A_n.ravel()
 
 
-def state_and_reference(shape, rank, rng, **kw):
-    data = incomplete(shape, rank, rng, **kw)
+def state_and_reference(shape, rank, rng, storage=STORAGES[0], **kw):
+    kind, complement_max, strategy = storage
+    data = incomplete(shape, rank, rng, storage=kind, **kw)
     factors = [rng.standard_normal((I, rank)) for I in shape]
     term = sdf.CPD(data, [sdf.Variable(A) for A in factors])
-    state = term.prepare(factors)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cpd_module, "_COMPLEMENT_MAX_MISSING", complement_max)
+        state = term.prepare(factors)
+    assert type(state).__name__ == strategy
     J = dense_jacobian(data, factors)
-    residual = algebra.cpd_to_tensor(factors)[tuple(data.subs.T)] - data.vals
+    entries = data.known_entries()
+    residual = algebra.cpd_to_tensor(factors)[tuple(entries.subs.T)] - entries.vals
     return state, factors, J, residual
 
 
@@ -55,22 +68,25 @@ def flat(parts):
     return np.concatenate([np.asarray(p).ravel() for p in parts])
 
 
+@pytest.mark.parametrize("storage", STORAGES, ids=IDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_fval_is_half_squared_residual(shape, rng):
-    state, _, _, residual = state_and_reference(shape, 3, rng)
+def test_fval_is_half_squared_residual(shape, storage, rng):
+    state, _, _, residual = state_and_reference(shape, 3, rng, storage)
     assert state.fval == pytest.approx(0.5 * residual @ residual, rel=1e-12)
 
 
+@pytest.mark.parametrize("storage", STORAGES, ids=IDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_gradient_is_jacobian_transpose_residual(shape, rng):
-    state, _, J, residual = state_and_reference(shape, 3, rng)
+def test_gradient_is_jacobian_transpose_residual(shape, storage, rng):
+    state, _, J, residual = state_and_reference(shape, 3, rng, storage)
     np.testing.assert_allclose(flat(state.gradient()), J.T @ residual, rtol=1e-12,
                                atol=1e-12)
 
 
+@pytest.mark.parametrize("storage", STORAGES, ids=IDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_gn_product_is_jtj_v(shape, rng):
-    state, factors, J, _ = state_and_reference(shape, 3, rng)
+def test_gn_product_is_jtj_v(shape, storage, rng):
+    state, factors, J, _ = state_and_reference(shape, 3, rng, storage)
     dvalues = [rng.standard_normal(A.shape) for A in factors]
     out = state.gn_product(dvalues)
     assert [o.shape for o in out] == [A.shape for A in factors]
@@ -78,10 +94,11 @@ def test_gn_product_is_jtj_v(shape, rng):
                                atol=1e-12)
 
 
+@pytest.mark.parametrize("storage", STORAGES, ids=IDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_blocks_are_the_row_blocks_of_jtj(shape, rng):
+def test_blocks_are_the_row_blocks_of_jtj(shape, storage, rng):
     rank = 3
-    state, factors, J, _ = state_and_reference(shape, rank, rng)
+    state, factors, J, _ = state_and_reference(shape, rank, rng, storage)
     G = J.T @ J
     lo = 0
     for A, block in zip(factors, state.blocks()):
@@ -90,15 +107,26 @@ def test_blocks_are_the_row_blocks_of_jtj(shape, rng):
             np.testing.assert_allclose(block[i], G[k : k + rank, k : k + rank],
                                        rtol=1e-12, atol=1e-12)
         lo += A.size
-    assert np.all(state.blocks()[-1][0] == 0.0)  # the row without known entries
+    # the row without known entries (the complement strategy: W_n minus the same sum)
+    np.testing.assert_allclose(state.blocks()[-1][0], 0.0, atol=1e-12 * np.abs(G).max())
 
 
-def test_blocks_in_chunks_match_one_pass(rng, monkeypatch):
-    state, *_ = state_and_reference((6, 5, 7), 3, rng, known=0.7)
-    whole = state.blocks()
-    monkeypatch.setattr(cpd_module, "_BLOCK_BUDGET", 20)  # a few rows per chunk
-    for a, b in zip(whole, state.blocks()):
-        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+def test_chunks_without_cache_match_one_pass(rng, monkeypatch):
+    data = incomplete((6, 5, 7), 3, rng, known=0.7)
+    factors = [rng.standard_normal((I, 3)) for I in data.shape]
+    dvalues = [rng.standard_normal(A.shape) for A in factors]
+    term = sdf.CPD(data, [sdf.Variable(A) for A in factors])
+    whole = term.prepare(factors)
+    monkeypatch.setattr(cpd_module, "_CHUNK_FLOATS", 20)  # a few entries per chunk
+    monkeypatch.setattr(cpd_module, "_CACHE_FLOATS", 0)  # recomputed every time
+    chunked = term.prepare(factors)
+    assert len(chunked._chunks) > 10 and not chunked._cache
+    assert chunked.fval == pytest.approx(whole.fval, rel=1e-13)
+    for got, want in ((chunked.gradient(), whole.gradient()),
+                      (chunked.gn_product(dvalues), whole.gn_product(dvalues)),
+                      (chunked.blocks(), whole.blocks())):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_rank_one_and_all_known(rng):
@@ -117,7 +145,8 @@ def test_same_data_other_rank_gets_its_own_layout(rng):
         factors = [rng.standard_normal((I, rank)) for I in data.shape]
         state = sdf.CPD(data, [sdf.Variable(A) for A in factors]).prepare(factors)
         J = dense_jacobian(data, factors)
-        residual = algebra.cpd_to_tensor(factors)[tuple(data.subs.T)] - data.vals
+        entries = data.known_entries()
+        residual = algebra.cpd_to_tensor(factors)[tuple(entries.subs.T)] - entries.vals
         np.testing.assert_allclose(flat(state.gradient()), J.T @ residual, rtol=1e-12,
                                    atol=1e-12)
 
@@ -132,3 +161,75 @@ def test_planted_fit_recovers_the_factors(rng):
     res = sdf.Model(t=sdf.CPD(data, variables)).fit(max_iter=100)
     assert res.relerr["t"] < 1e-8
     assert fms([res.variables[f"x{n}"] for n in range(3)], truth) > 0.9999
+
+
+def array_bytes(obj, exclude, seen=None):
+    """Bytes of the numpy arrays (and scipy sparse arrays' parts) an object holds, through
+    its attributes, lists, tuples and dicts, leaving out arrays sharing ``exclude``'s memory."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return 0 if any(np.shares_memory(obj, x) for x in exclude) else obj.nbytes
+    if hasattr(obj, "indptr"):  # scipy.sparse
+        return sum(array_bytes(getattr(obj, k), exclude, seen)
+                   for k in ("data", "indices", "indptr"))
+    if isinstance(obj, (list, tuple)):
+        return sum(array_bytes(x, exclude, seen) for x in obj)
+    if isinstance(obj, dict):
+        return sum(array_bytes(x, exclude, seen) for x in obj.values())
+    if type(obj).__module__.startswith("sdf.terms"):
+        return sum(array_bytes(x, exclude, seen) for x in vars(obj).values())
+    return 0
+
+
+def test_coordinate_state_costs_a_few_bytes_per_known_entry(rng, monkeypatch):
+    # Beyond a fixed budget, a state keeps the residual per known entry (8 bytes) and
+    # nothing else per entry; the old layout and Jacobian kept ~1.3 KB per entry.
+    monkeypatch.setattr(cpd_module, "_CACHE_FLOATS", 0)
+    data = incomplete((30, 30, 30), 5, rng, known=0.3)
+    entries = data.known_entries()
+    factors = [rng.standard_normal((I, 5)) for I in data.shape]
+    state = sdf.CPD(data, [sdf.Variable(A) for A in factors]).prepare(factors)
+    state.gradient(), state.gn_product(factors), state.blocks()
+    held = array_bytes(state, [entries.subs, entries.vals, *entries.index, *factors])
+    factor_sized = sum(A.nbytes for A in factors)
+    assert (held - factor_sized) / entries.nnz <= 8.0 + 1e-9
+
+
+def test_masked_states_cost_the_dense_fit_plus_the_missing_entries(rng, monkeypatch):
+    shape, rank = (30, 30, 30), 5
+    T = rng.standard_normal(shape)
+    T[rng.random(shape) < 0.01] = np.nan
+    data = MaskedTensor(T)
+    filled, mask = data.masked_view()
+    factors = [rng.standard_normal((I, rank)) for I in shape]
+    term = sdf.CPD(data, [sdf.Variable(A) for A in factors])
+    n_missing = data.size - data.n_known
+    monkeypatch.setattr(cpd_module, "_CACHE_FLOATS", 0)
+    state = term.prepare(factors)
+    assert type(state).__name__ == "_ComplementCPDState"
+    state.gradient(), state.gn_product(factors), state.blocks()
+    held = array_bytes(state, [filled, mask, *factors]) + array_bytes(
+        cpd_module._missing_index(data, mask), [])
+    # the missing entries' indices (int32 per mode) and residual, plus factor-sized arrays
+    assert held <= n_missing * (4 * 3 + 8) + 200 * sum(A.nbytes for A in factors)
+    monkeypatch.setattr(cpd_module, "_COMPLEMENT_MAX_MISSING", 0.0)
+    state = term.prepare(factors)
+    assert type(state).__name__ == "_MaskedCPDState"
+    assert array_bytes(state, [filled, mask, *factors]) <= 8 * data.size  # the residual
+
+
+@pytest.mark.parametrize("missing", [0.005, 0.5])
+def test_planted_fit_on_masked_data(missing, rng):
+    shape, rank = (14, 12, 10, 8), 3
+    truth = [rng.standard_normal((I, rank)) for I in shape]
+    T = algebra.cpd_to_tensor(truth)
+    data = sdf.tensors.as_tensor(np.where(rng.random(shape) < missing, np.nan, T))
+    assert isinstance(data, MaskedTensor)
+    start = [A + 0.2 * rng.standard_normal(A.shape) for A in truth]
+    variables = [sdf.Variable(A, name=f"x{n}") for n, A in enumerate(start)]
+    res = sdf.Model(t=sdf.CPD(data, variables)).fit(max_iter=100)
+    assert res.relerr["t"] < 1e-8
+    assert fms([res.variables[f"x{n}"] for n in range(4)], truth) > 0.9999

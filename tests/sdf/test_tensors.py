@@ -17,13 +17,15 @@ from sdf.tensors import (
     CPDTensor,
     DenseTensor,
     IncompleteTensor,
+    MaskedTensor,
     SparseTensor,
     Tensor,
     TuckerTensor,
     as_tensor,
 )
 
-KINDS = ["dense", "incomplete", "sparse", "cpd", "tucker"]
+KINDS = ["dense", "incomplete", "masked", "sparse", "cpd", "tucker"]
+MISSING = ("incomplete", "masked")  # kinds with missing entries
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ def make(kind, shape, rng):
     N = len(shape)
     X = rng.standard_normal(shape)
     known = np.ones(shape, dtype=bool)
-    if kind in ("incomplete", "sparse"):
+    if kind in ("incomplete", "masked", "sparse"):
         known = rng.random(shape) < 0.5
         known.flat[rng.integers(X.size)] = True
         X = np.where(known, X, 0.0)
@@ -80,6 +82,8 @@ def make(kind, shape, rng):
         T = DenseTensor(X)
     elif kind == "incomplete":
         T = IncompleteTensor(np.where(known, X, np.nan))
+    elif kind == "masked":
+        T = MaskedTensor(np.where(known, X, np.nan))
     elif kind == "sparse":
         T = SparseTensor.from_entries(np.argwhere(known), X[known], shape)
     elif kind == "cpd":
@@ -102,7 +106,8 @@ def test_operations_match_dense_textbook(kind, problem):
     A = [rng.standard_normal((I, R)) for I in shape]
     U = [rng.standard_normal((I, c)) for I, c in zip(shape, rng.integers(1, 3, len(shape)))]
     G = rng.standard_normal(tuple(M.shape[1] for M in U))
-    assert T.kind == kind and T.shape == shape and T.ndim == len(shape)
+    assert T.kind == ("incomplete" if kind in MISSING else kind)
+    assert T.shape == shape and T.ndim == len(shape)
     assert T.size == X.size
     assert T.norm_squared() == pytest.approx(np.sum(X**2), rel=1e-9, abs=1e-9)
     assert T.norm() == pytest.approx(np.linalg.norm(X), rel=1e-9, abs=1e-9)
@@ -115,7 +120,7 @@ def test_operations_match_dense_textbook(kind, problem):
         np.testing.assert_allclose(T.mttkrp(A, n), want, atol=1e-10)
         np.testing.assert_allclose(every[n], want, atol=1e-10)
     subs = np.argwhere(np.ones(shape, dtype=bool))
-    dense = np.where(known, X, np.nan) if kind == "incomplete" else X
+    dense = np.where(known, X, np.nan) if kind in MISSING else X
     np.testing.assert_allclose(T.values_at(subs), dense.ravel(), atol=1e-12)
     np.testing.assert_allclose(T.to_dense(), dense, atol=1e-12)
 
@@ -123,7 +128,7 @@ def test_operations_match_dense_textbook(kind, problem):
 @pytest.mark.parametrize("kind", KINDS)
 def test_n_known_counts_known_entries(kind, rng):
     T, _, known = make(kind, (3, 4, 2), rng)
-    assert T.n_known == (int(known.sum()) if kind == "incomplete" else 24)
+    assert T.n_known == (int(known.sum()) if kind in MISSING else 24)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -226,12 +231,24 @@ def test_array_without_nan_is_dense(rng):
     np.testing.assert_array_equal(T.to_dense(), X)
 
 
-def test_nan_array_is_incomplete(rng):
+def test_nan_array_mostly_known_is_masked(rng):
     X = rng.standard_normal((3, 4))
     X[1, 2] = np.nan
     T = as_tensor(X)
-    assert isinstance(T, IncompleteTensor) and T.nnz == 11
+    assert isinstance(T, MaskedTensor) and T.n_known == 11 and T.kind == "incomplete"
     np.testing.assert_array_equal(T.to_dense(), X)
+
+
+@pytest.mark.parametrize("n_missing, kind", [(1, MaskedTensor), (6, MaskedTensor),
+                                             (7, IncompleteTensor), (11, IncompleteTensor)])
+def test_storage_follows_the_fraction_known(n_missing, kind, rng):
+    # At least half known: dense with a mask; fewer: coordinates of the known entries.
+    X = rng.standard_normal((3, 4))
+    X.flat[rng.permutation(12)[:n_missing]] = np.nan
+    T = as_tensor(X)
+    assert type(T) is kind and T.n_known == 12 - n_missing
+    np.testing.assert_array_equal(T.to_dense(), X)
+    np.testing.assert_array_equal(T.known_entries().vals, X[~np.isnan(X)])
 
 
 def test_mask_marks_known_entries_and_ignores_the_rest(rng):
@@ -240,7 +257,7 @@ def test_mask_marks_known_entries_and_ignores_the_rest(rng):
     mask = np.ones((3, 4), dtype=bool)
     mask[0, 0] = False
     T = as_tensor(X, mask=mask)
-    assert isinstance(T, IncompleteTensor) and T.nnz == 11
+    assert isinstance(T, MaskedTensor) and T.n_known == 11
     assert np.isnan(T.to_dense()[0, 0])
 
 
@@ -300,7 +317,7 @@ def test_dtypes_become_native_float64(dtype):
 
 def test_nested_lists_are_arrays():
     T = as_tensor([[1, 2], [3, float("nan")]])
-    assert isinstance(T, IncompleteTensor) and T.vals.tolist() == [1.0, 2.0, 3.0]
+    assert isinstance(T, MaskedTensor) and T.known_entries().vals.tolist() == [1.0, 2.0, 3.0]
 
 
 def test_dataarray_keeps_dims_and_coords(rng):
@@ -309,7 +326,7 @@ def test_dataarray_keeps_dims_and_coords(rng):
     X[0, 0] = np.nan
     da = xr.DataArray(X, dims=("time", "sensor"), coords={"sensor": list("abcd")})
     T = as_tensor(da)
-    assert isinstance(T, IncompleteTensor) and T.dims == ("time", "sensor")
+    assert isinstance(T, MaskedTensor) and T.dims == ("time", "sensor")
     np.testing.assert_array_equal(T.coords["time"], np.arange(3))
     np.testing.assert_array_equal(T.coords["sensor"], list("abcd"))
     assert isinstance(T.coords["sensor"], np.ndarray)

@@ -42,9 +42,9 @@ def ll1_model(values, L):
 
 
 def residual_fn(data: Tensor, model_fn):
-    """r(values) = model - data at the known entries (all entries unless incomplete)."""
+    """r(values) = model - data at the known entries (all entries unless some missing)."""
     dense = data.to_dense()
-    if data.kind == "incomplete":
+    if data.known_entries() is not None:
         known = ~np.isnan(dense)
         target = dense[known]
         return lambda values: model_fn(values)[known] - target
@@ -164,15 +164,16 @@ def check_blocks(state, values, rng):
 
 def make_data(kind: str, shape, rng):
     """A small random data set of the given kind (factored kinds have rank/core 2)."""
-    from sdf.tensors import CPDTensor, SparseTensor, TuckerTensor, as_tensor
+    from sdf.tensors import (CPDTensor, IncompleteTensor, MaskedTensor, SparseTensor,
+                             TuckerTensor, as_tensor)
 
     D = rng.standard_normal(shape)
     if kind == "dense":
         return as_tensor(D)
-    if kind == "incomplete":
+    if kind in ("incomplete", "masked"):
         D[rng.random(shape) < 0.4] = np.nan
         D.flat[0] = 1.0  # at least one known entry
-        return as_tensor(D)
+        return (IncompleteTensor if kind == "incomplete" else MaskedTensor)(D)
     if kind == "sparse":
         keep = rng.random(shape) < 0.3
         subs = np.argwhere(keep)
@@ -186,7 +187,15 @@ def make_data(kind: str, shape, rng):
     raise ValueError(kind)
 
 
-KINDS = ["dense", "incomplete", "sparse", "cpd", "tucker"]
+KINDS = ["dense", "incomplete", "masked", "sparse", "cpd", "tucker"]
+
+
+def storage(kind: str):
+    """The constructor of an array with NaN for ``kind``: coordinates for "incomplete",
+    dense with a mask for "masked", else whatever ``as_tensor`` chooses."""
+    from sdf.tensors import IncompleteTensor, MaskedTensor, as_tensor
+
+    return {"incomplete": IncompleteTensor, "masked": MaskedTensor}.get(kind, as_tensor)
 
 
 def subspace_cos(X, Y) -> float:

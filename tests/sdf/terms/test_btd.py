@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
-from _reference import (KINDS, add_noise, check_blocks, check_model, check_state, make_data,
+from _reference import (KINDS, storage, add_noise, check_blocks, check_model, check_state, make_data,
                         multistart, orth_start, subspace_cos, tucker)
 
 import sdf
@@ -26,14 +26,14 @@ def test_derivatives_match_autograd(kind, rng):
     check_state(sdf.BTD(data, blocks), [x for b in blocks for x in b], rng)
 
 
-@pytest.mark.parametrize("kind", ["dense", "incomplete", "sparse"])
+@pytest.mark.parametrize("kind", ["dense", "incomplete", "masked", "sparse"])
 def test_derivatives_fourth_order(kind, rng):
     shape = (4, 3, 3, 2)
     blocks = random_blocks(shape, [(2, 1, 2, 1), (1, 2, 1, 2)], rng)
     check_state(sdf.BTD(make_data(kind, shape, rng), blocks), [x for b in blocks for x in b], rng)
 
 
-@pytest.mark.parametrize("kind", ["dense", "incomplete"])
+@pytest.mark.parametrize("kind", ["dense", "incomplete", "masked"])
 def test_blocks_are_exact_diagonal_blocks(kind, rng):
     shape = (5, 4, 3)
     blocks = random_blocks(shape, RANKS[:2], rng)
@@ -72,15 +72,15 @@ def match_blocks(found, truth) -> float:
         for perm in itertools.permutations(range(len(truth))))
 
 
-@pytest.mark.parametrize("kind", ["dense", "incomplete"])
+@pytest.mark.parametrize("kind", ["dense", "incomplete", "masked"])
 def test_planted_recovery(kind, rng):
     """Start: random orthonormal factors and projected cores; seeded restarts (seeds 0, 1,
     2) until the fit reaches the noise level."""
     truth = [orth_start(SHAPE, R, rng) + [rng.standard_normal(R)] for R in BLOCK_RANKS]
     T = add_noise(sum(tucker(b[:-1], b[-1]) for b in truth), 0.01, rng)
-    if kind == "incomplete":
+    if kind in ("incomplete", "masked"):
         T[rng.random(SHAPE) < 0.2] = np.nan
-    data = as_tensor(T)
+    data = storage(kind)(T)
 
     def build(r):
         blocks = []

@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
-from _reference import (KINDS, add_noise, check_blocks, check_model, check_state, ll1_model,
+from _reference import (KINDS, storage, add_noise, check_blocks, check_model, check_state, ll1_model,
                         make_data, multistart, subspace_cos)
 
 import sdf
@@ -25,7 +25,7 @@ def test_derivatives_match_autograd(kind, L, rng):
     check_state(sdf.LL1(make_data(kind, shape, rng), values, L), values, rng)
 
 
-@pytest.mark.parametrize("kind", ["dense", "incomplete"])
+@pytest.mark.parametrize("kind", ["dense", "incomplete", "masked"])
 def test_blocks_are_exact_diagonal_blocks(kind, rng):
     values = random_factors((5, 4, 3), [2, 1], rng)
     term = sdf.LL1(make_data(kind, (5, 4, 3), rng), values, [2, 1])
@@ -68,15 +68,15 @@ def ll1_match(found, truth) -> float:
     return best
 
 
-@pytest.mark.parametrize("kind", ["dense", "incomplete"])
+@pytest.mark.parametrize("kind", ["dense", "incomplete", "masked"])
 def test_planted_recovery(kind, rng):
     """Start: random Gaussian factors; seeded restarts (seeds 0..5, at most 60 iterations
     each) until the fit reaches the noise level."""
     truth = random_factors(SHAPE, L, rng)
     T = add_noise(ll1_model(truth, L), 0.01, rng)
-    if kind == "incomplete":
+    if kind in ("incomplete", "masked"):
         T[rng.random(SHAPE) < 0.2] = np.nan
-    data = as_tensor(T)
+    data = storage(kind)(T)
 
     def build(r):
         factors = [sdf.Variable(r.standard_normal(x.shape)) for x in truth]

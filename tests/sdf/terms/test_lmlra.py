@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _reference import (KINDS, add_noise, check_blocks, check_model, check_state, make_data,
+from _reference import (KINDS, storage, add_noise, check_blocks, check_model, check_state, make_data,
                         orth_start, subspace_cos, tucker)
 
 import sdf
@@ -23,14 +23,14 @@ def test_derivatives_match_autograd(kind, rng):
 
 
 @pytest.mark.parametrize("shape,ranks", [((6, 5), (2, 3)), ((4, 3, 3, 2), (2, 2, 1, 2))])
-@pytest.mark.parametrize("kind", ["dense", "incomplete", "sparse", "tucker"])
+@pytest.mark.parametrize("kind", ["dense", "incomplete", "masked", "sparse", "tucker"])
 def test_derivatives_other_orders(kind, shape, ranks, rng):
     data = make_data(kind, shape, rng)
     values = random_values(shape, ranks, rng)
     check_state(sdf.LMLRA(data, values[:-1], values[-1]), values, rng)
 
 
-@pytest.mark.parametrize("kind", ["dense", "incomplete"])
+@pytest.mark.parametrize("kind", ["dense", "incomplete", "masked"])
 def test_blocks_are_exact_diagonal_blocks(kind, rng):
     shape, ranks = (5, 4, 3), (2, 3, 2)
     values = random_values(shape, ranks, rng)
@@ -86,13 +86,13 @@ def fit_lmlra(data, dense_for_start, rng):
     return [result[x] for x in u], result
 
 
-@pytest.mark.parametrize("kind", ["dense", "incomplete"])
+@pytest.mark.parametrize("kind", ["dense", "incomplete", "masked"])
 def test_planted_recovery(kind, rng):
     U, S, T = planted(rng)
     noisy = add_noise(T, 0.01, rng)
-    if kind == "incomplete":
+    if kind in ("incomplete", "masked"):
         noisy[rng.random(SHAPE) < 0.3] = np.nan
-    found, result = fit_lmlra(as_tensor(noisy), noisy, rng)
+    found, result = fit_lmlra(storage(kind)(noisy), noisy, rng)
     assert min(subspace_cos(F, Ut) for F, Ut in zip(found, U)) >= 0.99
     assert result.relerr["T"] < 0.02
 
