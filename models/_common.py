@@ -41,13 +41,13 @@ def check_int(value: object, name: str, low: int = 1) -> int:
 def check_number(value: object, name: str, low: float = 0.0, high: float | None = None
                  ) -> float:
     """``value`` as a finite float in ``[low, high]``, or ModelError naming ``name``."""
-    is_number = (isinstance(value, (int, float, np.integer, np.floating))
-                 and not isinstance(value, bool))
-    if not (is_number and np.isfinite(value) and value >= low
-            and (high is None or value <= high)):
+    number = (float(value) if isinstance(value, (int, float, np.integer, np.floating))
+              and not isinstance(value, bool) else None)
+    if number is None or not (np.isfinite(number) and number >= low
+                              and (high is None or number <= high)):
         bounds = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
         raise ModelError(f"{name}: expected a finite number {bounds}, got {value!r}")
-    return float(value)
+    return number
 
 
 def make_rng(seed: object) -> np.random.Generator:

@@ -431,8 +431,8 @@ def _add_block(acc: Any, block: Any, rows: int) -> Any:
         return acc
     if acc is None:
         return block
-    if np.isscalar(acc) and np.isscalar(block):
-        return acc + block
+    if np.ndim(acc) == 0 and np.ndim(block) == 0:
+        return float(np.asarray(acc)) + float(np.asarray(block))
     a = np.asarray(acc, dtype=float)
     b = np.asarray(block, dtype=float)
     if a.ndim == 0 or b.ndim == 0:

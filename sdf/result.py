@@ -387,9 +387,12 @@ def load_result(path: str | os.PathLike[str], model: ModelLike | None = None) ->
                 raise KeyError(key)
             variables[name] = np.asarray(arrays[key], dtype=np.float64)
         n_iter = len(arrays["history_objective"])
-        history = History(**{
-            f: [int(v) for v in arrays[f"history_{f}"]] if f == "cg_iterations"
-            else [float(v) for v in arrays[f"history_{f}"]] for f in _HISTORY})
+        def floats(f: str) -> list[float]:
+            return [float(v) for v in arrays[f"history_{f}"]]
+
+        history = History(objective=floats("objective"), relchange=floats("relchange"),
+                          step=floats("step"), radius=floats("radius"), time=floats("time"),
+                          cg_iterations=[int(v) for v in arrays["history_cg_iterations"]])
         if meta["relerr_terms"]:
             rows = arrays["history_relerr"]
             if rows.shape != (len(meta["relerr_terms"]), n_iter):

@@ -53,6 +53,9 @@ def _known_of(a: np.ndarray, mask: Any, name: str) -> np.ndarray:
     return known
 
 
+_C = TypeVar("_C", bound="_CoordinateTensor")
+
+
 class _CoordinateTensor(Tensor):
     """Shared storage of incomplete and sparse data: C-sorted ``subs`` and ``vals``."""
 
@@ -102,7 +105,7 @@ class _CoordinateTensor(Tensor):
                 k = tuple(int(i) for i in s[dup[0]])
                 raise DataError(f"{name}: entry {k} appears more than once in subs; "
                                 "each entry may be given only once")
-        obj = cls.__new__(cls)
+        obj = object.__new__(cls)
         obj._init(s, np.array(v, dtype=np.float64), shp, lin)
         return obj
 

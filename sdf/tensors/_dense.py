@@ -73,7 +73,8 @@ class DenseTensor(Tensor):
         return float(np.sum(mats[0] * _mttkrp(self._data, mats, 0)))
 
     def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float:
-        return float(algebra.inner(algebra.tmprod(self._data, mats, transpose=True), core))
+        return float(np.real(algebra.inner(algebra.tmprod(self._data, mats, transpose=True),
+                                           core)))
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
         return _mttkrp(self._data, mats, n)

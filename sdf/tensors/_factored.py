@@ -208,14 +208,14 @@ class TuckerTensor(_FactoredTensor):
 
     def _norm_squared(self) -> float:
         P = algebra.tmprod(self._core, algebra.gramians(self._factors))
-        return algebra.inner(P, self._core)
+        return float(np.real(algebra.inner(P, self._core)))
 
     def _inner_cpd(self, mats: list[np.ndarray]) -> float:
         return _dense_inner_cpd(self._core, self._cross(mats), np.ones(mats[0].shape[1]))
 
     def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float:
         C = [A.T @ B for A, B in zip(mats, self._factors)]
-        return algebra.inner(algebra.tmprod(self._core, C), core)
+        return float(np.real(algebra.inner(algebra.tmprod(self._core, C), core)))
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
         return self._factors[n] @ _mttkrp(self._core, self._cross(mats), n)
