@@ -224,10 +224,25 @@ class DataTerm(Term):
     def n_entries(self) -> int:
         return int(self.data.n_known)
 
+    def _data_exponent(self) -> int:
+        """The data's scale exponent when beyond ``SCALE_THRESHOLD``, else 0.
+
+        The (cached) norm settles it for most data without another pass over them: the
+        largest entry lies between ``||T|| / sqrt(n)`` and ``||T||``.
+        """
+        norm_squared = self.data.norm_squared()
+        if 0 < norm_squared < np.inf:
+            top = 0.5 * np.log2(norm_squared)
+            bottom = top - 0.5 * np.log2(max(self.data.n_known, 1))
+            if -SCALE_THRESHOLD < bottom and top < SCALE_THRESHOLD:
+                return 0
+        e = self.data.scale_exponent()
+        return e if abs(e) > SCALE_THRESHOLD else 0
+
     @property
     def data_norm(self) -> float:
-        e = self.data.scale_exponent()
-        if abs(e) <= SCALE_THRESHOLD:
+        e = self._data_exponent()
+        if e == 0:
             return self.data.norm()
         # Computed on the scaled copy: the squares of tiny or huge entries leave the range.
         return float(np.ldexp(self._scaled_data(e).norm(), e))
@@ -308,8 +323,8 @@ class DataTerm(Term):
         scale. Norms, inner products and Gramians then stay far from underflow and
         overflow, and the fit is the one of the rescaled problem, exactly.
         """
-        e = self.data.scale_exponent()
-        if abs(e) <= SCALE_THRESHOLD:
+        e = self._data_exponent()
+        if e == 0:
             return None
         exponents = _split_exponent(e, self.inputs, self.scale_groups(), values)
         if exponents is None:
