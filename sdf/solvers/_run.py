@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from sdf.errors import ModelError
 from sdf.expr import Variable
 from sdf.problem import ModelLike, Point, Problem
 from sdf.result import History, IterationInfo, Result, StopReason
@@ -301,11 +302,13 @@ class Run:
         return math.ldexp(state["f0"], -exponents[1]), float(state.get("radius", math.nan))
 
     def record(self, point: ScaledPoint, iteration: int, relchange: float, step: float,
-               radius: float, cg_iterations: int) -> bool:
+               radius: float, cg_iterations: int, notify: bool = True) -> bool:
         """Record an accepted iterate; True when a callback asks to stop.
 
         ``iteration`` counts from 0 in this run; a resumed run's iteration 0 is the saved
-        last iterate, passed to the callbacks but not recorded twice.
+        last iterate, passed to the callbacks but not recorded twice. ``notify=False``
+        records without calling the callbacks (the start of an interrupted run). A
+        callback's answer must be None or a truth value (a ModelError otherwise).
         """
         self.local_iterations = iteration
         self.iterations = self.offset + iteration
@@ -329,8 +332,8 @@ class Run:
         if self.setup.checkpoint is not None and iteration > 0 and self.iterations % every == 0:
             self.save_checkpoint(point)  # before the callbacks, which may raise
         stop = False
-        for cb in self.callbacks:
-            stop = bool(cb(info)) or stop
+        for cb in self.callbacks if notify else []:
+            stop = _wants_stop(cb(info), cb) or stop
         return stop
 
     def save_checkpoint(self, point: ScaledPoint) -> None:
@@ -367,6 +370,19 @@ class Run:
             objective=assembly.objective, abserr=assembly.abserr, relerr=assembly.relerr,
             history=self.history, iterations=int(self.iterations), stop=stop,
             method=self.setup.method, warnings=list(warnings or []), state=dict(self.state))
+
+
+def _wants_stop(answer: Any, callback: Callable[..., Any]) -> bool:
+    """A callback's answer as "stop?": None or a truth value; anything else is refused."""
+    if answer is None or isinstance(answer, (bool, np.bool_, int, float, np.integer,
+                                             np.floating)):
+        return bool(answer)
+    name = getattr(callback, "__name__", type(callback).__name__)
+    shape = getattr(answer, "shape", None)
+    got = f"of shape {shape}" if shape is not None else f"{answer!r:.40}"
+    raise ModelError(
+        f"fit: callback {name!r} returned {type(answer).__name__} {got}; a callback returns "
+        "True to stop the run, False or None to go on")
 
 
 @dataclass
