@@ -11,6 +11,7 @@ Gramians...), and returned as one complete :class:`sdf.Result`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -116,16 +117,23 @@ def _scaled(problem: Problem, z0: np.ndarray | None,
 
 
 def _saved_exponents(state: dict[str, float]) -> tuple[int, int]:
-    """The units ``(e_z, e_f)`` a resumed run saved, checked (a damaged file may hold any
-    number there)."""
+    """The units ``(e_z, e_f)`` a resumed run saved, its state checked first (a damaged
+    file may hold any number there)."""
+    def damaged(key: str, expected: str) -> ModelError:
+        return ModelError(f"fit(resume=...): damaged solver state: {key} = "
+                          f"{state.get(key)!r} (expected {expected})")
+
+    f0, radius = state.get("f0", 0.0), state.get("radius", math.nan)
+    if not (math.isfinite(f0) and f0 >= 0):
+        raise damaged("f0", "a finite number >= 0")
+    if not (math.isnan(radius) or (math.isfinite(radius) and radius >= 0)):
+        raise damaged("radius", "a finite number >= 0, or NaN")
     exponents = []
     for key in ("exponent_z", "exponent_f"):
         value = state.get(key)
-        if not (isinstance(value, (int, float)) and np.isfinite(value)
+        if not (isinstance(value, (int, float)) and math.isfinite(value)
                 and float(value).is_integer() and abs(value) <= _MAX_EXPONENT):
-            raise ModelError(
-                f"fit(resume=...): damaged solver state: {key} = {value!r} (expected an "
-                f"integer between -{_MAX_EXPONENT} and {_MAX_EXPONENT})")
+            raise damaged(key, f"an integer between -{_MAX_EXPONENT} and {_MAX_EXPONENT}")
         exponents.append(int(value))
     return exponents[0], exponents[1]
 
