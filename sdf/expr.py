@@ -10,6 +10,7 @@ quantity: this is how factors are shared (coupled) between terms.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -72,8 +73,16 @@ class Expr:
     def ndim(self) -> int:
         return len(self.shape)
 
-    def label(self) -> str:
-        """Short text naming this expression in messages."""
+    def label(self, names: Mapping[int, str] | None = None) -> str:
+        """Short text naming this expression in messages.
+
+        An unnamed transformed expression is written as the formula of its inputs
+        (``nonneg(b)``); ``names`` maps ``id(variable)`` to the name to use for a
+        variable (a model names its unnamed variables ``x0, x1, ...``).
+        """
+        return _formula(self, names or {})
+
+    def _own_label(self) -> str:
         return self.name if self.name is not None else f"<{type(self).__name__.lower()} {self._uid}>"
 
     def variables(self) -> list[Variable]:
@@ -85,18 +94,30 @@ class Expr:
         return list(seen.values())
 
     def walk(self) -> list[Expr]:
-        """All expressions this one depends on, itself included, inputs before users."""
+        """All expressions this one depends on, itself included, inputs before users.
+
+        Iterative, so chains of any depth are walked. Raises :class:`sdf.ModelError`
+        naming the expressions of a cycle (an expression among its own inputs, made by
+        reassigning ``inputs``).
+        """
         order: list[Expr] = []
         seen: set[int] = set()
+        # Expressions entered but not finished, in order: the path from self downwards.
+        # (A stale entry of a finished expression is skipped through ``seen``.)
+        path: dict[int, Expr] = {}
         stack: list[tuple[Expr, bool]] = [(self, False)]
         while stack:
             node, expanded = stack.pop()
             if id(node) in seen:
                 continue
             if expanded:
+                del path[id(node)]
                 seen.add(id(node))
                 order.append(node)
                 continue
+            if id(node) in path:
+                raise _cycle_error(list(path.values()), node)
+            path[id(node)] = node
             stack.append((node, True))
             for inp in reversed(node.inputs):
                 if id(inp) not in seen:
@@ -124,7 +145,9 @@ class Variable(Expr):
 
     def __init__(self, value: Any, name: str | None = None) -> None:
         super().__init__()
-        arr = np.array(value, dtype=float, copy=True)
+        _check_name(name, "Variable")
+        where = "Variable" if name is None else f"variable {name!r}"
+        arr = _float_array(value, f"{where}: initial value")
         if arr.ndim == 0:
             arr = arr.reshape(1)
         if arr.size == 0:
@@ -170,7 +193,8 @@ class Constant(Expr):
 
     def __init__(self, value: Any, name: str | None = None) -> None:
         super().__init__()
-        arr = np.array(value, dtype=float, copy=True)
+        _check_name(name, "Constant")
+        arr = _float_array(value, "Constant" if name is None else f"constant {name!r}")
         arr.setflags(write=False)
         self.value = arr
         self.shape = arr.shape
@@ -186,17 +210,12 @@ class Node(Expr):
     def __init__(self, transform: TransformLike, inputs: tuple[Expr, ...],
                  name: str | None = None) -> None:
         super().__init__()
+        _check_name(name, f"{transform.name} expression")
         self.transform = transform
         self.inputs = inputs
         self.name = name
         shapes = tuple(inp.shape for inp in inputs)
         self.shape = tuple(int(s) for s in transform.output_shape(*shapes))
-
-    def label(self) -> str:
-        if self.name is not None:
-            return self.name
-        args = ", ".join(inp.label() for inp in self.inputs)
-        return f"{self.transform.name}({args})"
 
     def __repr__(self) -> str:
         return f"Node({self.label()}, shape={self.shape})"
@@ -215,3 +234,60 @@ def as_expr(x: Any, where: str = "factor") -> Expr:
     if not np.all(np.isfinite(arr)):
         raise ModelError(f"{where}: constant array has non-finite entries")
     return Constant(arr)
+
+
+def _check_name(name: Any, what: str) -> None:
+    if name is not None and not isinstance(name, str):
+        raise ModelError(f"{what}: name must be a string or None, got {name!r} "
+                         f"({type(name).__name__})")
+
+
+def _float_array(value: Any, where: str) -> np.ndarray:
+    """A float64 copy of ``value``; a ModelError naming ``where`` if it is not numeric."""
+    if isinstance(value, (str, bytes)):
+        raise ModelError(f"{where}: expected a numeric array, got {type(value).__name__} "
+                         f"{value!r}")
+    try:
+        return np.array(value, dtype=float, copy=True)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: expected a numeric array, got {type(value).__name__} "
+                         f"({exc})") from None
+
+
+def _formula(expr: Expr, names: Mapping[int, str]) -> str:
+    """The label of ``expr``: its name, else the formula of its inputs (iterative)."""
+    parts: list[str] = []
+    path: dict[int, Expr] = {}
+    # Items: an expression to write, a piece of text, or the id of an expression whose
+    # formula is finished (leaving the path).
+    stack: list[Expr | str | int] = [expr]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item)
+        elif isinstance(item, int):
+            del path[item]
+        elif isinstance(item, Node) and item.name is None:
+            if id(item) in path:
+                raise _cycle_error(list(path.values()), item)
+            path[id(item)] = item
+            stack += [id(item), ")"]
+            for k, inp in enumerate(reversed(item.inputs)):
+                stack += [", ", inp] if k else [inp]
+            stack.append(f"{item.transform.name}(")
+        else:
+            parts.append(names.get(id(item), item._own_label()))
+    return "".join(parts)
+
+
+def _short(expr: Expr) -> str:
+    if isinstance(expr, Node) and expr.name is None:
+        return f"<{expr.transform.name} expression {expr._uid}>"
+    return expr._own_label()
+
+
+def _cycle_error(path: list[Expr], again: Expr) -> ModelError:
+    start = next(k for k, e in enumerate(path) if e is again)
+    cycle = " -> ".join(_short(e) for e in path[start:] + [again])
+    return ModelError(f"expression {_short(again)}: cycle of inputs {cycle}; an expression "
+                      "cannot depend on itself (was an expression's inputs reassigned?)")

@@ -11,6 +11,7 @@ Gramians...), and returned as one complete :class:`sdf.Result`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from sdf.solvers import (Assembly, MethodName, Run, RunContext, ScaledProblem, g
 from sdf.expr import Variable
 from sdf.terms._base import DataTerm, Findings
 
-__all__ = ["diagnose", "fit_model", "rescaled_start"]
+__all__ = ["RESCALE_RATIO", "check_memory", "diagnose", "fit_model", "rescaled_start"]
 
 #: A start whose model norm differs from its data's norm by more than this factor (either
 #: way) is rescaled before the run: Gauss-Newton's trust region would need many
@@ -62,23 +63,33 @@ def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = No
         except OSError as exc:
             raise OptionError(str(exc)) from None
     prior = _resume_from(model, resume) if resume is not None else None
+    check_memory(model, gauss_newton=method == "nls")
 
     problem = Problem.from_model(model)                                   # compile
     exponents = None                                                      # scale
+    z0 = problem.z0
     if prior is not None:
         z0 = np.concatenate([np.ravel(prior.variables[n]) for n in model.variable_names])
         if prior.method == method and "exponent_z" in prior.state:
-            exponents = (int(prior.state["exponent_z"]), int(prior.state["exponent_f"]))
-    else:
-        z0 = rescaled_start(problem)
-    scaled = ScaledProblem(problem, z0, exponents)
+            exponents = _saved_exponents(prior.state)
+    try:
+        if prior is None:
+            z0 = rescaled_start(problem)
+        scaled = _scaled(problem, z0, exponents)
+        interrupted = False
+    except KeyboardInterrupt:  # during the first evaluation: the start is the result
+        scaled = _scaled(problem, z0, exponents)
+        interrupted = True
     run = Run(scaled, RunContext(
         model=model, method=method, max_time=opts.max_time, display=int(display),
         callback=callback, checkpoint=opts.checkpoint, checkpoint_every=opts.checkpoint_every,
         resume=prior, radius_is_damping=opts.radius_is_damping))
     remaining = opts.max_iter - (prior.iterations if prior is not None else 0)
     try:                                                                  # solve
-        if remaining >= 1:
+        if interrupted:
+            point, stop = scaled.point(scaled.z0.copy()), StopReason.INTERRUPTED
+            run.record(point, 0, np.nan, np.nan, np.nan, 0, notify=False)
+        elif remaining >= 1:
             point, stop = entry.solve(scaled, dataclasses.replace(opts, max_iter=remaining),
                                       run)
         else:  # the saved run used up max_iter already
@@ -98,6 +109,110 @@ def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = No
     if opts.checkpoint is not None:
         result.save(opts.checkpoint)
     return result
+
+
+def _scaled(problem: Problem, z0: np.ndarray | None,
+            exponents: tuple[int, int] | None) -> ScaledProblem:
+    """The problem in solver units; a ModelError when float64 cannot hold the units."""
+    try:
+        return ScaledProblem(problem, z0, exponents)
+    except OverflowError:
+        start = problem.z0 if z0 is None else z0
+        biggest = float(np.max(np.abs(start), initial=0.0))
+        objective = problem.point(np.array(start, dtype=float)).f
+        raise ModelError(
+            f"fit: the start's scale (largest initial entry {biggest:.3g}) and the objective "
+            f"at the start ({objective:.3g}) are too far apart for float64: rescale the "
+            "initial values to the data's scale, or the terms' weights") from None
+
+
+def _saved_exponents(state: dict[str, float]) -> tuple[int, int]:
+    """The units ``(e_z, e_f)`` a resumed run saved, its state checked first (a damaged
+    file may hold any number there)."""
+    def damaged(key: str, expected: str) -> ModelError:
+        return ModelError(f"fit(resume=...): damaged solver state: {key} = "
+                          f"{state.get(key)!r} (expected {expected})")
+
+    f0, radius = state.get("f0", 0.0), state.get("radius", math.nan)
+    if not (math.isfinite(f0) and f0 >= 0):
+        raise damaged("f0", "a finite number >= 0")
+    if not (math.isnan(radius) or (math.isfinite(radius) and radius >= 0)):
+        raise damaged("radius", "a finite number >= 0, or NaN")
+    exponents = []
+    for key in ("exponent_z", "exponent_f"):
+        value = state.get(key)
+        if not (isinstance(value, (int, float)) and math.isfinite(value)
+                and float(value).is_integer() and abs(value) <= _MAX_EXPONENT):
+            raise damaged(key, f"an integer between -{_MAX_EXPONENT} and {_MAX_EXPONENT}")
+        exponents.append(int(value))
+    return exponents[0], exponents[1]
+
+
+#: Units beyond 2**+-1100 cannot be those of any float64 start.
+_MAX_EXPONENT = 1100
+
+
+def check_memory(model: ModelLike, gauss_newton: bool = True,
+                 available: int | None = None) -> None:
+    """Raise :class:`sdf.ModelError` when a term's solver matrices cannot fit in memory.
+
+    A simple estimate, made before anything is allocated. A data term with ``K`` inputs,
+    the widest having ``R`` columns, keeps ``2 K`` matrices of size ``R x R`` to evaluate
+    the objective and its gradient (Gramians and their leave-one-out Hadamard products);
+    Gauss-Newton adds ``K**2 + K`` more (pairwise products and preconditioner blocks). A
+    regularizer on an ``(I, R)`` factor adds a Gauss-Newton block of ``I R**2`` floats.
+    Data storage and vectors of the unknowns' size are not counted (the model holds them
+    already). ``available`` is the free memory in bytes (default: measured, see
+    :func:`_available_memory`; no check when it cannot be measured).
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> a = sdf.Variable(np.ones((3, 20_000)), name="a")
+    >>> model = sdf.Model(m=sdf.CPD(np.ones((3, 2)), [a, np.ones((2, 20_000))]))
+    >>> check_memory(model, available=10**9)
+    Traceback (most recent call last):
+    ...
+    sdf.errors.ModelError: term 'm': rank 20000 needs about 32 GB for 10 matrices of size 20000 x 20000, ...
+    """
+    free = _available_memory() if available is None else available
+    if free is None:
+        return
+    for name, term in model.terms.items():
+        widths = [e.shape[-1] for e in term.inputs if len(e.shape) >= 2]
+        if not widths:
+            continue
+        K, R = len(term.inputs), max(widths)
+        if term.is_data_term:
+            floats = (2 * K + (K * K + K if gauss_newton else 0)) * R * R
+        else:
+            floats = sum(e.shape[0] * e.shape[-1] ** 2 for e in term.inputs
+                         if len(e.shape) == 2) if gauss_newton else 0
+        if 8 * floats > free:
+            what = (f"{floats // (R * R)} matrices of size {R} x {R}" if term.is_data_term
+                    else f"Gauss-Newton blocks of size {R} x {R}")
+            hint = ("lower the rank or use method='minf'" if gauss_newton
+                    and 16 * K * R * R <= free else "lower the rank")
+            raise ModelError(
+                f"term {name!r}: rank {R} needs about {8 * floats / 1e9:.3g} GB for "
+                f"{what}, more than the {free / 1e9:.3g} GB of memory available; {hint}")
+
+
+def _available_memory() -> int | None:
+    """Memory available to a new allocation, in bytes: ``MemAvailable`` of
+    ``/proc/meminfo`` where there is one, else free physical pages
+    (``os.sysconf``), else None (unknown)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def rescaled_start(problem: Problem) -> np.ndarray:
@@ -130,35 +245,38 @@ def rescaled_start(problem: Problem) -> np.ndarray:
     for term, values in zip(problem.terms, inputs):
         if not isinstance(term, DataTerm):
             continue
-        norm = term.model_norm(values)
-        data = term.data_norm
-        if norm is None or not (0 < norm < np.inf and 0 < data < np.inf):
+        # In log2 units: the norms of tiny or huge models leave the float range.
+        model = term.model_log2_norm(values)
+        data = term.data_log2_norm()
+        if model is None or not (math.isfinite(model) and math.isfinite(data)):
             continue
-        ratio = data / norm
-        if 1.0 / RESCALE_RATIO <= ratio <= RESCALE_RATIO:
+        log2_ratio = data - model
+        if abs(log2_ratio) <= math.log2(RESCALE_RATIO):
             continue
         own = [k for k, e in enumerate(term.inputs)
                if isinstance(e, Variable) and uses.get(id(e)) == 1]
-        factors = _group_factors(term.scale_groups(), own, ratio)
-        if factors is None:
+        shares = _group_shares(term.scale_groups(), own, log2_ratio)
+        if shares is None:
             continue
-        for k, factor in factors.items():
+        for k, share in shares.items():
             var = problem.var_index[id(term.inputs[k])]
             sl = slice(problem.offsets[var], problem.offsets[var + 1])
-            z0[sl] = z0[sl] * factor
+            whole = math.floor(share)
+            z0[sl] = np.ldexp(z0[sl] * 2.0 ** (share - whole), whole)
     return z0
 
 
-def _group_factors(groups: list[list[int]], own: list[int], ratio: float
-                   ) -> dict[int, float] | None:
-    """Per input position, the factor scaling every group's product by ``ratio``."""
+def _group_shares(groups: list[list[int]], own: list[int], log2_ratio: float
+                  ) -> dict[int, float] | None:
+    """Per input position, the log2 of the factor scaling every group's product by
+    ``2**log2_ratio`` (shared evenly by the group's own inputs)."""
     out: dict[int, float] = {}
     for group in groups:
         members = [k for k in group if k in own]
         if not members:
             return None
         for k in members:
-            out[k] = ratio ** (1.0 / len(members))
+            out[k] = log2_ratio / len(members)
     return out
 
 

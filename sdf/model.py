@@ -165,6 +165,13 @@ class Model:
                 )
         for name, term in self.terms.items():
             term.check(f"term {name!r}")
+        tiny = float(np.finfo(float).tiny)
+        for name, weight in self.weights.items():
+            if 0.0 < weight < tiny:
+                raise ModelError(
+                    f"term {name!r}: weight {weight:.3g} is below the smallest normal "
+                    f"float64 ({tiny:.3g}), too small to scale the objective by; use a "
+                    "larger weight, or 0 to leave the term out")
         if all(w == 0.0 for w in self.weights.values()):
             raise ModelError("Model: every term has weight 0; nothing to fit")
         if not self.variables:
@@ -306,9 +313,4 @@ class Model:
 
 
 def _label(e: Expr, names: Mapping[int, str]) -> str:
-    if isinstance(e, Variable):
-        return names.get(id(e), e.label())
-    if isinstance(e, Node) and e.name is None:
-        args = ", ".join(_label(i, names) for i in e.inputs)
-        return f"{e.transform.name}({args})"
-    return e.label()
+    return e.label(names)

@@ -343,10 +343,14 @@ class Preconditioner:
             for e, block, x in zip(term.inputs, state.blocks(), exponents):
                 if block is None:
                     continue
-                shift = x + 2 * var_units[id(e)] if isinstance(e, Variable) else x
-                routed = _route_block(point, e, _scaled(block, w, shift))
-                if routed is not None and not isinstance(e, Variable):
-                    routed = _unit_shift(routed, 2 * var_units[id(routed[0])])
+                if isinstance(e, Variable):
+                    routed = _route_block(point, e, _scaled(block, w, x + 2 * var_units[id(e)]))
+                else:
+                    # Routing is linear in the block: shift once, after it, so that the
+                    # two shifts (often opposite and large) never meet an overflow.
+                    routed = _route_block(point, e, _scaled(block, w))
+                    if routed is not None:
+                        routed = _unit_shift(routed, x + 2 * var_units[id(routed[0])])
                 if routed is None:
                     continue
                 var, kind, *parts = routed
@@ -477,7 +481,7 @@ def _invert(block: Any, shape: tuple[int, ...]) -> Any:
         return None
     if np.isscalar(block) or np.ndim(block) == 0:
         s = float(block)
-        return 1.0 / s if s > 0 else None
+        return 1.0 / s if s > 0 and np.isfinite(1.0 / s) else None
     block = np.asarray(block, dtype=float)
     if len(shape) != 2 or block.shape[-1] != shape[1]:
         return None
@@ -487,7 +491,11 @@ def _invert(block: Any, shape: tuple[int, ...]) -> Any:
     scale = np.where(scale > 0, scale, 1.0)
     eye = np.eye(R)
     shifted = block + (1e-10 * np.asarray(scale))[..., None, None] * eye
-    try:
-        return np.linalg.inv(shifted)
-    except np.linalg.LinAlgError:
-        return np.linalg.pinv(shifted)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            inverse = np.linalg.inv(shifted)
+        except np.linalg.LinAlgError:
+            inverse = np.linalg.pinv(shifted)
+    # A block too small to invert in floating point (a term whose weight is negligible
+    # next to the others') scales nothing: the variable is then left unscaled.
+    return inverse if np.all(np.isfinite(inverse)) else None

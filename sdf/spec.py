@@ -87,7 +87,6 @@ class _Builder:
         for k, entry in enumerate(spec.get("transform") or []):
             self._add_transform_entry(entry, f"transform[{k}]")
         self.factors: dict[Any, Expr] = {}
-        self.building: list[Any] = []
         self.spec = spec
 
     def _add_transform_entry(self, entry: object, where: str) -> None:
@@ -104,18 +103,56 @@ class _Builder:
 
     # -------------------------------------------------------------- factors
     def factor(self, key: Hashable, where: str) -> Expr:
-        if key in self.factors:
-            return self.factors[key]
-        if key in self.building:
-            cycle = " -> ".join(map(str, self.building[self.building.index(key):] + [key]))
-            raise ModelError(f"factors{_fmt(key)}: cycle of references {cycle}")
-        self.building.append(key)
-        expr = self.build(self.factor_specs[key], f"factors{_fmt(key)}", in_factors=True)
-        self.building.pop()
-        if expr.name is None and isinstance(expr, Node):
-            expr.name = str(key)
-        self.factors[key] = expr
-        return expr
+        """The factor ``key``, built after the factors it references (iteratively, so
+        reference chains of any length are read; a cycle is refused)."""
+        if key not in self.factors:
+            for dep in self._build_order(key):
+                expr = self.build(self.factor_specs[dep], f"factors{_fmt(dep)}",
+                                  in_factors=True)
+                if expr.name is None and isinstance(expr, Node):
+                    expr.name = str(dep)
+                self.factors[dep] = expr
+        return self.factors[key]
+
+    def _build_order(self, key: Any) -> list[Any]:
+        """The unbuilt factors ``key`` depends on, each after its own dependencies."""
+        order: list[Any] = []
+        done: set[Any] = set()
+        path: list[Any] = []  # factors entered but not finished: the chain from key
+        stack: list[tuple[Any, bool]] = [(key, False)]
+        while stack:
+            item, finished = stack.pop()
+            if finished:
+                path.pop()
+                done.add(item)
+                order.append(item)
+                continue
+            if item in done or item in self.factors:
+                continue
+            if item in path:
+                cycle = " -> ".join(map(str, path[path.index(item):] + [item]))
+                raise ModelError(f"factors{_fmt(item)}: cycle of references {cycle}")
+            path.append(item)
+            stack.append((item, True))
+            stack.extend((dep, False) for dep in reversed(self._factor_refs(item)))
+        return order
+
+    def _factor_refs(self, key: Any) -> list[Any]:
+        """The factors that the spec of factor ``key`` references (see :meth:`reference`:
+        inside ``factors`` a name is a variable's if one has it)."""
+        refs: list[Any] = []
+        items: list[Any] = [self.factor_specs[key]]
+        while items:
+            item = items.pop()
+            if isinstance(item, tuple) and item:  # a chain: its head is the input(s)
+                head = item[0]
+                items.extend(reversed(head) if isinstance(head, tuple) else [head])
+            elif isinstance(item, list):
+                items.extend(reversed(item))
+            elif (isinstance(item, (str, int, np.integer)) and not isinstance(item, bool)
+                  and item not in self.variables and item in self.factor_specs):
+                refs.append(item)
+        return refs
 
     def reference(self, ref: object, where: str, in_factors: bool) -> Expr:
         if isinstance(ref, Expr):
@@ -264,9 +301,13 @@ def terms_from_dict(spec: Mapping[str, Any]) -> dict[str, Term]:
     'CPD of dense data (4, 5), rank 2'
     """
     builder = _Builder(spec)
-    for key in builder.factor_specs:
-        builder.factor(key, f"factors{_fmt(key)}")
-    return builder.terms()
+    try:
+        for key in builder.factor_specs:
+            builder.factor(key, f"factors{_fmt(key)}")
+        return builder.terms()
+    except RecursionError:
+        raise ModelError("model spec: nested too deeply (lists or tuples inside one entry); "
+                         "name the inner parts as factors instead") from None
 
 
 def to_dict(model: ModelLike) -> dict[str, Any]:
@@ -288,20 +329,27 @@ def to_dict(model: ModelLike) -> dict[str, Any]:
     factors: dict[str, Any] = {}
     node_names: dict[int, str] = {}
 
-    def ref(e: Expr) -> str | np.ndarray:
+    taken = set(names.values())
+
+    def leaf(e: Expr) -> str | np.ndarray:
         if isinstance(e, Variable):
             return names[id(e)]
         if isinstance(e, Constant):
             return np.array(e.value)
-        if id(e) not in node_names:
-            assert isinstance(e, Node)
-            inputs = tuple(ref(i) for i in e.inputs)
-            label = e.name or e.label()
-            while label in factors or label in names.values():
-                label += "'"
-            factors[label] = (inputs if len(inputs) > 1 else inputs[0], e.transform)
-            node_names[id(e)] = label
         return node_names[id(e)]
+
+    def ref(e: Expr) -> Any:
+        # Inputs before users (Expr.walk is iterative): chains of any depth are written.
+        for node in e.walk():
+            if not isinstance(node, Node) or id(node) in node_names:
+                continue
+            inputs = tuple(leaf(i) for i in node.inputs)
+            label = node.name or node.label(names)
+            while label in factors or label in taken:
+                label += "'"
+            factors[label] = (inputs if len(inputs) > 1 else inputs[0], node.transform)
+            node_names[id(node)] = label
+        return leaf(e)
 
     out_terms: dict[str, Any] = {}
     for name, term in model.terms.items():

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from sdf.errors import ModelError
 from sdf.expr import Variable
 from sdf.numerics import SCALE_THRESHOLD
 from sdf.problem import ModelLike, Point, Problem
@@ -156,12 +157,12 @@ class ScaledProblem:
         start.f = float(problem.weights @ start.fvals)
         self.sigma = math.ldexp(1.0, e_z)
         self._grad_scale = self.sigma                       # d f_u / d u = sigma * g
-        self._prec_scale = math.ldexp(1.0, -2 * e_z)        # (sigma^2 * H)^-1
         #: Per entry of z, its unit's exponent where a variable's scale is far (beyond
         #: 2**±SCALE_THRESHOLD) from the common one, e.g. a Tucker core carrying tiny data's scale
         #: beside orthonormal factors; None when one unit serves all.
         self.units = _variable_units(problem, z0, e_z)
-        self.var_units = (None if self.units is None else
+        #: Per variable, the exponent of its unit (the preconditioner is built in them).
+        self.var_units = ([e_z] * len(problem.variables) if self.units is None else
                           [int(self.units[o]) for o in problem.offsets[:-1]])
         self.z0 = np.ldexp(z0, -e_z if self.units is None else -self.units)
         self._start: ScaledPoint | None = ScaledPoint(self, self.z0.copy(), start)
@@ -267,12 +268,8 @@ class ScaledPoint:
         return Hv
 
     def preconditioner(self) -> Callable[[np.ndarray], np.ndarray]:
-        if self.problem.var_units is not None:
-            # Built in the variables' own units: nothing to rescale.
-            return self.raw.preconditioner(self.problem.var_units)
-        apply = self.raw.preconditioner()
-        scale = self.problem._prec_scale
-        return lambda r: apply(r) * scale
+        # Built in the variables' units, so no block leaves the float range on the way.
+        return self.raw.preconditioner(self.problem.var_units)
 
 
 @dataclass
@@ -376,11 +373,13 @@ class Run:
         return saved, float(state.get("radius", math.nan))
 
     def record(self, point: ScaledPoint, iteration: int, relchange: float, step: float,
-               radius: float, cg_iterations: int) -> bool:
+               radius: float, cg_iterations: int, notify: bool = True) -> bool:
         """Record an accepted iterate; True when a callback asks to stop.
 
         ``iteration`` counts from 0 in this run; a resumed run's iteration 0 is the saved
-        last iterate, passed to the callbacks but not recorded twice.
+        last iterate, passed to the callbacks but not recorded twice. ``notify=False``
+        records without calling the callbacks (the start of an interrupted run). A
+        callback's answer must be None or a truth value (a ModelError otherwise).
         """
         self.local_iterations = iteration
         self.iterations = self.offset + iteration
@@ -412,8 +411,8 @@ class Run:
         if self.setup.checkpoint is not None and iteration > 0 and self.iterations % every == 0:
             self.save_checkpoint(point)  # before the callbacks, which may raise
         stop = False
-        for cb in self.callbacks:
-            stop = bool(cb(info)) or stop
+        for cb in self.callbacks if notify else []:
+            stop = _wants_stop(cb(info), cb) or stop
         return stop
 
     def save_checkpoint(self, point: ScaledPoint) -> None:
@@ -455,6 +454,19 @@ class Run:
             objective=assembly.objective, abserr=assembly.abserr, relerr=assembly.relerr,
             history=self.history, iterations=int(self.iterations), stop=stop,
             method=self.setup.method, warnings=list(warnings or []), state=dict(self.state))
+
+
+def _wants_stop(answer: Any, callback: Callable[..., Any]) -> bool:
+    """A callback's answer as "stop?": None or a truth value; anything else is refused."""
+    if answer is None or isinstance(answer, (bool, np.bool_, int, float, np.integer,
+                                             np.floating)):
+        return bool(answer)
+    name = getattr(callback, "__name__", type(callback).__name__)
+    shape = getattr(answer, "shape", None)
+    got = f"of shape {shape}" if shape is not None else f"{answer!r:.40}"
+    raise ModelError(
+        f"fit: callback {name!r} returned {type(answer).__name__} {got}; a callback returns "
+        "True to stop the run, False or None to go on")
 
 
 @dataclass

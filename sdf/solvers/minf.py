@@ -123,7 +123,19 @@ def minf(problem: ScaledProblem, options: MinfOptions, run: Run
     final = cache["prev"] if np.array_equal(cache["prev"].z, res.x) else problem.point(res.x.copy())
     if run.best is None or final.f <= run.best.f:
         run.best = final
-    return run.best, _reason(res, run.best.f, f0)
+    reason = _reason(res, run.best.f, f0)
+    if reason is StopReason.TOL_GRAD and _explains_nothing(run, run.best):
+        # As in the Gauss-Newton solver: a gradient that vanishes where the model fits
+        # no better than zero marks a saddle (e.g. an all-zero start), not a solution.
+        reason = StopReason.STATIONARY
+    return run.best, reason
+
+
+def _explains_nothing(run: Run, point: ScaledPoint) -> bool:
+    """True when every data term's relative error at ``point`` is 1 or more (to rounding):
+    the model explains none of the data."""
+    relerr = run.relerr(point.raw.fvals)
+    return bool(relerr) and all(e >= 1.0 - 1e-8 for e in relerr.values())
 
 
 def _reason(res: Any, f: float, f0: float) -> StopReason:

@@ -10,6 +10,8 @@ predicted decrease; with ``trust="lm"`` the system is damped instead,
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,8 +32,26 @@ def pcg(
     precond: Callable[[np.ndarray], np.ndarray],
     tol: float,
     max_iter: int,
+    deadline: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """Preconditioned conjugate gradients for ``A x = b`` with ``A`` symmetric PSD.
+
+    Parameters
+    ----------
+    operator : callable
+        ``v -> A v``.
+    b : ndarray of shape (n,)
+        Right-hand side.
+    precond : callable
+        ``r -> M^{-1} r``, ``M`` approximating ``A``.
+    tol : float
+        Stop when ``||b - A x|| <= tol * ||b||``.
+    max_iter : int
+        Maximum number of products with ``A``.
+    deadline : float, optional
+        A :func:`time.perf_counter` time after which no further product is started (the
+        iterate so far is returned), so that a solver's time budget holds inside a long
+        CG run too.
 
     Returns
     -------
@@ -82,6 +102,8 @@ def pcg(
             best = (q, x.copy(), Ax.copy())
         if np.linalg.norm(r) <= tol * bnorm:
             break
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
         z = precond(r)
         rz_new = float(r @ z)
         if rz_new <= 0:
@@ -131,6 +153,7 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
     if f0 == 0.0:
         return point, StopReason.TOL_ABS
     floor = problem.rounding_floor()
+    deadline = run.start + run.max_time if math.isfinite(run.max_time) else None
     try:
         for k in range(1, options.max_iter + 1):
             g = point.gradient()
@@ -140,7 +163,7 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
                 reason = StopReason.TOL_ABS if point.f <= floor else StopReason.STATIONARY
                 return point, reason
             precond = point.preconditioner()
-            step = _iterate(point, g, precond, options, radius, damping, floor)
+            step = _iterate(point, g, precond, options, radius, damping, floor, deadline)
             if isinstance(step, StopReason):
                 return point, step
             new, p, radius, damping, cg_its, at_floor = step
@@ -166,7 +189,8 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
 
 
 def _iterate(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
-             options: NLSOptions, radius: float, damping: float, floor: float):
+             options: NLSOptions, radius: float, damping: float, floor: float,
+             deadline: float | None = None):
     """One accepted step, or why there is none.
 
     A step is ``(new point, step, radius, damping, CG iterations, at_floor)``, ``at_floor``
@@ -175,9 +199,9 @@ def _iterate(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], 
     """
     problem = point.problem
     if options.trust == "lm":
-        return _lm_step(point, g, precond, options, damping, floor)
+        return _lm_step(point, g, precond, options, damping, floor, deadline)
     p_gn, Hp_gn, cg_its, broke = pcg(point.gn_product, -g, precond, options.cg_tol,
-                                     options.cg_max_iter)
+                                     options.cg_max_iter, deadline)
     Hg = point.gn_product(g)
     gHg = float(g @ Hg)
     gg = float(g @ g)
@@ -218,7 +242,8 @@ def _judge_by_gradient(point: ScaledPoint, g: np.ndarray, p: np.ndarray, radius:
 
 
 def _lm_step(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
-             options: NLSOptions, damping: float, floor: float):
+             options: NLSOptions, damping: float, floor: float,
+             deadline: float | None = None):
     problem = point.problem
     if np.isnan(damping):
         # Start at a small fraction of the Gramian's scale, measured along the gradient.
@@ -228,7 +253,7 @@ def _lm_step(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], 
     for _ in range(_MAX_REJECTIONS):
         lam = damping
         p, Hp, cg_its, _ = pcg(lambda v: point.gn_product(v) + lam * v, -g,
-                               precond, options.cg_tol, options.cg_max_iter)
+                               precond, options.cg_tol, options.cg_max_iter, deadline)
         total_cg += cg_its
         Hp_gn = Hp - lam * p
         predicted = -(float(g @ p) + 0.5 * float(p @ Hp_gn))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import copy
+import math
 
 import numpy as np
 
@@ -293,13 +294,20 @@ class DataTerm(Term):
         return ""
 
     # ------------------------------------------------------------ extreme scales
-    def model_norm(self, values: Sequence[np.ndarray]) -> float | None:
-        """``||M||``, the norm of the term's model at ``values`` (None: not available).
+    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float | None:
+        """``log2 ||M||``, the norm of the term's model at ``values`` (``-inf`` for a zero
+        model; None: not available).
 
         Used to rescale a start far from the data's scale; computed from normalised
-        inputs, so that it neither underflows nor overflows.
+        inputs, so that it holds whatever the scales.
         """
         return None
+
+    def data_log2_norm(self) -> float:
+        """``log2 ||T||`` over the known entries (``-inf`` for zero data)."""
+        e = self._data_exponent()
+        norm = self.data.norm() if e == 0 else self._scaled_data(e).norm()
+        return math.log2(norm) + e if norm > 0 else -math.inf
 
     def scale_groups(self) -> list[list[int]]:
         """Input positions whose product makes each summand of the model (the model is

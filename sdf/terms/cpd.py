@@ -140,19 +140,18 @@ class CPD(DataTerm):
     def structure(self, values: Sequence[np.ndarray]) -> Structure:
         return Structure("CPD", list(values))
 
-    def model_norm(self, values: Sequence[np.ndarray]) -> float:
+    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float:
         shifts = [_exponent_of(A) for A in values]
         grams = algebra.gramians([np.ldexp(A, -k) for A, k in zip(values, shifts)])
         norm = math.sqrt(max(float(algebra.hadamard(grams).sum()), 0.0))
-        return math.ldexp(norm, sum(shifts))
+        return math.log2(norm) + sum(shifts) if norm > 0 else -math.inf
 
     def check_result(self, name: str, values: Sequence[np.ndarray],
                      start: Sequence[np.ndarray], relerr: float) -> Findings:
         """Degenerate or vanished components; a start far from the data's scale."""
         found = _cpd_findings(name, list(values))
-        norm = self.data_norm
-        if relerr > 0.5 and norm > 0:
-            found += _start_scale(name, self.model_norm(start), norm)
+        if relerr > 0.5:
+            found += _start_scale(name, self.model_log2_norm(start) - self.data_log2_norm())
         return found
 
 
@@ -179,16 +178,14 @@ def _cpd_findings(name: str, factors: list[np.ndarray]) -> Findings:
     return out
 
 
-def _start_scale(name: str, start_norm: float, data_norm: float) -> Findings:
+def _start_scale(name: str, log2_ratio: float) -> Findings:
     """A warning when the start's model and the data differ in scale by more than 1e6."""
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        ratio = start_norm / data_norm
-    if np.isfinite(ratio) and 1e-6 <= ratio <= 1e6:
+    if not math.isfinite(log2_ratio) or abs(log2_ratio) <= math.log2(1e6):
         return []
-    return [(SdfWarning, f"term {name!r}: the initial model's norm ({start_norm:.3g}) and "
-             f"the data's norm ({data_norm:.3g}) differ by a factor {ratio:.3g}, and no "
-             "variable enters this term alone so the start could not be rescaled; scale "
-             "the initial values to the data")]
+    return [(SdfWarning, f"term {name!r}: the initial model's norm and the data's norm "
+             f"differ by a factor 1e{log2_ratio * math.log10(2):.0f}, and no variable "
+             "enters this term alone so the start could not be rescaled; scale the "
+             "initial values to the data")]
 
 
 def _leave_one_out(mats: Sequence[np.ndarray]) -> list[np.ndarray]:

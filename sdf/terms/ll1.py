@@ -175,9 +175,9 @@ class LL1(DataTerm):
     def structure(self, values: Sequence[np.ndarray]) -> Structure:
         return Structure("LL1", list(values), L=self.L)
 
-    def model_norm(self, values: Sequence[np.ndarray]) -> float:
+    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float:
         A, B, C = values
-        return self._cpd.model_norm([A, B, C[:, np.repeat(np.arange(len(self.L)), self.L)]])
+        return self._cpd.model_log2_norm([A, B, C[:, np.repeat(np.arange(len(self.L)), self.L)]])
 
     def spec_option_values(self) -> dict[str, Any]:
         return {"L": list(self.L)}

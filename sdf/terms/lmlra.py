@@ -304,12 +304,13 @@ class LMLRA(DataTerm):
     def structure(self, values: Sequence[np.ndarray]) -> Structure:
         return Structure("LMLRA", list(values[:-1]), core=values[-1])
 
-    def model_norm(self, values: Sequence[np.ndarray]) -> float:
+    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float:
         shifts = [_exponent_of(A) for A in values]
         U = [np.ldexp(A, -k) for A, k in zip(values[:-1], shifts)]
         S = np.ldexp(values[-1], -shifts[-1])
         H = ml.products(S, [u.T @ u for u in U], range(S.ndim))
-        return math.ldexp(math.sqrt(max(float(np.vdot(H, S)), 0.0)), sum(shifts))
+        norm = math.sqrt(max(float(np.vdot(H, S)), 0.0))
+        return math.log2(norm) + sum(shifts) if norm > 0 else -math.inf
 
     @classmethod
     def _spec_inputs(cls, value: Any, refs: RefBuilder, path: str) -> tuple[Any, ...]:

@@ -19,10 +19,13 @@ from sdf.terms._base import Term, TermState
 __all__ = ["L0", "L1", "L2"]
 
 
-def _as_list(factors: Any) -> list[Any]:
+def _as_list(factors: Any, kind: str) -> list[Any]:
     if isinstance(factors, (Expr, np.ndarray)):
         return [factors]
-    return list(factors)
+    if isinstance(factors, (list, tuple)):
+        return list(factors)
+    raise ModelError(f"{kind}: factors must be an sdf expression, an array or a list of "
+                     f"them, got {type(factors).__name__} {factors!r}")
 
 
 class _ElementwiseState(TermState):
@@ -51,7 +54,7 @@ class _ElementwiseState(TermState):
 
 class _Regularizer(Term):
     def __init__(self, factors: Any, weight: float | None, relweight: float | None) -> None:
-        super().__init__(_as_list(factors), weight=weight, relweight=relweight)
+        super().__init__(_as_list(factors, self.kind), weight=weight, relweight=relweight)
         if not self.inputs:
             raise ModelError(f"{self.kind}: give at least one factor to regularize")
 
@@ -113,7 +116,7 @@ class L2(_Regularizer):
             several = isinstance(target, (list, tuple)) and all(
                 isinstance(t, np.ndarray) for t in target)
             targets = list(target) if several else [target]
-            self.target = [np.array(t, dtype=float) for t in targets]
+            self.target = [_target_array(t, k) for k, t in enumerate(targets)]
 
     def spec_option_values(self) -> dict[str, Any]:
         return {} if self.target is None else {"target": [np.array(t) for t in self.target]}
@@ -139,6 +142,18 @@ class L2(_Regularizer):
         res = [v if t is None else v - t for v, t in zip(values, targets)]
         fval = 0.5 * sum(float(np.vdot(r, r)) for r in res)
         return _ElementwiseState(fval, res, [np.ones_like(v) for v in values])
+
+
+def _target_array(target: Any, k: int) -> np.ndarray:
+    where = f"L2, target {k}"
+    if isinstance(target, (str, bytes)):
+        raise ModelError(f"{where}: expected a numeric array (or None for zero), got "
+                         f"{type(target).__name__} {target!r}")
+    try:
+        return np.array(target, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: expected a numeric array (or None for zero), got "
+                         f"{type(target).__name__} ({exc})") from None
 
 
 class L1(_Regularizer):
