@@ -42,8 +42,9 @@ from sdf.terms.cpd import _cpd_findings
 
 __all__ = ["PARAFAC2"]
 
-#: The majorization for missing entries stops when no entry of any ``P_k`` moves more.
-_INNER_TOL = 1e-12
+#: The majorization for missing entries stops when no entry of any ``P_k`` moves more
+#: (f is stationary in P: its error is of the order of the square of this).
+_INNER_TOL = 1e-9
 _INNER_MAX_ITER = 1000
 
 
@@ -174,6 +175,8 @@ class _Parafac2State(TermState):
         return self._gradient
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self.Q is None:
+            return self._gramian_gn_product(*dvalues)
         dA, dB, dC = dvalues
         H = self._apply_q(_forward(self.A, self.B, self.C, dA, dB, dC))
         if self._ginv is not None:
@@ -186,6 +189,34 @@ class _Parafac2State(TermState):
             Om[:, self._ib, self._ia] = -omega
             H = H - self._apply_q(self.M @ Om)
         return _adjoint(self.A, self.B, self.C, H)
+
+    def _gramian_gn_product(self, dA: np.ndarray, dB: np.ndarray, dC: np.ndarray
+                            ) -> list[np.ndarray]:
+        """:meth:`gn_product` with every entry known, from R x R products only."""
+        A, B, C = self.A, self.B, self.C
+        AtA, BtB, CtC = A.T @ A, B.T @ B, C.T @ C
+        dAtA, dBtB, dCtC = dA.T @ A, dB.T @ B, dC.T @ C
+        out = [dA @ (BtB * CtC) + A @ (BtB * dCtC + dBtB * CtC),
+               dB @ (AtA * CtC) + B @ (dAtA * CtC + AtA * dCtC),
+               dC @ (AtA * BtB) + C @ (dAtA * BtB + AtA * dBtB)]
+        if self._ginv is None:
+            return out
+        # S_k = M_k^T dM_k, then the rotations Ω_k it asks for, then J^T (M_k Ω_k).
+        AtdM = ((A.T @ dA)[None] * C[:, None, :] + AtA[None] * dC[:, None, :]) @ B.T \
+            + (AtA[None] * C[:, None, :]) @ dB.T
+        S = (B[None] * C[:, None, :]) @ AtdM
+        coords = S[:, self._ia, self._ib] - S[:, self._ib, self._ia]
+        omega = np.einsum("kmn,kn->km", self._ginv, coords)
+        Om = np.zeros_like(S)
+        Om[:, self._ia, self._ib] = omega
+        Om[:, self._ib, self._ia] = -omega
+        BtOB = B.T @ Om @ B  # (K, R, R)
+        CC = C[:, :, None] * C[:, None, :]
+        out[0] = out[0] - A @ np.sum(CC * BtOB, axis=0)
+        out[1] = out[1] - np.sum(np.swapaxes(Om, 1, 2) @ (B[None] * C[:, None, :])
+                                 @ (AtA[None] * C[:, None, :]), axis=0)
+        out[2] = out[2] - np.einsum("rs,ks,ksr->kr", AtA, C, BtOB)
+        return out
 
     def blocks(self) -> list[Block]:
         """The fixed-P diagonal blocks (an upper bound of the reduced ones)."""
