@@ -121,15 +121,12 @@ def _fit_once(slices: Sequence[np.ndarray], start: list[np.ndarray],
               nonneg: Sequence[NonnegMode], settings: dict[str, Any]
               ) -> tuple[Result, list[np.ndarray], sdf.PARAFAC2]:
     names = ["A", "B", "C"]
-    variables, factors = [], []
+    factors: list[sdf.Expr] = []
     for name, F in zip(names, _signed(start, nonneg)):
         if name in nonneg:
-            v = sdf.Variable(np.sqrt(np.abs(F)), name=name)
-            factors.append(tf.nonneg(v))
+            factors.append(tf.nonneg(sdf.Variable(np.sqrt(np.abs(F)), name=name)))
         else:
-            v = sdf.Variable(F, name=name)
-            factors.append(v)
-        variables.append(v)
+            factors.append(sdf.Variable(F, name=name))
     term = sdf.PARAFAC2(slices, factors)
     res = engine_fit(sdf.Model(data=term), settings["method"], settings["options"],
                      settings["fit_options"], settings["display"], settings["callback"])

@@ -58,7 +58,7 @@ class _Slices:
                 or not isinstance(data, Sequence) or len(data) == 0):
             raise DataError("PARAFAC2 data: expected a non-empty list of matrices X_k "
                             f"(I, J_k) or a 3-D array of slices, got {type(data).__name__}")
-        slices = []
+        slices: list[np.ndarray] = []
         for k, X in enumerate(data):
             where = f"PARAFAC2 data, slice {k}"
             raw = np.asarray(X)

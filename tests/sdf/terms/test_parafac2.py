@@ -1,6 +1,8 @@
 """PARAFAC2 term: derivatives against autograd and finite differences, coupling, dict
 language, bad input."""
 
+import warnings
+
 import autograd.numpy as anp
 import numpy as np
 import pytest
@@ -252,3 +254,26 @@ def test_bad_data(data, message):
 def test_needs_three_factors():
     with pytest.raises(sdf.ModelError, match=r"PARAFAC2: expected 3 factors \[A, B, C\], got 2"):
         sdf.PARAFAC2([np.ones((2, 2))], [np.ones((2, 1))] * 2)
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.3])
+def test_read_only_inputs_untouched_by_both_solvers(missing, rng):
+    values, _, _ = planted(rng)
+    X = random_slices(rng, missing)
+    given = X + values
+    copies = [a.copy() for a in given]
+    for a in given:
+        a.setflags(write=False)
+    model = sdf.Model(t=sdf.PARAFAC2(X, [sdf.Variable(v) for v in values]))
+    problem = Problem.from_model(model)
+    point = problem.point(problem.z0 + 0.1)
+    point.gradient()
+    point.gn_product(np.ones(problem.n))
+    point.preconditioner()(np.ones(problem.n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sdf.errors.SdfWarning)
+        for method in ("nls", "minf"):
+            result = model.fit(method=method, max_iter=3)
+            assert np.isfinite(result.relerr["t"])
+    for a, c in zip(given, copies):
+        np.testing.assert_array_equal(a, c)
