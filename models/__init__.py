@@ -1,8 +1,9 @@
-"""Ready-made models on the sdf engine: CPD, LMLRA, BTD, LL1 and coupled (CMTF) drivers,
-rank estimation and diagnostics.
+"""Ready-made models on the sdf engine: CPD, LMLRA, BTD, LL1, PARAFAC2 and coupled (CMTF)
+drivers, rank estimation and diagnostics.
 
 Every driver returns a :class:`Decomposition` (factors, relative error, history, and the
-engine :class:`sdf.Result` of the final fit).
+engine :class:`sdf.Result` of the final fit); :func:`parafac2` returns a
+:class:`Parafac2Decomposition` (the same, with the projections ``P_k``).
 """
 
 from sdf.models._result import Decomposition, DecompositionKind, Stage
@@ -22,6 +23,7 @@ from sdf.models.diagnostics import (
 from sdf.models.fuse import fuse, fuse_model
 from sdf.models.ll1 import ll1
 from sdf.models.lmlra import lmlra
+from sdf.models.parafac2 import Parafac2Decomposition, parafac2
 from sdf.models.rank import (
     MLRankEstimate,
     RankEstimate,
@@ -39,6 +41,7 @@ __all__ = [
     "Degeneracy",
     "DegeneracyWarning",
     "MLRankEstimate",
+    "Parafac2Decomposition",
     "RankEstimate",
     "Stability",
     "Stage",
@@ -56,6 +59,7 @@ __all__ = [
     "ll1",
     "lmlra",
     "mlrankest",
+    "parafac2",
     "rankest",
     "stability",
 ]

@@ -126,6 +126,17 @@ DRIVERS: dict[str, Case] = {
              ({"init": "bogus"}, ModelError, r"init: expected 'random' or a list of blocks"),
              ({"compress": "yes"}, ModelError, r"compress: expected 'auto', True or False")],
     ),
+    "parafac2": Case(
+        inputs=lambda rng: {"slices": [rng.standard_normal((6, J)) for J in (4, 5, 3, 4)]},
+        call=lambda inp, **kw: models.parafac2(**{
+            "slices": inp["slices"], "rank": 2, **QUICK, **kw}),
+        outputs=lambda dec: [np.asarray(dec.relerr), *dec.factors, *dec.projections],
+        bad=[*FIT_PARAMETERS,
+             ({"slices": [np.full((3, 3), np.inf)]}, DataError,
+              r"PARAFAC2 data, slice 0: Inf entry at \(0, 0\)"),
+             ({"rank": 0}, ModelError, r"rank: expected an integer >= 1, got 0"),
+             ({"init": "bogus"}, ModelError, r"init: expected 'svd', 'random' or a list")],
+    ),
     "ll1": Case(
         inputs=lambda rng: {"data": planted(rng), "init": factors(rng, (3, 3, 2))},
         call=lambda inp, **kw: models.ll1(**{

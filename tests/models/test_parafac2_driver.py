@@ -1,0 +1,91 @@
+"""PARAFAC2 driver: planted recovery (full, varying widths, missing entries, nonnegative),
+compression, starts, bad arguments."""
+
+import numpy as np
+import pytest
+
+from sdf.errors import ModelError
+from sdf.models import fms, parafac2
+
+
+def planted(rng, widths, rank=3, rows=15, noise=0.0, missing=0.0):
+    A, C = rng.random((rows, rank)), rng.random((len(widths), rank)) + 0.1
+    B = rng.standard_normal((rank, rank))
+    P = [np.linalg.qr(rng.standard_normal((J, rank)))[0] for J in widths]
+    X = [A @ np.diag(c) @ (Pk @ B).T for c, Pk in zip(C, P)]
+    X = [x + noise * np.linalg.norm(x) / np.sqrt(x.size) * rng.standard_normal(x.shape)
+         for x in X]
+    for x in X:
+        x[rng.random(x.shape) < missing] = np.nan
+    return X, [A, B, C], [Pk @ B for Pk in P]
+
+
+def match(dec, truth, slice_truth):
+    """FMS of A, C and the stacked B_k (the B_k share the sign and scale of their
+    column across k, so they compare as one matrix)."""
+    return fms([dec.factors[0], np.vstack(dec.slice_factors), dec.factors[2]],
+               [truth[0], np.vstack(slice_truth), truth[2]])
+
+
+@pytest.mark.parametrize("widths", [(10,) * 8, (6, 9, 12, 7, 15, 8, 10, 30)])
+def test_planted_recovery(widths, rng):
+    X, truth, Bk = planted(rng, widths, noise=0.01)
+    dec = parafac2(X, 3, seed=0)
+    assert dec.relerr < 0.011
+    assert match(dec, truth, Bk) > 0.99
+    assert [P.shape for P in dec.projections] == [(J, 3) for J in widths]
+    for P in dec.projections:
+        np.testing.assert_allclose(P.T @ P, np.eye(3), atol=1e-10)
+
+
+def test_exact_data_fitted_to_the_objective_s_precision(rng):
+    X, truth, Bk = planted(rng, (20, 25, 18, 30, 22, 19))
+    dec = parafac2(X, 3, seed=1)
+    # f is formed from norms and inner products: its relative accuracy stops near sqrt(eps).
+    assert dec.relerr < 1e-7
+    assert match(dec, truth, Bk) > 1 - 1e-6
+    assert [s.name for s in dec.stages] == ["compress", "init", "fit"]
+
+
+def test_missing_entries(rng):
+    X, truth, Bk = planted(rng, (8, 12, 10, 9, 14, 11, 10, 13), noise=0.01, missing=0.3)
+    before = [x.copy() for x in X]
+    dec = parafac2(X, 3, seed=0)
+    assert dec.relerr < 0.011
+    assert match(dec, truth, Bk) > 0.98
+    for x, y in zip(X, before):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_nonnegative_factors(rng):
+    X, truth, Bk = planted(rng, (10, 12, 9, 11, 10, 13), noise=0.01)
+    dec = parafac2(X, 3, nonneg=["A", "C"], seed=0)
+    assert np.all(dec.factors[0] >= 0) and np.all(dec.factors[2] >= 0)
+    assert match(dec, truth, Bk) > 0.99
+
+
+def test_several_starts_keep_the_best(rng):
+    X, _, _ = planted(rng, (10, 12, 9, 11), noise=0.05)
+    dec = parafac2(X, 3, init="random", n_starts=3, seed=0)
+    fits = [s.relerr for s in dec.stages if s.name == "fit"]
+    assert len(fits) == 3 and dec.relerr == pytest.approx(min(fits))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(rank=0), r"rank: expected an integer >= 1, got 0"),
+    (dict(rank=5), r"rank: slice 0 has 4 columns, fewer than the rank 5"),
+    (dict(rank=2, nonneg="A"), r"nonneg: expected a list of factor names among 'A', 'C'"),
+    (dict(rank=2, nonneg=["B"]), r"nonneg: expected a list of factor names"),
+    (dict(rank=2, init="gevd"), r"init: expected 'svd', 'random' or a list \[A, B, C\]"),
+    (dict(rank=2, n_starts=0), r"n_starts: expected an integer >= 1, got 0"),
+])
+def test_bad_arguments(kwargs, message, rng):
+    X = [rng.standard_normal((5, 4)) for _ in range(3)]
+    with pytest.raises(ModelError, match=message):
+        parafac2(X, **kwargs)
+
+
+def test_given_start_is_checked(rng):
+    X = [rng.standard_normal((5, 4)) for _ in range(3)]
+    with pytest.raises(ModelError, match=r"init"):
+        parafac2(X, 2, init=[np.ones((5, 2)), np.ones((3, 2)), np.ones((3, 2))])

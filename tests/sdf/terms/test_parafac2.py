@@ -1,0 +1,279 @@
+"""PARAFAC2 term: derivatives against autograd and finite differences, coupling, dict
+language, bad input."""
+
+import warnings
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+from autograd import grad, hessian_vector_product, jacobian
+
+import sdf
+from sdf import transforms as tf
+from sdf.problem import Problem
+
+WIDTHS = (4, 6, 3, 5)
+I, R = 5, 3
+
+
+def planted(rng, widths=WIDTHS, rank=R, rows=I):
+    A, B, C = (rng.standard_normal((rows, rank)), rng.standard_normal((rank, rank)),
+               rng.standard_normal((len(widths), rank)))
+    P = [np.linalg.qr(rng.standard_normal((J, rank)))[0] for J in widths]
+    X = [A @ np.diag(c) @ (Pk @ B).T for c, Pk in zip(C, P)]
+    return [A, B, C], P, X
+
+
+def random_slices(rng, missing=0.0):
+    X = [rng.standard_normal((I, J)) for J in WIDTHS]
+    for x in X:
+        x[rng.random(x.shape) < missing] = np.nan
+        x[0, 0] = 1.0
+    return X
+
+
+def reference_fval(values, X):
+    """f(A, B, C) = sum_k (||X_k||^2 + ||M_k||^2)/2 - ||X_k^T M_k||_* (full data): the
+    Procrustes minimum written with the nuclear norm, autograd-differentiable."""
+    A, B, C = values
+    f = 0.0
+    for k, Xk in enumerate(X):
+        M = anp.dot(A * C[k], B.T)
+        Z = anp.dot(Xk.T, M)
+        f = f + 0.5 * (anp.sum(Xk**2) + anp.sum(M**2)) - anp.sum(
+            anp.sqrt(anp.linalg.eigh(anp.dot(Z.T, Z))[0]))
+    return f
+
+
+def flat(arrays):
+    return np.concatenate([np.ravel(a) for a in arrays])
+
+
+def unflat(z, shapes):
+    out, k = [], 0
+    for s in shapes:
+        n = int(np.prod(s))
+        out.append(anp.reshape(z[k : k + n], s))
+        k += n
+    return out
+
+
+def test_fval_and_gradient_match_autograd(rng):
+    values, _, _ = planted(rng)
+    X = random_slices(rng)
+    shapes = [v.shape for v in values]
+    state = sdf.PARAFAC2(X, values).prepare(values)
+    ref = lambda z: reference_fval(unflat(z, shapes), X)  # noqa: E731
+    z = flat(values)
+    assert state.fval == pytest.approx(ref(z), rel=1e-10)
+    np.testing.assert_allclose(flat(state.gradient()), grad(ref)(z), rtol=1e-9, atol=1e-9)
+
+
+def test_gauss_newton_is_the_hessian_at_an_exact_fit(rng):
+    values, _, X = planted(rng)
+    shapes = [v.shape for v in values]
+    state = sdf.PARAFAC2(X, values).prepare(values)
+    assert state.fval == pytest.approx(0.0, abs=1e-12)
+    v = rng.standard_normal(flat(values).size)
+    hv = hessian_vector_product(lambda z: reference_fval(unflat(z, shapes), X))(flat(values), v)
+    np.testing.assert_allclose(flat(state.gn_product(unflat(v, shapes))), hv, rtol=1e-7,
+                               atol=1e-7 * np.abs(hv).max())
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.3])
+def test_gauss_newton_is_the_schur_complement_of_the_rotations(missing, rng):
+    """J^T (I - Π) J v, J the residual's Jacobian at fixed P_k, Π the projection on the
+    rotations P_k -> P_k (I + Ω_k) (dense reference on the known entries)."""
+    values, _, _ = planted(rng)
+    X = random_slices(rng, missing)
+    state = sdf.PARAFAC2(X, values).prepare(values)
+    P = [state.P[k, :J] for k, J in enumerate(WIDTHS)]
+    known = [~np.isnan(x) for x in X]
+    ia, ib = np.triu_indices(R, 1)
+    m = len(ia)
+    shapes = [v.shape for v in values]
+
+    def residual(z):
+        A, B, C = unflat(z[: -len(X) * m], shapes)
+        omegas = z[-len(X) * m :]
+        out = []
+        for k, Xk in enumerate(X):
+            w = omegas[k * m : (k + 1) * m]
+            Om = sum(w[j] * (np.eye(R)[:, [ia[j]]] @ np.eye(R)[[ib[j]], :]
+                             - np.eye(R)[:, [ib[j]]] @ np.eye(R)[[ia[j]], :]) for j in range(m))
+            Pk = P[k] + anp.dot(P[k], Om)
+            model = anp.dot(anp.dot(A * C[k], B.T), Pk.T)
+            out.append(model[known[k]])
+        return anp.concatenate(out)
+
+    J = jacobian(residual)(np.concatenate([flat(values), np.zeros(len(X) * m)]))
+    n = flat(values).size
+    Jx, Jw = J[:, :n], J[:, n:]
+    reduced = Jx.T @ Jx - Jx.T @ Jw @ np.linalg.pinv(Jw.T @ Jw) @ Jw.T @ Jx
+    v = rng.standard_normal(n)
+    np.testing.assert_allclose(flat(state.gn_product(unflat(v, shapes))), reduced @ v,
+                               rtol=1e-8, atol=1e-8 * np.abs(reduced @ v).max())
+
+
+def test_gradient_with_missing_entries_matches_finite_differences(rng):
+    values, _, _ = planted(rng)
+    X = random_slices(rng, 0.3)
+    term = sdf.PARAFAC2(X, values)
+    shapes = [v.shape for v in values]
+    g = flat(term.prepare(values).gradient())
+    z, h = flat(values), 1e-6
+    fd = np.array([(term.prepare(unflat(z + h * e, shapes)).fval
+                    - term.prepare(unflat(z - h * e, shapes)).fval) / (2 * h)
+                   for e in np.eye(z.size)])
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6 * np.abs(g).max())
+
+
+def test_blocks_bound_the_gauss_newton_diagonal(rng):
+    values, _, _ = planted(rng)
+    for X in (random_slices(rng), random_slices(rng, 0.3)):
+        state = sdf.PARAFAC2(X, values).prepare(values)
+        for k, block in enumerate(state.blocks()):
+            block = np.asarray(block)
+            for row in range(values[k].shape[0]):
+                Bk = block if block.ndim == 2 else block[row]
+                for r in range(R):
+                    d = [np.zeros_like(v) for v in values]
+                    d[k][row, r] = 1.0
+                    assert state.gn_product(d)[k][row, r] <= Bk[r, r] * (1 + 1e-10) + 1e-12
+
+
+def test_coupled_with_cpd_through_nonneg(rng):
+    """A shared with a matrix of side information and sent through nonneg: f and gradient
+    against autograd anywhere, the Gauss-Newton product against the Hessian at a point
+    fitting both data sets exactly."""
+    values, _, X = planted(rng)
+    D = rng.standard_normal((7, R))
+    zA = np.sqrt(np.abs(values[0]))
+    A = zA**2
+    X = [A @ np.diag(c) @ Pk.T for c, Pk in
+         zip(values[2], sdf.PARAFAC2(X, values).slice_factors(values))]
+    Y = A @ D.T
+    a = sdf.Variable(zA, name="a")
+    b, c, d = (sdf.Variable(x, name=n) for x, n in ((values[1], "b"), (values[2], "c"),
+                                                    (D, "d")))
+    model = sdf.Model(X=sdf.PARAFAC2(X, [tf.nonneg(a), b, c]), Y=sdf.CPD(Y, [tf.nonneg(a), d]))
+    w = model.weights
+    problem = Problem.from_model(model)
+    shapes = [v.shape for v in problem.variables]
+
+    def f_ref(z):
+        za, zb, zc, zd = unflat(z, shapes)
+        return (w["X"] * reference_fval([za**2, zb, zc], X)
+                + w["Y"] * 0.5 * anp.sum((anp.dot(za**2, zd.T) - Y) ** 2))
+
+    z0 = problem.z0
+    v = rng.standard_normal(problem.n)
+    hv = hessian_vector_product(f_ref)(z0, v)
+    point = problem.point(z0)
+    assert point.f == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(point.gn_product(v), hv, rtol=1e-7, atol=1e-7 * np.abs(hv).max())
+    z1 = z0 + 0.1 * rng.standard_normal(problem.n)
+    point = problem.point(z1)
+    assert point.f == pytest.approx(f_ref(z1), rel=1e-10)
+    np.testing.assert_allclose(point.gradient(), grad(f_ref)(z1), rtol=1e-8, atol=1e-10)
+
+
+def test_coupled_fit_recovers_shared_factor(rng):
+    values, P, X = planted(rng, widths=(6, 8, 7, 9, 6, 8), rank=2, rows=10)
+    D = rng.standard_normal((12, 2))
+    Y = values[0] @ D.T
+    start = [x + 0.05 * rng.standard_normal(x.shape) for x in (*values, D)]
+    a, b, c, d = (sdf.Variable(x) for x in start)
+    result = sdf.Model(X=sdf.PARAFAC2(X, [a, b, c]), Y=sdf.CPD(Y, [a, d])).fit(max_iter=100)
+    assert result.relerr["X"] < 1e-8 and result.relerr["Y"] < 1e-8
+    assert sdf.models.fms([result[a], result[c]], [values[0], values[2]]) > 1 - 1e-8
+
+
+def test_dict_round_trip(rng):
+    values, _, _ = planted(rng)
+    X = random_slices(rng, 0.2)
+    a, b, c = (sdf.Variable(v, name=n) for v, n in zip(values, "abc"))
+    model = sdf.Model(X=sdf.PARAFAC2(X, [tf.nonneg(a), b, c], weight=0.5))
+    spec = model.to_dict()
+    assert spec["factorizations"]["X"]["weight"] == 0.5
+    again = sdf.Model.from_dict(spec)
+    assert isinstance(again.terms["X"], sdf.PARAFAC2)
+    assert again.terms["X"].widths == WIDTHS
+    p1, p2 = Problem.from_model(model), Problem.from_model(again)
+    assert p2.point(p2.z0).f == pytest.approx(p1.point(p1.z0).f, rel=1e-12)
+
+
+def test_data_are_copied_not_modified(rng):
+    X = random_slices(rng, 0.2)
+    before = [x.copy() for x in X]
+    term = sdf.PARAFAC2(X, [np.ones((I, R)), np.eye(R), np.ones((len(X), R))])
+    X[0][1, 1] = 99.0
+    np.testing.assert_array_equal(term.slices[1], before[1])
+    assert term.slices[0][1, 1] == before[0][1, 1] or np.isnan(before[0][1, 1])
+    assert term.describe() == "PARAFAC2 of 4 slices (5 x 3..6, with missing entries), rank 3"
+
+
+def _model(X, shapes):
+    vs = [sdf.Variable(np.ones(s), name=n) for s, n in zip(shapes, "ABC")]
+    return sdf.Model(t=sdf.PARAFAC2(X, vs))
+
+
+@pytest.mark.parametrize("shapes,message", [
+    ([(6, 3), (3, 3), (4, 3)],
+     r"term 't', factor 0 \('A'\): expected 5 rows to match the rows of every slice, got 6"),
+    ([(5, 3), (2, 3), (4, 3)],
+     r"term 't', factor 1 \('B'\): expected shape \(R, R\) = \(3, 3\) for rank 3, got \(2, 3\)"),
+    ([(5, 3), (3, 3), (3, 3)],
+     r"term 't', factor 2 \('C'\): expected 4 rows to match the number of slices, got 3"),
+    ([(5, 3), (3, 3), (4, 2)], r"term 't', factor 2 \('C'\): expected 3 columns like A, got 2"),
+    ([(5, 4), (4, 4), (4, 4)],
+     r"term 't': slice 2 has 3 columns, fewer than the rank 4 \(P_k needs 4 orthonormal"),
+])
+def test_check_errors(shapes, message, rng):
+    with pytest.raises(sdf.ModelError, match=message):
+        _model(random_slices(rng), shapes).check()
+
+
+@pytest.mark.parametrize("data,message", [
+    ([np.ones((3, 2)), np.ones((4, 2))],
+     r"PARAFAC2 data, slice 1: expected 3 rows like slice 0 \(the shared mode\), got 4"),
+    ([np.ones((3, 2)), np.ones(3)], r"PARAFAC2 data, slice 1: expected a non-empty matrix"),
+    ([np.ones((3, 2)), np.array([[1.0, np.inf], [0, 0], [0, 0]])],
+     r"PARAFAC2 data, slice 1: Inf entry at \(0, 1\) \(1 in all\); mark missing entries"),
+    ([np.full((2, 2), np.nan)], r"PARAFAC2 data: no known entry"),
+    (np.ones((3, 2)), r"PARAFAC2 data: expected a non-empty list of matrices"),
+    ([np.ones((2, 2)), [["a", "b"], ["c", "d"]]],
+     r"PARAFAC2 data, slice 1: expected a numeric matrix"),
+    ([np.ones((2, 2)) * 1j], r"PARAFAC2 data, slice 0: complex entries are not supported"),
+])
+def test_bad_data(data, message):
+    with pytest.raises(sdf.DataError, match=message):
+        sdf.PARAFAC2(data, [np.ones((3, 1))] * 3)
+
+
+def test_needs_three_factors():
+    with pytest.raises(sdf.ModelError, match=r"PARAFAC2: expected 3 factors \[A, B, C\], got 2"):
+        sdf.PARAFAC2([np.ones((2, 2))], [np.ones((2, 1))] * 2)
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.3])
+def test_read_only_inputs_untouched_by_both_solvers(missing, rng):
+    values, _, _ = planted(rng)
+    X = random_slices(rng, missing)
+    given = X + values
+    copies = [a.copy() for a in given]
+    for a in given:
+        a.setflags(write=False)
+    model = sdf.Model(t=sdf.PARAFAC2(X, [sdf.Variable(v) for v in values]))
+    problem = Problem.from_model(model)
+    point = problem.point(problem.z0 + 0.1)
+    point.gradient()
+    point.gn_product(np.ones(problem.n))
+    point.preconditioner()(np.ones(problem.n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sdf.errors.SdfWarning)
+        for method in ("nls", "minf"):
+            result = model.fit(method=method, max_iter=3)
+            assert np.isfinite(result.relerr["t"])
+    for a, c in zip(given, copies):
+        np.testing.assert_array_equal(a, c)
