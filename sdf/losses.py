@@ -173,7 +173,7 @@ def _outside(value: np.ndarray, model: np.ndarray) -> np.ndarray:
 def _first_bad(values: np.ndarray, bad: np.ndarray, want: str) -> str | None:
     if not bad.any():
         return None
-    return f"needs data {want}, got {values[bad][0]!r} ({int(bad.sum())} such entries)"
+    return f"needs data {want}, got {float(values[bad][0]):g} ({int(bad.sum())} such entries)"
 
 
 class Gaussian(Loss):

@@ -406,8 +406,6 @@ def _loss_data(data: Tensor, place: str) -> LossData:
                              "cannot be read entry by entry (use least squares, or give "
                              "the data as an array)") from None
         found = LossData(array, None, array.ravel(), None)
-    if np.iscomplexobj(found.values):
-        raise ModelError(f"{place}: needs real data, got complex values")
     return found
 
 
