@@ -9,7 +9,7 @@ and fit everything jointly with Gauss-Newton or L-BFGS::
     result = model.fit(method="nls")
 """
 
-from sdf import errors
+from sdf import errors, losses
 from sdf.errors import DataError, ModelError, OptionError, SdfError, TransformError
 from sdf.expr import Constant, Expr, Variable
 from sdf.model import Model
@@ -47,6 +47,7 @@ __all__ = [
     "Variable",
     "errors",
     "load_result",
+    "losses",
     "register_solver",
 ]
 

@@ -342,12 +342,17 @@ class Run:
 
     def relerr(self, fvals: np.ndarray) -> dict[str, float]:
         """Per data term, ``||r_t|| / ||data_t||`` from ``fvals`` (``||r_t||^2 / 2`` in the
-        term's units)."""
+        term's units); for a non-Gaussian loss ``sqrt(D_t / D_null)``, its deviance over
+        the deviance of the loss's reference constant model (see :mod:`sdf.losses`)."""
         out = {}
         with np.errstate(over="ignore", invalid="ignore"):
             for name, term, fval, norm in zip(self.problem.term_names, self.problem.terms,
                                               fvals, self.problem.data_norms()):
-                if term.is_data_term:
+                null = getattr(term, "null_fval", None)
+                if null is not None:
+                    out[name] = float(np.sqrt(fval / null)) if null > 0 else float(
+                        np.sqrt(2.0 * fval))
+                elif term.is_data_term:
                     err = np.sqrt(2.0 * fval)
                     out[name] = float(err / norm) if norm > 0 else float(err)
         return out

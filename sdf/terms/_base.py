@@ -30,13 +30,14 @@ import math
 
 import numpy as np
 
-from sdf.errors import ModelError
+from sdf.errors import DataError, ModelError
+from sdf.losses import Loss, LossLike, as_loss
 from sdf.numerics import SCALE_THRESHOLD
 from sdf.expr import Expr, as_expr
-from sdf.tensors import Tensor, as_tensor
+from sdf.tensors import IncompleteTensor, KnownEntries, Tensor, as_tensor
 
-__all__ = ["Block", "DataTerm", "Findings", "RefBuilder", "Structure", "Term", "TermScale",
-           "TermState"]
+__all__ = ["Block", "DataTerm", "Findings", "LossData", "RefBuilder", "Structure", "Term",
+           "TermScale", "TermState"]
 
 
 Block = Any  # None | float | ndarray (R, R) | ndarray (I, R, R)
@@ -210,16 +211,59 @@ class DataTerm(Term):
     Holds the data as a :class:`sdf.tensors.Tensor` (anything ``as_tensor`` accepts is
     converted, with the term's kind naming it in errors) and answers what every data term
     shares: the number of known entries, the data's norm (computed once by the tensor,
-    whose values never change) and the one-line description.
+    whose values never change), the loss (:mod:`sdf.losses`; Gaussian by default) and the
+    one-line description.
     """
 
     is_data_term = True
+    spec_options: ClassVar[tuple[str, ...]] = ("loss",)
 
     def __init__(self, data: Any, inputs: Sequence[Any], weight: float | None = None,
-                 relweight: float | None = None) -> None:
+                 relweight: float | None = None, loss: LossLike = "gaussian") -> None:
         self.data: Tensor = (data if isinstance(data, Tensor)
                              else as_tensor(data, name=f"{self.kind} data"))
+        try:
+            self.loss: Loss = as_loss(loss, f"{self.kind} loss")
+        except ValueError as err:
+            raise ModelError(str(err)) from None
         super().__init__(inputs, weight=weight, relweight=relweight)
+
+    def check(self, where: str) -> None:
+        """The data fit the loss (subclasses check their inputs, then call this)."""
+        if not self.loss.is_gaussian:
+            self.loss_data(where)
+
+    def loss_data(self, where: str = "") -> LossData:
+        """The data's known entries for a non-Gaussian loss, checked against its domain
+        (made once per data set); raises ModelError prefixed by ``where``."""
+        cached = getattr(self, "_loss_data", None)
+        if cached is not None and cached[0] is self.data and cached[1] == self.loss:
+            return cached[2]
+        place = f"{where}, loss {self.loss.name!r}" if where else f"{self.kind} loss {self.loss.name!r}"
+        found = _loss_data(self.data, place)
+        problem = self.loss.check_data(found.values)
+        if problem is not None:
+            raise ModelError(f"{place}: {problem}")
+        self._loss_data = (self.data, self.loss, found)
+        return found
+
+    @property
+    def null_fval(self) -> float | None:
+        """Half the deviance of the loss's reference constant model (None for the
+        Gaussian loss): the relative error is ``sqrt(fval / null_fval)``."""
+        if self.loss.is_gaussian:
+            return None
+        cached = getattr(self, "_null_fval", None)
+        if cached is None or cached[0] is not self.data or cached[1] != self.loss:
+            values = self.loss_data().values
+            with np.errstate(all="ignore"):
+                null = np.full(values.shape, self.loss.null_model(values))
+                cached = (self.data, self.loss, float(np.sum(self.loss.value(null, values))))
+            self._null_fval = cached
+        return cached[2]
+
+    def spec_option_values(self) -> dict[str, Any]:
+        return {} if self.loss.is_gaussian else {"loss": self.loss.spec()}
 
     @property
     def n_entries(self) -> int:
@@ -262,7 +306,9 @@ class DataTerm(Term):
         return cached[1]
 
     def describe(self) -> str:
-        return f"{self.kind} of {self.data.kind} data {self.data.shape}, {self.describe_shape()}"
+        loss = "" if self.loss.is_gaussian else f", {self.loss!r} loss"
+        return (f"{self.kind} of {self.data.kind} data {self.data.shape}, "
+                f"{self.describe_shape()}{loss}")
 
     def dims(self) -> tuple[str, ...] | None:
         return self.data.dims
@@ -332,12 +378,58 @@ class DataTerm(Term):
         overflow, and the fit is the one of the rescaled problem, exactly.
         """
         e = self._data_exponent()
-        if e == 0:
+        if e == 0 or not self.loss.is_gaussian:  # other losses are not scale-homogeneous
             return None
         exponents = _split_exponent(e, self.inputs, self.scale_groups(), values)
         if exponents is None:
             return None
         return TermScale(self.with_data(self._scaled_data(e)), exponents, e)
+
+
+@dataclass(frozen=True)
+class LossData:
+    """A data set's known entries as a non-Gaussian loss reads them.
+
+    ``array`` is the data held densely (zeros at missing entries; None when only
+    coordinates are available), ``mask`` marks its known entries (None: all known);
+    ``values`` are the known values (flat, C order). ``entries()`` gives them as
+    coordinates (made on first use for dense data).
+    """
+
+    array: np.ndarray | None
+    mask: np.ndarray | None
+    values: np.ndarray
+    known: KnownEntries | None
+
+    def entries(self) -> KnownEntries:
+        if self.known is not None:
+            return self.known
+        assert self.array is not None
+        filled = self.array if self.mask is None else np.where(self.mask, self.array, np.nan)
+        known = IncompleteTensor(filled).known_entries()
+        object.__setattr__(self, "known", known)
+        return known
+
+
+def _loss_data(data: Tensor, place: str) -> LossData:
+    """The entries of ``data`` for a loss: dense where the data are (or can be) held so."""
+    masked = data.masked_view()
+    if masked is not None:
+        filled, mask = masked
+        found = LossData(filled, mask, filled[mask], None)
+    elif (array := data.dense_view()) is not None:
+        found = LossData(array, None, array.ravel(), None)
+    elif (entries := data.known_entries()) is not None:
+        found = LossData(None, None, entries.vals, entries)
+    else:
+        try:
+            array = data.to_dense()
+        except DataError:
+            raise ModelError(f"{place}: needs the data's entries, and {data.kind} data "
+                             "cannot be read entry by entry (use least squares, or give "
+                             "the data as an array)") from None
+        found = LossData(array, None, array.ravel(), None)
+    return found
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import numpy as np
 
 from sdf.errors import ModelError
 from sdf.expr import Expr
+from sdf.losses import LossLike
 from sdf.terms._base import DataTerm, RefBuilder, Structure, TermState
 from sdf.terms.lmlra import _split, _check_tucker_block, _prepare_tucker_sum
 
@@ -40,6 +41,8 @@ class BTD(DataTerm):
         (R_{b,0}, ..., R_{b,N-1}); each an Expr or array_like.
     weight, relweight : float, optional
         See :class:`sdf.terms.Term` (default: Tensorlab's relative weight convention).
+    loss : str, dict or sdf.losses.Loss, default "gaussian"
+        See :mod:`sdf.losses`; a non-Gaussian loss works on the known entries.
 
     Examples
     --------
@@ -64,6 +67,7 @@ class BTD(DataTerm):
         blocks: Sequence[Sequence[Any]],
         weight: float | None = None,
         relweight: float | None = None,
+        loss: LossLike = "gaussian",
     ) -> None:
         if isinstance(blocks, np.ndarray) or not isinstance(blocks, Sequence) or not blocks:
             raise ModelError(
@@ -79,7 +83,7 @@ class BTD(DataTerm):
             sizes.append(len(block))
         self.block_sizes: tuple[int, ...] = tuple(sizes)
         super().__init__(data, [x for block in blocks for x in block], weight=weight,
-                         relweight=relweight)
+                         relweight=relweight, loss=loss)
 
     @property
     def n_blocks(self) -> int:
@@ -95,9 +99,10 @@ class BTD(DataTerm):
         for b, (factors, core) in enumerate(_split(self.inputs, self.block_sizes)):
             _check_tucker_block(f"{where}, block {b}", self.data.shape, factors, core,
                                what="each BTD block")
+        super().check(where)
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
-        return _prepare_tucker_sum(self.data, _split(values, self.block_sizes))
+        return _prepare_tucker_sum(self.data, _split(values, self.block_sizes), self)
 
     @classmethod
     def _spec_inputs(cls, value: Any, refs: RefBuilder, path: str) -> tuple[Any, ...]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from sdf.errors import ModelError
 from sdf.expr import Expr
+from sdf.losses import LossLike
 from sdf.tensors import Tensor
 from sdf.terms._base import Block, DataTerm, RefBuilder, Structure, Term, TermState
 from sdf.terms.cpd import CPD
@@ -69,6 +70,8 @@ class LL1(DataTerm):
         The group sizes ``L_r >= 1``; an int means the same size for all R terms.
     weight, relweight : float, optional
         See :class:`sdf.terms.Term` (default: Tensorlab's relative weight convention).
+    loss : str, dict or sdf.losses.Loss, default "gaussian"
+        See :mod:`sdf.losses` (the CPD engine's strategies for losses).
 
     Examples
     --------
@@ -84,7 +87,7 @@ class LL1(DataTerm):
 
     kind = "LL1"
     spec_key = "ll1"
-    spec_options = ("L",)
+    spec_options = ("L", "loss")
 
     def __init__(
         self,
@@ -93,6 +96,7 @@ class LL1(DataTerm):
         L: int | Sequence[int],
         weight: float | None = None,
         relweight: float | None = None,
+        loss: LossLike = "gaussian",
     ) -> None:
         if isinstance(factors, np.ndarray) or not isinstance(factors, Sequence):
             raise ModelError(f"{self.kind}: factors must be a list [A, B, C]")
@@ -112,9 +116,9 @@ class LL1(DataTerm):
         if bad:
             raise ModelError(f"{self.kind}: every L_r must be an int >= 1, got {L!r}")
         self._L = sizes
-        super().__init__(data, factors, weight=weight, relweight=relweight)
+        super().__init__(data, factors, weight=weight, relweight=relweight, loss=loss)
         # The CPD engine, on the expanded factors [A, B, C P] (its own inputs are unused).
-        self._cpd = CPD(self.data, [np.zeros((1, 1))] * len(self.data.shape))
+        self._cpd = CPD(self.data, [np.zeros((1, 1))] * len(self.data.shape), loss=self.loss)
 
     @property
     def L(self) -> tuple[int, ...]:
@@ -152,6 +156,7 @@ class LL1(DataTerm):
                     f"{where}, factor {n} ({expr.label()!r}): expected sum(L) = {sum(L)} "
                     f"columns for L = {list(L)}, got {expr.shape[1]}"
                 )
+        super().check(where)
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         L = np.array(self.L)
@@ -166,7 +171,7 @@ class LL1(DataTerm):
     def with_data(self, data: Tensor) -> LL1:
         twin = super().with_data(data)
         assert isinstance(twin, LL1)
-        twin._cpd = CPD(data, [np.zeros((1, 1))] * len(data.shape))
+        twin._cpd = CPD(data, [np.zeros((1, 1))] * len(data.shape), loss=self.loss)
         return twin
 
     def mode_factors(self) -> list[Expr]:
@@ -175,12 +180,12 @@ class LL1(DataTerm):
     def structure(self, values: Sequence[np.ndarray]) -> Structure:
         return Structure("LL1", list(values), L=self.L)
 
-    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float:
+    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float | None:
         A, B, C = values
         return self._cpd.model_log2_norm([A, B, C[:, np.repeat(np.arange(len(self.L)), self.L)]])
 
     def spec_option_values(self) -> dict[str, Any]:
-        return {"L": list(self.L)}
+        return {"L": list(self.L), **super().spec_option_values()}
 
     @classmethod
     def from_spec(cls, entry: Mapping[str, Any], refs: RefBuilder, where: str) -> Term:

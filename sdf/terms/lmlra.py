@@ -11,6 +11,10 @@ blocks ``M = sum_b S_b ×_n U_{b,n}``. Two evaluation strategies, chosen by the 
   product uses the Gramians and the cross terms ``U_{b,m}^T dU_{c,m}`` only, so its cost
   does not depend on the data size beyond the ``I_n`` rows of the factors.
 * incomplete data: everything from the known entries (cost O(nnz · prod R_n) per block).
+
+A non-Gaussian loss (:mod:`sdf.losses`) uses the known-entries strategy on every data
+kind (dense data as coordinates of all their entries): the loss's derivative ``ell'(M)``
+as residual, its curvature weighing the products and blocks (``J^T diag(c) J``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from sdf import _multilinear as ml
 from sdf.errors import ModelError
 from sdf.expr import Expr
+from sdf.losses import Loss, LossLike
 from sdf.tensors import KnownEntries, Tensor
 from sdf.terms._base import Block, DataTerm, RefBuilder, Structure, TermState, _exponent_of
 
@@ -141,7 +146,10 @@ class _FullTuckerSumState(TermState):
 
 
 class _SampledTuckerSumState(TermState):
-    """A sum of Tucker blocks on incomplete data: known entries only."""
+    """A sum of Tucker blocks on incomplete data: known entries only. ``curvature``, when
+    set (one weight per entry), weighs the products and blocks: ``J^T diag(c) J``."""
+
+    curvature: np.ndarray | None = None
 
     def __init__(self, data: KnownEntries, blocks: Sequence[Tucker]) -> None:
         self.data = data
@@ -172,6 +180,8 @@ class _SampledTuckerSumState(TermState):
             for n, zn in enumerate(z):
                 jv += np.einsum("er,er->e", dU[n][subs[:, n]], zn)
             jv += ml.rows_values(dS, rows)
+        if self.curvature is not None:
+            jv *= self.curvature
         return self._scatter(jv)
 
     def blocks(self) -> list[Block]:
@@ -183,16 +193,40 @@ class _SampledTuckerSumState(TermState):
                 ind = self.data.mode_indicator(n)
                 for sl in ml.chunks(zn.shape[0], R * R):
                     q = zn[sl]
-                    acc += np.asarray(ind[:, sl] @ (q[:, :, None] * q[:, None, :]).reshape(-1, R * R))
+                    outer = q[:, :, None] * q[:, None, :]
+                    if self.curvature is not None:
+                        outer *= self.curvature[sl, None, None]
+                    acc += np.asarray(ind[:, sl] @ outer.reshape(-1, R * R))
                 out.append(acc.reshape(-1, R, R))
             sq = np.prod([np.einsum("er,er->e", r, r) for r in rows], axis=0)
+            if self.curvature is not None:
+                sq = sq * self.curvature
             out.append(float(sq.sum()) / S.size)
         return out
 
 
-def _prepare_tucker_sum(data: Tensor, blocks: Sequence[Tucker]) -> TermState:
+class _LossTuckerSumState(_SampledTuckerSumState):
+    """A sum of Tucker blocks under a non-Gaussian loss, on the known entries: ``ell'(M)``
+    as residual, the loss's curvature weighing products and blocks."""
+
+    def __init__(self, loss: Loss, data: KnownEntries, blocks: Sequence[Tucker]) -> None:
+        super().__init__(data, blocks)
+        model = self.residual + data.vals
+        with np.errstate(all="ignore"):
+            value, slope, weight = (np.asarray(x, dtype=float)
+                                    for x in loss.evaluate(model, data.vals))
+            self.fval = float(np.sum(value))
+        self.residual = slope
+        self.curvature = weight
+
+
+def _prepare_tucker_sum(data: Tensor, blocks: Sequence[Tucker],
+                        term: DataTerm | None = None) -> TermState:
     """The state of ``sum_b S_b ×_n U_{b,n}`` against ``data``: on the known entries when
-    only some are known, else through the data's projections."""
+    only some are known (or under the non-Gaussian loss of ``term``), else through the
+    data's projections."""
+    if term is not None and not term.loss.is_gaussian:
+        return _LossTuckerSumState(term.loss, term.loss_data().entries(), blocks)
     entries = data.known_entries()
     if entries is not None:
         return _SampledTuckerSumState(entries, blocks)
@@ -253,6 +287,9 @@ class LMLRA(DataTerm):
     core : Expr or array_like of shape (R_0, ..., R_{N-1})
     weight, relweight : float, optional
         See :class:`sdf.terms.Term` (default: Tensorlab's relative weight convention).
+    loss : str, dict or sdf.losses.Loss, default "gaussian"
+        See :mod:`sdf.losses`; a non-Gaussian loss works on the known entries (cost
+        O(entries · prod R_n)).
 
     Examples
     --------
@@ -279,10 +316,12 @@ class LMLRA(DataTerm):
         core: Any,
         weight: float | None = None,
         relweight: float | None = None,
+        loss: LossLike = "gaussian",
     ) -> None:
         if isinstance(factors, np.ndarray) or not isinstance(factors, Sequence):
             raise ModelError(f"{self.kind}: factors must be a list of expressions, one per mode")
-        super().__init__(data, [*factors, core], weight=weight, relweight=relweight)
+        super().__init__(data, [*factors, core], weight=weight, relweight=relweight,
+                         loss=loss)
 
     @property
     def core_shape(self) -> tuple[int, ...]:
@@ -291,9 +330,10 @@ class LMLRA(DataTerm):
 
     def check(self, where: str) -> None:
         _check_tucker_block(where, self.data.shape, self.inputs[:-1], self.inputs[-1])
+        super().check(where)
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
-        return _prepare_tucker_sum(self.data, _split(values, [len(values)]))
+        return _prepare_tucker_sum(self.data, _split(values, [len(values)]), self)
 
     def describe_shape(self) -> str:
         return f"core {self.core_shape}"
@@ -304,7 +344,9 @@ class LMLRA(DataTerm):
     def structure(self, values: Sequence[np.ndarray]) -> Structure:
         return Structure("LMLRA", list(values[:-1]), core=values[-1])
 
-    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float:
+    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float | None:
+        if self.loss.link != "identity":
+            return None  # the model is not on the data's scale
         shifts = [_exponent_of(A) for A in values]
         U = [np.ldexp(A, -k) for A, k in zip(values[:-1], shifts)]
         S = np.ldexp(values[-1], -shifts[-1])
