@@ -10,7 +10,8 @@ process. ``SDF_DOCS_GALLERY`` picks the scripts: ``all`` (default), ``none``, or
 expression searched in the script names (``quickstart|coupled``). A script that fails,
 prints to stderr a traceback, or writes no fresh figure stops the build with its output.
 
-Catalogue. ``.. transform-catalogue::`` writes one table per family of
+Tables. ``.. stop-reasons::`` lists :class:`sdf.StopReason` with its messages, and
+``.. transform-catalogue::`` writes one table per family of
 :mod:`sdf.transforms` from the transform classes themselves: the function's name, the
 first line of the class docstring (the formula) and what the engine knows of its
 derivative, so the table follows the code.
@@ -204,6 +205,15 @@ class TransformCatalogue(SphinxDirective):
     has_content = False
 
     def run(self) -> list[nodes.Node]:
+        import sdf.transforms as tf
+
+        families = {getattr(tf, name).__module__ for name in tf.__all__
+                    if inspect.isclass(getattr(tf, name))
+                    and issubclass(getattr(tf, name), tf.Transform)
+                    and getattr(tf, name) is not tf.Transform}
+        unlisted = families - {f"sdf.transforms.{family}" for family in FAMILIES}
+        if unlisted:
+            raise self.error(f"transform-catalogue: add {sorted(unlisted)} to FAMILIES")
         lines: list[str] = []
         for family in FAMILIES:
             rows = _catalogue_rows(family)
@@ -222,6 +232,32 @@ class TransformCatalogue(SphinxDirective):
         container.document = self.state.document
         self.state.nested_parse(StringList(lines, source="transform-catalogue"),
                                 self.content_offset, container)
+        return list(container.children)
+
+
+class StopReasons(SphinxDirective):
+    """``.. stop-reasons::``: the members of :class:`sdf.StopReason`, from the enum."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        import sdf
+
+        probe = sdf.Result(model=None, variables={}, objective=0.0, abserr={}, relerr={},
+                           history=sdf.History(), iterations=0, stop=sdf.StopReason.TOL_FUN,
+                           method="nls")
+        lines = [".. list-table::", "   :header-rows: 1", "   :widths: 22 54 12 12", "",
+                 "   * - ``StopReason``", "     - ``.message``", "     - ``.converged``",
+                 "     - ``Result.success``"]
+        for reason in sdf.StopReason:
+            probe.stop = reason
+            lines += [f"   * - ``{reason.name}``", f"     - {reason.message}",
+                      f"     - {'yes' if reason.converged else 'no'}",
+                      f"     - {'yes' if probe.success else 'no'}"]
+        container = nodes.section()
+        container.document = self.state.document
+        self.state.nested_parse(StringList(lines, source="stop-reasons"), self.content_offset,
+                                container)
         return list(container.children)
 
 
@@ -249,5 +285,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("sdf_gallery_run", "all", "env")
     app.connect("builder-inited", build_gallery)
     app.add_directive("transform-catalogue", TransformCatalogue)
+    app.add_directive("stop-reasons", StopReasons)
     app.connect("autodoc-process-docstring", keep_summary_literals)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
