@@ -100,8 +100,7 @@ def _body_start(script: Path) -> int:
 def _page(script: Path, rel_script: str, report: str | None, image: str | None) -> str:
     title, body = _docstring(script)
     lines = [f".. _gallery-{script.stem}:", "", title, "=" * len(title), "", body, "",
-             f"Run it from the repository root: ``python examples/{script.name}``. "
-             f"Source: :download:`{script.name} <{rel_script}>`.", ""]
+             f"Download the script: :download:`{script.name} <{rel_script}>`.", ""]
     if report is not None:
         lines += ["What it prints", "--------------", "", ".. code-block:: text", ""]
         lines += [f"   {line}".rstrip() for line in report.rstrip().splitlines()] + [""]
@@ -177,7 +176,7 @@ def _derivative_note(cls: type) -> str:
     if cls.route_block is not Transform.route_block:
         notes.append("own preconditioner block")
     if cls.curvature is not Transform.curvature:
-        notes.append("curvature added back at bounds")
+        notes.append("second derivative kept where positive")
     return "; ".join(notes) or "chain rule via jvp/vjp"
 
 
