@@ -56,8 +56,17 @@ def _figure(result: sdf.Result, X: xr.DataArray):
     from sdf.viz import plot_factors
 
     drawn = plot_factors(result, term="eem")
-    fig = drawn.figure if hasattr(drawn, "figure") else drawn
-    fig.suptitle("Amino acids: nonnegative rank-3 CPD")
+    fig = drawn.figure
+    row = drawn.axes[0]
+    x_labels = ("sample", "excitation wavelength (nm)", "emission wavelength (nm)")
+    for ax, x_label in zip(row, x_labels):
+        ax.set_xlabel(x_label)
+    row[0].set_ylabel("loading (unit-norm columns)")
+    # One legend under the panels, so that it hides no peak.
+    handles, labels = row[0].get_legend_handles_labels()
+    row[0].get_legend().remove()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
+    fig.suptitle("Amino acids: nonnegative rank-3 CPD (5 samples, fluorescence spectra)")
     return fig
 
 

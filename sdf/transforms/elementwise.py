@@ -142,10 +142,10 @@ class Sqrt(_Elementwise):
 
 
 class Abs(_Elementwise):
-    """x = sqrt(z**2 + eps**2) - eps (smooth, eps > 0) or x = |z| (plain, eps = 0).
+    """x = sqrt(z**2 + eps**2) - eps (smooth, eps > 0) or x = ``|z|`` (plain, eps = 0).
 
-    The plain form uses the derivative sign(z), taken as 0 at z = 0 where |z| has a kink;
-    the smooth form is differentiable everywhere and tends to |z| as eps -> 0.
+    The plain form uses the derivative sign(z), taken as 0 at z = 0 where ``|z|`` has a kink;
+    the smooth form is differentiable everywhere and tends to ``|z|`` as eps -> 0.
     """
 
     name = "abs"
@@ -380,7 +380,7 @@ def sqrt(z: ExprLike, *, name: str | None = None) -> Node:
 
 
 def abs(z: ExprLike, eps: float = 0.0, *, name: str | None = None) -> Node:  # noqa: A001
-    """x = |z| (eps = 0) or the smooth x = sqrt(z**2 + eps**2) - eps (eps > 0), entrywise.
+    """x = ``|z|`` (eps = 0) or the smooth x = sqrt(z**2 + eps**2) - eps (eps > 0), entrywise.
 
     Examples
     --------

@@ -136,7 +136,7 @@ class Diag(_Pattern):
 
 
 class Tridiag(_Pattern):
-    """x[i, j] = free entry for |i - j| <= 1, else 0 (z: the entries row by row)."""
+    """x[i, j] = free entry for ``|i - j| <= 1``, else 0 (z: the entries row by row)."""
 
     name = "tridiag"
 
