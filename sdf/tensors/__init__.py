@@ -6,9 +6,11 @@ an MTTKRP session (inner product first, then the MTTKRPs of all modes, sharing w
 multilinear projections, and sampling at given entries. The kinds shipped:
 :class:`DenseTensor` (all known), :class:`IncompleteTensor` (known entries only, missing
 ones unknown), :class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor`
-and :class:`TuckerTensor` (factored, never expanded). A new kind is one subclass of
-:class:`Tensor` (it must give ``_norm_squared`` and ``_mttkrp``; the rest has defaults)
-and, for :func:`as_tensor` to accept a new input type, one :func:`register_data_kind`.
+and :class:`TuckerTensor` (factored, never expanded), :class:`DaskTensor` (held in
+chunks by dask: in memory, on disk or on a cluster; dask is imported only for such data).
+A new kind is one subclass of :class:`Tensor` (it must give ``_norm_squared`` and
+``_mttkrp``; the rest has defaults) and, for :func:`as_tensor` to accept a new input
+type, one :func:`register_data_kind`.
 
 Conventions: C order, ``mttkrp(factors, n) = unfold(T, n) @ khatri_rao([A_m, m != n])``
 with the last mode fastest, as in :mod:`sdf.algebra`. Values are held as read-only native
@@ -18,11 +20,13 @@ float64 copies. Constructors take a keyword ``name`` that starts every error mes
 from sdf.tensors._base import KnownEntries, MTTKRPSession, Tensor
 from sdf.tensors._convert import as_tensor, register_data_kind
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor
+from sdf.tensors._dask import DaskTensor
 from sdf.tensors._dense import DenseTensor
 from sdf.tensors._factored import CPDTensor, TuckerTensor
 
 __all__ = [
     "CPDTensor",
+    "DaskTensor",
     "DenseTensor",
     "IncompleteTensor",
     "KnownEntries",
