@@ -53,7 +53,7 @@ from sdf.tensors._base import (
 )
 from sdf.tensors._convert import register_data_kind
 
-__all__ = ["MAX_DENSE_BYTES", "MAX_KNOWN_BYTES", "DaskTensor"]
+__all__ = ["DaskTensor", "MAX_DENSE_BYTES", "MAX_KNOWN_BYTES"]
 
 #: Bytes of known-entry coordinates (int64 indices and float64 values) up to which
 #: data with missing entries are gathered in memory for a fit (see the module docstring).
