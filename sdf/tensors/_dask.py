@@ -106,6 +106,10 @@ def _known_chunk(block: Any, offset: tuple[int, ...]) -> tuple[np.ndarray, np.nd
     return subs.astype(np.int64), X[known]
 
 
+def _pick_chunk(block: Any, local: np.ndarray) -> np.ndarray:
+    return np.asarray(np.asarray(block)[tuple(local.T)], dtype=np.float64)
+
+
 def _session_chunk(block: Any, index: tuple[int, ...], *rows: np.ndarray) -> Partial:
     X = _as_float(block)
     if X.ndim == 1:
@@ -344,10 +348,28 @@ class DaskTensor(Tensor):
         return out[("P",)], [self._stacked(out, "K", n) for n in range(self.ndim)]
 
     def _values_at(self, subs: np.ndarray) -> np.ndarray:
+        # One task per chunk holding requested entries: it reads that chunk and gathers.
+        import dask
+
+        out = np.zeros(subs.shape[0])
         if subs.shape[0] == 0:
-            return np.zeros(0)
-        picked = self._array.vindex[tuple(subs.T)]
-        return np.asarray(picked.compute(), dtype=np.float64)
+            return out
+        where = np.stack([np.searchsorted(b, subs[:, n], side="right") - 1
+                          for n, b in enumerate(self._bounds)])
+        flat = np.ravel_multi_index(tuple(where), self._array.numblocks)
+        order = np.argsort(flat, kind="stable")
+        chunk_ids, starts = np.unique(flat[order], return_index=True)
+        groups = np.split(order, starts[1:])
+        tasks = []
+        for k, picked in zip(chunk_ids, groups):
+            index = self._index[int(k)]
+            local = subs[picked] - np.asarray(self._offset(index), dtype=np.int64)
+            tasks.append(dask.delayed(_pick_chunk, pure=True)(self._blocks[int(k)], local))
+        with _one_blas_thread():
+            values = dask.compute(*tasks)
+        for picked, vals in zip(groups, values):
+            out[picked] = vals
+        return out
 
     def to_dense(self) -> np.ndarray:
         """The full array in memory (NaN at missing entries), up to :data:`MAX_DENSE_BYTES`."""

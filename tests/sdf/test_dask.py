@@ -90,6 +90,22 @@ def test_protocol_operations_agree_with_the_in_memory_kinds(case, rng):
     _assert_same(_protocol_results(T, np.random.default_rng(1)), want)
 
 
+def test_values_at_reads_only_the_chunks_holding_the_entries(rng):
+    a = rng.standard_normal((12, 10, 8))
+    reads = []
+
+    def load(block: np.ndarray) -> np.ndarray:
+        reads.append(block.shape)
+        return block
+
+    x = da.from_array(a, chunks=(6, 5, 4)).map_blocks(load)
+    reads.clear()
+    J = np.meshgrid(np.arange(6, 12), [0, 2, 4], [1, 3], indexing="ij")
+    subs = np.stack([g.ravel() for g in J], axis=1)[::-1]  # any order comes back in order
+    np.testing.assert_array_equal(as_tensor(x).values_at(subs), a[tuple(subs.T)])
+    assert reads == [(6, 5, 4)]
+
+
 def test_known_entries_are_those_of_the_numpy_data(rng):
     a = _data(rng, (8, 7, 6), 0.3)
     got = as_tensor(da.from_array(a, chunks=(3, 4, 5))).known_entries()
