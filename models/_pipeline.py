@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import sdf
-from sdf.decomp import MLSVDResult, mlsvd
+from sdf.decomp import MLSVDResult, mlsvd, mlsvd_rsi
 from sdf.errors import DataError
 from sdf.numerics import SCALE_THRESHOLD
 from sdf.result import Result
@@ -58,8 +58,14 @@ def dense_standin(X: Tensor) -> tuple[np.ndarray | None, bool]:
 
 
 def compress_data(X: Tensor, core_shape: Sequence[int], compress: object, timer: Timer,
-                  stages: list[Stage]) -> MLSVDResult | None:
-    """Truncated MLSVD of dense data to ``core_shape`` when asked or when it pays."""
+                  stages: list[Stage], rng: np.random.Generator | None = None
+                  ) -> MLSVDResult | None:
+    """Truncated MLSVD of fully known data to ``core_shape`` when asked or when it pays.
+
+    Dense arrays get the MLSVD; data read from chunks in passes (a Tensor with the
+    ``out_of_core`` capability, e.g. dask or zarr data) the randomized MLSVD
+    (:func:`sdf.decomp.mlsvd_rsi`, four passes, seeded by ``rng``).
+    """
     from sdf.errors import ModelError
 
     if compress not in ("auto", True, False):
@@ -67,7 +73,8 @@ def compress_data(X: Tensor, core_shape: Sequence[int], compress: object, timer:
     if compress is False:
         return None
     array = X.dense_view()
-    if array is None:
+    in_passes = array is None and X.out_of_core and X.n_known == X.size
+    if array is None and not in_passes:
         if compress is True:
             raise ModelError(f"compress: only fully known dense data can be compressed, got "
                              f"{X.kind} data; use compress='auto' or False")
@@ -75,13 +82,16 @@ def compress_data(X: Tensor, core_shape: Sequence[int], compress: object, timer:
     shape = tuple(int(min(I, R)) for I, R in zip(X.shape, core_shape))
     if compress == "auto" and math.prod(shape) > _COMPRESS_RATIO * X.size:
         return None
-    ml = mlsvd(array, core_shape=shape)
+    if array is not None:
+        ml, how = mlsvd(array, core_shape=shape), "MLSVD"
+    else:
+        ml, how = mlsvd_rsi(X, shape, seed=rng), "randomized MLSVD (4 passes)"
     # The truncation error, in units where the sums of squares stay in range.
     e = X.scale_exponent() if abs(X.scale_exponent()) > SCALE_THRESHOLD else 0
     total = X.scaled(-e).norm_squared() if e else X.norm_squared()
     kept = float(np.sum(np.square(np.ldexp(ml.core, -e))))
     trunc = float(np.sqrt(max(total - kept, 0.0) / total)) if total > 0 else 0.0
-    stages.append(Stage("compress", f"MLSVD to core {shape}", 0, timer.lap(), trunc))
+    stages.append(Stage("compress", f"{how} to core {shape}", 0, timer.lap(), trunc))
     return ml
 
 

@@ -5,7 +5,8 @@ solver: every fit below is an :class:`sdf.Model` fit.
 
 1. **Compression** (dense data): a truncated MLSVD ``T ≈ S x_n U_n`` with core size
    ``min(I_n, R)`` per mode (:func:`sdf.decomp.mlsvd`), when the core is at most half the
-   data's size.
+   data's size; data read from chunks (dask, zarr) get the randomized MLSVD
+   (:func:`sdf.decomp.mlsvd_rsi`, four passes over the data, seeded by ``seed``).
 2. **Initialisation**: GEVD (:func:`sdf.decomp.gevd_init`) where it applies
    (:func:`sdf.decomp.gevd_applies`: order >= 3, modes grouped into two of size >= R and a
    third of size >= 2), else random standard-normal factors drawn at the data's
@@ -196,7 +197,7 @@ def cpd(
     timer = Timer()
     stages: list[Stage] = []
     given = not isinstance(init, str)
-    ml = compress_data(X, [rank] * X.ndim, compress, timer, stages)
+    ml = compress_data(X, [rank] * X.ndim, compress, timer, stages, rng)
     if ml is None:
         dense = None if given or init == "random" else dense_standin(X)[0]
         start, how = _initial(X, dense, rank, init, rng)

@@ -1,4 +1,5 @@
-"""Algebraic decompositions the engine builds on: MLSVD, HOOI and GEVD initialisation.
+"""Algebraic decompositions the engine builds on: MLSVD (also randomized, for data read
+in passes), HOOI and GEVD initialisation.
 
 Conventions (index order, unfoldings) are those of :mod:`sdf.algebra`.
 """
@@ -9,10 +10,14 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from sdf.tensors import Tensor
 
 from sdf.algebra import _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor, unfold
 from sdf.errors import DataError
@@ -20,7 +25,7 @@ from sdf.numerics import SCALE_THRESHOLD, balance_columns
 from sdf.tensors._tt import TTTensor
 
 __all__ = ["LMLRAResult", "MLSVDResult", "gevd_applies", "gevd_init", "lmlra_hooi", "mlsvd",
-           "tt_svd"]
+           "mlsvd_rsi", "tt_svd"]
 
 # Use the Gram matrix (eigh of M M^H) instead of an SVD of the unfolding M (I_n x J) when
 # J >= _GRAM_RATIO * I_n: several times faster, but it squares the condition number, so
@@ -226,6 +231,108 @@ def mlsvd(
     if e:
         S, svals = np.ldexp(S, e), [np.ldexp(s, e) for s in svals]
     return MLSVDResult(factors=factors, core=S, singular_values=svals)
+
+
+def mlsvd_rsi(
+    T: ArrayLike | Tensor,
+    core_shape: Sequence[int],
+    *,
+    oversampling: int = 10,
+    subspace_iterations: int = 2,
+    seed: int | np.random.Generator | None = None,
+) -> MLSVDResult:
+    """Randomized MLSVD that reads the data in ``2 + subspace_iterations`` passes.
+
+    For data too large to hold (chunked dask or zarr data, see
+    :class:`sdf.tensors.DaskTensor`) or to unfold, everything goes through the data
+    protocol of :class:`sdf.tensors.Tensor` (any kind ``as_tensor`` accepts), with
+    ``K_n = min(R_n + oversampling, I_n)``:
+
+    1. *Sketch* (one pass, every mode at once): ``Y_n = unfold(T, n) @ khatri_rao(Ω_m,
+       m != n)`` with standard normal ``Ω_m`` of shape (I_m, max K_n), i.e. one
+       all-modes MTTKRP; ``Q_n`` are the first ``K_n`` columns of an orthonormal basis of
+       ``Y_n``.
+    2. *Subspace iterations* (one pass each): ``Q_n ← orth(unfold(T ×_{m≠n} Q_mᵀ, n)
+       @ unfold(S, n)ᵀ)`` for every mode from one Tucker projection
+       (:meth:`Tensor.project_tucker`), which also gives ``T ×_n Q_nᵀ``. The first
+       iteration takes a standard normal ``S``; later ones the previous projection in the
+       current bases, which makes them power iterations ``Y_n Y_nᵀ Q_n`` (the second
+       one brings the error to that of :func:`mlsvd` on low-rank-plus-noise data).
+    3. *Core* (one pass): ``G = T ×_n Q_nᵀ``, of shape ``(K_0, ..., K_{N-1})``, whose
+       truncated :func:`mlsvd` to ``core_shape`` gives ``S`` and ``V_n``; the factors are
+       ``U_n = Q_n V_n``.
+
+    Everything but the passes works on arrays the size of the factors and the core.
+
+    Parameters
+    ----------
+    T : array_like or sdf.tensors.Tensor, shape (I_0, ..., I_{N-1}), N >= 2
+        Fully known data (anything :func:`sdf.tensors.as_tensor` accepts without
+        missing entries: numpy, dask, zarr, xarray, sparse or factored).
+    core_shape : sequence of int
+        Multilinear rank ``(R_0, ..., R_{N-1})``, ``1 <= R_n <= I_n``.
+    oversampling : int, default 10
+        Extra columns ``p`` sketched per mode beyond ``R_n``.
+    subspace_iterations : int, default 2
+        Passes of subspace iteration between the sketch and the core.
+    seed : int or numpy.random.Generator, optional
+        Seeds the random test matrices.
+
+    Returns
+    -------
+    MLSVDResult
+        ``factors`` (orthonormal columns, sign-normalised), ``core``, and
+        ``singular_values`` of the small core ``G``'s unfoldings (estimates of the leading
+        mode-n singular values of ``T``), padded with zeros to length ``I_n``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.algebra import tucker_to_tensor
+    >>> rng = np.random.default_rng(0)
+    >>> U = [np.linalg.qr(rng.standard_normal((s, 3)))[0] for s in (30, 40, 50)]
+    >>> T = tucker_to_tensor(U, rng.standard_normal((3, 3, 3)))
+    >>> res = mlsvd_rsi(T, (3, 3, 3), seed=1)
+    >>> bool(np.allclose(res.to_tensor(), T))
+    True
+    """
+    from sdf.tensors import as_tensor
+
+    X = as_tensor(T, name="T")
+    if X.ndim < 2:
+        raise DataError(f"T: expected a tensor of order >= 2 for an MLSVD, got shape {X.shape}")
+    if X.n_known < X.size:
+        raise DataError(f"T: {X.size - X.n_known} entries are missing (NaN); the "
+                        "randomized MLSVD needs fully known data")
+    ranks = _check_core_shape(core_shape, X.shape)
+    for label, value in (("oversampling", oversampling),
+                         ("subspace_iterations", subspace_iterations)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise DataError(f"{label}: expected an integer >= 0, got {value!r}")
+    rng = np.random.default_rng(seed)
+    sizes = [min(R + int(oversampling), I) for R, I in zip(ranks, X.shape)]
+    omega = [rng.standard_normal((I, max(sizes))) for I in X.shape]
+    Q = [np.linalg.qr(Y)[0][:, :K] for Y, K in zip(X.mttkrp_all(omega), sizes)]
+    core: np.ndarray | None = None  # T ×_n Q_nᵀ for the bases of the previous pass
+    previous = Q
+    for _ in range(int(subspace_iterations)):
+        if core is None:
+            S = rng.standard_normal(sizes)
+        else:  # the previous projection in the current bases: a power-iteration step
+            S = tmprod(core, [Qn.T @ Pn for Qn, Pn in zip(Q, previous)])
+        core, Y = X.project_tucker(Q, S)
+        previous, Q = Q, [np.linalg.qr(Yn)[0] for Yn in Y]
+    small = mlsvd(X.project(Q), core_shape=ranks)
+    factors, core = [], small.core
+    for n, (Qn, V) in enumerate(zip(Q, small.factors)):
+        U = Qn @ V
+        flip = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(U.shape[1])])
+        flip[flip == 0] = 1.0
+        factors.append(U * flip)
+        core = _mode_product(core, np.diag(flip), n)
+    svals = [np.concatenate([s[:K], np.zeros(I - K)])
+             for s, I, K in zip(small.singular_values, X.shape, sizes)]
+    return MLSVDResult(factors=factors, core=core, singular_values=svals)
 
 
 # --------------------------------------------------------------------------- HOOI

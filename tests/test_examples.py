@@ -48,6 +48,13 @@ REPORTS = {
         r"(?m)^ +5 +\d+\.\d+% +\d+\.\d+%",
         r"chosen rank \d: ",
     ],
+    "bigdata_zarr.py": [
+        r"wrote 64/64 chunks",
+        r"randomized MLSVD \(4 passes\) to core \(5, 5, 5\)",
+        r"relative error 1\.0\d+ % \(noise level 1 %\)",
+        r"factor match score against the planted factors: (0\.99\d+|1\.0+)",
+        r"peak resident memory: \d+ MB for a \d+ MB store",
+    ],
     "compress_network.py": [
         r"data-aware: \d+/\d+ parameters, accuracy 0\.9\d+ -> 0\.9\d+",
         r"(?m)^fc1 +svd",

@@ -7,13 +7,14 @@ multilinear projections, and sampling at given entries. The kinds shipped:
 :class:`DenseTensor` (all known), :class:`MaskedTensor` (mostly known: a zero-filled
 array and a mask), :class:`IncompleteTensor` (known entries only, missing ones unknown),
 :class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor` and
-:class:`TuckerTensor` (factored, never expanded), the kinds built from signals by
-:mod:`sdf.tensorize` -- :class:`HankelTensor` (FFT convolutions), :class:`LoewnerTensor`
-(Cauchy-like products) and :class:`SegmentedTensor` (reshapes, no copies) -- and
-:class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`). A new kind is one
-subclass of
-:class:`Tensor` (it must give ``_norm_squared`` and ``_mttkrp``; the rest has defaults)
-and, for :func:`as_tensor` to accept a new input type, one :func:`register_data_kind`.
+:class:`TuckerTensor` (factored, never expanded), :class:`DaskTensor` (held in chunks by
+dask: in memory, on disk or on a cluster; dask is imported only for such data), the kinds
+built from signals by :mod:`sdf.tensorize` -- :class:`HankelTensor` (FFT convolutions),
+:class:`LoewnerTensor` (Cauchy-like products) and :class:`SegmentedTensor` (reshapes, no
+copies) -- and :class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`). A new
+kind is one subclass of :class:`Tensor` (it must give ``_norm_squared`` and ``_mttkrp``;
+the rest has defaults) and, for :func:`as_tensor` to accept a new input type, one
+:func:`register_data_kind`.
 
 Conventions: C order, ``mttkrp(factors, n) = unfold(T, n) @ khatri_rao([A_m, m != n])``
 with the last mode fastest, as in :mod:`sdf.algebra`. Values are held as read-only native
@@ -23,6 +24,7 @@ float64 copies. Constructors take a keyword ``name`` that starts every error mes
 from sdf.tensors._base import KnownEntries, MTTKRPSession, Tensor
 from sdf.tensors._convert import as_tensor, register_data_kind
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor
+from sdf.tensors._dask import DaskTensor
 from sdf.tensors._dense import DenseTensor
 from sdf.tensors._factored import CPDTensor, TuckerTensor
 from sdf.tensors._hankel import HankelTensor
@@ -33,6 +35,7 @@ from sdf.tensors._tt import TTTensor
 
 __all__ = [
     "CPDTensor",
+    "DaskTensor",
     "DenseTensor",
     "HankelTensor",
     "IncompleteTensor",

@@ -279,6 +279,9 @@ class Tensor(ABC):
     """
 
     kind: ClassVar[str] = "custom"
+    #: True for data read in passes over chunks (on disk or on a cluster): algebraic
+    #: starts then use randomized, few-pass methods instead of expanding them.
+    out_of_core: ClassVar[bool] = False
     _shape: tuple[int, ...]
     _dims: tuple[str, ...] | None = None
     _coords: dict[str, np.ndarray] | None = None

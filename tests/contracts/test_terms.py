@@ -28,9 +28,9 @@ from sdf import transforms as tf
 from sdf.errors import ModelError, SdfWarning
 from sdf.problem import Problem
 from sdf.tensorize import hankelize, loewnerize, segmentize
-from sdf.tensors import (CPDTensor, DenseTensor, HankelTensor, IncompleteTensor, LoewnerTensor,
-                         MaskedTensor, SegmentedTensor, SparseTensor, Tensor, TTTensor,
-                         TuckerTensor)
+from sdf.tensors import (CPDTensor, DaskTensor, DenseTensor, HankelTensor, IncompleteTensor,
+                         LoewnerTensor, MaskedTensor, SegmentedTensor, SparseTensor, Tensor,
+                         TTTensor, TuckerTensor, as_tensor)
 from sdf.terms import term_types
 
 from _reference import check_model, tucker
@@ -127,6 +127,14 @@ def masked_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
     return Data(MaskedTensor(D), D, ~np.isnan(D), _frozen(D))
 
 
+def dask_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    import dask.array as da
+
+    D = rng.standard_normal(shape)
+    tensor = as_tensor(da.from_array(D, chunks=2))
+    return Data(tensor, D, None, _frozen(D))
+
+
 def hankel_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
     x = rng.standard_normal(sum(shape) - len(shape) + 1)
     tensor = hankelize(x, sizes=shape, full=False)
@@ -158,6 +166,7 @@ KINDS: dict[type[Tensor], Callable[[tuple[int, ...], np.random.Generator], Data]
     DenseTensor: dense_data,
     IncompleteTensor: incomplete_data,
     MaskedTensor: masked_data,
+    DaskTensor: dask_data,
     SparseTensor: sparse_data,
     CPDTensor: cpd_data,
     TuckerTensor: tucker_data,
