@@ -136,7 +136,7 @@ class _FullTuckerSumState(TermState):
         out: list[Block] = []
         for b, (Ub, _) in enumerate(self.blocks_):
             out.extend(self.W[b][b])
-            out.append(_core_scale(self.G[b][b]))
+            out.append(tuple(self.G[b][b]))  # the core's exact block kron(G_0, ..., G_{N-1})
         return out
 
 
