@@ -322,8 +322,11 @@ class Preconditioner:
     carried to the variable through the transforms' ``route_block`` (elementwise
     transforms scale it by their diagonal derivative; ``matvec`` turns it into a Kronecker
     block ``(X^T X) ⊗ W``). Several Kronecker contributions to one variable are merged into
-    the nearest single Kronecker product (exact when they share either factor). Variables
-    without any block are left unscaled.
+    the nearest single Kronecker product (exact when they share either factor). A term may
+    give an N-way input (a Tucker core) the block ``kron(G_0, ..., G_{N-1})`` as the tuple
+    of its factors: on a variable it is inverted exactly, mode by mode, together with a
+    scalar block (a ridge) if any; summed with other blocks it becomes its mean diagonal.
+    Variables without any block are left unscaled.
 
     With ``units`` (per variable, the exponent of its unit ``2**units[k]``), the blocks and
     the preconditioner are those of the problem in the variables ``z_k 2**-units[k]``:
