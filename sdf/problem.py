@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from sdf import _multilinear as ml
 from sdf.expr import Constant, Expr, Node, Variable
 from sdf.terms._base import DataTerm, Term, TermScale
 
@@ -321,8 +322,11 @@ class Preconditioner:
     carried to the variable through the transforms' ``route_block`` (elementwise
     transforms scale it by their diagonal derivative; ``matvec`` turns it into a Kronecker
     block ``(X^T X) ⊗ W``). Several Kronecker contributions to one variable are merged into
-    the nearest single Kronecker product (exact when they share either factor). Variables
-    without any block are left unscaled.
+    the nearest single Kronecker product (exact when they share either factor). A term may
+    give an N-way input (a Tucker core) the block ``kron(G_0, ..., G_{N-1})`` as the tuple
+    of its factors: on a variable it is inverted exactly, mode by mode, together with a
+    scalar block (a ridge) if any; summed with other blocks it becomes its mean diagonal.
+    Variables without any block are left unscaled.
 
     With ``units`` (per variable, the exponent of its unit ``2**units[k]``), the blocks and
     the preconditioner are those of the problem in the variables ``z_k 2**-units[k]``:
@@ -336,6 +340,7 @@ class Preconditioner:
                      for k, v in enumerate(problem.variables)}
         rows: dict[int, Any] = {}
         krons: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        modes: dict[int, list[tuple[np.ndarray, ...]]] = {}
         for w, term, state in zip(problem.weights, problem.terms, point.states):
             if w == 0.0:
                 continue
@@ -343,6 +348,12 @@ class Preconditioner:
             for e, block, x in zip(term.inputs, state.blocks(), exponents):
                 if block is None:
                     continue
+                if isinstance(block, tuple):
+                    if isinstance(e, Variable):
+                        modes.setdefault(id(e), []).append(
+                            _scaled(block, w, x + 2 * var_units[id(e)]))
+                        continue
+                    block = _mode_diagonal_mean(block)
                 if isinstance(e, Variable):
                     routed = _route_block(point, e, _scaled(block, w, x + 2 * var_units[id(e)]))
                 else:
@@ -366,10 +377,20 @@ class Preconditioner:
                 rows[id(var)] = _add_block(rows.get(id(var)),
                                            extra[:, :, None] * np.eye(extra.shape[1]),
                                            var.shape[0])
+        mode_inverses = {id(var): _invert_modes(modes[id(var)], rows.get(id(var)),
+                                                id(var) in krons)
+                         for var in problem.variables if id(var) in modes}
+        for var in problem.variables:  # blocks no mode-wise inverse takes: their mean diagonal
+            if id(var) in mode_inverses and mode_inverses[id(var)] is None:
+                for block in modes[id(var)]:
+                    rows[id(var)] = _add_block(rows.get(id(var)), _mode_diagonal_mean(block),
+                                               var.shape[0])
         self.offsets = problem.offsets
         self.inverses: list[Any] = []
         for var in problem.variables:
-            if id(var) in krons:
+            if mode_inverses.get(id(var)) is not None:
+                self.inverses.append(mode_inverses[id(var)])
+            elif id(var) in krons:
                 self.inverses.append(_invert_kron(krons[id(var)], rows.get(id(var)), var.shape))
             else:
                 self.inverses.append(_invert(rows.get(id(var)), var.shape))
@@ -381,6 +402,8 @@ class Preconditioner:
             seg = v[sl]
             if inv is None:
                 out[sl] = seg
+            elif isinstance(inv, _ModeInverses):
+                out[sl] = inv(seg)
             elif isinstance(inv, tuple):
                 L_inv, W_inv = inv
                 out[sl] = (L_inv @ seg.reshape(L_inv.shape[0], -1) @ W_inv).ravel()
@@ -394,8 +417,56 @@ class Preconditioner:
         return out
 
 
+class _ModeInverses:
+    """Inverse of ``kron(G_0, ..., G_{N-1}) + shift I`` on an N-way variable, applied mode by
+    mode in the eigenbases of the ``G_n`` (each ``G_n`` symmetric positive semidefinite)."""
+
+    def __init__(self, grams: tuple[np.ndarray, ...], shift: float = 0.0) -> None:
+        eigs = [np.linalg.eigh(G) for G in grams]
+        self.bases = [V for _, V in eigs]
+        diagonal = np.ones(())
+        for lam, _ in eigs:
+            diagonal = np.multiply.outer(diagonal, np.maximum(lam, 0.0))
+        # The same relative shift as _invert keeps a rank-deficient block invertible.
+        floor = 1e-10 * max(float(np.mean(diagonal)), 0.0) + shift
+        with np.errstate(over="ignore", divide="ignore"):
+            self.scale = 1.0 / np.where(diagonal + floor > 0, diagonal + floor, 1.0)
+
+    def __call__(self, seg: np.ndarray) -> np.ndarray:
+        modes = range(len(self.bases))
+        X = ml.products(seg.reshape(self.scale.shape), [V.T for V in self.bases], modes)
+        return ml.products(X * self.scale, self.bases, modes).ravel()
+
+
+def _invert_modes(blocks: list[tuple[np.ndarray, ...]], rows: Any, kron: bool
+                  ) -> _ModeInverses | None:
+    """The exact inverse of one block ``kron(G_0, ..., G_{N-1})`` plus a scalar block, or
+    None when more is added to it (a sum of such blocks has no mode-wise inverse)."""
+    if len(blocks) != 1 or kron or (rows is not None and np.ndim(rows) != 0):
+        return None
+    if not all(np.all(np.isfinite(G)) for G in blocks[0]):
+        return None
+    inverse = _ModeInverses(blocks[0], 0.0 if rows is None else float(np.asarray(rows)))
+    # A block too small to invert in floating point: left to the scalar fallback.
+    return inverse if np.all(np.isfinite(inverse.scale)) else None
+
+
+def _mode_diagonal_mean(grams: tuple[np.ndarray, ...]) -> float:
+    """Mean diagonal entry of ``kron(G_0, ..., G_{N-1})``."""
+    return float(np.prod([np.trace(G) / G.shape[0] for G in grams]))
+
+
 def _scaled(block: Any, w: float, shift: int = 0) -> Any:
-    """``w * block * 2**shift`` (the shift applied first: it brings the block to unit scale)."""
+    """``w * block * 2**shift`` (the shift applied first: it brings the block to unit scale).
+
+    A tuple ``(G_0, ..., G_{N-1})`` stands for ``kron(G_0, ..., G_{N-1})``: the shift is
+    shared out over its factors (each stays in range when the product does), ``w`` goes
+    to ``G_0``."""
+    if isinstance(block, tuple):
+        shares = [shift // len(block)] * len(block)
+        shares[0] += shift - sum(shares)
+        grams = [np.ldexp(G, k) if k else np.asarray(G) for G, k in zip(block, shares)]
+        return (w * grams[0], *grams[1:])
     if np.isscalar(block) or np.ndim(block) == 0:
         return w * float(np.ldexp(float(block), shift) if shift else block)
     return w * (np.ldexp(block, shift) if shift else np.asarray(block))

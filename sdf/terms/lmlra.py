@@ -9,7 +9,12 @@ blocks ``M = sum_b S_b ×_n U_{b,n}``. Two evaluation strategies, chosen by the 
   ``G_{bc,n} = U_{b,n}^T U_{c,n}``. The data are read once per point (for ``P_b`` and
   ``K_{b,n} = unfold(T ×_{m≠n} U_{b,m}^T, n) unfold(S_b, n)^T``); the Gauss-Newton
   product uses the Gramians and the cross terms ``U_{b,m}^T dU_{c,m}`` only, so its cost
-  does not depend on the data size beyond the ``I_n`` rows of the factors.
+  does not depend on the data size beyond the ``I_n`` rows of the factors. The
+  preconditioner gets the exact diagonal blocks: ``W_{b,n}`` per factor and
+  ``kron(G_{bb,0}, ..., G_{bb,N-1})`` per core, the latter as the tuple of its Kronecker
+  factors (inverted mode by mode). A scalar core block made Gauss-Newton crawl whenever
+  the factors' Gramians were far from multiples of the identity, which they are as soon
+  as the factors leave a balanced orthonormal start.
 * incomplete data: everything from the known entries (cost O(nnz · prod R_n) per block).
 
 A non-Gaussian loss (:mod:`sdf.losses`) uses the known-entries strategy on every data
@@ -81,11 +86,6 @@ def _flatten(blocks: Sequence[Tucker]) -> list[Any]:
     return [x for U, S in blocks for x in (*U, S)]
 
 
-def _core_scale(grams: Sequence[np.ndarray]) -> float:
-    """Mean diagonal entry of ``kron(G_0, ..., G_{N-1})``: the core's Jacobi block."""
-    return float(np.prod([np.trace(G) / G.shape[0] for G in grams]))
-
-
 class _FullTuckerSumState(TermState):
     """A sum of Tucker blocks on full data (see the module docstring)."""
 
@@ -141,7 +141,7 @@ class _FullTuckerSumState(TermState):
         out: list[Block] = []
         for b, (Ub, _) in enumerate(self.blocks_):
             out.extend(self.W[b][b])
-            out.append(_core_scale(self.G[b][b]))
+            out.append(tuple(self.G[b][b]))  # the core's exact block kron(G_0, ..., G_{N-1})
         return out
 
 

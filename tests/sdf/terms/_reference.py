@@ -138,8 +138,8 @@ def gauss_newton_part(point, v):
 
 
 def check_blocks(state, values, rng):
-    """Matrix blocks are the exact diagonal blocks of J^T J; a scalar block is the mean
-    of that block's diagonal."""
+    """Matrix blocks and Kronecker blocks (a tuple of per-mode matrices) are the exact
+    diagonal blocks of J^T J; a scalar block is the mean of that block's diagonal."""
     blocks = state.blocks()
     assert len(blocks) == len(values)
     for k, block in enumerate(blocks):
@@ -158,7 +158,14 @@ def check_blocks(state, values, rng):
         dv = rng.standard_normal(values[k].shape)
         zeros[k] = dv
         out = state.gn_product(zeros)[k]
-        want = dv @ block if np.ndim(block) == 2 else np.einsum("ir,irs->is", dv, block)
+        if isinstance(block, tuple):  # kron(G_0, ..., G_{N-1}) on an N-way input
+            want = dv
+            for n, G in enumerate(block):
+                want = np.moveaxis(np.tensordot(G, want, axes=(1, n)), 0, n)
+        elif np.ndim(block) == 2:
+            want = dv @ block
+        else:
+            want = np.einsum("ir,irs->is", dv, block)
         np.testing.assert_allclose(out, want, rtol=1e-8, atol=1e-10 * np.abs(want).max())
 
 
