@@ -188,9 +188,13 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
         return best, StopReason.INTERRUPTED
 
 
+#: An accepted step: (new point, step, radius, damping, CG iterations, at_floor).
+Step = tuple[ScaledPoint, np.ndarray, float, float, int, bool]
+
+
 def _iterate(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
              options: NLSOptions, radius: float, damping: float, floor: float,
-             deadline: float | None = None):
+             deadline: float | None = None) -> Step | StopReason:
     """One accepted step, or why there is none.
 
     A step is ``(new point, step, radius, damping, CG iterations, at_floor)``, ``at_floor``
@@ -206,7 +210,8 @@ def _iterate(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], 
     gHg = float(g @ Hg)
     gg = float(g @ g)
     if np.isnan(radius):
-        radius = max(float(np.linalg.norm(p_gn)), 1e-12 * max(np.linalg.norm(point.z), 1.0))
+        radius = max(float(np.linalg.norm(p_gn)),
+                     1e-12 * max(float(np.linalg.norm(point.z)), 1.0))
     alpha = gg / gHg if gHg > 0 else radius / np.sqrt(gg)
     p_sd, Hp_sd = -alpha * g, -alpha * Hg
     for _ in range(_MAX_REJECTIONS):
@@ -231,7 +236,7 @@ def _iterate(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], 
 
 
 def _judge_by_gradient(point: ScaledPoint, g: np.ndarray, p: np.ndarray, radius: float,
-                       damping: float, cg_its: int, floor: float):
+                       damping: float, cg_its: int, floor: float) -> Step | StopReason:
     """Accept a step below the objective's rounding floor if it reduces the gradient."""
     new = point.problem.point(point.z + p)
     if np.isfinite(new.f) and new.f <= point.f + floor:
@@ -243,7 +248,7 @@ def _judge_by_gradient(point: ScaledPoint, g: np.ndarray, p: np.ndarray, radius:
 
 def _lm_step(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
              options: NLSOptions, damping: float, floor: float,
-             deadline: float | None = None):
+             deadline: float | None = None) -> Step | StopReason:
     problem = point.problem
     if np.isnan(damping):
         # Start at a small fraction of the Gramian's scale, measured along the gradient.

@@ -138,8 +138,8 @@ class L2(_Regularizer):
                 raise ModelError(f"{where}, target {k}: has non-finite entries")
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
-        targets = self.target or [None] * len(values)
-        res = [v if t is None else v - t for v, t in zip(values, targets)]
+        res = (list(values) if self.target is None
+               else [v - t for v, t in zip(values, self.target)])
         fval = 0.5 * sum(float(np.vdot(r, r)) for r in res)
         return _ElementwiseState(fval, res, [np.ones_like(v) for v in values])
 
