@@ -18,13 +18,16 @@ from sdf.models.diagnostics import (
     cpderr,
     degeneracy,
     fms,
+    impute,
 )
 from sdf.models.fuse import fuse, fuse_model
 from sdf.models.ll1 import ll1
 from sdf.models.lmlra import lmlra
 from sdf.models.rank import (
     MLRankEstimate,
+    RankCriteria,
     RankEstimate,
+    RankProgress,
     Stability,
     lcorner,
     mlrankest,
@@ -39,7 +42,9 @@ __all__ = [
     "Degeneracy",
     "DegeneracyWarning",
     "MLRankEstimate",
+    "RankCriteria",
     "RankEstimate",
+    "RankProgress",
     "Stability",
     "Stage",
     "btd",
@@ -52,6 +57,7 @@ __all__ = [
     "fms",
     "fuse",
     "fuse_model",
+    "impute",
     "lcorner",
     "ll1",
     "lmlra",
