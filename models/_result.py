@@ -10,8 +10,9 @@ in :attr:`Decomposition.stages`.
 A Decomposition stands in for its :class:`sdf.Result` wherever one is read: indexing
 (``dec["a"]``) and the Result's attributes that a Decomposition does not define itself
 (``model``, ``variables``, ``objective``, ``abserr``, ``iterations``, ``stop``,
-``message``, ``success``, ``converged``, ``method``, ``warnings``) are forwarded to :attr:`Decomposition.result`, and
-``sdf.viz`` functions unwrap ``.result`` when given a Decomposition.
+``message``, ``success``, ``converged``, ``method``, ``warnings``) are forwarded to
+:attr:`Decomposition.result`, and ``sdf.viz`` functions unwrap ``.result`` when given a
+Decomposition.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ class Stage:
     Examples
     --------
     >>> import sdf
-    >>> Stage("fit", "CPD of the dense data", 12, 0.05, 1e-3, sdf.StopReason.TOL_FUN)
-    Stage(name='fit', detail='CPD of the dense data', iterations=12, time=0.05, relerr=0.001, stop=TOL_FUN)
+    >>> Stage("fit", "CPD", 12, 0.05, 1e-3, sdf.StopReason.TOL_FUN)
+    Stage(name='fit', detail='CPD', iterations=12, time=0.05, relerr=0.001, stop=TOL_FUN)
     """
 
     name: str

@@ -98,7 +98,7 @@ def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = No
     stop = _final_stop(stop, assembly, scaled)
     start = dict(zip(model.variable_names, problem.unpack(z0)))
     findings = diagnose(model, assembly, stop, scaled.singular_products, start,  # diagnose
-                        run.history, opts.tol_fun)
+                        run.history, getattr(opts, "tol_fun", None))
     result = run.result(assembly, stop, [message for _, message in findings])
     for category, message in findings:
         warnings.warn(message, category, stacklevel=3)

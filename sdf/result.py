@@ -16,7 +16,7 @@ from sdf.errors import FileFormatError, ModelError
 from sdf.expr import Expr
 from sdf.problem import ModelLike
 
-__all__ = ["STILL_DECREASING", "History", "IterationInfo", "Result", "StopReason", "TermFactors",
+__all__ = ["History", "IterationInfo", "Result", "STILL_DECREASING", "StopReason", "TermFactors",
            "attach_model", "load_result"]
 
 #: The words of the finding (:func:`sdf.fit.diagnose`) of a run stopped by its iteration or

@@ -152,8 +152,8 @@ def plot_rankest(ranks: Any, errors: ArrayLike | None = None, chosen: int | None
                                  label=f"chosen: R = {int(chosen)}")
         ax.axvline(float(chosen), color=_CHOSEN, linestyle=":", linewidth=1)
     if runner_up is not None and np.any(r == runner_up):
-        k = int(np.flatnonzero(r == runner_up)[0])
-        (plot.runner_up,) = ax.plot([float(runner_up)], [E[k]], "s", markersize=10,
+        at = int(np.flatnonzero(r == runner_up)[0])
+        (plot.runner_up,) = ax.plot([float(runner_up)], [E[at]], "s", markersize=10,
                                     markerfacecolor="none", color="C1",
                                     label=f"runner-up: R = {int(runner_up)}")
     if heldout is not None and np.isfinite(np.asarray(heldout, dtype=float)).any():
