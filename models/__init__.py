@@ -19,6 +19,7 @@ from sdf.models.diagnostics import (
     cpderr,
     degeneracy,
     fms,
+    impute,
 )
 from sdf.models.fuse import fuse, fuse_model
 from sdf.models.ll1 import ll1
@@ -26,7 +27,9 @@ from sdf.models.lmlra import lmlra
 from sdf.models.parafac2 import Parafac2Decomposition, parafac2
 from sdf.models.rank import (
     MLRankEstimate,
+    RankCriteria,
     RankEstimate,
+    RankProgress,
     Stability,
     lcorner,
     mlrankest,
@@ -42,7 +45,9 @@ __all__ = [
     "DegeneracyWarning",
     "MLRankEstimate",
     "Parafac2Decomposition",
+    "RankCriteria",
     "RankEstimate",
+    "RankProgress",
     "Stability",
     "Stage",
     "btd",
@@ -55,6 +60,7 @@ __all__ = [
     "fms",
     "fuse",
     "fuse_model",
+    "impute",
     "lcorner",
     "ll1",
     "lmlra",

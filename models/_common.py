@@ -129,4 +129,5 @@ def engine_fit(model: sdf.Model, method: MethodName, options: SolverOptions | No
 
 def stage_from(name: str, detail: str, res: Result, seconds: float, term: str) -> Stage:
     return Stage(name=name, detail=detail, iterations=int(res.iterations), time=seconds,
-                 relerr=float(res.relerr.get(term, np.nan)))
+                 relerr=float(res.relerr.get(term, np.nan)), stop=res.stop,
+                 history=res.history)

@@ -10,19 +10,20 @@ in :attr:`Decomposition.stages`.
 A Decomposition stands in for its :class:`sdf.Result` wherever one is read: indexing
 (``dec["a"]``) and the Result's attributes that a Decomposition does not define itself
 (``model``, ``variables``, ``objective``, ``abserr``, ``iterations``, ``stop``,
-``message``, ``success``, ``method``, ``warnings``) are forwarded to :attr:`Decomposition.result`, and
-``sdf.viz`` functions unwrap ``.result`` when given a Decomposition.
+``message``, ``success``, ``converged``, ``method``, ``warnings``) are forwarded to
+:attr:`Decomposition.result`, and ``sdf.viz`` functions unwrap ``.result`` when given a
+Decomposition.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from sdf.expr import Expr
-from sdf.result import History, Result
+from sdf.result import History, Result, StopReason
 
 __all__ = ["Decomposition", "DecompositionKind", "Stage"]
 
@@ -32,8 +33,11 @@ DecompositionKind = Literal["CPD", "LMLRA", "BTD", "LL1", "CMTF"]
 
 _FORWARDED = frozenset({
     "model", "variables", "objective", "abserr", "iterations", "stop", "message",
-    "success", "method", "warnings",
+    "success", "converged", "method", "warnings",
 })
+
+#: Names of the stages that fit the data with the engine (the Decomposition's ``result``).
+_FINAL_FITS = ("fit", "refine", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,17 @@ class Stage:
     relerr : float
         Relative error reached at the end of the stage, measured on what the stage fits
         (the compressed core for ``"core"``, the data otherwise); NaN if not measured.
+    stop : sdf.StopReason or None
+        Why the stage's engine fit stopped (None for algebraic steps).
+    history : sdf.History or None
+        Iteration history of the stage's engine fit (None for algebraic steps); its times
+        count from the stage's start.
+
+    Examples
+    --------
+    >>> import sdf
+    >>> Stage("fit", "CPD", 12, 0.05, 1e-3, sdf.StopReason.TOL_FUN)
+    Stage(name='fit', detail='CPD', iterations=12, time=0.05, relerr=0.001, stop=TOL_FUN)
     """
 
     name: str
@@ -60,6 +75,13 @@ class Stage:
     iterations: int
     time: float
     relerr: float = float("nan")
+    stop: StopReason | None = None
+    history: History | None = None
+
+    def __repr__(self) -> str:
+        stop = "None" if self.stop is None else self.stop.name
+        return (f"Stage(name={self.name!r}, detail={self.detail!r}, iterations={self.iterations}, "
+                f"time={self.time:.3g}, relerr={self.relerr:.4g}, stop={stop})")
 
 
 @dataclass
@@ -87,7 +109,8 @@ class Decomposition:
     core : ndarray or list of ndarray or None
         The core tensor (LMLRA), one core per block (BTD), or None.
     stages : list of Stage
-        The pipeline steps, in order.
+        The pipeline steps, in order; each engine fit says why it stopped
+        (:attr:`Stage.stop`) and keeps its history.
     relerrs : dict of str to float
         Relative error per data set (the single entry of a one-term model is its
         ``relerr``).
@@ -120,6 +143,16 @@ class Decomposition:
     labels: list[str] = field(default_factory=list)
     L: list[int] | None = None
 
+    def __post_init__(self) -> None:
+        # The stage that produced ``result`` reports its stop, whichever driver built it.
+        for k in range(len(self.stages) - 1, -1, -1):
+            stage = self.stages[k]
+            if stage.name in _FINAL_FITS:
+                if stage.stop is None:
+                    self.stages[k] = replace(stage, stop=self.result.stop,
+                                             history=self.result.history)
+                break
+
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: forward the Result's read-only view.
         result = self.__dict__.get("result")
@@ -137,7 +170,8 @@ class Decomposition:
 
     def __repr__(self) -> str:
         shapes = _shapes(self.factors)
-        steps = " -> ".join(s.name for s in self.stages)
+        steps = " -> ".join(s.name if s.stop is None else f"{s.name} ({s.stop.name})"
+                            for s in self.stages)
         return (f"Decomposition(kind={self.kind!r}, factors={shapes}, relerr={self.relerr:.4g}, "
                 f"stages={steps!r}, stop={self.result.stop.name})")
 

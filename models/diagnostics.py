@@ -1,4 +1,5 @@
-"""Diagnostics of CPD solutions: factor match, per-factor errors, core consistency, degeneracy.
+"""Diagnostics of CPD solutions: factor match, per-factor errors, core consistency, degeneracy,
+and the imputation of missing entries from a fitted CPD.
 
 All functions take factors as a sequence of matrices ``[A_0, ..., A_{N-1}]`` (each of
 shape (I_n, R)) or anything with a ``.factors`` list (a :class:`sdf.models.Decomposition`
@@ -31,7 +32,11 @@ __all__ = [
     "cpderr",
     "degeneracy",
     "fms",
+    "impute",
 ]
+
+#: Entries up to which :func:`impute` builds the dense tensor.
+MAX_IMPUTE = 20_000_000
 
 
 class HasFactors(Protocol):
@@ -294,8 +299,9 @@ def corcondia(data: object, factors: CPDFactors) -> float:
     T = as_tensor(data, name="data")
     mats = _factor_list(factors, "factors")
     if T.known_entries() is not None:
-        raise DataError("data: corcondia needs fully known data, got incomplete data "
-                        "(impute the missing entries first)")
+        raise DataError("data: corcondia needs fully known data, got incomplete data; "
+                        "fill the missing entries from the fit first: "
+                        "corcondia(impute(data, factors), factors)")
     check_factors(mats, shape=T.shape, name="factors", error=ModelError)
     if not all(np.linalg.norm(A, axis=0).all() for A in mats):
         raise ModelError("factors: a component is zero; corcondia needs nonzero components")
@@ -305,3 +311,51 @@ def corcondia(data: object, factors: CPDFactors) -> float:
     G = G.copy()
     G[(np.arange(R),) * T.ndim] -= 1.0
     return float(100.0 * (1.0 - np.sum(G * G) / R))
+
+
+def impute(data: object, factors: CPDFactors) -> np.ndarray:
+    r"""The data as a dense array, every missing entry filled from a fitted CPD.
+
+    Known entries keep their values; a missing entry ``(i_0, ..., i_{N-1})`` becomes the
+    model's value ``sum_r prod_n A_n[i_n, r]``. Fully known data come back as a dense
+    copy. This is the tensor the masked least-squares fit treats as its data at a
+    stationary point (the expectation-maximisation view), so diagnostics that need
+    complete data (:func:`corcondia`) can be computed on it:
+    ``corcondia(impute(T, dec), dec)``.
+
+    Parameters
+    ----------
+    data : array_like or sdf.tensors.Tensor
+        NaN (or a mask) marks the missing entries; at most 2e7 entries.
+    factors : sequence of ndarray, each of shape (I_n, R)
+        CPD factors fitted to ``data``, or a Decomposition of kind ``"CPD"``.
+
+    Returns
+    -------
+    ndarray of the data's shape
+        A new array; ``data`` is not modified.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = [np.array([[1.0], [2.0]]), np.array([[1.0], [3.0]])]
+    >>> T = np.array([[1.0, np.nan], [2.0, 6.5]])
+    >>> impute(T, A)
+    array([[1. , 3. ],
+           [2. , 6.5]])
+    """
+    T = as_tensor(data, name="data")
+    mats = _factor_list(factors, "factors")
+    check_factors(mats, shape=T.shape, name="factors", error=ModelError)
+    if T.size > MAX_IMPUTE:
+        raise DataError(f"data: impute builds a dense tensor of at most {MAX_IMPUTE} entries, "
+                        f"got shape {T.shape} ({T.size} entries)")
+    D = np.array(T.to_dense(), dtype=float)
+    if T.known_entries() is None:
+        return D
+    missing = np.nonzero(np.isnan(D))
+    rows = np.ones((missing[0].size, mats[0].shape[1]))
+    for A, idx in zip(mats, missing):
+        rows *= A[idx]
+    D[missing] = rows.sum(axis=1)
+    return D

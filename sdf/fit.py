@@ -22,18 +22,25 @@ import numpy as np
 from sdf import io
 from sdf.errors import ModelError, OptionError, SdfWarning
 from sdf.problem import ModelLike, Problem
-from sdf.result import IterationInfo, Result, StopReason, attach_model, load_result
+from sdf.result import (STILL_DECREASING, History, IterationInfo, Result, StopReason,
+                        attach_model, load_result)
 from sdf.solvers import (Assembly, MethodName, Run, RunContext, ScaledProblem, get_solver,
                          make_options)
 from sdf.expr import Variable
 from sdf.terms._base import DataTerm, Findings
 
-__all__ = ["RESCALE_RATIO", "check_memory", "diagnose", "fit_model", "rescaled_start"]
+__all__ = ["RESCALE_RATIO", "STILL_DECREASING_FACTOR", "check_memory", "diagnose",
+           "fit_model", "rescaled_start"]
 
 #: A start whose model norm differs from its data's norm by more than this factor (either
 #: way) is rescaled before the run: Gauss-Newton's trust region would need many
 #: iterations only to grow or shrink the model to the data's scale.
 RESCALE_RATIO = 1e3
+
+#: A run stopped by its iteration or time budget counts as still decreasing when its last
+#: relative change of the objective, ``(f_{k-1} - f_k) / f_0``, exceeds this many times
+#: its ``tol_fun``.
+STILL_DECREASING_FACTOR = 10.0
 
 
 def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = None,
@@ -102,7 +109,8 @@ def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = No
     assembly = run.assemble(point)                                        # assemble
     stop = _final_stop(stop, assembly, scaled)
     start = dict(zip(model.variable_names, problem.unpack(z0)))
-    findings = diagnose(model, assembly, stop, scaled.singular_products, start)  # diagnose
+    findings = diagnose(model, assembly, stop, scaled.singular_products, start,  # diagnose
+                        run.history, getattr(opts, "tol_fun", None))
     result = run.result(assembly, stop, [message for _, message in findings])
     for category, message in findings:
         warnings.warn(message, category, stacklevel=3)
@@ -297,7 +305,8 @@ def _final_stop(stop: StopReason, assembly: Assembly, problem: ScaledProblem) ->
 
 def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
              singular_products: int = 0,
-             start: dict[str, np.ndarray] | None = None) -> Findings:
+             start: dict[str, np.ndarray] | None = None,
+             history: History | None = None, tol_fun: float | None = None) -> Findings:
     """Checks of a fitted model: ``(warning class, message)`` for every finding.
 
     Looks for all-zero data, data terms fitted worse than by the zero model, what each
@@ -306,6 +315,12 @@ def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
     ended in a CG breakdown, how often the Gauss-Newton Gramian was found singular along a
     search direction. ``start`` holds the variables the run started from (default: the
     model's initial values).
+
+    A run stopped by ``MAX_ITER`` or ``MAX_TIME`` whose last relative change of the
+    objective in ``history`` exceeds :data:`STILL_DECREASING_FACTOR` (10) times
+    ``tol_fun`` was still decreasing: the finding names that change and the data term
+    whose relative error changed most in the last iteration, and
+    :attr:`sdf.Result.converged` is then False.
 
     Examples
     --------
@@ -333,12 +348,35 @@ def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
         values = [assembly.values[id(e)] for e in term.inputs]
         begin = [model.evaluate(e, start) for e in term.inputs]
         found += term.check_result(name, values, begin, relerr)
+    if history is not None and tol_fun is not None:
+        found += _still_decreasing(stop, history, tol_fun)
     if singular_products and stop is StopReason.CG_BREAKDOWN:
         found.append((SdfWarning,
                       f"the Gauss-Newton Gramian was singular along {singular_products} "
                       "search direction(s): rank-deficient or collinear factors, or a "
                       "transform whose derivative vanishes"))
     return found
+
+
+def _still_decreasing(stop: StopReason, history: History, tol_fun: float) -> Findings:
+    """The finding of a budget stop while the objective was still decreasing, if any."""
+    if stop not in (StopReason.MAX_ITER, StopReason.MAX_TIME) or len(history.relchange) < 2:
+        return []
+    last = float(history.relchange[-1])
+    if not last > STILL_DECREASING_FACTOR * tol_fun:  # NaN (no step recorded) included
+        return []
+    changes = {name: (errs[-2] - errs[-1]) / errs[-2] for name, errs in history.relerr.items()
+               if len(errs) >= 2 and errs[-2] > 0}
+    where = ""
+    if changes:
+        term = max(changes, key=lambda name: changes[name])
+        where = f"term {term!r} (relative error {history.relerr[term][-1]:.4g}, " \
+                f"last relative change {changes[term]:.2e}): "
+    budget = "max_iter" if stop is StopReason.MAX_ITER else "max_time"
+    return [(SdfWarning,
+             f"{where}{STILL_DECREASING} at {budget}: last relative change of the objective "
+             f"{last:.2e} > {STILL_DECREASING_FACTOR:g} x tol_fun ({tol_fun:.0e}); raise "
+             f"{budget} or resume the fit (model.fit(resume=result))")]
 
 
 def _resume_from(model: ModelLike, resume: Any) -> Result:

@@ -16,8 +16,12 @@ from sdf.errors import FileFormatError, ModelError
 from sdf.expr import Expr
 from sdf.problem import ModelLike
 
-__all__ = ["History", "IterationInfo", "Result", "StopReason", "TermFactors", "attach_model",
-           "load_result"]
+__all__ = ["History", "IterationInfo", "Result", "STILL_DECREASING", "StopReason", "TermFactors",
+           "attach_model", "load_result"]
+
+#: The words of the finding (:func:`sdf.fit.diagnose`) of a run stopped by its iteration or
+#: time budget while the objective was still decreasing; :attr:`Result.converged` reads it.
+STILL_DECREASING = "stopped while the objective was still decreasing"
 
 _HISTORY = ("objective", "relchange", "step", "radius", "cg_iterations", "time")
 
@@ -157,6 +161,18 @@ class Result:
         """True when the run ended on a tolerance or at the iteration/time budget."""
         return self.stop not in (StopReason.NONFINITE, StopReason.STEP_FAILED,
                                  StopReason.CG_BREAKDOWN, StopReason.STATIONARY)
+
+    @property
+    def converged(self) -> bool:
+        """True when a tolerance was met, or the iteration/time budget ended a run whose
+        objective had stopped decreasing (no :data:`STILL_DECREASING` finding in
+        :attr:`warnings`; see :func:`sdf.fit.diagnose` for the rule). False for a run
+        stopped while still improving, by a failure, a callback or an interrupt."""
+        if self.stop.converged:
+            return True
+        if self.stop in (StopReason.MAX_ITER, StopReason.MAX_TIME):
+            return not any(STILL_DECREASING in w for w in self.warnings)
+        return False
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write this result (all but the model) to a netCDF file; see :mod:`sdf.io`.

@@ -10,10 +10,12 @@ matrices, an ``sdf.tensors.CPDTensor``/``TuckerTensor``, an ``xarray.Dataset`` o
 
 ==============================  ============================================================
 :func:`plot_factors`            one panel per mode; Tucker core heatmap; models compared
-:func:`plot_residuals`          histogram, QQ plot, per-slab errors, leverage
+:func:`plot_residuals`          histogram, QQ plot, per-slab relative errors, leverage
+:func:`plot_influence`          leverage against Q residual per mode, outliers labelled
 :func:`plot_slices`             data / model / residual of a slice, with a slider
 :func:`plot_convergence`        objective, per-term errors, CG iterations, trust radius
-:func:`plot_rankest`            error against rank
+                                (a driver's stages on one time axis)
+:func:`plot_rankest`            error against rank, every start, choice and runner-up
 :func:`plot_core_consistency`   CORCONDIA against rank
 :func:`plot_compression`        error against compression ratio per layer
 ==============================  ============================================================
@@ -29,6 +31,7 @@ from sdf.viz.diagnostics import (
     plot_rankest,
 )
 from sdf.viz.factors import FactorPlot, align_signs, normalize_columns, plot_factors
+from sdf.viz.influence import InfluencePlot, plot_influence
 from sdf.viz.residuals import ResidualPlot, plot_residuals
 from sdf.viz.slices import SlicePlot, plot_slices
 
@@ -38,6 +41,7 @@ __all__ = [
     "CurvePlot",
     "FactorPlot",
     "FactorView",
+    "InfluencePlot",
     "ResidualPlot",
     "SlicePlot",
     "align_signs",
@@ -46,6 +50,7 @@ __all__ = [
     "plot_convergence",
     "plot_core_consistency",
     "plot_factors",
+    "plot_influence",
     "plot_rankest",
     "plot_residuals",
     "plot_slices",

@@ -69,7 +69,7 @@ def plot_convergence(
     runs: object,
     *,
     labels: Sequence[str] | None = None,
-    x: Literal["iteration", "time"] = "iteration",
+    x: Literal["iteration", "time"] | None = None,
     fig: Figure | None = None,
 ) -> ConvergencePlot:
     """Plot how one or several fits converged.
@@ -79,13 +79,21 @@ def plot_convergence(
     the trust-region radius (empty for L-BFGS runs). Each run has its colour; the terms
     in the relative-error panel are told apart by line style. Entry 0 is the start.
 
+    A driver's result (:class:`sdf.models.Decomposition`) is drawn stage by stage: every
+    engine fit of its pipeline (e.g. ``core`` then ``refine``) in its own colour, laid
+    end to end on one axis, each starting where the stages before it ended (on the time
+    axis, algebraic stages such as ``compress`` or ``init`` are shaded spans). The
+    ``core`` stage's objective and errors are those of the compressed core.
+
     Parameters
     ----------
-    runs : Result, History, object with ``.history``, or a sequence or mapping of them
+    runs : Result, History, Decomposition, object with ``.history``, or a sequence or
+        mapping of them
         A mapping ``{label: run}`` names the runs; a sequence labels them ``"run k"``.
     labels : sequence of str, optional
         Labels overriding the ones from ``runs``.
-    x : {"iteration", "time"}, default "iteration"
+    x : {"iteration", "time"}, optional
+        Default: ``"time"`` when a run has several stages, else ``"iteration"``.
     fig : Figure, optional
 
     Returns
@@ -106,25 +114,76 @@ def plot_convergence(
     >>> sorted(cp.axes)
     ['cg_iterations', 'objective', 'radius', 'relerr']
     >>> cp.figure.savefig(io.BytesIO(), format="png")
+    >>> from sdf.models import cpd
+    >>> dec = cpd(rng.standard_normal((20, 15, 10)), 2, seed=0, max_iter=20)
+    >>> sorted({run for run, _ in plot_convergence(dec).lines})
+    ['core', 'refine']
     """
-    if x not in ("iteration", "time"):
+    if x not in ("iteration", "time", None):
         raise ModelError(f"plot_convergence: x must be 'iteration' or 'time', got {x!r}")
     pairs = label_runs(runs, labels, "run")
     if not pairs:
         raise ModelError("plot_convergence: no runs given")
-    hists = [(label, _history(run, label or "0")) for label, run in pairs]
+    segments = [seg for label, run in pairs for seg in _segments(run, label)]
+    staged = any(seg.stage for seg in segments)
+    axis = x if x is not None else "time" if staged else "iteration"
     fig, grid = new_figure(fig, 2, 2, size=(10.0, 6.5), sharex=True)
     axes = dict(zip(_PANELS, grid.ravel()))
     lines: dict[tuple[str, str], Line2D] = {}
-    for k, (label, hist) in enumerate(hists):
-        lines.update(_draw_run(axes, hist, label, component_color(k), x))
-    _decorate(axes, x, multiple=len(hists) > 1)
+    for k, seg in enumerate(segments):
+        offset = seg.start_time if axis == "time" else seg.start_iteration
+        lines.update(_draw_run(axes, seg.history, seg.label, component_color(k), axis,
+                               offset))
+        if axis == "time":
+            for name, t0, t1 in seg.spans:
+                for ax in axes.values():
+                    ax.axvspan(t0, t1, color="0.9", zorder=0)
+                axes["objective"].text(0.5 * (t0 + t1), 1.0, name, rotation=90, va="top",
+                                       ha="center", fontsize="x-small", color="0.4",
+                                       transform=axes["objective"].get_xaxis_transform())
+    _decorate(axes, axis, multiple=len(segments) > 1)
     return ConvergencePlot(fig, axes, lines)
 
 
+class _Segment:
+    """One history to draw: a run, or one engine stage of a driver's run."""
+
+    def __init__(self, label: str, history: History, stage: str = "",
+                 start_time: float = 0.0, start_iteration: int = 0,
+                 spans: list[tuple[str, float, float]] | None = None) -> None:
+        self.label, self.history, self.stage = label, history, stage
+        self.start_time, self.start_iteration = start_time, start_iteration
+        self.spans = spans or []
+
+
+def _segments(run: object, label: str) -> list[_Segment]:
+    """A driver's engine stages laid end to end, or the run's own history."""
+    stages = getattr(run, "stages", None)
+    if not isinstance(stages, list) or not any(
+            getattr(st, "history", None) is not None for st in stages):
+        return [_Segment(label, _history(run, label or "0"))]
+    out: list[_Segment] = []
+    spans: list[tuple[str, float, float]] = []
+    clock, count = 0.0, 0
+    for st in stages:
+        hist = getattr(st, "history", None)
+        if hist is None or not len(hist.objective):
+            if st.time > 0:
+                spans.append((st.name, clock, clock + st.time))
+        else:
+            name = f"{label}: {st.name}" if label else st.name
+            out.append(_Segment(name, hist, st.name, clock, count, spans))
+            spans = []
+            count += len(hist.objective)
+        clock += st.time
+    if spans and out:
+        out[-1].spans += spans
+    return out
+
+
 def _draw_run(axes: dict[str, Axes], hist: History, label: str, color: str,
-              x: str) -> dict[tuple[str, str], Line2D]:
-    xs = _x(hist, x)
+              x: str, offset: float = 0.0) -> dict[tuple[str, str], Line2D]:
+    xs = _x(hist, x) + offset
     prefix = f"{label}: " if label else ""
     out = {}
     (out[label, "objective"],) = axes["objective"].semilogy(

@@ -34,9 +34,14 @@ class CurvePlot:
     line : Line2D
         The curve (x: ranks; y: best error per rank, or core consistency in percent).
     trials : Line2D or None
-        Every trial's error when several were given per rank.
+        Every trial's error when several were given per rank (every start of a
+        rank estimate).
     chosen : Line2D or None
         Marker of the chosen rank.
+    runner_up : Line2D or None
+        Marker of the runner-up rank (rank estimates).
+    heldout : Line2D or None
+        Held-out error per rank (rank estimates with held-out checks).
     """
 
     figure: Figure
@@ -44,6 +49,8 @@ class CurvePlot:
     line: Line2D
     trials: Line2D | None = None
     chosen: Line2D | None = None
+    runner_up: Line2D | None = None
+    heldout: Line2D | None = None
 
 
 @dataclass
@@ -85,8 +92,10 @@ def plot_rankest(ranks: Any, errors: ArrayLike | None = None, chosen: int | None
 
     Parameters
     ----------
-    ranks : array_like of int, shape (K,), or object with ``.ranks``, ``.errors``, ``.rank``
-        Candidate ranks (duck-typed on a rank-estimation result).
+    ranks : array_like of int, shape (K,), or a rank estimate
+        Candidate ranks, or an object with ``.ranks``, ``.errors`` and optionally
+        ``.start_errors`` (every start, drawn as dots), ``.rank``, ``.runner_up`` (marked)
+        and ``.heldout`` (drawn when finite): :class:`sdf.models.RankEstimate`.
     errors : array_like, shape (K,) or (K, n_trials)
         Relative error per rank; several trials per rank are drawn as dots, their
         minimum as the curve.
@@ -108,10 +117,16 @@ def plot_rankest(ranks: Any, errors: ArrayLike | None = None, chosen: int | None
     ([0.6, 0.2, 0.001, 0.0009], [3.0])
     >>> cp.figure.savefig(io.BytesIO(), format="png")
     """
+    runner_up, heldout = None, None
     if hasattr(ranks, "ranks"):
         obj = ranks
-        ranks, errors = obj.ranks, obj.errors if errors is None else errors
+        if errors is None:
+            errors = getattr(obj, "start_errors", None)
+            errors = obj.errors if errors is None or np.size(errors) == 0 else errors
+        ranks = obj.ranks
         chosen = getattr(obj, "rank", None) if chosen is None else chosen
+        runner_up = getattr(obj, "runner_up", None)
+        heldout = getattr(obj, "heldout", None)
     if errors is None:
         raise ModelError("plot_rankest: errors missing; pass plot_rankest(ranks, errors)")
     r = _vector(ranks, "ranks", "plot_rankest")
@@ -136,6 +151,14 @@ def plot_rankest(ranks: Any, errors: ArrayLike | None = None, chosen: int | None
                                  markerfacecolor="none", color=_CHOSEN,
                                  label=f"chosen: R = {int(chosen)}")
         ax.axvline(float(chosen), color=_CHOSEN, linestyle=":", linewidth=1)
+    if runner_up is not None and np.any(r == runner_up):
+        at = int(np.flatnonzero(r == runner_up)[0])
+        (plot.runner_up,) = ax.plot([float(runner_up)], [E[at]], "s", markersize=10,
+                                    markerfacecolor="none", color="C1",
+                                    label=f"runner-up: R = {int(runner_up)}")
+    if heldout is not None and np.isfinite(np.asarray(heldout, dtype=float)).any():
+        (plot.heldout,) = ax.plot(r, np.asarray(heldout, dtype=float), "s--", color="C2",
+                                  markersize=4, label="held-out error")
     _log_if_positive(ax, E)
     ax.set_xlabel("rank R")
     ax.set_ylabel("relative error")

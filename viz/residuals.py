@@ -1,12 +1,13 @@
-"""Residual diagnostics: distribution, per-slab errors and leverage."""
+"""Residual diagnostics: distribution, per-slab (relative) errors and leverage."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
+from sdf.errors import ModelError
 from sdf.viz._common import as_decomposition, check_mode, data_and_model, is_categorical
 
 if TYPE_CHECKING:
@@ -14,7 +15,10 @@ if TYPE_CHECKING:
     from matplotlib.container import BarContainer
     from matplotlib.figure import Figure
 
-__all__ = ["ResidualPlot", "plot_residuals", "slab_sse"]
+__all__ = ["ResidualPlot", "SlabError", "plot_residuals", "slab_errors", "slab_sse"]
+
+#: How slabs are compared: ``||r_i|| / ||x_i||`` (relative) or ``||r_i||^2`` (absolute).
+SlabError = Literal["relative", "absolute"]
 
 _OK, _OUTLIER = "C0", "C3"
 
@@ -30,7 +34,7 @@ class ResidualPlot:
         Histogram of the residuals, their normal QQ plot, leverage against slab error
         (for ``mode``).
     sse_axes : list of Axes
-        Per mode, the sum of squared residuals of every slab.
+        Per mode, the error of every slab (``slab_error``).
     hist : BarContainer
         The histogram bars.
     residuals : ndarray, shape (n_known,)
@@ -40,7 +44,12 @@ class ResidualPlot:
     leverage : ndarray, shape (I_mode,)
         ``diag(A (AᵀA)⁺ Aᵀ)`` of the factor of ``mode``.
     outliers : list of int ndarray
-        Per mode, the slabs whose error exceeds ``median + 3 * 1.4826 * MAD`` (drawn red).
+        Per mode, the slabs whose error (``errors``) exceeds
+        ``median + 3 * 1.4826 * MAD`` (drawn red).
+    errors : list of ndarray, each of shape (I_n,)
+        Per mode, the slab errors drawn and screened: relative ``||r_i|| / ||x_i||``
+        (NaN for an all-zero slab) or absolute ``||r_i||^2`` (the ``sse``).
+    slab_error : {"relative", "absolute"}
     """
 
     figure: Figure
@@ -53,6 +62,8 @@ class ResidualPlot:
     sse: list[np.ndarray]
     leverage: np.ndarray
     outliers: list[np.ndarray]
+    errors: list[np.ndarray]
+    slab_error: SlabError
 
 
 def slab_sse(residual: np.ndarray, mode: int) -> np.ndarray:
@@ -68,12 +79,41 @@ def slab_sse(residual: np.ndarray, mode: int) -> np.ndarray:
     return np.nansum(residual**2, axis=axes) if axes else np.nan_to_num(residual**2)
 
 
-def _outliers(sse: np.ndarray) -> np.ndarray:
-    med = np.median(sse)
-    mad = 1.4826 * np.median(np.abs(sse - med))
-    if mad <= 1e-12 * float(sse.max(initial=0.0)):  # most slabs fit exactly
-        mad = 1e-6 * float(sse.max(initial=0.0))
-    return np.flatnonzero(sse > med + 3.0 * mad) if mad > 0 else np.zeros(0, dtype=int)
+def slab_errors(data: np.ndarray, residual: np.ndarray, mode: int,
+                kind: SlabError = "relative") -> np.ndarray:
+    """Error of every mode-``mode`` slab over its known (non-NaN) entries.
+
+    ``"relative"``: ``||r_i|| / ||x_i||``, so a slab that is bright but fitted as well as
+    the others does not stand out (NaN for an all-zero slab); ``"absolute"``: ``||r_i||^2``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[10.0, 10.0], [1.0, 1.0]])
+    >>> R = np.array([[1.0, 1.0], [0.5, 0.5]])
+    >>> slab_errors(X, R, 0).round(3).tolist(), slab_errors(X, R, 0, "absolute").tolist()
+    ([0.1, 0.5], [2.0, 0.5])
+    """
+    if kind not in ("relative", "absolute"):
+        raise ModelError(f"slab_error: expected 'relative' or 'absolute', got {kind!r}")
+    sse = slab_sse(residual, mode)
+    if kind == "absolute":
+        return sse
+    ss = slab_sse(np.where(np.isnan(residual), np.nan, data), mode)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ss > 0, np.sqrt(sse / np.where(ss > 0, ss, 1.0)), np.nan)
+
+
+def _outliers(values: np.ndarray) -> np.ndarray:
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return np.zeros(0, dtype=int)
+    med = np.median(finite)
+    mad = 1.4826 * np.median(np.abs(finite - med))
+    if mad <= 1e-12 * float(finite.max(initial=0.0)):  # most slabs fit exactly
+        mad = 1e-6 * float(finite.max(initial=0.0))
+    return (np.flatnonzero(np.nan_to_num(values, nan=-np.inf) > med + 3.0 * mad) if mad > 0
+            else np.zeros(0, dtype=int))
 
 
 def _leverage(A: np.ndarray) -> np.ndarray:
@@ -98,7 +138,7 @@ def _draw_qq(ax: Axes, res: np.ndarray) -> None:
 
 
 def _draw_sse(ax: Axes, sse: np.ndarray, out: np.ndarray, coord: np.ndarray,
-              name: str, xlabel: str) -> None:
+              name: str, xlabel: str, ylabel: str) -> None:
     colors = np.full(sse.size, _OK, dtype=object)
     colors[out] = _OUTLIER
     if is_categorical(coord):
@@ -113,7 +153,7 @@ def _draw_sse(ax: Axes, sse: np.ndarray, out: np.ndarray, coord: np.ndarray,
         ax.bar(x, sse, color=list(colors), width=width if x.dtype.kind in "biuf" else 0.85)
     ax.set_title(f"slab error: {name}")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("sum of squared residuals")
+    ax.set_ylabel(ylabel)
 
 
 def plot_residuals(
@@ -122,6 +162,7 @@ def plot_residuals(
     data: object = None,
     term: str | None = None,
     mode: int = 0,
+    slab_error: SlabError = "relative",
     bins: int | str = "auto",
     fig: Figure | None = None,
 ) -> ResidualPlot:
@@ -129,9 +170,14 @@ def plot_residuals(
 
     Top row: histogram and normal QQ plot of the residuals ``data - model`` over the
     known entries, and for ``mode`` the leverage ``diag(A (AᵀA)⁺ Aᵀ)`` of each slab
-    against its sum of squared residuals (influential slabs sit right, badly fitted ones
-    high). Bottom row: the sum of squared residuals of every slab of every mode, outliers
-    (above ``median + 3 * 1.4826 * MAD``) in red. Missing entries are left out everywhere.
+    against its error (influential slabs sit right, badly fitted ones high). Bottom row:
+    the error of every slab of every mode, outliers (above
+    ``median + 3 * 1.4826 * MAD``) in red. Slabs are compared by relative error
+    ``||r_i|| / ||x_i||`` by default, so the flagged slabs are those the model explains
+    badly, not the bright ones whose absolute residual is large only because they are
+    large (``slab_error="absolute"`` ranks by the sum of squared residuals). Missing
+    entries are left out everywhere. For the chemometric leverage / Q-residual view of
+    every mode see :func:`sdf.viz.plot_influence`.
 
     Parameters
     ----------
@@ -143,6 +189,8 @@ def plot_residuals(
         For Results: which term (default: the first data term).
     mode : int, default 0
         Mode of the leverage panel.
+    slab_error : {"relative", "absolute"}, default "relative"
+        How slabs are compared (see :func:`slab_errors`).
     bins : int or str, default "auto"
         Histogram bins (as ``numpy.histogram``).
     fig : Figure, optional
@@ -167,6 +215,8 @@ def plot_residuals(
     """
     from sdf.viz._common import pyplot
 
+    if slab_error not in ("relative", "absolute"):
+        raise ModelError(f"slab_error: expected 'relative' or 'absolute', got {slab_error!r}")
     dec = as_decomposition(source, term, data=data)
     mode = check_mode(mode, dec.ndim, "plot_residuals")
     D, M = data_and_model(dec, "plot_residuals")
@@ -186,17 +236,21 @@ def plot_residuals(
     top[0].set_title(f"residuals ({res.size} known entries)")
     _draw_qq(top[1], res)
     sse = [slab_sse(R, n) for n in range(dec.ndim)]
-    outliers = [_outliers(s) for s in sse]
+    errors = [slab_errors(D, R, n, slab_error) for n in range(dec.ndim)]
+    outliers = [_outliers(e) for e in errors]
+    ylabel = ("relative slab error" if slab_error == "relative"
+              else "sum of squared residuals")
     for n, ax in enumerate(bottom):
         xlabel = dec.dims[n] if dec.dims is not None else "index"
-        _draw_sse(ax, sse[n], outliers[n], dec.coord(n), dec.mode_name(n), xlabel)
+        _draw_sse(ax, errors[n], outliers[n], dec.coord(n), dec.mode_name(n), xlabel, ylabel)
     lev = _leverage(dec.factors[mode])
     colors = np.full(lev.size, _OK, dtype=object)
     colors[outliers[mode]] = _OUTLIER
-    top[2].scatter(lev, sse[mode], c=list(colors), s=14)
+    top[2].scatter(lev, errors[mode], c=list(colors), s=14)
     for i in outliers[mode]:
-        top[2].annotate(str(dec.coord(mode)[i]), (lev[i], sse[mode][i]), fontsize="small")
+        top[2].annotate(str(dec.coord(mode)[i]), (lev[i], errors[mode][i]), fontsize="small")
     top[2].set_xlabel(f"leverage ({dec.mode_name(mode)})")
-    top[2].set_ylabel("sum of squared residuals")
+    top[2].set_ylabel(ylabel)
     top[2].set_title(f"influence: {dec.mode_name(mode)}")
-    return ResidualPlot(fig, top[0], top[1], top[2], bottom, hist, res, sse, lev, outliers)
+    return ResidualPlot(fig, top[0], top[1], top[2], bottom, hist, res, sse, lev, outliers,
+                        errors, slab_error)

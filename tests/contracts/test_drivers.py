@@ -273,6 +273,15 @@ HELPERS: dict[str, Case] = {
              ({"seed": "x"}, ModelError, r"seed: expected None, an int or a numpy Generator"),
              ({"init": {"q": np.ones((5, 2))}}, ModelError, r"fuse: init names unknown dim")],
     ),
+    "impute": Case(
+        inputs=lambda rng: {"data": np.where(rng.random(SHAPE) < 0.2, np.nan, planted(rng)),
+                            "factors": factors(rng)},
+        call=lambda inp, **kw: models.impute(kw.get("data", inp["data"]),
+                                             kw.get("factors", inp["factors"])),
+        outputs=lambda D: [D],
+        bad=[({"factors": [np.ones((5, 2))] * 3}, ModelError,
+              r"factors\[0\]: expected 6 rows to match mode 0 of the data, got 5")],
+    ),
     "lcorner": Case(
         inputs=lambda rng: {"errors": np.array([1.0, 0.5, 0.01, 0.009, 0.008])},
         call=lambda inp, **kw: models.lcorner(kw.get("errors", inp["errors"])),

@@ -10,7 +10,7 @@ import pytest
 import sdf
 from sdf import algebra
 from sdf.models import (DegeneracyWarning, congruence, corcondia, cpd, cpderr, degeneracy,
-                        fms)
+                        fms, impute)
 from sdf.tensors import CPDTensor
 
 
@@ -158,3 +158,32 @@ def test_corcondia_rejects_incomplete(factors):
 def test_corcondia_factor_rows_checked(factors):
     with pytest.raises(sdf.ModelError, match=r"factors\[1\]: expected 6 rows to match mode 1 of the data, got 4"):
         corcondia(np.ones((7, 6, 5)), [factors[0], np.ones((4, 3)), factors[2]])
+
+
+def test_impute_fills_missing_entries_from_the_model(factors, rng):
+    T = algebra.cpd_to_tensor(factors) + 0.01 * rng.standard_normal((7, 6, 5))
+    missing = rng.random(T.shape) < 0.1
+    T[missing] = np.nan
+    before = T.copy()
+    D = impute(T, factors)
+    np.testing.assert_allclose(D[missing], algebra.cpd_to_tensor(factors)[missing])
+    np.testing.assert_array_equal(D[~missing], T[~missing])
+    np.testing.assert_array_equal(np.isnan(T), np.isnan(before))  # input untouched
+
+
+def test_impute_then_corcondia_on_incomplete_data(factors, rng):
+    T = algebra.cpd_to_tensor(factors)
+    T[rng.random(T.shape) < 0.2] = np.nan
+    assert corcondia(impute(T, factors), factors) == pytest.approx(100.0)
+
+
+def test_impute_checks_factor_rows(factors):
+    with pytest.raises(sdf.ModelError, match=r"factors\[0\]: expected 8 rows"):
+        impute(np.ones((8, 6, 5)), factors)
+
+
+def test_corcondia_on_incomplete_points_to_impute(factors):
+    T = algebra.cpd_to_tensor(factors)
+    T[0, 0, 0] = np.nan
+    with pytest.raises(sdf.DataError, match=r"corcondia\(impute\(data, factors\), factors\)"):
+        corcondia(T, factors)

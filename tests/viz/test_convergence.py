@@ -52,3 +52,32 @@ def test_bad_run_fails():
 def test_label_count_must_match(result_xr):
     with pytest.raises(ModelError, match="2 labels given for 1 runs"):
         plot_convergence([result_xr], labels=["a", "b"])
+
+
+def test_driver_stages_on_one_time_axis(rng):
+    from sdf.algebra import cpd_to_tensor
+    from sdf.models import cpd
+
+    T = cpd_to_tensor([rng.standard_normal((n, 2)) for n in (20, 15, 10)])
+    dec = cpd(T + 0.01 * rng.standard_normal(T.shape), 2, seed=0)
+    cp = plot_convergence(dec)
+    assert sorted({run for run, _ in cp.lines}) == ["core", "refine"]
+    core, refine = dec.stages[2], dec.stages[3]
+    start = sum(st.time for st in dec.stages[:3])
+    np.testing.assert_allclose(cp.lines["refine", "objective"].get_xdata(),
+                               start + np.asarray(refine.history.time))
+    assert cp.lines["core", "objective"].get_xdata()[-1] <= start
+    assert cp.axes["radius"].get_xlabel() == "time (s)"
+    shaded = [p for p in cp.axes["objective"].patches]
+    assert len(shaded) == 2  # compress and init
+
+
+def test_driver_stages_end_to_end_by_iteration(rng):
+    from sdf.algebra import cpd_to_tensor
+    from sdf.models import cpd
+
+    T = cpd_to_tensor([rng.standard_normal((n, 2)) for n in (20, 15, 10)])
+    dec = cpd(T + 0.01 * rng.standard_normal(T.shape), 2, seed=0)
+    cp = plot_convergence({"cpd": dec}, x="iteration")
+    n_core = len(dec.stages[2].history.objective)
+    assert cp.lines["cpd: refine", "objective"].get_xdata()[0] == n_core

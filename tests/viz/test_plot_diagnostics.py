@@ -85,3 +85,14 @@ def test_compression_unknown_chosen_layer_fails():
 def test_compression_mismatched_lengths_fail():
     with pytest.raises(DataError, match="layer 'fc1': 2 ratios but 1 errors"):
         plot_compression({"fc1": ([0.1, 0.2], [0.5])})
+
+
+def test_rankest_estimate_shows_every_start_runner_up_and_heldout():
+    est = SimpleNamespace(ranks=np.array([1, 2, 3]), errors=np.array([0.5, 0.01, 0.009]),
+                          start_errors=np.array([[0.5, 0.5], [0.01, 0.2], [0.009, 0.0095]]),
+                          rank=2, runner_up=3, heldout=np.array([0.6, 0.02, 0.03]))
+    cp = plot_rankest(est)
+    assert cp.trials.get_ydata().tolist() == [0.5, 0.5, 0.01, 0.2, 0.009, 0.0095]
+    assert cp.line.get_ydata().tolist() == [0.5, 0.01, 0.009]
+    assert cp.runner_up.get_xdata().tolist() == [3.0]
+    assert cp.heldout.get_ydata().tolist() == [0.6, 0.02, 0.03]

@@ -33,7 +33,29 @@ def test_slab_errors_and_outlier_slab(planted, rng):
     np.testing.assert_allclose(rp.sse[2], (R**2).sum(axis=(0, 1)), rtol=1e-12)
     assert rp.outliers[0].tolist() == [2]
     heights = [p.get_height() for p in rp.sse_axes[0].patches]
-    np.testing.assert_allclose(heights, rp.sse[0])
+    np.testing.assert_allclose(heights, rp.errors[0])
+    np.testing.assert_allclose(rp.errors[0], np.sqrt(rp.sse[0] / (T**2).sum(axis=(1, 2))))
+
+
+def test_relative_errors_flag_the_outlier_not_the_bright_sample(planted):
+    U, T = planted(0, (12, 7, 8))
+    rng = np.random.default_rng(3)
+    U = [U[0].copy(), U[1], U[2]]
+    U[0][4] *= 30.0  # a bright sample, fitted as well as the others
+    T = np.einsum("ir,jr,kr->ijk", *U)
+    T = T * (1 + 0.02 * rng.standard_normal(T.shape))
+    T[9] += 0.5 * np.abs(T[9]).mean() * rng.standard_normal(T.shape[1:])  # an outlier
+    relative = plot_residuals(U, data=T)
+    absolute = plot_residuals(U, data=T, slab_error="absolute")
+    assert relative.outliers[0].tolist() == [9]
+    assert 4 in absolute.outliers[0]
+    assert relative.sse_axes[0].get_ylabel() == "relative slab error"
+
+
+def test_bad_slab_error_fails(planted):
+    U, T = planted(0)
+    with pytest.raises(ModelError, match="slab_error: expected 'relative' or 'absolute'"):
+        plot_residuals(U, data=T, slab_error="max")
 
 
 def test_leverage_is_the_hat_matrix_diagonal(planted):
