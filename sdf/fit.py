@@ -183,9 +183,7 @@ def check_memory(model: ModelLike, gauss_newton: bool = True,
     ...
     sdf.errors.ModelError: term 'm': rank 20000 needs about 32 GB for 10 matrices of size 20000 x 20000, ...
     """
-    free = _available_memory() if available is None else available
-    if free is None:
-        return
+    free = available
     for name, term in model.terms.items():
         widths = [e.shape[-1] for e in term.inputs if len(e.shape) >= 2]
         if not widths:
@@ -196,6 +194,12 @@ def check_memory(model: ModelLike, gauss_newton: bool = True,
         else:
             floats = sum(e.shape[0] * e.shape[-1] ** 2 for e in term.inputs
                          if len(e.shape) == 2) if gauss_newton else 0
+        if 8 * floats < _ALWAYS_AVAILABLE:
+            continue  # no machine is that small: no need to ask the system
+        if free is None:
+            free = _available_memory()
+            if free is None:
+                return
         if 8 * floats > free:
             what = (f"{floats // (R * R)} matrices of size {R} x {R}" if term.is_data_term
                     else f"Gauss-Newton blocks of size {R} x {R}")
@@ -204,6 +208,10 @@ def check_memory(model: ModelLike, gauss_newton: bool = True,
             raise ModelError(
                 f"term {name!r}: rank {R} needs about {8 * floats / 1e9:.3g} GB for "
                 f"{what}, more than the {free / 1e9:.3g} GB of memory available; {hint}")
+
+
+#: Estimates below this many bytes pass without asking the system what is free.
+_ALWAYS_AVAILABLE = 64 << 20
 
 
 def _available_memory() -> int | None:
@@ -346,7 +354,8 @@ def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
                               "the zero model: the start may be badly scaled for the data, "
                               "or the run too short"))
         values = [assembly.values[id(e)] for e in term.inputs]
-        begin = [model.evaluate(e, start) for e in term.inputs]
+        # The start's values matter only to explain a poor fit; evaluated then only.
+        begin = [model.evaluate(e, start) for e in term.inputs] if relerr > 0.5 else values
         found += term.check_result(name, values, begin, relerr)
     if history is not None and tol_fun is not None:
         found += _still_decreasing(stop, history, tol_fun)

@@ -72,6 +72,8 @@ class Problem:
         self.model_weights = np.array([float(weights[n]) for n in self.term_names])
         #: Per term, how it is fitted when its data are far from unit scale (None: as is).
         self.scales: list[TermScale | None] = [None] * len(self.terms)
+        #: Per term, ``fvals`` are in units of ``2**fval_exponents`` (0 unless scaled).
+        self.fval_exponents = np.zeros(len(self.terms), dtype=int)
         #: ``f`` is computed in units of ``2**f_exponent`` (see :meth:`set_units`).
         self.f_exponent = 0
         #: Effective weights: ``w_t 2**(2 e_t - f_exponent)``, ``e_t`` a term's data scale.
@@ -128,12 +130,8 @@ class Problem:
         inputs = self.input_values(z)
         self.scales = [term.choose_scale(vals) if isinstance(term, DataTerm) else None
                        for term, vals in zip(self.terms, inputs)]
-
-    @property
-    def fval_exponents(self) -> np.ndarray:
-        """Per term, ``fvals`` are in units of ``2**fval_exponents`` (0 unless scaled)."""
-        return np.array([0 if s is None else 2 * s.data_exponent for s in self.scales],
-                        dtype=int)
+        self.fval_exponents = np.array(
+            [0 if s is None else 2 * s.data_exponent for s in self.scales], dtype=int)
 
     def set_units(self, f_exponent: int) -> None:
         """Compute ``f`` (and its derivatives) in units of ``2**f_exponent``."""
@@ -562,11 +560,10 @@ def _invert(block: Any, shape: tuple[int, ...]) -> Any:
     scale = np.where(scale > 0, scale, 1.0)
     eye = np.eye(R)
     shifted = block + (1e-10 * np.asarray(scale))[..., None, None] * eye
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        try:
-            inverse = np.linalg.inv(shifted)
-        except np.linalg.LinAlgError:
-            inverse = np.linalg.pinv(shifted)
+    try:
+        inverse = np.linalg.inv(shifted)
+    except np.linalg.LinAlgError:
+        inverse = np.linalg.pinv(shifted)
     # A block too small to invert in floating point (a term whose weight is negligible
     # next to the others') scales nothing: the variable is then left unscaled.
     return inverse if np.all(np.isfinite(inverse)) else None

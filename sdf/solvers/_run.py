@@ -64,6 +64,14 @@ def table_printer(every: int, print_fn: Callable[[str], Any] = print) -> Callabl
     return show
 
 
+def _ldexp(x: float, e: int) -> float:
+    """``x * 2**e``, inf or 0 where that leaves the float range (no warning)."""
+    try:
+        return math.ldexp(x, e)
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
 def _variable_units(problem: Problem, z0: np.ndarray, e_z: int) -> np.ndarray | None:
     """Per entry of z, the exponent of its variable's unit, or None when every variable's
     scale is within ``2**±SCALE_THRESHOLD`` of the common unit ``2**e_z``."""
@@ -142,6 +150,7 @@ class ScaledProblem:
     def __init__(self, problem: Problem, z0: np.ndarray | None = None,
                  exponents: tuple[int, int] | None = None) -> None:
         self.raw = problem
+        self._data_norms: list[float] | None = None
         z0 = np.array(problem.z0 if z0 is None else z0, dtype=float)
         problem.choose_scales(z0)
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
@@ -200,9 +209,11 @@ class ScaledProblem:
 
     def data_norms(self) -> list[float]:
         """Per term, the norm of its data in the units its ``fvals`` are in (NaN for
-        terms without data)."""
-        return [(term if scale is None else scale.term).data_norm
-                for term, scale in zip(self.terms, self.raw.scales)]
+        terms without data); computed once."""
+        if self._data_norms is None:
+            self._data_norms = [(term if scale is None else scale.term).data_norm
+                                for term, scale in zip(self.terms, self.raw.scales)]
+        return self._data_norms
 
     def rounding_floor(self) -> float:
         """Decreases of ``f`` (scaled units) below this are rounding noise: ``f`` is formed
@@ -396,11 +407,14 @@ class Run:
         exponents = self.problem.raw.fval_exponents
         # In the model's units, objective and damping may leave the float range for data
         # near its ends (they are then reported as 0 or inf; the errors never are).
-        with np.errstate(over="ignore", under="ignore"):
-            shown = (float(np.ldexp(radius, e_f - 2 * e_z)) if self.setup.radius_is_damping
-                     else radius * sigma)
-            objective = float(np.ldexp(raw.f, e_f))
-            fvals = np.ldexp(raw.fvals, exponents) if exponents.any() else raw.fvals.copy()
+        shown = (_ldexp(radius, e_f - 2 * e_z) if self.setup.radius_is_damping
+                 else radius * sigma)
+        objective = _ldexp(raw.f, e_f)
+        if exponents.any():
+            with np.errstate(over="ignore", under="ignore"):
+                fvals = np.ldexp(raw.fvals, exponents)
+        else:
+            fvals = raw.fvals.copy()
         info = IterationInfo(iteration=self.iterations, objective=objective,
                              relchange=relchange, step=step * sigma, radius=shown,
                              cg_iterations=cg_iterations,

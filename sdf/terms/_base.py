@@ -182,8 +182,9 @@ class Term:
 
     def check_result(self, name: str, values: Sequence[np.ndarray],
                      start: Sequence[np.ndarray], relerr: float) -> Findings:
-        """What is suspicious in this term's fitted ``values`` (the start values and the
-        relative error help tell why); called after every fit. The default finds nothing."""
+        """What is suspicious in this term's fitted ``values`` (the start values, given when
+        the relative error exceeds 0.5, and the relative error help tell why); called after
+        every fit. The default finds nothing."""
         return []
 
     def structure(self, values: Sequence[np.ndarray]) -> Structure | None:
