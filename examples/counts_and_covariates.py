@@ -75,7 +75,7 @@ def main() -> None:
     fig.tight_layout()
     out = Path(__file__).with_name("counts_and_covariates.png")
     fig.savefig(out, dpi=100)
-    print(f"saved {out.name}")
+    print(f"figure written to {out}")
 
 
 if __name__ == "__main__":

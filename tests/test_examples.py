@@ -55,6 +55,14 @@ REPORTS = {
         r"factor match score against the planted factors: (0\.99\d+|1\.0+)",
         r"peak resident memory: \d+ MB for a \d+ MB store",
     ],
+    "harmonic_retrieval.py": [
+        r"CPD: \d+ iterations, relative error \d+\.\d+ % \(noise level \d+\.\d+ %\)",
+        r"largest pole error: \d\.\de-0[3-9]",
+    ],
+    "counts_and_covariates.py": [
+        r"poisson loss on the counts: FMS 0\.9\d+",
+        r"gaussian loss on the counts: FMS 0\.\d+",
+    ],
     "compress_network.py": [
         r"data-aware: \d+/\d+ parameters, accuracy 0\.9\d+ -> 0\.9\d+",
         r"(?m)^fc1 +svd",

@@ -258,20 +258,3 @@ def test_cpd_of_a_hankelized_signal_recovers_the_poles_like_the_dense_fit(rng):
     model = algebra.cpd_to_tensor([structured.variables[k] for k in "abc"])
     assert np.linalg.norm(model - dense) / np.linalg.norm(dense) == pytest.approx(
         structured.relerr["h"], rel=1e-6)
-
-
-@pytest.mark.slow
-def test_harmonic_retrieval_example_recovers_the_poles(tmp_path):
-    import os
-    import re
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[2] / "examples" / "harmonic_retrieval.py"
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=180, env={**os.environ, "MPLBACKEND": "Agg"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    error = float(re.search(r"largest pole error: (\S+)", proc.stdout).group(1))
-    assert error < 1e-3
-    assert "figure written to" in proc.stdout and not list(tmp_path.iterdir())
