@@ -120,6 +120,15 @@ class Loss:
         return (self.value(model, data), self.derivative(model, data),
                 self.curvature(model, data))
 
+    def totals(self, model: np.ndarray, data: np.ndarray
+               ) -> tuple[float, np.ndarray, np.ndarray]:
+        """``(sum of the values, derivative, curvature)`` as float arrays: what a term's
+        state keeps (overflow to inf is allowed: it marks a model outside the domain)."""
+        with np.errstate(all="ignore"):
+            value, slope, weight = (np.asarray(x, dtype=float)
+                                    for x in self.evaluate(model, data))
+            return float(np.sum(value)), slope, weight
+
     def check_data(self, values: np.ndarray) -> str | None:
         """What is wrong with the known data ``values`` for this loss (None: nothing)."""
         return None
@@ -152,6 +161,24 @@ class Loss:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.parameters().items())
         return f"{type(self).__name__}({params})"
+
+
+class _JointLoss(Loss):
+    """A built-in loss that computes value, derivative and weight together in
+    :meth:`evaluate` (they share their work); the single pieces come from it."""
+
+    def evaluate(self, model: np.ndarray, data: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError(f"{type(self).__name__}.evaluate")
+
+    def value(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
+        return self.evaluate(model, data)[0]
+
+    def derivative(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
+        return self.evaluate(model, data)[1]
+
+    def curvature(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
+        return self.evaluate(model, data)[2]
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:
@@ -193,7 +220,7 @@ class Gaussian(Loss):
         return np.ones(np.shape(model))
 
 
-class Poisson(Loss):
+class Poisson(_JointLoss):
     """Counts: ``ell = mu - x + x log(x / mu)`` (half the Poisson deviance).
 
     Parameters
@@ -221,15 +248,6 @@ class Poisson(Loss):
         value = mu - data + _xlogx(data) - data * np.log(mu)
         return _outside(value, model), 1.0 - data / mu, 1.0 / mu
 
-    def value(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[0]
-
-    def derivative(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[1]
-
-    def curvature(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[2]
-
     def check_data(self, values: np.ndarray) -> str | None:
         return _first_bad(values, values < 0, ">= 0 (counts)")
 
@@ -241,7 +259,7 @@ class Poisson(Loss):
         return np.exp(model) if self.link == "log" else np.asarray(model)
 
 
-class Bernoulli(Loss):
+class Bernoulli(_JointLoss):
     """Binary data (or frequencies in [0, 1]) with the logit link ``p = 1/(1 + exp(-m))``:
     ``ell = log(1 + e^m) - x m + x log x + (1 - x) log(1 - x)``; weight ``p (1 - p)``."""
 
@@ -254,15 +272,6 @@ class Bernoulli(Loss):
         value = np.logaddexp(0.0, model) - data * model + _xlogx(data) + _xlogx(1.0 - data)
         return value, p - data, p * (1.0 - p)
 
-    def value(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[0]
-
-    def derivative(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[1]
-
-    def curvature(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[2]
-
     def check_data(self, values: np.ndarray) -> str | None:
         return _first_bad(values, (values < 0) | (values > 1), "in [0, 1]")
 
@@ -274,7 +283,7 @@ class Bernoulli(Loss):
         return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(model)))
 
 
-class Gamma(Loss):
+class Gamma(_JointLoss):
     """Positive, skewed data: ``ell = x / mu - log(x / mu) - 1`` (half the gamma deviance at
     unit shape).
 
@@ -304,15 +313,6 @@ class Gamma(Loss):
         value = ratio - log_x + np.log(mu) - 1.0
         return _outside(value, model), (1.0 - ratio) / mu, 1.0 / mu**2
 
-    def value(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[0]
-
-    def derivative(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[1]
-
-    def curvature(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[2]
-
     def check_data(self, values: np.ndarray) -> str | None:
         return _first_bad(values, values <= 0, "> 0")
 
@@ -324,7 +324,7 @@ class Gamma(Loss):
         return np.exp(model) if self.link == "log" else np.asarray(model)
 
 
-class Huber(Loss):
+class Huber(_JointLoss):
     """Least squares with gross outliers: ``ell = r^2 / 2`` for ``|r| <= threshold``, else
     ``threshold (|r| - threshold / 2)``, ``r = m - x``.
 
@@ -357,17 +357,8 @@ class Huber(Loss):
             weight = np.where(inside, 1.0, d / np.where(inside, 1.0, a))
         return value, np.clip(r, -d, d), weight
 
-    def value(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[0]
 
-    def derivative(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[1]
-
-    def curvature(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[2]
-
-
-class Beta(Loss):
+class Beta(_JointLoss):
     r"""The beta divergence of the model from the data (identity link, nonnegative model):
 
     .. math:: \ell = \frac{x^\beta + (\beta - 1) \mu^\beta - \beta x \mu^{\beta - 1}}
@@ -404,15 +395,6 @@ class Beta(Loss):
                      - b * x * np.power(mu, b - 1.0)) / (b * (b - 1.0))
         weight = np.power(mu, b - 2.0)
         return _outside(value, model), weight * (mu - x), weight
-
-    def value(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[0]
-
-    def derivative(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[1]
-
-    def curvature(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.evaluate(model, data)[2]
 
     def check_data(self, values: np.ndarray) -> str | None:
         if self.beta <= 0:

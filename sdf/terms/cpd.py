@@ -520,13 +520,7 @@ class _LossSampledCPDState(_SampledCPDState):
 
     def __init__(self, loss: Loss, data: KnownEntries, factors: Sequence[np.ndarray]) -> None:
         super().__init__(data.shape, data.index, None, factors)
-        model = self.residual
-        with np.errstate(all="ignore"):
-            value, slope, weight = (np.asarray(x, dtype=float)
-                                    for x in loss.evaluate(model, data.vals))
-            self.fval = float(np.sum(value))
-        self.residual = slope
-        self.curvature = weight
+        self.fval, self.residual, self.curvature = loss.totals(self.residual, data.vals)
 
 
 def _loss_state(loss: Loss, data: LossData, factors: Sequence[np.ndarray]) -> TermState:

@@ -211,13 +211,8 @@ class _LossTuckerSumState(_SampledTuckerSumState):
 
     def __init__(self, loss: Loss, data: KnownEntries, blocks: Sequence[Tucker]) -> None:
         super().__init__(data, blocks)
-        model = self.residual + data.vals
-        with np.errstate(all="ignore"):
-            value, slope, weight = (np.asarray(x, dtype=float)
-                                    for x in loss.evaluate(model, data.vals))
-            self.fval = float(np.sum(value))
-        self.residual = slope
-        self.curvature = weight
+        self.fval, self.residual, self.curvature = loss.totals(self.residual + data.vals,
+                                                               data.vals)
 
 
 def _prepare_tucker_sum(data: Tensor, blocks: Sequence[Tucker],
