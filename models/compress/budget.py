@@ -135,7 +135,9 @@ def rank_for_ratio(method: str, orig: Piece, ratio: float, ratio_of: RatioOf = "
     before = layer_cost("dense", orig, None, input_hw)[k]
     if before is None:
         raise ModelError("rank_for_ratio: a MAC ratio of a convolution needs input_hw")
-    best = None
+    if method == "tucker2":
+        return _tucker_ranks_within(orig, ratio * before, k, input_hw, ratio, ratio_of)
+    best: int | tuple[int, int] | None = None
     for r in _scalar_ranks(method, orig):
         rank = expand_rank(method, orig, int(r))
         if layer_cost(method, orig, rank, input_hw)[k] <= ratio * before:
@@ -147,6 +149,43 @@ def rank_for_ratio(method: str, orig: Piece, ratio: float, ratio_of: RatioOf = "
             f"rank_for_ratio: even rank 1 of {method!r} costs more than {ratio} of the layer's "
             f"{ratio_of}")
     return best
+
+
+def _tucker_ranks_within(orig: Piece, budget: float, k: int,
+                         input_hw: tuple[int, int] | None, ratio: float,
+                         ratio_of: RatioOf) -> tuple[int, int]:
+    """Tucker-2 ranks ``(r_out, r_in)`` within ``budget`` with the least truncated-HOSVD error.
+
+    With ``U_out``, ``U_in`` the left singular vectors of the two channel unfoldings and
+    ``S = W x_0 U_out^T x_1 U_in^T``, the truncated HOSVD at ranks ``(a, b)`` keeps the
+    energy ``sum_{p < a, q < b} ||S[p, q]||^2``: one 2-D cumulative sum scores every pair
+    of ranks, and the pair that fits the budget with the least error is taken (HOOI then
+    starts there). So a layer with few input channels keeps its input rank and cuts the
+    output rank, where ranks grown in proportion to the channel counts (``(10, 1)`` on a
+    3-input-channel conv) discard whole input channels.
+    """
+    W = orig.weight
+    o, i = W.shape[:2]
+    Uo = np.linalg.svd(W.reshape(o, -1), full_matrices=False)[0]
+    Ui = np.linalg.svd(np.moveaxis(W, 1, 0).reshape(i, -1), full_matrices=False)[0]
+    S = np.einsum("oihw,op,iq->pqhw", W, Uo, Ui, optimize=True)
+    energy = np.zeros((o, i))
+    energy[:S.shape[0], :S.shape[1]] = np.sum(S * S, axis=(2, 3))
+    error = float(np.vdot(W, W)) - energy.cumsum(axis=0).cumsum(axis=1)
+    # the cost is bilinear in (r_out, r_in): four evaluations give it for every pair
+    c11, c12, c21, c22 = (float(layer_cost("tucker2", orig, pair, input_hw)[k] or 0)
+                          for pair in ((1, 1), (1, 2), (2, 1), (2, 2)))
+    a_out, b_in = np.arange(o)[:, None], np.arange(i)[None, :]
+    cost = c11 + (c21 - c11) * a_out + (c12 - c11) * b_in + (c22 - c21 - c12 + c11) * a_out * b_in
+    error = np.where(cost <= budget, error, np.inf)
+    if not np.isfinite(error).any():
+        raise ModelError(
+            f"rank_for_ratio: even rank 1 of 'tucker2' costs more than {ratio} of the layer's "
+            f"{ratio_of}")
+    # least error; among equal errors (e.g. exact ranks) the cheapest pair
+    best = np.lexsort((cost.ravel(), np.round(error.ravel(), 12)))[0]
+    a, b = np.unravel_index(best, error.shape)
+    return int(a) + 1, int(b) + 1
 
 
 def rank_for_tol(ranks: np.ndarray, errors: np.ndarray, tol: float) -> int:

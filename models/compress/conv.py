@@ -34,7 +34,7 @@ import numpy as np
 from sdf.algebra import cpd_to_tensor, unfold
 from sdf.decomp import gevd_init, lmlra_hooi
 from sdf.errors import DataError, ModelError
-from sdf.models.compress import _engine, _fit
+from sdf.models.compress import _engine, _fit, _kron
 from sdf.models.compress.budget import (RatioOf, expand_rank, layer_cost, max_rank,
                                         rank_for_ratio, rank_for_tol)
 from sdf.models.compress.layers import Piece, im2col
@@ -49,6 +49,12 @@ ConvMethod = Literal["weight_svd", "spatial_svd", "channel_svd", "cp", "tucker2"
 CONV_METHODS: tuple[str, ...] = ("channel_svd", "cp", "spatial_svd", "tucker2", "weight_svd")
 
 _EXACT_START = 1e-6  # relative error under which a GEVD start is taken as the CP itself
+# HOOI stops when a sweep changes the fit 1 - relerr^2 by at most this: on conv weights
+# the relative error then agrees with tol=1e-10 to about 1e-8, in half the sweeps
+_HOOI_TOL = 1e-8
+# the data-free stretch of a data-aware CP: a start for the model with the response term,
+# not an answer, so it stops early
+_WARM_ITER, _WARM_TOL = 50, 1e-6
 
 
 # ---------------------------------------------------------------- kron-structured SVDs
@@ -68,18 +74,49 @@ def _kron_weight_only(W3: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray
     return C, F, s
 
 
-def _fit_kron(method, W, rank, calib, w_w, w_r, opts):
-    """Truncated SVD of the kron-structured unfolding; with a response term, the engine."""
+def _metric(calib: _fit.Calibration, w_w: float, w_r: float) -> np.ndarray:
+    """``M = w_w I + w_r G``: the data-aware objective is ``tr(E M E^T)``."""
+    M = w_r * calib.gram
+    M[np.diag_indices_from(M)] += w_w
+    return M
+
+
+def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | None,
+              w_w: float, w_r: float, opts: CompressOptions
+              ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, FitInfo]:
+    """Truncated SVD of the kron-structured unfolding; with a response term, alternating
+    closed forms (:func:`sdf.models.compress._kron.fit_kron`) or, with
+    ``solver="engine"``, the engine's fusion model."""
     o = W.shape[0]
     a, m = _kron_split(method, W)
     C, F, s = _kron_weight_only(W.reshape(o, a, m), rank)
     if calib is None or w_r == 0.0:
         return (C, F), s, FitInfo("numpy", 0, "closed form (truncated SVD)")
-    Cm, F, info = _engine.fit_two_factor(W.reshape(o, -1), calib, w_w, w_r, C.reshape(o, -1),
-                                         F, m, opts)
-    info = dataclasses.replace(info, message=f"truncated SVD, then {_engine.method_name(opts)}: "
-                                             f"{info.message}")
-    return (Cm.reshape(o, rank, m), F), s, info
+    if opts.solver == "engine":
+        Cm, F, info = _engine.fit_two_factor(W.reshape(o, -1), calib, w_w, w_r,
+                                             C.reshape(o, -1), F, m, opts)
+        info = dataclasses.replace(info, message=f"truncated SVD, then "
+                                                 f"{_engine.method_name(opts)}: {info.message}")
+        return (Cm.reshape(o, rank, m), F), s, info
+    fit = _alternate(W.reshape(o, a, m), _metric(calib, w_w, w_r), [("truncated SVD", F)],
+                     None, opts)
+    return (fit.C, fit.F), s, _kron_info(fit, opts)
+
+
+def _alternate(W3: np.ndarray, M: np.ndarray, starts: list[tuple[str, np.ndarray]],
+               out_rank: int | None, opts: CompressOptions) -> _kron.KronFit:
+    """:func:`_kron.fit_kron` from the given starts and the nearest-Kronecker GSVD."""
+    gsvd = _kron.nearest_kron_start(W3, M, starts[0][1].shape[1])
+    if gsvd is not None:
+        starts = [*starts, ("generalised SVD", gsvd)]
+    return _kron.fit_kron(W3, M, starts, out_rank, max_iter=opts.max_iter, tol=opts.alt_tol)
+
+
+def _kron_info(fit: _kron.KronFit, opts: CompressOptions) -> FitInfo:
+    stop = "converged" if fit.iterations < opts.max_iter else "iteration cap"
+    return FitInfo("numpy", fit.iterations,
+                   f"{fit.start}, then alternating closed forms ({fit.iterations} "
+                   f"alternations, {stop})")
 
 
 # ---------------------------------------------------------------- CP and Tucker-2
@@ -103,8 +140,21 @@ def _cp_start(W: np.ndarray, rank: int, seed: int) -> tuple[list[np.ndarray], st
     return [rng.standard_normal((n, rank)) for n in W.shape], "random start"
 
 
-def _fit_cp(W, rank, calib, w_w, w_r, opts):
+def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
+            w_r: float, opts: CompressOptions) -> tuple[list[np.ndarray], FitInfo]:
+    """CP from :func:`_cp_start`; data-aware, warm-started from the data-free CP.
+
+    The weight-only model is much cheaper per iteration than the one with the response
+    term, and its optimum is close to the data-aware one, so the response term is
+    switched on only for the last stretch (``solver="engine"``: from the start directly).
+    """
     factors, start = _cp_start(W, rank, opts.seed)
+    if calib is not None and w_r > 0 and opts.solver != "engine":
+        warm = dataclasses.replace(opts, max_iter=min(opts.max_iter, _WARM_ITER),
+                                   tol_fun=max(opts.tol_fun, _WARM_TOL))
+        factors, free = _engine.fit_cp(W, None, w_w, 0.0, factors, warm)
+        start = f"{start}, then {_engine.method_name(opts)} on the weight ({free.iterations} " \
+                "iterations)"
     factors, info = _engine.fit_cp(W, calib, w_w, w_r, factors, opts)
     return factors, dataclasses.replace(
         info, message=f"{start}, then {_engine.method_name(opts)}: {info.message}")
@@ -124,19 +174,29 @@ def _hooi(W: np.ndarray, ranks: tuple[int, int], max_iter: int):
     init = [np.linalg.svd(unfold(W, n), full_matrices=False)[0][:, :r]
             for n, r in enumerate(ranks)]
     res = lmlra_hooi(W, (ranks[0], ranks[1], kh, kw), init=[*init, np.eye(kh), np.eye(kw)],
-                     max_iter=max_iter)
+                     max_iter=max_iter, tol=_HOOI_TOL)
     Uo, Ui, Qh, Qw = res.factors
     core = np.einsum("abhw,Hh,Ww->abHW", res.core, Qh, Qw, optimize=True)
     return Uo, Ui, core, res.iterations
 
 
-def _fit_tucker2(W, ranks, calib, w_w, w_r, opts):
+def _fit_tucker2(W: np.ndarray, ranks: tuple[int, int], calib: _fit.Calibration | None,
+                 w_w: float, w_r: float, opts: CompressOptions
+                 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], FitInfo]:
     Uo, Ui, core, sweeps = _hooi(W, ranks, opts.max_iter)
     if calib is None or w_r == 0.0:
         return (Uo, core, Ui), FitInfo("numpy", sweeps, "HOOI")
-    (Uo, Ui, core), info = _engine.fit_tucker2(W, calib, w_w, w_r, Uo, Ui, core, opts)
-    return (Uo, core, Ui), dataclasses.replace(
-        info, message=f"HOOI, then {_engine.method_name(opts)}: {info.message}")
+    if opts.solver == "engine":
+        (Uo, Ui, core), info = _engine.fit_tucker2(W, calib, w_w, w_r, Uo, Ui, core, opts)
+        return (Uo, core, Ui), dataclasses.replace(
+            info, message=f"HOOI, then {_engine.method_name(opts)}: {info.message}")
+    o, i, kh, kw = W.shape
+    fit = _alternate(W.reshape(o, i, kh * kw), _metric(calib, w_w, w_r), [("HOOI", Ui)],
+                     ranks[0], opts)
+    C = fit.C.reshape(o, -1)
+    Uo = np.linalg.svd(C, full_matrices=False)[0][:, :ranks[0]]
+    core = (Uo.T @ C).reshape(ranks[0], ranks[1], kh, kw)
+    return (Uo, core, fit.F), _kron_info(fit, opts)
 
 
 # ---------------------------------------------------------------- pieces

@@ -40,7 +40,7 @@ def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Piece:
     """One layer of a compressed network, ready to run.
 
@@ -106,6 +106,22 @@ class Piece:
                 f"Piece {self.name or self.kind!r}: groups={self.groups} must divide "
                 f"the {w.shape[0]} output channels"
             )
+
+    def __repr__(self) -> str:
+        """One line: kind, weight and bias shapes, non-default geometry, name; no arrays."""
+        parts = [repr(self.kind), f"weight {tuple(self.weight.shape)}"]
+        if self.bias is not None:
+            parts.append(f"bias ({self.bias.shape[0]},)")
+        if self.kind == "conv2d":
+            for what, default in (("stride", (1, 1)), ("padding", (0, 0)),
+                                  ("dilation", (1, 1))):
+                if getattr(self, what) != default:
+                    parts.append(f"{what}={getattr(self, what)}")
+            if self.groups != 1:
+                parts.append(f"groups={self.groups}")
+        if self.name:
+            parts.append(f"name={self.name!r}")
+        return f"Piece({', '.join(parts)})"
 
     @property
     def in_features(self) -> int:

@@ -65,7 +65,7 @@ class LayerSpec:
         return "svd" if self.layer.kind == "linear" else "channel_svd"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class NetworkCompression:
     """Every layer compressed under one budget.
 
@@ -93,6 +93,13 @@ class NetworkCompression:
     def params_after(self) -> int:
         return int(sum(c.params_after for c in self.layers.values()))
 
+    def __repr__(self) -> str:
+        """A header line, then one line per layer (no arrays)."""
+        head = (f"NetworkCompression({len(self.layers)} layers, budget {self.budget:.0f}, "
+                f"params {self.params_before} -> {self.params_after} "
+                f"({self.params_after / (self.params_before or 1):.3f}))")
+        return "\n".join([head, *(f"  {c!r}" for c in self.layers.values())])
+
     def ranks(self) -> dict[str, object]:
         return {k: c.rank for k, c in self.layers.items()}
 
@@ -106,7 +113,7 @@ class NetworkCompression:
         return rows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SharedCompression:
     """Layers reading one input, compressed with a shared input factor.
 
@@ -128,6 +135,14 @@ class SharedCompression:
     @property
     def params_before(self) -> int:
         return int(sum(c.params_before for c in self.layers.values()))
+
+    def __repr__(self) -> str:
+        """A header line (shared piece, rank, counts, error), then one line per layer."""
+        head = (f"SharedCompression({len(self.layers)} layers, rank={self.rank}, shared "
+                f"{self.shared!r}, params {self.params_before} -> {self.params_after} "
+                f"({self.params_after / (self.params_before or 1):.3f}), "
+                f"weight_error={self.weight_error():.4g})")
+        return "\n".join([head, *(f"  {c!r}" for c in self.layers.values())])
 
     @property
     def params_after(self) -> int:
