@@ -35,9 +35,9 @@ from sdf.algebra import cpd_to_tensor, unfold
 from sdf.decomp import gevd_init, lmlra_hooi
 from sdf.errors import DataError, ModelError
 from sdf.models.compress import _engine, _fit, _kron
-from sdf.models.compress.budget import (RatioOf, expand_rank, layer_cost, max_rank,
-                                        rank_for_ratio, rank_for_tol)
-from sdf.models.compress.layers import Piece, im2col
+from sdf.models.compress.budget import (Rank, RatioOf, expand_rank, layer_cost, max_rank,
+                                        max_scalar_rank, rank_for_ratio, rank_for_tol)
+from sdf.models.compress.layers import Piece, _pair, im2col
 from sdf.models.compress.linear import (_check_balance, calib_error, fit_lowrank_layer,
                                         refit_bias)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
@@ -160,7 +160,8 @@ def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float
         info, message=f"{start}, then {_engine.method_name(opts)}: {info.message}")
 
 
-def _hooi(W: np.ndarray, ranks: tuple[int, int], max_iter: int):
+def _hooi(W: np.ndarray, ranks: tuple[int, int], max_iter: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Tucker-2 of W (out, in, kh, kw) on its channel modes by :func:`sdf.decomp.lmlra_hooi`.
 
     Started from the truncated HOSVD (leading left singular vectors of the two channel
@@ -206,19 +207,23 @@ def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
     o, i = orig.out_features, orig.in_features
     kh, kw = orig.kernel_size
     (sh, sw), (ph, pw), (dh, dw) = orig.stride, orig.padding, orig.dilation
-    geo = dict(stride=orig.stride, padding=orig.padding, dilation=orig.dilation)
     b = orig.bias if bias is None else bias
+
+    def same_geometry(weight: np.ndarray, suffix: str, bias: np.ndarray | None = None) -> Piece:
+        return Piece("conv2d", weight, bias=bias, stride=orig.stride, padding=orig.padding,
+                     dilation=orig.dilation, name=f"{name}.{suffix}")
+
     if method == "channel_svd":
         A, B = factors
         r = A.shape[1]
-        ps = [Piece("conv2d", B.T.reshape(r, i, kh, kw), name=f"{name}.0", **geo),
+        ps = [same_geometry(B.T.reshape(r, i, kh, kw), "0"),
               Piece("conv2d", A.reshape(o, r, 1, 1), bias=b, name=f"{name}.1")]
         W_hat = (A @ B.T).reshape(o, i, kh, kw)
     elif method == "weight_svd":
         C, F = factors
         r = F.shape[1]
         ps = [Piece("conv2d", F.T.reshape(r, i, 1, 1), name=f"{name}.0"),
-              Piece("conv2d", C.reshape(o, r, kh, kw), bias=b, name=f"{name}.1", **geo)]
+              same_geometry(C.reshape(o, r, kh, kw), "1", b)]
         W_hat = np.einsum("orm,ir->oim", C, F).reshape(o, i, kh, kw)
     elif method == "spatial_svd":
         C, F = factors
@@ -242,7 +247,7 @@ def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
         Uo, core, Ui = factors
         ro, ri = core.shape[:2]
         ps = [Piece("conv2d", Ui.T.reshape(ri, i, 1, 1), name=f"{name}.0"),
-              Piece("conv2d", core, name=f"{name}.1", **geo),
+              same_geometry(core, "1"),
               Piece("conv2d", Uo.reshape(o, ro, 1, 1), bias=b, name=f"{name}.2")]
         W_hat = np.einsum("abhw,oa,ib->oihw", core, Uo, Ui)
     return ps, W_hat
@@ -268,19 +273,24 @@ def _check_conv(where: str, W: Any, X: Any, groups: int) -> tuple[np.ndarray, np
     return W, X
 
 
-def _grid_curve(method, orig, W, calib, w_w, w_r, L, opts, input_hw, n_points=8):
+def _grid_curve(method: str, orig: Piece, W: np.ndarray, calib: _fit.Calibration | None,
+                w_w: float, w_r: float, L: np.ndarray | None, opts: CompressOptions,
+                input_hw: tuple[int, int] | None, n_points: int = 8) -> RankCurve:
     """Error against rank on a geometric grid of ranks (CP, Tucker-2: each point a fit)."""
-    top = max_rank(method, orig)
-    top = max(top) if method == "tucker2" else min(top, 4 * max(W.shape[:2]))
+    top = max_scalar_rank(method, orig)
+    top = top if method == "tucker2" else min(top, 4 * max(W.shape[:2]))
     ranks = np.unique(np.geomspace(1, top, n_points).round().astype(int))
-    errs, params, macs = [], [], []
+    errs: list[float] = []
+    params: list[int] = []
+    macs: list[int] = []
     Wm = W.reshape(W.shape[0], -1)
     for r in ranks:
         rk = expand_rank(method, orig, int(r))
-        if method == "cp":
-            f, _ = _fit_cp(W, rk, calib, w_w, w_r, opts)
-        else:
+        f: Sequence[np.ndarray]
+        if isinstance(rk, tuple):
             f, _ = _fit_tucker2(W, rk, calib, w_w, w_r, opts)
+        else:
+            f, _ = _fit_cp(W, rk, calib, w_w, w_r, opts)
         E = (_pieces(method, orig, f, "")[1].reshape(Wm.shape) - Wm)
         E = E @ L if L is not None else E * np.sqrt(w_w)
         errs.append(float(np.linalg.norm(E)))
@@ -361,7 +371,8 @@ def compress_conv(
     W, X = _check_conv(where, W, X, groups)
     check_rank_args(where, rank, ratio, tol)
     balance = _check_balance(where, balance)
-    orig = Piece("conv2d", W, bias=bias, stride=stride, padding=padding, dilation=dilation,
+    orig = Piece("conv2d", W, bias=bias, stride=_pair(stride, "stride"),
+                 padding=_pair(padding, "padding"), dilation=_pair(dilation, "dilation"),
                  name=name)
     if X is not None:
         input_hw = (int(X.shape[2]), int(X.shape[3]))
@@ -397,14 +408,16 @@ def compress_conv(
         if ratio is not None:
             rank = rank_for_ratio(method, orig, ratio, ratio_of, input_hw)
         elif tol is not None:
+            assert curve is not None  # computed above for every method when tol is given
             rank = expand_rank(method, orig, rank_for_tol(curve.ranks, curve.errors, tol))
-        rank = _check_rank(where, method, orig, rank)
-        if method in ("weight_svd", "spatial_svd"):
-            factors, _, info = _fit_kron(method, W, rank, calib, w_w, w_r, opts)
+        checked = _check_rank(where, method, orig, rank)
+        if isinstance(checked, tuple):
+            factors, info = _fit_tucker2(W, checked, calib, w_w, w_r, opts)
         elif method == "cp":
-            factors, info = _fit_cp(W, rank, calib, w_w, w_r, opts)
+            factors, info = _fit_cp(W, checked, calib, w_w, w_r, opts)
         else:
-            factors, info = _fit_tucker2(W, rank, calib, w_w, w_r, opts)
+            factors, _, info = _fit_kron(method, W, checked, calib, w_w, w_r, opts)
+        rank = checked
     W_hat = _pieces(method, orig, factors, name)[1]
     new_bias = refit_bias(orig.bias, calib, Wm, W_hat.reshape(o, -1))
     pieces, _ = _pieces(method, orig, factors, name, new_bias)
@@ -418,14 +431,15 @@ def compress_conv(
         calib_output_error=out_err, curve=curve, info=info)
 
 
-def _check_rank(where: str, method: str, orig: Piece, rank: Any):
+def _check_rank(where: str, method: str, orig: Piece, rank: Any) -> Rank:
     top = max_rank(method, orig)
-    if method == "tucker2":
-        ro, ri = (int(rank), int(rank)) if np.isscalar(rank) else (int(rank[0]), int(rank[1]))
+    if isinstance(top, tuple):
+        pair = (rank, rank) if isinstance(rank, (int, np.integer)) else tuple(rank)
+        ro, ri = int(pair[0]), int(pair[1])
         if not (1 <= ro <= top[0] and 1 <= ri <= top[1]):
             raise ModelError(f"{where}: Tucker-2 ranks must be within (1..{top[0]}, 1..{top[1]}),"
                              f" got {(ro, ri)}")
         return (ro, ri)
-    if not np.isscalar(rank) or not 1 <= int(rank) <= top:
+    if not isinstance(rank, (int, np.integer)) or not 1 <= int(rank) <= top:
         raise ModelError(f"{where}: rank must be an int in [1, {top}], got {rank!r}")
     return int(rank)

@@ -34,10 +34,10 @@ PieceKind = Literal["linear", "conv2d"]
 def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
     if isinstance(value, (int, np.integer)):
         return int(value), int(value)
-    pair = tuple(int(v) for v in value)
+    pair = [int(v) for v in value]
     if len(pair) != 2:
         raise ModelError(f"Piece: {what} must be an int or a pair of ints, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return pair[0], pair[1]
 
 
 @dataclass(frozen=True, repr=False)
@@ -136,7 +136,9 @@ class Piece:
     @property
     def kernel_size(self) -> tuple[int, int]:
         """``(kh, kw)``; ``(1, 1)`` for a linear piece."""
-        return (1, 1) if self.kind == "linear" else tuple(self.weight.shape[2:])  # type: ignore
+        if self.kind == "linear":
+            return (1, 1)
+        return int(self.weight.shape[2]), int(self.weight.shape[3])
 
     @property
     def n_params(self) -> int:
