@@ -7,8 +7,11 @@ and a 1024x1024 linear layer (calibration inputs (4096, 1024)). Weights have dec
 spectra and the inputs are ReLU feature maps with correlated channels, as in trained
 networks. Every case runs at ``ratio=0.5`` on one BLAS thread (the machine is shared).
 
-The machine's load changes from run to run, so every time is also given in units of a
-baseline measured in the same process: one SVD of a 1024x1024 matrix (``svd units``).
+The machine is shared and its load changes from run to run: wall time is printed, but
+the targets are read against CPU time (one BLAS thread, so CPU time is what an unloaded
+core would take), also given in units of a baseline measured in the same process: one
+SVD of a 1024x1024 matrix (``svd u``). ``objective`` is the fitted objective (1 at
+``W_hat = 0``; data-free: the squared weight error).
 The errors (weight error ``||W_hat - W|| / ||W||`` and calibration output error) are
 printed beside the time; ``--before FILE`` adds the errors of an earlier run's table
 (same cases, same data) and their ratios.
@@ -17,7 +20,7 @@ A further table compresses the 32x16x3x3 conv2 of the digits CNN (the layer of t
 that took 154 s data-aware) with its real calibration inputs, by the default solver and
 by the engine-only path (``solver="engine"``), in the same process.
 
-Usage: ``python benchmarks/bench_compress_speed.py [--cap SECONDS] [--before FILE]``;
+Usage: ``python benchmarks/bench_compress_speed.py [--cap CPU_SECONDS] [--before FILE]``;
 writes the table to ``benchmarks/results/bench_compress_speed.txt``.
 """
 

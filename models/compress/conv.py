@@ -14,12 +14,16 @@ With ``W`` of shape (out, in, kh, kw) and ``Wm = W.reshape(out, in*kh*kw)``:
 Given calibration inputs (feature maps entering the layer), the response term is added on
 the im2col patches ``P``: ``P Wm^T ~ (P K) A^T`` with ``K`` the input-side factor
 expression (``matvec`` of the patches with ``kron(F, I)``, ``kr(U_in, U_h, U_w)``, ...).
-Every fit without a closed form is an engine model (:mod:`sdf.models.compress._engine`)
-started from :mod:`sdf.decomp` or a seeded random point: CP from a GEVD
-(:func:`sdf.decomp.gevd_init`) when that reproduces the weight, else from random factors;
-Tucker-2 from HOOI (:func:`sdf.decomp.lmlra_hooi`, which is the whole fit without
-calibration inputs); the data-aware kron-structured SVDs from the truncated SVD. The data-aware Tucker-2 is one model of two LMLRA terms sharing ``U_out``,
-``U_in`` and the core (the spatial mode carries a constant identity; see
+The data-aware weight SVD, spatial SVD and Tucker-2 share one structure (``Wm = C
+kron(F, I)^T``, Tucker-2 with ``C`` of rank ``r_out``): they alternate closed forms (best
+``C`` for ``F``, a conjugate-gradient step on ``F``; :mod:`sdf.models.compress._kron`)
+from the better of the data-free fit (truncated SVD, HOOI) and the generalised SVD of the
+nearest Kronecker-structured metric. CP is an engine model
+(:mod:`sdf.models.compress._engine`) started from a GEVD (:func:`sdf.decomp.gevd_init`)
+when that reproduces the weight, else from random factors; data-aware, the response term
+joins after a short data-free stretch. Tucker-2 without calibration inputs is HOOI
+(:func:`sdf.decomp.lmlra_hooi`). ``CompressOptions(solver="engine")`` fits every
+data-aware model on the engine instead (see
 :func:`sdf.models.compress._engine.fit_tucker2`). With a bias, the patches are centered and
 the bias refitted (see :mod:`sdf.models.compress._fit`).
 """
@@ -224,7 +228,7 @@ def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
         r = F.shape[1]
         ps = [Piece("conv2d", F.T.reshape(r, i, 1, 1), name=f"{name}.0"),
               same_geometry(C.reshape(o, r, kh, kw), "1", b)]
-        W_hat = np.einsum("orm,ir->oim", C, F).reshape(o, i, kh, kw)
+        W_hat = np.einsum("orm,ir->oim", C, F, optimize=True).reshape(o, i, kh, kw)
     elif method == "spatial_svd":
         C, F = factors
         r = F.shape[1]
@@ -232,7 +236,7 @@ def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
                     dilation=(dh, 1), name=f"{name}.0"),
               Piece("conv2d", C.reshape(o, r, 1, kw), bias=b, stride=(1, sw), padding=(0, pw),
                     dilation=(1, dw), name=f"{name}.1")]
-        W_hat = np.einsum("orw,ar->oaw", C, F).reshape(o, i, kh, kw)
+        W_hat = np.einsum("orw,ar->oaw", C, F, optimize=True).reshape(o, i, kh, kw)
     elif method == "cp":
         Uo, Ui, Uh, Uw = factors
         r = Uo.shape[1]
@@ -242,14 +246,14 @@ def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
               Piece("conv2d", Uw.T.reshape(r, 1, 1, kw), groups=r, stride=(1, sw),
                     padding=(0, pw), dilation=(1, dw), name=f"{name}.2"),
               Piece("conv2d", Uo.reshape(o, r, 1, 1), bias=b, name=f"{name}.3")]
-        W_hat = np.einsum("or,ir,hr,wr->oihw", Uo, Ui, Uh, Uw)
+        W_hat = np.einsum("or,ir,hr,wr->oihw", Uo, Ui, Uh, Uw, optimize=True)
     else:  # tucker2
         Uo, core, Ui = factors
         ro, ri = core.shape[:2]
         ps = [Piece("conv2d", Ui.T.reshape(ri, i, 1, 1), name=f"{name}.0"),
               same_geometry(core, "1"),
               Piece("conv2d", Uo.reshape(o, ro, 1, 1), bias=b, name=f"{name}.2")]
-        W_hat = np.einsum("abhw,oa,ib->oihw", core, Uo, Ui)
+        W_hat = np.einsum("abhw,oa,ib->oihw", core, Uo, Ui, optimize=True)
     return ps, W_hat
 
 
