@@ -160,6 +160,26 @@ def rank_for_ratio(method: str, orig: Piece, ratio: float, ratio_of: RatioOf = "
         raise ModelError("rank_for_ratio: a MAC ratio of a convolution needs input_hw")
     if method == "tucker2":
         return _tucker_ranks_within(orig, ratio * before, k, input_hw, ratio, ratio_of)
+    return _grown_rank(method, orig, ratio, ratio_of, input_hw)
+
+
+def tucker_ratio_candidates(orig: Piece, ratio: float, ratio_of: RatioOf = "params",
+                            input_hw: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """Tucker-2 ranks within the ratio: :func:`rank_for_ratio`'s pair, then the pair of
+    ranks grown together in proportion to the channel counts (when it differs)."""
+    first = rank_for_ratio("tucker2", orig, ratio, ratio_of, input_hw)
+    grown = _grown_rank("tucker2", orig, ratio, ratio_of, input_hw)
+    pairs = [first if isinstance(first, tuple) else (first, first)]
+    if isinstance(grown, tuple) and grown not in pairs:
+        pairs.append(grown)
+    return pairs
+
+
+def _grown_rank(method: str, orig: Piece, ratio: float, ratio_of: RatioOf,
+                input_hw: tuple[int, int] | None) -> Rank:
+    """Largest scalar rank index (expanded by :func:`expand_rank`) within the ratio."""
+    k = 0 if ratio_of == "params" else 1
+    before = layer_cost("dense", orig, None, input_hw)[k] or 0
     best: Rank | None = None
     for r in _scalar_ranks(method, orig):
         rank = expand_rank(method, orig, int(r))

@@ -40,7 +40,8 @@ from sdf.decomp import gevd_init, lmlra_hooi
 from sdf.errors import DataError, ModelError
 from sdf.models.compress import _engine, _fit, _kron
 from sdf.models.compress.budget import (Rank, RatioOf, expand_rank, layer_cost, max_rank,
-                                        max_scalar_rank, rank_for_ratio, rank_for_tol)
+                                        max_scalar_rank, rank_for_ratio, rank_for_tol,
+                                        tucker_ratio_candidates)
 from sdf.models.compress.layers import Piece, _pair, im2col
 from sdf.models.compress.linear import (_check_balance, calib_error, fit_lowrank_layer,
                                         refit_bias)
@@ -202,6 +203,31 @@ def _fit_tucker2(W: np.ndarray, ranks: tuple[int, int], calib: _fit.Calibration 
     Uo = np.linalg.svd(C, full_matrices=False)[0][:, :ranks[0]]
     core = (Uo.T @ C).reshape(ranks[0], ranks[1], kh, kw)
     return (Uo, core, fit.F), _kron_info(fit, opts)
+
+
+def _best_tucker2(orig: Piece, candidates: Sequence[tuple[int, int]],
+                  calib: _fit.Calibration | None, w_w: float, w_r: float,
+                  opts: CompressOptions
+                  ) -> tuple[tuple[int, int], Sequence[np.ndarray], FitInfo]:
+    """Tucker-2 fitted at each candidate pair of ranks; the one with the least objective."""
+    W = orig.weight
+    Wm = W.reshape(W.shape[0], -1)
+    best: tuple[float, tuple[int, int], Sequence[np.ndarray], FitInfo] | None = None
+    for ranks in candidates:
+        factors, info = _fit_tucker2(W, ranks, calib, w_w, w_r, opts)
+        E = _pieces("tucker2", orig, factors, "")[1].reshape(Wm.shape) - Wm
+        value = w_w * float(np.vdot(E, E))
+        if calib is not None and w_r > 0:
+            value += w_r * calib.response_norm2(E)
+        if best is None or value < best[0]:
+            best = (value, ranks, factors, info)
+    assert best is not None, "_best_tucker2 needs at least one candidate"
+    _, chosen, chosen_factors, chosen_info = best
+    if len(candidates) > 1:
+        chosen_info = dataclasses.replace(
+            chosen_info, message=f"{chosen_info.message} (ranks {chosen}: the lower objective "
+                                 f"of {list(candidates)})")
+    return chosen, chosen_factors, chosen_info
 
 
 # ---------------------------------------------------------------- pieces
@@ -415,7 +441,11 @@ def compress_conv(
             assert curve is not None  # computed above for every method when tol is given
             rank = expand_rank(method, orig, rank_for_tol(curve.ranks, curve.errors, tol))
         checked = _check_rank(where, method, orig, rank)
-        if isinstance(checked, tuple):
+        if isinstance(checked, tuple) and ratio is not None:
+            checked, factors, info = _best_tucker2(
+                orig, tucker_ratio_candidates(orig, ratio, ratio_of, input_hw), calib, w_w,
+                w_r, opts)
+        elif isinstance(checked, tuple):
             factors, info = _fit_tucker2(W, checked, calib, w_w, w_r, opts)
         elif method == "cp":
             factors, info = _fit_cp(W, checked, calib, w_w, w_r, opts)

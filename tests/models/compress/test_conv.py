@@ -190,3 +190,16 @@ def test_tucker2_ratio_ranks_beat_proportional_ranks(rng):
     same = compress_conv(W, "tucker2", rank=(res.rank[0] + res.rank[1]) // 2)
     assert res.params_after <= 0.4 * res.params_before
     assert res.weight_error <= same.weight_error
+
+
+def test_tucker2_ratio_data_aware_never_worse_than_grown_ranks(rng):
+    """Data-aware, both candidate pairs are fitted and the lower objective is kept."""
+    W = rng.standard_normal((12, 6, 3, 3))
+    X = rng.standard_normal((4, 6, 7, 7)) * np.linspace(0.2, 2, 6)[None, :, None, None]
+    res = compress_conv(W, "tucker2", ratio=0.5, X=X, padding=1)
+    assert "the lower objective of" in res.info.message
+    from sdf.models.compress.budget import tucker_ratio_candidates
+    pairs = tucker_ratio_candidates(res.original, 0.5)
+    others = [compress_conv(W, "tucker2", rank=p, X=X, padding=1) for p in pairs]
+    assert res.calib_output_error <= min(o.calib_output_error for o in others) * 1.05
+    assert res.rank in pairs
