@@ -115,7 +115,8 @@ def _right_solve(Z: np.ndarray, L: np.ndarray) -> np.ndarray:
     return Z @ np.linalg.pinv(L)
 
 
-def lowrank_fit(Wm: np.ndarray, rank: int, L: np.ndarray | None, svd=None
+def lowrank_fit(Wm: np.ndarray, rank: int, L: np.ndarray | None,
+                svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best ``Wm_hat = A B^T`` of rank ``rank`` in the (whitened) norm ``||(.) L||``.
 

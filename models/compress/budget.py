@@ -10,7 +10,7 @@ worse than the plain greedy.
 
 from __future__ import annotations
 
-from typing import Literal, Mapping
+from typing import Literal, Mapping, Tuple, Union
 
 import numpy as np
 
@@ -18,13 +18,25 @@ from sdf.errors import ModelError
 from sdf.models.compress.layers import Piece
 from sdf.models.compress.result import RankCurve
 
-__all__ = ["RatioOf", "allocate_ranks", "layer_cost", "max_rank", "rank_for_ratio",
+__all__ = ["Rank", "RatioOf", "allocate_ranks", "layer_cost", "max_rank", "rank_for_ratio",
            "rank_for_tol"]
 
 RatioOf = Literal["params", "macs"]
+#: A rank: an int, or ``(r_out, r_in)`` for Tucker-2.
+Rank = Union[int, Tuple[int, int]]
+#: ``(H, W, H_out, W_out, H_mid)``: input, output and middle-piece spatial sizes.
+_Sizes = Tuple[int, int, int, int, int]
 
 
-def _geometry(orig: Piece, input_hw: tuple[int, int] | None):
+def _pair_of(rank: Rank) -> tuple[int, int]:
+    """``(r_out, r_in)`` of a Tucker-2 rank (an int r means ``(r, r)``)."""
+    if isinstance(rank, tuple):
+        return int(rank[0]), int(rank[1])
+    return int(rank), int(rank)
+
+
+def _geometry(orig: Piece, input_hw: tuple[int, int] | None
+              ) -> tuple[int, int, int, int, _Sizes | None]:
     o, i = orig.out_features, orig.in_features
     kh, kw = orig.kernel_size
     if orig.kind == "linear" or input_hw is None:
@@ -36,8 +48,8 @@ def _geometry(orig: Piece, input_hw: tuple[int, int] | None):
     return o, i, kh, kw, (H, W, Ho, Wo, Hm)
 
 
-def layer_cost(method: str, orig: Piece, rank, input_hw: tuple[int, int] | None = None
-               ) -> tuple[int, int | None]:
+def layer_cost(method: str, orig: Piece, rank: Rank | None,
+               input_hw: tuple[int, int] | None = None) -> tuple[int, int | None]:
     """Parameters and MACs per sample of ``orig`` compressed by ``method`` at ``rank``.
 
     Parameters
@@ -45,8 +57,9 @@ def layer_cost(method: str, orig: Piece, rank, input_hw: tuple[int, int] | None 
     method : {"svd", "channel_svd", "weight_svd", "spatial_svd", "cp", "tucker2", "dense"}
     orig : Piece
         The original layer.
-    rank : int or pair of int
-        The rank (``(r_out, r_in)`` for Tucker-2; an int r means ``(r, r)``).
+    rank : int or pair of int or None
+        The rank (``(r_out, r_in)`` for Tucker-2; an int r means ``(r, r)``); None for
+        ``"dense"``.
     input_hw : pair of int, optional
         Input spatial size of a convolution, for the MAC count (None: MACs unknown).
 
@@ -59,14 +72,19 @@ def layer_cost(method: str, orig: Piece, rank, input_hw: tuple[int, int] | None 
     """
     o, i, kh, kw, g = _geometry(orig, input_hw)
     nb = 0 if orig.bias is None else o
+    m: int | None
     if method == "dense":
         return orig.n_params, (None if g is None and orig.kind != "linear" else
                                orig.macs(input_hw))
     if method == "tucker2":
-        ro, ri = (rank, rank) if np.isscalar(rank) else rank
+        if rank is None:
+            raise ModelError("layer_cost: method 'tucker2' needs a rank")
+        ro, ri = _pair_of(rank)
         p = i * ri + ri * ro * kh * kw + ro * o
         m = None if g is None else i * ri * g[0] * g[1] + (ri * ro * kh * kw + ro * o) * g[2] * g[3]
         return int(p + nb), (None if m is None else int(m))
+    if rank is None or isinstance(rank, tuple):
+        raise ModelError(f"layer_cost: method {method!r} needs an int rank, got {rank!r}")
     r = int(rank)
     if method in ("svd", "channel_svd"):
         p = r * i * kh * kw + o * r
@@ -86,7 +104,7 @@ def layer_cost(method: str, orig: Piece, rank, input_hw: tuple[int, int] | None 
     return int(p + nb), (None if m is None else int(m))
 
 
-def max_rank(method: str, orig: Piece):
+def max_rank(method: str, orig: Piece) -> Rank:
     """Largest useful rank (an exact factorization exists at this rank, except for CP)."""
     o, i = orig.out_features, orig.in_features
     kh, kw = orig.kernel_size
@@ -104,8 +122,13 @@ def max_rank(method: str, orig: Piece):
 
 
 def _scalar_ranks(method: str, orig: Piece) -> np.ndarray:
+    return np.arange(1, max_scalar_rank(method, orig) + 1)
+
+
+def max_scalar_rank(method: str, orig: Piece) -> int:
+    """Largest scalar rank index (Tucker-2: the larger channel count)."""
     top = max_rank(method, orig)
-    return np.arange(1, (max(top) if method == "tucker2" else top) + 1)
+    return max(top) if isinstance(top, tuple) else top
 
 
 def _tucker_rank(orig: Piece, r: int) -> tuple[int, int]:
@@ -115,13 +138,13 @@ def _tucker_rank(orig: Piece, r: int) -> tuple[int, int]:
     return max(1, min(o, round(r * o / big))), max(1, min(i, round(r * i / big)))
 
 
-def expand_rank(method: str, orig: Piece, r: int):
+def expand_rank(method: str, orig: Piece, r: int) -> Rank:
     """The rank object of a scalar rank index (a pair for Tucker-2)."""
     return _tucker_rank(orig, r) if method == "tucker2" else int(r)
 
 
 def rank_for_ratio(method: str, orig: Piece, ratio: float, ratio_of: RatioOf = "params",
-                   input_hw: tuple[int, int] | None = None):
+                   input_hw: tuple[int, int] | None = None) -> Rank:
     """Largest rank whose cost is at most ``ratio`` times the original's.
 
     Examples
@@ -135,10 +158,32 @@ def rank_for_ratio(method: str, orig: Piece, ratio: float, ratio_of: RatioOf = "
     before = layer_cost("dense", orig, None, input_hw)[k]
     if before is None:
         raise ModelError("rank_for_ratio: a MAC ratio of a convolution needs input_hw")
-    best = None
+    if method == "tucker2":
+        return _tucker_ranks_within(orig, ratio * before, k, input_hw, ratio, ratio_of)
+    return _grown_rank(method, orig, ratio, ratio_of, input_hw)
+
+
+def tucker_ratio_candidates(orig: Piece, ratio: float, ratio_of: RatioOf = "params",
+                            input_hw: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """Tucker-2 ranks within the ratio: :func:`rank_for_ratio`'s pair, then the pair of
+    ranks grown together in proportion to the channel counts (when it differs)."""
+    first = rank_for_ratio("tucker2", orig, ratio, ratio_of, input_hw)
+    grown = _grown_rank("tucker2", orig, ratio, ratio_of, input_hw)
+    pairs = [first if isinstance(first, tuple) else (first, first)]
+    if isinstance(grown, tuple) and grown not in pairs:
+        pairs.append(grown)
+    return pairs
+
+
+def _grown_rank(method: str, orig: Piece, ratio: float, ratio_of: RatioOf,
+                input_hw: tuple[int, int] | None) -> Rank:
+    """Largest scalar rank index (expanded by :func:`expand_rank`) within the ratio."""
+    k = 0 if ratio_of == "params" else 1
+    before = layer_cost("dense", orig, None, input_hw)[k] or 0
+    best: Rank | None = None
     for r in _scalar_ranks(method, orig):
         rank = expand_rank(method, orig, int(r))
-        if layer_cost(method, orig, rank, input_hw)[k] <= ratio * before:
+        if (layer_cost(method, orig, rank, input_hw)[k] or 0) <= ratio * before:
             best = rank
         else:
             break
@@ -147,6 +192,43 @@ def rank_for_ratio(method: str, orig: Piece, ratio: float, ratio_of: RatioOf = "
             f"rank_for_ratio: even rank 1 of {method!r} costs more than {ratio} of the layer's "
             f"{ratio_of}")
     return best
+
+
+def _tucker_ranks_within(orig: Piece, budget: float, k: int,
+                         input_hw: tuple[int, int] | None, ratio: float,
+                         ratio_of: RatioOf) -> tuple[int, int]:
+    """Tucker-2 ranks ``(r_out, r_in)`` within ``budget`` with the least truncated-HOSVD error.
+
+    With ``U_out``, ``U_in`` the left singular vectors of the two channel unfoldings and
+    ``S = W x_0 U_out^T x_1 U_in^T``, the truncated HOSVD at ranks ``(a, b)`` keeps the
+    energy ``sum_{p < a, q < b} ||S[p, q]||^2``: one 2-D cumulative sum scores every pair
+    of ranks, and the pair that fits the budget with the least error is taken (HOOI then
+    starts there). So a layer with few input channels keeps its input rank and cuts the
+    output rank, where ranks grown in proportion to the channel counts (``(10, 1)`` on a
+    3-input-channel conv) discard whole input channels.
+    """
+    W = orig.weight
+    o, i = W.shape[:2]
+    Uo = np.linalg.svd(W.reshape(o, -1), full_matrices=False)[0]
+    Ui = np.linalg.svd(np.moveaxis(W, 1, 0).reshape(i, -1), full_matrices=False)[0]
+    S = np.einsum("oihw,op,iq->pqhw", W, Uo, Ui, optimize=True)
+    energy = np.zeros((o, i))
+    energy[:S.shape[0], :S.shape[1]] = np.sum(S * S, axis=(2, 3))
+    error = float(np.vdot(W, W)) - energy.cumsum(axis=0).cumsum(axis=1)
+    # the cost is bilinear in (r_out, r_in): four evaluations give it for every pair
+    c11, c12, c21, c22 = (float(layer_cost("tucker2", orig, pair, input_hw)[k] or 0)
+                          for pair in ((1, 1), (1, 2), (2, 1), (2, 2)))
+    a_out, b_in = np.arange(o)[:, None], np.arange(i)[None, :]
+    cost = c11 + (c21 - c11) * a_out + (c12 - c11) * b_in + (c22 - c21 - c12 + c11) * a_out * b_in
+    error = np.where(cost <= budget, error, np.inf)
+    if not np.isfinite(error).any():
+        raise ModelError(
+            f"rank_for_ratio: even rank 1 of 'tucker2' costs more than {ratio} of the layer's "
+            f"{ratio_of}")
+    # least error; among equal errors (e.g. exact ranks) the cheapest pair
+    best = np.lexsort((cost.ravel(), np.round(error.ravel(), 12)))[0]
+    a, b = np.unravel_index(best, error.shape)
+    return int(a) + 1, int(b) + 1
 
 
 def rank_for_tol(ranks: np.ndarray, errors: np.ndarray, tol: float) -> int:

@@ -14,12 +14,16 @@ With ``W`` of shape (out, in, kh, kw) and ``Wm = W.reshape(out, in*kh*kw)``:
 Given calibration inputs (feature maps entering the layer), the response term is added on
 the im2col patches ``P``: ``P Wm^T ~ (P K) A^T`` with ``K`` the input-side factor
 expression (``matvec`` of the patches with ``kron(F, I)``, ``kr(U_in, U_h, U_w)``, ...).
-Every fit without a closed form is an engine model (:mod:`sdf.models.compress._engine`)
-started from :mod:`sdf.decomp` or a seeded random point: CP from a GEVD
-(:func:`sdf.decomp.gevd_init`) when that reproduces the weight, else from random factors;
-Tucker-2 from HOOI (:func:`sdf.decomp.lmlra_hooi`, which is the whole fit without
-calibration inputs); the data-aware kron-structured SVDs from the truncated SVD. The data-aware Tucker-2 is one model of two LMLRA terms sharing ``U_out``,
-``U_in`` and the core (the spatial mode carries a constant identity; see
+The data-aware weight SVD, spatial SVD and Tucker-2 share one structure (``Wm = C
+kron(F, I)^T``, Tucker-2 with ``C`` of rank ``r_out``): they alternate closed forms (best
+``C`` for ``F``, a conjugate-gradient step on ``F``; :mod:`sdf.models.compress._kron`)
+from the better of the data-free fit (truncated SVD, HOOI) and the generalised SVD of the
+nearest Kronecker-structured metric. CP is an engine model
+(:mod:`sdf.models.compress._engine`) started from a GEVD (:func:`sdf.decomp.gevd_init`)
+when that reproduces the weight, else from random factors; data-aware, the response term
+joins after a short data-free stretch. Tucker-2 without calibration inputs is HOOI
+(:func:`sdf.decomp.lmlra_hooi`). ``CompressOptions(solver="engine")`` fits every
+data-aware model on the engine instead (see
 :func:`sdf.models.compress._engine.fit_tucker2`). With a bias, the patches are centered and
 the bias refitted (see :mod:`sdf.models.compress._fit`).
 """
@@ -34,10 +38,11 @@ import numpy as np
 from sdf.algebra import cpd_to_tensor, unfold
 from sdf.decomp import gevd_init, lmlra_hooi
 from sdf.errors import DataError, ModelError
-from sdf.models.compress import _engine, _fit
-from sdf.models.compress.budget import (RatioOf, expand_rank, layer_cost, max_rank,
-                                        rank_for_ratio, rank_for_tol)
-from sdf.models.compress.layers import Piece, im2col
+from sdf.models.compress import _engine, _fit, _kron
+from sdf.models.compress.budget import (Rank, RatioOf, expand_rank, layer_cost, max_rank,
+                                        max_scalar_rank, rank_for_ratio, rank_for_tol,
+                                        tucker_ratio_candidates)
+from sdf.models.compress.layers import Piece, _pair, im2col
 from sdf.models.compress.linear import (_check_balance, calib_error, fit_lowrank_layer,
                                         refit_bias)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
@@ -49,6 +54,12 @@ ConvMethod = Literal["weight_svd", "spatial_svd", "channel_svd", "cp", "tucker2"
 CONV_METHODS: tuple[str, ...] = ("channel_svd", "cp", "spatial_svd", "tucker2", "weight_svd")
 
 _EXACT_START = 1e-6  # relative error under which a GEVD start is taken as the CP itself
+# HOOI stops when a sweep changes the fit 1 - relerr^2 by at most this: on conv weights
+# the relative error then agrees with tol=1e-10 to about 1e-8, in half the sweeps
+_HOOI_TOL = 1e-8
+# the data-free stretch of a data-aware CP: a start for the model with the response term,
+# not an answer, so it stops early
+_WARM_ITER, _WARM_TOL = 50, 1e-6
 
 
 # ---------------------------------------------------------------- kron-structured SVDs
@@ -68,18 +79,49 @@ def _kron_weight_only(W3: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray
     return C, F, s
 
 
-def _fit_kron(method, W, rank, calib, w_w, w_r, opts):
-    """Truncated SVD of the kron-structured unfolding; with a response term, the engine."""
+def _metric(calib: _fit.Calibration, w_w: float, w_r: float) -> np.ndarray:
+    """``M = w_w I + w_r G``: the data-aware objective is ``tr(E M E^T)``."""
+    M = w_r * calib.gram
+    M[np.diag_indices_from(M)] += w_w
+    return M
+
+
+def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | None,
+              w_w: float, w_r: float, opts: CompressOptions
+              ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, FitInfo]:
+    """Truncated SVD of the kron-structured unfolding; with a response term, alternating
+    closed forms (:func:`sdf.models.compress._kron.fit_kron`) or, with
+    ``solver="engine"``, the engine's fusion model."""
     o = W.shape[0]
     a, m = _kron_split(method, W)
     C, F, s = _kron_weight_only(W.reshape(o, a, m), rank)
     if calib is None or w_r == 0.0:
         return (C, F), s, FitInfo("numpy", 0, "closed form (truncated SVD)")
-    Cm, F, info = _engine.fit_two_factor(W.reshape(o, -1), calib, w_w, w_r, C.reshape(o, -1),
-                                         F, m, opts)
-    info = dataclasses.replace(info, message=f"truncated SVD, then {_engine.method_name(opts)}: "
-                                             f"{info.message}")
-    return (Cm.reshape(o, rank, m), F), s, info
+    if opts.solver == "engine":
+        Cm, F, info = _engine.fit_two_factor(W.reshape(o, -1), calib, w_w, w_r,
+                                             C.reshape(o, -1), F, m, opts)
+        info = dataclasses.replace(info, message=f"truncated SVD, then "
+                                                 f"{_engine.method_name(opts)}: {info.message}")
+        return (Cm.reshape(o, rank, m), F), s, info
+    fit = _alternate(W.reshape(o, a, m), _metric(calib, w_w, w_r), [("truncated SVD", F)],
+                     None, opts)
+    return (fit.C, fit.F), s, _kron_info(fit, opts)
+
+
+def _alternate(W3: np.ndarray, M: np.ndarray, starts: list[tuple[str, np.ndarray]],
+               out_rank: int | None, opts: CompressOptions) -> _kron.KronFit:
+    """:func:`_kron.fit_kron` from the given starts and the nearest-Kronecker GSVD."""
+    gsvd = _kron.nearest_kron_start(W3, M, starts[0][1].shape[1])
+    if gsvd is not None:
+        starts = [*starts, ("generalised SVD", gsvd)]
+    return _kron.fit_kron(W3, M, starts, out_rank, max_iter=opts.max_iter, tol=opts.alt_tol)
+
+
+def _kron_info(fit: _kron.KronFit, opts: CompressOptions) -> FitInfo:
+    stop = "converged" if fit.iterations < opts.max_iter else "iteration cap"
+    return FitInfo("numpy", fit.iterations,
+                   f"{fit.start}, then alternating closed forms ({fit.iterations} "
+                   f"alternations, {stop})")
 
 
 # ---------------------------------------------------------------- CP and Tucker-2
@@ -103,14 +145,28 @@ def _cp_start(W: np.ndarray, rank: int, seed: int) -> tuple[list[np.ndarray], st
     return [rng.standard_normal((n, rank)) for n in W.shape], "random start"
 
 
-def _fit_cp(W, rank, calib, w_w, w_r, opts):
+def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
+            w_r: float, opts: CompressOptions) -> tuple[list[np.ndarray], FitInfo]:
+    """CP from :func:`_cp_start`; data-aware, warm-started from the data-free CP.
+
+    The weight-only model is much cheaper per iteration than the one with the response
+    term, and its optimum is close to the data-aware one, so the response term is
+    switched on only for the last stretch (``solver="engine"``: from the start directly).
+    """
     factors, start = _cp_start(W, rank, opts.seed)
+    if calib is not None and w_r > 0 and opts.solver != "engine":
+        warm = dataclasses.replace(opts, max_iter=min(opts.max_iter, _WARM_ITER),
+                                   tol_fun=max(opts.tol_fun, _WARM_TOL))
+        factors, free = _engine.fit_cp(W, None, w_w, 0.0, factors, warm)
+        start = f"{start}, then {_engine.method_name(opts)} on the weight ({free.iterations} " \
+                "iterations)"
     factors, info = _engine.fit_cp(W, calib, w_w, w_r, factors, opts)
     return factors, dataclasses.replace(
         info, message=f"{start}, then {_engine.method_name(opts)}: {info.message}")
 
 
-def _hooi(W: np.ndarray, ranks: tuple[int, int], max_iter: int):
+def _hooi(W: np.ndarray, ranks: tuple[int, int], max_iter: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Tucker-2 of W (out, in, kh, kw) on its channel modes by :func:`sdf.decomp.lmlra_hooi`.
 
     Started from the truncated HOSVD (leading left singular vectors of the two channel
@@ -124,19 +180,54 @@ def _hooi(W: np.ndarray, ranks: tuple[int, int], max_iter: int):
     init = [np.linalg.svd(unfold(W, n), full_matrices=False)[0][:, :r]
             for n, r in enumerate(ranks)]
     res = lmlra_hooi(W, (ranks[0], ranks[1], kh, kw), init=[*init, np.eye(kh), np.eye(kw)],
-                     max_iter=max_iter)
+                     max_iter=max_iter, tol=_HOOI_TOL)
     Uo, Ui, Qh, Qw = res.factors
     core = np.einsum("abhw,Hh,Ww->abHW", res.core, Qh, Qw, optimize=True)
     return Uo, Ui, core, res.iterations
 
 
-def _fit_tucker2(W, ranks, calib, w_w, w_r, opts):
+def _fit_tucker2(W: np.ndarray, ranks: tuple[int, int], calib: _fit.Calibration | None,
+                 w_w: float, w_r: float, opts: CompressOptions
+                 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], FitInfo]:
     Uo, Ui, core, sweeps = _hooi(W, ranks, opts.max_iter)
     if calib is None or w_r == 0.0:
         return (Uo, core, Ui), FitInfo("numpy", sweeps, "HOOI")
-    (Uo, Ui, core), info = _engine.fit_tucker2(W, calib, w_w, w_r, Uo, Ui, core, opts)
-    return (Uo, core, Ui), dataclasses.replace(
-        info, message=f"HOOI, then {_engine.method_name(opts)}: {info.message}")
+    if opts.solver == "engine":
+        (Uo, Ui, core), info = _engine.fit_tucker2(W, calib, w_w, w_r, Uo, Ui, core, opts)
+        return (Uo, core, Ui), dataclasses.replace(
+            info, message=f"HOOI, then {_engine.method_name(opts)}: {info.message}")
+    o, i, kh, kw = W.shape
+    fit = _alternate(W.reshape(o, i, kh * kw), _metric(calib, w_w, w_r), [("HOOI", Ui)],
+                     ranks[0], opts)
+    C = fit.C.reshape(o, -1)
+    Uo = np.linalg.svd(C, full_matrices=False)[0][:, :ranks[0]]
+    core = (Uo.T @ C).reshape(ranks[0], ranks[1], kh, kw)
+    return (Uo, core, fit.F), _kron_info(fit, opts)
+
+
+def _best_tucker2(orig: Piece, candidates: Sequence[tuple[int, int]],
+                  calib: _fit.Calibration | None, w_w: float, w_r: float,
+                  opts: CompressOptions
+                  ) -> tuple[tuple[int, int], Sequence[np.ndarray], FitInfo]:
+    """Tucker-2 fitted at each candidate pair of ranks; the one with the least objective."""
+    W = orig.weight
+    Wm = W.reshape(W.shape[0], -1)
+    best: tuple[float, tuple[int, int], Sequence[np.ndarray], FitInfo] | None = None
+    for ranks in candidates:
+        factors, info = _fit_tucker2(W, ranks, calib, w_w, w_r, opts)
+        E = _pieces("tucker2", orig, factors, "")[1].reshape(Wm.shape) - Wm
+        value = w_w * float(np.vdot(E, E))
+        if calib is not None and w_r > 0:
+            value += w_r * calib.response_norm2(E)
+        if best is None or value < best[0]:
+            best = (value, ranks, factors, info)
+    assert best is not None, "_best_tucker2 needs at least one candidate"
+    _, chosen, chosen_factors, chosen_info = best
+    if len(candidates) > 1:
+        chosen_info = dataclasses.replace(
+            chosen_info, message=f"{chosen_info.message} (ranks {chosen}: the lower objective "
+                                 f"of {list(candidates)})")
+    return chosen, chosen_factors, chosen_info
 
 
 # ---------------------------------------------------------------- pieces
@@ -146,20 +237,24 @@ def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
     o, i = orig.out_features, orig.in_features
     kh, kw = orig.kernel_size
     (sh, sw), (ph, pw), (dh, dw) = orig.stride, orig.padding, orig.dilation
-    geo = dict(stride=orig.stride, padding=orig.padding, dilation=orig.dilation)
     b = orig.bias if bias is None else bias
+
+    def same_geometry(weight: np.ndarray, suffix: str, bias: np.ndarray | None = None) -> Piece:
+        return Piece("conv2d", weight, bias=bias, stride=orig.stride, padding=orig.padding,
+                     dilation=orig.dilation, name=f"{name}.{suffix}")
+
     if method == "channel_svd":
         A, B = factors
         r = A.shape[1]
-        ps = [Piece("conv2d", B.T.reshape(r, i, kh, kw), name=f"{name}.0", **geo),
+        ps = [same_geometry(B.T.reshape(r, i, kh, kw), "0"),
               Piece("conv2d", A.reshape(o, r, 1, 1), bias=b, name=f"{name}.1")]
         W_hat = (A @ B.T).reshape(o, i, kh, kw)
     elif method == "weight_svd":
         C, F = factors
         r = F.shape[1]
         ps = [Piece("conv2d", F.T.reshape(r, i, 1, 1), name=f"{name}.0"),
-              Piece("conv2d", C.reshape(o, r, kh, kw), bias=b, name=f"{name}.1", **geo)]
-        W_hat = np.einsum("orm,ir->oim", C, F).reshape(o, i, kh, kw)
+              same_geometry(C.reshape(o, r, kh, kw), "1", b)]
+        W_hat = np.einsum("orm,ir->oim", C, F, optimize=True).reshape(o, i, kh, kw)
     elif method == "spatial_svd":
         C, F = factors
         r = F.shape[1]
@@ -167,7 +262,7 @@ def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
                     dilation=(dh, 1), name=f"{name}.0"),
               Piece("conv2d", C.reshape(o, r, 1, kw), bias=b, stride=(1, sw), padding=(0, pw),
                     dilation=(1, dw), name=f"{name}.1")]
-        W_hat = np.einsum("orw,ar->oaw", C, F).reshape(o, i, kh, kw)
+        W_hat = np.einsum("orw,ar->oaw", C, F, optimize=True).reshape(o, i, kh, kw)
     elif method == "cp":
         Uo, Ui, Uh, Uw = factors
         r = Uo.shape[1]
@@ -177,14 +272,14 @@ def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
               Piece("conv2d", Uw.T.reshape(r, 1, 1, kw), groups=r, stride=(1, sw),
                     padding=(0, pw), dilation=(1, dw), name=f"{name}.2"),
               Piece("conv2d", Uo.reshape(o, r, 1, 1), bias=b, name=f"{name}.3")]
-        W_hat = np.einsum("or,ir,hr,wr->oihw", Uo, Ui, Uh, Uw)
+        W_hat = np.einsum("or,ir,hr,wr->oihw", Uo, Ui, Uh, Uw, optimize=True)
     else:  # tucker2
         Uo, core, Ui = factors
         ro, ri = core.shape[:2]
         ps = [Piece("conv2d", Ui.T.reshape(ri, i, 1, 1), name=f"{name}.0"),
-              Piece("conv2d", core, name=f"{name}.1", **geo),
+              same_geometry(core, "1"),
               Piece("conv2d", Uo.reshape(o, ro, 1, 1), bias=b, name=f"{name}.2")]
-        W_hat = np.einsum("abhw,oa,ib->oihw", core, Uo, Ui)
+        W_hat = np.einsum("abhw,oa,ib->oihw", core, Uo, Ui, optimize=True)
     return ps, W_hat
 
 
@@ -208,19 +303,24 @@ def _check_conv(where: str, W: Any, X: Any, groups: int) -> tuple[np.ndarray, np
     return W, X
 
 
-def _grid_curve(method, orig, W, calib, w_w, w_r, L, opts, input_hw, n_points=8):
+def _grid_curve(method: str, orig: Piece, W: np.ndarray, calib: _fit.Calibration | None,
+                w_w: float, w_r: float, L: np.ndarray | None, opts: CompressOptions,
+                input_hw: tuple[int, int] | None, n_points: int = 8) -> RankCurve:
     """Error against rank on a geometric grid of ranks (CP, Tucker-2: each point a fit)."""
-    top = max_rank(method, orig)
-    top = max(top) if method == "tucker2" else min(top, 4 * max(W.shape[:2]))
+    top = max_scalar_rank(method, orig)
+    top = top if method == "tucker2" else min(top, 4 * max(W.shape[:2]))
     ranks = np.unique(np.geomspace(1, top, n_points).round().astype(int))
-    errs, params, macs = [], [], []
+    errs: list[float] = []
+    params: list[int] = []
+    macs: list[int] = []
     Wm = W.reshape(W.shape[0], -1)
     for r in ranks:
         rk = expand_rank(method, orig, int(r))
-        if method == "cp":
-            f, _ = _fit_cp(W, rk, calib, w_w, w_r, opts)
-        else:
+        f: Sequence[np.ndarray]
+        if isinstance(rk, tuple):
             f, _ = _fit_tucker2(W, rk, calib, w_w, w_r, opts)
+        else:
+            f, _ = _fit_cp(W, rk, calib, w_w, w_r, opts)
         E = (_pieces(method, orig, f, "")[1].reshape(Wm.shape) - Wm)
         E = E @ L if L is not None else E * np.sqrt(w_w)
         errs.append(float(np.linalg.norm(E)))
@@ -301,7 +401,8 @@ def compress_conv(
     W, X = _check_conv(where, W, X, groups)
     check_rank_args(where, rank, ratio, tol)
     balance = _check_balance(where, balance)
-    orig = Piece("conv2d", W, bias=bias, stride=stride, padding=padding, dilation=dilation,
+    orig = Piece("conv2d", W, bias=bias, stride=_pair(stride, "stride"),
+                 padding=_pair(padding, "padding"), dilation=_pair(dilation, "dilation"),
                  name=name)
     if X is not None:
         input_hw = (int(X.shape[2]), int(X.shape[3]))
@@ -337,14 +438,20 @@ def compress_conv(
         if ratio is not None:
             rank = rank_for_ratio(method, orig, ratio, ratio_of, input_hw)
         elif tol is not None:
+            assert curve is not None  # computed above for every method when tol is given
             rank = expand_rank(method, orig, rank_for_tol(curve.ranks, curve.errors, tol))
-        rank = _check_rank(where, method, orig, rank)
-        if method in ("weight_svd", "spatial_svd"):
-            factors, _, info = _fit_kron(method, W, rank, calib, w_w, w_r, opts)
+        checked = _check_rank(where, method, orig, rank)
+        if isinstance(checked, tuple) and ratio is not None:
+            checked, factors, info = _best_tucker2(
+                orig, tucker_ratio_candidates(orig, ratio, ratio_of, input_hw), calib, w_w,
+                w_r, opts)
+        elif isinstance(checked, tuple):
+            factors, info = _fit_tucker2(W, checked, calib, w_w, w_r, opts)
         elif method == "cp":
-            factors, info = _fit_cp(W, rank, calib, w_w, w_r, opts)
+            factors, info = _fit_cp(W, checked, calib, w_w, w_r, opts)
         else:
-            factors, info = _fit_tucker2(W, rank, calib, w_w, w_r, opts)
+            factors, _, info = _fit_kron(method, W, checked, calib, w_w, w_r, opts)
+        rank = checked
     W_hat = _pieces(method, orig, factors, name)[1]
     new_bias = refit_bias(orig.bias, calib, Wm, W_hat.reshape(o, -1))
     pieces, _ = _pieces(method, orig, factors, name, new_bias)
@@ -358,14 +465,15 @@ def compress_conv(
         calib_output_error=out_err, curve=curve, info=info)
 
 
-def _check_rank(where: str, method: str, orig: Piece, rank: Any):
+def _check_rank(where: str, method: str, orig: Piece, rank: Any) -> Rank:
     top = max_rank(method, orig)
-    if method == "tucker2":
-        ro, ri = (int(rank), int(rank)) if np.isscalar(rank) else (int(rank[0]), int(rank[1]))
+    if isinstance(top, tuple):
+        pair = (rank, rank) if isinstance(rank, (int, np.integer)) else tuple(rank)
+        ro, ri = int(pair[0]), int(pair[1])
         if not (1 <= ro <= top[0] and 1 <= ri <= top[1]):
             raise ModelError(f"{where}: Tucker-2 ranks must be within (1..{top[0]}, 1..{top[1]}),"
                              f" got {(ro, ri)}")
         return (ro, ri)
-    if not np.isscalar(rank) or not 1 <= int(rank) <= top:
+    if not isinstance(rank, (int, np.integer)) or not 1 <= int(rank) <= top:
         raise ModelError(f"{where}: rank must be an int in [1, {top}], got {rank!r}")
     return int(rank)

@@ -34,13 +34,13 @@ PieceKind = Literal["linear", "conv2d"]
 def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
     if isinstance(value, (int, np.integer)):
         return int(value), int(value)
-    pair = tuple(int(v) for v in value)
+    pair = [int(v) for v in value]
     if len(pair) != 2:
         raise ModelError(f"Piece: {what} must be an int or a pair of ints, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return pair[0], pair[1]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Piece:
     """One layer of a compressed network, ready to run.
 
@@ -107,6 +107,22 @@ class Piece:
                 f"the {w.shape[0]} output channels"
             )
 
+    def __repr__(self) -> str:
+        """One line: kind, weight and bias shapes, non-default geometry, name; no arrays."""
+        parts = [repr(self.kind), f"weight {tuple(self.weight.shape)}"]
+        if self.bias is not None:
+            parts.append(f"bias ({self.bias.shape[0]},)")
+        if self.kind == "conv2d":
+            for what, default in (("stride", (1, 1)), ("padding", (0, 0)),
+                                  ("dilation", (1, 1))):
+                if getattr(self, what) != default:
+                    parts.append(f"{what}={getattr(self, what)}")
+            if self.groups != 1:
+                parts.append(f"groups={self.groups}")
+        if self.name:
+            parts.append(f"name={self.name!r}")
+        return f"Piece({', '.join(parts)})"
+
     @property
     def in_features(self) -> int:
         """Input channels (conv) or features (linear)."""
@@ -120,7 +136,9 @@ class Piece:
     @property
     def kernel_size(self) -> tuple[int, int]:
         """``(kh, kw)``; ``(1, 1)`` for a linear piece."""
-        return (1, 1) if self.kind == "linear" else tuple(self.weight.shape[2:])  # type: ignore
+        if self.kind == "linear":
+            return (1, 1)
+        return int(self.weight.shape[2]), int(self.weight.shape[3])
 
     @property
     def n_params(self) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 
 from sdf.errors import DataError, ModelError
 from sdf.models.compress import _fit
-from sdf.models.compress.budget import RatioOf, layer_cost, rank_for_ratio, rank_for_tol
+from sdf.models.compress.budget import Rank, RatioOf, layer_cost, rank_for_ratio, rank_for_tol
 from sdf.models.compress.layers import Piece
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
                                         check_rank_args)
@@ -94,8 +94,11 @@ def _check_balance(where: str, balance: float) -> float:
 
 
 def fit_lowrank_layer(where: str, orig: Piece, Wm: np.ndarray, rows: np.ndarray | None,
-                      method: str, rank, ratio, tol, balance: float, ratio_of: RatioOf,
-                      input_hw, opts: CompressOptions):
+                      method: str, rank: Rank | None, ratio: float | None, tol: float | None,
+                      balance: float, ratio_of: RatioOf, input_hw: tuple[int, int] | None,
+                      opts: CompressOptions
+                      ) -> tuple[int, np.ndarray, np.ndarray, RankCurve, FitInfo,
+                                 _fit.Calibration | None]:
     """Shared driver of the two-factor layers (linear SVD, conv channel SVD).
 
     Returns ``(rank, A, B, curve, info, calib)`` with ``Wm ~ A B^T``. With rows and a bias
@@ -120,9 +123,9 @@ def fit_lowrank_layer(where: str, orig: Piece, Wm: np.ndarray, rows: np.ndarray 
         rank = rank_for_ratio(method, orig, ratio, ratio_of, input_hw)
     elif tol is not None:
         rank = rank_for_tol(ranks, errors, tol)
-    rank = int(rank)
-    if not 1 <= rank <= top:
+    if rank is None or isinstance(rank, tuple) or not 1 <= int(rank) <= top:
         raise ModelError(f"{where}: rank must be in [1, {top}], got {rank}")
+    rank = int(rank)
     use_engine = opts.solver == "engine"
     if use_engine:
         from sdf.models.compress import _engine

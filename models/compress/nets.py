@@ -17,7 +17,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import grad
 
-from sdf.models.compress.layers import Piece
+from sdf.models.compress.layers import Piece, PieceKind
 
 __all__ = ["DigitsSplit", "SmallNet", "cached_net", "load_digits_split", "train_cnn_digits",
            "train_mlp_digits"]
@@ -179,7 +179,9 @@ def train_cnn_digits(split: DigitsSplit, epochs: int = 12, batch: int = 64, lr: 
     return SmallNet(layers)
 
 
-def _adam(g, params, X, y, epochs, batch, lr, rng) -> None:
+def _adam(g: Callable[[list[np.ndarray], np.ndarray, np.ndarray], Sequence[np.ndarray]],
+          params: list[np.ndarray], X: np.ndarray, y: np.ndarray, epochs: int, batch: int,
+          lr: float, rng: np.random.Generator) -> None:
     """Adam on mini-batches, updating ``params`` in place (the list, not the arrays)."""
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
@@ -207,9 +209,11 @@ def cached_net(key: str, train: Callable[[], SmallNet], cache_dir: str | os.Path
             layers = {}
             for n in names:
                 geo = f[f"{n}.geo"]
-                kind = "linear" if f[f"{n}.w"].ndim == 2 else "conv2d"
-                layers[n] = Piece(kind, f[f"{n}.w"], bias=f[f"{n}.b"], stride=tuple(geo[:2]),
-                                  padding=tuple(geo[2:4]), dilation=tuple(geo[4:6]),
+                kind: PieceKind = "linear" if f[f"{n}.w"].ndim == 2 else "conv2d"
+                layers[n] = Piece(kind, f[f"{n}.w"], bias=f[f"{n}.b"],
+                                  stride=(int(geo[0]), int(geo[1])),
+                                  padding=(int(geo[2]), int(geo[3])),
+                                  dilation=(int(geo[4]), int(geo[5])),
                                   groups=int(geo[6]), name=n)
             return SmallNet(layers)
     net = train()
@@ -220,6 +224,6 @@ def cached_net(key: str, train: Callable[[], SmallNet], cache_dir: str | os.Path
         arrays[f"{n}.geo"] = np.array([*p.stride, *p.padding, *p.dilation, p.groups])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, allow_pickle=False, **arrays)
     os.replace(tmp, path)
     return net

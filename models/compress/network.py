@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping, cast
 
 import numpy as np
 
 from sdf.errors import DataError, ModelError
 from sdf.models.compress import _fit
 from sdf.models.compress.budget import allocate_ranks, expand_rank
-from sdf.models.compress.conv import _grid_curve, compress_conv
+from sdf.models.compress.conv import CONV_METHODS, ConvMethod, _grid_curve, compress_conv
 from sdf.models.compress.layers import Piece, im2col
 from sdf.models.compress.linear import compress_linear
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
@@ -65,7 +65,7 @@ class LayerSpec:
         return "svd" if self.layer.kind == "linear" else "channel_svd"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class NetworkCompression:
     """Every layer compressed under one budget.
 
@@ -93,6 +93,13 @@ class NetworkCompression:
     def params_after(self) -> int:
         return int(sum(c.params_after for c in self.layers.values()))
 
+    def __repr__(self) -> str:
+        """A header line, then one line per layer (no arrays)."""
+        head = (f"NetworkCompression({len(self.layers)} layers, budget {self.budget:.0f}, "
+                f"params {self.params_before} -> {self.params_after} "
+                f"({self.params_after / (self.params_before or 1):.3f}))")
+        return "\n".join([head, *(f"  {c!r}" for c in self.layers.values())])
+
     def ranks(self) -> dict[str, object]:
         return {k: c.rank for k, c in self.layers.items()}
 
@@ -106,7 +113,7 @@ class NetworkCompression:
         return rows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SharedCompression:
     """Layers reading one input, compressed with a shared input factor.
 
@@ -129,6 +136,14 @@ class SharedCompression:
     def params_before(self) -> int:
         return int(sum(c.params_before for c in self.layers.values()))
 
+    def __repr__(self) -> str:
+        """A header line (shared piece, rank, counts, error), then one line per layer."""
+        head = (f"SharedCompression({len(self.layers)} layers, rank={self.rank}, shared "
+                f"{self.shared!r}, params {self.params_before} -> {self.params_after} "
+                f"({self.params_after / (self.params_before or 1):.3f}), "
+                f"weight_error={self.weight_error():.4g})")
+        return "\n".join([head, *(f"  {c!r}" for c in self.layers.values())])
+
     @property
     def params_after(self) -> int:
         """Parameters with the shared piece counted once."""
@@ -146,7 +161,7 @@ class SharedCompression:
         return _joint_output_error(self.layers.values(), x)
 
 
-def _joint_output_error(layers, x) -> float:
+def _joint_output_error(layers: Iterable[CompressedLayer], x: np.ndarray) -> float:
     num = den = 0.0
     for c in layers:
         e = c.output_error(x)
@@ -229,9 +244,9 @@ def compress_shared(
     if ratio is not None:
         before = sum(p.n_params for p in layers.values())
         rank = int((ratio * before - nbias) // (d + sum(outs)))
-    rank = int(rank)
-    if not 1 <= rank <= top:
+    if rank is None or not 1 <= int(rank) <= top:
         raise ModelError(f"{where}: rank must be in [1, {top}], got {rank}")
+    rank = int(rank)
     rows = None
     if X is not None:
         X = np.asarray(X, dtype=float)
@@ -285,17 +300,34 @@ def _layer_curve(spec: LayerSpec, name: str, balance: float, opts: CompressOptio
                  ) -> RankCurve:
     p, method = spec.layer, spec.resolved_method
     if method == "svd":
-        return compress_linear(p.weight, rank=1, X=spec.X, bias=p.bias, balance=balance,
-                               name=name, options=_closed_forms(opts)).curve
+        return _curve_of(compress_linear(p.weight, rank=1, X=spec.X, bias=p.bias,
+                                         balance=balance, name=name,
+                                         options=_closed_forms(opts)))
     hw = _input_hw(spec)
     if method in ("channel_svd", "weight_svd", "spatial_svd"):
-        return compress_conv(p.weight, method, rank=1, X=spec.X if method == "channel_svd"
-                             else None, bias=p.bias, stride=p.stride, padding=p.padding,
-                             dilation=p.dilation, input_hw=hw, balance=balance, name=name,
-                             options=_closed_forms(opts)).curve
+        return _curve_of(compress_conv(
+            p.weight, _conv_method(name, method), rank=1,
+            X=spec.X if method == "channel_svd" else None, bias=p.bias, stride=p.stride,
+            padding=p.padding, dilation=p.dilation, input_hw=hw, balance=balance, name=name,
+            options=_closed_forms(opts)))
     Wm = p.weight.reshape(p.out_features, -1)
     w_w, _ = _fit.term_weights(Wm, None, 0.0)
     return _grid_curve(method, p, p.weight, None, w_w, 0.0, None, _closed_forms(opts), hw)
+
+
+def _curve_of(res: CompressedLayer) -> RankCurve:
+    """The error-against-rank curve of a fit that computes one (the SVD-type methods)."""
+    if res.curve is None:
+        raise ModelError(f"layer {res.name!r}: method {res.method!r} gave no rank curve")
+    return res.curve
+
+
+def _conv_method(name: str, method: str) -> ConvMethod:
+    """``method`` checked to be a convolution method."""
+    if method not in CONV_METHODS:
+        raise ModelError(f"compress_network: layer {name!r}: method must be 'svd' (linear) or "
+                         f"one of {', '.join(CONV_METHODS)} (conv), got {method!r}")
+    return cast(ConvMethod, method)
 
 
 def _with_dense(curve: RankCurve, layer: Piece) -> RankCurve:
@@ -388,9 +420,11 @@ def compress_network(
             c = compress_linear(p.weight, rank=ranks[name], X=spec.X, bias=p.bias, balance=balance,
                                 name=name, options=opts)
         else:
-            c = compress_conv(p.weight, method, rank=expand_rank(method, p, ranks[name]), X=spec.X, bias=p.bias, stride=p.stride,
-                              padding=p.padding, dilation=p.dilation, balance=balance,
-                              input_hw=_input_hw(spec), name=name, options=opts)
+            c = compress_conv(p.weight, _conv_method(name, method),
+                              rank=expand_rank(method, p, ranks[name]), X=spec.X, bias=p.bias,
+                              stride=p.stride, padding=p.padding, dilation=p.dilation,
+                              balance=balance, input_hw=_input_hw(spec), name=name,
+                              options=opts)
         out[name] = c
         if spec.X_test is not None:
             test_err[name] = c.output_error(spec.X_test)

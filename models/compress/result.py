@@ -26,13 +26,16 @@ class CompressOptions:
     solver : {"auto", "engine", "numpy"}, default "auto"
         ``"auto"``: closed forms where they are exact (truncated SVD, whitened SVD for
         the two-factor layers) and :func:`sdf.decomp.lmlra_hooi` for the weight-only
-        Tucker-2; every other fit (CP, data-aware Tucker-2 and kron-structured SVDs) is
-        the fusion model fitted by ``sdf.Model.fit`` from a :mod:`sdf.decomp` start.
-        ``"engine"``: the engine fits the two-factor layers too, started from the
-        truncated SVD of the weight. ``"numpy"``: deprecated alias of ``"auto"`` (there
-        is no solver besides the engine).
+        Tucker-2; the data-aware weight SVD, spatial SVD and Tucker-2 alternate closed
+        forms (best core / output factor, then a conjugate-gradient step on the input
+        factor) from the better of the data-free fit and a generalised SVD; CP is the
+        fusion model fitted by ``sdf.Model.fit`` from a :mod:`sdf.decomp` start (data-aware:
+        from the data-free CP). ``"engine"``: the engine fits every model with a response
+        term (two-factor layers started from the truncated SVD of the weight).
+        ``"numpy"``: deprecated alias of ``"auto"``.
     max_iter : int, default 200
-        Iterations of the engine's solver (and HOOI sweeps of the Tucker-2 start).
+        Iterations of the engine's solver (and HOOI sweeps of the Tucker-2 start, and
+        alternations of the data-aware kron-structured fits).
     tol_fun : float, default 1e-12
         Relative objective tolerance.
     max_calib_rows : int, default 20000
@@ -50,6 +53,9 @@ class CompressOptions:
         instead of ``tol_fun``). The Tucker model is invariant under ``U -> U A``,
         ``S -> S x A^{-1}``; Gauss-Newton reaches the L-BFGS optimum in a few tens of
         iterations and then crawls along that invariance for gains of ~1e-3 of the error.
+    alt_tol : float, default 1e-6
+        The alternating fits stop when an alternation lowers the objective by at most
+        ``alt_tol`` times its value.
     """
 
     solver: Solver = "auto"
@@ -60,6 +66,7 @@ class CompressOptions:
     engine_method: MethodName = "nls"
     engine_options: Mapping[str, Any] | None = None
     tucker_tol_fun: float = 1e-5
+    alt_tol: float = 1e-6
 
     def __post_init__(self) -> None:
         if self.solver not in ("auto", "engine", "numpy"):
@@ -76,6 +83,8 @@ class CompressOptions:
         if not self.tucker_tol_fun >= 0:
             raise OptionError(
                 f"CompressOptions.tucker_tol_fun must be >= 0, got {self.tucker_tol_fun}")
+        if not self.alt_tol >= 0:
+            raise OptionError(f"CompressOptions.alt_tol must be >= 0, got {self.alt_tol}")
         if self.max_calib_rows < 1:
             raise OptionError(
                 f"CompressOptions.max_calib_rows must be >= 1, got {self.max_calib_rows}")
@@ -91,7 +100,7 @@ class FitInfo:
     relerr: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RankCurve:
     """Error against rank for one layer: what drove the rank choice (for plotting).
 
@@ -108,8 +117,27 @@ class RankCurve:
     macs: np.ndarray
     errors: np.ndarray
 
+    def __repr__(self) -> str:
+        """Ranges of the curve (never the arrays)."""
+        n = len(self.ranks)
+        if n == 0:
+            return "RankCurve(empty)"
+        return (f"RankCurve({n} ranks {_span(self.ranks, 'd')}, params "
+                f"{_span(self.params, 'd')}, errors {_span(self.errors, '.4g')})")
 
-@dataclass(frozen=True)
+
+def _span(values: np.ndarray, fmt: str) -> str:
+    """``first..last`` of an array, formatted."""
+    return f"{format(values[0], fmt)}..{format(values[-1], fmt)}"
+
+
+def _ratio(before: int | None, after: int | None) -> str:
+    if before is None or after is None:
+        return "?"
+    return f"{before} -> {after} ({after / before:.3f})" if before else f"{before} -> {after}"
+
+
+@dataclass(frozen=True, repr=False)
 class CompressedLayer:
     """A compressed layer: the pieces to run, the approximated weight, counts and errors.
 
@@ -148,6 +176,18 @@ class CompressedLayer:
     calib_output_error: float | None
     curve: RankCurve | None
     info: FitInfo
+
+    def __repr__(self) -> str:
+        """One line: method, rank, shapes, parameter/MAC counts and errors (no arrays)."""
+        shapes = ", ".join(str(tuple(p.weight.shape)) for p in self.pieces)
+        out = "" if self.calib_output_error is None else (
+            f", calib_output_error={self.calib_output_error:.4g}")
+        return (f"CompressedLayer({self.name!r}, {self.method}, rank={self.rank}: "
+                f"{tuple(self.original.weight.shape)} -> [{shapes}], params "
+                f"{_ratio(self.params_before, self.params_after)}, MACs "
+                f"{_ratio(self.macs_before, self.macs_after)}, "
+                f"weight_error={self.weight_error:.4g}{out}, fit: {self.info.solver}, "
+                f"{self.info.iterations} iterations)")
 
     def dense(self) -> np.ndarray:
         """The reconstructed weight, in the original layer's shape (a copy)."""

@@ -66,7 +66,7 @@ def test_gauss_newton_matches_lbfgs_data_aware(rng, method):
     W = rng.standard_normal((6, 4, 3, 3))
     X = rng.standard_normal((3, 4, 6, 6))
     res = {m: compress_conv(W, method, rank=2, X=X, padding=1, balance=0.7, options=CompressOptions(
-        engine_method=m, max_iter=300, seed=1)) for m in ("minf", "nls")}
+        solver="engine", engine_method=m, max_iter=300, seed=1)) for m in ("minf", "nls")}
     assert res["nls"].info.solver == res["minf"].info.solver == "engine"
     assert "L-BFGS" in res["minf"].info.message and "Gauss-Newton" in res["nls"].info.message
     assert res["nls"].calib_output_error <= res["minf"].calib_output_error * 1.05
@@ -78,7 +78,7 @@ def test_data_aware_fit_improves_on_its_start(rng, method):
     X = rng.standard_normal((3, 4, 6, 6))
     start = compress_conv(W, method, rank=2, padding=1, options=CompressOptions(max_iter=1))
     aware = compress_conv(W, method, rank=2, X=X, padding=1, balance=0.7)
-    assert aware.info.solver == "engine"
+    assert aware.info.solver == ("engine" if method == "cp" else "numpy")
     assert aware.calib_output_error < start.output_error(X)
 
 
@@ -133,9 +133,10 @@ def test_tucker2_engine_recovers_planted_weight(rng):
     assert res.weight_error < 1e-6 and res.calib_output_error < 1e-6
 
 
-def test_tucker2_auto_uses_engine_when_data_aware(rng):
+def test_tucker2_engine_option_uses_engine_when_data_aware(rng):
     W, X = rng.standard_normal((6, 4, 3, 3)), rng.standard_normal((3, 4, 6, 6))
-    res = compress_conv(W, "tucker2", rank=(3, 2), X=X, padding=1)
+    res = compress_conv(W, "tucker2", rank=(3, 2), X=X, padding=1,
+                        options=CompressOptions(solver="engine"))
     assert res.info.solver == "engine" and res.info.iterations >= 1
 
 
@@ -170,3 +171,35 @@ def test_conv_errors_name_the_place(rng):
         compress_conv(np.ones((2, 2, 3, 3)), "weight_svd", rank=1, X=np.ones((1, 3, 5, 5)))
     with pytest.raises(ModelError, match=r"rank must be an int in \[1, 2\]"):
         compress_conv(np.ones((2, 2, 3, 3)), "weight_svd", rank=5)
+
+
+def test_tucker2_ratio_keeps_few_input_channels(rng):
+    """3 input channels: the input rank stays full and the output rank is cut."""
+    W = rng.standard_normal((32, 3, 3, 3))
+    res = compress_conv(W, "tucker2", ratio=0.5)
+    assert res.rank[1] == 3 and res.params_after <= 0.5 * res.params_before
+    proportional = compress_conv(W, "tucker2", rank=(10, 1))
+    assert res.weight_error < proportional.weight_error
+
+
+def test_tucker2_ratio_ranks_beat_proportional_ranks(rng):
+    """The pair with the least truncated-HOSVD error, against ranks grown together."""
+    U = np.linalg.qr(rng.standard_normal((48, 48)))[0] * 0.8 ** np.arange(48)
+    W = np.einsum("op,pihw->oihw", U, rng.standard_normal((48, 24, 3, 3)))
+    res = compress_conv(W, "tucker2", ratio=0.4)
+    same = compress_conv(W, "tucker2", rank=(res.rank[0] + res.rank[1]) // 2)
+    assert res.params_after <= 0.4 * res.params_before
+    assert res.weight_error <= same.weight_error
+
+
+def test_tucker2_ratio_data_aware_never_worse_than_grown_ranks(rng):
+    """Data-aware, both candidate pairs are fitted and the lower objective is kept."""
+    W = rng.standard_normal((12, 6, 3, 3))
+    X = rng.standard_normal((4, 6, 7, 7)) * np.linspace(0.2, 2, 6)[None, :, None, None]
+    res = compress_conv(W, "tucker2", ratio=0.5, X=X, padding=1)
+    assert "the lower objective of" in res.info.message
+    from sdf.models.compress.budget import tucker_ratio_candidates
+    pairs = tucker_ratio_candidates(res.original, 0.5)
+    others = [compress_conv(W, "tucker2", rank=p, X=X, padding=1) for p in pairs]
+    assert res.calib_output_error <= min(o.calib_output_error for o in others) * 1.05
+    assert res.rank in pairs

@@ -1,0 +1,244 @@
+"""Time to compress layers of about 1 M weights, data-free and data-aware (run as a script).
+
+Targets: any layer up to 1 M weights in under 1 s data-free and under 5 s data-aware; a
+network of 10 such layers with one budget in under 30 s. Layers: a 256x256x3x3 conv
+(590k weights; calibration maps (16, 256, 16, 16): 4096 im2col patches of 2304 values)
+and a 1024x1024 linear layer (calibration inputs (4096, 1024)). Weights have decaying
+spectra and the inputs are ReLU feature maps with correlated channels, as in trained
+networks. Every case runs at ``ratio=0.5`` on one BLAS thread (the machine is shared).
+
+The machine is shared and its load changes from run to run: wall time is printed, but
+the targets are read against CPU time (one BLAS thread, so CPU time is what an unloaded
+core would take), also given in units of a baseline measured in the same process: one
+SVD of a 1024x1024 matrix (``svd u``). ``objective`` is the fitted objective (1 at
+``W_hat = 0``; data-free: the squared weight error).
+The errors (weight error ``||W_hat - W|| / ||W||`` and calibration output error) are
+printed beside the time; ``--before FILE`` adds the errors of an earlier run's table
+(same cases, same data) and their ratios.
+
+A further table compresses the 32x16x3x3 conv2 of the digits CNN (the layer of the issue
+that took 154 s data-aware) with its real calibration inputs, by the default solver and
+by the engine-only path (``solver="engine"``), in the same process.
+
+Usage: ``python benchmarks/bench_compress_speed.py [--cap CPU_SECONDS] [--before FILE]``;
+writes the table to ``benchmarks/results/bench_compress_speed.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from sdf.models.compress import (CompressOptions, LayerSpec, Piece, _fit, compress_conv,
+                                 compress_linear, compress_network, im2col, nets)
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_compress_speed.txt"
+CONV_METHODS = ("weight_svd", "spatial_svd", "channel_svd", "cp", "tucker2")
+TARGET = {"free": 1.0, "aware": 5.0, "network": 30.0}
+
+
+class CaseTimeout(Exception):
+    """A case ran past the time cap."""
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise CaseTimeout
+
+
+def _decaying(rng: np.random.Generator, rows: int, cols: int, power: float) -> np.ndarray:
+    """A matrix with singular values ``k^-power`` (random singular vectors)."""
+    k = min(rows, cols)
+    U = np.linalg.qr(rng.standard_normal((rows, k)))[0]
+    V = np.linalg.qr(rng.standard_normal((cols, k)))[0]
+    return (U * np.arange(1, k + 1) ** -power) @ V.T
+
+
+def conv_layer(rng: np.random.Generator, o: int, i: int, n: int, hw: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """A trained-like conv weight (o, i, 3, 3) and ReLU calibration maps (n, i, hw, hw)."""
+    W = _decaying(rng, o, i * 9, 0.6).reshape(o, i, 3, 3)
+    mix = _decaying(rng, i, i, 0.8) * np.sqrt(i)
+    Z = rng.standard_normal((n, i, hw + 2, hw + 2))
+    Z = (Z[:, :, :-2, :-2] + Z[:, :, 1:-1, 1:-1] + Z[:, :, 2:, 2:]) / 3  # spatial smoothing
+    X = np.einsum("ij,njhw->nihw", mix, Z[:, :, :hw, :hw], optimize=True)
+    return W, np.maximum(X + 0.3, 0.0)
+
+
+def linear_layer(rng: np.random.Generator, o: int, i: int, n: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A trained-like linear weight (o, i) and ReLU calibration inputs (n, i)."""
+    W = _decaying(rng, o, i, 0.6)
+    X = rng.standard_normal((n, i)) @ (_decaying(rng, i, i, 0.8) * np.sqrt(i))
+    return W, np.maximum(X + 0.3, 0.0)
+
+
+def svd_unit(rng: np.random.Generator) -> float:
+    """CPU seconds of one SVD of a 1024x1024 matrix (median of 3): the time unit."""
+    A = rng.standard_normal((1024, 1024))
+    times = []
+    for _ in range(3):
+        t0 = time.process_time()
+        np.linalg.svd(A, full_matrices=False)
+        times.append(time.process_time() - t0)
+    return float(np.median(times))
+
+
+def timed(fun: Callable[[], Any], cap: float) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds, result) of ``fun()``; None past ``cap`` CPU seconds."""
+    signal.signal(signal.SIGPROF, _on_alarm)
+    signal.setitimer(signal.ITIMER_PROF, cap)
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        out = fun()
+    except CaseTimeout:
+        out = None
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+class Objective:
+    """The fitted objective ``w_w ||E||^2 + w_r ||P_c E^T||^2`` of a layer (1 at W_hat = 0)."""
+
+    def __init__(self, W: np.ndarray, rows: np.ndarray | None, center: bool,
+                 balance: float = 0.9) -> None:
+        self.Wm = W.reshape(W.shape[0], -1)
+        self.calib = None if rows is None else _fit.Calibration.from_rows(
+            rows, CompressOptions().max_calib_rows, CompressOptions().seed, center=center)
+        self.w_w, self.w_r = _fit.term_weights(self.Wm, self.calib,
+                                               balance if rows is not None else 0.0)
+
+    def __call__(self, res: Any) -> float:
+        E = res.weight_approx.reshape(self.Wm.shape) - self.Wm
+        value = self.w_w * float(np.vdot(E, E))
+        if self.calib is not None:
+            value += self.w_r * self.calib.response_norm2(E)
+        return value
+
+
+def _read_before(path: str | None) -> dict[str, tuple[float, ...]]:
+    """Errors of an earlier table: case -> (weight error, calibration error, objective)."""
+    if path is None:
+        return {}
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 10 and parts[0] in ("free", "aware", "digits"):
+            try:
+                out[" ".join(parts[:3])] = tuple(float(v) for v in parts[7:10])
+            except ValueError:
+                continue
+    return out
+
+
+def _row(kind: str, layer: str, method: str, wall: float, cpu: float, unit: float,
+         res: Any, objective: Objective, before: dict[str, tuple[float, ...]]) -> str:
+    target = TARGET.get("aware" if kind == "digits" else kind)
+    t_ratio = "" if target is None else f"{cpu / target:.2f}"
+    head = (f"{kind:7} {layer:14} {method:12} {wall:8.2f} {cpu:8.2f} {cpu / unit:7.1f} "
+            f"{t_ratio:>7}")
+    if res is None:
+        return f"{head}  (stopped at the {cpu:.0f} CPU s cap)"
+    cal = res.calib_output_error
+    now = (res.weight_error, np.nan if cal is None else cal, objective(res))
+    line = f"{head} {now[0]:11.5f} {now[1]:11.5f} {now[2]:11.6f}"
+    ref = before.get(f"{kind} {layer} {method}")
+    if ref is not None:
+        line += "  | " + " ".join(f"{b:.5g}" for b in ref) + "  ratio " + " ".join(
+            "nan" if b != b or b == 0 else f"{a / b:.4f}" for a, b in zip(now, ref))
+    return line
+
+
+HEADER = (f"{'kind':7} {'layer':14} {'method':12} {'wall s':>8} {'cpu s':>8} {'svd u':>7} "
+          f"{'/target':>7} {'weight_err':>11} {'calib_err':>11} {'objective':>11}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cap", type=float, default=120.0, help="CPU seconds per case")
+    parser.add_argument("--before", default=None, help="an earlier results file")
+    parser.add_argument("--skip-digits", action="store_true")
+    args = parser.parse_args()
+    before = _read_before(args.before)
+    rng = np.random.default_rng(0)
+    lines = []
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    with threadpool_limits(1):
+        unit = svd_unit(rng)
+        W_conv, X_conv = conv_layer(rng, 256, 256, 16, 16)
+        W_lin, X_lin = linear_layer(rng, 1024, 1024, 4096)
+        rows_conv = im2col(X_conv, (3, 3), (1, 1), (1, 1), (1, 1))
+        emit(f"time unit (svd u): one 1024x1024 SVD = {unit:.3f} s CPU, 1 BLAS thread; "
+             f"targets (CPU s): free {TARGET['free']}, aware {TARGET['aware']}, "
+             f"network {TARGET['network']}")
+        emit(HEADER + ("  | before: weight calib objective, ratios now/before" if before
+                       else ""))
+        for kind in ("free", "aware"):
+            aware = kind == "aware"
+            obj = Objective(W_conv, rows_conv if aware else None, center=False)
+            for method in CONV_METHODS:
+                X = X_conv if aware else None
+                wall, cpu, res = timed(lambda: compress_conv(
+                    W_conv, method, ratio=0.5, X=X, padding=1, input_hw=(16, 16)), args.cap)
+                emit(_row(kind, "conv256", method, wall, cpu, unit, res, obj, before))
+            X = X_lin if aware else None
+            obj = Objective(W_lin, X, center=False)
+            wall, cpu, res = timed(lambda: compress_linear(W_lin, ratio=0.5, X=X), args.cap)
+            emit(_row(kind, "fc1024", "svd", wall, cpu, unit, res, obj, before))
+        for kind in ("free", "aware"):
+            specs = {}
+            for k in range(10):
+                if k % 2:
+                    W, X = conv_layer(rng, 256, 256, 16, 16)
+                    specs[f"conv{k}"] = LayerSpec(Piece("conv2d", W, padding=1),
+                                                  X=X if kind == "aware" else None,
+                                                  input_hw=(16, 16))
+                else:
+                    W, X = linear_layer(rng, 1024, 1024, 4096)
+                    specs[f"fc{k}"] = LayerSpec(Piece("linear", W),
+                                                X=X if kind == "aware" else None)
+            wall, cpu, res = timed(lambda: compress_network(specs, 0.5), 10 * args.cap)
+            ok = "(stopped at the cap)" if res is None else (
+                f"params {res.params_after / res.params_before:.3f} of {res.params_before}")
+            emit(f"network 10-layers-{kind:5}  {'auto':12} {wall:8.2f} {cpu:8.2f} "
+                 f"{cpu / unit:7.1f} {cpu / TARGET['network']:7.2f} {ok}")
+        if not args.skip_digits:
+            digits_table(emit, unit, args.cap, before)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"written to {RESULTS}")
+
+
+def digits_table(emit: Callable[[str], None], unit: float, cap: float,
+                 before: dict[str, tuple[float, float]]) -> None:
+    """The digits CNN's conv2 (32x16x3x3), data-aware, default solver and engine only."""
+    digits = nets.load_digits_split(seed=0)
+    cache = os.path.join(tempfile.gettempdir(), "sdfusion-compress-cache")
+    cnn = nets.cached_net("cnn-digits-v1", lambda: nets.train_cnn_digits(digits), cache)
+    p = cnn.layers["conv2"]
+    X = cnn.layer_inputs(digits.X_calib)["conv2"]
+    geo = dict(stride=p.stride, padding=p.padding, dilation=p.dilation)
+    obj = Objective(p.weight, im2col(X, p.kernel_size, p.stride, p.padding, p.dilation),
+                    center=True)
+    for solver in ("auto", "engine"):
+        for method in ("weight_svd", "spatial_svd", "cp", "tucker2"):
+            opts = CompressOptions(solver=solver)
+            wall, cpu, res = timed(lambda: compress_conv(p.weight, method, ratio=0.5, X=X,
+                                                         bias=p.bias, options=opts, **geo), cap)
+            emit(_row("digits", f"conv2/{solver}", method, wall, cpu, unit, res, obj, before))
+
+
+if __name__ == "__main__":
+    main()

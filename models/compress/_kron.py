@@ -1,0 +1,217 @@
+"""Data-aware fits of the kron-structured conv factorizations by alternating closed forms.
+
+Weight SVD, spatial SVD and Tucker-2 all approximate the conv weight ``Wm`` (out x d,
+``d = a * m``, input side split into a group ``a`` and a group ``m``) as
+
+    Wm_hat = C K^T,    K = kron(F, I_m)   (d x r m),   C (out x r m),
+
+with ``F`` (a x r) the input-side factor (weight SVD: ``a = in``, ``m = kh kw``; spatial
+SVD: ``a = in kh``, ``m = kw``; Tucker-2: ``F = U_in``, ``m = kh kw`` and ``C = U_out
+S_(0)`` of rank ``r_out``). The data-aware objective is ``tr(E M E^T)`` with ``E =
+Wm_hat - Wm`` and ``M = w_w I + w_r G`` (``G`` the Gram matrix of the calibration
+patches; see :mod:`sdf.models.compress._fit`).
+
+For a fixed ``F`` the best ``C`` is a closed form: ``C = Wm M K (K^T M K)^{-1}``, and with
+an output rank ``r_out`` the reduced-rank regression ``C = U U^T C*`` (``U`` the leading
+left singular vectors of ``C* chol(K^T M K)``). For a fixed ``C`` the objective is a
+quadratic in ``F``, minimised by preconditioned conjugate gradients (preconditioner: the
+Kronecker-factored part of its Hessian, exact when ``M = M_a (x) I_m``). When ``M`` is a
+Kronecker product ``M_a (x) M_m`` the whole problem is a generalised SVD: the truncated
+SVD of the whitened weight. The fit starts from the better of the data-free factor and
+that generalised SVD for the nearest Kronecker product of ``M`` (Van Loan-Pitsianis),
+then alternates the two steps; each step lowers the objective, so the result is never
+worse than either start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import scipy.linalg as sla
+
+__all__: list[str] = []
+
+
+@dataclass(frozen=True)
+class KronFit:
+    """Result of :func:`fit_kron`.
+
+    ``C`` has shape (out, r, m), ``F`` (a, r) with orthonormal columns; ``objective`` is
+    ``tr(E M E^T)``; ``start`` names the start that was refined.
+    """
+
+    C: np.ndarray
+    F: np.ndarray
+    objective: float
+    iterations: int
+    start: str
+
+
+def _chol_solve(G: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``B G^{-1}`` for a symmetric positive semi-definite ``G`` (pseudo-inverse if singular)."""
+    try:
+        return sla.cho_solve(sla.cho_factor(G, lower=True, check_finite=False), B.T,
+                             check_finite=False).T
+    except np.linalg.LinAlgError:
+        return B @ np.linalg.pinv(G, hermitian=True)
+
+
+class _Problem:
+    """The objective ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` and its two closed-form steps."""
+
+    def __init__(self, W3: np.ndarray, M: np.ndarray, out_rank: int | None) -> None:
+        o, a, m = W3.shape
+        self.shape = (o, a, m)
+        self.W3 = W3
+        self.M4 = M.reshape(a, m, a, m)
+        self.WM3 = (W3.reshape(o, -1) @ M).reshape(o, a, m)
+        self.c0 = float(np.vdot(self.WM3, W3))
+        self.out_rank = out_rank
+
+    def apply_metric(self, F: np.ndarray) -> np.ndarray:
+        """``T[a, mu, nu, r] = sum_b M4[a, mu, b, nu] F[b, r]``: the product ``M K``."""
+        return np.tensordot(self.M4, F, axes=([2], [0]))
+
+    def c_step(self, F: np.ndarray, MF: np.ndarray) -> tuple[np.ndarray, float]:
+        """Best ``C`` (out, r, m) for ``F`` (``MF = apply_metric(F)``) and the objective."""
+        o, a, m = self.shape
+        r = F.shape[1]
+        GK = np.tensordot(F, MF, axes=([0], [0]))  # (r, nu, lam, s)
+        GK = GK.transpose(0, 1, 3, 2).reshape(r * m, r * m)
+        GK = (GK + GK.T) / 2
+        rhs = np.einsum("oan,ar->orn", self.WM3, F, optimize=True).reshape(o, r * m)
+        C = _chol_solve(GK, rhs)
+        if self.out_rank is None or self.out_rank >= min(o, r * m):
+            return C.reshape(o, r, m), self.c0 - float(np.vdot(C, rhs))
+        lam, V = np.linalg.eigh(GK)
+        root = V * np.sqrt(np.maximum(lam, 0.0))  # root root^T = GK
+        U = np.linalg.svd(C @ root, full_matrices=False)[0][:, :self.out_rank]
+        C = U @ (U.T @ C)
+        return C.reshape(o, r, m), self.c0 - float(np.sum((U.T @ (C @ root)) ** 2))
+
+    def f_step(self, F: np.ndarray, MF: np.ndarray, C: np.ndarray, cg_iter: int
+               ) -> np.ndarray:
+        """Lower the objective over ``F`` for fixed ``C`` by preconditioned CG from ``F``."""
+        o, a, m = self.shape
+        r = F.shape[1]
+        Q4 = np.tensordot(C, C, axes=([0], [0]))  # (r, nu, s, lam)
+
+        def hess(T: np.ndarray) -> np.ndarray:  # (H F)[a, r] from T = apply_metric(F)
+            return np.tensordot(T, Q4, axes=([1, 2, 3], [1, 3, 2]))
+
+        N = np.einsum("oan,orn->ar", self.WM3, C, optimize=True)
+        Ma = np.einsum("anbn->ab", self.M4) / m
+        Qb = np.einsum("rnsn->rs", Q4)
+        Ma_f = _factor(Ma)
+        Qb_f = _factor(Qb)
+
+        def precond(R: np.ndarray) -> np.ndarray:
+            Z = sla.cho_solve(Ma_f, R, check_finite=False)
+            return sla.cho_solve(Qb_f, Z.T, check_finite=False).T
+
+        X = F.copy()
+        R = N - hess(MF)
+        Z = precond(R)
+        P = Z
+        rz = float(np.vdot(R, Z))
+        for _ in range(cg_iter):
+            HP = hess(self.apply_metric(P))
+            pHp = float(np.vdot(P, HP))
+            if pHp <= 0 or rz <= 0:
+                break
+            alpha = rz / pHp
+            X = X + alpha * P
+            R = R - alpha * HP
+            Z = precond(R)
+            rz_new = float(np.vdot(R, Z))
+            P = Z + (rz_new / rz) * P
+            rz = rz_new
+        return X
+
+
+def _factor(S: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Cholesky factor of ``S`` with a small ridge (a preconditioner: need not be exact)."""
+    S = (S + S.T) / 2
+    ridge = 1e-10 * (float(np.trace(S)) / len(S) or 1.0)
+    return sla.cho_factor(S + ridge * np.eye(len(S)), lower=True, check_finite=False)
+
+
+def _orthonormal(F: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of the column span of ``F`` (only the span matters)."""
+    return np.linalg.qr(F)[0]
+
+
+def nearest_kron_start(W3: np.ndarray, M: np.ndarray, rank: int) -> np.ndarray | None:
+    """``F`` of the generalised SVD for the nearest Kronecker product ``M_a (x) M_m`` of ``M``.
+
+    With ``M_a = L_a L_a^T`` and ``M_m = L_m L_m^T``, ``tr(E (M_a (x) M_m) E^T)`` is the
+    plain objective of the whitened weight ``W3[o] -> L_a^T W3[o] L_m``: its kron-structured
+    truncated SVD is the exact optimum, mapped back by ``F = L_a^{-T} F'``. None when the
+    Kronecker factors are not positive definite.
+    """
+    o, a, m = W3.shape
+    M4 = M.reshape(a, m, a, m)
+    Rm = M4.transpose(0, 2, 1, 3).reshape(a * a, m * m)
+    lam, V = np.linalg.eigh(Rm.T @ Rm)
+    v = V[:, -1]
+    u = Rm @ v
+    Ma, Mm = u.reshape(a, a), v.reshape(m, m)
+    if np.trace(Mm) < 0:
+        Ma, Mm = -Ma, -Mm
+    try:
+        La = np.linalg.cholesky((Ma + Ma.T) / 2)
+        Lm = np.linalg.cholesky((Mm + Mm.T) / 2)
+    except np.linalg.LinAlgError:
+        return None
+    Ww = np.einsum("ab,oam,mn->obn", La, W3, Lm, optimize=True)
+    T = Ww.transpose(1, 0, 2).reshape(a, o * m)
+    Fw = np.linalg.svd(T, full_matrices=False)[0][:, :rank]
+    return sla.solve_triangular(La, Fw, trans="T", lower=True, check_finite=False)
+
+
+def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarray]],
+             out_rank: int | None = None, max_iter: int = 100, tol: float = 1e-6,
+             cg_iter: int = 5) -> KronFit:
+    """Minimise ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` over ``C`` and ``F`` (see module doc).
+
+    Parameters
+    ----------
+    W3 : ndarray of shape (out, a, m)
+    M : ndarray of shape (a m, a m)
+        Symmetric positive semi-definite metric on the input side (``(a, m)`` order).
+    starts : sequence of (name, F0)
+        Starting input factors, each (a, r); the one with the lowest objective after its
+        closed-form ``C`` is refined.
+    out_rank : int, optional
+        Rank of ``C`` (Tucker-2's ``r_out``); None: unconstrained.
+    max_iter : int, default 100
+        Alternations at most.
+    tol : float, default 1e-6
+        Stop when an alternation lowers the objective by at most ``tol`` times its value.
+    cg_iter : int, default 5
+        Conjugate gradient steps per ``F`` update.
+    """
+    prob = _Problem(W3, M, out_rank)
+    best: tuple[float, str, np.ndarray, np.ndarray, np.ndarray] | None = None
+    for name, F0 in starts:
+        F = _orthonormal(F0)
+        MF = prob.apply_metric(F)
+        C, f = prob.c_step(F, MF)
+        if best is None or f < best[0]:
+            best = (f, name, F, MF, C)
+    assert best is not None, "fit_kron needs at least one start"
+    f, start, F, MF, C = best
+    iterations = 0
+    for iterations in range(1, max_iter + 1):
+        F_new = _orthonormal(prob.f_step(F, MF, C, cg_iter))
+        MF_new = prob.apply_metric(F_new)
+        C_new, f_new = prob.c_step(F_new, MF_new)
+        if f_new > f:  # rounding only: each step lowers the objective
+            break
+        decrease = f - f_new
+        F, MF, C, f = F_new, MF_new, C_new, f_new
+        if decrease <= tol * max(f, 0.0) or f <= 1e-24 * prob.c0:
+            break
+    return KronFit(C, F, max(f, 0.0), iterations, start)
