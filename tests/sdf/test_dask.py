@@ -345,8 +345,8 @@ def test_bigdata_example_fits_a_zarr_store_in_a_few_chunks_of_memory(tmp_path):
         return float(found.group(1))
 
     store = number(r"store: cube\.zarr, (\d+) MB")
-    before = number(r"resident memory before the fit: (\d+) MB")
-    peak = number(r"peak resident memory: (\d+) MB")
-    assert peak - before < 0.5 * store
+    # What the fit allocates (the resident peak also counts the store's writing and the
+    # modules imported, and varies with the machine's state).
+    assert number(r"peak of the arrays allocated during the fit: (\d+) MB") < 0.5 * store
     assert number(r"relative error (\d+\.\d+) % \(noise") < 1.01
     assert list(tmp_path.iterdir()) == []  # the store was removed
