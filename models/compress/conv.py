@@ -38,6 +38,7 @@ import numpy as np
 from sdf.algebra import cpd_to_tensor, unfold
 from sdf.decomp import gevd_init, lmlra_hooi
 from sdf.errors import DataError, ModelError
+from sdf.models._common import quiet
 from sdf.models.compress import _engine, _fit, _kron
 from sdf.models.compress.budget import (Rank, RatioOf, expand_rank, layer_cost, max_rank,
                                         max_scalar_rank, rank_for_ratio, rank_for_tol,
@@ -157,7 +158,8 @@ def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float
     if calib is not None and w_r > 0 and opts.solver != "engine":
         warm = dataclasses.replace(opts, max_iter=min(opts.max_iter, _WARM_ITER),
                                    tol_fun=max(opts.tol_fun, _WARM_TOL))
-        factors, free = _engine.fit_cp(W, None, w_w, 0.0, factors, warm)
+        with quiet():  # an intermediate fit: its budget is meant to stop it early
+            factors, free = _engine.fit_cp(W, None, w_w, 0.0, factors, warm)
         start = f"{start}, then {_engine.method_name(opts)} on the weight ({free.iterations} " \
                 "iterations)"
     factors, info = _engine.fit_cp(W, calib, w_w, w_r, factors, opts)
