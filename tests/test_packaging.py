@@ -2,8 +2,10 @@
 packages explicitly in pyproject.toml)."""
 
 import pathlib
-import tomllib
 
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11 reads TOML itself
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FOLDERS = {"sdf": "sdf", "models": "sdf.models", "viz": "sdf.viz"}
 
