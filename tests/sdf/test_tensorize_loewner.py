@@ -10,7 +10,7 @@ from sdf.errors import DataError
 from sdf.tensorize import loewnerize
 from sdf.tensors import LoewnerTensor
 
-from tests.sdf.test_tensorize import assert_matches_dense
+from test_tensorize import assert_matches_dense
 
 
 @pytest.mark.parametrize("signal_shape, axis", [((9,), 0), ((8, 3), 0), ((2, 7, 3), 1),

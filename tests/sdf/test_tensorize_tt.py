@@ -11,7 +11,7 @@ from sdf.decomp import tt_svd
 from sdf.errors import DataError
 from sdf.tensors import TTTensor
 
-from tests.sdf.test_tensorize import assert_matches_dense
+from test_tensorize import assert_matches_dense
 
 
 def _random_tt(shape, ranks, rng):
