@@ -14,6 +14,10 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
+# Document the installed package: the repository's own sdf/ folder (on the path when
+# Sphinx runs from the repository root) lacks sdf.models and sdf.viz, which install from
+# models/ and viz/.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT]
 sys.path.insert(0, str(DOCS / "_ext"))
 
 import sdf  # noqa: E402  (after the path set-up, for the version)

@@ -32,7 +32,8 @@ def _sphinx(builder: str, out: Path, gallery: str,
     overrides = [arg for setting in settings for arg in ("-D", setting)]
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder,
            *overrides, "-d", str(out / "doctrees"), str(DOCS), str(out / builder)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+                          cwd=out)
 
 
 def _report(proc: subprocess.CompletedProcess, out: Path, builder: str) -> str:

@@ -39,7 +39,9 @@ from sdf.algebra import cpd_to_tensor, unfold
 from sdf.decomp import gevd_init, lmlra_hooi
 from sdf.errors import DataError, ModelError
 from sdf.models._common import quiet
-from sdf.models.compress import _engine, _fit, _kron
+import sdf.models.compress._engine as _engine
+import sdf.models.compress._fit as _fit
+import sdf.models.compress._kron as _kron
 from sdf.models.compress.budget import (Rank, RatioOf, expand_rank, layer_cost, max_rank,
                                         max_scalar_rank, rank_for_ratio, rank_for_tol,
                                         tucker_ratio_candidates)

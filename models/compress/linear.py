@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from sdf.errors import DataError, ModelError
-from sdf.models.compress import _fit
+import sdf.models.compress._fit as _fit
 from sdf.models.compress.budget import Rank, RatioOf, layer_cost, rank_for_ratio, rank_for_tol
 from sdf.models.compress.layers import Piece
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
@@ -128,7 +128,7 @@ def fit_lowrank_layer(where: str, orig: Piece, Wm: np.ndarray, rows: np.ndarray 
     rank = int(rank)
     use_engine = opts.solver == "engine"
     if use_engine:
-        from sdf.models.compress import _engine
+        import sdf.models.compress._engine as _engine
 
         A0, B0, _ = _fit.lowrank_fit(Wm, rank, None, None if L is not None else svd)
         A, B, info = _engine.fit_two_factor(Wm, calib, w_w, w_r, A0, B0, None, opts)

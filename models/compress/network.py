@@ -21,7 +21,7 @@ from typing import Iterable, Mapping, cast
 import numpy as np
 
 from sdf.errors import DataError, ModelError
-from sdf.models.compress import _fit
+import sdf.models.compress._fit as _fit
 from sdf.models.compress.budget import allocate_ranks, expand_rank
 from sdf.models.compress.conv import CONV_METHODS, ConvMethod, _grid_curve, compress_conv
 from sdf.models.compress.layers import Piece, im2col
@@ -261,7 +261,7 @@ def compress_shared(
     w_w, w_r = _fit.term_weights(Wall, calib, balance if calib is not None else 0.0)
     L = _fit.whitener(d, calib, w_w, w_r)
     if opts.solver == "engine":
-        from sdf.models.compress import _engine
+        import sdf.models.compress._engine as _engine
 
         A0, B0, _ = _fit.lowrank_fit(Wall, rank, None)
         splits = np.cumsum(outs)[:-1]

@@ -12,16 +12,20 @@ from sdf import algebra
 from sdf.errors import OptionError
 from sdf.solvers import SolverOptions, StopReason, register_solver, unregister_solver
 
-PACKAGE = pathlib.Path(sdf.__file__).parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+#: Source folders and the package names they install as.
+FOLDERS = {"sdf": "sdf", "models": "sdf.models", "viz": "sdf.viz"}
 
 
 def _import_graph():
-    """Module -> modules of sdf it imports (all imports, function-level ones included)."""
+    """Module -> modules of the package it imports (all imports, function-level ones
+    included), over the engine and the packages installed inside it."""
     modules = {}
-    for path in PACKAGE.rglob("*.py"):
-        rel = path.relative_to(PACKAGE.parent).with_suffix("")
-        name = ".".join(rel.parts)
-        modules[name.removesuffix(".__init__")] = path
+    for folder, prefix in FOLDERS.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            rel = path.relative_to(ROOT / folder).with_suffix("").parts
+            name = ".".join((prefix, *rel))
+            modules[name.removesuffix(".__init__")] = path
     graph = {m: set() for m in modules}
     for name, path in modules.items():
         if name == "sdf":  # the package's re-export hub
