@@ -8,6 +8,7 @@ from the terms' and transforms' own pieces by the chain rule (``J = J_term J_tra
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -465,9 +466,13 @@ def _scaled(block: Any, w: float, shift: int = 0) -> Any:
         shares[0] += shift - sum(shares)
         grams = [np.ldexp(G, k) if k else np.asarray(G) for G, k in zip(block, shares)]
         return (w * grams[0], *grams[1:])
-    if np.isscalar(block) or np.ndim(block) == 0:
-        return w * float(np.ldexp(float(block), shift) if shift else block)
-    return w * (np.ldexp(block, shift) if shift else np.asarray(block))
+    # One scalar factor where w * 2**shift is a normal float, else the shift first (it
+    # brings an extreme block to unit scale).
+    factor = math.ldexp(w, shift) if -1000 < shift < 1000 else 0.0
+    scalar = np.isscalar(block) or np.ndim(block) == 0
+    if not 2.3e-308 < abs(factor) < 1e300:
+        return w * (float(np.ldexp(float(block), shift)) if scalar else np.ldexp(block, shift))
+    return factor * (float(block) if scalar else np.asarray(block))
 
 
 def _unit_shift(routed: tuple[Any, ...], shift: int) -> tuple[Any, ...]:
