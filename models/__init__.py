@@ -10,6 +10,7 @@ from sdf.models._result import Decomposition, DecompositionKind, Stage
 from sdf.models.btd import btd
 from sdf.models.cmtf import cmtf
 from sdf.models.cpd import cpd
+from sdf.models.cpd_rbs import cpd_rbs
 from sdf.models.diagnostics import (
     CPDError,
     Degeneracy,
@@ -55,6 +56,7 @@ __all__ = [
     "congruence",
     "corcondia",
     "cpd",
+    "cpd_rbs",
     "cpderr",
     "degeneracy",
     "fms",
