@@ -8,7 +8,8 @@ multilinear projections, and sampling at given entries. The kinds shipped:
 array and a mask), :class:`IncompleteTensor` (known entries only, missing ones unknown),
 :class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor` and
 :class:`TuckerTensor` (factored, never expanded), :class:`DaskTensor` (held in chunks by
-dask: in memory, on disk or on a cluster; dask is imported only for such data), the kinds
+dask: in memory, on disk or on a cluster; dask is imported only for such data) and
+:class:`DaskEntriesTensor` (coordinates and values in chunks), the kinds
 built from signals by :mod:`sdf.tensorize` -- :class:`HankelTensor` (FFT convolutions),
 :class:`LoewnerTensor` (Cauchy-like products) and :class:`SegmentedTensor` (reshapes, no
 copies) -- and :class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`). A new
@@ -25,6 +26,7 @@ from sdf.tensors._base import KnownEntries, MTTKRPSession, Tensor
 from sdf.tensors._convert import as_tensor, register_data_kind
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor
 from sdf.tensors._dask import DaskTensor
+from sdf.tensors._dask_entries import DaskEntriesTensor
 from sdf.tensors._dense import DenseTensor
 from sdf.tensors._factored import CPDTensor, TuckerTensor
 from sdf.tensors._hankel import HankelTensor
@@ -35,6 +37,7 @@ from sdf.tensors._tt import TTTensor
 
 __all__ = [
     "CPDTensor",
+    "DaskEntriesTensor",
     "DaskTensor",
     "DenseTensor",
     "HankelTensor",

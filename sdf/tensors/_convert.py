@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from sdf.errors import DataError
 from sdf.tensors._base import Tensor, _check_shape, _float_array
+from sdf.tensors._chunked import is_chunked_array
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor, _known_of
 from sdf.tensors._dense import DenseTensor
 from sdf.tensors._masked import MaskedTensor
@@ -111,6 +112,8 @@ def as_tensor(x: Any, mask: Any = None, name: str = "data", *,
       choose yourself;
     - scipy.sparse input and any 3-tuple ``(subs, vals, shape)`` give a
       :class:`SparseTensor`, or an :class:`IncompleteTensor` if ``missing="unknown"``;
+      a triplet whose ``subs`` or ``vals`` is a dask or zarr array gives a
+      :class:`DaskEntriesTensor` (entries read chunk by chunk, never all in memory);
     - an ``xarray.DataArray`` is read through its underlying array (a lazily backed one
       stays lazy when its kind is registered, see :func:`register_data_kind`) and keeps
       ``dims`` and ``coords`` (``np.arange`` for dims without coordinates);
@@ -183,5 +186,9 @@ def as_tensor(x: Any, mask: Any = None, name: str = "data", *,
     if isinstance(x, tuple) and len(x) == 3:
         if mask is not None:
             raise DataError(f"{name}: a mask cannot be combined with (subs, vals, shape)")
+        if is_chunked_array(x[0]) or is_chunked_array(x[1]):
+            from sdf.tensors._dask_entries import DaskEntriesTensor
+
+            return DaskEntriesTensor(x[0], x[1], x[2], missing=missing, name=name)
         return cls.from_entries(x[0], x[1], x[2], name=name)
     return _from_array(x, mask, name)

@@ -34,7 +34,6 @@ type's module name).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -51,6 +50,7 @@ from sdf.tensors._base import (
     _check_no_inf,
     _check_shape,
 )
+from sdf.tensors._chunked import FAN_IN, Partial, is_chunked_array, merge, one_blas_thread
 from sdf.tensors._convert import register_data_kind
 
 __all__ = ["DaskTensor", "MAX_DENSE_BYTES", "MAX_KNOWN_BYTES"]
@@ -60,24 +60,10 @@ __all__ = ["DaskTensor", "MAX_DENSE_BYTES", "MAX_KNOWN_BYTES"]
 MAX_KNOWN_BYTES = 2**30
 #: Bytes (as float64) up to which :meth:`DaskTensor.to_dense` builds the full array.
 MAX_DENSE_BYTES = 2**30
-#: Partial results summed by one task of the reduction tree.
-_FAN_IN = 8
 
-Partial = dict[tuple[Any, ...], Any]
 
 
 # ----------------------------------------------------------------------------- chunk tasks
-def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
-    """BLAS single-threaded while chunk tasks run in this process: dask's threads give
-    the parallelism, and small per-chunk GEMMs on contended BLAS threads run many times
-    slower. (Worker processes of dask.distributed start with one BLAS thread already.)"""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # threadpoolctl comes with the dask extra; without it, run as is
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
-
-
 def _as_float(block: Any) -> np.ndarray:
     """A chunk as float64, missing entries (NaN) as zeros: reductions run over known ones."""
     X = np.asarray(block, dtype=np.float64)
@@ -145,15 +131,6 @@ def _tucker_chunk(block: Any, index: tuple[int, ...], core: np.ndarray,
     out: Partial = {("K", n, b): ml.contract_others(Y[n], core, n)
                     for n, b in enumerate(index)}
     out[("P",)] = ml.mode_product(Y[0], rows[0].T, 0)
-    return out
-
-
-def _merge(*parts: Partial) -> Partial:
-    """Sum partial results key by key (lists concatenate)."""
-    out = dict(parts[0])
-    for part in parts[1:]:
-        for key, value in part.items():
-            out[key] = out[key] + value if key in out else value
     return out
 
 
@@ -251,9 +228,9 @@ class DaskTensor(Tensor):
         level = [dask.delayed(task, pure=True)(block, *args(index))
                  for block, index in zip(self._blocks, self._index)]
         while len(level) > 1:
-            level = [dask.delayed(_merge, pure=True)(*level[k:k + _FAN_IN])
-                     for k in range(0, len(level), _FAN_IN)]
-        with _one_blas_thread():
+            level = [dask.delayed(merge, pure=True)(*level[k:k + FAN_IN])
+                     for k in range(0, len(level), FAN_IN)]
+        with one_blas_thread():
             (out,) = dask.compute(level[0])
         return dict(out)
 
@@ -310,7 +287,7 @@ class DaskTensor(Tensor):
                 f"coordinates need {need / 2**30:.3g} GiB in memory, above the limit of "
                 f"{self._max_known / 2**30:.3g} GiB; raise it with "
                 "DaskTensor(x, max_known_bytes=...), or fit a subset or filled data")
-        with _one_blas_thread():
+        with one_blas_thread():
             parts = dask.compute(*[dask.delayed(_known_chunk, pure=True)(b, self._offset(i))
                                    for b, i in zip(self._blocks, self._index)])
         subs = np.concatenate([p[0] for p in parts])
@@ -365,7 +342,7 @@ class DaskTensor(Tensor):
             index = self._index[int(k)]
             local = subs[picked] - np.asarray(self._offset(index), dtype=np.int64)
             tasks.append(dask.delayed(_pick_chunk, pure=True)(self._blocks[int(k)], local))
-        with _one_blas_thread():
+        with one_blas_thread():
             values = dask.compute(*tasks)
         for picked, vals in zip(groups, values):
             out[picked] = vals
@@ -399,13 +376,6 @@ class _OnePassSession(MTTKRPSession):
 
 
 # ----------------------------------------------------------------------------- registration
-def _is_chunked_array(x: Any) -> bool:
-    """A dask or zarr array, recognised without importing either package."""
-    root = type(x).__module__.split(".")[0]
-    return (root == "dask" and hasattr(x, "chunks") and hasattr(x, "to_delayed")) or (
-        root == "zarr" and hasattr(x, "chunks") and hasattr(x, "shape"))
-
-
 def _convert(x: Any, mask: Any, name: str) -> Tensor:
     if mask is not None:
         raise DataError(f"{name}: a mask cannot be combined with dask data; put NaN at the "
@@ -417,4 +387,4 @@ def _convert(x: Any, mask: Any, name: str) -> Tensor:
     return DaskTensor(x, name=name)
 
 
-register_data_kind(_is_chunked_array, _convert)
+register_data_kind(is_chunked_array, _convert)
