@@ -4,8 +4,10 @@
 ``(R_0, ..., R_{N-1})``.
 
 1. **Start**: the truncated MLSVD (:func:`sdf.decomp.mlsvd`) of the data (of the
-   zero-filled data divided by the fraction known, for incomplete data), random
-   orthonormal bases, or given factors.
+   zero-filled data divided by the fraction known, for incomplete data; the randomized
+   :func:`sdf.decomp.mlsvd_rsi`, four passes, for fully known data read in chunks such as
+   dask or zarr arrays, which are never expanded), random orthonormal bases, or given
+   factors.
 2. **HOOI** (:func:`sdf.decomp.lmlra_hooi`, fully known data only): alternating
    subspace updates, the standard algorithm for dense data, until the fit
    ``1 - relerr^2`` changes by at most 1e-10 in a sweep (the first sweep is compared
@@ -26,7 +28,7 @@ import numpy as np
 
 import sdf
 from sdf import algebra
-from sdf.decomp import lmlra_hooi, mlsvd
+from sdf.decomp import lmlra_hooi, mlsvd, mlsvd_rsi
 from sdf.errors import ModelError
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor
@@ -65,6 +67,9 @@ def _start(X: Tensor, D: np.ndarray | None, ranks: list[int], init: object,
         if init == "auto" and D is not None:
             ml = mlsvd(D, core_shape=ranks)
             return list(ml.factors), ml.core, "MLSVD"
+        if init == "auto" and X.out_of_core and X.known_entries() is None:
+            ml = mlsvd_rsi(X, ranks, seed=rng)
+            return list(ml.factors), ml.core, "randomized MLSVD (4 passes)"
         U = [np.linalg.qr(rng.standard_normal((I, R)))[0] for I, R in zip(X.shape, ranks)]
         how = "random orthonormal"
     else:
@@ -72,6 +77,9 @@ def _start(X: Tensor, D: np.ndarray | None, ranks: list[int], init: object,
         how = "given"
     if D is not None:
         core = algebra.tmprod(D, [np.linalg.pinv(A) for A in U])
+    elif X.known_entries() is None and all(np.allclose(A.T @ A, np.eye(A.shape[1]))
+                                           for A in U):
+        core = X.project(U)  # the least-squares core for orthonormal bases: one pass
     else:
         core = rng.standard_normal(tuple(ranks))
     return U, core, how
@@ -162,7 +170,9 @@ def lmlra(
     rng = make_rng(seed)
     timer = Timer()
     stages: list[Stage] = []
-    D, exact = dense_standin(X)
+    # Data read in passes (dask, zarr) are never expanded: randomized MLSVD, then
+    # Gauss-Newton, each iteration a pass or two.
+    D, exact = (None, False) if X.out_of_core else dense_standin(X)
     U, core, how = _start(X, D, ranks, init, rng)
     stages.append(Stage("init", how, 0, timer.lap()))
     converged = False

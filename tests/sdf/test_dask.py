@@ -350,3 +350,16 @@ def test_bigdata_example_fits_a_zarr_store_in_a_few_chunks_of_memory(tmp_path):
     assert number(r"peak of the arrays allocated during the fit: (\d+) MB") < 0.5 * store
     assert number(r"relative error (\d+\.\d+) % \(noise") < 1.01
     assert list(tmp_path.iterdir()) == []  # the store was removed
+
+
+def test_lmlra_driver_on_dask_data_uses_the_randomized_mlsvd_and_reads_no_dense_copy(
+        rng, monkeypatch):
+    from sdf.models import lmlra
+
+    U = [np.linalg.qr(rng.standard_normal((I, 3)))[0] for I in (30, 26, 22)]
+    a = algebra.tucker_to_tensor(U, rng.standard_normal((3, 3, 3)))
+    a = a + 1e-3 * np.linalg.norm(a) / np.sqrt(a.size) * rng.standard_normal(a.shape)
+    monkeypatch.setattr(DaskTensor, "to_dense", lambda self: pytest.fail("expanded"))
+    dec = lmlra(da.from_array(a, chunks=(10, 13, 11)), (3, 3, 3), seed=0)
+    assert dec.stages[0].detail == "randomized MLSVD (4 passes)"
+    assert dec.relerr == pytest.approx(lmlra(a, (3, 3, 3)).relerr, rel=1e-6)
