@@ -100,6 +100,21 @@ DRIVERS: dict[str, Case] = {
              ({"init": [np.ones((6, 2))]}, ModelError, r"init: expected 3 factor matrices"),
              ({"compress": "yes"}, ModelError, r"compress: expected 'auto', True or False")],
     ),
+    "cpd_rbs": Case(
+        inputs=lambda rng: {"data": planted(rng), "init": factors(rng)},
+        call=lambda inp, **kw: models.cpd_rbs(**{
+            "data": inp["data"], "rank": 2, "init": inp["init"], "block_shape": (3, 3, 3),
+            "max_epochs": 4, **kw}),
+        outputs=decomposition_outputs,
+        bad=[*DATA_PARAMETERS,
+             ({"seed": "x"}, ModelError, r"seed: expected None, an int or a numpy Generator"),
+             ({"rank": 0}, ModelError, r"rank: expected an integer >= 1, got 0"),
+             ({"init": "bogus"}, ModelError, r"init: expected 'block', 'random'"),
+             ({"block_shape": (3, 3)}, ModelError, r"block_shape: expected 3 sizes"),
+             ({"max_epochs": 0}, ModelError, r"max_epochs: expected an integer >= 1"),
+             ({"refine": -1}, ModelError, r"refine: expected an integer >= 0"),
+             ({"max_time": -1.0}, ModelError, r"max_time: expected a finite number >= 0")],
+    ),
     "lmlra": Case(
         inputs=lambda rng: {"data": planted(rng), "init": factors(rng)},
         call=lambda inp, **kw: models.lmlra(**{
