@@ -28,9 +28,9 @@ from sdf import transforms as tf
 from sdf.errors import ModelError, SdfWarning
 from sdf.problem import Problem
 from sdf.tensorize import hankelize, loewnerize, segmentize
-from sdf.tensors import (CPDTensor, DaskTensor, DenseTensor, HankelTensor, IncompleteTensor,
-                         LoewnerTensor, MaskedTensor, SegmentedTensor, SparseTensor, Tensor,
-                         TTTensor, TuckerTensor, as_tensor)
+from sdf.tensors import (CPDTensor, DaskEntriesTensor, DaskTensor, DenseTensor, HankelTensor,
+                         IncompleteTensor, LoewnerTensor, MaskedTensor, SegmentedTensor,
+                         SparseTensor, Tensor, TTTensor, TuckerTensor, as_tensor)
 from sdf.terms import term_types
 
 from _reference import check_model, tucker
@@ -135,6 +135,20 @@ def dask_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
     return Data(tensor, D, None, _frozen(D))
 
 
+def dask_entries_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    import dask.array as da
+
+    keep = rng.random(shape) < 0.4
+    keep.flat[0] = True
+    subs = np.argwhere(keep)
+    vals = rng.standard_normal(len(subs))
+    dense = np.zeros(shape)
+    dense[tuple(subs.T)] = vals
+    tensor = as_tensor((da.from_array(subs, chunks=(7, subs.shape[1])),
+                        da.from_array(vals, chunks=7), shape))
+    return Data(tensor, dense, None, _frozen(subs, vals))
+
+
 def hankel_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
     x = rng.standard_normal(sum(shape) - len(shape) + 1)
     tensor = hankelize(x, sizes=shape, full=False)
@@ -167,6 +181,7 @@ KINDS: dict[type[Tensor], Callable[[tuple[int, ...], np.random.Generator], Data]
     IncompleteTensor: incomplete_data,
     MaskedTensor: masked_data,
     DaskTensor: dask_data,
+    DaskEntriesTensor: dask_entries_data,
     SparseTensor: sparse_data,
     CPDTensor: cpd_data,
     TuckerTensor: tucker_data,
