@@ -2,8 +2,8 @@
 
 Per layer, a rank comes from a target ratio of parameters (or MACs), or from an error
 tolerance on the layer's error-against-rank curve. Across layers,
-:func:`allocate_ranks` spends one global parameter budget where it lowers the error most
-per parameter: a greedy walk on the lower convex hull of each layer's curve (squared
+:func:`allocate_ranks` spends one global parameter budget, MAC budget or both where it
+lowers the error most per unit of cost: a greedy walk on the lower convex hull of each layer's curve (squared
 relative error against parameters), which is optimal for the convexified problem and never
 worse than the plain greedy.
 """
@@ -252,67 +252,111 @@ def _lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(hull)
 
 
-def allocate_ranks(curves: Mapping[str, RankCurve], budget: float,
-                   fixed_cost: float = 0.0, layer_weights: Mapping[str, float] | None = None
+def allocate_ranks(curves: Mapping[str, RankCurve], budget: float | None = None,
+                   fixed_cost: float = 0.0, layer_weights: Mapping[str, float] | None = None,
+                   *, mac_budget: float | None = None, fixed_macs: float = 0.0
                    ) -> dict[str, int]:
-    """Spend one parameter budget over layers, where squared error drops most per parameter.
+    """Spend a parameter budget, a MAC budget or both over layers, where squared error
+    drops most per unit of cost.
+
+    Each layer's curve is reduced to its lower convex hull in (cost, weighted squared
+    error); a greedy walk then takes, among the next hull steps that keep every budget,
+    the one with the largest error drop per unit of cost. With one budget the cost is that
+    count; with both it is ``params / budget + macs / mac_budget`` (each budget's share),
+    and every step must keep both.
 
     Parameters
     ----------
     curves : mapping of str to RankCurve
-        Per layer: ranks, their parameter counts and relative errors (rank 0, if present,
-        is the cheapest start).
-    budget : float
+        Per layer: ranks, their parameter and MAC counts and relative errors (rank 0, if
+        present, is the layer kept dense).
+    budget : float, optional
         Total parameters allowed for all layers together.
     fixed_cost : float, default 0
         Parameters spent elsewhere (subtracted from the budget).
     layer_weights : mapping of str to float, optional
         Importance of each layer's squared relative error (default 1 each).
+    mac_budget : float, optional
+        Total multiply-accumulates per sample allowed for all layers together (every
+        curve must then know its MACs: no ``-1`` entries).
+    fixed_macs : float, default 0
+        MACs spent elsewhere.
 
     Returns
     -------
     dict of str to int
         The chosen rank of each layer (an entry of its curve's ``ranks``).
 
+    Raises
+    ------
+    ModelError
+        No budget, a MAC budget with a curve whose MACs are unknown, or budgets that the
+        cheapest ranks already exceed.
+
     Examples
     --------
     >>> import numpy as np
     >>> from sdf.models.compress import RankCurve, allocate_ranks
-    >>> c = lambda e: RankCurve(np.arange(1, 4), np.array([10, 20, 30]), np.zeros(3),
-    ...                         np.array(e))
-    >>> allocate_ranks({"a": c([0.5, 0.1, 0.0]), "b": c([0.2, 0.15, 0.1])}, 50)
+    >>> c = lambda e, m: RankCurve(np.arange(1, 4), np.array([10, 20, 30]), np.array(m),
+    ...                            np.array(e))
+    >>> curves = {"a": c([0.5, 0.1, 0.0], [100, 200, 300]), "b": c([0.2, 0.15, 0.1], [1, 2, 3])}
+    >>> allocate_ranks(curves, 50)
     {'a': 2, 'b': 3}
+    >>> allocate_ranks(curves, mac_budget=203)
+    {'a': 2, 'b': 3}
+    >>> allocate_ranks(curves, mac_budget=120)
+    {'a': 1, 'b': 3}
     """
+    if budget is None and mac_budget is None:
+        raise ModelError("allocate_ranks: give a parameter budget, a MAC budget or both")
+    for name, c in curves.items():
+        if mac_budget is not None and np.any(np.asarray(c.macs) < 0):
+            raise ModelError(f"allocate_ranks: layer {name!r} has unknown MAC counts (a "
+                             "convolution without its input size); a MAC budget needs them")
     weights = layer_weights or {}
+    limits = [(k, float(b), float(f)) for k, b, f in ((0, budget, fixed_cost),
+                                                       (1, mac_budget, fixed_macs))
+              if b is not None]
+
+    def counts(c: RankCurve) -> np.ndarray:
+        return np.stack([np.asarray(c.params, float), np.asarray(c.macs, float)])
+
+    def cost(v: np.ndarray) -> np.ndarray:
+        return sum(v[k] / max(b, 1e-300) for k, b, _ in limits)
+
     state: dict[str, tuple[np.ndarray, int]] = {}
-    spent = fixed_cost
+    spent = np.array([fixed_cost, fixed_macs], dtype=float)
     for name, c in curves.items():
         w = float(weights.get(name, 1.0))
-        hull = _lower_hull(np.asarray(c.params, float), w * np.asarray(c.errors, float) ** 2)
+        x = cost(counts(c))
+        order = np.argsort(x, kind="stable")
+        hull = order[_lower_hull(x[order], w * np.asarray(c.errors, float)[order] ** 2)]
         state[name] = (hull, 0)
-        spent += float(c.params[hull[0]])
-    if spent > budget:
-        raise ModelError(
-            f"allocate_ranks: the smallest ranks already cost {spent:.0f} parameters, "
-            f"over the budget of {budget:.0f}")
+        spent += counts(c)[:, hull[0]]
+    for k, b, _ in limits:
+        if spent[k] > b:
+            what = "parameters" if k == 0 else "MACs"
+            raise ModelError(
+                f"allocate_ranks: the smallest ranks already cost {spent[k]:.0f} {what}, "
+                f"over the budget of {b:.0f}")
     while True:
         best, best_slope = None, 0.0
         for name, c in curves.items():
-            hull, k = state[name]
-            if k + 1 >= len(hull):
+            hull, j = state[name]
+            if j + 1 >= len(hull):
                 continue
-            a, b = hull[k], hull[k + 1]
-            dp = float(c.params[b] - c.params[a])
-            if spent + dp > budget:
+            a, b = hull[j], hull[j + 1]
+            step = counts(c)[:, b] - counts(c)[:, a]
+            if any(spent[k] + step[k] > lim for k, lim, _ in limits):
                 continue
             w = float(weights.get(name, 1.0))
             gain = w * float(c.errors[a] ** 2 - c.errors[b] ** 2)
-            slope = gain / max(dp, 1e-300)
+            slope = gain / max(float(cost(step)), 1e-300)
             if slope > best_slope:
                 best, best_slope = name, slope
         if best is None:
             break
-        hull, k = state[best]
-        spent += float(curves[best].params[hull[k + 1]] - curves[best].params[hull[k]])
-        state[best] = (hull, k + 1)
-    return {name: int(curves[name].ranks[hull[k]]) for name, (hull, k) in state.items()}
+        hull, j = state[best]
+        spent += counts(curves[best])[:, hull[j + 1]] - counts(curves[best])[:, hull[j]]
+        state[best] = (hull, j + 1)
+    return {name: int(curves[name].ranks[hull[j]]) for name, (hull, j) in state.items()}

@@ -307,28 +307,73 @@ def _check_conv(where: str, W: Any, X: Any, groups: int) -> tuple[np.ndarray, np
     return W, X
 
 
+#: Iterations and objective tolerance of each fit along a CP rank path (the curve only
+#: ranks candidates; the chosen rank is fitted in full afterwards).
+_PATH_ITER, _PATH_TOL = 40, 1e-7
+
+
+def _new_columns(E: np.ndarray, k: int) -> list[np.ndarray]:
+    """``k`` rank-one starts from the residual ``E``: leading singular vectors of each
+    unfolding (cycled where a mode has fewer), scaled to the residual's projection."""
+    vecs = []
+    for n in range(E.ndim):
+        U = np.linalg.svd(unfold(E, n), full_matrices=False)[0]
+        vecs.append(U[:, np.arange(k) % U.shape[1]])
+    scale = np.einsum("oihw,or,ir,hr,wr->r", E, *vecs, optimize=True)
+    vecs[0] = vecs[0] * scale
+    return vecs
+
+
+def _cp_path(W: np.ndarray, ranks: np.ndarray, calib: _fit.Calibration | None,
+             w_w: float, w_r: float, opts: CompressOptions) -> list[list[np.ndarray]]:
+    """CP fits at increasing ranks, each warm-started from the previous one plus new
+    columns from its residual, with a short iteration budget: one path instead of a full
+    fit from scratch per rank."""
+    path_opts = dataclasses.replace(opts, max_iter=min(opts.max_iter, _PATH_ITER),
+                                    tol_fun=max(opts.tol_fun, _PATH_TOL))
+    out: list[list[np.ndarray]] = []
+    factors: list[np.ndarray] | None = None
+    for r in ranks:
+        if factors is None:
+            start, _ = _cp_start(W, int(r), opts.seed)
+        else:
+            extra = _new_columns(W - cpd_to_tensor(factors), int(r) - factors[0].shape[1])
+            start = [np.hstack([F, X]) for F, X in zip(factors, extra)]
+        with quiet():  # a budgeted fit: stopping at its cap is expected
+            factors, _ = _engine.fit_cp(W, calib, w_w, w_r, start, path_opts)
+        out.append(factors)
+    return out
+
+
 def _grid_curve(method: str, orig: Piece, W: np.ndarray, calib: _fit.Calibration | None,
                 w_w: float, w_r: float, L: np.ndarray | None, opts: CompressOptions,
                 input_hw: tuple[int, int] | None, n_points: int = 8) -> RankCurve:
-    """Error against rank on a geometric grid of ranks (CP, Tucker-2: each point a fit)."""
+    """Error against rank on a geometric grid of ranks up to the dense layer's cost.
+
+    Tucker-2: a HOOI per point. CP: one warm-started rank path (:func:`_cp_path`), whose
+    errors are those of budgeted fits (at or slightly above the converged ones).
+    """
     top = max_scalar_rank(method, orig)
-    top = top if method == "tucker2" else min(top, 4 * max(W.shape[:2]))
+    if method != "tucker2":
+        # Ranks that cost at least the dense layer are never chosen: stop below them.
+        per_rank = layer_cost(method, orig, 1, input_hw)[0]
+        top = max(1, min(top, 4 * max(W.shape[:2]), (orig.n_params - 1) // per_rank))
     ranks = np.unique(np.geomspace(1, top, n_points).round().astype(int))
+    Wm = W.reshape(W.shape[0], -1)
+    fits: list[Sequence[np.ndarray]]
+    if method == "cp":
+        fits = list(_cp_path(W, ranks, calib, w_w, w_r, opts))
+    else:
+        fits = [_fit_tucker2(W, expand_rank(method, orig, int(r)), calib, w_w, w_r, opts)[0]
+                for r in ranks]
     errs: list[float] = []
     params: list[int] = []
     macs: list[int] = []
-    Wm = W.reshape(W.shape[0], -1)
-    for r in ranks:
-        rk = expand_rank(method, orig, int(r))
-        f: Sequence[np.ndarray]
-        if isinstance(rk, tuple):
-            f, _ = _fit_tucker2(W, rk, calib, w_w, w_r, opts)
-        else:
-            f, _ = _fit_cp(W, rk, calib, w_w, w_r, opts)
+    for r, f in zip(ranks, fits):
         E = (_pieces(method, orig, f, "")[1].reshape(Wm.shape) - Wm)
         E = E @ L if L is not None else E * np.sqrt(w_w)
         errs.append(float(np.linalg.norm(E)))
-        p, m = layer_cost(method, orig, rk, input_hw)
+        p, m = layer_cost(method, orig, expand_rank(method, orig, int(r)), input_hw)
         params.append(p)
         macs.append(-1 if m is None else m)
     return RankCurve(ranks, np.array(params), np.array(macs), np.array(errs))

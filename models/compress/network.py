@@ -67,23 +67,27 @@ class LayerSpec:
 
 @dataclass(frozen=True, repr=False)
 class NetworkCompression:
-    """Every layer compressed under one budget.
+    """Every layer compressed under one budget (parameters, MACs or both).
 
     Attributes
     ----------
     layers : dict of str to CompressedLayer
     curves : dict of str to RankCurve
         The per-layer error-against-rank curves that drove the allocation.
-    budget : float
-        Parameters allowed for the compressed layers together.
+    budget : float or None
+        Parameters allowed for the compressed layers together (None: no parameter budget).
     test_output_error : dict of str to float
         Output error of each layer on its held-out inputs (when given).
+    mac_budget : float or None
+        Multiply-accumulates per sample allowed for the layers together (None: no MAC
+        budget).
     """
 
     layers: dict[str, CompressedLayer]
     curves: dict[str, RankCurve]
-    budget: float
+    budget: float | None
     test_output_error: dict[str, float] = field(default_factory=dict)
+    mac_budget: float | None = None
 
     @property
     def params_before(self) -> int:
@@ -93,11 +97,32 @@ class NetworkCompression:
     def params_after(self) -> int:
         return int(sum(c.params_after for c in self.layers.values()))
 
+    @property
+    def macs_before(self) -> int | None:
+        """MACs per sample of the original layers (None when a convolution's input size
+        is unknown)."""
+        counts = [c.macs_before for c in self.layers.values()]
+        return None if any(m is None for m in counts) else int(sum(counts))  # type: ignore[arg-type]
+
+    @property
+    def macs_after(self) -> int | None:
+        """MACs per sample of the compressed layers (None when unknown)."""
+        counts = [c.macs_after for c in self.layers.values()]
+        return None if any(m is None for m in counts) else int(sum(counts))  # type: ignore[arg-type]
+
     def __repr__(self) -> str:
         """A header line, then one line per layer (no arrays)."""
-        head = (f"NetworkCompression({len(self.layers)} layers, budget {self.budget:.0f}, "
+        budgets = []
+        if self.budget is not None:
+            budgets.append(f"budget {self.budget:.0f} params")
+        if self.mac_budget is not None:
+            budgets.append(f"{self.mac_budget:.0f} MACs")
+        before, after = self.macs_before, self.macs_after
+        macs = ("" if before is None or after is None else
+                f", MACs {before} -> {after} ({after / (before or 1):.3f})")
+        head = (f"NetworkCompression({len(self.layers)} layers, {' and '.join(budgets)}, "
                 f"params {self.params_before} -> {self.params_after} "
-                f"({self.params_after / (self.params_before or 1):.3f}))")
+                f"({self.params_after / (self.params_before or 1):.3f}){macs})")
         return "\n".join([head, *(f"  {c!r}" for c in self.layers.values())])
 
     def ranks(self) -> dict[str, object]:
@@ -310,9 +335,18 @@ def _layer_curve(spec: LayerSpec, name: str, balance: float, opts: CompressOptio
             X=spec.X if method == "channel_svd" else None, bias=p.bias, stride=p.stride,
             padding=p.padding, dilation=p.dilation, input_hw=hw, balance=balance, name=name,
             options=_closed_forms(opts)))
+    # CP and Tucker-2: the same objective as the final fit (data-aware when X is given),
+    # so that their errors compare with the other layers' curves.
     Wm = p.weight.reshape(p.out_features, -1)
-    w_w, _ = _fit.term_weights(Wm, None, 0.0)
-    return _grid_curve(method, p, p.weight, None, w_w, 0.0, None, _closed_forms(opts), hw)
+    calib = None
+    if spec.X is not None:
+        rows = im2col(np.asarray(spec.X, dtype=float), p.kernel_size, p.stride, p.padding,
+                      p.dilation)
+        calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
+                                           center=p.bias is not None)
+    w_w, w_r = _fit.term_weights(Wm, calib, balance if calib is not None else 0.0)
+    L = None if calib is None else _fit.whitener(Wm.shape[1], calib, w_w, w_r)
+    return _grid_curve(method, p, p.weight, calib, w_w, w_r, L, _closed_forms(opts), hw)
 
 
 def _curve_of(res: CompressedLayer) -> RankCurve:
@@ -330,12 +364,16 @@ def _conv_method(name: str, method: str) -> ConvMethod:
     return cast(ConvMethod, method)
 
 
-def _with_dense(curve: RankCurve, layer: Piece) -> RankCurve:
-    """Drop ranks that cost as much as the layer; add rank 0 = keep the layer dense."""
+def _with_dense(curve: RankCurve, layer: Piece, input_hw: tuple[int, int] | None,
+                by_macs: bool = False) -> RankCurve:
+    """Drop ranks that cost as much as the layer (in parameters, and in MACs too when a MAC
+    budget counts); add rank 0 = keep the layer dense, at the layer's own counts."""
+    dense_macs = -1 if layer.kind == "conv2d" and input_hw is None else layer.macs(input_hw)
     keep = curve.params < layer.n_params
-    macs = curve.macs[keep]
+    if by_macs:
+        keep |= (curve.macs >= 0) & (curve.macs < dense_macs)
     return RankCurve(np.append(curve.ranks[keep], 0), np.append(curve.params[keep], layer.n_params),
-                     np.append(macs, macs[-1] if macs.size else -1),
+                     np.append(curve.macs[keep], dense_macs),
                      np.append(curve.errors[keep], 0.0))
 
 
@@ -361,25 +399,33 @@ def _input_hw(spec: LayerSpec) -> tuple[int, int] | None:
 
 def compress_network(
     layers: Mapping[str, LayerSpec],
-    ratio: float,
+    ratio: float | None = None,
     *,
+    macs_ratio: float | None = None,
     balance: float = 0.9,
     layer_weights: Mapping[str, float] | None = None,
     options: CompressOptions | None = None,
 ) -> NetworkCompression:
-    """Compress every layer to one global parameter budget.
+    """Compress every layer to one global budget of parameters, of MACs, or of both.
 
     Each layer's error-against-rank curve (relative error of its fitted objective, from
-    singular values for the SVD-type methods, from a grid of fits for CP and Tucker-2) goes
-    into :func:`~sdf.models.compress.allocate_ranks`, which spends ``ratio`` times the
-    total parameters where the summed squared relative errors drop fastest. Each layer is
-    then fitted at its rank.
+    singular values for the SVD-type methods, from a warm-started rank path for CP and a
+    grid of fits for Tucker-2) goes into :func:`~sdf.models.compress.allocate_ranks`,
+    which spends ``ratio`` times the total parameters and/or ``macs_ratio`` times the
+    total multiply-accumulates per sample where the summed squared relative errors drop
+    fastest. Each layer is then fitted at its rank. A parameter budget favours layers
+    with many weights (often dense heads); a MAC budget favours layers that run on large
+    feature maps (early convolutions), which is what latency follows.
 
     Parameters
     ----------
     layers : mapping of str to LayerSpec
-    ratio : float
+    ratio : float, optional
         Target share of the total parameters of the given layers, in (0, 1].
+    macs_ratio : float, optional
+        Target share of their total MACs per sample, in (0, 1]; every convolution then
+        needs its input size (``LayerSpec.input_hw`` or calibration inputs ``X``). Give
+        ``ratio``, ``macs_ratio`` or both.
     balance : float in [0, 1], default 0.9
         Share of the response terms for layers with calibration inputs.
     layer_weights : mapping of str to float, optional
@@ -400,16 +446,35 @@ def compress_network(
     >>> res = compress_network(net, 0.5)
     >>> res.params_after <= 0.5 * res.params_before
     True
+    >>> by_macs = compress_network(net, macs_ratio=0.5)
+    >>> by_macs.macs_after <= 0.5 * by_macs.macs_before
+    True
     """
     opts = options or CompressOptions()
-    if not 0 < ratio <= 1:
-        raise ModelError(f"compress_network: ratio must be in (0, 1], got {ratio}")
+    if ratio is None and macs_ratio is None:
+        raise ModelError("compress_network: give ratio (a share of the parameters), "
+                         "macs_ratio (a share of the MACs) or both")
+    for what, value in (("ratio", ratio), ("macs_ratio", macs_ratio)):
+        if value is not None and not 0 < value <= 1:
+            raise ModelError(f"compress_network: {what} must be in (0, 1], got {value}")
     if not layers:
         raise ModelError("compress_network: needs at least one layer")
-    curves = {name: _with_dense(_layer_curve(spec, name, balance, opts), spec.layer)
+    if macs_ratio is not None:
+        for name, spec in layers.items():
+            if spec.layer.kind == "conv2d" and _input_hw(spec) is None:
+                raise ModelError(
+                    f"compress_network: layer {name!r}: a MAC budget needs the input size "
+                    "of every convolution; give LayerSpec(input_hw=(H, W)) or calibration "
+                    "inputs X")
+    by_macs = macs_ratio is not None
+    curves = {name: _with_dense(_layer_curve(spec, name, balance, opts), spec.layer,
+                                _input_hw(spec), by_macs)
               for name, spec in layers.items()}
     before = sum(spec.layer.n_params for spec in layers.values())
-    ranks = allocate_ranks(curves, ratio * before, layer_weights=layer_weights)
+    macs_before = sum(int(c.macs[-1]) for c in curves.values()) if by_macs else 0
+    budget = None if ratio is None else ratio * before
+    mac_budget = None if macs_ratio is None else macs_ratio * macs_before
+    ranks = allocate_ranks(curves, budget, layer_weights=layer_weights, mac_budget=mac_budget)
     out: dict[str, CompressedLayer] = {}
     test_err: dict[str, float] = {}
     for name, spec in layers.items():
@@ -428,4 +493,4 @@ def compress_network(
         out[name] = c
         if spec.X_test is not None:
             test_err[name] = c.output_error(spec.X_test)
-    return NetworkCompression(out, curves, ratio * before, test_err)
+    return NetworkCompression(out, curves, budget, test_err, mac_budget)

@@ -203,3 +203,21 @@ def test_tucker2_ratio_data_aware_never_worse_than_grown_ranks(rng):
     others = [compress_conv(W, "tucker2", rank=p, X=X, padding=1) for p in pairs]
     assert res.calib_output_error <= min(o.calib_output_error for o in others) * 1.05
     assert res.rank in pairs
+
+
+def test_cp_rank_path_errors_are_close_to_fits_from_scratch(rng):
+    from sdf.algebra import cpd_to_tensor
+    from sdf.models.compress import CompressOptions
+    from sdf.models.compress.conv import _cp_path, _fit_cp
+
+    A = [rng.standard_normal((n, 6)) * 0.8 ** np.arange(6) for n in (12, 10, 3, 3)]
+    W = cpd_to_tensor(A) + 0.01 * rng.standard_normal((12, 10, 3, 3))
+    ranks = np.array([2, 4, 6])
+    opts = CompressOptions()
+    path = _cp_path(W, ranks, None, 1.0, 0.0, opts)
+    for r, f in zip(ranks, path):
+        scratch, _ = _fit_cp(W, int(r), None, 1.0, 0.0, opts)
+        err_path = np.linalg.norm(cpd_to_tensor(f) - W)
+        err_scratch = np.linalg.norm(cpd_to_tensor(scratch) - W)
+        assert f[0].shape[1] == r
+        assert err_path <= 1.05 * err_scratch + 1e-9 * np.linalg.norm(W)

@@ -83,3 +83,73 @@ def test_ten_big_layers_under_ten_seconds(rng):
     print(f"10 layers compressed in {elapsed:.2f} s")
     assert res.params_after <= 0.5 * res.params_before
     assert elapsed < 10.0
+
+
+def _conv_heavy_net(rng):
+    """A convolution on a large feature map (most MACs, few weights) and a wide dense
+    head (most weights, few MACs): the two budgets pull in opposite directions."""
+    basis = np.linalg.qr(rng.standard_normal((16 * 9, 6)))[0]
+    conv = (rng.standard_normal((32, 6)) @ basis.T).reshape(32, 16, 3, 3)
+    conv = conv + 0.05 * rng.standard_normal(conv.shape)
+    head = rng.standard_normal((64, 8)) @ rng.standard_normal((8, 2048))
+    head = head + 0.05 * rng.standard_normal(head.shape)
+    return {"conv": LayerSpec(Piece("conv2d", conv, padding=1), input_hw=(32, 32)),
+            "head": LayerSpec(Piece("linear", head))}
+
+
+def test_a_mac_budget_cuts_the_macs_a_parameter_budget_leaves(rng):
+    specs = _conv_heavy_net(rng)
+    by_params = compress_network(specs, 0.5)
+    by_macs = compress_network(specs, macs_ratio=0.5)
+    assert by_params.params_after <= 0.5 * by_params.params_before
+    assert by_macs.macs_after <= 0.5 * by_macs.macs_before
+    # The parameter budget is met in the head, which runs few MACs.
+    assert by_params.macs_after > 0.8 * by_params.macs_before
+    assert by_macs.layers["conv"].method != "dense"
+    assert by_macs.mac_budget == pytest.approx(0.5 * by_macs.macs_before)
+    assert by_macs.budget is None and "MACs" in repr(by_macs).splitlines()[0]
+
+
+def test_both_budgets_are_kept_together(rng):
+    res = compress_network(_conv_heavy_net(rng), 0.4, macs_ratio=0.6)
+    assert res.params_after <= 0.4 * res.params_before
+    assert res.macs_after <= 0.6 * res.macs_before
+
+
+def test_a_mac_budget_needs_the_input_size_of_every_convolution(rng):
+    specs = {"conv": LayerSpec(Piece("conv2d", rng.standard_normal((8, 4, 3, 3)))),
+             "fc": LayerSpec(Piece("linear", rng.standard_normal((10, 20))))}
+    with pytest.raises(ModelError, match=r"layer 'conv': a MAC budget needs the input size"):
+        compress_network(specs, macs_ratio=0.5)
+    with pytest.raises(ModelError, match=r"give ratio .*, macs_ratio .* or both"):
+        compress_network(specs)
+    with pytest.raises(ModelError, match=r"macs_ratio must be in \(0, 1\], got 1.5"):
+        compress_network(specs, macs_ratio=1.5)
+
+
+def test_allocation_by_macs_matches_brute_force_on_convex_curves():
+    import itertools
+
+    rng = np.random.default_rng(3)
+    curves = {}
+    for name in "abc":
+        ranks = np.arange(1, 7)
+        errors = np.sort(rng.random(6))[::-1] * np.exp(-0.5 * ranks)  # convex, decreasing
+        curves[name] = RankCurve(ranks, 10 * ranks, rng.integers(5, 50) * ranks, errors)
+    budget = 0.5 * sum(float(c.macs[-1]) for c in curves.values())
+    got = allocate_ranks(curves, mac_budget=budget)
+    best = min((sum(float(curves[n].errors[k] ** 2) for n, k in zip("abc", ks)), ks)
+               for ks in itertools.product(range(6), repeat=3)
+               if sum(float(curves[n].macs[k]) for n, k in zip("abc", ks)) <= budget)
+    spent = sum(float(curves[n].macs[got[n] - 1]) for n in "abc")
+    assert spent <= budget
+    mine = sum(float(curves[n].errors[got[n] - 1] ** 2) for n in "abc")
+    assert mine <= 1.2 * best[0]
+
+
+def test_allocation_refuses_unknown_macs_and_no_budget():
+    c = RankCurve(np.arange(1, 3), np.array([1, 2]), np.array([-1, -1]), np.array([0.5, 0.1]))
+    with pytest.raises(ModelError, match=r"layer 'x' has unknown MAC counts"):
+        allocate_ranks({"x": c}, mac_budget=10)
+    with pytest.raises(ModelError, match=r"give a parameter budget, a MAC budget or both"):
+        allocate_ranks({"x": c})

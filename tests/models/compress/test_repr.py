@@ -39,5 +39,6 @@ def test_network_repr_has_one_line_per_layer(rng):
     res = compress_network(net, 0.5)
     lines = repr(res).splitlines()
     assert len(lines) == 3 and _no_arrays(repr(res))
-    assert lines[0].startswith(f"NetworkCompression(2 layers, budget {res.budget:.0f}, params "
-                               f"{res.params_before} -> {res.params_after}")
+    assert lines[0].startswith(f"NetworkCompression(2 layers, budget {res.budget:.0f} params, "
+                               f"params {res.params_before} -> {res.params_after}")
+    assert f"MACs {res.macs_before} -> {res.macs_after}" in lines[0]
