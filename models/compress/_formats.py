@@ -100,14 +100,29 @@ def tt_macs(cores: Sequence[np.ndarray]) -> int:
     return int(total)
 
 
+def _groups(values: np.ndarray, size: int) -> list[np.ndarray]:
+    """Positions of each value 0..size-1 in ``values`` (one stable sort)."""
+    order = np.argsort(values, kind="stable")
+    bounds = np.searchsorted(values[order], np.arange(size + 1))
+    return [order[bounds[v]:bounds[v + 1]] for v in range(size)]
+
+
 def tt_columns(cores: Sequence[np.ndarray], x_digits: np.ndarray) -> np.ndarray:
-    """Columns ``W[:, x]`` (as rows, shape (n, out)) from per-core slices ``G_k[:, :, x_k, :]``."""
+    """Columns ``W[:, x]`` (as rows, shape (n, out)) from per-core slices ``G_k[:, :, x_k, :]``.
+
+    The ids are grouped by their k-th digit, so each core costs one matrix product per
+    digit value (the slices are never copied per id)."""
     n = x_digits.shape[0]
     Z = np.ones((n, 1, 1))  # (n, O_<, a)
     for k, G in enumerate(cores):
         a, o, i, b = G.shape
-        S = G.transpose(2, 0, 1, 3)[x_digits[:, k]].reshape(n, a, o * b)
-        Z = (Z @ S).reshape(n, -1, b)
+        P = Z.shape[1]
+        out = np.empty((n, P * o, b))
+        for v, sel in enumerate(_groups(x_digits[:, k], i)):
+            if sel.size:
+                out[sel] = (Z[sel].reshape(-1, a) @ G[:, :, v, :].reshape(a, o * b)
+                            ).reshape(sel.size, P * o, b)
+        Z = out
     return Z.reshape(n, -1)
 
 
