@@ -4,10 +4,14 @@ Run as a script (prints the tables and writes benchmarks/results/bench_tensorize
 
 (a) A linear layer at 10 % of its parameters: held-out output error of TT-matrix, CP and
     Tucker forms (data-free and data-aware) against the plain truncated SVD at the same
-    parameter budget, on (1) the first layer of an MLP trained here on scikit-learn's
-    digits (``MLPClassifier``, inputs are 8x8 images; the digits data ship with
-    scikit-learn, BSD-3-Clause) with the network's test accuracy after the swap, and
-    (2) an unstructured Gaussian weight of the same shape.
+    parameter budget, on (1) the first layer of an MLP trained on scikit-learn's digits
+    (``MLPClassifier``, inputs are 8x8 images; the digits data ship with scikit-learn,
+    BSD-3-Clause), (2) the first dense layer of a small CNN trained on the same data
+    (:func:`sdf.models.compress.nets.train_cnn_digits`; both trained in this process or
+    loaded from the cache the tests fill), with each network's test accuracy after the
+    swap, and (3) an unstructured Gaussian weight. For d = 2 the TT-matrix and CP-matrix
+    are the same model (a truncated SVD of the rearranged weight, Van Loan's nearest sum
+    of Kronecker products).
 (b) An embedding table (10000 x 32, Gaussian: no structure to exploit) at 10 % of its
     parameters as a TT-matrix: look-up time of a batch of ids against dense indexing
     ``E[ids]``, and the error on the rows a Zipf-distributed corpus uses, unweighted
@@ -33,7 +37,7 @@ import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
 from sdf.errors import SdfWarning  # noqa: E402
-from sdf.models.compress import (CompressOptions, compress_head,  # noqa: E402
+from sdf.models.compress import (CompressOptions, Piece, compress_head,  # noqa: E402
                                  compress_linear, conv2d, factorize_embedding, nets,
                                  tensorize_linear, truncated_svd)
 
@@ -73,8 +77,10 @@ def _linear_rows(W, X_calib, X_test, ratio, accuracy=None):
     return table
 
 
-def _print_linear(title, W, table):
+def _print_linear(title, W, table, dense_accuracy=None):
     print(f"{title}: weight {W.shape}, {W.size} parameters, budget 10 %")
+    if dense_accuracy is not None:
+        print(f"test accuracy of the network with the dense layer: {dense_accuracy:.4f}")
     print(f"{'method':44} {'params':>6} {'held-out err':>12} {'/ SVD':>6} {'accuracy':>8}")
     for label, params, err, ratio, acc in table:
         a = "" if acc is None else f"{acc:8.4f}"
@@ -85,24 +91,25 @@ def bench_linear() -> None:
     digits = nets.load_digits_split(seed=0)
     cache = os.path.join(tempfile.gettempdir(), "sdfusion-compress-cache")
     mlp = nets.cached_net("mlp-digits-v1", lambda: nets.train_mlp_digits(digits), cache)
-    fc1 = mlp.layers["fc1"]
-    W = np.array(fc1.weight)
+    cnn = nets.cached_net("cnn-digits-v1", lambda: nets.train_cnn_digits(digits), cache)
+    cases = [("(a1) MLP fc1 (inputs: 8x8 digit images)", mlp, "fc1"),
+             ("(a2) CNN fc1 (inputs: 32 x 4 x 4 feature maps)", cnn, "fc1")]
+    for title, net, name in cases:
+        layer = net.layers[name]
+        W = np.array(layer.weight)
 
-    def accuracy(W_hat):
-        h = np.maximum(digits.X_test @ W_hat.T + fc1.bias, 0)
-        for name in list(mlp.layers)[1:]:
-            h = mlp.layers[name].forward(h)
-            if name != list(mlp.layers)[-1]:
-                h = np.maximum(h, 0)
-        return float(np.mean(h.argmax(axis=1) == digits.y_test))
+        def accuracy(W_hat, net=net, name=name, layer=layer):
+            piece = Piece("linear", W_hat, bias=layer.bias)
+            return net.accuracy(digits.X_test, digits.y_test, replace={name: [piece]})
 
-    print(f"trained MLP (digits, hidden (128, 64)): test accuracy {accuracy(W):.4f}")
-    table = _linear_rows(W, digits.X_calib, digits.X_test, 0.1, accuracy)
-    _print_linear("(a1) MLP fc1 (inputs: 8x8 digit images)", W, table)
+        calib = net.layer_inputs(digits.X_calib)[name]
+        test = net.layer_inputs(digits.X_test)[name]
+        _print_linear(title, W, _linear_rows(W, calib, test, 0.1, accuracy), accuracy(W))
+        print()
     rng = np.random.default_rng(0)
-    G = rng.standard_normal(W.shape)
-    Xc, Xt = rng.standard_normal((500, W.shape[1])), rng.standard_normal((500, W.shape[1]))
-    _print_linear("(a2) Gaussian weight, Gaussian inputs", G, _linear_rows(G, Xc, Xt, 0.1))
+    G = rng.standard_normal((128, 64))
+    Xc, Xt = rng.standard_normal((500, 64)), rng.standard_normal((500, 64))
+    _print_linear("(a3) Gaussian weight, Gaussian inputs", G, _linear_rows(G, Xc, Xt, 0.1))
 
 
 def bench_embedding() -> None:

@@ -463,7 +463,9 @@ def tensorize_linear(
     name : str, default "linear"
     options : CompressOptions, optional
         ``max_iter`` (HOOI sweeps, engine iterations), ``alt_tol``, ``seed``,
-        ``max_calib_rows``, engine settings.
+        ``max_calib_rows``, engine settings. ``solver`` is not read: TT and CP are always
+        refined by the per-core least squares (exact), the data-aware Tucker always runs
+        on the engine.
 
     Returns
     -------
