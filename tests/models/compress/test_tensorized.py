@@ -21,7 +21,8 @@ def _prod(xs):
 # ------------------------------------------------------------------ sizes
 @pytest.mark.parametrize("n, d, expected", [(64, 2, (8, 8)), (64, 3, (4, 4, 4)),
                                             (784, 2, (28, 28)), (128, 2, (16, 8)),
-                                            (1000, 3, (10, 10, 10)), (1, 3, (1, 1, 1))])
+                                            (1000, 3, (10, 10, 10)), (1, 3, (1, 1, 1)),
+                                            (26, 2, (7, 4))])  # 13 x 2 too unbalanced: pad
 def test_factor_sizes_balanced_and_exact(n, d, expected):
     assert factor_sizes(n, d) == expected
 
@@ -93,6 +94,16 @@ def test_tt_at_low_rank_matches_tt_svd_error_bound(rng):
     best = np.sqrt(np.sum(s[4:] ** 2)) / np.linalg.norm(W)
     assert svd0.weight_error == pytest.approx(best, rel=1e-10)
     assert refined.weight_error <= svd0.weight_error + 1e-12
+
+
+@pytest.mark.parametrize("format", ["tt", "cp"])
+def test_als_refinement_lowers_error_with_padded_sizes(format, rng):
+    """Padded output rows are free in the sweeps: the error on the real entries only drops."""
+    W = rng.standard_normal((13, 17))
+    start = tensorize_linear(W, format, rank=2, sweeps=0)
+    refined = tensorize_linear(W, format, rank=2, sweeps=20)
+    assert refined.out_sizes == (5, 3)
+    assert refined.weight_error < start.weight_error
 
 
 # ------------------------------------------------------------------ counts
