@@ -3,12 +3,16 @@
 A layer's weight is one data set, its response on calibration inputs another, and layers
 reading the same input can share factors: each compression is one model on the sdf engine
 (numpy in, numpy out). See :func:`compress_linear`, :func:`compress_conv`,
-:func:`compress_shared` and :func:`compress_network`.
+:func:`compress_shared` and :func:`compress_network`; tensorized layers
+(:func:`tensorize_linear`), factorized embeddings (:func:`factorize_embedding`) and
+low-rank regression heads (:func:`compress_head`).
 """
 
 from sdf.models.compress.budget import (allocate_ranks, layer_cost, max_rank, rank_for_ratio,
                                         rank_for_tol)
+from sdf.models.compress.contraction import LowRankHead, compress_head
 from sdf.models.compress.conv import CONV_METHODS, compress_conv
+from sdf.models.compress.embedding import FactorizedEmbedding, factorize_embedding
 from sdf.models.compress.export import pieces_to_torch
 from sdf.models.compress.layers import (Piece, conv2d, count_macs, count_params, im2col,
                                         run_pieces)
@@ -16,26 +20,33 @@ from sdf.models.compress.linear import closed_form_data_aware, compress_linear, 
 from sdf.models.compress.network import (LayerSpec, NetworkCompression, SharedCompression,
                                          compress_network, compress_shared)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve)
+from sdf.models.compress.tensorized import TensorizedLinear, factor_sizes, tensorize_linear
 
 __all__ = [
     "CONV_METHODS",
     "CompressOptions",
     "CompressedLayer",
+    "FactorizedEmbedding",
     "FitInfo",
     "LayerSpec",
+    "LowRankHead",
     "NetworkCompression",
     "Piece",
     "RankCurve",
     "SharedCompression",
+    "TensorizedLinear",
     "allocate_ranks",
     "closed_form_data_aware",
     "compress_conv",
+    "compress_head",
     "compress_linear",
     "compress_network",
     "compress_shared",
     "conv2d",
     "count_macs",
     "count_params",
+    "factor_sizes",
+    "factorize_embedding",
     "im2col",
     "layer_cost",
     "max_rank",
@@ -43,5 +54,6 @@ __all__ = [
     "rank_for_ratio",
     "rank_for_tol",
     "run_pieces",
+    "tensorize_linear",
     "truncated_svd",
 ]

@@ -1,0 +1,433 @@
+"""Tensorized weight matrices: TT-matrix, CP-matrix and Tucker-matrix (private).
+
+A weight ``W`` of shape (out, in) with ``out = o_1 ... o_d`` and ``in = i_1 ... i_d``
+(row-major mixed radix: output index ``y = (y_1, ..., y_d)``, ``y_1`` most significant;
+the same for the input index ``x``) is stored in one of three factored forms:
+
+* TT-matrix: cores ``G_k`` of shape ``(r_{k-1}, o_k, i_k, r_k)``, ``r_0 = r_d = 1``::
+
+      W[y, x] = G_1[:, y_1, x_1, :] @ G_2[:, y_2, x_2, :] @ ... @ G_d[:, y_d, x_d, :]
+
+* CP-matrix (a sum of Kronecker products): factors ``A_k`` of shape ``(o_k, i_k, R)``::
+
+      W[y, x] = sum_r prod_k A_k[y_k, x_k, r]
+
+* Tucker-matrix: factors ``U_k`` (o_k, R_k), ``V_k`` (i_k, S_k), core
+  ``(R_1, ..., R_d, S_1, ..., S_d)``: the Tucker decomposition of the order-2d tensor
+  ``W.reshape(o_1, ..., o_d, i_1, ..., i_d)``.
+
+Here: the dense forms (for tests and fits), the forward passes that contract the factors
+with an input batch one at a time (never forming W), the column gathers used by embedding
+look-ups, parameter and MAC counts, and the alternating least squares fits of TT and CP
+under a metric on the input side, ``||(W_hat - W) L||^2`` with ``L L^T = M``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__: list[str] = []
+
+
+def _prod(sizes: Sequence[int]) -> int:
+    return int(np.prod(sizes, dtype=np.int64)) if len(sizes) else 1
+
+
+def paired_tensor(W: np.ndarray, out_sizes: Sequence[int], in_sizes: Sequence[int]
+                  ) -> np.ndarray:
+    """W (out, in) as the order-d tensor of shape ``(o_1 i_1, ..., o_d i_d)``."""
+    d = len(out_sizes)
+    T = W.reshape(*out_sizes, *in_sizes)
+    perm = [p for k in range(d) for p in (k, d + k)]
+    return T.transpose(perm).reshape([o * i for o, i in zip(out_sizes, in_sizes)])
+
+
+def unpaired_matrix(T: np.ndarray, out_sizes: Sequence[int], in_sizes: Sequence[int]
+                    ) -> np.ndarray:
+    """Inverse of :func:`paired_tensor`."""
+    d = len(out_sizes)
+    T = T.reshape([s for pair in zip(out_sizes, in_sizes) for s in pair])
+    perm = [2 * k for k in range(d)] + [2 * k + 1 for k in range(d)]
+    return T.transpose(perm).reshape(_prod(out_sizes), _prod(in_sizes))
+
+
+def digits(ids: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """Mixed-radix digits (n, d) of the indices ``ids`` (first digit most significant)."""
+    out = np.empty((ids.size, len(sizes)), dtype=np.intp)
+    rest = ids.astype(np.intp).reshape(-1)
+    for k in range(len(sizes) - 1, -1, -1):
+        rest, out[:, k] = np.divmod(rest, sizes[k])
+    return out
+
+
+# ----------------------------------------------------------------------------- TT-matrix
+def tt_dense(cores: Sequence[np.ndarray]) -> np.ndarray:
+    """The matrix (out, in) of a TT-matrix."""
+    osz = [G.shape[1] for G in cores]
+    isz = [G.shape[2] for G in cores]
+    out = np.ones((1, 1))
+    for G in cores:
+        a, o, i, b = G.shape
+        out = out.reshape(-1, a) @ G.reshape(a, o * i * b)
+    return unpaired_matrix(out.reshape([o * i for o, i in zip(osz, isz)]), osz, isz)
+
+
+def tt_apply(cores: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray:
+    """``x @ W.T`` for x (n, in), core by core: state (n, o_<k, r_k, i_>k)."""
+    n = x.shape[0]
+    Z = x.reshape(n, 1, 1, -1)  # (n, O_<, a, rest of the input)
+    for G in cores:
+        a, o, i, b = G.shape
+        P, rest = Z.shape[1], Z.shape[3] // i
+        Z = Z.reshape(n, P, a, i, rest).transpose(0, 1, 4, 2, 3).reshape(-1, a * i)
+        Gm = G.transpose(0, 2, 1, 3).reshape(a * i, o * b)
+        Z = (Z @ Gm).reshape(n, P, rest, o, b).transpose(0, 1, 3, 4, 2)
+        Z = Z.reshape(n, P * o, b, rest)
+    return Z.reshape(n, -1)
+
+
+def tt_macs(cores: Sequence[np.ndarray]) -> int:
+    """Multiplications per sample of :func:`tt_apply`: sum_k O_<k r_{k-1} i_k o_k r_k I_>k."""
+    isz = [G.shape[2] for G in cores]
+    total, P = 0, 1
+    for k, G in enumerate(cores):
+        a, o, i, b = G.shape
+        total += P * a * i * o * b * _prod(isz[k + 1:])
+        P *= o
+    return int(total)
+
+
+def _groups(values: np.ndarray, size: int) -> list[np.ndarray]:
+    """Positions of each value 0..size-1 in ``values`` (one stable sort)."""
+    order = np.argsort(values, kind="stable")
+    bounds = np.searchsorted(values[order], np.arange(size + 1))
+    return [order[bounds[v]:bounds[v + 1]] for v in range(size)]
+
+
+def tt_columns(cores: Sequence[np.ndarray], x_digits: np.ndarray) -> np.ndarray:
+    """Columns ``W[:, x]`` (as rows, shape (n, out)) from per-core slices ``G_k[:, :, x_k, :]``.
+
+    The ids are grouped by their k-th digit, so each core costs one matrix product per
+    digit value (the slices are never copied per id)."""
+    n = x_digits.shape[0]
+    Z = np.ones((n, 1, 1))  # (n, O_<, a)
+    for k, G in enumerate(cores):
+        a, o, i, b = G.shape
+        P = Z.shape[1]
+        out = np.empty((n, P * o, b))
+        for v, sel in enumerate(_groups(x_digits[:, k], i)):
+            if sel.size:
+                out[sel] = (Z[sel].reshape(-1, a) @ G[:, :, v, :].reshape(a, o * b)
+                            ).reshape(sel.size, P * o, b)
+        Z = out
+    return Z.reshape(n, -1)
+
+
+def tt_params(cores: Sequence[np.ndarray]) -> int:
+    return int(sum(G.size for G in cores))
+
+
+def tt_rank_caps(out_sizes: Sequence[int], in_sizes: Sequence[int]) -> list[int]:
+    """Largest useful TT ranks r_1..r_{d-1}: min of the left and right unfolding sizes."""
+    m = [o * i for o, i in zip(out_sizes, in_sizes)]
+    return [min(_prod(m[:k + 1]), _prod(m[k + 1:])) for k in range(len(m) - 1)]
+
+
+def tt_params_at(out_sizes: Sequence[int], in_sizes: Sequence[int], rank: int) -> int:
+    """Parameters of a TT-matrix with every rank capped at ``rank``."""
+    r = [1] + [min(rank, c) for c in tt_rank_caps(out_sizes, in_sizes)] + [1]
+    return int(sum(r[k] * o * i * r[k + 1] for k, (o, i) in enumerate(zip(out_sizes, in_sizes))))
+
+
+# ----------------------------------------------------------------------------- CP-matrix
+def cp_dense(factors: Sequence[np.ndarray]) -> np.ndarray:
+    """The matrix (out, in) of a CP-matrix (factors (o_k, i_k, R))."""
+    osz = [A.shape[0] for A in factors]
+    isz = [A.shape[1] for A in factors]
+    R = factors[0].shape[2]
+    out = np.ones((1, R))
+    for A in factors:
+        out = (out[:, None, :] * A.reshape(1, -1, R)).reshape(-1, R)
+    return unpaired_matrix(out.sum(axis=1), osz, isz)
+
+
+def cp_apply(factors: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray:
+    """``x @ W.T`` for x (n, in): one batched product per factor, state (R, n, O_<, I_>=k)."""
+    n = x.shape[0]
+    R = factors[0].shape[2]
+    Z = x.reshape(1, n, 1, -1)
+    for A in factors:
+        o, i, _ = A.shape
+        r0, P, rest = Z.shape[0], Z.shape[2], Z.shape[3] // i
+        Z = Z.reshape(r0, n, P, i, rest).transpose(0, 1, 2, 4, 3).reshape(r0, -1, i)
+        Z = Z @ A.transpose(2, 1, 0)  # (R, n P rest, o), broadcast over R at the start
+        Z = Z.reshape(R, n, P, rest, o).transpose(0, 1, 2, 4, 3).reshape(R, n, P * o, rest)
+    return Z.sum(axis=0).reshape(n, -1)
+
+
+def cp_macs(factors: Sequence[np.ndarray]) -> int:
+    """Multiplications per sample of :func:`cp_apply`: sum_k R O_<k i_k o_k I_>k (the final
+    sum over the R terms adds R * out additions, not counted)."""
+    isz = [A.shape[1] for A in factors]
+    total, P = 0, 1
+    for k, A in enumerate(factors):
+        o, i, R = A.shape
+        total += R * P * i * o * _prod(isz[k + 1:])
+        P *= o
+    return int(total)
+
+
+def cp_columns(factors: Sequence[np.ndarray], x_digits: np.ndarray) -> np.ndarray:
+    """Columns ``W[:, x]`` as rows (n, out): ``sum_r kron_k A_k[:, x_k, r]``."""
+    n = x_digits.shape[0]
+    Z = np.ones((n, 1, factors[0].shape[2]))
+    for k, A in enumerate(factors):
+        S = A.transpose(1, 0, 2)[x_digits[:, k]]  # (n, o_k, R)
+        Z = (Z[:, :, None, :] * S[:, None, :, :]).reshape(n, -1, S.shape[2])
+    return Z.sum(axis=2)
+
+
+# ----------------------------------------------------------------------------- Tucker-matrix
+def tucker_dense(U: Sequence[np.ndarray], V: Sequence[np.ndarray], core: np.ndarray
+                 ) -> np.ndarray:
+    """The matrix (out, in) of a Tucker-matrix."""
+    T = core
+    for k, F in enumerate([*U, *V]):
+        T = np.moveaxis(np.tensordot(F, T, axes=(1, k)), 0, k)
+    return T.reshape(_prod([u.shape[0] for u in U]), _prod([v.shape[0] for v in V]))
+
+
+def tucker_apply(U: Sequence[np.ndarray], V: Sequence[np.ndarray], core: np.ndarray,
+                 x: np.ndarray) -> np.ndarray:
+    """``x @ W.T``: x ×_k V_k^T (input modes), the core, then ×_k U_k (output modes)."""
+    n = x.shape[0]
+    Z = x.reshape(n, 1, -1)  # (n, S_<k, I_>=k)
+    for Vk in V:
+        i, s = Vk.shape
+        P, rest = Z.shape[1], Z.shape[2] // i
+        Z = np.moveaxis(Z.reshape(n, P, i, rest), 2, 3) @ Vk  # (n, P, rest, s)
+        Z = np.moveaxis(Z, 3, 2).reshape(n, P * s, rest)
+    Rs = _prod([u.shape[1] for u in U])
+    Z = Z.reshape(n, -1) @ core.reshape(Rs, -1).T  # (n, R_1 ... R_d)
+    Z = Z.reshape(n, 1, -1)  # (n, O_<k, R_>=k)
+    for Uk in U:
+        o, r = Uk.shape
+        P, rest = Z.shape[1], Z.shape[2] // r
+        Z = np.moveaxis(Z.reshape(n, P, r, rest), 2, 3) @ Uk.T  # (n, P, rest, o)
+        Z = np.moveaxis(Z, 3, 2).reshape(n, P * o, rest)
+    return Z.reshape(n, -1)
+
+
+def tucker_macs(U: Sequence[np.ndarray], V: Sequence[np.ndarray], core: np.ndarray) -> int:
+    """Multiplications per sample of :func:`tucker_apply`."""
+    isz = [v.shape[0] for v in V]
+    rsz = [u.shape[1] for u in U]
+    total, P = 0, 1
+    for k, Vk in enumerate(V):
+        i, s = Vk.shape
+        total += P * i * s * _prod(isz[k + 1:])
+        P *= s
+    total += int(core.size)
+    P = 1
+    for k, Uk in enumerate(U):
+        o, r = Uk.shape
+        total += P * r * o * _prod(rsz[k + 1:])
+        P *= o
+    return int(total)
+
+
+# ----------------------------------------------------------------------------- ALS fits
+@dataclass(frozen=True)
+class Metric:
+    """The input-side metric ``M`` (in x in) of ``||(W_hat - W) L||^2``, ``L L^T = M``:
+    ``full`` (a matrix) or ``diag`` (its diagonal), exactly one given."""
+
+    full: np.ndarray | None = None
+    diag: np.ndarray | None = None
+
+    def apply(self, E: np.ndarray) -> np.ndarray:
+        """``E M``."""
+        return E @ self.full if self.full is not None else E * self.diag
+
+    def value(self, E: np.ndarray) -> float:
+        """``trace(E M E^T)``."""
+        return float(np.vdot(E, self.apply(E)))
+
+
+def _solve_spd(N: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``N^{-1} B`` for a (stack of) symmetric positive semidefinite N: Cholesky, else the
+    minimum-norm least-squares solution."""
+    try:
+        C = np.linalg.cholesky(N)
+        return np.linalg.solve(np.swapaxes(C, -1, -2), np.linalg.solve(C, B))
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(N, hermitian=True) @ B
+
+
+def _tt_left(cores: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """Cores before k contracted: (O_<k, I_<k, r_{k-1})."""
+    L = np.ones((1, 1, 1))
+    for G in cores[:k]:
+        a, o, i, b = G.shape
+        L = np.einsum("yxa,aoib->yoxib", L, G).reshape(L.shape[0] * o, L.shape[1] * i, b)
+    return L
+
+
+def _tt_right(cores: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """Cores after k contracted: (r_k, O_>k, I_>k)."""
+    R = np.ones((1, 1, 1))
+    for G in reversed(cores[k + 1:]):
+        a, o, i, b = G.shape
+        R = np.einsum("aoib,byx->aoyix", G, R).reshape(a, o * R.shape[1], i * R.shape[2])
+    return R
+
+
+def _tt_core_update(cores: list[np.ndarray], k: int, WM: np.ndarray, metric: Metric
+                    ) -> np.ndarray:
+    """Core k minimising ``||(W_hat - W) L||`` with the others fixed (a linear least squares
+    whose normal matrix is ``I_{o_k} ⊗ N_k``, N_k of size r_{k-1} i_k r_k)."""
+    a, o, i, b = cores[k].shape
+    L, R = _tt_left(cores, k), _tt_right(cores, k)
+    Il, Ir = L.shape[1], R.shape[2]
+    WM6 = WM.reshape(L.shape[0], o, R.shape[1], Il, i, Ir)
+    rhs = np.einsum("yxa,bvz,yovxkz->akbo", L, R, WM6, optimize=True)
+    if metric.full is not None:
+        PL = np.einsum("yxa,yzc->xazc", L, L, optimize=True)
+        PR = np.einsum("byx,dyz->bxdz", R, R, optimize=True)
+        M6 = metric.full.reshape(Il, i, Ir, Il, i, Ir)
+        N = np.einsum("xazc,bpdq,xkpzlq->akbcld", PL, PR, M6, optimize=True)
+        sol = _solve_spd(N.reshape(a * i * b, -1), rhs.reshape(a * i * b, o))
+        return sol.reshape(a, i, b, o).transpose(0, 3, 1, 2)
+    assert metric.diag is not None
+    PL = np.einsum("yxa,yxc->xac", L, L, optimize=True)
+    PR = np.einsum("byx,dyx->xbd", R, R, optimize=True)
+    m3 = metric.diag.reshape(Il, i, Ir)
+    N = np.einsum("xkp,xac,pbd->kabcd", m3, PL, PR, optimize=True).reshape(i, a * b, a * b)
+    sol = _solve_spd(N, rhs.transpose(1, 0, 2, 3).reshape(i, a * b, o))
+    return sol.reshape(i, a, b, o).transpose(1, 3, 0, 2)
+
+
+def _move_gauge(cores: list[np.ndarray], k: int, step: int) -> None:
+    """Orthonormalise core k (QR) and push the remainder into core k + step."""
+    a, o, i, b = cores[k].shape
+    if step > 0:
+        Q, Rm = np.linalg.qr(cores[k].reshape(a * o * i, b))
+        cores[k] = Q.reshape(a, o, i, -1)
+        cores[k + 1] = np.tensordot(Rm, cores[k + 1], axes=(1, 0))
+    else:
+        Q, Rm = np.linalg.qr(cores[k].reshape(a, o * i * b).T)
+        cores[k] = Q.T.reshape(-1, o, i, b)
+        cores[k - 1] = np.tensordot(cores[k - 1], Rm.T, axes=(3, 0))
+
+
+@dataclass(frozen=True)
+class ALSResult:
+    factors: list[np.ndarray]
+    sweeps: int
+    objective: float
+
+
+def _free_rows(target: np.ndarray, W_hat: np.ndarray, n_out: int) -> None:
+    """Padded output rows are never read: their target follows the fit (no residual)."""
+    if n_out < target.shape[0]:
+        target[n_out:] = W_hat[n_out:]
+
+
+def tt_als(W: np.ndarray, cores: Sequence[np.ndarray], metric: Metric, n_out: int,
+           sweeps: int, tol: float) -> ALSResult:
+    """Alternating least squares on the TT-matrix cores (sweeps right-left-right, gauge moved
+    by QR so that the fixed cores stay orthonormal). Rows ``n_out:`` are padding (free)."""
+    cores = [np.array(G, dtype=float) for G in cores]
+    d = len(cores)
+    target = np.array(W, dtype=float)
+    f_old = metric.value((tt_dense(cores) - target)[:n_out])
+    order = list(range(d - 1, -1, -1)) + list(range(1, d))
+    done = 0
+    for done in range(1, sweeps + 1):
+        _free_rows(target, tt_dense(cores), n_out)
+        WM = metric.apply(target)
+        for pos, k in enumerate(order):
+            cores[k] = _tt_core_update(cores, k, WM, metric)
+            step = -1 if pos < d - 1 else 1
+            if 0 <= k + step < d and pos < len(order) - 1:
+                _move_gauge(cores, k, step)
+        f = metric.value((tt_dense(cores) - target)[:n_out])
+        if f_old - f <= tol * max(f_old, 1e-300):
+            f_old = min(f, f_old)
+            break
+        f_old = f
+    return ALSResult(cores, done, f_old)
+
+
+def _cp_left(factors: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """(O_<k, I_<k, R): the products of the factors before k."""
+    R = factors[0].shape[2]
+    L = np.ones((1, 1, R))
+    for A in factors[:k]:
+        o, i, _ = A.shape
+        L = np.einsum("yxr,oir->yoxir", L, A).reshape(L.shape[0] * o, L.shape[1] * i, R)
+    return L
+
+
+def _cp_right(factors: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """(R, O_>k, I_>k): the products of the factors after k."""
+    R = factors[0].shape[2]
+    Rt = np.ones((R, 1, 1))
+    for A in reversed(factors[k + 1:]):
+        o, i, _ = A.shape
+        Rt = np.einsum("oir,ryx->royix", A, Rt).reshape(R, o * Rt.shape[1], i * Rt.shape[2])
+    return Rt
+
+
+def _cp_factor_update(factors: list[np.ndarray], k: int, WM: np.ndarray, metric: Metric
+                      ) -> np.ndarray:
+    o, i, R = factors[k].shape
+    L, Rt = _cp_left(factors, k), _cp_right(factors, k)
+    Il, Ir = L.shape[1], Rt.shape[2]
+    WM6 = WM.reshape(L.shape[0], o, Rt.shape[1], Il, i, Ir)
+    rhs = np.einsum("yxr,rvz,yovxkz->kro", L, Rt, WM6, optimize=True)
+    if metric.full is not None:
+        PL = np.einsum("yxr,yzs->xrzs", L, L, optimize=True)
+        PR = np.einsum("ryx,syz->rxsz", Rt, Rt, optimize=True)
+        M6 = metric.full.reshape(Il, i, Ir, Il, i, Ir)
+        N = np.einsum("xrzs,rpsq,xkpzlq->krls", PL, PR, M6, optimize=True)
+        sol = _solve_spd(N.reshape(i * R, -1), rhs.reshape(i * R, o))
+        return sol.reshape(i, R, o).transpose(2, 0, 1)
+    assert metric.diag is not None
+    PL = np.einsum("yxr,yxs->xrs", L, L, optimize=True)
+    PR = np.einsum("ryx,syx->xrs", Rt, Rt, optimize=True)
+    m3 = metric.diag.reshape(Il, i, Ir)
+    N = np.einsum("xkp,xrs,prs->krs", m3, PL, PR, optimize=True)
+    return _solve_spd(N, rhs).transpose(2, 0, 1)
+
+
+def _balance_cp(factors: list[np.ndarray]) -> list[np.ndarray]:
+    """Equal norms of the R terms' slices across factors (same matrix)."""
+    norms = np.array([np.linalg.norm(A.reshape(-1, A.shape[2]), axis=0) for A in factors])
+    norms = np.where(norms > 0, norms, 1.0)
+    geo = np.exp(np.mean(np.log(norms), axis=0))
+    return [A * (geo / nk) for A, nk in zip(factors, norms)]
+
+
+def cp_als(W: np.ndarray, factors: Sequence[np.ndarray], metric: Metric, n_out: int,
+           sweeps: int, tol: float) -> ALSResult:
+    """Alternating least squares on the CP-matrix factors under the metric."""
+    factors = _balance_cp([np.array(A, dtype=float) for A in factors])
+    target = np.array(W, dtype=float)
+    f_old = metric.value((cp_dense(factors) - target)[:n_out])
+    done = 0
+    for done in range(1, sweeps + 1):
+        _free_rows(target, cp_dense(factors), n_out)
+        WM = metric.apply(target)
+        for k in range(len(factors)):
+            factors[k] = _cp_factor_update(factors, k, WM, metric)
+        factors = _balance_cp(factors)
+        f = metric.value((cp_dense(factors) - target)[:n_out])
+        if f_old - f <= tol * max(f_old, 1e-300):
+            f_old = min(f, f_old)
+            break
+        f_old = f
+    return ALSResult(factors, done, f_old)
