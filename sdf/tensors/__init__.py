@@ -12,7 +12,9 @@ dask: in memory, on disk or on a cluster; dask is imported only for such data) a
 :class:`DaskEntriesTensor` (coordinates and values in chunks), the kinds
 built from signals by :mod:`sdf.tensorize` -- :class:`HankelTensor` (FFT convolutions),
 :class:`LoewnerTensor` (Cauchy-like products) and :class:`SegmentedTensor` (reshapes, no
-copies) -- and :class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`). A new
+copies) -- :class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`) and
+:class:`Cumulant4Tensor` (the fourth-order cumulant of observations, see
+:mod:`sdf.statistics`). A new
 kind is one subclass of :class:`Tensor` (it must give ``_norm_squared`` and ``_mttkrp``;
 the rest has defaults) and, for :func:`as_tensor` to accept a new input type, one
 :func:`register_data_kind`.
@@ -25,6 +27,7 @@ float64 copies. Constructors take a keyword ``name`` that starts every error mes
 from sdf.tensors._base import KnownEntries, MTTKRPSession, Tensor
 from sdf.tensors._convert import as_tensor, register_data_kind
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor
+from sdf.tensors._cumulant import Cumulant4Tensor
 from sdf.tensors._dask import DaskTensor
 from sdf.tensors._dask_entries import DaskEntriesTensor
 from sdf.tensors._dense import DenseTensor
@@ -37,6 +40,7 @@ from sdf.tensors._tt import TTTensor
 
 __all__ = [
     "CPDTensor",
+    "Cumulant4Tensor",
     "DaskEntriesTensor",
     "DaskTensor",
     "DenseTensor",
