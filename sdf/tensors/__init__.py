@@ -6,8 +6,9 @@ an MTTKRP session (inner product first, then the MTTKRPs of all modes, sharing w
 multilinear projections, and sampling at given entries. The kinds shipped:
 :class:`DenseTensor` (all known), :class:`MaskedTensor` (mostly known: a zero-filled
 array and a mask), :class:`IncompleteTensor` (known entries only, missing ones unknown),
-:class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor` and
-:class:`TuckerTensor` (factored, never expanded), :class:`DaskTensor` (held in chunks by
+:class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor`,
+:class:`TuckerTensor`, :class:`BTDTensor` and :class:`LL1Tensor` (factored, never
+expanded), :class:`DaskTensor` (held in chunks by
 dask: in memory, on disk or on a cluster; dask is imported only for such data) and
 :class:`DaskEntriesTensor` (coordinates and values in chunks), the kinds
 built from signals by :mod:`sdf.tensorize` -- :class:`HankelTensor` (FFT convolutions),
@@ -25,6 +26,7 @@ float64 copies. Constructors take a keyword ``name`` that starts every error mes
 """
 
 from sdf.tensors._base import KnownEntries, MTTKRPSession, Tensor
+from sdf.tensors._blockterm import BTDTensor, LL1Tensor
 from sdf.tensors._convert import as_tensor, register_data_kind
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor
 from sdf.tensors._cumulant import Cumulant4Tensor
@@ -39,6 +41,7 @@ from sdf.tensors._segmented import SegmentedTensor
 from sdf.tensors._tt import TTTensor
 
 __all__ = [
+    "BTDTensor",
     "CPDTensor",
     "Cumulant4Tensor",
     "DaskEntriesTensor",
@@ -47,6 +50,7 @@ __all__ = [
     "HankelTensor",
     "IncompleteTensor",
     "KnownEntries",
+    "LL1Tensor",
     "LoewnerTensor",
     "MTTKRPSession",
     "MaskedTensor",
