@@ -12,8 +12,9 @@ expanded), :class:`DaskTensor` (held in chunks by
 dask: in memory, on disk or on a cluster; dask is imported only for such data) and
 :class:`DaskEntriesTensor` (coordinates and values in chunks), the kinds
 built from signals by :mod:`sdf.tensorize` -- :class:`HankelTensor` (FFT convolutions),
-:class:`LoewnerTensor` (Cauchy-like products) and :class:`SegmentedTensor` (reshapes, no
-copies) -- :class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`) and
+:class:`LoewnerTensor` (Cauchy-like products), :class:`SegmentedTensor` (reshapes, no
+copies) and :class:`OverlappingSegmentedTensor` (overlapping windows, as a Hankel tensor
+with steps) -- :class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`) and
 :class:`Cumulant4Tensor` (the fourth-order cumulant of observations, see
 :mod:`sdf.statistics`). A new
 kind is one subclass of :class:`Tensor` (it must give ``_norm_squared`` and ``_mttkrp``;
@@ -34,7 +35,7 @@ from sdf.tensors._dask import DaskTensor
 from sdf.tensors._dask_entries import DaskEntriesTensor
 from sdf.tensors._dense import DenseTensor
 from sdf.tensors._factored import CPDTensor, TuckerTensor
-from sdf.tensors._hankel import HankelTensor
+from sdf.tensors._hankel import HankelTensor, OverlappingSegmentedTensor
 from sdf.tensors._loewner import LoewnerTensor
 from sdf.tensors._masked import MaskedTensor
 from sdf.tensors._segmented import SegmentedTensor
@@ -54,6 +55,7 @@ __all__ = [
     "LoewnerTensor",
     "MTTKRPSession",
     "MaskedTensor",
+    "OverlappingSegmentedTensor",
     "SegmentedTensor",
     "SparseTensor",
     "TTTensor",
