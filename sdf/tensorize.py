@@ -46,7 +46,7 @@ from sdf.tensors._hankel import (
     default_hankel_sizes,
     sample_counts,
 )
-from sdf.tensors._loewner import LoewnerTensor
+from sdf.tensors._loewner import HigherOrderLoewnerTensor, LoewnerTensor
 from sdf.tensors._segmented import SegmentedTensor
 from sdf.tensors._signals import check_axis, check_densify, check_sizes, read_signals
 
@@ -227,13 +227,20 @@ def dehankelize(data: Any, order: int = 2, *, axis: int = 0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- Loewner
-def loewnerize(signals: Any, points: Any = None, *, rows: Any = None, axis: int = 0,
-               full: bool | None = None) -> np.ndarray | LoewnerTensor:
-    """Loewner matrix of each sampled function: ``L[i, j] = (f(x_i) - f(y_j)) / (x_i - y_j)``.
+def loewnerize(signals: Any, points: Any = None, *, rows: Any = None, order: int = 2,
+               sets: Any = None, axis: int = 0, full: bool | None = None
+               ) -> np.ndarray | LoewnerTensor | HigherOrderLoewnerTensor:
+    """Loewner matrix of each sampled function: ``L[i, j] = (f(x_i) - f(y_j)) / (x_i - y_j)``,
+    or with ``order`` K > 2 the Loewner tensor of divided differences of order K - 1.
 
     The samples are split into a row set (points x_i) and a column set (points y_j); a
     rational function of degree R gives a Loewner matrix of rank R, so Loewner matrices
-    of mixtures of rational signals have low-rank structure that separates them.
+    of mixtures of rational signals have low-rank structure that separates them. With
+    K > 2 the samples are split into K sets and
+    ``T[i_1, ..., i_K] = sum_k f(t_k[i_k]) / prod_{j != k} (t_k[i_k] - t_j[i_j])``
+    (Tensorlab's ``Order`` option, same interleaved partition), held as a
+    :class:`~sdf.tensors.HigherOrderLoewnerTensor` whose products with factors are
+    Cauchy products, never the I^K entries.
 
     Parameters
     ----------
@@ -242,17 +249,22 @@ def loewnerize(signals: Any, points: Any = None, *, rows: Any = None, axis: int 
     points : array_like of shape (L,), optional
         Sample points t; default ``0, 1, ..., L - 1``.
     rows : array_like of int, optional
-        Indices of the row-set samples; default the even ones (interleaved partition,
-        as in Tensorlab); the others, in order, are the column set.
+        Order 2: indices of the row-set samples; default the even ones (interleaved
+        partition, as in Tensorlab); the others, in order, are the column set.
+    order : int, default 2
+        Number K of Loewner modes.
+    sets : sequence of K arrays of int, optional
+        Order K > 2: the samples of each set; default interleaved (set k holds samples
+        k, k + K, ...).
     axis : int, default 0
-        Signal axis; the row and column modes take its place.
+        Signal axis; the Loewner modes take its place.
     full : bool, optional
-        Dense ndarray (True) or :class:`~sdf.tensors.LoewnerTensor` (False); default
-        dense up to :data:`FULL_LIMIT` entries.
+        Dense ndarray (True) or the structured kind (False); default dense up to
+        :data:`FULL_LIMIT` entries.
 
     Returns
     -------
-    ndarray or LoewnerTensor
+    ndarray, LoewnerTensor or HigherOrderLoewnerTensor
 
     Examples
     --------
@@ -261,9 +273,20 @@ def loewnerize(signals: Any, points: Any = None, *, rows: Any = None, axis: int 
     >>> loewnerize(t ** 2, t)  # (x_i^2 - y_j^2) / (x_i - y_j) = x_i + y_j
     array([[1., 3.],
            [3., 5.]])
+    >>> t = np.arange(6.0)
+    >>> loewnerize(t ** 3, t, order=3)[0, 0]  # divided differences of t^3: sum of points
+    array([3., 6.])
     """
     name = "loewnerize"
-    T = LoewnerTensor(signals, points, rows, axis, name=name)
+    K = _check_order(order, name)
+    T: LoewnerTensor | HigherOrderLoewnerTensor
+    if K == 2 and sets is None:
+        T = LoewnerTensor(signals, points, rows, axis, name=name)
+    else:
+        if rows is not None:
+            raise DataError(f"{name}: rows sets the partition of a Loewner matrix; for order "
+                            f"{K} give sets instead")
+        T = HigherOrderLoewnerTensor(signals, points, K, sets, axis, name=name)
     return T.to_dense() if _dense_wanted(T.shape, full, name) else T
 
 

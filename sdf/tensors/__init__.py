@@ -12,7 +12,7 @@ expanded), :class:`DaskTensor` (held in chunks by
 dask: in memory, on disk or on a cluster; dask is imported only for such data) and
 :class:`DaskEntriesTensor` (coordinates and values in chunks), the kinds
 built from signals by :mod:`sdf.tensorize` -- :class:`HankelTensor` (FFT convolutions),
-:class:`LoewnerTensor` (Cauchy-like products), :class:`SegmentedTensor` (reshapes, no
+:class:`LoewnerTensor` and :class:`HigherOrderLoewnerTensor` (Cauchy-like products), :class:`SegmentedTensor` (reshapes, no
 copies) and :class:`OverlappingSegmentedTensor` (overlapping windows, as a Hankel tensor
 with steps) -- :class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`) and
 :class:`Cumulant4Tensor` (the fourth-order cumulant of observations, see
@@ -36,7 +36,7 @@ from sdf.tensors._dask_entries import DaskEntriesTensor
 from sdf.tensors._dense import DenseTensor
 from sdf.tensors._factored import CPDTensor, TuckerTensor
 from sdf.tensors._hankel import HankelTensor, OverlappingSegmentedTensor
-from sdf.tensors._loewner import LoewnerTensor
+from sdf.tensors._loewner import HigherOrderLoewnerTensor, LoewnerTensor
 from sdf.tensors._masked import MaskedTensor
 from sdf.tensors._segmented import SegmentedTensor
 from sdf.tensors._tt import TTTensor
@@ -49,6 +49,7 @@ __all__ = [
     "DaskTensor",
     "DenseTensor",
     "HankelTensor",
+    "HigherOrderLoewnerTensor",
     "IncompleteTensor",
     "KnownEntries",
     "LL1Tensor",

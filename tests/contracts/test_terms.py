@@ -1,7 +1,8 @@
 """Contract tests run over every registered term and every data kind.
 
 Every data term is compiled on every data kind (the kinds of :mod:`sdf.tensors` and a
-kind defined here from MTTKRPs and a norm only), at orders 2 and 3, with one input sent
+kind defined here from MTTKRPs and a norm only), at orders 2 and 3 (kinds of one order
+only, such as the fourth-order cumulant, at theirs), with one input sent
 through a transform: the engine's f, gradient and Gauss-Newton product ``J^T W J v``
 must match autograd on a reference residual, and nothing passed in (data, initial
 values) may change, even read-only. Regularizers have no data and run on their own. A
@@ -29,8 +30,8 @@ from sdf.errors import ModelError, SdfWarning
 from sdf.problem import Problem
 from sdf.tensorize import hankelize, loewnerize, segmentize
 from sdf.tensors import (BTDTensor, CPDTensor, Cumulant4Tensor, DaskEntriesTensor,
-                         DaskTensor, DenseTensor,
-                         HankelTensor, IncompleteTensor, LL1Tensor, LoewnerTensor, MaskedTensor,
+                         DaskTensor, DenseTensor, HankelTensor, HigherOrderLoewnerTensor,
+                         IncompleteTensor, LL1Tensor, LoewnerTensor, MaskedTensor,
                          OverlappingSegmentedTensor, SegmentedTensor, SparseTensor, Tensor,
                          TTTensor, TuckerTensor, as_tensor)
 from sdf.terms import term_types
@@ -201,6 +202,14 @@ def cumulant_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
     return Data(tensor, tensor.to_dense(), None, _frozen(X))
 
 
+def higher_loewner_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    points = np.arange(sum(shape), dtype=float)
+    values = np.cos(points / 3.0) + 0.1 * rng.standard_normal(points.shape)
+    sets = np.split(rng.permutation(points.size), np.cumsum(shape)[:-1])
+    tensor = loewnerize(values, points, order=len(shape), sets=sets, full=False)
+    return Data(tensor, tensor.to_dense(), None, _frozen(points, values))
+
+
 def loewner_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
     points = np.arange(sum(shape), dtype=float)
     values = np.cos(points / 3.0) + 0.1 * rng.standard_normal(points.shape)
@@ -227,6 +236,7 @@ KINDS: dict[type[Tensor], Callable[[tuple[int, ...], np.random.Generator], Data]
     LL1Tensor: ll1_data,
     OverlappingSegmentedTensor: overlapping_data,
     Cumulant4Tensor: cumulant_data,
+    HigherOrderLoewnerTensor: higher_loewner_data,
 }
 
 #: Orders a kind exists at, where not every order (a Loewner matrix is of order 2).
