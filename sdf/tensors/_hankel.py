@@ -292,15 +292,21 @@ class HankelTensor(Tensor):
 
 
 
+#: Most row blocks (window length / shift) read through the strided view.
+_MAX_BLOCKS = 64
+
+
 class OverlappingSegmentedTensor(HankelTensor):
     """Signals cut into overlapping windows: ``T[..., i, j, ...] = x[..., i + s j, ...]``.
 
     Column j holds the j-th window of I consecutive samples, windows starting ``s``
     samples apart (s < I overlaps them; s = I is plain segmentation, s > I skips
     samples). There are ``J = (L - I) // s + 1`` windows; samples after the last window
-    are not part of the tensor. Held as the signal: a Hankel tensor with steps (1, s),
-    whose MTTKRPs are FFT correlations with the upsampled factors (O(L log L R)), never
-    a copy of the overlapping windows.
+    are not part of the tensor. Held as the signal: a Hankel tensor with steps (1, s).
+    Its MTTKRPs are FFT correlations with the upsampled factors (O(L log L R)) when the
+    windows overlap many times; when they overlap a few times (I / s <= 64, one signal)
+    they read the signal as I / s blocks of one strided view (O(I J R), the dense cost,
+    in I / s matrix products), never a copy of the overlapping windows.
 
     Parameters
     ----------
@@ -338,6 +344,17 @@ class OverlappingSegmentedTensor(HankelTensor):
         J = (L - I) // s + 1
         used = np.take(x, np.arange(I + s * (J - 1)), axis=ax)
         super().__init__(used, (I, J), ax, steps=(1, s), name=name)
+        p = -(-I // s)  # blocks of s rows per window
+        L_used = I + s * (J - 1)
+        # Windows that overlap a few times are cheaper read directly, as p row blocks of
+        # one strided view, than through FFTs of the whole signal: I J R flops in p BLAS
+        # calls against about 6 L log2(L) R.
+        self._blocks = p if (self.ndim == 2 and p <= _MAX_BLOCKS
+                             and I * J <= 6 * L_used * max(np.log2(L_used), 1.0)) else 0
+        if self._blocks:
+            padded = np.zeros(s * (p + J - 1))
+            padded[:L_used] = self._x
+            self._rows = _readonly(padded.reshape(-1, s))  # rows[m, a] = x[a + s m]
 
     @property
     def segment_length(self) -> int:
@@ -356,3 +373,41 @@ class OverlappingSegmentedTensor(HankelTensor):
 
     def _extra_repr(self) -> str:
         return f", length={self.segment_length}, shift={self.shift}, axis={self._axis}"
+
+    # ------------------------------------------------------------ strided strategy
+    def _mode0(self, B: np.ndarray) -> np.ndarray:
+        """sum_j x[i + s j] B[j]: block b of s rows is rows[b:b+J]ᵀ @ B."""
+        I, J = self._sizes
+        out = np.concatenate([self._rows[b:b + J].T @ B for b in range(self._blocks)])
+        return out[:I]
+
+    def _mode1(self, A: np.ndarray) -> np.ndarray:
+        """sum_i x[i + s j] A[i]: the blocks of s rows of A against rows[b:b+J]."""
+        I, J = self._sizes
+        s = self.shift
+        Ap = np.zeros((s * self._blocks, A.shape[1]))
+        Ap[:I] = A
+        out = self._rows[0:J] @ Ap[0:s]
+        for b in range(1, self._blocks):
+            out += self._rows[b:b + J] @ Ap[s * b:s * b + s]
+        return out
+
+    def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
+        if not self._blocks:
+            return super()._mttkrp(mats, n)
+        return self._mode0(mats[1]) if n == 0 else self._mode1(mats[0])
+
+    def _mttkrp_all(self, mats: list[np.ndarray]) -> list[np.ndarray]:
+        if not self._blocks:
+            return super()._mttkrp_all(mats)
+        return [self._mode0(mats[1]), self._mode1(mats[0])]
+
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
+        if not self._blocks:
+            return super()._inner_cpd(mats)
+        return float(np.sum(mats[0] * self._mode0(mats[1])))
+
+    def _mttkrp_session(self, mats: list[np.ndarray]) -> MTTKRPSession | _TreeSession:
+        if not self._blocks:
+            return super()._mttkrp_session(mats)
+        return MTTKRPSession(self, mats)

@@ -33,11 +33,25 @@ def test_segmentize_with_shift_gives_the_windows(L, length, shift, rng):
     ((25, 2), 0, 6, 2),
     ((3, 19), 1, 5, 1),
     ((2, 16, 3), 1, 4, 3),
+    ((150,), 0, 70, 1),
+    ((40,), 0, 9, 4),
 ])
 def test_overlapping_segments_match_dense(signal_shape, axis, length, shift, rng):
     x = rng.standard_normal(signal_shape)
     T = OverlappingSegmentedTensor(x, length, shift, axis)
     assert_matches_dense(T, rng)
+
+
+@pytest.mark.parametrize("length, shift, strided", [(9, 4, True), (70, 1, False),
+                                                    (400, 100, True), (2000, 10, False)])
+def test_few_overlaps_read_strided_blocks_many_use_ffts(length, shift, strided, rng):
+    x = rng.standard_normal(length + 40 * shift)
+    T = OverlappingSegmentedTensor(x, length, shift)
+    assert bool(T._blocks) is strided
+    A = [rng.standard_normal((n, 3)) for n in T.shape]
+    D = DenseTensor(T.to_dense())
+    for got, ref in zip(T.mttkrp_all(A), D.mttkrp_all(A)):
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("sizes, steps", [((4, 3, 2), (1, 2, 3)), ((3, 5), (2, 1)),
