@@ -8,15 +8,15 @@ multilinear projections, and sampling at given entries. The kinds shipped:
 array and a mask), :class:`IncompleteTensor` (known entries only, missing ones unknown),
 :class:`SparseTensor` (stored entries, the others zero), :class:`CPDTensor`,
 :class:`TuckerTensor`, :class:`BTDTensor` and :class:`LL1Tensor` (factored, never
-expanded), :class:`DaskTensor` (held in chunks by
-dask: in memory, on disk or on a cluster; dask is imported only for such data) and
-:class:`DaskEntriesTensor` (coordinates and values in chunks), the kinds
-built from signals by :mod:`sdf.tensorize` -- :class:`HankelTensor` (FFT convolutions),
-:class:`LoewnerTensor` and :class:`HigherOrderLoewnerTensor` (Cauchy-like products), :class:`SegmentedTensor` (reshapes, no
-copies) and :class:`OverlappingSegmentedTensor` (overlapping windows, as a Hankel tensor
-with steps) -- :class:`TTTensor` (tensor trains, see :func:`sdf.decomp.tt_svd`) and
-:class:`Cumulant4Tensor` (the fourth-order cumulant of observations, see
-:mod:`sdf.statistics`). A new
+expanded), :class:`DaskTensor` (held in chunks by dask: in memory, on disk or on a
+cluster; dask is imported only for such data) and :class:`DaskEntriesTensor`
+(coordinates and values in chunks), the kinds built from signals by
+:mod:`sdf.tensorize` -- :class:`HankelTensor` (FFT convolutions), :class:`LoewnerTensor`
+and :class:`HigherOrderLoewnerTensor` (Cauchy-like products), :class:`SegmentedTensor`
+(reshapes, no copies) and :class:`OverlappingSegmentedTensor` (overlapping windows, as a
+Hankel tensor with steps) -- :class:`TTTensor` (tensor trains, see
+:func:`sdf.decomp.tt_svd`) and :class:`Cumulant4Tensor` (the fourth-order cumulant of
+observations, see :mod:`sdf.statistics`). A new
 kind is one subclass of :class:`Tensor` (it must give ``_norm_squared`` and ``_mttkrp``;
 the rest has defaults) and, for :func:`as_tensor` to accept a new input type, one
 :func:`register_data_kind`.

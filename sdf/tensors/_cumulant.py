@@ -116,7 +116,7 @@ class Cumulant4Tensor(Tensor):
         return float(np.sum(mats[0] * self._mttkrp(mats, 0)))
 
     def _moment_norm_squared(self) -> float:
-        """||M||² = ||ZᵀZ||² / n² with rows z_t = x_t ⊗ x_t, or (1/n²) sum (x_tᵀ x_u)⁴."""
+        """||M||² as ||ZᵀZ||² / n² (rows z_t = x_t ⊗ x_t) or (1/n²) sum (x_tᵀ x_u)⁴."""
         X = self._X
         n, I = X.shape
         if I ** 3 <= n and I ** 4 <= 4 * _BLOCK_FLOATS:
