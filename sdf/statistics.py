@@ -352,7 +352,8 @@ def dcov(X: Any, *, axes: tuple[int, int] = (0, 1), unbiased: bool = True) -> np
 
     Returns
     -------
-    ndarray of shape (I, I, *other modes)
+    ndarray of shape (I, I, ...)
+        The covariance matrices, then the other modes of X in their order.
 
     Examples
     --------
