@@ -16,12 +16,45 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sdf.errors import DataError
-from sdf.tensors._base import Tensor, _check_finite, _float_array, _readonly
+from sdf.tensors._base import MTTKRPSession, Tensor, _check_finite, _float_array, _readonly, \
+    _TreeSession
 from sdf.tensors._signals import check_densify
 
 __all__ = ["Cumulant4Tensor"]
 
 _BLOCK_FLOATS = 1 << 22  # entries of a Gram block formed at a time (32 MB)
+
+
+class _CumulantSession:
+    """The products X @ A_k once: the inner product from them, then every mode's MTTKRP."""
+
+    def __init__(self, data: Cumulant4Tensor, mats: list[np.ndarray]) -> None:
+        self._data, self._mats = data, mats
+        X, C = data._X, data._C
+        self._P = [X @ A for A in mats]
+        CA = [C @ A for A in mats]
+        # pair[k][m] = column-wise a_kᵀ C a_m
+        self._pair = [[np.sum(mats[k] * CA[m], axis=0) for m in range(4)] for k in range(4)]
+        self._CA = CA
+        moment = float(np.sum(self._P[0] * self._P[1] * self._P[2] * self._P[3])) / X.shape[0]
+        p = self._pair
+        self._inner = moment - float(np.sum(p[0][1] * p[2][3] + p[0][2] * p[1][3]
+                                            + p[0][3] * p[1][2]))
+        self._all: list[np.ndarray] | None = None
+
+    def inner(self) -> float:
+        return self._inner
+
+    def all(self) -> list[np.ndarray]:
+        if self._all is None:
+            X, P, p, CA = self._data._X, self._P, self._pair, self._CA
+            out = []
+            for n in range(4):
+                b, c, d = (m for m in range(4) if m != n)
+                M = X.T @ (P[b] * P[c] * P[d]) / X.shape[0]
+                out.append(M - CA[b] * p[c][d] - CA[c] * p[b][d] - CA[d] * p[b][c])
+            self._all = out
+        return self._all
 
 
 class Cumulant4Tensor(Tensor):
@@ -104,9 +137,10 @@ class Cumulant4Tensor(Tensor):
         return moment - (C @ B) * pair(K, D) - (C @ K) * pair(B, D) - (C @ D) * pair(B, K)
 
     def _mttkrp_all(self, mats: list[np.ndarray]) -> list[np.ndarray]:
-        P = [self._X @ A for A in mats]
-        return [self._mode0([mats[m] for m in range(4) if m != n],
-                            [P[m] for m in range(4) if m != n]) for n in range(4)]
+        return _CumulantSession(self, mats).all()
+
+    def _mttkrp_session(self, mats: list[np.ndarray]) -> MTTKRPSession | _TreeSession:
+        return _CumulantSession(self, mats)  # type: ignore[return-value]
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
         others = [mats[m] for m in range(4) if m != n]
