@@ -56,6 +56,7 @@ def __getattr__(name: str) -> object:
     # Submodules loaded on first use keep `import sdf` light.
     import importlib
 
-    if name in ("algebra", "tensors", "decomp", "transforms", "models", "viz"):
+    if name in ("algebra", "tensors", "decomp", "transforms", "models", "viz", "statistics",
+                "tensorize"):
         return importlib.import_module(f"sdf.{name}")
     raise AttributeError(f"module 'sdf' has no attribute {name!r}")

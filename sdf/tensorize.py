@@ -40,8 +40,13 @@ from sdf import algebra
 from sdf.errors import DataError
 from sdf.tensors import CPDTensor, Tensor
 from sdf.tensors._base import _float_array
-from sdf.tensors._hankel import HankelTensor, anti_diagonal_counts, default_hankel_sizes
-from sdf.tensors._loewner import LoewnerTensor
+from sdf.tensors._hankel import (
+    HankelTensor,
+    OverlappingSegmentedTensor,
+    default_hankel_sizes,
+    sample_counts,
+)
+from sdf.tensors._loewner import HigherOrderLoewnerTensor, LoewnerTensor
 from sdf.tensors._segmented import SegmentedTensor
 from sdf.tensors._signals import check_axis, check_densify, check_sizes, read_signals
 
@@ -122,36 +127,49 @@ def hankelize(signals: Any, order: int | None = None, *, sizes: Sequence[int] | 
     return H.to_dense() if _dense_wanted(H.shape, full, name) else H
 
 
-def _conv_columns(mats: Sequence[np.ndarray], length: int) -> np.ndarray:
-    """Column-wise full linear convolution of the matrices, shape (length, R)."""
+def _conv_columns(mats: Sequence[np.ndarray], length: int,
+                  steps: Sequence[int] | None = None) -> np.ndarray:
+    """Column-wise full linear convolution of the matrices (rows of matrix k placed
+    ``steps[k]`` apart), shape (length, R)."""
     n = scipy.fft.next_fast_len(length, real=True)
-    spectrum = scipy.fft.rfft(mats[0], n, axis=0)
-    for A in mats[1:]:
-        spectrum = spectrum * scipy.fft.rfft(A, n, axis=0)
+    spectrum: np.ndarray | None = None
+    for k, A in enumerate(mats):
+        st = 1 if steps is None else int(steps[k])
+        up = np.zeros((st * (A.shape[0] - 1) + 1, A.shape[1]))
+        up[::st] = A
+        S = scipy.fft.rfft(up, n, axis=0)
+        spectrum = S if spectrum is None else spectrum * S
+    assert spectrum is not None
     return scipy.fft.irfft(spectrum, n, axis=0)[:length]
 
 
-def _dehankelize_cpd(T: CPDTensor, K: int, ax: int) -> np.ndarray:
+def _signal_length(sizes: Sequence[int], steps: Sequence[int]) -> int:
+    return sum(st * (I - 1) for I, st in zip(sizes, steps)) + 1
+
+
+def _dehankelize_cpd(T: CPDTensor, K: int, ax: int, steps: Sequence[int]) -> np.ndarray:
     sizes = T.shape[ax:ax + K]
-    L = sum(sizes) - K + 1
+    L = _signal_length(sizes, steps)
     mats = T.factors
-    conv = _conv_columns(mats[ax:ax + K], L) * T.weights  # (L, R)
+    conv = _conv_columns(mats[ax:ax + K], L, steps) * T.weights  # (L, R)
     rest = [*mats[:ax], *mats[ax + K:]]
     sums = algebra.cpd_to_tensor([conv, *rest]) if rest else conv.sum(axis=1)
-    means = sums / anti_diagonal_counts(sizes).reshape((L,) + (1,) * len(rest))
+    counts = sample_counts(sizes, steps)
+    means = sums / np.maximum(counts, 1).reshape((L,) + (1,) * len(rest))
     return np.moveaxis(means, 0, ax)
 
 
-def _dehankelize_array(a: np.ndarray, K: int, ax: int) -> np.ndarray:
+def _dehankelize_array(a: np.ndarray, K: int, ax: int, steps: Sequence[int]) -> np.ndarray:
     sizes = a.shape[ax:ax + K]
-    L = sum(sizes) - K + 1
+    L = _signal_length(sizes, steps)
     block = np.moveaxis(a, list(range(ax, ax + K)), list(range(K)))
     values = block.reshape(math.prod(sizes), -1)
-    grids = np.ix_(*[np.arange(I) for I in sizes])
+    grids = np.ix_(*[st * np.arange(I) for I, st in zip(sizes, steps)])
     sample = sum(grids[1:], start=grids[0]).ravel()
     summing = sp.csr_array((np.ones(sample.size), (sample, np.arange(sample.size))),
                            shape=(L, sample.size))
-    means = (summing @ values) / anti_diagonal_counts(sizes)[:, None]
+    # Samples no entry holds (windows shifted by more than their length) come back as 0.
+    means = (summing @ values) / np.maximum(sample_counts(sizes, steps), 1)[:, None]
     return np.moveaxis(means.reshape((L,) + block.shape[K:]), 0, ax)
 
 
@@ -190,8 +208,8 @@ def dehankelize(data: Any, order: int = 2, *, axis: int = 0) -> np.ndarray:
     """
     name = "dehankelize"
     K = _check_order(order, name)
-    if isinstance(data, HankelTensor) and data.order == K and data.axis == check_axis(
-            axis, data.ndim, name):
+    if isinstance(data, HankelTensor) and set(data.steps) == {1} and data.order == K \
+            and data.axis == check_axis(axis, data.ndim, name):
         return np.array(data.signal)
     ndim = data.ndim if isinstance(data, Tensor) else np.ndim(data)
     ax = check_axis(axis, ndim, name)
@@ -199,23 +217,30 @@ def dehankelize(data: Any, order: int = 2, *, axis: int = 0) -> np.ndarray:
         raise DataError(f"{name}: order {K} from axis {ax} needs at least {ax + K} modes, "
                         f"the data have {ndim}")
     if isinstance(data, CPDTensor):
-        return _dehankelize_cpd(data, K, ax)
+        return _dehankelize_cpd(data, K, ax, (1,) * K)
     if isinstance(data, Tensor):
         check_densify(data.shape, name, data.kind)
         array = data.to_dense()
     else:
         array = _float_array(data, name)
-    return _dehankelize_array(array, K, ax)
+    return _dehankelize_array(array, K, ax, (1,) * K)
 
 
 # ----------------------------------------------------------------------------- Loewner
-def loewnerize(signals: Any, points: Any = None, *, rows: Any = None, axis: int = 0,
-               full: bool | None = None) -> np.ndarray | LoewnerTensor:
-    """Loewner matrix of each sampled function: ``L[i, j] = (f(x_i) - f(y_j)) / (x_i - y_j)``.
+def loewnerize(signals: Any, points: Any = None, *, rows: Any = None, order: int = 2,
+               sets: Any = None, axis: int = 0, full: bool | None = None
+               ) -> np.ndarray | LoewnerTensor | HigherOrderLoewnerTensor:
+    """Loewner matrix of each sampled function: ``L[i, j] = (f(x_i) - f(y_j)) / (x_i - y_j)``,
+    or with ``order`` K > 2 the Loewner tensor of divided differences of order K - 1.
 
     The samples are split into a row set (points x_i) and a column set (points y_j); a
     rational function of degree R gives a Loewner matrix of rank R, so Loewner matrices
-    of mixtures of rational signals have low-rank structure that separates them.
+    of mixtures of rational signals have low-rank structure that separates them. With
+    K > 2 the samples are split into K sets and
+    ``T[i_1, ..., i_K] = sum_k f(t_k[i_k]) / prod_{j != k} (t_k[i_k] - t_j[i_j])``
+    (Tensorlab's ``Order`` option, same interleaved partition), held as a
+    :class:`~sdf.tensors.HigherOrderLoewnerTensor` whose products with factors are
+    Cauchy products, never the I^K entries.
 
     Parameters
     ----------
@@ -224,17 +249,22 @@ def loewnerize(signals: Any, points: Any = None, *, rows: Any = None, axis: int 
     points : array_like of shape (L,), optional
         Sample points t; default ``0, 1, ..., L - 1``.
     rows : array_like of int, optional
-        Indices of the row-set samples; default the even ones (interleaved partition,
-        as in Tensorlab); the others, in order, are the column set.
+        Order 2: indices of the row-set samples; default the even ones (interleaved
+        partition, as in Tensorlab); the others, in order, are the column set.
+    order : int, default 2
+        Number K of Loewner modes.
+    sets : sequence of K arrays of int, optional
+        Order K > 2: the samples of each set; default interleaved (set k holds samples
+        k, k + K, ...).
     axis : int, default 0
-        Signal axis; the row and column modes take its place.
+        Signal axis; the Loewner modes take its place.
     full : bool, optional
-        Dense ndarray (True) or :class:`~sdf.tensors.LoewnerTensor` (False); default
-        dense up to :data:`FULL_LIMIT` entries.
+        Dense ndarray (True) or the structured kind (False); default dense up to
+        :data:`FULL_LIMIT` entries.
 
     Returns
     -------
-    ndarray or LoewnerTensor
+    ndarray, LoewnerTensor or HigherOrderLoewnerTensor
 
     Examples
     --------
@@ -243,9 +273,20 @@ def loewnerize(signals: Any, points: Any = None, *, rows: Any = None, axis: int 
     >>> loewnerize(t ** 2, t)  # (x_i^2 - y_j^2) / (x_i - y_j) = x_i + y_j
     array([[1., 3.],
            [3., 5.]])
+    >>> t = np.arange(6.0)
+    >>> loewnerize(t ** 3, t, order=3)[0, 0]  # divided differences of t^3: sum of points
+    array([3., 6.])
     """
     name = "loewnerize"
-    T = LoewnerTensor(signals, points, rows, axis, name=name)
+    K = _check_order(order, name)
+    T: LoewnerTensor | HigherOrderLoewnerTensor
+    if K == 2 and sets is None:
+        T = LoewnerTensor(signals, points, rows, axis, name=name)
+    else:
+        if rows is not None:
+            raise DataError(f"{name}: rows sets the partition of a Loewner matrix; for order "
+                            f"{K} give sets instead")
+        T = HigherOrderLoewnerTensor(signals, points, K, sets, axis, name=name)
     return T.to_dense() if _dense_wanted(T.shape, full, name) else T
 
 
@@ -274,29 +315,37 @@ def _reshape_sizes(sizes: Any, L: int, name: str, single: str) -> tuple[int, ...
 
 
 def segmentize(signals: Any, sizes: int | Sequence[int], *, axis: int = 0,
-               full: bool | None = None) -> np.ndarray | SegmentedTensor:
-    """Cut each signal into consecutive segments: ``T[..., i, j, ...] = x[..., i + I j, ...]``.
+               shift: int | None = None, full: bool | None = None
+               ) -> np.ndarray | SegmentedTensor | OverlappingSegmentedTensor:
+    """Cut each signal into segments: ``T[..., i, j, ...] = x[..., i + I j, ...]``, or with
+    a shift s, into windows starting s samples apart: ``x[..., i + s j, ...]``.
 
     An int ``I`` gives segments of length I along mode ``axis`` and the segment index
     along the next mode; K sizes give the order-K segmentation (Fortran-order reshape:
     ``x[i_0 + I_0 i_1 + I_0 I_1 i_2 + ...]``). Exponentials, polynomials and sums of them
-    give low-rank segmentations.
+    give low-rank segmentations. With ``shift`` s < I consecutive windows overlap (the
+    structured form is an :class:`~sdf.tensors.OverlappingSegmentedTensor`, holding
+    the signal once); there are ``(L - I) // s + 1`` windows and later samples are left
+    out.
 
     Parameters
     ----------
     signals : array_like
         A signal of length L, or an array of signals running along ``axis``.
     sizes : int or sequence of int
-        Segment length (it must divide L), or the K >= 2 sizes (product L, one may be
-        -1).
+        Segment length (it must divide L unless ``shift`` is given), or the K >= 2 sizes
+        (product L, one may be -1; not with ``shift``).
     axis : int, default 0
+    shift : int, optional
+        Distance between the starts of consecutive windows (>= 1); default the segment
+        length (no overlap).
     full : bool, optional
-        Dense ndarray (True) or :class:`~sdf.tensors.SegmentedTensor` (False); default
-        dense up to :data:`FULL_LIMIT` entries.
+        Dense ndarray (True) or the structured kind (False); default dense up to
+        :data:`FULL_LIMIT` entries.
 
     Returns
     -------
-    ndarray or SegmentedTensor
+    ndarray, SegmentedTensor or OverlappingSegmentedTensor
 
     Examples
     --------
@@ -304,12 +353,31 @@ def segmentize(signals: Any, sizes: int | Sequence[int], *, axis: int = 0,
     >>> segmentize(np.arange(6.0), 2)
     array([[0., 2., 4.],
            [1., 3., 5.]])
+    >>> segmentize(np.arange(6.0), 4, shift=1)
+    array([[0., 1., 2.],
+           [1., 2., 3.],
+           [2., 3., 4.],
+           [3., 4., 5.]])
     """
     name = "segmentize"
     x, ax = read_signals(signals, axis, name)
-    sz = _reshape_sizes(sizes, x.shape[ax], name, "segment length")
-    T = SegmentedTensor(x, sz, ax, order="F", name=name)
+    T: SegmentedTensor | OverlappingSegmentedTensor
+    if shift is None:
+        sz = _reshape_sizes(sizes, x.shape[ax], name, "segment length")
+        T = SegmentedTensor(x, sz, ax, order="F", name=name)
+    else:
+        if not isinstance(sizes, (int, np.integer)) or isinstance(sizes, bool):
+            raise DataError(f"{name}: with a shift, sizes must be the segment length (an "
+                            f"int), got {sizes!r}")
+        T = OverlappingSegmentedTensor(x, int(sizes), _check_shift(shift, name), ax,
+                                       name=name)
     return T.to_dense() if _dense_wanted(T.shape, full, name) else T
+
+
+def _check_shift(shift: Any, name: str) -> int:
+    if not isinstance(shift, (int, np.integer)) or isinstance(shift, bool) or shift < 1:
+        raise DataError(f"{name}: shift must be an int >= 1, got {shift!r}")
+    return int(shift)
 
 
 def decimate(signals: Any, sizes: int | Sequence[int], *, axis: int = 0,
@@ -373,15 +441,23 @@ def _merge(data: Any, order: int, axis: int, layout: Literal["F", "C"], name: st
     return np.moveaxis(merged, 0, ax).copy()
 
 
-def desegmentize(data: Any, order: int = 2, *, axis: int = 0) -> np.ndarray:
+def desegmentize(data: Any, order: int = 2, *, axis: int = 0, shift: int | None = None
+                 ) -> np.ndarray:
     """Signals from their segmentation (inverse of :func:`segmentize`).
+
+    With a ``shift`` (overlapping windows) each sample is the mean of the entries that
+    hold it, the least-squares signal of (approximately) segmented data, as
+    :func:`dehankelize` does; a CPDTensor is averaged in factored form.
 
     Parameters
     ----------
     data : array_like or Tensor
         Modes ``axis, ..., axis + order - 1`` hold the segmentation.
     order : int, default 2
+        Must be 2 with a shift.
     axis : int, default 0
+    shift : int, optional
+        Distance between the starts of consecutive windows; default the segment length.
 
     Returns
     -------
@@ -392,8 +468,31 @@ def desegmentize(data: Any, order: int = 2, *, axis: int = 0) -> np.ndarray:
     >>> import numpy as np
     >>> desegmentize(segmentize(np.arange(6.0), 3))
     array([0., 1., 2., 3., 4., 5.])
+    >>> desegmentize(segmentize(np.arange(6.0), 4, shift=1), shift=1)
+    array([0., 1., 2., 3., 4., 5.])
     """
-    return _merge(data, order, axis, "F", "desegmentize")
+    name = "desegmentize"
+    if shift is None:
+        return _merge(data, order, axis, "F", name)
+    s = _check_shift(shift, name)
+    if _check_order(order, name) != 2:
+        raise DataError(f"{name}: a shift needs order 2 (windows along one mode), got {order}")
+    if isinstance(data, OverlappingSegmentedTensor) and data.shift == s \
+            and data.axis == check_axis(axis, data.ndim, name):
+        return np.array(data.signal)
+    ndim = data.ndim if isinstance(data, Tensor) else np.ndim(data)
+    ax = check_axis(axis, ndim, name)
+    if ax + 2 > ndim:
+        raise DataError(f"{name}: order 2 from axis {ax} needs at least {ax + 2} modes, "
+                        f"the data have {ndim}")
+    if isinstance(data, CPDTensor):
+        return _dehankelize_cpd(data, 2, ax, (1, s))
+    if isinstance(data, Tensor):
+        check_densify(data.shape, name, data.kind)
+        array = data.to_dense()
+    else:
+        array = _float_array(data, name)
+    return _dehankelize_array(array, 2, ax, (1, s))
 
 
 def dedecimate(data: Any, order: int = 2, *, axis: int = 0) -> np.ndarray:

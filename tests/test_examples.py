@@ -59,6 +59,12 @@ REPORTS = {
         r"CPD: \d+ iterations, relative error \d+\.\d+ % \(noise level \d+\.\d+ %\)",
         r"largest pole error: \d\.\de-0[3-9]",
     ],
+    "bss.py": [
+        r"cumulant CPD: \d+ iterations, relative error \d+\.\d+ %",
+        r"(?s)cumulant CPD.*?Amari index of the estimated mixing matrix: 0\.0[0-4]\d*",
+        r"(?s)SOBI.*?Amari index of the estimated mixing matrix: 0\.0[0-4]\d*",
+        r"(?m)^Laplacian noise +0\.9\d+ +0\.9\d+$",
+    ],
     "counts_and_covariates.py": [
         r"poisson loss on the counts: FMS 0\.9\d+",
         r"gaussian loss on the counts: FMS 0\.\d+",

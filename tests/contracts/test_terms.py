@@ -1,7 +1,8 @@
 """Contract tests run over every registered term and every data kind.
 
 Every data term is compiled on every data kind (the kinds of :mod:`sdf.tensors` and a
-kind defined here from MTTKRPs and a norm only), at orders 2 and 3, with one input sent
+kind defined here from MTTKRPs and a norm only), at orders 2 and 3 (kinds of one order
+only, such as the fourth-order cumulant, at theirs), with one input sent
 through a transform: the engine's f, gradient and Gauss-Newton product ``J^T W J v``
 must match autograd on a reference residual, and nothing passed in (data, initial
 values) may change, even read-only. Regularizers have no data and run on their own. A
@@ -28,14 +29,18 @@ from sdf import transforms as tf
 from sdf.errors import ModelError, SdfWarning
 from sdf.problem import Problem
 from sdf.tensorize import hankelize, loewnerize, segmentize
-from sdf.tensors import (CPDTensor, DaskEntriesTensor, DaskTensor, DenseTensor, HankelTensor,
-                         IncompleteTensor, LoewnerTensor, MaskedTensor, SegmentedTensor,
-                         SparseTensor, Tensor, TTTensor, TuckerTensor, as_tensor)
+from sdf.tensors import (BTDTensor, CPDTensor, Cumulant4Tensor, DaskEntriesTensor,
+                         DaskTensor, DenseTensor, HankelTensor, HigherOrderLoewnerTensor,
+                         IncompleteTensor, LL1Tensor, LoewnerTensor, MaskedTensor,
+                         OverlappingSegmentedTensor, SegmentedTensor, SparseTensor, Tensor,
+                         TTTensor, TuckerTensor, as_tensor)
 from sdf.terms import term_types
 
 from _reference import check_model, tucker
 
-SHAPES = {2: (4, 3), 3: (4, 3, 5)}
+SHAPES = {2: (4, 3), 3: (4, 3, 5), 4: (3, 3, 3, 3)}
+#: Orders every kind is tested at (KIND_ORDERS lists the exceptions).
+ORDERS = (2, 3)
 
 
 # ----------------------------------------------------------------------------- data kinds
@@ -168,6 +173,43 @@ def tt_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
     return Data(tensor, tensor.to_dense(), None, _frozen(*cores))
 
 
+def btd_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    blocks = [([rng.standard_normal((n, r)) for n in shape], rng.standard_normal((r,) * len(shape)))
+              for r in (2, 1)]
+    dense = sum(algebra.tucker_to_tensor(U, core) for U, core in blocks)
+    return Data(BTDTensor(blocks), dense, None,
+                _frozen(*(a for U, core in blocks for a in (*U, core))))
+
+
+def ll1_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    A, B = (rng.standard_normal((n, 3)) for n in shape[:2])
+    C = rng.standard_normal((shape[2], 2))
+    dense = algebra.cpd_to_tensor([A, B, C[:, [0, 0, 1]]])
+    return Data(LL1Tensor([A, B, C], [2, 1]), dense, None, _frozen(A, B, C))
+
+
+def overlapping_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    # Windows of length shape[0] shifted by 2 for an order-2 shape; for more modes, the
+    # other modes are further signals.
+    x = rng.standard_normal((shape[0] + 2 * (shape[1] - 1), *shape[2:]))
+    tensor = segmentize(x, shape[0], shift=2, full=False)
+    return Data(tensor, tensor.to_dense(), None, _frozen(x))
+
+
+def cumulant_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    X = rng.laplace(size=(40, shape[0]))
+    tensor = Cumulant4Tensor(X)
+    return Data(tensor, tensor.to_dense(), None, _frozen(X))
+
+
+def higher_loewner_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
+    points = np.arange(sum(shape), dtype=float)
+    values = np.cos(points / 3.0) + 0.1 * rng.standard_normal(points.shape)
+    sets = np.split(rng.permutation(points.size), np.cumsum(shape)[:-1])
+    tensor = loewnerize(values, points, order=len(shape), sets=sets, full=False)
+    return Data(tensor, tensor.to_dense(), None, _frozen(points, values))
+
+
 def loewner_data(shape: tuple[int, ...], rng: np.random.Generator) -> Data:
     points = np.arange(sum(shape), dtype=float)
     values = np.cos(points / 3.0) + 0.1 * rng.standard_normal(points.shape)
@@ -190,10 +232,16 @@ KINDS: dict[type[Tensor], Callable[[tuple[int, ...], np.random.Generator], Data]
     SegmentedTensor: segmented_data,
     TTTensor: tt_data,
     LoewnerTensor: loewner_data,
+    BTDTensor: btd_data,
+    LL1Tensor: ll1_data,
+    OverlappingSegmentedTensor: overlapping_data,
+    Cumulant4Tensor: cumulant_data,
+    HigherOrderLoewnerTensor: higher_loewner_data,
 }
 
 #: Orders a kind exists at, where not every order (a Loewner matrix is of order 2).
-KIND_ORDERS: dict[type[Tensor], tuple[int, ...]] = {LoewnerTensor: (2,)}
+KIND_ORDERS: dict[type[Tensor], tuple[int, ...]] = {
+    LoewnerTensor: (2,), LL1Tensor: (3,), Cumulant4Tensor: (4,)}
 
 
 # ----------------------------------------------------------------------------- data terms
@@ -285,10 +333,11 @@ DATA_TERMS: dict[str, Callable[[Tensor, np.random.Generator], Built]] = {
 #: (term key, data order) pairs a term refuses, and the located error it must raise.
 UNSUPPORTED: dict[tuple[str, int], str] = {
     ("ll1", 2): r"term 't': an LL1 term needs third-order data, got 2 modes",
+    ("ll1", 4): r"term 't': an LL1 term needs third-order data, got 4 modes",
 }
 
 DATA_CASES = [(key, kind, order) for key in DATA_TERMS for kind in KINDS for order in SHAPES
-              if order in KIND_ORDERS.get(kind, tuple(SHAPES))]
+              if order in KIND_ORDERS.get(kind, ORDERS)]
 
 
 def _case_id(case: tuple[str, type[Tensor], int]) -> str:

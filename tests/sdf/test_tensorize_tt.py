@@ -105,3 +105,12 @@ def test_cpd_fit_of_tt_data_equals_the_dense_fit(rng):
     assert fits[0].relerr["t"] == pytest.approx(fits[1].relerr["t"], rel=1e-6)
     for k in "abc":
         np.testing.assert_allclose(fits[0].variables[k], fits[1].variables[k], atol=1e-6)
+
+
+def test_tt_inner_product_with_another_train(rng):
+    T = _random_tt((3, 4, 2, 3), (2, 3, 2), rng)
+    S = _random_tt((3, 4, 2, 3), (1, 2, 3), rng)
+    assert T.inner_tt(S) == pytest.approx(float(np.sum(T.to_dense() * S.to_dense())), rel=1e-12)
+    assert T.inner_tt(T) == pytest.approx(T.norm_squared(), rel=1e-14)
+    with pytest.raises(DataError, match=r"inner_tt: shapes differ: \(3, 4, 2, 3\) and \(3, 4\)"):
+        T.inner_tt(_random_tt((3, 4), (2,), rng))
