@@ -169,8 +169,9 @@ def _real_vdot(X: np.ndarray, Y: np.ndarray) -> float:
     return float(np.vdot(X, Y))
 
 
-def _value_type(arrays: Sequence[Any]) -> type:
-    return np.complex128 if any(np.iscomplexobj(a) for a in arrays) else float
+def _value_type(arrays: Sequence[Any]) -> np.dtype[Any]:
+    """complex128 when any of the arrays is complex, else float64."""
+    return np.dtype(np.complex128 if any(np.iscomplexobj(a) for a in arrays) else np.float64)
 
 
 class _SampledTuckerSumState(TermState):
