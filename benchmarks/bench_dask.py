@@ -12,7 +12,8 @@
 3. The ``cpd`` driver on the dask array (randomized MLSVD, core fit, refinement) against
    the driver on the numpy array: relative errors and the time ratio.
 
-Run: ``python benchmarks/bench_dask.py [--size 200 --chunk 50 --rank 10 --iterations 3]``.
+Run: ``python benchmarks/bench_dask.py [--size 200 --chunk 50 --rank 10 --iterations 3]``;
+the table goes to ``benchmarks/results/bench_dask.txt``.
 The memory figure for a store larger than memory comes from
 ``examples/bigdata_zarr.py --size 1500`` (see its report).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -63,10 +65,10 @@ def main() -> None:
     res_np, t_np = fit(T, start, args.iterations)
     with dask.config.set(scheduler="threads"):
         res_th, t_th = fit(x, start, args.iterations)
-    print(f"{args.size}^3 rank {args.rank} in {args.chunk}^3 chunks, "
-          f"{args.iterations} GN iterations")
-    print(f"  numpy {t_np:.2f} s, dask threaded {t_th:.2f} s: ratio {t_th / t_np:.2f}; "
-          f"max rel. difference of the factors {reldiff(res_np, res_th):.1e}")
+    lines = [f"{args.size}^3 rank {args.rank} in {args.chunk}^3 chunks, "
+             f"{args.iterations} GN iterations",
+             f"  numpy {t_np:.2f} s, dask threaded {t_th:.2f} s: ratio {t_th / t_np:.2f}; "
+             f"max rel. difference of the factors {reldiff(res_np, res_th):.1e}"]
 
     with tempfile.TemporaryDirectory() as folder:
         da.to_zarr(x, f"{folder}/cube.zarr")
@@ -79,8 +81,9 @@ def main() -> None:
             fit(stored, start, 1)  # warm the workers up (imports)
             res_cl, t_cl = fit(stored, start, args.iterations)
         cluster.close()
-    print(f"  zarr store: threaded {t_zt:.2f} s, LocalCluster (2 processes) {t_cl:.2f} s: "
-          f"ratio {t_cl / t_zt:.2f}; max rel. difference {reldiff(res_zt, res_cl):.1e}")
+    lines.append(f"  zarr store: threaded {t_zt:.2f} s, LocalCluster (2 processes) "
+                 f"{t_cl:.2f} s: ratio {t_cl / t_zt:.2f}; max rel. difference "
+                 f"{reldiff(res_zt, res_cl):.1e}")
 
     t0 = time.perf_counter()
     dec_np = cpd(T, args.rank, seed=0)
@@ -88,8 +91,12 @@ def main() -> None:
     t0 = time.perf_counter()
     dec_da = cpd(x, args.rank, seed=0)
     t_dda = time.perf_counter() - t0
-    print(f"  cpd driver: numpy {t_dnp:.2f} s (relerr {dec_np.relerr:.5f}), dask "
-          f"{t_dda:.2f} s (relerr {dec_da.relerr:.5f}): ratio {t_dda / t_dnp:.2f}")
+    lines.append(f"  cpd driver: numpy {t_dnp:.2f} s (relerr {dec_np.relerr:.5f}), dask "
+                 f"{t_dda:.2f} s (relerr {dec_da.relerr:.5f}): ratio {t_dda / t_dnp:.2f}")
+    text = "\n".join(lines)
+    print(text)
+    out = Path(__file__).resolve().parent / "results" / "bench_dask.txt"
+    out.write_text(text + "\n")
 
 
 if __name__ == "__main__":
