@@ -124,14 +124,19 @@ def _unit_scale(T: np.ndarray) -> tuple[np.ndarray, int]:
     return (np.ldexp(T, -e), e) if abs(e) > SCALE_THRESHOLD else (T, 0)
 
 
-def _normalize_signs(U: np.ndarray) -> np.ndarray:
-    """Make each column's largest-magnitude entry real positive."""
+def _peak_phases(U: np.ndarray) -> np.ndarray:
+    """Sign (phase, for complex U) of each column's largest-magnitude entry; 1 for a zero
+    column."""
     if U.size == 0:
-        return U
+        return np.ones(U.shape[1], dtype=U.dtype)
     idx = np.argmax(np.abs(U), axis=0)
     piv = U[idx, np.arange(U.shape[1])]
-    phase = np.where(piv == 0, 1, piv / np.where(piv == 0, 1, np.abs(piv)))
-    return U * phase.conj()
+    return np.where(piv == 0, 1, piv / np.where(piv == 0, 1, np.abs(piv)))
+
+
+def _normalize_signs(U: np.ndarray) -> np.ndarray:
+    """Make each column's largest-magnitude entry real positive."""
+    return U * _peak_phases(U).conj()
 
 
 def _mode_basis(M: np.ndarray, need: int, accurate: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -258,6 +263,7 @@ def mlsvd_rsi(
        iteration takes a standard normal ``S``; later ones the previous projection in the
        current bases, which makes them power iterations ``Y_n Y_nᵀ Q_n`` (the second
        one brings the error to that of :func:`mlsvd` on low-rank-plus-noise data).
+       For complex data every transpose ``ᵀ`` above is the conjugate transpose ``ᴴ``.
     3. *Core* (one pass): ``G = T ×_n Q_nᵀ``, of shape ``(K_0, ..., K_{N-1})``, whose
        truncated :func:`mlsvd` to ``core_shape`` gives ``S`` and ``V_n``; the factors are
        ``U_n = Q_n V_n``.
@@ -315,21 +321,22 @@ def mlsvd_rsi(
     Q = [np.linalg.qr(Y)[0][:, :K] for Y, K in zip(X.mttkrp_all(omega), sizes)]
     core: np.ndarray | None = None  # T ×_n Q_nᵀ for the bases of the previous pass
     previous = Q
+    # The data protocol's projections never conjugate (``T ×_n U_nᵀ``): conjugated bases
+    # and core give the Hermitian ones (``T ×_n Q_nᴴ``) that complex data need.
     for _ in range(int(subspace_iterations)):
         if core is None:
             S = rng.standard_normal(sizes)
         else:  # the previous projection in the current bases: a power-iteration step
-            S = tmprod(core, [Qn.T @ Pn for Qn, Pn in zip(Q, previous)])
-        core, Y = X.project_tucker(Q, S)
+            S = tmprod(core, [_ct(Qn) @ Pn for Qn, Pn in zip(Q, previous)])
+        core, Y = X.project_tucker([Qn.conj() for Qn in Q], S.conj())
         previous, Q = Q, [np.linalg.qr(Yn)[0] for Yn in Y]
-    small = mlsvd(X.project(Q), core_shape=ranks)
+    small = mlsvd(X.project([Qn.conj() for Qn in Q]), core_shape=ranks)
     factors, core = [], small.core
     for n, (Qn, V) in enumerate(zip(Q, small.factors)):
         U = Qn @ V
-        flip = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(U.shape[1])])
-        flip[flip == 0] = 1.0
-        factors.append(U * flip)
-        core = _mode_product(core, np.diag(flip), n)
+        phase = _peak_phases(U)  # unit modulus: the core takes it back
+        factors.append(U * phase.conj())
+        core = _mode_product(core, np.diag(phase), n)
     svals = [np.concatenate([s[:K], np.zeros(I - K)])
              for s, I, K in zip(small.singular_values, X.shape, sizes)]
     return MLSVDResult(factors=factors, core=core, singular_values=svals)
