@@ -490,7 +490,8 @@ def _real_pairs(X: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return X.real
 
 
-def _gevd3(T3: np.ndarray, rank: int, rng: np.random.Generator) -> list[np.ndarray]:
+def _gevd3(T3: np.ndarray, rank: int, rng: np.random.Generator,
+           complex_factors: bool) -> list[np.ndarray]:
     """GEVD of a 3-way tensor with rank <= I, J and K >= 2."""
     K = T3.shape[2]
     comp = mlsvd(T3, core_shape=(rank, rank, min(K, max(rank, 2))))
@@ -499,7 +500,7 @@ def _gevd3(T3: np.ndarray, rank: int, rng: np.random.Generator) -> list[np.ndarr
     S1, S2 = S @ w[0], S @ w[1]
     # S_k = A D_k B^T  ⇒  S1 X = S2 X Λ with X = B^{-T} (up to scaling), and S2 X = A D2.
     lam, X = scipy.linalg.eig(S1, S2)
-    if not np.iscomplexobj(T3):
+    if not (complex_factors or np.iscomplexobj(T3)):
         X = _real_pairs(X, lam)
     A = comp.factors[0] @ (S2 @ X)
     B = comp.factors[1] @ np.linalg.pinv(X).T
@@ -522,7 +523,8 @@ def _split_rank1(F: np.ndarray, dims: list[int]) -> list[np.ndarray]:
 
 
 def gevd_init(
-    T: ArrayLike, rank: int, seed: int | np.random.Generator | None = None
+    T: ArrayLike, rank: int, seed: int | np.random.Generator | None = None, *,
+    complex: bool = False,
 ) -> list[np.ndarray]:
     """CPD initialisation by a generalized eigenvalue decomposition (GEVD).
 
@@ -532,8 +534,11 @@ def gevd_init(
     frontal slices give the pencil ``S1 x = λ S2 x`` whose eigenvectors ``X = B^{-T}``
     (scipy.linalg.eig) yield ``B`` and ``A ∝ S2 X`` on the compressed level; the
     remaining factor is then the least-squares solution from the MTTKRP of the full data.
-    Complex-conjugate eigenvector pairs of real data are replaced by their real and
-    imaginary parts. For order N > 3 the modes are grouped into three (two groups whose
+    Complex data give complex factors from the complex eigenvectors as they are. Real data
+    give real factors: complex-conjugate eigenvector pairs are replaced by their real and
+    imaginary parts, unless ``complex=True``, which keeps the complex eigenvectors (a
+    real tensor whose rank over the complex numbers is lower than over the reals, such as
+    a generic 2 x 2 x 2 tensor of real rank 3, then gets its exact complex CPD). For order N > 3 the modes are grouped into three (two groups whose
     sizes reach ``rank``, greedily from the largest modes, the rest in the third), the
     grouped 3-way tensor is decomposed, and each grouped factor's columns are split into
     one column per mode by sequential best rank-1 approximations (batched SVDs).
@@ -546,11 +551,14 @@ def gevd_init(
         Number of rank-1 terms R.
     seed : int or Generator, optional
         Seeds the random slice combinations.
+    complex : bool, default False
+        Complex factors for real data too (complex data always get complex factors).
 
     Returns
     -------
     list of ndarray, each of shape (I_n, R)
-        Factors with the columns of each rank-1 term scaled to equal norms.
+        Factors with the columns of each rank-1 term scaled to equal norms; complex for
+        complex data or with ``complex=True``.
 
     Examples
     --------
@@ -561,8 +569,16 @@ def gevd_init(
     >>> F = gevd_init(cpd_to_tensor(A), 3, seed=1)
     >>> bool(np.allclose(cpd_to_tensor(F), cpd_to_tensor(A)))
     True
+    >>> z = np.array([[1.0 + 1.0j], [0.5 - 2.0j]])  # a real tensor of complex rank 2
+    >>> T = cpd_to_tensor([z, z, z]) + cpd_to_tensor([z.conj(), z.conj(), z.conj()])
+    >>> T = T.real
+    >>> F = gevd_init(T, 2, seed=1, complex=True)
+    >>> F[0].dtype, bool(np.allclose(cpd_to_tensor(F), T))
+    (dtype('complex128'), True)
     """
     T, e = _unit_scale(_as_data(T, 3, "a GEVD initialisation"))
+    if not isinstance(complex, (bool, np.bool_)):
+        raise DataError(f"complex: expected True or False, got {complex!r}")
     if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
         raise DataError(f"rank: expected an integer >= 1, got {rank!r}")
     rank = int(rank)
@@ -579,7 +595,8 @@ def gevd_init(
     perm = [m for g in groups for m in g]
     dims = [[T.shape[m] for m in g] for g in groups]
     T3 = np.transpose(T, perm).reshape([math.prod(d) for d in dims])
-    grouped = _gevd3(np.ascontiguousarray(T3), rank, np.random.default_rng(seed))
+    grouped = _gevd3(np.ascontiguousarray(T3), rank, np.random.default_rng(seed),
+                     bool(complex))
     out: list = [None] * T.ndim
     for g, d, F in zip(groups, dims, grouped):
         for m, A in zip(g, _split_rank1(F, d)):

@@ -123,3 +123,31 @@ def test_gevd_complex_generalized_eigenvalues_need_no_pairing(rng):
     T = cpd_to_tensor([A[0], A[1], C])
     F = gevd_init(T, 2, seed=3)
     np.testing.assert_allclose(cpd_to_tensor(F), T, atol=1e-9 * frob(T))
+
+
+def _complex_rank2_real_tensor(rng):
+    """A real 2 x 2 x 2 tensor ``2 Re(z o z o z)``: complex rank 2, real rank 3."""
+    z = _complex(rng, 2, 1)
+    return (cpd_to_tensor([z, z, z]) + cpd_to_tensor([z.conj()] * 3)).real
+
+
+def test_gevd_complex_option_gives_exact_complex_cpd_of_real_tensor(rng):
+    T = _complex_rank2_real_tensor(rng)
+    F = gevd_init(T, 2, seed=0, complex=True)
+    assert all(np.iscomplexobj(M) for M in F)
+    np.testing.assert_allclose(cpd_to_tensor(F), T, atol=1e-10 * frob(T))
+
+
+def test_gevd_real_data_keeps_real_factors_by_default(rng):
+    T = _complex_rank2_real_tensor(rng)
+    F = gevd_init(T, 2, seed=0)
+    assert not any(np.iscomplexobj(M) for M in F)
+    # no real rank-2 CPD exists: the real start cannot be exact
+    assert frob(cpd_to_tensor(F) - T) > 1e-3 * frob(T)
+
+
+def test_gevd_complex_option_must_be_a_bool(rng):
+    from sdf.errors import DataError
+
+    with pytest.raises(DataError, match="complex: expected True or False"):
+        gevd_init(_complex_rank2_real_tensor(rng), 2, complex="yes")
