@@ -65,17 +65,23 @@ def labels_of(X: Tensor) -> list[str]:
 
 
 def random_factors(shape: Sequence[int], cols: Sequence[int] | int,
-                   rng: np.random.Generator) -> list[np.ndarray]:
-    """Standard normal matrices (I_n, R_n), drawn mode after mode from ``rng``."""
+                   rng: np.random.Generator, complex: bool = False) -> list[np.ndarray]:
+    """Standard normal matrices (I_n, R_n), drawn mode after mode from ``rng``; with
+    ``complex``, circular complex standard normal ones (real and imaginary parts of
+    variance 1/2, drawn in that order)."""
     if isinstance(cols, (int, np.integer)):
         cols = [int(cols)] * len(shape)
-    return [rng.standard_normal((int(I), int(R))) for I, R in zip(shape, cols)]
+    if not complex:
+        return [rng.standard_normal((int(I), int(R))) for I, R in zip(shape, cols)]
+    return [(rng.standard_normal((int(I), int(R))) + 1j * rng.standard_normal((int(I), int(R))))
+            / np.sqrt(2.0) for I, R in zip(shape, cols)]
 
 
 def user_factors(init: object, shape: Sequence[int], cols: Sequence[int], name: str = "init"
                  ) -> list[np.ndarray]:
-    """Copies of given factor matrices, checked against the data shape and column counts."""
-    mats = check_factors(init, shape=shape, columns=cols, name=name, finite=True, real=True,
+    """Copies of given factor matrices (real or complex), checked against the data shape
+    and column counts."""
+    mats = check_factors(init, shape=shape, columns=cols, name=name, finite=True,
                          error=ModelError)
     return [A.copy() for A in mats]
 
