@@ -54,7 +54,8 @@ def _given_blocks(init: object, shape: tuple[int, ...], cores: list[tuple[int, .
         if not isinstance(blk, Sequence) or len(blk) != len(shape) + 1:
             raise ModelError(f"init[{b}]: expected {len(shape)} factors and a core")
         flat += user_factors(blk[:-1], shape, cs, name=f"init[{b}]")
-        S = np.array(blk[-1], dtype=float)
+        S = np.array(blk[-1])
+        S = S.astype(np.complex128 if np.iscomplexobj(S) else np.float64)
         if S.shape != cs:
             raise ModelError(f"init[{b}]: core of shape {cs} expected, got {S.shape}")
         flat.append(S)

@@ -86,8 +86,8 @@ def _hooi(D: np.ndarray, ranks: list[int], U: list[np.ndarray], core: np.ndarray
     ``||S||^2 / ||T||^2`` (orthonormal bases), so a start that is already converged costs
     one sweep, not two.
     """
-    norm2 = float(np.vdot(D, D))
-    fit = float(np.vdot(core, core)) / norm2 if how == "MLSVD" and norm2 > 0 else -np.inf
+    norm2 = float(np.vdot(D, D).real)
+    fit = float(np.vdot(core, core).real) / norm2 if how == "MLSVD" and norm2 > 0 else -np.inf
     relerr = float("nan")
     for sweep in range(1, max_sweeps + 1):
         res = lmlra_hooi(D, ranks, init=U, max_iter=1)
