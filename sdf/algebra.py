@@ -550,9 +550,11 @@ class MTTKRPTree:
             self._kr_left = _kr(self.mats[: self.p])
         return self._kr_left
 
-    def inner(self) -> float:
-        """``<T, [[A_0, ..., A_{N-1}]]>`` from the first half of the tree."""
-        return float(np.sum(self.W_left * self._left_kr()))
+    def inner(self) -> float | complex:
+        """``sum(T * [[A_0, ..., A_{N-1}]])`` from the first half of the tree (no
+        conjugation; complex when T or the factors are)."""
+        s = np.sum(self.W_left * self._left_kr())
+        return complex(s) if np.iscomplexobj(s) else float(s)
 
     def all(self) -> list[np.ndarray]:
         """Every mode's MTTKRP (computed once, then cached)."""

@@ -27,6 +27,9 @@ class TransformLike(Protocol):
     name: str
     n_inputs: int
     elementwise: bool
+    complex_vjp: Any
+
+    def complex_output(self, inputs: tuple[bool, ...]) -> bool: ...
 
     def output_shape(self, *shapes: tuple[int, ...]) -> tuple[int, ...]: ...
 
@@ -131,7 +134,10 @@ class Variable(Expr):
     Parameters
     ----------
     value : array_like
-        Initial value; copied, so the caller's array is never modified.
+        Initial value; copied, so the caller's array is never modified. A complex value
+        makes a complex variable (complex128): it stays complex through the fit, the
+        solvers seeing its real and imaginary parts as unknowns (see the guide's chapter
+        on complex data).
     name : str, optional
         Name used in results, summaries and error messages.
 
@@ -141,6 +147,8 @@ class Variable(Expr):
     >>> a = sdf.Variable([[1.0, 2.0], [3.0, 4.0]], name="a")
     >>> a.shape
     (2, 2)
+    >>> sdf.Variable([1 + 2j, 3j], name="z").value.dtype
+    dtype('complex128')
     """
 
     def __init__(self, value: Any, name: str | None = None) -> None:
@@ -156,12 +164,18 @@ class Variable(Expr):
         self.shape = arr.shape
         self.name = name
 
+    @property
+    def is_complex(self) -> bool:
+        """Whether the variable is complex (its value is complex128)."""
+        return bool(np.iscomplexobj(self.value))
+
     @classmethod
     def random(
         cls,
         shape: tuple[int, ...] | int,
         seed: int | np.random.Generator | None = None,
         name: str | None = None,
+        dtype: Any = float,
     ) -> Variable:
         """A variable initialised with standard normal entries.
 
@@ -173,15 +187,32 @@ class Variable(Expr):
             Source of randomness, for reproducible starts.
         name : str, optional
             Name of the variable.
+        dtype : {float, complex} or numpy dtype, default float
+            ``complex`` (or any complex dtype) draws the real and the imaginary parts
+            as independent standard normal numbers (as Tensorlab's ``randn + 1i*randn``)
+            and makes a complex variable.
 
         Examples
         --------
         >>> import sdf
         >>> sdf.Variable.random((4, 2), seed=0, name="a").shape
         (4, 2)
+        >>> sdf.Variable.random((4, 2), seed=0, dtype=complex).is_complex
+        True
         """
         rng = np.random.default_rng(seed)
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        try:
+            kind = np.dtype(dtype).kind
+        except TypeError:
+            raise ModelError(f"Variable.random: dtype must be float or complex, got "
+                             f"{dtype!r}") from None
+        if kind not in "fc":
+            raise ModelError(f"Variable.random: dtype must be float or complex, got "
+                             f"{np.dtype(dtype)}")
+        if kind == "c":
+            real = rng.standard_normal(shape)
+            return cls(real + 1j * rng.standard_normal(shape), name=name)
         return cls(rng.standard_normal(shape), name=name)
 
     def __repr__(self) -> str:
@@ -226,7 +257,8 @@ def as_expr(x: Any, where: str = "factor") -> Expr:
     if isinstance(x, Expr):
         return x
     try:
-        arr = np.asarray(x, dtype=float)
+        arr = np.asarray(x)
+        arr = arr if np.iscomplexobj(arr) else np.asarray(arr, dtype=float)
     except (TypeError, ValueError) as exc:
         raise ModelError(
             f"{where}: expected an sdf expression or a numeric array, got {type(x).__name__}"
@@ -243,11 +275,15 @@ def _check_name(name: Any, what: str) -> None:
 
 
 def _float_array(value: Any, where: str) -> np.ndarray:
-    """A float64 copy of ``value``; a ModelError naming ``where`` if it is not numeric."""
+    """A float64 copy of ``value`` (complex128 when it is complex: never made real); a
+    ModelError naming ``where`` if it is not numeric."""
     if isinstance(value, (str, bytes)):
         raise ModelError(f"{where}: expected a numeric array, got {type(value).__name__} "
                          f"{value!r}")
     try:
+        raw = np.asarray(value)
+        if np.iscomplexobj(raw):
+            return np.array(raw, dtype=np.complex128, copy=True)
         return np.array(value, dtype=float, copy=True)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{where}: expected a numeric array, got {type(value).__name__} "

@@ -165,6 +165,9 @@ class Model:
                 )
         for name, term in self.terms.items():
             term.check(f"term {name!r}")
+        complex_ids: set[int] = set()
+        for name, term in self.terms.items():
+            _check_complex(term, f"term {name!r}", complex_ids)
         tiny = float(np.finfo(float).tiny)
         for name, weight in self.weights.items():
             if 0.0 < weight < tiny:
@@ -314,3 +317,38 @@ class Model:
 
 def _label(e: Expr, names: Mapping[int, str]) -> str:
     return e.label(names)
+
+
+def _check_complex(term: Term, where: str, complex_ids: set[int]) -> None:
+    """Complex values only where they make sense: no complex input to a transform for real
+    values, no complex data or factor in a term that takes real ones only. ``complex_ids``
+    collects the expressions found complex (shared between terms)."""
+    for k, expr in enumerate(term.inputs):
+        for node in expr.walk():
+            if id(node) in complex_ids:
+                continue
+            if isinstance(node, (Variable, Constant)):
+                if np.iscomplexobj(node.value):
+                    complex_ids.add(id(node))
+            elif isinstance(node, Node):
+                flags = tuple(id(i) in complex_ids for i in node.inputs)
+                if any(flags) and node.transform.complex_vjp is None:
+                    inp = node.inputs[flags.index(True)]
+                    raise ModelError(
+                        f"{where}, factor {k} ({expr.label()!r}): {node.transform.name} "
+                        f"takes real values only, but its input {inp.label()!r} is complex "
+                        "(use a real variable there, or a transform defined for complex "
+                        "values)")
+                if node.transform.complex_output(flags):
+                    complex_ids.add(id(node))
+    data = getattr(term, "data", None)
+    uses_complex = (any(id(e) in complex_ids for e in term.inputs)
+                    or bool(getattr(data, "is_complex", False)))
+    if uses_complex and not term.complex_values:
+        raise ModelError(f"{where}: {term.kind} terms take real data and factors only, and "
+                         "this one has complex values (CPD and L2 terms take complex "
+                         "values)")
+    loss = getattr(term, "loss", None)
+    if uses_complex and loss is not None and not loss.is_gaussian:
+        raise ModelError(f"{where}: the {loss.name!r} loss takes real data and models only; "
+                         "complex values are fitted by least squares (loss='gaussian')")

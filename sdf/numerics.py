@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -32,6 +32,7 @@ __all__ = [
     "balance_columns",
     "check_factors",
     "cpd_degeneracy",
+    "ldexp",
 ]
 
 #: Two CPD components are degenerate (cancel each other) when their congruence -- the
@@ -42,6 +43,27 @@ DEGENERACY_CONGRUENCE = -0.9
 DEGENERACY_NORM_RATIO = 10.0
 #: A component whose norm is at most this fraction of the largest one has vanished.
 ZERO_COMPONENT = 1e-12
+
+
+def ldexp(x: Any, exponent: Any) -> Any:
+    """``x * 2**exponent``, exactly, for real or complex ``x`` (numpy's ``ldexp`` takes
+    real numbers only; complex ones are scaled part by part and stay complex).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ldexp(np.array([1.0 + 2.0j]), 3)
+    array([8.+16.j])
+    >>> ldexp(np.array([0.5]), -1)
+    array([0.25])
+    """
+    if np.iscomplexobj(x):
+        x = np.asarray(x)
+        out = np.empty(x.shape, dtype=np.complex128)
+        out.real = np.ldexp(x.real, exponent)
+        out.imag = np.ldexp(x.imag, exponent)
+        return out
+    return np.ldexp(x, exponent)
 
 
 # ----------------------------------------------------------------------------- validation

@@ -4,6 +4,25 @@
 evaluates everything at a ``z`` and returns a :class:`Point` giving the objective, its
 gradient, Gauss-Newton Gramian products and the block-Jacobi preconditioner, all assembled
 from the terms' and transforms' own pieces by the chain rule (``J = J_term J_transform``).
+
+Complex variables. ``z`` is always real: a complex variable ``x + iy`` occupies its real and
+imaginary parts, interleaved (``z[k:k+2n]`` viewed as complex128 is the variable), so the
+solvers (L-BFGS, the trust region, PCG) run unchanged on the real split. Every derivative
+is the real-split one, written in complex arithmetic:
+
+* the gradient of the real objective ``f`` with respect to a complex variable is the
+  *conjugate cogradient* ``df/dx + i df/dy = 2 df/d(conj z)``, which is the real-split
+  gradient read as complex numbers; for ``f = 1/2 ||r||^2`` with ``r`` holomorphic in the
+  variable it is ``J^H r``;
+* a cotangent (``vjp`` input and output) is such a gradient; a product ``J dz`` is the
+  real-linear derivative; ``vjp`` is its adjoint for the real inner product
+  ``Re <a, b>``, which for a holomorphic (complex-linear) ``J`` is ``J^H``;
+* where a cotangent meets a real-valued expression (a real variable in a complex term, or
+  a real input of a transform with a complex output) its real part is kept: the adjoint of
+  a real-to-complex linear map for ``Re <a, b>`` is ``Re(J^H g)``.
+
+The Gauss-Newton product is ``J^T J`` of the real-split residual ``[Re r; Im r]``; for
+holomorphic terms it is ``J^H J`` computed in complex arithmetic (see the terms).
 """
 
 from __future__ import annotations
@@ -15,6 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from sdf import _multilinear as ml
+from sdf.numerics import ldexp
 from sdf.expr import Constant, Expr, Node, Variable
 from sdf.terms._base import DataTerm, Term, TermScale
 
@@ -81,10 +101,13 @@ class Problem:
         self.weights = self.model_weights.copy()
         self.variables: list[Variable] = list(variables)
         self.names = list(names)
-        sizes = [v.value.size for v in self.variables]
+        #: Per variable, whether it is complex (two reals per entry in ``z``).
+        self.complex_variables = [bool(np.iscomplexobj(v.value)) for v in self.variables]
+        sizes = [v.value.size * (2 if c else 1)
+                 for v, c in zip(self.variables, self.complex_variables)]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.n = int(self.offsets[-1])
-        self.z0 = np.concatenate([v.value.ravel() for v in self.variables]) if sizes else np.zeros(0)
+        self.z0 = self.pack([v.value for v in self.variables]) if sizes else np.zeros(0)
         order: list[Expr] = []
         seen: set[int] = set()
         for term in self.terms:
@@ -140,15 +163,35 @@ class Problem:
         self.weights = np.ldexp(self.model_weights, self.fval_exponents - self.f_exponent)
 
     def unpack(self, z: np.ndarray) -> list[np.ndarray]:
-        """Split a vector into the variables' arrays (views)."""
+        """Split a vector into the variables' arrays (views where ``z`` is contiguous);
+        a complex variable is read from its interleaved real and imaginary parts."""
         return [
-            z[self.offsets[k] : self.offsets[k + 1]].reshape(v.shape)
-            for k, v in enumerate(self.variables)
+            (as_complex(z[self.offsets[k] : self.offsets[k + 1]]) if c
+             else z[self.offsets[k] : self.offsets[k + 1]]).reshape(v.shape)
+            for k, (v, c) in enumerate(zip(self.variables, self.complex_variables))
         ]
+
+    def pack(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """The vector ``z`` of the variables' arrays (the inverse of :meth:`unpack`)."""
+        return np.concatenate([split_complex(a) if c else np.ravel(a)
+                               for a, c in zip(arrays, self.complex_variables)])
 
     def point(self, z: np.ndarray) -> Point:
         """Evaluate the model at ``z``."""
         return Point(self, z)
+
+
+def as_complex(seg: np.ndarray) -> np.ndarray:
+    """A real vector of interleaved real and imaginary parts read as complex numbers (a
+    view where the vector is contiguous)."""
+    if seg.flags.c_contiguous and seg.dtype == np.float64:
+        return seg.view(np.complex128)
+    return seg[0::2] + 1j * seg[1::2]
+
+
+def split_complex(a: np.ndarray) -> np.ndarray:
+    """A complex array as the real vector of its interleaved real and imaginary parts."""
+    return np.ascontiguousarray(a, dtype=np.complex128).ravel().view(np.float64)
 
 
 def _args(node: Node, values: dict[int, Any]) -> Any:
@@ -180,6 +223,16 @@ class Point:
             self.lins[id(node)] = lin
             values[id(node)] = np.asarray(lin.value)
         self.values = values
+        #: Expressions whose value is complex: a cotangent reaching any other keeps its
+        #: real part (see the module docstring).
+        self.complex_ids = {k for k, v in values.items() if np.iscomplexobj(v)}
+        #: Nodes whose vjp is a transpose formula applied to complex values: the engine
+        #: uses ``conj(vjp(conj(g)))``, the adjoint for ``Re <a, b>``.
+        self._conjugate_vjp = {
+            id(node) for node in problem.nodes
+            if node.transform.complex_vjp == "transpose"
+            and (id(node) in self.complex_ids
+                 or any(id(i) in self.complex_ids for i in node.inputs))}
         self.states = [
             (term if scale is None else scale).prepare([values[id(e)] for e in term.inputs])
             for term, scale in zip(problem.terms, problem.scales)
@@ -200,18 +253,30 @@ class Point:
                 continue
             if seen is not None:
                 seen[id(node)] = g
-            back = self.lins[id(node)].vjp(g)
+            if id(node) in self._conjugate_vjp:
+                back = self.lins[id(node)].vjp(np.conj(g))
+                back = (np.conj(back) if node.transform.n_inputs == 1
+                        else tuple(np.conj(b) for b in back))
+            else:
+                back = self.lins[id(node)].vjp(g)
             if node.transform.n_inputs == 1:
                 back = (back,)
             for inp, b in zip(node.inputs, back):
                 if id(inp) in problem.active:
-                    _accumulate(grads, inp, b)
+                    _accumulate(grads, inp, self._cotangent(inp, b))
         out = np.zeros(problem.n)
         for k, v in enumerate(problem.variables):
             g = grads.get(id(v))
             if g is not None:
-                out[problem.offsets[k] : problem.offsets[k + 1]] = np.ravel(g)
+                out[problem.offsets[k] : problem.offsets[k + 1]] = (
+                    split_complex(g) if problem.complex_variables[k] else np.ravel(g))
         return out
+
+    def _cotangent(self, expr: Expr, g: np.ndarray) -> np.ndarray:
+        """``g`` as a cotangent of ``expr``: its real part when ``expr`` is real-valued."""
+        if np.iscomplexobj(g) and id(expr) not in self.complex_ids:
+            return np.real(g)
+        return g
 
     def _term_outputs(self, per_term: list[list[np.ndarray]]) -> dict[int, np.ndarray]:
         grads: dict[int, np.ndarray] = {}
@@ -220,7 +285,7 @@ class Point:
                 continue
             for e, g in zip(term.inputs, outs):
                 if id(e) in self.problem.active:
-                    _accumulate(grads, e, w * g)
+                    _accumulate(grads, e, self._cotangent(e, w * g))
         return grads
 
     def gradient(self) -> np.ndarray:
@@ -241,6 +306,8 @@ class Point:
             g = node_grads.get(id(node))
             if g is None or node.transform.n_inputs != 1 or id(inp) not in self.problem.active:
                 continue
+            if np.iscomplexobj(g) or id(inp) in self.complex_ids:
+                continue  # the curvature of a real elementwise map only
             second = node.transform.curvature(self.values[id(inp)])
             if second is None:
                 continue
@@ -298,8 +365,13 @@ class Point:
             dvals = [parts[k] if k is not None else np.zeros(e.shape)
                      for k, e in zip(slots, term.inputs)]
             for k, product in zip(slots, state.gn_product(dvals)):
-                if k is not None:
-                    out[problem.offsets[k] : problem.offsets[k + 1]] += w * product.ravel()
+                if k is None:
+                    continue
+                sl = slice(problem.offsets[k], problem.offsets[k + 1])
+                if problem.complex_variables[k]:
+                    out[sl] += w * split_complex(product)
+                else:
+                    out[sl] += w * np.real(product).ravel()
         return out
 
     def preconditioner(self, units: Sequence[int] | None = None) -> Preconditioner:
@@ -348,7 +420,7 @@ class Preconditioner:
                 if block is None:
                     continue
                 if isinstance(block, tuple):
-                    if isinstance(e, Variable):
+                    if isinstance(e, Variable) and not any(np.iscomplexobj(G) for G in block):
                         modes.setdefault(id(e), []).append(
                             _scaled(block, w, x + 2 * var_units[id(e)]))
                         continue
@@ -364,6 +436,9 @@ class Preconditioner:
                 if routed is None:
                     continue
                 var, kind, *parts = routed
+                if np.iscomplexobj(parts[0]) and id(var) not in point.complex_ids:
+                    # A real variable in a complex term: the real part of its block.
+                    parts = [np.real(p) for p in parts]
                 if kind == "rows":
                     rows[id(var)] = _add_block(rows.get(id(var)), parts[0], var.shape[0])
                 else:
@@ -385,6 +460,7 @@ class Preconditioner:
                     rows[id(var)] = _add_block(rows.get(id(var)), _mode_diagonal_mean(block),
                                                var.shape[0])
         self.offsets = problem.offsets
+        self.complex_variables = problem.complex_variables
         self.inverses: list[Any] = []
         for var in problem.variables:
             if mode_inverses.get(id(var)) is not None:
@@ -398,22 +474,28 @@ class Preconditioner:
         out = np.empty_like(v)
         for k, inv in enumerate(self.inverses):
             sl = slice(self.offsets[k], self.offsets[k + 1])
-            seg = v[sl]
             if inv is None:
-                out[sl] = seg
-            elif isinstance(inv, _ModeInverses):
-                out[sl] = inv(seg)
-            elif isinstance(inv, tuple):
-                L_inv, W_inv = inv
-                out[sl] = (L_inv @ seg.reshape(L_inv.shape[0], -1) @ W_inv).ravel()
-            elif np.isscalar(inv):
-                out[sl] = seg * inv
-            elif inv.ndim == 2:
-                out[sl] = (seg.reshape(-1, inv.shape[0]) @ inv).ravel()
+                out[sl] = v[sl]
+            elif self.complex_variables[k]:  # the block acts on the complex entries
+                out[sl] = split_complex(_apply_inverse(inv, as_complex(v[sl])))
             else:
-                x = seg.reshape(inv.shape[0], inv.shape[1])
-                out[sl] = np.einsum("ir,irs->is", x, inv).ravel()
+                out[sl] = _apply_inverse(inv, v[sl])
         return out
+
+
+def _apply_inverse(inv: Any, seg: np.ndarray) -> np.ndarray:
+    """One variable's inverse block applied to its (flat) segment."""
+    if isinstance(inv, _ModeInverses):
+        return inv(seg)
+    if isinstance(inv, tuple):
+        L_inv, W_inv = inv
+        return (L_inv @ seg.reshape(L_inv.shape[0], -1) @ W_inv).ravel()
+    if np.isscalar(inv):
+        return seg * inv
+    if inv.ndim == 2:
+        return (seg.reshape(-1, inv.shape[0]) @ inv).ravel()
+    x = seg.reshape(inv.shape[0], inv.shape[1])
+    return np.einsum("ir,irs->is", x, inv).ravel()
 
 
 class _ModeInverses:
@@ -451,8 +533,9 @@ def _invert_modes(blocks: list[tuple[np.ndarray, ...]], rows: Any, kron: bool
 
 
 def _mode_diagonal_mean(grams: tuple[np.ndarray, ...]) -> float:
-    """Mean diagonal entry of ``kron(G_0, ..., G_{N-1})``."""
-    return float(np.prod([np.trace(G) / G.shape[0] for G in grams]))
+    """Mean diagonal entry of ``kron(G_0, ..., G_{N-1})`` (real: the ``G_n`` are
+    Hermitian)."""
+    return float(np.prod([np.real(np.trace(G)) / G.shape[0] for G in grams]))
 
 
 def _scaled(block: Any, w: float, shift: int = 0) -> Any:
@@ -464,14 +547,14 @@ def _scaled(block: Any, w: float, shift: int = 0) -> Any:
     if isinstance(block, tuple):
         shares = [shift // len(block)] * len(block)
         shares[0] += shift - sum(shares)
-        grams = [np.ldexp(G, k) if k else np.asarray(G) for G, k in zip(block, shares)]
+        grams = [ldexp(G, k) if k else np.asarray(G) for G, k in zip(block, shares)]
         return (w * grams[0], *grams[1:])
     # One scalar factor where w * 2**shift is a normal float, else the shift first (it
     # brings an extreme block to unit scale).
     factor = math.ldexp(w, shift) if -1000 < shift < 1000 else 0.0
     scalar = np.isscalar(block) or np.ndim(block) == 0
     if not 2.3e-308 < abs(factor) < 1e300:
-        return w * (float(np.ldexp(float(block), shift)) if scalar else np.ldexp(block, shift))
+        return w * (float(np.ldexp(float(block), shift)) if scalar else ldexp(block, shift))
     return factor * (float(block) if scalar else np.asarray(block))
 
 
@@ -480,7 +563,7 @@ def _unit_shift(routed: tuple[Any, ...], shift: int) -> tuple[Any, ...]:
     if not shift:
         return routed
     var, kind, *parts = routed
-    return (var, kind, np.ldexp(parts[0], shift), *parts[1:])
+    return (var, kind, ldexp(parts[0], shift), *parts[1:])
 
 
 def _route_block(point: Point, expr: Expr, block: Any) -> tuple[Any, ...] | None:
@@ -491,6 +574,9 @@ def _route_block(point: Point, expr: Expr, block: Any) -> tuple[Any, ...] | None
         lin = point.lins.get(id(expr))
         if lin is None or len(expr.shape) != 2:
             return None
+        if (np.iscomplexobj(block) or id(expr) in point.complex_ids
+                or id(expr.inputs[0]) in point.complex_ids):
+            return None  # transforms map real blocks only: the variable stays unscaled
         if np.isscalar(block) or np.ndim(block) == 0:
             block = float(block) * np.eye(expr.shape[1])
         routed = expr.transform.route_block(lin, np.asarray(block))
@@ -511,8 +597,8 @@ def _add_block(acc: Any, block: Any, rows: int) -> Any:
         return block
     if np.ndim(acc) == 0 and np.ndim(block) == 0:
         return float(np.asarray(acc)) + float(np.asarray(block))
-    a = np.asarray(acc, dtype=float)
-    b = np.asarray(block, dtype=float)
+    a = _block_array(acc)
+    b = _block_array(block)
     if a.ndim == 0 or b.ndim == 0:
         scal, mat = (a, b) if a.ndim == 0 else (b, a)
         return mat + float(scal) * np.eye(mat.shape[-1])
@@ -521,6 +607,12 @@ def _add_block(acc: Any, block: Any, rows: int) -> Any:
     return (a if a.ndim == 3 else np.broadcast_to(a, (rows, *a.shape))) + (
         b if b.ndim == 3 else np.broadcast_to(b, (rows, *b.shape))
     )
+
+
+def _block_array(block: Any) -> np.ndarray:
+    """A block as a float64 array, complex128 when complex (Hermitian blocks of complex
+    variables)."""
+    return np.asarray(block, dtype=np.complex128 if np.iscomplexobj(block) else float)
 
 
 def _invert_kron(pairs: list[tuple[np.ndarray, np.ndarray]], rows: Any,
@@ -556,12 +648,12 @@ def _invert(block: Any, shape: tuple[int, ...]) -> Any:
     if np.isscalar(block) or np.ndim(block) == 0:
         s = float(block)
         return 1.0 / s if s > 0 and np.isfinite(1.0 / s) else None
-    block = np.asarray(block, dtype=float)
+    block = _block_array(block)
     if len(shape) != 2 or block.shape[-1] != shape[1]:
         return None
     R = block.shape[-1]
     # A relative shift keeps nearly singular blocks (rank-deficient factors) invertible.
-    scale = np.trace(block, axis1=-2, axis2=-1) / R
+    scale = np.real(np.trace(block, axis1=-2, axis2=-1)) / R
     scale = np.where(scale > 0, scale, 1.0)
     eye = np.eye(R)
     shifted = block + (1e-10 * np.asarray(scale))[..., None, None] * eye

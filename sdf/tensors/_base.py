@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from sdf import algebra
 from sdf.errors import DataError
-from sdf.numerics import check_factors
+from sdf.numerics import check_factors, ldexp
 
 __all__ = ["KnownEntries", "MTTKRPSession", "Tensor"]
 
@@ -33,13 +33,17 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return v
 
 
-def _float_array(x: Any, name: str, what: str = "data") -> np.ndarray:
-    """Convert ``x`` to a native float64 array; complex and non-numeric data fail."""
+def _float_array(x: Any, name: str, what: str = "data", *,
+                 complex_ok: bool = False) -> np.ndarray:
+    """Convert ``x`` to a native float64 array; complex data become complex128 where
+    ``complex_ok`` (never made real), else fail; non-numeric data fail."""
     try:
         raw = np.asarray(x)
     except ValueError as err:  # ragged nested lists
         raise DataError(f"{name}: {what} is not a regular numeric array ({err})") from None
     if np.iscomplexobj(raw):
+        if complex_ok:
+            return np.asarray(raw, dtype=np.complex128)
         raise DataError(f"{name}: {what} is complex (dtype {raw.dtype}); expected real numbers")
     if raw.dtype.kind in "mM":
         raise DataError(f"{name}: {what} has dtype {raw.dtype} (dates or durations); "
@@ -106,13 +110,24 @@ def _check_subs(subs: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
 
 def _check_factors(factors: Any, shape: tuple[int, ...] | None, name: str = "factors",
                    same_rank: bool = False) -> list[np.ndarray]:
-    """Validate 2-D real factor matrices: rows matching ``shape``, optionally equal columns."""
+    """Validate 2-D factor matrices (real or complex): rows matching ``shape``, optionally
+    equal columns."""
     return check_factors(factors, shape=shape, columns="same" if same_rank else None,
-                         name=name, real=True)
+                         name=name)
+
+
+def _number(x: Any) -> float | complex:
+    """A scalar as a float, or a complex when it is complex (never made real)."""
+    return complex(x) if np.iscomplexobj(x) else float(x)
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """``a`` as a native float64 array, or complex128 when complex."""
+    return np.asarray(a, dtype=np.complex128 if np.iscomplexobj(a) else np.float64)
 
 
 def _check_core(core: Any, mats: list[np.ndarray], name: str) -> np.ndarray:
-    G = _float_array(core, name, "core")
+    G = _float_array(core, name, "core", complex_ok=True)
     want = tuple(A.shape[1] for A in mats)
     if G.shape != want:
         raise DataError(f"{name}: core must have shape {want} (the factors' columns), "
@@ -168,11 +183,12 @@ class MTTKRPSession:
         self._factors = factors
         self._all: list[np.ndarray] | None = None
 
-    def inner(self) -> float:
-        """``<T, [[A_0, ..., A_{N-1}]]>`` over the known entries."""
+    def inner(self) -> float | complex:
+        """``sum(T * [[A_0, ..., A_{N-1}]])`` over the known entries (no conjugation:
+        complex when the data or the factors are)."""
         if self._all is not None:
-            return float(np.sum(self._all[0] * self._factors[0]))
-        return float(self._data._inner_cpd(self._factors))
+            return _number(np.sum(self._all[0] * self._factors[0]))
+        return _number(self._data._inner_cpd(self._factors))
 
     def all(self) -> list[np.ndarray]:
         """The MTTKRP of every mode, each of shape (I_n, R)."""
@@ -189,8 +205,8 @@ class _TreeSession:
         self._inner = self._tree.inner()
         self._all: list[np.ndarray] | None = None
 
-    def inner(self) -> float:
-        return float(self._inner)
+    def inner(self) -> float | complex:
+        return _number(self._inner)
 
     def all(self) -> list[np.ndarray]:
         if self._all is None:
@@ -309,6 +325,12 @@ class Tensor(ABC):
         return self.size
 
     @property
+    def is_complex(self) -> bool:
+        """Whether the data are complex (dense, incomplete, masked, sparse and factored
+        data may be; the other kinds are real)."""
+        return False
+
+    @property
     def dims(self) -> tuple[str, ...] | None:
         """Names of the modes (from an ``xarray.DataArray``), or None."""
         return self._dims
@@ -337,7 +359,8 @@ class Tensor(ABC):
         return None
 
     def dense_view(self) -> np.ndarray | None:
-        """The data as an in-memory read-only float64 array (no copy), or None."""
+        """The data as an in-memory read-only float64 (complex128 for complex data) array
+        (no copy), or None."""
         return None
 
     def masked_view(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -394,17 +417,23 @@ class Tensor(ABC):
             self._norm_squared_cache = float(self._norm_squared())
         return self._norm_squared_cache
 
-    def inner_cpd(self, factors: Sequence[np.ndarray]) -> float:
+    def inner_cpd(self, factors: Sequence[np.ndarray]) -> float | complex:
         """Inner product ⟨T, [[A_0, ..., A_{N-1}]]⟩ over the known entries.
+
+        For complex data or factors it is the sum of the entrywise products, without
+        conjugation (a complex number); ``⟨T, M⟩ = sum(conj(T) * M)`` is the conjugate of
+        this product taken with the conjugated factors.
 
         Parameters
         ----------
         factors : sequence of ndarray, each of shape (I_n, R)
         """
-        return float(self._inner_cpd(self._factors_in(factors)))
+        return _number(self._inner_cpd(self._factors_in(factors)))
 
-    def inner_tucker(self, factors: Sequence[np.ndarray], core: np.ndarray) -> float:
-        """Inner product ⟨T, G ×_0 A_0 ... ×_{N-1} A_{N-1}⟩ over the known entries.
+    def inner_tucker(self, factors: Sequence[np.ndarray], core: np.ndarray
+                     ) -> float | complex:
+        """Inner product ⟨T, G ×_0 A_0 ... ×_{N-1} A_{N-1}⟩ over the known entries
+        (without conjugation for complex data or factors, as :meth:`inner_cpd`).
 
         Parameters
         ----------
@@ -412,7 +441,7 @@ class Tensor(ABC):
         core : ndarray of shape (R_0, ..., R_{N-1})
         """
         mats = self._factors_in(factors, cpd=False)
-        return float(self._inner_tucker(mats, _check_core(core, mats, "core")))
+        return _number(self._inner_tucker(mats, _check_core(core, mats, "core")))
 
     def mttkrp(self, factors: Sequence[np.ndarray], mode: int) -> np.ndarray:
         """MTTKRP ``unfold(T, mode) @ khatri_rao([A_m, m != mode])``, shape (I_mode, R).
@@ -488,11 +517,14 @@ class Tensor(ABC):
     def _mttkrp_session(self, mats: list[np.ndarray]) -> MTTKRPSession | _TreeSession:
         return MTTKRPSession(self, mats)
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
-        return float(np.sum(mats[0] * self._mttkrp(mats, 0)))
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
+        return _number(np.sum(mats[0] * self._mttkrp(mats, 0)))
 
-    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float:
-        return float(np.vdot(self._project(mats), core))
+    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float | complex:
+        projected = self._project(mats)
+        if np.iscomplexobj(projected) or np.iscomplexobj(core):
+            return complex(np.sum(projected * core))
+        return float(np.vdot(projected, core))
 
     def _project(self, mats: list[np.ndarray]) -> np.ndarray:
         # unfold(T, 0) @ kron(U_1, ..., U_{N-1}) through one MTTKRP, then U_0ᵀ.
@@ -544,35 +576,39 @@ class _ScaledTensor(Tensor):
     def n_known(self) -> int:
         return self._base.n_known
 
+    @property
+    def is_complex(self) -> bool:
+        return self._base.is_complex
+
     def _norm_squared(self) -> float:
-        return float(np.ldexp(self._base._norm_squared(), 2 * self._exponent))
+        return float(ldexp(self._base._norm_squared(), 2 * self._exponent))
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
-        return np.ldexp(self._base._mttkrp(mats, n), self._exponent)
+        return ldexp(self._base._mttkrp(mats, n), self._exponent)
 
     def _mttkrp_all(self, mats: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.ldexp(M, self._exponent) for M in self._base._mttkrp_all(mats)]
+        return [ldexp(M, self._exponent) for M in self._base._mttkrp_all(mats)]
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
-        return float(np.ldexp(self._base._inner_cpd(mats), self._exponent))
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
+        return _number(ldexp(np.asarray(self._base._inner_cpd(mats)), self._exponent))
 
     def _project(self, mats: list[np.ndarray]) -> np.ndarray:
-        return np.ldexp(self._base._project(mats), self._exponent)
+        return ldexp(self._base._project(mats), self._exponent)
 
     def _project_tucker(self, mats: list[np.ndarray], core: np.ndarray
                         ) -> tuple[np.ndarray, list[np.ndarray]]:
         P, K = self._base._project_tucker(mats, core)
-        return np.ldexp(P, self._exponent), [np.ldexp(k, self._exponent) for k in K]
+        return ldexp(P, self._exponent), [ldexp(k, self._exponent) for k in K]
 
     def _values_at(self, subs: np.ndarray) -> np.ndarray:
-        return np.ldexp(self._base._values_at(subs), self._exponent)
+        return ldexp(self._base._values_at(subs), self._exponent)
 
     def known_entries(self) -> KnownEntries | None:
         entries = self._base.known_entries()
         if entries is None:
             return None
         return KnownEntries(entries.shape, entries.subs,
-                            np.ldexp(entries.vals, self._exponent), entries.mode_indicator)
+                            ldexp(entries.vals, self._exponent), entries.mode_indicator)
 
     def to_dense(self) -> np.ndarray:
-        return np.ldexp(self._base.to_dense(), self._exponent)
+        return ldexp(self._base.to_dense(), self._exponent)

@@ -73,10 +73,10 @@ def _from_array(x: Any, mask: Any, name: str) -> Tensor:
         # Masked entries are missing, like NaN (their hidden values are never read).
         hidden = np.ma.getmaskarray(x)
         known = ~hidden if mask is None else (np.asarray(mask, dtype=bool) & ~hidden)
-        a = _float_array(np.ma.getdata(x), name)
+        a = _float_array(np.ma.getdata(x), name, complex_ok=True)
         a = np.where(known, a, np.nan) if hidden.any() else a
         return _from_array(a, known if mask is not None or hidden.any() else None, name)
-    a = _float_array(x, name)
+    a = _float_array(x, name, complex_ok=True)
     if a.ndim == 0:
         raise DataError(f"{name}: expected an array with at least one mode, got a scalar")
     _check_shape(a.shape, name)

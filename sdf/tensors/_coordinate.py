@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sdf import _multilinear as ml
+from sdf.numerics import ldexp
 from sdf.errors import DataError
 from sdf.tensors._base import (
     KnownEntries,
@@ -19,6 +20,8 @@ from sdf.tensors._base import (
     _check_subs,
     _float_array,
     _max_exponent,
+    _native,
+    _number,
     _readonly,
     _strides,
 )
@@ -71,7 +74,8 @@ class _CoordinateTensor(Tensor):
         subs : int array_like of shape (nnz, N)
             Indices in any order (sorted here); duplicates are rejected.
         vals : array_like of shape (nnz,)
-            Real, no Inf; NaN marks a missing entry (dropped) for incomplete data.
+            Real or complex, no Inf; NaN (in either part) marks a missing entry (dropped)
+            for incomplete data.
         shape : sequence of int
 
         Examples
@@ -82,7 +86,7 @@ class _CoordinateTensor(Tensor):
         """
         shp = _check_shape(shape, name)
         s = _check_subs(subs, shp, name)
-        v = _float_array(vals, name, "vals")
+        v = _float_array(vals, name, "vals", complex_ok=True)
         if v.shape != (s.shape[0],):
             raise DataError(f"{name}: vals must have shape ({s.shape[0]},) to match subs, "
                             f"got {v.shape}")
@@ -106,7 +110,7 @@ class _CoordinateTensor(Tensor):
                 raise DataError(f"{name}: entry {k} appears more than once in subs; "
                                 "each entry may be given only once")
         obj = object.__new__(cls)
-        obj._init(s, np.array(v, dtype=np.float64), shp, lin)
+        obj._init(s, np.array(_native(v)), shp, lin)
         return obj
 
     def _init(self, subs: np.ndarray, vals: np.ndarray, shape: tuple[int, ...],
@@ -125,13 +129,17 @@ class _CoordinateTensor(Tensor):
 
     @property
     def vals(self) -> np.ndarray:
-        """Values of the stored entries, float64 of shape (nnz,)."""
+        """Values of the stored entries, float64 (complex128) of shape (nnz,)."""
         return self._vals
 
     @property
     def nnz(self) -> int:
         """Number of stored entries."""
         return int(self._vals.shape[0])
+
+    @property
+    def is_complex(self) -> bool:
+        return bool(np.iscomplexobj(self._vals))
 
     @property
     def density(self) -> float:
@@ -170,6 +178,8 @@ class _CoordinateTensor(Tensor):
         return [np.take(A, self._subs[:, m], axis=0) for m, A in enumerate(mats)]
 
     def _norm_squared(self) -> float:
+        if np.iscomplexobj(self._vals):
+            return float(np.vdot(self._vals, self._vals).real)
         return float(self._vals @ self._vals)
 
     def _scale_exponent(self) -> int:
@@ -177,7 +187,7 @@ class _CoordinateTensor(Tensor):
 
     def _scaled(self, exponent: int) -> Tensor:
         out = type(self).__new__(type(self))
-        out._init(self._subs, _readonly(np.ldexp(self._vals, exponent)), self._shape,
+        out._init(self._subs, _readonly(ldexp(self._vals, exponent)), self._shape,
                   self._lin)
         out._indicators = self._indicators  # the same entries: share the index structures
         return out
@@ -193,18 +203,20 @@ class _CoordinateTensor(Tensor):
              for n in range(self.ndim)]
         return ml.rows_outer_sum(self._vals, rows, core.shape), K
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
         rows = self._rows(mats)
         P = rows[0]
         for Rm in rows[1:]:
             P = P * Rm
-        return self._vals @ P.sum(axis=1)
+        return _number(self._vals @ P.sum(axis=1))
 
-    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float:
-        return float(self._vals @ ml.rows_values(core, self._rows(mats)))
+    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float | complex:
+        return _number(self._vals @ ml.rows_values(core, self._rows(mats)))
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
         W = np.repeat(self._vals[:, None], mats[0].shape[1], axis=1)
+        if any(np.iscomplexobj(A) for A in mats):
+            W = W.astype(np.complex128)
         for m, A in enumerate(mats):
             if m != n:
                 W *= np.take(A, self._subs[:, m], axis=0)
@@ -232,7 +244,7 @@ class _CoordinateTensor(Tensor):
         return np.where(lin[pos] == q, self._vals[pos], self._missing_value)
 
     def to_dense(self) -> np.ndarray:
-        out = np.full(self.shape, self._missing_value)
+        out = np.full(self.shape, self._missing_value, dtype=self._vals.dtype)
         out[tuple(self._subs.T)] = self._vals
         return out
 
@@ -265,7 +277,7 @@ class IncompleteTensor(_CoordinateTensor):
     _missing_value: ClassVar[float] = np.nan
 
     def __init__(self, array: Any, mask: Any = None, *, name: str = "data") -> None:
-        a = _float_array(array, name)
+        a = _float_array(array, name, complex_ok=True)
         shape = _check_shape(a.shape, name)
         known = _known_of(a, mask, name)
         subs = np.argwhere(known)  # C order already

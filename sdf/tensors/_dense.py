@@ -8,6 +8,7 @@ import numpy as np
 
 from sdf import _multilinear as ml
 from sdf import algebra
+from sdf.numerics import ldexp
 from sdf.errors import DataError
 from sdf.tensors._base import (
     MTTKRPSession,
@@ -16,6 +17,8 @@ from sdf.tensors._base import (
     _check_shape,
     _float_array,
     _max_exponent,
+    _native,
+    _number,
     _readonly,
     _TreeSession,
 )
@@ -34,9 +37,9 @@ class DenseTensor(Tensor):
     Parameters
     ----------
     array : array_like
-        Real numbers, no NaN or Inf (see :class:`IncompleteTensor` for missing entries).
-        Held as a read-only native float64 copy, so later changes to the caller's array
-        never reach a model built on it.
+        Real or complex numbers, no NaN or Inf (see :class:`IncompleteTensor` for missing
+        entries). Held as a read-only native float64 (complex128) copy, so later changes
+        to the caller's array never reach a model built on it.
 
     Examples
     --------
@@ -49,32 +52,38 @@ class DenseTensor(Tensor):
     kind: ClassVar[str] = "dense"
 
     def __init__(self, array: Any, *, name: str = "data") -> None:
-        a = _float_array(array, name)
+        a = _float_array(array, name, complex_ok=True)
         self._shape = _check_shape(a.shape, name)
         if np.isnan(a).any():
             idx = tuple(int(i) for i in np.argwhere(np.isnan(a))[0])
             raise DataError(f"{name}: entry {idx} is NaN; a DenseTensor has no missing "
                             "entries (use IncompleteTensor or as_tensor)")
         _check_no_inf(a, name, lambda k: tuple(int(i) for i in np.unravel_index(k, a.shape)))
-        self._data = _readonly(np.array(a, dtype=np.float64, order="C", copy=True))
+        self._data = _readonly(np.array(_native(a), order="C", copy=True))
 
     @property
     def data(self) -> np.ndarray:
-        """The read-only float64 array."""
+        """The read-only float64 (complex128) array."""
         return self._data
 
     def dense_view(self) -> np.ndarray:
         return self._data
 
+    @property
+    def is_complex(self) -> bool:
+        return bool(np.iscomplexobj(self._data))
+
     def _norm_squared(self) -> float:
         return algebra.frob(self._data, squared=True)
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
-        return float(np.sum(mats[0] * _mttkrp(self._data, mats, 0)))
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
+        return _number(np.sum(mats[0] * _mttkrp(self._data, mats, 0)))
 
-    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float:
-        return float(np.real(algebra.inner(algebra.tmprod(self._data, mats, transpose=True),
-                                           core)))
+    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float | complex:
+        projected = algebra.tmprod(self._data, mats, transpose=True)
+        if np.iscomplexobj(projected) or np.iscomplexobj(core):
+            return complex(np.sum(projected * core))
+        return float(np.real(algebra.inner(projected, core)))
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
         return _mttkrp(self._data, mats, n)
@@ -106,7 +115,7 @@ class DenseTensor(Tensor):
     def _scaled(self, exponent: int) -> DenseTensor:
         out = DenseTensor.__new__(DenseTensor)
         out._shape = self._shape
-        out._data = _readonly(np.ldexp(self._data, exponent))
+        out._data = _readonly(ldexp(self._data, exponent))
         return out
 
     def _values_at(self, subs: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 
 from sdf import _multilinear as ml
 from sdf import algebra
+from sdf.numerics import ldexp
 from sdf.errors import DataError
 from sdf.tensors._base import (
     Tensor,
@@ -20,6 +21,8 @@ from sdf.tensors._base import (
     _check_shape,
     _float_array,
     _max_exponent,
+    _native,
+    _number,
     _readonly,
 )
 
@@ -30,9 +33,10 @@ def _mttkrp(X: np.ndarray, mats: list[np.ndarray], n: int) -> np.ndarray:
     return algebra.mttkrp(X, mats, n) if X.ndim > 1 else np.outer(X, np.ones(mats[0].shape[1]))
 
 
-def _dense_inner_cpd(X: np.ndarray, factors: list[np.ndarray], weights: np.ndarray) -> float:
-    """<X, [[weights; factors]]> for a dense X, never expanding the CPD."""
-    return float(np.sum(factors[0] * _mttkrp(X, factors, 0) * weights))
+def _dense_inner_cpd(X: np.ndarray, factors: list[np.ndarray], weights: np.ndarray
+                     ) -> float | complex:
+    """``sum(X * [[weights; factors]])`` for a dense X, never expanding the CPD."""
+    return _number(np.sum(factors[0] * _mttkrp(X, factors, 0) * weights))
 
 
 class _FactoredTensor(Tensor):
@@ -44,6 +48,10 @@ class _FactoredTensor(Tensor):
     def factors(self) -> list[np.ndarray]:
         """The factor matrices B_n (read-only)."""
         return list(self._factors)
+
+    @property
+    def is_complex(self) -> bool:
+        return any(np.iscomplexobj(a) for a in [*self._factors, self._small()])
 
     def _cross(self, mats: list[np.ndarray]) -> list[np.ndarray]:
         """B_nᵀ A_n for every mode."""
@@ -67,8 +75,8 @@ class _FactoredTensor(Tensor):
         """Factors scaled to entries below 1 in magnitude, and weights or core carrying
         the rest of ``2**exponent``: the same tensor times ``2**exponent``, exactly."""
         shifts = [_max_exponent([B]) for B in self._factors]
-        factors = [_readonly(np.ldexp(B, -f)) for B, f in zip(self._factors, shifts)]
-        return factors, _readonly(np.ldexp(self._small(), exponent + sum(shifts)))
+        factors = [_readonly(ldexp(B, -f)) for B, f in zip(self._factors, shifts)]
+        return factors, _readonly(ldexp(self._small(), exponent + sum(shifts)))
 
 
 class CPDTensor(_FactoredTensor):
@@ -96,7 +104,8 @@ class CPDTensor(_FactoredTensor):
                  name: str = "data") -> None:
         mats = _check_factors(factors, None, name, same_rank=True)
         R = mats[0].shape[1]
-        w = np.ones(R) if weights is None else _float_array(weights, name, "weights")
+        w = (np.ones(R) if weights is None
+             else _float_array(weights, name, "weights", complex_ok=True))
         if w.shape != (R,):
             raise DataError(f"{name}: weights must have shape ({R},), got {w.shape}")
         _check_finite([*mats, w], name, "factors and weights")
@@ -115,12 +124,15 @@ class CPDTensor(_FactoredTensor):
         return int(self._weights.shape[0])
 
     def _norm_squared(self) -> float:
-        return self._weights @ algebra.hadamard(algebra.gramians(self._factors)) @ self._weights
+        H = algebra.hadamard(algebra.gramians(self._factors))
+        if np.iscomplexobj(H) or np.iscomplexobj(self._weights):
+            return float((self._weights.conj() @ H @ self._weights).real)
+        return self._weights @ H @ self._weights
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
-        return self._weights @ algebra.hadamard(self._cross(mats)).sum(axis=1)
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
+        return _number(self._weights @ algebra.hadamard(self._cross(mats)).sum(axis=1))
 
-    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float:
+    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float | complex:
         return _dense_inner_cpd(core, [A.T @ B for A, B in zip(mats, self._factors)],
                                 self._weights)
 
@@ -162,7 +174,7 @@ class CPDTensor(_FactoredTensor):
 
     def to_dense(self) -> np.ndarray:
         mats = [self._factors[0] * self._weights, *self._factors[1:]]
-        return np.array(algebra.cpd_to_tensor(mats), dtype=np.float64)
+        return np.array(_native(algebra.cpd_to_tensor(mats)))
 
     def _extra_repr(self) -> str:
         return f", rank={self.rank}"
@@ -210,12 +222,15 @@ class TuckerTensor(_FactoredTensor):
         P = algebra.tmprod(self._core, algebra.gramians(self._factors))
         return float(np.real(algebra.inner(P, self._core)))
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
         return _dense_inner_cpd(self._core, self._cross(mats), np.ones(mats[0].shape[1]))
 
-    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float:
+    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float | complex:
         C = [A.T @ B for A, B in zip(mats, self._factors)]
-        return float(np.real(algebra.inner(algebra.tmprod(self._core, C), core)))
+        projected = algebra.tmprod(self._core, C)
+        if np.iscomplexobj(projected) or np.iscomplexobj(core):
+            return complex(np.sum(projected * core))
+        return float(np.real(algebra.inner(projected, core)))
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
         return self._factors[n] @ _mttkrp(self._core, self._cross(mats), n)
@@ -243,8 +258,7 @@ class TuckerTensor(_FactoredTensor):
         return ml.rows_values(self._core, rows) if rows[0].shape[0] else np.zeros(0)
 
     def to_dense(self) -> np.ndarray:
-        return np.array(algebra.tucker_to_tensor(self._factors, self._core),
-                        dtype=np.float64)
+        return np.array(_native(algebra.tucker_to_tensor(self._factors, self._core)))
 
     def _extra_repr(self) -> str:
         return f", core_shape={self.core_shape}"

@@ -8,6 +8,7 @@ import numpy as np
 
 from sdf import _multilinear as ml
 from sdf import algebra
+from sdf.numerics import ldexp
 from sdf.tensors._base import (
     KnownEntries,
     MTTKRPSession,
@@ -15,6 +16,8 @@ from sdf.tensors._base import (
     _check_shape,
     _float_array,
     _max_exponent,
+    _native,
+    _number,
     _readonly,
     _strides,
     _TreeSession,
@@ -60,7 +63,7 @@ class MaskedTensor(Tensor):
     kind: ClassVar[str] = "incomplete"
 
     def __init__(self, array: Any, mask: Any = None, *, name: str = "data") -> None:
-        a = _float_array(array, name)
+        a = _float_array(array, name, complex_ok=True)
         shape = _check_shape(a.shape, name)
         known = _known_of(a, mask, name)
         self._shape = shape
@@ -68,7 +71,7 @@ class MaskedTensor(Tensor):
 
     def _init(self, filled: np.ndarray, known: np.ndarray) -> None:
         n_known = int(np.count_nonzero(known))
-        self._filled = _readonly(np.ascontiguousarray(filled, dtype=np.float64))
+        self._filled = _readonly(np.ascontiguousarray(_native(filled)))
         self._mask = _readonly(np.ascontiguousarray(known, dtype=bool))
         self._n_known = n_known
         self._known: KnownEntries | None = None
@@ -91,6 +94,10 @@ class MaskedTensor(Tensor):
     def masked_view(self) -> tuple[np.ndarray, np.ndarray]:
         return self._filled, self._mask
 
+    @property
+    def is_complex(self) -> bool:
+        return bool(np.iscomplexobj(self._filled))
+
     def known_entries(self) -> KnownEntries:
         """The known entries as coordinates, built on first use (``O(n_known N)``)."""
         if self._known is None:
@@ -110,14 +117,14 @@ class MaskedTensor(Tensor):
     def _scaled(self, exponent: int) -> MaskedTensor:
         out = MaskedTensor.__new__(MaskedTensor)
         out._shape = self._shape
-        out._filled = _readonly(np.ldexp(self._filled, exponent))
+        out._filled = _readonly(ldexp(self._filled, exponent))
         out._mask = self._mask
         out._n_known = self._n_known
         out._known = None
         return out
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
-        return float(np.sum(mats[0] * self._mttkrp(mats, 0)))
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
+        return _number(np.sum(mats[0] * self._mttkrp(mats, 0)))
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
         if self.ndim == 1:

@@ -25,7 +25,7 @@ class _PermutedSession:
         self._session = session
         self._perm = perm
 
-    def inner(self) -> float:
+    def inner(self) -> float | complex:
         return self._session.inner()
 
     def all(self) -> list[np.ndarray]:

@@ -32,7 +32,7 @@ import numpy as np
 
 from sdf.errors import DataError, ModelError
 from sdf.losses import Loss, LossLike, as_loss
-from sdf.numerics import SCALE_THRESHOLD
+from sdf.numerics import SCALE_THRESHOLD, ldexp
 from sdf.expr import Expr, as_expr
 from sdf.tensors import IncompleteTensor, KnownEntries, Tensor, as_tensor
 
@@ -99,6 +99,9 @@ class Term:
 
     kind: str = "term"
     is_data_term: bool = False
+    #: Whether the term takes complex data and inputs (see :mod:`sdf.problem` for the
+    #: conventions); a term that does not is refused them by :meth:`sdf.Model.check`.
+    complex_values: ClassVar[bool] = False
     #: Key naming the term in the dictionary language (``{"data": T, "cpd": [...]}``).
     spec_key: ClassVar[str] = ""
     #: Keys its dictionary form takes besides the data, the weights and ``spec_key``.
@@ -291,7 +294,7 @@ class DataTerm(Term):
         if e == 0:
             return self.data.norm()
         # Computed on the scaled copy: the squares of tiny or huge entries leave the range.
-        return float(np.ldexp(self._scaled_data(e).norm(), e))
+        return float(ldexp(self._scaled_data(e).norm(), e))
 
     @property
     def data_norm_squared(self) -> float:
@@ -448,7 +451,7 @@ class TermScale:
 
     def inputs(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The inputs' values in the scaled units."""
-        return [np.ldexp(v, -k) if k else v for v, k in zip(values, self.input_exponents)]
+        return [ldexp(v, -k) if k else v for v, k in zip(values, self.input_exponents)]
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         return _ScaledState(self.term.prepare(self.inputs(values)), self.input_exponents)
@@ -472,11 +475,11 @@ class _ScaledState(TermState):
         self.block_exponents = [-2 * k for k in exponents]
 
     def gradient(self) -> list[np.ndarray]:
-        return [np.ldexp(g, -k) for g, k in zip(self._state.gradient(), self._exponents)]
+        return [ldexp(g, -k) for g, k in zip(self._state.gradient(), self._exponents)]
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
-        scaled = [np.ldexp(d, -k) for d, k in zip(dvalues, self._exponents)]
-        return [np.ldexp(o, -k) for o, k in zip(self._state.gn_product(scaled),
+        scaled = [ldexp(d, -k) for d, k in zip(dvalues, self._exponents)]
+        return [ldexp(o, -k) for o, k in zip(self._state.gn_product(scaled),
                                                 self._exponents)]
 
     def blocks(self) -> list[Block]:

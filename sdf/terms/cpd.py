@@ -2,6 +2,13 @@
 
 Two evaluation strategies, chosen by the data type:
 
+Complex data or factors: the model is holomorphic in the factors, so the Gauss-Newton
+Gramian is ``J^H J`` and the gradient ``J^H r`` (the conjugate cogradient, see
+:mod:`sdf.problem`), both in complex arithmetic: every formula below holds with the
+Gramians ``A^T conj(A) = conj(A^H A)``, MTTKRPs with the conjugated factors and
+Hermitian row blocks. Real data with complex factors compare the full complex model with
+the data (the residual is complex and ``f`` sums ``|r|^2``), as Tensorlab does.
+
 * full data (dense, sparse with true zeros, factored CPD/Tucker): the residual is never
   formed. ``f = (||T||^2 - 2<T, M> + ||M||^2) / 2`` with ``<T, M>`` from one all-modes
   MTTKRP and ``||M||^2`` from the Gramians; the Gauss-Newton product needs Gramians only:
@@ -32,7 +39,7 @@ import numpy as np
 
 from sdf import algebra
 from sdf.errors import DegeneracyWarning, ModelError, SdfWarning
-from sdf.numerics import cpd_degeneracy
+from sdf.numerics import cpd_degeneracy, ldexp
 from sdf.expr import Expr
 from sdf.losses import Loss, LossLike
 from sdf.tensors import KnownEntries, Tensor
@@ -80,6 +87,7 @@ class CPD(DataTerm):
 
     kind = "CPD"
     spec_key = "cpd"
+    complex_values = True
 
     def __init__(
         self,
@@ -152,7 +160,7 @@ class CPD(DataTerm):
                                                            else masked[0])
         if masked is not None:
             residual *= masked[1]
-        return 0.5 * float(np.vdot(residual, residual))
+        return 0.5 * float(np.vdot(residual, residual).real)
 
     def describe_shape(self) -> str:
         return f"rank {self.rank}"
@@ -167,8 +175,8 @@ class CPD(DataTerm):
         if self.loss.link != "identity":
             return None  # the model is not on the data's scale
         shifts = [_exponent_of(A) for A in values]
-        grams = algebra.gramians([np.ldexp(A, -k) for A, k in zip(values, shifts)])
-        norm = math.sqrt(max(float(algebra.hadamard(grams).sum()), 0.0))
+        grams = algebra.gramians([ldexp(A, -k) for A, k in zip(values, shifts)])
+        norm = math.sqrt(max(float(np.real(algebra.hadamard(grams).sum())), 0.0))
         return math.log2(norm) + sum(shifts) if norm > 0 else -math.inf
 
     def check_result(self, name: str, values: Sequence[np.ndarray],
@@ -187,7 +195,7 @@ def _cpd_findings(name: str, factors: list[np.ndarray]) -> Findings:
     if any(A.ndim != 2 for A in factors) or not all(np.isfinite(A).all() for A in factors):
         return out
     # Normalised factors: the analysis is scale-invariant, their Gramians stay in range.
-    found = cpd_degeneracy([np.ldexp(A, -_exponent_of(A)) for A in factors])
+    found = cpd_degeneracy([ldexp(A, -_exponent_of(A)) for A in factors])
     R = found.component_norms.size
     if found.zero_components:
         out.append((SdfWarning,
@@ -228,16 +236,25 @@ def _leave_one_out(mats: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out  # type: ignore[return-value]
 
 
+def _conjugated(factors: list[np.ndarray]) -> list[np.ndarray]:
+    """The factors conjugated (the same list when all are real)."""
+    if any(np.iscomplexobj(A) for A in factors):
+        return [np.conj(A) for A in factors]
+    return factors
+
+
 class _FullCPDState(TermState):
     def __init__(self, data: Tensor, norm_squared: float, factors: Sequence[np.ndarray]) -> None:
         self.factors = list(factors)
-        self.grams = algebra.gramians(self.factors)
+        self._conj = _conjugated(self.factors)
+        # Gramians conj(A^H A) = (conj A)^H (conj A): J^H J in complex arithmetic.
+        self.grams = algebra.gramians(self._conj)
         self.w = _leave_one_out(self.grams)  # W_n = Hadamard of all Gramians but n
         # The data give <T, M> now and the MTTKRPs only when the gradient is asked for,
         # so a rejected trial point costs one pass over dense data.
-        self._session = data.mttkrp_session(self.factors)
-        inner = self._session.inner()
-        model_sq = float(np.sum(self.w[0] * self.grams[0]))
+        self._session = data.mttkrp_session(self._conj)
+        inner = float(np.real(self._session.inner()))  # Re <T, M>
+        model_sq = float(np.real(np.sum(self.w[0] * self.grams[0])))
         self.fval = 0.5 * max(norm_squared - 2.0 * inner + model_sq, 0.0)
         self._pairs: np.ndarray | None = None
 
@@ -252,7 +269,7 @@ class _FullCPDState(TermState):
         """``P[n, m] = W_nm`` (Hadamard of the Gramians but n and m), zero for m == n."""
         if self._pairs is None:
             N, R = len(self.grams), self.grams[0].shape[0]
-            P = np.zeros((N, N, R, R))
+            P = np.zeros((N, N, R, R), dtype=np.result_type(*self.grams))
             for n in range(N):
                 for m in range(n + 1, N):
                     rest = [g for k, g in enumerate(self.grams) if k not in (n, m)]
@@ -262,7 +279,7 @@ class _FullCPDState(TermState):
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
         # (J^T J dA)_n = dA_n W_n + A_n sum_{m != n} W_nm * (dA_m^T A_m), all modes at once.
-        cross = np.stack([dA.T @ A for A, dA in zip(self.factors, dvalues)])
+        cross = np.stack([dA.T @ Ac for Ac, dA in zip(self._conj, dvalues)])
         acc = np.einsum("nmrs,mrs->nrs", self._pair_weights(), cross)
         return [dA @ W + A @ a for A, dA, W, a in zip(self.factors, dvalues, self.w, acc)]
 
@@ -317,13 +334,17 @@ class _SampledCPDState(TermState):
         self.shape = tuple(int(I) for I in shape)
         self.index = list(index)
         R = self.rank = self.factors[0].shape[1]
-        self._rows_t = [np.ascontiguousarray(A.T) for A in self.factors]  # (R, I_n)
+        #: Complex factors: J^H products scatter conj(Q) (the model is holomorphic).
+        self._complex = any(np.iscomplexobj(A) for A in self.factors)
+        rows_type = np.complex128 if self._complex else None  # mixed: all complex
+        self._rows_t = [np.ascontiguousarray(A.T, dtype=rows_type)
+                        for A in self.factors]  # (R, I_n)
         nnz = int(self.index[0].shape[0])
         step = max(1, _CHUNK_FLOATS // R)
         self._chunks = [slice(lo, min(lo + step, nnz)) for lo in range(0, nnz, step)]
         self._cache: dict[int, list[np.ndarray]] = {}
         budget = _CACHE_FLOATS // max(R * len(self.factors), 1)
-        model = np.empty(nnz)
+        model = np.empty(nnz, dtype=np.complex128 if self._complex else float)
         for k, sl in enumerate(self._chunks):
             rows = self._rows(sl)
             Q = _leave_one_out_rows(rows)
@@ -331,7 +352,10 @@ class _SampledCPDState(TermState):
                 self._cache[k] = Q
             model[sl] = np.einsum("re,re->e", rows[0], Q[0])
         self.residual = model if vals is None else model - vals
-        self.fval = 0.5 * float(self.residual @ self.residual)
+        if np.iscomplexobj(self.residual):
+            self.fval = 0.5 * float(np.vdot(self.residual, self.residual).real)
+        else:
+            self.fval = 0.5 * float(self.residual @ self.residual)
 
     def _rows(self, sl: slice) -> list[np.ndarray]:
         return [np.take(At, idx[sl], axis=1) for At, idx in zip(self._rows_t, self.index)]
@@ -344,27 +368,35 @@ class _SampledCPDState(TermState):
         """``out[:, i] += sum_{e: idx[e] = i} W[:, e]`` for ``out`` of shape (K, I)."""
         K, I = out.shape
         flat = (idx + (I * np.arange(K))[:, None]).ravel()
+        if np.iscomplexobj(W):  # bincount sums real weights: the two parts apart
+            out += (np.bincount(flat, weights=W.real.ravel(), minlength=K * I)
+                    + 1j * np.bincount(flat, weights=W.imag.ravel(), minlength=K * I)
+                    ).reshape(K, I)
+            return
         out += np.bincount(flat, weights=W.ravel(), minlength=K * I).reshape(K, I)
 
     def _jt(self, weights: np.ndarray | None, dvalues: Sequence[np.ndarray] | None
             ) -> list[np.ndarray]:
         """``J^T w`` for ``w = weights``, or for ``w = J dv`` when ``dvalues`` are given."""
-        out = [np.zeros((self.rank, I)) for I in self.shape]
-        dt = None if dvalues is None else [np.ascontiguousarray(np.asarray(dA, dtype=float).T)
+        dt = None if dvalues is None else [np.ascontiguousarray(_numeric(dA).T)
                                            for dA in dvalues]
+        complex_out = (self._complex or (weights is not None and np.iscomplexobj(weights))
+                       or (dt is not None and any(np.iscomplexobj(d) for d in dt)))
+        dtype = np.complex128 if complex_out else float
+        out = [np.zeros((self.rank, I), dtype=dtype) for I in self.shape]
         for k, sl in enumerate(self._chunks):
             Q = self._q(k, sl)
             if dt is None:
                 assert weights is not None
                 w = weights[sl]
             else:
-                w = np.zeros(sl.stop - sl.start)
+                w = np.zeros(sl.stop - sl.start, dtype=dtype)
                 for dAt, idx, Qn in zip(dt, self.index, Q):
                     w += np.einsum("re,re->e", np.take(dAt, idx[sl], axis=1), Qn)
                 if self.curvature is not None:
                     w *= self.curvature[sl]
             for n, (idx, Qn) in enumerate(zip(self.index, Q)):
-                self._scatter(out[n], idx[sl], Qn * w)
+                self._scatter(out[n], idx[sl], (np.conj(Qn) if self._complex else Qn) * w)
         return [o.T for o in out]
 
     def gradient(self) -> list[np.ndarray]:
@@ -376,20 +408,32 @@ class _SampledCPDState(TermState):
     def blocks(self) -> list[np.ndarray]:
         R = self.rank
         upper = np.triu_indices(R)
-        sums = [np.zeros((len(upper[0]), I)) for I in self.shape]
+        dtype = np.complex128 if self._complex else float
+        sums = [np.zeros((len(upper[0]), I), dtype=dtype) for I in self.shape]
         for k, sl in enumerate(self._chunks):
             for n, (idx, Qn) in enumerate(zip(self.index, self._q(k, sl))):
-                pairs = Qn[upper[0]] * Qn[upper[1]]
+                # Hermitian blocks B_rs = sum_e Q_r conj(Q_s) for complex factors.
+                pairs = Qn[upper[0]] * (np.conj(Qn[upper[1]]) if self._complex
+                                        else Qn[upper[1]])
                 if self.curvature is not None:
                     pairs *= self.curvature[sl]
                 self._scatter(sums[n], idx[sl], pairs)
-        out = []
-        for S, I in zip(sums, self.shape):
-            B = np.empty((I, R, R))
-            B[:, upper[0], upper[1]] = S.T
-            B[:, upper[1], upper[0]] = S.T
-            out.append(B)
-        return out
+        return [_hermitian_blocks(S.T, R, upper) for S in sums]
+
+
+def _numeric(a: np.ndarray) -> np.ndarray:
+    """``a`` as a float64 array, or complex128 when complex (never made real)."""
+    return np.asarray(a, dtype=np.complex128 if np.iscomplexobj(a) else float)
+
+
+def _hermitian_blocks(S: np.ndarray, R: int, upper: tuple[np.ndarray, np.ndarray]
+                      ) -> np.ndarray:
+    """Row blocks (I, R, R) from their upper triangles ``S`` (I, R(R+1)/2): symmetric, or
+    Hermitian when complex."""
+    B = np.empty((S.shape[0], R, R), dtype=S.dtype)
+    B[:, upper[0], upper[1]] = S
+    B[:, upper[1], upper[0]] = np.conj(S) if np.iscomplexobj(S) else S
+    return B
 
 
 def _known_state(data: KnownEntries, factors: Sequence[np.ndarray]) -> _SampledCPDState:
@@ -464,34 +508,35 @@ class _MaskedCPDState(TermState):
         self.mask = mask
         E = algebra.cpd_to_tensor(self.factors)
         np.multiply(E, mask, out=E)
-        E -= filled
+        if np.iscomplexobj(filled) and not np.iscomplexobj(E):
+            E = E - filled
+        else:
+            E -= filled
         self.residual = E
         flat = E.ravel()
-        self.fval = 0.5 * float(flat @ flat)
+        if np.iscomplexobj(flat):
+            self.fval = 0.5 * float(np.vdot(flat, flat).real)
+        else:
+            self.fval = 0.5 * float(flat @ flat)
 
     def gradient(self) -> list[np.ndarray]:
-        return algebra.mttkrp_all(self.residual, self.factors)
+        return algebra.mttkrp_all(self.residual, _conjugated(self.factors))
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
         A = self.factors
-        K, dK = _kr_direction(A[1:], [np.asarray(d, dtype=float) for d in dvalues[1:]])
+        K, dK = _kr_direction(A[1:], [_numeric(d) for d in dvalues[1:]])
         D = np.concatenate([A[0], dvalues[0]], axis=1) @ np.concatenate([dK, K], axis=1).T
         D = D.reshape(self.mask.shape)
         np.multiply(D, self.mask, out=D)
-        return algebra.mttkrp_all(D, A)
+        return algebra.mttkrp_all(D, _conjugated(A))
 
     def blocks(self) -> list[np.ndarray]:
         R = self.factors[0].shape[1]
         upper = np.triu_indices(R)
-        pairs = [A[:, upper[0]] * A[:, upper[1]] for A in self.factors]
+        pairs = [A[:, upper[0]] * np.conj(A[:, upper[1]]) if np.iscomplexobj(A)
+                 else A[:, upper[0]] * A[:, upper[1]] for A in self.factors]
         sums = algebra.mttkrp_all(self.mask.astype(float), pairs)
-        out = []
-        for S in sums:
-            B = np.empty((S.shape[0], R, R))
-            B[:, upper[0], upper[1]] = S
-            B[:, upper[1], upper[0]] = S
-            out.append(B)
-        return out
+        return [_hermitian_blocks(S, R, upper) for S in sums]
 
 
 class _LossCPDState(_MaskedCPDState):

@@ -78,7 +78,8 @@ class _Regularizer(Term):
 
 
 class L2(_Regularizer):
-    """Ridge term ``sum_k ||F_k - target_k||^2 / 2``.
+    """Ridge term ``sum_k ||F_k - target_k||^2 / 2`` (``|.|^2`` for complex factors or
+    targets).
 
     Parameters
     ----------
@@ -101,6 +102,7 @@ class L2(_Regularizer):
     kind = "L2"
     spec_key = "regL2"
     spec_options = ("target",)
+    complex_values = True
 
     def __init__(
         self,
@@ -140,8 +142,8 @@ class L2(_Regularizer):
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         res = (list(values) if self.target is None
                else [v - t for v, t in zip(values, self.target)])
-        fval = 0.5 * sum(float(np.vdot(r, r)) for r in res)
-        return _ElementwiseState(fval, res, [np.ones_like(v) for v in values])
+        fval = 0.5 * sum(float(np.vdot(r, r).real) for r in res)
+        return _ElementwiseState(fval, res, [np.ones(np.shape(v)) for v in values])
 
 
 def _target_array(target: Any, k: int) -> np.ndarray:
@@ -150,7 +152,8 @@ def _target_array(target: Any, k: int) -> np.ndarray:
         raise ModelError(f"{where}: expected a numeric array (or None for zero), got "
                          f"{type(target).__name__} {target!r}")
     try:
-        return np.array(target, dtype=float)
+        raw = np.asarray(target)
+        return np.array(raw, dtype=np.complex128 if np.iscomplexobj(raw) else float)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{where}: expected a numeric array (or None for zero), got "
                          f"{type(target).__name__} ({exc})") from None

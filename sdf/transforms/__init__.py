@@ -26,9 +26,9 @@ Transforms of several inputs accept them as separate arguments or as one list, a
 shapes raise :class:`sdf.errors.TransformError` naming the transform.
 
 Families: :mod:`~sdf.transforms.elementwise` (identity, nonneg, sigmoid, exp, log, sqrt,
-abs, power, scale, shift, const), :mod:`~sdf.transforms.structured` (toeplitz, hankel,
-vander, cauchy, band, diag, tridiag, tril, triu), :mod:`~sdf.transforms.matrix` (matvec,
-mtimes, gram, inv, invsqrtm, invtransp, orth, normalize, transpose),
+abs, conj, power, scale, shift, const), :mod:`~sdf.transforms.structured` (toeplitz,
+hankel, vander, cauchy, band, diag, tridiag, tril, triu), :mod:`~sdf.transforms.matrix`
+(matvec, mtimes, gram, inv, invsqrtm, invtransp, orth, normalize, transpose, ctranspose),
 :mod:`~sdf.transforms.combine` (kr, kron, concat, plus, times, prod),
 :mod:`~sdf.transforms.indexing` (select, ll1, reshape, sum, fd),
 :mod:`~sdf.transforms.functional` (poly, rational, rbf) and
@@ -56,14 +56,14 @@ from sdf.transforms.combine import (
 )
 from sdf.transforms.custom import Custom, custom
 from sdf.transforms.elementwise import (
-    Abs, Const, Exp, Identity, Log, Nonneg, Power, Scale, Shift, Sigmoid, Sqrt, abs, const,
-    exp, identity, log, nonneg, power, scale, shift, sigmoid, sqrt,
+    Abs, Conj, Const, Exp, Identity, Log, Nonneg, Power, Scale, Shift, Sigmoid, Sqrt, abs,
+    conj, const, exp, identity, log, nonneg, power, scale, shift, sigmoid, sqrt,
 )
 from sdf.transforms.functional import RBF, Poly, Rational, poly, rational, rbf
 from sdf.transforms.indexing import FD, LL1, Reshape, Select, Sum, fd, ll1, reshape, select, sum
 from sdf.transforms.matrix import (
-    Gram, Inv, Invsqrtm, Invtransp, MatVec, MTimes, Normalize, Orth, Transpose, gram, inv,
-    invsqrtm, invtransp, matvec, mtimes, normalize, orth, transpose,
+    CTranspose, Gram, Inv, Invsqrtm, Invtransp, MatVec, MTimes, Normalize, Orth, Transpose,
+    ctranspose, gram, inv, invsqrtm, invtransp, matvec, mtimes, normalize, orth, transpose,
 )
 from sdf.transforms.structured import (
     Band, Cauchy, Diag, Hankel, Toeplitz, Tridiag, Tril, Triu, Vander, band, cauchy, diag,
@@ -71,15 +71,15 @@ from sdf.transforms.structured import (
 )
 
 __all__ = [
-    "Abs", "Band", "BlockRoute", "Cauchy", "Concat", "Const", "Custom", "Diag", "Exp",
-    "ExprLike", "FD", "Gram", "Hankel", "Identity", "Inv", "Invsqrtm", "Invtransp", "Kr",
-    "Kron", "LL1", "Linearization", "Log", "MTimes", "MatVec", "Nonneg", "Normalize",
-    "Orth", "Plus", "Poly", "Power", "Prod", "RBF", "Rational", "Reshape", "Scale",
-    "Select", "Shift", "Sigmoid", "Sqrt", "Sum", "Times", "Toeplitz", "Transform",
-    "Transpose", "Tridiag", "Tril", "Triu", "Vander", "abs", "band", "cauchy", "concat",
-    "const", "custom", "diag", "exp", "fd", "gram", "hankel", "identity", "inv", "invsqrtm",
-    "invtransp", "kr", "kron", "ll1", "log", "matvec", "mtimes", "nonneg", "normalize",
-    "orth", "plus", "poly", "power", "prod", "rational", "rbf", "reshape", "scale",
-    "select", "shift", "sigmoid", "sqrt", "sum", "times", "toeplitz", "transpose",
-    "tridiag", "tril", "triu", "vander",
+    "Abs", "Band", "BlockRoute", "CTranspose", "Cauchy", "Concat", "Conj", "Const",
+    "Custom", "Diag", "Exp", "ExprLike", "FD", "Gram", "Hankel", "Identity", "Inv",
+    "Invsqrtm", "Invtransp", "Kr", "Kron", "LL1", "Linearization", "Log", "MTimes",
+    "MatVec", "Nonneg", "Normalize", "Orth", "Plus", "Poly", "Power", "Prod", "RBF",
+    "Rational", "Reshape", "Scale", "Select", "Shift", "Sigmoid", "Sqrt", "Sum", "Times",
+    "Toeplitz", "Transform", "Transpose", "Tridiag", "Tril", "Triu", "Vander", "abs",
+    "band", "cauchy", "concat", "conj", "const", "ctranspose", "custom", "diag", "exp",
+    "fd", "gram", "hankel", "identity", "inv", "invsqrtm", "invtransp", "kr", "kron", "ll1",
+    "log", "matvec", "mtimes", "nonneg", "normalize", "orth", "plus", "poly", "power",
+    "prod", "rational", "rbf", "reshape", "scale", "select", "shift", "sigmoid", "sqrt",
+    "sum", "times", "toeplitz", "transpose", "tridiag", "tril", "triu", "vander",
 ]

@@ -10,6 +10,15 @@ provides three methods:
 ``vjp(z, g)``
     the adjoint product ``J(z)^T g`` (reverse mode).
 
+Complex values (see :attr:`Transform.complex_vjp`): ``jvp`` is the real-linear derivative
+``dz -> dx``; the engine needs the adjoint of it for the real inner product ``Re <a, b>``,
+which is ``J^H g`` for a holomorphic (complex-linear) derivative. Transforms written as
+analytic formulas give ``vjp(z, g) = J^T g`` without conjugation (``complex_vjp =
+"transpose"``; the engine then applies ``conj(vjp(z, conj(g)))``), transforms that
+conjugate (``conj``, ``abs``, ``normalize``...) give the adjoint themselves
+(``"adjoint"``), and transforms meant for real values only refuse complex inputs
+(``None``: :meth:`sdf.Model.check` raises naming the place).
+
 For a transform of one input, ``z``, ``dz`` and the result of ``vjp`` are arrays. For a
 transform of several inputs (``n_inputs > 1``) they are tuples of arrays, one per input, in
 the order the inputs were given; ``vjp`` returns such a tuple. ``Transform`` is generic in
@@ -78,6 +87,13 @@ class Transform(Generic[Inputs]):
 
     n_inputs: int = 1
     name: str = "transform"
+    #: How ``vjp`` treats complex values: ``"transpose"`` (``vjp`` is ``J^T g`` of an
+    #: analytic formula, no conjugation; the engine applies ``conj(vjp(z, conj(g)))``, the
+    #: adjoint for ``Re <a, b>``; this is also autograd's convention for any function),
+    #: ``"adjoint"`` (``vjp`` already is the adjoint of the real-linear ``jvp`` for
+    #: ``Re <a, b>``) or None (real values only: a complex input is refused by
+    #: :meth:`sdf.Model.check`). None unless a transform says otherwise.
+    complex_vjp: Literal["transpose", "adjoint"] | None = None
     #: True when output entry k depends on input entry k only (same shape): the engine then
     #: maps Gauss-Newton preconditioner blocks through the diagonal derivative jvp(z, 1).
     elementwise: bool = False
@@ -102,6 +118,11 @@ class Transform(Generic[Inputs]):
 
     def vjp(self, z: Inputs, g: np.ndarray) -> Inputs:
         raise NotImplementedError
+
+    def complex_output(self, inputs: tuple[bool, ...]) -> bool:
+        """Whether the output is complex, given which inputs are: by default when any
+        input or any array parameter is complex."""
+        return any(inputs) or any(_is_complex_array(v) for v in self.params().values())
 
     def linearize(self, z: Inputs) -> Linearization[Inputs]:
         """Evaluate at ``z`` once; the result answers jvp/vjp products at that point."""
@@ -141,3 +162,9 @@ class Transform(Generic[Inputs]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _is_complex_array(value: Any) -> bool:
+    """Whether a parameter is an array (numpy or scipy.sparse) of complex numbers."""
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and np.dtype(dtype).kind == "c"

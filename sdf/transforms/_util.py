@@ -32,13 +32,22 @@ def readonly(a: np.ndarray) -> np.ndarray:
     return v
 
 
+def numeric(x: Any) -> np.ndarray:
+    """``x`` as a float64 array, or complex128 when it is complex (never made real)."""
+    arr = np.asarray(x)
+    return np.asarray(arr, dtype=np.complex128 if np.iscomplexobj(arr) else float)
+
+
 def frozen(value: Any, name: str, param: str, *, dtype: Any = float) -> np.ndarray:
-    """A read-only copy of a parameter array; non-finite floats are rejected."""
+    """A read-only copy of a parameter array (a complex one stays complex where floats are
+    asked for); non-finite numbers are rejected."""
     try:
+        if dtype is float and np.iscomplexobj(value):
+            dtype = np.complex128
         arr = np.array(value, dtype=dtype, copy=True)
     except (TypeError, ValueError) as exc:
         raise fail(name, f"{param} must be a numeric array, got {type(value).__name__}") from exc
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
         raise fail(name, f"{param} has non-finite entries")
     arr.setflags(write=False)
     return arr
@@ -147,6 +156,8 @@ class Gather(Base[np.ndarray]):
     for an input of the given shape (called by ``output_shape`` and cached per shape).
     """
 
+    complex_vjp = "transpose"
+
     def _build(self, shape: Shape) -> np.ndarray:
         raise NotImplementedError
 
@@ -174,7 +185,7 @@ class Gather(Base[np.ndarray]):
         return self._index(tuple(shapes[0])).shape
 
     def _gather(self, z: np.ndarray) -> np.ndarray:
-        z = np.asarray(z, dtype=float)
+        z = numeric(z)
         _, zero, safe, _ = self._plan(z.shape)
         out = z.ravel()[safe]
         if zero is not None:
@@ -191,12 +202,18 @@ class Gather(Base[np.ndarray]):
         shape = tuple(np.shape(z))
         idx, zero, _, keep = self._plan(shape)
         size = int(np.prod(shape, dtype=int))
-        g = np.asarray(g, dtype=float)
+        g = numeric(g)
+        if np.iscomplexobj(g):  # bincount sums real weights: the two parts apart
+            return self._scatter(g.real, idx, zero, keep, size).reshape(shape) + 1j * \
+                self._scatter(g.imag, idx, zero, keep, size).reshape(shape)
+        return self._scatter(g, idx, zero, keep, size).reshape(shape)
+
+    @staticmethod
+    def _scatter(g: np.ndarray, idx: np.ndarray, zero: np.ndarray | None, keep: np.ndarray,
+                 size: int) -> np.ndarray:
         if zero is None:
-            out = np.bincount(idx.ravel(), weights=g.ravel(), minlength=size)
-        else:
-            out = np.bincount(idx.ravel()[keep], weights=g.ravel()[keep], minlength=size)
-        return out.reshape(shape)
+            return np.bincount(idx.ravel(), weights=g.ravel(), minlength=size)
+        return np.bincount(idx.ravel()[keep], weights=g.ravel()[keep], minlength=size)
 
 
 __all__: list[str] = []

@@ -16,7 +16,7 @@ import numpy as np
 from sdf.expr import Expr, Node
 from sdf.transforms._base import ExprLike
 from sdf.transforms._util import (
-    Arrays, Base, Shape, as_int, fail, fmt_shapes, unbroadcast, unpack_inputs,
+    Arrays, as_int, Base, fail, fmt_shapes, numeric, Shape, unbroadcast, unpack_inputs,
 )
 from sdf.transforms.elementwise import Scale
 
@@ -30,6 +30,7 @@ class _Multi(Base[Arrays]):
     """A transform of ``n_inputs`` inputs (fixed when it is made)."""
 
     min_inputs = 1
+    complex_vjp = "transpose"
 
     def __init__(self, n_inputs: int = 2) -> None:
         self.n_inputs = as_int(n_inputs, self.name, "n_inputs", minimum=self.min_inputs)
@@ -67,7 +68,7 @@ class Kr(_Multi):
         return out
 
     def value(self, z: Arrays) -> np.ndarray:
-        return self._product(tuple(np.asarray(a, dtype=float) for a in z))
+        return self._product(tuple(numeric(a) for a in z))
 
     def jvp(self, z: Arrays, dz: Arrays) -> np.ndarray:
         out: float | np.ndarray = 0.0
@@ -101,7 +102,7 @@ class Kron(_Multi):
 
     @staticmethod
     def _product(arrays: Arrays) -> np.ndarray:
-        out = np.asarray(arrays[0], dtype=float)
+        out = numeric(arrays[0])
         for a in arrays[1:]:
             out = np.kron(out, a)
         return out
@@ -162,7 +163,7 @@ class Concat(_Multi):
         return tuple(out)
 
     def value(self, z: Arrays) -> np.ndarray:
-        return np.concatenate([np.asarray(a, dtype=float) for a in z], axis=self.axis)
+        return np.concatenate([numeric(a) for a in z], axis=self.axis)
 
     def jvp(self, z: Arrays, dz: Arrays) -> np.ndarray:
         return self.value(dz)
@@ -185,7 +186,7 @@ class Plus(_Multi):
             raise fail(self.name, f"input shapes {fmt_shapes(shapes)} do not broadcast") from None
 
     def value(self, z: Arrays) -> np.ndarray:
-        out = np.asarray(z[0], dtype=float)
+        out = numeric(z[0])
         for a in z[1:]:
             out = out + a
         return out
@@ -194,7 +195,7 @@ class Plus(_Multi):
         return self.value(dz)
 
     def vjp(self, z: Arrays, g: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(unbroadcast(np.asarray(g, dtype=float), np.shape(a)) for a in z)
+        return tuple(unbroadcast(numeric(g), np.shape(a)) for a in z)
 
 
 class Prod(Plus):
@@ -203,7 +204,7 @@ class Prod(Plus):
     name = "prod"
 
     def value(self, z: Arrays) -> np.ndarray:
-        out = np.asarray(z[0], dtype=float)
+        out = numeric(z[0])
         for a in z[1:]:
             out = out * a
         return out

@@ -13,7 +13,7 @@ import numpy as np
 from sdf.expr import Node
 from sdf.transforms._base import ExprLike
 from sdf.transforms._util import (
-    Arrays, Base, CachedLinearization, Shape, as_int, fail, fmt_shapes,
+    Arrays, as_int, Base, CachedLinearization, fail, fmt_shapes, numeric, Shape,
 )
 
 #: A Custom transform's input values: an array for one input, a tuple for several.
@@ -28,6 +28,10 @@ class Custom(Base[CustomInputs]):
     The value comes from ``fun`` itself, ``jvp`` from autograd's forward mode
     (``autograd.make_jvp``) and ``vjp`` from its reverse mode (``autograd.make_vjp``);
     ``linearize`` records the reverse pass once per point and replays it for every vjp.
+    Complex inputs and outputs work for any function autograd traces, holomorphic or not
+    (``abs``, ``conj``, ``real``...): autograd's reverse mode returns the conjugate of the
+    real-split adjoint, which is the ``"transpose"`` convention the engine conjugates
+    back (see :attr:`sdf.transforms.Transform.complex_vjp`).
     The output shape is found by evaluating ``fun`` once on probe inputs of the input
     shapes (entries in [0.5, 1.5], so ``log``/``sqrt``/division are safe).
 
@@ -42,6 +46,8 @@ class Custom(Base[CustomInputs]):
         Name shown in summaries as ``custom(label)``; default ``fun.__name__``.
     """
 
+    complex_vjp = "transpose"
+
     def __init__(
         self, fun: Callable[..., Any], n_inputs: int | None = None, label: str | None = None
     ) -> None:
@@ -53,6 +59,8 @@ class Custom(Base[CustomInputs]):
         # None until the first call fixes it (see __call__, which makes a fixed copy).
         self.n_inputs = None if n_inputs is None else as_int(n_inputs, self.name, "n_inputs", 1)  # type: ignore[assignment]
         self._shapes: dict[tuple[Shape, ...], Shape] = {}
+        #: Whether ``fun`` gave a complex array on real probe inputs.
+        self._complex_on_real = False
 
     def params(self) -> dict[str, Any]:
         return {"fun": self.fun, "n_inputs": self.n_inputs, "label": self.label}
@@ -70,8 +78,8 @@ class Custom(Base[CustomInputs]):
 
     def _pack(self, z: CustomInputs) -> CustomInputs:
         if self.n_inputs == 1:
-            return np.asarray(z, dtype=float)
-        return tuple(np.asarray(a, dtype=float) for a in z)
+            return numeric(z)
+        return tuple(numeric(a) for a in z)
 
     # -- contract
     def output_shape(self, *shapes: Shape) -> Shape:
@@ -88,20 +96,25 @@ class Custom(Base[CustomInputs]):
                     f"evaluating the function on inputs of shapes {fmt_shapes(key)} failed: "
                     f"{type(exc).__name__}: {exc}",
                 ) from exc
-            if not np.issubdtype(out.dtype, np.number) or np.iscomplexobj(out):
-                raise fail(self.name, f"the function must return a real array, got dtype {out.dtype}")
+            if not np.issubdtype(out.dtype, np.number) or out.dtype.kind not in "biufc":
+                raise fail(self.name, f"the function must return a numeric array, got dtype "
+                                      f"{out.dtype}")
             self._shapes[key] = out.shape
+            self._complex_on_real = self._complex_on_real or bool(np.iscomplexobj(out))
         return self._shapes[key]
+
+    def complex_output(self, inputs: tuple[bool, ...]) -> bool:
+        return any(inputs) or self._complex_on_real
 
     def value(self, z: CustomInputs) -> np.ndarray:
         z = self._pack(z)
-        return np.asarray(self.fun(z) if self.n_inputs == 1 else self.fun(*z), dtype=float)
+        return numeric(self.fun(z) if self.n_inputs == 1 else self.fun(*z))
 
     def jvp(self, z: CustomInputs, dz: CustomInputs) -> np.ndarray:
         from autograd import make_jvp
 
         _, out = make_jvp(self._tuple_fun())(self._pack(z))(self._pack(dz))
-        return np.asarray(out, dtype=float)
+        return numeric(out)
 
     def vjp(self, z: CustomInputs, g: np.ndarray) -> CustomInputs:
         return self.linearize(z).vjp(g)
@@ -111,13 +124,13 @@ class Custom(Base[CustomInputs]):
 
         packed = self._pack(z)
         vjp_fun, x = make_vjp(self._tuple_fun())(packed)
-        x = np.asarray(x, dtype=float)
+        x = numeric(x)
 
         def vjp(g: np.ndarray) -> CustomInputs:
-            out = vjp_fun(np.asarray(g, dtype=float))
+            out = vjp_fun(numeric(g))
             if self.n_inputs == 1:
-                return np.asarray(out, dtype=float)
-            return tuple(np.asarray(a, dtype=float) for a in out)
+                return numeric(out)
+            return tuple(numeric(a) for a in out)
 
         return CachedLinearization(self, z, x, lambda dz: self.jvp(packed, dz), vjp)
 

@@ -15,12 +15,12 @@ from scipy.special import expit
 
 from sdf.expr import Constant, Expr, Node, Variable
 from sdf.transforms._base import ExprLike
-from sdf.transforms._util import Base, Shape, fail, frozen, readonly
+from sdf.transforms._util import Base, fail, frozen, numeric, readonly, Shape
 
 __all__ = [
-    "Abs", "Const", "Exp", "Identity", "Log", "Nonneg", "Power", "Scale", "Shift", "Sigmoid",
-    "Sqrt", "abs", "const", "exp", "identity", "log", "nonneg", "power", "scale", "shift",
-    "sigmoid", "sqrt",
+    "Abs", "Conj", "Const", "Exp", "Identity", "Log", "Nonneg", "Power", "Scale", "Shift",
+    "Sigmoid", "Sqrt", "abs", "conj", "const", "exp", "identity", "log", "nonneg", "power",
+    "scale", "shift", "sigmoid", "sqrt",
 ]
 
 
@@ -33,25 +33,26 @@ class _Elementwise(Base[np.ndarray]):
         raise NotImplementedError
 
     def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
-        return self._deriv(np.asarray(z, dtype=float)) * dz
+        return self._deriv(numeric(z)) * dz
 
     def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return self._deriv(np.asarray(z, dtype=float)) * g
+        return self._deriv(numeric(z)) * g
 
 
 class Identity(_Elementwise):
     """x = z (Tensorlab's ``struct_nop``); returns read-only views, no copies."""
 
     name = "identity"
+    complex_vjp = "transpose"
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return readonly(np.asarray(z, dtype=float))
+        return readonly(numeric(z))
 
     def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:  # dz may be the scalar 1 (diagonal)
-        return np.broadcast_to(np.asarray(dz, dtype=float), np.shape(z))
+        return np.broadcast_to(numeric(dz), np.shape(z))
 
     def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return readonly(np.asarray(g, dtype=float))
+        return readonly(numeric(g))
 
 
 class Nonneg(_Elementwise):
@@ -60,7 +61,7 @@ class Nonneg(_Elementwise):
     name = "nonneg"
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        z = np.asarray(z, dtype=float)
+        z = numeric(z)
         return z * z
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
@@ -91,14 +92,14 @@ class Sigmoid(_Elementwise):
 
     def value(self, z: np.ndarray) -> np.ndarray:
         lower, upper = self.bounds
-        return lower + (upper - lower) * expit(np.asarray(z, dtype=float))
+        return lower + (upper - lower) * expit(numeric(z))
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         s = expit(z)
         return (self.bounds[1] - self.bounds[0]) * s * (1.0 - s)
 
     def curvature(self, z: np.ndarray) -> np.ndarray:
-        s = expit(np.asarray(z, dtype=float))
+        s = expit(numeric(z))
         return (self.bounds[1] - self.bounds[0]) * s * (1.0 - s) * (1.0 - 2.0 * s)
 
 
@@ -106,24 +107,26 @@ class Exp(_Elementwise):
     """x = exp(z): a positive factor."""
 
     name = "exp"
+    complex_vjp = "transpose"
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return np.exp(np.asarray(z, dtype=float))
+        return np.exp(numeric(z))
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         return np.exp(z)
 
     def curvature(self, z: np.ndarray) -> np.ndarray:
-        return np.exp(np.asarray(z, dtype=float))
+        return np.exp(numeric(z))
 
 
 class Log(_Elementwise):
     """x = log(z), for positive z."""
 
     name = "log"
+    complex_vjp = "transpose"
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return np.log(np.asarray(z, dtype=float))
+        return np.log(numeric(z))
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         return 1.0 / z
@@ -133,9 +136,10 @@ class Sqrt(_Elementwise):
     """x = sqrt(z), for positive z."""
 
     name = "sqrt"
+    complex_vjp = "transpose"
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.asarray(z, dtype=float))
+        return np.sqrt(numeric(z))
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         return 0.5 / np.sqrt(z)
@@ -145,10 +149,13 @@ class Abs(_Elementwise):
     """x = sqrt(z**2 + eps**2) - eps (smooth, eps > 0) or x = ``|z|`` (plain, eps = 0).
 
     The plain form uses the derivative sign(z), taken as 0 at z = 0 where ``|z|`` has a kink;
-    the smooth form is differentiable everywhere and tends to ``|z|`` as eps -> 0.
+    the smooth form is differentiable everywhere and tends to ``|z|`` as eps -> 0. For
+    complex z the output is the (smoothed) modulus, real: ``jvp`` is ``Re(conj(z) dz) / s``
+    and ``vjp`` its adjoint ``g z / s`` for ``Re <a, b>`` (``s = sqrt(|z|^2 + eps^2)``).
     """
 
     name = "abs"
+    complex_vjp = "adjoint"
 
     def __init__(self, eps: float = 0.0) -> None:
         eps = float(eps)
@@ -160,10 +167,32 @@ class Abs(_Elementwise):
         return {"eps": self.eps}
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        z = np.asarray(z, dtype=float)
+        z = numeric(z)
         if self.eps == 0:
             return np.abs(z)
+        if np.iscomplexobj(z):
+            return np.sqrt(np.abs(z) ** 2 + self.eps**2) - self.eps
         return np.sqrt(z * z + self.eps**2) - self.eps
+
+    def complex_output(self, inputs: tuple[bool, ...]) -> bool:
+        return False  # a modulus is real
+
+    def _direction(self, z: np.ndarray) -> np.ndarray:
+        """``z / s`` for complex z (zero where s = 0): jvp is Re(conj(.) dz), vjp g (.)."""
+        s = np.abs(z) if self.eps == 0 else np.sqrt(np.abs(z) ** 2 + self.eps**2)
+        return np.divide(z, s, out=np.zeros_like(z), where=s > 0)
+
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
+        z = numeric(z)
+        if np.iscomplexobj(z):
+            return np.real(np.conj(self._direction(z)) * dz)
+        return self._deriv(z) * dz
+
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
+        z = numeric(z)
+        if np.iscomplexobj(z):
+            return self._direction(z) * np.real(g)
+        return self._deriv(z) * g
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         if self.eps == 0:
@@ -171,10 +200,31 @@ class Abs(_Elementwise):
         return z / np.sqrt(z * z + self.eps**2)
 
 
+class Conj(_Elementwise):
+    """x = conj(z), the complex conjugate (z itself when real).
+
+    Not holomorphic: ``jvp`` is ``conj(dz)`` and ``vjp`` its adjoint ``conj(g)`` for the
+    real inner product ``Re <a, b>``.
+    """
+
+    name = "conj"
+    complex_vjp = "adjoint"
+
+    def value(self, z: np.ndarray) -> np.ndarray:
+        return np.conj(numeric(z))
+
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.conj(numeric(dz)), np.shape(z))
+
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return np.conj(numeric(g))
+
+
 class Power(_Elementwise):
     """x = z**p (real p; for non-integer p the entries of z must be positive)."""
 
     name = "power"
+    complex_vjp = "transpose"
 
     def __init__(self, p: float) -> None:
         if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
@@ -187,7 +237,7 @@ class Power(_Elementwise):
         return {"p": self.p}
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return np.asarray(z, dtype=float) ** self.p
+        return numeric(z) ** self.p
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         if self.p == 0:
@@ -199,6 +249,7 @@ class Scale(_Elementwise):
     """x = factor * z, for a known scalar factor."""
 
     name = "scale"
+    complex_vjp = "transpose"
 
     def __init__(self, factor: float) -> None:
         try:
@@ -213,7 +264,7 @@ class Scale(_Elementwise):
         return {"factor": self.factor}
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return self.factor * np.asarray(z, dtype=float)
+        return self.factor * numeric(z)
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         return np.full(z.shape, self.factor)
@@ -223,6 +274,7 @@ class Shift(_Elementwise):
     """x = z + offset, for a known offset broadcastable to the input (not changing its shape)."""
 
     name = "shift"
+    complex_vjp = "transpose"
 
     def __init__(self, offset: ArrayLike) -> None:
         self.offset = frozen(offset, "shift", "offset")
@@ -244,7 +296,7 @@ class Shift(_Elementwise):
         return shape
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return np.asarray(z, dtype=float) + self.offset
+        return numeric(z) + self.offset
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
         return np.ones_like(z)
@@ -258,6 +310,7 @@ class Const(_Elementwise):
     """
 
     name = "const"
+    complex_vjp = "transpose"
 
     def __init__(self, values: ArrayLike, mask: ArrayLike | None = None) -> None:
         self.values = frozen(values, "const", "values")
@@ -297,6 +350,19 @@ class Const(_Elementwise):
 
 
 # ----------------------------------------------------------------------------- functions
+
+
+def conj(z: ExprLike, *, name: str | None = None) -> Node:
+    """x = conj(z), entrywise complex conjugate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf import transforms as tf
+    >>> tf.Conj().value(np.array([1 + 2j, 3.0]))
+    array([1.-2.j, 3.-0.j])
+    """
+    return Conj()(z, name=name)
 
 
 def identity(z: ExprLike, *, name: str | None = None) -> Node:

@@ -14,7 +14,9 @@ from numpy.typing import ArrayLike
 
 from sdf.expr import Node
 from sdf.transforms._base import ExprLike
-from sdf.transforms._util import Base, CachedLinearization, Shape, as_int, fail, frozen
+from sdf.transforms._util import (
+    as_int, Base, CachedLinearization, fail, frozen, numeric, Shape,
+)
 
 __all__ = ["Poly", "RBF", "Rational", "poly", "rational", "rbf"]
 
@@ -37,6 +39,7 @@ class Poly(Base[np.ndarray]):
     """x[i, r] = Σ_d z[d, r] t_i**d: polynomials of degree z.shape[0] - 1 at points t."""
 
     name = "poly"
+    complex_vjp = "transpose"
 
     def __init__(self, points: ArrayLike) -> None:
         self.points = _points(points, "poly")
@@ -68,6 +71,7 @@ class Rational(Base[np.ndarray]):
     """
 
     name = "rational"
+    complex_vjp = "transpose"
 
     def __init__(self, points: ArrayLike, degree: tuple[int, int]) -> None:
         self.points = _points(points, "rational")
@@ -98,10 +102,10 @@ class Rational(Base[np.ndarray]):
         return vn, vd, den, (vn @ z[: p + 1]) / den
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return self._parts(np.asarray(z, dtype=float))[3]
+        return self._parts(numeric(z))[3]
 
     def linearize(self, z: np.ndarray) -> CachedLinearization:
-        z = np.asarray(z, dtype=float)
+        z = numeric(z)
         p = self.degree[0]
         vn, vd, den, x = self._parts(z)
 
@@ -145,7 +149,7 @@ class RBF(Base[np.ndarray]):
         return _coefficient_shape("rbf", shape, self.points.size, "coefficients")
 
     def linearize(self, z: np.ndarray) -> CachedLinearization:
-        z = np.asarray(z, dtype=float)
+        z = numeric(z)
         vector = z.ndim == 1
         z2 = z[:, None] if vector else z
         k = z2.shape[0] // 3
@@ -160,14 +164,14 @@ class RBF(Base[np.ndarray]):
             return a[:, 0] if vector else a
 
         def jvp(dz: np.ndarray) -> np.ndarray:
-            d = np.asarray(dz, dtype=float).reshape(z2.shape)
+            d = numeric(dz).reshape(z2.shape)
             out = np.einsum("ikr,kr->ir", phi, d[:k])
             out += np.einsum("ikr,kr->ir", dc, d[k: 2 * k])
             out += np.einsum("ikr,kr->ir", ds, d[2 * k:])
             return shape_out(out)
 
         def vjp(g: np.ndarray) -> np.ndarray:
-            g2 = np.asarray(g, dtype=float).reshape(x.shape)
+            g2 = numeric(g).reshape(x.shape)
             out = np.concatenate([np.einsum("ikr,ir->kr", a, g2) for a in (phi, dc, ds)])
             return out.reshape(z.shape)
 

@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 
 from sdf.expr import Node
 from sdf.transforms._base import ExprLike
-from sdf.transforms._util import Base, Gather, Shape, as_int, fail, readonly
+from sdf.transforms._util import as_int, Base, fail, Gather, numeric, readonly, Shape
 
 __all__ = ["FD", "LL1", "Reshape", "Select", "Sum", "fd", "ll1", "reshape", "select", "sum"]
 
@@ -105,6 +105,7 @@ class Reshape(Base[np.ndarray]):
     """x = z.reshape(shape) (C order; one -1 entry is inferred). Read-only views."""
 
     name = "reshape"
+    complex_vjp = "transpose"
 
     def __init__(self, shape: int | Sequence[int]) -> None:
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
@@ -129,19 +130,20 @@ class Reshape(Base[np.ndarray]):
         return self.shape
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return readonly(np.asarray(z, dtype=float).reshape(self.shape))
+        return readonly(numeric(z).reshape(self.shape))
 
     def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
-        return readonly(np.asarray(dz, dtype=float).reshape(self.shape))
+        return readonly(numeric(dz).reshape(self.shape))
 
     def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return readonly(np.asarray(g, dtype=float).reshape(np.shape(z)))
+        return readonly(numeric(g).reshape(np.shape(z)))
 
 
 class Sum(Base[np.ndarray]):
     """x = z.sum(axis, keepdims=keepdims): sum along an axis (None: all entries)."""
 
     name = "sum"
+    complex_vjp = "transpose"
 
     def __init__(self, axis: int | None = None, keepdims: bool = False) -> None:
         self.axis = _axis(axis, "sum")
@@ -163,7 +165,7 @@ class Sum(Base[np.ndarray]):
         return self.value(dz)
 
     def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
-        g = np.asarray(g, dtype=float)
+        g = numeric(g)
         shape = np.shape(z)
         if not self.keepdims:
             g = np.expand_dims(g, tuple(range(len(shape))) if self.axis is None else self.axis)
@@ -174,6 +176,7 @@ class FD(Base[np.ndarray]):
     """x = diff(z, order, axis): finite differences, e.g. x[i] = z[i + 1] - z[i] (order 1)."""
 
     name = "fd"
+    complex_vjp = "transpose"
 
     def __init__(self, order: int = 1, axis: int = 0) -> None:
         self.order = as_int(order, "fd", "order", minimum=1)
@@ -199,13 +202,13 @@ class FD(Base[np.ndarray]):
         return tuple(shape)
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return np.diff(np.asarray(z, dtype=float), n=self.order, axis=self.axis)
+        return np.diff(numeric(z), n=self.order, axis=self.axis)
 
     def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return self.value(dz)
 
     def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
-        g = np.asarray(g, dtype=float)
+        g = numeric(g)
         pad = [(0, 0)] * g.ndim
         pad[self.axis] = (1, 1)
         for _ in range(self.order):  # adjoint of one difference: -diff of the zero-padded g

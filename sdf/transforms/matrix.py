@@ -16,13 +16,13 @@ from numpy.typing import ArrayLike
 from sdf.expr import Constant, Node
 from sdf.transforms._base import BlockRoute, ExprLike, Linearization
 from sdf.transforms._util import (
-    Arrays, Base, CachedLinearization, Shape, fail, frozen, is_known, readonly,
+    Arrays, Base, CachedLinearization, fail, frozen, is_known, numeric, readonly, Shape,
 )
 
 __all__ = [
-    "Gram", "Inv", "Invsqrtm", "Invtransp", "MTimes", "MatVec", "Normalize", "Orth",
-    "Transpose", "gram", "inv", "invsqrtm", "invtransp", "matvec", "mtimes", "normalize",
-    "orth", "transpose",
+    "CTranspose", "Gram", "Inv", "Invsqrtm", "Invtransp", "MTimes", "MatVec", "Normalize",
+    "Orth", "Transpose", "ctranspose", "gram", "inv", "invsqrtm", "invtransp", "matvec",
+    "mtimes", "normalize", "orth", "transpose",
 ]
 
 Side = Literal["left", "right"]
@@ -42,12 +42,14 @@ class MatVec(Base[np.ndarray]):
     """
 
     name = "matvec"
+    complex_vjp = "transpose"
 
     def __init__(self, matrix: KnownMatrix, side: Side = "left") -> None:
         if side not in ("left", "right"):
             raise fail("matvec", f"side must be 'left' or 'right', got {side!r}")
         if sp.issparse(matrix):
-            matrix = sp.csr_array(matrix, dtype=float, copy=True)
+            dtype = np.complex128 if np.dtype(getattr(matrix, "dtype")).kind == "c" else float
+            matrix = sp.csr_array(matrix, dtype=dtype, copy=True)
         else:
             if isinstance(matrix, Constant):
                 matrix = matrix.value
@@ -80,7 +82,7 @@ class MatVec(Base[np.ndarray]):
         return (*shape[:-1], n)
 
     def _apply(self, z: np.ndarray) -> np.ndarray:
-        z = np.asarray(z, dtype=float)
+        z = numeric(z)
         return np.asarray(self.matrix @ z if self.side == "left" else z @ self.matrix)
 
     def value(self, z: np.ndarray) -> np.ndarray:
@@ -90,7 +92,7 @@ class MatVec(Base[np.ndarray]):
         return self._apply(dz)
 
     def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
-        g = np.asarray(g, dtype=float)
+        g = numeric(g)
         return np.asarray(self.matrix.T @ g if self.side == "left" else g @ self.matrix.T)
 
     def route_block(self, lin: Linearization, block: np.ndarray) -> BlockRoute:
@@ -110,6 +112,7 @@ class MTimes(Base[Arrays]):
     """x = a @ b for two matrix expressions (two inputs)."""
 
     name = "mtimes"
+    complex_vjp = "transpose"
     n_inputs = 2
 
     def output_shape(self, *shapes: Shape) -> Shape:
@@ -153,6 +156,7 @@ class Inv(Base[np.ndarray]):
     """x = z⁻¹ for a square, invertible z; dx = -x dz x."""
 
     name = "inv"
+    complex_vjp = "transpose"
 
     def output_shape(self, *shapes: Shape) -> Shape:
         _square_check(self.name, shapes[0])
@@ -223,7 +227,7 @@ class Invsqrtm(Base[np.ndarray]):
         return self.linearize(z).value
 
     def linearize(self, z: np.ndarray) -> CachedLinearization:
-        z = np.asarray(z, dtype=float)
+        z = numeric(z)
         v, sig, k = _sym_eig(0.5 * (z + z.T))
         x = (v / sig) @ v.T
 
@@ -260,7 +264,7 @@ class Orth(Base[np.ndarray]):
         return self.linearize(z).value
 
     def linearize(self, z: np.ndarray) -> CachedLinearization:
-        z = np.asarray(z, dtype=float)
+        z = numeric(z)
         v, sig, k = _sym_eig(z.T @ z)
         w = (v / sig) @ v.T
         x = z @ w
@@ -283,9 +287,14 @@ class Orth(Base[np.ndarray]):
 
 
 class Normalize(Base[np.ndarray]):
-    """x[:, r] = z[:, r] / ‖z[:, r]‖: columns scaled to unit 2-norm (a vector: x = z/‖z‖)."""
+    """x[:, r] = z[:, r] / ‖z[:, r]‖: columns scaled to unit 2-norm (a vector: x = z/‖z‖).
+
+    Complex columns are scaled to unit norm too (``‖z‖² = z^H z``); the map is not
+    holomorphic, and its derivative is given for the real and imaginary parts.
+    """
 
     name = "normalize"
+    complex_vjp = "adjoint"
 
     def output_shape(self, *shapes: Shape) -> Shape:
         if len(shapes[0]) not in (1, 2):
@@ -293,15 +302,18 @@ class Normalize(Base[np.ndarray]):
         return tuple(shapes[0])
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        z = np.asarray(z, dtype=float)
+        z = numeric(z)
         return z / np.linalg.norm(z, axis=0, keepdims=z.ndim > 1)
 
     def linearize(self, z: np.ndarray) -> CachedLinearization:
-        z = np.asarray(z, dtype=float)
+        z = numeric(z)
         nrm = np.linalg.norm(z, axis=0, keepdims=z.ndim > 1)
         x = z / nrm
 
         def project(d: Any) -> np.ndarray:  # (I - x xᵀ) d / ‖z‖ per column: self-adjoint
+            if np.iscomplexobj(x) or np.iscomplexobj(d):
+                # (d - x Re(x^H d)) / ‖z‖: self-adjoint for Re <a, b> as well.
+                return (d - x * np.real(np.sum(np.conj(x) * d, axis=0))) / nrm
             return (d - x * np.sum(x * d, axis=0)) / nrm
 
         return CachedLinearization(self, z, x, project, project)
@@ -317,6 +329,7 @@ class Transpose(Base[np.ndarray]):
     """x = z.transpose(axes) (default: reverse the axes; a matrix becomes zᵀ). Read-only views."""
 
     name = "transpose"
+    complex_vjp = "transpose"
 
     def __init__(self, axes: tuple[int, ...] | None = None) -> None:
         self.axes = None if axes is None else tuple(int(a) for a in axes)
@@ -335,18 +348,58 @@ class Transpose(Base[np.ndarray]):
         return tuple(shape[a] for a in axes)
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return readonly(np.asarray(z, dtype=float).transpose(self.axes))
+        return readonly(numeric(z).transpose(self.axes))
 
     def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
-        return readonly(np.asarray(dz, dtype=float).transpose(self.axes))
+        return readonly(numeric(dz).transpose(self.axes))
 
     def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
-        g = np.asarray(g, dtype=float)
+        g = numeric(g)
         inverse = None if self.axes is None else tuple(np.argsort(self.axes))
         return readonly(g.transpose(inverse))
 
 
+class CTranspose(Base[np.ndarray]):
+    """x = conj(z).T: the conjugate (Hermitian) transpose of a matrix (``zᵀ`` when real).
+
+    Not holomorphic: ``jvp`` is ``conj(dz).T`` and ``vjp`` the adjoint ``conj(g).T`` of
+    it for the real inner product ``Re <a, b>``.
+    """
+
+    name = "ctranspose"
+    complex_vjp = "adjoint"
+
+    def output_shape(self, *shapes: Shape) -> Shape:
+        shape = tuple(shapes[0])
+        if len(shape) != 2:
+            raise fail("ctranspose", f"input must be a matrix, got shape {shape}")
+        return (shape[1], shape[0])
+
+    def value(self, z: np.ndarray) -> np.ndarray:
+        return np.conj(numeric(z)).T
+
+    def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
+        return np.conj(numeric(dz)).T
+
+    def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return np.conj(numeric(g)).T
+
+
 # ----------------------------------------------------------------------------- functions
+
+
+def ctranspose(z: ExprLike, *, name: str | None = None) -> Node:
+    """x = conj(z).T, the conjugate transpose of a matrix expression.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf import transforms as tf
+    >>> tf.CTranspose().value(np.array([[1 + 2j, 3.0]]))
+    array([[1.-2.j],
+           [3.-0.j]])
+    """
+    return CTranspose()(z, name=name)
 
 
 def matvec(

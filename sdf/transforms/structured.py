@@ -13,7 +13,9 @@ import numpy as np
 
 from sdf.expr import Node
 from sdf.transforms._base import ExprLike
-from sdf.transforms._util import Base, Gather, Shape, as_int, as_shape, fail, vector_length
+from sdf.transforms._util import (
+    as_int, as_shape, Base, fail, Gather, numeric, Shape, vector_length,
+)
 
 __all__ = [
     "Band", "Cauchy", "Diag", "Hankel", "Toeplitz", "Tridiag", "Tril", "Triu", "Vander",
@@ -196,6 +198,7 @@ class Vander(Base[np.ndarray]):
     """x[i, d] = z[i]**d for d = 0, ..., n_cols - 1 (increasing powers, like np.vander(..., increasing=True))."""
 
     name = "vander"
+    complex_vjp = "transpose"
 
     def __init__(self, n_cols: int) -> None:
         self.n_cols = as_int(n_cols, "vander", "n_cols", minimum=1)
@@ -210,17 +213,17 @@ class Vander(Base[np.ndarray]):
         return (m, self.n_cols)
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return np.asarray(z, dtype=float).reshape(-1, 1) ** np.arange(self.n_cols)
+        return numeric(z).reshape(-1, 1) ** np.arange(self.n_cols)
 
     def _deriv(self, z: np.ndarray) -> np.ndarray:
-        zc = np.asarray(z, dtype=float).reshape(-1, 1)
+        zc = numeric(z).reshape(-1, 1)
         powers = np.arange(self.n_cols)
-        out = np.zeros((zc.shape[0], self.n_cols))
+        out = np.zeros((zc.shape[0], self.n_cols), dtype=zc.dtype)
         out[:, 1:] = powers[1:] * zc ** powers[:-1]
         return out
 
     def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
-        return self._deriv(z) * np.asarray(dz, dtype=float).reshape(-1, 1)
+        return self._deriv(z) * numeric(dz).reshape(-1, 1)
 
     def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         return (self._deriv(z) * g).sum(axis=1).reshape(np.shape(z))
@@ -230,6 +233,7 @@ class Cauchy(Base[np.ndarray]):
     """x[i, j] = 1 / (z[i] - z[m + j]): z = [a (m); b (n)], a Cauchy matrix 1/(a_i - b_j)."""
 
     name = "cauchy"
+    complex_vjp = "transpose"
 
     def __init__(self, shape: tuple[int, int]) -> None:
         self.shape = as_shape(shape, "cauchy", "shape", ndim=2)
@@ -243,7 +247,7 @@ class Cauchy(Base[np.ndarray]):
         return self.shape
 
     def _split(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        flat = np.asarray(z, dtype=float).ravel()
+        flat = numeric(z).ravel()
         return flat[: self.shape[0]], flat[self.shape[0]:]
 
     def value(self, z: np.ndarray) -> np.ndarray:

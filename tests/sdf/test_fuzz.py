@@ -70,7 +70,8 @@ def true_relerr(factors, data, scale=1.0):
     """Relative error of the CPD ``factors`` on the known entries of ``data`` (NaN or
     masked entries are missing), computed in units where the data are ``data / scale``;
     the absolute error where the known data are all zero (the library's convention)."""
-    values = np.ma.getdata(data).astype(float)
+    raw = np.ma.getdata(data)
+    values = raw.astype(complex if np.iscomplexobj(raw) else float)  # complex data stay so
     known = ~np.ma.getmaskarray(data) & ~np.isnan(values)
     root = scale ** (1.0 / len(factors))
     model = algebra.cpd_to_tensor([np.asarray(F) / root for F in factors])

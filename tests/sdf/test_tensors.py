@@ -458,7 +458,6 @@ def test_bad_triplet_shape(shape, match):
     (np.float64(3.0), r"data: expected an array with at least one mode, got a scalar"),
     (np.ones((3, 0)), r"data: shape \(3, 0\) has an empty dimension"),
     (np.full((2, 2), np.nan), r"data: all entries are missing"),
-    (np.ones((2, 2)) * 1j, r"data: data is complex \(dtype complex128\); expected real"),
     (np.array([["a", "b"]]), r"data: data has dtype <U1; expected real numbers"),
     (np.array([["x", 1.0]], dtype=object), r"data: data has dtype object; expected real"),
     ([[1.0, 2.0], [3.0]], r"data: data is not a regular numeric array"),
@@ -501,9 +500,11 @@ def test_sparse_tensor_needs_scipy_sparse():
         SparseTensor(np.eye(2))
 
 
-def test_complex_scipy_sparse():
-    with pytest.raises(DataError, match=r"data: vals is complex"):
-        as_tensor(sp.eye(2, dtype=complex))
+def test_complex_scipy_sparse_stays_complex():
+    T = as_tensor(sp.eye(2, dtype=complex) * (1 + 2j))
+    assert T.vals.dtype == np.complex128
+    np.testing.assert_array_equal(T.vals, [1 + 2j, 1 + 2j])
+    assert T.norm_squared() == pytest.approx(10.0)
 
 
 @pytest.mark.parametrize(("factors", "match"), [

@@ -111,7 +111,6 @@ ERRORS = [  # literal message fragments (matched with re.escape)
      "custom(sq): evaluating the function on inputs of shapes (2, 3) failed: ValueError"),
     ("custom-n-inputs", lambda: tf.custom(lambda a: a, n_inputs=2, label="f")(var(2)),
      "custom(f): expected 2 input expression(s), got 1"),
-    ("custom-complex", lambda: tf.custom(lambda a: a * 1j, label="c")(var(2)), "custom(c): the function must return a real array, got dtype complex128"),
 ]
 
 

@@ -201,6 +201,7 @@ CASES: list[Case] = [
     Case("log", tf.Log(), positive(4, 3), anp.log),
     Case("sqrt", tf.Sqrt(), positive(4, 3), anp.sqrt),
     Case("abs", tf.Abs(), normal(4, 3), anp.abs),
+    Case("conj", tf.Conj(), normal(4, 3), anp.conj),
     Case("abs-smooth", tf.Abs(eps=0.1), normal(4, 3), lambda z: anp.sqrt(z**2 + 0.01) - 0.1),
     Case("power-int", tf.Power(3), normal(4, 3), lambda z: z**3),
     Case("power-real", tf.Power(2.5), positive(4, 3), lambda z: z**2.5),
@@ -234,6 +235,7 @@ CASES: list[Case] = [
     Case("normalize", tf.Normalize(), normal(5, 3), lambda z: normalize_ref(z)),
     Case("normalize-vector", tf.Normalize(), normal(4), lambda z: z / anp.sqrt(anp.sum(z**2))),
     Case("transpose", tf.Transpose(), normal(3, 4), lambda z: z.T),
+    Case("ctranspose", tf.CTranspose(), normal(3, 4), lambda z: anp.conj(z).T),
     Case("transpose-axes", tf.Transpose((1, 2, 0)), normal(2, 3, 4),
          lambda z: anp.transpose(z, (1, 2, 0))),
     # several inputs
