@@ -89,7 +89,8 @@ def compress_data(X: Tensor, core_shape: Sequence[int], compress: object, timer:
     # The truncation error, in units where the sums of squares stay in range.
     e = X.scale_exponent() if abs(X.scale_exponent()) > SCALE_THRESHOLD else 0
     total = X.scaled(-e).norm_squared() if e else X.norm_squared()
-    kept = float(np.sum(np.square(np.abs(np.ldexp(ml.core, -e)))))
+    kept = float(sum(np.sum(np.square(np.ldexp(part, -e)))  # complex: both parts
+                     for part in (ml.core.real, np.imag(ml.core))))
     trunc = float(np.sqrt(max(total - kept, 0.0) / total)) if total > 0 else 0.0
     stages.append(Stage("compress", f"{how} to core {shape}", 0, timer.lap(), trunc))
     return ml

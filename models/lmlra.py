@@ -32,7 +32,7 @@ from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
 from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng,
-                                user_factors)
+                                random_array, user_factors)
 from sdf.models._pipeline import dense_standin, run_fits
 from sdf.models._result import Decomposition, Stage
 
@@ -65,7 +65,8 @@ def _start(X: Tensor, D: np.ndarray | None, ranks: list[int], init: object,
         if init == "auto" and D is not None:
             ml = mlsvd(D, core_shape=ranks)
             return list(ml.factors), ml.core, "MLSVD"
-        U = [np.linalg.qr(rng.standard_normal((I, R)))[0] for I, R in zip(X.shape, ranks)]
+        U = [np.linalg.qr(random_array((I, R), rng, complex=X.is_complex))[0]
+             for I, R in zip(X.shape, ranks)]
         how = "random orthonormal"
     else:
         U = user_factors(init, X.shape, ranks)
@@ -73,7 +74,7 @@ def _start(X: Tensor, D: np.ndarray | None, ranks: list[int], init: object,
     if D is not None:
         core = algebra.tmprod(D, [np.linalg.pinv(A) for A in U])
     else:
-        core = rng.standard_normal(tuple(ranks))
+        core = random_array(ranks, rng, complex=X.is_complex)
     return U, core, how
 
 

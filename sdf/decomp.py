@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 from sdf.algebra import _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor, unfold
 from sdf.errors import DataError
-from sdf.numerics import SCALE_THRESHOLD, balance_columns
+from sdf.numerics import SCALE_THRESHOLD, balance_columns, ldexp
 from sdf.tensors._tt import TTTensor
 
 __all__ = ["LMLRAResult", "MLSVDResult", "gevd_applies", "gevd_init", "lmlra_hooi", "mlsvd",
@@ -121,7 +121,7 @@ def _unit_scale(T: np.ndarray) -> tuple[np.ndarray, int]:
     of squares neither underflow nor overflow; their results are scaled back."""
     top = float(np.max(np.abs(T), initial=0.0))
     e = int(np.frexp(top)[1]) if top > 0 and np.isfinite(top) else 0
-    return (np.ldexp(T, -e), e) if abs(e) > SCALE_THRESHOLD else (T, 0)
+    return (ldexp(T, -e), e) if abs(e) > SCALE_THRESHOLD else (T, 0)
 
 
 def _peak_phases(U: np.ndarray) -> np.ndarray:
@@ -234,7 +234,7 @@ def mlsvd(
         S = _mode_product(S, _ct(U), n)
         factors[n], svals[n] = U, s
     if e:
-        S, svals = np.ldexp(S, e), [np.ldexp(s, e) for s in svals]
+        S, svals = ldexp(S, e), [ldexp(s, e) for s in svals]
     return MLSVDResult(factors=factors, core=S, singular_values=svals)
 
 
@@ -441,7 +441,7 @@ def lmlra_hooi(
         core = tmprod(T, [_ct(V) for V in U])
     residual = frob(T - tucker_to_tensor(U, core))
     relerr = residual / math.sqrt(norm2) if norm2 > 0 else 0.0
-    return LMLRAResult(factors=U, core=np.ldexp(core, e) if e else core, relerr=relerr,
+    return LMLRAResult(factors=U, core=ldexp(core, e) if e else core, relerr=relerr,
                        iterations=it)
 
 
@@ -604,7 +604,7 @@ def gevd_init(
     out = balance_columns(out)
     # Scaled back: 2**e shared out over the modes, so the factors stay balanced.
     shares = [e // T.ndim + (1 if m < e % T.ndim else 0) for m in range(T.ndim)]
-    return [np.ldexp(A, k) if k else A for A, k in zip(out, shares)]
+    return [ldexp(A, k) if k else A for A, k in zip(out, shares)]
 
 
 # --------------------------------------------------------------------------- TT-SVD

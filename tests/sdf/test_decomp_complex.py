@@ -31,6 +31,19 @@ def _assert_unitary_columns(U):
     np.testing.assert_allclose(U.conj().T @ U, np.eye(U.shape[1]), atol=1e-12)
 
 
+def test_inner_products_and_norms_are_hermitian(rng):
+    from sdf.algebra import cpd_inner, cpd_norm_squared, gramians
+
+    X, Y = _complex(rng, 3, 4, 5), _complex(rng, 3, 4, 5)
+    assert inner(X, Y) == pytest.approx(np.vdot(X, Y))
+    assert inner(X, X) == pytest.approx(frob(X) ** 2)
+    assert frob(X) == pytest.approx(np.linalg.norm(X.ravel()))
+    A, B = [_complex(rng, n, 2) for n in (3, 4, 5)], [_complex(rng, n, 3) for n in (3, 4, 5)]
+    assert cpd_inner(A, B) == pytest.approx(np.vdot(cpd_to_tensor(A), cpd_to_tensor(B)))
+    assert cpd_norm_squared(A) == pytest.approx(frob(cpd_to_tensor(A)) ** 2)
+    np.testing.assert_allclose(gramians(A)[0], A[0].conj().T @ A[0])
+
+
 def test_mlsvd_recovers_complex_tucker(planted_tucker):
     T, U, _ = planted_tucker
     res = mlsvd(T, core_shape=(3, 2, 4))
@@ -151,3 +164,38 @@ def test_gevd_complex_option_must_be_a_bool(rng):
 
     with pytest.raises(DataError, match="complex: expected True or False"):
         gevd_init(_complex_rank2_real_tensor(rng), 2, complex="yes")
+
+
+def test_randomized_mlsvd_recovers_complex_tucker(planted_tucker):
+    from sdf.decomp import mlsvd_rsi
+
+    T, U, _ = planted_tucker
+    res = mlsvd_rsi(T, (3, 2, 4), seed=0)
+    np.testing.assert_allclose(res.to_tensor(), T, atol=1e-10)
+    for V, W in zip(res.factors, U):
+        _assert_unitary_columns(V)
+        assert np.max(scipy.linalg.subspace_angles(V, W)) < 1e-8
+        peak = V[np.argmax(np.abs(V), axis=0), np.arange(V.shape[1])]
+        np.testing.assert_allclose(peak.imag, 0.0, atol=1e-14)
+
+
+def test_randomized_mlsvd_matches_mlsvd_on_noisy_complex_data(rng, planted_tucker):
+    from sdf.decomp import mlsvd_rsi
+
+    T, _, _ = planted_tucker
+    noisy = T + 1e-3 * _complex(rng, *T.shape)
+    fast = mlsvd_rsi(noisy, (3, 2, 4), seed=1)
+    exact = mlsvd(noisy, core_shape=(3, 2, 4))
+    err = [frob(noisy - r.to_tensor()) for r in (fast, exact)]
+    assert err[0] <= 1.01 * err[1]
+
+
+def test_decompositions_of_tiny_complex_data_are_scaled_exactly(rng):
+    A = [_complex(rng, n, 2) for n in (5, 4, 3)]
+    T = cpd_to_tensor(A) * 2.0**-300  # sums of squares would underflow unscaled
+    ml = mlsvd(T, core_shape=(2, 2, 2))
+    np.testing.assert_allclose(ml.to_tensor(), T, atol=1e-12 * frob(T))
+    hooi = lmlra_hooi(T, (2, 2, 2))
+    assert hooi.relerr < 1e-10
+    F = gevd_init(T, 2, seed=0)
+    np.testing.assert_allclose(cpd_to_tensor(F), T, atol=1e-9 * frob(T))

@@ -22,7 +22,7 @@ def complex_result(rng):
     """A result with a real model fitted, then complex values put in its variables."""
     a = sdf.Variable(np.ones((4, 2)), name="a")
     b = sdf.Variable(np.ones((3, 2)), name="b")
-    res = sdf.Model(m=sdf.CPD(rng.standard_normal((4, 3)), [a, b])).fit(max_iter=3)
+    res = sdf.Model(m=sdf.CPD(rng.standard_normal((4, 3)), [a, b])).fit()
     za = rng.standard_normal((4, 2)) + 1j * rng.standard_normal((4, 2))
     # awkward values: signed zeros in both parts, subnormals, huge and tiny exponents
     za[0, 0] = complex(-0.0, -0.0)
@@ -75,3 +75,50 @@ def test_damaged_complex_variable_is_a_file_format_error(complex_result, tmp_pat
     ds.to_netcdf(tmp_path / "bad.nc", engine="scipy", format="NETCDF3_64BIT")
     with pytest.raises(FileFormatError, match="missing or damaged content"):
         sdf.load_result(tmp_path / "bad.nc")
+
+
+@pytest.fixture
+def complex_fit(rng):
+    import xarray as xr
+
+    F = [rng.standard_normal((n, 2)) + 1j * rng.standard_normal((n, 2)) for n in (5, 4, 3)]
+    T = xr.DataArray(np.einsum("ir,jr,kr->ijk", *F), dims=("sensor", "time", "band"),
+                     coords={"time": [0.0, 0.5, 1.0, 1.5]})
+    vs = [sdf.Variable.random((n, 2), seed=k, dtype=complex, name=d)
+          for k, (n, d) in enumerate(zip((5, 4, 3), ("s", "t", "b")))]
+    model = sdf.Model(m=sdf.CPD(T, vs))
+    return model, model.fit(max_iter=20)
+
+
+def test_complex_fit_round_trips_with_its_model(complex_fit, tmp_path):
+    model, res = complex_fit
+    path = tmp_path / "fit.nc"
+    res.save(path)
+    back = sdf.load_result(path, model=model)
+    for name, value in res.variables.items():
+        assert back.variables[name].dtype == np.complex128
+        np.testing.assert_array_equal(_bits(back.variables[name]), _bits(value))
+    for A, B in zip(back.factors["m"], res.factors["m"]):
+        np.testing.assert_array_equal(_bits(A), _bits(B))
+    assert back.relerr == res.relerr
+
+
+def test_to_xarray_keeps_complex_factors_exactly(complex_fit):
+    model, res = complex_fit
+    ds = res.to_xarray()
+    assert ds["time_factor"].dtype == np.complex128
+    assert ds["time_factor"].coords["time"].values.tolist() == [0.0, 0.5, 1.0, 1.5]
+    for dim, name in (("sensor", "s"), ("time", "t"), ("band", "b")):
+        np.testing.assert_array_equal(_bits(ds[f"{dim}_factor"].values),
+                                      _bits(res.variables[name]))
+
+
+def test_decomposition_result_round_trips_complex_factors(rng, tmp_path):
+    from sdf.models import cpd
+
+    F = [rng.standard_normal((n, 2)) + 1j * rng.standard_normal((n, 2)) for n in (6, 5, 4)]
+    dec = cpd(np.einsum("ir,jr,kr->ijk", *F), 2, seed=0)
+    dec.result.save(tmp_path / "dec.nc")
+    back = sdf.load_result(tmp_path / "dec.nc", model=dec.model)
+    for A, B in zip(back.factors["data"], dec.factors):
+        np.testing.assert_array_equal(_bits(A), _bits(B))

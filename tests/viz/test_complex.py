@@ -129,3 +129,22 @@ def test_influence_of_a_complex_model(rng, cfactors):
 def test_slices_refuse_complex_values(rng, cfactors):
     with pytest.raises(DataError, match="plot_slices: the model is complex"):
         plot_slices(cfactors, data=cpd_to_tensor(cfactors).real, slider=False)
+
+
+def test_plot_residuals_of_a_complex_fit(rng):
+    from sdf.models import cpd
+
+    A = [_complex(rng, n, 2) for n in (6, 7, 8)]
+    T = cpd_to_tensor(A) + 0.05 * _complex(rng, 6, 7, 8)
+    dec = cpd(T, 2, seed=0)
+    rp = plot_residuals(dec, data=T)
+    np.testing.assert_allclose(rp.residuals, (T - cpd_to_tensor(dec.factors)).ravel())
+    assert sum(p.get_height() for p in rp.hist) == T.size
+    fp = plot_factors(dec)
+    assert fp.complex_parts == "magnitude-phase"
+
+
+def test_plot_slices_refuses_complex_data(rng, cfactors):
+    T = cpd_to_tensor(cfactors)
+    with pytest.raises(DataError, match="plot_slices: the data is complex"):
+        plot_slices(cfactors, data=T, slider=False)

@@ -1,0 +1,122 @@
+"""The drivers on complex data: complex factors from complex starts, planted structures
+recovered, rank estimated; complex factors for real data on request."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sdf
+from sdf.algebra import cpd_to_tensor
+from sdf.models import cmtf, cpd, cpderr, fms, mlrankest, rankest
+
+
+def _complex(rng, *shape):
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+def _noisy(rng, T, level):
+    E = _complex(rng, *T.shape)
+    return T + level * np.linalg.norm(T) / np.linalg.norm(E) * E
+
+
+@pytest.fixture
+def planted(rng):
+    return [_complex(rng, n, 3) for n in (12, 10, 8)]
+
+
+@pytest.mark.parametrize("init", ["auto", "random"])
+def test_cpd_recovers_planted_complex_cpd(planted, init):
+    dec = cpd(cpd_to_tensor(planted), 3, seed=0, init=init)
+    assert all(A.dtype == np.complex128 for A in dec.factors)
+    assert dec.relerr < 1e-8 and dec.result.success
+    assert fms(dec, planted) >= 0.99
+    err = cpderr(dec, planted)  # phases and scales resolved per column
+    assert np.all(err.errors < 1e-6)
+
+
+def test_cpd_complex_with_noise_and_compression(rng):
+    F = [_complex(rng, n, 3) for n in (30, 25, 20)]
+    dec = cpd(_noisy(rng, cpd_to_tensor(F), 0.05), 3, seed=1)
+    assert [s.name for s in dec.stages] == ["compress", "init", "core", "refine"]
+    assert "gevd" in dec.stages[1].detail
+    assert fms(dec, F) >= 0.99
+    assert 0.04 < dec.relerr < 0.06
+
+
+def test_cpd_complex_with_missing_entries(rng, planted):
+    T = cpd_to_tensor(planted)
+    T[rng.random(T.shape) < 0.2] = np.nan
+    dec = cpd(T, 3, seed=0)
+    assert fms(dec, planted) >= 0.99 and np.iscomplexobj(dec.factors[0])
+
+
+def test_cpd_relerr_agrees_with_the_returned_factors(rng, planted):
+    T = _noisy(rng, cpd_to_tensor(planted), 0.1)
+    dec = cpd(T, 3, seed=0)
+    model = cpd_to_tensor(dec.factors)
+    assert dec.relerr == pytest.approx(np.linalg.norm(model - T) / np.linalg.norm(T),
+                                       rel=1e-8)
+
+
+def test_cpd_given_complex_start(planted, rng):
+    T = cpd_to_tensor(planted)
+    start = [A + 0.1 * _complex(rng, *A.shape) for A in planted]
+    dec = cpd(T, 3, init=start, compress=False)
+    assert dec.stages[0].detail == "given" and fms(dec, planted) >= 0.99
+
+
+def _complex_rank2_real_tensor(rng):
+    """``2 Re(z o z o z)``: real 2 x 2 x 2, real rank 3, complex rank 2."""
+    z = _complex(rng, 2, 1)
+    return (cpd_to_tensor([z, z, z]) + cpd_to_tensor([z.conj()] * 3)).real
+
+
+def test_cpd_complex_option_fits_real_tensor_of_lower_complex_rank(rng):
+    T = _complex_rank2_real_tensor(rng)
+    dec = cpd(T, 2, seed=0, complex=True)
+    assert np.iscomplexobj(dec.factors[0]) and dec.relerr < 1e-10
+    np.testing.assert_allclose(cpd_to_tensor(dec.factors), T, atol=1e-10)
+
+
+def test_cpd_real_data_keeps_real_factors_by_default(rng, planted):
+    dec = cpd(cpd_to_tensor([A.real for A in planted]), 3, seed=0)
+    assert all(A.dtype == np.float64 for A in dec.factors)
+
+
+def test_cpd_complex_option_must_be_a_bool(planted):
+    with pytest.raises(sdf.ModelError, match="complex: expected True or False"):
+        cpd(cpd_to_tensor(planted), 3, complex=1)
+
+
+def test_rankest_picks_planted_rank_on_complex_data(rng, planted):
+    est = rankest(_noisy(rng, cpd_to_tensor(planted), 0.02), 5, seed=0, max_iter=100)
+    assert est.rank == 3
+
+
+def test_mlrankest_on_complex_tucker(rng):
+    U = [np.linalg.qr(_complex(rng, n, r))[0] for n, r in zip((10, 9, 8), (2, 3, 2))]
+    T = np.einsum("abc,ia,jb,kc->ijk", _complex(rng, 2, 3, 2), *U)
+    assert mlrankest(_noisy(rng, T, 1e-3)).core_shape == (2, 3, 2)
+
+
+def test_cmtf_couples_complex_data_sets(rng, planted):
+    D = _complex(rng, 5, 3)
+    dec = cmtf({"x": cpd_to_tensor(planted), "y": planted[0] @ D.T}, 3,
+               modes={"x": ["i", "j", "k"], "y": ["i", "l"]}, seed=0)
+    assert dec.relerr < 1e-6
+    assert fms([dec.factors[dec.labels.index(k)] for k in "ijk"], planted) >= 0.99
+
+
+def test_corcondia_of_complex_fit(rng, planted):
+    from sdf.models import corcondia
+
+    T = _noisy(rng, cpd_to_tensor(planted), 0.01)
+    assert corcondia(T, cpd(T, 3, seed=0)) > 99.0
+
+
+def test_stability_of_complex_cpd(rng):
+    from sdf.models import stability
+
+    F = [_complex(rng, n, 3) for n in (20, 10, 8)]
+    assert stability(_noisy(rng, cpd_to_tensor(F), 0.01), 3, seed=0).stable
