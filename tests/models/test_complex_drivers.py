@@ -120,3 +120,17 @@ def test_stability_of_complex_cpd(rng):
 
     F = [_complex(rng, n, 3) for n in (20, 10, 8)]
     assert stability(_noisy(rng, cpd_to_tensor(F), 0.01), 3, seed=0).stable
+
+
+def test_fuse_couples_complex_data_arrays_by_dim_names(rng):
+    import xarray as xr
+
+    from sdf.models import fuse
+
+    A, B, C, D = (_complex(rng, n, 2) for n in (8, 7, 6, 5))
+    x = xr.DataArray(cpd_to_tensor([A, B, C]), dims=("i", "j", "k"))
+    y = xr.DataArray(A @ D.T, dims=("i", "l"))
+    res = fuse({"x": x, "y": y}, rank=2, seed=0)
+    assert res.variables["i"].dtype == np.complex128
+    assert max(res.relerr.values()) < 1e-6
+    assert fms([res.variables[d] for d in "ijk"], [A, B, C]) >= 0.99
