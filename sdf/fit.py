@@ -76,7 +76,7 @@ def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = No
     exponents = None                                                      # scale
     z0 = problem.z0
     if prior is not None:
-        z0 = np.concatenate([np.ravel(prior.variables[n]) for n in model.variable_names])
+        z0 = problem.pack([prior.variables[n] for n in model.variable_names])
         if prior.method == method and "exponent_z" in prior.state:
             exponents = _saved_exponents(prior.state)
     try:

@@ -37,6 +37,10 @@ def _bounds(problem: ScaledProblem, bounds: dict[str, Any] | None) -> list[tuple
     for k, (name, var) in enumerate(zip(problem.names, problem.variables)):
         if name not in bounds:
             continue
+        if problem.raw.complex_variables[k]:
+            raise OptionError(f"MinfOptions.bounds[{name!r}]: variable {name!r} is complex; "
+                              "complex numbers have no order, so bounds apply to real "
+                              "variables only")
         try:
             low, high = bounds[name]
         except (TypeError, ValueError) as exc:

@@ -88,6 +88,7 @@ class LL1(DataTerm):
     kind = "LL1"
     spec_key = "ll1"
     spec_options = ("L", "loss")
+    complex_values = True  # the CPD of the expanded C: holomorphic, J^H in complex arithmetic
 
     def __init__(
         self,

@@ -185,6 +185,30 @@ def test_complex_cpd_matches_autograd(case, rng):
     check_complex_model(model, residuals, rng)
 
 
+@pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning:autograd")
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("mix", sorted(MIXES))
+def test_complex_ll1_matches_autograd(kind, mix, rng):
+    data_complex, factors_complex = MIXES[mix]
+    tensor, dense_form, known = KINDS[kind](SHAPES[3], rng, data_complex)
+    I, J, K = SHAPES[3]
+    L = [2, 1]
+    index = np.repeat(np.arange(len(L)), L)
+    make = (lambda s: _complex(rng, s)) if factors_complex else rng.standard_normal
+    a, b, c = (sdf.Variable(make(s), name=n) for s, n in (((I, 3), "a"), ((J, 3), "b"),
+                                                          ((K, 2), "c")))
+    model = sdf.Model(t=sdf.LL1(tensor, [a, tf.matvec(np.eye(J) * (1 + 0.5j), b), c], L=L))
+    model.check()
+    w = model.weights["t"]
+    target = dense_form if known is None else dense_form[known]
+
+    def residuals(v):
+        M = anp.einsum("ir,jr,kr->ijk", v["a"], (1 + 0.5j) * v["b"], v["c"][:, index])
+        return [(w, (M if known is None else M[known]) - target)]
+
+    check_complex_model(model, residuals, rng)
+
+
 def test_complex_l2_matches_autograd(rng):
     a = sdf.Variable(_complex(rng, (4, 2)), name="a")
     b = sdf.Variable(rng.standard_normal((3, 2)), name="b")
@@ -209,6 +233,8 @@ def test_complex_l2_matches_autograd(rng):
      r"term 't': the 'poisson' loss takes real data and models only"),
     (lambda a, T: sdf.L1([a], weight=1.0),
      r"term 't': L1 terms take real data and factors only"),
+    (lambda a, T: sdf.BTD(T, [[a, a, np.ones((2, 2))]]),
+     r"term 't': BTD terms take real data and factors only"),
 ])
 def test_complex_values_where_they_make_no_sense_are_refused(make, match, rng):
     a = sdf.Variable(_complex(rng, (4, 2)), name="a")
@@ -219,9 +245,8 @@ def test_complex_values_where_they_make_no_sense_are_refused(make, match, rng):
 
 def test_complex_data_in_a_real_only_term_is_refused(rng):
     a, b = sdf.Variable(np.ones((4, 2)), name="a"), sdf.Variable(np.ones((3, 2)), name="b")
-    with pytest.raises(ModelError, match=r"term 't': LL1 terms take real data"):
-        sdf.Model(t=sdf.LL1(_complex(rng, (4, 3, 2)), [a, b, np.ones((2, 2))],
-                            L=[1, 1])).check()
+    with pytest.raises(ModelError, match=r"term 't': LMLRA terms take real data"):
+        sdf.Model(t=sdf.LMLRA(_complex(rng, (4, 3)), [a, b], np.ones((2, 2)))).check()
 
 
 # ----------------------------------------------------------------------------- never made real
