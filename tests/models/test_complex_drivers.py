@@ -134,3 +134,19 @@ def test_fuse_couples_complex_data_arrays_by_dim_names(rng):
     assert res.variables["i"].dtype == np.complex128
     assert max(res.relerr.values()) < 1e-6
     assert fms([res.variables[d] for d in "ijk"], [A, B, C]) >= 0.99
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_ll1_recovers_planted_complex_blocks(rng, compress):
+    import scipy.linalg
+
+    from sdf.models import ll1
+
+    A, B, C = _complex(rng, 8, 3), _complex(rng, 7, 3), _complex(rng, 6, 2)
+    T = _noisy(rng, cpd_to_tensor([A, B, C[:, [0, 0, 1]]]), 0.01)
+    dec = ll1(T, [2, 1], seed=0, compress=compress)
+    assert all(F.dtype == np.complex128 for F in dec.factors)
+    assert dec.relerr < 0.011
+    assert fms([dec.factors[2]], [C]) > 0.999
+    for got, true in ((dec.factors[0][:, :2], A[:, :2]), (dec.factors[1][:, :2], B[:, :2])):
+        assert np.max(scipy.linalg.subspace_angles(got, true)) < 0.05
