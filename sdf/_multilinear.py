@@ -94,7 +94,8 @@ def _contract_rows(
 def rows_leave_one_out(S: np.ndarray, rows: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Per entry e and mode n, the vector ``S ×_{m≠n} rows[m][e]``: list of (nnz, R_n)."""
     N, nnz = S.ndim, rows[0].shape[0]
-    out = [np.empty((nnz, S.shape[n])) for n in range(N)]
+    dtype = np.result_type(S, *rows, float)  # complex when any input is
+    out = [np.empty((nnz, S.shape[n]), dtype=dtype) for n in range(N)]
 
     def descend(Y: np.ndarray, batched: bool, modes: list[int], rw: list[np.ndarray],
                 sl: slice) -> None:
@@ -120,7 +121,7 @@ def rows_leave_one_out(S: np.ndarray, rows: Sequence[np.ndarray]) -> list[np.nda
 def rows_values(S: np.ndarray, rows: Sequence[np.ndarray]) -> np.ndarray:
     """Per entry e, the scalar ``S ×_m rows[m][e]`` over all modes: shape (nnz,)."""
     nnz = rows[0].shape[0]
-    out = np.empty(nnz)
+    out = np.empty(nnz, dtype=np.result_type(S, *rows, float))
     for sl in chunks(nnz, S.size):
         Y, batched, modes = S, False, list(range(S.ndim))
         for m in range(S.ndim):
@@ -133,7 +134,7 @@ def rows_values(S: np.ndarray, rows: Sequence[np.ndarray]) -> np.ndarray:
 def rows_outer_sum(w: np.ndarray, rows: Sequence[np.ndarray], shape: tuple[int, ...]
                     ) -> np.ndarray:
     """``sum_e w_e rows[0][e] ∘ ... ∘ rows[N-1][e]``, an array of the given core shape."""
-    acc = np.zeros((int(np.prod(shape[:-1])), shape[-1]))
+    acc = np.zeros((int(np.prod(shape[:-1])), shape[-1]), dtype=np.result_type(w, *rows, float))
     for sl in chunks(len(w), int(np.prod(shape))):
         X = w[sl, None]
         for r in rows[:-1]:

@@ -420,7 +420,9 @@ class Preconditioner:
                 if block is None:
                     continue
                 if isinstance(block, tuple):
-                    if isinstance(e, Variable) and not any(np.iscomplexobj(G) for G in block):
+                    # Complex (Hermitian) Kronecker blocks act on complex variables only.
+                    if isinstance(e, Variable) and (id(e) in point.complex_ids or not any(
+                            np.iscomplexobj(G) for G in block)):
                         modes.setdefault(id(e), []).append(
                             _scaled(block, w, x + 2 * var_units[id(e)]))
                         continue
@@ -500,7 +502,8 @@ def _apply_inverse(inv: Any, seg: np.ndarray) -> np.ndarray:
 
 class _ModeInverses:
     """Inverse of ``kron(G_0, ..., G_{N-1}) + shift I`` on an N-way variable, applied mode by
-    mode in the eigenbases of the ``G_n`` (each ``G_n`` symmetric positive semidefinite)."""
+    mode in the eigenbases of the ``G_n`` (each ``G_n`` symmetric positive semidefinite, or
+    Hermitian for a complex variable)."""
 
     def __init__(self, grams: tuple[np.ndarray, ...], shift: float = 0.0) -> None:
         eigs = [np.linalg.eigh(G) for G in grams]
@@ -515,7 +518,8 @@ class _ModeInverses:
 
     def __call__(self, seg: np.ndarray) -> np.ndarray:
         modes = range(len(self.bases))
-        X = ml.products(seg.reshape(self.scale.shape), [V.T for V in self.bases], modes)
+        X = ml.products(seg.reshape(self.scale.shape),
+                        [V.conj().T if np.iscomplexobj(V) else V.T for V in self.bases], modes)
         return ml.products(X * self.scale, self.bases, modes).ravel()
 
 

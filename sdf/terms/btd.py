@@ -60,6 +60,7 @@ class BTD(DataTerm):
 
     kind = "BTD"
     spec_key = "btd"
+    complex_values = True
 
     def __init__(
         self,

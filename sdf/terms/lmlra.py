@@ -17,6 +17,11 @@ blocks ``M = sum_b S_b ×_n U_{b,n}``. Two evaluation strategies, chosen by the 
   as the factors leave a balanced orthonormal start.
 * incomplete data: everything from the known entries (cost O(nnz · prod R_n) per block).
 
+Complex data, factors or cores: the model is holomorphic in them, so the gradient is
+``J^H r`` and the Gauss-Newton product ``J^H J v``, both in complex arithmetic: the
+formulas above with the "b" side of every product conjugated (``G_{bc,n} = U_{b,n}^H
+U_{c,n}``, projections with ``conj(U_b)`` and ``conj(S_b)``); the blocks are Hermitian.
+
 A non-Gaussian loss (:mod:`sdf.losses`) uses the known-entries strategy on every data
 kind (dense data as coordinates of all their entries): the loss's derivative ``ell'(M)``
 as residual, its curvature weighing the products and blocks (``J^T diag(c) J``).
@@ -34,6 +39,7 @@ from sdf import _multilinear as ml
 from sdf.errors import ModelError
 from sdf.expr import Expr
 from sdf.losses import Loss, LossLike
+from sdf.numerics import ldexp
 from sdf.tensors import KnownEntries, Tensor
 from sdf.terms._base import Block, DataTerm, RefBuilder, Structure, TermState, _exponent_of
 
@@ -93,25 +99,28 @@ class _FullTuckerSumState(TermState):
         self.blocks_ = [(list(U), S) for U, S in blocks]
         nb = len(blocks)
         N = blocks[0][1].ndim
+        # Complex values: J^H in complex arithmetic, the "b" side of every product
+        # conjugated (G = U_b^H U_c, projections with conj(U_b), conj(S_b)).
+        self._conj = _conjugated_blocks(self.blocks_)
         # G[b][c][n] = U_{b,n}^T U_{c,n}
-        self.G = [[[Ub.T @ Uc for Ub, Uc in zip(blocks[b][0], blocks[c][0])] for c in range(nb)]
-                  for b in range(nb)]
+        self.G = [[[Ub.T @ Uc for Ub, Uc in zip(self._conj[b][0], blocks[c][0])]
+                   for c in range(nb)] for b in range(nb)]
         self.W: list[list[list[np.ndarray]]] = [[[] for _ in range(nb)] for _ in range(nb)]
         model_sq, inner = 0.0, 0.0
         self.core_grads: list[np.ndarray] = []
         self.factor_grads: list[list[np.ndarray]] = []
-        for b, (Ub, Sb) in enumerate(blocks):
+        for b, (Ub, Sb) in enumerate(self._conj):
             P, K = data.project_tucker(Ub, Sb)  # the one pass over the data for block b
             gS = -P
             gU = [-Kn for Kn in K]
-            inner += float(np.vdot(P, Sb))
+            inner += _real_vdot(P, Sb)
             for c, (Uc, Sc) in enumerate(blocks):
                 Y = ml.leave_one_out(Sc, self.G[b][c])
                 # (R_{c,n}, R_{b,n})
                 self.W[b][c] = [ml.contract_others(Y[n], Sb, n) for n in range(N)]
                 H = ml.mode_product(Y[0], self.G[b][c][0], 0)
                 gS = gS + H
-                model_sq += float(np.vdot(H, Sb))
+                model_sq += _real_vdot(H, Sb)
                 for n in range(N):
                     gU[n] = gU[n] + Uc[n] @ self.W[b][c][n]
             self.core_grads.append(gS)
@@ -125,9 +134,10 @@ class _FullTuckerSumState(TermState):
         blocks = self.blocks_
         dblocks = _split(dvalues, [len(U) + 1 for U, _ in blocks])
         out: list[Tucker] = []
-        for b, (Ub, Sb) in enumerate(blocks):
-            oU = [np.zeros_like(U) for U in Ub]
-            oS = np.zeros_like(Sb)
+        dtype = _value_type([*_flatten(blocks), *dvalues])
+        for b, (Ub, Sb) in enumerate(self._conj):
+            oU = [np.zeros(U.shape, dtype=dtype) for U in Ub]
+            oS = np.zeros(Sb.shape, dtype=dtype)
             for c, ((Uc, Sc), (dUc, dSc)) in enumerate(zip(blocks, dblocks)):
                 D = [U.T @ dU for U, dU in zip(Ub, dUc)]
                 E, full = _dual_leave_one_out(Sc, dSc, self.G[b][c], D)
@@ -145,6 +155,25 @@ class _FullTuckerSumState(TermState):
         return out
 
 
+def _conjugated_blocks(blocks: list[Tucker]) -> list[Tucker]:
+    """The blocks with conjugated factors and cores (the same list when all are real)."""
+    if not any(np.iscomplexobj(x) for x in _flatten(blocks)):
+        return blocks
+    return [([np.conj(U) for U in Ub], np.conj(Sb)) for Ub, Sb in blocks]
+
+
+def _real_vdot(X: np.ndarray, Y: np.ndarray) -> float:
+    """``sum(X * Y)``, real part (``X`` holds the conjugated side for complex values)."""
+    if np.iscomplexobj(X) or np.iscomplexobj(Y):
+        return float(np.real(np.sum(X * Y)))
+    return float(np.vdot(X, Y))
+
+
+def _value_type(arrays: Sequence[Any]) -> np.dtype[Any]:
+    """complex128 when any of the arrays is complex, else float64."""
+    return np.dtype(np.complex128 if any(np.iscomplexobj(a) for a in arrays) else np.float64)
+
+
 class _SampledTuckerSumState(TermState):
     """A sum of Tucker blocks on incomplete data: known entries only. ``curvature``, when
     set (one weight per entry), weighs the products and blocks: ``J^T diag(c) J``."""
@@ -155,18 +184,25 @@ class _SampledTuckerSumState(TermState):
         self.data = data
         self.blocks_ = [(list(U), S) for U, S in blocks]
         subs = data.subs
+        self._complex = any(np.iscomplexobj(x) for x in _flatten(self.blocks_))
         self.rows = [[U[subs[:, n]] for n, U in enumerate(Ub)] for Ub, _ in blocks]
         self.z = [ml.rows_leave_one_out(S, rows) for (_, S), rows in zip(blocks, self.rows)]
         model = sum(np.einsum("er,er->e", rows[0], z[0]) for rows, z in zip(self.rows, self.z))
         self.residual = model - data.vals
-        self.fval = 0.5 * float(self.residual @ self.residual)
+        if np.iscomplexobj(self.residual):
+            self.fval = 0.5 * float(np.vdot(self.residual, self.residual).real)
+        else:
+            self.fval = 0.5 * float(self.residual @ self.residual)
 
     def _scatter(self, weights: np.ndarray) -> list[np.ndarray]:
+        """``J^H weights``: the rows and core products conjugated for complex values."""
         out: list[np.ndarray] = []
+        conj = np.conj if self._complex else (lambda x: x)
         for (_, S), rows, z in zip(self.blocks_, self.rows, self.z):
             for n, zn in enumerate(z):
-                out.append(np.asarray(self.data.mode_indicator(n) @ (weights[:, None] * zn)))
-            out.append(ml.rows_outer_sum(weights, rows, S.shape))
+                out.append(np.asarray(self.data.mode_indicator(n)
+                                      @ (weights[:, None] * conj(zn))))
+            out.append(ml.rows_outer_sum(weights, [conj(r) for r in rows], S.shape))
         return out
 
     def gradient(self) -> list[np.ndarray]:
@@ -174,7 +210,8 @@ class _SampledTuckerSumState(TermState):
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
         subs = self.data.subs
-        jv = np.zeros(len(self.residual))
+        jv = np.zeros(len(self.residual), dtype=_value_type([*_flatten(self.blocks_),
+                                                             *dvalues]))
         dblocks = _split(dvalues, [len(U) + 1 for U, _ in self.blocks_])
         for (dU, dS), rows, z in zip(dblocks, self.rows, self.z):
             for n, zn in enumerate(z):
@@ -189,16 +226,18 @@ class _SampledTuckerSumState(TermState):
         for (_, S), rows, z in zip(self.blocks_, self.rows, self.z):
             for n, zn in enumerate(z):
                 R = zn.shape[1]
-                acc = np.zeros((self.data.shape[n], R * R))
+                acc = np.zeros((self.data.shape[n], R * R), dtype=zn.dtype)
                 ind = self.data.mode_indicator(n)
                 for sl in ml.chunks(zn.shape[0], R * R):
                     q = zn[sl]
-                    outer = q[:, :, None] * q[:, None, :]
+                    # Hermitian blocks sum_e q_r conj(q_s) for complex values.
+                    outer = q[:, :, None] * (np.conj(q) if self._complex else q)[:, None, :]
                     if self.curvature is not None:
                         outer *= self.curvature[sl, None, None]
                     acc += np.asarray(ind[:, sl] @ outer.reshape(-1, R * R))
                 out.append(acc.reshape(-1, R, R))
-            sq = np.prod([np.einsum("er,er->e", r, r) for r in rows], axis=0)
+            sq = np.prod([np.einsum("er,er->e", r, r) if not self._complex
+                          else np.einsum("er,er->e", r, np.conj(r)).real for r in rows], axis=0)
             if self.curvature is not None:
                 sq = sq * self.curvature
             out.append(float(sq.sum()) / S.size)
@@ -303,6 +342,7 @@ class LMLRA(DataTerm):
 
     kind = "LMLRA"
     spec_key = "lmlra"
+    complex_values = True
 
     def __init__(
         self,
@@ -343,10 +383,10 @@ class LMLRA(DataTerm):
         if self.loss.link != "identity":
             return None  # the model is not on the data's scale
         shifts = [_exponent_of(A) for A in values]
-        U = [np.ldexp(A, -k) for A, k in zip(values[:-1], shifts)]
-        S = np.ldexp(values[-1], -shifts[-1])
-        H = ml.products(S, [u.T @ u for u in U], range(S.ndim))
-        norm = math.sqrt(max(float(np.vdot(H, S)), 0.0))
+        U = [ldexp(A, -k) for A, k in zip(values[:-1], shifts)]
+        S = ldexp(values[-1], -shifts[-1])
+        H = ml.products(S, [u.conj().T @ u for u in U], range(S.ndim))
+        norm = math.sqrt(max(float(np.vdot(S, H).real), 0.0))
         return math.log2(norm) + sum(shifts) if norm > 0 else -math.inf
 
     @classmethod

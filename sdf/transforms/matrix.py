@@ -132,9 +132,14 @@ class MTimes(Base[Arrays]):
 
 
 class Gram(Base[np.ndarray]):
-    """x = zᵀ z (an R x R Gramian of an I x R factor)."""
+    """x = zᵀ z (an R x R Gramian of an I x R factor); z^H z for complex z.
+
+    The complex Gramian (Hermitian, as Tensorlab's ``X'*X``) is not holomorphic: ``jvp``
+    is ``dz^H z + z^H dz`` and ``vjp`` its adjoint ``z (g + g^H)`` for ``Re <a, b>``.
+    """
 
     name = "gram"
+    complex_vjp = "adjoint"
 
     def output_shape(self, *shapes: Shape) -> Shape:
         if len(shapes[0]) != 2:
@@ -142,13 +147,18 @@ class Gram(Base[np.ndarray]):
         return (shapes[0][1], shapes[0][1])
 
     def value(self, z: np.ndarray) -> np.ndarray:
-        return z.T @ z
+        return z.conj().T @ z if np.iscomplexobj(z) else z.T @ z
 
     def jvp(self, z: np.ndarray, dz: np.ndarray) -> np.ndarray:
+        if np.iscomplexobj(z) or np.iscomplexobj(dz):
+            p = np.conj(dz).T @ z
+            return p + p.conj().T
         p = dz.T @ z
         return p + p.T
 
     def vjp(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
+        if np.iscomplexobj(z) or np.iscomplexobj(g):
+            return z @ (g + np.conj(g).T)
         return z @ (g + g.T)
 
 
@@ -250,9 +260,15 @@ class Orth(Base[np.ndarray]):
     With S = zᵀz = V diag(σ²) Vᵀ and W = S^(-1/2): dx = dz W + z dW, where
     dW = V (K ∘ (Vᵀ dS V)) Vᵀ, dS = dzᵀz + zᵀdz, K_ij = -1/(σ_i σ_j (σ_i + σ_j));
     the adjoint is g W + z (M + Mᵀ) with M = V (K ∘ (Vᵀ zᵀg V)) Vᵀ.
+
+    Complex z: x = z (z^H z)^(-1/2), the unitary polar factor (orthonormal columns for
+    the Hermitian inner product), with every transpose above a conjugate transpose. The
+    map is not holomorphic: ``jvp`` and ``vjp`` are the derivative of the real and
+    imaginary parts and its adjoint for ``Re <a, b>``.
     """
 
     name = "orth"
+    complex_vjp = "adjoint"
 
     def output_shape(self, *shapes: Shape) -> Shape:
         shape = tuple(shapes[0])
@@ -265,6 +281,8 @@ class Orth(Base[np.ndarray]):
 
     def linearize(self, z: np.ndarray) -> CachedLinearization:
         z = numeric(z)
+        if np.iscomplexobj(z):
+            return self._linearize_complex(z)
         v, sig, k = _sym_eig(z.T @ z)
         w = (v / sig) @ v.T
         x = z @ w
@@ -276,6 +294,25 @@ class Orth(Base[np.ndarray]):
         def vjp(g: np.ndarray) -> np.ndarray:
             m = _frechet(v, k, z.T @ g)
             return g @ w + z @ (m + m.T)
+
+        return CachedLinearization(self, z, x, jvp, vjp)
+
+    def _linearize_complex(self, z: np.ndarray) -> CachedLinearization:
+        v, sig, k = _sym_eig(z.conj().T @ z)  # Hermitian: eigh, real eigenvalues
+        vh = v.conj().T
+        w = (v / sig) @ vh
+        x = z @ w
+
+        def frechet(e: np.ndarray) -> np.ndarray:
+            return v @ (k * (vh @ e @ v)) @ vh
+
+        def jvp(dz: np.ndarray) -> np.ndarray:
+            p = numeric(dz).conj().T @ z
+            return dz @ w + z @ frechet(p + p.conj().T)
+
+        def vjp(g: np.ndarray) -> np.ndarray:
+            m = frechet(z.conj().T @ g)
+            return g @ w + z @ (m + m.conj().T)
 
         return CachedLinearization(self, z, x, jvp, vjp)
 

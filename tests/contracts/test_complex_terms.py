@@ -29,6 +29,8 @@ from sdf.problem import Problem
 from sdf.tensors import (CPDTensor, DenseTensor, IncompleteTensor, MaskedTensor, SparseTensor,
                          Tensor, TuckerTensor)
 
+from _reference import tucker as tucker_model
+
 SHAPES = {2: (4, 3), 3: (4, 3, 5)}
 
 
@@ -209,6 +211,43 @@ def test_complex_ll1_matches_autograd(kind, mix, rng):
     check_complex_model(model, residuals, rng)
 
 
+@pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning:autograd")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"tucker-{c[0]}-order{c[1]}-{c[2]}")
+@pytest.mark.parametrize("key", ["lmlra", "btd"])
+def test_complex_tucker_terms_match_autograd(key, case, rng):
+    kind, order, mix = case
+    data_complex, factors_complex = MIXES[mix]
+    tensor, dense_form, known = KINDS[kind](SHAPES[order], rng, data_complex)
+    make = (lambda s: _complex(rng, s)) if factors_complex else rng.standard_normal
+    ranks = [(2,) * order] if key == "lmlra" else [(2,) * order, (1,) * order]
+    blocks, names = [], []
+    for b, R in enumerate(ranks):
+        vs = [sdf.Variable(make((I, r)), name=f"u{b}{n}")
+              for n, (I, r) in enumerate(zip(SHAPES[order], R))]
+        core = sdf.Variable(make(R), name=f"s{b}")
+        blocks.append([*vs, core])
+        names.append([v.name for v in vs] + [core.name])
+    X = _complex(rng, (SHAPES[order][0],) * 2)
+    blocks[0][0] = tf.matvec(X, blocks[0][0])
+    term = (sdf.LMLRA(tensor, blocks[0][:-1], blocks[0][-1]) if key == "lmlra"
+            else sdf.BTD(tensor, blocks))
+    model = sdf.Model(t=term)
+    model.check()
+    w = model.weights["t"]
+    target = dense_form if known is None else dense_form[known]
+
+    def residuals(v):
+        M = 0.0
+        for b, block in enumerate(names):
+            U = [v[n] for n in block[:-1]]
+            if b == 0:
+                U[0] = anp.dot(X, U[0])
+            M = M + tucker_model(U, v[block[-1]])
+        return [(w, (M if known is None else M[known]) - target)]
+
+    check_complex_model(model, residuals, rng)
+
+
 def test_complex_l2_matches_autograd(rng):
     a = sdf.Variable(_complex(rng, (4, 2)), name="a")
     b = sdf.Variable(rng.standard_normal((3, 2)), name="b")
@@ -222,8 +261,6 @@ def test_complex_l2_matches_autograd(rng):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda a, T: sdf.LMLRA(T, [a, a], np.ones((2, 2))),
-     r"term 't': LMLRA terms take real data and factors only"),
     (lambda a, T: sdf.CPD(T, [tf.nonneg(a), a]),
      r"term 't', factor 0 \('nonneg\(a\)'\): nonneg takes real values only, but its input "
      r"'a' is complex"),
@@ -233,8 +270,8 @@ def test_complex_l2_matches_autograd(rng):
      r"term 't': the 'poisson' loss takes real data and models only"),
     (lambda a, T: sdf.L1([a], weight=1.0),
      r"term 't': L1 terms take real data and factors only"),
-    (lambda a, T: sdf.BTD(T, [[a, a, np.ones((2, 2))]]),
-     r"term 't': BTD terms take real data and factors only"),
+    (lambda a, T: sdf.L0([a], weight=1.0),
+     r"term 't': L0 terms take real data and factors only"),
 ])
 def test_complex_values_where_they_make_no_sense_are_refused(make, match, rng):
     a = sdf.Variable(_complex(rng, (4, 2)), name="a")
@@ -244,9 +281,9 @@ def test_complex_values_where_they_make_no_sense_are_refused(make, match, rng):
 
 
 def test_complex_data_in_a_real_only_term_is_refused(rng):
-    a, b = sdf.Variable(np.ones((4, 2)), name="a"), sdf.Variable(np.ones((3, 2)), name="b")
-    with pytest.raises(ModelError, match=r"term 't': LMLRA terms take real data"):
-        sdf.Model(t=sdf.LMLRA(_complex(rng, (4, 3)), [a, b], np.ones((2, 2)))).check()
+    a = sdf.Variable(_complex(rng, (4, 2)), name="a")
+    with pytest.raises(ModelError, match=r"term 't': L1 terms take real data"):
+        sdf.Model(t=sdf.L1([a], weight=1.0)).check()
 
 
 # ----------------------------------------------------------------------------- never made real

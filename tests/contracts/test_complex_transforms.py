@@ -19,7 +19,7 @@ import sdf
 from sdf import transforms as tf
 from sdf.errors import ModelError
 from test_complex_terms import check_complex_model
-from transform_cases import CASES, X54, Case, Chain
+from transform_cases import CASES, TOEP53, X54, Case, Chain
 
 
 def _steps(case: Case) -> tuple[Any, ...]:
@@ -44,7 +44,19 @@ def _normalize(z: Any) -> Any:
     return z / anp.sqrt(anp.sum(anp.abs(z) ** 2, axis=0))
 
 
+def _orth(z: Any) -> Any:
+    """z (z^H z)^(-1/2) by the Denman-Beavers iteration (autograd-differentiable)."""
+    S = anp.dot(anp.conj(z).T, z)
+    Y, Z = S, anp.eye(S.shape[0])
+    for _ in range(40):
+        Y, Z = 0.5 * (Y + anp.linalg.inv(Z)), 0.5 * (Z + anp.linalg.inv(Y))
+    return anp.dot(z, Z)
+
+
 COMPLEX_REFS = {
+    "gram": lambda z: anp.dot(anp.conj(z).T, z),
+    "orth": _orth,
+    "chain-toeplitz-orth-transpose": lambda z: _orth(z[TOEP53]).T,
     "normalize": _normalize,
     "normalize-vector": _normalize,
     "abs-smooth": lambda z: anp.sqrt(anp.abs(z) ** 2 + 0.01) - 0.1,
