@@ -150,3 +150,56 @@ def test_ll1_recovers_planted_complex_blocks(rng, compress):
     assert fms([dec.factors[2]], [C]) > 0.999
     for got, true in ((dec.factors[0][:, :2], A[:, :2]), (dec.factors[1][:, :2], B[:, :2])):
         assert np.max(scipy.linalg.subspace_angles(got, true)) < 0.05
+
+
+@pytest.fixture
+def planted_tucker(rng):
+    U = [_complex(rng, n, r) for n, r in zip((8, 7, 6), (2, 3, 2))]
+    S = _complex(rng, 2, 3, 2)
+    return U, S, np.einsum("abc,ia,jb,kc->ijk", S, *U)
+
+
+@pytest.mark.parametrize("init", ["auto", "random"])
+def test_lmlra_recovers_planted_complex_tucker(planted_tucker, init):
+    import scipy.linalg
+
+    from sdf.models import lmlra
+
+    U, _, T = planted_tucker
+    dec = lmlra(T, (2, 3, 2), init=init, seed=0)
+    assert dec.core.dtype == np.complex128 and dec.relerr < 1e-6
+    assert [s.name for s in dec.stages] == ["init", "hooi", "evaluate"]
+    for got, true in zip(dec.factors, U):
+        np.testing.assert_allclose(got.conj().T @ got, np.eye(got.shape[1]), atol=1e-12)
+        assert np.max(scipy.linalg.subspace_angles(got, true)) < 1e-10
+    model = np.einsum("abc,ia,jb,kc->ijk", dec.core, *dec.factors)
+    np.testing.assert_allclose(model, T, atol=1e-10 * np.linalg.norm(T))
+
+
+def test_lmlra_complex_with_missing_entries(rng, planted_tucker):
+    from sdf.models import lmlra
+
+    _, _, T = planted_tucker
+    T = T.copy()
+    T[rng.random(T.shape) < 0.2] = np.nan
+    dec = lmlra(T, (2, 3, 2), seed=0)
+    assert dec.relerr < 1e-6 and np.iscomplexobj(dec.core)
+
+
+def test_btd_recovers_planted_complex_blocks(rng):
+    import scipy.linalg
+
+    from sdf.models import btd
+
+    # (3, 3, 3) blocks: a generic complex 2 x 2 x 2 block has rank 2, so (2, 2, 2) blocks
+    # would be pairs of rank-one terms that can be regrouped (no unique BTD)
+    blocks = [([_complex(rng, n, 3) for n in (8, 7, 7)], _complex(rng, 3, 3, 3))
+              for _ in range(2)]
+    T = sum(np.einsum("abc,ia,jb,kc->ijk", S, *U) for U, S in blocks)
+    dec = btd(_noisy(rng, T, 0.01), [(3, 3, 3), (3, 3, 3)], seed=0)
+    assert all(np.iscomplexobj(S) for S in dec.core)
+    assert dec.relerr < 0.011
+    # blocks are unique up to a basis change inside each: compare subspaces, any order
+    for U, _ in blocks:
+        angle = min(np.max(scipy.linalg.subspace_angles(blk[0], U[0])) for blk in dec.factors)
+        assert angle < 0.05
