@@ -20,7 +20,8 @@ from sdf.tensors import Tensor, as_tensor
 from sdf.models._result import Stage
 
 __all__ = ["Timer", "as_data", "check_int", "check_number", "engine_fit", "labels_of",
-           "make_rng", "quiet", "random_factors", "stage_from", "user_factors"]
+           "make_rng", "quiet", "random_array", "random_factors", "stage_from",
+           "user_factors"]
 
 
 def as_data(data: object, min_order: int = 2) -> Tensor:
@@ -64,18 +65,30 @@ def labels_of(X: Tensor) -> list[str]:
     return list(X.dims) if X.dims is not None else [f"mode{n}" for n in range(X.ndim)]
 
 
+def random_array(shape: Sequence[int], rng: np.random.Generator, complex: bool = False
+                 ) -> np.ndarray:
+    """Standard normal array; with ``complex``, circular complex standard normal (real and
+    imaginary parts of variance 1/2, drawn in that order)."""
+    if not complex:
+        return rng.standard_normal(tuple(shape))
+    return (rng.standard_normal(tuple(shape)) + 1j * rng.standard_normal(tuple(shape))) \
+        / np.sqrt(2.0)
+
+
 def random_factors(shape: Sequence[int], cols: Sequence[int] | int,
-                   rng: np.random.Generator) -> list[np.ndarray]:
-    """Standard normal matrices (I_n, R_n), drawn mode after mode from ``rng``."""
+                   rng: np.random.Generator, complex: bool = False) -> list[np.ndarray]:
+    """Standard normal matrices (I_n, R_n) (complex ones with ``complex``, see
+    :func:`random_array`), drawn mode after mode from ``rng``."""
     if isinstance(cols, (int, np.integer)):
         cols = [int(cols)] * len(shape)
-    return [rng.standard_normal((int(I), int(R))) for I, R in zip(shape, cols)]
+    return [random_array((int(I), int(R)), rng, complex) for I, R in zip(shape, cols)]
 
 
 def user_factors(init: object, shape: Sequence[int], cols: Sequence[int], name: str = "init"
                  ) -> list[np.ndarray]:
-    """Copies of given factor matrices, checked against the data shape and column counts."""
-    mats = check_factors(init, shape=shape, columns=cols, name=name, finite=True, real=True,
+    """Copies of given factor matrices (real or complex), checked against the data shape
+    and column counts."""
+    mats = check_factors(init, shape=shape, columns=cols, name=name, finite=True,
                          error=ModelError)
     return [A.copy() for A in mats]
 

@@ -2,8 +2,8 @@
 
 A decomposition's inputs are a flat list of arrays; ``modes[k]`` says which data mode
 input ``k``'s rows run over (``None`` for cores). Compression by a truncated MLSVD
-``T ≈ S x_n U_n`` (orthonormal ``U_n``) maps an input ``A`` on mode ``n`` to ``U_n^T A``
-and back by ``U_n A``; cores are left as they are.
+``T ≈ S x_n U_n`` (orthonormal ``U_n``, unitary columns for complex data) maps an input
+``A`` on mode ``n`` to ``U_n^H A`` and back by ``U_n A``; cores are left as they are.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def compress_data(X: Tensor, core_shape: Sequence[int], compress: object, timer:
     # The truncation error, in units where the sums of squares stay in range.
     e = X.scale_exponent() if abs(X.scale_exponent()) > SCALE_THRESHOLD else 0
     total = X.scaled(-e).norm_squared() if e else X.norm_squared()
-    kept = float(np.sum(np.square(np.ldexp(ml.core, -e))))
+    kept = float(sum(np.sum(np.square(np.ldexp(part, -e)))  # complex: both parts
+                     for part in (ml.core.real, np.imag(ml.core))))
     trunc = float(np.sqrt(max(total - kept, 0.0) / total)) if total > 0 else 0.0
     stages.append(Stage("compress", f"{how} to core {shape}", 0, timer.lap(), trunc))
     return ml
@@ -97,8 +98,9 @@ def compress_data(X: Tensor, core_shape: Sequence[int], compress: object, timer:
 
 def project(values: Sequence[np.ndarray], modes: Sequence[int | None],
             ml: MLSVDResult) -> list[np.ndarray]:
-    """Inputs at the data's size -> at the core's size (``U_n^T A``)."""
-    return [np.array(A) if n is None else ml.factors[n].T @ A for A, n in zip(values, modes)]
+    """Inputs at the data's size -> at the core's size (``U_n^H A``)."""
+    return [np.array(A) if n is None else ml.factors[n].conj().T @ A
+            for A, n in zip(values, modes)]
 
 
 def expand(values: Sequence[np.ndarray], modes: Sequence[int | None],
@@ -119,7 +121,7 @@ def _fit_level(data: Tensor | np.ndarray, start: Sequence[np.ndarray], names: Se
                build: Builder, settings: dict[str, Any],
                callback: Callable[[sdf.IterationInfo], Any] | None, evaluate_only: bool = False
                ) -> tuple[list[np.ndarray], Result]:
-    variables = [sdf.Variable(np.array(A, dtype=float), name=nm) for A, nm in zip(start, names)]
+    variables = [sdf.Variable(np.array(A), name=nm) for A, nm in zip(start, names)]
     res = engine_fit(sdf.Model(data=build(data, variables)), settings["method"],
                      settings["options"], settings["fit_options"], settings["display"],
                      callback, evaluate_only)

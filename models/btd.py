@@ -20,7 +20,8 @@ from sdf.errors import ModelError
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
-from sdf.models._common import Timer, as_data, check_int, labels_of, make_rng, user_factors
+from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng, random_array,
+                                random_factors, user_factors)
 from sdf.models._pipeline import compress_data, project, run_fits
 from sdf.models._result import Decomposition, Stage
 
@@ -54,7 +55,8 @@ def _given_blocks(init: object, shape: tuple[int, ...], cores: list[tuple[int, .
         if not isinstance(blk, Sequence) or len(blk) != len(shape) + 1:
             raise ModelError(f"init[{b}]: expected {len(shape)} factors and a core")
         flat += user_factors(blk[:-1], shape, cs, name=f"init[{b}]")
-        S = np.array(blk[-1], dtype=float)
+        S = np.array(blk[-1])
+        S = S.astype(np.complex128 if np.iscomplexobj(S) else np.float64)
         if S.shape != cs:
             raise ModelError(f"init[{b}]: core of shape {cs} expected, got {S.shape}")
         flat.append(S)
@@ -125,8 +127,8 @@ def btd(
             raise ModelError(f"init: expected 'random' or a list of blocks, got {init!r}")
         start = []
         for cs in cores:
-            start += [rng.standard_normal((I, R)) for I, R in zip(X.shape, cs)]
-            start.append(rng.standard_normal(cs))
+            start += random_factors(X.shape, cs, rng, complex=X.is_complex)
+            start.append(random_array(cs, rng, complex=X.is_complex))
         how = "random"
     else:
         start, how = _given_blocks(init, X.shape, cores), "given"

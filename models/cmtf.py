@@ -73,8 +73,10 @@ def _least_squares_mode(X: Tensor, factors: list[np.ndarray | None], n: int) -> 
     """
     R = next(A.shape[1] for A in factors if A is not None)
     mats = [A if A is not None else np.zeros((X.shape[k], R)) for k, A in enumerate(factors)]
-    M = X.mttkrp(mats, n) * (X.size / max(X.n_known, 1))
-    W = algebra.hadamard([A.T @ A for k, A in enumerate(mats) if k != n])
+    # Normal equations A W^T = M with M = unfold(T, n) conj(KR), W = hadamard(A_k^H A_k)
+    # (for real factors, M is the MTTKRP and W the usual Gramian product).
+    M = X.mttkrp([A.conj() for A in mats], n) * (X.size / max(X.n_known, 1))
+    W = algebra.hadamard([A.conj().T @ A for k, A in enumerate(mats) if k != n])
     return np.linalg.lstsq(W, M.T, rcond=None)[0].T
 
 
@@ -203,7 +205,8 @@ def _initial(tensors: Mapping[str, Tensor], labels: Mapping[str, list[str]],
         for lab, A in init.items():
             if lab not in sizes:
                 raise ModelError(f"init: unknown label {lab!r} (labels: {list(sizes)})")
-            A = np.array(A, dtype=float)
+            A = np.array(A)
+            A = A.astype(np.complex128 if np.iscomplexobj(A) else np.float64)
             if A.shape != (sizes[lab], rank):
                 raise ModelError(f"init[{lab!r}]: expected shape {(sizes[lab], rank)}, "
                                  f"got {A.shape}")

@@ -35,7 +35,7 @@ fit (see :class:`sdf.tensors.MaskedTensor`) and no warm start is needed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -92,7 +92,8 @@ def _impute(X: Tensor, start: list[np.ndarray], method: str,
 
 
 def _initial(X: Tensor, dense: np.ndarray | None, rank: int, init: object,
-             rng: np.random.Generator) -> tuple[list[np.ndarray], str]:
+             rng: np.random.Generator, complex_factors: bool
+             ) -> tuple[list[np.ndarray], str]:
     """Starting factors at the size of ``dense`` (core or data) and the method's name."""
     shape = X.shape if dense is None else dense.shape
     if isinstance(init, str):
@@ -107,12 +108,19 @@ def _initial(X: Tensor, dense: np.ndarray | None, rank: int, init: object,
                                      f"(at most {MAX_DENSIFY} entries), got {X.size}")
             else:
                 try:
-                    return gevd_init(dense, rank, seed=rng), "gevd"
+                    return (gevd_init(dense, rank, seed=rng, complex=complex_factors),
+                            "gevd")
                 except DataError as err:
                     if init == "gevd":
                         raise ModelError(f"init: GEVD does not apply ({err})") from err
-        return random_factors(shape, rank, rng), "random"
-    return user_factors(init, shape, [rank] * len(shape)), "given"
+        return random_factors(shape, rank, rng, complex=complex_factors), "random"
+    return _given(init, shape, rank, complex_factors), "given"
+
+
+def _given(init: object, shape: Sequence[int], rank: int, complex_factors: bool
+           ) -> list[np.ndarray]:
+    mats = user_factors(init, shape, [rank] * len(shape))
+    return [A.astype(np.complex128) for A in mats] if complex_factors else mats
 
 
 def cpd(
@@ -123,6 +131,7 @@ def cpd(
     seed: int | np.random.Generator | None = None,
     method: MethodName = "nls",
     compress: Literal["auto"] | bool = "auto",
+    complex: bool = False,
     display: int = 0,
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
     options: sdf.NLSOptions | sdf.MinfOptions | None = None,
@@ -152,6 +161,13 @@ def cpd(
     compress : {"auto", True, False}, default "auto"
         MLSVD compression of dense data; ``"auto"`` compresses when the core
         ``(min(I_n, R))_n`` has at most half the data's entries.
+    complex : bool, default False
+        Complex factors for real data (complex data always get complex factors, from a
+        complex MLSVD, GEVD or random start). A real tensor can have a lower rank over
+        the complex numbers than over the reals; the start is then complex (GEVD keeping
+        complex eigenvectors, ``complex=True`` of :func:`sdf.decomp.gevd_init`, or
+        circular complex random factors), since the imaginary parts of a real start stay
+        zero in a fit to real data.
     display : int, default 0
         Print the engine's iteration table every ``display`` iterations (both fits).
     callback : callable, optional
@@ -190,24 +206,34 @@ def cpd(
     ['compress', 'init', 'core', 'refine']
     >>> bool(dec.relerr < 1e-8), round(fms(dec.factors, A), 6)
     (True, 1.0)
+
+    Complex data give complex factors:
+
+    >>> Z = [M + 1j * rng.standard_normal(M.shape) for M in A]
+    >>> dec = cpd(cpd_to_tensor(Z), 3, seed=1)
+    >>> dec.factors[0].dtype, bool(dec.relerr < 1e-8), round(fms(dec, Z), 6)
+    (dtype('complex128'), True, 1.0)
     """
     X = as_data(data)
     rank = check_int(rank, "rank")
     rng = make_rng(seed)
+    if not isinstance(complex, (bool, np.bool_)):
+        raise ModelError(f"complex: expected True or False, got {complex!r}")
+    complex_factors = bool(complex) or X.is_complex
     timer = Timer()
     stages: list[Stage] = []
     given = not isinstance(init, str)
     ml = compress_data(X, [rank] * X.ndim, compress, timer, stages, rng)
     if ml is None:
         dense = None if given or init == "random" else dense_standin(X)[0]
-        start, how = _initial(X, dense, rank, init, rng)
+        start, how = _initial(X, dense, rank, init, rng, complex_factors)
     elif given or init == "random":
-        full = (user_factors(init, X.shape, [rank] * X.ndim) if given
-                else random_factors(X.shape, rank, rng))
+        full = (_given(init, X.shape, rank, complex_factors) if given
+                else random_factors(X.shape, rank, rng, complex=complex_factors))
         start = project(full, range(X.ndim), ml)
         how = ("given" if given else "random") + ", projected on the MLSVD bases"
     else:
-        start, how = _initial(X, ml.core, rank, init, rng)
+        start, how = _initial(X, ml.core, rank, init, rng, complex_factors)
     stages.append(Stage("init", how, 0, timer.lap()))
     if ml is None and compress is not False and _imputable(X):
         start, rounds, err = _impute(X, start, method)

@@ -51,9 +51,10 @@ CPDFactors: TypeAlias = Sequence[ArrayLike] | HasFactors
 
 
 def _factor_list(factors: CPDFactors, name: str) -> list[np.ndarray]:
-    """CPD factors (or a Decomposition's), validated: real matrices with equal columns."""
+    """CPD factors (or a Decomposition's), validated: real or complex matrices with equal
+    columns."""
     return check_factors(getattr(factors, "factors", factors), columns="same", name=name,
-                         real=True, error=ModelError)
+                         error=ModelError)
 
 
 def _normalized(A: np.ndarray) -> np.ndarray:
@@ -62,10 +63,11 @@ def _normalized(A: np.ndarray) -> np.ndarray:
 
 
 def _cross_congruence(est: list[np.ndarray], ref: list[np.ndarray]) -> np.ndarray:
-    """``C[r, s] = prod_n |cos(est_n[:, r], ref_n[:, s])|``."""
+    """``C[r, s] = prod_n |cos(est_n[:, r], ref_n[:, s])|``, with the Hermitian inner
+    product ``a^H b`` (the modulus drops sign and phase)."""
     C = np.ones((est[0].shape[1], ref[0].shape[1]))
     for A, B in zip(est, ref):
-        C *= np.abs(_normalized(A).T @ _normalized(B))
+        C *= np.abs(_normalized(A).conj().T @ _normalized(B))
     return C
 
 
@@ -94,13 +96,15 @@ def fms(estimate: CPDFactors, reference: CPDFactors) -> float:
     .. math::
 
         \mathrm{FMS} = \max_{\pi} \frac{1}{R} \sum_{r=1}^{R} \prod_{n}
-        \frac{|\mathbf{a}^{(n)\top}_{\pi(r)} \mathbf{b}^{(n)}_{r}|}
+        \frac{|\mathbf{a}^{(n)\mathsf{H}}_{\pi(r)} \mathbf{b}^{(n)}_{r}|}
              {\lVert \mathbf{a}^{(n)}_{\pi(r)} \rVert \, \lVert \mathbf{b}^{(n)}_{r} \rVert}
 
     over injective maps ``pi`` from the reference's ``R`` components to the estimate's
     components (solved exactly by ``scipy.optimize.linear_sum_assignment``). Scaling and
     sign of each column are ignored (normalised columns, absolute cosines); component
     weights are not compared. 1 means identical up to permutation, scaling and sign.
+    Complex factors use the Hermitian inner product ``a^H b``, whose modulus ignores a
+    complex scaling of each column (its unit-modulus phase included).
 
     Parameters
     ----------
@@ -119,6 +123,9 @@ def fms(estimate: CPDFactors, reference: CPDFactors) -> float:
     >>> A = [rng.standard_normal((n, 3)) for n in (4, 5, 6)]
     >>> B = [-2.0 * M[:, [2, 0, 1]] for M in A]
     >>> round(fms(B, A), 12)
+    1.0
+    >>> Z = [M + 1j * rng.standard_normal(M.shape) for M in A]
+    >>> round(fms([np.exp(0.7j) * M for M in Z], Z), 12)
     1.0
     """
     est = _factor_list(estimate, "estimate")
@@ -139,7 +146,8 @@ class CPDError:
     permutation : ndarray of int, shape (R,)
         Estimate column matched to each reference column.
     scales : list of ndarray, each of shape (R,)
-        Least-squares column scalings (signs included) applied to the estimate.
+        Least-squares column scalings (signs included; complex, phases included, for
+        complex factors) applied to the estimate.
     fms : float
         Factor match score of the same matching.
     """
@@ -155,7 +163,8 @@ def cpderr(estimate: CPDFactors, reference: CPDFactors) -> CPDError:
 
     The permutation is the one of :func:`fms`. Then, per mode ``n`` and component ``r``,
     the estimate's column is scaled by the least-squares scalar
-    ``d = a^T b / a^T a`` (sign included), and
+    ``d = a^H b / a^H a`` (sign included; for complex factors a complex number, which
+    also resolves the unit-modulus phase ambiguity of each column), and
     ``errors[n] = ||B_n - A_n P D_n||_F / ||B_n||_F``.
 
     Parameters
@@ -182,8 +191,8 @@ def cpderr(estimate: CPDFactors, reference: CPDFactors) -> CPDError:
     errors, scales = [], []
     for A, B in zip(est, ref):
         Ap = A[:, perm]
-        den = np.einsum("ir,ir->r", Ap, Ap)
-        d = np.einsum("ir,ir->r", Ap, B) / np.where(den > 0, den, 1.0)
+        den = np.einsum("ir,ir->r", Ap.conj(), Ap).real
+        d = np.einsum("ir,ir->r", Ap.conj(), B) / np.where(den > 0, den, 1.0)
         scales.append(d)
         nb = np.linalg.norm(B)
         errors.append(np.linalg.norm(B - Ap * d) / (nb if nb > 0 else 1.0))
@@ -196,7 +205,10 @@ def congruence(factors: CPDFactors) -> np.ndarray:
 
     ``C[r, s] = prod_n cos(a^{(n)}_r, a^{(n)}_s)``, signed: the cosine between the
     vectorised rank-one tensors ``a_r^{(0)} o ... o a_r^{(N-1)}``. Values near -1 for a
-    pair mean the two components nearly cancel (see :func:`degeneracy`).
+    pair mean the two components nearly cancel (see :func:`degeneracy`). For complex
+    factors the cosines use the Hermitian inner product ``a^H b / (||a|| ||b||)`` and
+    ``C`` is the real part of their product (the real cosine between the two rank-one
+    tensors, which is what decides whether they cancel).
 
     Parameters
     ----------
@@ -310,7 +322,7 @@ def corcondia(data: object, factors: CPDFactors) -> float:
     R = mats[0].shape[1]
     G = G.copy()
     G[(np.arange(R),) * T.ndim] -= 1.0
-    return float(100.0 * (1.0 - np.sum(G * G) / R))
+    return float(100.0 * (1.0 - np.sum(np.abs(G) ** 2) / R))
 
 
 def impute(data: object, factors: CPDFactors) -> np.ndarray:
@@ -350,11 +362,12 @@ def impute(data: object, factors: CPDFactors) -> np.ndarray:
     if T.size > MAX_IMPUTE:
         raise DataError(f"data: impute builds a dense tensor of at most {MAX_IMPUTE} entries, "
                         f"got shape {T.shape} ({T.size} entries)")
-    D = np.array(T.to_dense(), dtype=float)
+    dense = T.to_dense()
+    D = np.array(dense, dtype=np.result_type(dense, *mats))
     if T.known_entries() is None:
         return D
     missing = np.nonzero(np.isnan(D))
-    rows = np.ones((missing[0].size, mats[0].shape[1]))
+    rows = np.ones((missing[0].size, mats[0].shape[1]), dtype=D.dtype)
     for A, idx in zip(mats, missing):
         rows *= A[idx]
     D[missing] = rows.sum(axis=1)

@@ -11,7 +11,7 @@ import sdf
 from sdf.errors import ModelError
 from sdf.solvers import MethodName
 
-from sdf.models._common import check_number, make_rng
+from sdf.models._common import check_number, make_rng, random_array
 
 __all__ = ["fuse", "fuse_model"]
 
@@ -93,9 +93,12 @@ def fuse_model(
             raise ModelError(f"fuse: transforms[{dim!r}] must be callable (e.g. "
                              f"sdf.transforms.nonneg), got {type(transform).__name__}")
     rng = make_rng(seed)
+    # Complex data need complex starts: the imaginary parts of real ones would stay zero.
+    complex_data = any(np.iscomplexobj(da) for da in data.values())
     factors = {}
     for dim, n in sizes.items():
-        start = init[dim] if dim in init else rng.standard_normal((n, int(rank)))
+        start = (init[dim] if dim in init
+                 else random_array((n, int(rank)), rng, complex=complex_data))
         var = sdf.Variable(start, name=dim)
         if var.shape != (n, rank):
             raise ModelError(f"fuse: init[{dim!r}] has shape {var.shape}, expected {(n, rank)}")

@@ -18,7 +18,8 @@ import sdf
 from sdf.errors import ModelError
 from sdf.solvers import MethodName
 
-from sdf.models._common import Timer, as_data, check_int, labels_of, make_rng, user_factors
+from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng,
+                                random_factors, user_factors)
 from sdf.models._pipeline import compress_data, project, run_fits
 from sdf.models._result import Decomposition, Stage
 
@@ -96,7 +97,7 @@ def ll1(
     if isinstance(init, str):
         if init != "random":
             raise ModelError(f"init: expected 'random' or a list [A, B, C], got {init!r}")
-        start, how = [rng.standard_normal((I, c)) for I, c in zip(X.shape, cols)], "random"
+        start, how = random_factors(X.shape, cols, rng, complex=X.is_complex), "random"
     else:
         start, how = user_factors(init, X.shape, cols), "given"
     ml = compress_data(X, cols, compress, timer, stages)

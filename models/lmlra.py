@@ -34,7 +34,7 @@ from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
 from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng,
-                                user_factors)
+                                random_array, user_factors)
 from sdf.models._pipeline import dense_standin, run_fits
 from sdf.models._result import Decomposition, Stage
 
@@ -70,18 +70,20 @@ def _start(X: Tensor, D: np.ndarray | None, ranks: list[int], init: object,
         if init == "auto" and X.out_of_core and X.known_entries() is None:
             ml = mlsvd_rsi(X, ranks, seed=rng)
             return list(ml.factors), ml.core, "randomized MLSVD (4 passes)"
-        U = [np.linalg.qr(rng.standard_normal((I, R)))[0] for I, R in zip(X.shape, ranks)]
+        U = [np.linalg.qr(random_array((I, R), rng, complex=X.is_complex))[0]
+             for I, R in zip(X.shape, ranks)]
         how = "random orthonormal"
     else:
         U = user_factors(init, X.shape, ranks)
         how = "given"
     if D is not None:
         core = algebra.tmprod(D, [np.linalg.pinv(A) for A in U])
-    elif X.known_entries() is None and all(np.allclose(A.T @ A, np.eye(A.shape[1]))
+    elif X.known_entries() is None and all(np.allclose(A.conj().T @ A, np.eye(A.shape[1]))
                                            for A in U):
-        core = X.project(U)  # the least-squares core for orthonormal bases: one pass
+        # The least-squares core for orthonormal bases, S = T x_n U_n^H: one pass.
+        core = X.project([A.conj() for A in U])
     else:
-        core = rng.standard_normal(tuple(ranks))
+        core = random_array(ranks, rng, complex=X.is_complex)
     return U, core, how
 
 
@@ -94,8 +96,8 @@ def _hooi(D: np.ndarray, ranks: list[int], U: list[np.ndarray], core: np.ndarray
     ``||S||^2 / ||T||^2`` (orthonormal bases), so a start that is already converged costs
     one sweep, not two.
     """
-    norm2 = float(np.vdot(D, D))
-    fit = float(np.vdot(core, core)) / norm2 if how == "MLSVD" and norm2 > 0 else -np.inf
+    norm2 = float(np.vdot(D, D).real)
+    fit = float(np.vdot(core, core).real) / norm2 if how == "MLSVD" and norm2 > 0 else -np.inf
     relerr = float("nan")
     for sweep in range(1, max_sweeps + 1):
         res = lmlra_hooi(D, ranks, init=U, max_iter=1)

@@ -428,7 +428,7 @@ def _heldout_errors(X: Tensor, K: int, fraction: float, rng: np.random.Generator
     if X.size > MAX_IMPUTE:
         raise ModelError(f"criteria.holdout: held-out checks need data of at most "
                          f"{MAX_IMPUTE} entries, got {X.size}")
-    D = np.array(X.to_dense(), dtype=float)
+    D = np.array(X.to_dense())
     known = np.flatnonzero(~np.isnan(D))
     held = rng.choice(known, size=max(1, int(round(fraction * known.size))), replace=False)
     values = D.flat[held].copy()
@@ -579,7 +579,7 @@ def mlrankest(data: object, max_ranks: int | Sequence[int] | None = None) -> MLR
         if len(caps) != N:
             raise ModelError(f"max_ranks: expected {N} values, got {len(caps)}")
     svals = mlsvd(D).singular_values
-    total = float(np.sum(D * D))
+    total = float(np.sum(np.abs(D) ** 2))
     errors, shape, second, reasons = [], [], [], []
     for n, s in enumerate(svals):
         tail = np.sqrt(np.maximum(total - np.cumsum(s**2), 0.0) / max(total, 1e-300))

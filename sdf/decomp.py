@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 from sdf.algebra import _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor, unfold
 from sdf.errors import DataError
-from sdf.numerics import SCALE_THRESHOLD, balance_columns
+from sdf.numerics import SCALE_THRESHOLD, balance_columns, ldexp
 from sdf.tensors._tt import TTTensor
 
 __all__ = ["LMLRAResult", "MLSVDResult", "gevd_applies", "gevd_init", "lmlra_hooi", "mlsvd",
@@ -121,17 +121,22 @@ def _unit_scale(T: np.ndarray) -> tuple[np.ndarray, int]:
     of squares neither underflow nor overflow; their results are scaled back."""
     top = float(np.max(np.abs(T), initial=0.0))
     e = int(np.frexp(top)[1]) if top > 0 and np.isfinite(top) else 0
-    return (np.ldexp(T, -e), e) if abs(e) > SCALE_THRESHOLD else (T, 0)
+    return (ldexp(T, -e), e) if abs(e) > SCALE_THRESHOLD else (T, 0)
+
+
+def _peak_phases(U: np.ndarray) -> np.ndarray:
+    """Sign (phase, for complex U) of each column's largest-magnitude entry; 1 for a zero
+    column."""
+    if U.size == 0:
+        return np.ones(U.shape[1], dtype=U.dtype)
+    idx = np.argmax(np.abs(U), axis=0)
+    piv = U[idx, np.arange(U.shape[1])]
+    return np.where(piv == 0, 1, piv / np.where(piv == 0, 1, np.abs(piv)))
 
 
 def _normalize_signs(U: np.ndarray) -> np.ndarray:
     """Make each column's largest-magnitude entry real positive."""
-    if U.size == 0:
-        return U
-    idx = np.argmax(np.abs(U), axis=0)
-    piv = U[idx, np.arange(U.shape[1])]
-    phase = np.where(piv == 0, 1, piv / np.where(piv == 0, 1, np.abs(piv)))
-    return U * phase.conj()
+    return U * _peak_phases(U).conj()
 
 
 def _mode_basis(M: np.ndarray, need: int, accurate: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -229,7 +234,7 @@ def mlsvd(
         S = _mode_product(S, _ct(U), n)
         factors[n], svals[n] = U, s
     if e:
-        S, svals = np.ldexp(S, e), [np.ldexp(s, e) for s in svals]
+        S, svals = ldexp(S, e), [ldexp(s, e) for s in svals]
     return MLSVDResult(factors=factors, core=S, singular_values=svals)
 
 
@@ -258,6 +263,7 @@ def mlsvd_rsi(
        iteration takes a standard normal ``S``; later ones the previous projection in the
        current bases, which makes them power iterations ``Y_n Y_nᵀ Q_n`` (the second
        one brings the error to that of :func:`mlsvd` on low-rank-plus-noise data).
+       For complex data every transpose ``ᵀ`` above is the conjugate transpose ``ᴴ``.
     3. *Core* (one pass): ``G = T ×_n Q_nᵀ``, of shape ``(K_0, ..., K_{N-1})``, whose
        truncated :func:`mlsvd` to ``core_shape`` gives ``S`` and ``V_n``; the factors are
        ``U_n = Q_n V_n``.
@@ -315,21 +321,22 @@ def mlsvd_rsi(
     Q = [np.linalg.qr(Y)[0][:, :K] for Y, K in zip(X.mttkrp_all(omega), sizes)]
     core: np.ndarray | None = None  # T ×_n Q_nᵀ for the bases of the previous pass
     previous = Q
+    # The data protocol's projections never conjugate (``T ×_n U_nᵀ``): conjugated bases
+    # and core give the Hermitian ones (``T ×_n Q_nᴴ``) that complex data need.
     for _ in range(int(subspace_iterations)):
         if core is None:
             S = rng.standard_normal(sizes)
         else:  # the previous projection in the current bases: a power-iteration step
-            S = tmprod(core, [Qn.T @ Pn for Qn, Pn in zip(Q, previous)])
-        core, Y = X.project_tucker(Q, S)
+            S = tmprod(core, [_ct(Qn) @ Pn for Qn, Pn in zip(Q, previous)])
+        core, Y = X.project_tucker([Qn.conj() for Qn in Q], S.conj())
         previous, Q = Q, [np.linalg.qr(Yn)[0] for Yn in Y]
-    small = mlsvd(X.project(Q), core_shape=ranks)
+    small = mlsvd(X.project([Qn.conj() for Qn in Q]), core_shape=ranks)
     factors, core = [], small.core
     for n, (Qn, V) in enumerate(zip(Q, small.factors)):
         U = Qn @ V
-        flip = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(U.shape[1])])
-        flip[flip == 0] = 1.0
-        factors.append(U * flip)
-        core = _mode_product(core, np.diag(flip), n)
+        phase = _peak_phases(U)  # unit modulus: the core takes it back
+        factors.append(U * phase.conj())
+        core = _mode_product(core, np.diag(phase), n)
     svals = [np.concatenate([s[:K], np.zeros(I - K)])
              for s, I, K in zip(small.singular_values, X.shape, sizes)]
     return MLSVDResult(factors=factors, core=core, singular_values=svals)
@@ -434,7 +441,7 @@ def lmlra_hooi(
         core = tmprod(T, [_ct(V) for V in U])
     residual = frob(T - tucker_to_tensor(U, core))
     relerr = residual / math.sqrt(norm2) if norm2 > 0 else 0.0
-    return LMLRAResult(factors=U, core=np.ldexp(core, e) if e else core, relerr=relerr,
+    return LMLRAResult(factors=U, core=ldexp(core, e) if e else core, relerr=relerr,
                        iterations=it)
 
 
@@ -483,7 +490,8 @@ def _real_pairs(X: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return X.real
 
 
-def _gevd3(T3: np.ndarray, rank: int, rng: np.random.Generator) -> list[np.ndarray]:
+def _gevd3(T3: np.ndarray, rank: int, rng: np.random.Generator,
+           complex_factors: bool) -> list[np.ndarray]:
     """GEVD of a 3-way tensor with rank <= I, J and K >= 2."""
     K = T3.shape[2]
     comp = mlsvd(T3, core_shape=(rank, rank, min(K, max(rank, 2))))
@@ -492,7 +500,7 @@ def _gevd3(T3: np.ndarray, rank: int, rng: np.random.Generator) -> list[np.ndarr
     S1, S2 = S @ w[0], S @ w[1]
     # S_k = A D_k B^T  ⇒  S1 X = S2 X Λ with X = B^{-T} (up to scaling), and S2 X = A D2.
     lam, X = scipy.linalg.eig(S1, S2)
-    if not np.iscomplexobj(T3):
+    if not (complex_factors or np.iscomplexobj(T3)):
         X = _real_pairs(X, lam)
     A = comp.factors[0] @ (S2 @ X)
     B = comp.factors[1] @ np.linalg.pinv(X).T
@@ -515,7 +523,8 @@ def _split_rank1(F: np.ndarray, dims: list[int]) -> list[np.ndarray]:
 
 
 def gevd_init(
-    T: ArrayLike, rank: int, seed: int | np.random.Generator | None = None
+    T: ArrayLike, rank: int, seed: int | np.random.Generator | None = None, *,
+    complex: bool = False,
 ) -> list[np.ndarray]:
     """CPD initialisation by a generalized eigenvalue decomposition (GEVD).
 
@@ -525,8 +534,11 @@ def gevd_init(
     frontal slices give the pencil ``S1 x = λ S2 x`` whose eigenvectors ``X = B^{-T}``
     (scipy.linalg.eig) yield ``B`` and ``A ∝ S2 X`` on the compressed level; the
     remaining factor is then the least-squares solution from the MTTKRP of the full data.
-    Complex-conjugate eigenvector pairs of real data are replaced by their real and
-    imaginary parts. For order N > 3 the modes are grouped into three (two groups whose
+    Complex data give complex factors from the complex eigenvectors as they are. Real data
+    give real factors: complex-conjugate eigenvector pairs are replaced by their real and
+    imaginary parts, unless ``complex=True``, which keeps the complex eigenvectors (a
+    real tensor whose rank over the complex numbers is lower than over the reals, such as
+    a generic 2 x 2 x 2 tensor of real rank 3, then gets its exact complex CPD). For order N > 3 the modes are grouped into three (two groups whose
     sizes reach ``rank``, greedily from the largest modes, the rest in the third), the
     grouped 3-way tensor is decomposed, and each grouped factor's columns are split into
     one column per mode by sequential best rank-1 approximations (batched SVDs).
@@ -539,11 +551,14 @@ def gevd_init(
         Number of rank-1 terms R.
     seed : int or Generator, optional
         Seeds the random slice combinations.
+    complex : bool, default False
+        Complex factors for real data too (complex data always get complex factors).
 
     Returns
     -------
     list of ndarray, each of shape (I_n, R)
-        Factors with the columns of each rank-1 term scaled to equal norms.
+        Factors with the columns of each rank-1 term scaled to equal norms; complex for
+        complex data or with ``complex=True``.
 
     Examples
     --------
@@ -554,8 +569,16 @@ def gevd_init(
     >>> F = gevd_init(cpd_to_tensor(A), 3, seed=1)
     >>> bool(np.allclose(cpd_to_tensor(F), cpd_to_tensor(A)))
     True
+    >>> z = np.array([[1.0 + 1.0j], [0.5 - 2.0j]])  # a real tensor of complex rank 2
+    >>> T = cpd_to_tensor([z, z, z]) + cpd_to_tensor([z.conj(), z.conj(), z.conj()])
+    >>> T = T.real
+    >>> F = gevd_init(T, 2, seed=1, complex=True)
+    >>> F[0].dtype, bool(np.allclose(cpd_to_tensor(F), T))
+    (dtype('complex128'), True)
     """
     T, e = _unit_scale(_as_data(T, 3, "a GEVD initialisation"))
+    if not isinstance(complex, (bool, np.bool_)):
+        raise DataError(f"complex: expected True or False, got {complex!r}")
     if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
         raise DataError(f"rank: expected an integer >= 1, got {rank!r}")
     rank = int(rank)
@@ -572,7 +595,8 @@ def gevd_init(
     perm = [m for g in groups for m in g]
     dims = [[T.shape[m] for m in g] for g in groups]
     T3 = np.transpose(T, perm).reshape([math.prod(d) for d in dims])
-    grouped = _gevd3(np.ascontiguousarray(T3), rank, np.random.default_rng(seed))
+    grouped = _gevd3(np.ascontiguousarray(T3), rank, np.random.default_rng(seed),
+                     bool(complex))
     out: list = [None] * T.ndim
     for g, d, F in zip(groups, dims, grouped):
         for m, A in zip(g, _split_rank1(F, d)):
@@ -580,7 +604,7 @@ def gevd_init(
     out = balance_columns(out)
     # Scaled back: 2**e shared out over the modes, so the factors stay balanced.
     shares = [e // T.ndim + (1 if m < e % T.ndim else 0) for m in range(T.ndim)]
-    return [np.ldexp(A, k) if k else A for A, k in zip(out, shares)]
+    return [ldexp(A, k) if k else A for A, k in zip(out, shares)]
 
 
 # --------------------------------------------------------------------------- TT-SVD

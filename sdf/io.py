@@ -6,7 +6,11 @@ code is ever loaded from it). It holds named arrays (each with its dims and an o
 ``name`` attribute) and, in the global attributes, ``sdfusion_result`` (the format
 version, an integer) and ``result`` (a JSON record). Floats go through JSON as their
 shortest round-trip text, so the round trip is exact. What the arrays and the record hold
-is decided by :meth:`sdf.Result.save` and :func:`sdf.load_result`.
+is decided by :meth:`sdf.Result.save` and :func:`sdf.load_result`. netCDF-3 has no
+complex type: a complex array is stored as a float64 array with a trailing dim of size 2
+(real part, imaginary part; :func:`complex_to_pairs`), which :func:`pairs_to_complex`
+turns back into the same complex values, bit for bit (signed zeros and NaN payloads
+included); the JSON record says which arrays those are.
 
 Files are written to a temporary file next to the target and moved over it, so an
 interrupted save never leaves a truncated file behind; the file gets the permissions the
@@ -24,7 +28,8 @@ import numpy as np
 
 from sdf.errors import FileFormatError
 
-__all__ = ["FORMAT_VERSION", "check_writable", "read_result_file", "write_result_file"]
+__all__ = ["FORMAT_VERSION", "check_writable", "complex_to_pairs", "pairs_to_complex",
+           "read_result_file", "write_result_file"]
 
 #: Version of the file layout; files of a newer version are refused.
 FORMAT_VERSION = 1
@@ -59,6 +64,38 @@ def check_writable(path: str | os.PathLike[str], where: str) -> str:
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"{where}: the folder {folder!r} is not writable")
     return path
+
+
+def complex_to_pairs(values: np.ndarray) -> np.ndarray:
+    """A complex array as float64 pairs: shape ``values.shape + (2,)``, real then imaginary.
+
+    Examples
+    --------
+    >>> complex_to_pairs(np.array([1 + 2j, -0.0 - 3j])).tolist()
+    [[1.0, 2.0], [-0.0, -3.0]]
+    """
+    z = np.asarray(values, dtype=np.complex128)
+    return np.stack([z.real, z.imag], axis=-1)
+
+
+def pairs_to_complex(pairs: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`complex_to_pairs`: float pairs (trailing dim 2) to complex128.
+
+    The parts are copied into the complex array's memory, not added (``a + 1j * b`` would
+    turn a real part ``-0.0`` into ``0.0``), so the round trip is exact.
+
+    Examples
+    --------
+    >>> z = np.array([[1 + 2j, -0.0 - 3j]])
+    >>> back = pairs_to_complex(complex_to_pairs(z))
+    >>> back.shape, bool(np.array_equal(back.view(np.float64), z.view(np.float64)))
+    ((1, 2), True)
+    """
+    P = np.asarray(pairs, dtype=np.float64)
+    if P.ndim == 0 or P.shape[-1] != 2:
+        raise FileFormatError(f"complex values: expected a trailing dim of size 2 (real, "
+                              f"imaginary), got shape {P.shape}")
+    return np.ascontiguousarray(P).view(np.complex128)[..., 0].copy()
 
 
 def _umask() -> int:

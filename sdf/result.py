@@ -177,6 +177,9 @@ class Result:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write this result (all but the model) to a netCDF file; see :mod:`sdf.io`.
 
+        Complex variables are written as their real and imaginary parts (a trailing dim
+        of size 2) and read back as the same complex values, bit for bit.
+
         Examples
         --------
         >>> import os, tempfile, numpy as np, sdf
@@ -190,9 +193,17 @@ class Result:
         """
         arrays: io.Arrays = {}
         names = list(self.variables)
+        complex_names = []
         for k, name in enumerate(names):
-            value = np.asarray(self.variables[name], dtype=np.float64)
+            value = np.asarray(self.variables[name])
             dims = tuple(f"variable_{k}_dim{d}" for d in range(value.ndim))
+            if np.iscomplexobj(value):
+                # netCDF-3 has no complex type: the real and imaginary parts, bit for bit
+                value = io.complex_to_pairs(value)
+                dims += (f"variable_{k}_part",)
+                complex_names.append(str(name))
+            else:
+                value = np.asarray(value, dtype=np.float64)
             arrays[f"variable_{k}"] = (dims, value, {"name": str(name)})
         h = self.history
         for field_name in _HISTORY:
@@ -214,6 +225,7 @@ class Result:
             "warnings": [str(w) for w in self.warnings],
             "state": {str(k): float(v) for k, v in self.state.items()},
             "relerr_terms": [str(t) for t in relerr_terms],
+            "complex_variables": complex_names,
         }
         io.write_result_file(path, arrays, record)
 
@@ -401,7 +413,10 @@ def load_result(path: str | os.PathLike[str], model: ModelLike | None = None) ->
             key = f"variable_{k}"
             if names.get(key) != name:
                 raise KeyError(key)
-            variables[name] = np.asarray(arrays[key], dtype=np.float64)
+            if name in meta.get("complex_variables", ()):
+                variables[name] = io.pairs_to_complex(arrays[key])
+            else:
+                variables[name] = np.asarray(arrays[key], dtype=np.float64)
         n_iter = len(arrays["history_objective"])
         def floats(f: str) -> list[float]:
             return [float(v) for v in arrays[f"history_{f}"]]

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from sdf.tensors import CPDTensor, Tensor, TuckerTensor
 
 __all__ = ["FactorView", "ViewKind", "as_data", "as_decomposition", "component_color",
-           "get_axes", "interactive_backend", "new_figure", "pyplot"]
+           "get_axes", "interactive_backend", "leverage", "new_figure", "pyplot"]
 
 #: The engine's term kinds (``sdf.CPD.kind``...): the decompositions a figure can show.
 ViewKind = Literal["CPD", "LMLRA", "BTD", "LL1"]
@@ -136,6 +136,13 @@ class FactorView:
     def shape(self) -> tuple[int, ...]:
         return tuple(A.shape[0] for A in self.factors)
 
+    @property
+    def is_complex(self) -> bool:
+        """Whether any factor or core holds complex values."""
+        parts = [*self.factors, *([self.core] if self.core is not None else []),
+                 *(self.cores or [])]
+        return any(np.iscomplexobj(x) for x in parts)
+
     def mode_name(self, n: int) -> str:
         return self.dims[n] if self.dims is not None else f"mode {n}"
 
@@ -182,10 +189,28 @@ def _column_groups(sizes: ArrayLike) -> np.ndarray:
 
 
 def _matrices(factors: Sequence[Any], where: str) -> list[np.ndarray]:
-    """Real factor matrices; a vector counts as a one-column matrix."""
+    """Real or complex factor matrices; a vector counts as a one-column matrix."""
     if isinstance(factors, Sequence) and not isinstance(factors, str):
         factors = [A[:, None] if np.ndim(A) == 1 else A for A in factors]
-    return check_factors(factors, name=f"{where}, factors", real=True)
+    return check_factors(factors, name=f"{where}, factors")
+
+
+def _numbers(x: ArrayLike) -> np.ndarray:
+    """float64 array, or complex128 when ``x`` is complex (never made real)."""
+    A = np.asarray(x)
+    return A.astype(np.complex128 if np.iscomplexobj(A) else np.float64, copy=False)
+
+
+def leverage(A: np.ndarray) -> np.ndarray:
+    """Leverage of every row, ``diag(A (AᴴA)⁺ Aᴴ)`` (real, also for complex A).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> leverage(np.array([[1.0], [1.0j]])).tolist()
+    [0.5, 0.5]
+    """
+    return np.einsum("ir,ir->i", A.conj(), A @ np.linalg.pinv(A.conj().T @ A)).real
 
 
 def _from_factors(factors: Sequence[Any], core: ArrayLike | None = None,
@@ -197,7 +222,7 @@ def _from_factors(factors: Sequence[Any], core: ArrayLike | None = None,
     mats = _matrices(factors, where)
     cols = [A.shape[1] for A in mats]
     if core is not None:
-        S = np.asarray(core, dtype=float)
+        S = _numbers(core)
         if S.shape != tuple(cols):
             raise DataError(f"{where}: core must have shape {tuple(cols)} (the factors' "
                             f"columns), got {S.shape}")
@@ -222,7 +247,7 @@ def _from_blocks(blocks: Sequence[Sequence[Any]], where: str) -> FactorView:
     for b, block in enumerate(blocks):
         *U, S = block
         U = _matrices(U, f"{where}, block {b}")
-        S = np.asarray(S, dtype=float)
+        S = _numbers(S)
         if S.shape != tuple(A.shape[1] for A in U):
             raise DataError(f"{where}, block {b}: core shape {S.shape} does not match the "
                             f"factors' columns {tuple(A.shape[1] for A in U)}")
@@ -292,7 +317,7 @@ def _from_xarray_factors(arrays: Sequence[Any], core: ArrayLike | None, where: s
         dims.append(dim)
         coords.append(np.asarray(da[dim].values) if dim in da.coords
                       else np.arange(da.shape[0]))
-        mats.append(np.asarray(da.values, dtype=float))
+        mats.append(_numbers(da.values))
     dec = _from_factors(mats, core=None if core is None else np.asarray(core), where=where)
     dec.dims, dec.coords = dims, coords
     return dec
@@ -415,8 +440,9 @@ def data_and_model(dec: FactorView, where: str) -> tuple[np.ndarray, np.ndarray]
     entries = T.known_entries()
     if entries is not None:
         subs = entries.subs
-        M = np.full(T.shape, np.nan)
-        M[tuple(subs.T)] = dec.values_at(subs)
+        values = dec.values_at(subs)
+        M = np.full(T.shape, np.nan, dtype=np.result_type(values, float))
+        M[tuple(subs.T)] = values
     else:
         M = dec.full()
     return D, M

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -22,9 +22,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.image import AxesImage
 
-__all__ = ["FactorPlot", "align_signs", "normalize_columns", "plot_factors"]
+__all__ = ["ComplexParts", "FactorPlot", "align_signs", "normalize_columns", "plot_factors"]
 
 _STYLES = ("-", "--", ":", "-.")
+
+#: How :func:`plot_factors` draws complex factors: modulus and phase (radians), or real
+#: and imaginary parts, in two rows of panels.
+ComplexParts = Literal["magnitude-phase", "real-imag"]
+_PART_LABELS = {"magnitude-phase": ("magnitude |a|", "phase arg(a) [rad]"),
+                "real-imag": ("real part Re(a)", "imaginary part Im(a)")}
 
 
 @dataclass
@@ -43,9 +49,16 @@ class FactorPlot:
         The values drawn (after normalisation, sign alignment and component matching),
         ``factors[m][n]`` of shape (I_n, R_n).
     core_axes, core_images : list of (Axes or None), list of (AxesImage or None)
-        Per model, the core heatmap (Tucker/LMLRA models only).
+        Per model, the core heatmap (Tucker/LMLRA models only; the modulus of a complex
+        core).
     cores : list of (ndarray or None)
         Per model, the core drawn (compensated for normalisation and sign flips).
+    complex_parts : {"magnitude-phase", "real-imag"} or None
+        How complex factors were drawn (None when every factor is real). Then ``axes``
+        and ``artists`` hold the first part (magnitude, or real part), ...
+    second_axes, second_artists : list of list
+        ... and these the second one (phase, or imaginary part), in a row of panels
+        under the first; empty lists for real factors.
     """
 
     figure: Figure
@@ -55,6 +68,9 @@ class FactorPlot:
     core_axes: list[Axes | None]
     core_images: list[AxesImage | None]
     cores: list[np.ndarray | None]
+    complex_parts: ComplexParts | None = None
+    second_axes: list[list[Axes]] = field(default_factory=list)
+    second_artists: list[list[list[Any]]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -114,7 +130,7 @@ def _compensate(dec: FactorView, factors: list[np.ndarray],
 
 
 def _scale_core(S: np.ndarray, scales: Sequence[np.ndarray]) -> np.ndarray:
-    out = np.array(S, dtype=float)
+    out = np.array(S, dtype=np.result_type(S, *scales, float))
     for n, s in enumerate(scales):
         shape = [1] * out.ndim
         shape[n] = -1
@@ -131,6 +147,52 @@ def _peak_sign(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(peak < 0, -1.0, 1.0), share
 
 
+def _peak_phase(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Phase ``p / |p|`` of the largest-modulus entry ``p`` of every column (1 for a zero
+    column), and its share of the norm."""
+    idx = np.argmax(np.abs(A), axis=0)
+    peak = A[idx, np.arange(A.shape[1])]
+    norms = np.linalg.norm(A, axis=0)
+    share = np.abs(peak) / np.where(norms > 0, norms, 1.0)
+    modulus = np.abs(peak)
+    return np.where(modulus > 0, peak / np.where(modulus > 0, modulus, 1.0), 1.0), share
+
+
+def _cpd_phases(phases: Sequence[np.ndarray], shares: Sequence[np.ndarray]
+                ) -> list[np.ndarray]:
+    """Unit multipliers per mode and component that turn every column's peak real
+    positive, except, per component, the column whose peak is least dominant: it takes the
+    product of the others' phases, so that the component is unchanged."""
+    mult = np.array(phases, dtype=complex).conj()
+    cols = np.arange(mult.shape[1])
+    keep = np.argmin(np.array(shares), axis=0)
+    mult[keep, cols] = 1.0
+    mult[keep, cols] = np.prod(mult, axis=0).conj()
+    return list(mult)
+
+
+def _complex_phases(dec: FactorView) -> list[np.ndarray]:
+    """Unit multipliers of the columns that leave the model unchanged (the cores of LMLRA
+    and BTD models take them back) and make the columns' peaks real positive."""
+    phases, shares = zip(*(_peak_phase(A) for A in dec.factors))
+    if dec.kind in ("LMLRA", "BTD"):
+        return [p.conj() for p in phases]
+    if dec.kind == "CPD":
+        return _cpd_phases(phases, shares)
+    R = max(int(g.max()) for g in dec.groups) + 1
+    wide = [n for n, A in enumerate(dec.factors) if A.shape[1] != R]
+    if not wide:  # every L_r = 1: the model is a CPD
+        return _cpd_phases(phases, shares)
+    mult = [np.ones(A.shape[1], dtype=complex) for A in dec.factors]
+    for n in (n for n in range(dec.ndim) if n not in wide):
+        mult[n] = phases[n].conj()  # c_r's phase moves into the A columns of block r
+        mult[wide[0]] = mult[wide[0]] * phases[n][dec.groups[wide[0]]]
+    pair = _cpd_phases([phases[n] * mult[n] for n in wide], [shares[n] for n in wide])
+    for k, n in enumerate(wide):
+        mult[n] = mult[n] * pair[k]
+    return mult
+
+
 def align_signs(source: object, term: str | None = None) -> FactorView:
     """Flip factor columns so the largest-magnitude entry of each is positive.
 
@@ -138,7 +200,10 @@ def align_signs(source: object, term: str | None = None) -> FactorView:
     odd number are negative, the column whose peak is least dominant stays negative); in
     an LMLRA or BTD model the core absorbs every flip; in an LL1 model a negative ``c_r``
     is flipped together with the ``A`` columns of block ``r``, then ``A``/``B`` columns
-    in pairs.
+    in pairs. Complex factors are rotated instead, by unit-modulus phases, so that the
+    largest-modulus entry of each column is real positive; in a CPD the column whose peak
+    is least dominant takes the product of the other columns' phases (a component is
+    only defined up to phases whose product is 1).
 
     Parameters
     ----------
@@ -164,6 +229,10 @@ def align_signs(source: object, term: str | None = None) -> FactorView:
     ('CPD', True)
     """
     dec = _view(source, term)
+    if dec.is_complex:
+        mult = _complex_phases(dec)
+        return _compensate(dec, [A * m for A, m in zip(dec.factors, mult)],
+                           [m.conj() for m in mult])
     signs, shares = zip(*(_peak_sign(A) for A in dec.factors))
     if dec.kind in ("LMLRA", "BTD"):
         flips = [s.copy() for s in signs]
@@ -207,7 +276,8 @@ def _ll1_flips(dec: FactorView, signs: Sequence[np.ndarray],
 
 def _match_components(ref: FactorView, dec: FactorView) -> FactorView:
     """Reorder the components of a CPD to best match ``ref`` (congruence, Hungarian), then
-    flip column pairs so that each column points the way the reference's does."""
+    flip column pairs (complex: rotate columns by phases whose product is 1) so that each
+    column points the way the reference's does."""
     if (ref.kind != "CPD" or dec.kind != "CPD" or ref.shape != dec.shape
             or ref.factors[0].shape[1] != dec.factors[0].shape[1]):
         return dec
@@ -217,10 +287,16 @@ def _match_components(ref: FactorView, dec: FactorView) -> FactorView:
     for A, B in zip(ref.factors, dec.factors):
         na = np.linalg.norm(A, axis=0)
         nb = np.linalg.norm(B, axis=0)
-        score = score * np.abs((A / np.where(na > 0, na, 1)).T @ (B / np.where(nb > 0, nb, 1)))
+        score = score * np.abs((A / np.where(na > 0, na, 1)).conj().T
+                               @ (B / np.where(nb > 0, nb, 1)))
     _, perm = linear_sum_assignment(-score)
     factors = [B[:, perm] for B in dec.factors]
-    cos = [np.einsum("ir,ir->r", A, B) for A, B in zip(ref.factors, factors)]
+    cos = [np.einsum("ir,ir->r", A.conj(), B) for A, B in zip(ref.factors, factors)]
+    if dec.is_complex or ref.is_complex:
+        unit = [np.where(np.abs(c) > 0, c / np.where(np.abs(c) > 0, np.abs(c), 1.0), 1.0)
+                for c in cos]
+        mult = _cpd_phases(unit, [np.abs(c) for c in cos])
+        return replace(dec, factors=[B * m for B, m in zip(factors, mult)])
     flips = _cpd_flips([np.where(c < 0, -1.0, 1.0) for c in cos], [np.abs(c) for c in cos])
     return replace(dec, factors=[B * f for B, f in zip(factors, flips)])
 
@@ -271,13 +347,25 @@ def _column_label(dec: FactorView, n: int, r: int, within: int) -> str:
 def _draw_core(ax: Axes, core: np.ndarray) -> AxesImage:
     M = core.reshape(core.shape[0], -1)
     vmax = float(np.max(np.abs(M))) or 1.0
-    im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto",
-                   interpolation="nearest")
-    ax.set_title("core" + (f" {core.shape}, mode-0 unfolding" if core.ndim > 2 else ""))
+    if np.iscomplexobj(M):
+        im = ax.imshow(np.abs(M), cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto",
+                       interpolation="nearest")
+    else:
+        im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto",
+                       interpolation="nearest")
+    name = "|core|" if np.iscomplexobj(M) else "core"
+    ax.set_title(name + (f" {core.shape}, mode-0 unfolding" if core.ndim > 2 else ""))
     ax.set_ylabel("mode-0 column")
     ax.set_xlabel("other modes' columns" if core.ndim > 2 else "mode-1 column")
     ax.figure.colorbar(im, ax=ax, shrink=0.8)
     return im
+
+
+def _split_parts(values: np.ndarray, parts: ComplexParts) -> tuple[np.ndarray, np.ndarray]:
+    """The two real arrays drawn for complex (or real) ``values``."""
+    if parts == "magnitude-phase":
+        return np.abs(values), np.angle(values)
+    return values.real, np.imag(values)
 
 
 def _prepare(sources: list[tuple[str, object]], term: str | None, normalize: bool,
@@ -307,6 +395,7 @@ def plot_factors(
     normalize: bool = True,
     align: bool = True,
     L: int | Sequence[int] | None = None,
+    complex_parts: ComplexParts = "magnitude-phase",
     fig: Figure | None = None,
 ) -> FactorPlot:
     """Plot the factors of a decomposition: one panel per mode.
@@ -316,6 +405,10 @@ def plot_factors(
     data had no names). Modes whose coordinates are strings get grouped bars. A Tucker
     (LMLRA) model gets an extra panel with its core as a heatmap (mode-0 unfolding); the
     columns of BTD and LL1 blocks share the block's colour, told apart by line style.
+    Complex factors get two rows of panels per model, labelled: the modulus ``|a|`` over
+    the phase ``arg(a)`` in radians (default), or the real over the imaginary part; their
+    columns are rotated so that each column's largest entry is real positive (see
+    :func:`align_signs`).
 
     Parameters
     ----------
@@ -335,6 +428,8 @@ def plot_factors(
         leave the model unchanged (see :func:`align_signs`).
     L : int or sequence of int, optional
         Block sizes when ``source`` holds plain LL1 factors.
+    complex_parts : {"magnitude-phase", "real-imag"}, default "magnitude-phase"
+        What the two rows of a complex model show (ignored when every factor is real).
     fig : Figure, optional
         Figure to draw on (new pyplot figure by default).
 
@@ -355,7 +450,15 @@ def plot_factors(
     >>> len(fp.axes[0]), len(fp.artists[0][0])
     (3, 3)
     >>> fp.figure.savefig(io.BytesIO(), format="png")
+    >>> Z = [rng.standard_normal((n, 2)) * np.exp(1j * rng.standard_normal((n, 2)))
+    ...      for n in (10, 12)]
+    >>> fp = plot_factors(Z)
+    >>> fp.complex_parts, fp.axes[0][0].get_ylabel(), fp.second_axes[0][0].get_ylabel()
+    ('magnitude-phase', 'magnitude |a|', 'phase arg(a) [rad]')
     """
+    if complex_parts not in _PART_LABELS:
+        raise ModelError(f"plot_factors: complex_parts must be one of "
+                         f"{sorted(_PART_LABELS)}, got {complex_parts!r}")
     sources: list[tuple[str, object]] = [("", source)]
     if isinstance(source, Mapping) and not type(source).__module__.startswith("xarray"):
         sources = [(str(k), v) for k, v in source.items()]
@@ -364,19 +467,39 @@ def plot_factors(
     decs = _prepare(sources, term, normalize, align, L)
     N = decs[0].ndim
     has_core = any(d.core is not None for d in decs)
-    fig, grid = new_figure(fig, len(decs), N + has_core,
-                           size=(3.2 * (N + has_core), 2.6 * len(decs)))
+    parts: ComplexParts | None = complex_parts if any(d.is_complex for d in decs) else None
+    rows = 2 if parts is not None else 1  # per model
+    fig, grid = new_figure(fig, rows * len(decs), N + has_core,
+                           size=(3.2 * (N + has_core), 2.6 * rows * len(decs)))
     axes, artists, core_axes, images = [], [], [], []
+    second_axes, second_artists = [], []
     for m, ((label, _), dec) in enumerate(zip(sources, decs)):
-        row = list(grid[m, :N])
-        artists.append([_draw_mode(ax, dec, n, A) for n, (ax, A) in
-                        enumerate(zip(row, dec.factors))])
+        row = list(grid[rows * m, :N])
+        drawn = ([_split_parts(A, parts) for A in dec.factors] if parts is not None
+                 else [(A, A) for A in dec.factors])
+        artists.append([_draw_mode(ax, dec, n, first) for n, (ax, (first, _)) in
+                        enumerate(zip(row, drawn))])
         for n, ax in enumerate(row):
             ax.set_title(f"{label}: {dec.mode_name(n)}" if label else dec.mode_name(n))
         row[0].legend(fontsize="small", loc="best")
         axes.append(row)
+        if parts is not None:
+            below = list(grid[rows * m + 1, :N])
+            second_artists.append([_draw_mode(ax, dec, n, second) for n, (ax, (_, second))
+                                   in enumerate(zip(below, drawn))])
+            row[0].set_ylabel(_PART_LABELS[parts][0])
+            below[0].set_ylabel(_PART_LABELS[parts][1])
+            if parts == "magnitude-phase":
+                for ax in below:
+                    ax.set_ylim(-1.1 * np.pi, 1.1 * np.pi)
+                    ax.set_yticks([-np.pi, 0.0, np.pi], ["-π", "0", "π"])
+            for ax in row:
+                ax.set_xlabel("")
+            second_axes.append(below)
+            if has_core:
+                grid[rows * m + 1, N].set_axis_off()
         if has_core:
-            cax = grid[m, N]
+            cax = grid[rows * m, N]
             core_axes.append(cax if dec.core is not None else None)
             images.append(_draw_core(cax, dec.core) if dec.core is not None else None)
             if dec.core is None:
@@ -385,4 +508,4 @@ def plot_factors(
             core_axes.append(None)
             images.append(None)
     return FactorPlot(fig, axes, artists, [d.factors for d in decs], core_axes, images,
-                      [d.core for d in decs])
+                      [d.core for d in decs], parts, second_axes, second_artists)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sdf.errors import ModelError
-from sdf.viz._common import as_decomposition, check_mode, data_and_model, new_figure
+from sdf.viz._common import (as_decomposition, check_mode, data_and_model, leverage,
+                             new_figure)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -58,7 +59,7 @@ class InfluencePlot:
 def q_residuals(residual: np.ndarray, mode: int) -> np.ndarray:
     """Scaled Q residual of every mode-``mode`` slab.
 
-    ``Q_i`` is the sum of squared residuals over the slab's known (non-NaN) entries,
+    ``Q_i`` is the sum of squared residuals ``|r|^2`` over the slab's known (non-NaN) entries,
     brought to the full slab (times entries / known entries), divided by the mean over
     the slabs: 1 is an average slab. NaN for a slab with no known entry.
 
@@ -70,7 +71,7 @@ def q_residuals(residual: np.ndarray, mode: int) -> np.ndarray:
     """
     axes = tuple(k for k in range(residual.ndim) if k != mode)
     known = np.sum(~np.isnan(residual), axis=axes)
-    sse = np.nansum(residual**2, axis=axes)
+    sse = np.nansum(np.abs(residual) ** 2, axis=axes)
     size = residual.size // residual.shape[mode]
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(known > 0, sse * size / np.maximum(known, 1), np.nan)
@@ -157,7 +158,7 @@ def plot_influence(
     plot = InfluencePlot(fig, list(grid.ravel()), chosen)
     for ax, n in zip(plot.axes, chosen):
         A = dec.factors[n]
-        lev = np.einsum("ir,ir->i", A, A @ np.linalg.pinv(A.T @ A))
+        lev = leverage(A)
         q = q_residuals(R, n)
         lev_limit = 3.0 * float(np.sum(lev)) / lev.size
         q_limit = _q_limit(q, level)

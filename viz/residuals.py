@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 
 from sdf.errors import ModelError
-from sdf.viz._common import as_decomposition, check_mode, data_and_model, is_categorical
+from sdf.viz._common import (as_decomposition, check_mode, data_and_model, is_categorical,
+                             leverage)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -67,7 +68,7 @@ class ResidualPlot:
 
 
 def slab_sse(residual: np.ndarray, mode: int) -> np.ndarray:
-    """Sum of squared entries of every mode-``mode`` slab, NaN entries skipped.
+    """Sum of squared entries ``|r|^2`` of every mode-``mode`` slab, NaN entries skipped.
 
     Examples
     --------
@@ -76,7 +77,8 @@ def slab_sse(residual: np.ndarray, mode: int) -> np.ndarray:
     array([1., 8.])
     """
     axes = tuple(k for k in range(residual.ndim) if k != mode)
-    return np.nansum(residual**2, axis=axes) if axes else np.nan_to_num(residual**2)
+    squares = np.abs(residual) ** 2  # |r|^2: complex residuals count by their modulus
+    return np.nansum(squares, axis=axes) if axes else np.nan_to_num(squares)
 
 
 def slab_errors(data: np.ndarray, residual: np.ndarray, mode: int,
@@ -116,10 +118,6 @@ def _outliers(values: np.ndarray) -> np.ndarray:
             else np.zeros(0, dtype=int))
 
 
-def _leverage(A: np.ndarray) -> np.ndarray:
-    return np.einsum("ir,ir->i", A, A @ np.linalg.pinv(A.T @ A))
-
-
 def _normal_quantiles(n: int) -> np.ndarray:
     from scipy.special import ndtri
 
@@ -135,6 +133,20 @@ def _draw_qq(ax: Axes, res: np.ndarray) -> None:
     ax.set_xlabel("normal quantile")
     ax.set_ylabel("ordered residual")
     ax.set_title("normal QQ plot")
+
+
+def _draw_rayleigh_qq(ax: Axes, modulus: np.ndarray) -> None:
+    """Moduli of complex residuals against Rayleigh quantiles ``sqrt(-2 ln(1 - p))``: the
+    modulus of circular complex Gaussian noise is Rayleigh distributed, so a straight line
+    of slope ``sigma = sqrt(mean(|r|^2) / 2)`` means such noise."""
+    n = modulus.size
+    q = np.sqrt(-2.0 * np.log1p(-(np.arange(1, n + 1) - 0.5) / n))
+    ax.plot(q, np.sort(modulus), ".", markersize=3, color=_OK)
+    sigma = float(np.sqrt(np.mean(modulus**2) / 2.0)) if n else 1.0
+    ax.plot(q[[0, -1]], sigma * q[[0, -1]], "--", color="0.4", linewidth=1)
+    ax.set_xlabel("Rayleigh quantile")
+    ax.set_ylabel("ordered |residual|")
+    ax.set_title("Rayleigh QQ plot (complex)")
 
 
 def _draw_sse(ax: Axes, sse: np.ndarray, out: np.ndarray, coord: np.ndarray,
@@ -169,7 +181,9 @@ def plot_residuals(
     """Residual diagnostics of a fitted decomposition.
 
     Top row: histogram and normal QQ plot of the residuals ``data - model`` over the
-    known entries, and for ``mode`` the leverage ``diag(A (AᵀA)⁺ Aᵀ)`` of each slab
+    known entries (complex residuals: histogram of their moduli ``|r|`` and a QQ plot
+    against the Rayleigh distribution, which the modulus of circular complex Gaussian
+    noise follows; slab errors use ``|r|^2``), and for ``mode`` the leverage ``diag(A (AᵀA)⁺ Aᵀ)`` of each slab
     against its error (influential slabs sit right, badly fitted ones high). Bottom row:
     the error of every slab of every mode, outliers (above
     ``median + 3 * 1.4826 * MAD``) in red. Slabs are compared by relative error
@@ -223,18 +237,23 @@ def plot_residuals(
     R = D - M
     known = ~np.isnan(R)
     res = R[known]
+    shown = np.abs(res) if np.iscomplexobj(res) else res
     if fig is None:
         fig = pyplot().figure(figsize=(3.3 * max(3, dec.ndim), 6.0), layout="constrained")
     gs = fig.add_gridspec(2, 1)
     top_grid, bottom_grid = gs[0].subgridspec(1, 3), gs[1].subgridspec(1, dec.ndim)
     top = [fig.add_subplot(top_grid[0, k]) for k in range(3)]
     bottom = [fig.add_subplot(bottom_grid[0, k]) for k in range(dec.ndim)]
-    _, _, bars = top[0].hist(res, bins=bins, color=_OK)
+    _, _, bars = top[0].hist(shown, bins=bins, color=_OK)
     hist = cast("BarContainer", bars)  # one data set, histtype "bar": one BarContainer
-    top[0].set_xlabel("residual (data - model)")
+    top[0].set_xlabel("|residual| (|data - model|)" if np.iscomplexobj(res)
+                      else "residual (data - model)")
     top[0].set_ylabel("count")
     top[0].set_title(f"residuals ({res.size} known entries)")
-    _draw_qq(top[1], res)
+    if np.iscomplexobj(res):
+        _draw_rayleigh_qq(top[1], shown)
+    else:
+        _draw_qq(top[1], res)
     sse = [slab_sse(R, n) for n in range(dec.ndim)]
     errors = [slab_errors(D, R, n, slab_error) for n in range(dec.ndim)]
     outliers = [_outliers(e) for e in errors]
@@ -243,7 +262,7 @@ def plot_residuals(
     for n, ax in enumerate(bottom):
         xlabel = dec.dims[n] if dec.dims is not None else "index"
         _draw_sse(ax, errors[n], outliers[n], dec.coord(n), dec.mode_name(n), xlabel, ylabel)
-    lev = _leverage(dec.factors[mode])
+    lev = leverage(dec.factors[mode])
     colors = np.full(lev.size, _OK, dtype=object)
     colors[outliers[mode]] = _OUTLIER
     top[2].scatter(lev, errors[mode], c=list(colors), s=14)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sdf.errors import ModelError
+from sdf.errors import DataError, ModelError
 from sdf.viz._common import (
     FactorView,
     as_decomposition,
@@ -224,6 +224,12 @@ def plot_slices(
         raise ModelError(f"plot_slices: index must be an int in [0, {n}) for mode {mode} "
                          f"({dec.mode_name(mode)}), got {index!r}")
     D, M = data_and_model(dec, "plot_slices")
+    if np.iscomplexobj(D) or np.iscomplexobj(M):
+        which = "data" if np.iscomplexobj(D) else "model"
+        raise DataError(
+            f"plot_slices: the {which} is complex, and a slice image shows one real value "
+            "per entry; complex fits are drawn by plot_factors (magnitude and phase) and "
+            "plot_residuals (moduli of the residuals)")
     cubes = (D, M, D - M)
     use_slider = interactive_backend() if slider is None else bool(slider)
     fig, grid = new_figure(fig, 1, 3, size=(12.0, 3.8 + 0.4 * use_slider))
