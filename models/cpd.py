@@ -47,8 +47,8 @@ from sdf.errors import DataError, ModelError
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
-from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng, quiet,
-                                random_factors, user_factors)
+from sdf.models._common import (Timer, as_data, check_fit_options, check_int, labels_of,
+                                make_rng, quiet, random_factors, user_factors)
 from sdf.models._pipeline import MAX_DENSIFY, compress_data, dense_standin, project, run_fits
 from sdf.models._result import Decomposition, Stage
 
@@ -191,6 +191,7 @@ def cpd(
     >>> bool(dec.relerr < 1e-8), round(fms(dec.factors, A), 6)
     (True, 1.0)
     """
+    check_fit_options(cpd, fit_options, method=method, options=options, display=display)
     X = as_data(data)
     rank = check_int(rank, "rank")
     rng = make_rng(seed)

@@ -31,7 +31,8 @@ from sdf.result import History, Result
 from sdf.solvers import MethodName
 from sdf.terms.parafac2 import _Slices
 
-from sdf.models._common import Timer, check_int, engine_fit, make_rng, user_factors
+from sdf.models._common import (Timer, check_fit_options, check_int, engine_fit, make_rng,
+                                user_factors)
 from sdf.models._result import Stage
 
 __all__ = ["Parafac2Decomposition", "parafac2"]
@@ -190,6 +191,7 @@ def parafac2(
     >>> bool(dec.relerr < 1e-6), [F.shape for F in dec.factors]
     (True, [(10, 2), (2, 2), (6, 2)])
     """
+    check_fit_options(parafac2, fit_options, method=method, options=options, display=display)
     data = _Slices(slices)
     rank = check_int(rank, "rank")
     n_starts = check_int(n_starts, "n_starts")

@@ -13,7 +13,8 @@ from numpy.typing import ArrayLike
 
 from sdf.decomp import mlsvd
 from sdf.errors import ModelError
-from sdf.models._common import Timer, as_data, check_int, check_number, make_rng, quiet
+from sdf.models._common import (Timer, as_data, check_fit_options, check_int, check_number,
+                                make_rng, quiet)
 from sdf.models._result import Decomposition
 from sdf.models.cpd import cpd
 from sdf.models.diagnostics import MAX_IMPUTE, corcondia, degeneracy, fms, impute
@@ -327,6 +328,10 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2,
     >>> est.failed[2]
     ('gain',)
     """
+    check_fit_options(rankest, fit_options, method=fit_options.get("method", "nls"),
+                      options=fit_options.get("options"),
+                      display=fit_options.get("display", 0), passed_to=[cpd],
+                      set_by_driver=("data", "rank", "init"))
     X = as_data(data, min_order=2)
     max_rank = check_int(max_rank, "max_rank", low=2)
     n_starts = check_int(n_starts, "n_starts")
@@ -658,6 +663,10 @@ def stability(data: object, rank: int, *, scheme: Literal["split-half", "bootstr
     >>> stability(T + 0.01 * rng.standard_normal(T.shape), 2, seed=0).stable
     True
     """
+    check_fit_options(stability, fit_options, method=fit_options.get("method", "nls"),
+                      options=fit_options.get("options"),
+                      display=fit_options.get("display", 0), passed_to=[cpd],
+                      set_by_driver=("data", "rank", "init"))
     X = as_data(data, min_order=3)
     rank = check_int(rank, "rank")
     n_repeats = check_int(n_repeats, "n_repeats")
