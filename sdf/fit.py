@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from sdf import io
+from sdf._warn import warn_user
 from sdf.errors import ModelError, OptionError, SdfWarning
 from sdf.problem import ModelLike, Problem
 from sdf.result import (STILL_DECREASING, History, IterationInfo, Result, StopReason,
@@ -115,7 +115,7 @@ def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = No
                         run.history, getattr(opts, "tol_fun", None))
     result = run.result(assembly, stop, [message for _, message in findings])
     for category, message in findings:
-        warnings.warn(message, category, stacklevel=3)
+        warn_user(message, category)
     if opts.checkpoint is not None:
         result.save(opts.checkpoint)
     return result

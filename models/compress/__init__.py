@@ -9,7 +9,7 @@ reading the same input can share factors: each compression is one model on the s
 from sdf.models.compress.budget import (allocate_ranks, layer_cost, max_rank, rank_for_ratio,
                                         rank_for_tol)
 from sdf.models.compress.conv import CONV_METHODS, compress_conv
-from sdf.models.compress.export import pieces_to_torch
+from sdf.models.compress.export import export_arrays, pieces_to_torch
 from sdf.models.compress.layers import (Piece, conv2d, count_macs, count_params, im2col,
                                         run_pieces)
 from sdf.models.compress.linear import closed_form_data_aware, compress_linear, truncated_svd
@@ -36,6 +36,7 @@ __all__ = [
     "conv2d",
     "count_macs",
     "count_params",
+    "export_arrays",
     "im2col",
     "layer_cost",
     "max_rank",

@@ -22,6 +22,7 @@ import numpy as np
 
 from sdf.errors import DataError, ModelError
 import sdf.models.compress._fit as _fit
+from sdf.models._progress import FitTracker, progress_bar
 from sdf.models.compress.budget import allocate_ranks, expand_rank
 from sdf.models.compress.conv import CONV_METHODS, ConvMethod, _grid_curve, compress_conv
 from sdf.models.compress.layers import Piece, im2col
@@ -366,6 +367,7 @@ def compress_network(
     balance: float = 0.9,
     layer_weights: Mapping[str, float] | None = None,
     options: CompressOptions | None = None,
+    progress: bool = False,
 ) -> NetworkCompression:
     """Compress every layer to one global parameter budget.
 
@@ -385,6 +387,9 @@ def compress_network(
     layer_weights : mapping of str to float, optional
         Importance of each layer's error in the allocation.
     options : CompressOptions, optional
+    progress : bool, default False
+        Show a progress bar on stderr, one step per layer's curve and per layer's fit,
+        labelled with the layer (tqdm's when installed, else a one-line text bar).
 
     Returns
     -------
@@ -406,8 +411,20 @@ def compress_network(
         raise ModelError(f"compress_network: ratio must be in (0, 1], got {ratio}")
     if not layers:
         raise ModelError("compress_network: needs at least one layer")
-    curves = {name: _with_dense(_layer_curve(spec, name, balance, opts), spec.layer)
-              for name, spec in layers.items()}
+    if not isinstance(progress, (bool, np.bool_)):
+        raise ModelError(f"compress_network: progress must be True or False, got {progress!r}")
+    with progress_bar(bool(progress), 2 * len(layers), "compress_network") as bar:
+        return _compress_network(layers, ratio, balance, layer_weights, opts,
+                                 FitTracker("compress_network", bar))
+
+
+def _compress_network(layers: Mapping[str, LayerSpec], ratio: float, balance: float,
+                      layer_weights: Mapping[str, float] | None, opts: CompressOptions,
+                      track: FitTracker) -> NetworkCompression:
+    curves = {}
+    for name, spec in layers.items():
+        curves[name] = _with_dense(_layer_curve(spec, name, balance, opts), spec.layer)
+        track.after(f"{name}: error curve")
     before = sum(spec.layer.n_params for spec in layers.values())
     ranks = allocate_ranks(curves, ratio * before, layer_weights=layer_weights)
     out: dict[str, CompressedLayer] = {}
@@ -426,6 +443,8 @@ def compress_network(
                               balance=balance, input_hw=_input_hw(spec), name=name,
                               options=opts)
         out[name] = c
+        track.after(f"{name}: kept dense" if ranks[name] == 0
+                    else f"{name}: {c.method} at rank {c.rank}")
         if spec.X_test is not None:
             test_err[name] = c.output_error(spec.X_test)
     return NetworkCompression(out, curves, ratio * before, test_err)
