@@ -16,6 +16,8 @@ from sdf.models.compress.linear import closed_form_data_aware, compress_linear, 
 from sdf.models.compress.network import (LayerSpec, NetworkCompression, SharedCompression,
                                          compress_network, compress_shared)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve)
+from sdf.models.compress.sklearn_mlp import (compress_sklearn_mlp, sklearn_mlp_forward,
+                                              sklearn_mlp_layers)
 
 __all__ = [
     "CONV_METHODS",
@@ -33,6 +35,7 @@ __all__ = [
     "compress_linear",
     "compress_network",
     "compress_shared",
+    "compress_sklearn_mlp",
     "conv2d",
     "count_macs",
     "count_params",
@@ -44,5 +47,7 @@ __all__ = [
     "rank_for_ratio",
     "rank_for_tol",
     "run_pieces",
+    "sklearn_mlp_forward",
+    "sklearn_mlp_layers",
     "truncated_svd",
 ]
