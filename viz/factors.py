@@ -11,8 +11,10 @@ import numpy as np
 from sdf.errors import ModelError
 from sdf.viz._common import (
     FactorView,
+    _is_result,
     as_decomposition,
     component_color,
+    coupled_view,
     is_categorical,
     new_figure,
 )
@@ -246,10 +248,25 @@ def _draw_mode(ax: Axes, dec: FactorView, n: int, values: np.ndarray) -> list[An
                               linestyle=_STYLES[within[r] % len(_STYLES)])
             artists.append(line)
     if cat:
-        ax.set_xticks(pos, [str(c) for c in coord], rotation=45 if len(pos) > 6 else 0)
+        _category_ticks(ax, [str(c) for c in coord])
     ax.axhline(0.0, color="0.7", linewidth=0.6, zorder=0)
-    ax.set_xlabel(dec.dims[n] if dec.dims is not None else "index")
+    ax.set_xlabel(dec.axis_label(n))
     return artists
+
+
+#: At most this many category labels per panel; more are thinned to every k-th.
+_MAX_CATEGORY_TICKS = 15
+
+
+def _category_ticks(ax: Axes, labels: list[str]) -> None:
+    """Tick labels that do not overlap: every k-th of many, rotated when long or many."""
+    step = max(1, -(-len(labels) // _MAX_CATEGORY_TICKS))
+    shown = np.arange(0, len(labels), step)
+    longest = max((len(t) for t in labels), default=0)
+    rotation = 90 if len(shown) > 8 or longest * len(shown) > 40 else 0
+    ax.set_xticks(shown, [labels[i] for i in shown], rotation=rotation, fontsize="small")
+    if step > 1:
+        ax.set_xticks(np.arange(len(labels)), minor=True)
 
 
 def _position_in_group(groups: np.ndarray) -> np.ndarray:
@@ -280,14 +297,55 @@ def _draw_core(ax: Axes, core: np.ndarray) -> AxesImage:
     return im
 
 
+def _is_decomposition(obj: object) -> bool:
+    """A fitted decomposition (a Result, an sdf.models result, a TensorLy CPTensor...),
+    as opposed to a factor matrix or a BTD block."""
+    return _is_result(obj) or (hasattr(obj, "factors")
+                               and not isinstance(obj, (np.ndarray, list, tuple)))
+
+
+def _refuse_unlabelled_list(source: object) -> None:
+    if isinstance(source, (list, tuple)) and len(source) > 1 \
+            and all(_is_decomposition(d) for d in source):
+        hint = ", ".join(f"'model {k}': d{k}" for k in range(min(len(source), 3)))
+        raise ModelError(f"plot_factors: got a {type(source).__name__} of {len(source)} "
+                         "decompositions; to compare several models pass a mapping "
+                         f"{{label: decomposition}}, e.g. {{{hint}}}")
+
+
+def _tensorly_cp(source: object) -> object:
+    """TensorLy's ``CPTensor`` or a ``(weights, factors)`` tuple -> the weighted factors."""
+    weights = factors = None
+    if hasattr(source, "weights") and hasattr(source, "factors") \
+            and not hasattr(source, "result"):
+        weights, factors = getattr(source, "weights"), getattr(source, "factors")
+    elif (isinstance(source, tuple) and len(source) == 2 and np.ndim(source[0]) == 1
+          and isinstance(source[1], (list, tuple)) and len(source[1]) >= 2
+          and all(np.ndim(A) == 2 for A in source[1])):
+        weights, factors = source
+    if factors is None:
+        return source
+    mats = [np.asarray(A) for A in factors]
+    if weights is not None and np.size(weights):
+        mats[0] = mats[0] * np.asarray(weights)[None, :]
+    return mats
+
+
 def _prepare(sources: list[tuple[str, object]], term: str | None, normalize: bool,
              signs: bool, L: int | Sequence[int] | None) -> list[FactorView]:
     decs: list[FactorView] = []
     for k, (label, src) in enumerate(sources):
-        dec = as_decomposition(src, term, L=L, where=f"model {label!r}" if label else "source")
+        _refuse_unlabelled_list(src)
+        src = _tensorly_cp(src)
+        coupled = None
+        if term is None:
+            result = src if _is_result(src) else getattr(src, "result", None)
+            coupled = coupled_view(result) if _is_result(result) else None
+        dec = coupled or as_decomposition(src, term, L=L,
+                                          where=f"model {label!r}" if label else "source")
         if normalize:
             dec = normalize_columns(dec)
-        if signs:
+        if signs and dec.terms is None:  # a flip must keep every coupled term unchanged
             dec = align_signs(dec)
         if decs:
             dec = _match_components(decs[0], dec)
@@ -312,8 +370,11 @@ def plot_factors(
     """Plot the factors of a decomposition: one panel per mode.
 
     Component ``r`` has the same colour (``"C{r}"``) in every panel; the x-axis shows the
-    mode's coordinates and is labelled with its dim name (indices and "mode n" when the
-    data had no names). Modes whose coordinates are strings get grouped bars. A Tucker
+    mode's coordinates and is labelled with its dim name and the coordinate's ``units``
+    attribute (``"emission (nm)"``); without dims, the panels are named by the model's
+    names for the factors (the Variables' names, ``fuse``/``cmtf`` labels), and "mode n"
+    only when nothing names them. Many string coordinates are thinned and rotated so that
+    no tick labels overlap. Modes whose coordinates are strings get grouped bars. A Tucker
     (LMLRA) model gets an extra panel with its core as a heatmap (mode-0 unfolding); the
     columns of BTD and LL1 blocks share the block's colour, told apart by line style.
 
@@ -323,11 +384,16 @@ def plot_factors(
         Anything :func:`sdf.viz._common.as_decomposition` accepts: an ``sdf.Result``,
         a list of factor matrices (``(U_0, ..., S)`` tuples for BTD blocks), a
         ``CPDTensor``/``TuckerTensor``, an ``xarray.Dataset`` of factors, an
-        ``sdf.models`` result. A mapping ``{label: source}`` draws several models side by
-        side (one row each, e.g. constrained against unconstrained); the components of
-        later CPDs are reordered to match the first.
+        ``sdf.models`` result, TensorLy's ``CPTensor`` or a ``(weights, factors)`` tuple.
+        A mapping ``{label: source}`` draws several models side by side (one row each,
+        e.g. constrained against unconstrained); the components of later CPDs are
+        reordered to match the first. (A list of decompositions is refused with that
+        hint.)
     term : str, optional
-        For Results: which term's factors (default: the first data term).
+        For Results: which term's factors. Default: every factor of every data term when
+        the result couples several CPDs (``fuse``, ``cmtf``; their signs are then left as
+        fitted, since a flip would have to keep every term unchanged), else the first
+        data term.
     normalize : bool, default True
         Scale every column to unit norm (a core absorbs the scales).
     align : bool, default True
@@ -356,6 +422,7 @@ def plot_factors(
     (3, 3)
     >>> fp.figure.savefig(io.BytesIO(), format="png")
     """
+    source = _tensorly_cp(source)  # a CPTensor reads as a Mapping
     sources: list[tuple[str, object]] = [("", source)]
     if isinstance(source, Mapping) and not type(source).__module__.startswith("xarray"):
         sources = [(str(k), v) for k, v in source.items()]
@@ -374,6 +441,7 @@ def plot_factors(
         for n, ax in enumerate(row):
             ax.set_title(f"{label}: {dec.mode_name(n)}" if label else dec.mode_name(n))
         row[0].legend(fontsize="small", loc="best")
+        row[0].set_ylabel("loading (unit norm)" if normalize else "loading")
         axes.append(row)
         if has_core:
             cax = grid[m, N]
