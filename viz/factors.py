@@ -255,7 +255,7 @@ def _draw_mode(ax: Axes, dec: FactorView, n: int, values: np.ndarray) -> list[An
 
 
 #: At most this many category labels per panel; more are thinned to every k-th.
-_MAX_CATEGORY_TICKS = 15
+_MAX_CATEGORY_TICKS = 24
 
 
 def _category_ticks(ax: Axes, labels: list[str]) -> None:

@@ -74,7 +74,7 @@ def test_thirty_string_coordinates_do_not_overlap(rng):
     fig = fp.figure
     fig.canvas.draw()
     boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text()]
-    assert 0 < len(boxes) <= 15
+    assert 0 < len(boxes) <= 24
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
 
