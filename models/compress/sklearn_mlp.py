@@ -8,7 +8,7 @@ inputs from the network's own activations, and run compressed networks the same 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,12 +20,25 @@ from sdf.models.compress.result import CompressOptions
 
 __all__ = ["compress_sklearn_mlp", "sklearn_mlp_forward", "sklearn_mlp_layers"]
 
-_ACTIVATIONS = {
-    "identity": lambda h: h,
-    "relu": lambda h: np.maximum(h, 0),
-    "tanh": np.tanh,
-    "logistic": lambda h: 1.0 / (1.0 + np.exp(-h)),
-}
+def _identity(h: np.ndarray) -> np.ndarray:
+    return h
+
+
+def _relu(h: np.ndarray) -> np.ndarray:
+    return np.maximum(h, 0.0)
+
+
+def _tanh(h: np.ndarray) -> np.ndarray:
+    return np.tanh(h)
+
+
+def _logistic(h: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-h))
+
+
+#: scikit-learn's hidden-layer activations by their ``activation`` name.
+_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "identity": _identity, "relu": _relu, "tanh": _tanh, "logistic": _logistic}
 
 
 def _fitted(mlp: Any) -> tuple[list[np.ndarray], list[np.ndarray], str]:
