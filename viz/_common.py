@@ -123,6 +123,8 @@ class FactorView:
         For the factors of several coupled terms of one result (:func:`coupled_view`):
         the terms; the modes are then the distinct factors of all of them, and no single
         model tensor exists.
+    term_modes : list of list of int or None
+        With ``terms``: the modes (indices into ``factors``) each term multiplies.
     """
 
     kind: ViewKind
@@ -135,6 +137,7 @@ class FactorView:
     data: Tensor | None = field(default=None, repr=False)
     units: list[str | None] | None = None
     terms: list[str] | None = None
+    term_modes: list[list[int]] | None = None
 
     def axis_label(self, n: int) -> str:
         """The mode's name with its units, ``"emission (nm)"``, or ``"index"``."""
@@ -350,6 +353,7 @@ def coupled_view(result: Any) -> FactorView | None:
     dims: list[str] = []
     coords: list[np.ndarray] = []
     units: list[str | None] = []
+    term_modes: list[list[int]] = []
     for name, t in data_terms:
         modes = t.mode_factors()
         labels = _expression_names(model, modes)
@@ -369,12 +373,14 @@ def coupled_view(result: Any) -> FactorView | None:
                 dims.append(labels[n] if labels is not None else f"{name} mode {n}")
                 coords.append(np.arange(size))
                 units.append(None)
+        term_modes.append([next(i for i, e in enumerate(exprs) if e is expr)
+                           for expr in modes])
     mats = _matrices([result[e] for e in exprs], "result")
     if len({A.shape[1] for A in mats}) != 1:
         return None
     R = mats[0].shape[1]
     return FactorView("CPD", mats, [np.arange(R)] * len(mats), dims=dims, coords=coords,
-                      units=units, terms=[k for k, _ in data_terms])
+                      units=units, terms=[k for k, _ in data_terms], term_modes=term_modes)
 
 
 def _from_xarray_factors(arrays: Sequence[Any], core: ArrayLike | None, where: str) -> FactorView:

@@ -169,6 +169,8 @@ def align_signs(source: object, term: str | None = None) -> FactorView:
     signs, shares = zip(*(_peak_sign(A) for A in dec.factors))
     if dec.kind in ("LMLRA", "BTD"):
         flips = [s.copy() for s in signs]
+    elif dec.term_modes is not None:
+        flips = _coupled_flips(signs, shares, dec.term_modes)
     elif dec.kind == "CPD":
         flips = _cpd_flips(signs, shares)
     else:
@@ -185,6 +187,31 @@ def _cpd_flips(signs: Sequence[np.ndarray], shares: Sequence[np.ndarray]) -> lis
         neg.sort(key=lambda n: -shares[n][r])
         for n in neg[: len(neg) - len(neg) % 2]:
             flips[n][r] = -1.0
+    return flips
+
+
+#: Coupled views with more factors than this keep their signs (2**n sign patterns tried).
+_MAX_COUPLED_FACTORS = 14
+
+
+def _coupled_flips(signs: Sequence[np.ndarray], shares: Sequence[np.ndarray],
+                   term_modes: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """Per component, the flips that keep every coupled term unchanged (an even number
+    among each term's factors) and turn the most peak weight positive."""
+    F = len(signs)
+    flips = [np.ones(len(s)) for s in signs]
+    if F > _MAX_COUPLED_FACTORS:
+        return flips
+    patterns = 1.0 - 2.0 * ((np.arange(2**F)[:, None] >> np.arange(F)) & 1)  # (2**F, F)
+    keeps = np.ones(len(patterns), dtype=bool)
+    for modes in term_modes:
+        keeps &= np.prod(patterns[:, list(modes)], axis=1) > 0
+    allowed = patterns[keeps]
+    for r in range(len(signs[0])):
+        gain = allowed @ np.array([signs[f][r] * shares[f][r] for f in range(F)])
+        best = allowed[int(np.argmax(gain))]
+        for f in range(F):
+            flips[f][r] = best[f]
     return flips
 
 
@@ -345,7 +372,7 @@ def _prepare(sources: list[tuple[str, object]], term: str | None, normalize: boo
                                           where=f"model {label!r}" if label else "source")
         if normalize:
             dec = normalize_columns(dec)
-        if signs and dec.terms is None:  # a flip must keep every coupled term unchanged
+        if signs:
             dec = align_signs(dec)
         if decs:
             dec = _match_components(decs[0], dec)
@@ -391,9 +418,8 @@ def plot_factors(
         hint.)
     term : str, optional
         For Results: which term's factors. Default: every factor of every data term when
-        the result couples several CPDs (``fuse``, ``cmtf``; their signs are then left as
-        fitted, since a flip would have to keep every term unchanged), else the first
-        data term.
+        the result couples several CPDs (``fuse``, ``cmtf``; sign flips then keep every
+        term unchanged), else the first data term.
     normalize : bool, default True
         Scale every column to unit norm (a core absorbs the scales).
     align : bool, default True

@@ -121,3 +121,23 @@ def test_normalize_and_align_accept_every_driver_result(rng):
                 ll1(T, [1, 1], seed=0),
                 parafac2([rng.standard_normal((5, 4)) for _ in range(6)], 2, seed=0)):
         assert normalize_columns(dec).ndim == align_signs(dec).ndim
+
+
+def test_align_signs_of_a_coupled_view_keeps_every_term(rng):
+    from sdf.algebra import cpd_to_tensor
+    from sdf.viz._common import coupled_view
+
+    a, b, c, d = (sdf.Variable(rng.standard_normal((n, 2)), name=k)
+                  for k, n in zip("abcd", (5, 6, 7, 4)))
+    model = sdf.Model(x=sdf.CPD(rng.standard_normal((5, 6, 7)), [a, b, c]),
+                      y=sdf.CPD(rng.standard_normal((5, 4)), [a, d]))
+    result = model.fit(max_iter=20)
+    view = coupled_view(result)
+    aligned = align_signs(view)
+    assert view.term_modes == [[0, 1, 2], [0, 3]] and view.dims == ["a", "b", "c", "d"]
+    for modes in view.term_modes:
+        before = cpd_to_tensor([view.factors[m] for m in modes])
+        after = cpd_to_tensor([aligned.factors[m] for m in modes])
+        assert np.allclose(before, after)
+    with pytest.raises(ModelError, match="make no single model tensor"):
+        view.full()
