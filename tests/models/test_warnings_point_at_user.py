@@ -53,3 +53,14 @@ def test_fit_diagnosis_warning_from_model_fit_points_at_the_callers_line(rng):
     with pytest.warns(SdfWarning) as record:
         model.fit(max_iter=1)
     assert {w.filename for w in record} == {__file__}
+
+
+def test_degeneracy_warning_from_cpd_points_at_the_callers_line(rng):
+    # A tensor of rank 3 and border rank 2: rank-2 fits diverge into cancelling pairs.
+    a, b = rng.standard_normal((2, 6))
+    T = (np.einsum("i,j,k->ijk", a, a, b) + np.einsum("i,j,k->ijk", a, b, a)
+         + np.einsum("i,j,k->ijk", b, a, a))
+    with pytest.warns(DegeneracyWarning, match="degenerate CPD") as record:
+        cpd(T, 2, seed=0, max_iter=500)
+    degenerate = [w for w in record if issubclass(w.category, DegeneracyWarning)]
+    assert degenerate and all(w.filename == __file__ for w in degenerate)
