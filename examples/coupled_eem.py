@@ -86,26 +86,46 @@ def main() -> None:
     print(f"factor match score, sample mode vs reference:  "
           f"{fms([result['a']], [A_ref]):.5f}")
     print(f"factor match score, all 3 modes vs reference:  "
-          f"{fms(result.factors('eem'), ref.factors('eem')):.5f}")
+          f"{fms(result.factors['eem'], ref.factors['eem']):.5f}")
     A = result["a"]
     print(f"unconstrained sample factor a: smallest entry {A.min() / np.abs(A).max():+.3f} "
           f"of its largest magnitude")
-    _, B, C = result.factors["eem"]
-    order = np.argsort(X.coords["emission"].values[C.argmax(axis=0)])
-    # Known maxima (ex/em, nm): Phe ~257/282, Tyr ~275/303, Trp ~280/350.
-    for r, who in zip(order, ("phenylalanine", "tyrosine", "tryptophan")):
-        ex, em = X.excitation.values[B[:, r].argmax()], X.emission.values[C[:, r].argmax()]
-        print(f"  component {r} ({who}): excitation peak {ex:.0f} nm, emission peak {em:.0f} nm")
+    # Components numbered as in the figure: by emission peak (Phe, Tyr, Trp).
+    factors = by_emission_peak(result, X)
+    for k, who in enumerate(AMINO_ACIDS):
+        ex = X.excitation.values[factors["excitation_factor"].values[:, k].argmax()]
+        em = X.emission.values[factors["emission_factor"].values[:, k].argmax()]
+        print(f"  component {k} ({who}): excitation peak {ex:.0f} nm, emission peak {em:.0f} nm")
 
     out = HERE / "coupled_eem.png"
-    _figure(ref, result).savefig(out, dpi=110)
+    figure(ref, result, X).savefig(out, dpi=110)
     print(f"figure written to {out}")
 
 
-def _figure(ref: sdf.Result, result: sdf.Result):
+#: Known maxima (ex/em, nm): Phe ~257/282, Tyr ~275/303, Trp ~280/350: emission order.
+AMINO_ACIDS = ("phenylalanine", "tyrosine", "tryptophan")
+
+
+def by_emission_peak(result: sdf.Result, X: xr.DataArray) -> xr.Dataset:
+    """The EEM term's factors (sample, excitation, emission), components in the order of
+    their emission peaks: component k is AMINO_ACIDS[k] in the report and the figure."""
+    ds = result.to_xarray()[[f"{dim}_factor" for dim in X.dims]]
+    order = np.argsort(X.emission.values[ds["emission_factor"].values.argmax(axis=0)])
+    return ds.isel(component=order).assign_coords(component=np.arange(RANK))
+
+
+def figure(ref: sdf.Result, result: sdf.Result, X: xr.DataArray):
     from sdf.viz import plot_factors
 
-    drawn = plot_factors({"reference (X only)": ref, "coupled X + Y": result}, term="eem")
+    drawn = plot_factors({"reference (X only)": by_emission_peak(ref, X),
+                          "coupled X + Y": by_emission_peak(result, X)})
+    # One legend under the panels, so that it hides no peak; numbered as in the report.
+    handles = drawn.axes[0][0].get_legend_handles_labels()[0]
+    for row in drawn.axes:
+        row[0].get_legend().remove()
+    drawn.figure.legend(handles, [f"component {k}: {who}" for k, who in
+                                  enumerate(AMINO_ACIDS)], loc="outside lower center",
+                        ncols=RANK)
     drawn.figure.suptitle("Amino acids EEM coupled with a (synthetic) concentration matrix")
     return drawn.figure
 

@@ -101,6 +101,28 @@ def eta_squared(score: np.ndarray, groups: np.ndarray) -> float:
     return float(between / total)
 
 
+def oriented(ds: xr.Dataset) -> xr.Dataset:
+    """The folded model's factors as printed and drawn: unit-norm columns, and signs
+    chosen so that every component's replicate and diet factors have positive means.
+
+    Both terms are ``g o d o e o v`` (v the gene or lipid factor); flipping ``e`` with
+    ``g``, or ``d`` with both ``v``, leaves both unchanged.
+    """
+    out = ds.copy(deep=True)
+    factors = {dim: out[f"{dim}_factor"].values for dim in
+               ("genotype", "diet", "replicate", "gene", "lipid")}
+    for r in range(RANK):
+        if factors["replicate"][:, r].mean() < 0:
+            for dim in ("replicate", "genotype"):
+                factors[dim][:, r] *= -1
+        if factors["diet"][:, r].mean() < 0:
+            for dim in ("diet", "gene", "lipid"):
+                factors[dim][:, r] *= -1
+    for values in factors.values():
+        values /= np.linalg.norm(values, axis=0)
+    return out
+
+
 def describe_folded(ds: xr.Dataset) -> None:
     """What every component of the folded model shows, in sign-free terms.
 
@@ -158,14 +180,16 @@ def main() -> None:
     print(f"\nfolded: gene {dict(folded['gene'].sizes)}, lipid {dict(folded['lipid'].sizes)}")
     res, agree = best_fit(folded)
     report_errors("(b) folded coupled CPDs", res, agree)
-    describe_folded(res.to_xarray())
+    factors = oriented(res.to_xarray())  # the numbers printed are the bars drawn
+    describe_folded(factors)
 
     out = HERE / "nutrimouse.png"
-    _figure(scores, genotype, diet, res).savefig(out, dpi=100)
+    _figure(scores, genotype, diet, factors).savefig(out, dpi=100)
     print(f"figure written to {out}")
 
 
-def _figure(scores: xr.DataArray, genotype: np.ndarray, diet: np.ndarray, res: sdf.Result):
+def _figure(scores: xr.DataArray, genotype: np.ndarray, diet: np.ndarray,
+            factors: xr.Dataset):
     import matplotlib.pyplot as plt
 
     from sdf.viz import plot_factors
@@ -183,12 +207,16 @@ def _figure(scores: xr.DataArray, genotype: np.ndarray, diet: np.ndarray, res: s
                            marker=markers[g], label=f"{g} {x_diet}" if k == 0 else None)
         ax.set_xlabel(f"mouse score {i}")
         ax.set_ylabel(f"mouse score {j}")
-    axes[0].legend(fontsize="x-small", ncol=2)
+    top.legend(loc="outside right center", fontsize="x-small")  # beside the points
     top.suptitle("(a) coupled matrix factorization: mouse scores (o wild type, ^ PPARα-/-)")
-    drawn = plot_factors(res, term="lipid", fig=bottom)
-    drawn.axes[0][3].tick_params(axis="x", labelsize=7, labelrotation=90)
+    lipid_term = factors[[f"{dim}_factor" for dim in ("genotype", "diet", "replicate", "lipid")]]
+    # Drawn as printed: the signs and scales of oriented(), not re-normalised or flipped.
+    drawn = plot_factors(lipid_term, normalize=False, align=False, fig=bottom)
+    handles, labels = drawn.axes[0][0].get_legend_handles_labels()
+    drawn.axes[0][0].get_legend().remove()  # under the panels, over no bar
+    bottom.legend(handles, labels, loc="outside lower center", ncols=RANK)
     bottom.suptitle("(b) folded coupled CPDs: genotype, diet, replicate and fatty-acid factors"
-                    " (unit-norm columns)")
+                    " (unit-norm columns, replicate and diet means positive)")
     return fig
 
 

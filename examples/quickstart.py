@@ -24,8 +24,10 @@ def load_amino_acids() -> xr.DataArray:
     return xr.DataArray(
         raw["X"].astype(float),
         dims=("sample", "excitation", "emission"),
-        coords={"sample": np.arange(1, 6), "excitation": raw["excitation_nm"].astype(float),
-                "emission": raw["emission_nm"].astype(float)},
+        coords={"sample": np.arange(1, 6),
+                "excitation": ("excitation", raw["excitation_nm"].astype(float),
+                               {"units": "nm"}),
+                "emission": ("emission", raw["emission_nm"].astype(float), {"units": "nm"})},
         name="fluorescence",
     )
 
@@ -61,7 +63,6 @@ def _figure(result: sdf.Result, X: xr.DataArray):
     x_labels = ("sample", "excitation wavelength (nm)", "emission wavelength (nm)")
     for ax, x_label in zip(row, x_labels):
         ax.set_xlabel(x_label)
-    row[0].set_ylabel("loading (unit-norm columns)")
     # One legend under the panels, so that it hides no peak.
     handles, labels = row[0].get_legend_handles_labels()
     row[0].get_legend().remove()

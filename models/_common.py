@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,13 +14,14 @@ import sdf
 from sdf.errors import DataError, ModelError, SdfWarning
 from sdf.numerics import check_factors
 from sdf.result import IterationInfo, Result, StopReason
-from sdf.solvers import MethodName, SolverOptions
+from sdf._keywords import parameters_of
+from sdf.solvers import MethodName, SolverOptions, check_display, make_options
 from sdf.tensors import Tensor, as_tensor
 
 from sdf.models._result import Stage
 
-__all__ = ["Timer", "as_data", "check_int", "check_number", "engine_fit", "labels_of",
-           "make_rng", "quiet", "random_array", "random_factors", "stage_from",
+__all__ = ["Timer", "as_data", "check_fit_options", "check_int", "check_number", "engine_fit",
+           "labels_of", "make_rng", "quiet", "random_array", "random_factors", "stage_from",
            "user_factors"]
 
 
@@ -49,6 +50,27 @@ def check_number(value: object, name: str, low: float = 0.0, high: float | None 
         bounds = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
         raise ModelError(f"{name}: expected a finite number {bounds}, got {value!r}")
     return number
+
+
+def check_fit_options(driver: Callable[..., Any], fit_options: Mapping[str, Any],
+                      *, method: MethodName = "nls", options: Any = None, display: object = 0,
+                      passed_to: Sequence[Callable[..., Any]] = (),
+                      set_by_driver: Sequence[str] = ()) -> None:
+    """Refuse unknown solver options and a bad ``display`` before any fitting.
+
+    The error names ``driver`` (the function the user called), the closest known name
+    and the names known: the driver's parameters, those of the functions in
+    ``passed_to`` (which receive the driver's ``**fit_options``) other than
+    ``set_by_driver``, and the method's options.
+    """
+    where = driver.__name__
+    parameters = parameters_of(driver)
+    for inner in passed_to:
+        parameters += [p for p in parameters_of(inner)
+                       if p not in parameters and p not in set_by_driver]
+    option_values = {k: v for k, v in fit_options.items() if k not in parameters}
+    make_options(method, options, where, parameters, **option_values)
+    check_display(display, where)
 
 
 def make_rng(seed: object) -> np.random.Generator:

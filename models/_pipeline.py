@@ -22,6 +22,7 @@ from sdf.result import Result
 from sdf.tensors import Tensor
 
 from sdf.models._common import Timer, engine_fit, quiet, stage_from
+from sdf.models._progress import fit_heading
 from sdf.models._result import Stage
 
 __all__ = ["Fit", "MAX_DENSIFY", "compress_data", "dense_standin", "expand", "project",
@@ -139,11 +140,14 @@ def run_fits(X: Tensor, start: Sequence[np.ndarray], modes: Sequence[int | None]
     the fit on the data only evaluates the start (see ``engine_fit``).
     """
     if ml is not None:
+        fit_heading(settings["display"], f"{what} of the {ml.core.shape} core")
         with quiet():
             core_vals, core_res = _fit_level(ml.core, start, names, build, settings, None)
         stages.append(stage_from("core", f"{what} of the {ml.core.shape} core", core_res,
                                  timer.lap(), "data"))
         start = expand(core_vals, modes, ml)
+    if ml is not None:
+        fit_heading(settings["display"], f"{what} of the {X.kind} data (refinement)")
     values, res = _fit_level(X, start, names, build, settings, settings["callback"],
                              evaluate_only)
     stages.append(stage_from("evaluate" if evaluate_only else

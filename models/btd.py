@@ -20,8 +20,8 @@ from sdf.errors import ModelError
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
-from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng, random_array,
-                                random_factors, user_factors)
+from sdf.models._common import (Timer, as_data, check_fit_options, check_int, labels_of,
+                                make_rng, random_array, random_factors, user_factors)
 from sdf.models._pipeline import compress_data, project, run_fits
 from sdf.models._result import Decomposition, Stage
 
@@ -116,6 +116,7 @@ def btd(
     >>> len(dec.factors), bool(dec.relerr < 1e-4)
     (2, True)
     """
+    check_fit_options(btd, fit_options, method=method, options=options, display=display)
     X = as_data(data)
     N = X.ndim
     cores = _block_shapes(core_shapes, N, X.shape)

@@ -22,7 +22,8 @@ from sdf.errors import ModelError
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor, as_tensor
 
-from sdf.models._common import Timer, check_int, check_number, engine_fit, make_rng, quiet
+from sdf.models._common import (Timer, check_fit_options, check_int, check_number, engine_fit,
+                                make_rng, quiet)
 from sdf.models._result import Decomposition, Stage
 from sdf.models.cpd import cpd
 
@@ -144,6 +145,7 @@ def cmtf(
     >>> dec.labels, bool(dec.relerr < 1e-6)
     (['i', 'j', 'k', 'l'], True)
     """
+    check_fit_options(cmtf, fit_options, method=method, options=options, display=display)
     if not isinstance(data, Mapping) or not data:
         raise ModelError("data: expected a non-empty mapping {name: data set}")
     if modes is not None and not isinstance(modes, Mapping):

@@ -42,14 +42,17 @@ import numpy as np
 
 import sdf
 from sdf import algebra
+from sdf import transforms as tf
 from sdf.decomp import gevd_applies, gevd_init
-from sdf.errors import DataError, ModelError
+from sdf._warn import warn_user
+from sdf.errors import DataError, ModelError, SdfWarning
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
-from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng, quiet,
-                                random_factors, user_factors)
-from sdf.models._pipeline import MAX_DENSIFY, compress_data, dense_standin, project, run_fits
+from sdf.models._common import (Timer, as_data, check_fit_options, check_int, labels_of,
+                                make_rng, quiet, random_factors, user_factors)
+from sdf.models._pipeline import (MAX_DENSIFY, compress_data, dense_standin, expand, project,
+                                  run_fits)
 from sdf.models._result import Decomposition, Stage
 
 __all__ = ["cpd"]
@@ -89,6 +92,26 @@ def _impute(X: Tensor, start: list[np.ndarray], method: str,
             res = sdf.Model(data=sdf.CPD(filled, variables)).fit(method=method, max_iter=2)
         factors = [res.variables[nm] for nm in names]
     return factors, rounds, err
+
+
+def _rank_upper_bound(shape: tuple[int, ...]) -> int:
+    """``prod(shape) / max(shape)``: no tensor of this shape has a larger CP rank (each
+    is a sum of that many rank-one terms: one per fibre along its largest mode)."""
+    return int(np.prod(shape, dtype=float) / max(shape))
+
+
+def _warn_rank_above_bound(shape: tuple[int, ...], rank: int) -> None:
+    bound = _rank_upper_bound(shape)
+    if rank > bound:
+        dims = "x".join(map(str, shape))
+        warn_user(f"cpd: rank {rank} exceeds {bound}, an upper bound on the rank of any "
+                  f"{dims} tensor (the product of the dimensions over the largest); "
+                  f"{bound} terms fit such data exactly and the extra terms are not "
+                  "identifiable: choose a smaller rank (see sdf.models.rankest)", SdfWarning)
+
+
+def _nonneg_cpd(data: object, variables: list[sdf.Variable]) -> sdf.CPD:
+    return sdf.CPD(data, [tf.nonneg(v) for v in variables])
 
 
 def _initial(X: Tensor, dense: np.ndarray | None, rank: int, init: object,
@@ -132,6 +155,7 @@ def cpd(
     method: MethodName = "nls",
     compress: Literal["auto"] | bool = "auto",
     complex: bool = False,
+    nonneg: bool = False,
     display: int = 0,
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
     options: sdf.NLSOptions | sdf.MinfOptions | None = None,
@@ -168,6 +192,12 @@ def cpd(
         complex eigenvectors, ``complex=True`` of :func:`sdf.decomp.gevd_init`, or
         circular complex random factors), since the imaginary parts of a real start stay
         zero in a fit to real data.
+    nonneg : bool, default False
+        Keep every factor nonnegative: each is fitted as ``A_n = Z_n * Z_n`` (entrywise,
+        :func:`sdf.transforms.nonneg`) from the absolute values of the start. The start
+        is computed as without ``nonneg`` (compression serves the start only), the fit
+        runs on the data. ``result.variables`` then hold the ``Z_n``; ``factors`` hold
+        the nonnegative ``A_n``.
     display : int, default 0
         Print the engine's iteration table every ``display`` iterations (both fits).
     callback : callable, optional
@@ -213,13 +243,26 @@ def cpd(
     >>> dec = cpd(cpd_to_tensor(Z), 3, seed=1)
     >>> dec.factors[0].dtype, bool(dec.relerr < 1e-8), round(fms(dec, Z), 6)
     (dtype('complex128'), True, 1.0)
+    Nonnegative factors:
+
+    >>> P = [rng.random((n, 2)) for n in (8, 7, 6)]
+    >>> dec = cpd(cpd_to_tensor(P), 2, nonneg=True, seed=0)
+    >>> bool(min(F.min() for F in dec.factors) >= 0), bool(dec.relerr < 1e-6)
+    (True, True)
     """
+    check_fit_options(cpd, fit_options, method=method, options=options, display=display)
     X = as_data(data)
     rank = check_int(rank, "rank")
+    _warn_rank_above_bound(X.shape, rank)
+    if not isinstance(nonneg, (bool, np.bool_)):
+        raise ModelError(f"nonneg: expected True or False, got {nonneg!r}")
     rng = make_rng(seed)
     if not isinstance(complex, (bool, np.bool_)):
         raise ModelError(f"complex: expected True or False, got {complex!r}")
     complex_factors = bool(complex) or X.is_complex
+    if nonneg and complex_factors:
+        raise ModelError("nonneg: nonnegative factors are real, but the factors are complex "
+                         "(complex data or complex=True); drop one of the two")
     timer = Timer()
     stages: list[Stage] = []
     given = not isinstance(init, str)
@@ -242,9 +285,16 @@ def cpd(
     labels = labels_of(X)
     settings = dict(method=method, options=options, fit_options=fit_options,
                     display=display, callback=callback)
-    fit = run_fits(X, start, list(range(X.ndim)), labels, sdf.CPD, ml, settings, timer,
-                   stages, "CPD")
+    build: Callable[..., sdf.Term] = sdf.CPD
+    if nonneg:
+        if ml is not None:  # the start came from the core; the constrained fit runs on the data
+            start, ml = expand(start, range(X.ndim), ml), None
+        start = [np.sqrt(np.abs(A)) for A in start]
+        build = _nonneg_cpd
+    fit = run_fits(X, start, list(range(X.ndim)), labels, build, ml, settings, timer,
+                   stages, "nonnegative CPD" if nonneg else "CPD")
+    factors = [Z * Z for Z in fit.values] if nonneg else fit.values
     relerr = float(fit.result.relerr["data"])
-    return Decomposition(kind="CPD", factors=fit.values, relerr=relerr,
+    return Decomposition(kind="CPD", factors=factors, relerr=relerr,
                          history=fit.result.history, result=fit.result, stages=stages,
                          relerrs={"data": relerr}, labels=labels)

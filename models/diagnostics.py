@@ -8,7 +8,6 @@ of kind ``"CPD"``).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
@@ -18,6 +17,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
 from sdf import algebra
+from sdf._warn import warn_user
 from sdf.errors import DataError, DegeneracyWarning, ModelError
 from sdf.numerics import (DEGENERACY_CONGRUENCE, Degeneracy, balance_columns, check_factors,
                           cpd_degeneracy)
@@ -266,10 +266,10 @@ def degeneracy(factors: CPDFactors, threshold: float = DEGENERACY_CONGRUENCE,
     found = cpd_degeneracy(_factor_list(factors, "factors"), congruence=float(threshold))
     if found.pairs and warn:
         listed = ", ".join(f"({a}, {b}): {c:.3f}" for a, b, c in found.pairs[:5])
-        warnings.warn(
+        warn_user(
             f"degenerate CPD: components cancel each other, congruence {listed}; "
             f"norm ratio {found.norm_ratio:.3g}. Try a lower rank, constraints or more "
-            "iterations", DegeneracyWarning, stacklevel=2)
+            "iterations", DegeneracyWarning)
     return found
 
 

@@ -11,7 +11,7 @@ import sdf
 from sdf.errors import ModelError
 from sdf.solvers import MethodName
 
-from sdf.models._common import check_number, make_rng, random_array
+from sdf.models._common import check_fit_options, check_number, make_rng, random_array
 
 __all__ = ["fuse", "fuse_model"]
 
@@ -163,6 +163,8 @@ def fuse(
     >>> sorted(result.to_xarray().data_vars)
     ['gene_factor', 'lipid_factor', 'mouse_factor']
     """
+    check_fit_options(fuse, fit_options, method=method, options=fit_options.get("options"),
+                      display=fit_options.get("display", 0), passed_to=[sdf.Model.fit])
     model = fuse_model(data, rank, transforms=transforms, relweights=relweights, init=init,
                        seed=seed)
     return model.fit(method=method, **fit_options)

@@ -18,8 +18,8 @@ import sdf
 from sdf.errors import ModelError
 from sdf.solvers import MethodName
 
-from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng,
-                                random_factors, user_factors)
+from sdf.models._common import (Timer, as_data, check_fit_options, check_int, labels_of,
+                                make_rng, random_factors, user_factors)
 from sdf.models._pipeline import compress_data, project, run_fits
 from sdf.models._result import Decomposition, Stage
 
@@ -78,6 +78,7 @@ def ll1(
     >>> [F.shape for F in dec.factors], bool(dec.relerr < 1e-6)
     ([(8, 3), (7, 3), (6, 2)], True)
     """
+    check_fit_options(ll1, fit_options, method=method, options=options, display=display)
     X = as_data(data, min_order=3)
     if X.ndim != 3:
         raise ModelError(f"data: an LL1 decomposition needs third-order data, got {X.ndim} modes")

@@ -33,8 +33,8 @@ from sdf.errors import ModelError
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
-from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng,
-                                random_array, user_factors)
+from sdf.models._common import (Timer, as_data, check_fit_options, check_int, labels_of,
+                                make_rng, random_array, user_factors)
 from sdf.models._pipeline import dense_standin, run_fits
 from sdf.models._result import Decomposition, Stage
 
@@ -166,6 +166,7 @@ def lmlra(
     >>> dec.core.shape, bool(dec.relerr < 1e-8)
     ((2, 2, 2), True)
     """
+    check_fit_options(lmlra, fit_options, method=method, options=options, display=display)
     X = as_data(data)
     ranks = _core_shape(X, core_shape)
     hooi_max_iter = check_int(hooi_max_iter, "hooi_max_iter", low=0)

@@ -31,7 +31,9 @@ from sdf.result import History, Result
 from sdf.solvers import MethodName
 from sdf.terms.parafac2 import _Slices
 
-from sdf.models._common import Timer, check_int, engine_fit, make_rng, user_factors
+from sdf.models._common import (Timer, check_fit_options, check_int, engine_fit, make_rng,
+                                user_factors)
+from sdf.models._progress import FitTracker, progress_bar
 from sdf.models._result import Stage
 
 __all__ = ["Parafac2Decomposition", "parafac2"]
@@ -142,6 +144,7 @@ def parafac2(
     n_starts: int = 1,
     seed: int | np.random.Generator | None = None,
     method: MethodName = "nls",
+    progress: bool = False,
     display: int = 0,
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
     options: sdf.NLSOptions | sdf.MinfOptions | None = None,
@@ -168,6 +171,9 @@ def parafac2(
     seed : int or numpy.random.Generator, optional
         Seeds the random starts.
     method : str, default "nls"
+    progress : bool, default False
+        Show a progress bar on stderr over the starts, labelled per start (tqdm's when
+        installed, else a one-line text bar).
     display : int, default 0
     callback : callable, optional
         Called with an :class:`sdf.IterationInfo` after every iteration of every fit.
@@ -190,6 +196,7 @@ def parafac2(
     >>> bool(dec.relerr < 1e-6), [F.shape for F in dec.factors]
     (True, [(10, 2), (2, 2), (6, 2)])
     """
+    check_fit_options(parafac2, fit_options, method=method, options=options, display=display)
     data = _Slices(slices)
     rank = check_int(rank, "rank")
     n_starts = check_int(n_starts, "n_starts")
@@ -211,26 +218,13 @@ def parafac2(
     settings = dict(method=method, options=options, fit_options=fit_options,
                     display=display, callback=callback)
     best: tuple[Result, list[np.ndarray], sdf.PARAFAC2] | None = None
-    for start_no in range(n_starts):
-        first = start_no == 0
-        if first and not isinstance(init, str):
-            start, how = user_factors(init, (I, rank, K), [rank] * 3), "given"
-        elif first and init == "svd":
-            start, how = _svd_start(work, rank), "svd"
-        elif first and init != "random":
-            raise ModelError(f"init: expected 'svd', 'random' or a list [A, B, C], got {init!r}")
-        else:
-            start = [rng.standard_normal((n, rank)) for n in (I, rank, K)]
-            how = "random"
-        stages.append(Stage("init", how, 0, timer.lap()))
-        with warnings.catch_warnings():
-            if n_starts > 1:
-                warnings.simplefilter("ignore", SdfWarning)
-            fitted = _fit_once(work, start, nonneg, settings)
-        stages.append(Stage("fit", f"PARAFAC2 from the {how} start", fitted[0].iterations,
-                            timer.lap(), float(fitted[0].relerr["data"])))
-        if best is None or fitted[0].relerr["data"] < best[0].relerr["data"]:
-            best = fitted
+    if not isinstance(progress, (bool, np.bool_)):
+        raise ModelError(f"progress: expected True or False, got {progress!r}")
+    with progress_bar(bool(progress), n_starts, "parafac2") as bar:
+        track = FitTracker("parafac2", bar, display if n_starts > 1 else 0)
+        for start_no in range(n_starts):
+            best = _next_start(start_no, n_starts, init, work, rank, (I, K), rng, nonneg,
+                               settings, stages, timer, track, best)
     assert best is not None
     res, factors, term = best
     projections = term.projections(factors)
@@ -239,3 +233,37 @@ def parafac2(
     return Parafac2Decomposition(factors=factors, projections=projections,
                                  relerr=float(res.relerr["data"]), history=res.history,
                                  result=res, stages=stages)
+
+
+_Fitted = tuple[Result, list[np.ndarray], sdf.PARAFAC2]
+
+
+def _next_start(start_no: int, n_starts: int, init: object, work: Sequence[np.ndarray],
+                rank: int, sizes: tuple[int, int], rng: np.random.Generator,
+                nonneg: Sequence[NonnegMode], settings: dict[str, Any], stages: list[Stage],
+                timer: Timer, track: FitTracker, best: _Fitted | None) -> _Fitted:
+    """Fit from start number ``start_no``; the better of that fit and ``best``."""
+    I, K = sizes
+    first = start_no == 0
+    if first and not isinstance(init, str):
+        start, how = user_factors(init, (I, rank, K), [rank] * 3), "given"
+    elif first and init == "svd":
+        start, how = _svd_start(work, rank), "svd"
+    elif first and init != "random":
+        raise ModelError(f"init: expected 'svd', 'random' or a list [A, B, C], got {init!r}")
+    else:
+        start = [rng.standard_normal((n, rank)) for n in (I, rank, K)]
+        how = "random"
+    stages.append(Stage("init", how, 0, timer.lap()))
+    track.before(f"start {start_no + 1} of {n_starts} ({how})")
+    with warnings.catch_warnings():
+        if n_starts > 1:
+            warnings.simplefilter("ignore", SdfWarning)
+        fitted = _fit_once(work, start, nonneg, settings)
+    stages.append(Stage("fit", f"PARAFAC2 from the {how} start", fitted[0].iterations,
+                        timer.lap(), float(fitted[0].relerr["data"])))
+    track.after(f"start {start_no + 1} of {n_starts} ({how}): relerr "
+                f"{float(fitted[0].relerr['data']):.3g}")
+    if best is None or fitted[0].relerr["data"] < best[0].relerr["data"]:
+        return fitted
+    return best

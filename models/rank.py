@@ -11,9 +11,12 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sdf.decomp import mlsvd
+from sdf.algebra import unfold
 from sdf.errors import ModelError
-from sdf.models._common import Timer, as_data, check_int, check_number, make_rng, quiet
+from sdf.solvers import check_display
+from sdf.models._common import (Timer, as_data, check_fit_options, check_int, check_number,
+                                make_rng, quiet)
+from sdf.models._progress import FitTracker, progress_bar
 from sdf.models._result import Decomposition
 from sdf.models.cpd import cpd
 from sdf.models.diagnostics import MAX_IMPUTE, corcondia, degeneracy, fms, impute
@@ -255,11 +258,11 @@ class RankEstimate:
         return "\n".join(rows)
 
 
-def rankest(data: object, max_rank: int, *, n_starts: int = 2,
+def rankest(data: object, max_rank: int, *, n_starts: int = 2, nonneg: bool = False,
             seed: int | np.random.Generator | None = None, tol: float = 1e-12,
             criteria: RankCriteria | None = None,
-            progress: Callable[[RankProgress], Any] | None = None, display: bool = False,
-            **fit_options: Any) -> RankEstimate:
+            progress: bool | Callable[[RankProgress], Any] | None = None,
+            display: bool | int = False, **fit_options: Any) -> RankEstimate:
     r"""Estimate a CPD rank by weighing the error curve, core consistency, degeneracy,
     split-half stability and, optionally, held-out error.
 
@@ -297,16 +300,23 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2,
         Largest rank tried (>= 2); at least one above the expected rank.
     n_starts : int, default 2
         Starts per rank.
+    nonneg : bool, default False
+        Fit nonnegative CPDs (``cpd(..., nonneg=True)``) for every rank, held-out and
+        stability check.
     seed : int or numpy.random.Generator, optional
         Seeds the starts, the held-out entries and the split halves.
     tol : float, default 1e-12
         Relative error at which the scan stops.
     criteria : RankCriteria, optional
         Thresholds of the checks, stability repeats, held-out fraction.
-    progress : callable, optional
-        Called with a :class:`RankProgress` after every fit.
-    display : bool, default False
-        Print one line per fit (:func:`progress_printer`).
+    progress : bool or callable, optional
+        ``True``: a progress bar on stderr labelled per fit (tqdm's when tqdm is
+        installed, else a one-line text bar); a callable is called with a
+        :class:`RankProgress` after every fit.
+    display : bool or int, default False
+        ``True``: print one line per fit (:func:`progress_printer`); an integer ``k > 0``:
+        also print every internal fit's iteration table every ``k`` iterations, each
+        under a heading naming the fit (rank and start, held-out or stability fit).
     **fit_options
         Passed to :func:`sdf.models.cpd` (``max_iter``, ``tol_fun``, ``method`` ...).
 
@@ -327,6 +337,10 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2,
     >>> est.failed[2]
     ('gain',)
     """
+    check_fit_options(rankest, fit_options, method=fit_options.get("method", "nls"),
+                      options=fit_options.get("options"),
+                      display=fit_options.get("display", 0), passed_to=[cpd],
+                      set_by_driver=("data", "rank", "init"))
     X = as_data(data, min_order=2)
     max_rank = check_int(max_rank, "max_rank", low=2)
     n_starts = check_int(n_starts, "n_starts")
@@ -334,11 +348,13 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2,
     crit = RankCriteria() if criteria is None else criteria
     if not isinstance(crit, RankCriteria):
         raise ModelError(f"criteria: expected a RankCriteria, got {type(criteria).__name__}")
-    if progress is not None and not callable(progress):
-        raise ModelError(f"progress: expected a callable, got {type(progress).__name__}")
+    show_bar = _check_progress(progress)
+    table = check_display(display, "rankest") if not isinstance(display, bool) else 0
+    fit_options = {**fit_options, "nonneg": nonneg, "display": table}
     rng = make_rng(seed)
     clock = Timer()
-    reporters = [f for f in (progress, progress_printer() if display else None) if f]
+    reporters = [f for f in (progress if callable(progress) else None,
+                             progress_printer() if display is True or table else None) if f]
 
     def report(stage: Literal["fit", "heldout", "stability"], R: int, k: int,
                value: float) -> None:
@@ -346,10 +362,36 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2,
         for f in reporters:
             f(info)
 
-    scan = _scan(X, max_rank, n_starts, tol, rng, report, fit_options)
+    expected = max_rank * n_starts + (max_rank if crit.holdout > 0 else 0)
+    with progress_bar(show_bar, expected, "rankest") as bar:
+        track = FitTracker("rankest", bar, table)
+        scan = _scan(X, max_rank, n_starts, tol, rng, report, fit_options, track)
+        K = len(scan.fits)
+        if bar is not None:
+            unused = max_rank - K  # ranks the scan skipped after an exact fit
+            bar.grow(-unused * n_starts - (unused if crit.holdout > 0 else 0))
+        heldout = (_heldout_errors(X, K, crit.holdout, rng, report, fit_options, track)
+                   if crit.holdout > 0 else np.full(K, np.nan))
+        failed, gain, noise, cc, degenerate, errs = _checks(X, scan, heldout, crit)
+        stab = _stability_checks(X, failed, crit, rng, report, fit_options, track)
+    return _estimate(scan, failed, gain, noise, cc, degenerate, errs, heldout, stab, crit,
+                     clock)
+
+
+def _check_progress(progress: object) -> bool:
+    """Whether ``progress`` asks for a bar; ModelError unless a bool, None or callable."""
+    if progress is None or isinstance(progress, (bool, np.bool_)):
+        return bool(progress)
+    if not callable(progress):
+        raise ModelError(f"progress: expected True, False or a callable, got "
+                         f"{type(progress).__name__}")
+    return False
+
+
+def _checks(X: Tensor, scan: _Scan, heldout: np.ndarray, crit: RankCriteria
+            ) -> tuple[list[list[str]], np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    """Per rank, the checks failed (before stability), and the evidence they read."""
     K = len(scan.fits)
-    heldout = (_heldout_errors(X, K, crit.holdout, rng, report, fit_options)
-               if crit.holdout > 0 else np.full(K, np.nan))
     errs = np.array([d.relerr for d in scan.fits])
     prev = np.concatenate([[1.0], errs[:-1] ** 2])
     gain = 1.0 - errs**2 / np.where(prev > 0, prev, 1.0)
@@ -369,7 +411,13 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2,
         if crit.holdout > 0 and not heldout[k] < (heldout[k - 1] if k else 1.0):
             fails.append("heldout")
         failed.append(fails)
-    stab = _stability_checks(X, failed, crit, rng, report, fit_options)
+    return failed, gain, noise, cc, degenerate, errs
+
+
+def _estimate(scan: _Scan, failed: list[list[str]], gain: np.ndarray, noise: float,
+              cc: np.ndarray, degenerate: np.ndarray, errs: np.ndarray, heldout: np.ndarray,
+              stab: np.ndarray, crit: RankCriteria, clock: Timer) -> RankEstimate:
+    K = len(scan.fits)
     corner = lcorner(errs) + 1 if K >= 2 else 1
     passing = [k for k in range(K) if not failed[k]]
     chosen = passing[-1] if passing else corner - 1
@@ -395,15 +443,19 @@ class _Scan:
 
 
 def _scan(X: Tensor, max_rank: int, n_starts: int, tol: float, rng: np.random.Generator,
-          report: Callable[..., None], fit_options: dict[str, Any]) -> _Scan:
+          report: Callable[..., None], fit_options: dict[str, Any], track: FitTracker
+          ) -> _Scan:
     scan = _Scan()
     rows = []
     for R in range(1, max_rank + 1):
         starts = []
         for k in range(n_starts):
+            label = f"rank {R}, start {k + 1} of {n_starts}"
+            track.before(label)
             with quiet():  # over-factored ranks are expected to be degenerate
                 dec = cpd(X, R, init="auto" if k == 0 else "random", seed=rng, **fit_options)
             starts.append(dec)
+            track.after(f"{label}: relerr {dec.relerr:.3g}")
             report("fit", R, k + 1, dec.relerr)
         best = min(starts, key=lambda d: d.relerr)
         scan.fits.append(best)
@@ -423,7 +475,8 @@ def _corcondia(X: Tensor, dec: Decomposition) -> float:
 
 
 def _heldout_errors(X: Tensor, K: int, fraction: float, rng: np.random.Generator,
-                    report: Callable[..., None], fit_options: dict[str, Any]) -> np.ndarray:
+                    report: Callable[..., None], fit_options: dict[str, Any],
+                    track: FitTracker) -> np.ndarray:
     """Relative error on a random ``fraction`` of the known entries of fits to the rest."""
     if X.size > MAX_IMPUTE:
         raise ModelError(f"criteria.holdout: held-out checks need data of at most "
@@ -437,8 +490,11 @@ def _heldout_errors(X: Tensor, K: int, fraction: float, rng: np.random.Generator
     norm = float(np.linalg.norm(values)) or 1.0
     out = np.empty(K)
     for k in range(K):
+        label = f"held-out check, rank {k + 1}"
+        track.before(label)
         with quiet():
             dec = cpd(D, k + 1, seed=rng, **fit_options)
+        track.after(label)
         model = np.ones((held.size, k + 1))
         for A, idx in zip(dec.factors, subs):
             model *= A[idx]
@@ -449,7 +505,7 @@ def _heldout_errors(X: Tensor, K: int, fraction: float, rng: np.random.Generator
 
 def _stability_checks(X: Tensor, failed: list[list[str]], crit: RankCriteria,
                       rng: np.random.Generator, report: Callable[..., None],
-                      fit_options: dict[str, Any]) -> np.ndarray:
+                      fit_options: dict[str, Any], track: FitTracker) -> np.ndarray:
     """Split-half scores from the largest rank passing the other checks down, until one
     passes; ``failed`` gains ``"stability"`` where a rank fails."""
     out = np.full(len(failed), np.nan)
@@ -459,8 +515,10 @@ def _stability_checks(X: Tensor, failed: list[list[str]], crit: RankCriteria,
     for k in reversed(range(len(failed))):
         if failed[k]:
             continue
-        st = stability(X, k + 1, mode=mode, n_repeats=crit.stability_repeats,
-                       threshold=crit.min_stability, seed=rng, **fit_options)
+        if track.bar is not None:
+            track.bar.grow(2 * crit.stability_repeats)
+        st = _stability(X, k + 1, "split-half", mode, crit.stability_repeats,
+                        crit.min_stability, rng, fit_options, track)
         out[k] = st.min
         report("stability", k + 1, 0, st.min)
         if st.stable:
@@ -536,7 +594,8 @@ class MLRankEstimate:
                 f"reasons={self.reasons!r})")
 
 
-def mlrankest(data: object, max_ranks: int | Sequence[int] | None = None) -> MLRankEstimate:
+def mlrankest(data: object, max_ranks: int | Sequence[int] | None = None, *,
+              progress: bool = False) -> MLRankEstimate:
     """Estimate a multilinear rank from each mode's singular value decay (L-corners).
 
     Per mode, the relative truncation error of the mode-``n`` unfolding's singular
@@ -549,6 +608,9 @@ def mlrankest(data: object, max_ranks: int | Sequence[int] | None = None) -> MLR
         Fully known data (densified if sparse or factored).
     max_ranks : int or sequence of int, optional
         Largest rank considered per mode (default: the mode size).
+    progress : bool, default False
+        Show a progress bar on stderr, one step per mode (tqdm's when installed, else a
+        one-line text bar).
 
     Returns
     -------
@@ -578,7 +640,15 @@ def mlrankest(data: object, max_ranks: int | Sequence[int] | None = None) -> MLR
         caps = [check_int(m, f"max_ranks[{n}]") for n, m in enumerate(max_ranks)]
         if len(caps) != N:
             raise ModelError(f"max_ranks: expected {N} values, got {len(caps)}")
-    svals = mlsvd(D).singular_values
+    if not isinstance(progress, (bool, np.bool_)):
+        raise ModelError(f"progress: expected True or False, got {progress!r}")
+    svals = []
+    with progress_bar(bool(progress), N, "mlrankest") as bar:
+        for n in range(N):
+            # The mode-n singular values of the data (those of mlsvd's untruncated run).
+            svals.append(np.linalg.svd(unfold(D, n), compute_uv=False))
+            if bar is not None:
+                bar.step(f"mode {n} ({D.shape[n]} singular values)")
     total = float(np.sum(np.abs(D) ** 2))
     errors, shape, second, reasons = [], [], [], []
     for n, s in enumerate(svals):
@@ -620,7 +690,7 @@ class Stability:
 
 def stability(data: object, rank: int, *, scheme: Literal["split-half", "bootstrap"] = "split-half",
               mode: int = 0, n_repeats: int = 5, threshold: float = 0.9,
-              seed: int | np.random.Generator | None = None,
+              seed: int | np.random.Generator | None = None, progress: bool = False,
               **fit_options: Any) -> Stability:
     """Split-half or bootstrap stability of a CPD of a chosen rank.
 
@@ -642,8 +712,12 @@ def stability(data: object, rank: int, *, scheme: Literal["split-half", "bootstr
         Number of splits or resamples.
     threshold : float, default 0.9
     seed : int or numpy.random.Generator, optional
+    progress : bool, default False
+        Show a progress bar on stderr labelled per fit (tqdm's when installed, else a
+        one-line text bar).
     **fit_options
-        Passed to :func:`sdf.models.cpd`.
+        Passed to :func:`sdf.models.cpd`; with ``display=k`` each fit's iteration table
+        is printed under a heading naming the fit.
 
     Returns
     -------
@@ -658,6 +732,10 @@ def stability(data: object, rank: int, *, scheme: Literal["split-half", "bootstr
     >>> stability(T + 0.01 * rng.standard_normal(T.shape), 2, seed=0).stable
     True
     """
+    check_fit_options(stability, fit_options, method=fit_options.get("method", "nls"),
+                      options=fit_options.get("options"),
+                      display=fit_options.get("display", 0), passed_to=[cpd],
+                      set_by_driver=("data", "rank", "init"))
     X = as_data(data, min_order=3)
     rank = check_int(rank, "rank")
     n_repeats = check_int(n_repeats, "n_repeats")
@@ -670,24 +748,41 @@ def stability(data: object, rank: int, *, scheme: Literal["split-half", "bootstr
     I = X.shape[mode]
     if I < 4:
         raise ModelError(f"mode: mode {mode} has {I} slices; stability needs at least 4")
+    show_bar = _check_progress(progress)
     rng = make_rng(seed)
+    fits = 2 * n_repeats if scheme == "split-half" else n_repeats + 1
+    with progress_bar(show_bar, fits, "stability") as bar:
+        track = FitTracker("stability", bar, fit_options.get("display", 0))
+        return _stability(X, rank, scheme, mode, n_repeats, threshold, rng, fit_options,
+                          track)
+
+
+def _stability(X: Tensor, rank: int, scheme: str, mode: int, n_repeats: int,
+               threshold: float, rng: np.random.Generator, fit_options: dict[str, Any],
+               track: FitTracker) -> Stability:
+    I = X.shape[mode]
     D = X.to_dense()  # NaN where missing: cpd treats them as unknown
     others = [n for n in range(X.ndim) if n != mode]
 
-    def fit(idx: np.ndarray) -> list[np.ndarray]:
+    def fit(idx: np.ndarray, label: str) -> list[np.ndarray]:
+        label = f"{label}, rank {rank}"
+        track.before(label)
         with quiet():
             dec = cpd(np.take(D, idx, axis=mode), rank, seed=rng, **fit_options)
+        track.after(label)
         return [dec.factors[n] for n in others]
 
     scores = []
-    reference = fit(np.arange(I)) if scheme == "bootstrap" else None
-    for _ in range(n_repeats):
+    reference = fit(np.arange(I), "all slices") if scheme == "bootstrap" else None
+    for i in range(n_repeats):
         if reference is None:  # split-half
             perm = rng.permutation(I)
             first, second = np.sort(perm[: I // 2]), np.sort(perm[I // 2:])
-            scores.append(fms(fit(first), fit(second)))
+            scores.append(fms(fit(first, f"split {i + 1} of {n_repeats}, first half"),
+                              fit(second, f"split {i + 1} of {n_repeats}, second half")))
         else:
-            scores.append(fms(fit(rng.integers(0, I, size=I)), reference))
+            scores.append(fms(fit(rng.integers(0, I, size=I),
+                                  f"resample {i + 1} of {n_repeats}"), reference))
     s = np.array(scores)
     return Stability(scores=s, mean=float(s.mean()), min=float(s.min()),
                      stable=bool(s.min() >= threshold))

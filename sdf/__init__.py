@@ -9,6 +9,7 @@ and fit everything jointly with Gauss-Newton or L-BFGS::
     result = model.fit(method="nls")
 """
 
+from sdf import _source_tree  # noqa: F401  (first: maps sdf.models, sdf.viz in a checkout)
 from sdf import errors, losses
 from sdf.errors import DataError, ModelError, OptionError, SdfError, TransformError
 from sdf.expr import Constant, Expr, Variable

@@ -20,8 +20,9 @@ Complex data: Gramians, inner products and norms conjugate their first argument
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Sequence
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -304,7 +305,8 @@ def tmprod(
 
     Parameters
     ----------
-    T : array_like, shape (I_0, ..., I_{N-1})
+    T : array_like, scipy.sparse matrix or sdf.tensors.Tensor, shape (I_0, ..., I_{N-1})
+        Sparse and other data kinds are densified first (the products are dense).
     matrices : array_like or sequence of array_like
         One matrix if ``modes`` is an int, else one matrix per entry of ``modes``.
     modes : int or sequence of int, optional
@@ -324,7 +326,7 @@ def tmprod(
     >>> tmprod(T, [np.ones((2, 6)), np.ones((4, 7))], [0, 2], transpose=True).shape
     (6, 3, 7)
     """
-    T = np.asarray(T)
+    T = _as_dense(T)
     if isinstance(modes, (int, np.integer)):  # a bool is refused by _check_mode
         mode_list = [_check_mode(modes, T.ndim, "modes")]
         mats = [np.asarray(matrices)]
@@ -408,8 +410,43 @@ def tucker_to_tensor(factors: Sequence[ArrayLike], core: ArrayLike) -> np.ndarra
 
 
 # --------------------------------------------------------------------------- MTTKRP
+def _is_scipy_sparse(T: object) -> bool:
+    # Only a module already imported can have made T: no scipy.sparse import here.
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and bool(sparse.issparse(T))
+
+
+def _is_data_tensor(T: object) -> bool:
+    """An :class:`sdf.tensors.Tensor` (sparse, incomplete, factored... data kinds)."""
+    return all(callable(getattr(T, name, None)) for name in ("mttkrp", "to_dense",
+                                                           "known_entries"))
+
+
+def _as_dense(T: object, name: str = "T") -> np.ndarray:
+    """``T`` as an ndarray; scipy.sparse matrices and sdf data tensors densified, and a
+    located error for a raw ``(subs, vals, shape)`` tuple (ambiguous as an array)."""
+    if _is_scipy_sparse(T):
+        return cast(Any, T).toarray()
+    if _is_data_tensor(T):
+        return np.asarray(cast(Any, T).to_dense())
+    if (isinstance(T, tuple) and len(T) == 3 and isinstance(T[2], tuple)
+            and all(isinstance(n, (int, np.integer)) for n in T[2])):
+        raise DataError(f"{name}: a (subs, vals, shape) tuple is coordinate data, not an "
+                        f"array; pass sdf.tensors.as_tensor({name}) (shape {T[2]})")
+    if isinstance(T, (list, tuple)) and T and not np.isscalar(T[0]) \
+            and len({np.shape(x) for x in T}) > 1:
+        raise DataError(f"{name}: expected an array, scipy.sparse matrix or "
+                        f"sdf.tensors.Tensor, got a {type(T).__name__} of differently "
+                        "shaped items")
+    out = np.asarray(T)
+    if out.dtype == object:
+        raise DataError(f"{name}: expected numeric data (an array, scipy.sparse matrix or "
+                        f"sdf.tensors.Tensor), got {type(T).__name__}")
+    return out
+
+
 def _prepare_mttkrp(T: ArrayLike, factors: object) -> tuple[np.ndarray, list[np.ndarray]]:
-    T = np.asarray(T)
+    T = _as_dense(T)
     if T.ndim < 2:
         raise DataError(f"T: expected a tensor of order >= 2, got shape {T.shape}")
     mats = _check_factors(factors, T.shape)
@@ -441,7 +478,9 @@ def mttkrp(T: ArrayLike, factors: Sequence[ArrayLike], mode: int) -> np.ndarray:
 
     Parameters
     ----------
-    T : array_like, shape (I_0, ..., I_{N-1}), N >= 2
+    T : array_like, scipy.sparse matrix or sdf.tensors.Tensor, N >= 2 modes
+        Shape ``(I_0, ..., I_{N-1})``. A sparse matrix or a data tensor (sparse, incomplete, factored...) is read
+        through its own MTTKRP: only the stored entries.
     factors : sequence of array_like, each of shape (I_m, R)
         One per mode; ``factors[mode]`` is checked but not used.
     mode : int
@@ -459,6 +498,13 @@ def mttkrp(T: ArrayLike, factors: Sequence[ArrayLike], mode: int) -> np.ndarray:
     >>> np.allclose(mttkrp(T, A, 1), unfold(T, 1) @ khatri_rao(A, skip=1))
     True
     """
+    if _is_data_tensor(T):  # reads only what the data kind stores (nonzeros, factors...)
+        return np.asarray(cast(Any, T).mttkrp(factors, mode))
+    if _is_scipy_sparse(T):
+        M = cast(Any, T)
+        mats = _check_factors(factors, M.shape)
+        n = _check_mode(mode, 2)
+        return np.asarray(M @ mats[1] if n == 0 else M.T @ mats[0])
     T, mats = _prepare_mttkrp(T, factors)
     n = _check_mode(mode, T.ndim)
     if not T.flags.c_contiguous and T.flags.f_contiguous:

@@ -19,7 +19,8 @@ from numpy.typing import ArrayLike
 if TYPE_CHECKING:
     from sdf.tensors import Tensor
 
-from sdf.algebra import _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor, unfold
+from sdf.algebra import (_as_dense, _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor,
+                         unfold)
 from sdf.errors import DataError
 from sdf.numerics import SCALE_THRESHOLD, balance_columns, ldexp
 from sdf.tensors._tt import TTTensor
@@ -82,8 +83,9 @@ class LMLRAResult:
 
 # --------------------------------------------------------------------------- helpers
 def _as_data(T: ArrayLike, min_order: int, what: str) -> np.ndarray:
-    """Finite floating-point (or complex) array of order >= ``min_order``."""
-    T = np.asarray(T)
+    """Finite floating-point (or complex) array of order >= ``min_order``; scipy.sparse
+    matrices and sdf data tensors densified."""
+    T = _as_dense(T)
     if T.ndim < min_order:
         raise DataError(f"T: expected a tensor of order >= {min_order} for {what}, "
                         f"got shape {T.shape}")
@@ -182,7 +184,8 @@ def mlsvd(
 
     Parameters
     ----------
-    T : array_like, shape (I_0, ..., I_{N-1}), N >= 2
+    T : array_like, scipy.sparse matrix or sdf.tensors.Tensor, N >= 2 modes
+        Shape ``(I_0, ..., I_{N-1})``; sparse and other data kinds are densified.
     core_shape : sequence of int, optional
         Multilinear rank ``(R_0, ..., R_{N-1})``, ``1 <= R_n <= I_n``. Default (with
         ``tol`` None): full size, an exact orthogonal transform of ``T``.

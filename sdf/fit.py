@@ -13,19 +13,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from sdf import io
+from sdf._warn import warn_user
 from sdf.errors import ModelError, OptionError, SdfWarning
 from sdf.problem import ModelLike, Problem
 from sdf.result import (STILL_DECREASING, History, IterationInfo, Result, StopReason,
                         attach_model, load_result)
-from sdf.solvers import (Assembly, MethodName, Run, RunContext, ScaledProblem, get_solver,
-                         make_options)
+from sdf.solvers import (Assembly, MethodName, Run, RunContext, ScaledProblem, check_display,
+                         get_solver, make_options)
 from sdf.expr import Variable
 from sdf.terms._base import DataTerm, Findings
 
@@ -41,6 +41,9 @@ RESCALE_RATIO = 1e3
 #: relative change of the objective, ``(f_{k-1} - f_k) / f_0``, exceeds this many times
 #: its ``tol_fun``.
 STILL_DECREASING_FACTOR = 10.0
+
+#: Model.fit's own parameters, named beside the solver options when an option is unknown.
+_FIT_PARAMETERS = ("method", "options", "display", "callback", "resume")
 
 
 def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = None,
@@ -58,12 +61,11 @@ def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = No
     True
     """
     entry = get_solver(method)
-    opts = make_options(method, options, **option_values)
+    opts = make_options(method, options, "Model.fit", _FIT_PARAMETERS, **option_values)
     model.check()
     if callback is not None and not callable(callback):
         raise ModelError(f"fit: callback must be callable, got {type(callback).__name__}")
-    if isinstance(display, bool) or not isinstance(display, (int, np.integer)) or display < 0:
-        raise OptionError(f"fit: display must be an integer >= 0, got {display!r}")
+    display = check_display(display, "Model.fit")
     if opts.checkpoint is not None:
         try:
             io.check_writable(opts.checkpoint, f"{type(opts).__name__}.checkpoint")
@@ -113,7 +115,7 @@ def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = No
                         run.history, getattr(opts, "tol_fun", None))
     result = run.result(assembly, stop, [message for _, message in findings])
     for category, message in findings:
-        warnings.warn(message, category, stacklevel=3)
+        warn_user(message, category)
     if opts.checkpoint is not None:
         result.save(opts.checkpoint)
     return result

@@ -277,8 +277,10 @@ class Result:
         for its coordinate). A dim that two terms explain by different expressions is
         written once per term, as ``"<term>_<dim>_factor"``. Variables not covered that way
         are added under their own names, with dims ``"<name>_dim<k>"``.
-        Per-term relative errors, the objective, the iteration count and the stop reason go
-        in the attributes; ``Dataset.to_netcdf(path, engine="scipy")`` writes it.
+        The coordinates keep their attributes (``units``, ``long_name``...); a data set's
+        own attributes go in the Dataset's as ``"<term>_<attr>"``. Per-term relative
+        errors, the objective, the iteration count and the stop reason go in the
+        attributes too; ``Dataset.to_netcdf(path, engine="scipy")`` writes it.
 
         Examples
         --------
@@ -296,6 +298,7 @@ class Result:
         data_vars: dict[str, Any] = {}
         sources: dict[str, int] = {}
         covered: set[int] = set()
+        data_attrs: dict[str, Any] = {}
         n_components: int | None = None
         for name, term in model.terms.items():
             modes = term.mode_factors()
@@ -303,6 +306,10 @@ class Result:
             if modes is None or dims is None:
                 continue
             coords = term.coords() or {}
+            data = getattr(term, "data", None)
+            coord_attrs = getattr(data, "coord_attrs", {})
+            data_attrs.update({f"{name}_{k}": v for k, v in getattr(data, "attrs", {}).items()
+                               if isinstance(v, (str, int, float, np.number))})
             for dim, expr in zip(dims, modes):
                 value = self[expr]
                 if value.ndim != 2:
@@ -316,6 +323,8 @@ class Result:
                 comp = "component" if value.shape[1] == n_components else f"{key}_component"
                 da_coords = {dim: np.asarray(coords[dim])} if dim in coords else {}
                 data_vars[key] = xr.DataArray(value, dims=(dim, comp), coords=da_coords)
+                if dim in da_coords and coord_attrs.get(dim):
+                    data_vars[key][dim].attrs.update(coord_attrs[dim])
                 covered.update(id(v) for v in expr.variables())
         for var, vname in zip(model.variables, model.variable_names):
             if id(var) not in covered and vname not in data_vars:
@@ -323,6 +332,7 @@ class Result:
                 data_vars[vname] = xr.DataArray(
                     value, dims=tuple(f"{vname}_dim{k}" for k in range(value.ndim)))
         attrs: dict[str, Any] = {f"relerr_{k}": v for k, v in self.relerr.items()}
+        attrs.update(data_attrs)
         attrs.update(objective=self.objective, iterations=self.iterations,
                      stop=self.stop.name, method=self.method)
         ds = xr.Dataset(data_vars, attrs=attrs)

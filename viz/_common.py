@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from sdf.tensors import CPDTensor, Tensor, TuckerTensor
 
 __all__ = ["FactorView", "ViewKind", "as_data", "as_decomposition", "component_color",
-           "get_axes", "interactive_backend", "leverage", "new_figure", "pyplot"]
+           "coupled_view", "get_axes", "interactive_backend", "leverage", "new_figure",
+           "pyplot"]
 
 #: The engine's term kinds (``sdf.CPD.kind``...): the decompositions a figure can show.
 ViewKind = Literal["CPD", "LMLRA", "BTD", "LL1"]
@@ -117,6 +118,14 @@ class FactorView:
         Coordinate values per mode.
     data : Tensor or None
         The data set the decomposition was fitted to, when known.
+    units : list of (str or None) or None
+        Per mode, the ``units`` attribute of its coordinate, when known.
+    terms : list of str or None
+        For the factors of several coupled terms of one result (:func:`coupled_view`):
+        the terms; the modes are then the distinct factors of all of them, and no single
+        model tensor exists.
+    term_modes : list of list of int or None
+        With ``terms``: the modes (indices into ``factors``) each term multiplies.
     """
 
     kind: ViewKind
@@ -127,6 +136,16 @@ class FactorView:
     dims: list[str] | None = None
     coords: list[np.ndarray] | None = None
     data: Tensor | None = field(default=None, repr=False)
+    units: list[str | None] | None = None
+    terms: list[str] | None = None
+    term_modes: list[list[int]] | None = None
+
+    def axis_label(self, n: int) -> str:
+        """The mode's name with its units, ``"emission (nm)"``, or ``"index"``."""
+        if self.dims is None:
+            return "index"
+        unit = self.units[n] if self.units is not None else None
+        return f"{self.dims[n]} ({unit})" if unit else self.dims[n]
 
     @property
     def ndim(self) -> int:
@@ -167,6 +186,9 @@ class FactorView:
         """The model tensor, dense (C order)."""
         from sdf import algebra
 
+        if self.terms is not None:
+            raise ModelError(f"the factors of the coupled terms {self.terms} make no single "
+                             "model tensor; view one term (term=...)")
         if self.kind in ("CPD", "LL1"):
             return algebra.cpd_to_tensor(self._cpd_form())
         return reduce(operator.add,
@@ -278,6 +300,12 @@ def _from_result(result: Any, term: str | None) -> FactorView:
         raise ModelError(f"term {name!r} is a {t.kind} regularizer, not a data term; "
                          "choose a factorization term")
     structure = t.structure(result.factors[name])
+    if structure is None and t.kind == "PARAFAC2":
+        # X_k = A diag(c_k) (P_k B)^T: A, B and C as a CPD of the slices in their own
+        # fitted bases (X_k P_k); flipping any two of a component's columns keeps it.
+        dec = _from_factors(result.factors[name], where=f"term {name!r}")
+        dec.dims = _expression_names(model, t.inputs)
+        return dec
     if structure is None:
         raise ModelError(f"term {name!r} ({t.kind}) does not say how to draw its values")
     where = f"term {name!r}"
@@ -287,7 +315,11 @@ def _from_result(result: Any, term: str | None) -> FactorView:
         dec = _from_factors(structure.factors, core=structure.core, where=where)
     else:
         dec = _from_factors(structure.factors, L=structure.L, where=where)
-    return _attach_data(dec, t.data)
+    dec = _attach_data(dec, t.data)
+    modes = t.mode_factors()
+    if dec.dims is None and modes is not None and len(modes) == dec.ndim:
+        dec.dims = _expression_names(model, modes)  # the model's names for its factors
+    return dec
 
 
 def _attach_data(dec: FactorView, data: Tensor | None) -> FactorView:
@@ -302,7 +334,79 @@ def _attach_data(dec: FactorView, data: Tensor | None) -> FactorView:
         coords = data.coords or {}
         dec.coords = [np.asarray(coords.get(d, np.arange(s))) for d, s in
                       zip(data.dims, data.shape)]
+        attrs = data.coord_attrs
+        dec.units = [_unit(attrs.get(d, {})) for d in data.dims]
     return dec
+
+
+def _unit(attrs: Mapping[str, Any]) -> str | None:
+    unit = attrs.get("units", attrs.get("unit"))
+    return None if unit is None else str(unit)
+
+
+def _expression_names(model: Any, exprs: Sequence[Any]) -> list[str] | None:
+    """The model's names of the expressions (``"a"``, ``"nonneg(b)"``); None when one is a
+    constant (no variable to name it by)."""
+    names = {id(v): n for v, n in zip(model.variables, model.variable_names)}
+    if not all(e.variables() for e in exprs):
+        return None
+    return [e.label(names) for e in exprs]
+
+
+def coupled_view(result: Any) -> FactorView | None:
+    """Every distinct factor of a result's CPD data terms, each once, as one view.
+
+    Coupled terms (``fuse``, ``cmtf``, a model sharing variables) explain several data
+    sets; the view's modes are their factors in first-seen order, named by the data's
+    dims (with units) or else by the model's names of the factor expressions. None when
+    the result has fewer than two data terms or one is not a CPD.
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> rng = np.random.default_rng(0)
+    >>> a, b, c = (sdf.Variable(rng.random((n, 2)), name=k) for k, n in zip("abc", (4, 3, 5)))
+    >>> model = sdf.Model(x=sdf.CPD(rng.random((4, 3)), [a, b]),
+    ...                   y=sdf.CPD(rng.random((4, 5)), [a, c]))
+    >>> coupled_view(model.fit(max_iter=3)).dims  # doctest: +SKIP
+    ['a', 'b', 'c']
+    """
+    model = result.model
+    data_terms = [(k, t) for k, t in model.terms.items() if getattr(t, "is_data_term", False)]
+    if len(data_terms) < 2 or any(t.kind != "CPD" for _, t in data_terms):
+        return None
+    exprs: list[Any] = []
+    dims: list[str] = []
+    coords: list[np.ndarray] = []
+    units: list[str | None] = []
+    term_modes: list[list[int]] = []
+    for name, t in data_terms:
+        modes = t.mode_factors()
+        labels = _expression_names(model, modes)
+        tdims = t.dims()
+        tcoords = t.coords() or {}
+        attrs = getattr(t.data, "coord_attrs", {})
+        for n, expr in enumerate(modes):
+            if any(e is expr for e in exprs):
+                continue
+            exprs.append(expr)
+            size = int(expr.shape[0])
+            if tdims is not None:
+                dims.append(tdims[n])
+                coords.append(np.asarray(tcoords.get(tdims[n], np.arange(size))))
+                units.append(_unit(attrs.get(tdims[n], {})))
+            else:
+                dims.append(labels[n] if labels is not None else f"{name} mode {n}")
+                coords.append(np.arange(size))
+                units.append(None)
+        term_modes.append([next(i for i, e in enumerate(exprs) if e is expr)
+                           for expr in modes])
+    mats = _matrices([result[e] for e in exprs], "result")
+    if len({A.shape[1] for A in mats}) != 1:
+        return None
+    R = mats[0].shape[1]
+    return FactorView("CPD", mats, [np.arange(R)] * len(mats), dims=dims, coords=coords,
+                      units=units, terms=[k for k, _ in data_terms], term_modes=term_modes)
 
 
 def _from_xarray_factors(arrays: Sequence[Any], core: ArrayLike | None, where: str) -> FactorView:
@@ -320,6 +424,8 @@ def _from_xarray_factors(arrays: Sequence[Any], core: ArrayLike | None, where: s
         mats.append(_numbers(da.values))
     dec = _from_factors(mats, core=None if core is None else np.asarray(core), where=where)
     dec.dims, dec.coords = dims, coords
+    dec.units = [_unit(da[dim].attrs) if dim in da.coords else None
+                 for dim, da in zip(dims, arrays)]
     return dec
 
 

@@ -11,8 +11,10 @@ import numpy as np
 from sdf.errors import ModelError
 from sdf.viz._common import (
     FactorView,
+    _is_result,
     as_decomposition,
     component_color,
+    coupled_view,
     is_categorical,
     new_figure,
 )
@@ -236,6 +238,8 @@ def align_signs(source: object, term: str | None = None) -> FactorView:
     signs, shares = zip(*(_peak_sign(A) for A in dec.factors))
     if dec.kind in ("LMLRA", "BTD"):
         flips = [s.copy() for s in signs]
+    elif dec.term_modes is not None:
+        flips = _coupled_flips(signs, shares, dec.term_modes)
     elif dec.kind == "CPD":
         flips = _cpd_flips(signs, shares)
     else:
@@ -252,6 +256,31 @@ def _cpd_flips(signs: Sequence[np.ndarray], shares: Sequence[np.ndarray]) -> lis
         neg.sort(key=lambda n: -shares[n][r])
         for n in neg[: len(neg) - len(neg) % 2]:
             flips[n][r] = -1.0
+    return flips
+
+
+#: Coupled views with more factors than this keep their signs (2**n sign patterns tried).
+_MAX_COUPLED_FACTORS = 14
+
+
+def _coupled_flips(signs: Sequence[np.ndarray], shares: Sequence[np.ndarray],
+                   term_modes: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """Per component, the flips that keep every coupled term unchanged (an even number
+    among each term's factors) and turn the most peak weight positive."""
+    F = len(signs)
+    flips = [np.ones(len(s)) for s in signs]
+    if F > _MAX_COUPLED_FACTORS:
+        return flips
+    patterns = 1.0 - 2.0 * ((np.arange(2**F)[:, None] >> np.arange(F)) & 1)  # (2**F, F)
+    keeps = np.ones(len(patterns), dtype=bool)
+    for modes in term_modes:
+        keeps &= np.prod(patterns[:, list(modes)], axis=1) > 0
+    allowed = patterns[keeps]
+    for r in range(len(signs[0])):
+        gain = allowed @ np.array([signs[f][r] * shares[f][r] for f in range(F)])
+        best = allowed[int(np.argmax(gain))]
+        for f in range(F):
+            flips[f][r] = best[f]
     return flips
 
 
@@ -322,10 +351,25 @@ def _draw_mode(ax: Axes, dec: FactorView, n: int, values: np.ndarray) -> list[An
                               linestyle=_STYLES[within[r] % len(_STYLES)])
             artists.append(line)
     if cat:
-        ax.set_xticks(pos, [str(c) for c in coord], rotation=45 if len(pos) > 6 else 0)
+        _category_ticks(ax, [str(c) for c in coord])
     ax.axhline(0.0, color="0.7", linewidth=0.6, zorder=0)
-    ax.set_xlabel(dec.dims[n] if dec.dims is not None else "index")
+    ax.set_xlabel(dec.axis_label(n))
     return artists
+
+
+#: At most this many category labels per panel; more are thinned to every k-th.
+_MAX_CATEGORY_TICKS = 24
+
+
+def _category_ticks(ax: Axes, labels: list[str]) -> None:
+    """Tick labels that do not overlap: every k-th of many, rotated when long or many."""
+    step = max(1, -(-len(labels) // _MAX_CATEGORY_TICKS))
+    shown = np.arange(0, len(labels), step)
+    longest = max((len(t) for t in labels), default=0)
+    rotation = 90 if len(shown) > 8 or longest * len(shown) > 40 else 0
+    ax.set_xticks(shown, [labels[i] for i in shown], rotation=rotation, fontsize="small")
+    if step > 1:
+        ax.set_xticks(np.arange(len(labels)), minor=True)
 
 
 def _position_in_group(groups: np.ndarray) -> np.ndarray:
@@ -368,11 +412,52 @@ def _split_parts(values: np.ndarray, parts: ComplexParts) -> tuple[np.ndarray, n
     return values.real, np.imag(values)
 
 
+def _is_decomposition(obj: object) -> bool:
+    """A fitted decomposition (a Result, an sdf.models result, a TensorLy CPTensor...),
+    as opposed to a factor matrix or a BTD block."""
+    return _is_result(obj) or (hasattr(obj, "factors")
+                               and not isinstance(obj, (np.ndarray, list, tuple)))
+
+
+def _refuse_unlabelled_list(source: object) -> None:
+    if isinstance(source, (list, tuple)) and len(source) > 1 \
+            and all(_is_decomposition(d) for d in source):
+        hint = ", ".join(f"'model {k}': d{k}" for k in range(min(len(source), 3)))
+        raise ModelError(f"plot_factors: got a {type(source).__name__} of {len(source)} "
+                         "decompositions; to compare several models pass a mapping "
+                         f"{{label: decomposition}}, e.g. {{{hint}}}")
+
+
+def _tensorly_cp(source: object) -> object:
+    """TensorLy's ``CPTensor`` or a ``(weights, factors)`` tuple -> the weighted factors."""
+    weights = factors = None
+    if hasattr(source, "weights") and hasattr(source, "factors") \
+            and not hasattr(source, "result"):
+        weights, factors = getattr(source, "weights"), getattr(source, "factors")
+    elif (isinstance(source, tuple) and len(source) == 2 and np.ndim(source[0]) == 1
+          and isinstance(source[1], (list, tuple)) and len(source[1]) >= 2
+          and all(np.ndim(A) == 2 for A in source[1])):
+        weights, factors = source
+    if factors is None:
+        return source
+    mats = [np.asarray(A) for A in factors]
+    if weights is not None and np.size(weights):
+        mats[0] = mats[0] * np.asarray(weights)[None, :]
+    return mats
+
+
 def _prepare(sources: list[tuple[str, object]], term: str | None, normalize: bool,
              signs: bool, L: int | Sequence[int] | None) -> list[FactorView]:
     decs: list[FactorView] = []
     for k, (label, src) in enumerate(sources):
-        dec = as_decomposition(src, term, L=L, where=f"model {label!r}" if label else "source")
+        _refuse_unlabelled_list(src)
+        src = _tensorly_cp(src)
+        coupled = None
+        if term is None:
+            result = src if _is_result(src) else getattr(src, "result", None)
+            coupled = coupled_view(result) if _is_result(result) else None
+        dec = coupled or as_decomposition(src, term, L=L,
+                                          where=f"model {label!r}" if label else "source")
         if normalize:
             dec = normalize_columns(dec)
         if signs:
@@ -401,8 +486,11 @@ def plot_factors(
     """Plot the factors of a decomposition: one panel per mode.
 
     Component ``r`` has the same colour (``"C{r}"``) in every panel; the x-axis shows the
-    mode's coordinates and is labelled with its dim name (indices and "mode n" when the
-    data had no names). Modes whose coordinates are strings get grouped bars. A Tucker
+    mode's coordinates and is labelled with its dim name and the coordinate's ``units``
+    attribute (``"emission (nm)"``); without dims, the panels are named by the model's
+    names for the factors (the Variables' names, ``fuse``/``cmtf`` labels), and "mode n"
+    only when nothing names them. Many string coordinates are thinned and rotated so that
+    no tick labels overlap. Modes whose coordinates are strings get grouped bars. A Tucker
     (LMLRA) model gets an extra panel with its core as a heatmap (mode-0 unfolding); the
     columns of BTD and LL1 blocks share the block's colour, told apart by line style.
     Complex factors get two rows of panels per model, labelled: the modulus ``|a|`` over
@@ -416,11 +504,15 @@ def plot_factors(
         Anything :func:`sdf.viz._common.as_decomposition` accepts: an ``sdf.Result``,
         a list of factor matrices (``(U_0, ..., S)`` tuples for BTD blocks), a
         ``CPDTensor``/``TuckerTensor``, an ``xarray.Dataset`` of factors, an
-        ``sdf.models`` result. A mapping ``{label: source}`` draws several models side by
-        side (one row each, e.g. constrained against unconstrained); the components of
-        later CPDs are reordered to match the first.
+        ``sdf.models`` result, TensorLy's ``CPTensor`` or a ``(weights, factors)`` tuple.
+        A mapping ``{label: source}`` draws several models side by side (one row each,
+        e.g. constrained against unconstrained); the components of later CPDs are
+        reordered to match the first. (A list of decompositions is refused with that
+        hint.)
     term : str, optional
-        For Results: which term's factors (default: the first data term).
+        For Results: which term's factors. Default: every factor of every data term when
+        the result couples several CPDs (``fuse``, ``cmtf``; sign flips then keep every
+        term unchanged), else the first data term.
     normalize : bool, default True
         Scale every column to unit norm (a core absorbs the scales).
     align : bool, default True
@@ -459,6 +551,7 @@ def plot_factors(
     if complex_parts not in _PART_LABELS:
         raise ModelError(f"plot_factors: complex_parts must be one of "
                          f"{sorted(_PART_LABELS)}, got {complex_parts!r}")
+    source = _tensorly_cp(source)  # a CPTensor reads as a Mapping
     sources: list[tuple[str, object]] = [("", source)]
     if isinstance(source, Mapping) and not type(source).__module__.startswith("xarray"):
         sources = [(str(k), v) for k, v in source.items()]
@@ -482,6 +575,7 @@ def plot_factors(
         for n, ax in enumerate(row):
             ax.set_title(f"{label}: {dec.mode_name(n)}" if label else dec.mode_name(n))
         row[0].legend(fontsize="small", loc="best")
+        row[0].set_ylabel("loading (unit norm)" if normalize else "loading")
         axes.append(row)
         if parts is not None:
             below = list(grid[rows * m + 1, :N])

@@ -103,13 +103,32 @@ def _ticks(ax: Axes, dec: FactorView, n: int, axis: str) -> None:
     pos = np.arange(0, len(coord), step)
     labels = [f"{c:.3g}" if isinstance(c, (float, np.floating)) else str(c)
               for c in coord[pos]]
-    label = dec.dims[n] if dec.dims is not None else f"mode {n}"
+    label = dec.axis_label(n) if dec.dims is not None else f"mode {n}"
     if axis == "x":
         ax.set_xticks(pos, labels, rotation=45 if is_categorical(coord) else 0)
         ax.set_xlabel(label)
     else:
         ax.set_yticks(pos, labels)
         ax.set_ylabel(label)
+
+
+def _value_label(dec: FactorView, what: str) -> str:
+    """``what`` with the data's units (its ``units`` attribute), e.g. ``"value (counts)"``."""
+    attrs = dec.data.attrs if dec.data is not None else {}
+    unit = attrs.get("units", attrs.get("unit"))
+    name = attrs.get("long_name") if what == "value" else None
+    text = str(name) if name else what
+    return f"{text} ({unit})" if unit else text
+
+
+def _colorbar(ax: Axes, image: AxesImage, label: str, symmetric: bool) -> None:
+    """A labelled colour bar with about five evenly spaced round ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    bar = ax.figure.colorbar(image, ax=ax, shrink=0.85)
+    bar.locator = MaxNLocator(nbins=5, symmetric=symmetric, steps=[1, 2, 2.5, 5, 10])
+    bar.update_ticks()
+    bar.set_label(label)
 
 
 def _draw_images(axes: Sequence[Axes], dec: FactorView, mode: int, views: Sequence[np.ndarray],
@@ -122,7 +141,7 @@ def _draw_images(axes: Sequence[Axes], dec: FactorView, mode: int, views: Sequen
         im = ax.imshow(np.ma.masked_invalid(values), aspect="auto", interpolation="nearest",
                        cmap=_cmap("RdBu_r" if resid else "viridis"),
                        vmin=-rmax if resid else lo, vmax=rmax if resid else hi)
-        ax.figure.colorbar(im, ax=ax, shrink=0.85)
+        _colorbar(ax, im, _value_label(dec, "data - model" if resid else "value"), resid)
         _ticks(ax, dec, rest[0], "y")
         if len(rest) == 2:
             _ticks(ax, dec, rest[1], "x")

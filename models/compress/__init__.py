@@ -13,13 +13,15 @@ from sdf.models.compress.budget import (allocate_ranks, layer_cost, max_rank, ra
 from sdf.models.compress.contraction import LowRankHead, compress_head
 from sdf.models.compress.conv import CONV_METHODS, compress_conv
 from sdf.models.compress.embedding import FactorizedEmbedding, factorize_embedding
-from sdf.models.compress.export import pieces_to_torch
+from sdf.models.compress.export import export_arrays, pieces_to_torch
 from sdf.models.compress.layers import (Piece, conv2d, count_macs, count_params, im2col,
                                         run_pieces)
 from sdf.models.compress.linear import closed_form_data_aware, compress_linear, truncated_svd
 from sdf.models.compress.network import (LayerSpec, NetworkCompression, SharedCompression,
                                          compress_network, compress_shared)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve)
+from sdf.models.compress.sklearn_mlp import (compress_sklearn_mlp, sklearn_mlp_forward,
+                                              sklearn_mlp_layers)
 from sdf.models.compress.tensorized import TensorizedLinear, factor_sizes, tensorize_linear
 
 __all__ = [
@@ -42,9 +44,11 @@ __all__ = [
     "compress_linear",
     "compress_network",
     "compress_shared",
+    "compress_sklearn_mlp",
     "conv2d",
     "count_macs",
     "count_params",
+    "export_arrays",
     "factor_sizes",
     "factorize_embedding",
     "im2col",
@@ -54,6 +58,8 @@ __all__ = [
     "rank_for_ratio",
     "rank_for_tol",
     "run_pieces",
+    "sklearn_mlp_forward",
+    "sklearn_mlp_layers",
     "tensorize_linear",
     "truncated_svd",
 ]

@@ -165,20 +165,25 @@ class Piece:
         return int(self.weight.size * ho * wo)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Apply the layer to ``x`` of shape (N, in) or (N, in, H, W)."""
+        """Apply the layer to ``x`` of shape (N, in) or (N, in, H, W).
+
+        A float32 ``x`` is run in float32 (the weights rounded to it), as an exported
+        float32 network runs; anything else in float64.
+        """
         if self.kind == "linear":
-            x = np.asarray(x, dtype=float)
+            x = _float_array(x)
             if x.shape[-1] != self.in_features:
                 raise DataError(
                     f"Piece {self.name or 'linear'!r}: input has {x.shape[-1]} features, "
                     f"the weight expects {self.in_features}"
                 )
-            y = x @ self.weight.T
+            y = x @ self.weight.T.astype(x.dtype, copy=False)
         else:
             y = conv2d(x, self.weight, stride=self.stride, padding=self.padding,
                        dilation=self.dilation, groups=self.groups)
         if self.bias is not None:
-            y = y + (self.bias if self.kind == "linear" else self.bias[:, None, None])
+            b = self.bias.astype(y.dtype, copy=False)
+            y = y + (b if self.kind == "linear" else b[:, None, None])
         return y
 
 
@@ -198,8 +203,14 @@ def _windows(x: np.ndarray, kernel_size: tuple[int, int], stride: tuple[int, int
     return view[:, :, ::sh, ::sw, ::dh, ::dw]
 
 
+def _float_array(x: object) -> np.ndarray:
+    """``x`` in float32 when it is float32 (a network's usual precision), else float64."""
+    x = np.asarray(x)
+    return x if x.dtype == np.float32 else np.asarray(x, dtype=float)
+
+
 def _as_images(x: np.ndarray, channels: int, where: str) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
+    x = _float_array(x)
     if x.ndim != 4 or x.shape[1] != channels:
         raise DataError(
             f"{where}: input must have shape (N, {channels}, H, W), got {x.shape}"
@@ -277,6 +288,7 @@ def conv2d(
     w = np.asarray(weight, dtype=float)
     out, cg, kh, kw = w.shape
     x = _as_images(x, cg * groups, "conv2d")
+    w = w.astype(x.dtype, copy=False)  # float32 inputs run in float32
     win = _windows(x, (kh, kw), _pair(stride, "stride"), _pair(padding, "padding"),
                    _pair(dilation, "dilation"))
     n, c, ho, wo = win.shape[:4]
@@ -290,7 +302,8 @@ def conv2d(
 
 
 def run_pieces(pieces: Sequence[Piece], x: np.ndarray) -> np.ndarray:
-    """Run the pieces one after the other on ``x`` (no activation in between).
+    """Run the pieces one after the other on ``x`` (no activation in between), in float32
+    for a float32 ``x``, else in float64.
 
     Examples
     --------
@@ -300,7 +313,7 @@ def run_pieces(pieces: Sequence[Piece], x: np.ndarray) -> np.ndarray:
     ...            np.ones((1, 3)))
     array([[3., 3.]])
     """
-    y = np.asarray(x, dtype=float)
+    y = _float_array(x)
     for piece in pieces:
         y = piece.forward(y)
     return y

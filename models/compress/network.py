@@ -22,6 +22,7 @@ import numpy as np
 
 from sdf.errors import DataError, ModelError
 import sdf.models.compress._fit as _fit
+from sdf.models._progress import FitTracker, progress_bar
 from sdf.models.compress.budget import allocate_ranks, expand_rank
 from sdf.models.compress.conv import CONV_METHODS, ConvMethod, _grid_curve, compress_conv
 from sdf.models.compress.layers import Piece, im2col
@@ -405,6 +406,7 @@ def compress_network(
     balance: float = 0.9,
     layer_weights: Mapping[str, float] | None = None,
     options: CompressOptions | None = None,
+    progress: bool = False,
 ) -> NetworkCompression:
     """Compress every layer to one global budget of parameters, of MACs, or of both.
 
@@ -431,6 +433,9 @@ def compress_network(
     layer_weights : mapping of str to float, optional
         Importance of each layer's error in the allocation.
     options : CompressOptions, optional
+    progress : bool, default False
+        Show a progress bar on stderr, one step per layer's curve and per layer's fit,
+        labelled with the layer (tqdm's when installed, else a one-line text bar).
 
     Returns
     -------
@@ -466,10 +471,23 @@ def compress_network(
                     f"compress_network: layer {name!r}: a MAC budget needs the input size "
                     "of every convolution; give LayerSpec(input_hw=(H, W)) or calibration "
                     "inputs X")
+    if not isinstance(progress, (bool, np.bool_)):
+        raise ModelError(f"compress_network: progress must be True or False, got {progress!r}")
+    with progress_bar(bool(progress), 2 * len(layers), "compress_network") as bar:
+        return _compress_network(layers, ratio, macs_ratio, balance, layer_weights, opts,
+                                 FitTracker("compress_network", bar))
+
+
+def _compress_network(layers: Mapping[str, LayerSpec], ratio: float | None,
+                      macs_ratio: float | None, balance: float,
+                      layer_weights: Mapping[str, float] | None, opts: CompressOptions,
+                      track: FitTracker) -> NetworkCompression:
     by_macs = macs_ratio is not None
-    curves = {name: _with_dense(_layer_curve(spec, name, balance, opts), spec.layer,
-                                _input_hw(spec), by_macs)
-              for name, spec in layers.items()}
+    curves = {}
+    for name, spec in layers.items():
+        curves[name] = _with_dense(_layer_curve(spec, name, balance, opts), spec.layer,
+                                   _input_hw(spec), by_macs)
+        track.after(f"{name}: error curve")
     before = sum(spec.layer.n_params for spec in layers.values())
     macs_before = sum(int(c.macs[-1]) for c in curves.values()) if by_macs else 0
     budget = None if ratio is None else ratio * before
@@ -491,6 +509,8 @@ def compress_network(
                               balance=balance, input_hw=_input_hw(spec), name=name,
                               options=opts)
         out[name] = c
+        track.after(f"{name}: kept dense" if ranks[name] == 0
+                    else f"{name}: {c.method} at rank {c.rank}")
         if spec.X_test is not None:
             test_err[name] = c.output_error(spec.X_test)
     return NetworkCompression(out, curves, budget, test_err, mac_budget)

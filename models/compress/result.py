@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from sdf.errors import ModelError, OptionError
 from sdf.solvers import MethodName, get_solver
@@ -241,8 +242,10 @@ class CompressedLayer:
                 "macs_before": self.macs_before, "macs_after": self.macs_after,
                 "weight_error": self.weight_error, "output_error": self.calib_output_error}
 
-    def to_torch(self) -> Any:
-        """The pieces as a ``torch.nn.Sequential`` (needs PyTorch).
+    def to_torch(self, dtype: DTypeLike = "float32") -> Any:
+        """The pieces as a ``torch.nn.Sequential`` with ``dtype`` parameters (float32 by
+        default, PyTorch's own; needs PyTorch). See
+        :func:`~sdf.models.compress.pieces_to_torch`.
 
         Raises
         ------
@@ -251,7 +254,7 @@ class CompressedLayer:
         """
         from sdf.models.compress.export import pieces_to_torch
 
-        return pieces_to_torch(self.pieces)
+        return pieces_to_torch(self.pieces, dtype)
 
 
 def check_rank_args(where: str, rank: Any, ratio: float | None, tol: float | None) -> None:

@@ -7,8 +7,9 @@ everywhere at once.
 """
 
 from sdf.result import StopReason
-from sdf.solvers._registry import (MethodName, SolverEntry, get_solver, make_options,
-                                   register_solver, solver_names, unregister_solver)
+from sdf.solvers._registry import (MethodName, SolverEntry, check_display, get_solver,
+                                   make_options, register_solver, solver_names,
+                                   unregister_solver)
 from sdf.solvers._run import Assembly, Run, RunContext, ScaledPoint, ScaledProblem
 from sdf.solvers.minf import minf
 from sdf.solvers.nls import nls, pcg
@@ -26,6 +27,7 @@ __all__ = [
     "SolverEntry",
     "SolverOptions",
     "StopReason",
+    "check_display",
     "get_solver",
     "make_options",
     "minf",

@@ -11,14 +11,17 @@ a name makes the method usable by ``Model.fit``, every driver and the compressio
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+import numpy as np
+
+from sdf._keywords import unknown_keywords
 from sdf.errors import OptionError
 from sdf.solvers.options import SolverOptions
 
-__all__ = ["MethodName", "Solver", "SolverEntry", "get_solver", "make_options",
+__all__ = ["MethodName", "Solver", "SolverEntry", "check_display", "get_solver", "make_options",
            "register_solver", "solver_names", "unregister_solver"]
 
 #: Name of a registered solver (``"nls"``, ``"minf"``, or one added by register_solver).
@@ -101,8 +104,12 @@ def get_solver(method: MethodName, where: str = "fit") -> SolverEntry:
 
 
 def make_options(method: MethodName, options: Any = None, where: str = "fit",
-                 **kwargs: Any) -> SolverOptions:
+                 parameters: Sequence[str] = (), **kwargs: Any) -> SolverOptions:
     """The options of ``method`` from an options object and/or keyword overrides.
+
+    An unknown keyword raises :class:`~sdf.errors.OptionError` naming ``where`` (the
+    function the user called), the closest known name and the names known: the
+    function's own ``parameters`` and the fields of the method's options.
 
     Examples
     --------
@@ -115,12 +122,26 @@ def make_options(method: MethodName, options: Any = None, where: str = "fit",
             f"{where}: options for method={method!r} must be {cls.__name__}, "
             f"got {type(options).__name__}"
         )
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(kwargs) - known)
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = set(kwargs) - set(known)
     if unknown:
-        raise OptionError(
-            f"{where}: unknown option(s) {', '.join(map(repr, unknown))} for method={method!r} "
-            f"(known: {', '.join(sorted(known))})"
-        )
+        groups = {f"{where}'s parameters": list(parameters),
+                  f"options of method={method!r}": known}
+        raise OptionError(unknown_keywords(where, unknown, groups))
     base = options if options is not None else cls()
     return dataclasses.replace(base, **kwargs)
+
+
+def check_display(display: object, where: str = "fit") -> int:
+    """``display`` as an int >= 0, or :class:`~sdf.errors.OptionError` naming ``where``.
+
+    Examples
+    --------
+    >>> check_display(10)
+    10
+    """
+    if isinstance(display, bool) or not isinstance(display, (int, np.integer)) or display < 0:
+        raise OptionError(
+            f"{where}: display must be an integer >= 0 (0: silent; k: print a row of the "
+            f"iteration table every k iterations), got {display!r}")
+    return int(display)

@@ -301,6 +301,8 @@ class Tensor(ABC):
     _shape: tuple[int, ...]
     _dims: tuple[str, ...] | None = None
     _coords: dict[str, np.ndarray] | None = None
+    _attrs: dict[str, Any] | None = None
+    _coord_attrs: dict[str, dict[str, Any]] | None = None
     _norm_squared_cache: float | None = None
     _scale_exponent_cache: int | None = None
 
@@ -340,9 +342,24 @@ class Tensor(ABC):
         """Coordinate values per dim (``np.arange`` where the DataArray had none), or None."""
         return None if self._coords is None else dict(self._coords)
 
-    def _set_labels(self, dims: Sequence[str], coords: dict[str, np.ndarray]) -> Tensor:
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The DataArray's attributes (``units``, ``long_name``...), or ``{}``."""
+        return dict(self._attrs or {})
+
+    @property
+    def coord_attrs(self) -> dict[str, dict[str, Any]]:
+        """Per dim, its coordinate's attributes (``{"wavelength": {"units": "nm"}}``)."""
+        return {d: dict(a) for d, a in (self._coord_attrs or {}).items()}
+
+    def _set_labels(self, dims: Sequence[str], coords: dict[str, np.ndarray],
+                    attrs: dict[str, Any] | None = None,
+                    coord_attrs: dict[str, dict[str, Any]] | None = None) -> Tensor:
         self._dims = tuple(dims)
         self._coords = {d: _readonly(np.asarray(c)) for d, c in coords.items()}
+        self._attrs = dict(attrs) if attrs else None
+        self._coord_attrs = ({d: dict(a) for d, a in coord_attrs.items() if a}
+                             if coord_attrs else None)
         return self
 
     def _factors_in(self, factors: Any, cpd: bool = True) -> list[np.ndarray]:
@@ -400,7 +417,7 @@ class Tensor(ABC):
         """
         out = self._scaled(int(exponent))
         if self._dims is not None and self._coords is not None:
-            out._set_labels(self._dims, self._coords)
+            out._set_labels(self._dims, self._coords, self._attrs, self._coord_attrs)
         return out
 
     # ------------------------------------------------------------ reductions

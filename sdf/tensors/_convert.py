@@ -174,8 +174,9 @@ def as_tensor(x: Any, mask: Any = None, name: str = "data", *,
                            else np.arange(n)) for d, n in zip(x.dims, x.shape)}
         if _is_xarray(mask):
             mask = np.asarray(mask.transpose(*x.dims))
-        return as_tensor(x.data, mask=mask, name=name,
-                         missing=missing)._set_labels(dims, coords)
+        coord_attrs = {str(d): dict(x.coords[d].attrs) for d in x.dims if d in x.coords}
+        return as_tensor(x.data, mask=mask, name=name, missing=missing)._set_labels(
+            dims, coords, dict(x.attrs), coord_attrs)
     cls = SparseTensor if missing == "zero" else IncompleteTensor
     if sp.issparse(x):
         if mask is not None:

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import copy
 import math
 
 import numpy as np
 
+from sdf._keywords import parameters_of, takes_any_keyword, unknown_keywords
 from sdf.errors import DataError, ModelError
 from sdf.losses import Loss, LossLike, as_loss
 from sdf.numerics import SCALE_THRESHOLD, ldexp
@@ -83,6 +84,9 @@ class TermState:
         return [None] * len(self.gradient())
 
 
+_TermT = TypeVar("_TermT", bound="Term")
+
+
 class Term:
     """Base class of terms.
 
@@ -106,6 +110,16 @@ class Term:
     spec_key: ClassVar[str] = ""
     #: Keys its dictionary form takes besides the data, the weights and ``spec_key``.
     spec_options: ClassVar[tuple[str, ...]] = ()
+
+    def __new__(cls: type[_TermT], *args: Any, **kwargs: Any) -> _TermT:
+        # A misspelt keyword (relweigth=) gets the closest name, not Python's TypeError.
+        init = cls.__init__
+        unknown = set(kwargs) - set(parameters_of(init))
+        if unknown and not takes_any_keyword(init):
+            raise ModelError(unknown_keywords(
+                cls.__name__, unknown, {f"{cls.__name__}'s parameters": parameters_of(init)},
+                noun="argument"))
+        return super().__new__(cls)
 
     def __init__(
         self,

@@ -156,7 +156,7 @@ def test_rank_criteria_are_checked(kwargs, match):
 def test_rankest_rejects_bad_criteria_and_progress():
     with pytest.raises(sdf.ModelError, match="criteria: expected a RankCriteria, got dict"):
         rankest(np.ones((4, 4, 4)), 2, criteria={"holdout": 0.1})
-    with pytest.raises(sdf.ModelError, match="progress: expected a callable, got int"):
+    with pytest.raises(sdf.ModelError, match="progress: expected True, False or a callable, got int"):
         rankest(np.ones((4, 4, 4)), 2, progress=3)
 
 

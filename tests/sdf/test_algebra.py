@@ -455,3 +455,47 @@ def test_khatri_rao_of_one_matrix_is_a_copy(rng):
 
 def test_all_is_sorted():
     assert al.__all__ == sorted(al.__all__)
+
+
+# Sparse data (scipy.sparse matrices, sdf.tensors data kinds) in algebra and mlsvd.
+mttkrp, tmprod = al.mttkrp, al.tmprod
+
+def _sparse_pair():
+    sparse = pytest.importorskip("scipy.sparse")
+    M = sparse.random(6, 20, density=0.3, random_state=0, format="coo")
+    return M, M.toarray()
+
+
+@pytest.mark.parametrize("fmt", ["coo", "csr", "csc"])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_mttkrp_of_a_scipy_sparse_matrix_matches_dense(rng, fmt, mode):
+    M, D = _sparse_pair()
+    A = [rng.standard_normal((6, 3)), rng.standard_normal((20, 3))]
+    assert np.allclose(mttkrp(M.asformat(fmt), A, mode), mttkrp(D, A, mode))
+
+
+def test_mttkrp_of_a_coordinate_tensor_matches_dense(rng):
+    from sdf.tensors import as_tensor
+    X = as_tensor((np.array([[0, 1, 2], [1, 2, 3], [2, 0, 4]]), np.array([1.0, 2.0, -1.0]),
+                   (3, 4, 5)))
+    A = [rng.standard_normal((n, 2)) for n in (3, 4, 5)]
+    for n in range(3):
+        assert np.allclose(mttkrp(X, A, n), mttkrp(X.to_dense(), A, n))
+
+
+def test_tmprod_and_mlsvd_of_sparse_data_match_dense(rng):
+    from sdf.decomp import mlsvd
+    M, D = _sparse_pair()
+    U = rng.standard_normal((3, 6))
+    assert np.allclose(tmprod(M, U, 0), tmprod(D, U, 0))
+    assert np.allclose(mlsvd(M).core, mlsvd(D).core)
+
+
+def test_raw_coordinate_tuple_gets_a_hint_not_a_shape_error():
+    coo = (np.array([[0, 1, 2]]), np.array([1.0]), (3, 4, 5))
+    A = [np.ones((n, 2)) for n in (3, 4, 5)]
+    with pytest.raises(DataError, match=r"T: a \(subs, vals, shape\) tuple is coordinate "
+                                        r"data, not an array; pass sdf.tensors.as_tensor"):
+        mttkrp(coo, A, 0)
+    with pytest.raises(DataError, match=r"coordinate data"):
+        tmprod(coo, np.ones((2, 3)), 0)
