@@ -3,7 +3,8 @@
 A layer's weight is one data set, its response on calibration inputs another, and layers
 reading the same input can share factors: each compression is one model on the sdf engine
 (numpy in, numpy out). See :func:`compress_linear`, :func:`compress_conv`,
-:func:`compress_shared` and :func:`compress_network`.
+:func:`compress_shared` and :func:`compress_network`; :func:`refit_network` refits a
+compressed network's pieces to the original network's outputs.
 """
 
 from sdf.models.compress.budget import (allocate_ranks, layer_cost, max_rank, rank_for_ratio,
@@ -15,7 +16,9 @@ from sdf.models.compress.layers import (Piece, conv2d, count_macs, count_params,
 from sdf.models.compress.linear import closed_form_data_aware, compress_linear, truncated_svd
 from sdf.models.compress.network import (LayerSpec, NetworkCompression, SharedCompression,
                                          compress_network, compress_shared)
+from sdf.models.compress.refit import RefitOptions, RefitResult, RefitStage, refit_network
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve)
+from sdf.models.compress.sequential import Op, SequentialNet, as_sequential
 
 __all__ = [
     "CONV_METHODS",
@@ -24,10 +27,16 @@ __all__ = [
     "FitInfo",
     "LayerSpec",
     "NetworkCompression",
+    "Op",
     "Piece",
     "RankCurve",
+    "RefitOptions",
+    "RefitResult",
+    "RefitStage",
+    "SequentialNet",
     "SharedCompression",
     "allocate_ranks",
+    "as_sequential",
     "closed_form_data_aware",
     "compress_conv",
     "compress_linear",
@@ -42,6 +51,7 @@ __all__ = [
     "pieces_to_torch",
     "rank_for_ratio",
     "rank_for_tol",
+    "refit_network",
     "run_pieces",
     "truncated_svd",
 ]
