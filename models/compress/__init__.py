@@ -16,6 +16,7 @@ from sdf.models.compress.layers import (Piece, conv2d, count_macs, count_params,
 from sdf.models.compress.linear import closed_form_data_aware, compress_linear, truncated_svd
 from sdf.models.compress.network import (LayerSpec, NetworkCompression, SharedCompression,
                                          compress_network, compress_shared)
+from sdf.models.compress.onnx_io import onnx_latency, read_onnx, run_onnx, write_onnx
 from sdf.models.compress.refit import RefitOptions, RefitResult, RefitStage, refit_network
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve)
 from sdf.models.compress.sequential import Op, SequentialNet, as_sequential
@@ -48,10 +49,14 @@ __all__ = [
     "im2col",
     "layer_cost",
     "max_rank",
+    "onnx_latency",
     "pieces_to_torch",
     "rank_for_ratio",
     "rank_for_tol",
+    "read_onnx",
     "refit_network",
+    "run_onnx",
     "run_pieces",
     "truncated_svd",
+    "write_onnx",
 ]
