@@ -13,6 +13,8 @@ from typing import Any, Callable, Sequence
 
 import autograd.numpy as anp
 import numpy as np
+import scipy.sparse as sp
+from autograd.extend import defjvp, defvjp, primitive
 
 from sdf.models.compress.layers import Piece
 from sdf.models.compress.sequential import Op, Replacement, SequentialNet
@@ -21,6 +23,33 @@ __all__: list[str] = []
 
 #: Where a free parameter lives: (layer name, piece index, "weight" or "bias").
 Slot = tuple[str, int, str]
+
+
+class _Gather:
+    """``x[:, idx]`` for a fixed integer array ``idx`` into the columns of ``x`` (n, size).
+
+    autograd's own adjoint of fancy indexing is ``np.add.at``, slow for the many repeated
+    indices of overlapping windows; here the adjoint is one sparse product.
+    """
+
+    def __init__(self, idx: np.ndarray, size: int) -> None:
+        self.idx = idx
+        flat = idx.reshape(-1)
+        self.adjoint = sp.csr_matrix((np.ones(flat.size), (flat, np.arange(flat.size))),
+                                     shape=(size, flat.size))
+
+
+@primitive
+def _gather(x: Any, g: _Gather) -> Any:
+    return x[:, g.idx]
+
+
+def _gather_vjp(ans: Any, x: Any, g: _Gather) -> Callable[[Any], Any]:
+    return lambda v: np.asarray(g.adjoint @ v.reshape(v.shape[0], -1).T).T
+
+
+defvjp(_gather, _gather_vjp)
+defjvp(_gather, lambda v, ans, x, g: _gather(v, g))
 
 
 def _window_index(c: int, h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
@@ -45,18 +74,21 @@ def _conv_fun(piece: Piece, shape: tuple[int, ...]) -> Callable[[Any, Any, Any],
     c, h, w = shape
     idx, ho, wo = _window_index(c, h, w, piece.kernel_size, piece.stride, piece.padding,
                                 piece.dilation)
-    cols_idx = idx.transpose(1, 0, 2).reshape(ho * wo, -1)        # columns ordered (c, i, j)
+    gather = _Gather(idx.transpose(1, 0, 2).reshape(ho * wo, -1), c * h * w + 1)
     g, o = piece.groups, piece.out_features
 
     def conv(x: Any, W: Any, b: Any) -> Any:
         n = x.shape[0]
         flat = anp.concatenate([anp.reshape(x, (n, -1)), anp.zeros((n, 1))], axis=1)
-        cols = flat[:, cols_idx]                                  # (n, P, c*kh*kw)
+        cols = _gather(flat, gather)                # (n, P, c*kh*kw), columns ordered (c, i, j)
+        # matrix products (BLAS), not einsum: the same sums, several times faster
         if g == 1:
-            y = anp.einsum("npd,od->nop", cols, anp.reshape(W, (o, -1)))
+            y = anp.dot(anp.reshape(cols, (n * ho * wo, -1)), anp.transpose(anp.reshape(W, (o, -1))))
         else:
-            cols = anp.reshape(cols, (n, ho * wo, g, -1))
-            y = anp.einsum("npgd,god->ngop", cols, anp.reshape(W, (g, o // g, -1)))
+            cols = anp.transpose(anp.reshape(cols, (n * ho * wo, g, -1)), (1, 0, 2))
+            y = anp.matmul(cols, anp.transpose(anp.reshape(W, (g, o // g, -1)), (0, 2, 1)))
+            y = anp.reshape(anp.transpose(y, (1, 0, 2)), (n * ho * wo, o))
+        y = anp.transpose(anp.reshape(y, (n, ho * wo, o)), (0, 2, 1))
         y = anp.reshape(y, (n, o, ho, wo))
         return y if b is None else y + anp.reshape(b, (1, o, 1, 1))
 
@@ -76,11 +108,12 @@ def _op_fun(op: Op, shape: tuple[int, ...]) -> Callable[[Any], Any]:
         return lambda x: anp.reshape(x, (x.shape[0], *out))
     c, h, w = shape
     idx, ho, wo = _window_index(c, h, w, op.kernel_size, op.stride, (0, 0), (1, 1))
+    gather = _Gather(idx, c * h * w)
     reduce = anp.max if op.kind == "maxpool" else anp.mean
 
     def pool(x: Any) -> Any:
         n = x.shape[0]
-        win = anp.reshape(x, (n, -1))[:, idx]                     # (n, c, P, k)
+        win = _gather(anp.reshape(x, (n, -1)), gather)          # (n, c, P, k)
         return anp.reshape(reduce(win, axis=3), (n, c, ho, wo))
 
     return pool

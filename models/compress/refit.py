@@ -22,8 +22,8 @@ pieces on calibration inputs ``X`` so that the network as a whole matches:
    :class:`sdf.Variable`, the network (nonlinearities included) one
    :func:`sdf.transforms.custom` transform of them, and the original network's outputs on
    the calibration inputs the data term; an :class:`sdf.L2` term pulls the factors towards
-   their start (weight ``ridge`` relative to the data term). Gauss-Newton by default, or
-   any registered method (``"minf"``: L-BFGS).
+   their start (weight ``ridge`` relative to the data term). L-BFGS (``"minf"``) by
+   default, or any registered method (``"nls"``: Gauss-Newton).
 
 A share ``holdout`` of the calibration inputs is kept aside: each layer's refit is kept
 only when it lowers that layer's output error on the held-out inputs, each stage only
@@ -70,11 +70,14 @@ class RefitOptions:
         (sequential stage) and towards the start (joint stage).
     sequential, joint : bool, default True
         Which stages run.
-    method : str, default "nls"
-        Engine solver of the joint stage (any registered method, e.g. ``"minf"``).
-    max_iter : int, default 50
+    method : str, default "minf"
+        Engine solver of the joint stage: any registered method. L-BFGS (``"minf"``) needs
+        only gradients of the network; Gauss-Newton (``"nls"``) also needs its forward-mode
+        derivatives in every inner CG step: on the digits MLP at 30 % of the parameters
+        ``"minf"`` reached the same held-out error about 10 times faster.
+    max_iter : int, default 200
         Iterations of the joint stage.
-    patience : int, default 5
+    patience : int, default 10
         The joint stage stops after this many iterations without a lower held-out error.
     seed : int, default 0
         Seed of the split into fitting and held-out inputs.
@@ -84,9 +87,9 @@ class RefitOptions:
     ridge: float = 1e-3
     sequential: bool = True
     joint: bool = True
-    method: MethodName = "nls"
-    max_iter: int = 50
-    patience: int = 5
+    method: MethodName = "minf"
+    max_iter: int = 200
+    patience: int = 10
     seed: int = 0
 
     def __post_init__(self) -> None:

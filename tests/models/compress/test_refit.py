@@ -96,7 +96,7 @@ def test_overfitting_guard_triggers_on_a_tiny_calibration_set(rng):
     assert res.train_error_after < 0.5 * res.holdout_error_after
 
 
-def test_joint_fit_with_lbfgs_and_conv_layers(rng):
+def test_joint_fit_with_gauss_newton_and_conv_layers(rng):
     net = SequentialNet([
         Piece("conv2d", rng.standard_normal((6, 2, 3, 3)) / 4, padding=1, name="c1"),
         Op("relu"), Op("maxpool", kernel_size=2, stride=2), Op("flatten"),
@@ -105,7 +105,7 @@ def test_joint_fit_with_lbfgs_and_conv_layers(rng):
     compressed = {"c1": compress_conv(net.layers["c1"].weight, "spatial_svd", rank=3,
                                         padding=1),
                   "fc": compress_linear(net.layers["fc"].weight, rank=5)}
-    res = refit_network(net, compressed, X, options=RefitOptions(method="minf", max_iter=30))
+    res = refit_network(net, compressed, X, options=RefitOptions(method="nls", max_iter=30))
     assert res.train_error_after < res.train_error_before
     assert res.holdout_error_after <= res.holdout_error_before
 
@@ -133,3 +133,29 @@ def test_refit_accepts_small_nets_and_checks_input(mlp, digits):
         refit_network(mlp, compressed, digits.X_calib[:1])
     with pytest.raises(OptionError, match="holdout must be in"):
         RefitOptions(holdout=1.0)
+
+
+def test_traced_gradient_and_jvp_match_finite_differences(rng):
+    import autograd
+
+    net = SequentialNet([
+        Piece("conv2d", rng.standard_normal((4, 2, 3, 3)), bias=np.ones(4), stride=2,
+              padding=1, name="c1"), Op("relu"),
+        Piece("conv2d", rng.standard_normal((4, 1, 3, 1)), groups=4, padding=(1, 0),
+              dilation=(2, 1), name="dw"),
+        Op("maxpool", kernel_size=(2, 1), stride=1), Op("flatten"),
+        Piece("linear", rng.standard_normal((3, 40)), bias=np.ones(3), name="fc")], (2, 9, 9))
+    fun, params, _ = traced_forward(net, {}, ["c1", "dw", "fc"], rng.standard_normal((5, 2, 9, 9)))
+    v = rng.standard_normal((5, 3))
+    d = [rng.standard_normal(p.shape) for p in params]
+
+    def f(ps):
+        return np.sum(fun(*ps) * v)
+
+    eps = 1e-6
+    fd = (f([p + eps * q for p, q in zip(params, d)])
+          - f([p - eps * q for p, q in zip(params, d)])) / (2 * eps)
+    grad = autograd.grad(f)(params)
+    assert sum(np.vdot(g, q) for g, q in zip(grad, d)) == pytest.approx(fd, rel=1e-6)
+    jvp = autograd.make_jvp(lambda ps: fun(*ps))(params)(d)[1]
+    assert np.vdot(jvp, v) == pytest.approx(fd, rel=1e-6)
