@@ -110,8 +110,10 @@ def bench_latency(digits: nets.DigitsSplit, nets_: dict[str, nets.SmallNet],
                   refits: dict) -> None:
     say(f"\n3. onnxruntime latency, batch {BATCH}, 1 intra-op thread (refitted data-aware "
         f"compression at {RATIO:.0%} of the parameters)")
+    say("ideal = 1 / MAC ratio; 'of ideal': measured speed-up / ideal speed-up; 'saving': "
+        "time saved / MACs saved, (1 - t_c / t_d) / (1 - MAC ratio)")
     say(f"{'network':24} {'MAC ratio':>9} {'ideal':>6} {'dense ms':>9} {'compr ms':>9} "
-        f"{'speed-up':>8} {'of ideal':>8} {'rel. |ort-numpy|':>16}")
+        f"{'speed-up':>8} {'of ideal':>8} {'saving':>6} {'rel. |ort-numpy|':>16}")
     x = np.resize(digits.X_test, (BATCH, digits.X_test.shape[1]))
     for label, small in nets_.items():
         net = as_sequential(small)
@@ -122,8 +124,9 @@ def bench_latency(digits: nets.DigitsSplit, nets_: dict[str, nets.SmallNet],
         mac = net.count_macs(rep) / net.count_macs()
         t_dense, t_comp = _latencies(dense, comp, x)
         speed = t_dense / t_comp
+        saving = (1 - t_comp / t_dense) / (1 - mac)
         say(f"{label:24} {mac:9.3f} {1 / mac:5.2f}x {1e3 * t_dense:9.3f} {1e3 * t_comp:9.3f} "
-            f"{speed:7.2f}x {speed * mac:8.2f} {diff:16.2e}")
+            f"{speed:7.2f}x {speed * mac:8.2f} {saving:6.2f} {diff:16.2e}")
 
 
 def main() -> None:
