@@ -127,7 +127,10 @@ def _gemm(r: _Reader, node: Any, where: str, k: int) -> Step:
     bias = None
     if len(node.input) > 2 and node.input[2]:
         C = float(a.get("beta", 1.0)) * r.const(where, node.input[2]).astype(float)
-        bias = np.broadcast_to(C.reshape(-1) if C.size > 1 else C, (W.shape[0],))
+        if C.size not in (1, W.shape[0]):
+            raise FileFormatError(f"{where}: C of shape {C.shape} is not a per-output bias of "
+                                  f"the {W.shape[0]} outputs")
+        bias = np.broadcast_to(C.reshape(-1), (W.shape[0],))
     return Piece("linear", W, bias=bias, name=r.name(node, k))
 
 
@@ -411,7 +414,7 @@ def _session(model: Any, threads: int) -> tuple[Any, str, list[Any]]:
 
 def _batch(x: np.ndarray, shape: list[Any]) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
-    per_sample = [d for d in shape[1:]]
+    per_sample = list(shape[1:])
     if all(isinstance(d, int) for d in per_sample) and list(x.shape[1:]) != per_sample:
         if x.size != x.shape[0] * math.prod(per_sample):
             raise DataError(f"run_onnx: inputs of shape {x.shape} do not fit the model's input "
