@@ -197,7 +197,9 @@ class Unimodal(Base[np.ndarray]):
     column's maximum of an estimate, e.g. an unconstrained or nonnegative fit); the fit
     then cannot move a peak, only flatten the profile towards a neighbour (ratios of 1).
     A peak placed a few rows wrong shows as a plateau: refit with the peaks of the
-    result, or try neighbouring rows.
+    result, or try neighbouring rows. Where a ratio sits at 1 (a flat step) its
+    derivative vanishes, as for squares at zero, so Gauss-Newton converges linearly
+    there: expect more iterations than for an unconstrained fit.
 
     Parameters
     ----------
