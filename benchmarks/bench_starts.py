@@ -6,7 +6,8 @@ standard-normal factors, three cases: (12, 12, 10) with L = [2, 2, 2]; (10, 10, 
 L = [3, 3]; (8, 9, 7) with L = [2, 3, 1]. Twenty seeds each (a new planted tensor and a
 new driver seed per seed), without noise and with Gaussian noise of 1 % and 10 % of the
 data's norm. A run counts as a recovery when its model is within the noise of the
-noise-free tensor: ``||model - T_clean|| / ||T_clean|| < 1e-8`` without noise, below the
+noise-free tensor: ``||model - T_clean|| / ||T_clean|| < 1e-6`` without noise (the
+engine resolves errors down to about 1e-8 there, sqrt(eps)), below the
 noise level with noise. ``init="random"`` is the driver's former default (the baseline),
 ``init="auto"`` the GEVD start (Tensorlab's ``ll1_gevd``); ``n_starts=3`` adds two random
 starts to the GEVD one. Times are medians per run; the ratio is over the random start's.
@@ -67,7 +68,7 @@ def ll1_runs(shape: tuple[int, ...], L: list[int], noise: float, seeds: range,
         A, B, C = dec.factors
         model = np.einsum("ir,jr,kr->ijk", A, B, C[:, np.repeat(np.arange(len(L)), L)])
         err = np.linalg.norm(model - clean) / np.linalg.norm(clean)
-        ok += bool(err < (1e-8 if noise == 0 else noise))
+        ok += bool(err < (1e-6 if noise == 0 else noise))
     return ok, statistics.median(times)
 
 
