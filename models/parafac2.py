@@ -32,7 +32,7 @@ from sdf.solvers import MethodName
 from sdf.terms.parafac2 import _Slices
 
 from sdf.models._common import Timer, check_int, engine_fit, make_rng, user_factors
-from sdf.models._result import Stage
+from sdf.models._result import Stage, StartRecord
 
 __all__ = ["Parafac2Decomposition", "parafac2"]
 
@@ -58,6 +58,8 @@ class Parafac2Decomposition:
         same error; its variables are those of the compressed problem).
     stages : list of Stage
         Compression, starts and fits, in order.
+    starts : list of StartRecord
+        Every start and its final error (one record per start, in the order run).
     """
 
     factors: list[np.ndarray]
@@ -66,6 +68,7 @@ class Parafac2Decomposition:
     history: History
     result: Result
     stages: list[Stage] = field(default_factory=list)
+    starts: list[StartRecord] = field(default_factory=list)
 
     @property
     def slice_factors(self) -> list[np.ndarray]:
@@ -211,6 +214,7 @@ def parafac2(
     settings = dict(method=method, options=options, fit_options=fit_options,
                     display=display, callback=callback)
     best: tuple[Result, list[np.ndarray], sdf.PARAFAC2] | None = None
+    starts: list[StartRecord] = []
     for start_no in range(n_starts):
         first = start_no == 0
         if first and not isinstance(init, str):
@@ -229,6 +233,9 @@ def parafac2(
             fitted = _fit_once(work, start, nonneg, settings)
         stages.append(Stage("fit", f"PARAFAC2 from the {how} start", fitted[0].iterations,
                             timer.lap(), float(fitted[0].relerr["data"])))
+        starts.append(StartRecord(start_no, how, float(fitted[0].relerr["data"]),
+                                  fitted[0].iterations, stages[-2].time + stages[-1].time,
+                                  fitted[0].stop))
         if best is None or fitted[0].relerr["data"] < best[0].relerr["data"]:
             best = fitted
     assert best is not None
@@ -238,4 +245,4 @@ def parafac2(
         projections = [V @ P for V, P in zip(bases, projections)]
     return Parafac2Decomposition(factors=factors, projections=projections,
                                  relerr=float(res.relerr["data"]), history=res.history,
-                                 result=res, stages=stages)
+                                 result=res, stages=stages, starts=starts)

@@ -96,3 +96,15 @@ def test_every_driver_keeps_the_best_of_n_starts(rng, driver):
 def test_n_starts_must_be_a_positive_integer(rng):
     with pytest.raises(sdf.ModelError, match="n_starts"):
         cpd(rng.standard_normal((4, 4, 4)), 2, n_starts=0)
+
+
+def test_parafac2_lists_its_starts(rng):
+    from sdf.models import parafac2
+
+    A, B, C = rng.random((8, 2)), rng.standard_normal((2, 2)), rng.random((5, 2))
+    X = [A @ np.diag(c) @ (np.linalg.qr(rng.standard_normal((6, 2)))[0] @ B).T for c in C]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sdf.errors.SdfWarning)
+        dec = parafac2(X, 2, n_starts=2, seed=0)
+    assert [s.init for s in dec.starts] == ["svd", "random"]
+    assert dec.relerr == min(s.relerr for s in dec.starts)
