@@ -25,7 +25,7 @@ import numpy as np
 from sdf.expr import Expr
 from sdf.result import History, Result, StopReason
 
-__all__ = ["Decomposition", "DecompositionKind", "Stage"]
+__all__ = ["Decomposition", "DecompositionKind", "Stage", "StartRecord"]
 
 #: What a Decomposition holds: the engine's term kinds (:attr:`sdf.Term.kind`), and
 #: ``"CMTF"`` for coupled CPDs (one factor per mode label, several data sets).
@@ -84,6 +84,40 @@ class Stage:
                 f"time={self.time:.3g}, relerr={self.relerr:.4g}, stop={stop})")
 
 
+@dataclass(frozen=True)
+class StartRecord:
+    """One start of a driver run with ``n_starts > 1``.
+
+    Attributes
+    ----------
+    index : int
+        0 for the start asked for by ``init``, then 1, 2, ... (random starts).
+    init : str
+        How the start was made (the ``"init"`` stage's detail, e.g. ``"gevd of the data"``).
+    relerr : float
+        Final relative error of the fit from this start.
+    iterations : int
+        Solver iterations over all the stages of this start.
+    time : float
+        Wall-clock seconds of this start.
+    stop : sdf.StopReason
+        Why the final fit of this start stopped.
+
+    Examples
+    --------
+    >>> import sdf
+    >>> StartRecord(0, "gevd", 1e-3, 12, 0.05, sdf.StopReason.TOL_FUN).relerr
+    0.001
+    """
+
+    index: int
+    init: str
+    relerr: float
+    iterations: int
+    time: float
+    stop: StopReason
+
+
 @dataclass
 class Decomposition:
     """A fitted decomposition.
@@ -118,6 +152,10 @@ class Decomposition:
         Name of each entry of ``factors`` (CPD/LMLRA: the data's dims, or ``"mode0"``...).
     L : list of int or None
         LL1 only: the sizes ``L_r`` of the terms.
+    starts : list of StartRecord
+        With ``n_starts > 1``: every start and its final error, in the order run (the
+        decomposition returned is the one with the lowest error); empty for one start.
+        :meth:`starts_table` prints them.
 
     Examples
     --------
@@ -142,6 +180,7 @@ class Decomposition:
     relerrs: dict[str, float] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
     L: list[int] | None = None
+    starts: list[StartRecord] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # The stage that produced ``result`` reports its stop, whichever driver built it.
@@ -167,6 +206,29 @@ class Decomposition:
     def time(self) -> float:
         """Total wall-clock seconds over all stages."""
         return float(sum(s.time for s in self.stages))
+
+    def starts_table(self) -> str:
+        """The starts of an ``n_starts > 1`` run as a text table, best marked ``*``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sdf.models import cpd
+        >>> rng = np.random.default_rng(0)
+        >>> A, B, C = (rng.standard_normal((n, 2)) for n in (6, 5, 4))
+        >>> dec = cpd(np.einsum("ir,jr,kr->ijk", A, B, C), 2, seed=0, n_starts=2)
+        >>> print(dec.starts_table().splitlines()[0])
+        start  init                                rel. error  iters  time [s]  stop
+        """
+        best = min(range(len(self.starts)), key=lambda k: self.starts[k].relerr,
+                   default=-1)
+        lines = [f"{'start':>5}  {'init':<34} {'rel. error':>10} {'iters':>6} "
+                 f"{'time [s]':>9}  stop"]
+        for k, rec in enumerate(self.starts):
+            mark = "*" if k == best else " "
+            lines.append(f"{rec.index:>4}{mark}  {rec.init[:34]:<34} {rec.relerr:10.3e} "
+                         f"{rec.iterations:6d} {rec.time:9.3f}  {rec.stop.name}")
+        return "\n".join(lines)
 
     def __repr__(self) -> str:
         shapes = _shapes(self.factors)

@@ -25,6 +25,7 @@ from sdf.tensors import Tensor, as_tensor
 from sdf.models._common import (Timer, check_fit_options, check_int, check_number, engine_fit,
                                 make_rng, quiet)
 from sdf.models._result import Decomposition, Stage
+from sdf.models._starts import best_of_starts
 from sdf.models.cpd import cpd
 
 __all__ = ["cmtf"]
@@ -88,6 +89,7 @@ def cmtf(
     modes: Mapping[str, Sequence[str]] | None = None,
     relweights: Mapping[str, float] | None = None,
     init: Literal["auto", "random"] | Mapping[str, np.ndarray] = "auto",
+    n_starts: int = 1,
     seed: int | np.random.Generator | None = None,
     method: MethodName = "nls",
     display: int = 0,
@@ -116,6 +118,10 @@ def cmtf(
         remaining factor by least squares when it has only one, random otherwise.
         A mapping gives factors ``(I, R)`` by label (missing labels: as ``"auto"``
         would do after the given ones).
+    n_starts : int, default 1
+        Number of starts: ``init``, then random ones (seeded by ``seed``); the fit with
+        the lowest error is returned, every start is listed in its ``starts``
+        (:meth:`Decomposition.starts_table`).
     seed : int or numpy.random.Generator, optional
     method : str, default "nls"
     display : int, default 0
@@ -156,6 +162,12 @@ def cmtf(
     sizes = _sizes(tensors, labels)
     order = list(sizes)
     rel = _relweights(tensors, _renamed_weights(relweights, weights))
+    if check_int(n_starts, "n_starts") > 1:
+        def one(k: int, rng: np.random.Generator) -> Decomposition:
+            return cmtf(tensors, rank, modes=labels, relweights=rel,
+                        init=init if k == 0 else "random", seed=rng, method=method,
+                        display=display, callback=callback, options=options, **fit_options)
+        return best_of_starts(one, n_starts, make_rng(seed))
     rng = make_rng(seed)
     timer = Timer()
     start = _initial(tensors, labels, sizes, rank, init, rng)

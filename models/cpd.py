@@ -54,6 +54,7 @@ from sdf.models._common import (Timer, as_data, check_fit_options, check_int, la
 from sdf.models._pipeline import (MAX_DENSIFY, compress_data, dense_standin, expand, project,
                                   run_fits)
 from sdf.models._result import Decomposition, Stage
+from sdf.models._starts import best_of_starts
 
 __all__ = ["cpd"]
 
@@ -151,6 +152,7 @@ def cpd(
     rank: int,
     *,
     init: InitMethod | list[np.ndarray] = "auto",
+    n_starts: int = 1,
     seed: int | np.random.Generator | None = None,
     method: MethodName = "nls",
     compress: Literal["auto"] | bool = "auto",
@@ -178,6 +180,10 @@ def cpd(
         Start: ``"auto"`` is GEVD where it applies (:func:`sdf.decomp.gevd_applies`
         at the level fitted, data densifiable), else random; a list gives the factors
         ``(I_n, R)`` (copied, never modified).
+    n_starts : int, default 1
+        Number of starts: ``init``, then random ones (seeded by ``seed``); the fit with
+        the lowest error is returned, every start is listed in its ``starts``
+        (:meth:`Decomposition.starts_table`).
     seed : int or numpy.random.Generator, optional
         Seeds the random start and GEVD's random slice combinations.
     method : str, default "nls"
@@ -256,6 +262,12 @@ def cpd(
     _warn_rank_above_bound(X.shape, rank)
     if not isinstance(nonneg, (bool, np.bool_)):
         raise ModelError(f"nonneg: expected True or False, got {nonneg!r}")
+    if check_int(n_starts, "n_starts") > 1:
+        def one(k: int, rng: np.random.Generator) -> Decomposition:
+            return cpd(X, rank, init=init if k == 0 else "random", seed=rng, method=method,
+                       compress=compress, complex=complex, nonneg=nonneg, display=display,
+                       callback=callback, options=options, **fit_options)
+        return best_of_starts(one, n_starts, make_rng(seed))
     rng = make_rng(seed)
     if not isinstance(complex, (bool, np.bool_)):
         raise ModelError(f"complex: expected True or False, got {complex!r}")

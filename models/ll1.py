@@ -2,9 +2,17 @@
 
 The pipeline of :func:`sdf.models.cpd` with the engine's :class:`sdf.LL1` term: dense data
 are compressed by a truncated MLSVD to ``(min(I, sum L), min(J, sum L), min(K, R))`` when
-that halves the data at least, the LL1 decomposition of the core is fitted from a random
-(seeded, drawn at the data's size and projected) or given start, expanded and refined on
-the data.
+that halves the data at least, the LL1 decomposition of the core is fitted from a start,
+expanded and refined on the data.
+
+The start (``init="auto"``) is algebraic where the sizes allow: the GEVD of
+:func:`sdf.block_gevd.ll1_gevd` (Tensorlab's ``ll1_gevd``: ``sum L <= I, J`` and
+``K >= 2``), computed on the MLSVD core when compressed, else on the data (incomplete
+data: the zero-filled data scaled by the fraction known). It is exact on noise-free data
+with generic factors, where random starts often end in a local minimum. Otherwise the
+start is random (seeded, drawn at the data's size and projected). ``n_starts > 1`` adds
+random starts and keeps the best fit; every start is listed in
+:attr:`~sdf.models.Decomposition.starts`.
 """
 
 from __future__ import annotations
@@ -15,13 +23,17 @@ from typing import Any, Literal
 import numpy as np
 
 import sdf
+from sdf.decomp import MLSVDResult
 from sdf.errors import ModelError
 from sdf.solvers import MethodName
+from sdf.tensors import Tensor
 
+from sdf.block_gevd import ll1_gevd, ll1_gevd_applies
 from sdf.models._common import (Timer, as_data, check_fit_options, check_int, labels_of,
                                 make_rng, random_factors, user_factors)
-from sdf.models._pipeline import compress_data, project, run_fits
+from sdf.models._pipeline import compress_data, dense_standin, project, run_fits
 from sdf.models._result import Decomposition, Stage
+from sdf.models._starts import best_of_starts
 
 __all__ = ["ll1"]
 
@@ -31,7 +43,8 @@ def ll1(
     L: int | Sequence[int],
     *,
     rank: int | None = None,
-    init: Literal["random"] | list[np.ndarray] = "random",
+    init: Literal["auto", "gevd", "random"] | list[np.ndarray] = "auto",
+    n_starts: int = 1,
     seed: int | np.random.Generator | None = None,
     method: MethodName = "nls",
     compress: Literal["auto"] | bool = "auto",
@@ -50,8 +63,13 @@ def ll1(
         ``L_r`` per term; an int with ``rank`` gives ``rank`` terms of that size.
     rank : int, optional
         Number of terms when ``L`` is an int (default 1).
-    init : "random" or list [A, B, C], default "random"
+    init : {"auto", "gevd", "random"} or list [A, B, C], default "auto"
+        ``"auto"``: the GEVD start where it applies (see the module docstring), else
+        random; ``"gevd"`` insists (an error where it does not apply). Given factors:
         ``A`` (I, sum L), ``B`` (J, sum L), ``C`` (K, R).
+    n_starts : int, default 1
+        Number of starts: ``init``, then random ones (seeded); the fit with the lowest
+        error is returned, every start is listed in its ``starts``.
     seed : int or numpy.random.Generator, optional
     method : str, default "nls"
     compress : {"auto", True, False}, default "auto"
@@ -91,20 +109,27 @@ def ll1(
     else:
         raise ModelError(f"L: expected an int or a non-empty list of ints, got {L!r}")
     total, R = sum(Ls), len(Ls)
+    n_starts = check_int(n_starts, "n_starts")
+    if isinstance(init, str) and init not in ("auto", "gevd", "random"):
+        raise ModelError(f"init: expected 'auto', 'gevd', 'random' or a list [A, B, C], "
+                         f"got {init!r}")
+    if n_starts > 1:
+        def one(k: int, rng: np.random.Generator) -> Decomposition:
+            return ll1(X, Ls, init=init if k == 0 else "random", seed=rng, method=method,
+                       compress=compress, display=display, callback=callback,
+                       options=options, **fit_options)
+        return best_of_starts(one, n_starts, make_rng(seed))
     cols = [total, total, R]
     rng = make_rng(seed)
     timer = Timer()
     stages: list[Stage] = []
-    if isinstance(init, str):
-        if init != "random":
-            raise ModelError(f"init: expected 'random' or a list [A, B, C], got {init!r}")
-        start, how = random_factors(X.shape, cols, rng, complex=X.is_complex), "random"
-    else:
-        start, how = user_factors(init, X.shape, cols), "given"
     ml = compress_data(X, cols, compress, timer, stages)
-    if ml is not None:
-        start = project(start, range(3), ml)
-        how += ", projected on the MLSVD bases"
+    if not isinstance(init, str):
+        start, how = user_factors(init, X.shape, cols), "given"
+        if ml is not None:
+            start, how = project(start, range(3), ml), "given, projected on the MLSVD bases"
+    else:
+        start, how = _start(X, Ls, init, ml, rng)
     stages.append(Stage("init", how, 0, timer.lap()))
     labels = labels_of(X)
     settings = dict(method=method, options=options, fit_options=fit_options,
@@ -115,3 +140,26 @@ def ll1(
     return Decomposition(kind="LL1", factors=fit.values, relerr=relerr,
                          history=fit.result.history, result=fit.result, stages=stages,
                          relerrs={"data": relerr}, labels=labels, L=Ls)
+
+
+def _start(X: Tensor, Ls: list[int], init: str, ml: MLSVDResult | None,
+           rng: np.random.Generator) -> tuple[list[np.ndarray], str]:
+    """The start asked for by name, at the core's size when compressed."""
+    total, R = sum(Ls), len(Ls)
+    if init != "random":
+        if ml is not None and ll1_gevd_applies(ml.core.shape, Ls):
+            return ll1_gevd(ml.core, Ls, seed=rng), "gevd of the MLSVD core"
+        dense = dense_standin(X)[0]
+        if dense is not None and ll1_gevd_applies(dense.shape, Ls):
+            start = ll1_gevd(dense, Ls, seed=rng)
+            return (start, "gevd of the data") if ml is None else (
+                project(start, range(3), ml), "gevd of the data, projected on the MLSVD bases")
+        if init == "gevd":
+            raise ModelError(
+                f"init: the GEVD start needs sum(L) = {total} <= the first two sizes and at "
+                f"least 2 in the third, and data that fit in memory; got shape {X.shape}. "
+                "Use init='auto' or 'random'")
+    start = random_factors(X.shape, [total, total, R], rng, complex=X.is_complex)
+    if ml is not None:
+        return project(start, range(3), ml), "random, projected on the MLSVD bases"
+    return start, "random"

@@ -37,6 +37,7 @@ from sdf.models._common import (Timer, as_data, check_fit_options, check_int, la
                                 make_rng, random_array, user_factors)
 from sdf.models._pipeline import dense_standin, run_fits
 from sdf.models._result import Decomposition, Stage
+from sdf.models._starts import best_of_starts
 
 __all__ = ["lmlra"]
 
@@ -114,6 +115,7 @@ def lmlra(
     core_shape: int | Sequence[int],
     *,
     init: Literal["auto", "random"] | list[np.ndarray] = "auto",
+    n_starts: int = 1,
     seed: int | np.random.Generator | None = None,
     hooi_max_iter: int = 50,
     method: MethodName = "nls",
@@ -136,6 +138,10 @@ def lmlra(
     init : {"auto", "random"} or list of ndarray, default "auto"
         ``"auto"``: truncated MLSVD; ``"random"``: random orthonormal bases; a list:
         factors ``(I_n, R_n)`` (the starting core is then the least-squares one).
+    n_starts : int, default 1
+        Number of starts: ``init``, then random ones (seeded by ``seed``); the fit with
+        the lowest error is returned, every start is listed in its ``starts``
+        (:meth:`Decomposition.starts_table`).
     seed : int or numpy.random.Generator, optional
     hooi_max_iter : int, default 50
         HOOI sweeps on fully known data (0 skips HOOI).
@@ -170,6 +176,12 @@ def lmlra(
     X = as_data(data)
     ranks = _core_shape(X, core_shape)
     hooi_max_iter = check_int(hooi_max_iter, "hooi_max_iter", low=0)
+    if check_int(n_starts, "n_starts") > 1:
+        def one(k: int, rng: np.random.Generator) -> Decomposition:
+            return lmlra(X, ranks, init=init if k == 0 else "random", seed=rng,
+                         hooi_max_iter=hooi_max_iter, method=method, display=display,
+                         callback=callback, options=options, **fit_options)
+        return best_of_starts(one, n_starts, make_rng(seed))
     rng = make_rng(seed)
     timer = Timer()
     stages: list[Stage] = []

@@ -34,7 +34,7 @@ from sdf.terms.parafac2 import _Slices
 from sdf.models._common import (Timer, check_fit_options, check_int, engine_fit, make_rng,
                                 user_factors)
 from sdf.models._progress import FitTracker, progress_bar
-from sdf.models._result import Stage
+from sdf.models._result import Stage, StartRecord
 
 __all__ = ["Parafac2Decomposition", "parafac2"]
 
@@ -60,6 +60,8 @@ class Parafac2Decomposition:
         same error; its variables are those of the compressed problem).
     stages : list of Stage
         Compression, starts and fits, in order.
+    starts : list of StartRecord
+        Every start and its final error (one record per start, in the order run).
     """
 
     factors: list[np.ndarray]
@@ -68,6 +70,7 @@ class Parafac2Decomposition:
     history: History
     result: Result
     stages: list[Stage] = field(default_factory=list)
+    starts: list[StartRecord] = field(default_factory=list)
 
     @property
     def slice_factors(self) -> list[np.ndarray]:
@@ -218,13 +221,14 @@ def parafac2(
     settings = dict(method=method, options=options, fit_options=fit_options,
                     display=display, callback=callback)
     best: tuple[Result, list[np.ndarray], sdf.PARAFAC2] | None = None
+    starts: list[StartRecord] = []
     if not isinstance(progress, (bool, np.bool_)):
         raise ModelError(f"progress: expected True or False, got {progress!r}")
     with progress_bar(bool(progress), n_starts, "parafac2") as bar:
         track = FitTracker("parafac2", bar, display if n_starts > 1 else 0)
         for start_no in range(n_starts):
             best = _next_start(start_no, n_starts, init, work, rank, (I, K), rng, nonneg,
-                               settings, stages, timer, track, best)
+                               settings, stages, timer, track, best, starts)
     assert best is not None
     res, factors, term = best
     projections = term.projections(factors)
@@ -232,7 +236,7 @@ def parafac2(
         projections = [V @ P for V, P in zip(bases, projections)]
     return Parafac2Decomposition(factors=factors, projections=projections,
                                  relerr=float(res.relerr["data"]), history=res.history,
-                                 result=res, stages=stages)
+                                 result=res, stages=stages, starts=starts)
 
 
 _Fitted = tuple[Result, list[np.ndarray], sdf.PARAFAC2]
@@ -241,8 +245,10 @@ _Fitted = tuple[Result, list[np.ndarray], sdf.PARAFAC2]
 def _next_start(start_no: int, n_starts: int, init: object, work: Sequence[np.ndarray],
                 rank: int, sizes: tuple[int, int], rng: np.random.Generator,
                 nonneg: Sequence[NonnegMode], settings: dict[str, Any], stages: list[Stage],
-                timer: Timer, track: FitTracker, best: _Fitted | None) -> _Fitted:
-    """Fit from start number ``start_no``; the better of that fit and ``best``."""
+                timer: Timer, track: FitTracker, best: _Fitted | None,
+                starts: list[StartRecord]) -> _Fitted:
+    """Fit from start number ``start_no`` (recorded in ``starts``); the better of that fit
+    and ``best``."""
     I, K = sizes
     first = start_no == 0
     if first and not isinstance(init, str):
@@ -264,6 +270,9 @@ def _next_start(start_no: int, n_starts: int, init: object, work: Sequence[np.nd
                         timer.lap(), float(fitted[0].relerr["data"])))
     track.after(f"start {start_no + 1} of {n_starts} ({how}): relerr "
                 f"{float(fitted[0].relerr['data']):.3g}")
+    starts.append(StartRecord(start_no, how, float(fitted[0].relerr["data"]),
+                              fitted[0].iterations, stages[-2].time + stages[-1].time,
+                              fitted[0].stop))
     if best is None or fitted[0].relerr["data"] < best[0].relerr["data"]:
         return fitted
     return best

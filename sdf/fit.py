@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sdf import io
+from sdf._incomplete import incomplete_findings
 from sdf._warn import warn_user
 from sdf.errors import ModelError, OptionError, SdfWarning
 from sdf.problem import ModelLike, Problem
@@ -324,7 +325,9 @@ def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
     vanished CPD components, a start far from the data's scale...), and, when the run
     ended in a CG breakdown, how often the Gauss-Newton Gramian was found singular along a
     search direction. ``start`` holds the variables the run started from (default: the
-    model's initial values).
+    model's initial values). On incomplete data it also reports a fit far above what an
+    imputed MLSVD reaches and factors blown up where no data constrain them (see
+    :mod:`sdf._incomplete`).
 
     A run stopped by ``MAX_ITER`` or ``MAX_TIME`` whose last relative change of the
     objective in ``history`` exceeds :data:`STILL_DECREASING_FACTOR` (10) times
@@ -359,6 +362,8 @@ def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
         # The start's values matter only to explain a poor fit; evaluated then only.
         begin = [model.evaluate(e, start) for e in term.inputs] if relerr > 0.5 else values
         found += term.check_result(name, values, begin, relerr)
+        if isinstance(term, DataTerm):
+            found += incomplete_findings(name, term, values, relerr)
     if history is not None and tol_fun is not None:
         found += _still_decreasing(stop, history, tol_fun)
     if singular_products and stop is StopReason.CG_BREAKDOWN:

@@ -275,7 +275,8 @@ class Model:
             Solver settings; keyword arguments override single fields
             (``max_iter=50, tol_fun=1e-10`` ...). Unknown names raise ModelError.
             ``checkpoint="run.nc", checkpoint_every=10`` saves the run every 10
-            iterations and at the end.
+            iterations and at the end. ``lower=``/``upper=`` bound the variables (a
+            number, or ``{variable name: number or array}``), for both solvers.
         display : int, default 0
             Print an iteration table every ``display`` iterations (0: silent).
         callback : callable, optional

@@ -16,6 +16,7 @@ matrices, an ``sdf.tensors.CPDTensor``/``TuckerTensor``, an ``xarray.Dataset`` o
 :func:`plot_convergence`        objective, per-term errors, CG iterations, trust radius
                                 (a driver's stages on one time axis)
 :func:`plot_rankest`            error against rank, every start, choice and runner-up
+:func:`plot_starts`             final error of every start of a driver (``n_starts``)
 :func:`plot_core_consistency`   CORCONDIA against rank
 :func:`plot_compression`        error against compression ratio per layer
 ==============================  ============================================================
@@ -29,6 +30,7 @@ from sdf.viz.diagnostics import (
     plot_compression,
     plot_core_consistency,
     plot_rankest,
+    plot_starts,
 )
 from sdf.viz.factors import FactorPlot, align_signs, normalize_columns, plot_factors
 from sdf.viz.influence import InfluencePlot, plot_influence
@@ -54,4 +56,5 @@ __all__ = [
     "plot_rankest",
     "plot_residuals",
     "plot_slices",
+    "plot_starts",
 ]

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.lines import Line2D
 
 __all__ = ["CompressionPlot", "CurvePlot", "plot_compression", "plot_core_consistency",
-           "plot_rankest"]
+           "plot_rankest", "plot_starts"]
 
 _CHOSEN = "C3"
 
@@ -78,6 +78,56 @@ def _vector(x: ArrayLike, name: str, where: str) -> np.ndarray:
     if v.ndim != 1 or v.size == 0:
         raise DataError(f"{where}: {name} must be a non-empty 1-D array, got shape {v.shape}")
     return v
+
+
+def plot_starts(decomposition: Any, *, ax: Axes | None = None) -> CurvePlot:
+    """Final relative error of every start of a driver run with ``n_starts > 1``.
+
+    The starts are drawn in the order run (x: start index, y: final error, log scale
+    when positive), the returned fit (lowest error) marked: a spread of several orders of
+    magnitude says the problem has local minima worth more starts or a better ``init``.
+
+    Parameters
+    ----------
+    decomposition : sdf.models.Decomposition
+        A driver's result with its ``starts`` (an object with a ``starts`` list of
+        records carrying ``index`` and ``relerr``).
+    ax : Axes, optional
+
+    Returns
+    -------
+    CurvePlot
+        ``line``: the starts' errors; ``chosen``: the kept start.
+
+    Examples
+    --------
+    >>> import io, matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from sdf.models import cpd
+    >>> from sdf.viz import plot_starts
+    >>> rng = np.random.default_rng(0)
+    >>> T = np.einsum("ir,jr,kr->ijk", *(rng.standard_normal((n, 2)) for n in (6, 5, 4)))
+    >>> cp = plot_starts(cpd(T, 2, n_starts=3, seed=0))
+    >>> len(cp.line.get_xdata())
+    3
+    >>> cp.figure.savefig(io.BytesIO(), format="png")
+    """
+    starts = getattr(decomposition, "starts", None)
+    if not starts:
+        raise ModelError("plot_starts: no starts to draw; run the driver with n_starts > 1")
+    index = np.array([rec.index for rec in starts], dtype=float)
+    errors = np.array([rec.relerr for rec in starts], dtype=float)
+    fig, ax = get_axes(ax)
+    (line,) = ax.plot(index, errors, "o", color=component_color(0), label="start")
+    best = int(np.nanargmin(errors))
+    (chosen,) = ax.plot([index[best]], [errors[best]], "*", color=_CHOSEN, markersize=14,
+                        label="kept")
+    _log_if_positive(ax, errors)
+    ax.set_xlabel("start")
+    ax.set_ylabel("final relative error")
+    ax.legend()
+    return CurvePlot(figure=fig, ax=ax, line=line, chosen=chosen)
 
 
 def _log_if_positive(ax: Axes, values: np.ndarray) -> None:

@@ -160,7 +160,7 @@ def build_gallery(app: Sphinx) -> None:
 
 # ------------------------------------------------------------------- transform catalogue
 FAMILIES = ("elementwise", "structured", "matrix", "combine", "indexing", "functional",
-            "custom")
+            "shape", "custom")
 
 
 def _derivative_note(cls: type) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 
 from sdf.errors import OptionError
 from sdf.result import StopReason
+from sdf.solvers._box import make_box
 from sdf.solvers._run import Run, ScaledPoint, ScaledProblem
 from sdf.solvers.options import MinfOptions
 
@@ -73,6 +74,10 @@ def minf(problem: ScaledProblem, options: MinfOptions, run: Run
     from scipy.optimize import minimize  # imported on use: it dominates `import sdf` otherwise
 
     bounds = _bounds(problem, options.bounds)
+    box = make_box(problem, options.lower, options.upper, "MinfOptions")
+    if box is not None:
+        bounds = [(None if np.isinf(a) else a, None if np.isinf(b) else b)
+                  for a, b in zip(box.lo, box.hi)]
     z0 = problem.z0.copy()
     if bounds is not None:  # start inside the box
         lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])

@@ -6,6 +6,16 @@ gradients (``cg_max_iter`` steps at most, block-Jacobi preconditioner), never fo
 the Gauss-Newton step inside a trust region whose radius follows the ratio of actual to
 predicted decrease; with ``trust="lm"`` the system is damped instead,
 ``(J^T J + lambda I) p = -g``.
+
+With bounds (``lower``/``upper`` options, as Tensorlab's ``nlsb_gndl``) the iteration is a
+projected, active-set trust region: the iterate stays in the box; entries at (or within
+a small margin of) a bound with the gradient pushing outwards are held fixed; CG solves
+the Gauss-Newton system on the free entries only (the structured Gramian masked, never
+formed); the dogleg step is projected onto the box, and a projected Cauchy step
+``P(z - t g) - z`` replaces it when it promises more decrease (which guarantees progress
+and lets entries reach their bounds). The run stops at a KKT point when the projected
+gradient ``z - P(z - g)`` falls below ``tol_grad`` (stop reason ``TOL_GRAD``), or by the
+usual tolerances.
 """
 
 from __future__ import annotations
@@ -18,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from sdf.result import StopReason
+from sdf.solvers._box import Box, make_box
 from sdf.solvers._run import Run, ScaledPoint, ScaledProblem
+from sdf.solvers.minf import _explains_nothing
 from sdf.solvers.options import NLSOptions
 
 __all__ = ["nls", "pcg"]
@@ -140,6 +152,9 @@ def _update_radius(radius: float, norm_p: float, rho: float) -> float:
 def nls(problem: ScaledProblem, options: NLSOptions, run: Run
         ) -> tuple[ScaledPoint, StopReason]:
     """Minimise the model's objective by Gauss-Newton; see the module docstring."""
+    box = make_box(problem, options.lower, options.upper, "NLSOptions")
+    if box is not None:
+        return _nls_bounded(problem, options, run, box)
     point = problem.point(problem.z0.copy())
     if not np.isfinite(point.f):
         run.best = point
@@ -274,3 +289,150 @@ def _lm_step(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], 
         if not np.isfinite(damping) or damping > 1e300:
             break
     return StopReason.STEP_FAILED
+
+
+#: Largest margin (solver units) within which an entry counts as at its bound.
+_ACTIVE_MARGIN = 1e-3
+
+
+def _nls_bounded(problem: ScaledProblem, options: NLSOptions, run: Run, box: Box
+                 ) -> tuple[ScaledPoint, StopReason]:
+    """Projected trust-region Gauss-Newton on the box; see the module docstring."""
+    point = problem.point(box.project(problem.z0))
+    if not np.isfinite(point.f):
+        run.best = point
+        return point, StopReason.NONFINITE
+    f0, radius = run.resumed(point.f)
+    if run.record(point, 0, np.nan, np.nan, np.nan, 0):
+        return point, StopReason.CALLBACK
+    if f0 == 0.0:
+        return point, StopReason.TOL_ABS
+    floor = problem.rounding_floor()
+    deadline = run.start + run.max_time if math.isfinite(run.max_time) else None
+    try:
+        for k in range(1, options.max_iter + 1):
+            g = point.gradient()
+            if not np.all(np.isfinite(g)):
+                return point, StopReason.NONFINITE
+            pg = box.projected_gradient(point.z, g)
+            if float(np.max(np.abs(pg), initial=0.0)) <= options.tol_grad * f0:
+                stationary = point.f > floor and _explains_nothing(run, point)
+                return point, StopReason.STATIONARY if stationary else StopReason.TOL_GRAD
+            step = _bounded_iterate(point, g, pg, box, options, radius, floor, deadline)
+            if isinstance(step, StopReason):
+                return point, step
+            new, s, radius, cg_its, at_floor = step
+            relchange = (point.f - new.f) / f0
+            step_norm = float(np.linalg.norm(s))
+            z_norm = float(np.linalg.norm(point.z))
+            point = new
+            if run.record(point, k, relchange, step_norm, radius, cg_its):
+                return point, StopReason.CALLBACK
+            if point.f <= options.tol_abs * f0:
+                return point, StopReason.TOL_ABS
+            if not at_floor and relchange <= options.tol_fun:
+                return point, StopReason.TOL_FUN
+            if step_norm <= options.tol_x * max(z_norm, 1e-300):
+                return point, StopReason.TOL_X
+            if run.out_of_time():
+                return point, StopReason.MAX_TIME
+        return point, StopReason.MAX_ITER
+    except KeyboardInterrupt:
+        best = run.best if run.best is not None else point
+        return best, StopReason.INTERRUPTED
+
+
+#: An accepted bounded step: (new point, step, radius, CG iterations, at_floor).
+BoundedStep = tuple[ScaledPoint, np.ndarray, float, int, bool]
+
+
+def _bounded_iterate(point: ScaledPoint, g: np.ndarray, pg: np.ndarray, box: Box,
+                     options: NLSOptions, radius: float, floor: float,
+                     deadline: float | None) -> BoundedStep | StopReason:
+    """One accepted projected step, or why there is none."""
+    problem = point.problem
+    margin = min(_ACTIVE_MARGIN, float(np.linalg.norm(pg)))
+    free = ~box.active(point.z, g, margin)
+    base_precond = point.preconditioner()
+
+    def product(v: np.ndarray) -> np.ndarray:  # the Gramian on the free entries
+        return free * point.gn_product(free * v)
+
+    def precond(r: np.ndarray) -> np.ndarray:
+        return free * base_precond(free * r)
+
+    g_free = free * g
+    p_gn, Hp_gn, cg_its, broke = pcg(product, -g_free, precond, options.cg_tol,
+                                     options.cg_max_iter, deadline)
+    Hg = product(g_free)
+    gHg, gg = float(g_free @ Hg), float(g_free @ g_free)
+    alpha = gg / gHg if gHg > 0 else 0.0
+    p_sd, Hp_sd = -alpha * g_free, -alpha * Hg
+    if np.isnan(radius):
+        radius = max(float(np.linalg.norm(p_gn)), float(np.linalg.norm(pg)),
+                     1e-12 * max(float(np.linalg.norm(point.z)), 1.0))
+    cauchy = _ProjectedCauchy(point, g, box)
+    for _ in range(_MAX_REJECTIONS):
+        p, Hp = (_dogleg(g_free, p_gn, Hp_gn, p_sd, Hp_sd, radius) if gg > 0
+                 else (np.zeros_like(g), np.zeros_like(g)))
+        # Trial points are formed by projection, so that bounds are met exactly.
+        z_new = box.project(point.z + p)
+        s = z_new - point.z
+        if np.array_equal(s, p) and gg > 0:
+            q = float(g @ s) + 0.5 * float(s @ Hp)
+        else:  # projection changed the step: its model value, and the Cauchy step's
+            q = float(g @ s) + 0.5 * float(s @ point.gn_product(s))
+            z_c, q_c = cauchy.step(radius)
+            if q_c < q:
+                z_new, q = z_c, q_c
+                s = z_new - point.z
+        predicted = -q
+        full_gn = radius >= np.linalg.norm(p_gn)
+        if not broke and 0 <= predicted <= floor and full_gn:
+            return _judge_bounded(point, z_new, box, pg, radius, cg_its, floor)
+        new = problem.point(z_new)
+        actual = point.f - new.f
+        rho = actual / predicted if predicted > 0 and np.isfinite(new.f) else -1.0
+        norm_s = float(np.linalg.norm(s))
+        radius = _update_radius(radius, norm_s, rho)
+        if rho > 0 and actual >= 0:
+            return new, s, radius, cg_its, False
+        if radius <= 1e-15 * max(float(np.linalg.norm(point.z)), 1e-300):
+            break
+    return StopReason.CG_BREAKDOWN if broke else StopReason.STEP_FAILED
+
+
+class _ProjectedCauchy:
+    """The projected steepest-descent point ``P(z - t g)`` with ``t`` the Cauchy step
+    length ``g.g / g.Hg``, shortened to the trust radius, and its model decrease."""
+
+    def __init__(self, point: ScaledPoint, g: np.ndarray, box: Box) -> None:
+        self.point, self.g, self.box = point, g, box
+        self._t: float | None = None
+
+    def step(self, radius: float) -> tuple[np.ndarray, float]:
+        point, g = self.point, self.g
+        gg = float(g @ g)
+        if gg == 0:
+            return point.z.copy(), 0.0
+        if self._t is None:
+            gHg = float(g @ point.gn_product(g))
+            self._t = gg / gHg if gHg > 0 else math.inf
+        t = min(self._t, radius / math.sqrt(gg))
+        z_new = self.box.project(point.z - t * g)
+        s = z_new - point.z
+        return z_new, float(g @ s) + 0.5 * float(s @ point.gn_product(s))
+
+
+def _judge_bounded(point: ScaledPoint, z_new: np.ndarray, box: Box, pg: np.ndarray,
+                   radius: float, cg_its: int, floor: float) -> BoundedStep | StopReason:
+    """Accept a step below the objective's rounding floor if it reduces the projected
+    gradient (the KKT measure)."""
+    s = z_new - point.z
+    new = point.problem.point(z_new)
+    if np.isfinite(new.f) and new.f <= point.f + floor:
+        g_new = new.gradient()
+        if np.all(np.isfinite(g_new)) and (np.linalg.norm(box.projected_gradient(new.z, g_new))
+                                           < np.linalg.norm(pg)):
+            return new, s, radius, cg_its, True
+    return StopReason.TOL_FUN

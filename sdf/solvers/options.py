@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from sdf.errors import OptionError
+from sdf.solvers._box import check_bound
 
 __all__ = ["MinfOptions", "NLSOptions", "SolverOptions"]
 
@@ -99,6 +100,15 @@ class NLSOptions(SolverOptions):
         Relative residual at which CG stops.
     trust : {"dogleg", "lm"}
         Globalisation: dogleg trust region, or Levenberg-Marquardt damping.
+    lower, upper : float, dict or None
+        Bounds ``lower <= z <= upper`` on the unknowns: a number bounds every entry of
+        every variable; a dict ``{variable name: number or array}`` (arrays broadcasting to
+        the variable's shape, missing names or None unbounded) bounds variables one by
+        one. With bounds, the iteration is a projected trust-region Gauss-Newton (see
+        :mod:`sdf.solvers.nls`) and ``trust`` must be ``"dogleg"``.
+    tol_grad : float
+        With bounds: stop when the largest entry of the projected gradient of
+        ``f / f_0`` (``z - P(z - grad)``, zero exactly at a KKT point) is below this.
     max_time, checkpoint, checkpoint_every
         See :class:`SolverOptions`.
     """
@@ -110,14 +120,23 @@ class NLSOptions(SolverOptions):
     cg_max_iter: int = 15
     cg_tol: float = 1e-3
     trust: Literal["dogleg", "lm"] = "dogleg"
+    lower: float | dict[str, Any] | None = None
+    upper: float | dict[str, Any] | None = None
+    tol_grad: float = 1e-10
 
     _integers: ClassVar[tuple[str, ...]] = ("max_iter", "checkpoint_every", "cg_max_iter")
-    _tolerances: ClassVar[tuple[str, ...]] = ("tol_fun", "tol_x", "tol_abs", "cg_tol")
+    _tolerances: ClassVar[tuple[str, ...]] = ("tol_fun", "tol_x", "tol_abs", "cg_tol",
+                                              "tol_grad")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.trust not in ("dogleg", "lm"):
             raise OptionError(f"NLSOptions.trust must be 'dogleg' or 'lm', got {self.trust!r}")
+        check_bound("NLSOptions", "lower", self.lower)
+        check_bound("NLSOptions", "upper", self.upper)
+        if self.trust == "lm" and (self.lower is not None or self.upper is not None):
+            raise OptionError("NLSOptions: bounds (lower/upper) need trust='dogleg' "
+                              "(the projected trust region), got trust='lm'")
 
     @property
     def radius_is_damping(self) -> bool:
@@ -141,6 +160,9 @@ class MinfOptions(SolverOptions):
     bounds : dict or None
         ``{variable name: (lower, upper)}``; bounds are scalars or arrays of the variable's
         shape, ``None`` for no bound.
+    lower, upper : float, dict or None
+        The same bounds in the form :class:`NLSOptions` takes them (a number for every
+        entry, or ``{variable name: number or array}``); not together with ``bounds``.
     max_time, checkpoint, checkpoint_every
         See :class:`SolverOptions`.
     """
@@ -150,6 +172,8 @@ class MinfOptions(SolverOptions):
     tol_grad: float = 1e-10
     memory: int = 30
     bounds: dict[str, Any] | None = None
+    lower: float | dict[str, Any] | None = None
+    upper: float | dict[str, Any] | None = None
 
     _integers: ClassVar[tuple[str, ...]] = ("max_iter", "checkpoint_every", "memory")
     _tolerances: ClassVar[tuple[str, ...]] = ("tol_fun", "tol_grad")
@@ -161,3 +185,8 @@ class MinfOptions(SolverOptions):
                 "MinfOptions.bounds must be a dict {variable name: (lower, upper)}, "
                 f"got {type(self.bounds).__name__}"
             )
+        check_bound("MinfOptions", "lower", self.lower)
+        check_bound("MinfOptions", "upper", self.upper)
+        if self.bounds is not None and (self.lower is not None or self.upper is not None):
+            raise OptionError("MinfOptions: give bounds either as bounds={name: (lower, "
+                              "upper)} or as lower=/upper=, not both")

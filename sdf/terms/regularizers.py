@@ -1,8 +1,10 @@
-"""Regularization terms: L2 (optionally towards a target), smoothed L1 and smoothed L0.
+"""Regularization terms: L2 (optionally towards a target), smoothed L1, smoothed L0, and
+Smooth (a roughness penalty on differences down the columns).
 
-Each is written as a sum of squares ``||r(x)||^2 / 2`` with an elementwise residual
-``r``, so that Gauss-Newton treats it like any data term: the gradient is ``r r'`` and the
-Gramian is the diagonal ``r'^2``.
+Each is written as a sum of squares ``||r(x)||^2 / 2`` so that Gauss-Newton treats it
+like any data term. For L2, L1 and L0 the residual is elementwise: the gradient is
+``r r'`` and the Gramian the diagonal ``r'^2``. For Smooth it is linear, ``r = D x`` with
+``D`` a difference operator: the gradient is ``D^T D x`` and the Gramian ``D^T D``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sdf.errors import ModelError
 from sdf.expr import Expr
 from sdf.terms._base import Term, TermState
 
-__all__ = ["L0", "L1", "L2"]
+__all__ = ["L0", "L1", "L2", "Smooth"]
 
 
 def _as_list(factors: Any, kind: str) -> list[Any]:
@@ -238,3 +240,100 @@ class L0(_Regularizer):
                 d = np.where(one_minus > 1e-12, g * g / (2.0 * one_minus), 2.0 / s2)
             diags.append(d)
         return _ElementwiseState(fval, grads, diags)
+
+
+def _differences_adjoint(y: np.ndarray, order: int) -> np.ndarray:
+    """``D^T y`` for ``D = np.diff(., n=order, axis=0)``."""
+    for _ in range(order):
+        pad = np.zeros((1,) + y.shape[1:])
+        y = np.concatenate([pad, y], axis=0) - np.concatenate([y, pad], axis=0)
+    return y
+
+
+class _SmoothState(TermState):
+    """State of Smooth: gradient ``D^T D x``, Gramian ``D^T D`` (preconditioned by its
+    diagonal)."""
+
+    def __init__(self, order: int, values: Sequence[np.ndarray]) -> None:
+        self.order = order
+        diffs = [np.diff(v, n=order, axis=0) for v in values]
+        self.fval = 0.5 * sum(float(np.vdot(d, d)) for d in diffs)
+        self._grads = [_differences_adjoint(d, order) for d in diffs]
+        self._shapes = [v.shape for v in values]
+
+    def gradient(self) -> list[np.ndarray]:
+        return self._grads
+
+    def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [_differences_adjoint(np.diff(dv, n=self.order, axis=0), self.order)
+                for dv in dvalues]
+
+    def blocks(self) -> list[Any]:
+        out: list[Any] = []
+        # diag(D^T D)[i]: the squared difference coefficients of the rows of D reaching i
+        squares = np.diff(np.eye(self.order + 1), n=self.order, axis=0)[0] ** 2
+        for shape in self._shapes:
+            diag = np.convolve(np.ones(shape[0] - self.order), squares)
+            if len(shape) == 2:
+                out.append(diag[:, None, None] * np.eye(shape[1]))
+            else:
+                out.append(float(np.mean(diag)))
+        return out
+
+
+class Smooth(_Regularizer):
+    """Roughness penalty ``sum_k ||D F_k||^2 / 2``, ``D`` the ``order``-th differences
+    down the columns (second differences by default).
+
+    Put it on a transform's output to ask for smooth profiles (spectra, elution or time
+    profiles): ``sdf.Smooth(tf.unimodal(a, peaks), weight=1e-2)``. The penalty is zero on
+    polynomials of degree below ``order`` (straight lines for second differences), so it
+    bends profiles, not their level or slope.
+
+    Parameters
+    ----------
+    factors : Expr or sequence of Expr
+        Expressions (vectors or matrices) whose columns should be smooth.
+    weight, relweight : float, optional
+        See :class:`sdf.terms.Term`.
+    order : int, default 2
+        Order of the differences (1: first differences, 2: curvature...).
+
+    Examples
+    --------
+    >>> import numpy as np, sdf
+    >>> a = sdf.Variable(np.outer(np.arange(5.0), [1.0, 2.0]), name="a")
+    >>> term = sdf.Smooth(a, weight=0.1)
+    >>> term.n_entries, term.prepare([a.value]).fval   # straight lines are not penalised
+    (6, 0.0)
+    """
+
+    kind = "Smooth"
+    spec_key = "regSmooth"
+    spec_options = ("order",)
+
+    def __init__(self, factors: Any, weight: float | None = None,
+                 relweight: float | None = None, order: int = 2) -> None:
+        super().__init__(factors, weight, relweight)
+        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
+            raise ModelError(f"Smooth: order must be an integer >= 1, got {order!r}")
+        self.order = int(order)
+
+    @property
+    def n_entries(self) -> int:
+        return int(sum(max(e.shape[0] - self.order, 0) * int(np.prod(e.shape[1:]))
+                       for e in self.inputs))
+
+    def spec_option_values(self) -> dict[str, Any]:
+        return {"order": self.order}
+
+    def check(self, where: str) -> None:
+        for k, e in enumerate(self.inputs):
+            if len(e.shape) not in (1, 2) or e.shape[0] <= self.order:
+                raise ModelError(
+                    f"{where}, factor {k} ({e.label()!r}): expected a vector or matrix with "
+                    f"more than {self.order} rows for differences of order {self.order}, "
+                    f"got shape {e.shape}")
+
+    def prepare(self, values: Sequence[np.ndarray]) -> TermState:
+        return _SmoothState(self.order, [np.asarray(v, dtype=float) for v in values])

@@ -31,7 +31,8 @@ hankel, vander, cauchy, band, diag, tridiag, tril, triu), :mod:`~sdf.transforms.
 (matvec, mtimes, gram, inv, invsqrtm, invtransp, orth, normalize, transpose, ctranspose),
 :mod:`~sdf.transforms.combine` (kr, kron, concat, plus, times, prod),
 :mod:`~sdf.transforms.indexing` (select, ll1, reshape, sum, fd),
-:mod:`~sdf.transforms.functional` (poly, rational, rbf) and
+:mod:`~sdf.transforms.functional` (poly, rational, rbf),
+:mod:`~sdf.transforms.shape` (simplex, monotone, unimodal columns) and
 :mod:`~sdf.transforms.custom` (custom).
 
 Examples
@@ -65,6 +66,7 @@ from sdf.transforms.matrix import (
     CTranspose, Gram, Inv, Invsqrtm, Invtransp, MatVec, MTimes, Normalize, Orth, Transpose,
     ctranspose, gram, inv, invsqrtm, invtransp, matvec, mtimes, normalize, orth, transpose,
 )
+from sdf.transforms.shape import Monotone, Simplex, Unimodal, monotone, simplex, unimodal
 from sdf.transforms.structured import (
     Band, Cauchy, Diag, Hankel, Toeplitz, Tridiag, Tril, Triu, Vander, band, cauchy, diag,
     hankel, toeplitz, tridiag, tril, triu, vander,
@@ -74,12 +76,13 @@ __all__ = [
     "Abs", "Band", "BlockRoute", "CTranspose", "Cauchy", "Concat", "Conj", "Const",
     "Custom", "Diag", "Exp", "ExprLike", "FD", "Gram", "Hankel", "Identity", "Inv",
     "Invsqrtm", "Invtransp", "Kr", "Kron", "LL1", "Linearization", "Log", "MTimes",
-    "MatVec", "Nonneg", "Normalize", "Orth", "Plus", "Poly", "Power", "Prod", "RBF",
-    "Rational", "Reshape", "Scale", "Select", "Shift", "Sigmoid", "Sqrt", "Sum", "Times",
-    "Toeplitz", "Transform", "Transpose", "Tridiag", "Tril", "Triu", "Vander", "abs",
-    "band", "cauchy", "concat", "conj", "const", "ctranspose", "custom", "diag", "exp",
-    "fd", "gram", "hankel", "identity", "inv", "invsqrtm", "invtransp", "kr", "kron", "ll1",
-    "log", "matvec", "mtimes", "nonneg", "normalize", "orth", "plus", "poly", "power",
-    "prod", "rational", "rbf", "reshape", "scale", "select", "shift", "sigmoid", "sqrt",
-    "sum", "times", "toeplitz", "transpose", "tridiag", "tril", "triu", "vander",
+    "MatVec", "Monotone", "Nonneg", "Normalize", "Orth", "Plus", "Poly", "Power", "Prod",
+    "RBF", "Rational", "Reshape", "Scale", "Select", "Shift", "Sigmoid", "Simplex", "Sqrt",
+    "Sum", "Times", "Toeplitz", "Transform", "Transpose", "Tridiag", "Tril", "Triu",
+    "Unimodal", "Vander", "abs", "band", "cauchy", "concat", "conj", "const", "ctranspose",
+    "custom", "diag", "exp", "fd", "gram", "hankel", "identity", "inv", "invsqrtm",
+    "invtransp", "kr", "kron", "ll1", "log", "matvec", "monotone", "mtimes", "nonneg",
+    "normalize", "orth", "plus", "poly", "power", "prod", "rational", "rbf", "reshape",
+    "scale", "select", "shift", "sigmoid", "simplex", "sqrt", "sum", "times", "toeplitz",
+    "transpose", "tridiag", "tril", "triu", "unimodal", "vander",
 ]

@@ -138,7 +138,7 @@ DRIVERS: dict[str, Case] = {
              ({"core_shapes": []}, ModelError, r"core_shapes: expected a non-empty list"),
              ({"core_shapes": [(7, 1, 1)], "init": "random"}, ModelError,
               r"core_shapes\[0\]\[0\]: 7 exceeds the size 6 of mode 0"),
-             ({"init": "bogus"}, ModelError, r"init: expected 'random' or a list of blocks"),
+             ({"init": "bogus"}, ModelError, r"init: expected 'auto', 'gevd', 'random' or a list of blocks"),
              ({"compress": "yes"}, ModelError, r"compress: expected 'auto', True or False")],
     ),
     "parafac2": Case(
@@ -161,7 +161,7 @@ DRIVERS: dict[str, Case] = {
              ({"data": np.ones((6, 5))}, DataError, r"data: expected at least 3 modes"),
              ({"L": 0}, ModelError, r"L: expected an integer >= 1, got 0"),
              ({"L": [1, 1], "rank": 3}, ModelError, r"rank: 3 does not match the 2 sizes in L"),
-             ({"init": "bogus"}, ModelError, r"init: expected 'random' or a list \[A, B, C\]"),
+             ({"init": "bogus"}, ModelError, r"init: expected 'auto', 'gevd', 'random' or a list \[A, B, C\]"),
              ({"compress": "yes"}, ModelError, r"compress: expected 'auto', True or False")],
     ),
     "cmtf": Case(

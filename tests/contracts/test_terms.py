@@ -486,11 +486,39 @@ def build_l0(rng: np.random.Generator) -> Regularized:
                        lambda v: float(np.sum(1.0 - np.exp(-entries(v) ** 2 / sigma**2))))
 
 
+def build_smooth(rng: np.random.Generator) -> Regularized:
+    a, b, given = _two_variables(rng)
+    term = sdf.Smooth([tf.unimodal(a, peaks=[1, 2]), tf.nonneg(b)], weight=0.4, order=2)
+
+    def unimodal(z: Any, peaks: list[int]) -> Any:
+        columns = []
+        for r, m in enumerate(peaks):
+            col = [None] * z.shape[0]
+            col[m] = z[m, r] ** 2
+            for i in range(m + 1, z.shape[0]):
+                col[i] = col[i - 1] / (1.0 + z[i, r] ** 2)
+            for i in range(m - 1, -1, -1):
+                col[i] = col[i + 1] / (1.0 + z[i, r] ** 2)
+            columns.append(anp.array(col))
+        return anp.stack(columns, axis=1)
+
+    def second_differences(x: Any) -> Any:
+        return anp.ravel(x[2:] - 2.0 * x[1:-1] + x[:-2])
+
+    def residual(v: dict[str, Any]) -> Any:
+        return anp.concatenate([second_differences(unimodal(v["a"], [1, 2])),
+                                second_differences(v["b"] ** 2)])
+
+    return Regularized(term, given, residual,
+                       lambda v: 0.5 * float(np.sum(residual(v) ** 2)))
+
+
 #: One builder per registered regularizer, by its dictionary key.
 REGULARIZERS: dict[str, Callable[[np.random.Generator], Regularized]] = {
     "regL0": build_l0,
     "regL1": build_l1,
     "regL2": build_l2,
+    "regSmooth": build_smooth,
 }
 
 

@@ -143,7 +143,8 @@ def test_ll1_int_L_with_rank(rng):
     ("kwargs", "match"),
     [({"L": [2, 1], "rank": 3}, "rank: 3 does not match the 2 sizes in L"),
      ({"L": []}, "L: expected an int or a non-empty list"),
-     ({"L": 1, "init": "gevd"}, "init: expected 'random' or a list"),
+     ({"L": 1, "init": "svd"}, "init: expected 'auto', 'gevd', 'random' or a list"),
+     ({"L": 3, "rank": 2, "init": "gevd"}, r"init: the GEVD start needs sum\(L\) = 6"),
      ({"L": 1, "init": [np.ones((5, 1))] * 2}, "init: expected 3 factor matrices")],
 )
 def test_ll1_bad_arguments(kwargs, match):

@@ -96,3 +96,30 @@ def test_rankest_estimate_shows_every_start_runner_up_and_heldout():
     assert cp.line.get_ydata().tolist() == [0.5, 0.01, 0.009]
     assert cp.runner_up.get_xdata().tolist() == [3.0]
     assert cp.heldout.get_ydata().tolist() == [0.6, 0.02, 0.03]
+
+
+def test_plot_starts_draws_every_start_and_marks_the_kept_one():
+    import numpy as np
+
+    from sdf.models import cpd
+    from sdf.viz import plot_starts
+
+    rng = np.random.default_rng(0)
+    T = np.einsum("ir,jr,kr->ijk", *(rng.standard_normal((n, 2)) for n in (6, 5, 4)))
+    dec = cpd(T + 0.1 * rng.standard_normal(T.shape), 2, n_starts=3, seed=0)
+    cp = plot_starts(dec)
+    assert list(cp.line.get_ydata()) == [s.relerr for s in dec.starts]
+    assert cp.chosen.get_ydata()[0] == dec.relerr
+
+
+def test_plot_starts_needs_starts():
+    import numpy as np
+    import pytest
+
+    import sdf
+    from sdf.models import cpd
+    from sdf.viz import plot_starts
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(sdf.ModelError, match="plot_starts: no starts to draw"):
+        plot_starts(cpd(rng.standard_normal((4, 4, 4)), 1, seed=0))

@@ -134,6 +134,36 @@ def orth_ref(z):
     return anp.dot(z, db_invsqrt(anp.dot(z.T, z)))
 
 
+def monotone_ref(direction, nonneg):
+    sign = 1.0 if direction == "increasing" else -1.0
+
+    def ref(z):
+        if nonneg and direction == "decreasing":
+            return anp.sum(z**2, axis=0) - anp.cumsum(z**2, axis=0) + z**2
+        if nonneg:
+            return anp.cumsum(z**2, axis=0)
+        return z[0] + anp.concatenate([anp.zeros_like(z[:1]), anp.cumsum(sign * z[1:] ** 2, axis=0)])
+    return ref
+
+
+def unimodal_ref(peaks):
+    """Column by column: products of ratios 1/(1+z^2) walking away from the peak."""
+    def column(z, m):
+        out = [None] * z.shape[0]
+        out[m] = z[m] ** 2
+        for i in range(m + 1, z.shape[0]):
+            out[i] = out[i - 1] / (1.0 + z[i] ** 2)
+        for i in range(m - 1, -1, -1):
+            out[i] = out[i + 1] / (1.0 + z[i] ** 2)
+        return anp.array(out)
+
+    def ref(z):
+        if z.ndim == 1:
+            return column(z, peaks[0])
+        return anp.stack([column(z[:, r], m) for r, m in enumerate(peaks)], axis=1)
+    return ref
+
+
 def normalize_ref(z):
     return z / anp.sqrt(anp.sum(z**2, axis=0))
 
@@ -272,6 +302,18 @@ CASES: list[Case] = [
     Case("rbf", tf.RBF(T6), rbf_make(2, 3), rbf_ref(T6)),
     Case("rbf-vector", tf.RBF(T6), lambda rng: rbf_make(2, 1)(rng)[:, 0],
          lambda z: rbf_ref(T6)(z[:, None])[:, 0]),
+    # shape constraints
+    Case("simplex", tf.Simplex(), normal(5, 3), lambda z: z**2 / anp.sum(z**2, axis=0)),
+    Case("simplex-vector", tf.Simplex(), normal(4), lambda z: z**2 / anp.sum(z**2)),
+    Case("monotone-increasing", tf.Monotone(), normal(5, 3), monotone_ref("increasing", False)),
+    Case("monotone-decreasing", tf.Monotone("decreasing"), normal(5, 2),
+         monotone_ref("decreasing", False)),
+    Case("monotone-nonneg-increasing", tf.Monotone(nonneg=True), normal(4, 3),
+         monotone_ref("increasing", True)),
+    Case("monotone-nonneg-decreasing", tf.Monotone("decreasing", nonneg=True), normal(6),
+         monotone_ref("decreasing", True)),
+    Case("unimodal", tf.Unimodal([0, 3, 5]), normal(6, 3), unimodal_ref([0, 3, 5])),
+    Case("unimodal-vector", tf.Unimodal(2), normal(5), unimodal_ref([2])),
     # custom
     Case("custom-1", tf.Custom(custom_sin.fun, 1, "sinz"), normal(4, 3),
          lambda z: anp.sin(z) * z),
@@ -283,6 +325,8 @@ CASES: list[Case] = [
          normal(7), lambda z: orth_ref(z[TOEP53]).T),
     Case("chain-kr-sigmoid", Chain(tf.Kr(2), tf.Sigmoid()), several((3, 2), (2, 2)),
          lambda a, b: 1.0 / (1.0 + anp.exp(-kr_ref(a, b)))),
+    Case("chain-poly-unimodal", Chain(tf.Poly(T6), tf.Unimodal([1, 4])), normal(3, 2),
+         lambda z: unimodal_ref([1, 4])(anp.dot(T6[:, None] ** np.arange(3), z))),
     Case("chain-matvec-normalize-exp", Chain(tf.MatVec(X54), tf.Normalize(), tf.Exp()),
          normal(4, 3), lambda z: anp.exp(normalize_ref(anp.dot(X54, z)))),
 ]
