@@ -18,7 +18,7 @@ def test_cpd_unknown_option_names_cpd_its_parameters_and_the_closest_name(T):
                                           r"\(did you mean 'seed'\?\)") as info:
         cpd(T, 3, sed=0)
     message = str(info.value)
-    assert "cpd's parameters (data, rank, init, seed, method" in message
+    assert "cpd's parameters (data, rank, init, n_starts, seed, method" in message
     assert "options of method='nls' (cg_max_iter" in message
 
 
