@@ -165,7 +165,25 @@ class Loss:
 
 class _JointLoss(Loss):
     """A built-in loss that computes value, derivative and weight together in
-    :meth:`evaluate` (they share their work); the single pieces come from it."""
+    :meth:`evaluate` (they share their work); the single pieces come from it.
+
+    The parts of the value that depend on the data only (``x log x`` and the like) are
+    kept for the last read-only data array seen: a term's data never change, and a fit
+    evaluates them at every point.
+    """
+
+    def _of_data(self, key: str, data: np.ndarray, make: Any) -> Any:
+        """``make(data)``, remembered for a read-only ``data`` array (one per key)."""
+        if not (isinstance(data, np.ndarray) and not data.flags.writeable):
+            return make(data)
+        cache: dict[str, tuple[np.ndarray, Any]] = self.__dict__.setdefault("_data_parts", {})
+        hit = cache.get(key)
+        if hit is None or hit[0] is not data:
+            hit = cache[key] = (data, make(data))
+        return hit[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_data_parts"}
 
     def evaluate(self, model: np.ndarray, data: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,6 +203,11 @@ def _xlogx(x: np.ndarray) -> np.ndarray:
     """``x log x`` with ``0 log 0 = 0``."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
+
+
+def _log(x: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(x)
 
 
 def _identity_mean(model: np.ndarray) -> np.ndarray:
@@ -240,12 +263,13 @@ class Poisson(_JointLoss):
 
     def evaluate(self, model: np.ndarray, data: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        constant = self._of_data("xlogx-x", data, lambda x: _xlogx(x) - x)
         if self.link == "log":
             mu = np.exp(model)
-            value = mu - data * model + (_xlogx(data) - data)
+            value = mu - data * model + constant
             return value, mu - data, mu
         mu = _identity_mean(model)
-        value = mu - data + _xlogx(data) - data * np.log(mu)
+        value = mu + constant - data * np.log(mu)
         return _outside(value, model), 1.0 - data / mu, 1.0 / mu
 
     def check_data(self, values: np.ndarray) -> str | None:
@@ -269,7 +293,8 @@ class Bernoulli(_JointLoss):
     def evaluate(self, model: np.ndarray, data: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = 0.5 * (1.0 + np.tanh(0.5 * model))  # the logistic function, without overflow
-        value = np.logaddexp(0.0, model) - data * model + _xlogx(data) + _xlogx(1.0 - data)
+        constant = self._of_data("entropy", data, lambda x: _xlogx(x) + _xlogx(1.0 - x))
+        value = np.logaddexp(0.0, model) - data * model + constant
         return value, p - data, p * (1.0 - p)
 
     def check_data(self, values: np.ndarray) -> str | None:
@@ -303,8 +328,7 @@ class Gamma(_JointLoss):
 
     def evaluate(self, model: np.ndarray, data: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        with np.errstate(divide="ignore"):
-            log_x = np.log(data)
+        log_x = self._of_data("log", data, _log)
         if self.link == "log":
             ratio = data * np.exp(-model)
             return ratio + model - log_x - 1.0, 1.0 - ratio, np.ones(np.shape(ratio))
@@ -387,7 +411,7 @@ class Beta(_JointLoss):
         mu = _identity_mean(model)
         x = data
         if b == 1.0:
-            value = _xlogx(x) - x * np.log(mu) - x + mu
+            value = self._of_data("xlogx-x", x, lambda v: _xlogx(v) - v) - x * np.log(mu) + mu
         elif b == 0.0:
             value = x / mu - np.log(x / mu) - 1.0
         else:

@@ -413,14 +413,20 @@ class LossData:
 
 
 def _loss_data(data: Tensor, place: str) -> LossData:
-    """The entries of ``data`` for a loss: dense where the data are (or can be) held so."""
+    """The entries of ``data`` for a loss: dense where the data are (or can be) held so.
+
+    The arrays are read-only views (the data never change during a fit; losses keep
+    what they compute from read-only data, see :mod:`sdf.losses`).
+    """
     masked = data.masked_view()
     if masked is not None:
         filled, mask = masked
-        found = LossData(filled, mask, filled[mask], None)
+        found = LossData(_frozen(filled), mask, _frozen(filled[mask]), None)
     elif (array := data.dense_view()) is not None:
-        found = LossData(array, None, array.ravel(), None)
+        found = LossData(_frozen(array), None, _frozen(array.ravel()), None)
     elif (entries := data.known_entries()) is not None:
+        entries = KnownEntries(entries.shape, entries.subs, _frozen(entries.vals),
+                               entries.mode_indicator)
         found = LossData(None, None, entries.vals, entries)
     else:
         try:
@@ -429,8 +435,15 @@ def _loss_data(data: Tensor, place: str) -> LossData:
             raise ModelError(f"{place}: needs the data's entries, and {data.kind} data "
                              "cannot be read entry by entry (use least squares, or give "
                              "the data as an array)") from None
-        found = LossData(array, None, array.ravel(), None)
+        found = LossData(_frozen(array), None, _frozen(array.ravel()), None)
     return found
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 @dataclass(frozen=True)
