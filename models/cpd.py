@@ -44,11 +44,13 @@ import sdf
 from sdf import algebra
 from sdf.decomp import gevd_applies, gevd_init
 from sdf.errors import DataError, ModelError
+from sdf.losses import Loss, LossLike, as_loss
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
 from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng, quiet,
                                 random_factors, user_factors)
+from sdf.models._loss_start import least_squares_start
 from sdf.models._pipeline import MAX_DENSIFY, compress_data, dense_standin, project, run_fits
 from sdf.models._result import Decomposition, Stage
 
@@ -126,6 +128,7 @@ def cpd(
     display: int = 0,
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
     options: sdf.NLSOptions | sdf.MinfOptions | None = None,
+    loss: LossLike = "gaussian",
     **fit_options: Any,
 ) -> Decomposition:
     r"""Canonical polyadic decomposition ``T ≈ sum_r a_r^{(0)} o ... o a_r^{(N-1)}``.
@@ -133,6 +136,16 @@ def cpd(
     Minimises ``||T - [[A_0, ..., A_{N-1}]]||^2`` over the known entries by the pipeline
     of the module docstring: MLSVD compression when it pays, GEVD or random start, fit on
     the compressed core, decompression and refinement on the data.
+
+    With a non-Gaussian ``loss`` the sum of the loss over the known entries is minimised
+    instead (generalized Gauss-Newton, see :mod:`sdf.losses`). Unless ``init`` gives the
+    factors, the start is the least-squares CPD (the pipeline above, at most 50
+    iterations) of the loss's working data (:meth:`sdf.losses.Loss.working_data`:
+    ``log(x + 1/2)`` for Poisson counts with the log link, ``4 (x - 1/2)`` for binary
+    data, the data for identity links; absolute values of its factors where the model
+    must stay nonnegative); the loss is then fitted on the data (stages ``init``,
+    ``fit``). ``relerr`` is then ``sqrt(D / D_null)``, the deviance over the constant
+    model's (:attr:`sdf.Result.deviance`).
 
     Parameters
     ----------
@@ -160,6 +173,8 @@ def cpd(
     options : sdf.NLSOptions or sdf.MinfOptions, optional
         Solver settings of both fits; ``**fit_options`` override single fields
         (``max_iter=100, tol_fun=1e-10`` ...).
+    loss : str, dict or sdf.losses.Loss, default "gaussian"
+        The loss of the data (see :class:`sdf.CPD` and :mod:`sdf.losses`).
 
     Returns
     -------
@@ -190,6 +205,13 @@ def cpd(
     ['compress', 'init', 'core', 'refine']
     >>> bool(dec.relerr < 1e-8), round(fms(dec.factors, A), 6)
     (True, 1.0)
+
+    Counts with the Poisson loss (log link: the CPD is the log of the mean count):
+
+    >>> counts = rng.poisson(np.exp(0.3 * cpd_to_tensor(A))).astype(float)
+    >>> dec = cpd(counts, 3, loss="poisson", seed=1)
+    >>> [s.name for s in dec.stages], bool(fms(dec.factors, [0.3 ** (1 / 3) * F for F in A]) > 0.9)
+    (['init', 'fit'], True)
     """
     X = as_data(data)
     rank = check_int(rank, "rank")
@@ -197,6 +219,14 @@ def cpd(
     timer = Timer()
     stages: list[Stage] = []
     given = not isinstance(init, str)
+    try:
+        the_loss = as_loss(loss, "loss")
+    except ValueError as err:
+        raise ModelError(str(err)) from None
+    if not the_loss.is_gaussian:
+        return _cpd_with_loss(X, rank, the_loss, init, rng, method, compress, timer,
+                              dict(method=method, options=options, fit_options=fit_options,
+                                   display=display, callback=callback))
     ml = compress_data(X, [rank] * X.ndim, compress, timer, stages, rng)
     if ml is None:
         dense = None if given or init == "random" else dense_standin(X)[0]
@@ -218,6 +248,38 @@ def cpd(
                     display=display, callback=callback)
     fit = run_fits(X, start, list(range(X.ndim)), labels, sdf.CPD, ml, settings, timer,
                    stages, "CPD")
+    relerr = float(fit.result.relerr["data"])
+    return Decomposition(kind="CPD", factors=fit.values, relerr=relerr,
+                         history=fit.result.history, result=fit.result, stages=stages,
+                         relerrs={"data": relerr}, labels=labels)
+
+
+def _cpd_with_loss(X: Tensor, rank: int, loss: Loss, init: object, rng: np.random.Generator,
+                   method: MethodName, compress: object, timer: Timer,
+                   settings: dict[str, Any]) -> Decomposition:
+    """The CPD of ``X`` under a non-Gaussian ``loss``: working-data start, loss fit."""
+    stages: list[Stage] = []
+    if not isinstance(init, str):
+        start, how = user_factors(init, X.shape, [rank] * X.ndim), "given"
+    else:
+        if init not in ("auto", "gevd", "random"):
+            raise ModelError(f"init: expected 'auto', 'gevd', 'random' or a list of factors, "
+                             f"got {init!r}")
+        found = least_squares_start(X, rank, loss, init, rng, method, compress)
+        if found is None:
+            start, how = random_factors(X.shape, rank, rng), "random"
+            if loss.nonnegative_model:
+                start, how = [np.abs(A) for A in start], "random, absolute values"
+        else:
+            start, how = found
+    stages.append(Stage("init", how, 0, timer.lap()))
+    labels = labels_of(X)
+
+    def build(data: Tensor | np.ndarray, variables: list[sdf.Variable]) -> sdf.Term:
+        return sdf.CPD(data, variables, loss=loss)
+
+    fit = run_fits(X, start, list(range(X.ndim)), labels, build, None, settings, timer,
+                   stages, f"CPD ({loss.name} loss)")
     relerr = float(fit.result.relerr["data"])
     return Decomposition(kind="CPD", factors=fit.values, relerr=relerr,
                          history=fit.result.history, result=fit.result, stages=stages,

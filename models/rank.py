@@ -13,7 +13,9 @@ from numpy.typing import ArrayLike
 
 from sdf.decomp import mlsvd
 from sdf.errors import ModelError
+from sdf.losses import Loss, as_loss
 from sdf.models._common import Timer, as_data, check_int, check_number, make_rng, quiet
+from sdf.models._loss_start import working_array
 from sdf.models._result import Decomposition
 from sdf.models.cpd import cpd
 from sdf.models.diagnostics import MAX_IMPUTE, corcondia, degeneracy, fms, impute
@@ -177,7 +179,8 @@ class RankEstimate:
     ranks : ndarray of int
         Ranks tried, ``1, 2, ...``.
     errors : ndarray
-        Smallest relative error found at each rank.
+        Smallest relative error found at each rank (with a non-Gaussian ``loss``:
+        ``sqrt(D / D_null)``, the deviance over the constant model's).
     start_errors : ndarray of shape (K, n_starts)
         Relative error of every start.
     corcondia : ndarray
@@ -206,6 +209,10 @@ class RankEstimate:
         still improving), each prefixed by its rank.
     time : float
         Wall-clock seconds.
+    loss : str
+        Name of the loss fitted (``"gaussian"``: least squares).
+    deviance : ndarray
+        Deviance of the best fit at each rank (the squared error for least squares).
     """
 
     rank: int
@@ -225,6 +232,8 @@ class RankEstimate:
     fits: list[Decomposition]
     warnings: list[str] = field(default_factory=list)
     time: float = 0.0
+    loss: str = "gaussian"
+    deviance: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def __repr__(self) -> str:
         return (f"RankEstimate(rank={self.rank}, runner_up={self.runner_up}, "
@@ -244,11 +253,14 @@ class RankEstimate:
         >>> print(rankest(T, 3, seed=0).summary().splitlines()[0])
         rank   relerr   gain/noise   corcondia  degenerate  heldout  stability  failed
         """
-        rows = ["rank   relerr   gain/noise   corcondia  degenerate  heldout  stability  failed"]
+        gaussian = self.loss == "gaussian"
+        rows = [("rank   relerr" if gaussian else "rank deviance")
+                + "   gain/noise   corcondia  degenerate  heldout  stability  failed"]
         for k, R in enumerate(self.ranks):
             mark = " <" if R == self.rank else " ?" if R == self.runner_up else ""
+            first = self.errors[k] if gaussian else self.deviance[k]
             rows.append(
-                f"{int(R):4d} {self.errors[k]:9.4g} {self.gain[k] / self.noise_share:10.3g} "
+                f"{int(R):4d} {first:9.4g} {self.gain[k] / self.noise_share:10.3g} "
                 f"{self.corcondia[k]:11.4g} {str(bool(self.degenerate[k])):>11} "
                 f"{self.heldout[k]:8.4g} {self.stability[k]:10.3g}  "
                 f"{', '.join(self.failed[k]) or '-'}{mark}")
@@ -266,6 +278,13 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2,
     For ``R = 1, 2, ..., max_rank`` a CPD is fitted (:func:`sdf.models.cpd`) from the
     default start and ``n_starts - 1`` random ones, and the best fit is kept; the scan
     stops early once the error is at most ``tol`` (an exact fit). A rank passes when
+
+    With ``loss=`` (passed on to :func:`sdf.models.cpd`, see :mod:`sdf.losses`) the
+    errors are deviance-based (``e_R = sqrt(D_R / D_null)``, so ``g_R`` below is the share
+    of the previous rank's deviance the rank explains), the summary lists the deviance,
+    core consistency is computed on the loss's working data
+    (:meth:`sdf.losses.Loss.working_data`) and the held-out check compares held-out
+    deviances.
 
     * ``"gain"``: its fit removes a share
       ``g_R = 1 - e_R^2 / e_{R-1}^2`` (``e_0 = 1``) of the previous residual of at least
@@ -346,16 +365,21 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2,
         for f in reporters:
             f(info)
 
+    try:
+        loss = as_loss(fit_options.get("loss", "gaussian"), "loss")
+    except ValueError as err:
+        raise ModelError(str(err)) from None
     scan = _scan(X, max_rank, n_starts, tol, rng, report, fit_options)
     K = len(scan.fits)
-    heldout = (_heldout_errors(X, K, crit.holdout, rng, report, fit_options)
+    heldout = (_heldout_errors(X, K, crit.holdout, rng, report, fit_options, loss)
                if crit.holdout > 0 else np.full(K, np.nan))
     errs = np.array([d.relerr for d in scan.fits])
     prev = np.concatenate([[1.0], errs[:-1] ** 2])
     gain = 1.0 - errs**2 / np.where(prev > 0, prev, 1.0)
     n_known = X.n_known if X.known_entries() is not None else X.size
     noise = min(1.0, float(sum(np.sqrt(X.shape)) ** 2 / max(n_known, 1)))
-    cc = np.array([_corcondia(X, d) for d in scan.fits])
+    on = X if loss.is_gaussian else _working_tensor(X, loss)
+    cc = np.array([_corcondia(on, d) if on is not None else np.nan for d in scan.fits])
     degenerate = np.array([degeneracy(d.factors, warn=False).degenerate for d in scan.fits])
     failed: list[list[str]] = []
     for k in range(K):
@@ -380,7 +404,8 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2,
         ranks=np.arange(1, K + 1), errors=errs, start_errors=scan.start_errors,
         corcondia=cc, gain=gain, noise_share=noise, degenerate=degenerate, heldout=heldout,
         stability=stab, failed=[tuple(f) for f in failed], corner=corner, fits=scan.fits,
-        warnings=scan.warnings, time=clock.lap())
+        warnings=scan.warnings, time=clock.lap(), loss=loss.name,
+        deviance=np.array([d.result.deviance["data"] for d in scan.fits]))
     est.reason = _reason(est, crit, bool(passing))
     return est
 
@@ -415,6 +440,12 @@ def _scan(X: Tensor, max_rank: int, n_starts: int, tol: float, rng: np.random.Ge
     return scan
 
 
+def _working_tensor(X: Tensor, loss: Loss) -> Tensor | None:
+    """The loss's working data of ``X`` (None when they cannot be formed)."""
+    W = working_array(X, loss)
+    return None if W is None else as_data(W)
+
+
 def _corcondia(X: Tensor, dec: Decomposition) -> float:
     if X.ndim < 3 or not all(np.linalg.norm(A, axis=0).all() for A in dec.factors):
         return np.nan
@@ -423,8 +454,10 @@ def _corcondia(X: Tensor, dec: Decomposition) -> float:
 
 
 def _heldout_errors(X: Tensor, K: int, fraction: float, rng: np.random.Generator,
-                    report: Callable[..., None], fit_options: dict[str, Any]) -> np.ndarray:
-    """Relative error on a random ``fraction`` of the known entries of fits to the rest."""
+                    report: Callable[..., None], fit_options: dict[str, Any],
+                    loss: Loss) -> np.ndarray:
+    """Relative error on a random ``fraction`` of the known entries of fits to the rest
+    (deviance-based for a non-Gaussian ``loss``)."""
     if X.size > MAX_IMPUTE:
         raise ModelError(f"criteria.holdout: held-out checks need data of at most "
                          f"{MAX_IMPUTE} entries, got {X.size}")
@@ -442,7 +475,13 @@ def _heldout_errors(X: Tensor, K: int, fraction: float, rng: np.random.Generator
         model = np.ones((held.size, k + 1))
         for A, idx in zip(dec.factors, subs):
             model *= A[idx]
-        out[k] = float(np.linalg.norm(model.sum(axis=1) - values)) / norm
+        if loss.is_gaussian:
+            out[k] = float(np.linalg.norm(model.sum(axis=1) - values)) / norm
+        else:
+            with np.errstate(all="ignore"):
+                null = np.full(values.shape, loss.null_model(values))
+                out[k] = float(np.sqrt(np.sum(loss.value(model.sum(axis=1), values))
+                                       / np.sum(loss.value(null, values))))
         report("heldout", k + 1, 0, out[k])
     return out
 

@@ -142,6 +142,17 @@ class Loss:
         """The data's mean the model values stand for (the inverse link)."""
         return np.asarray(model)
 
+    @property
+    def nonnegative_model(self) -> bool:
+        """Whether the model must stay nonnegative (identity links of count and positive
+        data: the loss is infinite below zero)."""
+        return False
+
+    def working_data(self, data: np.ndarray) -> np.ndarray:
+        """The data on the model's scale, for least-squares starts (the drivers fit a
+        least-squares CPD of it first; NaN stays NaN). Default: the data themselves."""
+        return np.asarray(data, dtype=float)
+
     def parameters(self) -> dict[str, Any]:
         """The loss's parameters by name, as its constructor takes them."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -275,6 +286,15 @@ class Poisson(_JointLoss):
     def check_data(self, values: np.ndarray) -> str | None:
         return _first_bad(values, values < 0, ">= 0 (counts)")
 
+    @property
+    def nonnegative_model(self) -> bool:
+        return self.link == "identity"
+
+    def working_data(self, data: np.ndarray) -> np.ndarray:
+        """``log(x + 1/2)`` for the log link (finite at zero counts), else ``x``."""
+        x = np.asarray(data, dtype=float)
+        return np.log(x + 0.5) if self.link == "log" else x
+
     def null_model(self, data: np.ndarray) -> float:
         mean = float(np.mean(data)) if data.size else 0.0
         return math.log(max(mean, 1e-300)) if self.link == "log" else mean
@@ -299,6 +319,11 @@ class Bernoulli(_JointLoss):
 
     def check_data(self, values: np.ndarray) -> str | None:
         return _first_bad(values, (values < 0) | (values > 1), "in [0, 1]")
+
+    def working_data(self, data: np.ndarray) -> np.ndarray:
+        """``4 (x - 1/2)``: the first Fisher-scoring response from the zero model
+        (``m + (x - p) / (p (1 - p))`` at ``m = 0``), ``+-2`` for binary data."""
+        return 4.0 * (np.asarray(data, dtype=float) - 0.5)
 
     def null_model(self, data: np.ndarray) -> float:
         p = min(max(float(np.mean(data)) if data.size else 0.5, 1e-12), 1 - 1e-12)
@@ -339,6 +364,15 @@ class Gamma(_JointLoss):
 
     def check_data(self, values: np.ndarray) -> str | None:
         return _first_bad(values, values <= 0, "> 0")
+
+    @property
+    def nonnegative_model(self) -> bool:
+        return self.link == "identity"
+
+    def working_data(self, data: np.ndarray) -> np.ndarray:
+        """``log x`` for the log link, else ``x``."""
+        x = np.asarray(data, dtype=float)
+        return _log(x) if self.link == "log" else x
 
     def null_model(self, data: np.ndarray) -> float:
         mean = float(np.mean(data)) if data.size else 1.0
@@ -427,6 +461,10 @@ class Beta(_JointLoss):
 
     def null_model(self, data: np.ndarray) -> float:
         return float(np.mean(data)) if data.size else 0.0
+
+    @property
+    def nonnegative_model(self) -> bool:
+        return True
 
 
 _LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in
