@@ -42,14 +42,15 @@ import numpy as np
 
 import sdf
 from sdf import algebra
+from sdf import transforms as tf
 from sdf.decomp import gevd_applies, gevd_init
 from sdf.errors import DataError, ModelError
 from sdf.losses import Loss, LossLike, as_loss
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
-from sdf.models._common import (Timer, as_data, check_int, labels_of, make_rng, quiet,
-                                random_factors, user_factors)
+from sdf.models._common import (Timer, as_data, check_int, engine_fit, labels_of,
+                                make_rng, quiet, random_factors, stage_from, user_factors)
 from sdf.models._loss_start import least_squares_start
 from sdf.models._pipeline import MAX_DENSIFY, compress_data, dense_standin, project, run_fits
 from sdf.models._result import Decomposition, Stage
@@ -144,7 +145,8 @@ def cpd(
     ``log(x + 1/2)`` for Poisson counts with the log link, ``4 (x - 1/2)`` for binary
     data, the data for identity links; absolute values of its factors where the model
     must stay nonnegative); the loss is then fitted on the data (stages ``init``,
-    ``fit``). ``relerr`` is then ``sqrt(D / D_null)``, the deviance over the constant
+    ``fit``), with nonnegative factors ``A_n = z_n^2`` (:func:`sdf.transforms.nonneg`)
+    where the model must stay nonnegative (identity links of counts and positive data). ``relerr`` is then ``sqrt(D / D_null)``, the deviance over the constant
     model's (:attr:`sdf.Result.deviance`).
 
     Parameters
@@ -274,13 +276,30 @@ def _cpd_with_loss(X: Tensor, rank: int, loss: Loss, init: object, rng: np.rando
             start, how = found
     stages.append(Stage("init", how, 0, timer.lap()))
     labels = labels_of(X)
+    if loss.nonnegative_model:
+        values, result = _fit_nonneg(X, start, labels, loss, settings)
+        stages.append(stage_from("fit", f"CPD ({loss.name} loss, nonnegative factors) of "
+                                 f"the {X.kind} data", result, timer.lap(), "data"))
+    else:
+        def build(data: Tensor | np.ndarray, variables: list[sdf.Variable]) -> sdf.Term:
+            return sdf.CPD(data, variables, loss=loss)
 
-    def build(data: Tensor | np.ndarray, variables: list[sdf.Variable]) -> sdf.Term:
-        return sdf.CPD(data, variables, loss=loss)
+        fit = run_fits(X, start, list(range(X.ndim)), labels, build, None, settings, timer,
+                       stages, f"CPD ({loss.name} loss)")
+        values, result = fit.values, fit.result
+    relerr = float(result.relerr["data"])
+    return Decomposition(kind="CPD", factors=values, relerr=relerr, history=result.history,
+                         result=result, stages=stages, relerrs={"data": relerr},
+                         labels=labels)
 
-    fit = run_fits(X, start, list(range(X.ndim)), labels, build, None, settings, timer,
-                   stages, f"CPD ({loss.name} loss)")
-    relerr = float(fit.result.relerr["data"])
-    return Decomposition(kind="CPD", factors=fit.values, relerr=relerr,
-                         history=fit.result.history, result=fit.result, stages=stages,
-                         relerrs={"data": relerr}, labels=labels)
+
+def _fit_nonneg(X: Tensor, start: list[np.ndarray], labels: list[str], loss: Loss,
+                settings: dict[str, Any]) -> tuple[list[np.ndarray], sdf.Result]:
+    """The loss fitted with nonnegative factors ``A_n = z_n^2`` (``tf.nonneg``): the
+    model stays in the loss's domain, and no step is lost at its boundary."""
+    variables = [sdf.Variable(np.sqrt(np.abs(A)), name=nm) for A, nm in zip(start, labels)]
+    factors = [tf.nonneg(v) for v in variables]
+    res = engine_fit(sdf.Model(data=sdf.CPD(X, factors, loss=loss)), settings["method"],
+                     settings["options"], settings["fit_options"], settings["display"],
+                     settings["callback"])
+    return [res[f] for f in factors], res
