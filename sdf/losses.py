@@ -283,6 +283,18 @@ class Poisson(_JointLoss):
         value = mu + constant - data * np.log(mu)
         return _outside(value, model), 1.0 - data / mu, 1.0 / mu
 
+    def totals(self, model: np.ndarray, data: np.ndarray
+               ) -> tuple[float, np.ndarray, np.ndarray]:
+        if self.link != "log":
+            return super().totals(model, data)
+        m, x = np.asarray(model, dtype=float), np.asarray(data, dtype=float)
+        with np.errstate(over="ignore"):
+            mu = np.exp(m)
+        constant = self._of_data("xlogx-x-sum", x, lambda v: float(np.sum(_xlogx(v) - v)))
+        with np.errstate(invalid="ignore"):
+            value = float(np.sum(mu)) - float(np.dot(x.ravel(), m.ravel())) + constant
+        return value, mu - x, mu
+
     def check_data(self, values: np.ndarray) -> str | None:
         return _first_bad(values, values < 0, ">= 0 (counts)")
 
@@ -312,10 +324,30 @@ class Bernoulli(_JointLoss):
 
     def evaluate(self, model: np.ndarray, data: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        p = 0.5 * (1.0 + np.tanh(0.5 * model))  # the logistic function, without overflow
+        softplus, p, weight = self._pieces(model)
         constant = self._of_data("entropy", data, lambda x: _xlogx(x) + _xlogx(1.0 - x))
-        value = np.logaddexp(0.0, model) - data * model + constant
-        return value, p - data, p * (1.0 - p)
+        return softplus - data * model + constant, p - data, weight
+
+    def totals(self, model: np.ndarray, data: np.ndarray
+               ) -> tuple[float, np.ndarray, np.ndarray]:
+        softplus, p, weight = self._pieces(np.asarray(model, dtype=float))
+        x = np.asarray(data, dtype=float)
+        constant = self._of_data("entropy-sum", x, lambda v: float(np.sum(
+            _xlogx(v) + _xlogx(1.0 - v))))
+        value = float(np.sum(softplus)) - float(np.dot(x.ravel(), model.ravel())) + constant
+        return value, p - x, weight
+
+    @staticmethod
+    def _pieces(model: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``log(1 + e^m)``, ``p`` and ``p (1 - p)`` from one exponential, without
+        overflow: with ``e = exp(-|m|)``, ``p = 1/(1 + e)`` or ``e/(1 + e)`` and
+        ``p (1 - p) = e / (1 + e)^2``."""
+        e = np.exp(-np.abs(model))
+        inv = 1.0 / (1.0 + e)
+        softplus = np.maximum(model, 0.0) + np.log1p(e)
+        e *= inv
+        p = np.where(model >= 0, inv, e)
+        return softplus, p, e * inv
 
     def check_data(self, values: np.ndarray) -> str | None:
         return _first_bad(values, (values < 0) | (values > 1), "in [0, 1]")
@@ -330,7 +362,7 @@ class Bernoulli(_JointLoss):
         return math.log(p / (1.0 - p))
 
     def mean(self, model: np.ndarray) -> np.ndarray:
-        return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(model)))
+        return self._pieces(np.asarray(model, dtype=float))[1]
 
 
 class Gamma(_JointLoss):

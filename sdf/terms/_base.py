@@ -238,7 +238,8 @@ class DataTerm(Term):
         """The data's known entries for a non-Gaussian loss, checked against its domain
         (made once per data set); raises ModelError prefixed by ``where``."""
         cached = getattr(self, "_loss_data", None)
-        if cached is not None and cached[0] is self.data and cached[1] == self.loss:
+        if cached is not None and cached[0] is self.data and (cached[1] is self.loss
+                                                               or cached[1] == self.loss):
             return cached[2]
         place = f"{where}, loss {self.loss.name!r}" if where else f"{self.kind} loss {self.loss.name!r}"
         found = _loss_data(self.data, place)
@@ -255,7 +256,8 @@ class DataTerm(Term):
         if self.loss.is_gaussian:
             return None
         cached = getattr(self, "_null_fval", None)
-        if cached is None or cached[0] is not self.data or cached[1] != self.loss:
+        if cached is None or cached[0] is not self.data or not (cached[1] is self.loss
+                                                                  or cached[1] == self.loss):
             values = self.loss_data().values
             with np.errstate(all="ignore"):
                 null = np.full(values.shape, self.loss.null_model(values))

@@ -503,10 +503,13 @@ class _LossCPDState(_MaskedCPDState):
                  factors: Sequence[np.ndarray]) -> None:
         self.factors = list(factors)
         model = algebra.cpd_to_tensor(self.factors)
+        if mask is None:  # the loss's totals: its sum without another pass where it can
+            self.fval, self.residual, self.mask = loss.totals(model, data)
+            return
         with np.errstate(all="ignore"):  # missing entries and points outside the domain
             value, slope, weight = (np.asarray(x, dtype=float)
                                     for x in loss.evaluate(model, data))
-            self.fval = float(np.sum(value, where=mask) if mask is not None else np.sum(value))
+            self.fval = float(np.sum(value, where=mask))
         if mask is not None:
             slope = np.where(mask, slope, 0.0)
             weight = np.where(mask, weight, 0.0)
