@@ -37,6 +37,18 @@ Gaussian term's deviance is in squared data units, a Poisson or Bernoulli term's
 unit: to weight data sets as independent log-likelihoods, give the Gaussian term the
 absolute weight ``1 / sigma^2`` (``sigma`` its noise level) and the others weight 1.
 
+Sparse data (:class:`sdf.tensors.SparseTensor`: mostly zeros, the zeros true values). A
+CPD term computes its exact objective as a sum over the stored entries plus a closed form
+over all entries where the loss allows it: for ``Poisson(link="identity")`` and
+``Beta(1.0)`` (Kullback-Leibler), ``ell(m, 0) = m`` so the zeros add the model's sum,
+``sum_r prod_n (sum_i A_n[i, r])``, and everything costs O(nnz R) (the factors must then
+be nonnegative, e.g. ``tf.nonneg``). For other losses (log and logit links) there is no
+closed form: the exact objective reads every entry, O(size R). The option
+``sdf.CPD(..., sampling=ZeroSampling(zeros=n, seed=s))`` replaces the zeros by ``n`` of
+them drawn at random (stratified sampling as in GCP: every stored entry, and a seeded
+uniform sample of the zeros weighted by the number of zeros over ``n``): an unbiased
+estimate of the objective at O((nnz + n) R).
+
 Writing a loss: subclass :class:`Loss` and give :meth:`Loss.value`,
 :meth:`Loss.derivative` and :meth:`Loss.curvature` (elementwise on arrays), optionally
 :meth:`Loss.check_data`, :meth:`Loss.null_model` and :meth:`Loss.mean`.
@@ -73,12 +85,13 @@ True
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 __all__ = ["Bernoulli", "Beta", "Gamma", "Gaussian", "Huber", "Loss", "LossLike", "Poisson",
-           "as_loss", "loss_names", "register_loss"]
+           "ZeroSampling", "as_loss", "loss_names", "register_loss"]
 
 #: What ``loss=`` accepts: a name, a dict ``{"name": ..., parameters}`` or a Loss.
 LossLike = Any
@@ -146,6 +159,13 @@ class Loss:
     def nonnegative_model(self) -> bool:
         """Whether the model must stay nonnegative (identity links of count and positive
         data: the loss is infinite below zero)."""
+        return False
+
+    @property
+    def linear_at_zero(self) -> bool:
+        """Whether the loss is the Poisson deviance on the identity link,
+        ``ell(m, x) = mu - x log mu + x log x - x`` with ``mu = m + MEAN_EPS``: then
+        ``ell(m, 0) = mu`` and sparse data have an exact objective at O(nnz R)."""
         return False
 
     def working_data(self, data: np.ndarray) -> np.ndarray:
@@ -300,6 +320,10 @@ class Poisson(_JointLoss):
 
     @property
     def nonnegative_model(self) -> bool:
+        return self.link == "identity"
+
+    @property
+    def linear_at_zero(self) -> bool:
         return self.link == "identity"
 
     def working_data(self, data: np.ndarray) -> np.ndarray:
@@ -497,6 +521,52 @@ class Beta(_JointLoss):
     @property
     def nonnegative_model(self) -> bool:
         return True
+
+    @property
+    def linear_at_zero(self) -> bool:
+        return self.beta == 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZeroSampling:
+    """Stratified sampling of the zeros of sparse data (as in GCP), for a CPD term's
+    ``sampling=``: every stored entry, and ``zeros`` of the zero entries drawn uniformly
+    without replacement (seeded, drawn once per term), each weighted by the number of
+    zeros over ``zeros``.
+
+    Attributes
+    ----------
+    zeros : int
+        Number of zero entries sampled (all of them when there are fewer).
+    seed : int, default 0
+        Seed of the sample.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp, sdf
+    >>> X = sp.random(200, 150, density=0.02, random_state=0, format="coo")
+    >>> X.data = np.ones_like(X.data)
+    >>> a, b = sdf.Variable.random((200, 2), seed=1), sdf.Variable.random((150, 2), seed=2)
+    >>> term = sdf.CPD(X, [a, b], loss="bernoulli", sampling=ZeroSampling(zeros=3000, seed=0))
+    >>> res = sdf.Model(x=term).fit(max_iter=20)
+    >>> term.sampling, bool(np.isfinite(res.objective))
+    (ZeroSampling(zeros=3000, seed=0), True)
+    """
+
+    zeros: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("zeros", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+                    value < (1 if name == "zeros" else 0):
+                raise ValueError(f"ZeroSampling.{name} must be an integer >= "
+                                 f"{1 if name == 'zeros' else 0}, got {value!r}")
+
+    def spec(self) -> dict[str, int]:
+        """The dictionary-language form."""
+        return {"zeros": int(self.zeros), "seed": int(self.seed)}
 
 
 _LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in

@@ -92,7 +92,7 @@ def loss_residuals(model: np.ndarray, data: np.ndarray, loss: Any,
     >>> loss_residuals(m, x, Poisson(), "pearson").round(4).tolist()
     [-1.4142, 1.4142]
     >>> loss_residuals(m, x, Poisson(), "deviance").round(4).tolist()
-    [-2.0, 1.5518]
+    [-2.0, 1.2431]
     """
     from sdf.losses import as_loss
 
