@@ -177,8 +177,10 @@ def cmtf(
     stages.append(Stage("fit", f"coupled CPD of {len(tensors)} data sets",
                         int(res.iterations), timer.lap()))
     num = sum(res.abserr[n] ** 2 for n in tensors)
-    den = sum(X.norm_squared() if terms[n].null_fval is None else 2.0 * terms[n].null_fval
-              for n, X in tensors.items())
+    den = 0.0
+    for n, X in tensors.items():
+        null = terms[n].null_fval
+        den += X.norm_squared() if null is None else 2.0 * null
     relerr = float(np.sqrt(num / den)) if den > 0 else float(np.sqrt(num))
     return Decomposition(kind="CMTF", factors=[res.variables[lab] for lab in order],
                          relerr=relerr, history=res.history, result=res, stages=stages,

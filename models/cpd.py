@@ -224,8 +224,8 @@ def cpd(
     given = not isinstance(init, str)
     try:
         the_loss = as_loss(loss, "loss")
-    except ValueError as err:
-        raise ModelError(str(err)) from None
+    except ValueError as bad:
+        raise ModelError(str(bad)) from None
     if not the_loss.is_gaussian:
         return _cpd_with_loss(X, rank, the_loss, init, rng, method, compress, timer,
                               dict(method=method, options=options, fit_options=fit_options,

@@ -352,9 +352,10 @@ def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
             elif relerr > 1.0 and getattr(term, "null_fval", None) is not None:
                 found.append((SdfWarning,
                               f"term {name!r}: deviance {relerr ** 2:.3g} times that of the "
-                              f"constant model ({term.loss.name} loss): the model explains "
-                              "the data worse than their mean; the start may be far off, or "
-                              "the run too short"))
+                              f"constant model ({getattr(term, 'loss').name} loss): the "
+                              "model explains "
+                              "the data worse than their mean; the start may be far off, "
+                              "or the run too short"))
             elif relerr > 1.0:
                 found.append((SdfWarning,
                               f"term {name!r}: relative error {relerr:.3g} > 1, worse than "

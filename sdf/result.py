@@ -168,7 +168,7 @@ class Result:
         empty when the result has no model attached."""
         if self.model is None:
             return {}
-        return {name: term.loss.name for name, term in self.model.terms.items()
+        return {name: getattr(term, "loss").name for name, term in self.model.terms.items()
                 if getattr(term, "loss", None) is not None}
 
     @property
