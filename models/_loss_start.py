@@ -11,6 +11,8 @@ absolute values of those factors, a nonnegative model of about the data's size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from sdf.errors import DataError
@@ -19,6 +21,7 @@ from sdf.tensors import Tensor
 
 from sdf.models._common import quiet
 from sdf.models._pipeline import MAX_DENSIFY
+from sdf.models._result import Decomposition
 
 __all__ = ["least_squares_start", "working_array"]
 
@@ -37,22 +40,20 @@ def working_array(X: Tensor, loss: Loss) -> np.ndarray | None:
         return loss.working_data(np.asarray(array, dtype=float))
 
 
-def least_squares_start(X: Tensor, rank: int, loss: Loss, init: str,
-                        seed: np.random.Generator, method: str, compress: object
+def least_squares_start(X: Tensor, loss: Loss,
+                        fit_cpd: Callable[[np.ndarray], Decomposition]
                         ) -> tuple[list[np.ndarray], str] | None:
-    """Factors of a least-squares CPD of the working data, and what was done; None when
-    the working data cannot be formed (the caller then starts at random)."""
-    from sdf.models.cpd import cpd
-
+    """Factors of the least-squares CPD ``fit_cpd(W)`` of the working data ``W``, and what
+    was done; None when the working data cannot be formed (the caller then starts at
+    random)."""
     W = working_array(X, loss)
     if W is None:
         return None
     with quiet():
-        dec = cpd(W, rank, init=init, seed=seed, method=method,  # type: ignore[arg-type]
-                  compress=compress, max_iter=50)  # type: ignore[arg-type]
+        dec = fit_cpd(W)
     factors = [np.array(A) for A in dec.factors]
-    what = f"least-squares CPD of the {loss.name} working data ({dec.iterations} iterations"
+    what = f"least-squares CPD of the {loss.name} working data"
     if loss.nonnegative_model:
         factors = [np.abs(A) for A in factors]
         what += ", absolute values"
-    return factors, what + ")"
+    return factors, what

@@ -36,7 +36,7 @@ fit (see :class:`sdf.tensors.MaskedTensor`) and no warm start is needed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -257,8 +257,12 @@ def cpd(
                          relerrs={"data": relerr}, labels=labels)
 
 
+#: Iterations of the least-squares fit of the working data that starts a loss's fit.
+_START_MAX_ITER = 50
+
+
 def _cpd_with_loss(X: Tensor, rank: int, loss: Loss, init: object, rng: np.random.Generator,
-                   method: MethodName, compress: object, timer: Timer,
+                   method: MethodName, compress: Literal["auto"] | bool, timer: Timer,
                    settings: dict[str, Any]) -> Decomposition:
     """The CPD of ``X`` under a non-Gaussian ``loss``: working-data start, loss fit."""
     stages: list[Stage] = []
@@ -268,7 +272,10 @@ def _cpd_with_loss(X: Tensor, rank: int, loss: Loss, init: object, rng: np.rando
         if init not in ("auto", "gevd", "random"):
             raise ModelError(f"init: expected 'auto', 'gevd', 'random' or a list of factors, "
                              f"got {init!r}")
-        found = least_squares_start(X, rank, loss, init, rng, method, compress)
+        how_start = cast(InitMethod, init)
+        found = least_squares_start(X, loss, lambda W: cpd(
+            W, rank, init=how_start, seed=rng, method=method, compress=compress,
+            max_iter=_START_MAX_ITER))
         if found is None:
             start, how = random_factors(X.shape, rank, rng), "random"
             if loss.nonnegative_model:
