@@ -140,8 +140,8 @@ def cpd(
 
     With a non-Gaussian ``loss`` the sum of the loss over the known entries is minimised
     instead (generalized Gauss-Newton, see :mod:`sdf.losses`). Unless ``init`` gives the
-    factors, the start is the least-squares CPD (the pipeline above, at most 50
-    iterations) of the loss's working data (:meth:`sdf.losses.Loss.working_data`:
+    factors, the start is the least-squares CPD (the pipeline above without the
+    imputation rounds, at most 50 iterations) of the loss's working data (:meth:`sdf.losses.Loss.working_data`:
     ``log(x + 1/2)`` for Poisson counts with the log link, ``4 (x - 1/2)`` for binary
     data, the data for identity links; absolute values of its factors where the model
     must stay nonnegative); the loss is then fitted on the data (stages ``init``,
@@ -273,8 +273,10 @@ def _cpd_with_loss(X: Tensor, rank: int, loss: Loss, init: object, rng: np.rando
             raise ModelError(f"init: expected 'auto', 'gevd', 'random' or a list of factors, "
                              f"got {init!r}")
         how_start = cast(InitMethod, init)
+        # A start needs no imputation rounds on incomplete data (compress=False skips them).
+        squeeze = compress if X.n_known == X.size else False
         found = least_squares_start(X, loss, lambda W: cpd(
-            W, rank, init=how_start, seed=rng, method=method, compress=compress,
+            W, rank, init=how_start, seed=rng, method=method, compress=squeeze,
             max_iter=_START_MAX_ITER))
         if found is None:
             start, how = random_factors(X.shape, rank, rng), "random"
