@@ -10,7 +10,8 @@ in :attr:`Decomposition.stages`.
 A Decomposition stands in for its :class:`sdf.Result` wherever one is read: indexing
 (``dec["a"]``) and the Result's attributes that a Decomposition does not define itself
 (``model``, ``variables``, ``objective``, ``abserr``, ``iterations``, ``stop``,
-``message``, ``success``, ``converged``, ``method``, ``warnings``) are forwarded to
+``message``, ``success``, ``converged``, ``method``, ``warnings``, ``losses``,
+``loss_values``, ``deviance``) are forwarded to
 :attr:`Decomposition.result`, and ``sdf.viz`` functions unwrap ``.result`` when given a
 Decomposition.
 """
@@ -33,7 +34,7 @@ DecompositionKind = Literal["CPD", "LMLRA", "BTD", "LL1", "CMTF"]
 
 _FORWARDED = frozenset({
     "model", "variables", "objective", "abserr", "iterations", "stop", "message",
-    "success", "converged", "method", "warnings",
+    "success", "converged", "method", "warnings", "losses", "loss_values", "deviance",
 })
 
 #: Names of the stages that fit the data with the engine (the Decomposition's ``result``).
@@ -134,7 +135,9 @@ class Decomposition:
         one matrix per mode label, in the order of :attr:`labels`.
     relerr : float
         ``||model - data|| / ||data||`` over the known entries (CMTF: over all data sets
-        together, each entering with its own norm; see :attr:`relerrs`).
+        together, each entering with its own norm; see :attr:`relerrs`); with a
+        non-Gaussian loss ``sqrt(D / D_null)``, the deviance over the constant model's
+        (:attr:`sdf.Result.deviance`).
     history : sdf.History
         Iteration history of the final engine fit (the refinement on the data when there
         is one). The earlier stages are summarised in :attr:`stages`.
@@ -234,8 +237,12 @@ class Decomposition:
         shapes = _shapes(self.factors)
         steps = " -> ".join(s.name if s.stop is None else f"{s.name} ({s.stop.name})"
                             for s in self.stages)
-        return (f"Decomposition(kind={self.kind!r}, factors={shapes}, relerr={self.relerr:.4g}, "
-                f"stages={steps!r}, stop={self.result.stop.name})")
+        other = {k: v for k, v in self.result.losses.items() if v != "gaussian"}
+        deviance = self.result.deviance
+        losses = "".join(f", {k}: {v} deviance {deviance[k]:.6g}" for k, v in other.items()
+                         if k in deviance)
+        return (f"Decomposition(kind={self.kind!r}, factors={shapes}, relerr={self.relerr:.4g}"
+                f"{losses}, stages={steps!r}, stop={self.result.stop.name})")
 
 
 def _shapes(obj: object) -> object:

@@ -19,11 +19,13 @@ import numpy as np
 import sdf
 from sdf import algebra
 from sdf.errors import ModelError
+from sdf.losses import Loss, LossLike, as_loss
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor, as_tensor
 
 from sdf.models._common import (Timer, check_fit_options, check_int, check_number, engine_fit,
                                 make_rng, quiet)
+from sdf.models._loss_start import working_array
 from sdf.models._result import Decomposition, Stage
 from sdf.models._starts import best_of_starts
 from sdf.models.cpd import cpd
@@ -96,6 +98,7 @@ def cmtf(
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
     options: sdf.NLSOptions | sdf.MinfOptions | None = None,
     weights: Mapping[str, float] | None = None,
+    losses: Mapping[str, LossLike] | None = None,
     **fit_options: Any,
 ) -> Decomposition:
     r"""Coupled CPDs: ``X_t ≈ [[A_{l(t,0)}, ..., A_{l(t,N_t-1)}]]`` for every data set ``t``.
@@ -131,13 +134,21 @@ def cmtf(
     weights : mapping of str to float, optional
         Deprecated name of ``relweights`` (a DeprecationWarning; removed in the next
         release).
+    losses : mapping of str to loss, optional
+        The loss of each data set by name (default ``"gaussian"``; see
+        :mod:`sdf.losses`): counts with ``"poisson"`` and covariates by least squares in
+        one model. With ``init="auto"`` a data set with a non-Gaussian loss starts from
+        its working data (:func:`sdf.models.cpd` with ``loss=``).
 
     Returns
     -------
     Decomposition
         ``factors``: one matrix per label, in the order of ``labels`` (first seen
-        first); ``relerr``: ``sqrt(sum_t ||r_t||^2 / sum_t ||X_t||^2)`` over the known
-        entries; ``relerrs``: per data set.
+        first); ``relerr``: ``sqrt(sum_t D_t / sum_t D_null,t)`` over the known
+        entries, with ``D_t = ||r_t||^2`` and ``D_null,t = ||X_t||^2`` for least-squares
+        data sets and the deviances of the model and of the constant model for the
+        others (the plain relative error when every loss is Gaussian); ``relerrs``: per
+        data set.
 
     Examples
     --------
@@ -162,25 +173,31 @@ def cmtf(
     sizes = _sizes(tensors, labels)
     order = list(sizes)
     rel = _relweights(tensors, _renamed_weights(relweights, weights))
+    loss_of = _losses(tensors, losses)
     if check_int(n_starts, "n_starts") > 1:
         def one(k: int, rng: np.random.Generator) -> Decomposition:
             return cmtf(tensors, rank, modes=labels, relweights=rel,
-                        init=init if k == 0 else "random", seed=rng, method=method,
+                        init=init if k == 0 else "random", seed=rng, losses=losses,
+                        method=method,
                         display=display, callback=callback, options=options, **fit_options)
         return best_of_starts(one, n_starts, make_rng(seed))
     rng = make_rng(seed)
     timer = Timer()
-    start = _initial(tensors, labels, sizes, rank, init, rng)
+    start = _initial(tensors, labels, sizes, rank, init, rng, loss_of)
     stages = [Stage("init", "auto" if isinstance(init, str) and init == "auto" else
                     "random" if isinstance(init, str) else "given", 0, timer.lap())]
     variables = {lab: sdf.Variable(start[lab], name=lab) for lab in order}
-    terms = {name: sdf.CPD(X, [variables[lab] for lab in labels[name]], relweight=rel[name])
+    terms = {name: sdf.CPD(X, [variables[lab] for lab in labels[name]], relweight=rel[name],
+                           loss=loss_of[name])
              for name, X in tensors.items()}
     res = engine_fit(sdf.Model(terms), method, options, fit_options, display, callback)
     stages.append(Stage("fit", f"coupled CPD of {len(tensors)} data sets",
                         int(res.iterations), timer.lap()))
     num = sum(res.abserr[n] ** 2 for n in tensors)
-    den = sum(X.norm_squared() for X in tensors.values())
+    den = 0.0
+    for n, X in tensors.items():
+        null = terms[n].null_fval
+        den += X.norm_squared() if null is None else 2.0 * null
     relerr = float(np.sqrt(num / den)) if den > 0 else float(np.sqrt(num))
     return Decomposition(kind="CMTF", factors=[res.variables[lab] for lab in order],
                          relerr=relerr, history=res.history, result=res, stages=stages,
@@ -200,6 +217,24 @@ def _renamed_weights(relweights: Mapping[str, float] | None,
     return weights
 
 
+def _losses(tensors: Mapping[str, Tensor], given: Mapping[str, LossLike] | None
+            ) -> dict[str, Loss]:
+    out = {name: as_loss("gaussian") for name in tensors}
+    if given is None:
+        return out
+    if not isinstance(given, Mapping):
+        raise ModelError(f"losses: expected a mapping {{name: loss}}, got {type(given).__name__}")
+    unknown = sorted(set(given) - set(tensors))
+    if unknown:
+        raise ModelError(f"losses: unknown data sets {unknown}")
+    for name, loss in given.items():
+        try:
+            out[name] = as_loss(loss, f"losses[{name!r}]")
+        except ValueError as err:
+            raise ModelError(str(err)) from None
+    return out
+
+
 def _relweights(tensors: Mapping[str, Tensor], given: Mapping[str, float] | None
                 ) -> dict[str, float]:
     rel = {name: 1.0 for name in tensors}
@@ -212,8 +247,8 @@ def _relweights(tensors: Mapping[str, Tensor], given: Mapping[str, float] | None
 
 
 def _initial(tensors: Mapping[str, Tensor], labels: Mapping[str, list[str]],
-             sizes: Mapping[str, int], rank: int, init: object, rng: np.random.Generator
-             ) -> dict[str, np.ndarray]:
+             sizes: Mapping[str, int], rank: int, init: object, rng: np.random.Generator,
+             loss_of: Mapping[str, Loss]) -> dict[str, np.ndarray]:
     start: dict[str, np.ndarray] = {}
     if isinstance(init, Mapping):
         for lab, A in init.items():
@@ -235,13 +270,18 @@ def _initial(tensors: Mapping[str, Tensor], labels: Mapping[str, list[str]],
     if candidates:
         main = max(candidates, key=lambda n: tensors[n].n_known)
         with quiet():
-            dec = cpd(tensors[main], rank, seed=rng, max_iter=50)
+            dec = cpd(tensors[main], rank, seed=rng, max_iter=50, loss=loss_of[main])
         for lab, A in zip(labels[main], dec.factors):
             start.setdefault(lab, A)
     for name, X in sorted(tensors.items(), key=lambda kv: -kv[1].n_known):
         missing = [k for k, lab in enumerate(labels[name]) if lab not in start]
         if len(missing) == 1 and len(missing) < X.ndim:
             factors = [start.get(lab) for lab in labels[name]]
+            if not loss_of[name].is_gaussian:  # least squares on the working data
+                W = working_array(X, loss_of[name])
+                if W is None:
+                    continue
+                X = as_tensor(W, name=f"data[{name!r}] working data")
             start[labels[name][missing[0]]] = _least_squares_mode(X, factors, missing[0])
     for lab, I in sizes.items():
         if lab not in start:

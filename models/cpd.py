@@ -36,7 +36,7 @@ fit (see :class:`sdf.tensors.MaskedTensor`) and no warm start is needed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -46,11 +46,14 @@ from sdf import transforms as tf
 from sdf.decomp import gevd_applies, gevd_init
 from sdf._warn import warn_user
 from sdf.errors import DataError, ModelError, SdfWarning
+from sdf.losses import Loss, LossLike, as_loss
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
-from sdf.models._common import (Timer, as_data, check_fit_options, check_int, labels_of,
-                                make_rng, quiet, random_factors, user_factors)
+from sdf.models._common import (Timer, as_data, check_fit_options, check_int, engine_fit,
+                                labels_of, make_rng, quiet, random_factors, stage_from,
+                                user_factors)
+from sdf.models._loss_start import least_squares_start
 from sdf.models._pipeline import (MAX_DENSIFY, compress_data, dense_standin, expand, project,
                                   run_fits)
 from sdf.models._result import Decomposition, Stage
@@ -161,6 +164,7 @@ def cpd(
     display: int = 0,
     callback: Callable[[sdf.IterationInfo], Any] | None = None,
     options: sdf.NLSOptions | sdf.MinfOptions | None = None,
+    loss: LossLike = "gaussian",
     **fit_options: Any,
 ) -> Decomposition:
     r"""Canonical polyadic decomposition ``T ≈ sum_r a_r^{(0)} o ... o a_r^{(N-1)}``.
@@ -168,6 +172,17 @@ def cpd(
     Minimises ``||T - [[A_0, ..., A_{N-1}]]||^2`` over the known entries by the pipeline
     of the module docstring: MLSVD compression when it pays, GEVD or random start, fit on
     the compressed core, decompression and refinement on the data.
+
+    With a non-Gaussian ``loss`` the sum of the loss over the known entries is minimised
+    instead (generalized Gauss-Newton, see :mod:`sdf.losses`). Unless ``init`` gives the
+    factors, the start is the least-squares CPD (the pipeline above without the
+    imputation rounds, at most 50 iterations) of the loss's working data (:meth:`sdf.losses.Loss.working_data`:
+    ``log(x + 1/2)`` for Poisson counts with the log link, ``4 (x - 1/2)`` for binary
+    data, the data for identity links; absolute values of its factors where the model
+    must stay nonnegative); the loss is then fitted on the data (stages ``init``,
+    ``fit``), with nonnegative factors ``A_n = z_n^2`` (:func:`sdf.transforms.nonneg`)
+    where the model must stay nonnegative (identity links of counts and positive data). ``relerr`` is then ``sqrt(D / D_null)``, the deviance over the constant
+    model's (:attr:`sdf.Result.deviance`).
 
     Parameters
     ----------
@@ -212,6 +227,8 @@ def cpd(
     options : sdf.NLSOptions or sdf.MinfOptions, optional
         Solver settings of both fits; ``**fit_options`` override single fields
         (``max_iter=100, tol_fun=1e-10`` ...).
+    loss : str, dict or sdf.losses.Loss, default "gaussian"
+        The loss of the data (see :class:`sdf.CPD` and :mod:`sdf.losses`).
 
     Returns
     -------
@@ -249,12 +266,21 @@ def cpd(
     >>> dec = cpd(cpd_to_tensor(Z), 3, seed=1)
     >>> dec.factors[0].dtype, bool(dec.relerr < 1e-8), round(fms(dec, Z), 6)
     (dtype('complex128'), True, 1.0)
+
     Nonnegative factors:
 
     >>> P = [rng.random((n, 2)) for n in (8, 7, 6)]
     >>> dec = cpd(cpd_to_tensor(P), 2, nonneg=True, seed=0)
     >>> bool(min(F.min() for F in dec.factors) >= 0), bool(dec.relerr < 1e-6)
     (True, True)
+
+    Counts with the Poisson loss (log link: the CPD is the log of the mean count):
+
+    >>> B = [0.8 * F for F in A]
+    >>> counts = rng.poisson(np.exp(cpd_to_tensor(B))).astype(float)
+    >>> dec = cpd(counts, 3, loss="poisson", seed=1)
+    >>> [s.name for s in dec.stages], bool(fms(dec.factors, B) > 0.9)
+    (['init', 'fit'], True)
     """
     check_fit_options(cpd, fit_options, method=method, options=options, display=display)
     X = as_data(data)
@@ -265,8 +291,8 @@ def cpd(
     if check_int(n_starts, "n_starts") > 1:
         def one(k: int, rng: np.random.Generator) -> Decomposition:
             return cpd(X, rank, init=init if k == 0 else "random", seed=rng, method=method,
-                       compress=compress, complex=complex, nonneg=nonneg, display=display,
-                       callback=callback, options=options, **fit_options)
+                       compress=compress, loss=loss, complex=complex, nonneg=nonneg,
+                       display=display, callback=callback, options=options, **fit_options)
         return best_of_starts(one, n_starts, make_rng(seed))
     rng = make_rng(seed)
     if not isinstance(complex, (bool, np.bool_)):
@@ -278,6 +304,14 @@ def cpd(
     timer = Timer()
     stages: list[Stage] = []
     given = not isinstance(init, str)
+    try:
+        the_loss = as_loss(loss, "loss")
+    except ValueError as bad:
+        raise ModelError(str(bad)) from None
+    if not the_loss.is_gaussian:
+        return _cpd_with_loss(X, rank, the_loss, init, rng, method, compress, timer,
+                              dict(method=method, options=options, fit_options=fit_options,
+                                   display=display, callback=callback), bool(nonneg))
     ml = compress_data(X, [rank] * X.ndim, compress, timer, stages, rng)
     if ml is None:
         dense = None if given or init == "random" else dense_standin(X)[0]
@@ -310,3 +344,62 @@ def cpd(
     return Decomposition(kind="CPD", factors=factors, relerr=relerr,
                          history=fit.result.history, result=fit.result, stages=stages,
                          relerrs={"data": relerr}, labels=labels)
+
+
+#: Iterations of the least-squares fit of the working data that starts a loss's fit.
+_START_MAX_ITER = 50
+
+
+def _cpd_with_loss(X: Tensor, rank: int, loss: Loss, init: object, rng: np.random.Generator,
+                   method: MethodName, compress: Literal["auto"] | bool, timer: Timer,
+                   settings: dict[str, Any], nonneg: bool = False) -> Decomposition:
+    """The CPD of ``X`` under a non-Gaussian ``loss``: working-data start, loss fit (with
+    nonnegative factors when the loss's model must be nonnegative or ``nonneg``)."""
+    stages: list[Stage] = []
+    if not isinstance(init, str):
+        start, how = user_factors(init, X.shape, [rank] * X.ndim), "given"
+    else:
+        if init not in ("auto", "gevd", "random"):
+            raise ModelError(f"init: expected 'auto', 'gevd', 'random' or a list of factors, "
+                             f"got {init!r}")
+        how_start = cast(InitMethod, init)
+        # A start needs no imputation rounds on incomplete data (compress=False skips them).
+        squeeze = compress if X.n_known == X.size else False
+        found = least_squares_start(X, loss, lambda W: cpd(
+            W, rank, init=how_start, seed=rng, method=method, compress=squeeze,
+            max_iter=_START_MAX_ITER))
+        if found is None:
+            start, how = random_factors(X.shape, rank, rng), "random"
+            if loss.nonnegative_model or nonneg:
+                start, how = [np.abs(A) for A in start], "random, absolute values"
+        else:
+            start, how = found
+    stages.append(Stage("init", how, 0, timer.lap()))
+    labels = labels_of(X)
+    if loss.nonnegative_model or nonneg:
+        values, result = _fit_nonneg(X, start, labels, loss, settings)
+        stages.append(stage_from("fit", f"CPD ({loss.name} loss, nonnegative factors) of "
+                                 f"the {X.kind} data", result, timer.lap(), "data"))
+    else:
+        def build(data: Tensor | np.ndarray, variables: list[sdf.Variable]) -> sdf.Term:
+            return sdf.CPD(data, variables, loss=loss)
+
+        fit = run_fits(X, start, list(range(X.ndim)), labels, build, None, settings, timer,
+                       stages, f"CPD ({loss.name} loss)")
+        values, result = fit.values, fit.result
+    relerr = float(result.relerr["data"])
+    return Decomposition(kind="CPD", factors=values, relerr=relerr, history=result.history,
+                         result=result, stages=stages, relerrs={"data": relerr},
+                         labels=labels)
+
+
+def _fit_nonneg(X: Tensor, start: list[np.ndarray], labels: list[str], loss: Loss,
+                settings: dict[str, Any]) -> tuple[list[np.ndarray], sdf.Result]:
+    """The loss fitted with nonnegative factors ``A_n = z_n^2`` (``tf.nonneg``): the
+    model stays in the loss's domain, and no step is lost at its boundary."""
+    variables = [sdf.Variable(np.sqrt(np.abs(A)), name=nm) for A, nm in zip(start, labels)]
+    factors = [tf.nonneg(v) for v in variables]
+    res = engine_fit(sdf.Model(data=sdf.CPD(X, factors, loss=loss)), settings["method"],
+                     settings["options"], settings["fit_options"], settings["display"],
+                     settings["callback"])
+    return [res[f] for f in factors], res

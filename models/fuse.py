@@ -9,6 +9,7 @@ import numpy as np
 
 import sdf
 from sdf.errors import ModelError
+from sdf.losses import LossLike, as_loss
 from sdf.solvers import MethodName
 
 from sdf.models._common import check_fit_options, check_number, make_rng, random_array
@@ -58,6 +59,7 @@ def fuse_model(
     relweights: Mapping[str, float] | None = None,
     init: Mapping[str, np.ndarray] | None = None,
     seed: int | np.random.Generator | None = None,
+    losses: Mapping[str, LossLike] | None = None,
 ) -> sdf.Model:
     """The model :func:`fuse` fits: one variable per dim name, one CPD per data set.
 
@@ -78,12 +80,14 @@ def fuse_model(
     transforms = dict(transforms or {})
     init = dict(init or {})
     relweights = dict(relweights or {})
+    losses = dict(losses or {})
     for label, mapping, known in (("transforms", transforms, sizes), ("init", init, sizes),
-                                  ("relweights", relweights, data)):
+                                  ("relweights", relweights, data), ("losses", losses, data)):
         unknown = sorted(set(mapping) - set(known))
         if unknown:
             raise ModelError(
-                f"fuse: {label} names unknown {'data set' if label == 'relweights' else 'dim'}(s) "
+                f"fuse: {label} names unknown "
+                f"{'data set' if label in ('relweights', 'losses') else 'dim'}(s) "
                 f"{', '.join(map(repr, unknown))} (known: {', '.join(map(str, known))})"
             )
     for name, weight in relweights.items():
@@ -103,8 +107,14 @@ def fuse_model(
         if var.shape != (n, rank):
             raise ModelError(f"fuse: init[{dim!r}] has shape {var.shape}, expected {(n, rank)}")
         factors[dim] = transforms[dim](var) if dim in transforms else var
-    terms = {name: sdf.CPD(da, [factors[d] for d in da.dims], relweight=relweights.get(name, 1.0))
-             for name, da in data.items()}
+    terms = {}
+    for name, da in data.items():
+        try:
+            loss = as_loss(losses.get(name, "gaussian"), f"fuse: losses[{name!r}]")
+        except ValueError as err:
+            raise ModelError(str(err)) from None
+        terms[name] = sdf.CPD(da, [factors[d] for d in da.dims],
+                              relweight=relweights.get(name, 1.0), loss=loss)
     return sdf.Model(terms)
 
 
@@ -117,6 +127,7 @@ def fuse(
     init: Mapping[str, np.ndarray] | None = None,
     seed: int | np.random.Generator | None = None,
     method: MethodName = "nls",
+    losses: Mapping[str, LossLike] | None = None,
     **fit_options: Any,
 ) -> sdf.Result:
     """Fit coupled CPDs to named-dim data sets; a dim name shared by data sets shares a factor.
@@ -142,6 +153,10 @@ def fuse(
         Source of the random initial values of the dims not in ``init``.
     method : str, default "nls"
         Solver.
+    losses : dict of str to loss, optional
+        The loss of each data set by name (default ``"gaussian"``; see
+        :mod:`sdf.losses`), e.g. ``{"trips": "poisson"}``. Starts stay random (or
+        ``init``); :func:`sdf.models.cmtf` starts from the working data.
     **fit_options
         Passed to :meth:`sdf.Model.fit` (``max_iter``, ``tol_fun``, ``display``...).
 
@@ -166,5 +181,5 @@ def fuse(
     check_fit_options(fuse, fit_options, method=method, options=fit_options.get("options"),
                       display=fit_options.get("display", 0), passed_to=[sdf.Model.fit])
     model = fuse_model(data, rank, transforms=transforms, relweights=relweights, init=init,
-                       seed=seed)
+                       seed=seed, losses=losses)
     return model.fit(method=method, **fit_options)

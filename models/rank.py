@@ -13,9 +13,11 @@ from numpy.typing import ArrayLike
 
 from sdf.algebra import unfold
 from sdf.errors import ModelError
+from sdf.losses import Loss, as_loss
 from sdf.solvers import check_display
 from sdf.models._common import (Timer, as_data, check_fit_options, check_int, check_number,
                                 make_rng, quiet)
+from sdf.models._loss_start import working_array
 from sdf.models._progress import FitTracker, progress_bar
 from sdf.models._result import Decomposition
 from sdf.models.cpd import cpd
@@ -180,7 +182,8 @@ class RankEstimate:
     ranks : ndarray of int
         Ranks tried, ``1, 2, ...``.
     errors : ndarray
-        Smallest relative error found at each rank.
+        Smallest relative error found at each rank (with a non-Gaussian ``loss``:
+        ``sqrt(D / D_null)``, the deviance over the constant model's).
     start_errors : ndarray of shape (K, n_starts)
         Relative error of every start.
     corcondia : ndarray
@@ -209,6 +212,10 @@ class RankEstimate:
         still improving), each prefixed by its rank.
     time : float
         Wall-clock seconds.
+    loss : str
+        Name of the loss fitted (``"gaussian"``: least squares).
+    deviance : ndarray
+        Deviance of the best fit at each rank (the squared error for least squares).
     """
 
     rank: int
@@ -228,6 +235,8 @@ class RankEstimate:
     fits: list[Decomposition]
     warnings: list[str] = field(default_factory=list)
     time: float = 0.0
+    loss: str = "gaussian"
+    deviance: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def __repr__(self) -> str:
         return (f"RankEstimate(rank={self.rank}, runner_up={self.runner_up}, "
@@ -247,11 +256,14 @@ class RankEstimate:
         >>> print(rankest(T, 3, seed=0).summary().splitlines()[0])
         rank   relerr   gain/noise   corcondia  degenerate  heldout  stability  failed
         """
-        rows = ["rank   relerr   gain/noise   corcondia  degenerate  heldout  stability  failed"]
+        gaussian = self.loss == "gaussian"
+        rows = [("rank   relerr" if gaussian else "rank deviance")
+                + "   gain/noise   corcondia  degenerate  heldout  stability  failed"]
         for k, R in enumerate(self.ranks):
             mark = " <" if R == self.rank else " ?" if R == self.runner_up else ""
+            first = self.errors[k] if gaussian else self.deviance[k]
             rows.append(
-                f"{int(R):4d} {self.errors[k]:9.4g} {self.gain[k] / self.noise_share:10.3g} "
+                f"{int(R):4d} {first:9.4g} {self.gain[k] / self.noise_share:10.3g} "
                 f"{self.corcondia[k]:11.4g} {str(bool(self.degenerate[k])):>11} "
                 f"{self.heldout[k]:8.4g} {self.stability[k]:10.3g}  "
                 f"{', '.join(self.failed[k]) or '-'}{mark}")
@@ -269,6 +281,13 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2, nonneg: bool = Fa
     For ``R = 1, 2, ..., max_rank`` a CPD is fitted (:func:`sdf.models.cpd`) from the
     default start and ``n_starts - 1`` random ones, and the best fit is kept; the scan
     stops early once the error is at most ``tol`` (an exact fit). A rank passes when
+
+    With ``loss=`` (passed on to :func:`sdf.models.cpd`, see :mod:`sdf.losses`) the
+    errors are deviance-based (``e_R = sqrt(D_R / D_null)``, so ``g_R`` below is the share
+    of the previous rank's deviance the rank explains), the summary lists the deviance,
+    core consistency is computed on the loss's working data
+    (:meth:`sdf.losses.Loss.working_data`) and the held-out check compares held-out
+    deviances.
 
     * ``"gain"``: its fit removes a share
       ``g_R = 1 - e_R^2 / e_{R-1}^2`` (``e_0 = 1``) of the previous residual of at least
@@ -362,6 +381,10 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2, nonneg: bool = Fa
         for f in reporters:
             f(info)
 
+    try:
+        loss = as_loss(fit_options.get("loss", "gaussian"), "loss")
+    except ValueError as err:
+        raise ModelError(str(err)) from None
     expected = max_rank * n_starts + (max_rank if crit.holdout > 0 else 0)
     with progress_bar(show_bar, expected, "rankest") as bar:
         track = FitTracker("rankest", bar, table)
@@ -370,12 +393,13 @@ def rankest(data: object, max_rank: int, *, n_starts: int = 2, nonneg: bool = Fa
         if bar is not None:
             unused = max_rank - K  # ranks the scan skipped after an exact fit
             bar.grow(-unused * n_starts - (unused if crit.holdout > 0 else 0))
-        heldout = (_heldout_errors(X, K, crit.holdout, rng, report, fit_options, track)
+        heldout = (_heldout_errors(X, K, crit.holdout, rng, report, fit_options, track,
+                                   loss)
                    if crit.holdout > 0 else np.full(K, np.nan))
-        failed, gain, noise, cc, degenerate, errs = _checks(X, scan, heldout, crit)
+        failed, gain, noise, cc, degenerate, errs = _checks(X, scan, heldout, crit, loss)
         stab = _stability_checks(X, failed, crit, rng, report, fit_options, track)
     return _estimate(scan, failed, gain, noise, cc, degenerate, errs, heldout, stab, crit,
-                     clock)
+                     clock, loss)
 
 
 def _check_progress(progress: object) -> bool:
@@ -388,7 +412,7 @@ def _check_progress(progress: object) -> bool:
     return False
 
 
-def _checks(X: Tensor, scan: _Scan, heldout: np.ndarray, crit: RankCriteria
+def _checks(X: Tensor, scan: _Scan, heldout: np.ndarray, crit: RankCriteria, loss: Loss
             ) -> tuple[list[list[str]], np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
     """Per rank, the checks failed (before stability), and the evidence they read."""
     K = len(scan.fits)
@@ -397,7 +421,8 @@ def _checks(X: Tensor, scan: _Scan, heldout: np.ndarray, crit: RankCriteria
     gain = 1.0 - errs**2 / np.where(prev > 0, prev, 1.0)
     n_known = X.n_known if X.known_entries() is not None else X.size
     noise = min(1.0, float(sum(np.sqrt(X.shape)) ** 2 / max(n_known, 1)))
-    cc = np.array([_corcondia(X, d) for d in scan.fits])
+    on = X if loss.is_gaussian else _working_tensor(X, loss)
+    cc = np.array([_corcondia(on, d) if on is not None else np.nan for d in scan.fits])
     degenerate = np.array([degeneracy(d.factors, warn=False).degenerate for d in scan.fits])
     failed: list[list[str]] = []
     for k in range(K):
@@ -416,7 +441,7 @@ def _checks(X: Tensor, scan: _Scan, heldout: np.ndarray, crit: RankCriteria
 
 def _estimate(scan: _Scan, failed: list[list[str]], gain: np.ndarray, noise: float,
               cc: np.ndarray, degenerate: np.ndarray, errs: np.ndarray, heldout: np.ndarray,
-              stab: np.ndarray, crit: RankCriteria, clock: Timer) -> RankEstimate:
+              stab: np.ndarray, crit: RankCriteria, clock: Timer, loss: Loss) -> RankEstimate:
     K = len(scan.fits)
     corner = lcorner(errs) + 1 if K >= 2 else 1
     passing = [k for k in range(K) if not failed[k]]
@@ -428,7 +453,8 @@ def _estimate(scan: _Scan, failed: list[list[str]], gain: np.ndarray, noise: flo
         ranks=np.arange(1, K + 1), errors=errs, start_errors=scan.start_errors,
         corcondia=cc, gain=gain, noise_share=noise, degenerate=degenerate, heldout=heldout,
         stability=stab, failed=[tuple(f) for f in failed], corner=corner, fits=scan.fits,
-        warnings=scan.warnings, time=clock.lap())
+        warnings=scan.warnings, time=clock.lap(), loss=loss.name,
+        deviance=np.array([d.result.deviance["data"] for d in scan.fits]))
     est.reason = _reason(est, crit, bool(passing))
     return est
 
@@ -467,6 +493,12 @@ def _scan(X: Tensor, max_rank: int, n_starts: int, tol: float, rng: np.random.Ge
     return scan
 
 
+def _working_tensor(X: Tensor, loss: Loss) -> Tensor | None:
+    """The loss's working data of ``X`` (None when they cannot be formed)."""
+    W = working_array(X, loss)
+    return None if W is None else as_data(W)
+
+
 def _corcondia(X: Tensor, dec: Decomposition) -> float:
     if X.ndim < 3 or not all(np.linalg.norm(A, axis=0).all() for A in dec.factors):
         return np.nan
@@ -476,8 +508,9 @@ def _corcondia(X: Tensor, dec: Decomposition) -> float:
 
 def _heldout_errors(X: Tensor, K: int, fraction: float, rng: np.random.Generator,
                     report: Callable[..., None], fit_options: dict[str, Any],
-                    track: FitTracker) -> np.ndarray:
-    """Relative error on a random ``fraction`` of the known entries of fits to the rest."""
+                    track: FitTracker, loss: Loss) -> np.ndarray:
+    """Relative error on a random ``fraction`` of the known entries of fits to the rest
+    (deviance-based for a non-Gaussian ``loss``)."""
     if X.size > MAX_IMPUTE:
         raise ModelError(f"criteria.holdout: held-out checks need data of at most "
                          f"{MAX_IMPUTE} entries, got {X.size}")
@@ -498,7 +531,13 @@ def _heldout_errors(X: Tensor, K: int, fraction: float, rng: np.random.Generator
         model = np.ones((held.size, k + 1))
         for A, idx in zip(dec.factors, subs):
             model *= A[idx]
-        out[k] = float(np.linalg.norm(model.sum(axis=1) - values)) / norm
+        if loss.is_gaussian:
+            out[k] = float(np.linalg.norm(model.sum(axis=1) - values)) / norm
+        else:
+            with np.errstate(all="ignore"):
+                null = np.full(values.shape, loss.null_model(values))
+                out[k] = float(np.sqrt(np.sum(loss.value(model.sum(axis=1), values))
+                                       / np.sum(loss.value(null, values))))
         report("heldout", k + 1, 0, out[k])
     return out
 

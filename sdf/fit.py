@@ -320,7 +320,8 @@ def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
              history: History | None = None, tol_fun: float | None = None) -> Findings:
     """Checks of a fitted model: ``(warning class, message)`` for every finding.
 
-    Looks for all-zero data, data terms fitted worse than by the zero model, what each
+    Looks for all-zero data, data terms fitted worse than by the zero model (for a
+    non-Gaussian loss: with a deviance above the constant model's), what each
     term finds suspicious in its own values (:meth:`sdf.Term.check_result`: degenerate or
     vanished CPD components, a start far from the data's scale...), and, when the run
     ended in a CG breakdown, how often the Gauss-Newton Gramian was found singular along a
@@ -353,6 +354,13 @@ def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
             if norm == 0:
                 found.append((SdfWarning, f"term {name!r}: the data are all zero; its "
                               "relative error is reported as the absolute error ||model||"))
+            elif relerr > 1.0 and getattr(term, "null_fval", None) is not None:
+                found.append((SdfWarning,
+                              f"term {name!r}: deviance {relerr ** 2:.3g} times that of the "
+                              f"constant model ({getattr(term, 'loss').name} loss): the "
+                              "model explains "
+                              "the data worse than their mean; the start may be far off, "
+                              "or the run too short"))
             elif relerr > 1.0:
                 found.append((SdfWarning,
                               f"term {name!r}: relative error {relerr:.3g} > 1, worse than "
@@ -365,7 +373,7 @@ def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
         if isinstance(term, DataTerm):
             found += incomplete_findings(name, term, values, relerr)
     if history is not None and tol_fun is not None:
-        found += _still_decreasing(stop, history, tol_fun)
+        found += _still_decreasing(stop, history, tol_fun, dict(model.terms))
     if singular_products and stop is StopReason.CG_BREAKDOWN:
         found.append((SdfWarning,
                       f"the Gauss-Newton Gramian was singular along {singular_products} "
@@ -374,8 +382,11 @@ def diagnose(model: ModelLike, assembly: Assembly, stop: StopReason,
     return found
 
 
-def _still_decreasing(stop: StopReason, history: History, tol_fun: float) -> Findings:
-    """The finding of a budget stop while the objective was still decreasing, if any."""
+def _still_decreasing(stop: StopReason, history: History, tol_fun: float,
+                      model_terms: dict[str, Any] | None = None) -> Findings:
+    """The finding of a budget stop while the objective was still decreasing, if any
+    (``model_terms`` by name say which errors are deviance-based)."""
+    model_terms = model_terms or {}
     if stop not in (StopReason.MAX_ITER, StopReason.MAX_TIME) or len(history.relchange) < 2:
         return []
     last = float(history.relchange[-1])
@@ -386,7 +397,9 @@ def _still_decreasing(stop: StopReason, history: History, tol_fun: float) -> Fin
     where = ""
     if changes:
         term = max(changes, key=lambda name: changes[name])
-        where = f"term {term!r} (relative error {history.relerr[term][-1]:.4g}, " \
+        what = ("relative error" if getattr(model_terms.get(term), "null_fval", None) is None
+                else "sqrt(deviance / constant model's)")
+        where = f"term {term!r} ({what} {history.relerr[term][-1]:.4g}, " \
                 f"last relative change {changes[term]:.2e}): "
     budget = "max_iter" if stop is StopReason.MAX_ITER else "max_time"
     return [(SdfWarning,

@@ -37,6 +37,18 @@ Gaussian term's deviance is in squared data units, a Poisson or Bernoulli term's
 unit: to weight data sets as independent log-likelihoods, give the Gaussian term the
 absolute weight ``1 / sigma^2`` (``sigma`` its noise level) and the others weight 1.
 
+Sparse data (:class:`sdf.tensors.SparseTensor`: mostly zeros, the zeros true values). A
+CPD term computes its exact objective as a sum over the stored entries plus a closed form
+over all entries where the loss allows it: for ``Poisson(link="identity")`` and
+``Beta(1.0)`` (Kullback-Leibler), ``ell(m, 0) = m`` so the zeros add the model's sum,
+``sum_r prod_n (sum_i A_n[i, r])``, and everything costs O(nnz R) (the factors must then
+be nonnegative, e.g. ``tf.nonneg``). For other losses (log and logit links) there is no
+closed form: the exact objective reads every entry, O(size R). The option
+``sdf.CPD(..., sampling=ZeroSampling(zeros=n, seed=s))`` replaces the zeros by ``n`` of
+them drawn at random (stratified sampling as in GCP: every stored entry, and a seeded
+uniform sample of the zeros weighted by the number of zeros over ``n``): an unbiased
+estimate of the objective at O((nnz + n) R).
+
 Writing a loss: subclass :class:`Loss` and give :meth:`Loss.value`,
 :meth:`Loss.derivative` and :meth:`Loss.curvature` (elementwise on arrays), optionally
 :meth:`Loss.check_data`, :meth:`Loss.null_model` and :meth:`Loss.mean`.
@@ -73,12 +85,13 @@ True
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 __all__ = ["Bernoulli", "Beta", "Gamma", "Gaussian", "Huber", "Loss", "LossLike", "Poisson",
-           "as_loss", "loss_names", "register_loss"]
+           "ZeroSampling", "as_loss", "loss_names", "register_loss"]
 
 #: What ``loss=`` accepts: a name, a dict ``{"name": ..., parameters}`` or a Loss.
 LossLike = Any
@@ -142,6 +155,24 @@ class Loss:
         """The data's mean the model values stand for (the inverse link)."""
         return np.asarray(model)
 
+    @property
+    def nonnegative_model(self) -> bool:
+        """Whether the model must stay nonnegative (identity links of count and positive
+        data: the loss is infinite below zero)."""
+        return False
+
+    @property
+    def linear_at_zero(self) -> bool:
+        """Whether the loss is the Poisson deviance on the identity link,
+        ``ell(m, x) = mu - x log mu + x log x - x`` with ``mu = m + MEAN_EPS``: then
+        ``ell(m, 0) = mu`` and sparse data have an exact objective at O(nnz R)."""
+        return False
+
+    def working_data(self, data: np.ndarray) -> np.ndarray:
+        """The data on the model's scale, for least-squares starts (the drivers fit a
+        least-squares CPD of it first; NaN stays NaN). Default: the data themselves."""
+        return np.asarray(data, dtype=float)
+
     def parameters(self) -> dict[str, Any]:
         """The loss's parameters by name, as its constructor takes them."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -165,7 +196,25 @@ class Loss:
 
 class _JointLoss(Loss):
     """A built-in loss that computes value, derivative and weight together in
-    :meth:`evaluate` (they share their work); the single pieces come from it."""
+    :meth:`evaluate` (they share their work); the single pieces come from it.
+
+    The parts of the value that depend on the data only (``x log x`` and the like) are
+    kept for the last read-only data array seen: a term's data never change, and a fit
+    evaluates them at every point.
+    """
+
+    def _of_data(self, key: str, data: np.ndarray, make: Any) -> Any:
+        """``make(data)``, remembered for a read-only ``data`` array (one per key)."""
+        if not (isinstance(data, np.ndarray) and not data.flags.writeable):
+            return make(data)
+        cache: dict[str, tuple[np.ndarray, Any]] = self.__dict__.setdefault("_data_parts", {})
+        hit = cache.get(key)
+        if hit is None or hit[0] is not data:
+            hit = cache[key] = (data, make(data))
+        return hit[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_data_parts"}
 
     def evaluate(self, model: np.ndarray, data: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,6 +234,11 @@ def _xlogx(x: np.ndarray) -> np.ndarray:
     """``x log x`` with ``0 log 0 = 0``."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
+
+
+def _log(x: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(x)
 
 
 def _identity_mean(model: np.ndarray) -> np.ndarray:
@@ -240,16 +294,42 @@ class Poisson(_JointLoss):
 
     def evaluate(self, model: np.ndarray, data: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        constant = self._of_data("xlogx-x", data, lambda x: _xlogx(x) - x)
         if self.link == "log":
             mu = np.exp(model)
-            value = mu - data * model + (_xlogx(data) - data)
+            value = mu - data * model + constant
             return value, mu - data, mu
         mu = _identity_mean(model)
-        value = mu - data + _xlogx(data) - data * np.log(mu)
+        value = mu + constant - data * np.log(mu)
         return _outside(value, model), 1.0 - data / mu, 1.0 / mu
+
+    def totals(self, model: np.ndarray, data: np.ndarray
+               ) -> tuple[float, np.ndarray, np.ndarray]:
+        if self.link != "log":
+            return super().totals(model, data)
+        m, x = np.asarray(model, dtype=float), np.asarray(data, dtype=float)
+        with np.errstate(over="ignore"):
+            mu = np.exp(m)
+        constant = self._of_data("xlogx-x-sum", x, lambda v: float(np.sum(_xlogx(v) - v)))
+        with np.errstate(invalid="ignore"):
+            value = float(np.sum(mu)) - float(np.dot(x.ravel(), m.ravel())) + constant
+        return value, mu - x, mu
 
     def check_data(self, values: np.ndarray) -> str | None:
         return _first_bad(values, values < 0, ">= 0 (counts)")
+
+    @property
+    def nonnegative_model(self) -> bool:
+        return self.link == "identity"
+
+    @property
+    def linear_at_zero(self) -> bool:
+        return self.link == "identity"
+
+    def working_data(self, data: np.ndarray) -> np.ndarray:
+        """``log(x + 1/2)`` for the log link (finite at zero counts), else ``x``."""
+        x = np.asarray(data, dtype=float)
+        return np.log(x + 0.5) if self.link == "log" else x
 
     def null_model(self, data: np.ndarray) -> float:
         mean = float(np.mean(data)) if data.size else 0.0
@@ -268,19 +348,45 @@ class Bernoulli(_JointLoss):
 
     def evaluate(self, model: np.ndarray, data: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        p = 0.5 * (1.0 + np.tanh(0.5 * model))  # the logistic function, without overflow
-        value = np.logaddexp(0.0, model) - data * model + _xlogx(data) + _xlogx(1.0 - data)
-        return value, p - data, p * (1.0 - p)
+        softplus, p, weight = self._pieces(model)
+        constant = self._of_data("entropy", data, lambda x: _xlogx(x) + _xlogx(1.0 - x))
+        return softplus - data * model + constant, p - data, weight
+
+    def totals(self, model: np.ndarray, data: np.ndarray
+               ) -> tuple[float, np.ndarray, np.ndarray]:
+        softplus, p, weight = self._pieces(np.asarray(model, dtype=float))
+        x = np.asarray(data, dtype=float)
+        constant = self._of_data("entropy-sum", x, lambda v: float(np.sum(
+            _xlogx(v) + _xlogx(1.0 - v))))
+        value = float(np.sum(softplus)) - float(np.dot(x.ravel(), model.ravel())) + constant
+        return value, p - x, weight
+
+    @staticmethod
+    def _pieces(model: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``log(1 + e^m)``, ``p`` and ``p (1 - p)`` from one exponential, without
+        overflow: with ``e = exp(-|m|)``, ``p = 1/(1 + e)`` or ``e/(1 + e)`` and
+        ``p (1 - p) = e / (1 + e)^2``."""
+        e = np.exp(-np.abs(model))
+        inv = 1.0 / (1.0 + e)
+        softplus = np.maximum(model, 0.0) + np.log1p(e)
+        e *= inv
+        p = np.where(model >= 0, inv, e)
+        return softplus, p, e * inv
 
     def check_data(self, values: np.ndarray) -> str | None:
         return _first_bad(values, (values < 0) | (values > 1), "in [0, 1]")
+
+    def working_data(self, data: np.ndarray) -> np.ndarray:
+        """``4 (x - 1/2)``: the first Fisher-scoring response from the zero model
+        (``m + (x - p) / (p (1 - p))`` at ``m = 0``), ``+-2`` for binary data."""
+        return 4.0 * (np.asarray(data, dtype=float) - 0.5)
 
     def null_model(self, data: np.ndarray) -> float:
         p = min(max(float(np.mean(data)) if data.size else 0.5, 1e-12), 1 - 1e-12)
         return math.log(p / (1.0 - p))
 
     def mean(self, model: np.ndarray) -> np.ndarray:
-        return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(model)))
+        return self._pieces(np.asarray(model, dtype=float))[1]
 
 
 class Gamma(_JointLoss):
@@ -303,8 +409,7 @@ class Gamma(_JointLoss):
 
     def evaluate(self, model: np.ndarray, data: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        with np.errstate(divide="ignore"):
-            log_x = np.log(data)
+        log_x = self._of_data("log", data, _log)
         if self.link == "log":
             ratio = data * np.exp(-model)
             return ratio + model - log_x - 1.0, 1.0 - ratio, np.ones(np.shape(ratio))
@@ -315,6 +420,15 @@ class Gamma(_JointLoss):
 
     def check_data(self, values: np.ndarray) -> str | None:
         return _first_bad(values, values <= 0, "> 0")
+
+    @property
+    def nonnegative_model(self) -> bool:
+        return self.link == "identity"
+
+    def working_data(self, data: np.ndarray) -> np.ndarray:
+        """``log x`` for the log link, else ``x``."""
+        x = np.asarray(data, dtype=float)
+        return _log(x) if self.link == "log" else x
 
     def null_model(self, data: np.ndarray) -> float:
         mean = float(np.mean(data)) if data.size else 1.0
@@ -387,7 +501,7 @@ class Beta(_JointLoss):
         mu = _identity_mean(model)
         x = data
         if b == 1.0:
-            value = _xlogx(x) - x * np.log(mu) - x + mu
+            value = self._of_data("xlogx-x", x, lambda v: _xlogx(v) - v) - x * np.log(mu) + mu
         elif b == 0.0:
             value = x / mu - np.log(x / mu) - 1.0
         else:
@@ -403,6 +517,56 @@ class Beta(_JointLoss):
 
     def null_model(self, data: np.ndarray) -> float:
         return float(np.mean(data)) if data.size else 0.0
+
+    @property
+    def nonnegative_model(self) -> bool:
+        return True
+
+    @property
+    def linear_at_zero(self) -> bool:
+        return self.beta == 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZeroSampling:
+    """Stratified sampling of the zeros of sparse data (as in GCP), for a CPD term's
+    ``sampling=``: every stored entry, and ``zeros`` of the zero entries drawn uniformly
+    without replacement (seeded, drawn once per term), each weighted by the number of
+    zeros over ``zeros``.
+
+    Attributes
+    ----------
+    zeros : int
+        Number of zero entries sampled (all of them when there are fewer).
+    seed : int, default 0
+        Seed of the sample.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp, sdf
+    >>> X = sp.random(200, 150, density=0.02, random_state=0, format="coo")
+    >>> X.data = np.ones_like(X.data)
+    >>> a, b = sdf.Variable.random((200, 2), seed=1), sdf.Variable.random((150, 2), seed=2)
+    >>> term = sdf.CPD(X, [a, b], loss="bernoulli", sampling=ZeroSampling(zeros=3000, seed=0))
+    >>> res = sdf.Model(x=term).fit(max_iter=20)
+    >>> term.sampling, bool(np.isfinite(res.objective))
+    (ZeroSampling(zeros=3000, seed=0), True)
+    """
+
+    zeros: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("zeros", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+                    value < (1 if name == "zeros" else 0):
+                raise ValueError(f"ZeroSampling.{name} must be an integer >= "
+                                 f"{1 if name == 'zeros' else 0}, got {value!r}")
+
+    def spec(self) -> dict[str, int]:
+        """The dictionary-language form."""
+        return {"zeros": int(self.zeros), "seed": int(self.seed)}
 
 
 _LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in

@@ -110,7 +110,9 @@ class Result:
     objective : float
         Final objective value.
     abserr, relerr : dict of str to float
-        Per term ``||r_t||`` and, for data terms, ``||r_t|| / ||data_t||``.
+        Per term ``||r_t||`` and, for data terms, ``||r_t|| / ||data_t||``. For a data
+        term with a non-Gaussian loss: ``sqrt(D_t)`` and ``sqrt(D_t / D_null)``, its
+        deviance and the deviance of the constant model (see :mod:`sdf.losses`).
     history : History
         Per-iteration records.
     iterations : int
@@ -125,6 +127,10 @@ class Result:
         also issued as an :class:`sdf.errors.SdfWarning`.
     state : dict of str to float
         Solver state a resumed run continues from (first objective, trust radius, units).
+
+    Per data term, :attr:`losses` names the loss, :attr:`loss_values` gives its value
+    (unweighted) and :attr:`deviance` twice that (the deviance of the built-in losses;
+    the squared error for least squares).
 
     ``Result.save(path)`` writes everything but the model to a netCDF file;
     :func:`sdf.load_result` reads it back.
@@ -155,6 +161,27 @@ class Result:
     @property
     def message(self) -> str:
         return self.stop.message
+
+    @property
+    def losses(self) -> dict[str, str]:
+        """The loss of every data term by term name (``"gaussian"`` for least squares);
+        empty when the result has no model attached."""
+        if self.model is None:
+            return {}
+        return {name: getattr(term, "loss").name for name, term in self.model.terms.items()
+                if getattr(term, "loss", None) is not None}
+
+    @property
+    def loss_values(self) -> dict[str, float]:
+        """Per term the unweighted value of its loss, ``sum_e ell(m_e, x_e)`` (half the
+        squared error for least squares, half the deviance for the built-in losses)."""
+        return {name: 0.5 * err * err for name, err in self.abserr.items()}
+
+    @property
+    def deviance(self) -> dict[str, float]:
+        """Per data term its deviance ``2 * loss_values[name]`` (the squared error
+        ``||r_t||^2`` for least squares; see :mod:`sdf.losses`)."""
+        return {name: err * err for name, err in self.abserr.items() if name in self.relerr}
 
     @property
     def success(self) -> bool:
@@ -342,8 +369,13 @@ class Result:
 
     def __repr__(self) -> str:
         errs = ", ".join(f"{k}: {v:.3g}" for k, v in self.relerr.items())
+        other = {k: v for k, v in self.losses.items() if v != "gaussian"}
+        deviance = self.deviance
+        losses = ", ".join(f"{k}: {v} deviance {deviance[k]:.6g}" for k, v in other.items()
+                           if k in deviance)
         return (f"Result(method={self.method!r}, iterations={self.iterations}, "
-                f"objective={self.objective:.6g}, relerr={{{errs}}}, stop={self.stop.name})")
+                f"objective={self.objective:.6g}, relerr={{{errs}}}, "
+                + (f"losses={{{losses}}}, " if losses else "") + f"stop={self.stop.name})")
 
 
 class TermFactors(Mapping[str, list[np.ndarray]]):

@@ -83,6 +83,11 @@ REPORTS = {
         r"onnxruntime: accuracy 0\.9\d+; batch of 256, 1 thread: ",
         r"figure written to",
     ],
+    "digits_binomial.py": [
+        r"digits \(1797, 8, 8\): pixel counts 0\.\.16 as frequencies, \d+ of 115008 pixels hidden",
+        r"binomial: held-out deviance per pixel \d+\.\d+, RMSE \d+\.\d+ counts",
+        r"least squares: held-out deviance per pixel \d+\.\d+, RMSE \d+\.\d+ counts",
+    ],
     "compress_network.py": [
         r"data-aware: \d+/\d+ parameters, accuracy 0\.9\d+ -> 0\.9\d+",
         r"(?m)^fc1 +svd",

@@ -11,6 +11,7 @@ matrices, an ``sdf.tensors.CPDTensor``/``TuckerTensor``, an ``xarray.Dataset`` o
 ==============================  ============================================================
 :func:`plot_factors`            one panel per mode; Tucker core heatmap; models compared
 :func:`plot_residuals`          histogram, QQ plot, per-slab relative errors, leverage
+                                (deviance or Pearson residuals for non-Gaussian losses)
 :func:`plot_influence`          leverage against Q residual per mode, outliers labelled
 :func:`plot_slices`             data / model / residual of a slice, with a slider
 :func:`plot_convergence`        objective, per-term errors, CG iterations, trust radius
@@ -34,7 +35,7 @@ from sdf.viz.diagnostics import (
 )
 from sdf.viz.factors import FactorPlot, align_signs, normalize_columns, plot_factors
 from sdf.viz.influence import InfluencePlot, plot_influence
-from sdf.viz.residuals import ResidualPlot, plot_residuals
+from sdf.viz.residuals import ResidualKind, ResidualPlot, loss_residuals, plot_residuals
 from sdf.viz.slices import SlicePlot, plot_slices
 
 __all__ = [
@@ -44,9 +45,11 @@ __all__ = [
     "FactorPlot",
     "FactorView",
     "InfluencePlot",
+    "ResidualKind",
     "ResidualPlot",
     "SlicePlot",
     "align_signs",
+    "loss_residuals",
     "normalize_columns",
     "plot_compression",
     "plot_convergence",

@@ -16,10 +16,13 @@ if TYPE_CHECKING:
     from matplotlib.container import BarContainer
     from matplotlib.figure import Figure
 
-__all__ = ["ResidualPlot", "SlabError", "plot_residuals", "slab_errors", "slab_sse"]
+__all__ = ["ResidualKind", "ResidualPlot", "SlabError", "loss_residuals", "plot_residuals",
+           "slab_errors", "slab_sse"]
 
 #: How slabs are compared: ``||r_i|| / ||x_i||`` (relative) or ``||r_i||^2`` (absolute).
 SlabError = Literal["relative", "absolute"]
+#: Which residuals are drawn (see :func:`plot_residuals`).
+ResidualKind = Literal["auto", "raw", "deviance", "pearson"]
 
 _OK, _OUTLIER = "C0", "C3"
 
@@ -39,7 +42,8 @@ class ResidualPlot:
     hist : BarContainer
         The histogram bars.
     residuals : ndarray, shape (n_known,)
-        ``data - model`` at the known entries (C order).
+        The residuals drawn at the known entries (C order): ``data - model``, or the
+        deviance or Pearson residuals (``residual``).
     sse : list of ndarray, each of shape (I_n,)
         Per mode, the sum of squared residuals of every slab (over its known entries).
     leverage : ndarray, shape (I_mode,)
@@ -51,6 +55,8 @@ class ResidualPlot:
         Per mode, the slab errors drawn and screened: relative ``||r_i|| / ||x_i||``
         (NaN for an all-zero slab) or absolute ``||r_i||^2`` (the ``sse``).
     slab_error : {"relative", "absolute"}
+    residual : {"raw", "deviance", "pearson"}
+        Which residuals were drawn.
     """
 
     figure: Figure
@@ -65,6 +71,64 @@ class ResidualPlot:
     outliers: list[np.ndarray]
     errors: list[np.ndarray]
     slab_error: SlabError
+    residual: str = "raw"
+
+
+def loss_residuals(model: np.ndarray, data: np.ndarray, loss: Any,
+                   kind: Literal["raw", "deviance", "pearson"]) -> np.ndarray:
+    """Residuals of ``data`` under a loss at the model values ``model`` (same shape;
+    NaN stays NaN).
+
+    ``"raw"``: ``x - mu`` (``mu`` the mean the model stands for,
+    :meth:`sdf.losses.Loss.mean`); ``"deviance"``: ``sign(x - mu) sqrt(2 ell(m, x))``
+    (their squares add up to the deviance); ``"pearson"``: ``-ell'(m) / sqrt(c)`` with
+    ``c`` the loss's curvature (``(x - mu) / sqrt(V(mu))`` for the built-in
+    distributions, ``V`` their variance function).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.losses import Poisson
+    >>> m, x = np.log(np.array([2.0, 2.0])), np.array([0.0, 4.0])
+    >>> loss_residuals(m, x, Poisson(), "pearson").round(4).tolist()
+    [-1.4142, 1.4142]
+    >>> loss_residuals(m, x, Poisson(), "deviance").round(4).tolist()
+    [-2.0, 1.2431]
+    """
+    from sdf.losses import as_loss
+
+    the_loss = as_loss(loss, "loss")
+    known = ~(np.isnan(model) | np.isnan(data))
+    out = np.full(np.shape(model), np.nan)
+    m, x = model[known], data[known]
+    with np.errstate(all="ignore"):
+        mu = np.asarray(the_loss.mean(m), dtype=float)
+        if kind == "raw":
+            out[known] = x - mu
+        elif kind == "deviance":
+            value = np.maximum(np.asarray(the_loss.value(m, x), dtype=float), 0.0)
+            out[known] = np.sign(x - mu) * np.sqrt(2.0 * value)
+        elif kind == "pearson":
+            slope = np.asarray(the_loss.derivative(m, x), dtype=float)
+            weight = np.asarray(the_loss.curvature(m, x), dtype=float)
+            out[known] = np.where(weight > 0, -slope / np.sqrt(np.where(weight > 0, weight, 1.0)),
+                                  0.0)
+        else:
+            raise ModelError(f"residual: expected 'raw', 'deviance' or 'pearson', got {kind!r}")
+    return out
+
+
+def _source_loss(source: object, term: str | None) -> Any:
+    """The loss of the term drawn when ``source`` is a Result or a Decomposition."""
+    result = source if hasattr(source, "model") and hasattr(source, "abserr") else \
+        getattr(source, "result", None)
+    model = getattr(result, "model", None)
+    if model is None:
+        return None
+    terms = model.terms
+    name = term if term is not None else next(
+        (n for n, t in terms.items() if getattr(t, "is_data_term", False)), None)
+    return getattr(terms.get(name), "loss", None) if name is not None else None
 
 
 def slab_sse(residual: np.ndarray, mode: int) -> np.ndarray:
@@ -177,6 +241,8 @@ def plot_residuals(
     slab_error: SlabError = "relative",
     bins: int | str = "auto",
     fig: Figure | None = None,
+    residual: ResidualKind = "auto",
+    loss: Any = None,
 ) -> ResidualPlot:
     """Residual diagnostics of a fitted decomposition.
 
@@ -193,6 +259,13 @@ def plot_residuals(
     entries are left out everywhere. For the chemometric leverage / Q-residual view of
     every mode see :func:`sdf.viz.plot_influence`.
 
+    Terms fitted with a non-Gaussian loss (:mod:`sdf.losses`) are drawn by default with
+    their deviance residuals (``residual="deviance"``; ``"pearson"`` for Pearson
+    residuals, ``"raw"`` for ``data - mean``; see :func:`loss_residuals`): the model's
+    values are then on the link's scale (a log mean, a log-odds) and ``data - model``
+    would mean nothing. Slabs are then compared by their sum of squared residuals (a
+    slab's deviance, or its Pearson chi-square), whatever ``slab_error``.
+
     Parameters
     ----------
     source : Result or decomposition
@@ -208,6 +281,12 @@ def plot_residuals(
     bins : int or str, default "auto"
         Histogram bins (as ``numpy.histogram``).
     fig : Figure, optional
+    residual : {"auto", "raw", "deviance", "pearson"}, default "auto"
+        Which residuals: ``"auto"`` is ``"deviance"`` for a non-Gaussian loss, else
+        ``data - model``.
+    loss : str, dict or sdf.losses.Loss, optional
+        The loss, when ``source`` is not a Result or a decomposition that carries it
+        (default: the term's loss, else least squares).
 
     Returns
     -------
@@ -226,15 +305,34 @@ def plot_residuals(
     >>> int(sum(p.get_height() for p in rp.hist)), len(rp.sse_axes)
     (336, 3)
     >>> rp.figure.savefig(io.BytesIO(), format="png")
+
+    Counts fitted with the Poisson loss show deviance residuals:
+
+    >>> from sdf.models import cpd
+    >>> counts = rng.poisson(np.exp(0.5 * np.einsum("ir,jr,kr->ijk", *U))).astype(float)
+    >>> rp = plot_residuals(cpd(counts, 2, loss="poisson", seed=0))
+    >>> rp.residual, rp.hist_ax.get_xlabel()
+    ('deviance', 'deviance residual')
     """
     from sdf.viz._common import pyplot
 
     if slab_error not in ("relative", "absolute"):
         raise ModelError(f"slab_error: expected 'relative' or 'absolute', got {slab_error!r}")
+    if residual not in ("auto", "raw", "deviance", "pearson"):
+        raise ModelError(f"plot_residuals: residual must be 'auto', 'raw', 'deviance' or "
+                         f"'pearson', got {residual!r}")
     dec = as_decomposition(source, term, data=data)
     mode = check_mode(mode, dec.ndim, "plot_residuals")
     D, M = data_and_model(dec, "plot_residuals")
-    R = D - M
+    the_loss = loss if loss is not None else _source_loss(source, term)
+    gaussian = the_loss is None or _is_gaussian(the_loss)
+    kind = ("raw" if gaussian else "deviance") if residual == "auto" else residual
+    if gaussian and kind == "raw":
+        R = D - M
+    else:
+        R = loss_residuals(M, D, "gaussian" if the_loss is None else the_loss, kind)
+        if kind != "raw":
+            slab_error = "absolute"
     known = ~np.isnan(R)
     res = R[known]
     shown = np.abs(res) if np.iscomplexobj(res) else res
@@ -246,8 +344,8 @@ def plot_residuals(
     bottom = [fig.add_subplot(bottom_grid[0, k]) for k in range(dec.ndim)]
     _, _, bars = top[0].hist(shown, bins=bins, color=_OK)
     hist = cast("BarContainer", bars)  # one data set, histtype "bar": one BarContainer
-    top[0].set_xlabel("|residual| (|data - model|)" if np.iscomplexobj(res)
-                      else "residual (data - model)")
+    top[0].set_xlabel("|residual| (|data - model|)" if np.iscomplexobj(res) else
+                      "residual (data - model)" if kind == "raw" else f"{kind} residual")
     top[0].set_ylabel("count")
     top[0].set_title(f"residuals ({res.size} known entries)")
     if np.iscomplexobj(res):
@@ -258,7 +356,8 @@ def plot_residuals(
     errors = [slab_errors(D, R, n, slab_error) for n in range(dec.ndim)]
     outliers = [_outliers(e) for e in errors]
     ylabel = ("relative slab error" if slab_error == "relative"
-              else "sum of squared residuals")
+              else "sum of squared residuals" if kind == "raw"
+              else f"sum of squared {kind} residuals")
     for n, ax in enumerate(bottom):
         xlabel = dec.dims[n] if dec.dims is not None else "index"
         _draw_sse(ax, errors[n], outliers[n], dec.coord(n), dec.mode_name(n), xlabel, ylabel)
@@ -272,4 +371,13 @@ def plot_residuals(
     top[2].set_ylabel(ylabel)
     top[2].set_title(f"influence: {dec.mode_name(mode)}")
     return ResidualPlot(fig, top[0], top[1], top[2], bottom, hist, res, sse, lev, outliers,
-                        errors, slab_error)
+                        errors, slab_error, kind)
+
+
+def _is_gaussian(loss: Any) -> bool:
+    from sdf.losses import as_loss
+
+    try:
+        return bool(as_loss(loss, "plot_residuals: loss").is_gaussian)
+    except ValueError as err:
+        raise ModelError(str(err)) from None

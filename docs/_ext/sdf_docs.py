@@ -42,7 +42,7 @@ LOGGER = logging.getLogger(__name__)
 GALLERY_DIR = "gallery"
 #: The order of the gallery: the quick start first, then from simple to involved.
 ORDER = ("quickstart", "coupled_eem", "amino_acids", "nutrimouse", "il2_mutein",
-         "compress_network", "compress_onnx")
+         "counts_and_covariates", "digits_binomial", "compress_network", "compress_onnx")
 RUN_TIMEOUT = 600  # seconds per script
 
 

@@ -255,7 +255,8 @@ class DataTerm(Term):
         """The data's known entries for a non-Gaussian loss, checked against its domain
         (made once per data set); raises ModelError prefixed by ``where``."""
         cached = getattr(self, "_loss_data", None)
-        if cached is not None and cached[0] is self.data and cached[1] == self.loss:
+        if cached is not None and cached[0] is self.data and (cached[1] is self.loss
+                                                               or cached[1] == self.loss):
             return cached[2]
         place = f"{where}, loss {self.loss.name!r}" if where else f"{self.kind} loss {self.loss.name!r}"
         found = _loss_data(self.data, place)
@@ -272,7 +273,8 @@ class DataTerm(Term):
         if self.loss.is_gaussian:
             return None
         cached = getattr(self, "_null_fval", None)
-        if cached is None or cached[0] is not self.data or cached[1] != self.loss:
+        if cached is None or cached[0] is not self.data or not (cached[1] is self.loss
+                                                                  or cached[1] == self.loss):
             values = self.loss_data().values
             with np.errstate(all="ignore"):
                 null = np.full(values.shape, self.loss.null_model(values))
@@ -430,14 +432,20 @@ class LossData:
 
 
 def _loss_data(data: Tensor, place: str) -> LossData:
-    """The entries of ``data`` for a loss: dense where the data are (or can be) held so."""
+    """The entries of ``data`` for a loss: dense where the data are (or can be) held so.
+
+    The arrays are read-only views (the data never change during a fit; losses keep
+    what they compute from read-only data, see :mod:`sdf.losses`).
+    """
     masked = data.masked_view()
     if masked is not None:
         filled, mask = masked
-        found = LossData(filled, mask, filled[mask], None)
+        found = LossData(_frozen(filled), mask, _frozen(filled[mask]), None)
     elif (array := data.dense_view()) is not None:
-        found = LossData(array, None, array.ravel(), None)
+        found = LossData(_frozen(array), None, _frozen(array.ravel()), None)
     elif (entries := data.known_entries()) is not None:
+        entries = KnownEntries(entries.shape, entries.subs, _frozen(entries.vals),
+                               entries.mode_indicator)
         found = LossData(None, None, entries.vals, entries)
     else:
         try:
@@ -446,8 +454,15 @@ def _loss_data(data: Tensor, place: str) -> LossData:
             raise ModelError(f"{place}: needs the data's entries, and {data.kind} data "
                              "cannot be read entry by entry (use least squares, or give "
                              "the data as an array)") from None
-        found = LossData(array, None, array.ravel(), None)
+        found = LossData(_frozen(array), None, _frozen(array.ravel()), None)
     return found
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ from sdf import algebra
 from sdf.errors import DegeneracyWarning, ModelError, SdfWarning
 from sdf.numerics import cpd_degeneracy, ldexp
 from sdf.expr import Expr
-from sdf.losses import Loss, LossLike
-from sdf.tensors import KnownEntries, Tensor
+from sdf.losses import MEAN_EPS, Loss, LossLike, ZeroSampling
+from sdf.tensors import KnownEntries, SparseTensor, Tensor
 from sdf.terms._base import DataTerm, Findings, LossData, Structure, TermState, _exponent_of
 
 __all__ = ["CPD"]
@@ -64,6 +64,13 @@ class CPD(DataTerm):
         How a model value is compared with a data entry (see :mod:`sdf.losses`):
         ``"gaussian"`` (least squares), ``"poisson"``, ``"bernoulli"``, ``"gamma"``,
         ``"huber"``, ``"beta"``, a dict with parameters, or a user's Loss.
+    sampling : sdf.losses.ZeroSampling or dict, optional
+        Sparse data (:class:`sdf.tensors.SparseTensor`) with a non-Gaussian loss only:
+        fit every stored entry and a seeded sample of the zeros (see
+        :class:`sdf.losses.ZeroSampling`; a dict ``{"zeros": n, "seed": s}`` in the
+        dictionary language). Without it sparse data are fitted exactly: at O(nnz R)
+        where the loss is linear at zero (``Poisson(link="identity")``,
+        ``Beta(1.0)``), else over every entry (see :mod:`sdf.losses`).
 
     Examples
     --------
@@ -96,10 +103,40 @@ class CPD(DataTerm):
         weight: float | None = None,
         relweight: float | None = None,
         loss: LossLike = "gaussian",
+        sampling: ZeroSampling | dict[str, int] | None = None,
     ) -> None:
         if isinstance(factors, np.ndarray) or not isinstance(factors, Sequence):
             raise ModelError(f"{self.kind}: factors must be a list of expressions, one per mode")
         super().__init__(data, factors, weight=weight, relweight=relweight, loss=loss)
+        self.sampling = _as_sampling(sampling, self.kind)
+
+    spec_options = ("loss", "sampling")
+
+    def spec_option_values(self) -> dict[str, Any]:
+        out = super().spec_option_values()
+        if self.sampling is not None:
+            out["sampling"] = self.sampling.spec()
+        return out
+
+    def _sparse(self) -> _SparseEntries | None:
+        """The entries a non-Gaussian loss reads from sparse data (None: the general
+        strategies), made once per term."""
+        if self.loss.is_gaussian or not isinstance(self.data, SparseTensor):
+            return None
+        if self.sampling is None and not self.loss.linear_at_zero:
+            return None  # no closed form: the exact objective reads every entry
+        cached = getattr(self, "_sparse_cache", None)
+        if cached is None or cached[0] is not self.data or cached[1] != self.sampling:
+            cached = (self.data, self.sampling, _SparseEntries(self.data, self.sampling))
+            self._sparse_cache = cached
+        return cached[2]
+
+    @property
+    def null_fval(self) -> float | None:
+        sparse = None if self.loss.is_gaussian else self._sparse()
+        if sparse is None:
+            return super().null_fval
+        return sparse.null_fval(self.loss)
 
     @property
     def rank(self) -> int:
@@ -132,10 +169,21 @@ class CPD(DataTerm):
             )
         if ranks[0] < 1:
             raise ModelError(f"{where}: rank must be >= 1, got {ranks[0]}")
-        super().check(where)
+        if self.sampling is not None and (self.loss.is_gaussian
+                                          or not isinstance(self.data, SparseTensor)):
+            raise ModelError(f"{where}: sampling= applies to sparse data with a non-Gaussian "
+                             f"loss, got {self.data.kind} data with the {self.loss.name} loss")
+        sparse = self._sparse()
+        if sparse is None:
+            super().check(where)
+        else:
+            sparse.check(self.loss, f"{where}, loss {self.loss.name!r}")
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         if not self.loss.is_gaussian:
+            sparse = self._sparse()
+            if sparse is not None:
+                return sparse.state(self.loss, values)
             return _loss_state(self.loss, self.loss_data(), values)
         masked = self.data.masked_view()
         if masked is not None:
@@ -548,10 +596,13 @@ class _LossCPDState(_MaskedCPDState):
                  factors: Sequence[np.ndarray]) -> None:
         self.factors = list(factors)
         model = algebra.cpd_to_tensor(self.factors)
+        if mask is None:  # the loss's totals: its sum without another pass where it can
+            self.fval, self.residual, self.mask = loss.totals(model, data)
+            return
         with np.errstate(all="ignore"):  # missing entries and points outside the domain
             value, slope, weight = (np.asarray(x, dtype=float)
                                     for x in loss.evaluate(model, data))
-            self.fval = float(np.sum(value, where=mask) if mask is not None else np.sum(value))
+            self.fval = float(np.sum(value, where=mask))
         if mask is not None:
             slope = np.where(mask, slope, 0.0)
             weight = np.where(mask, weight, 0.0)
@@ -573,3 +624,126 @@ def _loss_state(loss: Loss, data: LossData, factors: Sequence[np.ndarray]) -> Te
         return _LossCPDState(loss, data.array, data.mask, factors)
     assert data.known is not None
     return _LossSampledCPDState(loss, data.known, factors)
+
+
+def _as_sampling(sampling: object, kind: str) -> ZeroSampling | None:
+    if sampling is None or isinstance(sampling, ZeroSampling):
+        return sampling
+    if isinstance(sampling, dict):
+        try:
+            return ZeroSampling(**sampling)
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"{kind} sampling: {err}") from None
+    raise ModelError(f"{kind} sampling: expected an sdf.losses.ZeroSampling or a dict "
+                     f"{{'zeros': n, 'seed': s}}, got {sampling!r}")
+
+
+class _SparseEntries:
+    """The entries of sparse data a non-Gaussian loss is fitted on: the stored ones, and
+    with ``sampling`` a seeded uniform sample of the zeros weighted by (number of zeros)
+    / (sample size); without it the zeros enter through the closed form of losses linear
+    at zero (:attr:`sdf.losses.Loss.linear_at_zero`)."""
+
+    def __init__(self, data: SparseTensor, sampling: ZeroSampling | None) -> None:
+        self.shape = data.shape
+        self.size = data.size
+        self.nnz = data.nnz
+        self.stored = data.vals
+        index = [np.ascontiguousarray(c) for c in data.subs.T]
+        vals, weights = data.vals, None
+        if sampling is not None:
+            zeros = _sample_zeros(data.linear_index, data.size, sampling)
+            index = [np.concatenate([i, z]) for i, z in
+                     zip(index, np.unravel_index(zeros, data.shape))]
+            vals = np.concatenate([vals, np.zeros(zeros.size)])
+            n_zero = data.size - data.nnz
+            weights = np.concatenate([np.ones(data.nnz),
+                                      np.full(zeros.size, n_zero / max(zeros.size, 1))])
+        self.index, self.vals, self.weights = index, vals, weights
+        self.sampled = sampling is not None
+
+    def check(self, loss: Loss, place: str) -> None:
+        values = self.stored if self.nnz == self.size else np.append(self.stored, 0.0)
+        problem = loss.check_data(values)
+        if problem is not None:
+            raise ModelError(f"{place}: {problem}")
+
+    def null_fval(self, loss: Loss) -> float:
+        """The constant model's loss over every entry: the stored ones, and the zeros at
+        once (the constant is the loss's null model of the data's mean)."""
+        mean = float(np.sum(self.stored)) / self.size if self.size else 0.0
+        null = loss.null_model(np.array([mean]))
+        with np.errstate(all="ignore"):
+            stored = float(np.sum(loss.value(np.full(self.nnz, null), self.stored)))
+            zero = float(np.sum(loss.value(np.array([null]), np.zeros(1))))
+        return stored + (self.size - self.nnz) * zero
+
+    def state(self, loss: Loss, factors: Sequence[np.ndarray]) -> TermState:
+        if self.sampled:
+            return _WeightedLossState(loss, self, factors)
+        return _ZeroLinearState(self, factors)
+
+
+def _sample_zeros(stored: np.ndarray, size: int, sampling: ZeroSampling) -> np.ndarray:
+    """``sampling.zeros`` distinct linear indices not in the sorted ``stored`` (all the
+    zeros when there are fewer), drawn uniformly with ``sampling.seed``."""
+    n_zero = size - stored.size
+    want = min(int(sampling.zeros), n_zero)
+    rng = np.random.default_rng(sampling.seed)
+    if want == n_zero:
+        return np.setdiff1d(np.arange(size, dtype=np.int64), stored, assume_unique=True)
+    found = np.empty(0, dtype=np.int64)
+    while found.size < want:
+        draw = rng.integers(0, size, 2 * (want - found.size) + 16, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(stored, draw), max(stored.size - 1, 0))
+        fresh = draw if stored.size == 0 else draw[stored[pos] != draw]
+        found = np.union1d(found, fresh)
+    return rng.choice(found, size=want, replace=False)
+
+
+class _WeightedLossState(_SampledCPDState):
+    """A loss on sampled entries of sparse data, each with its weight."""
+
+    def __init__(self, loss: Loss, entries: _SparseEntries,
+                 factors: Sequence[np.ndarray]) -> None:
+        super().__init__(entries.shape, entries.index, None, factors)
+        weights = entries.weights
+        assert weights is not None
+        with np.errstate(all="ignore"):
+            value, slope, curvature = (np.asarray(x, dtype=float) for x in
+                                       loss.evaluate(self.residual, entries.vals))
+            self.fval = float(np.dot(weights, value))
+        self.residual = weights * slope
+        self.curvature = weights * curvature
+
+
+class _ZeroLinearState(_SampledCPDState):
+    """The Poisson deviance on the identity link (or Kullback-Leibler) of sparse data,
+    exactly at O(nnz R): ``sum_stored (-x log mu + x log x - x)`` plus the model's sum
+    over every entry, ``sum_r prod_n (sum_i A_n[i, r]) + size * eps``. The zeros add no
+    curvature (they are linear in the model); the stored entries add the exact second
+    derivative ``x / mu^2``. The model must be nonnegative everywhere: a point where a
+    factor has a negative entry is outside the domain (``f = inf``).
+    """
+
+    def __init__(self, entries: _SparseEntries, factors: Sequence[np.ndarray]) -> None:
+        super().__init__(entries.shape, entries.index, None, factors)
+        x = entries.vals
+        sums = [np.asarray(A).sum(axis=0) for A in self.factors]
+        self._others = _leave_one_out([s[None, :] for s in sums])
+        if any(np.any(np.asarray(A) < 0) for A in self.factors):
+            self.fval = math.inf
+            self.residual = np.zeros_like(x)
+            self.curvature = np.zeros_like(x)
+            return
+        mu = self.residual + MEAN_EPS
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xlogx = np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
+            stored = float(np.sum(xlogx - x - x * np.log(mu)))
+        total = float(np.sum(math.prod(sums) if len(sums) > 1 else sums[0]))
+        self.fval = stored + total + entries.size * MEAN_EPS
+        self.residual = -x / mu
+        self.curvature = x / (mu * mu)
+
+    def gradient(self) -> list[np.ndarray]:
+        return [g + o for g, o in zip(super().gradient(), self._others)]
