@@ -31,7 +31,7 @@ the bias refitted (see :mod:`sdf.models.compress._fit`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, cast
 
 import numpy as np
 
@@ -364,8 +364,8 @@ def _grid_curve(method: str, orig: Piece, W: np.ndarray, calib: _fit.Calibration
     if method == "cp":
         fits = list(_cp_path(W, ranks, calib, w_w, w_r, opts))
     else:
-        fits = [_fit_tucker2(W, expand_rank(method, orig, int(r)), calib, w_w, w_r, opts)[0]
-                for r in ranks]
+        fits = [_fit_tucker2(W, cast(tuple[int, int], expand_rank(method, orig, int(r))), calib,
+                             w_w, w_r, opts)[0] for r in ranks]
     errs: list[float] = []
     params: list[int] = []
     macs: list[int] = []

@@ -90,11 +90,17 @@ class BTDTensor(Tensor):
                 total += value if b == c else 2.0 * value
         return total
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
-        return sum(T._inner_cpd(mats) for T in self._blocks)
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
+        total: float | complex = 0.0
+        for T in self._blocks:
+            total += T._inner_cpd(mats)
+        return total
 
-    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float:
-        return sum(T._inner_tucker(mats, core) for T in self._blocks)
+    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float | complex:
+        total: float | complex = 0.0
+        for T in self._blocks:
+            total += T._inner_tucker(mats, core)
+        return total
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
         return sum((T._mttkrp(mats, n) for T in self._blocks[1:]),

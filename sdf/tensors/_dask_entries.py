@@ -70,7 +70,7 @@ def _task(op: str, subs: Any, vals: Any, shape: tuple[int, ...], name: str,
         n, mats = args[0], list(args[1:])
         return {("M", n): T._mttkrp(mats, n)}
     if op == "inner":
-        return {("inner",): float(T._inner_cpd(list(args)))}
+        return {("inner",): float(np.real(T._inner_cpd(list(args))))}  # real entries only
     if op == "project":
         return {("P",): T._project(list(args))}
     if op == "project_tucker":
