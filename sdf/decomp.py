@@ -10,19 +10,16 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike
 
-if TYPE_CHECKING:
-    from sdf.tensors import Tensor
-
 from sdf.algebra import (_as_dense, _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor,
                          unfold)
 from sdf.errors import DataError
 from sdf.numerics import SCALE_THRESHOLD, balance_columns, ldexp
+from sdf.tensors._base import Tensor
 from sdf.tensors._tt import TTTensor
 
 __all__ = ["LMLRAResult", "MLSVDResult", "gevd_applies", "gevd_init", "lmlra_hooi", "mlsvd",
@@ -212,17 +209,63 @@ def mlsvd(
     >>> bool(np.allclose(res.to_tensor(), T))
     True
     """
-    T, e = _unit_scale(_as_data(T, 2, "an MLSVD"))
-    N = T.ndim
     if core_shape is not None and tol is not None:
         raise DataError("tol: expected None when core_shape is given (give one of them), got "
                         f"{tol!r}")
     if tol is not None and not (isinstance(tol, numbers.Real) and 0 <= tol < 1):
         raise DataError(f"tol: expected a number in [0, 1), got {tol!r}")
+    form = T.tucker_form() if isinstance(T, Tensor) else None
+    if form is not None and (core_shape is not None or tol is not None):
+        shape = tuple(int(U.shape[0]) for U in form[0])
+        ranks = _check_core_shape(core_shape, shape) if core_shape is not None else None
+        if ranks is None or all(R <= min(U.shape) for R, U in zip(ranks, form[0])):
+            return _mlsvd_factored(form[0], form[1], ranks, tol)
+    T, e = _unit_scale(_as_data(T, 2, "an MLSVD"))
     ranks = _check_core_shape(core_shape, T.shape) if core_shape is not None else None
-    order = list(range(N))
+    S, factors, svals = _sequential_mlsvd(T, ranks, tol, _mode_order(ranks, T.shape))
+    if e:
+        S, svals = ldexp(S, e), [ldexp(s, e) for s in svals]
+    return MLSVDResult(factors=factors, core=S, singular_values=svals)
+
+
+def _mode_order(ranks: list[int] | None, shape: Sequence[int]) -> list[int]:
+    """Modes in order of decreasing compression ``I_n / R_n`` (mode order without ranks)."""
+    order = list(range(len(shape)))
     if ranks is not None:
-        order.sort(key=lambda n: ranks[n] / T.shape[n])
+        order.sort(key=lambda n: ranks[n] / shape[n])
+    return order
+
+
+def _mlsvd_factored(mats: list[np.ndarray], core: np.ndarray, ranks: list[int] | None,
+                    tol: float | None) -> MLSVDResult:
+    """The MLSVD of ``core x_n mats[n]`` from the core alone: with ``mats[n] = Q_n R_n``
+    (orthonormal ``Q_n``), the data's mode-n unfoldings and those of the small core
+    ``core x_n R_n`` have the same singular values, and their left singular vectors are
+    related by ``Q_n``. Exact, never forms the data."""
+    shape = [int(U.shape[0]) for U in mats]
+    pairs = [np.linalg.qr(U) for U in mats]
+    small = tmprod(core, [R for _, R in pairs])
+    small, e = _unit_scale(small)
+    if not np.isfinite(small).all():
+        raise DataError("T: expected finite entries, got NaN or Inf")
+    S, inner, svals = _sequential_mlsvd(small, ranks, tol, _mode_order(ranks, shape))
+    factors = []
+    for n, ((Q, _), V) in enumerate(zip(pairs, inner)):
+        U = Q @ V
+        phase = _peak_phases(U)
+        factors.append(U * phase.conj())
+        S = _mode_product(S, np.diag(phase), n)  # keeps core x_n U_n unchanged
+    svals = [np.concatenate([s, np.zeros(max(0, I - s.size))])[:I]
+             for s, I in zip(svals, shape)]
+    if e:
+        S, svals = ldexp(S, e), [ldexp(s, e) for s in svals]
+    return MLSVDResult(factors=factors, core=S, singular_values=svals)
+
+
+def _sequential_mlsvd(T: np.ndarray, ranks: list[int] | None, tol: float | None,
+                      order: list[int]) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Core, factors and singular values of the sequentially truncated MLSVD of T."""
+    N = T.ndim
     budget = (tol**2) * frob(T, squared=True) if tol is not None else 0.0
     accurate = tol is not None and tol < 1e-6
     S = np.ascontiguousarray(T)
@@ -236,9 +279,7 @@ def mlsvd(
         U = _normalize_signs(U[:, :need])
         S = _mode_product(S, _ct(U), n)
         factors[n], svals[n] = U, s
-    if e:
-        S, svals = ldexp(S, e), [ldexp(s, e) for s in svals]
-    return MLSVDResult(factors=factors, core=S, singular_values=svals)
+    return S, factors, svals
 
 
 def mlsvd_rsi(

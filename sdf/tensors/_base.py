@@ -380,6 +380,15 @@ class Tensor(ABC):
         (no copy), or None."""
         return None
 
+    def tucker_form(self) -> tuple[list[np.ndarray], np.ndarray] | None:
+        """The data as a Tucker model ``(factors, core)`` with ``T = core x_n factors[n]``
+        when they are held in such a factored form (factored kinds), else None.
+
+        Algebra that needs only orthogonal bases of the modes (e.g. the MLSVD,
+        :func:`sdf.decomp.mlsvd`) then works on the small core, never on the expansion.
+        """
+        return None
+
     def masked_view(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Data with missing entries held densely: ``(filled, mask)``, read-only arrays of
         the data's shape, float64 with zeros at the missing entries and bool True at the

@@ -68,6 +68,18 @@ class BTDTensor(Tensor):
         self._blocks = tuckers
         self._shape = shape
 
+    def tucker_form(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """The blocks side by side: factors concatenated per mode, cores on the
+        block diagonal of one core."""
+        factors = [np.hstack([T.factors[n] for T in self._blocks]) for n in range(self.ndim)]
+        sizes = [np.cumsum([0, *(T.core_shape[n] for T in self._blocks)])
+                 for n in range(self.ndim)]
+        dtype = np.result_type(*(T.core for T in self._blocks))
+        core = np.zeros([int(s[-1]) for s in sizes], dtype=dtype)
+        for b, T in enumerate(self._blocks):
+            core[tuple(slice(int(s[b]), int(s[b + 1])) for s in sizes)] = T.core
+        return factors, core
+
     @property
     def blocks(self) -> list[tuple[list[np.ndarray], np.ndarray]]:
         """The blocks as (factors, core), read-only arrays."""

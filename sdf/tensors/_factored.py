@@ -39,6 +39,10 @@ def _dense_inner_cpd(X: np.ndarray, factors: list[np.ndarray], weights: np.ndarr
     return _number(np.sum(factors[0] * _mttkrp(X, factors, 0) * weights))
 
 
+#: Largest core (entries) a CPD gives as its Tucker form (see :meth:`Tensor.tucker_form`).
+MAX_FORM_CORE = 2**22
+
+
 class _FactoredTensor(Tensor):
     """Shared parts of CPD and Tucker data: factor matrices B_n, read-only."""
 
@@ -112,6 +116,16 @@ class CPDTensor(_FactoredTensor):
         self._shape = _check_shape([A.shape[0] for A in mats], name)
         self._factors = [_readonly(A.copy()) for A in mats]
         self._weights = _readonly(w.copy())
+
+    def tucker_form(self) -> tuple[list[np.ndarray], np.ndarray] | None:
+        """``(factors, superdiagonal core of the weights)``; None when that core (rank^N
+        entries) would exceed :data:`MAX_FORM_CORE` entries."""
+        R, N = self.rank, len(self._factors)
+        if R ** N > MAX_FORM_CORE:
+            return None
+        core = np.zeros((R,) * N, dtype=self._weights.dtype)
+        core[(np.arange(R),) * N] = self._weights
+        return list(self._factors), core
 
     @property
     def weights(self) -> np.ndarray:
@@ -212,6 +226,10 @@ class TuckerTensor(_FactoredTensor):
     def core(self) -> np.ndarray:
         """The core tensor H (read-only)."""
         return self._core
+
+    def tucker_form(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """``(factors, core)`` as held (read-only)."""
+        return list(self._factors), self._core
 
     @property
     def core_shape(self) -> tuple[int, ...]:

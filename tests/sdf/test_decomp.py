@@ -364,3 +364,34 @@ def test_results_are_frozen(rng):
 
 def test_all_is_sorted():
     assert decomp.__all__ == sorted(decomp.__all__)
+
+
+@pytest.mark.parametrize("kind", ["tucker", "cpd", "btd", "complex-cpd"])
+def test_mlsvd_of_factored_data_is_computed_from_the_core(kind, monkeypatch):
+    from sdf.tensors import BTDTensor, CPDTensor, TuckerTensor
+
+    rng = np.random.default_rng(3)
+    shape = (20, 25, 30)
+    if kind == "tucker":
+        T = TuckerTensor([rng.standard_normal((n, 3)) for n in shape],
+                         rng.standard_normal((3, 3, 3)))
+    elif kind == "btd":
+        T = BTDTensor([([rng.standard_normal((n, 2)) for n in shape],
+                        rng.standard_normal((2, 2, 2))) for _ in range(2)])
+    else:
+        A = [rng.standard_normal((n, 4)) for n in shape]
+        if kind == "complex-cpd":
+            A = [M + 1j * rng.standard_normal(M.shape) for M in A]
+        T = CPDTensor(A)
+    dense = T.to_dense()
+    want = mlsvd(dense, core_shape=(3, 3, 3))
+    monkeypatch.setattr(type(T), "to_dense", lambda self: pytest.fail("expanded"))
+    got = mlsvd(T, core_shape=(3, 3, 3))
+    for g, w in zip(got.factors, want.factors):
+        np.testing.assert_allclose(g, w, atol=1e-10)
+    np.testing.assert_allclose(got.core, want.core, atol=1e-9 * np.abs(want.core).max())
+    for g, w in zip(got.singular_values, want.singular_values):
+        np.testing.assert_allclose(g[:3], w[:3], rtol=1e-9)
+        assert g.shape == w.shape
+    exact = mlsvd(T, tol=1e-10)
+    np.testing.assert_allclose(exact.to_tensor(), dense, atol=1e-9 * np.abs(dense).max())
