@@ -15,7 +15,7 @@ from sdf.expr import Constant, Expr, Variable
 from sdf.model import Model
 from sdf.result import History, IterationInfo, Result, StopReason, load_result
 from sdf.solvers import MinfOptions, NLSOptions, SolverOptions, register_solver
-from sdf.terms import BTD, CPD, L0, L1, L2, LL1, LMLRA, PARAFAC2, Term
+from sdf.terms import BTD, CPD, L0, L1, L2, LL1, LMLRA, PARAFAC2, TR, TT, Term
 
 __version__ = "0.1.0"
 
@@ -42,6 +42,8 @@ __all__ = [
     "SdfError",
     "SolverOptions",
     "StopReason",
+    "TR",
+    "TT",
     "Term",
     "TransformError",
     "Variable",
