@@ -466,9 +466,8 @@ def test_data_term_names_the_core_that_does_not_fit(key, rng):
     inputs = [term.inputs[0], bad, term.inputs[2]]
     rebuilt = sdf.TT(data.tensor, inputs) if key == "tt" else sdf.TR(data.tensor, inputs)
     with pytest.raises(ModelError, match=r"term 't', core 1 \('wrong'\): expected shape "
-                                         r"\(2, 3, r\) to match mode 1 of the data and the last size "
-                                         r"of core 0, got "
-                                         r"\(2, 4, 2\)"):
+                                         r"\(2, 3, r\) to match mode 1 of the data and the "
+                                         r"last size of core 0, got \(2, 4, 2\)"):
         sdf.Model(t=rebuilt).check()
 
 

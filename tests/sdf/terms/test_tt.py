@@ -13,7 +13,8 @@ import sdf
 from sdf import transforms as tf
 from sdf.errors import ModelError
 from sdf.problem import Problem
-from sdf.tensors import IncompleteTensor, TTTensor
+from sdf import algebra
+from sdf.tensors import IncompleteTensor, Tensor, TTTensor
 
 from _reference import check_blocks, check_model
 
@@ -195,3 +196,38 @@ def test_model_array_and_reported_error_agree(rng, train):
     full = term.model_array([result[v] for v in g])
     relerr = np.linalg.norm((full - T)[known]) / np.linalg.norm(T[known])
     assert result.relerr["t"] == pytest.approx(relerr, rel=1e-10)
+
+
+def test_error_on_tensor_train_data_is_exact_near_the_solution(rng, train):
+    # f from norms would have lost every digit at this distance; the orthonormalised
+    # difference keeps them.
+    data = TTTensor(train)
+    near = [G.copy() for G in train]
+    near[2] = near[2] * (1 + 1e-10)
+    term = sdf.TT(data, near)
+    fval = term.exact_fval(near, term.prepare(near).fval)
+    exact = 0.5 * np.sum((ring_array(near) - ring_array(train)) ** 2)
+    assert fval == pytest.approx(exact, rel=1e-4)
+
+
+class MTTKRPOnly(Tensor):
+    """Data known through MTTKRPs and a norm only."""
+
+    kind = "function"
+
+    def __init__(self, array):
+        self._array, self._shape = array, array.shape
+
+    def _norm_squared(self):
+        return float(np.sum(self._array**2))
+
+    def _mttkrp(self, mats, n):
+        return algebra.mttkrp(self._array, mats, n)
+
+
+def test_data_read_only_through_mttkrps_with_large_ranks_are_refused(rng):
+    data = MTTKRPOnly(rng.standard_normal((4, 3, 5)))
+    cores = [np.ones((20, 4, 20)), np.ones((20, 3, 20)), np.ones((20, 5, 20))]
+    with pytest.raises(ModelError, match=r"term 't': function data of shape \(4, 3, 5\) can "
+                                         r"be read neither as an array nor as a tensor train"):
+        sdf.Model(t=sdf.TR(data, cores)).check()
