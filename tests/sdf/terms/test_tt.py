@@ -231,3 +231,12 @@ def test_data_read_only_through_mttkrps_with_large_ranks_are_refused(rng):
     with pytest.raises(ModelError, match=r"term 't': function data of shape \(4, 3, 5\) can "
                                          r"be read neither as an array nor as a tensor train"):
         sdf.Model(t=sdf.TR(data, cores)).check()
+
+
+def test_lbfgs_fits_a_train_through_the_gradient(rng):
+    cores = random_cores(rng, (1, 2, 3, 1), SHAPE[:3])
+    T = np.asarray(ring_array(cores))
+    g = [sdf.Variable(G + 0.05 * rng.standard_normal(G.shape)) for G in cores]
+    result = sdf.Model(T=sdf.TT(T, g)).fit(method="minf", max_iter=500)
+    assert result.relerr["T"] < 1e-6
+    assert "TT of dense data (5, 4, 6), ranks (1, 2, 3, 1)" in sdf.Model(T=sdf.TT(T, g)).summary()
