@@ -1,5 +1,5 @@
-"""Ready-made models on the sdf engine: CPD, LMLRA, BTD, LL1, PARAFAC2 and coupled (CMTF)
-drivers, rank estimation and diagnostics.
+"""Ready-made models on the sdf engine: CPD, LMLRA, BTD, LL1, PARAFAC2, tensor train and
+ring (TT, TR) and coupled (CMTF) drivers, rank estimation and diagnostics.
 
 Every driver returns a :class:`Decomposition` (factors, relative error, history, and the
 engine :class:`sdf.Result` of the final fit); :func:`parafac2` returns a
@@ -26,6 +26,7 @@ from sdf.models.fuse import fuse, fuse_model
 from sdf.models.ll1 import ll1
 from sdf.models.lmlra import lmlra
 from sdf.models.parafac2 import Parafac2Decomposition, parafac2
+from sdf.models.tt import tr, tt
 from sdf.models.rank import (
     MLRankEstimate,
     RankCriteria,
@@ -70,4 +71,6 @@ __all__ = [
     "parafac2",
     "rankest",
     "stability",
+    "tr",
+    "tt",
 ]

@@ -30,7 +30,7 @@ __all__ = ["Decomposition", "DecompositionKind", "Stage", "StartRecord"]
 
 #: What a Decomposition holds: the engine's term kinds (:attr:`sdf.Term.kind`), and
 #: ``"CMTF"`` for coupled CPDs (one factor per mode label, several data sets).
-DecompositionKind = Literal["CPD", "LMLRA", "BTD", "LL1", "CMTF"]
+DecompositionKind = Literal["CPD", "LMLRA", "BTD", "LL1", "CMTF", "TT", "TR"]
 
 _FORWARDED = frozenset({
     "model", "variables", "objective", "abserr", "iterations", "stop", "message",
@@ -125,14 +125,15 @@ class Decomposition:
 
     Attributes
     ----------
-    kind : {"CPD", "LMLRA", "BTD", "LL1", "CMTF"}
+    kind : {"CPD", "LMLRA", "BTD", "LL1", "CMTF", "TT", "TR"}
         The engine's name of the term fitted (``sdf.CPD``, ``sdf.LMLRA``...); ``"CMTF"``
         for coupled CPDs of several data sets.
     factors : list
         The factors. CPD: ``[A_0, ..., A_{N-1}]``, each of shape (I_n, R). LMLRA: the
         ``N`` factor matrices (I_n, R_n). BTD: one list ``[U_0, ..., U_{N-1}]`` per block.
         LL1: ``[A, B, C]`` with ``A`` (I, sum L), ``B`` (J, sum L), ``C`` (K, R). CMTF:
-        one matrix per mode label, in the order of :attr:`labels`.
+        one matrix per mode label, in the order of :attr:`labels`. TT and TR: the cores
+        ``[G_0, ..., G_{N-1}]``, each of shape (r_k, I_k, r_{k+1}).
     relerr : float
         ``||model - data|| / ||data||`` over the known entries (CMTF: over all data sets
         together, each entering with its own norm; see :attr:`relerrs`); with a
@@ -152,7 +153,8 @@ class Decomposition:
         Relative error per data set (the single entry of a one-term model is its
         ``relerr``).
     labels : list of str
-        Name of each entry of ``factors`` (CPD/LMLRA: the data's dims, or ``"mode0"``...).
+        Name of each entry of ``factors`` (CPD/LMLRA: the data's dims, or ``"mode0"``...;
+        TT/TR: ``"core0"``...).
     L : list of int or None
         LL1 only: the sizes ``L_r`` of the terms.
     starts : list of StartRecord

@@ -16,7 +16,7 @@ from sdf.expr import Constant, Expr, Variable
 from sdf.model import Model
 from sdf.result import History, IterationInfo, Result, StopReason, load_result
 from sdf.solvers import MinfOptions, NLSOptions, SolverOptions, register_solver
-from sdf.terms import BTD, CPD, L0, L1, L2, LL1, LMLRA, PARAFAC2, Smooth, Term
+from sdf.terms import BTD, CPD, L0, L1, L2, LL1, LMLRA, PARAFAC2, TR, TT, Smooth, Term
 
 __version__ = "0.1.0"
 
@@ -44,6 +44,8 @@ __all__ = [
     "Smooth",
     "SolverOptions",
     "StopReason",
+    "TR",
+    "TT",
     "Term",
     "TransformError",
     "Variable",

@@ -13,8 +13,10 @@ from sdf.terms.ll1 import LL1
 from sdf.terms.lmlra import LMLRA
 from sdf.terms.parafac2 import PARAFAC2
 from sdf.terms.regularizers import L0, L1, L2, Smooth
+from sdf.terms.tt import TR, TT
 
 __all__ = ["BTD", "CPD", "DataTerm", "L0", "L1", "L2", "LL1", "LMLRA", "PARAFAC2", "Smooth",
+           "TR", "TT",
            "Term", "TermState", "register_term", "term_types"]
 
 _TERM_TYPES: dict[str, type[Term]] = {}
@@ -44,5 +46,5 @@ def term_types() -> dict[str, type[Term]]:
     return dict(_TERM_TYPES)
 
 
-for _cls in (CPD, LMLRA, BTD, LL1, PARAFAC2, L2, L1, L0, Smooth):
+for _cls in (CPD, LMLRA, BTD, LL1, PARAFAC2, TT, TR, L2, L1, L0, Smooth):
     register_term(_cls)

@@ -164,6 +164,33 @@ DRIVERS: dict[str, Case] = {
              ({"init": "bogus"}, ModelError, r"init: expected 'auto', 'gevd', 'random' or a list \[A, B, C\]"),
              ({"compress": "yes"}, ModelError, r"compress: expected 'auto', True or False")],
     ),
+    "tt": Case(
+        inputs=lambda rng: {"data": planted(rng), "init": [
+            rng.standard_normal(s) for s in ((1, 6, 2), (2, 5, 2), (2, 4, 1))]},
+        call=lambda inp, **kw: models.tt(**{
+            "data": inp["data"], "ranks": 2, "init": inp["init"], **QUICK, **kw}),
+        outputs=decomposition_outputs,
+        bad=[*FIT_PARAMETERS, *DATA_PARAMETERS,
+             ({"ranks": 0}, ModelError, r"ranks\[1\]: expected an integer >= 1, got 0"),
+             ({"ranks": (2, 2, 2)}, ModelError, r"ranks: expected an int, 2 inner ranks or 4"),
+             ({"ranks": (2, 5)}, ModelError, r"ranks\[2\]: 5 exceeds I_2 \* ranks\[3\] = 4"),
+             ({"init": "bogus"}, ModelError, r"init: expected 'auto', 'random' or a list"),
+             ({"init": [np.ones((1, 6, 2))] * 3}, ModelError,
+              r"init\[1\]: expected a real core of shape \(2, 5, 2\), got shape \(1, 6, 2\)")],
+    ),
+    "tr": Case(
+        inputs=lambda rng: {"data": planted(rng), "init": [
+            rng.standard_normal(s) for s in ((2, 6, 2), (2, 5, 2), (2, 4, 2))]},
+        call=lambda inp, **kw: models.tr(**{
+            "data": inp["data"], "ranks": 2, "init": inp["init"], **QUICK, **kw}),
+        outputs=decomposition_outputs,
+        bad=[*FIT_PARAMETERS, *DATA_PARAMETERS,
+             ({"ranks": 0}, ModelError, r"ranks\[0\]: expected an integer >= 1, got 0"),
+             ({"ranks": (2, 2)}, ModelError, r"ranks: expected an int or 3 sizes"),
+             ({"init": "bogus"}, ModelError, r"init: expected 'auto', 'random' or a list"),
+             ({"init": [np.ones((2, 6, 2))] * 2}, ModelError,
+              r"init: expected 3 cores \(one per mode\), got 2")],
+    ),
     "cmtf": Case(
         inputs=lambda rng: {"data": {"X": planted(rng), "Y": rng.standard_normal((6, 3))},
                             "init": dict(zip("ijkl", factors(rng, 2, (*SHAPE, 3))))},

@@ -322,13 +322,48 @@ def build_ll1(data: Tensor, rng: np.random.Generator) -> Built:
     return Built(sdf.LL1(data, [vs[0], vs[1], tf.nonneg(vs[2])], L=L), starts, model)
 
 
+def _ring(cores: list[Any]) -> Any:
+    """The array of a tensor ring (a train when the end sizes are 1)."""
+    N = len(cores)
+    modes, bonds = "ijkl"[:N], "abcd"
+    spec = ",".join(f"{bonds[k]}{modes[k]}{bonds[(k + 1) % N]}" for k in range(N))
+    return anp.einsum(f"{spec}->{modes}", *cores)
+
+
+def _build_ring(data: Tensor, rng: np.random.Generator, closing: int) -> Built:
+    N = data.ndim
+    ranks = [closing, *([2] * (N - 1)), closing]
+    names = [f"g{k}" for k in range(N)]
+    vs, starts = _variables([(ranks[k], I, ranks[k + 1]) for k, I in enumerate(data.shape)],
+                            names, rng)
+    inputs: list[Any] = [vs[0], tf.nonneg(vs[1]), *vs[2:]]
+
+    def model(v: dict[str, Any]) -> Any:
+        return _ring([v["g0"], v["g1"] ** 2, *(v[n] for n in names[2:])])
+
+    term = sdf.TT(data, inputs) if closing == 1 else sdf.TR(data, inputs)
+    return Built(term, starts, model)
+
+
+def build_tt(data: Tensor, rng: np.random.Generator) -> Built:
+    return _build_ring(data, rng, 1)
+
+
+def build_tr(data: Tensor, rng: np.random.Generator) -> Built:
+    return _build_ring(data, rng, 2)
+
+
 #: One builder per registered data term, by its dictionary key.
 DATA_TERMS: dict[str, Callable[[Tensor, np.random.Generator], Built]] = {
     "btd": build_btd,
     "cpd": build_cpd,
     "ll1": build_ll1,
     "lmlra": build_lmlra,
+    "tr": build_tr,
+    "tt": build_tt,
 }
+#: The data terms whose inputs include factor matrices of the data's modes.
+FACTOR_TERMS = ("btd", "cpd", "ll1", "lmlra")
 
 #: (term key, data order) pairs a term refuses, and the located error it must raise.
 UNSUPPORTED: dict[tuple[str, int], str] = {
@@ -405,7 +440,7 @@ def _exercise(model: sdf.Model) -> None:
         model.fit(method="minf", max_iter=3)
 
 
-@pytest.mark.parametrize("key", sorted(DATA_TERMS))
+@pytest.mark.parametrize("key", FACTOR_TERMS)
 def test_data_term_names_the_factor_that_does_not_fit(key, rng):
     data = dense_data(SHAPES[3], rng)
     built = DATA_TERMS[key](data.tensor, rng)
@@ -420,6 +455,19 @@ def test_data_term_names_the_factor_that_does_not_fit(key, rng):
     }[key]()
     with pytest.raises(ModelError, match=r"term 't'.*factor 0 \('wrong'\): expected 4 rows "
                                          r"to match mode 0 of the data, got 5"):
+        sdf.Model(t=rebuilt).check()
+
+
+@pytest.mark.parametrize("key", sorted(set(DATA_TERMS) - set(FACTOR_TERMS)))
+def test_data_term_names_the_core_that_does_not_fit(key, rng):
+    data = dense_data(SHAPES[3], rng)
+    term = DATA_TERMS[key](data.tensor, rng).term
+    bad = sdf.Variable(np.ones((2, SHAPES[3][1] + 1, 2)), name="wrong")
+    inputs = [term.inputs[0], bad, term.inputs[2]]
+    rebuilt = sdf.TT(data.tensor, inputs) if key == "tt" else sdf.TR(data.tensor, inputs)
+    with pytest.raises(ModelError, match=r"term 't', core 1 \('wrong'\): expected shape "
+                                         r"\(2, 3, r\) to match mode 1 of the data and the "
+                                         r"last size of core 0, got \(2, 4, 2\)"):
         sdf.Model(t=rebuilt).check()
 
 
