@@ -31,9 +31,10 @@ from sdf.errors import ModelError
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
-from sdf.models._common import Timer, as_data, check_int, make_rng
+from sdf.models._common import Timer, as_data, check_fit_options, check_int, make_rng
 from sdf.models._pipeline import dense_standin, run_fits
 from sdf.models._result import Decomposition, Stage
+from sdf.models._starts import best_of_starts
 
 __all__ = ["tr", "tt"]
 
@@ -231,6 +232,7 @@ def tt(
     ranks: int | Sequence[int],
     *,
     init: Literal["auto", "random"] | list[np.ndarray] = "auto",
+    n_starts: int = 1,
     seed: int | np.random.Generator | None = None,
     method: MethodName = "nls",
     display: int = 0,
@@ -256,6 +258,9 @@ def tt(
     init : {"auto", "random"} or list of ndarray, default "auto"
         ``"auto"``: TT-SVD; ``"random"``: random left-orthonormal cores; a list: the cores
         ``(r_k, I_k, r_{k+1})``.
+    n_starts : int, default 1
+        Number of starts: ``init``, then random ones (seeded); the fit with the lowest
+        error is returned, every start listed in ``starts``.
     seed : int or numpy.random.Generator, optional
     method : str, default "nls"
         Engine solver.
@@ -283,6 +288,12 @@ def tt(
     >>> [g.shape for g in dec.factors], bool(dec.relerr < 1e-10)
     ([(1, 6, 2), (2, 7, 3), (3, 5, 1)], True)
     """
+    check_fit_options(tt, fit_options, method=method, options=options, display=display)
+    if check_int(n_starts, "n_starts") > 1:
+        def one(k: int, rng: np.random.Generator) -> Decomposition:
+            return tt(data, ranks, init=init if k == 0 else "random", seed=rng, method=method,
+                      display=display, callback=callback, options=options, **fit_options)
+        return best_of_starts(one, n_starts, make_rng(seed))
     settings = dict(method=method, options=options, fit_options=fit_options,
                     display=display, callback=callback)
     return _drive(data, ranks, False, init, seed, settings)
@@ -293,6 +304,7 @@ def tr(
     ranks: int | Sequence[int],
     *,
     init: Literal["auto", "random"] | list[np.ndarray] = "auto",
+    n_starts: int = 1,
     seed: int | np.random.Generator | None = None,
     method: MethodName = "nls",
     display: int = 0,
@@ -318,6 +330,9 @@ def tr(
     init : {"auto", "random"} or list of ndarray, default "auto"
         ``"auto"``: TR-SVD (see the module docstring); ``"random"``: a random train on
         the closing index 0, the rest seeded small and random; a list: the cores.
+    n_starts : int, default 1
+        Number of starts: ``init``, then random ones (seeded); the fit with the lowest
+        error is returned, every start listed in ``starts`` (worth it for rings).
     seed : int or numpy.random.Generator, optional
     method : str, default "nls"
     display : int, default 0
@@ -341,6 +356,12 @@ def tr(
     >>> [g.shape for g in dec.factors], bool(dec.relerr < 1e-6)
     ([(2, 6, 2), (2, 7, 2), (2, 5, 2)], True)
     """
+    check_fit_options(tr, fit_options, method=method, options=options, display=display)
+    if check_int(n_starts, "n_starts") > 1:
+        def one(k: int, rng: np.random.Generator) -> Decomposition:
+            return tr(data, ranks, init=init if k == 0 else "random", seed=rng, method=method,
+                      display=display, callback=callback, options=options, **fit_options)
+        return best_of_starts(one, n_starts, make_rng(seed))
     settings = dict(method=method, options=options, fit_options=fit_options,
                     display=display, callback=callback)
     return _drive(data, ranks, True, init, seed, settings)
