@@ -26,7 +26,7 @@ worse than either start.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import scipy.linalg as sla
@@ -53,13 +53,22 @@ class KronFit:
 _MIN_STEP, _MAX_STEP = 0.25, 8.0
 
 
-def _chol_solve(G: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """``B G^{-1}`` for a symmetric positive semi-definite ``G`` (pseudo-inverse if singular)."""
+def _whitened(G: np.ndarray, B: np.ndarray
+              ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """``Y = B L^{-T}`` for a root ``L L^T = G`` of a symmetric positive semi-definite
+    ``G``, and the map ``Z -> Z L^{-1}`` (so ``B G^{-1}`` is ``Y L^{-1}`` and ``||Y||^2``
+    is ``tr(B G^{-1} B^T)``). ``L``: the Cholesky factor, or for a singular ``G`` the eigen
+    root on its range (pseudo-inverse)."""
     try:
-        return sla.cho_solve(sla.cho_factor(G, lower=True, check_finite=False), B.T,
-                             check_finite=False).T
+        L = np.linalg.cholesky(G)
     except np.linalg.LinAlgError:
-        return B @ np.linalg.pinv(G, hermitian=True)
+        lam, V = np.linalg.eigh(G)
+        keep = lam > 1e-15 * max(float(lam[-1]), 0.0)
+        V, root = V[:, keep], np.sqrt(lam[keep])
+        return (B @ V) / root, lambda Z: (Z / root) @ V.T
+    Y = sla.solve_triangular(L, B.T, lower=True, check_finite=False).T
+    return Y, lambda Z: sla.solve_triangular(L, Z.T, trans="T", lower=True,
+                                             check_finite=False).T
 
 
 class _Problem:
@@ -91,14 +100,15 @@ class _Problem:
         GK = GK.transpose(0, 1, 3, 2).reshape(r * m, r * m)
         GK = (GK + GK.T) / 2
         rhs = np.einsum("oan,ar->orn", self.WM3, F, optimize=True).reshape(o, r * m)
-        C = _chol_solve(GK, rhs)
+        # C = rhs GK^{-1} = Y L^{-1}; with an output rank, the reduced-rank regression
+        # keeps the leading left singular subspace of Y = C L
+        Y, times_root_inv = _whitened(GK, rhs)
         if self.out_rank is None or self.out_rank >= min(o, r * m):
-            return C.reshape(o, r, m), self.c0 - float(np.vdot(C, rhs))
-        lam, V = np.linalg.eigh(GK)
-        root = V * np.sqrt(np.maximum(lam, 0.0))  # root root^T = GK
-        U = np.linalg.svd(C @ root, full_matrices=False)[0][:, :self.out_rank]
-        C = U @ (U.T @ C)
-        return C.reshape(o, r, m), self.c0 - float(np.sum((U.T @ (C @ root)) ** 2))
+            return times_root_inv(Y).reshape(o, r, m), self.c0 - float(np.vdot(Y, Y))
+        U = np.linalg.eigh(Y @ Y.T)[1][:, -self.out_rank:]
+        UtY = U.T @ Y
+        return (times_root_inv(U @ UtY).reshape(o, r, m),
+                self.c0 - float(np.vdot(UtY, UtY)))
 
     def f_step(self, F: np.ndarray, MF: np.ndarray, C: np.ndarray, cg_iter: int
                ) -> np.ndarray:

@@ -132,3 +132,16 @@ def test_apply_metric_is_the_product_with_the_kron_factor(rng):
     prob = _kron._Problem(rng.standard_normal((o, a, m)), M, None)
     MK = (M @ np.kron(F, np.eye(m))).reshape(a, m, r, m)  # [a, mu, r, nu]
     np.testing.assert_allclose(prob.apply_metric(F), MK.transpose(0, 1, 3, 2), rtol=1e-12)
+
+
+@pytest.mark.parametrize("singular", [False, True])
+def test_whitened_solve_matches_the_pseudo_inverse(rng, singular):
+    n, k = 6, 4
+    A = rng.standard_normal((n, n - 2 if singular else 2 * n))
+    G, B = A @ A.T, rng.standard_normal((k, n))
+    if singular:
+        B = B @ G  # in the range of G, where the pseudo-inverse solves exactly
+    Y, times_root_inv = _kron._whitened(G, B)
+    Gp = np.linalg.pinv(G, hermitian=True)
+    np.testing.assert_allclose(times_root_inv(Y), B @ Gp, rtol=1e-7, atol=1e-9)
+    assert float(np.vdot(Y, Y)) == pytest.approx(float(np.trace(B @ Gp @ B.T)), rel=1e-8)
