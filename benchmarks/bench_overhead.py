@@ -7,19 +7,39 @@ with the same radius rule and tolerances; but no expression graph, no terms, no 
 layer and no history. Both start from the same random factors; the table prints time per
 iteration and total time, and the ratio engine / specialised (target: <= 1.1).
 
-Run: ``python benchmarks/bench_overhead.py``.
+A peer column (when pyttb is installed): pyttb's ``cp_als`` from the same start, timed
+to the first iteration whose relative error is within a relative 1e-4 of the engine's
+final error (its own progress lines, stamped as printed), and the ratio engine / pyttb
+(target on 100^3 rank 10: <= 1.0). Everything runs on one BLAS thread; times are medians
+over 3 seeds.
+
+Run: ``python benchmarks/bench_overhead.py``; writes the table to
+``benchmarks/results/bench_overhead.txt``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import sdf
 from sdf import algebra
 from sdf.solvers.nls import _dogleg, _update_radius, pcg
+
+try:
+    import pyttb as ttb
+except ImportError:  # the peer column is left out
+    ttb = None
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_overhead.txt"
+_PYTTB_LINE = re.compile(r"Iter\s+(\d+):.*?f(?:it)?\s*=\s*([-+0-9.eE]+)")
 
 
 def planted(shape, rank, seed):
@@ -99,9 +119,39 @@ def engine_gn(T, start):
     return res.iterations, res.relerr["t"]
 
 
+class _Stamped(io.TextIOBase):
+    """stdout stand-in recording (seconds since t0, line) of a solver's progress lines."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0, self.lines = t0, []
+
+    def write(self, s: str) -> int:
+        now = time.perf_counter() - self.t0
+        self.lines += [(now, ln) for ln in s.splitlines() if ln.strip()]
+        return len(s)
+
+
+def pyttb_time_to(T, start, target):
+    """Seconds pyttb's ``cp_als`` (same start) takes to a relative error <= ``target``."""
+    X = ttb.tensor(T)
+    init = ttb.ktensor([A.copy() for A in start], np.ones(start[0].shape[1]))
+    t0 = time.perf_counter()
+    out = _Stamped(t0)
+    with contextlib.redirect_stdout(out):
+        ttb.cp_als(X, start[0].shape[1], stoptol=1e-10, maxiters=500, init=init, printitn=1)
+    for t, line in out.lines:
+        m = _PYTTB_LINE.search(line)
+        if m and 1.0 - float(m.group(2)) <= target:
+            return t
+    return float("inf")
+
+
 def main() -> None:
-    print(f"{'problem':<16} {'engine [s]':>10} {'special [s]':>11} {'ratio':>6} "
-          f"{'it eng/spec':>11} {'s/it ratio':>10} {'relerr eng':>11} {'relerr spec':>11}")
+    head = (f"{'problem':<16} {'engine [s]':>10} {'special [s]':>11} {'ratio':>6} "
+            f"{'it eng/spec':>11} {'s/it ratio':>10} {'relerr eng':>11} {'relerr spec':>11}"
+            f" {'pyttb [s]':>9} {'eng/pyttb':>9}")
+    lines = [head]
+    print(head, flush=True)
     for shape, rank in [((100, 100, 100), 10), ((200, 200, 200), 20), ((50, 50, 50), 5)]:
         rows = []
         for seed in range(3):
@@ -112,12 +162,21 @@ def main() -> None:
             t0 = time.perf_counter()
             it_e, err_e = engine_gn(T, start)
             t_e = time.perf_counter() - t0
-            rows.append((t_e, t_s, it_e, it_s, (t_e / it_e) / (t_s / it_s), err_e, err_s))
+            t_p = (pyttb_time_to(T, start, err_e * (1 + 1e-4)) if ttb is not None
+                   else float("nan"))
+            rows.append((t_e, t_s, it_e, it_s, (t_e / it_e) / (t_s / it_s), err_e, err_s, t_p))
         med = [statistics.median(c) for c in zip(*rows)]
         name = "x".join(map(str, shape)) + f" R={rank}"
-        print(f"{name:<16} {med[0]:10.3f} {med[1]:11.3f} {med[0] / med[1]:6.2f} "
-              f"{med[2]:5.0f}/{med[3]:<5.0f} {med[4]:10.2f} {med[5]:11.3e} {med[6]:11.3e}")
+        line = (f"{name:<16} {med[0]:10.3f} {med[1]:11.3f} {med[0] / med[1]:6.2f} "
+                f"{med[2]:5.0f}/{med[3]:<5.0f} {med[4]:10.2f} {med[5]:11.3e} {med[6]:11.3e}"
+                f" {med[7]:9.3f} {med[0] / med[7]:9.2f}")
+        lines.append(line)
+        print(line, flush=True)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"written to {RESULTS}")
 
 
 if __name__ == "__main__":
-    main()
+    with threadpool_limits(1):
+        main()
