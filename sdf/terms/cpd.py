@@ -270,12 +270,18 @@ class _FullCPDState(TermState):
         return list(self.w)
 
 
-#: Entries per chunk of the sampled products: (R, chunk) temporaries of at most this
+#: Entries per chunk of the sampled products: (chunk, R) temporaries of at most this
 #: many floats, so their memory does not grow with the number of entries.
 _CHUNK_FLOATS = 1 << 18
-#: Floats of per-entry Jacobian values (the leave-one-out rows) a sampled state may keep
-#: between products: a fixed budget (8 MB), never a cost per entry.
+#: Floats of per-entry values a sampled state may keep between products (the
+#: leave-one-out rows ``Q``), and floats' worth of scatter matrices kept per set of
+#: entries: a fixed budget (8 MB each), never a cost per entry.
 _CACHE_FLOATS = 1 << 20
+#: Sparse 0/1 matrices ``S_n[i, e] = [i_n(e) = i]`` per chunk and mode, by the identity
+#: of the entries' first index array and the chunk length: the scatter ``out += S_n W``
+#: of a product is one sparse-times-dense product instead of a ``bincount`` over
+#: ``K`` times as many flat indices.
+_SCATTER: dict[tuple[int, int], tuple[weakref.ref[np.ndarray], list[list[Any]]]] = {}
 
 
 def _leave_one_out_rows(rows: list[np.ndarray]) -> list[np.ndarray]:
@@ -295,6 +301,29 @@ def _leave_one_out_rows(rows: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+def _scatter_matrices(shape: tuple[int, ...], index: list[np.ndarray],
+                      chunks: list[slice]) -> list[list[Any]]:
+    """The cached scatter matrices of the chunks within the budget (see ``_SCATTER``)."""
+    import scipy.sparse as sp
+
+    step = chunks[0].stop - chunks[0].start if chunks else 0
+    key = (id(index[0]), step)
+    hit = _SCATTER.get(key)
+    if hit is not None and hit[0]() is index[0]:
+        return hit[1]
+    per_entry = 1.5 * len(shape)  # int32 column index and float64 value per mode
+    mats: list[list[Any]] = []
+    for sl in chunks:
+        if sl.stop * per_entry > _CACHE_FLOATS:
+            break
+        cols = np.arange(sl.stop - sl.start)
+        mats.append([sp.csr_array((np.ones(cols.size), (idx[sl], cols)), shape=(I, cols.size))
+                     for I, idx in zip(shape, index)])
+    _SCATTER[key] = (weakref.ref(index[0]), mats)
+    weakref.finalize(index[0], _SCATTER.pop, key, None)
+    return mats
+
+
 class _SampledCPDState(TermState):
     """The CPD on a set of entries (the known ones, or the missing ones of masked data).
 
@@ -302,26 +331,29 @@ class _SampledCPDState(TermState):
     given). Row ``e`` of the Jacobian holds ``Q_n[e] = prod_{m != n} A_m[i_m(e)]`` in the
     columns of row ``i_n(e)`` of ``A_n``; the gradient ``J^T r``, the products ``J^T J v``
     and the exact row blocks ``sum_e Q_n[e] Q_n[e]^T`` are computed chunk by chunk from
-    the factors' rows, with segment sums by ``np.bincount``. The state keeps the residual
-    (one float per entry) and at most :data:`_CACHE_FLOATS` floats of ``Q``: no index
-    structure beyond the entries' own indices, no Jacobian values per entry.
-    ``curvature``, when set (one weight per entry), weighs the products and blocks:
-    ``J^T diag(curvature) J``.
+    the factors' rows (entries along the first axis), with segment sums by cached sparse
+    scatter matrices within the budget and ``np.bincount`` beyond. The state keeps the
+    residual (one float per entry) and at most :data:`_CACHE_FLOATS` floats of ``Q``: no
+    index structure beyond the entries' own indices and the budgeted scatter matrices,
+    no Jacobian values per entry. ``curvature``, when set (one weight per entry), weighs
+    the products and blocks: ``J^T diag(curvature) J``.
     """
 
     curvature: np.ndarray | None = None
 
     def __init__(self, shape: Sequence[int], index: Sequence[np.ndarray],
                  vals: np.ndarray | None, factors: Sequence[np.ndarray]) -> None:
-        self.factors = list(factors)
+        # C order: the gathered rows, and every (entries, K) product of them, are then
+        # C-ordered too, as the scatter matrices' products need.
+        self.factors = [np.ascontiguousarray(A, dtype=float) for A in factors]
         self.shape = tuple(int(I) for I in shape)
         self.index = list(index)
         R = self.rank = self.factors[0].shape[1]
-        self._rows_t = [np.ascontiguousarray(A.T) for A in self.factors]  # (R, I_n)
         nnz = int(self.index[0].shape[0])
         step = max(1, _CHUNK_FLOATS // R)
         self._chunks = [slice(lo, min(lo + step, nnz)) for lo in range(0, nnz, step)]
         self._cache: dict[int, list[np.ndarray]] = {}
+        self._scatters = _scatter_matrices(self.shape, self.index, self._chunks)
         budget = _CACHE_FLOATS // max(R * len(self.factors), 1)
         model = np.empty(nnz)
         for k, sl in enumerate(self._chunks):
@@ -329,43 +361,46 @@ class _SampledCPDState(TermState):
             Q = _leave_one_out_rows(rows)
             if sl.stop <= budget:
                 self._cache[k] = Q
-            model[sl] = np.einsum("re,re->e", rows[0], Q[0])
+            model[sl] = np.einsum("er,er->e", rows[0], Q[0])
         self.residual = model if vals is None else model - vals
         self.fval = 0.5 * float(self.residual @ self.residual)
 
     def _rows(self, sl: slice) -> list[np.ndarray]:
-        return [np.take(At, idx[sl], axis=1) for At, idx in zip(self._rows_t, self.index)]
+        return [np.take(A, idx[sl], axis=0) for A, idx in zip(self.factors, self.index)]
 
     def _q(self, k: int, sl: slice) -> list[np.ndarray]:
         Q = self._cache.get(k)
         return _leave_one_out_rows(self._rows(sl)) if Q is None else Q
 
-    def _scatter(self, out: np.ndarray, idx: np.ndarray, W: np.ndarray) -> None:
-        """``out[:, i] += sum_{e: idx[e] = i} W[:, e]`` for ``out`` of shape (K, I)."""
-        K, I = out.shape
-        flat = (idx + (I * np.arange(K))[:, None]).ravel()
-        out += np.bincount(flat, weights=W.ravel(), minlength=K * I).reshape(K, I)
+    def _scatter(self, out: np.ndarray, k: int, n: int, sl: slice, W: np.ndarray) -> None:
+        """``out[i] += sum_{e in chunk k: i_n(e) = i} W[e]`` for ``out`` of shape (I, K)."""
+        if k < len(self._scatters):
+            out += self._scatters[k][n] @ W
+            return
+        I, K = out.shape
+        flat = (self.index[n][sl][:, None] * K + np.arange(K)).ravel()
+        out += np.bincount(flat, weights=W.ravel(), minlength=I * K).reshape(I, K)
 
     def _jt(self, weights: np.ndarray | None, dvalues: Sequence[np.ndarray] | None
             ) -> list[np.ndarray]:
         """``J^T w`` for ``w = weights``, or for ``w = J dv`` when ``dvalues`` are given."""
-        out = [np.zeros((self.rank, I)) for I in self.shape]
-        dt = None if dvalues is None else [np.ascontiguousarray(np.asarray(dA, dtype=float).T)
+        out = [np.zeros((I, self.rank)) for I in self.shape]
+        dv = None if dvalues is None else [np.ascontiguousarray(dA, dtype=float)
                                            for dA in dvalues]
         for k, sl in enumerate(self._chunks):
             Q = self._q(k, sl)
-            if dt is None:
+            if dv is None:
                 assert weights is not None
                 w = weights[sl]
             else:
                 w = np.zeros(sl.stop - sl.start)
-                for dAt, idx, Qn in zip(dt, self.index, Q):
-                    w += np.einsum("re,re->e", np.take(dAt, idx[sl], axis=1), Qn)
+                for dA, idx, Qn in zip(dv, self.index, Q):
+                    w += np.einsum("er,er->e", np.take(dA, idx[sl], axis=0), Qn)
                 if self.curvature is not None:
                     w *= self.curvature[sl]
-            for n, (idx, Qn) in enumerate(zip(self.index, Q)):
-                self._scatter(out[n], idx[sl], Qn * w)
-        return [o.T for o in out]
+            for n, Qn in enumerate(Q):
+                self._scatter(out[n], k, n, sl, Qn * w[:, None])
+        return out
 
     def gradient(self) -> list[np.ndarray]:
         return self._jt(self.residual, None)
@@ -375,21 +410,16 @@ class _SampledCPDState(TermState):
 
     def blocks(self) -> list[np.ndarray]:
         R = self.rank
-        upper = np.triu_indices(R)
-        sums = [np.zeros((len(upper[0]), I)) for I in self.shape]
+        sums = [np.zeros((I, R * R)) for I in self.shape]
         for k, sl in enumerate(self._chunks):
-            for n, (idx, Qn) in enumerate(zip(self.index, self._q(k, sl))):
-                pairs = Qn[upper[0]] * Qn[upper[1]]
+            for n, Qn in enumerate(self._q(k, sl)):
+                # All R^2 products, C-ordered as the scatter wants (a selection of
+                # the upper triangle's columns would not be), symmetric by construction.
+                pairs = (Qn[:, :, None] * Qn[:, None, :]).reshape(-1, R * R)
                 if self.curvature is not None:
-                    pairs *= self.curvature[sl]
-                self._scatter(sums[n], idx[sl], pairs)
-        out = []
-        for S, I in zip(sums, self.shape):
-            B = np.empty((I, R, R))
-            B[:, upper[0], upper[1]] = S.T
-            B[:, upper[1], upper[0]] = S.T
-            out.append(B)
-        return out
+                    pairs *= self.curvature[sl, None]
+                self._scatter(sums[n], k, n, sl, pairs)
+        return [S.reshape(I, R, R) for S, I in zip(sums, self.shape)]
 
 
 def _known_state(data: KnownEntries, factors: Sequence[np.ndarray]) -> _SampledCPDState:

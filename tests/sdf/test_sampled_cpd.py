@@ -233,3 +233,21 @@ def test_planted_fit_on_masked_data(missing, rng):
     res = sdf.Model(t=sdf.CPD(data, variables)).fit(max_iter=100)
     assert res.relerr["t"] < 1e-8
     assert fms([res.variables[f"x{n}"] for n in range(4)], truth) > 0.9999
+
+
+def test_scatter_matrices_are_shared_and_released_with_the_entries(rng):
+    import gc
+
+    data = incomplete((6, 5, 7), 3, rng, known=0.4)
+    factors = [rng.standard_normal((I, 3)) for I in data.shape]
+    term = sdf.CPD(data, [sdf.Variable(A) for A in factors])
+    first, second = term.prepare(factors), term.prepare(factors)
+    assert first._scatters and first._scatters is second._scatters
+    S = first._scatters[0][1].toarray()
+    index = data.known_entries().index[1]
+    np.testing.assert_array_equal(S, np.arange(data.shape[1])[:, None] == index[None, :])
+    key = (id(data.known_entries().index[0]), first._chunks[0].stop)
+    assert key in cpd_module._SCATTER
+    del data, term, first, second, index
+    gc.collect()
+    assert key not in cpd_module._SCATTER
