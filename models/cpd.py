@@ -32,8 +32,9 @@ update is the exact minimiser over its factor, so the error on the known entries
 increases; unlike the expectation-maximisation of masked ALS (fill the missing entries
 with the model, one ALS sweep on the filled tensor), whose steps shrink with the fraction
 missing, it needs about a third of the sweeps at 50 % missing. The sweeps stop when the
-error on the known entries changes by less than 1e-6 (relative) or after 200 sweeps;
-the engine's Gauss-Newton fit finishes from there (the solver settings given to
+error on the known entries changes by less than 1e-4 (relative; ALS's linear tail is
+where Gauss-Newton is faster) or after 200 sweeps; the engine's Gauss-Newton fit
+finishes from there (the solver settings given to
 :func:`cpd` apply to that fit) and reports the exact error. With fewer than 2 % missing
 the engine's own fit costs about a dense fit (see :class:`sdf.tensors.MaskedTensor`)
 and no warm start is needed.
@@ -98,7 +99,7 @@ def _solve_rows(G: np.ndarray, rhs: np.ndarray, old: np.ndarray) -> np.ndarray:
 
 
 def _row_als(X: Tensor, start: list[np.ndarray], max_sweeps: int = 200,
-             tol: float = 1e-6) -> tuple[list[np.ndarray], int, float]:
+             tol: float = 1e-4) -> tuple[list[np.ndarray], int, float]:
     """Exact row-wise ALS on the known entries (see the module docstring).
 
     Returns the factors, the number of sweeps and the relative error on the known
