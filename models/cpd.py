@@ -74,17 +74,15 @@ def _als_applies(X: Tensor) -> bool:
             and 0.25 * X.size <= X.n_known <= (1.0 - _ALS_MIN_MISSING) * X.size)
 
 
-def _row_gramians(mask: np.ndarray, factors: list[np.ndarray], n: int,
-                  upper: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """``G[i] = sum_{e known, i_n(e) = i} q_e q_e^T`` for every row ``i`` of mode ``n``:
-    one MTTKRP of the mask with the factors' pairwise column products."""
-    R = factors[0].shape[1]
-    pairs = [A[:, upper[0]] * A[:, upper[1]] for A in factors]
-    S = algebra.mttkrp(mask, pairs, n)
-    G = np.empty((S.shape[0], R, R))
-    G[:, upper[0], upper[1]] = S
-    G[:, upper[1], upper[0]] = S
-    return G
+def _contract_others(Y: np.ndarray, mats: list[np.ndarray], n: int) -> np.ndarray:
+    """``Y`` of shape (I_0, ..., I_{h-1}, K) contracted with column ``k`` of every
+    ``mats[m]``, ``m != n``, for each ``k``: shape (I_n, K)."""
+    if len(mats) == 1:
+        return Y
+    letters = "abcdefghijklmnopqrstuvwxy"[:len(mats)]
+    others = ",".join(f"{c}z" for m, c in enumerate(letters) if m != n)
+    return np.einsum(f"{letters}z,{others}->{letters[n]}z", Y,
+                     *[A for m, A in enumerate(mats) if m != n])
 
 
 def _solve_rows(G: np.ndarray, rhs: np.ndarray, old: np.ndarray) -> np.ndarray:
@@ -98,14 +96,63 @@ def _solve_rows(G: np.ndarray, rhs: np.ndarray, old: np.ndarray) -> np.ndarray:
     return np.linalg.solve(G, rhs[..., None])[..., 0]
 
 
+class _RowALS:
+    """One sweep of row-wise ALS on masked data, modes split in two halves.
+
+    The zero-filled data ``T`` and the mask ``W`` (as floats), unfolded to (left, right)
+    modes, are contracted once with the Khatri-Rao product of the right half's factors
+    (``T``) and of their pairwise column products ``a_r a_s``, ``r <= s`` (``W``); every
+    left mode's right-hand sides ``b_i`` and row Gramians ``G_i`` are then small
+    contractions of those, and likewise for the right half after the left is updated:
+    two passes over the data per sweep for any order, instead of one per mode.
+    """
+
+    def __init__(self, filled: np.ndarray, mask: np.ndarray, rank: int) -> None:
+        self.shape = filled.shape
+        self.half = max(1, filled.ndim // 2)
+        left = math.prod(self.shape[:self.half])
+        self.data = filled.reshape(left, -1)
+        self.weights = mask.astype(float).reshape(left, -1)
+        self.upper = np.triu_indices(rank)
+        self.norm_sq = float(np.vdot(filled, filled)) or 1.0
+
+    def _pairs(self, A: np.ndarray) -> np.ndarray:
+        return A[:, self.upper[0]] * A[:, self.upper[1]]
+
+    def sweep(self, factors: list[np.ndarray]) -> float:
+        """Update ``factors`` in place; the relative error on the known entries after."""
+        R, h = factors[0].shape[1], self.half
+        K = len(self.upper[0])
+        G = np.empty((0, R, R))
+        for modes, right in ((range(h), True), (range(h, len(factors)), False)):
+            rest = factors[h:] if right else factors[:h]
+            KR, KP = algebra.khatri_rao(rest), algebra.khatri_rao([self._pairs(A) for A in rest])
+            data, weights = (self.data, self.weights) if right else (self.data.T,
+                                                                      self.weights.T)
+            sizes = [self.shape[n] for n in modes]
+            Y = (data @ KR).reshape(*sizes, R)
+            Z = (weights @ KP).reshape(*sizes, K)
+            local = [factors[n] for n in modes]
+            for k, n in enumerate(modes):
+                rhs = _contract_others(Y, local, k)
+                S = _contract_others(Z, [self._pairs(A) for A in local], k)
+                G = np.empty((S.shape[0], R, R))
+                G[:, self.upper[0], self.upper[1]] = S
+                G[:, self.upper[1], self.upper[0]] = S
+                factors[n] = local[k] = _solve_rows(G, rhs, factors[n])
+        A = factors[-1]
+        # ||mask * (M - T)||^2 = ||T||^2 - 2 <A, b> + sum_i a_i^T G_i a_i (last mode)
+        model_sq = float(np.einsum("ir,irs,is->", A, G, A))
+        return math.sqrt(max(self.norm_sq - 2.0 * float(np.vdot(A, rhs)) + model_sq, 0.0)
+                         / self.norm_sq)
+
+
 def _row_als(X: Tensor, start: list[np.ndarray], max_sweeps: int = 200,
              tol: float = 1e-4) -> tuple[list[np.ndarray], int, float]:
     """Exact row-wise ALS on the known entries (see the module docstring).
 
     Returns the factors, the number of sweeps and the relative error on the known
-    entries after the last sweep, ``||T||^2 - 2 <a, b> + sum_i a_i^T G_i a_i`` of the
-    last mode updated (``sum_i a_i^T G_i a_i`` is the model's squared norm on the known
-    entries).
+    entries after the last sweep.
     """
     masked = X.masked_view()
     if masked is None:
@@ -116,18 +163,11 @@ def _row_als(X: Tensor, start: list[np.ndarray], max_sweeps: int = 200,
         filled[subs], mask[subs] = entries.vals, True
     else:
         filled, mask = masked
-    weights = mask.astype(float)
-    norm_sq = float(np.vdot(filled, filled)) or 1.0
-    upper = np.triu_indices(start[0].shape[1])
+    als = _RowALS(filled, mask, start[0].shape[1])
     factors = [np.array(A, dtype=float) for A in start]
     prev, err, sweeps = np.inf, np.inf, 0
     for sweeps in range(1, max_sweeps + 1):
-        for n in range(X.ndim):
-            rhs = algebra.mttkrp(filled, factors, n)
-            G = _row_gramians(weights, factors, n, upper)
-            factors[n] = A = _solve_rows(G, rhs, factors[n])
-        model_sq = float(np.einsum("ir,irs,is->", A, G, A))
-        err = math.sqrt(max(norm_sq - 2.0 * float(np.vdot(A, rhs)) + model_sq, 0.0) / norm_sq)
+        err = als.sweep(factors)
         if abs(prev - err) <= tol * max(err, 1e-300):
             break
         prev = err

@@ -8,7 +8,7 @@ import pytest
 
 from sdf import algebra
 from sdf.models import cpd, fms
-from sdf.models.cpd import _row_als, _row_gramians, _solve_rows
+from sdf.models.cpd import _row_als, _RowALS
 from sdf.tensors import IncompleteTensor, MaskedTensor
 
 
@@ -22,27 +22,29 @@ def _problem(rng, shape, rank, missing, noise=0.0):
     return np.where(mask, T, np.nan), mask, F
 
 
-@pytest.mark.parametrize("mode", [0, 1, 2])
-def test_row_gramians_match_the_dense_formula(rng, mode):
-    _, mask, F = _problem(rng, (5, 4, 3), 3, 0.4)
-    G = _row_gramians(mask.astype(float), F, mode, np.triu_indices(3))
-    K = algebra.khatri_rao(F, skip=mode)  # rows: the Hadamard products q_e of the others
-    M = algebra.unfold(mask, mode)
-    for i in range(F[mode].shape[0]):
-        Q = K[M[i]]
-        np.testing.assert_allclose(G[i], Q.T @ Q, rtol=1e-12, atol=1e-12)
+def _reference_sweep(filled, mask, factors):
+    """One ALS sweep, each row by dense least squares on its known entries."""
+    factors = [A.copy() for A in factors]
+    for n in range(len(factors)):
+        K = algebra.khatri_rao(factors, skip=n)
+        M, X = algebra.unfold(mask, n), algebra.unfold(filled, n)
+        for i in range(factors[n].shape[0]):
+            factors[n][i] = np.linalg.lstsq(K[M[i]], X[i, M[i]], rcond=None)[0]
+    return factors
 
 
-def test_row_update_is_the_least_squares_solution_on_known_entries(rng):
-    D, mask, F = _problem(rng, (6, 5, 4), 2, 0.3, noise=0.1)
-    start = [rng.standard_normal(A.shape) for A in F]
+@pytest.mark.parametrize("shape", [(6, 5, 4), (5, 4, 3, 4), (7, 6), (4, 3, 3, 2, 3)])
+def test_sweep_solves_each_row_on_its_known_entries(rng, shape):
+    D, mask, F = _problem(rng, shape, 2, 0.3, noise=0.1)
     filled = np.where(mask, D, 0.0)
-    G = _row_gramians(mask.astype(float), start, 0, np.triu_indices(2))
-    A0 = _solve_rows(G, algebra.mttkrp(filled, start, 0), start[0])
-    K, M, X = algebra.khatri_rao(start, skip=0), algebra.unfold(mask, 0), algebra.unfold(filled, 0)
-    for i in range(6):
-        expected = np.linalg.lstsq(K[M[i]], X[i, M[i]], rcond=None)[0]
-        np.testing.assert_allclose(A0[i], expected, rtol=1e-9, atol=1e-12)
+    start = [rng.standard_normal(A.shape) for A in F]
+    factors = [A.copy() for A in start]
+    err = _RowALS(filled, mask, 2).sweep(factors)
+    expected = _reference_sweep(filled, mask, start)
+    for got, want in zip(factors, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+    exact = np.linalg.norm(mask * (algebra.cpd_to_tensor(factors) - filled))
+    assert err == pytest.approx(exact / np.linalg.norm(filled), rel=1e-8)
 
 
 def test_a_row_without_known_entries_keeps_its_value(rng):
@@ -50,10 +52,10 @@ def test_a_row_without_known_entries_keeps_its_value(rng):
     mask[2] = False
     D[2] = np.nan
     start = [rng.standard_normal(A.shape) for A in F]
-    G = _row_gramians(mask.astype(float), start, 0, np.triu_indices(2))
-    A0 = _solve_rows(G, algebra.mttkrp(np.where(mask, D, 0.0), start, 0), start[0])
-    np.testing.assert_array_equal(A0[2], start[0][2])
-    assert np.isfinite(A0).all()
+    factors = [A.copy() for A in start]
+    _RowALS(np.where(mask, D, 0.0), mask, 2).sweep(factors)
+    np.testing.assert_array_equal(factors[0][2], start[0][2])
+    assert all(np.isfinite(A).all() for A in factors)
 
 
 @pytest.mark.parametrize("kind", [MaskedTensor, IncompleteTensor])
