@@ -292,7 +292,7 @@ def make_races(quick: bool, reps: int) -> list[Race]:
     if ttb is not None:
         S9 = ttb.sptensor(subs.astype(np.int64), vals[:, None], I9)
         sol9["pyttb same start"] = lambda st: pyttb_cp(S9, st, R9, 300)
-        sol9["pyttb nvecs"] = lambda st: pyttb_cp(S9, "nvecs", R9, 300)
+        sol9["pyttb random"] = lambda st: pyttb_cp(S9, "random", R9, 300)
     races.append(Race("P9", f"sparse CPD {I9[0]}^3, {vals.size} nonzeros, R = {R9}", F9,
                       sol9, [[np.abs(A) for A in st] for st in starts_for(I9, R9)]))
 

@@ -70,8 +70,10 @@ _ALS_MIN_MISSING = 0.02
 
 
 def _als_applies(X: Tensor) -> bool:
-    return (X.known_entries() is not None and X.size <= MAX_DENSIFY
-            and 0.25 * X.size <= X.n_known <= (1.0 - _ALS_MIN_MISSING) * X.size)
+    # The cheap tests first: known_entries() builds coordinates for masked data.
+    return (X.size <= MAX_DENSIFY
+            and 0.25 * X.size <= X.n_known <= (1.0 - _ALS_MIN_MISSING) * X.size
+            and (X.masked_view() is not None or X.known_entries() is not None))
 
 
 def _contract_others(Y: np.ndarray, mats: list[np.ndarray], n: int) -> np.ndarray:
