@@ -410,16 +410,33 @@ class _SampledCPDState(TermState):
 
     def blocks(self) -> list[np.ndarray]:
         R = self.rank
-        sums = [np.zeros((I, R * R)) for I in self.shape]
+        upper = np.triu_indices(R)
+        sums = [np.zeros((I, len(upper[0]))) for I in self.shape]
         for k, sl in enumerate(self._chunks):
+            weight = None if self.curvature is None else self.curvature[sl, None]
             for n, Qn in enumerate(self._q(k, sl)):
-                # All R^2 products, C-ordered as the scatter wants (a selection of
-                # the upper triangle's columns would not be), symmetric by construction.
-                pairs = (Qn[:, :, None] * Qn[:, None, :]).reshape(-1, R * R)
-                if self.curvature is not None:
-                    pairs *= self.curvature[sl, None]
-                self._scatter(sums[n], k, n, sl, pairs)
-        return [S.reshape(I, R, R) for S, I in zip(sums, self.shape)]
+                self._scatter(sums[n], k, n, sl, _upper_products(Qn, weight))
+        out = []
+        for S, I in zip(sums, self.shape):
+            B = np.empty((I, R, R))
+            B[:, upper[0], upper[1]] = S
+            B[:, upper[1], upper[0]] = S
+            out.append(B)
+        return out
+
+
+def _upper_products(Q: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    """``P[e] = (Q[e, r] Q[e, s])_{r <= s}`` (row-major upper triangle), times ``weight``,
+    C-ordered as the scatter matrices want: one slice per ``r`` into a preallocated array
+    (a fancy-indexed selection of columns would come out column-major)."""
+    e, R = Q.shape
+    out = np.empty((e, R * (R + 1) // 2))
+    lead = Q if weight is None else Q * weight
+    lo = 0
+    for r in range(R):
+        np.multiply(lead[:, r:r + 1], Q[:, r:], out=out[:, lo:lo + R - r])
+        lo += R - r
+    return out
 
 
 def _known_state(data: KnownEntries, factors: Sequence[np.ndarray]) -> _SampledCPDState:
