@@ -152,7 +152,7 @@ def run_driver(T: np.ndarray, mask: np.ndarray, start: list[np.ndarray]) -> Run:
         dec = cpd(data, start[0].shape[1], init=[A.copy() for A in start], callback=record,
                   max_iter=MAX_ITER)
     total = time.perf_counter() - t0[0]
-    its = "+".join(str(s.iterations) for s in dec.stages if s.name in ("impute", "fit"))
+    its = "+".join(str(s.iterations) for s in dec.stages if s.name in ("als", "fit"))
     return Run(times, errors, its, total, dec.factors)
 
 

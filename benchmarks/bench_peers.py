@@ -34,8 +34,13 @@ random starts.
 
 BLAS runs on ``--threads`` threads (default 1) for every solver alike.
 
-Run: ``python benchmarks/bench_peers.py [--quick] [--threads N]``. Everything runs in one process:
-ratios, not absolute times, are the result.
+The extended races P6-P10 (4-way dense, nonnegative, CMTF, sparse, mostly-known data;
+see ``benchmarks/_peers_extended.py``) race every peer at its best configuration: the same
+random start where its API takes one and its own recommended start.
+
+Run: ``python benchmarks/bench_peers.py [--quick] [--threads N] [--set {classic,extended,all}]``.
+Everything runs in one process: ratios, not absolute times, are the result. The printed
+tables are also written to ``benchmarks/results/bench_peers.txt``.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from pathlib import Path
 
 from sdf import algebra
 from sdf.models import cpd, fms, lmlra
@@ -156,7 +163,7 @@ def run_sdf(p: Problem, start) -> Run:
         dec = cpd(data, p.rank, init=start, callback=record, max_iter=MAX_ITER)
     total = time.perf_counter() - t0
     its = "+".join(str(s.iterations) for s in dec.stages
-                   if s.name in ("core", "hooi", "impute", "refine", "fit"))
+                   if s.name in ("core", "hooi", "als", "refine", "fit"))
     return Run(times, errors, its, dec.factors if p.kind == "cpd" else None, total)
 
 
@@ -329,37 +336,59 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS threads for every solver (default 1: a shared machine's "
                              "oversubscribed BLAS threads distort small LAPACK calls)")
+    parser.add_argument("--set", choices=("classic", "extended", "all"), default="all",
+                        help="P1-P5 (classic), P6-P10 (extended) or both")
     args = parser.parse_args()
+    lines: list[str] = []
+
+    def say(line: str = "") -> None:
+        print(line, flush=True)
+        lines.append(line)
+
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         threadpool_limits = None
     if threadpool_limits is not None:
         threadpool_limits(args.threads)
-    print(f"peers: TensorLy {'yes' if tl else 'absent'}, pyttb {'yes' if ttb else 'absent'}; "
-          f"tol {TOL:g} on the relative error change, max {MAX_ITER} iterations, "
-          f"{REPS} repetitions (medians)")
+    say(f"peers: TensorLy {'yes' if tl else 'absent'}, pyttb {'yes' if ttb else 'absent'}; "
+        f"tol {TOL:g} on the relative error change, max {MAX_ITER} iterations, "
+        f"{REPS} repetitions (medians)")
+    if args.set != "extended":
+        classic(args.quick, say)
+    if args.set != "classic":
+        from _peers_extended import make_races, run_race
+
+        say("\nExtended races (P6-P10), each peer at its best configuration, "
+            f"medians of {REPS}")
+        for race_ in make_races(args.quick, REPS):
+            run_race(race_, say)
+    out = Path(__file__).parent / "results" / "bench_peers.txt"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
+def classic(quick: bool, say: Callable[[str], None]) -> None:
     fmt = "{:<4} {:<9} {:>10} {:>9} {:>20} {:>11} {:>7}"
-    print(fmt.format("prob", "solver", "t_best[s]", "total[s]", "iterations", "relerr", "FMS"))
-    problems = make_problems(args.quick)
+    say(fmt.format("prob", "solver", "t_best[s]", "total[s]", "iterations", "relerr", "FMS"))
+    problems = make_problems(quick)
     ratios = []
     for p in problems:
         rows = race(p)
         for row in rows:
             reach = "-" if not np.isfinite(row[2]) else f"{row[2]:.3f}"
             fm = "-" if np.isnan(row[6]) else f"{row[6]:.4f}"
-            print(fmt.format(row[0], row[1], reach, f"{row[3]:.3f}", row[4][:20],
-                             f"{row[5]:.6f}", fm))
+            say(fmt.format(row[0], row[1], reach, f"{row[3]:.3f}", row[4][:20],
+                           f"{row[5]:.6f}", fm))
         ratios.append((p.name, rows))
-        sys.stdout.flush()
-    print("\nsdf against the peers (time to the best error; ratio < 1: sdf is faster):")
+    say("\nsdf against the peers (time to the best error; ratio < 1: sdf is faster):")
     for name, rows in ratios:
-        print("  " + _summary(name, rows))
+        say("  " + _summary(name, rows))
     p3 = next(p for p in problems if p.name == "P3")
     scores = p3_reliability(p3, 20)
     good = sum(s >= 0.99 for s in scores)
-    print(f"\nP3 from 20 random starts: FMS >= 0.99 in {good}/20 "
-          f"(min {min(scores):.4f}, median {statistics.median(scores):.4f})")
+    say(f"\nP3 from 20 random starts: FMS >= 0.99 in {good}/20 "
+        f"(min {min(scores):.4f}, median {statistics.median(scores):.4f})")
 
 
 if __name__ == "__main__":

@@ -22,19 +22,27 @@ entries); GEVD then runs on the densified data (sparse) or on the zero-filled da
 divided by the fraction known (incomplete) when that fits in memory, else random.
 
 Incomplete data on a grid that fits in memory (at most 2e7 entries, at least a quarter
-known, at least 2 % missing) get an **imputation warm start** before the fit on the known entries (unless
-``compress=False``): rounds of "fill the missing entries with the current model, take
-two Gauss-Newton steps on the filled dense tensor" (expectation-maximisation, whose
-fixed points are the stationary points of the masked least-squares problem; the solver
-settings given to :func:`cpd` apply to the final fit, not to these rounds), each round
-costing a few dense MTTKRPs, until the error on the known entries changes by less
-than 1e-7 (relative) or after 200 rounds. The engine's fit on the known entries then
-finishes from there. With fewer than 2 % missing the engine's own fit costs about a dense
-fit (see :class:`sdf.tensors.MaskedTensor`) and no warm start is needed.
+known, at least 2 % missing) get an **alternating least-squares warm start** on the known
+entries before the engine's fit (unless ``compress=False``): sweeps of exact row-wise
+least squares, each row ``a_i`` of ``A_n`` solved with its own Gramian over its known
+entries, ``G_i a_i = b_i`` with ``G_i = sum_{e known, i_n(e) = i} q_e q_e^T`` (``q_e`` the
+Hadamard product of the other factors' rows) and ``b`` the MTTKRP of the zero-filled
+data, all rows of a mode at once (two dense MTTKRPs and a batched solve per mode). Each
+update is the exact minimiser over its factor, so the error on the known entries never
+increases; unlike the expectation-maximisation of masked ALS (fill the missing entries
+with the model, one ALS sweep on the filled tensor), whose steps shrink with the fraction
+missing, it needs about a third of the sweeps at 50 % missing. The sweeps stop when the
+error on the known entries changes by less than 1e-4 (relative; ALS's linear tail is
+where Gauss-Newton is faster) or after 200 sweeps; the engine's Gauss-Newton fit
+finishes from there (the solver settings given to
+:func:`cpd` apply to that fit) and reports the exact error. With fewer than 2 % missing
+the engine's own fit costs about a dense fit (see :class:`sdf.tensors.MaskedTensor`)
+and no warm start is needed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
@@ -64,38 +72,115 @@ __all__ = ["cpd"]
 InitMethod = Literal["auto", "gevd", "random"]
 
 
-#: Least fraction of missing entries for which the imputation warm start pays.
-_IMPUTE_MIN_MISSING = 0.02
+#: Least fraction of missing entries for which the row-wise ALS warm start pays.
+_ALS_MIN_MISSING = 0.02
 
 
-def _imputable(X: Tensor) -> bool:
-    return (X.known_entries() is not None and X.size <= MAX_DENSIFY
-            and 0.25 * X.size <= X.n_known <= (1.0 - _IMPUTE_MIN_MISSING) * X.size)
+def _als_applies(X: Tensor) -> bool:
+    # The cheap tests first: known_entries() builds coordinates for masked data.
+    return (X.size <= MAX_DENSIFY and not X.is_complex
+            and 0.25 * X.size <= X.n_known <= (1.0 - _ALS_MIN_MISSING) * X.size
+            and (X.masked_view() is not None or X.known_entries() is not None))
 
 
-def _impute(X: Tensor, start: list[np.ndarray], method: str,
-            max_rounds: int = 200, tol: float = 1e-7) -> tuple[list[np.ndarray], int, float]:
-    """EM warm start: fill the missing entries with the model, refit densely, repeat."""
-    entries = X.known_entries()
-    assert entries is not None
-    subs = tuple(entries.subs.T)
-    known = entries.vals
-    norm = float(np.linalg.norm(known)) or 1.0
-    factors = [A.copy() for A in start]
-    prev, err, rounds = np.inf, np.inf, 0
-    names = [f"x{n}" for n in range(X.ndim)]
-    for rounds in range(1, max_rounds + 1):
-        filled = algebra.cpd_to_tensor(factors)
-        err = float(np.linalg.norm(filled[subs] - known)) / norm
+def _contract_others(Y: np.ndarray, mats: list[np.ndarray], n: int) -> np.ndarray:
+    """``Y`` of shape (I_0, ..., I_{h-1}, K) contracted with column ``k`` of every
+    ``mats[m]``, ``m != n``, for each ``k``: shape (I_n, K)."""
+    if len(mats) == 1:
+        return Y
+    letters = "abcdefghijklmnopqrstuvwxy"[:len(mats)]
+    others = ",".join(f"{c}z" for m, c in enumerate(letters) if m != n)
+    return np.einsum(f"{letters}z,{others}->{letters[n]}z", Y,
+                     *[A for m, A in enumerate(mats) if m != n])
+
+
+def _solve_rows(G: np.ndarray, rhs: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Rows ``a_i = G_i^{-1} b_i``; a row with no known entry keeps its old value."""
+    scale = np.trace(G, axis1=1, axis2=2) / G.shape[1]
+    empty = scale <= 0
+    # A relative ridge of 1e-12 keeps a rank-deficient row Gramian solvable.
+    G = G + (1e-12 * scale)[:, None, None] * np.eye(G.shape[1])
+    G[empty] = np.eye(G.shape[1])
+    rhs = np.where(empty[:, None], old, rhs)
+    return np.linalg.solve(G, rhs[..., None])[..., 0]
+
+
+class _RowALS:
+    """One sweep of row-wise ALS on masked data, modes split in two halves.
+
+    The zero-filled data ``T`` and the mask ``W`` (as floats), unfolded to (left, right)
+    modes, are contracted once with the Khatri-Rao product of the right half's factors
+    (``T``) and of their pairwise column products ``a_r a_s``, ``r <= s`` (``W``); every
+    left mode's right-hand sides ``b_i`` and row Gramians ``G_i`` are then small
+    contractions of those, and likewise for the right half after the left is updated:
+    two passes over the data per sweep for any order, instead of one per mode.
+    """
+
+    def __init__(self, filled: np.ndarray, mask: np.ndarray, rank: int) -> None:
+        self.shape = filled.shape
+        self.half = max(1, filled.ndim // 2)
+        left = math.prod(self.shape[:self.half])
+        self.data = filled.reshape(left, -1)
+        self.weights = mask.astype(float).reshape(left, -1)
+        self.upper = np.triu_indices(rank)
+        self.norm_sq = float(np.vdot(filled, filled)) or 1.0
+
+    def _pairs(self, A: np.ndarray) -> np.ndarray:
+        return A[:, self.upper[0]] * A[:, self.upper[1]]
+
+    def sweep(self, factors: list[np.ndarray]) -> float:
+        """Update ``factors`` in place; the relative error on the known entries after."""
+        R, h = factors[0].shape[1], self.half
+        K = len(self.upper[0])
+        G = np.empty((0, R, R))
+        for modes, right in ((range(h), True), (range(h, len(factors)), False)):
+            rest = factors[h:] if right else factors[:h]
+            KR, KP = algebra.khatri_rao(rest), algebra.khatri_rao([self._pairs(A) for A in rest])
+            data, weights = (self.data, self.weights) if right else (self.data.T,
+                                                                      self.weights.T)
+            sizes = [self.shape[n] for n in modes]
+            Y = (data @ KR).reshape(*sizes, R)
+            Z = (weights @ KP).reshape(*sizes, K)
+            local = [factors[n] for n in modes]
+            for k, n in enumerate(modes):
+                rhs = _contract_others(Y, local, k)
+                S = _contract_others(Z, [self._pairs(A) for A in local], k)
+                G = np.empty((S.shape[0], R, R))
+                G[:, self.upper[0], self.upper[1]] = S
+                G[:, self.upper[1], self.upper[0]] = S
+                factors[n] = local[k] = _solve_rows(G, rhs, factors[n])
+        A = factors[-1]
+        # ||mask * (M - T)||^2 = ||T||^2 - 2 <A, b> + sum_i a_i^T G_i a_i (last mode)
+        model_sq = float(np.einsum("ir,irs,is->", A, G, A))
+        return math.sqrt(max(self.norm_sq - 2.0 * float(np.vdot(A, rhs)) + model_sq, 0.0)
+                         / self.norm_sq)
+
+
+def _row_als(X: Tensor, start: list[np.ndarray], max_sweeps: int = 200,
+             tol: float = 1e-4) -> tuple[list[np.ndarray], int, float]:
+    """Exact row-wise ALS on the known entries (see the module docstring).
+
+    Returns the factors, the number of sweeps and the relative error on the known
+    entries after the last sweep.
+    """
+    masked = X.masked_view()
+    if masked is None:
+        entries = X.known_entries()
+        assert entries is not None
+        filled, mask = np.zeros(X.shape), np.zeros(X.shape, dtype=bool)
+        subs = tuple(entries.subs.T)
+        filled[subs], mask[subs] = entries.vals, True
+    else:
+        filled, mask = masked
+    als = _RowALS(filled, mask, start[0].shape[1])
+    factors = [np.array(A, dtype=float) for A in start]
+    prev, err, sweeps = np.inf, np.inf, 0
+    for sweeps in range(1, max_sweeps + 1):
+        err = als.sweep(factors)
         if abs(prev - err) <= tol * max(err, 1e-300):
             break
         prev = err
-        filled[subs] = known
-        variables = [sdf.Variable(A, name=nm) for A, nm in zip(factors, names)]
-        with quiet():
-            res = sdf.Model(data=sdf.CPD(filled, variables)).fit(method=method, max_iter=2)
-        factors = [res.variables[nm] for nm in names]
-    return factors, rounds, err
+    return factors, sweeps, err
 
 
 def _rank_upper_bound(shape: tuple[int, ...]) -> int:
@@ -324,10 +409,10 @@ def cpd(
     else:
         start, how = _initial(X, ml.core, rank, init, rng, complex_factors)
     stages.append(Stage("init", how, 0, timer.lap()))
-    if ml is None and compress is not False and _imputable(X):
-        start, rounds, err = _impute(X, start, method)
-        stages.append(Stage("impute", "EM rounds of dense Gauss-Newton on the filled data",
-                            rounds, timer.lap(), err))
+    if ml is None and compress is not False and _als_applies(X):
+        start, sweeps, err = _row_als(X, start)
+        stages.append(Stage("als", "row-wise alternating least squares on the known entries",
+                            sweeps, timer.lap(), err))
     labels = labels_of(X)
     settings = dict(method=method, options=options, fit_options=fit_options,
                     display=display, callback=callback)

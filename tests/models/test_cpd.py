@@ -73,7 +73,7 @@ def test_incomplete_data(rng):
     D[rng.random(T.shape) < 0.4] = np.nan
     dec = cpd(D, 3, seed=0)
     assert dec.result.model.terms["data"].data.kind == "incomplete"
-    assert "impute" in [s.name for s in dec.stages]
+    assert "als" in [s.name for s in dec.stages]
     assert fms(dec.factors, F) > 0.99
     assert dec.relerr < 0.002
 

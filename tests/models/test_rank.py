@@ -119,7 +119,11 @@ def test_rankest_heldout_error_bottoms_out_at_the_planted_rank(rng):
     est = rankest(T, 4, n_starts=1, seed=0, criteria=RankCriteria(holdout=0.1), max_iter=50)
     assert est.rank == 3
     assert est.heldout[2] < 0.2 * est.heldout[:2].min()
-    assert "heldout" in est.failed[3]
+    # Past the planted rank the held-out error stops improving (it may go up, or down by
+    # a hair at the noise level, depending on the rank-4 fit's local optimum) and the
+    # rank is rejected.
+    assert est.heldout[3] > 0.95 * est.heldout[2]
+    assert est.failed[3]
 
 
 def test_rankest_progress_callback_and_display(rng, capsys):
