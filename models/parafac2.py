@@ -146,7 +146,7 @@ def _impute(data: _Slices, start: list[np.ndarray]
     Gauss-Newton step on the filled slices, repeat. Returns ``[A, B, C]``, the padded
     projections (K, J, R), the rounds run and the relative error on the known entries."""
     assert data.W is not None
-    X, known, widths = data.X, data.W > 0, data.widths
+    X, known = data.X, data.W > 0
     norm = np.sqrt(data.norm_squared) or 1.0
     factors = [np.array(F, dtype=float) for F in start]
     names = ["A", "B", "C"]
@@ -163,7 +163,7 @@ def _impute(data: _Slices, start: list[np.ndarray]
         prev = err
         np.copyto(filled, X, where=known)
         variables = [sdf.Variable(F, name=nm) for F, nm in zip(factors, names)]
-        term = sdf.PARAFAC2([Y[:, :J] for Y, J in zip(filled, widths)], variables)
+        term = sdf.PARAFAC2(data.filled(filled), variables)
         with quiet():
             res = sdf.Model(data=term).fit(method="nls", options=_IMPUTE_STEP)
         factors = [np.array(res.variables[nm]) for nm in names]
