@@ -12,14 +12,14 @@
    (``n_starts > 1``) are random (seeded); the best fit is kept, every one is listed in
    :attr:`Parafac2Decomposition.stages`.
 3. **Imputation** (from the SVD-based start, on slices with missing entries, between
-   2 % and 75 % of them, no ``nonneg``): expectation-maximisation rounds: the missing entries are
-   filled with the current model, then one Gauss-Newton step of the complete-data
-   :class:`sdf.PARAFAC2` term on the filled slices (its ``P_k`` in closed form), until
-   the error on the known entries changes by less than 1e-7 (relative) or after 100
-   rounds. A round costs far less than a step of the exact missing-data fit, whose every
-   point solves an inner majorization for the ``P_k`` (alternating least squares as the
-   round's step was measured to need hundreds of rounds and to stall in swamps). The
-   exact fit on the known entries then finishes from there, its projections
+   2 % and 75 % of them, no ``nonneg``): expectation-maximisation rounds: the missing
+   entries are filled with the current model, then one Gauss-Newton step of the
+   complete-data :class:`sdf.PARAFAC2` term on the filled slices (its ``P_k`` in closed
+   form), until the error on the known entries changes by less than 1e-7 (relative) or
+   after 100 rounds. A round costs far less than a step of the exact missing-data fit,
+   whose every point solves an inner majorization for the ``P_k`` (alternating least
+   squares as the round's step was measured to need hundreds of rounds and to stall in
+   swamps). The exact fit on the known entries then finishes from there, its projections
    warm-started, so the reported error is that of the returned factors. From random
    starts the rounds were measured to end in swamps that the exact fit then needs its
    whole iteration budget to leave: random starts go to the exact fit directly.
