@@ -13,8 +13,8 @@ Both start from their SVD-based start (``init="svd"``). TensorLy runs with its d
 (line search on, tolerance 1e-8 on the relative change of the error, at most 2000
 iterations; ``mask=`` for F3). The issue's measure is the time to the same error: the
 time sdf needs to reach TensorLy's final relative error (within a relative 1e-4), the
-stages before the fit (compression, start) included, over TensorLy's total time (target
-<= 0.5). Errors are computed here from the returned factors, on the known entries; FMS
+stages before the fit (compression, start, imputation) included, over TensorLy's total
+time (target <= 0.5). Errors are computed here from the returned factors, on the known entries; FMS
 compares ``A``, ``C`` and the stacked ``B_k`` with the truth. Medians of 3 runs.
 
 One BLAS thread (threadpoolctl when installed). Run:

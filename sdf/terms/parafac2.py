@@ -102,6 +102,17 @@ class _Slices:
             None if np.all(self.widths == J) else np.arange(J) < self.widths[:, None])
         self.norm_squared = float(np.sum(self.X * self.X))
 
+    def filled(self, X: np.ndarray) -> _Slices:
+        """Slices of the same widths with every entry known, from the padded (K, I, J)
+        array ``X`` (zeros beyond ``J_k``; taken as is, not copied nor checked)."""
+        out = object.__new__(_Slices)
+        out.widths, out.shape, out.valid = self.widths, self.shape, self.valid
+        out.X, out.W = X, None
+        out.slices = [Y[:, :J] for Y, J in zip(X, self.widths)]
+        out.n_known = sum(Y.size for Y in out.slices)
+        out.norm_squared = float(np.sum(X * X))
+        return out
+
 
 def _polar(Z: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Per slice, the orthonormal ``P`` nearest to ``Z`` (J x R) and the singular values."""

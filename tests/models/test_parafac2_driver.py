@@ -89,3 +89,50 @@ def test_given_start_is_checked(rng):
     X = [rng.standard_normal((5, 4)) for _ in range(3)]
     with pytest.raises(ModelError, match=r"init"):
         parafac2(X, 2, init=[np.ones((5, 2)), np.ones((3, 2)), np.ones((3, 2))])
+
+
+def known_relerr(X, dec):
+    """The relative error recomputed from the returned factors on the known entries."""
+    A, _, C = dec.factors
+    res = data = 0.0
+    for x, c, Bk in zip(X, C, dec.slice_factors):
+        ok = ~np.isnan(x)
+        res += float(np.sum(((A * c) @ Bk.T - x)[ok] ** 2))
+        data += float(np.sum(x[ok] ** 2))
+    return np.sqrt(res / data)
+
+
+@pytest.mark.parametrize("widths", [(14,) * 10, (8, 12, 10, 9, 14, 11, 10, 13, 16, 9)])
+def test_missing_entries_imputation_warm_start(widths, rng):
+    X, truth, Bk = planted(rng, widths, noise=0.01, missing=0.3)
+    dec = parafac2(X, 3, seed=0)
+    assert [s.name for s in dec.stages] == ["init", "impute", "fit"]
+    impute = dec.stages[1]
+    assert impute.iterations >= 1 and impute.relerr < 0.02
+    assert match(dec, truth, Bk) >= 0.99
+    # The exact fit on the known entries finishes: the error is that of the factors.
+    assert dec.relerr == pytest.approx(known_relerr(X, dec), rel=1e-10)
+    assert dec.relerr <= impute.relerr * (1 + 1e-12)
+    assert dec.starts[0].time == pytest.approx(sum(s.time for s in dec.stages))
+
+
+def test_imputation_is_reproducible():
+    rng = np.random.default_rng(1)  # data whose random start converges in a few dozen steps
+    X, _, _ = planted(rng, (10, 12, 9, 11, 10, 13), noise=0.01, missing=0.3)
+    runs = [parafac2(X, 3, n_starts=2, seed=7) for _ in range(2)]
+    # The SVD-based start goes through the imputation, the random one straight to the fit.
+    assert [s.name for s in runs[0].stages] == ["init", "impute", "fit", "init", "fit"]
+    assert [s.init for s in runs[0].starts] == ["svd", "random"]
+    assert runs[0].relerr == runs[1].relerr
+    for F, G in zip(runs[0].factors, runs[1].factors):
+        np.testing.assert_array_equal(F, G)
+
+
+def test_no_imputation_with_nonnegative_factors_or_few_missing(rng):
+    X, truth, Bk = planted(rng, (10, 12, 9, 11, 10, 13), noise=0.01, missing=0.3)
+    dec = parafac2(X, 3, nonneg=["A", "C"], seed=0)
+    assert [s.name for s in dec.stages] == ["init", "fit"]
+    assert dec.relerr == pytest.approx(known_relerr(X, dec), rel=1e-10)
+    X, _, _ = planted(rng, (10, 12, 9, 11, 10, 13), noise=0.01)
+    X[0][0, 0] = np.nan  # 1 of 650 entries missing: below the imputation's threshold
+    assert [s.name for s in parafac2(X, 3, seed=0).stages] == ["init", "fit"]
