@@ -8,6 +8,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Sequence
 
+__all__: list[str] = []  # nothing public: importing sdf installs the finder when needed
+
 
 class _SourceTreeFinder(importlib.abc.MetaPathFinder):
     """Find ``sdf.models`` and ``sdf.viz`` in the folders beside ``sdf/`` in a checkout.
