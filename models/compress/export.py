@@ -75,6 +75,7 @@ def pieces_to_torch(pieces: Sequence[Piece], dtype: DTypeLike = "float32") -> An
     torch_dtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
     layers = []
     for p, (weight, bias) in zip(pieces, arrays):
+        mod: nn.Linear | nn.Conv2d
         if p.kind == "linear":
             mod = nn.Linear(p.in_features, p.out_features, bias=p.bias is not None)
         else:
@@ -84,7 +85,7 @@ def pieces_to_torch(pieces: Sequence[Piece], dtype: DTypeLike = "float32") -> An
         mod = mod.to(dtype=torch_dtype)
         with torch.no_grad():
             mod.weight.copy_(torch.from_numpy(weight))
-            if bias is not None:
+            if bias is not None and mod.bias is not None:
                 mod.bias.copy_(torch.from_numpy(bias))
         layers.append(mod)
     return nn.Sequential(*layers)

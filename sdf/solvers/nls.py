@@ -187,16 +187,10 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
             z_norm = float(np.linalg.norm(point.z))
             point = new
             shown_radius = radius if options.trust == "dogleg" else damping
-            if run.record(point, k, relchange, step_norm, shown_radius, cg_its):
-                return point, StopReason.CALLBACK
-            if point.f <= options.tol_abs * f0:
-                return point, StopReason.TOL_ABS
-            if not at_floor and relchange <= options.tol_fun:
-                return point, StopReason.TOL_FUN
-            if step_norm <= options.tol_x * max(z_norm, 1e-300):
-                return point, StopReason.TOL_X
-            if run.out_of_time():
-                return point, StopReason.MAX_TIME
+            stop = _stop_after(run, point, k, relchange, step_norm, shown_radius, cg_its,
+                               options, f0, at_floor, z_norm)
+            if stop is not None:
+                return point, stop
         return point, StopReason.MAX_ITER
     except KeyboardInterrupt:
         best = run.best if run.best is not None else point
@@ -205,6 +199,24 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
 
 #: An accepted step: (new point, step, radius, damping, CG iterations, at_floor).
 Step = tuple[ScaledPoint, np.ndarray, float, float, int, bool]
+
+
+def _stop_after(run: Run, point: ScaledPoint, k: int, relchange: float, step_norm: float,
+                shown_radius: float, cg_its: int, options: NLSOptions, f0: float,
+                at_floor: bool, z_norm: float) -> StopReason | None:
+    """Record iteration ``k`` and return the stop reason it meets, if any (callback, then
+    the tolerances, then the time budget)."""
+    if run.record(point, k, relchange, step_norm, shown_radius, cg_its):
+        return StopReason.CALLBACK
+    if point.f <= options.tol_abs * f0:
+        return StopReason.TOL_ABS
+    if not at_floor and relchange <= options.tol_fun:
+        return StopReason.TOL_FUN
+    if step_norm <= options.tol_x * max(z_norm, 1e-300):
+        return StopReason.TOL_X
+    if run.out_of_time():
+        return StopReason.MAX_TIME
+    return None
 
 
 def _iterate(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], np.ndarray],
@@ -326,16 +338,10 @@ def _nls_bounded(problem: ScaledProblem, options: NLSOptions, run: Run, box: Box
             step_norm = float(np.linalg.norm(s))
             z_norm = float(np.linalg.norm(point.z))
             point = new
-            if run.record(point, k, relchange, step_norm, radius, cg_its):
-                return point, StopReason.CALLBACK
-            if point.f <= options.tol_abs * f0:
-                return point, StopReason.TOL_ABS
-            if not at_floor and relchange <= options.tol_fun:
-                return point, StopReason.TOL_FUN
-            if step_norm <= options.tol_x * max(z_norm, 1e-300):
-                return point, StopReason.TOL_X
-            if run.out_of_time():
-                return point, StopReason.MAX_TIME
+            stop = _stop_after(run, point, k, relchange, step_norm, radius, cg_its, options,
+                               f0, at_floor, z_norm)
+            if stop is not None:
+                return point, stop
         return point, StopReason.MAX_ITER
     except KeyboardInterrupt:
         best = run.best if run.best is not None else point
