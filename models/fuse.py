@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 import sdf
-from sdf.errors import ModelError
+from sdf.errors import ModelError, SdfWarning
 from sdf.losses import LossLike, as_loss
 from sdf.solvers import MethodName
 
-from sdf.models._common import check_fit_options, check_number, make_rng, random_array
+from sdf.models._common import (check_fit_options, check_int, check_number, make_rng,
+                                random_array)
+from sdf.models._result import StartRecord
 
 __all__ = ["fuse", "fuse_model"]
 
@@ -125,6 +129,7 @@ def fuse(
     transforms: Mapping[str, Callable[[Any], Any]] | None = None,
     relweights: Mapping[str, float] | None = None,
     init: Mapping[str, np.ndarray] | None = None,
+    n_starts: int = 1,
     seed: int | np.random.Generator | None = None,
     method: MethodName = "nls",
     losses: Mapping[str, LossLike] | None = None,
@@ -149,6 +154,11 @@ def fuse(
         Relative weight per data set (default 1 each).
     init : dict of str to ndarray, optional
         Initial values per dim name, each of shape ``(len(dim), rank)``.
+    n_starts : int, default 1
+        Number of starts: the first with ``init``, the others fully random (seeded); the
+        fit of lowest objective is returned, every start listed in ``result.starts``
+        (:class:`sdf.models.StartRecord`, ``relerr`` the root mean square of the data
+        sets' relative errors).
     seed : int or numpy.random.Generator, optional
         Source of the random initial values of the dims not in ``init``.
     method : str, default "nls"
@@ -180,6 +190,28 @@ def fuse(
     """
     check_fit_options(fuse, fit_options, method=method, options=fit_options.get("options"),
                       display=fit_options.get("display", 0), passed_to=[sdf.Model.fit])
-    model = fuse_model(data, rank, transforms=transforms, relweights=relweights, init=init,
-                       seed=seed, losses=losses)
-    return model.fit(method=method, **fit_options)
+    if check_int(n_starts, "n_starts") == 1:
+        model = fuse_model(data, rank, transforms=transforms, relweights=relweights,
+                           init=init, seed=seed, losses=losses)
+        return model.fit(method=method, **fit_options)
+    rng = make_rng(seed)
+    best: sdf.Result | None = None
+    records: list[StartRecord] = []
+    for k in range(n_starts):
+        t0 = time.perf_counter()
+        model = fuse_model(data, rank, transforms=transforms, relweights=relweights,
+                           init=init if k == 0 else None, seed=rng, losses=losses)
+        with warnings.catch_warnings():  # the returned fit's warnings are issued below
+            warnings.simplefilter("ignore", SdfWarning)
+            res = model.fit(method=method, **fit_options)
+        rms = float(np.sqrt(np.mean([r**2 for r in res.relerr.values()])))
+        how = "given and random" if k == 0 and init else "random"
+        records.append(StartRecord(k, how, rms, res.iterations, time.perf_counter() - t0,
+                                   res.stop))
+        if best is None or res.objective < best.objective:
+            best = res
+    assert best is not None
+    best.starts = records
+    for message in best.warnings:
+        warnings.warn(message, SdfWarning, stacklevel=2)
+    return best

@@ -127,6 +127,10 @@ class Result:
         also issued as an :class:`sdf.errors.SdfWarning`.
     state : dict of str to float
         Solver state a resumed run continues from (first objective, trust radius, units).
+    starts : list
+        For a driver run from several starts (``sdf.models.fuse(n_starts=...)``): one
+        :class:`sdf.models.StartRecord` per start, in order; empty otherwise (not saved
+        by :meth:`save`).
 
     Per data term, :attr:`losses` names the loss, :attr:`loss_values` gives its value
     (unweighted) and :attr:`deviance` twice that (the deviance of the built-in losses;
@@ -156,6 +160,7 @@ class Result:
     method: str
     warnings: list[str] = field(default_factory=list)
     state: dict[str, float] = field(default_factory=dict)
+    starts: list[Any] = field(default_factory=list, repr=False)
     _values: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property

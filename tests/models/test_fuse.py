@@ -1,11 +1,14 @@
 """Coupling through xarray dim names: fuse, fuse_model and Result.to_xarray."""
 
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
 
 import sdf
 from sdf import transforms as tf
+from sdf.errors import SdfWarning
 from sdf.models.fuse import fuse, fuse_model
 
 
@@ -87,3 +90,29 @@ def test_inconsistent_dims_are_refused(coupled):
         fuse_model({"x": X, "y": shifted}, rank=2)
     with pytest.raises(sdf.ModelError, match=r"data\['x'\] must be an xarray.DataArray"):
         fuse_model({"x": X.values}, rank=2)
+
+
+def test_n_starts_keeps_the_lowest_objective_and_lists_every_start(coupled):
+    X, Y, _ = coupled
+    best = fuse({"x": X, "y": Y}, rank=2, seed=3, n_starts=3, max_iter=15)
+    assert [s.index for s in best.starts] == [0, 1, 2]
+    singles = []
+    rng = np.random.default_rng(3)
+    for k in range(3):
+        model = fuse_model({"x": X, "y": Y}, rank=2, seed=rng)
+        with warnings.catch_warnings():  # short fits may stop while still improving
+            warnings.simplefilter("ignore", SdfWarning)
+            singles.append(model.fit(max_iter=15).objective)
+    assert best.objective == pytest.approx(min(singles), rel=1e-12)
+    for record, objective in zip(best.starts, singles):
+        assert record.iterations <= 15 and record.time > 0
+    again = fuse({"x": X, "y": Y}, rank=2, seed=3, n_starts=3, max_iter=15)
+    assert all(np.array_equal(best.variables[k], again.variables[k]) for k in best.variables)
+    assert fuse({"x": X, "y": Y}, rank=2, seed=3, max_iter=5).starts == []
+
+
+def test_n_starts_must_be_a_positive_integer(coupled):
+    X, Y, _ = coupled
+    with pytest.raises(sdf.ModelError, match=r"n_starts: expected an integer >= 1, got 0"):
+        fuse({"x": X, "y": Y}, rank=2, n_starts=0)
+
