@@ -156,17 +156,12 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
     if box is not None:
         return _nls_bounded(problem, options, run, box)
     point = problem.point(problem.z0.copy())
-    if not np.isfinite(point.f):
-        run.best = point
-        return point, StopReason.NONFINITE
-    f0, radius = run.resumed(point.f)
+    f0, radius, stop = _begin(point, run)
+    if stop is not None:
+        return point, stop
     damping = np.nan
     if options.trust == "lm":
         radius, damping = np.nan, radius
-    if run.record(point, 0, np.nan, np.nan, np.nan, 0):
-        return point, StopReason.CALLBACK
-    if f0 == 0.0:
-        return point, StopReason.TOL_ABS
     floor = problem.rounding_floor()
     deadline = run.start + run.max_time if math.isfinite(run.max_time) else None
     try:
@@ -199,6 +194,20 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
 
 #: An accepted step: (new point, step, radius, damping, CG iterations, at_floor).
 Step = tuple[ScaledPoint, np.ndarray, float, float, int, bool]
+
+
+def _begin(point: ScaledPoint, run: Run) -> tuple[float, float, StopReason | None]:
+    """Evaluate and record the start: ``(f0, radius, stop)``, ``stop`` set when the run
+    ends there (non-finite start, callback, exact fit)."""
+    if not np.isfinite(point.f):
+        run.best = point
+        return np.nan, np.nan, StopReason.NONFINITE
+    f0, radius = run.resumed(point.f)
+    if run.record(point, 0, np.nan, np.nan, np.nan, 0):
+        return f0, radius, StopReason.CALLBACK
+    if f0 == 0.0:
+        return f0, radius, StopReason.TOL_ABS
+    return f0, radius, None
 
 
 def _stop_after(run: Run, point: ScaledPoint, k: int, relchange: float, step_norm: float,
@@ -311,14 +320,9 @@ def _nls_bounded(problem: ScaledProblem, options: NLSOptions, run: Run, box: Box
                  ) -> tuple[ScaledPoint, StopReason]:
     """Projected trust-region Gauss-Newton on the box; see the module docstring."""
     point = problem.point(box.project(problem.z0))
-    if not np.isfinite(point.f):
-        run.best = point
-        return point, StopReason.NONFINITE
-    f0, radius = run.resumed(point.f)
-    if run.record(point, 0, np.nan, np.nan, np.nan, 0):
-        return point, StopReason.CALLBACK
-    if f0 == 0.0:
-        return point, StopReason.TOL_ABS
+    f0, radius, stop = _begin(point, run)
+    if stop is not None:
+        return point, stop
     floor = problem.rounding_floor()
     deadline = run.start + run.max_time if math.isfinite(run.max_time) else None
     try:
