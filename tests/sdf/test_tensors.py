@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import string
-import time
 import tracemalloc
 
 import numpy as np
@@ -200,16 +199,13 @@ def test_incomplete_cost_scales_with_nnz_not_size(rng):
     subs = np.unique(subs, axis=0)
     A = [rng.standard_normal((1000, R)) for _ in range(3)]
     tracemalloc.start()
-    t0 = time.perf_counter()
     T = as_tensor((subs, rng.standard_normal(len(subs)), shape), missing="unknown")
     T.norm(), T.inner_cpd(A), T.inner_tucker(A, np.ones((R, R, R)))
     Ms = T.mttkrp_all(A)
     T.values_at(subs[:10])
-    elapsed = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert T.kind == "incomplete" and T.size == 10**9 and len(Ms) == 3
-    assert elapsed < 1.0
     assert peak < 20 * 2**20  # the dense tensor would take 8 GB
 
 
