@@ -117,6 +117,8 @@ def test_chunks_without_cache_match_one_pass(rng, monkeypatch):
     dvalues = [rng.standard_normal(A.shape) for A in factors]
     term = sdf.CPD(data, [sdf.Variable(A) for A in factors])
     whole = term.prepare(factors)
+    assert whole._jacobians is not None  # small: products with the explicit Jacobian
+    monkeypatch.setattr(cpd_module, "_JACOBIAN_FLOATS", 0)  # beyond the Jacobian's budget
     monkeypatch.setattr(cpd_module, "_CHUNK_FLOATS", 20)  # a few entries per chunk
     monkeypatch.setattr(cpd_module, "_CACHE_FLOATS", 0)  # recomputed every time
     chunked = term.prepare(factors)
@@ -188,6 +190,7 @@ def test_coordinate_state_costs_a_few_bytes_per_known_entry(rng, monkeypatch):
     # Beyond a fixed budget, a state keeps the residual per known entry (8 bytes) and
     # nothing else per entry; the old layout and Jacobian kept ~1.3 KB per entry.
     monkeypatch.setattr(cpd_module, "_CACHE_FLOATS", 0)
+    monkeypatch.setattr(cpd_module, "_JACOBIAN_FLOATS", 0)
     data = incomplete((30, 30, 30), 5, rng, known=0.3)
     entries = data.known_entries()
     factors = [rng.standard_normal((I, 5)) for I in data.shape]
@@ -208,6 +211,7 @@ def test_masked_states_cost_the_dense_fit_plus_the_missing_entries(rng, monkeypa
     term = sdf.CPD(data, [sdf.Variable(A) for A in factors])
     n_missing = data.size - data.n_known
     monkeypatch.setattr(cpd_module, "_CACHE_FLOATS", 0)
+    monkeypatch.setattr(cpd_module, "_JACOBIAN_FLOATS", 0)
     state = term.prepare(factors)
     assert type(state).__name__ == "_ComplementCPDState"
     state.gradient(), state.gn_product(factors), state.blocks()
