@@ -15,7 +15,9 @@ the data (the residual is complex and ``f`` sums ``|r|^2``), as Tensorlab does.
   ``(J^T J dA)_n = dA_n W_n + A_n sum_{m != n} (W_nm * (A_m^T dA_m))`` with
   ``W_n = *_{k != n} A_k^T A_k`` and ``W_nm = *_{k != n, m} A_k^T A_k``.
 * data known at some entries as coordinates: everything from the known entries (cost
-  O(nnz N R), memory the residual per entry); the preconditioner blocks are exact per row.
+  O(nnz N R); within a fixed budget the Jacobian at the entries is kept as a sparse
+  matrix, beyond it only the residual per entry); the preconditioner blocks are exact
+  per row.
 * masked data (a zero-filled array and a mask): with few entries missing, the full-data
   pieces on the array minus the same pieces on the missing entries (exact: the dense fit
   plus O(missing N R)); with many missing, dense masked residuals and model directions
@@ -382,10 +384,16 @@ class _SampledCPDState(TermState):
     Residual ``r_e = M_e - v_e`` at the entries ``e`` (``v = 0`` when no values are
     given). Row ``e`` of the Jacobian holds ``Q_n[e] = prod_{m != n} A_m[i_m(e)]`` in the
     columns of row ``i_n(e)`` of ``A_n``; the gradient ``J^T r``, the products ``J^T J v``
-    and the exact row blocks ``sum_e Q_n[e] Q_n[e]^T`` are computed chunk by chunk from
-    the factors' rows, with segment sums by ``np.bincount``. The state keeps the residual
-    (one float per entry) and at most :data:`_CACHE_FLOATS` floats of ``Q``: no index
-    structure beyond the entries' own indices, no Jacobian values per entry.
+    and the exact row blocks ``sum_e Q_n[e] Q_n[e]^T`` come from it in one of two ways:
+
+    * with a ``pattern`` (:class:`_JacobianPattern`, given when ``N R`` values per entry
+      fit :data:`_JACOBIAN_FLOATS`): ``J`` is kept as one CSR matrix per mode over that
+      pattern, so a product is ``2 N`` sparse matrix-vector products and the blocks one
+      batched matrix product per mode; the values are made once per state.
+    * else chunk by chunk from the factors' rows, with segment sums by ``np.bincount``:
+      the state keeps the residual (one float per entry) and at most
+      :data:`_CACHE_FLOATS` floats of ``Q``, no Jacobian values per entry.
+
     ``curvature``, when set (one weight per entry), weighs the products and blocks:
     ``J^T diag(curvature) J``.
     """
