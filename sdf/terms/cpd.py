@@ -445,6 +445,7 @@ class _SampledCPDState(TermState):
         Q = _leave_one_out_rows(rows)
         model = np.einsum("er,er->e", rows[0], Q[0])
         self._jacobians = [pattern.matrix(n, Qn) for n, Qn in enumerate(Q)]
+        self._transposes = [J.T for J in self._jacobians]  # CSC views, made once
         self.residual = model if vals is None else model - vals
         if np.iscomplexobj(self.residual):
             self.fval = 0.5 * float(np.vdot(self.residual, self.residual).real)
@@ -464,9 +465,9 @@ class _SampledCPDState(TermState):
                 u = u * self.curvature
         if self._complex:
             uc = np.conj(u)
-            return [np.conj(J.T @ uc).reshape(I, self.rank)
-                    for J, I in zip(jacobians, self.shape)]
-        return [(J.T @ u).reshape(I, self.rank) for J, I in zip(jacobians, self.shape)]
+            return [np.conj(JT @ uc).reshape(I, self.rank)
+                    for JT, I in zip(self._transposes, self.shape)]
+        return [(JT @ u).reshape(I, self.rank) for JT, I in zip(self._transposes, self.shape)]
 
     def _rows(self, sl: slice) -> list[np.ndarray]:
         return [np.take(At, idx[sl], axis=1) for At, idx in zip(self._rows_t, self.index)]
