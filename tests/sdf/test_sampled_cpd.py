@@ -361,3 +361,16 @@ def test_planted_complex_fit_with_the_explicit_jacobian(storage, rng, monkeypatc
     res = sdf.Model(t=sdf.CPD(data, variables)).fit(max_iter=100)
     assert res.relerr["t"] < 1e-8
     assert fms([res.variables[f"x{n}"] for n in range(3)], truth) > 0.9999
+
+
+def test_the_explicit_jacobian_stays_within_its_budget(rng, monkeypatch):
+    data = incomplete((8, 7, 6), 3, rng, known=0.5)
+    factors = [rng.standard_normal((I, 3)) for I in data.shape]
+    floats = data.known_entries().nnz * 3 * 3  # N R values per entry
+    for budget, explicit in ((floats, True), (floats - 1, False)):
+        monkeypatch.setattr(cpd_module, "_JACOBIAN_FLOATS", budget)
+        state = sdf.CPD(data, [sdf.Variable(A) for A in factors]).prepare(factors)
+        assert (state._jacobians is not None) == explicit
+        if explicit:  # the values per state; the pattern (indices) is shared
+            assert sum(J.data.nbytes for J in state._jacobians) == 8 * floats
+            assert all(J.indptr is state._pattern.indptr for J in state._jacobians)
