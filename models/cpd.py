@@ -42,7 +42,7 @@ where Gauss-Newton is faster) or after 200 sweeps; the engine's Gauss-Newton fit
 finishes from there (the solver settings given to
 :func:`cpd` apply to that fit) and reports the exact error. With fewer than 2 % missing
 the engine's own fit costs about a dense fit (see :class:`sdf.tensors.MaskedTensor`)
-and no warm start is needed.
+and such data are compressed instead (above).
 """
 
 from __future__ import annotations
