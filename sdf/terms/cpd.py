@@ -15,7 +15,9 @@ the data (the residual is complex and ``f`` sums ``|r|^2``), as Tensorlab does.
   ``(J^T J dA)_n = dA_n W_n + A_n sum_{m != n} (W_nm * (A_m^T dA_m))`` with
   ``W_n = *_{k != n} A_k^T A_k`` and ``W_nm = *_{k != n, m} A_k^T A_k``.
 * data known at some entries as coordinates: everything from the known entries (cost
-  O(nnz N R), memory the residual per entry); the preconditioner blocks are exact per row.
+  O(nnz N R); within a fixed budget the Jacobian at the entries is kept as a sparse
+  matrix, beyond it only the residual per entry); the preconditioner blocks are exact
+  per row.
 * masked data (a zero-filled array and a mask): with few entries missing, the full-data
   pieces on the array minus the same pieces on the missing entries (exact: the dense fit
   plus O(missing N R)); with many missing, dense masked residuals and model directions
@@ -36,6 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from sdf import algebra
 from sdf.errors import DegeneracyWarning, ModelError, SdfWarning
@@ -131,6 +134,19 @@ class CPD(DataTerm):
             self._sparse_cache = cached
         return cached[2]
 
+    def _pattern(self, key: np.ndarray, index: Sequence[np.ndarray],
+                 values: Sequence[np.ndarray]) -> _JacobianPattern | None:
+        """The Jacobian's pattern at these entries when it fits :data:`_JACOBIAN_FLOATS`,
+        made once per entries (``key``: an array the entries keep) and rank."""
+        rank = int(values[0].shape[1])
+        if int(index[0].shape[0]) * len(index) * rank > _JACOBIAN_FLOATS:
+            return None
+        cached = getattr(self, "_pattern_cache", None)
+        if cached is None or cached[0] is not key or cached[1] != rank:
+            cached = (key, rank, _JacobianPattern(self.data.shape, index, rank))
+            self._pattern_cache = cached
+        return cached[2]
+
     @property
     def null_fval(self) -> float | None:
         sparse = None if self.loss.is_gaussian else self._sparse()
@@ -189,12 +205,14 @@ class CPD(DataTerm):
         if masked is not None:
             filled, mask = masked
             if self.data.size - self.data.n_known <= _COMPLEMENT_MAX_MISSING * self.data.size:
-                return _ComplementCPDState(self.data, self.data_norm_squared,
-                                           _missing_index(self.data, mask), values)
+                missing = _missing_index(self.data, mask)
+                return _ComplementCPDState(self.data, self.data_norm_squared, missing, values,
+                                           self._pattern(missing[0], missing, values))
             return _MaskedCPDState(filled, mask, values)
         entries = self.data.known_entries()
         if entries is not None:
-            return _known_state(entries, values)
+            return _SampledCPDState(entries.shape, entries.index, entries.vals, values,
+                                    self._pattern(entries.subs, entries.index, values))
         return _FullCPDState(self.data, self.data_norm_squared, values)
 
     def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
@@ -366,10 +384,16 @@ class _SampledCPDState(TermState):
     Residual ``r_e = M_e - v_e`` at the entries ``e`` (``v = 0`` when no values are
     given). Row ``e`` of the Jacobian holds ``Q_n[e] = prod_{m != n} A_m[i_m(e)]`` in the
     columns of row ``i_n(e)`` of ``A_n``; the gradient ``J^T r``, the products ``J^T J v``
-    and the exact row blocks ``sum_e Q_n[e] Q_n[e]^T`` are computed chunk by chunk from
-    the factors' rows, with segment sums by ``np.bincount``. The state keeps the residual
-    (one float per entry) and at most :data:`_CACHE_FLOATS` floats of ``Q``: no index
-    structure beyond the entries' own indices, no Jacobian values per entry.
+    and the exact row blocks ``sum_e Q_n[e] Q_n[e]^T`` come from it in one of two ways:
+
+    * with a ``pattern`` (:class:`_JacobianPattern`, given when ``N R`` values per entry
+      fit :data:`_JACOBIAN_FLOATS`): ``J`` is kept as one CSR matrix per mode over that
+      pattern, so a product is ``2 N`` sparse matrix-vector products and the blocks one
+      batched matrix product per mode; the values are made once per state.
+    * else chunk by chunk from the factors' rows, with segment sums by ``np.bincount``:
+      the state keeps the residual (one float per entry) and at most
+      :data:`_CACHE_FLOATS` floats of ``Q``, no Jacobian values per entry.
+
     ``curvature``, when set (one weight per entry), weighs the products and blocks:
     ``J^T diag(curvature) J``.
     """
@@ -377,7 +401,8 @@ class _SampledCPDState(TermState):
     curvature: np.ndarray | None = None
 
     def __init__(self, shape: Sequence[int], index: Sequence[np.ndarray],
-                 vals: np.ndarray | None, factors: Sequence[np.ndarray]) -> None:
+                 vals: np.ndarray | None, factors: Sequence[np.ndarray],
+                 pattern: _JacobianPattern | None = None) -> None:
         self.factors = list(factors)
         self.shape = tuple(int(I) for I in shape)
         self.index = list(index)
@@ -385,6 +410,12 @@ class _SampledCPDState(TermState):
         #: Complex factors: J^H products scatter conj(Q) (the model is holomorphic).
         self._complex = any(np.iscomplexobj(A) for A in self.factors)
         rows_type = np.complex128 if self._complex else None  # mixed: all complex
+        #: With a pattern: the Jacobian's column blocks, one CSR matrix per mode.
+        self._jacobians: list[sp.csr_matrix] | None = None
+        self._pattern = pattern
+        if pattern is not None:
+            self._init_jacobians(pattern, vals, rows_type)
+            return
         self._rows_t = [np.ascontiguousarray(A.T, dtype=rows_type)
                         for A in self.factors]  # (R, I_n)
         nnz = int(self.index[0].shape[0])
@@ -404,6 +435,39 @@ class _SampledCPDState(TermState):
             self.fval = 0.5 * float(np.vdot(self.residual, self.residual).real)
         else:
             self.fval = 0.5 * float(self.residual @ self.residual)
+
+    def _init_jacobians(self, pattern: _JacobianPattern, vals: np.ndarray | None,
+                        rows_type: type | None) -> None:
+        """The Jacobian at the entries as one CSR matrix per mode: row ``e`` of block
+        ``n`` holds ``Q_n[e]`` in the columns of row ``i_n(e)`` of ``A_n``."""
+        rows = [np.take(np.asarray(A, dtype=rows_type), idx, axis=0)
+                for A, idx in zip(self.factors, pattern.gather)]  # (nnz, R) each
+        Q = _leave_one_out_rows(rows)
+        model = np.einsum("er,er->e", rows[0], Q[0])
+        self._jacobians = [pattern.matrix(n, Qn) for n, Qn in enumerate(Q)]
+        self._transposes = [J.T for J in self._jacobians]  # CSC views, made once
+        self.residual = model if vals is None else model - vals
+        if np.iscomplexobj(self.residual):
+            self.fval = 0.5 * float(np.vdot(self.residual, self.residual).real)
+        else:
+            self.fval = 0.5 * float(self.residual @ self.residual)
+
+    def _jt_explicit(self, jacobians: list[sp.csr_matrix], weights: np.ndarray | None,
+                     dvalues: Sequence[np.ndarray] | None) -> list[np.ndarray]:
+        """``J^H w`` (``w = weights`` or ``J dv``) with the explicit Jacobian: sparse
+        matrix-vector products, ``J_n^H u = conj(J_n^T conj(u))`` (no conjugated copy)."""
+        if dvalues is None:
+            assert weights is not None
+            u = weights
+        else:
+            u = sum(J @ _numeric(dA).reshape(-1) for J, dA in zip(jacobians, dvalues))
+            if self.curvature is not None:
+                u = u * self.curvature
+        if self._complex:
+            uc = np.conj(u)
+            return [np.conj(JT @ uc).reshape(I, self.rank)
+                    for JT, I in zip(self._transposes, self.shape)]
+        return [(JT @ u).reshape(I, self.rank) for JT, I in zip(self._transposes, self.shape)]
 
     def _rows(self, sl: slice) -> list[np.ndarray]:
         return [np.take(At, idx[sl], axis=1) for At, idx in zip(self._rows_t, self.index)]
@@ -426,6 +490,8 @@ class _SampledCPDState(TermState):
     def _jt(self, weights: np.ndarray | None, dvalues: Sequence[np.ndarray] | None
             ) -> list[np.ndarray]:
         """``J^T w`` for ``w = weights``, or for ``w = J dv`` when ``dvalues`` are given."""
+        if self._jacobians is not None:
+            return self._jt_explicit(self._jacobians, weights, dvalues)
         dt = None if dvalues is None else [np.ascontiguousarray(_numeric(dA).T)
                                            for dA in dvalues]
         complex_out = (self._complex or (weights is not None and np.iscomplexobj(weights))
@@ -456,6 +522,8 @@ class _SampledCPDState(TermState):
     def blocks(self) -> list[np.ndarray]:
         R = self.rank
         upper = np.triu_indices(R)
+        if self._jacobians is not None and self._pattern is not None:
+            return self._explicit_blocks(self._jacobians, self._pattern, upper)
         dtype = np.complex128 if self._complex else float
         sums = [np.zeros((len(upper[0]), I), dtype=dtype) for I in self.shape]
         for k, sl in enumerate(self._chunks):
@@ -467,6 +535,92 @@ class _SampledCPDState(TermState):
                     pairs *= self.curvature[sl]
                 self._scatter(sums[n], idx[sl], pairs)
         return [_hermitian_blocks(S.T, R, upper) for S in sums]
+
+    def _explicit_blocks(self, jacobians: list[sp.csr_matrix], pattern: _JacobianPattern,
+                         upper: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+        """Exact row blocks from the Jacobian's values, ``sum_e Q_n[e] Q_n[e]^H`` over
+        each factor row's entries: one batched matrix product per mode on the entries
+        laid out row by row (zero-padded), or segment sums where that padding is large."""
+        R = self.rank
+        out = []
+        for J, idx, I, slots, width in zip(jacobians, self.index, self.shape, pattern.slots,
+                                           pattern.widths):
+            Qn = J.data.reshape(-1, R)
+            if slots is None:
+                Qt = np.ascontiguousarray(Qn.T)  # (R, nnz): whole rows for the pairs
+                pairs = Qt[upper[0]] * (np.conj(Qt[upper[1]]) if self._complex
+                                        else Qt[upper[1]])
+                if self.curvature is not None:
+                    pairs *= self.curvature
+                S = np.zeros((len(upper[0]), I), dtype=pairs.dtype)
+                self._scatter(S, idx, pairs)
+                out.append(_hermitian_blocks(S.T, R, upper))
+                continue
+            padded = np.zeros((I * width, R), dtype=Qn.dtype)
+            padded[slots] = Qn
+            P = padded.reshape(I, width, R)
+            right = np.conj(P) if self._complex else P
+            if self.curvature is not None:
+                weights = np.zeros(I * width)
+                weights[slots] = self.curvature
+                right = right * weights.reshape(I, width, 1)
+            out.append(np.matmul(P.transpose(0, 2, 1), right))
+        return out
+
+
+class _JacobianPattern:
+    """Where the Jacobian of a CPD at fixed entries is nonzero, made once per entries.
+
+    Column block ``n`` (the unknowns of ``A_n``, row-major) of row ``e`` (an entry with
+    indices ``i_0(e), ..., i_{N-1}(e)``) is nonzero in the ``R`` columns ``i_n(e) R + r``,
+    so a state's block ``n`` is this pattern with the values ``Q_n`` (nnz, R) as they
+    come: no sorting per state. ``slots`` lay each mode's entries out row by row for the
+    row blocks.
+    """
+
+    def __init__(self, shape: Sequence[int], index: Sequence[np.ndarray], rank: int) -> None:
+        nnz, R = int(index[0].shape[0]), rank
+        self.shapes = [(nnz, int(I) * R) for I in shape]
+        itype = np.int32 if max(int(I) * R for I in shape) < np.iinfo(np.int32).max \
+            and nnz * R < np.iinfo(np.int32).max else np.int64
+        #: Row gathers index with intp arrays (several times faster than int32 ones).
+        self.gather = [np.asarray(idx, dtype=np.intp) for idx in index]
+        self.indices = [(idx.astype(itype)[:, None] * R + np.arange(R, dtype=itype)).ravel()
+                        for idx in index]
+        self.indptr = np.arange(0, nnz * R + 1, R, dtype=itype)
+        #: Per mode: the entries laid out row by row, ``slots[e] = i_n(e) * width + k``
+        #: (the k-th entry of its row), ``width`` the most entries of any row; None where
+        #: that padding would exceed :data:`_PAD_FACTOR` times the entries.
+        self.widths: list[int] = []
+        self.slots: list[np.ndarray | None] = []
+        for idx, I in zip(self.gather, shape):
+            counts = np.bincount(idx, minlength=int(I))
+            width = int(counts.max()) if nnz else 0
+            self.widths.append(width)
+            if int(I) * width > _PAD_FACTOR * nnz:
+                self.slots.append(None)
+                continue
+            order = np.argsort(idx, kind="stable")
+            starts = np.cumsum(counts) - counts
+            row = idx[order]
+            slots = np.empty(nnz, dtype=np.intp)
+            slots[order] = row * width + np.arange(nnz) - starts[row]
+            self.slots.append(slots)
+
+    def matrix(self, mode: int, values: np.ndarray) -> sp.csr_matrix:
+        """Column block ``mode`` of the Jacobian with these values (nnz, R), the pattern
+        shared, not copied."""
+        return sp.csr_matrix((values.reshape(-1), self.indices[mode], self.indptr),
+                             shape=self.shapes[mode], copy=False)
+
+
+#: Largest zero-padding (times the entries) of the batched row blocks.
+_PAD_FACTOR = 4
+
+#: Floats of the explicit Jacobian at sampled entries (its values; the cached pattern
+#: adds as many indices): up to this, products are two sparse matrix-vector products,
+#: beyond it they go chunk by chunk from the factors' rows.
+_JACOBIAN_FLOATS = 1 << 22
 
 
 def _numeric(a: np.ndarray) -> np.ndarray:
@@ -482,10 +636,6 @@ def _hermitian_blocks(S: np.ndarray, R: int, upper: tuple[np.ndarray, np.ndarray
     B[:, upper[0], upper[1]] = S
     B[:, upper[1], upper[0]] = np.conj(S) if np.iscomplexobj(S) else S
     return B
-
-
-def _known_state(data: KnownEntries, factors: Sequence[np.ndarray]) -> _SampledCPDState:
-    return _SampledCPDState(data.shape, data.index, data.vals, factors)
 
 
 #: Masked data with at most this fraction of entries missing are fitted as the dense fit
@@ -513,9 +663,10 @@ class _ComplementCPDState(TermState):
     """
 
     def __init__(self, data: Tensor, norm_squared: float, missing: list[np.ndarray],
-                 factors: Sequence[np.ndarray]) -> None:
+                 factors: Sequence[np.ndarray], pattern: _JacobianPattern | None = None
+                 ) -> None:
         self.full = _FullCPDState(data, norm_squared, factors)
-        self.missing = _SampledCPDState(data.shape, missing, None, factors)
+        self.missing = _SampledCPDState(data.shape, missing, None, factors, pattern)
         self.fval = max(self.full.fval - self.missing.fval, 0.0)
 
     def gradient(self) -> list[np.ndarray]:

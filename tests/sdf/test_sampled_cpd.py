@@ -117,6 +117,8 @@ def test_chunks_without_cache_match_one_pass(rng, monkeypatch):
     dvalues = [rng.standard_normal(A.shape) for A in factors]
     term = sdf.CPD(data, [sdf.Variable(A) for A in factors])
     whole = term.prepare(factors)
+    assert whole._jacobians is not None  # small: products with the explicit Jacobian
+    monkeypatch.setattr(cpd_module, "_JACOBIAN_FLOATS", 0)  # beyond the Jacobian's budget
     monkeypatch.setattr(cpd_module, "_CHUNK_FLOATS", 20)  # a few entries per chunk
     monkeypatch.setattr(cpd_module, "_CACHE_FLOATS", 0)  # recomputed every time
     chunked = term.prepare(factors)
@@ -188,6 +190,7 @@ def test_coordinate_state_costs_a_few_bytes_per_known_entry(rng, monkeypatch):
     # Beyond a fixed budget, a state keeps the residual per known entry (8 bytes) and
     # nothing else per entry; the old layout and Jacobian kept ~1.3 KB per entry.
     monkeypatch.setattr(cpd_module, "_CACHE_FLOATS", 0)
+    monkeypatch.setattr(cpd_module, "_JACOBIAN_FLOATS", 0)
     data = incomplete((30, 30, 30), 5, rng, known=0.3)
     entries = data.known_entries()
     factors = [rng.standard_normal((I, 5)) for I in data.shape]
@@ -208,6 +211,7 @@ def test_masked_states_cost_the_dense_fit_plus_the_missing_entries(rng, monkeypa
     term = sdf.CPD(data, [sdf.Variable(A) for A in factors])
     n_missing = data.size - data.n_known
     monkeypatch.setattr(cpd_module, "_CACHE_FLOATS", 0)
+    monkeypatch.setattr(cpd_module, "_JACOBIAN_FLOATS", 0)
     state = term.prepare(factors)
     assert type(state).__name__ == "_ComplementCPDState"
     state.gradient(), state.gn_product(factors), state.blocks()
@@ -233,3 +237,140 @@ def test_planted_fit_on_masked_data(missing, rng):
     res = sdf.Model(t=sdf.CPD(data, variables)).fit(max_iter=100)
     assert res.relerr["t"] < 1e-8
     assert fms([res.variables[f"x{n}"] for n in range(4)], truth) > 0.9999
+
+
+# ----------------------------------------------------------------------------- explicit Jacobian
+# Within a budget (``_JACOBIAN_FLOATS``) the sampled entries' products run on an explicit
+# sparse Jacobian and the row blocks as batched products on entries laid out row by row
+# (segment sums where that layout pads too much): each against the dense reference, real
+# and complex, and against the chunked products.
+
+EXPLICIT = [("coordinates", 0.0, "_SampledCPDState"),
+            ("masked", 1.0, "_ComplementCPDState")]
+
+
+def complex_state_and_reference(shape, rank, rng, storage):
+    kind, complement_max, strategy = storage
+    data = incomplete(shape, rank, rng, storage=kind)
+    values = data.to_dense()
+    values = values + 1j * np.where(np.isnan(values), 0.0, rng.standard_normal(shape))
+    data = (IncompleteTensor if kind == "coordinates" else MaskedTensor)(values)
+    factors = [rng.standard_normal((I, rank)) + 1j * rng.standard_normal((I, rank))
+               for I in shape]
+    term = sdf.CPD(data, [sdf.Variable(A) for A in factors])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cpd_module, "_COMPLEMENT_MAX_MISSING", complement_max)
+        state = term.prepare(factors)
+    assert type(state).__name__ == strategy
+    entries = data.known_entries()
+    residual = algebra.cpd_to_tensor(factors)[tuple(entries.subs.T)] - entries.vals
+    return state, factors, dense_jacobian(data, factors), residual
+
+
+@pytest.mark.parametrize("pad", [4, 0], ids=["batched-blocks", "segment-sum-blocks"])
+@pytest.mark.parametrize("storage", EXPLICIT, ids=["coordinates", "masked-complement"])
+@pytest.mark.parametrize("shape", SHAPES[1:], ids=str)
+def test_complex_explicit_jacobian_matches_the_dense_one(shape, storage, pad, rng,
+                                                         monkeypatch):
+    monkeypatch.setattr(cpd_module, "_PAD_FACTOR", pad)
+    rank = 3
+    state, factors, J, residual = complex_state_and_reference(shape, rank, rng, storage)
+    sampled = getattr(state, "missing", state)
+    assert sampled._jacobians is not None
+    assert all((s is None) == (pad == 0) for s in sampled._pattern.slots)
+    JH = J.conj().T
+    assert state.fval == pytest.approx(0.5 * np.vdot(residual, residual).real, rel=1e-12)
+    np.testing.assert_allclose(flat(state.gradient()), JH @ residual, rtol=1e-11,
+                               atol=1e-11)
+    dvalues = [rng.standard_normal(A.shape) + 1j * rng.standard_normal(A.shape)
+               for A in factors]
+    np.testing.assert_allclose(flat(state.gn_product(dvalues)), JH @ (J @ flat(dvalues)),
+                               rtol=1e-11, atol=1e-11)
+    G = JH @ J
+    lo = 0
+    for A, block in zip(factors, state.blocks()):
+        for i in range(A.shape[0]):
+            k = lo + i * rank
+            # stored transposed: applied to rows, x_i^T B_i = (G_ii x_i)^T
+            np.testing.assert_allclose(block[i], G[k:k + rank, k:k + rank].T, rtol=1e-11,
+                                       atol=1e-11)
+        lo += A.size
+
+
+@pytest.mark.parametrize("pad", [4, 0], ids=["batched-blocks", "segment-sum-blocks"])
+def test_explicit_jacobian_matches_the_chunked_products(pad, rng, monkeypatch):
+    monkeypatch.setattr(cpd_module, "_PAD_FACTOR", pad)
+    data = incomplete((7, 6, 5, 4), 3, rng, known=0.6)
+    factors = [rng.standard_normal((I, 3)) for I in data.shape]
+    dvalues = [rng.standard_normal(A.shape) for A in factors]
+    explicit = sdf.CPD(data, [sdf.Variable(A) for A in factors]).prepare(factors)
+    monkeypatch.setattr(cpd_module, "_JACOBIAN_FLOATS", 0)
+    chunked = sdf.CPD(data, [sdf.Variable(A) for A in factors]).prepare(factors)
+    assert explicit._jacobians is not None and chunked._jacobians is None
+    assert explicit.fval == pytest.approx(chunked.fval, rel=1e-13)
+    for got, want in ((explicit.gradient(), chunked.gradient()),
+                      (explicit.gn_product(dvalues), chunked.gn_product(dvalues)),
+                      (explicit.blocks(), chunked.blocks())):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_rows_with_most_entries_get_segment_sums(rng):
+    # one row holds almost every entry: padding every row to its length would cost 10x
+    shape = (10, 6, 5)
+    mask = np.zeros(shape, bool)
+    mask[0] = True
+    mask[1:, 0, 0] = True
+    T = np.where(mask, rng.standard_normal(shape), np.nan)
+    data = IncompleteTensor(T)
+    factors = [rng.standard_normal((I, 2)) for I in shape]
+    state = sdf.CPD(data, [sdf.Variable(A) for A in factors]).prepare(factors)
+    assert state._pattern.slots[0] is None and state._pattern.slots[1] is not None
+    J = dense_jacobian(data, factors)
+    G = J.T @ J
+    lo = 0
+    for A, block in zip(factors, state.blocks()):
+        for i in range(A.shape[0]):
+            k = lo + 2 * i
+            np.testing.assert_allclose(block[i], G[k:k + 2, k:k + 2], rtol=1e-12, atol=1e-12)
+        lo += A.size
+
+
+def test_the_pattern_is_made_once_per_entries_and_rank(rng):
+    data = incomplete((5, 4, 6), 2, rng)
+    factors = [rng.standard_normal((I, 2)) for I in data.shape]
+    term = sdf.CPD(data, [sdf.Variable(A) for A in factors])
+    first = term.prepare(factors)._pattern
+    assert term.prepare([2.0 * A for A in factors])._pattern is first
+    wider = [rng.standard_normal((I, 3)) for I in data.shape]
+    assert term.prepare(wider)._pattern is not first
+
+
+@pytest.mark.parametrize("storage", EXPLICIT, ids=["coordinates", "masked-complement"])
+def test_planted_complex_fit_with_the_explicit_jacobian(storage, rng, monkeypatch):
+    kind, complement_max, _ = storage
+    monkeypatch.setattr(cpd_module, "_COMPLEMENT_MAX_MISSING", complement_max)
+    shape, rank = (9, 8, 7), 2
+    truth = [rng.standard_normal((I, rank)) + 1j * rng.standard_normal((I, rank))
+             for I in shape]
+    T = algebra.cpd_to_tensor(truth)
+    T[rng.random(shape) < (0.02 if kind == "masked" else 0.5)] = np.nan
+    data = (IncompleteTensor if kind == "coordinates" else MaskedTensor)(T)
+    start = [A + 0.1 * rng.standard_normal(A.shape) for A in truth]
+    variables = [sdf.Variable(A, name=f"x{n}") for n, A in enumerate(start)]
+    res = sdf.Model(t=sdf.CPD(data, variables)).fit(max_iter=100)
+    assert res.relerr["t"] < 1e-8
+    assert fms([res.variables[f"x{n}"] for n in range(3)], truth) > 0.9999
+
+
+def test_the_explicit_jacobian_stays_within_its_budget(rng, monkeypatch):
+    data = incomplete((8, 7, 6), 3, rng, known=0.5)
+    factors = [rng.standard_normal((I, 3)) for I in data.shape]
+    floats = data.known_entries().nnz * 3 * 3  # N R values per entry
+    for budget, explicit in ((floats, True), (floats - 1, False)):
+        monkeypatch.setattr(cpd_module, "_JACOBIAN_FLOATS", budget)
+        state = sdf.CPD(data, [sdf.Variable(A) for A in factors]).prepare(factors)
+        assert (state._jacobians is not None) == explicit
+        if explicit:  # the values per state; the pattern (indices) is shared
+            assert sum(J.data.nbytes for J in state._jacobians) == 8 * floats
+            assert all(J.indptr is state._pattern.indptr for J in state._jacobians)
