@@ -77,7 +77,8 @@ def incomplete_findings(name: str, term: DataTerm, values: Sequence[np.ndarray],
                         relerr: float) -> Findings:
     """The two checks of the module docstring for one data term at its fitted values."""
     X = term.data
-    if X.known_entries() is None or not term.loss.is_gaussian:
+    # n_known, not known_entries(): the coordinates of masked data are built on demand
+    if X.n_known >= X.size or not term.loss.is_gaussian:
         return []
     factors = term.mode_factors()
     if factors is None or len(factors) != X.ndim:
