@@ -577,7 +577,17 @@ class MTTKRPTree:
     """
 
     def __init__(self, T: ArrayLike, factors: Sequence[ArrayLike]) -> None:
-        T, mats = _prepare_mttkrp(T, factors)
+        self._build(*_prepare_mttkrp(T, factors))
+
+    @classmethod
+    def _unchecked(cls, T: np.ndarray, factors: list[np.ndarray]) -> MTTKRPTree:
+        """The tree of an array and factors known to fit it (the engine's hot path: no
+        validation)."""
+        tree = cls.__new__(cls)
+        tree._build(T, factors)
+        return tree
+
+    def _build(self, T: np.ndarray, mats: list[np.ndarray]) -> None:
         self.reversed = not T.flags.c_contiguous and T.flags.f_contiguous
         if self.reversed:
             T, mats = T.T, mats[::-1]
