@@ -705,6 +705,8 @@ def _add_block(acc: Any, block: Any, rows: int) -> Any:
 def _block_array(block: Any) -> np.ndarray:
     """A block as a float64 array, complex128 when complex (Hermitian blocks of complex
     variables)."""
+    if isinstance(block, np.ndarray) and block.dtype in (np.float64, np.complex128):
+        return block
     return np.asarray(block, dtype=np.complex128 if np.iscomplexobj(block) else float)
 
 
@@ -744,15 +746,16 @@ def _invert_shared(blocks: dict[int, np.ndarray]) -> dict[int, Any]:
         groups.setdefault((block.shape[0], bool(np.iscomplexobj(block))), []).append(k)
     for (R, _), keys in groups.items():
         stack = np.stack([_block_array(blocks[k]) for k in keys])
-        scale = np.real(np.trace(stack, axis1=-2, axis2=-1)) / R
+        scale = np.real(stack.diagonal(axis1=1, axis2=2).sum(axis=1)) / R
         scale = np.where(scale > 0, scale, 1.0)
         try:
             inverses = np.linalg.inv(stack + (1e-10 * scale)[:, None, None] * np.eye(R))
         except np.linalg.LinAlgError:  # a singular block: each on its own (pinv for it)
             out.update({k: _invert(blocks[k], (0, R)) for k in keys})
             continue
-        out.update({k: inv if np.all(np.isfinite(inv)) else None
-                    for k, inv in zip(keys, inverses)})
+        finite = (np.isfinite(inverses).all(axis=(1, 2)) if not np.isfinite(inverses.sum())
+                  else [True] * len(keys))
+        out.update({k: inv if ok else None for k, inv, ok in zip(keys, inverses, finite)})
     return out
 
 
