@@ -175,3 +175,21 @@ def test_scaled_products_match_the_unscaled_ones(scales, rng):
     units = scaled.exponents[0] if scaled.units is None else scaled.units
     expected = np.ldexp(point.raw.gn_product(scaled.to_raw(v)), units)
     np.testing.assert_array_equal(point.gn_product(v), expected)
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (4, 5, 3), (3, 4, 2, 5), (2, 3, 4, 2, 3)])
+@pytest.mark.parametrize("dtype", [float, complex])
+def test_engine_tree_gives_every_mttkrp_and_the_inner_product(shape, dtype, rng):
+    T = rng.standard_normal(shape).astype(dtype)
+    factors = [rng.standard_normal((n, 3)).astype(dtype) for n in shape]
+    if dtype is complex:
+        T = T + 1j * rng.standard_normal(shape)
+        factors = [A + 1j * rng.standard_normal(A.shape) for A in factors]
+    for data in (T, np.asfortranarray(T)):
+        tree = algebra.MTTKRPTree._unchecked(data, factors)
+        assert tree.inner() == pytest.approx(np.sum(T * algebra.cpd_to_tensor(factors)),
+                                             rel=1e-12)
+        for n, M in enumerate(tree.all()):
+            expected = algebra.unfold(T, n) @ algebra.khatri_rao(factors, skip=n)
+            np.testing.assert_allclose(M, expected, rtol=1e-12, atol=1e-12)
+            assert M.flags.c_contiguous
