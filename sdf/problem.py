@@ -398,7 +398,8 @@ class Point:
                 lo, hi = span
                 flat = state.gn_product_flat(v[lo:hi])
                 if flat is not None:
-                    flat *= w
+                    if w != 1.0:
+                        flat *= w
                     if out is None and hi - lo == problem.n:
                         out = flat  # one term on all of z: no accumulation
                     else:
