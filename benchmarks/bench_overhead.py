@@ -11,7 +11,9 @@ A peer column (when pyttb is installed): pyttb's ``cp_als`` from the same start,
 to the first iteration whose relative error is within a relative 1e-4 of the engine's
 final error (its own progress lines, stamped as printed), and the ratio engine / pyttb
 (target on 100^3 rank 10: <= 1.0). Everything runs on one BLAS thread; times are medians
-over 3 seeds.
+over 3 seeds. The last column counts the Python function calls of one engine fit
+(``cProfile``, seed 0, untimed run) per Gauss-Newton iteration, model set-up and
+diagnostics included: the per-call overhead the timings hide on small problems.
 
 Run: ``python benchmarks/bench_overhead.py``; writes the table to
 ``benchmarks/results/bench_overhead.txt``.
@@ -20,7 +22,9 @@ Run: ``python benchmarks/bench_overhead.py``; writes the table to
 from __future__ import annotations
 
 import contextlib
+import cProfile
 import io
+import pstats
 import re
 import statistics
 import time
@@ -119,6 +123,15 @@ def engine_gn(T, start):
     return res.iterations, res.relerr["t"]
 
 
+def engine_calls_per_iteration(T, start):
+    """Python function calls of one engine fit per Gauss-Newton iteration (untimed)."""
+    profile = cProfile.Profile()
+    profile.enable()
+    iterations, _ = engine_gn(T, start)
+    profile.disable()
+    return pstats.Stats(profile).total_calls / iterations
+
+
 class _Stamped(io.TextIOBase):
     """stdout stand-in recording (seconds since t0, line) of a solver's progress lines."""
 
@@ -149,7 +162,7 @@ def pyttb_time_to(T, start, target):
 def main() -> None:
     head = (f"{'problem':<16} {'engine [s]':>10} {'special [s]':>11} {'ratio':>6} "
             f"{'it eng/spec':>11} {'s/it ratio':>10} {'relerr eng':>11} {'relerr spec':>11}"
-            f" {'pyttb [s]':>9} {'eng/pyttb':>9}")
+            f" {'pyttb [s]':>9} {'eng/pyttb':>9} {'calls/it':>8}")
     lines = [head]
     print(head, flush=True)
     for shape, rank in [((100, 100, 100), 10), ((200, 200, 200), 20), ((50, 50, 50), 5)]:
@@ -166,10 +179,11 @@ def main() -> None:
                    else float("nan"))
             rows.append((t_e, t_s, it_e, it_s, (t_e / it_e) / (t_s / it_s), err_e, err_s, t_p))
         med = [statistics.median(c) for c in zip(*rows)]
+        calls = engine_calls_per_iteration(*planted(shape, rank, 0))
         name = "x".join(map(str, shape)) + f" R={rank}"
         line = (f"{name:<16} {med[0]:10.3f} {med[1]:11.3f} {med[0] / med[1]:6.2f} "
                 f"{med[2]:5.0f}/{med[3]:<5.0f} {med[4]:10.2f} {med[5]:11.3e} {med[6]:11.3e}"
-                f" {med[7]:9.3f} {med[0] / med[7]:9.2f}")
+                f" {med[7]:9.3f} {med[0] / med[7]:9.2f} {calls:8.0f}")
         lines.append(line)
         print(line, flush=True)
     RESULTS.parent.mkdir(exist_ok=True)

@@ -512,17 +512,30 @@ def mttkrp(T: ArrayLike, factors: Sequence[ArrayLike], mode: int) -> np.ndarray:
     return _mttkrp_c(np.ascontiguousarray(T), mats, n)
 
 
+def _kr_rows(mats: Sequence[np.ndarray]) -> np.ndarray:
+    """``khatri_rao(mats).T`` as a C-contiguous (R, prod I_n) array, no validation."""
+    out = mats[-1].T
+    R = out.shape[0]
+    for M in reversed(mats[:-1]):
+        out = (M.T[:, :, None] * out[:, None, :]).reshape(R, -1)
+    return out
+
+
 def _descend(W: np.ndarray, shape: tuple, mats: list[np.ndarray], out: list, offset: int) -> None:
-    """Dimension-tree step: ``W`` (prod(shape), R) is the data contracted with every
-    factor outside ``shape``'s modes; split those modes in two halves and recurse."""
+    """Dimension-tree step: ``W`` (R, prod(shape)) is the data contracted with every
+    factor outside ``shape``'s modes (rank first); split those modes in two halves and
+    recurse. With the rank first, both contractions are batched BLAS products on
+    contiguous slices (rank last, they were strided loops several times slower)."""
     if len(shape) == 1:
-        out[offset] = W
+        out[offset] = np.ascontiguousarray(W.T)
         return
     q = (len(shape) + 1) // 2
     IL, IR = math.prod(shape[:q]), math.prod(shape[q:])
-    W3 = W.reshape(IL, IR, W.shape[1])
-    _descend(np.einsum("lmr,mr->lr", W3, _kr(mats[q:])), shape[:q], mats[:q], out, offset)
-    _descend(np.einsum("lmr,lr->mr", W3, _kr(mats[:q])), shape[q:], mats[q:], out, offset + q)
+    W3 = W.reshape(W.shape[0], IL, IR)
+    _descend(np.matmul(W3, _kr_rows(mats[q:])[:, :, None])[:, :, 0], shape[:q], mats[:q],
+             out, offset)
+    _descend(np.matmul(_kr_rows(mats[:q])[:, None, :], W3)[:, 0, :], shape[q:], mats[q:],
+             out, offset + q)
 
 
 def mttkrp_all(T: ArrayLike, factors: Sequence[ArrayLike]) -> list[np.ndarray]:
@@ -577,7 +590,17 @@ class MTTKRPTree:
     """
 
     def __init__(self, T: ArrayLike, factors: Sequence[ArrayLike]) -> None:
-        T, mats = _prepare_mttkrp(T, factors)
+        self._build(*_prepare_mttkrp(T, factors))
+
+    @classmethod
+    def _unchecked(cls, T: np.ndarray, factors: list[np.ndarray]) -> MTTKRPTree:
+        """The tree of an array and factors known to fit it (the engine's hot path: no
+        validation)."""
+        tree = cls.__new__(cls)
+        tree._build(T, factors)
+        return tree
+
+    def _build(self, T: np.ndarray, mats: list[np.ndarray]) -> None:
         self.reversed = not T.flags.c_contiguous and T.flags.f_contiguous
         if self.reversed:
             T, mats = T.T, mats[::-1]
@@ -587,13 +610,14 @@ class MTTKRPTree:
         self.p = p = N // 2
         self.shape, self.mats = shape, mats
         self.T2 = T.reshape(math.prod(shape[:p]), math.prod(shape[p:]))
-        self.W_left = self.T2 @ _kr(mats[p:])
+        # Partial products are kept rank first, (R, I...): see _descend.
+        self.W_left = _kr_rows(mats[p:]) @ self.T2.T
         self._kr_left: np.ndarray | None = None
         self._all: list[np.ndarray] | None = None
 
     def _left_kr(self) -> np.ndarray:
         if self._kr_left is None:
-            self._kr_left = _kr(self.mats[: self.p])
+            self._kr_left = _kr_rows(self.mats[: self.p])
         return self._kr_left
 
     def inner(self) -> float | complex:
@@ -606,7 +630,7 @@ class MTTKRPTree:
         """Every mode's MTTKRP (computed once, then cached)."""
         if self._all is None:
             p, shape, mats = self.p, self.shape, self.mats
-            W_right = self.T2.T @ self._left_kr()
+            W_right = self._left_kr() @ self.T2
             out: list = [None] * len(shape)
             _descend(self.W_left, shape[:p], mats[:p], out, 0)
             _descend(W_right, shape[p:], mats[p:], out, p)

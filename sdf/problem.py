@@ -132,6 +132,18 @@ class Problem:
         # Where each term input sits in z (None for constants): the Gauss-Newton product
         # of a model without transforms skips the expression graph (it runs inside CG).
         self.slots = [[self.var_index.get(id(e)) for e in term.inputs] for term in self.terms]
+        #: Per term, the slice ``(lo, hi)`` of z its inputs fill when they are distinct real
+        #: variables packed one after the other in input order (None otherwise): its
+        #: Gauss-Newton product then runs on that slice directly (TermState.gn_product_flat).
+        self.spans = [self._span(slots) for slots in self.slots]
+
+    def _span(self, slots: list[int | None]) -> tuple[int, int] | None:
+        first = slots[0] if slots else None
+        if first is None or slots != list(range(first, first + len(slots))):
+            return None
+        if any(self.complex_variables[k] for k in range(first, first + len(slots))):
+            return None
+        return int(self.offsets[first]), int(self.offsets[first + len(slots)])
 
     @classmethod
     def from_model(cls, model: ModelLike) -> Problem:
@@ -290,12 +302,32 @@ class Point:
 
     def gradient(self) -> np.ndarray:
         """Gradient of ``f`` with respect to ``z``."""
+        if self._gradient is None and not self.problem.nodes:
+            self._gradient, self._curvature = self._direct_gradient(), {}
         if self._gradient is None:
             per_term = [s.gradient() for s in self.states]
             node_grads: dict[int, np.ndarray] = {}
             self._gradient = self._backprop(self._term_outputs(per_term), node_grads)
             self._curvature = self._transform_curvature(node_grads)
         return self._gradient
+
+    def _direct_gradient(self) -> np.ndarray:
+        """The gradient of a problem without transforms: the terms' gradients written into
+        their variables' slices."""
+        problem = self.problem
+        out = np.zeros(problem.n)
+        for w, state, slots in zip(problem.weights, self.states, problem.slots):
+            if w == 0.0:
+                continue
+            for k, g in zip(slots, state.gradient()):
+                if k is None:
+                    continue
+                sl = slice(problem.offsets[k], problem.offsets[k + 1])
+                if problem.complex_variables[k]:
+                    out[sl] += split_complex(w * g)
+                else:
+                    out[sl] += np.real(w * g).ravel()
+        return out
 
     def _transform_curvature(self, node_grads: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         """Per expression fed to elementwise transforms, the positive part of
@@ -356,12 +388,29 @@ class Point:
 
     def _direct_gn_product(self, v: np.ndarray) -> np.ndarray:
         problem = self.problem
-        parts = problem.unpack(v)
-        out = np.zeros(problem.n)
-        for w, term, state, slots in zip(problem.weights, problem.terms, self.states,
-                                          problem.slots):
+        parts: list[np.ndarray] | None = None
+        out: np.ndarray | None = None
+        for w, term, state, slots, span in zip(problem.weights, problem.terms, self.states,
+                                                problem.slots, problem.spans):
             if w == 0.0:
                 continue
+            if span is not None:
+                lo, hi = span
+                flat = state.gn_product_flat(v[lo:hi])
+                if flat is not None:
+                    if w != 1.0:
+                        flat *= w
+                    if out is None and hi - lo == problem.n:
+                        out = flat  # one term on all of z: no accumulation
+                    else:
+                        if out is None:
+                            out = np.zeros(problem.n)
+                        out[lo:hi] += flat
+                    continue
+            if out is None:
+                out = np.zeros(problem.n)
+            if parts is None:
+                parts = problem.unpack(v)
             dvals = [parts[k] if k is not None else np.zeros(e.shape)
                      for k, e in zip(slots, term.inputs)]
             for k, product in zip(slots, state.gn_product(dvals)):
@@ -372,7 +421,7 @@ class Point:
                     out[sl] += w * split_complex(product)
                 else:
                     out[sl] += w * np.real(product).ravel()
-        return out
+        return np.zeros(problem.n) if out is None else out
 
     def preconditioner(self, units: Sequence[int] | None = None) -> Preconditioner:
         """Block-Jacobi approximation of ``(J^T W J)^{-1}`` (see :class:`Preconditioner`
@@ -464,24 +513,65 @@ class Preconditioner:
         self.offsets = problem.offsets
         self.complex_variables = problem.complex_variables
         self.inverses: list[Any] = []
+        shared: dict[int, np.ndarray] = {}  # one (R, R) block shared by all rows
         for var in problem.variables:
             if mode_inverses.get(id(var)) is not None:
                 self.inverses.append(mode_inverses[id(var)])
             elif id(var) in krons:
                 self.inverses.append(_invert_kron(krons[id(var)], rows.get(id(var)), var.shape))
             else:
-                self.inverses.append(_invert(rows.get(id(var)), var.shape))
+                block = rows.get(id(var))
+                if (len(var.shape) == 2 and isinstance(block, np.ndarray)
+                        and block.shape == (var.shape[1],) * 2):
+                    shared[len(self.inverses)] = block
+                self.inverses.append(None if len(self.inverses) in shared
+                                     else _invert(block, var.shape))
+        for k, inverse in _invert_shared(shared).items():
+            self.inverses[k] = inverse
+        self._plan = self._batches()
+
+    def _batches(self) -> list[tuple[int, int, Any]]:
+        """How ``__call__`` applies the inverses: ``(lo, hi, what)`` per run of z, ``what``
+        an ``(K, R, R)`` stack of inverses shared by the rows of ``K`` real variables of one
+        shape that follow each other (one batched product), else a variable's index."""
+        plan: list[tuple[int, int, Any]] = []
+        run: list[int] = []
+
+        def close() -> None:
+            if run:
+                stack = np.stack([self.inverses[k] for k in run])
+                plan.append((int(self.offsets[run[0]]), int(self.offsets[run[-1] + 1]), stack))
+                run.clear()
+
+        for k, inv in enumerate(self.inverses):
+            size = self.offsets[k + 1] - self.offsets[k]
+            if (isinstance(inv, np.ndarray) and inv.ndim == 2 and not self.complex_variables[k]
+                    and size % inv.shape[0] == 0):
+                if run and (inv.shape != self.inverses[run[0]].shape
+                            or size != self.offsets[run[0] + 1] - self.offsets[run[0]]):
+                    close()
+                run.append(k)
+                continue
+            close()
+            plan.append((int(self.offsets[k]), int(self.offsets[k + 1]), k))
+        close()
+        return plan
 
     def __call__(self, v: np.ndarray) -> np.ndarray:
         out = np.empty_like(v)
-        for k, inv in enumerate(self.inverses):
-            sl = slice(self.offsets[k], self.offsets[k + 1])
+        for lo, hi, what in self._plan:
+            if isinstance(what, np.ndarray):
+                K, R = what.shape[0], what.shape[1]
+                shape = (K, (hi - lo) // (K * R), R)
+                np.matmul(v[lo:hi].reshape(shape), what, out=out[lo:hi].reshape(shape))
+                continue
+            inv = self.inverses[what]
             if inv is None:
-                out[sl] = v[sl]
-            elif self.complex_variables[k]:  # the block acts on the complex entries
-                out[sl] = split_complex(_apply_inverse(inv, as_complex(v[sl])))
+                out[lo:hi] = v[lo:hi]
+            elif self.complex_variables[what]:  # the block acts on the complex entries
+                out[lo:hi] = split_complex(_apply_inverse(inv, as_complex(v[lo:hi])))
             else:
-                out[sl] = _apply_inverse(inv, v[sl])
+                out[lo:hi] = _apply_inverse(inv, v[lo:hi])
         return out
 
 
@@ -616,6 +706,8 @@ def _add_block(acc: Any, block: Any, rows: int) -> Any:
 def _block_array(block: Any) -> np.ndarray:
     """A block as a float64 array, complex128 when complex (Hermitian blocks of complex
     variables)."""
+    if isinstance(block, np.ndarray) and block.dtype in (np.float64, np.complex128):
+        return block
     return np.asarray(block, dtype=np.complex128 if np.iscomplexobj(block) else float)
 
 
@@ -644,6 +736,28 @@ def _invert_kron(pairs: list[tuple[np.ndarray, np.ndarray]], rows: Any,
     if L_inv is None or W_inv is None:
         return None
     return L_inv, W_inv
+
+
+def _invert_shared(blocks: dict[int, np.ndarray]) -> dict[int, Any]:
+    """:func:`_invert` of several ``(R, R)`` blocks (by variable index), those of one size
+    and type in one batched call: the same inverses, fewer calls."""
+    out: dict[int, Any] = {}
+    groups: dict[tuple[int, bool], list[int]] = {}
+    for k, block in blocks.items():
+        groups.setdefault((block.shape[0], bool(np.iscomplexobj(block))), []).append(k)
+    for (R, _), keys in groups.items():
+        stack = np.stack([_block_array(blocks[k]) for k in keys])
+        scale = np.real(stack.diagonal(axis1=1, axis2=2).sum(axis=1)) / R
+        scale = np.where(scale > 0, scale, 1.0)
+        try:
+            inverses = np.linalg.inv(stack + (1e-10 * scale)[:, None, None] * np.eye(R))
+        except np.linalg.LinAlgError:  # a singular block: each on its own (pinv for it)
+            out.update({k: _invert(blocks[k], (0, R)) for k in keys})
+            continue
+        finite = (np.isfinite(inverses).all(axis=(1, 2)) if not np.isfinite(inverses.sum())
+                  else [True] * len(keys))
+        out.update({k: inv if ok else None for k, inv, ok in zip(keys, inverses, finite)})
+    return out
 
 
 def _invert(block: Any, shape: tuple[int, ...]) -> Any:

@@ -269,9 +269,15 @@ class ScaledPoint:
         return self._gradient
 
     def gn_product(self, v: np.ndarray) -> np.ndarray:
-        Hv = self.raw.gn_product(self.problem.to_raw(v))
-        units = self.problem.units
-        Hv = Hv * self.problem._grad_scale if units is None else np.ldexp(Hv, units)
+        problem = self.problem
+        sigma = problem.sigma
+        if problem.units is None and 0.0 < sigma < math.inf:
+            # Products with the power of two sigma are exact, as ldexp (fewer calls).
+            Hv = self.raw.gn_product(v * sigma)
+            Hv *= sigma
+        else:
+            Hv = self.raw.gn_product(problem.to_raw(v))
+            Hv = Hv * sigma if problem.units is None else np.ldexp(Hv, problem.units)
         curvature = float(v @ Hv)
         if not (curvature > 1e-300) and np.any(v):
             # The Gramian is singular (or worse) along v: CG breaks down there.

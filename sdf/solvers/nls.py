@@ -87,13 +87,14 @@ def pcg(
     x = np.zeros_like(b)
     Ax = np.zeros_like(b)
     r = b.copy()
-    bnorm = np.linalg.norm(b)
+    bnorm = math.sqrt(float(b @ b))
     if bnorm == 0:
         return x, Ax, 0, False
     # The model q(x) = x.Ax/2 - b.x decreases at every exact CG step; on a singular
     # Gramian rounding can make it grow again along the null space, so the iterate with
-    # the lowest q is returned.
-    best = (0.0, x.copy(), Ax.copy())
+    # the lowest q is returned. Iterates are never updated in place, so keeping the best
+    # one costs no copy.
+    best_q, best_x, best_Ax = 0.0, x, Ax
     z = precond(r)
     p = z.copy()
     rz = float(r @ z)
@@ -102,17 +103,18 @@ def pcg(
     for it in range(1, max_iter + 1):
         Ap = operator(p)
         pAp = float(p @ Ap)
-        if not np.isfinite(pAp) or pAp <= 1e-300:
+        if not math.isfinite(pAp) or pAp <= 1e-300:
             breakdown = True
             break
         alpha = rz / pAp
-        x += alpha * p
-        Ax += alpha * Ap
-        r -= alpha * Ap
+        x = x + alpha * p
+        step_Ap = alpha * Ap
+        Ax = Ax + step_Ap
+        r -= step_Ap
         q = 0.5 * float(x @ Ax) - float(b @ x)
-        if q < best[0]:
-            best = (q, x.copy(), Ax.copy())
-        if np.linalg.norm(r) <= tol * bnorm:
+        if q < best_q:
+            best_q, best_x, best_Ax = q, x, Ax
+        if math.sqrt(float(r @ r)) <= tol * bnorm:
             break
         if deadline is not None and time.perf_counter() >= deadline:
             break
@@ -122,7 +124,7 @@ def pcg(
             break
         p = z + (rz_new / rz) * p
         rz = rz_new
-    return best[1], best[2], it, breakdown
+    return best_x, best_Ax, it, breakdown
 
 
 def _dogleg(g: np.ndarray, p_gn: np.ndarray, Hp_gn: np.ndarray, p_sd: np.ndarray,

@@ -201,7 +201,7 @@ class _TreeSession:
     """Session over a dense array: half of a dimension tree gives the inner product."""
 
     def __init__(self, array: np.ndarray, factors: list[np.ndarray]) -> None:
-        self._tree: algebra.MTTKRPTree | None = algebra.MTTKRPTree(array, factors)
+        self._tree: algebra.MTTKRPTree | None = algebra.MTTKRPTree._unchecked(array, factors)
         self._inner = self._tree.inner()
         self._all: list[np.ndarray] | None = None
 

@@ -10,7 +10,8 @@ known entries, or the regularizer's residual). For one point it builds a
 ``gradient()``
     ``J^T r`` split per input;
 ``gn_product(dvalues)``
-    ``J^T J dv`` split per input (the Gauss-Newton Gramian product);
+    ``J^T J dv`` split per input (the Gauss-Newton Gramian product); optionally
+    ``gn_product_flat(dflat)``, the same on the inputs' directions as one flat vector;
 ``blocks()``
     per input, a block-diagonal approximation of ``J^T J`` for the preconditioner.
 
@@ -79,6 +80,12 @@ class TermState:
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
+
+    def gn_product_flat(self, dflat: np.ndarray) -> np.ndarray | None:
+        """``J^T J dv`` on real inputs with the directions raveled and concatenated in
+        input order, as a new flat array; None when the state has no such form (the
+        engine then calls :meth:`gn_product`). A fast path for the inner CG loop."""
+        return None
 
     def blocks(self) -> list[Block]:
         return [None] * len(self.gradient())

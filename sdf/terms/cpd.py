@@ -323,6 +323,7 @@ class _FullCPDState(TermState):
         model_sq = float(np.real(np.sum(self.w[0] * self.grams[0])))
         self.fval = 0.5 * max(norm_squared - 2.0 * inner + model_sq, 0.0)
         self._pairs: np.ndarray | None = None
+        self._stack: tuple[np.ndarray, np.ndarray] | tuple[()] | None = None
 
     @property
     def mttkrps(self) -> list[np.ndarray]:
@@ -348,6 +349,33 @@ class _FullCPDState(TermState):
         cross = np.stack([dA.T @ Ac for Ac, dA in zip(self._conj, dvalues)])
         acc = np.einsum("nmrs,mrs->nrs", self._pair_weights(), cross)
         return [dA @ W + A @ a for A, dA, W, a in zip(self.factors, dvalues, self.w, acc)]
+
+    def gn_product_flat(self, dflat: np.ndarray) -> np.ndarray | None:
+        if self._conj is not self.factors:
+            return None  # complex factors: the per-input form
+        stacked = self._stacked()
+        if stacked is None:  # factors of different sizes: one mode at a time
+            ends = np.cumsum([A.size for A in self.factors])
+            dvalues = [d.reshape(A.shape) for d, A in zip(np.split(dflat, ends[:-1]),
+                                                          self.factors)]
+            return np.concatenate([p.ravel() for p in self.gn_product(dvalues)])
+        # Equal factor shapes: the modes as one batch (N, I, R), a few BLAS calls in all.
+        F, W = stacked
+        V = dflat.reshape(F.shape)
+        acc = np.einsum("nmrs,mrs->nrs", self._pair_weights(),
+                        np.matmul(V.transpose(0, 2, 1), F))
+        out = np.matmul(V, W)
+        out += np.matmul(F, acc)
+        return out.reshape(-1)
+
+    def _stacked(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The factors and the ``W_n`` stacked, ``(N, I, R)`` and ``(N, R, R)``, when all
+        factors have one shape (else None); made once per state."""
+        if self._stack is None:
+            shape = self.factors[0].shape
+            self._stack = ((np.stack(self.factors), np.stack(self.w))
+                           if all(A.shape == shape for A in self.factors) else ())
+        return self._stack or None
 
     def blocks(self) -> list[np.ndarray]:
         return list(self.w)
