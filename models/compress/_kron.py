@@ -39,7 +39,9 @@ class KronFit:
     """Result of :func:`fit_kron`.
 
     ``C`` has shape (out, r, m), ``F`` (a, r) with orthonormal columns; ``objective`` is
-    ``tr(E M E^T)``; ``start`` names the start that was refined.
+    ``tr(E M E^T)``; ``start`` names the start that was refined and ``start_objective``
+    is its objective (with its closed-form ``C``); ``converged`` is False when the
+    alternations stopped at ``max_iter``.
     """
 
     C: np.ndarray
@@ -47,6 +49,8 @@ class KronFit:
     objective: float
     iterations: int
     start: str
+    converged: bool
+    start_objective: float
 
 
 # bounds of the extrapolation step (a multiple of the last alternation's change of F)
@@ -111,10 +115,12 @@ class _Problem:
                 self.c0 - float(np.vdot(UtY, UtY)))
 
     def f_step(self, F: np.ndarray, MF: np.ndarray, C: np.ndarray, cg_iter: int
-               ) -> np.ndarray:
-        """Lower the objective over ``F`` for fixed ``C`` by preconditioned CG from ``F``."""
-        o, a, m = self.shape
-        r = F.shape[1]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Lower the objective over ``F`` for fixed ``C`` by preconditioned CG from ``F``.
+
+        Returns the new factor ``X`` and ``apply_metric(X)``: the metric is linear, so the
+        products of the search directions (computed for the Hessian anyway) give it.
+        """
         Q4 = np.tensordot(C, C, axes=([0], [0]))  # (r, nu, s, lam)
 
         def hess(T: np.ndarray) -> np.ndarray:  # (H F)[a, r] from T = apply_metric(F)
@@ -129,24 +135,26 @@ class _Problem:
             Z = sla.cho_solve(Ma_f, R, check_finite=False)
             return sla.cho_solve(Qb_f, Z.T, check_finite=False).T
 
-        X = F.copy()
+        X, MX = F.copy(), MF.copy()
         R = N - hess(MF)
         Z = precond(R)
         P = Z
         rz = float(np.vdot(R, Z))
         for _ in range(cg_iter):
-            HP = hess(self.apply_metric(P))
+            MP = self.apply_metric(P)
+            HP = hess(MP)
             pHp = float(np.vdot(P, HP))
             if pHp <= 0 or rz <= 0:
                 break
             alpha = rz / pHp
-            X = X + alpha * P
+            X += alpha * P
+            MX += alpha * MP
             R = R - alpha * HP
             Z = precond(R)
             rz_new = float(np.vdot(R, Z))
             P = Z + (rz_new / rz) * P
             rz = rz_new
-        return X
+        return X, MX
 
 
 def _factor(S: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -159,6 +167,20 @@ def _factor(S: np.ndarray) -> tuple[np.ndarray, bool]:
 def _orthonormal(F: np.ndarray) -> np.ndarray:
     """An orthonormal basis of the column span of ``F`` (only the span matters)."""
     return np.linalg.qr(F)[0]
+
+
+def _orthonormal_with_metric(X: np.ndarray, MX: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``Q = X R^{-1}`` (``X = Q R``), ``apply_metric(Q) = MX R^{-1}`` from ``MX =
+    apply_metric(X)``, and ``R``: the metric is linear, so the orthonormal basis costs one
+    product with the small ``R^{-1}`` instead of one with ``M``. None when ``R`` is
+    ill-conditioned (the product would lose accuracy)."""
+    Q, R = np.linalg.qr(X)
+    d = np.abs(np.diag(R))
+    if d.min() <= 1e-8 * d.max():
+        return None
+    R_inv = sla.solve_triangular(R, np.eye(len(R)), lower=False, check_finite=False)
+    return Q, (MX.reshape(-1, X.shape[1]) @ R_inv).reshape(MX.shape), R
 
 
 def nearest_kron_start(W3: np.ndarray, M: np.ndarray, rank: int) -> np.ndarray | None:
@@ -222,26 +244,41 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
             best = (f, name, F, MF, C)
     assert best is not None, "fit_kron needs at least one start"
     f, start, F, MF, C = best
+    f_start = f
     iterations = 0
+    converged = False
     step = 1.0
     for iterations in range(1, max_iter + 1):
-        F_new = _orthonormal(prob.f_step(F, MF, C, cg_iter))
-        MF_new = prob.apply_metric(F_new)
+        # c_step needs only a full-rank F (the objective depends on its span): the step
+        # and its extrapolation are evaluated as they are, the kept one is orthonormalised
+        F_new, MF_new = prob.f_step(F, MF, C, cg_iter)
         C_new, f_new = prob.c_step(F_new, MF_new)
         if f_new > f:  # rounding only: each step lowers the objective
+            converged = True
             break
         # Extrapolate along the alternation's step (alternations creep along a valley);
         # kept only when it lowers the objective, and the step length adapts.
-        F_x = _orthonormal(F_new + step * (F_new - F))
-        MF_x = prob.apply_metric(F_x)
+        F_x, MF_x = (1 + step) * F_new - step * F, (1 + step) * MF_new - step * MF
         C_x, f_x = prob.c_step(F_x, MF_x)
         if f_x < f_new:
             F_new, MF_new, C_new, f_new = F_x, MF_x, C_x, f_x
             step = min(1.5 * step, _MAX_STEP)
         else:
             step = max(step / 2, _MIN_STEP)
+        basis = _orthonormal_with_metric(F_new, MF_new)
+        if basis is None:  # the step collapsed the span: keep the last good iterate
+            converged = True
+            break
+        F_new, MF_new, R = basis
+        C_new = np.einsum("sr,orm->osm", R, C_new, optimize=True)  # same C K^T
         decrease = f - f_new
         F, MF, C, f = F_new, MF_new, C_new, f_new
         if decrease <= tol * max(f, 0.0) or f <= 1e-24 * prob.c0:
+            converged = True
             break
-    return KronFit(C, F, max(f, 0.0), iterations, start)
+    if iterations:
+        # the products with M were updated by linearity: recompute C and the objective
+        # from a fresh product, so that they are exactly those of the returned F
+        C, f = prob.c_step(F, prob.apply_metric(F))
+    return KronFit(C, F, max(f, 0.0), iterations, start, converged or max_iter == 0,
+                   max(f_start, 0.0))
