@@ -16,9 +16,10 @@ the im2col patches ``P``: ``P Wm^T ~ (P K) A^T`` with ``K`` the input-side facto
 expression (``matvec`` of the patches with ``kron(F, I)``, ``kr(U_in, U_h, U_w)``, ...).
 The data-aware weight SVD, spatial SVD and Tucker-2 share one structure (``Wm = C
 kron(F, I)^T``, Tucker-2 with ``C`` of rank ``r_out``): they alternate closed forms (best
-``C`` for ``F``, a conjugate-gradient step on ``F``; :mod:`sdf.models.compress._kron`)
-from the better of the data-free fit (truncated SVD, HOOI) and the generalised SVD of the
-nearest Kronecker-structured metric. CP is an engine model
+``C`` for ``F``, a conjugate-gradient step on ``F``, then for the SVDs Newton steps on
+``span(F)``; :mod:`sdf.models.compress._kron`) from the better of the data-free fit
+(truncated SVD, HOOI) and the generalised SVD of the nearest Kronecker-structured metric;
+several Tucker-2 rank candidates are screened after a few alternations. CP is an engine model
 (:mod:`sdf.models.compress._engine`) started from a GEVD (:func:`sdf.decomp.gevd_init`)
 when that reproduces the weight, else from random factors; data-aware, the response term
 joins after a short data-free stretch. Tucker-2 without calibration inputs is HOOI
@@ -122,9 +123,11 @@ def _alternate(W3: np.ndarray, M: np.ndarray, starts: list[tuple[str, np.ndarray
 
 def _kron_info(fit: _kron.KronFit, opts: CompressOptions) -> FitInfo:
     stop = "converged" if fit.converged else "stopped at the iteration cap"
+    steps = f"{fit.iterations - fit.newton_steps} alternations"
+    if fit.newton_steps:
+        steps += f" and {fit.newton_steps} Newton steps"
     return FitInfo("numpy", fit.iterations,
-                   f"{fit.start}, then alternating closed forms ({fit.iterations} "
-                   f"alternations, {stop})")
+                   f"{fit.start}, then alternating closed forms ({steps}, {stop})")
 
 
 # ---------------------------------------------------------------- CP and Tucker-2

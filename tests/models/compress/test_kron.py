@@ -218,3 +218,67 @@ def test_screened_tucker2_picks_the_candidate_the_full_fits_pick(rng):
     value = objective(conv._pieces("tucker2", orig, factors, "")[1])
     assert value == pytest.approx(full[chosen], rel=1e-6)
     assert "dropped after 5 alternations" in info.message
+
+
+def _horizontal(F, X):
+    return X - F @ (F.T @ X)
+
+
+def test_newton_residual_and_hessian_match_finite_differences(rng):
+    """With C eliminated, -1/2 the gradient and 1/2 the Hessian (horizontal parts) against
+    central differences of the objective and of the residual along a horizontal X."""
+    o, a, m, r = 6, 7, 3, 3
+    W3, M = rng.standard_normal((o, a, m)), _spd(rng, a * m)
+    prob = _kron._Problem(W3, M, None)
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    X = _horizontal(F, rng.standard_normal((a, r)))
+    p = prob.point(F, prob.apply_metric(F))
+    R, Q4 = prob.residual(p)
+    h = 1e-5
+
+    def at(G):
+        return prob.point(G, prob.apply_metric(G))
+
+    slope = (at(F + h * X).f - at(F - h * X).f) / (2 * h)
+    assert slope == pytest.approx(-2 * float(np.vdot(R, X)), rel=1e-7)
+    # the residual at F +- hX, moved back to F's horizontal space (it is horizontal for
+    # its own F; the difference of the projections is O(h^2) in that direction)
+    dR = (_horizontal(F, prob.residual(at(F + h * X))[0])
+          - _horizontal(F, prob.residual(at(F - h * X))[0])) / (2 * h)
+    HX = prob.hessvec(p, Q4, X, prob.apply_metric(X))
+    np.testing.assert_allclose(HX, -dR, rtol=1e-6, atol=1e-7 * np.abs(HX).max())
+    # symmetric on the horizontal space
+    Y = _horizontal(F, rng.standard_normal((a, r)))
+    HY = prob.hessvec(p, Q4, Y, prob.apply_metric(Y))
+    assert float(np.vdot(Y, HX)) == pytest.approx(float(np.vdot(X, HY)), rel=1e-9)
+
+
+def test_newton_phase_reaches_the_optimum_of_long_alternations(rng):
+    """The Newton steps end where many plain alternations end (or lower), in fewer
+    iterations, and the reported objective is the one of the returned factors."""
+    o, a, m, r = 12, 9, 4, 4
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.3, a)[None, :, None]
+    M = _spd(rng, a * m)
+    F0 = rng.standard_normal((a, r))
+    slow = _kron.fit_kron(W3, M, [("F", F0)], max_iter=3000, tol=1e-13,
+                          newton_after=3000)
+    fast = _kron.fit_kron(W3, M, [("F", F0)], max_iter=3000, tol=1e-13)
+    assert fast.newton_steps > 0 and slow.newton_steps == 0
+    assert fast.iterations < slow.iterations
+    assert fast.objective <= slow.objective * (1 + 1e-9)
+    assert _objective(W3, M, fast.C, fast.F) == pytest.approx(fast.objective, rel=1e-10)
+
+
+def test_fit_from_a_random_start_reaches_the_generalised_svd_of_a_kronecker_metric(rng):
+    """M = M_a (x) M_m: the optimum is known in closed form (tail of the whitened
+    spectrum); alternations then Newton steps reach it from a random start."""
+    o, a, m, r = 9, 8, 3, 3
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.2, a)[None, :, None]
+    Ma, Mm = _spd(rng, a), _spd(rng, m)
+    La, Lm = np.linalg.cholesky(Ma), np.linalg.cholesky(Mm)
+    s = np.linalg.svd(np.einsum("ab,oam,mn->bon", La, W3, Lm).reshape(a, -1),
+                      compute_uv=False)
+    fit = _kron.fit_kron(W3, np.kron(Ma, Mm), [("random", rng.standard_normal((a, r)))],
+                         max_iter=500, tol=1e-14)
+    assert fit.newton_steps > 0
+    assert fit.objective == pytest.approx(np.sum(s[r:] ** 2), rel=1e-8)
