@@ -123,9 +123,10 @@ def _alternate(W3: np.ndarray, M: np.ndarray, starts: list[tuple[str, np.ndarray
 
 def _kron_info(fit: _kron.KronFit, opts: CompressOptions) -> FitInfo:
     stop = "converged" if fit.converged else "stopped at the iteration cap"
-    steps = f"{fit.iterations - fit.newton_steps} alternations"
+    alternations = fit.iterations - fit.newton_steps
+    steps = f"{alternations} alternation{'' if alternations == 1 else 's'}"
     if fit.newton_steps:
-        steps += f" and {fit.newton_steps} Newton steps"
+        steps += f" and {fit.newton_steps} Newton step{'' if fit.newton_steps == 1 else 's'}"
     return FitInfo("numpy", fit.iterations,
                    f"{fit.start}, then alternating closed forms ({steps}, {stop})")
 
