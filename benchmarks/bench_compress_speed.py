@@ -5,7 +5,9 @@ network of 10 such layers with one budget in under 30 s. Layers: a 256x256x3x3 c
 (590k weights; calibration maps (16, 256, 16, 16): 4096 im2col patches of 2304 values)
 and a 1024x1024 linear layer (calibration inputs (4096, 1024)). Weights have decaying
 spectra and the inputs are ReLU feature maps with correlated channels, as in trained
-networks. Every case runs at ``ratio=0.5`` on one BLAS thread (the machine is shared).
+networks. A 512x192x3x3 conv (885k weights, calibration maps (16, 192, 16, 16)) checks a
+wider, shallower layer. Every case runs at ``ratio=0.5`` on one BLAS thread (the machine
+is shared).
 
 The machine is shared and its load changes from run to run: wall time is printed, but
 the targets are read against CPU time (one BLAS thread, so CPU time is what an unloaded
@@ -20,8 +22,10 @@ A further table compresses the 32x16x3x3 conv2 of the digits CNN (the layer of t
 that took 154 s data-aware) with its real calibration inputs, by the default solver and
 by the engine-only path (``solver="engine"``), in the same process.
 
-Usage: ``python benchmarks/bench_compress_speed.py [--cap CPU_SECONDS] [--before FILE]``;
-writes the table to ``benchmarks/results/bench_compress_speed.txt``.
+Usage: ``python benchmarks/bench_compress_speed.py [--cap CPU_SECONDS] [--before FILE]
+[--methods M1,M2,...] [--skip-networks] [--skip-digits]``; ``--methods`` restricts the
+conv rows to some methods (default: all). Writes the table to
+``benchmarks/results/bench_compress_speed.txt``.
 """
 
 from __future__ import annotations
@@ -165,8 +169,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cap", type=float, default=120.0, help="CPU seconds per case")
     parser.add_argument("--before", default=None, help="an earlier results file")
+    parser.add_argument("--methods", default=",".join(CONV_METHODS),
+                        help="conv methods to run, comma-separated")
+    parser.add_argument("--skip-networks", action="store_true")
     parser.add_argument("--skip-digits", action="store_true")
     args = parser.parse_args()
+    methods = [m for m in CONV_METHODS if m in args.methods.split(",")]
     before = _read_before(args.before)
     rng = np.random.default_rng(0)
     lines = []
@@ -179,7 +187,8 @@ def main() -> None:
         unit = svd_unit(rng)
         W_conv, X_conv = conv_layer(rng, 256, 256, 16, 16)
         W_lin, X_lin = linear_layer(rng, 1024, 1024, 4096)
-        rows_conv = im2col(X_conv, (3, 3), (1, 1), (1, 1), (1, 1))
+        convs = {"conv256": (W_conv, X_conv),
+                 "conv512x192": conv_layer(np.random.default_rng(1), 512, 192, 16, 16)}
         emit(f"time unit (svd u): one 1024x1024 SVD = {unit:.3f} s CPU, 1 BLAS thread; "
              f"targets (CPU s): free {TARGET['free']}, aware {TARGET['aware']}, "
              f"network {TARGET['network']}")
@@ -187,17 +196,19 @@ def main() -> None:
                        else ""))
         for kind in ("free", "aware"):
             aware = kind == "aware"
-            obj = Objective(W_conv, rows_conv if aware else None, center=False)
-            for method in CONV_METHODS:
-                X = X_conv if aware else None
-                wall, cpu, res = timed(lambda: compress_conv(
-                    W_conv, method, ratio=0.5, X=X, padding=1, input_hw=(16, 16)), args.cap)
-                emit(_row(kind, "conv256", method, wall, cpu, unit, res, obj, before))
+            for layer, (W_c, X_c) in convs.items():
+                rows = im2col(X_c, (3, 3), (1, 1), (1, 1), (1, 1)) if aware else None
+                obj = Objective(W_c, rows, center=False)
+                for method in methods:
+                    X = X_c if aware else None
+                    wall, cpu, res = timed(lambda: compress_conv(
+                        W_c, method, ratio=0.5, X=X, padding=1, input_hw=(16, 16)), args.cap)
+                    emit(_row(kind, layer, method, wall, cpu, unit, res, obj, before))
             X = X_lin if aware else None
             obj = Objective(W_lin, X, center=False)
             wall, cpu, res = timed(lambda: compress_linear(W_lin, ratio=0.5, X=X), args.cap)
             emit(_row(kind, "fc1024", "svd", wall, cpu, unit, res, obj, before))
-        for kind in ("free", "aware"):
+        for kind in () if args.skip_networks else ("free", "aware"):
             specs = {}
             for k in range(10):
                 if k % 2:

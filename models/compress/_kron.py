@@ -20,7 +20,13 @@ Kronecker product ``M_a (x) M_m`` the whole problem is a generalised SVD: the tr
 SVD of the whitened weight. The fit starts from the better of the data-free factor and
 that generalised SVD for the nearest Kronecker product of ``M`` (Van Loan-Pitsianis),
 then alternates the two steps; each step lowers the objective, so the result is never
-worse than either start.
+worse than either start. The alternations crawl where the singular values around the
+rank are close (their rate is that of subspace iteration); without an output rank, after
+a few of them the fit takes Newton steps on ``span(F)`` with ``C`` eliminated (variable
+projection: exact gradient and Hessian products, truncated preconditioned CG, a step
+halved until it lowers the objective). The products with ``M`` are linear in ``F``: the
+ones CG computes also give those of the new ``F``, so each iteration multiplies by ``M``
+only along its search directions.
 """
 
 from __future__ import annotations
@@ -39,7 +45,10 @@ class KronFit:
     """Result of :func:`fit_kron`.
 
     ``C`` has shape (out, r, m), ``F`` (a, r) with orthonormal columns; ``objective`` is
-    ``tr(E M E^T)``; ``start`` names the start that was refined.
+    ``tr(E M E^T)``; ``start`` names the start that was refined and ``start_objective``
+    is its objective (with its closed-form ``C``); ``converged`` is False when the
+    alternations stopped at ``max_iter``; ``newton_steps`` of the ``iterations`` were
+    Newton steps.
     """
 
     C: np.ndarray
@@ -47,10 +56,15 @@ class KronFit:
     objective: float
     iterations: int
     start: str
+    converged: bool
+    start_objective: float
+    newton_steps: int
 
 
 # bounds of the extrapolation step (a multiple of the last alternation's change of F)
 _MIN_STEP, _MAX_STEP = 0.25, 8.0
+# CG steps and relative preconditioned-residual tolerance of a Newton step
+_NEWTON_CG_ITER, _NEWTON_CG_TOL = 10, 1e-3
 
 
 def _whitened(G: np.ndarray, B: np.ndarray
@@ -111,14 +125,16 @@ class _Problem:
                 self.c0 - float(np.vdot(UtY, UtY)))
 
     def f_step(self, F: np.ndarray, MF: np.ndarray, C: np.ndarray, cg_iter: int
-               ) -> np.ndarray:
-        """Lower the objective over ``F`` for fixed ``C`` by preconditioned CG from ``F``."""
-        o, a, m = self.shape
-        r = F.shape[1]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Lower the objective over ``F`` for fixed ``C`` by preconditioned CG from ``F``.
+
+        Returns the new factor ``X`` and ``apply_metric(X)``: the metric is linear, so the
+        products of the search directions (computed for the Hessian anyway) give it.
+        """
         Q4 = np.tensordot(C, C, axes=([0], [0]))  # (r, nu, s, lam)
 
         def hess(T: np.ndarray) -> np.ndarray:  # (H F)[a, r] from T = apply_metric(F)
-            return np.tensordot(T, Q4, axes=([1, 2, 3], [1, 3, 2]))
+            return _contract(T, Q4)
 
         N = np.einsum("oan,orn->ar", self.WM3, C, optimize=True)
         Qb = np.einsum("rnsn->rs", Q4)
@@ -129,24 +145,93 @@ class _Problem:
             Z = sla.cho_solve(Ma_f, R, check_finite=False)
             return sla.cho_solve(Qb_f, Z.T, check_finite=False).T
 
-        X = F.copy()
+        X, MX = F.copy(), MF.copy()
         R = N - hess(MF)
         Z = precond(R)
         P = Z
         rz = float(np.vdot(R, Z))
         for _ in range(cg_iter):
-            HP = hess(self.apply_metric(P))
+            MP = self.apply_metric(P)
+            HP = hess(MP)
             pHp = float(np.vdot(P, HP))
             if pHp <= 0 or rz <= 0:
                 break
             alpha = rz / pHp
-            X = X + alpha * P
+            X += alpha * P
+            MX += alpha * MP
             R = R - alpha * HP
             Z = precond(R)
             rz_new = float(np.vdot(R, Z))
             P = Z + (rz_new / rz) * P
             rz = rz_new
-        return X
+        return X, MX
+
+
+    def point(self, F: np.ndarray, MF: np.ndarray) -> _Point | None:
+        """The Newton phase's view of ``F`` (no output rank): the Cholesky factor of ``K^T
+        M K``, the best ``C`` and the objective; None when ``K^T M K`` is not positive
+        definite (the alternations handle that case)."""
+        o, a, m = self.shape
+        r = F.shape[1]
+        GK = np.tensordot(F, MF, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m, r * m)
+        try:
+            GK_f = sla.cho_factor((GK + GK.T) / 2, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            return None
+        rhs = np.einsum("oan,ar->orn", self.WM3, F, optimize=True).reshape(o, r * m)
+        C = sla.cho_solve(GK_f, rhs.T, check_finite=False).T
+        return _Point(F, MF, GK_f, C, self.c0 - float(np.vdot(C, rhs)))
+
+    def residual(self, p: _Point) -> tuple[np.ndarray, np.ndarray]:
+        """``-1/2`` the gradient of the objective with ``C`` eliminated (``C`` optimal, so
+        it is the partial gradient in ``F``), projected on the horizontal space ``F^T X =
+        0``, and ``Q4 = C^T C`` laid out (r, nu, s, lam)."""
+        o, a, m = self.shape
+        C = p.C.reshape(o, -1, m)
+        Q4 = np.tensordot(C, C, axes=([0], [0]))
+        R = np.einsum("oan,orn->ar", self.WM3, C, optimize=True) - _contract(p.MF, Q4)
+        return R - p.F @ (p.F.T @ R), Q4
+
+    def hessvec(self, p: _Point, Q4: np.ndarray, X: np.ndarray, MX: np.ndarray
+                ) -> np.ndarray:
+        """``1/2`` the Hessian of the objective with ``C`` eliminated (variable projection)
+        applied to a horizontal ``X`` (``MX = apply_metric(X)``), projected horizontally.
+
+        With ``G = K^T M K``, ``B = Wm M`` and ``dK = kron(X, I)``: ``dC = (B dK - C dG)
+        G^{-1}``, ``dG = dK^T M K + K^T M dK``, and the derivative of the gradient
+        ``M (K C^T - Wm^T) C`` is ``M dK C^T C + M K (dC^T C + C^T dC) - B^T dC``,
+        summed over the ``m`` blocks of ``dK``.
+        """
+        o, a, m = self.shape
+        r = X.shape[1]
+        F, C = p.F, p.C
+        KtMdK = np.tensordot(F, MX, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m,
+                                                                                   r * m)
+        BdK = np.einsum("oan,ar->orn", self.WM3, X, optimize=True).reshape(o, r * m)
+        dC = sla.cho_solve(p.GK_f, (BdK - C @ (KtMdK + KtMdK.T)).T, check_finite=False).T
+        D = dC.T @ C
+        H = (_contract(MX, Q4) + _contract(p.MF, (D + D.T).reshape(r, m, r, m))
+             - np.einsum("oan,orn->ar", self.WM3, dC.reshape(o, r, m), optimize=True))
+        return H - F @ (F.T @ H)
+
+
+@dataclass(frozen=True)
+class _Point:
+    """An iterate of the Newton phase: ``F`` (orthonormal), ``MF = apply_metric(F)``, the
+    Cholesky factor of ``K^T M K``, the best ``C`` (out, r m) and the objective ``f``."""
+
+    F: np.ndarray
+    MF: np.ndarray
+    GK_f: tuple[np.ndarray, bool]
+    C: np.ndarray
+    f: float
+
+
+def _contract(T: np.ndarray, Q4: np.ndarray) -> np.ndarray:
+    """``sum_{mu, (s, lam)} T[(a, mu), (s, lam)] Q[(s, lam), (r, mu)]`` for ``T`` laid out
+    (a, mu, lam, s) and ``Q4`` (r, mu, s, lam): the part of a product ``M K Q`` that
+    reaches ``F``."""
+    return np.tensordot(T, Q4, axes=([1, 2, 3], [1, 3, 2]))
 
 
 def _factor(S: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -159,6 +244,87 @@ def _factor(S: np.ndarray) -> tuple[np.ndarray, bool]:
 def _orthonormal(F: np.ndarray) -> np.ndarray:
     """An orthonormal basis of the column span of ``F`` (only the span matters)."""
     return np.linalg.qr(F)[0]
+
+
+def _orthonormal_with_metric(X: np.ndarray, MX: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``Q = X R^{-1}`` (``X = Q R``), ``apply_metric(Q) = MX R^{-1}`` from ``MX =
+    apply_metric(X)``, and ``R``: the metric is linear, so the orthonormal basis costs one
+    product with the small ``R^{-1}`` instead of one with ``M``. None when ``R`` is
+    ill-conditioned (the product would lose accuracy)."""
+    Q, R = np.linalg.qr(X)
+    d = np.abs(np.diag(R))
+    if d.min() <= 1e-8 * d.max():
+        return None
+    R_inv = sla.solve_triangular(R, np.eye(len(R)), lower=False, check_finite=False)
+    return Q, (MX.reshape(-1, X.shape[1]) @ R_inv).reshape(MX.shape), R
+
+
+def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Truncated preconditioned CG on the Newton equation ``H X = R`` (horizontal space).
+
+    Preconditioner: the Kronecker-factored Hessian of the ``F`` step (as in
+    :meth:`_Problem.f_step`). Stops at ``cg_iter`` steps, when the preconditioned residual
+    fell by ``cg_tol``, or at a direction of non-positive curvature (Steihaug). Returns
+    ``X`` and ``apply_metric(X)`` (by linearity, from the products CG computes); None when
+    the gradient vanishes.
+    """
+    R, Q4 = prob.residual(p)
+    F = p.F
+    Qb_f = _factor(np.einsum("rnsn->rs", Q4))
+
+    def precond(Y: np.ndarray) -> np.ndarray:
+        Z = sla.cho_solve(prob.Ma_f, Y, check_finite=False)
+        Z = sla.cho_solve(Qb_f, Z.T, check_finite=False).T
+        return Z - F @ (F.T @ Z)
+
+    X, MX = np.zeros_like(F), np.zeros_like(p.MF)
+    Z = precond(R)
+    P, rz = Z, float(np.vdot(R, Z))
+    if not rz > 0:
+        return None
+    rz0 = rz
+    for k in range(cg_iter):
+        MP = prob.apply_metric(P)
+        HP = prob.hessvec(p, Q4, P, MP)
+        pHp = float(np.vdot(P, HP))
+        if pHp <= 0:  # non-convex here: keep the steps so far (or the preconditioned R)
+            if k == 0:
+                X, MX = P, MP
+            break
+        alpha = rz / pHp
+        X += alpha * P
+        MX += alpha * MP
+        R = R - alpha * HP
+        Z = precond(R)
+        rz_new = float(np.vdot(R, Z))
+        if rz_new <= cg_tol * rz0:
+            break
+        P = Z + (rz_new / rz) * P
+        rz = rz_new
+    return X, MX
+
+
+def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
+                   cg_tol: float) -> _Point | None:
+    """A Newton step on ``span(F)`` with ``C`` eliminated, halved until it lowers the
+    objective (at most 4 times); None when no step does (or ``K^T M K`` is singular)."""
+    p = prob.point(F, MF)
+    if p is None:
+        return None
+    direction = _newton_direction(prob, p, cg_iter, cg_tol)
+    if direction is None:
+        return None
+    X, MX = direction
+    t = 1.0
+    for _ in range(5):
+        basis = _orthonormal_with_metric(F + t * X, MF + t * MX)
+        q = None if basis is None else prob.point(basis[0], basis[1])
+        if q is not None and q.f < p.f:
+            return q
+        t /= 2
+    return None
 
 
 def nearest_kron_start(W3: np.ndarray, M: np.ndarray, rank: int) -> np.ndarray | None:
@@ -189,9 +355,38 @@ def nearest_kron_start(W3: np.ndarray, M: np.ndarray, rank: int) -> np.ndarray |
     return sla.solve_triangular(La, Fw, trans="T", lower=True, check_finite=False)
 
 
+def _alternation(prob: _Problem, F: np.ndarray, MF: np.ndarray, C: np.ndarray, f: float,
+                 step: float, cg_iter: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None:
+    """One alternation (CG on ``F``, closed-form ``C``) and its extrapolation: the new
+    ``F`` (orthonormal), ``apply_metric(F)``, ``C``, objective and extrapolation step;
+    None when it does not lower the objective ``f`` (rounding) or collapses the span."""
+    # c_step needs only a full-rank F (the objective depends on its span): the step and
+    # its extrapolation are evaluated as they are, the kept one is orthonormalised
+    F_new, MF_new = prob.f_step(F, MF, C, cg_iter)
+    C_new, f_new = prob.c_step(F_new, MF_new)
+    if f_new > f:
+        return None
+    # Extrapolate along the alternation's step (alternations creep along a valley); kept
+    # only when it lowers the objective, and the step length adapts.
+    F_x, MF_x = (1 + step) * F_new - step * F, (1 + step) * MF_new - step * MF
+    C_x, f_x = prob.c_step(F_x, MF_x)
+    if f_x < f_new:
+        F_new, MF_new, C_new, f_new = F_x, MF_x, C_x, f_x
+        step = min(1.5 * step, _MAX_STEP)
+    else:
+        step = max(step / 2, _MIN_STEP)
+    basis = _orthonormal_with_metric(F_new, MF_new)
+    if basis is None:
+        return None
+    F_new, MF_new, R = basis
+    C_new = np.einsum("sr,orm->osm", R, C_new, optimize=True)  # the same C K^T
+    return F_new, MF_new, C_new, f_new, step
+
+
 def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarray]],
              out_rank: int | None = None, max_iter: int = 100, tol: float = 1e-6,
-             cg_iter: int = 2) -> KronFit:
+             cg_iter: int = 2, newton_after: int = 3) -> KronFit:
     """Minimise ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` over ``C`` and ``F`` (see module doc).
 
     Parameters
@@ -205,12 +400,18 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
     out_rank : int, optional
         Rank of ``C`` (Tucker-2's ``r_out``); None: unconstrained.
     max_iter : int, default 100
-        Alternations at most.
+        Iterations (alternations and Newton steps) at most.
     tol : float, default 1e-6
-        Stop when an alternation lowers the objective by at most ``tol`` times its value.
+        Stop when an iteration lowers the objective by at most ``tol`` times its value.
     cg_iter : int, default 2
         Conjugate gradient steps per ``F`` update (more cost more per alternation than
         they save in alternations, with the extrapolation below).
+    newton_after : int, default 3
+        Without an output rank, the iterations after the first ``newton_after`` are Newton
+        steps on ``span(F)`` with ``C`` eliminated (variable projection; truncated CG,
+        halved until the objective decreases; an alternation where none does): the
+        alternations crawl where the singular values around the rank are close, Newton
+        does not.
     """
     prob = _Problem(W3, M, out_rank)
     best: tuple[float, str, np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -222,26 +423,32 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
             best = (f, name, F, MF, C)
     assert best is not None, "fit_kron needs at least one start"
     f, start, F, MF, C = best
-    iterations = 0
+    f_start = f
+    iterations = newton_steps = 0
+    converged = False
     step = 1.0
     for iterations in range(1, max_iter + 1):
-        F_new = _orthonormal(prob.f_step(F, MF, C, cg_iter))
-        MF_new = prob.apply_metric(F_new)
-        C_new, f_new = prob.c_step(F_new, MF_new)
-        if f_new > f:  # rounding only: each step lowers the objective
-            break
-        # Extrapolate along the alternation's step (alternations creep along a valley);
-        # kept only when it lowers the objective, and the step length adapts.
-        F_x = _orthonormal(F_new + step * (F_new - F))
-        MF_x = prob.apply_metric(F_x)
-        C_x, f_x = prob.c_step(F_x, MF_x)
-        if f_x < f_new:
-            F_new, MF_new, C_new, f_new = F_x, MF_x, C_x, f_x
-            step = min(1.5 * step, _MAX_STEP)
+        point = None
+        if out_rank is None and iterations > newton_after:
+            point = _newton_update(prob, F, MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL)
+        if point is not None:
+            newton_steps += 1
+            F_new, MF_new, f_new = point.F, point.MF, point.f
+            C_new = point.C.reshape(C.shape[0], -1, C.shape[2])
         else:
-            step = max(step / 2, _MIN_STEP)
+            alternation = _alternation(prob, F, MF, C, f, step, cg_iter)
+            if alternation is None:  # rounding only: each alternation lowers the objective
+                converged = True
+                break
+            F_new, MF_new, C_new, f_new, step = alternation
         decrease = f - f_new
         F, MF, C, f = F_new, MF_new, C_new, f_new
         if decrease <= tol * max(f, 0.0) or f <= 1e-24 * prob.c0:
+            converged = True
             break
-    return KronFit(C, F, max(f, 0.0), iterations, start)
+    if iterations:
+        # the products with M were updated by linearity: recompute C and the objective
+        # from a fresh product, so that they are exactly those of the returned F
+        C, f = prob.c_step(F, prob.apply_metric(F))
+    return KronFit(C, F, max(f, 0.0), iterations, start, converged or max_iter == 0,
+                   max(f_start, 0.0), newton_steps)

@@ -16,9 +16,10 @@ the im2col patches ``P``: ``P Wm^T ~ (P K) A^T`` with ``K`` the input-side facto
 expression (``matvec`` of the patches with ``kron(F, I)``, ``kr(U_in, U_h, U_w)``, ...).
 The data-aware weight SVD, spatial SVD and Tucker-2 share one structure (``Wm = C
 kron(F, I)^T``, Tucker-2 with ``C`` of rank ``r_out``): they alternate closed forms (best
-``C`` for ``F``, a conjugate-gradient step on ``F``; :mod:`sdf.models.compress._kron`)
-from the better of the data-free fit (truncated SVD, HOOI) and the generalised SVD of the
-nearest Kronecker-structured metric. CP is an engine model
+``C`` for ``F``, a conjugate-gradient step on ``F``, then for the SVDs Newton steps on
+``span(F)``; :mod:`sdf.models.compress._kron`) from the better of the data-free fit
+(truncated SVD, HOOI) and the generalised SVD of the nearest Kronecker-structured metric;
+several Tucker-2 rank candidates are screened after a few alternations. CP is an engine model
 (:mod:`sdf.models.compress._engine`) started from a GEVD (:func:`sdf.decomp.gevd_init`)
 when that reproduces the weight, else from random factors; data-aware, the response term
 joins after a short data-free stretch. Tucker-2 without calibration inputs is HOOI
@@ -121,10 +122,13 @@ def _alternate(W3: np.ndarray, M: np.ndarray, starts: list[tuple[str, np.ndarray
 
 
 def _kron_info(fit: _kron.KronFit, opts: CompressOptions) -> FitInfo:
-    stop = "converged" if fit.iterations < opts.max_iter else "iteration cap"
+    stop = "converged" if fit.converged else "stopped at the iteration cap"
+    alternations = fit.iterations - fit.newton_steps
+    steps = f"{alternations} alternation{'' if alternations == 1 else 's'}"
+    if fit.newton_steps:
+        steps += f" and {fit.newton_steps} Newton step{'' if fit.newton_steps == 1 else 's'}"
     return FitInfo("numpy", fit.iterations,
-                   f"{fit.start}, then alternating closed forms ({fit.iterations} "
-                   f"alternations, {stop})")
+                   f"{fit.start}, then alternating closed forms ({steps}, {stop})")
 
 
 # ---------------------------------------------------------------- CP and Tucker-2
@@ -203,22 +207,75 @@ def _fit_tucker2(W: np.ndarray, ranks: tuple[int, int], calib: _fit.Calibration 
     o, i, kh, kw = W.shape
     fit = _alternate(W.reshape(o, i, kh * kw), _metric(calib, w_w, w_r), [("HOOI", Ui)],
                      ranks[0], opts)
+    return _tucker2_factors(W, ranks, fit), _kron_info(fit, opts)
+
+
+def _tucker2_factors(W: np.ndarray, ranks: tuple[int, int], fit: _kron.KronFit
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(U_out, core, U_in)`` of a kron-structured fit whose ``C`` has rank ``r_out``."""
+    o, i, kh, kw = W.shape
     C = fit.C.reshape(o, -1)
     Uo = np.linalg.svd(C, full_matrices=False)[0][:, :ranks[0]]
     core = (Uo.T @ C).reshape(ranks[0], ranks[1], kh, kw)
-    return (Uo, core, fit.F), _kron_info(fit, opts)
+    return Uo, core, fit.F
+
+
+#: Alternations every Tucker-2 rank candidate gets before the ones that cannot catch up
+#: are dropped (see :func:`_screened_tucker2`).
+_SCREEN_ITER = 5
+
+
+def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
+                      calib: _fit.Calibration, w_w: float, w_r: float, opts: CompressOptions
+                      ) -> tuple[list[tuple[tuple[int, int], _kron.KronFit]], list[str]]:
+    """Data-aware Tucker-2 at several rank pairs, refined only where it may win.
+
+    Every candidate gets ``_SCREEN_ITER`` alternations. The alternations lower the
+    objective by less and less, so a candidate whose objective after them, lowered again
+    by as much as they lowered it, is still above the best candidate's is dropped; the
+    others are refined to convergence. Returns the refined fits and the notes on the
+    dropped ones.
+    """
+    o, i, kh, kw = W.shape
+    W3, M = W.reshape(o, i, kh * kw), _metric(calib, w_w, w_r)
+    screen = dataclasses.replace(opts, max_iter=min(opts.max_iter, _SCREEN_ITER))
+    short = [(ranks, _alternate(W3, M, [("HOOI", _hooi(W, ranks, opts.max_iter)[1])],
+                                ranks[0], screen)) for ranks in candidates]
+    best = min(fit.objective for _, fit in short)
+    kept: list[tuple[tuple[int, int], _kron.KronFit]] = []
+    dropped: list[str] = []
+    for ranks, fit in short:
+        if 2 * fit.objective - fit.start_objective > best:
+            dropped.append(f"{ranks} dropped after {fit.iterations} alternations")
+            continue
+        if not fit.converged and fit.iterations < opts.max_iter:
+            more = _kron.fit_kron(W3, M, [(fit.start, fit.F)], ranks[0],
+                                  max_iter=opts.max_iter - fit.iterations, tol=opts.alt_tol)
+            fit = dataclasses.replace(more, iterations=fit.iterations + more.iterations,
+                                      start_objective=fit.start_objective)
+        kept.append((ranks, fit))
+    return kept, dropped
 
 
 def _best_tucker2(orig: Piece, candidates: Sequence[tuple[int, int]],
                   calib: _fit.Calibration | None, w_w: float, w_r: float,
                   opts: CompressOptions
                   ) -> tuple[tuple[int, int], Sequence[np.ndarray], FitInfo]:
-    """Tucker-2 fitted at each candidate pair of ranks; the one with the least objective."""
+    """Tucker-2 fitted at each candidate pair of ranks; the one with the least objective
+    (data-aware with the alternating fits: among the candidates :func:`_screened_tucker2`
+    refines)."""
     W = orig.weight
     Wm = W.reshape(W.shape[0], -1)
+    fits: list[tuple[tuple[int, int], Sequence[np.ndarray], FitInfo]] = []
+    dropped: list[str] = []
+    if calib is not None and w_r > 0 and opts.solver != "engine" and len(candidates) > 1:
+        kept, dropped = _screened_tucker2(W, candidates, calib, w_w, w_r, opts)
+        fits = [(ranks, _tucker2_factors(W, ranks, fit), _kron_info(fit, opts))
+                for ranks, fit in kept]
+    else:
+        fits = [(ranks, *_fit_tucker2(W, ranks, calib, w_w, w_r, opts)) for ranks in candidates]
     best: tuple[float, tuple[int, int], Sequence[np.ndarray], FitInfo] | None = None
-    for ranks in candidates:
-        factors, info = _fit_tucker2(W, ranks, calib, w_w, w_r, opts)
+    for ranks, factors, info in fits:
         E = _pieces("tucker2", orig, factors, "")[1].reshape(Wm.shape) - Wm
         value = w_w * float(np.vdot(E, E))
         if calib is not None and w_r > 0:
@@ -228,9 +285,10 @@ def _best_tucker2(orig: Piece, candidates: Sequence[tuple[int, int]],
     assert best is not None, "_best_tucker2 needs at least one candidate"
     _, chosen, chosen_factors, chosen_info = best
     if len(candidates) > 1:
+        notes = "".join(f"; {note}" for note in dropped)
         chosen_info = dataclasses.replace(
             chosen_info, message=f"{chosen_info.message} (ranks {chosen}: the lower objective "
-                                 f"of {list(candidates)})")
+                                 f"of {list(candidates)}{notes})")
     return chosen, chosen_factors, chosen_info
 
 

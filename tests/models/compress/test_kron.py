@@ -118,7 +118,7 @@ def test_extrapolated_alternation_is_no_worse_than_a_plain_one(rng):
     prob = _kron._Problem(W3, M, None)
     MF = prob.apply_metric(F0)
     C0, _ = prob.c_step(F0, MF)
-    F1 = np.linalg.qr(prob.f_step(F0, MF, C0, 2))[0]
+    F1 = np.linalg.qr(prob.f_step(F0, MF, C0, 2)[0])[0]
     _, f_plain = prob.c_step(F1, prob.apply_metric(F1))
     fit = _kron.fit_kron(W3, M, [("F", F0)], max_iter=1, tol=0.0)
     assert fit.objective <= f_plain * (1 + 1e-12)
@@ -145,3 +145,140 @@ def test_whitened_solve_matches_the_pseudo_inverse(rng, singular):
     Gp = np.linalg.pinv(G, hermitian=True)
     np.testing.assert_allclose(times_root_inv(Y), B @ Gp, rtol=1e-7, atol=1e-9)
     assert float(np.vdot(Y, Y)) == pytest.approx(float(np.trace(B @ Gp @ B.T)), rel=1e-8)
+
+
+def _aware_objective(W, X, balance):
+    Wm = W.reshape(W.shape[0], -1)
+    calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
+    w_w, w_r = _fit.term_weights(Wm, calib, balance)
+
+    def objective(W_hat):
+        E = W_hat.reshape(Wm.shape) - Wm
+        return w_w * float(np.vdot(E, E)) + w_r * calib.response_norm2(E)
+
+    return objective
+
+
+def test_orthonormal_basis_keeps_the_product_with_the_metric(rng):
+    """The basis and its product with M come from X and M X by the small triangular factor,
+    equal to a fresh product; C rotated by R keeps C K^T."""
+    o, a, m, r = 4, 7, 3, 3
+    prob = _kron._Problem(rng.standard_normal((o, a, m)), _spd(rng, a * m), None)
+    X = rng.standard_normal((a, r))
+    Q, MQ, R = _kron._orthonormal_with_metric(X, prob.apply_metric(X))
+    np.testing.assert_allclose(Q.T @ Q, np.eye(r), atol=1e-12)
+    np.testing.assert_allclose(MQ, prob.apply_metric(Q), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(Q @ R, X, atol=1e-12)
+    assert _kron._orthonormal_with_metric(np.ones((a, r)), np.ones((a, m, m, r))) is None
+
+
+@pytest.mark.parametrize("method", ["weight_svd", "spatial_svd", "tucker2"])
+def test_aware_fit_is_no_worse_than_the_free_one_in_the_aware_objective(rng, method):
+    W = rng.standard_normal((10, 6, 3, 3))
+    X = rng.standard_normal((5, 6, 7, 7)) * np.linspace(0.2, 3, 6)[None, :, None, None]
+    rank = (5, 4) if method == "tucker2" else 3
+    objective = _aware_objective(W, X, 0.9)
+    free = compress_conv(W, method, rank=rank, padding=1)
+    aware = compress_conv(W, method, rank=rank, X=X, padding=1)
+    assert objective(aware.weight_approx) <= objective(free.weight_approx) * (1 + 1e-12)
+    assert objective(aware.weight_approx) < 0.99 * objective(free.weight_approx)
+
+
+def test_iteration_cap_is_reported(rng):
+    W = rng.standard_normal((10, 6, 3, 3))
+    X = rng.standard_normal((5, 6, 7, 7)) * np.linspace(0.2, 3, 6)[None, :, None, None]
+    capped = compress_conv(W, "weight_svd", rank=3, X=X, padding=1,
+                           options=CompressOptions(max_iter=1, alt_tol=0.0))
+    assert capped.info.iterations == 1
+    assert "stopped at the iteration cap" in capped.info.message
+    done = compress_conv(W, "weight_svd", rank=3, X=X, padding=1,
+                         options=CompressOptions(max_iter=500, alt_tol=1e-6))
+    assert "converged" in done.info.message and done.info.iterations < 500
+
+
+def test_screened_tucker2_picks_the_candidate_the_full_fits_pick(rng):
+    """Dropping the candidates that cannot catch up after a few alternations keeps the
+    choice (and objective) of fitting every candidate in full."""
+    from sdf.models.compress import conv
+    from sdf.models.compress.layers import Piece
+
+    W = rng.standard_normal((12, 8, 3, 3)) * np.linspace(2, 0.2, 12)[:, None, None, None]
+    X = rng.standard_normal((5, 8, 7, 7)) * np.linspace(0.2, 3, 8)[None, :, None, None]
+    orig = Piece("conv2d", W, padding=1)
+    Wm = W.reshape(12, -1)
+    calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
+    w_w, w_r = _fit.term_weights(Wm, calib, 0.9)
+    opts = CompressOptions(alt_tol=1e-10, max_iter=1000)
+    candidates = [(2, 7), (6, 4), (4, 5)]
+    chosen, factors, info = conv._best_tucker2(orig, candidates, calib, w_w, w_r, opts)
+    objective = _aware_objective(W, X, 0.9)
+    full = {r: objective(conv._pieces("tucker2", orig, conv._fit_tucker2(
+        W, r, calib, w_w, w_r, opts)[0], "")[1]) for r in candidates}
+    assert chosen == min(full, key=full.get)
+    value = objective(conv._pieces("tucker2", orig, factors, "")[1])
+    assert value == pytest.approx(full[chosen], rel=1e-6)
+    assert "dropped after 5 alternations" in info.message
+
+
+def _horizontal(F, X):
+    return X - F @ (F.T @ X)
+
+
+def test_newton_residual_and_hessian_match_finite_differences(rng):
+    """With C eliminated, -1/2 the gradient and 1/2 the Hessian (horizontal parts) against
+    central differences of the objective and of the residual along a horizontal X."""
+    o, a, m, r = 6, 7, 3, 3
+    W3, M = rng.standard_normal((o, a, m)), _spd(rng, a * m)
+    prob = _kron._Problem(W3, M, None)
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    X = _horizontal(F, rng.standard_normal((a, r)))
+    p = prob.point(F, prob.apply_metric(F))
+    R, Q4 = prob.residual(p)
+    h = 1e-5
+
+    def at(G):
+        return prob.point(G, prob.apply_metric(G))
+
+    slope = (at(F + h * X).f - at(F - h * X).f) / (2 * h)
+    assert slope == pytest.approx(-2 * float(np.vdot(R, X)), rel=1e-7)
+    # the residual at F +- hX, moved back to F's horizontal space (it is horizontal for
+    # its own F; the difference of the projections is O(h^2) in that direction)
+    dR = (_horizontal(F, prob.residual(at(F + h * X))[0])
+          - _horizontal(F, prob.residual(at(F - h * X))[0])) / (2 * h)
+    HX = prob.hessvec(p, Q4, X, prob.apply_metric(X))
+    np.testing.assert_allclose(HX, -dR, rtol=1e-6, atol=1e-7 * np.abs(HX).max())
+    # symmetric on the horizontal space
+    Y = _horizontal(F, rng.standard_normal((a, r)))
+    HY = prob.hessvec(p, Q4, Y, prob.apply_metric(Y))
+    assert float(np.vdot(Y, HX)) == pytest.approx(float(np.vdot(X, HY)), rel=1e-9)
+
+
+def test_newton_phase_reaches_the_optimum_of_long_alternations(rng):
+    """The Newton steps end where many plain alternations end (or lower), in fewer
+    iterations, and the reported objective is the one of the returned factors."""
+    o, a, m, r = 12, 9, 4, 4
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.3, a)[None, :, None]
+    M = _spd(rng, a * m)
+    F0 = rng.standard_normal((a, r))
+    slow = _kron.fit_kron(W3, M, [("F", F0)], max_iter=3000, tol=1e-13,
+                          newton_after=3000)
+    fast = _kron.fit_kron(W3, M, [("F", F0)], max_iter=3000, tol=1e-13)
+    assert fast.newton_steps > 0 and slow.newton_steps == 0
+    assert fast.iterations < slow.iterations
+    assert fast.objective <= slow.objective * (1 + 1e-9)
+    assert _objective(W3, M, fast.C, fast.F) == pytest.approx(fast.objective, rel=1e-10)
+
+
+def test_fit_from_a_random_start_reaches_the_generalised_svd_of_a_kronecker_metric(rng):
+    """M = M_a (x) M_m: the optimum is known in closed form (tail of the whitened
+    spectrum); alternations then Newton steps reach it from a random start."""
+    o, a, m, r = 9, 8, 3, 3
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.2, a)[None, :, None]
+    Ma, Mm = _spd(rng, a), _spd(rng, m)
+    La, Lm = np.linalg.cholesky(Ma), np.linalg.cholesky(Mm)
+    s = np.linalg.svd(np.einsum("ab,oam,mn->bon", La, W3, Lm).reshape(a, -1),
+                      compute_uv=False)
+    fit = _kron.fit_kron(W3, np.kron(Ma, Mm), [("random", rng.standard_normal((a, r)))],
+                         max_iter=500, tol=1e-14)
+    assert fit.newton_steps > 0
+    assert fit.objective == pytest.approx(np.sum(s[r:] ** 2), rel=1e-8)
