@@ -80,9 +80,9 @@ def spatial_slices_start(W: np.ndarray, rank: int) -> tuple[list[np.ndarray], fl
     Uo, Ui = (other, vecs) if i <= o else (vecs, other)
     a, b = np.divmod(slc, kw)
     factors = [Uo, Ui, Qh[:, a], Qw[:, b]]
-    total = float(np.vdot(W, W))
-    kept = float(np.sum(lam[slc, comp]))
-    return factors, max(total - kept, 0.0)
+    discarded = lam.copy()
+    discarded[slc, comp] = 0.0
+    return factors, float(discarded.sum())
 
 
 def _solve_gram(rhs: np.ndarray, V: np.ndarray) -> np.ndarray:

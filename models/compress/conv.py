@@ -386,36 +386,16 @@ def _check_conv(where: str, W: Any, X: Any, groups: int) -> tuple[np.ndarray, np
 _PATH_ITER, _PATH_TOL = 40, 1e-7
 
 
-def _new_columns(E: np.ndarray, k: int) -> list[np.ndarray]:
-    """``k`` rank-one starts from the residual ``E``: leading singular vectors of each
-    unfolding (cycled where a mode has fewer), scaled to the residual's projection."""
-    vecs = []
-    for n in range(E.ndim):
-        U = np.linalg.svd(unfold(E, n), full_matrices=False)[0]
-        vecs.append(U[:, np.arange(k) % U.shape[1]])
-    scale = np.einsum("oihw,or,ir,hr,wr->r", E, *vecs, optimize=True)
-    vecs[0] = vecs[0] * scale
-    return vecs
-
-
 def _cp_path(W: np.ndarray, ranks: np.ndarray, calib: _fit.Calibration | None,
              w_w: float, w_r: float, opts: CompressOptions) -> list[list[np.ndarray]]:
-    """CP fits at increasing ranks, each warm-started from the previous one plus new
-    columns from its residual, with a short iteration budget: one path instead of a full
-    fit from scratch per rank."""
+    """CP fits (:func:`_fit_cp`) at each rank with a short iteration budget: the
+    slice-SVD start is closed-form at every rank, so each rank starts afresh."""
     path_opts = dataclasses.replace(opts, max_iter=min(opts.max_iter, _PATH_ITER),
                                     tol_fun=max(opts.tol_fun, _PATH_TOL))
     out: list[list[np.ndarray]] = []
-    factors: list[np.ndarray] | None = None
     for r in ranks:
-        if factors is None:
-            start, _ = _cp_start(W, int(r), opts.seed)
-        else:
-            extra = _new_columns(W - cpd_to_tensor(factors), int(r) - factors[0].shape[1])
-            start = [np.hstack([F, X]) for F, X in zip(factors, extra)]
         with quiet():  # a budgeted fit: stopping at its cap is expected
-            factors, _ = _engine.fit_cp(W, calib, w_w, w_r, start, path_opts)
-        out.append(factors)
+            out.append(_fit_cp(W, int(r), calib, w_w, w_r, path_opts)[0])
     return out
 
 
@@ -424,8 +404,8 @@ def _grid_curve(method: str, orig: Piece, W: np.ndarray, calib: _fit.Calibration
                 input_hw: tuple[int, int] | None, n_points: int = 8) -> RankCurve:
     """Error against rank on a geometric grid of ranks up to the dense layer's cost.
 
-    Tucker-2: a HOOI per point. CP: one warm-started rank path (:func:`_cp_path`), whose
-    errors are those of budgeted fits (at or slightly above the converged ones).
+    Tucker-2: a HOOI per point. CP: budgeted fits at each rank (:func:`_cp_path`), whose
+    errors are at or slightly above those of the full fits.
     """
     top = max_scalar_rank(method, orig)
     if method != "tucker2":
