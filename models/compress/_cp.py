@@ -146,8 +146,8 @@ def als_weight(W: np.ndarray, factors: list[np.ndarray], max_sweeps: int, tol: f
     (the slice start shares each spatial factor among many components, a point ALS
     leaves only slowly). Each sweep starts from the Nesterov extrapolation of the last
     two iterates; a sweep that raises the objective is redone from the last iterate
-    without extrapolation. Stops when a sweep lowers the best objective by at most
-    ``tol`` times its value ("converged") or after ``max_sweeps`` sweeps ("iteration
+    without extrapolation. Stops when a sweep lowers the objective by at most ``tol``
+    times its value ("converged") or after ``max_sweeps`` sweeps ("iteration
     cap"). Returns the best iterate, the start included, with its squared error
     ``||W - W_hat||^2`` recomputed from the factors.
     """
@@ -158,8 +158,8 @@ def als_weight(W: np.ndarray, factors: list[np.ndarray], max_sweeps: int, tol: f
     current = [np.array(f, dtype=float) for f in factors]
     best, best_value = current, _weight_objective(Wm, current, norm2)  # relative
     rng = np.random.default_rng(seed)
-    current = [*current[:2], *(U + shake * np.linalg.norm(U, axis=0) * rng.standard_normal(U.shape)
-                               for U in current[2:])]
+    current = [*current[:2], *(U + shake * np.linalg.norm(U, axis=0)
+                               * rng.standard_normal(U.shape) for U in current[2:])]
     previous: list[np.ndarray] | None = None
     value, momentum, stop, sweeps = np.inf, 0, "iteration cap", 0
     while sweeps < max_sweeps:
