@@ -25,7 +25,9 @@ input side ``(in, kh, kw)`` and the objective ``tr(E M E^T)``, ``E = U_out K^T -
 ``U_out = Wm M K (K^T M K)^{-1}``; the input factor takes an exactly line-searched step
 along its gradient preconditioned with the nearest Kronecker product of ``M``. Both
 updates are minimisers (over a factor, or along a line), so the objective never rises
-above the warm start's; the spatial factors keep their weight-only values.
+above the warm start's; once those rounds gain little, a step on both spatial factors
+along their preconditioned gradients joins each round, minimised exactly along that line
+(a quartic).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ __all__: list[str] = []
 
 #: Relative size of the seeded perturbation of the spatial factors before ALS
 SHAKE = 0.5
+#: The data-aware rounds add a step on the spatial factors once a round lowers the
+#: objective by at most this share (before, the other updates gain more per multiply-add)
+SPATIAL_AFTER = 1e-3
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,13 @@ def round_cost(shape: tuple[int, ...], rank: int) -> float:
     return d * d * rank + d * rank ** 2 + 4.0 * o * d * rank + o * d * d + rank ** 3 / 3
 
 
+def spatial_step_cost(shape: tuple[int, ...], rank: int) -> float:
+    """Multiply-adds of one :func:`_spatial_step` on a weight of ``shape``."""
+    o, i, kh, kw = shape
+    d = i * kh * kw
+    return 4.0 * o * d * rank + 2.0 * o * d * d
+
+
 def nearest_kron(M: np.ndarray, i: int, m: int, iterations: int = 20
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``A`` (i x i), ``B`` (m x m) with ``A kron B`` nearest to ``M`` (Frobenius; Van Loan
@@ -215,19 +227,54 @@ def nearest_kron(M: np.ndarray, i: int, m: int, iterations: int = 20
     return (-A, -B) if np.trace(B) < 0 else (A, B)
 
 
+def _min_quartic(coef: np.ndarray) -> float:
+    """The real ``t`` minimising the polynomial with coefficients ``coef`` (``t^0`` first,
+    degree 4 with a nonnegative leading term); 0 when no ``t`` lowers it."""
+    roots = np.roots(np.polynomial.polynomial.polyder(coef)[::-1])
+    cands = [0.0, *(float(r.real) for r in roots if abs(r.imag) <= 1e-9 * (1 + abs(r)))]
+    values = [float(np.polynomial.polynomial.polyval(t, coef)) for t in cands]
+    return cands[int(np.argmin(values))]
+
+
+def _spatial_step(Wm: np.ndarray, M: np.ndarray, factors: list[np.ndarray], EM: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One joint step on both spatial factors along their gradients preconditioned by the
+    weight-only normal matrices, minimised exactly (the objective is quartic along it).
+    ``EM`` is ``E M`` at ``factors``; returns the new ``U_h``, ``U_w`` and ``E M``."""
+    Uo, Ui, Uh, Uw = factors
+    i, R = Ui.shape
+    kh, kw = Uh.shape[0], Uw.shape[0]
+    GS = np.einsum("ihwr,ir->hwr", (EM.T @ Uo).reshape(i, kh, kw, R), Ui, optimize=True)
+    Go, Gi = Uo.T @ Uo, Ui.T @ Ui
+    Dh = -_solve_gram(np.einsum("hwr,wr->hr", GS, Uw), Go * Gi * (Uw.T @ Uw))
+    Dw = -_solve_gram(np.einsum("hwr,hr->wr", GS, Uh), Go * Gi * (Uh.T @ Uh))
+    E0 = Uo @ _kr(Ui, _kr(Uh, Uw)).T - Wm
+    E1 = Uo @ _kr(Ui, _kr(Dh, Uw) + _kr(Uh, Dw)).T
+    E2 = Uo @ _kr(Ui, _kr(Dh, Dw)).T
+    E1M, E2M = E1 @ M, E2 @ M
+    coef = np.array([float(np.vdot(EM, E0)), 2 * float(np.vdot(EM, E1)),
+                     2 * float(np.vdot(EM, E2)) + float(np.vdot(E1M, E1)),
+                     2 * float(np.vdot(E1M, E2)), float(np.vdot(E2M, E2))])
+    t = _min_quartic(coef)
+    return Uh + t * Dh, Uw + t * Dw, EM + t * E1M + t * t * E2M
+
+
 def als_response(W: np.ndarray, factors: list[np.ndarray], M: np.ndarray, max_rounds: int,
-                 tol: float) -> CPFit:
+                 tol: float, work: float = np.inf) -> CPFit:
     """Rounds of updates on ``tr(E M E^T)`` from ``factors`` (see the module docstring).
 
     A round: the output factor in closed form, then a step on the input factor along its
     gradient preconditioned by the input factor's normal matrix with ``M`` replaced by its
     nearest Kronecker product ``A kron B`` (:func:`nearest_kron`; that normal matrix is
     then ``A kron (U_out^T U_out * S^T B S)``, ``S = kr(U_h, U_w)``, solved by two small
-    factorizations), with an exact line search (the objective is quadratic along it). The
-    spatial factors keep their weight-only values. Stops when a round lowers the
-    objective by at most ``tol`` times its value ("converged") or after ``max_rounds``
-    rounds ("iteration cap"). Returns the better of the start and the last iterate, with
-    its objective recomputed from the factors.
+    factorizations), with an exact line search (the objective is quadratic along it).
+    Once a round lowers the objective by at most ``SPATIAL_AFTER`` times its value, every
+    later round also steps both spatial factors (:func:`_spatial_step`). Stops when a
+    round with that step lowers the objective by at most ``tol`` times its value
+    ("converged"), or when ``max_rounds`` rounds are done or the next would take the
+    multiply-adds spent past ``work`` (at least one round runs; "iteration cap").
+    Returns the better of the start and the last iterate, with its objective recomputed
+    from the factors.
     """
     o, i, kh, kw = W.shape
     m = kh * kw
@@ -239,9 +286,13 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], M: np.ndarray, max_ro
     S = _kr(Uh, Uw)
     C = S.T @ KB @ S
     const = float(np.vdot(Z, Wm))
+    costs = (round_cost(W.shape, R), spatial_step_cost(W.shape, R))
     start_value = value = np.inf
-    stop, rounds = "iteration cap", 0
-    for rounds in range(1, max_rounds + 1):
+    stop, rounds, spent, spatial = "iteration cap", 0, 0.0, False
+    while rounds < max_rounds and (rounds == 0 or spent + costs[0] + spatial * costs[1]
+                                   <= work):
+        rounds += 1
+        spent += costs[0] + spatial * costs[1]
         K = _kr(Ui, S)
         MK = M @ K
         H, ZK = K.T @ MK, Wm @ MK
@@ -259,12 +310,17 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], M: np.ndarray, max_ro
         slope = float(np.vdot(EM, E1))                       # half the derivative at 0
         t = -slope / curv if curv > 0 else 0.0
         Ui = Ui + t * Di
-        new = float(np.vdot(EM + t * E1M, Uo @ _kr(Ui, S).T - Wm))
-        done = value - new <= tol * new
-        value = new
-        if done:
+        EM = EM + t * E1M
+        if spatial:
+            Uh, Uw, EM = _spatial_step(Wm, M, [Uo, Ui, Uh, Uw], EM)
+            S = _kr(Uh, Uw)
+            C = S.T @ KB @ S
+        new = float(np.vdot(EM, Uo @ _kr(Ui, S).T - Wm))
+        gain, value = value - new, new
+        if spatial and gain <= tol * new:
             stop = "converged"
             break
+        spatial = spatial or gain <= SPATIAL_AFTER * new
     final = [Uo, Ui, Uh, Uw]
     final_value = response_objective(Wm, final, M)
     if rounds == 0 or final_value > start_value:

@@ -199,9 +199,8 @@ def _fit_cp_fast(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: 
         iterations, objective = 0, _cp_objective(W, factors, w_w, None)
     message = start
     if calib is not None and w_r > 0:
-        rounds = max(1, min(opts.max_iter,
-                            int(opts.cp_response_work // _cp.round_cost(W.shape, rank))))
-        aware = _cp.als_response(W, factors, _metric(calib, w_w, w_r), rounds, opts.alt_tol)
+        aware = _cp.als_response(W, factors, _metric(calib, w_w, w_r), opts.max_iter,
+                                 opts.alt_tol, opts.cp_response_work)
         message += f", then response updates ({aware.iterations} rounds, {aware.stop})"
         iterations, objective = iterations + aware.iterations, aware.objective
         factors = aware.factors

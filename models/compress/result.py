@@ -66,9 +66,10 @@ class CompressOptions:
         time limit); the default is about 0.7 s of one core for a 256x256x3x3 conv at
         rank 569. A fit stopped by it says "iteration cap" in its message.
     cp_response_work : float, default 3e10
-        Work budget of the data-aware CP's response rounds, in multiply-adds (one round
-        costs about ``d^2 R + 3 out d^2`` with ``d = in kh kw``); capped at ``max_iter``
-        rounds too.
+        Work budget of the data-aware CP's response rounds, in multiply-adds (a round
+        costs about ``d^2 R + d R^2 + out d^2 + 4 out d R`` with ``d = in kh kw``, and
+        ``2 out d^2 + 4 out d R`` more once it also steps the spatial factors); at least
+        one round runs, at most ``max_iter``.
     cp_engine_size : float, default 3e6
         Layers with ``out * in * kh * kw * R`` at most this are also fitted by the engine
         (Gauss-Newton from a GEVD or random start), and the fit with the lower objective

@@ -160,3 +160,28 @@ def test_nearest_kron_of_a_kron_product_is_exact(rng):
 def test_cp_budgets_must_be_nonnegative(name):
     with pytest.raises(OptionError, match=f"CompressOptions.{name} must be >= 0, got -1"):
         CompressOptions(**{name: -1})
+
+
+def test_spatial_step_lowers_the_response_objective(rng):
+    W = _decaying_weight(rng, 10, 6)
+    X = _maps(rng, 3, 6, 6)
+    _, M = _metric(W, X, 0.9)
+    Wm = W.reshape(10, -1)
+    factors = [rng.standard_normal((n, 7)) for n in (10, 6, 3, 3)]
+    E = Wm - factors[0] @ _cp._kr(factors[1], _cp._kr(factors[2], factors[3])).T
+    Uh, Uw, EM = _cp._spatial_step(Wm, M, factors, -E @ M)
+    after = [factors[0], factors[1], Uh, Uw]
+    value = _cp.response_objective(Wm, after, M)
+    assert value < _cp.response_objective(Wm, factors, M)
+    E_after = factors[0] @ _cp._kr(factors[1], _cp._kr(Uh, Uw)).T - Wm
+    np.testing.assert_allclose(EM, E_after @ M, rtol=1e-9, atol=1e-12)
+
+
+def test_min_quartic_finds_the_global_minimum():
+    # (t - 2)^2 (t + 1)^2 + t: minima near t = 2 and t = -1; the one at 2 is lower
+    coef = np.polynomial.polynomial.polyadd(
+        np.polynomial.polynomial.polymul([4, -4, 1], [1, 2, 1]), [0, 1])
+    t = _cp._min_quartic(coef)
+    grid = np.linspace(-3, 4, 70001)
+    assert t == pytest.approx(grid[np.argmin(np.polynomial.polynomial.polyval(grid, coef))],
+                              abs=1e-3)
