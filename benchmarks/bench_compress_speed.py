@@ -22,10 +22,14 @@ A further table compresses the 32x16x3x3 conv2 of the digits CNN (the layer of t
 that took 154 s data-aware) with its real calibration inputs, by the default solver and
 by the engine-only path (``solver="engine"``), in the same process.
 
+``--cp-engine`` adds, for CP, the
+engine's Gauss-Newton fit (``CompressOptions(solver="engine")``, the path CP took before
+the alternating fit) stopped by its callback at the cap, with the objective it reached.
+
 Usage: ``python benchmarks/bench_compress_speed.py [--cap CPU_SECONDS] [--before FILE]
-[--methods M1,M2,...] [--skip-networks] [--skip-digits]``; ``--methods`` restricts the
-conv rows to some methods (default: all). Writes the table to
-``benchmarks/results/bench_compress_speed.txt``.
+[--methods cp,svd,...] [--skip-network] [--skip-digits] [--cp-engine] [--out FILE]``;
+writes the table to ``benchmarks/results/bench_compress_speed.txt`` (or ``--out``).
+``--methods`` keeps only the rows of those methods (``svd``: the linear layer).
 """
 
 from __future__ import annotations
@@ -169,12 +173,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cap", type=float, default=120.0, help="CPU seconds per case")
     parser.add_argument("--before", default=None, help="an earlier results file")
-    parser.add_argument("--methods", default=",".join(CONV_METHODS),
-                        help="conv methods to run, comma-separated")
-    parser.add_argument("--skip-networks", action="store_true")
     parser.add_argument("--skip-digits", action="store_true")
+    parser.add_argument("--skip-network", action="store_true")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated methods whose rows run (default: all)")
+    parser.add_argument("--cp-engine", action="store_true",
+                        help="add the engine's capped Gauss-Newton CP rows")
+    parser.add_argument("--out", default=str(RESULTS), help="results file")
     args = parser.parse_args()
-    methods = [m for m in CONV_METHODS if m in args.methods.split(",")]
+    methods = set(args.methods.split(",")) if args.methods else {*CONV_METHODS, "svd"}
     before = _read_before(args.before)
     rng = np.random.default_rng(0)
     lines = []
@@ -196,19 +203,24 @@ def main() -> None:
                        else ""))
         for kind in ("free", "aware"):
             aware = kind == "aware"
-            for layer, (W_c, X_c) in convs.items():
-                rows = im2col(X_c, (3, 3), (1, 1), (1, 1), (1, 1)) if aware else None
-                obj = Objective(W_c, rows, center=False)
-                for method in methods:
-                    X = X_c if aware else None
+            for layer, (W, X_maps) in convs.items():
+                X = X_maps if aware else None
+                rows = None if X is None else im2col(X, (3, 3), (1, 1), (1, 1), (1, 1))
+                obj = Objective(W, rows, center=False)
+                for method in (m for m in CONV_METHODS if m in methods):
                     wall, cpu, res = timed(lambda: compress_conv(
-                        W_c, method, ratio=0.5, X=X, padding=1, input_hw=(16, 16)), args.cap)
+                        W, method, ratio=0.5, X=X, padding=1, input_hw=(16, 16)), args.cap)
                     emit(_row(kind, layer, method, wall, cpu, unit, res, obj, before))
-            X = X_lin if aware else None
-            obj = Objective(W_lin, X, center=False)
-            wall, cpu, res = timed(lambda: compress_linear(W_lin, ratio=0.5, X=X), args.cap)
-            emit(_row(kind, "fc1024", "svd", wall, cpu, unit, res, obj, before))
-        for kind in () if args.skip_networks else ("free", "aware"):
+                if args.cp_engine and "cp" in methods:
+                    wall, cpu, res = cp_engine_capped(W, X, args.cap)
+                    emit(_row(kind, layer, "cp/engine", wall, cpu, unit, res, obj, before))
+            if "svd" in methods:
+                X = X_lin if aware else None
+                obj = Objective(W_lin, X, center=False)
+                wall, cpu, res = timed(lambda: compress_linear(W_lin, ratio=0.5, X=X),
+                                       args.cap)
+                emit(_row(kind, "fc1024", "svd", wall, cpu, unit, res, obj, before))
+        for kind in ("free", "aware") if not args.skip_network else ():
             specs = {}
             for k in range(10):
                 if k % 2:
@@ -226,14 +238,29 @@ def main() -> None:
             emit(f"network 10-layers-{kind:5}  {'auto':12} {wall:8.2f} {cpu:8.2f} "
                  f"{cpu / unit:7.1f} {cpu / TARGET['network']:7.2f} {ok}")
         if not args.skip_digits:
-            digits_table(emit, unit, args.cap, before)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print(f"written to {RESULTS}")
+            digits_table(emit, unit, args.cap, before, methods)
+    out = Path(args.out)
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"written to {out}")
+
+
+def cp_engine_capped(W: np.ndarray, X: np.ndarray | None, cap: float
+                     ) -> tuple[float, float, Any]:
+    """The engine's CP (Gauss-Newton from a random start) stopped by its callback once
+    ``cap`` CPU seconds have passed: (wall, CPU, the layer it returned)."""
+    c0 = time.process_time()
+
+    def stop(info: Any) -> bool:
+        return time.process_time() - c0 > cap
+
+    opts = CompressOptions(solver="engine", engine_options={"callback": stop})
+    return timed(lambda: compress_conv(W, "cp", ratio=0.5, X=X, padding=1,
+                                       input_hw=(16, 16), options=opts), 2 * cap)
 
 
 def digits_table(emit: Callable[[str], None], unit: float, cap: float,
-                 before: dict[str, tuple[float, float]]) -> None:
+                 before: dict[str, tuple[float, ...]], methods: set[str]) -> None:
     """The digits CNN's conv2 (32x16x3x3), data-aware, default solver and engine only."""
     digits = nets.load_digits_split(seed=0)
     cache = os.path.join(tempfile.gettempdir(), "sdfusion-compress-cache")
@@ -244,7 +271,8 @@ def digits_table(emit: Callable[[str], None], unit: float, cap: float,
     obj = Objective(p.weight, im2col(X, p.kernel_size, p.stride, p.padding, p.dilation),
                     center=True)
     for solver in ("auto", "engine"):
-        for method in ("weight_svd", "spatial_svd", "cp", "tucker2"):
+        for method in (m for m in ("weight_svd", "spatial_svd", "cp", "tucker2")
+                       if m in methods):
             opts = CompressOptions(solver=solver)
             wall, cpu, res = timed(lambda: compress_conv(p.weight, method, ratio=0.5, X=X,
                                                          bias=p.bias, options=opts, **geo), cap)

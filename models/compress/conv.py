@@ -19,10 +19,15 @@ kron(F, I)^T``, Tucker-2 with ``C`` of rank ``r_out``): they alternate closed fo
 ``C`` for ``F``, a conjugate-gradient step on ``F``, then for the SVDs Newton steps on
 ``span(F)``; :mod:`sdf.models.compress._kron`) from the better of the data-free fit
 (truncated SVD, HOOI) and the generalised SVD of the nearest Kronecker-structured metric;
-several Tucker-2 rank candidates are screened after a few alternations. CP is an engine model
-(:mod:`sdf.models.compress._engine`) started from a GEVD (:func:`sdf.decomp.gevd_init`)
-when that reproduces the weight, else from random factors; data-aware, the response term
-joins after a short data-free stretch. Tucker-2 without calibration inputs is HOOI
+several Tucker-2 rank candidates are screened after a few alternations. CP
+(:mod:`sdf.models.compress._cp`) starts from
+water-filled truncated SVDs of the weight's slices in the principal spatial bases (an
+exact CP; a GEVD, :func:`sdf.decomp.gevd_init`, when that reproduces the weight), runs
+accelerated ALS sweeps on the weight and, data-aware, rounds of closed-form output-factor
+updates and preconditioned input-factor steps, each stage to a deterministic work budget;
+small layers are also fitted as an engine model (:mod:`sdf.models.compress._engine`,
+Gauss-Newton from the GEVD or random factors, the response term joining after a short
+data-free stretch), keeping the lower objective. Tucker-2 without calibration inputs is HOOI
 (:func:`sdf.decomp.lmlra_hooi`). ``CompressOptions(solver="engine")`` fits every
 data-aware model on the engine instead (see
 :func:`sdf.models.compress._engine.fit_tucker2`). With a bias, the patches are centered and
@@ -40,6 +45,8 @@ from sdf.algebra import cpd_to_tensor, unfold
 from sdf.decomp import gevd_init, lmlra_hooi
 from sdf.errors import DataError, ModelError
 from sdf.models._common import quiet
+from sdf.numerics import balance_columns
+import sdf.models.compress._cp as _cp
 import sdf.models.compress._engine as _engine
 import sdf.models.compress._fit as _fit
 import sdf.models.compress._kron as _kron
@@ -140,25 +147,90 @@ def _cp_start(W: np.ndarray, rank: int, seed: int) -> tuple[list[np.ndarray], st
     the digits CNN, 0.2-1.6 % higher errors on average over seeds), so it is kept only
     when its relative error is below ``_EXACT_START``.
     """
-    try:
-        factors = gevd_init(W, rank, seed=seed)
-    except DataError:  # no two mode groups of size >= rank and a third of size >= 2
-        factors = None
+    factors, name = _cp_exact_gevd(W, rank, seed)
     if factors is not None:
-        err = np.linalg.norm(cpd_to_tensor(factors) - W) / (np.linalg.norm(W) or 1.0)
-        if err <= _EXACT_START:
-            return factors, "GEVD"
+        return factors, name
     rng = np.random.default_rng(seed)
     return [rng.standard_normal((n, rank)) for n in W.shape], "random start"
 
 
 def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
             w_r: float, opts: CompressOptions) -> tuple[list[np.ndarray], FitInfo]:
-    """CP from :func:`_cp_start`; data-aware, warm-started from the data-free CP.
+    """CP of the conv weight: the fast alternating fit (:func:`_fit_cp_fast`) and, for
+    small layers (``out*in*kh*kw*rank <= opts.cp_engine_size``) or ``solver="engine"``,
+    the engine's fit (:func:`_fit_cp_engine`); with both, the lower objective is kept."""
+    if opts.solver == "engine":
+        return _fit_cp_engine(W, rank, calib, w_w, w_r, opts)
+    fast, fast_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
+    if W.size * rank > opts.cp_engine_size:
+        return fast, fast_info
+    with quiet():  # a candidate: its warnings would describe a fit that may be dropped
+        engine, engine_info = _fit_cp_engine(W, rank, calib, w_w, w_r, opts)
+    M = _metric(calib, w_w, w_r) if calib is not None and w_r > 0 else None
+    values = [_cp_objective(W, f, w_w, M) for f in (fast, engine)]
+    factors, info = (fast, fast_info) if values[0] <= values[1] else (engine, engine_info)
+    return factors, dataclasses.replace(
+        info, objective=min(values),
+        message=f"{info.message} (the lower objective of the alternating fit, "
+                f"{values[0]:.6g}, and {_engine.method_name(opts)}, {values[1]:.6g})")
+
+
+def _cp_objective(W: np.ndarray, factors: Sequence[np.ndarray], w_w: float,
+                  M: np.ndarray | None) -> float:
+    """The fitted objective: ``w_w ||E||^2``, or ``tr(E M E^T)`` with the metric M."""
+    o = W.shape[0]
+    E = (cpd_to_tensor(list(factors)) - W).reshape(o, -1)
+    return w_w * float(np.vdot(E, E)) if M is None else float(np.vdot(E @ M, E))
+
+
+def _fit_cp_fast(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
+                 w_r: float, opts: CompressOptions) -> tuple[list[np.ndarray], FitInfo]:
+    """Slice-SVD start, accelerated ALS on the weight, then (data-aware) the response
+    rounds of :mod:`sdf.models.compress._cp`, each stage capped by its work budget
+    (``opts.cp_work``, ``opts.cp_response_work``) and ``opts.max_iter``.
+
+    A GEVD (:func:`sdf.decomp.gevd_init`) that reproduces the weight replaces the
+    slice-SVD start (it is then the exact CP).
+    """
+    factors, start = _cp_exact_gevd(W, rank, opts.seed)
+    if factors is None:
+        factors, err2 = _cp.spatial_slices_start(W, rank)
+        start = f"slice-SVD start (relative error {np.sqrt(err2 / (np.vdot(W, W) or 1.0)):.4g})"
+        sweeps = max(1, min(opts.max_iter, int(opts.cp_work // _cp.sweep_cost(W.shape, rank))))
+        fit = _cp.als_weight(W, factors, sweeps, opts.alt_tol, opts.seed)
+        start = f"{start}, then ALS ({fit.iterations} sweeps, {fit.stop})"
+        iterations, objective, factors = fit.iterations, w_w * fit.objective, fit.factors
+    else:
+        iterations, objective = 0, _cp_objective(W, factors, w_w, None)
+    message = start
+    if calib is not None and w_r > 0:
+        aware = _cp.als_response(W, factors, _metric(calib, w_w, w_r), opts.max_iter,
+                                 opts.alt_tol, opts.cp_response_work)
+        message += f", then response updates ({aware.iterations} rounds, {aware.stop})"
+        iterations, objective = iterations + aware.iterations, aware.objective
+        factors = aware.factors
+    return balance_columns(factors), FitInfo("numpy", iterations, message, objective=objective)
+
+
+def _cp_exact_gevd(W: np.ndarray, rank: int, seed: int
+                   ) -> tuple[list[np.ndarray] | None, str]:
+    """The GEVD CP of W when it reproduces W (relative error <= ``_EXACT_START``)."""
+    try:
+        factors = gevd_init(W, rank, seed=seed)
+    except DataError:  # no two mode groups of size >= rank and a third of size >= 2
+        return None, ""
+    err = np.linalg.norm(cpd_to_tensor(factors) - W) / (np.linalg.norm(W) or 1.0)
+    return (factors, "GEVD") if err <= _EXACT_START else (None, "")
+
+
+def _fit_cp_engine(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
+                   w_r: float, opts: CompressOptions) -> tuple[list[np.ndarray], FitInfo]:
+    """The engine's CP from :func:`_cp_start`; data-aware, warm-started from its data-free
+    CP (``solver="engine"``: the model with the response term from the start directly).
 
     The weight-only model is much cheaper per iteration than the one with the response
     term, and its optimum is close to the data-aware one, so the response term is
-    switched on only for the last stretch (``solver="engine"``: from the start directly).
+    switched on only for the last stretch.
     """
     factors, start = _cp_start(W, rank, opts.seed)
     if calib is not None and w_r > 0 and opts.solver != "engine":
@@ -169,8 +241,10 @@ def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float
         start = f"{start}, then {_engine.method_name(opts)} on the weight ({free.iterations} " \
                 "iterations)"
     factors, info = _engine.fit_cp(W, calib, w_w, w_r, factors, opts)
+    M = _metric(calib, w_w, w_r) if calib is not None and w_r > 0 else None
     return factors, dataclasses.replace(
-        info, message=f"{start}, then {_engine.method_name(opts)}: {info.message}")
+        info, objective=_cp_objective(W, factors, w_w, M),
+        message=f"{start}, then {_engine.method_name(opts)}: {info.message}")
 
 
 def _hooi(W: np.ndarray, ranks: tuple[int, int], max_iter: int
@@ -334,7 +408,7 @@ def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
               Piece("conv2d", Uw.T.reshape(r, 1, 1, kw), groups=r, stride=(1, sw),
                     padding=(0, pw), dilation=(1, dw), name=f"{name}.2"),
               Piece("conv2d", Uo.reshape(o, r, 1, 1), bias=b, name=f"{name}.3")]
-        W_hat = np.einsum("or,ir,hr,wr->oihw", Uo, Ui, Uh, Uw, optimize=True)
+        W_hat = cpd_to_tensor([Uo, Ui, Uh, Uw])
     else:  # tucker2
         Uo, core, Ui = factors
         ro, ri = core.shape[:2]
@@ -370,36 +444,16 @@ def _check_conv(where: str, W: Any, X: Any, groups: int) -> tuple[np.ndarray, np
 _PATH_ITER, _PATH_TOL = 40, 1e-7
 
 
-def _new_columns(E: np.ndarray, k: int) -> list[np.ndarray]:
-    """``k`` rank-one starts from the residual ``E``: leading singular vectors of each
-    unfolding (cycled where a mode has fewer), scaled to the residual's projection."""
-    vecs = []
-    for n in range(E.ndim):
-        U = np.linalg.svd(unfold(E, n), full_matrices=False)[0]
-        vecs.append(U[:, np.arange(k) % U.shape[1]])
-    scale = np.einsum("oihw,or,ir,hr,wr->r", E, *vecs, optimize=True)
-    vecs[0] = vecs[0] * scale
-    return vecs
-
-
 def _cp_path(W: np.ndarray, ranks: np.ndarray, calib: _fit.Calibration | None,
              w_w: float, w_r: float, opts: CompressOptions) -> list[list[np.ndarray]]:
-    """CP fits at increasing ranks, each warm-started from the previous one plus new
-    columns from its residual, with a short iteration budget: one path instead of a full
-    fit from scratch per rank."""
+    """CP fits (:func:`_fit_cp`) at each rank with a short iteration budget: the
+    slice-SVD start is closed-form at every rank, so each rank starts afresh."""
     path_opts = dataclasses.replace(opts, max_iter=min(opts.max_iter, _PATH_ITER),
                                     tol_fun=max(opts.tol_fun, _PATH_TOL))
     out: list[list[np.ndarray]] = []
-    factors: list[np.ndarray] | None = None
     for r in ranks:
-        if factors is None:
-            start, _ = _cp_start(W, int(r), opts.seed)
-        else:
-            extra = _new_columns(W - cpd_to_tensor(factors), int(r) - factors[0].shape[1])
-            start = [np.hstack([F, X]) for F, X in zip(factors, extra)]
         with quiet():  # a budgeted fit: stopping at its cap is expected
-            factors, _ = _engine.fit_cp(W, calib, w_w, w_r, start, path_opts)
-        out.append(factors)
+            out.append(_fit_cp(W, int(r), calib, w_w, w_r, path_opts)[0])
     return out
 
 
@@ -408,8 +462,8 @@ def _grid_curve(method: str, orig: Piece, W: np.ndarray, calib: _fit.Calibration
                 input_hw: tuple[int, int] | None, n_points: int = 8) -> RankCurve:
     """Error against rank on a geometric grid of ranks up to the dense layer's cost.
 
-    Tucker-2: a HOOI per point. CP: one warm-started rank path (:func:`_cp_path`), whose
-    errors are those of budgeted fits (at or slightly above the converged ones).
+    Tucker-2: a HOOI per point. CP: budgeted fits at each rank (:func:`_cp_path`), whose
+    errors are at or slightly above those of the full fits.
     """
     top = max_scalar_rank(method, orig)
     if method != "tucker2":
@@ -529,7 +583,6 @@ def compress_conv(
             calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
                                                center=bias is not None)
         w_w, w_r = _fit.term_weights(Wm, calib, balance if calib is not None else 0.0)
-        L = _fit.whitener(Wm.shape[1], calib, w_w, w_r)
         if method in ("weight_svd", "spatial_svd"):
             a, m = _kron_split(method, W)
             s = np.linalg.svd(W.reshape(o, a, m).transpose(1, 0, 2).reshape(a, o * m),
@@ -541,6 +594,7 @@ def compress_conv(
                               np.array([-1 if c[1] is None else c[1] for c in cost]),
                               _fit.tail_errors(s)[1:])
         elif tol is not None:
+            L = _fit.whitener(Wm.shape[1], calib, w_w, w_r)  # only the curve reads it
             curve = _grid_curve(method, orig, W, calib, w_w, w_r, L, opts, input_hw)
         if ratio is not None:
             rank = rank_for_ratio(method, orig, ratio, ratio_of, input_hw)
