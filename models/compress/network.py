@@ -411,7 +411,7 @@ def compress_network(
     """Compress every layer to one global budget of parameters, of MACs, or of both.
 
     Each layer's error-against-rank curve (relative error of its fitted objective, from
-    singular values for the SVD-type methods, from a warm-started rank path for CP and a
+    singular values for the SVD-type methods, from budgeted fits on a grid of ranks for CP and a
     grid of fits for Tucker-2) goes into :func:`~sdf.models.compress.allocate_ranks`,
     which spends ``ratio`` times the total parameters and/or ``macs_ratio`` times the
     total multiply-accumulates per sample where the summed squared relative errors drop
