@@ -142,6 +142,17 @@ def _dogleg(g: np.ndarray, p_gn: np.ndarray, Hp_gn: np.ndarray, p_sd: np.ndarray
     return p_sd + tau * d, Hp_sd + tau * (Hp_gn - Hp_sd)
 
 
+def _cauchy(point: ScaledPoint, g: np.ndarray, radius: float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The steepest-descent step to the minimum of the quadratic model along ``-g``, and
+    its Gramian product: ``(-alpha g, -alpha H g)``, ``alpha = g.g / g.Hg``."""
+    Hg = point.gn_product(g)
+    gHg = float(g @ Hg)
+    gg = float(g @ g)
+    alpha = gg / gHg if gHg > 0 else radius / np.sqrt(gg)
+    return -alpha * g, -alpha * Hg
+
+
 def _update_radius(radius: float, norm_p: float, rho: float) -> float:
     """Grow the trust region after a good step, shrink it after a poor one."""
     if rho > 0.5:
@@ -244,16 +255,20 @@ def _iterate(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], 
         return _lm_step(point, g, precond, options, damping, floor, deadline)
     p_gn, Hp_gn, cg_its, broke = pcg(point.gn_product, -g, precond, options.cg_tol,
                                      options.cg_max_iter, deadline)
-    Hg = point.gn_product(g)
-    gHg = float(g @ Hg)
-    gg = float(g @ g)
     if np.isnan(radius):
         radius = max(float(np.linalg.norm(p_gn)),
                      1e-12 * max(float(np.linalg.norm(point.z)), 1.0))
-    alpha = gg / gHg if gHg > 0 else radius / np.sqrt(gg)
-    p_sd, Hp_sd = -alpha * g, -alpha * Hg
+    # The Cauchy point costs one more Gramian product; a Gauss-Newton step inside the
+    # trust region (most steps near convergence) never needs it.
+    cauchy: tuple[np.ndarray, np.ndarray] | None = None
+    n_gn, first_radius = float(np.linalg.norm(p_gn)), radius
     for _ in range(_MAX_REJECTIONS):
-        p, Hp = _dogleg(g, p_gn, Hp_gn, p_sd, Hp_sd, radius)
+        if n_gn <= radius:
+            p, Hp = p_gn, Hp_gn
+        else:
+            if cauchy is None:
+                cauchy = _cauchy(point, g, first_radius)
+            p, Hp = _dogleg(g, p_gn, Hp_gn, *cauchy, radius)
         predicted = -(float(g @ p) + 0.5 * float(p @ Hp))
         if not broke and 0 <= predicted <= floor and radius >= np.linalg.norm(p_gn):
             # The full Gauss-Newton step promises less than the rounding noise of f, so f

@@ -193,3 +193,26 @@ def test_engine_tree_gives_every_mttkrp_and_the_inner_product(shape, dtype, rng)
             expected = algebra.unfold(T, n) @ algebra.khatri_rao(factors, skip=n)
             np.testing.assert_allclose(M, expected, rtol=1e-12, atol=1e-12)
             assert M.flags.c_contiguous
+
+
+def test_cauchy_point_only_when_the_gauss_newton_step_leaves_the_trust_region(rng,
+                                                                             monkeypatch):
+    """Each Gauss-Newton product is a CG step, except one per iteration whose step had to
+    be cut to the trust region (the Cauchy point's): near convergence, none."""
+    from sdf.solvers import _run
+
+    calls = [0]
+    product = _run.ScaledPoint.gn_product
+
+    def counted(self, v):
+        calls[0] += 1
+        return product(self, v)
+
+    monkeypatch.setattr(_run.ScaledPoint, "gn_product", counted)
+    truth = [rng.standard_normal((I, 3)) for I in (12, 11, 10)]
+    start = [A + 0.05 * rng.standard_normal(A.shape) for A in truth]
+    variables = [sdf.Variable(A, name=f"x{n}") for n, A in enumerate(start)]
+    res = sdf.Model(t=sdf.CPD(algebra.cpd_to_tensor(truth), variables)).fit(max_iter=30)
+    assert res.relerr["t"] < 1e-8
+    cauchy = calls[0] - sum(res.history.cg_iterations)
+    assert 0 <= cauchy < res.iterations
