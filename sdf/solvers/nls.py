@@ -2,7 +2,10 @@
 
 Each iteration solves ``(J^T J) p = -g`` approximately by preconditioned conjugate
 gradients (``cg_max_iter`` steps at most, block-Jacobi preconditioner), never forming
-``J``: only Gramian-vector products. The step is a dogleg between the Cauchy point and
+``J``: only Gramian-vector products. Where a product reads the data (terms on masked or
+sampled entries: it then costs about as much as a gradient), at most 3 steps until the
+objective's relative decrease per iteration falls below 1e-6: a few more iterations,
+each much cheaper, and the full ``cg_max_iter`` for the fast final convergence. The step is a dogleg between the Cauchy point and
 the Gauss-Newton step inside a trust region whose radius follows the ratio of actual to
 predicted decrease; with ``trust="lm"`` the system is damped instead,
 ``(J^T J + lambda I) p = -g``.
@@ -20,6 +23,7 @@ usual tolerances.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -36,6 +40,14 @@ from sdf.solvers.options import NLSOptions
 __all__ = ["nls", "pcg"]
 
 _MAX_REJECTIONS = 30
+#: Most CG steps per iteration when every Gauss-Newton product reads the data (masked or
+#: sampled entries): a product then costs about a gradient, and past a few steps the
+#: iterations they save cost less than the steps (on a 60^3 CPD with half the entries
+#: missing, 3 steps reach the optimum in about half the time of 15).
+_CG_STEPS_READING_DATA = 3
+#: Relative decrease of the objective per iteration below which CG gets its full
+#: ``cg_max_iter`` again.
+_FULL_CG_BELOW = 1e-6
 
 
 def pcg(
@@ -127,6 +139,19 @@ def pcg(
     return best_x, best_Ax, it, breakdown
 
 
+def _inner_options(options: NLSOptions, point: ScaledPoint, relchange: float
+                   ) -> NLSOptions:
+    """The options of this iteration's inner solve: at most
+    :data:`_CG_STEPS_READING_DATA` CG steps while the products read the data and the
+    objective still falls by more than :data:`_FULL_CG_BELOW` (relative to the start)
+    per iteration; ``cg_max_iter`` near the solution, where Gauss-Newton's fast final
+    convergence needs the accurate steps."""
+    if (not point.raw.products_read_data or relchange <= _FULL_CG_BELOW
+            or options.cg_max_iter <= _CG_STEPS_READING_DATA):
+        return options
+    return dataclasses.replace(options, cg_max_iter=_CG_STEPS_READING_DATA)
+
+
 def _dogleg(g: np.ndarray, p_gn: np.ndarray, Hp_gn: np.ndarray, p_sd: np.ndarray,
             Hp_sd: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     n_gn = np.linalg.norm(p_gn)
@@ -178,6 +203,7 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
     floor = problem.rounding_floor()
     deadline = run.start + run.max_time if math.isfinite(run.max_time) else None
     try:
+        relchange = math.inf
         for k in range(1, options.max_iter + 1):
             g = point.gradient()
             if not np.all(np.isfinite(g)):
@@ -186,7 +212,8 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
                 reason = StopReason.TOL_ABS if point.f <= floor else StopReason.STATIONARY
                 return point, reason
             precond = point.preconditioner()
-            step = _iterate(point, g, precond, options, radius, damping, floor, deadline)
+            inner = _inner_options(options, point, relchange)
+            step = _iterate(point, g, precond, inner, radius, damping, floor, deadline)
             if isinstance(step, StopReason):
                 return point, step
             new, p, radius, damping, cg_its, at_floor = step
@@ -343,6 +370,7 @@ def _nls_bounded(problem: ScaledProblem, options: NLSOptions, run: Run, box: Box
     floor = problem.rounding_floor()
     deadline = run.start + run.max_time if math.isfinite(run.max_time) else None
     try:
+        relchange = math.inf
         for k in range(1, options.max_iter + 1):
             g = point.gradient()
             if not np.all(np.isfinite(g)):
@@ -351,7 +379,8 @@ def _nls_bounded(problem: ScaledProblem, options: NLSOptions, run: Run, box: Box
             if float(np.max(np.abs(pg), initial=0.0)) <= options.tol_grad * f0:
                 stationary = point.f > floor and _explains_nothing(run, point)
                 return point, StopReason.STATIONARY if stationary else StopReason.TOL_GRAD
-            step = _bounded_iterate(point, g, pg, box, options, radius, floor, deadline)
+            inner = _inner_options(options, point, relchange)
+            step = _bounded_iterate(point, g, pg, box, inner, radius, floor, deadline)
             if isinstance(step, StopReason):
                 return point, step
             new, s, radius, cg_its, at_floor = step

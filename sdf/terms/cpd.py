@@ -427,6 +427,7 @@ class _SampledCPDState(TermState):
     """
 
     curvature: np.ndarray | None = None
+    products_read_data = True
 
     def __init__(self, shape: Sequence[int], index: Sequence[np.ndarray],
                  vals: np.ndarray | None, factors: Sequence[np.ndarray],
@@ -738,6 +739,7 @@ class _MaskedCPDState(TermState):
 
     #: Rank-first Khatri-Rao suffixes ``kr(A_k, ..., A_{N-1})^T``, k = 1..N-1 (real only).
     _suffixes: list[np.ndarray] | None = None
+    products_read_data = True
 
     def __init__(self, filled: np.ndarray, mask: np.ndarray,
                  factors: Sequence[np.ndarray]) -> None:
