@@ -2,12 +2,13 @@
 
 Each iteration solves ``(J^T J) p = -g`` approximately by preconditioned conjugate
 gradients (``cg_max_iter`` steps at most, block-Jacobi preconditioner), never forming
-``J``: only Gramian-vector products. Where a product reads the data (terms on masked or
-sampled entries: it then costs about as much as a gradient), at most 3 steps until the
-objective's relative decrease per iteration falls below 1e-6: a few more iterations,
-each much cheaper, and the full ``cg_max_iter`` for the fast final convergence. The step is a dogleg between the Cauchy point and
-the Gauss-Newton step inside a trust region whose radius follows the ratio of actual to
-predicted decrease; with ``trust="lm"`` the system is damped instead,
+``J``: only Gramian-vector products. Where a product reads the data (least-squares
+terms on masked or sampled entries: it then costs about as much as a gradient), at most
+3 steps until the objective's relative decrease per iteration falls below 1e-6: a few
+more iterations, each much cheaper, and the full ``cg_max_iter`` for the fast final
+convergence. The step is a dogleg between the Cauchy point and the Gauss-Newton step
+inside a trust region whose radius follows the ratio of actual to predicted decrease;
+with ``trust="lm"`` the system is damped instead,
 ``(J^T J + lambda I) p = -g``.
 
 With bounds (``lower``/``upper`` options, as Tensorlab's ``nlsb_gndl``) the iteration is a

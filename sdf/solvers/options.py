@@ -96,8 +96,9 @@ class NLSOptions(SolverOptions):
         Stop when ``f / f_0 <= tol_abs`` (an exact fit).
     cg_max_iter : int
         Maximum conjugate-gradient iterations per Gauss-Newton step. Where every
-        Gauss-Newton product reads the data (terms on masked or sampled entries), at most
-        3 until the objective's relative decrease per iteration falls below 1e-6.
+        Gauss-Newton product reads the data (least-squares terms on masked or sampled
+        entries), at most 3 until the objective's relative decrease per iteration falls
+        below 1e-6.
     cg_tol : float
         Relative residual at which CG stops.
     trust : {"dogleg", "lm"}

@@ -839,7 +839,11 @@ class _MaskedCPDState(TermState):
 class _LossCPDState(_MaskedCPDState):
     """A non-Gaussian loss on data held densely: the masked strategy with ``ell'(M)`` (zero
     at missing entries) as residual and the curvature ``c`` (zero at missing entries) as
-    the mask, so that products are ``J^T diag(c) J v`` and the blocks exact."""
+    the mask, so that products are ``J^T diag(c) J v`` and the blocks exact. Fisher
+    scoring keeps the full inner solve (``products_read_data`` False): truncated steps
+    lead it to other, worse minima on hard losses (Bernoulli)."""
+
+    products_read_data = False
 
     def __init__(self, loss: Loss, data: np.ndarray, mask: np.ndarray | None,
                  factors: Sequence[np.ndarray]) -> None:
@@ -861,7 +865,10 @@ class _LossCPDState(_MaskedCPDState):
 
 class _LossSampledCPDState(_SampledCPDState):
     """A non-Gaussian loss on the known entries as coordinates: ``ell'(M)`` as residual,
-    the loss's curvature weighing the products and blocks."""
+    the loss's curvature weighing the products and blocks (full inner solves, as
+    :class:`_LossCPDState`)."""
+
+    products_read_data = False
 
     def __init__(self, loss: Loss, data: KnownEntries, factors: Sequence[np.ndarray]) -> None:
         super().__init__(data.shape, data.index, None, factors)
@@ -953,6 +960,8 @@ def _sample_zeros(stored: np.ndarray, size: int, sampling: ZeroSampling) -> np.n
 class _WeightedLossState(_SampledCPDState):
     """A loss on sampled entries of sparse data, each with its weight."""
 
+    products_read_data = False  # a loss: full inner solves
+
     def __init__(self, loss: Loss, entries: _SparseEntries,
                  factors: Sequence[np.ndarray]) -> None:
         super().__init__(entries.shape, entries.index, None, factors)
@@ -974,6 +983,8 @@ class _ZeroLinearState(_SampledCPDState):
     derivative ``x / mu^2``. The model must be nonnegative everywhere: a point where a
     factor has a negative entry is outside the domain (``f = inf``).
     """
+
+    products_read_data = False  # a loss: full inner solves
 
     def __init__(self, entries: _SparseEntries, factors: Sequence[np.ndarray]) -> None:
         super().__init__(entries.shape, entries.index, None, factors)

@@ -234,6 +234,11 @@ def test_products_read_data_on_masked_and_sampled_entries_only(rng):
         problem = Problem.from_model(sdf.Model(t=sdf.CPD(data, variables)))
         point = problem.point(np.concatenate([A.ravel() for A in truth]))
         assert point.products_read_data is reads
+    # Fisher scoring (a non-Gaussian loss) keeps its full inner solves
+    counts = np.abs(np.nan_to_num(masked.to_dense())).round()
+    problem = Problem.from_model(sdf.Model(t=sdf.CPD(counts, [sdf.Variable(A) for A in truth],
+                                                     loss="poisson")))
+    assert problem.point(np.concatenate([A.ravel() for A in truth])).products_read_data is False
 
 
 def test_short_inner_solves_while_products_read_the_data(rng):
