@@ -256,6 +256,14 @@ class Point:
     def value(self, expr: Expr) -> np.ndarray:
         return self.values[id(expr)]
 
+    @property
+    def products_read_data(self) -> bool:
+        """Whether a Gauss-Newton product reads some weighted term's data (masked or
+        sampled entries), costing about as much as a gradient (see
+        :attr:`sdf.terms.TermState.products_read_data`)."""
+        return any(state.products_read_data
+                   for w, state in zip(self.problem.weights, self.states) if w != 0.0)
+
     def _backprop(self, grads: dict[int, np.ndarray],
                   seen: dict[int, np.ndarray] | None = None) -> np.ndarray:
         problem = self.problem

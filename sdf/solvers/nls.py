@@ -2,9 +2,13 @@
 
 Each iteration solves ``(J^T J) p = -g`` approximately by preconditioned conjugate
 gradients (``cg_max_iter`` steps at most, block-Jacobi preconditioner), never forming
-``J``: only Gramian-vector products. The step is a dogleg between the Cauchy point and
-the Gauss-Newton step inside a trust region whose radius follows the ratio of actual to
-predicted decrease; with ``trust="lm"`` the system is damped instead,
+``J``: only Gramian-vector products. Where a product reads the data (least-squares
+terms on masked or sampled entries: it then costs about as much as a gradient), at most
+3 steps until the objective's relative decrease per iteration falls below 1e-6: a few
+more iterations, each much cheaper, and the full ``cg_max_iter`` for the fast final
+convergence. The step is a dogleg between the Cauchy point and the Gauss-Newton step
+inside a trust region whose radius follows the ratio of actual to predicted decrease;
+with ``trust="lm"`` the system is damped instead,
 ``(J^T J + lambda I) p = -g``.
 
 With bounds (``lower``/``upper`` options, as Tensorlab's ``nlsb_gndl``) the iteration is a
@@ -20,6 +24,7 @@ usual tolerances.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -36,6 +41,14 @@ from sdf.solvers.options import NLSOptions
 __all__ = ["nls", "pcg"]
 
 _MAX_REJECTIONS = 30
+#: Most CG steps per iteration when every Gauss-Newton product reads the data (masked or
+#: sampled entries): a product then costs about a gradient, and past a few steps the
+#: iterations they save cost less than the steps (on a 60^3 CPD with half the entries
+#: missing, 3 steps reach the optimum in about half the time of 15).
+_CG_STEPS_READING_DATA = 3
+#: Relative decrease of the objective per iteration below which CG gets its full
+#: ``cg_max_iter`` again.
+_FULL_CG_BELOW = 1e-6
 
 
 def pcg(
@@ -127,6 +140,19 @@ def pcg(
     return best_x, best_Ax, it, breakdown
 
 
+def _inner_options(options: NLSOptions, point: ScaledPoint, relchange: float
+                   ) -> NLSOptions:
+    """The options of this iteration's inner solve: at most
+    :data:`_CG_STEPS_READING_DATA` CG steps while the products read the data and the
+    objective still falls by more than :data:`_FULL_CG_BELOW` (relative to the start)
+    per iteration; ``cg_max_iter`` near the solution, where Gauss-Newton's fast final
+    convergence needs the accurate steps."""
+    if (not point.raw.products_read_data or relchange <= _FULL_CG_BELOW
+            or options.cg_max_iter <= _CG_STEPS_READING_DATA):
+        return options
+    return dataclasses.replace(options, cg_max_iter=_CG_STEPS_READING_DATA)
+
+
 def _dogleg(g: np.ndarray, p_gn: np.ndarray, Hp_gn: np.ndarray, p_sd: np.ndarray,
             Hp_sd: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     n_gn = np.linalg.norm(p_gn)
@@ -140,6 +166,17 @@ def _dogleg(g: np.ndarray, p_gn: np.ndarray, Hp_gn: np.ndarray, p_sd: np.ndarray
     a, b, c = d @ d, 2 * (p_sd @ d), p_sd @ p_sd - radius**2
     tau = (-b + np.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
     return p_sd + tau * d, Hp_sd + tau * (Hp_gn - Hp_sd)
+
+
+def _cauchy(point: ScaledPoint, g: np.ndarray, radius: float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The steepest-descent step to the minimum of the quadratic model along ``-g``, and
+    its Gramian product: ``(-alpha g, -alpha H g)``, ``alpha = g.g / g.Hg``."""
+    Hg = point.gn_product(g)
+    gHg = float(g @ Hg)
+    gg = float(g @ g)
+    alpha = gg / gHg if gHg > 0 else radius / np.sqrt(gg)
+    return -alpha * g, -alpha * Hg
 
 
 def _update_radius(radius: float, norm_p: float, rho: float) -> float:
@@ -167,6 +204,7 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
     floor = problem.rounding_floor()
     deadline = run.start + run.max_time if math.isfinite(run.max_time) else None
     try:
+        relchange = math.inf
         for k in range(1, options.max_iter + 1):
             g = point.gradient()
             if not np.all(np.isfinite(g)):
@@ -175,7 +213,8 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
                 reason = StopReason.TOL_ABS if point.f <= floor else StopReason.STATIONARY
                 return point, reason
             precond = point.preconditioner()
-            step = _iterate(point, g, precond, options, radius, damping, floor, deadline)
+            inner = _inner_options(options, point, relchange)
+            step = _iterate(point, g, precond, inner, radius, damping, floor, deadline)
             if isinstance(step, StopReason):
                 return point, step
             new, p, radius, damping, cg_its, at_floor = step
@@ -244,16 +283,20 @@ def _iterate(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], 
         return _lm_step(point, g, precond, options, damping, floor, deadline)
     p_gn, Hp_gn, cg_its, broke = pcg(point.gn_product, -g, precond, options.cg_tol,
                                      options.cg_max_iter, deadline)
-    Hg = point.gn_product(g)
-    gHg = float(g @ Hg)
-    gg = float(g @ g)
     if np.isnan(radius):
         radius = max(float(np.linalg.norm(p_gn)),
                      1e-12 * max(float(np.linalg.norm(point.z)), 1.0))
-    alpha = gg / gHg if gHg > 0 else radius / np.sqrt(gg)
-    p_sd, Hp_sd = -alpha * g, -alpha * Hg
+    # The Cauchy point costs one more Gramian product; a Gauss-Newton step inside the
+    # trust region (most steps near convergence) never needs it.
+    cauchy: tuple[np.ndarray, np.ndarray] | None = None
+    n_gn, first_radius = float(np.linalg.norm(p_gn)), radius
     for _ in range(_MAX_REJECTIONS):
-        p, Hp = _dogleg(g, p_gn, Hp_gn, p_sd, Hp_sd, radius)
+        if n_gn <= radius:
+            p, Hp = p_gn, Hp_gn
+        else:
+            if cauchy is None:
+                cauchy = _cauchy(point, g, first_radius)
+            p, Hp = _dogleg(g, p_gn, Hp_gn, *cauchy, radius)
         predicted = -(float(g @ p) + 0.5 * float(p @ Hp))
         if not broke and 0 <= predicted <= floor and radius >= np.linalg.norm(p_gn):
             # The full Gauss-Newton step promises less than the rounding noise of f, so f
@@ -328,6 +371,7 @@ def _nls_bounded(problem: ScaledProblem, options: NLSOptions, run: Run, box: Box
     floor = problem.rounding_floor()
     deadline = run.start + run.max_time if math.isfinite(run.max_time) else None
     try:
+        relchange = math.inf
         for k in range(1, options.max_iter + 1):
             g = point.gradient()
             if not np.all(np.isfinite(g)):
@@ -336,7 +380,8 @@ def _nls_bounded(problem: ScaledProblem, options: NLSOptions, run: Run, box: Box
             if float(np.max(np.abs(pg), initial=0.0)) <= options.tol_grad * f0:
                 stationary = point.f > floor and _explains_nothing(run, point)
                 return point, StopReason.STATIONARY if stationary else StopReason.TOL_GRAD
-            step = _bounded_iterate(point, g, pg, box, options, radius, floor, deadline)
+            inner = _inner_options(options, point, relchange)
+            step = _bounded_iterate(point, g, pg, box, inner, radius, floor, deadline)
             if isinstance(step, StopReason):
                 return point, step
             new, s, radius, cg_its, at_floor = step

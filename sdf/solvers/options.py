@@ -95,7 +95,10 @@ class NLSOptions(SolverOptions):
     tol_abs : float
         Stop when ``f / f_0 <= tol_abs`` (an exact fit).
     cg_max_iter : int
-        Maximum conjugate-gradient iterations per Gauss-Newton step.
+        Maximum conjugate-gradient iterations per Gauss-Newton step. Where every
+        Gauss-Newton product reads the data (least-squares terms on masked or sampled
+        entries), at most 3 until the objective's relative decrease per iteration falls
+        below 1e-6.
     cg_tol : float
         Relative residual at which CG stops.
     trust : {"dogleg", "lm"}

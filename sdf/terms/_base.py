@@ -74,6 +74,9 @@ class TermState:
 
     fval: float
     block_exponents: list[int] | None = None
+    #: Whether a Gauss-Newton product reads the data (masked or sampled entries), so that
+    #: it costs about as much as a gradient; the solver then keeps its inner CG short.
+    products_read_data: bool = False
 
     def gradient(self) -> list[np.ndarray]:
         raise NotImplementedError
@@ -509,6 +512,7 @@ class _ScaledState(TermState):
         self._exponents = exponents
         self.fval = state.fval
         self.block_exponents = [-2 * k for k in exponents]
+        self.products_read_data = state.products_read_data
 
     def gradient(self) -> list[np.ndarray]:
         return [ldexp(g, -k) for g, k in zip(self._state.gradient(), self._exponents)]

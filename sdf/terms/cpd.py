@@ -427,6 +427,7 @@ class _SampledCPDState(TermState):
     """
 
     curvature: np.ndarray | None = None
+    products_read_data = True
 
     def __init__(self, shape: Sequence[int], index: Sequence[np.ndarray],
                  vals: np.ndarray | None, factors: Sequence[np.ndarray],
@@ -727,7 +728,18 @@ class _MaskedCPDState(TermState):
     unfolding, ``K`` the Khatri-Rao product of the other factors and ``dK`` its
     derivative); exact row blocks as one all-mode MTTKRP of the mask with the pairwise
     column products of the factors. Memory: the residual and one direction tensor.
+
+    Real factors take a faster route for the products and the gradient: ``K`` and the
+    Khatri-Rao products it is built from are kept rank first, ``(R, I_1 ... I_{N-1})``,
+    once per state (they do not depend on the direction), so a product is the direction's
+    ``dK`` (product rule over the kept suffixes), one GEMM for ``J v``, the mask, and the
+    all-mode MTTKRP as ``D K`` for mode 0 plus the dimension tree on ``A_0^T D`` for the
+    others: two passes over the tensor and no Khatri-Rao product formed twice.
     """
+
+    #: Rank-first Khatri-Rao suffixes ``kr(A_k, ..., A_{N-1})^T``, k = 1..N-1 (real only).
+    _suffixes: list[np.ndarray] | None = None
+    products_read_data = True
 
     def __init__(self, filled: np.ndarray, mask: np.ndarray,
                  factors: Sequence[np.ndarray]) -> None:
@@ -746,10 +758,68 @@ class _MaskedCPDState(TermState):
         else:
             self.fval = 0.5 * float(flat @ flat)
 
+    def _real(self) -> bool:
+        return not (any(np.iscomplexobj(A) for A in self.factors)
+                    or np.iscomplexobj(self.residual) or np.iscomplexobj(self.mask))
+
+    def _kr_suffixes(self) -> list[np.ndarray]:
+        """``[kr(A_1..A_{N-1})^T, kr(A_2..)^T, ..., A_{N-1}^T]``, rank first, made once."""
+        if self._suffixes is None:
+            rows = [np.ascontiguousarray(A.T) for A in self.factors[1:]]
+            R = rows[0].shape[0]
+            out = [rows[-1]]
+            for M in rows[-2::-1]:
+                out.append((M[:, :, None] * out[-1][:, None, :]).reshape(R, -1))
+            self._suffixes = out[::-1]
+        return self._suffixes
+
+    def _kr_direction_rows(self, drows: list[np.ndarray]) -> np.ndarray:
+        """The derivative of ``kr(A_1..A_{N-1})^T`` in the direction ``drows`` (the
+        directions of ``A_1..A_{N-1}``, rank first), by the product rule on the suffixes
+        (``A_{k+1} ⊙ dK + dA_{k+1} ⊙ suffix_{k+2}``, from the last mode back)."""
+        suffixes = self._kr_suffixes()
+        R = drows[0].shape[0]
+        dK = drows[-1]
+        for k in range(len(drows) - 2, -1, -1):
+            rows = np.ascontiguousarray(self.factors[k + 1].T)
+            dK = (rows[:, :, None] * dK[:, None, :]
+                  + drows[k][:, :, None] * suffixes[k + 1][:, None, :]).reshape(R, -1)
+        return dK
+
+    def _mttkrp_all_real(self, D: np.ndarray) -> list[np.ndarray]:
+        """Every MTTKRP of ``D`` (mode-0 unfolding, (I_0, prod of the rest)) with the
+        factors: mode 0 against the kept ``K``, the others by the dimension tree on
+        ``A_0^T D``."""
+        A = self.factors
+        K = self._kr_suffixes()[0]
+        out: list = [D @ K.T] + [None] * (len(A) - 1)
+        algebra._descend(A[0].T @ D, self.mask.shape[1:], A[1:], out, 1)
+        return out
+
+    def _real_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        A = self.factors
+        K = self._kr_suffixes()[0]
+        dK = self._kr_direction_rows([np.ascontiguousarray(d.T) for d in dvalues[1:]])
+        D = np.concatenate([A[0], dvalues[0]], axis=1) @ np.concatenate([dK, K])
+        np.multiply(D, self.mask.reshape(D.shape), out=D)
+        return self._mttkrp_all_real(D)
+
     def gradient(self) -> list[np.ndarray]:
+        if self._real():
+            return self._mttkrp_all_real(self.residual.reshape(self.factors[0].shape[0], -1))
         return algebra.mttkrp_all(self.residual, _conjugated(self.factors))
 
+    def gn_product_flat(self, dflat: np.ndarray) -> np.ndarray | None:
+        if not self._real():
+            return None
+        ends = np.cumsum([A.size for A in self.factors])
+        dvalues = [d.reshape(A.shape) for d, A in zip(np.split(dflat, ends[:-1]),
+                                                      self.factors)]
+        return np.concatenate([p.ravel() for p in self._real_product(dvalues)])
+
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self._real() and not any(np.iscomplexobj(d) for d in dvalues):
+            return self._real_product([np.asarray(d, dtype=float) for d in dvalues])
         A = self.factors
         K, dK = _kr_direction(A[1:], [_numeric(d) for d in dvalues[1:]])
         D = np.concatenate([A[0], dvalues[0]], axis=1) @ np.concatenate([dK, K], axis=1).T
@@ -769,7 +839,11 @@ class _MaskedCPDState(TermState):
 class _LossCPDState(_MaskedCPDState):
     """A non-Gaussian loss on data held densely: the masked strategy with ``ell'(M)`` (zero
     at missing entries) as residual and the curvature ``c`` (zero at missing entries) as
-    the mask, so that products are ``J^T diag(c) J v`` and the blocks exact."""
+    the mask, so that products are ``J^T diag(c) J v`` and the blocks exact. Fisher
+    scoring keeps the full inner solve (``products_read_data`` False): truncated steps
+    lead it to other, worse minima on hard losses (Bernoulli)."""
+
+    products_read_data = False
 
     def __init__(self, loss: Loss, data: np.ndarray, mask: np.ndarray | None,
                  factors: Sequence[np.ndarray]) -> None:
@@ -791,7 +865,10 @@ class _LossCPDState(_MaskedCPDState):
 
 class _LossSampledCPDState(_SampledCPDState):
     """A non-Gaussian loss on the known entries as coordinates: ``ell'(M)`` as residual,
-    the loss's curvature weighing the products and blocks."""
+    the loss's curvature weighing the products and blocks (full inner solves, as
+    :class:`_LossCPDState`)."""
+
+    products_read_data = False
 
     def __init__(self, loss: Loss, data: KnownEntries, factors: Sequence[np.ndarray]) -> None:
         super().__init__(data.shape, data.index, None, factors)
@@ -883,6 +960,8 @@ def _sample_zeros(stored: np.ndarray, size: int, sampling: ZeroSampling) -> np.n
 class _WeightedLossState(_SampledCPDState):
     """A loss on sampled entries of sparse data, each with its weight."""
 
+    products_read_data = False  # a loss: full inner solves
+
     def __init__(self, loss: Loss, entries: _SparseEntries,
                  factors: Sequence[np.ndarray]) -> None:
         super().__init__(entries.shape, entries.index, None, factors)
@@ -904,6 +983,8 @@ class _ZeroLinearState(_SampledCPDState):
     derivative ``x / mu^2``. The model must be nonnegative everywhere: a point where a
     factor has a negative entry is outside the domain (``f = inf``).
     """
+
+    products_read_data = False  # a loss: full inner solves
 
     def __init__(self, entries: _SparseEntries, factors: Sequence[np.ndarray]) -> None:
         super().__init__(entries.shape, entries.index, None, factors)

@@ -193,3 +193,71 @@ def test_engine_tree_gives_every_mttkrp_and_the_inner_product(shape, dtype, rng)
             expected = algebra.unfold(T, n) @ algebra.khatri_rao(factors, skip=n)
             np.testing.assert_allclose(M, expected, rtol=1e-12, atol=1e-12)
             assert M.flags.c_contiguous
+
+
+def test_cauchy_point_only_when_the_gauss_newton_step_leaves_the_trust_region(rng,
+                                                                             monkeypatch):
+    """Each Gauss-Newton product is a CG step, except one per iteration whose step had to
+    be cut to the trust region (the Cauchy point's): near convergence, none."""
+    from sdf.solvers import _run
+
+    calls = [0]
+    product = _run.ScaledPoint.gn_product
+
+    def counted(self, v):
+        calls[0] += 1
+        return product(self, v)
+
+    monkeypatch.setattr(_run.ScaledPoint, "gn_product", counted)
+    truth = [rng.standard_normal((I, 3)) for I in (12, 11, 10)]
+    start = [A + 0.05 * rng.standard_normal(A.shape) for A in truth]
+    variables = [sdf.Variable(A, name=f"x{n}") for n, A in enumerate(start)]
+    res = sdf.Model(t=sdf.CPD(algebra.cpd_to_tensor(truth), variables)).fit(max_iter=30)
+    assert res.relerr["t"] < 1e-8
+    cauchy = calls[0] - sum(res.history.cg_iterations)
+    assert 0 <= cauchy < res.iterations
+
+
+def _half_missing(rng, shape=(14, 13, 12), rank=3, missing=0.5):
+    truth = [rng.standard_normal((I, rank)) for I in shape]
+    T = algebra.cpd_to_tensor(truth)
+    return truth, as_tensor(np.where(rng.random(shape) < missing, np.nan, T))
+
+
+def test_products_read_data_on_masked_and_sampled_entries_only(rng):
+    truth, masked = _half_missing(rng)
+    mostly_known = as_tensor(np.where(rng.random(masked.shape) < 0.01, np.nan,
+                                      algebra.cpd_to_tensor(truth)))
+    for data, reads in ((masked, True), (sdf.tensors.IncompleteTensor(masked.to_dense()), True),
+                        (algebra.cpd_to_tensor(truth), False), (mostly_known, False)):
+        variables = [sdf.Variable(A) for A in truth]
+        problem = Problem.from_model(sdf.Model(t=sdf.CPD(data, variables)))
+        point = problem.point(np.concatenate([A.ravel() for A in truth]))
+        assert point.products_read_data is reads
+    # Fisher scoring (a non-Gaussian loss) keeps its full inner solves
+    counts = np.abs(np.nan_to_num(masked.to_dense())).round()
+    problem = Problem.from_model(sdf.Model(t=sdf.CPD(counts, [sdf.Variable(A) for A in truth],
+                                                     loss="poisson")))
+    assert problem.point(np.concatenate([A.ravel() for A in truth])).products_read_data is False
+
+
+def test_short_inner_solves_while_products_read_the_data(rng):
+    """Half the entries missing: at most 3 CG steps per iteration while the objective
+    falls fast, the full budget near the solution; the planted factors to full accuracy."""
+    truth, data = _half_missing(rng)
+    variables = [sdf.Variable.random((I, 3), seed=n, name=f"x{n}")
+                 for n, I in enumerate(data.shape)]
+    res = sdf.Model(t=sdf.CPD(data, variables)).fit(max_iter=100)
+    assert res.relerr["t"] < 1e-9
+    assert fms([res.variables[f"x{n}"] for n in range(3)], truth) > 0.99999
+    steps, change = res.history.cg_iterations[1:], res.history.relchange[1:]
+    fast = [s for s, c in zip(steps, [np.inf] + change[:-1]) if c > 1e-6]
+    assert fast and max(fast) <= 3
+    assert max(steps) > 3  # the final iterations solve accurately
+
+
+def test_dense_data_keep_the_full_inner_solve(rng):
+    truth = [rng.standard_normal((I, 4)) for I in (12, 11, 10)]
+    variables = [sdf.Variable.random(A.shape, seed=n) for n, A in enumerate(truth)]
+    res = sdf.Model(t=sdf.CPD(algebra.cpd_to_tensor(truth), variables)).fit(max_iter=100)
+    assert max(res.history.cg_iterations) > 3
