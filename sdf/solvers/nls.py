@@ -4,9 +4,9 @@ Each iteration solves ``(J^T J) p = -g`` approximately by preconditioned conjuga
 gradients (``cg_max_iter`` steps at most, block-Jacobi preconditioner), never forming
 ``J``: only Gramian-vector products. Where a product reads the data (least-squares
 terms on masked or sampled entries: it then costs about as much as a gradient), at most
-3 steps until the objective's relative decrease per iteration falls below 1e-6: a few
-more iterations, each much cheaper, and the full ``cg_max_iter`` for the fast final
-convergence. The step is a dogleg between the Cauchy point and the Gauss-Newton step
+``cg_max_iter_reading_data`` steps (default 3) until the objective's relative decrease
+per iteration falls below 1e-6: a few more iterations, each much cheaper, and the full
+``cg_max_iter`` for the fast final convergence. The step is a dogleg between the Cauchy point and the Gauss-Newton step
 inside a trust region whose radius follows the ratio of actual to predicted decrease;
 with ``trust="lm"`` the system is damped instead,
 ``(J^T J + lambda I) p = -g``.
@@ -41,11 +41,6 @@ from sdf.solvers.options import NLSOptions
 __all__ = ["nls", "pcg"]
 
 _MAX_REJECTIONS = 30
-#: Most CG steps per iteration when every Gauss-Newton product reads the data (masked or
-#: sampled entries): a product then costs about a gradient, and past a few steps the
-#: iterations they save cost less than the steps (on a 60^3 CPD with half the entries
-#: missing, 3 steps reach the optimum in about half the time of 15).
-_CG_STEPS_READING_DATA = 3
 #: Relative decrease of the objective per iteration below which CG gets its full
 #: ``cg_max_iter`` again.
 _FULL_CG_BELOW = 1e-6
@@ -142,15 +137,20 @@ def pcg(
 
 def _inner_options(options: NLSOptions, point: ScaledPoint, relchange: float
                    ) -> NLSOptions:
-    """The options of this iteration's inner solve: at most
-    :data:`_CG_STEPS_READING_DATA` CG steps while the products read the data and the
-    objective still falls by more than :data:`_FULL_CG_BELOW` (relative to the start)
-    per iteration; ``cg_max_iter`` near the solution, where Gauss-Newton's fast final
-    convergence needs the accurate steps."""
+    """The options of this iteration's inner solve: at most ``cg_max_iter_reading_data``
+    CG steps while the products read the data and the objective still falls by more than
+    :data:`_FULL_CG_BELOW` (relative to the start) per iteration; ``cg_max_iter`` near
+    the solution, where Gauss-Newton's fast final convergence needs the accurate steps.
+
+    A product that reads the data costs about a gradient, and past a few steps the
+    iterations they save cost less than the steps (on a 60^3 CPD with half the entries
+    missing, 3 steps reach the optimum in about half the time of 15).
+    """
+    short = options.cg_max_iter_reading_data
     if (not point.raw.products_read_data or relchange <= _FULL_CG_BELOW
-            or options.cg_max_iter <= _CG_STEPS_READING_DATA):
+            or options.cg_max_iter <= short):
         return options
-    return dataclasses.replace(options, cg_max_iter=_CG_STEPS_READING_DATA)
+    return dataclasses.replace(options, cg_max_iter=short)
 
 
 def _dogleg(g: np.ndarray, p_gn: np.ndarray, Hp_gn: np.ndarray, p_sd: np.ndarray,

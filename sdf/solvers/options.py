@@ -95,10 +95,13 @@ class NLSOptions(SolverOptions):
     tol_abs : float
         Stop when ``f / f_0 <= tol_abs`` (an exact fit).
     cg_max_iter : int
-        Maximum conjugate-gradient iterations per Gauss-Newton step. Where every
-        Gauss-Newton product reads the data (least-squares terms on masked or sampled
-        entries), at most 3 until the objective's relative decrease per iteration falls
-        below 1e-6.
+        Maximum conjugate-gradient iterations per Gauss-Newton step.
+    cg_max_iter_reading_data : int
+        Maximum conjugate-gradient iterations per step while every Gauss-Newton product
+        reads the data (least-squares terms on masked or sampled entries: a product then
+        costs about a gradient) and the objective's relative decrease per iteration is
+        above 1e-6; ``cg_max_iter`` applies from then on. Set it to ``cg_max_iter`` for
+        the same inner solve throughout.
     cg_tol : float
         Relative residual at which CG stops.
     trust : {"dogleg", "lm"}
@@ -121,13 +124,15 @@ class NLSOptions(SolverOptions):
     tol_x: float = 1e-8
     tol_abs: float = 1e-30
     cg_max_iter: int = 15
+    cg_max_iter_reading_data: int = 3
     cg_tol: float = 1e-3
     trust: Literal["dogleg", "lm"] = "dogleg"
     lower: float | dict[str, Any] | None = None
     upper: float | dict[str, Any] | None = None
     tol_grad: float = 1e-10
 
-    _integers: ClassVar[tuple[str, ...]] = ("max_iter", "checkpoint_every", "cg_max_iter")
+    _integers: ClassVar[tuple[str, ...]] = ("max_iter", "checkpoint_every", "cg_max_iter",
+                                              "cg_max_iter_reading_data")
     _tolerances: ClassVar[tuple[str, ...]] = ("tol_fun", "tol_x", "tol_abs", "cg_tol",
                                               "tol_grad")
 

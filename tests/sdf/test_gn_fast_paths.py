@@ -256,6 +256,18 @@ def test_short_inner_solves_while_products_read_the_data(rng):
     assert max(steps) > 3  # the final iterations solve accurately
 
 
+def test_the_short_inner_solve_is_an_option(rng):
+    truth, data = _half_missing(rng)
+    variables = [sdf.Variable.random((I, 3), seed=n, name=f"x{n}")
+                 for n, I in enumerate(data.shape)]
+    res = sdf.Model(t=sdf.CPD(data, variables)).fit(max_iter=100, cg_max_iter=8,
+                                                      cg_max_iter_reading_data=8)
+    assert res.relerr["t"] < 1e-9
+    assert max(res.history.cg_iterations[1:4]) > 3
+    with pytest.raises(sdf.OptionError, match="cg_max_iter_reading_data must be an integer"):
+        sdf.NLSOptions(cg_max_iter_reading_data=0)
+
+
 def test_dense_data_keep_the_full_inner_solve(rng):
     truth = [rng.standard_normal((I, 4)) for I in (12, 11, 10)]
     variables = [sdf.Variable.random(A.shape, seed=n) for n, A in enumerate(truth)]
