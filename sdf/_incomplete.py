@@ -10,7 +10,8 @@ entries are then meaningless). Both are found after the fit, cheaply:
   the missing entries imputed (rounds of "fill with the current multilinear-rank
   approximation, recompute it", i.e. the kind of start the drivers build), at the
   multilinear rank the term's mode factors allow; a fit ending at more than
-  :data:`POOR_FIT_RATIO` times that error (and at least 0.01 above it) is reported;
+  :data:`POOR_FIT_RATIO` times that error (and at least :data:`POOR_FIT_GAP` above it) is
+  reported;
 * the **norm check**: the model's norm over the whole grid against the norm the known
   entries suggest for it (``||T_known|| sqrt(size / known)``); more than
   :data:`NORM_RATIO` times that is reported.
@@ -28,7 +29,7 @@ from sdf.decomp import mlsvd
 from sdf.errors import SdfWarning
 from sdf.terms._base import DataTerm, Findings
 
-__all__ = ["NORM_RATIO", "POOR_FIT_RATIO", "imputed_mlsvd_error", "incomplete_findings"]
+__all__ = ["NORM_RATIO", "POOR_FIT_GAP", "POOR_FIT_RATIO", "imputed_mlsvd_error", "incomplete_findings"]
 
 #: A fit whose relative error on the known entries exceeds this many times the imputed
 #: MLSVD's is reported as a poor local minimum.
@@ -38,8 +39,9 @@ POOR_FIT_RATIO = 3.0
 NORM_RATIO = 10.0
 #: Data larger than this many entries skip the reference (the norm check still runs).
 _MAX_REFERENCE_SIZE = 500_000
-#: Fits below this relative error are not compared with the reference.
-_GOOD_FIT = 1e-6
+#: A fit is reported only when its relative error is also this much above the
+#: reference's; so fits at or below it need no reference (it costs rounds of MLSVDs).
+POOR_FIT_GAP = 0.01
 
 
 def imputed_mlsvd_error(data: np.ndarray, ranks: Sequence[int], max_rounds: int = 20,
@@ -95,11 +97,11 @@ def incomplete_findings(name: str, term: DataTerm, values: Sequence[np.ndarray],
                       "values at the missing entries are meaningless; start from the "
                       "driver (sdf.models.cpd, which imputes before fitting) or add a small "
                       "ridge term (sdf.L2 on the factors)"))
-    if relerr > _GOOD_FIT and X.size <= _MAX_REFERENCE_SIZE:
+    if relerr > POOR_FIT_GAP and X.size <= _MAX_REFERENCE_SIZE:
         ranks = [e.shape[-1] for e in factors]
         with np.errstate(all="ignore"):
             reference = imputed_mlsvd_error(X.to_dense(), ranks)
-        if relerr > POOR_FIT_RATIO * reference and relerr > reference + 0.01:
+        if relerr > POOR_FIT_RATIO * reference and relerr > reference + POOR_FIT_GAP:
             found.append((SdfWarning,
                           f"term {name!r}: relative error {relerr:.3g} on the known entries, "
                           f"far above the {reference:.3g} of a multilinear-rank {tuple(ranks)} "
