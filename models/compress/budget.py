@@ -194,6 +194,14 @@ def _grown_rank(method: str, orig: Piece, ratio: float, ratio_of: RatioOf,
     return best
 
 
+def _left_basis(M: np.ndarray) -> np.ndarray:
+    """Left singular vectors of ``M``, leading first: for a wide ``M`` the eigenvectors of
+    ``M M^T`` (an orthonormal basis, a fraction of the SVD's time)."""
+    if M.shape[1] < M.shape[0]:
+        return np.linalg.svd(M, full_matrices=False)[0]
+    return np.linalg.eigh(M @ M.T)[1][:, ::-1]
+
+
 def _tucker_ranks_within(orig: Piece, budget: float, k: int,
                          input_hw: tuple[int, int] | None, ratio: float,
                          ratio_of: RatioOf) -> tuple[int, int]:
@@ -209,8 +217,8 @@ def _tucker_ranks_within(orig: Piece, budget: float, k: int,
     """
     W = orig.weight
     o, i = W.shape[:2]
-    Uo = np.linalg.svd(W.reshape(o, -1), full_matrices=False)[0]
-    Ui = np.linalg.svd(np.moveaxis(W, 1, 0).reshape(i, -1), full_matrices=False)[0]
+    Uo = _left_basis(W.reshape(o, -1))
+    Ui = _left_basis(np.moveaxis(W, 1, 0).reshape(i, -1))
     S = np.einsum("oihw,op,iq->pqhw", W, Uo, Ui, optimize=True)
     energy = np.zeros((o, i))
     energy[:S.shape[0], :S.shape[1]] = np.sum(S * S, axis=(2, 3))

@@ -1,9 +1,12 @@
 import numpy as np
 import pytest
 
+from sdf.algebra import unfold
+from sdf.decomp import lmlra_hooi
 from sdf.errors import DataError, ModelError
 from sdf.models.compress import (CONV_METHODS, CompressOptions, Piece, compress_conv, layer_cost,
                                  max_rank)
+from sdf.models.compress.conv import _HOOI_TOL, _hooi
 
 GEOMETRIES = [dict(stride=1, padding=1, dilation=1), dict(stride=2, padding=1, dilation=1),
               dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2))]
@@ -229,3 +232,20 @@ def test_cp_rank_path_errors_are_close_to_fits_from_scratch(rng):
         err_scratch = np.linalg.norm(cpd_to_tensor(scratch) - W)
         assert f[0].shape[1] == r
         assert err_path <= 1.05 * err_scratch + 1e-9 * np.linalg.norm(W)
+
+
+@pytest.mark.parametrize("shape, ranks", [((12, 7, 3, 3), (5, 4)), ((6, 20, 3, 1), (6, 9)),
+                                          ((10, 3, 5, 5), (4, 3))])
+def test_two_mode_hooi_equals_the_general_hooi_with_full_spatial_modes(shape, ranks, rng):
+    W = rng.standard_normal(shape)
+    init = [np.linalg.svd(unfold(W, n), full_matrices=False)[0][:, :r]
+            for n, r in enumerate(ranks)]
+    ref = lmlra_hooi(W, (*ranks, *shape[2:]), init=[*init, np.eye(shape[2]), np.eye(shape[3])],
+                     max_iter=200, tol=_HOOI_TOL)
+    Uo, Ui, core, sweeps = _hooi(W, ranks, 200)
+    W_hat = np.einsum("abhw,oa,ib->oihw", core, Uo, Ui)
+    np.testing.assert_allclose(np.linalg.norm(W_hat - W) / np.linalg.norm(W), ref.relerr,
+                               rtol=1e-10)
+    assert sweeps == ref.iterations
+    np.testing.assert_allclose(Uo.T @ Uo, np.eye(ranks[0]), atol=1e-12)
+    np.testing.assert_allclose(Ui.T @ Ui, np.eye(ranks[1]), atol=1e-12)
