@@ -68,8 +68,9 @@ _MIN_STEP, _MAX_STEP = 0.25, 8.0
 # CG steps and relative preconditioned-residual tolerance of a Newton step
 _NEWTON_CG_ITER, _NEWTON_CG_TOL = 10, 1e-3
 # predicted remaining decrease (relative) at which the float32 iterations hand over to
-# float64 ones: float32 objectives carry errors of about 1e-7 c0, so no finer than this
-_SINGLE_TOL = 1e-6
+# float64 ones: float32 objectives carry errors of about 1e-7 c0 (a few 1e-6 of the
+# objective at a tenth of c0), below which their steps chase rounding
+_SINGLE_TOL = 1e-5
 
 
 def _whitened(G: np.ndarray, B: np.ndarray
