@@ -58,7 +58,10 @@ class CompressOptions:
         iterations and then crawls along that invariance for gains of ~1e-3 of the error.
     alt_tol : float, default 1e-6
         The alternating fits stop when an alternation lowers the objective by at most
-        ``alt_tol`` times its value (also the CP sweeps and response rounds).
+        ``alt_tol`` times its value (also the CP sweeps and response rounds); the
+        data-aware weight SVD, spatial SVD and Tucker-2 fits when the decrease still to
+        come, predicted from the rate of the last iterations, is at most ``alt_tol``
+        times the objective.
     cp_work : float, default 1e10
         Work budget of the CP's ALS sweeps on the weight, in multiply-adds: the sweeps
         are capped at ``cp_work`` over the cost of one sweep (about ``2 out in kh kw R``

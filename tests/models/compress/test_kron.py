@@ -282,3 +282,62 @@ def test_fit_from_a_random_start_reaches_the_generalised_svd_of_a_kronecker_metr
                          max_iter=500, tol=1e-14)
     assert fit.newton_steps > 0
     assert fit.objective == pytest.approx(np.sum(s[r:] ** 2), rel=1e-8)
+
+
+def test_remaining_decrease_is_the_geometric_tail():
+    """Decreases 8, 4 (rate 1/2): the ones to come sum to 2 + 1 + ... = 4; the rate is
+    the mean over the window (16, 1: rate 1/2 over 4 iterations, tail 1)."""
+    assert _kron.remaining_decrease([8.0, 4.0]) == pytest.approx(4.0)
+    assert _kron.remaining_decrease([100.0, 10.0, 1.0], window=1) == pytest.approx(1 / 9)
+    assert _kron.remaining_decrease([16.0, 1.0, 9.0, 3.0, 1.0], window=4) == pytest.approx(1)
+
+
+def test_remaining_decrease_is_infinite_without_a_shrinking_rate():
+    assert _kron.remaining_decrease([1.0]) == np.inf
+    assert _kron.remaining_decrease([1.0, 2.0]) == np.inf
+    assert _kron.remaining_decrease([1.0, 0.0]) == 0.0
+
+
+def test_stop_on_the_predicted_tail_is_close_to_the_limit(rng):
+    """A slowly converging Tucker-2 fit (output rank: alternations only) stopped by the
+    predicted tail at ``tol`` is within about ``tol`` of the limit of a long run."""
+    o, a, m, r, ro = 12, 10, 4, 4, 5
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.2, a)[None, :, None]
+    M = _spd(rng, a * m)
+    F0 = rng.standard_normal((a, r))
+    limit = _kron.fit_kron(W3, M, [("F", F0)], out_rank=ro, max_iter=5000, tol=1e-15)
+    fit = _kron.fit_kron(W3, M, [("F", F0)], out_rank=ro, max_iter=5000, tol=1e-6)
+    assert fit.converged and limit.converged
+    assert fit.iterations < limit.iterations
+    assert fit.objective - limit.objective <= 3e-6 * limit.objective
+
+
+@pytest.mark.parametrize("out_rank", [None, 4])
+def test_objective_is_the_float64_one_of_the_returned_factors(rng, out_rank):
+    """The float32 iterations leave no trace: C and F are float64 and the objective is
+    the float64 one recomputed from them."""
+    o, a, m, r = 10, 9, 4, 3
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.2, a)[None, :, None]
+    M = _spd(rng, a * m)
+    fit = _kron.fit_kron(W3, M, [("random", rng.standard_normal((a, r)))], out_rank,
+                         max_iter=300)
+    assert fit.iterations > 1
+    assert fit.C.dtype == fit.F.dtype == np.float64
+    assert fit.objective == pytest.approx(_objective(W3, M, fit.C, fit.F), rel=1e-12)
+
+
+def test_float32_iterations_reach_the_float64_optimum(rng):
+    """Planted Kronecker metric (optimum in closed form): the default fit (float32 first)
+    ends at the optimum to within its tolerance, as the all-float64 fit does."""
+    o, a, m, r = 12, 10, 3, 3
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.2, a)[None, :, None]
+    Ma, Mm = _spd(rng, a), _spd(rng, m)
+    La, Lm = np.linalg.cholesky(Ma), np.linalg.cholesky(Mm)
+    optimum = np.sum(np.linalg.svd(np.einsum("ab,oam,mn->bon", La, W3, Lm).reshape(a, -1),
+                                   compute_uv=False)[r:] ** 2)
+    F0 = rng.standard_normal((a, r))
+    fits = [_kron.fit_kron(W3, np.kron(Ma, Mm), [("random", F0)], max_iter=500,
+                           single=single) for single in (True, False)]
+    for fit in fits:
+        assert fit.converged
+        assert fit.objective == pytest.approx(optimum, rel=3e-6)
