@@ -351,13 +351,28 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
     return kept, dropped
 
 
+def _tucker2_lower_bounds(W: np.ndarray, candidates: Sequence[tuple[int, int]]
+                          ) -> np.ndarray:
+    """A lower bound on ``||W - W_hat||^2`` for every Tucker-2 of ranks ``(r_out, r_in)``:
+    the larger of the energies of the two channel unfoldings beyond those ranks (a
+    Tucker-2 at those ranks is, per mode, a matrix of rank at most r_n)."""
+    o, i = W.shape[:2]
+    tails = []
+    for M in (W.reshape(o, -1), np.moveaxis(W, 1, 0).reshape(i, -1)):
+        ev = np.clip(np.linalg.eigvalsh(M @ M.T)[::-1], 0.0, None)
+        tails.append(np.concatenate([np.cumsum(ev[::-1])[::-1], [0.0]]))
+    return np.array([max(tails[0][min(ro, o)], tails[1][min(ri, i)]) for ro, ri in candidates])
+
+
 def _best_tucker2(orig: Piece, candidates: Sequence[tuple[int, int]],
                   calib: _fit.Calibration | None, w_w: float, w_r: float,
                   opts: CompressOptions
                   ) -> tuple[tuple[int, int], Sequence[np.ndarray], FitInfo]:
     """Tucker-2 fitted at each candidate pair of ranks; the one with the least objective
     (data-aware with the alternating fits: among the candidates :func:`_screened_tucker2`
-    refines)."""
+    refines; data-free: candidates in the order of their lower bounds
+    (:func:`_tucker2_lower_bounds`), skipping those whose bound is at or above an
+    objective already reached)."""
     W = orig.weight
     Wm = W.reshape(W.shape[0], -1)
     fits: list[tuple[tuple[int, int], Sequence[np.ndarray], FitInfo]] = []
@@ -366,16 +381,31 @@ def _best_tucker2(orig: Piece, candidates: Sequence[tuple[int, int]],
         kept, dropped = _screened_tucker2(W, candidates, calib, w_w, w_r, opts)
         fits = [(ranks, _tucker2_factors(W, ranks, fit), _kron_info(fit, opts))
                 for ranks, fit in kept]
-    else:
+    elif calib is not None and w_r > 0:
         fits = [(ranks, *_fit_tucker2(W, ranks, calib, w_w, w_r, opts)) for ranks in candidates]
     best: tuple[float, tuple[int, int], Sequence[np.ndarray], FitInfo] | None = None
-    for ranks, factors, info in fits:
+
+    def consider(ranks: tuple[int, int], factors: Sequence[np.ndarray], info: FitInfo) -> None:
+        nonlocal best
         E = _pieces("tucker2", orig, factors, "")[1].reshape(Wm.shape) - Wm
         value = w_w * float(np.vdot(E, E))
         if calib is not None and w_r > 0:
             value += w_r * calib.response_norm2(E)
         if best is None or value < best[0]:
             best = (value, ranks, factors, info)
+
+    for ranks, factors, info in fits:
+        consider(ranks, factors, info)
+    if not fits:
+        # Data-free: a candidate whose lower bound is at or above an objective already
+        # reached cannot win, so it is not fitted (the choice is that of fitting them all).
+        bounds = _tucker2_lower_bounds(W, candidates)
+        for k in np.argsort(bounds, kind="stable"):
+            if best is not None and w_w * bounds[k] >= best[0]:
+                dropped.append(f"{candidates[k]} not fitted: its lower bound "
+                               f"{w_w * bounds[k]:.4g} is above the objective reached")
+                continue
+            consider(candidates[k], *_fit_tucker2(W, candidates[k], calib, w_w, w_r, opts))
     assert best is not None, "_best_tucker2 needs at least one candidate"
     _, chosen, chosen_factors, chosen_info = best
     if len(candidates) > 1:

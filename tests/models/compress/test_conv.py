@@ -6,7 +6,8 @@ from sdf.decomp import lmlra_hooi
 from sdf.errors import DataError, ModelError
 from sdf.models.compress import (CONV_METHODS, CompressOptions, Piece, compress_conv, layer_cost,
                                  max_rank)
-from sdf.models.compress.conv import _HOOI_TOL, _hooi
+from sdf.models.compress.conv import (_HOOI_TOL, _best_tucker2, _fit_tucker2, _hooi,
+                                      _tucker2_lower_bounds)
 
 GEOMETRIES = [dict(stride=1, padding=1, dilation=1), dict(stride=2, padding=1, dilation=1),
               dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2))]
@@ -249,3 +250,26 @@ def test_two_mode_hooi_equals_the_general_hooi_with_full_spatial_modes(shape, ra
     assert sweeps == ref.iterations
     np.testing.assert_allclose(Uo.T @ Uo, np.eye(ranks[0]), atol=1e-12)
     np.testing.assert_allclose(Ui.T @ Ui, np.eye(ranks[1]), atol=1e-12)
+
+
+def test_data_free_tucker2_skips_only_candidates_that_cannot_win(rng):
+    """Candidates are fitted in the order of their lower bounds; one whose bound is at or
+    above an objective reached is skipped, and the choice is that of fitting them all."""
+    o, i = 24, 20
+    decay = 0.7 ** np.arange(o)
+    W = np.einsum("oa,a,aihw->oihw", np.linalg.qr(rng.standard_normal((o, o)))[0], decay,
+                  rng.standard_normal((o, i, 3, 3)))
+    orig = Piece("conv2d", W, padding=1)
+    candidates = [(12, 9), (4, 20), (20, 4)]
+    w_w = 1.0 / float(np.vdot(W, W))
+    bounds = w_w * _tucker2_lower_bounds(W, candidates)
+    values = []
+    for ranks in candidates:
+        (Uo, core, Ui), _ = _fit_tucker2(W, ranks, None, w_w, 0.0, CompressOptions())
+        values.append(w_w * float(np.sum((np.einsum("abhw,oa,ib->oihw", core, Uo, Ui) - W)**2)))
+    assert np.all(bounds <= np.array(values) * (1 + 1e-12))
+    chosen, _, info = _best_tucker2(orig, candidates, None, w_w, 0.0, CompressOptions())
+    assert chosen == candidates[int(np.argmin(values))]
+    skipped = info.message.count("not fitted")
+    losers = np.arange(len(candidates)) != np.argmin(values)
+    assert skipped >= 1 and skipped == int(np.sum(bounds[losers] >= min(values)))
