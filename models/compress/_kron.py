@@ -160,25 +160,9 @@ class _Problem:
             return sla.cho_solve(Qb_f, Z.T, check_finite=False).T
 
         X, MX = F.copy(), MF.copy()
-        R = N - hess(MF)
-        Z = precond(R)
-        P = Z
-        rz = float(np.vdot(R, Z))
-        for _ in range(cg_iter):
-            MP = self.apply_metric(P)
-            HP = hess(MP)
-            pHp = float(np.vdot(P, HP))
-            if pHp <= 0 or rz <= 0:
-                break
-            alpha = rz / pHp
-            X += alpha * P
-            MX += alpha * MP
-            R = R - alpha * HP
-            Z = precond(R)
-            rz_new = float(np.vdot(R, Z))
-            P = Z + (rz_new / rz) * P
-            rz = rz_new
-        return X, MX
+        steps = _metric_pcg(self.apply_metric, lambda P, MP: hess(MP), precond, N - hess(MF),
+                            X, MX, cg_iter, 0.0, keep_first_on_negative=False)
+        return (X, MX) if steps is None else steps
 
 
     def point(self, F: np.ndarray, MF: np.ndarray) -> _Point | None:
@@ -304,18 +288,35 @@ def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float
         Z = sla.cho_solve(Qb_f, Z.T, check_finite=False).T
         return Z - F @ (F.T @ Z)
 
-    X, MX = np.zeros_like(F), np.zeros_like(p.MF)
+    return _metric_pcg(prob.apply_metric, lambda P, MP: prob.hessvec(p, Q4, P, MP), precond,
+                       R, np.zeros_like(F), np.zeros_like(p.MF), cg_iter, cg_tol,
+                       keep_first_on_negative=True)
+
+
+def _metric_pcg(apply_metric: Callable[[np.ndarray], np.ndarray],
+                hess: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                precond: Callable[[np.ndarray], np.ndarray], R: np.ndarray, X: np.ndarray,
+                MX: np.ndarray, cg_iter: int, cg_tol: float, keep_first_on_negative: bool
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Preconditioned CG on ``H D = R`` from ``X`` (updated in place, with ``MX =
+    apply_metric(X)`` kept alongside by linearity); ``hess(P, apply_metric(P))`` is ``H P``.
+
+    Stops after ``cg_iter`` steps, when the preconditioned residual fell by ``cg_tol``, or
+    at a direction of non-positive curvature (keeping the steps so far, or with
+    ``keep_first_on_negative`` the first direction itself). None when the preconditioned
+    residual vanishes at the start.
+    """
     Z = precond(R)
     P, rz = Z, float(np.vdot(R, Z))
     if not rz > 0:
         return None
     rz0 = rz
     for k in range(cg_iter):
-        MP = prob.apply_metric(P)
-        HP = prob.hessvec(p, Q4, P, MP)
+        MP = apply_metric(P)
+        HP = hess(P, MP)
         pHp = float(np.vdot(P, HP))
-        if pHp <= 0:  # non-convex here: keep the steps so far (or the preconditioned R)
-            if k == 0:
+        if pHp <= 0:
+            if k == 0 and keep_first_on_negative:
                 X, MX = P, MP
             break
         alpha = rz / pHp
