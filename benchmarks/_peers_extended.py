@@ -187,7 +187,10 @@ def tl_coupled(X: np.ndarray, Y: np.ndarray, rank: int, max_iter: int) -> Run:
 _PYTTB_LINE = re.compile(r"Iter\s+(\d+):.*?f(?:it)?\s*=\s*([-+0-9.eE]+)")
 
 
-class _Stamped(io.TextIOBase):
+class Stamped(io.TextIOBase):
+    """stdout stand-in recording (seconds since t0, line) of a solver's progress lines
+    (for peers that only print their progress)."""
+
     def __init__(self, t0: float) -> None:
         self.t0, self.lines = t0, []
 
@@ -199,7 +202,7 @@ class _Stamped(io.TextIOBase):
 
 def pyttb_cp(X: object, start: list[np.ndarray] | str, rank: int, max_iter: int) -> Run:
     t0 = time.perf_counter()
-    out = _Stamped(t0)
+    out = Stamped(t0)
     init = start if isinstance(start, str) else ttb.ktensor([A.copy() for A in start],
                                                             np.ones(rank))
     with contextlib.redirect_stdout(out):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
-import io
 import pstats
 import re
 import statistics
@@ -36,6 +35,8 @@ from threadpoolctl import threadpool_limits
 import sdf
 from sdf import algebra
 from sdf.solvers.nls import _dogleg, _update_radius, pcg
+
+from _peers_extended import Stamped
 
 try:
     import pyttb as ttb
@@ -132,24 +133,12 @@ def engine_calls_per_iteration(T, start):
     return pstats.Stats(profile).total_calls / iterations
 
 
-class _Stamped(io.TextIOBase):
-    """stdout stand-in recording (seconds since t0, line) of a solver's progress lines."""
-
-    def __init__(self, t0: float) -> None:
-        self.t0, self.lines = t0, []
-
-    def write(self, s: str) -> int:
-        now = time.perf_counter() - self.t0
-        self.lines += [(now, ln) for ln in s.splitlines() if ln.strip()]
-        return len(s)
-
-
 def pyttb_time_to(T, start, target):
     """Seconds pyttb's ``cp_als`` (same start) takes to a relative error <= ``target``."""
     X = ttb.tensor(T)
     init = ttb.ktensor([A.copy() for A in start], np.ones(start[0].shape[1]))
     t0 = time.perf_counter()
-    out = _Stamped(t0)
+    out = Stamped(t0)
     with contextlib.redirect_stdout(out):
         ttb.cp_als(X, start[0].shape[1], stoptol=1e-10, maxiters=500, init=init, printitn=1)
     for t, line in out.lines:

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import re
 import statistics
 import sys
@@ -62,6 +61,8 @@ from pathlib import Path
 from sdf import algebra
 from sdf.models import cpd, fms, lmlra
 from sdf.tensors import as_tensor
+
+from _peers_extended import Stamped
 
 TOL = 1e-8
 MAX_ITER = 1000
@@ -131,18 +132,6 @@ class Run:
     iterations: str
     factors: list[np.ndarray] | None
     total: float
-
-
-class _Stamped(io.TextIOBase):
-    """stdout stand-in recording (time, line) for solvers that only print progress."""
-
-    def __init__(self, t0: float) -> None:
-        self.t0, self.lines = t0, []
-
-    def write(self, s: str) -> int:
-        now = time.perf_counter() - self.t0
-        self.lines += [(now, ln) for ln in s.splitlines() if ln.strip()]
-        return len(s)
 
 
 def run_sdf(p: Problem, start) -> Run:
@@ -234,7 +223,7 @@ def run_pyttb(p: Problem, start) -> Run | None:
         return None  # cp_als has no missing-data support
     X = ttb.tensor(p.T)
     t0 = time.perf_counter()
-    out = _Stamped(t0)
+    out = Stamped(t0)
     with contextlib.redirect_stdout(out):
         if p.kind == "tucker":
             ttb.tucker_als(X, list(p.rank), stoptol=TOL, maxiters=MAX_ITER, init="nvecs",
