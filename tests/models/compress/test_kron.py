@@ -341,3 +341,21 @@ def test_float32_iterations_reach_the_float64_optimum(rng):
     for fit in fits:
         assert fit.converged
         assert fit.objective == pytest.approx(optimum, rel=3e-6)
+
+
+@pytest.mark.parametrize("n_rows", [5, 40])
+def test_calibration_root_has_as_many_rows_as_the_gram_has_rank(rng, n_rows):
+    P = rng.standard_normal((n_rows, 12))
+    calib = _fit.Calibration.from_rows(P)
+    R = calib.root()
+    assert R.shape == (min(n_rows, 12), 12)
+    np.testing.assert_allclose(R.T @ R, calib.gram, atol=1e-10 * np.abs(calib.gram).max())
+
+
+def test_preconditioner_factor_of_a_singular_float32_block(rng):
+    """A rank-limited C gives a singular block of the F-step's preconditioner: the
+    factorization grows its ridge until it succeeds (float32 too)."""
+    B = rng.standard_normal((9, 3))
+    for dtype in (np.float32, np.float64):
+        c, lower = _kron._factor((B @ B.T).astype(dtype))
+        assert np.isfinite(c).all() and c.dtype == dtype
