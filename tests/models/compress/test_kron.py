@@ -19,9 +19,10 @@ def _objective(W3, M, C, F):
     return float(np.einsum("od,de,oe->", E, M, E))
 
 
-def test_kronecker_metric_is_a_generalised_svd(rng):
+@pytest.mark.parametrize("a, m", [(6, 4), (2, 5)])  # both sides of the a <= m branch
+def test_kronecker_metric_is_a_generalised_svd(rng, a, m):
     """M = M_a (x) M_m: the start alone is the optimum (tail of the whitened spectrum)."""
-    o, a, m, r = 7, 6, 4, 3
+    o, r = 7, 2
     W3 = rng.standard_normal((o, a, m))
     Ma, Mm = _spd(rng, a), _spd(rng, m)
     M = np.kron(Ma, Mm)
