@@ -484,3 +484,59 @@ def test_planted_noisy_fit_with_half_missing_from_a_random_start(rng):
                   / np.linalg.norm(mask * T))
     assert res.relerr["t"] == pytest.approx(recomputed, rel=1e-10)
     assert 0.005 < res.relerr["t"] < 0.012  # at the noise level (1 %), not below it
+
+
+def test_masked_state_on_the_boolean_mask_matches_the_float_one(rng, monkeypatch):
+    """Beyond ``_FLOAT_MASK_ENTRIES`` the state multiplies by the boolean mask itself: the
+    same f, gradient and products."""
+    shape, rank = (6, 5, 4), 2
+    T = np.where(rng.random(shape) < 0.5, rng.standard_normal(shape), np.nan)
+    factors = [rng.standard_normal((I, rank)) for I in shape]
+    v = rng.standard_normal(sum(A.size for A in factors))
+    monkeypatch.setattr(cpd_module, "_COMPLEMENT_MAX_MISSING", 0.0)
+    floats = sdf.CPD(MaskedTensor(T), [sdf.Variable(A) for A in factors]).prepare(factors)
+    monkeypatch.setattr(cpd_module, "_FLOAT_MASK_ENTRIES", 0)
+    bools = sdf.CPD(MaskedTensor(T), [sdf.Variable(A) for A in factors]).prepare(factors)
+    assert floats.mask.dtype == float and bools.mask.dtype == bool
+    assert bools.fval == floats.fval
+    np.testing.assert_array_equal(flat(bools.gradient()), flat(floats.gradient()))
+    np.testing.assert_array_equal(bools.gn_product_flat(v), floats.gn_product_flat(v))
+
+
+def test_masked_flat_product_on_complex_data_and_real_factors(rng):
+    """Real factors on complex data: the residual is complex, ``J`` (and so ``J^T J``) is
+    real, and the flat product is the real one."""
+    shape, rank = (4, 3, 5), 2
+    data = MaskedTensor(np.where(rng.random(shape) < 0.4,
+                                 rng.standard_normal(shape) + 1j * rng.standard_normal(shape),
+                                 np.nan))
+    factors = [rng.standard_normal((I, rank)) for I in shape]
+    state = sdf.CPD(data, [sdf.Variable(A) for A in factors]).prepare(factors)
+    assert type(state).__name__ == "_MaskedCPDState" and np.iscomplexobj(state.residual)
+    J = dense_jacobian(data, factors)
+    entries = data.known_entries()
+    residual = algebra.cpd_to_tensor(factors)[tuple(entries.subs.T)] - entries.vals
+    assert state.fval == pytest.approx(0.5 * np.vdot(residual, residual).real, rel=1e-12)
+    np.testing.assert_allclose(flat(state.gradient()), J.T @ residual, rtol=1e-12,
+                               atol=1e-12)
+    v = rng.standard_normal(J.shape[1])
+    np.testing.assert_allclose(state.gn_product_flat(v), J.T @ (J @ v), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_masked_fit_modifies_nothing_passed_in(rng):
+    """The data array, its mask and the start values are left as they were."""
+    shape, rank = (9, 8, 7), 2
+    T = algebra.cpd_to_tensor([rng.standard_normal((I, rank)) for I in shape])
+    T[rng.random(shape) < 0.5] = np.nan
+    mask = np.isfinite(T)
+    before, starts = T.copy(), [rng.standard_normal((I, rank)) for I in shape]
+    copies = [A.copy() for A in starts]
+    variables = [sdf.Variable(A, name=f"x{n}") for n, A in enumerate(starts)]
+    res = sdf.Model(t=sdf.CPD(MaskedTensor(T, mask), variables)).fit(max_iter=30)
+    assert res.iterations > 0
+    np.testing.assert_array_equal(T, before)
+    assert np.array_equal(mask, np.isfinite(before))
+    for A, B, var in zip(starts, copies, variables):
+        np.testing.assert_array_equal(A, B)
+        np.testing.assert_array_equal(var.value, B)
