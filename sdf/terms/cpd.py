@@ -20,8 +20,10 @@ the data (the residual is complex and ``f`` sums ``|r|^2``), as Tensorlab does.
   per row.
 * masked data (a zero-filled array and a mask): with few entries missing, the full-data
   pieces on the array minus the same pieces on the missing entries (exact: the dense fit
-  plus O(missing N R)); with many missing, dense masked residuals and model directions
-  (each Gauss-Newton product one all-mode MTTKRP). Exact row blocks either way.
+  plus O(missing N R)), exact row blocks; with many missing, dense masked residuals and
+  model directions (each Gauss-Newton product one all-mode MTTKRP), row blocks the
+  full-data ones times the fraction of each row's entries known (their expectation
+  when entries are missing at random: no pass over the data).
 
 A non-Gaussian loss (:mod:`sdf.losses`) weighs every known entry: the masked strategy
 with the loss's derivative ``ell'(M)`` as residual and its curvature ``c`` in place of the
