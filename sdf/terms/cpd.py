@@ -728,19 +728,33 @@ def _kr_direction(mats: Sequence[np.ndarray], dmats: Sequence[np.ndarray]
 _FLOAT_MASK_ENTRIES = 1 << 20
 
 
+#: Modes whose rows' known fractions all lie within this relative distance of their mean
+#: share one preconditioner block (the mean fraction times the full-data block).
+_SHARED_ROW_SPREAD = 0.1
+
+
 class _MaskRows:
     """What the masked strategy reads from a mask once per data set: the fraction of the
-    entries known in each row of each mode (``fractions[n]``, shape (I_n,)), and the
-    mask to multiply by (``weights``: floats up to :data:`_FLOAT_MASK_ENTRIES` entries,
-    else the boolean mask itself)."""
+    entries known in each row of each mode (``fractions[n]``, shape (I_n,)); per mode,
+    their mean where every row is within :data:`_SHARED_ROW_SPREAD` of it (``shared[n]``,
+    else None); and the mask to multiply by (``weights``: floats up to
+    :data:`_FLOAT_MASK_ENTRIES` entries, else the boolean mask itself)."""
 
     def __init__(self, mask: np.ndarray) -> None:
         N = mask.ndim
         self.fractions = [
             np.count_nonzero(mask, axis=tuple(k for k in range(N) if k != n))
             / max(mask.size // max(mask.shape[n], 1), 1) for n in range(N)]
+        self.shared: list[float | None] = []
+        for rho in self.fractions:
+            mean = float(rho.mean()) if rho.size else 0.0
+            even = mean > 0 and bool(np.all(np.abs(rho - mean) <= _SHARED_ROW_SPREAD * mean))
+            self.shared.append(mean if even else None)
         self.weights = mask.astype(float) if mask.size <= _FLOAT_MASK_ENTRIES else mask
 
+
+#: Floats of one column chunk of the direction tensor in a masked Gauss-Newton product.
+_PRODUCT_CHUNK_FLOATS = 1 << 16
 
 _MASK_ROWS: weakref.WeakKeyDictionary[Tensor, _MaskRows] = weakref.WeakKeyDictionary()
 
@@ -771,12 +785,13 @@ class _MaskedCPDState(TermState):
 
     The preconditioner's row blocks are ``rho_n[i] W_n``: the full-data block
     ``W_n = *_{k != n} A_k^H A_k`` times the fraction ``rho_n[i]`` of the entries known in
-    row ``i`` of mode ``n`` (``rows``, made once per data set). They are the exact
-    blocks' expectation when entries are missing at random, cost no pass over the data
-    (the exact ones cost one all-mode MTTKRP with ``R (R + 1) / 2`` columns, more than a
-    product), and take CG to the same steps on a 60^3 CPD with half the entries missing.
-    Without ``rows`` (the weights of a loss's curvature in place of the mask) the blocks
-    are exact.
+    row ``i`` of mode ``n`` (``rows``, made once per data set); one block ``mean(rho_n)
+    W_n`` shared by all rows where the fractions are all within 10 % of their mean (one
+    inverse per mode). They are the exact blocks' expectation when entries are missing
+    at random, cost no pass over the data (the exact ones cost one all-mode MTTKRP with
+    ``R (R + 1) / 2`` columns, more than a product), and take CG to the same steps on a
+    60^3 CPD with half the entries missing. Without ``rows`` (the weights of a loss's
+    curvature in place of the mask) the blocks are exact.
     """
 
     #: Rank-first Khatri-Rao suffixes ``kr(A_k, ..., A_{N-1})^T``, k = 1..N-1 (real only).
@@ -862,11 +877,28 @@ class _MaskedCPDState(TermState):
             K = self._kr_suffixes()[0]
             self._stacked = np.empty((2 * R, K.shape[1]))
             self._stacked[R:] = K
-        self._kr_direction_rows([np.ascontiguousarray(d.T) for d in dvalues[1:]],
-                                self._stacked[:R])
-        D = np.concatenate([A[0], dvalues[0]], axis=1) @ self._stacked
-        np.multiply(D, self.mask.reshape(D.shape), out=D)
-        return self._mttkrp_all_real(D)
+        S = self._stacked
+        self._kr_direction_rows([np.ascontiguousarray(d.T) for d in dvalues[1:]], S[:R])
+        L = np.concatenate([A[0], dvalues[0]], axis=1)
+        I0, P = L.shape[0], S.shape[1]
+        mask = self.mask.reshape(I0, P)
+        A0t = np.ascontiguousarray(A[0].T)
+        # Column chunks of D = mask * (L S): each stays in cache for its mask and both
+        # GEMMs reading it, instead of four passes over a tensor-sized array.
+        step = max(1, _PRODUCT_CHUNK_FLOATS // I0)
+        chunk = np.empty((I0, min(step, P)))
+        mode0 = np.zeros((I0, R))
+        Y = np.empty((R, P))
+        for lo in range(0, P, step):
+            hi = min(lo + step, P)
+            D = chunk[:, : hi - lo]
+            np.matmul(L, S[:, lo:hi], out=D)
+            np.multiply(D, mask[:, lo:hi], out=D)
+            mode0 += D @ S[R:, lo:hi].T
+            np.matmul(A0t, D, out=Y[:, lo:hi])
+        out: list = [mode0] + [None] * (len(A) - 1)
+        algebra._descend(Y, self.residual.shape[1:], A[1:], out, 1)
+        return out
 
     def gradient(self) -> list[np.ndarray]:
         if self._real() and not np.iscomplexobj(self.residual):
@@ -894,7 +926,8 @@ class _MaskedCPDState(TermState):
     def blocks(self) -> list[np.ndarray]:
         if self._rows is not None:
             W = _leave_one_out(algebra.gramians(_conjugated(self.factors)))
-            return [rho[:, None, None] * w for rho, w in zip(self._rows.fractions, W)]
+            return [rho[:, None, None] * w if mean is None else mean * w
+                    for rho, mean, w in zip(self._rows.fractions, self._rows.shared, W)]
         R = self.factors[0].shape[1]
         upper = np.triu_indices(R)
         pairs = [A[:, upper[0]] * np.conj(A[:, upper[1]]) if np.iscomplexobj(A)

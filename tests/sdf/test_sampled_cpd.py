@@ -112,10 +112,11 @@ def test_blocks_are_the_row_blocks_of_jtj(shape, storage, rng):
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_masked_blocks_are_known_fractions_of_the_full_data_blocks(shape, rng):
+def test_masked_blocks_are_known_fractions_of_the_full_data_blocks(shape, rng, monkeypatch):
     """Many entries missing: block i of mode n is ``rho_n[i] W_n``, ``rho_n[i]`` the
     fraction of row i's entries known (0 for the empty row) and ``W_n`` the block of the
     same factors on complete data (the Hadamard product of the other Gramians)."""
+    monkeypatch.setattr(cpd_module, "_SHARED_ROW_SPREAD", -1.0)  # never shared
     rank = 3
     data = incomplete(shape, rank, rng, storage="masked")
     factors = [rng.standard_normal((I, rank)) for I in shape]
@@ -133,6 +134,7 @@ def test_masked_blocks_are_known_fractions_of_the_full_data_blocks(shape, rng):
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_masked_blocks_are_exact_on_complete_rows(shape, rng, monkeypatch):
     """With every entry known the masked strategy's blocks are the exact row blocks."""
+    monkeypatch.setattr(cpd_module, "_SHARED_ROW_SPREAD", -1.0)  # never shared
     rank = 3
     T = rng.standard_normal(shape)
     T.flat[0] = np.nan  # one missing entry keeps the data masked
@@ -540,3 +542,25 @@ def test_masked_fit_modifies_nothing_passed_in(rng):
     for A, B, var in zip(starts, copies, variables):
         np.testing.assert_array_equal(A, B)
         np.testing.assert_array_equal(var.value, B)
+
+
+def test_masked_blocks_shared_by_rows_with_even_known_fractions(rng, monkeypatch):
+    """Where every row of a mode has about the same fraction of its entries known, the
+    mode's rows share one block: the mean fraction times the full-data block."""
+    shape, rank = (6, 50, 40), 2
+    mask = rng.random(shape) < 0.5
+    mask[:, 0, :] = rng.random((6, 40)) < 0.1  # one uneven row in mode 1
+    T = np.where(mask, rng.standard_normal(shape), np.nan)
+    factors = [rng.standard_normal((I, rank)) for I in shape]
+    monkeypatch.setattr(cpd_module, "_COMPLEMENT_MAX_MISSING", 0.0)
+    state = sdf.CPD(MaskedTensor(T), [sdf.Variable(A) for A in factors]).prepare(factors)
+    blocks = state.blocks()
+    for n, A in enumerate(factors):
+        W = np.prod([B.T @ B for m, B in enumerate(factors) if m != n], axis=0)
+        rho = np.moveaxis(mask, n, 0).reshape(A.shape[0], -1).mean(axis=1)
+        even = np.all(np.abs(rho - rho.mean()) <= 0.1 * rho.mean())
+        assert even == (n != 1) or n == 2  # mode 0: 2000 entries a row; mode 1: uneven
+        if even:
+            np.testing.assert_allclose(blocks[n], rho.mean() * W, rtol=1e-12)
+        else:
+            np.testing.assert_allclose(blocks[n], rho[:, None, None] * W, rtol=1e-12)
