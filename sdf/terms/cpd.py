@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -753,8 +753,20 @@ class _MaskRows:
         self.weights = mask.astype(float) if mask.size <= _FLOAT_MASK_ENTRIES else mask
 
 
-#: Floats of one column chunk of the direction tensor in a masked Gauss-Newton product.
+#: Floats of one column chunk of a tensor-sized array (the residual, a model direction)
+#: on masked data: small enough to stay in cache between the operations reading it.
 _PRODUCT_CHUNK_FLOATS = 1 << 16
+
+
+def _column_chunks(rows: int, cols: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(lo, hi, scratch)`` over the column ranges of a (rows, cols) array, about
+    :data:`_PRODUCT_CHUNK_FLOATS` floats each, with a C-contiguous (rows, hi - lo)
+    scratch array for each (views of one buffer, so one chunk's scratch is the next's)."""
+    step = max(1, _PRODUCT_CHUNK_FLOATS // max(rows, 1))
+    buffer = np.empty(rows * min(step, cols))
+    for lo in range(0, cols, step):
+        hi = min(lo + step, cols)
+        yield lo, hi, buffer[: rows * (hi - lo)].reshape(rows, hi - lo)
 
 _MASK_ROWS: weakref.WeakKeyDictionary[Tensor, _MaskRows] = weakref.WeakKeyDictionary()
 
@@ -799,33 +811,55 @@ class _MaskedCPDState(TermState):
     #: ``[dK | K]^T`` (2R, I_1 ... I_{N-1}): ``K`` written once, each product's ``dK`` on top.
     _stacked: np.ndarray | None = None
     _rows: _MaskRows | None = None
+    #: The gradient's pieces formed with f (mode-0 MTTKRP, ``A_0^T E``), or None.
+    _fused: tuple[np.ndarray, np.ndarray] | None = None
     products_read_data = True
 
     def __init__(self, filled: np.ndarray, mask: np.ndarray,
                  factors: Sequence[np.ndarray], rows: _MaskRows | None = None) -> None:
         self.factors = list(factors)
+        self.shape = tuple(filled.shape)
         self._rows = rows
         #: What products multiply by: the mask (as floats where kept so), or weights.
         self.mask = mask if rows is None else rows.weights
-        if self._real() and not np.iscomplexobj(filled):
-            K = self._kr_suffixes()[0]
-            E = self.factors[0] @ K  # the model, mode-0 unfolding
-            E -= filled.reshape(E.shape)
-            np.multiply(E, self.mask.reshape(E.shape), out=E)
-            E = E.reshape(filled.shape)
+        if rows is not None and self._real() and not np.iscomplexobj(filled):
+            self._fuse(filled)
+            return
+        E = algebra.cpd_to_tensor(self.factors)
+        np.multiply(E, mask, out=E)
+        if np.iscomplexobj(filled) and not np.iscomplexobj(E):
+            E = E - filled
         else:
-            E = algebra.cpd_to_tensor(self.factors)
-            np.multiply(E, mask, out=E)
-            if np.iscomplexobj(filled) and not np.iscomplexobj(E):
-                E = E - filled
-            else:
-                E -= filled
+            E -= filled
         self.residual = E
         flat = E.ravel()
         if np.iscomplexobj(flat):
             self.fval = 0.5 * float(np.vdot(flat, flat).real)
         else:
             self.fval = 0.5 * float(flat @ flat)
+
+    def _fuse(self, filled: np.ndarray) -> None:
+        """f and the gradient's two large pieces in one pass over the data: column chunks
+        of the residual ``E = mask * (A_0 K - T)`` (mode-0 unfolding), each summed into f
+        and read by both GEMMs of the all-mode MTTKRP while in cache; ``E`` is not kept."""
+        A0 = self.factors[0]
+        K = self._kr_suffixes()[0]
+        I0, R = A0.shape
+        data, mask = filled.reshape(I0, -1), self.mask.reshape(I0, -1)
+        A0t = np.ascontiguousarray(A0.T)
+        mode0 = np.zeros((I0, R))
+        Y = np.empty((R, K.shape[1]))
+        total = 0.0
+        for lo, hi, E in _column_chunks(I0, K.shape[1]):
+            np.matmul(A0, K[:, lo:hi], out=E)
+            E -= data[:, lo:hi]
+            E *= mask[:, lo:hi]
+            e = E.reshape(-1)
+            total += float(e @ e)
+            mode0 += E @ K[:, lo:hi].T
+            np.matmul(A0t, E, out=Y[:, lo:hi])
+        self.fval = 0.5 * total
+        self._fused = (mode0, Y)
 
     def _real(self) -> bool:
         return not (any(np.iscomplexobj(A) for A in self.factors)
@@ -866,9 +900,7 @@ class _MaskedCPDState(TermState):
         ``A_0^T D``."""
         A = self.factors
         K = self._kr_suffixes()[0]
-        out: list = [D @ K.T] + [None] * (len(A) - 1)
-        algebra._descend(A[0].T @ D, self.residual.shape[1:], A[1:], out, 1)
-        return out
+        return self._descend(D @ K.T, A[0].T @ D)
 
     def _real_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
         A = self.factors
@@ -885,22 +917,25 @@ class _MaskedCPDState(TermState):
         A0t = np.ascontiguousarray(A[0].T)
         # Column chunks of D = mask * (L S): each stays in cache for its mask and both
         # GEMMs reading it, instead of four passes over a tensor-sized array.
-        step = max(1, _PRODUCT_CHUNK_FLOATS // I0)
-        chunk = np.empty((I0, min(step, P)))
         mode0 = np.zeros((I0, R))
         Y = np.empty((R, P))
-        for lo in range(0, P, step):
-            hi = min(lo + step, P)
-            D = chunk[:, : hi - lo]
+        for lo, hi, D in _column_chunks(I0, P):
             np.matmul(L, S[:, lo:hi], out=D)
-            np.multiply(D, mask[:, lo:hi], out=D)
+            D *= mask[:, lo:hi]
             mode0 += D @ S[R:, lo:hi].T
             np.matmul(A0t, D, out=Y[:, lo:hi])
-        out: list = [mode0] + [None] * (len(A) - 1)
-        algebra._descend(Y, self.residual.shape[1:], A[1:], out, 1)
+        return self._descend(mode0, Y)
+
+    def _descend(self, mode0: np.ndarray, Y: np.ndarray) -> list[np.ndarray]:
+        """The all-mode MTTKRP from its mode-0 part and ``Y = A_0^T D`` (the dimension
+        tree for the other modes)."""
+        out: list = [mode0] + [None] * (len(self.factors) - 1)
+        algebra._descend(Y, self.shape[1:], self.factors[1:], out, 1)
         return out
 
     def gradient(self) -> list[np.ndarray]:
+        if self._fused is not None:
+            return self._descend(*self._fused)
         if self._real() and not np.iscomplexobj(self.residual):
             return self._mttkrp_all_real(self.residual.reshape(self.factors[0].shape[0], -1))
         return algebra.mttkrp_all(self.residual, _conjugated(self.factors))
@@ -919,8 +954,8 @@ class _MaskedCPDState(TermState):
         A = self.factors
         K, dK = _kr_direction(A[1:], [_numeric(d) for d in dvalues[1:]])
         D = np.concatenate([A[0], dvalues[0]], axis=1) @ np.concatenate([dK, K], axis=1).T
-        D = D.reshape(self.residual.shape)
-        np.multiply(D, self.mask.reshape(D.shape), out=D)
+        D = D.reshape(self.shape)
+        np.multiply(D, self.mask, out=D)
         return algebra.mttkrp_all(D, _conjugated(A))
 
     def blocks(self) -> list[np.ndarray]:
@@ -949,6 +984,7 @@ class _LossCPDState(_MaskedCPDState):
                  factors: Sequence[np.ndarray]) -> None:
         self.factors = list(factors)
         model = algebra.cpd_to_tensor(self.factors)
+        self.shape = tuple(model.shape)
         if mask is None:  # the loss's totals: its sum without another pass where it can
             self.fval, self.residual, self.mask = loss.totals(model, data)
             return

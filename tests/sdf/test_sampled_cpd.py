@@ -564,3 +564,18 @@ def test_masked_blocks_shared_by_rows_with_even_known_fractions(rng, monkeypatch
             np.testing.assert_allclose(blocks[n], rho.mean() * W, rtol=1e-12)
         else:
             np.testing.assert_allclose(blocks[n], rho[:, None, None] * W, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_masked_state_in_column_chunks_matches_the_jacobian(shape, rng, monkeypatch):
+    """f, the gradient (formed with f) and the products, a few columns of the mode-0
+    unfolding at a time (the last chunk shorter), against the explicit Jacobian."""
+    monkeypatch.setattr(cpd_module, "_PRODUCT_CHUNK_FLOATS", 2 * shape[0] + 1)
+    state, factors, J, residual = state_and_reference(shape, 3, rng, STORAGES[1])
+    assert state._fused is not None and not hasattr(state, "residual")
+    assert state.fval == pytest.approx(0.5 * residual @ residual, rel=1e-12)
+    np.testing.assert_allclose(flat(state.gradient()), J.T @ residual, rtol=1e-12,
+                               atol=1e-12)
+    v = rng.standard_normal(J.shape[1])
+    np.testing.assert_allclose(state.gn_product_flat(v), J.T @ (J @ v), rtol=1e-12,
+                               atol=1e-12 * np.abs(J.T @ (J @ v)).max())
