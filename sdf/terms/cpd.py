@@ -813,6 +813,8 @@ class _MaskedCPDState(TermState):
     _rows: _MaskRows | None = None
     #: The gradient's pieces formed with f (mode-0 MTTKRP, ``A_0^T E``), or None.
     _fused: tuple[np.ndarray, np.ndarray] | None = None
+    _is_real: bool | None = None
+    _rows_t: list[np.ndarray]
     products_read_data = True
 
     def __init__(self, filled: np.ndarray, mask: np.ndarray,
@@ -862,13 +864,18 @@ class _MaskedCPDState(TermState):
         self._fused = (mode0, Y)
 
     def _real(self) -> bool:
-        return not (any(np.iscomplexobj(A) for A in self.factors)
-                    or np.iscomplexobj(self.mask))
+        if self._is_real is None:
+            self._is_real = not (any(np.iscomplexobj(A) for A in self.factors)
+                                 or np.iscomplexobj(self.mask))
+        return self._is_real
 
     def _kr_suffixes(self) -> list[np.ndarray]:
         """``[kr(A_1..A_{N-1})^T, kr(A_2..)^T, ..., A_{N-1}^T]``, rank first, made once."""
         if self._suffixes is None:
-            rows = [np.ascontiguousarray(A.T, dtype=float) for A in self.factors[1:]]
+            #: The factors rank first, ``A_n^T`` (n = 1..N-1; entry 0 unused).
+            self._rows_t = [np.empty(0)] + [np.ascontiguousarray(A.T, dtype=float)
+                                            for A in self.factors[1:]]
+            rows = self._rows_t[1:]
             R = rows[0].shape[0]
             out = [rows[-1]]
             for M in rows[-2::-1]:
@@ -884,12 +891,15 @@ class _MaskedCPDState(TermState):
         suffixes = self._kr_suffixes()
         R = drows[0].shape[0]
         dK = drows[-1]
+        scratch = np.empty(out.size)
         for k in range(len(drows) - 2, -1, -1):
-            rows = np.ascontiguousarray(self.factors[k + 1].T)
+            rows = self._rows_t[k + 1]
             shape = (R, rows.shape[1], dK.shape[1])
             last = out.reshape(shape) if k == 0 else np.empty(shape)
             np.multiply(rows[:, :, None], dK[:, None, :], out=last)
-            last += drows[k][:, :, None] * suffixes[k + 1][:, None, :]
+            term = scratch[: last.size].reshape(shape)
+            np.multiply(drows[k][:, :, None], suffixes[k + 1][:, None, :], out=term)
+            last += term
             dK = last.reshape(R, -1)
         if len(drows) == 1:
             out[...] = dK
