@@ -768,6 +768,7 @@ def _column_chunks(rows: int, cols: int) -> Iterator[tuple[int, int, np.ndarray]
         hi = min(lo + step, cols)
         yield lo, hi, buffer[: rows * (hi - lo)].reshape(rows, hi - lo)
 
+
 _MASK_ROWS: weakref.WeakKeyDictionary[Tensor, _MaskRows] = weakref.WeakKeyDictionary()
 
 
@@ -785,15 +786,17 @@ class _MaskedCPDState(TermState):
     Residual ``E = mask * (M - T)``; gradient ``mttkrp_all(E)``; ``J^T J v`` as the
     all-mode MTTKRP of ``mask * (J v)``, ``J v = [A_0 | dA_0] [dK | K]^T`` (mode-0
     unfolding, ``K`` the Khatri-Rao product of the other factors and ``dK`` its
-    derivative). Memory: the residual and one direction tensor.
+    derivative).
 
-    Real factors take a faster route: ``K`` and the Khatri-Rao products it is built from
-    are kept rank first, ``(R, I_1 ... I_{N-1})``, once per state (they do not depend on
-    the direction), so the model is one GEMM ``A_0 K`` (the residual formed in place on
-    it), a product is the direction's ``dK`` (product rule over the kept suffixes), one
-    GEMM for ``J v``, the mask, and the all-mode MTTKRP as ``D K^T`` for mode 0 plus the
-    dimension tree on ``A_0^T D`` for the others: two passes over the tensor and no
-    Khatri-Rao product formed twice.
+    Real factors on real data take a faster route: ``K`` and the Khatri-Rao products it
+    is built from are kept rank first, ``(R, I_1 ... I_{N-1})``, once per state (they do
+    not depend on the direction). f and the gradient come from one pass over the data
+    (``E`` formed column chunk by column chunk of the mode-0 unfolding, never stored); a
+    product is the direction's ``dK`` (product rule over the kept suffixes), then, chunk
+    by chunk, one GEMM for ``J v``, the mask, and the two GEMMs of the all-mode MTTKRP
+    (``D K^T`` for mode 0, ``A_0^T D`` for the dimension tree of the others) while the
+    chunk is in cache. Memory: Khatri-Rao-sized arrays and one chunk; the other routes
+    keep the residual and form one direction tensor per product.
 
     The preconditioner's row blocks are ``rho_n[i] W_n``: the full-data block
     ``W_n = *_{k != n} A_k^H A_k`` times the fraction ``rho_n[i]`` of the entries known in
