@@ -3,8 +3,9 @@
 With ``A = [A_0 ... A_{R-1}]`` (I x sum L), ``B`` likewise and ``C`` (K x R), the model
 is the CPD ``[[A, B, C P]]`` where ``P`` (R x sum L) repeats column r of C ``L_r`` times.
 The term runs the CPD engine on the expanded factors and maps back through ``P``'s
-adjoint (summing each group's columns), which keeps value, gradient, Gauss-Newton
-product and block-Jacobi blocks exact on every data type.
+adjoint (summing each group's columns), which keeps value, gradient and Gauss-Newton
+product exact on every data type, and the block-Jacobi blocks those of the CPD engine
+(exact, except on masked data with many entries missing: see :mod:`sdf.terms.cpd`).
 """
 
 from __future__ import annotations
