@@ -28,7 +28,7 @@ __all__ = ["LMLRAResult", "MLSVDResult", "gevd_applies", "gevd_init", "lmlra_hoo
 # Use the Gram matrix (eigh of M M^H) instead of an SVD of the unfolding M (I_n x J) when
 # J >= _GRAM_RATIO * I_n: several times faster, but it squares the condition number, so
 # singular values below ~1e-8 * s_max lose their accuracy (not their subspaces' order).
-_GRAM_RATIO = 4
+_GRAM_RATIO = 1
 
 
 @dataclass(frozen=True)
@@ -63,15 +63,20 @@ class LMLRAResult:
     factors : list of ndarray, each of shape (I_n, R_n), orthonormal columns
     core : ndarray, shape (R_0, ..., R_{N-1})
     relerr : float
-        ``||T - core ×_n U_n|| / ||T||`` (0 for an all-zero tensor), computed exactly.
+        ``||T - core ×_n U_n|| / ||T||`` (0 for an all-zero tensor): from
+        ``1 - ||core||^2 / ||T||^2`` (orthonormal factors) when that exceeds 1e-6, to a
+        relative accuracy of about 1e-9, else from the residual tensor.
     iterations : int
         Number of HOOI sweeps done.
+    converged : bool
+        Whether the fit's change reached ``tol`` within ``max_iter`` sweeps.
     """
 
     factors: list[np.ndarray]
     core: np.ndarray
     relerr: float
     iterations: int
+    converged: bool
 
     def to_tensor(self) -> np.ndarray:
         """Full tensor ``core ×_0 U_0 ... ×_{N-1} U_{N-1}``."""
@@ -171,7 +176,7 @@ def mlsvd(
     ``singular_values[n]`` are the singular values of that same unfolding. So the first
     mode processed gets the singular values of the data itself, later ones those of the
     partially truncated tensor (identical to the data's when nothing is truncated).
-    When ``J >= 4 I_n`` (J the unfolding's column count) they come from the eigenvalues of
+    When ``J >= I_n`` (J the unfolding's column count) they come from the eigenvalues of
     the Gram matrix ``M M^H`` (faster; singular values below ~1e-8 of the largest are then
     inaccurate), else from an SVD of the unfolding; ``tol < 1e-6`` always uses the SVD.
 
@@ -411,10 +416,52 @@ def _initial_bases(
     return [np.linalg.qr(U)[0] for U in mats]
 
 
-def _project_others(T: np.ndarray, U: list[np.ndarray], n: int) -> np.ndarray:
-    """``T ×_m U_m^H`` for every mode ``m != n``."""
-    modes = [m for m in range(T.ndim) if m != n]
-    return tmprod(T, [_ct(U[m]) for m in modes], modes)
+def _hooi_sweep(T: np.ndarray, U: list[np.ndarray], ranks: list[int], with_start: bool
+                ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
+    """One HOOI sweep over the modes ``0, ..., N-1`` from orthonormal bases ``U``.
+
+    Returns the new bases, the new core ``T x_n U_n^H`` and, with ``with_start``, the
+    core of the start (``T`` projected on the old bases, formed from the first
+    projection at the cost of one small product). The projections share their partial
+    products: ``T x_{m>n} U_m^H`` (the old bases of the modes not yet updated) is formed
+    once for all ``n``, from the last mode down, so a sweep multiplies the full tensor
+    twice, not ``N - 1`` times per mode.
+    """
+    N = T.ndim
+    suffix = [T]  # suffix[k] = T x_{m > N-1-k} U_m^H
+    for n in range(N - 1, 0, -1):
+        suffix.append(_mode_product(suffix[-1], _ct(U[n]), n))
+    suffix.reverse()
+    new, start = list(U), None
+    Y = T
+    for n in range(N):
+        Y = suffix[n]
+        for m in range(n):
+            Y = _mode_product(Y, _ct(new[m]), m)
+        if n == 0 and with_start:
+            start = _mode_product(Y, _ct(U[0]), 0)
+        V, _ = _mode_basis(unfold(Y, n), ranks[n], accurate=False)
+        new[n] = _normalize_signs(V[:, : ranks[n]])
+    return new, _mode_product(Y, _ct(new[-1]), N - 1), start
+
+
+#: Below this value of ``relerr^2`` the relative error of an orthonormal Tucker model is
+#: recomputed from the residual tensor: ``1 - ||S||^2 / ||T||^2`` has lost too many digits
+#: to cancellation (the threshold of the engine's terms, see ``DataTerm.exact_fval``).
+_RESIDUAL_BELOW = 1e-6
+
+
+def _tucker_relerr(T: np.ndarray, U: list[np.ndarray], core: np.ndarray, norm2: float
+                   ) -> float:
+    """``||T - core x_n U_n|| / ||T||`` for orthonormal ``U`` and ``core = T x_n U_n^H``:
+    ``sqrt(1 - ||core||^2 / ||T||^2)`` while that is accurate to about 1e-9 (relative),
+    else from the residual tensor."""
+    if norm2 == 0:
+        return 0.0
+    gap = 1.0 - frob(core, squared=True) / norm2
+    if gap > _RESIDUAL_BELOW:
+        return math.sqrt(gap)
+    return frob(T - tucker_to_tensor(U, core)) / math.sqrt(norm2)
 
 
 def lmlra_hooi(
@@ -423,14 +470,17 @@ def lmlra_hooi(
     init: MLSVDResult | LMLRAResult | Sequence[ArrayLike] | None = None,
     max_iter: int = 50,
     tol: float = 1e-10,
+    *,
+    compare_start: bool = False,
 ) -> LMLRAResult:
     """Low multilinear rank approximation by higher-order orthogonal iteration (HOOI).
 
     Alternating updates: for each mode n, ``U_n`` becomes the ``R_n`` leading left
     singular vectors of ``unfold(T ×_{m != n} U_m^H, n)``. A sweep over all modes is one
     iteration; the core is ``T ×_n U_n^H``. Iterations stop when the fit
-    ``||core||^2 / ||T||^2`` (= 1 - relerr^2) improves by at most ``tol`` in a sweep, or
-    after ``max_iter`` sweeps.
+    ``||core||^2 / ||T||^2`` (= 1 - relerr^2) changes by at most ``tol`` in a sweep, or
+    after ``max_iter`` sweeps. The projections of a sweep share their partial products
+    (two products with the full tensor per sweep).
 
     Parameters
     ----------
@@ -444,11 +494,15 @@ def lmlra_hooi(
         Maximum number of sweeps (0 only projects on the initial factors).
     tol : float, default 1e-10
         Stopping tolerance on the change of the fit.
+    compare_start : bool, default False
+        Compare the first sweep's fit with the start's (the fit of ``T`` projected on the
+        initial factors, formed during the sweep): a start that is already converged,
+        such as an MLSVD at the optimum, then costs one sweep instead of two.
 
     Returns
     -------
     LMLRAResult
-        ``factors``, ``core``, ``relerr``, ``iterations``.
+        ``factors``, ``core``, ``relerr``, ``iterations``, ``converged``.
 
     Examples
     --------
@@ -468,25 +522,22 @@ def lmlra_hooi(
     T = np.ascontiguousarray(T)
     U = _initial_bases(T, ranks, init)
     norm2 = frob(T, squared=True)
-    N = T.ndim
     core = None
-    fit_old, it = -np.inf, 0
+    fit_old, it, converged = -np.inf, 0, False
     for it in range(1, max_iter + 1):
-        for n in range(N):
-            Y = _project_others(T, U, n)
-            V, _ = _mode_basis(unfold(Y, n), ranks[n], accurate=False)
-            U[n] = _normalize_signs(V[:, : ranks[n]])
-        core = _mode_product(Y, _ct(U[-1]), N - 1)
+        U, core, start = _hooi_sweep(T, U, ranks, with_start=compare_start and it == 1)
+        if start is not None and norm2 > 0:
+            fit_old = frob(start, squared=True) / norm2
         fit = frob(core, squared=True) / norm2 if norm2 > 0 else 1.0
         if abs(fit - fit_old) <= tol:
+            converged = True
             break
         fit_old = fit
     if core is None:
         core = tmprod(T, [_ct(V) for V in U])
-    residual = frob(T - tucker_to_tensor(U, core))
-    relerr = residual / math.sqrt(norm2) if norm2 > 0 else 0.0
+    relerr = _tucker_relerr(T, U, core, norm2)
     return LMLRAResult(factors=U, core=ldexp(core, e) if e else core, relerr=relerr,
-                       iterations=it)
+                       iterations=it, converged=converged)
 
 
 # --------------------------------------------------------------------------- GEVD
