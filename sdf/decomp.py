@@ -156,6 +156,17 @@ def _mode_basis(M: np.ndarray, need: int, accurate: bool) -> tuple[np.ndarray, n
     return U, np.concatenate([s, np.zeros(I - s.size)])
 
 
+def _leading_basis(M: np.ndarray, need: int) -> np.ndarray:
+    """The ``need`` leading left singular vectors of M (I x J), without singular values:
+    the Gram matrix's leading eigenvectors only when ``J >= I``, else a thin SVD."""
+    I, J = M.shape
+    if J >= _GRAM_RATIO * I and need < I:
+        _, V = scipy.linalg.eigh(M @ _ct(M), subset_by_index=[I - need, I - 1],
+                                 check_finite=False)
+        return V[:, ::-1]
+    return _mode_basis(M, need, accurate=False)[0][:, :need]
+
+
 def _rank_for_tol(s: np.ndarray, budget: float) -> int:
     """Smallest r >= 1 with sum(s[r:]**2) <= budget."""
     tail = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]])
@@ -440,8 +451,7 @@ def _hooi_sweep(T: np.ndarray, U: list[np.ndarray], ranks: list[int], with_start
             Y = _mode_product(Y, _ct(new[m]), m)
         if n == 0 and with_start:
             start = _mode_product(Y, _ct(U[0]), 0)
-        V, _ = _mode_basis(unfold(Y, n), ranks[n], accurate=False)
-        new[n] = _normalize_signs(V[:, : ranks[n]])
+        new[n] = _normalize_signs(_leading_basis(unfold(Y, n), ranks[n]))
     return new, _mode_product(Y, _ct(new[-1]), N - 1), start
 
 
