@@ -279,8 +279,11 @@ def _mlsvd_factored(mats: list[np.ndarray], core: np.ndarray, ranks: list[int] |
 
 
 def _sequential_mlsvd(T: np.ndarray, ranks: list[int] | None, tol: float | None,
-                      order: list[int]) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """Core, factors and singular values of the sequentially truncated MLSVD of T."""
+                      order: list[int], partials: list[np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Core, factors and singular values of the sequentially truncated MLSVD of T; the
+    tensor after each step (T projected on the modes processed so far) is appended to
+    ``partials`` when given."""
     N = T.ndim
     budget = (tol**2) * frob(T, squared=True) if tol is not None else 0.0
     accurate = tol is not None and tol < 1e-6
@@ -295,6 +298,8 @@ def _sequential_mlsvd(T: np.ndarray, ranks: list[int] | None, tol: float | None,
         U = _normalize_signs(U[:, :need])
         S = _mode_product(S, _ct(U), n)
         factors[n], svals[n] = U, s
+        if partials is not None:
+            partials.append(S)
     return S, factors, svals
 
 
@@ -427,32 +432,54 @@ def _initial_bases(
     return [np.linalg.qr(U)[0] for U in mats]
 
 
-def _hooi_sweep(T: np.ndarray, U: list[np.ndarray], ranks: list[int], with_start: bool
+def _hooi_sweep(T: np.ndarray, U: list[np.ndarray], ranks: list[int], order: list[int],
+                with_start: bool = False, suffix: list[np.ndarray] | None = None
                 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
-    """One HOOI sweep over the modes ``0, ..., N-1`` from orthonormal bases ``U``.
+    """One HOOI sweep from orthonormal bases ``U``, updating the modes in ``order``.
 
     Returns the new bases, the new core ``T x_n U_n^H`` and, with ``with_start``, the
     core of the start (``T`` projected on the old bases, formed from the first
     projection at the cost of one small product). The projections share their partial
-    products: ``T x_{m>n} U_m^H`` (the old bases of the modes not yet updated) is formed
-    once for all ``n``, from the last mode down, so a sweep multiplies the full tensor
-    twice, not ``N - 1`` times per mode.
+    products: ``suffix[k] = T x_{order[j], j > k} U^H`` (old bases: the modes not yet
+    updated) is formed once for all ``k``, from the last mode of ``order`` down, so a
+    sweep multiplies the full tensor twice, not ``N - 1`` times per mode.
+
+    ``suffix`` given: those partial products of the sequentially truncated MLSVD that
+    produced ``U``, processing the modes in the reverse of ``order``. The first update
+    would then repeat the MLSVD's last step (the leading subspace of ``suffix[0]``, which
+    ``U[order[0]]`` is): it is skipped, and no product with the full tensor is needed
+    before the last mode of ``order``.
     """
     N = T.ndim
-    suffix = [T]  # suffix[k] = T x_{m > N-1-k} U_m^H
-    for n in range(N - 1, 0, -1):
-        suffix.append(_mode_product(suffix[-1], _ct(U[n]), n))
-    suffix.reverse()
+    reuse = suffix is not None
+    if suffix is None:
+        suffix = [T]
+        for k in range(N - 1, 0, -1):
+            suffix.append(_mode_product(suffix[-1], _ct(U[order[k]]), order[k]))
+        suffix.reverse()
     new, start = list(U), None
     Y = T
-    for n in range(N):
-        Y = suffix[n]
-        for m in range(n):
-            Y = _mode_product(Y, _ct(new[m]), m)
-        if n == 0 and with_start:
-            start = _mode_product(Y, _ct(U[0]), 0)
-        new[n] = _normalize_signs(_leading_basis(unfold(Y, n), ranks[n]))
-    return new, _mode_product(Y, _ct(new[-1]), N - 1), start
+    for k, n in enumerate(order):
+        Y = suffix[k]
+        for j in range(k):
+            Y = _mode_product(Y, _ct(new[order[j]]), order[j])
+        if k == 0 and with_start:
+            start = _mode_product(Y, _ct(U[n]), n)
+        if not (k == 0 and reuse):
+            new[n] = _normalize_signs(_leading_basis(unfold(Y, n), ranks[n]))
+    return new, _mode_product(Y, _ct(new[order[-1]]), order[-1]), start
+
+
+def _mlsvd_start(T: np.ndarray, ranks: list[int]
+                 ) -> tuple[list[np.ndarray], list[int], list[np.ndarray]]:
+    """The truncated MLSVD as a HOOI start: its factors, the sweep order (the reverse of
+    its processing order) and the partial products it formed (``suffix`` of
+    :func:`_hooi_sweep`)."""
+    order = _mode_order(ranks, T.shape)
+    partials: list[np.ndarray] = []
+    _, U, _ = _sequential_mlsvd(T, ranks, None, order, partials)
+    N = T.ndim
+    return U, order[::-1], [partials[N - 2 - k] for k in range(N - 1)] + [T]
 
 
 #: Below this value of ``relerr^2`` the relative error of an orthonormal Tucker model is
@@ -485,9 +512,9 @@ def lmlra_hooi(
 ) -> LMLRAResult:
     """Low multilinear rank approximation by higher-order orthogonal iteration (HOOI).
 
-    Alternating updates: for each mode n, ``U_n`` becomes the ``R_n`` leading left
-    singular vectors of ``unfold(T ×_{m != n} U_m^H, n)``. A sweep over all modes is one
-    iteration; the core is ``T ×_n U_n^H``. Iterations stop when the fit
+    Alternating updates: for each mode n (in the order ``0, ..., N-1``, see
+    ``compare_start``), ``U_n`` becomes the ``R_n`` leading left singular vectors of
+    ``unfold(T ×_{m != n} U_m^H, n)``. A sweep over all modes is one iteration; the core is ``T ×_n U_n^H``. Iterations stop when the fit
     ``||core||^2 / ||T||^2`` (= 1 - relerr^2) changes by at most ``tol`` in a sweep, or
     after ``max_iter`` sweeps. The projections of a sweep share their partial products
     (two products with the full tensor per sweep).
@@ -507,7 +534,11 @@ def lmlra_hooi(
     compare_start : bool, default False
         Compare the first sweep's fit with the start's (the fit of ``T`` projected on the
         initial factors, formed during the sweep): a start that is already converged,
-        such as an MLSVD at the optimum, then costs one sweep instead of two.
+        such as an MLSVD at the optimum, then costs one sweep instead of two. With the
+        default ``init`` the sweeps then visit the modes in the reverse of the MLSVD's
+        processing order, so that the first one reuses the MLSVD's partial products and
+        skips its first update (the MLSVD's last step, which it would repeat): one
+        product with the full tensor instead of two.
 
     Returns
     -------
@@ -530,12 +561,17 @@ def lmlra_hooi(
     if not (isinstance(tol, numbers.Real) and tol >= 0):
         raise DataError(f"tol: expected a number >= 0, got {tol!r}")
     T = np.ascontiguousarray(T)
-    U = _initial_bases(T, ranks, init)
+    order, suffix = list(range(T.ndim)), None
+    if init is None and compare_start and max_iter > 0:
+        U, order, suffix = _mlsvd_start(T, ranks)
+    else:
+        U = _initial_bases(T, ranks, init)
     norm2 = frob(T, squared=True)
     core = None
     fit_old, it, converged = -np.inf, 0, False
     for it in range(1, max_iter + 1):
-        U, core, start = _hooi_sweep(T, U, ranks, with_start=compare_start and it == 1)
+        U, core, start = _hooi_sweep(T, U, ranks, order, compare_start and it == 1,
+                                     suffix if it == 1 else None)
         if start is not None and norm2 > 0:
             fit_old = frob(start, squared=True) / norm2
         fit = frob(core, squared=True) / norm2 if norm2 > 0 else 1.0

@@ -268,6 +268,35 @@ def test_hooi_compare_start_does_not_stop_a_far_start(rng):
     assert with_start.relerr == pytest.approx(without.relerr, rel=1e-12)
 
 
+@pytest.mark.parametrize("shape, ranks", [((9, 8, 7), (3, 2, 4)), ((7, 6, 5, 4), (2, 3, 2, 2)),
+                                          ((12, 10), (3, 3)), ((10, 9, 8), (10, 2, 3))])
+def test_hooi_first_sweep_from_its_mlsvd_equals_a_full_sweep(shape, ranks, rng):
+    # The skipped update repeats the MLSVD's last step: the sweep reusing the MLSVD's
+    # partial products gives what a sweep computing everything gives.
+    T = rng.standard_normal(shape)
+    U, order, suffix = decomp._mlsvd_start(T, list(ranks))
+    reused, core, start = decomp._hooi_sweep(T, U, list(ranks), order, True, suffix)
+    full, full_core, full_start = decomp._hooi_sweep(T, U, list(ranks), order, True)
+    for V, W in zip(reused, full):
+        assert _max_angle(V, W) < 1e-10
+    np.testing.assert_allclose(tucker_to_tensor(reused, core),
+                               tucker_to_tensor(full, full_core), atol=1e-10)
+    np.testing.assert_allclose(start, full_start, atol=1e-12)
+    np.testing.assert_allclose(start, mlsvd(T, ranks).core, atol=1e-10)
+
+
+def test_hooi_compare_start_from_its_own_mlsvd_reaches_the_same_optimum(rng):
+    T, _ = _planted_tucker(rng, (10, 9, 8), (3, 2, 3))
+    T = T + 0.05 * rng.standard_normal(T.shape)
+    fused = lmlra_hooi(T, (3, 2, 3), compare_start=True, tol=1e-14, max_iter=500)
+    plain = lmlra_hooi(T, (3, 2, 3), tol=1e-14, max_iter=500)
+    assert fused.converged and plain.converged
+    assert fused.relerr == pytest.approx(plain.relerr, rel=1e-10)
+    for V, W in zip(fused.factors, plain.factors):
+        assert _max_angle(V, W) < 1e-6
+    assert lmlra_hooi(T, (3, 2, 3), init=fused, compare_start=True).iterations == 1
+
+
 def test_hooi_reports_not_converged_at_max_iter(rng):
     T = rng.standard_normal((8, 7, 6))
     res = lmlra_hooi(T, (2, 2, 2), init=[_orth(rng, n, 2) for n in (8, 7, 6)], max_iter=1)
