@@ -123,7 +123,10 @@ def _unit_scale(T: np.ndarray) -> tuple[np.ndarray, int]:
     (else ``(T, 0)``):
     the decompositions run on the scaled copy (exact, a power of two), so that their sums
     of squares neither underflow nor overflow; their results are scaled back."""
-    top = float(np.max(np.abs(T), initial=0.0))
+    if T.size and not np.iscomplexobj(T):
+        top = max(float(T.max()), -float(T.min()))  # no |T| temporary: two reads of T
+    else:
+        top = float(np.max(np.abs(T), initial=0.0))
     e = int(np.frexp(top)[1]) if top > 0 and np.isfinite(top) else 0
     return (ldexp(T, -e), e) if abs(e) > SCALE_THRESHOLD else (T, 0)
 
