@@ -755,7 +755,7 @@ def _invert_shared(blocks: dict[int, np.ndarray]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     groups: dict[tuple[int, bool], list[int]] = {}
     for k, block in blocks.items():
-        groups.setdefault((block.shape[0], bool(np.iscomplexobj(block))), []).append(k)
+        groups.setdefault((block.shape[0], block.dtype.kind == "c"), []).append(k)
     for (R, _), keys in groups.items():
         stack = np.array([_block_array(blocks[k]) for k in keys])  # stacked, one call
         scale = np.real(stack.diagonal(axis1=1, axis2=2).sum(axis=1)) / R

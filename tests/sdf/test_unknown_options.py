@@ -110,3 +110,13 @@ def test_parameters_of_reads_unhashable_callables():
             return data
 
     assert parameters_of(Fit()) == ["data", "rank"]
+
+
+def test_make_options_without_overrides_returns_the_options_given():
+    from sdf.solvers import make_options
+
+    given = sdf.NLSOptions(max_iter=7)
+    assert make_options("nls", given) is given
+    assert make_options("nls") == sdf.NLSOptions()
+    assert make_options("nls", given, max_iter=9).max_iter == 9
+    assert given.max_iter == 7
