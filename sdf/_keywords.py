@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -18,10 +19,19 @@ def takes_any_keyword(function: Callable[..., Any]) -> bool:
 
 def parameters_of(function: Callable[..., Any]) -> list[str]:
     """The named parameters of ``function`` (not ``*args`` / ``**kwargs``), in order."""
+    try:
+        return list(_parameter_names(function))
+    except TypeError:  # an unhashable callable: not cached
+        return list(_parameter_names.__wrapped__(function))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parameter_names(function: Callable[..., Any]) -> tuple[str, ...]:
+    # Cached: every term's construction checks its keywords (inspect.signature is slow).
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY,
              inspect.Parameter.POSITIONAL_ONLY)
-    return [p.name for p in inspect.signature(function).parameters.values()
-            if p.kind in kinds and p.name != "self"]
+    return tuple(p.name for p in inspect.signature(function).parameters.values()
+                 if p.kind in kinds and p.name != "self")
 
 
 def unknown_keywords(where: str, unknown: Iterable[str],

@@ -28,7 +28,7 @@ __all__ = ["LMLRAResult", "MLSVDResult", "gevd_applies", "gevd_init", "lmlra_hoo
 # Use the Gram matrix (eigh of M M^H) instead of an SVD of the unfolding M (I_n x J) when
 # J >= _GRAM_RATIO * I_n: several times faster, but it squares the condition number, so
 # singular values below ~1e-8 * s_max lose their accuracy (not their subspaces' order).
-_GRAM_RATIO = 4
+_GRAM_RATIO = 1
 
 
 @dataclass(frozen=True)
@@ -63,15 +63,20 @@ class LMLRAResult:
     factors : list of ndarray, each of shape (I_n, R_n), orthonormal columns
     core : ndarray, shape (R_0, ..., R_{N-1})
     relerr : float
-        ``||T - core ×_n U_n|| / ||T||`` (0 for an all-zero tensor), computed exactly.
+        ``||T - core ×_n U_n|| / ||T||`` (0 for an all-zero tensor): from
+        ``1 - ||core||^2 / ||T||^2`` (orthonormal factors) when that exceeds 1e-6, to a
+        relative accuracy of about 1e-9, else from the residual tensor.
     iterations : int
         Number of HOOI sweeps done.
+    converged : bool
+        Whether the fit's change reached ``tol`` within ``max_iter`` sweeps.
     """
 
     factors: list[np.ndarray]
     core: np.ndarray
     relerr: float
     iterations: int
+    converged: bool
 
     def to_tensor(self) -> np.ndarray:
         """Full tensor ``core ×_0 U_0 ... ×_{N-1} U_{N-1}``."""
@@ -118,7 +123,10 @@ def _unit_scale(T: np.ndarray) -> tuple[np.ndarray, int]:
     (else ``(T, 0)``):
     the decompositions run on the scaled copy (exact, a power of two), so that their sums
     of squares neither underflow nor overflow; their results are scaled back."""
-    top = float(np.max(np.abs(T), initial=0.0))
+    if T.size and not np.iscomplexobj(T):
+        top = max(float(T.max()), -float(T.min()))  # no |T| temporary: two reads of T
+    else:
+        top = float(np.max(np.abs(T), initial=0.0))
     e = int(np.frexp(top)[1]) if top > 0 and np.isfinite(top) else 0
     return (ldexp(T, -e), e) if abs(e) > SCALE_THRESHOLD else (T, 0)
 
@@ -151,6 +159,17 @@ def _mode_basis(M: np.ndarray, need: int, accurate: bool) -> tuple[np.ndarray, n
     return U, np.concatenate([s, np.zeros(I - s.size)])
 
 
+def _leading_basis(M: np.ndarray, need: int) -> np.ndarray:
+    """The ``need`` leading left singular vectors of M (I x J), without singular values:
+    the Gram matrix's leading eigenvectors only when ``J >= I``, else a thin SVD."""
+    I, J = M.shape
+    if J >= _GRAM_RATIO * I and need < I:
+        _, V = scipy.linalg.eigh(M @ _ct(M), subset_by_index=[I - need, I - 1],
+                                 check_finite=False)
+        return V[:, ::-1]
+    return _mode_basis(M, need, accurate=False)[0][:, :need]
+
+
 def _rank_for_tol(s: np.ndarray, budget: float) -> int:
     """Smallest r >= 1 with sum(s[r:]**2) <= budget."""
     tail = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]])
@@ -171,7 +190,7 @@ def mlsvd(
     ``singular_values[n]`` are the singular values of that same unfolding. So the first
     mode processed gets the singular values of the data itself, later ones those of the
     partially truncated tensor (identical to the data's when nothing is truncated).
-    When ``J >= 4 I_n`` (J the unfolding's column count) they come from the eigenvalues of
+    When ``J >= I_n`` (J the unfolding's column count) they come from the eigenvalues of
     the Gram matrix ``M M^H`` (faster; singular values below ~1e-8 of the largest are then
     inaccurate), else from an SVD of the unfolding; ``tol < 1e-6`` always uses the SVD.
 
@@ -263,8 +282,11 @@ def _mlsvd_factored(mats: list[np.ndarray], core: np.ndarray, ranks: list[int] |
 
 
 def _sequential_mlsvd(T: np.ndarray, ranks: list[int] | None, tol: float | None,
-                      order: list[int]) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """Core, factors and singular values of the sequentially truncated MLSVD of T."""
+                      order: list[int], partials: list[np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Core, factors and singular values of the sequentially truncated MLSVD of T; the
+    tensor after each step (T projected on the modes processed so far) is appended to
+    ``partials`` when given."""
     N = T.ndim
     budget = (tol**2) * frob(T, squared=True) if tol is not None else 0.0
     accurate = tol is not None and tol < 1e-6
@@ -279,6 +301,8 @@ def _sequential_mlsvd(T: np.ndarray, ranks: list[int] | None, tol: float | None,
         U = _normalize_signs(U[:, :need])
         S = _mode_product(S, _ct(U), n)
         factors[n], svals[n] = U, s
+        if partials is not None:
+            partials.append(S)
     return S, factors, svals
 
 
@@ -411,10 +435,73 @@ def _initial_bases(
     return [np.linalg.qr(U)[0] for U in mats]
 
 
-def _project_others(T: np.ndarray, U: list[np.ndarray], n: int) -> np.ndarray:
-    """``T ×_m U_m^H`` for every mode ``m != n``."""
-    modes = [m for m in range(T.ndim) if m != n]
-    return tmprod(T, [_ct(U[m]) for m in modes], modes)
+def _hooi_sweep(T: np.ndarray, U: list[np.ndarray], ranks: list[int], order: list[int],
+                with_start: bool = False, suffix: list[np.ndarray] | None = None
+                ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
+    """One HOOI sweep from orthonormal bases ``U``, updating the modes in ``order``.
+
+    Returns the new bases, the new core ``T x_n U_n^H`` and, with ``with_start``, the
+    core of the start (``T`` projected on the old bases, formed from the first
+    projection at the cost of one small product). The projections share their partial
+    products: ``suffix[k] = T x_{order[j], j > k} U^H`` (old bases: the modes not yet
+    updated) is formed once for all ``k``, from the last mode of ``order`` down, so a
+    sweep multiplies the full tensor twice, not ``N - 1`` times per mode.
+
+    ``suffix`` given: those partial products of the sequentially truncated MLSVD that
+    produced ``U``, processing the modes in the reverse of ``order``. The first update
+    would then repeat the MLSVD's last step (the leading subspace of ``suffix[0]``, which
+    ``U[order[0]]`` is): it is skipped, and no product with the full tensor is needed
+    before the last mode of ``order``.
+    """
+    N = T.ndim
+    reuse = suffix is not None
+    if suffix is None:
+        suffix = [T]
+        for k in range(N - 1, 0, -1):
+            suffix.append(_mode_product(suffix[-1], _ct(U[order[k]]), order[k]))
+        suffix.reverse()
+    new, start = list(U), None
+    Y = T
+    for k, n in enumerate(order):
+        Y = suffix[k]
+        for j in range(k):
+            Y = _mode_product(Y, _ct(new[order[j]]), order[j])
+        if k == 0 and with_start:
+            start = _mode_product(Y, _ct(U[n]), n)
+        if not (k == 0 and reuse):
+            new[n] = _normalize_signs(_leading_basis(unfold(Y, n), ranks[n]))
+    return new, _mode_product(Y, _ct(new[order[-1]]), order[-1]), start
+
+
+def _mlsvd_start(T: np.ndarray, ranks: list[int]
+                 ) -> tuple[list[np.ndarray], list[int], list[np.ndarray]]:
+    """The truncated MLSVD as a HOOI start: its factors, the sweep order (the reverse of
+    its processing order) and the partial products it formed (``suffix`` of
+    :func:`_hooi_sweep`)."""
+    order = _mode_order(ranks, T.shape)
+    partials: list[np.ndarray] = []
+    _, U, _ = _sequential_mlsvd(T, ranks, None, order, partials)
+    N = T.ndim
+    return U, order[::-1], [partials[N - 2 - k] for k in range(N - 1)] + [T]
+
+
+#: Below this value of ``relerr^2`` the relative error of an orthonormal Tucker model is
+#: recomputed from the residual tensor: ``1 - ||S||^2 / ||T||^2`` has lost too many digits
+#: to cancellation (the threshold of the engine's terms, see ``DataTerm.exact_fval``).
+_RESIDUAL_BELOW = 1e-6
+
+
+def _tucker_relerr(T: np.ndarray, U: list[np.ndarray], core: np.ndarray, norm2: float
+                   ) -> float:
+    """``||T - core x_n U_n|| / ||T||`` for orthonormal ``U`` and ``core = T x_n U_n^H``:
+    ``sqrt(1 - ||core||^2 / ||T||^2)`` while that is accurate to about 1e-9 (relative),
+    else from the residual tensor."""
+    if norm2 == 0:
+        return 0.0
+    gap = 1.0 - frob(core, squared=True) / norm2
+    if gap > _RESIDUAL_BELOW:
+        return math.sqrt(gap)
+    return frob(T - tucker_to_tensor(U, core)) / math.sqrt(norm2)
 
 
 def lmlra_hooi(
@@ -423,14 +510,17 @@ def lmlra_hooi(
     init: MLSVDResult | LMLRAResult | Sequence[ArrayLike] | None = None,
     max_iter: int = 50,
     tol: float = 1e-10,
+    *,
+    compare_start: bool = False,
 ) -> LMLRAResult:
     """Low multilinear rank approximation by higher-order orthogonal iteration (HOOI).
 
-    Alternating updates: for each mode n, ``U_n`` becomes the ``R_n`` leading left
-    singular vectors of ``unfold(T ×_{m != n} U_m^H, n)``. A sweep over all modes is one
-    iteration; the core is ``T ×_n U_n^H``. Iterations stop when the fit
-    ``||core||^2 / ||T||^2`` (= 1 - relerr^2) improves by at most ``tol`` in a sweep, or
-    after ``max_iter`` sweeps.
+    Alternating updates: for each mode n (in the order ``0, ..., N-1``, see
+    ``compare_start``), ``U_n`` becomes the ``R_n`` leading left singular vectors of
+    ``unfold(T ×_{m != n} U_m^H, n)``. A sweep over all modes is one iteration; the core is ``T ×_n U_n^H``. Iterations stop when the fit
+    ``||core||^2 / ||T||^2`` (= 1 - relerr^2) changes by at most ``tol`` in a sweep, or
+    after ``max_iter`` sweeps. The projections of a sweep share their partial products
+    (two products with the full tensor per sweep).
 
     Parameters
     ----------
@@ -444,11 +534,19 @@ def lmlra_hooi(
         Maximum number of sweeps (0 only projects on the initial factors).
     tol : float, default 1e-10
         Stopping tolerance on the change of the fit.
+    compare_start : bool, default False
+        Compare the first sweep's fit with the start's (the fit of ``T`` projected on the
+        initial factors, formed during the sweep): a start that is already converged,
+        such as an MLSVD at the optimum, then costs one sweep instead of two. With the
+        default ``init`` the sweeps then visit the modes in the reverse of the MLSVD's
+        processing order, so that the first one reuses the MLSVD's partial products and
+        skips its first update (the MLSVD's last step, which it would repeat): one
+        product with the full tensor instead of two.
 
     Returns
     -------
     LMLRAResult
-        ``factors``, ``core``, ``relerr``, ``iterations``.
+        ``factors``, ``core``, ``relerr``, ``iterations``, ``converged``.
 
     Examples
     --------
@@ -466,27 +564,29 @@ def lmlra_hooi(
     if not (isinstance(tol, numbers.Real) and tol >= 0):
         raise DataError(f"tol: expected a number >= 0, got {tol!r}")
     T = np.ascontiguousarray(T)
-    U = _initial_bases(T, ranks, init)
+    order, suffix = list(range(T.ndim)), None
+    if init is None and compare_start and max_iter > 0:
+        U, order, suffix = _mlsvd_start(T, ranks)
+    else:
+        U = _initial_bases(T, ranks, init)
     norm2 = frob(T, squared=True)
-    N = T.ndim
     core = None
-    fit_old, it = -np.inf, 0
+    fit_old, it, converged = -np.inf, 0, False
     for it in range(1, max_iter + 1):
-        for n in range(N):
-            Y = _project_others(T, U, n)
-            V, _ = _mode_basis(unfold(Y, n), ranks[n], accurate=False)
-            U[n] = _normalize_signs(V[:, : ranks[n]])
-        core = _mode_product(Y, _ct(U[-1]), N - 1)
+        U, core, start = _hooi_sweep(T, U, ranks, order, compare_start and it == 1,
+                                     suffix if it == 1 else None)
+        if start is not None and norm2 > 0:
+            fit_old = frob(start, squared=True) / norm2
         fit = frob(core, squared=True) / norm2 if norm2 > 0 else 1.0
         if abs(fit - fit_old) <= tol:
+            converged = True
             break
         fit_old = fit
     if core is None:
         core = tmprod(T, [_ct(V) for V in U])
-    residual = frob(T - tucker_to_tensor(U, core))
-    relerr = residual / math.sqrt(norm2) if norm2 > 0 else 0.0
+    relerr = _tucker_relerr(T, U, core, norm2)
     return LMLRAResult(factors=U, core=ldexp(core, e) if e else core, relerr=relerr,
-                       iterations=it)
+                       iterations=it, converged=converged)
 
 
 # --------------------------------------------------------------------------- GEVD

@@ -100,8 +100,9 @@ def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = No
             point, stop = scaled.point(scaled.z0.copy()), StopReason.INTERRUPTED
             run.record(point, 0, np.nan, np.nan, np.nan, 0, notify=False)
         elif remaining >= 1:
-            point, stop = entry.solve(scaled, dataclasses.replace(opts, max_iter=remaining),
-                                      run)
+            budget = (opts if remaining == opts.max_iter
+                      else dataclasses.replace(opts, max_iter=remaining))
+            point, stop = entry.solve(scaled, budget, run)
         else:  # the saved run used up max_iter already
             point, stop = scaled.point(scaled.z0.copy()), StopReason.MAX_ITER
             run.record(point, 0, np.nan, np.nan, np.nan, 0)

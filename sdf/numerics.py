@@ -14,6 +14,7 @@ these functions.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -246,6 +247,15 @@ class Degeneracy:
         return bool(self.pairs)
 
 
+@functools.lru_cache(maxsize=64)
+def _upper_pairs(R: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(R, k=1)``, made once per ``R`` (read-only: shared by every call)."""
+    r, s = np.triu_indices(R, k=1)
+    r.setflags(write=False)
+    s.setflags(write=False)
+    return r, s
+
+
 def cpd_degeneracy(
     factors: Sequence[np.ndarray],
     congruence: float = DEGENERACY_CONGRUENCE,
@@ -295,7 +305,7 @@ def cpd_degeneracy(
     ratio = total / model_norm if model_norm > 0 else math.inf
     top = float(norms.max(initial=0.0))
     zero = np.flatnonzero(norms <= ZERO_COMPONENT * top).tolist() if top > 0 else []
-    r, s = np.triu_indices(R, k=1)
+    r, s = _upper_pairs(R)
     floor = max(model_norm, 1e-300 * top)
     hit = (C[r, s] <= congruence) & (norms[r] + norms[s] >= norm_ratio * floor) & (top > 0)
     order = np.argsort(C[r, s][hit], kind="stable")

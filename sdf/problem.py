@@ -502,8 +502,9 @@ class Preconditioner:
                     rows[id(var)] = _add_block(rows.get(id(var)), parts[0], var.shape[0])
                 else:
                     krons.setdefault(id(var), []).append((parts[0], parts[1]))
+        curvature = point.curvature()
         for var in problem.variables:
-            extra = point.curvature().get(id(var))
+            extra = curvature.get(id(var))
             if extra is not None and extra.ndim == 2 and (id(var) in rows or id(var) in krons):
                 if var_units[id(var)]:
                     extra = np.ldexp(extra, 2 * var_units[id(var)])
@@ -547,7 +548,7 @@ class Preconditioner:
 
         def close() -> None:
             if run:
-                stack = np.stack([self.inverses[k] for k in run])
+                stack = np.array([self.inverses[k] for k in run])  # stacked, one call
                 plan.append((int(self.offsets[run[0]]), int(self.offsets[run[-1] + 1]), stack))
                 run.clear()
 
@@ -654,6 +655,8 @@ def _scaled(block: Any, w: float, shift: int = 0) -> Any:
     # One scalar factor where w * 2**shift is a normal float, else the shift first (it
     # brings an extreme block to unit scale).
     factor = math.ldexp(w, shift) if -1000 < shift < 1000 else 0.0
+    if isinstance(block, np.ndarray) and block.ndim and 2.3e-308 < abs(factor) < 1e300:
+        return factor * block  # the common case, in the fewest calls (once per block)
     scalar = np.isscalar(block) or np.ndim(block) == 0
     if not 2.3e-308 < abs(factor) < 1e300:
         return w * (float(np.ldexp(float(block), shift)) if scalar else ldexp(block, shift))
@@ -752,9 +755,9 @@ def _invert_shared(blocks: dict[int, np.ndarray]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     groups: dict[tuple[int, bool], list[int]] = {}
     for k, block in blocks.items():
-        groups.setdefault((block.shape[0], bool(np.iscomplexobj(block))), []).append(k)
+        groups.setdefault((block.shape[0], block.dtype.kind == "c"), []).append(k)
     for (R, _), keys in groups.items():
-        stack = np.stack([_block_array(blocks[k]) for k in keys])
+        stack = np.array([_block_array(blocks[k]) for k in keys])  # stacked, one call
         scale = np.real(stack.diagonal(axis1=1, axis2=2).sum(axis=1)) / R
         scale = np.where(scale > 0, scale, 1.0)
         try:

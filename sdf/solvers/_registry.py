@@ -122,13 +122,15 @@ def make_options(method: MethodName, options: Any = None, where: str = "fit",
             f"{where}: options for method={method!r} must be {cls.__name__}, "
             f"got {type(options).__name__}"
         )
+    base = options if options is not None else cls()
+    if not kwargs:
+        return base  # frozen: shared as it is, not copied (and validated) again
     known = sorted(f.name for f in dataclasses.fields(cls))
     unknown = set(kwargs) - set(known)
     if unknown:
         groups = {f"{where}'s parameters": list(parameters),
                   f"options of method={method!r}": known}
         raise OptionError(unknown_keywords(where, unknown, groups))
-    base = options if options is not None else cls()
     return dataclasses.replace(base, **kwargs)
 
 

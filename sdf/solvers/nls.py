@@ -46,6 +46,12 @@ _MAX_REJECTIONS = 30
 _FULL_CG_BELOW = 1e-6
 
 
+def _norm(x: np.ndarray) -> float:
+    """Euclidean norm of a real vector: ``sqrt(x.dot(x))``, what ``np.linalg.norm`` computes
+    for one, without its dispatch (called several times per iteration)."""
+    return math.sqrt(float(x.dot(x)))
+
+
 def pcg(
     operator: Callable[[np.ndarray], np.ndarray],
     b: np.ndarray,
@@ -155,10 +161,10 @@ def _inner_options(options: NLSOptions, point: ScaledPoint, relchange: float
 
 def _dogleg(g: np.ndarray, p_gn: np.ndarray, Hp_gn: np.ndarray, p_sd: np.ndarray,
             Hp_sd: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    n_gn = np.linalg.norm(p_gn)
+    n_gn = _norm(p_gn)
     if n_gn <= radius:
         return p_gn, Hp_gn
-    n_sd = np.linalg.norm(p_sd)
+    n_sd = _norm(p_sd)
     if n_sd >= radius or n_gn == 0:
         s = radius / n_sd if n_sd > 0 else 0.0
         return s * p_sd, s * Hp_sd
@@ -209,7 +215,7 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
             g = point.gradient()
             if not np.all(np.isfinite(g)):
                 return point, StopReason.NONFINITE
-            if np.linalg.norm(g) <= 1e-300:
+            if _norm(g) <= 1e-300:
                 reason = StopReason.TOL_ABS if point.f <= floor else StopReason.STATIONARY
                 return point, reason
             precond = point.preconditioner()
@@ -219,8 +225,8 @@ def nls(problem: ScaledProblem, options: NLSOptions, run: Run
                 return point, step
             new, p, radius, damping, cg_its, at_floor = step
             relchange = (point.f - new.f) / f0
-            step_norm = float(np.linalg.norm(p))
-            z_norm = float(np.linalg.norm(point.z))
+            step_norm = _norm(p)
+            z_norm = _norm(point.z)
             point = new
             shown_radius = radius if options.trust == "dogleg" else damping
             stop = _stop_after(run, point, k, relchange, step_norm, shown_radius, cg_its,
@@ -284,12 +290,12 @@ def _iterate(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], 
     p_gn, Hp_gn, cg_its, broke = pcg(point.gn_product, -g, precond, options.cg_tol,
                                      options.cg_max_iter, deadline)
     if np.isnan(radius):
-        radius = max(float(np.linalg.norm(p_gn)),
-                     1e-12 * max(float(np.linalg.norm(point.z)), 1.0))
+        radius = max(_norm(p_gn),
+                     1e-12 * max(_norm(point.z), 1.0))
     # The Cauchy point costs one more Gramian product; a Gauss-Newton step inside the
     # trust region (most steps near convergence) never needs it.
     cauchy: tuple[np.ndarray, np.ndarray] | None = None
-    n_gn, first_radius = float(np.linalg.norm(p_gn)), radius
+    n_gn, first_radius = _norm(p_gn), radius
     for _ in range(_MAX_REJECTIONS):
         if n_gn <= radius:
             p, Hp = p_gn, Hp_gn
@@ -298,20 +304,20 @@ def _iterate(point: ScaledPoint, g: np.ndarray, precond: Callable[[np.ndarray], 
                 cauchy = _cauchy(point, g, first_radius)
             p, Hp = _dogleg(g, p_gn, Hp_gn, *cauchy, radius)
         predicted = -(float(g @ p) + 0.5 * float(p @ Hp))
-        if not broke and 0 <= predicted <= floor and radius >= np.linalg.norm(p_gn):
+        if not broke and 0 <= predicted <= floor and radius >= _norm(p_gn):
             # The full Gauss-Newton step promises less than the rounding noise of f, so f
             # cannot rank it; the gradient (formed without cancellation) still can.
             return _judge_by_gradient(point, g, p, radius, damping, cg_its, floor)
         new = problem.point(point.z + p)
         actual = point.f - new.f
         rho = actual / predicted if predicted > 0 else -1.0
-        norm_p = float(np.linalg.norm(p))
+        norm_p = _norm(p)
         if not np.isfinite(new.f):
             rho = -1.0
         radius = _update_radius(radius, norm_p, rho)
         if rho > 0 and np.isfinite(new.f) and actual >= 0:
             return new, p, radius, damping, cg_its, False
-        if radius <= 1e-15 * max(float(np.linalg.norm(point.z)), 1e-300):
+        if radius <= 1e-15 * max(_norm(point.z), 1e-300):
             break
     return StopReason.CG_BREAKDOWN if broke else StopReason.STEP_FAILED
 
@@ -322,7 +328,7 @@ def _judge_by_gradient(point: ScaledPoint, g: np.ndarray, p: np.ndarray, radius:
     new = point.problem.point(point.z + p)
     if np.isfinite(new.f) and new.f <= point.f + floor:
         g_new = new.gradient()
-        if np.all(np.isfinite(g_new)) and np.linalg.norm(g_new) < np.linalg.norm(g):
+        if np.all(np.isfinite(g_new)) and _norm(g_new) < _norm(g):
             return new, p, radius, damping, cg_its, True
     return StopReason.TOL_FUN
 
@@ -386,8 +392,8 @@ def _nls_bounded(problem: ScaledProblem, options: NLSOptions, run: Run, box: Box
                 return point, step
             new, s, radius, cg_its, at_floor = step
             relchange = (point.f - new.f) / f0
-            step_norm = float(np.linalg.norm(s))
-            z_norm = float(np.linalg.norm(point.z))
+            step_norm = _norm(s)
+            z_norm = _norm(point.z)
             point = new
             stop = _stop_after(run, point, k, relchange, step_norm, radius, cg_its, options,
                                f0, at_floor, z_norm)
@@ -408,7 +414,7 @@ def _bounded_iterate(point: ScaledPoint, g: np.ndarray, pg: np.ndarray, box: Box
                      deadline: float | None) -> BoundedStep | StopReason:
     """One accepted projected step, or why there is none."""
     problem = point.problem
-    margin = min(_ACTIVE_MARGIN, float(np.linalg.norm(pg)))
+    margin = min(_ACTIVE_MARGIN, _norm(pg))
     free = ~box.active(point.z, g, margin)
     base_precond = point.preconditioner()
 
@@ -426,8 +432,8 @@ def _bounded_iterate(point: ScaledPoint, g: np.ndarray, pg: np.ndarray, box: Box
     alpha = gg / gHg if gHg > 0 else 0.0
     p_sd, Hp_sd = -alpha * g_free, -alpha * Hg
     if np.isnan(radius):
-        radius = max(float(np.linalg.norm(p_gn)), float(np.linalg.norm(pg)),
-                     1e-12 * max(float(np.linalg.norm(point.z)), 1.0))
+        radius = max(_norm(p_gn), _norm(pg),
+                     1e-12 * max(_norm(point.z), 1.0))
     cauchy = _ProjectedCauchy(point, g, box)
     for _ in range(_MAX_REJECTIONS):
         p, Hp = (_dogleg(g_free, p_gn, Hp_gn, p_sd, Hp_sd, radius) if gg > 0
@@ -444,17 +450,17 @@ def _bounded_iterate(point: ScaledPoint, g: np.ndarray, pg: np.ndarray, box: Box
                 z_new, q = z_c, q_c
                 s = z_new - point.z
         predicted = -q
-        full_gn = radius >= np.linalg.norm(p_gn)
+        full_gn = radius >= _norm(p_gn)
         if not broke and 0 <= predicted <= floor and full_gn:
             return _judge_bounded(point, z_new, box, pg, radius, cg_its, floor)
         new = problem.point(z_new)
         actual = point.f - new.f
         rho = actual / predicted if predicted > 0 and np.isfinite(new.f) else -1.0
-        norm_s = float(np.linalg.norm(s))
+        norm_s = _norm(s)
         radius = _update_radius(radius, norm_s, rho)
         if rho > 0 and actual >= 0:
             return new, s, radius, cg_its, False
-        if radius <= 1e-15 * max(float(np.linalg.norm(point.z)), 1e-300):
+        if radius <= 1e-15 * max(_norm(point.z), 1e-300):
             break
     return StopReason.CG_BREAKDOWN if broke else StopReason.STEP_FAILED
 
@@ -489,7 +495,7 @@ def _judge_bounded(point: ScaledPoint, z_new: np.ndarray, box: Box, pg: np.ndarr
     new = point.problem.point(z_new)
     if np.isfinite(new.f) and new.f <= point.f + floor:
         g_new = new.gradient()
-        if np.all(np.isfinite(g_new)) and (np.linalg.norm(box.projected_gradient(new.z, g_new))
-                                           < np.linalg.norm(pg)):
+        if np.all(np.isfinite(g_new)) and (_norm(box.projected_gradient(new.z, g_new))
+                                           < _norm(pg)):
             return new, s, radius, cg_its, True
     return StopReason.TOL_FUN

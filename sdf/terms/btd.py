@@ -16,7 +16,8 @@ from sdf.errors import ModelError
 from sdf.expr import Expr
 from sdf.losses import LossLike
 from sdf.terms._base import DataTerm, RefBuilder, Structure, TermState
-from sdf.terms.lmlra import _split, _check_tucker_block, _prepare_tucker_sum
+from sdf.terms.lmlra import (_check_tucker_block, _exact_tucker_sum_fval,
+                              _prepare_tucker_sum, _split)
 
 __all__ = ["BTD"]
 
@@ -104,6 +105,9 @@ class BTD(DataTerm):
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         return _prepare_tucker_sum(self.data, _split(values, self.block_sizes), self)
+
+    def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
+        return _exact_tucker_sum_fval(self, _split(values, self.block_sizes), fval)
 
     @classmethod
     def _spec_inputs(cls, value: Any, refs: RefBuilder, path: str) -> tuple[Any, ...]:

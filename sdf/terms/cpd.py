@@ -34,6 +34,7 @@ known at coordinates. Cost O(known entries · R) per product.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from collections.abc import Iterator, Sequence
@@ -306,9 +307,15 @@ def _leave_one_out(mats: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def _conjugated(factors: list[np.ndarray]) -> list[np.ndarray]:
     """The factors conjugated (the same list when all are real)."""
-    if any(np.iscomplexobj(A) for A in factors):
+    if any(_is_complex(A) for A in factors):
         return [np.conj(A) for A in factors]
     return factors
+
+
+def _is_complex(A: Any) -> bool:
+    """``np.iscomplexobj(A)``, read from the dtype of an array (fewer calls: per point)."""
+    dtype = getattr(A, "dtype", None)
+    return bool(np.iscomplexobj(A)) if dtype is None else dtype.kind == "c"
 
 
 class _FullCPDState(TermState):
@@ -316,7 +323,8 @@ class _FullCPDState(TermState):
         self.factors = list(factors)
         self._conj = _conjugated(self.factors)
         # Gramians conj(A^H A) = (conj A)^H (conj A): J^H J in complex arithmetic.
-        self.grams = algebra.gramians(self._conj)
+        self.grams = ([C.T @ C for C in self._conj] if self._conj is self.factors
+                      else [algebra._ct(C) @ C for C in self._conj])
         self.w = _leave_one_out(self.grams)  # W_n = Hadamard of all Gramians but n
         # The data give <T, M> now and the MTTKRPs only when the gradient is asked for,
         # so a rejected trial point costs one pass over dense data.
@@ -342,7 +350,7 @@ class _FullCPDState(TermState):
             for n in range(N):
                 for m in range(n + 1, N):
                     rest = [g for k, g in enumerate(self.grams) if k not in (n, m)]
-                    P[n, m] = P[m, n] = algebra.hadamard(rest) if rest else 1.0
+                    P[n, m] = P[m, n] = functools.reduce(np.multiply, rest) if rest else 1.0
             self._pairs = P
         return self._pairs
 
@@ -375,7 +383,8 @@ class _FullCPDState(TermState):
         factors have one shape (else None); made once per state."""
         if self._stack is None:
             shape = self.factors[0].shape
-            self._stack = ((np.stack(self.factors), np.stack(self.w))
+            # np.array of equally shaped arrays stacks them (one call, unlike np.stack).
+            self._stack = ((np.array(self.factors), np.array(self.w))
                            if all(A.shape == shape for A in self.factors) else ())
         return self._stack or None
 

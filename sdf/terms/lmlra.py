@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from sdf import _multilinear as ml
+from sdf import algebra
 from sdf.errors import ModelError
 from sdf.expr import Expr
 from sdf.losses import Loss, LossLike
@@ -267,6 +268,22 @@ def _prepare_tucker_sum(data: Tensor, blocks: Sequence[Tucker],
     return _FullTuckerSumState(data, blocks)
 
 
+def _exact_tucker_sum_fval(term: DataTerm, blocks: Sequence[Tucker], fval: float) -> float:
+    """``fval`` of a sum of Tucker blocks recomputed from the residual where the norms'
+    expansion has lost its digits (shared with BTD; see ``DataTerm.exact_fval``)."""
+    # Below ~1e-6 of ||T||^2, f = (||T||^2 - 2<T,M> + ||M||^2)/2 has lost digits; data
+    # with missing entries are already evaluated entry by entry.
+    if fval > 1e-6 * term.data_norm_squared or not term.loss.is_gaussian:
+        return fval
+    array = term.data.dense_view()
+    if array is None:
+        return fval
+    residual = -array
+    for U, S in blocks:
+        residual = residual + algebra.tucker_to_tensor(list(U), S)
+    return 0.5 * float(np.vdot(residual, residual).real)
+
+
 def _check_tucker_block(where: str, shape: tuple[int, ...], factors: Sequence[Expr],
                        core: Expr, what: str = "an LMLRA") -> None:
     """Raise ModelError if factors/core don't fit data of this shape (shared with BTD)."""
@@ -369,6 +386,9 @@ class LMLRA(DataTerm):
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         return _prepare_tucker_sum(self.data, _split(values, [len(values)]), self)
+
+    def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
+        return _exact_tucker_sum_fval(self, _split(values, [len(values)]), fval)
 
     def describe_shape(self) -> str:
         return f"core {self.core_shape}"

@@ -44,6 +44,24 @@ def test_lmlra_noisy_reaches_noise_level(tucker, rng):
     assert dec.relerr < 0.0101
 
 
+def test_lmlra_mlsvd_at_the_optimum_costs_one_hooi_sweep(tucker, rng):
+    _, T = tucker
+    dec = lmlra(noisy(rng, T, 1e-6), (2, 3, 2))
+    hooi = dec.stages[1]
+    assert hooi.name == "hooi" and hooi.iterations == 1
+    assert dec.stages[2].name == "evaluate"
+    assert dec.relerr == pytest.approx(hooi.relerr, rel=1e-8)
+
+
+def test_lmlra_hooi_from_a_random_start_runs_until_converged(tucker, rng):
+    _, T = tucker
+    dec = lmlra(noisy(rng, T, 0.01), (2, 3, 2), init="random", seed=3)
+    hooi = dec.stages[1]
+    assert hooi.name == "hooi" and hooi.iterations > 1
+    assert dec.stages[2].name == "evaluate"
+    assert dec.relerr == pytest.approx(hooi.relerr, rel=1e-8)
+
+
 def test_lmlra_int_core_shape(rng):
     T = rng.standard_normal((5, 5, 5))
     assert lmlra(T, 2).core.shape == (2, 2, 2)

@@ -499,3 +499,16 @@ def test_raw_coordinate_tuple_gets_a_hint_not_a_shape_error():
         mttkrp(coo, A, 0)
     with pytest.raises(DataError, match=r"coordinate data"):
         tmprod(coo, np.ones((2, 3)), 0)
+
+
+@pytest.mark.parametrize("rows, inner, cols, dtype", [(5003, 40, 7, float), (3001, 64, 16, complex),
+                                                      (50, 40, 7, float), (4000, 30, 17, float)])
+def test_tall_product_equals_matmul(rows, inner, cols, dtype, rng):
+    # Tall times narrow goes in blocks of rows (a remainder block included).
+    from sdf.algebra import _tall_product
+
+    A = rng.standard_normal((rows, inner)).astype(dtype)
+    B = rng.standard_normal((inner, cols)).astype(dtype)
+    if dtype is complex:
+        A = A + 1j * rng.standard_normal(A.shape)
+    np.testing.assert_allclose(_tall_product(A, B), A @ B, rtol=1e-13, atol=1e-12)

@@ -222,6 +222,114 @@ def test_hooi_rejects_core_shape(rng):
         lmlra_hooi(rng.standard_normal((4, 5, 6)), (2, 2, 9))
 
 
+def _hooi_one_projection_per_mode(T, ranks, U, sweeps):
+    """Textbook HOOI: each mode's projection formed from T on its own, SVD of the
+    unfolding; the reference the sweep sharing partial products must equal."""
+    U = [np.linalg.qr(V)[0] for V in U]
+    for _ in range(sweeps):
+        for n in range(T.ndim):
+            others = [m for m in range(T.ndim) if m != n]
+            Y = T
+            for m in others:
+                Y = np.moveaxis(np.tensordot(U[m].conj().T, Y, axes=(1, m)), 0, m)
+            U[n] = np.linalg.svd(unfold(Y, n), full_matrices=False)[0][:, : ranks[n]]
+    return U
+
+
+@pytest.mark.parametrize("shape, ranks", [((9, 8, 7), (3, 2, 4)), ((6, 5, 4, 7), (2, 3, 2, 3)),
+                                          ((12, 10), (3, 3))])
+def test_hooi_sweeps_match_one_projection_per_mode(shape, ranks, rng):
+    T = rng.standard_normal(shape)
+    start = [_orth(rng, I, R) for I, R in zip(shape, ranks)]
+    res = lmlra_hooi(T, ranks, init=start, max_iter=3, tol=0)
+    ref = _hooi_one_projection_per_mode(T, ranks, start, 3)
+    assert res.iterations == 3
+    for V, W in zip(res.factors, ref):
+        assert _max_angle(V, W) < 1e-10
+    core = tucker_to_tensor([V.T for V in res.factors], T)
+    np.testing.assert_allclose(res.core, core, atol=1e-12)
+
+
+def test_hooi_compare_start_stops_a_converged_start_after_one_sweep(rng):
+    T = tucker_to_tensor([rng.standard_normal((n, 2)) for n in (8, 7, 6)],
+                         rng.standard_normal((2, 2, 2))) + 1e-3 * rng.standard_normal((8, 7, 6))
+    done = lmlra_hooi(T, (2, 2, 2), max_iter=200, tol=1e-14)
+    assert done.converged
+    assert lmlra_hooi(T, (2, 2, 2), init=done, compare_start=True).iterations == 1
+    assert lmlra_hooi(T, (2, 2, 2), init=done).iterations == 2
+
+
+def test_hooi_compare_start_does_not_stop_a_far_start(rng):
+    T = rng.standard_normal((8, 7, 6))
+    start = [_orth(rng, n, 2) for n in (8, 7, 6)]
+    with_start = lmlra_hooi(T, (2, 2, 2), init=start, compare_start=True)
+    without = lmlra_hooi(T, (2, 2, 2), init=start)
+    assert with_start.iterations == without.iterations > 1
+    assert with_start.relerr == pytest.approx(without.relerr, rel=1e-12)
+
+
+@pytest.mark.parametrize("shape, ranks", [((9, 8, 7), (3, 2, 4)), ((7, 6, 5, 4), (2, 3, 2, 2)),
+                                          ((12, 10), (3, 3)), ((10, 9, 8), (10, 2, 3))])
+def test_hooi_first_sweep_from_its_mlsvd_equals_a_full_sweep(shape, ranks, rng):
+    # The skipped update repeats the MLSVD's last step: the sweep reusing the MLSVD's
+    # partial products gives what a sweep computing everything gives.
+    T = rng.standard_normal(shape)
+    U, order, suffix = decomp._mlsvd_start(T, list(ranks))
+    reused, core, start = decomp._hooi_sweep(T, U, list(ranks), order, True, suffix)
+    full, full_core, full_start = decomp._hooi_sweep(T, U, list(ranks), order, True)
+    for V, W in zip(reused, full):
+        assert _max_angle(V, W) < 1e-10
+    np.testing.assert_allclose(tucker_to_tensor(reused, core),
+                               tucker_to_tensor(full, full_core), atol=1e-10)
+    np.testing.assert_allclose(start, full_start, atol=1e-12)
+    np.testing.assert_allclose(start, mlsvd(T, ranks).core, atol=1e-10)
+
+
+def test_hooi_compare_start_from_its_own_mlsvd_reaches_the_same_optimum(rng):
+    T, _ = _planted_tucker(rng, (10, 9, 8), (3, 2, 3))
+    T = T + 0.05 * rng.standard_normal(T.shape)
+    fused = lmlra_hooi(T, (3, 2, 3), compare_start=True, tol=1e-14, max_iter=500)
+    plain = lmlra_hooi(T, (3, 2, 3), tol=1e-14, max_iter=500)
+    assert fused.converged and plain.converged
+    assert fused.relerr == pytest.approx(plain.relerr, rel=1e-10)
+    for V, W in zip(fused.factors, plain.factors):
+        assert _max_angle(V, W) < 1e-6
+    assert lmlra_hooi(T, (3, 2, 3), init=fused, compare_start=True).iterations == 1
+
+
+def test_hooi_reports_not_converged_at_max_iter(rng):
+    T = rng.standard_normal((8, 7, 6))
+    res = lmlra_hooi(T, (2, 2, 2), init=[_orth(rng, n, 2) for n in (8, 7, 6)], max_iter=1)
+    assert res.iterations == 1 and not res.converged
+    assert not lmlra_hooi(T, (2, 2, 2), max_iter=0).converged
+
+
+@pytest.mark.parametrize("noise", [1e-1, 1e-2, 1e-4, 1e-9, 0.0])
+def test_hooi_relerr_equals_the_residual_of_its_factors(noise, rng):
+    T, _ = _planted_tucker(rng, (9, 8, 7), (2, 3, 2))
+    E = rng.standard_normal(T.shape)
+    T = T + noise * frob(T) / frob(E) * E
+    res = lmlra_hooi(T, (2, 3, 2))
+    residual = frob(T - res.to_tensor()) / frob(T)
+    assert res.relerr == pytest.approx(residual, rel=1e-8, abs=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(30, 5, 6), (20, 20, 1), (12, 3, 4), (40, 6, 5)])
+def test_mlsvd_gram_path_spans_the_svd_subspaces(shape, rng):
+    # Unfoldings with as many columns as rows (or a few more) now take the Gram path.
+    T, _ = _planted_tucker(rng, shape, (3, 3, 1))
+    T = T + 1e-3 * rng.standard_normal(shape)
+    ranks = (3, 3, 1)
+    res = mlsvd(T, ranks)
+    S = T
+    for n in decomp._mode_order(list(ranks), shape):
+        U = np.linalg.svd(unfold(S, n), full_matrices=False)[0][:, : ranks[n]]
+        assert _max_angle(res.factors[n], U) < 1e-10
+        S = np.moveaxis(np.tensordot(U.T, S, axes=(1, n)), 0, n)
+    np.testing.assert_allclose(res.to_tensor(), tucker_to_tensor(res.factors, res.core),
+                               atol=1e-12)
+
+
 # ------------------------------------------------------------------------ GEVD
 @pytest.mark.parametrize(
     ("shape", "rank"),

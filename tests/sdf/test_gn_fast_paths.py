@@ -273,3 +273,12 @@ def test_dense_data_keep_the_full_inner_solve(rng):
     variables = [sdf.Variable.random(A.shape, seed=n) for n, A in enumerate(truth)]
     res = sdf.Model(t=sdf.CPD(algebra.cpd_to_tensor(truth), variables)).fit(max_iter=100)
     assert max(res.history.cg_iterations) > 3
+
+
+def test_solver_norm_equals_numpy_norm(rng):
+    from sdf.solvers.nls import _norm
+
+    for x in (rng.standard_normal(1000), np.zeros(3), np.array([3.0, np.inf]),
+              np.array([1.0, np.nan])):
+        expected = np.linalg.norm(x)
+        assert _norm(x) == expected or (np.isnan(expected) and np.isnan(_norm(x)))

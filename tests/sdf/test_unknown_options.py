@@ -86,3 +86,37 @@ def test_fit_display_is_validated_with_the_accepted_values(T, display):
 def test_driver_display_is_validated_before_fitting(T):
     with pytest.raises(OptionError, match=r"^cpd: display must be an integer >= 0"):
         cpd(T, 2, display="yes")
+
+
+def test_parameters_of_returns_a_fresh_list_each_time():
+    # The names are cached per function; callers extend the list they get.
+    from sdf._keywords import parameters_of
+
+    def fit(data, rank, *, seed=None, **options):
+        return data
+
+    first = parameters_of(fit)
+    first += ["extra"]
+    assert parameters_of(fit) == ["data", "rank", "seed"]
+
+
+def test_parameters_of_reads_unhashable_callables():
+    from sdf._keywords import parameters_of
+
+    class Fit:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self, data, rank=1):
+            return data
+
+    assert parameters_of(Fit()) == ["data", "rank"]
+
+
+def test_make_options_without_overrides_returns_the_options_given():
+    from sdf.solvers import make_options
+
+    given = sdf.NLSOptions(max_iter=7)
+    assert make_options("nls", given) is given
+    assert make_options("nls") == sdf.NLSOptions()
+    assert make_options("nls", given, max_iter=9).max_iter == 9
+    assert given.max_iter == 7

@@ -131,3 +131,19 @@ def test_check_errors(shapes, message):
 def test_bad_blocks(blocks, message):
     with pytest.raises(sdf.ModelError, match=message):
         sdf.BTD(np.zeros((2, 2)), blocks)
+
+
+def test_relerr_near_the_data_equals_the_residual_of_the_blocks(rng):
+    # Near the data the norms' expansion of f loses its digits: the reported error is
+    # recomputed from the residual.
+    shape = (7, 6, 5)
+    blocks = random_blocks(shape, RANKS, rng)
+    T = sum(sdf.algebra.tucker_to_tensor(b[:-1], b[-1]) for b in blocks)
+    E = rng.standard_normal(shape)
+    T = T + 1e-8 * np.linalg.norm(T) / np.linalg.norm(E) * E
+    start = [[sdf.Variable(x + 1e-9 * rng.standard_normal(x.shape)) for x in b] for b in blocks]
+    result = sdf.Model(T=sdf.BTD(T, start)).fit(max_iter=3)
+    fitted = [[result[v] for v in b] for b in start]
+    model = sum(sdf.algebra.tucker_to_tensor(b[:-1], b[-1]) for b in fitted)
+    residual = np.linalg.norm(T - model) / np.linalg.norm(T)
+    assert result.relerr["T"] == pytest.approx(residual, rel=1e-6)

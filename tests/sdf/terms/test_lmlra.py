@@ -176,3 +176,20 @@ def test_check_errors(factors, core, message):
 def test_factors_must_be_a_list():
     with pytest.raises(sdf.ModelError, match="LMLRA: factors must be a list"):
         sdf.LMLRA(np.zeros((2, 2)), np.ones((2, 2)), np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("noise", [1e-4, 1e-7, 1e-10])
+def test_relerr_near_the_data_equals_the_residual_of_the_factors(noise, rng):
+    # Near the data the norms' expansion of f loses its digits: the reported error is
+    # recomputed from the residual.
+    shape, ranks = (9, 8, 7), (2, 3, 2)
+    U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip(shape, ranks)]
+    T = sdf.algebra.tucker_to_tensor(U, rng.standard_normal(ranks))
+    E = rng.standard_normal(shape)
+    T = T + noise * np.linalg.norm(T) / np.linalg.norm(E) * E
+    ml = sdf.decomp.mlsvd(T, ranks)
+    result = sdf.Model(T=sdf.LMLRA(T, [sdf.Variable(u) for u in ml.factors],
+                                   sdf.Variable(ml.core))).fit(max_iter=3)
+    values = [result.variables[name] for name in result.model.variable_names]
+    residual = np.linalg.norm(T - sdf.algebra.tucker_to_tensor(values[:-1], values[-1]))
+    assert result.relerr["T"] == pytest.approx(residual / np.linalg.norm(T), rel=1e-6)
