@@ -224,6 +224,11 @@ class _Point:
     C: np.ndarray
     f: float
 
+    def astype(self, dtype: type) -> _Point:
+        """The same point with its arrays in ``dtype`` (``f`` kept)."""
+        return _Point(self.F.astype(dtype), self.MF.astype(dtype),
+                      (self.GK_f[0].astype(dtype), self.GK_f[1]), self.C.astype(dtype), self.f)
+
 
 def _contract(T: np.ndarray, Q4: np.ndarray) -> np.ndarray:
     """``sum_{mu, (s, lam)} T[(a, mu), (s, lam)] Q[(s, lam), (r, mu)]`` for ``T`` laid out
@@ -269,8 +274,8 @@ def _orthonormal_with_metric(X: np.ndarray, MX: np.ndarray
     return Q, (MX.reshape(-1, X.shape[1]) @ R_inv).reshape(MX.shape), R
 
 
-def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float
-                      ) -> tuple[np.ndarray, np.ndarray] | None:
+def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float,
+                      low: _Problem | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Truncated preconditioned CG on the Newton equation ``H X = R`` (horizontal space).
 
     Preconditioner: the Kronecker-factored Hessian of the ``F`` step (as in
@@ -278,19 +283,32 @@ def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float
     fell by ``cg_tol``, or at a direction of non-positive curvature (Steihaug). Returns
     ``X`` and ``apply_metric(X)`` (by linearity, from the products CG computes); None when
     the gradient vanishes.
+
+    With ``low`` (``prob`` in float32, :meth:`_Problem.single`) CG runs in float32: the
+    residual ``R`` (the gradient) comes from ``prob`` at ``p``, the Hessian products from
+    ``low``. CG only needs the direction to a few digits (it is truncated at ``cg_tol``);
+    the point the iterations converge to is set by the gradient, so mixed precision
+    reaches the accuracy of ``prob`` (as iterative refinement does) at the cost of float32
+    Hessian products.
     """
     R, Q4 = prob.residual(p)
-    F = p.F
+    hp, work = p, prob
+    if low is not None:
+        hp, work, R, Q4 = p.astype(np.float32), low, R.astype(np.float32), Q4.astype(np.float32)
+    F = hp.F
     Qb_f = _factor(np.einsum("rnsn->rs", Q4))
 
     def precond(Y: np.ndarray) -> np.ndarray:
-        Z = sla.cho_solve(prob.Ma_f, Y, check_finite=False)
+        Z = sla.cho_solve(work.Ma_f, Y, check_finite=False)
         Z = sla.cho_solve(Qb_f, Z.T, check_finite=False).T
         return Z - F @ (F.T @ Z)
 
-    return _metric_pcg(prob.apply_metric, lambda P, MP: prob.hessvec(p, Q4, P, MP), precond,
-                       R, np.zeros_like(F), np.zeros_like(p.MF), cg_iter, cg_tol,
-                       keep_first_on_negative=True)
+    steps = _metric_pcg(work.apply_metric, lambda P, MP: work.hessvec(hp, Q4, P, MP), precond,
+                        R, np.zeros_like(F), np.zeros_like(hp.MF), cg_iter, cg_tol,
+                        keep_first_on_negative=True)
+    if steps is None:
+        return None
+    return steps[0].astype(p.F.dtype), steps[1].astype(p.F.dtype)
 
 
 def _metric_pcg(apply_metric: Callable[[np.ndarray], np.ndarray],
@@ -333,13 +351,16 @@ def _metric_pcg(apply_metric: Callable[[np.ndarray], np.ndarray],
 
 
 def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
-                   cg_tol: float) -> _Point | None:
+                   cg_tol: float, low: _Problem | None = None, p: _Point | None = None
+                   ) -> _Point | None:
     """A Newton step on ``span(F)`` with ``C`` eliminated, halved until it lowers the
-    objective (at most 4 times); None when no step does (or ``K^T M K`` is singular)."""
-    p = prob.point(F, MF)
+    objective (at most 4 times); None when no step does (or ``K^T M K`` is singular).
+    ``low``: CG in mixed precision (see :func:`_newton_direction`); ``p``: the point of
+    ``F`` when known (the previous step returned it)."""
+    p = prob.point(F, MF) if p is None else p
     if p is None:
         return None
-    direction = _newton_direction(prob, p, cg_iter, cg_tol)
+    direction = _newton_direction(prob, p, cg_iter, cg_tol, low)
     if direction is None:
         return None
     X, MX = direction
@@ -464,7 +485,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
     single : bool, default True
         Iterate in float32 first (half the time per product with ``M``) until the
         predicted remaining decrease is ``_SINGLE_TOL`` of the objective, then in float64
-        to ``tol``. The returned ``C`` and objective are always float64 closed forms of
+        to ``tol`` (the Newton directions still from float32 Hessian products: see
+        :func:`_newton_direction`). The returned ``C`` and objective are always float64 closed forms of
         the returned ``F``.
     """
     prob = _Problem(W3, M, out_rank)
@@ -479,10 +501,11 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
     f, start, F, MF, C = best
     state = _State(F, MF, C, f)
     converged = max_iter == 0
-    if single and max_iter > 0:
+    low_prob = prob.single() if single and max_iter > 0 else None
+    if low_prob is not None:
         # most of the way in float32; float64 alternations / Newton steps from there
         low = _State(F.astype(np.float32), MF.astype(np.float32), C.astype(np.float32), f)
-        _refine(prob.single(), low, max_iter, max(tol, _SINGLE_TOL), cg_iter, newton_after)
+        _refine(low_prob, low, max_iter, max(tol, _SINGLE_TOL), cg_iter, newton_after)
         F = _orthonormal(low.F.astype(np.float64))
         MF = prob.apply_metric(F)
         C, f = prob.c_step(F, MF)
@@ -491,7 +514,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
                        low.decreases) if f < state.f else dataclasses.replace(
             state, iterations=low.iterations, newton_steps=low.newton_steps)
     if state.iterations < max_iter:
-        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after)
+        # Newton directions in mixed precision (float32 Hessian products, float64 gradient)
+        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after, low_prob)
     F = state.F
     # the products with M were updated by linearity (and maybe in float32): recompute C
     # and the objective in float64 from a fresh product, exactly those of the returned F
@@ -514,17 +538,21 @@ class _State:
     newton_steps: int = 0
     step: float = 1.0
     decreases: list[float] = dataclasses.field(default_factory=list)
+    point: _Point | None = None
 
 
 def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
-            newton_after: int) -> bool:
+            newton_after: int, low: _Problem | None = None) -> bool:
     """Iterate on ``st`` (in place) until the predicted remaining decrease is at most
-    ``tol`` times the objective (True) or ``st.iterations`` reaches ``max_iter`` (False)."""
+    ``tol`` times the objective (True) or ``st.iterations`` reaches ``max_iter`` (False);
+    ``low``: Newton directions in mixed precision (:func:`_newton_direction`)."""
     while st.iterations < max_iter:
         st.iterations += 1
         point = None
         if prob.out_rank is None and st.iterations > newton_after:
-            point = _newton_update(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL)
+            point = _newton_update(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL, low,
+                                   st.point)
+        st.point = point
         if point is not None:
             st.newton_steps += 1
             F_new, MF_new, f_new = point.F, point.MF, point.f
