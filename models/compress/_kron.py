@@ -419,9 +419,21 @@ def nearest_kron_start(W3: np.ndarray, M: np.ndarray, rank: int) -> np.ndarray |
     except np.linalg.LinAlgError:
         return None
     Ww = np.einsum("ab,oam,mn->obn", La, W3, Lm, optimize=True)
-    T = Ww.transpose(1, 0, 2).reshape(a, o * m)
-    Fw = np.linalg.svd(T, full_matrices=False)[0][:, :rank]
+    Fw = leading_input_basis(Ww, rank)
     return sla.solve_triangular(La, Fw, trans="T", lower=True, check_finite=False)
+
+
+def leading_input_basis(W3: np.ndarray, rank: int) -> np.ndarray:
+    """The ``rank`` leading left singular vectors (a, rank) of the unfolding ``W3[o, a, m]
+    -> (a, o m)``: the span of the kron-structured truncated SVD's ``F``.
+
+    From the eigenvectors of the small Gram matrix ``(a, a)`` (a start needs the span, not
+    the last digits of the small singular values): a fraction of the SVD's time.
+    """
+    o, a, m = W3.shape
+    T = W3.transpose(1, 0, 2).reshape(a, o * m)
+    U = sla.eigh(T @ T.T, subset_by_index=[a - rank, a - 1], check_finite=False)[1]
+    return U[:, ::-1]
 
 
 def _alternation(prob: _Problem, F: np.ndarray, MF: np.ndarray, C: np.ndarray, f: float,

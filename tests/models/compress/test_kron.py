@@ -373,3 +373,17 @@ def test_mixed_precision_newton_direction_is_the_float64_one(rng):
     assert mixed[0].dtype == mixed[1].dtype == np.float64
     for got, want in zip(mixed, exact):
         np.testing.assert_allclose(got, want, atol=1e-3 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("shape", [(7, 5, 3), (4, 9, 2)])
+def test_leading_input_basis_spans_the_truncated_svd_factor(rng, shape):
+    """The basis from the small Gram matrix spans the leading left singular subspace of
+    the unfolding (o, a, m) -> (a, o m), and it is orthonormal."""
+    o, a, m = shape
+    r = 3
+    W3 = rng.standard_normal(shape) * np.linspace(3, 0.2, a)[None, :, None]
+    U = np.linalg.svd(W3.transpose(1, 0, 2).reshape(a, -1))[0][:, :r]
+    F = _kron.leading_input_basis(W3, r)
+    assert F.shape == (a, r)
+    np.testing.assert_allclose(F.T @ F, np.eye(r), atol=1e-12)
+    np.testing.assert_allclose(F @ F.T, U @ U.T, atol=1e-10)
