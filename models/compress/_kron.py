@@ -104,6 +104,8 @@ class _Problem:
         # the preconditioner's input-side factor (the m-averaged block diagonal of M)
         self.Ma_f = _factor(np.einsum("annb->ab", self.Mt.reshape(a, m, m, a)) / m)
         self.WM3 = (W3.reshape(o, -1) @ M).reshape(o, a, m)
+        # the same laid out (o m, a): its products with F and C are plain matmuls
+        self.WMt = np.ascontiguousarray(self.WM3.transpose(0, 2, 1)).reshape(o * m, a)
         self.c0 = float(np.vdot(self.WM3, W3))
         self.out_rank = out_rank
 
@@ -111,9 +113,23 @@ class _Problem:
         """The same problem with its arrays in float32 (BLAS products twice as fast;
         objectives accurate to about ``1e-7 c0``)."""
         low = copy.copy(self)
-        low.W3, low.Mt, low.WM3 = (A.astype(np.float32) for A in (self.W3, self.Mt, self.WM3))
+        low.W3, low.Mt, low.WM3, low.WMt = (A.astype(np.float32) for A in (
+            self.W3, self.Mt, self.WM3, self.WMt))
         low.Ma_f = (self.Ma_f[0].astype(np.float32), self.Ma_f[1])
         return low
+
+    def weight_times(self, X: np.ndarray) -> np.ndarray:
+        """``Wm M kron(X, I_m)`` (out, r m) for ``X`` (a, r): ``einsum("oan,ar->orn")``."""
+        o, a, m = self.shape
+        r = X.shape[1]
+        return (self.WMt @ X).reshape(o, m, r).transpose(0, 2, 1).reshape(o, r * m)
+
+    def weight_contract(self, C: np.ndarray) -> np.ndarray:
+        """``sum_{o, n} WM3[o, a, n] C[o, r, n]`` (a, r) for ``C`` (out, r m) or (out, r,
+        m): the part of ``M Wm^T C`` that reaches ``F``."""
+        o, a, m = self.shape
+        C3 = C.reshape(o, -1, m)
+        return self.WMt.T @ C3.transpose(0, 2, 1).reshape(o * m, C3.shape[1])
 
     def apply_metric(self, F: np.ndarray) -> np.ndarray:
         """``T[a, mu, nu, r] = sum_b M[(a, mu), (b, nu)] F[b, r]``: the product ``M K``."""
@@ -127,7 +143,7 @@ class _Problem:
         GK = np.tensordot(F, MF, axes=([0], [0]))  # (r, nu, lam, s)
         GK = GK.transpose(0, 1, 3, 2).reshape(r * m, r * m)
         GK = (GK + GK.T) / 2
-        rhs = np.einsum("oan,ar->orn", self.WM3, F, optimize=True).reshape(o, r * m)
+        rhs = self.weight_times(F)
         # C = rhs GK^{-1} = Y L^{-1}; with an output rank, the reduced-rank regression
         # keeps the leading left singular subspace of Y = C L
         Y, times_root_inv = _whitened(GK, rhs)
@@ -150,7 +166,7 @@ class _Problem:
         def hess(T: np.ndarray) -> np.ndarray:  # (H F)[a, r] from T = apply_metric(F)
             return _contract(T, Q4)
 
-        N = np.einsum("oan,orn->ar", self.WM3, C, optimize=True)
+        N = self.weight_contract(C)
         Qb = np.einsum("rnsn->rs", Q4)
         Ma_f = self.Ma_f
         Qb_f = _factor(Qb)
@@ -176,7 +192,7 @@ class _Problem:
             GK_f = sla.cho_factor((GK + GK.T) / 2, lower=True, check_finite=False)
         except np.linalg.LinAlgError:
             return None
-        rhs = np.einsum("oan,ar->orn", self.WM3, F, optimize=True).reshape(o, r * m)
+        rhs = self.weight_times(F)
         C = sla.cho_solve(GK_f, rhs.T, check_finite=False).T
         return _Point(F, MF, GK_f, C, self.c0 - _inner(C, rhs))
 
@@ -187,7 +203,7 @@ class _Problem:
         o, a, m = self.shape
         C = p.C.reshape(o, -1, m)
         Q4 = np.tensordot(C, C, axes=([0], [0]))
-        R = np.einsum("oan,orn->ar", self.WM3, C, optimize=True) - _contract(p.MF, Q4)
+        R = self.weight_contract(C) - _contract(p.MF, Q4)
         return R - p.F @ (p.F.T @ R), Q4
 
     def hessvec(self, p: _Point, Q4: np.ndarray, X: np.ndarray, MX: np.ndarray
@@ -205,11 +221,11 @@ class _Problem:
         F, C = p.F, p.C
         KtMdK = np.tensordot(F, MX, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m,
                                                                                    r * m)
-        BdK = np.einsum("oan,ar->orn", self.WM3, X, optimize=True).reshape(o, r * m)
+        BdK = self.weight_times(X)
         dC = sla.cho_solve(p.GK_f, (BdK - C @ (KtMdK + KtMdK.T)).T, check_finite=False).T
         D = dC.T @ C
         H = (_contract(MX, Q4) + _contract(p.MF, (D + D.T).reshape(r, m, r, m))
-             - np.einsum("oan,orn->ar", self.WM3, dC.reshape(o, r, m), optimize=True))
+             - self.weight_contract(dC))
         return H - F @ (F.T @ H)
 
 
@@ -234,7 +250,9 @@ def _contract(T: np.ndarray, Q4: np.ndarray) -> np.ndarray:
     """``sum_{mu, (s, lam)} T[(a, mu), (s, lam)] Q[(s, lam), (r, mu)]`` for ``T`` laid out
     (a, mu, lam, s) and ``Q4`` (r, mu, s, lam): the part of a product ``M K Q`` that
     reaches ``F``."""
-    return np.tensordot(T, Q4, axes=([1, 2, 3], [1, 3, 2]))
+    r = Q4.shape[0]
+    Qt = np.ascontiguousarray(Q4.transpose(1, 3, 2, 0)).reshape(-1, r)  # (mu, lam, s), r
+    return T.reshape(T.shape[0], -1) @ Qt
 
 
 def _inner(A: np.ndarray, B: np.ndarray) -> float:
