@@ -26,7 +26,9 @@ a few of them the fit takes Newton steps on ``span(F)`` with ``C`` eliminated (v
 projection: exact gradient and Hessian products, truncated preconditioned CG, a step
 halved until it lowers the objective). The products with ``M`` are linear in ``F``: the
 ones CG computes also give those of the new ``F``, so each iteration multiplies by ``M``
-only along its search directions.
+only along its search directions. The iterations run in float32 until the objective is
+close to its limit, then in float64; the float64 Newton steps still take their CG
+Hessian products in float32 (mixed precision: the float64 gradient sets the limit).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import scipy.linalg as sla
+from numpy.typing import DTypeLike
 
 __all__: list[str] = []
 
@@ -120,14 +123,14 @@ class _Problem:
 
     def weight_times(self, X: np.ndarray) -> np.ndarray:
         """``Wm M kron(X, I_m)`` (out, r m) for ``X`` (a, r): ``einsum("oan,ar->orn")``."""
-        o, a, m = self.shape
+        o, _, m = self.shape
         r = X.shape[1]
         return (self.WMt @ X).reshape(o, m, r).transpose(0, 2, 1).reshape(o, r * m)
 
     def weight_contract(self, C: np.ndarray) -> np.ndarray:
         """``sum_{o, n} WM3[o, a, n] C[o, r, n]`` (a, r) for ``C`` (out, r m) or (out, r,
         m): the part of ``M Wm^T C`` that reaches ``F``."""
-        o, a, m = self.shape
+        o, _, m = self.shape
         C3 = C.reshape(o, -1, m)
         return self.WMt.T @ C3.transpose(0, 2, 1).reshape(o * m, C3.shape[1])
 
@@ -185,7 +188,7 @@ class _Problem:
         """The Newton phase's view of ``F`` (no output rank): the Cholesky factor of ``K^T
         M K``, the best ``C`` and the objective; None when ``K^T M K`` is not positive
         definite (the alternations handle that case)."""
-        o, a, m = self.shape
+        m = self.shape[2]
         r = F.shape[1]
         GK = np.tensordot(F, MF, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m, r * m)
         try:
@@ -216,7 +219,7 @@ class _Problem:
         ``M (K C^T - Wm^T) C`` is ``M dK C^T C + M K (dC^T C + C^T dC) - B^T dC``,
         summed over the ``m`` blocks of ``dK``.
         """
-        o, a, m = self.shape
+        m = self.shape[2]
         r = X.shape[1]
         F, C = p.F, p.C
         KtMdK = np.tensordot(F, MX, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m,
@@ -240,7 +243,7 @@ class _Point:
     C: np.ndarray
     f: float
 
-    def astype(self, dtype: type) -> _Point:
+    def astype(self, dtype: DTypeLike) -> _Point:
         """The same point with its arrays in ``dtype`` (``f`` kept)."""
         return _Point(self.F.astype(dtype), self.MF.astype(dtype),
                       (self.GK_f[0].astype(dtype), self.GK_f[1]), self.C.astype(dtype), self.f)
@@ -516,8 +519,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
         Iterate in float32 first (half the time per product with ``M``) until the
         predicted remaining decrease is ``_SINGLE_TOL`` of the objective, then in float64
         to ``tol`` (the Newton directions still from float32 Hessian products: see
-        :func:`_newton_direction`). The returned ``C`` and objective are always float64 closed forms of
-        the returned ``F``.
+        :func:`_newton_direction`). The returned ``C`` and objective are always float64
+        closed forms of the returned ``F``.
     """
     prob = _Problem(W3, M, out_rank)
     best: tuple[float, str, np.ndarray, np.ndarray, np.ndarray] | None = None
