@@ -26,7 +26,9 @@ a few of them the fit takes Newton steps on ``span(F)`` with ``C`` eliminated (v
 projection: exact gradient and Hessian products, truncated preconditioned CG, a step
 halved until it lowers the objective). The products with ``M`` are linear in ``F``: the
 ones CG computes also give those of the new ``F``, so each iteration multiplies by ``M``
-only along its search directions.
+only along its search directions. The iterations run in float32 until the objective is
+close to its limit, then in float64; the float64 Newton steps still take their CG
+Hessian products in float32 (mixed precision: the float64 gradient sets the limit).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import scipy.linalg as sla
+from numpy.typing import DTypeLike
 
 __all__: list[str] = []
 
@@ -104,6 +107,8 @@ class _Problem:
         # the preconditioner's input-side factor (the m-averaged block diagonal of M)
         self.Ma_f = _factor(np.einsum("annb->ab", self.Mt.reshape(a, m, m, a)) / m)
         self.WM3 = (W3.reshape(o, -1) @ M).reshape(o, a, m)
+        # the same laid out (o m, a): its products with F and C are plain matmuls
+        self.WMt = np.ascontiguousarray(self.WM3.transpose(0, 2, 1)).reshape(o * m, a)
         self.c0 = float(np.vdot(self.WM3, W3))
         self.out_rank = out_rank
 
@@ -111,9 +116,23 @@ class _Problem:
         """The same problem with its arrays in float32 (BLAS products twice as fast;
         objectives accurate to about ``1e-7 c0``)."""
         low = copy.copy(self)
-        low.W3, low.Mt, low.WM3 = (A.astype(np.float32) for A in (self.W3, self.Mt, self.WM3))
+        low.W3, low.Mt, low.WM3, low.WMt = (A.astype(np.float32) for A in (
+            self.W3, self.Mt, self.WM3, self.WMt))
         low.Ma_f = (self.Ma_f[0].astype(np.float32), self.Ma_f[1])
         return low
+
+    def weight_times(self, X: np.ndarray) -> np.ndarray:
+        """``Wm M kron(X, I_m)`` (out, r m) for ``X`` (a, r): ``einsum("oan,ar->orn")``."""
+        o, _, m = self.shape
+        r = X.shape[1]
+        return (self.WMt @ X).reshape(o, m, r).transpose(0, 2, 1).reshape(o, r * m)
+
+    def weight_contract(self, C: np.ndarray) -> np.ndarray:
+        """``sum_{o, n} WM3[o, a, n] C[o, r, n]`` (a, r) for ``C`` (out, r m) or (out, r,
+        m): the part of ``M Wm^T C`` that reaches ``F``."""
+        o, _, m = self.shape
+        C3 = C.reshape(o, -1, m)
+        return self.WMt.T @ C3.transpose(0, 2, 1).reshape(o * m, C3.shape[1])
 
     def apply_metric(self, F: np.ndarray) -> np.ndarray:
         """``T[a, mu, nu, r] = sum_b M[(a, mu), (b, nu)] F[b, r]``: the product ``M K``."""
@@ -127,7 +146,7 @@ class _Problem:
         GK = np.tensordot(F, MF, axes=([0], [0]))  # (r, nu, lam, s)
         GK = GK.transpose(0, 1, 3, 2).reshape(r * m, r * m)
         GK = (GK + GK.T) / 2
-        rhs = np.einsum("oan,ar->orn", self.WM3, F, optimize=True).reshape(o, r * m)
+        rhs = self.weight_times(F)
         # C = rhs GK^{-1} = Y L^{-1}; with an output rank, the reduced-rank regression
         # keeps the leading left singular subspace of Y = C L
         Y, times_root_inv = _whitened(GK, rhs)
@@ -150,7 +169,7 @@ class _Problem:
         def hess(T: np.ndarray) -> np.ndarray:  # (H F)[a, r] from T = apply_metric(F)
             return _contract(T, Q4)
 
-        N = np.einsum("oan,orn->ar", self.WM3, C, optimize=True)
+        N = self.weight_contract(C)
         Qb = np.einsum("rnsn->rs", Q4)
         Ma_f = self.Ma_f
         Qb_f = _factor(Qb)
@@ -169,14 +188,14 @@ class _Problem:
         """The Newton phase's view of ``F`` (no output rank): the Cholesky factor of ``K^T
         M K``, the best ``C`` and the objective; None when ``K^T M K`` is not positive
         definite (the alternations handle that case)."""
-        o, a, m = self.shape
+        m = self.shape[2]
         r = F.shape[1]
         GK = np.tensordot(F, MF, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m, r * m)
         try:
             GK_f = sla.cho_factor((GK + GK.T) / 2, lower=True, check_finite=False)
         except np.linalg.LinAlgError:
             return None
-        rhs = np.einsum("oan,ar->orn", self.WM3, F, optimize=True).reshape(o, r * m)
+        rhs = self.weight_times(F)
         C = sla.cho_solve(GK_f, rhs.T, check_finite=False).T
         return _Point(F, MF, GK_f, C, self.c0 - _inner(C, rhs))
 
@@ -187,7 +206,7 @@ class _Problem:
         o, a, m = self.shape
         C = p.C.reshape(o, -1, m)
         Q4 = np.tensordot(C, C, axes=([0], [0]))
-        R = np.einsum("oan,orn->ar", self.WM3, C, optimize=True) - _contract(p.MF, Q4)
+        R = self.weight_contract(C) - _contract(p.MF, Q4)
         return R - p.F @ (p.F.T @ R), Q4
 
     def hessvec(self, p: _Point, Q4: np.ndarray, X: np.ndarray, MX: np.ndarray
@@ -200,16 +219,16 @@ class _Problem:
         ``M (K C^T - Wm^T) C`` is ``M dK C^T C + M K (dC^T C + C^T dC) - B^T dC``,
         summed over the ``m`` blocks of ``dK``.
         """
-        o, a, m = self.shape
+        m = self.shape[2]
         r = X.shape[1]
         F, C = p.F, p.C
         KtMdK = np.tensordot(F, MX, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m,
                                                                                    r * m)
-        BdK = np.einsum("oan,ar->orn", self.WM3, X, optimize=True).reshape(o, r * m)
+        BdK = self.weight_times(X)
         dC = sla.cho_solve(p.GK_f, (BdK - C @ (KtMdK + KtMdK.T)).T, check_finite=False).T
         D = dC.T @ C
         H = (_contract(MX, Q4) + _contract(p.MF, (D + D.T).reshape(r, m, r, m))
-             - np.einsum("oan,orn->ar", self.WM3, dC.reshape(o, r, m), optimize=True))
+             - self.weight_contract(dC))
         return H - F @ (F.T @ H)
 
 
@@ -224,12 +243,19 @@ class _Point:
     C: np.ndarray
     f: float
 
+    def astype(self, dtype: DTypeLike) -> _Point:
+        """The same point with its arrays in ``dtype`` (``f`` kept)."""
+        return _Point(self.F.astype(dtype), self.MF.astype(dtype),
+                      (self.GK_f[0].astype(dtype), self.GK_f[1]), self.C.astype(dtype), self.f)
+
 
 def _contract(T: np.ndarray, Q4: np.ndarray) -> np.ndarray:
     """``sum_{mu, (s, lam)} T[(a, mu), (s, lam)] Q[(s, lam), (r, mu)]`` for ``T`` laid out
     (a, mu, lam, s) and ``Q4`` (r, mu, s, lam): the part of a product ``M K Q`` that
     reaches ``F``."""
-    return np.tensordot(T, Q4, axes=([1, 2, 3], [1, 3, 2]))
+    r = Q4.shape[0]
+    Qt = np.ascontiguousarray(Q4.transpose(1, 3, 2, 0)).reshape(-1, r)  # (mu, lam, s), r
+    return T.reshape(T.shape[0], -1) @ Qt
 
 
 def _inner(A: np.ndarray, B: np.ndarray) -> float:
@@ -282,8 +308,8 @@ def _orthonormal_with_metric(X: np.ndarray, MX: np.ndarray
     return Q, (MX.reshape(-1, X.shape[1]) @ R_inv).reshape(MX.shape), R
 
 
-def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float
-                      ) -> tuple[np.ndarray, np.ndarray] | None:
+def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float,
+                      low: _Problem | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Truncated preconditioned CG on the Newton equation ``H X = R`` (horizontal space).
 
     Preconditioner: the Kronecker-factored Hessian of the ``F`` step (as in
@@ -291,19 +317,32 @@ def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float
     fell by ``cg_tol``, or at a direction of non-positive curvature (Steihaug). Returns
     ``X`` and ``apply_metric(X)`` (by linearity, from the products CG computes); None when
     the gradient vanishes.
+
+    With ``low`` (``prob`` in float32, :meth:`_Problem.single`) CG runs in float32: the
+    residual ``R`` (the gradient) comes from ``prob`` at ``p``, the Hessian products from
+    ``low``. CG only needs the direction to a few digits (it is truncated at ``cg_tol``);
+    the point the iterations converge to is set by the gradient, so mixed precision
+    reaches the accuracy of ``prob`` (as iterative refinement does) at the cost of float32
+    Hessian products.
     """
     R, Q4 = prob.residual(p)
-    F = p.F
+    hp, work = p, prob
+    if low is not None:
+        hp, work, R, Q4 = p.astype(np.float32), low, R.astype(np.float32), Q4.astype(np.float32)
+    F = hp.F
     Qb_f = _factor(np.einsum("rnsn->rs", Q4))
 
     def precond(Y: np.ndarray) -> np.ndarray:
-        Z = sla.cho_solve(prob.Ma_f, Y, check_finite=False)
+        Z = sla.cho_solve(work.Ma_f, Y, check_finite=False)
         Z = sla.cho_solve(Qb_f, Z.T, check_finite=False).T
         return Z - F @ (F.T @ Z)
 
-    return _metric_pcg(prob.apply_metric, lambda P, MP: prob.hessvec(p, Q4, P, MP), precond,
-                       R, np.zeros_like(F), np.zeros_like(p.MF), cg_iter, cg_tol,
-                       keep_first_on_negative=True)
+    steps = _metric_pcg(work.apply_metric, lambda P, MP: work.hessvec(hp, Q4, P, MP), precond,
+                        R, np.zeros_like(F), np.zeros_like(hp.MF), cg_iter, cg_tol,
+                        keep_first_on_negative=True)
+    if steps is None:
+        return None
+    return steps[0].astype(p.F.dtype), steps[1].astype(p.F.dtype)
 
 
 def _metric_pcg(apply_metric: Callable[[np.ndarray], np.ndarray],
@@ -346,13 +385,16 @@ def _metric_pcg(apply_metric: Callable[[np.ndarray], np.ndarray],
 
 
 def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
-                   cg_tol: float) -> _Point | None:
+                   cg_tol: float, low: _Problem | None = None, p: _Point | None = None
+                   ) -> _Point | None:
     """A Newton step on ``span(F)`` with ``C`` eliminated, halved until it lowers the
-    objective (at most 4 times); None when no step does (or ``K^T M K`` is singular)."""
-    p = prob.point(F, MF)
+    objective (at most 4 times); None when no step does (or ``K^T M K`` is singular).
+    ``low``: CG in mixed precision (see :func:`_newton_direction`); ``p``: the point of
+    ``F`` when known (the previous step returned it)."""
+    p = prob.point(F, MF) if p is None else p
     if p is None:
         return None
-    direction = _newton_direction(prob, p, cg_iter, cg_tol)
+    direction = _newton_direction(prob, p, cg_iter, cg_tol, low)
     if direction is None:
         return None
     X, MX = direction
@@ -417,9 +459,21 @@ def nearest_kron_start(W3: np.ndarray, M: np.ndarray, rank: int) -> np.ndarray |
     except np.linalg.LinAlgError:
         return None
     Ww = np.einsum("ab,oam,mn->obn", La, W3, Lm, optimize=True)
-    T = Ww.transpose(1, 0, 2).reshape(a, o * m)
-    Fw = np.linalg.svd(T, full_matrices=False)[0][:, :rank]
+    Fw = leading_input_basis(Ww, rank)
     return sla.solve_triangular(La, Fw, trans="T", lower=True, check_finite=False)
+
+
+def leading_input_basis(W3: np.ndarray, rank: int) -> np.ndarray:
+    """The ``rank`` leading left singular vectors (a, rank) of the unfolding ``W3[o, a, m]
+    -> (a, o m)``: the span of the kron-structured truncated SVD's ``F``.
+
+    From the eigenvectors of the small Gram matrix ``(a, a)`` (a start needs the span, not
+    the last digits of the small singular values): a fraction of the SVD's time.
+    """
+    o, a, m = W3.shape
+    T = W3.transpose(1, 0, 2).reshape(a, o * m)
+    U = sla.eigh(T @ T.T, subset_by_index=[a - rank, a - 1], check_finite=False)[1]
+    return U[:, ::-1]
 
 
 def _alternation(prob: _Problem, F: np.ndarray, MF: np.ndarray, C: np.ndarray, f: float,
@@ -483,8 +537,9 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
     single : bool, default True
         Iterate in float32 first (half the time per product with ``M``) until the
         predicted remaining decrease is ``_SINGLE_TOL`` of the objective, then in float64
-        to ``tol``. The returned ``C`` and objective are always float64 closed forms of
-        the returned ``F``.
+        to ``tol`` (the Newton directions still from float32 Hessian products: see
+        :func:`_newton_direction`). The returned ``C`` and objective are always float64
+        closed forms of the returned ``F``.
     """
     prob = _Problem(W3, M, out_rank)
     best: tuple[float, str, np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -498,10 +553,11 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
     f, start, F, MF, C = best
     state = _State(F, MF, C, f)
     converged = max_iter == 0
-    if single and max_iter > 0:
+    low_prob = prob.single() if single and max_iter > 0 else None
+    if low_prob is not None:
         # most of the way in float32; float64 alternations / Newton steps from there
         low = _State(F.astype(np.float32), MF.astype(np.float32), C.astype(np.float32), f)
-        _refine(prob.single(), low, max_iter, max(tol, _SINGLE_TOL), cg_iter, newton_after)
+        _refine(low_prob, low, max_iter, max(tol, _SINGLE_TOL), cg_iter, newton_after)
         F = _orthonormal(low.F.astype(np.float64))
         MF = prob.apply_metric(F)
         C, f = prob.c_step(F, MF)
@@ -510,7 +566,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
                        low.decreases) if f < state.f else dataclasses.replace(
             state, iterations=low.iterations, newton_steps=low.newton_steps)
     if state.iterations < max_iter:
-        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after)
+        # Newton directions in mixed precision (float32 Hessian products, float64 gradient)
+        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after, low_prob)
     F = state.F
     # the products with M were updated by linearity (and maybe in float32): recompute C
     # and the objective in float64 from a fresh product, exactly those of the returned F
@@ -533,17 +590,21 @@ class _State:
     newton_steps: int = 0
     step: float = 1.0
     decreases: list[float] = dataclasses.field(default_factory=list)
+    point: _Point | None = None
 
 
 def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
-            newton_after: int) -> bool:
+            newton_after: int, low: _Problem | None = None) -> bool:
     """Iterate on ``st`` (in place) until the predicted remaining decrease is at most
-    ``tol`` times the objective (True) or ``st.iterations`` reaches ``max_iter`` (False)."""
+    ``tol`` times the objective (True) or ``st.iterations`` reaches ``max_iter`` (False);
+    ``low``: Newton directions in mixed precision (:func:`_newton_direction`)."""
     while st.iterations < max_iter:
         st.iterations += 1
         point = None
         if prob.out_rank is None and st.iterations > newton_after:
-            point = _newton_update(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL)
+            point = _newton_update(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL, low,
+                                   st.point)
+        st.point = point
         if point is not None:
             st.newton_steps += 1
             F_new, MF_new, f_new = point.F, point.MF, point.f

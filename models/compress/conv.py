@@ -99,24 +99,26 @@ def _metric(calib: _fit.Calibration, w_w: float, w_r: float) -> np.ndarray:
 
 def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | None,
               w_w: float, w_r: float, opts: CompressOptions
-              ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, FitInfo]:
+              ) -> tuple[tuple[np.ndarray, np.ndarray], FitInfo]:
     """Truncated SVD of the kron-structured unfolding; with a response term, alternating
     closed forms (:func:`sdf.models.compress._kron.fit_kron`) or, with
     ``solver="engine"``, the engine's fusion model."""
     o = W.shape[0]
     a, m = _kron_split(method, W)
-    C, F, s = _kron_weight_only(W.reshape(o, a, m), rank)
+    W3 = W.reshape(o, a, m)
+    if calib is not None and w_r != 0.0 and opts.solver != "engine":
+        # the alternations start from the truncated SVD's span: its basis is enough
+        fit = _alternate(W3, _metric(calib, w_w, w_r),
+                         [("truncated SVD", _kron.leading_input_basis(W3, rank))], None, opts)
+        return (fit.C, fit.F), _kron_info(fit, opts)
+    C, F, _ = _kron_weight_only(W3, rank)
     if calib is None or w_r == 0.0:
-        return (C, F), s, FitInfo("numpy", 0, "closed form (truncated SVD)")
-    if opts.solver == "engine":
-        Cm, F, info = _engine.fit_two_factor(W.reshape(o, -1), calib, w_w, w_r,
-                                             C.reshape(o, -1), F, m, opts)
-        info = dataclasses.replace(info, message=f"truncated SVD, then "
-                                                 f"{_engine.method_name(opts)}: {info.message}")
-        return (Cm.reshape(o, rank, m), F), s, info
-    fit = _alternate(W.reshape(o, a, m), _metric(calib, w_w, w_r), [("truncated SVD", F)],
-                     None, opts)
-    return (fit.C, fit.F), s, _kron_info(fit, opts)
+        return (C, F), FitInfo("numpy", 0, "closed form (truncated SVD)")
+    Cm, F, info = _engine.fit_two_factor(W.reshape(o, -1), calib, w_w, w_r,
+                                         C.reshape(o, -1), F, m, opts)
+    info = dataclasses.replace(info, message=f"truncated SVD, then "
+                                             f"{_engine.method_name(opts)}: {info.message}")
+    return (Cm.reshape(o, rank, m), F), info
 
 
 def _alternate(W3: np.ndarray, M: np.ndarray, starts: list[tuple[str, np.ndarray]],
@@ -673,7 +675,7 @@ def compress_conv(
         elif method == "cp":
             factors, info = _fit_cp(W, checked, calib, w_w, w_r, opts)
         else:
-            factors, _, info = _fit_kron(method, W, checked, calib, w_w, w_r, opts)
+            factors, info = _fit_kron(method, W, checked, calib, w_w, w_r, opts)
         rank = checked
     W_hat = _pieces(method, orig, factors, name)[1]
     new_bias = refit_bias(orig.bias, calib, Wm, W_hat.reshape(o, -1))

@@ -360,3 +360,49 @@ def test_preconditioner_factor_of_a_singular_float32_block(rng):
     for dtype in (np.float32, np.float64):
         c, lower = _kron._factor((B @ B.T).astype(dtype))
         assert np.isfinite(c).all() and c.dtype == dtype
+
+
+def test_mixed_precision_newton_reaches_the_float64_optimum(rng):
+    """Float32 Hessian products with a float64 gradient (the default after the float32
+    phase) converge to the all-float64 limit to 1e-9, far below float32's rounding."""
+    o, a, m, r = 14, 10, 4, 4
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.2, a)[None, :, None]
+    M = _spd(rng, a * m)
+    F0 = rng.standard_normal((a, r))
+    mixed, double = (_kron.fit_kron(W3, M, [("F", F0)], max_iter=500, tol=1e-13,
+                                    single=single) for single in (True, False))
+    assert mixed.converged and double.converged and mixed.newton_steps > 0
+    assert mixed.objective == pytest.approx(double.objective, rel=1e-9)
+    assert _objective(W3, M, mixed.C, mixed.F) == pytest.approx(mixed.objective, rel=1e-12)
+
+
+def test_mixed_precision_newton_direction_is_the_float64_one(rng):
+    """CG run to convergence: the direction from float32 Hessian products and a float64
+    gradient agrees with the float64 one to float32 accuracy, and it is float64."""
+    o, a, m, r = 12, 9, 3, 3
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.5, a)[None, :, None]
+    M = _spd(rng, a * m) + 3 * np.eye(a * m)
+    prob = _kron._Problem(W3, M, None)
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    p = prob.point(F, prob.apply_metric(F))
+    n = (a - r) * r
+    exact = _kron._newton_direction(prob, p, n, 1e-20)
+    mixed = _kron._newton_direction(prob, p, n, 1e-10, low=prob.single())
+    assert exact is not None and mixed is not None
+    assert mixed[0].dtype == mixed[1].dtype == np.float64
+    for got, want in zip(mixed, exact):
+        np.testing.assert_allclose(got, want, atol=1e-3 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("shape", [(7, 5, 3), (4, 9, 2)])
+def test_leading_input_basis_spans_the_truncated_svd_factor(rng, shape):
+    """The basis from the small Gram matrix spans the leading left singular subspace of
+    the unfolding (o, a, m) -> (a, o m), and it is orthonormal."""
+    o, a, m = shape
+    r = 3
+    W3 = rng.standard_normal(shape) * np.linspace(3, 0.2, a)[None, :, None]
+    U = np.linalg.svd(W3.transpose(1, 0, 2).reshape(a, -1))[0][:, :r]
+    F = _kron.leading_input_basis(W3, r)
+    assert F.shape == (a, r)
+    np.testing.assert_allclose(F.T @ F, np.eye(r), atol=1e-12)
+    np.testing.assert_allclose(F @ F.T, U @ U.T, atol=1e-10)
