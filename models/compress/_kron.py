@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import scipy.linalg as sla
@@ -353,6 +353,23 @@ def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
     return None
 
 
+class _NewtonPoint(Protocol):
+    """What a Newton step returns: the new ``F``, ``apply_metric(F)``, ``C`` and
+    objective."""
+
+    @property
+    def F(self) -> np.ndarray: ...
+    @property
+    def MF(self) -> np.ndarray: ...
+    @property
+    def C(self) -> np.ndarray: ...
+    @property
+    def f(self) -> float: ...
+
+
+NewtonUpdate = Callable[[_Problem, np.ndarray, np.ndarray, int, float], "_NewtonPoint | None"]
+
+
 def remaining_decrease(decreases: Sequence[float], window: int = 3) -> float:
     """Predicted decrease of the objective still to come after the last of ``decreases``.
 
@@ -434,7 +451,8 @@ def _alternation(prob: _Problem, F: np.ndarray, MF: np.ndarray, C: np.ndarray, f
 
 def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarray]],
              out_rank: int | None = None, max_iter: int = 100, tol: float = 1e-6,
-             cg_iter: int = 2, newton_after: int = 3, single: bool = True) -> KronFit:
+             cg_iter: int = 2, newton_after: int = 3, single: bool = True,
+             newton: NewtonUpdate | None = None) -> KronFit:
     """Minimise ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` over ``C`` and ``F`` (see module doc).
 
     Parameters
@@ -466,8 +484,16 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
         predicted remaining decrease is ``_SINGLE_TOL`` of the objective, then in float64
         to ``tol``. The returned ``C`` and objective are always float64 closed forms of
         the returned ``F``.
+    newton : callable, optional
+        The Newton step, ``newton(prob, F, MF, cg_iter, cg_tol)`` returning the new
+        point (with ``F``, ``MF``, ``C``, ``f``) or None where no step lowers the
+        objective. Default: :func:`_newton_update` without an output rank, none (only
+        alternations) with one (Tucker-2 passes
+        :class:`sdf.models.compress._kron_tucker.RankNewton`).
     """
     prob = _Problem(W3, M, out_rank)
+    if newton is None and out_rank is None:
+        newton = _newton_update
     best: tuple[float, str, np.ndarray, np.ndarray, np.ndarray] | None = None
     for name, F0 in starts:
         F = _orthonormal(F0)
@@ -482,7 +508,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
     if single and max_iter > 0:
         # most of the way in float32; float64 alternations / Newton steps from there
         low = _State(F.astype(np.float32), MF.astype(np.float32), C.astype(np.float32), f)
-        _refine(prob.single(), low, max_iter, max(tol, _SINGLE_TOL), cg_iter, newton_after)
+        _refine(prob.single(), low, max_iter, max(tol, _SINGLE_TOL), cg_iter, newton_after,
+                newton)
         F = _orthonormal(low.F.astype(np.float64))
         MF = prob.apply_metric(F)
         C, f = prob.c_step(F, MF)
@@ -491,7 +518,7 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
                        low.decreases) if f < state.f else dataclasses.replace(
             state, iterations=low.iterations, newton_steps=low.newton_steps)
     if state.iterations < max_iter:
-        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after)
+        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after, newton)
     F = state.F
     # the products with M were updated by linearity (and maybe in float32): recompute C
     # and the objective in float64 from a fresh product, exactly those of the returned F
@@ -517,14 +544,14 @@ class _State:
 
 
 def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
-            newton_after: int) -> bool:
+            newton_after: int, newton: NewtonUpdate | None) -> bool:
     """Iterate on ``st`` (in place) until the predicted remaining decrease is at most
     ``tol`` times the objective (True) or ``st.iterations`` reaches ``max_iter`` (False)."""
     while st.iterations < max_iter:
         st.iterations += 1
         point = None
-        if prob.out_rank is None and st.iterations > newton_after:
-            point = _newton_update(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL)
+        if newton is not None and st.iterations > newton_after:
+            point = newton(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL)
         if point is not None:
             st.newton_steps += 1
             F_new, MF_new, f_new = point.F, point.MF, point.f
