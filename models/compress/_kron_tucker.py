@@ -89,36 +89,82 @@ def rank_point(prob: _kron._Problem, F: np.ndarray, MF: np.ndarray) -> RankPoint
     return RankPoint(F, MF, GK_f, U, Vp, gaps, S, Sp, U @ S, f)
 
 
-def rank_residual(prob: _kron._Problem, p: RankPoint) -> tuple[np.ndarray, np.ndarray]:
-    """``-1/2`` the gradient of ``f`` (horizontal) and ``Q4 = C^T C`` laid out (r, nu, s,
-    lam)."""
+@dataclass(frozen=True)
+class RankProducts:
+    """Products of a point's ``S = U^T C*`` (k, r m) that its Hessian products reuse.
+
+    ``S_ls`` is ``S[p, s, lam]`` laid out ((lam, s), p), so that ``T4.reshape(a m, m r) @
+    S_ls`` contracts a product with ``M`` (laid out (a, mu, lam, s), as
+    :meth:`sdf.models.compress._kron._Problem.apply_metric`) with ``S``; ``S_mp`` is
+    ``S[p, r, mu]`` laid out ((mu, p), r); ``FS[(a, nu), p] = sum_s F[a, s] S[p, s, nu]``;
+    ``MFS`` is ``MF`` contracted with ``S`` (a, (mu, p)); ``Qb_f`` the Cholesky factor of
+    the m-averaged diagonal blocks of ``C^T C = S^T S`` (the preconditioner's factor).
+    """
+
+    S_ls: np.ndarray
+    S_mp: np.ndarray
+    FS: np.ndarray
+    MFS: np.ndarray
+    Qb_f: tuple[np.ndarray, bool]
+
+
+def _times(T4: np.ndarray, Y_ls: np.ndarray) -> np.ndarray:
+    """``sum_{lam, s} T4[a, mu, lam, s] Y[p, s, lam]`` laid out (a, (mu, p))."""
+    a, m = T4.shape[:2]
+    return (T4.reshape(a * m, -1) @ Y_ls).reshape(a, -1)
+
+
+def _layouts(Y: np.ndarray, r: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """``Y`` (k, r m) laid out ((lam, s), p) and ((mu, p), r)."""
+    Y3 = Y.reshape(-1, r, m)
+    return (Y3.transpose(2, 1, 0).reshape(m * r, -1),
+            Y3.transpose(2, 0, 1).reshape(-1, r))
+
+
+def rank_residual(prob: _kron._Problem, p: RankPoint) -> tuple[np.ndarray, RankProducts]:
+    """``-1/2`` the gradient of ``f`` (horizontal) and the point's :class:`RankProducts`.
+
+    The gradient's part ``M K C^T C`` is ``MFS`` contracted with ``S`` again (``C^T C = S^T
+    S``)."""
     o, a, m = prob.shape
     r = p.F.shape[1]
-    Q4 = (p.S.T @ p.S).reshape(r, m, r, m)
+    S3 = p.S.reshape(-1, r, m)
+    S_ls, S_mp = _layouts(p.S, r, m)
+    MFS = _times(p.MF, S_ls)
+    FS = np.einsum("as,psn->anp", p.F, S3, optimize=True).reshape(a * m, -1)
+    Qb_f = _kron._factor(np.einsum("prn,psn->rs", S3, S3, optimize=True))
     R = (np.einsum("oan,orn->ar", prob.WM3, p.C.reshape(o, r, m), optimize=True)
-         - _kron._contract(p.MF, Q4))
-    return R - p.F @ (p.F.T @ R), Q4
+         - MFS @ S_mp)
+    return R - p.F @ (p.F.T @ R), RankProducts(S_ls, S_mp, FS, MFS, Qb_f)
 
 
-def rank_hessvec(prob: _kron._Problem, p: RankPoint, Q4: np.ndarray, X: np.ndarray,
+def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarray,
                  MX: np.ndarray) -> np.ndarray:
     """``1/2`` the Hessian of ``f`` applied to a horizontal ``X`` (``MX =
-    apply_metric(X)``), projected horizontally (see the module docstring)."""
+    apply_metric(X)``), projected horizontally (see the module docstring).
+
+    The products with ``dG = dK^T M K + K^T M dK`` and with ``C^T C``, ``dC^T C`` enter
+    only through their contractions with ``S`` (rank ``k``): three products of the size
+    of ``M K`` with a (r m, k) matrix, no (r m, r m) one.
+    """
     o, a, m = prob.shape
     r = X.shape[1]
     F, U, S, Sp = p.F, p.U, p.S, p.Sp
-    KtMdK = np.tensordot(F, MX, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m, r * m)
-    dG = KtMdK + KtMdK.T
+    MXS = _times(MX, pr.S_ls)
+    # dG S^T, laid out ((r, mu), p): K^T M dK S^T from MXS, dK^T M K S^T from FS
+    KtMdK_St = (F.T @ MXS).reshape(r * m, -1)
+    dKtMK_St = (pr.FS.T @ MX.reshape(a * m, m * r)).reshape(-1, m, r).transpose(2, 1, 0)
+    dG_St = KtMdK_St + dKtMK_St.reshape(r * m, -1)
     dP = np.einsum("oan,ar->orn", prob.WM3, X, optimize=True).reshape(o, r * m)
-    dG_St = dG @ S.T
     Ut_dP = U.T @ dP
     # V_p^T dA U with dA = dP C*^T + C* dP^T - C* dG C*^T, and the eigenspace's move
     Z = ((p.Vp.T @ dP) @ S.T + Sp @ (Ut_dP.T - dG_St)) / p.gaps
-    # U^T dC (dU^T C* + U^T dC*); V_p^T dC = Z S
+    # T = U^T dC (dU^T C* + U^T dC*); V_p^T dC = Z S
     T = Z.T @ Sp + sla.cho_solve(p.GK_f, (Ut_dP - dG_St.T).T, check_finite=False).T
     dC = p.Vp @ (Z @ S) + U @ T
-    D = T.T @ S  # dC^T C
-    H = (_kron._contract(MX, Q4) + _kron._contract(p.MF, (D + D.T).reshape(r, m, r, m))
+    T_ls, T_mp = _layouts(T, r, m)
+    # M dK C^T C + M K (dC^T C + C^T dC) with C = U S, U^T dC = T
+    H = ((MXS + _times(p.MF, T_ls)) @ pr.S_mp + pr.MFS @ T_mp
          - np.einsum("oan,orn->ar", prob.WM3, dC.reshape(o, r, m), optimize=True))
     return H - F @ (F.T @ H)
 
@@ -171,12 +217,14 @@ class RankNewton:
         if p is None:
             return None
         low = self._single(prob)
-        R, Q4 = rank_residual(prob, p)
-        if low is not prob:
-            p_low, R, Q4 = _single_point(p), R.astype(np.float32), Q4.astype(np.float32)
+        if low is not prob:  # the products from the float32 point: one conversion
+            p_low = _single_point(p)
+            R = rank_residual(prob, p)[0].astype(np.float32)
+            products = rank_residual(low, p_low)[1]
         else:
             p_low = p
-        step = _direction(low, p_low, R, Q4, cg_iter, cg_tol)
+            R, products = rank_residual(prob, p)
+        step = _direction(low, p_low, R, products, cg_iter, cg_tol)
         if step is None:
             return None
         X, MX = step
@@ -195,13 +243,13 @@ class RankNewton:
         return None
 
 
-def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, Q4: np.ndarray,
+def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, products: RankProducts,
                cg_iter: int, cg_tol: float) -> tuple[np.ndarray, np.ndarray] | None:
     """Truncated preconditioned CG on ``H X = R`` (preconditioner: the Kronecker-factored
     Hessian of the ``F`` step, as :func:`sdf.models.compress._kron._newton_direction`):
     ``X`` and ``apply_metric(X)``; None when the residual vanishes."""
     F = p.F
-    Qb_f = _kron._factor(np.einsum("rnsn->rs", Q4))
+    Qb_f = products.Qb_f
 
     def precond(Y: np.ndarray) -> np.ndarray:
         Z = sla.cho_solve(prob.Ma_f, Y, check_finite=False)
@@ -209,6 +257,6 @@ def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, Q4: np.ndarray
         return Z - F @ (F.T @ Z)
 
     return _kron._metric_pcg(prob.apply_metric,
-                             lambda P, MP: rank_hessvec(prob, p, Q4, P, MP), precond, R,
+                             lambda P, MP: rank_hessvec(prob, p, products, P, MP), precond, R,
                              np.zeros_like(F), np.zeros_like(p.MF), cg_iter, cg_tol,
                              keep_first_on_negative=True)

@@ -16,10 +16,13 @@ the im2col patches ``P``: ``P Wm^T ~ (P K) A^T`` with ``K`` the input-side facto
 expression (``matvec`` of the patches with ``kron(F, I)``, ``kr(U_in, U_h, U_w)``, ...).
 The data-aware weight SVD, spatial SVD and Tucker-2 share one structure (``Wm = C
 kron(F, I)^T``, Tucker-2 with ``C`` of rank ``r_out``): they alternate closed forms (best
-``C`` for ``F``, a conjugate-gradient step on ``F``, then for the SVDs Newton steps on
-``span(F)``; :mod:`sdf.models.compress._kron`) from the better of the data-free fit
-(truncated SVD, HOOI) and the generalised SVD of the nearest Kronecker-structured metric;
-several Tucker-2 rank candidates are screened after a few alternations. CP
+``C`` for ``F``, a conjugate-gradient step on ``F``; :mod:`sdf.models.compress._kron`),
+then take Newton steps on ``span(F)`` with ``C`` eliminated (Tucker-2: with the output
+basis eliminated too, :mod:`sdf.models.compress._kron_tucker`), from the better of the
+data-free fit (truncated SVD, HOOI) and the generalised SVD of the nearest
+Kronecker-structured metric. Tucker-2 rank candidates go in the order of a lower bound on
+their objective, skipped when it is above an objective reached, the others screened after
+a few alternations; with every input channel kept the fit is closed form. CP
 (:mod:`sdf.models.compress._cp`) starts from
 water-filled truncated SVDs of the weight's slices in the principal spatial bases (an
 exact CP; a GEVD, :func:`sdf.decomp.gevd_init`, when that reproduces the weight), runs
@@ -349,8 +352,8 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
     alternations each. The alternations lower the objective by less and less, so a
     candidate whose objective after them, lowered again by as much as they lowered it, is
     still above the best candidate's is dropped; the others are refined to convergence
-    (Newton steps from the start, :class:`_kron_tucker.RankNewton`). Returns the refined
-    fits and the notes on the candidates dropped or not fitted.
+    (a few more alternations, then Newton steps: :class:`_kron_tucker.RankNewton`).
+    Returns the refined fits and the notes on the candidates dropped or not fitted.
     """
     o, i, kh, kw = W.shape
     W3, M = W.reshape(o, i, kh * kw), _metric(calib, w_w, w_r)
@@ -374,7 +377,7 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
         if not fit.converged and fit.iterations < opts.max_iter:
             more = _kron.fit_kron(W3, M, [(fit.start, fit.F)], ranks[0],
                                   max_iter=opts.max_iter - fit.iterations, tol=opts.alt_tol,
-                                  newton_after=0, newton=_kron_tucker.RankNewton())
+                                  newton=_kron_tucker.RankNewton())
             fit = dataclasses.replace(more, iterations=fit.iterations + more.iterations,
                                       start_objective=fit.start_objective)
         kept.append((ranks, fit))

@@ -47,7 +47,7 @@ def test_gradient_and_hessian_match_finite_differences(rng):
     Hessian against its mixed second difference along two horizontal directions."""
     prob, F = _problem(rng)
     p = _kron_tucker.rank_point(prob, F, prob.apply_metric(F))
-    R, Q4 = _kron_tucker.rank_residual(prob, p)
+    R, products = _kron_tucker.rank_residual(prob, p)
     X, Y = (_horizontal(F, rng.standard_normal(F.shape)) for _ in range(2))
 
     def f(G):
@@ -59,8 +59,8 @@ def test_gradient_and_hessian_match_finite_differences(rng):
     h = 1e-4
     mixed = (f(F + h * X + h * Y) - f(F + h * X - h * Y) - f(F - h * X + h * Y)
              + f(F - h * X - h * Y)) / (4 * h * h)
-    HX = _kron_tucker.rank_hessvec(prob, p, Q4, X, prob.apply_metric(X))
-    HY = _kron_tucker.rank_hessvec(prob, p, Q4, Y, prob.apply_metric(Y))
+    HX = _kron_tucker.rank_hessvec(prob, p, products, X, prob.apply_metric(X))
+    HY = _kron_tucker.rank_hessvec(prob, p, products, Y, prob.apply_metric(Y))
     assert 2 * float(np.vdot(X, HY)) == pytest.approx(mixed, rel=1e-5)
     assert float(np.vdot(Y, HX)) == pytest.approx(float(np.vdot(X, HY)), rel=1e-9)
     np.testing.assert_allclose(F.T @ HX, 0, atol=1e-10 * np.abs(HX).max())
@@ -77,10 +77,10 @@ def test_hessian_along_the_residual_matches_its_derivative(rng):
             prob, G, prob.apply_metric(G)))[0]
 
     p = _kron_tucker.rank_point(prob, F, prob.apply_metric(F))
-    _, Q4 = _kron_tucker.rank_residual(prob, p)
+    _, products = _kron_tucker.rank_residual(prob, p)
     h = 1e-5
     dR = (_horizontal(F, residual(F + h * X)) - _horizontal(F, residual(F - h * X))) / (2 * h)
-    HX = _kron_tucker.rank_hessvec(prob, p, Q4, X, prob.apply_metric(X))
+    HX = _kron_tucker.rank_hessvec(prob, p, products, X, prob.apply_metric(X))
     np.testing.assert_allclose(HX, -dR, rtol=1e-5, atol=1e-6 * np.abs(HX).max())
 
 
