@@ -75,6 +75,10 @@ _HOOI_TOL = 1e-8
 # the data-free stretch of a data-aware CP: a start for the model with the response term,
 # not an answer, so it stops early
 _WARM_ITER, _WARM_TOL = 50, 1e-6
+# HOOI sweeps for the start of a data-aware Tucker-2: its data-aware objective moves by
+# about 1e-4 relative over the sweeps after these (on conv weights; the sweeps to
+# HOOI's own tolerance cost a quarter of a 256x256x3x3 layer's data-aware fit)
+_AWARE_HOOI_ITER = 3
 
 
 # ---------------------------------------------------------------- kron-structured SVDs
@@ -314,7 +318,8 @@ def _fit_tucker2(W: np.ndarray, ranks: tuple[int, int], calib: _fit.Calibration 
 
 def _aware_tucker2(W: np.ndarray, M: np.ndarray, ranks: tuple[int, int], opts: CompressOptions,
                    newton_after: int = 3) -> _kron.KronFit:
-    """Data-aware Tucker-2 by :func:`_alternate` from HOOI's input factor; with every input
+    """Data-aware Tucker-2 by :func:`_alternate` from HOOI's input factor (after
+    ``_AWARE_HOOI_ITER`` sweeps); with every input
     channel kept (``r_in = in``) in closed form (the reduced-rank regression for ``F =
     I``: no HOOI, no iteration)."""
     o, i, kh, kw = W.shape
@@ -322,7 +327,7 @@ def _aware_tucker2(W: np.ndarray, M: np.ndarray, ranks: tuple[int, int], opts: C
     if ranks[1] >= i:
         return _kron.fit_kron(W3, M, [("every input channel kept", np.eye(i))], ranks[0],
                               max_iter=0)
-    return _alternate(W3, M, [("HOOI", _hooi(W, ranks, opts.max_iter)[1])], ranks[0], opts,
+    return _alternate(W3, M, [("HOOI", _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1])], ranks[0], opts,
                       newton_after)
 
 
@@ -346,32 +351,49 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
                       ) -> tuple[list[tuple[tuple[int, int], _kron.KronFit]], list[str]]:
     """Data-aware Tucker-2 at several rank pairs, refined only where it may win.
 
-    Candidates go in the order of a lower bound on their objective
+    The candidates that keep every input channel come first (closed form), then the
+    others in the order of a lower bound on their objective
     (:func:`_tucker2_aware_lower_bounds`); one whose bound is at or above an objective
-    already reached is not fitted (it cannot win). The others get ``_SCREEN_ITER``
-    alternations each. The alternations lower the objective by less and less, so a
-    candidate whose objective after them, lowered again by as much as they lowered it, is
-    still above the best candidate's is dropped; the others are refined to convergence
-    (a few more alternations, then Newton steps: :class:`_kron_tucker.RankNewton`).
-    Returns the refined fits and the notes on the candidates dropped or not fitted.
+    already reached is not fitted (it cannot win). The first candidate to iterate reaches
+    the objective of its start (HOOI's input factor with the closed-form core) at once:
+    when that leaves no other candidate, it is fitted in full directly. Otherwise each
+    gets ``_SCREEN_ITER`` alternations. The alternations lower the objective by less and
+    less, so a candidate whose objective after them, lowered again by as much as they
+    lowered it, is still above the best candidate's is dropped; the others are refined to
+    convergence (a few more alternations, then Newton steps:
+    :class:`_kron_tucker.RankNewton`). Returns the refined fits and the notes on the
+    candidates dropped or not fitted.
     """
     o, i, kh, kw = W.shape
     W3, M = W.reshape(o, i, kh * kw), _metric(calib, w_w, w_r)
     screen = dataclasses.replace(opts, max_iter=min(opts.max_iter, _SCREEN_ITER))
     bounds = _tucker2_aware_lower_bounds(W3, M, candidates)
+    order = sorted(range(len(candidates)), key=lambda k: (candidates[k][1] < i, bounds[k]))
     short: list[tuple[tuple[int, int], _kron.KronFit]] = []
     dropped: list[str] = []
-    for k in np.argsort(bounds, kind="stable"):
+    reached = np.inf
+    for n, k in enumerate(order):
         ranks = candidates[k]
-        if short and bounds[k] >= min(fit.objective for _, fit in short):
+        if bounds[k] >= reached:
             dropped.append(f"{ranks} not fitted: its lower bound {bounds[k]:.4g} is above "
                            "the objective reached")
             continue
-        short.append((ranks, _aware_tucker2(W, M, ranks, screen, newton_after=_SCREEN_ITER)))
-    best = min(fit.objective for _, fit in short)
+        if ranks[1] >= i:
+            fit = _aware_tucker2(W, M, ranks, screen)
+        else:
+            Ui = _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1]
+            if not short:
+                reached = _kron_tucker.start_objective(W3, M, Ui, ranks[0])
+                if all(bounds[j] >= reached for j in order[n + 1:]):
+                    dropped += [f"{candidates[j]} not fitted: its lower bound {bounds[j]:.4g} "
+                                "is above the objective reached" for j in order[n + 1:]]
+                    return [(ranks, _alternate(W3, M, [("HOOI", Ui)], ranks[0], opts))], dropped
+            fit = _alternate(W3, M, [("HOOI", Ui)], ranks[0], screen, newton_after=_SCREEN_ITER)
+        short.append((ranks, fit))
+        reached = min(reached, fit.objective)
     kept: list[tuple[tuple[int, int], _kron.KronFit]] = []
     for ranks, fit in short:
-        if 2 * fit.objective - fit.start_objective > best:
+        if 2 * fit.objective - fit.start_objective > reached:
             dropped.append(f"{ranks} dropped after {fit.iterations} alternations")
             continue
         if not fit.converged and fit.iterations < opts.max_iter:

@@ -141,3 +141,16 @@ def test_data_aware_tucker2_reports_its_newton_steps(rng):
     res = compress_conv(W, "tucker2", rank=(4, 3), X=X, padding=1,
                         options=CompressOptions(alt_tol=1e-12, max_iter=500))
     assert "Newton step" in res.info.message and "converged" in res.info.message
+
+
+def test_start_objective_bounds_the_fit_from_that_start(rng):
+    """The screen skips candidates against the objective of a start: the fit started
+    there ends at or below it, and equals the closed-form objective of that start."""
+    prob, F = _problem(rng, o=10, a=8, m=3, r=3, k=4)
+    M = prob.Mt.reshape(8, 3, 3, 8).transpose(0, 1, 3, 2).reshape(24, 24)
+    start = _kron_tucker.start_objective(prob.W3, M, 2.0 * F, 4)
+    assert start == pytest.approx(prob.c_step(F, prob.apply_metric(F))[1], rel=1e-12)
+    fit = _kron.fit_kron(prob.W3, M, [("F", F)], out_rank=4, max_iter=50,
+                         newton=_kron_tucker.RankNewton())
+    assert fit.start_objective == pytest.approx(start, rel=1e-12)
+    assert fit.objective <= start
