@@ -334,8 +334,8 @@ def _aware_tucker2(W: np.ndarray, M: np.ndarray, ranks: tuple[int, int], opts: C
     if ranks[1] >= i:
         return _kron.fit_kron(W3, M, [("every input channel kept", np.eye(i))], ranks[0],
                               max_iter=0)
-    return _alternate(W3, M, [("HOOI", _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1])], ranks[0], opts,
-                      newton_after)
+    Ui = _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1]
+    return _alternate(W3, M, [("HOOI", Ui)], ranks[0], opts, newton_after)
 
 
 def _tucker2_factors(W: np.ndarray, ranks: tuple[int, int], fit: _kron.KronFit
