@@ -71,8 +71,19 @@ class Calibration:
         return float(np.einsum("od,de,oe->", Wm, self.gram, Wm, optimize=True))
 
     def root(self) -> np.ndarray:
-        """A matrix ``R`` (d x d) with ``R^T R = G``: the reduced calibration rows."""
-        return _sqrt_factor(self.gram).T
+        """A matrix ``R`` (k x d) with ``R^T R = G``: the reduced calibration rows.
+
+        ``k = d`` (the Cholesky factor) when ``G`` is positive definite, else ``k`` is the
+        numerical rank of ``G`` (an eigen root on its range): with fewer patches than
+        values per patch, the response terms that multiply by ``R`` then cost ``k / d``
+        of the square root's.
+        """
+        try:
+            return np.linalg.cholesky(self.gram).T
+        except np.linalg.LinAlgError:
+            lam, V = np.linalg.eigh((self.gram + self.gram.T) / 2)
+            keep = lam > max(float(lam[-1]), 0.0) * 1e-13
+            return (V[:, keep] * np.sqrt(lam[keep])).T
 
 
 def term_weights(Wm: np.ndarray, calib: Calibration | None, balance: float) -> tuple[float, float]:

@@ -244,10 +244,23 @@ def _norm2(A: np.ndarray) -> float:
 
 
 def _factor(S: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Cholesky factor of ``S`` with a small ridge (a preconditioner: need not be exact)."""
+    """Cholesky factor of ``S`` with a small ridge (a preconditioner: need not be exact).
+
+    ``S`` may be singular (a rank-limited ``C``, a calibration Gram of low rank): the
+    ridge starts at a rounding level of its dtype and grows until the factorization
+    succeeds."""
     S = (S + S.T) / 2
-    ridge = 1e-10 * (float(np.trace(S)) / len(S) or 1.0)
-    return sla.cho_factor(S + ridge * np.eye(len(S), dtype=S.dtype), lower=True, check_finite=False)
+    scale = float(np.trace(S)) / len(S)
+    scale = scale if scale > 0 else 1.0
+    eye = np.eye(len(S), dtype=S.dtype)
+    ridge = max(1e-10, 100 * float(np.finfo(S.dtype).eps))
+    while True:
+        try:
+            return sla.cho_factor(S + ridge * scale * eye, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            if ridge >= 1.0:  # S + scale I is positive definite unless S has NaN
+                raise
+            ridge *= 100
 
 
 def _orthonormal(F: np.ndarray) -> np.ndarray:
@@ -403,8 +416,14 @@ def nearest_kron_start(W3: np.ndarray, M: np.ndarray, rank: int) -> np.ndarray |
     o, a, m = W3.shape
     M4 = M.reshape(a, m, a, m)
     Rm = M4.transpose(0, 2, 1, 3).reshape(a * a, m * m)
-    lam, V = np.linalg.eigh(Rm.T @ Rm)
-    v = V[:, -1]
+    # the leading singular pair of Rm (a^2 x m^2) from its smaller Gram matrix: a 7x7
+    # kernel on 3 channels has m^2 = 2401 columns and a^2 = 9 rows
+    if a <= m:
+        w = np.linalg.eigh(Rm @ Rm.T)[1][:, -1]
+        v = Rm.T @ w
+        v /= np.linalg.norm(v) or 1.0
+    else:
+        v = np.linalg.eigh(Rm.T @ Rm)[1][:, -1]
     u = Rm @ v
     Ma, Mm = u.reshape(a, a), v.reshape(m, m)
     if np.trace(Mm) < 0:

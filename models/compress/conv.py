@@ -178,12 +178,14 @@ def _cp_start(W: np.ndarray, rank: int, seed: int) -> tuple[list[np.ndarray], st
 def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
             w_r: float, opts: CompressOptions) -> tuple[list[np.ndarray], FitInfo]:
     """CP of the conv weight: the fast alternating fit (:func:`_fit_cp_fast`) and, for
-    small layers (``out*in*kh*kw*rank <= opts.cp_engine_size``) or ``solver="engine"``,
-    the engine's fit (:func:`_fit_cp_engine`); with both, the lower objective is kept."""
+    small models (:func:`_cp_engine_size` at most ``opts.cp_engine_size``) or
+    ``solver="engine"``, the engine's fit (:func:`_fit_cp_engine`); with both, the lower
+    objective is kept."""
     if opts.solver == "engine":
         return _fit_cp_engine(W, rank, calib, w_w, w_r, opts)
     fast, fast_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
-    if W.size * rank > opts.cp_engine_size:
+    calib_rows = calib.n_rows if calib is not None and w_r > 0 else 0
+    if _cp_engine_size(W.shape, rank, calib_rows) > opts.cp_engine_size:
         return fast, fast_info
     with quiet():  # a candidate: its warnings would describe a fit that may be dropped
         engine, engine_info = _fit_cp_engine(W, rank, calib, w_w, w_r, opts)
@@ -194,6 +196,16 @@ def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float
         info, objective=min(values),
         message=f"{info.message} (the lower objective of the alternating fit, "
                 f"{values[0]:.6g}, and {_engine.method_name(opts)}, {values[1]:.6g})")
+
+
+def _cp_engine_size(shape: tuple[int, ...], rank: int, calib_rows: int) -> int:
+    """Multiply-adds of one Gauss-Newton product of the engine's CP model:
+    ``R out in kh kw`` for the weight term, plus ``R k d`` (``d = in kh kw``, ``k =
+    min(d, calib_rows)``; 0 rows: data-free) for the response term, whose Jacobian
+    multiplies the ``k x d`` calibration root by the Khatri-Rao product of the input
+    factors (the term that dominates on wide layers)."""
+    d = int(np.prod(shape[1:]))
+    return rank * (int(np.prod(shape)) + min(d, calib_rows) * d)
 
 
 def _cp_objective(W: np.ndarray, factors: Sequence[np.ndarray], w_w: float,

@@ -74,9 +74,11 @@ class CompressOptions:
         ``2 out d^2 + 4 out d R`` more once it also steps the spatial factors); at least
         one round runs, at most ``max_iter``.
     cp_engine_size : float, default 3e6
-        Layers with ``out * in * kh * kw * R`` at most this are also fitted by the engine
-        (Gauss-Newton from a GEVD or random start), and the fit with the lower objective
-        is kept; 0 switches that off.
+        Layers whose engine model costs at most this many multiply-adds per Gauss-Newton
+        product (``R out in kh kw``, plus ``R k d`` when data-aware, with ``d = in kh kw``
+        and ``k`` the smaller of ``d`` and the number of calibration patches)
+        are also fitted by the engine (Gauss-Newton from a GEVD or random start), and the
+        fit with the lower objective is kept; 0 switches that off.
     """
 
     solver: Solver = "auto"

@@ -405,8 +405,9 @@ def _fit_tucker(Wp: np.ndarray, osz: Sequence[int], isz: Sequence[int], rank: in
     import sdf.models.compress._response_fits as _rf
 
     n_in, n_pad = calib.gram.shape[0], int(np.prod(isz))
-    root = np.zeros((n_pad, n_pad))
-    root[:n_in, :n_in] = calib.root()
+    calib_root = calib.root()
+    root = np.zeros((len(calib_root), n_pad))
+    root[:, :n_in] = calib_root
     factors, core, info = _rf.fit_tucker(T, len(osz), root, w_w, w_r, res.factors, res.core,
                                          opts)
     return [*factors, core], dataclasses.replace(

@@ -273,3 +273,30 @@ def test_data_free_tucker2_skips_only_candidates_that_cannot_win(rng):
     skipped = info.message.count("not fitted")
     losers = np.arange(len(candidates)) != np.argmin(values)
     assert skipped >= 1 and skipped == int(np.sum(bounds[losers] >= min(values)))
+
+
+@pytest.mark.parametrize("method", ["weight_svd", "spatial_svd", "tucker2", "cp"])
+def test_data_aware_fit_with_a_low_rank_calibration_gram(rng, method):
+    # 2 maps of 4x4 give 32 patches of 360 values: the patch Gram has rank 32, so the
+    # metric is the weight term's ridge plus a low-rank part (singular blocks in float32)
+    W, X = rng.standard_normal((6, 40, 3, 3)), np.abs(rng.standard_normal((2, 40, 4, 4)))
+    start = compress_conv(W, method, ratio=0.5, padding=1, input_hw=(4, 4))
+    aware = compress_conv(W, method, ratio=0.5, X=X, padding=1, input_hw=(4, 4))
+    assert np.isfinite(aware.weight_approx).all()
+    assert aware.calib_output_error < start.output_error(X)
+
+
+def test_cp_engine_candidate_counts_the_response_term(rng):
+    from sdf.models.compress.conv import _cp_engine_size
+
+    assert _cp_engine_size((6, 4, 3, 3), 5, 0) == 5 * 6 * 4 * 9
+    assert _cp_engine_size((6, 4, 3, 3), 5, 1000) == 5 * (6 * 4 * 9 + 36 ** 2)
+    assert _cp_engine_size((6, 4, 3, 3), 5, 10) == 5 * (6 * 4 * 9 + 10 * 36)
+    # a narrow-output, wide-input layer: the weight is small but the response term's
+    # Jacobian (the 360 x 360 calibration root times a Khatri-Rao product) is not
+    W, X = rng.standard_normal((4, 40, 3, 3)), np.abs(rng.standard_normal((2, 40, 6, 6)))
+    options = CompressOptions(cp_engine_size=4 * 40 * 9 * 8 + 1)
+    free = compress_conv(W, "cp", rank=8, padding=1, options=options)
+    aware = compress_conv(W, "cp", rank=8, X=X, padding=1, input_hw=(6, 6), options=options)
+    assert "the lower objective of the alternating fit" in free.info.message
+    assert "the lower objective" not in aware.info.message

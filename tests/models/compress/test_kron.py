@@ -19,9 +19,10 @@ def _objective(W3, M, C, F):
     return float(np.einsum("od,de,oe->", E, M, E))
 
 
-def test_kronecker_metric_is_a_generalised_svd(rng):
+@pytest.mark.parametrize("a, m", [(6, 4), (2, 5)])  # both sides of the a <= m branch
+def test_kronecker_metric_is_a_generalised_svd(rng, a, m):
     """M = M_a (x) M_m: the start alone is the optimum (tail of the whitened spectrum)."""
-    o, a, m, r = 7, 6, 4, 3
+    o, r = 7, 2
     W3 = rng.standard_normal((o, a, m))
     Ma, Mm = _spd(rng, a), _spd(rng, m)
     M = np.kron(Ma, Mm)
@@ -342,3 +343,21 @@ def test_float32_iterations_reach_the_float64_optimum(rng):
     for fit in fits:
         assert fit.converged
         assert fit.objective == pytest.approx(optimum, rel=3e-6)
+
+
+@pytest.mark.parametrize("n_rows", [5, 40])
+def test_calibration_root_has_as_many_rows_as_the_gram_has_rank(rng, n_rows):
+    P = rng.standard_normal((n_rows, 12))
+    calib = _fit.Calibration.from_rows(P)
+    R = calib.root()
+    assert R.shape == (min(n_rows, 12), 12)
+    np.testing.assert_allclose(R.T @ R, calib.gram, atol=1e-10 * np.abs(calib.gram).max())
+
+
+def test_preconditioner_factor_of_a_singular_float32_block(rng):
+    """A rank-limited C gives a singular block of the F-step's preconditioner: the
+    factorization grows its ridge until it succeeds (float32 too)."""
+    B = rng.standard_normal((9, 3))
+    for dtype in (np.float32, np.float64):
+        c, lower = _kron._factor((B @ B.T).astype(dtype))
+        assert np.isfinite(c).all() and c.dtype == dtype
