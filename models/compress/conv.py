@@ -412,7 +412,9 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
         reached = min(reached, fit.objective)
     kept: list[tuple[tuple[int, int], _kron.KronFit]] = []
     for ranks, fit in short:
-        if 2 * fit.objective - fit.start_objective > reached:
+        # (never the one that reached the best objective: rounding in its recomputed
+        # objective must not drop every candidate)
+        if fit.objective > reached and 2 * fit.objective - fit.start_objective > reached:
             dropped.append(f"{ranks} dropped after {fit.iterations} alternations")
             continue
         if not fit.converged and fit.iterations < opts.max_iter:
