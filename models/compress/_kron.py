@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import scipy.linalg as sla
@@ -408,6 +408,39 @@ def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
     return None
 
 
+class _VarProNewton:
+    """The default Newton step without an output rank: :func:`_newton_update`, its CG in
+    mixed precision when ``low`` (the float32 problem) is given, and the point a step
+    ends at reused by the next step (its ``F`` is the next iterate)."""
+
+    def __init__(self, low: _Problem | None) -> None:
+        self.low = low
+        self.last: _Point | None = None
+
+    def __call__(self, prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
+                 cg_tol: float) -> _Point | None:
+        known = self.last if self.last is not None and self.last.F is F else None
+        self.last = _newton_update(prob, F, MF, cg_iter, cg_tol, self.low, known)
+        return self.last
+
+
+class _NewtonPoint(Protocol):
+    """What a Newton step returns: the new ``F``, ``apply_metric(F)``, ``C`` and
+    objective."""
+
+    @property
+    def F(self) -> np.ndarray: ...
+    @property
+    def MF(self) -> np.ndarray: ...
+    @property
+    def C(self) -> np.ndarray: ...
+    @property
+    def f(self) -> float: ...
+
+
+NewtonUpdate = Callable[[_Problem, np.ndarray, np.ndarray, int, float], "_NewtonPoint | None"]
+
+
 def remaining_decrease(decreases: Sequence[float], window: int = 3) -> float:
     """Predicted decrease of the objective still to come after the last of ``decreases``.
 
@@ -507,7 +540,8 @@ def _alternation(prob: _Problem, F: np.ndarray, MF: np.ndarray, C: np.ndarray, f
 
 def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarray]],
              out_rank: int | None = None, max_iter: int = 100, tol: float = 1e-6,
-             cg_iter: int = 2, newton_after: int = 3, single: bool = True) -> KronFit:
+             cg_iter: int = 2, newton_after: int = 3, single: bool = True,
+             newton: NewtonUpdate | None = None) -> KronFit:
     """Minimise ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` over ``C`` and ``F`` (see module doc).
 
     Parameters
@@ -540,8 +574,20 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
         to ``tol`` (the Newton directions still from float32 Hessian products: see
         :func:`_newton_direction`). The returned ``C`` and objective are always float64
         closed forms of the returned ``F``.
+    newton : callable, optional
+        The Newton step, ``newton(prob, F, MF, cg_iter, cg_tol)`` returning the new
+        point (with ``F``, ``MF``, ``C``, ``f``) or None where no step lowers the
+        objective. Default: :class:`_VarProNewton` (:func:`_newton_update`) without an
+        output rank, none (only alternations) with one (Tucker-2 passes
+        :class:`sdf.models.compress._kron_tucker.RankNewton`).
     """
     prob = _Problem(W3, M, out_rank)
+
+    def newton_step(low: _Problem | None) -> NewtonUpdate | None:
+        if newton is not None or out_rank is not None:
+            return newton
+        return _VarProNewton(low)
+
     best: tuple[float, str, np.ndarray, np.ndarray, np.ndarray] | None = None
     for name, F0 in starts:
         F = _orthonormal(F0)
@@ -557,7 +603,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
     if low_prob is not None:
         # most of the way in float32; float64 alternations / Newton steps from there
         low = _State(F.astype(np.float32), MF.astype(np.float32), C.astype(np.float32), f)
-        _refine(low_prob, low, max_iter, max(tol, _SINGLE_TOL), cg_iter, newton_after)
+        _refine(low_prob, low, max_iter, max(tol, _SINGLE_TOL), cg_iter, newton_after,
+                newton_step(None))
         F = _orthonormal(low.F.astype(np.float64))
         MF = prob.apply_metric(F)
         C, f = prob.c_step(F, MF)
@@ -567,7 +614,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
             state, iterations=low.iterations, newton_steps=low.newton_steps)
     if state.iterations < max_iter:
         # Newton directions in mixed precision (float32 Hessian products, float64 gradient)
-        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after, low_prob)
+        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after,
+                            newton_step(low_prob))
     F = state.F
     # the products with M were updated by linearity (and maybe in float32): recompute C
     # and the objective in float64 from a fresh product, exactly those of the returned F
@@ -590,21 +638,19 @@ class _State:
     newton_steps: int = 0
     step: float = 1.0
     decreases: list[float] = dataclasses.field(default_factory=list)
-    point: _Point | None = None
 
 
 def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
-            newton_after: int, low: _Problem | None = None) -> bool:
+            newton_after: int, newton: NewtonUpdate | None) -> bool:
     """Iterate on ``st`` (in place) until the predicted remaining decrease is at most
     ``tol`` times the objective (True) or ``st.iterations`` reaches ``max_iter`` (False);
-    ``low``: Newton directions in mixed precision (:func:`_newton_direction`)."""
+    ``newton``: the Newton step after the first ``newton_after`` iterations (None:
+    alternations only)."""
     while st.iterations < max_iter:
         st.iterations += 1
         point = None
-        if prob.out_rank is None and st.iterations > newton_after:
-            point = _newton_update(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL, low,
-                                   st.point)
-        st.point = point
+        if newton is not None and st.iterations > newton_after:
+            point = newton(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL)
         if point is not None:
             st.newton_steps += 1
             F_new, MF_new, f_new = point.F, point.MF, point.f

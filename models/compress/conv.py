@@ -16,10 +16,13 @@ the im2col patches ``P``: ``P Wm^T ~ (P K) A^T`` with ``K`` the input-side facto
 expression (``matvec`` of the patches with ``kron(F, I)``, ``kr(U_in, U_h, U_w)``, ...).
 The data-aware weight SVD, spatial SVD and Tucker-2 share one structure (``Wm = C
 kron(F, I)^T``, Tucker-2 with ``C`` of rank ``r_out``): they alternate closed forms (best
-``C`` for ``F``, a conjugate-gradient step on ``F``, then for the SVDs Newton steps on
-``span(F)``; :mod:`sdf.models.compress._kron`) from the better of the data-free fit
-(truncated SVD, HOOI) and the generalised SVD of the nearest Kronecker-structured metric;
-several Tucker-2 rank candidates are screened after a few alternations. CP
+``C`` for ``F``, a conjugate-gradient step on ``F``; :mod:`sdf.models.compress._kron`),
+then take Newton steps on ``span(F)`` with ``C`` eliminated (Tucker-2: with the output
+basis eliminated too, :mod:`sdf.models.compress._kron_tucker`), from the better of the
+data-free fit (truncated SVD, HOOI) and the generalised SVD of the nearest
+Kronecker-structured metric. Tucker-2 rank candidates go in the order of a lower bound on
+their objective, skipped when it is above an objective reached, the others screened after
+a few alternations; with every input channel kept the fit is closed form. CP
 (:mod:`sdf.models.compress._cp`) starts from
 water-filled truncated SVDs of the weight's slices in the principal spatial bases (an
 exact CP; a GEVD, :func:`sdf.decomp.gevd_init`, when that reproduces the weight), runs
@@ -50,6 +53,7 @@ import sdf.models.compress._cp as _cp
 import sdf.models.compress._engine as _engine
 import sdf.models.compress._fit as _fit
 import sdf.models.compress._kron as _kron
+import sdf.models.compress._kron_tucker as _kron_tucker
 from sdf.models.compress.budget import (Rank, RatioOf, expand_rank, layer_cost, max_rank,
                                         max_scalar_rank, rank_for_ratio, rank_for_tol,
                                         tucker_ratio_candidates)
@@ -71,6 +75,14 @@ _HOOI_TOL = 1e-8
 # the data-free stretch of a data-aware CP: a start for the model with the response term,
 # not an answer, so it stops early
 _WARM_ITER, _WARM_TOL = 50, 1e-6
+# HOOI sweeps for the start of a data-aware Tucker-2: its data-aware objective moves by
+# about 1e-4 relative over the sweeps after these (on conv weights; the sweeps to
+# HOOI's own tolerance cost a quarter of a 256x256x3x3 layer's data-aware fit)
+_AWARE_HOOI_ITER = 3
+# alternations before the Newton steps of a data-aware Tucker-2 fit: the first one takes
+# most of the decrease the alternations give cheaply; on the 256x256x3x3 benchmark layer
+# 1 (8.1 CPU s) and 2 (8.3 s) beat 3 (9.3 s) at the same objective to 1e-6
+_RANK_NEWTON_AFTER = 1
 
 
 # ---------------------------------------------------------------- kron-structured SVDs
@@ -122,15 +134,24 @@ def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | N
 
 
 def _alternate(W3: np.ndarray, M: np.ndarray, starts: list[tuple[str, np.ndarray]],
-               out_rank: int | None, opts: CompressOptions) -> _kron.KronFit:
-    """:func:`_kron.fit_kron` from the given starts and the nearest-Kronecker GSVD."""
+               out_rank: int | None, opts: CompressOptions, newton_after: int | None = None
+               ) -> _kron.KronFit:
+    """:func:`_kron.fit_kron` from the given starts and the nearest-Kronecker GSVD (with
+    an output rank, its Newton steps are :class:`_kron_tucker.RankNewton`'s, after
+    ``_RANK_NEWTON_AFTER`` alternations unless ``newton_after`` says otherwise)."""
+    if newton_after is None:
+        newton_after = 3 if out_rank is None else _RANK_NEWTON_AFTER
     gsvd = _kron.nearest_kron_start(W3, M, starts[0][1].shape[1])
     if gsvd is not None:
         starts = [*starts, ("generalised SVD", gsvd)]
-    return _kron.fit_kron(W3, M, starts, out_rank, max_iter=opts.max_iter, tol=opts.alt_tol)
+    return _kron.fit_kron(W3, M, starts, out_rank, max_iter=opts.max_iter, tol=opts.alt_tol,
+                          newton_after=newton_after,
+                          newton=None if out_rank is None else _kron_tucker.RankNewton())
 
 
 def _kron_info(fit: _kron.KronFit, opts: CompressOptions) -> FitInfo:
+    if fit.iterations == 0 and fit.converged:
+        return FitInfo("numpy", 0, f"{fit.start}: closed form")
     stop = "converged" if fit.converged else "stopped at the iteration cap"
     alternations = fit.iterations - fit.newton_steps
     steps = f"{alternations} alternation{'' if alternations == 1 else 's'}"
@@ -305,17 +326,30 @@ def _hooi(W: np.ndarray, ranks: tuple[int, int], max_iter: int
 def _fit_tucker2(W: np.ndarray, ranks: tuple[int, int], calib: _fit.Calibration | None,
                  w_w: float, w_r: float, opts: CompressOptions
                  ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], FitInfo]:
+    if calib is not None and w_r != 0.0 and opts.solver != "engine":
+        fit = _aware_tucker2(W, _metric(calib, w_w, w_r), ranks, opts)
+        return _tucker2_factors(W, ranks, fit), _kron_info(fit, opts)
     Uo, Ui, core, sweeps = _hooi(W, ranks, opts.max_iter)
     if calib is None or w_r == 0.0:
         return (Uo, core, Ui), FitInfo("numpy", sweeps, "HOOI")
-    if opts.solver == "engine":
-        (Uo, Ui, core), info = _engine.fit_tucker2(W, calib, w_w, w_r, Uo, Ui, core, opts)
-        return (Uo, core, Ui), dataclasses.replace(
-            info, message=f"HOOI, then {_engine.method_name(opts)}: {info.message}")
+    (Uo, Ui, core), info = _engine.fit_tucker2(W, calib, w_w, w_r, Uo, Ui, core, opts)
+    return (Uo, core, Ui), dataclasses.replace(
+        info, message=f"HOOI, then {_engine.method_name(opts)}: {info.message}")
+
+
+def _aware_tucker2(W: np.ndarray, M: np.ndarray, ranks: tuple[int, int], opts: CompressOptions,
+                   newton_after: int = 3) -> _kron.KronFit:
+    """Data-aware Tucker-2 by :func:`_alternate` from HOOI's input factor (after
+    ``_AWARE_HOOI_ITER`` sweeps); with every input
+    channel kept (``r_in = in``) in closed form (the reduced-rank regression for ``F =
+    I``: no HOOI, no iteration)."""
     o, i, kh, kw = W.shape
-    fit = _alternate(W.reshape(o, i, kh * kw), _metric(calib, w_w, w_r), [("HOOI", Ui)],
-                     ranks[0], opts)
-    return _tucker2_factors(W, ranks, fit), _kron_info(fit, opts)
+    W3 = W.reshape(o, i, kh * kw)
+    if ranks[1] >= i:
+        return _kron.fit_kron(W3, M, [("every input channel kept", np.eye(i))], ranks[0],
+                              max_iter=0)
+    Ui = _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1]
+    return _alternate(W3, M, [("HOOI", Ui)], ranks[0], opts, newton_after)
 
 
 def _tucker2_factors(W: np.ndarray, ranks: tuple[int, int], fit: _kron.KronFit
@@ -338,31 +372,73 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
                       ) -> tuple[list[tuple[tuple[int, int], _kron.KronFit]], list[str]]:
     """Data-aware Tucker-2 at several rank pairs, refined only where it may win.
 
-    Every candidate gets ``_SCREEN_ITER`` alternations. The alternations lower the
-    objective by less and less, so a candidate whose objective after them, lowered again
-    by as much as they lowered it, is still above the best candidate's is dropped; the
-    others are refined to convergence. Returns the refined fits and the notes on the
-    dropped ones.
+    The candidates that keep every input channel come first (closed form), then the
+    others in the order of a lower bound on their objective
+    (:func:`_tucker2_aware_lower_bounds`); one whose bound is at or above an objective
+    already reached is not fitted (it cannot win). The first candidate to iterate reaches
+    the objective of its start (HOOI's input factor with the closed-form core) at once:
+    when that leaves no other candidate, it is fitted in full directly. Otherwise each
+    gets ``_SCREEN_ITER`` alternations. The alternations lower the objective by less and
+    less, so a candidate whose objective after them, lowered again by as much as they
+    lowered it, is still above the best candidate's is dropped; the others are refined to
+    convergence (a few more alternations, then Newton steps:
+    :class:`_kron_tucker.RankNewton`). Returns the refined fits and the notes on the
+    candidates dropped or not fitted.
     """
     o, i, kh, kw = W.shape
     W3, M = W.reshape(o, i, kh * kw), _metric(calib, w_w, w_r)
     screen = dataclasses.replace(opts, max_iter=min(opts.max_iter, _SCREEN_ITER))
-    short = [(ranks, _alternate(W3, M, [("HOOI", _hooi(W, ranks, opts.max_iter)[1])],
-                                ranks[0], screen)) for ranks in candidates]
-    best = min(fit.objective for _, fit in short)
-    kept: list[tuple[tuple[int, int], _kron.KronFit]] = []
+    bounds = _tucker2_aware_lower_bounds(W3, M, candidates)
+    order = sorted(range(len(candidates)), key=lambda k: (candidates[k][1] < i, bounds[k]))
+    short: list[tuple[tuple[int, int], _kron.KronFit]] = []
     dropped: list[str] = []
+    reached = np.inf
+    for n, k in enumerate(order):
+        ranks = candidates[k]
+        if bounds[k] >= reached:
+            dropped.append(f"{ranks} not fitted: its lower bound {bounds[k]:.4g} is above "
+                           "the objective reached")
+            continue
+        if ranks[1] >= i:
+            fit = _aware_tucker2(W, M, ranks, screen)
+        else:
+            Ui = _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1]
+            if not short:
+                reached = _kron_tucker.start_objective(W3, M, Ui, ranks[0])
+                if all(bounds[j] >= reached for j in order[n + 1:]):
+                    dropped += [f"{candidates[j]} not fitted: its lower bound {bounds[j]:.4g} "
+                                "is above the objective reached" for j in order[n + 1:]]
+                    return [(ranks, _alternate(W3, M, [("HOOI", Ui)], ranks[0], opts))], dropped
+            fit = _alternate(W3, M, [("HOOI", Ui)], ranks[0], screen, newton_after=_SCREEN_ITER)
+        short.append((ranks, fit))
+        reached = min(reached, fit.objective)
+    kept: list[tuple[tuple[int, int], _kron.KronFit]] = []
     for ranks, fit in short:
-        if 2 * fit.objective - fit.start_objective > best:
+        # (never the one that reached the best objective: rounding in its recomputed
+        # objective must not drop every candidate)
+        if fit.objective > reached and 2 * fit.objective - fit.start_objective > reached:
             dropped.append(f"{ranks} dropped after {fit.iterations} alternations")
             continue
         if not fit.converged and fit.iterations < opts.max_iter:
             more = _kron.fit_kron(W3, M, [(fit.start, fit.F)], ranks[0],
-                                  max_iter=opts.max_iter - fit.iterations, tol=opts.alt_tol)
+                                  max_iter=opts.max_iter - fit.iterations, tol=opts.alt_tol,
+                                  newton=_kron_tucker.RankNewton())
             fit = dataclasses.replace(more, iterations=fit.iterations + more.iterations,
                                       start_objective=fit.start_objective)
         kept.append((ranks, fit))
     return kept, dropped
+
+
+def _tucker2_aware_lower_bounds(W3: np.ndarray, M: np.ndarray,
+                                candidates: Sequence[tuple[int, int]]) -> np.ndarray:
+    """A lower bound on ``tr(E M E^T)`` (``E = Wm_hat - Wm``) for every Tucker-2 of ranks
+    ``(r_out, r_in)``: ``Wm_hat`` has rank at most ``r_out``, and the best such matrix in
+    that metric leaves the eigenvalues of ``Wm M Wm^T`` beyond the ``r_out`` largest."""
+    o = W3.shape[0]
+    Wm = W3.reshape(o, -1)
+    ev = np.clip(np.linalg.eigvalsh((Wm @ M) @ Wm.T)[::-1], 0.0, None)
+    tail = np.concatenate([np.cumsum(ev[::-1])[::-1], [0.0]])
+    return np.array([tail[min(ro, o)] for ro, _ in candidates])
 
 
 def _tucker2_lower_bounds(W: np.ndarray, candidates: Sequence[tuple[int, int]]

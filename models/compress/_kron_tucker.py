@@ -1,0 +1,275 @@
+"""Newton steps for the data-aware Tucker-2 fit: the kron fit with an output rank.
+
+Tucker-2 is the kron fit of :mod:`sdf.models.compress._kron` with ``C`` of rank ``k =
+r_out``. With ``G = K^T M K``, ``P = Wm M K`` (out x r m) and ``C* = P G^{-1}`` the best
+unconstrained ``C``, the best ``C`` of rank ``k`` is ``U U^T C*``, ``U`` the ``k`` leading
+eigenvectors of ``A(F) = C* P^T = P G^{-1} P^T``, and the objective with ``C`` eliminated
+is
+
+    f(F) = c0 - (sum of the k largest eigenvalues of A(F)),
+
+a function of ``span(F)`` only. Its gradient is the partial gradient in ``F`` at that
+``C`` (``C`` is optimal). Its Hessian is that of the pair ``(U, F)`` with ``U``
+eliminated (a Schur complement): along a horizontal ``X`` (``F^T X = 0``) the leading
+eigenspace moves by ``dU = V_p Z``, ``Z[j, i] = (V_p^T dA U)[j, i] / (lam_i - lam_j)``
+(``V_p`` the other eigenvectors, ``lam`` the eigenvalues), ``dA = dP C*^T + C* dP^T - C*
+dG C*^T``, and ``C = U U^T C*`` by ``dC = dU U^T C* + U dU^T C* + U U^T dC*``; the
+Hessian product is the derivative of the partial gradient along ``(X, dC)``, as for the
+unconstrained fit (:meth:`sdf.models.compress._kron._Problem.hessvec`). The Newton
+equation is solved by truncated preconditioned CG (:func:`_kron._metric_pcg`, the
+products with ``M`` of the search directions kept by linearity), the step halved until
+the objective decreases.
+
+The alternations crawl at the rate of a subspace iteration on the eigenvalues of ``A``
+around ``k`` and of the spectrum of the whitened weight around ``r``: the Newton steps
+take both couplings in at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+
+import sdf.models.compress._kron as _kron
+
+__all__: list[str] = []
+
+# smallest eigenvalue gap (relative to the largest eigenvalue) a Newton product divides
+# by: below it the two eigenvectors are numerically one pair (float32: about 1e-7)
+_GAP_FLOOR = 1e-6
+# calls that return None (alternations) after a Newton step that found no decrease
+_REST = 2
+# CG steps per Newton step at most (each costs about a third of an alternation): on the
+# 256x256x3x3 benchmark layer 6 reached the objective of 10 in less time (fewer CG steps
+# per Newton step outweigh the extra Newton steps)
+_CG_ITER = 6
+
+
+@dataclass(frozen=True)
+class RankPoint:
+    """An iterate of the rank-limited Newton phase.
+
+    ``F`` (orthonormal) and ``MF = apply_metric(F)``; ``GK_f`` the Cholesky factor of ``G
+    = K^T M K``; ``U`` (out, k) and ``Vp`` (out, out - k) the leading and the other
+    eigenvectors of ``A(F)``, ``gaps[j, i] = lam_i - lam_j`` (floored); ``S = U^T C*``,
+    ``Sp = Vp^T C*``; ``C = U S`` (out, r m) the best rank-``k`` ``C`` and ``f`` the
+    objective.
+    """
+
+    F: np.ndarray
+    MF: np.ndarray
+    GK_f: tuple[np.ndarray, bool]
+    U: np.ndarray
+    Vp: np.ndarray
+    gaps: np.ndarray
+    S: np.ndarray
+    Sp: np.ndarray
+    C: np.ndarray
+    f: float
+
+
+def start_objective(W3: np.ndarray, M: np.ndarray, F: np.ndarray, out_rank: int) -> float:
+    """The objective of ``span(F)`` with its best ``C`` of rank ``out_rank`` (closed form):
+    an upper bound on the objective of a fit started from ``F``."""
+    prob = _kron._Problem(W3, M, out_rank)
+    F = _kron._orthonormal(F)
+    return prob.c_step(F, prob.apply_metric(F))[1]
+
+
+def rank_point(prob: _kron._Problem, F: np.ndarray, MF: np.ndarray) -> RankPoint | None:
+    """The Newton phase's view of ``F`` (``prob.out_rank`` below ``min(out, r m)``); None
+    when ``K^T M K`` is not positive definite (the alternations handle that case)."""
+    o, a, m = prob.shape
+    r, k = F.shape[1], prob.out_rank
+    assert k is not None
+    GK = np.tensordot(F, MF, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m, r * m)
+    try:
+        GK_f = sla.cho_factor((GK + GK.T) / 2, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    P = np.einsum("oan,ar->orn", prob.WM3, F, optimize=True).reshape(o, r * m)
+    C_free = sla.cho_solve(GK_f, P.T, check_finite=False).T
+    A = C_free @ P.T
+    lam, V = np.linalg.eigh((A + A.T) / 2)
+    U, Vp = V[:, o - k:], V[:, :o - k]
+    S, Sp = U.T @ C_free, Vp.T @ C_free
+    floor = _GAP_FLOOR * max(float(lam[-1]), np.finfo(lam.dtype).tiny)
+    gaps = np.maximum(lam[o - k:][None, :] - lam[:o - k][:, None], floor)
+    f = prob.c0 - _kron._inner(S, U.T @ P)
+    return RankPoint(F, MF, GK_f, U, Vp, gaps, S, Sp, U @ S, f)
+
+
+@dataclass(frozen=True)
+class RankProducts:
+    """Products of a point's ``S = U^T C*`` (k, r m) that its Hessian products reuse.
+
+    ``S_ls`` is ``S[p, s, lam]`` laid out ((lam, s), p), so that ``T4.reshape(a m, m r) @
+    S_ls`` contracts a product with ``M`` (laid out (a, mu, lam, s), as
+    :meth:`sdf.models.compress._kron._Problem.apply_metric`) with ``S``; ``S_mp`` is
+    ``S[p, r, mu]`` laid out ((mu, p), r); ``FS[(a, nu), p] = sum_s F[a, s] S[p, s, nu]``;
+    ``MFS`` is ``MF`` contracted with ``S`` (a, (mu, p)); ``Qb_f`` the Cholesky factor of
+    the m-averaged diagonal blocks of ``C^T C = S^T S`` (the preconditioner's factor).
+    """
+
+    S_ls: np.ndarray
+    S_mp: np.ndarray
+    FS: np.ndarray
+    MFS: np.ndarray
+    Qb_f: tuple[np.ndarray, bool]
+
+
+def _times(T4: np.ndarray, Y_ls: np.ndarray) -> np.ndarray:
+    """``sum_{lam, s} T4[a, mu, lam, s] Y[p, s, lam]`` laid out (a, (mu, p))."""
+    a, m = T4.shape[:2]
+    return (T4.reshape(a * m, -1) @ Y_ls).reshape(a, -1)
+
+
+def _layouts(Y: np.ndarray, r: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """``Y`` (k, r m) laid out ((lam, s), p) and ((mu, p), r)."""
+    Y3 = Y.reshape(-1, r, m)
+    return (Y3.transpose(2, 1, 0).reshape(m * r, -1),
+            Y3.transpose(2, 0, 1).reshape(-1, r))
+
+
+def rank_residual(prob: _kron._Problem, p: RankPoint) -> tuple[np.ndarray, RankProducts]:
+    """``-1/2`` the gradient of ``f`` (horizontal) and the point's :class:`RankProducts`.
+
+    The gradient's part ``M K C^T C`` is ``MFS`` contracted with ``S`` again (``C^T C = S^T
+    S``)."""
+    o, a, m = prob.shape
+    r = p.F.shape[1]
+    S3 = p.S.reshape(-1, r, m)
+    S_ls, S_mp = _layouts(p.S, r, m)
+    MFS = _times(p.MF, S_ls)
+    FS = np.einsum("as,psn->anp", p.F, S3, optimize=True).reshape(a * m, -1)
+    Qb_f = _kron._factor(np.einsum("prn,psn->rs", S3, S3, optimize=True))
+    R = (np.einsum("oan,orn->ar", prob.WM3, p.C.reshape(o, r, m), optimize=True)
+         - MFS @ S_mp)
+    return R - p.F @ (p.F.T @ R), RankProducts(S_ls, S_mp, FS, MFS, Qb_f)
+
+
+def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarray,
+                 MX: np.ndarray) -> np.ndarray:
+    """``1/2`` the Hessian of ``f`` applied to a horizontal ``X`` (``MX =
+    apply_metric(X)``), projected horizontally (see the module docstring).
+
+    The products with ``dG = dK^T M K + K^T M dK`` and with ``C^T C``, ``dC^T C`` enter
+    only through their contractions with ``S`` (rank ``k``): three products of the size
+    of ``M K`` with a (r m, k) matrix, no (r m, r m) one.
+    """
+    o, a, m = prob.shape
+    r = X.shape[1]
+    F, U, S, Sp = p.F, p.U, p.S, p.Sp
+    MXS = _times(MX, pr.S_ls)
+    # dG S^T, laid out ((r, mu), p): K^T M dK S^T from MXS, dK^T M K S^T from FS
+    KtMdK_St = (F.T @ MXS).reshape(r * m, -1)
+    dKtMK_St = (pr.FS.T @ MX.reshape(a * m, m * r)).reshape(-1, m, r).transpose(2, 1, 0)
+    dG_St = KtMdK_St + dKtMK_St.reshape(r * m, -1)
+    dP = np.einsum("oan,ar->orn", prob.WM3, X, optimize=True).reshape(o, r * m)
+    Ut_dP = U.T @ dP
+    # V_p^T dA U with dA = dP C*^T + C* dP^T - C* dG C*^T, and the eigenspace's move
+    Z = ((p.Vp.T @ dP) @ S.T + Sp @ (Ut_dP.T - dG_St)) / p.gaps
+    # T = U^T dC (dU^T C* + U^T dC*); V_p^T dC = Z S
+    T = Z.T @ Sp + sla.cho_solve(p.GK_f, (Ut_dP - dG_St.T).T, check_finite=False).T
+    dC = p.Vp @ (Z @ S) + U @ T
+    T_ls, T_mp = _layouts(T, r, m)
+    # M dK C^T C + M K (dC^T C + C^T dC) with C = U S, U^T dC = T
+    H = ((MXS + _times(p.MF, T_ls)) @ pr.S_mp + pr.MFS @ T_mp
+         - np.einsum("oan,orn->ar", prob.WM3, dC.reshape(o, r, m), optimize=True))
+    return H - F @ (F.T @ H)
+
+
+def _single_point(p: RankPoint) -> RankPoint:
+    """``p`` with its arrays in float32 (the Hessian products of a float64 step)."""
+    def low(A: np.ndarray) -> np.ndarray:
+        return A.astype(np.float32)
+
+    return RankPoint(low(p.F), low(p.MF), (low(p.GK_f[0]), p.GK_f[1]), low(p.U), low(p.Vp),
+                     low(p.gaps), low(p.S), low(p.Sp), low(p.C), p.f)
+
+
+class RankNewton:
+    """A Newton step on ``span(F)`` with ``C`` (of rank ``prob.out_rank``) eliminated,
+    halved until it lowers the objective (CG: at most ``min(cg_iter, _CG_ITER)``
+    steps); the same call signature and result as
+    :func:`sdf.models.compress._kron._newton_update` (which it calls when the rank does
+    not bind).
+
+    In float64 the point and the residual are float64 and the CG's Hessian products
+    float32 (an inexact Newton step whose error is that of the truncated CG; half the
+    time). Where no step lowers the objective (far from a minimum, where CG meets
+    negative curvature), the next :data:`_REST` calls return None: alternations, cheaper
+    there. The point of an accepted step is kept for the next call. One instance per
+    fit.
+    """
+
+    def __init__(self) -> None:
+        self._last: RankPoint | None = None
+        self._low: tuple[_kron._Problem, _kron._Problem] | None = None
+        self._rest = 0
+
+    def _single(self, prob: _kron._Problem) -> _kron._Problem:
+        if prob.W3.dtype == np.float32:
+            return prob
+        if self._low is None or self._low[0] is not prob:
+            self._low = (prob, prob.single())
+        return self._low[1]
+
+    def __call__(self, prob: _kron._Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
+                 cg_tol: float) -> RankPoint | _kron._Point | None:
+        o, a, m = prob.shape
+        if prob.out_rank is None or prob.out_rank >= min(o, F.shape[1] * m):
+            return _kron._newton_update(prob, F, MF, cg_iter, cg_tol)
+        if self._rest > 0:
+            self._rest -= 1
+            return None
+        last = self._last
+        p = last if last is not None and last.F is F else rank_point(prob, F, MF)
+        if p is None:
+            return None
+        low = self._single(prob)
+        if low is not prob:  # the products from the float32 point: one conversion
+            p_low = _single_point(p)
+            R = rank_residual(prob, p)[0].astype(np.float32)
+            products = rank_residual(low, p_low)[1]
+        else:
+            p_low = p
+            R, products = rank_residual(prob, p)
+        step = _direction(low, p_low, R, products, min(cg_iter, _CG_ITER), cg_tol)
+        if step is None:
+            return None
+        X, MX = step
+        if low is not prob:
+            X = X.astype(F.dtype)
+            MX = prob.apply_metric(X)
+        t = 1.0
+        for _ in range(5):
+            basis = _kron._orthonormal_with_metric(F + t * X, MF + t * MX)
+            q = None if basis is None else rank_point(prob, basis[0], basis[1])
+            if q is not None and q.f < p.f:
+                self._last = q
+                return q
+            t /= 2
+        self._rest = _REST
+        return None
+
+
+def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, products: RankProducts,
+               cg_iter: int, cg_tol: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Truncated preconditioned CG on ``H X = R`` (preconditioner: the Kronecker-factored
+    Hessian of the ``F`` step, as :func:`sdf.models.compress._kron._newton_direction`):
+    ``X`` and ``apply_metric(X)``; None when the residual vanishes."""
+    F = p.F
+    Qb_f = products.Qb_f
+
+    def precond(Y: np.ndarray) -> np.ndarray:
+        Z = sla.cho_solve(prob.Ma_f, Y, check_finite=False)
+        Z = sla.cho_solve(Qb_f, Z.T, check_finite=False).T
+        return Z - F @ (F.T @ Z)
+
+    return _kron._metric_pcg(prob.apply_metric,
+                             lambda P, MP: rank_hessvec(prob, p, products, P, MP), precond, R,
+                             np.zeros_like(F), np.zeros_like(p.MF), cg_iter, cg_tol,
+                             keep_first_on_negative=True)
