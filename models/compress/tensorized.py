@@ -7,7 +7,8 @@ significant). Three factored forms (``format``):
 ``"tt"``      TT-matrix: cores ``G_k`` of shape ``(r_{k-1}, o_k, i_k, r_k)``,
               ``W[y, x] = G_1[:, y_1, x_1, :] ... G_d[:, y_d, x_d, :]``. Fitted by TT-SVD
               (:func:`sdf.decomp.tt_svd` of the tensor with modes ``(o_k i_k)``), then
-              refined by alternating least squares (one core at a time, exact per core).
+              refined by alternating least squares (one core at a time, exact per core
+              in the first sweep, over-relaxed after it; the objective never rises).
 ``"cp"``      CP-matrix, a sum of ``R`` Kronecker products: factors ``A_k`` of shape
               ``(o_k, i_k, R)``, ``W = sum_r A_1[:, :, r] ⊗ ... ⊗ A_d[:, :, r]``. Fitted as a
               CPD of the same order-d tensor on the engine (for d = 2 a truncated SVD,
@@ -358,7 +359,8 @@ def _fit_tt(Wp: np.ndarray, osz: Sequence[int], isz: Sequence[int], rank: int,
         return cores, FitInfo("numpy", 0, "TT-SVD")
     res = fmt.tt_als(Wp, cores, metric, n_out, sweeps, opts.alt_tol)
     return res.factors, FitInfo("numpy", res.sweeps,
-                                f"TT-SVD, then {res.sweeps} ALS sweeps")
+                                f"TT-SVD, then {res.sweeps} ALS sweeps"
+                                + (" (over-relaxed after the first)" if res.sweeps > 1 else ""))
 
 
 def cp_start(T: np.ndarray, rank: int, opts: CompressOptions, refined: bool

@@ -196,6 +196,65 @@ def test_tt_core_update_is_exact_least_squares(diag, rng):
             assert abs(fp - fm) <= 1e-9 * (fp + fm)  # zero directional derivative
 
 
+def _dense_normal_solve(cores, k, W, M):
+    """Core k from the normal equations of the dense design matrix (no structure used)."""
+    a, o, i, b = cores[k].shape
+    cols = []
+    for j in range(cores[k].size):
+        E = np.zeros(cores[k].size)
+        E[j] = 1.0
+        trial = list(cores)
+        trial[k] = E.reshape(cores[k].shape)
+        cols.append(fmt.tt_dense(trial).reshape(-1))
+    J = np.array(cols).T  # (out in, core entries)
+    Mbig = np.kron(np.eye(W.shape[0]), M)
+    g = np.linalg.solve(J.T @ Mbig @ J, J.T @ Mbig @ W.reshape(-1))
+    return g.reshape(a, o, i, b)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_tt_core_solve_equals_dense_normal_equations(k, rng):
+    """Middle and end cores (both contraction orders of the normal matrix) of an order-3
+    TT-matrix under a full metric, against the dense design matrix's normal equations."""
+    W = rng.standard_normal((2 * 3 * 2, 3 * 2 * 3))
+    cores = [rng.standard_normal(s) for s in ((1, 2, 3, 2), (2, 3, 2, 3), (3, 2, 3, 1))]
+    P = rng.standard_normal((7, 18))  # fewer rows than inputs: a low-rank Gram
+    M = 0.3 * np.eye(18) + P.T @ P
+    got = fmt._tt_core_update(cores, k, W @ M, fmt.Metric(full=M))
+    np.testing.assert_allclose(got, _dense_normal_solve(cores, k, W, M), rtol=0, atol=1e-10)
+
+
+def test_tt_als_objective_never_rises_and_beats_the_weight_fit(rng):
+    """Data-aware sweeps (over-relaxed after the first) lower the objective every sweep and
+    end below the objective of the data-free (weight-only) fit."""
+    W = rng.standard_normal((16, 27))
+    X = np.maximum(rng.standard_normal((10, 27)) + 0.3, 0.0)
+    M = 0.1 * np.eye(27) / np.vdot(W, W) + 0.9 * X.T @ X / np.linalg.norm(X @ W.T) ** 2
+    metric = fmt.Metric(full=M)
+    cores = [rng.standard_normal(s) for s in ((1, 4, 3, 3), (3, 2, 3, 3), (3, 2, 3, 1))]
+    free = fmt.tt_als(W, cores, fmt.Metric(diag=np.ones(27)), 16, 20, 0.0)
+    aware = fmt.tt_als(W, free.factors, metric, 16, 20, 0.0)
+    hist = np.array(aware.history)
+    assert len(hist) == aware.sweeps + 1 and np.all(np.diff(hist) <= 1e-12 * hist[0])
+    assert aware.objective == pytest.approx(metric.value(fmt.tt_dense(aware.factors) - W))
+    assert aware.objective < 0.9 * metric.value(fmt.tt_dense(free.factors) - W)
+
+
+def test_data_aware_layer_objective_is_below_the_data_free_layers(rng):
+    W = rng.standard_normal((24, 32))
+    X = np.maximum(rng.standard_normal((12, 32)) + 0.3, 0.0)
+    w_w, w_r = 0.1 / np.vdot(W, W), 0.9 / np.linalg.norm(X @ W.T) ** 2
+
+    def objective(layer):
+        E = layer.dense() - W
+        return w_w * np.vdot(E, E) + w_r * np.vdot(X @ E.T, X @ E.T)
+
+    for format in ("tt", "cp"):
+        free = tensorize_linear(W, format, ratio=0.3)
+        aware = tensorize_linear(W, format, ratio=0.3, X=X)
+        assert objective(aware) < objective(free)
+
+
 def test_cp_factor_update_is_exact_least_squares(rng):
     W = rng.standard_normal((12, 16))
     P = rng.standard_normal((40, 16))
