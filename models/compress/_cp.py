@@ -329,20 +329,29 @@ def round_cost(shape: tuple[int, ...], rank: int, metric: Metric,
             + rank ** 3 / 3 + (cg_iterations[0] + 2 * cg_iterations[1]) * step)
 
 
-def cg_schedule(shape: tuple[int, ...], rank: int, metric: Metric, work: float
-                ) -> tuple[int, int]:
-    """CG iterations per round (input factor, each spatial factor) for a budget of
-    ``work`` multiply-adds: on the input factor, at least as many as cost about what the
-    rest of the round does (balanced work), more, up to ``CG_INPUT``, while ``ROUNDS``
-    rounds still fit in the budget; ``CG_SPATIAL`` on each spatial factor once the input
-    factor takes ``CG_INPUT`` (cheap metrics, wide layers: there long CG runs per
-    output-factor update gained the most per multiply-add; on costly ones a few rounds
-    of short runs did)."""
+def cg_schedule(shape: tuple[int, ...], rank: int, metric: Metric, work: float,
+                max_rounds: int) -> tuple[tuple[int, int], float]:
+    """CG iterations per round (input factor, each spatial factor) and the work to spend.
+
+    On the input factor, at least as many iterations as cost about what the rest of the
+    round does (a balanced round), more, up to ``CG_INPUT``, while ``ROUNDS`` rounds still
+    fit in the budget; ``CG_SPATIAL`` on each spatial factor once the input factor takes
+    ``CG_INPUT`` (cheap metrics, wide layers: there long CG runs per output-factor update
+    gained the most per multiply-add; on costly ones a few rounds of short runs did).
+    When ``max_rounds`` balanced rounds with ``CG_SPATIAL`` iterations on each spatial
+    factor cost less than ``work`` (small layers), those are the schedule and their cost
+    the work to spend (there, many output-factor updates gained more than long CG
+    runs); else the work is ``work``.
+    """
     o, i, kh, kw = shape
     step = 2.0 * o * i * kh * kw * rank + metric.cost(o)
     rest = round_cost(shape, rank, metric, (0, 0))
-    cg_input = int(min(max(rest / step, (work / ROUNDS - rest) / step, 1), CG_INPUT))
-    return cg_input, CG_SPATIAL if cg_input == CG_INPUT else 0
+    balanced = int(min(max(rest / step, 1), CG_INPUT))
+    capped = max_rounds * round_cost(shape, rank, metric, (balanced, CG_SPATIAL))
+    if capped <= work:
+        return (balanced, CG_SPATIAL), capped
+    cg_input = int(min(max(balanced, (work / ROUNDS - rest) / step), CG_INPUT))
+    return (cg_input, CG_SPATIAL if cg_input == CG_INPUT else 0), work
 
 
 def _fitting_round(shape: tuple[int, ...], rank: int, metric: Metric,
@@ -370,9 +379,9 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
     matrix is ``A kron (U_out^T U_out * S^T B S)``, ``S = kr(U_h, U_w)``, solved by two
     small factorizations), then ``cg_iterations[1]`` on each spatial factor
     (preconditioned by ``U_out^T U_out * U_in^T A U_in * V^T V``, ``V`` the other spatial
-    factor); None: :func:`cg_schedule`. Every update lowers the objective or keeps it, so
+    factor); None: :func:`cg_schedule` (which may also lower ``work``). Every update lowers the objective or keeps it, so
     it never rises above the warm start's. Stops when a round lowers the objective by at
-    most ``tol`` times its value ("converged"), or when ``max_rounds`` rounds are done or
+    most ``tol`` times its value per CG iteration ("converged"), or when ``max_rounds`` rounds are done or
     the multiply-adds spent (:func:`round_cost`) leave no room in ``work`` for a round
     with one CG iteration (a last round shortened to fit; at least one round runs;
     "iteration cap"). Returns the better of the start and the last
@@ -388,7 +397,7 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
     R = Uo.shape[1]
     const = float(np.vdot(Z, Wm))
     if cg_iterations is None:
-        cg_iterations = cg_schedule(W.shape, R, metric, work)
+        cg_iterations, work = cg_schedule(W.shape, R, metric, work, max_rounds)
     start_value = value = np.inf
     stop, rounds, spent = "iteration cap", 0, 0.0
     while rounds < max_rounds:
@@ -420,7 +429,7 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
                                  _gram_solver(GA * (Uh.T @ Uh)))
         new = float(np.vdot(EM, E))
         gain, value = value - new, new
-        if gain <= tol * new:
+        if gain <= tol * new * (cg_in + 2 * cg_sp):  # per CG iteration, as one ALS update
             stop = "converged"
             break
     final = [Uo, Ui, Uh, Uw]

@@ -24,7 +24,8 @@ several Tucker-2 rank candidates are screened after a few alternations. CP
 water-filled truncated SVDs of the weight's slices in the principal spatial bases (an
 exact CP; a GEVD, :func:`sdf.decomp.gevd_init`, when that reproduces the weight), runs
 accelerated ALS sweeps on the weight and, data-aware, rounds of closed-form output-factor
-updates and preconditioned input-factor steps, each stage to a deterministic work budget;
+updates and preconditioned conjugate gradients on the input and spatial factors (exact
+quadratics), each stage to a deterministic work budget;
 small layers are also fitted as an engine model (:mod:`sdf.models.compress._engine`,
 Gauss-Newton from the GEVD or random factors, the response term joining after a short
 data-free stretch), keeping the lower objective. Tucker-2 without calibration inputs is HOOI
