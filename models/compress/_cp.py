@@ -48,9 +48,9 @@ __all__: list[str] = []
 #: Relative size of the seeded perturbation of the spatial factors before ALS
 SHAKE = 0.5
 #: The most conjugate-gradient iterations per round on the input factor, the iterations
-#: on each spatial factor (see :func:`cg_schedule`) and the rounds the schedule leaves
-#: in the budget
-CG_INPUT, CG_SPATIAL, ROUNDS = 32, 1, 8
+#: on each spatial factor in balanced rounds and in rounds with ``CG_INPUT`` on the input
+#: factor (see :func:`cg_schedule`), and the rounds the schedule leaves in the budget
+CG_INPUT, CG_SPATIAL, CG_SPATIAL_LONG, ROUNDS = 32, 3, 1, 8
 #: Products through a thin calibration root (k x d, k << d) ran at about half the
 #: multiply-adds per second of square ones (one BLAS thread): the work budget counts them
 #: this many times, so that it keeps meaning about the same CPU time
@@ -335,9 +335,10 @@ def cg_schedule(shape: tuple[int, ...], rank: int, metric: Metric, work: float,
 
     On the input factor, at least as many iterations as cost about what the rest of the
     round does (a balanced round), more, up to ``CG_INPUT``, while ``ROUNDS`` rounds still
-    fit in the budget; ``CG_SPATIAL`` on each spatial factor once the input factor takes
-    ``CG_INPUT`` (cheap metrics, wide layers: there long CG runs per output-factor update
-    gained the most per multiply-add; on costly ones a few rounds of short runs did).
+    fit in the budget; ``CG_SPATIAL_LONG`` on each spatial factor once the input factor
+    takes ``CG_INPUT`` (cheap metrics, wide layers: there long CG runs per output-factor
+    update gained the most per multiply-add; on costly ones a few rounds of short runs
+    did).
     When ``max_rounds`` balanced rounds with ``CG_SPATIAL`` iterations on each spatial
     factor cost less than ``work`` (small layers), those are the schedule and their cost
     the work to spend (there, many output-factor updates gained more than long CG
@@ -351,7 +352,7 @@ def cg_schedule(shape: tuple[int, ...], rank: int, metric: Metric, work: float,
     if capped <= work:
         return (balanced, CG_SPATIAL), capped
     cg_input = int(min(max(balanced, (work / ROUNDS - rest) / step), CG_INPUT))
-    return (cg_input, CG_SPATIAL if cg_input == CG_INPUT else 0), work
+    return (cg_input, CG_SPATIAL_LONG if cg_input == CG_INPUT else 0), work
 
 
 def _fitting_round(shape: tuple[int, ...], rank: int, metric: Metric,

@@ -211,7 +211,7 @@ def test_cg_schedule_balances_the_round_and_fills_the_budget():
     M = np.eye(18 * 9)
     shape, metric = (16, 18, 3, 3), _cp.Metric(M)
     rich, work = _cp.cg_schedule(shape, 20, metric, 1e12, 10 ** 6)
-    assert rich == (_cp.CG_INPUT, _cp.CG_SPATIAL) and work == 1e12
+    assert rich == (_cp.CG_INPUT, _cp.CG_SPATIAL_LONG) and work == 1e12
     poor, work = _cp.cg_schedule(shape, 20, metric, 1.0, 10 ** 6)
     assert 1 <= poor[0] < _cp.CG_INPUT and poor[1] == 0 and work == 1.0
     # few rounds allowed: that many balanced rounds and their work
