@@ -18,6 +18,10 @@ The errors (weight error ``||W_hat - W|| / ||W||`` and calibration output error)
 printed beside the time; ``--before FILE`` adds the errors of an earlier run's table
 (same cases, same data) and their ratios.
 
+With CP among the methods, a table compresses a wide 16x200x3x3 conv whose calibration
+maps give fewer patches (256) than values per patch (1800), data-aware (with
+``--cp-engine`` also by the engine's Gauss-Newton, which takes minutes there).
+
 A further table compresses the 32x16x3x3 conv2 of the digits CNN (the layer of the issue
 that took 154 s data-aware) with its real calibration inputs, by the default solver and
 by the engine-only path (``solver="engine"``), in the same process.
@@ -139,7 +143,7 @@ def _read_before(path: str | None) -> dict[str, tuple[float, ...]]:
     out = {}
     for line in Path(path).read_text().splitlines():
         parts = line.split()
-        if len(parts) >= 10 and parts[0] in ("free", "aware", "digits"):
+        if len(parts) >= 10 and parts[0] in ("free", "aware", "digits", "wide"):
             try:
                 out[" ".join(parts[:3])] = tuple(float(v) for v in parts[7:10])
             except ValueError:
@@ -149,7 +153,7 @@ def _read_before(path: str | None) -> dict[str, tuple[float, ...]]:
 
 def _row(kind: str, layer: str, method: str, wall: float, cpu: float, unit: float,
          res: Any, objective: Objective, before: dict[str, tuple[float, ...]]) -> str:
-    target = TARGET.get("aware" if kind == "digits" else kind)
+    target = TARGET.get("aware" if kind in ("digits", "wide") else kind)
     t_ratio = "" if target is None else f"{cpu / target:.2f}"
     head = (f"{kind:7} {layer:14} {method:12} {wall:8.2f} {cpu:8.2f} {cpu / unit:7.1f} "
             f"{t_ratio:>7}")
@@ -237,6 +241,8 @@ def main() -> None:
                 f"params {res.params_after / res.params_before:.3f} of {res.params_before}")
             emit(f"network 10-layers-{kind:5}  {'auto':12} {wall:8.2f} {cpu:8.2f} "
                  f"{cpu / unit:7.1f} {cpu / TARGET['network']:7.2f} {ok}")
+        if "cp" in methods:
+            wide_table(emit, unit, args.cap, before, args.cp_engine)
         if not args.skip_digits:
             digits_table(emit, unit, args.cap, before, methods)
     out = Path(args.out)
@@ -257,6 +263,24 @@ def cp_engine_capped(W: np.ndarray, X: np.ndarray | None, cap: float
     opts = CompressOptions(solver="engine", engine_options={"callback": stop})
     return timed(lambda: compress_conv(W, "cp", ratio=0.5, X=X, padding=1,
                                        input_hw=(16, 16), options=opts), 2 * cap)
+
+
+def wide_table(emit: Callable[[str], None], unit: float, cap: float,
+               before: dict[str, tuple[float, ...]], engine: bool) -> None:
+    """A wide conv (16x200x3x3) with fewer calibration patches than values per patch
+    (4 ReLU maps 200x8x8: 256 patches of 1800 values, a Gram of rank 256): data-aware
+    CP at ratio 0.5 (rank 64); with ``engine``, also the engine's Gauss-Newton fit."""
+    rng = np.random.default_rng(5)
+    W = _decaying(rng, 16, 200 * 9, 0.6).reshape(16, 200, 3, 3)
+    X = np.maximum(rng.standard_normal((4, 200, 8, 8)) + 0.3, 0.0)
+    obj = Objective(W, im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)), center=False)
+    emit("wide layer, few patches (16x200x3x3, 256 patches of 1800 values):")
+    solvers = ("auto", "engine") if engine else ("auto",)
+    for solver in solvers:
+        opts = CompressOptions(solver=solver)
+        wall, cpu, res = timed(lambda: compress_conv(W, "cp", ratio=0.5, X=X, padding=1,
+                                                     input_hw=(8, 8), options=opts), cap)
+        emit(_row("wide", f"conv16x200/{solver}", "cp", wall, cpu, unit, res, obj, before))
 
 
 def digits_table(emit: Callable[[str], None], unit: float, cap: float,

@@ -22,17 +22,23 @@ the spatial modes and the input mode reuse the second.
 Data-aware (:func:`als_response`), with the metric ``M = w_w I + w_r G`` on the flattened
 input side ``(in, kh, kw)`` and the objective ``tr(E M E^T)``, ``E = U_out K^T - Wm``,
 ``K = kr(U_in, U_h, U_w)``: the output factor has the closed form
-``U_out = Wm M K (K^T M K)^{-1}``; the input factor takes an exactly line-searched step
-along its gradient preconditioned with the nearest Kronecker product of ``M``. Both
-updates are minimisers (over a factor, or along a line), so the objective never rises
-above the warm start's; once those rounds gain little, a step on both spatial factors
-along their preconditioned gradients joins each round, minimised exactly along that line
-(a quartic).
+``U_out = Wm M K (K^T M K)^{-1}``. With the other factors fixed, ``E`` is linear in any
+one of ``U_in``, ``U_h``, ``U_w``, so the objective is an exact quadratic in it: each takes
+iterations of preconditioned conjugate gradients towards its block minimiser
+(:func:`block_cg`; the Hessian product along a direction costs one product with ``M``,
+and ``E M`` is kept by linearity), ``U_in`` preconditioned with the nearest Kronecker
+product of ``M``. Every update lowers the objective or keeps it, so it never rises above
+the warm start's. When ``M = w_w I + R^T R`` with ``R`` of few rows (fewer calibration
+patches than values per patch, :class:`Metric`), the products with ``M`` go through ``R``.
+On a wide layer with such a Gram (16x200x3x3, rank 64, 256 patches) these rounds reach
+the objective of the engine's Gauss-Newton fit in a few CPU seconds, where line-searched
+gradient steps on ``U_in`` stopped a third above it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.linalg as sla
@@ -41,9 +47,14 @@ __all__: list[str] = []
 
 #: Relative size of the seeded perturbation of the spatial factors before ALS
 SHAKE = 0.5
-#: The data-aware rounds add a step on the spatial factors once a round lowers the
-#: objective by at most this share (before, the other updates gain more per multiply-add)
-SPATIAL_AFTER = 1e-3
+#: The most conjugate-gradient iterations per round on the input factor, the iterations
+#: on each spatial factor in balanced rounds and in rounds with ``CG_INPUT`` on the input
+#: factor (see :func:`cg_schedule`), and the rounds the schedule leaves in the budget
+CG_INPUT, CG_SPATIAL, CG_SPATIAL_LONG, ROUNDS = 32, 3, 1, 8
+#: Products through a thin calibration root (k x d, k << d) ran at about half the
+#: multiply-adds per second of square ones (one BLAS thread): the work budget counts them
+#: this many times, so that it keeps meaning about the same CPU time
+THIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,16 @@ def _solve_gram(rhs: np.ndarray, V: np.ndarray) -> np.ndarray:
                              check_finite=False).T
     except np.linalg.LinAlgError:  # singular Gramian: the least-squares solution
         return np.linalg.lstsq(V, rhs.T, rcond=None)[0].T
+
+
+def _gram_solver(V: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``rhs -> rhs V^{-1}`` (see :func:`_solve_gram`), ``V`` factorized once."""
+    try:
+        factor = sla.cho_factor(V, check_finite=False)
+    except np.linalg.LinAlgError:  # singular Gramian: the least-squares solution
+        pinv = np.linalg.pinv(V, hermitian=True)
+        return lambda rhs: rhs @ pinv
+    return lambda rhs: sla.cho_solve(factor, rhs.T, check_finite=False).T
 
 
 def _kr(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -199,20 +220,6 @@ def response_objective(Wm: np.ndarray, factors: list[np.ndarray], M: np.ndarray)
     return float(np.vdot(E @ M, E))
 
 
-def round_cost(shape: tuple[int, ...], rank: int) -> float:
-    """Multiply-adds of one round of :func:`als_response` on a weight of ``shape``."""
-    o, i, kh, kw = shape
-    d = i * kh * kw
-    return d * d * rank + d * rank ** 2 + 4.0 * o * d * rank + o * d * d + rank ** 3 / 3
-
-
-def spatial_step_cost(shape: tuple[int, ...], rank: int) -> float:
-    """Multiply-adds of one :func:`_spatial_step` on a weight of ``shape``."""
-    o, i, kh, kw = shape
-    d = i * kh * kw
-    return 4.0 * o * d * rank + 2.0 * o * d * d
-
-
 def nearest_kron(M: np.ndarray, i: int, m: int, iterations: int = 20
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``A`` (i x i), ``B`` (m x m) with ``A kron B`` nearest to ``M`` (Frobenius; Van Loan
@@ -227,100 +234,205 @@ def nearest_kron(M: np.ndarray, i: int, m: int, iterations: int = 20
     return (-A, -B) if np.trace(B) < 0 else (A, B)
 
 
-def _min_quartic(coef: np.ndarray) -> float:
-    """The real ``t`` minimising the polynomial with coefficients ``coef`` (``t^0`` first,
-    degree 4 with a nonnegative leading term); 0 when no ``t`` lowers it."""
-    roots = np.roots(np.polynomial.polynomial.polyder(coef)[::-1])
-    cands = [0.0, *(float(r.real) for r in roots if abs(r.imag) <= 1e-9 * (1 + abs(r)))]
-    values = [float(np.polynomial.polynomial.polyval(t, coef)) for t in cands]
-    return cands[int(np.argmin(values))]
+@dataclass(frozen=True)
+class Metric:
+    """The metric ``M`` (d x d) of the response objective, with, when cheaper, its
+    factored form ``M = scale I + root^T root`` (``root`` k x d, e.g. fewer calibration
+    patches than values per patch): products with ``M`` then go through the root."""
+
+    dense: np.ndarray
+    scale: float = 0.0
+    root: np.ndarray | None = None
+
+    def times(self, E: np.ndarray) -> np.ndarray:
+        """``E M`` for ``E`` (n x d)."""
+        if self.root is None:
+            return E @ self.dense
+        return self.scale * E + (E @ self.root.T) @ self.root
+
+    def cost(self, rows: int) -> float:
+        """Multiply-adds of :meth:`times` on ``rows`` rows, those through the root counted
+        ``THIN`` times."""
+        d = self.dense.shape[0]
+        return float(rows * d * (d if self.root is None else 2 * THIN * self.root.shape[0]))
 
 
-def _spatial_step(Wm: np.ndarray, M: np.ndarray, factors: list[np.ndarray], EM: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One joint step on both spatial factors along their gradients preconditioned by the
-    weight-only normal matrices, minimised exactly (the objective is quartic along it).
-    ``EM`` is ``E M`` at ``factors``; returns the new ``U_h``, ``U_w`` and ``E M``."""
+# the gradient of the objective in factor n (1: in, 2: h, 3: w) from (E M)^T U_out
+_CONTRACTIONS = {1: "ihwr,hr,wr->ir", 2: "ihwr,ir,wr->hr", 3: "ihwr,ir,hr->wr"}
+
+
+def _expand(factors: list[np.ndarray]) -> np.ndarray:
+    """``U_out kr(U_in, U_h, U_w)^T`` (out x d)."""
     Uo, Ui, Uh, Uw = factors
-    i, R = Ui.shape
-    kh, kw = Uh.shape[0], Uw.shape[0]
-    GS = np.einsum("ihwr,ir->hwr", (EM.T @ Uo).reshape(i, kh, kw, R), Ui, optimize=True)
-    Go, Gi = Uo.T @ Uo, Ui.T @ Ui
-    Dh = -_solve_gram(np.einsum("hwr,wr->hr", GS, Uw), Go * Gi * (Uw.T @ Uw))
-    Dw = -_solve_gram(np.einsum("hwr,hr->wr", GS, Uh), Go * Gi * (Uh.T @ Uh))
-    E0 = Uo @ _kr(Ui, _kr(Uh, Uw)).T - Wm
-    E1 = Uo @ _kr(Ui, _kr(Dh, Uw) + _kr(Uh, Dw)).T
-    E2 = Uo @ _kr(Ui, _kr(Dh, Dw)).T
-    E1M, E2M = E1 @ M, E2 @ M
-    coef = np.array([float(np.vdot(EM, E0)), 2 * float(np.vdot(EM, E1)),
-                     2 * float(np.vdot(EM, E2)) + float(np.vdot(E1M, E1)),
-                     2 * float(np.vdot(E1M, E2)), float(np.vdot(E2M, E2))])
-    t = _min_quartic(coef)
-    return Uh + t * Dh, Uw + t * Dw, EM + t * E1M + t * t * E2M
+    return Uo @ _kr(Ui, _kr(Uh, Uw)).T
 
 
-def als_response(W: np.ndarray, factors: list[np.ndarray], M: np.ndarray, max_rounds: int,
-                 tol: float, work: float = np.inf) -> CPFit:
-    """Rounds of updates on ``tr(E M E^T)`` from ``factors`` (see the module docstring).
+def _contract(FM: np.ndarray, factors: list[np.ndarray], n: int) -> np.ndarray:
+    """``D -> <FM, U_out kr(.., D, ..)^T>`` (D in place of factor ``n``) as a matrix
+    shaped like that factor: with ``FM = E M``, half the objective's gradient in it."""
+    Uo, Ui, Uh, Uw = factors
+    G4 = (FM.T @ Uo).reshape(Ui.shape[0], Uh.shape[0], Uw.shape[0], -1)
+    others = [F for k, F in enumerate((Ui, Uh, Uw), start=1) if k != n]
+    return np.asarray(np.einsum(_CONTRACTIONS[n], G4, *others, optimize=True))
 
-    A round: the output factor in closed form, then a step on the input factor along its
-    gradient preconditioned by the input factor's normal matrix with ``M`` replaced by its
-    nearest Kronecker product ``A kron B`` (:func:`nearest_kron`; that normal matrix is
-    then ``A kron (U_out^T U_out * S^T B S)``, ``S = kr(U_h, U_w)``, solved by two small
-    factorizations), with an exact line search (the objective is quadratic along it).
-    Once a round lowers the objective by at most ``SPATIAL_AFTER`` times its value, every
-    later round also steps both spatial factors (:func:`_spatial_step`). Stops when a
-    round with that step lowers the objective by at most ``tol`` times its value
-    ("converged"), or when ``max_rounds`` rounds are done or the next would take the
-    multiply-adds spent past ``work`` (at least one round runs; "iteration cap").
-    Returns the better of the start and the last iterate, with its objective recomputed
-    from the factors.
+
+def block_cg(metric: Metric, factors: list[np.ndarray], n: int, E: np.ndarray,
+             EM: np.ndarray, iterations: int,
+             precondition: Callable[[np.ndarray], np.ndarray]
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Preconditioned CG on the objective as a function of factor ``n`` alone (1: in,
+    2: h, 3: w; the others fixed), from its value in ``factors``.
+
+    With the others fixed, ``E`` is linear in the factor, so the objective is an exact
+    quadratic in it: half gradient ``_contract(E M)``, half Hessian product
+    ``D -> _contract(E_D M)`` (``E_D``: the model with ``D`` in place of the factor). ``E``
+    and ``E M`` are kept by linearity (one product with ``M`` per iteration). CG lowers a
+    convex quadratic at every iteration and reaches its minimiser (the exact block
+    update) in at most as many iterations as the factor has entries. ``E``, ``EM`` are
+    ``E``, ``E M`` at ``factors``; returns the factor and ``E``, ``E M`` at it.
+    """
+    U = factors[n]
+    residual = -_contract(EM, factors, n)
+    z = precondition(residual)
+    rz = float(np.vdot(residual, z))
+    p = z
+    for _ in range(iterations):
+        if not rz > 0:
+            break
+        Ep = _expand([p if k == n else F for k, F in enumerate(factors)])
+        EpM = metric.times(Ep)
+        Hp = _contract(EpM, factors, n)
+        curv = float(np.vdot(p, Hp))
+        if not curv > 0:
+            break
+        alpha = rz / curv
+        U, E, EM = U + alpha * p, E + alpha * Ep, EM + alpha * EpM
+        residual = residual - alpha * Hp
+        z = precondition(residual)
+        rz, rz_old = float(np.vdot(residual, z)), rz
+        p = z + (rz / rz_old) * p
+    return U, E, EM
+
+
+def round_cost(shape: tuple[int, ...], rank: int, metric: Metric,
+               cg_iterations: tuple[int, int]) -> float:
+    """Multiply-adds of one round of :func:`als_response` on a weight of ``shape``: the
+    output factor's normal equations (``K^T M``, ``K^T M K``, ``Wm M K``), ``E`` and
+    ``E M`` after it, a gradient per updated factor and the CG iterations
+    (``cg_iterations``: on the input factor and on each spatial one; each an expansion,
+    a product with ``M`` and a contraction)."""
+    o, i, kh, kw = shape
+    d = i * kh * kw
+    step = 2.0 * o * d * rank + metric.cost(o)
+    gradients = 1 + 2 * (cg_iterations[1] > 0)
+    return (metric.cost(rank) + d * rank ** 2 + (3.0 + gradients) * o * d * rank
+            + rank ** 3 / 3 + (cg_iterations[0] + 2 * cg_iterations[1]) * step)
+
+
+def cg_schedule(shape: tuple[int, ...], rank: int, metric: Metric, work: float,
+                max_rounds: int) -> tuple[tuple[int, int], float]:
+    """CG iterations per round (input factor, each spatial factor) and the work to spend.
+
+    On the input factor, at least as many iterations as cost about what the rest of the
+    round does (a balanced round), more, up to ``CG_INPUT``, while ``ROUNDS`` rounds still
+    fit in the budget; ``CG_SPATIAL_LONG`` on each spatial factor once the input factor
+    takes ``CG_INPUT`` (cheap metrics, wide layers: there long CG runs per output-factor
+    update gained the most per multiply-add; on costly ones a few rounds of short runs
+    did).
+    When ``max_rounds`` balanced rounds with ``CG_SPATIAL`` iterations on each spatial
+    factor cost less than ``work`` (small layers), those are the schedule and their cost
+    the work to spend (there, many output-factor updates gained more than long CG
+    runs); else the work is ``work``.
+    """
+    o, i, kh, kw = shape
+    step = 2.0 * o * i * kh * kw * rank + metric.cost(o)
+    rest = round_cost(shape, rank, metric, (0, 0))
+    balanced = int(min(max(rest / step, 1), CG_INPUT))
+    capped = max_rounds * round_cost(shape, rank, metric, (balanced, CG_SPATIAL))
+    if capped <= work:
+        return (balanced, CG_SPATIAL), capped
+    cg_input = int(min(max(balanced, (work / ROUNDS - rest) / step), CG_INPUT))
+    return (cg_input, CG_SPATIAL_LONG if cg_input == CG_INPUT else 0), work
+
+
+def _fitting_round(shape: tuple[int, ...], rank: int, metric: Metric,
+                   cg_iterations: tuple[int, int], work: float) -> tuple[int, int] | None:
+    """``cg_iterations`` when such a round costs at most ``work``, else the round with
+    the most input-factor iterations (none on the spatial ones) that does; None if
+    not even one fits."""
+    if round_cost(shape, rank, metric, cg_iterations) <= work:
+        return cg_iterations
+    o, i, kh, kw = shape
+    step = 2.0 * o * i * kh * kw * rank + metric.cost(o)
+    fits = int((work - round_cost(shape, rank, metric, (0, 0))) / step + 1e-9)  # rounding
+    return (min(fits, cg_iterations[0]), 0) if fits >= 1 else None
+
+
+def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_rounds: int,
+                 tol: float, work: float = np.inf,
+                 cg_iterations: tuple[int, int] | None = None) -> CPFit:
+    """Rounds of block updates on ``tr(E M E^T)`` from ``factors`` (see the module
+    docstring).
+
+    A round: the output factor in closed form, then ``cg_iterations[0]`` iterations of
+    :func:`block_cg` on the input factor, preconditioned by its normal matrix with ``M``
+    replaced by its nearest Kronecker product ``A kron B`` (:func:`nearest_kron`; that
+    matrix is ``A kron (U_out^T U_out * S^T B S)``, ``S = kr(U_h, U_w)``, solved by two
+    small factorizations), then ``cg_iterations[1]`` on each spatial factor
+    (preconditioned by ``U_out^T U_out * U_in^T A U_in * V^T V``, ``V`` the other spatial
+    factor); None: :func:`cg_schedule` (which may also lower ``work``). Every update lowers the objective or keeps it, so
+    it never rises above the warm start's. Stops when a round lowers the objective by at
+    most ``tol`` times its value per CG iteration ("converged"), or when ``max_rounds`` rounds are done or
+    the multiply-adds spent (:func:`round_cost`) leave no room in ``work`` for a round
+    with one CG iteration (a last round shortened to fit; at least one round runs;
+    "iteration cap"). Returns the better of the start and the last
+    iterate, with its objective recomputed from the factors.
     """
     o, i, kh, kw = W.shape
-    m = kh * kw
     Wm = W.reshape(o, -1)
-    Z = Wm @ M                                               # M is symmetric
-    KA, KB = nearest_kron(M, i, m)
+    M = metric.dense
+    Z = metric.times(Wm)                                     # M is symmetric
+    KA, KB = nearest_kron(M, i, kh * kw)
+    solve_ka = _gram_solver(KA)
     Uo, Ui, Uh, Uw = (np.array(f, dtype=float) for f in factors)
     R = Uo.shape[1]
-    S = _kr(Uh, Uw)
-    C = S.T @ KB @ S
     const = float(np.vdot(Z, Wm))
-    costs = (round_cost(W.shape, R), spatial_step_cost(W.shape, R))
+    if cg_iterations is None:
+        cg_iterations, work = cg_schedule(W.shape, R, metric, work, max_rounds)
     start_value = value = np.inf
-    stop, rounds, spent, spatial = "iteration cap", 0, 0.0, False
-    while rounds < max_rounds and (rounds == 0 or spent + costs[0] + spatial * costs[1]
-                                   <= work):
+    stop, rounds, spent = "iteration cap", 0, 0.0
+    while rounds < max_rounds:
+        plan = cg_iterations if rounds == 0 else _fitting_round(W.shape, R, metric,
+                                                                 cg_iterations, work - spent)
+        if plan is None:
+            break
+        cg_in, cg_sp = plan
+        spent += round_cost(W.shape, R, metric, plan)
         rounds += 1
-        spent += costs[0] + spatial * costs[1]
-        K = _kr(Ui, S)
-        MK = M @ K
-        H, ZK = K.T @ MK, Wm @ MK
+        K = _kr(Ui, _kr(Uh, Uw))
+        KM = metric.times(K.T)                               # K^T M
+        H, ZK = KM @ K, Wm @ KM.T
         if rounds == 1:  # the start's objective, from the products the round needs anyway
             start_value = value = max(float(np.vdot(Uo @ H, Uo)) - 2 * float(np.vdot(Uo, ZK))
                                       + const, 0.0)
         Uo = _solve_gram(ZK, H)
-        EM = Uo @ MK.T - Z                                   # E M for the new U_out
-        GK = (EM.T @ Uo).reshape(i, m, R)                    # half the gradient in K
-        gi = np.einsum("isr,sr->ir", GK, S, optimize=True)
-        Di = -_solve_gram(_solve_gram(gi.T, KA).T, (Uo.T @ Uo) * C)
-        E1 = Uo @ _kr(Di, S).T
-        E1M = E1 @ M
-        curv = float(np.vdot(E1M, E1))
-        slope = float(np.vdot(EM, E1))                       # half the derivative at 0
-        t = -slope / curv if curv > 0 else 0.0
-        Ui = Ui + t * Di
-        EM = EM + t * E1M
-        if spatial:
-            Uh, Uw, EM = _spatial_step(Wm, M, [Uo, Ui, Uh, Uw], EM)
-            S = _kr(Uh, Uw)
-            C = S.T @ KB @ S
-        new = float(np.vdot(EM, Uo @ _kr(Ui, S).T - Wm))
+        E, EM = Uo @ K.T - Wm, Uo @ KM - Z                   # at the new U_out
+        Go = Uo.T @ Uo
+        S = _kr(Uh, Uw)
+        solve_a = _gram_solver(Go * (S.T @ KB @ S))
+        Ui, E, EM = block_cg(metric, [Uo, Ui, Uh, Uw], 1, E, EM, cg_in,
+                             lambda X: solve_a(solve_ka(X.T).T))
+        if cg_sp:
+            GA = Go * (Ui.T @ KA @ Ui)
+            Uh, E, EM = block_cg(metric, [Uo, Ui, Uh, Uw], 2, E, EM, cg_sp,
+                                 _gram_solver(GA * (Uw.T @ Uw)))
+            Uw, E, EM = block_cg(metric, [Uo, Ui, Uh, Uw], 3, E, EM, cg_sp,
+                                 _gram_solver(GA * (Uh.T @ Uh)))
+        new = float(np.vdot(EM, E))
         gain, value = value - new, new
-        if spatial and gain <= tol * new:
+        if gain <= tol * new * (cg_in + 2 * cg_sp):  # per CG iteration, as one ALS update
             stop = "converged"
             break
-        spatial = spatial or gain <= SPATIAL_AFTER * new
     final = [Uo, Ui, Uh, Uw]
     final_value = response_objective(Wm, final, M)
     if rounds == 0 or final_value > start_value:

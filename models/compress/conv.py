@@ -27,7 +27,8 @@ a few alternations; with every input channel kept the fit is closed form. CP
 water-filled truncated SVDs of the weight's slices in the principal spatial bases (an
 exact CP; a GEVD, :func:`sdf.decomp.gevd_init`, when that reproduces the weight), runs
 accelerated ALS sweeps on the weight and, data-aware, rounds of closed-form output-factor
-updates and preconditioned input-factor steps, each stage to a deterministic work budget;
+updates and preconditioned conjugate gradients on the input and spatial factors (exact
+quadratics), each stage to a deterministic work budget;
 small layers are also fitted as an engine model (:mod:`sdf.models.compress._engine`,
 Gauss-Newton from the GEVD or random factors, the response term joining after a short
 data-free stretch), keeping the lower objective. Tucker-2 without calibration inputs is HOOI
@@ -239,12 +240,22 @@ def _fit_cp_fast(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: 
         iterations, objective = 0, _cp_objective(W, factors, w_w, None)
     message = start
     if calib is not None and w_r > 0:
-        aware = _cp.als_response(W, factors, _metric(calib, w_w, w_r), opts.max_iter,
+        aware = _cp.als_response(W, factors, _cp_metric(calib, w_w, w_r), opts.max_iter,
                                  opts.alt_tol, opts.cp_response_work)
         message += f", then response updates ({aware.iterations} rounds, {aware.stop})"
         iterations, objective = iterations + aware.iterations, aware.objective
         factors = aware.factors
     return balance_columns(factors), FitInfo("numpy", iterations, message, objective=objective)
+
+
+def _cp_metric(calib: _fit.Calibration, w_w: float, w_r: float) -> _cp.Metric:
+    """The metric of :func:`_metric`, factored through the calibration root when there
+    are fewer patches than values per patch (its products then cost ``2 k / d`` of the
+    dense ones)."""
+    M = _metric(calib, w_w, w_r)
+    if 2 * calib.n_rows >= M.shape[0]:
+        return _cp.Metric(M)
+    return _cp.Metric(M, w_w, np.sqrt(w_r) * calib.root())
 
 
 def _cp_exact_gevd(W: np.ndarray, rank: int, seed: int

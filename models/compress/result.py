@@ -70,9 +70,11 @@ class CompressOptions:
         rank 569. A fit stopped by it says "iteration cap" in its message.
     cp_response_work : float, default 3e10
         Work budget of the data-aware CP's response rounds, in multiply-adds (a round
-        costs about ``d^2 R + d R^2 + out d^2 + 4 out d R`` with ``d = in kh kw``, and
-        ``2 out d^2 + 4 out d R`` more once it also steps the spatial factors); at least
-        one round runs, at most ``max_iter``.
+        costs about ``d^2 R + d R^2 + 4 out d R`` with ``d = in kh kw`` for the output
+        factor, plus ``2 out d R + out d^2`` per conjugate-gradient iteration on the
+        input or a spatial factor; with fewer calibration patches ``k`` than ``d``, the
+        ``d^2`` terms become ``4 k d``); the iterations per round follow the budget; at
+        least one round runs, at most ``max_iter``.
     cp_engine_size : float, default 3e6
         Layers whose engine model costs at most this many multiply-adds per Gauss-Newton
         product (``R out in kh kw``, plus ``R k d`` when data-aware, with ``d = in kh kw``

@@ -121,7 +121,7 @@ def test_response_rounds_never_end_above_the_warm_start(rng):
     Wm = W.reshape(16, -1)
     start = _cp.response_objective(Wm, factors, M)
     for rounds in (1, 5):
-        fit = _cp.als_response(W, factors, M, rounds, 0.0)
+        fit = _cp.als_response(W, factors, _cp.Metric(M), rounds, 0.0)
         assert fit.objective <= start
         assert fit.objective == pytest.approx(_cp.response_objective(Wm, fit.factors, M),
                                               rel=1e-10)
@@ -162,26 +162,91 @@ def test_cp_budgets_must_be_nonnegative(name):
         CompressOptions(**{name: -1})
 
 
-def test_spatial_step_lowers_the_response_objective(rng):
-    W = _decaying_weight(rng, 10, 6)
-    X = _maps(rng, 3, 6, 6)
-    _, M = _metric(W, X, 0.9)
-    Wm = W.reshape(10, -1)
-    factors = [rng.standard_normal((n, 7)) for n in (10, 6, 3, 3)]
-    E = Wm - factors[0] @ _cp._kr(factors[1], _cp._kr(factors[2], factors[3])).T
-    Uh, Uw, EM = _cp._spatial_step(Wm, M, factors, -E @ M)
-    after = [factors[0], factors[1], Uh, Uw]
-    value = _cp.response_objective(Wm, after, M)
-    assert value < _cp.response_objective(Wm, factors, M)
-    E_after = factors[0] @ _cp._kr(factors[1], _cp._kr(Uh, Uw)).T - Wm
-    np.testing.assert_allclose(EM, E_after @ M, rtol=1e-9, atol=1e-12)
+def _small_aware(rng, o=8, i=6, rank=7, n=2, hw=5):
+    W = _decaying_weight(rng, o, i)
+    X = _maps(rng, n, i, hw)
+    w_w, M = _metric(W, X, 0.9)
+    factors = [rng.standard_normal((s, rank)) for s in (o, i, 3, 3)]
+    return W, M, factors
 
 
-def test_min_quartic_finds_the_global_minimum():
-    # (t - 2)^2 (t + 1)^2 + t: minima near t = 2 and t = -1; the one at 2 is lower
-    coef = np.polynomial.polynomial.polyadd(
-        np.polynomial.polynomial.polymul([4, -4, 1], [1, 2, 1]), [0, 1])
-    t = _cp._min_quartic(coef)
-    grid = np.linspace(-3, 4, 70001)
-    assert t == pytest.approx(grid[np.argmin(np.polynomial.polynomial.polyval(grid, coef))],
-                              abs=1e-3)
+@pytest.mark.parametrize("n", [1, 2, 3], ids=["in", "h", "w"])
+def test_block_cg_reaches_the_solution_of_the_normal_equations(rng, n):
+    W, M, factors = _small_aware(rng)
+    Wm = W.reshape(8, -1)
+    L = np.linalg.cholesky(M)
+    # the objective ||E L||^2 is linear least squares in factor n: its Jacobian by columns
+    shape = factors[n].shape
+    def model(U):
+        return _cp._expand([U if k == n else F for k, F in enumerate(factors)])
+    J = np.stack([(model(e.reshape(shape)) @ L).ravel() for e in np.eye(np.prod(shape))], 1)
+    exact = np.linalg.lstsq(J, (Wm @ L).ravel(), rcond=None)[0].reshape(shape)
+    E = model(factors[n]) - Wm
+    U, E_cg, EM = _cp.block_cg(_cp.Metric(M), factors, n, E, E @ M, 3 * int(np.prod(shape)),
+                               lambda X: X)
+    np.testing.assert_allclose(U, exact, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(E_cg, model(U) - Wm, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(EM, E_cg @ M, rtol=1e-8, atol=1e-10)
+
+
+def test_metric_through_the_root_equals_the_dense_product(rng):
+    root = rng.standard_normal((4, 18))
+    M = 0.3 * np.eye(18) + root.T @ root
+    E = rng.standard_normal((5, 18))
+    np.testing.assert_allclose(_cp.Metric(M, 0.3, root).times(E), E @ M, rtol=1e-12)
+    assert _cp.Metric(M, 0.3, root).cost(5) < _cp.Metric(M).cost(5)
+
+
+def test_response_objective_never_rises_over_rounds(rng):
+    W, M, factors = _small_aware(rng)
+    values = [_cp.response_objective(W.reshape(8, -1), factors, M)]
+    for rounds in range(1, 7):
+        values.append(_cp.als_response(W, factors, _cp.Metric(M), rounds, 0.0,
+                                       cg_iterations=(3, 1)).objective)
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(values, values[1:]))
+    assert values[-1] < 0.5 * values[0]
+
+
+def test_cg_schedule_balances_the_round_and_fills_the_budget():
+    M = np.eye(18 * 9)
+    shape, metric = (16, 18, 3, 3), _cp.Metric(M)
+    rich, work = _cp.cg_schedule(shape, 20, metric, 1e12, 10 ** 6)
+    assert rich == (_cp.CG_INPUT, _cp.CG_SPATIAL_LONG) and work == 1e12
+    poor, work = _cp.cg_schedule(shape, 20, metric, 1.0, 10 ** 6)
+    assert 1 <= poor[0] < _cp.CG_INPUT and poor[1] == 0 and work == 1.0
+    # few rounds allowed: that many balanced rounds and their work
+    few, work = _cp.cg_schedule(shape, 20, metric, 1e12, 10)
+    assert few == (poor[0], _cp.CG_SPATIAL)
+    assert work == 10 * _cp.round_cost(shape, 20, metric, few)
+
+
+def test_work_cap_shortens_the_last_round(rng):
+    W, M, factors = _small_aware(rng)
+    metric = _cp.Metric(M)
+    full = _cp.round_cost(W.shape, 7, metric, (4, 1))
+    one = _cp.round_cost(W.shape, 7, metric, (1, 0))
+    fit = _cp.als_response(W, factors, metric, 100, 0.0, work=2 * full + one,
+                           cg_iterations=(4, 1))
+    assert fit.iterations == 3 and fit.stop == "iteration cap"
+
+
+def test_wide_layer_with_few_patches_gains_from_long_cg_runs(rng):
+    """A wide layer whose Gram has rank below its width (25 patches of 360 values): at
+    one work budget, the scheduled rounds (long CG runs on the input factor, products
+    through the calibration root) end lower than rounds of one preconditioned gradient
+    step, and well below the data-free warm start."""
+    from sdf.models.compress.conv import _cp_metric
+    W = _decaying_weight(rng, 8, 40)
+    X = np.maximum(rng.standard_normal((1, 40, 5, 5)) + 0.3, 0.0)
+    calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
+    w_w, w_r = _fit.term_weights(W.reshape(8, -1), calib, 0.9)
+    metric = _cp_metric(calib, w_w, w_r)
+    assert metric.root is not None and metric.root.shape == (25, 360)
+    start, _ = _cp.spatial_slices_start(W, 16)
+    start = _cp.als_weight(W, start, 50, 1e-6, 0).factors
+    warm = _cp.response_objective(W.reshape(8, -1), start, metric.dense)
+    work = 1e9
+    scheduled = _cp.als_response(W, start, metric, 10 ** 6, 0.0, work)
+    gradient = _cp.als_response(W, start, metric, 10 ** 6, 0.0, work, cg_iterations=(1, 0))
+    assert scheduled.objective < 0.97 * gradient.objective
+    assert scheduled.objective < 0.5 * warm
