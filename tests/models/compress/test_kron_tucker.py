@@ -8,17 +8,7 @@ import pytest
 from sdf.models.compress import CompressOptions, _fit, _kron, _kron_tucker, compress_conv, conv
 from sdf.models.compress import im2col
 from sdf.models.compress.layers import Piece
-
-
-def _spd(rng, n):
-    A = rng.standard_normal((n, 2 * n))
-    return A @ A.T / n + 0.1 * np.eye(n)
-
-
-def _objective(W3, M, C, F):
-    o = W3.shape[0]
-    E = np.einsum("orm,ar->oam", C, F).reshape(o, -1) - W3.reshape(o, -1)
-    return float(np.einsum("od,de,oe->", E, M, E))
+from test_kron import _objective, _spd
 
 
 def _horizontal(F, X):
