@@ -23,6 +23,7 @@ mean), which leaves the objective above with ``P`` replaced by the centered rows
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,7 @@ class Calibration:
     gram: np.ndarray
     n_rows: int
     mean: np.ndarray | None = None
+    rows: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_rows(cls, P: np.ndarray, max_rows: int | None = None, seed: int = 0,
@@ -60,7 +62,8 @@ class Calibration:
         mean = P.mean(axis=0) if center else None
         if mean is not None:
             P = P - mean
-        return cls(gram=P.T @ P, n_rows=int(P.shape[0]), mean=mean)
+        return cls(gram=P.T @ P, n_rows=int(P.shape[0]), mean=mean,
+                   rows=P if P.shape[0] < P.shape[1] else None)
 
     def bias_shift(self, Wm: np.ndarray, Wm_hat: np.ndarray) -> np.ndarray | None:
         """``(Wm - Wm_hat) mu``: the bias change that absorbs the mean (None: not centered)."""
@@ -76,8 +79,11 @@ class Calibration:
         ``k = d`` (the Cholesky factor) when ``G`` is positive definite, else ``k`` is the
         numerical rank of ``G`` (an eigen root on its range): with fewer patches than
         values per patch, the response terms that multiply by ``R`` then cost ``k / d``
-        of the square root's.
+        of the square root's. When fewer rows than values went in, the (centered) rows
+        themselves are the root (``k`` = rows), with no factorisation of ``G``.
         """
+        if self.rows is not None:
+            return self.rows
         try:
             return np.linalg.cholesky(self.gram).T
         except np.linalg.LinAlgError:

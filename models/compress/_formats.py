@@ -18,8 +18,8 @@ the same for the input index ``x``) is stored in one of three factored forms:
 
 Here: the dense forms (for tests and fits), the forward passes that contract the factors
 with an input batch one at a time (never forming W), the column gathers used by embedding
-look-ups, parameter and MAC counts, and the alternating least squares fits of TT and CP
-under a metric on the input side, ``||(W_hat - W) L||^2`` with ``L L^T = M``.
+look-ups, parameter and MAC counts, and the alternating least squares fits of TT, CP and
+Tucker under a metric on the input side, ``||(W_hat - W) L||^2`` with ``L L^T = M``.
 """
 
 from __future__ import annotations
@@ -481,3 +481,129 @@ def cp_als(W: np.ndarray, factors: Sequence[np.ndarray], metric: Metric, n_out: 
             break
         f_old = f
     return ALSResult(factors, done, f_old, tuple(history))
+
+
+# ----------------------------------------------------------------------------- Tucker ALS
+def _kron_all(mats: Sequence[np.ndarray]) -> np.ndarray:
+    out = np.ones((1, 1))
+    for A in mats:
+        out = np.kron(out, A)
+    return out
+
+
+def _metric_times(V: np.ndarray, root: np.ndarray, w_w: float, w_r: float) -> np.ndarray:
+    """``M V`` for ``M = w_w I + w_r R^T R``, through R (never forming M)."""
+    return w_w * V + w_r * (root.T @ (root @ V))
+
+
+def tucker_objective(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
+                     core: np.ndarray, root: np.ndarray, w_w: float, w_r: float) -> float:
+    """``w_w ||E||^2 + w_r ||R E^T||^2`` with ``E = W_hat - W`` (W_hat cut to W's shape:
+    padding dropped; R has W's columns)."""
+    E = tucker_dense(U, V, core)[:W.shape[0], :W.shape[1]] - W
+    return float(w_w * np.vdot(E, E) + w_r * np.vdot(E @ root.T, E @ root.T))
+
+
+def tucker_core_update(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
+                       root: np.ndarray, w_w: float, w_r: float) -> np.ndarray:
+    """The core minimising the objective for fixed factors, the ``U_k`` orthonormal:
+    ``C = U^T W M V (V^T M V)^{-1}`` (``U``, ``V`` the Kronecker products of the factors),
+    from one Cholesky factorisation of the small ``V^T M V``."""
+    Uk, Vk = _kron_all(U), _kron_all(V)
+    MV = _metric_times(Vk, root, w_w, w_r)
+    C = _solve_spd(Vk.T @ MV, (Uk.T @ (W @ MV)).T).T
+    return C.reshape([u.shape[1] for u in U] + [v.shape[1] for v in V])
+
+
+def _tucker_u_update(W: np.ndarray, U: list[np.ndarray], V: Sequence[np.ndarray],
+                     root: np.ndarray, w_w: float, w_r: float) -> None:
+    """Every ``U_k`` in turn, the core eliminated: with ``Z = W M V (V^T M V)^{-1/2}`` the
+    objective is ``const - ||U^T Z||^2``, so ``U_k`` is the leading left singular subspace
+    of the mode-k unfolding of Z with the other output modes projected (a HOOI step)."""
+    Vk = _kron_all(V)
+    MV = _metric_times(Vk, root, w_w, w_r)
+    N = Vk.T @ MV
+    try:
+        Lc = np.linalg.cholesky(N)
+        Z = np.linalg.solve(Lc, (W @ MV).T).T
+    except np.linalg.LinAlgError:
+        lam, Q = np.linalg.eigh(N)
+        inv_root = np.where(lam > lam.max() * 1e-13, 1.0 / np.sqrt(np.maximum(lam, 1e-300)), 0)
+        Z = (W @ MV) @ (Q * inv_root)
+    d = len(U)
+    Zt = Z.reshape([u.shape[0] for u in U] + [-1])
+    for k in range(d):
+        P = Zt
+        for j in range(d):
+            if j != k:
+                P = np.moveaxis(np.tensordot(U[j].T, P, axes=(1, j)), 0, j)
+        Pk = np.moveaxis(P, k, 0).reshape(U[k].shape[0], -1)
+        Q = np.linalg.svd(Pk, full_matrices=False)[0]
+        U[k] = Q[:, :U[k].shape[1]]
+
+
+def tucker_factor_update(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
+                         core: np.ndarray, k: int, root: np.ndarray, w_w: float, w_r: float
+                         ) -> np.ndarray:
+    """The input factor ``V_k`` minimising the objective for the core and the other factors
+    fixed (the ``U_j`` orthonormal): a linear least squares in ``V_k`` whose normal matrix
+    ``w_w (I ⊗ K^T K) + w_r J^T J`` (size ``i_k S_k``) is formed from the core contracted
+    with the other input factors (K) and with the calibration root R (J)."""
+    isz = [v.shape[0] for v in V]
+    i, s = V[k].shape
+    Ipre, Ipost = _prod(isz[:k]), _prod(isz[k + 1:])
+    Y = _kron_all(U).T @ W  # (Rprod, in): U orthonormal, so only U^T W is matched
+    Kt = core.reshape(-1, *[v.shape[1] for v in V])
+    for j, Vj in enumerate(V):
+        if j != k:
+            Kt = np.moveaxis(np.tensordot(Vj, Kt, axes=(1, j + 1)), 0, j + 1)
+    r = Kt.shape[0]
+    K = Kt.reshape(r, Ipre, s, Ipost)
+    Km = K.transpose(0, 1, 3, 2).reshape(-1, s)
+    N = w_w * np.kron(np.eye(i), Km.T @ Km)
+    Y4 = Y.reshape(r, Ipre, i, Ipost)
+    rhs = w_w * np.einsum("rpaq,rpxq->xa", K, Y4, optimize=True).reshape(-1)
+    q = root.shape[0]
+    R4 = root.reshape(q, Ipre, i, Ipost)
+    target = Y @ root.T  # (Rprod, q)
+    step = max(1, int(4e6 // max(q * i * s, 1)))
+    for lo in range(0, r, step):
+        J = np.einsum("rpaq,kpxq->rkxa", K[lo:lo + step], R4, optimize=True).reshape(-1, i * s)
+        N += w_r * (J.T @ J)
+        rhs += w_r * (J.T @ target[lo:lo + step].reshape(-1))
+    return _solve_spd(N, rhs).reshape(i, s)
+
+
+def tucker_als(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
+               core: np.ndarray, root: np.ndarray, w_w: float, w_r: float, sweeps: int,
+               tol: float) -> ALSResult:
+    """Alternating exact block minimisation of ``w_w ||E||^2 + w_r ||R E^T||^2`` for the
+    Tucker-matrix ``(U, V, core)`` of ``W`` (padded sizes): per sweep the core (closed
+    form), every ``U_k`` (HOOI step in the metric, core eliminated), the core, then every
+    ``V_k`` (least squares, orthonormalised after: same span) followed by the core. Each
+    step is an exact minimiser over its block, so the objective never rises; stops when a
+    sweep lowers it by at most ``tol`` of its value. ``factors`` is ``[*U, *V, core]``."""
+    U = [np.array(u, dtype=float) for u in U]
+    V = [np.array(v, dtype=float) for v in V]
+    core = np.array(core, dtype=float)
+    f_old = tucker_objective(W, U, V, core, root, w_w, w_r)
+    history = [f_old]
+    best = ([*U, *V, core], f_old)
+    done = 0
+    for done in range(1, sweeps + 1):
+        _tucker_u_update(W, U, V, root, w_w, w_r)
+        core = tucker_core_update(W, U, V, root, w_w, w_r)
+        for k in range(len(V)):
+            Vk = tucker_factor_update(W, U, V, core, k, root, w_w, w_r)
+            if done > 1:
+                Vk = V[k] + _RELAX * (Vk - V[k])
+            V[k] = np.linalg.qr(Vk)[0]
+            core = tucker_core_update(W, U, V, root, w_w, w_r)
+        f = tucker_objective(W, U, V, core, root, w_w, w_r)
+        history.append(f)
+        if f < best[1]:
+            best = ([*U, *V, core], f)
+        if f_old - f <= tol * max(f_old, 1e-300):
+            break
+        f_old = f
+    return ALSResult(best[0], done, best[1], tuple(history))

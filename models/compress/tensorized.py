@@ -15,13 +15,16 @@ significant). Three factored forms (``format``):
               exact), then refined by alternating least squares.
 ``"tucker"``  Tucker of the order-2d tensor: ``U_k`` (o_k x R_k), ``V_k`` (i_k x S_k) and a
               core ``(R_1, ..., R_d, S_1, ..., S_d)``. Fitted by HOOI
-              (:func:`sdf.decomp.lmlra_hooi`), data-aware on the engine (an LMLRA weight
-              term and the calibration response as a coupled LMLRA term).
+              (:func:`sdf.decomp.lmlra_hooi`), data-aware then refined by alternating
+              exact block minimisation in the metric (the core in closed form, each
+              output factor by a HOOI step with the core eliminated, each input factor
+              by least squares; the objective never rises).
 
 Data-aware (calibration inputs ``X``), every format minimises the objective of
 :mod:`sdf.models.compress._fit`, ``w_w ||W_hat - W||^2 + w_r ||X (W_hat - W)^T||^2``
 (terms normalised, ``balance`` the response share); for TT and CP the alternating least
-squares solve it exactly one core at a time under the metric ``M = w_w I + w_r X^T X``.
+squares solve it exactly one core at a time under the metric ``M = w_w I + w_r X^T X``,
+for Tucker one block (core, output factor, input factor) at a time.
 
 The layer (:class:`TensorizedLinear`) never forms ``W`` in its forward pass: the input
 batch is contracted with one core (factor) at a time.
@@ -396,24 +399,33 @@ def _fit_cp(Wp: np.ndarray, osz: Sequence[int], isz: Sequence[int], rank: int,
     return res.factors, FitInfo("numpy", res.sweeps, f"{start}, then {res.sweeps} ALS sweeps")
 
 
-def _fit_tucker(Wp: np.ndarray, osz: Sequence[int], isz: Sequence[int], rank: int,
-                calib: _fit.Calibration | None, w_w: float, w_r: float,
-                opts: CompressOptions) -> tuple[list[np.ndarray], FitInfo]:
+def _fit_tucker(W: np.ndarray, Wp: np.ndarray, osz: Sequence[int], isz: Sequence[int],
+                rank: int, calib: _fit.Calibration | None, w_w: float, w_r: float,
+                sweeps: int, opts: CompressOptions) -> tuple[list[np.ndarray], FitInfo]:
     core_shape = _tucker_core(osz, isz, rank)
     T = Wp.reshape(*osz, *isz)
     res = lmlra_hooi(T, core_shape, max_iter=opts.max_iter)
     if calib is None or w_r == 0.0:
         return [*res.factors, res.core], FitInfo("numpy", res.iterations, "HOOI")
-    import sdf.models.compress._response_fits as _rf
-
     n_in, n_pad = calib.gram.shape[0], int(np.prod(isz))
     calib_root = calib.root()
     root = np.zeros((len(calib_root), n_pad))
     root[:, :n_in] = calib_root
-    factors, core, info = _rf.fit_tucker(T, len(osz), root, w_w, w_r, res.factors, res.core,
-                                         opts)
-    return [*factors, core], dataclasses.replace(
-        info, message=f"HOOI, then engine: {info.message}")
+    d = len(osz)
+    U0, V0 = res.factors[:d], res.factors[d:]
+    if sweeps == 0:
+        return [*res.factors, res.core], FitInfo("numpy", res.iterations, "HOOI")
+    fit = fmt.tucker_als(Wp, U0, V0, res.core, root, w_w, w_r, sweeps, opts.alt_tol)
+    n_real = W.shape[1]
+    start = fmt.tucker_objective(W, U0, V0, res.core, root[:, :n_real], w_w, w_r)
+    end = fmt.tucker_objective(W, fit.factors[:d], fit.factors[d:2 * d], fit.factors[-1],
+                               root[:, :n_real], w_w, w_r)
+    if end > start:  # padding is fitted to zero by the sweeps, the layer drops it
+        return [*res.factors, res.core], FitInfo(
+            "numpy", fit.sweeps, f"HOOI ({fit.sweeps} ALS sweeps in the metric did not "
+                                 "lower the objective on the real entries: kept HOOI)")
+    return fit.factors, FitInfo("numpy", fit.sweeps,
+                                f"HOOI, then {fit.sweeps} ALS sweeps in the metric")
 
 
 def tensorize_linear(
@@ -460,15 +472,14 @@ def tensorize_linear(
     balance : float in [0, 1], default 0.9
         Share of the response term (ignored without ``X``).
     sweeps : int, default 10
-        Alternating least squares sweeps after the TT-SVD / CP start (0: none; stops
-        earlier when a sweep lowers the objective by at most ``options.alt_tol`` of it).
-        Not used by Tucker, whose data-aware fit runs on the engine.
+        Alternating least squares sweeps after the TT-SVD / CP / HOOI start (0: none;
+        stops earlier when a sweep lowers the objective by at most ``options.alt_tol`` of
+        it). Tucker runs them only when data-aware (without ``X`` the HOOI fit is returned).
     name : str, default "linear"
     options : CompressOptions, optional
         ``max_iter`` (HOOI sweeps, engine iterations), ``alt_tol``, ``seed``,
-        ``max_calib_rows``, engine settings. ``solver`` is not read: TT and CP are always
-        refined by the per-core least squares (exact), the data-aware Tucker always runs
-        on the engine.
+        ``max_calib_rows``, engine settings. ``solver`` is not read: TT, CP and the
+        data-aware Tucker are always refined by the exact block least squares.
 
     Returns
     -------
@@ -521,7 +532,8 @@ def tensorize_linear(
         factors, info = _fit_cp(Wp, osz, isz, int(rank), metric, out, sweeps, opts)
         rank_out = int(rank)
     else:
-        factors, info = _fit_tucker(Wp, osz, isz, int(rank), calib, w_w, w_r, opts)
+        factors, info = _fit_tucker(W, Wp, osz, isz, int(rank), calib, w_w, w_r, sweeps,
+                                     opts)
         rank_out = tuple(int(s) for s in factors[-1].shape)
     layer = TensorizedLinear(format, out, n_in, tuple(factors), b, rank_out, 0.0, None, info,
                              name)
