@@ -45,6 +45,10 @@ class Calibration:
     mean : ndarray of shape (d,) or None
         Row mean ``mu`` when the rows were centered (``gram`` is then ``(P - 1 mu^T)^T
         (P - 1 mu^T)``, for a layer whose bias is refitted); None otherwise.
+    rows : ndarray of shape (n_rows, d) or None
+        The (centered) rows themselves when there are fewer of them than values per row
+        (then they are the cheapest root of ``gram``, see :meth:`root`); None otherwise.
+        Read only.
     """
 
     gram: np.ndarray
