@@ -127,10 +127,6 @@ def tt_columns(cores: Sequence[np.ndarray], x_digits: np.ndarray) -> np.ndarray:
     return Z.reshape(n, -1)
 
 
-def tt_params(cores: Sequence[np.ndarray]) -> int:
-    return int(sum(G.size for G in cores))
-
-
 def tt_rank_caps(out_sizes: Sequence[int], in_sizes: Sequence[int]) -> list[int]:
     """Largest useful TT ranks r_1..r_{d-1}: min of the left and right unfolding sizes."""
     m = [o * i for o, i in zip(out_sizes, in_sizes)]
