@@ -113,26 +113,25 @@ def _compress_filled(X: Tensor, rank: int, compress: Literal["auto"] | bool, tim
     return ml
 
 
-def _contract_others(Y: np.ndarray, mats: list[np.ndarray], n: int) -> np.ndarray:
-    """``Y`` of shape (I_0, ..., I_{h-1}, K) contracted with column ``k`` of every
-    ``mats[m]``, ``m != n``, for each ``k``: shape (I_n, K)."""
-    if len(mats) == 1:
-        return Y
-    letters = "abcdefghijklmnopqrstuvwxy"[:len(mats)]
-    others = ",".join(f"{c}z" for m, c in enumerate(letters) if m != n)
-    return np.einsum(f"{letters}z,{others}->{letters[n]}z", Y,
-                     *[A for m, A in enumerate(mats) if m != n])
+def _kr_rows(mats: Sequence[np.ndarray]) -> np.ndarray:
+    """The Khatri-Rao product of ``mats`` (each (R, I_m), rank first), rank first:
+    shape (R, prod of the I_m), the last matrix varying fastest."""
+    out = mats[-1]
+    R = out.shape[0]
+    for M in mats[-2::-1]:
+        out = (M[:, :, None] * out[:, None, :]).reshape(R, -1)
+    return out
 
 
-def _solve_rows(G: np.ndarray, rhs: np.ndarray, old: np.ndarray) -> np.ndarray:
-    """Rows ``a_i = G_i^{-1} b_i``; a row with no known entry keeps its old value."""
-    scale = np.trace(G, axis1=1, axis2=2) / G.shape[1]
-    empty = scale <= 0
-    # A relative ridge of 1e-12 keeps a rank-deficient row Gramian solvable.
-    G = G + (1e-12 * scale)[:, None, None] * np.eye(G.shape[1])
-    G[empty] = np.eye(G.shape[1])
-    rhs = np.where(empty[:, None], old, rhs)
-    return np.linalg.solve(G, rhs[..., None])[..., 0]
+def _contract_others(Y: np.ndarray, rows: list[np.ndarray], n: int) -> np.ndarray:
+    """``Y`` of shape (K, I_0, ..., I_{h-1}) contracted over every mode ``m != n`` with
+    row ``k`` of ``rows[m]`` (shape (K, I_m)), for each ``k``: shape (I_n, K)."""
+    if len(rows) == 1:
+        return Y.T
+    letters = "abcdefghijklmnopqrstuvwxy"[:len(rows)]
+    others = ",".join(f"z{c}" for m, c in enumerate(letters) if m != n)
+    return np.einsum(f"z{letters},{others}->{letters[n]}z", Y,
+                     *[M for m, M in enumerate(rows) if m != n])
 
 
 class _RowALS:
@@ -143,7 +142,9 @@ class _RowALS:
     (``T``) and of their pairwise column products ``a_r a_s``, ``r <= s`` (``W``); every
     left mode's right-hand sides ``b_i`` and row Gramians ``G_i`` are then small
     contractions of those, and likewise for the right half after the left is updated:
-    two passes over the data per sweep for any order, instead of one per mode.
+    two passes over the data per sweep for any order, instead of one per mode. The
+    Khatri-Rao products are kept rank first, ``(R, I ...)``, so that each pass is a GEMM
+    with a short, wide result (about half the time of the tall, thin one in BLAS).
     """
 
     def __init__(self, filled: np.ndarray, mask: np.ndarray, rank: int) -> None:
@@ -153,35 +154,66 @@ class _RowALS:
         self.data = filled.reshape(left, -1)
         self.weights = mask.astype(float).reshape(left, -1)
         self.upper = np.triu_indices(rank)
+        #: Where the pairs ``(r, r)`` sit among the ``r <= s``.
+        self.diagonal = np.flatnonzero(self.upper[0] == self.upper[1])
+        #: ``a^T G a`` from the upper triangle of ``G``: off-diagonal pairs count twice.
+        self.twice = np.where(self.upper[0] == self.upper[1], 1.0, 2.0)
         self.norm_sq = float(np.vdot(filled, filled)) or 1.0
 
-    def _pairs(self, A: np.ndarray) -> np.ndarray:
-        return A[:, self.upper[0]] * A[:, self.upper[1]]
+    def _pairs(self, rows: np.ndarray) -> np.ndarray:
+        """Rank-first pairwise products ``a_r * a_s``, ``r <= s``: (R (R + 1) / 2, I)."""
+        return rows[self.upper[0]] * rows[self.upper[1]]
+
+    def _solve_rows(self, S: np.ndarray, rhs: np.ndarray, old: np.ndarray) -> np.ndarray:
+        """Rows ``a_i = G_i^{-1} b_i``, ``G_i`` given by its upper triangle ``S[i]``; a row
+        with no known entry keeps its old value."""
+        I, R = rhs.shape
+        u, d = self.upper, self.diagonal
+        scale = S[:, d].sum(axis=1) / R
+        G = np.empty((I, R, R))
+        G[:, u[0], u[1]] = S
+        G[:, u[1], u[0]] = S
+        # A relative ridge of 1e-12 keeps a rank-deficient row Gramian solvable.
+        diag = np.arange(R)
+        G[:, diag, diag] += (1e-12 * scale)[:, None]
+        empty = scale <= 0
+        if empty.any():
+            G[empty] = np.eye(R)
+            rhs = np.where(empty[:, None], old, rhs)
+        return np.linalg.solve(G, rhs[..., None])[..., 0]
+
+    def _update(self, factors: list[np.ndarray], modes: range, Y: np.ndarray,
+                Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Update ``factors[n]``, ``n`` in ``modes`` (one half), in turn from ``Y`` and
+        ``Z`` (the data and the mask contracted with the other half); the last mode's
+        right-hand sides and row Gramians (upper triangles)."""
+        sizes = [self.shape[n] for n in modes]
+        Y, Z = Y.reshape(-1, *sizes), Z.reshape(-1, *sizes)
+        rows = [factors[n].T for n in modes]
+        pairs = [self._pairs(M) for M in rows]
+        rhs = S = Y
+        for k, n in enumerate(modes):
+            rhs = _contract_others(Y, rows, k)
+            S = _contract_others(Z, pairs, k)
+            factors[n] = self._solve_rows(S, rhs, factors[n])
+            rows[k] = factors[n].T
+            pairs[k] = self._pairs(rows[k])
+        return rhs, S
 
     def sweep(self, factors: list[np.ndarray]) -> float:
         """Update ``factors`` in place; the relative error on the known entries after."""
-        R, h = factors[0].shape[1], self.half
-        K = len(self.upper[0])
-        G = np.empty((0, R, R))
-        for modes, right in ((range(h), True), (range(h, len(factors)), False)):
-            rest = factors[h:] if right else factors[:h]
-            KR, KP = algebra.khatri_rao(rest), algebra.khatri_rao([self._pairs(A) for A in rest])
-            data, weights = (self.data, self.weights) if right else (self.data.T,
-                                                                      self.weights.T)
-            sizes = [self.shape[n] for n in modes]
-            Y = (data @ KR).reshape(*sizes, R)
-            Z = (weights @ KP).reshape(*sizes, K)
-            local = [factors[n] for n in modes]
-            for k, n in enumerate(modes):
-                rhs = _contract_others(Y, local, k)
-                S = _contract_others(Z, [self._pairs(A) for A in local], k)
-                G = np.empty((S.shape[0], R, R))
-                G[:, self.upper[0], self.upper[1]] = S
-                G[:, self.upper[1], self.upper[0]] = S
-                factors[n] = local[k] = _solve_rows(G, rhs, factors[n])
+        h, N = self.half, len(factors)
+        rows = [A.T for A in factors[h:]]
+        K = _kr_rows(rows)
+        P = _kr_rows([self._pairs(M) for M in rows])
+        self._update(factors, range(h), K @ self.data.T, P @ self.weights.T)
+        rows = [A.T for A in factors[:h]]
+        K = _kr_rows(rows)
+        P = _kr_rows([self._pairs(M) for M in rows])
+        rhs, S = self._update(factors, range(h, N), K @ self.data, P @ self.weights)
         A = factors[-1]
         # ||mask * (M - T)||^2 = ||T||^2 - 2 <A, b> + sum_i a_i^T G_i a_i (last mode)
-        model_sq = float(np.einsum("ir,irs,is->", A, G, A))
+        model_sq = float(np.einsum("ik,ik,k->", S, self._pairs(A.T).T, self.twice))
         return math.sqrt(max(self.norm_sq - 2.0 * float(np.vdot(A, rhs)) + model_sq, 0.0)
                          / self.norm_sq)
 
