@@ -1,7 +1,8 @@
 """Data with missing entries: the storage rule, and the race against TensorLy's masked ALS.
 
-Part 1, the rule of ``sdf.tensors.as_tensor`` (masked dense storage when at least half of
-the entries are known, coordinates otherwise), measured on both sides: a CPD of rank 5
+Part 1, the rule of ``sdf.tensors.as_tensor`` (masked dense storage when it takes no more
+memory than coordinates: for an order-3 array, at least 22.5 % of the entries known;
+coordinates otherwise), measured on both sides: a CPD of rank 5
 on 100^3 data with 1 NaN, 10 %, 50 %, 90 % and 99 % missing, stored either way
 (``MaskedTensor`` / ``IncompleteTensor``); time per Gauss-Newton iteration (5
 iterations from a start near the solution) and peak memory allocated (tracemalloc,

@@ -3,6 +3,7 @@ registry through which a new data kind makes itself known."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -18,10 +19,14 @@ from sdf.tensors._masked import MaskedTensor
 
 __all__ = ["as_tensor", "register_data_kind"]
 
-#: Arrays with missing entries are held densely with a mask (:class:`MaskedTensor`) when
-#: at least this fraction of their entries is known, else as coordinates
-#: (:class:`IncompleteTensor`); see :func:`as_tensor`.
-MASKED_MIN_KNOWN = 0.5
+
+def _masked_is_smaller(n_known: int, shape: tuple[int, ...], itemsize: int) -> bool:
+    """Whether an array with ``n_known`` known entries takes no more memory held densely
+    with a boolean mask (``itemsize + 1`` bytes per entry of the grid) than as
+    coordinates (``N`` int64 subscripts, the int64 linear index and the value per known
+    entry); see :func:`as_tensor`."""
+    size = math.prod(shape)
+    return (itemsize + 1) * size <= (8 * len(shape) + 8 + itemsize) * n_known
 
 #: Converters of registered data kinds, tried newest first: (accepts, convert).
 _REGISTRY: list[tuple[Callable[[Any], bool], Callable[[Any, Any, str], Tensor]]] = []
@@ -87,7 +92,7 @@ def _from_array(x: Any, mask: Any, name: str) -> Tensor:
     n_known = int(np.count_nonzero(known))
     if n_known == a.size:
         return DenseTensor(a, name=name)
-    if n_known >= MASKED_MIN_KNOWN * a.size:
+    if _masked_is_smaller(n_known, a.shape, a.itemsize):
         return MaskedTensor(a, known, name=name)
     return IncompleteTensor(a, known, name=name)
 
@@ -103,13 +108,16 @@ def as_tensor(x: Any, mask: Any = None, name: str = "data", *,
     - a :class:`Tensor` is returned as is;
     - an array (or nested lists) gives a :class:`DenseTensor`; if it has NaN, masked
       entries (``numpy.ma``) or a ``mask`` marks entries unknown, it gives a
-      :class:`MaskedTensor` when at least half of the entries are known, else an :class:`IncompleteTensor`. The rule follows the
-      cost of each: the masked kind keeps the array (already in memory) and a mask, 9
-      bytes per entry of the grid, and a CPD on it costs a dense fit plus work on the
-      missing entries; the coordinates cost about ``8 N + 16`` bytes per known entry and
-      work in proportion to the known entries. (Measured at 100^3, rank 5, one BLAS
-      thread: see ``benchmarks/bench_incomplete.py``.) Build either kind directly to
-      choose yourself;
+      :class:`MaskedTensor` when that takes no more memory than an
+      :class:`IncompleteTensor`, else the latter: the masked kind keeps the array and a
+      mask, 9 bytes per entry of the grid (17 complex), the coordinates ``8 N + 16``
+      bytes per known entry (``8 N + 24`` complex), so an order-3 real array is held
+      masked when at least 22.5 % of its entries are known (28 % for a matrix, 19 % at
+      order 4). The masked kind is also the faster one there: a CPD on it costs a dense
+      fit plus work on the missing entries, against work in proportion to the known
+      entries on coordinates, which costs more per entry (measured at 100^3, rank 5,
+      one BLAS thread: see ``benchmarks/bench_incomplete.py``). Build either kind
+      directly to choose yourself;
     - scipy.sparse input and any 3-tuple ``(subs, vals, shape)`` give a
       :class:`SparseTensor`, or an :class:`IncompleteTensor` if ``missing="unknown"``;
       a triplet whose ``subs`` or ``vals`` is a dask or zarr array gives a

@@ -32,8 +32,8 @@ class MaskedTensor(Tensor):
 
     The storage for mostly-known data: 9 bytes per entry of the grid (the float64 array
     and a boolean mask), against about ``8 N + 16`` bytes per *known* entry for the
-    coordinates of :class:`IncompleteTensor`. :func:`as_tensor` chooses it when at least
-    half of the entries are known (see its docstring for the rule). Every reduction (norm,
+    coordinates of :class:`IncompleteTensor`. :func:`as_tensor` chooses it when it takes
+    no more memory than coordinates (see its docstring for the rule). Every reduction (norm,
     inner products, MTTKRPs, projections) runs on the zero-filled array, which is the
     same as running over the known entries only; terms read the array and the mask
     through :meth:`masked_view`. Like :class:`IncompleteTensor` its ``kind`` is

@@ -47,15 +47,25 @@ def test_sweep_solves_each_row_on_its_known_entries(rng, shape):
     assert err == pytest.approx(exact / np.linalg.norm(filled), rel=1e-8)
 
 
-def test_a_row_without_known_entries_keeps_its_value(rng):
-    D, mask, F = _problem(rng, (5, 4, 3), 2, 0.2)
-    mask[2] = False
-    D[2] = np.nan
+@pytest.mark.parametrize("shape, mode", [((5, 4, 3), 0), ((5, 4, 3), 2), ((4, 3, 3, 4), 1),
+                                         ((4, 3, 3, 4), 3)])
+def test_a_row_without_known_entries_keeps_its_value(rng, shape, mode):
+    # Modes of either half: the rows updated by the first pass over the data and by the
+    # second.
+    D, mask, F = _problem(rng, shape, 2, 0.2)
+    hole = (slice(None),) * mode + (1,)
+    mask[hole] = False
+    D[hole] = np.nan
+    filled = np.where(mask, D, 0.0)
     start = [rng.standard_normal(A.shape) for A in F]
     factors = [A.copy() for A in start]
-    _RowALS(np.where(mask, D, 0.0), mask, 2).sweep(factors)
-    np.testing.assert_array_equal(factors[0][2], start[0][2])
+    _RowALS(filled, mask, 2).sweep(factors)
+    np.testing.assert_array_equal(factors[mode][1], start[mode][1])
     assert all(np.isfinite(A).all() for A in factors)
+    expected = _reference_sweep(filled, mask, start)
+    others = [n for n in range(len(shape)) if n != mode]
+    for n in others:
+        np.testing.assert_allclose(factors[n], expected[n], rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("kind", [MaskedTensor, IncompleteTensor])

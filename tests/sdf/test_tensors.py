@@ -235,16 +235,28 @@ def test_nan_array_mostly_known_is_masked(rng):
     np.testing.assert_array_equal(T.to_dense(), X)
 
 
-@pytest.mark.parametrize("n_missing, kind", [(1, MaskedTensor), (6, MaskedTensor),
-                                             (7, IncompleteTensor), (11, IncompleteTensor)])
+@pytest.mark.parametrize("n_missing, kind", [(1, MaskedTensor), (8, MaskedTensor),
+                                             (9, IncompleteTensor), (11, IncompleteTensor)])
 def test_storage_follows_the_fraction_known(n_missing, kind, rng):
-    # At least half known: dense with a mask; fewer: coordinates of the known entries.
+    # Dense with a mask while that is no larger than coordinates (9 bytes per entry of
+    # the grid against 32 per known entry of a matrix: at least 4 of 12 known).
     X = rng.standard_normal((3, 4))
     X.flat[rng.permutation(12)[:n_missing]] = np.nan
     T = as_tensor(X)
     assert type(T) is kind and T.n_known == 12 - n_missing
     np.testing.assert_array_equal(T.to_dense(), X)
     np.testing.assert_array_equal(T.known_entries().vals, X[~np.isnan(X)])
+
+
+@pytest.mark.parametrize("dtype, n_known, kind", [
+    (float, 225, MaskedTensor), (float, 224, IncompleteTensor),
+    (complex, 355, MaskedTensor), (complex, 354, IncompleteTensor)])
+def test_storage_rule_at_order_three_is_the_memory_break_even(dtype, n_known, kind, rng):
+    # 10^3 grid: masked 9 (complex 17) bytes per entry, coordinates 40 (48) per known one.
+    X = rng.standard_normal((10, 10, 10)).astype(dtype)
+    X.flat[rng.permutation(1000)[n_known:]] = np.nan
+    T = as_tensor(X)
+    assert type(T) is kind and T.n_known == n_known
 
 
 def test_mask_marks_known_entries_and_ignores_the_rest(rng):
