@@ -254,7 +254,7 @@ def _cp_metric(calib: _fit.Calibration, w_w: float, w_r: float) -> _cp.Metric:
     dense ones)."""
     M = _metric(calib, w_w, w_r)
     if 2 * calib.n_rows >= M.shape[0]:
-        return _cp.Metric(M)
+        return _cp.Metric(M, w_w)
     return _cp.Metric(M, w_w, np.sqrt(w_r) * calib.root())
 
 
