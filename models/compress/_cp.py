@@ -153,9 +153,10 @@ def _sweep(Wm: np.ndarray, Wt: np.ndarray, shape: tuple[int, ...], factors: list
     Uo = _solve_gram(Mo, Gi * Gh * Gw)
     Go = Uo.T @ Uo
     A = (Uo.T @ Wm).reshape(R, i, m)          # the other MTTKRPs contract this
-    Ui = _solve_gram(np.einsum("ris,sr->ir", A, S, optimize=True), Go * Gh * Gw)
+    # batched products over the components (no contraction-path search per sweep)
+    Ui = _solve_gram(np.matmul(A, S.T[:, :, None])[:, :, 0].T, Go * Gh * Gw)
     Gi = Ui.T @ Ui
-    B = np.einsum("ris,ir->rs", A, Ui, optimize=True).reshape(R, kh, kw)
+    B = np.matmul(Ui.T[:, None, :], A)[:, 0, :].reshape(R, kh, kw)
     Uh = _solve_gram(np.einsum("rhw,wr->hr", B, Uw), Go * Gi * Gw)
     Gh = Uh.T @ Uh
     Mw = np.einsum("rhw,hr->wr", B, Uh)
@@ -362,12 +363,13 @@ def block_cg(metric: Metric, factors: list[np.ndarray], n: int, E: np.ndarray,
 
 
 def round_cost(shape: tuple[int, ...], rank: int, metric: Metric,
-               cg_iterations: tuple[int, int]) -> float:
+               cg_iterations: tuple[int, int], separate: bool = False) -> float:
     """Multiply-adds of one round of :func:`als_response` on a weight of ``shape``: the
     output factor's normal equations (``K^T M``, ``K^T M K``, ``Wm M K``), ``E`` and
-    ``E M`` after it, a gradient per updated factor, the input preconditioner's small
-    eigenproblem (about ``8 R^3``: a Cholesky factor, its inverse, two products and a
-    symmetric eigendecomposition) and the CG iterations (``cg_iterations``: on the input
+    ``E M`` after it, a gradient per updated factor, with ``separate`` the input
+    preconditioner's small eigenproblem (about ``8 R^3``: a Cholesky factor, its
+    inverse, two products and a symmetric eigendecomposition;
+    :class:`InputPreconditioner`) and the CG iterations (``cg_iterations``: on the input
     factor and on each spatial one; each an expansion, a product with ``M`` and a
     contraction)."""
     o, i, kh, kw = shape
@@ -375,49 +377,70 @@ def round_cost(shape: tuple[int, ...], rank: int, metric: Metric,
     step = 2.0 * o * d * rank + metric.cost(o)
     gradients = 1 + 2 * (cg_iterations[1] > 0)
     return (metric.cost(rank) + d * rank ** 2 + (3.0 + gradients) * o * d * rank
-            + (1 / 3 + 8) * rank ** 3 + (cg_iterations[0] + 2 * cg_iterations[1]) * step)
+            + (1 / 3 + (8.0 if separate else 0.0)) * rank ** 3
+            + (cg_iterations[0] + 2 * cg_iterations[1]) * step)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """CG iterations per round (input factor, each spatial factor), the work to spend
+    and whether the input preconditioner keeps the metric's identity part apart."""
+
+    iterations: tuple[int, int]
+    work: float
+    separate: bool
 
 
 def cg_schedule(shape: tuple[int, ...], rank: int, metric: Metric, work: float,
-                max_rounds: int) -> tuple[tuple[int, int], float]:
-    """CG iterations per round (input factor, each spatial factor) and the work to spend.
+                max_rounds: int) -> Schedule:
+    """The rounds' CG iterations, the work to spend and the preconditioner's form.
 
     On the input factor, as many iterations as cost about what the rest of the round
     does (a balanced round; at most ``CG_INPUT``). With the preconditioner of
     :class:`InputPreconditioner`, more rounds of such short runs gained more per
     multiply-add than fewer long ones (wide 16x200x3x3 layer, 1e10 multiply-adds: 4
     iterations per round ended at 0.0252, 32 at 0.0270).
+
     When ``max_rounds`` balanced rounds cost less than ``work`` (small layers), those are
     the schedule and their cost the work to spend, with ``CG_SPATIAL // balanced`` (at
     least one) iterations on each spatial factor (there, many output-factor updates
-    gained more than long CG runs; on the wide 16x200x3x3 benchmark layer, 4 input and
-    1 spatial iterations per round reached the objective of 4 and 3 at 30 % less work);
-    else the work is ``work``, with ``CG_SPATIAL_LONG`` iterations on each spatial factor
-    when ``ROUNDS`` rounds of them fit in it and none otherwise (large layers: there a
-    few rounds of input-factor steps gained the most).
+    gained more than long CG runs; on the wide layer, 4 input and 1 spatial iterations
+    per round reached the objective of 4 and 3 at 30 % less work), and the
+    preconditioner keeps the identity part apart whenever the metric has one. Else the
+    work is ``work``, with ``CG_SPATIAL_LONG`` iterations on each spatial factor when
+    ``ROUNDS`` rounds of them fit in it and none otherwise (large layers: there a few
+    rounds of input-factor steps gained the most), and the identity part is kept apart
+    only when the eigenproblem that takes costs at most half a CG iteration (on the
+    large benchmark layers, rank 569-623, it costs more, and their few budgeted rounds
+    lost more in rounds than they gained from it).
     """
     o, i, kh, kw = shape
     step = 2.0 * o * i * kh * kw * rank + metric.cost(o)
-    rest = round_cost(shape, rank, metric, (0, 0))
+    rest = round_cost(shape, rank, metric, (0, 0))  # the eigenproblem serves the CG runs
     balanced = int(min(max(rest / step, 1), CG_INPUT))
     plan = (balanced, max(1, CG_SPATIAL // balanced))
-    capped = max_rounds * round_cost(shape, rank, metric, plan)
+    separate = metric.scale > 0
+    capped = max_rounds * round_cost(shape, rank, metric, plan, separate)
     if capped <= work:
-        return plan, capped
-    rich = ROUNDS * round_cost(shape, rank, metric, (balanced, CG_SPATIAL_LONG)) <= work
-    return (balanced, CG_SPATIAL_LONG if rich else 0), work
+        return Schedule(plan, capped, separate)
+    separate = separate and 8.0 * rank ** 3 <= step / 2
+    rich = ROUNDS * round_cost(shape, rank, metric, (balanced, CG_SPATIAL_LONG),
+                               separate) <= work
+    return Schedule((balanced, CG_SPATIAL_LONG if rich else 0), work, separate)
 
 
 def _fitting_round(shape: tuple[int, ...], rank: int, metric: Metric,
-                   cg_iterations: tuple[int, int], work: float) -> tuple[int, int] | None:
+                   cg_iterations: tuple[int, int], work: float, separate: bool
+                   ) -> tuple[int, int] | None:
     """``cg_iterations`` when such a round costs at most ``work``, else the round with
     the most input-factor iterations (none on the spatial ones) that does; None if
     not even one fits."""
-    if round_cost(shape, rank, metric, cg_iterations) <= work:
+    if round_cost(shape, rank, metric, cg_iterations, separate) <= work:
         return cg_iterations
     o, i, kh, kw = shape
     step = 2.0 * o * i * kh * kw * rank + metric.cost(o)
-    fits = int((work - round_cost(shape, rank, metric, (0, 0))) / step + 1e-9)  # rounding
+    fits = int((work - round_cost(shape, rank, metric, (0, 0), separate)) / step
+               + 1e-9)  # rounding
     return (min(fits, cg_iterations[0]), 0) if fits >= 1 else None
 
 
@@ -433,7 +456,8 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
     then ``cg_iterations[1]`` on each spatial factor (preconditioned by
     ``U_out^T U_out * U_in^T A U_in * V^T V``, ``A kron B`` the nearest Kronecker product
     of ``M``, ``V`` the other spatial factor); None: :func:`cg_schedule` (which may also
-    lower ``work``). With ``accelerate``, each round starts from the extrapolation
+    lower ``work``, and decides the input preconditioner's form; given iterations, it
+    keeps the metric's identity part apart whenever there is one). With ``accelerate``, each round starts from the extrapolation
     ``U + beta (U - U_previous)`` of the input and spatial factors (``beta = k / (k +
     3)`` after ``k`` accepted rounds, as :func:`als_weight`); a round that ends above the
     objective before it is dropped and redone without extrapolation (on the digits CNN's
@@ -450,27 +474,33 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
     Wm = W.reshape(o, -1)
     M = metric.dense
     Z = metric.times(Wm)                                     # M is symmetric
-    KA = nearest_kron(M, i, kh * kw)[0]
-    precondition = InputPreconditioner(M, metric.scale, i, kh * kw)
     start = [np.array(f, dtype=float) for f in factors]
     R = start[0].shape[1]
+    separate = metric.scale > 0
     if cg_iterations is None:
-        cg_iterations, work = cg_schedule(W.shape, R, metric, work, max_rounds)
-    start_value = value = _response_value(Wm, metric, start)
+        schedule = cg_schedule(W.shape, R, metric, work, max_rounds)
+        cg_iterations, work, separate = schedule.iterations, schedule.work, schedule.separate
+    precondition = InputPreconditioner(M, metric.scale if separate else 0.0, i, kh * kw)
+    # the spatial factors' preconditioner reads the nearest Kronecker product of M
+    KA = nearest_kron(M, i, kh * kw)[0] if cg_iterations[1] else None
+    start_value = value = np.inf
     current, previous = start, start
     stop, rounds, spent, momentum = "iteration cap", 0, 0.0, 0
     while rounds < max_rounds:
-        plan = cg_iterations if rounds == 0 else _fitting_round(W.shape, R, metric,
-                                                                 cg_iterations, work - spent)
+        plan = cg_iterations if rounds == 0 else _fitting_round(
+            W.shape, R, metric, cg_iterations, work - spent, separate)
         if plan is None:
             break
         cg_in, cg_sp = plan
-        spent += round_cost(W.shape, R, metric, plan)
+        spent += round_cost(W.shape, R, metric, plan, separate)
         rounds += 1
         beta = momentum / (momentum + 3) if accelerate else 0.0
         point = current[1:] if beta == 0 else [
             U + beta * (U - V) for U, V in zip(current[1:], previous[1:])]
-        new, E, EM = _response_round(Wm, Z, metric, point, plan, KA, precondition)
+        new, E, EM, at_start = _response_round(Wm, Z, metric, point, plan, KA, precondition,
+                                               start[0] if rounds == 1 else None)
+        if rounds == 1:
+            start_value = value = at_start
         new_value = float(np.vdot(EM, E))
         if new_value > value and beta > 0:   # extrapolation failed: a plain round instead
             momentum = 0
@@ -486,30 +516,34 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
     return CPFit(current, final_value, rounds, stop)
 
 
-def _response_value(Wm: np.ndarray, metric: Metric, factors: list[np.ndarray]) -> float:
-    """``tr(E M E^T)`` with the products through ``metric``."""
-    E = _expand(factors) - Wm
-    return float(np.vdot(metric.times(E), E))
-
-
 def _response_round(Wm: np.ndarray, Z: np.ndarray, metric: Metric, point: list[np.ndarray],
-                    plan: tuple[int, int], KA: np.ndarray, precondition: InputPreconditioner
-                    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+                    plan: tuple[int, int], KA: np.ndarray | None,
+                    precondition: InputPreconditioner, Uo_start: np.ndarray | None
+                    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, float]:
     """One round of :func:`als_response` from the input and spatial factors ``point``
-    (``Z = Wm M``; ``plan``: CG iterations on the input and on each spatial factor).
-    Returns the factors and ``E``, ``E M`` at them."""
+    (``Z = Wm M``; ``plan``: CG iterations on the input and on each spatial factor; ``KA``
+    the input side of the nearest Kronecker product of ``M``, needed with spatial
+    iterations). Returns the factors, ``E`` and ``E M`` at them and, given
+    ``Uo_start``, the objective of ``[Uo_start, *point]`` (from the products the round
+    needs anyway; else nan)."""
     Ui, Uh, Uw = point
     K = _kr(Ui, _kr(Uh, Uw))
     KM = metric.times(K.T)                               # K^T M
-    Uo = _solve_gram(Wm @ KM.T, KM @ K)
+    H, ZK = KM @ K, Wm @ KM.T
+    at_start = np.nan
+    if Uo_start is not None:
+        at_start = max(float(np.vdot(Uo_start @ H, Uo_start))
+                       - 2 * float(np.vdot(Uo_start, ZK)) + float(np.vdot(Z, Wm)), 0.0)
+    Uo = _solve_gram(ZK, H)
     E, EM = Uo @ K.T - Wm, Uo @ KM - Z                   # at the new U_out
     Go = Uo.T @ Uo
     Ui, E, EM = block_cg(metric, [Uo, Ui, Uh, Uw], 1, E, EM, plan[0],
                          precondition.solver(Go, _kr(Uh, Uw)))
     if plan[1]:
+        assert KA is not None, "spatial iterations need the Kronecker factor of M"
         GA = Go * (Ui.T @ KA @ Ui)
         Uh, E, EM = block_cg(metric, [Uo, Ui, Uh, Uw], 2, E, EM, plan[1],
                              _gram_solver(GA * (Uw.T @ Uw)))
         Uw, E, EM = block_cg(metric, [Uo, Ui, Uh, Uw], 3, E, EM, plan[1],
                              _gram_solver(GA * (Uh.T @ Uh)))
-    return [Uo, Ui, Uh, Uw], E, EM
+    return [Uo, Ui, Uh, Uw], E, EM, at_start

@@ -215,14 +215,28 @@ def test_cg_schedule_balances_the_round_and_fills_the_budget():
     shape, metric = (16, 18, 3, 3), _cp.Metric(M)
     step = 2.0 * 16 * 18 * 9 * 20 + metric.cost(16)
     balanced = int(min(max(_cp.round_cost(shape, 20, metric, (0, 0)) / step, 1), _cp.CG_INPUT))
-    rich, work = _cp.cg_schedule(shape, 20, metric, 1e12, 10 ** 6)
-    assert rich == (balanced, _cp.CG_SPATIAL_LONG) and work == 1e12
-    poor, work = _cp.cg_schedule(shape, 20, metric, 1.0, 10 ** 6)
-    assert poor == (balanced, 0) and work == 1.0
+    rich = _cp.cg_schedule(shape, 20, metric, 1e12, 10 ** 6)
+    assert rich == _cp.Schedule((balanced, _cp.CG_SPATIAL_LONG), 1e12, False)
+    poor = _cp.cg_schedule(shape, 20, metric, 1.0, 10 ** 6)
+    assert poor == _cp.Schedule((balanced, 0), 1.0, False)
     # few rounds allowed: that many balanced rounds and their work
-    few, work = _cp.cg_schedule(shape, 20, metric, 1e12, 10)
-    assert few == (balanced, max(1, _cp.CG_SPATIAL // balanced))
-    assert work == 10 * _cp.round_cost(shape, 20, metric, few)
+    few = _cp.cg_schedule(shape, 20, metric, 1e12, 10)
+    assert few.iterations == (balanced, max(1, _cp.CG_SPATIAL // balanced))
+    assert few.work == 10 * _cp.round_cost(shape, 20, metric, few.iterations)
+
+
+def test_cg_schedule_keeps_the_identity_part_apart_where_its_eigenproblem_is_cheap():
+    shape = (16, 18, 3, 3)
+    metric = _cp.Metric(np.eye(18 * 9), 0.5)
+    # small layers (the rounds cap binds): always, its eigenproblem counted in the work
+    few = _cp.cg_schedule(shape, 20, metric, 1e12, 10)
+    assert few.separate
+    assert few.work == 10 * _cp.round_cost(shape, 20, metric, few.iterations, True)
+    assert few.work > 10 * _cp.round_cost(shape, 20, metric, few.iterations)
+    # budget-bound: only while the eigenproblem costs at most half a CG iteration
+    assert _cp.cg_schedule(shape, 5, metric, 1.0, 10 ** 6).separate
+    assert not _cp.cg_schedule(shape, 100, metric, 1.0, 10 ** 6).separate
+    assert not _cp.cg_schedule(shape, 5, _cp.Metric(np.eye(18 * 9)), 1e12, 10).separate
 
 
 def test_work_cap_shortens_the_last_round(rng):
