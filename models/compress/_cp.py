@@ -20,19 +20,20 @@ Every MTTKRP comes from two products with the weight (``Wt U_in`` and ``U_out^T 
 the spatial modes and the input mode reuse the second.
 
 Data-aware (:func:`als_response`), with the metric ``M = w_w I + w_r G`` on the flattened
-input side ``(in, kh, kw)`` and the objective ``tr(E M E^T)``, ``E = U_out K^T - Wm``,
-``K = kr(U_in, U_h, U_w)``: the output factor has the closed form
-``U_out = Wm M K (K^T M K)^{-1}``. With the other factors fixed, ``E`` is linear in any
-one of ``U_in``, ``U_h``, ``U_w``, so the objective is an exact quadratic in it: each takes
-iterations of preconditioned conjugate gradients towards its block minimiser
-(:func:`block_cg`; the Hessian product along a direction costs one product with ``M``,
-and ``E M`` is kept by linearity), ``U_in`` preconditioned with ``M ~ c I + A kron B``
-(:class:`InputPreconditioner`), rounds extrapolated from the last two. Every update lowers the objective or keeps it, so it never rises above
-the warm start's. When ``M = w_w I + R^T R`` with ``R`` of few rows (fewer calibration
-patches than values per patch, :class:`Metric`), the products with ``M`` go through ``R``.
-On a wide layer with such a Gram (16x200x3x3, rank 64, 256 patches), 32 CG iterations
-on ``U_in`` from the same point lowered the objective to 0.0380 with that preconditioner,
-0.0483 with the nearest Kronecker product of ``M`` alone (0.0379 is the block minimum).
+input side ``(in, kh, kw)`` and the objective ``tr(E M E^T)``, ``E = U_out K^T - Wm``, ``K =
+kr(U_in, U_h, U_w)``: the output factor has the closed form ``U_out = Wm M K (K^T M
+K)^{-1}``. With the other factors fixed, ``E`` is linear in any one of ``U_in``, ``U_h``,
+``U_w``, so the objective is an exact quadratic in it: each takes iterations of
+preconditioned conjugate gradients towards its block minimiser (:func:`block_cg`; the
+Hessian product along a direction costs one product with ``M``, and ``E M`` is kept by
+linearity), ``U_in`` preconditioned with ``M ~ c I + A kron B``
+(:class:`InputPreconditioner`), rounds extrapolated from the last two. Every update lowers
+the objective or keeps it, so it never rises above the warm start's. When ``M = w_w I + R^T
+R`` with ``R`` of few rows (fewer calibration patches than values per patch,
+:class:`Metric`), the products with ``M`` go through ``R``. On a wide layer with such a Gram
+(16x200x3x3, rank 64, 256 patches), 32 CG iterations on ``U_in`` from the same point lowered
+the objective to 0.0380 with that preconditioner, 0.0483 with the nearest Kronecker product
+of ``M`` alone (0.0379 is the block minimum).
 """
 
 from __future__ import annotations
@@ -306,14 +307,14 @@ def _contract(FM: np.ndarray, factors: list[np.ndarray], n: int) -> np.ndarray:
 class InputPreconditioner:
     """Approximate inverse of the input factor's block Hessian, from ``M ~ c I + A kron B``.
 
-    ``c`` is the metric's identity part (the weight term's weight, :attr:`Metric.scale`)
-    and ``A kron B`` (``A`` in x in, ``B`` kh kw x kh kw) the nearest Kronecker product
-    of ``M - c I`` (:func:`leading_kron`, from the rearranged ``M``, ``Rm``). With the other factors fixed, the Hessian in
-    ``U_in`` is then ``A kron C1 + I kron C2``, ``C1 = U_out^T U_out * S^T B S``,
-    ``C2 = c U_out^T U_out * S^T S`` (``S = kr(U_h, U_w)``): in the eigenvectors of ``A``
-    (fixed over the fit) and the generalised eigenvectors of ``(C1, C2)`` (one small
-    eigenproblem per round) it is diagonal. Keeping the identity part exact matters when
-    the calibration Gram is far from a Kronecker product, e.g. of rank below its size
+    ``c`` is the metric's identity part (the weight term's weight, :attr:`Metric.scale`) and
+    ``A kron B`` (``A`` in x in, ``B`` kh kw x kh kw) the nearest Kronecker product of ``M -
+    c I`` (:func:`leading_kron`, from the rearranged ``M``, ``Rm``). With the other factors
+    fixed, the Hessian in ``U_in`` is then ``A kron C1 + I kron C2``, ``C1 = U_out^T U_out *
+    S^T B S``, ``C2 = c U_out^T U_out * S^T S`` (``S = kr(U_h, U_w)``): in the eigenvectors
+    of ``A`` (fixed over the fit) and the generalised eigenvectors of ``(C1, C2)`` (one
+    small eigenproblem per round) it is diagonal. Keeping the identity part exact matters
+    when the calibration Gram is far from a Kronecker product, e.g. of rank below its size
     (fewer patches than values per patch): its nearest Kronecker product alone put most of
     the weight on directions the calibration data never visit. With ``c = 0`` it is the
     plain Kronecker preconditioner ``A^{-1} X C1^{-1}``.
@@ -474,22 +475,21 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
 
     A round: the output factor in closed form, then ``cg_iterations[0]`` iterations of
     :func:`block_cg` on the input factor, preconditioned by :class:`InputPreconditioner`,
-    then ``cg_iterations[1]`` on each spatial factor (preconditioned by
-    ``U_out^T U_out * U_in^T A U_in * V^T V``, ``A kron B`` the nearest Kronecker product
-    of ``M``, ``V`` the other spatial factor); None: :func:`cg_schedule` (which may also
-    lower ``work``, and decides the input preconditioner's form; given iterations, it
-    keeps the metric's identity part apart whenever there is one). With ``accelerate``, each round starts from the extrapolation
-    ``U + beta (U - U_previous)`` of the input and spatial factors (``beta = k / (k +
-    3)`` after ``k`` accepted rounds, as :func:`als_weight`); a round that ends above the
-    objective before it is dropped and redone without extrapolation (on the digits CNN's
-    conv2, 200 such rounds ended 2 % lower than 1000 plain ones). Every accepted round
-    lowers the objective or keeps it, so it never rises above the warm start's. Stops
-    when a round lowers the objective by at most ``tol`` times its value per CG iteration
+    then ``cg_iterations[1]`` on each spatial factor (preconditioned by ``U_out^T U_out *
+    U_in^T A U_in * V^T V``, ``A kron B`` the nearest Kronecker product of ``M``, ``V`` the
+    other spatial factor); None: :func:`cg_schedule` (which may also lower ``work``, and
+    decides the input preconditioner's form; given iterations, it keeps the metric's
+    identity part apart whenever there is one). With ``accelerate``, each round starts from
+    the extrapolation ``U + beta (U - U_previous)`` of the input and spatial factors (``beta
+    = k / (k + 3)`` after ``k`` accepted rounds, as :func:`als_weight`); a round that ends
+    above the objective before it is dropped and redone without extrapolation (on the digits
+    CNN's conv2, 200 such rounds ended 2 % lower than 1000 plain ones). Every accepted round
+    lowers the objective or keeps it, so it never rises above the warm start's. Stops when a
+    round lowers the objective by at most ``tol`` times its value per CG iteration
     ("converged"), or when ``max_rounds`` rounds are done or the multiply-adds spent
-    (:func:`round_cost`) leave no room in ``work`` for a round with one CG iteration (a
-    last round shortened to fit; at least one round runs; "iteration cap"). Returns the
-    better of the start and the last iterate, with its objective recomputed from the
-    factors.
+    (:func:`round_cost`) leave no room in ``work`` for a round with one CG iteration (a last
+    round shortened to fit; at least one round runs; "iteration cap"). Returns the better of
+    the start and the last iterate, with its objective recomputed from the factors.
     """
     o, i, kh, kw = W.shape
     Wm = W.reshape(o, -1)

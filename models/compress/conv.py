@@ -32,9 +32,9 @@ quadratics; rounds extrapolated from the last two), each stage to a deterministi
 budget; the smallest models (``CompressOptions.cp_engine_size``: by default data-free
 fits of a few thousand weights) are also fitted as an engine model
 (:mod:`sdf.models.compress._engine`, Gauss-Newton from the GEVD or random factors, the
-response term joining after a short data-free stretch), keeping the lower objective. Tucker-2 without calibration inputs is HOOI
-(:func:`sdf.decomp.lmlra_hooi`). ``CompressOptions(solver="engine")`` fits every
-data-aware model on the engine instead (see
+response term joining after a short data-free stretch), keeping the lower objective.
+Tucker-2 without calibration inputs is HOOI (:func:`sdf.decomp.lmlra_hooi`).
+``CompressOptions(solver="engine")`` fits every data-aware model on the engine instead (see
 :func:`sdf.models.compress._engine.fit_tucker2`). With a bias, the patches are centered and
 the bias refitted (see :mod:`sdf.models.compress._fit`).
 """
