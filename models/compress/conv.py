@@ -28,12 +28,13 @@ water-filled truncated SVDs of the weight's slices in the principal spatial base
 exact CP; a GEVD, :func:`sdf.decomp.gevd_init`, when that reproduces the weight), runs
 accelerated ALS sweeps on the weight and, data-aware, rounds of closed-form output-factor
 updates and preconditioned conjugate gradients on the input and spatial factors (exact
-quadratics), each stage to a deterministic work budget;
-small layers are also fitted as an engine model (:mod:`sdf.models.compress._engine`,
-Gauss-Newton from the GEVD or random factors, the response term joining after a short
-data-free stretch), keeping the lower objective. Tucker-2 without calibration inputs is HOOI
-(:func:`sdf.decomp.lmlra_hooi`). ``CompressOptions(solver="engine")`` fits every
-data-aware model on the engine instead (see
+quadratics; rounds extrapolated from the last two), each stage to a deterministic work
+budget; the smallest models (``CompressOptions.cp_engine_size``: by default data-free
+fits of a few thousand weights) are also fitted as an engine model
+(:mod:`sdf.models.compress._engine`, Gauss-Newton from the GEVD or random factors, the
+response term joining after a short data-free stretch), keeping the lower objective.
+Tucker-2 without calibration inputs is HOOI (:func:`sdf.decomp.lmlra_hooi`).
+``CompressOptions(solver="engine")`` fits every data-aware model on the engine instead (see
 :func:`sdf.models.compress._engine.fit_tucker2`). With a bias, the patches are centered and
 the bias refitted (see :mod:`sdf.models.compress._fit`).
 """
@@ -254,7 +255,7 @@ def _cp_metric(calib: _fit.Calibration, w_w: float, w_r: float) -> _cp.Metric:
     dense ones)."""
     M = _metric(calib, w_w, w_r)
     if 2 * calib.n_rows >= M.shape[0]:
-        return _cp.Metric(M)
+        return _cp.Metric(M, w_w)
     return _cp.Metric(M, w_w, np.sqrt(w_r) * calib.root())
 
 
