@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg import cho_factor, cho_solve, solve_triangular
 
 __all__: list[str] = []
 
@@ -492,6 +492,22 @@ def _metric_times(V: np.ndarray, root: np.ndarray, w_w: float, w_r: float) -> np
     return w_w * V + w_r * (root.T @ (root @ V))
 
 
+def _dense_metric(root: np.ndarray, w_w: float, w_r: float) -> np.ndarray:
+    """``M = w_w I + w_r R^T R`` (in x in)."""
+    M = w_r * (root.T @ root)
+    M[np.diag_indices_from(M)] += w_w
+    return M
+
+
+def _rows_projected(W: np.ndarray, U: Sequence[np.ndarray]) -> np.ndarray:
+    """``(U_1 ⊗ ... ⊗ U_d)^T W`` (R_1 ... R_d, in), one output mode at a time (the
+    Kronecker product of the U_k is never formed)."""
+    T = W.reshape(*[u.shape[0] for u in U], W.shape[1])
+    for k, Uk in enumerate(U):
+        T = np.moveaxis(np.tensordot(Uk.T, T, axes=(1, k)), 0, k)
+    return T.reshape(-1, W.shape[1])
+
+
 def tucker_objective(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
                      core: np.ndarray, root: np.ndarray, w_w: float, w_r: float) -> float:
     """``w_w ||E||^2 + w_r ||R E^T||^2`` with ``E = W_hat - W`` (W_hat cut to W's shape:
@@ -500,15 +516,23 @@ def tucker_objective(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndar
     return float(w_w * np.vdot(E, E) + w_r * np.vdot(E @ root.T, E @ root.T))
 
 
+def _core_solve(Y: np.ndarray, V: Sequence[np.ndarray], root: np.ndarray, w_w: float,
+                w_r: float, core_shape: Sequence[int]) -> np.ndarray:
+    """``C = Y M V (V^T M V)^{-1}`` with ``Y = U^T W`` (U orthonormal)."""
+    Vk = _kron_all(V)
+    MV = _metric_times(Vk, root, w_w, w_r)
+    C = _solve_spd(Vk.T @ MV, (Y @ MV).T).T
+    return C.reshape(core_shape)
+
+
 def tucker_core_update(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
                        root: np.ndarray, w_w: float, w_r: float) -> np.ndarray:
     """The core minimising the objective for fixed factors, the ``U_k`` orthonormal:
     ``C = U^T W M V (V^T M V)^{-1}`` (``U``, ``V`` the Kronecker products of the factors),
-    from one Cholesky factorisation of the small ``V^T M V``."""
-    Uk, Vk = _kron_all(U), _kron_all(V)
-    MV = _metric_times(Vk, root, w_w, w_r)
-    C = _solve_spd(Vk.T @ MV, (Uk.T @ (W @ MV)).T).T
-    return C.reshape([u.shape[1] for u in U] + [v.shape[1] for v in V])
+    from one Cholesky factorisation of the small ``V^T M V``; ``U^T W`` one output mode
+    at a time."""
+    return _core_solve(_rows_projected(W, U), V, root, w_w, w_r,
+                       [u.shape[1] for u in U] + [v.shape[1] for v in V])
 
 
 def _tucker_u_update(W: np.ndarray, U: list[np.ndarray], V: Sequence[np.ndarray],
@@ -521,7 +545,7 @@ def _tucker_u_update(W: np.ndarray, U: list[np.ndarray], V: Sequence[np.ndarray]
     N = Vk.T @ MV
     try:
         Lc = np.linalg.cholesky(N)
-        Z = np.linalg.solve(Lc, (W @ MV).T).T
+        Z = solve_triangular(Lc, (W @ MV).T, lower=True, check_finite=False).T
     except np.linalg.LinAlgError:
         lam, Q = np.linalg.eigh(N)
         inv_root = np.where(lam > lam.max() * 1e-13, 1.0 / np.sqrt(np.maximum(lam, 1e-300)), 0)
@@ -538,36 +562,39 @@ def _tucker_u_update(W: np.ndarray, U: list[np.ndarray], V: Sequence[np.ndarray]
         U[k] = Q[:, :U[k].shape[1]]
 
 
-def tucker_factor_update(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
-                         core: np.ndarray, k: int, root: np.ndarray, w_w: float, w_r: float
-                         ) -> np.ndarray:
-    """The input factor ``V_k`` minimising the objective for the core and the other factors
-    fixed (the ``U_j`` orthonormal): a linear least squares in ``V_k`` whose normal matrix
-    ``w_w (I ⊗ K^T K) + w_r J^T J`` (size ``i_k S_k``) is formed from the core contracted
-    with the other input factors (K) and with the calibration root R (J)."""
+def _input_factor_solve(Y: np.ndarray, V: Sequence[np.ndarray], core: np.ndarray, k: int,
+                        M: np.ndarray) -> np.ndarray:
+    """``V_k`` minimising ``||(K_k(V_k) - Y) L||^2`` (``L L^T = M``) for ``Y = U^T W``: the
+    normal matrix ``N[(x,a),(x',a')] = sum K[r,p,a,q] K[r,p',a',q'] M[(p,x,q),(p',x',q')]``
+    from the Gram matrix of the core contracted with the other input factors (K, modes
+    before / after k: p, q) and the dense metric, ``(i_k S_k)^2 (in / i_k)^2`` products
+    (no per-calibration-row design matrix)."""
     isz = [v.shape[0] for v in V]
     i, s = V[k].shape
     Ipre, Ipost = _prod(isz[:k]), _prod(isz[k + 1:])
-    Y = _kron_all(U).T @ W  # (Rprod, in): U orthonormal, so only U^T W is matched
     Kt = core.reshape(-1, *[v.shape[1] for v in V])
     for j, Vj in enumerate(V):
         if j != k:
             Kt = np.moveaxis(np.tensordot(Vj, Kt, axes=(1, j + 1)), 0, j + 1)
     r = Kt.shape[0]
-    K = Kt.reshape(r, Ipre, s, Ipost)
-    Km = K.transpose(0, 1, 3, 2).reshape(-1, s)
-    N = w_w * np.kron(np.eye(i), Km.T @ Km)
-    Y4 = Y.reshape(r, Ipre, i, Ipost)
-    rhs = w_w * np.einsum("rpaq,rpxq->xa", K, Y4, optimize=True).reshape(-1)
-    q = root.shape[0]
-    R4 = root.reshape(q, Ipre, i, Ipost)
-    target = Y @ root.T  # (Rprod, q)
-    step = max(1, int(4e6 // max(q * i * s, 1)))
-    for lo in range(0, r, step):
-        J = np.einsum("rpaq,kpxq->rkxa", K[lo:lo + step], R4, optimize=True).reshape(-1, i * s)
-        N += w_r * (J.T @ J)
-        rhs += w_r * (J.T @ target[lo:lo + step].reshape(-1))
-    return _solve_spd(N, rhs).reshape(i, s)
+    Km = Kt.reshape(r, Ipre * s * Ipost)
+    KK = (Km.T @ Km).reshape(Ipre, s, Ipost, Ipre, s, Ipost)
+    KK = KK.transpose(1, 4, 0, 2, 3, 5).reshape(s * s, -1)  # (a a', p q p' q')
+    M6 = M.reshape(Ipre, i, Ipost, Ipre, i, Ipost).transpose(0, 2, 3, 5, 1, 4)
+    N = (KK @ M6.reshape(-1, i * i)).reshape(s, s, i, i).transpose(2, 0, 3, 1)
+    YM = (Y @ M).reshape(r, Ipre, i, Ipost)
+    rhs = np.einsum("rpaq,rpxq->xa", Km.reshape(r, Ipre, s, Ipost), YM, optimize=True)
+    return _solve_spd(N.reshape(i * s, i * s), rhs.reshape(-1)).reshape(i, s)
+
+
+def tucker_factor_update(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
+                         core: np.ndarray, k: int, root: np.ndarray, w_w: float, w_r: float
+                         ) -> np.ndarray:
+    """The input factor ``V_k`` minimising the objective for the core and the other factors
+    fixed (the ``U_j`` orthonormal): a linear least squares in ``V_k`` (size ``i_k S_k``)
+    whose normal matrix is formed from the core contracted with the other input factors
+    and the metric ``M = w_w I + w_r R^T R``."""
+    return _input_factor_solve(_rows_projected(W, U), V, core, k, _dense_metric(root, w_w, w_r))
 
 
 def tucker_als(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
@@ -586,15 +613,18 @@ def tucker_als(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
     history = [f_old]
     best = ([*U, *V, core], f_old)
     done = 0
+    M = _dense_metric(root, w_w, w_r)
+    core_shape = core.shape
     for done in range(1, sweeps + 1):
         _tucker_u_update(W, U, V, root, w_w, w_r)
-        core = tucker_core_update(W, U, V, root, w_w, w_r)
+        Y = _rows_projected(W, U)
+        core = _core_solve(Y, V, root, w_w, w_r, core_shape)
         for k in range(len(V)):
-            Vk = tucker_factor_update(W, U, V, core, k, root, w_w, w_r)
+            Vk = _input_factor_solve(Y, V, core, k, M)
             if done > 1:
                 Vk = V[k] + _RELAX * (Vk - V[k])
             V[k] = np.linalg.qr(Vk)[0]
-            core = tucker_core_update(W, U, V, root, w_w, w_r)
+            core = _core_solve(Y, V, root, w_w, w_r, core_shape)
         f = tucker_objective(W, U, V, core, root, w_w, w_r)
         history.append(f)
         if f < best[1]:

@@ -78,3 +78,25 @@ def test_aware_tucker_beats_data_free_and_start(rng, shape):
     assert "ALS sweeps in the metric" in aware.info.message
     assert objective(aware) < 0.9 * objective(free)
     np.testing.assert_array_equal(aware.dense(), again.dense())
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_factor_update_of_an_order_three_input_side_equals_dense_least_squares(rng, k):
+    """Input modes before and after k (both sides of the metric's Gram contraction)."""
+    osz, isz, core_shape = (2, 3), (3, 2, 4), (2, 2, 2, 2, 3)
+    W = rng.standard_normal((6, 24))
+    U = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip(osz, core_shape[:2])]
+    V = [rng.standard_normal((n, s)) for n, s in zip(isz, core_shape[2:])]
+    core = rng.standard_normal(core_shape)
+    root = rng.standard_normal((7, 24))
+
+    def W_hat(Vk):
+        return fmt.tucker_dense(U, [Vk if j == k else v for j, v in enumerate(V)], core)
+
+    got = fmt.tucker_factor_update(W, U, V, core, k, root, 0.2, 0.8)
+    want = _dense_lstsq(W, root, 0.2, 0.8, W_hat, V[k].shape)
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(fmt.tucker_core_update(W, U, V, root, 0.2, 0.8),
+                               _dense_lstsq(W, root, 0.2, 0.8,
+                                            lambda C: fmt.tucker_dense(U, V, C), core_shape),
+                               rtol=1e-8, atol=1e-10)
