@@ -25,6 +25,7 @@ Tucker under a metric on the input side, ``||(W_hat - W) L||^2`` with ``L L^T = 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -240,18 +241,33 @@ def tucker_macs(U: Sequence[np.ndarray], V: Sequence[np.ndarray], core: np.ndarr
 @dataclass(frozen=True)
 class Metric:
     """The input-side metric ``M`` (in x in) of ``||(W_hat - W) L||^2``, ``L L^T = M``:
-    ``full`` (a matrix) or ``diag`` (its diagonal), exactly one given."""
+    ``full`` (a matrix) or ``diag`` (its diagonal), exactly one given. ``factored``
+    ``(s, R)`` may say ``full = diag(s) + R^T R`` (R of k rows, e.g. fewer calibration
+    rows than inputs): products with M then go through R when that is cheaper."""
 
     full: np.ndarray | None = None
     diag: np.ndarray | None = None
+    factored: tuple[np.ndarray, np.ndarray] | None = None
 
     def apply(self, E: np.ndarray) -> np.ndarray:
         """``E M``."""
-        return E @ self.full if self.full is not None else E * self.diag
+        if self.full is None:
+            assert self.diag is not None
+            return E * self.diag
+        if self.factored is not None and 2 * self.factored[1].shape[0] < E.shape[1]:
+            scale, root = self.factored
+            return E * scale + (E @ root.T) @ root
+        return E @ self.full
 
     def value(self, E: np.ndarray) -> float:
         """``trace(E M E^T)``."""
         return float(np.vdot(E, self.apply(E)))
+
+    @cached_property
+    def full32(self) -> np.ndarray:
+        """``full`` in single precision (for preconditioners)."""
+        assert self.full is not None
+        return self.full.astype(np.float32)
 
 
 def _solve_spd(N: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -307,25 +323,117 @@ def _tt_normal_full(PL: np.ndarray, PR: np.ndarray, M: np.ndarray, i: int) -> np
     return N.reshape(a, a, i, i, b, b).transpose(0, 2, 4, 1, 3, 5).reshape(n, n)
 
 
-def _tt_core_update(cores: list[np.ndarray], k: int, WM: np.ndarray, metric: Metric
-                    ) -> np.ndarray:
+def _tt_assemble(L: np.ndarray, D: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """The matrix (out, in) of the TT-matrix with core k = D (a, o, i, b) between the
+    contracted cores ``L`` (O_<k, I_<k, a) and ``R`` (b, O_>k, I_>k), the cheaper side
+    multiplied first."""
+    Ol, Il, a = L.shape
+    _, o, i, b = D.shape
+    Or, Ir = R.shape[1:]
+    if a * b * o * i * Or * Ir + Ol * Il * a * o * i * Or * Ir <= (
+            Ol * Il * a * o * i * b + Ol * Il * o * i * b * Or * Ir):
+        T = D.reshape(a * o * i, b) @ R.reshape(b, Or * Ir)
+        T = L.reshape(Ol * Il, a) @ T.reshape(a, -1)
+    else:
+        T = L.reshape(Ol * Il, a) @ D.reshape(a, o * i * b)
+        T = T.reshape(-1, b) @ R.reshape(b, Or * Ir)
+    T = T.reshape(Ol, Il, o, i, Or, Ir).transpose(0, 2, 4, 1, 3, 5)
+    return T.reshape(Ol * o * Or, Il * i * Ir)
+
+
+def _tt_project(F: np.ndarray, L: np.ndarray, R: np.ndarray, o: int, i: int) -> np.ndarray:
+    """The adjoint of :func:`_tt_assemble`: ``sum L[y<, x<, a] F[y, x] R[b, y>, x>]`` as
+    a core (a, o, i, b), for F (out, in)."""
+    Ol, Il, a = L.shape
+    b, Or, Ir = R.shape
+    F6 = F.reshape(Ol, o, Or, Il, i, Ir).transpose(0, 3, 1, 4, 2, 5).reshape(Ol * Il, -1)
+    if a * Ol * Il * o * i * Or * Ir + a * o * i * Or * Ir * b <= (
+            Ol * Il * o * i * Or * Ir * b + a * Ol * Il * o * i * b):
+        T = L.reshape(Ol * Il, a).T @ F6
+        return (T.reshape(-1, Or * Ir) @ R.reshape(b, Or * Ir).T).reshape(a, o, i, b)
+    T = F6.reshape(-1, Or * Ir) @ R.reshape(b, Or * Ir).T
+    return (L.reshape(Ol * Il, a).T @ T.reshape(Ol * Il, -1)).reshape(a, o, i, b)
+
+
+def _tt_core_pcg(core: np.ndarray, L: np.ndarray, R: np.ndarray, WM: np.ndarray,
+                 metric: Metric, factor: tuple[np.ndarray, bool], tol: float,
+                 max_iter: int) -> np.ndarray | None:
+    """The core's least squares by preconditioned conjugate gradients from the current
+    core, one run per output slice ``o`` (the slices share the normal matrix), products
+    with the normal matrix through the contracted cores and the metric (never formed in
+    double precision), the preconditioner a single-precision Cholesky factor of it.
+    Every iterate lowers the objective. None when ``max_iter`` iterations do not reach
+    ``tol`` (relative to the start's preconditioned residual)."""
+    a, o, i, b = core.shape
+
+    def precondition(Rc: np.ndarray) -> np.ndarray:
+        B = Rc.transpose(0, 2, 3, 1).reshape(a * i * b, o).astype(np.float32)
+        Z = cho_solve(factor, B, check_finite=False).astype(float)
+        return Z.reshape(a, i, b, o).transpose(0, 3, 1, 2)
+
+    X = np.array(core)
+    res = _tt_project(WM - metric.apply(_tt_assemble(L, X, R)), L, R, o, i)
+    Z = precondition(res)
+    P = Z
+    rz = np.einsum("aoib,aoib->o", res, Z)
+    start = float(rz.sum())
+    for _ in range(max_iter):
+        if float(rz.sum()) <= tol * tol * start:
+            return X
+        Q = _tt_project(metric.apply(_tt_assemble(L, P, R)), L, R, o, i)
+        pq = np.einsum("aoib,aoib->o", P, Q)
+        alpha = np.divide(rz, pq, out=np.zeros_like(rz), where=pq > 0)[:, None, None]
+        X = X + alpha * P
+        res = res - alpha * Q
+        Z = precondition(res)
+        rz_new = np.einsum("aoib,aoib->o", res, Z)
+        beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)[:, None, None]
+        P = Z + beta * P
+        rz = rz_new
+    return X if float(rz.sum()) <= tol * tol * start else None
+
+
+# The PCG core solve pays off from this many unknowns per output slice on (below it one
+# double-precision Cholesky factorisation is cheaper than the Python around the PCG).
+_PCG_MIN_SIZE = 512
+
+
+def _tt_core_update(cores: list[np.ndarray], k: int, WM: np.ndarray, metric: Metric,
+                    tol: float = 1e-12) -> np.ndarray:
     """Core k minimising ``||(W_hat - W) L||`` with the others fixed (a linear least squares
     whose normal matrix is ``I_{o_k} ⊗ N_k``, N_k of size r_{k-1} i_k r_k: one Cholesky
-    factorisation serves the o_k right-hand sides)."""
+    factorisation serves the o_k right-hand sides). From ``_PCG_MIN_SIZE`` unknowns per
+    slice on (full metric), solved to ``tol`` by conjugate gradients preconditioned by
+    the Cholesky factor of N_k in single precision (a third of the double-precision
+    factorisation's time), falling back to the double-precision solve when that factor
+    fails or the iteration stalls."""
     a, o, i, b = cores[k].shape
     L, R = _tt_left(cores, k), _tt_right(cores, k)
     Il, Ir = L.shape[1], R.shape[2]
-    WM6 = WM.reshape(L.shape[0], o, R.shape[1], Il, i, Ir)
-    rhs = np.einsum("yxa,bvz,yovxkz->akbo", L, R, WM6, optimize=True)
     if metric.full is not None:
         Lm = L.reshape(L.shape[0], Il * a)
         Rm = R.transpose(1, 0, 2).reshape(R.shape[1], b * Ir)
         PL = (Lm.T @ Lm).reshape(Il, a, Il, a)
         PR = (Rm.T @ Rm).reshape(b, Ir, b, Ir)
+        if a * i * b >= _PCG_MIN_SIZE:
+            N32 = _tt_normal_full(PL.astype(np.float32), PR.astype(np.float32),
+                                  metric.full32, i)
+            try:
+                factor = cho_factor(N32, lower=True, check_finite=False)
+            except np.linalg.LinAlgError:
+                pass
+            else:
+                sol = _tt_core_pcg(cores[k], L, R, WM, metric, factor, tol, 30)
+                if sol is not None:
+                    return sol
+        WM6 = WM.reshape(L.shape[0], o, R.shape[1], Il, i, Ir)
+        rhs = np.einsum("yxa,bvz,yovxkz->akbo", L, R, WM6, optimize=True)
         N = _tt_normal_full(PL, PR, metric.full, i)
         sol = _solve_spd(N, rhs.reshape(a * i * b, o))
         return sol.reshape(a, i, b, o).transpose(0, 3, 1, 2)
     assert metric.diag is not None
+    WM6 = WM.reshape(L.shape[0], o, R.shape[1], Il, i, Ir)
+    rhs = np.einsum("yxa,bvz,yovxkz->akbo", L, R, WM6, optimize=True)
     PL = np.einsum("yxa,yxc->xac", L, L, optimize=True)
     PR = np.einsum("byx,dyx->xbd", R, R, optimize=True)
     m3 = metric.diag.reshape(Il, i, Ir)

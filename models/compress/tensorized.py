@@ -341,16 +341,22 @@ def rank_for_budget(where: str, format: str, osz: Sequence[int], isz: Sequence[i
 # ----------------------------------------------------------------------------- fits
 def _metric(W: np.ndarray, calib: _fit.Calibration | None, w_w: float, w_r: float,
             n_in_pad: int) -> fmt.Metric:
-    """``w_w I + w_r G`` on the real inputs, zero on the padded ones."""
+    """``w_w I + w_r G`` on the real inputs, zero on the padded ones; with fewer
+    calibration rows than inputs also factored through the rows (``G = P^T P``)."""
     n_in = W.shape[1]
+    scale = np.zeros(n_in_pad)
+    scale[:n_in] = 1.0
     if calib is None or w_r == 0.0:
-        diag = np.zeros(n_in_pad)
-        diag[:n_in] = 1.0
-        return fmt.Metric(diag=diag)
+        return fmt.Metric(diag=scale)
+    scale *= w_w
     M = np.zeros((n_in_pad, n_in_pad))
     M[:n_in, :n_in] = w_r * calib.gram
-    M[np.arange(n_in), np.arange(n_in)] += w_w
-    return fmt.Metric(full=M)
+    M[np.arange(n_in_pad), np.arange(n_in_pad)] += scale
+    if calib.rows is None:
+        return fmt.Metric(full=M)
+    root = np.zeros((len(calib.rows), n_in_pad))
+    root[:, :n_in] = np.sqrt(w_r) * calib.rows
+    return fmt.Metric(full=M, factored=(scale, root))
 
 
 def _fit_tt(Wp: np.ndarray, osz: Sequence[int], isz: Sequence[int], rank: int,
