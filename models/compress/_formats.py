@@ -757,17 +757,28 @@ def _tucker_u_update(W: np.ndarray, U: list[np.ndarray], V: Sequence[np.ndarray]
             if j != k:
                 P = np.moveaxis(np.tensordot(U[j].T, P, axes=(1, j)), 0, j)
         Pk = np.moveaxis(P, k, 0).reshape(U[k].shape[0], -1)
-        Q = np.linalg.svd(Pk, full_matrices=False)[0]
-        U[k] = Q[:, :U[k].shape[1]]
+        # leading left singular subspace from the small Gram matrix (Pk is short and wide)
+        Q = np.linalg.eigh(Pk @ Pk.T)[1]
+        U[k] = Q[:, ::-1][:, :U[k].shape[1]]
+
+
+def _gram_route(r: int, q: int, n: int, i: int, s: int) -> bool:
+    """Whether the normal matrix of an input factor (size ``i s``) is cheaper from the
+    dense metric (the core's Gram matrix, ``r (s n / i)^2 + (n s)^2 + r n^2``) than from
+    the design matrix of the ``q`` calibration rows (``r q (i s)^2 + r q s n``), with
+    ``r`` output core rows and ``n`` inputs."""
+    return r * (s * n // i) ** 2 + (n * s) ** 2 + r * n * n < r * q * ((i * s) ** 2 + s * n)
 
 
 def _input_factor_solve(Y: np.ndarray, V: Sequence[np.ndarray], core: np.ndarray, k: int,
-                        M: np.ndarray) -> np.ndarray:
-    """``V_k`` minimising ``||(K_k(V_k) - Y) L||^2`` (``L L^T = M``) for ``Y = U^T W``: the
-    normal matrix ``N[(x,a),(x',a')] = sum K[r,p,a,q] K[r,p',a',q'] M[(p,x,q),(p',x',q')]``
-    from the Gram matrix of the core contracted with the other input factors (K, modes
-    before / after k: p, q) and the dense metric, ``(i_k S_k)^2 (in / i_k)^2`` products
-    (no per-calibration-row design matrix)."""
+                        root: np.ndarray, w_w: float, w_r: float, M: np.ndarray | None
+                        ) -> np.ndarray:
+    """``V_k`` minimising ``||(K_k(V_k) - Y) L||^2`` (``L L^T = M = w_w I + w_r R^T R``) for
+    ``Y = U^T W``, K the core contracted with the other input factors (modes before / after
+    k: p, q). With the dense metric ``M`` given, the normal matrix is
+    ``N[(x,a),(x',a')] = sum K[r,p,a,q] K[r,p',a',q'] M[(p,x,q),(p',x',q')]`` (the Gram
+    matrix of K against M); without it, ``w_w (I ⊗ K^T K) + w_r J^T J`` with J the design
+    matrix of the calibration rows (see :func:`_gram_route` for the cheaper one)."""
     isz = [v.shape[0] for v in V]
     i, s = V[k].shape
     Ipre, Ipost = _prod(isz[:k]), _prod(isz[k + 1:])
@@ -777,13 +788,39 @@ def _input_factor_solve(Y: np.ndarray, V: Sequence[np.ndarray], core: np.ndarray
             Kt = np.moveaxis(np.tensordot(Vj, Kt, axes=(1, j + 1)), 0, j + 1)
     r = Kt.shape[0]
     Km = Kt.reshape(r, Ipre * s * Ipost)
-    KK = (Km.T @ Km).reshape(Ipre, s, Ipost, Ipre, s, Ipost)
-    KK = KK.transpose(1, 4, 0, 2, 3, 5).reshape(s * s, -1)  # (a a', p q p' q')
-    M6 = M.reshape(Ipre, i, Ipost, Ipre, i, Ipost).transpose(0, 2, 3, 5, 1, 4)
-    N = (KK @ M6.reshape(-1, i * i)).reshape(s, s, i, i).transpose(2, 0, 3, 1)
-    YM = (Y @ M).reshape(r, Ipre, i, Ipost)
-    rhs = np.einsum("rpaq,rpxq->xa", Km.reshape(r, Ipre, s, Ipost), YM, optimize=True)
-    return _solve_spd(N.reshape(i * s, i * s), rhs.reshape(-1)).reshape(i, s)
+    K = Km.reshape(r, Ipre, s, Ipost)
+    if M is not None:
+        KK = (Km.T @ Km).reshape(Ipre, s, Ipost, Ipre, s, Ipost)
+        KK = KK.transpose(1, 4, 0, 2, 3, 5).reshape(s * s, -1)  # (a a', p q p' q')
+        M6 = M.reshape(Ipre, i, Ipost, Ipre, i, Ipost).transpose(0, 2, 3, 5, 1, 4)
+        N = (KK @ M6.reshape(-1, i * i)).reshape(s, s, i, i).transpose(2, 0, 3, 1)
+        YM = (Y @ M).reshape(r, Ipre, i, Ipost)
+        rhs = np.einsum("rpaq,rpxq->xa", K, YM, optimize=True)
+        return _solve_spd(N.reshape(i * s, i * s), rhs.reshape(-1)).reshape(i, s)
+    Kc = K.transpose(0, 1, 3, 2).reshape(-1, s)
+    Nr = w_w * np.kron(np.eye(i), Kc.T @ Kc)
+    rhs_r = w_w * np.einsum("rpaq,rpxq->xa", K, Y.reshape(r, Ipre, i, Ipost),
+                            optimize=True).reshape(-1)
+    q = root.shape[0]
+    R4 = root.reshape(q, Ipre, i, Ipost)
+    target = Y @ root.T  # (r, q)
+    step = max(1, int(4e6 // max(q * i * s, 1)))
+    for lo in range(0, r, step):
+        J = np.einsum("rpaq,kpxq->rkxa", K[lo:lo + step], R4, optimize=True).reshape(-1, i * s)
+        Nr += w_r * (J.T @ J)
+        rhs_r += w_r * (J.T @ target[lo:lo + step].reshape(-1))
+    return _solve_spd(Nr, rhs_r).reshape(i, s)
+
+
+def _metric_if_needed(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
+                      root: np.ndarray, w_w: float, w_r: float, ks: Sequence[int]
+                      ) -> np.ndarray | None:
+    """The dense metric when the Gram route is the cheaper one for any input factor in
+    ``ks``, else None."""
+    r, n = _prod([u.shape[1] for u in U]), W.shape[1]
+    if any(_gram_route(r, root.shape[0], n, *V[k].shape) for k in ks):
+        return _dense_metric(root, w_w, w_r)
+    return None
 
 
 def tucker_factor_update(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
@@ -792,8 +829,9 @@ def tucker_factor_update(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.
     """The input factor ``V_k`` minimising the objective for the core and the other factors
     fixed (the ``U_j`` orthonormal): a linear least squares in ``V_k`` (size ``i_k S_k``)
     whose normal matrix is formed from the core contracted with the other input factors
-    and the metric ``M = w_w I + w_r R^T R``."""
-    return _input_factor_solve(_rows_projected(W, U), V, core, k, _dense_metric(root, w_w, w_r))
+    and the metric ``M = w_w I + w_r R^T R`` (dense, or through R: the cheaper)."""
+    M = _metric_if_needed(W, U, V, root, w_w, w_r, [k])
+    return _input_factor_solve(_rows_projected(W, U), V, core, k, root, w_w, w_r, M)
 
 
 def tucker_als(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
@@ -812,14 +850,16 @@ def tucker_als(W: np.ndarray, U: Sequence[np.ndarray], V: Sequence[np.ndarray],
     history = [f_old]
     best = ([*U, *V, core], f_old)
     done = 0
-    M = _dense_metric(root, w_w, w_r)
+    M = _metric_if_needed(W, U, V, root, w_w, w_r, range(len(V)))
+    gram = [M is not None and _gram_route(_prod([u.shape[1] for u in U]), root.shape[0],
+                                          W.shape[1], *v.shape) for v in V]
     core_shape = core.shape
     for done in range(1, sweeps + 1):
         _tucker_u_update(W, U, V, root, w_w, w_r)
         Y = _rows_projected(W, U)
         core = _core_solve(Y, V, root, w_w, w_r, core_shape)
         for k in range(len(V)):
-            Vk = _input_factor_solve(Y, V, core, k, M)
+            Vk = _input_factor_solve(Y, V, core, k, root, w_w, w_r, M if gram[k] else None)
             if done > 1:
                 Vk = V[k] + _RELAX * (Vk - V[k])
             V[k] = np.linalg.qr(Vk)[0]
