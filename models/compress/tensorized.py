@@ -7,8 +7,10 @@ significant). Three factored forms (``format``):
 ``"tt"``      TT-matrix: cores ``G_k`` of shape ``(r_{k-1}, o_k, i_k, r_k)``,
               ``W[y, x] = G_1[:, y_1, x_1, :] ... G_d[:, y_d, x_d, :]``. Fitted by TT-SVD
               (:func:`sdf.decomp.tt_svd` of the tensor with modes ``(o_k i_k)``), then
-              refined by alternating least squares (one core at a time, exact per core
-              in the first sweep, over-relaxed after it; the objective never rises).
+              refined by alternating least squares (one core at a time, over-relaxed
+              after the first sweep; large cores under a data-aware metric solved by
+              conjugate gradients to 1 % of the residual, then an exact line search;
+              the objective never rises).
 ``"cp"``      CP-matrix, a sum of ``R`` Kronecker products: factors ``A_k`` of shape
               ``(o_k, i_k, R)``, ``W = sum_r A_1[:, :, r] ⊗ ... ⊗ A_d[:, :, r]``. Fitted as a
               CPD of the same order-d tensor on the engine (for d = 2 a truncated SVD,
@@ -50,6 +52,7 @@ import numpy as np
 
 import sdf.models.compress._fit as _fit
 import sdf.models.compress._formats as fmt
+import sdf.models.compress._tucker_als as tals
 from sdf.decomp import lmlra_hooi, tt_svd
 from sdf.errors import DataError, ModelError
 from sdf.models._common import quiet
@@ -421,10 +424,10 @@ def _fit_tucker(W: np.ndarray, Wp: np.ndarray, osz: Sequence[int], isz: Sequence
     U0, V0 = res.factors[:d], res.factors[d:]
     if sweeps == 0:
         return [*res.factors, res.core], FitInfo("numpy", res.iterations, "HOOI")
-    fit = fmt.tucker_als(Wp, U0, V0, res.core, root, w_w, w_r, sweeps, opts.alt_tol)
+    fit = tals.tucker_als(Wp, U0, V0, res.core, root, w_w, w_r, sweeps, opts.alt_tol)
     n_real = W.shape[1]
-    start = fmt.tucker_objective(W, U0, V0, res.core, root[:, :n_real], w_w, w_r)
-    end = fmt.tucker_objective(W, fit.factors[:d], fit.factors[d:2 * d], fit.factors[-1],
+    start = tals.tucker_objective(W, U0, V0, res.core, root[:, :n_real], w_w, w_r)
+    end = tals.tucker_objective(W, fit.factors[:d], fit.factors[d:2 * d], fit.factors[-1],
                                root[:, :n_real], w_w, w_r)
     if end > start:  # padding is fitted to zero by the sweeps, the layer drops it
         return [*res.factors, res.core], FitInfo(
