@@ -380,13 +380,28 @@ def _tt_project(F: np.ndarray, L: np.ndarray, R: np.ndarray, o: int, i: int) -> 
     return (L.reshape(Ol * Il, a).T @ T.reshape(Ol * Il, -1)).reshape(a, o, i, b)
 
 
+def _identity_weight(L: np.ndarray, R: np.ndarray, metric: Metric) -> float | None:
+    """``w`` when the weight term of the normal matrix is ``w I``: a factored metric with a
+    uniform diagonal and orthonormal fixed cores (as the sweeps keep them); else None."""
+    if metric.factored is None:
+        return None
+    scale = metric.factored[0]
+    Lm = L.reshape(-1, L.shape[2])
+    Rm = R.reshape(R.shape[0], -1)
+    if (np.ptp(scale) > 0 or not np.allclose(Lm.T @ Lm, np.eye(Lm.shape[1]), rtol=0, atol=1e-10)
+            or not np.allclose(Rm @ Rm.T, np.eye(Rm.shape[0]), rtol=0, atol=1e-10)):
+        return None
+    return float(scale[0])
+
+
 def _tt_core_pcg(core: np.ndarray, L: np.ndarray, R: np.ndarray, WM: np.ndarray,
                  metric: Metric, precondition: Callable[[np.ndarray], np.ndarray],
                  tol: float, max_iter: int) -> tuple[np.ndarray, bool]:
     """The core's least squares by preconditioned conjugate gradients from the current
     core, one run per output slice ``o`` (the slices share the normal matrix; columns of
     ``precondition``'s (a i b, o) argument), products with the normal matrix through the
-    contracted cores and the metric (never formed).
+    contracted cores and the metric (never formed; the weight term as ``w I`` when
+    :func:`_identity_weight` finds it so).
 
     For ``tol >= _SINGLE_TOL`` the products inside the iteration are in single precision
     (half the time; the residual they leave is far below ``tol``) and the step is then
@@ -400,8 +415,14 @@ def _tt_core_pcg(core: np.ndarray, L: np.ndarray, R: np.ndarray, WM: np.ndarray,
         Z = precondition(Rc.transpose(0, 2, 3, 1).reshape(a * i * b, o))
         return Z.reshape(a, i, b, o).transpose(0, 3, 1, 2)
 
+    weight = _identity_weight(L, R, metric)
+
     def normal_times(P: np.ndarray, Lp: np.ndarray, Rp: np.ndarray, mp: Metric) -> np.ndarray:
-        return _tt_project(mp.apply(_tt_assemble(Lp, P.astype(Lp.dtype), Rp)), Lp, Rp, o, i)
+        E = _tt_assemble(Lp, P.astype(Lp.dtype), Rp)
+        if weight is None or mp.factored is None:
+            return _tt_project(mp.apply(E), Lp, Rp, o, i)
+        root = mp.factored[1]
+        return weight * P + _tt_project((E @ root.T) @ root, Lp, Rp, o, i)
 
     single = tol >= _SINGLE_TOL
     Lp, Rp, mp = ((L.astype(np.float32), R.astype(np.float32), metric.single) if single

@@ -179,3 +179,17 @@ def test_low_rank_preconditioner_is_the_normal_matrix_when_the_rows_have_one_dir
                             (Rm.T @ Rm).reshape(b, R.shape[2], b, R.shape[2]), metric.full, i)
     inverse = fmt._low_rank_inverse(L, R, metric, i)
     np.testing.assert_allclose(inverse(N), np.eye(N.shape[0]), atol=1e-9)
+
+
+def test_identity_weight_only_for_orthonormal_cores_and_a_uniform_diagonal(rng):
+    metric = _factored_metric(rng)
+    cores = [rng.standard_normal(sh) for sh in SHAPES]
+    L, R = fmt._tt_left(cores, 1), fmt._tt_right(cores, 1)
+    assert fmt._identity_weight(L, R, metric) is None  # random cores
+    fmt._move_gauge(cores, 0, 1)
+    fmt._move_gauge(cores, 2, -1)
+    L, R = fmt._tt_left(cores, 1), fmt._tt_right(cores, 1)
+    assert fmt._identity_weight(L, R, metric) == pytest.approx(0.3)
+    s, P = metric.factored
+    padded = fmt.Metric(full=metric.full, factored=(np.r_[s[:-1], 0.0], P))
+    assert fmt._identity_weight(L, R, padded) is None
