@@ -11,7 +11,10 @@ solve (Cholesky, then two general LU solves with the factor; the normal matrix b
 einsum) and the former sweep (every core solved ``2 d - 1`` times, exact steps). Both run
 the same 10 sweeps from the same start in this process. For Tucker the baseline is the
 former engine fit (LMLRA weight and response terms, Gauss-Newton) from the same HOOI
-start, the new fit the alternating exact block minimisation (10 sweeps). Columns: CPU seconds, their ratio,
+start, the new fit the alternating exact block minimisation (10 sweeps); for the large
+Tucker rows (the engine fit would take minutes there) the baseline is that same
+minimisation with the former input-factor update (its normal matrix from the design matrix
+of every calibration row against every output core row). Columns: CPU seconds, their ratio,
 and the objective ``w_w ||W_hat - W||^2 + w_r ||X (W_hat - W)^T||^2`` (the fit's own
 weights) recomputed from each returned layer, next to the data-free layer's objective and
 CPU seconds.
@@ -32,13 +35,16 @@ import numpy as np  # noqa: E402
 import sdf.models.compress._fit as _fit  # noqa: E402
 import sdf.models.compress._formats as fmt  # noqa: E402
 import sdf.models.compress._response_fits as _rf  # noqa: E402
+import sdf.models.compress._tucker_als as tals  # noqa: E402
 import sdf.models.compress.tensorized as tz  # noqa: E402
 from sdf.decomp import lmlra_hooi  # noqa: E402
 from sdf.models.compress.result import CompressOptions, FitInfo  # noqa: E402
 from sdf.models.compress import tensorize_linear  # noqa: E402
 
 CASES = [("tt", 1024, 512, 100), ("tt", 2048, 512, 100), ("tt", 10, 2048, 64),
-         ("cp", 10, 2048, 64), ("tucker", 10, 2048, 64)]
+         ("cp", 10, 2048, 64), ("tucker", 10, 2048, 64), ("tucker", 1024, 512, 100),
+         ("tucker", 2048, 512, 100)]
+ENGINE_BASELINE_MAX_OUT = 100  # Tucker rows with more outputs: the former ALS update
 
 
 # ----------------------------------------------------------------------------- baseline
@@ -112,16 +118,47 @@ def old_fit_tucker(W: np.ndarray, Wp: np.ndarray, osz: Sequence[int], isz: Seque
     return [*factors, core], info
 
 
+def old_input_factor_solve(Y: np.ndarray, V: Sequence[np.ndarray], core: np.ndarray, k: int,
+                           root: np.ndarray, w_w: float, w_r: float,
+                           M: np.ndarray | None) -> np.ndarray:
+    isz = [v.shape[0] for v in V]
+    i, s = V[k].shape
+    Ipre, Ipost = int(np.prod(isz[:k])), int(np.prod(isz[k + 1:]))
+    Kt = core.reshape(-1, *[v.shape[1] for v in V])
+    for j, Vj in enumerate(V):
+        if j != k:
+            Kt = np.moveaxis(np.tensordot(Vj, Kt, axes=(1, j + 1)), 0, j + 1)
+    r = Kt.shape[0]
+    K = Kt.reshape(r, Ipre, s, Ipost)
+    Km = K.transpose(0, 1, 3, 2).reshape(-1, s)
+    N = w_w * np.kron(np.eye(i), Km.T @ Km)
+    Y4 = Y.reshape(r, Ipre, i, Ipost)
+    rhs = w_w * np.einsum("rpaq,rpxq->xa", K, Y4, optimize=True).reshape(-1)
+    q = root.shape[0]
+    R4 = root.reshape(q, Ipre, i, Ipost)
+    target = Y @ root.T
+    step = max(1, int(4e6 // max(q * i * s, 1)))
+    for lo in range(0, r, step):
+        J = np.einsum("rpaq,kpxq->rkxa", K[lo:lo + step], R4, optimize=True).reshape(-1, i * s)
+        N += w_r * (J.T @ J)
+        rhs += w_r * (J.T @ target[lo:lo + step].reshape(-1))
+    return old_solve_spd(N, rhs).reshape(i, s)
+
+
 @contextmanager
-def baseline() -> Iterator[None]:
-    """The former solve, sweep and Tucker fit in place of the current ones."""
-    saved = fmt._solve_spd, fmt.tt_als, tz._fit_tucker
+def baseline(engine_tucker: bool) -> Iterator[None]:
+    """The former solve, sweep and Tucker fit (or Tucker input-factor update) in place of
+    the current ones."""
+    saved = fmt._solve_spd, fmt.tt_als, tz._fit_tucker, tals._input_factor_solve
     fmt._solve_spd, fmt.tt_als = old_solve_spd, old_tt_als  # type: ignore[assignment]
-    tz._fit_tucker = old_fit_tucker
+    if engine_tucker:
+        tz._fit_tucker = old_fit_tucker
+    else:
+        tals._input_factor_solve = old_input_factor_solve
     try:
         yield
     finally:
-        fmt._solve_spd, fmt.tt_als, tz._fit_tucker = saved
+        fmt._solve_spd, fmt.tt_als, tz._fit_tucker, tals._input_factor_solve = saved
 
 
 # ----------------------------------------------------------------------------- cases
@@ -154,7 +191,7 @@ def main() -> str:
             return float(w_w * np.vdot(E, E) + w_r * np.vdot(X @ E.T, X @ E.T))
 
         t_free, W_free, _ = run(format, W, None)
-        with baseline():
+        with baseline(out <= ENGINE_BASELINE_MAX_OUT):
             t_base, W_base, _ = run(format, W, X)
         t_new, W_new, sweeps = run(format, W, X)
         line = (f"{format} {out}x{n_in}, {rows} rows".ljust(22)
