@@ -718,8 +718,11 @@ def compress_conv(
                  name=name)
     if X is not None:
         input_hw = (int(X.shape[2]), int(X.shape[3]))
-    rows = None if X is None else im2col(X, orig.kernel_size, orig.stride, orig.padding,
-                                         orig.dilation)
+    calib = None
+    if X is not None and method != "channel_svd":
+        calib = _maps_calibration(X, orig, opts)
+    rows = None if X is None or calib is not None else im2col(
+        X, orig.kernel_size, orig.stride, orig.padding, orig.dilation)
     o = W.shape[0]
     Wm = W.reshape(o, -1)
     curve = None
@@ -729,7 +732,6 @@ def compress_conv(
             input_hw, opts)
         factors: Sequence[np.ndarray] = (A, B)
     else:
-        calib = None
         if rows is not None:
             calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
                                                center=bias is not None)
@@ -768,13 +770,29 @@ def compress_conv(
     new_bias = refit_bias(orig.bias, calib, Wm, W_hat.reshape(o, -1))
     pieces, _ = _pieces(method, orig, factors, name, new_bias)
     out_err = None
-    if rows is not None:
+    if calib is not None and not calib.sampled and calib.rows is None:
+        out_err = calib.output_error(Wm, W_hat.reshape(o, -1))  # (d, d) products
+    elif rows is not None:
         out_err = calib_error(rows, Wm, W_hat.reshape(o, -1), orig.bias, new_bias)
     return CompressedLayer(
         name=name, method=method, rank=rank, original=orig, pieces=tuple(pieces),
         weight_approx=W_hat, balance=balance if X is not None else 0.0, input_hw=input_hw,
         weight_error=float(np.linalg.norm(W_hat - W) / (np.linalg.norm(W) or 1.0)),
         calib_output_error=out_err, curve=curve, info=info)
+
+
+def _maps_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
+                      ) -> _fit.Calibration | None:
+    """The calibration of a stride-1 layer's patches straight from the feature maps
+    (:meth:`_fit.Calibration.from_maps`: no im2col, a third of the Gram matrix's
+    multiply-adds); None where the patches are needed (a stride, more patches than
+    ``opts.max_calib_rows``, fewer patches than values per patch, see there)."""
+    n, _, h, w = X.shape
+    ho, wo = orig.output_hw((h, w))
+    if orig.stride != (1, 1) or ho < 1 or wo < 1 or n * ho * wo > opts.max_calib_rows:
+        return None
+    return _fit.Calibration.from_maps(X, orig.kernel_size, orig.padding, orig.dilation,
+                                      center=orig.bias is not None)
 
 
 def _check_rank(where: str, method: str, orig: Piece, rank: Any) -> Rank:
