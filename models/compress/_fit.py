@@ -211,8 +211,9 @@ def patch_gram(x: np.ndarray, kernel_size: tuple[int, int], padding: tuple[int, 
                 sums[s, t] = every_pixel(s, t)
             G[p, q] = sums[s, t]
             # less the pixels outside rows [r0, r1), then outside columns [c0, c1)
-            for box in ((0, r0, 0, w), (r1, h, 0, w), (r0, r1, 0, c0), (r0, r1, c1, w)):
-                part = strip(*box, s, t)
+            for u0, u1, v0, v1 in ((0, r0, 0, w), (r1, h, 0, w), (r0, r1, 0, c0),
+                                   (r0, r1, c1, w)):
+                part = strip(u0, u1, v0, v1, s, t)
                 if part is not None:
                     G[p, q] -= part
             G[q, p] = G[p, q].T
