@@ -642,7 +642,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray,
     F = state.F
     # the products with M were updated by linearity (and maybe in float32): recompute C
     # and the objective in float64 from a fresh product, exactly those of the returned F
-    C, f = prob.c_step(F, prob.apply_metric(F))
+    # (unless F is still the start's, whose C and objective are those already)
+    C, f = (best.C, best.f) if F is best.F else prob.c_step(F, prob.apply_metric(F))
     return KronFit(C, F, max(f, 0.0), state.iterations, start, converged,
                    max(best.f, 0.0), state.newton_steps)
 
