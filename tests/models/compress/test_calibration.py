@@ -4,7 +4,8 @@ reported from them."""
 import numpy as np
 import pytest
 
-from sdf.models.compress import CompressOptions, _fit, compress_conv, im2col
+from sdf.models.compress import (CompressOptions, _fit, compress_conv, compress_linear,
+                                 im2col)
 from sdf.models.compress.linear import calib_error
 
 GEOMETRIES = [  # (map shape, kernel, padding, dilation)
@@ -86,3 +87,16 @@ def test_reported_errors_are_those_of_the_returned_layer(rng, method, bias, stri
     W_hat = res.dense()
     assert res.weight_error == pytest.approx(
         np.linalg.norm(W_hat - W) / np.linalg.norm(W), rel=1e-12)
+
+
+@pytest.mark.parametrize("bias, max_rows", [(False, 20000), (True, 20000), (True, 30)])
+def test_linear_reported_output_error_is_that_of_the_returned_layer(rng, bias, max_rows):
+    W = rng.standard_normal((12, 8))
+    b = rng.standard_normal(12) if bias else None
+    X = rng.standard_normal((60, 8)) + 0.5
+    res = compress_linear(W, rank=3, X=X, bias=b,
+                          options=CompressOptions(max_calib_rows=max_rows))
+    y = res.original.forward(X)
+    y0 = y if b is None else y - b
+    err = np.linalg.norm(res.forward(X) - y) / np.linalg.norm(y0)
+    assert res.calib_output_error == pytest.approx(err, rel=1e-10)
