@@ -31,6 +31,11 @@ import scipy.linalg as sla
 
 __all__: list[str] = []
 
+# largest ratio of ``n mu^T mu`` to the centered Gram matrix's trace that
+# :meth:`Calibration.from_maps` accepts (centering by subtraction then loses at most
+# about three of float64's digits; beyond it the patches are centered before the product)
+_CENTER_CANCEL = 1e3
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -49,25 +54,56 @@ class Calibration:
         The (centered) rows themselves when there are fewer of them than values per row
         (then they are the cheapest root of ``gram``, see :meth:`root`); None otherwise.
         Read only.
+    sampled : bool
+        True when ``gram`` sums a random subset of the rows (``max_rows``): it then
+        describes the objective, not the error on every row (:meth:`output_error`).
     """
 
     gram: np.ndarray
     n_rows: int
     mean: np.ndarray | None = None
     rows: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    sampled: bool = False
 
     @classmethod
     def from_rows(cls, P: np.ndarray, max_rows: int | None = None, seed: int = 0,
                   center: bool = False) -> Calibration:
         P = np.asarray(P, dtype=float)
-        if max_rows is not None and P.shape[0] > max_rows:
+        sampled = max_rows is not None and P.shape[0] > max_rows
+        if sampled:
             idx = np.random.default_rng(seed).choice(P.shape[0], max_rows, replace=False)
             P = P[np.sort(idx)]
         mean = P.mean(axis=0) if center else None
         if mean is not None:
             P = P - mean
         return cls(gram=P.T @ P, n_rows=int(P.shape[0]), mean=mean,
-                   rows=P if P.shape[0] < P.shape[1] else None)
+                   rows=P if P.shape[0] < P.shape[1] else None, sampled=sampled)
+
+    @classmethod
+    def from_maps(cls, x: np.ndarray, kernel_size: tuple[int, int], padding: tuple[int, int],
+                  dilation: tuple[int, int], center: bool = False) -> Calibration | None:
+        """The calibration of the im2col patches of a stride-1 convolution on the maps
+        ``x`` (n, C, H, W), from :func:`patch_gram` (the patches are never formed); equal
+        to :meth:`from_rows` of :func:`sdf.models.compress.layers.im2col` up to rounding.
+
+        None when that is not the cheaper or not the accurate way: fewer patches than
+        values per patch (the rows are then the root, see :meth:`root`), or centering
+        that would cancel more than ``_CENTER_CANCEL`` of the Gram matrix's trace (the
+        centered Gram matrix is ``P^T P - n mu mu^T`` here)."""
+        n, c, h, w = x.shape
+        (kh, kw), (ph, pw), (dh, dw) = kernel_size, padding, dilation
+        ho, wo = h + 2 * ph - dh * (kh - 1), w + 2 * pw - dw * (kw - 1)
+        n_rows = n * ho * wo
+        if ho < 1 or wo < 1 or n_rows < c * kh * kw:
+            return None
+        G, col = patch_gram(np.asarray(x, dtype=float), kernel_size, padding, dilation)
+        if not center:
+            return cls(gram=G, n_rows=n_rows)
+        mean = col / n_rows
+        shift = n_rows * np.outer(mean, mean)
+        if np.trace(shift) > _CENTER_CANCEL * (np.trace(G) - np.trace(shift)):
+            return None
+        return cls(gram=G - shift, n_rows=n_rows, mean=mean)
 
     def bias_shift(self, Wm: np.ndarray, Wm_hat: np.ndarray) -> np.ndarray | None:
         """``(Wm - Wm_hat) mu``: the bias change that absorbs the mean (None: not centered)."""
@@ -76,6 +112,22 @@ class Calibration:
     def response_norm2(self, Wm: np.ndarray) -> float:
         """``||P Wm^T||^2`` from the Gram matrix."""
         return float(np.einsum("od,de,oe->", Wm, self.gram, Wm, optimize=True))
+
+    def output_error(self, Wm: np.ndarray, Wm_hat: np.ndarray) -> float | None:
+        """The calibration output error of ``Wm_hat`` with the bias refitted as
+        :meth:`bias_shift` says, ``||P (Wm_hat - Wm)^T + 1 (b_hat - b)^T|| / ||P Wm^T||``
+        over the uncentered rows ``P``, from the Gram matrix (``(d, d)`` products instead
+        of ``(n, d)`` ones); None when the Gram matrix sums a subset of the rows.
+
+        With the refitted bias the numerator is the centered rows' ``||P_c (Wm_hat -
+        Wm)^T||``, and ``||P Wm^T||^2 = ||P_c Wm^T||^2 + n ||Wm mu||^2``."""
+        if self.sampled:
+            return None
+        num = self.response_norm2(Wm_hat - Wm)
+        den = self.response_norm2(Wm)
+        if self.mean is not None:
+            den += self.n_rows * float(np.sum((Wm @ self.mean) ** 2))
+        return float(np.sqrt(max(num, 0.0) / (den or 1.0)))
 
     def root(self) -> np.ndarray:
         """A matrix ``R`` (k x d) with ``R^T R = G``: the reduced calibration rows.
@@ -94,6 +146,88 @@ class Calibration:
             lam, V = np.linalg.eigh((self.gram + self.gram.T) / 2)
             keep = lam > max(float(lam[-1]), 0.0) * 1e-13
             return (V[:, keep] * np.sqrt(lam[keep])).T
+
+
+def patch_gram(x: np.ndarray, kernel_size: tuple[int, int], padding: tuple[int, int],
+               dilation: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``P^T P`` and the column sums ``1^T P`` of the im2col patches ``P`` of a stride-1
+    convolution (:func:`sdf.models.compress.layers.im2col`), without forming ``P``.
+
+    The block of kernel offsets ``((i, j), (i', j'))`` sums ``x[:, u, v] x[:, u + s, v +
+    t]^T`` (channels by channels; ``(s, t)`` the offsets' difference times the dilation)
+    over the input pixels ``(u, v)`` the first offset reads while the second reads inside
+    the input (zero padding adds nothing). That is the sum over every pixel, the same
+    for every block of one difference, less a few rows and columns along the edges. The
+    maps are laid out as one sequence of pixels with zero margins wide enough that a
+    shift by ``(s, t)`` is a shift of the sequence and every pair leaving the input meets
+    a zero: the sum over every pixel is one product of two contiguous slices. With a 3x3
+    kernel: 13 such products and a few over single rows or columns, about 40 % of the
+    multiply-adds of ``P^T P``, and no copy of ``P``.
+
+    ``x`` has shape (n, C, H, W); returns the Gram matrix (C kh kw, C kh kw) in
+    ``im2col``'s column order ``(c, i, j)`` and the column sums (C kh kw,).
+    """
+    n, c, h, w = x.shape
+    (kh, kw), (dh, dw) = kernel_size, dilation
+    top, left = dh * (kh - 1), dw * (kw - 1)  # margins: the largest shifts
+    hq, wq = h + top, w + left
+    # zero margins above and left of each map (the next map's margins lie below and to
+    # the right of this one), and below the last one
+    flat = np.zeros((n * hq * wq + top * wq + left, c))
+    maps = flat[:n * hq * wq].reshape(n, hq, wq, c)
+    maps[:, top:, left:] = x.transpose(0, 2, 3, 1)
+    sums: dict[tuple[int, ...], np.ndarray] = {}
+
+    def every_pixel(s: int, t: int) -> np.ndarray:
+        """``sum x[:, u, v] x[:, u + s, v + t]^T`` over every pixel (``s wq + t >= 0``)."""
+        o = s * wq + t
+        A = flat[:len(flat) - o]
+        return A.T @ A if o == 0 else A.T @ flat[o:]
+
+    def strip(r0: int, r1: int, c0: int, c1: int, s: int, t: int) -> np.ndarray | None:
+        """The same sum over ``r0 <= u < r1``, ``c0 <= v < c1`` (None: no pixel)."""
+        r0, r1, c0, c1 = max(r0, -s), min(r1, h - s), max(c0, -t), min(c1, w - t)
+        if r1 <= r0 or c1 <= c0:
+            return None
+        key = (r0, r1, c0, c1, s, t)
+        if key not in sums:
+            A = maps[:, top + r0:top + r1, left + c0:left + c1].reshape(-1, c)
+            B = maps[:, top + r0 + s:top + r1 + s, left + c0 + t:left + c1 + t]
+            sums[key] = A.T @ B.reshape(-1, c)
+        return sums[key]
+
+    k = kh * kw
+    rows, cols = _offset_ranges(h, kh, padding[0], dh), _offset_ranges(w, kw, padding[1], dw)
+    G = np.zeros((k, k, c, c))  # blocks by offsets, laid out (c, i, j) at the end
+    for p in range(k):
+        for q in range(p, k):
+            (i, j), (i2, j2) = divmod(p, kw), divmod(q, kw)
+            s, t = dh * (i2 - i), dw * (j2 - j)
+            r0, r1 = max(rows[i][0], rows[i2][0] - s), min(rows[i][1], rows[i2][1] - s)
+            c0, c1 = max(cols[j][0], cols[j2][0] - t), min(cols[j][1], cols[j2][1] - t)
+            if r1 <= r0 or c1 <= c0:  # the two offsets never both read the input
+                continue
+            if (s, t) not in sums:
+                sums[s, t] = every_pixel(s, t)
+            G[p, q] = sums[s, t]
+            # less the pixels outside rows [r0, r1), then outside columns [c0, c1)
+            for u0, u1, v0, v1 in ((0, r0, 0, w), (r1, h, 0, w), (r0, r1, 0, c0),
+                                   (r0, r1, c1, w)):
+                part = strip(u0, u1, v0, v1, s, t)
+                if part is not None:
+                    G[p, q] -= part
+            G[q, p] = G[p, q].T
+    xs = x.sum(axis=0)
+    col = np.array([xs[:, slice(*rows[i]), slice(*cols[j])].sum(axis=(1, 2))
+                    for i in range(kh) for j in range(kw)])  # (k, C)
+    return G.transpose(2, 0, 3, 1).reshape(c * k, c * k), col.T.reshape(-1)
+
+
+def _offset_ranges(size: int, kernel: int, pad: int, dil: int) -> list[tuple[int, int]]:
+    """For each kernel offset along one axis, the input pixels ``[lo, hi)`` it reads over
+    the outputs of a stride-1 convolution (the rest of its reads are padding)."""
+    out = size + 2 * pad - dil * (kernel - 1)
+    return [(max(0, dil * i - pad), min(size, dil * i - pad + out)) for i in range(kernel)]
 
 
 def term_weights(Wm: np.ndarray, calib: Calibration | None, balance: float) -> tuple[float, float]:

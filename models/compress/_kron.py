@@ -538,10 +538,32 @@ def _alternation(prob: _Problem, F: np.ndarray, MF: np.ndarray, C: np.ndarray, f
     return F_new, MF_new, C_new, f_new, step
 
 
-def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarray]],
-             out_rank: int | None = None, max_iter: int = 100, tol: float = 1e-6,
-             cg_iter: int = 2, newton_after: int = 3, single: bool = True,
-             newton: NewtonUpdate | None = None) -> KronFit:
+@dataclass(frozen=True)
+class Start:
+    """A start of :func:`fit_kron` evaluated on its problem (:func:`evaluate_start`): its
+    name, ``F`` (orthonormal), ``MF = apply_metric(F)``, the closed-form ``C`` and the
+    objective ``f`` (an upper bound on that of a fit from it)."""
+
+    name: str
+    F: np.ndarray
+    MF: np.ndarray
+    C: np.ndarray
+    f: float
+
+
+def evaluate_start(prob: _Problem, name: str, F0: np.ndarray) -> Start:
+    """``span(F0)`` with its closed-form ``C`` on ``prob`` (see :class:`Start`)."""
+    F = _orthonormal(F0)
+    MF = prob.apply_metric(F)
+    C, f = prob.c_step(F, MF)
+    return Start(name, F, MF, C, f)
+
+
+def fit_kron(W3: np.ndarray, M: np.ndarray,
+             starts: Sequence[tuple[str, np.ndarray] | Start], out_rank: int | None = None,
+             max_iter: int = 100, tol: float = 1e-6, cg_iter: int = 2, newton_after: int = 3,
+             single: bool = True, newton: NewtonUpdate | None = None,
+             problem: _Problem | None = None) -> KronFit:
     """Minimise ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` over ``C`` and ``F`` (see module doc).
 
     Parameters
@@ -549,9 +571,10 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
     W3 : ndarray of shape (out, a, m)
     M : ndarray of shape (a m, a m)
         Symmetric positive semi-definite metric on the input side (``(a, m)`` order).
-    starts : sequence of (name, F0)
+    starts : sequence of (name, F0) or :class:`Start`
         Starting input factors, each (a, r); the one with the lowest objective after its
-        closed-form ``C`` is refined.
+        closed-form ``C`` is refined (a :class:`Start` of ``problem`` is not evaluated
+        again).
     out_rank : int, optional
         Rank of ``C`` (Tucker-2's ``r_out``); None: unconstrained.
     max_iter : int, default 100
@@ -580,23 +603,23 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
         objective. Default: :class:`_VarProNewton` (:func:`_newton_update`) without an
         output rank, none (only alternations) with one (Tucker-2 passes
         :class:`sdf.models.compress._kron_tucker.RankNewton`).
+    problem : _Problem, optional
+        ``_Problem(W3, M, out_rank)`` when already built (its starts evaluated).
     """
-    prob = _Problem(W3, M, out_rank)
+    prob = _Problem(W3, M, out_rank) if problem is None else problem
 
     def newton_step(low: _Problem | None) -> NewtonUpdate | None:
         if newton is not None or out_rank is not None:
             return newton
         return _VarProNewton(low)
 
-    best: tuple[float, str, np.ndarray, np.ndarray, np.ndarray] | None = None
-    for name, F0 in starts:
-        F = _orthonormal(F0)
-        MF = prob.apply_metric(F)
-        C, f = prob.c_step(F, MF)
-        if best is None or f < best[0]:
-            best = (f, name, F, MF, C)
+    best: Start | None = None
+    for given in starts:
+        point = given if isinstance(given, Start) else evaluate_start(prob, *given)
+        if best is None or point.f < best.f:
+            best = point
     assert best is not None, "fit_kron needs at least one start"
-    f, start, F, MF, C = best
+    start, F, MF, C, f = best.name, best.F, best.MF, best.C, best.f
     state = _State(F, MF, C, f)
     converged = max_iter == 0
     low_prob = prob.single() if single and max_iter > 0 else None
@@ -619,9 +642,10 @@ def fit_kron(W3: np.ndarray, M: np.ndarray, starts: Sequence[tuple[str, np.ndarr
     F = state.F
     # the products with M were updated by linearity (and maybe in float32): recompute C
     # and the objective in float64 from a fresh product, exactly those of the returned F
-    C, f = prob.c_step(F, prob.apply_metric(F))
+    # (unless F is still the start's, whose C and objective are those already)
+    C, f = (best.C, best.f) if F is best.F else prob.c_step(F, prob.apply_metric(F))
     return KronFit(C, F, max(f, 0.0), state.iterations, start, converged,
-                   max(best[0], 0.0), state.newton_steps)
+                   max(best.f, 0.0), state.newton_steps)
 
 
 @dataclass

@@ -70,14 +70,6 @@ class RankPoint:
     f: float
 
 
-def start_objective(W3: np.ndarray, M: np.ndarray, F: np.ndarray, out_rank: int) -> float:
-    """The objective of ``span(F)`` with its best ``C`` of rank ``out_rank`` (closed form):
-    an upper bound on the objective of a fit started from ``F``."""
-    prob = _kron._Problem(W3, M, out_rank)
-    F = _kron._orthonormal(F)
-    return prob.c_step(F, prob.apply_metric(F))[1]
-
-
 def rank_point(prob: _kron._Problem, F: np.ndarray, MF: np.ndarray) -> RankPoint | None:
     """The Newton phase's view of ``F`` (``prob.out_rank`` below ``min(out, r m)``); None
     when ``K^T M K`` is not positive definite (the alternations handle that case)."""

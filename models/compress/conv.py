@@ -135,20 +135,26 @@ def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | N
     return (Cm.reshape(o, rank, m), F), info
 
 
-def _alternate(W3: np.ndarray, M: np.ndarray, starts: list[tuple[str, np.ndarray]],
-               out_rank: int | None, opts: CompressOptions, newton_after: int | None = None
-               ) -> _kron.KronFit:
+def _alternate(W3: np.ndarray, M: np.ndarray,
+               starts: list[tuple[str, np.ndarray] | _kron.Start], out_rank: int | None,
+               opts: CompressOptions, newton_after: int | None = None,
+               problem: _kron._Problem | None = None) -> _kron.KronFit:
     """:func:`_kron.fit_kron` from the given starts and the nearest-Kronecker GSVD (with
     an output rank, its Newton steps are :class:`_kron_tucker.RankNewton`'s, after
-    ``_RANK_NEWTON_AFTER`` alternations unless ``newton_after`` says otherwise)."""
+    ``_RANK_NEWTON_AFTER`` alternations unless ``newton_after`` says otherwise);
+    ``problem``: the fit's problem when already built (its :class:`_kron.Start` s
+    evaluated on it)."""
     if newton_after is None:
         newton_after = 3 if out_rank is None else _RANK_NEWTON_AFTER
-    gsvd = _kron.nearest_kron_start(W3, M, starts[0][1].shape[1])
+    first = starts[0]
+    rank = (first.F if isinstance(first, _kron.Start) else first[1]).shape[1]
+    gsvd = _kron.nearest_kron_start(W3, M, rank)
     if gsvd is not None:
         starts = [*starts, ("generalised SVD", gsvd)]
     return _kron.fit_kron(W3, M, starts, out_rank, max_iter=opts.max_iter, tol=opts.alt_tol,
                           newton_after=newton_after,
-                          newton=None if out_rank is None else _kron_tucker.RankNewton())
+                          newton=None if out_rank is None else _kron_tucker.RankNewton(),
+                          problem=problem)
 
 
 def _kron_info(fit: _kron.KronFit, opts: CompressOptions) -> FitInfo:
@@ -403,6 +409,7 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
     bounds = _tucker2_aware_lower_bounds(W3, M, candidates)
     order = sorted(range(len(candidates)), key=lambda k: (candidates[k][1] < i, bounds[k]))
     short: list[tuple[tuple[int, int], _kron.KronFit]] = []
+    problems: dict[tuple[int, int], _kron._Problem] = {}
     dropped: list[str] = []
     reached = np.inf
     for n, k in enumerate(order):
@@ -415,13 +422,18 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
             fit = _aware_tucker2(W, M, ranks, screen)
         else:
             Ui = _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1]
+            # the problem and its start, built once for the screen and the refinement
+            prob = problems[ranks] = _kron._Problem(W3, M, ranks[0])
+            start = _kron.evaluate_start(prob, "HOOI", Ui)
             if not short:
-                reached = _kron_tucker.start_objective(W3, M, Ui, ranks[0])
+                reached = start.f  # the fit from the start ends at or below it
                 if all(bounds[j] >= reached for j in order[n + 1:]):
                     dropped += [f"{candidates[j]} not fitted: its lower bound {bounds[j]:.4g} "
                                 "is above the objective reached" for j in order[n + 1:]]
-                    return [(ranks, _alternate(W3, M, [("HOOI", Ui)], ranks[0], opts))], dropped
-            fit = _alternate(W3, M, [("HOOI", Ui)], ranks[0], screen, newton_after=_SCREEN_ITER)
+                    return [(ranks, _alternate(W3, M, [start], ranks[0], opts,
+                                               problem=prob))], dropped
+            fit = _alternate(W3, M, [start], ranks[0], screen, newton_after=_SCREEN_ITER,
+                             problem=prob)
         short.append((ranks, fit))
         reached = min(reached, fit.objective)
     kept: list[tuple[tuple[int, int], _kron.KronFit]] = []
@@ -434,7 +446,7 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
         if not fit.converged and fit.iterations < opts.max_iter:
             more = _kron.fit_kron(W3, M, [(fit.start, fit.F)], ranks[0],
                                   max_iter=opts.max_iter - fit.iterations, tol=opts.alt_tol,
-                                  newton=_kron_tucker.RankNewton())
+                                  newton=_kron_tucker.RankNewton(), problem=problems.get(ranks))
             fit = dataclasses.replace(more, iterations=fit.iterations + more.iterations,
                                       start_objective=fit.start_objective)
         kept.append((ranks, fit))
@@ -496,8 +508,11 @@ def _best_tucker2(orig: Piece, candidates: Sequence[tuple[int, int]],
         if best is None or value < best[0]:
             best = (value, ranks, factors, info)
 
-    for ranks, factors, info in fits:
-        consider(ranks, factors, info)
+    if len(fits) == 1:  # nothing to compare: its objective is not needed
+        best = (np.nan, *fits[0])
+    else:
+        for ranks, factors, info in fits:
+            consider(ranks, factors, info)
     if not fits:
         # Data-free: a candidate whose lower bound is at or above an objective already
         # reached cannot win, so it is not fitted (the choice is that of fitting them all).
@@ -719,8 +734,11 @@ def compress_conv(
                  name=name)
     if X is not None:
         input_hw = (int(X.shape[2]), int(X.shape[3]))
-    rows = None if X is None else im2col(X, orig.kernel_size, orig.stride, orig.padding,
-                                         orig.dilation)
+    calib = None
+    if X is not None and method != "channel_svd":
+        calib = _maps_calibration(X, orig, opts)
+    rows = None if X is None or calib is not None else im2col(
+        X, orig.kernel_size, orig.stride, orig.padding, orig.dilation)
     o = W.shape[0]
     Wm = W.reshape(o, -1)
     curve = None
@@ -730,7 +748,6 @@ def compress_conv(
             input_hw, opts)
         factors: Sequence[np.ndarray] = (A, B)
     else:
-        calib = None
         if rows is not None:
             calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
                                                center=bias is not None)
@@ -748,16 +765,18 @@ def compress_conv(
         elif tol is not None:
             L = _fit.whitener(Wm.shape[1], calib, w_w, w_r)  # only the curve reads it
             curve = _grid_curve(method, orig, W, calib, w_w, w_r, L, opts, input_hw)
-        if ratio is not None:
+        candidates = None
+        if ratio is not None and method == "tucker2":
+            candidates = tucker_ratio_candidates(orig, ratio, ratio_of, input_hw)
+            rank = candidates[0]  # rank_for_ratio's pair
+        elif ratio is not None:
             rank = rank_for_ratio(method, orig, ratio, ratio_of, input_hw)
         elif tol is not None:
             assert curve is not None  # computed above for every method when tol is given
             rank = expand_rank(method, orig, rank_for_tol(curve.ranks, curve.errors, tol))
         checked = _check_rank(where, method, orig, rank)
-        if isinstance(checked, tuple) and ratio is not None:
-            checked, factors, info = _best_tucker2(
-                orig, tucker_ratio_candidates(orig, ratio, ratio_of, input_hw), calib, w_w,
-                w_r, opts)
+        if isinstance(checked, tuple) and candidates is not None:
+            checked, factors, info = _best_tucker2(orig, candidates, calib, w_w, w_r, opts)
         elif isinstance(checked, tuple):
             factors, info = _fit_tucker2(W, checked, calib, w_w, w_r, opts)
         elif method == "cp":
@@ -769,13 +788,29 @@ def compress_conv(
     new_bias = refit_bias(orig.bias, calib, Wm, W_hat.reshape(o, -1))
     pieces, _ = _pieces(method, orig, factors, name, new_bias)
     out_err = None
-    if rows is not None:
+    if calib is not None and not calib.sampled and calib.rows is None:
+        out_err = calib.output_error(Wm, W_hat.reshape(o, -1))  # (d, d) products
+    elif rows is not None:
         out_err = calib_error(rows, Wm, W_hat.reshape(o, -1), orig.bias, new_bias)
     return CompressedLayer(
         name=name, method=method, rank=rank, original=orig, pieces=tuple(pieces),
         weight_approx=W_hat, balance=balance if X is not None else 0.0, input_hw=input_hw,
         weight_error=float(np.linalg.norm(W_hat - W) / (np.linalg.norm(W) or 1.0)),
         calib_output_error=out_err, curve=curve, info=info)
+
+
+def _maps_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
+                      ) -> _fit.Calibration | None:
+    """The calibration of a stride-1 layer's patches straight from the feature maps
+    (:meth:`_fit.Calibration.from_maps`: no im2col, a third of the Gram matrix's
+    multiply-adds); None where the patches are needed (a stride, more patches than
+    ``opts.max_calib_rows``, fewer patches than values per patch, see there)."""
+    n, _, h, w = X.shape
+    ho, wo = orig.output_hw((h, w))
+    if orig.stride != (1, 1) or ho < 1 or wo < 1 or n * ho * wo > opts.max_calib_rows:
+        return None
+    return _fit.Calibration.from_maps(X, orig.kernel_size, orig.padding, orig.dilation,
+                                      center=orig.bias is not None)
 
 
 def _check_rank(where: str, method: str, orig: Piece, rank: Any) -> Rank:

@@ -226,7 +226,11 @@ def compress_linear(
     new_bias = refit_bias(orig.bias, calib, W, W_hat)
     pieces = (Piece("linear", B.T, name=f"{name}.in"),
               Piece("linear", A, bias=new_bias, name=f"{name}.out"))
-    out_err = None if rows is None else calib_error(rows, W, W_hat, orig.bias, new_bias)
+    out_err = None
+    if calib is not None and not calib.sampled and calib.rows is None:
+        out_err = calib.output_error(W, W_hat)  # (in, in) products, not (n, in) ones
+    elif rows is not None:
+        out_err = calib_error(rows, W, W_hat, orig.bias, new_bias)
     return CompressedLayer(
         name=name, method="svd", rank=rank, original=orig, pieces=pieces,
         weight_approx=W_hat, balance=balance if rows is not None else 0.0, input_hw=None,

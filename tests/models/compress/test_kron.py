@@ -328,6 +328,21 @@ def test_objective_is_the_float64_one_of_the_returned_factors(rng, out_rank):
     assert fit.objective == pytest.approx(_objective(W3, M, fit.C, fit.F), rel=1e-12)
 
 
+@pytest.mark.parametrize("out_rank", [None, 4])
+def test_objective_without_iterations_is_that_of_the_returned_factors(rng, out_rank):
+    """With no iteration (or none that lowers the objective) the start's closed form is
+    returned as it was evaluated: its objective is still that of the returned factors."""
+    o, a, m, r = 10, 9, 4, 3
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.2, a)[None, :, None]
+    M = _spd(rng, a * m)
+    prob = _kron._Problem(W3, M, out_rank)
+    start = _kron.evaluate_start(prob, "random", rng.standard_normal((a, r)))
+    fit = _kron.fit_kron(W3, M, [start], out_rank, max_iter=0, problem=prob)
+    assert fit.iterations == 0 and fit.converged and fit.F is start.F
+    assert fit.objective == pytest.approx(_objective(W3, M, fit.C, fit.F), rel=1e-12)
+    assert fit.objective == fit.start_objective
+
+
 def test_float32_iterations_reach_the_float64_optimum(rng):
     """Planted Kronecker metric (optimum in closed form): the default fit (float32 first)
     ends at the optimum to within its tolerance, as the all-float64 fit does."""

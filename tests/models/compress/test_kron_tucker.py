@@ -138,9 +138,21 @@ def test_start_objective_bounds_the_fit_from_that_start(rng):
     there ends at or below it, and equals the closed-form objective of that start."""
     prob, F = _problem(rng, o=10, a=8, m=3, r=3, k=4)
     M = prob.Mt.reshape(8, 3, 3, 8).transpose(0, 1, 3, 2).reshape(24, 24)
-    start = _kron_tucker.start_objective(prob.W3, M, 2.0 * F, 4)
-    assert start == pytest.approx(prob.c_step(F, prob.apply_metric(F))[1], rel=1e-12)
+    start = _kron.evaluate_start(prob, "F", 2.0 * F)
+    assert start.f == pytest.approx(prob.c_step(F, prob.apply_metric(F))[1], rel=1e-12)
     fit = _kron.fit_kron(prob.W3, M, [("F", F)], out_rank=4, max_iter=50,
                          newton=_kron_tucker.RankNewton())
-    assert fit.start_objective == pytest.approx(start, rel=1e-12)
-    assert fit.objective <= start
+    assert fit.start_objective == pytest.approx(start.f, rel=1e-12)
+    assert fit.objective <= start.f
+
+
+def test_a_fit_from_an_evaluated_start_is_the_fit_from_its_factor(rng):
+    """Passing the problem and a start evaluated on it skips their recomputation only."""
+    prob, F = _problem(rng, o=10, a=8, m=3, r=3, k=4)
+    M = prob.Mt.reshape(8, 3, 3, 8).transpose(0, 1, 3, 2).reshape(24, 24)
+    fits = [_kron.fit_kron(prob.W3, M, [start], out_rank=4, max_iter=50,
+                           newton=_kron_tucker.RankNewton(), problem=problem)
+            for start, problem in ((("F", F), None), (_kron.evaluate_start(prob, "F", F), prob))]
+    assert fits[1].objective == pytest.approx(fits[0].objective, rel=1e-12)
+    assert fits[1].iterations == fits[0].iterations and fits[1].start == "F"
+    np.testing.assert_allclose(fits[1].F @ fits[1].F.T, fits[0].F @ fits[0].F.T, atol=1e-10)

@@ -1,0 +1,102 @@
+"""Calibration statistics of conv layers straight from the feature maps, and the errors
+reported from them."""
+
+import numpy as np
+import pytest
+
+from sdf.models.compress import (CompressOptions, _fit, compress_conv, compress_linear,
+                                 im2col)
+from sdf.models.compress.linear import calib_error
+
+GEOMETRIES = [  # (map shape, kernel, padding, dilation)
+    ((2, 3, 7, 6), (3, 3), (1, 1), (1, 1)),
+    ((2, 3, 7, 6), (3, 2), (0, 2), (1, 1)),
+    ((1, 2, 9, 8), (3, 3), (2, 1), (2, 3)),
+    ((2, 2, 5, 5), (5, 5), (4, 4), (1, 1)),
+    ((1, 2, 4, 4), (3, 3), (3, 3), (3, 1)),
+    ((2, 4, 6, 6), (1, 1), (0, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("shape, kernel, padding, dilation", GEOMETRIES)
+def test_patch_gram_is_the_gram_of_the_im2col_patches(rng, shape, kernel, padding, dilation):
+    x = rng.standard_normal(shape)
+    P = im2col(x, kernel, 1, padding, dilation)
+    G, col = _fit.patch_gram(x, kernel, padding, dilation)
+    np.testing.assert_allclose(G, P.T @ P, rtol=0, atol=1e-12 * np.abs(P.T @ P).max())
+    np.testing.assert_allclose(col, P.sum(axis=0), rtol=0, atol=1e-12 * np.abs(P).sum())
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_calibration_from_maps_equals_the_one_from_rows(rng, center):
+    x = rng.standard_normal((3, 4, 6, 5)) + 1.5
+    maps = _fit.Calibration.from_maps(x, (3, 3), (1, 1), (1, 1), center=center)
+    rows = _fit.Calibration.from_rows(im2col(x, 3, 1, 1), center=center)
+    assert maps is not None and maps.n_rows == rows.n_rows and not maps.sampled
+    np.testing.assert_allclose(maps.gram, rows.gram, rtol=0, atol=1e-12 * np.abs(rows.gram).max())
+    if center:
+        np.testing.assert_allclose(maps.mean, rows.mean, rtol=1e-12)
+    else:
+        assert maps.mean is None
+
+
+def test_calibration_from_maps_declines_few_patches_and_heavy_centering(rng):
+    # 2 x 2 x 2 = 8 patches of 36 values: the rows are the cheaper root
+    assert _fit.Calibration.from_maps(rng.standard_normal((2, 4, 2, 2)), (3, 3), (1, 1),
+                                      (1, 1)) is None
+    # a mean 1e3 times the spread: subtracting n mu mu^T would cancel about 12 digits
+    x = 1e3 + rng.standard_normal((3, 2, 6, 6))
+    assert _fit.Calibration.from_maps(x, (3, 3), (0, 0), (1, 1), center=True) is None
+    assert _fit.Calibration.from_maps(x, (3, 3), (0, 0), (1, 1)) is not None
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_output_error_from_the_gram_equals_the_one_on_the_rows(rng, center):
+    P = rng.standard_normal((50, 12)) + 1.0
+    Wm, Wm_hat, b = (rng.standard_normal((5, 12)), rng.standard_normal((5, 12)),
+                     rng.standard_normal(5))
+    calib = _fit.Calibration.from_rows(P, center=center)
+    shift = calib.bias_shift(Wm, Wm_hat)
+    bias = b if center else None
+    new_bias = None if shift is None else b + shift
+    expected = calib_error(P, Wm, Wm_hat, bias, new_bias)
+    assert calib.output_error(Wm, Wm_hat) == pytest.approx(expected, rel=1e-12)
+
+
+def test_output_error_of_a_sampled_calibration_is_left_to_the_rows(rng):
+    calib = _fit.Calibration.from_rows(rng.standard_normal((50, 4)), max_rows=20)
+    assert calib.sampled and calib.output_error(np.ones((2, 4)), np.zeros((2, 4))) is None
+
+
+@pytest.mark.parametrize("method", ["weight_svd", "spatial_svd", "tucker2"])
+@pytest.mark.parametrize("bias, stride, max_rows", [
+    (False, 1, 20000), (True, 1, 20000), (False, 2, 20000), (True, 1, 100)])
+def test_reported_errors_are_those_of_the_returned_layer(rng, method, bias, stride, max_rows):
+    """From the maps (stride 1), from the patches (stride 2) or from a sample of them
+    (``max_calib_rows``): the reported output error is the forward pass's."""
+    W = rng.standard_normal((8, 5, 3, 3))
+    b = rng.standard_normal(8) if bias else None
+    X = np.maximum(rng.standard_normal((3, 5, 8, 8)) + 0.3, 0.0)
+    rank = (4, 3) if method == "tucker2" else 3
+    res = compress_conv(W, method, rank=rank, X=X, bias=b, padding=1, stride=stride,
+                        options=CompressOptions(max_calib_rows=max_rows))
+    y = res.original.forward(X)
+    y0 = y if b is None else y - b[:, None, None]
+    err = np.linalg.norm(res.forward(X) - y) / np.linalg.norm(y0)
+    assert res.calib_output_error == pytest.approx(err, rel=1e-10)
+    W_hat = res.dense()
+    assert res.weight_error == pytest.approx(
+        np.linalg.norm(W_hat - W) / np.linalg.norm(W), rel=1e-12)
+
+
+@pytest.mark.parametrize("bias, max_rows", [(False, 20000), (True, 20000), (True, 30)])
+def test_linear_reported_output_error_is_that_of_the_returned_layer(rng, bias, max_rows):
+    W = rng.standard_normal((12, 8))
+    b = rng.standard_normal(12) if bias else None
+    X = rng.standard_normal((60, 8)) + 0.5
+    res = compress_linear(W, rank=3, X=X, bias=b,
+                          options=CompressOptions(max_calib_rows=max_rows))
+    y = res.original.forward(X)
+    y0 = y if b is None else y - b
+    err = np.linalg.norm(res.forward(X) - y) / np.linalg.norm(y0)
+    assert res.calib_output_error == pytest.approx(err, rel=1e-10)
