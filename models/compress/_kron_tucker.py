@@ -16,9 +16,17 @@ eigenspace moves by ``dU = V_p Z``, ``Z[j, i] = (V_p^T dA U)[j, i] / (lam_i - la
 dG C*^T``, and ``C = U U^T C*`` by ``dC = dU U^T C* + U dU^T C* + U U^T dC*``; the
 Hessian product is the derivative of the partial gradient along ``(X, dC)``, as for the
 unconstrained fit (:meth:`sdf.models.compress._kron._Problem.hessvec`). The Newton
-equation is solved by truncated preconditioned CG (:func:`_kron._metric_pcg`, the
-products with ``M`` of the search directions kept by linearity), the step halved until
-the objective decreases.
+equation is solved by truncated preconditioned CG, the step halved until the objective
+decreases. ``M`` enters a Hessian product only as ``M dK S^T`` (``S = U^T C*``, k rows):
+one product of ``M`` with ``k`` columns, not the ``r m`` of ``M dK``; one full product
+``M X`` per step gives the new ``M K``.
+
+With a metric of low rank (a calibration Gram with fewer patches than values per patch)
+the Newton equation is ill-conditioned: in the Gram's complement only the weight term's
+small share curves the objective, and ``C`` absorbs much of a move of ``F`` in its range
+(on a 16x200x3x3 layer with 256 patches the preconditioned Hessian has a condition number
+of about 3000, about 1700 even against the exact Hessian with ``C`` fixed). A truncated CG
+then gives a linear rate; the CG cap grows while the steps keep that rate.
 
 The alternations crawl at the rate of a subspace iteration on the eigenvalues of ``A``
 around ``k`` and of the spectrum of the whitened weight around ``r``: the Newton steps
@@ -45,6 +53,12 @@ _REST = 2
 # 256x256x3x3 benchmark layer 6 reached the objective of 10 in less time (fewer CG steps
 # per Newton step outweigh the extra Newton steps)
 _CG_ITER = 6
+# the cap grows (doubles, up to this) after each accepted full step that lowered the objective
+# by more than _SLOW times the step before: a linear rate that slow is that of a truncated
+# CG on an ill-conditioned Newton equation (a metric of low rank: a calibration Gram with
+# fewer patches than values, whose complement only the weight term's small share curves)
+_CG_ITER_MAX = 16
+_SLOW = 0.5
 
 
 @dataclass(frozen=True)
@@ -142,24 +156,28 @@ def rank_residual(prob: _kron._Problem, p: RankPoint) -> tuple[np.ndarray, RankP
     return R - p.F @ (p.F.T @ R), RankProducts(S_ls, S_mp, FS, MFS, Qb_f)
 
 
-def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarray,
-                 MX: np.ndarray) -> np.ndarray:
-    """``1/2`` the Hessian of ``f`` applied to a horizontal ``X`` (``MX =
-    apply_metric(X)``), projected horizontally (see the module docstring).
+def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarray
+                 ) -> np.ndarray:
+    """``1/2`` the Hessian of ``f`` applied to a horizontal ``X``, projected horizontally
+    (see the module docstring).
 
-    The products with ``dG = dK^T M K + K^T M dK`` and with ``C^T C``, ``dC^T C`` enter
-    only through their contractions with ``S`` (rank ``k``): three products of the size
-    of ``M K`` with a (r m, k) matrix, no (r m, r m) one.
+    The products with ``M``, ``dG = dK^T M K + K^T M dK`` and ``C^T C``, ``dC^T C`` enter
+    only through their contractions with ``S`` (rank ``k``): ``M dK S^T`` is one product
+    of ``M`` with an (a m, k) matrix (``M dK`` itself, (a m, r m), is never formed: ``k``
+    columns instead of ``r m``), ``dK^T M K S^T`` a product of ``X`` with ``M K S^T``
+    (kept in ``pr``), and the rest products of the size of ``M K`` with (r m, k)
+    matrices.
     """
     o, a, m = prob.shape
     r = X.shape[1]
     F, U, S, Sp = p.F, p.U, p.S, p.Sp
-    MXS = _times(MX, pr.S_ls)
-    # dG S^T, laid out ((r, mu), p): K^T M dK S^T from MXS, dK^T M K S^T from FS
-    KtMdK_St = (F.T @ MXS).reshape(r * m, -1)
-    dKtMK_St = (pr.FS.T @ MX.reshape(a * m, m * r)).reshape(-1, m, r).transpose(2, 1, 0)
-    dG_St = KtMdK_St + dKtMK_St.reshape(r * m, -1)
-    dP = np.einsum("oan,ar->orn", prob.WM3, X, optimize=True).reshape(o, r * m)
+    k = S.shape[0]
+    # M dK S^T laid out (a, (mu, p)): dK S^T laid out ((nu, b), p) against M's columns
+    XS = (X @ pr.S_mp.T).reshape(a, m, k).transpose(1, 0, 2).reshape(m * a, k)
+    MXS = (prob.Mt.reshape(a * m, m * a) @ XS).reshape(a, m * k)
+    # dG S^T, laid out ((r, mu), p): K^T M dK S^T from MXS, dK^T M K S^T from MFS
+    dG_St = (F.T @ MXS + X.T @ pr.MFS).reshape(r * m, k)
+    dP = prob.weight_times(X)
     Ut_dP = U.T @ dP
     # V_p^T dA U with dA = dP C*^T + C* dP^T - C* dG C*^T, and the eigenspace's move
     Z = ((p.Vp.T @ dP) @ S.T + Sp @ (Ut_dP.T - dG_St)) / p.gaps
@@ -169,7 +187,7 @@ def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.nda
     T_ls, T_mp = _layouts(T, r, m)
     # M dK C^T C + M K (dC^T C + C^T dC) with C = U S, U^T dC = T
     H = ((MXS + _times(p.MF, T_ls)) @ pr.S_mp + pr.MFS @ T_mp
-         - np.einsum("oan,orn->ar", prob.WM3, dC.reshape(o, r, m), optimize=True))
+         - prob.weight_contract(dC))
     return H - F @ (F.T @ H)
 
 
@@ -184,8 +202,10 @@ def _single_point(p: RankPoint) -> RankPoint:
 
 class RankNewton:
     """A Newton step on ``span(F)`` with ``C`` (of rank ``prob.out_rank``) eliminated,
-    halved until it lowers the objective (CG: at most ``min(cg_iter, _CG_ITER)``
-    steps); the same call signature and result as
+    halved until it lowers the objective (CG: at most ``min(cg_iter, _CG_ITER)`` steps,
+    doubled up to :data:`_CG_ITER_MAX` after each full step that lowered the objective by
+    more than :data:`_SLOW` times the full step before); the same call signature and
+    result as
     :func:`sdf.models.compress._kron._newton_update` (which it calls when the rank does
     not bind).
 
@@ -201,6 +221,8 @@ class RankNewton:
         self._last: RankPoint | None = None
         self._low: tuple[_kron._Problem, _kron._Problem] | None = None
         self._rest = 0
+        self._cap: int | None = None
+        self._decrease = np.inf
 
     def _single(self, prob: _kron._Problem) -> _kron._Problem:
         if prob.W3.dtype == np.float32:
@@ -229,30 +251,36 @@ class RankNewton:
         else:
             p_low = p
             R, products = rank_residual(prob, p)
-        step = _direction(low, p_low, R, products, min(cg_iter, _CG_ITER), cg_tol)
-        if step is None:
+        if self._cap is None:
+            self._cap = min(cg_iter, _CG_ITER)
+        X = _direction(low, p_low, R, products, self._cap, cg_tol)
+        if X is None:
             return None
-        X, MX = step
-        if low is not prob:
-            X = X.astype(F.dtype)
-            MX = prob.apply_metric(X)
+        X = X.astype(F.dtype)
+        MX = prob.apply_metric(X)
         t = 1.0
         for _ in range(5):
             basis = _kron._orthonormal_with_metric(F + t * X, MF + t * MX)
             q = None if basis is None else rank_point(prob, basis[0], basis[1])
             if q is not None and q.f < p.f:
-                self._last = q
+                if t == 1.0 and p.f - q.f > _SLOW * self._decrease:
+                    self._cap = min(2 * self._cap, _CG_ITER_MAX)
+                self._last, self._decrease = q, p.f - q.f if t == 1.0 else np.inf
                 return q
             t /= 2
-        self._rest = _REST
+        self._rest, self._cap, self._decrease = _REST, min(cg_iter, _CG_ITER), np.inf
         return None
 
 
 def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, products: RankProducts,
-               cg_iter: int, cg_tol: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """Truncated preconditioned CG on ``H X = R`` (preconditioner: the Kronecker-factored
-    Hessian of the ``F`` step, as :func:`sdf.models.compress._kron._newton_direction`):
-    ``X`` and ``apply_metric(X)``; None when the residual vanishes."""
+               cg_iter: int, cg_tol: float) -> np.ndarray | None:
+    """Truncated preconditioned CG on ``H X = R`` from ``X = 0`` (preconditioner: the
+    Kronecker-factored Hessian of the ``F`` step, as
+    :func:`sdf.models.compress._kron._newton_direction`); None when the residual vanishes.
+
+    Stops after ``cg_iter`` steps, when the preconditioned residual fell by ``cg_tol``, or
+    at a direction of non-positive curvature (keeping the steps so far, or the first
+    direction itself when it is the first)."""
     F = p.F
     Qb_f = products.Qb_f
 
@@ -261,7 +289,24 @@ def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, products: Rank
         Z = sla.cho_solve(Qb_f, Z.T, check_finite=False).T
         return Z - F @ (F.T @ Z)
 
-    return _kron._metric_pcg(prob.apply_metric,
-                             lambda P, MP: rank_hessvec(prob, p, products, P, MP), precond, R,
-                             np.zeros_like(F), np.zeros_like(p.MF), cg_iter, cg_tol,
-                             keep_first_on_negative=True)
+    Z = precond(R)
+    P, rz = Z, float(np.vdot(R, Z))
+    if not rz > 0:
+        return None
+    rz0 = rz
+    X = np.zeros_like(F)
+    for k in range(cg_iter):
+        HP = rank_hessvec(prob, p, products, P)
+        pHp = float(np.vdot(P, HP))
+        if pHp <= 0:
+            return P if k == 0 else X
+        alpha = rz / pHp
+        X += alpha * P
+        R = R - alpha * HP
+        Z = precond(R)
+        rz_new = float(np.vdot(R, Z))
+        if rz_new <= cg_tol * rz0:
+            break
+        P = Z + (rz_new / rz) * P
+        rz = rz_new
+    return X
