@@ -9,6 +9,7 @@ import sdf.models.compress._fit as _fit
 import sdf.models.compress._formats as fmt
 import sdf.models.compress.tensorized as tz
 from sdf.models.compress import tensorize_linear
+from test_tensorized import _dense_normal_solve
 
 SHAPES = ((1, 2, 3, 2), (2, 3, 2, 3), (3, 2, 3, 1))  # out 12, in 18
 
@@ -27,19 +28,11 @@ def _factored_metric(rng, n=18, rows=7, scale=0.3):
     return fmt.Metric(full=np.diag(s) + P.T @ P, factored=(s, P))
 
 
-def _exact_core(cores, k, W, M):
-    """Core k from the dense normal equations (design matrix column by column)."""
-    cols = []
-    for j in range(cores[k].size):
-        E = np.zeros(cores[k].size)
-        E[j] = 1.0
-        trial = list(cores)
-        trial[k] = E.reshape(cores[k].shape)
-        cols.append(fmt.tt_dense(trial).reshape(-1))
-    J = np.array(cols).T
-    Mbig = np.kron(np.eye(W.shape[0]), M)
-    g = np.linalg.solve(J.T @ Mbig @ J, J.T @ Mbig @ W.reshape(-1))
-    return g.reshape(cores[k].shape)
+def _with_core(metric, W, cores, k, core):
+    """The objective of ``cores`` with core ``k`` replaced by ``core``."""
+    trial = list(cores)
+    trial[k] = core
+    return metric.value(fmt.tt_dense(trial) - W)
 
 
 def _case(rng):
@@ -76,7 +69,7 @@ def test_pcg_core_solve_with_factored_metric_equals_dense_normal_equations(k, rn
     metric = _factored_metric(rng)
     assert metric.strong_directions(10)[0].shape[0] == 1  # the mean: Woodbury in use
     got = fmt._tt_core_update(cores, k, metric.apply(W), metric)
-    np.testing.assert_allclose(got, _exact_core(cores, k, W, metric.full), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got, _dense_normal_solve(cores, k, W, metric.full), rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("factored", [True, False])
@@ -94,13 +87,11 @@ def test_single_precision_core_step_lowers_the_objective_even_over_relaxed(
         metric = fmt.Metric(full=metric.full)
 
     def f(core, k):
-        trial = list(cores)
-        trial[k] = core
-        return metric.value(fmt.tt_dense(trial) - W)
+        return _with_core(metric, W, cores, k, core)
 
     for k in range(3):
         new = fmt._tt_core_update(cores, k, metric.apply(W), metric, 1e-2)
-        f0, f_opt = f(cores[k], k), f(_exact_core(cores, k, W, metric.full), k)
+        f0, f_opt = f(cores[k], k), f(_dense_normal_solve(cores, k, W, metric.full), k)
         for relax in (1.0, 1.6, 1.9):
             assert f(cores[k] + relax * (new - cores[k]), k) < f0
         if max_pcg == 100:
@@ -149,9 +140,7 @@ def test_line_search_turns_wrong_single_precision_products_into_descent(rng, mon
                                            factored=(0.2 * s, np.sqrt(0.2) * P))
 
     def f(core, k):
-        trial = list(cores)
-        trial[k] = core
-        return metric.value(fmt.tt_dense(trial) - W)
+        return _with_core(metric, W, cores, k, core)
 
     for k in range(3):
         new = fmt._tt_core_update(cores, k, metric.apply(W), metric, 1e-2)
