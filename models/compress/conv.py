@@ -77,6 +77,11 @@ _HOOI_TOL = 1e-8
 # the data-free stretch of a data-aware CP: a start for the model with the response term,
 # not an answer, so it stops early
 _WARM_ITER, _WARM_TOL = 50, 1e-6
+#: CP starts of the alternating fit (:func:`_cp_starts`): the work all starts may take
+#: (in units of :func:`_cp_engine_size`), the fixed cost counted per start, the most starts.
+#: On 24 synthetic layers of 8x4x3x3 to 32x16x3x3 (benchmarks/bench_cp_small.py) this
+#: gives 2-4 starts where one start takes under about 0.15 CPU s, one elsewhere.
+_STARTS_WORK, _START_OVERHEAD, _MAX_STARTS = 1.4e6, 3e5, 8
 # HOOI sweeps for the start of a data-aware Tucker-2: its data-aware objective moves by
 # about 1e-4 relative over the sweeps after these (on conv weights; the sweeps to
 # HOOI's own tolerance cost a quarter of a 256x256x3x3 layer's data-aware fit)
@@ -193,10 +198,11 @@ def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float
     objective is kept."""
     if opts.solver == "engine":
         return _fit_cp_engine(W, rank, calib, w_w, w_r, opts)
-    fast, fast_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
     calib_rows = calib.n_rows if calib is not None and w_r > 0 else 0
-    if _cp_engine_size(W.shape, rank, calib_rows) > opts.cp_engine_size:
-        return fast, fast_info
+    size = _cp_engine_size(W.shape, rank, calib_rows)
+    if size > opts.cp_engine_size:
+        return _fit_cp_starts(W, rank, calib, w_w, w_r, opts, _cp_starts(size))
+    fast, fast_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
     with quiet():  # a candidate: its warnings would describe a fit that may be dropped
         engine, engine_info = _fit_cp_engine(W, rank, calib, w_w, w_r, opts)
     M = _metric(calib, w_w, w_r) if calib is not None and w_r > 0 else None
@@ -206,6 +212,36 @@ def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float
         info, objective=min(values),
         message=f"{info.message} (the lower objective of the alternating fit, "
                 f"{values[0]:.6g}, and {_engine.method_name(opts)}, {values[1]:.6g})")
+
+
+def _cp_starts(size: int) -> int:
+    """How many starts of the alternating fit a model of ``size`` (:func:`_cp_engine_size`)
+    gets: as many as fit in ``_STARTS_WORK``, each counted ``size + _START_OVERHEAD`` (the
+    rounds' fixed costs dominate on tiny layers), at most ``_MAX_STARTS``."""
+    return int(min(_MAX_STARTS, max(1, _STARTS_WORK // (size + _START_OVERHEAD))))
+
+
+def _fit_cp_starts(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
+                   w_r: float, opts: CompressOptions, starts: int
+                   ) -> tuple[list[np.ndarray], FitInfo]:
+    """The alternating fit (:func:`_fit_cp_fast`) from ``starts`` starts, keeping the
+    lowest objective: start ``k`` perturbs the slice-SVD start with the seed ``opts.seed +
+    k`` (the fits end in different local minima, a few per cent apart on small layers).
+    An exact GEVD start (the weight's own CP) is not repeated."""
+    best, best_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
+    if starts == 1 or best_info.message.startswith("GEVD"):
+        return best, best_info
+    values = [cast(float, best_info.objective)]
+    for k in range(1, starts):
+        factors, info = _fit_cp_fast(W, rank, calib, w_w, w_r,
+                                     dataclasses.replace(opts, seed=opts.seed + k))
+        values.append(cast(float, info.objective))
+        if values[-1] < min(values[:-1]):
+            best, best_info = factors, info
+    chosen = int(np.argmin(values))
+    return best, dataclasses.replace(
+        best_info, message=f"{best_info.message} (the lowest objective of {starts} starts, "
+                           f"start {chosen}: {min(values):.6g}; start 0: {values[0]:.6g})")
 
 
 def _cp_engine_size(shape: tuple[int, ...], rank: int, calib_rows: int) -> int:
