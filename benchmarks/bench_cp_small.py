@@ -10,8 +10,9 @@ of 8x4, 16x8, 24x12 and 32x16 (3x3 kernels), three seeds each, data-free and dat
 Then the digits CNN's conv2 (32x16x3x3, its real calibration inputs) with ``tol=0.6``
 (a rank path, then the chosen rank), as in ``bench_compress_speed.py``.
 
-Printed per layer: the fitted objective (1 at ``W_hat = 0``) and CPU s (one BLAS thread)
-of both, and the ratio new/old of each. Target: new objective <= old * (1 + 1e-3) and
+Printed per layer: the fitted objective (1 at ``W_hat = 0``), CPU s (one BLAS thread)
+and the spread of the components (:func:`spread`) of both, and the ratios new/old of
+objective and time. Target: new objective <= old * (1 + 1e-3) and
 under 0.5 CPU s per synthetic layer.
 
 Usage: ``python benchmarks/bench_cp_small.py [--skip-digits] [--out FILE]``; writes the
@@ -61,6 +62,15 @@ def timed(fit: Callable[[], Any]) -> tuple[float, Any]:
     return time.process_time() - start, out
 
 
+def spread(res: Any) -> float:
+    """Sum of the CP components' norms over the norm of the weight they make: 1 when no
+    components cancel, large for a degenerate CP (components cancelling each other)."""
+    Ui, Uh, Uw, Uo = (p.weight for p in res.pieces)
+    norms = (np.linalg.norm(Uo[:, :, 0, 0], axis=0) * np.linalg.norm(Ui[:, :, 0, 0], axis=1)
+             * np.linalg.norm(Uh[:, 0, :, 0], axis=1) * np.linalg.norm(Uw[:, 0, 0, :], axis=1))
+    return float(norms.sum() / np.linalg.norm(res.weight_approx))
+
+
 def compare(emit: Callable[[str], None], label: str, fit: Callable[[CompressOptions], Any]
             ) -> tuple[float, float]:
     """One row: old and new objective, CPU s and ratios; returns (objective, time) ratios."""
@@ -68,8 +78,8 @@ def compare(emit: Callable[[str], None], label: str, fit: Callable[[CompressOpti
     t_new, res_new = timed(lambda: fit(NEW))
     f_old, f_new = res_old.info.objective, res_new.info.objective
     ratio, speed = f_new / f_old, t_new / t_old
-    emit(f"{label:<28} {f_old:11.6g} {t_old:7.2f}   {f_new:11.6g} {t_new:7.2f}   "
-         f"{ratio:7.4f} {speed:6.3f}" + ("  rank %s" % res_new.rank))
+    emit(f"{label:<28} {f_old:11.6g} {t_old:7.2f} {spread(res_old):6.1f}   {f_new:11.6g} "
+         f"{t_new:7.2f} {spread(res_new):6.1f}   {ratio:7.4f} {speed:6.3f}  {res_new.rank}")
     return ratio, speed
 
 
@@ -86,8 +96,10 @@ def main() -> None:
 
     emit("old: CompressOptions(cp_engine_size=3e6) (engine candidate on every layer); "
          "new: CompressOptions() (default); CPU s on 1 BLAS thread")
-    emit(f"{'layer':<28} {'old obj':>11} {'cpu s':>7}   {'new obj':>11} {'cpu s':>7}   "
-         f"{'new/old':>7} {'time':>6}")
+    emit("spread: sum of the components' norms over the fitted weight's norm (1: no "
+         "cancellation; large: a degenerate CP)")
+    emit(f"{'layer':<28} {'old obj':>11} {'cpu s':>7} {'spread':>6}   {'new obj':>11} "
+         f"{'cpu s':>7} {'spread':>6}   {'new/old':>7} {'time':>6}  rank")
     ratios, times, speeds = [], [], []
     with threadpool_limits(1):
         for seed in SEEDS:
