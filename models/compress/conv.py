@@ -25,7 +25,8 @@ their objective, skipped when it is above an objective reached, the others scree
 a few alternations; with every input channel kept the fit is closed form. CP
 (:mod:`sdf.models.compress._cp`) starts from
 water-filled truncated SVDs of the weight's slices in the principal spatial bases (an
-exact CP; a GEVD, :func:`sdf.decomp.gevd_init`, when that reproduces the weight), runs
+exact CP; a GEVD, :func:`sdf.decomp.gevd_init`, when that reproduces the weight; on small
+layers also from a few seeded random and perturbed starts, keeping the best), runs
 accelerated ALS sweeps on the weight and, data-aware, rounds of closed-form output-factor
 updates and preconditioned conjugate gradients on the input and spatial factors (exact
 quadratics; rounds extrapolated from the last two), each stage to a deterministic work
@@ -77,6 +78,13 @@ _HOOI_TOL = 1e-8
 # the data-free stretch of a data-aware CP: a start for the model with the response term,
 # not an answer, so it stops early
 _WARM_ITER, _WARM_TOL = 50, 1e-6
+#: CP starts of the alternating fit (:func:`_cp_starts`): the work all starts may take
+#: (in units of :func:`_cp_engine_size`), the fixed cost counted per start (data-free,
+#: data-aware), the most starts. On 24 synthetic layers of 8x4x3x3 to 32x16x3x3
+#: (benchmarks/bench_cp_small.py) one start took 0.03-0.05 CPU s data-free, 0.1-0.4 s
+#: data-aware (about 0.1 s of it fixed): this keeps all starts under about 0.5 s there.
+_STARTS_WORK, _MAX_STARTS = 1.4e6, 8
+_START_OVERHEAD = {False: 1e5, True: 3e5}
 # HOOI sweeps for the start of a data-aware Tucker-2: its data-aware objective moves by
 # about 1e-4 relative over the sweeps after these (on conv weights; the sweeps to
 # HOOI's own tolerance cost a quarter of a 256x256x3x3 layer's data-aware fit)
@@ -190,13 +198,16 @@ def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float
     """CP of the conv weight: the fast alternating fit (:func:`_fit_cp_fast`) and, for
     small models (:func:`_cp_engine_size` at most ``opts.cp_engine_size``) or
     ``solver="engine"``, the engine's fit (:func:`_fit_cp_engine`); with both, the lower
-    objective is kept."""
+    objective is kept. Without the engine, the alternating fit gets the starts of
+    :func:`_cp_starts` (:func:`_fit_cp_starts`)."""
     if opts.solver == "engine":
         return _fit_cp_engine(W, rank, calib, w_w, w_r, opts)
-    fast, fast_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
     calib_rows = calib.n_rows if calib is not None and w_r > 0 else 0
-    if _cp_engine_size(W.shape, rank, calib_rows) > opts.cp_engine_size:
-        return fast, fast_info
+    size = _cp_engine_size(W.shape, rank, calib_rows)
+    if size > opts.cp_engine_size:
+        return _fit_cp_starts(W, rank, calib, w_w, w_r, opts,
+                              _cp_starts(size, calib_rows > 0))
+    fast, fast_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
     with quiet():  # a candidate: its warnings would describe a fit that may be dropped
         engine, engine_info = _fit_cp_engine(W, rank, calib, w_w, w_r, opts)
     M = _metric(calib, w_w, w_r) if calib is not None and w_r > 0 else None
@@ -206,6 +217,41 @@ def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float
         info, objective=min(values),
         message=f"{info.message} (the lower objective of the alternating fit, "
                 f"{values[0]:.6g}, and {_engine.method_name(opts)}, {values[1]:.6g})")
+
+
+def _cp_starts(size: int, aware: bool) -> int:
+    """How many starts of the alternating fit a model of ``size`` (:func:`_cp_engine_size`)
+    gets: as many as fit in ``_STARTS_WORK``, each counted ``size`` plus its fixed cost
+    (``_START_OVERHEAD``; the data-aware rounds' fixed costs dominate on tiny layers),
+    at most ``_MAX_STARTS``."""
+    overhead = _START_OVERHEAD[aware]
+    return int(min(_MAX_STARTS, max(1, _STARTS_WORK // (size + overhead))))
+
+
+def _fit_cp_starts(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
+                   w_r: float, opts: CompressOptions, starts: int
+                   ) -> tuple[list[np.ndarray], FitInfo]:
+    """The alternating fit (:func:`_fit_cp_fast`) from ``starts`` starts, keeping the
+    lowest objective: start 0 is the default one, the others alternate random factors and
+    the slice-SVD start perturbed with the seed ``opts.seed + k`` (the fits end in
+    different local minima, a few per cent apart on small layers, and neither kind of
+    start was the better one on most layers). An exact GEVD start (the weight's own CP)
+    is not repeated."""
+    best, best_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
+    if starts == 1 or best_info.message.startswith("GEVD"):
+        return best, best_info
+    values = [cast(float, best_info.objective)]
+    for k in range(1, starts):
+        factors, info = _fit_cp_fast(W, rank, calib, w_w, w_r,
+                                     dataclasses.replace(opts, seed=opts.seed + k),
+                                     random_start=k % 2 == 1)
+        values.append(cast(float, info.objective))
+        if values[-1] < min(values[:-1]):
+            best, best_info = factors, info
+    chosen = int(np.argmin(values))
+    return best, dataclasses.replace(
+        best_info, message=f"{best_info.message} (the lowest objective of {starts} starts, "
+                           f"start {chosen}: {min(values):.6g}; start 0: {values[0]:.6g})")
 
 
 def _cp_engine_size(shape: tuple[int, ...], rank: int, calib_rows: int) -> int:
@@ -227,20 +273,28 @@ def _cp_objective(W: np.ndarray, factors: Sequence[np.ndarray], w_w: float,
 
 
 def _fit_cp_fast(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
-                 w_r: float, opts: CompressOptions) -> tuple[list[np.ndarray], FitInfo]:
+                 w_r: float, opts: CompressOptions, random_start: bool = False
+                 ) -> tuple[list[np.ndarray], FitInfo]:
     """Slice-SVD start, accelerated ALS on the weight, then (data-aware) the response
     rounds of :mod:`sdf.models.compress._cp`, each stage capped by its work budget
     (``opts.cp_work``, ``opts.cp_response_work``) and ``opts.max_iter``.
 
     A GEVD (:func:`sdf.decomp.gevd_init`) that reproduces the weight replaces the
-    slice-SVD start (it is then the exact CP).
+    slice-SVD start (it is then the exact CP); with ``random_start``, standard normal
+    factors drawn with ``opts.seed`` do (ALS then starts from them unperturbed).
     """
     factors, start = _cp_exact_gevd(W, rank, opts.seed)
     if factors is None:
-        factors, err2 = _cp.spatial_slices_start(W, rank)
-        start = f"slice-SVD start (relative error {np.sqrt(err2 / (np.vdot(W, W) or 1.0)):.4g})"
         sweeps = max(1, min(opts.max_iter, int(opts.cp_work // _cp.sweep_cost(W.shape, rank))))
-        fit = _cp.als_weight(W, factors, sweeps, opts.alt_tol, opts.seed)
+        if random_start:
+            rng = np.random.default_rng(opts.seed)
+            factors, start = [rng.standard_normal((n, rank)) for n in W.shape], "random start"
+            fit = _cp.als_weight(W, factors, sweeps, opts.alt_tol, opts.seed, shake=0.0)
+        else:
+            factors, err2 = _cp.spatial_slices_start(W, rank)
+            start = ("slice-SVD start (relative error "
+                     f"{np.sqrt(err2 / (np.vdot(W, W) or 1.0)):.4g})")
+            fit = _cp.als_weight(W, factors, sweeps, opts.alt_tol, opts.seed)
         start = f"{start}, then ALS ({fit.iterations} sweeps, {fit.stop})"
         iterations, objective, factors = fit.iterations, w_w * fit.objective, fit.factors
     else:
