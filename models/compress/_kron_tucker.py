@@ -172,9 +172,8 @@ def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.nda
     r = X.shape[1]
     F, U, S, Sp = p.F, p.U, p.S, p.Sp
     k = S.shape[0]
-    # M dK S^T laid out (a, (mu, p)): dK S^T laid out ((nu, b), p) against M's columns
-    XS = (X @ pr.S_mp.T).reshape(a, m, k).transpose(1, 0, 2).reshape(m * a, k)
-    MXS = (prob.Mt.reshape(a * m, m * a) @ XS).reshape(a, m * k)
+    # M dK S^T laid out (a, (mu, p)): dK S^T laid out (b, nu, p)
+    MXS = prob.metric_times((X @ pr.S_mp.T).reshape(a, m, k)).reshape(a, m * k)
     # dG S^T, laid out ((r, mu), p): K^T M dK S^T from MXS, dK^T M K S^T from MFS
     dG_St = (F.T @ MXS + X.T @ pr.MFS).reshape(r * m, k)
     dP = prob.weight_times(X)
