@@ -18,8 +18,9 @@ Hessian product is the derivative of the partial gradient along ``(X, dC)``, as 
 unconstrained fit (:meth:`sdf.models.compress._kron._Problem.hessvec`). The Newton
 equation is solved by truncated preconditioned CG, the step halved until the objective
 decreases. ``M`` enters a Hessian product only as ``M dK S^T`` (``S = U^T C*``, k rows):
-one product of ``M`` with ``k`` columns, not the ``r m`` of ``M dK``; one full product
-``M X`` per step gives the new ``M K``.
+one product of ``M`` with ``k`` columns, not the ``r m`` of ``M dK`` (through the
+calibration rows when they are few: ``_Problem.metric_times``); one full product ``M X``
+per step gives the new ``M K``.
 
 With a metric of low rank (a calibration Gram with fewer patches than values per patch)
 the Newton equation is ill-conditioned: in the Gram's complement only the weight term's
