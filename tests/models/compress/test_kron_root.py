@@ -67,14 +67,16 @@ def test_fit_through_the_root_reaches_the_dense_objective(rng, out_rank):
     assert fits[1].objective == pytest.approx(fits[0].objective, rel=1e-9)
 
 
-@pytest.mark.parametrize("method", ["tucker2", "weight_svd", "spatial_svd"])
-def test_conv_fit_with_few_patches_matches_the_dense_metric(rng, method, monkeypatch):
+@pytest.mark.parametrize("method, bias", [("tucker2", False), ("weight_svd", False),
+                                          ("spatial_svd", False), ("tucker2", True)])
+def test_conv_fit_with_few_patches_matches_the_dense_metric(rng, method, bias, monkeypatch):
     """A wide conv with fewer patches than values per patch: the fit through the rows
-    reaches the objective of the fit with the dense metric."""
+    (centered ones with a bias) reaches the objective of the fit with the dense metric."""
     W = rng.standard_normal((6, 12, 3, 3))
     X = np.maximum(rng.standard_normal((1, 12, 4, 4)) + 0.3, 0.0)  # 16 patches of 108
     opts = CompressOptions(alt_tol=1e-10)
-    kwargs = dict(ratio=0.5, X=X, padding=1, input_hw=(4, 4), options=opts)
+    kwargs = dict(ratio=0.5, X=X, padding=1, input_hw=(4, 4), options=opts,
+                  bias=rng.standard_normal(6) if bias else None)
     rooted = compress_conv(W, method, **kwargs)
     monkeypatch.setattr(conv, "_metric_root", lambda *args: None)
     dense = compress_conv(W, method, **kwargs)
