@@ -7,6 +7,7 @@ import numpy as np
 import sdf
 from sdf._incomplete import imputed_mlsvd_error
 from sdf.models import cpd
+from sdf.tensors import IncompleteTensor
 
 
 def planted_missing(mask_seed=0, shape=(20, 20, 20), rank=3, missing=0.7):
@@ -26,10 +27,11 @@ def fit_from_random(data, rank=3, seeds=(10, 11, 12), **options):
 
 
 def test_a_bad_local_minimum_on_70_percent_missing_data_is_reported():
-    # From this random start the fit ends with relative error 0.38 on the known
-    # entries and a model far too large elsewhere; the driver recovers the data.
+    # From this random start the fit on the known entries held as coordinates ends with
+    # relative error 0.38 on them and a model far too large elsewhere; the driver
+    # recovers the data.
     T, data = planted_missing()
-    res, messages = fit_from_random(data, seeds=(22, 23, 24), max_iter=60)
+    res, messages = fit_from_random(IncompleteTensor(data), seeds=(22, 23, 24), max_iter=60)
     full = np.einsum("ir,jr,kr->ijk", res["a"], res["b"], res["c"])
     assert np.linalg.norm(full - T) > 10 * np.linalg.norm(T)   # the bad minimum is there
     poor = [m for m in messages if "far above" in m]
