@@ -94,19 +94,54 @@ def _whitened(G: np.ndarray, B: np.ndarray
                                              check_finite=False).T
 
 
-class _Problem:
-    """The objective ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` and its two closed-form steps."""
+@dataclass(frozen=True)
+class MetricRoot:
+    """The metric as ``M = weight I + rows^T rows`` (``rows`` (k, d), ``k < d``: a
+    calibration Gram of fewer patches than values per patch, scaled): products with ``M``
+    through it cost ``k / d`` of the dense ones or less (see :class:`_Problem`)."""
 
-    def __init__(self, W3: np.ndarray, M: np.ndarray, out_rank: int | None) -> None:
+    weight: float
+    rows: np.ndarray
+
+
+class _Problem:
+    """The objective ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` and its two closed-form steps.
+
+    With ``root`` (``M = w I + R^T R``, ``R`` (k, d)) the products with ``M`` go through
+    ``R`` where that takes fewer flops: ``M K`` (``apply_metric``, ``(a m, r m)``) costs
+    ``a^2 m^2 r`` dense and ``k a m r (m + 1)`` through ``R``; a product with ``p`` plain
+    columns (``metric_times``) ``d^2 p`` dense and ``2 k d p`` through ``R`` (and ``R``,
+    ``k / d`` of ``M``'s size, stays in cache where ``M`` is read from memory each time).
+    """
+
+    def __init__(self, W3: np.ndarray, M: np.ndarray, out_rank: int | None,
+                 root: MetricRoot | None = None) -> None:
         o, a, m = W3.shape
         self.shape = (o, a, m)
         self.W3 = W3
-        # M laid out as (a, mu, nu, b) once, so that the product ``M K`` is one matmul
-        self.Mt = np.ascontiguousarray(
-            M.reshape(a, m, a, m).transpose(0, 1, 3, 2)).reshape(a * m * m, a)
+        k = a * m if root is None else root.rows.shape[0]
+        self.root_weight = 0.0 if root is None else float(root.weight)
+        # the routes: M K and the thin products through R when that takes fewer flops
+        self.wide_by_root = k * (m + 1) < a * m
+        self.thin_by_root = 2 * k < a * m
+        self.R: np.ndarray | None = None
+        self.Rt: np.ndarray | None = None
+        if root is not None and self.thin_by_root:
+            self.R = np.ascontiguousarray(root.rows)
+            # R laid out ((k, nu), b): its product with F is the product R K
+            self.Rt = np.ascontiguousarray(
+                self.R.reshape(k, a, m).transpose(0, 2, 1)).reshape(k * m, a)
+        # M laid out (a, mu, nu, b) once, so that the product ``M K`` is one matmul
+        self.Mt: np.ndarray | None = None
+        if not (self.wide_by_root and self.thin_by_root):
+            self.Mt = np.ascontiguousarray(
+                M.reshape(a, m, a, m).transpose(0, 1, 3, 2)).reshape(a * m * m, a)
         # the preconditioner's input-side factor (the m-averaged block diagonal of M)
-        self.Ma_f = _factor(np.einsum("annb->ab", self.Mt.reshape(a, m, m, a)) / m)
-        self.WM3 = (W3.reshape(o, -1) @ M).reshape(o, a, m)
+        self.Ma_f = _factor(np.einsum("anbn->ab", M.reshape(a, m, a, m)) / m)
+        Wm = W3.reshape(o, -1)
+        WM = (self.root_weight * Wm + (Wm @ self.R.T) @ self.R if self.R is not None
+              else Wm @ M)
+        self.WM3 = WM.reshape(o, a, m)
         # the same laid out (o m, a): its products with F and C are plain matmuls
         self.WMt = np.ascontiguousarray(self.WM3.transpose(0, 2, 1)).reshape(o * m, a)
         self.c0 = float(np.vdot(self.WM3, W3))
@@ -116,8 +151,10 @@ class _Problem:
         """The same problem with its arrays in float32 (BLAS products twice as fast;
         objectives accurate to about ``1e-7 c0``)."""
         low = copy.copy(self)
-        low.W3, low.Mt, low.WM3, low.WMt = (A.astype(np.float32) for A in (
-            self.W3, self.Mt, self.WM3, self.WMt))
+        low.W3, low.WM3, low.WMt = (A.astype(np.float32) for A in (
+            self.W3, self.WM3, self.WMt))
+        low.Mt, low.R, low.Rt = (None if A is None else A.astype(np.float32)
+                                 for A in (self.Mt, self.R, self.Rt))
         low.Ma_f = (self.Ma_f[0].astype(np.float32), self.Ma_f[1])
         return low
 
@@ -137,7 +174,29 @@ class _Problem:
     def apply_metric(self, F: np.ndarray) -> np.ndarray:
         """``T[a, mu, nu, r] = sum_b M[(a, mu), (b, nu)] F[b, r]``: the product ``M K``."""
         a, m = self.shape[1:]
-        return (self.Mt @ F).reshape(a, m, m, F.shape[1])
+        r = F.shape[1]
+        if self.Rt is None or self.R is None or not self.wide_by_root:
+            assert self.Mt is not None
+            return (self.Mt @ F).reshape(a, m, m, r)
+        k = self.R.shape[0]
+        RK = (self.Rt @ F).reshape(k, m * r)  # R K laid out (k, (nu, r))
+        T = (self.R.T @ RK).reshape(a, m, m, r)
+        diag = np.arange(m)
+        T[:, diag, diag, :] += self.root_weight * F[:, None, :]
+        return T
+
+    def metric_times(self, Y3: np.ndarray) -> np.ndarray:
+        """``M Y`` (a m, p) for ``Y3`` (a, m, p): ``Y`` with its rows in ``(b, nu)``
+        order, a few columns."""
+        a, m = self.shape[1:]
+        p = Y3.shape[2]
+        if self.R is None:
+            assert self.Mt is not None
+            # Mt's columns are in (nu, b) order
+            Yt = Y3.transpose(1, 0, 2).reshape(m * a, p)
+            return self.Mt.reshape(a * m, m * a) @ Yt
+        Y = Y3.reshape(a * m, p)
+        return self.root_weight * Y + self.R.T @ (self.R @ Y)
 
     def c_step(self, F: np.ndarray, MF: np.ndarray) -> tuple[np.ndarray, float]:
         """Best ``C`` (out, r, m) for ``F`` (``MF = apply_metric(F)``) and the objective."""
@@ -563,7 +622,7 @@ def fit_kron(W3: np.ndarray, M: np.ndarray,
              starts: Sequence[tuple[str, np.ndarray] | Start], out_rank: int | None = None,
              max_iter: int = 100, tol: float = 1e-6, cg_iter: int = 2, newton_after: int = 3,
              single: bool = True, newton: NewtonUpdate | None = None,
-             problem: _Problem | None = None) -> KronFit:
+             problem: _Problem | None = None, root: MetricRoot | None = None) -> KronFit:
     """Minimise ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` over ``C`` and ``F`` (see module doc).
 
     Parameters
@@ -604,9 +663,12 @@ def fit_kron(W3: np.ndarray, M: np.ndarray,
         output rank, none (only alternations) with one (Tucker-2 passes
         :class:`sdf.models.compress._kron_tucker.RankNewton`).
     problem : _Problem, optional
-        ``_Problem(W3, M, out_rank)`` when already built (its starts evaluated).
+        ``_Problem(W3, M, out_rank, root)`` when already built (its starts evaluated).
+    root : MetricRoot, optional
+        ``M`` as ``w I + R^T R`` with few rows ``R``: the products with ``M`` go through
+        ``R`` where that is cheaper (see :class:`_Problem`); the same results to rounding.
     """
-    prob = _Problem(W3, M, out_rank) if problem is None else problem
+    prob = _Problem(W3, M, out_rank, root) if problem is None else problem
 
     def newton_step(low: _Problem | None) -> NewtonUpdate | None:
         if newton is not None or out_rank is not None:

@@ -18,8 +18,9 @@ Hessian product is the derivative of the partial gradient along ``(X, dC)``, as 
 unconstrained fit (:meth:`sdf.models.compress._kron._Problem.hessvec`). The Newton
 equation is solved by truncated preconditioned CG, the step halved until the objective
 decreases. ``M`` enters a Hessian product only as ``M dK S^T`` (``S = U^T C*``, k rows):
-one product of ``M`` with ``k`` columns, not the ``r m`` of ``M dK``; one full product
-``M X`` per step gives the new ``M K``.
+one product of ``M`` with ``k`` columns, not the ``r m`` of ``M dK`` (through the
+calibration rows when they are few: ``_Problem.metric_times``); one full product ``M X``
+per step gives the new ``M K``.
 
 With a metric of low rank (a calibration Gram with fewer patches than values per patch)
 the Newton equation is ill-conditioned: in the Gram's complement only the weight term's
@@ -172,9 +173,8 @@ def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.nda
     r = X.shape[1]
     F, U, S, Sp = p.F, p.U, p.S, p.Sp
     k = S.shape[0]
-    # M dK S^T laid out (a, (mu, p)): dK S^T laid out ((nu, b), p) against M's columns
-    XS = (X @ pr.S_mp.T).reshape(a, m, k).transpose(1, 0, 2).reshape(m * a, k)
-    MXS = (prob.Mt.reshape(a * m, m * a) @ XS).reshape(a, m * k)
+    # M dK S^T laid out (a, (mu, p)): dK S^T laid out (b, nu, p)
+    MXS = prob.metric_times((X @ pr.S_mp.T).reshape(a, m, k)).reshape(a, m * k)
     # dG S^T, laid out ((r, mu), p): K^T M dK S^T from MXS, dK^T M K S^T from MFS
     dG_St = (F.T @ MXS + X.T @ pr.MFS).reshape(r * m, k)
     dP = prob.weight_times(X)

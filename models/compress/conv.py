@@ -119,6 +119,14 @@ def _metric(calib: _fit.Calibration, w_w: float, w_r: float) -> np.ndarray:
     return M
 
 
+def _metric_root(calib: _fit.Calibration, w_w: float, w_r: float) -> _kron.MetricRoot | None:
+    """:func:`_metric` as ``w_w I + R^T R`` when the calibration keeps fewer rows than
+    values per row (``R``: the scaled rows), else None."""
+    if calib.rows is None or w_r <= 0:
+        return None
+    return _kron.MetricRoot(w_w, np.sqrt(w_r) * calib.root())
+
+
 def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | None,
               w_w: float, w_r: float, opts: CompressOptions
               ) -> tuple[tuple[np.ndarray, np.ndarray], FitInfo]:
@@ -131,7 +139,8 @@ def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | N
     if calib is not None and w_r != 0.0 and opts.solver != "engine":
         # the alternations start from the truncated SVD's span: its basis is enough
         fit = _alternate(W3, _metric(calib, w_w, w_r),
-                         [("truncated SVD", _kron.leading_input_basis(W3, rank))], None, opts)
+                         [("truncated SVD", _kron.leading_input_basis(W3, rank))], None, opts,
+                         root=_metric_root(calib, w_w, w_r))
         return (fit.C, fit.F), _kron_info(fit, opts)
     C, F, _ = _kron_weight_only(W3, rank)
     if calib is None or w_r == 0.0:
@@ -146,12 +155,13 @@ def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | N
 def _alternate(W3: np.ndarray, M: np.ndarray,
                starts: list[tuple[str, np.ndarray] | _kron.Start], out_rank: int | None,
                opts: CompressOptions, newton_after: int | None = None,
-               problem: _kron._Problem | None = None) -> _kron.KronFit:
+               problem: _kron._Problem | None = None,
+               root: _kron.MetricRoot | None = None) -> _kron.KronFit:
     """:func:`_kron.fit_kron` from the given starts and the nearest-Kronecker GSVD (with
     an output rank, its Newton steps are :class:`_kron_tucker.RankNewton`'s, after
     ``_RANK_NEWTON_AFTER`` alternations unless ``newton_after`` says otherwise);
     ``problem``: the fit's problem when already built (its :class:`_kron.Start` s
-    evaluated on it)."""
+    evaluated on it); ``root``: ``M`` through the calibration rows."""
     if newton_after is None:
         newton_after = 3 if out_rank is None else _RANK_NEWTON_AFTER
     first = starts[0]
@@ -162,7 +172,7 @@ def _alternate(W3: np.ndarray, M: np.ndarray,
     return _kron.fit_kron(W3, M, starts, out_rank, max_iter=opts.max_iter, tol=opts.alt_tol,
                           newton_after=newton_after,
                           newton=None if out_rank is None else _kron_tucker.RankNewton(),
-                          problem=problem)
+                          problem=problem, root=root)
 
 
 def _kron_info(fit: _kron.KronFit, opts: CompressOptions) -> FitInfo:
@@ -399,7 +409,8 @@ def _fit_tucker2(W: np.ndarray, ranks: tuple[int, int], calib: _fit.Calibration 
                  w_w: float, w_r: float, opts: CompressOptions
                  ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], FitInfo]:
     if calib is not None and w_r != 0.0 and opts.solver != "engine":
-        fit = _aware_tucker2(W, _metric(calib, w_w, w_r), ranks, opts)
+        fit = _aware_tucker2(W, _metric(calib, w_w, w_r), ranks, opts,
+                             root=_metric_root(calib, w_w, w_r))
         return _tucker2_factors(W, ranks, fit), _kron_info(fit, opts)
     Uo, Ui, core, sweeps = _hooi(W, ranks, opts.max_iter)
     if calib is None or w_r == 0.0:
@@ -410,7 +421,8 @@ def _fit_tucker2(W: np.ndarray, ranks: tuple[int, int], calib: _fit.Calibration 
 
 
 def _aware_tucker2(W: np.ndarray, M: np.ndarray, ranks: tuple[int, int], opts: CompressOptions,
-                   newton_after: int = 3) -> _kron.KronFit:
+                   newton_after: int = 3, root: _kron.MetricRoot | None = None
+                   ) -> _kron.KronFit:
     """Data-aware Tucker-2 by :func:`_alternate` from HOOI's input factor (after
     ``_AWARE_HOOI_ITER`` sweeps); with every input
     channel kept (``r_in = in``) in closed form (the reduced-rank regression for ``F =
@@ -419,9 +431,9 @@ def _aware_tucker2(W: np.ndarray, M: np.ndarray, ranks: tuple[int, int], opts: C
     W3 = W.reshape(o, i, kh * kw)
     if ranks[1] >= i:
         return _kron.fit_kron(W3, M, [("every input channel kept", np.eye(i))], ranks[0],
-                              max_iter=0)
+                              max_iter=0, root=root)
     Ui = _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1]
-    return _alternate(W3, M, [("HOOI", Ui)], ranks[0], opts, newton_after)
+    return _alternate(W3, M, [("HOOI", Ui)], ranks[0], opts, newton_after, root=root)
 
 
 def _tucker2_factors(W: np.ndarray, ranks: tuple[int, int], fit: _kron.KronFit
@@ -459,6 +471,7 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
     """
     o, i, kh, kw = W.shape
     W3, M = W.reshape(o, i, kh * kw), _metric(calib, w_w, w_r)
+    root = _metric_root(calib, w_w, w_r)
     screen = dataclasses.replace(opts, max_iter=min(opts.max_iter, _SCREEN_ITER))
     bounds = _tucker2_aware_lower_bounds(W3, M, candidates)
     order = sorted(range(len(candidates)), key=lambda k: (candidates[k][1] < i, bounds[k]))
@@ -473,11 +486,11 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
                            "the objective reached")
             continue
         if ranks[1] >= i:
-            fit = _aware_tucker2(W, M, ranks, screen)
+            fit = _aware_tucker2(W, M, ranks, screen, root=root)
         else:
             Ui = _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1]
             # the problem and its start, built once for the screen and the refinement
-            prob = problems[ranks] = _kron._Problem(W3, M, ranks[0])
+            prob = problems[ranks] = _kron._Problem(W3, M, ranks[0], root)
             start = _kron.evaluate_start(prob, "HOOI", Ui)
             if not short:
                 reached = start.f  # the fit from the start ends at or below it
@@ -500,7 +513,8 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
         if not fit.converged and fit.iterations < opts.max_iter:
             more = _kron.fit_kron(W3, M, [(fit.start, fit.F)], ranks[0],
                                   max_iter=opts.max_iter - fit.iterations, tol=opts.alt_tol,
-                                  newton=_kron_tucker.RankNewton(), problem=problems.get(ranks))
+                                  newton=_kron_tucker.RankNewton(), problem=problems.get(ranks),
+                                  root=root)
             fit = dataclasses.replace(more, iterations=fit.iterations + more.iterations,
                                       start_objective=fit.start_objective)
         kept.append((ranks, fit))
