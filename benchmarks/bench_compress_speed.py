@@ -283,15 +283,21 @@ def wide_table(emit: Callable[[str], None], unit: float, cap: float,
         emit(_row("wide", f"conv16x200/{solver}", "cp", wall, cpu, unit, res, obj, before))
 
 
-def digits_table(emit: Callable[[str], None], unit: float, cap: float,
-                 before: dict[str, tuple[float, ...]], methods: set[str]) -> None:
-    """The digits CNN's conv2 (32x16x3x3), data-aware, default solver and engine only."""
+def digits_conv2() -> tuple[Piece, np.ndarray, dict[str, Any]]:
+    """The digits CNN's conv2 (trained once, cached), its calibration inputs and its
+    geometry (``stride``, ``padding``, ``dilation``)."""
     digits = nets.load_digits_split(seed=0)
     cache = os.path.join(tempfile.gettempdir(), "sdfusion-compress-cache")
     cnn = nets.cached_net("cnn-digits-v1", lambda: nets.train_cnn_digits(digits), cache)
     p = cnn.layers["conv2"]
     X = cnn.layer_inputs(digits.X_calib)["conv2"]
-    geo = dict(stride=p.stride, padding=p.padding, dilation=p.dilation)
+    return p, X, dict(stride=p.stride, padding=p.padding, dilation=p.dilation)
+
+
+def digits_table(emit: Callable[[str], None], unit: float, cap: float,
+                 before: dict[str, tuple[float, ...]], methods: set[str]) -> None:
+    """The digits CNN's conv2 (32x16x3x3), data-aware, default solver and engine only."""
+    p, X, geo = digits_conv2()
     obj = Objective(p.weight, im2col(X, p.kernel_size, p.stride, p.padding, p.dilation),
                     center=True)
     for solver in ("auto", "engine"):

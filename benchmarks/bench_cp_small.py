@@ -22,8 +22,6 @@ table to ``benchmarks/results/bench_cp_small.txt`` (or ``--out``).
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -31,7 +29,8 @@ from typing import Any, Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sdf.models.compress import CompressOptions, compress_conv, nets
+from bench_compress_speed import digits_conv2
+from sdf.models.compress import CompressOptions, compress_conv
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_cp_small.txt"
 SHAPES = ((8, 4), (16, 8), (24, 12), (32, 16))
@@ -122,12 +121,7 @@ def main() -> None:
              f"of {len(ratios)}; new CPU s max {max(times):.2f}, time new/old median "
              f"{np.median(speeds):.3f}")
         if not args.skip_digits:
-            digits = nets.load_digits_split(seed=0)
-            cache = os.path.join(tempfile.gettempdir(), "sdfusion-compress-cache")
-            cnn = nets.cached_net("cnn-digits-v1", lambda: nets.train_cnn_digits(digits), cache)
-            p = cnn.layers["conv2"]
-            X = cnn.layer_inputs(digits.X_calib)["conv2"]
-            geo = dict(stride=p.stride, padding=p.padding, dilation=p.dilation)
+            p, X, geo = digits_conv2()
             compare(emit, "digits conv2 tol=0.6 aware",
                     lambda opts: compress_conv(p.weight, "cp", tol=0.6, X=X, bias=p.bias,
                                                options=opts, **geo))

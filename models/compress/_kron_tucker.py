@@ -289,24 +289,10 @@ def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, products: Rank
         Z = sla.cho_solve(Qb_f, Z.T, check_finite=False).T
         return Z - F @ (F.T @ Z)
 
-    Z = precond(R)
-    P, rz = Z, float(np.vdot(R, Z))
-    if not rz > 0:
-        return None
-    rz0 = rz
-    X = np.zeros_like(F)
-    for k in range(cg_iter):
-        HP = rank_hessvec(prob, p, products, P)
-        pHp = float(np.vdot(P, HP))
-        if pHp <= 0:
-            return P if k == 0 else X
-        alpha = rz / pHp
-        X += alpha * P
-        R = R - alpha * HP
-        Z = precond(R)
-        rz_new = float(np.vdot(R, Z))
-        if rz_new <= cg_tol * rz0:
-            break
-        P = Z + (rz_new / rz) * P
-        rz = rz_new
-    return X
+    # the Hessian products here need no product with the metric to be tracked
+    untracked = np.zeros(0, dtype=F.dtype)
+    steps = _kron._metric_pcg(lambda P: untracked,
+                              lambda P, _: rank_hessvec(prob, p, products, P), precond, R,
+                              np.zeros_like(F), untracked.copy(), cg_iter, cg_tol,
+                              keep_first_on_negative=True)
+    return None if steps is None else steps[0]
