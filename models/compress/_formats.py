@@ -261,8 +261,8 @@ class Metric:
         return E @ self.full
 
     def value(self, E: np.ndarray) -> float:
-        """``trace(E M E^T)``."""
-        return float(np.vdot(E, self.apply(E)))
+        """``trace(E M E^T)`` (through the root when factored: one product with it)."""
+        return float(self.row_values(E).sum())
 
     def row_values(self, E: np.ndarray) -> np.ndarray:
         """``e M e^T`` for every row e of E (through the root when factored)."""
@@ -394,6 +394,19 @@ def _identity_weight(L: np.ndarray, R: np.ndarray, metric: Metric) -> float | No
     return float(scale[0])
 
 
+def _first_core_root_term(P: np.ndarray, R_in_first: np.ndarray, root: np.ndarray
+                          ) -> np.ndarray:
+    """``project(assemble(P) root^T root)`` for the first core P (1, o, i, b) and the
+    cores after it as ``R_in_first`` (b, I_>k, O_>k): with the inputs ahead of the outputs
+    the products with the root (j, i I_>k) are batched over o, no array is permuted."""
+    _, o, i, b = P.shape
+    Ir, Or = R_in_first.shape[1:]
+    Rm = R_in_first.reshape(b, Ir * Or)
+    T = (P.reshape(o * i, b) @ Rm).reshape(o, i * Ir, Or)
+    F = root.T @ (root @ T)
+    return (F.reshape(o * i, Ir * Or) @ Rm.T).reshape(1, o, i, b)
+
+
 def _tt_core_pcg(core: np.ndarray, L: np.ndarray, R: np.ndarray, WM: np.ndarray,
                  metric: Metric, precondition: Callable[[np.ndarray], np.ndarray],
                  tol: float, max_iter: int) -> tuple[np.ndarray, bool]:
@@ -407,55 +420,68 @@ def _tt_core_pcg(core: np.ndarray, L: np.ndarray, R: np.ndarray, WM: np.ndarray,
     (half the time; the residual they leave is far below ``tol``) and the step is then
     scaled per slice by an exact line search in double precision: the result is the
     exact minimiser along the step, so the objective does not rise, nor with any step in
-    (0, 2) times it. Returns the core and whether the preconditioned residual fell to
-    ``tol`` times the start's within ``max_iter`` iterations."""
+    (0, 2) times it. The iteration's vectors stay in the working precision (the step is
+    added to the double-precision core once, at the end). Returns
+    the core and whether the preconditioned residual fell to ``tol`` times the start's
+    within ``max_iter`` iterations."""
     a, o, i, b = core.shape
-
-    def apply_inverse(Rc: np.ndarray) -> np.ndarray:
-        Z = precondition(Rc.transpose(0, 2, 3, 1).reshape(a * i * b, o))
-        return Z.reshape(a, i, b, o).transpose(0, 3, 1, 2)
-
-    weight = _identity_weight(L, R, metric)
-
-    def normal_times(P: np.ndarray, Lp: np.ndarray, Rp: np.ndarray, mp: Metric) -> np.ndarray:
-        E = _tt_assemble(Lp, P.astype(Lp.dtype), Rp)
-        if weight is None or mp.factored is None:
-            return _tt_project(mp.apply(E), Lp, Rp, o, i)
-        root = mp.factored[1]
-        return weight * P + _tt_project((E @ root.T) @ root, Lp, Rp, o, i)
-
     single = tol >= _SINGLE_TOL
     Lp, Rp, mp = ((L.astype(np.float32), R.astype(np.float32), metric.single) if single
                   else (L, R, metric))
-    # the residual's difference in double precision, its projection in the working one
-    res0 = _tt_project((WM - metric.apply(_tt_assemble(L, core, R))).astype(Lp.dtype), Lp, Rp,
+    work = Lp.dtype
+
+    def apply_inverse(Rc: np.ndarray) -> np.ndarray:
+        Z = precondition(Rc.transpose(0, 2, 3, 1).reshape(a * i * b, o))
+        return Z.reshape(a, i, b, o).transpose(0, 3, 1, 2).astype(work, copy=False)
+
+    weight = _identity_weight(L, R, metric)
+
+    def normal_times(P: np.ndarray) -> np.ndarray:
+        if weight is None or mp.factored is None:
+            return _tt_project(mp.apply(_tt_assemble(Lp, P, Rp)), Lp, Rp, o, i)
+        root = mp.factored[1]
+        if a == 1 and Lp.shape[:2] == (1, 1):
+            return weight * P + _first_core_root_term(P, Rp_in_first, root)
+        E = _tt_assemble(Lp, P, Rp)
+        return weight * P + _tt_project((E @ root.T) @ root, Lp, Rp, o, i)
+
+    Rp_in_first = np.ascontiguousarray(Rp.transpose(0, 2, 1))
+
+    def dots(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        return np.einsum("aoib,aoib->o", A, B).astype(float)
+
+    # the residual's difference in double precision, its projection in the working one;
+    # the iteration's vectors (residual, directions, the step taken) in the working one
+    res0 = _tt_project((WM - metric.apply(_tt_assemble(L, core, R))).astype(work), Lp, Rp,
                        o, i).astype(float)
-    X, res = np.array(core), res0
+    res = res0.astype(work)
+    step = np.zeros_like(res)
     Z = apply_inverse(res)
     P = Z
-    rz = np.einsum("aoib,aoib->o", res, Z)
+    rz = dots(res, Z)
     goal = tol * tol * float(rz.sum())
     for _ in range(max_iter):
         if float(rz.sum()) <= goal:
             break
-        Q = normal_times(P, Lp, Rp, mp).astype(float)
-        pq = np.einsum("aoib,aoib->o", P, Q)
-        alpha = np.divide(rz, pq, out=np.zeros_like(rz), where=pq > 0)[:, None, None]
-        X = X + alpha * P
-        res = res - alpha * Q
+        Q = normal_times(P)
+        pq = dots(P, Q)
+        alpha = np.divide(rz, pq, out=np.zeros_like(rz), where=pq > 0)
+        alpha_w = alpha.astype(work)[:, None, None]
+        step += alpha_w * P
+        res -= alpha_w * Q
         Z = apply_inverse(res)
-        rz_new = np.einsum("aoib,aoib->o", res, Z)
-        beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)[:, None, None]
-        P = Z + beta * P
+        rz_new = dots(res, Z)
+        beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)
+        P = Z + beta.astype(work)[:, None, None] * P
         rz = rz_new
-    if single:
-        step = X - core
-        curv = metric.row_values(_tt_assemble(L, step, R))
-        curv = curv.reshape(L.shape[0], o, R.shape[1]).sum(axis=(0, 2))
-        slope = np.einsum("aoib,aoib->o", step, res0)
-        t = np.divide(slope, curv, out=np.zeros_like(slope), where=curv > 0)
-        X = core + np.maximum(t, 0.0)[:, None, None] * step
-    return X, float(rz.sum()) <= goal
+    if not single:
+        return core + step, float(rz.sum()) <= goal
+    step = step.astype(float)
+    curv = metric.row_values(_tt_assemble(L, step, R))
+    curv = curv.reshape(L.shape[0], o, R.shape[1]).sum(axis=(0, 2))
+    slope = dots(step, res0)
+    t = np.divide(slope, curv, out=np.zeros_like(slope), where=curv > 0)
+    return core + np.maximum(t, 0.0)[:, None, None] * step, float(rz.sum()) <= goal
 
 
 # From this tolerance on the core's conjugate gradients run in single precision; at most
@@ -498,7 +524,13 @@ def _low_rank_inverse(L: np.ndarray, R: np.ndarray, metric: Metric, i: int
     C = Z @ Z.T
     C[np.diag_indices_from(C)] += c
     factor = cho_factor(C, lower=True, check_finite=False)
-    return lambda B: (B - Z.T @ cho_solve(factor, Z @ B, check_finite=False)) / c
+    Z32 = Z.astype(np.float32)
+
+    def apply(B: np.ndarray) -> np.ndarray:
+        # single-precision right-hand sides (the single-precision iteration's) stay so
+        Zw = Z32 if B.dtype == np.float32 else Z
+        return (B - Zw.T @ cho_solve(factor, Zw @ B, check_finite=False).astype(B.dtype)) / c
+    return apply
 
 
 # The PCG core solve pays off from this many unknowns per output slice on (below it one
@@ -612,10 +644,11 @@ def tt_als(W: np.ndarray, cores: Sequence[np.ndarray], metric: Metric, n_out: in
     history = [f_old]
     order = list(range(d - 1, -1, -1)) + list(range(1, d))
     done = 0
+    WM = metric.apply(target)
     for done in range(1, sweeps + 1):
         if n_out < target.shape[0]:
             _free_rows(target, tt_dense(cores), n_out)
-        WM = metric.apply(target)
+            WM = metric.apply(target)
         for pos, k in enumerate(order):
             if pos > 0 or done == 1 or d == 1:
                 new = _tt_core_update(cores, k, WM, metric, _ALS_CORE_TOL)

@@ -182,3 +182,71 @@ def test_identity_weight_only_for_orthonormal_cores_and_a_uniform_diagonal(rng):
     s, P = metric.factored
     padded = fmt.Metric(full=metric.full, factored=(np.r_[s[:-1], 0.0], P))
     assert fmt._identity_weight(L, R, padded) is None
+
+
+def _gauged_case(rng):
+    """Cores with the gauge on core 0 (the others orthonormal, as the sweeps keep them)."""
+    W, cores = _case(rng)
+    fmt._move_gauge(cores, 2, -1)
+    fmt._move_gauge(cores, 1, -1)
+    return W, cores
+
+
+def test_first_core_root_term_equals_assembling_then_projecting(rng):
+    W, cores = _gauged_case(rng)
+    P = rng.standard_normal(cores[0].shape)
+    _, o, i, b = P.shape
+    L, R = fmt._tt_left(cores, 0), fmt._tt_right(cores, 0)
+    root = rng.standard_normal((7, 18))
+    want = fmt._tt_project((fmt._tt_assemble(L, P, R) @ root.T) @ root, L, R, o, i)
+    got = fmt._first_core_root_term(P, np.ascontiguousarray(R.transpose(0, 2, 1)), root)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_pcg_first_core_between_orthonormal_cores_equals_dense_normal_equations(
+        rng, monkeypatch):
+    """The identity weight term and the first core's batched products with the root."""
+    monkeypatch.setattr(fmt, "_PCG_MIN_SIZE", 0)
+    W, cores = _gauged_case(rng)
+    metric = _factored_metric(rng)
+    L, R = fmt._tt_left(cores, 0), fmt._tt_right(cores, 0)
+    assert fmt._identity_weight(L, R, metric) == pytest.approx(0.3)
+    got = fmt._tt_core_update(cores, 0, metric.apply(W), metric)
+    np.testing.assert_allclose(got, _dense_normal_solve(cores, 0, W, metric.full), rtol=0,
+                               atol=1e-9)
+    loose = fmt._tt_core_update(cores, 0, metric.apply(W), metric, 1e-2)
+    f0 = _with_core(metric, W, cores, 0, cores[0])
+    for relax in (1.0, 1.6, 1.9):
+        assert _with_core(metric, W, cores, 0, cores[0] + relax * (loose - cores[0])) < f0
+
+
+def test_factored_metric_value_equals_the_dense_trace(rng):
+    metric = _factored_metric(rng)
+    E = rng.standard_normal((5, 18))
+    assert metric.value(E) == pytest.approx(np.trace(E @ metric.full @ E.T), rel=1e-12)
+
+
+def test_low_rank_preconditioner_keeps_single_precision(rng):
+    metric = _factored_metric(rng)
+    W, cores = _gauged_case(rng)
+    L, R = fmt._tt_left(cores, 1), fmt._tt_right(cores, 1)
+    inverse = fmt._low_rank_inverse(L, R, metric, cores[1].shape[2])
+    B = rng.standard_normal((L.shape[2] * cores[1].shape[2] * R.shape[0], 3))
+    single = inverse(B.astype(np.float32))
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, inverse(B), rtol=1e-4, atol=1e-5 * np.abs(B).max())
+
+
+def test_tt_als_with_padded_outputs_follows_the_freed_rows(rng, monkeypatch):
+    """Padded output rows far from the fit: their target is reset to the fit every sweep
+    (and the metric's product with it redone), so they never pull the fit."""
+    monkeypatch.setattr(fmt, "_PCG_MIN_SIZE", 0)
+    W = rng.standard_normal((12, 18))
+    W[10:] = 1e3
+    metric = _factored_metric(rng)
+    cores = [rng.standard_normal(s) for s in SHAPES]
+    res = fmt.tt_als(W, cores, metric, 10, 10, 0.0)
+    hist = np.array(res.history)
+    assert np.all(np.diff(hist) <= 1e-12 * hist[0]) and hist[-1] < 0.5 * hist[0]
+    assert res.objective == pytest.approx(
+        metric.value((fmt.tt_dense(res.factors) - W)[:10]), rel=1e-12)
