@@ -81,10 +81,9 @@ def one_blas_pool() -> Iterator[None]:
     Examples
     --------
     >>> import numpy as np
-from threadpoolctl import ThreadpoolController
     >>> from sdf._blas import one_blas_pool
     >>> with one_blas_pool():
-    ...     float(np.linalg.norm(np.eye(3)) ** 2)
+    ...     float(np.trace(np.eye(3) @ np.eye(3)))
     3.0
     """
     global _depth
