@@ -38,9 +38,10 @@ _R = TypeVar("_R")
 _lock = threading.Lock()
 _depth = 0
 _restore: list[tuple[Any, int]] = []
-# the threadpoolctl controller and the number of modules loaded when it was made: a BLAS
-# library arrives with a module import, so the controller is rebuilt only after one
-_controller: tuple[int, Any] | None = None
+# the controllers of the BLAS pools other than numpy's, and the number of modules loaded
+# when they were found: a BLAS library arrives with a module import, so they are looked
+# up again only after one
+_found: tuple[int, list[Any]] | None = None
 
 
 def _numpy_dirs() -> tuple[Path, ...]:
@@ -53,10 +54,14 @@ def _numpy_dirs() -> tuple[Path, ...]:
 def _other_pools() -> list[Any]:
     """threadpoolctl's controllers of the BLAS libraries other than numpy's, when numpy's
     is one of two or more loaded BLAS libraries; else an empty list."""
-    global _controller
-    if _controller is None or _controller[0] != len(sys.modules):
-        _controller = (len(sys.modules), ThreadpoolController())
-    blas = [c for c in _controller[1].lib_controllers if c.user_api == "blas"]
+    global _found
+    if _found is None or _found[0] != len(sys.modules):
+        _found = (len(sys.modules), _find_other_pools())
+    return _found[1]
+
+
+def _find_other_pools() -> list[Any]:
+    blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
     if len(blas) < 2:
         return []
     dirs = _numpy_dirs()
