@@ -119,3 +119,25 @@ def test_real_pools_numpy_keeps_its_threads() -> None:
     for path, threads in before.items():
         assert during[path] == (1 if path in others else threads)
     assert len(others) <= len(before) - 1 or not others
+
+
+@pytest.mark.parametrize("module, name", [
+    ("sdf.fit", "fit_model"), ("sdf.decomp", "lmlra_hooi"), ("sdf.decomp", "mlsvd_rsi"),
+    ("sdf.models", "btd"), ("sdf.models", "cmtf"), ("sdf.models", "cpd"),
+    ("sdf.models", "cpd_rbs"), ("sdf.models", "fuse"), ("sdf.models", "ll1"),
+    ("sdf.models", "lmlra"), ("sdf.models", "parafac2"), ("sdf.models", "tt"),
+    ("sdf.models", "tr"), ("sdf.models", "rankest"), ("sdf.models", "mlrankest"),
+    ("sdf.models", "stability"), ("sdf.models.compress", "compress_conv"),
+    ("sdf.models.compress", "compress_linear"), ("sdf.models.compress", "compress_network"),
+    ("sdf.models.compress", "compress_shared"), ("sdf.models.compress", "compress_head"),
+    ("sdf.models.compress", "factorize_embedding"),
+    ("sdf.models.compress", "tensorize_linear"), ("sdf.models.compress", "refit_network"),
+    ("sdf.models.compress", "compress_sklearn_mlp"),
+])
+def test_entry_points_run_with_one_pool(module: str, name: str) -> None:
+    """Every public entry point that fits is wrapped by ``with_one_blas_pool``."""
+    import importlib
+
+    entry = getattr(importlib.import_module(module), name)
+    assert entry.__code__ is blas.with_one_blas_pool(len).__code__
+    assert entry.__wrapped__.__name__ == name
