@@ -7,6 +7,10 @@ the lower objective (2-4 CPU s per layer even at 8x4x3x3). This compares that be
 of 8x4, 16x8, 24x12 and 32x16 (3x3 kernels), three seeds each, data-free and data-aware,
 ``ratio=0.5``, padding 1. Weights have decaying spectra (singular values ``k^-0.6`` of the
 (out, in*9) matrix); calibration inputs are 4 ReLU maps of 8x8 with correlated channels.
+The default: data-free layers of up to 2000 weights keep the engine's data-free
+Gauss-Newton candidate (the "old" pair), data-aware ones get Levenberg-Marquardt runs
+(``sdf.models.compress._cp_lm``) beside the default alternating start, larger layers
+several alternating starts (data-free with five times the ALS sweeps).
 Then the digits CNN's conv2 (32x16x3x3, its real calibration inputs) with ``tol=0.6``
 (a rank path, then the chosen rank), as in ``bench_compress_speed.py``.
 

@@ -30,10 +30,14 @@ layers also from a few seeded random and perturbed starts, keeping the best), ru
 accelerated ALS sweeps on the weight and, data-aware, rounds of closed-form output-factor
 updates and preconditioned conjugate gradients on the input and spatial factors (exact
 quadratics; rounds extrapolated from the last two), each stage to a deterministic work
-budget; the smallest models (``CompressOptions.cp_engine_size``: by default data-free
-fits of a few thousand weights) are also fitted as an engine model
+budget; the smallest models (``CompressOptions.cp_engine_size``, and data-free layers of
+up to ``_LM_WEIGHTS`` weights) are also fitted as an engine model
 (:mod:`sdf.models.compress._engine`, Gauss-Newton from the GEVD or random factors, the
-response term joining after a short data-free stretch), keeping the lower objective.
+response term joining after a short data-free stretch), keeping the lower objective;
+data-aware layers of up to ``_LM_WEIGHTS`` weights get Levenberg-Marquardt runs from
+seeded random starts instead of further alternating starts
+(:mod:`sdf.models.compress._cp_lm`: exact Gauss-Newton steps with the output factor
+eliminated, crossing the swamps where the alternating fits stop).
 Tucker-2 without calibration inputs is HOOI (:func:`sdf.decomp.lmlra_hooi`).
 ``CompressOptions(solver="engine")`` fits every data-aware model on the engine instead (see
 :func:`sdf.models.compress._engine.fit_tucker2`). With a bias, the patches are centered and
@@ -233,10 +237,11 @@ def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float
     calib_rows = calib.n_rows if calib is not None and w_r > 0 else 0
     size = _cp_engine_size(W.shape, rank, calib_rows)
     lm_starts = _cp_lm_starts(W.shape, rank, opts.max_iter)
-    if size > opts.cp_engine_size and not (lm_starts and not calib_rows
-                                           and opts.cp_engine_size > 0):
-        if lm_starts and calib_rows:
-            return _fit_cp_starts(W, rank, calib, w_w, w_r, opts, 1, lm_starts)
+    with_engine = size <= opts.cp_engine_size or (
+        opts.cp_engine_size > 0 and lm_starts > 0 and not calib_rows)
+    if not with_engine and lm_starts and calib_rows:
+        return _fit_cp_starts(W, rank, calib, w_w, w_r, opts, 1, lm_starts)
+    if not with_engine:
         return _fit_cp_starts(W, rank, calib, w_w, w_r, opts, _cp_starts(size, calib_rows > 0))
     fast, fast_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
     with quiet():  # a candidate: its warnings would describe a fit that may be dropped

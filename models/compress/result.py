@@ -80,12 +80,15 @@ class CompressOptions:
         product (``R out in kh kw``, plus ``R k d`` when data-aware, with ``d = in kh kw``
         and ``k`` the smaller of ``d`` and the number of calibration patches)
         are also fitted by the engine (Gauss-Newton from a GEVD or random start), and the
-        fit with the lower objective is kept; 0 switches that off. The engine's fit takes
-        0.4-4 CPU s even on tiny layers (its 200 iterations cost mostly per-iteration
-        overhead): the default keeps it for the smallest data-free fits, where it took
-        under 1 s and sometimes ended about 1 % lower; on data-aware layers of up to a few
-        thousand weights it ended 0-4 % lower on some and higher on others, at 10-20 times
-        the time of the alternating fit (raise this to try it there too).
+        fit with the lower objective is kept; so are data-free layers of up to 2000
+        weights while this is positive; 0 switches that off. The engine's data-free fit
+        of such a layer takes 0.2-0.4 CPU s (200 iterations; there they ended up to 3 %
+        below the alternating fits); its data-aware fits take several times longer
+        (the response term goes through transforms): data-aware layers of up to 2000
+        weights get Levenberg-Marquardt runs instead (numpy, dense steps, seeded
+        starts, ``max_iter`` steps each), larger ones only the alternating fit unless
+        this is raised (on layers of up to a few thousand weights the engine then ended
+        0-4 % lower on some and higher on others, at 10-20 times the time).
     """
 
     solver: Solver = "auto"
