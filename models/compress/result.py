@@ -37,8 +37,9 @@ class CompressOptions:
         term (two-factor layers started from the truncated SVD of the weight).
         ``"numpy"``: deprecated alias of ``"auto"``.
     max_iter : int, default 200
-        Iterations of the engine's solver (and HOOI sweeps of the Tucker-2 start, and
-        alternations of the data-aware kron-structured fits).
+        Iterations of the engine's solver (and HOOI sweeps of the Tucker-2 start,
+        alternations of the data-aware kron-structured fits and steps of each
+        Levenberg-Marquardt run of a tiny layer's CP).
     tol_fun : float, default 1e-12
         Relative objective tolerance.
     max_calib_rows : int, default 20000
@@ -65,7 +66,8 @@ class CompressOptions:
     cp_work : float, default 1e10
         Work budget of the CP's ALS sweeps on the weight, in multiply-adds: the sweeps
         are capped at ``cp_work`` over the cost of one sweep (about ``2 out in kh kw R``
-        plus four ``R x R`` factorizations) and at ``max_iter``. Deterministic (not a
+        plus four ``R x R`` factorizations) and at ``max_iter`` (five times that for
+        each start of a data-free layer small enough for several starts). Deterministic (not a
         time limit); the default is about 0.7 s of one core for a 256x256x3x3 conv at
         rank 569. A fit stopped by it says "iteration cap" in its message.
     cp_response_work : float, default 3e10
