@@ -25,13 +25,10 @@ take this path.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
-
 import numpy as np
 import scipy.linalg as sla
 
-from sdf.models.compress._cp import CPFit, response_objective
+from sdf.models.compress._cp import CPFit, one_blas_thread, response_objective
 
 __all__: list[str] = []
 
@@ -46,18 +43,6 @@ def step_cost(shape: tuple[int, ...], rank: int) -> float:
     _, i, kh, kw = shape
     n, d = rank * (i + kh + kw), i * kh * kw
     return n ** 3 / 3 + n * n * (d + rank)
-
-
-def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
-    """BLAS on one thread for the steps: their products and factorizations are a few
-    hundred wide, where BLAS threads contending with other work ran several times
-    slower (a 16x8x3x3 layer: 4.8 s wall with two threads on a loaded machine, 1 s with
-    one). Without threadpoolctl, as is."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
 
 
 def _kr(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -134,7 +119,7 @@ def levenberg_marquardt(W: np.ndarray, factors: list[np.ndarray], M: np.ndarray,
     ``_MAX_DAMPING`` times that diagonal ("stalled"). Returns the last accepted iterate
     (never above the start), its objective recomputed from the factors.
     """
-    with _one_blas_thread():
+    with one_blas_thread():
         return _levenberg_marquardt(W, factors, M, max_iter, tol)
 
 

@@ -301,11 +301,22 @@ def _fit_cp_starts(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w
     kind of start was the better one on most layers); the Levenberg-Marquardt runs draw
     their factors with the seeds ``opts.seed + k``, ``k = 0, 1, ...``. Data-free, several
     starts run ``_FREE_SWEEPS`` times the usual ALS sweeps each. An exact GEVD start (the
-    weight's own CP) is not repeated."""
+    weight's own CP) is not repeated. BLAS runs on one thread meanwhile
+    (:func:`sdf.models.compress._cp.one_blas_thread`) when there are several starts."""
+    if starts == 1 and not lm_starts:
+        return _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
+    with _cp.one_blas_thread():
+        return _best_cp_start(W, rank, calib, w_w, w_r, opts, starts, lm_starts)
+
+
+def _best_cp_start(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
+                   w_r: float, opts: CompressOptions, starts: int, lm_starts: int
+                   ) -> tuple[list[np.ndarray], FitInfo]:
+    """The body of :func:`_fit_cp_starts` with several starts."""
     aware = calib is not None and w_r > 0
     sweep_factor = _FREE_SWEEPS if starts > 1 and not aware else 1
     best, best_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts, sweep_factor=sweep_factor)
-    if (starts == 1 and not lm_starts) or best_info.message.startswith("GEVD"):
+    if best_info.message.startswith("GEVD"):
         return best, best_info
     values = [cast(float, best_info.objective)]
     runs = [(k, False) for k in range(1, starts)] + [(k, True) for k in range(lm_starts)]
