@@ -17,6 +17,16 @@ HALS and CMTF have no callback: their time to the best error is interpolated fro
 total time over the iterations (their iterations cost the same), and the CMTF error is
 the joint ``sqrt((||X - M||^2 + ||Y - A V^T||^2) / (||X||^2 + ||Y||^2))`` of the
 returned factors, the objective both fits minimise (sdf with weight 1 on both terms).
+
+pytensorlab (optional, ``pip install pytensorlab``) races on the dense CPD P6: its
+recommended ``cpd`` with its defaults (MLSVD-RSI compression, GEVD start, NLS on the
+core, NLS refinement on the data), the same ``cpd`` from the same random start as sdf,
+and its ``cpd_nls`` and ``cpd_als`` on the data from that start, with their default
+stopping rules. It has no per-iteration callback: ``PtlClock`` stamps each
+iteration its optimizers log (``OptimizationProgressLogger.log``), and the error of an
+iteration is ``sqrt(2 f) / ||T||`` of its logged objective ``f = ||T - M||^2 / 2``, on the
+data (for ``cpd``, the refinement stage; the iterations on the compressed core come
+first in its iteration count, as for sdf).
 """
 
 from __future__ import annotations
@@ -53,6 +63,11 @@ try:
     import pyttb as ttb
 except ImportError:  # pragma: no cover - optional peer
     ttb = None
+try:
+    import pytensorlab as ptl
+    from pytensorlab.optimization.logger import OptimizationProgressLogger
+except ImportError:  # pragma: no cover - optional peer
+    ptl = None
 
 
 @dataclass
@@ -218,6 +233,86 @@ def pyttb_cp(X: object, start: list[np.ndarray] | str, rank: int, max_iter: int)
     return Run(times, errors, str(len(errors)), F, total)
 
 
+class PtlClock:
+    """Stamps of the iterations pytensorlab logs during one call: (seconds since ``t0``,
+    logged objective, stage), a stage per progress logger (``cpd``: core, then
+    refinement on the data). pytensorlab has no callback; its optimizers log every
+    iteration through ``OptimizationProgressLogger.log``, which this wraps while active."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.entries: list[tuple[float, float, int]] = []
+        self._loggers: list[int] = []
+
+    def __enter__(self) -> PtlClock:
+        self._log = OptimizationProgressLogger.log
+        log = self._log
+
+        def stamped(logger: object, z: object, fval: float, **kwargs: object) -> None:
+            now = time.perf_counter() - self.t0
+            if id(logger) not in self._loggers:
+                self._loggers.append(id(logger))
+            self.entries.append((now, float(fval), self._loggers.index(id(logger))))
+            log(logger, z, fval, **kwargs)
+
+        OptimizationProgressLogger.log = stamped
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        OptimizationProgressLogger.log = self._log
+
+    def counts(self) -> list[int]:
+        """Iterations per stage."""
+        return [sum(1 for e in self.entries if e[2] == k) for k in range(len(self._loggers))]
+
+    def last_stage(self) -> list[tuple[float, float]]:
+        """(seconds, objective) of the iterations of the last stage (the one on the data)."""
+        last = len(self._loggers) - 1
+        return [(t, f) for t, f, k in self.entries if k == last]
+
+
+def ptl_cpd(T: np.ndarray, rank: int, start: list[np.ndarray] | None, method: str) -> Run:
+    """pytensorlab on dense ``T``: ``method`` "cpd" (its driver; ``start=None``: its own
+    GEVD start), "nls" (``cpd_nls``) or "als" (``cpd_als``) from ``start``."""
+    norm = float(np.linalg.norm(T))
+    t0 = time.perf_counter()
+    with PtlClock(t0) as clock:
+        init = None if start is None else ptl.PolyadicTensor([A.copy() for A in start])
+        if method == "cpd":
+            U, _ = ptl.cpd(T, rank, initialization=init, print_steps=False)
+        elif method == "nls":
+            U, _ = ptl.cpd_nls(T, init, ptl.CPDNlsOptions(display=0))
+        else:
+            U, _ = ptl.cpd_als(T, init, ptl.CPDAlsOptions(display=0))
+    total = time.perf_counter() - t0
+    stage = clock.last_stage()
+    return Run([t for t, _ in stage], [float(np.sqrt(2.0 * f)) / norm for _, f in stage],
+               "+".join(str(n) for n in clock.counts()), list(U.factors), total)
+
+
+def warm_up_pytensorlab(threads: int) -> None:
+    """Use ``threads`` numba threads and compile pytensorlab's numba kernels before any
+    clock runs."""
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    rng = np.random.default_rng(0)
+    T = algebra.cpd_to_tensor([rng.standard_normal((12, 3)) for _ in range(3)])
+    start = [rng.standard_normal((12, 3)) for _ in range(3)]
+    for method in ("cpd", "nls", "als"):
+        ptl_cpd(T, 3, start, method)
+    ptl_cpd(T, 3, None, "cpd")
+
+
+def ptl_solvers(T: np.ndarray, rank: int) -> dict[str, Callable[[list[np.ndarray]], Run]]:
+    """pytensorlab's configurations on a dense CPD: its default ``cpd``, and ``cpd``,
+    ``cpd_nls``, ``cpd_als`` from the same start as sdf."""
+    return {"ptl cpd": lambda st: ptl_cpd(T, rank, None, "cpd"),
+            "ptl cpd same start": lambda st: ptl_cpd(T, rank, st, "cpd"),
+            "ptl NLS same start": lambda st: ptl_cpd(T, rank, st, "nls"),
+            "ptl ALS same start": lambda st: ptl_cpd(T, rank, st, "als")}
+
+
 # ----------------------------------------------------------------------------- problems
 @dataclass
 class Race:
@@ -251,6 +346,8 @@ def make_races(quick: bool, reps: int) -> list[Race]:
         Y6 = ttb.tensor(T6)
         sol6["pyttb same start"] = lambda st: pyttb_cp(Y6, st, R, 500)
         sol6["pyttb nvecs"] = lambda st: pyttb_cp(Y6, "nvecs", R, 500)
+    if ptl is not None:
+        sol6.update(ptl_solvers(T6, R))
     races.append(Race("P6", f"dense CPD {shape6[0]}^4, R = {R}", F6, sol6,
                       starts_for(shape6, R)))
 
@@ -365,4 +462,9 @@ def run_race(race: Race, say: Callable[[str], None]) -> None:
                 f"{reach[ours] / peers[peer]:.2f}")
         else:
             say(f"  no peer configuration reached the best error within {REACH:g}")
+    ptl_reach = {k: v for k, v in peers.items() if k.startswith("ptl")}
+    if ptl_reach:
+        fastest = min(ptl_reach, key=lambda k: ptl_reach[k])
+        say(f"  {ours} / ptl cpd (pytensorlab's default): {reach[ours] / reach['ptl cpd']:.2f}; "
+            f"/ {fastest} (its fastest configuration): {reach[ours] / reach[fastest]:.2f}")
     say("")

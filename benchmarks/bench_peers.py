@@ -1,4 +1,4 @@
-"""The race: ``sdf.models`` drivers against TensorLy and pyttb (the ``bench`` extra).
+"""The race: ``sdf.models`` drivers against TensorLy, pyttb (the ``bench`` extra) and pytensorlab.
 
 Problems (Gaussian factors unless said; noise relative to the data norm):
 
@@ -17,6 +17,18 @@ imputation on P4). A peer that is not installed is skipped. Every CPD solver sta
 from the same random factors in each repetition (sdf projects them on its MLSVD
 bases); the Tucker solvers start from their own SVD-based initialisation.
 
+pytensorlab (the Python port of Tensorlab; optional, ``pip install pytensorlab``: it is
+not in the ``bench`` extra, as it pulls vedo and VTK) races on the dense CPD problems
+P1-P3 in four configurations: "ptl cpd", its recommended ``cpd`` with all defaults
+(MLSVD-RSI compression, GEVD start, NLS on the core, NLS refinement on the data); "ptl
+cpd same", the same driver from the same random start; "ptl NLS" and "ptl ALS",
+``cpd_nls`` and ``cpd_als`` on the data from that start. They keep pytensorlab's own
+default stopping rules (tolerances relative to the starting objective), which only
+change their total time; their time to the best error comes from ``PtlClock``
+(``benchmarks/_peers_extended.py``), which stamps each iteration pytensorlab logs, as it
+has no callback. To compare drivers like for like, "sdf default" runs ``cpd`` with its
+default (GEVD) start on those problems too.
+
 Stopping rule, the same for all (TensorLy's ``abs_rec_error`` and pyttb's fit change):
 stop when the relative error changes by less than ``TOL`` between two iterations, or
 after ``MAX_ITER`` iterations. For sdf the rule applies to the fit on the data (after
@@ -32,7 +44,8 @@ data), final relative error and factor match score with the planted factors; the
 ratio of sdf's time to the best peer's. Finally the P3 reliability run: FMS over 20
 random starts.
 
-BLAS runs on ``--threads`` threads (default 1) for every solver alike.
+BLAS runs on ``--threads`` threads (default 1) for every solver alike, and pytensorlab's
+numba kernels on as many numba threads (``numba.set_num_threads``), so the race is fair.
 
 The extended races P6-P10 (4-way dense, nonnegative, CMTF, sparse, mostly-known data;
 see ``benchmarks/_peers_extended.py``) race every peer at its best configuration: the same
@@ -62,7 +75,7 @@ from sdf import algebra
 from sdf.models import cpd, fms, lmlra
 from sdf.tensors import as_tensor
 
-from _peers_extended import Stamped
+from _peers_extended import Stamped, ptl, ptl_cpd, warm_up_pytensorlab
 
 TOL = 1e-8
 MAX_ITER = 1000
@@ -134,7 +147,7 @@ class Run:
     total: float
 
 
-def run_sdf(p: Problem, start) -> Run:
+def run_sdf(p: Problem, start, default_start: bool = False) -> Run:
     # Like the peers' tensor objects, the data object is built before the clock starts.
     data = as_tensor(np.where(p.mask, p.T, np.nan) if p.mask is not None else p.T)
     normT = data.norm()
@@ -149,7 +162,8 @@ def run_sdf(p: Problem, start) -> Run:
     if p.kind == "tucker":
         dec = lmlra(data, p.rank, callback=record, max_iter=MAX_ITER)
     else:
-        dec = cpd(data, p.rank, init=start, callback=record, max_iter=MAX_ITER)
+        dec = cpd(data, p.rank, init="auto" if default_start else start, callback=record,
+                  max_iter=MAX_ITER)
     total = time.perf_counter() - t0
     its = "+".join(str(s.iterations) for s in dec.stages
                    if s.name in ("core", "hooi", "als", "refine", "fit"))
@@ -244,11 +258,23 @@ def run_pyttb(p: Problem, start) -> Run | None:
     return Run(times, errors, str(len(errors)), F, total)
 
 
+def dense_cpd_only(solve: Callable[[Problem, list[np.ndarray]], Run]) -> Callable:
+    """``solve`` on the dense CPD problems; None (skipped) elsewhere."""
+    return lambda p, start: (None if p.kind != "cpd" or p.mask is not None
+                             else solve(p, start))
+
+
 SOLVERS: dict[str, Callable] = {"sdf": run_sdf, "sdf-ALS": run_sdf_als}
 if tl is not None:
     SOLVERS["TensorLy"] = run_tensorly
 if ttb is not None:
     SOLVERS["pyttb"] = run_pyttb
+if ptl is not None:
+    SOLVERS["sdf default"] = dense_cpd_only(lambda p, st: run_sdf(p, st, default_start=True))
+    SOLVERS["ptl cpd"] = dense_cpd_only(lambda p, st: ptl_cpd(p.T, p.rank, None, "cpd"))
+    SOLVERS["ptl cpd same"] = dense_cpd_only(lambda p, st: ptl_cpd(p.T, p.rank, st, "cpd"))
+    SOLVERS["ptl NLS"] = dense_cpd_only(lambda p, st: ptl_cpd(p.T, p.rank, st, "nls"))
+    SOLVERS["ptl ALS"] = dense_cpd_only(lambda p, st: ptl_cpd(p.T, p.rank, st, "als"))
 
 
 # ----------------------------------------------------------------------------- report
@@ -292,8 +318,8 @@ def p3_reliability(p: Problem, n_starts: int) -> list[float]:
     return scores
 
 
-PEERS = ("TensorLy", "pyttb")
-ALS = ("sdf-ALS", "TensorLy", "pyttb")
+PEERS = ("TensorLy", "pyttb", "ptl cpd", "ptl cpd same", "ptl NLS", "ptl ALS")
+ALS = ("sdf-ALS", "TensorLy", "pyttb", "ptl ALS")
 
 
 def _summary(name: str, rows: list[tuple]) -> str:
@@ -316,6 +342,13 @@ def _summary(name: str, rows: list[tuple]) -> str:
             slowest_total = min(r[3] for r in als)
             parts.append(f"no ALS reached it (ALS stopped after >= {slowest_total:.3f} s, "
                          f"{slowest_total / ours[2]:.1f}x sdf's time)")
+    ptl_rows = {r[1]: r for r in rows if r[1].startswith("ptl")}
+    if ptl_rows:
+        default = next(r for r in rows if r[1] == "sdf default")
+        fastest = min(ptl_rows.values(), key=lambda r: (r[2], r[3]))
+        parts.append(f"pytensorlab: sdf default / ptl cpd {default[2] / ptl_rows['ptl cpd'][2]:.2f}"
+                     f", sdf / ptl cpd same {ours[2] / ptl_rows['ptl cpd same'][2]:.2f}, "
+                     f"sdf / {fastest[1]} (its fastest) {ours[2] / fastest[2]:.2f}")
     return "; ".join(parts)
 
 
@@ -340,9 +373,12 @@ def main() -> None:
         threadpool_limits = None
     if threadpool_limits is not None:
         threadpool_limits(args.threads)
-    say(f"peers: TensorLy {'yes' if tl else 'absent'}, pyttb {'yes' if ttb else 'absent'}; "
-        f"tol {TOL:g} on the relative error change, max {MAX_ITER} iterations, "
-        f"{REPS} repetitions (medians)")
+    if ptl is not None:
+        warm_up_pytensorlab(args.threads)
+    say(f"peers: TensorLy {'yes' if tl else 'absent'}, pyttb {'yes' if ttb else 'absent'}, "
+        f"pytensorlab {'yes' if ptl else 'absent'}; tol {TOL:g} on the relative error change "
+        f"(pytensorlab: its own defaults), max {MAX_ITER} iterations, {REPS} repetitions "
+        f"(medians), {args.threads} BLAS (and numba) thread(s)")
     if args.set != "extended":
         classic(args.quick, say)
     if args.set != "classic":
@@ -358,7 +394,7 @@ def main() -> None:
 
 
 def classic(quick: bool, say: Callable[[str], None]) -> None:
-    fmt = "{:<4} {:<9} {:>10} {:>9} {:>20} {:>11} {:>7}"
+    fmt = "{:<4} {:<12} {:>10} {:>9} {:>20} {:>11} {:>7}"
     say(fmt.format("prob", "solver", "t_best[s]", "total[s]", "iterations", "relerr", "FMS"))
     problems = make_problems(quick)
     ratios = []

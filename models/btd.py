@@ -33,6 +33,7 @@ from sdf.models._common import (Timer, as_data, check_fit_options, check_int, la
 from sdf.models._pipeline import compress_data, dense_standin, project, run_fits
 from sdf.models._result import Decomposition, Stage
 from sdf.models._starts import best_of_starts
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["btd"]
 
@@ -72,6 +73,7 @@ def _given_blocks(init: object, shape: tuple[int, ...], cores: list[tuple[int, .
     return flat
 
 
+@with_one_blas_pool
 def btd(
     data: object,
     core_shapes: Sequence[Sequence[int]],

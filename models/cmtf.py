@@ -29,6 +29,7 @@ from sdf.models._loss_start import working_array
 from sdf.models._result import Decomposition, Stage
 from sdf.models._starts import best_of_starts
 from sdf.models.cpd import cpd
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["cmtf"]
 
@@ -84,6 +85,7 @@ def _least_squares_mode(X: Tensor, factors: list[np.ndarray | None], n: int) -> 
     return np.linalg.lstsq(W, M.T, rcond=None)[0].T
 
 
+@with_one_blas_pool
 def cmtf(
     data: Mapping[str, object],
     rank: int,

@@ -71,6 +71,7 @@ from sdf.models._pipeline import (MAX_DENSIFY, compress_data, dense_standin, exp
                                   run_fits)
 from sdf.models._result import Decomposition, Stage
 from sdf.models._starts import best_of_starts
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["cpd"]
 
@@ -297,6 +298,7 @@ def _given(init: object, shape: Sequence[int], rank: int, complex_factors: bool
     return [A.astype(np.complex128) for A in mats] if complex_factors else mats
 
 
+@with_one_blas_pool
 def cpd(
     data: object,
     rank: int,

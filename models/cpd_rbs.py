@@ -51,6 +51,7 @@ from sdf.models._common import (Timer, as_data, check_int, check_number, labels_
 from sdf.models._pipeline import run_fits
 from sdf.models.cpd import cpd
 from sdf.models._result import Decomposition, Stage
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["cpd_rbs"]
 
@@ -151,6 +152,7 @@ def _block_start(sampler: _Sampler, D: np.ndarray, idx: list[np.ndarray], rank: 
     return factors
 
 
+@with_one_blas_pool
 def cpd_rbs(
     data: object,
     rank: int,

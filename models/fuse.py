@@ -17,6 +17,7 @@ from sdf.solvers import MethodName
 from sdf.models._common import (check_fit_options, check_int, check_number, make_rng,
                                 random_array)
 from sdf.models._result import StartRecord
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["fuse", "fuse_model"]
 
@@ -122,6 +123,7 @@ def fuse_model(
     return sdf.Model(terms)
 
 
+@with_one_blas_pool
 def fuse(
     data: Mapping[str, Any],
     rank: int,

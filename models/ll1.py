@@ -34,10 +34,12 @@ from sdf.models._common import (Timer, as_data, check_fit_options, check_int, la
 from sdf.models._pipeline import compress_data, dense_standin, project, run_fits
 from sdf.models._result import Decomposition, Stage
 from sdf.models._starts import best_of_starts
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["ll1"]
 
 
+@with_one_blas_pool
 def ll1(
     data: object,
     L: int | Sequence[int],

@@ -40,6 +40,7 @@ from sdf.models._common import (Timer, as_data, check_fit_options, check_int, la
 from sdf.models._pipeline import dense_standin, run_fits
 from sdf.models._result import Decomposition, Stage
 from sdf.models._starts import best_of_starts
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["lmlra"]
 
@@ -90,6 +91,7 @@ def _start(X: Tensor, D: np.ndarray | None, ranks: list[int], init: object,
     return U, core, how
 
 
+@with_one_blas_pool
 def lmlra(
     data: object,
     core_shape: int | Sequence[int],

@@ -47,6 +47,7 @@ from sdf.models._common import (Timer, check_fit_options, check_int, engine_fit,
                                 quiet, user_factors)
 from sdf.models._progress import FitTracker, progress_bar
 from sdf.models._result import Stage, StartRecord
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["Parafac2Decomposition", "parafac2"]
 
@@ -205,6 +206,7 @@ def _fit_once(slices: Sequence[np.ndarray] | _Slices, start: list[np.ndarray],
     return res, [np.array(res[f]) for f in factors], term
 
 
+@with_one_blas_pool
 def parafac2(
     slices: Any,
     rank: int,

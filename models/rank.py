@@ -23,6 +23,7 @@ from sdf.models._result import Decomposition
 from sdf.models.cpd import cpd
 from sdf.models.diagnostics import MAX_IMPUTE, corcondia, degeneracy, fms, impute
 from sdf.tensors import Tensor, as_tensor
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["MLRankEstimate", "RankCheck", "RankCriteria", "RankEstimate", "RankProgress",
            "Stability", "lcorner", "mlrankest", "progress_printer", "rankest", "stability"]
@@ -270,6 +271,7 @@ class RankEstimate:
         return "\n".join(rows)
 
 
+@with_one_blas_pool
 def rankest(data: object, max_rank: int, *, n_starts: int = 2, nonneg: bool = False,
             seed: int | np.random.Generator | None = None, tol: float = 1e-12,
             criteria: RankCriteria | None = None,
@@ -633,6 +635,7 @@ class MLRankEstimate:
                 f"reasons={self.reasons!r})")
 
 
+@with_one_blas_pool
 def mlrankest(data: object, max_ranks: int | Sequence[int] | None = None, *,
               progress: bool = False) -> MLRankEstimate:
     """Estimate a multilinear rank from each mode's singular value decay (L-corners).
@@ -727,6 +730,7 @@ class Stability:
     stable: bool
 
 
+@with_one_blas_pool
 def stability(data: object, rank: int, *, scheme: Literal["split-half", "bootstrap"] = "split-half",
               mode: int = 0, n_repeats: int = 5, threshold: float = 0.9,
               seed: int | np.random.Generator | None = None, progress: bool = False,

@@ -35,6 +35,7 @@ from sdf.models._common import Timer, as_data, check_fit_options, check_int, mak
 from sdf.models._pipeline import dense_standin, run_fits
 from sdf.models._result import Decomposition, Stage
 from sdf.models._starts import best_of_starts
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["tr", "tt"]
 
@@ -227,6 +228,7 @@ def _drive(data: object, ranks: object, ring: bool, init: object, seed: object,
                          relerrs={"data": relerr}, labels=names)
 
 
+@with_one_blas_pool
 def tt(
     data: object,
     ranks: int | Sequence[int],
@@ -299,6 +301,7 @@ def tt(
     return _drive(data, ranks, False, init, seed, settings)
 
 
+@with_one_blas_pool
 def tr(
     data: object,
     ranks: int | Sequence[int],

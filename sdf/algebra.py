@@ -44,6 +44,7 @@ __all__ = [
     "kron",
     "mttkrp",
     "mttkrp_all",
+    "nearest_kron",
     "tmprod",
     "tucker_to_tensor",
     "unfold",
@@ -255,6 +256,98 @@ def kron(*matrices: ArrayLike | Sequence[ArrayLike]) -> np.ndarray:
             out = (out[:, None, :, None] * M[None, :, None, :]).reshape(shape)
     return out
 
+
+
+def nearest_kron(M: ArrayLike, shape_a: tuple[int, int], shape_b: tuple[int, int], *,
+                 shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest Kronecker product: ``A``, ``B`` minimising ``||M - shift I - kron(A, B)||_F``.
+
+    Van Loan and Pitsianis: rearranged so that ``kron(A, B)`` becomes the rank-one
+    ``vec(A) vec(B)^T``, the nearest one is the leading singular pair of the rearranged
+    ``M``, computed exactly here from the smaller of its two Gram matrices. The shift
+    enters as the rank-one rearrangement of the identity, so ``M - shift I`` is never
+    formed. For a symmetric positive semidefinite ``M`` (and ``shift`` 0) both factors are
+    symmetric and semidefinite up to rounding.
+
+    Parameters
+    ----------
+    M : array_like, shape (p_a p_b, q_a q_b)
+    shape_a, shape_b : (int, int)
+        Shapes ``(p_a, q_a)`` of ``A`` and ``(p_b, q_b)`` of ``B``.
+    shift : float, default 0.0
+        Approximate ``M - shift I`` instead (square factors only).
+
+    Returns
+    -------
+    A : ndarray, shape (p_a, q_a)
+        Carries the scale: ``||A||_F`` is the leading singular value.
+    B : ndarray, shape (p_b, q_b)
+        Unit Frobenius norm, signed so that its entries sum to a nonnegative trace (square
+        ``B``) or a nonnegative sum (otherwise).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A0, B0 = np.array([[2.0, 1], [1, 3]]), np.array([[1.0, 0.5], [0.5, 1]])
+    >>> A, B = nearest_kron(np.kron(A0, B0), (2, 2), (2, 2))
+    >>> bool(np.allclose(np.kron(A, B), np.kron(A0, B0)))
+    True
+    """
+    X = np.asarray(M)
+    (pa, qa), (pb, qb) = shape_a, shape_b
+    if X.shape != (pa * pb, qa * qb):
+        raise DataError(f"M: expected shape ({pa * pb}, {qa * qb}) for factors of shapes "
+                        f"{tuple(shape_a)} and {tuple(shape_b)}, got {X.shape}")
+    if shift and (pa != qa or pb != qb):
+        raise DataError(f"shift: needs square factors, got shapes {tuple(shape_a)} and "
+                        f"{tuple(shape_b)}")
+    R = X.reshape(pa, pb, qa, qb).transpose(0, 2, 1, 3).reshape(pa * qa, pb * qb)
+    return _leading_kron_pair(R, shape_a, shape_b, shift)
+
+
+def _leading_kron_pair(R: np.ndarray, shape_a: tuple[int, int], shape_b: tuple[int, int],
+                      shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_kron` from the rearranged matrix ``R`` (``(p_a q_a, p_b q_b)``), for
+    callers that rearrange once and shift several times.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> R = np.outer(np.eye(2).ravel(), np.eye(3).ravel())  # kron(I_2, I_3) rearranged
+    >>> A, B = _leading_kron_pair(R, (2, 2), (3, 3), shift=0.5)
+    >>> bool(np.allclose(np.kron(A, B), 0.5 * np.eye(6)))
+    True
+    """
+    e_a = np.eye(*shape_a).ravel() if shift else None
+    e_b = np.eye(*shape_b).ravel() if shift else None
+
+    def times(v: np.ndarray) -> np.ndarray:  # (R - shift e_a e_b^T) v
+        out = R @ v
+        return out if e_a is None or e_b is None else out - shift * float(e_b @ v) * e_a
+
+    def times_t(u: np.ndarray) -> np.ndarray:  # (R - shift e_a e_b^T)^T u
+        out = R.T @ u
+        return out if e_a is None or e_b is None else out - shift * float(e_a @ u) * e_b
+
+    rows, cols = R.shape
+    if rows < cols:
+        G = R @ R.T
+        if e_a is not None and e_b is not None:
+            Re = R @ e_b
+            G = G - shift * (np.outer(Re, e_a) + np.outer(e_a, Re)) \
+                + shift ** 2 * float(e_b @ e_b) * np.outer(e_a, e_a)
+        v = times_t(np.linalg.eigh((G + G.T) / 2)[1][:, -1])
+    else:
+        G = R.T @ R
+        if e_a is not None and e_b is not None:
+            Re = R.T @ e_a
+            G = G - shift * (np.outer(Re, e_b) + np.outer(e_b, Re)) \
+                + shift ** 2 * float(e_a @ e_a) * np.outer(e_b, e_b)
+        v = np.linalg.eigh((G + G.T) / 2)[1][:, -1]
+    v = v / (np.linalg.norm(v) or 1.0)
+    A, B = times(v).reshape(shape_a), v.reshape(shape_b)
+    sign = np.trace(B) if shape_b[0] == shape_b[1] else B.sum()
+    return (-A, -B) if sign < 0 else (A, B)
 
 # ------------------------------------------------------------ multilinear products
 #: Rows of the left factor per BLAS call in :func:`_tall_product` (about 512 kB of it).

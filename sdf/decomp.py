@@ -15,6 +15,7 @@ import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike
 
+from sdf._blas import with_one_blas_pool
 from sdf.algebra import (_as_dense, _ct, _mode_product, frob, mttkrp, tmprod, tucker_to_tensor,
                          unfold)
 from sdf.errors import DataError
@@ -306,6 +307,7 @@ def _sequential_mlsvd(T: np.ndarray, ranks: list[int] | None, tol: float | None,
     return S, factors, svals
 
 
+@with_one_blas_pool
 def mlsvd_rsi(
     T: ArrayLike | Tensor,
     core_shape: Sequence[int],
@@ -504,6 +506,7 @@ def _tucker_relerr(T: np.ndarray, U: list[np.ndarray], core: np.ndarray, norm2: 
     return frob(T - tucker_to_tensor(U, core)) / math.sqrt(norm2)
 
 
+@with_one_blas_pool
 def lmlra_hooi(
     T: ArrayLike,
     core_shape: Sequence[int],

@@ -29,6 +29,7 @@ from sdf.solvers import (Assembly, MethodName, Run, RunContext, ScaledProblem, c
                          get_solver, make_options)
 from sdf.expr import Variable
 from sdf.terms._base import DataTerm, Findings
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["RESCALE_RATIO", "STILL_DECREASING_FACTOR", "check_memory", "diagnose",
            "fit_model", "rescaled_start"]
@@ -47,6 +48,7 @@ STILL_DECREASING_FACTOR = 10.0
 _FIT_PARAMETERS = ("method", "options", "display", "callback", "resume")
 
 
+@with_one_blas_pool
 def fit_model(model: ModelLike, method: MethodName = "nls", *, options: Any = None,
               display: int = 0, callback: Callable[[IterationInfo], Any] | None = None,
               resume: str | os.PathLike[str] | Result | None = None,

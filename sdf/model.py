@@ -304,6 +304,11 @@ class Model:
         (``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``; ``threadpoolctl`` sets them at run
         time) may round matrix products differently.
 
+        Threads: while the fit runs, every BLAS library but numpy's runs on one thread
+        (PyPI's numpy and scipy each bring an OpenBLAS, whose thread pools otherwise
+        slow each other down); ``SDF_KEEP_BLAS_THREADS=1`` in the environment turns
+        this off (see the performance guide).
+
         Examples
         --------
         >>> import numpy as np, sdf

@@ -42,6 +42,8 @@ import numpy as np
 import scipy.linalg as sla
 from numpy.typing import DTypeLike
 
+from sdf.algebra import nearest_kron
+
 __all__: list[str] = []
 
 
@@ -531,20 +533,7 @@ def nearest_kron_start(W3: np.ndarray, M: np.ndarray, rank: int) -> np.ndarray |
     Kronecker factors are not positive definite.
     """
     o, a, m = W3.shape
-    M4 = M.reshape(a, m, a, m)
-    Rm = M4.transpose(0, 2, 1, 3).reshape(a * a, m * m)
-    # the leading singular pair of Rm (a^2 x m^2) from its smaller Gram matrix: a 7x7
-    # kernel on 3 channels has m^2 = 2401 columns and a^2 = 9 rows
-    if a <= m:
-        w = np.linalg.eigh(Rm @ Rm.T)[1][:, -1]
-        v = Rm.T @ w
-        v /= np.linalg.norm(v) or 1.0
-    else:
-        v = np.linalg.eigh(Rm.T @ Rm)[1][:, -1]
-    u = Rm @ v
-    Ma, Mm = u.reshape(a, a), v.reshape(m, m)
-    if np.trace(Mm) < 0:
-        Ma, Mm = -Ma, -Mm
+    Ma, Mm = nearest_kron(M, (a, a), (m, m))
     try:
         La = np.linalg.cholesky((Ma + Ma.T) / 2)
         Lm = np.linalg.cholesky((Mm + Mm.T) / 2)

@@ -33,6 +33,7 @@ from sdf.models._common import quiet
 from sdf.models.compress.linear import _check_balance, calib_error
 from sdf.models.compress.result import CompressOptions, FitInfo, check_rank_args
 from sdf.numerics import balance_columns
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["HeadFormat", "LowRankHead", "compress_head"]
 
@@ -206,6 +207,7 @@ def _fit_cp_head(Wt: np.ndarray, R: int, root: np.ndarray | None, w_w: float, w_
                       f"the response: {info.message}")
 
 
+@with_one_blas_pool
 def compress_head(
     W: np.ndarray,
     rank: int | Sequence[int] | None = None,

@@ -70,6 +70,7 @@ from sdf.models.compress.linear import (_check_balance, calib_error, fit_lowrank
                                         refit_bias)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
                                         check_rank_args)
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["CONV_METHODS", "ConvMethod", "compress_conv"]
 
@@ -799,6 +800,7 @@ def _grid_curve(method: str, orig: Piece, W: np.ndarray, calib: _fit.Calibration
     return RankCurve(ranks, np.array(params), np.array(macs), np.array(errs))
 
 
+@with_one_blas_pool
 def compress_conv(
     W: np.ndarray,
     method: ConvMethod = "weight_svd",

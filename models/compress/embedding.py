@@ -30,6 +30,7 @@ from sdf.errors import DataError, ModelError
 from sdf.models.compress.linear import _check_balance, _check_matrix
 from sdf.models.compress.result import CompressOptions, FitInfo, check_rank_args
 from sdf.models.compress.tensorized import (_sizes, cp_start, params_at, rank_for_budget)
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["EmbeddingFormat", "FactorizedEmbedding", "factorize_embedding"]
 
@@ -151,6 +152,7 @@ def _weighted_error(E: np.ndarray, E_hat: np.ndarray, counts: np.ndarray) -> flo
     return float(np.sqrt(err / (ref or 1.0)))
 
 
+@with_one_blas_pool
 def factorize_embedding(
     E: np.ndarray,
     format: EmbeddingFormat = "tt",

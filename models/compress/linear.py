@@ -26,6 +26,7 @@ from sdf.models.compress.budget import Rank, RatioOf, layer_cost, rank_for_ratio
 from sdf.models.compress.layers import Piece
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
                                         check_rank_args)
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["closed_form_data_aware", "compress_linear", "truncated_svd"]
 
@@ -158,6 +159,7 @@ def calib_error(rows: np.ndarray, Wm: np.ndarray, Wm_hat: np.ndarray, bias: np.n
     return float(np.linalg.norm(E) / (np.linalg.norm(rows @ Wm.T) or 1.0))
 
 
+@with_one_blas_pool
 def compress_linear(
     W: np.ndarray,
     rank: int | None = None,

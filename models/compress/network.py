@@ -29,6 +29,7 @@ from sdf.models.compress.layers import Piece, im2col
 from sdf.models.compress.linear import compress_linear
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
                                         check_rank_args)
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["LayerSpec", "NetworkCompression", "SharedCompression", "compress_network",
            "compress_shared"]
@@ -217,6 +218,7 @@ def _shared_matrices(where: str, layers: Mapping[str, Piece]) -> list[np.ndarray
     return [p.weight.reshape(p.out_features, -1) for p in layers.values()]
 
 
+@with_one_blas_pool
 def compress_shared(
     layers: Mapping[str, Piece],
     rank: int | None = None,
@@ -398,6 +400,7 @@ def _input_hw(spec: LayerSpec) -> tuple[int, int] | None:
     return spec.input_hw
 
 
+@with_one_blas_pool
 def compress_network(
     layers: Mapping[str, LayerSpec],
     ratio: float | None = None,

@@ -47,6 +47,7 @@ from sdf.solvers import MethodName, get_solver
 from sdf.models.compress.layers import Piece, im2col, run_pieces
 from sdf.models.compress.result import CompressedLayer
 from sdf.models.compress.sequential import SequentialNet, as_sequential
+from sdf._blas import with_one_blas_pool
 
 if TYPE_CHECKING:
     from sdf.models.compress.nets import SmallNet
@@ -411,6 +412,7 @@ def _split(X: np.ndarray, opts: RefitOptions) -> tuple[np.ndarray, np.ndarray]:
     return X[np.sort(idx[n_hold:])], X[np.sort(idx[:n_hold])]
 
 
+@with_one_blas_pool
 def refit_network(
     net: SequentialNet | SmallNet,
     compressed: NetworkCompression | Mapping[str, CompressedLayer | Sequence[Piece]],

@@ -17,6 +17,7 @@ from sdf.errors import DataError, ModelError
 from sdf.models.compress.layers import Piece, run_pieces
 from sdf.models.compress.network import LayerSpec, NetworkCompression, compress_network
 from sdf.models.compress.result import CompressOptions
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["compress_sklearn_mlp", "sklearn_mlp_forward", "sklearn_mlp_layers"]
 
@@ -151,6 +152,7 @@ def sklearn_mlp_forward(mlp: Any, X: np.ndarray,
     return h
 
 
+@with_one_blas_pool
 def compress_sklearn_mlp(mlp: Any, ratio: float, *, X: np.ndarray | None = None,
                          X_test: np.ndarray | None = None, balance: float = 0.9,
                          options: CompressOptions | None = None,

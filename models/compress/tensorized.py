@@ -58,6 +58,7 @@ from sdf.errors import DataError, ModelError
 from sdf.models._common import quiet
 from sdf.models.compress.linear import _check_balance, _check_inputs, _check_matrix, calib_error
 from sdf.models.compress.result import CompressOptions, FitInfo, check_rank_args
+from sdf._blas import with_one_blas_pool
 
 __all__ = ["TensorFormat", "TensorizedLinear", "factor_sizes", "tensorize_linear"]
 
@@ -437,6 +438,7 @@ def _fit_tucker(W: np.ndarray, Wp: np.ndarray, osz: Sequence[int], isz: Sequence
                                 f"HOOI, then {fit.sweeps} ALS sweeps in the metric")
 
 
+@with_one_blas_pool
 def tensorize_linear(
     W: np.ndarray,
     format: TensorFormat = "tt",

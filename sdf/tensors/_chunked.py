@@ -19,10 +19,8 @@ def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     """BLAS single-threaded while chunk tasks run in this process: dask's threads give
     the parallelism, and small per-chunk GEMMs on contended BLAS threads run many times
     slower. (Worker processes of dask.distributed start with one BLAS thread already.)"""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # threadpoolctl comes with the dask extra; without it, run as is
-        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(1)
 
 

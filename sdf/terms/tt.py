@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from sdf.algebra import _leading_kron_pair
 from sdf.errors import DataError, ModelError
 from sdf.tensors import KnownEntries, Tensor, TTTensor
 from sdf.terms._base import Block, DataTerm, TermState
@@ -106,11 +107,9 @@ def _nearest_kron(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     of its rearrangement. Both are positive semidefinite for a positive semidefinite
     block; the sign is chosen so."""
     rp, rq = block.shape[0], block.shape[2]
-    U, s, Vt = np.linalg.svd(block.reshape(rp * rp, rq * rq), full_matrices=False)
-    P = (np.sqrt(s[0]) * U[:, 0]).reshape(rp, rp)
-    Q = (np.sqrt(s[0]) * Vt[0]).reshape(rq, rq)
-    if np.trace(P) < 0:
-        P, Q = -P, -Q
+    A, B = _leading_kron_pair(block.reshape(rp * rp, rq * rq), (rp, rp), (rq, rq))
+    scale = np.sqrt(np.linalg.norm(A)) or 1.0
+    P, Q = A / scale, B * scale
     return 0.5 * (P + P.T), 0.5 * (Q + Q.T)
 
 

@@ -512,3 +512,48 @@ def test_tall_product_equals_matmul(rows, inner, cols, dtype, rng):
     if dtype is complex:
         A = A + 1j * rng.standard_normal(A.shape)
     np.testing.assert_allclose(_tall_product(A, B), A @ B, rtol=1e-13, atol=1e-12)
+
+
+# ------------------------------------------------------------------ nearest_kron
+@pytest.mark.parametrize("shape_a, shape_b", [((3, 3), (4, 4)), ((5, 2), (3, 4)),
+                                              ((9, 9), (2, 2)), ((2, 2), (7, 7))])
+def test_nearest_kron_is_the_rank_one_truncation(shape_a, shape_b):
+    """The residual is that of the best rank-one approximation of the rearrangement."""
+    rng = np.random.default_rng(0)
+    (pa, qa), (pb, qb) = shape_a, shape_b
+    M = rng.standard_normal((pa * pb, qa * qb))
+    A, B = al.nearest_kron(M, shape_a, shape_b)
+    s = np.linalg.svd(M.reshape(pa, pb, qa, qb).transpose(0, 2, 1, 3).reshape(pa * qa, -1),
+                      compute_uv=False)
+    assert np.linalg.norm(M - np.kron(A, B)) == pytest.approx(np.sqrt(np.sum(s[1:] ** 2)),
+                                                              rel=1e-10)
+    assert np.linalg.norm(B) == pytest.approx(1.0)
+    assert np.linalg.norm(A) == pytest.approx(s[0], rel=1e-10)
+
+
+def test_nearest_kron_recovers_a_product_and_keeps_semidefinite_factors():
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((4, 6)), rng.standard_normal((3, 5))
+    A0, B0 = X @ X.T, Y @ Y.T
+    A, B = al.nearest_kron(np.kron(A0, B0), (4, 4), (3, 3))
+    np.testing.assert_allclose(np.kron(A, B), np.kron(A0, B0), atol=1e-12 * np.abs(A0).max()
+                               * np.abs(B0).max())
+    assert np.linalg.eigvalsh((A + A.T) / 2).min() > 0
+    assert np.linalg.eigvalsh((B + B.T) / 2).min() > 0
+
+
+@pytest.mark.parametrize("shift", [0.3, -1.2, 5.0])
+def test_nearest_kron_shift_equals_the_shifted_matrix(shift):
+    rng = np.random.default_rng(2)
+    Z = rng.standard_normal((12, 30))
+    M = Z @ Z.T
+    A, B = al.nearest_kron(M, (3, 3), (4, 4), shift=shift)
+    A2, B2 = al.nearest_kron(M - shift * np.eye(12), (3, 3), (4, 4))
+    np.testing.assert_allclose(np.kron(A, B), np.kron(A2, B2), atol=1e-10 * np.abs(M).max())
+
+
+def test_nearest_kron_errors_name_the_argument():
+    with pytest.raises(DataError, match=r"M: expected shape \(6, 6\)"):
+        al.nearest_kron(np.eye(5), (2, 2), (3, 3))
+    with pytest.raises(DataError, match="shift: needs square factors"):
+        al.nearest_kron(np.ones((6, 4)), (2, 2), (3, 2), shift=1.0)
