@@ -38,9 +38,8 @@ of ``M`` alone (0.0379 is the block minimum).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import scipy.linalg as sla
@@ -101,19 +100,6 @@ def spatial_slices_start(W: np.ndarray, rank: int) -> tuple[list[np.ndarray], fl
     discarded = lam.copy()
     discarded[slc, comp] = 0.0
     return factors, float(discarded.sum())
-
-
-def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
-    """BLAS on one thread for the fits of small layers: their products and
-    factorizations are at most a few hundred wide, where BLAS threads contending with
-    other work ran several times slower (a 16x8x3x3 layer's Levenberg-Marquardt runs: 4.8
-    s wall with two threads on a loaded machine, 0.7 s with one). Without threadpoolctl,
-    as is."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
 
 
 def _solve_gram(rhs: np.ndarray, V: np.ndarray) -> np.ndarray:

@@ -28,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
-from sdf.models.compress._cp import CPFit, one_blas_thread, response_objective
+from sdf._blas import one_blas_thread
+from sdf.models.compress._cp import CPFit, response_objective
 
 __all__: list[str] = []
 

@@ -70,7 +70,7 @@ from sdf.models.compress.linear import (_check_balance, calib_error, fit_lowrank
                                         refit_bias)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
                                         check_rank_args)
-from sdf._blas import with_one_blas_pool
+from sdf._blas import one_blas_thread, with_one_blas_pool
 
 __all__ = ["CONV_METHODS", "ConvMethod", "compress_conv"]
 
@@ -303,10 +303,10 @@ def _fit_cp_starts(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w
     their factors with the seeds ``opts.seed + k``, ``k = 0, 1, ...``. Data-free, several
     starts run ``_FREE_SWEEPS`` times the usual ALS sweeps each. An exact GEVD start (the
     weight's own CP) is not repeated. BLAS runs on one thread meanwhile
-    (:func:`sdf.models.compress._cp.one_blas_thread`) when there are several starts."""
+    (:func:`sdf._blas.one_blas_thread`) when there are several starts."""
     if starts == 1 and not lm_starts:
         return _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
-    with _cp.one_blas_thread():
+    with one_blas_thread():
         return _best_cp_start(W, rank, calib, w_w, w_r, opts, starts, lm_starts)
 
 
