@@ -30,10 +30,14 @@ layers also from a few seeded random and perturbed starts, keeping the best), ru
 accelerated ALS sweeps on the weight and, data-aware, rounds of closed-form output-factor
 updates and preconditioned conjugate gradients on the input and spatial factors (exact
 quadratics; rounds extrapolated from the last two), each stage to a deterministic work
-budget; the smallest models (``CompressOptions.cp_engine_size``: by default data-free
-fits of a few thousand weights) are also fitted as an engine model
+budget; the smallest models (``CompressOptions.cp_engine_size``, and data-free layers of
+up to ``_LM_WEIGHTS`` weights) are also fitted as an engine model
 (:mod:`sdf.models.compress._engine`, Gauss-Newton from the GEVD or random factors, the
-response term joining after a short data-free stretch), keeping the lower objective.
+response term joining after a short data-free stretch), keeping the lower objective;
+data-aware layers of up to ``_LM_WEIGHTS`` weights get Levenberg-Marquardt runs from
+seeded random starts instead of further alternating starts
+(:mod:`sdf.models.compress._cp_lm`: exact Gauss-Newton steps with the output factor
+eliminated, crossing the swamps where the alternating fits stop).
 Tucker-2 without calibration inputs is HOOI (:func:`sdf.decomp.lmlra_hooi`).
 ``CompressOptions(solver="engine")`` fits every data-aware model on the engine instead (see
 :func:`sdf.models.compress._engine.fit_tucker2`). With a bias, the patches are centered and
@@ -53,6 +57,7 @@ from sdf.errors import DataError, ModelError
 from sdf.models._common import quiet
 from sdf.numerics import balance_columns
 import sdf.models.compress._cp as _cp
+import sdf.models.compress._cp_lm as _cp_lm
 import sdf.models.compress._engine as _engine
 import sdf.models.compress._fit as _fit
 import sdf.models.compress._kron as _kron
@@ -65,7 +70,7 @@ from sdf.models.compress.linear import (_check_balance, calib_error, fit_lowrank
                                         refit_bias)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
                                         check_rank_args)
-from sdf._blas import with_one_blas_pool
+from sdf._blas import one_blas_thread, with_one_blas_pool
 
 __all__ = ["CONV_METHODS", "ConvMethod", "compress_conv"]
 
@@ -84,8 +89,20 @@ _WARM_ITER, _WARM_TOL = 50, 1e-6
 #: data-aware), the most starts. On 24 synthetic layers of 8x4x3x3 to 32x16x3x3
 #: (benchmarks/bench_cp_small.py) one start took 0.03-0.05 CPU s data-free, 0.1-0.4 s
 #: data-aware (about 0.1 s of it fixed): this keeps all starts under about 0.5 s there.
-_STARTS_WORK, _MAX_STARTS = 1.4e6, 8
-_START_OVERHEAD = {False: 1e5, True: 3e5}
+_STARTS_WORK, _MAX_STARTS = {False: 1.45e6, True: 1.4e6}, 8
+_START_OVERHEAD = {False: 1.8e5, True: 3e5}
+#: ALS sweeps of each data-free start of :func:`_fit_cp_starts`, in units of ``max_iter``:
+#: in the swamps of small layers ALS still gains there (on the 24x12x3x3 and 32x16x3x3
+#: layers of benchmarks/bench_cp_small.py, 1000 sweeps ended 1-4 % below 200 on most
+#: starts; a start of 1000 sweeps took 0.08-0.15 CPU s)
+_FREE_SWEEPS = 5
+#: Levenberg-Marquardt runs of the CP (:func:`_cp_lm_starts`): the most weights of a layer
+#: that gets them (tiny layers, where ranks at a given compression come near the weight's
+#: size and the fits meet swamps), the multiply-adds all runs may take (``max_iter``
+#: steps of :func:`sdf.models.compress._cp_lm.step_cost` each) and the most runs. One run
+#: of 200 steps took about 0.07 CPU s on 8x4x3x3 layers (rank 8) and 0.3-0.5 s on
+#: 16x8x3x3 (rank 19, 2.5e9 multiply-adds; one BLAS thread)
+_LM_WEIGHTS, _LM_WORK, _MAX_LM_STARTS = 2000, 3e9, 4
 # HOOI sweeps for the start of a data-aware Tucker-2: its data-aware objective moves by
 # about 1e-4 relative over the sweeps after these (on conv weights; the sweeps to
 # HOOI's own tolerance cost a quarter of a 256x256x3x3 layer's data-aware fit)
@@ -207,17 +224,26 @@ def _cp_start(W: np.ndarray, rank: int, seed: int) -> tuple[list[np.ndarray], st
 def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
             w_r: float, opts: CompressOptions) -> tuple[list[np.ndarray], FitInfo]:
     """CP of the conv weight: the fast alternating fit (:func:`_fit_cp_fast`) and, for
-    small models (:func:`_cp_engine_size` at most ``opts.cp_engine_size``) or
-    ``solver="engine"``, the engine's fit (:func:`_fit_cp_engine`); with both, the lower
-    objective is kept. Without the engine, the alternating fit gets the starts of
-    :func:`_cp_starts` (:func:`_fit_cp_starts`)."""
+    small models (:func:`_cp_engine_size` at most ``opts.cp_engine_size``, or data-free
+    models small enough for Levenberg-Marquardt, :func:`_cp_lm_starts`, while
+    ``opts.cp_engine_size`` is positive) or ``solver="engine"``, the engine's fit
+    (:func:`_fit_cp_engine`); with both, the lower objective is kept. Without the engine,
+    the alternating fit gets the starts of :func:`_cp_starts` (:func:`_fit_cp_starts`),
+    data-aware models small enough for Levenberg-Marquardt its runs instead of further
+    alternating starts. On such small models, the engine's data-free model costs about
+    what a dense Levenberg-Marquardt step does per step (1-2 ms at 16x8x3x3), its
+    data-aware one several times more (the response term goes through transforms)."""
     if opts.solver == "engine":
         return _fit_cp_engine(W, rank, calib, w_w, w_r, opts)
     calib_rows = calib.n_rows if calib is not None and w_r > 0 else 0
     size = _cp_engine_size(W.shape, rank, calib_rows)
-    if size > opts.cp_engine_size:
-        return _fit_cp_starts(W, rank, calib, w_w, w_r, opts,
-                              _cp_starts(size, calib_rows > 0))
+    lm_starts = _cp_lm_starts(W.shape, rank, opts.max_iter)
+    with_engine = size <= opts.cp_engine_size or (
+        opts.cp_engine_size > 0 and lm_starts > 0 and not calib_rows)
+    if not with_engine and lm_starts and calib_rows:
+        return _fit_cp_starts(W, rank, calib, w_w, w_r, opts, 1, lm_starts)
+    if not with_engine:
+        return _fit_cp_starts(W, rank, calib, w_w, w_r, opts, _cp_starts(size, calib_rows > 0))
     fast, fast_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
     with quiet():  # a candidate: its warnings would describe a fit that may be dropped
         engine, engine_info = _fit_cp_engine(W, rank, calib, w_w, w_r, opts)
@@ -233,35 +259,80 @@ def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float
 def _cp_starts(size: int, aware: bool) -> int:
     """How many starts of the alternating fit a model of ``size`` (:func:`_cp_engine_size`)
     gets: as many as fit in ``_STARTS_WORK``, each counted ``size`` plus its fixed cost
-    (``_START_OVERHEAD``; the data-aware rounds' fixed costs dominate on tiny layers),
-    at most ``_MAX_STARTS``."""
+    (``_START_OVERHEAD``; the data-aware rounds' fixed costs dominate on tiny layers;
+    data-free, for starts of ``_FREE_SWEEPS`` times the usual sweeps), at most
+    ``_MAX_STARTS``."""
     overhead = _START_OVERHEAD[aware]
-    return int(min(_MAX_STARTS, max(1, _STARTS_WORK // (size + overhead))))
+    return int(min(_MAX_STARTS, max(1, _STARTS_WORK[aware] // (size + overhead))))
+
+
+def _cp_lm_starts(shape: tuple[int, ...], rank: int, max_iter: int) -> int:
+    """How many Levenberg-Marquardt runs (:func:`_fit_cp_lm`) a CP of ``shape`` at
+    ``rank`` gets: none on layers of more than ``_LM_WEIGHTS`` weights, else as many as
+    ``_LM_WORK`` pays for at ``max_iter`` steps each, at most ``_MAX_LM_STARTS``."""
+    if np.prod(shape) > _LM_WEIGHTS:
+        return 0
+    work = max_iter * _cp_lm.step_cost(shape, rank)
+    return int(min(_MAX_LM_STARTS, _LM_WORK // work))
+
+
+def _fit_cp_lm(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
+               w_r: float, opts: CompressOptions) -> tuple[list[np.ndarray], FitInfo]:
+    """Levenberg-Marquardt (:func:`sdf.models.compress._cp_lm.levenberg_marquardt`) on
+    the fitted objective from standard normal factors drawn with ``opts.seed`` (the
+    engine's random start, :func:`_cp_start`), for ``opts.max_iter`` steps."""
+    rng = np.random.default_rng(opts.seed)
+    factors = [rng.standard_normal((n, rank)) for n in W.shape]
+    d = int(np.prod(W.shape[1:]))
+    M = _metric(calib, w_w, w_r) if calib is not None and w_r > 0 else w_w * np.eye(d)
+    fit = _cp_lm.levenberg_marquardt(W, factors, M, opts.max_iter, opts.alt_tol)
+    message = f"random start, then Levenberg-Marquardt ({fit.iterations} steps, {fit.stop})"
+    return balance_columns(fit.factors), FitInfo("numpy", fit.iterations, message,
+                                                 objective=fit.objective)
 
 
 def _fit_cp_starts(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
-                   w_r: float, opts: CompressOptions, starts: int
+                   w_r: float, opts: CompressOptions, starts: int, lm_starts: int = 0
                    ) -> tuple[list[np.ndarray], FitInfo]:
-    """The alternating fit (:func:`_fit_cp_fast`) from ``starts`` starts, keeping the
-    lowest objective: start 0 is the default one, the others alternate random factors and
-    the slice-SVD start perturbed with the seed ``opts.seed + k`` (the fits end in
-    different local minima, a few per cent apart on small layers, and neither kind of
-    start was the better one on most layers). An exact GEVD start (the weight's own CP)
-    is not repeated."""
-    best, best_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
-    if starts == 1 or best_info.message.startswith("GEVD"):
+    """The alternating fit (:func:`_fit_cp_fast`) from ``starts`` starts and
+    Levenberg-Marquardt (:func:`_fit_cp_lm`) from ``lm_starts`` random ones, keeping the
+    lowest objective: start 0 is the default one, the other alternating starts alternate
+    random factors and the slice-SVD start perturbed with the seed ``opts.seed + k`` (the
+    fits end in different local minima, a few per cent apart on small layers, and neither
+    kind of start was the better one on most layers); the Levenberg-Marquardt runs draw
+    their factors with the seeds ``opts.seed + k``, ``k = 0, 1, ...``. Data-free, several
+    starts run ``_FREE_SWEEPS`` times the usual ALS sweeps each. An exact GEVD start (the
+    weight's own CP) is not repeated. BLAS runs on one thread meanwhile
+    (:func:`sdf._blas.one_blas_thread`) when there are several starts."""
+    if starts == 1 and not lm_starts:
+        return _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
+    with one_blas_thread():
+        return _best_cp_start(W, rank, calib, w_w, w_r, opts, starts, lm_starts)
+
+
+def _best_cp_start(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
+                   w_r: float, opts: CompressOptions, starts: int, lm_starts: int
+                   ) -> tuple[list[np.ndarray], FitInfo]:
+    """The body of :func:`_fit_cp_starts` with several starts."""
+    aware = calib is not None and w_r > 0
+    sweep_factor = _FREE_SWEEPS if starts > 1 and not aware else 1
+    best, best_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts, sweep_factor=sweep_factor)
+    if best_info.message.startswith("GEVD"):
         return best, best_info
     values = [cast(float, best_info.objective)]
-    for k in range(1, starts):
-        factors, info = _fit_cp_fast(W, rank, calib, w_w, w_r,
-                                     dataclasses.replace(opts, seed=opts.seed + k),
-                                     random_start=k % 2 == 1)
+    runs = [(k, False) for k in range(1, starts)] + [(k, True) for k in range(lm_starts)]
+    for k, lm in runs:
+        seeded = dataclasses.replace(opts, seed=opts.seed + k)
+        factors, info = (_fit_cp_lm(W, rank, calib, w_w, w_r, seeded) if lm else
+                         _fit_cp_fast(W, rank, calib, w_w, w_r, seeded,
+                                      random_start=k % 2 == 1, sweep_factor=sweep_factor))
         values.append(cast(float, info.objective))
         if values[-1] < min(values[:-1]):
             best, best_info = factors, info
     chosen = int(np.argmin(values))
+    total = starts + lm_starts
     return best, dataclasses.replace(
-        best_info, message=f"{best_info.message} (the lowest objective of {starts} starts, "
+        best_info, message=f"{best_info.message} (the lowest objective of {total} starts, "
                            f"start {chosen}: {min(values):.6g}; start 0: {values[0]:.6g})")
 
 
@@ -284,11 +355,12 @@ def _cp_objective(W: np.ndarray, factors: Sequence[np.ndarray], w_w: float,
 
 
 def _fit_cp_fast(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float,
-                 w_r: float, opts: CompressOptions, random_start: bool = False
-                 ) -> tuple[list[np.ndarray], FitInfo]:
+                 w_r: float, opts: CompressOptions, random_start: bool = False,
+                 sweep_factor: int = 1) -> tuple[list[np.ndarray], FitInfo]:
     """Slice-SVD start, accelerated ALS on the weight, then (data-aware) the response
     rounds of :mod:`sdf.models.compress._cp`, each stage capped by its work budget
-    (``opts.cp_work``, ``opts.cp_response_work``) and ``opts.max_iter``.
+    (``opts.cp_work``, ``opts.cp_response_work``) and ``opts.max_iter`` (the ALS sweeps
+    at ``sweep_factor`` times that).
 
     A GEVD (:func:`sdf.decomp.gevd_init`) that reproduces the weight replaces the
     slice-SVD start (it is then the exact CP); with ``random_start``, standard normal
@@ -296,7 +368,8 @@ def _fit_cp_fast(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: 
     """
     factors, start = _cp_exact_gevd(W, rank, opts.seed)
     if factors is None:
-        sweeps = max(1, min(opts.max_iter, int(opts.cp_work // _cp.sweep_cost(W.shape, rank))))
+        sweeps = max(1, min(sweep_factor * opts.max_iter,
+                            int(opts.cp_work // _cp.sweep_cost(W.shape, rank))))
         if random_start:
             rng = np.random.default_rng(opts.seed)
             factors, start = [rng.standard_normal((n, rank)) for n in W.shape], "random start"

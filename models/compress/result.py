@@ -37,8 +37,9 @@ class CompressOptions:
         term (two-factor layers started from the truncated SVD of the weight).
         ``"numpy"``: deprecated alias of ``"auto"``.
     max_iter : int, default 200
-        Iterations of the engine's solver (and HOOI sweeps of the Tucker-2 start, and
-        alternations of the data-aware kron-structured fits).
+        Iterations of the engine's solver (and HOOI sweeps of the Tucker-2 start,
+        alternations of the data-aware kron-structured fits and steps of each
+        Levenberg-Marquardt run of a tiny layer's CP).
     tol_fun : float, default 1e-12
         Relative objective tolerance.
     max_calib_rows : int, default 20000
@@ -65,7 +66,8 @@ class CompressOptions:
     cp_work : float, default 1e10
         Work budget of the CP's ALS sweeps on the weight, in multiply-adds: the sweeps
         are capped at ``cp_work`` over the cost of one sweep (about ``2 out in kh kw R``
-        plus four ``R x R`` factorizations) and at ``max_iter``. Deterministic (not a
+        plus four ``R x R`` factorizations) and at ``max_iter`` (five times that for
+        each start of a data-free layer small enough for several starts). Deterministic (not a
         time limit); the default is about 0.7 s of one core for a 256x256x3x3 conv at
         rank 569. A fit stopped by it says "iteration cap" in its message.
     cp_response_work : float, default 3e10
@@ -80,12 +82,15 @@ class CompressOptions:
         product (``R out in kh kw``, plus ``R k d`` when data-aware, with ``d = in kh kw``
         and ``k`` the smaller of ``d`` and the number of calibration patches)
         are also fitted by the engine (Gauss-Newton from a GEVD or random start), and the
-        fit with the lower objective is kept; 0 switches that off. The engine's fit takes
-        0.4-4 CPU s even on tiny layers (its 200 iterations cost mostly per-iteration
-        overhead): the default keeps it for the smallest data-free fits, where it took
-        under 1 s and sometimes ended about 1 % lower; on data-aware layers of up to a few
-        thousand weights it ended 0-4 % lower on some and higher on others, at 10-20 times
-        the time of the alternating fit (raise this to try it there too).
+        fit with the lower objective is kept; so are data-free layers of up to 2000
+        weights while this is positive; 0 switches that off. The engine's data-free fit
+        of such a layer takes 0.2-0.4 CPU s (200 iterations; there they ended up to 3 %
+        below the alternating fits); its data-aware fits take several times longer
+        (the response term goes through transforms): data-aware layers of up to 2000
+        weights get Levenberg-Marquardt runs instead (numpy, dense steps, seeded
+        starts, ``max_iter`` steps each), larger ones only the alternating fit unless
+        this is raised (on layers of up to a few thousand weights the engine then ended
+        0-4 % lower on some and higher on others, at 10-20 times the time).
     """
 
     solver: Solver = "auto"

@@ -1,11 +1,14 @@
 """Helpers shared by the kinds held in chunks (:mod:`sdf.tensors._dask`,
-:mod:`sdf.tensors._dask_entries`): the reduction tree and the BLAS thread limit.
+:mod:`sdf.tensors._dask_entries`): the reduction tree, and the BLAS thread limit of chunk tasks (dask's threads give
+the parallelism; worker processes of dask.distributed start with one BLAS thread
+already).
 Nothing here imports dask."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
+
+from sdf._blas import one_blas_thread
 
 __all__ = ["FAN_IN", "Partial", "is_chunked_array", "merge", "one_blas_thread"]
 
@@ -13,15 +16,6 @@ __all__ = ["FAN_IN", "Partial", "is_chunked_array", "merge", "one_blas_thread"]
 Partial = dict[tuple[Any, ...], Any]
 #: Partial results summed by one task of the reduction tree.
 FAN_IN = 8
-
-
-def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
-    """BLAS single-threaded while chunk tasks run in this process: dask's threads give
-    the parallelism, and small per-chunk GEMMs on contended BLAS threads run many times
-    slower. (Worker processes of dask.distributed start with one BLAS thread already.)"""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1)
 
 
 def merge(*parts: Partial) -> Partial:

@@ -134,7 +134,9 @@ def test_response_rounds_never_end_above_the_warm_start(rng):
     assert aware.info.objective < start
 
 
-def test_capped_fits_say_iteration_cap(rng):
+def test_capped_fits_say_iteration_cap(rng, monkeypatch):
+    import sdf.models.compress.conv as conv
+    monkeypatch.setattr(conv, "_LM_WEIGHTS", 0)  # the alternating fit alone
     W = _decaying_weight(rng, 16, 8)
     X = _maps(rng, 3, 8, 6)
     res = compress_conv(W, "cp", rank=20, X=X, padding=1, options=CompressOptions(
