@@ -44,6 +44,8 @@ from typing import Callable
 import numpy as np
 import scipy.linalg as sla
 
+from sdf.algebra import nearest_kron
+
 __all__: list[str] = []
 
 #: Relative size of the seeded perturbation of the spatial factors before ALS
@@ -223,40 +225,6 @@ def response_objective(Wm: np.ndarray, factors: list[np.ndarray], M: np.ndarray)
     return float(np.vdot(E @ M, E))
 
 
-def rearrange(M: np.ndarray, i: int, m: int) -> np.ndarray:
-    """``M`` (i m x i m) rearranged to (i i x m m), so that ``A kron B`` becomes the rank-one
-    ``vec(A) vec(B)^T`` (Van Loan and Pitsianis)."""
-    return M.reshape(i, m, i, m).transpose(0, 2, 1, 3).reshape(i * i, m * m)
-
-
-def leading_kron(Rm: np.ndarray, i: int, m: int, shift: float = 0.0, iterations: int = 20
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """``A`` (i x i), ``B`` (m x m) with ``A kron B`` nearest to ``M - shift I``
-    (Frobenius), from the rearranged ``Rm`` of ``M`` (:func:`rearrange`; the shift enters
-    as the rank-one ``shift vec(I_i) vec(I_m)^T``, so ``M - shift I`` is never formed):
-    the leading singular pair by power iteration from ``B = I``, signed so that
-    ``trace(B) > 0``."""
-    eye_i, eye_m = np.eye(i).ravel(), np.eye(m).ravel()
-
-    def times(v: np.ndarray) -> np.ndarray:
-        return Rm @ v - shift * float(eye_m @ v) * eye_i
-
-    v = eye_m / np.sqrt(m)
-    for _ in range(iterations):
-        u = times(v)
-        v = Rm.T @ u - shift * float(eye_i @ u) * eye_m
-        v /= np.linalg.norm(v) or 1.0
-    A, B = times(v).reshape(i, i), v.reshape(m, m)
-    return (-A, -B) if np.trace(B) < 0 else (A, B)
-
-
-def nearest_kron(M: np.ndarray, i: int, m: int, iterations: int = 20
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """``A`` (i x i), ``B`` (m x m) with ``A kron B`` nearest to ``M`` (Frobenius; see
-    :func:`leading_kron`), signed so that ``trace(B) > 0``."""
-    return leading_kron(rearrange(M, i, m), i, m, 0.0, iterations)
-
-
 @dataclass(frozen=True)
 class Metric:
     """The metric ``M`` (d x d) of the response objective, its identity part ``scale``
@@ -309,7 +277,7 @@ class InputPreconditioner:
 
     ``c`` is the metric's identity part (the weight term's weight, :attr:`Metric.scale`) and
     ``A kron B`` (``A`` in x in, ``B`` kh kw x kh kw) the nearest Kronecker product of ``M -
-    c I`` (:func:`leading_kron`, from the rearranged ``M``, ``Rm``). With the other factors
+    c I`` (:func:`sdf.algebra.nearest_kron` with a shift). With the other factors
     fixed, the Hessian in ``U_in`` is then ``A kron C1 + I kron C2``, ``C1 = U_out^T U_out *
     S^T B S``, ``C2 = c U_out^T U_out * S^T S`` (``S = kr(U_h, U_w)``): in the eigenvectors
     of ``A`` (fixed over the fit) and the generalised eigenvectors of ``(C1, C2)`` (one
@@ -320,9 +288,9 @@ class InputPreconditioner:
     plain Kronecker preconditioner ``A^{-1} X C1^{-1}``.
     """
 
-    def __init__(self, Rm: np.ndarray, scale: float, i: int, m: int) -> None:
+    def __init__(self, M: np.ndarray, scale: float, i: int, m: int) -> None:
         self.scale = scale
-        self.A, self.B = leading_kron(Rm, i, m, scale)
+        self.A, self.B = nearest_kron(M, (i, i), (m, m), shift=scale)
         lam, self.V = np.linalg.eigh(self.A)
         self.lam = np.maximum(lam, 0.0)
 
@@ -501,11 +469,10 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
     if cg_iterations is None:
         schedule = cg_schedule(W.shape, R, metric, work, max_rounds)
         cg_iterations, work, separate = schedule.iterations, schedule.work, schedule.separate
-    Rm = rearrange(M, i, kh * kw)
-    precondition = InputPreconditioner(Rm, metric.scale if separate else 0.0, i, kh * kw)
+    precondition = InputPreconditioner(M, metric.scale if separate else 0.0, i, kh * kw)
     # the spatial factors' preconditioner reads the nearest Kronecker product of M
-    KA = (precondition.A if not precondition.scale else leading_kron(Rm, i, kh * kw)[0]
-          ) if cg_iterations[1] else None
+    KA = (precondition.A if not precondition.scale
+          else nearest_kron(M, (i, i), (kh * kw, kh * kw))[0]) if cg_iterations[1] else None
     start_value = value = np.inf
     current, previous = start, start
     stop, rounds, spent, momentum = "iteration cap", 0, 0.0, 0

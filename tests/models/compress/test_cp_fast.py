@@ -155,14 +155,6 @@ def test_fast_fit_is_deterministic(rng):
     np.testing.assert_array_equal(a.weight_approx, b.weight_approx)
 
 
-def test_nearest_kron_of_a_kron_product_is_exact(rng):
-    A = rng.standard_normal((5, 5))
-    B = rng.standard_normal((4, 4))
-    A, B = A @ A.T, B @ B.T
-    KA, KB = _cp.nearest_kron(np.kron(A, B), 5, 4)
-    np.testing.assert_allclose(np.kron(KA, KB), np.kron(A, B), rtol=1e-10, atol=1e-10)
-
-
 @pytest.mark.parametrize("name", ["cp_work", "cp_response_work", "cp_engine_size"])
 def test_cp_budgets_must_be_nonnegative(name):
     with pytest.raises(OptionError, match=f"CompressOptions.{name} must be >= 0, got -1"):
@@ -284,7 +276,7 @@ def test_input_preconditioner_is_the_exact_inverse_for_a_kronecker_metric(rng):
     M = 0.3 * np.eye(9 * i) + np.kron(A @ A.T, B @ B.T)
     W = rng.standard_normal((o, i, 3, 3))
     factors = [rng.standard_normal((s, rank)) for s in (o, i, 3, 3)]
-    pre = _cp.InputPreconditioner(_cp.rearrange(M, i, 9), 0.3, i, 9)
+    pre = _cp.InputPreconditioner(M, 0.3, i, 9)
     Uo, Ui, Uh, Uw = factors
     solve = pre.solver(Uo.T @ Uo, _cp._kr(Uh, Uw))
     # the Hessian of the objective in U_in, column by column
@@ -305,7 +297,7 @@ def test_input_preconditioner_without_identity_part_is_the_kronecker_solve(rng):
     A = rng.standard_normal((i, i))
     B = rng.standard_normal((9, 9))
     M = np.kron(A @ A.T, B @ B.T)
-    pre = _cp.InputPreconditioner(_cp.rearrange(M, i, 9), 0.0, i, 9)
+    pre = _cp.InputPreconditioner(M, 0.0, i, 9)
     Go, S = np.eye(rank) + 0.1, rng.standard_normal((9, rank))
     X = rng.standard_normal((i, rank))
     expected = np.linalg.solve(pre.A, X) @ np.linalg.inv(Go * (S.T @ pre.B @ S))
@@ -351,15 +343,6 @@ def test_default_cp_skips_the_engine_on_a_data_aware_small_layer(rng):
     assert res.info.solver == "numpy" and "the lower objective" not in res.info.message
     assert res.info.objective == compress_conv(W, "cp", ratio=0.5, X=X, padding=1,
                                                options=FAST).info.objective
-
-
-def test_shifted_nearest_kron_is_that_of_the_shifted_matrix(rng):
-    A = rng.standard_normal((5, 5))
-    B = rng.standard_normal((4, 4))
-    M = 0.7 * np.eye(20) + np.kron(A @ A.T, B @ B.T) + 0.01 * rng.standard_normal((20, 20))
-    shifted = _cp.leading_kron(_cp.rearrange(M, 5, 4), 5, 4, 0.7, iterations=50)
-    direct = _cp.nearest_kron(M - 0.7 * np.eye(20), 5, 4, iterations=50)
-    np.testing.assert_allclose(np.kron(*shifted), np.kron(*direct), rtol=1e-9, atol=1e-9)
 
 
 def test_gram_solver_solves_and_falls_back_to_least_squares(rng):
