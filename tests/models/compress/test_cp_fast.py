@@ -8,28 +8,9 @@ from sdf.models.compress import CompressOptions, _fit, compress_conv, im2col
 from sdf.models.compress import _cp
 from sdf.models.diagnostics import fms
 
+from cp_layers import decaying_weight, planted, relu_maps
+
 FAST = CompressOptions(cp_engine_size=0)  # the alternating fit alone
-
-
-def _planted(rng, shape, rank, noise=0.0):
-    U = [rng.standard_normal((n, rank)) for n in shape]
-    W = np.einsum("or,ir,hr,wr->oihw", *U)
-    N = rng.standard_normal(shape)
-    return W + noise * np.linalg.norm(W) / np.linalg.norm(N) * N, U
-
-
-def _decaying_weight(rng, o, i):
-    """A trained-like weight: singular values k^-0.6 of the (out, in*9) matrix."""
-    k = min(o, 9 * i)
-    U = np.linalg.qr(rng.standard_normal((o, k)))[0]
-    V = np.linalg.qr(rng.standard_normal((9 * i, k)))[0]
-    return ((U * np.arange(1, k + 1) ** -0.6) @ V.T).reshape(o, i, 3, 3)
-
-
-def _maps(rng, n, i, hw):
-    mix = rng.standard_normal((i, i)) * np.linspace(0.2, 2, i)
-    return np.maximum(np.einsum("ij,njhw->nihw", mix, rng.standard_normal((n, i, hw, hw))) + 0.3,
-                      0.0)
 
 
 def _metric(W, X, balance):
@@ -50,7 +31,7 @@ def _weight_from_pieces(res):
 
 
 def test_slice_start_is_an_exact_cp_whose_error_is_the_discarded_tails(rng):
-    W = _decaying_weight(rng, 12, 7)
+    W = decaying_weight(rng, 12, 7)
     rank = 20
     factors, err2 = _cp.spatial_slices_start(W, rank)
     assert [f.shape for f in factors] == [(12, rank), (7, rank), (3, rank), (3, rank)]
@@ -68,7 +49,7 @@ def test_slice_start_is_an_exact_cp_whose_error_is_the_discarded_tails(rng):
 
 
 def test_slice_start_water_filling_beats_equal_ranks(rng):
-    W = _decaying_weight(rng, 10, 6)
+    W = decaying_weight(rng, 10, 6)
     _, err2 = _cp.spatial_slices_start(W, 18)
     Qh = np.linalg.svd(W.transpose(2, 0, 1, 3).reshape(3, -1))[0]
     Qw = np.linalg.svd(W.transpose(3, 0, 1, 2).reshape(3, -1))[0]
@@ -78,7 +59,7 @@ def test_slice_start_water_filling_beats_equal_ranks(rng):
 
 
 def test_planted_cp_is_recovered_to_the_noise_level(rng):
-    W, U = _planted(rng, (20, 16, 3, 3), 12, noise=1e-3)
+    W, U = planted(rng, (20, 16, 3, 3), 12, noise=1e-3)
     res = compress_conv(W, "cp", rank=12, options=FAST)
     assert not res.info.message.startswith("GEVD")  # the noisy weight has no exact GEVD
     assert res.weight_error < 1.2e-3
@@ -89,8 +70,8 @@ def test_planted_cp_is_recovered_to_the_noise_level(rng):
 
 @pytest.mark.parametrize("aware", [False, True], ids=["free", "aware"])
 def test_reported_objective_is_the_one_of_the_returned_pieces(rng, aware):
-    W = _decaying_weight(rng, 16, 8)
-    X = _maps(rng, 3, 8, 6) if aware else None
+    W = decaying_weight(rng, 16, 8)
+    X = relu_maps(rng, 3, 8, 6) if aware else None
     res = compress_conv(W, "cp", ratio=0.5, X=X, padding=1, options=FAST)
     w_w, M = _metric(W, X, 0.9)
     E = (_weight_from_pieces(res) - W).reshape(16, -1)
@@ -104,7 +85,7 @@ def test_reported_objective_is_the_one_of_the_returned_pieces(rng, aware):
 
 @pytest.mark.filterwarnings("ignore:term .weight.")
 def test_small_layer_keeps_the_lower_objective_of_both_fits(rng):
-    W = _decaying_weight(rng, 12, 6)
+    W = decaying_weight(rng, 12, 6)
     from sdf.models.compress.conv import _fit_cp_fast
     both = compress_conv(W, "cp", rank=10)
     # the engine candidate runs beside one start of the alternating fit
@@ -116,8 +97,8 @@ def test_small_layer_keeps_the_lower_objective_of_both_fits(rng):
 
 
 def test_response_rounds_never_end_above_the_warm_start(rng):
-    W = _decaying_weight(rng, 16, 8)
-    X = _maps(rng, 3, 8, 6)
+    W = decaying_weight(rng, 16, 8)
+    X = relu_maps(rng, 3, 8, 6)
     w_w, M = _metric(W, X, 0.9)
     free = compress_conv(W, "cp", rank=20, padding=1, options=FAST)
     warm = [p.weight for p in free.pieces]
@@ -137,8 +118,8 @@ def test_response_rounds_never_end_above_the_warm_start(rng):
 def test_capped_fits_say_iteration_cap(rng, monkeypatch):
     import sdf.models.compress.conv as conv
     monkeypatch.setattr(conv, "_LM_WEIGHTS", 0)  # the alternating fit alone
-    W = _decaying_weight(rng, 16, 8)
-    X = _maps(rng, 3, 8, 6)
+    W = decaying_weight(rng, 16, 8)
+    X = relu_maps(rng, 3, 8, 6)
     res = compress_conv(W, "cp", rank=20, X=X, padding=1, options=CompressOptions(
         cp_engine_size=0, cp_work=1.0, cp_response_work=1.0))
     assert "ALS (1 sweeps, iteration cap)" in res.info.message
@@ -150,7 +131,7 @@ def test_capped_fits_say_iteration_cap(rng, monkeypatch):
 
 
 def test_fast_fit_is_deterministic(rng):
-    W = _decaying_weight(rng, 16, 8)
+    W = decaying_weight(rng, 16, 8)
     a, b = (compress_conv(W, "cp", ratio=0.4, options=FAST) for _ in range(2))
     np.testing.assert_array_equal(a.weight_approx, b.weight_approx)
 
@@ -162,8 +143,8 @@ def test_cp_budgets_must_be_nonnegative(name):
 
 
 def _small_aware(rng, o=8, i=6, rank=7, n=2, hw=5):
-    W = _decaying_weight(rng, o, i)
-    X = _maps(rng, n, i, hw)
+    W = decaying_weight(rng, o, i)
+    X = relu_maps(rng, n, i, hw)
     w_w, M = _metric(W, X, 0.9)
     factors = [rng.standard_normal((s, rank)) for s in (o, i, 3, 3)]
     return W, M, factors
@@ -251,7 +232,7 @@ def test_wide_layer_with_few_patches_gains_from_long_cg_runs(rng):
     through the calibration root) end lower than rounds of one preconditioned gradient
     step, and well below the data-free warm start."""
     from sdf.models.compress.conv import _cp_metric
-    W = _decaying_weight(rng, 8, 40)
+    W = decaying_weight(rng, 8, 40)
     X = np.maximum(rng.standard_normal((1, 40, 5, 5)) + 0.3, 0.0)
     calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
     w_w, w_r = _fit.term_weights(W.reshape(8, -1), calib, 0.9)
@@ -319,8 +300,8 @@ def test_contract_is_the_gradient_contraction(rng):
 def test_extrapolated_rounds_end_lower_and_never_rise(rng):
     """The accelerated rounds: never above the start, the objective recomputed from the
     factors, and lower than as many plain rounds on a slowly converging fit."""
-    W = _decaying_weight(rng, 16, 8)
-    X = _maps(rng, 3, 8, 6)
+    W = decaying_weight(rng, 16, 8)
+    X = relu_maps(rng, 3, 8, 6)
     w_w, M = _metric(W, X, 0.9)
     start = _cp.als_weight(W, _cp.spatial_slices_start(W, 20)[0], 50, 1e-6, 0).factors
     metric = _cp.Metric(M, w_w)
@@ -337,8 +318,8 @@ def test_extrapolated_rounds_end_lower_and_never_rise(rng):
 
 
 def test_default_cp_skips_the_engine_on_a_data_aware_small_layer(rng):
-    W = _decaying_weight(rng, 16, 8)
-    X = _maps(rng, 3, 8, 6)
+    W = decaying_weight(rng, 16, 8)
+    X = relu_maps(rng, 3, 8, 6)
     res = compress_conv(W, "cp", ratio=0.5, X=X, padding=1)
     assert res.info.solver == "numpy" and "the lower objective" not in res.info.message
     assert res.info.objective == compress_conv(W, "cp", ratio=0.5, X=X, padding=1,
@@ -358,9 +339,9 @@ def test_gram_solver_solves_and_falls_back_to_least_squares(rng):
 def _aware_problem(rng, o=8, i=4):
     """A small data-aware CP problem: weight, calibration, term weights and metric."""
     from sdf.models.compress.conv import _cp_metric
-    W = _decaying_weight(rng, o, i)
+    W = decaying_weight(rng, o, i)
     calib = _fit.Calibration.from_rows(
-        im2col(_maps(rng, 4, i, 8), (3, 3), (1, 1), (1, 1), (1, 1)))
+        im2col(relu_maps(rng, 4, i, 8), (3, 3), (1, 1), (1, 1), (1, 1)))
     w_w, w_r = _fit.term_weights(W.reshape(o, -1), calib, 0.9)
     return W, calib, w_w, w_r, _cp_metric(calib, w_w, w_r).dense
 
@@ -389,8 +370,8 @@ def test_random_start_fit_reports_its_start_and_its_objective(rng):
 
 
 def test_small_layer_starts_are_reproducible_with_a_seed(rng):
-    W = _decaying_weight(rng, 16, 8)
-    X = _maps(rng, 4, 8, 8)
+    W = decaying_weight(rng, 16, 8)
+    X = relu_maps(rng, 4, 8, 8)
     fits = [compress_conv(W, "cp", ratio=0.5, X=X, padding=1,
                           options=CompressOptions(seed=s)) for s in (3, 3, 4)]
     assert "starts" in fits[0].info.message

@@ -6,25 +6,7 @@ import pytest
 from sdf.models.compress import CompressOptions, _cp, _cp_lm, compress_conv
 from sdf.models.diagnostics import fms
 
-
-def _planted(rng, shape, rank):
-    U = [rng.standard_normal((n, rank)) for n in shape]
-    return np.einsum("or,ir,hr,wr->oihw", *U), U
-
-
-def _decaying_weight(rng, o, i):
-    """As benchmarks/bench_cp_small.py: singular values k^-0.6 of the (out, in*9) matrix."""
-    k = min(o, 9 * i)
-    U = np.linalg.qr(rng.standard_normal((o, k)))[0]
-    V = np.linalg.qr(rng.standard_normal((9 * i, k)))[0]
-    return ((U * np.arange(1, k + 1) ** -0.6) @ V.T).reshape(o, i, 3, 3)
-
-
-def _relu_maps(rng, n, i, hw):
-    """As benchmarks/bench_cp_small.py: ReLU maps with correlated channels."""
-    mix = rng.standard_normal((i, i)) * np.linspace(0.2, 2, i)
-    return np.maximum(np.einsum("ij,njhw->nihw", mix, rng.standard_normal((n, i, hw, hw)))
-                      + 0.3, 0.0)
+from cp_layers import decaying_weight, planted, relu_maps
 
 
 def test_column_jacobians_match_finite_differences(rng):
@@ -62,7 +44,7 @@ def test_gradient_halves_match_finite_differences(rng):
 
 
 def test_recovers_a_planted_cp_from_a_random_start(rng):
-    W, U = _planted(rng, (6, 4, 3, 3), 3)
+    W, U = planted(rng, (6, 4, 3, 3), 3)
     start = [rng.standard_normal((n, 3)) for n in W.shape]
     fit = _cp_lm.levenberg_marquardt(W, start, np.eye(36), 200, 1e-14)
     assert fit.objective < 1e-16 * np.vdot(W, W)
@@ -70,7 +52,7 @@ def test_recovers_a_planted_cp_from_a_random_start(rng):
 
 
 def test_fits_a_metric_and_never_ends_above_its_start(rng):
-    W, _ = _planted(rng, (6, 4, 3, 3), 4)
+    W, _ = planted(rng, (6, 4, 3, 3), 4)
     W = W + 0.3 * rng.standard_normal(W.shape)
     A = rng.standard_normal((36, 50))
     M = A @ A.T / 50 + 0.1 * np.eye(36)
@@ -96,7 +78,7 @@ def test_only_tiny_layers_get_levenberg_marquardt_runs():
 
 def _layer(seed, o, i):
     rng = np.random.default_rng(seed)
-    return _decaying_weight(rng, o, i), _relu_maps(rng, 4, i, 8)
+    return decaying_weight(rng, o, i), relu_maps(rng, 4, i, 8)
 
 
 # layers of benchmarks/bench_cp_small.py where the default once ended above the engine
