@@ -26,6 +26,10 @@ With CP among the methods, a table compresses a wide 16x200x3x3 conv whose calib
 maps give fewer patches (256) than values per patch (1800), data-aware (with
 ``--cp-engine`` also by the engine's Gauss-Newton, which takes minutes there).
 
+A table compresses the 256x256x3x3 conv with 4x4 calibration maps (256 patches of 2304
+values, a Gram of rank 256: a late layer of an image network with a small calibration
+set), data-aware, by every conv method.
+
 A further table compresses the 32x16x3x3 conv2 of the digits CNN (the layer of the issue
 that took 154 s data-aware) with its real calibration inputs, by the default solver and
 by the engine-only path (``solver="engine"``), in the same process.
@@ -35,7 +39,7 @@ engine's Gauss-Newton fit (``CompressOptions(solver="engine")``, the path CP too
 the alternating fit) stopped by its callback at the cap, with the objective it reached.
 
 Usage: ``python benchmarks/bench_compress_speed.py [--cap CPU_SECONDS] [--before FILE]
-[--methods cp,svd,...] [--skip-network] [--skip-digits] [--cp-engine]
+[--methods cp,svd,...] [--skip-network] [--skip-digits] [--skip-few-patches] [--cp-engine]
 [--threads {1,default}] [--reps N] [--out FILE]``;
 writes the table to ``benchmarks/results/bench_compress_speed.txt`` (or ``--out``).
 ``--methods`` keeps only the rows of those methods (``svd``: the linear layer).
@@ -164,7 +168,7 @@ def _read_before(path: str | None) -> dict[str, tuple[float, ...]]:
     out = {}
     for line in Path(path).read_text().splitlines():
         parts = line.split()
-        if len(parts) >= 10 and parts[0] in ("free", "aware", "digits", "wide"):
+        if len(parts) >= 10 and parts[0] in ("free", "aware", "digits", "wide", "few"):
             try:
                 out[" ".join(parts[:3])] = tuple(float(v) for v in parts[7:10])
             except ValueError:
@@ -174,7 +178,7 @@ def _read_before(path: str | None) -> dict[str, tuple[float, ...]]:
 
 def _row(kind: str, layer: str, method: str, wall: float, cpu: float, unit: float,
          res: Any, objective: Objective, before: dict[str, tuple[float, ...]]) -> str:
-    target = TARGET.get("aware" if kind in ("digits", "wide") else kind)
+    target = TARGET.get("aware" if kind in ("digits", "wide", "few") else kind)
     read = wall if READ_ON["clock"] == "wall" else cpu
     t_ratio = "" if target is None else f"{read / target:.2f}"
     head = (f"{kind:7} {layer:14} {method:12} {wall:8.2f} {cpu:8.2f} {read / unit:7.1f} "
@@ -201,6 +205,7 @@ def main() -> None:
     parser.add_argument("--before", default=None, help="an earlier results file")
     parser.add_argument("--skip-digits", action="store_true")
     parser.add_argument("--skip-network", action="store_true")
+    parser.add_argument("--skip-few-patches", action="store_true")
     parser.add_argument("--methods", default=None,
                         help="comma-separated methods whose rows run (default: all)")
     parser.add_argument("--cp-engine", action="store_true",
@@ -278,12 +283,28 @@ def main() -> None:
                  f"{read / unit:7.1f} {read / TARGET['network']:7.2f} {ok}")
         if "cp" in methods:
             wide_table(emit, unit, args.cap, before, args.cp_engine)
+        if not args.skip_few_patches:
+            few_patches_table(emit, unit, args.cap, before, methods)
         if not args.skip_digits:
             digits_table(emit, unit, args.cap, before, methods)
     out = Path(args.out)
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(f"written to {out}")
+
+
+def few_patches_table(emit: Callable[[str], None], unit: float, cap: float,
+                      before: dict[str, tuple[float, ...]], methods: set[str]) -> None:
+    """A deep layer: the 256x256x3x3 conv with 4x4 calibration maps (16 of them: 256
+    patches of 2304 values, a calibration Gram of rank 256, as late layers of image
+    networks with a small calibration set give), data-aware, every conv method."""
+    W, X = conv_layer(np.random.default_rng(7), 256, 256, 16, 4)
+    obj = Objective(W, im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)), center=False)
+    emit("deep layer, few patches (256x256x3x3, 4x4 maps: 256 patches of 2304 values):")
+    for method in (m for m in CONV_METHODS if m in methods):
+        wall, cpu, res = timed(lambda: compress_conv(W, method, ratio=0.5, X=X, padding=1,
+                                                     input_hw=(4, 4)), cap)
+        emit(_row("few", "conv256/4x4", method, wall, cpu, unit, res, obj, before))
 
 
 def cp_engine_capped(W: np.ndarray, X: np.ndarray | None, cap: float
