@@ -138,8 +138,9 @@ class _Problem:
         if not (self.wide_by_root and self.thin_by_root):
             self.Mt = np.ascontiguousarray(
                 M.reshape(a, m, a, m).transpose(0, 1, 3, 2)).reshape(a * m * m, a)
-        # the preconditioner's input-side factor (the m-averaged block diagonal of M)
-        self.Ma_f = _factor(np.einsum("anbn->ab", M.reshape(a, m, a, m)) / m)
+        # the preconditioner's input-side factor (the m-averaged block diagonal of M),
+        # inverted (see _spd_inverse)
+        self.Ma_inv = _preconditioner_inverse(np.einsum("anbn->ab", M.reshape(a, m, a, m)) / m)
         Wm = W3.reshape(o, -1)
         WM = (self.root_weight * Wm + (Wm @ self.R.T) @ self.R if self.R is not None
               else Wm @ M)
@@ -157,7 +158,7 @@ class _Problem:
             self.W3, self.WM3, self.WMt))
         low.Mt, low.R, low.Rt = (None if A is None else A.astype(np.float32)
                                  for A in (self.Mt, self.R, self.Rt))
-        low.Ma_f = (self.Ma_f[0].astype(np.float32), self.Ma_f[1])
+        low.Ma_inv = self.Ma_inv.astype(np.float32)
         return low
 
     def weight_times(self, X: np.ndarray) -> np.ndarray:
@@ -232,13 +233,10 @@ class _Problem:
             return _contract(T, Qt)
 
         N = self.weight_contract(C)
-        Qb = np.einsum("rnsn->rs", Q4)
-        Ma_f = self.Ma_f
-        Qb_f = _factor(Qb)
+        Ma_inv, Qb_inv = self.Ma_inv, _preconditioner_inverse(np.einsum("rnsn->rs", Q4))
 
         def precond(R: np.ndarray) -> np.ndarray:
-            Z = sla.cho_solve(Ma_f, R, check_finite=False)
-            return sla.cho_solve(Qb_f, Z.T, check_finite=False).T
+            return (Ma_inv @ R) @ Qb_inv
 
         X, MX = F.copy(), MF.copy()
         steps = _metric_pcg(self.apply_metric, lambda P, MP: hess(MP), precond, N - hess(MF),
@@ -336,25 +334,13 @@ class _Curvature:
 def _curvature(p: _Point, Q4: np.ndarray, dtype: DTypeLike) -> _Curvature:
     """:class:`_Curvature` at ``p`` (``Q4 = C^T C``, (r, nu, s, lam)) in ``dtype``.
 
-    ``G^{-1}`` explicitly, from the Cholesky factor of ``p`` (in its precision, before any
-    cast): each Hessian product then multiplies by it (a matrix product on numpy's BLAS
-    threads) where a solve with the factor runs two triangular solves on scipy's single
-    thread (see :mod:`sdf._blas`): with a 1035 x 1035 ``G`` and 256 right-hand sides (a
-    256x256x3x3 conv's weight SVD) that step of the product took 17 ms, now 8 ms.
-    The CG directions need a few digits, which the inverse keeps unless ``G`` is
-    ill-conditioned to the working precision, when the factor's solve would not keep
-    them either.
+    ``G^{-1}`` explicitly (:func:`_spd_inverse`), from the Cholesky factor of ``p`` in
+    its precision, before any cast: with a 1035 x 1035 ``G`` and 256 right-hand sides (a
+    256x256x3x3 conv's weight SVD) that step of a Hessian product took 17 ms as a solve,
+    8 ms as a product.
     """
-    c, lower = p.GK_f
-    potri, = sla.get_lapack_funcs(("potri",), (c,))
-    inv, info = potri(c, lower=lower)
-    if info != 0:  # the factor came from a successful Cholesky: only NaN gets here
-        raise np.linalg.LinAlgError(f"potri failed (info {info})")
-    inv = np.tril(inv) if lower else np.triu(inv)
-    G_inv = inv + inv.T
-    G_inv[np.diag_indices_from(G_inv)] /= 2
     return _Curvature(_q_layout(Q4).astype(dtype, copy=False),
-                      G_inv.astype(dtype, copy=False))
+                      _spd_inverse(p.GK_f).astype(dtype, copy=False))
 
 
 def _inner(A: np.ndarray, B: np.ndarray) -> float:
@@ -386,6 +372,34 @@ def _factor(S: np.ndarray) -> tuple[np.ndarray, bool]:
             if ridge >= 1.0:  # S + scale I is positive definite unless S has NaN
                 raise
             ridge *= 100
+
+
+def _spd_inverse(factor: tuple[np.ndarray, bool]) -> np.ndarray:
+    """The inverse of a symmetric positive definite matrix from its Cholesky factor
+    (``scipy.linalg.cho_factor``'s pair), by LAPACK's ``potri``.
+
+    For the matrices the CG iterations here apply many times: a product with the
+    inverse runs on numpy's BLAS threads, where a solve with the factor runs two
+    triangular solves on scipy's single thread (see :mod:`sdf._blas`), several times
+    slower. The CG directions need a few digits, which the inverse keeps unless the
+    matrix is ill-conditioned to the working precision, when the solve would not keep
+    them either.
+    """
+    c, lower = factor
+    potri, = sla.get_lapack_funcs(("potri",), (c,))
+    inv, info = potri(c, lower=lower)
+    if info != 0:  # the factor came from a successful Cholesky: only NaN gets here
+        raise np.linalg.LinAlgError(f"potri failed (info {info})")
+    inv = np.tril(inv) if lower else np.triu(inv)
+    out = inv + inv.T
+    out[np.diag_indices_from(out)] /= 2
+    return out
+
+
+def _preconditioner_inverse(S: np.ndarray) -> np.ndarray:
+    """The inverse of ``S`` (symmetric positive semidefinite) with :func:`_factor`'s ridge:
+    a preconditioner's block, applied by products (:func:`_spd_inverse`)."""
+    return _spd_inverse(_factor(S))
 
 
 def _orthonormal(F: np.ndarray) -> np.ndarray:
@@ -430,11 +444,10 @@ def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float,
         hp, work, R, Q4 = p.astype(np.float32), low, R.astype(np.float32), Q4.astype(np.float32)
     curv = _curvature(p, Q4, hp.F.dtype)
     F = hp.F
-    Qb_f = _factor(np.einsum("rnsn->rs", Q4))
+    Qb_inv = _preconditioner_inverse(np.einsum("rnsn->rs", Q4))
 
     def precond(Y: np.ndarray) -> np.ndarray:
-        Z = sla.cho_solve(work.Ma_f, Y, check_finite=False)
-        Z = sla.cho_solve(Qb_f, Z.T, check_finite=False).T
+        Z = (work.Ma_inv @ Y) @ Qb_inv
         return Z - F @ (F.T @ Z)
 
     steps = _metric_pcg(work.apply_metric, lambda P, MP: work.hessvec(hp, curv, P, MP), precond,

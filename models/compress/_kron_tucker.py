@@ -116,15 +116,15 @@ class RankProducts:
     S_ls`` contracts a product with ``M`` (laid out (a, mu, lam, s), as
     :meth:`sdf.models.compress._kron._Problem.apply_metric`) with ``S``; ``S_mp`` is
     ``S[p, r, mu]`` laid out ((mu, p), r); ``FS[(a, nu), p] = sum_s F[a, s] S[p, s, nu]``;
-    ``MFS`` is ``MF`` contracted with ``S`` (a, (mu, p)); ``Qb_f`` the Cholesky factor of
-    the m-averaged diagonal blocks of ``C^T C = S^T S`` (the preconditioner's factor).
+    ``MFS`` is ``MF`` contracted with ``S`` (a, (mu, p)); ``Qb_inv`` the inverse of the
+    m-averaged diagonal blocks of ``C^T C = S^T S`` (the preconditioner's factor).
     """
 
     S_ls: np.ndarray
     S_mp: np.ndarray
     FS: np.ndarray
     MFS: np.ndarray
-    Qb_f: tuple[np.ndarray, bool]
+    Qb_inv: np.ndarray
 
 
 def _times(T4: np.ndarray, Y_ls: np.ndarray) -> np.ndarray:
@@ -151,10 +151,10 @@ def rank_residual(prob: _kron._Problem, p: RankPoint) -> tuple[np.ndarray, RankP
     S_ls, S_mp = _layouts(p.S, r, m)
     MFS = _times(p.MF, S_ls)
     FS = np.einsum("as,psn->anp", p.F, S3, optimize=True).reshape(a * m, -1)
-    Qb_f = _kron._factor(np.einsum("prn,psn->rs", S3, S3, optimize=True))
+    Qb_inv = _kron._preconditioner_inverse(np.einsum("prn,psn->rs", S3, S3, optimize=True))
     R = (np.einsum("oan,orn->ar", prob.WM3, p.C.reshape(o, r, m), optimize=True)
          - MFS @ S_mp)
-    return R - p.F @ (p.F.T @ R), RankProducts(S_ls, S_mp, FS, MFS, Qb_f)
+    return R - p.F @ (p.F.T @ R), RankProducts(S_ls, S_mp, FS, MFS, Qb_inv)
 
 
 def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarray
@@ -282,11 +282,10 @@ def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, products: Rank
     at a direction of non-positive curvature (keeping the steps so far, or the first
     direction itself when it is the first)."""
     F = p.F
-    Qb_f = products.Qb_f
+    Qb_inv = products.Qb_inv
 
     def precond(Y: np.ndarray) -> np.ndarray:
-        Z = sla.cho_solve(prob.Ma_f, Y, check_finite=False)
-        Z = sla.cho_solve(Qb_f, Z.T, check_finite=False).T
+        Z = (prob.Ma_inv @ Y) @ Qb_inv
         return Z - F @ (F.T @ Z)
 
     # the Hessian products here need no product with the metric to be tracked
