@@ -242,6 +242,9 @@ def compress_head(
     bias : ndarray of shape (K,), optional
     balance : float in [0, 1], default 0.9
         Share of the response term (ignored without ``X``).
+        At 1, a share of 1e-6 stays with the weight term when the calibration leaves input
+        directions unseen (fewer rows than inputs, a dead input): it settles the weights
+        along them, which the response alone leaves arbitrary.
     name : str, default "head"
     options : CompressOptions, optional
         Engine settings (``max_iter``, ``tol_fun``, ``tucker_tol_fun``, ``seed``, ...).

@@ -844,6 +844,9 @@ def compress_conv(
         reads a grid of fitted ranks.
     balance : float in [0, 1], default 0.9
         Share of the response term when ``X`` is given.
+        At 1, a share of 1e-6 stays with the weight term when the calibration leaves input
+        directions unseen (fewer rows than inputs, a dead input): it settles the weights
+        along them, which the response alone leaves arbitrary.
     ratio_of : {"params", "macs"}, default "params"
     input_hw : pair of int, optional
         Input spatial size for MAC counts (taken from ``X`` when given).

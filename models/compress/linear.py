@@ -194,6 +194,9 @@ def compress_linear(
         the bias absorbs the mean; see :mod:`sdf.models.compress._fit`).
     balance : float in [0, 1], default 0.9
         Share of the response term (ignored without ``X``); 1 switches the weight term off.
+        At 1, a share of 1e-6 stays with the weight term when the calibration leaves input
+        directions unseen (fewer rows than inputs, a dead input): it settles the weights
+        along them, which the response alone leaves arbitrary.
     ratio_of : {"params", "macs"}, default "params"
     name : str, default "linear"
     options : CompressOptions, optional

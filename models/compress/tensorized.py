@@ -482,6 +482,9 @@ def tensorize_linear(
         Passed to :func:`factor_sizes`.
     balance : float in [0, 1], default 0.9
         Share of the response term (ignored without ``X``).
+        At 1, a share of 1e-6 stays with the weight term when the calibration leaves input
+        directions unseen (fewer rows than inputs, a dead input): it settles the weights
+        along them, which the response alone leaves arbitrary.
     sweeps : int, default 10
         Alternating least squares sweeps after the TT-SVD / CP / HOOI start (0: none;
         stops earlier when a sweep lowers the objective by at most ``options.alt_tol`` of

@@ -100,3 +100,37 @@ def test_linear_reported_output_error_is_that_of_the_returned_layer(rng, bias, m
     y0 = y if b is None else y - b
     err = np.linalg.norm(res.forward(X) - y) / np.linalg.norm(y0)
     assert res.calib_output_error == pytest.approx(err, rel=1e-10)
+
+
+@pytest.mark.parametrize("method", ["weight_svd", "spatial_svd", "tucker2", "cp", "channel_svd"])
+def test_balance_one_with_unseen_inputs_keeps_the_weights_bounded(rng, method):
+    """32 calibration patches of 216 values: the response alone leaves most input
+    directions free (a spatial SVD's weights ran to 5e7 times their size); the weight
+    term's least share keeps every fit near the weight, at a response error of a few
+    1e-7 where the closed forms and alternations reach it."""
+    W = rng.standard_normal((32, 24, 3, 3))
+    X = np.maximum(rng.standard_normal((2, 24, 4, 4)) + 0.3, 0.0)
+    res = compress_conv(W, method, ratio=0.5, X=X, padding=1, balance=1.0)
+    assert res.weight_error < 1.0
+    free = compress_conv(W, method, ratio=0.5, X=X, padding=1, balance=0.5)
+    assert res.calib_output_error <= free.calib_output_error + 1e-6
+
+
+def test_weight_share_is_kept_only_where_inputs_are_unseen(rng):
+    Wm = rng.standard_normal((5, 6))
+    nw = float(np.vdot(Wm, Wm))
+    full = _fit.Calibration.from_rows(rng.standard_normal((40, 6)))
+    assert not full.leaves_inputs_unseen()
+    assert _fit.term_weights(Wm, full, 1.0)[0] == 0.0
+    few = _fit.Calibration.from_rows(rng.standard_normal((4, 6)))
+    dead = rng.standard_normal((40, 6))
+    dead[:, 2] = 0.0
+    for calib in (few, _fit.Calibration.from_rows(dead)):
+        assert calib.leaves_inputs_unseen()
+        w_w, w_r = _fit.term_weights(Wm, calib, 1.0)
+        assert w_w == pytest.approx(_fit.MIN_WEIGHT_SHARE / nw)
+        assert w_r == pytest.approx((1 - _fit.MIN_WEIGHT_SHARE) / calib.response_norm2(Wm))
+        # a balance below the cap is the user's
+        assert _fit.term_weights(Wm, calib, 0.9)[0] == pytest.approx(0.1 / nw)
+    centered = _fit.Calibration.from_rows(rng.standard_normal((6, 6)), center=True)
+    assert centered.leaves_inputs_unseen()
