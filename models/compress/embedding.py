@@ -27,6 +27,7 @@ import numpy as np
 import sdf.models.compress._formats as fmt
 from sdf.decomp import tt_svd
 from sdf.errors import DataError, ModelError
+from sdf.models.compress._fit import MIN_WEIGHT_SHARE
 from sdf.models.compress.linear import _check_balance, _check_matrix
 from sdf.models.compress.result import CompressOptions, FitInfo, check_rank_args
 from sdf.models.compress.tensorized import (_sizes, cp_start, params_at, rank_for_budget)
@@ -190,8 +191,9 @@ def factorize_embedding(
     pad : bool, default True
         Passed to :func:`~sdf.models.compress.factor_sizes`.
     balance : float in [0, 1], default 0.9
-        Share of the count-weighted term (ignored without ``ids``). With ``balance=1`` rows
-        never seen in the corpus are left to whatever the factors give them.
+        Share of the count-weighted term (ignored without ``ids``). With ``balance=1`` and
+        rows never seen in the corpus, a share of 1e-6 stays with the plain term: it holds
+        those rows near their values, which the counts alone leave free.
     sweeps : int, default 10
         Alternating least squares sweeps after the TT-SVD / CP start.
     name : str, default "embedding"
@@ -243,6 +245,8 @@ def factorize_embedding(
         assert counts is not None
         norm_w = float(np.vdot(E, E)) or 1.0
         norm_r = float(counts @ np.sum(E * E, axis=1)) or 1.0
+        if balance > 1.0 - MIN_WEIGHT_SHARE and np.any(counts == 0):
+            balance = 1.0 - MIN_WEIGHT_SHARE  # unseen rows: see _fit.MIN_WEIGHT_SHARE
         diag[:vocab] = (1.0 - balance) / norm_w + balance * counts / norm_r
     else:
         diag[:vocab] = 1.0

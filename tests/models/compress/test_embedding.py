@@ -78,6 +78,20 @@ def test_frequency_weighting_lowers_error_on_used_rows(format, rng):
     assert aware.weighted_error < 0.8 * err(plain)
 
 
+@pytest.mark.parametrize("format", ["tt", "cp"])
+def test_balance_one_holds_unseen_rows_near_their_values(format, rng):
+    """Rows 32-63 never occur: the counts say nothing of them, the weight term's least
+    share keeps them closer than the zero rows the counted term alone gave (relative
+    error 1.0), at the same count-weighted error."""
+    E = rng.standard_normal((64, 16))
+    ids = rng.integers(0, 32, 500)
+    res = factorize_embedding(E, format, ratio=0.3, ids=ids, balance=1.0)
+    unseen = np.linalg.norm(res.dense()[32:] - E[32:]) / np.linalg.norm(E[32:])
+    assert unseen < 0.99
+    near = factorize_embedding(E, format, ratio=0.3, ids=ids, balance=0.999)
+    assert res.weighted_error <= near.weighted_error + 1e-9
+
+
 def test_bad_ids_and_arguments(rng):
     E = rng.standard_normal((100, 8))
     with pytest.raises(DataError, match=r"ids must lie in \[0, 100\)"):
