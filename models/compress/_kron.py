@@ -139,7 +139,7 @@ class _Problem:
             self.Mt = np.ascontiguousarray(
                 M.reshape(a, m, a, m).transpose(0, 1, 3, 2)).reshape(a * m * m, a)
         # the preconditioner's input-side factor (the m-averaged block diagonal of M),
-        # inverted (see _spd_inverse)
+        # inverted (see _preconditioner_inverse)
         self.Ma_inv = _preconditioner_inverse(np.einsum("anbn->ab", M.reshape(a, m, a, m)) / m)
         Wm = W3.reshape(o, -1)
         WM = (self.root_weight * Wm + (Wm @ self.R.T) @ self.R if self.R is not None
