@@ -28,8 +28,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
-from sdf._blas import one_blas_thread
-from sdf.models.compress._cp import CPFit, response_objective
+from sdf.models.compress._cp import CPFit, _kr, response_objective
 
 __all__: list[str] = []
 
@@ -44,10 +43,6 @@ def step_cost(shape: tuple[int, ...], rank: int) -> float:
     _, i, kh, kw = shape
     n, d = rank * (i + kh + kw), i * kh * kw
     return n ** 3 / 3 + n * n * (d + rank)
-
-
-def _kr(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    return (A[:, None, :] * B[None, :, :]).reshape(-1, A.shape[1])
 
 
 def _column_jacobians(Ui: np.ndarray, Uh: np.ndarray, Uw: np.ndarray) -> np.ndarray:
@@ -118,14 +113,9 @@ def levenberg_marquardt(W: np.ndarray, factors: list[np.ndarray], M: np.ndarray,
     (tried ones included; "iteration cap"), when an accepted step lowers the objective by
     at most ``tol`` times its value ("converged") or when the damping grows past
     ``_MAX_DAMPING`` times that diagonal ("stalled"). Returns the last accepted iterate
-    (never above the start), its objective recomputed from the factors.
+    (never above the start), its objective recomputed from the factors. Its products are
+    small: callers run it on one BLAS thread (:func:`sdf._blas.one_blas_thread`).
     """
-    with one_blas_thread():
-        return _levenberg_marquardt(W, factors, M, max_iter, tol)
-
-
-def _levenberg_marquardt(W: np.ndarray, factors: list[np.ndarray], M: np.ndarray,
-                         max_iter: int, tol: float) -> CPFit:
     o, i, kh, kw = W.shape
     Wm = W.reshape(o, -1)
     current = [np.array(f, dtype=float) for f in factors]

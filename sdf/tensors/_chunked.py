@@ -1,16 +1,11 @@
 """Helpers shared by the kinds held in chunks (:mod:`sdf.tensors._dask`,
-:mod:`sdf.tensors._dask_entries`): the reduction tree, and the BLAS thread limit of chunk tasks (dask's threads give
-the parallelism; worker processes of dask.distributed start with one BLAS thread
-already).
-Nothing here imports dask."""
+:mod:`sdf.tensors._dask_entries`): the reduction tree. Nothing here imports dask."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sdf._blas import one_blas_thread
-
-__all__ = ["FAN_IN", "Partial", "is_chunked_array", "merge", "one_blas_thread"]
+__all__ = ["FAN_IN", "Partial", "is_chunked_array", "merge"]
 
 #: Partial results of chunk tasks, summed key by key.
 Partial = dict[tuple[Any, ...], Any]

@@ -50,7 +50,8 @@ from sdf.tensors._base import (
     _check_no_inf,
     _check_shape,
 )
-from sdf.tensors._chunked import FAN_IN, Partial, is_chunked_array, merge, one_blas_thread
+from sdf._blas import one_blas_thread
+from sdf.tensors._chunked import FAN_IN, Partial, is_chunked_array, merge
 from sdf.tensors._convert import register_data_kind
 
 __all__ = ["DaskTensor", "MAX_DENSE_BYTES", "MAX_KNOWN_BYTES"]

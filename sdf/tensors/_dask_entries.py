@@ -32,7 +32,8 @@ import numpy as np
 
 from sdf.errors import DataError
 from sdf.tensors._base import KnownEntries, Tensor, _check_shape, _strides
-from sdf.tensors._chunked import FAN_IN, Partial, merge, one_blas_thread
+from sdf._blas import one_blas_thread
+from sdf.tensors._chunked import FAN_IN, Partial, merge
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor
 
 __all__ = ["DaskEntriesTensor"]
