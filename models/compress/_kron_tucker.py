@@ -117,7 +117,10 @@ class RankProducts:
     :meth:`sdf.models.compress._kron._Problem.apply_metric`) with ``S``; ``S_mp`` is
     ``S[p, r, mu]`` laid out ((mu, p), r); ``FS[(a, nu), p] = sum_s F[a, s] S[p, s, nu]``;
     ``MFS`` is ``MF`` contracted with ``S`` (a, (mu, p)); ``Qb_inv`` the inverse of the
-    m-averaged diagonal blocks of ``C^T C = S^T S`` (the preconditioner's factor).
+    m-averaged diagonal blocks of ``C^T C = S^T S`` (the preconditioner's factor);
+    ``G_inv`` the inverse of ``G = K^T M K`` (a product with it runs on numpy's BLAS
+    threads, a solve with the Cholesky factor on scipy's single one: see
+    :func:`sdf.models.compress._kron._spd_inverse`).
     """
 
     S_ls: np.ndarray
@@ -125,6 +128,7 @@ class RankProducts:
     FS: np.ndarray
     MFS: np.ndarray
     Qb_inv: np.ndarray
+    G_inv: np.ndarray
 
 
 def _times(T4: np.ndarray, Y_ls: np.ndarray) -> np.ndarray:
@@ -140,11 +144,13 @@ def _layouts(Y: np.ndarray, r: int, m: int) -> tuple[np.ndarray, np.ndarray]:
             Y3.transpose(2, 0, 1).reshape(-1, r))
 
 
-def rank_residual(prob: _kron._Problem, p: RankPoint) -> tuple[np.ndarray, RankProducts]:
+def rank_residual(prob: _kron._Problem, p: RankPoint, G_inv: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, RankProducts]:
     """``-1/2`` the gradient of ``f`` (horizontal) and the point's :class:`RankProducts`.
 
     The gradient's part ``M K C^T C`` is ``MFS`` contracted with ``S`` again (``C^T C = S^T
-    S``)."""
+    S``). ``G_inv``: the inverse of ``K^T M K`` when already computed (in float64 for a
+    float32 copy of the point: inverting the float32 factor would lose digits)."""
     o, a, m = prob.shape
     r = p.F.shape[1]
     S3 = p.S.reshape(-1, r, m)
@@ -154,7 +160,8 @@ def rank_residual(prob: _kron._Problem, p: RankPoint) -> tuple[np.ndarray, RankP
     Qb_inv = _kron._preconditioner_inverse(np.einsum("prn,psn->rs", S3, S3, optimize=True))
     R = (np.einsum("oan,orn->ar", prob.WM3, p.C.reshape(o, r, m), optimize=True)
          - MFS @ S_mp)
-    return R - p.F @ (p.F.T @ R), RankProducts(S_ls, S_mp, FS, MFS, Qb_inv)
+    G_inv = _kron._spd_inverse(p.GK_f) if G_inv is None else G_inv
+    return R - p.F @ (p.F.T @ R), RankProducts(S_ls, S_mp, FS, MFS, Qb_inv, G_inv)
 
 
 def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarray
@@ -182,7 +189,7 @@ def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.nda
     # V_p^T dA U with dA = dP C*^T + C* dP^T - C* dG C*^T, and the eigenspace's move
     Z = ((p.Vp.T @ dP) @ S.T + Sp @ (Ut_dP.T - dG_St)) / p.gaps
     # T = U^T dC (dU^T C* + U^T dC*); V_p^T dC = Z S
-    T = Z.T @ Sp + sla.cho_solve(p.GK_f, (Ut_dP - dG_St.T).T, check_finite=False).T
+    T = Z.T @ Sp + (Ut_dP - dG_St.T) @ pr.G_inv
     dC = p.Vp @ (Z @ S) + U @ T
     T_ls, T_mp = _layouts(T, r, m)
     # M dK C^T C + M K (dC^T C + C^T dC) with C = U S, U^T dC = T
@@ -246,8 +253,9 @@ class RankNewton:
         low = self._single(prob)
         if low is not prob:  # the products from the float32 point: one conversion
             p_low = _single_point(p)
-            R = rank_residual(prob, p)[0].astype(np.float32)
-            products = rank_residual(low, p_low)[1]
+            R, exact = rank_residual(prob, p)
+            R = R.astype(np.float32)
+            products = rank_residual(low, p_low, exact.G_inv.astype(np.float32))[1]
         else:
             p_low = p
             R, products = rank_residual(prob, p)
