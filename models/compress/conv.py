@@ -187,7 +187,13 @@ def _alternate(W3: np.ndarray, M: np.ndarray,
     gsvd = _kron.nearest_kron_start(W3, M, rank)
     if gsvd is not None:
         starts = [*starts, ("generalised SVD", gsvd)]
-    return _kron.fit_kron(W3, M, starts, out_rank, max_iter=opts.max_iter, tol=opts.alt_tol,
+    # One position per group (a 1x1 kernel; a kh x 1 one for the spatial SVD): M is its own
+    # Kronecker product, and the generalised SVD the optimum (with an output rank k too:
+    # C K^T then has rank at most min(k, r), and the best such matrix in the metric is the
+    # generalised SVD's truncation, which the closed-form C of its F reaches).
+    exact = gsvd is not None and W3.shape[2] == 1
+    return _kron.fit_kron(W3, M, starts, out_rank, max_iter=0 if exact else opts.max_iter,
+                          tol=opts.alt_tol,
                           newton_after=newton_after,
                           newton=None if out_rank is None else _kron_tucker.RankNewton(),
                           problem=problem, root=root)

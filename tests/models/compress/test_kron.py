@@ -423,3 +423,35 @@ def test_leading_input_basis_spans_the_truncated_svd_factor(rng, shape):
     assert F.shape == (a, r)
     np.testing.assert_allclose(F.T @ F, np.eye(r), atol=1e-12)
     np.testing.assert_allclose(F @ F.T, U @ U.T, atol=1e-10)
+
+
+
+@pytest.mark.parametrize("method", ["weight_svd", "tucker2"])
+def test_pointwise_conv_is_the_whitened_truncated_svd(rng, method):
+    """A 1x1 conv: the metric is its own Kronecker product, so the fit is the generalised
+    SVD in closed form; its errors are those of the channel SVD at the same product rank
+    (Tucker-2: the smaller of its two ranks)."""
+    W = rng.standard_normal((12, 10, 1, 1))
+    X = np.maximum(rng.standard_normal((4, 10, 5, 5)) + 0.3, 0.0)
+    res = compress_conv(W, method, ratio=0.5, X=X, input_hw=(5, 5))
+    assert res.info.message.endswith("generalised SVD: closed form")
+    rank = res.rank if method == "weight_svd" else min(res.rank)
+    channel = compress_conv(W, "channel_svd", rank=rank, X=X, input_hw=(5, 5))
+    assert res.calib_output_error == pytest.approx(channel.calib_output_error, rel=1e-9)
+    assert res.weight_error == pytest.approx(channel.weight_error, rel=1e-9)
+
+
+def test_column_kernel_spatial_svd_is_closed_form_and_no_worse_than_iterating(rng,
+                                                                              monkeypatch):
+    """A kh x 1 kernel: the spatial SVD has one position per group and its closed form is
+    the optimum: at or below what long alternations from the truncated SVD reach."""
+    W = rng.standard_normal((8, 4, 3, 1))
+    X = np.maximum(rng.standard_normal((2, 4, 6, 6)) + 0.3, 0.0)
+    kwargs = dict(rank=3, X=X, padding=(1, 0), input_hw=(6, 6))
+    closed = compress_conv(W, "spatial_svd", **kwargs)
+    assert closed.info.message.endswith("generalised SVD: closed form")
+    monkeypatch.setattr(_kron, "nearest_kron_start", lambda *args: None)
+    long = compress_conv(W, "spatial_svd", options=CompressOptions(alt_tol=1e-12), **kwargs)
+    assert "alternations" in long.info.message
+    assert closed.calib_output_error <= long.calib_output_error * (1 + 1e-8)
+    assert closed.calib_output_error == pytest.approx(long.calib_output_error, rel=1e-5)
