@@ -24,6 +24,7 @@ mean), which leaves the objective above with ``P`` replaced by the centered rows
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,9 @@ class Calibration:
     Attributes
     ----------
     gram : ndarray of shape (d, d)
-        ``P^T P`` of the calibration inputs / patches ``P``.
+        ``P^T P`` of the calibration inputs / patches ``P``; when the rows are kept
+        (``rows``) it is formed on first use only (``n d^2`` multiply-adds: the closed forms
+        with fewer outputs than inputs never need it, see :class:`WhitenedSVD`).
     n_rows : int
         Number of rows of ``P`` that went into the Gram matrix.
     mean : ndarray of shape (d,) or None
@@ -59,11 +62,31 @@ class Calibration:
         describes the objective, not the error on every row (:meth:`output_error`).
     """
 
-    gram: np.ndarray
     n_rows: int
     mean: np.ndarray | None = None
     rows: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     sampled: bool = False
+    #: ``P^T P`` when computed up front (None: formed from ``rows`` on first use)
+    stored_gram: np.ndarray | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.stored_gram is None and self.rows is None:
+            raise ValueError("Calibration needs its Gram matrix or its rows")
+
+    @functools.cached_property
+    def gram(self) -> np.ndarray:
+        """``P^T P`` (d, d) of the (centered) calibration rows."""
+        if self.stored_gram is not None:
+            return self.stored_gram
+        assert self.rows is not None
+        return self.rows.T @ self.rows
+
+    @property
+    def dim(self) -> int:
+        """Values per calibration row ``d``."""
+        known = self.stored_gram if self.rows is None else self.rows
+        assert known is not None  # __post_init__ checks it
+        return known.shape[1]
 
     @classmethod
     def from_rows(cls, P: np.ndarray, max_rows: int | None = None, seed: int = 0,
@@ -76,8 +99,9 @@ class Calibration:
         mean = P.mean(axis=0) if center else None
         if mean is not None:
             P = P - mean
-        return cls(gram=P.T @ P, n_rows=int(P.shape[0]), mean=mean,
-                   rows=P if P.shape[0] < P.shape[1] else None, sampled=sampled)
+        if P.shape[0] < P.shape[1]:  # the rows are the cheaper statistic (and a root)
+            return cls(n_rows=int(P.shape[0]), mean=mean, rows=P, sampled=sampled)
+        return cls(n_rows=int(P.shape[0]), mean=mean, sampled=sampled, stored_gram=P.T @ P)
 
     @classmethod
     def from_maps(cls, x: np.ndarray, kernel_size: tuple[int, int], padding: tuple[int, int],
@@ -98,19 +122,18 @@ class Calibration:
             return None
         G, col = patch_gram(np.asarray(x, dtype=float), kernel_size, padding, dilation)
         if not center:
-            return cls(gram=G, n_rows=n_rows)
+            return cls(n_rows=n_rows, stored_gram=G)
         mean = col / n_rows
         shift = n_rows * np.outer(mean, mean)
         if np.trace(shift) > _CENTER_CANCEL * (np.trace(G) - np.trace(shift)):
             return None
-        return cls(gram=G - shift, n_rows=n_rows, mean=mean)
+        return cls(n_rows=n_rows, mean=mean, stored_gram=G - shift)
 
     def leaves_inputs_unseen(self) -> bool:
         """True when the Gram matrix is singular for a reason read off cheaply: fewer
         (centered) rows than values per row, or an input that is zero in every row (a
         dead channel)."""
-        d = self.gram.shape[0]
-        if self.n_rows - (self.mean is not None) < d:
+        if self.n_rows - (self.mean is not None) < self.dim:
             return True
         diag = np.diag(self.gram)
         return bool(np.any(diag <= 1e-12 * max(float(diag.max()), 0.0)))
@@ -120,7 +143,10 @@ class Calibration:
         return None if self.mean is None else (Wm - Wm_hat) @ self.mean
 
     def response_norm2(self, Wm: np.ndarray) -> float:
-        """``||P Wm^T||^2`` from the Gram matrix."""
+        """``||P Wm^T||^2``, from the rows when they are kept (``n < d``: fewer
+        multiply-adds than through the Gram matrix), else from the Gram matrix."""
+        if self.rows is not None:
+            return float(np.sum((self.rows @ Wm.T) ** 2))
         return float(np.einsum("od,de,oe->", Wm, self.gram, Wm, optimize=True))
 
     def output_error(self, Wm: np.ndarray, Wm_hat: np.ndarray) -> float | None:
@@ -285,6 +311,77 @@ def whitener(d: int, calib: Calibration | None, w_w: float, w_r: float) -> np.nd
     M = w_r * calib.gram
     M[np.diag_indices(d)] += w_w
     return _sqrt_factor(M)
+
+
+class WhitenedSVD:
+    """The singular values of ``Wm L`` (``L L^T = M = w_w I + w_r G``) and the best
+    ``Wm_hat = A B^T`` of any rank in the norm ``||(.) L||`` (the closed form of the
+    two-factor layers).
+
+    With fewer outputs than inputs (``o < d``) both come from the eigendecomposition of
+    the small ``Wm M Wm^T = U diag(s^2) U^T`` (o x o; through the calibration rows when
+    they are kept, so the d x d Gram matrix is never formed): the best rank-``r`` fit is
+    ``U_r U_r^T Wm`` (the left singular vectors of ``Wm L`` are ``U``), with no root of
+    ``M``. A 64x1024x3x3 conv with 4096 calibration patches (``d = 9216``) took 16 s
+    through the Gram matrix and its Cholesky factor. Otherwise: the truncated SVD of ``Wm
+    L``, mapped back by ``L^{-1}`` (:func:`lowrank_fit`). Without a response term: the
+    plain truncated SVD of ``Wm``.
+
+    Attributes
+    ----------
+    s : ndarray
+        The ``min(o, d)`` singular values of ``Wm L`` (of ``Wm`` without a response
+        term), largest first: their squared tail sums are the objective at every rank.
+    aware : bool
+        True when the response term is in the norm.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.models.compress._fit import Calibration, WhitenedSVD
+    >>> rng = np.random.default_rng(0)
+    >>> Wm, P = rng.standard_normal((3, 8)), rng.standard_normal((5, 8))
+    >>> fit = WhitenedSVD(Wm, Calibration.from_rows(P), 0.5, 0.5)
+    >>> A, B = fit.factors(2)
+    >>> E = A @ B.T - Wm
+    >>> bool(np.isclose(0.5 * np.sum(E**2) + 0.5 * np.sum((P @ E.T)**2), fit.s[2]**2))
+    True
+    """
+
+    def __init__(self, Wm: np.ndarray, calib: Calibration | None, w_w: float, w_r: float
+                 ) -> None:
+        o, d = Wm.shape
+        self.Wm = Wm
+        self.aware = calib is not None and w_r != 0.0
+        self._L: np.ndarray | None = None
+        self._U: np.ndarray | None = None
+        if self.aware and o < d:
+            assert calib is not None
+            if calib.rows is not None:  # n < d: cheaper than Wm G Wm^T
+                WR = Wm @ calib.rows.T
+                N = w_w * (Wm @ Wm.T) + w_r * (WR @ WR.T)
+            else:
+                N = w_w * (Wm @ Wm.T) + w_r * ((Wm @ calib.gram) @ Wm.T)
+            lam, U = np.linalg.eigh((N + N.T) / 2)
+            self._U = U[:, ::-1]
+            self.s = np.sqrt(np.clip(lam[::-1], 0.0, None))
+            return
+        self._L = whitener(d, calib, w_w, w_r) if self.aware else None
+        self._svd = np.linalg.svd(Wm if self._L is None else Wm @ self._L,
+                                  full_matrices=False)
+        self.s = self._svd[1]
+
+    def factors(self, rank: int) -> tuple[np.ndarray, np.ndarray]:
+        """``A`` (o x rank) and ``B`` (d x rank), singular values split evenly."""
+        if self._U is None:
+            A, B, _ = lowrank_fit(self.Wm, rank, self._L, self._svd)
+            return A, B
+        U = self._U[:, :rank]
+        root = np.sqrt(self.s[:rank])
+        # B^T = s^{-1/2} U^T Wm: the split lowrank_fit makes (s^{1/2} V^T L^{-1}, V^T =
+        # s^{-1} U^T Wm L); a zero singular value leaves a zero component
+        inv = np.divide(1.0, root, out=np.zeros_like(root), where=root > 0)
+        return U * root, ((U.T @ self.Wm) * inv[:, None]).T
 
 
 def _right_solve(Z: np.ndarray, L: np.ndarray) -> np.ndarray:

@@ -111,11 +111,10 @@ def fit_lowrank_layer(where: str, orig: Piece, Wm: np.ndarray, rows: np.ndarray 
                                            center=orig.bias is not None)
     bal = balance if calib is not None else 0.0
     w_w, w_r = _fit.term_weights(Wm, calib, bal)
-    L = _fit.whitener(Wm.shape[1], calib, w_w, w_r)
+    spectrum = _fit.WhitenedSVD(Wm, calib, w_w, w_r)
     top = min(Wm.shape)
-    svd = np.linalg.svd(Wm if L is None else Wm @ L, full_matrices=False)
-    total2 = 1.0 if L is not None else float(np.sum(svd[1] ** 2))
-    errors = _fit.tail_errors(svd[1], total2)[1:top + 1]
+    total2 = 1.0 if spectrum.aware else float(np.sum(spectrum.s ** 2))
+    errors = _fit.tail_errors(spectrum.s, total2)[1:top + 1]
     ranks = np.arange(1, top + 1)
     costs = np.array([layer_cost(method, orig, int(r), input_hw) for r in ranks], dtype=object)
     macs = np.array([-1 if c is None else c for c in costs[:, 1]], dtype=int)
@@ -131,11 +130,12 @@ def fit_lowrank_layer(where: str, orig: Piece, Wm: np.ndarray, rows: np.ndarray 
     if use_engine:
         import sdf.models.compress._engine as _engine
 
-        A0, B0, _ = _fit.lowrank_fit(Wm, rank, None, None if L is not None else svd)
+        A0, B0 = (_fit.WhitenedSVD(Wm, None, w_w, 0.0) if spectrum.aware
+                  else spectrum).factors(rank)
         A, B, info = _engine.fit_two_factor(Wm, calib, w_w, w_r, A0, B0, None, opts)
     else:
-        A, B, _ = _fit.lowrank_fit(Wm, rank, L, svd)
-        info = FitInfo("numpy", 0, "closed form (whitened truncated SVD)" if L is not None
+        A, B = spectrum.factors(rank)
+        info = FitInfo("numpy", 0, "closed form (whitened truncated SVD)" if spectrum.aware
                        else "closed form (truncated SVD)")
     return rank, A, B, curve, info, calib
 

@@ -287,7 +287,6 @@ def compress_shared(
     calib = None if rows is None else _fit.Calibration.from_rows(rows, opts.max_calib_rows,
                                                                  opts.seed)
     w_w, w_r = _fit.term_weights(Wall, calib, balance if calib is not None else 0.0)
-    L = _fit.whitener(d, calib, w_w, w_r)
     if opts.solver == "engine":
         import sdf.models.compress._engine as _engine
 
@@ -296,7 +295,7 @@ def compress_shared(
         As, B, info = _engine.fit_shared(Ws, calib, [(w_w, w_r)] * len(Ws),
                                          np.split(A0, splits), B0, opts)
     else:
-        A, B, _ = _fit.lowrank_fit(Wall, rank, L)
+        A, B = _fit.WhitenedSVD(Wall, calib, w_w, w_r).factors(rank)
         As = np.split(A, np.cumsum(outs)[:-1])
         info = FitInfo("numpy", 0, "closed form (whitened SVD of the stacked weights)")
     kh, kw = first.kernel_size

@@ -115,3 +115,66 @@ def test_errors_name_the_place(rng):
         CompressOptions(solver="magic")
     with pytest.raises(OptionError, match=r"CompressOptions.tucker_tol_fun must be >= 0"):
         CompressOptions(tucker_tol_fun=-1.0)
+
+
+def _whitened_objective(Wm, Wm_hat, P, w_w, w_r):
+    E = Wm_hat - Wm
+    return w_w * np.sum(E ** 2) + w_r * np.sum((P @ E.T) ** 2)
+
+
+@pytest.mark.parametrize("n_rows, w_w, center", [(6, 0.3, False), (6, 0.0, False),
+                                                   (40, 0.3, False), (40, 0.3, True)])
+def test_output_side_closed_form_is_the_whitened_truncated_svd(rng, n_rows, w_w, center):
+    """Fewer outputs than inputs: the closed form from ``Wm M Wm^T`` has the singular
+    values and the objective of the truncated SVD of ``Wm L`` (L the root of M), with
+    the rows kept (fewer than inputs; with ``w_w = 0`` M is singular) or the Gram."""
+    from sdf.models.compress._fit import Calibration, WhitenedSVD, lowrank_fit
+
+    Wm, P = rng.standard_normal((5, 12)), rng.standard_normal((n_rows, 12)) + 0.5
+    calib = Calibration.from_rows(P, center=center)
+    Pc = P - P.mean(axis=0) if center else P
+    w_r = 0.7
+    M = w_w * np.eye(12) + w_r * Pc.T @ Pc
+    lam, V = np.linalg.eigh(M)
+    L = V * np.sqrt(np.clip(lam, 0, None))
+    s = np.linalg.svd(Wm @ L, compute_uv=False)
+    fit = WhitenedSVD(Wm, calib, w_w, w_r)
+    np.testing.assert_allclose(fit.s, s, rtol=1e-9, atol=1e-9 * s[0])
+    for rank in (1, 3, 5):
+        A, B = fit.factors(rank)
+        assert _whitened_objective(Wm, A @ B.T, Pc, w_w, w_r) == pytest.approx(
+            np.sum(s[rank:] ** 2), rel=1e-9, abs=1e-12 * s[0] ** 2)
+        if w_w > 0:  # M positive definite: the optimum is unique
+            A0, B0, _ = lowrank_fit(Wm, rank, np.linalg.cholesky(M))
+            np.testing.assert_allclose(A @ B.T, A0 @ B0.T, atol=1e-9)
+
+
+def test_few_calibration_rows_never_form_the_gram_matrix(rng):
+    """With fewer rows than inputs, the weights of the two terms and the output-side
+    closed form need only products with the rows (the d x d Gram is formed on demand)."""
+    from sdf.models.compress._fit import Calibration, WhitenedSVD, term_weights
+
+    Wm, P = rng.standard_normal((4, 30)), rng.standard_normal((10, 30))
+    calib = Calibration.from_rows(P)
+    w_w, w_r = term_weights(Wm, calib, 0.5)
+    WhitenedSVD(Wm, calib, w_w, w_r).factors(2)
+    assert "gram" not in vars(calib)
+    np.testing.assert_allclose(calib.gram, P.T @ P)
+    assert w_r == pytest.approx(0.5 / np.sum((P @ Wm.T) ** 2))
+
+
+def test_wide_channel_svd_matches_the_whitened_truncated_svd(rng):
+    """A conv with fewer outputs than patch values: the channel SVD's calibration error
+    is that of the whitened truncated SVD of its unfolding."""
+    from sdf.models.compress import compress_conv, im2col
+
+    W = rng.standard_normal((4, 6, 3, 3))
+    X = np.maximum(rng.standard_normal((2, 6, 5, 5)) + 0.3, 0.0)  # 50 patches of 54
+    res = compress_conv(W, "channel_svd", rank=2, X=X, padding=1, balance=0.5)
+    P = im2col(X, (3, 3), (1, 1), (1, 1), (1, 1))
+    Wm = W.reshape(4, -1)
+    M = 0.5 / np.sum(Wm ** 2) * np.eye(54) + 0.5 / np.sum((P @ Wm.T) ** 2) * (P.T @ P)
+    L = np.linalg.cholesky(M)
+    U, s, Vt = np.linalg.svd(Wm @ L, full_matrices=False)
+    expected = np.linalg.solve(L.T, ((U[:, :2] * s[:2]) @ Vt[:2]).T).T
+    np.testing.assert_allclose(res.dense().reshape(4, -1), expected, atol=1e-9)
