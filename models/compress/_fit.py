@@ -385,8 +385,9 @@ class WhitenedSVD:
 
 
 def _right_solve(Z: np.ndarray, L: np.ndarray) -> np.ndarray:
-    """``Z L^+`` for a lower-triangular or general square ``L``."""
-    if np.allclose(L, np.tril(L)) and np.all(np.abs(np.diag(L)) > 0):
+    """``Z L^+`` for a lower-triangular (a Cholesky factor: exact zeros above the diagonal)
+    or general square ``L``."""
+    if not np.triu(L, 1).any() and np.all(np.abs(np.diag(L)) > 0):
         return sla.solve_triangular(L, Z.T, trans="T", lower=True).T
     return Z @ np.linalg.pinv(L)
 
