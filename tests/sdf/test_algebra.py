@@ -515,10 +515,21 @@ def test_tall_product_equals_matmul(rows, inner, cols, dtype, rng):
 
 
 # ------------------------------------------------------------------ nearest_kron
+@pytest.fixture(params=["dense", "lanczos"])
+def kron_pair_path(request, monkeypatch):
+    """Both ways to the leading pair: the dense eigendecomposition and Lanczos (forced
+    on small matrices by a zero size limit)."""
+    if request.param == "lanczos":
+        monkeypatch.setattr(al, "_DENSE_KRON_PAIR", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("shape_a, shape_b", [((3, 3), (4, 4)), ((5, 2), (3, 4)),
-                                              ((9, 9), (2, 2)), ((2, 2), (7, 7))])
-def test_nearest_kron_is_the_rank_one_truncation(shape_a, shape_b):
-    """The residual is that of the best rank-one approximation of the rearrangement."""
+                                              ((9, 9), (2, 2)), ((2, 2), (7, 7)),
+                                              ((17, 17), (20, 20))])
+def test_nearest_kron_is_the_rank_one_truncation(shape_a, shape_b, kron_pair_path):
+    """The residual is that of the best rank-one approximation of the rearrangement
+    (17x17 by 20x20: Lanczos at the default size limit too)."""
     rng = np.random.default_rng(0)
     (pa, qa), (pb, qb) = shape_a, shape_b
     M = rng.standard_normal((pa * pb, qa * qb))
@@ -543,7 +554,7 @@ def test_nearest_kron_recovers_a_product_and_keeps_semidefinite_factors():
 
 
 @pytest.mark.parametrize("shift", [0.3, -1.2, 5.0])
-def test_nearest_kron_shift_equals_the_shifted_matrix(shift):
+def test_nearest_kron_shift_equals_the_shifted_matrix(shift, kron_pair_path):
     rng = np.random.default_rng(2)
     Z = rng.standard_normal((12, 30))
     M = Z @ Z.T
