@@ -30,6 +30,10 @@ A table compresses the 256x256x3x3 conv with 4x4 calibration maps (256 patches o
 values, a Gram of rank 256: a late layer of an image network with a small calibration
 set), data-aware, by every conv method.
 
+A table compresses layers of other shapes (:data:`SHAPES`: 1x1, 7x1, 7x7 and 5x5
+kernels, and a 64x1024x3x3 conv whose patches hold 9216 values), data-aware, by every
+conv method that applies.
+
 A further table compresses the 32x16x3x3 conv2 of the digits CNN (the layer of the issue
 that took 154 s data-aware) with its real calibration inputs, by the default solver and
 by the engine-only path (``solver="engine"``), in the same process.
@@ -39,7 +43,8 @@ engine's Gauss-Newton fit (``CompressOptions(solver="engine")``, the path CP too
 the alternating fit) stopped by its callback at the cap, with the objective it reached.
 
 Usage: ``python benchmarks/bench_compress_speed.py [--cap CPU_SECONDS] [--before FILE]
-[--methods cp,svd,...] [--skip-network] [--skip-digits] [--skip-few-patches] [--cp-engine]
+[--methods cp,svd,...] [--skip-network] [--skip-digits] [--skip-few-patches]
+[--skip-shapes] [--cp-engine]
 [--threads {1,default}] [--reps N] [--out FILE]``;
 writes the table to ``benchmarks/results/bench_compress_speed.txt`` (or ``--out``).
 ``--methods`` keeps only the rows of those methods (``svd``: the linear layer).
@@ -168,7 +173,7 @@ def _read_before(path: str | None) -> dict[str, tuple[float, ...]]:
     out = {}
     for line in Path(path).read_text().splitlines():
         parts = line.split()
-        if len(parts) >= 10 and parts[0] in ("free", "aware", "digits", "wide", "few"):
+        if len(parts) >= 10 and parts[0] in ("free", "aware", "digits", "wide", "few", "shape"):
             try:
                 out[" ".join(parts[:3])] = tuple(float(v) for v in parts[7:10])
             except ValueError:
@@ -178,7 +183,7 @@ def _read_before(path: str | None) -> dict[str, tuple[float, ...]]:
 
 def _row(kind: str, layer: str, method: str, wall: float, cpu: float, unit: float,
          res: Any, objective: Objective, before: dict[str, tuple[float, ...]]) -> str:
-    target = TARGET.get("aware" if kind in ("digits", "wide", "few") else kind)
+    target = TARGET.get("aware" if kind in ("digits", "wide", "few", "shape") else kind)
     read = wall if READ_ON["clock"] == "wall" else cpu
     t_ratio = "" if target is None else f"{read / target:.2f}"
     head = (f"{kind:7} {layer:14} {method:12} {wall:8.2f} {cpu:8.2f} {read / unit:7.1f} "
@@ -206,6 +211,7 @@ def main() -> None:
     parser.add_argument("--skip-digits", action="store_true")
     parser.add_argument("--skip-network", action="store_true")
     parser.add_argument("--skip-few-patches", action="store_true")
+    parser.add_argument("--skip-shapes", action="store_true")
     parser.add_argument("--methods", default=None,
                         help="comma-separated methods whose rows run (default: all)")
     parser.add_argument("--cp-engine", action="store_true",
@@ -285,6 +291,8 @@ def main() -> None:
             wide_table(emit, unit, args.cap, before, args.cp_engine)
         if not args.skip_few_patches:
             few_patches_table(emit, unit, args.cap, before, methods)
+        if not args.skip_shapes:
+            shapes_table(emit, unit, args.cap, before, methods)
         if not args.skip_digits:
             digits_table(emit, unit, args.cap, before, methods)
     out = Path(args.out)
@@ -305,6 +313,35 @@ def few_patches_table(emit: Callable[[str], None], unit: float, cap: float,
         wall, cpu, res = timed(lambda: compress_conv(W, method, ratio=0.5, X=X, padding=1,
                                                      input_hw=(4, 4)), cap)
         emit(_row("few", "conv256/4x4", method, wall, cpu, unit, res, obj, before))
+
+
+#: Other kernel shapes, each at most 1 M weights (out, in, kh, kw), with 16 ReLU maps of
+#: 16x16: pointwise convs (the kron fits are then closed forms), a column kernel, large
+#: kernels (7x7, 5x5) and a wide input side (64 outputs, 9216 values per patch).
+SHAPES = ((512, 512, 1, 1), (1024, 256, 1, 1), (128, 64, 7, 1), (64, 64, 7, 7),
+          (128, 128, 5, 5), (64, 1024, 3, 3))
+
+
+def shapes_table(emit: Callable[[str], None], unit: float, cap: float,
+                 before: dict[str, tuple[float, ...]], methods: set[str]) -> None:
+    """The layers of :data:`SHAPES`, data-aware, every conv method that applies (the
+    spatial SVD needs ``kh > 1``)."""
+    emit("other shapes, data-aware (16 maps of 16x16):")
+    for k, (o, i, kh, kw) in enumerate(SHAPES):
+        rng = np.random.default_rng(20 + k)
+        W = _decaying(rng, o, i * kh * kw, 0.6).reshape(o, i, kh, kw)
+        mix = _decaying(rng, i, i, 0.8) * np.sqrt(i)
+        X = np.maximum(np.einsum("ij,njhw->nihw", mix, rng.standard_normal((16, i, 16, 16)),
+                                 optimize=True) + 0.3, 0.0)
+        pad = (kh // 2, kw // 2)
+        obj = Objective(W, im2col(X, (kh, kw), (1, 1), pad, (1, 1)), center=False)
+        for method in (m for m in CONV_METHODS if m in methods):
+            if method == "spatial_svd" and kh == 1:
+                continue
+            wall, cpu, res = timed(lambda: compress_conv(W, method, ratio=0.5, X=X,
+                                                         padding=pad, input_hw=(16, 16)), cap)
+            emit(_row("shape", f"{o}x{i}x{kh}x{kw}", method, wall, cpu, unit, res, obj,
+                      before))
 
 
 def cp_engine_capped(W: np.ndarray, X: np.ndarray | None, cap: float
