@@ -445,9 +445,16 @@ def _fit_cp_engine(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w
 
 
 def _leading_basis(M: np.ndarray, r: int) -> np.ndarray:
-    """The ``r`` leading left singular vectors of ``M`` (rows <= columns), from the
-    eigenvectors of ``M M^T``; each column's largest-magnitude entry made positive."""
-    V = np.linalg.eigh(M @ M.T)[1][:, ::-1][:, :r]
+    """The ``r`` leading left singular vectors of ``M``, from the eigenvectors of the
+    smaller of ``M M^T`` and ``M^T M`` (with more rows than columns and ``r`` at most the
+    columns: ``M V`` orthonormalised, ``V`` the leading eigenvectors of ``M^T M``; a
+    64x1024x3x3 conv's input unfolding has 1024 rows and a few hundred columns); each
+    column's largest-magnitude entry made positive."""
+    rows, cols = M.shape
+    if rows > cols >= r:
+        V = np.linalg.qr(M @ np.linalg.eigh(M.T @ M)[1][:, ::-1][:, :r])[0]
+    else:
+        V = np.linalg.eigh(M @ M.T)[1][:, ::-1][:, :r]
     peak = V[np.argmax(np.abs(V), axis=0), np.arange(r)]
     return V * np.where(peak < 0, -1.0, 1.0)
 

@@ -237,7 +237,7 @@ def test_cp_rank_path_errors_are_close_to_fits_from_scratch(rng):
 
 
 @pytest.mark.parametrize("shape, ranks", [((12, 7, 3, 3), (5, 4)), ((6, 20, 3, 1), (6, 9)),
-                                          ((10, 3, 5, 5), (4, 3))])
+                                          ((10, 3, 5, 5), (4, 3)), ((4, 30, 3, 3), (3, 8))])
 def test_two_mode_hooi_equals_the_general_hooi_with_full_spatial_modes(shape, ranks, rng):
     W = rng.standard_normal(shape)
     init = [np.linalg.svd(unfold(W, n), full_matrices=False)[0][:, :r]
