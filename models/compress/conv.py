@@ -628,9 +628,12 @@ def _tucker2_lower_bounds(W: np.ndarray, candidates: Sequence[tuple[int, int]]
     o, i = W.shape[:2]
     tails = []
     for M in (W.reshape(o, -1), np.moveaxis(W, 1, 0).reshape(i, -1)):
-        ev = np.clip(np.linalg.eigvalsh(M @ M.T)[::-1], 0.0, None)
+        # the nonzero eigenvalues of M M^T are those of the smaller M^T M
+        G = M @ M.T if M.shape[0] <= M.shape[1] else M.T @ M
+        ev = np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None)
         tails.append(np.concatenate([np.cumsum(ev[::-1])[::-1], [0.0]]))
-    return np.array([max(tails[0][min(ro, o)], tails[1][min(ri, i)]) for ro, ri in candidates])
+    return np.array([max(tails[0][min(ro, len(tails[0]) - 1)],
+                         tails[1][min(ri, len(tails[1]) - 1)]) for ro, ri in candidates])
 
 
 def _best_tucker2(orig: Piece, candidates: Sequence[tuple[int, int]],

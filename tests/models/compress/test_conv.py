@@ -301,3 +301,17 @@ def test_cp_engine_candidate_counts_the_response_term(rng):
     aware = compress_conv(W, "cp", rank=8, X=X, padding=1, input_hw=(6, 6), options=options)
     assert "the lower objective of the alternating fit" in free.info.message
     assert "the lower objective" not in aware.info.message
+
+
+@pytest.mark.parametrize("shape", [(24, 5, 3, 3), (3, 40, 3, 3), (6, 7, 1, 1)])
+def test_tucker2_lower_bounds_are_the_channel_unfoldings_svd_tails(shape, rng):
+    """Each bound is the larger of the two channel unfoldings' squared singular value
+    tails beyond the ranks (unfoldings with more rows than columns included)."""
+    W = rng.standard_normal(shape)
+    o, i = shape[:2]
+    s_out = np.linalg.svd(W.reshape(o, -1), compute_uv=False)
+    s_in = np.linalg.svd(np.moveaxis(W, 1, 0).reshape(i, -1), compute_uv=False)
+    candidates = [(1, 1), (2, i), (o, 2), (o, i), (min(o, 4), min(i, 3))]
+    expected = [max(np.sum(s_out[ro:] ** 2), np.sum(s_in[ri:] ** 2)) for ro, ri in candidates]
+    np.testing.assert_allclose(_tucker2_lower_bounds(W, candidates), expected, rtol=1e-9,
+                               atol=1e-9 * np.sum(W ** 2))
