@@ -45,6 +45,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from sdf.algebra import nearest_kron
+from sdf.models.compress._fit import Metric
 
 __all__: list[str] = []
 
@@ -54,10 +55,6 @@ SHAKE = 0.5
 #: on each spatial factor in balanced rounds and in rounds with ``CG_INPUT`` on the input
 #: factor (see :func:`cg_schedule`), and the rounds the schedule leaves in the budget
 CG_INPUT, CG_SPATIAL, CG_SPATIAL_LONG, ROUNDS = 32, 3, 1, 8
-#: Products through a thin calibration root (k x d, k << d) ran at about half the
-#: multiply-adds per second of square ones (one BLAS thread): the work budget counts them
-#: this many times, so that it keeps meaning about the same CPU time
-THIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -223,30 +220,6 @@ def response_objective(Wm: np.ndarray, factors: list[np.ndarray], M: np.ndarray)
     Uo, Ui, Uh, Uw = factors
     E = Uo @ _kr(Ui, _kr(Uh, Uw)).T - Wm
     return float(np.vdot(E @ M, E))
-
-
-@dataclass(frozen=True)
-class Metric:
-    """The metric ``M`` (d x d) of the response objective, its identity part ``scale``
-    (``M - scale I`` positive semidefinite; 0: none known) and, when cheaper, its factored
-    form ``M = scale I + root^T root`` (``root`` k x d, e.g. fewer calibration patches
-    than values per patch): products with ``M`` then go through the root."""
-
-    dense: np.ndarray
-    scale: float = 0.0
-    root: np.ndarray | None = None
-
-    def times(self, E: np.ndarray) -> np.ndarray:
-        """``E M`` for ``E`` (n x d)."""
-        if self.root is None:
-            return E @ self.dense
-        return self.scale * E + (E @ self.root.T) @ self.root
-
-    def cost(self, rows: int) -> float:
-        """Multiply-adds of :meth:`times` on ``rows`` rows, those through the root counted
-        ``THIN`` times."""
-        d = self.dense.shape[0]
-        return float(rows * d * (d if self.root is None else 2 * THIN * self.root.shape[0]))
 
 
 def _expand(factors: list[np.ndarray]) -> np.ndarray:

@@ -275,6 +275,66 @@ def _offset_ranges(size: int, kernel: int, pad: int, dil: int) -> list[tuple[int
 MIN_WEIGHT_SHARE = 1e-6
 
 
+#: Products through a thin calibration root (k x d, k << d) ran at about half the
+#: multiply-adds per second of square ones (one BLAS thread): work budgets
+#: (:meth:`Metric.cost`) count them this many times, so that they keep meaning about the
+#: same CPU time
+THIN = 2.0
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The metric ``M = w_w I + w_r G`` (d x d) of the data-aware objective ``tr(E M
+    E^T)``: dense, its identity part ``scale`` (``M - scale I`` positive semidefinite; 0:
+    none known) and, when the calibration keeps its rows, the factored form ``M = scale I
+    + root^T root`` (``root`` k x d): products with ``M`` go through the root where that
+    takes fewer multiply-adds (``2 k < d``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> R = np.arange(6.0).reshape(1, 6)
+    >>> metric = Metric(0.5 * np.eye(6) + R.T @ R, 0.5, R)
+    >>> E = np.ones((2, 6))
+    >>> bool(np.allclose(metric.times(E), E @ metric.dense))
+    True
+    """
+
+    dense: np.ndarray
+    scale: float = 0.0
+    root: np.ndarray | None = None
+
+    @property
+    def thin(self) -> bool:
+        """True when products go through the root (it has fewer than half of ``d`` rows)."""
+        return self.root is not None and 2 * self.root.shape[0] < self.dense.shape[0]
+
+    def times(self, E: np.ndarray) -> np.ndarray:
+        """``E M`` for ``E`` (n x d)."""
+        if not self.thin:
+            return E @ self.dense
+        assert self.root is not None
+        return self.scale * E + (E @ self.root.T) @ self.root
+
+    def cost(self, rows: int) -> float:
+        """Multiply-adds of :meth:`times` on ``rows`` rows, those through the root counted
+        :data:`THIN` times."""
+        d = self.dense.shape[0]
+        if not self.thin:
+            return float(rows * d * d)
+        assert self.root is not None
+        return float(rows * d * 2 * THIN * self.root.shape[0])
+
+
+def response_metric(calib: Calibration, w_w: float, w_r: float) -> Metric:
+    """:class:`Metric` of ``w_w I + w_r G``, with the root ``sqrt(w_r) R`` when the
+    calibration keeps its rows ``R`` (fewer rows than values per row)."""
+    M = w_r * calib.gram
+    M[np.diag_indices_from(M)] += w_w
+    root = None if calib.rows is None else np.sqrt(w_r) * calib.root()
+    return Metric(M, w_w, root)
+
+
 def term_weights(Wm: np.ndarray, calib: Calibration | None, balance: float) -> tuple[float, float]:
     """Absolute weights ``(w_w, w_r)`` of the weight and response terms.
 

@@ -43,6 +43,7 @@ import scipy.linalg as sla
 from numpy.typing import DTypeLike
 
 from sdf.algebra import nearest_kron
+from sdf.models.compress._fit import Metric
 
 __all__: list[str] = []
 
@@ -96,40 +97,33 @@ def _whitened(G: np.ndarray, B: np.ndarray
                                              check_finite=False).T
 
 
-@dataclass(frozen=True)
-class MetricRoot:
-    """The metric as ``M = weight I + rows^T rows`` (``rows`` (k, d), ``k < d``: a
-    calibration Gram of fewer patches than values per patch, scaled): products with ``M``
-    through it cost ``k / d`` of the dense ones or less (see :class:`_Problem`)."""
-
-    weight: float
-    rows: np.ndarray
-
-
 class _Problem:
     """The objective ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` and its two closed-form steps.
 
-    With ``root`` (``M = w I + R^T R``, ``R`` (k, d)) the products with ``M`` go through
-    ``R`` where that takes fewer flops: ``M K`` (``apply_metric``, ``(a m, r m)``) costs
+    ``M`` is a matrix or a :class:`~sdf.models.compress._fit.Metric`; with its root (``M =
+    w I + R^T R``, ``R`` (k, d)) the products with ``M`` go through ``R`` where that takes
+    fewer flops: ``M K`` (``apply_metric``, ``(a m, r m)``) costs
     ``a^2 m^2 r`` dense and ``k a m r (m + 1)`` through ``R``; a product with ``p`` plain
     columns (``metric_times``) ``d^2 p`` dense and ``2 k d p`` through ``R`` (and ``R``,
     ``k / d`` of ``M``'s size, stays in cache where ``M`` is read from memory each time).
     """
 
-    def __init__(self, W3: np.ndarray, M: np.ndarray, out_rank: int | None,
-                 root: MetricRoot | None = None) -> None:
+    def __init__(self, W3: np.ndarray, M: np.ndarray | Metric, out_rank: int | None
+                 ) -> None:
         o, a, m = W3.shape
         self.shape = (o, a, m)
         self.W3 = W3
-        k = a * m if root is None else root.rows.shape[0]
-        self.root_weight = 0.0 if root is None else float(root.weight)
+        metric = M if isinstance(M, Metric) else Metric(M)
+        M, root = metric.dense, metric.root
+        k = a * m if root is None else root.shape[0]
+        self.root_weight = 0.0 if root is None else float(metric.scale)
         # the routes: M K and the thin products through R when that takes fewer flops
         self.wide_by_root = k * (m + 1) < a * m
         self.thin_by_root = 2 * k < a * m
         self.R: np.ndarray | None = None
         self.Rt: np.ndarray | None = None
         if root is not None and self.thin_by_root:
-            self.R = np.ascontiguousarray(root.rows)
+            self.R = np.ascontiguousarray(root)
             # R laid out ((k, nu), b): its product with F is the product R K
             self.Rt = np.ascontiguousarray(
                 self.R.reshape(k, a, m).transpose(0, 2, 1)).reshape(k * m, a)
@@ -659,18 +653,21 @@ def evaluate_start(prob: _Problem, name: str, F0: np.ndarray) -> Start:
     return Start(name, F, MF, C, f)
 
 
-def fit_kron(W3: np.ndarray, M: np.ndarray,
+def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
              starts: Sequence[tuple[str, np.ndarray] | Start], out_rank: int | None = None,
              max_iter: int = 100, tol: float = 1e-6, cg_iter: int = 2, newton_after: int = 3,
              single: bool = True, newton: NewtonUpdate | None = None,
-             problem: _Problem | None = None, root: MetricRoot | None = None) -> KronFit:
+             problem: _Problem | None = None) -> KronFit:
     """Minimise ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` over ``C`` and ``F`` (see module doc).
 
     Parameters
     ----------
     W3 : ndarray of shape (out, a, m)
-    M : ndarray of shape (a m, a m)
-        Symmetric positive semi-definite metric on the input side (``(a, m)`` order).
+    M : ndarray of shape (a m, a m) or Metric
+        Symmetric positive semi-definite metric on the input side (``(a, m)`` order); a
+        :class:`~sdf.models.compress._fit.Metric` with a root ``R`` (``M = w I + R^T R``,
+        few rows) has the products with ``M`` go through ``R`` where that is cheaper (see
+        :class:`_Problem`; the same results to rounding).
     starts : sequence of (name, F0) or :class:`Start`
         Starting input factors, each (a, r); the one with the lowest objective after its
         closed-form ``C`` is refined (a :class:`Start` of ``problem`` is not evaluated
@@ -704,12 +701,9 @@ def fit_kron(W3: np.ndarray, M: np.ndarray,
         output rank, none (only alternations) with one (Tucker-2 passes
         :class:`sdf.models.compress._kron_tucker.RankNewton`).
     problem : _Problem, optional
-        ``_Problem(W3, M, out_rank, root)`` when already built (its starts evaluated).
-    root : MetricRoot, optional
-        ``M`` as ``w I + R^T R`` with few rows ``R``: the products with ``M`` go through
-        ``R`` where that is cheaper (see :class:`_Problem`); the same results to rounding.
+        ``_Problem(W3, M, out_rank)`` when already built (its starts evaluated).
     """
-    prob = _Problem(W3, M, out_rank, root) if problem is None else problem
+    prob = _Problem(W3, M, out_rank) if problem is None else problem
 
     def newton_step(low: _Problem | None) -> NewtonUpdate | None:
         if newton is not None or out_rank is not None:

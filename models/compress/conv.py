@@ -132,17 +132,7 @@ def _kron_weight_only(W3: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray
 
 def _metric(calib: _fit.Calibration, w_w: float, w_r: float) -> np.ndarray:
     """``M = w_w I + w_r G``: the data-aware objective is ``tr(E M E^T)``."""
-    M = w_r * calib.gram
-    M[np.diag_indices_from(M)] += w_w
-    return M
-
-
-def _metric_root(calib: _fit.Calibration, w_w: float, w_r: float) -> _kron.MetricRoot | None:
-    """:func:`_metric` as ``w_w I + R^T R`` when the calibration keeps fewer rows than
-    values per row (``R``: the scaled rows), else None."""
-    if calib.rows is None or w_r <= 0:
-        return None
-    return _kron.MetricRoot(w_w, np.sqrt(w_r) * calib.root())
+    return _fit.response_metric(calib, w_w, w_r).dense
 
 
 def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | None,
@@ -156,9 +146,8 @@ def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | N
     W3 = W.reshape(o, a, m)
     if calib is not None and w_r != 0.0 and opts.solver != "engine":
         # the alternations start from the truncated SVD's span: its basis is enough
-        fit = _alternate(W3, _metric(calib, w_w, w_r),
-                         [("truncated SVD", _kron.leading_input_basis(W3, rank))], None, opts,
-                         root=_metric_root(calib, w_w, w_r))
+        fit = _alternate(W3, _fit.response_metric(calib, w_w, w_r),
+                         [("truncated SVD", _kron.leading_input_basis(W3, rank))], None, opts)
         return (fit.C, fit.F), _kron_info(fit, opts)
     C, F, _ = _kron_weight_only(W3, rank)
     if calib is None or w_r == 0.0:
@@ -170,21 +159,20 @@ def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | N
     return (Cm.reshape(o, rank, m), F), info
 
 
-def _alternate(W3: np.ndarray, M: np.ndarray,
+def _alternate(W3: np.ndarray, metric: _fit.Metric,
                starts: list[tuple[str, np.ndarray] | _kron.Start], out_rank: int | None,
                opts: CompressOptions, newton_after: int | None = None,
-               problem: _kron._Problem | None = None,
-               root: _kron.MetricRoot | None = None) -> _kron.KronFit:
+               problem: _kron._Problem | None = None) -> _kron.KronFit:
     """:func:`_kron.fit_kron` from the given starts and the nearest-Kronecker GSVD (with
     an output rank, its Newton steps are :class:`_kron_tucker.RankNewton`'s, after
     ``_RANK_NEWTON_AFTER`` alternations unless ``newton_after`` says otherwise);
     ``problem``: the fit's problem when already built (its :class:`_kron.Start` s
-    evaluated on it); ``root``: ``M`` through the calibration rows."""
+    evaluated on it)."""
     if newton_after is None:
         newton_after = 3 if out_rank is None else _RANK_NEWTON_AFTER
     first = starts[0]
     rank = (first.F if isinstance(first, _kron.Start) else first[1]).shape[1]
-    gsvd = _kron.nearest_kron_start(W3, M, rank)
+    gsvd = _kron.nearest_kron_start(W3, metric.dense, rank)
     if gsvd is not None:
         starts = [*starts, ("generalised SVD", gsvd)]
     # One position per group (a 1x1 kernel; a kh x 1 one for the spatial SVD): M is its own
@@ -192,11 +180,11 @@ def _alternate(W3: np.ndarray, M: np.ndarray,
     # C K^T then has rank at most min(k, r), and the best such matrix in the metric is the
     # generalised SVD's truncation, which the closed-form C of its F reaches).
     exact = gsvd is not None and W3.shape[2] == 1
-    return _kron.fit_kron(W3, M, starts, out_rank, max_iter=0 if exact else opts.max_iter,
-                          tol=opts.alt_tol,
+    return _kron.fit_kron(W3, metric, starts, out_rank,
+                          max_iter=0 if exact else opts.max_iter, tol=opts.alt_tol,
                           newton_after=newton_after,
                           newton=None if out_rank is None else _kron_tucker.RankNewton(),
-                          problem=problem, root=root)
+                          problem=problem)
 
 
 def _kron_info(fit: _kron.KronFit, opts: CompressOptions) -> FitInfo:
@@ -391,22 +379,13 @@ def _fit_cp_fast(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: 
         iterations, objective = 0, _cp_objective(W, factors, w_w, None)
     message = start
     if calib is not None and w_r > 0:
-        aware = _cp.als_response(W, factors, _cp_metric(calib, w_w, w_r), opts.max_iter,
+        aware = _cp.als_response(W, factors, _fit.response_metric(calib, w_w, w_r),
+                                 opts.max_iter,
                                  opts.alt_tol, opts.cp_response_work)
         message += f", then response updates ({aware.iterations} rounds, {aware.stop})"
         iterations, objective = iterations + aware.iterations, aware.objective
         factors = aware.factors
     return balance_columns(factors), FitInfo("numpy", iterations, message, objective=objective)
-
-
-def _cp_metric(calib: _fit.Calibration, w_w: float, w_r: float) -> _cp.Metric:
-    """The metric of :func:`_metric`, factored through the calibration root when there
-    are fewer patches than values per patch (its products then cost ``2 k / d`` of the
-    dense ones)."""
-    M = _metric(calib, w_w, w_r)
-    if 2 * calib.n_rows >= M.shape[0]:
-        return _cp.Metric(M, w_w)
-    return _cp.Metric(M, w_w, np.sqrt(w_r) * calib.root())
 
 
 def _cp_exact_gevd(W: np.ndarray, rank: int, seed: int
@@ -496,8 +475,7 @@ def _fit_tucker2(W: np.ndarray, ranks: tuple[int, int], calib: _fit.Calibration 
                  w_w: float, w_r: float, opts: CompressOptions
                  ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], FitInfo]:
     if calib is not None and w_r != 0.0 and opts.solver != "engine":
-        fit = _aware_tucker2(W, _metric(calib, w_w, w_r), ranks, opts,
-                             root=_metric_root(calib, w_w, w_r))
+        fit = _aware_tucker2(W, _fit.response_metric(calib, w_w, w_r), ranks, opts)
         return _tucker2_factors(W, ranks, fit), _kron_info(fit, opts)
     Uo, Ui, core, sweeps = _hooi(W, ranks, opts.max_iter)
     if calib is None or w_r == 0.0:
@@ -507,9 +485,8 @@ def _fit_tucker2(W: np.ndarray, ranks: tuple[int, int], calib: _fit.Calibration 
         info, message=f"HOOI, then {_engine.method_name(opts)}: {info.message}")
 
 
-def _aware_tucker2(W: np.ndarray, M: np.ndarray, ranks: tuple[int, int], opts: CompressOptions,
-                   newton_after: int = 3, root: _kron.MetricRoot | None = None
-                   ) -> _kron.KronFit:
+def _aware_tucker2(W: np.ndarray, metric: _fit.Metric, ranks: tuple[int, int],
+                   opts: CompressOptions, newton_after: int = 3) -> _kron.KronFit:
     """Data-aware Tucker-2 by :func:`_alternate` from HOOI's input factor (after
     ``_AWARE_HOOI_ITER`` sweeps); with every input
     channel kept (``r_in = in``) in closed form (the reduced-rank regression for ``F =
@@ -517,10 +494,10 @@ def _aware_tucker2(W: np.ndarray, M: np.ndarray, ranks: tuple[int, int], opts: C
     o, i, kh, kw = W.shape
     W3 = W.reshape(o, i, kh * kw)
     if ranks[1] >= i:
-        return _kron.fit_kron(W3, M, [("every input channel kept", np.eye(i))], ranks[0],
-                              max_iter=0, root=root)
+        return _kron.fit_kron(W3, metric, [("every input channel kept", np.eye(i))],
+                              ranks[0], max_iter=0)
     Ui = _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1]
-    return _alternate(W3, M, [("HOOI", Ui)], ranks[0], opts, newton_after, root=root)
+    return _alternate(W3, metric, [("HOOI", Ui)], ranks[0], opts, newton_after)
 
 
 def _tucker2_factors(W: np.ndarray, ranks: tuple[int, int], fit: _kron.KronFit
@@ -557,10 +534,9 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
     candidates dropped or not fitted.
     """
     o, i, kh, kw = W.shape
-    W3, M = W.reshape(o, i, kh * kw), _metric(calib, w_w, w_r)
-    root = _metric_root(calib, w_w, w_r)
+    W3, metric = W.reshape(o, i, kh * kw), _fit.response_metric(calib, w_w, w_r)
     screen = dataclasses.replace(opts, max_iter=min(opts.max_iter, _SCREEN_ITER))
-    bounds = _tucker2_aware_lower_bounds(W3, M, candidates)
+    bounds = _tucker2_aware_lower_bounds(W3, metric.dense, candidates)
     order = sorted(range(len(candidates)), key=lambda k: (candidates[k][1] < i, bounds[k]))
     short: list[tuple[tuple[int, int], _kron.KronFit]] = []
     problems: dict[tuple[int, int], _kron._Problem] = {}
@@ -573,20 +549,20 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
                            "the objective reached")
             continue
         if ranks[1] >= i:
-            fit = _aware_tucker2(W, M, ranks, screen, root=root)
+            fit = _aware_tucker2(W, metric, ranks, screen)
         else:
             Ui = _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1]
             # the problem and its start, built once for the screen and the refinement
-            prob = problems[ranks] = _kron._Problem(W3, M, ranks[0], root)
+            prob = problems[ranks] = _kron._Problem(W3, metric, ranks[0])
             start = _kron.evaluate_start(prob, "HOOI", Ui)
             if not short:
                 reached = start.f  # the fit from the start ends at or below it
                 if all(bounds[j] >= reached for j in order[n + 1:]):
                     dropped += [f"{candidates[j]} not fitted: its lower bound {bounds[j]:.4g} "
                                 "is above the objective reached" for j in order[n + 1:]]
-                    return [(ranks, _alternate(W3, M, [start], ranks[0], opts,
+                    return [(ranks, _alternate(W3, metric, [start], ranks[0], opts,
                                                problem=prob))], dropped
-            fit = _alternate(W3, M, [start], ranks[0], screen, newton_after=_SCREEN_ITER,
+            fit = _alternate(W3, metric, [start], ranks[0], screen, newton_after=_SCREEN_ITER,
                              problem=prob)
         short.append((ranks, fit))
         reached = min(reached, fit.objective)
@@ -598,10 +574,9 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
             dropped.append(f"{ranks} dropped after {fit.iterations} alternations")
             continue
         if not fit.converged and fit.iterations < opts.max_iter:
-            more = _kron.fit_kron(W3, M, [(fit.start, fit.F)], ranks[0],
+            more = _kron.fit_kron(W3, metric, [(fit.start, fit.F)], ranks[0],
                                   max_iter=opts.max_iter - fit.iterations, tol=opts.alt_tol,
-                                  newton=_kron_tucker.RankNewton(), problem=problems.get(ranks),
-                                  root=root)
+                                  newton=_kron_tucker.RankNewton(), problem=problems.get(ranks))
             fit = dataclasses.replace(more, iterations=fit.iterations + more.iterations,
                                       start_objective=fit.start_objective)
         kept.append((ranks, fit))

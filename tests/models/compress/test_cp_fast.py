@@ -231,13 +231,12 @@ def test_wide_layer_with_few_patches_gains_from_long_cg_runs(rng):
     one work budget, the scheduled rounds (long CG runs on the input factor, products
     through the calibration root) end lower than rounds of one preconditioned gradient
     step, and well below the data-free warm start."""
-    from sdf.models.compress.conv import _cp_metric
     W = decaying_weight(rng, 8, 40)
     X = np.maximum(rng.standard_normal((1, 40, 5, 5)) + 0.3, 0.0)
     calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
     w_w, w_r = _fit.term_weights(W.reshape(8, -1), calib, 0.9)
-    metric = _cp_metric(calib, w_w, w_r)
-    assert metric.root is not None and metric.root.shape == (25, 360)
+    metric = _fit.response_metric(calib, w_w, w_r)
+    assert metric.thin and metric.root is not None and metric.root.shape == (25, 360)
     start, _ = _cp.spatial_slices_start(W, 16)
     start = _cp.als_weight(W, start, 50, 1e-6, 0).factors
     warm = _cp.response_objective(W.reshape(8, -1), start, metric.dense)
@@ -338,12 +337,11 @@ def test_gram_solver_solves_and_falls_back_to_least_squares(rng):
 
 def _aware_problem(rng, o=8, i=4):
     """A small data-aware CP problem: weight, calibration, term weights and metric."""
-    from sdf.models.compress.conv import _cp_metric
     W = decaying_weight(rng, o, i)
     calib = _fit.Calibration.from_rows(
         im2col(relu_maps(rng, 4, i, 8), (3, 3), (1, 1), (1, 1), (1, 1)))
     w_w, w_r = _fit.term_weights(W.reshape(o, -1), calib, 0.9)
-    return W, calib, w_w, w_r, _cp_metric(calib, w_w, w_r).dense
+    return W, calib, w_w, w_r, _fit.response_metric(calib, w_w, w_r).dense
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

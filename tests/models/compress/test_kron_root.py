@@ -4,16 +4,16 @@ rows than values per row): the same products, points and fits as with the dense 
 import numpy as np
 import pytest
 
-from sdf.models.compress import CompressOptions, _kron, _kron_tucker, compress_conv, conv
+from sdf.models.compress import CompressOptions, _fit, _kron, _kron_tucker, compress_conv
 
 
 def _root_problem(rng, o=9, a=8, m=4, k=3, out_rank=None):
     """A problem with a metric of ``k`` rows, built dense and through its root."""
     W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.3, a)[None, :, None]
     R = rng.standard_normal((k, a * m))
-    root = _kron.MetricRoot(0.3, R)
     M = R.T @ R + 0.3 * np.eye(a * m)
-    return _kron._Problem(W3, M, out_rank), _kron._Problem(W3, M, out_rank, root), M, root
+    metric = _fit.Metric(M, 0.3, R)
+    return _kron._Problem(W3, M, out_rank), _kron._Problem(W3, metric, out_rank), M, metric
 
 
 @pytest.mark.parametrize("k", [3, 12])  # both products through R; only the thin ones
@@ -57,13 +57,13 @@ def test_rank_hessian_product_through_the_root_equals_the_dense_one(rng):
 
 @pytest.mark.parametrize("out_rank", [None, 4])
 def test_fit_through_the_root_reaches_the_dense_objective(rng, out_rank):
-    _, _, M, root = _root_problem(rng, out_rank=out_rank)
+    _, _, M, metric = _root_problem(rng, out_rank=out_rank)
     W3 = _root_problem(np.random.default_rng(0))[0].W3
     F0 = rng.standard_normal((8, 3))
     newton = None if out_rank is None else _kron_tucker.RankNewton
-    fits = [_kron.fit_kron(W3, M, [("random", F0)], out_rank, tol=1e-10, root=given,
+    fits = [_kron.fit_kron(W3, given, [("random", F0)], out_rank, tol=1e-10,
                            newton=None if newton is None else newton())
-            for given in (None, root)]
+            for given in (M, metric)]
     assert fits[1].objective == pytest.approx(fits[0].objective, rel=1e-9)
 
 
@@ -78,7 +78,9 @@ def test_conv_fit_with_few_patches_matches_the_dense_metric(rng, method, bias, m
     kwargs = dict(ratio=0.5, X=X, padding=1, input_hw=(4, 4), options=opts,
                   bias=rng.standard_normal(6) if bias else None)
     rooted = compress_conv(W, method, **kwargs)
-    monkeypatch.setattr(conv, "_metric_root", lambda *args: None)
+    with_root = _fit.response_metric
+    monkeypatch.setattr(_fit, "response_metric",
+                        lambda *args: _fit.Metric(with_root(*args).dense, args[1]))
     dense = compress_conv(W, method, **kwargs)
     assert rooted.calib_output_error == pytest.approx(dense.calib_output_error, rel=1e-5)
     assert rooted.weight_error == pytest.approx(dense.weight_error, rel=1e-4)
