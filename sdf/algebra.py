@@ -377,7 +377,9 @@ def _leading_right_vector(times: Any, times_t: Any, rows: int, cols: int) -> np.
     start = np.random.default_rng(0).standard_normal(small)
     op = ssl.LinearOperator((small, small), matvec=gram, dtype=float)
     try:
-        vec = ssl.eigsh(op, k=1, which="LA", v0=start, tol=0.0)[1][:, 0]
+        # ARPACK's restarts capped: a near tie of the two leading values (which makes
+        # Lanczos slow) falls back to the dense decomposition
+        vec = ssl.eigsh(op, k=1, which="LA", v0=start, tol=0.0, maxiter=200)[1][:, 0]
     except ssl.ArpackNoConvergence:
         return None
     v = times_t(vec) if rows < cols else vec
