@@ -326,13 +326,19 @@ class Metric:
         return float(rows * d * 2 * THIN * self.root.shape[0])
 
 
+def metric_matrix(calib: Calibration, w_w: float, w_r: float) -> np.ndarray:
+    """``M = w_w I + w_r G`` (d x d, a new array): the data-aware objective is ``tr(E M
+    E^T)``."""
+    M = w_r * calib.gram
+    M[np.diag_indices_from(M)] += w_w
+    return M
+
+
 def response_metric(calib: Calibration, w_w: float, w_r: float) -> Metric:
     """:class:`Metric` of ``w_w I + w_r G``, with the root ``sqrt(w_r) R`` when the
     calibration keeps its rows ``R`` (fewer rows than values per row)."""
-    M = w_r * calib.gram
-    M[np.diag_indices_from(M)] += w_w
     root = None if calib.rows is None else np.sqrt(w_r) * calib.root()
-    return Metric(M, w_w, root)
+    return Metric(metric_matrix(calib, w_w, w_r), w_w, root)
 
 
 def term_weights(Wm: np.ndarray, calib: Calibration | None, balance: float) -> tuple[float, float]:
@@ -368,9 +374,7 @@ def whitener(d: int, calib: Calibration | None, w_w: float, w_r: float) -> np.nd
     """``L`` (d x d) with ``L L^T = w_w I + w_r G``, or None for the plain weight fit."""
     if calib is None or w_r == 0.0:
         return None
-    M = w_r * calib.gram
-    M[np.diag_indices(d)] += w_w
-    return _sqrt_factor(M)
+    return _sqrt_factor(metric_matrix(calib, w_w, w_r))
 
 
 class WhitenedSVD:

@@ -130,9 +130,6 @@ def _kron_weight_only(W3: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray
     return C, F, s
 
 
-def _metric(calib: _fit.Calibration, w_w: float, w_r: float) -> np.ndarray:
-    """``M = w_w I + w_r G``: the data-aware objective is ``tr(E M E^T)``."""
-    return _fit.response_metric(calib, w_w, w_r).dense
 
 
 def _fit_kron(method: str, W: np.ndarray, rank: int, calib: _fit.Calibration | None,
@@ -241,7 +238,7 @@ def _fit_cp(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: float
     fast, fast_info = _fit_cp_fast(W, rank, calib, w_w, w_r, opts)
     with quiet():  # a candidate: its warnings would describe a fit that may be dropped
         engine, engine_info = _fit_cp_engine(W, rank, calib, w_w, w_r, opts)
-    M = _metric(calib, w_w, w_r) if calib is not None and w_r > 0 else None
+    M = _fit.metric_matrix(calib, w_w, w_r) if calib is not None and w_r > 0 else None
     values = [_cp_objective(W, f, w_w, M) for f in (fast, engine)]
     factors, info = (fast, fast_info) if values[0] <= values[1] else (engine, engine_info)
     return factors, dataclasses.replace(
@@ -278,7 +275,7 @@ def _fit_cp_lm(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: fl
     rng = np.random.default_rng(opts.seed)
     factors = [rng.standard_normal((n, rank)) for n in W.shape]
     d = int(np.prod(W.shape[1:]))
-    M = _metric(calib, w_w, w_r) if calib is not None and w_r > 0 else w_w * np.eye(d)
+    M = _fit.metric_matrix(calib, w_w, w_r) if calib is not None and w_r > 0 else w_w * np.eye(d)
     fit = _cp_lm.levenberg_marquardt(W, factors, M, opts.max_iter, opts.alt_tol)
     message = f"random start, then Levenberg-Marquardt ({fit.iterations} steps, {fit.stop})"
     return balance_columns(fit.factors), FitInfo("numpy", fit.iterations, message,
@@ -417,7 +414,7 @@ def _fit_cp_engine(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w
         start = f"{start}, then {_engine.method_name(opts)} on the weight ({free.iterations} " \
                 "iterations)"
     factors, info = _engine.fit_cp(W, calib, w_w, w_r, factors, opts)
-    M = _metric(calib, w_w, w_r) if calib is not None and w_r > 0 else None
+    M = _fit.metric_matrix(calib, w_w, w_r) if calib is not None and w_r > 0 else None
     return factors, dataclasses.replace(
         info, objective=_cp_objective(W, factors, w_w, M),
         message=f"{start}, then {_engine.method_name(opts)}: {info.message}")

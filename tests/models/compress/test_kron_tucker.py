@@ -113,7 +113,7 @@ def test_aware_lower_bounds_are_below_the_fitted_objectives(rng):
     Wm = W.reshape(12, -1)
     calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
     w_w, w_r = _fit.term_weights(Wm, calib, 0.9)
-    M = conv._metric(calib, w_w, w_r)
+    M = _fit.metric_matrix(calib, w_w, w_r)
     candidates = [(2, 7), (6, 4), (4, 5), (12, 2)]
     bounds = conv._tucker2_aware_lower_bounds(W.reshape(12, 8, 9), M, candidates)
     opts = CompressOptions(alt_tol=1e-10, max_iter=1000)
