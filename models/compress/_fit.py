@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
+from sdf.models.compress._roots import KronRoot, PatchMaps, PatchRoot, RowsRoot
+
 __all__: list[str] = []
 
 # largest ratio of ``n mu^T mu`` to the centered Gram matrix's trace that
@@ -68,6 +70,9 @@ class Calibration:
     sampled: bool = False
     #: ``P^T P`` when computed up front (None: formed from ``rows`` on first use)
     stored_gram: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    #: the feature maps the rows are the im2col patches of (a convolution's, every patch
+    #: kept): products with the rows as convolutions (see :mod:`_roots`)
+    maps: PatchMaps | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.stored_gram is None and self.rows is None:
@@ -285,10 +290,13 @@ THIN = 2.0
 @dataclass(frozen=True)
 class Metric:
     """The metric ``M = w_w I + w_r G`` (d x d) of the data-aware objective ``tr(E M
-    E^T)``: dense, its identity part ``scale`` (``M - scale I`` positive semidefinite; 0:
+    E^T)``: the matrix (given, or formed from ``source`` on first use: see
+    :attr:`dense`), its identity part ``scale`` (``M - scale I`` positive semidefinite; 0:
     none known) and, when the calibration keeps its rows, the factored form ``M = scale I
     + root^T root`` (``root`` k x d): products with ``M`` go through the root where that
-    takes fewer multiply-adds (``2 k < d``).
+    takes fewer multiply-adds (``2 k < d``). ``patches``: the root's rows as convolution
+    patches (``root = scale (P - 1 mean^T)``: maps, mean, scale), for
+    :meth:`kron_root`.
 
     Examples
     --------
@@ -300,14 +308,36 @@ class Metric:
     True
     """
 
-    dense: np.ndarray
+    matrix: np.ndarray | None = None
     scale: float = 0.0
     root: np.ndarray | None = None
+    patches: tuple[PatchMaps, np.ndarray | None, float] | None = dataclasses.field(
+        default=None, repr=False)
+    #: the calibration and ``w_r`` that form the matrix when none is given
+    source: tuple[Calibration, float] | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.matrix is None and self.source is None:
+            raise ValueError("Metric needs its matrix or the calibration that forms it")
+
+    @functools.cached_property
+    def dense(self) -> np.ndarray:
+        """``M`` (d, d)."""
+        if self.matrix is not None:
+            return self.matrix
+        assert self.source is not None
+        calib, w_r = self.source
+        return metric_matrix(calib, self.scale, w_r)
+
+    @property
+    def dim(self) -> int:
+        """``d``."""
+        return self.root.shape[1] if self.root is not None else self.dense.shape[0]
 
     @property
     def thin(self) -> bool:
         """True when products go through the root (it has fewer than half of ``d`` rows)."""
-        return self.root is not None and 2 * self.root.shape[0] < self.dense.shape[0]
+        return self.root is not None and 2 * self.root.shape[0] < self.root.shape[1]
 
     def times(self, E: np.ndarray) -> np.ndarray:
         """``E M`` for ``E`` (n x d)."""
@@ -319,11 +349,23 @@ class Metric:
     def cost(self, rows: int) -> float:
         """Multiply-adds of :meth:`times` on ``rows`` rows, those through the root counted
         :data:`THIN` times."""
-        d = self.dense.shape[0]
+        d = self.dim
         if not self.thin:
             return float(rows * d * d)
         assert self.root is not None
         return float(rows * d * 2 * THIN * self.root.shape[0])
+
+    def kron_root(self, a: int, m: int) -> KronRoot | None:
+        """The root's products with ``kron(F, I_m)`` for the split ``d = a m`` (see
+        :mod:`_roots`): as convolutions of the maps when the rows are patches split along
+        the kernel, else through the rows; None without a root."""
+        if self.patches is not None:
+            maps, mean, scale = self.patches
+            try:
+                return PatchRoot(maps, a, m, mean, scale)
+            except ValueError:  # not a split along the kernel: through the rows
+                pass
+        return None if self.root is None else RowsRoot(self.root, a, m)
 
 
 def metric_matrix(calib: Calibration, w_w: float, w_r: float) -> np.ndarray:
@@ -337,8 +379,10 @@ def metric_matrix(calib: Calibration, w_w: float, w_r: float) -> np.ndarray:
 def response_metric(calib: Calibration, w_w: float, w_r: float) -> Metric:
     """:class:`Metric` of ``w_w I + w_r G``, with the root ``sqrt(w_r) R`` when the
     calibration keeps its rows ``R`` (fewer rows than values per row)."""
-    root = None if calib.rows is None else np.sqrt(w_r) * calib.root()
-    return Metric(metric_matrix(calib, w_w, w_r), w_w, root)
+    if calib.rows is None:
+        return Metric(metric_matrix(calib, w_w, w_r), w_w)
+    patches = None if calib.maps is None else (calib.maps, calib.mean, float(np.sqrt(w_r)))
+    return Metric(None, w_w, np.sqrt(w_r) * calib.root(), patches, (calib, w_r))
 
 
 def term_weights(Wm: np.ndarray, calib: Calibration | None, balance: float) -> tuple[float, float]:

@@ -44,6 +44,7 @@ from numpy.typing import DTypeLike
 
 from sdf.algebra import nearest_kron
 from sdf.models.compress._fit import Metric
+from sdf.models.compress._roots import KronRoot
 
 __all__: list[str] = []
 
@@ -108,41 +109,69 @@ class _Problem:
     ``k / d`` of ``M``'s size, stays in cache where ``M`` is read from memory each time).
     """
 
-    def __init__(self, W3: np.ndarray, M: np.ndarray | Metric, out_rank: int | None
-                 ) -> None:
+    def __init__(self, W3: np.ndarray, M: np.ndarray | Metric, out_rank: int | None,
+                 rank: int | None = None) -> None:
         o, a, m = W3.shape
         self.shape = (o, a, m)
         self.W3 = W3
         metric = M if isinstance(M, Metric) else Metric(M)
-        M, root = metric.dense, metric.root
+        root = metric.root
         k = a * m if root is None else root.shape[0]
-        self.root_weight = 0.0 if root is None else float(metric.scale)
-        # the routes: M K and the thin products through R when that takes fewer flops
-        self.wide_by_root = k * (m + 1) < a * m
-        self.thin_by_root = 2 * k < a * m
+        self.root_weight = float(metric.scale)
+        self.out_rank = out_rank
+        Wm = W3.reshape(o, -1)
+        # without an output rank and with rows: M K kept as its image R K where that takes
+        # fewer multiply-adds (see _roots)
+        self.kroot = None if out_rank is not None or rank is None else _image_root(
+            metric, o, a, m, rank)
+        self.M: np.ndarray | None = None
         self.R: np.ndarray | None = None
         self.Rt: np.ndarray | None = None
-        if root is not None and self.thin_by_root:
-            self.R = np.ascontiguousarray(root)
-            # R laid out ((k, nu), b): its product with F is the product R K
-            self.Rt = np.ascontiguousarray(
-                self.R.reshape(k, a, m).transpose(0, 2, 1)).reshape(k * m, a)
-        # M laid out (a, mu, nu, b) once, so that the product ``M K`` is one matmul
         self.Mt: np.ndarray | None = None
-        if not (self.wide_by_root and self.thin_by_root):
-            self.Mt = np.ascontiguousarray(
-                M.reshape(a, m, a, m).transpose(0, 1, 3, 2)).reshape(a * m * m, a)
-        # the preconditioner's input-side factor (the m-averaged block diagonal of M),
-        # inverted (see _preconditioner_inverse)
-        self.Ma_inv = _preconditioner_inverse(np.einsum("anbn->ab", M.reshape(a, m, a, m)) / m)
-        Wm = W3.reshape(o, -1)
-        WM = (self.root_weight * Wm + (Wm @ self.R.T) @ self.R if self.R is not None
-              else Wm @ M)
+        self.wide_by_root = self.thin_by_root = False
+        if self.kroot is not None:
+            over_m = self.kroot.traces()[0]
+            self.Ma_inv = _preconditioner_inverse(over_m / m + self.root_weight * np.eye(a))
+            assert root is not None
+            WM = self.root_weight * Wm + (Wm @ root.T) @ root
+        else:
+            M = self.M = metric.dense
+            if root is None:
+                self.root_weight = 0.0
+            # the routes: M K and the thin products through R when that takes fewer flops
+            self.wide_by_root = k * (m + 1) < a * m
+            self.thin_by_root = 2 * k < a * m
+            if root is not None and self.thin_by_root:
+                self.R = np.ascontiguousarray(root)
+                # R laid out ((k, nu), b): its product with F is the product R K
+                self.Rt = np.ascontiguousarray(
+                    self.R.reshape(k, a, m).transpose(0, 2, 1)).reshape(k * m, a)
+            # M laid out (a, mu, nu, b) once, so that the product ``M K`` is one matmul
+            if not (self.wide_by_root and self.thin_by_root):
+                self.Mt = np.ascontiguousarray(
+                    M.reshape(a, m, a, m).transpose(0, 1, 3, 2)).reshape(a * m * m, a)
+            # the preconditioner's input-side factor (the m-averaged block diagonal of M),
+            # inverted (see _preconditioner_inverse)
+            self.Ma_inv = _preconditioner_inverse(
+                np.einsum("anbn->ab", M.reshape(a, m, a, m)) / m)
+            WM = (self.root_weight * Wm + (Wm @ self.R.T) @ self.R if self.R is not None
+                  else Wm @ M)
         self.WM3 = WM.reshape(o, a, m)
         # the same laid out (o m, a): its products with F and C are plain matmuls
         self.WMt = np.ascontiguousarray(self.WM3.transpose(0, 2, 1)).reshape(o * m, a)
         self.c0 = float(np.vdot(self.WM3, W3))
-        self.out_rank = out_rank
+
+    def kron_pair(self) -> tuple[np.ndarray, np.ndarray]:
+        """Kronecker factors ``(M_a, M_m)`` with ``M_a (x) M_m`` near ``M`` (up to scale):
+        the nearest Kronecker product of the dense ``M`` (Van Loan-Pitsianis), or through
+        the rows its partial traces (exact for a Kronecker product)."""
+        o, a, m = self.shape
+        if self.kroot is None:
+            assert self.M is not None
+            return nearest_kron(self.M, (a, a), (m, m))
+        over_m, over_a = self.kroot.traces()
+        w = self.root_weight
+        return over_m + m * w * np.eye(a), over_a + a * w * np.eye(m)
 
     def single(self) -> _Problem:
         """The same problem with its arrays in float32 (BLAS products twice as fast;
@@ -152,6 +181,7 @@ class _Problem:
             self.W3, self.WM3, self.WMt))
         low.Mt, low.R, low.Rt = (None if A is None else A.astype(np.float32)
                                  for A in (self.Mt, self.R, self.Rt))
+        low.kroot = None if self.kroot is None else self.kroot.astype(np.float32)
         low.Ma_inv = self.Ma_inv.astype(np.float32)
         return low
 
@@ -169,9 +199,13 @@ class _Problem:
         return self.WMt.T @ C3.transpose(0, 2, 1).reshape(o * m, C3.shape[1])
 
     def apply_metric(self, F: np.ndarray) -> np.ndarray:
-        """``T[a, mu, nu, r] = sum_b M[(a, mu), (b, nu)] F[b, r]``: the product ``M K``."""
+        """``T[a, mu, nu, r] = sum_b M[(a, mu), (b, nu)] F[b, r]``: the product ``M K``;
+        on the image route (``kroot``) the image ``R K`` (k, m, r) that stands for it (the
+        methods here take either; both are linear in ``F``)."""
         a, m = self.shape[1:]
         r = F.shape[1]
+        if self.kroot is not None:  # the image Y = R K (k, m, r) instead
+            return self.kroot.image(F)
         if self.Rt is None or self.R is None or not self.wide_by_root:
             assert self.Mt is not None
             return (self.Mt @ F).reshape(a, m, m, r)
@@ -195,12 +229,35 @@ class _Problem:
         Y = Y3.reshape(a * m, p)
         return self.root_weight * Y + self.R.T @ (self.R @ Y)
 
+    def gram_k(self, F: np.ndarray, MF: np.ndarray) -> np.ndarray:
+        """``K^T M K`` (r m, r m), rows and columns in ``(s, lam)`` order, from ``MF =
+        apply_metric(F)``."""
+        m = self.shape[2]
+        r = F.shape[1]
+        if self.kroot is None:
+            GK = np.tensordot(F, MF, axes=([0], [0])).transpose(0, 1, 3, 2)
+            return GK.reshape(r * m, r * m)
+        Y2 = MF.reshape(-1, m * r)  # columns (lam, s)
+        GK = (Y2.T @ Y2).reshape(m, r, m, r).transpose(1, 0, 3, 2).reshape(r * m, r * m)
+        return GK + np.kron(self.root_weight * (F.T @ F), np.eye(m, dtype=F.dtype))
+
+    def _image_contract(self, X: np.ndarray, Z: np.ndarray, pairs: Sequence[
+            tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Image route: ``sum_mu [M dK_i A_i^T B_i][(a, mu), (r, mu)]`` summed over the
+        ``(X_i, A_i, B_i)`` of ``pairs`` (``A``, ``B`` (out, r, m)), whose root parts
+        ``Z`` (k, m r; ``R dK_i A_i^T B_i`` summed, columns ``(mu, r)``) the caller formed
+        in factored form (rank ``out``)."""
+        m = self.shape[2]
+        H = self.kroot.back(Z.reshape(Z.shape[0], m, -1))  # type: ignore[union-attr]
+        for Xi, A, B in pairs:
+            H += self.root_weight * (Xi @ np.einsum("osm,orm->sr", A, B, optimize=True))
+        return H
+
     def c_step(self, F: np.ndarray, MF: np.ndarray) -> tuple[np.ndarray, float]:
         """Best ``C`` (out, r, m) for ``F`` (``MF = apply_metric(F)``) and the objective."""
         o, a, m = self.shape
         r = F.shape[1]
-        GK = np.tensordot(F, MF, axes=([0], [0]))  # (r, nu, lam, s)
-        GK = GK.transpose(0, 1, 3, 2).reshape(r * m, r * m)
+        GK = self.gram_k(F, MF)
         GK = (GK + GK.T) / 2
         rhs = self.weight_times(F)
         # C = rhs GK^{-1} = Y L^{-1}; with an output rank, the reduced-rank regression
@@ -221,10 +278,17 @@ class _Problem:
         products of the search directions (computed for the Hessian anyway) give it.
         """
         Q4 = np.tensordot(C, C, axes=([0], [0]))  # (r, nu, s, lam)
-        Qt = _q_layout(Q4)
+        if self.kroot is None:
+            Qt = _q_layout(Q4)
 
-        def hess(T: np.ndarray) -> np.ndarray:  # (H F)[a, r] from T = apply_metric(F)
-            return _contract(T, Qt)
+            def hess(P: np.ndarray, T: np.ndarray) -> np.ndarray:  # (H P)[a, r], T = M dK
+                return _contract(T, Qt)
+        else:
+            C_ml = _ml_layout(C)
+
+            def hess(P: np.ndarray, T: np.ndarray) -> np.ndarray:  # T = R dK
+                Z = (T.reshape(T.shape[0], -1) @ C_ml.T) @ C_ml
+                return self._image_contract(P, Z, [(P, C, C)])
 
         N = self.weight_contract(C)
         Ma_inv, Qb_inv = self.Ma_inv, _preconditioner_inverse(np.einsum("rnsn->rs", Q4))
@@ -233,7 +297,7 @@ class _Problem:
             return (Ma_inv @ R) @ Qb_inv
 
         X, MX = F.copy(), MF.copy()
-        steps = _metric_pcg(self.apply_metric, lambda P, MP: hess(MP), precond, N - hess(MF),
+        steps = _metric_pcg(self.apply_metric, hess, precond, N - hess(F, MF),
                             X, MX, cg_iter, 0.0, keep_first_on_negative=False)
         return (X, MX) if steps is None else steps
 
@@ -242,9 +306,7 @@ class _Problem:
         """The Newton phase's view of ``F`` (no output rank): the Cholesky factor of ``K^T
         M K``, the best ``C`` and the objective; None when ``K^T M K`` is not positive
         definite (the alternations handle that case)."""
-        m = self.shape[2]
-        r = F.shape[1]
-        GK = np.tensordot(F, MF, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m, r * m)
+        GK = self.gram_k(F, MF)
         try:
             GK_f = sla.cho_factor((GK + GK.T) / 2, lower=True, check_finite=False)
         except np.linalg.LinAlgError:
@@ -260,7 +322,13 @@ class _Problem:
         o, a, m = self.shape
         C = p.C.reshape(o, -1, m)
         Q4 = np.tensordot(C, C, axes=([0], [0]))
-        R = self.weight_contract(C) - _contract(p.MF, _q_layout(Q4))
+        if self.kroot is None:
+            MKQ = _contract(p.MF, _q_layout(Q4))
+        else:
+            C_ml = _ml_layout(C)
+            Z = (p.MF.reshape(p.MF.shape[0], -1) @ C_ml.T) @ C_ml
+            MKQ = self._image_contract(p.F, Z, [(p.F, C, C)])
+        R = self.weight_contract(C) - MKQ
         return R - p.F @ (p.F.T @ R), Q4
 
     def hessvec(self, p: _Point, curv: _Curvature, X: np.ndarray, MX: np.ndarray
@@ -274,6 +342,8 @@ class _Problem:
         ``M (K C^T - Wm^T) C`` is ``M dK C^T C + M K (dC^T C + C^T dC) - B^T dC``,
         summed over the ``m`` blocks of ``dK``.
         """
+        if self.kroot is not None:
+            return self._image_hessvec(p, curv, X, MX)
         m = self.shape[2]
         r = X.shape[1]
         F, C = p.F, p.C
@@ -285,6 +355,58 @@ class _Problem:
         DD = _q_layout((D + D.T).reshape(r, m, r, m))
         H = _contract(MX, curv.Qt) + _contract(p.MF, DD) - self.weight_contract(dC)
         return H - F @ (F.T @ H)
+
+
+    def _image_hessvec(self, p: _Point, curv: _Curvature, X: np.ndarray, MX: np.ndarray
+                       ) -> np.ndarray:
+        """:meth:`hessvec` on the image route: ``MX = R dK`` and ``p.MF = R K`` (k, m, r);
+        ``K^T M dK`` and ``M dK C^T C`` enter only multiplied by ``C`` (out rows), so
+        every product with the images has ``out`` columns, and one :meth:`back` maps the
+        root parts to ``F``'s space."""
+        o, _, m = self.shape
+        r = X.shape[1]
+        F, C = p.F, p.C
+        C3 = C.reshape(o, r, m)
+        assert curv.C_ml is not None and curv.YC is not None
+        C_ml, YC = curv.C_ml, curv.YC
+        YX = MX.reshape(MX.shape[0], m * r)
+        YXC = YX @ C_ml.T  # (k, out)
+        w = self.root_weight
+        # C K^T M dK + C dK^T M K (out, (s, lam)); their root parts in (lam, s) order
+        FtX = F.T @ X
+        root = (YC.T @ YX + YXC.T @ p.MF.reshape(-1, m * r)).reshape(o, m, r)
+        CG = root.transpose(0, 2, 1) + w * (np.einsum("osm,sr->orm", C3, FtX, optimize=True)
+                                            + np.einsum("osm,rs->orm", C3, FtX, optimize=True))
+        dC = (self.weight_times(X) - CG.reshape(o, r * m)) @ curv.G_inv
+        dC3 = dC.reshape(o, r, m)
+        dC_ml = _ml_layout(dC3)
+        # root parts of M dK C^T C + M K (dC^T C + C^T dC)
+        Z = (YXC + p.MF.reshape(-1, m * r) @ dC_ml.T) @ C_ml + YC @ dC_ml
+        H = self._image_contract(X, Z, [(X, C3, C3), (F, dC3, C3), (F, C3, dC3)])
+        H -= self.weight_contract(dC)
+        return H - F @ (F.T @ H)
+
+
+def _ml_layout(C3: np.ndarray) -> np.ndarray:
+    """``C3`` (out, r, m) laid out (out, (m, r)): the column order of the images ``R K``
+    flattened."""
+    return np.ascontiguousarray(C3.transpose(0, 2, 1)).reshape(C3.shape[0], -1)
+
+
+def _image_root(metric: Metric, o: int, a: int, m: int, r: int) -> KronRoot | None:
+    """The root to keep ``M K`` as its image through (see :mod:`_roots`), or None where
+    the dense product takes fewer multiply-adds: per iteration about ten Hessian products
+    (dense: ``M dK`` and three contractions; image: an image, a :meth:`back` and five
+    products of the images with ``C``) and one ``K^T M K``."""
+    if m == 1:  # M is then its own Kronecker product: the exact start needs the dense M
+        return None
+    root = metric.kron_root(a, m)
+    if root is None:
+        return None
+    d = a * m
+    dense = 10 * (d * d * r + 3 * a * m * m * r * r) + a * m * m * r * r
+    image = 10 * (2 * root.cost(r) + 5 * root.rows * m * r * o) + root.rows * (m * r) ** 2
+    return root if image < dense else None
 
 
 @dataclass(frozen=True)
@@ -323,9 +445,13 @@ class _Curvature:
 
     Qt: np.ndarray
     G_inv: np.ndarray
+    #: on the image route: ``C`` laid out (out, (m, r)) and ``R K C^T`` (k, out)
+    C_ml: np.ndarray | None = None
+    YC: np.ndarray | None = None
 
 
-def _curvature(p: _Point, Q4: np.ndarray, dtype: DTypeLike) -> _Curvature:
+def _curvature(p: _Point, Q4: np.ndarray, dtype: DTypeLike, image: bool = False
+               ) -> _Curvature:
     """:class:`_Curvature` at ``p`` (``Q4 = C^T C``, (r, nu, s, lam)) in ``dtype``.
 
     ``G^{-1}`` explicitly (:func:`_spd_inverse`), from the Cholesky factor of ``p`` in
@@ -333,8 +459,13 @@ def _curvature(p: _Point, Q4: np.ndarray, dtype: DTypeLike) -> _Curvature:
     256x256x3x3 conv's weight SVD) that step of a Hessian product took 17 ms as a solve,
     8 ms as a product.
     """
-    return _Curvature(_q_layout(Q4).astype(dtype, copy=False),
-                      _spd_inverse(p.GK_f).astype(dtype, copy=False))
+    G_inv = _spd_inverse(p.GK_f).astype(dtype, copy=False)
+    if image:
+        o, m = p.C.shape[0], p.MF.shape[1]
+        C_ml = _ml_layout(p.C.astype(dtype, copy=False).reshape(o, -1, m))
+        YC = p.MF.astype(dtype, copy=False).reshape(p.MF.shape[0], -1) @ C_ml.T
+        return _Curvature(np.zeros((0, 0), dtype=dtype), G_inv, C_ml, YC)
+    return _Curvature(_q_layout(Q4).astype(dtype, copy=False), G_inv)
 
 
 def _inner(A: np.ndarray, B: np.ndarray) -> float:
@@ -436,7 +567,7 @@ def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float,
     hp, work = p, prob
     if low is not None:
         hp, work, R, Q4 = p.astype(np.float32), low, R.astype(np.float32), Q4.astype(np.float32)
-    curv = _curvature(p, Q4, hp.F.dtype)
+    curv = _curvature(p, Q4, hp.F.dtype, image=work.kroot is not None)
     F = hp.F
     Qb_inv = _preconditioner_inverse(np.einsum("rnsn->rs", Q4))
 
@@ -570,16 +701,17 @@ def remaining_decrease(decreases: Sequence[float], window: int = 3) -> float:
     return d * rho / (1 - rho)
 
 
-def nearest_kron_start(W3: np.ndarray, M: np.ndarray, rank: int) -> np.ndarray | None:
-    """``F`` of the generalised SVD for the nearest Kronecker product ``M_a (x) M_m`` of ``M``.
+def nearest_kron_start(W3: np.ndarray, pair: tuple[np.ndarray, np.ndarray], rank: int
+                       ) -> np.ndarray | None:
+    """``F`` of the generalised SVD for a Kronecker product ``M_a (x) M_m`` near ``M``
+    (``pair``, e.g. :meth:`_Problem.kron_pair`).
 
     With ``M_a = L_a L_a^T`` and ``M_m = L_m L_m^T``, ``tr(E (M_a (x) M_m) E^T)`` is the
     plain objective of the whitened weight ``W3[o] -> L_a^T W3[o] L_m``: its kron-structured
     truncated SVD is the exact optimum, mapped back by ``F = L_a^{-T} F'``. None when the
     Kronecker factors are not positive definite.
     """
-    o, a, m = W3.shape
-    Ma, Mm = nearest_kron(M, (a, a), (m, m))
+    Ma, Mm = pair
     try:
         La = np.linalg.cholesky((Ma + Ma.T) / 2)
         Lm = np.linalg.cholesky((Mm + Mm.T) / 2)
@@ -703,7 +835,9 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
     problem : _Problem, optional
         ``_Problem(W3, M, out_rank)`` when already built (its starts evaluated).
     """
-    prob = _Problem(W3, M, out_rank) if problem is None else problem
+    first = starts[0]
+    rank = (first.F if isinstance(first, Start) else first[1]).shape[1]
+    prob = _Problem(W3, M, out_rank, rank) if problem is None else problem
 
     def newton_step(low: _Problem | None) -> NewtonUpdate | None:
         if newton is not None or out_rank is not None:

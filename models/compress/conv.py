@@ -62,6 +62,7 @@ import sdf.models.compress._engine as _engine
 import sdf.models.compress._fit as _fit
 import sdf.models.compress._kron as _kron
 import sdf.models.compress._kron_tucker as _kron_tucker
+import sdf.models.compress._roots as _roots
 from sdf.models.compress.budget import (Rank, RatioOf, expand_rank, layer_cost, max_rank,
                                         max_scalar_rank, rank_for_ratio, rank_for_tol,
                                         tucker_ratio_candidates)
@@ -169,7 +170,9 @@ def _alternate(W3: np.ndarray, metric: _fit.Metric,
         newton_after = 3 if out_rank is None else _RANK_NEWTON_AFTER
     first = starts[0]
     rank = (first.F if isinstance(first, _kron.Start) else first[1]).shape[1]
-    gsvd = _kron.nearest_kron_start(W3, metric.dense, rank)
+    if problem is None:
+        problem = _kron._Problem(W3, metric, out_rank, rank)
+    gsvd = _kron.nearest_kron_start(W3, problem.kron_pair(), rank)
     if gsvd is not None:
         starts = [*starts, ("generalised SVD", gsvd)]
     # One position per group (a 1x1 kernel; a kh x 1 one for the spatial SVD): M is its own
@@ -883,8 +886,8 @@ def compress_conv(
         factors: Sequence[np.ndarray] = (A, B)
     else:
         if rows is not None:
-            calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
-                                               center=bias is not None)
+            assert X is not None  # the rows are its patches
+            calib = _patch_calibration(X, rows, orig, opts)
         w_w, w_r = _fit.term_weights(Wm, calib, balance if calib is not None else 0.0)
         if method in ("weight_svd", "spatial_svd"):
             a, m = _kron_split(method, W)
@@ -945,6 +948,20 @@ def _maps_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
         return None
     return _fit.Calibration.from_maps(X, orig.kernel_size, orig.padding, orig.dilation,
                                       center=orig.bias is not None)
+
+
+def _patch_calibration(X: np.ndarray, rows: np.ndarray, orig: Piece, opts: CompressOptions
+                       ) -> _fit.Calibration:
+    """The calibration of the im2col patches ``rows`` of ``X``; when it keeps every patch
+    as its rows, with the maps too (products with the rows as convolutions, see
+    :class:`_roots.PatchRoot`)."""
+    calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
+                                       center=orig.bias is not None)
+    if calib.rows is None or calib.sampled:
+        return calib
+    maps = _roots.PatchMaps.from_maps(np.asarray(X, dtype=float), orig.kernel_size,
+                                      orig.stride, orig.padding, orig.dilation)
+    return dataclasses.replace(calib, maps=maps)
 
 
 def _check_rank(where: str, method: str, orig: Piece, rank: Any) -> Rank:

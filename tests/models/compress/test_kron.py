@@ -29,7 +29,7 @@ def test_kronecker_metric_is_a_generalised_svd(rng, a, m):
     La, Lm = np.linalg.cholesky(Ma), np.linalg.cholesky(Mm)
     Ww = np.einsum("ab,oam,mn->bon", La, W3, Lm).reshape(a, -1)
     s = np.linalg.svd(Ww, compute_uv=False)
-    F0 = _kron.nearest_kron_start(W3, M, r)
+    F0 = _kron.nearest_kron_start(W3, _kron._Problem(W3, M, None).kron_pair(), r)
     fit = _kron.fit_kron(W3, M, [("generalised SVD", F0)], max_iter=0)
     assert fit.objective == pytest.approx(np.sum(s[r:] ** 2), rel=1e-9)
     assert _objective(W3, M, fit.C, fit.F) == pytest.approx(fit.objective, rel=1e-9)

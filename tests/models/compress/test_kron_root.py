@@ -4,7 +4,8 @@ rows than values per row): the same products, points and fits as with the dense 
 import numpy as np
 import pytest
 
-from sdf.models.compress import CompressOptions, _fit, _kron, _kron_tucker, compress_conv
+from sdf.models.compress import (CompressOptions, _fit, _kron, _kron_tucker, _roots,
+                                 compress_conv, im2col)
 
 
 def _root_problem(rng, o=9, a=8, m=4, k=3, out_rank=None):
@@ -70,8 +71,11 @@ def test_fit_through_the_root_reaches_the_dense_objective(rng, out_rank):
 @pytest.mark.parametrize("method, bias", [("tucker2", False), ("weight_svd", False),
                                           ("spatial_svd", False), ("tucker2", True)])
 def test_conv_fit_with_few_patches_matches_the_dense_metric(rng, method, bias, monkeypatch):
-    """A wide conv with fewer patches than values per patch: the fit through the rows
-    (centered ones with a bias) reaches the objective of the fit with the dense metric."""
+    """A wide conv with fewer patches than values per patch: the fit through the rows or
+    the maps (centered ones with a bias) reaches the objective of the fit with the dense
+    metric from the same start (the generalised SVD's Kronecker factors differ: partial
+    traces through the rows, the nearest Kronecker product with the dense metric)."""
+    monkeypatch.setattr(_kron, "nearest_kron_start", lambda *args: None)
     W = rng.standard_normal((6, 12, 3, 3))
     X = np.maximum(rng.standard_normal((1, 12, 4, 4)) + 0.3, 0.0)  # 16 patches of 108
     opts = CompressOptions(alt_tol=1e-10)
@@ -84,3 +88,113 @@ def test_conv_fit_with_few_patches_matches_the_dense_metric(rng, method, bias, m
     dense = compress_conv(W, method, **kwargs)
     assert rooted.calib_output_error == pytest.approx(dense.calib_output_error, rel=1e-5)
     assert rooted.weight_error == pytest.approx(dense.weight_error, rel=1e-4)
+
+
+GEOMETRIES = [  # kernel, stride, padding, dilation, split
+    ((3, 3), (1, 1), (1, 1), (1, 1), "weight"),
+    ((3, 3), (2, 1), (0, 1), (1, 2), "weight"),
+    ((3, 2), (1, 2), (1, 0), (2, 1), "spatial"),
+    ((5, 3), (1, 1), (2, 1), (1, 1), "spatial"),
+]
+
+
+def _patch_metric(rng, geometry, center, n=1, c=10, hw=(4, 5), w=0.3, w_r=0.7):
+    """Maps with fewer patches ``P`` than values per patch, the split ``(a, m)`` and the
+    metric ``w I + w_r P_c^T P_c`` with its rows and its maps."""
+    kernel, stride, padding, dilation, split = geometry
+    x = np.maximum(rng.standard_normal((n, c) + hw) + 0.3, 0.0)
+    P = im2col(x, kernel, stride, padding, dilation)
+    mean = P.mean(axis=0) if center else None
+    Pc = P if mean is None else P - mean
+    a, m = (c, kernel[0] * kernel[1]) if split == "weight" else (c * kernel[0], kernel[1])
+    maps = _roots.PatchMaps.from_maps(x, kernel, stride, padding, dilation)
+    R = np.sqrt(w_r) * Pc
+    metric = _fit.Metric(w * np.eye(P.shape[1]) + R.T @ R, w, R, (maps, mean, np.sqrt(w_r)))
+    return metric, R, a, m
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("center", [False, True])
+def test_patch_root_products_are_those_of_the_patches(rng, geometry, center):
+    metric, R, a, m = _patch_metric(rng, geometry, center)
+    patches, rows = metric.kron_root(a, m), _roots.RowsRoot(R, a, m)
+    assert isinstance(patches, _roots.PatchRoot)
+    F, Z = rng.standard_normal((a, 3)), rng.standard_normal((R.shape[0], m, 3))
+    image = patches.image(F)
+    np.testing.assert_allclose(image.transpose(0, 2, 1).reshape(-1, 3 * m),
+                               R @ np.kron(F, np.eye(m)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(image, rows.image(F), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(patches.back(Z), rows.back(Z), rtol=1e-12, atol=1e-12)
+    low = patches.astype(np.float32)
+    assert low.image(F.astype(np.float32)).dtype == np.float32
+    np.testing.assert_allclose(low.back(Z.astype(np.float32)), rows.back(Z), rtol=1e-4,
+                               atol=1e-4)
+    # partial traces: over a exact, over m exact in its trace (edges approximated)
+    (pm, pa), (rm, ra) = patches.traces(), rows.traces()
+    np.testing.assert_allclose(pa, ra, rtol=1e-12, atol=1e-12)
+    G = R.T @ R
+    np.testing.assert_allclose(ra, np.einsum("anam->nm", G.reshape(a, m, a, m)), rtol=1e-12)
+    np.testing.assert_allclose(rm, np.einsum("anbn->ab", G.reshape(a, m, a, m)), rtol=1e-12)
+    assert np.trace(pm) == pytest.approx(np.trace(rm), rel=1e-12)
+
+
+@pytest.mark.parametrize("geometry", [GEOMETRIES[0], GEOMETRIES[3]])
+def test_patch_partial_trace_over_the_kernel_is_close_on_large_maps(rng, geometry):
+    """The partial trace over ``m`` drops only the maps' edges (a preconditioner's and a
+    start's factor): close to the exact one on 16x16 maps."""
+    metric, R, a, m = _patch_metric(rng, geometry, center=True, n=2, c=3, hw=(16, 16))
+    approx, exact = metric.kron_root(a, m).traces()[0], _roots.RowsRoot(R, a, m).traces()[0]
+    assert np.linalg.norm(approx - exact) < 0.1 * np.linalg.norm(exact)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("through", ["maps", "rows"])
+def test_image_route_points_and_hessian_products_equal_the_dense_ones(rng, geometry, through):
+    """The image route (``M K`` kept as ``R K``): the same closed-form ``C``, objective,
+    gradient, Hessian products and ``F`` steps as the dense ``M K``."""
+    metric, R, a, m = _patch_metric(rng, geometry, center=True)
+    if through == "rows":
+        metric = _fit.Metric(metric.dense, metric.scale, R)
+    o, r = 5, 3
+    W3 = rng.standard_normal((o, a, m))
+    dense, image = _kron._Problem(W3, metric.dense, None, r), _kron._Problem(W3, metric, None, r)
+    assert dense.kroot is None and image.kroot is not None
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    pd, pi = (prob.point(F, prob.apply_metric(F)) for prob in (dense, image))
+    assert pi.f == pytest.approx(pd.f, rel=1e-12)
+    np.testing.assert_allclose(pi.C, pd.C, rtol=1e-10, atol=1e-12)
+    (Rd, Q4d), (Ri, Q4i) = dense.residual(pd), image.residual(pi)
+    np.testing.assert_allclose(Ri, Rd, rtol=1e-10, atol=1e-12)
+    X = rng.standard_normal((a, r))
+    X -= F @ (F.T @ X)
+    Hd = dense.hessvec(pd, _kron._curvature(pd, Q4d, np.float64), X, dense.apply_metric(X))
+    Hi = image.hessvec(pi, _kron._curvature(pi, Q4i, np.float64, image=True), X,
+                       image.apply_metric(X))
+    np.testing.assert_allclose(Hi, Hd, rtol=1e-9, atol=1e-12)
+    image.Ma_inv = dense.Ma_inv  # the preconditioners differ (partial traces approximated)
+    C = rng.standard_normal((o, r, m))
+    Xd, Xi = (prob.f_step(F, prob.apply_metric(F), C, 3) for prob in (dense, image))
+    np.testing.assert_allclose(Xi[0], Xd[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(Xi[1], image.apply_metric(Xi[0]), rtol=1e-9, atol=1e-12)
+
+
+def test_image_route_only_where_it_applies(rng):
+    metric, R, a, m = _patch_metric(rng, GEOMETRIES[0], center=False)
+    W3 = rng.standard_normal((5, a, m))
+    assert _kron._Problem(W3, metric, None, 3).kroot is not None
+    assert _kron._Problem(W3, metric, 2, 3).kroot is None  # an output rank: M K formed
+    assert _kron._Problem(W3, metric, None).kroot is None  # no rank to weigh the cost by
+    W1 = rng.standard_normal((5, a * m, 1))  # m = 1: M is its own Kronecker product
+    assert _kron._Problem(W1, _fit.Metric(metric.dense, metric.scale, R), None, 3).kroot is None
+
+
+def test_partial_traces_give_a_kronecker_metric_exactly(rng):
+    a, m = 20, 3
+    Ra, Rm = rng.standard_normal((3, a)), rng.standard_normal((1, m))
+    R = np.kron(Ra, Rm)  # R^T R = (Ra^T Ra) (x) (Rm^T Rm)
+    metric = _fit.Metric(R.T @ R, 0.0, R)
+    prob = _kron._Problem(rng.standard_normal((4, a, m)), metric, None, 2)
+    assert prob.kroot is not None
+    Ma, Mm = prob.kron_pair()
+    np.testing.assert_allclose(np.kron(Ma, Mm) / np.trace(R.T @ R), R.T @ R, rtol=1e-10,
+                               atol=1e-12)
