@@ -120,10 +120,9 @@ class _Problem:
         self.root_weight = float(metric.scale)
         self.out_rank = out_rank
         Wm = W3.reshape(o, -1)
-        # without an output rank and with rows: M K kept as its image R K where that takes
-        # fewer multiply-adds (see _roots)
-        self.kroot = None if out_rank is not None or rank is None else _image_root(
-            metric, o, a, m, rank)
+        # with rows: M K kept as its image R K where that takes fewer multiply-adds (see
+        # _roots)
+        self.kroot = None if rank is None else _image_root(metric, o, a, m, rank, out_rank)
         self.M: np.ndarray | None = None
         self.R: np.ndarray | None = None
         self.Rt: np.ndarray | None = None
@@ -133,6 +132,7 @@ class _Problem:
             over_m = self.kroot.traces()[0]
             self.Ma_inv = _preconditioner_inverse(over_m / m + self.root_weight * np.eye(a))
             assert root is not None
+            self.R = root  # the output-rank fits' thin products (metric_times, mk_times)
             WM = self.root_weight * Wm + (Wm @ root.T) @ root
         else:
             M = self.M = metric.dense
@@ -240,6 +240,21 @@ class _Problem:
         Y2 = MF.reshape(-1, m * r)  # columns (lam, s)
         GK = (Y2.T @ Y2).reshape(m, r, m, r).transpose(1, 0, 3, 2).reshape(r * m, r * m)
         return GK + np.kron(self.root_weight * (F.T @ F), np.eye(m, dtype=F.dtype))
+
+    def mk_times(self, F: np.ndarray, MF: np.ndarray, S: np.ndarray) -> np.ndarray:
+        """``M K S^T`` for ``S`` (p, r m) (rows in ``(s, lam)`` order), laid out (a, (mu,
+        p)), from ``MF = apply_metric(F)``."""
+        a, m = self.shape[1:]
+        p, r = S.shape[0], F.shape[1]
+        S3 = S.reshape(p, r, m)
+        if self.kroot is None:
+            S_ls = S3.transpose(2, 1, 0).reshape(m * r, p)
+            return (MF.reshape(a * m, -1) @ S_ls).reshape(a, -1)
+        assert self.R is not None
+        Z = MF.reshape(MF.shape[0], -1) @ _ml_layout(S3).T  # R K S^T (k, p)
+        MKS = (self.R.T @ Z).reshape(a, m * p)
+        MKS += self.root_weight * np.einsum("as,psm->amp", F, S3, optimize=True).reshape(a, -1)
+        return MKS
 
     def _image_contract(self, X: np.ndarray, Z: np.ndarray, pairs: Sequence[
             tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -393,20 +408,41 @@ def _ml_layout(C3: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(C3.transpose(0, 2, 1)).reshape(C3.shape[0], -1)
 
 
-def _image_root(metric: Metric, o: int, a: int, m: int, r: int) -> KronRoot | None:
+def _image_root(metric: Metric, o: int, a: int, m: int, r: int, out_rank: int | None
+                ) -> KronRoot | None:
     """The root to keep ``M K`` as its image through (see :mod:`_roots`), or None where
-    the dense product takes fewer multiply-adds: per iteration about ten Hessian products
-    (dense: ``M dK`` and three contractions; image: an image, a :meth:`back` and five
-    products of the images with ``C``) and one ``K^T M K``."""
+    the dense route takes fewer multiply-adds. Counted: the dense ``M`` and its layouts
+    (:data:`_DENSE_SETUP`; with its Gram matrix, ``k d^2 / 2``, when not formed yet), and
+    per iteration one ``K^T M K`` and about ten Hessian products: without an output rank,
+    dense ``M dK`` and three contractions against an image, a :meth:`back` and five
+    products of the images with ``C`` (out rows); with an output rank ``p``, one
+    contraction of ``M K`` with ``p`` columns (dense ``a m^2 r p``, against ``k m r p``
+    and a product with ``R^T`` of ``k d p``) and one product ``M dK`` per step."""
     if m == 1:  # M is then its own Kronecker product: the exact start needs the dense M
         return None
     root = metric.kron_root(a, m)
     if root is None:
         return None
-    d = a * m
-    dense = 10 * (d * d * r + 3 * a * m * m * r * r) + a * m * m * r * r
-    image = 10 * (2 * root.cost(r) + 5 * root.rows * m * r * o) + root.rows * (m * r) ** 2
+    d, k = a * m, root.rows
+    iterations, products = 20, 10
+    if out_rank is None:
+        dense_step = products * (d * d * r + 3 * a * m * m * r * r)
+        image_step = products * (2 * root.cost(r) + 5 * k * m * r * o)
+    else:
+        dense_step = products * a * m * m * r * out_rank + d * d * r
+        image_step = products * (k * m * r + k * d) * out_rank + root.cost(r)
+    setup = _DENSE_SETUP * d * d + (k * d * d / 2 if metric.matrix is None else 0.0)
+    dense = setup + iterations * (dense_step + a * m * m * r * r)
+    image = iterations * (image_step + k * (m * r) ** 2)
     return root if image < dense else None
+
+
+#: What the dense route's (d, d) arrays (the metric, its product layout, their float32
+#: copies) cost per entry beyond any arithmetic, in multiply-adds of the same time: new
+#: arrays fault their pages in and the layout is a transposing copy. A 64x1024x3x3 conv
+#: (d = 9216) spent about 7 s of a 36 s Tucker-2 fit on them, without the Gram matrix's
+#: arithmetic, at about 3.4e10 multiply-adds per second.
+_DENSE_SETUP = 2400
 
 
 @dataclass(frozen=True)

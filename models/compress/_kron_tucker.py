@@ -91,7 +91,7 @@ def rank_point(prob: _kron._Problem, F: np.ndarray, MF: np.ndarray) -> RankPoint
     o, a, m = prob.shape
     r, k = F.shape[1], prob.out_rank
     assert k is not None
-    GK = np.tensordot(F, MF, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m, r * m)
+    GK = prob.gram_k(F, MF)
     try:
         GK_f = sla.cho_factor((GK + GK.T) / 2, lower=True, check_finite=False)
     except np.linalg.LinAlgError:
@@ -112,18 +112,15 @@ def rank_point(prob: _kron._Problem, F: np.ndarray, MF: np.ndarray) -> RankPoint
 class RankProducts:
     """Products of a point's ``S = U^T C*`` (k, r m) that its Hessian products reuse.
 
-    ``S_ls`` is ``S[p, s, lam]`` laid out ((lam, s), p), so that ``T4.reshape(a m, m r) @
-    S_ls`` contracts a product with ``M`` (laid out (a, mu, lam, s), as
-    :meth:`sdf.models.compress._kron._Problem.apply_metric`) with ``S``; ``S_mp`` is
-    ``S[p, r, mu]`` laid out ((mu, p), r); ``FS[(a, nu), p] = sum_s F[a, s] S[p, s, nu]``;
-    ``MFS`` is ``MF`` contracted with ``S`` (a, (mu, p)); ``Qb_inv`` the inverse of the
+    ``S_mp`` is ``S[p, r, mu]`` laid out ((mu, p), r); ``FS[(a, nu), p] = sum_s F[a, s]
+    S[p, s, nu]``; ``MFS`` is ``M K S^T`` laid out (a, (mu, p))
+    (:meth:`sdf.models.compress._kron._Problem.mk_times`); ``Qb_inv`` the inverse of the
     m-averaged diagonal blocks of ``C^T C = S^T S`` (the preconditioner's factor);
     ``G_inv`` the inverse of ``G = K^T M K`` (a product with it runs on numpy's BLAS
     threads, a solve with the Cholesky factor on scipy's single one: see
     :func:`sdf.models.compress._kron._spd_inverse`).
     """
 
-    S_ls: np.ndarray
     S_mp: np.ndarray
     FS: np.ndarray
     MFS: np.ndarray
@@ -131,17 +128,9 @@ class RankProducts:
     G_inv: np.ndarray
 
 
-def _times(T4: np.ndarray, Y_ls: np.ndarray) -> np.ndarray:
-    """``sum_{lam, s} T4[a, mu, lam, s] Y[p, s, lam]`` laid out (a, (mu, p))."""
-    a, m = T4.shape[:2]
-    return (T4.reshape(a * m, -1) @ Y_ls).reshape(a, -1)
-
-
-def _layouts(Y: np.ndarray, r: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """``Y`` (k, r m) laid out ((lam, s), p) and ((mu, p), r)."""
-    Y3 = Y.reshape(-1, r, m)
-    return (Y3.transpose(2, 1, 0).reshape(m * r, -1),
-            Y3.transpose(2, 0, 1).reshape(-1, r))
+def _mp_layout(Y: np.ndarray, r: int, m: int) -> np.ndarray:
+    """``Y`` (k, r m) laid out ((mu, p), r)."""
+    return Y.reshape(-1, r, m).transpose(2, 0, 1).reshape(-1, r)
 
 
 def rank_residual(prob: _kron._Problem, p: RankPoint, G_inv: np.ndarray | None = None
@@ -154,14 +143,14 @@ def rank_residual(prob: _kron._Problem, p: RankPoint, G_inv: np.ndarray | None =
     o, a, m = prob.shape
     r = p.F.shape[1]
     S3 = p.S.reshape(-1, r, m)
-    S_ls, S_mp = _layouts(p.S, r, m)
-    MFS = _times(p.MF, S_ls)
+    S_mp = _mp_layout(p.S, r, m)
+    MFS = prob.mk_times(p.F, p.MF, p.S)
     FS = np.einsum("as,psn->anp", p.F, S3, optimize=True).reshape(a * m, -1)
     Qb_inv = _kron._preconditioner_inverse(np.einsum("prn,psn->rs", S3, S3, optimize=True))
     R = (np.einsum("oan,orn->ar", prob.WM3, p.C.reshape(o, r, m), optimize=True)
          - MFS @ S_mp)
     G_inv = _kron._spd_inverse(p.GK_f) if G_inv is None else G_inv
-    return R - p.F @ (p.F.T @ R), RankProducts(S_ls, S_mp, FS, MFS, Qb_inv, G_inv)
+    return R - p.F @ (p.F.T @ R), RankProducts(S_mp, FS, MFS, Qb_inv, G_inv)
 
 
 def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarray
@@ -191,9 +180,9 @@ def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.nda
     # T = U^T dC (dU^T C* + U^T dC*); V_p^T dC = Z S
     T = Z.T @ Sp + (Ut_dP - dG_St.T) @ pr.G_inv
     dC = p.Vp @ (Z @ S) + U @ T
-    T_ls, T_mp = _layouts(T, r, m)
+    T_mp = _mp_layout(T, r, m)
     # M dK C^T C + M K (dC^T C + C^T dC) with C = U S, U^T dC = T
-    H = ((MXS + _times(p.MF, T_ls)) @ pr.S_mp + pr.MFS @ T_mp
+    H = ((MXS + prob.mk_times(F, p.MF, T)) @ pr.S_mp + pr.MFS @ T_mp
          - prob.weight_contract(dC))
     return H - F @ (F.T @ H)
 

@@ -536,7 +536,7 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
     o, i, kh, kw = W.shape
     W3, metric = W.reshape(o, i, kh * kw), _fit.response_metric(calib, w_w, w_r)
     screen = dataclasses.replace(opts, max_iter=min(opts.max_iter, _SCREEN_ITER))
-    bounds = _tucker2_aware_lower_bounds(W3, metric.dense, candidates)
+    bounds = _tucker2_aware_lower_bounds(W3, metric, candidates)
     order = sorted(range(len(candidates)), key=lambda k: (candidates[k][1] < i, bounds[k]))
     short: list[tuple[tuple[int, int], _kron.KronFit]] = []
     problems: dict[tuple[int, int], _kron._Problem] = {}
@@ -553,7 +553,7 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
         else:
             Ui = _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1]
             # the problem and its start, built once for the screen and the refinement
-            prob = problems[ranks] = _kron._Problem(W3, metric, ranks[0])
+            prob = problems[ranks] = _kron._Problem(W3, metric, ranks[0], ranks[1])
             start = _kron.evaluate_start(prob, "HOOI", Ui)
             if not short:
                 reached = start.f  # the fit from the start ends at or below it
@@ -583,14 +583,14 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
     return kept, dropped
 
 
-def _tucker2_aware_lower_bounds(W3: np.ndarray, M: np.ndarray,
+def _tucker2_aware_lower_bounds(W3: np.ndarray, metric: _fit.Metric,
                                 candidates: Sequence[tuple[int, int]]) -> np.ndarray:
     """A lower bound on ``tr(E M E^T)`` (``E = Wm_hat - Wm``) for every Tucker-2 of ranks
     ``(r_out, r_in)``: ``Wm_hat`` has rank at most ``r_out``, and the best such matrix in
     that metric leaves the eigenvalues of ``Wm M Wm^T`` beyond the ``r_out`` largest."""
     o = W3.shape[0]
     Wm = W3.reshape(o, -1)
-    ev = np.clip(np.linalg.eigvalsh((Wm @ M) @ Wm.T)[::-1], 0.0, None)
+    ev = np.clip(np.linalg.eigvalsh(metric.times(Wm) @ Wm.T)[::-1], 0.0, None)
     tail = np.concatenate([np.cumsum(ev[::-1])[::-1], [0.0]])
     return np.array([tail[min(ro, o)] for ro, _ in candidates])
 

@@ -182,7 +182,7 @@ def test_image_route_only_where_it_applies(rng):
     metric, R, a, m = _patch_metric(rng, GEOMETRIES[0], center=False)
     W3 = rng.standard_normal((5, a, m))
     assert _kron._Problem(W3, metric, None, 3).kroot is not None
-    assert _kron._Problem(W3, metric, 2, 3).kroot is None  # an output rank: M K formed
+    assert _kron._Problem(W3, metric, 2, 3).kroot is not None  # an output rank too
     assert _kron._Problem(W3, metric, None).kroot is None  # no rank to weigh the cost by
     W1 = rng.standard_normal((5, a * m, 1))  # m = 1: M is its own Kronecker product
     assert _kron._Problem(W1, _fit.Metric(metric.dense, metric.scale, R), None, 3).kroot is None
@@ -198,3 +198,25 @@ def test_partial_traces_give_a_kronecker_metric_exactly(rng):
     Ma, Mm = prob.kron_pair()
     np.testing.assert_allclose(np.kron(Ma, Mm) / np.trace(R.T @ R), R.T @ R, rtol=1e-10,
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("geometry", [GEOMETRIES[0], GEOMETRIES[2]])
+def test_rank_products_on_the_image_route_equal_the_dense_ones(rng, geometry):
+    """Tucker-2's point, gradient and Hessian products with ``M K`` kept as its image."""
+    metric, R, a, m = _patch_metric(rng, geometry, center=True)
+    o, r, out_rank = 6, 3, 2
+    W3 = rng.standard_normal((o, a, m))
+    dense = _kron._Problem(W3, metric.dense, out_rank, r)
+    image = _kron._Problem(W3, metric, out_rank, r)
+    assert dense.kroot is None and image.kroot is not None
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    X = rng.standard_normal((a, r))
+    X -= F @ (F.T @ X)
+    out = []
+    for prob in (dense, image):
+        p = _kron_tucker.rank_point(prob, F, prob.apply_metric(F))
+        Rg, products = _kron_tucker.rank_residual(prob, p)
+        out.append((p.f, Rg, _kron_tucker.rank_hessvec(prob, p, products, X)))
+    assert out[1][0] == pytest.approx(out[0][0], rel=1e-12)
+    np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(out[1][2], out[0][2], rtol=1e-9, atol=1e-12)

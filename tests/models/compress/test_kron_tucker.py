@@ -115,7 +115,7 @@ def test_aware_lower_bounds_are_below_the_fitted_objectives(rng):
     w_w, w_r = _fit.term_weights(Wm, calib, 0.9)
     M = _fit.metric_matrix(calib, w_w, w_r)
     candidates = [(2, 7), (6, 4), (4, 5), (12, 2)]
-    bounds = conv._tucker2_aware_lower_bounds(W.reshape(12, 8, 9), M, candidates)
+    bounds = conv._tucker2_aware_lower_bounds(W.reshape(12, 8, 9), _fit.Metric(M), candidates)
     opts = CompressOptions(alt_tol=1e-10, max_iter=1000)
     for bound, ranks in zip(bounds, candidates):
         factors = conv._fit_tucker2(W, ranks, calib, w_w, w_r, opts)[0]
