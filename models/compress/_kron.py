@@ -107,6 +107,12 @@ class _Problem:
     ``a^2 m^2 r`` dense and ``k a m r (m + 1)`` through ``R``; a product with ``p`` plain
     columns (``metric_times``) ``d^2 p`` dense and ``2 k d p`` through ``R`` (and ``R``,
     ``k / d`` of ``M``'s size, stays in cache where ``M`` is read from memory each time).
+
+    Given the rank ``r`` of ``F``, the products may instead keep ``M K`` as its image ``R
+    K`` (k, m, r) (``kroot``, see :mod:`sdf.models.compress._roots`: for a convolution's
+    patches, convolutions of its maps) where that takes fewer multiply-adds
+    (:func:`_image_root`): ``apply_metric`` then returns the image, the methods taking its
+    result accept either, and the dense ``M`` is never formed.
     """
 
     def __init__(self, W3: np.ndarray, M: np.ndarray | Metric, out_rank: int | None,
@@ -129,8 +135,9 @@ class _Problem:
         self.Mt: np.ndarray | None = None
         self.wide_by_root = self.thin_by_root = False
         if self.kroot is not None:
-            over_m = self.kroot.traces()[0]
-            self.Ma_inv = _preconditioner_inverse(over_m / m + self.root_weight * np.eye(a))
+            self.traces = self.kroot.traces()
+            self.Ma_inv = _preconditioner_inverse(self.traces[0] / m
+                                                  + self.root_weight * np.eye(a))
             assert root is not None
             self.R = root  # the output-rank fits' thin products (metric_times, mk_times)
             WM = self.root_weight * Wm + (Wm @ root.T) @ root
@@ -169,7 +176,7 @@ class _Problem:
         if self.kroot is None:
             assert self.M is not None
             return nearest_kron(self.M, (a, a), (m, m))
-        over_m, over_a = self.kroot.traces()
+        over_m, over_a = self.traces
         w = self.root_weight
         return over_m + m * w * np.eye(a), over_a + a * w * np.eye(m)
 
@@ -370,7 +377,6 @@ class _Problem:
         DD = _q_layout((D + D.T).reshape(r, m, r, m))
         H = _contract(MX, curv.Qt) + _contract(p.MF, DD) - self.weight_contract(dC)
         return H - F @ (F.T @ H)
-
 
     def _image_hessvec(self, p: _Point, curv: _Curvature, X: np.ndarray, MX: np.ndarray
                        ) -> np.ndarray:
