@@ -574,9 +574,11 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
             dropped.append(f"{ranks} dropped after {fit.iterations} alternations")
             continue
         if not fit.converged and fit.iterations < opts.max_iter:
+            # the screen's alternations were the ones before the Newton steps
             more = _kron.fit_kron(W3, metric, [(fit.start, fit.F)], ranks[0],
                                   max_iter=opts.max_iter - fit.iterations, tol=opts.alt_tol,
-                                  newton=_kron_tucker.RankNewton(), problem=problems.get(ranks))
+                                  newton_after=0, newton=_kron_tucker.RankNewton(),
+                                  problem=problems.get(ranks))
             fit = dataclasses.replace(more, iterations=fit.iterations + more.iterations,
                                       start_objective=fit.start_objective)
         kept.append((ranks, fit))

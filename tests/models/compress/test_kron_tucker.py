@@ -125,6 +125,19 @@ def test_aware_lower_bounds_are_below_the_fitted_objectives(rng):
     assert bounds[0] > bounds[2] > bounds[1] and bounds[3] == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_screened_tucker2_refines_by_newton_steps_after_the_screen(seed):
+    """Rank pairs that compete get the screen's alternations; the one kept then takes
+    Newton steps at once (more alternations there only crawl)."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((24, 16, 3, 3)) * np.linspace(2, 0.2, 24)[:, None, None, None]
+    X = np.maximum(rng.standard_normal((4, 16, 8, 8)) + 0.3, 0.0)
+    res = compress_conv(W, "tucker2", ratio=0.5, X=X, padding=1)
+    assert "lower objective of" in res.info.message
+    assert f"({conv._SCREEN_ITER} alternations and" in res.info.message
+    assert "Newton step" in res.info.message and "converged" in res.info.message
+
+
 def test_data_aware_tucker2_reports_its_newton_steps(rng):
     W = rng.standard_normal((10, 6, 3, 3)) * np.linspace(2, 0.2, 10)[:, None, None, None]
     X = rng.standard_normal((5, 6, 7, 7)) * np.linspace(0.2, 3, 6)[None, :, None, None]
