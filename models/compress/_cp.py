@@ -222,6 +222,13 @@ def response_objective(Wm: np.ndarray, factors: list[np.ndarray], M: np.ndarray)
     return float(np.vdot(E @ M, E))
 
 
+def _metric_objective(Wm: np.ndarray, factors: list[np.ndarray], metric: Metric) -> float:
+    """:func:`response_objective` with the products through ``metric`` (its root when
+    thin)."""
+    E = _expand(factors) - Wm
+    return float(np.vdot(metric.times(E), E))
+
+
 def _expand(factors: list[np.ndarray]) -> np.ndarray:
     """``U_out kr(U_in, U_h, U_w)^T`` (out x d)."""
     Uo, Ui, Uh, Uw = factors
@@ -261,9 +268,13 @@ class InputPreconditioner:
     plain Kronecker preconditioner ``A^{-1} X C1^{-1}``.
     """
 
-    def __init__(self, M: np.ndarray, scale: float, i: int, m: int) -> None:
+    def __init__(self, M: np.ndarray | None, scale: float, i: int, m: int,
+                 pair: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.scale = scale
-        self.A, self.B = nearest_kron(M, (i, i), (m, m), shift=scale)
+        if pair is None:
+            assert M is not None, "InputPreconditioner needs M or its Kronecker pair"
+            pair = nearest_kron(M, (i, i), (m, m), shift=scale)
+        self.A, self.B = pair
         lam, self.V = np.linalg.eigh(self.A)
         self.lam = np.maximum(lam, 0.0)
 
@@ -434,7 +445,6 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
     """
     o, i, kh, kw = W.shape
     Wm = W.reshape(o, -1)
-    M = metric.dense
     Z = metric.times(Wm)                                     # M is symmetric
     start = [np.array(f, dtype=float) for f in factors]
     R = start[0].shape[1]
@@ -442,10 +452,14 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
     if cg_iterations is None:
         schedule = cg_schedule(W.shape, R, metric, work, max_rounds)
         cg_iterations, work, separate = schedule.iterations, schedule.work, schedule.separate
-    precondition = InputPreconditioner(M, metric.scale if separate else 0.0, i, kh * kw)
-    # the spatial factors' preconditioner reads the nearest Kronecker product of M
+    # the Kronecker pairs of Metric.kron_pair: nearest Kronecker products of the dense M,
+    # or partial traces through the calibration root (M never formed)
+    shift = metric.scale if separate else 0.0
+    precondition = InputPreconditioner(None, shift, i, kh * kw,
+                                       metric.kron_pair(i, kh * kw, shift))
+    # the spatial factors' preconditioner reads the Kronecker pair of M
     KA = (precondition.A if not precondition.scale
-          else nearest_kron(M, (i, i), (kh * kw, kh * kw))[0]) if cg_iterations[1] else None
+          else metric.kron_pair(i, kh * kw)[0]) if cg_iterations[1] else None
     start_value = value = np.inf
     current, previous = start, start
     stop, rounds, spent, momentum = "iteration cap", 0, 0.0, 0
@@ -473,9 +487,9 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
         if gain <= tol * new_value * (cg_in + 2 * cg_sp):  # per CG iteration, as one ALS update
             stop = "converged"
             break
-    final_value = response_objective(Wm, current, M)
+    final_value = _metric_objective(Wm, current, metric)
     if rounds == 0 or final_value > start_value:
-        return CPFit(start, response_objective(Wm, start, M), rounds, stop)
+        return CPFit(start, _metric_objective(Wm, start, metric), rounds, stop)
     return CPFit(current, final_value, rounds, stop)
 
 

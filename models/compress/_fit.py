@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
+from sdf.algebra import nearest_kron
 from sdf.models.compress._roots import KronRoot, PatchMaps, PatchRoot, RowsRoot
 
 __all__: list[str] = []
@@ -354,6 +355,22 @@ class Metric:
             return float(rows * d * d)
         assert self.root is not None
         return float(rows * d * 2 * THIN * self.root.shape[0])
+
+    def kron_pair(self, a: int, m: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """``A`` (a, a) and ``B`` (m, m) with ``kron(A, B)`` near ``M - shift I``: the
+        nearest Kronecker product of the matrix (:func:`sdf.algebra.nearest_kron`) or,
+        when the matrix is not formed and the root has a product with ``kron(F, I_m)``
+        (:meth:`kron_root`), the partial traces of ``M - shift I``, ``B`` scaled to trace 1
+        (exact for a Kronecker product; a Gram matrix is never formed)."""
+        root = None if self.matrix is not None or "dense" in self.__dict__ else (
+            self.kron_root(a, m))
+        if root is None:
+            return nearest_kron(self.dense, (a, a), (m, m), shift=shift)
+        over_m, over_a = root.traces()
+        extra = self.scale - shift
+        over_m = over_m + m * extra * np.eye(a)
+        over_a = over_a + a * extra * np.eye(m)
+        return over_m, over_a / (np.trace(over_a) or 1.0)
 
     def kron_root(self, a: int, m: int) -> KronRoot | None:
         """The root's products with ``kron(F, I_m)`` for the split ``d = a m`` (see

@@ -220,3 +220,42 @@ def test_rank_products_on_the_image_route_equal_the_dense_ones(rng, geometry):
     assert out[1][0] == pytest.approx(out[0][0], rel=1e-12)
     np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(out[1][2], out[0][2], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3])
+def test_metric_kron_pair_of_a_kronecker_root_is_exact(rng, shift):
+    """Through the root, the Kronecker pair is the partial traces of ``M - shift I``
+    (exact for a Kronecker product); with the matrix formed, the nearest Kronecker
+    product; the two agree on ``kron(A, B)``."""
+    a, m, w = 20, 3, 0.3
+    R = np.kron(rng.standard_normal((3, a)), rng.standard_normal((1, m)))
+    M = w * np.eye(a * m) + R.T @ R
+    calib = _fit.Calibration.from_rows(R)
+    rooted = _fit.response_metric(calib, w, 1.0)
+    assert rooted.matrix is None and rooted.root is not None
+    A, B = rooted.kron_pair(a, m, shift)
+    assert "dense" not in rooted.__dict__  # the metric was never formed
+    if shift == w:  # M - w I = R^T R is a Kronecker product: both routes give it exactly
+        np.testing.assert_allclose(np.kron(A, B), R.T @ R, rtol=1e-10, atol=1e-12)
+        Ad, Bd = _fit.Metric(M, w).kron_pair(a, m, shift)
+        np.testing.assert_allclose(np.kron(Ad, Bd), R.T @ R, rtol=1e-8, atol=1e-10)
+    assert np.trace(np.kron(A, B)) == pytest.approx(np.trace(M) - shift * a * m, rel=1e-10)
+
+
+def test_data_aware_cp_through_the_root_never_forms_the_metric(rng):
+    """The CP response rounds on a thin metric (fewer patches than values): products and
+    preconditioners through the root, the objective that of the returned factors."""
+    from sdf.models.compress import _cp
+
+    W = rng.standard_normal((6, 12, 3, 3))
+    X = np.maximum(rng.standard_normal((1, 12, 4, 4)) + 0.3, 0.0)
+    calib = _fit.Calibration.from_rows(im2col(X, 3, padding=1))
+    w_w, w_r = _fit.term_weights(W.reshape(6, -1), calib, 0.9)
+    metric = _fit.response_metric(calib, w_w, w_r)
+    start = _cp.als_weight(W, _cp.spatial_slices_start(W, 8)[0], 30, 1e-6, 0).factors
+    fit = _cp.als_response(W, start, metric, 20, 1e-8)
+    assert "dense" not in metric.__dict__
+    M = _fit.metric_matrix(calib, w_w, w_r)
+    assert fit.objective == pytest.approx(
+        _cp.response_objective(W.reshape(6, -1), fit.factors, M), rel=1e-10)
+    assert fit.objective < _cp.response_objective(W.reshape(6, -1), start, M)
