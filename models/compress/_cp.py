@@ -30,7 +30,9 @@ linearity), ``U_in`` preconditioned with ``M ~ c I + A kron B``
 (:class:`InputPreconditioner`), rounds extrapolated from the last two. Every update lowers
 the objective or keeps it, so it never rises above the warm start's. When ``M = w_w I + R^T
 R`` with ``R`` of few rows (fewer calibration patches than values per patch,
-:class:`Metric`), the products with ``M`` go through ``R``. On a wide layer with such a Gram
+:class:`Metric`), the products with ``M`` go through ``R`` and the Kronecker factors of
+the preconditioners are the partial traces of ``R^T R`` (:meth:`Metric.kron_pair`): the
+Gram matrix is never formed. On a wide layer with such a Gram
 (16x200x3x3, rank 64, 256 patches), 32 CG iterations on ``U_in`` from the same point lowered
 the objective to 0.0380 with that preconditioner, 0.0483 with the nearest Kronecker product
 of ``M`` alone (0.0379 is the block minimum).
@@ -257,7 +259,8 @@ class InputPreconditioner:
 
     ``c`` is the metric's identity part (the weight term's weight, :attr:`Metric.scale`) and
     ``A kron B`` (``A`` in x in, ``B`` kh kw x kh kw) the nearest Kronecker product of ``M -
-    c I`` (:func:`sdf.algebra.nearest_kron` with a shift). With the other factors
+    c I`` (:func:`sdf.algebra.nearest_kron` with a shift), or the given ``pair`` (e.g.
+    :meth:`Metric.kron_pair`, partial traces through the root). With the other factors
     fixed, the Hessian in ``U_in`` is then ``A kron C1 + I kron C2``, ``C1 = U_out^T U_out *
     S^T B S``, ``C2 = c U_out^T U_out * S^T S`` (``S = kr(U_h, U_w)``): in the eigenvectors
     of ``A`` (fixed over the fit) and the generalised eigenvectors of ``(C1, C2)`` (one
@@ -428,7 +431,8 @@ def als_response(W: np.ndarray, factors: list[np.ndarray], metric: Metric, max_r
     A round: the output factor in closed form, then ``cg_iterations[0]`` iterations of
     :func:`block_cg` on the input factor, preconditioned by :class:`InputPreconditioner`,
     then ``cg_iterations[1]`` on each spatial factor (preconditioned by ``U_out^T U_out *
-    U_in^T A U_in * V^T V``, ``A kron B`` the nearest Kronecker product of ``M``, ``V`` the
+    U_in^T A U_in * V^T V``, ``A kron B`` the Kronecker pair of ``M``
+    (:meth:`Metric.kron_pair`), ``V`` the
     other spatial factor); None: :func:`cg_schedule` (which may also lower ``work``, and
     decides the input preconditioner's form; given iterations, it keeps the metric's
     identity part apart whenever there is one). With ``accelerate``, each round starts from
@@ -499,7 +503,7 @@ def _response_round(Wm: np.ndarray, Z: np.ndarray, metric: Metric, point: list[n
                     ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, float]:
     """One round of :func:`als_response` from the input and spatial factors ``point``
     (``Z = Wm M``; ``plan``: CG iterations on the input and on each spatial factor; ``KA``
-    the input side of the nearest Kronecker product of ``M``, needed with spatial
+    the input side of the Kronecker pair of ``M``, needed with spatial
     iterations). Returns the factors, ``E`` and ``E M`` at them and, given
     ``Uo_start``, the objective of ``[Uo_start, *point]`` (from the products the round
     needs anyway; else nan)."""
