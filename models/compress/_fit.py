@@ -362,15 +362,27 @@ class Metric:
         when the matrix is not formed and the root has a product with ``kron(F, I_m)``
         (:meth:`kron_root`), the partial traces of ``M - shift I``, ``B`` scaled to trace 1
         (exact for a Kronecker product; a Gram matrix is never formed)."""
-        root = None if self.matrix is not None or "dense" in self.__dict__ else (
-            self.kron_root(a, m))
-        if root is None:
+        traces = None if self.matrix is not None or "dense" in self.__dict__ else (
+            self.partial_traces(a, m))
+        if traces is None:
             return nearest_kron(self.dense, (a, a), (m, m), shift=shift)
-        over_m, over_a = root.traces()
+        over_m, over_a = traces
         extra = self.scale - shift
         over_m = over_m + m * extra * np.eye(a)
         over_a = over_a + a * extra * np.eye(m)
         return over_m, over_a / (np.trace(over_a) or 1.0)
+
+    def partial_traces(self, a: int, m: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`KronRoot.traces` of :meth:`kron_root` (``root^T root`` traced over ``m``
+        and over ``a``), computed once per split; None without a root."""
+        cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = self.__dict__.setdefault(
+            "_traces", {})
+        if (a, m) not in cache:
+            root = self.kron_root(a, m)
+            if root is None:
+                return None
+            cache[a, m] = root.traces()
+        return cache[a, m]
 
     def kron_root(self, a: int, m: int) -> KronRoot | None:
         """The root's products with ``kron(F, I_m)`` for the split ``d = a m`` (see

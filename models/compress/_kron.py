@@ -135,7 +135,9 @@ class _Problem:
         self.Mt: np.ndarray | None = None
         self.wide_by_root = self.thin_by_root = False
         if self.kroot is not None:
-            self.traces = self.kroot.traces()
+            traces = metric.partial_traces(a, m)
+            assert traces is not None  # the image route has a root
+            self.traces = traces
             self.Ma_inv = _preconditioner_inverse(self.traces[0] / m
                                                   + self.root_weight * np.eye(a))
             assert root is not None
