@@ -163,7 +163,8 @@ class PatchRoot:
             a_side = kh
         else:
             raise ValueError(f"no kernel split of {kh}x{kw} gives a={a}, m={m}")
-        self.maps, self.a, self.m, self.a_side, self.scale = maps, a, m, a_side, scale
+        # a Python float: a NumPy float64 would promote float32 products to float64
+        self.maps, self.a, self.m, self.a_side, self.scale = maps, a, m, a_side, float(scale)
         self.rows = maps.rows
         self.mean = None if mean is None else mean.reshape(a, m)
 

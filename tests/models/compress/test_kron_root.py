@@ -127,6 +127,7 @@ def test_patch_root_products_are_those_of_the_patches(rng, geometry, center):
     np.testing.assert_allclose(patches.back(Z), rows.back(Z), rtol=1e-12, atol=1e-12)
     low = patches.astype(np.float32)
     assert low.image(F.astype(np.float32)).dtype == np.float32
+    assert low.back(Z.astype(np.float32)).dtype == np.float32
     np.testing.assert_allclose(low.back(Z.astype(np.float32)), rows.back(Z), rtol=1e-4,
                                atol=1e-4)
     # partial traces: over a exact, over m exact in its trace (edges approximated)
