@@ -363,14 +363,22 @@ class Metric:
         (:meth:`kron_root`), the partial traces of ``M - shift I``, ``B`` scaled to trace 1
         (exact for a Kronecker product; a Gram matrix is never formed)."""
         traces = None if self.matrix is not None or "dense" in self.__dict__ else (
-            self.partial_traces(a, m))
+            self.kron_traces(a, m, shift))
         if traces is None:
             return nearest_kron(self.dense, (a, a), (m, m), shift=shift)
         over_m, over_a = traces
-        extra = self.scale - shift
-        over_m = over_m + m * extra * np.eye(a)
-        over_a = over_a + a * extra * np.eye(m)
         return over_m, over_a / (np.trace(over_a) or 1.0)
+
+    def kron_traces(self, a: int, m: int, shift: float = 0.0
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The partial traces of ``M - shift I`` over ``m`` (a, a) and over ``a`` (m, m)
+        through the root (:meth:`partial_traces`, the identity part added); None without
+        a root."""
+        traces = self.partial_traces(a, m)
+        if traces is None:
+            return None
+        extra = self.scale - shift
+        return traces[0] + m * extra * np.eye(a), traces[1] + a * extra * np.eye(m)
 
     def partial_traces(self, a: int, m: int) -> tuple[np.ndarray, np.ndarray] | None:
         """:meth:`KronRoot.traces` of :meth:`kron_root` (``root^T root`` traced over ``m``

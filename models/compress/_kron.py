@@ -135,11 +135,8 @@ class _Problem:
         self.Mt: np.ndarray | None = None
         self.wide_by_root = self.thin_by_root = False
         if self.kroot is not None:
-            traces = metric.partial_traces(a, m)
-            assert traces is not None  # the image route has a root
-            self.traces = traces
-            self.Ma_inv = _preconditioner_inverse(self.traces[0] / m
-                                                  + self.root_weight * np.eye(a))
+            self.metric = metric
+            self.Ma_inv = _preconditioner_inverse(self.kron_pair()[0] / m)
             assert root is not None
             self.R = root  # the output-rank fits' thin products (metric_times, mk_times)
             WM = self.root_weight * Wm + (Wm @ root.T) @ root
@@ -178,9 +175,9 @@ class _Problem:
         if self.kroot is None:
             assert self.M is not None
             return nearest_kron(self.M, (a, a), (m, m))
-        over_m, over_a = self.traces
-        w = self.root_weight
-        return over_m + m * w * np.eye(a), over_a + a * w * np.eye(m)
+        pair = self.metric.kron_traces(a, m)
+        assert pair is not None  # the image route has a root
+        return pair
 
     def single(self) -> _Problem:
         """The same problem with its arrays in float32 (BLAS products twice as fast;
