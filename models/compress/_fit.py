@@ -294,10 +294,11 @@ class Metric:
     E^T)``: the matrix (given, or formed from ``source`` on first use: see
     :attr:`dense`), its identity part ``scale`` (``M - scale I`` positive semidefinite; 0:
     none known) and, when the calibration keeps its rows, the factored form ``M = scale I
-    + root^T root`` (``root`` k x d): products with ``M`` go through the root where that
-    takes fewer multiply-adds (``2 k < d``). ``patches``: the root's rows as convolution
-    patches (``root = scale (P - 1 mean^T)``: maps, mean, scale), for
-    :meth:`kron_root`.
+    + root_weight root^T root`` (``root`` k x d, the calibration's rows as they are: a
+    scaled copy of thousands of patches costs more than the products that use it): products
+    with ``M`` go through the root where that takes fewer multiply-adds (``2 k < d``).
+    ``patches``: the root's rows as convolution patches (``sqrt(root_weight) root = scale
+    (P - 1 mean^T)``: maps, mean, scale), for :meth:`kron_root`.
 
     Examples
     --------
@@ -316,6 +317,7 @@ class Metric:
         default=None, repr=False)
     #: the calibration and ``w_r`` that form the matrix when none is given
     source: tuple[Calibration, float] | None = dataclasses.field(default=None, repr=False)
+    root_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.matrix is None and self.source is None:
@@ -345,7 +347,14 @@ class Metric:
         if not self.thin:
             return E @ self.dense
         assert self.root is not None
-        return self.scale * E + (E @ self.root.T) @ self.root
+        return self.scale * E + self.root_weight * ((E @ self.root.T) @ self.root)
+
+    def weighted_root(self) -> np.ndarray | None:
+        """``sqrt(root_weight) root`` (``M = scale I + R^T R``; a new array unless the
+        weight is 1), None without a root."""
+        if self.root is None or self.root_weight == 1.0:
+            return self.root
+        return np.sqrt(self.root_weight) * self.root
 
     def cost(self, rows: int) -> float:
         """Multiply-adds of :meth:`times` on ``rows`` rows, those through the root counted
@@ -402,7 +411,8 @@ class Metric:
                 return PatchRoot(maps, a, m, mean, scale)
             except ValueError:  # not a split along the kernel: through the rows
                 pass
-        return None if self.root is None else RowsRoot(self.root, a, m)
+        return None if self.root is None else RowsRoot(self.root, a, m,
+                                                       float(np.sqrt(self.root_weight)))
 
 
 def metric_matrix(calib: Calibration, w_w: float, w_r: float) -> np.ndarray:
@@ -419,7 +429,7 @@ def response_metric(calib: Calibration, w_w: float, w_r: float) -> Metric:
     if calib.rows is None:
         return Metric(metric_matrix(calib, w_w, w_r), w_w)
     patches = None if calib.maps is None else (calib.maps, calib.mean, float(np.sqrt(w_r)))
-    return Metric(None, w_w, np.sqrt(w_r) * calib.root(), patches, (calib, w_r))
+    return Metric(None, w_w, calib.root(), patches, (calib, w_r), w_r)
 
 
 def term_weights(Wm: np.ndarray, calib: Calibration | None, balance: float) -> tuple[float, float]:

@@ -57,7 +57,7 @@ class KronRoot(Protocol):
 
 
 class RowsRoot:
-    """:class:`KronRoot` of the rows ``R`` (k, a m) themselves.
+    """:class:`KronRoot` of the rows ``R`` (k, a m) themselves, times ``scale``.
 
     Examples
     --------
@@ -68,11 +68,12 @@ class RowsRoot:
     True
     """
 
-    def __init__(self, R: np.ndarray, a: int, m: int) -> None:
+    def __init__(self, R: np.ndarray, a: int, m: int, scale: float = 1.0) -> None:
         k = R.shape[0]
         self.rows, self.a, self.m = k, a, m
-        # laid out ((j, nu), b): the image is one product with F
-        self.Rt = np.ascontiguousarray(R.reshape(k, a, m).transpose(0, 2, 1)).reshape(k * m, a)
+        # scale R, laid out ((j, nu), b): the image is one product with F
+        Rt = R.reshape(k, a, m).transpose(0, 2, 1)
+        self.Rt = np.multiply(Rt, scale, order="C").reshape(k * m, a)
 
     def image(self, F: np.ndarray) -> np.ndarray:
         return (self.Rt @ F).reshape(self.rows, self.m, F.shape[1])

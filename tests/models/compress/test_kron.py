@@ -375,8 +375,11 @@ def test_preconditioner_factor_of_a_singular_float32_block(rng):
     factorization grows its ridge until it succeeds (float32 too)."""
     B = rng.standard_normal((9, 3))
     for dtype in (np.float32, np.float64):
-        c, lower = _kron._factor((B @ B.T).astype(dtype))
+        S = (B @ B.T).astype(dtype)
+        given = S.copy()
+        c, lower = _kron._factor(S)
         assert np.isfinite(c).all() and c.dtype == dtype
+        np.testing.assert_array_equal(S, given)  # factored in a copy
 
 
 def test_mixed_precision_newton_reaches_the_float64_optimum(rng):
@@ -411,10 +414,11 @@ def test_mixed_precision_newton_direction_is_the_float64_one(rng):
         np.testing.assert_allclose(got, want, atol=1e-3 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("shape", [(7, 5, 3), (4, 9, 2)])
+@pytest.mark.parametrize("shape", [(7, 5, 3), (4, 9, 2), (2, 40, 3)])
 def test_leading_input_basis_spans_the_truncated_svd_factor(rng, shape):
-    """The basis from the small Gram matrix spans the leading left singular subspace of
-    the unfolding (o, a, m) -> (a, o m), and it is orthonormal."""
+    """The basis from the smaller Gram matrix ((a, a), or (o m, o m) when a is larger)
+    spans the leading left singular subspace of the unfolding (o, a, m) -> (a, o m), and
+    it is orthonormal."""
     o, a, m = shape
     r = 3
     W3 = rng.standard_normal(shape) * np.linspace(3, 0.2, a)[None, :, None]
@@ -423,6 +427,19 @@ def test_leading_input_basis_spans_the_truncated_svd_factor(rng, shape):
     assert F.shape == (a, r)
     np.testing.assert_allclose(F.T @ F, np.eye(r), atol=1e-12)
     np.testing.assert_allclose(F @ F.T, U @ U.T, atol=1e-10)
+
+
+def test_leading_input_basis_beyond_the_rank_of_the_unfolding(rng):
+    """A rank above that of the unfolding (a spatial SVD's ``a = in kh`` larger than
+    ``out kw``): the basis holds the unfolding's whole range, completed by orthonormal
+    directions."""
+    o, a, m, r = 2, 30, 3, 10
+    W3 = rng.standard_normal((o, a, m))
+    T = W3.transpose(1, 0, 2).reshape(a, -1)
+    F = _kron.leading_input_basis(W3, r)
+    assert F.shape == (a, r)
+    np.testing.assert_allclose(F.T @ F, np.eye(r), atol=1e-12)
+    np.testing.assert_allclose(F @ (F.T @ T), T, atol=1e-10 * np.abs(T).max())
 
 
 

@@ -243,6 +243,27 @@ def test_metric_kron_pair_of_a_kronecker_root_is_exact(rng, shift):
     assert np.trace(np.kron(A, B)) == pytest.approx(np.trace(M) - shift * a * m, rel=1e-10)
 
 
+def test_response_metric_keeps_the_calibration_rows_unscaled(rng):
+    """The root is the calibration's rows themselves (no scaled copy of thousands of
+    patches); its weight enters the products, the rows' Kronecker root and the dense
+    matrix alike."""
+    a, m, w_w, w_r = 6, 4, 0.3, 0.7
+    calib = _fit.Calibration.from_rows(rng.standard_normal((5, a * m)))
+    metric = _fit.response_metric(calib, w_w, w_r)
+    assert metric.root is calib.rows and metric.root_weight == w_r
+    M = _fit.metric_matrix(calib, w_w, w_r)
+    E = rng.standard_normal((3, a * m))
+    np.testing.assert_allclose(metric.times(E), E @ M, rtol=1e-12)
+    R = metric.weighted_root()
+    np.testing.assert_allclose(w_w * np.eye(a * m) + R.T @ R, M, rtol=1e-12)
+    F = rng.standard_normal((a, 2))
+    np.testing.assert_allclose(metric.kron_root(a, m).image(F).transpose(0, 2, 1).reshape(5, -1),
+                               R @ np.kron(F, np.eye(m)), rtol=1e-12)
+    # the image route keeps no copy of the rows without an output rank
+    problem = _kron._Problem(rng.standard_normal((2, a, m)), metric, None, 2)
+    assert problem.kroot is not None and problem.R is None
+
+
 def test_data_aware_cp_through_the_root_never_forms_the_metric(rng):
     """The CP response rounds on a thin metric (fewer patches than values): products and
     preconditioners through the root, the objective that of the returned factors."""
