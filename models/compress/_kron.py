@@ -133,14 +133,17 @@ class _Problem:
         self.R: np.ndarray | None = None
         self.Rt: np.ndarray | None = None
         self.Mt: np.ndarray | None = None
+        #: M = root_weight I + rows_weight R^T R where R is set
+        self.rows_weight = 1.0
         self.wide_by_root = self.thin_by_root = False
         if self.kroot is not None:
             self.metric = metric
             self.Ma_inv = _preconditioner_inverse(self.kron_pair()[0] / m)
             assert root is not None
             # only the output-rank fits' thin products (metric_times, mk_times) need the
-            # rows themselves
-            self.R = None if out_rank is None else metric.weighted_root()
+            # rows themselves: unscaled (their products are scaled instead)
+            self.R = None if out_rank is None else root
+            self.rows_weight = float(metric.root_weight)
             WM = self.root_weight * Wm + metric.root_weight * ((Wm @ root.T) @ root)
         else:
             M = self.M = metric.dense
@@ -235,7 +238,10 @@ class _Problem:
             Yt = Y3.transpose(1, 0, 2).reshape(m * a, p)
             return self.Mt.reshape(a * m, m * a) @ Yt
         Y = Y3.reshape(a * m, p)
-        return self.root_weight * Y + self.R.T @ (self.R @ Y)
+        RtRY = self.R.T @ (self.R @ Y)
+        if self.rows_weight != 1.0:
+            RtRY *= self.rows_weight
+        return self.root_weight * Y + RtRY
 
     def gram_k(self, F: np.ndarray, MF: np.ndarray) -> np.ndarray:
         """``K^T M K`` (r m, r m), rows and columns in ``(s, lam)`` order, from ``MF =
@@ -260,7 +266,9 @@ class _Problem:
             return (MF.reshape(a * m, -1) @ S_ls).reshape(a, -1)
         assert self.R is not None
         Z = MF.reshape(MF.shape[0], -1) @ _ml_layout(S3).T  # R K S^T (k, p)
-        MKS = (self.R.T @ Z).reshape(a, m * p)
+        MKS = (self.R.T @ Z).reshape(a, m * p)  # Z has one factor sqrt(rows_weight)
+        if self.rows_weight != 1.0:
+            MKS *= np.sqrt(self.rows_weight)
         MKS += self.root_weight * np.einsum("as,psm->amp", F, S3, optimize=True).reshape(a, -1)
         return MKS
 

@@ -259,9 +259,16 @@ def test_response_metric_keeps_the_calibration_rows_unscaled(rng):
     F = rng.standard_normal((a, 2))
     np.testing.assert_allclose(metric.kron_root(a, m).image(F).transpose(0, 2, 1).reshape(5, -1),
                                R @ np.kron(F, np.eye(m)), rtol=1e-12)
-    # the image route keeps no copy of the rows without an output rank
-    problem = _kron._Problem(rng.standard_normal((2, a, m)), metric, None, 2)
+    # the image route keeps no rows without an output rank, the unscaled rows with one
+    W3 = rng.standard_normal((3, a, m))
+    problem = _kron._Problem(W3, metric, None, 2)
     assert problem.kroot is not None and problem.R is None
+    thin, dense = _kron._Problem(W3, metric, 2, 2), _kron._Problem(W3, _fit.Metric(M), 2)
+    assert thin.kroot is not None and thin.R is calib.rows
+    Y3, S = rng.standard_normal((a, m, 2)), rng.standard_normal((2, 2 * m))
+    np.testing.assert_allclose(thin.metric_times(Y3), dense.metric_times(Y3), rtol=1e-12)
+    np.testing.assert_allclose(thin.mk_times(F, thin.apply_metric(F), S),
+                               dense.mk_times(F, dense.apply_metric(F), S), rtol=1e-12)
 
 
 def test_data_aware_cp_through_the_root_never_forms_the_metric(rng):
