@@ -36,6 +36,7 @@ take both couplings in at once.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,7 @@ class RankPoint:
     = K^T M K``; ``U`` (out, k) and ``Vp`` (out, out - k) the leading and the other
     eigenvectors of ``A(F)``, ``gaps[j, i] = lam_i - lam_j`` (floored); ``S = U^T C*``,
     ``Sp = Vp^T C*``; ``C = U S`` (out, r m) the best rank-``k`` ``C`` and ``f`` the
-    objective.
+    objective; ``unmet`` as :class:`sdf.models.compress._kron._Point`'s.
     """
 
     F: np.ndarray
@@ -83,6 +84,7 @@ class RankPoint:
     Sp: np.ndarray
     C: np.ndarray
     f: float
+    unmet: float = 0.0
 
 
 def rank_point(prob: _kron._Problem, F: np.ndarray, MF: np.ndarray) -> RankPoint | None:
@@ -250,10 +252,10 @@ class RankNewton:
             R, products = rank_residual(prob, p)
         if self._cap is None:
             self._cap = min(cg_iter, _CG_ITER)
-        X = _direction(low, p_low, R, products, self._cap, cg_tol)
-        if X is None:
+        direction = _direction(low, p_low, R, products, self._cap, cg_tol)
+        if direction is None:
             return None
-        X = X.astype(F.dtype)
+        X, negative = direction[0].astype(F.dtype), direction[1]
         MX = prob.apply_metric(X)
         t = 1.0
         for _ in range(5):
@@ -263,21 +265,23 @@ class RankNewton:
                 if t == 1.0 and p.f - q.f > _SLOW * self._decrease:
                     self._cap = min(2 * self._cap, _CG_ITER_MAX)
                 self._last, self._decrease = q, p.f - q.f if t == 1.0 else np.inf
-                return q
+                return q if t == 1.0 and not negative else dataclasses.replace(
+                    q, unmet=max(_kron._inner(R, X), 0.0))
             t /= 2
         self._rest, self._cap, self._decrease = _REST, min(cg_iter, _CG_ITER), np.inf
         return None
 
 
 def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, products: RankProducts,
-               cg_iter: int, cg_tol: float) -> np.ndarray | None:
+               cg_iter: int, cg_tol: float) -> tuple[np.ndarray, bool] | None:
     """Truncated preconditioned CG on ``H X = R`` from ``X = 0`` (preconditioner: the
     Kronecker-factored Hessian of the ``F`` step, as
     :func:`sdf.models.compress._kron._newton_direction`); None when the residual vanishes.
 
     Stops after ``cg_iter`` steps, when the preconditioned residual fell by ``cg_tol``, or
     at a direction of non-positive curvature (keeping the steps so far, or the first
-    direction itself when it is the first)."""
+    direction itself when it is the first). Returns the direction and whether CG met
+    negative curvature."""
     F = p.F
     Qb_inv = products.Qb_inv
 
@@ -291,4 +295,4 @@ def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, products: Rank
                               lambda P, _: rank_hessvec(prob, p, products, P), precond, R,
                               np.zeros_like(F), untracked.copy(), cg_iter, cg_tol,
                               keep_first_on_negative=True)
-    return None if steps is None else steps[0]
+    return None if steps is None else (steps[0], steps[2])

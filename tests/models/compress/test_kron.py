@@ -2,6 +2,8 @@
 spatial SVD, Tucker-2): a generalised SVD when the metric is a Kronecker product, never
 worse than their starts, and the same optimum as the engine's fusion model."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -410,8 +412,32 @@ def test_mixed_precision_newton_direction_is_the_float64_one(rng):
     mixed = _kron._newton_direction(prob, p, n, 1e-10, low=prob.single())
     assert exact is not None and mixed is not None
     assert mixed[0].dtype == mixed[1].dtype == np.float64
-    for got, want in zip(mixed, exact):
+    for got, want in zip(mixed[:2], exact[:2]):
         np.testing.assert_allclose(got, want, atol=1e-3 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("promised, iterations", [(0.05, 6), (1e-9, 4)])
+def test_a_newton_step_that_missed_its_model_ends_the_fit_only_if_it_promised_little(
+        rng, promised, iterations):
+    """A Newton step that met negative curvature or was halved lowers the objective a
+    little where the next ones lower it a lot: the fit goes on after it when its model
+    promised more than the tolerance (where the rate of the decreases alone would call it
+    converged), and stops as before when it promised no more (rounding)."""
+    o, a, m, r = 4, 6, 2, 2
+    W3 = rng.standard_normal((o, a, m))
+    prob = _kron._Problem(W3, np.eye(a * m), None)
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    C = rng.standard_normal((o, r, m))
+    values = iter([0.5, 0.25, 0.125, 0.1249999, 0.05, 0.0499999999])
+    unmet = iter([0.0, 0.0, 0.0, promised, 0.0, 0.0])
+
+    def newton(prob, F, MF, cg_iter, cg_tol):
+        return SimpleNamespace(F=F, MF=MF, C=C.reshape(o, -1), f=next(values),
+                               unmet=next(unmet))
+
+    state = _kron._State(F, prob.apply_metric(F), C, 1.0)
+    assert _kron._refine(prob, state, 10, 1e-4, 2, 0, newton)
+    assert state.iterations == iterations
 
 
 @pytest.mark.parametrize("shape", [(7, 5, 3), (4, 9, 2), (2, 40, 3)])
