@@ -114,8 +114,8 @@ def rank_point(prob: _kron._Problem, F: np.ndarray, MF: np.ndarray) -> RankPoint
 class RankProducts:
     """Products of a point's ``S = U^T C*`` (k, r m) that its Hessian products reuse.
 
-    ``S_mp`` is ``S[p, r, mu]`` laid out ((mu, p), r); ``FS[(a, nu), p] = sum_s F[a, s]
-    S[p, s, nu]``; ``MFS`` is ``M K S^T`` laid out (a, (mu, p))
+    ``S_mp`` is ``S[p, r, mu]`` laid out ((mu, p), r); ``MFS`` is ``M K S^T`` laid out
+    (a, (mu, p))
     (:meth:`sdf.models.compress._kron._Problem.mk_times`); ``Qb_inv`` the inverse of the
     m-averaged diagonal blocks of ``C^T C = S^T S`` (the preconditioner's factor);
     ``G_inv`` the inverse of ``G = K^T M K`` (a product with it runs on numpy's BLAS
@@ -124,7 +124,6 @@ class RankProducts:
     """
 
     S_mp: np.ndarray
-    FS: np.ndarray
     MFS: np.ndarray
     Qb_inv: np.ndarray
     G_inv: np.ndarray
@@ -147,12 +146,11 @@ def rank_residual(prob: _kron._Problem, p: RankPoint, G_inv: np.ndarray | None =
     S3 = p.S.reshape(-1, r, m)
     S_mp = _mp_layout(p.S, r, m)
     MFS = prob.mk_times(p.F, p.MF, p.S)
-    FS = np.einsum("as,psn->anp", p.F, S3, optimize=True).reshape(a * m, -1)
     Qb_inv = _kron._preconditioner_inverse(np.einsum("prn,psn->rs", S3, S3, optimize=True))
     R = (np.einsum("oan,orn->ar", prob.WM3, p.C.reshape(o, r, m), optimize=True)
          - MFS @ S_mp)
     G_inv = _kron._spd_inverse(p.GK_f) if G_inv is None else G_inv
-    return R - p.F @ (p.F.T @ R), RankProducts(S_mp, FS, MFS, Qb_inv, G_inv)
+    return R - p.F @ (p.F.T @ R), RankProducts(S_mp, MFS, Qb_inv, G_inv)
 
 
 def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarray
