@@ -539,9 +539,9 @@ def _factor(S: np.ndarray) -> tuple[np.ndarray, bool]:
 
     ``S`` may be singular (a rank-limited ``C``, a calibration Gram of low rank): the
     ridge starts at a rounding level of its dtype and grows until the factorization
-    succeeds. The symmetrised, ridged copy is factored in place (for a spatial SVD's
-    (a, a) block, a = in kh in the thousands, each further copy costs as much as a
-    tenth of the factorization)."""
+    succeeds. The symmetrised, ridged copy is factored in place: a spatial SVD's (a, a)
+    block has ``a = in kh`` in the thousands, and with four more full-size temporaries
+    a 3072 x 3072 block took 1.1-1.4 s against 0.3-0.8 s."""
     n = len(S)
     scale = float(np.trace(S)) / n
     scale = scale if scale > 0 else 1.0
@@ -692,8 +692,9 @@ def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
     """A Newton step on ``span(F)`` with ``C`` eliminated, halved until it lowers the
     objective (at most 4 times); None when no step does (or ``K^T M K`` is singular).
     When CG met negative curvature or the step was halved, the new point's ``unmet`` is
-    the decrease the Newton model promised. ``low``: CG in mixed precision (see :func:`_newton_direction`); ``p``: the
-    point of ``F`` when known (the previous step returned it)."""
+    the decrease the Newton model promised. ``low``: CG in mixed precision (see
+    :func:`_newton_direction`); ``p``: the point of ``F`` when known (the previous step
+    returned it)."""
     p = prob.point(F, MF) if p is None else p
     if p is None:
         return None
@@ -1013,7 +1014,7 @@ def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
             F_new, MF_new, C_new, f_new, st.step = alternation
         st.decreases.append(st.f - f_new)
         st.F, st.MF, st.C, st.f = F_new, MF_new, C_new, f_new
-        if st.f <= 1e-24 * prob.c0 or max(unmet, remaining_decrease(st.decreases)) <= tol * max(
-                st.f, 0.0):
+        to_come = max(unmet, remaining_decrease(st.decreases))
+        if to_come <= tol * max(st.f, 0.0) or st.f <= 1e-24 * prob.c0:
             return True
     return False
