@@ -112,7 +112,9 @@ class _Problem:
     K`` (k, m, r) (``kroot``, see :mod:`sdf.models.compress._roots`: for a convolution's
     patches, convolutions of its maps) where that takes fewer multiply-adds
     (:func:`_image_root`): ``apply_metric`` then returns the image, the methods taking its
-    result accept either, and the dense ``M`` is never formed.
+    result accept either (``mk_times`` and ``metric_times`` excepted: the rank-limited
+    products contract the images instead), and neither the dense ``M`` nor the rows are
+    kept.
     """
 
     def __init__(self, W3: np.ndarray, M: np.ndarray | Metric, out_rank: int | None,
@@ -133,17 +135,11 @@ class _Problem:
         self.R: np.ndarray | None = None
         self.Rt: np.ndarray | None = None
         self.Mt: np.ndarray | None = None
-        #: M = root_weight I + rows_weight R^T R where R is set
-        self.rows_weight = 1.0
         self.wide_by_root = self.thin_by_root = False
         if self.kroot is not None:
             self.metric = metric
             self.Ma_inv = _preconditioner_inverse(self.kron_pair()[0] / m)
             assert root is not None
-            # only the output-rank fits' thin products (metric_times, mk_times) need the
-            # rows themselves: unscaled (their products are scaled instead)
-            self.R = None if out_rank is None else root
-            self.rows_weight = float(metric.root_weight)
             WM = self.root_weight * Wm + metric.root_weight * ((Wm @ root.T) @ root)
         else:
             M = self.M = metric.dense
@@ -238,10 +234,7 @@ class _Problem:
             Yt = Y3.transpose(1, 0, 2).reshape(m * a, p)
             return self.Mt.reshape(a * m, m * a) @ Yt
         Y = Y3.reshape(a * m, p)
-        RtRY = self.R.T @ (self.R @ Y)
-        if self.rows_weight != 1.0:
-            RtRY *= self.rows_weight
-        return self.root_weight * Y + RtRY
+        return self.root_weight * Y + self.R.T @ (self.R @ Y)
 
     def gram_k(self, F: np.ndarray, MF: np.ndarray) -> np.ndarray:
         """``K^T M K`` (r m, r m), rows and columns in ``(s, lam)`` order, from ``MF =
@@ -255,24 +248,16 @@ class _Problem:
         GK = (Y2.T @ Y2).reshape(m, r, m, r).transpose(1, 0, 3, 2).reshape(r * m, r * m)
         return GK + np.kron(self.root_weight * (F.T @ F), np.eye(m, dtype=F.dtype))
 
-    def mk_times(self, F: np.ndarray, MF: np.ndarray, S: np.ndarray) -> np.ndarray:
+    def mk_times(self, MF: np.ndarray, S: np.ndarray) -> np.ndarray:
         """``M K S^T`` for ``S`` (p, r m) (rows in ``(s, lam)`` order), laid out (a, (mu,
-        p)), from ``MF = apply_metric(F)``."""
+        p)), from ``MF = apply_metric(F)`` (the dense route's ``M K``; the image route
+        contracts its images with ``S`` instead)."""
         a, m = self.shape[1:]
-        p, r = S.shape[0], F.shape[1]
-        S3 = S.reshape(p, r, m)
-        if self.kroot is None:
-            S_ls = S3.transpose(2, 1, 0).reshape(m * r, p)
-            return (MF.reshape(a * m, -1) @ S_ls).reshape(a, -1)
-        assert self.R is not None
-        Z = MF.reshape(MF.shape[0], -1) @ _ml_layout(S3).T  # R K S^T (k, p)
-        MKS = (self.R.T @ Z).reshape(a, m * p)  # Z has one factor sqrt(rows_weight)
-        if self.rows_weight != 1.0:
-            MKS *= np.sqrt(self.rows_weight)
-        MKS += self.root_weight * np.einsum("as,psm->amp", F, S3, optimize=True).reshape(a, -1)
-        return MKS
+        p = S.shape[0]
+        S_ls = S.reshape(p, -1, m).transpose(2, 1, 0).reshape(-1, p)
+        return (MF.reshape(a * m, -1) @ S_ls).reshape(a, -1)
 
-    def _image_contract(self, X: np.ndarray, Z: np.ndarray, pairs: Sequence[
+    def image_contract(self, X: np.ndarray, Z: np.ndarray, pairs: Sequence[
             tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
         """Image route: ``sum_mu [M dK_i A_i^T B_i][(a, mu), (r, mu)]`` summed over the
         ``(X_i, A_i, B_i)`` of ``pairs`` (``A``, ``B`` (out, r, m)), whose root parts
@@ -319,7 +304,7 @@ class _Problem:
 
             def hess(P: np.ndarray, T: np.ndarray) -> np.ndarray:  # T = R dK
                 Z = (T.reshape(T.shape[0], -1) @ C_ml.T) @ C_ml
-                return self._image_contract(P, Z, [(P, C, C)])
+                return self.image_contract(P, Z, [(P, C, C)])
 
         N = self.weight_contract(C)
         Ma_inv, Qb_inv = self.Ma_inv, _preconditioner_inverse(np.einsum("rnsn->rs", Q4))
@@ -358,7 +343,7 @@ class _Problem:
         else:
             C_ml = _ml_layout(C)
             Z = (p.MF.reshape(p.MF.shape[0], -1) @ C_ml.T) @ C_ml
-            MKQ = self._image_contract(p.F, Z, [(p.F, C, C)])
+            MKQ = self.image_contract(p.F, Z, [(p.F, C, C)])
         R = self.weight_contract(C) - MKQ
         return R - p.F @ (p.F.T @ R), Q4
 
@@ -412,7 +397,7 @@ class _Problem:
         dC_ml = _ml_layout(dC3)
         # root parts of M dK C^T C + M K (dC^T C + C^T dC)
         Z = (YXC + p.MF.reshape(-1, m * r) @ dC_ml.T) @ C_ml + YC @ dC_ml
-        H = self._image_contract(X, Z, [(X, C3, C3), (F, dC3, C3), (F, C3, dC3)])
+        H = self.image_contract(X, Z, [(X, C3, C3), (F, dC3, C3), (F, C3, dC3)])
         H -= self.weight_contract(dC)
         return H - F @ (F.T @ H)
 
@@ -430,9 +415,11 @@ def _image_root(metric: Metric, o: int, a: int, m: int, r: int, out_rank: int | 
     (:data:`_DENSE_SETUP`; with its Gram matrix, ``k d^2 / 2``, when not formed yet), and
     per iteration one ``K^T M K`` and about ten Hessian products: without an output rank,
     dense ``M dK`` and three contractions against an image, a :meth:`back` and five
-    products of the images with ``C`` (out rows); with an output rank ``p``, one
-    contraction of ``M K`` with ``p`` columns (dense ``a m^2 r p``, against ``k m r p``
-    and a product with ``R^T`` of ``k d p``) and one product ``M dK`` per step."""
+    products of the images with ``C`` (out rows); with an output rank ``p``, dense one
+    product of ``M`` with ``p`` columns (``d^2 p``) and one contraction of ``M K`` with
+    ``p`` columns (``a m^2 r p``), and one product ``M dK`` per step, against an image, a
+    :meth:`back` and six products of the images with ``p`` columns, and one image per
+    step."""
     if m == 1:  # M is then its own Kronecker product: the exact start needs the dense M
         return None
     root = metric.kron_root(a, m)
@@ -444,8 +431,8 @@ def _image_root(metric: Metric, o: int, a: int, m: int, r: int, out_rank: int | 
         dense_step = products * (d * d * r + 3 * a * m * m * r * r)
         image_step = products * (2 * root.cost(r) + 5 * k * m * r * o)
     else:
-        dense_step = products * a * m * m * r * out_rank + d * d * r
-        image_step = products * (k * m * r + k * d) * out_rank + root.cost(r)
+        dense_step = products * (d * d + a * m * m * r) * out_rank + d * d * r
+        image_step = products * (2 * root.cost(r) + 6 * k * m * r * out_rank) + root.cost(r)
     setup = _DENSE_SETUP * d * d + (k * d * d / 2 if metric.matrix is None else 0.0)
     dense = setup + iterations * (dense_step + a * m * m * r * r)
     image = iterations * (image_step + k * (m * r) ** 2)

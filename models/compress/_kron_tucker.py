@@ -20,7 +20,10 @@ equation is solved by truncated preconditioned CG, the step halved until the obj
 decreases. ``M`` enters a Hessian product only as ``M dK S^T`` (``S = U^T C*``, k rows):
 one product of ``M`` with ``k`` columns, not the ``r m`` of ``M dK`` (through the
 calibration rows when they are few: ``_Problem.metric_times``); one full product ``M X``
-per step gives the new ``M K``.
+per step gives the new ``M K``. Where ``M K`` is kept as its image ``R K`` (few
+calibration patches, see :class:`sdf.models.compress._kron._Problem`), a Hessian product
+takes the image ``R dK`` and contracts the images with ``S`` and ``T = U^T dC`` (k
+columns); one back-projection maps the result to ``F``'s space.
 
 With a metric of low rank (a calibration Gram with fewer patches than values per patch)
 the Newton equation is ill-conditioned: in the Gram's complement only the weight term's
@@ -114,9 +117,10 @@ def rank_point(prob: _kron._Problem, F: np.ndarray, MF: np.ndarray) -> RankPoint
 class RankProducts:
     """Products of a point's ``S = U^T C*`` (k, r m) that its Hessian products reuse.
 
-    ``S_mp`` is ``S[p, r, mu]`` laid out ((mu, p), r); ``MFS`` is ``M K S^T`` laid out
-    (a, (mu, p))
-    (:meth:`sdf.models.compress._kron._Problem.mk_times`); ``Qb_inv`` the inverse of the
+    ``S_mp`` is ``S[p, r, mu]`` laid out: ((mu, p), r), or on the image route (``M K``
+    kept as ``R K``) (p, (mu, r)) like the images' columns; ``MFS`` is ``M K S^T`` laid out
+    (a, (mu, p)) (:meth:`sdf.models.compress._kron._Problem.mk_times`), or on the image
+    route its root part ``R K S^T`` (rows of ``R``, p); ``Qb_inv`` the inverse of the
     m-averaged diagonal blocks of ``C^T C = S^T S`` (the preconditioner's factor);
     ``G_inv`` the inverse of ``G = K^T M K`` (a product with it runs on numpy's BLAS
     threads, a solve with the Cholesky factor on scipy's single one: see
@@ -144,11 +148,16 @@ def rank_residual(prob: _kron._Problem, p: RankPoint, G_inv: np.ndarray | None =
     o, a, m = prob.shape
     r = p.F.shape[1]
     S3 = p.S.reshape(-1, r, m)
-    S_mp = _mp_layout(p.S, r, m)
-    MFS = prob.mk_times(p.F, p.MF, p.S)
     Qb_inv = _kron._preconditioner_inverse(np.einsum("prn,psn->rs", S3, S3, optimize=True))
-    R = (np.einsum("oan,orn->ar", prob.WM3, p.C.reshape(o, r, m), optimize=True)
-         - MFS @ S_mp)
+    if prob.kroot is None:
+        S_mp = _mp_layout(p.S, r, m)
+        MFS = prob.mk_times(p.MF, p.S)
+        MKQ = MFS @ S_mp
+    else:  # M K C^T C = M K S^T S through the images
+        S_mp = _kron._ml_layout(S3)
+        MFS = p.MF.reshape(p.MF.shape[0], -1) @ S_mp.T
+        MKQ = prob.image_contract(p.F, MFS @ S_mp, [(p.F, S3, S3)])
+    R = np.einsum("oan,orn->ar", prob.WM3, p.C.reshape(o, r, m), optimize=True) - MKQ
     G_inv = _kron._spd_inverse(p.GK_f) if G_inv is None else G_inv
     return R - p.F @ (p.F.T @ R), RankProducts(S_mp, MFS, Qb_inv, G_inv)
 
@@ -165,26 +174,68 @@ def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.nda
     (kept in ``pr``), and the rest products of the size of ``M K`` with (r m, k)
     matrices.
     """
+    if prob.kroot is not None:
+        return _image_rank_hessvec(prob, p, pr, X)
     o, a, m = prob.shape
     r = X.shape[1]
-    F, U, S, Sp = p.F, p.U, p.S, p.Sp
+    F, S = p.F, p.S
     k = S.shape[0]
     # M dK S^T laid out (a, (mu, p)): dK S^T laid out (b, nu, p)
     MXS = prob.metric_times((X @ pr.S_mp.T).reshape(a, m, k)).reshape(a, m * k)
     # dG S^T, laid out ((r, mu), p): K^T M dK S^T from MXS, dK^T M K S^T from MFS
     dG_St = (F.T @ MXS + X.T @ pr.MFS).reshape(r * m, k)
+    dC, T = _rank_move(prob, p, pr, X, dG_St)
+    T_mp = _mp_layout(T, r, m)
+    # M dK C^T C + M K (dC^T C + C^T dC) with C = U S, U^T dC = T
+    H = ((MXS + prob.mk_times(p.MF, T)) @ pr.S_mp + pr.MFS @ T_mp
+         - prob.weight_contract(dC))
+    return H - F @ (F.T @ H)
+
+
+def _image_rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts,
+                        X: np.ndarray) -> np.ndarray:
+    """:func:`rank_hessvec` on the image route: ``p.MF = R K`` and ``R dK`` (rows of ``R``,
+    m, r), ``pr.MFS = R K S^T``. Every product with ``M`` enters contracted with ``S`` or
+    ``T`` (k rows): products of the images with k columns, and one :meth:`back` maps the
+    root parts to ``F``'s space (no product with the rows themselves, ``k d`` each)."""
+    m = prob.shape[2]
+    r = X.shape[1]
+    F, S = p.F, p.S
+    k = S.shape[0]
+    S3 = S.reshape(k, r, m)
+    n = p.MF.shape[0]
+    Y = p.MF.reshape(n, m * r)
+    YX = prob.apply_metric(X).reshape(n, m * r)
+    RXS = YX @ pr.S_mp.T  # R dK S^T (n, k)
+    # dG S^T, rows (s, mu): K^T M dK S^T + dK^T M K S^T, their root parts in (mu, s) order
+    root = (Y.T @ RXS + YX.T @ pr.MFS).reshape(m, r, k).transpose(1, 0, 2).reshape(r * m, k)
+    FtX = F.T @ X
+    dG_St = root + prob.root_weight * np.einsum("st,ptm->smp", FtX + FtX.T, S3,
+                                                optimize=True).reshape(r * m, k)
+    dC, T = _rank_move(prob, p, pr, X, dG_St)
+    T3 = T.reshape(k, r, m)
+    T_ml = _kron._ml_layout(T3)
+    # M dK C^T C + M K (dC^T C + C^T dC) with C = U S, U^T dC = T: the root parts of
+    # M dK S^T S, M K T^T S and M K S^T T
+    Z = (RXS + Y @ T_ml.T) @ pr.S_mp + pr.MFS @ T_ml
+    H = (prob.image_contract(X, Z, [(X, S3, S3), (F, T3, S3), (F, S3, T3)])
+         - prob.weight_contract(dC))
+    return H - F @ (F.T @ H)
+
+
+def _rank_move(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarray,
+               dG_St: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``dC`` (out, r m) along ``X`` and ``T = U^T dC`` (k, r m), from ``dG S^T`` (rows
+    ``(s, mu)``): the move of the leading eigenspace and of ``C*`` (see the module
+    docstring)."""
+    U, S, Sp = p.U, p.S, p.Sp
     dP = prob.weight_times(X)
     Ut_dP = U.T @ dP
     # V_p^T dA U with dA = dP C*^T + C* dP^T - C* dG C*^T, and the eigenspace's move
     Z = ((p.Vp.T @ dP) @ S.T + Sp @ (Ut_dP.T - dG_St)) / p.gaps
     # T = U^T dC (dU^T C* + U^T dC*); V_p^T dC = Z S
     T = Z.T @ Sp + (Ut_dP - dG_St.T) @ pr.G_inv
-    dC = p.Vp @ (Z @ S) + U @ T
-    T_mp = _mp_layout(T, r, m)
-    # M dK C^T C + M K (dC^T C + C^T dC) with C = U S, U^T dC = T
-    H = ((MXS + prob.mk_times(F, p.MF, T)) @ pr.S_mp + pr.MFS @ T_mp
-         - prob.weight_contract(dC))
-    return H - F @ (F.T @ H)
+    return p.Vp @ (Z @ S) + U @ T, T
 
 
 def _single_point(p: RankPoint) -> RankPoint:

@@ -245,8 +245,8 @@ def test_metric_kron_pair_of_a_kronecker_root_is_exact(rng, shift):
 
 def test_response_metric_keeps_the_calibration_rows_unscaled(rng):
     """The root is the calibration's rows themselves (no scaled copy of thousands of
-    patches); its weight enters the products, the rows' Kronecker root and the dense
-    matrix alike."""
+    patches); its weight enters the products, the rows' Kronecker root, the dense matrix
+    and Tucker-2's products on the image route alike."""
     a, m, w_w, w_r = 6, 4, 0.3, 0.7
     calib = _fit.Calibration.from_rows(rng.standard_normal((5, a * m)))
     metric = _fit.response_metric(calib, w_w, w_r)
@@ -259,16 +259,22 @@ def test_response_metric_keeps_the_calibration_rows_unscaled(rng):
     F = rng.standard_normal((a, 2))
     np.testing.assert_allclose(metric.kron_root(a, m).image(F).transpose(0, 2, 1).reshape(5, -1),
                                R @ np.kron(F, np.eye(m)), rtol=1e-12)
-    # the image route keeps no rows without an output rank, the unscaled rows with one
-    W3 = rng.standard_normal((3, a, m))
-    problem = _kron._Problem(W3, metric, None, 2)
-    assert problem.kroot is not None and problem.R is None
-    thin, dense = _kron._Problem(W3, metric, 2, 2), _kron._Problem(W3, _fit.Metric(M), 2)
-    assert thin.kroot is not None and thin.R is calib.rows
-    Y3, S = rng.standard_normal((a, m, 2)), rng.standard_normal((2, 2 * m))
-    np.testing.assert_allclose(thin.metric_times(Y3), dense.metric_times(Y3), rtol=1e-12)
-    np.testing.assert_allclose(thin.mk_times(F, thin.apply_metric(F), S),
-                               dense.mk_times(F, dense.apply_metric(F), S), rtol=1e-12)
+    # the image route keeps no rows; Tucker-2's products through it carry the weight
+    W3 = rng.standard_normal((4, a, m))
+    assert _kron._Problem(W3, metric, None, 2).R is None
+    image, dense = _kron._Problem(W3, metric, 2, 2), _kron._Problem(W3, _fit.Metric(M), 2)
+    assert image.kroot is not None and image.R is None
+    F = np.linalg.qr(F)[0]
+    X = rng.standard_normal((a, 2))
+    X -= F @ (F.T @ X)
+    out = []
+    for prob in (dense, image):
+        p = _kron_tucker.rank_point(prob, F, prob.apply_metric(F))
+        Rg, products = _kron_tucker.rank_residual(prob, p)
+        out.append((p.f, Rg, _kron_tucker.rank_hessvec(prob, p, products, X)))
+    assert out[1][0] == pytest.approx(out[0][0], rel=1e-12)
+    np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(out[1][2], out[0][2], rtol=1e-9, atol=1e-12)
 
 
 def test_data_aware_cp_through_the_root_never_forms_the_metric(rng):
