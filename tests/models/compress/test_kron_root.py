@@ -201,6 +201,19 @@ def test_partial_traces_give_a_kronecker_metric_exactly(rng):
                                atol=1e-12)
 
 
+def _assert_same_rank_products(dense, image, F, X):
+    """Tucker-2's objective, gradient and Hessian product along ``X`` at ``F``: the image
+    route's equal the dense route's."""
+    out = []
+    for prob in (dense, image):
+        p = _kron_tucker.rank_point(prob, F, prob.apply_metric(F))
+        Rg, products = _kron_tucker.rank_residual(prob, p)
+        out.append((p.f, Rg, _kron_tucker.rank_hessvec(prob, p, products, X)))
+    assert out[1][0] == pytest.approx(out[0][0], rel=1e-12)
+    np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(out[1][2], out[0][2], rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("geometry", [GEOMETRIES[0], GEOMETRIES[2]])
 def test_rank_products_on_the_image_route_equal_the_dense_ones(rng, geometry):
     """Tucker-2's point, gradient and Hessian products with ``M K`` kept as its image."""
@@ -213,14 +226,7 @@ def test_rank_products_on_the_image_route_equal_the_dense_ones(rng, geometry):
     F = np.linalg.qr(rng.standard_normal((a, r)))[0]
     X = rng.standard_normal((a, r))
     X -= F @ (F.T @ X)
-    out = []
-    for prob in (dense, image):
-        p = _kron_tucker.rank_point(prob, F, prob.apply_metric(F))
-        Rg, products = _kron_tucker.rank_residual(prob, p)
-        out.append((p.f, Rg, _kron_tucker.rank_hessvec(prob, p, products, X)))
-    assert out[1][0] == pytest.approx(out[0][0], rel=1e-12)
-    np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(out[1][2], out[0][2], rtol=1e-9, atol=1e-12)
+    _assert_same_rank_products(dense, image, F, X)
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.3])
@@ -267,14 +273,7 @@ def test_response_metric_keeps_the_calibration_rows_unscaled(rng):
     F = np.linalg.qr(F)[0]
     X = rng.standard_normal((a, 2))
     X -= F @ (F.T @ X)
-    out = []
-    for prob in (dense, image):
-        p = _kron_tucker.rank_point(prob, F, prob.apply_metric(F))
-        Rg, products = _kron_tucker.rank_residual(prob, p)
-        out.append((p.f, Rg, _kron_tucker.rank_hessvec(prob, p, products, X)))
-    assert out[1][0] == pytest.approx(out[0][0], rel=1e-12)
-    np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(out[1][2], out[0][2], rtol=1e-9, atol=1e-12)
+    _assert_same_rank_products(dense, image, F, X)
 
 
 def test_data_aware_cp_through_the_root_never_forms_the_metric(rng):
