@@ -57,7 +57,8 @@ class KronFit:
     ``tr(E M E^T)``; ``start`` names the start that was refined and ``start_objective``
     is its objective (with its closed-form ``C``); ``converged`` is False when the
     alternations stopped at ``max_iter``; ``newton_steps`` of the ``iterations`` were
-    Newton steps.
+    Newton steps; ``MF`` is ``apply_metric(F)`` on the fit's problem (refining the
+    result further from a :class:`Start` of it takes no product with ``M``).
     """
 
     C: np.ndarray
@@ -68,6 +69,7 @@ class KronFit:
     converged: bool
     start_objective: float
     newton_steps: int
+    MF: np.ndarray
 
 
 # bounds of the extrapolation step (a multiple of the last alternation's change of F)
@@ -273,8 +275,7 @@ class _Problem:
         """Best ``C`` (out, r, m) for ``F`` (``MF = apply_metric(F)``) and the objective."""
         o, a, m = self.shape
         r = F.shape[1]
-        GK = self.gram_k(F, MF)
-        GK = (GK + GK.T) / 2
+        GK = self.gram_k(F, MF)  # its lower triangle is all the factorization reads
         rhs = self.weight_times(F)
         # C = rhs GK^{-1} = Y L^{-1}; with an output rank, the reduced-rank regression
         # keeps the leading left singular subspace of Y = C L
@@ -323,8 +324,8 @@ class _Problem:
         M K``, the best ``C`` and the objective; None when ``K^T M K`` is not positive
         definite (the alternations handle that case)."""
         GK = self.gram_k(F, MF)
-        try:
-            GK_f = sla.cho_factor((GK + GK.T) / 2, lower=True, check_finite=False)
+        try:  # (the factorization reads the lower triangle only)
+            GK_f = sla.cho_factor(GK, lower=True, overwrite_a=True, check_finite=False)
         except np.linalg.LinAlgError:
             return None
         rhs = self.weight_times(F)
@@ -714,6 +715,10 @@ class _VarProNewton:
         self.last = _newton_update(prob, F, MF, cg_iter, cg_tol, self.low, known)
         return self.last
 
+    def point_at(self, prob: _Problem, F: np.ndarray, MF: np.ndarray) -> _Point | None:
+        self.last = prob.point(F, MF)
+        return self.last
+
 
 class _NewtonPoint(Protocol):
     """What a Newton step returns: the new ``F``, ``apply_metric(F)``, ``C``, objective,
@@ -732,7 +737,17 @@ class _NewtonPoint(Protocol):
     def unmet(self) -> float: ...
 
 
-NewtonUpdate = Callable[[_Problem, np.ndarray, np.ndarray, int, float], "_NewtonPoint | None"]
+class NewtonUpdate(Protocol):
+    """A Newton step of :func:`fit_kron` (``__call__``: the new point, or None where no
+    step lowers the objective), and the point of a given ``F`` (``point_at``: its
+    closed-form ``C`` and objective; None where ``K^T M K`` is singular), kept as the
+    start of the next step from that ``F``."""
+
+    def __call__(self, prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
+                 cg_tol: float) -> _NewtonPoint | None: ...
+
+    def point_at(self, prob: _Problem, F: np.ndarray, MF: np.ndarray
+                 ) -> _NewtonPoint | None: ...
 
 
 def remaining_decrease(decreases: Sequence[float], window: int = 3) -> float:
@@ -851,9 +866,11 @@ class Start:
     f: float
 
 
-def evaluate_start(prob: _Problem, name: str, F0: np.ndarray) -> Start:
-    """``span(F0)`` with its closed-form ``C`` on ``prob`` (see :class:`Start`)."""
-    F = _orthonormal(F0)
+def evaluate_start(prob: _Problem, name: str, F0: np.ndarray, orthonormal: bool = False
+                   ) -> Start:
+    """``span(F0)`` with its closed-form ``C`` on ``prob`` (see :class:`Start`);
+    ``orthonormal``: ``F0`` has orthonormal columns already (kept as it is)."""
+    F = F0 if orthonormal else _orthonormal(F0)
     MF = prob.apply_metric(F)
     C, f = prob.c_step(F, MF)
     return Start(name, F, MF, C, f)
@@ -918,6 +935,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
             return newton
         return _VarProNewton(low)
 
+    o, _, m = prob.shape
+
     best: Start | None = None
     for given in starts:
         point = given if isinstance(given, Start) else evaluate_start(prob, *given)
@@ -926,8 +945,12 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
     assert best is not None, "fit_kron needs at least one start"
     start, F, MF, C, f = best.name, best.F, best.MF, best.C, best.f
     state = _State(F, MF, C, f)
+    # the last point whose MF, C and objective are float64 ones from a fresh product with
+    # M (those of the start, or of the float32 phase's result)
+    fresh = best
     converged = max_iter == 0
     low_prob = prob.single() if single and max_iter > 0 else None
+    newton64 = newton_step(low_prob)
     if low_prob is not None:
         # most of the way in float32; float64 alternations / Newton steps from there
         low = _State(F.astype(np.float32), MF.astype(np.float32), C.astype(np.float32), f)
@@ -935,22 +958,30 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
                 newton_step(None))
         F = _orthonormal(low.F.astype(np.float64))
         MF = prob.apply_metric(F)
-        C, f = prob.c_step(F, MF)
+        # when the float64 iterations begin with a Newton step, its point gives the closed
+        # form (one factorization of K^T M K, not two)
+        handover = (newton64.point_at(prob, F, MF) if newton64 is not None
+                    and newton_after <= low.iterations < max_iter else None)
+        C, f = ((handover.C.reshape(o, -1, m), handover.f) if handover is not None
+                else prob.c_step(F, MF))
         # the float32 decreases give the rate: one float64 iteration may then stop
-        state = _State(F, MF, C, f, low.iterations, low.newton_steps, low.step,
-                       low.decreases) if f < state.f else dataclasses.replace(
-            state, iterations=low.iterations, newton_steps=low.newton_steps)
+        if f < state.f:
+            state = _State(F, MF, C, f, low.iterations, low.newton_steps, low.step,
+                           low.decreases)
+            fresh = Start(start, F, MF, C, f)
+        else:
+            state = dataclasses.replace(state, iterations=low.iterations,
+                                        newton_steps=low.newton_steps)
     if state.iterations < max_iter:
         # Newton directions in mixed precision (float32 Hessian products, float64 gradient)
-        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after,
-                            newton_step(low_prob))
-    F = state.F
-    # the products with M were updated by linearity (and maybe in float32): recompute C
-    # and the objective in float64 from a fresh product, exactly those of the returned F
-    # (unless F is still the start's, whose C and objective are those already)
-    C, f = (best.C, best.f) if F is best.F else prob.c_step(F, prob.apply_metric(F))
-    return KronFit(C, F, max(f, 0.0), state.iterations, start, converged,
-                   max(best.f, 0.0), state.newton_steps)
+        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after, newton64)
+    # the products with M were updated by linearity (and maybe in float32): unless F is
+    # still the fresh point's, recompute MF, C and the objective in float64 from a fresh
+    # product, exactly those of the returned F
+    end = fresh if state.F is fresh.F else evaluate_start(prob, start, state.F,
+                                                           orthonormal=True)
+    return KronFit(end.C, end.F, max(end.f, 0.0), state.iterations, start, converged,
+                   max(best.f, 0.0), state.newton_steps, end.MF)
 
 
 @dataclass
@@ -970,7 +1001,9 @@ class _State:
 
 
 def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
-            newton_after: int, newton: NewtonUpdate | None) -> bool:
+            newton_after: int,
+            newton: Callable[[_Problem, np.ndarray, np.ndarray, int, float],
+                             _NewtonPoint | None] | None) -> bool:
     """Iterate on ``st`` (in place) until the predicted remaining decrease is at most
     ``tol`` times the objective (True) or ``st.iterations`` reaches ``max_iter`` (False);
     ``newton``: the Newton step after the first ``newton_after`` iterations (None:

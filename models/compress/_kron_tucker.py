@@ -97,8 +97,8 @@ def rank_point(prob: _kron._Problem, F: np.ndarray, MF: np.ndarray) -> RankPoint
     r, k = F.shape[1], prob.out_rank
     assert k is not None
     GK = prob.gram_k(F, MF)
-    try:
-        GK_f = sla.cho_factor((GK + GK.T) / 2, lower=True, check_finite=False)
+    try:  # (the factorization reads the lower triangle only)
+        GK_f = sla.cho_factor(GK, lower=True, overwrite_a=True, check_finite=False)
     except np.linalg.LinAlgError:
         return None
     P = np.einsum("oan,ar->orn", prob.WM3, F, optimize=True).reshape(o, r * m)
@@ -270,6 +270,14 @@ class RankNewton:
         self._rest = 0
         self._cap: int | None = None
         self._decrease = np.inf
+
+    def point_at(self, prob: _kron._Problem, F: np.ndarray, MF: np.ndarray
+                 ) -> RankPoint | _kron._Point | None:
+        o, a, m = prob.shape
+        if prob.out_rank is None or prob.out_rank >= min(o, F.shape[1] * m):
+            return prob.point(F, MF)
+        self._last = rank_point(prob, F, MF)
+        return self._last
 
     def _single(self, prob: _kron._Problem) -> _kron._Problem:
         if prob.W3.dtype == np.float32:

@@ -575,7 +575,8 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
             continue
         if not fit.converged and fit.iterations < opts.max_iter:
             # the screen's alternations were the ones before the Newton steps
-            more = _kron.fit_kron(W3, metric, [(fit.start, fit.F)], ranks[0],
+            again = _kron.Start(fit.start, fit.F, fit.MF, fit.C, fit.objective)
+            more = _kron.fit_kron(W3, metric, [again], ranks[0],
                                   max_iter=opts.max_iter - fit.iterations, tol=opts.alt_tol,
                                   newton_after=0, newton=_kron_tucker.RankNewton(),
                                   problem=problems.get(ranks))

@@ -331,6 +331,30 @@ def test_objective_is_the_float64_one_of_the_returned_factors(rng, out_rank):
     assert fit.objective == pytest.approx(_objective(W3, M, fit.C, fit.F), rel=1e-12)
 
 
+@pytest.mark.parametrize("max_iter", [2, 300])  # the cap in the float32 phase; converged
+@pytest.mark.parametrize("out_rank", [None, 4])
+def test_fit_returns_the_fresh_product_and_closed_form_of_its_factor(rng, out_rank, max_iter):
+    """Whether the fit ends in its float32 phase or after float64 iterations, ``MF`` is
+    the product of the returned ``F`` with the metric, and ``C`` and the objective are
+    its float64 closed form (a fit from it starts where this one ended)."""
+    o, a, m, r = 10, 9, 4, 3
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.2, a)[None, :, None]
+    M = _spd(rng, a * m)
+    prob = _kron._Problem(W3, M, out_rank, r)
+    fit = _kron.fit_kron(W3, M, [("random", rng.standard_normal((a, r)))], out_rank,
+                         max_iter=max_iter, problem=prob)
+    assert fit.objective < fit.start_objective
+    assert fit.converged == (max_iter == 300)
+    MF = prob.apply_metric(fit.F)
+    np.testing.assert_allclose(fit.MF, MF, rtol=0, atol=1e-12 * np.abs(MF).max())
+    C, f = prob.c_step(fit.F, MF)
+    np.testing.assert_allclose(fit.C, C, rtol=0, atol=1e-10 * np.abs(C).max())
+    assert fit.objective == pytest.approx(f, rel=1e-12)
+    again = _kron.fit_kron(W3, M, [_kron.Start("again", fit.F, fit.MF, fit.C, fit.objective)],
+                           out_rank, max_iter=0, problem=prob)
+    assert again.objective == fit.objective and again.F is fit.F
+
+
 @pytest.mark.parametrize("out_rank", [None, 4])
 def test_objective_without_iterations_is_that_of_the_returned_factors(rng, out_rank):
     """With no iteration (or none that lowers the objective) the start's closed form is
