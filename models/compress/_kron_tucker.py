@@ -124,7 +124,10 @@ class RankProducts:
     m-averaged diagonal blocks of ``C^T C = S^T S`` (the preconditioner's factor);
     ``G_inv`` the inverse of ``G = K^T M K`` (a product with it runs on numpy's BLAS
     threads, a solve with the Cholesky factor on scipy's single one: see
-    :func:`sdf.models.compress._kron._spd_inverse`).
+    :func:`sdf.models.compress._kron._spd_inverse`). For a float64 step's float32
+    products it is the inverse of the float64 factor rounded to float32, in float32: on
+    the benchmark layers the same Newton steps as the float64 inverse (whose ``potri``
+    took 2.3x as long), which CG only needs to a few digits.
     """
 
     S_mp: np.ndarray
@@ -138,28 +141,40 @@ def _mp_layout(Y: np.ndarray, r: int, m: int) -> np.ndarray:
     return Y.reshape(-1, r, m).transpose(2, 0, 1).reshape(-1, r)
 
 
-def rank_residual(prob: _kron._Problem, p: RankPoint, G_inv: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, RankProducts]:
-    """``-1/2`` the gradient of ``f`` (horizontal) and the point's :class:`RankProducts`.
+def _gradient(prob: _kron._Problem, p: RankPoint
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``-1/2`` the gradient of ``f`` (horizontal), ``S_mp`` and ``MFS`` (see
+    :class:`RankProducts`).
 
     The gradient's part ``M K C^T C`` is ``MFS`` contracted with ``S`` again (``C^T C = S^T
-    S``). ``G_inv``: the inverse of ``K^T M K`` when already computed (in float64 for a
-    float32 copy of the point: inverting the float32 factor would lose digits)."""
+    S``)."""
     o, a, m = prob.shape
     r = p.F.shape[1]
-    S3 = p.S.reshape(-1, r, m)
-    Qb_inv = _kron._preconditioner_inverse(np.einsum("prn,psn->rs", S3, S3, optimize=True))
     if prob.kroot is None:
         S_mp = _mp_layout(p.S, r, m)
         MFS = prob.mk_times(p.MF, p.S)
         MKQ = MFS @ S_mp
     else:  # M K C^T C = M K S^T S through the images
+        S3 = p.S.reshape(-1, r, m)
         S_mp = _kron._ml_layout(S3)
         MFS = p.MF.reshape(p.MF.shape[0], -1) @ S_mp.T
         MKQ = prob.image_contract(p.F, MFS @ S_mp, [(p.F, S3, S3)])
     R = np.einsum("oan,orn->ar", prob.WM3, p.C.reshape(o, r, m), optimize=True) - MKQ
-    G_inv = _kron._spd_inverse(p.GK_f) if G_inv is None else G_inv
-    return R - p.F @ (p.F.T @ R), RankProducts(S_mp, MFS, Qb_inv, G_inv)
+    return R - p.F @ (p.F.T @ R), S_mp, MFS
+
+
+def rank_gradient(prob: _kron._Problem, p: RankPoint) -> np.ndarray:
+    """``-1/2`` the gradient of ``f`` at ``p``, horizontal."""
+    return _gradient(prob, p)[0]
+
+
+def rank_residual(prob: _kron._Problem, p: RankPoint) -> tuple[np.ndarray, RankProducts]:
+    """``-1/2`` the gradient of ``f`` (horizontal) and the point's :class:`RankProducts`."""
+    r, m = p.F.shape[1], prob.shape[2]
+    R, S_mp, MFS = _gradient(prob, p)
+    S3 = p.S.reshape(-1, r, m)
+    Qb_inv = _kron._preconditioner_inverse(np.einsum("prn,psn->rs", S3, S3, optimize=True))
+    return R, RankProducts(S_mp, MFS, Qb_inv, _kron._spd_inverse(p.GK_f))
 
 
 def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarray
@@ -301,9 +316,8 @@ class RankNewton:
         low = self._single(prob)
         if low is not prob:  # the products from the float32 point: one conversion
             p_low = _single_point(p)
-            R, exact = rank_residual(prob, p)
-            R = R.astype(np.float32)
-            products = rank_residual(low, p_low, exact.G_inv.astype(np.float32))[1]
+            R = rank_gradient(prob, p).astype(np.float32)
+            products = rank_residual(low, p_low)[1]
         else:
             p_low = p
             R, products = rank_residual(prob, p)
