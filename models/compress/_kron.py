@@ -58,7 +58,8 @@ class KronFit:
     is its objective (with its closed-form ``C``); ``converged`` is False when the
     alternations stopped at ``max_iter``; ``newton_steps`` of the ``iterations`` were
     Newton steps; ``MF`` is ``apply_metric(F)`` on the fit's problem (refining the
-    result further from a :class:`Start` of it takes no product with ``M``).
+    result further from a :class:`Start` of it takes no product with ``M``), None for
+    :func:`every_input_fit`'s closed form.
     """
 
     C: np.ndarray
@@ -69,7 +70,7 @@ class KronFit:
     converged: bool
     start_objective: float
     newton_steps: int
-    MF: np.ndarray
+    MF: np.ndarray | None
 
 
 # bounds of the extrapolation step (a multiple of the last alternation's change of F)
@@ -452,9 +453,8 @@ _DENSE_SETUP = 2400
 class _Point:
     """An iterate of the Newton phase: ``F`` (orthonormal), ``MF = apply_metric(F)``, the
     Cholesky factor of ``K^T M K``, the best ``C`` (out, r m) and the objective ``f``;
-    ``unmet``: the decrease the Newton model promised when the step that reached it was
-    halved or met negative curvature, 0 after a full step on positive curvature (see
-    :func:`_refine`)."""
+    ``unmet``: the decrease the Newton model promised when the step that reached it
+    missed its model (:func:`missed_model`), else 0 (see :func:`_refine`)."""
 
     F: np.ndarray
     MF: np.ndarray
@@ -681,7 +681,7 @@ def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
                    ) -> _Point | None:
     """A Newton step on ``span(F)`` with ``C`` eliminated, halved until it lowers the
     objective (at most 4 times); None when no step does (or ``K^T M K`` is singular).
-    When CG met negative curvature or the step was halved, the new point's ``unmet`` is
+    When the step missed its model (:func:`missed_model`), the new point's ``unmet`` is
     the decrease the Newton model promised. ``low``: CG in mixed precision (see
     :func:`_newton_direction`); ``p``: the point of ``F`` when known (the previous step
     returned it)."""
@@ -697,9 +697,23 @@ def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
         basis = _orthonormal_with_metric(F + t * X, MF + t * MX)
         q = None if basis is None else prob.point(basis[0], basis[1])
         if q is not None and q.f < p.f:
-            return q if t == 1.0 and not negative else dataclasses.replace(q, unmet=promised)
+            missed = missed_model(t, negative, p.f - q.f, promised)
+            return dataclasses.replace(q, unmet=promised) if missed else q
         t /= 2
     return None
+
+
+# a full Newton step on positive curvature that lowers the objective by less than this
+# share of the decrease its model promised did not follow its model (trust-region
+# methods shrink their region below a quarter)
+_MODEL_SHARE = 0.5
+
+
+def missed_model(t: float, negative: bool, decrease: float, promised: float) -> bool:
+    """Whether a Newton step of length ``t`` (1: the full step; less: halved), whose CG
+    met negative curvature or not, that lowered the objective by ``decrease`` where its
+    model promised ``promised``, missed its model (see :func:`_refine`)."""
+    return t < 1.0 or negative or decrease < _MODEL_SHARE * promised
 
 
 class _VarProNewton:
@@ -724,8 +738,8 @@ class _VarProNewton:
 
 class _NewtonPoint(Protocol):
     """What a Newton step returns: the new ``F``, ``apply_metric(F)``, ``C``, objective,
-    and the decrease its model promised when the step was halved or met negative
-    curvature (0 otherwise; see :func:`_refine`)."""
+    and the decrease its model promised when the step missed its model (0 otherwise; see
+    :func:`missed_model` and :func:`_refine`)."""
 
     @property
     def F(self) -> np.ndarray: ...
@@ -986,6 +1000,40 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
                    max(best.f, 0.0), state.newton_steps, end.MF)
 
 
+def every_input_fit(W3: np.ndarray, M: np.ndarray | Metric, out_rank: int | None,
+                    name: str) -> KronFit:
+    """The fit with ``F = I`` (every input group kept) in closed form.
+
+    ``K`` is the identity, so ``K^T M K`` is ``M`` itself and is never factored: the best
+    ``C`` of rank ``k`` is ``U U^T Wm``, ``U`` the ``k`` leading eigenvectors of ``Wm M
+    Wm^T`` (a reduced-rank regression in the metric), and the objective is ``tr(Wm M
+    Wm^T)`` less their eigenvalues. One product of ``M`` with ``out`` rows, where
+    :func:`fit_kron` from ``F = I`` factors ``M`` (d x d; a 64x64x7x7 conv: d = 3136,
+    about a second).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sdf.models.compress import _kron
+    >>> W3 = np.random.default_rng(0).standard_normal((4, 3, 2))
+    >>> fit = _kron.every_input_fit(W3, np.eye(6), 2, "every input channel kept")
+    >>> bool(np.isclose(fit.objective, np.linalg.svd(W3.reshape(4, 6))[1][2:] @
+    ...                 np.linalg.svd(W3.reshape(4, 6))[1][2:]))
+    True
+    """
+    o, a, m = W3.shape
+    metric = M if isinstance(M, Metric) else Metric(M)
+    Wm = W3.reshape(o, -1)
+    WM = metric.times(Wm)
+    lam, V = np.linalg.eigh(WM @ Wm.T)  # (its lower triangle)
+    k = o if out_rank is None else min(out_rank, o)
+    U = V[:, o - k:]
+    C = U @ (U.T @ Wm)
+    f = max(float(np.vdot(WM, Wm)) - float(lam[o - k:].sum()), 0.0)
+    return KronFit(C.reshape(o, a, m), np.eye(a, dtype=W3.dtype), f, 0, name, True, f, 0,
+                   None)
+
+
 @dataclass
 class _State:
     """An iterate of :func:`fit_kron`: ``F``, ``apply_metric(F)``, ``C``, the objective,
@@ -1011,12 +1059,16 @@ def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
     ``newton``: the Newton step after the first ``newton_after`` iterations (None:
     alternations only).
 
-    A Newton step that met negative curvature or had to be halved, while its model
-    promised a decrease above ``tol`` times the objective (``unmet``), never ends the
-    iterations: the model did not hold, so its small decrease says nothing about those to
-    come (a 128x128x5x5 conv's weight SVD met one 1.2 % above the objective that the next
-    three steps reached). Where the model promised no more (halved at the objective's
-    rounding level), the rate decides as after any step.
+    A Newton step that missed its model (met negative curvature, had to be halved, or
+    lowered the objective by less than half of what its model promised:
+    :func:`missed_model`), while its model promised a decrease above ``tol`` times the
+    objective (``unmet``), never ends the iterations: the model did not hold, so its
+    small decrease says nothing about those to come (a 128x128x5x5 conv's weight SVD met
+    one 1.2 % above the objective that the next three steps reached; its Tucker-2 a full
+    step that lowered the objective by 14 % of its promise, after which the float32
+    phase stopped, and the float64 one found six times that decrease at once). Where
+    the model promised no more (at the objective's rounding level), the rate decides as
+    after any step.
     """
     while st.iterations < max_iter:
         st.iterations += 1

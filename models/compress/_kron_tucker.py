@@ -336,8 +336,9 @@ class RankNewton:
                 if t == 1.0 and p.f - q.f > _SLOW * self._decrease:
                     self._cap = min(2 * self._cap, _CG_ITER_MAX)
                 self._last, self._decrease = q, p.f - q.f if t == 1.0 else np.inf
-                return q if t == 1.0 and not negative else dataclasses.replace(
-                    q, unmet=max(_kron._inner(R, X), 0.0))
+                promised = max(_kron._inner(R, X), 0.0)
+                missed = _kron.missed_model(t, negative, p.f - q.f, promised)
+                return dataclasses.replace(q, unmet=promised) if missed else q
             t /= 2
         self._rest, self._cap, self._decrease = _REST, min(cg_iter, _CG_ITER), np.inf
         return None

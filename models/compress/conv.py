@@ -494,8 +494,7 @@ def _aware_tucker2(W: np.ndarray, metric: _fit.Metric, ranks: tuple[int, int],
     o, i, kh, kw = W.shape
     W3 = W.reshape(o, i, kh * kw)
     if ranks[1] >= i:
-        return _kron.fit_kron(W3, metric, [("every input channel kept", np.eye(i))],
-                              ranks[0], max_iter=0)
+        return _kron.every_input_fit(W3, metric, ranks[0], "every input channel kept")
     Ui = _hooi(W, ranks, min(opts.max_iter, _AWARE_HOOI_ITER))[1]
     return _alternate(W3, metric, [("HOOI", Ui)], ranks[0], opts, newton_after)
 
@@ -575,6 +574,7 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
             continue
         if not fit.converged and fit.iterations < opts.max_iter:
             # the screen's alternations were the ones before the Newton steps
+            assert fit.MF is not None  # (only the converged closed form has none)
             again = _kron.Start(fit.start, fit.F, fit.MF, fit.C, fit.objective)
             more = _kron.fit_kron(W3, metric, [again], ranks[0],
                                   max_iter=opts.max_iter - fit.iterations, tol=opts.alt_tol,

@@ -464,6 +464,49 @@ def test_a_newton_step_that_missed_its_model_ends_the_fit_only_if_it_promised_li
     assert state.iterations == iterations
 
 
+@pytest.mark.parametrize("t, negative, share, missed", [
+    (1.0, False, 0.97, False), (1.0, False, 0.14, True), (0.5, False, 0.97, True),
+    (1.0, True, 0.97, True)])
+def test_a_step_misses_its_model_when_halved_on_negative_curvature_or_far_short(
+        t, negative, share, missed):
+    assert _kron.missed_model(t, negative, share * 1e-5, 1e-5) is missed
+
+
+def _near_optimum(out_rank=None):
+    """A problem and an ``F`` after 8 alternations: near enough to the optimum for the
+    Newton model to hold (a full step meets it to 1e-3), far enough for rounding not to
+    blur the decreases."""
+    rng = np.random.default_rng(1)
+    o, a, m, r = 12, 9, 3, 3
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.5, a)[None, :, None]
+    M = _spd(rng, a * m) + 3 * np.eye(a * m)
+    fit = _kron.fit_kron(W3, M, [("F", rng.standard_normal((a, r)))], out_rank,
+                         max_iter=8, tol=0.0, newton_after=1000, single=False)
+    prob = _kron._Problem(W3, M, out_rank)
+    return prob, fit.F, prob.apply_metric(fit.F)
+
+
+@pytest.mark.parametrize("scale, missed", [(1.0, False), (1.8, True)])
+def test_a_full_step_far_short_of_its_model_carries_its_promise(monkeypatch, scale, missed):
+    """Along ``s`` times the Newton direction the model promises ``s P`` and the objective
+    falls by about ``(2 s - s^2) P``: at ``s`` = 1.8 a fifth of the promise. That full
+    step's point carries the promise (``unmet``), the Newton step's none."""
+    prob, F, MF = _near_optimum()
+    newton_direction = _kron._newton_direction
+
+    def scaled(*args, **kwargs):
+        X, MX, promised, negative = newton_direction(*args, **kwargs)
+        return scale * X, scale * MX, scale * promised, negative
+
+    monkeypatch.setattr(_kron, "_newton_direction", scaled)
+    p = prob.point(F, MF)
+    q = _kron._newton_update(prob, F, MF, 50, 1e-12)
+    assert q is not None and q.f < p.f
+    assert (q.unmet > 0) is missed
+    if missed:
+        assert p.f - q.f < 0.5 * q.unmet
+
+
 @pytest.mark.parametrize("shape", [(7, 5, 3), (4, 9, 2), (2, 40, 3)])
 def test_leading_input_basis_spans_the_truncated_svd_factor(rng, shape):
     """The basis from the smaller Gram matrix ((a, a), or (o m, o m) when a is larger)

@@ -190,3 +190,46 @@ def test_newton_converges_fast_on_a_metric_of_low_rank(rng):
     assert fit.objective <= ref.objective * (1 + 1e-9)
     assert fit.objective == pytest.approx(_objective(W3, M, fit.C, fit.F), rel=1e-12)
     assert fit.objective <= fit.start_objective
+
+
+@pytest.mark.parametrize("scale, missed", [(1.0, False), (1.8, True)])
+def test_a_full_rank_newton_step_far_short_of_its_model_carries_its_promise(
+        monkeypatch, scale, missed):
+    """As without an output rank: a full step along 1.8 times the Newton direction lowers
+    the objective by about a fifth of what its model promised, and its point carries the
+    promise as ``unmet``; the Newton step's carries none."""
+    from test_kron import _near_optimum
+    prob, F, MF = _near_optimum(out_rank=4)
+    direction = _kron_tucker._direction
+
+    def scaled(*args, **kwargs):  # (its float32 CG may call rounding negative curvature)
+        return scale * direction(*args, **kwargs)[0], False
+
+    monkeypatch.setattr(_kron_tucker, "_direction", scaled)
+    p = _kron_tucker.rank_point(prob, F, MF)
+    q = _kron_tucker.RankNewton()(prob, F, MF, 50, 1e-12)
+    assert q is not None and q.f < p.f
+    assert (q.unmet > 0) is missed
+    if missed:
+        assert p.f - q.f < 0.5 * q.unmet
+
+
+@pytest.mark.parametrize("out_rank", [None, 3, 20])
+@pytest.mark.parametrize("through_root", [False, True])
+def test_every_input_fit_is_the_fit_from_the_identity(rng, out_rank, through_root):
+    """With every input group kept the closed form (no factorization of ``M``) is the
+    kron fit's closed-form ``C`` for ``F = I``: the same ``C``, and the objective the one
+    recomputed from it; a metric with few calibration rows gives the same."""
+    o, a, m = 8, 5, 3
+    W3 = rng.standard_normal((o, a, m))
+    R = rng.standard_normal((6, a * m))
+    metric = _fit.Metric(0.4 * np.eye(a * m) + R.T @ R, 0.4, R if through_root else None)
+    fit = _kron.every_input_fit(W3, metric, out_rank, "every input kept")
+    ref = _kron.fit_kron(W3, metric.dense, [("I", np.eye(a))], out_rank, max_iter=0)
+    assert fit.converged and fit.iterations == 0 and fit.start == "every input kept"
+    np.testing.assert_array_equal(fit.F, np.eye(a))
+    np.testing.assert_allclose(fit.C, ref.C, atol=1e-10 * np.abs(ref.C).max())
+    assert fit.objective == pytest.approx(ref.objective, rel=1e-10)
+    assert fit.objective == pytest.approx(_objective(W3, metric.dense, fit.C, fit.F),
+                                          rel=1e-10)
+    assert fit.start_objective == fit.objective
