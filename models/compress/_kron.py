@@ -73,6 +73,11 @@ class KronFit:
     MF: np.ndarray | None
 
 
+# a Newton step whose model promises less than this share of the tolerance (times the
+# objective) on positive curvature is not taken: the fit has converged. The promise of a
+# truncated CG underestimates the decrease still to come where the steps converge
+# linearly (on a 64x1024x3x3 weight SVD, about 2x), hence a share well below 1
+_UNTAKEN_SHARE = 0.25
 # bounds of the extrapolation step (a multiple of the last alternation's change of F)
 _MIN_STEP, _MAX_STEP = 0.25, 8.0
 # CG steps and relative preconditioned-residual tolerance of a Newton step
@@ -677,14 +682,15 @@ def _metric_pcg(apply_metric: Callable[[np.ndarray], np.ndarray],
 
 
 def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
-                   cg_tol: float, low: _Problem | None = None, p: _Point | None = None
-                   ) -> _Point | None:
+                   cg_tol: float, low: _Problem | None = None, p: _Point | None = None,
+                   enough: float = 0.0) -> _Point | None:
     """A Newton step on ``span(F)`` with ``C`` eliminated, halved until it lowers the
     objective (at most 4 times); None when no step does (or ``K^T M K`` is singular).
     When the step missed its model (:func:`missed_model`), the new point's ``unmet`` is
     the decrease the Newton model promised. ``low``: CG in mixed precision (see
     :func:`_newton_direction`); ``p``: the point of ``F`` when known (the previous step
-    returned it)."""
+    returned it). Where the model promises at most ``enough`` on positive curvature the
+    step is not taken: the point of ``F`` itself is returned (converged)."""
     p = prob.point(F, MF) if p is None else p
     if p is None:
         return None
@@ -692,6 +698,8 @@ def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
     if direction is None:
         return None
     X, MX, promised, negative = direction
+    if not negative and promised <= enough:
+        return dataclasses.replace(p, unmet=0.0)
     t = 1.0
     for _ in range(5):
         basis = _orthonormal_with_metric(F + t * X, MF + t * MX)
@@ -726,9 +734,9 @@ class _VarProNewton:
         self.last: _Point | None = None
 
     def __call__(self, prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
-                 cg_tol: float) -> _Point | None:
+                 cg_tol: float, enough: float) -> _Point | None:
         known = self.last if self.last is not None and self.last.F is F else None
-        self.last = _newton_update(prob, F, MF, cg_iter, cg_tol, self.low, known)
+        self.last = _newton_update(prob, F, MF, cg_iter, cg_tol, self.low, known, enough)
         return self.last
 
     def point_at(self, prob: _Problem, F: np.ndarray, MF: np.ndarray) -> _Point | None:
@@ -755,12 +763,13 @@ class _NewtonPoint(Protocol):
 
 class NewtonUpdate(Protocol):
     """A Newton step of :func:`fit_kron` (``__call__``: the new point, or None where no
-    step lowers the objective), and the point of a given ``F`` (``point_at``: its
-    closed-form ``C`` and objective; None where ``K^T M K`` is singular), kept as the
-    start of the next step from that ``F``."""
+    step lowers the objective; the point of ``F`` itself, not moved, where its model
+    promises at most ``enough`` on positive curvature), and the point of a given ``F``
+    (``point_at``: its closed-form ``C`` and objective; None where ``K^T M K`` is
+    singular), kept as the start of the next step from that ``F``."""
 
     def __call__(self, prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
-                 cg_tol: float) -> _NewtonPoint | None: ...
+                 cg_tol: float, enough: float) -> _NewtonPoint | None: ...
 
     def point_at(self, prob: _Problem, F: np.ndarray, MF: np.ndarray
                  ) -> _NewtonPoint | None: ...
@@ -934,7 +943,7 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
         :func:`_newton_direction`). The returned ``C`` and objective are always float64
         closed forms of the returned ``F``.
     newton : callable, optional
-        The Newton step, ``newton(prob, F, MF, cg_iter, cg_tol)`` returning the new
+        The Newton step, ``newton(prob, F, MF, cg_iter, cg_tol, enough)`` returning the new
         point (with ``F``, ``MF``, ``C``, ``f``) or None where no step lowers the
         objective. Default: :class:`_VarProNewton` (:func:`_newton_update`) without an
         output rank, none (only alternations) with one (Tucker-2 passes
@@ -971,7 +980,7 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
         # most of the way in float32; float64 alternations / Newton steps from there
         low = _State(F.astype(np.float32), MF.astype(np.float32), C.astype(np.float32), f)
         _refine(low_prob, low, max_iter, max(tol, _SINGLE_TOL), cg_iter, newton_after,
-                newton_step(None))
+                newton_step(None), final=False)
         F = _orthonormal(low.F.astype(np.float64))
         MF = prob.apply_metric(F)
         # when the float64 iterations begin with a Newton step, its point gives the closed
@@ -1052,12 +1061,15 @@ class _State:
 
 def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
             newton_after: int,
-            newton: Callable[[_Problem, np.ndarray, np.ndarray, int, float],
-                             _NewtonPoint | None] | None) -> bool:
+            newton: Callable[[_Problem, np.ndarray, np.ndarray, int, float, float],
+                             _NewtonPoint | None] | None, final: bool = True) -> bool:
     """Iterate on ``st`` (in place) until the predicted remaining decrease is at most
     ``tol`` times the objective (True) or ``st.iterations`` reaches ``max_iter`` (False);
     ``newton``: the Newton step after the first ``newton_after`` iterations (None:
-    alternations only).
+    alternations only). In the ``final`` iterations a Newton step whose model promises
+    less than ``_UNTAKEN_SHARE`` of the tolerance is not taken (converged); before the
+    float64 ones (not ``final``) such a step is taken: it is cheaper in float32 than the
+    float64 step that would replace it.
 
     A Newton step that missed its model (met negative curvature, had to be halved, or
     lowered the objective by less than half of what its model promised:
@@ -1075,7 +1087,11 @@ def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
         point = None
         unmet = 0.0
         if newton is not None and st.iterations > newton_after:
-            point = newton(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL)
+            point = newton(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL,
+                           _UNTAKEN_SHARE * tol * max(st.f, 0.0) if final else 0.0)
+            if point is not None and point.F is st.F:  # the model promised too little
+                st.iterations -= 1
+                return True
         if point is not None:
             st.newton_steps += 1
             unmet = point.unmet

@@ -302,10 +302,10 @@ class RankNewton:
         return self._low[1]
 
     def __call__(self, prob: _kron._Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
-                 cg_tol: float) -> RankPoint | _kron._Point | None:
+                 cg_tol: float, enough: float) -> RankPoint | _kron._Point | None:
         o, a, m = prob.shape
         if prob.out_rank is None or prob.out_rank >= min(o, F.shape[1] * m):
-            return _kron._newton_update(prob, F, MF, cg_iter, cg_tol)
+            return _kron._newton_update(prob, F, MF, cg_iter, cg_tol, enough=enough)
         if self._rest > 0:
             self._rest -= 1
             return None
@@ -327,6 +327,10 @@ class RankNewton:
         if direction is None:
             return None
         X, negative = direction[0].astype(F.dtype), direction[1]
+        promised = max(_kron._inner(R, X), 0.0)
+        if not negative and promised <= enough:  # converged: the point of F, not moved
+            self._last = dataclasses.replace(p, unmet=0.0)
+            return self._last
         MX = prob.apply_metric(X)
         t = 1.0
         for _ in range(5):
@@ -336,7 +340,6 @@ class RankNewton:
                 if t == 1.0 and p.f - q.f > _SLOW * self._decrease:
                     self._cap = min(2 * self._cap, _CG_ITER_MAX)
                 self._last, self._decrease = q, p.f - q.f if t == 1.0 else np.inf
-                promised = max(_kron._inner(R, X), 0.0)
                 missed = _kron.missed_model(t, negative, p.f - q.f, promised)
                 return dataclasses.replace(q, unmet=promised) if missed else q
             t /= 2

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sdf.models.compress import CompressOptions, _fit, _kron, compress_conv, im2col
+from sdf.models.compress import CompressOptions, _fit, _kron, _kron_tucker, compress_conv, im2col
 
 
 def _spd(rng, n):
@@ -455,8 +455,8 @@ def test_a_newton_step_that_missed_its_model_ends_the_fit_only_if_it_promised_li
     values = iter([0.5, 0.25, 0.125, 0.1249999, 0.05, 0.0499999999])
     unmet = iter([0.0, 0.0, 0.0, promised, 0.0, 0.0])
 
-    def newton(prob, F, MF, cg_iter, cg_tol):
-        return SimpleNamespace(F=F, MF=MF, C=C.reshape(o, -1), f=next(values),
+    def newton(prob, F, MF, cg_iter, cg_tol, enough):  # (a new F: a step was taken)
+        return SimpleNamespace(F=F.copy(), MF=MF, C=C.reshape(o, -1), f=next(values),
                                unmet=next(unmet))
 
     state = _kron._State(F, prob.apply_metric(F), C, 1.0)
@@ -476,7 +476,7 @@ def _near_optimum(out_rank=None):
     """A problem and an ``F`` after 8 alternations: near enough to the optimum for the
     Newton model to hold (a full step meets it to 1e-3), far enough for rounding not to
     blur the decreases."""
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(2)
     o, a, m, r = 12, 9, 3, 3
     W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.5, a)[None, :, None]
     M = _spd(rng, a * m) + 3 * np.eye(a * m)
@@ -505,6 +505,67 @@ def test_a_full_step_far_short_of_its_model_carries_its_promise(monkeypatch, sca
     assert (q.unmet > 0) is missed
     if missed:
         assert p.f - q.f < 0.5 * q.unmet
+
+
+@pytest.mark.parametrize("out_rank", [None, 4])
+def test_a_newton_step_that_promises_too_little_is_not_taken(monkeypatch, out_rank):
+    """Where the Newton model promises at most ``enough``, the step returns the point of
+    ``F`` itself (the fit has converged); with ``enough`` = 0 it moves and lowers the
+    objective."""
+    # float64 Hessian products (float32 ones may call rounding negative curvature here)
+    monkeypatch.setattr(_kron_tucker.RankNewton, "_single", lambda self, prob: prob)
+    prob, F, MF = _near_optimum(out_rank)
+    newton = _kron._VarProNewton(None) if out_rank is None else _kron_tucker.RankNewton()
+    p = newton.point_at(prob, F, MF)
+    same = newton(prob, F, MF, 50, 1e-12, 1e3 * p.f)
+    assert same is not None and same.F is F and same.f == p.f and same.unmet == 0.0
+    moved = type(newton)(None) if out_rank is None else _kron_tucker.RankNewton()
+    step = moved(prob, F, MF, 50, 1e-12, 0.0)
+    assert step is not None and step.F is not F and step.f < p.f
+
+
+def test_fit_ends_without_a_step_its_model_calls_too_small(rng):
+    """The fit stops at an untaken Newton step: converged, with the objective of the
+    last step taken, and the untaken one not counted."""
+    o, a, m, r = 12, 9, 3, 3
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.5, a)[None, :, None]
+    M = _spd(rng, a * m) + 3 * np.eye(a * m)
+    calls = []
+
+    class Counting(_kron._VarProNewton):
+        def __call__(self, prob, F, MF, cg_iter, cg_tol, enough):
+            point = super().__call__(prob, F, MF, cg_iter, cg_tol, enough)
+            calls.append(point is not None and point.F is F)
+            return point
+
+    fit = _kron.fit_kron(W3, M, [("F", rng.standard_normal((a, r)))], max_iter=200,
+                         tol=1e-8, single=False, newton=Counting(None))
+    assert fit.converged and calls[-1] and not any(calls[:-1])
+    assert fit.newton_steps == len(calls) - 1
+    assert fit.objective == pytest.approx(_objective(W3, M, fit.C, fit.F), rel=1e-12)
+
+
+@pytest.mark.parametrize("final", [True, False])
+def test_only_the_final_iterations_leave_small_newton_steps_untaken(rng, final):
+    """Before the float64 iterations every Newton step is taken (a float32 step is
+    cheaper than the float64 one that would replace it); in the final ones a step whose
+    model promises less than a share of the tolerance is not."""
+    o, a, m, r = 4, 6, 2, 2
+    W3 = rng.standard_normal((o, a, m))
+    prob = _kron._Problem(W3, np.eye(a * m), None)
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    C = rng.standard_normal((o, r, m))
+    values, asked = iter([0.5, 0.25, 0.125]), []
+
+    def newton(prob, F, MF, cg_iter, cg_tol, enough):
+        asked.append(enough)
+        return SimpleNamespace(F=F.copy(), MF=MF, C=C.reshape(o, -1), f=next(values),
+                               unmet=0.0)
+
+    state = _kron._State(F, prob.apply_metric(F), C, 1.0)
+    _kron._refine(prob, state, 3, 1e-4, 2, 0, newton, final=final)
+    want = [_kron._UNTAKEN_SHARE * 1e-4 * f for f in (1.0, 0.5, 0.25)] if final else [0.0] * 3
+    assert asked == pytest.approx(want)
 
 
 @pytest.mark.parametrize("shape", [(7, 5, 3), (4, 9, 2), (2, 40, 3)])
