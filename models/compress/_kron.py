@@ -683,14 +683,16 @@ def _metric_pcg(apply_metric: Callable[[np.ndarray], np.ndarray],
 
 def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
                    cg_tol: float, low: _Problem | None = None, p: _Point | None = None,
-                   enough: float = 0.0) -> _Point | None:
+                   enough: float = 0.0, resolved: float = 0.0) -> _Point | None:
     """A Newton step on ``span(F)`` with ``C`` eliminated, halved until it lowers the
     objective (at most 4 times); None when no step does (or ``K^T M K`` is singular).
     When the step missed its model (:func:`missed_model`), the new point's ``unmet`` is
     the decrease the Newton model promised. ``low``: CG in mixed precision (see
     :func:`_newton_direction`); ``p``: the point of ``F`` when known (the previous step
     returned it). Where the model promises at most ``enough`` on positive curvature the
-    step is not taken: the point of ``F`` itself is returned (converged)."""
+    step is not taken, and where it promised at most ``resolved`` and the full step does
+    not lower the objective none is halved (the objective's rounding, not the step, is
+    at fault): the point of ``F`` itself is returned (converged)."""
     p = prob.point(F, MF) if p is None else p
     if p is None:
         return None
@@ -707,6 +709,8 @@ def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
         if q is not None and q.f < p.f:
             missed = missed_model(t, negative, p.f - q.f, promised)
             return dataclasses.replace(q, unmet=promised) if missed else q
+        if promised <= resolved:
+            return dataclasses.replace(p, unmet=0.0)
         t /= 2
     return None
 
@@ -734,9 +738,10 @@ class _VarProNewton:
         self.last: _Point | None = None
 
     def __call__(self, prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
-                 cg_tol: float, enough: float) -> _Point | None:
+                 cg_tol: float, enough: float, resolved: float) -> _Point | None:
         known = self.last if self.last is not None and self.last.F is F else None
-        self.last = _newton_update(prob, F, MF, cg_iter, cg_tol, self.low, known, enough)
+        self.last = _newton_update(prob, F, MF, cg_iter, cg_tol, self.low, known, enough,
+                                   resolved)
         return self.last
 
     def point_at(self, prob: _Problem, F: np.ndarray, MF: np.ndarray) -> _Point | None:
@@ -764,12 +769,14 @@ class _NewtonPoint(Protocol):
 class NewtonUpdate(Protocol):
     """A Newton step of :func:`fit_kron` (``__call__``: the new point, or None where no
     step lowers the objective; the point of ``F`` itself, not moved, where its model
-    promises at most ``enough`` on positive curvature), and the point of a given ``F``
+    promises at most ``enough`` on positive curvature, or at most ``resolved`` and its
+    full step does not lower the objective: see :func:`_newton_update`), and the point of
+    a given ``F``
     (``point_at``: its closed-form ``C`` and objective; None where ``K^T M K`` is
     singular), kept as the start of the next step from that ``F``."""
 
     def __call__(self, prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
-                 cg_tol: float, enough: float) -> _NewtonPoint | None: ...
+                 cg_tol: float, enough: float, resolved: float) -> _NewtonPoint | None: ...
 
     def point_at(self, prob: _Problem, F: np.ndarray, MF: np.ndarray
                  ) -> _NewtonPoint | None: ...
@@ -943,8 +950,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
         :func:`_newton_direction`). The returned ``C`` and objective are always float64
         closed forms of the returned ``F``.
     newton : callable, optional
-        The Newton step, ``newton(prob, F, MF, cg_iter, cg_tol, enough)`` returning the new
-        point (with ``F``, ``MF``, ``C``, ``f``) or None where no step lowers the
+        The Newton step, ``newton(prob, F, MF, cg_iter, cg_tol, enough, resolved)``
+        returning the new point (with ``F``, ``MF``, ``C``, ``f``) or None where no step lowers the
         objective. Default: :class:`_VarProNewton` (:func:`_newton_update`) without an
         output rank, none (only alternations) with one (Tucker-2 passes
         :class:`sdf.models.compress._kron_tucker.RankNewton`).
@@ -1061,7 +1068,7 @@ class _State:
 
 def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
             newton_after: int,
-            newton: Callable[[_Problem, np.ndarray, np.ndarray, int, float, float],
+            newton: Callable[[_Problem, np.ndarray, np.ndarray, int, float, float, float],
                              _NewtonPoint | None] | None, final: bool = True) -> bool:
     """Iterate on ``st`` (in place) until the predicted remaining decrease is at most
     ``tol`` times the objective (True) or ``st.iterations`` reaches ``max_iter`` (False);
@@ -1069,7 +1076,10 @@ def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
     alternations only). In the ``final`` iterations a Newton step whose model promises
     less than ``_UNTAKEN_SHARE`` of the tolerance is not taken (converged); before the
     float64 ones (not ``final``) such a step is taken: it is cheaper in float32 than the
-    float64 step that would replace it.
+    float64 step that would replace it. A full Newton step that does not lower the
+    objective while its model promised at most the tolerance ends the iterations too,
+    unhalved: the objective's rounding hides such decreases (a 64x1024x3x3 conv's
+    Tucker-2 tried five float32 steps and an alternation there, then one in float64).
 
     A Newton step that missed its model (met negative curvature, had to be halved, or
     lowered the objective by less than half of what its model promised:
@@ -1087,8 +1097,9 @@ def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
         point = None
         unmet = 0.0
         if newton is not None and st.iterations > newton_after:
+            tol_f = tol * max(st.f, 0.0)
             point = newton(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL,
-                           _UNTAKEN_SHARE * tol * max(st.f, 0.0) if final else 0.0)
+                           _UNTAKEN_SHARE * tol_f if final else 0.0, tol_f)
             if point is not None and point.F is st.F:  # the model promised too little
                 st.iterations -= 1
                 return True

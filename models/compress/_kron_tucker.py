@@ -292,6 +292,7 @@ class RankNewton:
         if prob.out_rank is None or prob.out_rank >= min(o, F.shape[1] * m):
             return prob.point(F, MF)
         self._last = rank_point(prob, F, MF)
+        self._rest = 0  # a new phase: rests after a failure in float32 do not carry over
         return self._last
 
     def _single(self, prob: _kron._Problem) -> _kron._Problem:
@@ -302,10 +303,12 @@ class RankNewton:
         return self._low[1]
 
     def __call__(self, prob: _kron._Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
-                 cg_tol: float, enough: float) -> RankPoint | _kron._Point | None:
+                 cg_tol: float, enough: float, resolved: float
+                 ) -> RankPoint | _kron._Point | None:
         o, a, m = prob.shape
         if prob.out_rank is None or prob.out_rank >= min(o, F.shape[1] * m):
-            return _kron._newton_update(prob, F, MF, cg_iter, cg_tol, enough=enough)
+            return _kron._newton_update(prob, F, MF, cg_iter, cg_tol, enough=enough,
+                                        resolved=resolved)
         if self._rest > 0:
             self._rest -= 1
             return None
@@ -342,6 +345,9 @@ class RankNewton:
                 self._last, self._decrease = q, p.f - q.f if t == 1.0 else np.inf
                 missed = _kron.missed_model(t, negative, p.f - q.f, promised)
                 return dataclasses.replace(q, unmet=promised) if missed else q
+            if promised <= resolved:  # rounding hides the decrease: converged
+                self._last = dataclasses.replace(p, unmet=0.0)
+                return self._last
             t /= 2
         self._rest, self._cap, self._decrease = _REST, min(cg_iter, _CG_ITER), np.inf
         return None

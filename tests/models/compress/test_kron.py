@@ -455,7 +455,7 @@ def test_a_newton_step_that_missed_its_model_ends_the_fit_only_if_it_promised_li
     values = iter([0.5, 0.25, 0.125, 0.1249999, 0.05, 0.0499999999])
     unmet = iter([0.0, 0.0, 0.0, promised, 0.0, 0.0])
 
-    def newton(prob, F, MF, cg_iter, cg_tol, enough):  # (a new F: a step was taken)
+    def newton(prob, F, MF, cg_iter, cg_tol, enough, resolved):  # (a new F: a step)
         return SimpleNamespace(F=F.copy(), MF=MF, C=C.reshape(o, -1), f=next(values),
                                unmet=next(unmet))
 
@@ -517,11 +517,36 @@ def test_a_newton_step_that_promises_too_little_is_not_taken(monkeypatch, out_ra
     prob, F, MF = _near_optimum(out_rank)
     newton = _kron._VarProNewton(None) if out_rank is None else _kron_tucker.RankNewton()
     p = newton.point_at(prob, F, MF)
-    same = newton(prob, F, MF, 50, 1e-12, 1e3 * p.f)
+    same = newton(prob, F, MF, 50, 1e-12, 1e3 * p.f, 0.0)
     assert same is not None and same.F is F and same.f == p.f and same.unmet == 0.0
     moved = type(newton)(None) if out_rank is None else _kron_tucker.RankNewton()
-    step = moved(prob, F, MF, 50, 1e-12, 0.0)
+    step = moved(prob, F, MF, 50, 1e-12, 0.0, 0.0)
     assert step is not None and step.F is not F and step.f < p.f
+
+
+@pytest.mark.parametrize("resolved, trials", [(1.0, 1), (0.0, 5)])
+def test_a_failed_step_that_promised_little_is_not_halved(monkeypatch, resolved, trials):
+    """Uphill, a full step promising at most ``resolved`` ends the search at once (the
+    point of ``F``, converged: rounding, not the step, is at fault there); promising
+    more, it is halved four times before the step gives up (None)."""
+    prob, F, MF = _near_optimum()
+    p = prob.point(F, MF)
+    newton_direction, point = _kron._newton_direction, prob.point
+    tried = []
+
+    def uphill(*args, **kwargs):
+        X, MX, _, negative = newton_direction(*args, **kwargs)
+        return -X, -MX, 0.5, negative
+
+    def counted(*args):
+        tried.append(1)
+        return point(*args)
+
+    monkeypatch.setattr(_kron, "_newton_direction", uphill)
+    monkeypatch.setattr(prob, "point", counted)
+    got = _kron._newton_update(prob, F, MF, 50, 1e-12, p=p, resolved=resolved)
+    assert len(tried) == trials
+    assert (got is None) if trials == 5 else (got.F is F and got.f == p.f)
 
 
 def test_fit_ends_without_a_step_its_model_calls_too_small(rng):
@@ -533,8 +558,8 @@ def test_fit_ends_without_a_step_its_model_calls_too_small(rng):
     calls = []
 
     class Counting(_kron._VarProNewton):
-        def __call__(self, prob, F, MF, cg_iter, cg_tol, enough):
-            point = super().__call__(prob, F, MF, cg_iter, cg_tol, enough)
+        def __call__(self, prob, F, MF, cg_iter, cg_tol, enough, resolved):
+            point = super().__call__(prob, F, MF, cg_iter, cg_tol, enough, resolved)
             calls.append(point is not None and point.F is F)
             return point
 
@@ -557,7 +582,7 @@ def test_only_the_final_iterations_leave_small_newton_steps_untaken(rng, final):
     C = rng.standard_normal((o, r, m))
     values, asked = iter([0.5, 0.25, 0.125]), []
 
-    def newton(prob, F, MF, cg_iter, cg_tol, enough):
+    def newton(prob, F, MF, cg_iter, cg_tol, enough, resolved):
         asked.append(enough)
         return SimpleNamespace(F=F.copy(), MF=MF, C=C.reshape(o, -1), f=next(values),
                                unmet=0.0)

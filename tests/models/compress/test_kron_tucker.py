@@ -100,7 +100,7 @@ def test_newton_without_a_binding_rank_is_the_unconstrained_step(rng):
     prob, F = _problem(rng, o=5, a=6, m=2, r=2, k=5)
     MF = prob.apply_metric(F)
     plain = _kron._newton_update(prob, F, MF, 10, 1e-3)
-    step = _kron_tucker.RankNewton()(prob, F, MF, 10, 1e-3, 0.0)
+    step = _kron_tucker.RankNewton()(prob, F, MF, 10, 1e-3, 0.0, 0.0)
     assert isinstance(step, _kron._Point) and plain is not None
     np.testing.assert_allclose(step.F, plain.F)
 
@@ -207,7 +207,7 @@ def test_a_full_rank_newton_step_far_short_of_its_model_carries_its_promise(
 
     monkeypatch.setattr(_kron_tucker, "_direction", scaled)
     p = _kron_tucker.rank_point(prob, F, MF)
-    q = _kron_tucker.RankNewton()(prob, F, MF, 50, 1e-12, 0.0)
+    q = _kron_tucker.RankNewton()(prob, F, MF, 50, 1e-12, 0.0, 0.0)
     assert q is not None and q.f < p.f
     assert (q.unmet > 0) is missed
     if missed:
