@@ -690,9 +690,10 @@ def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
     the decrease the Newton model promised. ``low``: CG in mixed precision (see
     :func:`_newton_direction`); ``p``: the point of ``F`` when known (the previous step
     returned it). Where the model promises at most ``enough`` on positive curvature the
-    step is not taken, and where it promised at most ``resolved`` and the full step does
-    not lower the objective none is halved (the objective's rounding, not the step, is
-    at fault): the point of ``F`` itself is returned (converged)."""
+    step is not taken, and where it promised at most ``resolved`` on positive curvature
+    and the full step does not lower the objective none is halved (the objective's
+    rounding, not the step, is at fault): the point of ``F`` itself is returned
+    (converged)."""
     p = prob.point(F, MF) if p is None else p
     if p is None:
         return None
@@ -709,7 +710,7 @@ def _newton_update(prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
         if q is not None and q.f < p.f:
             missed = missed_model(t, negative, p.f - q.f, promised)
             return dataclasses.replace(q, unmet=promised) if missed else q
-        if promised <= resolved:
+        if not negative and promised <= resolved:
             return dataclasses.replace(p, unmet=0.0)
         t /= 2
     return None
@@ -769,11 +770,10 @@ class _NewtonPoint(Protocol):
 class NewtonUpdate(Protocol):
     """A Newton step of :func:`fit_kron` (``__call__``: the new point, or None where no
     step lowers the objective; the point of ``F`` itself, not moved, where its model
-    promises at most ``enough`` on positive curvature, or at most ``resolved`` and its
-    full step does not lower the objective: see :func:`_newton_update`), and the point of
-    a given ``F``
-    (``point_at``: its closed-form ``C`` and objective; None where ``K^T M K`` is
-    singular), kept as the start of the next step from that ``F``."""
+    promises at most ``enough`` on positive curvature, or at most ``resolved`` there and
+    its full step does not lower the objective: see :func:`_newton_update`), and the
+    point of a given ``F`` (``point_at``: its closed-form ``C`` and objective; None where
+    ``K^T M K`` is singular), kept as the start of the next step from that ``F``."""
 
     def __call__(self, prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
                  cg_tol: float, enough: float, resolved: float) -> _NewtonPoint | None: ...
@@ -1077,8 +1077,8 @@ def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
     less than ``_UNTAKEN_SHARE`` of the tolerance is not taken (converged); before the
     float64 ones (not ``final``) such a step is taken: it is cheaper in float32 than the
     float64 step that would replace it. A full Newton step that does not lower the
-    objective while its model promised at most the tolerance ends the iterations too,
-    unhalved: the objective's rounding hides such decreases (a 64x1024x3x3 conv's
+    objective while its model promised at most the tolerance (on positive curvature)
+    ends the iterations too, unhalved: the objective's rounding hides such decreases (a 64x1024x3x3 conv's
     Tucker-2 tried five float32 steps and an alternation there, then one in float64).
 
     A Newton step that missed its model (met negative curvature, had to be halved, or

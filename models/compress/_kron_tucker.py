@@ -345,7 +345,7 @@ class RankNewton:
                 self._last, self._decrease = q, p.f - q.f if t == 1.0 else np.inf
                 missed = _kron.missed_model(t, negative, p.f - q.f, promised)
                 return dataclasses.replace(q, unmet=promised) if missed else q
-            if promised <= resolved:  # rounding hides the decrease: converged
+            if not negative and promised <= resolved:  # rounding hides the decrease
                 self._last = dataclasses.replace(p, unmet=0.0)
                 return self._last
             t /= 2
