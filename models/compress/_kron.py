@@ -951,10 +951,10 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
         closed forms of the returned ``F``.
     newton : callable, optional
         The Newton step, ``newton(prob, F, MF, cg_iter, cg_tol, enough, resolved)``
-        returning the new point (with ``F``, ``MF``, ``C``, ``f``) or None where no step lowers the
-        objective. Default: :class:`_VarProNewton` (:func:`_newton_update`) without an
-        output rank, none (only alternations) with one (Tucker-2 passes
-        :class:`sdf.models.compress._kron_tucker.RankNewton`).
+        returning the new point (with ``F``, ``MF``, ``C``, ``f``) or None where no step
+        lowers the objective (see :class:`NewtonUpdate`). Default: :class:`_VarProNewton`
+        (:func:`_newton_update`) without an output rank, none (only alternations) with one
+        (Tucker-2 passes :class:`sdf.models.compress._kron_tucker.RankNewton`).
     problem : _Problem, optional
         ``_Problem(W3, M, out_rank)`` when already built (its starts evaluated).
     """
@@ -1078,8 +1078,9 @@ def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
     float64 ones (not ``final``) such a step is taken: it is cheaper in float32 than the
     float64 step that would replace it. A full Newton step that does not lower the
     objective while its model promised at most the tolerance (on positive curvature)
-    ends the iterations too, unhalved: the objective's rounding hides such decreases (a 64x1024x3x3 conv's
-    Tucker-2 tried five float32 steps and an alternation there, then one in float64).
+    ends the iterations too, unhalved: the objective's rounding hides such decreases (a
+    64x1024x3x3 conv's Tucker-2 tried five float32 steps and an alternation there, then
+    one in float64).
 
     A Newton step that missed its model (met negative curvature, had to be halved, or
     lowered the objective by less than half of what its model promised:

@@ -268,8 +268,9 @@ class RankNewton:
     doubled up to :data:`_CG_ITER_MAX` after each full step that lowered the objective by
     more than :data:`_SLOW` times the full step before); the same call signature and
     result as
-    :func:`sdf.models.compress._kron._newton_update` (which it calls when the rank does
-    not bind).
+    :func:`sdf.models.compress._kron._newton_update` (which it calls, through a
+    :class:`sdf.models.compress._kron._VarProNewton` that keeps its points, when the rank
+    does not bind).
 
     In float64 the point and the residual are float64 and the CG's Hessian products
     float32 (an inexact Newton step whose error is that of the truncated CG; half the
@@ -285,12 +286,17 @@ class RankNewton:
         self._rest = 0
         self._cap: int | None = None
         self._decrease = np.inf
+        # the step where the rank does not bind: the unconstrained one
+        self._plain = _kron._VarProNewton(None)
+
+    def _binds(self, prob: _kron._Problem, r: int) -> bool:
+        o, _, m = prob.shape
+        return prob.out_rank is not None and prob.out_rank < min(o, r * m)
 
     def point_at(self, prob: _kron._Problem, F: np.ndarray, MF: np.ndarray
                  ) -> RankPoint | _kron._Point | None:
-        o, a, m = prob.shape
-        if prob.out_rank is None or prob.out_rank >= min(o, F.shape[1] * m):
-            return prob.point(F, MF)
+        if not self._binds(prob, F.shape[1]):
+            return self._plain.point_at(prob, F, MF)
         self._last = rank_point(prob, F, MF)
         self._rest = 0  # a new phase: rests after a failure in float32 do not carry over
         return self._last
@@ -305,10 +311,8 @@ class RankNewton:
     def __call__(self, prob: _kron._Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
                  cg_tol: float, enough: float, resolved: float
                  ) -> RankPoint | _kron._Point | None:
-        o, a, m = prob.shape
-        if prob.out_rank is None or prob.out_rank >= min(o, F.shape[1] * m):
-            return _kron._newton_update(prob, F, MF, cg_iter, cg_tol, enough=enough,
-                                        resolved=resolved)
+        if not self._binds(prob, F.shape[1]):
+            return self._plain(prob, F, MF, cg_iter, cg_tol, enough, resolved)
         if self._rest > 0:
             self._rest -= 1
             return None

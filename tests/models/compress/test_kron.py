@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sdf.models.compress import CompressOptions, _fit, _kron, _kron_tucker, compress_conv, im2col
+from sdf.models.compress import (CompressOptions, _fit, _kron, _kron_tucker, compress_conv,
+                                  im2col)
 
 
 def _spd(rng, n):
@@ -333,7 +334,8 @@ def test_objective_is_the_float64_one_of_the_returned_factors(rng, out_rank):
 
 @pytest.mark.parametrize("max_iter", [2, 300])  # the cap in the float32 phase; converged
 @pytest.mark.parametrize("out_rank", [None, 4])
-def test_fit_returns_the_fresh_product_and_closed_form_of_its_factor(rng, out_rank, max_iter):
+def test_fit_returns_the_fresh_product_and_closed_form_of_its_factor(rng, out_rank,
+                                                                     max_iter):
     """Whether the fit ends in its float32 phase or after float64 iterations, ``MF`` is
     the product of the returned ``F`` with the metric, and ``C`` and the objective are
     its float64 closed form (a fit from it starts where this one ended)."""
@@ -350,8 +352,8 @@ def test_fit_returns_the_fresh_product_and_closed_form_of_its_factor(rng, out_ra
     C, f = prob.c_step(fit.F, MF)
     np.testing.assert_allclose(fit.C, C, rtol=0, atol=1e-10 * np.abs(C).max())
     assert fit.objective == pytest.approx(f, rel=1e-12)
-    again = _kron.fit_kron(W3, M, [_kron.Start("again", fit.F, fit.MF, fit.C, fit.objective)],
-                           out_rank, max_iter=0, problem=prob)
+    start = _kron.Start("again", fit.F, fit.MF, fit.C, fit.objective)
+    again = _kron.fit_kron(W3, M, [start], out_rank, max_iter=0, problem=prob)
     assert again.objective == fit.objective and again.F is fit.F
 
 
@@ -589,7 +591,8 @@ def test_only_the_final_iterations_leave_small_newton_steps_untaken(rng, final):
 
     state = _kron._State(F, prob.apply_metric(F), C, 1.0)
     _kron._refine(prob, state, 3, 1e-4, 2, 0, newton, final=final)
-    want = [_kron._UNTAKEN_SHARE * 1e-4 * f for f in (1.0, 0.5, 0.25)] if final else [0.0] * 3
+    share = _kron._UNTAKEN_SHARE if final else 0.0
+    want = [share * 1e-4 * f for f in (1.0, 0.5, 0.25)]
     assert asked == pytest.approx(want)
 
 
