@@ -144,8 +144,10 @@ def expand_rank(method: str, orig: Piece, r: int) -> Rank:
 
 
 def rank_for_ratio(method: str, orig: Piece, ratio: float, ratio_of: RatioOf = "params",
-                   input_hw: tuple[int, int] | None = None) -> Rank:
-    """Largest rank whose cost is at most ``ratio`` times the original's.
+                   input_hw: tuple[int, int] | None = None, *,
+                   where: str = "rank_for_ratio") -> Rank:
+    """Largest rank whose cost is at most ``ratio`` times the original's (``where``: the
+    caller, named in the error when even rank 1 costs more).
 
     Examples
     --------
@@ -157,18 +159,19 @@ def rank_for_ratio(method: str, orig: Piece, ratio: float, ratio_of: RatioOf = "
     k = 0 if ratio_of == "params" else 1
     before = layer_cost("dense", orig, None, input_hw)[k]
     if before is None:
-        raise ModelError("rank_for_ratio: a MAC ratio of a convolution needs input_hw")
+        raise ModelError(f"{where}: a MAC ratio of a convolution needs input_hw")
     if method == "tucker2":
-        return _tucker_ranks_within(orig, ratio * before, k, input_hw, ratio, ratio_of)
-    return _grown_rank(method, orig, ratio, ratio_of, input_hw)
+        return _tucker_ranks_within(orig, ratio * before, k, input_hw, ratio, ratio_of, where)
+    return _grown_rank(method, orig, ratio, ratio_of, input_hw, where)
 
 
 def tucker_ratio_candidates(orig: Piece, ratio: float, ratio_of: RatioOf = "params",
-                            input_hw: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+                            input_hw: tuple[int, int] | None = None, *,
+                            where: str = "tucker_ratio_candidates") -> list[tuple[int, int]]:
     """Tucker-2 ranks within the ratio: :func:`rank_for_ratio`'s pair, then the pair of
     ranks grown together in proportion to the channel counts (when it differs)."""
-    first = rank_for_ratio("tucker2", orig, ratio, ratio_of, input_hw)
-    grown = _grown_rank("tucker2", orig, ratio, ratio_of, input_hw)
+    first = rank_for_ratio("tucker2", orig, ratio, ratio_of, input_hw, where=where)
+    grown = _grown_rank("tucker2", orig, ratio, ratio_of, input_hw, where)
     pairs = [first if isinstance(first, tuple) else (first, first)]
     if isinstance(grown, tuple) and grown not in pairs:
         pairs.append(grown)
@@ -176,7 +179,7 @@ def tucker_ratio_candidates(orig: Piece, ratio: float, ratio_of: RatioOf = "para
 
 
 def _grown_rank(method: str, orig: Piece, ratio: float, ratio_of: RatioOf,
-                input_hw: tuple[int, int] | None) -> Rank:
+                input_hw: tuple[int, int] | None, where: str) -> Rank:
     """Largest scalar rank index (expanded by :func:`expand_rank`) within the ratio."""
     k = 0 if ratio_of == "params" else 1
     before = layer_cost("dense", orig, None, input_hw)[k] or 0
@@ -188,10 +191,17 @@ def _grown_rank(method: str, orig: Piece, ratio: float, ratio_of: RatioOf,
         else:
             break
     if best is None:
-        raise ModelError(
-            f"rank_for_ratio: even rank 1 of {method!r} costs more than {ratio} of the layer's "
-            f"{ratio_of}")
+        first = layer_cost(method, orig, expand_rank(method, orig, 1), input_hw)[k] or 0
+        raise _too_small(where, str(method), ratio, ratio_of, first / (before or 1))
     return best
+
+
+def _too_small(where: str, method: str, ratio: float, ratio_of: RatioOf, least: float
+               ) -> ModelError:
+    return ModelError(
+        f"{where}: even rank 1 of {method!r} costs {least:.3g} of the layer's {ratio_of}, "
+        f"more than ratio={ratio}: ask for a ratio of at least {least:.3g} or another "
+        "method")
 
 
 def _left_basis(M: np.ndarray) -> np.ndarray:
@@ -204,7 +214,7 @@ def _left_basis(M: np.ndarray) -> np.ndarray:
 
 def _tucker_ranks_within(orig: Piece, budget: float, k: int,
                          input_hw: tuple[int, int] | None, ratio: float,
-                         ratio_of: RatioOf) -> tuple[int, int]:
+                         ratio_of: RatioOf, where: str) -> tuple[int, int]:
     """Tucker-2 ranks ``(r_out, r_in)`` within ``budget`` with the least truncated-HOSVD error.
 
     With ``U_out``, ``U_in`` the left singular vectors of the two channel unfoldings and
@@ -230,9 +240,7 @@ def _tucker_ranks_within(orig: Piece, budget: float, k: int,
     cost = c11 + (c21 - c11) * a_out + (c12 - c11) * b_in + (c22 - c21 - c12 + c11) * a_out * b_in
     error = np.where(cost <= budget, error, np.inf)
     if not np.isfinite(error).any():
-        raise ModelError(
-            f"rank_for_ratio: even rank 1 of 'tucker2' costs more than {ratio} of the layer's "
-            f"{ratio_of}")
+        raise _too_small(where, "tucker2", ratio, ratio_of, c11 * ratio / (budget or 1))
     # least error; among equal errors (e.g. exact ranks) the cheapest pair
     best = np.lexsort((cost.ravel(), np.round(error.ravel(), 12)))[0]
     a, b = np.unravel_index(best, error.shape)

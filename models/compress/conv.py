@@ -504,7 +504,9 @@ def _tucker2_factors(W: np.ndarray, ranks: tuple[int, int], fit: _kron.KronFit
     """``(U_out, core, U_in)`` of a kron-structured fit whose ``C`` has rank ``r_out``."""
     o, i, kh, kw = W.shape
     C = fit.C.reshape(o, -1)
-    Uo = np.linalg.svd(C, full_matrices=False)[0][:, :ranks[0]]
+    # an output rank above C's r_in kh kw columns (a candidate of a ratio may ask for
+    # one) gets orthonormal columns beyond C's span, with zero core slices
+    Uo = np.linalg.svd(C, full_matrices=C.shape[1] < ranks[0])[0][:, :ranks[0]]
     core = (Uo.T @ C).reshape(ranks[0], ranks[1], kh, kw)
     return Uo, core, fit.F
 
@@ -907,10 +909,11 @@ def compress_conv(
             curve = _grid_curve(method, orig, W, calib, w_w, w_r, L, opts, input_hw)
         candidates = None
         if ratio is not None and method == "tucker2":
-            candidates = tucker_ratio_candidates(orig, ratio, ratio_of, input_hw)
+            candidates = tucker_ratio_candidates(orig, ratio, ratio_of, input_hw,
+                                                 where=where)
             rank = candidates[0]  # rank_for_ratio's pair
         elif ratio is not None:
-            rank = rank_for_ratio(method, orig, ratio, ratio_of, input_hw)
+            rank = rank_for_ratio(method, orig, ratio, ratio_of, input_hw, where=where)
         elif tol is not None:
             assert curve is not None  # computed above for every method when tol is given
             rank = expand_rank(method, orig, rank_for_tol(curve.ranks, curve.errors, tol))

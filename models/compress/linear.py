@@ -120,7 +120,7 @@ def fit_lowrank_layer(where: str, orig: Piece, Wm: np.ndarray, rows: np.ndarray 
     macs = np.array([-1 if c is None else c for c in costs[:, 1]], dtype=int)
     curve = RankCurve(ranks, costs[:, 0].astype(int), macs, errors)
     if ratio is not None:
-        rank = rank_for_ratio(method, orig, ratio, ratio_of, input_hw)
+        rank = rank_for_ratio(method, orig, ratio, ratio_of, input_hw, where=where)
     elif tol is not None:
         rank = rank_for_tol(ranks, errors, tol)
     if rank is None or isinstance(rank, tuple) or not 1 <= int(rank) <= top:

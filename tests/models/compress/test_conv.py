@@ -184,6 +184,12 @@ def test_conv_errors_name_the_place(rng):
         compress_conv(np.ones((2, 2, 3, 3)), "weight_svd", rank=1, X=np.ones((1, 3, 5, 5)))
     with pytest.raises(ModelError, match=r"rank must be an int in \[1, 2\]"):
         compress_conv(np.ones((2, 2, 3, 3)), "weight_svd", rank=5)
+    # a ratio below what rank 1 costs: the layer, and the least ratio that fits
+    for method, least in (("weight_svd", "0.231"), ("tucker2", "0.144")):
+        with pytest.raises(ModelError, match=(
+                rf"compress_conv\('c2', method='{method}'\): even rank 1 of '{method}' costs "
+                rf"{least} of the layer's params, more than ratio=0.05")):
+            compress_conv(np.ones((16, 5, 1, 2)), method, ratio=0.05, name="c2")
 
 
 def test_tucker2_ratio_keeps_few_input_channels(rng):
@@ -193,6 +199,22 @@ def test_tucker2_ratio_keeps_few_input_channels(rng):
     assert res.rank[1] == 3 and res.params_after <= 0.5 * res.params_before
     proportional = compress_conv(W, "tucker2", rank=(10, 1))
     assert res.weight_error < proportional.weight_error
+
+
+def test_data_aware_tucker2_output_rank_above_its_core_columns(rng):
+    """An output rank above ``r_in kh kw`` (the core's columns) gets pieces of the asked
+    shapes, data-aware as data-free, and the fit of the largest useful output rank."""
+    W, x = rng.standard_normal((4, 7, 2, 1)), np.maximum(rng.standard_normal((2, 7, 6, 6)), 0)
+    useful = compress_conv(W, "tucker2", rank=(2, 1), X=x)
+    for X in (x, None):
+        res = compress_conv(W, "tucker2", rank=(3, 1), X=X)
+        assert [p.weight.shape for p in res.pieces] == [(1, 7, 1, 1), (3, 1, 2, 1),
+                                                        (4, 3, 1, 1)]
+        y = Piece("conv2d", res.weight_approx).forward(x)
+        assert np.abs(res.forward(x) - y).max() <= 1e-12 * np.abs(y).max()
+    assert res.weight_error < 1.0
+    assert compress_conv(W, "tucker2", rank=(3, 1), X=x).calib_output_error == pytest.approx(
+        useful.calib_output_error, rel=1e-6)
 
 
 def test_tucker2_ratio_ranks_beat_proportional_ranks(rng):
