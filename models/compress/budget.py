@@ -232,7 +232,9 @@ def _tucker_ranks_within(orig: Piece, budget: float, k: int,
     S = np.einsum("oihw,op,iq->pqhw", W, Uo, Ui, optimize=True)
     energy = np.zeros((o, i))
     energy[:S.shape[0], :S.shape[1]] = np.sum(S * S, axis=(2, 3))
-    error = float(np.vdot(W, W)) - energy.cumsum(axis=0).cumsum(axis=1)
+    total = float(np.vdot(W, W))
+    # relative to the weight's energy: the rounding below ties equal errors at any scale
+    error = 1.0 - energy.cumsum(axis=0).cumsum(axis=1) / (total or 1.0)
     # the cost is bilinear in (r_out, r_in): four evaluations give it for every pair
     c11, c12, c21, c22 = (float(layer_cost("tucker2", orig, pair, input_hw)[k] or 0)
                           for pair in ((1, 1), (1, 2), (2, 1), (2, 2)))

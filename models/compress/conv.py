@@ -725,6 +725,38 @@ def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
 
 
 # ---------------------------------------------------------------- driver
+#: weights whose norm lies outside [1 / _SCALE_BAND, _SCALE_BAND] are fitted scaled (see
+#: :func:`_unit_scale`); within it the fits, whose random starts (CP's Gauss-Newton
+#: candidate) are not scale-free, see the weight as it is
+_SCALE_BAND = 2.0 ** 32
+
+
+def _unit_scale(W: np.ndarray) -> float:
+    """The power of two that takes ``||W||`` to about 1 when the norm lies outside
+    ``_SCALE_BAND`` (products of squared weights would under- or overflow in the float32
+    phases), else 1."""
+    norm = float(np.linalg.norm(W))
+    if norm == 0 or 1 / _SCALE_BAND <= norm <= _SCALE_BAND:
+        return 1.0
+    return 2.0 ** -round(np.log2(norm))
+
+
+def _unscaled(method: str, factors: Sequence[np.ndarray], scale: float
+              ) -> Sequence[np.ndarray]:
+    """The factors of a fit of ``scale W`` turned into those of ``W``: the magnitude goes
+    where it sits (the kron fits' ``C``, Tucker-2's core; CP's factors share it)."""
+    if scale == 1.0:
+        return factors
+    if method == "cp":
+        root = scale ** -0.25
+        return [U * root for U in factors]
+    if method == "tucker2":
+        Uo, core, Ui = factors
+        return Uo, core / scale, Ui
+    C, F = factors
+    return C / scale, F
+
+
 def _check_conv(where: str, W: Any, X: Any, groups: int) -> tuple[np.ndarray, np.ndarray | None]:
     W = np.asarray(W, dtype=float)
     if W.ndim != 4:
@@ -741,6 +773,12 @@ def _check_conv(where: str, W: Any, X: Any, groups: int) -> tuple[np.ndarray, np
     if X.ndim != 4 or X.shape[1] != W.shape[1]:
         raise DataError(f"{where}: X has shape {X.shape} but the layer reads "
                         f"(n, {W.shape[1]}, H, W) feature maps")
+    finite = np.isfinite(X)
+    if not finite.all():
+        # calibration maps have no missing entries: a NaN or Inf is a broken activation
+        first = tuple(int(v) for v in np.argwhere(~finite)[0])
+        raise DataError(f"{where}: X has {int(X.size - finite.sum())} non-finite entries "
+                        f"(the first at {first}: {X[first]})")
     return W, X
 
 
@@ -893,7 +931,14 @@ def compress_conv(
         if rows is not None:
             assert X is not None  # the rows are its patches
             calib = _patch_calibration(X, rows, orig, opts)
-        w_w, w_r = _fit.term_weights(Wm, calib, balance if calib is not None else 0.0)
+        # a weight of extreme norm is fitted scaled by a power of two to about unit norm
+        # (exact, and undone on the factors): the float32 phases and Gram matrices then
+        # neither overflow nor underflow
+        scale = _unit_scale(W)
+        fit_orig = orig if scale == 1.0 else dataclasses.replace(orig, weight=W * scale)
+        Wf = fit_orig.weight
+        w_w, w_r = _fit.term_weights(Wf.reshape(o, -1), calib,
+                                     balance if calib is not None else 0.0)
         if method in ("weight_svd", "spatial_svd"):
             a, m = _kron_split(method, W)
             s = np.linalg.svd(W.reshape(o, a, m).transpose(1, 0, 2).reshape(a, o * m),
@@ -906,7 +951,7 @@ def compress_conv(
                               _fit.tail_errors(s)[1:])
         elif tol is not None:
             L = _fit.whitener(Wm.shape[1], calib, w_w, w_r)  # only the curve reads it
-            curve = _grid_curve(method, orig, W, calib, w_w, w_r, L, opts, input_hw)
+            curve = _grid_curve(method, fit_orig, Wf, calib, w_w, w_r, L, opts, input_hw)
         candidates = None
         if ratio is not None and method == "tucker2":
             candidates = tucker_ratio_candidates(orig, ratio, ratio_of, input_hw,
@@ -919,13 +964,15 @@ def compress_conv(
             rank = expand_rank(method, orig, rank_for_tol(curve.ranks, curve.errors, tol))
         checked = _check_rank(where, method, orig, rank)
         if isinstance(checked, tuple) and candidates is not None:
-            checked, factors, info = _best_tucker2(orig, candidates, calib, w_w, w_r, opts)
+            checked, factors, info = _best_tucker2(fit_orig, candidates, calib, w_w, w_r,
+                                                   opts)
         elif isinstance(checked, tuple):
-            factors, info = _fit_tucker2(W, checked, calib, w_w, w_r, opts)
+            factors, info = _fit_tucker2(Wf, checked, calib, w_w, w_r, opts)
         elif method == "cp":
-            factors, info = _fit_cp(W, checked, calib, w_w, w_r, opts)
+            factors, info = _fit_cp(Wf, checked, calib, w_w, w_r, opts)
         else:
-            factors, info = _fit_kron(method, W, checked, calib, w_w, w_r, opts)
+            factors, info = _fit_kron(method, Wf, checked, calib, w_w, w_r, opts)
+        factors = _unscaled(method, factors, scale)
         rank = checked
     W_hat = _pieces(method, orig, factors, name)[1]
     new_bias = refit_bias(orig.bias, calib, Wm, W_hat.reshape(o, -1))

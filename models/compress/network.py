@@ -464,8 +464,15 @@ def compress_network(
     for what, value in (("ratio", ratio), ("macs_ratio", macs_ratio)):
         if value is not None and not 0 < value <= 1:
             raise ModelError(f"compress_network: {what} must be in (0, 1], got {value}")
+    if not isinstance(layers, Mapping):
+        raise ModelError("compress_network: layers must be a mapping of layer name to "
+                         f"LayerSpec, got {type(layers).__name__}")
     if not layers:
         raise ModelError("compress_network: needs at least one layer")
+    for name, spec in layers.items():
+        if not isinstance(spec, LayerSpec):
+            raise ModelError(f"compress_network: layer {name!r} is a {type(spec).__name__}, "
+                             "not a LayerSpec")
     if macs_ratio is not None:
         for name, spec in layers.items():
             if spec.layer.kind == "conv2d" and _input_hw(spec) is None:

@@ -182,6 +182,13 @@ def test_conv_errors_name_the_place(rng):
         compress_conv(np.zeros((2, 1, 3, 3)), "cp", rank=1, groups=2)
     with pytest.raises(DataError, match=r"X has shape \(1, 3, 5, 5\) but the layer reads"):
         compress_conv(np.ones((2, 2, 3, 3)), "weight_svd", rank=1, X=np.ones((1, 3, 5, 5)))
+    X = np.ones((2, 2, 5, 5))
+    X[1, 0, 2, 3], X[1, 1, 4, 4] = np.nan, np.inf
+    for method in CONV_METHODS:
+        with pytest.raises(DataError, match=(rf"compress_conv\('conv', method='{method}'\): X "
+                                             r"has 2 non-finite entries \(the first at "
+                                             r"\(1, 0, 2, 3\): nan\)")):
+            compress_conv(np.ones((2, 2, 3, 3)), method, rank=1, X=X)
     with pytest.raises(ModelError, match=r"rank must be an int in \[1, 2\]"):
         compress_conv(np.ones((2, 2, 3, 3)), "weight_svd", rank=5)
     # a ratio below what rank 1 costs: the layer, and the least ratio that fits
@@ -215,6 +222,22 @@ def test_data_aware_tucker2_output_rank_above_its_core_columns(rng):
     assert res.weight_error < 1.0
     assert compress_conv(W, "tucker2", rank=(3, 1), X=x).calib_output_error == pytest.approx(
         useful.calib_output_error, rel=1e-6)
+
+
+@pytest.mark.parametrize("method", [m for m in CONV_METHODS if m != "channel_svd"])
+def test_weight_scale_changes_nothing_but_the_scale(rng, method):
+    """Weights scaled by 1e-100 ... 1e100 give the same relative errors and the same
+    ranks (float32 phases, Gram matrices and ratio ranks read the weight relative to its
+    norm), and pieces that run the scaled approximation."""
+    W, X = rng.standard_normal((8, 6, 3, 3)), np.maximum(rng.standard_normal((2, 6, 7, 7)), 0)
+    ref = compress_conv(W, method, ratio=0.5, X=X, padding=1)
+    for s in (1e-100, 1e-30, 1e-6, 1e30, 1e100):
+        res = compress_conv(W * s, method, ratio=0.5, X=X, padding=1)
+        assert res.rank == ref.rank
+        assert res.weight_error == pytest.approx(ref.weight_error, rel=1e-3)
+        assert res.calib_output_error == pytest.approx(ref.calib_output_error, rel=1e-3)
+        y = Piece("conv2d", res.weight_approx, padding=(1, 1)).forward(X)
+        assert np.abs(res.forward(X) - y).max() <= 1e-10 * np.abs(y).max()
 
 
 def test_tucker2_ratio_ranks_beat_proportional_ranks(rng):

@@ -109,6 +109,11 @@ def test_errors_name_the_place(rng):
         compress_linear(np.ones((4, 4)), rank=1, ratio=0.5)
     with pytest.raises(DataError, match=r"X has shape \(5, 3\) but the layer reads \(n, 4\)"):
         compress_linear(np.ones((4, 4)), rank=1, X=np.ones((5, 3)))
+    X = np.ones((4, 2))
+    X[2, 1] = np.inf
+    with pytest.raises(DataError, match=r"compress_linear\('fc'\): X has 1 non-finite entries "
+                                        r"\(the first at \(2, 1\): inf\)"):
+        compress_linear(np.ones((3, 2)), rank=1, X=X, name="fc")
     with pytest.raises(ModelError, match=r"compress_linear\('fc'\): even rank 1 of 'svd' costs "
                                          r"0.833 of the layer's params, more than ratio=0.1"):
         compress_linear(np.ones((3, 2)), ratio=0.1, name="fc")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sdf.errors import ModelError
+from sdf.errors import DataError, ModelError
 from sdf.models.compress import (CompressOptions, LayerSpec, Piece, RankCurve, allocate_ranks,
                                  compress_linear, compress_network, compress_shared)
 
@@ -117,6 +117,23 @@ def test_a_mac_budget_needs_the_input_size_of_every_convolution(rng):
         compress_network(specs)
     with pytest.raises(ModelError, match=r"macs_ratio must be in \(0, 1\], got 1.5"):
         compress_network(specs, macs_ratio=1.5)
+
+
+def test_network_input_errors_name_the_layer(rng):
+    """Layers given as a list, a layer that is not a LayerSpec, and calibration maps with
+    a NaN: each a clear error naming the place."""
+    spec = LayerSpec(Piece("linear", rng.standard_normal((10, 20))))
+    with pytest.raises(ModelError, match="layers must be a mapping of layer name to "
+                                         "LayerSpec, got list"):
+        compress_network([spec], 0.5)  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="layer 'fc' is a Piece, not a LayerSpec"):
+        compress_network({"fc": spec.layer}, 0.5)  # type: ignore[dict-item]
+    X = np.ones((2, 4, 6, 6))
+    X[1, 2, 3, 3] = np.nan
+    conv = LayerSpec(Piece("conv2d", rng.standard_normal((8, 4, 3, 3)), padding=(1, 1)), X=X)
+    with pytest.raises(DataError, match=r"compress_conv\('conv', .*\): X has 1 non-finite "
+                                        r"entries \(the first at \(1, 2, 3, 3\): nan\)"):
+        compress_network({"conv": conv, "fc": spec}, 0.5)
 
 
 def test_allocation_by_macs_matches_brute_force_on_convex_curves():
