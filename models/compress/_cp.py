@@ -79,7 +79,9 @@ def spatial_slices_start(W: np.ndarray, rank: int) -> tuple[list[np.ndarray], fl
     o, i, kh, kw = W.shape
     Qh = np.linalg.svd(W.transpose(2, 0, 1, 3).reshape(kh, -1), full_matrices=False)[0]
     Qw = np.linalg.svd(W.transpose(3, 0, 1, 2).reshape(kw, -1), full_matrices=False)[0]
-    Wr = np.einsum("oihw,ha,wb->aboi", W, Qh, Qw, optimize=True).reshape(kh * kw, o, i)
+    # (a kernel side longer than the other modes' product has fewer basis vectors)
+    nh, nw = Qh.shape[1], Qw.shape[1]
+    Wr = np.einsum("oihw,ha,wb->aboi", W, Qh, Qw, optimize=True).reshape(nh * nw, o, i)
     # each slice's squared singular values and right singular vectors from the smaller
     # Gram matrix (an eigendecomposition: a few times cheaper than the SVD)
     side = Wr if i <= o else Wr.transpose(0, 2, 1)
@@ -96,7 +98,7 @@ def spatial_slices_start(W: np.ndarray, rank: int) -> tuple[list[np.ndarray], fl
         cols = np.flatnonzero(slc == k)
         other[:, cols] = side[k] @ vecs[:, cols]
     Uo, Ui = (other, vecs) if i <= o else (vecs, other)
-    a, b = np.divmod(slc, kw)
+    a, b = np.divmod(slc, nw)
     factors = [Uo, Ui, Qh[:, a], Qw[:, b]]
     discarded = lam.copy()
     discarded[slc, comp] = 0.0

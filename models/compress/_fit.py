@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
 
 from sdf.algebra import nearest_kron
+from sdf.errors import SdfWarning
 from sdf.models.compress._roots import KronRoot, PatchMaps, PatchRoot, RowsRoot
 
 __all__: list[str] = []
@@ -134,6 +136,12 @@ class Calibration:
         if np.trace(shift) > _CENTER_CANCEL * (np.trace(G) - np.trace(shift)):
             return None
         return cls(n_rows=n_rows, mean=mean, stored_gram=G - shift)
+
+    def is_zero(self) -> bool:
+        """True when every (centered) calibration row is zero: all-zero (or, centered,
+        constant) inputs, whose response to any weight is nothing (or, the bias refitted,
+        a constant)."""
+        return not np.any(self.gram if self.rows is None else self.rows)
 
     def leaves_inputs_unseen(self) -> bool:
         """True when the Gram matrix is singular for a reason read off cheaply: fewer
@@ -444,6 +452,11 @@ def term_weights(Wm: np.ndarray, calib: Calibration | None, balance: float) -> t
     """
     nw = float(np.vdot(Wm, Wm)) or 1.0
     if calib is None:
+        return 1.0 / nw, 0.0
+    if calib.is_zero():
+        warnings.warn("the calibration inputs are all zero (or, centered for the bias, "
+                      "constant): they tell nothing about the layer's response, so the fit "
+                      "is data-free", SdfWarning, stacklevel=2)
         return 1.0 / nw, 0.0
     nr = calib.response_norm2(Wm) or 1.0
     if balance > 1.0 - MIN_WEIGHT_SHARE and calib.leaves_inputs_unseen():

@@ -412,8 +412,10 @@ def _fit_cp_engine(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w
     if calib is not None and w_r > 0 and opts.solver != "engine":
         warm = dataclasses.replace(opts, max_iter=min(opts.max_iter, _WARM_ITER),
                                    tol_fun=max(opts.tol_fun, _WARM_TOL))
+        # (a weight-only start: with the whole share on the response, w_w is 0)
+        start_w = w_w if w_w > 0 else 1.0 / float(np.vdot(W, W))
         with quiet():  # an intermediate fit: its budget is meant to stop it early
-            factors, free = _engine.fit_cp(W, None, w_w, 0.0, factors, warm)
+            factors, free = _engine.fit_cp(W, None, start_w, 0.0, factors, warm)
         start = f"{start}, then {_engine.method_name(opts)} on the weight ({free.iterations} " \
                 "iterations)"
     factors, info = _engine.fit_cp(W, calib, w_w, w_r, factors, opts)

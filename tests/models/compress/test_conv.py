@@ -3,7 +3,7 @@ import pytest
 
 from sdf.algebra import unfold
 from sdf.decomp import lmlra_hooi
-from sdf.errors import DataError, ModelError
+from sdf.errors import DataError, ModelError, SdfWarning
 from sdf.models.compress import (CONV_METHODS, CompressOptions, Piece, compress_conv, layer_cost,
                                  max_rank)
 from sdf.models.compress.conv import (_HOOI_TOL, _best_tucker2, _fit_tucker2, _hooi,
@@ -238,6 +238,30 @@ def test_weight_scale_changes_nothing_but_the_scale(rng, method):
         assert res.calib_output_error == pytest.approx(ref.calib_output_error, rel=1e-3)
         y = Piece("conv2d", res.weight_approx, padding=(1, 1)).forward(X)
         assert np.abs(res.forward(X) - y).max() <= 1e-10 * np.abs(y).max()
+
+
+@pytest.mark.parametrize("method", CONV_METHODS)
+def test_all_zero_calibration_warns_and_fits_data_free(rng, method):
+    """Calibration maps that are all zero tell nothing about the response: a warning, and
+    the data-free fit (CP's small-layer engine candidate included, which once met an
+    empty response term)."""
+    W, b = rng.standard_normal((12, 4, 3, 3)), np.ones(12)
+    free = compress_conv(W, method, ratio=0.5, padding=1, bias=b)
+    with pytest.warns(SdfWarning, match="calibration inputs are all zero"):
+        res = compress_conv(W, method, ratio=0.5, padding=1, X=np.zeros((2, 4, 9, 9)), bias=b)
+    assert res.rank == free.rank
+    assert res.weight_error == pytest.approx(free.weight_error, rel=1e-6)
+    assert res.calib_output_error == 0.0
+
+
+def test_cp_with_the_whole_share_on_the_response(rng):
+    """``balance=1`` leaves no weight term (``w_w = 0``): the small-layer engine candidate
+    starts from a weight-only fit of its own scale, and the fit meets the response."""
+    W, X = rng.standard_normal((9, 2, 3, 3)), np.maximum(rng.standard_normal((4, 2, 9, 9)), 0)
+    res = compress_conv(W, "cp", ratio=0.3, X=X, stride=2, balance=1.0)
+    low = compress_conv(W, "cp", ratio=0.3, X=X, stride=2, balance=0.0)
+    assert "Gauss-Newton on the weight" in res.info.message or "ALS" in res.info.message
+    assert res.calib_output_error < low.calib_output_error
 
 
 def test_tucker2_ratio_ranks_beat_proportional_ranks(rng):

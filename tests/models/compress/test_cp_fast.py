@@ -48,6 +48,20 @@ def test_slice_start_is_an_exact_cp_whose_error_is_the_discarded_tails(rng):
         np.testing.assert_allclose(np.max(np.abs(Q.T @ U), axis=0), 1.0, rtol=1e-12)
 
 
+def test_slice_start_of_a_kernel_side_longer_than_the_other_modes(rng):
+    """A 2x1x2x5 weight: its width unfolding (5 x 4) has 4 singular vectors, not 5; the
+    start is still an exact CP whose error is the discarded tails."""
+    W = rng.standard_normal((2, 1, 2, 5))
+    for rank in (1, 3, 8):
+        factors, err2 = _cp.spatial_slices_start(W, rank)
+        W_hat = np.einsum("or,ir,hr,wr->oihw", *factors)
+        assert np.vdot(W - W_hat, W - W_hat) == pytest.approx(err2, rel=1e-9, abs=1e-12)
+    assert err2 == pytest.approx(0.0, abs=1e-12)  # 8 slices of rank 1 hold all of W
+    res = compress_conv(W, "cp", tol=0.05, X=np.maximum(rng.standard_normal((5, 1, 11, 11)), 0),
+                        stride=(2, 1), padding=(1, 0), balance=0.5)
+    assert res.weight_error <= 0.05 or res.rank == res.curve.ranks[-1]
+
+
 def test_slice_start_water_filling_beats_equal_ranks(rng):
     W = decaying_weight(rng, 10, 6)
     _, err2 = _cp.spatial_slices_start(W, 18)
