@@ -272,8 +272,8 @@ def _lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def allocate_ranks(curves: Mapping[str, RankCurve], budget: float | None = None,
                    fixed_cost: float = 0.0, layer_weights: Mapping[str, float] | None = None,
-                   *, mac_budget: float | None = None, fixed_macs: float = 0.0
-                   ) -> dict[str, int]:
+                   *, mac_budget: float | None = None, fixed_macs: float = 0.0,
+                   where: str = "allocate_ranks") -> dict[str, int]:
     """Spend a parameter budget, a MAC budget or both over layers, where squared error
     drops most per unit of cost.
 
@@ -299,6 +299,8 @@ def allocate_ranks(curves: Mapping[str, RankCurve], budget: float | None = None,
         curve must then know its MACs: no ``-1`` entries).
     fixed_macs : float, default 0
         MACs spent elsewhere.
+    where : str, default "allocate_ranks"
+        The caller, named in the error when even the smallest ranks exceed a budget.
 
     Returns
     -------
@@ -355,7 +357,7 @@ def allocate_ranks(curves: Mapping[str, RankCurve], budget: float | None = None,
         if spent[k] > b:
             what = "parameters" if k == 0 else "MACs"
             raise ModelError(
-                f"allocate_ranks: the smallest ranks already cost {spent[k]:.0f} {what}, "
+                f"{where}: the smallest ranks already cost {spent[k]:.0f} {what}, "
                 f"over the budget of {b:.0f}")
     while True:
         best, best_slope = None, 0.0

@@ -501,7 +501,8 @@ def _compress_network(layers: Mapping[str, LayerSpec], ratio: float | None,
     macs_before = sum(int(c.macs[-1]) for c in curves.values()) if by_macs else 0
     budget = None if ratio is None else ratio * before
     mac_budget = None if macs_ratio is None else macs_ratio * macs_before
-    ranks = allocate_ranks(curves, budget, layer_weights=layer_weights, mac_budget=mac_budget)
+    ranks = allocate_ranks(curves, budget, layer_weights=layer_weights, mac_budget=mac_budget,
+                           where="compress_network")
     out: dict[str, CompressedLayer] = {}
     test_err: dict[str, float] = {}
     for name, spec in layers.items():

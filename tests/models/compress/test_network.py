@@ -117,6 +117,9 @@ def test_a_mac_budget_needs_the_input_size_of_every_convolution(rng):
         compress_network(specs)
     with pytest.raises(ModelError, match=r"macs_ratio must be in \(0, 1\], got 1.5"):
         compress_network(specs, macs_ratio=1.5)
+    with pytest.raises(ModelError, match=r"compress_network: the smallest ranks already cost "
+                                         r"\d+ parameters, over the budget of \d+"):
+        compress_network(specs, 0.01)
 
 
 def test_network_input_errors_name_the_layer(rng):
