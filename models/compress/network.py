@@ -326,6 +326,9 @@ def compress_shared(
 def _layer_curve(spec: LayerSpec, name: str, balance: float, opts: CompressOptions
                  ) -> RankCurve:
     p, method = spec.layer, spec.resolved_method
+    if _grouped(p):  # no factorization: the layer is kept dense (rank 0 only)
+        empty = np.zeros(0, dtype=int)
+        return RankCurve(empty, empty, empty, np.zeros(0))
     if method == "svd":
         return _curve_of(compress_linear(p.weight, rank=1, X=spec.X, bias=p.bias,
                                          balance=balance, name=name,
@@ -379,13 +382,21 @@ def _with_dense(curve: RankCurve, layer: Piece, input_hw: tuple[int, int] | None
                      np.append(curve.errors[keep], 0.0))
 
 
+def _grouped(p: Piece) -> bool:
+    """A grouped convolution (depthwise ones included): the conv methods factor the weight
+    of a convolution whose every output reads every input, so it is kept dense."""
+    return p.kind == "conv2d" and p.groups != 1
+
+
 def _kept_dense(p: Piece, spec: LayerSpec, name: str, curve: RankCurve) -> CompressedLayer:
     X = spec.X
+    why = (f"a grouped convolution (groups={p.groups})" if _grouped(p)
+           else "every factorization costs as much")
     return CompressedLayer(
         name=name, method="dense", rank=0, original=p, pieces=(p,), weight_approx=p.weight,
         balance=0.0, input_hw=_input_hw(spec), weight_error=0.0,
         calib_output_error=None if X is None else 0.0, curve=curve,
-        info=FitInfo("numpy", 0, "kept dense: every factorization costs as much"))
+        info=FitInfo("numpy", 0, f"kept dense: {why}"))
 
 
 def _closed_forms(opts: CompressOptions) -> CompressOptions:
@@ -424,6 +435,8 @@ def compress_network(
     Parameters
     ----------
     layers : mapping of str to LayerSpec
+        Grouped convolutions (``groups > 1``, depthwise ones included) are kept dense:
+        every conv method factors a weight whose outputs read every input.
     ratio : float, optional
         Target share of the total parameters of the given layers, in (0, 1].
     macs_ratio : float, optional
@@ -473,6 +486,11 @@ def compress_network(
         if not isinstance(spec, LayerSpec):
             raise ModelError(f"compress_network: layer {name!r} is a {type(spec).__name__}, "
                              "not a LayerSpec")
+        if _grouped(spec.layer) and spec.method != "auto":
+            raise ModelError(
+                f"compress_network: layer {name!r} is a grouped convolution (groups="
+                f"{spec.layer.groups}), which {spec.method!r} cannot factor; with "
+                "method='auto' it is kept dense")
     if macs_ratio is not None:
         for name, spec in layers.items():
             if spec.layer.kind == "conv2d" and _input_hw(spec) is None:

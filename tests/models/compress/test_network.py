@@ -3,7 +3,7 @@ import pytest
 
 from sdf.errors import DataError, ModelError
 from sdf.models.compress import (CompressOptions, LayerSpec, Piece, RankCurve, allocate_ranks,
-                                 compress_linear, compress_network, compress_shared)
+                                 compress_linear, compress_network, compress_shared, run_pieces)
 
 
 def _qkv(rng, d=48, shared=12):
@@ -120,6 +120,27 @@ def test_a_mac_budget_needs_the_input_size_of_every_convolution(rng):
     with pytest.raises(ModelError, match=r"compress_network: the smallest ranks already cost "
                                          r"\d+ parameters, over the budget of \d+"):
         compress_network(specs, 0.01)
+
+
+def test_grouped_convolutions_are_kept_dense(rng):
+    """A depthwise conv (groups = channels) in a network: kept dense, its pieces the layer
+    itself, and the network with the replacements runs as the layers say; asking a conv
+    method for it is an error."""
+    dw = Piece("conv2d", rng.standard_normal((8, 1, 3, 3)), groups=8, padding=(1, 1),
+               name="dw")
+    pw = Piece("conv2d", rng.standard_normal((16, 8, 1, 1)), name="pw")
+    X = rng.standard_normal((2, 8, 8, 8))
+    res = compress_network({"dw": LayerSpec(dw, X=X), "pw": LayerSpec(pw, X=dw.forward(X))},
+                           0.5)
+    kept = res.layers["dw"]
+    assert kept.method == "dense" and kept.pieces == (dw,)
+    assert kept.info.message == "kept dense: a grouped convolution (groups=8)"
+    assert res.params_after <= 0.5 * res.params_before
+    y = run_pieces(res.layers["pw"].pieces, run_pieces(kept.pieces, X))
+    assert y.shape == (2, 16, 8, 8)
+    with pytest.raises(ModelError, match=r"layer 'dw' is a grouped convolution \(groups=8\), "
+                                         r"which 'spatial_svd' cannot factor"):
+        compress_network({"dw": LayerSpec(dw, method="spatial_svd", X=X)}, 0.5)
 
 
 def test_network_input_errors_name_the_layer(rng):
