@@ -83,12 +83,18 @@ def _check_inputs(where: str, X: Any, n_in: int) -> np.ndarray:
     X = np.asarray(X, dtype=float)
     if X.ndim != 2 or X.shape[1] != n_in:
         raise DataError(f"{where}: X has shape {X.shape} but the layer reads (n, {n_in}) inputs")
+    check_finite_inputs(where, X)
+    return X
+
+
+def check_finite_inputs(where: str, X: np.ndarray) -> None:
+    """Calibration inputs have no missing entries: a NaN or Inf is a broken activation,
+    an error naming the first one."""
     finite = np.isfinite(X)
     if not finite.all():
         first = tuple(int(v) for v in np.argwhere(~finite)[0])
         raise DataError(f"{where}: X has {int(X.size - finite.sum())} non-finite entries "
                         f"(the first at {first}: {X[first]})")
-    return X
 
 
 def _check_balance(where: str, balance: float) -> float:
