@@ -37,6 +37,11 @@ from sdf.models.compress._roots import KronRoot, PatchMaps, PatchRoot, RowsRoot
 
 __all__: list[str] = []
 
+#: the share of the uncentered calibration rows' energy that centering constant inputs
+#: leaves as rounding (about eps^2 per entry; (64 eps)^2 is far above it and far below any
+#: variation the inputs carry)
+_ROUNDING_SHARE = (64 * np.finfo(float).eps) ** 2
+
 # largest ratio of ``n mu^T mu`` to the centered Gram matrix's trace that
 # :meth:`Calibration.from_maps` accepts (centering by subtraction then loses at most
 # about three of float64's digits; beyond it the patches are centered before the product)
@@ -140,8 +145,13 @@ class Calibration:
     def is_zero(self) -> bool:
         """True when every (centered) calibration row is zero: all-zero (or, centered,
         constant) inputs, whose response to any weight is nothing (or, the bias refitted,
-        a constant)."""
-        return not np.any(self.gram if self.rows is None else self.rows)
+        a constant). Centered, the rows of constant inputs keep the mean's rounding, so
+        "zero" is at most ``_ROUNDING_SHARE`` of the uncentered rows' energy."""
+        energy = (float(np.trace(self.gram)) if self.rows is None
+                  else float(np.vdot(self.rows, self.rows)))
+        raw = energy + (0.0 if self.mean is None else
+                        self.n_rows * float(np.vdot(self.mean, self.mean)))
+        return bool(energy <= _ROUNDING_SHARE * raw)
 
     def leaves_inputs_unseen(self) -> bool:
         """True when the Gram matrix is singular for a reason read off cheaply: fewer

@@ -242,16 +242,19 @@ def test_weight_scale_changes_nothing_but_the_scale(rng, method):
 
 @pytest.mark.parametrize("method", CONV_METHODS)
 def test_all_zero_calibration_warns_and_fits_data_free(rng, method):
-    """Calibration maps that are all zero tell nothing about the response: a warning, and
-    the data-free fit (CP's small-layer engine candidate included, which once met an
+    """Calibration maps that are all zero (or constant, with a bias) tell nothing about the
+    response: a warning, and the data-free fit (CP's small-layer engine candidate included, which once met an
     empty response term)."""
     W, b = rng.standard_normal((12, 4, 3, 3)), np.ones(12)
-    free = compress_conv(W, method, ratio=0.5, padding=1, bias=b)
-    with pytest.warns(SdfWarning, match="calibration inputs are all zero"):
-        res = compress_conv(W, method, ratio=0.5, padding=1, X=np.zeros((2, 4, 9, 9)), bias=b)
-    assert res.rank == free.rank
-    assert res.weight_error == pytest.approx(free.weight_error, rel=1e-6)
-    assert res.calib_output_error == 0.0
+    free = compress_conv(W, method, ratio=0.5, bias=b)
+    # zeros, and constant inputs (centered for the bias: zero but for the mean's rounding,
+    # which once became the whole response term)
+    for X in (np.zeros((2, 4, 9, 9)), np.full((2, 4, 9, 9), 0.3)):
+        with pytest.warns(SdfWarning, match="calibration inputs are all zero"):
+            res = compress_conv(W, method, ratio=0.5, padding=0, X=X, bias=b)
+        assert res.rank == free.rank
+        assert res.weight_error == pytest.approx(free.weight_error, rel=1e-6)
+        assert res.calib_output_error == pytest.approx(0.0, abs=1e-12)
 
 
 def test_cp_with_the_whole_share_on_the_response(rng):
