@@ -219,8 +219,11 @@ class CPD(DataTerm):
         return _FullCPDState(self.data, self.data_norm_squared, values)
 
     def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
-        # Below ~1e-6 of ||T||^2, f = (||T||^2 - 2<T,M> + ||M||^2)/2 has lost digits.
-        if fval > 1e-6 * self.data_norm_squared or not self.loss.is_gaussian:
+        # Below ~1e-6 of ||T||^2, f = (||T||^2 - 2<T,M> + ||M||^2)/2 has lost digits; so
+        # it has below ~1e-6 of the sizes of the terms of ||M||^2, which exceed ||M||^2
+        # where components cancel (a degenerate CPD: components far larger than M).
+        if (fval > 1e-6 * max(self.data_norm_squared, cpd_expansion_size(values))
+                or not self.loss.is_gaussian):
             return fval
         array, masked = self.data.dense_view(), self.data.masked_view()
         if array is None and masked is None:
@@ -316,6 +319,16 @@ def _is_complex(A: Any) -> bool:
     """``np.iscomplexobj(A)``, read from the dtype of an array (fewer calls: per point)."""
     dtype = getattr(A, "dtype", None)
     return bool(np.iscomplexobj(A)) if dtype is None else dtype.kind == "c"
+
+
+def cpd_expansion_size(factors: Sequence[np.ndarray]) -> float:
+    """``sum_{r,s} prod_n |A_n^H A_n|_{rs}``: the sum of the sizes of the terms whose sum
+    is ``||M||^2`` (the rounding of ``||M||^2`` from the Gramians is about ``eps`` times
+    it; far above ``||M||^2`` where components cancel)."""
+    total = np.ones((factors[0].shape[1],) * 2)
+    for A in factors:
+        total = total * np.abs(algebra._ct(A) @ A)
+    return float(total.sum())
 
 
 class _FullCPDState(TermState):

@@ -268,12 +268,27 @@ def _prepare_tucker_sum(data: Tensor, blocks: Sequence[Tucker],
     return _FullTuckerSumState(data, blocks)
 
 
+def _tucker_sum_expansion_size(blocks: Sequence[Tucker]) -> float:
+    """The size of the terms whose sum is ``||M||^2`` (see
+    :func:`sdf.terms.cpd.cpd_expansion_size`): per block, the sum of their sizes within
+    it (``<|S|, |S| x_n |U_n^H U_n|>``), and the blocks added as norms."""
+    total = 0.0
+    for U, S in blocks:
+        S_abs = np.abs(S)
+        H = ml.products(S_abs, [np.abs(algebra._ct(u) @ u) for u in U], range(S.ndim))
+        total += math.sqrt(max(float(np.vdot(S_abs, H).real), 0.0))
+    return total * total
+
+
 def _exact_tucker_sum_fval(term: DataTerm, blocks: Sequence[Tucker], fval: float) -> float:
     """``fval`` of a sum of Tucker blocks recomputed from the residual where the norms'
     expansion has lost its digits (shared with BTD; see ``DataTerm.exact_fval``)."""
-    # Below ~1e-6 of ||T||^2, f = (||T||^2 - 2<T,M> + ||M||^2)/2 has lost digits; data
-    # with missing entries are already evaluated entry by entry.
-    if fval > 1e-6 * term.data_norm_squared or not term.loss.is_gaussian:
+    # Below ~1e-6 of ||T||^2, f = (||T||^2 - 2<T,M> + ||M||^2)/2 has lost digits, and so
+    # it has below ~1e-6 of the sizes of the terms of ||M||^2 (far above ||M||^2 where
+    # blocks or core entries cancel); data with missing entries are already evaluated
+    # entry by entry.
+    if (fval > 1e-6 * max(term.data_norm_squared, _tucker_sum_expansion_size(blocks))
+            or not term.loss.is_gaussian):
         return fval
     array = term.data.dense_view()
     if array is None:

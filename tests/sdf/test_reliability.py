@@ -216,6 +216,59 @@ def test_any_finite_data_scale_fits_like_the_rescaled_copy(rng, scale):
         np.testing.assert_allclose(rescaled[k], ref.variables[f"x{k}"], rtol=1e-8, atol=1e-12)
 
 
+def test_reported_error_of_a_degenerate_cpd_is_that_of_its_factors(rng):
+    """Unit-norm columns that cancel: a model of size 1e-8 from components of size 1 (the
+    Gramian expansion of ``||M||^2`` then loses its digits to cancellation well above
+    1e-6 of ``||T||^2``). The reported error is the one recomputed from the factors: a
+    fit that ended there, and the term on such factors directly."""
+    A, B = rng.random((7, 3)), rng.random((8, 3))
+    T = (A @ B.T + 0.01 * rng.standard_normal((7, 8))) * 1e-8
+    v0, v1 = (sdf.Variable.random((n, 3), seed=k, name=f"v{k}") for k, n in ((1, 7), (2, 8)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SdfWarning)
+        res = sdf.Model(t=sdf.CPD(T, [tf.nonneg(v0), tf.normalize(v1)])).fit(max_iter=200)
+    a, b = res.factors["t"]
+    assert res.relerr["t"] == pytest.approx(np.linalg.norm(T - a @ b.T) / np.linalg.norm(T),
+                                            rel=1e-9, abs=0)
+    # the term alone: three unit components summing to a model of size 1e-8
+    b1 = rng.standard_normal(8)
+    Bd = np.stack([b1, b1, -b1], axis=1) / np.linalg.norm(b1)
+    Ad = np.stack([np.ones(7), np.ones(7), np.ones(7)], axis=1)
+    Ad[:, 2] = 2.0 - 1e-8 * rng.random(7)
+    term = sdf.CPD(T, [sdf.Variable(Ad, name="a"), sdf.Variable(Bd, name="b")])
+    direct = 0.5 * np.linalg.norm(T - Ad @ Bd.T) ** 2
+    expanded = term.prepare([Ad, Bd]).fval
+    assert abs(expanded - direct) > 1e-3 * direct  # the expansion has lost digits
+    assert term.exact_fval([Ad, Bd], expanded) == pytest.approx(direct, rel=1e-9, abs=0)
+
+
+@pytest.mark.parametrize("kind", ["lmlra", "btd"])
+def test_reported_error_of_cancelling_tucker_blocks_is_that_of_the_residual(rng, kind):
+    """LMLRA and BTD: core slices (of size 1e4) or blocks (of size 1) that cancel to a
+    model of size 1e-8 (LMLRA's expansion loses fewer digits: it needs the larger core)."""
+    T = rng.standard_normal((5, 6, 4)) * 1e-8
+    U = [np.linalg.qr(rng.standard_normal((n, 2)))[0] for n in T.shape]
+    S = rng.standard_normal((2, 2, 2)) * (1e4 if kind == "lmlra" else 1.0)
+    small = rng.standard_normal((2, 2, 2)) * 1e-8
+    if kind == "lmlra":
+        S2 = np.concatenate([S, -S + small], axis=0)  # core slices that cancel
+        U0 = np.concatenate([U[0], U[0]], axis=1)
+        values = [U0, U[1], U[2], S2]
+        term = sdf.LMLRA(T, [sdf.Variable(v, name=f"u{k}") for k, v in enumerate(values[:3])],
+                         sdf.Variable(S2, name="s"))
+        model = algebra.tucker_to_tensor(values[:3], S2)
+    else:
+        blocks = [(U, S), (U, -S + small)]
+        values = [*U, S, *U, -S + small]
+        term = sdf.BTD(T, [[sdf.Variable(v, name=f"x{k}{b}") for k, v in enumerate([*Ub, Sb])]
+                           for b, (Ub, Sb) in enumerate(blocks)])
+        model = sum(algebra.tucker_to_tensor(list(Ub), Sb) for Ub, Sb in blocks)
+    direct = 0.5 * np.linalg.norm(T - model) ** 2
+    expanded = term.prepare(values).fval
+    assert abs(expanded - direct) > (1e-7 if kind == "lmlra" else 1e-3) * direct
+    assert term.exact_fval(values, expanded) == pytest.approx(direct, rel=1e-9, abs=0)
+
+
 @pytest.mark.parametrize("scale", [1e-300, 1e-160, 1e150, 1e300])
 def test_a_start_far_from_the_data_scale_is_rescaled(rng, scale):
     T, _ = planted(rng, noise=1e-3)
