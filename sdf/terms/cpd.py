@@ -222,7 +222,7 @@ class CPD(DataTerm):
         # Below ~1e-6 of ||T||^2, f = (||T||^2 - 2<T,M> + ||M||^2)/2 has lost digits; so
         # it has below ~1e-6 of the sizes of the terms of ||M||^2, which exceed ||M||^2
         # where components cancel (a degenerate CPD: components far larger than M).
-        if (fval > 1e-6 * max(self.data_norm_squared, cpd_expansion_size(values))
+        if (fval > 1e-6 * max(self.data_norm_squared, _cpd_expansion_size(values))
                 or not self.loss.is_gaussian):
             return fval
         array, masked = self.data.dense_view(), self.data.masked_view()
@@ -321,7 +321,7 @@ def _is_complex(A: Any) -> bool:
     return bool(np.iscomplexobj(A)) if dtype is None else dtype.kind == "c"
 
 
-def cpd_expansion_size(factors: Sequence[np.ndarray]) -> float:
+def _cpd_expansion_size(factors: Sequence[np.ndarray]) -> float:
     """``sum_{r,s} prod_n |A_n^H A_n|_{rs}``: the sum of the sizes of the terms whose sum
     is ``||M||^2`` (the rounding of ``||M||^2`` from the Gramians is about ``eps`` times
     it; far above ``||M||^2`` where components cancel)."""

@@ -270,7 +270,7 @@ def _prepare_tucker_sum(data: Tensor, blocks: Sequence[Tucker],
 
 def _tucker_sum_expansion_size(blocks: Sequence[Tucker]) -> float:
     """The size of the terms whose sum is ``||M||^2`` (see
-    :func:`sdf.terms.cpd.cpd_expansion_size`): per block, the sum of their sizes within
+    :func:`sdf.terms.cpd._cpd_expansion_size`): per block, the sum of their sizes within
     it (``<|S|, |S| x_n |U_n^H U_n|>``), and the blocks added as norms."""
     total = 0.0
     for U, S in blocks:
