@@ -123,6 +123,12 @@ def _polar(Z: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndar
     return P, s
 
 
+def _point_key(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> bytes:
+    """A point's identity up to powers of two per factor (the mantissas: a scaled twin of
+    the term sees the same point scaled so)."""
+    return b"".join(np.frexp(np.ascontiguousarray(X))[0].tobytes() for X in (A, B, C))
+
+
 def _model_rows(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> np.ndarray:
     """``M_k = A D_k B^T`` for every k, shape (K, I, R)."""
     return (A[None] * C[:, None, :]) @ B.T
@@ -298,6 +304,10 @@ class PARAFAC2(Term):
             raise ModelError(f"{self.kind}: expected 3 factors [A, B, C], got {len(factors)}")
         super().__init__(factors, weight=weight, relweight=relweight)
         self._warm: np.ndarray | None = None  # last projections (majorization's start)
+        # With missing entries the projections at a point depend on the majorization's
+        # start, the last point's: the lowest point evaluated (where a fit ends) keeps its
+        # own, for :meth:`projections`. One dict, shared with the term's scaled twins.
+        self._lowest: dict[str, Any] = {}
 
     # ------------------------------------------------------------ data
     @property
@@ -386,7 +396,12 @@ class PARAFAC2(Term):
         K, J, R = P.shape
         PP = (P[:, :, :, None] * P[:, :, None, :]).reshape(K, J, R * R)
         Q = (d.W @ PP).reshape(K, -1, R, R)
-        return _Parafac2State(values, P, residual @ P, Q, 0.5 * float(np.sum(residual**2)))
+        fval = 0.5 * float(np.sum(residual**2))
+        # relative to the data's norm: a scaled twin's values differ by powers of two
+        level = fval / d.norm_squared if d.norm_squared > 0 else fval
+        if level < self._lowest.get("level", np.inf):
+            self._lowest.update(level=level, key=_point_key(A, B, C), P=P)
+        return _Parafac2State(values, P, residual @ P, Q, fval)
 
     def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
         # With every entry known, f comes from ||X||^2 - 2 tr S + ||M||^2: below ~1e-6 of
@@ -400,9 +415,15 @@ class PARAFAC2(Term):
         return 0.5 * float(np.sum(residual**2))
 
     def projections(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """The optimal ``P_k`` (J_k, R) at ``values = [A, B, C]``."""
+        """The optimal ``P_k`` (J_k, R) at ``values = [A, B, C]``: with missing entries,
+        those the term used there when it is the lowest point evaluated (where a fit
+        ended: its reported error is theirs)."""
         A, B, C = (np.asarray(v, dtype=float) for v in values)
-        P, _ = self._projections(A, B, C, _model_rows(A, B, C))
+        lowest = self._lowest
+        if self._data.W is not None and lowest.get("key") == _point_key(A, B, C):
+            P = lowest["P"]
+        else:
+            P, _ = self._projections(A, B, C, _model_rows(A, B, C))
         return [P[k, :J].copy() for k, J in enumerate(self._data.widths)]
 
     def slice_factors(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
