@@ -124,9 +124,8 @@ def _polar(Z: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndar
 
 
 def _point_key(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> bytes:
-    """A point's identity up to powers of two per factor (the mantissas: a scaled twin of
-    the term sees the same point scaled so)."""
-    return b"".join(np.frexp(np.ascontiguousarray(X))[0].tobytes() for X in (A, B, C))
+    """A point's identity: the bytes of its factors."""
+    return b"".join(np.ascontiguousarray(X).tobytes() for X in (A, B, C))
 
 
 def _model_rows(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -306,7 +305,7 @@ class PARAFAC2(Term):
         self._warm: np.ndarray | None = None  # last projections (majorization's start)
         # With missing entries the projections at a point depend on the majorization's
         # start, the last point's: the lowest point evaluated (where a fit ends) keeps its
-        # own, for :meth:`projections`. One dict, shared with the term's scaled twins.
+        # own, for :meth:`projections`.
         self._lowest: dict[str, Any] = {}
 
     # ------------------------------------------------------------ data
@@ -397,10 +396,8 @@ class PARAFAC2(Term):
         PP = (P[:, :, :, None] * P[:, :, None, :]).reshape(K, J, R * R)
         Q = (d.W @ PP).reshape(K, -1, R, R)
         fval = 0.5 * float(np.sum(residual**2))
-        # relative to the data's norm: a scaled twin's values differ by powers of two
-        level = fval / d.norm_squared if d.norm_squared > 0 else fval
-        if level < self._lowest.get("level", np.inf):
-            self._lowest.update(level=level, key=_point_key(A, B, C), P=P)
+        if fval < self._lowest.get("fval", np.inf):
+            self._lowest.update(fval=fval, key=_point_key(A, B, C), P=P)
         return _Parafac2State(values, P, residual @ P, Q, fval)
 
     def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
