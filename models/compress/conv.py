@@ -67,7 +67,7 @@ from sdf.models.compress.budget import (Rank, RatioOf, expand_rank, layer_cost, 
                                         max_scalar_rank, rank_for_ratio, rank_for_tol,
                                         tucker_ratio_candidates)
 from sdf.models.compress.layers import Piece, _pair, im2col
-from sdf.models.compress.linear import (_check_balance, calib_error, check_finite_inputs,
+from sdf.models.compress.linear import (_check_balance, _check_finite_inputs, calib_error,
                                         fit_lowrank_layer, refit_bias)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
                                         check_rank_args)
@@ -775,7 +775,7 @@ def _check_conv(where: str, W: Any, X: Any, groups: int) -> tuple[np.ndarray, np
     if X.ndim != 4 or X.shape[1] != W.shape[1]:
         raise DataError(f"{where}: X has shape {X.shape} but the layer reads "
                         f"(n, {W.shape[1]}, H, W) feature maps")
-    check_finite_inputs(where, X)
+    _check_finite_inputs(where, X)
     return W, X
 
 

@@ -83,11 +83,11 @@ def _check_inputs(where: str, X: Any, n_in: int) -> np.ndarray:
     X = np.asarray(X, dtype=float)
     if X.ndim != 2 or X.shape[1] != n_in:
         raise DataError(f"{where}: X has shape {X.shape} but the layer reads (n, {n_in}) inputs")
-    check_finite_inputs(where, X)
+    _check_finite_inputs(where, X)
     return X
 
 
-def check_finite_inputs(where: str, X: np.ndarray) -> None:
+def _check_finite_inputs(where: str, X: np.ndarray) -> None:
     """Calibration inputs have no missing entries: a NaN or Inf is a broken activation,
     an error naming the first one."""
     finite = np.isfinite(X)
