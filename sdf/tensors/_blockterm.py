@@ -97,7 +97,7 @@ class BTDTensor(Tensor):
         total = 0.0
         for b, Tb in enumerate(self._blocks):
             for c, Tc in enumerate(self._blocks[b:], start=b):
-                cross = [Bc.T @ Bb for Bb, Bc in zip(Tb.factors, Tc.factors)]
+                cross = [Bc.conj().T @ Bb for Bb, Bc in zip(Tb.factors, Tc.factors)]
                 value = float(np.real(algebra.inner(algebra.tmprod(Tb.core, cross), Tc.core)))
                 total += value if b == c else 2.0 * value
         return total

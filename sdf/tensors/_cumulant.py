@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sdf.errors import DataError
-from sdf.tensors._base import MTTKRPSession, Tensor, _check_finite, _float_array, _readonly, \
-    _TreeSession
+from sdf.tensors._base import MTTKRPSession, Tensor, _check_finite, _float_array, _number, \
+    _readonly, _TreeSession
 from sdf.tensors._signals import check_densify
 
 __all__ = ["Cumulant4Tensor"]
@@ -36,13 +36,13 @@ class _CumulantSession:
         # pair[k][m] = column-wise a_kᵀ C a_m
         self._pair = [[np.sum(mats[k] * CA[m], axis=0) for m in range(4)] for k in range(4)]
         self._CA = CA
-        moment = float(np.sum(self._P[0] * self._P[1] * self._P[2] * self._P[3])) / X.shape[0]
+        moment = np.sum(self._P[0] * self._P[1] * self._P[2] * self._P[3]) / X.shape[0]
         p = self._pair
-        self._inner = moment - float(np.sum(p[0][1] * p[2][3] + p[0][2] * p[1][3]
-                                            + p[0][3] * p[1][2]))
+        self._inner = _number(moment - np.sum(p[0][1] * p[2][3] + p[0][2] * p[1][3]
+                                              + p[0][3] * p[1][2]))
         self._all: list[np.ndarray] | None = None
 
-    def inner(self) -> float:
+    def inner(self) -> float | complex:
         return self._inner
 
     def all(self) -> list[np.ndarray]:
@@ -146,8 +146,8 @@ class Cumulant4Tensor(Tensor):
         others = [mats[m] for m in range(4) if m != n]
         return self._mode0(others, [self._X @ A for A in others])
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
-        return float(np.sum(mats[0] * self._mttkrp(mats, 0)))
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
+        return _number(np.sum(mats[0] * self._mttkrp(mats, 0)))
 
     def _moment_norm_squared(self) -> float:
         """||M||² as ||ZᵀZ||² / n² (rows z_t = x_t ⊗ x_t) or (1/n²) sum (x_tᵀ x_u)⁴."""

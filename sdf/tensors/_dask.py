@@ -49,6 +49,7 @@ from sdf.tensors._base import (
     Tensor,
     _check_no_inf,
     _check_shape,
+    _number,
 )
 from sdf._blas import one_blas_thread
 from sdf.tensors._chunked import FAN_IN, Partial, is_chunked_array, merge
@@ -116,7 +117,7 @@ def _mttkrp_chunk(block: Any, index: tuple[int, ...], n: int, *rows: np.ndarray)
 def _inner_chunk(block: Any, *rows: np.ndarray) -> Partial:
     X = _as_float(block)
     if X.ndim == 1:
-        return {("inner",): float(np.sum(X[:, None] * rows[0]))}
+        return {("inner",): _number(np.sum(X[:, None] * rows[0]))}
     return {("inner",): algebra.MTTKRPTree(X, list(rows)).inner()}
 
 
@@ -300,8 +301,8 @@ class DaskTensor(Tensor):
     def _norm_squared(self) -> float:
         return float(self._stats()[("sumsq",)])
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
-        return float(self._rows_pass(_inner_chunk, mats, index_first=False)[("inner",)])
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
+        return _number(self._rows_pass(_inner_chunk, mats, index_first=False)[("inner",)])
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
         return self._stacked(self._rows_pass(_mttkrp_chunk, mats, n), "M", n)
@@ -321,7 +322,8 @@ class DaskTensor(Tensor):
                         ) -> tuple[np.ndarray, list[np.ndarray]]:
         import dask
 
-        core_key = dask.delayed(np.ascontiguousarray(core, dtype=np.float64), pure=True)
+        core_key = dask.delayed(np.ascontiguousarray(core, dtype=np.result_type(core, np.float64)),
+                                pure=True)
         out = self._rows_pass(_tucker_chunk, mats, core_key)
         return out[("P",)], [self._stacked(out, "K", n) for n in range(self.ndim)]
 

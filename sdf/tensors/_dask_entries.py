@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from sdf.errors import DataError
-from sdf.tensors._base import KnownEntries, Tensor, _check_shape, _strides
+from sdf.tensors._base import KnownEntries, Tensor, _check_shape, _number, _strides
 from sdf._blas import one_blas_thread
 from sdf.tensors._chunked import FAN_IN, Partial, merge
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor
@@ -71,7 +71,7 @@ def _task(op: str, subs: Any, vals: Any, shape: tuple[int, ...], name: str,
         n, mats = args[0], list(args[1:])
         return {("M", n): T._mttkrp(mats, n)}
     if op == "inner":
-        return {("inner",): float(np.real(T._inner_cpd(list(args))))}  # real entries only
+        return {("inner",): T._inner_cpd(list(args))}
     if op == "project":
         return {("P",): T._project(list(args))}
     if op == "project_tucker":
@@ -274,8 +274,8 @@ class DaskEntriesTensor(Tensor):
         out = self._checked("mttkrp_all", *mats)
         return [np.asarray(out[("M", n)]) for n in range(self.ndim)]
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
-        return float(self._checked("inner", *mats)[("inner",)])
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
+        return _number(self._checked("inner", *mats)[("inner",)])
 
     def _project(self, mats: list[np.ndarray]) -> np.ndarray:
         return np.asarray(self._checked("project", *mats)[("P",)])

@@ -4,9 +4,9 @@ A K-th order Hankel tensor of a signal x of length L has entries
 ``H[i_0, ..., i_{K-1}] = x[i_0 + ... + i_{K-1}]`` with ``I_0 + ... + I_{K-1} - K + 1 = L``.
 Contracting it with vectors is a convolution: ``<H, a_0 ∘ ... ∘ a_{K-1}> = <x, a_0 * ... *
 a_{K-1}>`` (``*`` the full linear convolution, length exactly L), and the MTTKRP of mode k
-is the correlation of x with the convolution of the other factors. Both run through real
-FFTs of length ``n >= L``: an MTTKRP session costs O(K n log n R) time and O(K n R)
-memory, whatever the (astronomical) number of entries.
+is the correlation of x with the convolution of the other factors. Both run through FFTs
+of length ``n >= L`` (real ones for real factors): an MTTKRP session costs O(K n log n R)
+time and O(K n R) memory, whatever the (astronomical) number of entries.
 
 With steps (dilations) ``s_k`` the entries are ``x[s_0 i_0 + ... + s_{K-1} i_{K-1}]`` and the
 factors enter the convolutions upsampled by their step: steps ``(1, s)`` give the
@@ -23,7 +23,7 @@ import numpy as np
 
 from sdf import algebra
 from sdf.errors import DataError
-from sdf.tensors._base import MTTKRPSession, Tensor, _readonly, _TreeSession
+from sdf.tensors._base import MTTKRPSession, Tensor, _number, _readonly, _TreeSession
 from sdf.tensors._signals import check_densify, check_sizes, read_signals, signals_first
 
 __all__ = ["HankelTensor", "OverlappingSegmentedTensor", "anti_diagonal_counts",
@@ -95,13 +95,16 @@ def _upsampled(A: np.ndarray, step: int) -> np.ndarray:
     """Rows of A placed ``step`` apart (zeros between): the factor of a dilated mode."""
     if step == 1:
         return A
-    out = np.zeros((step * (A.shape[0] - 1) + 1, A.shape[1]))
+    out = np.zeros((step * (A.shape[0] - 1) + 1, A.shape[1]), dtype=A.dtype)
     out[::step] = A
     return out
 
 
 class _HankelSession:
-    """Inner product first (one FFT per Hankel factor), the MTTKRPs of every mode after."""
+    """Inner product first (one FFT per Hankel factor), the MTTKRPs of every mode after.
+
+    Real factors go through real FFTs; complex ones (a complex model of real signals, as
+    in harmonic retrieval) through complex FFTs of the same length."""
 
     def __init__(self, data: HankelTensor, mats: list[np.ndarray]) -> None:
         import scipy.fft  # here, not at import: ``import sdf`` stays light
@@ -111,22 +114,28 @@ class _HankelSession:
         hankel = [_upsampled(np.asarray(mats[data.axis + k]), st)
                   for k, st in enumerate(data._steps)]
         self._rest = [np.asarray(mats[t]) for t in data._rest_modes]
-        self._spectra = [scipy.fft.rfft(A, n, axis=0) for A in hankel]
+        self._complex = any(np.iscomplexobj(A) for A in mats)
+        forward = scipy.fft.fft if self._complex else scipy.fft.rfft
+        self._spectra = [forward(A, n, axis=0) for A in hankel]
         x = data._x
         if self._rest:
             # G[l, r] = sum over the other modes of x[l, ...] times their factors' rows.
             G = x.reshape(L, -1) @ algebra.khatri_rao(self._rest)
-            self._G, self._Gf = G, scipy.fft.rfft(G, n, axis=0)
+            self._G, self._Gf = G, forward(G, n, axis=0)
+        elif self._complex:
+            self._G, self._Gf = x[:, None], forward(x, n)[:, None]
         else:
             self._G, self._Gf = x[:, None], data._xf[:, None]
         spectrum = self._spectra[0]
         for S in self._spectra[1:]:
             spectrum = spectrum * S
-        self._conv = scipy.fft.irfft(spectrum, n, axis=0)[:L]  # a_0 * ... * a_{K-1}, (L, R)
-        self._inner = float(np.sum(self._G * self._conv))
+        conv = (scipy.fft.ifft(spectrum, n, axis=0) if self._complex
+                else scipy.fft.irfft(spectrum, n, axis=0))
+        self._conv = conv[:L]  # a_0 * ... * a_{K-1}, (L, R)
+        self._inner = _number(np.sum(self._G * self._conv))
         self._all: list[np.ndarray] | None = None
 
-    def inner(self) -> float:
+    def inner(self) -> float | complex:
         return self._inner
 
     def _others(self) -> list[np.ndarray]:
@@ -151,9 +160,13 @@ class _HankelSession:
             out: list[np.ndarray] = [np.empty(0)] * d.ndim
             n = d._nfft
             for k, Q in enumerate(self._others()):
-                # Correlation of G with the other factors' convolution: no wrap-around,
-                # since i + s <= L - 1 < n for every term.
-                corr = scipy.fft.irfft(self._Gf * np.conj(Q), n, axis=0)
+                # Correlation of G with the other factors' convolution c: no wrap-around,
+                # since i + s <= L - 1 < n for every term. It needs the spectrum of c
+                # reversed in time, Q at -f: conj(Q) for a real c.
+                if self._complex:
+                    corr = scipy.fft.ifft(self._Gf * np.roll(Q[::-1], 1, axis=0), n, axis=0)
+                else:
+                    corr = scipy.fft.irfft(self._Gf * np.conj(Q), n, axis=0)
                 st = d._steps[k]
                 out[d.axis + k] = np.ascontiguousarray(corr[:st * (d.sizes[k] - 1) + 1:st])
             for q, t in enumerate(d._rest_modes):
@@ -266,7 +279,7 @@ class HankelTensor(Tensor):
     def _mttkrp_session(self, mats: list[np.ndarray]) -> MTTKRPSession | _TreeSession:
         return _HankelSession(self, mats)  # type: ignore[return-value]
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
         return _HankelSession(self, mats).inner()
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
@@ -385,7 +398,7 @@ class OverlappingSegmentedTensor(HankelTensor):
         """sum_i x[i + s j] A[i]: the blocks of s rows of A against rows[b:b+J]."""
         I, J = self._sizes
         s = self.shift
-        Ap = np.zeros((s * self._blocks, A.shape[1]))
+        Ap = np.zeros((s * self._blocks, A.shape[1]), dtype=A.dtype)
         Ap[:I] = A
         out = self._rows[0:J] @ Ap[0:s]
         for b in range(1, self._blocks):
@@ -402,10 +415,10 @@ class OverlappingSegmentedTensor(HankelTensor):
             return super()._mttkrp_all(mats)
         return [self._mode0(mats[1]), self._mode1(mats[0])]
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
         if not self._blocks:
             return super()._inner_cpd(mats)
-        return float(np.sum(mats[0] * self._mode0(mats[1])))
+        return _number(np.sum(mats[0] * self._mode0(mats[1])))
 
     def _mttkrp_session(self, mats: list[np.ndarray]) -> MTTKRPSession | _TreeSession:
         if not self._blocks:

@@ -16,7 +16,8 @@ import numpy as np
 
 from sdf import algebra
 from sdf.errors import DataError
-from sdf.tensors._base import MTTKRPSession, Tensor, _float_array, _readonly, _TreeSession
+from sdf.tensors._base import MTTKRPSession, Tensor, _float_array, _number, _readonly, \
+    _TreeSession
 from sdf.tensors._signals import check_densify, read_signals
 
 __all__ = ["HigherOrderLoewnerTensor", "LoewnerTensor"]
@@ -26,7 +27,7 @@ _BLOCK_FLOATS = 1 << 20  # entries of C formed at a time
 
 def _cauchy_product(rows: np.ndarray, cols: np.ndarray, V: np.ndarray) -> np.ndarray:
     """``C @ V`` with ``C[i, j] = 1 / (rows[i] - cols[j])``, C formed in row blocks."""
-    out = np.empty((rows.size, V.shape[1]))
+    out = np.empty((rows.size, V.shape[1]), dtype=np.result_type(V, np.float64))
     step = max(1, _BLOCK_FLOATS // max(cols.size, 1))
     for s in range(0, rows.size, step):
         out[s:s + step] = (1.0 / (rows[s:s + step, None] - cols[None, :])) @ V
@@ -54,10 +55,10 @@ class _LoewnerSession:
         self._CB = _cauchy_product(d._x, d._y, self._B)
         row = self._h * self._CB - _cauchy_product(d._x, d._y, self._B * self._g)
         self._row = row
-        self._inner = float(np.sum(self._A * row))
+        self._inner = _number(np.sum(self._A * row))
         self._all: list[np.ndarray] | None = None
 
-    def inner(self) -> float:
+    def inner(self) -> float | complex:
         return self._inner
 
     def all(self) -> list[np.ndarray]:
@@ -177,7 +178,7 @@ class LoewnerTensor(Tensor):
     def _mttkrp_session(self, mats: list[np.ndarray]) -> MTTKRPSession | _TreeSession:
         return _LoewnerSession(self, mats)  # type: ignore[return-value]
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
         return _LoewnerSession(self, mats).inner()
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
@@ -221,8 +222,8 @@ class _HigherLoewnerSession:
         self._P = [[_cauchy_product(t[k], t[j], self._A[j]) if j != k else None
                     for j in range(K)] for k in range(K)]
         self._star = [self._product(k, skip=k) for k in range(K)]
-        self._inner = float(sum(np.sum(h * A * S)
-                                for h, A, S in zip(self._h, self._A, self._star)))
+        self._inner = _number(sum(np.sum(h * A * S)
+                                  for h, A, S in zip(self._h, self._A, self._star)))
         self._all: list[np.ndarray] | None = None
 
     def _product(self, k: int, skip: int) -> np.ndarray:
@@ -232,7 +233,7 @@ class _HigherLoewnerSession:
                 out = out * P
         return out
 
-    def inner(self) -> float:
+    def inner(self) -> float | complex:
         return self._inner
 
     def all(self) -> list[np.ndarray]:
@@ -375,7 +376,7 @@ class HigherOrderLoewnerTensor(Tensor):
     def _mttkrp_session(self, mats: list[np.ndarray]) -> MTTKRPSession | _TreeSession:
         return _HigherLoewnerSession(self, mats)  # type: ignore[return-value]
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
         return _HigherLoewnerSession(self, mats).inner()
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 from sdf import _multilinear as ml
 from sdf import algebra
 from sdf.errors import DataError
-from sdf.tensors._base import MTTKRPSession, Tensor, _readonly, _TreeSession
+from sdf.tensors._base import MTTKRPSession, Tensor, _number, _readonly, _TreeSession
 from sdf.tensors._signals import check_sizes, read_signals
 
 __all__ = ["SegmentedTensor"]
@@ -140,16 +140,16 @@ class SegmentedTensor(Tensor):
         session = _TreeSession(self._base, self._stored(mats))
         return _PermutedSession(session, self._perm)  # type: ignore[return-value]
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
         stored = self._stored(mats)
-        return float(np.sum(stored[0] * algebra.mttkrp(self._base, stored, 0)))
+        return _number(np.sum(stored[0] * algebra.mttkrp(self._base, stored, 0)))
 
     def _project(self, mats: list[np.ndarray]) -> np.ndarray:
         P = algebra.tmprod(self._base, self._stored(mats), transpose=True)
         return P.transpose(self._perm)
 
-    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float:
-        return float(np.vdot(self._project(mats), core))
+    def _inner_tucker(self, mats: list[np.ndarray], core: np.ndarray) -> float | complex:
+        return _number(np.sum(self._project(mats) * core))
 
     def _project_tucker(self, mats: list[np.ndarray], core: np.ndarray
                         ) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sdf.errors import DataError
-from sdf.tensors._base import MTTKRPSession, Tensor, _check_finite, _float_array, _readonly, \
-    _TreeSession
+from sdf.tensors._base import MTTKRPSession, Tensor, _check_finite, _float_array, _number, \
+    _readonly, _TreeSession
 from sdf.tensors._signals import check_densify
 
 __all__ = ["TTTensor"]
@@ -53,10 +53,10 @@ class _TTSession:
         for Z in self._Z[:-1]:
             left.append(np.einsum("ra,rab->rb", left[-1], Z))
         self._left = left  # left[k]: modes < k contracted, (R, r_k)
-        self._inner = float(np.einsum("ra,rab->", left[-1], self._Z[-1]))
+        self._inner = _number(np.einsum("ra,rab->", left[-1], self._Z[-1]))
         self._all: list[np.ndarray] | None = None
 
-    def inner(self) -> float:
+    def inner(self) -> float | complex:
         return self._inner
 
     def all(self) -> list[np.ndarray]:
@@ -157,7 +157,7 @@ class TTTensor(Tensor):
     def _mttkrp_session(self, mats: list[np.ndarray]) -> MTTKRPSession | _TreeSession:
         return _TTSession(self._cores, mats)  # type: ignore[return-value]
 
-    def _inner_cpd(self, mats: list[np.ndarray]) -> float:
+    def _inner_cpd(self, mats: list[np.ndarray]) -> float | complex:
         return _TTSession(self._cores, mats).inner()
 
     def _mttkrp(self, mats: list[np.ndarray], n: int) -> np.ndarray:
