@@ -130,7 +130,8 @@ class Decomposition:
         for coupled CPDs of several data sets.
     factors : list
         The factors. CPD: ``[A_0, ..., A_{N-1}]``, each of shape (I_n, R). LMLRA: the
-        ``N`` factor matrices (I_n, R_n). BTD: one list ``[U_0, ..., U_{N-1}]`` per block.
+        ``N`` factor matrices (I_n, R_n). BTD: one list ``[U_0, ..., U_{N-1}, S]`` per block,
+        its core last (as Tensorlab's cells; :attr:`core` lists the cores alone).
         LL1: ``[A, B, C]`` with ``A`` (I, sum L), ``B`` (J, sum L), ``C`` (K, R). CMTF:
         one matrix per mode label, in the order of :attr:`labels`. TT and TR: the cores
         ``[G_0, ..., G_{N-1}]``, each of shape (r_k, I_k, r_{k+1}).

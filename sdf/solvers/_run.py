@@ -223,6 +223,20 @@ class ScaledProblem:
                     if term.is_data_term and np.isfinite(norm))
         return 16.0 * float(np.finfo(float).eps) * scale
 
+    def zero_model_objective(self) -> float:
+        """The objective of the zero model without regularizers, ``sum_t w_t
+        ||data_t||^2 / 2`` (scaled units), when every data term takes the Gaussian loss;
+        inf otherwise. The solvers measure the objective's changes against it when their
+        start is worse (a start far off the data's scale)."""
+        total = 0.0
+        for w, norm, term in zip(self.weights, self.data_norms(), self.terms):
+            if not term.is_data_term:
+                continue
+            if getattr(term, "null_fval", None) is not None or not np.isfinite(norm):
+                return math.inf
+            total += 0.5 * w * norm**2
+        return total if total > 0 else math.inf
+
     def to_raw(self, u: np.ndarray) -> np.ndarray:
         """``z = sigma * u`` (exact)."""
         return np.ldexp(u, self.exponents[0] if self.units is None else self.units)

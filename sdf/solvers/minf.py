@@ -92,6 +92,8 @@ def minf(problem: ScaledProblem, options: MinfOptions, run: Run
         return point, StopReason.CALLBACK
     if f0 == 0.0:
         return point, StopReason.TOL_ABS
+    # the objective's scale for the tolerances (see the Gauss-Newton solver's _begin)
+    f_ref = min(f0, problem.zero_model_objective())
     cache: dict[str, ScaledPoint] = {"last": point, "prev": point}
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
@@ -102,7 +104,7 @@ def minf(problem: ScaledProblem, options: MinfOptions, run: Run
         g = p.gradient()
         if not np.all(np.isfinite(g)):
             raise _Stop(StopReason.NONFINITE)
-        return p.f / f0, g / f0
+        return p.f / f_ref, g / f_ref
 
     def on_iteration(intermediate_result: Any) -> None:
         z = intermediate_result.x
@@ -112,7 +114,7 @@ def minf(problem: ScaledProblem, options: MinfOptions, run: Run
         prev = cache["prev"]
         cache["prev"] = p
         step = float(np.linalg.norm(p.z - prev.z))
-        if run.record(p, run.local_iterations + 1, (prev.f - p.f) / f0, step, np.nan, 0):
+        if run.record(p, run.local_iterations + 1, (prev.f - p.f) / f_ref, step, np.nan, 0):
             raise _Stop(StopReason.CALLBACK)
         if run.out_of_time():
             raise _Stop(StopReason.MAX_TIME)

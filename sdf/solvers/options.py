@@ -89,7 +89,9 @@ class NLSOptions(SolverOptions):
     max_iter : int
         Maximum number of (outer) iterations.
     tol_fun : float
-        Stop when ``|f_k - f_{k+1}| / f_0 <= tol_fun``.
+        Stop when ``|f_k - f_{k+1}| / f_0 <= tol_fun``; ``f_0`` is the start's objective,
+        or the zero model's (``sum_t w_t ||data_t||^2 / 2``, least-squares terms) when
+        the start is worse than that.
     tol_x : float
         Stop when ``||z_{k+1} - z_k|| / ||z_k|| <= tol_x``.
     tol_abs : float
@@ -160,7 +162,8 @@ class MinfOptions(SolverOptions):
     max_iter : int
         Maximum number of iterations.
     tol_fun : float
-        Stop when the relative decrease of ``f / f_0`` is below this.
+        Stop when the relative decrease of ``f / f_0`` is below this (``f_0`` as for
+        :class:`NLSOptions`: the start's objective, or the zero model's when lower).
     tol_grad : float
         Stop when the largest entry of the projected gradient of ``f / f_0`` is below this.
     memory : int

@@ -176,6 +176,18 @@ class Term:
         """
         return fval
 
+    def iterate_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
+        """``fval`` as the solvers' iterations read it: :meth:`exact_fval` where it is no
+        measure of the fit, else ``fval`` itself.
+
+        The default recomputes an ``fval`` that cancelled to zero (or below, clipped): an
+        exact fit only if the residual says so. Terms that know the size of the terms
+        their expansion sums also recompute where the model's own terms cancel (see
+        :class:`~sdf.terms.CPD`). Near an ordinary exact fit the lost digits are below
+        the solvers' rounding floor, where steps are judged by the gradient.
+        """
+        return self.exact_fval(values, fval) if fval <= 0.0 else fval
+
     def describe(self) -> str:
         """One line for Model.summary()."""
         return self.kind
@@ -498,6 +510,9 @@ class TermScale:
     def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
         return self.term.exact_fval(self.inputs(values), fval)
 
+    def iterate_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
+        return self.term.iterate_fval(self.inputs(values), fval)
+
 
 class _ScaledState(TermState):
     """A state computed in scaled units, read in the units of the inputs.
@@ -524,6 +539,14 @@ class _ScaledState(TermState):
 
     def blocks(self) -> list[Block]:
         return self._state.blocks()  # to be read times 2**block_exponents
+
+
+def _cancels(fval: float, data_norm_squared: float, expansion_size: float) -> bool:
+    """Whether ``fval`` from an expansion whose model terms sum to far more than the data
+    (``expansion_size`` above ``16 ||T||^2``: components or blocks that cancel, as in a
+    degenerate CPD or blocks grown against each other) has lost its digits (below ``1e-6``
+    of that size): the solvers' rounding floor, set by the data, does not cover them."""
+    return expansion_size > 16.0 * data_norm_squared and fval <= 1e-6 * expansion_size
 
 
 def _exponent_of(value: np.ndarray) -> int:

@@ -8,16 +8,20 @@ couples the blocks exactly and never touches the data.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import math
 from typing import Any
 
 import numpy as np
 
+from sdf import _multilinear as ml
+
 from sdf.errors import ModelError
 from sdf.expr import Expr
 from sdf.losses import LossLike
-from sdf.terms._base import DataTerm, RefBuilder, Structure, TermState
+from sdf.numerics import ldexp
+from sdf.terms._base import DataTerm, RefBuilder, Structure, TermState, _exponent_of
 from sdf.terms.lmlra import (_check_tucker_block, _exact_tucker_sum_fval,
-                              _prepare_tucker_sum, _split)
+                              _iterate_tucker_sum_fval, _prepare_tucker_sum, _split)
 
 __all__ = ["BTD"]
 
@@ -106,6 +110,9 @@ class BTD(DataTerm):
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         return _prepare_tucker_sum(self.data, _split(values, self.block_sizes), self)
 
+    def iterate_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
+        return _iterate_tucker_sum_fval(self, _split(values, self.block_sizes), fval)
+
     def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
         return _exact_tucker_sum_fval(self, _split(values, self.block_sizes), fval)
 
@@ -127,6 +134,25 @@ class BTD(DataTerm):
     def structure(self, values: Sequence[np.ndarray]) -> Structure:
         blocks = [[*U, S] for U, S in _split(list(values), self.block_sizes)]
         return Structure("BTD", [], blocks=blocks)
+
+    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float | None:
+        if self.loss.link != "identity":
+            return None  # the model is not on the data's scale
+        # each block from normalised inputs, scaled by 2**shift; the blocks' inner
+        # products relative to the largest block's scale stay in range
+        blocks, shifts = [], []
+        for factors, core in _split(values, self.block_sizes):
+            e = [_exponent_of(A) for A in (*factors, core)]
+            blocks.append(([ldexp(A, -k) for A, k in zip(factors, e)], ldexp(core, -e[-1])))
+            shifts.append(sum(e))
+        top = max(shifts)
+        total = 0.0
+        for b, (Ub, Sb) in enumerate(blocks):
+            for c, (Uc, Sc) in enumerate(blocks):
+                cross = ml.products(Sb, [u.conj().T @ v for u, v in zip(Uc, Ub)], range(Sb.ndim))
+                total += math.ldexp(float(np.vdot(Sc, cross).real),
+                                    shifts[b] + shifts[c] - 2 * top)
+        return 0.5 * math.log2(total) + top if total > 0 else -math.inf
 
     def scale_groups(self) -> list[list[int]]:
         starts = np.cumsum([0, *self.block_sizes])

@@ -49,7 +49,8 @@ from sdf.numerics import cpd_degeneracy, ldexp
 from sdf.expr import Expr
 from sdf.losses import MEAN_EPS, Loss, LossLike, ZeroSampling
 from sdf.tensors import KnownEntries, SparseTensor, Tensor
-from sdf.terms._base import DataTerm, Findings, LossData, Structure, TermState, _exponent_of
+from sdf.terms._base import (DataTerm, Findings, LossData, Structure, TermState, _cancels,
+                             _exponent_of)
 
 __all__ = ["CPD"]
 
@@ -217,6 +218,11 @@ class CPD(DataTerm):
             return _SampledCPDState(entries.shape, entries.index, entries.vals, values,
                                     self._pattern(entries.subs, entries.index, values))
         return _FullCPDState(self.data, self.data_norm_squared, values)
+
+    def iterate_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
+        if fval <= 0.0 or _cancels(fval, self.data_norm_squared, _cpd_expansion_size(values)):
+            return self.exact_fval(values, fval)
+        return fval
 
     def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
         # Below ~1e-6 of ||T||^2, f = (||T||^2 - 2<T,M> + ||M||^2)/2 has lost digits; so

@@ -42,7 +42,8 @@ from sdf.expr import Expr
 from sdf.losses import Loss, LossLike
 from sdf.numerics import ldexp
 from sdf.tensors import KnownEntries, Tensor
-from sdf.terms._base import Block, DataTerm, RefBuilder, Structure, TermState, _exponent_of
+from sdf.terms._base import (Block, DataTerm, RefBuilder, Structure, TermState, _cancels,
+                             _exponent_of)
 
 __all__ = ["LMLRA"]
 
@@ -280,6 +281,15 @@ def _tucker_sum_expansion_size(blocks: Sequence[Tucker]) -> float:
     return total * total
 
 
+def _iterate_tucker_sum_fval(term: DataTerm, blocks: Sequence[Tucker], fval: float) -> float:
+    """``fval`` of a sum of Tucker blocks as the iterations read it (see
+    ``DataTerm.iterate_fval``; shared with BTD)."""
+    if fval <= 0.0 or _cancels(fval, term.data_norm_squared,
+                               _tucker_sum_expansion_size(blocks)):
+        return _exact_tucker_sum_fval(term, blocks, fval)
+    return fval
+
+
 def _exact_tucker_sum_fval(term: DataTerm, blocks: Sequence[Tucker], fval: float) -> float:
     """``fval`` of a sum of Tucker blocks recomputed from the residual where the norms'
     expansion has lost its digits (shared with BTD; see ``DataTerm.exact_fval``)."""
@@ -401,6 +411,9 @@ class LMLRA(DataTerm):
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
         return _prepare_tucker_sum(self.data, _split(values, [len(values)]), self)
+
+    def iterate_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
+        return _iterate_tucker_sum_fval(self, _split(values, [len(values)]), fval)
 
     def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
         return _exact_tucker_sum_fval(self, _split(values, [len(values)]), fval)

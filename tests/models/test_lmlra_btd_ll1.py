@@ -120,6 +120,19 @@ def test_btd_planted_blocks(rng):
     assert np.linalg.norm(model - T0) / np.linalg.norm(T0) < 1e-3
 
 
+@pytest.mark.parametrize("scale", [1e-8, 1.0, 1e8])
+def test_btd_from_a_random_start_fits_data_at_any_scale(rng, scale):
+    """Random unit blocks against data at 1e-8: the start is brought to the data's scale
+    (it stopped at relative error 95, "converged", with the blocks grown against each
+    other)."""
+    T = algebra.cpd_to_tensor([rng.standard_normal((n, 2)) for n in (4, 3, 5)]) * scale
+    dec = btd(T, [(2, 2, 2), (2, 2, 2)], init="random", seed=0)
+    model = sum(algebra.tucker_to_tensor(b[:-1], b[-1]) for b in dec.factors)
+    assert dec.relerr < 1e-6
+    assert np.linalg.norm(model - T) / np.linalg.norm(T) == pytest.approx(dec.relerr, rel=1e-6,
+                                                                         abs=1e-12)
+
+
 def test_btd_given_init(rng):
     blocks = [[rng.standard_normal((n, 2)) for n in (6, 5, 4)] + [rng.standard_normal((2, 2, 2))]]
     T = algebra.tucker_to_tensor(blocks[0][:-1], blocks[0][-1])

@@ -18,6 +18,7 @@ from sdf import transforms as tf
 from sdf.errors import DegeneracyWarning, SdfWarning
 from sdf.models import fms
 from sdf.models.fuse import fuse
+from sdf.problem import Problem
 from sdf.transforms import Transform
 
 SHAPE = (7, 6, 5)
@@ -280,6 +281,56 @@ def test_a_start_far_from_the_data_scale_is_rescaled(rng, scale):
     assert res.success
     assert res.relerr["t"] == pytest.approx(ref.relerr["t"], rel=1e-6)
     assert _true_relerr(res, T * scale, scale) == pytest.approx(res.relerr["t"], rel=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-8, 1e8])
+def test_a_btd_start_far_from_the_data_scale_is_rescaled(rng, scale):
+    """Unit blocks against data at 1e-8 stopped at relative error 185 ("converged"):
+    the blocks' model norm was unknown to the rescaling of the start."""
+    T = algebra.cpd_to_tensor([rng.standard_normal((n, 2)) for n in (4, 3, 5)]) * scale
+    blocks = [[sdf.Variable(rng.standard_normal((n, 2)), name=f"u{b}{k}")
+               for k, n in enumerate(T.shape)]
+              + [sdf.Variable(rng.standard_normal((2, 2, 2)), name=f"s{b}")] for b in range(2)]
+    res = sdf.Model(t=sdf.BTD(T, blocks)).fit(max_iter=200)
+    model = sum(algebra.tucker_to_tensor([res.variables[f"u{b}{k}"] for k in range(3)],
+                                         res.variables[f"s{b}"]) for b in range(2))
+    assert res.success and res.relerr["t"] < 1e-6
+    assert np.linalg.norm(model - T) / np.linalg.norm(T) == pytest.approx(res.relerr["t"],
+                                                                         rel=1e-6)
+
+
+def test_tolerances_hold_against_the_zero_model_from_a_start_worse_than_it(rng):
+    """A tensor train (whose start is not rescaled) of data at 1e-8 from unit cores: the
+    objective's changes are measured against the zero model's objective, not the start's
+    (relative to that 1e16 times larger start, the fit stopped at relative error 49)."""
+    cores = [rng.standard_normal(s) for s in [(1, 4, 2), (2, 5, 2), (2, 3, 1)]]
+    T = sdf.tensors.TTTensor(cores).to_dense() * 1e-8
+    start = [sdf.Variable(rng.standard_normal(G.shape), name=f"g{k}")
+             for k, G in enumerate(cores)]
+    res = sdf.Model(t=sdf.TT(T, start)).fit(max_iter=300)
+    assert res.success and res.relerr["t"] < 1e-8
+
+
+@pytest.mark.parametrize("seed", [1, 8])
+def test_an_expansion_of_cancelling_blocks_is_recomputed_while_fitting(seed):
+    """Two blocks of size 1 that cancel to a model of size 1e-12: the norms' expansion
+    gives 0 (clipped, an "exact fit") or an objective 1e7 times too large; the point the
+    solvers read holds the residual's."""
+    rng = np.random.default_rng(seed)
+    T = rng.standard_normal((5, 6, 4)) * 1e-12
+    U = [np.linalg.qr(rng.standard_normal((n, 2)))[0] for n in T.shape]
+    S = rng.standard_normal((2, 2, 2))
+    blocks = [(U, S), (U, -S + 1e-12 * rng.standard_normal((2, 2, 2)))]
+    term = sdf.BTD(T, [[sdf.Variable(v, name=f"x{k}{b}") for k, v in enumerate([*Ub, Sb])]
+                       for b, (Ub, Sb) in enumerate(blocks)])
+    values = [v for Ub, Sb in blocks for v in (*Ub, Sb)]
+    model = sum(algebra.tucker_to_tensor(list(Ub), Sb) for Ub, Sb in blocks)
+    direct = 0.5 * np.linalg.norm(T - model) ** 2
+    expanded = term.prepare(values).fval
+    assert expanded == 0.0 or expanded > 1e6 * direct
+    problem = Problem.from_model(sdf.Model(t=term))
+    # (the sum of the two blocks keeps about 1e-16 of their size: 1e-5 of the residual)
+    assert problem.point(problem.z0).fvals[0] == pytest.approx(direct, rel=1e-4, abs=0)
 
 
 def test_a_start_that_cannot_be_rescaled_is_reported(rng):
