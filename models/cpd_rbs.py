@@ -114,23 +114,25 @@ def _block_update(D: np.ndarray, rows: list[np.ndarray], alpha: float
     """One ALS sweep over the modes on the block; the block's squared error before it."""
     N = len(rows)
     rows = list(rows)
-    grams = [A.T @ A for A in rows]
+    # complex factors: Gramians A^H A, MTTKRPs with the conjugated factors (the normal
+    # equations A_n conj(G) = X_(n) conj(K), G Hermitian)
+    grams = [A.conj().T @ A for A in rows]
     before = float("nan")
     for n in range(N):
         G = np.ones_like(grams[0])
         for m in range(N):
             if m != n:
                 G *= grams[m]
-        M = algebra.mttkrp(D, rows, n)
+        M = algebra.mttkrp(D, [A.conj() for A in rows], n)
         if n == 0:
-            before = float(np.vdot(D, D) - 2 * np.vdot(rows[0], M)
-                           + np.vdot(G, grams[0]))
+            before = float(np.vdot(D, D).real - 2 * np.vdot(rows[0], M).real
+                           + np.sum(G * grams[0]).real)
         try:
             new = np.linalg.solve(G, M.T).T
         except np.linalg.LinAlgError:
             new = np.linalg.lstsq(G, M.T, rcond=None)[0].T
         rows[n] = rows[n] + alpha * (new - rows[n])
-        grams[n] = rows[n].T @ rows[n]
+        grams[n] = rows[n].conj().T @ rows[n]
     return rows, max(before, 0.0)
 
 
@@ -142,11 +144,11 @@ def _block_start(sampler: _Sampler, D: np.ndarray, idx: list[np.ndarray], rank: 
     factors = []
     for n, I in enumerate(sampler.X.shape):
         fibres = sampler.read([np.arange(I) if m == n else ix for m, ix in enumerate(idx)])
-        others = [R if m != n else np.zeros((I, rank)) for m, R in enumerate(rows)]
-        G = np.ones((rank, rank))
+        others = [R.conj() if m != n else np.zeros((I, rank)) for m, R in enumerate(rows)]
+        G = np.ones((rank, rank), dtype=rows[0].dtype)
         for m, R in enumerate(rows):
             if m != n:
-                G *= R.T @ R
+                G *= R.conj().T @ R
         M = algebra.mttkrp(fibres, others, n)
         factors.append(np.linalg.lstsq(G, M.T, rcond=None)[0].T)
     return factors
@@ -271,7 +273,7 @@ def cpd_rbs(
         if init == "block":
             factors, how = _block_start(sampler, D, idx, rank, rng), "block"
         else:
-            factors = random_factors(X.shape, rank, rng)
+            factors = random_factors(X.shape, rank, rng, complex=X.is_complex)
             # Scale the start to the data's size, estimated on one block.
             model = algebra.cpd_to_tensor([A[ix] for A, ix in zip(factors, idx)])
             scale = (np.linalg.norm(D) / max(np.linalg.norm(model), 1e-300)) ** (
@@ -296,7 +298,7 @@ def cpd_rbs(
             for A, ix, R in zip(factors, idx, rows):
                 A[ix] = R
             sq_err += before
-            sq_norm += float(np.vdot(D, D))
+            sq_norm += float(np.vdot(D, D).real)
             blocks += 1
         err = math.sqrt(sq_err / max(sq_norm, 1e-300))
         if display and epoch % display == 0:

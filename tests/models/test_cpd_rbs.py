@@ -130,3 +130,17 @@ def test_missing_entries_are_refused_with_the_alternative():
     T[0, 0, 0] = np.nan
     with pytest.raises(DataError, match=r"cpd_rbs needs fully known data.*sdf.models.cpd"):
         cpd_rbs(T, 2)
+
+
+def test_complex_data_give_complex_factors():
+    """Complex data: Hermitian Gramians and conjugated MTTKRPs in the block updates (the
+    block start raised a numpy casting error)."""
+    rng = np.random.default_rng(0)
+    A = [rng.standard_normal((n, 3)) + 1j * rng.standard_normal((n, 3)) for n in (30, 25, 20)]
+    T = algebra.cpd_to_tensor(A)
+    dec = cpd_rbs(T, 3, block_shape=(10, 10, 10), seed=1)
+    assert np.iscomplexobj(dec.factors[0])
+    assert dec.relerr < 1e-10
+    assert fms(dec.factors, A) > 0.9999
+    model = algebra.cpd_to_tensor(dec.factors)
+    assert np.linalg.norm(model - T) / np.linalg.norm(T) == pytest.approx(dec.relerr, abs=1e-12)
