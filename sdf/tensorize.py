@@ -117,7 +117,7 @@ def hankelize(signals: Any, order: int | None = None, *, sizes: Sequence[int] | 
     HankelTensor(shape=(333334, 333334, 333334), sizes=(333334, 333334, 333334), axis=0)
     """
     name = "hankelize"
-    x, ax = read_signals(signals, axis, name)
+    x, ax = read_signals(signals, axis, name, complex_ok=True)
     sz = None if sizes is None else check_sizes(sizes, name)
     K = _check_order((2 if sz is None else len(sz)) if order is None else order, name)
     sz = default_hankel_sizes(x.shape[ax], K) if sz is None else sz
@@ -132,14 +132,18 @@ def _conv_columns(mats: Sequence[np.ndarray], length: int,
     """Column-wise full linear convolution of the matrices (rows of matrix k placed
     ``steps[k]`` apart), shape (length, R)."""
     n = scipy.fft.next_fast_len(length, real=True)
+    complex_ = any(np.iscomplexobj(A) for A in mats)
+    forward = scipy.fft.fft if complex_ else scipy.fft.rfft
     spectrum: np.ndarray | None = None
     for k, A in enumerate(mats):
         st = 1 if steps is None else int(steps[k])
-        up = np.zeros((st * (A.shape[0] - 1) + 1, A.shape[1]))
+        up = np.zeros((st * (A.shape[0] - 1) + 1, A.shape[1]), dtype=A.dtype)
         up[::st] = A
-        S = scipy.fft.rfft(up, n, axis=0)
+        S = forward(up, n, axis=0)
         spectrum = S if spectrum is None else spectrum * S
     assert spectrum is not None
+    if complex_:
+        return scipy.fft.ifft(spectrum, n, axis=0)[:length]
     return scipy.fft.irfft(spectrum, n, axis=0)[:length]
 
 
@@ -222,7 +226,7 @@ def dehankelize(data: Any, order: int = 2, *, axis: int = 0) -> np.ndarray:
         check_densify(data.shape, name, data.kind)
         array = data.to_dense()
     else:
-        array = _float_array(data, name)
+        array = _float_array(data, name, complex_ok=True)
     return _dehankelize_array(array, K, ax, (1,) * K)
 
 
@@ -360,7 +364,7 @@ def segmentize(signals: Any, sizes: int | Sequence[int], *, axis: int = 0,
            [3., 4., 5.]])
     """
     name = "segmentize"
-    x, ax = read_signals(signals, axis, name)
+    x, ax = read_signals(signals, axis, name, complex_ok=True)
     T: SegmentedTensor | OverlappingSegmentedTensor
     if shift is None:
         sz = _reshape_sizes(sizes, x.shape[ax], name, "segment length")
@@ -413,7 +417,7 @@ def decimate(signals: Any, sizes: int | Sequence[int], *, axis: int = 0,
            [4., 5.]])
     """
     name = "decimate"
-    x, ax = read_signals(signals, axis, name)
+    x, ax = read_signals(signals, axis, name, complex_ok=True)
     sz = _reshape_sizes(sizes, x.shape[ax], name, "decimation factor")
     T = SegmentedTensor(x, sz, ax, order="C", name=name)
     return T.to_dense() if _dense_wanted(T.shape, full, name) else T
@@ -429,7 +433,7 @@ def _merge(data: Any, order: int, axis: int, layout: Literal["F", "C"], name: st
         check_densify(data.shape, name, data.kind)
         array = data.to_dense()
     else:
-        array = _float_array(data, name)
+        array = _float_array(data, name, complex_ok=True)
     ax = check_axis(axis, array.ndim, name)
     if ax + K > array.ndim:
         raise DataError(f"{name}: order {K} from axis {ax} needs at least {ax + K} modes, "
@@ -491,7 +495,7 @@ def desegmentize(data: Any, order: int = 2, *, axis: int = 0, shift: int | None 
         check_densify(data.shape, name, data.kind)
         array = data.to_dense()
     else:
-        array = _float_array(data, name)
+        array = _float_array(data, name, complex_ok=True)
     return _dehankelize_array(array, 2, ax, (1, s))
 
 

@@ -114,7 +114,7 @@ class _HankelSession:
         hankel = [_upsampled(np.asarray(mats[data.axis + k]), st)
                   for k, st in enumerate(data._steps)]
         self._rest = [np.asarray(mats[t]) for t in data._rest_modes]
-        self._complex = any(np.iscomplexobj(A) for A in mats)
+        self._complex = data.is_complex or any(np.iscomplexobj(A) for A in mats)
         forward = scipy.fft.fft if self._complex else scipy.fft.rfft
         self._spectra = [forward(A, n, axis=0) for A in hankel]
         x = data._x
@@ -123,7 +123,7 @@ class _HankelSession:
             G = x.reshape(L, -1) @ algebra.khatri_rao(self._rest)
             self._G, self._Gf = G, forward(G, n, axis=0)
         elif self._complex:
-            self._G, self._Gf = x[:, None], forward(x, n)[:, None]
+            self._G, self._Gf = x[:, None], (data._xf if data.is_complex else forward(x, n))[:, None]
         else:
             self._G, self._Gf = x[:, None], data._xf[:, None]
         spectrum = self._spectra[0]
@@ -187,7 +187,8 @@ class HankelTensor(Tensor):
     Parameters
     ----------
     signals : array_like
-        One signal (a vector) or several (the signal axis is ``axis``), real and finite.
+        One signal (a vector) or several (the signal axis is ``axis``), real or complex,
+        finite.
     sizes : sequence of int, optional
         Sizes of the K >= 2 Hankel modes, ``sum(sizes) - K + 1 = L``. Default: the most
         nearly square order-2 sizes (see :func:`default_hankel_sizes`).
@@ -213,7 +214,7 @@ class HankelTensor(Tensor):
                  steps: Sequence[int] | None = None, name: str = "data") -> None:
         import scipy.fft
 
-        x, ax = read_signals(signals, axis, name)
+        x, ax = read_signals(signals, axis, name, complex_ok=True)
         L = x.shape[ax]
         sz = default_hankel_sizes(L, 2) if sizes is None else check_sizes(sizes, name)
         st = (1,) * len(sz) if steps is None else check_sizes(steps, name, "steps")
@@ -232,7 +233,8 @@ class HankelTensor(Tensor):
         K = len(sz)
         self._rest_modes = [*range(ax), *range(ax + K, ax + K + len(rest) - ax)]
         self._nfft = scipy.fft.next_fast_len(L, real=True)
-        self._xf = _readonly(scipy.fft.rfft(self._x, self._nfft, axis=0)) \
+        forward = scipy.fft.fft if np.iscomplexobj(self._x) else scipy.fft.rfft
+        self._xf = _readonly(forward(self._x, self._nfft, axis=0)) \
             if self._x.ndim == 1 else np.empty(0)
         self._name = name
 
@@ -271,9 +273,13 @@ class HankelTensor(Tensor):
         steps = "" if set(self._steps) == {1} else f", steps={self._steps}"
         return f", sizes={self._sizes}, axis={self._axis}{steps}"
 
+    @property
+    def is_complex(self) -> bool:
+        return bool(np.iscomplexobj(self._x))
+
     # ------------------------------------------------------------ protocol
     def _norm_squared(self) -> float:
-        energy = (self._x * self._x).reshape(self.signal_length, -1).sum(axis=1)
+        energy = (self._x.conj() * self._x).real.reshape(self.signal_length, -1).sum(axis=1)
         return float(sample_counts(self._sizes, self._steps) @ energy)
 
     def _mttkrp_session(self, mats: list[np.ndarray]) -> MTTKRPSession | _TreeSession:
@@ -324,7 +330,8 @@ class OverlappingSegmentedTensor(HankelTensor):
     Parameters
     ----------
     signals : array_like
-        One signal (a vector) or several (the signal axis is ``axis``), real and finite.
+        One signal (a vector) or several (the signal axis is ``axis``), real or complex,
+        finite.
     length : int
         Window length I, at most L.
     shift : int
@@ -348,7 +355,7 @@ class OverlappingSegmentedTensor(HankelTensor):
 
     def __init__(self, signals: Any, length: int, shift: int, axis: int = 0, *,
                  name: str = "data") -> None:
-        x, ax = read_signals(signals, axis, name)
+        x, ax = read_signals(signals, axis, name, complex_ok=True)
         L = x.shape[ax]
         (I,) = check_sizes([length], name, "length")
         (s,) = check_sizes([shift], name, "shift")
@@ -365,7 +372,7 @@ class OverlappingSegmentedTensor(HankelTensor):
         self._blocks = p if (self.ndim == 2 and p <= _MAX_BLOCKS
                              and I * J <= 6 * L_used * max(np.log2(L_used), 1.0)) else 0
         if self._blocks:
-            padded = np.zeros(s * (p + J - 1))
+            padded = np.zeros(s * (p + J - 1), dtype=self._x.dtype)
             padded[:L_used] = self._x
             self._rows = _readonly(padded.reshape(-1, s))  # rows[m, a] = x[a + s m]
 

@@ -47,7 +47,8 @@ class SegmentedTensor(Tensor):
     Parameters
     ----------
     signals : array_like
-        One signal (a vector) or several (the signal axis is ``axis``), real and finite.
+        One signal (a vector) or several (the signal axis is ``axis``), real or complex,
+        finite.
     sizes : sequence of int
         Sizes of the K >= 2 new modes; their product is the signal length L.
     axis : int, default 0
@@ -72,7 +73,7 @@ class SegmentedTensor(Tensor):
 
     def __init__(self, signals: Any, sizes: Sequence[int], axis: int = 0, *,
                  order: Literal["F", "C"] = "F", name: str = "data") -> None:
-        x, ax = read_signals(signals, axis, name)
+        x, ax = read_signals(signals, axis, name, complex_ok=True)
         sz = check_sizes(sizes, name)
         if order not in ("F", "C"):
             raise DataError(f"{name}: order must be 'F' (segment) or 'C' (decimate), "
@@ -83,7 +84,7 @@ class SegmentedTensor(Tensor):
         K = len(sz)
         stored = sz if order == "C" else sz[::-1]
         self._base = _readonly(np.array(
-            x, dtype=np.float64, order="C", copy=True).reshape(
+            x, dtype=np.result_type(x, np.float64), order="C", copy=True).reshape(
                 x.shape[:ax] + stored + x.shape[ax + 1:]))
         block = list(range(ax, ax + K))
         inner = block if order == "C" else block[::-1]
@@ -121,6 +122,10 @@ class SegmentedTensor(Tensor):
     def _stored(self, mats: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Matrices in the stored array's mode order."""
         return [mats[t] for t in self._inv]
+
+    @property
+    def is_complex(self) -> bool:
+        return bool(np.iscomplexobj(self._base))
 
     # ------------------------------------------------------------ protocol
     def dense_view(self) -> np.ndarray:

@@ -57,13 +57,17 @@ def check_sizes(sizes: Any, name: str, what: str = "sizes") -> tuple[int, ...]:
 
 
 def signals_first(x: np.ndarray, axis: int) -> np.ndarray:
-    """A read-only C-contiguous float64 copy of a validated signal array, ``axis`` first."""
-    return _readonly(np.array(np.moveaxis(x, axis, 0), dtype=np.float64, order="C", copy=True))
+    """A read-only C-contiguous float64 (or complex128) copy of a validated signal array,
+    ``axis`` first."""
+    return _readonly(np.array(np.moveaxis(x, axis, 0), dtype=np.result_type(x, np.float64),
+                              order="C", copy=True))
 
 
-def read_signals(signals: Any, axis: Any, name: str) -> tuple[np.ndarray, int]:
-    """Validate a signal array and an axis; returns (signals as float64, axis)."""
-    x = _float_array(signals, name, "signal")
+def read_signals(signals: Any, axis: Any, name: str, *, complex_ok: bool = False
+                 ) -> tuple[np.ndarray, int]:
+    """Validate a signal array and an axis; returns (signals as float64, or complex128
+    where ``complex_ok`` and they are complex, axis)."""
+    x = _float_array(signals, name, "signal", complex_ok=complex_ok)
     if x.ndim == 0:
         raise DataError(f"{name}: expected a signal (a vector, or an array of signals), "
                         "got a scalar")
