@@ -249,9 +249,10 @@ def loewnerize(signals: Any, points: Any = None, *, rows: Any = None, order: int
     Parameters
     ----------
     signals : array_like
-        Samples f(t_l), one function (a vector) or several along ``axis``.
+        Samples f(t_l), one function (a vector) or several along ``axis``; real or
+        complex (a frequency response ``H(1j * omega)``).
     points : array_like of shape (L,), optional
-        Sample points t; default ``0, 1, ..., L - 1``.
+        Sample points t, real or complex; default ``0, 1, ..., L - 1``.
     rows : array_like of int, optional
         Order 2: indices of the row-set samples; default the even ones (interleaved
         partition, as in Tensorlab); the others, in order, are the column set.

@@ -329,8 +329,8 @@ class Tensor(ABC):
     @property
     def is_complex(self) -> bool:
         """Whether the data are complex (dense, incomplete, masked, sparse and factored
-        data may be, and the Hankel tensors, windows and segmentations of complex
-        signals; the other kinds are real)."""
+        data may be, and the Hankel tensors, windows, segmentations and Loewner
+        tensors of complex signals; the other kinds are real)."""
         return False
 
     @property

@@ -27,7 +27,7 @@ _BLOCK_FLOATS = 1 << 20  # entries of C formed at a time
 
 def _cauchy_product(rows: np.ndarray, cols: np.ndarray, V: np.ndarray) -> np.ndarray:
     """``C @ V`` with ``C[i, j] = 1 / (rows[i] - cols[j])``, C formed in row blocks."""
-    out = np.empty((rows.size, V.shape[1]), dtype=np.result_type(V, np.float64))
+    out = np.empty((rows.size, V.shape[1]), dtype=np.result_type(rows, cols, V, np.float64))
     step = max(1, _BLOCK_FLOATS // max(cols.size, 1))
     for s in range(0, rows.size, step):
         out[s:s + step] = (1.0 / (rows[s:s + step, None] - cols[None, :])) @ V
@@ -88,9 +88,10 @@ class LoewnerTensor(Tensor):
     Parameters
     ----------
     signals : array_like
-        Samples f(t_l), one function (a vector) or several along ``axis``; real, finite.
+        Samples f(t_l), one function (a vector) or several along ``axis``; real or
+        complex (a frequency response), finite.
     points : array_like of shape (L,), optional
-        Sample points t; default ``0, 1, ..., L - 1``.
+        Sample points t, real or complex (e.g. ``1j * omega``); default ``0, 1, ..., L - 1``.
     rows : array_like of int, optional
         Samples in the row set; default the even ones ``0, 2, 4, ...`` (interleaved
         partition); the others, in order, form the column set. No point may be in both.
@@ -111,10 +112,10 @@ class LoewnerTensor(Tensor):
 
     def __init__(self, signals: Any, points: Any = None, rows: Any = None, axis: int = 0, *,
                  name: str = "data") -> None:
-        x, ax = read_signals(signals, axis, name)
+        x, ax = read_signals(signals, axis, name, complex_ok=True)
         L = x.shape[ax]
-        t = np.arange(L, dtype=float) if points is None else _float_array(points, name,
-                                                                           "points")
+        t = np.arange(L, dtype=float) if points is None else _float_array(
+            points, name, "points", complex_ok=True)
         if t.shape != (L,) or not np.isfinite(t).all():
             raise DataError(f"{name}: points must be {L} finite numbers (one per sample), "
                             f"got shape {t.shape}")
@@ -125,7 +126,7 @@ class LoewnerTensor(Tensor):
                             f"has {r.size} of {L}")
         common = np.intersect1d(t[r], t[c])
         if common.size:
-            raise DataError(f"{name}: point {float(common[0])} is in both the row and the column "
+            raise DataError(f"{name}: point {common[0].item()} is in both the row and the column "
                             "set; the Loewner matrix divides by their differences")
         moved = np.moveaxis(x, ax, 0)
         self._rest_shape = moved.shape[1:]
@@ -133,6 +134,7 @@ class LoewnerTensor(Tensor):
         self._F = _readonly(np.ascontiguousarray(flat[r]))
         self._G = _readonly(np.ascontiguousarray(flat[c]))
         self._x, self._y = _readonly(t[r].copy()), _readonly(t[c].copy())
+        self._dtype = np.result_type(x, t, np.float64)
         self._axis = ax
         self._shape = x.shape[:ax] + (r.size, c.size) + x.shape[ax + 1:]
         self._rest_modes = [*range(ax), *range(ax + 2, len(self._shape))]
@@ -164,14 +166,18 @@ class LoewnerTensor(Tensor):
         """The row mode (the column mode follows it)."""
         return self._axis
 
+    @property
+    def is_complex(self) -> bool:
+        return self._dtype.kind == "c"
+
     def _norm_squared(self) -> float:
         total = 0.0
-        Fn = np.einsum("im,im->i", self._F, self._F)
-        Gn = np.einsum("jm,jm->j", self._G, self._G)
+        Fn = np.einsum("im,im->i", self._F.conj(), self._F).real
+        Gn = np.einsum("jm,jm->j", self._G.conj(), self._G).real
         step = max(1, _BLOCK_FLOATS // max(self._y.size, 1))
         for s in range(0, self._x.size, step):
-            C2 = 1.0 / (self._x[s:s + step, None] - self._y[None, :]) ** 2
-            FG = self._F[s:s + step] @ self._G.T
+            C2 = 1.0 / np.abs(self._x[s:s + step, None] - self._y[None, :]) ** 2
+            FG = (self._F[s:s + step] @ self._G.conj().T).real
             total += float(np.sum(C2 * (Fn[s:s + step, None] - 2.0 * FG + Gn[None, :])))
         return total
 
@@ -276,9 +282,10 @@ class HigherOrderLoewnerTensor(Tensor):
     Parameters
     ----------
     signals : array_like
-        Samples f(t_l), one function (a vector) or several along ``axis``; real, finite.
+        Samples f(t_l), one function (a vector) or several along ``axis``; real or
+        complex, finite.
     points : array_like of shape (L,), optional
-        Sample points; default ``0, 1, ..., L - 1``.
+        Sample points, real or complex; default ``0, 1, ..., L - 1``.
     order : int, default 3
         Number K of Loewner modes.
     sets : sequence of K arrays of int, optional
@@ -300,13 +307,13 @@ class HigherOrderLoewnerTensor(Tensor):
 
     def __init__(self, signals: Any, points: Any = None, order: int = 3, sets: Any = None,
                  axis: int = 0, *, name: str = "data") -> None:
-        x, ax = read_signals(signals, axis, name)
+        x, ax = read_signals(signals, axis, name, complex_ok=True)
         L = x.shape[ax]
         if not isinstance(order, (int, np.integer)) or isinstance(order, bool) or order < 2:
             raise DataError(f"{name}: order must be an int >= 2, got {order!r}")
         K = int(order)
-        t = np.arange(L, dtype=float) if points is None else _float_array(points, name,
-                                                                           "points")
+        t = np.arange(L, dtype=float) if points is None else _float_array(
+            points, name, "points", complex_ok=True)
         if t.shape != (L,) or not np.isfinite(t).all():
             raise DataError(f"{name}: points must be {L} finite numbers (one per sample), "
                             f"got shape {t.shape}")
@@ -318,13 +325,14 @@ class HigherOrderLoewnerTensor(Tensor):
             for j in range(k + 1, K):
                 common = np.intersect1d(t[parts[k]], t[parts[j]])
                 if common.size:
-                    raise DataError(f"{name}: point {float(common[0])} is in sets {k} and "
+                    raise DataError(f"{name}: point {common[0].item()} is in sets {k} and "
                                     f"{j}; the Loewner tensor divides by their differences")
         moved = np.moveaxis(x, ax, 0)
         self._rest_shape = moved.shape[1:]
         flat = moved.reshape(L, -1)
         self._F = [_readonly(np.ascontiguousarray(flat[p])) for p in parts]
         self._points = [_readonly(t[p].copy()) for p in parts]
+        self._dtype = np.result_type(x, t, np.float64)
         self._axis = ax
         self._shape = x.shape[:ax] + tuple(p.size for p in parts) + x.shape[ax + 1:]
         self._rest_modes = [*range(ax), *range(ax + K, len(self._shape))]
@@ -356,6 +364,10 @@ class HigherOrderLoewnerTensor(Tensor):
         return self._axis
 
     @property
+    def is_complex(self) -> bool:
+        return self._dtype.kind == "c"
+
+    @property
     def set_points(self) -> list[np.ndarray]:
         """The points of each set (read-only)."""
         return list(self._points)
@@ -370,7 +382,7 @@ class HigherOrderLoewnerTensor(Tensor):
         I0 = self._F[0].shape[0]
         rest = max(1, self.size // I0)
         step = max(1, _BLOCK_FLOATS // rest)
-        return float(sum(np.sum(self._slab(slice(s, s + step)) ** 2)
+        return float(sum(np.sum(np.abs(self._slab(slice(s, s + step))) ** 2)
                          for s in range(0, I0, step)))
 
     def _mttkrp_session(self, mats: list[np.ndarray]) -> MTTKRPSession | _TreeSession:
@@ -391,7 +403,7 @@ class HigherOrderLoewnerTensor(Tensor):
         rest = subs[:, self._rest_modes]
         m = np.ravel_multi_index(tuple(rest.T), self._rest_shape) if rest.shape[1] else \
             np.zeros(subs.shape[0], dtype=np.int64)
-        out = np.zeros(subs.shape[0])
+        out = np.zeros(subs.shape[0], dtype=self._dtype)
         for k in range(K):
             term = self._F[k][idx[k], m]
             for j in range(K):
@@ -406,7 +418,7 @@ class HigherOrderLoewnerTensor(Tensor):
         F = [self._F[0][first], *self._F[1:]]
         t = [self._points[0][first], *self._points[1:]]
         sizes = tuple(f.shape[0] for f in F)
-        block = np.zeros(sizes + (F[0].shape[1],))
+        block = np.zeros(sizes + (F[0].shape[1],), dtype=self._dtype)
         for k in range(K):
             term = np.expand_dims(F[k], [a for a in range(K) if a != k])
             for j in range(K):

@@ -88,6 +88,11 @@ def _complex_signal_kinds(rng: np.random.Generator
     yield "windows, several signals", lambda: OverlappingSegmentedTensor(signals, 5, 2, axis=1)
     yield "segmented", lambda: SegmentedTensor(x[:10], (2, 5))
     yield "decimated", lambda: SegmentedTensor(signals[:, :10], (5, 2), axis=1, order="C")
+    omega = np.linspace(0.1, 3.0, 12)
+    yield "loewner, complex points", lambda: LoewnerTensor(x[:11], 1j * omega[:11])
+    yield "loewner, several signals", lambda: LoewnerTensor(signals[:, :10], omega[:10], axis=1)
+    yield "loewner order 3", lambda: HigherOrderLoewnerTensor(
+        np.concatenate([x, x[:1]]), omega * np.exp(0.3j))
 
 
 _SIGNAL_CASES = [name for name, _ in _complex_signal_kinds(np.random.default_rng(0))]
@@ -214,6 +219,23 @@ def test_complex_signals_round_trip_through_every_reshaping(rng):
             tensorize.decimate(x, 4, full=full)), x)
         windows = tensorize.segmentize(x, 8, shift=4, full=full)
         np.testing.assert_allclose(tensorize.desegmentize(windows, shift=4), x, atol=1e-15)
+
+
+def test_a_complex_frequency_response_gives_a_loewner_matrix_of_its_degree():
+    """Three complex poles sampled on the imaginary axis: the Loewner matrix of ``H(j w)``
+    (complex values at complex points, never expanded) has rank 3 and a rank-3 CPD fits
+    it (Loewner system identification); such data were refused."""
+    poles = np.array([-0.2 + 1.0j, -0.1 - 2.0j, -0.5 + 0.3j])
+    s = 1j * np.linspace(0.1, 3.0, 40)
+    response = (np.array([1.0, 0.5 - 0.5j, 0.3j]) / (s[:, None] - poles)).sum(axis=1)
+    L = tensorize.loewnerize(response, s, full=False)
+    assert isinstance(L, LoewnerTensor) and L.is_complex
+    dense = L.to_dense()
+    singular = np.linalg.svd(dense, compute_uv=False)
+    assert singular[3] < 1e-12 * singular[0] < singular[2]
+    dec = sdf.models.cpd(L, 3, seed=0)
+    assert np.linalg.norm(algebra.cpd_to_tensor(dec.factors) - dense) < 1e-10 * np.linalg.norm(
+        dense)
 
 
 def test_a_complex_model_of_a_structured_loewner_matrix(rng):
