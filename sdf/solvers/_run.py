@@ -224,18 +224,27 @@ class ScaledProblem:
         return 16.0 * float(np.finfo(float).eps) * scale
 
     def zero_model_objective(self) -> float:
-        """The objective of the zero model without regularizers, ``sum_t w_t
-        ||data_t||^2 / 2`` (scaled units), when every data term takes the Gaussian loss;
-        inf otherwise. The solvers measure the objective's changes against it when their
-        start is worse (a start far off the data's scale)."""
+        """The objective of the zero model, ``sum_t w_t ||data_t||^2 / 2`` (scaled units),
+        when every term is a data term with the Gaussian loss; inf otherwise (with
+        regularizers or other losses the zero model's objective is not this sum)."""
         total = 0.0
         for w, norm, term in zip(self.weights, self.data_norms(), self.terms):
-            if not term.is_data_term:
-                continue
-            if getattr(term, "null_fval", None) is not None or not np.isfinite(norm):
+            if (not term.is_data_term or getattr(term, "null_fval", None) is not None
+                    or not np.isfinite(norm)):
                 return math.inf
             total += 0.5 * w * norm**2
         return total if total > 0 else math.inf
+
+    def tolerance_reference(self, f0: float) -> float:
+        """The objective the solvers' tolerances are relative to: the start's ``f0``, or
+        the zero model's (:meth:`zero_model_objective`) where the start is worse, but
+        never below ``2**-100 f0`` (objectives and gradients divided by it stay in range).
+
+        Relative to a start far off the data's scale, the first steps' decreases make
+        every later one look negligible (a tensor train of data at 1e-8 from unit cores
+        stopped at relative error 49, "converged").
+        """
+        return max(min(f0, self.zero_model_objective()), math.ldexp(f0, -100))
 
     def to_raw(self, u: np.ndarray) -> np.ndarray:
         """``z = sigma * u`` (exact)."""

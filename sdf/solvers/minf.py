@@ -92,8 +92,7 @@ def minf(problem: ScaledProblem, options: MinfOptions, run: Run
         return point, StopReason.CALLBACK
     if f0 == 0.0:
         return point, StopReason.TOL_ABS
-    # the objective's scale for the tolerances (see the Gauss-Newton solver's _begin)
-    f_ref = min(f0, problem.zero_model_objective())
+    f_ref = problem.tolerance_reference(f0)
     cache: dict[str, ScaledPoint] = {"last": point, "prev": point}
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:

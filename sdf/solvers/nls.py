@@ -245,12 +245,8 @@ Step = tuple[ScaledPoint, np.ndarray, float, float, int, bool]
 
 def _begin(point: ScaledPoint, run: Run) -> tuple[float, float, StopReason | None]:
     """Evaluate and record the start: ``(f_ref, radius, stop)``, ``stop`` set when the run
-    ends there (non-finite start, callback, exact fit). ``f_ref``, the objective the
-    tolerances are relative to, is the start's (``f0``) or, from a start worse than the
-    zero model, the zero model's (:meth:`~sdf.solvers._run.ScaledProblem.zero_model_objective`):
-    relative to a start far off the data's scale, the first steps' decreases make every
-    later one look negligible (a BTD of data at 1e-8 from a unit start stopped at
-    relative error 185, "converged")."""
+    ends there (non-finite start, callback, exact fit); ``f_ref``: the objective the
+    tolerances are relative to (``ScaledProblem.tolerance_reference``)."""
     if not np.isfinite(point.f):
         run.best = point
         return np.nan, np.nan, StopReason.NONFINITE
@@ -259,7 +255,7 @@ def _begin(point: ScaledPoint, run: Run) -> tuple[float, float, StopReason | Non
         return f0, radius, StopReason.CALLBACK
     if f0 == 0.0:
         return f0, radius, StopReason.TOL_ABS
-    return min(f0, run.problem.zero_model_objective()), radius, None
+    return run.problem.tolerance_reference(f0), radius, None
 
 
 def _stop_after(run: Run, point: ScaledPoint, k: int, relchange: float, step_norm: float,

@@ -90,8 +90,9 @@ class NLSOptions(SolverOptions):
         Maximum number of (outer) iterations.
     tol_fun : float
         Stop when ``|f_k - f_{k+1}| / f_0 <= tol_fun``; ``f_0`` is the start's objective,
-        or the zero model's (``sum_t w_t ||data_t||^2 / 2``, least-squares terms) when
-        the start is worse than that.
+        or, where the start is worse and every term is a least-squares data term, the
+        zero model's (``sum_t w_t ||data_t||^2 / 2``; at least ``2**-100`` of the
+        start's).
     tol_x : float
         Stop when ``||z_{k+1} - z_k|| / ||z_k|| <= tol_x``.
     tol_abs : float

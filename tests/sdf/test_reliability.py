@@ -311,6 +311,22 @@ def test_tolerances_hold_against_the_zero_model_from_a_start_worse_than_it(rng):
     assert res.success and res.relerr["t"] < 1e-8
 
 
+@pytest.mark.parametrize("method", ["nls", "minf"])
+def test_a_regularized_fit_of_data_at_1e_minus_150_stays_in_range(rng, method):
+    """With a ridge term the zero model's objective is no reference for the tolerances
+    (here it is 1e-298 of the start's in the solver's units: L-BFGS's gradient
+    overflowed when divided by it)."""
+    T = rng.standard_normal((6, 6, 1, 6)) * 1e-150
+    vs = [sdf.Variable(rng.standard_normal((n, 2)) * 1e-150 ** 0.25, name=f"x{k}")
+          for k, n in enumerate(T.shape)]
+    model = sdf.Model(t=sdf.CPD(T, [tf.nonneg(vs[0]), *vs[1:]]),
+                      ridge=sdf.L2(vs[-1], weight=1e-3 / 1e-150 ** 0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SdfWarning)
+        res = model.fit(method=method, max_iter=4)
+    assert all(np.all(np.isfinite(v)) for v in res.variables.values())
+
+
 @pytest.mark.parametrize("seed", [1, 8])
 def test_an_expansion_of_cancelling_blocks_is_recomputed_while_fitting(seed):
     """Two blocks of size 1 that cancel to a model of size 1e-12: the norms' expansion
