@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from sdf import _multilinear as ml
-
 from sdf.errors import ModelError
 from sdf.expr import Expr
 from sdf.losses import LossLike
 from sdf.numerics import ldexp
+from sdf.tensors import BTDTensor
 from sdf.terms._base import DataTerm, RefBuilder, Structure, TermState, _exponent_of
 from sdf.terms.lmlra import (_check_tucker_block, _exact_tucker_sum_fval,
                               _iterate_tucker_sum_fval, _prepare_tucker_sum, _split)
@@ -138,21 +137,17 @@ class BTD(DataTerm):
     def model_log2_norm(self, values: Sequence[np.ndarray]) -> float | None:
         if self.loss.link != "identity":
             return None  # the model is not on the data's scale
-        # each block from normalised inputs, scaled by 2**shift; the blocks' inner
-        # products relative to the largest block's scale stay in range
-        blocks, shifts = [], []
+        # each block from normalised inputs, its core scaled relative to the largest
+        # block's scale: the blocks' norm (BTDTensor's Gramians) stays in range
+        normalised, shifts = [], []
         for factors, core in _split(values, self.block_sizes):
             e = [_exponent_of(A) for A in (*factors, core)]
-            blocks.append(([ldexp(A, -k) for A, k in zip(factors, e)], ldexp(core, -e[-1])))
+            normalised.append(([ldexp(A, -k) for A, k in zip(factors, e)], ldexp(core, -e[-1])))
             shifts.append(sum(e))
         top = max(shifts)
-        total = 0.0
-        for b, (Ub, Sb) in enumerate(blocks):
-            for c, (Uc, Sc) in enumerate(blocks):
-                cross = ml.products(Sb, [u.conj().T @ v for u, v in zip(Uc, Ub)], range(Sb.ndim))
-                total += math.ldexp(float(np.vdot(Sc, cross).real),
-                                    shifts[b] + shifts[c] - 2 * top)
-        return 0.5 * math.log2(total) + top if total > 0 else -math.inf
+        norm = BTDTensor([(U, ldexp(S, shift - top)) for (U, S), shift in
+                          zip(normalised, shifts)]).norm()
+        return math.log2(norm) + top if norm > 0 else -math.inf
 
     def scale_groups(self) -> list[list[int]]:
         starts = np.cumsum([0, *self.block_sizes])
