@@ -122,10 +122,9 @@ class _HankelSession:
             # G[l, r] = sum over the other modes of x[l, ...] times their factors' rows.
             G = x.reshape(L, -1) @ algebra.khatri_rao(self._rest)
             self._G, self._Gf = G, forward(G, n, axis=0)
-        elif self._complex:
-            self._G, self._Gf = x[:, None], (data._xf if data.is_complex else forward(x, n))[:, None]
-        else:
-            self._G, self._Gf = x[:, None], data._xf[:, None]
+        else:  # the signal's spectrum is kept in the form its own dtype takes
+            xf = data._xf if data.is_complex or not self._complex else forward(x, n)
+            self._G, self._Gf = x[:, None], xf[:, None]
         spectrum = self._spectra[0]
         for S in self._spectra[1:]:
             spectrum = spectrum * S
