@@ -173,19 +173,29 @@ class Calibration:
             return float(np.sum((self.rows @ Wm.T) ** 2))
         return float(np.einsum("od,de,oe->", Wm, self.gram, Wm, optimize=True))
 
-    def output_error(self, Wm: np.ndarray, Wm_hat: np.ndarray) -> float | None:
-        """The calibration output error of ``Wm_hat`` with the bias refitted as
-        :meth:`bias_shift` says, ``||P (Wm_hat - Wm)^T + 1 (b_hat - b)^T|| / ||P Wm^T||``
-        over the uncentered rows ``P``, from the Gram matrix (``(d, d)`` products instead
-        of ``(n, d)`` ones); None when the Gram matrix sums a subset of the rows.
+    def output_error(self, Wm: np.ndarray, Wm_hat: np.ndarray,
+                     bias_change: np.ndarray | None = None) -> float | None:
+        """The calibration output error of ``Wm_hat`` with the bias changed by
+        ``bias_change`` (``b_hat - b``; None: unchanged),
+        ``||P (Wm_hat - Wm)^T + 1 (b_hat - b)^T|| / ||P Wm^T||`` over the uncentered rows
+        ``P``, from the Gram matrix (``(d, d)`` products instead of ``(n, d)`` ones); None
+        when the Gram matrix sums a subset of the rows.
 
-        With the refitted bias the numerator is the centered rows' ``||P_c (Wm_hat -
-        Wm)^T||``, and ``||P Wm^T||^2 = ||P_c Wm^T||^2 + n ||Wm mu||^2``."""
+        With ``P = P_c + 1 mu^T`` (``P_c`` centered) the squared numerator is ``||P_c
+        (Wm_hat - Wm)^T||^2 + n ||(Wm_hat - Wm) mu + b_hat - b||^2``: the second term is
+        zero for the bias of :meth:`bias_shift` up to its rounding, which stays counted
+        (a bias far larger than the responses cannot carry the shift). Likewise ``||P
+        Wm^T||^2 = ||P_c Wm^T||^2 + n ||Wm mu||^2``."""
         if self.sampled:
             return None
-        num = self.response_norm2(Wm_hat - Wm)
+        change = Wm_hat - Wm
+        num = self.response_norm2(change)
         den = self.response_norm2(Wm)
         if self.mean is not None:
+            offset = change @ self.mean
+            if bias_change is not None:
+                offset = offset + bias_change
+            num += self.n_rows * float(np.sum(offset ** 2))
             den += self.n_rows * float(np.sum((Wm @ self.mean) ** 2))
         return float(np.sqrt(max(num, 0.0) / (den or 1.0)))
 

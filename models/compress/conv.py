@@ -67,8 +67,8 @@ from sdf.models.compress.budget import (Rank, RatioOf, expand_rank, layer_cost, 
                                         max_scalar_rank, rank_for_ratio, rank_for_tol,
                                         tucker_ratio_candidates)
 from sdf.models.compress.layers import Piece, _pair, im2col
-from sdf.models.compress.linear import (_check_balance, _check_finite_inputs, calib_error,
-                                        fit_lowrank_layer, refit_bias)
+from sdf.models.compress.linear import (_bias_change, _check_balance, _check_finite_inputs,
+                                        calib_error, fit_lowrank_layer, refit_bias)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
                                         check_rank_args)
 from sdf._blas import one_blas_thread, with_one_blas_pool
@@ -976,7 +976,8 @@ def compress_conv(
     pieces, _ = _pieces(method, orig, factors, name, new_bias)
     out_err = None
     if calib is not None and not calib.sampled and calib.rows is None:
-        out_err = calib.output_error(Wm, W_hat.reshape(o, -1))  # (d, d) products
+        out_err = calib.output_error(Wm, W_hat.reshape(o, -1),  # (d, d) products
+                                     _bias_change(orig.bias, new_bias))
     elif rows is not None:
         out_err = calib_error(rows, Wm, W_hat.reshape(o, -1), orig.bias, new_bias)
     return CompressedLayer(

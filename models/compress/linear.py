@@ -159,6 +159,11 @@ def refit_bias(bias: np.ndarray | None, calib: _fit.Calibration | None, Wm: np.n
     return bias if shift is None else np.asarray(bias, dtype=float) + shift
 
 
+def _bias_change(bias: np.ndarray | None, new_bias: np.ndarray | None) -> np.ndarray | None:
+    """``new_bias - bias`` (None without a bias)."""
+    return None if bias is None or new_bias is None else new_bias - bias
+
+
 def calib_error(rows: np.ndarray, Wm: np.ndarray, Wm_hat: np.ndarray, bias: np.ndarray | None,
                 new_bias: np.ndarray | None) -> float:
     """``||P (Wm_hat - Wm)^T + 1 (b_hat - b)^T|| / ||P Wm^T||`` on the calibration rows."""
@@ -242,7 +247,8 @@ def compress_linear(
               Piece("linear", A, bias=new_bias, name=f"{name}.out"))
     out_err = None
     if calib is not None and not calib.sampled and calib.rows is None:
-        out_err = calib.output_error(W, W_hat)  # (in, in) products, not (n, in) ones
+        # (in, in) products, not (n, in) ones
+        out_err = calib.output_error(W, W_hat, _bias_change(orig.bias, new_bias))
     elif rows is not None:
         out_err = calib_error(rows, W, W_hat, orig.bias, new_bias)
     return CompressedLayer(

@@ -189,16 +189,9 @@ class SharedCompression:
 
 
 def _joint_output_error(layers: Iterable[CompressedLayer], x: np.ndarray) -> float:
-    num = den = 0.0
-    for c in layers:
-        e = c.output_error(x)
-        y = c.original.forward(x)
-        if c.original.bias is not None:
-            b = c.original.bias
-            y = y - (b if y.ndim == 2 else b[:, None, None])
-        ny2 = float(np.sum(y * y))
-        num += e * e * ny2
-        den += ny2
+    norms = [c.response_norms(x) for c in layers]
+    num = sum(e * e for e, _ in norms)
+    den = sum(y * y for _, y in norms)
     return float(np.sqrt(num / (den or 1.0)))
 
 

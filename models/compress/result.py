@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping
 
 import numpy as np
@@ -246,12 +246,35 @@ class CompressedLayer:
 
         The bias is left out of the denominator so that it does not hide the error.
         """
-        y = self.original.forward(x)
-        e = self.forward(x) - y
-        if self.original.bias is not None:
-            b = self.original.bias
-            y = y - (b if y.ndim == 2 else b[:, None, None])
-        return float(np.linalg.norm(e) / (np.linalg.norm(y) or 1.0))
+        error, response = self.response_norms(x)
+        return error / (response or 1.0)
+
+    def response_norms(self, x: np.ndarray) -> tuple[float, float]:
+        """``(||f_hat(x) - f(x)||, ||f(x) - bias||)`` on inputs ``x``.
+
+        The responses without biases and the biases' contribution (the pieces run on a zero
+        input) are differenced apart: a bias far larger than the response would otherwise
+        round the response, and the error with it, away.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sdf.models.compress import compress_linear
+        >>> W = np.random.default_rng(0).standard_normal((6, 5))
+        >>> layer = compress_linear(W, rank=5, bias=np.full(6, 1e20))
+        >>> error, response = layer.response_norms(np.eye(5))
+        >>> bool(error < 1e-12 * response)
+        True
+        """
+        y = _without_bias(self.original).forward(x)
+        e = run_pieces([_without_bias(p) for p in self.pieces], x) - y
+        if any(p.bias is not None for p in self.pieces) or self.original.bias is not None:
+            offset = run_pieces(self.pieces, np.zeros_like(x[:1]))
+            if self.original.bias is not None:
+                b = self.original.bias
+                offset = offset - (b if offset.ndim == 2 else b[:, None, None])
+            e = e + offset
+        return float(np.linalg.norm(e)), float(np.linalg.norm(y))
 
     @property
     def params_before(self) -> int:
@@ -298,6 +321,10 @@ class CompressedLayer:
         from sdf.models.compress.export import pieces_to_torch
 
         return pieces_to_torch(self.pieces, dtype)
+
+
+def _without_bias(piece: Piece) -> Piece:
+    return piece if piece.bias is None else replace(piece, bias=None)
 
 
 def check_rank_args(where: str, rank: Any, ratio: float | None, tol: float | None) -> None:

@@ -60,7 +60,11 @@ def test_output_error_from_the_gram_equals_the_one_on_the_rows(rng, center):
     bias = b if center else None
     new_bias = None if shift is None else b + shift
     expected = calib_error(P, Wm, Wm_hat, bias, new_bias)
-    assert calib.output_error(Wm, Wm_hat) == pytest.approx(expected, rel=1e-12)
+    change = None if new_bias is None else new_bias - b
+    assert calib.output_error(Wm, Wm_hat, change) == pytest.approx(expected, rel=1e-12)
+    if center:  # the bias left as it was: the mean's response change counts
+        unrefitted = calib_error(P, Wm, Wm_hat, bias, bias)
+        assert calib.output_error(Wm, Wm_hat) == pytest.approx(unrefitted, rel=1e-12)
 
 
 def test_output_error_of_a_sampled_calibration_is_left_to_the_rows(rng):

@@ -1,9 +1,11 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 from sdf.errors import DataError, ModelError, OptionError
-from sdf.models.compress import (CompressOptions, closed_form_data_aware, compress_linear,
-                                 truncated_svd)
+from sdf.models.compress import (CompressOptions, closed_form_data_aware, compress_conv,
+                                 compress_linear, truncated_svd)
 
 
 def test_truncated_svd_is_eckart_young(rng):
@@ -186,3 +188,32 @@ def test_wide_channel_svd_matches_the_whitened_truncated_svd(rng):
     U, s, Vt = np.linalg.svd(Wm @ L, full_matrices=False)
     expected = np.linalg.solve(L.T, ((U[:, :2] * s[:2]) @ Vt[:2]).T).T
     np.testing.assert_allclose(res.dense().reshape(4, -1), expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_errors_stay_exact_under_a_bias_far_larger_than_the_responses(rng, kind):
+    """Weights at 1e-30 with unit biases: the refitted bias cannot carry its shift (it
+    rounds back to the old bias), and a response added to the bias rounds away. The
+    reported calibration error counts the unrepresented shift, and ``output_error``
+    differences the responses apart from the biases: both equal the error of the same
+    layer at unit scale with the shift dropped (the old code reported 0.0 and 0.74)."""
+    if kind == "linear":
+        W, X = rng.standard_normal((5, 7)), rng.standard_normal((59, 7))
+        bias = rng.standard_normal(5)
+        def fit(scale):
+            return compress_linear(W * scale, rank=3, X=X, bias=bias, balance=0.0)
+    else:
+        W, X = rng.standard_normal((9, 6, 3, 3)), rng.standard_normal((2, 6, 8, 8))
+        bias = rng.standard_normal(9)
+        def fit(scale):
+            return compress_conv(W * scale, "weight_svd", rank=3, X=X, bias=bias,
+                                 balance=0.0, padding=1)
+    tiny, unit = fit(1e-30), fit(1.0)
+    assert np.array_equal(tiny.pieces[-1].bias, bias)  # the shift rounded away
+    # at unit scale, the same layer with its bias left unrefitted
+    pieces = (*unit.pieces[:-1], dataclasses.replace(unit.pieces[-1], bias=bias))
+    expected = dataclasses.replace(unit, pieces=pieces).output_error(X)
+    assert tiny.output_error(X) == pytest.approx(expected, rel=1e-9)
+    assert tiny.calib_output_error == pytest.approx(expected, rel=1e-9)
+    assert unit.calib_output_error == pytest.approx(unit.output_error(X), rel=1e-9)
+    assert unit.calib_output_error < expected
