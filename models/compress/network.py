@@ -231,7 +231,8 @@ def compress_shared(
     rank : int, optional
         Width of the shared projection. Give ``rank`` or ``ratio``.
     ratio : float, optional
-        Target share of the layers' total parameters (shared piece counted once).
+        Target share of the layers' total parameters (shared piece counted once): the
+        largest rank within it, at most ``min(in, total outputs)``.
     X : ndarray, optional
         Calibration inputs (n, in) or feature maps (n, in, H, W): data-aware fit.
     balance : float in [0, 1], default 0.9
@@ -264,7 +265,13 @@ def compress_shared(
     top = min(d, sum(outs))
     if ratio is not None:
         before = sum(p.n_params for p in layers.values())
-        rank = int((ratio * before - nbias) // (d + sum(outs)))
+        per_rank = d + sum(outs)
+        rank = min(int((ratio * before - nbias) // per_rank), top)
+        if rank < 1:
+            least = (per_rank + nbias) / before
+            raise ModelError(
+                f"{where}: even rank 1 costs {least:.3g} of the layers' params, more than "
+                f"ratio={ratio}: ask for a ratio of at least {least:.3g}")
     if rank is None or not 1 <= int(rank) <= top:
         raise ModelError(f"{where}: rank must be in [1, {top}], got {rank}")
     rank = int(rank)
@@ -311,7 +318,8 @@ def compress_shared(
             name=name, method="shared_svd", rank=rank, original=p, pieces=(shared, own),
             weight_approx=W_hat, balance=balance if rows is not None else 0.0,
             input_hw=None if X is None or X.ndim != 4 else (X.shape[2], X.shape[3]),
-            weight_error=float(np.linalg.norm(W_hat - p.weight) / np.linalg.norm(p.weight)),
+            weight_error=float(np.linalg.norm(W_hat - p.weight)
+                               / (np.linalg.norm(p.weight) or 1.0)),
             calib_output_error=cal, curve=None, info=info)
     return SharedCompression(out, shared, rank, info)
 

@@ -51,6 +51,22 @@ def test_shared_rejects_different_inputs(rng):
         compress_shared(layers, rank=1)
 
 
+def test_shared_ratio_names_the_least_ratio_and_caps_the_rank(rng):
+    """A ratio below rank 1's cost names that cost (it said "rank must be in [1, 2], got
+    0"); a ratio above the largest rank's cost takes the largest rank (it refused it)."""
+    layers = {"a": Piece("linear", rng.standard_normal((1, 3))),
+              "b": Piece("linear", rng.standard_normal((1, 3)), bias=np.ones(1))}
+    with pytest.raises(ModelError, match=r"even rank 1 costs 0\.857 of the layers' params, "
+                                         r"more than ratio=0\.8: ask for a ratio of at "
+                                         r"least 0\.857"):
+        compress_shared(layers, ratio=0.8)
+    full = compress_shared(layers, ratio=5.0)
+    assert full.rank == 2 and full.weight_error() < 1e-15
+    zero = {"z": Piece("linear", np.zeros((4, 6))), **_qkv(rng, d=6, shared=2)}
+    res = compress_shared(zero, rank=2)
+    assert res.layers["z"].weight_error < 1e-12  # absolute: the weight is zero
+
+
 def test_network_budget_and_curves(rng):
     specs = {"fc1": LayerSpec(Piece("linear", rng.standard_normal((40, 30)))),
              "conv": LayerSpec(Piece("conv2d", rng.standard_normal((8, 4, 3, 3)), padding=1),
