@@ -100,15 +100,24 @@ def _tt_svd(D: np.ndarray, ranks: Sequence[int]) -> list[np.ndarray]:
     return cores
 
 
+def _gaussian(rng: np.random.Generator, shape: tuple[int, ...], complex_: bool
+              ) -> np.ndarray:
+    """Standard normal entries, circular complex Gaussian ones where ``complex_``."""
+    if not complex_:
+        return rng.standard_normal(shape)
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / math.sqrt(2.0)
+
+
 def _random_train(shape: Sequence[int], ranks: Sequence[int], norm: float,
-                  rng: np.random.Generator) -> list[np.ndarray]:
-    """Left-orthonormal random cores, the last one of norm ``norm`` (the train's norm)."""
+                  rng: np.random.Generator, complex_: bool = False) -> list[np.ndarray]:
+    """Left-orthonormal random cores (complex where ``complex_``), the last one of norm
+    ``norm`` (the train's norm)."""
     N = len(shape)
     cores = []
     for k in range(N - 1):
-        Q, _ = np.linalg.qr(rng.standard_normal((ranks[k] * shape[k], ranks[k + 1])))
+        Q, _ = np.linalg.qr(_gaussian(rng, (ranks[k] * shape[k], ranks[k + 1]), complex_))
         cores.append(Q.reshape(ranks[k], shape[k], ranks[k + 1]))
-    last = rng.standard_normal((ranks[N - 1], shape[N - 1], ranks[N]))
+    last = _gaussian(rng, (ranks[N - 1], shape[N - 1], ranks[N]), complex_)
     cores.append(last * (norm / max(float(np.linalg.norm(last)), 1e-300)))
     return cores
 
@@ -120,11 +129,15 @@ def _user_cores(init: Sequence[Any], shape: Sequence[int], ranks: Sequence[int]
         raise ModelError(f"init: expected {N} cores (one per mode), got {len(init)}")
     out = []
     for k, G in enumerate(init):
-        arr = np.array(G, dtype=float) if not np.iscomplexobj(G) else None
+        try:
+            arr = np.array(G, dtype=complex if np.iscomplexobj(G) else float)
+        except (TypeError, ValueError):
+            raise ModelError(f"init[{k}]: expected a numeric core, got "
+                             f"{type(G).__name__}") from None
         want = (ranks[k], shape[k], ranks[k + 1])
-        if arr is None or arr.shape != want:
-            got = "complex values" if arr is None else f"shape {arr.shape}"
-            raise ModelError(f"init[{k}]: expected a real core of shape {want}, got {got}")
+        if arr.shape != want:
+            raise ModelError(f"init[{k}]: expected a core of shape {want}, got shape "
+                             f"{arr.shape}")
         if not np.all(np.isfinite(arr)):
             raise ModelError(f"init[{k}]: expected finite values")
         out.append(arr)
@@ -159,7 +172,8 @@ def _start(X: Tensor, ranks: list[int], init: object, rng: np.random.Generator,
     if D is not None:
         cores, how = _tt_svd(D, train), "TT-SVD"
     else:
-        cores, how = _random_train(shape, train, _data_scale(X), rng), "random orthonormal"
+        cores = _random_train(shape, train, _data_scale(X), rng, X.is_complex)
+        how = "random orthonormal"
     if not ring:
         return cores, how
     return _as_ring(cores, ranks, rng), f"{how} of the train on closing index 0"
@@ -184,10 +198,10 @@ def _tr_svd(D: np.ndarray, ranks: Sequence[int]) -> list[np.ndarray]:
         block = block.reshape(prev * shape[k], -1)
         Uk, sk, Vtk = np.linalg.svd(block, full_matrices=False)
         r = min(ranks[k + 1], Uk.shape[1])
-        core = np.zeros((prev, shape[k], ranks[k + 1]))
+        core = np.zeros((prev, shape[k], ranks[k + 1]), dtype=Uk.dtype)
         core[:, :, :r] = Uk[:, :r].reshape(prev, shape[k], r)
         out.append(core)
-        nxt = np.zeros((ranks[k + 1], block.shape[1]))
+        nxt = np.zeros((ranks[k + 1], block.shape[1]), dtype=Vtk.dtype)
         nxt[:r] = sk[:r, None] * Vtk[:r]
         block, prev = nxt, ranks[k + 1]
     out.append(block.reshape(prev, shape[-1], r0))
@@ -201,8 +215,8 @@ def _as_ring(cores: list[np.ndarray], ranks: list[int], rng: np.random.Generator
     out = []
     for k, G in enumerate(cores):
         shape = (ranks[k], G.shape[1], ranks[k + 1])
-        scale = _RING_SEED_SCALE * float(np.sqrt(np.mean(G * G)))
-        H = scale * rng.standard_normal(shape)
+        scale = _RING_SEED_SCALE * float(np.sqrt(np.mean(np.abs(G) ** 2)))
+        H = scale * _gaussian(rng, shape, np.iscomplexobj(G))
         H[: G.shape[0], :, : G.shape[2]] = G
         out.append(H)
     return out
@@ -252,7 +266,7 @@ def tt(
     ----------
     data : array_like, scipy.sparse, xarray.DataArray or Tensor
         Anything :func:`sdf.tensors.as_tensor` accepts, order >= 2; NaN = missing.
-        Real values only.
+        Complex data give complex cores (random starts too: circular complex Gaussian).
     ranks : int or sequence of int
         The TT ranks: one int for every bond, the ``N - 1`` inner ranks
         ``(r_1, ..., r_{N-1})`` or all sizes ``(1, r_1, ..., r_{N-1}, 1)``; ``r_k`` at
@@ -326,7 +340,7 @@ def tr(
     ----------
     data : array_like, scipy.sparse, xarray.DataArray or Tensor
         Anything :func:`sdf.tensors.as_tensor` accepts, order >= 2; NaN = missing.
-        Real values only.
+        Complex data give complex cores (random starts too: circular complex Gaussian).
     ranks : int or sequence of int
         The ring's sizes ``(r_0, ..., r_{N-1})`` (core ``k`` is ``(r_k, I_k, r_{k+1})``,
         ``r_N = r_0``), or one int for all.

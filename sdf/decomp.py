@@ -766,7 +766,7 @@ def tt_svd(T: ArrayLike, tol: float = 1e-12, max_rank: int | None = None) -> TTT
     Parameters
     ----------
     T : array_like, shape (I_0, ..., I_{N-1})
-        Real, finite, N >= 2.
+        Finite, real or complex (complex cores then), N >= 2.
     tol : float, default 1e-12
         Relative error bound, >= 0.
     max_rank : int, optional
@@ -789,9 +789,6 @@ def tt_svd(T: ArrayLike, tol: float = 1e-12, max_rank: int | None = None) -> TTT
     ((1, 2, 2, 2, 1), True)
     """
     X = _as_data(T, 2, "a TT-SVD")
-    if np.iscomplexobj(X):
-        raise DataError("T: TT-SVD of complex data is not supported; split real and "
-                        "imaginary parts")
     if not (isinstance(tol, numbers.Real) and tol >= 0):
         raise DataError(f"tol: expected a real number >= 0, got {tol!r}")
     if max_rank is not None and not (isinstance(max_rank, (int, np.integer))

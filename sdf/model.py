@@ -352,8 +352,8 @@ def _check_complex(term: Term, where: str, complex_ids: set[int]) -> None:
                     or bool(getattr(data, "is_complex", False)))
     if uses_complex and not term.complex_values:
         raise ModelError(f"{where}: {term.kind} terms take real data and factors only, and "
-                         "this one has complex values (CPD, LMLRA, BTD, LL1 and L2 terms "
-                         "take complex values)")
+                         "this one has complex values (CPD, LMLRA, BTD, LL1, TT, TR and L2 "
+                         "terms take complex values)")
     loss = getattr(term, "loss", None)
     if uses_complex and loss is not None and not loss.is_gaussian:
         raise ModelError(f"{where}: the {loss.name!r} loss takes real data and models only; "

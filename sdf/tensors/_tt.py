@@ -31,12 +31,13 @@ def _full(cores: Sequence[np.ndarray]) -> np.ndarray:
     return out.reshape(shape)
 
 
-def _tt_inner(left: Sequence[np.ndarray], right: Sequence[np.ndarray]) -> float:
-    """<T, S> of two tensor trains, contracting core pairs from the left."""
+def _tt_inner(left: Sequence[np.ndarray], right: Sequence[np.ndarray]) -> float | complex:
+    """``sum(T * S)`` of two tensor trains (no conjugation), contracting core pairs from
+    the left."""
     M = np.ones((1, 1))
     for G, H in zip(left, right):
         M = np.einsum("ab,aic,bid->cd", M, G, H, optimize=True)
-    return float(M[0, 0])
+    return _number(M[0, 0])
 
 
 class _TTSession:
@@ -78,7 +79,8 @@ class TTTensor(Tensor):
     Parameters
     ----------
     cores : sequence of array_like
-        Core k of shape ``(r_k, I_k, r_{k+1})``, with ``r_0 = r_N = 1``; real and finite.
+        Core k of shape ``(r_k, I_k, r_{k+1})``, with ``r_0 = r_N = 1``; finite, real or
+        complex (a complex train, e.g. a quantum state as a matrix product state).
     name : str, default "data"
 
     Examples
@@ -94,7 +96,8 @@ class TTTensor(Tensor):
 
     def __init__(self, cores: Sequence[Any], *, name: str = "data") -> None:
         try:
-            arrays = [_float_array(G, name, f"core {k}") for k, G in enumerate(cores)]
+            arrays = [_float_array(G, name, f"core {k}", complex_ok=True)
+                      for k, G in enumerate(cores)]
         except TypeError:
             raise DataError(f"{name}: cores must be a sequence of 3-D arrays") from None
         if not arrays:
@@ -129,16 +132,23 @@ class TTTensor(Tensor):
         """TT ranks ``(1, r_1, ..., r_{N-1}, 1)``."""
         return (1, *(int(G.shape[2]) for G in self._cores))
 
+    @property
+    def is_complex(self) -> bool:
+        return any(np.iscomplexobj(G) for G in self._cores)
+
     def _extra_repr(self) -> str:
         return f", ranks={self.ranks}"
 
     def _norm_squared(self) -> float:
-        return _tt_inner(self._cores, self._cores)
+        return float(np.real(_tt_inner(self._cores, [G.conj() for G in self._cores])))
 
-    def inner_tt(self, other: TTTensor) -> float:
+    def inner_tt(self, other: TTTensor) -> float | complex:
         """Inner product ⟨T, S⟩ with another tensor train of the same shape, core by core.
 
-        Costs O(N I r_T r_S (r_T + r_S)), whatever the number of entries.
+        Costs O(N I r_T r_S (r_T + r_S)), whatever the number of entries. For complex
+        trains it is the sum of the entrywise products, without conjugation (as
+        :meth:`~sdf.tensors.Tensor.inner_cpd`); ``sum(conj(T) * S)`` is the conjugate of
+        this product taken with the conjugated train.
 
         Examples
         --------

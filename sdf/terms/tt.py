@@ -31,7 +31,13 @@ entries.
   blocks are the nearest Kronecker product of the summed entry blocks, scaled per slice by
   the slice's share.
 
-Real values only: complex data or cores are refused by :meth:`sdf.Model.check`.
+**Complex values** (complex data, complex cores, or both): the model is holomorphic in
+the cores, so every formula above holds with the second ring of each contraction
+conjugated: the environments of ``(A, conj(B))`` give ``sum A conj(B)`` and, opened at a
+core, ``J^H`` applied to ``A`` (the conjugate cogradient of :mod:`sdf.problem`); the
+Gauss-Newton product is ``J^H J v`` and the blocks are Hermitian. A ring's (and the
+completion's) block is then approximated by its partial traces (``P = tr_Q(B)``, ``Q =
+tr_P(B) / tr(B)``: Hermitian positive semidefinite, exact for a Kronecker product).
 """
 
 from __future__ import annotations
@@ -97,8 +103,27 @@ def _environments(A: Cores, B: Cores) -> tuple[list[np.ndarray], list[np.ndarray
 
 
 def _closed(L: np.ndarray) -> float:
-    """``tr`` of a full left environment: ``sum L[p, q, p, q]``."""
-    return float(np.einsum("pqpq->", L))
+    """Real part of the ``tr`` of a full left environment: ``Re sum L[p, q, p, q]`` (the
+    environments of ``(A, conj(B))`` close to ``sum A conj(B)``, whose real part is the
+    real inner product of the two)."""
+    return float(np.real(np.einsum("pqpq->", L)))
+
+
+def _conj(cores: Cores) -> Cores:
+    """The cores conjugated (the same arrays when real)."""
+    return [G.conj() if np.iscomplexobj(G) else G for G in cores]
+
+
+def _partial_traces(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(P, Q)`` with ``kron(P, Q)`` standing for the block ``block[b, a, d, c]`` (row
+    ``(b, d)``, column ``(a, c)``): its partial traces, ``Q`` divided by the trace. Hermitian
+    positive semidefinite for a Hermitian positive semidefinite block, and exact for a
+    Kronecker product."""
+    P = np.einsum("badd->ba", block)
+    Q = np.einsum("bbdc->dc", block)
+    total = float(np.real(np.trace(P)))
+    Q = Q / total if total > 0 else Q
+    return 0.5 * (P + P.conj().T), 0.5 * (Q + Q.conj().T)
 
 
 def _nearest_kron(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,24 +148,25 @@ class _RingGramian:
 
     def _set_model(self, cores: Cores) -> None:
         self.cores = cores
-        self.left, self.right = _environments(cores, cores)
+        self.bra = _conj(cores)
+        self.left, self.right = _environments(cores, self.bra)
 
     def _model_gradient(self) -> list[np.ndarray]:
-        """Gradient of ``<M, M> / 2``: ``J^T M``."""
+        """Gradient of ``<M, M> / 2``: ``J^H M``."""
         return [_open(self.left[k], G, self.right[k]) for k, G in enumerate(self.cores)]
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
-        G, V = self.cores, [np.asarray(v, dtype=float) for v in dvalues]
+        G, H, V = self.cores, self.bra, [np.asarray(v) for v in dvalues]
         N = len(G)
         dleft = [np.zeros_like(self.left[0])]
         for k in range(N - 1):
-            dleft.append(_left_step(dleft[-1], G[k], G[k])
-                         + _left_step(self.left[k], V[k], G[k]))
+            dleft.append(_left_step(dleft[-1], G[k], H[k])
+                         + _left_step(self.left[k], V[k], H[k]))
         dright = [np.empty(0)] * N
         dright[N - 1] = np.zeros_like(self.right[N - 1])
         for k in range(N - 1, 0, -1):
-            dright[k - 1] = (_right_step(G[k], G[k], dright[k])
-                             + _right_step(V[k], G[k], self.right[k]))
+            dright[k - 1] = (_right_step(G[k], H[k], dright[k])
+                             + _right_step(V[k], H[k], self.right[k]))
         return [_open(dleft[k], G[k], self.right[k]) + _open(self.left[k], V[k], self.right[k])
                 + _open(self.left[k], G[k], dright[k]) for k in range(N)]
 
@@ -148,12 +174,17 @@ class _RingGramian:
         out: list[Block] = []
         for k, G in enumerate(self.cores):
             L, R = self.left[k], self.right[k]
-            if L.shape[0] == 1:  # a train: exactly kron(L_k, I, R_k)
-                out.append((L[0, 0], np.eye(G.shape[1]), R[:, :, 0, 0]))
+            if L.shape[0] == 1:  # a train: exactly kron(L_k^T, I, R_k^T)
+                # (J_k^H J_k V)[b, i, d] = sum L[a, b] V[a, i, c] R[c, d]: mode products
+                # with L^T and R^T (Hermitian; when real, L and R are symmetric)
+                left, right = L[0, 0], R[:, :, 0, 0]
+                if np.iscomplexobj(left) or np.iscomplexobj(right):
+                    left, right = left.T, right.T
+                out.append((left, np.eye(G.shape[1]), right))
                 continue
-            # (J_k^T J_k V)[b, i, d] = sum L[p, q, a, b] V[a, i, c] R[c, d, p, q]
+            # (J_k^H J_k V)[b, i, d] = sum L[p, q, a, b] V[a, i, c] R[c, d, p, q]
             block = np.einsum("pqab,cdpq->badc", L, R)
-            P, Q = _nearest_kron(block)
+            P, Q = _partial_traces(block) if np.iscomplexobj(block) else _nearest_kron(block)
             out.append((P, np.eye(G.shape[1]), Q))
         return out
 
@@ -183,7 +214,8 @@ def _model_array(left_full: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _contract(X: np.ndarray, left: list[np.ndarray], right: list[np.ndarray]
               ) -> list[np.ndarray]:
-    """``J^T x``: per core, ``g[a, i, b] = sum X[.., i, ..] (interfaces)[b .. p .. a]``."""
+    """``J^T x``: per core, ``g[a, i, b] = sum X[.., i, ..] (interfaces)[b .. p .. a]``
+    (``J^H x`` from the interfaces of the conjugated cores)."""
     out = []
     for k in range(len(right)):
         L, R = left[k], right[k]
@@ -198,9 +230,10 @@ class _DenseRingState(_RingGramian, TermState):
 
     def __init__(self, array: np.ndarray, cores: Cores) -> None:
         self._set_model(cores)
-        left, right = _interfaces(cores)
-        residual = _model_array(left[-1], array.shape) - array
-        self.fval = 0.5 * float(np.vdot(residual, residual))
+        left, right = _interfaces(self.bra)  # conjugated interfaces: J^H
+        model = _model_array(left[-1], array.shape)
+        residual = (model.conj() if np.iscomplexobj(model) else model) - array
+        self.fval = 0.5 * float(np.real(np.vdot(residual, residual)))
         self._gradient = _contract(residual, left, right)
 
     def gradient(self) -> list[np.ndarray]:
@@ -208,8 +241,8 @@ class _DenseRingState(_RingGramian, TermState):
 
 
 class _FactoredRingState(_RingGramian, TermState):
-    """Full data read through inner products: ``f = (||T||^2 - 2<T, M> + <M, M>) / 2``;
-    the gradient is ``J^T M - J^T T``, the data part given."""
+    """Full data read through inner products: ``f = (||T||^2 - 2 Re<T, M> + <M, M>) / 2``;
+    the gradient is ``J^H M - J^H T``, the data part given."""
 
     def __init__(self, norm_squared: float, inner: float, data_part: list[np.ndarray],
                  cores: Cores) -> None:
@@ -223,8 +256,8 @@ class _FactoredRingState(_RingGramian, TermState):
 
 
 def _tt_data_part(data: TTTensor, cores: Cores) -> tuple[float, list[np.ndarray]]:
-    """``<T, M>`` and ``J^T T`` for tensor-train data, core by core."""
-    left, right = _environments(data.cores, cores)
+    """``Re<T, M>`` and ``J^H T`` for tensor-train data, core by core."""
+    left, right = _environments(data.cores, _conj(cores))
     inner = _closed(left[-1])
     return inner, [_open(left[k], X, right[k]) for k, X in enumerate(data.cores)]
 
@@ -240,7 +273,8 @@ def _train_difference_norm(cores: Cores, data: Cores) -> float:
         elif k == N - 1:
             D = np.concatenate([G, X], axis=0)
         else:
-            D = np.zeros((G.shape[0] + X.shape[0], G.shape[1], G.shape[2] + X.shape[2]))
+            D = np.zeros((G.shape[0] + X.shape[0], G.shape[1], G.shape[2] + X.shape[2]),
+                         dtype=np.result_type(G, X))
             D[: G.shape[0], :, : G.shape[2]] = G
             D[G.shape[0]:, :, G.shape[2]:] = X
         diff.append(D)
@@ -252,12 +286,13 @@ def _train_difference_norm(cores: Cores, data: Cores) -> float:
 
 
 def _cpd_data_part(data: Tensor, cores: Cores) -> tuple[float, list[np.ndarray]]:
-    """``<T, M>`` and ``J^T T`` through one MTTKRP session: the ring as a CPD whose
-    components run over every choice of the bond indices ``(b_0, ..., b_{N-1})``."""
+    """``Re<T, M>`` and ``J^H T`` through one MTTKRP session: the (conjugated) ring as a
+    CPD whose components run over every choice of the bond indices ``(b_0, ...,
+    b_{N-1})``."""
     N = len(cores)
     bonds = [G.shape[0] for G in cores]
     grid = np.indices(bonds).reshape(N, -1)  # (N, R), C order
-    mats = [G[grid[n], :, grid[(n + 1) % N]].T for n, G in enumerate(cores)]
+    mats = [G[grid[n], :, grid[(n + 1) % N]].T for n, G in enumerate(_conj(cores))]
     session = data.mttkrp_session(mats)
     letters = string.ascii_lowercase[:N]
     out = []
@@ -289,12 +324,14 @@ class _SampledRingState(TermState):
         # Z_k[e, (a, b)]: the derivative of entry e with respect to G_k[a, i_k(e), b].
         self.Z = [np.ascontiguousarray(np.swapaxes(right[k] @ left[k], 1, 2)).reshape(nnz, -1)
                   for k in range(N)]
+        # conj(Z_k): the adjoint J^H reads them (the same arrays when real)
+        self.Zh = [Z.conj() if np.iscomplexobj(Z) else Z for Z in self.Z]
         self.residual = model - entries.vals
-        self.fval = 0.5 * float(self.residual @ self.residual)
+        self.fval = 0.5 * float(np.real(np.vdot(self.residual, self.residual)))
 
     def _scatter(self, weights: np.ndarray) -> list[np.ndarray]:
         out = []
-        for k, (G, Z) in enumerate(zip(self.cores, self.Z)):
+        for k, (G, Z) in enumerate(zip(self.cores, self.Zh)):
             flat = self.entries.mode_indicator(k) @ (weights[:, None] * Z)
             out.append(np.transpose(np.asarray(flat).reshape(G.shape[1], G.shape[0],
                                                              G.shape[2]), (1, 0, 2)))
@@ -305,24 +342,24 @@ class _SampledRingState(TermState):
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
         subs = self.entries.subs
-        jv = np.zeros(len(self.residual))
+        jv: np.ndarray = np.zeros(len(self.residual))
         for k, (V, Z) in enumerate(zip(dvalues, self.Z)):
             # The rows of V (slices of mode k, flattened) at every entry's index.
-            rows = np.transpose(np.asarray(V, dtype=float), (1, 0, 2)).reshape(V.shape[1], -1)
-            jv += np.einsum("eq,eq->e", rows[subs[:, k]], Z)
+            rows = np.transpose(np.asarray(V), (1, 0, 2)).reshape(V.shape[1], -1)
+            jv = jv + np.einsum("eq,eq->e", rows[subs[:, k]], Z)
         return self._scatter(jv)
 
     def blocks(self) -> list[Block]:
         out: list[Block] = []
-        for k, (G, Z) in enumerate(zip(self.cores, self.Z)):
+        for k, (G, Z, Zh) in enumerate(zip(self.cores, self.Z, self.Zh)):
             ra, rb = G.shape[0], G.shape[2]
             Z3 = Z.reshape(len(Z), ra, rb)
             # The entry blocks summed, as block[b, a, d, c] (row (b, d), column (a, c))...
-            total = np.einsum("ebd,eac->badc", Z3, Z3)
-            P, Q = _nearest_kron(total)
+            total = np.einsum("ebd,eac->badc", Zh.reshape(Z3.shape), Z3)
+            P, Q = _partial_traces(total) if np.iscomplexobj(total) else _nearest_kron(total)
             # ... shared by the slices of mode k in proportion to their entries' weight.
             share = np.asarray(self.entries.mode_indicator(k)
-                               @ np.einsum("eq,eq->e", Z, Z)).ravel()
+                               @ np.real(np.einsum("eq,eq->e", Zh, Z))).ravel()
             scale = float(share.sum())
             share = share / scale if scale > 0 else share
             out.append((P, np.diag(share), Q))
@@ -330,10 +367,17 @@ class _SampledRingState(TermState):
 
 
 # --------------------------------------------------------------------- the terms
+def _cores(values: Sequence[Any]) -> Cores:
+    """The cores as float64 arrays, or complex128 where complex."""
+    return [np.asarray(v, dtype=np.complex128 if np.iscomplexobj(v) else np.float64)
+            for v in values]
+
+
 class _RingTerm(DataTerm):
     """What TT and TR share: a ring of cores on a data set."""
 
     spec_options = ()
+    complex_values = True
     closed_train = False  # TT: the first and last sizes are 1
 
     def __init__(self, data: Any, cores: Sequence[Any], weight: float | None = None,
@@ -385,7 +429,7 @@ class _RingTerm(DataTerm):
         super().check(where)
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
-        cores = [np.asarray(v, dtype=float) for v in values]
+        cores = _cores(values)
         entries = self.data.known_entries()
         if entries is not None:
             return _SampledRingState(entries, cores)
@@ -418,7 +462,7 @@ class _RingTerm(DataTerm):
         if (not isinstance(self.data, TTTensor) and not self.data.out_of_core
                 and self.data.size <= _MAX_EXPAND):
             try:
-                array = np.asarray(self.data.to_dense(), dtype=float)
+                array = np.asarray(self.data.to_dense())
             except DataError:
                 array = None
         self._expanded = (self.data, array)
@@ -430,8 +474,7 @@ class _RingTerm(DataTerm):
         if (not isinstance(self.data, TTTensor) or fval > 1e-6 * self.data_norm_squared
                 or values[0].shape[0] != 1):
             return fval
-        return 0.5 * _train_difference_norm([np.asarray(v, dtype=float) for v in values],
-                                            self.data.cores) ** 2
+        return 0.5 * _train_difference_norm(_cores(values), self.data.cores) ** 2
 
     def describe_shape(self) -> str:
         return f"ranks {self.ranks}"
@@ -447,8 +490,7 @@ class _RingTerm(DataTerm):
         array([[2., 2., 2.],
                [2., 2., 2.]])
         """
-        cores = [np.asarray(v, dtype=float) for v in values]
-        left, _ = _interfaces(cores)
+        left, _ = _interfaces(_cores(values))
         return _model_array(left[-1], self.data.shape)
 
 
@@ -466,7 +508,8 @@ class TT(_RingTerm):
     missing (TT completion: the cost is then proportional to the known entries times
     ``N r^2``). The train is
     invariant under ``G_k -> G_k A``, ``G_{k+1} -> A^{-1} G_{k+1}``: compare full tensors
-    or interface subspaces, not cores. Real values only.
+    or interface subspaces, not cores. Complex data and cores are fitted as they are
+    (see the module docstring).
 
     Parameters
     ----------

@@ -27,7 +27,7 @@ from sdf import transforms as tf
 from sdf.errors import ModelError
 from sdf.problem import Problem
 from sdf.tensors import (CPDTensor, DenseTensor, IncompleteTensor, MaskedTensor, SparseTensor,
-                         Tensor, TuckerTensor)
+                         Tensor, TTTensor, TuckerTensor)
 
 from _reference import tucker as tucker_model
 
@@ -248,6 +248,73 @@ def test_complex_tucker_terms_match_autograd(key, case, rng):
     check_complex_model(model, residuals, rng)
 
 
+def tensor_train(shape, rng, cplx=True):
+    sizes = [1, *([2] * (len(shape) - 1)), 1]
+    make = (lambda s: _complex(rng, s)) if cplx else rng.standard_normal
+    T = TTTensor([make((sizes[k], n, sizes[k + 1])) for k, n in enumerate(shape)])
+    return T, T.to_dense(), None
+
+
+def _ring_full(cores: list[Any]) -> Any:
+    bonds, modes = "abcd", "ijkl"
+    n = len(cores)
+    spec = ",".join(f"{bonds[k]}{modes[k]}{bonds[(k + 1) % n]}" for k in range(n))
+    return anp.einsum(f"{spec}->{modes[:n]}", *cores)
+
+
+RING_KINDS = {**KINDS, "tt": tensor_train}
+
+
+@pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning:autograd")
+@pytest.mark.parametrize("case", [(kind, order, mix) for kind in RING_KINDS for order in SHAPES
+                                  for mix in MIXES],
+                         ids=lambda c: f"{c[0]}-order{c[1]}-{c[2]}")
+@pytest.mark.parametrize("key", ["TT", "TR"])
+def test_complex_ring_terms_match_autograd(key, case, rng):
+    """Tensor trains and rings: residual formed (dense data and data expanded once),
+    known entries (completion), tensor-train data contracted core by core."""
+    kind, order, mix = case
+    data_complex, factors_complex = MIXES[mix]
+    tensor, dense_form, known = RING_KINDS[kind](SHAPES[order], rng, data_complex)
+    check_ring_model(key, tensor, dense_form, known, factors_complex, mix, order, rng)
+
+
+@pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning:autograd")
+@pytest.mark.parametrize("kind", ["cpd", "tucker", "sparse"])
+@pytest.mark.parametrize("mix", sorted(MIXES))
+@pytest.mark.parametrize("key", ["TT", "TR"])
+def test_complex_ring_terms_through_mttkrps_match_autograd(key, kind, mix, rng, monkeypatch):
+    """Data too large to expand are read through MTTKRPs of the (conjugated) ring seen as
+    a CPD."""
+    import sdf.terms.tt
+
+    monkeypatch.setattr(sdf.terms.tt, "_MAX_EXPAND", 0)
+    data_complex, factors_complex = MIXES[mix]
+    tensor, dense_form, known = KINDS[kind](SHAPES[3], rng, data_complex)
+    check_ring_model(key, tensor, dense_form, known, factors_complex, mix, 3, rng)
+
+
+def check_ring_model(key, tensor, dense_form, known, factors_complex, mix, order, rng):
+    shape = SHAPES[order]
+    r0 = 2 if key == "TR" else 1
+    sizes = [r0, *([2] * (order - 1)), r0]
+    make = (lambda s: _complex(rng, s)) if factors_complex else rng.standard_normal
+    vs = [sdf.Variable(make((sizes[k], n, sizes[k + 1])), name=f"g{k}")
+          for k, n in enumerate(shape)]
+    if mix == "complex-complex" and order == 3:  # a real core in a complex term
+        vs[2] = sdf.Variable(rng.standard_normal(vs[2].shape), name="g2")
+    model = sdf.Model(t=getattr(sdf, key)(tensor, vs))
+    model.check()
+    w = model.weights["t"]
+    target = dense_form if known is None else dense_form[known]
+
+    def residuals(v):
+        M = _ring_full([v[f"g{k}"] for k in range(order)])
+        return [(w, (M if known is None else M[known]) - target)]
+
+    check_complex_model(model, residuals, rng)
+
+
 def test_complex_l2_matches_autograd(rng):
     a = sdf.Variable(_complex(rng, (4, 2)), name="a")
     b = sdf.Variable(rng.standard_normal((3, 2)), name="b")
@@ -301,9 +368,9 @@ def test_variable_keeps_the_imaginary_part(rng):
         sdf.Variable.random(3, dtype=int)
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(RING_KINDS))
 def test_each_data_kind_keeps_the_imaginary_part(kind, rng):
-    tensor, dense_form, known = KINDS[kind](SHAPES[3], rng)
+    tensor, dense_form, known = RING_KINDS[kind](SHAPES[3], rng)
     assert tensor.is_complex
     got = tensor.to_dense()
     assert got.dtype == np.complex128

@@ -176,7 +176,7 @@ DRIVERS: dict[str, Case] = {
              ({"ranks": (2, 5)}, ModelError, r"ranks\[2\]: 5 exceeds I_2 \* ranks\[3\] = 4"),
              ({"init": "bogus"}, ModelError, r"init: expected 'auto', 'random' or a list"),
              ({"init": [np.ones((1, 6, 2))] * 3}, ModelError,
-              r"init\[1\]: expected a real core of shape \(2, 5, 2\), got shape \(1, 6, 2\)")],
+              r"init\[1\]: expected a core of shape \(2, 5, 2\), got shape \(1, 6, 2\)")],
     ),
     "tr": Case(
         inputs=lambda rng: {"data": planted(rng), "init": [

@@ -9,7 +9,7 @@ import sdf
 from sdf import algebra
 from sdf.decomp import tt_svd
 from sdf.errors import DataError
-from sdf.tensors import TTTensor
+from sdf.tensors import DenseTensor, TTTensor
 
 from test_tensorize import assert_matches_dense
 
@@ -61,6 +61,54 @@ def test_tt_svd_meets_its_error_bound(tol, rng):
 def test_tt_svd_max_rank_caps_every_rank(rng):
     tt = tt_svd(rng.standard_normal((4, 4, 4, 4)), max_rank=3)
     assert max(tt.ranks) == 3
+
+
+def _complex(rng, *shape):
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+@pytest.mark.parametrize("complex_factors", [False, True])
+def test_complex_tt_operations_match_dense(rng, complex_factors):
+    """Complex trains (matrix product states) hold complex cores; every operation equals
+    the dense tensor's, with real or complex factors (they were refused)."""
+    r = (1, 2, 3, 2, 1)
+    T = TTTensor([_complex(rng, r[k], I, r[k + 1]) for k, I in enumerate((3, 4, 2, 3))])
+    assert T.is_complex
+    D = DenseTensor(T.to_dense())
+    assert D.is_complex
+    assert T.norm_squared() == pytest.approx(D.norm_squared(), rel=1e-12)
+    draw = (lambda *s: _complex(rng, *s)) if complex_factors else (
+        lambda *s: rng.standard_normal(s))
+    A = [draw(I, 3) for I in T.shape]
+    assert T.inner_cpd(A) == pytest.approx(D.inner_cpd(A), rel=1e-12)
+    session = T.mttkrp_session(A)
+    assert session.inner() == pytest.approx(D.inner_cpd(A), rel=1e-12)
+    for got, ref in zip(session.all(), D.mttkrp_all(A)):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    U, S = [draw(I, 2) for I in T.shape], draw(2, 2, 2, 2)
+    np.testing.assert_allclose(T.project(U), D.project(U), rtol=1e-12, atol=1e-12)
+    assert T.inner_tucker(U, S) == pytest.approx(D.inner_tucker(U, S), rel=1e-12)
+    subs = np.stack([rng.integers(0, I, 12) for I in T.shape], axis=1)
+    np.testing.assert_allclose(T.values_at(subs), D.values_at(subs), rtol=1e-12)
+    other = TTTensor([_complex(rng, 1, 3, 2), _complex(rng, 2, 4, 1), _complex(rng, 1, 2, 1),
+                      _complex(rng, 1, 3, 1)])
+    assert T.inner_tt(other) == pytest.approx(np.sum(T.to_dense() * other.to_dense()),
+                                              rel=1e-12)
+
+
+def test_tt_svd_of_complex_data(rng):
+    """Complex data give complex, left-unitary cores; the bound holds as for real data."""
+    T = algebra.cpd_to_tensor([_complex(rng, n, 2) for n in (4, 5, 6, 3)])
+    tt = tt_svd(T, tol=1e-10)
+    assert tt.ranks == (1, 2, 2, 2, 1) and tt.is_complex
+    np.testing.assert_allclose(tt.to_dense(), T, atol=1e-10)
+    for G in tt.cores[:-1]:
+        M = G.reshape(-1, G.shape[2])
+        np.testing.assert_allclose(M.conj().T @ M, np.eye(G.shape[2]), atol=1e-10)
+    noisy = T + 0.1 * _complex(rng, *T.shape)
+    for tol in (0.3, 0.05):
+        tt = tt_svd(noisy, tol=tol)
+        assert np.linalg.norm(tt.to_dense() - noisy) <= tol * np.linalg.norm(noisy) * (1 + 1e-12)
 
 
 @pytest.mark.parametrize("call, match", [
