@@ -311,6 +311,30 @@ def test_tolerances_hold_against_the_zero_model_from_a_start_worse_than_it(rng):
     assert res.success and res.relerr["t"] < 1e-8
 
 
+@pytest.mark.parametrize("scale", [1e-10, 1e10])
+def test_lbfgs_balances_a_variable_far_from_the_others_scale(rng, scale):
+    """A train's last core carries the data's norm beside orthonormal cores: at 1e-10
+    (1e10) it is 1e10 times smaller (larger) than they are, and L-BFGS stopped after two
+    iterations at relative error 0.97 (0.87), "converged". In its own unit it fits as at
+    unit scale; bounds are read in the same units."""
+    from sdf.models import tt
+
+    cores = [rng.standard_normal(s) for s in [(1, 8, 3), (3, 9, 3), (3, 10, 1)]]
+    T = sdf.tensors.TTTensor(cores).to_dense()
+    T *= 30.0 * scale / np.linalg.norm(T)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SdfWarning)
+        dec = tt(T, (3, 3), init="random", seed=1, method="minf")
+    assert dec.result.success and dec.relerr < 1e-5
+    a = sdf.Variable(np.abs(rng.standard_normal((7, 2))), name="a")
+    b = sdf.Variable(np.abs(rng.standard_normal((6, 2))) * scale, name="b")
+    X = np.abs(rng.standard_normal((7, 2))) @ np.abs(rng.standard_normal((6, 2))).T * scale
+    res = sdf.Model(x=sdf.CPD(X, [a, b])).fit("minf", lower=0.0,
+                                              upper={"b": 2.0 * scale})
+    assert res["a"].min() >= 0.0 and res["b"].min() >= 0.0
+    assert res["b"].max() <= 2.0 * scale and res.relerr["x"] < 1e-6
+
+
 @pytest.mark.parametrize("method", ["nls", "minf"])
 def test_a_regularized_fit_of_data_at_1e_minus_150_stays_in_range(rng, method):
     """With a ridge term the zero model's objective is no reference for the tolerances
