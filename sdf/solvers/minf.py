@@ -168,7 +168,7 @@ def minf(problem: ScaledProblem, options: MinfOptions, run: Run
     final = cache["prev"] if np.array_equal(cache["prev"].z, z) else problem.point(z)
     if run.best is None or final.f <= run.best.f:
         run.best = final
-    reason = _reason(res, run.best.f, f0)
+    reason = _reason(res, run.best.f, f0, problem.rounding_floor())
     if reason is StopReason.TOL_GRAD and _explains_nothing(run, run.best):
         # As in the Gauss-Newton solver: a gradient that vanishes where the model fits
         # no better than zero marks a saddle (e.g. an all-zero start), not a solution.
@@ -183,7 +183,7 @@ def _explains_nothing(run: Run, point: ScaledPoint) -> bool:
     return bool(relerr) and all(e >= 1.0 - 1e-8 for e in relerr.values())
 
 
-def _reason(res: Any, f: float, f0: float) -> StopReason:
+def _reason(res: Any, f: float, f0: float, floor: float) -> StopReason:
     message = str(res.message).upper()
     if "GRADIENT" in message or "PROJG" in message:
         return StopReason.TOL_GRAD
@@ -192,5 +192,9 @@ def _reason(res: Any, f: float, f0: float) -> StopReason:
     if "ITERATION" in message or "EVALUATIONS" in message:
         return StopReason.MAX_ITER
     # Line-search failures after progress mean the objective cannot decrease further
-    # at machine precision: the iterate is as good as the tolerances allow.
+    # at machine precision: the iterate is as good as the tolerances allow; without
+    # progress, so is an objective within the rounding noise of the data's norms (an
+    # exact start).
+    if f <= floor:
+        return StopReason.TOL_ABS
     return StopReason.TOL_FUN if f < f0 else StopReason.STEP_FAILED

@@ -335,6 +335,19 @@ def test_lbfgs_balances_a_variable_far_from_the_others_scale(rng, scale):
     assert res["b"].max() <= 2.0 * scale and res.relerr["x"] < 1e-6
 
 
+@pytest.mark.parametrize("scale", [1e-10, 1.0, 1e10])
+@pytest.mark.parametrize("method", ["nls", "minf"])
+def test_an_exact_start_is_a_success_at_any_scale(scale, method):
+    """From the planted factors themselves nothing decreases the objective: L-BFGS's
+    line search then fails, which at 1e-10 and 1e10 was reported as STEP_FAILED
+    (success False) with relative error 1e-16, in about half of the data sets."""
+    for seed in range(6):
+        T, F = planted(np.random.default_rng(seed))
+        vs = [sdf.Variable(F[0] * scale), sdf.Variable(F[1]), sdf.Variable(F[2])]
+        res = sdf.Model(t=sdf.CPD(T * scale, vs)).fit(method)
+        assert res.success and res.stop.converged and res.relerr["t"] < 1e-14
+
+
 @pytest.mark.parametrize("method", ["nls", "minf"])
 def test_a_regularized_fit_of_data_at_1e_minus_150_stays_in_range(rng, method):
     """With a ridge term the zero model's objective is no reference for the tolerances
