@@ -2,11 +2,12 @@
 
 The objective is scaled by its starting value so that the tolerances are relative, as in
 the Gauss-Newton solver. L-BFGS is not invariant to the variables' scales: a variable
-whose start is far (beyond ``2**BALANCE_EXPONENT``) from the others' scale, such as a
-tensor train's last core carrying tiny data's norm beside orthonormal cores, is optimised
+whose start is far (beyond ``2**BALANCE_EXPONENT``) from the common scale, such as a
+tensor train's last core carrying the data's norm beside orthonormal cores, is optimised
 in its own unit (a power of two, so the change is exact). Without it the first
 quasi-Newton steps move that variable alone and the line searches stall (a train of data
-at 1e-10 stopped at relative error 0.97 after two iterations).
+at 1e-10 stopped at relative error 0.97 after two iterations, and trains at unit scale
+ran into the iteration cap).
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ __all__ = ["minf"]
 
 
 #: Exponent (base 2) of the spread between a variable's start and the common unit beyond
-#: which the variable gets its own unit.
-BALANCE_EXPONENT = 8
+#: which the variable gets its own unit. From random starts on 30 problems (CPD, CPD with
+#: 30 % missing, BTD and TT of rank-4 data with 1 % noise, data scales 0.01-100), 2 never
+#: took more iterations than 8 or 64 and reached the same or lower errors; trains stalled at
+#: 1000 iterations (relative errors 0.18-0.53) converged in 140-270, incomplete CPDs took
+#: 50-190 iterations instead of 1000. 0 (every variable in its own unit) was mixed.
+BALANCE_EXPONENT = 2
 
 
 def _balance(problem: ScaledProblem, z0: np.ndarray) -> np.ndarray | None:

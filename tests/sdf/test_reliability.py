@@ -311,12 +311,13 @@ def test_tolerances_hold_against_the_zero_model_from_a_start_worse_than_it(rng):
     assert res.success and res.relerr["t"] < 1e-8
 
 
-@pytest.mark.parametrize("scale", [1e-10, 1e10])
+@pytest.mark.parametrize("scale", [1e-10, 1.0, 1e10])
 def test_lbfgs_balances_a_variable_far_from_the_others_scale(rng, scale):
     """A train's last core carries the data's norm beside orthonormal cores: at 1e-10
     (1e10) it is 1e10 times smaller (larger) than they are, and L-BFGS stopped after two
-    iterations at relative error 0.97 (0.87), "converged". In its own unit it fits as at
-    unit scale; bounds are read in the same units."""
+    iterations at relative error 0.97 (0.87), "converged"; at unit scale (norm 30) it ran
+    into the iteration cap at 0.045. In its own unit it fits; bounds are read in the same
+    units."""
     from sdf.models import tt
 
     cores = [rng.standard_normal(s) for s in [(1, 8, 3), (3, 9, 3), (3, 10, 1)]]
