@@ -22,10 +22,11 @@ Missing entries (NaN) are fitted on the known entries only, as for every other d
 Least-squares fits of incomplete data need the coordinates of the known entries in
 memory (their Jacobian is sparse, one row per known entry), so :meth:`known_entries`
 collects them, chunk by chunk, when they take at most ``max_known_bytes``
-(``8 (N + 1)`` bytes per known entry; default :data:`MAX_KNOWN_BYTES`); beyond that it
-raises a :class:`~sdf.errors.DataError` saying how much is needed. The fit then holds
-``O(known · N · R)`` more for its Jacobian: data with missing entries fit in memory by
-their known entries, fully known data of any size fit chunk by chunk.
+(``8 (N + 1)`` bytes per known entry, ``8 (N + 2)`` when complex; default
+:data:`MAX_KNOWN_BYTES`); beyond that it raises a :class:`~sdf.errors.DataError` saying
+how much is needed. The fit then holds ``O(known · N · R)`` more for its Jacobian: data
+with missing entries fit in memory by their known entries, fully known data of any size
+fit chunk by chunk. Complex chunks are read as complex128 and stay complex.
 
 ``import sdf`` never imports dask: this module imports it only when a dask array is
 converted (:func:`~sdf.tensors.as_tensor` recognises dask and zarr arrays by their
@@ -57,37 +58,46 @@ from sdf.tensors._convert import register_data_kind
 
 __all__ = ["DaskTensor", "MAX_DENSE_BYTES", "MAX_KNOWN_BYTES"]
 
-#: Bytes of known-entry coordinates (int64 indices and float64 values) up to which
-#: data with missing entries are gathered in memory for a fit (see the module docstring).
+#: Bytes of known-entry coordinates (int64 indices and float64 or complex128 values) up
+#: to which data with missing entries are gathered in memory for a fit (see the module
+#: docstring).
 MAX_KNOWN_BYTES = 2**30
-#: Bytes (as float64) up to which :meth:`DaskTensor.to_dense` builds the full array.
+#: Bytes (as float64 or complex128) up to which :meth:`DaskTensor.to_dense` builds the full
+#: array.
 MAX_DENSE_BYTES = 2**30
 
 
 
 # ----------------------------------------------------------------------------- chunk tasks
+def _native(block: Any) -> np.ndarray:
+    """A chunk as float64, or complex128 when complex (never made real)."""
+    X = np.asarray(block)
+    return X.astype(np.complex128 if np.iscomplexobj(X) else np.float64, copy=False)
+
+
 def _as_float(block: Any) -> np.ndarray:
-    """A chunk as float64, missing entries (NaN) as zeros: reductions run over known ones."""
-    X = np.asarray(block, dtype=np.float64)
+    """A chunk as float64 (complex128 when complex), missing entries (NaN in either part)
+    as zeros: reductions run over known ones."""
+    X = _native(block)
     missing = np.isnan(X)
     return np.where(missing, 0.0, X) if missing.any() else X
 
 
 def _scan_chunk(block: Any) -> Partial:
-    X = np.asarray(block, dtype=np.float64)
+    X = _native(block)
     missing, infinite = np.isnan(X), np.isinf(X)
     known = np.where(missing | infinite, 0.0, X)
-    return {("sumsq",): float(np.vdot(known, known)), ("nan",): int(missing.sum()),
+    return {("sumsq",): float(np.real(np.vdot(known, known))), ("nan",): int(missing.sum()),
             ("inf",): int(infinite.sum())}
 
 
 def _first_inf_chunk(block: Any, offset: tuple[int, ...]) -> Partial:
-    bad = np.argwhere(np.isinf(np.asarray(block, dtype=np.float64)))
+    bad = np.argwhere(np.isinf(_native(block)))
     return {("at",): [tuple(int(i + o) for i, o in zip(bad[0], offset))] if len(bad) else []}
 
 
 def _known_chunk(block: Any, offset: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    X = np.asarray(block, dtype=np.float64)
+    X = _native(block)
     known = ~np.isnan(X)
     subs = np.argwhere(known)
     subs += np.asarray(offset, dtype=np.int64)
@@ -95,7 +105,7 @@ def _known_chunk(block: Any, offset: tuple[int, ...]) -> tuple[np.ndarray, np.nd
 
 
 def _pick_chunk(block: Any, local: np.ndarray) -> np.ndarray:
-    return np.asarray(np.asarray(block)[tuple(local.T)], dtype=np.float64)
+    return _native(np.asarray(block)[tuple(local.T)])
 
 
 def _session_chunk(block: Any, index: tuple[int, ...], *rows: np.ndarray) -> Partial:
@@ -148,8 +158,9 @@ class DaskTensor(Tensor):
     Parameters
     ----------
     array : dask.array.Array
-        Real numbers (any integer, bool or float dtype; chunks are read as float64);
-        NaN marks a missing entry, Inf is an error (found on first use).
+        Real numbers (any integer, bool or float dtype; chunks are read as float64) or
+        complex ones (read as complex128); NaN (in either part) marks a missing entry,
+        Inf is an error (found on first use).
     name : str, default "data"
         Starts every error message.
     max_known_bytes : int, optional
@@ -176,10 +187,10 @@ class DaskTensor(Tensor):
     def __init__(self, array: Any, *, name: str = "data",
                  max_known_bytes: int | None = None) -> None:
         dtype = np.dtype(array.dtype)
-        if dtype.kind == "c":
-            raise DataError(f"{name}: data are complex (dtype {dtype}); expected real numbers")
-        if dtype.kind not in "biuf":
-            raise DataError(f"{name}: data have dtype {dtype}; expected real numbers")
+        if dtype.kind not in "biufc":
+            raise DataError(f"{name}: data have dtype {dtype}; expected real or complex "
+                            "numbers")
+        self._complex = dtype.kind == "c"
         if array.ndim == 0:
             raise DataError(f"{name}: expected an array with at least one mode, got a scalar")
         self._shape = _check_shape(array.shape, name)
@@ -198,8 +209,13 @@ class DaskTensor(Tensor):
 
     @property
     def array(self) -> Any:
-        """The dask array (as given; chunks are converted to float64 when read)."""
+        """The dask array (as given; chunks are converted to float64, or complex128, when
+        read)."""
         return self._array
+
+    @property
+    def is_complex(self) -> bool:
+        return self._complex
 
     @property
     def chunks(self) -> tuple[tuple[int, ...], ...]:
@@ -281,7 +297,7 @@ class DaskTensor(Tensor):
 
         from sdf.tensors._coordinate import IncompleteTensor
 
-        need = self.n_known * 8 * (self.ndim + 1)
+        need = self.n_known * (8 * self.ndim + (16 if self._complex else 8))
         if need > self._max_known:
             raise DataError(
                 f"{self._name}: dask data with {self.size - self.n_known} missing (NaN) "
@@ -331,7 +347,7 @@ class DaskTensor(Tensor):
         # One task per chunk holding requested entries: it reads that chunk and gathers.
         import dask
 
-        out = np.zeros(subs.shape[0])
+        out = np.zeros(subs.shape[0], dtype=np.complex128 if self._complex else np.float64)
         if subs.shape[0] == 0:
             return out
         where = np.stack([np.searchsorted(b, subs[:, n], side="right") - 1
@@ -353,14 +369,16 @@ class DaskTensor(Tensor):
 
     def to_dense(self) -> np.ndarray:
         """The full array in memory (NaN at missing entries), up to :data:`MAX_DENSE_BYTES`."""
-        need = 8 * self.size
+        dtype = np.complex128 if self._complex else np.float64
+        need = np.dtype(dtype).itemsize * self.size
         if need > MAX_DENSE_BYTES:
             raise DataError(
                 f"{self._name}: dask data of shape {self.shape} take {need / 2**30:.3g} GiB "
-                f"as float64, above the limit of {MAX_DENSE_BYTES / 2**30:.3g} GiB for "
+                f"as {np.dtype(dtype).name}, above the limit of "
+                f"{MAX_DENSE_BYTES / 2**30:.3g} GiB for "
                 "to_dense(); work with them through the Tensor operations (chunk by chunk) "
                 "or compute a slice of the dask array")
-        a = np.asarray(self._array.compute(), dtype=np.float64)
+        a = np.asarray(self._array.compute(), dtype=dtype)
         _check_no_inf(a, self._name, lambda k: tuple(int(i) for i in np.unravel_index(
             k, a.shape)))
         return a

@@ -40,14 +40,19 @@ __all__ = ["DaskEntriesTensor"]
 
 #: Bytes for the entries gathered in memory when the others are missing.
 MAX_KNOWN_BYTES = 2**30
-#: Bytes (as float64) up to which :meth:`DaskEntriesTensor.to_dense` builds the array.
+#: Bytes (as float64 or complex128) up to which :meth:`DaskEntriesTensor.to_dense` builds
+#: the array.
 MAX_DENSE_BYTES = 2**30
 
 
 def _chunk_tensor(subs: Any, vals: Any, shape: tuple[int, ...], name: str) -> SparseTensor:
-    """One chunk of entries as an in-memory sparse tensor (checked)."""
-    return SparseTensor.from_entries(np.asarray(subs, dtype=np.int64),
-                                     np.asarray(vals, dtype=np.float64), shape, name=name)
+    """One chunk of entries as an in-memory sparse tensor (checked; complex values stay
+    complex)."""
+    values = np.asarray(vals)
+    values = values.astype(np.complex128 if np.iscomplexobj(values) else np.float64,
+                           copy=False)
+    return SparseTensor.from_entries(np.asarray(subs, dtype=np.int64), values, shape,
+                                     name=name)
 
 
 def _scan(k: int, subs: Any, vals: Any, shape: tuple[int, ...], name: str) -> Partial:
@@ -103,7 +108,7 @@ class DaskEntriesTensor(Tensor):
     subs : dask.array.Array or zarr array of int, shape (nnz, N)
         Indices of the entries, chunked along the entries (columns are joined).
     vals : dask.array.Array or zarr array, shape (nnz,)
-        Their values (rechunked to match ``subs``).
+        Their values, real or complex (rechunked to match ``subs``).
     shape : sequence of int
         Size of each mode.
     missing : {"zero", "unknown"}, default "zero"
@@ -151,8 +156,10 @@ class DaskEntriesTensor(Tensor):
                             f"got {vals.shape}")
         if np.dtype(subs.dtype).kind not in "iu":
             raise DataError(f"{name}: subs must be integers, got dtype {subs.dtype}")
-        if np.dtype(vals.dtype).kind not in "biuf":
-            raise DataError(f"{name}: vals must be real numbers, got dtype {vals.dtype}")
+        if np.dtype(vals.dtype).kind not in "biufc":
+            raise DataError(f"{name}: vals must be real or complex numbers, got dtype "
+                            f"{vals.dtype}")
+        self._complex = np.dtype(vals.dtype).kind == "c"
         subs = subs.rechunk({1: -1})
         vals = vals.rechunk(subs.chunks[0])
         self._subs, self._vals = subs, vals
@@ -162,6 +169,10 @@ class DaskEntriesTensor(Tensor):
                                vals.to_delayed().ravel().tolist()))
         self._stats_cache: Partial | None = None
         self._known: KnownEntries | None = None
+
+    @property
+    def is_complex(self) -> bool:
+        return self._complex
 
     @property
     def nnz(self) -> int:
@@ -240,7 +251,7 @@ class DaskEntriesTensor(Tensor):
         if self._missing == "zero":
             return None
         if self._known is None:
-            need = self.nnz * 8 * (self.ndim + 1)
+            need = self.nnz * (8 * self.ndim + (16 if self._complex else 8))
             if need > self._max_known:
                 raise DataError(
                     f"{self._name}: incomplete data given by {self.nnz} entries in chunks "
@@ -299,15 +310,16 @@ class DaskEntriesTensor(Tensor):
     def to_dense(self) -> np.ndarray:
         """The full array in memory (zeros or NaN where no entry is given), up to
         :data:`MAX_DENSE_BYTES`."""
-        need = 8 * self.size
+        dtype = np.dtype(np.complex128 if self._complex else np.float64)
+        need = dtype.itemsize * self.size
         if need > MAX_DENSE_BYTES:
             raise DataError(
                 f"{self._name}: data of shape {self.shape} take {need / 2**30:.3g} GiB as "
-                f"float64, above the limit of {MAX_DENSE_BYTES / 2**30:.3g} GiB for "
+                f"{dtype.name}, above the limit of {MAX_DENSE_BYTES / 2**30:.3g} GiB for "
                 "to_dense(); work with them through the Tensor operations (chunk by chunk)")
         self._stats()
         out = self._reduce("entries")
-        dense = np.full(self.shape, 0.0 if self._missing == "zero" else np.nan)
+        dense = np.full(self.shape, 0.0 if self._missing == "zero" else np.nan, dtype=dtype)
         subs = np.concatenate(out[("subs",)])
         dense[tuple(subs.T)] = np.concatenate(out[("vals",)])
         return dense

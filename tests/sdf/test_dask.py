@@ -38,12 +38,20 @@ def _data(rng: np.random.Generator, shape: tuple[int, ...], missing: float = 0.0
     return a
 
 
-def _protocol_results(T: sdf.tensors.Tensor, rng: np.random.Generator) -> dict[str, object]:
-    """Every protocol operation on T, with random factors drawn the same way each call."""
+def _protocol_results(T: sdf.tensors.Tensor, rng: np.random.Generator,
+                      complex_factors: bool = False) -> dict[str, object]:
+    """Every protocol operation on T, with random factors drawn the same way each call
+    (complex ones with ``complex_factors``)."""
     shape = T.shape
-    A = [rng.standard_normal((I, 3)) for I in shape]
-    U = [rng.standard_normal((I, r)) for I, r in zip(shape, (2, 3, 2, 2))]
-    S = rng.standard_normal([r for r in (2, 3, 2, 2)][: len(shape)])
+
+    def draw(*size: int) -> np.ndarray:
+        if complex_factors:
+            return rng.standard_normal(size) + 1j * rng.standard_normal(size)
+        return rng.standard_normal(size)
+
+    A = [draw(I, 3) for I in shape]
+    U = [draw(I, r) for I, r in zip(shape, (2, 3, 2, 2))]
+    S = draw(*[r for r in (2, 3, 2, 2)][: len(shape)])
     session = T.mttkrp_session(A)
     subs = np.stack([rng.integers(0, I, 7) for I in shape], axis=1)
     P, K = T.project_tucker(U, S)
@@ -68,7 +76,8 @@ def _assert_same(got: dict[str, object], want: dict[str, object]) -> None:
     for key, value in want.items():
         pairs = zip(got[key], value) if isinstance(value, list) else [(got[key], value)]
         for g, w in pairs:
-            np.testing.assert_allclose(np.asarray(g, dtype=float), np.asarray(w, dtype=float),
+            np.testing.assert_allclose(np.asarray(g, dtype=complex),
+                                       np.asarray(w, dtype=complex),
                                        rtol=1e-12, atol=1e-11, err_msg=key)
 
 
@@ -88,6 +97,37 @@ def test_protocol_operations_agree_with_the_in_memory_kinds(case, rng):
     assert isinstance(T, DaskTensor) and T.dense_view() is None
     want = _protocol_results(as_tensor(a), np.random.default_rng(1))
     _assert_same(_protocol_results(T, np.random.default_rng(1)), want)
+
+
+@pytest.mark.parametrize("complex_factors", [False, True])
+@pytest.mark.parametrize("missing", [0.0, 0.2])
+def test_complex_chunks_agree_with_the_in_memory_kinds(missing, complex_factors, rng):
+    """Complex data in chunks stay complex (they were refused): every operation equals
+    the numpy data's, missing entries (NaN in either part) included."""
+    shape = (13, 11, 9)
+    a = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    gaps = rng.random(shape) < missing
+    a[gaps] = np.where(rng.random(int(gaps.sum())) < 0.5, np.nan + 1j, 1.0 + 1j * np.nan)
+    T = as_tensor(da.from_array(a, chunks=(5, 4, 4)))
+    assert T.is_complex and T.to_dense().dtype == np.complex128
+    ref = as_tensor(a)
+    want = _protocol_results(ref, np.random.default_rng(1), complex_factors)
+    _assert_same(_protocol_results(T, np.random.default_rng(1), complex_factors), want)
+    if missing:
+        got, known = T.known_entries(), ref.known_entries()
+        assert got is not None and known is not None
+        np.testing.assert_array_equal(got.vals, known.vals)
+
+
+def test_complex_fit_of_chunks_equals_the_numpy_fit(rng):
+    F = [rng.standard_normal((n, 3)) + 1j * rng.standard_normal((n, 3)) for n in (12, 10, 9)]
+    a = algebra.cpd_to_tensor(F)
+    a = a + 0.01 * (rng.standard_normal(a.shape) + 1j * rng.standard_normal(a.shape))
+    want = cpd(a, 3, seed=0)
+    got = cpd(da.from_array(a, chunks=(5, 5, 5)), 3, seed=0)
+    assert all(np.iscomplexobj(f) for f in got.factors)
+    assert got.relerr == pytest.approx(want.relerr, rel=1e-8)
+    assert fms(got.factors, F) > 0.999
 
 
 def test_values_at_reads_only_the_chunks_holding_the_entries(rng):
@@ -214,11 +254,11 @@ def test_inf_is_an_error_naming_the_entry(rng):
         T.norm_squared()
 
 
-def test_all_missing_complex_and_masked_dask_data_are_refused():
+def test_all_missing_and_masked_dask_data_are_refused():
     with pytest.raises(DataError, match="all entries are missing"):
         as_tensor(da.full((3, 3), np.nan, chunks=2)).n_known
-    with pytest.raises(DataError, match="complex"):
-        as_tensor(da.ones((3, 3), chunks=2, dtype=complex))
+    with pytest.raises(DataError, match="dtype <U1; expected real or complex numbers"):
+        as_tensor(da.from_array(np.array([["a", "b"]]), chunks=1))
     with pytest.raises(DataError, match="a mask cannot be combined with dask data"):
         as_tensor(da.ones((3, 3), chunks=2), mask=np.ones((3, 3), bool))
 

@@ -47,6 +47,23 @@ def test_protocol_operations_agree_with_the_in_memory_kinds(shape, missing, rng)
         assert chunked.known_entries() is None
 
 
+@pytest.mark.parametrize("complex_factors", [False, True])
+@pytest.mark.parametrize("missing", ["zero", "unknown"])
+def test_complex_entries_agree_with_the_in_memory_kinds(missing, complex_factors, rng):
+    """Complex values in chunks stay complex (they were refused)."""
+    shape = (13, 11, 9)
+    subs, vals = _entries(rng, shape, int(0.3 * np.prod(shape)))
+    vals = vals + 1j * rng.standard_normal(vals.shape)
+    chunked = as_tensor((*_chunked(subs, vals, 37), shape), missing=missing)
+    in_memory = as_tensor((subs, vals, shape), missing=missing)
+    assert chunked.is_complex and chunked.to_dense().dtype == np.complex128
+    _assert_same(_protocol_results(chunked, np.random.default_rng(2), complex_factors),
+                 _protocol_results(in_memory, np.random.default_rng(2), complex_factors))
+    if missing == "unknown":
+        got, want = chunked.known_entries(), in_memory.known_entries()
+        assert np.array_equal(got.subs, want.subs) and np.array_equal(got.vals, want.vals)
+
+
 def test_cpd_fits_of_chunked_entries_equal_the_in_memory_fits(rng):
     shape, rank = (20, 18, 16), 3
     A = [rng.standard_normal((I, rank)) for I in shape]
