@@ -32,7 +32,8 @@ from sdf.problem import ModelLike, Point, Problem
 from sdf.result import History, IterationInfo, Result, StopReason
 from sdf.terms import Term
 
-__all__ = ["Assembly", "Run", "RunContext", "ScaledPoint", "ScaledProblem", "table_printer"]
+__all__ = ["Assembly", "Run", "RunContext", "ScaledPoint", "ScaledProblem", "table_printer",
+           "variable_units"]
 
 
 def table_printer(every: int, print_fn: Callable[[str], Any] = print) -> Callable[[IterationInfo], None]:
@@ -72,14 +73,15 @@ def _ldexp(x: float, e: int) -> float:
         return math.copysign(math.inf, x)
 
 
-def _variable_units(problem: Problem, z0: np.ndarray, e_z: int) -> np.ndarray | None:
+def variable_units(problem: Problem, z0: np.ndarray, e_z: int,
+                   threshold: int = SCALE_THRESHOLD) -> np.ndarray | None:
     """Per entry of z, the exponent of its variable's unit, or None when every variable's
-    scale is within ``2**±SCALE_THRESHOLD`` of the common unit ``2**e_z``."""
+    scale is within ``2**±threshold`` of the common unit ``2**e_z``."""
     exps = []
     for value in problem.unpack(z0):
         top = float(np.max(np.abs(value), initial=0.0))
         own = _exponent(top)
-        exps.append(own if top > 0 and abs(own - e_z) > SCALE_THRESHOLD else e_z)
+        exps.append(own if top > 0 and abs(own - e_z) > threshold else e_z)
     if all(e == e_z for e in exps):
         return None
     sizes = np.diff(problem.offsets)
@@ -169,7 +171,7 @@ class ScaledProblem:
         #: Per entry of z, its unit's exponent where a variable's scale is far (beyond
         #: 2**±SCALE_THRESHOLD) from the common one, e.g. a Tucker core carrying tiny data's scale
         #: beside orthonormal factors; None when one unit serves all.
-        self.units = _variable_units(problem, z0, e_z)
+        self.units = variable_units(problem, z0, e_z)
         #: Per variable, the exponent of its unit (the preconditioner is built in them).
         self.var_units = ([e_z] * len(problem.variables) if self.units is None else
                           [int(self.units[o]) for o in problem.offsets[:-1]])
