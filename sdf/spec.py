@@ -76,8 +76,8 @@ class _Builder:
             if isinstance(value, Variable):
                 self.variables[key] = value
                 continue
-            try:
-                arr = np.asarray(value, dtype=float)
+            try:  # complex initial values stay complex
+                arr = np.asarray(value, dtype=complex if np.iscomplexobj(value) else float)
             except (TypeError, ValueError) as exc:
                 raise ModelError(f"{where}: expected a numeric array, got {type(value).__name__}") from exc
             if arr.size == 0:
