@@ -82,9 +82,12 @@ InitMethod = Literal["auto", "gevd", "random"]
 _ALS_MIN_MISSING = 0.02
 
 
-def _als_applies(X: Tensor) -> bool:
-    # The cheap tests first: known_entries() builds coordinates for masked data.
+def _als_applies(X: Tensor, start: Sequence[np.ndarray]) -> bool:
+    # The cheap tests first: known_entries() builds coordinates for masked data. The
+    # row-wise ALS is real: complex data or a complex start (complex=True) go straight
+    # to the fit.
     return (X.size <= MAX_DENSIFY and not X.is_complex
+            and not any(np.iscomplexobj(A) for A in start)
             and 0.25 * X.size <= X.n_known <= (1.0 - _ALS_MIN_MISSING) * X.size
             and (X.masked_view() is not None or X.known_entries() is not None))
 
@@ -476,7 +479,7 @@ def cpd(
     else:
         start, how = _initial(X, ml.core, rank, init, rng, complex_factors)
     stages.append(Stage("init", how, 0, timer.lap()))
-    if ml is None and compress is not False and _als_applies(X):
+    if ml is None and compress is not False and _als_applies(X, start):
         start, sweeps, err = _row_als(X, start)
         stages.append(Stage("als", "row-wise alternating least squares on the known entries",
                             sweeps, timer.lap(), err))

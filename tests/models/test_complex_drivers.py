@@ -79,6 +79,19 @@ def test_cpd_complex_option_fits_real_tensor_of_lower_complex_rank(rng):
     np.testing.assert_allclose(cpd_to_tensor(dec.factors), T, atol=1e-10)
 
 
+@pytest.mark.parametrize("missing", [0.05, 0.3])
+def test_cpd_complex_option_with_missing_entries_keeps_complex_factors(rng, missing):
+    """Real data with 30 % missing go through a row-wise ALS stage, which is real: it
+    took the complex start's real part (with a ComplexWarning), and the fit ended with
+    real factors at relative error 0.25. A complex start now skips it."""
+    a, b, c = (_complex(rng, n, 1) for n in (8, 9, 10))
+    T = 2 * np.real(cpd_to_tensor([a, b, c]))  # real rank 3, complex rank 2
+    T[rng.random(T.shape) < missing] = np.nan
+    dec = cpd(T, 2, complex=True, seed=0)
+    assert all(A.dtype == np.complex128 for A in dec.factors)
+    assert dec.relerr < 1e-8
+
+
 def test_cpd_real_data_keeps_real_factors_by_default(rng, planted):
     dec = cpd(cpd_to_tensor([A.real for A in planted]), 3, seed=0)
     assert all(A.dtype == np.float64 for A in dec.factors)
