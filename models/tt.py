@@ -31,7 +31,8 @@ from sdf.errors import ModelError
 from sdf.solvers import MethodName
 from sdf.tensors import Tensor
 
-from sdf.models._common import Timer, as_data, check_fit_options, check_int, make_rng
+from sdf.models._common import (Timer, as_data, check_fit_options, check_int, make_rng,
+                                random_array)
 from sdf.models._pipeline import dense_standin, run_fits
 from sdf.models._result import Decomposition, Stage
 from sdf.models._starts import best_of_starts
@@ -100,14 +101,6 @@ def _tt_svd(D: np.ndarray, ranks: Sequence[int]) -> list[np.ndarray]:
     return cores
 
 
-def _gaussian(rng: np.random.Generator, shape: tuple[int, ...], complex_: bool
-              ) -> np.ndarray:
-    """Standard normal entries, circular complex Gaussian ones where ``complex_``."""
-    if not complex_:
-        return rng.standard_normal(shape)
-    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / math.sqrt(2.0)
-
-
 def _random_train(shape: Sequence[int], ranks: Sequence[int], norm: float,
                   rng: np.random.Generator, complex_: bool = False) -> list[np.ndarray]:
     """Left-orthonormal random cores (complex where ``complex_``), the last one of norm
@@ -115,9 +108,9 @@ def _random_train(shape: Sequence[int], ranks: Sequence[int], norm: float,
     N = len(shape)
     cores = []
     for k in range(N - 1):
-        Q, _ = np.linalg.qr(_gaussian(rng, (ranks[k] * shape[k], ranks[k + 1]), complex_))
+        Q, _ = np.linalg.qr(random_array((ranks[k] * shape[k], ranks[k + 1]), rng, complex_))
         cores.append(Q.reshape(ranks[k], shape[k], ranks[k + 1]))
-    last = _gaussian(rng, (ranks[N - 1], shape[N - 1], ranks[N]), complex_)
+    last = random_array((ranks[N - 1], shape[N - 1], ranks[N]), rng, complex_)
     cores.append(last * (norm / max(float(np.linalg.norm(last)), 1e-300)))
     return cores
 
@@ -216,7 +209,7 @@ def _as_ring(cores: list[np.ndarray], ranks: list[int], rng: np.random.Generator
     for k, G in enumerate(cores):
         shape = (ranks[k], G.shape[1], ranks[k + 1])
         scale = _RING_SEED_SCALE * float(np.sqrt(np.mean(np.abs(G) ** 2)))
-        H = scale * _gaussian(rng, shape, np.iscomplexobj(G))
+        H = scale * random_array(shape, rng, np.iscomplexobj(G))
         H[: G.shape[0], :, : G.shape[2]] = G
         out.append(H)
     return out

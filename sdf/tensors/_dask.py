@@ -50,6 +50,7 @@ from sdf.tensors._base import (
     Tensor,
     _check_no_inf,
     _check_shape,
+    _native,
     _number,
 )
 from sdf._blas import one_blas_thread
@@ -69,12 +70,6 @@ MAX_DENSE_BYTES = 2**30
 
 
 # ----------------------------------------------------------------------------- chunk tasks
-def _native(block: Any) -> np.ndarray:
-    """A chunk as float64, or complex128 when complex (never made real)."""
-    X = np.asarray(block)
-    return X.astype(np.complex128 if np.iscomplexobj(X) else np.float64, copy=False)
-
-
 def _as_float(block: Any) -> np.ndarray:
     """A chunk as float64 (complex128 when complex), missing entries (NaN in either part)
     as zeros: reductions run over known ones."""

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from sdf.errors import DataError
-from sdf.tensors._base import KnownEntries, Tensor, _check_shape, _number, _strides
+from sdf.tensors._base import KnownEntries, Tensor, _check_shape, _native, _number, _strides
 from sdf._blas import one_blas_thread
 from sdf.tensors._chunked import FAN_IN, Partial, merge
 from sdf.tensors._coordinate import IncompleteTensor, SparseTensor
@@ -48,10 +48,7 @@ MAX_DENSE_BYTES = 2**30
 def _chunk_tensor(subs: Any, vals: Any, shape: tuple[int, ...], name: str) -> SparseTensor:
     """One chunk of entries as an in-memory sparse tensor (checked; complex values stay
     complex)."""
-    values = np.asarray(vals)
-    values = values.astype(np.complex128 if np.iscomplexobj(values) else np.float64,
-                           copy=False)
-    return SparseTensor.from_entries(np.asarray(subs, dtype=np.int64), values, shape,
+    return SparseTensor.from_entries(np.asarray(subs, dtype=np.int64), _native(vals), shape,
                                      name=name)
 
 

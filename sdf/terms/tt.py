@@ -52,6 +52,7 @@ import numpy as np
 from sdf.algebra import _leading_kron_pair
 from sdf.errors import DataError, ModelError
 from sdf.tensors import KnownEntries, Tensor, TTTensor
+from sdf.tensors._base import _native
 from sdf.terms._base import Block, DataTerm, TermState
 
 __all__ = ["TR", "TT"]
@@ -369,8 +370,7 @@ class _SampledRingState(TermState):
 # --------------------------------------------------------------------- the terms
 def _cores(values: Sequence[Any]) -> Cores:
     """The cores as float64 arrays, or complex128 where complex."""
-    return [np.asarray(v, dtype=np.complex128 if np.iscomplexobj(v) else np.float64)
-            for v in values]
+    return [_native(v) for v in values]
 
 
 class _RingTerm(DataTerm):
