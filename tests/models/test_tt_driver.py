@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sdf.errors import ModelError
 from sdf.models import tr, tt
 
 SHAPE = (8, 9, 10, 11)
@@ -174,3 +175,9 @@ def test_complex_ring_from_either_start(ranks, start, init):
                                     "random orthonormal of the train on closing index 0")
     assert all(np.iscomplexobj(G) for G in dec.factors)
     assert np.linalg.norm(ring_array(dec.factors) - T) / np.linalg.norm(T) < 1e-6
+
+
+def test_non_numeric_given_cores_are_a_located_error():
+    T = np.ones((3, 4, 5))
+    with pytest.raises(ModelError, match=r"init\[1\]: expected a numeric core, got str"):
+        tt(T, (1, 1), init=[np.ones((1, 3, 1)), "core", np.ones((1, 5, 1))])

@@ -114,6 +114,8 @@ def test_duplicates_across_chunks_are_found_where_chunk_ranges_overlap(rng):
     (np.array([[0, 0], [1, 0]]), np.array([1.0, np.nan]), r"data: entry \(1, 0\) is NaN"),
     (np.array([[0, 0, 0]]), np.array([1.0]), r"subs must have shape \(nnz, 2\)"),
     (np.array([[0.5, 0.0]]), np.array([1.0]), r"subs must be integers"),
+    (np.array([[0, 0]]), np.array(["a"]), r"vals must be real or complex numbers, got "
+                                          r"dtype <U1"),
 ])
 def test_bad_entries_are_located_errors(subs, vals, match):
     T = None
