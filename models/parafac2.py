@@ -25,6 +25,12 @@
    whole iteration budget to leave: random starts go to the exact fit directly.
 4. **Fit** of the :class:`sdf.PARAFAC2` term by the engine, ``A`` and/or ``C`` through
    :func:`sdf.transforms.nonneg` when asked.
+
+Complex slices (or ``complex=True``) give complex factors and unitary ``P_k`` (``P_k^H
+P_k = I``): every start is complex (the SVD-based one from the complex SVD, random ones
+circular complex Gaussian), the compression keeps ``X_k V_k`` (``X_k = (X_k V_k) V_k^H``)
+and maps back ``P_k = conj(V_k) P~_k``, and the imputation's Procrustes steps are the
+unitary ones.
 """
 
 from __future__ import annotations
@@ -41,10 +47,10 @@ from sdf import transforms as tf
 from sdf.errors import ModelError, SdfWarning
 from sdf.result import History, Result
 from sdf.solvers import MethodName
-from sdf.terms.parafac2 import _polar, _Slices
+from sdf.terms.parafac2 import _polar, _Slices, procrustes_target
 
 from sdf.models._common import (Timer, check_fit_options, check_int, engine_fit, make_rng,
-                                quiet, user_factors)
+                                quiet, random_array, user_factors)
 from sdf.models._progress import FitTracker, progress_bar
 from sdf.models._result import Stage, StartRecord
 from sdf._blas import with_one_blas_pool
@@ -108,7 +114,7 @@ def _compress(data: _Slices, rank: int) -> tuple[list[np.ndarray], list[np.ndarr
             bases.append(np.eye(X.shape[1]))
             continue
         _, _, Vt = np.linalg.svd(X, full_matrices=False)
-        out.append(X @ Vt.T)
+        out.append(X @ Vt.conj().T)  # X = (X Vt^H) Vt: the row space keeps X whole
         bases.append(Vt.T)
     return out, bases
 
@@ -149,12 +155,12 @@ def _impute(data: _Slices, start: list[np.ndarray]
     assert data.W is not None
     X, known = data.X, data.W > 0
     norm = np.sqrt(data.norm_squared) or 1.0
-    factors = [np.array(F, dtype=float) for F in start]
+    factors = [np.array(F) for F in start]
     names = ["A", "B", "C"]
     valid = data.valid
     A, B, C = factors
     M = (A[None] * C[:, None, :]) @ B.T  # M_k = A D_k B^T, (K, I, R)
-    P, _ = _polar(np.swapaxes(X, 1, 2) @ M, valid)  # the missing entries as zeros
+    P, _ = _polar(procrustes_target(X, M), valid)  # the missing entries as zeros
     prev, err, rounds = np.inf, np.inf, 0
     for rounds in range(1, _IMPUTE_MAX_ROUNDS + 1):
         filled = M @ np.swapaxes(P, 1, 2)
@@ -170,7 +176,7 @@ def _impute(data: _Slices, start: list[np.ndarray]
         factors = [np.array(res.variables[nm]) for nm in names]
         A, B, C = factors
         M = (A[None] * C[:, None, :]) @ B.T
-        P, _ = _polar(np.swapaxes(filled, 1, 2) @ M, valid)
+        P, _ = _polar(procrustes_target(filled, M), valid)
     return factors, P, rounds, err
 
 
@@ -213,6 +219,7 @@ def parafac2(
     *,
     init: Literal["svd", "random"] | list[np.ndarray] = "svd",
     nonneg: Sequence[NonnegMode] = (),
+    complex: bool = False,
     n_starts: int = 1,
     seed: int | np.random.Generator | None = None,
     method: MethodName = "nls",
@@ -222,7 +229,7 @@ def parafac2(
     options: sdf.NLSOptions | sdf.MinfOptions | None = None,
     **fit_options: Any,
 ) -> Parafac2Decomposition:
-    r"""PARAFAC2 ``X_k ≈ A diag(c_k) B_k^T`` with ``B_k = P_k B``, ``P_k^T P_k = I``.
+    r"""PARAFAC2 ``X_k ≈ A diag(c_k) B_k^T`` with ``B_k = P_k B``, ``P_k^H P_k = I``.
 
     Minimises ``sum_k ||X_k - A diag(c_k) B^T P_k^T||^2`` over the known entries by the
     pipeline of the module docstring (compression, SVD-based start, Gauss-Newton on the
@@ -238,6 +245,9 @@ def parafac2(
         First start; given factors have shapes (I, R), (R, R), (K, R).
     nonneg : sequence of {"A", "C"}, default ()
         Factors kept nonnegative (through :func:`sdf.transforms.nonneg`).
+    complex : bool, default False
+        Complex factors for real slices (complex slices always get complex factors and
+        unitary ``P_k``, from complex starts; a real ``init`` is made complex).
     n_starts : int, default 1
         Number of starts: ``init`` then random ones; the fit with the lowest error is kept.
     seed : int or numpy.random.Generator, optional
@@ -267,6 +277,13 @@ def parafac2(
     >>> dec = parafac2(X, 2, nonneg=["A", "C"], seed=0)
     >>> bool(dec.relerr < 1e-6), [F.shape for F in dec.factors]
     (True, [(10, 2), (2, 2), (6, 2)])
+
+    Complex slices give complex factors and unitary projections:
+
+    >>> Z = [np.exp(1j * k) * Xk for k, Xk in enumerate(X)]
+    >>> dec = parafac2(Z, 2, seed=0)
+    >>> dec.factors[0].dtype, bool(dec.relerr < 1e-6)
+    (dtype('complex128'), True)
     """
     check_fit_options(parafac2, fit_options, method=method, options=options, display=display)
     data = _Slices(slices)
@@ -275,6 +292,12 @@ def parafac2(
     if isinstance(nonneg, str) or not all(m in ("A", "C") for m in nonneg):
         raise ModelError(f"nonneg: expected a list of factor names among 'A', 'C', got "
                          f"{nonneg!r}")
+    if not isinstance(complex, (bool, np.bool_)):
+        raise ModelError(f"complex: expected True or False, got {complex!r}")
+    complex_factors = bool(complex) or data.is_complex
+    if nonneg and complex_factors:
+        raise ModelError("nonneg: nonnegative factors are real, but the factors are complex "
+                         "(complex slices or complex=True); drop one of the two")
     narrow = np.flatnonzero(data.widths < rank)
     if narrow.size:
         k = int(narrow[0])
@@ -299,7 +322,7 @@ def parafac2(
         track = FitTracker("parafac2", bar, display if n_starts > 1 else 0)
         for start_no in range(n_starts):
             best = _next_start(start_no, n_starts, init, work, em, rank, (I, K), rng,
-                               nonneg, settings, stages, timer, track, best, starts)
+                               complex_factors, nonneg, settings, stages, timer, track, best, starts)
     assert best is not None
     res, factors, term = best
     projections = term.projections(factors)
@@ -315,11 +338,12 @@ _Fitted = tuple[Result, list[np.ndarray], sdf.PARAFAC2]
 
 def _next_start(start_no: int, n_starts: int, init: object, work: Sequence[np.ndarray],
                 em: _Slices | None, rank: int, sizes: tuple[int, int], rng: np.random.Generator,
-                nonneg: Sequence[NonnegMode], settings: dict[str, Any], stages: list[Stage],
-                timer: Timer, track: FitTracker, best: _Fitted | None,
+                complex_factors: bool, nonneg: Sequence[NonnegMode], settings: dict[str, Any],
+                stages: list[Stage], timer: Timer, track: FitTracker, best: _Fitted | None,
                 starts: list[StartRecord]) -> _Fitted:
     """Fit from start number ``start_no`` (recorded in ``starts``), through the imputation
-    warm start when ``em`` is given; the better of that fit and ``best``."""
+    warm start when ``em`` is given; the better of that fit and ``best``. With
+    ``complex_factors`` every start is complex."""
     I, K = sizes
     first = start_no == 0
     if first and not isinstance(init, str):
@@ -329,8 +353,10 @@ def _next_start(start_no: int, n_starts: int, init: object, work: Sequence[np.nd
     elif first and init != "random":
         raise ModelError(f"init: expected 'svd', 'random' or a list [A, B, C], got {init!r}")
     else:
-        start = [rng.standard_normal((n, rank)) for n in (I, rank, K)]
+        start = [random_array((n, rank), rng, complex_factors) for n in (I, rank, K)]
         how = "random"
+    if complex_factors:
+        start = [F.astype(np.complex128) for F in start]
     stages.append(Stage("init", how, 0, timer.lap()))
     first_stage = len(stages) - 1
     track.before(f"start {start_no + 1} of {n_starts} ({how})")

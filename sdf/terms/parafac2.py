@@ -26,6 +26,15 @@ quadratically on exact data, where alternating updates of ``P`` and ``(A, B, C)`
 (the fixed-``P`` Gramian) converge linearly. It costs ``O(K I R^2)`` per product, the data
 are not read: the products use ``Q_{k,i} = P_k^T diag(W_k[i]) P_k`` (the identity with
 every entry known), formed once per point.
+
+Complex values. The model ``A D_k B^T P_k^T`` is holomorphic in ``A``, ``B``, ``C`` at
+fixed ``P_k``, and ``P_k`` is unitary (``P_k^H P_k = I``): the Procrustes problem is
+that of ``X_k^T conj(M_k)``, ``F_k = (W_k * (M_k P_k^T - X_k)) conj(P_k)``, the gradient
+the conjugate cogradient ``J^H r`` and the Gauss-Newton product ``J^H (I - Π) J v`` (see
+:mod:`sdf.problem`). The rotations are then ``P_k -> P_k (I + Ω_k)`` with ``Ω_k``
+skew-Hermitian: ``R^2`` real directions per slice (``R (R - 1) / 2`` for real values),
+and ``Π`` their projection for the real inner product ``Re <a, b>``; the product is real-
+but not complex-linear, as the engine allows (it works on the real split).
 """
 
 from __future__ import annotations
@@ -62,10 +71,8 @@ class _Slices:
         for k, X in enumerate(data):
             where = f"PARAFAC2 data, slice {k}"
             raw = np.asarray(X)
-            if np.iscomplexobj(raw):
-                raise DataError(f"{where}: complex entries are not supported")
             try:
-                arr = np.array(raw, dtype=float)
+                arr = np.array(raw, dtype=complex if np.iscomplexobj(raw) else float)
             except (TypeError, ValueError):
                 raise DataError(f"{where}: expected a numeric matrix, got "
                                 f"{type(X).__name__}") from None
@@ -75,7 +82,7 @@ class _Slices:
             if slices and arr.shape[0] != slices[0].shape[0]:
                 raise DataError(f"{where}: expected {slices[0].shape[0]} rows like slice 0 "
                                 f"(the shared mode), got {arr.shape[0]}")
-            bad = np.argwhere(np.isinf(arr))
+            bad = np.argwhere(np.isinf(arr))  # (either part of a complex entry)
             if bad.size:
                 raise DataError(f"{where}: Inf entry at {tuple(int(i) for i in bad[0])} "
                                 f"({len(bad)} in all); mark missing entries with NaN")
@@ -85,10 +92,12 @@ class _Slices:
         self.widths = np.array([X.shape[1] for X in slices])
         K, I, J = len(slices), slices[0].shape[0], int(self.widths.max())
         self.shape = (I, K)
-        self.X = np.zeros((K, I, J))
+        #: Whether any slice is complex (then every one is held as complex).
+        self.is_complex = any(np.iscomplexobj(X) for X in slices)
+        self.X = np.zeros((K, I, J), dtype=complex if self.is_complex else float)
         known = np.zeros((K, I, J), dtype=bool)
         for k, X in enumerate(slices):
-            ok = ~np.isnan(X)
+            ok = ~np.isnan(X)  # NaN in either part of a complex entry: missing
             known[k, :, : X.shape[1]] = ok
             self.X[k, :, : X.shape[1]] = np.where(ok, X, 0.0)
         self.n_known = int(known.sum())
@@ -100,7 +109,7 @@ class _Slices:
         #: Rows of P_k that exist (None: every slice has the full width).
         self.valid: np.ndarray | None = (
             None if np.all(self.widths == J) else np.arange(J) < self.widths[:, None])
-        self.norm_squared = float(np.sum(self.X * self.X))
+        self.norm_squared = _norm2(self.X)
 
     def filled(self, X: np.ndarray) -> _Slices:
         """Slices of the same widths with every entry known, from the padded (K, I, J)
@@ -108,19 +117,54 @@ class _Slices:
         out = object.__new__(_Slices)
         out.widths, out.shape, out.valid = self.widths, self.shape, self.valid
         out.X, out.W = X, None
+        out.is_complex = bool(np.iscomplexobj(X))
         out.slices = [Y[:, :J] for Y, J in zip(X, self.widths)]
         out.n_known = sum(Y.size for Y in out.slices)
-        out.norm_squared = float(np.sum(X * X))
+        out.norm_squared = _norm2(X)
         return out
 
 
+def _norm2(X: np.ndarray) -> float:
+    """``||X||^2`` (real or complex)."""
+    return float(np.vdot(X, X).real)
+
+
+def _as_values(values: Sequence[Any]) -> list[np.ndarray]:
+    """``[A, B, C]`` as float or complex arrays (complex ones stay complex)."""
+    return [np.asarray(v, dtype=complex if np.iscomplexobj(v) else float) for v in values]
+
+
+def procrustes_target(X: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """``X_k^T conj(M_k)`` per slice (K, J, R): ``P_k = polar(.)`` maximises ``Re <X_k,
+    M_k P_k^T>`` over (semi-)unitary ``P_k``."""
+    return np.swapaxes(X, 1, 2) @ (M.conj() if np.iscomplexobj(M) else M)
+
+
 def _polar(Z: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per slice, the orthonormal ``P`` nearest to ``Z`` (J x R) and the singular values."""
+    """Per slice, the orthonormal (unitary) ``P`` nearest to ``Z`` (J x R) and the singular
+    values."""
     U, s, Vt = np.linalg.svd(Z, full_matrices=False)
     P = U @ Vt
     if valid is not None:
         P *= valid[:, :, None]  # rows beyond J_k stay exactly zero
     return P, s
+
+
+def _rotation_basis(R: int, complex_values: bool) -> np.ndarray:
+    """A basis (m, R, R) of the skew-symmetric (real) or skew-Hermitian (complex) R x R
+    matrices, orthonormal up to scale for ``Re <S, T>``: ``E_ab - E_ba`` (a < b), and for
+    complex values also ``i (E_ab + E_ba)`` and ``i E_aa``."""
+    ia, ib = np.triu_indices(R, 1)
+    m = len(ia)
+    real = np.zeros((m, R, R))
+    real[np.arange(m), ia, ib], real[np.arange(m), ib, ia] = 1.0, -1.0
+    if not complex_values:
+        return real
+    sym = np.zeros((m, R, R), dtype=complex)
+    sym[np.arange(m), ia, ib] = sym[np.arange(m), ib, ia] = 1j
+    diag = np.zeros((R, R, R), dtype=complex)
+    diag[np.arange(R), np.arange(R), np.arange(R)] = 1j
+    return np.concatenate([real, sym, diag])
 
 
 def _point_key(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> bytes:
@@ -142,7 +186,10 @@ def _forward(A: np.ndarray, B: np.ndarray, C: np.ndarray, dA: np.ndarray, dB: np
 
 def _adjoint(A: np.ndarray, B: np.ndarray, C: np.ndarray, F: np.ndarray
              ) -> list[np.ndarray]:
-    """The adjoint of :func:`_forward`: ``F`` (K, I, R) -> gradients for A, B, C."""
+    """The adjoint of :func:`_forward`: ``F`` (K, I, R) -> gradients for A, B, C (complex:
+    the Hermitian adjoint, ``J^H F``)."""
+    if any(np.iscomplexobj(X) for X in (A, B, C)):
+        A, B, C = A.conj(), B.conj(), C.conj()
     FtA = np.swapaxes(F, 1, 2) @ A  # (K, R, R): [k, s, r] = sum_i F[k, i, s] A[i, r]
     gA = np.einsum("kir,kr->ir", F @ B, C)
     gB = np.einsum("ksr,kr->sr", FtA, C)
@@ -155,31 +202,55 @@ class _Parafac2State(TermState):
 
     def __init__(self, values: Sequence[np.ndarray], P: np.ndarray, F: np.ndarray,
                  Q: np.ndarray | None, fval: float) -> None:
-        self.A, self.B, self.C = (np.asarray(v, dtype=float) for v in values)
+        self.A, self.B, self.C = _as_values(values)
         self.P, self.Q, self.fval = P, Q, fval
+        self.is_complex = any(np.iscomplexobj(X) for X in (self.A, self.B, self.C, P))
         self.M = _model_rows(self.A, self.B, self.C)
         self._gradient = _adjoint(self.A, self.B, self.C, F)
         R = self.A.shape[1]
-        self._ia, self._ib = np.triu_indices(R, 1)
-        self._ginv = self._rotation_gramian_pinv() if R > 1 else None
+        self._basis = _rotation_basis(R, self.is_complex)
+        self._ginv = self._rotation_gramian_pinv() if len(self._basis) else None
 
     def _apply_q(self, dM: np.ndarray) -> np.ndarray:
-        """``(W_k * (dM_k P_k^T)) P_k`` for every k: the fixed-P Gramian in M's space."""
+        """``(W_k * (dM_k P_k^T)) conj(P_k)`` for every k: the fixed-P Gramian in M's
+        space."""
         return dM if self.Q is None else np.einsum("kia,kiab->kib", dM, self.Q)
 
+    def _entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The basis's nonzeros, two per element (the second of ``i E_aa`` a zero): rows,
+        columns and values, each (m, 2)."""
+        S = self._basis
+        m = len(S)
+        idx = np.argwhere(S != 0)  # (element, row, column), in element order
+        counts = np.bincount(idx[:, 0], minlength=m)
+        rows = np.zeros((m, 2), dtype=int)
+        cols = np.zeros((m, 2), dtype=int)
+        vals = np.zeros((m, 2), dtype=S.dtype)
+        slot = np.arange(len(idx)) - np.repeat(np.cumsum(counts) - counts, counts)
+        rows[idx[:, 0], slot], cols[idx[:, 0], slot] = idx[:, 1], idx[:, 2]
+        vals[idx[:, 0], slot] = S[idx[:, 0], idx[:, 1], idx[:, 2]]
+        return rows, cols, vals
+
     def _rotation_gramian_pinv(self) -> np.ndarray:
-        """Per slice, the pseudo-inverse of the Gramian of the rotation directions
-        ``M_k S_m`` (``S_m = E_ab - E_ba``, a < b), shape (K, m, m)."""
-        M, Q, ia, ib = self.M, self.Q, self._ia, self._ib
+        """Per slice, the pseudo-inverse of the Gramian ``Re <M_k S_m, Q(M_k S_n)>`` of the
+        rotation directions (``S_m`` the basis of :func:`_rotation_basis`), (K, m, m)."""
+        M, Q = self.M, self.Q
         R = M.shape[2]
-        # T[k, a, c, d, b] = sum_i M_ia M_ic Q_i[d, b]: <M S_m, Q(M S_n)> in four of its terms.
+        Mh = M.conj() if self.is_complex else M
+        # T[k, a, c, d, b] = sum_i conj(M_ia) M_ic Q_i[d, b], so that
+        # <M S, Q(M S')> = sum conj(S[a, b]) T[a, c, d, b] S'[c, d]
         if Q is None:
-            T = np.einsum("kac,db->kacdb", np.swapaxes(M, 1, 2) @ M, np.eye(R))
+            T = np.einsum("kac,db->kacdb", np.swapaxes(Mh, 1, 2) @ M, np.eye(R))
         else:
-            T = np.einsum("kia,kic,kidb->kacdb", M, M, Q)
-        a, b = ia[:, None], ib[:, None]
-        c, d = ia[None, :], ib[None, :]
-        G = T[:, a, c, d, b] - T[:, a, d, c, b] - T[:, b, c, d, a] + T[:, b, d, c, a]
+            T = np.einsum("kia,kic,kidb->kacdb", Mh, M, Q)
+        rows, cols, vals = self._entries()
+        G = np.zeros((M.shape[0], len(rows), len(rows)))
+        for p in range(2):
+            for q in range(2):
+                a, b = rows[:, p][:, None], cols[:, p][:, None]
+                c, d = rows[:, q][None, :], cols[:, q][None, :]
+                weight = vals[:, p].conj()[:, None] * vals[:, q][None, :]
+                G += (weight * T[:, a, c, d, b]).real
         G = 0.5 * (G + np.swapaxes(G, 1, 2))
         w, V = np.linalg.eigh(G)
         top = np.max(np.abs(w), axis=1, keepdims=True)
@@ -187,28 +258,34 @@ class _Parafac2State(TermState):
         inv_w = np.where(keep, 1.0 / np.where(keep, w, 1.0), 0.0)
         return np.einsum("kmi,ki,kni->kmn", V, inv_w, V)
 
+    def _rotations(self, Z: np.ndarray) -> np.ndarray:
+        """The rotations ``Ω_k`` (K, R, R) whose directions ``M_k Ω_k`` are the projection
+        of a direction ``H`` with ``Z_k = M_k^H Q(H_k)`` (its inner products ``Re <M_k
+        S_m, Q(H_k)>`` are ``Re <S_m, Z_k>``)."""
+        S, ginv = self._basis, self._ginv
+        assert ginv is not None  # (called only where there are rotations)
+        coords = np.einsum("mab,kab->km", S.conj(), Z).real
+        omega = np.einsum("kmn,kn->km", ginv, coords)
+        return np.einsum("km,mab->kab", omega, S)
+
     def gradient(self) -> list[np.ndarray]:
         return self._gradient
 
     def gn_product(self, dvalues: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if self.Q is None:
+        if self.Q is None and not self.is_complex:
             return self._gramian_gn_product(*dvalues)
-        dA, dB, dC = dvalues
+        dA, dB, dC = _as_values(dvalues)
         H = self._apply_q(_forward(self.A, self.B, self.C, dA, dB, dC))
         if self._ginv is not None:
-            # Remove the part a rotation of the P_k explains: J^T (I - Π) J v.
-            S = np.swapaxes(self.M, 1, 2) @ H
-            coords = S[:, self._ia, self._ib] - S[:, self._ib, self._ia]
-            omega = np.einsum("kmn,kn->km", self._ginv, coords)
-            Om = np.zeros_like(S)
-            Om[:, self._ia, self._ib] = omega
-            Om[:, self._ib, self._ia] = -omega
-            H = H - self._apply_q(self.M @ Om)
+            # Remove the part a rotation of the P_k explains: J^H (I - Π) J v.
+            Mh = self.M.conj() if self.is_complex else self.M
+            H = H - self._apply_q(self.M @ self._rotations(np.swapaxes(Mh, 1, 2) @ H))
         return _adjoint(self.A, self.B, self.C, H)
 
     def _gramian_gn_product(self, dA: np.ndarray, dB: np.ndarray, dC: np.ndarray
                             ) -> list[np.ndarray]:
-        """:meth:`gn_product` with every entry known, from R x R products only."""
+        """:meth:`gn_product` with every entry known and real values, from R x R products
+        only."""
         A, B, C = self.A, self.B, self.C
         AtA, BtB, CtC = A.T @ A, B.T @ B, C.T @ C
         dAtA, dBtB, dCtC = dA.T @ A, dB.T @ B, dC.T @ C
@@ -220,12 +297,7 @@ class _Parafac2State(TermState):
         # S_k = M_k^T dM_k, then the rotations Ω_k it asks for, then J^T (M_k Ω_k).
         AtdM = ((A.T @ dA)[None] * C[:, None, :] + AtA[None] * dC[:, None, :]) @ B.T \
             + (AtA[None] * C[:, None, :]) @ dB.T
-        S = (B[None] * C[:, None, :]) @ AtdM
-        coords = S[:, self._ia, self._ib] - S[:, self._ib, self._ia]
-        omega = np.einsum("kmn,kn->km", self._ginv, coords)
-        Om = np.zeros_like(S)
-        Om[:, self._ia, self._ib] = omega
-        Om[:, self._ib, self._ia] = -omega
+        Om = self._rotations((B[None] * C[:, None, :]) @ AtdM)
         BtOB = B.T @ Om @ B  # (K, R, R)
         CC = C[:, :, None] * C[:, None, :]
         out[0] = out[0] - A @ np.sum(CC * BtOB, axis=0)
@@ -235,24 +307,26 @@ class _Parafac2State(TermState):
         return out
 
     def blocks(self) -> list[Block]:
-        """The fixed-P diagonal blocks (an upper bound of the reduced ones)."""
+        """The fixed-P diagonal blocks (an upper bound of the reduced ones; complex: the
+        Hermitian blocks ``conj`` of the Gramians, as for a CPD)."""
         A, B, C, Q = self.A, self.B, self.C, self.Q
+        Ac, Bc, Cc = (X.conj() for X in (A, B, C)) if self.is_complex else (A, B, C)
         if Q is None:
-            AtA, BtB, CtC = A.T @ A, B.T @ B, C.T @ C
+            AtA, BtB, CtC = A.T @ Ac, B.T @ Bc, C.T @ Cc
             return [BtB * CtC, AtA * CtC, AtA * BtB]
-        BQB = np.einsum("ar,kiab,bt->kirt", B, Q, B)
-        AC = A[None] * C[:, None, :]
-        diagQ = np.einsum("kiss->kis", Q)
-        return [np.einsum("kirt,kr,kt->irt", BQB, C, C),
-                np.einsum("kis,kir,kit->srt", diagQ, AC, AC),
-                np.einsum("ir,it,kirt->krt", A, A, BQB)]
+        BQB = np.einsum("ar,kiab,bt->kirt", B, Q, Bc)
+        AC, ACc = A[None] * C[:, None, :], Ac[None] * Cc[:, None, :]
+        diagQ = np.einsum("kiss->kis", Q).real
+        return [np.einsum("kirt,kr,kt->irt", BQB, C, Cc),
+                np.einsum("kis,kir,kit->srt", diagQ, AC, ACc),
+                np.einsum("ir,it,kirt->krt", A, Ac, BQB)]
 
 
 class PARAFAC2(Term):
     r"""PARAFAC2 of a list of matrices with a shared first mode.
 
     .. math:: X_k \approx A \,\mathrm{diag}(c_k)\, B_k^T, \qquad B_k = P_k B,
-       \quad P_k^T P_k = I,
+       \quad P_k^H P_k = I,
 
     so that ``B_k^T B_k = B^T B`` for every k (Kiers, ten Berge and Bro's direct fitting
     formulation). The term's inputs are ``[A, B, C]``; the projections ``P_k`` are
@@ -260,14 +334,17 @@ class PARAFAC2(Term):
     docstring for missing entries), so ``A``, ``B`` and ``C`` can be shared with other
     terms, sent through transforms (e.g. ``tf.nonneg``) and fitted by any solver.
     ``A``, ``B_k`` and ``C`` are unique up to a common permutation and scaling of the
-    components and the sign of each ``B_k`` column together with ``c_k``;
-    ``B`` itself only up to ``B -> Q B`` (Q orthogonal): compare the ``B_k``.
+    components and the sign of each ``B_k`` together with ``c_k`` (complex values: a phase,
+    ``e^{iθ_k} B_k`` with ``e^{-iθ_k} c_k``); ``B`` itself only up to ``B -> Q B`` (Q
+    orthogonal or unitary): compare the ``B_k``. Complex slices or factors make the
+    ``P_k`` unitary (``P_k^H P_k = I``; see the module docstring).
 
     Parameters
     ----------
     slices : sequence of array_like, each of shape (I, J_k), or array of shape (K, I, J)
-        The matrices ``X_k``; their widths ``J_k`` may differ (each ``J_k >= R``). NaN
-        entries are missing; Inf entries are an error. Copied, never modified.
+        The matrices ``X_k``, real or complex; their widths ``J_k`` may differ (each ``J_k
+        >= R``). NaN entries are missing; Inf entries are an error. Copied, never
+        modified.
     factors : sequence ``[A, B, C]`` of Expr or array_like
         ``A`` of shape (I, R), ``B`` of shape (R, R), ``C`` of shape (K, R).
     weight, relweight : float, optional
@@ -293,6 +370,7 @@ class PARAFAC2(Term):
     kind = "PARAFAC2"
     spec_key = "parafac2"
     is_data_term = True
+    complex_values = True
 
     def __init__(self, slices: Any, factors: Sequence[Any], weight: float | None = None,
                  relweight: float | None = None) -> None:
@@ -364,7 +442,7 @@ class PARAFAC2(Term):
         """The optimal padded projections (K, J, R) and the singular values of the last
         Procrustes problem."""
         d = self._data
-        XtM = np.swapaxes(d.X, 1, 2) @ M
+        XtM = procrustes_target(d.X, M)
         if d.W is None:
             return _polar(XtM, d.valid)
         P = self._warm
@@ -372,7 +450,7 @@ class PARAFAC2(Term):
             P, s = _polar(XtM, d.valid)
         unknown = 1.0 - d.W
         for _ in range(_INNER_MAX_ITER):
-            filled_part = np.swapaxes(unknown * (M @ np.swapaxes(P, 1, 2)), 1, 2) @ M
+            filled_part = procrustes_target(unknown * (M @ np.swapaxes(P, 1, 2)), M)
             P_new, s = _polar(XtM + filled_part, d.valid)
             step = float(np.max(np.abs(P_new - P)))
             P = P_new
@@ -382,40 +460,42 @@ class PARAFAC2(Term):
         return P, s
 
     def prepare(self, values: Sequence[np.ndarray]) -> TermState:
-        A, B, C = (np.asarray(v, dtype=float) for v in values)
+        A, B, C = _as_values(values)
         d = self._data
         M = _model_rows(A, B, C)
         P, s = self._projections(A, B, C, M)
+        Pc = P.conj() if np.iscomplexobj(P) else P
         if d.W is None:
-            F = M - d.X @ P
+            F = M - d.X @ Pc
+            Ac, Bc, Cc = (X.conj() for X in (A, B, C))
             fval = 0.5 * (d.norm_squared - 2.0 * float(s.sum())
-                          + float(np.sum((A.T @ A) * (B.T @ B) * (C.T @ C))))
+                          + float(np.sum((A.T @ Ac) * (B.T @ Bc) * (C.T @ Cc)).real))
             return _Parafac2State(values, P, F, None, max(fval, 0.0))
         residual = d.W * (M @ np.swapaxes(P, 1, 2) - d.X)
         K, J, R = P.shape
-        PP = (P[:, :, :, None] * P[:, :, None, :]).reshape(K, J, R * R)
+        PP = (P[:, :, :, None] * Pc[:, :, None, :]).reshape(K, J, R * R)
         Q = (d.W @ PP).reshape(K, -1, R, R)
-        fval = 0.5 * float(np.sum(residual**2))
+        fval = 0.5 * _norm2(residual)
         if fval < self._lowest.get("fval", np.inf):
             self._lowest.update(fval=fval, key=_point_key(A, B, C), P=P)
-        return _Parafac2State(values, P, residual @ P, Q, fval)
+        return _Parafac2State(values, P, residual @ Pc, Q, fval)
 
     def exact_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
         # With every entry known, f comes from ||X||^2 - 2 tr S + ||M||^2: below ~1e-6 of
         # ||X||^2 it has lost digits, so the residual is formed.
         if self._data.W is not None or fval > 1e-6 * self._data.norm_squared:
             return fval
-        A, B, C = (np.asarray(v, dtype=float) for v in values)
+        A, B, C = _as_values(values)
         M = _model_rows(A, B, C)
         P, _ = self._projections(A, B, C, M)
         residual = M @ np.swapaxes(P, 1, 2) - self._data.X
-        return 0.5 * float(np.sum(residual**2))
+        return 0.5 * _norm2(residual)
 
     def projections(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The optimal ``P_k`` (J_k, R) at ``values = [A, B, C]``: with missing entries,
         those the term used there when it is the lowest point evaluated (where a fit
         ended: its reported error is theirs)."""
-        A, B, C = (np.asarray(v, dtype=float) for v in values)
+        A, B, C = _as_values(values)
         lowest = self._lowest
         if self._data.W is not None and lowest.get("key") == _point_key(A, B, C):
             P = lowest["P"]
@@ -425,7 +505,7 @@ class PARAFAC2(Term):
 
     def slice_factors(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The evolving factors ``B_k = P_k B`` (J_k, R) at ``values = [A, B, C]``."""
-        B = np.asarray(values[1], dtype=float)
+        B = _as_values(values)[1]
         return [P @ B for P in self.projections(values)]
 
     # ------------------------------------------------------------ self-description
