@@ -252,3 +252,18 @@ def test_complex_bad_arguments(kwargs, message, rng):
     X = [rng.standard_normal((5, 4)) for _ in range(3)]
     with pytest.raises(ModelError, match=message):
         parafac2(X, 2, **kwargs)
+
+
+@pytest.mark.parametrize("cplx", [False, True], ids=["real", "complex"])
+@pytest.mark.parametrize("scale", [1e-8, 1e8])
+def test_random_starts_fit_data_at_any_scale(scale, cplx, rng):
+    """Random starts are scaled to the data's norm: L-BFGS from unit factors on data at
+    1e-8 shrank C alone and stopped on tol_fun at relative error 0.95 and 0.88."""
+    def draw(*shape):
+        return rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if cplx else 0)
+    A, B, C = draw(5, 1), draw(1, 1), draw(4, 1)
+    X = [scale * A @ np.diag(c) @ (np.linalg.qr(draw(J, 1))[0] @ B).T
+         for c, J in zip(C, (4, 6, 5, 7))]
+    for seed in range(1, 4):
+        dec = parafac2(X, 1, init="random", method="minf", seed=seed)
+        assert dec.relerr < 1e-6, (seed, dec.relerr)
