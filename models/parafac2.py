@@ -9,8 +9,8 @@
    left singular vectors of ``[X_1 ... X_K]`` (missing entries as zeros), ``B = I``,
    ``C`` all ones (a CPD of the projected data ``X_k P_k`` as start was measured slower
    to the same error and no more reliable). Further starts
-   (``n_starts > 1``) are random (seeded), scaled to the data's norm; the best fit is
-   kept, every one is listed in :attr:`Parafac2Decomposition.stages`.
+   (``n_starts > 1``) are random (seeded); the best fit is kept, every one is listed in
+   :attr:`Parafac2Decomposition.stages`.
 3. **Imputation** (from the SVD-based start, on slices with missing entries, between
    2 % and 75 % of them, no ``nonneg``): expectation-maximisation rounds: the missing
    entries are filled with the current model, then one Gauss-Newton step of the
@@ -126,23 +126,6 @@ def _svd_start(slices: Sequence[np.ndarray], rank: int) -> list[np.ndarray]:
     U, s, _ = np.linalg.svd(filled, full_matrices=False)
     A = U[:, :rank] * s[:rank] / np.sqrt(len(slices))
     return [A, np.eye(rank), np.ones((len(slices), rank))]
-
-
-def _at_data_scale(start: list[np.ndarray], slices: Sequence[np.ndarray]
-                   ) -> list[np.ndarray]:
-    """``[A, B, C]`` times one common factor so that the model's norm (on the share of
-    entries known) is the data's. Unit random factors are otherwise far off data at other
-    scales: from them L-BFGS shrank ``C`` alone and stalled (data at 1e-8: relative error
-    0.95, stopped on ``tol_fun``)."""
-    A, B, C = start
-    known = sum(int(np.count_nonzero(~np.isnan(X))) for X in slices)
-    data = np.sqrt(sum(float(np.nansum(np.abs(X) ** 2)) for X in slices))
-    model = float(np.linalg.norm((A[None] * C[:, None, :]) @ B.T)) * np.sqrt(
-        known / sum(X.size for X in slices))
-    if not (0.0 < data < np.inf and 0.0 < model < np.inf):
-        return start
-    factor = (data / model) ** (1.0 / 3.0)
-    return [A * factor, B * factor, C * factor]
 
 
 #: Fractions of missing entries for which the imputation warm start runs (below: the
@@ -370,8 +353,7 @@ def _next_start(start_no: int, n_starts: int, init: object, work: Sequence[np.nd
     elif first and init != "random":
         raise ModelError(f"init: expected 'svd', 'random' or a list [A, B, C], got {init!r}")
     else:
-        start = _at_data_scale([random_array((n, rank), rng, complex_factors)
-                                for n in (I, rank, K)], work)
+        start = [random_array((n, rank), rng, complex_factors) for n in (I, rank, K)]
         how = "random"
     if complex_factors:
         start = [F.astype(np.complex128) for F in start]

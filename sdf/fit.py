@@ -265,7 +265,7 @@ def rescaled_start(problem: Problem) -> np.ndarray:
                     uses[id(node)] = uses.get(id(node), 0) + 1
     inputs = problem.input_values(z0)
     for term, values in zip(problem.terms, inputs):
-        if not isinstance(term, DataTerm):
+        if not term.is_data_term:
             continue
         # In log2 units: the norms of tiny or huge models leave the float range.
         model = term.model_log2_norm(values)

@@ -161,6 +161,25 @@ class Term:
         """Norm used to turn the residual norm into a relative error (NaN if none)."""
         return float("nan")
 
+    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float | None:
+        """``log2 ||M||``, the norm of the term's model at ``values`` (``-inf`` for a zero
+        model; None: not available).
+
+        Used to rescale a start far from the data's scale (:func:`sdf.fit.rescaled_start`);
+        computed from normalised inputs, so that it holds whatever the scales.
+        """
+        return None
+
+    def data_log2_norm(self) -> float:
+        """``log2`` of :attr:`data_norm` (``-inf`` for zero data, NaN without data)."""
+        norm = self.data_norm
+        return math.log2(norm) if norm > 0 else (-math.inf if norm == 0 else math.nan)
+
+    def scale_groups(self) -> list[list[int]]:
+        """Input positions whose product makes each summand of the model (the model is
+        linear in each input of a group); a multilinear term scales through them."""
+        return [list(range(len(self.inputs)))]
+
     def check(self, where: str) -> None:
         """Raise ModelError, prefixed by ``where``, if the term's pieces don't fit."""
 
@@ -382,25 +401,11 @@ class DataTerm(Term):
         return ""
 
     # ------------------------------------------------------------ extreme scales
-    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float | None:
-        """``log2 ||M||``, the norm of the term's model at ``values`` (``-inf`` for a zero
-        model; None: not available).
-
-        Used to rescale a start far from the data's scale; computed from normalised
-        inputs, so that it holds whatever the scales.
-        """
-        return None
-
     def data_log2_norm(self) -> float:
         """``log2 ||T||`` over the known entries (``-inf`` for zero data)."""
         e = self._data_exponent()
         norm = self.data.norm() if e == 0 else self._scaled_data(e).norm()
         return math.log2(norm) + e if norm > 0 else -math.inf
-
-    def scale_groups(self) -> list[list[int]]:
-        """Input positions whose product makes each summand of the model (the model is
-        linear in each input of a group); a multilinear term scales through them."""
-        return [list(range(len(self.inputs)))]
 
     def with_data(self, data: Tensor) -> DataTerm:
         """The same term on other data (same inputs, weights and options)."""

@@ -39,6 +39,7 @@ but not complex-linear, as the engine allows (it works on the real split).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -46,7 +47,8 @@ import numpy as np
 
 from sdf.errors import DataError, ModelError
 from sdf.expr import Expr
-from sdf.terms._base import Block, Findings, RefBuilder, Term, TermState
+from sdf.numerics import ldexp
+from sdf.terms._base import Block, Findings, RefBuilder, Term, TermState, _exponent_of
 from sdf.terms.cpd import _cpd_findings
 
 __all__ = ["PARAFAC2"]
@@ -409,6 +411,16 @@ class PARAFAC2(Term):
     @property
     def data_norm(self) -> float:
         return float(np.sqrt(self._data.norm_squared))
+
+    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float:
+        """``log2`` of the model's norm, ``sum_k ||A D_k B^T||^2 = sum (A^H A * B^H B * C^H
+        C)`` (the ``P_k`` keep norms), from normalised factors: for rescaling a start far
+        from the data's scale (:func:`sdf.fit.rescaled_start`)."""
+        shifts = [_exponent_of(X) for X in values]
+        A, B, C = (ldexp(X, -k) for X, k in zip(_as_values(values), shifts))
+        grams = [X.T @ X.conj() for X in (A, B, C)]
+        norm = math.sqrt(max(float(np.sum(grams[0] * grams[1] * grams[2]).real), 0.0))
+        return math.log2(norm) + sum(shifts) if norm > 0 else -math.inf
 
     def check(self, where: str) -> None:
         I, K = self._data.shape

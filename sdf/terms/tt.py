@@ -53,7 +53,8 @@ from sdf.algebra import _leading_kron_pair
 from sdf.errors import DataError, ModelError
 from sdf.tensors import KnownEntries, Tensor, TTTensor
 from sdf.tensors._base import _native
-from sdf.terms._base import Block, DataTerm, TermState
+from sdf.numerics import ldexp
+from sdf.terms._base import Block, DataTerm, TermState, _exponent_of
 
 __all__ = ["TR", "TT"]
 
@@ -478,6 +479,22 @@ class _RingTerm(DataTerm):
 
     def describe_shape(self) -> str:
         return f"ranks {self.ranks}"
+
+    def model_log2_norm(self, values: Sequence[np.ndarray]) -> float | None:
+        """``log2 ||M||`` from the cores' transfer products: ``||M||^2 = sum_{a, a'}
+        X[a, a', a, a']`` with ``X`` the product over the modes of ``sum_i G[:, i, :] (x)
+        conj(G[:, i, :])`` (``r_0^2 r^2`` numbers; a train has ``r_0 = 1``), from the
+        cores normalised to their largest entries so that it holds at any scale."""
+        if self.loss.link != "identity":
+            return None  # the model is not on the data's scale
+        shifts = [_exponent_of(G) for G in values]
+        cores = [ldexp(np.asarray(G), -k) for G, k in zip(values, shifts)]
+        r0 = cores[0].shape[0]
+        X = np.einsum("ac,bd->abcd", np.eye(r0), np.eye(r0))
+        for G in cores:
+            X = np.einsum("abcd,cie,dif->abef", X, G, G.conj(), optimize=True)
+        norm = math.sqrt(max(float(np.einsum("abab->", X).real), 0.0))
+        return math.log2(norm) + sum(shifts) if norm > 0 else -math.inf
 
     def model_array(self, values: Sequence[np.ndarray]) -> np.ndarray:
         """The full array of the model at ``values`` (the cores), for checks and figures.

@@ -257,8 +257,10 @@ def test_complex_bad_arguments(kwargs, message, rng):
 @pytest.mark.parametrize("cplx", [False, True], ids=["real", "complex"])
 @pytest.mark.parametrize("scale", [1e-8, 1e8])
 def test_random_starts_fit_data_at_any_scale(scale, cplx, rng):
-    """Random starts are scaled to the data's norm: L-BFGS from unit factors on data at
-    1e-8 shrank C alone and stopped on tol_fun at relative error 0.95 and 0.88."""
+    """Starts far from the data's scale are rescaled to it (the engine's
+    ``rescaled_start``, which now reads PARAFAC2's model norm): L-BFGS from unit factors
+    on data at 1e-8 shrank C alone and stopped on tol_fun at relative error 0.95 and
+    0.88."""
     def draw(*shape):
         return rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if cplx else 0)
     A, B, C = draw(5, 1), draw(1, 1), draw(4, 1)

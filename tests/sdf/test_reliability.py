@@ -300,15 +300,87 @@ def test_a_btd_start_far_from_the_data_scale_is_rescaled(rng, scale):
 
 
 def test_tolerances_hold_against_the_zero_model_from_a_start_worse_than_it(rng):
-    """A tensor train (whose start is not rescaled) of data at 1e-8 from unit cores: the
+    """A tensor train of data at 1e-8 from unit cores, each also in a zero-weight term (so
+    that the start is not rescaled: only variables entering one term alone are): the
     objective's changes are measured against the zero model's objective, not the start's
     (relative to that 1e16 times larger start, the fit stopped at relative error 49)."""
     cores = [rng.standard_normal(s) for s in [(1, 4, 2), (2, 5, 2), (2, 3, 1)]]
     T = sdf.tensors.TTTensor(cores).to_dense() * 1e-8
     start = [sdf.Variable(rng.standard_normal(G.shape), name=f"g{k}")
              for k, G in enumerate(cores)]
-    res = sdf.Model(t=sdf.TT(T, start)).fit(max_iter=300)
+    unused = {f"r{k}": sdf.L2([G], weight=0.0) for k, G in enumerate(start)}
+    problem = Problem.from_model(sdf.Model(t=sdf.TT(T, start), **unused))
+    np.testing.assert_array_equal(sdf.fit.rescaled_start(problem), problem.z0)
+    res = sdf.Model(t=sdf.TT(T, start), **unused).fit(max_iter=300)
     assert res.success and res.relerr["t"] < 1e-8
+
+
+@pytest.mark.parametrize("method", ["nls", "minf"])
+def test_a_regularized_start_far_from_the_data_scale_converges(method, rng):
+    """A CPD with L2 terms on its factors (weight 0: the optimum is the plain CPD's) on
+    data at 1e-8, from unit factors, which the rescaling leaves alone (they enter two
+    terms): the tolerances are relative to the objective at zero, not to the 1e16 times
+    larger start's (Gauss-Newton stopped at relative error 10 to 24, "converged"), and
+    L-BFGS shrinks the start to the data's size first (it stopped at 0.7 to 1.3)."""
+    T = algebra.cpd_to_tensor([rng.standard_normal((n, 2)) for n in (5, 6, 7)]) * 1e-8
+    for seed in range(1, 4):
+        start = np.random.default_rng(seed)
+        vs = [sdf.Variable(start.standard_normal((n, 2)), name=f"a{k}")
+              for k, n in enumerate(T.shape)]
+        terms = {f"r{k}": sdf.L2([v], weight=0.0) for k, v in enumerate(vs)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SdfWarning)
+            res = sdf.Model(t=sdf.CPD(T, vs), **terms).fit(method=method, max_iter=500)
+        assert res.success and res.relerr["t"] < 1e-6, (seed, res.relerr["t"])
+
+
+@pytest.mark.parametrize("method", ["nls", "minf"])
+@pytest.mark.parametrize("kind", ["TT", "TR", "PARAFAC2"])
+def test_ring_and_parafac2_starts_far_from_the_data_scale_are_rescaled(kind, method, rng):
+    """Unit cores (factors) against data at 1e-8 are rescaled to the data's norm, as CPD,
+    LMLRA and BTD starts are: from them L-BFGS shrank one core alone and stopped on
+    tol_fun at relative error 1.0 (a train), 0.95 (PARAFAC2)."""
+    if kind == "PARAFAC2":
+        A, B, C = rng.standard_normal((5, 1)), rng.standard_normal((1, 1)), rng.standard_normal((4, 1))
+        data = [1e-8 * A @ np.diag(c) @ (np.linalg.qr(rng.standard_normal((J, 1)))[0] @ B).T
+                for c, J in zip(C, (4, 6, 5, 7))]
+        start = [sdf.Variable(np.random.default_rng(1).standard_normal(s), name=n)
+                 for s, n in (((5, 1), "A"), ((1, 1), "B"), ((4, 1), "C"))]
+        term = sdf.PARAFAC2(data, start)
+    else:
+        r0 = 1 if kind == "TT" else 2
+        shapes = [(r0, 6, 2), (2, 7, 2), (2, 8, r0)]
+        truth = [rng.standard_normal(s) for s in shapes]
+        data = 1e-8 * np.einsum("aib,bjc,cka->ijk", *truth)
+        start = [sdf.Variable(np.random.default_rng(k).standard_normal(s), name=f"g{k}")
+                 for k, s in enumerate(shapes)]
+        term = getattr(sdf, kind)(data, start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SdfWarning)
+        res = sdf.Model(t=term).fit(method=method, max_iter=2000)
+    assert res.success and res.relerr["t"] < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["TT", "TR", "PARAFAC2"])
+@pytest.mark.parametrize("cplx", [False, True], ids=["real", "complex"])
+def test_model_norms_of_rings_and_parafac2_hold_at_any_scale(kind, cplx, rng):
+    def draw(*shape):
+        return rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if cplx else 0)
+    if kind == "PARAFAC2":
+        values = [draw(5, 2), draw(2, 2) * 1e-200, draw(4, 2)]
+        P = [np.linalg.qr(draw(J, 2))[0] for J in (3, 4, 3, 5)]
+        slices = [values[0] @ np.diag(c) @ (Pk @ values[1] * 1e200).T
+                  for c, Pk in zip(values[2], P)]
+        term = sdf.PARAFAC2([np.ones((5, J)) for J in (3, 4, 3, 5)], values)
+        norm = np.sqrt(sum(np.linalg.norm(x) ** 2 for x in slices))
+    else:
+        r0 = 1 if kind == "TT" else 2
+        values = [draw(r0, 4, 3), draw(3, 5, 2) * 1e-200, draw(2, 3, r0)]
+        full = np.einsum("aib,bjc,cka->ijk", values[0], values[1] * 1e200, values[2])
+        term = getattr(sdf, kind)(np.ones(full.shape), values)
+        norm = np.linalg.norm(full)
+    assert term.model_log2_norm(values) == pytest.approx(np.log2(norm) - 200 * np.log2(10),
+                                                         rel=1e-12)
 
 
 @pytest.mark.parametrize("scale", [1e-10, 1.0, 1e10])
