@@ -475,6 +475,9 @@ class Preconditioner:
         rows: dict[int, Any] = {}
         krons: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         modes: dict[int, list[tuple[np.ndarray, ...]]] = {}
+        # Kronecker blocks of N-way inputs that reach their variable through elementwise
+        # transforms, with the chain's diagonal derivative
+        scaled_modes: dict[int, list[tuple[tuple[np.ndarray, ...], np.ndarray]]] = {}
         for w, term, state in zip(problem.weights, problem.terms, point.states):
             if w == 0.0:
                 continue
@@ -488,6 +491,13 @@ class Preconditioner:
                             np.iscomplexobj(G) for G in block)):
                         modes.setdefault(id(e), []).append(
                             _scaled(block, w, x + 2 * var_units[id(e)]))
+                        continue
+                    through = (None if len(e.shape) == 2 or any(np.iscomplexobj(G) for G in block)
+                               else _route_elementwise(point, e))
+                    if through is not None:
+                        var, d = through
+                        scaled_modes.setdefault(id(var), []).append(
+                            (_scaled(block, w, x + 2 * var_units[id(var)]), d))
                         continue
                     block = _mode_diagonal_mean(block)
                 if isinstance(e, Variable):
@@ -520,6 +530,12 @@ class Preconditioner:
         mode_inverses = {id(var): _invert_modes(modes[id(var)], rows.get(id(var)),
                                                 id(var) in krons)
                          for var in problem.variables if id(var) in modes}
+        for var in problem.variables:
+            if id(var) in scaled_modes and id(var) not in modes:
+                mode_inverses[id(var)] = _invert_scaled_modes(
+                    scaled_modes[id(var)], rows.get(id(var)), id(var) in krons)
+                if mode_inverses[id(var)] is None:
+                    del mode_inverses[id(var)]  # (left unscaled, as before)
         for var in problem.variables:  # blocks no mode-wise inverse takes: their mean diagonal
             if id(var) in mode_inverses and mode_inverses[id(var)] is None:
                 for block in modes[id(var)]:
@@ -639,6 +655,59 @@ def _invert_modes(blocks: list[tuple[np.ndarray, ...]], rows: Any, kron: bool
     inverse = _ModeInverses(blocks[0], 0.0 if rows is None else float(np.asarray(rows)))
     # A block too small to invert in floating point: left to the scalar fallback.
     return inverse if np.all(np.isfinite(inverse.scale)) else None
+
+
+class _ScaledModeInverses(_ModeInverses):
+    """Inverse of ``D kron(G_0, ..., G_{N-1}) D`` on an N-way variable that reaches an
+    input through elementwise transforms (``D = diag(d)``, their chain's derivative):
+    ``D^{-1} kron(G)^{-1} D^{-1}``, with ``|d|`` floored at ``1e-8 max |d|``."""
+
+    def __init__(self, grams: tuple[np.ndarray, ...], d: np.ndarray, shift: float = 0.0
+                 ) -> None:
+        top = float(np.max(np.abs(d), initial=0.0))
+        floor = 0.1 * top if top > 0 else 1.0
+        self.inv_d = 1.0 / np.where(d < 0, np.minimum(d, -floor), np.maximum(d, floor))
+        # a scalar block c I beside D G D: c D^-2 read as its mean, c / mean(d^2)
+        mean_d2 = float(np.mean(d * d))
+        super().__init__(grams, shift / mean_d2 if shift and mean_d2 > 0 else 0.0)
+
+    def __call__(self, seg: np.ndarray) -> np.ndarray:
+        scaled = (seg.reshape(self.inv_d.shape) * self.inv_d).ravel()
+        return (super().__call__(scaled).reshape(self.inv_d.shape) * self.inv_d).ravel()
+
+
+def _invert_scaled_modes(blocks: list[tuple[tuple[np.ndarray, ...], np.ndarray]], rows: Any,
+                         kron: bool) -> _ScaledModeInverses | None:
+    """:class:`_ScaledModeInverses` of one routed Kronecker block plus a scalar block;
+    None when more is added to it or it cannot be inverted."""
+    if len(blocks) != 1 or kron or (rows is not None and np.ndim(rows) != 0):
+        return None
+    grams, d = blocks[0]
+    if not (all(np.all(np.isfinite(G)) for G in grams) and np.all(np.isfinite(d))):
+        return None
+    inverse = _ScaledModeInverses(grams, d, 0.0 if rows is None else float(np.asarray(rows)))
+    ok = np.all(np.isfinite(inverse.scale)) and np.all(np.isfinite(inverse.inv_d))
+    return inverse if ok else None
+
+
+def _route_elementwise(point: Point, expr: Expr) -> tuple[Variable, np.ndarray] | None:
+    """The variable under a chain of elementwise one-input transforms and the chain's
+    derivative (its Jacobian is ``diag(d)``, d shaped like ``expr``); None for anything
+    else, or complex values (the routed blocks are real)."""
+    d: np.ndarray | None = None
+    while not isinstance(expr, Variable):
+        if not (isinstance(expr, Node) and expr.transform.n_inputs == 1
+                and getattr(expr.transform, "elementwise", False)):
+            return None
+        lin = point.lins.get(id(expr))
+        if (lin is None or id(expr) in point.complex_ids
+                or id(expr.inputs[0]) in point.complex_ids):
+            return None
+        step = np.broadcast_to(np.asarray(lin.jvp(np.ones(np.shape(lin.z))), dtype=float),
+                               expr.shape)
+        d = step if d is None else d * step
+        expr = expr.inputs[0]
+    return (expr, d) if d is not None else None
 
 
 def _mode_diagonal_mean(grams: tuple[np.ndarray, ...]) -> float:

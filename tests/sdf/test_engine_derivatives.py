@@ -4,6 +4,7 @@ For every data type, regularizer and a few transforms, a reference residual is w
 in autograd.numpy; the engine's f, gradient and ``J^T W J v`` must match it.
 """
 
+import functools
 import autograd.numpy as anp
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import scipy.sparse as sps
 from autograd import grad
 
 import sdf
+from sdf import algebra
 from sdf import transforms as tf
 from sdf.problem import Problem
 from sdf.tensors import CPDTensor, IncompleteTensor, MaskedTensor, TuckerTensor
@@ -198,3 +200,67 @@ def test_transform_curvature_is_the_positive_part_of_the_dropped_hessian_term(rn
     extra = point.gn_product(v) - gauss_newton_part(point, v)
     np.testing.assert_allclose(extra[:10], expected.ravel() * v[:10], rtol=1e-10, atol=1e-14)
     assert np.all(extra[10:] == 0)
+
+
+# ---------------------------------------------------------------------------- routed blocks
+def _train_problem(rng, wrap):
+    """A tensor train whose cores reach the term through ``wrap`` (an elementwise chain)."""
+    shapes = [(1, 4, 2), (2, 5, 3), (3, 6, 1)]
+    T = sdf.tensors.TTTensor([rng.standard_normal(s) for s in shapes]).to_dense()
+    values = [rng.uniform(0.5, 1.0, s) * rng.choice([-1.0, 1.0], s) for s in shapes]
+    cores = [sdf.Variable(v, name=f"g{k}") for k, v in enumerate(values)]
+    return Problem.from_model(sdf.Model(t=sdf.TT(T, [wrap(G) for G in cores])))
+
+
+@pytest.mark.parametrize("wrap", [tf.identity, lambda G: tf.scale(tf.nonneg(G), 3.0),
+                                  lambda G: tf.exp(tf.identity(G))],
+                         ids=["identity", "scale-nonneg", "exp-identity"])
+def test_kronecker_blocks_reach_n_way_variables_through_elementwise_transforms(wrap, rng):
+    """An N-way input's Kronecker block ``kron(G)`` reaches a variable under elementwise
+    transforms as ``D kron(G) D`` (``D`` the chain's derivative), inverted exactly: a
+    core through ``identity`` is preconditioned as the core itself, and each core's
+    inverse undoes ``D kron(G) D`` (its cores had no preconditioner: a nonnegative train
+    took 387 to 1000 Gauss-Newton iterations, 24 to 58 now)."""
+    problem = _train_problem(rng, wrap)
+    point = problem.point(problem.z0)
+    precond = point.preconditioner()
+    state = point.states[0]
+    for k, (var, block) in enumerate(zip(problem.variables, state.blocks())):
+        assert isinstance(block, tuple)
+        d = np.ones(var.shape)
+        expr = problem.terms[0].inputs[k]
+        while not isinstance(expr, sdf.Variable):
+            lin = point.lins[id(expr)]
+            d = d * np.broadcast_to(lin.jvp(np.ones(np.shape(lin.z))), expr.shape)
+            expr = expr.inputs[0]
+        K = problem.weights[0] * functools.reduce(np.kron, block)
+        H = d.reshape(-1, 1) * K * d.reshape(1, -1)
+        v = rng.standard_normal(int(np.prod(var.shape)))
+        full = np.zeros(problem.n)
+        sl = slice(problem.offsets[k], problem.offsets[k + 1])
+        full[sl] = H @ v
+        # (the inverse adds 1e-10 of its mean diagonal: exact to about 1e-7 here)
+        np.testing.assert_allclose(precond(full)[sl], v, rtol=1e-6, atol=1e-6)
+    if wrap is tf.identity:
+        direct = _train_problem(np.random.default_rng(0), lambda G: G)
+        wrapped = _train_problem(np.random.default_rng(0), tf.identity)
+        u = rng.standard_normal(direct.n)
+        np.testing.assert_allclose(wrapped.point(wrapped.z0).preconditioner()(u),
+                                   direct.point(direct.z0).preconditioner()(u), rtol=1e-12)
+
+
+def test_nonnegative_tucker_converges_with_its_routed_core_block(rng):
+    """A nonnegative Tucker (factors and core through ``nonneg``) of noisy data: 40 to 76
+    Gauss-Newton iterations to the noise level, where the unpreconditioned core took
+    953 to 1000."""
+    U = [np.abs(rng.standard_normal((n, 3))) for n in (15, 16, 17)]
+    S = np.abs(rng.standard_normal((3, 3, 3)))
+    T = algebra.tucker_to_tensor(U, S)
+    T = T + 0.01 * np.linalg.norm(T) / np.sqrt(T.size) * rng.standard_normal(T.shape)
+    start = np.random.default_rng(100)
+    us = [sdf.Variable(np.abs(start.standard_normal(u.shape))) for u in U]
+    core = sdf.Variable(np.abs(start.standard_normal(S.shape)))
+    res = sdf.Model(t=sdf.LMLRA(T, [tf.nonneg(u) for u in us], tf.nonneg(core))).fit(
+        max_iter=300)
+    assert res.stop.converged and res.iterations < 300
+    assert res.relerr["t"] < 0.0105
