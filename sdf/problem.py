@@ -754,9 +754,10 @@ def _route_block(point: Point, expr: Expr, block: Any) -> tuple[Any, ...] | None
         lin = point.lins.get(id(expr))
         if lin is None or len(expr.shape) != 2:
             return None
-        if (np.iscomplexobj(block) or id(expr) in point.complex_ids
-                or id(expr.inputs[0]) in point.complex_ids):
-            return None  # transforms map real blocks only: the variable stays unscaled
+        if ((np.iscomplexobj(block) or id(expr) in point.complex_ids
+                or id(expr.inputs[0]) in point.complex_ids)
+                and not getattr(expr.transform, "routes_complex_blocks", False)):
+            return None  # most transforms map real blocks only: the variable stays unscaled
         if np.isscalar(block) or np.ndim(block) == 0:
             block = float(block) * np.eye(expr.shape[1])
         routed = expr.transform.route_block(lin, np.asarray(block))

@@ -95,17 +95,22 @@ class MatVec(Base[np.ndarray]):
         g = numeric(g)
         return np.asarray(self.matrix.T @ g if self.side == "left" else g @ self.matrix.T)
 
+    #: Complex blocks (and values) map through it too: ``J^H J`` as below, ``X^H`` for ``X^T``.
+    routes_complex_blocks = True
+
     def route_block(self, lin: Linearization, block: np.ndarray) -> BlockRoute:
-        # x = X z: J^T J = (X^T X) ⊗ W exactly when the rows of x share the block W.
+        # x = X z: J^H J = (X^H X) ⊗ W exactly when the rows of x share the block W;
+        # x = z X: each row's block X W X^H
         if np.ndim(lin.z) != 2:
             return None
         W = block if block.ndim == 2 else block.mean(axis=0)
         X = self.matrix
+        Xh = X.conj().T if np.iscomplexobj(X) else X.T
         if self.side == "left":
-            gram = X.T @ X
+            gram = Xh @ X
             return ("kron", np.asarray(gram.toarray() if sp.issparse(gram) else gram), W)
         XW = np.asarray(X @ W)
-        return ("rows", np.asarray(XW @ X.T if not sp.issparse(X) else (X @ XW.T).T))
+        return ("rows", np.asarray(XW @ Xh if not sp.issparse(X) else (Xh.T @ XW.T).T))
 
 
 class MTimes(Base[Arrays]):

@@ -264,3 +264,27 @@ def test_nonnegative_tucker_converges_with_its_routed_core_block(rng):
         max_iter=300)
     assert res.stop.converged and res.iterations < 300
     assert res.relerr["t"] < 0.0105
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("cplx", [False, True], ids=["real", "complex"])
+def test_matvec_blocks_are_exact_for_complex_values(side, cplx, rng):
+    """A CPD factor through a (complex) known matrix gets the exact block ``J^H J`` of
+    its variable, ``(Q^H Q) ⊗ W`` (x = Q z) or ``Q W Q^H`` per row (x = z Q): the
+    preconditioner undoes the Gauss-Newton product on it. Complex ones were left
+    unscaled, and a complex CPD through ``matvec`` stopped at relative error 1e-6 after
+    28 to 452 iterations where the real one reached 1e-9 in 10 to 35 (11 to 15 now)."""
+    def draw(*shape):
+        return rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if cplx else 0)
+    T = algebra.cpd_to_tensor([draw(5, 2), draw(6, 2), draw(4, 2)])
+    Q = draw(6, 6) if side == "left" else draw(2, 2)
+    vs = [sdf.Variable(draw(n, 2), name=f"a{k}") for k, n in enumerate((5, 6, 4))]
+    x = tf.matvec(Q, vs[1]) if side == "left" else tf.matvec(vs[1], Q)
+    problem = Problem.from_model(sdf.Model(t=sdf.CPD(T, [vs[0], x, vs[2]])))
+    point = problem.point(problem.z0)
+    sl = slice(problem.offsets[1], problem.offsets[2])
+    v = np.zeros(problem.n)
+    v[sl] = rng.standard_normal(sl.stop - sl.start)
+    H_v = np.zeros(problem.n)
+    H_v[sl] = point.gn_product(v)[sl]
+    np.testing.assert_allclose(point.preconditioner()(H_v)[sl], v[sl], rtol=1e-7, atol=1e-7)
