@@ -33,6 +33,19 @@ def as_data(data: object, min_order: int = 2) -> Tensor:
     return X
 
 
+def factors_are_complex(complex_flag: object, data_complex: bool, nonneg: object,
+                    data: str = "data") -> bool:
+    """Whether a driver's factors are complex (``complex=True`` or complex ``data``);
+    ModelError for a non-boolean flag or nonnegative factors asked beside them."""
+    if not isinstance(complex_flag, (bool, np.bool_)):
+        raise ModelError(f"complex: expected True or False, got {complex_flag!r}")
+    out = bool(complex_flag) or data_complex
+    if nonneg and out:
+        raise ModelError("nonneg: nonnegative factors are real, but the factors are complex "
+                         f"(complex {data} or complex=True); drop one of the two")
+    return out
+
+
 def check_int(value: object, name: str, low: int = 1) -> int:
     """``value`` as an int ``>= low``, or ModelError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:

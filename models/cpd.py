@@ -64,8 +64,8 @@ from sdf.solvers import MethodName
 from sdf.tensors import Tensor, as_tensor
 
 from sdf.models._common import (Timer, as_data, check_fit_options, check_int, engine_fit,
-                                labels_of, make_rng, quiet, random_factors, stage_from,
-                                user_factors)
+                                factors_are_complex, labels_of, make_rng, quiet,
+                                random_factors, stage_from, user_factors)
 from sdf.models._loss_start import least_squares_start
 from sdf.models._pipeline import (MAX_DENSIFY, compress_data, dense_standin, expand, project,
                                   run_fits)
@@ -448,12 +448,7 @@ def cpd(
                        display=display, callback=callback, options=options, **fit_options)
         return best_of_starts(one, n_starts, make_rng(seed))
     rng = make_rng(seed)
-    if not isinstance(complex, (bool, np.bool_)):
-        raise ModelError(f"complex: expected True or False, got {complex!r}")
-    complex_factors = bool(complex) or X.is_complex
-    if nonneg and complex_factors:
-        raise ModelError("nonneg: nonnegative factors are real, but the factors are complex "
-                         "(complex data or complex=True); drop one of the two")
+    complex_factors = factors_are_complex(complex, X.is_complex, nonneg)
     timer = Timer()
     stages: list[Stage] = []
     given = not isinstance(init, str)

@@ -49,8 +49,8 @@ from sdf.result import History, Result
 from sdf.solvers import MethodName
 from sdf.terms.parafac2 import _polar, _Slices, procrustes_target
 
-from sdf.models._common import (Timer, check_fit_options, check_int, engine_fit, make_rng,
-                                quiet, random_array, user_factors)
+from sdf.models._common import (Timer, check_fit_options, check_int, factors_are_complex,
+                                engine_fit, make_rng, quiet, random_array, user_factors)
 from sdf.models._progress import FitTracker, progress_bar
 from sdf.models._result import Stage, StartRecord
 from sdf._blas import with_one_blas_pool
@@ -292,12 +292,7 @@ def parafac2(
     if isinstance(nonneg, str) or not all(m in ("A", "C") for m in nonneg):
         raise ModelError(f"nonneg: expected a list of factor names among 'A', 'C', got "
                          f"{nonneg!r}")
-    if not isinstance(complex, (bool, np.bool_)):
-        raise ModelError(f"complex: expected True or False, got {complex!r}")
-    complex_factors = bool(complex) or data.is_complex
-    if nonneg and complex_factors:
-        raise ModelError("nonneg: nonnegative factors are real, but the factors are complex "
-                         "(complex slices or complex=True); drop one of the two")
+    is_complex = factors_are_complex(complex, data.is_complex, nonneg, "slices")
     narrow = np.flatnonzero(data.widths < rank)
     if narrow.size:
         k = int(narrow[0])
@@ -322,7 +317,7 @@ def parafac2(
         track = FitTracker("parafac2", bar, display if n_starts > 1 else 0)
         for start_no in range(n_starts):
             best = _next_start(start_no, n_starts, init, work, em, rank, (I, K), rng,
-                               complex_factors, nonneg, settings, stages, timer, track, best, starts)
+                               is_complex, nonneg, settings, stages, timer, track, best, starts)
     assert best is not None
     res, factors, term = best
     projections = term.projections(factors)
