@@ -482,3 +482,16 @@ def test_reported_error_is_that_of_the_returned_projections(mix, rng):
     f_other = term.exact_fval(other, 0.0)
     values = other
     assert error(term.projections(other)) == pytest.approx(f_other, rel=1e-10)
+
+
+def test_complex_dict_round_trip(rng):
+    """Complex slices and factors stay complex through ``to_dict`` and ``from_dict``."""
+    values, X = complex_case(rng, "complex-complex", missing=0.2)
+    model = sdf.Model(X=sdf.PARAFAC2(X, [sdf.Variable(v, name=n) for v, n in zip(values, "abc")]))
+    again = sdf.Model.from_dict(model.to_dict())
+    assert all(np.iscomplexobj(s) for s in again.terms["X"].slices)
+    for s1, s2 in zip(model.terms["X"].slices, again.terms["X"].slices):
+        np.testing.assert_array_equal(s1, s2)
+    p1, p2 = Problem.from_model(model), Problem.from_model(again)
+    assert p2.complex_variables == [True] * 3
+    assert p2.point(p2.z0).f == pytest.approx(p1.point(p1.z0).f, rel=1e-12)
