@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from sdf.errors import ModelError
+from sdf.errors import ModelError, SdfError
 from sdf.expr import Variable
 from sdf.numerics import SCALE_THRESHOLD
 from sdf.problem import ModelLike, Point, Problem
@@ -229,9 +229,9 @@ class ScaledProblem:
     def zero_model_objective(self) -> float:
         """The objective of the zero model, ``sum_t w_t ||data_t||^2 / 2`` (scaled units),
         when every term is a data term with the Gaussian loss; otherwise (regularizers,
-        other losses) the objective at ``z = 0``, evaluated once; inf when neither is
-        finite and positive. Either way an objective the model reaches, so the optimum's
-        is at most this."""
+        other losses) the objective at ``z = 0``, evaluated once (data held in chunks: one
+        more pass over them); inf when neither is finite and positive. Either way an
+        objective the model reaches, so the optimum's is at most this."""
         total = 0.0
         for w, norm, term in zip(self.weights, self.data_norms(), self.terms):
             if (not term.is_data_term or getattr(term, "null_fval", None) is not None
@@ -241,12 +241,14 @@ class ScaledProblem:
         return total if total > 0 else math.inf
 
     def _objective_at_zero(self) -> float:
+        """The objective at ``z = 0`` (inf where it is not finite and positive, or a
+        transform refuses zero)."""
         if self._at_zero is None:
             with np.errstate(over="ignore", under="ignore", invalid="ignore",
                              divide="ignore"):
                 try:
                     f = float(self.raw.point(np.zeros(self.raw.n)).f)
-                except (ArithmeticError, ValueError, np.linalg.LinAlgError):
+                except (ArithmeticError, ValueError, np.linalg.LinAlgError, SdfError):
                     f = math.inf
             self._at_zero = f if 0.0 < f < math.inf else math.inf
         return self._at_zero
