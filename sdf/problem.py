@@ -660,7 +660,13 @@ def _invert_modes(blocks: list[tuple[np.ndarray, ...]], rows: Any, kron: bool
 class _ScaledModeInverses(_ModeInverses):
     """Inverse of ``D kron(G_0, ..., G_{N-1}) D`` on an N-way variable that reaches an
     input through elementwise transforms (``D = diag(d)``, their chain's derivative):
-    ``D^{-1} kron(G)^{-1} D^{-1}``, with ``|d|`` floored at ``1e-8 max |d|``."""
+    ``D^{-1} kron(G)^{-1} D^{-1}``, with ``|d|`` floored at a tenth of its largest.
+
+    The floor keeps entries where the derivative nearly vanishes (``nonneg`` at zero)
+    from taking the largest steps: with it at ``1e-8`` of the largest, 2 of 6 planted
+    nonnegative trains stopped at 1.4 to 2 times the noise level; at ``1e-2`` and ``0.1``
+    all six reached it (25 to 188 and 24 to 58 iterations), at ``0.3`` in up to 611.
+    """
 
     def __init__(self, grams: tuple[np.ndarray, ...], d: np.ndarray, shift: float = 0.0
                  ) -> None:

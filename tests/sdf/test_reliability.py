@@ -341,7 +341,7 @@ def test_ring_and_parafac2_starts_far_from_the_data_scale_are_rescaled(kind, met
     LMLRA and BTD starts are: from them L-BFGS shrank one core alone and stopped on
     tol_fun at relative error 1.0 (a train), 0.95 (PARAFAC2)."""
     if kind == "PARAFAC2":
-        A, B, C = rng.standard_normal((5, 1)), rng.standard_normal((1, 1)), rng.standard_normal((4, 1))
+        A, B, C = (rng.standard_normal(s) for s in ((5, 1), (1, 1), (4, 1)))
         data = [1e-8 * A @ np.diag(c) @ (np.linalg.qr(rng.standard_normal((J, 1)))[0] @ B).T
                 for c, J in zip(C, (4, 6, 5, 7))]
         start = [sdf.Variable(np.random.default_rng(1).standard_normal(s), name=n)
