@@ -39,15 +39,18 @@ but not complex-linear, as the engine allows (it works on the real split).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from sdf.algebra import cpd_norm_squared, frob
 from sdf.errors import DataError, ModelError
 from sdf.expr import Expr
 from sdf.numerics import ldexp
+from sdf.tensors._base import _native
 from sdf.terms._base import Block, Findings, RefBuilder, Term, TermState, _exponent_of
 from sdf.terms.cpd import _cpd_findings
 
@@ -111,7 +114,7 @@ class _Slices:
         #: Rows of P_k that exist (None: every slice has the full width).
         self.valid: np.ndarray | None = (
             None if np.all(self.widths == J) else np.arange(J) < self.widths[:, None])
-        self.norm_squared = _norm2(self.X)
+        self.norm_squared = frob(self.X, squared=True)
 
     def filled(self, X: np.ndarray) -> _Slices:
         """Slices of the same widths with every entry known, from the padded (K, I, J)
@@ -122,18 +125,13 @@ class _Slices:
         out.is_complex = bool(np.iscomplexobj(X))
         out.slices = [Y[:, :J] for Y, J in zip(X, self.widths)]
         out.n_known = sum(Y.size for Y in out.slices)
-        out.norm_squared = _norm2(X)
+        out.norm_squared = frob(X, squared=True)
         return out
-
-
-def _norm2(X: np.ndarray) -> float:
-    """``||X||^2`` (real or complex)."""
-    return float(np.vdot(X, X).real)
 
 
 def _as_values(values: Sequence[Any]) -> list[np.ndarray]:
     """``[A, B, C]`` as float or complex arrays (complex ones stay complex)."""
-    return [np.asarray(v, dtype=complex if np.iscomplexobj(v) else float) for v in values]
+    return [_native(v) for v in values]
 
 
 def procrustes_target(X: np.ndarray, M: np.ndarray) -> np.ndarray:
@@ -152,21 +150,28 @@ def _polar(Z: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndar
     return P, s
 
 
-def _rotation_basis(R: int, complex_values: bool) -> np.ndarray:
+@functools.lru_cache(maxsize=None)
+def _rotation_basis(R: int, complex_values: bool
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A basis (m, R, R) of the skew-symmetric (real) or skew-Hermitian (complex) R x R
     matrices, orthonormal up to scale for ``Re <S, T>``: ``E_ab - E_ba`` (a < b), and for
-    complex values also ``i (E_ab + E_ba)`` and ``i E_aa``."""
+    complex values also ``i (E_ab + E_ba)`` and ``i E_aa``; and its nonzeros, two per
+    element (the second of ``i E_aa`` a zero): rows, columns and values, each (m, 2).
+    Read-only (shared by every point)."""
     ia, ib = np.triu_indices(R, 1)
-    m = len(ia)
-    real = np.zeros((m, R, R))
-    real[np.arange(m), ia, ib], real[np.arange(m), ib, ia] = 1.0, -1.0
-    if not complex_values:
-        return real
-    sym = np.zeros((m, R, R), dtype=complex)
-    sym[np.arange(m), ia, ib] = sym[np.arange(m), ib, ia] = 1j
-    diag = np.zeros((R, R, R), dtype=complex)
-    diag[np.arange(R), np.arange(R), np.arange(R)] = 1j
-    return np.concatenate([real, sym, diag])
+    diag = np.arange(R)
+    pairs = [(np.stack([ia, ib], 1), np.stack([ib, ia], 1), np.tile([1.0, -1.0], (len(ia), 1)))]
+    if complex_values:
+        pairs += [(np.stack([ia, ib], 1), np.stack([ib, ia], 1), np.full((len(ia), 2), 1j)),
+                  (np.stack([diag, diag], 1), np.stack([diag, diag], 1),
+                   np.tile([1j, 0.0], (R, 1)))]
+    rows, cols, vals = (np.concatenate(parts) for parts in zip(*pairs))
+    basis = np.zeros((len(rows), R, R), dtype=vals.dtype)
+    for p in range(2):
+        np.add.at(basis, (np.arange(len(rows)), rows[:, p], cols[:, p]), vals[:, p])
+    for arr in (basis, rows, cols, vals):
+        arr.setflags(write=False)
+    return basis, rows, cols, vals
 
 
 def _point_key(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> bytes:
@@ -210,28 +215,13 @@ class _Parafac2State(TermState):
         self.M = _model_rows(self.A, self.B, self.C)
         self._gradient = _adjoint(self.A, self.B, self.C, F)
         R = self.A.shape[1]
-        self._basis = _rotation_basis(R, self.is_complex)
+        self._basis, *self._entries = _rotation_basis(R, self.is_complex)
         self._ginv = self._rotation_gramian_pinv() if len(self._basis) else None
 
     def _apply_q(self, dM: np.ndarray) -> np.ndarray:
         """``(W_k * (dM_k P_k^T)) conj(P_k)`` for every k: the fixed-P Gramian in M's
         space."""
         return dM if self.Q is None else np.einsum("kia,kiab->kib", dM, self.Q)
-
-    def _entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The basis's nonzeros, two per element (the second of ``i E_aa`` a zero): rows,
-        columns and values, each (m, 2)."""
-        S = self._basis
-        m = len(S)
-        idx = np.argwhere(S != 0)  # (element, row, column), in element order
-        counts = np.bincount(idx[:, 0], minlength=m)
-        rows = np.zeros((m, 2), dtype=int)
-        cols = np.zeros((m, 2), dtype=int)
-        vals = np.zeros((m, 2), dtype=S.dtype)
-        slot = np.arange(len(idx)) - np.repeat(np.cumsum(counts) - counts, counts)
-        rows[idx[:, 0], slot], cols[idx[:, 0], slot] = idx[:, 1], idx[:, 2]
-        vals[idx[:, 0], slot] = S[idx[:, 0], idx[:, 1], idx[:, 2]]
-        return rows, cols, vals
 
     def _rotation_gramian_pinv(self) -> np.ndarray:
         """Per slice, the pseudo-inverse of the Gramian ``Re <M_k S_m, Q(M_k S_n)>`` of the
@@ -245,7 +235,7 @@ class _Parafac2State(TermState):
             T = np.einsum("kac,db->kacdb", np.swapaxes(Mh, 1, 2) @ M, np.eye(R))
         else:
             T = np.einsum("kia,kic,kidb->kacdb", Mh, M, Q)
-        rows, cols, vals = self._entries()
+        rows, cols, vals = self._entries
         G = np.zeros((M.shape[0], len(rows), len(rows)))
         for p in range(2):
             for q in range(2):
@@ -417,9 +407,8 @@ class PARAFAC2(Term):
         C)`` (the ``P_k`` keep norms), from normalised factors: for rescaling a start far
         from the data's scale (:func:`sdf.fit.rescaled_start`)."""
         shifts = [_exponent_of(X) for X in values]
-        A, B, C = (ldexp(X, -k) for X, k in zip(_as_values(values), shifts))
-        grams = [X.T @ X.conj() for X in (A, B, C)]
-        norm = math.sqrt(max(float(np.sum(grams[0] * grams[1] * grams[2]).real), 0.0))
+        norm = math.sqrt(cpd_norm_squared([ldexp(X, -k) for X, k in
+                                           zip(_as_values(values), shifts)]))
         return math.log2(norm) + sum(shifts) if norm > 0 else -math.inf
 
     def check(self, where: str) -> None:
@@ -488,7 +477,7 @@ class PARAFAC2(Term):
         K, J, R = P.shape
         PP = (P[:, :, :, None] * Pc[:, :, None, :]).reshape(K, J, R * R)
         Q = (d.W @ PP).reshape(K, -1, R, R)
-        fval = 0.5 * _norm2(residual)
+        fval = 0.5 * frob(residual, squared=True)
         if fval < self._lowest.get("fval", np.inf):
             self._lowest.update(fval=fval, key=_point_key(A, B, C), P=P)
         return _Parafac2State(values, P, residual @ Pc, Q, fval)
@@ -504,7 +493,7 @@ class PARAFAC2(Term):
         M = _model_rows(A, B, C)
         P, _ = self._projections(A, B, C, M)
         residual = M @ np.swapaxes(P, 1, 2) - self._data.X
-        return 0.5 * _norm2(residual)
+        return 0.5 * frob(residual, squared=True)
 
     def _reported_fval(self, values: Sequence[np.ndarray], fval: float) -> float:
         """With missing entries, the ``f`` a fit reports at ``values``: that of the
@@ -521,7 +510,7 @@ class PARAFAC2(Term):
         M = _model_rows(A, B, C)
         P, _ = self._projections(A, B, C, M)
         d = self._data
-        f = 0.5 * _norm2(d.W * (M @ np.swapaxes(P, 1, 2) - d.X))
+        f = 0.5 * frob(d.W * (M @ np.swapaxes(P, 1, 2) - d.X), squared=True)
         lowest.update(fval=f, key=key, P=P)
         return f
 
