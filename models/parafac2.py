@@ -47,7 +47,7 @@ from sdf import transforms as tf
 from sdf.errors import ModelError, SdfWarning
 from sdf.result import History, Result
 from sdf.solvers import MethodName
-from sdf.terms.parafac2 import _polar, _Slices, procrustes_target
+from sdf.terms.parafac2 import _polar, _Slices, _procrustes_target
 
 from sdf.models._common import (Timer, check_fit_options, check_int, factors_are_complex,
                                 engine_fit, make_rng, quiet, random_array, user_factors)
@@ -160,7 +160,7 @@ def _impute(data: _Slices, start: list[np.ndarray]
     valid = data.valid
     A, B, C = factors
     M = (A[None] * C[:, None, :]) @ B.T  # M_k = A D_k B^T, (K, I, R)
-    P, _ = _polar(procrustes_target(X, M), valid)  # the missing entries as zeros
+    P, _ = _polar(_procrustes_target(X, M), valid)  # the missing entries as zeros
     prev, err, rounds = np.inf, np.inf, 0
     for rounds in range(1, _IMPUTE_MAX_ROUNDS + 1):
         filled = M @ np.swapaxes(P, 1, 2)
@@ -176,7 +176,7 @@ def _impute(data: _Slices, start: list[np.ndarray]
         factors = [np.array(res.variables[nm]) for nm in names]
         A, B, C = factors
         M = (A[None] * C[:, None, :]) @ B.T
-        P, _ = _polar(procrustes_target(filled, M), valid)
+        P, _ = _polar(_procrustes_target(filled, M), valid)
     return factors, P, rounds, err
 
 

@@ -134,7 +134,7 @@ def _as_values(values: Sequence[Any]) -> list[np.ndarray]:
     return [_native(v) for v in values]
 
 
-def procrustes_target(X: np.ndarray, M: np.ndarray) -> np.ndarray:
+def _procrustes_target(X: np.ndarray, M: np.ndarray) -> np.ndarray:
     """``X_k^T conj(M_k)`` per slice (K, J, R): ``P_k = polar(.)`` maximises ``Re <X_k,
     M_k P_k^T>`` over (semi-)unitary ``P_k``."""
     return np.swapaxes(X, 1, 2) @ (M.conj() if np.iscomplexobj(M) else M)
@@ -444,7 +444,7 @@ class PARAFAC2(Term):
         """The optimal padded projections (K, J, R) and the singular values of the last
         Procrustes problem."""
         d = self._data
-        XtM = procrustes_target(d.X, M)
+        XtM = _procrustes_target(d.X, M)
         if d.W is None:
             return _polar(XtM, d.valid)
         P = self._warm
@@ -452,7 +452,7 @@ class PARAFAC2(Term):
             P, s = _polar(XtM, d.valid)
         unknown = 1.0 - d.W
         for _ in range(_INNER_MAX_ITER):
-            filled_part = procrustes_target(unknown * (M @ np.swapaxes(P, 1, 2)), M)
+            filled_part = _procrustes_target(unknown * (M @ np.swapaxes(P, 1, 2)), M)
             P_new, s = _polar(XtM + filled_part, d.valid)
             step = float(np.max(np.abs(P_new - P)))
             P = P_new

@@ -374,6 +374,11 @@ def _cores(values: Sequence[Any]) -> Cores:
     return [_native(v) for v in values]
 
 
+#: Multiply-adds a ring's model norm may take (:meth:`_RingTerm.model_log2_norm`): about
+#: a tenth of a second, once per fit.
+_NORM_BUDGET = 1e9
+
+
 class _RingTerm(DataTerm):
     """What TT and TR share: a ring of cores on a data set."""
 
@@ -484,12 +489,17 @@ class _RingTerm(DataTerm):
         """``log2 ||M||`` from the cores' transfer products: ``||M||^2 = sum_{a, a'}
         X[a, a', a, a']`` with ``X`` the product over the modes of ``sum_i G[:, i, :] (x)
         conj(G[:, i, :])`` (``r_0^2 r^2`` numbers; a train has ``r_0 = 1``), from the
-        cores normalised to their largest entries so that it holds at any scale."""
+        cores normalised to their largest entries so that it holds at any scale. None
+        (the start kept as given) where the products would take more than
+        ``_NORM_BUDGET`` multiply-adds (``r_0^2 r^3`` per entry of a core: rings of large
+        ranks)."""
         if self.loss.link != "identity":
             return None  # the model is not on the data's scale
+        r0 = int(np.shape(values[0])[0])
+        if r0 * r0 * sum(np.size(G) * np.shape(G)[2] for G in values) > _NORM_BUDGET:
+            return None
         shifts = [_exponent_of(G) for G in values]
         cores = [ldexp(np.asarray(G), -k) for G, k in zip(values, shifts)]
-        r0 = cores[0].shape[0]
         X = np.einsum("ac,bd->abcd", np.eye(r0), np.eye(r0))
         for G in cores:
             X = np.einsum("abcd,cie,dif->abef", X, G, G.conj(), optimize=True)
