@@ -142,8 +142,11 @@ def _sweep(Wm: np.ndarray, Wt: np.ndarray, shape: tuple[int, ...], factors: list
     """One ALS sweep (out, in, h, w); returns the factors and their objective.
 
     ``Wm`` is the weight as (out, in*kh*kw), ``Wt`` as (out*kh*kw, in): the MTTKRPs come
-    from ``Wt U_in`` and ``U_out^T Wm`` without forming a Khatri-Rao product of the weight's
-    size.
+    from ``U_out^T Wm`` and, for the output factor, ``Wt U_in`` (out kh kw, R) or, with
+    fewer inputs than outputs, ``Wm`` times the Khatri-Rao product of the other factors
+    (in kh kw, R), whichever is the smaller array (the same multiply-adds; on a
+    384x16x7x7 layer at rank 363 a sweep took 18 ms instead of 78 ms, two BLAS threads):
+    never a Khatri-Rao product of the weight's size.
     """
     o, i, kh, kw = shape
     m = kh * kw
@@ -151,10 +154,13 @@ def _sweep(Wm: np.ndarray, Wt: np.ndarray, shape: tuple[int, ...], factors: list
     R = Uo.shape[1]
     Gi, Gh, Gw = Ui.T @ Ui, Uh.T @ Uh, Uw.T @ Uw
     S = _kr(Uh, Uw)
-    Y = (Wt @ Ui).reshape(o, m, R)
-    Mo = Y[:, 0, :] * S[0]
-    for s in range(1, m):
-        Mo += Y[:, s, :] * S[s]
+    if i < o:
+        Mo = Wm @ _kr(Ui, S)
+    else:
+        Y = (Wt @ Ui).reshape(o, m, R)
+        Mo = Y[:, 0, :] * S[0]
+        for s in range(1, m):
+            Mo += Y[:, s, :] * S[s]
     Uo = _solve_gram(Mo, Gi * Gh * Gw)
     Go = Uo.T @ Uo
     A = (Uo.T @ Wm).reshape(R, i, m)          # the other MTTKRPs contract this

@@ -72,6 +72,36 @@ def test_slice_start_water_filling_beats_equal_ranks(rng):
     assert err2 < equal
 
 
+def _reference_sweep(W, factors):
+    """One ALS sweep (out, in, h, w in turn), each factor the least-squares solution
+    against the explicit Khatri-Rao product of the others."""
+    factors = [f.copy() for f in factors]
+    for n in range(4):
+        others = [factors[k] for k in range(4) if k != n]
+        kr = np.einsum("ar,br,cr->abcr", *others).reshape(-1, others[0].shape[1])
+        unfolding = np.moveaxis(W, n, 0).reshape(W.shape[n], -1)
+        factors[n] = np.linalg.lstsq(kr, unfolding.T, rcond=None)[0].T
+    return factors
+
+
+@pytest.mark.parametrize("shape", [(24, 5, 3, 3), (5, 24, 3, 3), (9, 9, 3, 1)])
+def test_als_sweep_is_the_least_squares_update_of_each_factor(rng, shape):
+    """Narrow inputs (in < out) take the MTTKRP of the output factor through the
+    Khatri-Rao product, wide ones through ``Wt U_in``: both are the exact update."""
+    W = rng.standard_normal(shape)
+    rank = 4
+    start = [rng.standard_normal((n, rank)) for n in shape]
+    o, i = shape[:2]
+    Wm = W.reshape(o, -1)
+    norm2 = float(np.vdot(W, W))
+    swept, objective = _cp._sweep(Wm, W.transpose(0, 2, 3, 1).reshape(-1, i), shape, start,
+                                  norm2)
+    for got, want in zip(swept, _reference_sweep(W, start)):
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+    W_hat = np.einsum("or,ir,hr,wr->oihw", *swept)
+    assert objective == pytest.approx(np.vdot(W - W_hat, W - W_hat) / norm2, rel=1e-9)
+
+
 def test_planted_cp_is_recovered_to_the_noise_level(rng):
     W, U = planted(rng, (20, 16, 3, 3), 12, noise=1e-3)
     res = compress_conv(W, "cp", rank=12, options=FAST)
