@@ -106,6 +106,123 @@ def _whitened(G: np.ndarray, B: np.ndarray
                                              check_finite=False).T
 
 
+class GramSolve(Protocol):
+    """``G = K^T M K`` (r m, r m; rows and columns in ``(s, lam)`` order) ready for
+    products ``B G^{-1}`` with a few rows ``B``."""
+
+    def solve(self, B: np.ndarray) -> np.ndarray:
+        """``B G^{-1}`` for ``B`` (p, r m), to the accuracy of ``B``'s dtype."""
+        ...
+
+    def times_inverse(self, dtype: DTypeLike) -> Callable[[np.ndarray], np.ndarray]:
+        """``B -> B G^{-1}`` in ``dtype`` by products only (the Hessian products apply it
+        many times; they need a few digits, see :func:`_curvature`)."""
+        ...
+
+    def astype(self, dtype: DTypeLike) -> GramSolve:
+        """The same in ``dtype``."""
+        ...
+
+
+@dataclass(frozen=True)
+class _CholeskyGram:
+    """:class:`GramSolve` of the formed ``G`` by its Cholesky factor (scipy's
+    ``cho_factor`` pair)."""
+
+    factor: tuple[np.ndarray, bool]
+
+    def solve(self, B: np.ndarray) -> np.ndarray:
+        return sla.cho_solve(self.factor, B.T, check_finite=False).T
+
+    def times_inverse(self, dtype: DTypeLike) -> Callable[[np.ndarray], np.ndarray]:
+        G_inv = _spd_inverse((self.factor[0].astype(dtype, copy=False), self.factor[1]))
+        return lambda B: B @ G_inv
+
+    def astype(self, dtype: DTypeLike) -> _CholeskyGram:
+        return _CholeskyGram((self.factor[0].astype(dtype), self.factor[1]))
+
+
+@dataclass(frozen=True)
+class _WoodburyGram:
+    """:class:`GramSolve` of ``G = A + Y^T Y`` with ``A = w (F^T F) (x) I_m`` and ``Y = R
+    K`` (k, r m), ``k < r m`` rows of the calibration root, by the Woodbury identity
+    ``B G^{-1} = B A^{-1} - B A^{-1} Y^T (I_k + Y A^{-1} Y^T)^{-1} Y A^{-1}``: a (k, k)
+    factor where the formed ``G`` costs ``k (r m)^2`` and its Cholesky factor ``(r
+    m)^3 / 3`` (a 16x512x7x7 conv's weight SVD with 784 patches: r m = 7546, tens of
+    seconds per point instead of a tenth).
+
+    ``Y`` is the image ``R K`` as it comes, (k, m r) with columns in ``(lam, s)`` order (the
+    few rows ``B`` are permuted instead); ``ftf_inv`` is ``(F^T F)^{-1}`` (None: ``F``
+    orthonormal), ``cap`` the Cholesky pair of ``I_k + Y A^{-1} Y^T``.
+    """
+
+    w: float
+    m: int
+    ftf_inv: np.ndarray | None
+    Y: np.ndarray
+    cap: tuple[np.ndarray, bool]
+
+    @classmethod
+    def build(cls, image: np.ndarray, F: np.ndarray, w: float) -> _WoodburyGram | None:
+        """From the image ``R K`` (k, m, r) of ``F``; None when a factorization fails
+        (``F`` not of full rank)."""
+        k, m, r = image.shape
+        Y = image.reshape(k, m * r)
+        FtF = F.T @ F
+        ftf_inv = None
+        if not np.allclose(FtF, np.eye(r, dtype=F.dtype), rtol=0.0,
+                           atol=10 * np.finfo(F.dtype).eps * r):
+            try:
+                ftf_inv = _spd_inverse(sla.cho_factor(FtF, lower=True, check_finite=False))
+            except np.linalg.LinAlgError:
+                return None
+        YA = Y if ftf_inv is None else (image @ ftf_inv).reshape(k, m * r)
+        capacitance = YA @ Y.T
+        capacitance /= w
+        capacitance[np.diag_indices_from(capacitance)] += 1.0
+        try:
+            cap = sla.cho_factor(capacitance, lower=True, overwrite_a=True,
+                                 check_finite=False)
+        except np.linalg.LinAlgError:
+            return None
+        return cls(w, m, ftf_inv, Y, cap)
+
+    def solve(self, B: np.ndarray) -> np.ndarray:
+        return self._times(B, lambda V: sla.cho_solve(self.cap, V.T, check_finite=False).T)
+
+    def times_inverse(self, dtype: DTypeLike) -> Callable[[np.ndarray], np.ndarray]:
+        low = self.astype(dtype)
+        cap_inv = _spd_inverse(low.cap)
+        return lambda B: low._times(B, lambda V: V @ cap_inv)
+
+    def _times(self, B: np.ndarray, cap_solve: Callable[[np.ndarray], np.ndarray]
+               ) -> np.ndarray:
+        """``B G^{-1}`` with ``cap_solve(V) = V (I_k + Y A^{-1} Y^T)^{-1}``."""
+        p, m = B.shape[0], self.m
+        r = B.shape[1] // m
+        BA = _a_inverse_rows(B, self.w, self.ftf_inv, m)
+        V = cap_solve(BA.reshape(p, r, m).transpose(0, 2, 1).reshape(p, m * r) @ self.Y.T)
+        back = (V @ self.Y).reshape(p, m, r).transpose(0, 2, 1).reshape(p, r * m)
+        return BA - _a_inverse_rows(back, self.w, self.ftf_inv, m)
+
+    def astype(self, dtype: DTypeLike) -> _WoodburyGram:
+        return _WoodburyGram(self.w, self.m, None if self.ftf_inv is None else
+                             self.ftf_inv.astype(dtype), self.Y.astype(dtype),
+                             (self.cap[0].astype(dtype), self.cap[1]))
+
+
+def _a_inverse_rows(B: np.ndarray, w: float, ftf_inv: np.ndarray | None, m: int
+                    ) -> np.ndarray:
+    """``B A^{-1}`` for ``A = w (F^T F) (x) I_m`` (``ftf_inv``: ``(F^T F)^{-1}``, None for
+    the identity) and ``B`` (p, r m), columns in ``(s, lam)`` order."""
+    if ftf_inv is None:
+        return B / w
+    p = B.shape[0]
+    r = ftf_inv.shape[0]
+    return np.einsum("ptl,ts->psl", B.reshape(p, r, m), ftf_inv,
+                     optimize=True).reshape(p, r * m) / w
+
+
 class _Problem:
     """The objective ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` and its two closed-form steps.
 
@@ -256,6 +373,27 @@ class _Problem:
         GK = (Y2.T @ Y2).reshape(m, r, m, r).transpose(1, 0, 3, 2).reshape(r * m, r * m)
         return GK + np.kron(self.root_weight * (F.T @ F), np.eye(m, dtype=F.dtype))
 
+    def gram_solve(self, F: np.ndarray, MF: np.ndarray) -> GramSolve | None:
+        """``K^T M K`` ready for solves (:class:`GramSolve`), from ``MF =
+        apply_metric(F)``; None when it is not positive definite. On the image route
+        with fewer calibration rows than ``r m`` (and an identity part), by the Woodbury
+        identity (:class:`_WoodburyGram`, never formed); else formed
+        (:meth:`gram_k`) and factored."""
+        if self.low_rank_gram(F.shape[1]):
+            return _WoodburyGram.build(MF, F, self.root_weight)
+        GK = self.gram_k(F, MF)
+        try:  # (the factorization reads the lower triangle only)
+            return _CholeskyGram(sla.cho_factor(GK, lower=True, overwrite_a=True,
+                                                check_finite=False))
+        except np.linalg.LinAlgError:
+            return None
+
+    def low_rank_gram(self, r: int) -> bool:
+        """Whether ``K^T M K`` of rank ``r`` is an identity part plus a product of fewer
+        calibration rows than its order ``r m`` (see :meth:`gram_solve`)."""
+        return (self.kroot is not None and self.root_weight > 0.0
+                and self.kroot.rows < r * self.shape[2])
+
     def mk_times(self, MF: np.ndarray, S: np.ndarray) -> np.ndarray:
         """``M K S^T`` for ``S`` (p, r m) (rows in ``(s, lam)`` order), laid out (a, (mu,
         p)), from ``MF = apply_metric(F)`` (the dense route's ``M K``; the image route
@@ -281,8 +419,17 @@ class _Problem:
         """Best ``C`` (out, r, m) for ``F`` (``MF = apply_metric(F)``) and the objective."""
         o, a, m = self.shape
         r = F.shape[1]
-        GK = self.gram_k(F, MF)  # its lower triangle is all the factorization reads
         rhs = self.weight_times(F)
+        gram = self.gram_solve(F, MF) if self.low_rank_gram(r) else None
+        if gram is not None:  # with P = rhs G^{-1}: the same closed forms as below
+            P = gram.solve(rhs)
+            if self.out_rank is None or self.out_rank >= min(o, r * m):
+                return P.reshape(o, r, m), self.c0 - _inner(P, rhs)
+            A = P @ rhs.T
+            U = np.linalg.eigh((A + A.T) / 2)[1][:, -self.out_rank:]
+            UtP = U.T @ P
+            return (U @ UtP).reshape(o, r, m), self.c0 - _inner(UtP, U.T @ rhs)
+        GK = self.gram_k(F, MF)  # its lower triangle is all the factorization reads
         # C = rhs GK^{-1} = Y L^{-1}; with an output rank, the reduced-rank regression
         # keeps the leading left singular subspace of Y = C L
         Y, times_root_inv = _whitened(GK, rhs)
@@ -300,9 +447,8 @@ class _Problem:
         Returns the new factor ``X`` and ``apply_metric(X)``: the metric is linear, so the
         products of the search directions (computed for the Hessian anyway) give it.
         """
-        Q4 = np.tensordot(C, C, axes=([0], [0]))  # (r, nu, s, lam)
         if self.kroot is None:
-            Qt = _q_layout(Q4)
+            Qt = _q_layout(np.tensordot(C, C, axes=([0], [0])))  # C^T C (r, nu, s, lam)
 
             def hess(P: np.ndarray, T: np.ndarray) -> np.ndarray:  # (H P)[a, r], T = M dK
                 return _contract(T, Qt)
@@ -314,7 +460,7 @@ class _Problem:
                 return self.image_contract(P, Z, [(P, C, C)])
 
         N = self.weight_contract(C)
-        Ma_inv, Qb_inv = self.Ma_inv, _preconditioner_inverse(np.einsum("rnsn->rs", Q4))
+        Ma_inv, Qb_inv = self.Ma_inv, _preconditioner_inverse(_diagonal_blocks(C))
 
         def precond(R: np.ndarray) -> np.ndarray:
             return (Ma_inv @ R) @ Qb_inv
@@ -329,23 +475,24 @@ class _Problem:
         """The Newton phase's view of ``F`` (no output rank): the Cholesky factor of ``K^T
         M K``, the best ``C`` and the objective; None when ``K^T M K`` is not positive
         definite (the alternations handle that case)."""
-        GK = self.gram_k(F, MF)
-        try:  # (the factorization reads the lower triangle only)
-            GK_f = sla.cho_factor(GK, lower=True, overwrite_a=True, check_finite=False)
-        except np.linalg.LinAlgError:
+        gram = self.gram_solve(F, MF)
+        if gram is None:
             return None
         rhs = self.weight_times(F)
-        C = sla.cho_solve(GK_f, rhs.T, check_finite=False).T
-        return _Point(F, MF, GK_f, C, self.c0 - _inner(C, rhs))
+        C = gram.solve(rhs)
+        return _Point(F, MF, gram, C, self.c0 - _inner(C, rhs))
 
-    def residual(self, p: _Point) -> tuple[np.ndarray, np.ndarray]:
+    def residual(self, p: _Point) -> tuple[np.ndarray, np.ndarray | None]:
         """``-1/2`` the gradient of the objective with ``C`` eliminated (``C`` optimal, so
         it is the partial gradient in ``F``), projected on the horizontal space ``F^T X =
-        0``, and ``Q4 = C^T C`` laid out (r, nu, s, lam)."""
+        0``, and on the dense route ``Q4 = C^T C`` laid out (r, nu, s, lam) (None on the
+        image route, whose products contract ``C`` itself: ``C^T C`` has ``(r m)^2``
+        entries, 455 MB on a 16x512x7x7 conv's weight SVD)."""
         o, a, m = self.shape
         C = p.C.reshape(o, -1, m)
-        Q4 = np.tensordot(C, C, axes=([0], [0]))
+        Q4 = None
         if self.kroot is None:
+            Q4 = np.tensordot(C, C, axes=([0], [0]))
             MKQ = _contract(p.MF, _q_layout(Q4))
         else:
             C_ml = _ml_layout(C)
@@ -373,7 +520,7 @@ class _Problem:
         KtMdK = np.tensordot(F, MX, axes=([0], [0])).transpose(0, 1, 3, 2).reshape(r * m,
                                                                                    r * m)
         BdK = self.weight_times(X)
-        dC = (BdK - C @ (KtMdK + KtMdK.T)) @ curv.G_inv
+        dC = curv.times_g_inv(BdK - C @ (KtMdK + KtMdK.T))
         D = dC.T @ C
         DD = _q_layout((D + D.T).reshape(r, m, r, m))
         H = _contract(MX, curv.Qt) + _contract(p.MF, DD) - self.weight_contract(dC)
@@ -399,7 +546,7 @@ class _Problem:
         root = (YC.T @ YX + YXC.T @ p.MF.reshape(-1, m * r)).reshape(o, m, r)
         CG = root.transpose(0, 2, 1) + w * (np.einsum("osm,sr->orm", C3, FtX, optimize=True)
                                             + np.einsum("osm,rs->orm", C3, FtX, optimize=True))
-        dC = (self.weight_times(X) - CG.reshape(o, r * m)) @ curv.G_inv
+        dC = curv.times_g_inv(self.weight_times(X) - CG.reshape(o, r * m))
         dC3 = dC.reshape(o, r, m)
         dC_ml = _ml_layout(dC3)
         # root parts of M dK C^T C + M K (dC^T C + C^T dC)
@@ -456,22 +603,30 @@ _DENSE_SETUP = 2400
 
 @dataclass(frozen=True)
 class _Point:
-    """An iterate of the Newton phase: ``F`` (orthonormal), ``MF = apply_metric(F)``, the
-    Cholesky factor of ``K^T M K``, the best ``C`` (out, r m) and the objective ``f``;
+    """An iterate of the Newton phase: ``F`` (orthonormal), ``MF = apply_metric(F)``,
+    ``K^T M K`` ready for solves (:class:`GramSolve`), the best ``C`` (out, r m) and the
+    objective ``f``;
     ``unmet``: the decrease the Newton model promised when the step that reached it
     missed its model (:func:`missed_model`), else 0 (see :func:`_refine`)."""
 
     F: np.ndarray
     MF: np.ndarray
-    GK_f: tuple[np.ndarray, bool]
+    gram: GramSolve
     C: np.ndarray
     f: float
     unmet: float = 0.0
 
     def astype(self, dtype: DTypeLike) -> _Point:
-        """The same point with its arrays in ``dtype`` (``f`` kept)."""
-        return _Point(self.F.astype(dtype), self.MF.astype(dtype),
-                      (self.GK_f[0].astype(dtype), self.GK_f[1]), self.C.astype(dtype), self.f)
+        """The same point with its arrays in ``dtype`` (``f`` and ``gram`` kept: the
+        products with ``G^{-1}`` are cast by :meth:`GramSolve.times_inverse`)."""
+        return _Point(self.F.astype(dtype), self.MF.astype(dtype), self.gram,
+                      self.C.astype(dtype), self.f)
+
+
+def _diagonal_blocks(C3: np.ndarray) -> np.ndarray:
+    """``sum_nu (C^T C)[(r, nu), (s, nu)]`` (r, r) for ``C3`` (out, r, m): the output-side
+    factor of the preconditioners, without forming ``C^T C``."""
+    return np.einsum("orn,osn->rs", C3, C3, optimize=True)
 
 
 def _q_layout(Q4: np.ndarray) -> np.ndarray:
@@ -492,29 +647,32 @@ class _Curvature:
     :func:`_q_layout` and the inverse of ``G = K^T M K``."""
 
     Qt: np.ndarray
-    G_inv: np.ndarray
+    times_g_inv: Callable[[np.ndarray], np.ndarray]
     #: on the image route: ``C`` laid out (out, (m, r)) and ``R K C^T`` (k, out)
     C_ml: np.ndarray | None = None
     YC: np.ndarray | None = None
 
 
-def _curvature(p: _Point, Q4: np.ndarray, dtype: DTypeLike, image: bool = False
+def _curvature(p: _Point, Q4: np.ndarray | None, dtype: DTypeLike, image: bool = False
                ) -> _Curvature:
-    """:class:`_Curvature` at ``p`` (``Q4 = C^T C``, (r, nu, s, lam)) in ``dtype``.
+    """:class:`_Curvature` at ``p`` (``Q4 = C^T C``, (r, nu, s, lam); not read on the
+    image route) in ``dtype``.
 
-    ``G^{-1}`` explicitly (:func:`_spd_inverse`): with a 1035 x 1035 ``G`` and 256
-    right-hand sides (a 256x256x3x3 conv's weight SVD) that step of a Hessian product
-    took 17 ms as a solve, 8 ms as a product. In ``dtype``, from the Cholesky factor of
-    ``p`` rounded to it: CG needs its products to a few digits only, and a float32
-    ``potri`` takes less than half the time of a float64 one (2125 x 2125: 100 ms
-    against 231 ms).
+    Products with ``G^{-1}`` (:meth:`GramSolve.times_inverse`): a formed ``G``'s inverse
+    explicitly (:func:`_spd_inverse`; with a 1035 x 1035 ``G`` and 256 right-hand sides,
+    a 256x256x3x3 conv's weight SVD, that step of a Hessian product took 17 ms as a
+    solve, 8 ms as a product), the Woodbury form's small (k, k) one likewise. In
+    ``dtype``, from the factors of ``p`` rounded to it: CG needs its products to a few
+    digits only, and a float32 ``potri`` takes less than half the time of a float64 one
+    (2125 x 2125: 100 ms against 231 ms).
     """
-    G_inv = _spd_inverse((p.GK_f[0].astype(dtype, copy=False), p.GK_f[1]))
+    G_inv = p.gram.times_inverse(dtype)
     if image:
         o, m = p.C.shape[0], p.MF.shape[1]
         C_ml = _ml_layout(p.C.astype(dtype, copy=False).reshape(o, -1, m))
         YC = p.MF.astype(dtype, copy=False).reshape(p.MF.shape[0], -1) @ C_ml.T
         return _Curvature(np.zeros((0, 0), dtype=dtype), G_inv, C_ml, YC)
+    assert Q4 is not None  # the dense route's residual forms it
     return _Curvature(_q_layout(Q4).astype(dtype, copy=False), G_inv)
 
 
@@ -623,10 +781,12 @@ def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float,
     R, Q4 = prob.residual(p)
     hp, work = p, prob
     if low is not None:
-        hp, work, R, Q4 = p.astype(np.float32), low, R.astype(np.float32), Q4.astype(np.float32)
+        hp, work, R = p.astype(np.float32), low, R.astype(np.float32)
+        Q4 = None if Q4 is None else Q4.astype(np.float32)
     curv = _curvature(p, Q4, hp.F.dtype, image=work.kroot is not None)
     F = hp.F
-    Qb_inv = _preconditioner_inverse(np.einsum("rnsn->rs", Q4))
+    Qb_inv = _preconditioner_inverse(_diagonal_blocks(hp.C.reshape(hp.C.shape[0], -1,
+                                                                   prob.shape[2])))
 
     def precond(Y: np.ndarray) -> np.ndarray:
         Z = (work.Ma_inv @ Y) @ Qb_inv

@@ -40,10 +40,10 @@ take both couplings in at once.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sla
 
 import sdf.models.compress._kron as _kron
 
@@ -70,8 +70,8 @@ _SLOW = 0.5
 class RankPoint:
     """An iterate of the rank-limited Newton phase.
 
-    ``F`` (orthonormal) and ``MF = apply_metric(F)``; ``GK_f`` the Cholesky factor of ``G
-    = K^T M K``; ``U`` (out, k) and ``Vp`` (out, out - k) the leading and the other
+    ``F`` (orthonormal) and ``MF = apply_metric(F)``; ``gram``: ``G = K^T M K`` ready for
+    solves (:class:`sdf.models.compress._kron.GramSolve`); ``U`` (out, k) and ``Vp`` (out, out - k) the leading and the other
     eigenvectors of ``A(F)``, ``gaps[j, i] = lam_i - lam_j`` (floored); ``S = U^T C*``,
     ``Sp = Vp^T C*``; ``C = U S`` (out, r m) the best rank-``k`` ``C`` and ``f`` the
     objective; ``unmet`` as :class:`sdf.models.compress._kron._Point`'s.
@@ -79,7 +79,7 @@ class RankPoint:
 
     F: np.ndarray
     MF: np.ndarray
-    GK_f: tuple[np.ndarray, bool]
+    gram: _kron.GramSolve
     U: np.ndarray
     Vp: np.ndarray
     gaps: np.ndarray
@@ -96,13 +96,11 @@ def rank_point(prob: _kron._Problem, F: np.ndarray, MF: np.ndarray) -> RankPoint
     o, a, m = prob.shape
     r, k = F.shape[1], prob.out_rank
     assert k is not None
-    GK = prob.gram_k(F, MF)
-    try:  # (the factorization reads the lower triangle only)
-        GK_f = sla.cho_factor(GK, lower=True, overwrite_a=True, check_finite=False)
-    except np.linalg.LinAlgError:
+    gram = prob.gram_solve(F, MF)
+    if gram is None:
         return None
     P = np.einsum("oan,ar->orn", prob.WM3, F, optimize=True).reshape(o, r * m)
-    C_free = sla.cho_solve(GK_f, P.T, check_finite=False).T
+    C_free = gram.solve(P)
     A = C_free @ P.T
     lam, V = np.linalg.eigh((A + A.T) / 2)
     U, Vp = V[:, o - k:], V[:, :o - k]
@@ -110,7 +108,7 @@ def rank_point(prob: _kron._Problem, F: np.ndarray, MF: np.ndarray) -> RankPoint
     floor = _GAP_FLOOR * max(float(lam[-1]), np.finfo(lam.dtype).tiny)
     gaps = np.maximum(lam[o - k:][None, :] - lam[:o - k][:, None], floor)
     f = prob.c0 - _kron._inner(S, U.T @ P)
-    return RankPoint(F, MF, GK_f, U, Vp, gaps, S, Sp, U @ S, f)
+    return RankPoint(F, MF, gram, U, Vp, gaps, S, Sp, U @ S, f)
 
 
 @dataclass(frozen=True)
@@ -122,18 +120,19 @@ class RankProducts:
     (a, (mu, p)) (:meth:`sdf.models.compress._kron._Problem.mk_times`), or on the image
     route its root part ``R K S^T`` (rows of ``R``, p); ``Qb_inv`` the inverse of the
     m-averaged diagonal blocks of ``C^T C = S^T S`` (the preconditioner's factor);
-    ``G_inv`` the inverse of ``G = K^T M K`` (a product with it runs on numpy's BLAS
-    threads, a solve with the Cholesky factor on scipy's single one: see
-    :func:`sdf.models.compress._kron._spd_inverse`). For a float64 step's float32
-    products it is the inverse of the float64 factor rounded to float32, in float32: on
-    the benchmark layers the same Newton steps as the float64 inverse (whose ``potri``
-    took 2.3x as long), which CG only needs to a few digits.
+    ``times_g_inv`` the products with the inverse of ``G = K^T M K``
+    (:meth:`sdf.models.compress._kron.GramSolve.times_inverse`: a product with an
+    explicit inverse runs on numpy's BLAS threads, a solve with the Cholesky factor on
+    scipy's single one, see :func:`sdf.models.compress._kron._spd_inverse`). For a
+    float64 step's float32 products they come from the float64 factors rounded to
+    float32, in float32: on the benchmark layers the same Newton steps as the float64
+    inverse (whose ``potri`` took 2.3x as long), which CG only needs to a few digits.
     """
 
     S_mp: np.ndarray
     MFS: np.ndarray
     Qb_inv: np.ndarray
-    G_inv: np.ndarray
+    times_g_inv: Callable[[np.ndarray], np.ndarray]
 
 
 def _mp_layout(Y: np.ndarray, r: int, m: int) -> np.ndarray:
@@ -173,8 +172,8 @@ def rank_residual(prob: _kron._Problem, p: RankPoint) -> tuple[np.ndarray, RankP
     r, m = p.F.shape[1], prob.shape[2]
     R, S_mp, MFS = _gradient(prob, p)
     S3 = p.S.reshape(-1, r, m)
-    Qb_inv = _kron._preconditioner_inverse(np.einsum("prn,psn->rs", S3, S3, optimize=True))
-    return R, RankProducts(S_mp, MFS, Qb_inv, _kron._spd_inverse(p.GK_f))
+    Qb_inv = _kron._preconditioner_inverse(_kron._diagonal_blocks(S3))
+    return R, RankProducts(S_mp, MFS, Qb_inv, p.gram.times_inverse(p.F.dtype))
 
 
 def rank_hessvec(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarray
@@ -249,7 +248,7 @@ def _rank_move(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarr
     # V_p^T dA U with dA = dP C*^T + C* dP^T - C* dG C*^T, and the eigenspace's move
     Z = ((p.Vp.T @ dP) @ S.T + Sp @ (Ut_dP.T - dG_St)) / p.gaps
     # T = U^T dC (dU^T C* + U^T dC*); V_p^T dC = Z S
-    T = Z.T @ Sp + (Ut_dP - dG_St.T) @ pr.G_inv
+    T = Z.T @ Sp + pr.times_g_inv(Ut_dP - dG_St.T)
     return p.Vp @ (Z @ S) + U @ T, T
 
 
@@ -258,7 +257,7 @@ def _single_point(p: RankPoint) -> RankPoint:
     def low(A: np.ndarray) -> np.ndarray:
         return A.astype(np.float32)
 
-    return RankPoint(low(p.F), low(p.MF), (low(p.GK_f[0]), p.GK_f[1]), low(p.U), low(p.Vp),
+    return RankPoint(low(p.F), low(p.MF), p.gram.astype(np.float32), low(p.U), low(p.Vp),
                      low(p.gaps), low(p.S), low(p.Sp), low(p.C), p.f)
 
 

@@ -179,6 +179,74 @@ def test_image_route_points_and_hessian_products_equal_the_dense_ones(rng, geome
     np.testing.assert_allclose(Xi[1], image.apply_metric(Xi[0]), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("orthonormal", [True, False])
+def test_woodbury_gram_solves_like_the_formed_gram(rng, orthonormal):
+    """With fewer calibration rows (20 patches) than ``r m`` (27), ``K^T M K`` is an
+    identity part plus a low-rank product: its solves by the Woodbury identity equal the
+    formed matrix's, for any full-rank ``F`` and in float32 to its rounding."""
+    metric, R, a, m = _patch_metric(rng, GEOMETRIES[0], center=True)
+    r = 3
+    W3 = rng.standard_normal((5, a, m))
+    dense, image = _kron._Problem(W3, metric.dense, None, r), _kron._Problem(W3, metric, None, r)
+    assert image.low_rank_gram(r) and R.shape[0] < r * m
+    F = rng.standard_normal((a, r))
+    if orthonormal:
+        F = np.linalg.qr(F)[0]
+    gram = image.gram_solve(F, image.apply_metric(F))
+    assert isinstance(gram, _kron._WoodburyGram) and (gram.ftf_inv is None) == orthonormal
+    G = dense.gram_k(F, dense.apply_metric(F))
+    B = rng.standard_normal((4, r * m))
+    want = np.linalg.solve(G, B.T).T
+    np.testing.assert_allclose(gram.solve(B), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gram.times_inverse(np.float64)(B), want, rtol=1e-10, atol=1e-12)
+    low = gram.times_inverse(np.float32)(B.astype(np.float32))
+    assert low.dtype == np.float32
+    np.testing.assert_allclose(low, want, rtol=1e-3, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("out_rank", [None, 2])
+def test_closed_form_c_on_the_woodbury_route_equals_the_dense_one(rng, out_rank):
+    metric, R, a, m = _patch_metric(rng, GEOMETRIES[0], center=False)
+    r = 3
+    W3 = rng.standard_normal((5, a, m))
+    dense = _kron._Problem(W3, metric.dense, out_rank, r)
+    image = _kron._Problem(W3, metric, out_rank, r)
+    assert image.low_rank_gram(r)
+    F = rng.standard_normal((a, r))  # not orthonormal: an alternation's step
+    (Cd, fd), (Ci, fi) = (prob.c_step(F, prob.apply_metric(F)) for prob in (dense, image))
+    assert fi == pytest.approx(fd, rel=1e-12)
+    np.testing.assert_allclose(Ci, Cd, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["weight_svd", "tucker2"])
+def test_few_patches_never_form_the_gram_of_the_input_factor(rng, method, monkeypatch):
+    """A conv with fewer patches (16) than columns of ``K`` (``r m``): the fit never
+    forms ``K^T M K`` (``(r m)^2`` entries and a ``(r m)^3`` factorization; a 16x512x7x7
+    conv's weight SVD took more than 10 minutes that way) and reaches the objective of
+    the fit with the dense metric from the same start (see
+    test_conv_fit_with_few_patches_matches_the_dense_metric)."""
+    monkeypatch.setattr(_kron, "nearest_kron_start", lambda *args: None)
+    W = rng.standard_normal((6, 12, 3, 3))
+    X = np.maximum(rng.standard_normal((1, 12, 4, 4)) + 0.3, 0.0)
+    opts = CompressOptions(alt_tol=1e-10)
+    kwargs = dict(ratio=0.5, X=X, padding=1, input_hw=(4, 4), options=opts)
+    formed = _kron._Problem.gram_k
+
+    def gram_k(prob, F, MF):
+        few = prob.kroot is not None and prob.kroot.rows < F.shape[1] * prob.shape[2]
+        assert not few, "K^T M K formed through fewer rows than its order"
+        return formed(prob, F, MF)
+
+    monkeypatch.setattr(_kron._Problem, "gram_k", gram_k)
+    rooted = compress_conv(W, method, **kwargs)
+    with_root = _fit.response_metric
+    monkeypatch.setattr(_fit, "response_metric",
+                        lambda *args: _fit.Metric(with_root(*args).dense, args[1]))
+    dense = compress_conv(W, method, **kwargs)
+    assert rooted.calib_output_error == pytest.approx(dense.calib_output_error, rel=1e-5)
+    assert rooted.weight_error == pytest.approx(dense.weight_error, rel=1e-4)
+
+
 def test_image_route_only_where_it_applies(rng):
     metric, R, a, m = _patch_metric(rng, GEOMETRIES[0], center=False)
     W3 = rng.standard_normal((5, a, m))
