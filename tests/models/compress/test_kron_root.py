@@ -361,3 +361,24 @@ def test_data_aware_cp_through_the_root_never_forms_the_metric(rng):
     assert fit.objective == pytest.approx(
         _cp.response_objective(W.reshape(6, -1), fit.factors, M), rel=1e-10)
     assert fit.objective < _cp.response_objective(W.reshape(6, -1), start, M)
+
+
+def test_woodbury_products_keep_their_accuracy_in_a_float32_fit(rng):
+    """The Woodbury form's two terms cancel where ``B`` lies in the span of the rows: its
+    products run in float64 whatever the dtype asked for, so a float32 CG's products with
+    ``G^{-1}`` are those of ``G`` to float32 rounding even when the identity part is tiny
+    (a weight share of 1e-6: the capacitance matrix's condition is about 1e9)."""
+    metric, R, a, m = _patch_metric(rng, GEOMETRIES[0], center=False, w=1e-6)
+    r = 3
+    W3 = rng.standard_normal((5, a, m))
+    dense, image = _kron._Problem(W3, metric.dense, None, r), _kron._Problem(W3, metric, None, r)
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    gram = image.gram_solve(F, image.apply_metric(F))
+    assert isinstance(gram, _kron._WoodburyGram)
+    rhs = image.weight_times(F).astype(np.float32)  # in the span of the rows, mostly
+    G = dense.gram_k(F, dense.apply_metric(F))
+    want = np.linalg.solve(G, rhs.astype(np.float64).T).T
+    low = gram.times_inverse(np.float32)(rhs)
+    assert low.dtype == np.float32
+    assert np.linalg.norm(low - want) < 1e-5 * np.linalg.norm(want)
+    assert gram.astype(np.float32).times_inverse(np.float32)(rhs) == pytest.approx(low)
