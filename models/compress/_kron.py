@@ -82,9 +82,6 @@ _UNTAKEN_SHARE = 0.25
 _MIN_STEP, _MAX_STEP = 0.25, 8.0
 # CG steps and relative preconditioned-residual tolerance of a Newton step
 _NEWTON_CG_ITER, _NEWTON_CG_TOL = 10, 1e-3
-# the CG cap of a Newton step doubles (up to the most) after a full step that lowered the
-# objective by more than this share of the full step before (see _VarProNewton)
-_NEWTON_CG_SLOW, _NEWTON_CG_MAX = 0.5, 80
 # predicted remaining decrease (relative) at which the float32 iterations hand over to
 # float64 ones: float32 objectives carry errors of about 1e-7 c0 (a few 1e-6 of the
 # objective at a tenth of c0), below which their steps chase rounding
@@ -897,42 +894,18 @@ def missed_model(t: float, negative: bool, decrease: float, promised: float) -> 
 class _VarProNewton:
     """The default Newton step without an output rank: :func:`_newton_update`, its CG in
     mixed precision when ``low`` (the float32 problem) is given, and the point a step
-    ends at reused by the next step (its ``F`` is the next iterate).
-
-    The CG cap starts at the given ``cg_iter`` and doubles, up to
-    :data:`_NEWTON_CG_MAX`, after each full step (one that followed its model) that
-    lowered the objective by more than :data:`_NEWTON_CG_SLOW` times the full step
-    before: so slow a linear rate is that of a CG truncated on an ill-conditioned Newton
-    equation (a calibration Gram of low rank: 784 patches of 25088 values, where a
-    16x512x7x7 conv's spatial SVD took 185 Newton steps of 10 CG steps each). A step
-    that lowers nothing resets it.
-    """
+    ends at reused by the next step (its ``F`` is the next iterate)."""
 
     def __init__(self, low: _Problem | None) -> None:
         self.low = low
         self.last: _Point | None = None
-        self.cap: int | None = None
-        self.decrease = np.inf
 
     def __call__(self, prob: _Problem, F: np.ndarray, MF: np.ndarray, cg_iter: int,
                  cg_tol: float, enough: float, resolved: float) -> _Point | None:
         known = self.last if self.last is not None and self.last.F is F else None
-        p = known if known is not None else prob.point(F, MF)
-        if self.cap is None:
-            self.cap = cg_iter
-        q = None if p is None else _newton_update(prob, F, MF, self.cap, cg_tol, self.low, p,
-                                                  enough, resolved)
-        if q is None:
-            self.cap, self.decrease = cg_iter, np.inf
-        elif q.F is not F and q.unmet == 0.0:  # a full step that followed its model
-            assert p is not None
-            if p.f - q.f > _NEWTON_CG_SLOW * self.decrease:
-                self.cap = min(2 * self.cap, _NEWTON_CG_MAX)
-            self.decrease = p.f - q.f
-        else:
-            self.decrease = np.inf
-        self.last = q
-        return q
+        self.last = _newton_update(prob, F, MF, cg_iter, cg_tol, self.low, known, enough,
+                                   resolved)
+        return self.last
 
     def point_at(self, prob: _Problem, F: np.ndarray, MF: np.ndarray) -> _Point | None:
         self.last = prob.point(F, MF)

@@ -654,26 +654,3 @@ def test_column_kernel_spatial_svd_is_closed_form_and_no_worse_than_iterating(rn
     assert "alternations" in long.info.message
     assert closed.calib_output_error <= long.calib_output_error * (1 + 1e-8)
     assert closed.calib_output_error == pytest.approx(long.calib_output_error, rel=1e-5)
-
-
-def test_newton_cg_cap_doubles_while_the_steps_converge_slowly(monkeypatch):
-    """The Newton steps' CG cap doubles (up to its most) after each full step that
-    lowered the objective by more than half the full step before (a truncated CG on an
-    ill-conditioned equation), stays after a fast step, and is reset by a step that lowers
-    nothing."""
-    decreases = iter([0.1, 0.08, 0.07, 0.06, 0.05, 0.01, None, 0.05])
-    caps = []
-
-    def newton_update(prob, F, MF, cg_iter, cg_tol, low, p, enough, resolved):
-        caps.append(cg_iter)
-        d = next(decreases)
-        return None if d is None else SimpleNamespace(F=F.copy(), MF=MF, f=p.f - d, unmet=0.0)
-
-    monkeypatch.setattr(_kron, "_newton_update", newton_update)
-    prob = SimpleNamespace(point=lambda F, MF: SimpleNamespace(F=F, f=1.0))
-    newton = _kron._VarProNewton(None)
-    F = np.zeros((3, 2))
-    for _ in range(8):
-        q = newton(prob, F, F, 10, 1e-3, 0.0, 0.0)
-        F = F if q is None else q.F
-    assert caps == [10, 10, 20, 40, 80, 80, 80, 10]
