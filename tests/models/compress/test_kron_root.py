@@ -74,13 +74,24 @@ def test_conv_fit_with_few_patches_matches_the_dense_metric(rng, method, bias, m
     """A wide conv with fewer patches than values per patch: the fit through the rows or
     the maps (centered ones with a bias) reaches the objective of the fit with the dense
     metric from the same start (the generalised SVD's Kronecker factors differ: partial
-    traces through the rows, the nearest Kronecker product with the dense metric)."""
+    traces through the rows, the nearest Kronecker product with the dense metric). Where
+    the patches are fewer than the columns of ``K`` (``r m``), the fit through them never
+    forms ``K^T M K`` (``(r m)^2`` entries and an ``(r m)^3`` factorization; a 16x512x7x7
+    conv's weight SVD took more than 10 minutes that way)."""
     monkeypatch.setattr(_kron, "nearest_kron_start", lambda *args: None)
     W = rng.standard_normal((6, 12, 3, 3))
     X = np.maximum(rng.standard_normal((1, 12, 4, 4)) + 0.3, 0.0)  # 16 patches of 108
     opts = CompressOptions(alt_tol=1e-10)
     kwargs = dict(ratio=0.5, X=X, padding=1, input_hw=(4, 4), options=opts,
                   bias=rng.standard_normal(6) if bias else None)
+    formed = _kron._Problem.gram_k
+
+    def gram_k(prob, F, MF):
+        few = prob.kroot is not None and prob.kroot.rows < F.shape[1] * prob.shape[2]
+        assert not few, "K^T M K formed through fewer rows than its order"
+        return formed(prob, F, MF)
+
+    monkeypatch.setattr(_kron._Problem, "gram_k", gram_k)
     rooted = compress_conv(W, method, **kwargs)
     with_root = _fit.response_metric
     monkeypatch.setattr(_fit, "response_metric",
@@ -216,35 +227,6 @@ def test_closed_form_c_on_the_woodbury_route_equals_the_dense_one(rng, out_rank)
     (Cd, fd), (Ci, fi) = (prob.c_step(F, prob.apply_metric(F)) for prob in (dense, image))
     assert fi == pytest.approx(fd, rel=1e-12)
     np.testing.assert_allclose(Ci, Cd, rtol=1e-9, atol=1e-12)
-
-
-@pytest.mark.parametrize("method", ["weight_svd", "tucker2"])
-def test_few_patches_never_form_the_gram_of_the_input_factor(rng, method, monkeypatch):
-    """A conv with fewer patches (16) than columns of ``K`` (``r m``): the fit never
-    forms ``K^T M K`` (``(r m)^2`` entries and a ``(r m)^3`` factorization; a 16x512x7x7
-    conv's weight SVD took more than 10 minutes that way) and reaches the objective of
-    the fit with the dense metric from the same start (see
-    test_conv_fit_with_few_patches_matches_the_dense_metric)."""
-    monkeypatch.setattr(_kron, "nearest_kron_start", lambda *args: None)
-    W = rng.standard_normal((6, 12, 3, 3))
-    X = np.maximum(rng.standard_normal((1, 12, 4, 4)) + 0.3, 0.0)
-    opts = CompressOptions(alt_tol=1e-10)
-    kwargs = dict(ratio=0.5, X=X, padding=1, input_hw=(4, 4), options=opts)
-    formed = _kron._Problem.gram_k
-
-    def gram_k(prob, F, MF):
-        few = prob.kroot is not None and prob.kroot.rows < F.shape[1] * prob.shape[2]
-        assert not few, "K^T M K formed through fewer rows than its order"
-        return formed(prob, F, MF)
-
-    monkeypatch.setattr(_kron._Problem, "gram_k", gram_k)
-    rooted = compress_conv(W, method, **kwargs)
-    with_root = _fit.response_metric
-    monkeypatch.setattr(_fit, "response_metric",
-                        lambda *args: _fit.Metric(with_root(*args).dense, args[1]))
-    dense = compress_conv(W, method, **kwargs)
-    assert rooted.calib_output_error == pytest.approx(dense.calib_output_error, rel=1e-5)
-    assert rooted.weight_error == pytest.approx(dense.weight_error, rel=1e-4)
 
 
 def test_image_route_only_where_it_applies(rng):
