@@ -119,10 +119,6 @@ class GramSolve(Protocol):
         many times; they need a few digits, see :func:`_curvature`)."""
         ...
 
-    def astype(self, dtype: DTypeLike) -> GramSolve:
-        """The same in ``dtype``."""
-        ...
-
 
 @dataclass(frozen=True)
 class _CholeskyGram:
@@ -137,9 +133,6 @@ class _CholeskyGram:
     def times_inverse(self, dtype: DTypeLike) -> Callable[[np.ndarray], np.ndarray]:
         G_inv = _spd_inverse((self.factor[0].astype(dtype, copy=False), self.factor[1]))
         return lambda B: B @ G_inv
-
-    def astype(self, dtype: DTypeLike) -> _CholeskyGram:
-        return _CholeskyGram((self.factor[0].astype(dtype), self.factor[1]))
 
 
 @dataclass(frozen=True)
@@ -207,10 +200,6 @@ class _WoodburyGram:
 
     def times_inverse(self, dtype: DTypeLike) -> Callable[[np.ndarray], np.ndarray]:
         return lambda B: self.solve(B).astype(dtype, copy=False)
-
-    def astype(self, dtype: DTypeLike) -> _WoodburyGram:
-        """Itself: its products run in float64 (see the class docstring)."""
-        return self
 
 
 def _a_inverse_rows(B: np.ndarray, w: float, ftf_inv: np.ndarray | None, m: int
@@ -474,9 +463,9 @@ class _Problem:
 
 
     def point(self, F: np.ndarray, MF: np.ndarray) -> _Point | None:
-        """The Newton phase's view of ``F`` (no output rank): the Cholesky factor of ``K^T
-        M K``, the best ``C`` and the objective; None when ``K^T M K`` is not positive
-        definite (the alternations handle that case)."""
+        """The Newton phase's view of ``F`` (no output rank): ``K^T M K`` ready for solves,
+        the best ``C`` and the objective; None when ``K^T M K`` is not positive definite
+        (the alternations handle that case)."""
         gram = self.gram_solve(F, MF)
         if gram is None:
             return None
@@ -619,8 +608,8 @@ class _Point:
     unmet: float = 0.0
 
     def astype(self, dtype: DTypeLike) -> _Point:
-        """The same point with its arrays in ``dtype`` (``f`` and ``gram`` kept: the
-        products with ``G^{-1}`` are cast by :meth:`GramSolve.times_inverse`)."""
+        """The same point with its arrays in ``dtype`` (``f`` and ``gram`` kept:
+        :meth:`GramSolve.times_inverse` gives the products with ``G^{-1}`` in a dtype)."""
         return _Point(self.F.astype(dtype), self.MF.astype(dtype), self.gram,
                       self.C.astype(dtype), self.f)
 
@@ -663,10 +652,10 @@ def _curvature(p: _Point, Q4: np.ndarray | None, dtype: DTypeLike, image: bool =
     Products with ``G^{-1}`` (:meth:`GramSolve.times_inverse`): a formed ``G``'s inverse
     explicitly (:func:`_spd_inverse`; with a 1035 x 1035 ``G`` and 256 right-hand sides,
     a 256x256x3x3 conv's weight SVD, that step of a Hessian product took 17 ms as a
-    solve, 8 ms as a product), the Woodbury form's small (k, k) one likewise. In
-    ``dtype``, from the factors of ``p`` rounded to it: CG needs its products to a few
-    digits only, and a float32 ``potri`` takes less than half the time of a float64 one
-    (2125 x 2125: 100 ms against 231 ms).
+    solve, 8 ms as a product), in ``dtype`` from the Cholesky factor rounded to it: CG
+    needs its products to a few digits only, and a float32 ``potri`` takes less than half
+    the time of a float64 one (2125 x 2125: 100 ms against 231 ms). The Woodbury form's
+    products run in float64 whatever ``dtype`` (see :class:`_WoodburyGram`).
     """
     G_inv = p.gram.times_inverse(dtype)
     if image:

@@ -253,11 +253,12 @@ def _rank_move(prob: _kron._Problem, p: RankPoint, pr: RankProducts, X: np.ndarr
 
 
 def _single_point(p: RankPoint) -> RankPoint:
-    """``p`` with its arrays in float32 (the Hessian products of a float64 step)."""
+    """``p`` with its arrays in float32 (the Hessian products of a float64 step); its
+    ``gram`` kept (``times_inverse`` gives the float32 products with ``G^{-1}``)."""
     def low(A: np.ndarray) -> np.ndarray:
         return A.astype(np.float32)
 
-    return RankPoint(low(p.F), low(p.MF), p.gram.astype(np.float32), low(p.U), low(p.Vp),
+    return RankPoint(low(p.F), low(p.MF), p.gram, low(p.U), low(p.Vp),
                      low(p.gaps), low(p.S), low(p.Sp), low(p.C), p.f)
 
 
