@@ -30,6 +30,8 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
+from sdf._heap import keep_freed_memory
+
 __all__ = ["one_blas_pool", "one_blas_thread", "with_one_blas_pool"]
 
 _P = ParamSpec("_P")
@@ -81,7 +83,8 @@ def one_blas_pool() -> Iterator[None]:
     """Run the block with every BLAS library but numpy's on one thread (see module doc).
 
     Re-entrant and shared between threads: the outermost block sets the thread counts,
-    the last one to leave restores them.
+    the last one to leave restores them. The first block in a process also has glibc keep
+    freed memory for the next arrays (:func:`sdf._heap.keep_freed_memory`).
 
     Examples
     --------
@@ -92,6 +95,7 @@ def one_blas_pool() -> Iterator[None]:
     3.0
     """
     global _depth
+    keep_freed_memory()
     with _lock:
         if _depth == 0 and _enabled():
             for pool in _other_pools():
