@@ -38,6 +38,8 @@ MMAP_CEILING = 32 * 2 ** 20
 
 _lock = threading.Lock()
 _set = False
+# whether the C library was looked for (reading it off the executable is not free: once)
+_looked = False
 
 
 def _enabled() -> bool:
@@ -71,12 +73,13 @@ def keep_freed_memory() -> bool:
     >>> keep_freed_memory() == first  # once per process
     True
     """
-    global _set
+    global _set, _looked
     with _lock:
         if _set:
             return True
-        if not _enabled():
+        if not _enabled() or _looked:
             return False
+        _looked = True
         libc = _glibc()
         if libc is None:
             return False

@@ -67,18 +67,28 @@ def test_opt_out_and_other_c_libraries_leave_malloc_alone(
             calls.append((param, value))
             return 1
 
+    looked: list[bool] = []
+
+    def find(libc: FakeLibc | None) -> FakeLibc | None:
+        looked.append(True)
+        return libc
+
     monkeypatch.setattr(heap, "_set", False)
-    monkeypatch.setattr(heap, "_glibc", lambda: FakeLibc())
+    monkeypatch.setattr(heap, "_looked", False)
+    monkeypatch.setattr(heap, "_glibc", lambda: find(FakeLibc()))
     monkeypatch.setenv("SDF_KEEP_MALLOC", "1")
-    assert heap.keep_freed_memory() is False and calls == []
-    monkeypatch.setattr(heap, "_glibc", lambda: None)
+    assert heap.keep_freed_memory() is False and calls == [] and looked == []
+    # another C library: looked for once, never called
+    monkeypatch.setattr(heap, "_glibc", lambda: find(None))
     monkeypatch.delenv("SDF_KEEP_MALLOC")
-    assert heap.keep_freed_memory() is False and calls == []
+    assert heap.keep_freed_memory() is False and heap.keep_freed_memory() is False
+    assert calls == [] and len(looked) == 1
     # with glibc: the mmap threshold at 32 MB, the trim threshold at 64 MB, once
-    monkeypatch.setattr(heap, "_glibc", lambda: FakeLibc())
+    monkeypatch.setattr(heap, "_looked", False)
+    monkeypatch.setattr(heap, "_glibc", lambda: find(FakeLibc()))
     assert heap.keep_freed_memory() is True
     assert heap.keep_freed_memory() is True
-    assert calls == [(-3, 32 * 2 ** 20), (-1, 64 * 2 ** 20)]
+    assert calls == [(-3, 32 * 2 ** 20), (-1, 64 * 2 ** 20)] and len(looked) == 2
 
 
 def test_fits_run_the_same_with_the_heap_kept() -> None:
