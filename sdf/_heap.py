@@ -5,7 +5,7 @@ second. glibc's malloc gives blocks above its mmap threshold (128 kB at start) f
 from the kernel, and hands the free memory at the top of its heap back to the kernel once
 that exceeds its trim threshold; both thresholds rise only when a block above the mmap
 threshold is freed, up to 32 MB and 64 MB (64-bit). Until they have risen, arrays of
-those sizes come as fresh pages that the kernel maps one by one on first touch. On this
+those sizes come as fresh pages that the kernel maps one by one on first touch. On a
 2-core virtual machine that cost about 3 us per 4 kB page: 200 ALS sweeps of a 16x32x7x7
 conv's CP at rank 202 took 1.6 s, of which 0.7-0.85 s was kernel time for 260,000-276,000
 page faults; with the thresholds at their ceilings, 0.6-0.74 s and 1,500 faults. A

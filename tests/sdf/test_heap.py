@@ -93,7 +93,9 @@ def test_opt_out_and_other_c_libraries_leave_malloc_alone(
 
 def test_fits_run_the_same_with_the_heap_kept() -> None:
     """The thresholds change where arrays live, never the numbers: the same fit in a
-    process that keeps glibc's own behaviour gives the same factors."""
+    process that keeps glibc's own behaviour gives the same factors (reused memory is
+    not zeroed as fresh pages are: a computation reading an ``np.empty`` array before
+    writing it would differ)."""
     X = np.random.default_rng(1).standard_normal((6, 7, 8))
     res = sdf.models.cpd(X, 3, seed=0)
     script = textwrap.dedent("""
