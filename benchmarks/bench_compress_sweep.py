@@ -130,7 +130,7 @@ def main() -> None:
         lines.append(line)
 
     times: dict[tuple[str, str], list[float]] = {}
-    over: dict[tuple[str, str], list[str]] = {}
+    over: dict[tuple[str, str], list[tuple[float, str]]] = {}  # (time, layer)
     threads = (threadpool_limits(1) if args.threads == "1" else contextlib.nullcontext())
     with threads, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -161,15 +161,15 @@ def main() -> None:
                     times.setdefault((method, kind), []).append(read)
                     if is_over:
                         over.setdefault((method, kind), []).append(
-                            f"{layer.seed}:{layer.name} {read:.1f}s")
+                            (read, f"{layer.seed}:{layer.name}"))
         emit("")
         emit(f"{'method':12} {'kind':5} {'cases':>5} {'over':>5} {'median s':>9} "
              f"{'max s':>8}  slowest over target")
         for (method, kind), ts in sorted(times.items()):
-            slow = sorted(over.get((method, kind), []),
-                          key=lambda s: -float(s.rsplit(" ", 1)[1][:-1]))
+            slow = sorted(over.get((method, kind), []), reverse=True)
+            names = ", ".join(f"{name} {t:.1f}s" for t, name in slow[:4])
             emit(f"{method:12} {kind:5} {len(ts):5d} {len(slow):5d} "
-                 f"{float(np.median(ts)):9.2f} {max(ts):8.2f}  {', '.join(slow[:4])}")
+                 f"{float(np.median(ts)):9.2f} {max(ts):8.2f}  {names}")
     out = Path(args.out)
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
