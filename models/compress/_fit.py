@@ -70,36 +70,48 @@ class Calibration:
     sampled : bool
         True when ``gram`` sums a random subset of the rows (``max_rows``): it then
         describes the objective, not the error on every row (:meth:`output_error`).
+    maps : PatchMaps or None
+        The feature maps whose im2col patches are the rows (a convolution's, every patch
+        kept). With ``rows``: the products with them as convolutions (see :mod:`_roots`).
+        Alone (:meth:`from_patch_maps`): the only copy of the rows, for more patches than
+        values per patch; products with few outputs (:meth:`responses`) are then
+        convolutions, and the Gram matrix is formed on first use only.
     """
 
     n_rows: int
     mean: np.ndarray | None = None
     rows: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     sampled: bool = False
-    #: ``P^T P`` when computed up front (None: formed from ``rows`` on first use)
+    #: ``P^T P`` when computed up front (None: formed from ``rows`` or ``maps`` on first use)
     stored_gram: np.ndarray | None = dataclasses.field(default=None, repr=False)
-    #: the feature maps the rows are the im2col patches of (a convolution's, every patch
-    #: kept): products with the rows as convolutions (see :mod:`_roots`)
     maps: PatchMaps | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.stored_gram is None and self.rows is None:
-            raise ValueError("Calibration needs its Gram matrix or its rows")
+        if self.stored_gram is None and self.rows is None and self.maps is None:
+            raise ValueError("Calibration needs its Gram matrix, its rows or its maps")
 
     @functools.cached_property
     def gram(self) -> np.ndarray:
         """``P^T P`` (d, d) of the (centered) calibration rows."""
         if self.stored_gram is not None:
             return self.stored_gram
-        assert self.rows is not None
-        return self.rows.T @ self.rows
+        if self.rows is not None:
+            return self.rows.T @ self.rows
+        assert self.maps is not None  # __post_init__ checks it
+        return self.maps.gram(self.mean)
+
+    def _has_gram(self) -> bool:
+        return self.stored_gram is not None or "gram" in self.__dict__
 
     @property
     def dim(self) -> int:
         """Values per calibration row ``d``."""
-        known = self.stored_gram if self.rows is None else self.rows
-        assert known is not None  # __post_init__ checks it
-        return known.shape[1]
+        if self.rows is not None:
+            return self.rows.shape[1]
+        if self.stored_gram is not None:
+            return self.stored_gram.shape[1]
+        assert self.maps is not None  # __post_init__ checks it
+        return self.maps.dim
 
     @classmethod
     def from_rows(cls, P: np.ndarray, max_rows: int | None = None, seed: int = 0,
@@ -142,13 +154,75 @@ class Calibration:
             return None
         return cls(n_rows=n_rows, mean=mean, stored_gram=G - shift)
 
+    @classmethod
+    def from_patch_maps(cls, maps: PatchMaps, center: bool = False) -> Calibration:
+        """The calibration of the patches of ``maps`` kept as the maps (see ``maps``
+        above): for a layer with fewer outputs than values per patch and more patches than
+        values, whose closed forms need only the responses ``P Wm^T`` (``n d o``
+        multiply-adds instead of the Gram matrix's ``n d^2``, and no copy of ``P``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sdf.models.compress import im2col
+        >>> from sdf.models.compress._roots import PatchMaps
+        >>> x, Wm = np.arange(150.0).reshape(1, 6, 5, 5), np.ones((2, 54))
+        >>> calib = Calibration.from_patch_maps(
+        ...     PatchMaps.from_maps(x, (3, 3), (1, 1), (1, 1), (1, 1)), center=True)
+        >>> P = im2col(x, 3, padding=1)
+        >>> bool(np.allclose(calib.responses(Wm), (P - P.mean(axis=0)) @ Wm.T))
+        True
+        """
+        mean = maps.column_sums() / maps.rows if center else None
+        return cls(n_rows=maps.rows, mean=mean, maps=maps)
+
+    @functools.cached_property
+    def diagonal(self) -> np.ndarray:
+        """The diagonal of :attr:`gram` (d,), without forming it when it is not formed."""
+        if self.rows is not None:
+            return np.einsum("nd,nd->d", self.rows, self.rows)
+        if self._has_gram() or self.maps is None:
+            return np.diag(self.gram).copy()
+        raw = self.maps.column_sums(squares=True)
+        if self.mean is None:
+            return raw
+        offset = self.n_rows * self.mean ** 2
+        centered = raw - offset
+        if np.any(offset > _CENTER_CANCEL * centered):  # the subtraction loses digits
+            return self.maps.centered_squares(self.mean)
+        return centered
+
+    def responses(self, M: np.ndarray) -> np.ndarray:
+        """``P M^T`` (n_rows, k) for ``M`` (k, d), ``P`` the (centered) rows; from the
+        rows or as a convolution of the maps (the last product is kept: the closed forms
+        and the reported error ask for the same one). Read only."""
+        last = self.__dict__.get("_responses")
+        if last is not None and last[0].shape == M.shape and np.array_equal(last[0], M):
+            return last[1]
+        if self.rows is not None:
+            R = self.rows @ M.T
+        elif self.maps is not None:
+            R = self.maps.products(M, self.mean)
+        else:
+            raise ValueError("responses need the calibration rows or maps")
+        R.flags.writeable = False
+        self.__dict__["_responses"] = (M.copy(), R)
+        return R
+
+    def _via_responses(self, k: int) -> bool:
+        """True when ``P M^T`` for ``M`` with ``k`` rows is cheaper than through the Gram
+        matrix: the rows are kept (fewer than values per row), or the Gram matrix is not
+        formed yet and ``k < d`` (``n d k`` multiply-adds against ``n d^2``)."""
+        if self.rows is not None:
+            return True
+        return self.maps is not None and not self._has_gram() and k < self.dim
+
     def is_zero(self) -> bool:
         """True when every (centered) calibration row is zero: all-zero (or, centered,
         constant) inputs, whose response to any weight is nothing (or, the bias refitted,
         a constant). Centered, the rows of constant inputs keep the mean's rounding, so
         "zero" is at most ``_ROUNDING_SHARE`` of the uncentered rows' energy."""
-        energy = (float(np.trace(self.gram)) if self.rows is None
-                  else float(np.vdot(self.rows, self.rows)))
+        energy = float(np.sum(self.diagonal))
         raw = energy + (0.0 if self.mean is None else
                         self.n_rows * float(np.vdot(self.mean, self.mean)))
         return bool(energy <= _ROUNDING_SHARE * raw)
@@ -159,7 +233,7 @@ class Calibration:
         dead channel)."""
         if self.n_rows - (self.mean is not None) < self.dim:
             return True
-        diag = np.diag(self.gram)
+        diag = self.diagonal
         return bool(np.any(diag <= 1e-12 * max(float(diag.max()), 0.0)))
 
     def bias_shift(self, Wm: np.ndarray, Wm_hat: np.ndarray) -> np.ndarray | None:
@@ -167,14 +241,15 @@ class Calibration:
         return None if self.mean is None else (Wm - Wm_hat) @ self.mean
 
     def response_norm2(self, Wm: np.ndarray) -> float:
-        """``||P Wm^T||^2``, from the rows when they are kept (``n < d``: fewer
-        multiply-adds than through the Gram matrix), else from the Gram matrix."""
-        if self.rows is not None:
-            return float(np.sum((self.rows @ Wm.T) ** 2))
+        """``||P Wm^T||^2``, from the responses where they are cheaper than through the
+        Gram matrix (see :meth:`_via_responses`), else from the Gram matrix."""
+        if self._via_responses(Wm.shape[0]):
+            return float(np.sum(self.responses(Wm) ** 2))
         return float(np.einsum("od,de,oe->", Wm, self.gram, Wm, optimize=True))
 
     def output_error(self, Wm: np.ndarray, Wm_hat: np.ndarray,
-                     bias_change: np.ndarray | None = None) -> float | None:
+                     bias_change: np.ndarray | None = None,
+                     factors: tuple[np.ndarray, np.ndarray] | None = None) -> float | None:
         """The calibration output error of ``Wm_hat`` with the bias changed by
         ``bias_change`` (``b_hat - b``; None: unchanged),
         ``||P (Wm_hat - Wm)^T + 1 (b_hat - b)^T|| / ||P Wm^T||`` over the uncentered rows
@@ -185,12 +260,21 @@ class Calibration:
         (Wm_hat - Wm)^T||^2 + n ||(Wm_hat - Wm) mu + b_hat - b||^2``: the second term is
         zero for the bias of :meth:`bias_shift` up to its rounding, which stays counted
         (a bias far larger than the responses cannot carry the shift). Likewise ``||P
-        Wm^T||^2 = ||P_c Wm^T||^2 + n ||Wm mu||^2``."""
+        Wm^T||^2 = ||P_c Wm^T||^2 + n ||Wm mu||^2``.
+
+        ``factors`` ``(A, B)`` with ``Wm_hat = A B^T`` (rank r) let the responses of
+        ``Wm_hat`` be ``(P B) A^T`` where responses are the cheaper route: ``r / out`` of
+        a product with ``Wm_hat``."""
         if self.sampled:
             return None
         change = Wm_hat - Wm
-        num = self.response_norm2(change)
-        den = self.response_norm2(Wm)
+        den = self.response_norm2(Wm)  # first: the responses of Wm are likely kept
+        if factors is not None and self._via_responses(Wm.shape[0]):
+            R = self.responses(Wm)
+            A, B = factors
+            num = float(np.sum((self.responses(B.T) @ A.T - R) ** 2))
+        else:
+            num = self.response_norm2(change)
         if self.mean is not None:
             offset = change @ self.mean
             if bias_change is not None:
@@ -545,9 +629,9 @@ class WhitenedSVD:
         self._U: np.ndarray | None = None
         if self.aware and o < d:
             assert calib is not None
-            if calib.rows is not None:  # n < d: cheaper than Wm G Wm^T
-                WR = Wm @ calib.rows.T
-                N = w_w * (Wm @ Wm.T) + w_r * (WR @ WR.T)
+            if calib._via_responses(o):  # cheaper than Wm G Wm^T
+                R = calib.responses(Wm)
+                N = w_w * (Wm @ Wm.T) + w_r * (R.T @ R)
             else:
                 N = w_w * (Wm @ Wm.T) + w_r * ((Wm @ calib.gram) @ Wm.T)
             lam, U = np.linalg.eigh((N + N.T) / 2)

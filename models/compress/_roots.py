@@ -130,6 +130,82 @@ class PatchMaps:
         return (slice(i * dh, i * dh + (ho - 1) * sh + 1, sh),
                 slice(j * dw, j * dw + (wo - 1) * sw + 1, sw))
 
+    @property
+    def dim(self) -> int:
+        """Values per patch ``C kh kw``."""
+        return self.x.shape[3] * self.kernel_size[0] * self.kernel_size[1]
+
+    def _offsets(self) -> list[tuple[int, int]]:
+        kh, kw = self.kernel_size
+        return [(i, j) for i in range(kh) for j in range(kw)]
+
+    def column_sums(self, squares: bool = False) -> np.ndarray:
+        """The patches' column sums ``1^T P`` (or of their squares: the diagonal of ``P^T
+        P``), (C kh kw,) in ``(c, i, j)`` order: the maps summed over the images once, then
+        each offset's window of that sum."""
+        c = self.x.shape[3]
+        pixels = (np.square(self.x) if squares else self.x).sum(axis=0)
+        sums = np.empty((c, len(self._offsets())))
+        for k, (i, j) in enumerate(self._offsets()):
+            sums[:, k] = pixels[self.window(i, j)].sum(axis=(0, 1))
+        return sums.reshape(-1)
+
+    def _window_rows(self, i: int, j: int, mean: np.ndarray | None,
+                     out: np.ndarray) -> np.ndarray:
+        """The values of offset ``(i, j)`` in every patch, (rows, C) in ``out``, less the
+        mean's ``(c, i, j)`` entries."""
+        c = self.x.shape[3]
+        rs, cs = self.window(i, j)
+        np.copyto(out.reshape(self.x.shape[0], *self.out_hw, c), self.x[:, rs, cs])
+        if mean is not None:
+            out -= mean.reshape(c, *self.kernel_size)[:, i, j]
+        return out
+
+    def centered_squares(self, mean: np.ndarray) -> np.ndarray:
+        """The diagonal of ``(P - 1 mean^T)^T (P - 1 mean^T)`` summed after subtracting,
+        offset by offset (exact where the mean dwarfs the spread, unlike ``diag(P^T P) -
+        rows mean^2``)."""
+        c = self.x.shape[3]
+        buf = np.empty((self.rows, c))
+        squares = np.empty((c, len(self._offsets())))
+        for k, (i, j) in enumerate(self._offsets()):
+            V = self._window_rows(i, j, mean, buf)
+            squares[:, k] = np.einsum("nc,nc->c", V, V)
+        return squares.reshape(-1)
+
+    def products(self, M: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+        """``(P - 1 mean^T) M^T`` (rows, k) for ``M`` (k, C kh kw): the convolution of the
+        maps with ``M`` as k output channels, one product per kernel offset (``rows C k``
+        multiply-adds each, the im2col product's, with no copy of ``P``)."""
+        c, k = self.x.shape[3], M.shape[0]
+        M4 = M.reshape(k, c, *self.kernel_size)
+        buf, part = np.empty((self.rows, c)), np.empty((self.rows, k))
+        out = np.zeros((self.rows, k))
+        for i, j in self._offsets():
+            np.matmul(self._window_rows(i, j, mean, buf), M4[:, :, i, j].T, out=part)
+            out += part
+        return out
+
+    def gram(self, mean: np.ndarray | None = None, chunk_bytes: int = 1 << 25) -> np.ndarray:
+        """``(P - 1 mean^T)^T (P - 1 mean^T)`` (C kh kw, C kh kw), summed over a few images'
+        patches at a time (``chunk_bytes`` of patches)."""
+        n, c = self.x.shape[0], self.x.shape[3]
+        ho, wo = self.out_hw
+        d = self.dim
+        step = max(1, chunk_bytes // (8 * ho * wo * d))
+        G = np.zeros((d, d))
+        for n0 in range(0, n, step):
+            part = self.x[n0:n0 + step]
+            P = np.empty((len(part), ho, wo, c, len(self._offsets())))
+            for k, (i, j) in enumerate(self._offsets()):
+                rs, cs = self.window(i, j)
+                P[..., k] = part[:, rs, cs]
+            P2 = P.reshape(-1, d)
+            if mean is not None:
+                P2 -= mean
+            G += P2.T @ P2
+        return G
+
 
 class PatchRoot:
     """:class:`KronRoot` of ``scale (P - 1 mean^T)`` for the patches ``P`` of

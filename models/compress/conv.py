@@ -912,8 +912,9 @@ def compress_conv(
     if X is not None:
         input_hw = (int(X.shape[2]), int(X.shape[3]))
     calib = None
-    if X is not None and method != "channel_svd":
-        calib = _maps_calibration(X, orig, opts)
+    if X is not None:
+        calib = (_channel_calibration(X, orig, opts) if method == "channel_svd"
+                 else _maps_calibration(X, orig, opts))
     rows = None if X is None or calib is not None else im2col(
         X, orig.kernel_size, orig.stride, orig.padding, orig.dilation)
     o = W.shape[0]
@@ -922,7 +923,7 @@ def compress_conv(
     if method == "channel_svd":
         rank, A, B, curve, info, calib = fit_lowrank_layer(
             where, orig, Wm, rows, "channel_svd", rank, ratio, tol, balance, ratio_of,
-            input_hw, opts)
+            input_hw, opts, calib)
         factors: Sequence[np.ndarray] = (A, B)
     else:
         if rows is not None:
@@ -976,8 +977,9 @@ def compress_conv(
     pieces, _ = _pieces(method, orig, factors, name, new_bias)
     out_err = None
     if calib is not None and not calib.sampled and calib.rows is None:
-        out_err = calib.output_error(Wm, W_hat.reshape(o, -1),  # (d, d) products
-                                     _bias_change(orig.bias, new_bias))
+        out_err = calib.output_error(  # through the Gram matrix or the responses
+            Wm, W_hat.reshape(o, -1), _bias_change(orig.bias, new_bias),
+            factors=(factors[0], factors[1]) if method == "channel_svd" else None)
     elif rows is not None:
         out_err = calib_error(rows, Wm, W_hat.reshape(o, -1), orig.bias, new_bias)
     return CompressedLayer(
@@ -999,6 +1001,24 @@ def _maps_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
         return None
     return _fit.Calibration.from_maps(X, orig.kernel_size, orig.padding, orig.dilation,
                                       center=orig.bias is not None)
+
+
+def _channel_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
+                         ) -> _fit.Calibration | None:
+    """The calibration of the channel SVD kept as the maps
+    (:meth:`_fit.Calibration.from_patch_maps`) when its closed form needs only the
+    responses: fewer outputs than values per patch, and more patches than values (and
+    at most ``opts.max_calib_rows``). None where the im2col patches serve better (fewer
+    patches: they are the root; more outputs: the Gram matrix is cheaper; too many: they
+    are sampled)."""
+    n, _, h, w = X.shape
+    ho, wo = orig.output_hw((h, w))
+    o, d = orig.weight.shape[0], int(np.prod(orig.weight.shape[1:]))
+    if not (o < d <= n * ho * wo <= opts.max_calib_rows):
+        return None
+    maps = _roots.PatchMaps.from_maps(np.asarray(X, dtype=float), orig.kernel_size,
+                                      orig.stride, orig.padding, orig.dilation)
+    return _fit.Calibration.from_patch_maps(maps, center=orig.bias is not None)
 
 
 def _patch_calibration(X: np.ndarray, rows: np.ndarray, orig: Piece, opts: CompressOptions

@@ -106,15 +106,15 @@ def _check_balance(where: str, balance: float) -> float:
 def fit_lowrank_layer(where: str, orig: Piece, Wm: np.ndarray, rows: np.ndarray | None,
                       method: str, rank: Rank | None, ratio: float | None, tol: float | None,
                       balance: float, ratio_of: RatioOf, input_hw: tuple[int, int] | None,
-                      opts: CompressOptions
+                      opts: CompressOptions, calib: _fit.Calibration | None = None
                       ) -> tuple[int, np.ndarray, np.ndarray, RankCurve, FitInfo,
                                  _fit.Calibration | None]:
     """Shared driver of the two-factor layers (linear SVD, conv channel SVD).
 
-    Returns ``(rank, A, B, curve, info, calib)`` with ``Wm ~ A B^T``. With rows and a bias
+    Returns ``(rank, A, B, curve, info, calib)`` with ``Wm ~ A B^T``. The calibration is
+    ``calib`` when given, else that of ``rows`` (None: data-free). With rows and a bias
     the rows are centered and the bias is refitted (see :func:`refit_bias`).
     """
-    calib = None
     if rows is not None:
         calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
                                            center=orig.bias is not None)

@@ -4,8 +4,10 @@ reported from them."""
 import numpy as np
 import pytest
 
+import sdf.models.compress.conv as conv_module
 from sdf.models.compress import (CompressOptions, _fit, compress_conv, compress_linear,
                                  im2col)
+from sdf.models.compress._roots import PatchMaps
 from sdf.models.compress.linear import calib_error
 
 GEOMETRIES = [  # (map shape, kernel, padding, dilation)
@@ -138,3 +140,99 @@ def test_weight_share_is_kept_only_where_inputs_are_unseen(rng):
         assert _fit.term_weights(Wm, calib, 0.9)[0] == pytest.approx(0.1 / nw)
     centered = _fit.Calibration.from_rows(rng.standard_normal((6, 6)), center=True)
     assert centered.leaves_inputs_unseen()
+
+
+STRIDED = [  # (map shape, kernel, stride, padding, dilation)
+    ((2, 3, 7, 6), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((2, 3, 9, 8), (3, 2), (2, 1), (0, 2), (1, 1)),
+    ((1, 2, 9, 8), (3, 3), (2, 3), (2, 1), (2, 3)),
+    ((3, 4, 6, 6), (1, 1), (2, 2), (0, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding, dilation", STRIDED)
+def test_patch_maps_statistics_are_those_of_the_im2col_patches(rng, shape, kernel, stride,
+                                                               padding, dilation):
+    x = rng.standard_normal(shape) + 2.0
+    P = im2col(x, kernel, stride, padding, dilation)
+    maps = PatchMaps.from_maps(x, kernel, stride, padding, dilation)
+    mean = P.mean(axis=0)
+    Pc = P - mean
+    M = rng.standard_normal((5, P.shape[1]))
+    assert (maps.rows, maps.dim) == P.shape
+    np.testing.assert_allclose(maps.column_sums(), P.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(maps.column_sums(squares=True), (P**2).sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(maps.centered_squares(mean), (Pc**2).sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(maps.products(M), P @ M.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(maps.products(M, mean), Pc @ M.T, rtol=1e-12, atol=1e-12)
+    # a chunk of one image at a time
+    np.testing.assert_allclose(maps.gram(mean, chunk_bytes=1), Pc.T @ Pc, rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(maps.gram(), P.T @ P, rtol=1e-12)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_calibration_of_patch_maps_equals_the_one_from_rows(rng, center):
+    x = rng.standard_normal((3, 4, 7, 7)) + 1.5
+    P = im2col(x, 3, 2, 1)
+    lazy = _fit.Calibration.from_patch_maps(
+        PatchMaps.from_maps(x, (3, 3), (2, 2), (1, 1), (1, 1)), center=center)
+    rows = _fit.Calibration.from_rows(P, center=center)
+    Wm, A, B = (rng.standard_normal((6, 36)), rng.standard_normal((6, 2)),
+                rng.standard_normal((36, 2)))
+    assert lazy.n_rows == rows.n_rows and lazy.dim == rows.dim == 36
+    assert lazy.response_norm2(Wm) == pytest.approx(rows.response_norm2(Wm), rel=1e-12)
+    np.testing.assert_allclose(lazy.diagonal, np.diag(rows.gram), rtol=1e-12)
+    change = None if not center else rng.standard_normal(6)
+    expected = rows.output_error(Wm, A @ B.T, change)
+    assert lazy.output_error(Wm, A @ B.T, change) == pytest.approx(expected, rel=1e-12)
+    assert lazy.output_error(Wm, A @ B.T, change, factors=(A, B)) == pytest.approx(
+        expected, rel=1e-12)
+    # the closed form, through the responses
+    L = _fit.WhitenedSVD(Wm, lazy, 0.3, 0.7)
+    R = _fit.WhitenedSVD(Wm, rows, 0.3, 0.7)
+    np.testing.assert_allclose(L.s, R.s, rtol=1e-10)
+    assert "gram" not in lazy.__dict__  # none of the above formed it
+    np.testing.assert_allclose(lazy.gram, rows.gram, rtol=1e-12, atol=1e-12)
+    if center:
+        np.testing.assert_allclose(lazy.mean, rows.mean, rtol=1e-12)
+
+
+def test_calibration_of_patch_maps_sees_constant_and_dead_inputs(rng):
+    """Centered constant maps are zero up to the mean's rounding (a diagonal by
+    subtraction would keep 1e-16 of the raw energy, far above it), and a dead channel
+    leaves inputs unseen."""
+    const = np.full((2, 3, 6, 6), 1e3)
+    lazy = _fit.Calibration.from_patch_maps(
+        PatchMaps.from_maps(const, (3, 3), (1, 1), (0, 0), (1, 1)), center=True)
+    assert lazy.is_zero()
+    x = rng.standard_normal((2, 3, 6, 6))
+    x[:, 1] = 0.0
+    dead = _fit.Calibration.from_patch_maps(
+        PatchMaps.from_maps(x, (3, 3), (1, 1), (0, 0), (1, 1)))
+    assert not dead.is_zero() and dead.leaves_inputs_unseen()
+
+
+@pytest.mark.parametrize("bias, stride", [(False, 1), (True, 1), (True, 2)])
+def test_channel_svd_with_many_patches_works_on_the_maps(rng, monkeypatch, bias, stride):
+    """More patches (98 to 392) than values per patch (72), fewer outputs (16): the
+    closed form needs the responses only, so neither the patches nor their Gram matrix
+    are formed (a 128x128x7x7 layer with 12544 patches took 26 s through them, 2 s
+    without), and the layer is the one the patches give."""
+    W = rng.standard_normal((16, 8, 3, 3))
+    b = rng.standard_normal(16) if bias else None
+    X = np.maximum(rng.standard_normal((2, 8, 14, 14)) + 0.3, 0.0)
+    P = im2col(X, 3, stride, 1)
+    expected = compress_linear(W.reshape(16, -1), rank=5, X=P, bias=b)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the patches or their Gram matrix were formed")
+
+    monkeypatch.setattr(conv_module, "im2col", refuse)
+    monkeypatch.setattr(PatchMaps, "gram", refuse)
+    res = compress_conv(W, "channel_svd", rank=5, X=X, bias=b, padding=1, stride=stride)
+    np.testing.assert_allclose(res.dense().reshape(16, -1), expected.dense(), rtol=1e-9,
+                               atol=1e-9)
+    assert res.calib_output_error == pytest.approx(expected.calib_output_error, rel=1e-9)
+    if bias:
+        np.testing.assert_allclose(res.pieces[-1].bias, expected.pieces[-1].bias, rtol=1e-9)
