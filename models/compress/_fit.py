@@ -33,7 +33,8 @@ import scipy.linalg as sla
 
 from sdf.algebra import nearest_kron
 from sdf.errors import SdfWarning
-from sdf.models.compress._roots import KronRoot, PatchMaps, PatchRoot, RowsRoot
+from sdf.models.compress._roots import (DenseRows, KronRoot, PatchMaps, PatchRoot, RowSource,
+                                         RowsRoot)
 
 __all__: list[str] = []
 
@@ -70,25 +71,26 @@ class Calibration:
     sampled : bool
         True when ``gram`` sums a random subset of the rows (``max_rows``): it then
         describes the objective, not the error on every row (:meth:`output_error`).
-    maps : PatchMaps or None
-        The feature maps whose im2col patches are the rows (a convolution's, every patch
-        kept). With ``rows``: the products with them as convolutions (see :mod:`_roots`).
-        Alone (:meth:`from_patch_maps`): the only copy of the rows, for more patches than
-        values per patch; products with few outputs (:meth:`responses`) are then
-        convolutions, and the Gram matrix is formed on first use only.
+    source : RowSource or None
+        The rows kept as they came or as feature maps (see :mod:`_roots`). With ``rows``:
+        the feature maps whose patches they are (a convolution's, every patch kept), whose
+        products with the rows are convolutions. Alone (:meth:`from_source`): the only copy
+        of the rows, for more rows than values per row; products with few outputs
+        (:meth:`responses`) then go through them, and the Gram matrix is formed on first
+        use only.
     """
 
     n_rows: int
     mean: np.ndarray | None = None
     rows: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     sampled: bool = False
-    #: ``P^T P`` when computed up front (None: formed from ``rows`` or ``maps`` on first use)
+    #: ``P^T P`` when computed up front (None: formed from ``rows`` or ``source`` on first use)
     stored_gram: np.ndarray | None = dataclasses.field(default=None, repr=False)
-    maps: PatchMaps | None = dataclasses.field(default=None, repr=False, compare=False)
+    source: RowSource | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.stored_gram is None and self.rows is None and self.maps is None:
-            raise ValueError("Calibration needs its Gram matrix, its rows or its maps")
+        if self.stored_gram is None and self.rows is None and self.source is None:
+            raise ValueError("Calibration needs its Gram matrix, its rows or their source")
 
     @functools.cached_property
     def gram(self) -> np.ndarray:
@@ -97,8 +99,8 @@ class Calibration:
             return self.stored_gram
         if self.rows is not None:
             return self.rows.T @ self.rows
-        assert self.maps is not None  # __post_init__ checks it
-        return self.maps.gram(self.mean)
+        assert self.source is not None  # __post_init__ checks it
+        return self.source.gram(self.mean)
 
     def _has_gram(self) -> bool:
         return self.stored_gram is not None or "gram" in self.__dict__
@@ -110,13 +112,25 @@ class Calibration:
             return self.rows.shape[1]
         if self.stored_gram is not None:
             return self.stored_gram.shape[1]
-        assert self.maps is not None  # __post_init__ checks it
-        return self.maps.dim
+        assert self.source is not None  # __post_init__ checks it
+        return self.source.dim
 
     @classmethod
     def from_rows(cls, P: np.ndarray, max_rows: int | None = None, seed: int = 0,
-                  center: bool = False) -> Calibration:
+                  center: bool = False, outputs: int | None = None) -> Calibration:
+        """The calibration of the rows ``P`` (n, d): a random ``max_rows`` of them when
+        there are more, centered when ``center``.
+
+        Kept as the rows (their own root) when there are fewer of them than values per
+        row. ``outputs``, the rows of the weight a closed form fits, when fewer than
+        ``d`` with more rows than ``d`` (and none sampled): kept as they came
+        (:meth:`from_source`), since that fit needs only the responses. Otherwise the
+        Gram matrix is formed up front.
+        """
         P = np.asarray(P, dtype=float)
+        n, d = P.shape
+        if outputs is not None and outputs < d <= n and (max_rows is None or n <= max_rows):
+            return cls.from_source(DenseRows(P), center=center)
         sampled = max_rows is not None and P.shape[0] > max_rows
         if sampled:
             idx = np.random.default_rng(seed).choice(P.shape[0], max_rows, replace=False)
@@ -155,11 +169,11 @@ class Calibration:
         return cls(n_rows=n_rows, mean=mean, stored_gram=G - shift)
 
     @classmethod
-    def from_patch_maps(cls, maps: PatchMaps, center: bool = False) -> Calibration:
-        """The calibration of the patches of ``maps`` kept as the maps (see ``maps``
-        above): for a layer with fewer outputs than values per patch and more patches than
-        values, whose closed forms need only the responses ``P Wm^T`` (``n d o``
-        multiply-adds instead of the Gram matrix's ``n d^2``, and no copy of ``P``).
+    def from_source(cls, source: RowSource, center: bool = False) -> Calibration:
+        """The calibration of the rows of ``source`` kept there (see ``source`` above): for
+        a layer with fewer outputs than values per row and more rows than values, whose
+        closed forms need only the responses ``P Wm^T`` (``n d o`` multiply-adds instead
+        of the Gram matrix's ``n d^2``, and no centered copy of ``P``).
 
         Examples
         --------
@@ -167,44 +181,44 @@ class Calibration:
         >>> from sdf.models.compress import im2col
         >>> from sdf.models.compress._roots import PatchMaps
         >>> x, Wm = np.arange(150.0).reshape(1, 6, 5, 5), np.ones((2, 54))
-        >>> calib = Calibration.from_patch_maps(
+        >>> calib = Calibration.from_source(
         ...     PatchMaps.from_maps(x, (3, 3), (1, 1), (1, 1), (1, 1)), center=True)
         >>> P = im2col(x, 3, padding=1)
         >>> bool(np.allclose(calib.responses(Wm), (P - P.mean(axis=0)) @ Wm.T))
         True
         """
-        mean = maps.column_sums() / maps.rows if center else None
-        return cls(n_rows=maps.rows, mean=mean, maps=maps)
+        mean = source.column_sums() / source.rows if center else None
+        return cls(n_rows=source.rows, mean=mean, source=source)
 
     @functools.cached_property
     def diagonal(self) -> np.ndarray:
         """The diagonal of :attr:`gram` (d,), without forming it when it is not formed."""
         if self.rows is not None:
             return np.einsum("nd,nd->d", self.rows, self.rows)
-        if self._has_gram() or self.maps is None:
+        if self._has_gram() or self.source is None:
             return np.diag(self.gram).copy()
-        raw = self.maps.column_sums(squares=True)
+        raw = self.source.column_sums(squares=True)
         if self.mean is None:
             return raw
         offset = self.n_rows * self.mean ** 2
         centered = raw - offset
         if np.any(offset > _CENTER_CANCEL * centered):  # the subtraction loses digits
-            return self.maps.centered_squares(self.mean)
+            return self.source.centered_squares(self.mean)
         return centered
 
     def responses(self, M: np.ndarray) -> np.ndarray:
         """``P M^T`` (n_rows, k) for ``M`` (k, d), ``P`` the (centered) rows; from the
-        rows or as a convolution of the maps (the last product is kept: the closed forms
+        rows or through their source (the last product is kept: the closed forms
         and the reported error ask for the same one). Read only."""
         last = self.__dict__.get("_responses")
         if last is not None and last[0].shape == M.shape and np.array_equal(last[0], M):
             return last[1]
         if self.rows is not None:
             R = self.rows @ M.T
-        elif self.maps is not None:
-            R = self.maps.products(M, self.mean)
+        elif self.source is not None:
+            R = self.source.products(M, self.mean)
         else:
-            raise ValueError("responses need the calibration rows or maps")
+            raise ValueError("responses need the calibration rows or their source")
         R.flags.writeable = False
         self.__dict__["_responses"] = (M.copy(), R)
         return R
@@ -215,7 +229,7 @@ class Calibration:
         formed yet and ``k < d`` (``n d k`` multiply-adds against ``n d^2``)."""
         if self.rows is not None:
             return True
-        return self.maps is not None and not self._has_gram() and k < self.dim
+        return self.source is not None and not self._has_gram() and k < self.dim
 
     def is_zero(self) -> bool:
         """True when every (centered) calibration row is zero: all-zero (or, centered,
@@ -540,7 +554,8 @@ def response_metric(calib: Calibration, w_w: float, w_r: float) -> Metric:
     calibration keeps its rows ``R`` (fewer rows than values per row)."""
     if calib.rows is None:
         return Metric(metric_matrix(calib, w_w, w_r), w_w)
-    patches = None if calib.maps is None else (calib.maps, calib.mean, float(np.sqrt(w_r)))
+    patches = (None if not isinstance(calib.source, PatchMaps)
+               else (calib.source, calib.mean, float(np.sqrt(w_r))))
     return Metric(None, w_w, calib.root(), patches, (calib, w_r), w_r)
 
 

@@ -17,6 +17,7 @@ than through the patches (:class:`PatchRoot`). A 64x1024x3x3 layer with 4096 pat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -54,6 +55,97 @@ class KronRoot(Protocol):
         """The partial traces of ``R^T R``: over ``m`` (a, a) and over ``a`` (m, m)
         (the first may be approximate: it preconditions and starts)."""
         ...
+
+
+class RowSource(Protocol):
+    """Calibration rows ``P`` (rows, dim) kept as they came (a linear layer's inputs) or
+    as feature maps (a convolution's patches): their statistics and products without a
+    centered copy of ``P`` or its Gram matrix."""
+
+    @property
+    def rows(self) -> int:
+        """Number of rows ``n``."""
+        ...
+
+    @property
+    def dim(self) -> int:
+        """Values per row ``d``."""
+        ...
+
+    def column_sums(self, squares: bool = False) -> np.ndarray:
+        """``1^T P`` (d,), or the column sums of ``P``'s squares."""
+        ...
+
+    def centered_squares(self, mean: np.ndarray) -> np.ndarray:
+        """The column sums of ``(P - 1 mean^T)``'s squares (d,), subtracting first."""
+        ...
+
+    def products(self, M: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+        """``(P - 1 mean^T) M^T`` (n, k) for ``M`` (k, d)."""
+        ...
+
+    def gram(self, mean: np.ndarray | None = None) -> np.ndarray:
+        """``(P - 1 mean^T)^T (P - 1 mean^T)`` (d, d)."""
+        ...
+
+
+@dataclass(frozen=True)
+class DenseRows:
+    """:class:`RowSource` of the rows ``P`` themselves, read a block of rows at a time
+    (``block_bytes`` of them): the centered blocks are exact where the mean dwarfs the
+    spread, and there is no centered copy of ``P``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> P, M = np.arange(12.0).reshape(4, 3), np.ones((1, 3))
+    >>> mean = P.mean(axis=0)
+    >>> bool(np.allclose(DenseRows(P, 24).products(M, mean), (P - mean) @ M.T))
+    True
+    """
+
+    P: np.ndarray
+    block_bytes: int = 1 << 25
+
+    @property
+    def rows(self) -> int:
+        return self.P.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.P.shape[1]
+
+    def _blocks(self, mean: np.ndarray | None) -> Iterator[tuple[slice, np.ndarray]]:
+        step = max(1, self.block_bytes // (8 * self.dim))
+        for n0 in range(0, self.rows, step):
+            part = self.P[n0:n0 + step]
+            yield slice(n0, n0 + len(part)), part if mean is None else part - mean
+
+    def column_sums(self, squares: bool = False) -> np.ndarray:
+        if not squares:
+            return self.P.sum(axis=0)
+        return sum((np.einsum("nd,nd->d", B, B) for _, B in self._blocks(None)),
+                   np.zeros(self.dim))
+
+    def centered_squares(self, mean: np.ndarray) -> np.ndarray:
+        return sum((np.einsum("nd,nd->d", B, B) for _, B in self._blocks(mean)),
+                   np.zeros(self.dim))
+
+    def products(self, M: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+        if mean is None:
+            return self.P @ M.T
+        out = np.empty((self.rows, M.shape[0]))
+        for where, B in self._blocks(mean):
+            np.matmul(B, M.T, out=out[where])
+        return out
+
+    def gram(self, mean: np.ndarray | None = None) -> np.ndarray:
+        if mean is None:
+            return self.P.T @ self.P
+        G = np.zeros((self.dim, self.dim))
+        for _, B in self._blocks(mean):
+            G += B.T @ B
+        return G
 
 
 class RowsRoot:

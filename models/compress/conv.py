@@ -1006,7 +1006,7 @@ def _maps_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
 def _channel_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
                          ) -> _fit.Calibration | None:
     """The calibration of the channel SVD kept as the maps
-    (:meth:`_fit.Calibration.from_patch_maps`) when its closed form needs only the
+    (:meth:`_fit.Calibration.from_source`) when its closed form needs only the
     responses: fewer outputs than values per patch, and more patches than values (and
     at most ``opts.max_calib_rows``). None where the im2col patches serve better (fewer
     patches: they are the root; more outputs: the Gram matrix is cheaper; too many: they
@@ -1018,7 +1018,7 @@ def _channel_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
         return None
     maps = _roots.PatchMaps.from_maps(np.asarray(X, dtype=float), orig.kernel_size,
                                       orig.stride, orig.padding, orig.dilation)
-    return _fit.Calibration.from_patch_maps(maps, center=orig.bias is not None)
+    return _fit.Calibration.from_source(maps, center=orig.bias is not None)
 
 
 def _patch_calibration(X: np.ndarray, rows: np.ndarray, orig: Piece, opts: CompressOptions
@@ -1032,7 +1032,7 @@ def _patch_calibration(X: np.ndarray, rows: np.ndarray, orig: Piece, opts: Compr
         return calib
     maps = _roots.PatchMaps.from_maps(np.asarray(X, dtype=float), orig.kernel_size,
                                       orig.stride, orig.padding, orig.dilation)
-    return dataclasses.replace(calib, maps=maps)
+    return dataclasses.replace(calib, source=maps)
 
 
 def _check_rank(where: str, method: str, orig: Piece, rank: Any) -> Rank:

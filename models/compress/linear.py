@@ -117,7 +117,8 @@ def fit_lowrank_layer(where: str, orig: Piece, Wm: np.ndarray, rows: np.ndarray 
     """
     if rows is not None:
         calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
-                                           center=orig.bias is not None)
+                                           center=orig.bias is not None,
+                                           outputs=None if opts.solver == "engine" else len(Wm))
     bal = balance if calib is not None else 0.0
     w_w, w_r = _fit.term_weights(Wm, calib, bal)
     spectrum = _fit.WhitenedSVD(Wm, calib, w_w, w_r)
@@ -247,8 +248,9 @@ def compress_linear(
               Piece("linear", A, bias=new_bias, name=f"{name}.out"))
     out_err = None
     if calib is not None and not calib.sampled and calib.rows is None:
-        # (in, in) products, not (n, in) ones
-        out_err = calib.output_error(W, W_hat, _bias_change(orig.bias, new_bias))
+        # through the Gram matrix or the responses, not a product with every row
+        out_err = calib.output_error(W, W_hat, _bias_change(orig.bias, new_bias),
+                                     factors=(A, B))
     elif rows is not None:
         out_err = calib_error(rows, W, W_hat, orig.bias, new_bias)
     return CompressedLayer(

@@ -284,8 +284,9 @@ def compress_shared(
             raise DataError(f"{where}: X has shape {X.shape}, which does not match the layers' "
                             f"input")
     Wall = np.vstack(Ws)
-    calib = None if rows is None else _fit.Calibration.from_rows(rows, opts.max_calib_rows,
-                                                                 opts.seed)
+    calib = None if rows is None else _fit.Calibration.from_rows(
+        rows, opts.max_calib_rows, opts.seed,
+        outputs=None if opts.solver == "engine" else len(Wall))
     w_w, w_r = _fit.term_weights(Wall, calib, balance if calib is not None else 0.0)
     if opts.solver == "engine":
         import sdf.models.compress._engine as _engine
