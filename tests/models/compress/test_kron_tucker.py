@@ -115,14 +115,33 @@ def test_aware_lower_bounds_are_below_the_fitted_objectives(rng):
     w_w, w_r = _fit.term_weights(Wm, calib, 0.9)
     M = _fit.metric_matrix(calib, w_w, w_r)
     candidates = [(2, 7), (6, 4), (4, 5), (12, 2)]
-    bounds = conv._tucker2_aware_lower_bounds(W.reshape(12, 8, 9), _fit.Metric(M), candidates)
+    bounds = conv._tucker2_aware_lower_bounds(W.reshape(12, 8, 9), _fit.Metric(M, w_w),
+                                              candidates)
     opts = CompressOptions(alt_tol=1e-10, max_iter=1000)
     for bound, ranks in zip(bounds, candidates):
         factors = conv._fit_tucker2(W, ranks, calib, w_w, w_r, opts)[0]
         E = conv._pieces("tucker2", Piece("conv2d", W, padding=1), factors, "")[1].reshape(
             12, -1) - Wm
         assert bound <= float(np.einsum("od,de,oe->", E, M, E)) * (1 + 1e-12)
-    assert bounds[0] > bounds[2] > bounds[1] and bounds[3] == pytest.approx(0.0, abs=1e-12)
+    assert bounds[0] > bounds[2] > bounds[1]
+    # every output kept: only the input rank bounds it
+    assert bounds[3] >= w_w * conv._tucker2_lower_bounds(W, [(12, 2)])[0] > 0
+
+
+def test_screen_skips_an_input_rank_the_weight_does_not_have(rng):
+    """Output rank 6, input rank 8 (of 8): the (6, 8) closed form is near exact, and a (7,
+    5) pair, whose output rank alone would let it compete, is not fitted: the weight
+    term's share of the input-side tail bounds it above (it was screened by 5
+    alternations, 27 s on a 128x128x7x7 layer)."""
+    W = (rng.standard_normal((16, 6)) @ rng.standard_normal((6, 8 * 9))).reshape(16, 8, 3, 3)
+    W += 1e-3 * rng.standard_normal(W.shape)
+    X = np.maximum(rng.standard_normal((4, 8, 8, 8)) + 0.3, 0.0)
+    calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
+    w_w, w_r = _fit.term_weights(W.reshape(16, -1), calib, 0.9)
+    kept, notes = conv._screened_tucker2(W, [(6, 8), (7, 5)], calib, w_w, w_r,
+                                         CompressOptions())
+    assert [ranks for ranks, _ in kept] == [(6, 8)]
+    assert len(notes) == 1 and notes[0].startswith("(7, 5) not fitted")
 
 
 @pytest.mark.parametrize("seed", [0, 1])
