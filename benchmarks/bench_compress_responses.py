@@ -68,15 +68,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    channel_route, from_rows = conv._channel_calibration, _fit.Calibration.from_rows.__func__
+    channel_route, from_rows = conv._responses_calibration, _fit.Calibration.from_rows.__func__
 
     def withhold() -> None:
-        conv._channel_calibration = lambda *a: None  # type: ignore[assignment]
+        conv._responses_calibration = lambda *a: None  # type: ignore[assignment]
         _fit.Calibration.from_rows = classmethod(  # type: ignore[method-assign]
             lambda cls, *a, outputs=None, **kw: from_rows(cls, *a, **kw))
 
     def restore() -> None:
-        conv._channel_calibration = channel_route  # type: ignore[assignment]
+        conv._responses_calibration = channel_route  # type: ignore[assignment]
         _fit.Calibration.from_rows = classmethod(from_rows)  # type: ignore[method-assign]
 
     lines = [

@@ -1174,7 +1174,8 @@ def every_input_fit(W3: np.ndarray, M: np.ndarray | Metric, out_rank: int | None
     ``K`` is the identity, so ``K^T M K`` is ``M`` itself and is never factored: the best
     ``C`` of rank ``k`` is ``U U^T Wm``, ``U`` the ``k`` leading eigenvectors of ``Wm M
     Wm^T`` (a reduced-rank regression in the metric), and the objective is ``tr(Wm M
-    Wm^T)`` less their eigenvalues. One product of ``M`` with ``out`` rows, where
+    Wm^T)`` less their eigenvalues. One product of ``M`` with ``out`` rows (or the
+    calibration's responses to ``Wm``, see :meth:`Metric.outer`), where
     :func:`fit_kron` from ``F = I`` factors ``M`` (d x d; a 64x64x7x7 conv: d = 3136,
     about a second).
 
@@ -1191,12 +1192,12 @@ def every_input_fit(W3: np.ndarray, M: np.ndarray | Metric, out_rank: int | None
     o, a, m = W3.shape
     metric = M if isinstance(M, Metric) else Metric(M)
     Wm = W3.reshape(o, -1)
-    WM = metric.times(Wm)
-    lam, V = np.linalg.eigh(WM @ Wm.T)  # (its lower triangle)
+    WMW = metric.outer(Wm)
+    lam, V = np.linalg.eigh(WMW)  # (its lower triangle)
     k = o if out_rank is None else min(out_rank, o)
     U = V[:, o - k:]
     C = U @ (U.T @ Wm)
-    f = max(float(np.vdot(WM, Wm)) - float(lam[o - k:].sum()), 0.0)
+    f = max(float(np.trace(WMW)) - float(lam[o - k:].sum()), 0.0)
     return KronFit(C.reshape(o, a, m), np.eye(a, dtype=W3.dtype), f, 0, name, True, f, 0,
                    None)
 

@@ -605,7 +605,7 @@ def _tucker2_aware_lower_bounds(W3: np.ndarray, metric: _fit.Metric,
       for 27 s against a closed form 16 times below it)."""
     o = W3.shape[0]
     Wm = W3.reshape(o, -1)
-    WMW = metric.times(Wm) @ Wm.T
+    WMW = metric.outer(Wm)
     WW = Wm @ Wm.T
 
     def tail(N: np.ndarray) -> np.ndarray:
@@ -929,8 +929,9 @@ def compress_conv(
         input_hw = (int(X.shape[2]), int(X.shape[3]))
     calib = None
     if X is not None:
-        calib = (_channel_calibration(X, orig, opts) if method == "channel_svd"
-                 else _maps_calibration(X, orig, opts))
+        calib = _responses_calibration(X, orig, opts, _RESPONSES_SHARE.get(method, 0))
+        if calib is None and method != "channel_svd":
+            calib = _maps_calibration(X, orig, opts)
     rows = None if X is None or calib is not None else im2col(
         X, orig.kernel_size, orig.stride, orig.padding, orig.dilation)
     o = W.shape[0]
@@ -1019,18 +1020,27 @@ def _maps_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
                                       center=orig.bias is not None)
 
 
-def _channel_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
-                         ) -> _fit.Calibration | None:
-    """The calibration of the channel SVD kept as the maps
-    (:meth:`_fit.Calibration.from_source`) when its closed form needs only the
-    responses: fewer outputs than values per patch, and more patches than values (and
-    at most ``opts.max_calib_rows``). None where the im2col patches serve better (fewer
-    patches: they are the root; more outputs: the Gram matrix is cheaper; too many: they
-    are sampled)."""
+#: Methods whose fits may need the calibration only through its responses ``P Wm^T``, and
+#: how many times the outputs the values per patch must be for that route: the channel
+#: SVD's closed form always (with fewer outputs than values); Tucker-2's closed form with
+#: every input channel and its rank screen's bounds, where its other candidates then
+#: form the Gram matrix anyway (the responses cost ``out / d`` of it, so only for few
+#: outputs).
+_RESPONSES_SHARE = {"channel_svd": 1, "tucker2": 10}
+
+
+def _responses_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions, share: int
+                           ) -> _fit.Calibration | None:
+    """The calibration kept as the maps (:meth:`_fit.Calibration.from_source`), its Gram
+    matrix formed on first use only, where fits need mostly the responses: ``share``
+    times the outputs at most the values per patch, and more patches than values (and at
+    most ``opts.max_calib_rows``). None where the im2col patches or the Gram matrix up
+    front serve better (``share`` 0, fewer patches: they are the root; more outputs: the
+    Gram matrix is cheaper; too many patches: they are sampled)."""
     n, _, h, w = X.shape
     ho, wo = orig.output_hw((h, w))
     o, d = orig.weight.shape[0], int(np.prod(orig.weight.shape[1:]))
-    if not (o < d <= n * ho * wo <= opts.max_calib_rows):
+    if share < 1 or o >= d or share * o > d or not d <= n * ho * wo <= opts.max_calib_rows:
         return None
     maps = _roots.PatchMaps.from_maps(np.asarray(X, dtype=float), orig.kernel_size,
                                       orig.stride, orig.padding, orig.dilation)
