@@ -473,7 +473,12 @@ class Metric:
     @property
     def dim(self) -> int:
         """``d``."""
-        return self.root.shape[1] if self.root is not None else self.dense.shape[0]
+        if self.root is not None:
+            return self.root.shape[1]
+        if self.matrix is None and "dense" not in self.__dict__:
+            assert self.source is not None  # __post_init__ checks it
+            return self.source[0].dim  # without forming the matrix
+        return self.dense.shape[0]
 
     @property
     def thin(self) -> bool:
