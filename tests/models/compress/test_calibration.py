@@ -220,29 +220,43 @@ def test_calibration_of_patch_maps_sees_constant_and_dead_inputs(rng):
     assert not dead.is_zero() and dead.leaves_inputs_unseen()
 
 
-@pytest.mark.parametrize("bias, stride", [(False, 1), (True, 1), (True, 2)])
-def test_channel_svd_with_many_patches_works_on_the_maps(rng, monkeypatch, bias, stride):
-    """More patches (98 to 392) than values per patch (72), fewer outputs (16): the
+def _through_the_gram(Wm, P, b, rank):
+    """The whitened closed form through the rows' Gram matrix: ``(Wm_hat, new bias,
+    calibration output error)`` at balance 0.9."""
+    calib = _fit.Calibration.from_rows(P, center=b is not None)
+    assert calib.stored_gram is not None
+    w_w, w_r = _fit.term_weights(Wm, calib, 0.9)
+    A, B = _fit.WhitenedSVD(Wm, calib, w_w, w_r).factors(rank)
+    new_bias = None if b is None else b + calib.bias_shift(Wm, A @ B.T)
+    return A @ B.T, new_bias, calib_error(P, Wm, A @ B.T, b, new_bias)
+
+
+@pytest.mark.parametrize("bias, kernel, stride, padding, dilation", [
+    (False, (3, 3), 1, 1, 1), (True, (3, 3), 1, 1, 1), (True, (3, 3), 2, 1, 1),
+    (True, (3, 2), (2, 1), (0, 2), (2, 1))])
+def test_channel_svd_with_many_patches_works_on_the_maps(rng, monkeypatch, bias, kernel,
+                                                         stride, padding, dilation):
+    """More patches (98 to 392) than values per patch (48 to 72), fewer outputs (16): the
     closed form needs the responses only, so neither the patches nor their Gram matrix
     are formed (a 128x128x7x7 layer with 12544 patches took 26 s through them, 2 s
-    without), and the layer is the one the patches give."""
-    W = rng.standard_normal((16, 8, 3, 3))
+    without), and the layer is the one the Gram matrix of the patches gives."""
+    W = rng.standard_normal((16, 8, *kernel))
     b = rng.standard_normal(16) if bias else None
     X = np.maximum(rng.standard_normal((2, 8, 14, 14)) + 0.3, 0.0)
-    P = im2col(X, 3, stride, 1)
-    expected = compress_linear(W.reshape(16, -1), rank=5, X=P, bias=b)
+    P = im2col(X, kernel, stride, padding, dilation)
+    W_hat, new_bias, err = _through_the_gram(W.reshape(16, -1), P, b, 5)
 
     def refuse(*args, **kwargs):
         raise AssertionError("the patches or their Gram matrix were formed")
 
     monkeypatch.setattr(conv_module, "im2col", refuse)
     monkeypatch.setattr(_fit.Calibration, "gram", property(refuse))
-    res = compress_conv(W, "channel_svd", rank=5, X=X, bias=b, padding=1, stride=stride)
-    np.testing.assert_allclose(res.dense().reshape(16, -1), expected.dense(), rtol=1e-9,
-                               atol=1e-9)
-    assert res.calib_output_error == pytest.approx(expected.calib_output_error, rel=1e-9)
+    res = compress_conv(W, "channel_svd", rank=5, X=X, bias=b, padding=padding, stride=stride,
+                        dilation=dilation)
+    np.testing.assert_allclose(res.dense().reshape(16, -1), W_hat, rtol=1e-9, atol=1e-9)
+    assert res.calib_output_error == pytest.approx(err, rel=1e-9)
     if bias:
-        np.testing.assert_allclose(res.pieces[-1].bias, expected.pieces[-1].bias, rtol=1e-9)
+        np.testing.assert_allclose(res.pieces[-1].bias, new_bias, rtol=1e-9)
 
 
 def test_dense_rows_statistics_block_by_block(rng):
@@ -269,19 +283,15 @@ def test_linear_svd_with_many_rows_needs_no_gram_matrix(rng, monkeypatch, bias):
     W = rng.standard_normal((12, 30))
     b = rng.standard_normal(12) if bias else None
     X = np.maximum(rng.standard_normal((80, 30)) + 0.3, 0.0)
-    calib = _fit.Calibration.from_rows(X, center=bias)
-    w_w, w_r = _fit.term_weights(W, calib, 0.9)
-    A, B = _fit.WhitenedSVD(W, calib, w_w, w_r).factors(4)
-    new_bias = None if b is None else b + calib.bias_shift(W, A @ B.T)
+    W_hat, new_bias, err = _through_the_gram(W, X, b, 4)
 
     def refuse(*args, **kwargs):
         raise AssertionError("the Gram matrix was formed")
 
     monkeypatch.setattr(_fit.Calibration, "gram", property(refuse))
     res = compress_linear(W, rank=4, X=X, bias=b)
-    np.testing.assert_allclose(res.dense(), A @ B.T, rtol=1e-9, atol=1e-9)
-    assert res.calib_output_error == pytest.approx(
-        calib_error(X, W, A @ B.T, b, new_bias), rel=1e-9)
+    np.testing.assert_allclose(res.dense(), W_hat, rtol=1e-9, atol=1e-9)
+    assert res.calib_output_error == pytest.approx(err, rel=1e-9)
     if bias:
         np.testing.assert_allclose(res.pieces[-1].bias, new_bias, rtol=1e-9)
 
