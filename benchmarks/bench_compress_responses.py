@@ -8,6 +8,10 @@ responses against ``n d^2`` for the Gram matrix (and, for a convolution, no ``n 
 patch matrix). "before" withholds the responses route (the calibration formed as before:
 im2col patches and their Gram matrix), "after" is the default; both in this process, CPU
 seconds at 1 BLAS thread, best of ``--repeat`` runs. The errors must agree to rounding.
+
+One layer has more patches (100352) than ``CompressOptions.max_calib_rows`` (20000):
+"after" takes the sample from the maps and the output error over every patch as a
+convolution; "before" forms the im2col rows of every patch (460 MB) and samples them.
 The table is written to benchmarks/results/bench_compress_responses.txt.
 """
 
@@ -48,6 +52,14 @@ def _cases() -> list[tuple[str, Callable[[], Any]]]:
                       lambda W=W, X=X, b=b, k=k, stride=stride: compress_conv(
                           W, "channel_svd", ratio=0.5, X=X, bias=b, stride=stride,
                           padding=k // 2)))
+    # more patches than CompressOptions.max_calib_rows: the sample taken from the maps,
+    # the output error over every patch as a convolution (no im2col of every patch)
+    W = weight(64, 576).reshape(64, 64, 3, 3)
+    X, b = _relu_maps(rng, (32, 64, 56, 56)), rng.standard_normal(64)
+    for method in ("channel_svd", "weight_svd"):
+        cases.append((f"conv 64x64x3x3 s1 32x56 {method}",
+                      lambda method=method, W=W, X=X, b=b: compress_conv(
+                          W, method, ratio=0.5, X=X, bias=b, padding=1)))
     for o, d, n in [(256, 4096, 8192), (512, 2048, 16384)]:
         W, X, b = weight(o, d), _relu_maps(rng, (n, d)), rng.standard_normal(o)
         cases.append((f"linear {o}x{d} n={n}",
@@ -68,15 +80,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    channel_route, from_rows = conv._responses_calibration, _fit.Calibration.from_rows.__func__
+    responses_route, sampled_route = conv._responses_calibration, conv._sampled_calibration
+    from_rows = _fit.Calibration.from_rows.__func__
 
     def withhold() -> None:
         conv._responses_calibration = lambda *a: None  # type: ignore[assignment]
+        conv._sampled_calibration = lambda *a: (None, None)  # type: ignore[assignment]
         _fit.Calibration.from_rows = classmethod(  # type: ignore[method-assign]
             lambda cls, *a, outputs=None, **kw: from_rows(cls, *a, **kw))
 
     def restore() -> None:
-        conv._responses_calibration = channel_route  # type: ignore[assignment]
+        conv._responses_calibration = responses_route  # type: ignore[assignment]
+        conv._sampled_calibration = sampled_route  # type: ignore[assignment]
         _fit.Calibration.from_rows = classmethod(from_rows)  # type: ignore[method-assign]
 
     lines = [
@@ -84,7 +99,7 @@ def main() -> None:
         "responses P Wm^T against the Gram matrix.",
         f"ratio=0.5 with a bias; CPU s at 1 BLAS thread, best of {args.repeat}; before = "
         "through the patches' / rows' Gram matrix, same process.",
-        f"{'layer':32s} {'before s':>9s} {'after s':>8s} {'ratio':>6s} "
+        f"{'layer':36s} {'before s':>9s} {'after s':>8s} {'ratio':>6s} "
         f"{'calib err before':>17s} {'calib err after':>16s}",
     ]
     print("\n".join(lines), flush=True)
@@ -96,7 +111,7 @@ def main() -> None:
             finally:
                 restore()
             t_after, after = _timed(fun, args.repeat)
-            lines.append(f"{name:32s} {t_before:9.2f} {t_after:8.2f} {t_after / t_before:6.2f} "
+            lines.append(f"{name:36s} {t_before:9.2f} {t_after:8.2f} {t_after / t_before:6.2f} "
                          f"{before.calib_output_error:17.12f} {after.calib_output_error:16.12f}")
             print(lines[-1], flush=True)
     RESULTS.write_text("\n".join(lines) + "\n")

@@ -253,6 +253,18 @@ class PatchMaps:
             out -= mean.reshape(c, *self.kernel_size)[:, i, j]
         return out
 
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """The patches numbered ``index`` (rows of im2col, numbered ``(n, p, q)``), (len,
+        C kh kw): a sample of the patches without the others."""
+        ho, wo = self.out_hw
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        image, pixel = np.divmod(np.asarray(index), ho * wo)
+        p, q = np.divmod(pixel, wo)
+        out = np.empty((len(image), self.x.shape[3], len(self._offsets())))
+        for k, (i, j) in enumerate(self._offsets()):
+            out[:, :, k] = self.x[image, p * sh + i * dh, q * sw + j * dw]
+        return out.reshape(len(image), -1)
+
     def centered_squares(self, mean: np.ndarray) -> np.ndarray:
         """The diagonal of ``(P - 1 mean^T)^T (P - 1 mean^T)`` summed after subtracting,
         offset by offset (exact where the mean dwarfs the spread, unlike ``diag(P^T P) -

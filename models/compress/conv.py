@@ -928,8 +928,11 @@ def compress_conv(
     if X is not None:
         input_hw = (int(X.shape[2]), int(X.shape[3]))
     calib = None
+    every_patch = None  # the maps of every patch when the calibration samples them
     if X is not None:
         calib = _responses_calibration(X, orig, opts, _RESPONSES_SHARE.get(method, 0))
+        if calib is None:
+            calib, every_patch = _sampled_calibration(X, orig, opts)
         if calib is None and method != "channel_svd":
             calib = _maps_calibration(X, orig, opts)
     rows = None if X is None or calib is not None else im2col(
@@ -997,6 +1000,8 @@ def compress_conv(
         out_err = calib.output_error(  # through the Gram matrix or the responses
             Wm, W_hat.reshape(o, -1), _bias_change(orig.bias, new_bias),
             factors=(factors[0], factors[1]) if method == "channel_svd" else None)
+    elif every_patch is not None:
+        out_err = _maps_error(every_patch, Wm, W_hat.reshape(o, -1), orig.bias, new_bias)
     elif rows is not None:
         out_err = calib_error(rows, Wm, W_hat.reshape(o, -1), orig.bias, new_bias)
     return CompressedLayer(
@@ -1045,6 +1050,37 @@ def _responses_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions, sh
     maps = _roots.PatchMaps.from_maps(np.asarray(X, dtype=float), orig.kernel_size,
                                       orig.stride, orig.padding, orig.dilation)
     return _fit.Calibration.from_source(maps, center=orig.bias is not None)
+
+
+def _sampled_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
+                         ) -> tuple[_fit.Calibration | None, _roots.PatchMaps | None]:
+    """With more patches than ``opts.max_calib_rows``: the calibration of a random
+    ``max_calib_rows`` of them (:meth:`_fit.Calibration.from_rows`'s sample, taken from
+    the maps without the others' im2col rows: a 64x64x3x3 layer on 32 maps of 56x56 had
+    100352 patches, 460 MB) and the maps of every patch, for the output error; ``(None,
+    None)`` with fewer patches."""
+    n, _, h, w = X.shape
+    ho, wo = orig.output_hw((h, w))
+    if n * ho * wo <= opts.max_calib_rows:
+        return None, None
+    maps = _roots.PatchMaps.from_maps(np.asarray(X, dtype=float), orig.kernel_size,
+                                      orig.stride, orig.padding, orig.dilation)
+    index = np.random.default_rng(opts.seed).choice(maps.rows, opts.max_calib_rows,
+                                                    replace=False)
+    calib = _fit.Calibration.from_rows(maps.take(np.sort(index)), center=orig.bias is not None)
+    return dataclasses.replace(calib, sampled=True), maps
+
+
+def _maps_error(maps: _roots.PatchMaps, Wm: np.ndarray, Wm_hat: np.ndarray,
+                bias: np.ndarray | None, new_bias: np.ndarray | None) -> float:
+    """:func:`calib_error` over every patch of ``maps``, as convolutions (one pass with
+    the weight and the change stacked)."""
+    o = Wm.shape[0]
+    R = maps.products(np.vstack([Wm, Wm_hat - Wm]))
+    E = R[:, o:]
+    if bias is not None and new_bias is not None:
+        E += new_bias - bias
+    return float(np.linalg.norm(E) / (np.linalg.norm(R[:, :o]) or 1.0))
 
 
 def _patch_calibration(X: np.ndarray, rows: np.ndarray, orig: Piece, opts: CompressOptions

@@ -322,3 +322,35 @@ def test_tucker2_with_few_outputs_and_many_patches_forms_the_gram_only_when_need
     assert bool(formed) == (ranks[1] < 16)
     np.testing.assert_allclose(res.dense(), expected.dense(), rtol=1e-7, atol=1e-7)
     assert res.calib_output_error == pytest.approx(expected.calib_output_error, rel=1e-7)
+
+
+@pytest.mark.parametrize("method", ["channel_svd", "weight_svd", "tucker2", "cp"])
+def test_sampled_patches_come_from_the_maps(rng, monkeypatch, method):
+    """More patches (432) than ``max_calib_rows`` (150): the sample is taken from the maps
+    and the output error over every patch is a convolution, without the im2col rows of
+    every patch (460 MB for a 64x64x3x3 layer on 32 maps of 56x56); the layer and its
+    reported error are those of the im2col route."""
+    W = rng.standard_normal((16, 8, 3, 3))
+    b = rng.standard_normal(16)
+    X = np.maximum(rng.standard_normal((3, 8, 12, 12)) + 0.3, 0.0)
+    opts = CompressOptions(max_calib_rows=150)
+    route = conv_module._sampled_calibration
+    monkeypatch.setattr(conv_module, "_sampled_calibration", lambda *args: (None, None))
+    expected = compress_conv(W, method, ratio=0.5, X=X, bias=b, padding=1, options=opts)
+    monkeypatch.setattr(conv_module, "_sampled_calibration", route)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the im2col rows of every patch were formed")
+
+    monkeypatch.setattr(conv_module, "im2col", refuse)
+    res = compress_conv(W, method, ratio=0.5, X=X, bias=b, padding=1, options=opts)
+    np.testing.assert_allclose(res.dense(), expected.dense(), rtol=1e-12, atol=1e-12)
+    assert res.calib_output_error == pytest.approx(expected.calib_output_error, rel=1e-12)
+
+
+def test_patch_maps_take_the_numbered_im2col_rows(rng):
+    x = rng.standard_normal((3, 2, 9, 8))
+    P = im2col(x, (3, 2), (2, 1), (1, 0), (1, 2))
+    maps = PatchMaps.from_maps(x, (3, 2), (2, 1), (1, 0), (1, 2))
+    index = np.array([0, 5, 17, len(P) - 1])
+    np.testing.assert_array_equal(maps.take(index), P[index])
