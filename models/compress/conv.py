@@ -68,7 +68,7 @@ from sdf.models.compress.budget import (Rank, RatioOf, expand_rank, layer_cost, 
                                         tucker_ratio_candidates)
 from sdf.models.compress.layers import Piece, _pair, im2col
 from sdf.models.compress.linear import (_bias_change, _check_balance, _check_finite_inputs,
-                                        calib_error, fit_lowrank_layer, refit_bias)
+                                        fit_lowrank_layer, refit_bias)
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
                                         check_rank_args)
 from sdf._blas import one_blas_thread, with_one_blas_pool
@@ -927,28 +927,16 @@ def compress_conv(
                  name=name)
     if X is not None:
         input_hw = (int(X.shape[2]), int(X.shape[3]))
-    calib = None
-    every_patch = None  # the maps of every patch when the calibration samples them
-    if X is not None:
-        calib = _responses_calibration(X, orig, opts, _RESPONSES_SHARE.get(method, 0))
-        if calib is None:
-            calib, every_patch = _sampled_calibration(X, orig, opts)
-        if calib is None and method != "channel_svd":
-            calib = _maps_calibration(X, orig, opts)
-    rows = None if X is None or calib is not None else im2col(
-        X, orig.kernel_size, orig.stride, orig.padding, orig.dilation)
+    calib, every_patch = (None, None) if X is None else _conv_calibration(X, orig, opts, method)
     o = W.shape[0]
     Wm = W.reshape(o, -1)
     curve = None
     if method == "channel_svd":
         rank, A, B, curve, info, calib = fit_lowrank_layer(
-            where, orig, Wm, rows, "channel_svd", rank, ratio, tol, balance, ratio_of,
+            where, orig, Wm, None, "channel_svd", rank, ratio, tol, balance, ratio_of,
             input_hw, opts, calib)
         factors: Sequence[np.ndarray] = (A, B)
     else:
-        if rows is not None:
-            assert X is not None  # the rows are its patches
-            calib = _patch_calibration(X, rows, orig, opts)
         # a weight of extreme norm is fitted scaled by a power of two to about unit norm
         # (exact, and undone on the factors): the float32 phases and Gram matrices then
         # neither overflow nor underflow
@@ -996,19 +984,40 @@ def compress_conv(
     new_bias = refit_bias(orig.bias, calib, Wm, W_hat.reshape(o, -1))
     pieces, _ = _pieces(method, orig, factors, name, new_bias)
     out_err = None
-    if calib is not None and not calib.sampled and calib.rows is None:
-        out_err = calib.output_error(  # through the Gram matrix or the responses
+    if every_patch is not None:
+        out_err = _maps_error(every_patch, Wm, W_hat.reshape(o, -1), orig.bias, new_bias)
+    elif calib is not None:
+        out_err = calib.output_error(  # through the Gram matrix, the rows or the responses
             Wm, W_hat.reshape(o, -1), _bias_change(orig.bias, new_bias),
             factors=(factors[0], factors[1]) if method == "channel_svd" else None)
-    elif every_patch is not None:
-        out_err = _maps_error(every_patch, Wm, W_hat.reshape(o, -1), orig.bias, new_bias)
-    elif rows is not None:
-        out_err = calib_error(rows, Wm, W_hat.reshape(o, -1), orig.bias, new_bias)
     return CompressedLayer(
         name=name, method=method, rank=rank, original=orig, pieces=tuple(pieces),
         weight_approx=W_hat, balance=balance if X is not None else 0.0, input_hw=input_hw,
         weight_error=float(np.linalg.norm(W_hat - W) / (np.linalg.norm(W) or 1.0)),
         calib_output_error=out_err, curve=curve, info=info)
+
+
+def _conv_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions, method: str
+                      ) -> tuple[_fit.Calibration, _roots.PatchMaps | None]:
+    """The calibration ``method`` is fitted with, and the maps of every patch when it
+    samples them (for the output error over all of them, :func:`_maps_error`): the
+    responses' route where it serves (:func:`_responses_calibration`), a sample of too
+    many patches (:func:`_sampled_calibration`), the Gram matrix from the maps
+    (:func:`_maps_calibration`, not for the channel SVD, whose closed form with fewer
+    patches than values reads them as rows), else the im2col patches
+    (:func:`_patch_calibration`)."""
+    calib = _responses_calibration(X, orig, opts, _RESPONSES_SHARE.get(method, 0))
+    if calib is not None:
+        return calib, None
+    calib, every_patch = _sampled_calibration(X, orig, opts)
+    if calib is not None:
+        return calib, every_patch
+    if method != "channel_svd":
+        calib = _maps_calibration(X, orig, opts)
+    if calib is None:
+        calib = _patch_calibration(X, im2col(X, orig.kernel_size, orig.stride, orig.padding,
+                                             orig.dilation), orig, opts)
+    return calib, None
 
 
 def _maps_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
@@ -1073,8 +1082,9 @@ def _sampled_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
 
 def _maps_error(maps: _roots.PatchMaps, Wm: np.ndarray, Wm_hat: np.ndarray,
                 bias: np.ndarray | None, new_bias: np.ndarray | None) -> float:
-    """:func:`calib_error` over every patch of ``maps``, as convolutions (one pass with
-    the weight and the change stacked)."""
+    """The calibration output error over every patch ``P`` of ``maps``, ``||P (Wm_hat -
+    Wm)^T + 1 (b_hat - b)^T|| / ||P Wm^T||``, as convolutions (one pass with the weight
+    and the change stacked)."""
     o = Wm.shape[0]
     R = maps.products(np.vstack([Wm, Wm_hat - Wm]))
     E = R[:, o:]
@@ -1085,12 +1095,12 @@ def _maps_error(maps: _roots.PatchMaps, Wm: np.ndarray, Wm_hat: np.ndarray,
 
 def _patch_calibration(X: np.ndarray, rows: np.ndarray, orig: Piece, opts: CompressOptions
                        ) -> _fit.Calibration:
-    """The calibration of the im2col patches ``rows`` of ``X``; when it keeps every patch
-    as its rows, with the maps too (products with the rows as convolutions, see
+    """The calibration of the im2col patches ``rows`` of ``X`` (every one of them: at most
+    ``opts.max_calib_rows``, see :func:`_sampled_calibration`); when it keeps them as its
+    rows, with the maps too (products with the rows as convolutions, see
     :class:`_roots.PatchRoot`)."""
-    calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
-                                       center=orig.bias is not None)
-    if calib.rows is None or calib.sampled:
+    calib = _fit.Calibration.from_rows(rows, center=orig.bias is not None)
+    if calib.rows is None:
         return calib
     maps = _roots.PatchMaps.from_maps(np.asarray(X, dtype=float), orig.kernel_size,
                                       orig.stride, orig.padding, orig.dilation)

@@ -24,7 +24,8 @@ from sdf.errors import DataError, ModelError
 import sdf.models.compress._fit as _fit
 from sdf.models._progress import FitTracker, progress_bar
 from sdf.models.compress.budget import allocate_ranks, expand_rank
-from sdf.models.compress.conv import CONV_METHODS, ConvMethod, _grid_curve, compress_conv
+from sdf.models.compress.conv import (CONV_METHODS, ConvMethod, _conv_calibration, _grid_curve,
+                                      compress_conv)
 from sdf.models.compress.layers import Piece, im2col
 from sdf.models.compress.linear import compress_linear
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
@@ -346,11 +347,8 @@ def _layer_curve(spec: LayerSpec, name: str, balance: float, opts: CompressOptio
     # so that their errors compare with the other layers' curves.
     Wm = p.weight.reshape(p.out_features, -1)
     calib = None
-    if spec.X is not None:
-        rows = im2col(np.asarray(spec.X, dtype=float), p.kernel_size, p.stride, p.padding,
-                      p.dilation)
-        calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
-                                           center=p.bias is not None)
+    if spec.X is not None:  # the final fit's calibration
+        calib = _conv_calibration(np.asarray(spec.X, dtype=float), p, opts, method)[0]
     w_w, w_r = _fit.term_weights(Wm, calib, balance if calib is not None else 0.0)
     L = None if calib is None else _fit.whitener(Wm.shape[1], calib, w_w, w_r)
     return _grid_curve(method, p, p.weight, calib, w_w, w_r, L, _closed_forms(opts), hw)

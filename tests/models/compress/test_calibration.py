@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import sdf.models.compress.conv as conv_module
-from sdf.models.compress import (CompressOptions, _fit, compress_conv, compress_linear,
-                                 im2col)
+from sdf.models.compress import (CompressOptions, Piece, _fit, compress_conv,
+                                 compress_linear, im2col)
 from sdf.models.compress._roots import DenseRows, PatchMaps
 from sdf.models.compress.linear import calib_error
 
@@ -326,26 +326,30 @@ def test_tucker2_with_few_outputs_and_many_patches_forms_the_gram_only_when_need
 
 @pytest.mark.parametrize("method", ["channel_svd", "weight_svd", "tucker2", "cp"])
 def test_sampled_patches_come_from_the_maps(rng, monkeypatch, method):
-    """More patches (432) than ``max_calib_rows`` (150): the sample is taken from the maps
+    """More patches (432) than ``max_calib_rows`` (150): the sample is the one
+    :meth:`_fit.Calibration.from_rows` draws from the im2col rows, taken from the maps,
     and the output error over every patch is a convolution, without the im2col rows of
-    every patch (460 MB for a 64x64x3x3 layer on 32 maps of 56x56); the layer and its
-    reported error are those of the im2col route."""
+    every patch (460 MB for a 64x64x3x3 layer on 32 maps of 56x56); the reported error is
+    the forward pass's."""
     W = rng.standard_normal((16, 8, 3, 3))
     b = rng.standard_normal(16)
     X = np.maximum(rng.standard_normal((3, 8, 12, 12)) + 0.3, 0.0)
-    opts = CompressOptions(max_calib_rows=150)
-    route = conv_module._sampled_calibration
-    monkeypatch.setattr(conv_module, "_sampled_calibration", lambda *args: (None, None))
-    expected = compress_conv(W, method, ratio=0.5, X=X, bias=b, padding=1, options=opts)
-    monkeypatch.setattr(conv_module, "_sampled_calibration", route)
+    opts = CompressOptions(max_calib_rows=150, seed=3)
+    calib, maps = conv_module._sampled_calibration(X, Piece("conv2d", W, bias=b, padding=1),
+                                                   opts)
+    drawn = _fit.Calibration.from_rows(im2col(X, 3, 1, 1), 150, 3, center=True)
+    assert calib is not None and maps is not None and calib.sampled and drawn.sampled
+    np.testing.assert_array_equal(calib.gram, drawn.gram)
+    np.testing.assert_array_equal(calib.mean, drawn.mean)
 
     def refuse(*args, **kwargs):
         raise AssertionError("the im2col rows of every patch were formed")
 
     monkeypatch.setattr(conv_module, "im2col", refuse)
     res = compress_conv(W, method, ratio=0.5, X=X, bias=b, padding=1, options=opts)
-    np.testing.assert_allclose(res.dense(), expected.dense(), rtol=1e-12, atol=1e-12)
-    assert res.calib_output_error == pytest.approx(expected.calib_output_error, rel=1e-12)
+    y = res.original.forward(X)
+    err = np.linalg.norm(res.forward(X) - y) / np.linalg.norm(y - b[:, None, None])
+    assert res.calib_output_error == pytest.approx(err, rel=1e-10)
 
 
 def test_patch_maps_take_the_numbered_im2col_rows(rng):
