@@ -1003,20 +1003,17 @@ def _conv_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions, method:
     samples them (for the output error over all of them, :func:`_maps_error`): the
     responses' route where it serves (:func:`_responses_calibration`), a sample of too
     many patches (:func:`_sampled_calibration`), the Gram matrix from the maps
-    (:func:`_maps_calibration`, not for the channel SVD, whose closed form with fewer
-    patches than values reads them as rows), else the im2col patches
-    (:func:`_patch_calibration`)."""
+    (:func:`_maps_calibration`), else the im2col patches (:func:`_patch_calibration`)."""
     calib = _responses_calibration(X, orig, opts, _RESPONSES_SHARE.get(method, 0))
     if calib is not None:
         return calib, None
     calib, every_patch = _sampled_calibration(X, orig, opts)
     if calib is not None:
         return calib, every_patch
-    if method != "channel_svd":
-        calib = _maps_calibration(X, orig, opts)
+    calib = _maps_calibration(X, orig, opts)
     if calib is None:
         calib = _patch_calibration(X, im2col(X, orig.kernel_size, orig.stride, orig.padding,
-                                             orig.dilation), orig, opts)
+                                             orig.dilation), orig)
     return calib, None
 
 
@@ -1093,8 +1090,7 @@ def _maps_error(maps: _roots.PatchMaps, Wm: np.ndarray, Wm_hat: np.ndarray,
     return float(np.linalg.norm(E) / (np.linalg.norm(R[:, :o]) or 1.0))
 
 
-def _patch_calibration(X: np.ndarray, rows: np.ndarray, orig: Piece, opts: CompressOptions
-                       ) -> _fit.Calibration:
+def _patch_calibration(X: np.ndarray, rows: np.ndarray, orig: Piece) -> _fit.Calibration:
     """The calibration of the im2col patches ``rows`` of ``X`` (every one of them: at most
     ``opts.max_calib_rows``, see :func:`_sampled_calibration`); when it keeps them as its
     rows, with the maps too (products with the rows as convolutions, see

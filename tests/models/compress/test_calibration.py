@@ -358,3 +358,22 @@ def test_patch_maps_take_the_numbered_im2col_rows(rng):
     maps = PatchMaps.from_maps(x, (3, 2), (2, 1), (1, 0), (1, 2))
     index = np.array([0, 5, 17, len(P) - 1])
     np.testing.assert_array_equal(maps.take(index), P[index])
+
+
+def test_channel_svd_with_more_outputs_than_values_takes_the_gram_from_the_maps(
+        rng, monkeypatch):
+    """32 outputs, 18 values per patch, 200 patches, stride 1: the Gram matrix is cheaper
+    than the responses and comes from the maps (:func:`_fit.patch_gram`), no im2col."""
+    W = rng.standard_normal((32, 2, 3, 3))
+    b = rng.standard_normal(32)
+    X = np.maximum(rng.standard_normal((2, 2, 10, 10)) + 0.3, 0.0)
+    W_hat, new_bias, err = _through_the_gram(W.reshape(32, -1), im2col(X, 3, 1, 1), b, 7)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the im2col rows were formed")
+
+    monkeypatch.setattr(conv_module, "im2col", refuse)
+    res = compress_conv(W, "channel_svd", rank=7, X=X, bias=b, padding=1)
+    np.testing.assert_allclose(res.dense().reshape(32, -1), W_hat, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(res.pieces[-1].bias, new_bias, rtol=1e-9)
+    assert res.calib_output_error == pytest.approx(err, rel=1e-9)
