@@ -5,9 +5,10 @@
 With fewer outputs ``o`` than values per row ``d`` and more rows ``n`` than ``d``, the
 whitened closed form needs only ``Wm G Wm^T``: ``n d o`` multiply-adds through the
 responses against ``n d^2`` for the Gram matrix (and, for a convolution, no ``n x d``
-patch matrix). "before" withholds the responses route (the calibration formed as before:
-im2col patches and their Gram matrix), "after" is the default; both in this process, CPU
-seconds at 1 BLAS thread, best of ``--repeat`` runs. The errors must agree to rounding.
+patch matrix). "before" withholds the responses route (the calibration formed as before,
+``_previous_route``: im2col patches and their Gram matrix), "after" is the default; both
+in this process, CPU seconds at 1 BLAS thread, best of ``--repeat`` runs. The errors
+must agree to rounding.
 
 One layer has more patches (100352) than ``CompressOptions.max_calib_rows`` (20000):
 "after" takes the sample from the maps and the output error over every patch as a
@@ -25,7 +26,9 @@ from typing import Any, Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sdf.models.compress import _fit, compress_conv, compress_linear, conv
+from sdf.models.compress import (CompressOptions, Piece, _fit, compress_conv, compress_linear,
+                                 conv, im2col)
+from sdf.models.compress._roots import PatchMaps
 
 RESULTS = Path(__file__).parent / "results" / "bench_compress_responses.txt"
 
@@ -67,6 +70,24 @@ def _cases() -> list[tuple[str, Callable[[], Any]]]:
     return cases
 
 
+def _previous_route(X: np.ndarray, orig: Piece, opts: CompressOptions, method: str
+                    ) -> tuple[_fit.Calibration, PatchMaps | None]:
+    """The calibration before the responses: the channel SVD's from every patch's im2col
+    rows and their Gram matrix; the other methods' Gram matrix from the maps at stride 1
+    (:func:`conv._maps_calibration`), else from the im2col rows; too many patches sampled
+    from every patch's im2col rows (the output error over every patch is then taken from
+    the maps either way: one product of the same size as the rows')."""
+    calib = None if method == "channel_svd" else conv._maps_calibration(X, orig, opts)
+    if calib is not None:
+        return calib, None
+    rows = im2col(X, orig.kernel_size, orig.stride, orig.padding, orig.dilation)
+    calib = _fit.Calibration.from_rows(rows, opts.max_calib_rows, opts.seed,
+                                       center=orig.bias is not None)
+    every_patch = None if not calib.sampled else PatchMaps.from_maps(
+        X, orig.kernel_size, orig.stride, orig.padding, orig.dilation)
+    return calib, every_patch
+
+
 def _timed(fun: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     best, out = np.inf, None
     for _ in range(repeat):
@@ -80,18 +101,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    responses_route, sampled_route = conv._responses_calibration, conv._sampled_calibration
-    from_rows = _fit.Calibration.from_rows.__func__
+    conv_route, from_rows = conv._conv_calibration, _fit.Calibration.from_rows.__func__
 
     def withhold() -> None:
-        conv._responses_calibration = lambda *a: None  # type: ignore[assignment]
-        conv._sampled_calibration = lambda *a: (None, None)  # type: ignore[assignment]
+        conv._conv_calibration = _previous_route  # type: ignore[assignment]
         _fit.Calibration.from_rows = classmethod(  # type: ignore[method-assign]
             lambda cls, *a, outputs=None, **kw: from_rows(cls, *a, **kw))
 
     def restore() -> None:
-        conv._responses_calibration = responses_route  # type: ignore[assignment]
-        conv._sampled_calibration = sampled_route  # type: ignore[assignment]
+        conv._conv_calibration = conv_route  # type: ignore[assignment]
         _fit.Calibration.from_rows = classmethod(from_rows)  # type: ignore[method-assign]
 
     lines = [
