@@ -25,8 +25,8 @@ import sdf.models.compress._fit as _fit
 from sdf.models._progress import FitTracker, progress_bar
 from sdf.models.compress.budget import allocate_ranks, expand_rank
 from sdf.models.compress.conv import (CONV_METHODS, ConvMethod, _conv_calibration, _grid_curve,
-                                      compress_conv)
-from sdf.models.compress.layers import Piece, im2col
+                                      _maps_error, compress_conv)
+from sdf.models.compress.layers import Piece
 from sdf.models.compress.linear import compress_linear
 from sdf.models.compress.result import (CompressedLayer, CompressOptions, FitInfo, RankCurve,
                                         check_rank_args)
@@ -276,18 +276,22 @@ def compress_shared(
     if rank is None or not 1 <= int(rank) <= top:
         raise ModelError(f"{where}: rank must be in [1, {top}], got {rank}")
     rank = int(rank)
-    rows = None
+    Wall = np.vstack(Ws)
+    calib, every_patch = None, None
     if X is not None:
         X = np.asarray(X, dtype=float)
-        rows = X if first.kind == "linear" else im2col(X, first.kernel_size, first.stride,
-                                                       first.padding, first.dilation)
-        if rows.ndim != 2 or rows.shape[1] != d:
+        if (X.shape[1:] != (d,) if first.kind == "linear"
+                else X.ndim != 4 or X.shape[1] != first.in_features):
             raise DataError(f"{where}: X has shape {X.shape}, which does not match the layers' "
                             f"input")
-    Wall = np.vstack(Ws)
-    calib = None if rows is None else _fit.Calibration.from_rows(
-        rows, opts.max_calib_rows, opts.seed,
-        outputs=None if opts.solver == "engine" else len(Wall))
+        if first.kind == "linear":
+            calib = _fit.Calibration.from_rows(
+                X, opts.max_calib_rows, opts.seed,
+                outputs=None if opts.solver == "engine" else len(Wall))
+        else:  # the stacked layer's, as compress_conv's channel SVD takes it
+            stacked = dataclasses.replace(
+                first, weight=Wall.reshape(len(Wall), *first.weight.shape[1:]), bias=None)
+            calib, every_patch = _conv_calibration(X, stacked, opts, "channel_svd")
     w_w, w_r = _fit.term_weights(Wall, calib, balance if calib is not None else 0.0)
     if opts.solver == "engine":
         import sdf.models.compress._engine as _engine
@@ -313,12 +317,15 @@ def compress_shared(
         own = Piece(p.kind, w2, bias=p.bias, name=f"{name}.out")
         W_hat = (Ak @ B.T).reshape(p.weight.shape)
         cal = None
-        if rows is not None:
-            cal = float(np.linalg.norm(rows @ (Ak @ B.T - W).T)
-                        / (np.linalg.norm(rows @ W.T) or 1.0))
+        if every_patch is not None:
+            cal = _maps_error(every_patch, W, Ak @ B.T, None, None)
+        elif calib is not None and not calib.sampled:
+            cal = calib.output_error(W, Ak @ B.T, factors=(Ak, B))
+        elif X is not None:  # a sample of a linear layer's inputs: the error on all of them
+            cal = float(np.linalg.norm(X @ (Ak @ B.T - W).T) / (np.linalg.norm(X @ W.T) or 1.0))
         out[name] = CompressedLayer(
             name=name, method="shared_svd", rank=rank, original=p, pieces=(shared, own),
-            weight_approx=W_hat, balance=balance if rows is not None else 0.0,
+            weight_approx=W_hat, balance=balance if X is not None else 0.0,
             input_hw=None if X is None or X.ndim != 4 else (X.shape[2], X.shape[3]),
             weight_error=float(np.linalg.norm(W_hat - p.weight)
                                / (np.linalg.norm(p.weight) or 1.0)),

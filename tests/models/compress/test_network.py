@@ -202,3 +202,27 @@ def test_allocation_refuses_unknown_macs_and_no_budget():
         allocate_ranks({"x": c}, mac_budget=10)
     with pytest.raises(ModelError, match=r"give a parameter budget, a MAC budget or both"):
         allocate_ranks({"x": c})
+
+
+@pytest.mark.parametrize("max_rows", [20000, 100])
+def test_shared_convs_take_their_calibration_from_the_maps(rng, monkeypatch, max_rows):
+    """Two 3x3 convs reading the same maps, 300 patches of 72 values (all of them, or a
+    sample of 100): no im2col rows, and each layer's reported error is its forward
+    pass's on every patch."""
+    import sdf.models.compress.conv as conv_module
+    import sdf.models.compress.network as network_module
+
+    layers = {"a": Piece("conv2d", rng.standard_normal((6, 8, 3, 3)), padding=(1, 1)),
+              "b": Piece("conv2d", rng.standard_normal((5, 8, 3, 3)), padding=(1, 1))}
+    X = np.maximum(rng.standard_normal((3, 8, 10, 10)) + 0.3, 0.0)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the im2col rows were formed")
+
+    monkeypatch.setattr(conv_module, "im2col", refuse)
+    monkeypatch.setattr(network_module, "im2col", refuse, raising=False)
+    res = compress_shared(layers, rank=4, X=X, options=CompressOptions(max_calib_rows=max_rows))
+    for name, p in layers.items():
+        y = p.forward(X)
+        err = np.linalg.norm(res.layers[name].forward(X) - y) / np.linalg.norm(y)
+        assert res.layers[name].calib_output_error == pytest.approx(err, rel=1e-10)
