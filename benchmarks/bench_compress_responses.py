@@ -19,16 +19,20 @@ The table is written to benchmarks/results/bench_compress_responses.txt.
 from __future__ import annotations
 
 import argparse
-import time
+import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sdf.models.compress import (CompressOptions, Piece, _fit, compress_conv, compress_linear,
-                                 conv, im2col)
-from sdf.models.compress._roots import PatchMaps
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_compress_rows import _timed  # noqa: E402
+
+from sdf.models.compress import (CompressOptions, Piece, _fit, compress_conv,  # noqa: E402
+                                 compress_linear, conv, im2col)
+from sdf.models.compress._roots import PatchMaps  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bench_compress_responses.txt"
 
@@ -86,15 +90,6 @@ def _previous_route(X: np.ndarray, orig: Piece, opts: CompressOptions, method: s
     every_patch = None if not calib.sampled else PatchMaps.from_maps(
         X, orig.kernel_size, orig.stride, orig.padding, orig.dilation)
     return calib, every_patch
-
-
-def _timed(fun: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t0 = time.process_time()
-        out = fun()
-        best = min(best, time.process_time() - t0)
-    return best, out
 
 
 def main() -> None:
