@@ -16,8 +16,8 @@ than through the patches (:class:`PatchRoot`). A 64x1024x3x3 layer with 4096 pat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np

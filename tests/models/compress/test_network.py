@@ -226,3 +226,13 @@ def test_shared_convs_take_their_calibration_from_the_maps(rng, monkeypatch, max
         y = p.forward(X)
         err = np.linalg.norm(res.layers[name].forward(X) - y) / np.linalg.norm(y)
         assert res.layers[name].calib_output_error == pytest.approx(err, rel=1e-10)
+
+
+def test_shared_rejects_inputs_of_another_width(rng):
+    lin = {k: Piece("linear", rng.standard_normal((3, 6))) for k in "ab"}
+    with pytest.raises(DataError, match=r"compress_shared: X has shape \(10, 5\), which does "
+                                        "not match the layers' input"):
+        compress_shared(lin, rank=2, X=rng.standard_normal((10, 5)))
+    convs = {k: Piece("conv2d", rng.standard_normal((3, 4, 3, 3))) for k in "ab"}
+    with pytest.raises(DataError, match=r"X has shape \(2, 5, 6, 6\)"):
+        compress_shared(convs, rank=2, X=rng.standard_normal((2, 5, 6, 6)))
