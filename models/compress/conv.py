@@ -1011,10 +1011,24 @@ def _conv_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions, method:
     if calib is not None:
         return calib, every_patch
     calib = _maps_calibration(X, orig, opts)
+    if calib is None and _patch_count(X, orig) >= int(np.prod(orig.weight.shape[1:])):
+        # no root in the rows: the Gram matrix summed over a few images' patches at a
+        # time, up front (the fits read the whole metric), without every patch's rows
+        kept = _fit.Calibration.from_source(
+            _roots.PatchMaps.from_maps(X, orig.kernel_size, orig.stride, orig.padding,
+                                       orig.dilation), center=orig.bias is not None)
+        calib = dataclasses.replace(kept, stored_gram=kept.gram)
     if calib is None:
         calib = _patch_calibration(X, im2col(X, orig.kernel_size, orig.stride, orig.padding,
                                              orig.dilation), orig)
     return calib, None
+
+
+def _patch_count(X: np.ndarray, orig: Piece) -> int:
+    """Number of im2col patches of ``X`` under ``orig``'s geometry."""
+    n, _, h, w = X.shape
+    ho, wo = orig.output_hw((h, w))
+    return n * ho * wo
 
 
 def _maps_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
@@ -1048,10 +1062,9 @@ def _responses_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions, sh
     most ``opts.max_calib_rows``). None where the im2col patches or the Gram matrix up
     front serve better (``share`` 0, fewer patches: they are the root; more outputs: the
     Gram matrix is cheaper; too many patches: they are sampled)."""
-    n, _, h, w = X.shape
-    ho, wo = orig.output_hw((h, w))
     o, d = orig.weight.shape[0], int(np.prod(orig.weight.shape[1:]))
-    if share < 1 or o >= d or share * o > d or not d <= n * ho * wo <= opts.max_calib_rows:
+    patches = _patch_count(X, orig)
+    if share < 1 or o >= d or share * o > d or not d <= patches <= opts.max_calib_rows:
         return None
     maps = _roots.PatchMaps.from_maps(np.asarray(X, dtype=float), orig.kernel_size,
                                       orig.stride, orig.padding, orig.dilation)
@@ -1065,9 +1078,7 @@ def _sampled_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions
     the maps without the others' im2col rows: a 64x64x3x3 layer on 32 maps of 56x56 had
     100352 patches, 460 MB) and the maps of every patch, for the output error; ``(None,
     None)`` with fewer patches."""
-    n, _, h, w = X.shape
-    ho, wo = orig.output_hw((h, w))
-    if n * ho * wo <= opts.max_calib_rows:
+    if _patch_count(X, orig) <= opts.max_calib_rows:
         return None, None
     maps = _roots.PatchMaps.from_maps(np.asarray(X, dtype=float), orig.kernel_size,
                                       orig.stride, orig.padding, orig.dilation)

@@ -377,3 +377,30 @@ def test_channel_svd_with_more_outputs_than_values_takes_the_gram_from_the_maps(
     np.testing.assert_allclose(res.dense().reshape(32, -1), W_hat, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(res.pieces[-1].bias, new_bias, rtol=1e-9)
     assert res.calib_output_error == pytest.approx(err, rel=1e-9)
+
+
+@pytest.mark.parametrize("method", ["weight_svd", "spatial_svd"])
+def test_strided_many_patches_take_the_gram_from_the_maps(rng, monkeypatch, method):
+    """Stride 2, 98 patches of 72 values: the Gram matrix is summed from the maps a few
+    images at a time, without the im2col rows of every patch; the layer and its reported
+    error are those of the patches' Gram matrix."""
+    W = rng.standard_normal((16, 8, 3, 3))
+    b = rng.standard_normal(16)
+    X = np.maximum(rng.standard_normal((2, 8, 14, 14)) + 0.3, 0.0)
+    route = conv_module._conv_calibration
+
+    def through_rows(X, orig, opts, method):
+        rows = im2col(X, orig.kernel_size, orig.stride, orig.padding, orig.dilation)
+        return _fit.Calibration.from_rows(rows, center=orig.bias is not None), None
+
+    monkeypatch.setattr(conv_module, "_conv_calibration", through_rows)
+    expected = compress_conv(W, method, rank=4, X=X, bias=b, padding=1, stride=2)
+    monkeypatch.setattr(conv_module, "_conv_calibration", route)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the im2col rows were formed")
+
+    monkeypatch.setattr(conv_module, "im2col", refuse)
+    res = compress_conv(W, method, rank=4, X=X, bias=b, padding=1, stride=2)
+    np.testing.assert_allclose(res.dense(), expected.dense(), rtol=1e-8, atol=1e-8)
+    assert res.calib_output_error == pytest.approx(expected.calib_output_error, rel=1e-8)
