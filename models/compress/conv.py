@@ -1002,8 +1002,10 @@ def _conv_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions, method:
     """The calibration ``method`` is fitted with, and the maps of every patch when it
     samples them (for the output error over all of them, :func:`_maps_error`): the
     responses' route where it serves (:func:`_responses_calibration`), a sample of too
-    many patches (:func:`_sampled_calibration`), the Gram matrix from the maps
-    (:func:`_maps_calibration`), else the im2col patches (:func:`_patch_calibration`)."""
+    many patches (:func:`_sampled_calibration`), the Gram matrix from the maps (at stride
+    1 by :func:`_maps_calibration`, else summed a few images at a time when there are at
+    least as many patches as values), else the im2col patches, fewer than their values
+    (:func:`_patch_calibration`: they are the metric's root)."""
     calib = _responses_calibration(X, orig, opts, _RESPONSES_SHARE.get(method, 0))
     if calib is not None:
         return calib, None
@@ -1012,8 +1014,8 @@ def _conv_calibration(X: np.ndarray, orig: Piece, opts: CompressOptions, method:
         return calib, every_patch
     calib = _maps_calibration(X, orig, opts)
     if calib is None and _patch_count(X, orig) >= int(np.prod(orig.weight.shape[1:])):
-        # no root in the rows: the Gram matrix summed over a few images' patches at a
-        # time, up front (the fits read the whole metric), without every patch's rows
+        # no root in the rows: the Gram matrix up front (the fits read the whole metric),
+        # without every patch's rows
         kept = _fit.Calibration.from_source(
             _roots.PatchMaps.from_maps(X, orig.kernel_size, orig.stride, orig.padding,
                                        orig.dilation), center=orig.bias is not None)
