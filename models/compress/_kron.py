@@ -182,8 +182,11 @@ class _WoodburyGram:
             except np.linalg.LinAlgError:
                 return None
             ftf_inv = _spd_inverse(factor)
-            Z = sla.solve_triangular(factor[0], image.reshape(k * m, r).T, lower=True,
-                                     check_finite=False).T.reshape(k, m * r)
+            # (by the product with L^{-T}: a triangular solve with k m right-hand sides
+            # took 4 times as long)
+            L_inv = sla.solve_triangular(factor[0], np.eye(r), lower=True,
+                                         check_finite=False)
+            Z = (image.reshape(k * m, r) @ L_inv.T).reshape(k, m * r)
         capacitance = Z @ Z.T
         capacitance /= w
         capacitance[np.diag_indices_from(capacitance)] += 1.0
