@@ -487,18 +487,21 @@ class _Problem:
         """``-1/2`` the gradient of the objective with ``C`` eliminated (``C`` optimal, so
         it is the partial gradient in ``F``), projected on the horizontal space ``F^T X =
         0``, and on the dense route ``Q4 = C^T C`` laid out (r, nu, s, lam) (None on the
-        image route, whose products contract ``C`` itself: ``C^T C`` has ``(r m)^2``
-        entries, 455 MB on a 16x512x7x7 conv's weight SVD)."""
+        image route and where :meth:`factored_hessian`, whose products contract ``C``
+        itself: ``C^T C`` has ``(r m)^2`` entries, 455 MB on a 16x512x7x7 conv's weight
+        SVD)."""
         o, a, m = self.shape
         C = p.C.reshape(o, -1, m)
         Q4 = None
-        if self.kroot is None:
-            Q4 = np.tensordot(C, C, axes=([0], [0]))
-            MKQ = _contract(p.MF, _q_layout(Q4))
-        else:
+        if self.kroot is not None:
             C_ml = _ml_layout(C)
             Z = (p.MF.reshape(p.MF.shape[0], -1) @ C_ml.T) @ C_ml
             MKQ = self.image_contract(p.F, Z, [(p.F, C, C)])
+        elif self.factored_hessian(C.shape[1]):
+            MKQ = _back(p.MF.reshape(a * m, -1) @ _ml_layout(C).T, C)
+        else:
+            Q4 = np.tensordot(C, C, axes=([0], [0]))
+            MKQ = _contract(p.MF, _q_layout(Q4))
         R = self.weight_contract(C) - MKQ
         return R - p.F @ (p.F.T @ R), Q4
 
@@ -515,6 +518,8 @@ class _Problem:
         """
         if self.kroot is not None:
             return self._image_hessvec(p, curv, X, MX)
+        if curv.CK is not None:
+            return self._factored_hessvec(p, curv, X, MX)
         m = self.shape[2]
         r = X.shape[1]
         F, C = p.F, p.C
@@ -526,6 +531,35 @@ class _Problem:
         DD = _q_layout((D + D.T).reshape(r, m, r, m))
         H = _contract(MX, curv.Qt) + _contract(p.MF, DD) - self.weight_contract(dC)
         return H - F @ (F.T @ H)
+
+    def factored_hessian(self, r: int) -> bool:
+        """Whether the dense route's Hessian products of rank ``r`` contract ``M K`` and
+        ``M dK`` with ``C`` and ``dC`` (``out`` rows; :meth:`_factored_hessvec`) rather
+        than with ``C^T C`` and ``K^T M dK`` ((r m)^2 entries): that takes fewer
+        multiply-adds, ``4 out d m r`` against ``m^2 r^2 (3 a + 2 out)``, where ``out`` is
+        small against ``r`` (a 64x192x7x7 conv's weight SVD, ``r m`` = 4410: products
+        of 78 MB fresh arrays besides)."""
+        o, a, _ = self.shape
+        return self.kroot is None and 4 * a * o < r * (3 * a + 2 * o)
+
+    def _factored_hessvec(self, p: _Point, curv: _Curvature, X: np.ndarray,
+                          MX: np.ndarray) -> np.ndarray:
+        """:meth:`hessvec` on the dense route where :meth:`factored_hessian`: with ``MK =
+        M K`` and ``M dK`` laid out (d, (m, r)), ``C dG = (C K^T) M dK + (C dK^T) M K``,
+        and ``M dK C^T C + M K (dC^T C + C^T dC)`` from their products with ``C^T`` and
+        ``dC^T`` (d, out) (``M K C^T`` shared by the point's products)."""
+        o, a, m = self.shape
+        r = X.shape[1]
+        assert curv.C_ml is not None and curv.YC is not None and curv.CK is not None
+        C3 = p.C.reshape(o, r, m)
+        MX2, MF2 = MX.reshape(a * m, m * r), p.MF.reshape(a * m, m * r)
+        CdK = np.einsum("osn,bs->obn", C3, X, optimize=True).reshape(o, a * m)
+        CG = (curv.CK @ MX2 + CdK @ MF2).reshape(o, m, r).transpose(0, 2, 1)
+        dC = curv.times_g_inv(self.weight_times(X) - CG.reshape(o, r * m))
+        dC3 = dC.reshape(o, r, m)
+        H = (_back(MX2 @ curv.C_ml.T + MF2 @ _ml_layout(dC3).T, C3)
+             + _back(curv.YC, dC3) - self.weight_contract(dC))
+        return H - p.F @ (p.F.T @ H)
 
     def _image_hessvec(self, p: _Point, curv: _Curvature, X: np.ndarray, MX: np.ndarray
                        ) -> np.ndarray:
@@ -555,6 +589,13 @@ class _Problem:
         H = self.image_contract(X, Z, [(X, C3, C3), (F, dC3, C3), (F, C3, dC3)])
         H -= self.weight_contract(dC)
         return H - F @ (F.T @ H)
+
+
+def _back(P: np.ndarray, C3: np.ndarray) -> np.ndarray:
+    """``sum_{mu, o} P[(a, mu), o] C3[o, r, mu]`` (a, r) for ``P`` (a m, out): the part of
+    a product ``P C`` (d, r m) that reaches ``F``."""
+    o, r, m = C3.shape
+    return P.reshape(-1, m * o) @ np.ascontiguousarray(C3.transpose(2, 0, 1)).reshape(m * o, r)
 
 
 def _ml_layout(C3: np.ndarray) -> np.ndarray:
@@ -649,15 +690,18 @@ class _Curvature:
 
     Qt: np.ndarray
     times_g_inv: Callable[[np.ndarray], np.ndarray]
-    #: on the image route: ``C`` laid out (out, (m, r)) and ``R K C^T`` (k, out)
+    #: on the image route and the factored dense one: ``C`` laid out (out, (m, r)) and
+    #: ``R K C^T`` (k, out) or ``M K C^T`` (d, out)
     C_ml: np.ndarray | None = None
     YC: np.ndarray | None = None
+    #: on the factored dense route (:meth:`_Problem.factored_hessian`): ``C K^T`` (out, d)
+    CK: np.ndarray | None = None
 
 
 def _curvature(p: _Point, Q4: np.ndarray | None, dtype: DTypeLike, image: bool = False
                ) -> _Curvature:
-    """:class:`_Curvature` at ``p`` (``Q4 = C^T C``, (r, nu, s, lam); not read on the
-    image route) in ``dtype``.
+    """:class:`_Curvature` at ``p`` (``Q4 = C^T C``, (r, nu, s, lam); None on the image
+    route and the factored dense one, see :meth:`_Problem.factored_hessian`) in ``dtype``.
 
     Products with ``G^{-1}`` (:meth:`GramSolve.times_inverse`): a formed ``G``'s inverse
     explicitly (:func:`_spd_inverse`; with a 1035 x 1035 ``G`` and 256 right-hand sides,
@@ -668,12 +712,14 @@ def _curvature(p: _Point, Q4: np.ndarray | None, dtype: DTypeLike, image: bool =
     products run in float64 whatever ``dtype`` (see :class:`_WoodburyGram`).
     """
     G_inv = p.gram.times_inverse(dtype)
-    if image:
+    if image or Q4 is None:
         o, m = p.C.shape[0], p.MF.shape[1]
-        C_ml = _ml_layout(p.C.astype(dtype, copy=False).reshape(o, -1, m))
-        YC = p.MF.astype(dtype, copy=False).reshape(p.MF.shape[0], -1) @ C_ml.T
-        return _Curvature(np.zeros((0, 0), dtype=dtype), G_inv, C_ml, YC)
-    assert Q4 is not None  # the dense route's residual forms it
+        C3 = p.C.astype(dtype, copy=False).reshape(o, -1, m)
+        C_ml = _ml_layout(C3)
+        YC = p.MF.astype(dtype, copy=False).reshape(-1, C_ml.shape[1]) @ C_ml.T
+        CK = None if image else np.einsum("osn,as->oan", C3, p.F.astype(dtype, copy=False),
+                                          optimize=True).reshape(o, -1)
+        return _Curvature(np.zeros((0, 0), dtype=dtype), G_inv, C_ml, YC, CK)
     return _Curvature(_q_layout(Q4).astype(dtype, copy=False), G_inv)
 
 
@@ -802,6 +848,17 @@ def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float,
     return X.astype(p.F.dtype), MX.astype(p.F.dtype), max(_inner(R, X), 0.0), negative
 
 
+def _axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> None:
+    """``y += alpha x`` in place, without the temporary ``alpha x`` (BLAS ``axpy``): the
+    products with ``M`` are large (a 64x192x7x7 conv's weight SVD: 166 MB), and a fresh
+    temporary of that size faults its pages in on every CG step."""
+    if y.size and y.flags.c_contiguous and x.flags.c_contiguous and x.dtype == y.dtype:
+        axpy, = sla.get_blas_funcs(("axpy",), (y,))
+        axpy(x.reshape(-1), y.reshape(-1), a=alpha)
+    else:
+        y += alpha * x
+
+
 def _metric_pcg(apply_metric: Callable[[np.ndarray], np.ndarray],
                 hess: Callable[[np.ndarray, np.ndarray], np.ndarray],
                 precond: Callable[[np.ndarray], np.ndarray], R: np.ndarray, X: np.ndarray,
@@ -831,7 +888,7 @@ def _metric_pcg(apply_metric: Callable[[np.ndarray], np.ndarray],
             return X, MX, True
         alpha = rz / pHp
         X += alpha * P
-        MX += alpha * MP
+        _axpy(alpha, MP, MX)
         R = R - alpha * HP
         Z = precond(R)
         rz_new = float(np.vdot(R, Z))

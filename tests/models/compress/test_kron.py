@@ -229,12 +229,15 @@ def _horizontal(F, X):
     return X - F @ (F.T @ X)
 
 
-def test_newton_residual_and_hessian_match_finite_differences(rng):
+@pytest.mark.parametrize("o, r, factored", [(6, 3, False), (2, 4, True)])
+def test_newton_residual_and_hessian_match_finite_differences(rng, o, r, factored):
     """With C eliminated, -1/2 the gradient and 1/2 the Hessian (horizontal parts) against
-    central differences of the objective and of the residual along a horizontal X."""
-    o, a, m, r = 6, 7, 3, 3
+    central differences of the objective and of the residual along a horizontal X; the
+    dense route's products through ``C^T C`` and, with few outputs, through ``C``."""
+    a, m = 7, 3
     W3, M = rng.standard_normal((o, a, m)), _spd(rng, a * m)
     prob = _kron._Problem(W3, M, None)
+    assert prob.factored_hessian(r) == factored
     F = np.linalg.qr(rng.standard_normal((a, r)))[0]
     X = _horizontal(F, rng.standard_normal((a, r)))
     p = prob.point(F, prob.apply_metric(F))
@@ -251,12 +254,43 @@ def test_newton_residual_and_hessian_match_finite_differences(rng):
     dR = (_horizontal(F, prob.residual(at(F + h * X))[0])
           - _horizontal(F, prob.residual(at(F - h * X))[0])) / (2 * h)
     curv = _kron._curvature(p, Q4, np.float64)
+    assert (curv.CK is not None) == factored
     HX = prob.hessvec(p, curv, X, prob.apply_metric(X))
     np.testing.assert_allclose(HX, -dR, rtol=1e-6, atol=1e-7 * np.abs(HX).max())
     # symmetric on the horizontal space
     Y = _horizontal(F, rng.standard_normal((a, r)))
     HY = prob.hessvec(p, curv, Y, prob.apply_metric(Y))
     assert float(np.vdot(Y, HX)) == pytest.approx(float(np.vdot(X, HY)), rel=1e-9)
+
+
+def test_factored_hessian_products_equal_the_gram_ones(rng, monkeypatch):
+    """With few outputs against the rank, the dense route's residual and Hessian products
+    contract ``M K`` with ``C`` (out rows): they equal the products through ``C^T C`` and
+    ``K^T M dK``, in float64 and in float32 to its rounding."""
+    o, a, m, r = 3, 10, 4, 5
+    W3, M = rng.standard_normal((o, a, m)), _spd(rng, a * m)
+    prob = _kron._Problem(W3, M, None)
+    assert prob.factored_hessian(r)
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    X = _horizontal(F, rng.standard_normal((a, r)))
+    got = {}
+    for factored in (True, False):
+        monkeypatch.setattr(_kron._Problem, "factored_hessian", lambda self, r: factored)
+        p = prob.point(F, prob.apply_metric(F))
+        R, Q4 = prob.residual(p)
+        assert (Q4 is None) == factored
+        HX = {}
+        for dtype, work, q in ((np.float64, prob, p), (np.float32, prob.single(),
+                                                      p.astype(np.float32))):
+            curv = _kron._curvature(p, Q4, dtype)
+            HX[dtype] = work.hessvec(q, curv, X.astype(dtype), work.apply_metric(
+                X.astype(dtype)))
+        got[factored] = R, HX
+    np.testing.assert_allclose(got[True][0], got[False][0], rtol=1e-10, atol=1e-12)
+    want = got[False][1][np.float64]
+    np.testing.assert_allclose(got[True][1][np.float64], want, rtol=1e-9, atol=1e-12)
+    assert got[True][1][np.float32].dtype == np.float32
+    np.testing.assert_allclose(got[True][1][np.float32], want, atol=1e-4 * np.abs(want).max())
 
 
 def test_newton_phase_reaches_the_optimum_of_long_alternations(rng):
@@ -654,3 +688,14 @@ def test_column_kernel_spatial_svd_is_closed_form_and_no_worse_than_iterating(rn
     assert "alternations" in long.info.message
     assert closed.calib_output_error <= long.calib_output_error * (1 + 1e-8)
     assert closed.calib_output_error == pytest.approx(long.calib_output_error, rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axpy_updates_in_place(rng, dtype):
+    """``y += alpha x`` in place: contiguous (BLAS), strided and empty arrays alike."""
+    x, y = (rng.standard_normal((4, 3, 5)).astype(dtype) for _ in range(2))
+    for xs, ys in ((x, y.copy()), (x[:, ::2], y.copy()[:, ::2]), (x[:0], y[:0].copy())):
+        want = ys + dtype(0.7) * xs
+        _kron._axpy(0.7, xs, ys)
+        np.testing.assert_allclose(ys, want, rtol=1e-6, atol=1e-6)
+        assert ys.dtype == dtype
