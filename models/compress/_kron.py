@@ -1130,7 +1130,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
              starts: Sequence[tuple[str, np.ndarray] | Start], out_rank: int | None = None,
              max_iter: int = 100, tol: float = 1e-6, cg_iter: int = 2, newton_after: int = 3,
              single: bool = True, newton: NewtonUpdate | None = None,
-             problem: _Problem | None = None) -> KronFit:
+             problem: _Problem | None = None,
+             give_up: Callable[[float, Sequence[float]], bool] | None = None) -> KronFit:
     """Minimise ``tr((C K^T - Wm) M (C K^T - Wm)^T)`` over ``C`` and ``F`` (see module doc).
 
     Parameters
@@ -1175,6 +1176,10 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
         (Tucker-2 passes :class:`sdf.models.compress._kron_tucker.RankNewton`).
     problem : _Problem, optional
         ``_Problem(W3, M, out_rank)`` when already built (its starts evaluated).
+    give_up : callable, optional
+        ``give_up(f, decreases)`` after each iteration (the objective and the decreases
+        so far): True ends the fit there, unconverged (a rank screen drops a candidate
+        that cannot catch up, see :func:`sdf.models.compress.conv._screened_tucker2`).
     """
     first = starts[0]
     rank = (first.F if isinstance(first, Start) else first[1]).shape[1]
@@ -1205,7 +1210,9 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
         # most of the way in float32; float64 alternations / Newton steps from there
         low = _State(F.astype(np.float32), MF.astype(np.float32), C.astype(np.float32), f)
         _refine(low_prob, low, max_iter, max(tol, _SINGLE_TOL), cg_iter, newton_after,
-                newton_step(None), final=False)
+                newton_step(None), final=False, give_up=give_up)
+        if give_up is not None and give_up(low.f, low.decreases):
+            max_iter = low.iterations  # (no float64 iterations)
         F = _orthonormal(low.F.astype(np.float64))
         MF = prob.apply_metric(F)
         # when the float64 iterations begin with a Newton step, its point gives the closed
@@ -1224,7 +1231,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
                                         newton_steps=low.newton_steps)
     if state.iterations < max_iter:
         # Newton directions in mixed precision (float32 Hessian products, float64 gradient)
-        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after, newton64)
+        converged = _refine(prob, state, max_iter, tol, cg_iter, newton_after, newton64,
+                            give_up=give_up)
     # the products with M were updated by linearity (and maybe in float32): unless F is
     # still the fresh point's, recompute MF, C and the objective in float64 from a fresh
     # product, exactly those of the returned F
@@ -1288,9 +1296,11 @@ class _State:
 def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
             newton_after: int,
             newton: Callable[[_Problem, np.ndarray, np.ndarray, int, float, float, float],
-                             _NewtonPoint | None] | None, final: bool = True) -> bool:
+                             _NewtonPoint | None] | None, final: bool = True,
+            give_up: Callable[[float, Sequence[float]], bool] | None = None) -> bool:
     """Iterate on ``st`` (in place) until the predicted remaining decrease is at most
-    ``tol`` times the objective (True) or ``st.iterations`` reaches ``max_iter`` (False);
+    ``tol`` times the objective (True) or ``st.iterations`` reaches ``max_iter`` or
+    ``give_up(st.f, st.decreases)`` holds (False);
     ``newton``: the Newton step after the first ``newton_after`` iterations (None:
     alternations only). In the ``final`` iterations a Newton step whose model promises
     less than ``_UNTAKEN_SHARE`` of the tolerance is not taken (converged); before the
@@ -1338,4 +1348,6 @@ def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
         to_come = max(unmet, remaining_decrease(st.decreases))
         if to_come <= tol * max(st.f, 0.0) or st.f <= 1e-24 * prob.c0:
             return True
+        if give_up is not None and give_up(st.f, st.decreases):
+            return False
     return False

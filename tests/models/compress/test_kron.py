@@ -699,3 +699,25 @@ def test_axpy_updates_in_place(rng, dtype):
         _kron._axpy(0.7, xs, ys)
         np.testing.assert_allclose(ys, want, rtol=1e-6, atol=1e-6)
         assert ys.dtype == dtype
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_give_up_ends_the_fit_unconverged_where_it_says(rng, single):
+    """``give_up`` sees the objective and the decreases after every iteration; True ends
+    the fit there (no float64 iterations after a float32 phase that gave up), and the
+    objective is still the float64 one of the returned factor."""
+    o, a, m, r = 10, 8, 3, 3
+    W3, M = rng.standard_normal((o, a, m)), _spd(rng, a * m)
+    seen = []
+
+    def give_up(f, decreases):
+        seen.append((f, list(decreases)))
+        return len(decreases) >= 2
+
+    F0 = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    fit = _kron.fit_kron(W3, M, [("F0", F0)], out_rank=2, max_iter=50, tol=1e-14,
+                         single=single, give_up=give_up)
+    assert fit.iterations == 2 and not fit.converged
+    assert [len(d) for _, d in seen[:2]] == [1, 2]
+    assert fit.objective == pytest.approx(_objective(W3, M, fit.C, fit.F), rel=1e-10)
+    assert fit.objective < fit.start_objective

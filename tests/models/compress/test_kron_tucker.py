@@ -144,6 +144,34 @@ def test_screen_skips_an_input_rank_the_weight_does_not_have(rng):
     assert len(notes) == 1 and notes[0].startswith("(7, 5) not fitted")
 
 
+@pytest.mark.parametrize("seed, o, i, candidates", [(0, 24, 16, [(10, 14), (14, 9)]),
+                                                     (7, 12, 32, [(7, 17), (6, 17)])])
+def test_screen_drops_a_candidate_that_cannot_catch_up_after_two_alternations(
+        seed, o, i, candidates):
+    """Every start is evaluated first, and a candidate whose decreases already show it
+    cannot reach another's objective (or start) is dropped after 2 alternations, not 5:
+    the pick and its objective are those of fitting every candidate in full."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((o, i, 3, 3)) * np.linspace(2, 0.2, o)[:, None, None, None]
+    X = np.maximum(rng.standard_normal((4, i, 8, 8)) * np.linspace(0.3, 2, i)[
+        None, :, None, None] + 0.3, 0.0)
+    calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
+    w_w, w_r = _fit.term_weights(W.reshape(o, -1), calib, 0.9)
+    kept, notes = conv._screened_tucker2(W, candidates, calib, w_w, w_r, CompressOptions())
+    assert [n for n in notes if "dropped" in n] == [
+        f"{r} dropped after 2 alternations" for r in candidates if r != kept[0][0]]
+    M = _fit.response_metric(calib, w_w, w_r).dense
+    full = {}
+    for ranks in candidates:
+        factors = conv._fit_tucker2(W, ranks, calib, w_w, w_r,
+                                    CompressOptions(alt_tol=1e-10, max_iter=1000))[0]
+        E = conv._pieces("tucker2", Piece("conv2d", W, padding=1), factors, "")[1].reshape(
+            o, -1) - W.reshape(o, -1)
+        full[ranks] = float(np.einsum("od,de,oe->", E, M, E))
+    assert [ranks for ranks, _ in kept] == [min(full, key=full.get)]
+    assert kept[0][1].objective == pytest.approx(min(full.values()), rel=1e-5)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_screened_tucker2_refines_by_newton_steps_after_the_screen(seed):
     """Rank pairs that compete get the screen's alternations; the one kept then takes
