@@ -537,9 +537,8 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
     lower the objective by less and less, so a candidate whose objective after them,
     lowered again by as much as they lowered it, is still above the best candidate's is
     dropped (sooner, after two or more, where the gain of those after the first and the
-    rate of its decreases already show it cannot catch up: :func:`_cannot_catch_up`); the
-    others are refined
-    to convergence (a few more alternations, then Newton steps:
+    rate of its decreases already show it cannot catch up: :func:`_cannot_catch_up`);
+    the others are refined to convergence (a few more alternations, then Newton steps:
     :class:`_kron_tucker.RankNewton`). Returns the refined fits and the notes on the
     candidates dropped or not fitted.
     """
@@ -577,13 +576,15 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
         start, prob = starts[k]
         return [(candidates[k], _alternate(W3, metric, [start], candidates[k][0], opts,
                                            problem=prob))], dropped
+    skipped: set[int] = set()  # (their starts bound no fit that is returned)
     for k in iterating:
         start, prob = starts[k]
         others = min([fit.objective for fit in fits.values()]
-                     + [starts[j][0].f for j in iterating if j != k and j not in fits],
-                     default=np.inf)
+                     + [starts[j][0].f for j in iterating
+                        if j != k and j not in fits and j not in skipped], default=np.inf)
         if bounds[k] >= others:
             dropped.append(not_fitted(k))
+            skipped.add(k)
             continue
         fits[k] = _alternate(W3, metric, [start], candidates[k][0], screen,
                              newton_after=_SCREEN_ITER, problem=prob,
