@@ -116,11 +116,16 @@ def _ct(M: np.ndarray) -> np.ndarray:
 
 
 def _kr(mats: Sequence[np.ndarray]) -> np.ndarray:
-    """Khatri-Rao product without validation (last matrix varies fastest)."""
+    """Khatri-Rao product without validation (last matrix varies fastest).
+
+    Each product is written in C order: of column-major factors (transposed solves)
+    numpy would write it column-major, and flattening it would copy it whole."""
     out = mats[-1]
     R = out.shape[1]
     for M in reversed(mats[:-1]):
-        out = (M[:, None, :] * out[None, :, :]).reshape(-1, R)
+        step = np.empty((M.shape[0], out.shape[0], R), dtype=np.result_type(M, out))
+        np.multiply(M[:, None, :], out[None, :, :], out=step)
+        out = step.reshape(-1, R)
     return out
 
 

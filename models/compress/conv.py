@@ -374,7 +374,8 @@ def _fit_cp_fast(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: 
             factors, err2 = _cp.spatial_slices_start(W, rank)
             start = ("slice-SVD start (relative error "
                      f"{np.sqrt(err2 / (np.vdot(W, W) or 1.0)):.4g})")
-            fit = _cp.als_weight(W, factors, sweeps, opts.alt_tol, opts.seed)
+            fit = _cp.als_weight(W, factors, sweeps, opts.alt_tol, opts.seed,
+                                 start_error2=err2)
         start = f"{start}, then ALS ({fit.iterations} sweeps, {fit.stop})"
         iterations, objective, factors = fit.iterations, w_w * fit.objective, fit.factors
     else:
@@ -700,7 +701,7 @@ def _best_tucker2(orig: Piece, candidates: Sequence[tuple[int, int]],
 
     def consider(ranks: tuple[int, int], factors: Sequence[np.ndarray], info: FitInfo) -> None:
         nonlocal best
-        E = _pieces("tucker2", orig, factors, "")[1].reshape(Wm.shape) - Wm
+        E = _fitted_weight("tucker2", orig, factors).reshape(Wm.shape) - Wm
         value = w_w * float(np.vdot(E, E))
         if calib is not None and w_r > 0:
             value += w_r * calib.response_norm2(E)
@@ -734,8 +735,9 @@ def _best_tucker2(orig: Piece, candidates: Sequence[tuple[int, int]],
 
 # ---------------------------------------------------------------- pieces
 def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
-            bias: np.ndarray | None = None) -> tuple[list[Piece], np.ndarray]:
-    """The pieces (last one with ``bias``, default the original's) and the weight they run."""
+            bias: np.ndarray | None = None) -> list[Piece]:
+    """The pieces of a factored layer, the last one with ``bias`` (default the
+    original's)."""
     o, i = orig.out_features, orig.in_features
     kh, kw = orig.kernel_size
     (sh, sw), (ph, pw), (dh, dw) = orig.stride, orig.padding, orig.dilation
@@ -748,41 +750,53 @@ def _pieces(method: str, orig: Piece, factors: Sequence[np.ndarray], name: str,
     if method == "channel_svd":
         A, B = factors
         r = A.shape[1]
-        ps = [same_geometry(B.T.reshape(r, i, kh, kw), "0"),
-              Piece("conv2d", A.reshape(o, r, 1, 1), bias=b, name=f"{name}.1")]
-        W_hat = (A @ B.T).reshape(o, i, kh, kw)
-    elif method == "weight_svd":
+        return [same_geometry(B.T.reshape(r, i, kh, kw), "0"),
+                Piece("conv2d", A.reshape(o, r, 1, 1), bias=b, name=f"{name}.1")]
+    if method == "weight_svd":
         C, F = factors
         r = F.shape[1]
-        ps = [Piece("conv2d", F.T.reshape(r, i, 1, 1), name=f"{name}.0"),
-              same_geometry(C.reshape(o, r, kh, kw), "1", b)]
-        W_hat = np.einsum("orm,ir->oim", C, F, optimize=True).reshape(o, i, kh, kw)
-    elif method == "spatial_svd":
+        return [Piece("conv2d", F.T.reshape(r, i, 1, 1), name=f"{name}.0"),
+                same_geometry(C.reshape(o, r, kh, kw), "1", b)]
+    if method == "spatial_svd":
         C, F = factors
         r = F.shape[1]
-        ps = [Piece("conv2d", F.T.reshape(r, i, kh, 1), stride=(sh, 1), padding=(ph, 0),
-                    dilation=(dh, 1), name=f"{name}.0"),
-              Piece("conv2d", C.reshape(o, r, 1, kw), bias=b, stride=(1, sw), padding=(0, pw),
-                    dilation=(1, dw), name=f"{name}.1")]
-        W_hat = np.einsum("orw,ar->oaw", C, F, optimize=True).reshape(o, i, kh, kw)
-    elif method == "cp":
+        return [Piece("conv2d", F.T.reshape(r, i, kh, 1), stride=(sh, 1), padding=(ph, 0),
+                      dilation=(dh, 1), name=f"{name}.0"),
+                Piece("conv2d", C.reshape(o, r, 1, kw), bias=b, stride=(1, sw),
+                      padding=(0, pw), dilation=(1, dw), name=f"{name}.1")]
+    if method == "cp":
         Uo, Ui, Uh, Uw = factors
         r = Uo.shape[1]
-        ps = [Piece("conv2d", Ui.T.reshape(r, i, 1, 1), name=f"{name}.0"),
-              Piece("conv2d", Uh.T.reshape(r, 1, kh, 1), groups=r, stride=(sh, 1),
-                    padding=(ph, 0), dilation=(dh, 1), name=f"{name}.1"),
-              Piece("conv2d", Uw.T.reshape(r, 1, 1, kw), groups=r, stride=(1, sw),
-                    padding=(0, pw), dilation=(1, dw), name=f"{name}.2"),
-              Piece("conv2d", Uo.reshape(o, r, 1, 1), bias=b, name=f"{name}.3")]
-        W_hat = cpd_to_tensor([Uo, Ui, Uh, Uw])
-    else:  # tucker2
-        Uo, core, Ui = factors
-        ro, ri = core.shape[:2]
-        ps = [Piece("conv2d", Ui.T.reshape(ri, i, 1, 1), name=f"{name}.0"),
-              same_geometry(core, "1"),
-              Piece("conv2d", Uo.reshape(o, ro, 1, 1), bias=b, name=f"{name}.2")]
-        W_hat = np.einsum("abhw,oa,ib->oihw", core, Uo, Ui, optimize=True)
-    return ps, W_hat
+        return [Piece("conv2d", Ui.T.reshape(r, i, 1, 1), name=f"{name}.0"),
+                Piece("conv2d", Uh.T.reshape(r, 1, kh, 1), groups=r, stride=(sh, 1),
+                      padding=(ph, 0), dilation=(dh, 1), name=f"{name}.1"),
+                Piece("conv2d", Uw.T.reshape(r, 1, 1, kw), groups=r, stride=(1, sw),
+                      padding=(0, pw), dilation=(1, dw), name=f"{name}.2"),
+                Piece("conv2d", Uo.reshape(o, r, 1, 1), bias=b, name=f"{name}.3")]
+    Uo, core, Ui = factors  # tucker2
+    ro, ri = core.shape[:2]
+    return [Piece("conv2d", Ui.T.reshape(ri, i, 1, 1), name=f"{name}.0"),
+            same_geometry(core, "1"),
+            Piece("conv2d", Uo.reshape(o, ro, 1, 1), bias=b, name=f"{name}.2")]
+
+
+def _fitted_weight(method: str, orig: Piece, factors: Sequence[np.ndarray]) -> np.ndarray:
+    """The weight the pieces of :func:`_pieces` run, in the original's shape."""
+    o, i = orig.out_features, orig.in_features
+    kh, kw = orig.kernel_size
+    if method == "channel_svd":
+        A, B = factors
+        return (A @ B.T).reshape(o, i, kh, kw)
+    if method == "weight_svd":
+        C, F = factors
+        return np.einsum("orm,ir->oim", C, F, optimize=True).reshape(o, i, kh, kw)
+    if method == "spatial_svd":
+        C, F = factors
+        return np.einsum("orw,ar->oaw", C, F, optimize=True).reshape(o, i, kh, kw)
+    if method == "cp":
+        return cpd_to_tensor(list(factors))
+    Uo, core, Ui = factors  # tucker2
+    return np.einsum("abhw,oa,ib->oihw", core, Uo, Ui, optimize=True)
 
 
 # ---------------------------------------------------------------- driver
@@ -881,7 +895,7 @@ def _grid_curve(method: str, orig: Piece, W: np.ndarray, calib: _fit.Calibration
     params: list[int] = []
     macs: list[int] = []
     for r, f in zip(ranks, fits):
-        E = (_pieces(method, orig, f, "")[1].reshape(Wm.shape) - Wm)
+        E = (_fitted_weight(method, orig, f).reshape(Wm.shape) - Wm)
         E = E @ L if L is not None else E * np.sqrt(w_w)
         errs.append(float(np.linalg.norm(E)))
         p, m = layer_cost(method, orig, expand_rank(method, orig, int(r)), input_hw)
@@ -1023,9 +1037,9 @@ def compress_conv(
             factors, info = _fit_kron(method, Wf, checked, calib, w_w, w_r, opts)
         factors = _unscaled(method, factors, scale)
         rank = checked
-    W_hat = _pieces(method, orig, factors, name)[1]
+    W_hat = _fitted_weight(method, orig, factors)
     new_bias = refit_bias(orig.bias, calib, Wm, W_hat.reshape(o, -1))
-    pieces, _ = _pieces(method, orig, factors, name, new_bias)
+    pieces = _pieces(method, orig, factors, name, new_bias)
     out_err = None
     if every_patch is not None:
         out_err = _maps_error(every_patch, Wm, W_hat.reshape(o, -1), orig.bias, new_bias)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import string
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -101,6 +102,24 @@ def test_khatri_rao_index_convention(rng):
     K = al.khatri_rao([B, C])
     j, k, r = 2, 1, 1
     assert K[j * 4 + k, r] == B[j, r] * C[k, r]
+
+
+def test_khatri_rao_of_column_major_factors_is_c_ordered(rng):
+    """Solves return factors column-major; the product is still written row-major (a
+    column-major one would be copied whole by the flattening)."""
+    B = np.asfortranarray(rng.standard_normal((3, 2)))
+    C = np.asfortranarray(rng.standard_normal((4, 2)) + 1j)
+    K = al.khatri_rao([B, C, B])
+    assert K.flags.c_contiguous and K.dtype == complex
+    np.testing.assert_allclose(K, np.einsum("ar,br,cr->abcr", B, C, B).reshape(36, 2),
+                               rtol=1e-14)
+    # and written once: no column-major product flattened by a copy of itself
+    B, C = (np.asfortranarray(rng.standard_normal((n, 40))) for n in (100, 120))
+    tracemalloc.start()
+    K = al.khatri_rao([B, C])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.2 * K.nbytes
 
 
 def test_khatri_rao_skip_leaves_one_out(rng):

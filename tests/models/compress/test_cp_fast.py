@@ -94,12 +94,47 @@ def test_als_sweep_is_the_least_squares_update_of_each_factor(rng, shape):
     o, i = shape[:2]
     Wm = W.reshape(o, -1)
     norm2 = float(np.vdot(W, W))
-    swept, objective = _cp._sweep(Wm, W.transpose(0, 2, 3, 1).reshape(-1, i), shape, start,
-                                  norm2)
-    for got, want in zip(swept, _reference_sweep(W, start)):
-        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
-    W_hat = np.einsum("or,ir,hr,wr->oihw", *swept)
-    assert objective == pytest.approx(np.vdot(W - W_hat, W - W_hat) / norm2, rel=1e-9)
+    Wt = W.transpose(0, 2, 3, 1).reshape(-1, i)
+    # the second sweep reuses the first one's work arrays, stale entries and all
+    work = {}
+    for _ in range(2):
+        swept, objective = _cp._sweep(Wm, Wt, shape, start, norm2, work)
+        for got, want in zip(swept, _reference_sweep(W, start)):
+            np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+        W_hat = np.einsum("or,ir,hr,wr->oihw", *swept)
+        assert objective == pytest.approx(np.vdot(W - W_hat, W - W_hat) / norm2, rel=1e-9)
+        start = swept
+    assert work and all(np.all(np.isfinite(buf)) for buf in work.values())
+
+
+@pytest.mark.parametrize("shape", [(4, 11, 3, 2), (11, 4, 2, 3), (5, 5, 1, 1)])
+def test_expand_is_the_cp_weight_through_either_side(rng, shape):
+    """More inputs than outputs take the Khatri-Rao product with the output factor, the
+    others with the input factor; column-major factors (as solves return them) too."""
+    factors = [np.asfortranarray(rng.standard_normal((n, 6))) for n in shape]
+    want = np.einsum("or,ir,hr,wr->oihw", *factors).reshape(shape[0], -1)
+    got = _cp._expand(factors)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert got.flags.c_contiguous
+    assert _cp._weight_objective(want + 1.0, factors, 2.0) == pytest.approx(want.size / 2)
+
+
+def test_khatri_rao_is_c_ordered_and_fills_a_given_buffer(rng):
+    A = np.asfortranarray(rng.standard_normal((5, 3)))
+    B = np.asfortranarray(rng.standard_normal((4, 3)))
+    want = np.einsum("ar,br->abr", A, B).reshape(20, 3)
+    buf = np.full(100, np.nan)
+    got = _cp._kr(A, B, out=buf)
+    np.testing.assert_array_equal(got, want)
+    assert np.shares_memory(got, buf) and got.flags.c_contiguous
+    small = np.empty(7)
+    got = _cp._kr(A, B, out=small)            # too small: a new array
+    np.testing.assert_array_equal(got, want)
+    assert not np.shares_memory(got, small)
+    work = {}
+    first = _cp._workspace(work, "A", (4, 5))
+    assert _cp._workspace(work, "A", (2, 3)).base is first.base  # reused, not grown
+    assert _cp._workspace(work, "A", (6, 5)).shape == (6, 5)
 
 
 def test_planted_cp_is_recovered_to_the_noise_level(rng):
@@ -125,6 +160,24 @@ def test_reported_objective_is_the_one_of_the_returned_pieces(rng, aware):
     size = np.prod([np.linalg.norm(p.weight.reshape(p.weight.shape[0], -1), axis=1)
                     for p in res.pieces[:3]], axis=0).max() * np.abs(res.pieces[3].weight).max()
     assert np.allclose(_weight_from_pieces(res), res.dense(), rtol=1e-12, atol=1e-14 * size)
+
+
+def test_als_from_the_slice_start_takes_its_known_error(rng):
+    """The slice start's discarded tails are its error: ALS given them keeps the same
+    iterates as ALS computing it, and a start no sweep improves on is returned with
+    its error recomputed."""
+    W = decaying_weight(rng, 12, 10)
+    start, err2 = _cp.spatial_slices_start(W, 15)
+    computed = _cp.als_weight(W, start, 6, 1e-9, 0)
+    given = _cp.als_weight(W, start, 6, 1e-9, 0, start_error2=err2)
+    for a, b in zip(computed.factors, given.factors):
+        np.testing.assert_array_equal(a, b)
+    assert given.objective == computed.objective
+    # a start error given far below the truth: the start is kept, its error recomputed
+    kept = _cp.als_weight(W, start, 3, 1e-9, 0, start_error2=0.0)
+    for a, b in zip(kept.factors, start):
+        np.testing.assert_array_equal(a, b)
+    assert kept.objective == pytest.approx(err2, rel=1e-9)
 
 
 @pytest.mark.filterwarnings("ignore:term .weight.")

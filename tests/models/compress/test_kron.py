@@ -217,10 +217,10 @@ def test_screened_tucker2_picks_the_candidate_the_full_fits_pick(rng):
     candidates = [(2, 7), (6, 4), (4, 5)]
     chosen, factors, info = conv._best_tucker2(orig, candidates, calib, w_w, w_r, opts)
     objective = _aware_objective(W, X, 0.9)
-    full = {r: objective(conv._pieces("tucker2", orig, conv._fit_tucker2(
-        W, r, calib, w_w, w_r, opts)[0], "")[1]) for r in candidates}
+    full = {r: objective(conv._fitted_weight("tucker2", orig, conv._fit_tucker2(
+        W, r, calib, w_w, w_r, opts)[0])) for r in candidates}
     assert chosen == min(full, key=full.get)
-    value = objective(conv._pieces("tucker2", orig, factors, "")[1])
+    value = objective(conv._fitted_weight("tucker2", orig, factors))
     assert value == pytest.approx(full[chosen], rel=1e-6)
     assert info.message.count("not fitted: its lower bound") == 2
 

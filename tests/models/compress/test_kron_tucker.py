@@ -120,7 +120,7 @@ def test_aware_lower_bounds_are_below_the_fitted_objectives(rng):
     opts = CompressOptions(alt_tol=1e-10, max_iter=1000)
     for bound, ranks in zip(bounds, candidates):
         factors = conv._fit_tucker2(W, ranks, calib, w_w, w_r, opts)[0]
-        E = conv._pieces("tucker2", Piece("conv2d", W, padding=1), factors, "")[1].reshape(
+        E = conv._fitted_weight("tucker2", Piece("conv2d", W, padding=1), factors).reshape(
             12, -1) - Wm
         assert bound <= float(np.einsum("od,de,oe->", E, M, E)) * (1 + 1e-12)
     assert bounds[0] > bounds[2] > bounds[1]
@@ -165,7 +165,7 @@ def test_screen_drops_a_candidate_that_cannot_catch_up_after_two_alternations(
     for ranks in candidates:
         factors = conv._fit_tucker2(W, ranks, calib, w_w, w_r,
                                     CompressOptions(alt_tol=1e-10, max_iter=1000))[0]
-        E = conv._pieces("tucker2", Piece("conv2d", W, padding=1), factors, "")[1].reshape(
+        E = conv._fitted_weight("tucker2", Piece("conv2d", W, padding=1), factors).reshape(
             o, -1) - W.reshape(o, -1)
         full[ranks] = float(np.einsum("od,de,oe->", E, M, E))
     assert [ranks for ranks, _ in kept] == [min(full, key=full.get)]
