@@ -12,6 +12,10 @@ The cases are the data-aware fits that were furthest over the 5 s target in the 
   the 64x64x7x7 and 128x128x5x5 shapes), and a weight SVD with fewer patches than ``r m``
   (16x384x7x7 with 3136 patches: ``K^T M K`` by the Woodbury identity).
 
+With ``--free``, data-free CP fits instead: the random layers of the sweeps that came
+nearest the 1 s target (ALS sweeps whose large products, Khatri-Rao products and
+expansions of the CP weight cost more in memory traffic than in arithmetic).
+
 Each case runs in a fresh process, one BLAS thread, CPU seconds (the machine is shared:
 CPU time is what an unloaded core would take), first with the earlier checkout (its
 ``sdf`` first on ``PYTHONPATH``), then with this one, ``--repeat`` times each (default 1;
@@ -19,8 +23,8 @@ the least CPU time is kept). The table gives both times, their ratio, the weight
 calibration output errors and the objective of each (``Objective`` of
 ``bench_compress_speed.py``, 1 at ``W_hat = 0``) and its relative change.
 
-Usage: ``python benchmarks/bench_compress_fits.py --before PATH [--repeat N] [--only
-SUBSTRINGS] [--out FILE]`` with ``PATH`` a checkout of the earlier commit (``git worktree
+Usage: ``python benchmarks/bench_compress_fits.py --before PATH [--free] [--repeat N]
+[--only SUBSTRINGS] [--out FILE]`` with ``PATH`` a checkout of the earlier commit (``git worktree
 add PATH COMMIT``); ``--out`` appends the table as a section to the results file (default
 ``benchmarks/results/bench_compress_fits.txt``).
 """
@@ -48,6 +52,9 @@ CASES = (("seed28", "tucker2"), ("seed104", "tucker2"), ("seed1", "tucker2"),
          ("64x64x7x7", "tucker2"), ("128x128x5x5", "tucker2"),
          ("64x64x7x7", "spatial_svd"), ("128x128x5x5", "spatial_svd"),
          ("seed105", "weight_svd"), ("seed108", "weight_svd"))
+#: data-free cases (``--free``)
+FREE_CASES = (("seed49", "cp"), ("seed57", "cp"), ("seed63", "cp"), ("seed79", "cp"),
+              ("seed101", "cp"), ("seed105", "cp"), ("seed107", "cp"), ("seed108", "cp"))
 
 
 def layer(spec: str) -> tuple[str, np.ndarray, np.ndarray, int]:
@@ -68,8 +75,9 @@ def layer(spec: str) -> tuple[str, np.ndarray, np.ndarray, int]:
     return f"{spec}/s1/16x16", W, X, 1
 
 
-def run_case(spec: str, method: str) -> dict[str, float | str]:
-    """CPU s of the compression, its errors, objective and fit summary."""
+def run_case(spec: str, method: str, free: bool = False) -> dict[str, float | str]:
+    """CPU s of the compression (data-free with ``free``), its errors, objective and fit
+    summary."""
     from bench_compress_speed import Objective
 
     from sdf.models.compress import compress_conv, im2col
@@ -77,20 +85,22 @@ def run_case(spec: str, method: str) -> dict[str, float | str]:
     name, W, X, stride = layer(spec)
     pad = (W.shape[2] // 2, W.shape[3] // 2)
     t0 = time.process_time()
-    res = compress_conv(W, method, ratio=0.5, X=X, stride=stride, padding=pad,
-                        input_hw=X.shape[2:])
+    res = compress_conv(W, method, ratio=0.5, X=None if free else X, stride=stride,
+                        padding=pad, input_hw=X.shape[2:])
     cpu = time.process_time() - t0
-    rows = im2col(X, W.shape[2:], (stride, stride), pad, (1, 1))
+    rows = None if free else im2col(X, W.shape[2:], (stride, stride), pad, (1, 1))
     return {"name": name, "cpu": cpu, "weight_err": float(res.weight_error),
-            "calib_err": float(res.calib_output_error),
+            "calib_err": float("nan") if free else float(res.calib_output_error),
             "objective": Objective(W, rows, center=False)(res),
             "fit": res.info.message.split(" (ranks")[0] if res.info is not None else ""}
 
 
-def in_process(checkout: Path, spec: str, method: str) -> dict[str, float | str]:
+def in_process(checkout: Path, spec: str, method: str, free: bool
+               ) -> dict[str, float | str]:
     """:func:`run_case` in a fresh process importing ``sdf`` from ``checkout``."""
     env = dict(os.environ, PYTHONPATH=str(checkout))
-    out = subprocess.run([sys.executable, __file__, "--case", spec, method], env=env,
+    out = subprocess.run([sys.executable, __file__, "--case", spec, method,
+                          *(["--free"] if free else [])], env=env,
                          check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
@@ -104,11 +114,13 @@ def main() -> None:
                              "one of them")
     parser.add_argument("--case", nargs=2, default=None, metavar=("LAYER", "METHOD"),
                         help="run one case and print its numbers as JSON")
+    parser.add_argument("--free", action="store_true",
+                        help="the data-free cases (FREE_CASES) instead")
     parser.add_argument("--out", default=str(RESULTS), help="results file (appended)")
     args = parser.parse_args()
     if args.case is not None:
         with threadpool_limits(1):
-            print(json.dumps(run_case(*args.case)))
+            print(json.dumps(run_case(*args.case, free=args.free)))
         return
     if args.before is None:
         parser.error("--before PATH is required (a checkout of the earlier commit)")
@@ -121,18 +133,18 @@ def main() -> None:
 
     commit = subprocess.run(["git", "-C", args.before, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
-    emit(f"data-aware fits, ratio=0.5, 1 BLAS thread, CPU s in fresh processes, least of "
-         f"{args.repeat}; before: {commit or args.before}")
+    emit(f"{'data-free' if args.free else 'data-aware'} fits, ratio=0.5, 1 BLAS thread, "
+         f"CPU s in fresh processes, least of {args.repeat}; before: {commit or args.before}")
     emit(f"{'layer (o x i x k x k/stride/maps)':26} {'method':12} {'before':>7} {'now':>7} "
          f"{'ratio':>6}  {'weight_err':>10} {'calib_err':>9} {'objective':>12} {'change':>8}"
          "  fit now | fit before")
     ratios = []
-    for spec, method in CASES:
+    for spec, method in FREE_CASES if args.free else CASES:
         if not any(part in f"{spec} {method}" for part in args.only.split(",")):
             continue
-        before = min((in_process(Path(args.before), spec, method)
+        before = min((in_process(Path(args.before), spec, method, args.free)
                       for _ in range(args.repeat)), key=lambda r: float(r["cpu"]))
-        now = min((in_process(here, spec, method) for _ in range(args.repeat)),
+        now = min((in_process(here, spec, method, args.free) for _ in range(args.repeat)),
                   key=lambda r: float(r["cpu"]))
         ratio = float(now["cpu"]) / float(before["cpu"])
         ratios.append(ratio)
