@@ -123,16 +123,33 @@ class GramSolve(Protocol):
 @dataclass(frozen=True)
 class _CholeskyGram:
     """:class:`GramSolve` of the formed ``G`` by its Cholesky factor (scipy's
-    ``cho_factor`` pair)."""
+    ``cho_factor`` pair) in ``(lam, s)`` order (:meth:`_Problem.gram_k`); the few rows
+    ``B`` are permuted to it and back."""
 
     factor: tuple[np.ndarray, bool]
+    m: int
 
     def solve(self, B: np.ndarray) -> np.ndarray:
-        return sla.cho_solve(self.factor, B.T, check_finite=False).T
+        m = self.m
+        return _s_major(sla.cho_solve(self.factor, _lam_major(B, m).T,
+                                      check_finite=False).T, m)
 
     def times_inverse(self, dtype: DTypeLike) -> Callable[[np.ndarray], np.ndarray]:
         G_inv = _spd_inverse((self.factor[0].astype(dtype, copy=False), self.factor[1]))
-        return lambda B: B @ G_inv
+        m = self.m
+        return lambda B: _s_major(_lam_major(B, m) @ G_inv, m)
+
+
+def _lam_major(B: np.ndarray, m: int) -> np.ndarray:
+    """``B`` (p, r m) with its columns from ``(s, lam)`` to ``(lam, s)`` order (a copy)."""
+    p = B.shape[0]
+    return np.ascontiguousarray(B.reshape(p, -1, m).transpose(0, 2, 1)).reshape(p, -1)
+
+
+def _s_major(B: np.ndarray, m: int) -> np.ndarray:
+    """``B`` (p, m r) with its columns from ``(lam, s)`` to ``(s, lam)`` order (a copy)."""
+    p = B.shape[0]
+    return np.ascontiguousarray(B.reshape(p, m, -1).transpose(0, 2, 1)).reshape(p, -1)
 
 
 @dataclass(frozen=True)
@@ -363,16 +380,20 @@ class _Problem:
         return self.root_weight * Y + self.R.T @ (self.R @ Y)
 
     def gram_k(self, F: np.ndarray, MF: np.ndarray) -> np.ndarray:
-        """``K^T M K`` (r m, r m), rows and columns in ``(s, lam)`` order, from ``MF =
-        apply_metric(F)``."""
-        m = self.shape[2]
+        """``K^T M K`` (m r, m r), rows and columns in ``(lam, s)`` order (permute ``(s,
+        lam)``-ordered rows with :func:`_lam_major`), from ``MF = apply_metric(F)``.
+
+        The order in which the products come: ``M K`` (a, mu, nu, r) times ``F^T`` over
+        ``a``, one product per ``mu``, or the images' columns ``(lam, s)``. In ``(s,
+        lam)`` order the matrix was a transposing copy of its whole size (a 192x384x3x3
+        conv's Tucker-2, ``r m = 1998``: 1.0 s of 3.0 s in forming it)."""
+        a, m = self.shape[1:]
         r = F.shape[1]
         if self.kroot is None:
-            GK = np.tensordot(F, MF, axes=([0], [0])).transpose(0, 1, 3, 2)
-            return GK.reshape(r * m, r * m)
+            by_lam = MF.reshape(a, m, m, r).transpose(1, 0, 2, 3).reshape(m, a, m * r)
+            return np.matmul(F.T, by_lam).reshape(m * r, m * r)
         Y2 = MF.reshape(-1, m * r)  # columns (lam, s)
-        GK = (Y2.T @ Y2).reshape(m, r, m, r).transpose(1, 0, 3, 2).reshape(r * m, r * m)
-        return GK + np.kron(self.root_weight * (F.T @ F), np.eye(m, dtype=F.dtype))
+        return Y2.T @ Y2 + np.kron(np.eye(m, dtype=F.dtype), self.root_weight * (F.T @ F))
 
     def gram_solve(self, F: np.ndarray, MF: np.ndarray) -> GramSolve | None:
         """``K^T M K`` ready for solves (:class:`GramSolve`), from ``MF =
@@ -385,7 +406,7 @@ class _Problem:
         GK = self.gram_k(F, MF)
         try:  # (the factorization reads the lower triangle only)
             return _CholeskyGram(sla.cho_factor(GK, lower=True, overwrite_a=True,
-                                                check_finite=False))
+                                                check_finite=False), self.shape[2])
         except np.linalg.LinAlgError:
             return None
 
@@ -432,13 +453,13 @@ class _Problem:
             return (U @ UtP).reshape(o, r, m), self.c0 - _inner(UtP, U.T @ rhs)
         GK = self.gram_k(F, MF)  # its lower triangle is all the factorization reads
         # C = rhs GK^{-1} = Y L^{-1}; with an output rank, the reduced-rank regression
-        # keeps the leading left singular subspace of Y = C L
-        Y, times_root_inv = _whitened(GK, rhs)
+        # keeps the leading left singular subspace of Y = C L (in GK's (lam, s) order)
+        Y, times_root_inv = _whitened(GK, _lam_major(rhs, m))
         if self.out_rank is None or self.out_rank >= min(o, r * m):
-            return times_root_inv(Y).reshape(o, r, m), self.c0 - _norm2(Y)
+            return _s_major(times_root_inv(Y), m).reshape(o, r, m), self.c0 - _norm2(Y)
         U = np.linalg.eigh(Y @ Y.T)[1][:, -self.out_rank:]
         UtY = U.T @ Y
-        return (times_root_inv(U @ UtY).reshape(o, r, m),
+        return (_s_major(times_root_inv(U @ UtY), m).reshape(o, r, m),
                 self.c0 - _norm2(UtY))
 
     def f_step(self, F: np.ndarray, MF: np.ndarray, C: np.ndarray, cg_iter: int

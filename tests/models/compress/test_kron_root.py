@@ -190,6 +190,34 @@ def test_image_route_points_and_hessian_products_equal_the_dense_ones(rng, geome
     np.testing.assert_allclose(Xi[1], image.apply_metric(Xi[0]), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("route", ["dense", "image"])
+def test_formed_gram_is_k_t_m_k_in_lam_major_order(rng, route):
+    """``gram_k`` is ``K^T M K`` (``K = kron(F, I_m)``, columns ``(s, lam)``) with its rows
+    and columns permuted to ``(lam, s)``; its Cholesky solves take and give rows in
+    ``(s, lam)`` order, in float64 and, for the products, in float32."""
+    metric, R, a, m = _patch_metric(rng, GEOMETRIES[0], center=True)
+    r = 2  # r m = 18, below the 20 patches: formed, not by the Woodbury identity
+    W3 = rng.standard_normal((5, a, m))
+    prob = _kron._Problem(W3, metric.dense if route == "dense" else metric, None,
+                          None if route == "dense" else r)
+    assert (prob.kroot is None) == (route == "dense") and not prob.low_rank_gram(r)
+    F = rng.standard_normal((a, r))
+    K = np.kron(F, np.eye(m))
+    G = K.T @ metric.dense @ K                       # (s, lam) order
+    order = np.arange(r * m).reshape(r, m).T.ravel()  # (lam, s) position -> (s, lam) index
+    np.testing.assert_allclose(prob.gram_k(F, prob.apply_metric(F)), G[np.ix_(order, order)],
+                               rtol=1e-10, atol=1e-12 * np.abs(G).max())
+    gram = prob.gram_solve(F, prob.apply_metric(F))
+    assert isinstance(gram, _kron._CholeskyGram)
+    B = rng.standard_normal((3, r * m))
+    want = np.linalg.solve(G, B.T).T
+    np.testing.assert_allclose(gram.solve(B), want, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(gram.times_inverse(np.float64)(B), want, rtol=1e-9, atol=1e-11)
+    low = gram.times_inverse(np.float32)(B.astype(np.float32))
+    assert low.dtype == np.float32
+    assert np.linalg.norm(low - want) < 1e-3 * np.linalg.norm(want)
+
+
 @pytest.mark.parametrize("orthonormal", [True, False])
 def test_woodbury_gram_solves_like_the_formed_gram(rng, orthonormal):
     """With fewer calibration rows (20 patches) than ``r m`` (27), ``K^T M K`` is an
@@ -205,9 +233,9 @@ def test_woodbury_gram_solves_like_the_formed_gram(rng, orthonormal):
         F = np.linalg.qr(F)[0]
     gram = image.gram_solve(F, image.apply_metric(F))
     assert isinstance(gram, _kron._WoodburyGram) and (gram.ftf_inv is None) == orthonormal
-    G = dense.gram_k(F, dense.apply_metric(F))
+    G = dense.gram_k(F, dense.apply_metric(F))  # in (lam, s) order
     B = rng.standard_normal((4, r * m))
-    want = np.linalg.solve(G, B.T).T
+    want = _kron._s_major(np.linalg.solve(G, _kron._lam_major(B, m).T).T, m)
     np.testing.assert_allclose(gram.solve(B), want, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gram.times_inverse(np.float64)(B), want, rtol=1e-10, atol=1e-12)
     low = gram.times_inverse(np.float32)(B.astype(np.float32))
@@ -358,8 +386,8 @@ def test_woodbury_products_keep_their_accuracy_in_a_float32_fit(rng):
     gram = image.gram_solve(F, image.apply_metric(F))
     assert isinstance(gram, _kron._WoodburyGram)
     rhs = image.weight_times(F).astype(np.float32)  # in the span of the rows, mostly
-    G = dense.gram_k(F, dense.apply_metric(F))
-    want = np.linalg.solve(G, rhs.astype(np.float64).T).T
+    G = dense.gram_k(F, dense.apply_metric(F))  # in (lam, s) order
+    want = _kron._s_major(np.linalg.solve(G, _kron._lam_major(rhs.astype(np.float64), m).T).T, m)
     low = gram.times_inverse(np.float32)(rhs)
     assert low.dtype == np.float32
     assert np.linalg.norm(low - want) < 1e-5 * np.linalg.norm(want)
