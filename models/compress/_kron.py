@@ -393,7 +393,10 @@ class _Problem:
             by_lam = MF.reshape(a, m, m, r).transpose(1, 0, 2, 3).reshape(m, a, m * r)
             return np.matmul(F.T, by_lam).reshape(m * r, m * r)
         Y2 = MF.reshape(-1, m * r)  # columns (lam, s)
-        return Y2.T @ Y2 + np.kron(np.eye(m, dtype=F.dtype), self.root_weight * (F.T @ F))
+        GK = Y2.T @ Y2
+        blocks = np.arange(m)  # the identity part on the diagonal blocks, in place
+        GK.reshape(m, r, m, r)[blocks, :, blocks, :] += self.root_weight * (F.T @ F)
+        return GK
 
     def gram_solve(self, F: np.ndarray, MF: np.ndarray) -> GramSolve | None:
         """``K^T M K`` ready for solves (:class:`GramSolve`), from ``MF =
