@@ -1190,8 +1190,9 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
         Iterate in float32 first (half the time per product with ``M``) until the
         predicted remaining decrease is ``_SINGLE_TOL`` of the objective, then in float64
         to ``tol`` (the Newton directions still from float32 Hessian products: see
-        :func:`_newton_direction`). The returned ``C`` and objective are always float64
-        closed forms of the returned ``F``.
+        :func:`_newton_direction`); with ``tol`` at least ``_SINGLE_TOL``, in float32
+        only. The returned ``C`` and objective are always float64 closed forms of the
+        returned ``F``.
     newton : callable, optional
         The Newton step, ``newton(prob, F, MF, cg_iter, cg_tol, enough, resolved)``
         returning the new point (with ``F``, ``MF``, ``C``, ``f``) or None where no step
@@ -1233,10 +1234,16 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
     if low_prob is not None:
         # most of the way in float32; float64 alternations / Newton steps from there
         low = _State(F.astype(np.float32), MF.astype(np.float32), C.astype(np.float32), f)
-        _refine(low_prob, low, max_iter, max(tol, _SINGLE_TOL), cg_iter, newton_after,
-                newton_step(None), final=False, give_up=give_up)
+        # at a tolerance the float32 objectives resolve, their iterations are the final
+        # ones (the returned C and objective are float64 closed forms all the same)
+        single_final = tol >= _SINGLE_TOL
+        low_converged = _refine(low_prob, low, max_iter, max(tol, _SINGLE_TOL), cg_iter,
+                                newton_after, newton_step(None), final=single_final,
+                                give_up=give_up)
         if give_up is not None and give_up(low.f, low.decreases):
             max_iter = low.iterations  # (no float64 iterations)
+        elif single_final and low_converged:
+            max_iter, converged = low.iterations, True
         F = _orthonormal(low.F.astype(np.float64))
         MF = prob.apply_metric(F)
         # when the float64 iterations begin with a Newton step, its point gives the closed

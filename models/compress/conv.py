@@ -183,7 +183,7 @@ def _alternate(W3: np.ndarray, metric: _fit.Metric,
     # generalised SVD's truncation, which the closed-form C of its F reaches).
     exact = gsvd is not None and W3.shape[2] == 1
     return _kron.fit_kron(W3, metric, starts, out_rank,
-                          max_iter=0 if exact else opts.max_iter, tol=opts.alt_tol,
+                          max_iter=0 if exact else opts.max_iter, tol=opts.subspace_tol,
                           newton_after=newton_after,
                           newton=None if out_rank is None else _kron_tucker.RankNewton(),
                           problem=problem, give_up=give_up)
@@ -281,7 +281,7 @@ def _fit_cp_lm(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: fl
     factors = [rng.standard_normal((n, rank)) for n in W.shape]
     d = int(np.prod(W.shape[1:]))
     M = _fit.metric_matrix(calib, w_w, w_r) if calib is not None and w_r > 0 else w_w * np.eye(d)
-    fit = _cp_lm.levenberg_marquardt(W, factors, M, opts.max_iter, opts.alt_tol)
+    fit = _cp_lm.levenberg_marquardt(W, factors, M, opts.max_iter, opts.sweep_tol)
     message = f"random start, then Levenberg-Marquardt ({fit.iterations} steps, {fit.stop})"
     return balance_columns(fit.factors), FitInfo("numpy", fit.iterations, message,
                                                  objective=fit.objective)
@@ -369,12 +369,12 @@ def _fit_cp_fast(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: 
         if random_start:
             rng = np.random.default_rng(opts.seed)
             factors, start = [rng.standard_normal((n, rank)) for n in W.shape], "random start"
-            fit = _cp.als_weight(W, factors, sweeps, opts.alt_tol, opts.seed, shake=0.0)
+            fit = _cp.als_weight(W, factors, sweeps, opts.sweep_tol, opts.seed, shake=0.0)
         else:
             factors, err2 = _cp.spatial_slices_start(W, rank)
             start = ("slice-SVD start (relative error "
                      f"{np.sqrt(err2 / (np.vdot(W, W) or 1.0)):.4g})")
-            fit = _cp.als_weight(W, factors, sweeps, opts.alt_tol, opts.seed,
+            fit = _cp.als_weight(W, factors, sweeps, opts.sweep_tol, opts.seed,
                                  start_error2=err2)
         start = f"{start}, then ALS ({fit.iterations} sweeps, {fit.stop})"
         iterations, objective, factors = fit.iterations, w_w * fit.objective, fit.factors
@@ -384,7 +384,7 @@ def _fit_cp_fast(W: np.ndarray, rank: int, calib: _fit.Calibration | None, w_w: 
     if calib is not None and w_r > 0:
         aware = _cp.als_response(W, factors, _fit.response_metric(calib, w_w, w_r),
                                  opts.max_iter,
-                                 opts.alt_tol, opts.cp_response_work)
+                                 opts.sweep_tol, opts.cp_response_work)
         message += f", then response updates ({aware.iterations} rounds, {aware.stop})"
         iterations, objective = iterations + aware.iterations, aware.objective
         factors = aware.factors
@@ -605,7 +605,7 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
             assert fit.MF is not None  # (only the converged closed form has none)
             again = _kron.Start(fit.start, fit.F, fit.MF, fit.C, fit.objective)
             more = _kron.fit_kron(W3, metric, [again], ranks[0],
-                                  max_iter=opts.max_iter - fit.iterations, tol=opts.alt_tol,
+                                  max_iter=opts.max_iter - fit.iterations, tol=opts.subspace_tol,
                                   newton_after=0, newton=_kron_tucker.RankNewton(),
                                   problem=problems.get(ranks))
             fit = dataclasses.replace(more, iterations=fit.iterations + more.iterations,

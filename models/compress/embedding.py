@@ -256,11 +256,11 @@ def factorize_embedding(
         cores: list[np.ndarray] = [G.reshape(G.shape[0], e, v, G.shape[2])
                                    for G, e, v in zip(tt.cores, dsz, vsz)]
         start = "TT-SVD"
-        res = fmt.tt_als(Wp, cores, metric, dim, sweeps, opts.alt_tol) if sweeps else None
+        res = fmt.tt_als(Wp, cores, metric, dim, sweeps, opts.sweep_tol) if sweeps else None
     else:
         F, start = cp_start(fmt.paired_tensor(Wp, dsz, vsz), int(rank), opts, sweeps > 0)
         cores = [np.reshape(A, (e, v, int(rank))) for A, e, v in zip(F, dsz, vsz)]
-        res = fmt.cp_als(Wp, cores, metric, dim, sweeps, opts.alt_tol) if sweeps else None
+        res = fmt.cp_als(Wp, cores, metric, dim, sweeps, opts.sweep_tol) if sweeps else None
     factors = cores if res is None else res.factors
     info = FitInfo("numpy", 0 if res is None else res.sweeps,
                    start if res is None else f"{start}, then {res.sweeps} ALS sweeps")

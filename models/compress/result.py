@@ -18,6 +18,12 @@ __all__ = ["CompressOptions", "CompressedLayer", "FitInfo", "RankCurve", "Solver
 Solver = Literal["auto", "engine", "numpy"]
 
 
+#: Default tolerances of :class:`CompressOptions` (``alt_tol`` None): an iteration's
+#: decrease for the alternating fits, and the decrease still to come for the data-aware
+#: weight SVD, spatial SVD and Tucker-2 fits
+_SWEEP_TOL, _SUBSPACE_TOL = 1e-6, 1e-4
+
+
 @dataclass(frozen=True, kw_only=True)
 class CompressOptions:
     """How a compression model is fitted.
@@ -57,12 +63,15 @@ class CompressOptions:
         instead of ``tol_fun``). The Tucker model is invariant under ``U -> U A``,
         ``S -> S x A^{-1}``; Gauss-Newton reaches the L-BFGS optimum in a few tens of
         iterations and then crawls along that invariance for gains of ~1e-3 of the error.
-    alt_tol : float, default 1e-6
+    alt_tol : float, optional
         The alternating fits stop when an alternation lowers the objective by at most
-        ``alt_tol`` times its value (also the CP sweeps and response rounds); the
-        data-aware weight SVD, spatial SVD and Tucker-2 fits when the decrease still to
-        come, predicted from the rate of the last iterations, is at most ``alt_tol``
-        times the objective.
+        ``alt_tol`` times its value (also the CP sweeps and response rounds; default
+        ``1e-6``, :attr:`sweep_tol`); the data-aware weight SVD, spatial SVD and Tucker-2
+        fits when the decrease still to come, predicted from the rate of the last
+        iterations, is at most ``alt_tol`` times the objective (default ``1e-4``,
+        :attr:`subspace_tol`; on the slow layers of ``benchmarks/bench_compress_fits.py``
+        their objectives then ended 0 to ``2e-4`` (relative) above those of ``1e-6``,
+        which took 1.0 to 2.5 times as long).
     cp_work : float, default 1e10
         Work budget of the CP's ALS sweeps on the weight, in multiply-adds: the sweeps
         are capped at ``cp_work`` over the cost of one sweep (about ``2 out in kh kw R``
@@ -101,7 +110,7 @@ class CompressOptions:
     engine_method: MethodName = "nls"
     engine_options: Mapping[str, Any] | None = None
     tucker_tol_fun: float = 1e-5
-    alt_tol: float = 1e-6
+    alt_tol: float | None = None
     cp_work: float = 1e10
     cp_response_work: float = 3e10
     cp_engine_size: float = 1e4
@@ -121,7 +130,7 @@ class CompressOptions:
         if not self.tucker_tol_fun >= 0:
             raise OptionError(
                 f"CompressOptions.tucker_tol_fun must be >= 0, got {self.tucker_tol_fun}")
-        if not self.alt_tol >= 0:
+        if self.alt_tol is not None and not self.alt_tol >= 0:
             raise OptionError(f"CompressOptions.alt_tol must be >= 0, got {self.alt_tol}")
         for name in ("cp_work", "cp_response_work", "cp_engine_size"):
             if not getattr(self, name) >= 0:
@@ -130,6 +139,30 @@ class CompressOptions:
         if self.max_calib_rows < 1:
             raise OptionError(
                 f"CompressOptions.max_calib_rows must be >= 1, got {self.max_calib_rows}")
+
+    @property
+    def sweep_tol(self) -> float:
+        """The alternating fits' tolerance on one iteration's decrease (``alt_tol``,
+        default ``1e-6``).
+
+        Examples
+        --------
+        >>> CompressOptions().sweep_tol, CompressOptions(alt_tol=1e-8).sweep_tol
+        (1e-06, 1e-08)
+        """
+        return _SWEEP_TOL if self.alt_tol is None else self.alt_tol
+
+    @property
+    def subspace_tol(self) -> float:
+        """The data-aware weight SVD, spatial SVD and Tucker-2 fits' tolerance on the
+        decrease still to come (``alt_tol``, default ``1e-4``).
+
+        Examples
+        --------
+        >>> CompressOptions().subspace_tol, CompressOptions(alt_tol=1e-8).subspace_tol
+        (0.0001, 1e-08)
+        """
+        return _SUBSPACE_TOL if self.alt_tol is None else self.alt_tol
 
 
 @dataclass(frozen=True)

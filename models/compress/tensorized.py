@@ -370,7 +370,7 @@ def _fit_tt(Wp: np.ndarray, osz: Sequence[int], isz: Sequence[int], rank: int,
     cores = [G.reshape(G.shape[0], o, i, G.shape[2]) for G, o, i in zip(tt.cores, osz, isz)]
     if sweeps == 0:
         return cores, FitInfo("numpy", 0, "TT-SVD")
-    res = fmt.tt_als(Wp, cores, metric, n_out, sweeps, opts.alt_tol)
+    res = fmt.tt_als(Wp, cores, metric, n_out, sweeps, opts.sweep_tol)
     return res.factors, FitInfo("numpy", res.sweeps,
                                 f"TT-SVD, then {res.sweeps} ALS sweeps"
                                 + (" (over-relaxed after the first)" if res.sweeps > 1 else ""))
@@ -405,7 +405,7 @@ def _fit_cp(Wp: np.ndarray, osz: Sequence[int], isz: Sequence[int], rank: int,
     factors = [A.reshape(o, i, rank) for A, o, i in zip(F, osz, isz)]
     if sweeps == 0:
         return factors, FitInfo("numpy", 0, start)
-    res = fmt.cp_als(Wp, factors, metric, n_out, sweeps, opts.alt_tol)
+    res = fmt.cp_als(Wp, factors, metric, n_out, sweeps, opts.sweep_tol)
     return res.factors, FitInfo("numpy", res.sweeps, f"{start}, then {res.sweeps} ALS sweeps")
 
 
@@ -425,7 +425,7 @@ def _fit_tucker(W: np.ndarray, Wp: np.ndarray, osz: Sequence[int], isz: Sequence
     U0, V0 = res.factors[:d], res.factors[d:]
     if sweeps == 0:
         return [*res.factors, res.core], FitInfo("numpy", res.iterations, "HOOI")
-    fit = tals.tucker_als(Wp, U0, V0, res.core, root, w_w, w_r, sweeps, opts.alt_tol)
+    fit = tals.tucker_als(Wp, U0, V0, res.core, root, w_w, w_r, sweeps, opts.sweep_tol)
     n_real = W.shape[1]
     start = tals.tucker_objective(W, U0, V0, res.core, root[:, :n_real], w_w, w_r)
     end = tals.tucker_objective(W, fit.factors[:d], fit.factors[d:2 * d], fit.factors[-1],
@@ -487,7 +487,7 @@ def tensorize_linear(
         along them, which the response alone leaves arbitrary.
     sweeps : int, default 10
         Alternating least squares sweeps after the TT-SVD / CP / HOOI start (0: none;
-        stops earlier when a sweep lowers the objective by at most ``options.alt_tol`` of
+        stops earlier when a sweep lowers the objective by at most ``options.sweep_tol`` of
         it). Tucker runs them only when data-aware (without ``X`` the HOOI fit is returned).
     name : str, default "linear"
     options : CompressOptions, optional

@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import sdf
+
 from sdf.models.compress import (CompressOptions, _fit, _kron, _kron_tucker, compress_conv,
                                   im2col)
 
@@ -421,6 +423,46 @@ def test_float32_iterations_reach_the_float64_optimum(rng):
     for fit in fits:
         assert fit.converged
         assert fit.objective == pytest.approx(optimum, rel=3e-6)
+
+
+@pytest.mark.parametrize("tol, dtypes", [(1e-4, [np.float32]),
+                                         (1e-6, [np.float32, np.float64])])
+def test_a_tolerance_float32_resolves_ends_the_fit_in_float32(rng, monkeypatch, tol,
+                                                              dtypes):
+    """At a tolerance of at least the float32 hand-over's, the float32 iterations are the
+    final ones (no float64 iterations); the fit still ends within the tolerance of the
+    closed-form optimum (planted Kronecker metric), with the float64 objective of the
+    factors it returns."""
+    o, a, m, r = 12, 10, 3, 3
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.2, a)[None, :, None]
+    Ma, Mm = _spd(rng, a), _spd(rng, m)
+    La, Lm = np.linalg.cholesky(Ma), np.linalg.cholesky(Mm)
+    optimum = np.sum(np.linalg.svd(np.einsum("ab,oam,mn->bon", La, W3, Lm).reshape(a, -1),
+                                   compute_uv=False)[r:] ** 2)
+    phases = []
+    refine = _kron._refine
+
+    def spy(prob, *args, **kwargs):
+        phases.append((prob.W3.dtype, kwargs.get("final", True)))
+        return refine(prob, *args, **kwargs)
+
+    monkeypatch.setattr(_kron, "_refine", spy)
+    M = np.kron(Ma, Mm)
+    fit = _kron.fit_kron(W3, M, [("random", rng.standard_normal((a, r)))], max_iter=500,
+                         tol=tol)
+    assert [dtype for dtype, _ in phases] == dtypes
+    assert phases[-1][1]  # the last phase is a final one
+    assert fit.converged and fit.iterations > 0
+    assert optimum <= fit.objective <= optimum * (1 + 3 * tol)
+    assert fit.objective == pytest.approx(_objective(W3, M, fit.C, fit.F), rel=1e-12)
+
+
+def test_compress_options_tolerances_default_per_fit_and_follow_alt_tol():
+    assert (CompressOptions().sweep_tol, CompressOptions().subspace_tol) == (1e-6, 1e-4)
+    given = CompressOptions(alt_tol=1e-9)
+    assert (given.sweep_tol, given.subspace_tol) == (1e-9, 1e-9)
+    with pytest.raises(sdf.OptionError, match="alt_tol must be >= 0"):
+        CompressOptions(alt_tol=-1.0)
 
 
 @pytest.mark.parametrize("n_rows", [5, 40])

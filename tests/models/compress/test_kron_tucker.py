@@ -169,7 +169,9 @@ def test_screen_drops_a_candidate_that_cannot_catch_up_after_two_alternations(
             o, -1) - W.reshape(o, -1)
         full[ranks] = float(np.einsum("od,de,oe->", E, M, E))
     assert [ranks for ranks, _ in kept] == [min(full, key=full.get)]
-    assert kept[0][1].objective == pytest.approx(min(full.values()), rel=1e-5)
+    # (within the default tolerance on the decrease still to come)
+    assert kept[0][1].objective == pytest.approx(min(full.values()),
+                                                 rel=CompressOptions().subspace_tol)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -179,7 +181,9 @@ def test_screened_tucker2_refines_by_newton_steps_after_the_screen(seed):
     rng = np.random.default_rng(seed)
     W = rng.standard_normal((24, 16, 3, 3)) * np.linspace(2, 0.2, 24)[:, None, None, None]
     X = np.maximum(rng.standard_normal((4, 16, 8, 8)) + 0.3, 0.0)
-    res = compress_conv(W, "tucker2", ratio=0.5, X=X, padding=1)
+    # (at a tolerance these small fits do not reach by alternations alone)
+    res = compress_conv(W, "tucker2", ratio=0.5, X=X, padding=1,
+                        options=CompressOptions(alt_tol=1e-6))
     assert "lower objective of" in res.info.message
     assert f"({conv._SCREEN_ITER} alternations and" in res.info.message
     assert "Newton step" in res.info.message and "converged" in res.info.message
