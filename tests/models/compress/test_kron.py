@@ -334,6 +334,46 @@ def test_remaining_decrease_is_the_geometric_tail():
     assert _kron.remaining_decrease([16.0, 1.0, 9.0, 3.0, 1.0], window=4) == pytest.approx(1)
 
 
+def test_slowest_remaining_decrease_takes_the_slowest_recent_rate():
+    """The final stop's prediction: the largest ratio of the last ``window`` decreases
+    below 1, where the mean rate is that of a fast start; a ratio above 1 (a decrease cut
+    short before it) and decreases that are not positive give no rate."""
+    assert _kron.remaining_decrease([64.0, 8.0, 4.0, 1.0]) == pytest.approx(1 / 3)
+    assert _kron.remaining_decrease([64.0, 8.0, 4.0, 1.0], slowest=True) == pytest.approx(1)
+    assert _kron.remaining_decrease([4.0, 1.0, 2.0, 0.5], slowest=True) == pytest.approx(1 / 6)
+    assert _kron.remaining_decrease([4.0, 0.0, 1.0], slowest=True) == np.inf
+    assert _kron.remaining_decrease([1.0], slowest=True) == np.inf
+    assert _kron.remaining_decrease([1.0, 0.0], slowest=True) == 0.0
+
+
+def test_final_stop_waits_out_a_slow_tail_after_a_fast_start(rng):
+    """Decreases that fall fast (0.1, 0.03, 0.006), then at half their size a step
+    (0.003, 0.0015, ...): the mean rate of the last ones stops before the first slow
+    step, over twice the tolerance short of the limit; the slowest rate stops within the
+    tolerance of it."""
+    o, a, m, r = 4, 6, 2, 2
+    W3 = rng.standard_normal((o, a, m))
+    prob = _kron._Problem(W3, np.eye(a * m), None)
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    C = rng.standard_normal((o, r, m))
+    decreases = [0.1, 0.03] + [0.006 * 0.5 ** k for k in range(40)]
+    limit = 1.0 - 0.13 - 0.012
+    tol = 2.5e-3
+    gaps = {}
+    for final in (False, True):
+        values = iter(1.0 - np.cumsum(decreases))
+
+        def newton(prob, F, MF, cg_iter, cg_tol, enough, resolved):
+            return SimpleNamespace(F=F.copy(), MF=MF, C=C.reshape(o, -1), f=next(values),
+                                   unmet=0.0)
+
+        state = _kron._State(F, prob.apply_metric(F), C, 1.0)
+        assert _kron._refine(prob, state, 40, tol, 2, 0, newton, final=final)
+        gaps[final] = (state.iterations, (state.f - limit) / state.f)
+    assert gaps[False][0] == 3 and gaps[False][1] > 2 * tol
+    assert gaps[True][0] == 5 and gaps[True][1] <= tol
+
+
 def test_remaining_decrease_is_infinite_without_a_shrinking_rate():
     assert _kron.remaining_decrease([1.0]) == np.inf
     assert _kron.remaining_decrease([1.0, 2.0]) == np.inf
