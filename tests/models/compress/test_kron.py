@@ -336,12 +336,16 @@ def test_remaining_decrease_is_the_geometric_tail():
 
 def test_slowest_remaining_decrease_takes_the_slowest_recent_rate():
     """The final stop's prediction: the largest ratio of the last ``window`` decreases
-    below 1, where the mean rate is that of a fast start; a ratio above 1 (a decrease cut
-    short before it) and decreases that are not positive give no rate."""
+    below 1, where the mean rate is that of a fast start; never a faster rate than the
+    mean (a ratio above 1 follows a decrease cut short, and leaves the others faster),
+    and never less than the last decrease."""
     assert _kron.remaining_decrease([64.0, 8.0, 4.0, 1.0]) == pytest.approx(1 / 3)
     assert _kron.remaining_decrease([64.0, 8.0, 4.0, 1.0], slowest=True) == pytest.approx(1)
-    assert _kron.remaining_decrease([4.0, 1.0, 2.0, 0.5], slowest=True) == pytest.approx(1 / 6)
-    assert _kron.remaining_decrease([4.0, 0.0, 1.0], slowest=True) == np.inf
+    # ratios 1/4, 2, 1/4: the mean 1/2
+    assert _kron.remaining_decrease([4.0, 1.0, 2.0, 0.5], slowest=True) == pytest.approx(0.5)
+    assert _kron.remaining_decrease([4.0, 0.0, 1.0], slowest=True) == pytest.approx(1.0)
+    assert _kron.remaining_decrease([1e3, 1e2, 1e1, 1.0]) == pytest.approx(1 / 9)
+    assert _kron.remaining_decrease([1e3, 1e2, 1e1, 1.0], slowest=True) == pytest.approx(1)
     assert _kron.remaining_decrease([1.0], slowest=True) == np.inf
     assert _kron.remaining_decrease([1.0, 0.0], slowest=True) == 0.0
 
