@@ -86,6 +86,11 @@ _NEWTON_CG_ITER, _NEWTON_CG_TOL = 10, 1e-3
 # float64 ones: float32 objectives carry errors of about 1e-7 c0 (a few 1e-6 of the
 # objective at a tenth of c0), below which their steps chase rounding
 _SINGLE_TOL = 1e-5
+# the least decrease (relative to c0) that float32 objectives resolve: ten times their
+# errors. A fit whose tolerance times its objective is above it ends in float32 (a
+# 256x384x3x3 Tucker-2 at 7e-4 c0 did not: its float32 alternations stopped on rounding
+# 2e-4 of the objective above the limit at a tolerance of 1e-4)
+_SINGLE_RESOLVES = 1e-6
 
 
 def _whitened(G: np.ndarray, B: np.ndarray
@@ -1215,8 +1220,9 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
         predicted remaining decrease is ``_SINGLE_TOL`` of the objective, then in float64
         to ``tol`` (the Newton directions still from float32 Hessian products: see
         :func:`_newton_direction`); with ``tol`` at least ``_SINGLE_TOL``, in float32
-        only. The returned ``C`` and objective are always float64 closed forms of the
-        returned ``F``.
+        only where ``tol`` times the objective is a decrease float32 resolves
+        (``_SINGLE_RESOLVES`` of ``c0``). The returned ``C`` and objective are always
+        float64 closed forms of the returned ``F``.
     newton : callable, optional
         The Newton step, ``newton(prob, F, MF, cg_iter, cg_tol, enough, resolved)``
         returning the new point (with ``F``, ``MF``, ``C``, ``f``) or None where no step
@@ -1266,7 +1272,8 @@ def fit_kron(W3: np.ndarray, M: np.ndarray | Metric,
                                 give_up=give_up)
         if give_up is not None and give_up(low.f, low.decreases):
             max_iter = low.iterations  # (no float64 iterations)
-        elif single_final and low_converged:
+        elif (single_final and low_converged
+              and tol * max(low.f, 0.0) >= _SINGLE_RESOLVES * prob.c0):
             max_iter, converged = low.iterations, True
         F = _orthonormal(low.F.astype(np.float64))
         MF = prob.apply_metric(F)
