@@ -70,8 +70,8 @@ class CompressOptions:
         fits when the decrease still to come, predicted from the rate of the last
         iterations, is at most ``alt_tol`` times the objective (default ``1e-4``,
         :attr:`subspace_tol`; on the slow layers of ``benchmarks/bench_compress_fits.py``
-        their objectives then ended 0 to ``2e-4`` (relative) above those of ``1e-6``,
-        which took 1.0 to 2.5 times as long).
+        their objectives then ended 0 to ``1.3e-4`` (relative) above those of ``1e-6``,
+        which took up to 1.9 times as long).
     cp_work : float, default 1e10
         Work budget of the CP's ALS sweeps on the weight, in multiply-adds: the sweeps
         are capped at ``cp_work`` over the cost of one sweep (about ``2 out in kh kw R``
