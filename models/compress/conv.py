@@ -605,7 +605,8 @@ def _screened_tucker2(W: np.ndarray, candidates: Sequence[tuple[int, int]],
             assert fit.MF is not None  # (only the converged closed form has none)
             again = _kron.Start(fit.start, fit.F, fit.MF, fit.C, fit.objective)
             more = _kron.fit_kron(W3, metric, [again], ranks[0],
-                                  max_iter=opts.max_iter - fit.iterations, tol=opts.subspace_tol,
+                                  max_iter=opts.max_iter - fit.iterations,
+                                  tol=opts.subspace_tol,
                                   newton_after=0, newton=_kron_tucker.RankNewton(),
                                   problem=problems.get(ranks))
             fit = dataclasses.replace(more, iterations=fit.iterations + more.iterations,

@@ -18,6 +18,17 @@ def _spd(rng, n):
     return A @ A.T / n + 0.1 * np.eye(n)
 
 
+def _kronecker_metric(rng, W3, r):
+    """A random Kronecker metric ``M_a (x) M_m`` for ``W3`` (out, a, m) and the least
+    objective at rank ``r`` (its whitened SVD's tail, the closed-form optimum)."""
+    a, m = W3.shape[1:]
+    Ma, Mm = _spd(rng, a), _spd(rng, m)
+    La, Lm = np.linalg.cholesky(Ma), np.linalg.cholesky(Mm)
+    s = np.linalg.svd(np.einsum("ab,oam,mn->bon", La, W3, Lm).reshape(a, -1),
+                      compute_uv=False)
+    return np.kron(Ma, Mm), float(np.sum(s[r:] ** 2))
+
+
 def _objective(W3, M, C, F):
     o = W3.shape[0]
     E = np.einsum("orm,ar->oam", C, F).reshape(o, -1) - W3.reshape(o, -1)
@@ -457,12 +468,9 @@ def test_float32_iterations_reach_the_float64_optimum(rng):
     ends at the optimum to within its tolerance, as the all-float64 fit does."""
     o, a, m, r = 12, 10, 3, 3
     W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.2, a)[None, :, None]
-    Ma, Mm = _spd(rng, a), _spd(rng, m)
-    La, Lm = np.linalg.cholesky(Ma), np.linalg.cholesky(Mm)
-    optimum = np.sum(np.linalg.svd(np.einsum("ab,oam,mn->bon", La, W3, Lm).reshape(a, -1),
-                                   compute_uv=False)[r:] ** 2)
+    M, optimum = _kronecker_metric(rng, W3, r)
     F0 = rng.standard_normal((a, r))
-    fits = [_kron.fit_kron(W3, np.kron(Ma, Mm), [("random", F0)], max_iter=500,
+    fits = [_kron.fit_kron(W3, M, [("random", F0)], max_iter=500,
                            single=single) for single in (True, False)]
     for fit in fits:
         assert fit.converged
@@ -486,10 +494,7 @@ def test_a_tolerance_float32_resolves_ends_the_fit_in_float32(rng, monkeypatch, 
               + 1e-3 * rng.standard_normal((o, a, m)))
     else:
         W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.2, a)[None, :, None]
-    Ma, Mm = _spd(rng, a), _spd(rng, m)
-    La, Lm = np.linalg.cholesky(Ma), np.linalg.cholesky(Mm)
-    optimum = np.sum(np.linalg.svd(np.einsum("ab,oam,mn->bon", La, W3, Lm).reshape(a, -1),
-                                   compute_uv=False)[r:] ** 2)
+    M, optimum = _kronecker_metric(rng, W3, r)
     phases = []
     refine = _kron._refine
 
@@ -498,7 +503,6 @@ def test_a_tolerance_float32_resolves_ends_the_fit_in_float32(rng, monkeypatch, 
         return refine(prob, *args, **kwargs)
 
     monkeypatch.setattr(_kron, "_refine", spy)
-    M = np.kron(Ma, Mm)
     fit = _kron.fit_kron(W3, M, [("random", rng.standard_normal((a, r)))], max_iter=500,
                          tol=tol)
     assert [dtype for dtype, _ in phases] == dtypes
