@@ -1043,13 +1043,16 @@ def remaining_decrease(decreases: Sequence[float], window: int = 3, slowest: boo
     objective.
 
     ``slowest`` (the final stop): ``rho`` at least the largest ratio ``d_j / d_{j-1}``
-    below 1 in the window, and the prediction at least ``d``. After a fast start the mean
-    rate is that of the start, and a slower tail is longer than it predicts; Newton
-    steps whose decreases zig-zag may take another as large as the last. At a tolerance
-    of ``1e-4``, the mean rate alone stopped a 32x384x3x3 spatial SVD 1.4e-3 of the
-    objective above its limit (before ten steps that each lowered it by about ``1e-4`` of
-    it) and a 384x96x3x3 one 5.6e-4 above (after decreases of 3.6e-3, 1.1e-4, 4.7e-3 and
-    1.5e-4 of it).
+    below 1 in the window, and the prediction at least ``d``; where the decreases in the
+    window zig-zag (one is larger than the one before it), at least the one before the
+    last as well. After a fast start the mean rate is that of the start, and a slower
+    tail is longer than it predicts; Newton steps whose decreases zig-zag may take
+    another as large as the last, or as the one before it. At a tolerance of ``1e-4``,
+    the mean rate alone stopped a 32x384x3x3 spatial SVD 1.4e-3 of the objective above
+    its limit (before ten steps that each lowered it by about ``1e-4`` of it) and a
+    384x96x3x3 one 5.6e-4 above (after decreases of 3.6e-3, 1.1e-4, 4.7e-3 and 1.5e-4 of
+    it); the last decrease alone stopped a 128x16x7x7 one 3.2e-4 above (after 9.0e-4,
+    4.5e-5, 2.6e-3 and 1.4e-5 of it).
 
     Examples
     --------
@@ -1057,6 +1060,8 @@ def remaining_decrease(decreases: Sequence[float], window: int = 3, slowest: boo
     1.0
     >>> remaining_decrease([64.0, 8.0, 4.0, 1.0], slowest=True)  # rates 1/8, 1/2, 1/4
     1.0
+    >>> remaining_decrease([8.0, 1.0, 4.0, 0.5], slowest=True)  # zig-zag: at least 4
+    4.0
     """
     d = decreases[-1] if decreases else np.inf
     if d <= 0:
@@ -1071,7 +1076,8 @@ def remaining_decrease(decreases: Sequence[float], window: int = 3, slowest: boo
             ratios = last[1:] / last[:-1]
         shrinking = ratios[(last[:-1] > 0) & (last[1:] > 0) & (ratios < 1)]
         rho = max(rho, float(shrinking.max(initial=0.0)))
-        return max(d, d * rho / (1 - rho))
+        zigzag = bool(np.any(last[1:] > last[:-1]))
+        return max(d, d * rho / (1 - rho), float(decreases[-2]) if zigzag else 0.0)
     return d * rho / (1 - rho)
 
 
@@ -1377,18 +1383,25 @@ def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
     A Newton step that missed its model (met negative curvature, had to be halved, or
     lowered the objective by less than half of what its model promised:
     :func:`missed_model`), while its model promised a decrease above ``tol`` times the
-    objective (``unmet``), never ends the iterations: the model did not hold, so its
-    small decrease says nothing about those to come (a 128x128x5x5 conv's weight SVD met
-    one 1.2 % above the objective that the next three steps reached; its Tucker-2 a full
-    step that lowered the objective by 14 % of its promise, after which the float32
-    phase stopped, and the float64 one found six times that decrease at once). Where
-    the model promised no more (at the objective's rounding level), the rate decides as
-    after any step.
+    objective (``unmet``; in the ``final`` iterations above ``_UNTAKEN_SHARE`` of that,
+    the promise below which no step is taken), never ends the iterations: the model did
+    not hold, so its small decrease says nothing about those to come (a 128x128x5x5
+    conv's weight SVD met one 1.2 % above the objective that the next three steps
+    reached; its Tucker-2 a full step that lowered the objective by 14 % of its promise,
+    after which the float32 phase stopped, and the float64 one found six times that
+    decrease at once; a 512x128x3x3 conv's spatial SVD one that promised 8e-5 of the
+    objective and lowered it by half that, 3e-4 above its limit). In the ``final``
+    iterations neither does an alternation that replaces a Newton step that found no
+    decrease, unless the iteration before was one too (a Newton step also gives up where
+    ``K^T M K`` is singular or the gradient vanishes). Where the model promised no more
+    (at the objective's rounding level), the rate decides as after any step.
     """
+    failed_before = False
     while st.iterations < max_iter:
         st.iterations += 1
         point = None
         unmet = 0.0
+        newton_failed = False
         if newton is not None and st.iterations > newton_after:
             tol_f = tol * max(st.f, 0.0)
             point = newton(prob, st.F, st.MF, _NEWTON_CG_ITER, _NEWTON_CG_TOL,
@@ -1396,6 +1409,7 @@ def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
             if point is not None and point.F is st.F:  # the model promised too little
                 st.iterations -= 1
                 return True
+            newton_failed = point is None
         if point is not None:
             st.newton_steps += 1
             unmet = point.unmet
@@ -1408,9 +1422,14 @@ def _refine(prob: _Problem, st: _State, max_iter: int, tol: float, cg_iter: int,
             F_new, MF_new, C_new, f_new, st.step = alternation
         st.decreases.append(st.f - f_new)
         st.F, st.MF, st.C, st.f = F_new, MF_new, C_new, f_new
-        to_come = max(unmet, remaining_decrease(st.decreases, slowest=final))
+        if final and newton_failed and not failed_before:
+            to_come = np.inf
+        else:
+            to_come = max(unmet / _UNTAKEN_SHARE if final else unmet,
+                          remaining_decrease(st.decreases, slowest=final))
         if to_come <= tol * max(st.f, 0.0) or st.f <= 1e-24 * prob.c0:
             return True
         if give_up is not None and give_up(st.f, st.decreases):
             return False
+        failed_before = newton_failed
     return False

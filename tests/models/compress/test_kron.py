@@ -348,12 +348,15 @@ def test_remaining_decrease_is_the_geometric_tail():
 def test_slowest_remaining_decrease_takes_the_slowest_recent_rate():
     """The final stop's prediction: the largest ratio of the last ``window`` decreases
     below 1, where the mean rate is that of a fast start; never a faster rate than the
-    mean (a ratio above 1 follows a decrease cut short, and leaves the others faster),
-    and never less than the last decrease."""
+    mean, never less than the last decrease, and where the decreases zig-zag (one larger
+    than the one before it) never less than the one before the last."""
     assert _kron.remaining_decrease([64.0, 8.0, 4.0, 1.0]) == pytest.approx(1 / 3)
     assert _kron.remaining_decrease([64.0, 8.0, 4.0, 1.0], slowest=True) == pytest.approx(1)
-    # ratios 1/4, 2, 1/4: the mean 1/2
-    assert _kron.remaining_decrease([4.0, 1.0, 2.0, 0.5], slowest=True) == pytest.approx(0.5)
+    # ratios 1/4, 2, 1/4: the mean 1/2 would predict 0.5; the zig-zag, 2
+    assert _kron.remaining_decrease([4.0, 1.0, 2.0, 0.5]) == pytest.approx(0.5)
+    assert _kron.remaining_decrease([4.0, 1.0, 2.0, 0.5], slowest=True) == pytest.approx(2)
+    # ratios 1/4, 1/4, 1/8: no zig-zag, the slowest rate
+    assert _kron.remaining_decrease([64.0, 16.0, 4.0, 0.5], slowest=True) == pytest.approx(0.5)
     assert _kron.remaining_decrease([4.0, 0.0, 1.0], slowest=True) == pytest.approx(1.0)
     assert _kron.remaining_decrease([1e3, 1e2, 1e1, 1.0]) == pytest.approx(1 / 9)
     assert _kron.remaining_decrease([1e3, 1e2, 1e1, 1.0], slowest=True) == pytest.approx(1)
@@ -573,20 +576,22 @@ def test_mixed_precision_newton_direction_is_the_float64_one(rng):
         np.testing.assert_allclose(got, want, atol=1e-3 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("promised, iterations", [(0.05, 6), (1e-9, 4)])
+@pytest.mark.parametrize("promised, iterations", [(0.05, 7), (6e-6, 7), (1e-9, 4)])
 def test_a_newton_step_that_missed_its_model_ends_the_fit_only_if_it_promised_little(
         rng, promised, iterations):
     """A Newton step that met negative curvature or was halved lowers the objective a
-    little where the next ones lower it a lot: the fit goes on after it when its model
-    promised more than the tolerance (where the rate of the decreases alone would call it
-    converged), and stops as before when it promised no more (rounding)."""
+    little (1e-7) where the next ones lower it a lot: the fit goes on after it when its
+    model promised more than a quarter of the tolerance times the objective (1.25e-5 at
+    the step; where the rate of the decreases alone would call it converged), and stops
+    as before when it promised no more (rounding). After the large decrease that
+    follows, the decreases zig-zag: the stop waits for two small ones."""
     o, a, m, r = 4, 6, 2, 2
     W3 = rng.standard_normal((o, a, m))
     prob = _kron._Problem(W3, np.eye(a * m), None)
     F = np.linalg.qr(rng.standard_normal((a, r)))[0]
     C = rng.standard_normal((o, r, m))
-    values = iter([0.5, 0.25, 0.125, 0.1249999, 0.05, 0.0499999999])
-    unmet = iter([0.0, 0.0, 0.0, promised, 0.0, 0.0])
+    values = iter([0.5, 0.25, 0.125, 0.1249999, 0.05, 0.0499999999, 0.04999999989])
+    unmet = iter([0.0, 0.0, 0.0, promised, 0.0, 0.0, 0.0])
 
     def newton(prob, F, MF, cg_iter, cg_tol, enough, resolved):  # (a new F: a step)
         return SimpleNamespace(F=F.copy(), MF=MF, C=C.reshape(o, -1), f=next(values),
@@ -595,6 +600,40 @@ def test_a_newton_step_that_missed_its_model_ends_the_fit_only_if_it_promised_li
     state = _kron._State(F, prob.apply_metric(F), C, 1.0)
     assert _kron._refine(prob, state, 10, 1e-4, 2, 0, newton)
     assert state.iterations == iterations
+
+
+@pytest.mark.parametrize("final, failures, iterations", [
+    (True, (4,), 5), (True, (4, 5), 5), (False, (4,), 4)])
+def test_an_alternation_after_a_failed_newton_step_does_not_end_the_final_fit(
+        rng, monkeypatch, final, failures, iterations):
+    """Newton steps lower the objective by 0.5, 0.25, 0.125; the fourth finds no decrease
+    and an alternation lowers it by 1e-7 (the rate calls that converged), the next
+    iteration by 1e-8. In the final iterations the fit goes on after that alternation
+    (the Newton model failed: the alternation's decrease says nothing of the steps to
+    come), unless it follows another (a Newton step also gives up where it cannot move);
+    before the final ones it stops there as after any iteration."""
+    o, a, m, r = 4, 6, 2, 2
+    W3 = rng.standard_normal((o, a, m))
+    prob = _kron._Problem(W3, np.eye(a * m), None)
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    C = rng.standard_normal((o, r, m))
+    values = iter([0.5, 0.25, 0.125, 0.1249999, 0.12499989])
+    iteration = iter(range(1, 10))
+
+    def newton(prob, F, MF, cg_iter, cg_tol, enough, resolved):
+        if next(iteration) in failures:
+            return None
+        return SimpleNamespace(F=F.copy(), MF=MF, C=C.reshape(o, -1), f=next(values),
+                               unmet=0.0)
+
+    def alternation(prob, F, MF, C3, f, step, cg_iter):
+        return F.copy(), MF, C3, next(values), step
+
+    monkeypatch.setattr(_kron, "_alternation", alternation)
+    state = _kron._State(F, prob.apply_metric(F), C, 1.0)
+    assert _kron._refine(prob, state, 10, 1e-4, 2, 0, newton, final=final)
+    assert state.iterations == iterations
+    assert state.newton_steps == iterations - len([i for i in failures if i <= iterations])
 
 
 @pytest.mark.parametrize("t, negative, share, missed", [
