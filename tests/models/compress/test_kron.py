@@ -364,16 +364,23 @@ def test_slowest_remaining_decrease_takes_the_slowest_recent_rate():
     assert _kron.remaining_decrease([1.0, 0.0], slowest=True) == 0.0
 
 
+def _scripted_problem(rng):
+    """A small problem, an orthonormal ``F`` and a ``C`` (4 outputs) for :func:`_refine`
+    driven by scripted steps."""
+    o, a, m, r = 4, 6, 2, 2
+    W3 = rng.standard_normal((o, a, m))
+    prob = _kron._Problem(W3, np.eye(a * m), None)
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    return prob, F, rng.standard_normal((o, r, m))
+
+
 def test_final_stop_waits_out_a_slow_tail_after_a_fast_start(rng):
     """Decreases that fall fast (0.1, 0.03, 0.006), then at half their size a step
     (0.003, 0.0015, ...): the mean rate of the last ones stops before the first slow
     step, over twice the tolerance short of the limit; the slowest rate stops within the
     tolerance of it."""
-    o, a, m, r = 4, 6, 2, 2
-    W3 = rng.standard_normal((o, a, m))
-    prob = _kron._Problem(W3, np.eye(a * m), None)
-    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
-    C = rng.standard_normal((o, r, m))
+    prob, F, C = _scripted_problem(rng)
+    o = C.shape[0]
     decreases = [0.1, 0.03] + [0.006 * 0.5 ** k for k in range(40)]
     limit = 1.0 - 0.13 - 0.012
     tol = 2.5e-3
@@ -585,11 +592,8 @@ def test_a_newton_step_that_missed_its_model_ends_the_fit_only_if_it_promised_li
     the step; where the rate of the decreases alone would call it converged), and stops
     as before when it promised no more (rounding). After the large decrease that
     follows, the decreases zig-zag: the stop waits for two small ones."""
-    o, a, m, r = 4, 6, 2, 2
-    W3 = rng.standard_normal((o, a, m))
-    prob = _kron._Problem(W3, np.eye(a * m), None)
-    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
-    C = rng.standard_normal((o, r, m))
+    prob, F, C = _scripted_problem(rng)
+    o = C.shape[0]
     values = iter([0.5, 0.25, 0.125, 0.1249999, 0.05, 0.0499999999, 0.04999999989])
     unmet = iter([0.0, 0.0, 0.0, promised, 0.0, 0.0, 0.0])
 
@@ -612,11 +616,8 @@ def test_an_alternation_after_a_failed_newton_step_does_not_end_the_final_fit(
     (the Newton model failed: the alternation's decrease says nothing of the steps to
     come), unless it follows another (a Newton step also gives up where it cannot move);
     before the final ones it stops there as after any iteration."""
-    o, a, m, r = 4, 6, 2, 2
-    W3 = rng.standard_normal((o, a, m))
-    prob = _kron._Problem(W3, np.eye(a * m), None)
-    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
-    C = rng.standard_normal((o, r, m))
+    prob, F, C = _scripted_problem(rng)
+    o = C.shape[0]
     values = iter([0.5, 0.25, 0.125, 0.1249999, 0.12499989])
     iteration = iter(range(1, 10))
 
@@ -747,11 +748,8 @@ def test_only_the_final_iterations_leave_small_newton_steps_untaken(rng, final):
     """Before the float64 iterations every Newton step is taken (a float32 step is
     cheaper than the float64 one that would replace it); in the final ones a step whose
     model promises less than a share of the tolerance is not."""
-    o, a, m, r = 4, 6, 2, 2
-    W3 = rng.standard_normal((o, a, m))
-    prob = _kron._Problem(W3, np.eye(a * m), None)
-    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
-    C = rng.standard_normal((o, r, m))
+    prob, F, C = _scripted_problem(rng)
+    o = C.shape[0]
     values, asked = iter([0.5, 0.25, 0.125]), []
 
     def newton(prob, F, MF, cg_iter, cg_tol, enough, resolved):
