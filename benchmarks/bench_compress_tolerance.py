@@ -42,10 +42,9 @@ METHODS = ("weight_svd", "spatial_svd", "tucker2")
 TIGHT = 1e-6
 
 
-def fit(W: np.ndarray, X: np.ndarray, stride: int, method: str, alt_tol: float | None
-        ) -> tuple[float, Any]:
+def fit(W: np.ndarray, X: np.ndarray, stride: int, pad: tuple[int, int], method: str,
+        alt_tol: float | None) -> tuple[float, Any]:
     """CPU seconds and result of one data-aware compression."""
-    pad = (W.shape[2] // 2, W.shape[3] // 2)
     t0 = time.process_time()
     res = compress_conv(W, method, ratio=0.5, X=X, stride=stride, padding=pad,
                         input_hw=X.shape[2:], options=CompressOptions(alt_tol=alt_tol))
@@ -81,8 +80,8 @@ def main() -> None:
             if method == "spatial_svd" and W.shape[2] == 1:
                 continue
             with threadpool_limits(1):
-                t_tight, tight = fit(W, X, stride, method, TIGHT)
-                t_default, default = fit(W, X, stride, method, None)
+                t_tight, tight = fit(W, X, stride, pad, method, TIGHT)
+                t_default, default = fit(W, X, stride, pad, method, None)
             f_tight = objective(tight)
             change = objective(default) / f_tight - 1
             changes.append(change)
