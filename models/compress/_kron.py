@@ -815,9 +815,19 @@ def _preconditioner_inverse(S: np.ndarray) -> np.ndarray:
     return _spd_inverse(_factor(S))
 
 
+def _qr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The thin QR factorization of a tall ``X`` in its own dtype, by SciPy's LAPACK.
+
+    numpy's ``qr`` took 1.8x the time on float32 (its ``geqrf`` ran as slow as float64's)
+    and 1.6-2.3x again on two BLAS threads: a 1024 x 184 factor, 12 ms against 4 ms.
+    """
+    Q, R = sla.qr(X, mode="economic", check_finite=False)
+    return Q, R
+
+
 def _orthonormal(F: np.ndarray) -> np.ndarray:
     """An orthonormal basis of the column span of ``F`` (only the span matters)."""
-    return np.linalg.qr(F)[0]
+    return _qr(F)[0]
 
 
 def _orthonormal_with_metric(X: np.ndarray, MX: np.ndarray
@@ -826,7 +836,7 @@ def _orthonormal_with_metric(X: np.ndarray, MX: np.ndarray
     apply_metric(X)``, and ``R``: the metric is linear, so the orthonormal basis costs one
     product with the small ``R^{-1}`` instead of one with ``M``. None when ``R`` is
     ill-conditioned (the product would lose accuracy)."""
-    Q, R = np.linalg.qr(X)
+    Q, R = _qr(X)
     d = np.abs(np.diag(R))
     if d.min() <= 1e-8 * d.max():
         return None
@@ -1130,7 +1140,7 @@ def leading_input_basis(W3: np.ndarray, rank: int) -> np.ndarray:
         fill = np.zeros((a, rank - kept), dtype=T.dtype)
         fill[far, np.arange(rank - kept)] = 1.0
         U = np.hstack([U, fill - U @ (U.T @ fill)])
-    return np.linalg.qr(U)[0]
+    return _qr(U)[0]
 
 
 def _alternation(prob: _Problem, F: np.ndarray, MF: np.ndarray, C: np.ndarray, f: float,
