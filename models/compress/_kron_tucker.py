@@ -380,4 +380,4 @@ def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, products: Rank
                               lambda P, _: rank_hessvec(prob, p, products, P), precond, R,
                               np.zeros_like(F), untracked.copy(), cg_iter, cg_tol,
                               keep_first_on_negative=True)
-    return None if steps is None else (steps[0], steps[2])
+    return None if steps is None else (steps.X, steps.negative)

@@ -2,6 +2,7 @@
 spatial SVD, Tucker-2): a generalised SVD when the metric is a Kronecker product, never
 worse than their starts, and the same optimum as the engine's fusion model."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -578,8 +579,8 @@ def test_mixed_precision_newton_direction_is_the_float64_one(rng):
     exact = _kron._newton_direction(prob, p, n, 1e-20)
     mixed = _kron._newton_direction(prob, p, n, 1e-10, low=prob.single())
     assert exact is not None and mixed is not None
-    assert mixed[0].dtype == mixed[1].dtype == np.float64
-    for got, want in zip(mixed[:2], exact[:2]):
+    assert mixed.X.dtype == mixed.MX.dtype == np.float64
+    for got, want in ((mixed.X, exact.X), (mixed.MX, exact.MX)):
         np.testing.assert_allclose(got, want, atol=1e-3 * np.abs(want).max())
 
 
@@ -637,12 +638,90 @@ def test_an_alternation_after_a_failed_newton_step_does_not_end_the_final_fit(
     assert state.newton_steps == iterations - len([i for i in failures if i <= iterations])
 
 
-@pytest.mark.parametrize("t, negative, share, missed", [
+def _cg(H, R, radius, precond=None):
+    """:func:`_kron._metric_pcg` on the matrix ``H`` from zero, the metric's product an
+    identity (so ``MX`` must track ``X``)."""
+    precond = (lambda Y: Y) if precond is None else precond
+    return _kron._metric_pcg(lambda P: P.copy(), lambda P, MP: H @ P, precond, R,
+                             np.zeros_like(R), np.zeros_like(R), 50, 1e-20,
+                             keep_first_on_negative=True, radius=radius)
+
+
+@pytest.mark.parametrize("curvature", ["positive", "negative"])
+def test_cg_in_a_trust_region_stops_at_its_boundary(rng, curvature):
+    """Where the model's minimiser lies outside the region, or the curvature is negative,
+    CG stops on the boundary (``||X||`` = radius), ``MX`` tracks ``X``, and the promised
+    decrease is the model's own, ``2 <R, X> - <X, H X>``; with a region that holds the
+    minimiser, CG ends inside it at the minimiser."""
+    n = 12
+    H = _spd(rng, n)
+    R = rng.standard_normal((n, 1))
+    radius = 0.3
+    if curvature == "negative":  # R mostly along a direction of negative curvature
+        w, V = np.linalg.eigh(H)
+        H = (V * np.r_[-0.5, w[1:]]) @ V.T
+        R = 3 * V[:, :1] + 0.1 * R
+        radius = 5.0
+    diag = np.linspace(0.5, 2.0, n)[:, None]
+    steps = _cg(H, R, radius, lambda Y: diag * Y)
+    assert steps.boundary and steps.negative is (curvature == "negative")
+    assert np.linalg.norm(steps.X) == pytest.approx(radius, rel=1e-12)
+    np.testing.assert_array_equal(steps.MX, steps.X)
+    model = 2 * float(np.vdot(R, steps.X)) - float(np.vdot(steps.X, H @ steps.X))
+    assert steps.decrease == pytest.approx(model, rel=1e-10) and steps.decrease > 0
+    if curvature == "positive":
+        minimiser = np.linalg.solve(H, R)
+        wide = _cg(H, R, 2 * np.linalg.norm(minimiser))
+        assert not wide.boundary and not wide.negative
+        np.testing.assert_allclose(wide.X, minimiser, rtol=1e-8)
+        assert wide.decrease == pytest.approx(float(np.vdot(R, minimiser)), rel=1e-10)
+
+
+@pytest.mark.parametrize("t, decrease, boundary, radius", [
+    (0.25, 0.9, True, 1.0), (1.0, 0.1, False, 2.0), (1.0, 0.9, True, 3.0),
+    (1.0, 0.9, False, 1.5), (1.0, 0.5, True, 1.5)])
+def test_the_trust_region_follows_how_well_its_steps_met_their_model(
+        t, decrease, boundary, radius):
+    """From 1.5 with a step direction of norm 4 promising 1: a halved step sets the
+    region to the length that held, a full step meeting under a quarter of its promise
+    to half the direction, one at the boundary meeting over three quarters doubles it;
+    otherwise it stays."""
+    region = _kron._TrustRegion(1.5)
+    region.update(t, 4.0, decrease, 1.0, boundary)
+    assert region.radius == radius
+
+
+def test_a_newton_step_stays_in_its_trust_region():
+    """From a random start the Newton step left to itself goes far (0.92, on negative
+    curvature); in a region of 0.2 it stays within, still lowers the objective, counts
+    as having missed its model (cut short, so its promise blocks the stop), and having
+    met that model the region doubles."""
+    rng = np.random.default_rng(5)
+    o, a, m, r = 12, 9, 3, 3
+    W3 = rng.standard_normal((o, a, m)) * np.linspace(2, 0.5, a)[None, :, None]
+    M = _spd(rng, a * m) + 3 * np.eye(a * m)
+    prob = _kron._Problem(W3, M, None)
+    F = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    MF = prob.apply_metric(F)
+    p = prob.point(F, MF)
+    free = _kron._newton_direction(prob, p, 50, 1e-12)
+    assert free.negative and np.linalg.norm(free.X) > 0.9
+    region = _kron._TrustRegion(0.2)
+    q = _kron._newton_update(prob, F, MF, 50, 1e-12, p=p, region=region)
+    assert q is not None and q.f < p.f and q.unmet > 0
+    # the step X is horizontal: span(q.F) turned by angles whose tangents are X's
+    # singular values
+    cosines = np.linalg.svd(F.T @ q.F, compute_uv=False)
+    tangents = np.sqrt(np.maximum(1 / cosines ** 2 - 1, 0))
+    assert np.linalg.norm(tangents) == pytest.approx(0.2, rel=1e-9)
+    assert region.radius == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("t, cut, share, missed", [
     (1.0, False, 0.97, False), (1.0, False, 0.14, True), (0.5, False, 0.97, True),
     (1.0, True, 0.97, True)])
-def test_a_step_misses_its_model_when_halved_on_negative_curvature_or_far_short(
-        t, negative, share, missed):
-    assert _kron.missed_model(t, negative, share * 1e-5, 1e-5) is missed
+def test_a_step_misses_its_model_when_halved_cut_short_or_far_short(t, cut, share, missed):
+    assert _kron.missed_model(t, cut, share * 1e-5, 1e-5) is missed
 
 
 def _near_optimum(out_rank=None):
@@ -668,8 +747,9 @@ def test_a_full_step_far_short_of_its_model_carries_its_promise(monkeypatch, sca
     newton_direction = _kron._newton_direction
 
     def scaled(*args, **kwargs):
-        X, MX, promised, negative = newton_direction(*args, **kwargs)
-        return scale * X, scale * MX, scale * promised, negative
+        d = newton_direction(*args, **kwargs)
+        return dataclasses.replace(d, X=scale * d.X, MX=scale * d.MX,
+                                   decrease=scale * d.decrease)
 
     monkeypatch.setattr(_kron, "_newton_direction", scaled)
     p = prob.point(F, MF)
@@ -708,8 +788,8 @@ def test_a_failed_step_that_promised_little_is_not_halved(monkeypatch, resolved,
     tried = []
 
     def uphill(*args, **kwargs):
-        X, MX, _, negative = newton_direction(*args, **kwargs)
-        return -X, -MX, 0.5, negative
+        d = newton_direction(*args, **kwargs)
+        return dataclasses.replace(d, X=-d.X, MX=-d.MX, decrease=0.5)
 
     def counted(*args):
         tried.append(1)

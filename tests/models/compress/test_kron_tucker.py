@@ -96,10 +96,11 @@ def test_newton_reaches_the_optimum_of_long_alternations_in_fewer_iterations(rng
 
 
 def test_newton_without_a_binding_rank_is_the_unconstrained_step(rng):
-    """An output rank of at least min(out, r m) does not bind: the plain Newton step."""
+    """An output rank of at least min(out, r m) does not bind: the plain Newton step (in
+    a fit's first trust region)."""
     prob, F = _problem(rng, o=5, a=6, m=2, r=2, k=5)
     MF = prob.apply_metric(F)
-    plain = _kron._newton_update(prob, F, MF, 10, 1e-3)
+    plain = _kron._newton_update(prob, F, MF, 10, 1e-3, region=_kron._TrustRegion())
     step = _kron_tucker.RankNewton()(prob, F, MF, 10, 1e-3, 0.0, 0.0)
     assert isinstance(step, _kron._Point) and plain is not None
     np.testing.assert_allclose(step.F, plain.F)
