@@ -175,6 +175,36 @@ def test_screen_drops_a_candidate_that_cannot_catch_up_after_two_alternations(
                                                  rel=CompressOptions().subspace_tol)
 
 
+def test_the_screen_refines_a_candidate_its_early_stop_gave_up_on(monkeypatch):
+    """The (7, 6) candidate's early stop fires after 2 alternations, 6 % above the (5, 12)
+    closed form's objective, with a rate that predicts it cannot catch up; refined, it
+    ends 7 % below it. The early stop only shortens the screen: the pick is that of
+    fitting both in full."""
+    stops = []
+    early_stop = conv._cannot_catch_up
+
+    def recorded(f0, reached):
+        rule = early_stop(f0, reached)
+
+        def give_up(f, decreases):
+            stops.append((len(decreases), rule(f, decreases)))
+            return stops[-1][1]
+        return give_up
+
+    monkeypatch.setattr(conv, "_cannot_catch_up", recorded)
+    rng = np.random.default_rng(27)
+    o, i, candidates = 12, 12, [(5, 12), (7, 6)]
+    W = rng.standard_normal((o, i, 3, 3)) * np.linspace(2, 0.2, o)[:, None, None, None]
+    X = np.maximum(rng.standard_normal((4, i, 8, 8)) * np.linspace(0.3, 2, i)[
+        None, :, None, None] + 0.3, 0.0)
+    calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
+    w_w, w_r = _fit.term_weights(W.reshape(o, -1), calib, 0.9)
+    kept, notes = conv._screened_tucker2(W, candidates, calib, w_w, w_r, CompressOptions())
+    assert (2, True) in stops and notes == []
+    objectives = {ranks: fit.objective for ranks, fit in kept}
+    assert objectives[(7, 6)] < 0.95 * objectives[(5, 12)]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_screened_tucker2_refines_by_newton_steps_after_the_screen(seed):
     """Rank pairs that compete get the screen's alternations; the one kept then takes
