@@ -145,6 +145,19 @@ def test_screen_skips_an_input_rank_the_weight_does_not_have(rng):
     assert len(notes) == 1 and notes[0].startswith("(7, 5) not fitted")
 
 
+def _screen_problem(seed: int, o: int, i: int
+                    ) -> tuple[np.ndarray, _fit.Calibration, float, float]:
+    """A 3x3 conv of ``o`` x ``i`` channels with decaying output scales, calibration maps
+    with growing input scales, and the data-aware term weights of a rank screen."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((o, i, 3, 3)) * np.linspace(2, 0.2, o)[:, None, None, None]
+    X = np.maximum(rng.standard_normal((4, i, 8, 8)) * np.linspace(0.3, 2, i)[
+        None, :, None, None] + 0.3, 0.0)
+    calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
+    w_w, w_r = _fit.term_weights(W.reshape(o, -1), calib, 0.9)
+    return W, calib, w_w, w_r
+
+
 @pytest.mark.parametrize("seed, o, i, candidates", [(0, 24, 16, [(10, 14), (14, 9)]),
                                                      (7, 12, 32, [(7, 17), (6, 17)])])
 def test_screen_drops_a_candidate_that_cannot_catch_up_after_two_alternations(
@@ -152,12 +165,7 @@ def test_screen_drops_a_candidate_that_cannot_catch_up_after_two_alternations(
     """Every start is evaluated first, and a candidate whose decreases already show it
     cannot reach another's objective (or start) is dropped after 2 alternations, not 5:
     the pick and its objective are those of fitting every candidate in full."""
-    rng = np.random.default_rng(seed)
-    W = rng.standard_normal((o, i, 3, 3)) * np.linspace(2, 0.2, o)[:, None, None, None]
-    X = np.maximum(rng.standard_normal((4, i, 8, 8)) * np.linspace(0.3, 2, i)[
-        None, :, None, None] + 0.3, 0.0)
-    calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
-    w_w, w_r = _fit.term_weights(W.reshape(o, -1), calib, 0.9)
+    W, calib, w_w, w_r = _screen_problem(seed, o, i)
     kept, notes = conv._screened_tucker2(W, candidates, calib, w_w, w_r, CompressOptions())
     assert [n for n in notes if "dropped" in n] == [
         f"{r} dropped after 2 alternations" for r in candidates if r != kept[0][0]]
@@ -192,13 +200,8 @@ def test_the_screen_refines_a_candidate_its_early_stop_gave_up_on(monkeypatch):
         return give_up
 
     monkeypatch.setattr(conv, "_cannot_catch_up", recorded)
-    rng = np.random.default_rng(27)
-    o, i, candidates = 12, 12, [(5, 12), (7, 6)]
-    W = rng.standard_normal((o, i, 3, 3)) * np.linspace(2, 0.2, o)[:, None, None, None]
-    X = np.maximum(rng.standard_normal((4, i, 8, 8)) * np.linspace(0.3, 2, i)[
-        None, :, None, None] + 0.3, 0.0)
-    calib = _fit.Calibration.from_rows(im2col(X, (3, 3), (1, 1), (1, 1), (1, 1)))
-    w_w, w_r = _fit.term_weights(W.reshape(o, -1), calib, 0.9)
+    candidates = [(5, 12), (7, 6)]
+    W, calib, w_w, w_r = _screen_problem(27, 12, 12)
     kept, notes = conv._screened_tucker2(W, candidates, calib, w_w, w_r, CompressOptions())
     assert (2, True) in stops and notes == []
     objectives = {ranks: fit.objective for ranks, fit in kept}
