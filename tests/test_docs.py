@@ -4,8 +4,9 @@ Sphinx runs in a subprocess, as ``python -m sphinx -W --keep-going``, writing in
 temporary directory. The doctest builder runs the guide's ``testcode``/``doctest`` blocks
 (the API pages left out: their examples run in tests/test_package.py) and fails on any
 mismatch. The HTML build fails on any warning, the docstrings' included; it reads every
-API page and runs every example for the gallery, so it is slow (one build: the pages of
-the guide, the API and the gallery are all checked on it).
+API page, so it is slow (one build: the pages of the guide, the API and the gallery are
+all checked on it). Its gallery shows the examples' runs of the suite (the
+``example_runs`` fixture), not runs of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _example_runs import EXAMPLES, ExampleRuns
 
 pytest.importorskip("sphinx", reason="the docs extra is not installed: pip install '.[docs]'")
 pytest.importorskip("numpydoc", reason="the docs extra is not installed: pip install '.[docs]'")
@@ -26,9 +28,11 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 TIMEOUT = 900  # seconds
 
 
-def _sphinx(builder: str, out: Path, gallery: str,
-            settings: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def _sphinx(builder: str, out: Path, gallery: str, settings: tuple[str, ...] = (),
+            runs: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "SDF_DOCS_GALLERY": gallery, "MPLBACKEND": "Agg"}
+    if runs is not None:  # the gallery's reports from these runs (see docs/_ext/sdf_docs.py)
+        env["SDF_DOCS_RUNS"] = str(runs)
     overrides = [arg for setting in settings for arg in ("-D", setting)]
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder,
            *overrides, "-d", str(out / "doctrees"), str(DOCS), str(out / builder)]
@@ -55,8 +59,13 @@ def test_guide_code_blocks_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_html_builds_warning_free_with_every_example(tmp_path: Path) -> None:
-    proc = _sphinx("html", tmp_path, gallery="all")
+def test_html_builds_warning_free_with_every_example(tmp_path: Path,
+                                                     example_runs: ExampleRuns) -> None:
+    # every example run once for the suite (tests/test_examples.py checks those runs); a
+    # script whose run failed is run again by the build, which then fails with its output
+    for script in sorted(p.name for p in EXAMPLES.glob("*.py")):
+        example_runs.run(script)
+    proc = _sphinx("html", tmp_path, gallery="all", runs=example_runs.reports)
     assert proc.returncode == 0, _report(proc, tmp_path, "html")
     html = tmp_path / "html"
     for page in ("index.html", "guide/transforms.html", "api/generated/sdf.Model.html",
@@ -67,7 +76,7 @@ def test_html_builds_warning_free_with_every_example(tmp_path: Path) -> None:
     assert (html / "_images" / "quickstart.png").is_file()
     catalogue = (html / "guide" / "transforms.html").read_text()
     assert "sdf.transforms.toeplitz" in catalogue and "sdf.transforms.Orth" in catalogue
-    examples = sorted(p.stem for p in (DOCS.parent / "examples").glob("*.py"))
+    examples = sorted(p.stem for p in EXAMPLES.glob("*.py"))
     for stem in examples:
         page = (html / "gallery" / f"{stem}.html").read_text()
         assert "What it prints" in page and f"{stem}.png" in page, stem

@@ -1,22 +1,17 @@
 """The example scripts run as-is from another directory, report their numbers and write a PNG.
 
 Each script runs in a subprocess with a temporary working directory (the scripts must
-find their data relative to themselves) and a non-interactive matplotlib backend.
+find their data relative to themselves) and a non-interactive matplotlib backend, once per
+session (the ``example_runs`` fixture of ``conftest.py``: the docs build takes its
+gallery from the same runs).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-TIMEOUT = 180  # seconds; each script is meant to finish in < 60 s on 2 cores
+from _example_runs import EXAMPLES, ExampleRuns
 
 # script -> regular expressions its report must contain (one per line of interest)
 REPORTS = {
@@ -96,14 +91,6 @@ REPORTS = {
 }
 
 
-def _run(script: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    start = time.time()
-    proc = subprocess.run([sys.executable, str(EXAMPLES / script)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    return proc, start
-
-
 def _relerrs_below_one(stdout: str) -> None:
     for value in re.findall(r"relative errors? [^\n]*?(\d+\.\d+) ?%", stdout):
         assert 0.0 < float(value) < 100.0
@@ -111,9 +98,10 @@ def _relerrs_below_one(stdout: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(REPORTS))
-def test_example_runs_and_reports(script: str, tmp_path: Path) -> None:
+def test_example_runs_and_reports(script: str, example_runs: ExampleRuns) -> None:
     png = EXAMPLES / script.replace(".py", ".png")
-    proc, start = _run(script, tmp_path)
+    run = example_runs.run(script)
+    proc, start = run.proc, run.start
     assert proc.returncode == 0, f"{script} failed:\n{proc.stderr[-3000:]}"
     for pattern in REPORTS[script]:
         assert re.search(pattern, proc.stdout), (
@@ -122,4 +110,4 @@ def test_example_runs_and_reports(script: str, tmp_path: Path) -> None:
     assert f"figure written to {png}" in proc.stdout
     assert png.is_file() and png.stat().st_mtime >= start - 1.0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not list(tmp_path.iterdir()), "the script wrote into the working directory"
+    assert not run.left, f"the script wrote into the working directory: {run.left}"

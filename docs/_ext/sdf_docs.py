@@ -9,6 +9,10 @@ and save their own figure, so they are run unchanged rather than inside the buil
 process. ``SDF_DOCS_GALLERY`` picks the scripts: ``all`` (default), ``none``, or a regular
 expression searched in the script names (``quickstart|coupled``). A script that fails,
 prints to stderr a traceback, or writes no fresh figure stops the build with its output.
+``SDF_DOCS_RUNS`` names a directory of runs made the same way just before (``NAME.txt``:
+what ``examples/NAME.py`` printed; its figure is the one it saved): a script with a run
+there is not run again (the test suite runs every example once for its own checks and
+builds the docs from those runs).
 
 Tables. ``.. stop-reasons::`` lists :class:`sdf.StopReason` with its messages, and
 ``.. transform-catalogue::`` writes one table per family of
@@ -62,10 +66,17 @@ def _selected(stem: str, which: str) -> bool:
 
 
 def _run(script: Path) -> tuple[str, Path]:
-    """Run ``script`` as a user would; return its report and the figure it saved."""
+    """Run ``script`` as a user would (or take its run from ``SDF_DOCS_RUNS``); return its
+    report and the figure it saved."""
     png = script.with_suffix(".png")
+    runs = os.environ.get("SDF_DOCS_RUNS")
+    report = None if runs is None else Path(runs) / f"{script.stem}.txt"
+    if report is not None and report.is_file() and png.is_file():
+        LOGGER.info(f"gallery: {script.name} as run before ({report})")
+        return report.read_text(encoding="utf-8"), png
     env = {**os.environ, "MPLBACKEND": "Agg"}
     env.pop("SDF_DOCS_GALLERY", None)
+    env.pop("SDF_DOCS_RUNS", None)
     start = time.time()
     with tempfile.TemporaryDirectory() as cwd:
         proc = subprocess.run([sys.executable, str(script)], cwd=cwd, env=env,
