@@ -63,8 +63,9 @@ def test_html_builds_warning_free_with_every_example(tmp_path: Path,
                                                      example_runs: ExampleRuns) -> None:
     # every example run once for the suite (tests/test_examples.py checks those runs); a
     # script whose run failed is run again by the build, which then fails with its output
-    for script in sorted(p.name for p in EXAMPLES.glob("*.py")):
-        example_runs.run(script)
+    scripts = sorted(EXAMPLES.glob("*.py"))
+    for script in scripts:
+        example_runs.run(script.name)
     proc = _sphinx("html", tmp_path, gallery="all", runs=example_runs.reports)
     assert proc.returncode == 0, _report(proc, tmp_path, "html")
     html = tmp_path / "html"
@@ -76,7 +77,6 @@ def test_html_builds_warning_free_with_every_example(tmp_path: Path,
     assert (html / "_images" / "quickstart.png").is_file()
     catalogue = (html / "guide" / "transforms.html").read_text()
     assert "sdf.transforms.toeplitz" in catalogue and "sdf.transforms.Orth" in catalogue
-    examples = sorted(p.stem for p in EXAMPLES.glob("*.py"))
-    for stem in examples:
+    for stem in (script.stem for script in scripts):
         page = (html / "gallery" / f"{stem}.html").read_text()
         assert "What it prints" in page and f"{stem}.png" in page, stem
