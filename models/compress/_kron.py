@@ -541,21 +541,23 @@ class _Problem:
         R = self.weight_contract(C) - MKQ
         return R - p.F @ (p.F.T @ R), Q4
 
-    def hessvec(self, p: _Point, curv: _Curvature, X: np.ndarray, MX: np.ndarray
+    def hessvec(self, p: _Point, curv: _Curvature, X: np.ndarray, MX: np.ndarray | None
                 ) -> np.ndarray:
         """``1/2`` the Hessian of the objective with ``C`` eliminated (variable projection)
-        applied to a horizontal ``X`` (``MX = apply_metric(X)``), projected horizontally;
-        ``curv``: what the products at ``p`` share (:func:`_curvature`).
+        applied to a horizontal ``X`` (``MX = apply_metric(X)``; not read, and may be
+        None, where :meth:`factored_hessian`), projected horizontally; ``curv``: what the
+        products at ``p`` share (:func:`_curvature`).
 
         With ``G = K^T M K``, ``B = Wm M`` and ``dK = kron(X, I)``: ``dC = (B dK - C dG)
         G^{-1}``, ``dG = dK^T M K + K^T M dK``, and the derivative of the gradient
         ``M (K C^T - Wm^T) C`` is ``M dK C^T C + M K (dC^T C + C^T dC) - B^T dC``,
         summed over the ``m`` blocks of ``dK``.
         """
+        if curv.factored:
+            return self._factored_hessvec(p, curv, X)
+        assert MX is not None
         if self.kroot is not None:
             return self._image_hessvec(p, curv, X, MX)
-        if curv.CK is not None:
-            return self._factored_hessvec(p, curv, X, MX)
         m = self.shape[2]
         r = X.shape[1]
         F, C = p.F, p.C
@@ -574,26 +576,32 @@ class _Problem:
         than with ``C^T C`` and ``K^T M dK`` ((r m)^2 entries): that takes fewer
         multiply-adds, ``4 out d m r`` against ``m^2 r^2 (3 a + 2 out)``, where ``out`` is
         small against ``r`` (a 64x192x7x7 conv's weight SVD, ``r m`` = 4410: products
-        of 78 MB fresh arrays besides)."""
+        of 78 MB fresh arrays besides). Those products need no ``M dK``: they take ``M dK
+        C^T`` as one product of ``M`` with ``out`` columns, which is cheaper than ``M dK``
+        (``r m`` columns of ``a`` nonzeros each) wherever this holds."""
         o, a, _ = self.shape
         return self.kroot is None and 4 * a * o < r * (3 * a + 2 * o)
 
-    def _factored_hessvec(self, p: _Point, curv: _Curvature, X: np.ndarray,
-                          MX: np.ndarray) -> np.ndarray:
-        """:meth:`hessvec` on the dense route where :meth:`factored_hessian`: with ``MK =
-        M K`` and ``M dK`` laid out (d, (m, r)), ``C dG = (C K^T) M dK + (C dK^T) M K``,
-        and ``M dK C^T C + M K (dC^T C + C^T dC)`` from their products with ``C^T`` and
-        ``dC^T`` (d, out) (``M K C^T`` shared by the point's products)."""
+    def _factored_hessvec(self, p: _Point, curv: _Curvature, X: np.ndarray) -> np.ndarray:
+        """:meth:`hessvec` on the dense route where :meth:`factored_hessian`: ``C dG = C
+        K^T M dK + C dK^T M K`` and ``M dK C^T C + M K (dC^T C + C^T dC)`` from ``M K C^T``
+        (shared by the point's products), ``M dK C^T`` and ``M K dC^T`` (d, out). ``M dK``
+        itself is not needed: ``M dK C^T`` is ``M (C dK^T)^T``, one product of ``M`` with
+        ``out`` columns, and ``C dG`` is ``(M K C^T)^T dK + (M dK C^T)^T K`` (a 64x192x7x7
+        conv's weight SVD: 8.3e9 multiply-adds a product, where ``M dK`` took 8.0e9 and
+        four products of ``M K`` and ``M dK`` with ``C`` and ``dC`` 1.1e10)."""
         o, a, m = self.shape
         r = X.shape[1]
-        assert curv.C_ml is not None and curv.YC is not None and curv.CK is not None
+        assert curv.C_ml is not None and curv.YC is not None
         C3 = p.C.reshape(o, r, m)
-        MX2, MF2 = MX.reshape(a * m, m * r), p.MF.reshape(a * m, m * r)
-        CdK = np.einsum("osn,bs->obn", C3, X, optimize=True).reshape(o, a * m)
-        CG = (curv.CK @ MX2 + CdK @ MF2).reshape(o, m, r).transpose(0, 2, 1)
+        CdK = np.einsum("osn,bs->obn", C3, X, optimize=True)  # C dK^T (out, a, m)
+        MdKC = self.metric_times(CdK.transpose(1, 2, 0))  # M dK C^T (a m, out)
+        CG = (np.einsum("bno,bs->osn", curv.YC.reshape(a, m, o), X, optimize=True)
+              + np.einsum("bno,bs->osn", MdKC.reshape(a, m, o), p.F, optimize=True))
         dC = curv.times_g_inv(self.weight_times(X) - CG.reshape(o, r * m))
         dC3 = dC.reshape(o, r, m)
-        H = (_back(MX2 @ curv.C_ml.T + MF2 @ _ml_layout(dC3).T, C3)
+        MF2 = p.MF.reshape(a * m, m * r)
+        H = (_back(MdKC + MF2 @ _ml_layout(dC3).T, C3)
              + _back(curv.YC, dC3) - self.weight_contract(dC))
         return H - p.F @ (p.F.T @ H)
 
@@ -730,8 +738,8 @@ class _Curvature:
     #: ``R K C^T`` (k, out) or ``M K C^T`` (d, out)
     C_ml: np.ndarray | None = None
     YC: np.ndarray | None = None
-    #: on the factored dense route (:meth:`_Problem.factored_hessian`): ``C K^T`` (out, d)
-    CK: np.ndarray | None = None
+    #: the factored dense route (:meth:`_Problem.factored_hessian`)
+    factored: bool = False
 
 
 def _curvature(p: _Point, Q4: np.ndarray | None, dtype: DTypeLike, image: bool = False
@@ -753,9 +761,7 @@ def _curvature(p: _Point, Q4: np.ndarray | None, dtype: DTypeLike, image: bool =
         C3 = p.C.astype(dtype, copy=False).reshape(o, -1, m)
         C_ml = _ml_layout(C3)
         YC = p.MF.astype(dtype, copy=False).reshape(-1, C_ml.shape[1]) @ C_ml.T
-        CK = None if image else np.einsum("osn,as->oan", C3, p.F.astype(dtype, copy=False),
-                                          optimize=True).reshape(o, -1)
-        return _Curvature(np.zeros((0, 0), dtype=dtype), G_inv, C_ml, YC, CK)
+        return _Curvature(np.zeros((0, 0), dtype=dtype), G_inv, C_ml, YC, not image)
     return _Curvature(_q_layout(Q4).astype(dtype, copy=False), G_inv)
 
 
@@ -885,9 +891,19 @@ def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float,
         Z = (work.Ma_inv @ Y) @ Qb_inv
         return Z - F @ (F.T @ Z)
 
-    steps = _metric_pcg(work.apply_metric, lambda P, MP: work.hessvec(hp, curv, P, MP), precond,
-                        R, np.zeros_like(F), np.zeros_like(hp.MF), cg_iter, cg_tol,
-                        keep_first_on_negative=True, radius=radius)
+    if curv.factored:
+        # its products need no apply_metric of the search directions: that of X is formed
+        # once, after CG, instead of tracked along (one product per step)
+        untracked = np.zeros(0, dtype=F.dtype)
+        steps = _metric_pcg(lambda P: untracked, lambda P, _: work.hessvec(hp, curv, P, None),
+                            precond, R, np.zeros_like(F), untracked.copy(), cg_iter, cg_tol,
+                            keep_first_on_negative=True, radius=radius)
+        if steps is not None:
+            steps = dataclasses.replace(steps, MX=work.apply_metric(steps.X))
+    else:
+        steps = _metric_pcg(work.apply_metric, lambda P, MP: work.hessvec(hp, curv, P, MP),
+                            precond, R, np.zeros_like(F), np.zeros_like(hp.MF), cg_iter,
+                            cg_tol, keep_first_on_negative=True, radius=radius)
     if steps is None:
         return None
     return dataclasses.replace(steps, X=steps.X.astype(p.F.dtype),

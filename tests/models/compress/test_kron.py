@@ -268,7 +268,7 @@ def test_newton_residual_and_hessian_match_finite_differences(rng, o, r, factore
     dR = (_horizontal(F, prob.residual(at(F + h * X))[0])
           - _horizontal(F, prob.residual(at(F - h * X))[0])) / (2 * h)
     curv = _kron._curvature(p, Q4, np.float64)
-    assert (curv.CK is not None) == factored
+    assert curv.factored == factored
     HX = prob.hessvec(p, curv, X, prob.apply_metric(X))
     np.testing.assert_allclose(HX, -dR, rtol=1e-6, atol=1e-7 * np.abs(HX).max())
     # symmetric on the horizontal space
@@ -305,6 +305,36 @@ def test_factored_hessian_products_equal_the_gram_ones(rng, monkeypatch):
     np.testing.assert_allclose(got[True][1][np.float64], want, rtol=1e-9, atol=1e-12)
     assert got[True][1][np.float32].dtype == np.float32
     np.testing.assert_allclose(got[True][1][np.float32], want, atol=1e-4 * np.abs(want).max())
+
+
+def test_factored_newton_direction_forms_the_metric_product_of_its_step(rng, monkeypatch):
+    """On the factored dense route the Newton CG tracks no product with ``M``: the step's
+    ``apply_metric`` is formed after CG. Step, product and promised decrease equal those
+    of the route through ``C^T C`` (float64; in mixed precision to float32's rounding)."""
+    o, a, m, r = 3, 10, 4, 5
+    W3, M = rng.standard_normal((o, a, m)), _spd(rng, a * m)
+    prob = _kron._Problem(W3, M, None)
+    # a few alternations from a random start: CG meets no negative curvature there (where
+    # it does, its step is the first preconditioned residual, whatever the products)
+    F0 = np.linalg.qr(rng.standard_normal((a, r)))[0]
+    F = _kron.fit_kron(W3, M, [("random", F0)], max_iter=10, tol=0.0, newton_after=10,
+                       single=False).F
+    got = {}
+    for factored in (True, False):
+        monkeypatch.setattr(_kron._Problem, "factored_hessian", lambda self, r: factored)
+        p = prob.point(F, prob.apply_metric(F))
+        for low in (None, prob.single()):
+            steps = _kron._newton_direction(prob, p, 8, 1e-14, low)
+            assert steps is not None and steps.X.dtype == np.float64
+            assert not steps.negative and not steps.boundary
+            np.testing.assert_allclose(steps.MX, prob.apply_metric(steps.X),
+                                       rtol=1e-5 if low else 1e-12,
+                                       atol=1e-5 * np.abs(steps.MX).max())
+            got[factored, low is None] = steps
+    for exact, rtol in ((True, 1e-8), (False, 1e-3)):
+        want, have = got[False, exact], got[True, exact]
+        np.testing.assert_allclose(have.X, want.X, rtol=rtol, atol=rtol * np.abs(want.X).max())
+        assert have.decrease == pytest.approx(want.decrease, rel=rtol)
 
 
 def test_newton_phase_reaches_the_optimum_of_long_alternations(rng):
