@@ -894,10 +894,8 @@ def _newton_direction(prob: _Problem, p: _Point, cg_iter: int, cg_tol: float,
     if curv.factored:
         # its products need no apply_metric of the search directions: that of X is formed
         # once, after CG, instead of tracked along (one product per step)
-        untracked = np.zeros(0, dtype=F.dtype)
-        steps = _metric_pcg(lambda P: untracked, lambda P, _: work.hessvec(hp, curv, P, None),
-                            precond, R, np.zeros_like(F), untracked.copy(), cg_iter, cg_tol,
-                            keep_first_on_negative=True, radius=radius)
+        steps = untracked_pcg(lambda P: work.hessvec(hp, curv, P, None), precond, R, cg_iter,
+                              cg_tol, radius)
         if steps is not None:
             steps = dataclasses.replace(steps, MX=work.apply_metric(steps.X))
     else:
@@ -983,6 +981,19 @@ def _metric_pcg(apply_metric: Callable[[np.ndarray], np.ndarray],
         P = Z + (rz_new / rz) * P
         rz = rz_new
     return _CGSteps(X, MX, False, False, _inner(R0, X))
+
+
+def untracked_pcg(hess: Callable[[np.ndarray], np.ndarray],
+                  precond: Callable[[np.ndarray], np.ndarray], R: np.ndarray, cg_iter: int,
+                  cg_tol: float, radius: float = np.inf) -> _CGSteps | None:
+    """:func:`_metric_pcg` from ``X = 0`` (the first direction kept on negative curvature)
+    for Hessian products ``hess(P)`` that need no ``apply_metric`` of the directions: none
+    is computed or tracked, and the returned ``MX`` is empty (the caller forms the step's
+    product where it needs it, once)."""
+    untracked = np.zeros(0, dtype=R.dtype)
+    return _metric_pcg(lambda P: untracked, lambda P, _: hess(P), precond, R,
+                       np.zeros_like(R), untracked.copy(), cg_iter, cg_tol,
+                       keep_first_on_negative=True, radius=radius)
 
 
 def _to_boundary(X: np.ndarray, P: np.ndarray, radius: float) -> float:

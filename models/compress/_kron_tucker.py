@@ -375,9 +375,6 @@ def _direction(prob: _kron._Problem, p: RankPoint, R: np.ndarray, products: Rank
         return Z - F @ (F.T @ Z)
 
     # the Hessian products here need no product with the metric to be tracked
-    untracked = np.zeros(0, dtype=F.dtype)
-    steps = _kron._metric_pcg(lambda P: untracked,
-                              lambda P, _: rank_hessvec(prob, p, products, P), precond, R,
-                              np.zeros_like(F), untracked.copy(), cg_iter, cg_tol,
-                              keep_first_on_negative=True)
+    steps = _kron.untracked_pcg(lambda P: rank_hessvec(prob, p, products, P), precond, R,
+                                cg_iter, cg_tol)
     return None if steps is None else (steps.X, steps.negative)
